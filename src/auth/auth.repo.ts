@@ -1,0 +1,110 @@
+import { and, asc, eq, gt, isNull } from 'drizzle-orm';
+import { inTransaction, type Db } from '../db/connect.js';
+import { invitations, memberships, users, workspaces, type Role } from '../db/schema.js';
+
+export type UserRow = typeof users.$inferSelect;
+export type WorkspaceRow = typeof workspaces.$inferSelect;
+export type InvitationRow = typeof invitations.$inferSelect;
+
+function authQueries(db: Db) {
+  return {
+    async findUserByEmail(email: string): Promise<UserRow | undefined> {
+      const [row] = await db.select().from(users).where(eq(users.email, email)).limit(1);
+      return row;
+    },
+
+    async findUserById(id: string): Promise<UserRow | undefined> {
+      const [row] = await db.select().from(users).where(eq(users.id, id)).limit(1);
+      return row;
+    },
+
+    async insertUser(values: { email: string; name: string | null; passwordHash: string }): Promise<UserRow> {
+      const [row] = await db.insert(users).values(values).returning();
+      return row!;
+    },
+
+    async insertWorkspace(name: string): Promise<WorkspaceRow> {
+      const [row] = await db.insert(workspaces).values({ name }).returning();
+      return row!;
+    },
+
+    async insertMembership(workspaceId: string, userId: string, role: Role): Promise<void> {
+      await db.insert(memberships).values({ workspaceId, userId, role }).onConflictDoNothing();
+    },
+
+    async findMembership(workspaceId: string, userId: string) {
+      const [row] = await db
+        .select({ role: memberships.role, workspace: workspaces })
+        .from(memberships)
+        .innerJoin(workspaces, eq(workspaces.id, memberships.workspaceId))
+        .where(and(eq(memberships.workspaceId, workspaceId), eq(memberships.userId, userId)))
+        .limit(1);
+      return row;
+    },
+
+    /** The user's oldest membership: where a login lands when it names no workspace. */
+    async findFirstMembership(userId: string) {
+      const [row] = await db
+        .select({ workspaceId: memberships.workspaceId })
+        .from(memberships)
+        .where(eq(memberships.userId, userId))
+        .orderBy(asc(memberships.createdAt))
+        .limit(1);
+      return row;
+    },
+
+    async listMembers(workspaceId: string) {
+      return db
+        .select({ userId: users.id, email: users.email, name: users.name, role: memberships.role, since: memberships.createdAt })
+        .from(memberships)
+        .innerJoin(users, eq(users.id, memberships.userId))
+        .where(eq(memberships.workspaceId, workspaceId))
+        .orderBy(asc(memberships.createdAt));
+    },
+
+    async insertInvitation(values: typeof invitations.$inferInsert): Promise<InvitationRow> {
+      const [row] = await db.insert(invitations).values(values).returning();
+      return row!;
+    },
+
+    async listPendingInvitations(workspaceId: string, now: Date): Promise<InvitationRow[]> {
+      return db
+        .select()
+        .from(invitations)
+        .where(and(eq(invitations.workspaceId, workspaceId), isNull(invitations.acceptedAt), gt(invitations.expiresAt, now)))
+        .orderBy(asc(invitations.createdAt));
+    },
+
+    /** Locks the invitation so that two accepts of one token cannot both succeed. */
+    async lockUsableInvitation(tokenHash: string, now: Date): Promise<InvitationRow | undefined> {
+      const [row] = await db
+        .select()
+        .from(invitations)
+        .where(and(eq(invitations.tokenHash, tokenHash), isNull(invitations.acceptedAt), gt(invitations.expiresAt, now)))
+        .for('update')
+        .limit(1);
+      return row;
+    },
+
+    async markInvitationAccepted(id: string, at: Date): Promise<void> {
+      await db.update(invitations).set({ acceptedAt: at }).where(eq(invitations.id, id));
+    },
+
+    async deleteInvitation(workspaceId: string, id: string): Promise<boolean> {
+      const deleted = await db
+        .delete(invitations)
+        .where(and(eq(invitations.workspaceId, workspaceId), eq(invitations.id, id), isNull(invitations.acceptedAt)))
+        .returning({ id: invitations.id });
+      return deleted.length > 0;
+    },
+  };
+}
+
+export type AuthQueries = ReturnType<typeof authQueries>;
+
+/** The queries, plus `transaction` to run several of them atomically. */
+export function createAuthRepo(db: Db) {
+  return { ...authQueries(db), transaction: inTransaction(db, authQueries) };
+}
+
+export type AuthRepo = ReturnType<typeof createAuthRepo>;

@@ -1,0 +1,57 @@
+import { Router, type RequestHandler } from 'express';
+import { z } from 'zod';
+import { parseId } from '../http/params.js';
+import { parseInput } from '../http/validate.js';
+import { authOf, requireRole } from './auth.middleware.js';
+import type { AuthService } from './auth.service.js';
+
+const email = z.email().max(254);
+const password = z.string().min(10, 'must be at least 10 characters').max(200);
+
+const signupBody = z.object({
+  email,
+  password,
+  workspaceName: z.string().trim().min(1).max(200),
+  name: z.string().trim().min(1).max(200).optional(),
+});
+const loginBody = z.object({ email: z.string().max(254), password: z.string().max(200), workspaceId: z.uuid().optional() });
+const inviteBody = z.object({ email, role: z.enum(['owner', 'admin', 'member']).default('member') });
+const acceptBody = z.object({ token: z.string().min(1).max(200), password, name: z.string().trim().min(1).max(200).optional() });
+
+/** Routes anyone may call: signup, login, accepting an invitation. */
+export function publicAuthRoutes(auth: AuthService, loginLimiter: RequestHandler): Router {
+  const router = Router();
+  router.post('/auth/signup', async (req, res) => {
+    res.status(201).json(await auth.signup(parseInput(signupBody, req.body)));
+  });
+  router.post('/auth/login', loginLimiter, async (req, res) => {
+    res.json(await auth.login(parseInput(loginBody, req.body)));
+  });
+  router.post('/invitations/accept', async (req, res) => {
+    res.status(201).json(await auth.acceptInvitation(parseInput(acceptBody, req.body)));
+  });
+  return router;
+}
+
+/** Routes for members of a workspace; `authenticated` guards their prefixes. */
+export function authRoutes(auth: AuthService, authenticated: RequestHandler): Router {
+  const router = Router();
+  router.use(['/me', '/members', '/invitations'], authenticated);
+  router.get('/me', async (req, res) => {
+    res.json(await auth.me(authOf(req)));
+  });
+  router.get('/members', async (req, res) => {
+    res.json({ members: await auth.listMembers(authOf(req)) });
+  });
+  router.get('/invitations', requireRole('owner', 'admin'), async (req, res) => {
+    res.json({ invitations: await auth.listInvitations(authOf(req)) });
+  });
+  router.post('/invitations', requireRole('owner', 'admin'), async (req, res) => {
+    res.status(201).json(await auth.invite(authOf(req), parseInput(inviteBody, req.body)));
+  });
+  router.delete('/invitations/:id', requireRole('owner', 'admin'), async (req, res) => {
+    await auth.revokeInvitation(authOf(req), parseId(req.params.id, 'Invitation'));
+    res.status(204).end();
+  });
+  return router;
+}

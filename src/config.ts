@@ -1,0 +1,230 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { z } from 'zod';
+
+/**
+ * The service's whole configuration, read from the environment once at boot.
+ * Every problem is reported in one error; secret values are never echoed back.
+ */
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+/** `v1:<base64 of 32 bytes>,v2:…` — the last key encrypts, every key decrypts. */
+const encryptionKeyList = z.string().transform((raw, ctx) => {
+  const keys: { version: string; key: Buffer }[] = [];
+  for (const entry of raw.split(',').map((s) => s.trim()).filter(Boolean)) {
+    const match = /^(v\d+):(.+)$/.exec(entry);
+    const key = match ? Buffer.from(match[2]!, 'base64') : undefined;
+    if (!match || !key || key.length !== 32) {
+      ctx.addIssue({ code: 'custom', message: 'each entry must be vN:<base64 of exactly 32 bytes>' });
+      return z.NEVER;
+    }
+    keys.push({ version: match[1]!, key });
+  }
+  if (keys.length === 0) {
+    ctx.addIssue({ code: 'custom', message: 'at least one key is required' });
+    return z.NEVER;
+  }
+  if (new Set(keys.map((k) => k.version)).size !== keys.length) {
+    ctx.addIssue({ code: 'custom', message: 'key versions must be unique' });
+    return z.NEVER;
+  }
+  return keys;
+});
+
+/** `v1:<secret>,v2:<secret>` or one bare secret (taken as v1); the last one signs, all verify. */
+const signingSecretList = z.string().transform((raw, ctx) => {
+  const entries = raw.split(',').map((s) => s.trim()).filter(Boolean);
+  const secrets = entries.map((entry, index) => {
+    const match = /^(v\d+):(.+)$/.exec(entry);
+    return match ? { version: match[1]!, secret: match[2]! } : { version: `v${index + 1}`, secret: entry };
+  });
+  if (secrets.length === 0 || secrets.some((s) => s.secret.length < 32)) {
+    ctx.addIssue({ code: 'custom', message: 'each secret must be at least 32 characters' });
+    return z.NEVER;
+  }
+  return secrets;
+});
+
+const optionalUrl = z.url({ protocol: /^https?$/ }).optional();
+const emptyAsUndefined = (value: unknown) => (value === '' ? undefined : value);
+
+const envSchema = z.object({
+  NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+  PORT: z.coerce.number().int().min(0).max(65535).default(3000),
+  HOST: z.string().default('0.0.0.0'),
+  PUBLIC_BASE_URL: optionalUrl,
+  DATA_DIR: z.string().default('./data'),
+  DATABASE_URL: z
+    .string()
+    .regex(/^(pglite:.+|postgres(ql)?:\/\/.+)$/, 'must be pglite:<dir> or postgres://…')
+    .optional(),
+  JWT_SECRET: z.string().min(32, 'must be at least 32 characters').optional(),
+  JWT_PRIVATE_KEY: z.string().includes('PRIVATE KEY', { message: 'must be a PEM private key' }).optional(),
+  JWT_PUBLIC_KEY: z.string().includes('PUBLIC KEY', { message: 'must be a PEM public key' }).optional(),
+  JWT_TTL_SECONDS: z.coerce.number().int().min(60).max(86_400).default(3600),
+  TOKEN_ENCRYPTION_KEYS: encryptionKeyList.optional(),
+  TRACKING_SECRET: signingSecretList.optional(),
+  GOOGLE_CLIENT_ID: z.string().optional(),
+  GOOGLE_CLIENT_SECRET: z.string().optional(),
+  GOOGLE_REDIRECT_URI: optionalUrl,
+  GOOGLE_API_ROOT_URL: optionalUrl,
+  GOOGLE_OAUTH_AUTHORIZE_URL: optionalUrl,
+  GOOGLE_OAUTH_TOKEN_URL: optionalUrl,
+  GOOGLE_OAUTH_REVOKE_URL: optionalUrl,
+  GMAIL_PUSH_AUDIENCE: z.string().optional(),
+  LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
+  TRUST_PROXY: z.string().default('loopback'),
+  POLICY_VERSION: z.string().min(1).default('2026-11-01'),
+  LOGIN_MAX_FAILURES: z.coerce.number().int().min(1).default(5),
+  LOGIN_FAILURE_WINDOW_SECONDS: z.coerce.number().int().min(1).default(900),
+});
+
+type Env = z.infer<typeof envSchema>;
+
+export interface Config {
+  readonly env: Env['NODE_ENV'];
+  readonly port: number;
+  readonly host: string;
+  readonly publicBaseUrl: string;
+  readonly dataDir: string;
+  readonly database: { readonly kind: 'pglite'; readonly dir: string } | { readonly kind: 'postgres'; readonly url: string };
+  readonly jwt:
+    | { readonly algorithm: 'HS256'; readonly secret: string; readonly ttlSeconds: number }
+    | { readonly algorithm: 'RS256'; readonly privateKey: string; readonly publicKey: string; readonly ttlSeconds: number };
+  readonly tokenEncryptionKeys: readonly { readonly version: string; readonly key: Buffer }[];
+  readonly trackingSecrets: readonly { readonly version: string; readonly secret: string }[];
+  readonly google: {
+    readonly clientId?: string;
+    readonly clientSecret?: string;
+    readonly redirectUri?: string;
+    readonly apiRootUrl?: string;
+    readonly authorizeUrl?: string;
+    readonly tokenUrl?: string;
+    readonly revokeUrl?: string;
+    readonly pushAudience?: string;
+  };
+  readonly logLevel: Env['LOG_LEVEL'];
+  readonly trustProxy: string;
+  readonly policyVersion: string;
+  readonly login: { readonly maxFailures: number; readonly windowSeconds: number };
+  /** Names of secrets generated for development because the environment had none. */
+  readonly generatedSecrets: readonly string[];
+}
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`Invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+const GENERATED_SECRETS_FILE = 'secrets.json';
+
+/**
+ * In development, missing secrets are generated once and kept in the data dir so that
+ * tokens and encrypted rows stay valid across restarts. Production never does this.
+ */
+function loadOrCreateDevSecrets(dataDir: string): Record<string, string> {
+  const file = path.join(dataDir, GENERATED_SECRETS_FILE);
+  if (existsSync(file)) return JSON.parse(readFileSync(file, 'utf8')) as Record<string, string>;
+  const secrets = {
+    JWT_SECRET: randomBytes(48).toString('base64url'),
+    TOKEN_ENCRYPTION_KEYS: `v1:${randomBytes(32).toString('base64')}`,
+    TRACKING_SECRET: `v1:${randomBytes(48).toString('base64url')}`,
+  };
+  mkdirSync(dataDir, { recursive: true });
+  writeFileSync(file, JSON.stringify(secrets, null, 2), { mode: 0o600 });
+  return secrets;
+}
+
+export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
+  // Blank variables (as left by a copied .env.example) mean "not set".
+  const raw = Object.fromEntries(Object.entries(source).map(([k, v]) => [k, emptyAsUndefined(v)]));
+  const parsed = envSchema.safeParse(raw);
+  if (!parsed.success) {
+    // Name the variable and the rule, never the value: some of these are secrets.
+    throw new ConfigError(parsed.error.issues.map((issue) => `${issue.path.join('.')}: ${issue.message}`));
+  }
+  let env = parsed.data;
+
+  const problems: string[] = [];
+  const hasKeyPair = Boolean(env.JWT_PRIVATE_KEY || env.JWT_PUBLIC_KEY);
+  if (hasKeyPair && !(env.JWT_PRIVATE_KEY && env.JWT_PUBLIC_KEY)) {
+    problems.push('JWT_PRIVATE_KEY and JWT_PUBLIC_KEY must be set together');
+  }
+  const googleSet = [env.GOOGLE_CLIENT_ID, env.GOOGLE_CLIENT_SECRET, env.GOOGLE_REDIRECT_URI].filter(Boolean).length;
+  if (googleSet > 0 && googleSet < 3) {
+    problems.push('GOOGLE_CLIENT_ID, GOOGLE_CLIENT_SECRET and GOOGLE_REDIRECT_URI must be set together');
+  }
+
+  const generatedSecrets: string[] = [];
+  const missingSecrets = [
+    !env.JWT_SECRET && !hasKeyPair ? 'JWT_SECRET' : undefined,
+    !env.TOKEN_ENCRYPTION_KEYS ? 'TOKEN_ENCRYPTION_KEYS' : undefined,
+    !env.TRACKING_SECRET ? 'TRACKING_SECRET' : undefined,
+  ].filter((name): name is string => Boolean(name));
+
+  if (env.NODE_ENV === 'production') {
+    for (const name of missingSecrets) problems.push(`${name}: required when NODE_ENV=production`);
+    if (!env.PUBLIC_BASE_URL) problems.push('PUBLIC_BASE_URL: required when NODE_ENV=production');
+  } else if (missingSecrets.length > 0 && problems.length === 0) {
+    const stored = loadOrCreateDevSecrets(env.DATA_DIR);
+    const filled = envSchema.safeParse({ ...raw, ...Object.fromEntries(missingSecrets.map((n) => [n, stored[n]])) });
+    if (!filled.success) throw new ConfigError([`${path.join(env.DATA_DIR, GENERATED_SECRETS_FILE)} is damaged; delete it to regenerate`]);
+    env = filled.data;
+    generatedSecrets.push(...missingSecrets);
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  const database: Config['database'] = !env.DATABASE_URL
+    ? { kind: 'pglite', dir: path.join(env.DATA_DIR, 'pglite') }
+    : env.DATABASE_URL.startsWith('pglite:')
+      ? { kind: 'pglite', dir: env.DATABASE_URL.slice('pglite:'.length) }
+      : { kind: 'postgres', url: env.DATABASE_URL };
+
+  const jwt: Config['jwt'] =
+    env.JWT_PRIVATE_KEY && env.JWT_PUBLIC_KEY
+      ? { algorithm: 'RS256', privateKey: env.JWT_PRIVATE_KEY, publicKey: env.JWT_PUBLIC_KEY, ttlSeconds: env.JWT_TTL_SECONDS }
+      : { algorithm: 'HS256', secret: env.JWT_SECRET!, ttlSeconds: env.JWT_TTL_SECONDS };
+
+  return deepFreeze({
+    env: env.NODE_ENV,
+    port: env.PORT,
+    host: env.HOST,
+    publicBaseUrl: (env.PUBLIC_BASE_URL ?? `http://localhost:${env.PORT}`).replace(/\/+$/, ''),
+    dataDir: env.DATA_DIR,
+    database,
+    jwt,
+    tokenEncryptionKeys: env.TOKEN_ENCRYPTION_KEYS!,
+    trackingSecrets: env.TRACKING_SECRET!,
+    google: {
+      clientId: env.GOOGLE_CLIENT_ID,
+      clientSecret: env.GOOGLE_CLIENT_SECRET,
+      redirectUri: env.GOOGLE_REDIRECT_URI,
+      apiRootUrl: env.GOOGLE_API_ROOT_URL,
+      authorizeUrl: env.GOOGLE_OAUTH_AUTHORIZE_URL,
+      tokenUrl: env.GOOGLE_OAUTH_TOKEN_URL,
+      revokeUrl: env.GOOGLE_OAUTH_REVOKE_URL,
+      pushAudience: env.GMAIL_PUSH_AUDIENCE,
+    },
+    logLevel: env.LOG_LEVEL,
+    trustProxy: env.TRUST_PROXY,
+    policyVersion: env.POLICY_VERSION,
+    login: { maxFailures: env.LOGIN_MAX_FAILURES, windowSeconds: env.LOGIN_FAILURE_WINDOW_SECONDS },
+    generatedSecrets,
+  });
+}
+
+export function isGoogleConfigured(config: Config): boolean {
+  return Boolean(config.google.clientId);
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Buffer.isBuffer(value)) {
+    for (const child of Object.values(value)) deepFreeze(child);
+    Object.freeze(value);
+  }
+  return value;
+}

@@ -1,0 +1,162 @@
+import { and, desc, eq, ilike, inArray, lt, or, sql } from 'drizzle-orm';
+import { inTransaction, type Db } from '../db/connect.js';
+import { isUniqueViolation } from '../db/pg-errors.js';
+import { consents, contacts, type ConsentStatus } from '../db/schema.js';
+
+export type ContactRow = typeof contacts.$inferSelect;
+export type ConsentRow = typeof consents.$inferSelect;
+
+export interface ContactFields {
+  email: string;
+  firstName: string | null;
+  lastName: string | null;
+  attributes: Record<string, unknown>;
+}
+
+export interface ImportedContact {
+  email: string;
+  firstName?: string;
+  lastName?: string;
+  attributes: Record<string, string>;
+}
+
+const escapeLike = (text: string) => text.replace(/[\\%_]/g, (c) => `\\${c}`);
+
+function contactQueries(db: Db) {
+  return {
+    async findById(workspaceId: string, id: string): Promise<ContactRow | undefined> {
+      const [row] = await db
+        .select()
+        .from(contacts)
+        .where(and(eq(contacts.workspaceId, workspaceId), eq(contacts.id, id)))
+        .limit(1);
+      return row;
+    },
+
+    /** Newest first, keyset-paginated on (created_at, id). */
+    async list(workspaceId: string, options: { limit: number; before?: { createdAt: Date; id: string }; search?: string }) {
+      const conditions = [eq(contacts.workspaceId, workspaceId)];
+      if (options.before) {
+        conditions.push(
+          or(
+            lt(contacts.createdAt, options.before.createdAt),
+            and(eq(contacts.createdAt, options.before.createdAt), lt(contacts.id, options.before.id)),
+          )!,
+        );
+      }
+      if (options.search) {
+        const pattern = `%${escapeLike(options.search)}%`;
+        conditions.push(or(ilike(contacts.email, pattern), ilike(contacts.firstName, pattern), ilike(contacts.lastName, pattern))!);
+      }
+      return db
+        .select()
+        .from(contacts)
+        .where(and(...conditions))
+        .orderBy(desc(contacts.createdAt), desc(contacts.id))
+        .limit(options.limit);
+    },
+
+    /** Returns undefined when the address already belongs to a contact of the workspace. */
+    async insert(workspaceId: string, fields: ContactFields): Promise<ContactRow | undefined> {
+      try {
+        const [row] = await db.insert(contacts).values({ workspaceId, ...fields }).returning();
+        return row;
+      } catch (error) {
+        if (isUniqueViolation(error)) return undefined;
+        throw error;
+      }
+    },
+
+    /** Returns 'conflict' when the new address belongs to another contact. */
+    async update(workspaceId: string, id: string, fields: Partial<ContactFields>): Promise<ContactRow | undefined | 'conflict'> {
+      try {
+        const [row] = await db
+          .update(contacts)
+          .set({ ...fields, updatedAt: new Date() })
+          .where(and(eq(contacts.workspaceId, workspaceId), eq(contacts.id, id)))
+          .returning();
+        return row;
+      } catch (error) {
+        if (isUniqueViolation(error)) return 'conflict';
+        throw error;
+      }
+    },
+
+    async delete(workspaceId: string, id: string): Promise<boolean> {
+      const deleted = await db
+        .delete(contacts)
+        .where(and(eq(contacts.workspaceId, workspaceId), eq(contacts.id, id)))
+        .returning({ id: contacts.id });
+      return deleted.length > 0;
+    },
+
+    /**
+     * Inserts or merges a batch of imported rows keyed on the address (case-insensitive).
+     * Names given overwrite, names left blank keep what was there, attributes merge.
+     * Rows that would change nothing are not touched, so re-importing a file is a no-op.
+     */
+    async upsertImported(workspaceId: string, rows: ImportedContact[]): Promise<{ created: number; updated: number }> {
+      if (rows.length === 0) return { created: 0, updated: 0 };
+      const values = sql.join(
+        rows.map(
+          (r) =>
+            sql`(${workspaceId}::uuid, ${r.email}, ${r.firstName ?? null}, ${r.lastName ?? null}, ${JSON.stringify(r.attributes)}::jsonb)`,
+        ),
+        sql`, `,
+      );
+      const result = (await db.execute(sql`
+        insert into contacts as c (workspace_id, email, first_name, last_name, attributes)
+        values ${values}
+        on conflict (workspace_id, lower(email)) do update set
+          first_name = coalesce(excluded.first_name, c.first_name),
+          last_name = coalesce(excluded.last_name, c.last_name),
+          attributes = c.attributes || excluded.attributes,
+          updated_at = now()
+        where (c.first_name, c.last_name, c.attributes) is distinct from
+              (coalesce(excluded.first_name, c.first_name), coalesce(excluded.last_name, c.last_name), c.attributes || excluded.attributes)
+        returning (xmax = 0) as inserted`)) as unknown as { rows: { inserted: boolean }[] };
+      const inserted = result.rows.filter((r) => r.inserted).length;
+      return { created: inserted, updated: result.rows.length - inserted };
+    },
+
+    async insertConsent(values: {
+      workspaceId: string;
+      contactId: string;
+      status: ConsentStatus;
+      source: string;
+      policyVersion: string;
+      actor: string;
+    }): Promise<ConsentRow> {
+      const [row] = await db.insert(consents).values(values).returning();
+      return row!;
+    },
+
+    async listConsents(workspaceId: string, contactId: string): Promise<ConsentRow[]> {
+      return db
+        .select()
+        .from(consents)
+        .where(and(eq(consents.workspaceId, workspaceId), eq(consents.contactId, contactId)))
+        .orderBy(desc(consents.at), desc(consents.id));
+    },
+
+    /** The latest record per contact: that is each contact's consent (P-11). */
+    async latestConsents(workspaceId: string, contactIds: string[]): Promise<Map<string, ConsentRow>> {
+      if (contactIds.length === 0) return new Map();
+      const rows = await db
+        .selectDistinctOn([consents.contactId])
+        .from(consents)
+        .where(and(eq(consents.workspaceId, workspaceId), inArray(consents.contactId, contactIds)))
+        .orderBy(consents.contactId, desc(consents.at), desc(consents.id));
+      return new Map(rows.map((row) => [row.contactId, row]));
+    },
+  };
+}
+
+export type ContactsQueries = ReturnType<typeof contactQueries>;
+
+/** The queries, plus `transaction` to run several of them atomically. */
+export function createContactsRepo(db: Db) {
+  return { ...contactQueries(db), transaction: inTransaction(db, contactQueries) };
+}
+
+export type ContactsRepo = ReturnType<typeof createContactsRepo>;

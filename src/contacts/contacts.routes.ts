@@ -1,0 +1,74 @@
+import { Router, type RequestHandler } from 'express';
+import { z } from 'zod';
+import { authOf } from '../auth/auth.middleware.js';
+import { AppError, UnsupportedMediaTypeError } from '../errors.js';
+import { parseId } from '../http/params.js';
+import { parseInput } from '../http/validate.js';
+import type { ContactsService } from './contacts.service.js';
+import { emailAddressField } from './email-address.js';
+
+const MAX_IMPORT_BYTES = 50 * 1024 * 1024;
+
+const name = z.string().trim().min(1).max(200);
+/** Attribute keys double as merge-field names in templates ({{companyName}}), so they must be identifiers. */
+const attributes = z
+  .record(
+    z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/, 'attribute names are letters, digits and _ (not starting with a digit)'),
+    z.union([z.string().max(2000), z.number(), z.boolean(), z.null()]),
+  )
+  .refine((value) => Object.keys(value).length <= 100, 'at most 100 attributes');
+
+const createBody = z.object({ email: emailAddressField, firstName: name.optional(), lastName: name.optional(), attributes: attributes.optional() });
+const patchBody = z
+  .object({ email: emailAddressField, firstName: name.nullable(), lastName: name.nullable(), attributes })
+  .partial()
+  .strict()
+  .refine((value) => Object.keys(value).length > 0, 'give at least one field to change');
+const listQuery = z.object({
+  limit: z.coerce.number().int().min(1).max(500).default(50),
+  cursor: z.string().max(200).optional(),
+  q: z.string().trim().min(1).max(200).optional(),
+});
+const consentBody = z.object({
+  status: z.enum(['opted_in', 'opted_out']),
+  source: z.string().trim().min(1).max(200),
+  policyVersion: z.string().trim().min(1).max(50).optional(),
+});
+
+export function contactsRoutes(contacts: ContactsService, authenticated: RequestHandler): Router {
+  const router = Router();
+  router.use('/contacts', authenticated);
+
+  router.post('/contacts/import', async (req, res) => {
+    if (!req.is(['text/csv', 'application/csv'])) throw new UnsupportedMediaTypeError('text/csv');
+    if (Number(req.headers['content-length'] ?? 0) > MAX_IMPORT_BYTES) {
+      throw new AppError('payload_too_large', 413, `A CSV file may be at most ${MAX_IMPORT_BYTES / 1024 / 1024} MB`);
+    }
+    res.json(await contacts.importCsv(authOf(req), req));
+  });
+  router.get('/contacts', async (req, res) => {
+    res.json(await contacts.list(authOf(req), parseInput(listQuery, req.query)));
+  });
+  router.post('/contacts', async (req, res) => {
+    res.status(201).json(await contacts.create(authOf(req), parseInput(createBody, req.body)));
+  });
+  router.get('/contacts/:id', async (req, res) => {
+    res.json(await contacts.get(authOf(req), parseId(req.params.id, 'Contact')));
+  });
+  router.patch('/contacts/:id', async (req, res) => {
+    const id = parseId(req.params.id, 'Contact');
+    res.json(await contacts.update(authOf(req), id, parseInput(patchBody, req.body)));
+  });
+  router.delete('/contacts/:id', async (req, res) => {
+    await contacts.remove(authOf(req), parseId(req.params.id, 'Contact'));
+    res.status(204).end();
+  });
+  router.get('/contacts/:id/consents', async (req, res) => {
+    res.json({ consents: await contacts.listConsents(authOf(req), parseId(req.params.id, 'Contact')) });
+  });
+  router.post('/contacts/:id/consents', async (req, res) => {
+    const id = parseId(req.params.id, 'Contact');
+    res.status(201).json(await contacts.recordConsent(authOf(req), id, parseInput(consentBody, req.body)));
+  });
+  return router;
+}

@@ -1,0 +1,141 @@
+import type { AuthContext } from '../auth/auth.service.js';
+import type { ConsentStatus } from '../db/schema.js';
+import { ConflictError, NotFoundError, ValidationError } from '../errors.js';
+import type { Readable } from 'node:stream';
+import { importContactsCsv } from './contacts-import.js';
+import type { ConsentRow, ContactFields, ContactRow, ContactsRepo } from './contacts.repo.js';
+
+export type AttributeValue = string | number | boolean | null;
+
+function presentConsent(consent: ConsentRow | undefined) {
+  if (!consent) return null;
+  return { id: consent.id, status: consent.status, source: consent.source, policyVersion: consent.policyVersion, actor: consent.actor, at: consent.at };
+}
+
+function presentContact(contact: ContactRow, consent: ConsentRow | undefined) {
+  return {
+    id: contact.id,
+    email: contact.email,
+    firstName: contact.firstName,
+    lastName: contact.lastName,
+    attributes: contact.attributes,
+    consent: presentConsent(consent),
+    createdAt: contact.createdAt,
+    updatedAt: contact.updatedAt,
+  };
+}
+
+/** Opaque page cursor: the last row's (created_at, id). */
+const encodeCursor = (row: ContactRow) => Buffer.from(`${row.createdAt.toISOString()}|${row.id}`).toString('base64url');
+function decodeCursor(cursor: string): { createdAt: Date; id: string } {
+  const [at, id] = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
+  const createdAt = new Date(at ?? '');
+  if (!id || !/^[0-9a-f-]{36}$/.test(id) || Number.isNaN(createdAt.getTime())) {
+    throw new ValidationError([{ field: 'cursor', message: 'is not a cursor this API returned' }]);
+  }
+  return { createdAt, id };
+}
+
+/** JSON merge patch (RFC 7396) for attributes: a null value removes the key. */
+function mergeAttributes(current: Record<string, unknown>, patch: Record<string, AttributeValue>) {
+  const merged: Record<string, unknown> = { ...current };
+  for (const [key, value] of Object.entries(patch)) {
+    if (value === null) delete merged[key];
+    else merged[key] = value;
+  }
+  return merged;
+}
+
+export function createContactsService(deps: { repo: ContactsRepo; policyVersion: string }) {
+  const { repo } = deps;
+
+  async function requireContact(auth: AuthContext, id: string): Promise<ContactRow> {
+    const contact = await repo.findById(auth.workspaceId, id);
+    if (!contact) throw new NotFoundError('Contact');
+    return contact;
+  }
+
+  const duplicate = (email: string) => new ConflictError('contact_exists', `A contact with the address ${email} already exists`);
+
+  return {
+    async create(auth: AuthContext, input: { email: string; firstName?: string; lastName?: string; attributes?: Record<string, AttributeValue> }) {
+      const fields: ContactFields = {
+        email: input.email,
+        firstName: input.firstName ?? null,
+        lastName: input.lastName ?? null,
+        attributes: mergeAttributes({}, input.attributes ?? {}),
+      };
+      const contact = await repo.insert(auth.workspaceId, fields);
+      if (!contact) throw duplicate(input.email);
+      return presentContact(contact, undefined);
+    },
+
+    async list(auth: AuthContext, query: { limit: number; cursor?: string; q?: string }) {
+      const rows = await repo.list(auth.workspaceId, {
+        limit: query.limit + 1,
+        before: query.cursor ? decodeCursor(query.cursor) : undefined,
+        search: query.q,
+      });
+      const page = rows.slice(0, query.limit);
+      const latest = await repo.latestConsents(auth.workspaceId, page.map((c) => c.id));
+      return {
+        contacts: page.map((c) => presentContact(c, latest.get(c.id))),
+        nextCursor: rows.length > query.limit ? encodeCursor(page[page.length - 1]!) : null,
+      };
+    },
+
+    /** One contact with its timeline: everything that happened to it, newest first. */
+    async get(auth: AuthContext, id: string) {
+      const contact = await requireContact(auth, id);
+      const history = await repo.listConsents(auth.workspaceId, id);
+      const timeline = history.map((c) => ({ type: 'consent' as const, at: c.at, status: c.status, source: c.source, actor: c.actor }));
+      return { ...presentContact(contact, history[0]), timeline };
+    },
+
+    async update(
+      auth: AuthContext,
+      id: string,
+      patch: { email?: string; firstName?: string | null; lastName?: string | null; attributes?: Record<string, AttributeValue> },
+    ) {
+      const existing = await requireContact(auth, id);
+      const { attributes, ...rest } = patch;
+      const updated = await repo.update(auth.workspaceId, id, {
+        ...rest,
+        ...(attributes ? { attributes: mergeAttributes(existing.attributes, attributes) } : {}),
+      });
+      if (updated === 'conflict') throw duplicate(patch.email!);
+      if (!updated) throw new NotFoundError('Contact');
+      const latest = await repo.latestConsents(auth.workspaceId, [id]);
+      return presentContact(updated, latest.get(id));
+    },
+
+    async remove(auth: AuthContext, id: string) {
+      if (!(await repo.delete(auth.workspaceId, id))) throw new NotFoundError('Contact');
+    },
+
+    /** Consent is history (P-11): a new record is appended, none is ever edited. */
+    async recordConsent(auth: AuthContext, contactId: string, input: { status: ConsentStatus; source: string; policyVersion?: string }) {
+      await requireContact(auth, contactId);
+      const consent = await repo.insertConsent({
+        workspaceId: auth.workspaceId,
+        contactId,
+        status: input.status,
+        source: input.source,
+        policyVersion: input.policyVersion ?? deps.policyVersion,
+        actor: `user:${auth.userId}`,
+      });
+      return presentConsent(consent);
+    },
+
+    importCsv(auth: AuthContext, csv: Readable) {
+      return importContactsCsv(repo, auth.workspaceId, csv);
+    },
+
+    async listConsents(auth: AuthContext, contactId: string) {
+      await requireContact(auth, contactId);
+      return (await repo.listConsents(auth.workspaceId, contactId)).map((c) => presentConsent(c)!);
+    },
+  };
+}
+
+export type ContactsService = ReturnType<typeof createContactsService>;

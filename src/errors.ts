@@ -1,0 +1,124 @@
+import type { ErrorRequestHandler } from 'express';
+import type { Logger } from 'pino';
+
+/**
+ * The one error hierarchy. Services throw these; the single middleware below turns
+ * them into `{error:{code,message,details}}` with the right status. Messages are
+ * written for the client and must never carry a secret or a mail body.
+ */
+export class AppError extends Error {
+  constructor(
+    readonly code: string,
+    readonly status: number,
+    message: string,
+    readonly details?: unknown,
+  ) {
+    super(message);
+    this.name = new.target.name;
+  }
+}
+
+export interface FieldProblem {
+  field: string;
+  message: string;
+}
+
+export class ValidationError extends AppError {
+  constructor(problems: FieldProblem[], message = 'The request is not valid') {
+    const summary = problems.map((p) => `${p.field}: ${p.message}`).join('; ');
+    super('validation_failed', 400, summary ? `${message}: ${summary}` : message, problems);
+  }
+}
+
+export class UnauthorizedError extends AppError {
+  constructor(code = 'unauthorized', message = 'Authentication is required') {
+    super(code, 401, message);
+  }
+}
+
+export class ForbiddenError extends AppError {
+  constructor(message = 'Your role does not allow this') {
+    super('forbidden', 403, message);
+  }
+}
+
+export class NotFoundError extends AppError {
+  constructor(what: string, code = 'not_found') {
+    super(code, 404, `${what} not found`);
+  }
+}
+
+export class ConflictError extends AppError {
+  constructor(code: string, message: string, details?: unknown) {
+    super(code, 409, message, details);
+  }
+}
+
+export class UnprocessableError extends AppError {
+  constructor(code: string, message: string, details?: unknown) {
+    super(code, 422, message, details);
+  }
+}
+
+export class TooManyRequestsError extends AppError {
+  constructor(
+    message: string,
+    readonly retryAfterSeconds?: number,
+  ) {
+    super('too_many_requests', 429, message, retryAfterSeconds ? { retryAfterSeconds } : undefined);
+  }
+}
+
+export class UnsupportedMediaTypeError extends AppError {
+  constructor(expected: string) {
+    super('unsupported_media_type', 415, `Content-Type must be ${expected}`);
+  }
+}
+
+/** Errors raised by body parsers (http-errors) carry a `type` we translate into stable codes. */
+const BODY_PARSER_CODES: Record<string, { code: string; message: string }> = {
+  'entity.parse.failed': { code: 'invalid_json', message: 'The request body is not valid JSON' },
+  'entity.too.large': { code: 'payload_too_large', message: 'The request body is too large' },
+  'encoding.unsupported': { code: 'unsupported_encoding', message: 'The request body encoding is not supported' },
+  'charset.unsupported': { code: 'unsupported_charset', message: 'The request body charset is not supported' },
+  'request.aborted': { code: 'request_aborted', message: 'The request was aborted' },
+};
+
+interface HttpErrorLike {
+  status?: number;
+  statusCode?: number;
+  type?: string;
+  expose?: boolean;
+}
+
+export function toAppError(error: unknown): AppError {
+  if (error instanceof AppError) return error;
+  const httpError = error as HttpErrorLike | null;
+  const status = httpError?.status ?? httpError?.statusCode;
+  if (status && status >= 400 && status < 500) {
+    const known = httpError?.type ? BODY_PARSER_CODES[httpError.type] : undefined;
+    return new AppError(known?.code ?? 'bad_request', status, known?.message ?? 'The request could not be processed');
+  }
+  return new AppError('internal_error', 500, 'Something went wrong on our side');
+}
+
+export function errorMiddleware(logger: Logger): ErrorRequestHandler {
+  return (error, req, res, _next) => {
+    const appError = toAppError(error);
+    if (appError.status >= 500) {
+      // The original error goes to the log (redacted by the logger), never to the client.
+      (req.log ?? logger).error({ err: error }, 'request failed');
+    }
+    if (res.headersSent) return;
+    if (appError instanceof TooManyRequestsError && appError.retryAfterSeconds) {
+      res.setHeader('Retry-After', String(appError.retryAfterSeconds));
+    }
+    res.status(appError.status).json({
+      error: {
+        code: appError.code,
+        message: appError.message,
+        ...(appError.details === undefined ? {} : { details: appError.details }),
+      },
+    });
+  };
+}
