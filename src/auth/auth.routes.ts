@@ -5,7 +5,8 @@ import { parseInput } from '../http/validate.js';
 import { authOf, requireRole } from './auth.middleware.js';
 import type { AuthService } from './auth.service.js';
 
-const email = z.email().max(254);
+/** Login addresses are trimmed and matched case-insensitively. */
+const email = z.string().trim().toLowerCase().pipe(z.email().max(254));
 const password = z.string().min(10, 'must be at least 10 characters').max(200);
 
 const signupBody = z.object({

@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import { parse, CsvError } from 'csv-parse';
 import { ValidationError } from '../errors.js';
-import type { ContactsRepo, ImportedContact } from './contacts.repo.js';
+import type { ContactsQueries, ImportedContact } from './contacts.repo.js';
 import { normalizeEmailAddress } from './email-address.js';
 
 /*
@@ -60,7 +60,7 @@ export function headerToFieldName(header: string): string {
     .join('');
 }
 
-export async function importContactsCsv(repo: ContactsRepo, workspaceId: string, input: Readable): Promise<ImportReport> {
+export async function importContactsCsv(repo: Pick<ContactsQueries, 'upsertImported'>, workspaceId: string, input: Readable): Promise<ImportReport> {
   const report: ImportReport = { rows: 0, created: 0, updated: 0, unchanged: 0, failed: 0, errors: [], errorsTruncated: false };
   const fail = (error: ImportRowError) => {
     report.failed += 1;

@@ -127,8 +127,9 @@ export function createContactsService(deps: { repo: ContactsRepo; policyVersion:
       return presentConsent(consent);
     },
 
+    /** One transaction: a file that turns out unreadable halfway imports nothing. */
     importCsv(auth: AuthContext, csv: Readable) {
-      return importContactsCsv(repo, auth.workspaceId, csv);
+      return repo.transaction((tx) => importContactsCsv(tx, auth.workspaceId, csv));
     },
 
     async listConsents(auth: AuthContext, contactId: string) {

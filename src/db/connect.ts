@@ -72,13 +72,14 @@ export async function connect(target: DatabaseTarget): Promise<Database> {
     db: db as unknown as Db,
     kind: 'postgres',
     migrate: async () => {
-      const lockClient = await pool.connect();
+      // The lock lives on its own connection: holding a pooled one could starve a small pool.
+      const lockClient = new pg.Client({ connectionString: target.url });
+      await lockClient.connect();
       try {
         await lockClient.query('select pg_advisory_lock($1)', [MIGRATION_LOCK_ID]);
         await migratePg(db, { migrationsFolder: MIGRATIONS_FOLDER });
       } finally {
-        await lockClient.query('select pg_advisory_unlock($1)', [MIGRATION_LOCK_ID]).catch(() => undefined);
-        lockClient.release();
+        await lockClient.end().catch(() => undefined);
       }
     },
     ping: async () => {

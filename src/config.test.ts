@@ -1,0 +1,110 @@
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from './config.js';
+
+const dirs: string[] = [];
+const tempDir = () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'inboxtrail-config-'));
+  dirs.push(dir);
+  return dir;
+};
+afterEach(() => {
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+const KEY = Buffer.alloc(32, 1).toString('base64');
+const secrets = {
+  JWT_SECRET: 'j'.repeat(40),
+  TOKEN_ENCRYPTION_KEYS: `v1:${KEY}`,
+  TRACKING_SECRET: 't'.repeat(40),
+};
+
+function configError(env: Record<string, string>): ConfigError {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    if (error instanceof ConfigError) return error;
+    throw error;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('loadConfig', () => {
+  it('starts with no configuration at all, generating development secrets once into the data dir', () => {
+    const dataDir = tempDir();
+    const first = loadConfig({ DATA_DIR: dataDir });
+    expect(first.port).toBe(3000);
+    expect(first.database).toEqual({ kind: 'pglite', dir: path.join(dataDir, 'pglite') });
+    expect(first.generatedSecrets).toEqual(['JWT_SECRET', 'TOKEN_ENCRYPTION_KEYS', 'TRACKING_SECRET']);
+    const file = path.join(dataDir, 'secrets.json');
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+
+    const second = loadConfig({ DATA_DIR: dataDir });
+    expect(second.jwt).toEqual(first.jwt);
+    expect(second.tokenEncryptionKeys[0]!.key.equals(first.tokenEncryptionKeys[0]!.key)).toBe(true);
+    expect(JSON.parse(readFileSync(file, 'utf8')).JWT_SECRET).toBe(first.jwt.algorithm === 'HS256' ? first.jwt.secret : '');
+  });
+
+  it('lists every bad variable in one error and never prints a value', () => {
+    const error = configError({
+      PORT: 'eighty',
+      DATABASE_URL: 'mysql://root:hunter2-password@db/x',
+      JWT_SECRET: 'short-secret-value',
+      TOKEN_ENCRYPTION_KEYS: 'v1:c2hvcnQ=',
+      LOG_LEVEL: 'loud',
+    });
+    expect(error.problems.map((p) => p.split(':')[0])).toEqual(['PORT', 'DATABASE_URL', 'JWT_SECRET', 'TOKEN_ENCRYPTION_KEYS', 'LOG_LEVEL']);
+    expect(error.message).not.toContain('hunter2');
+    expect(error.message).not.toContain('short-secret-value');
+    expect(error.message).not.toContain('c2hvcnQ=');
+  });
+
+  it('NODE_ENV=production requires the secrets and names each missing one', () => {
+    const error = configError({ NODE_ENV: 'production', DATA_DIR: tempDir() });
+    expect(error.problems).toEqual([
+      'JWT_SECRET: required when NODE_ENV=production',
+      'TOKEN_ENCRYPTION_KEYS: required when NODE_ENV=production',
+      'TRACKING_SECRET: required when NODE_ENV=production',
+      'PUBLIC_BASE_URL: required when NODE_ENV=production',
+    ]);
+  });
+
+  it('production with everything set boots, generating nothing', () => {
+    const config = loadConfig({ NODE_ENV: 'production', PUBLIC_BASE_URL: 'https://mail.example.com/', DATABASE_URL: 'postgres://u@db/x', ...secrets });
+    expect(config.generatedSecrets).toEqual([]);
+    expect(config.publicBaseUrl).toBe('https://mail.example.com');
+    expect(config.database).toEqual({ kind: 'postgres', url: 'postgres://u@db/x' });
+  });
+
+  it('treats blank variables as unset (a copied .env.example boots)', () => {
+    const config = loadConfig({ ...secrets, PORT: '', DATABASE_URL: '', GOOGLE_CLIENT_ID: '' });
+    expect(config.port).toBe(3000);
+    expect(config.google.clientId).toBeUndefined();
+  });
+
+  it('parses versioned encryption keys (the last one encrypts) and refuses duplicates', () => {
+    const two = loadConfig({ ...secrets, TOKEN_ENCRYPTION_KEYS: `v1:${KEY}, v2:${Buffer.alloc(32, 2).toString('base64')}` });
+    expect(two.tokenEncryptionKeys.map((k) => k.version)).toEqual(['v1', 'v2']);
+    expect(configError({ ...secrets, TOKEN_ENCRYPTION_KEYS: `v1:${KEY},v1:${KEY}` }).problems[0]).toMatch(/unique/);
+  });
+
+  it('takes pglite:<dir> and an RS256 key pair; a half-configured pair or Google client is an error', () => {
+    const config = loadConfig({ ...secrets, DATABASE_URL: 'pglite:/tmp/x', JWT_PRIVATE_KEY: '-----BEGIN PRIVATE KEY-----x', JWT_PUBLIC_KEY: '-----BEGIN PUBLIC KEY-----y' });
+    expect(config.database).toEqual({ kind: 'pglite', dir: '/tmp/x' });
+    expect(config.jwt.algorithm).toBe('RS256');
+    expect(configError({ ...secrets, JWT_PRIVATE_KEY: '-----BEGIN PRIVATE KEY-----x' }).problems).toEqual([
+      'JWT_PRIVATE_KEY and JWT_PUBLIC_KEY must be set together',
+    ]);
+    expect(configError({ ...secrets, GOOGLE_CLIENT_ID: 'abc' }).problems).toEqual([
+      'GOOGLE_CLIENT_ID, GOOGLE_CLIENT_SECRET and GOOGLE_REDIRECT_URI must be set together',
+    ]);
+  });
+
+  it('is frozen', () => {
+    const config = loadConfig(secrets);
+    expect(Object.isFrozen(config)).toBe(true);
+    expect(Object.isFrozen(config.google)).toBe(true);
+  });
+});

@@ -1,0 +1,94 @@
+import type { AddressInfo } from 'node:net';
+import { Writable } from 'node:stream';
+import type { Express } from 'express';
+import { createApp } from '../../src/app.js';
+import { loadConfig, type Config } from '../../src/config.js';
+import type { Database } from '../../src/db/connect.js';
+import { createLogger } from '../../src/logger.js';
+import { createTestDatabase } from './test-db.js';
+
+export const TEST_ENV = {
+  NODE_ENV: 'test',
+  LOG_LEVEL: 'info',
+  JWT_SECRET: 'test-jwt-secret-that-is-long-enough-0123456789',
+  TOKEN_ENCRYPTION_KEYS: `v1:${Buffer.alloc(32, 7).toString('base64')}`,
+  TRACKING_SECRET: 'v1:test-tracking-secret-that-is-long-enough-0123',
+  PUBLIC_BASE_URL: 'http://127.0.0.1:1',
+};
+
+export interface ApiResponse<T = any> {
+  status: number;
+  headers: Headers;
+  body: T;
+  text: string;
+}
+
+export interface TestApp {
+  baseUrl: string;
+  /** The Express app itself, for tests that walk its routes. */
+  express: Express;
+  config: Config;
+  database: Database;
+  /** Every log line the app wrote, for redaction checks. */
+  logs: string[];
+  api<T = any>(method: string, path: string, options?: { token?: string; json?: unknown; body?: RequestInit['body']; headers?: Record<string, string> }): Promise<ApiResponse<T>>;
+  close(): Promise<void>;
+}
+
+/** The real app on a real socket over a private test database. */
+export async function startTestApp(options: { env?: Record<string, string>; database?: Database } = {}): Promise<TestApp> {
+  const config = loadConfig({ ...TEST_ENV, ...options.env });
+  const database = options.database ?? (await createTestDatabase());
+  const logs: string[] = [];
+  const sink = new Writable({
+    write(chunk, _encoding, done) {
+      logs.push(String(chunk));
+      done();
+    },
+  });
+  const app = createApp({ config, database, logger: createLogger(config.logLevel, sink) });
+  const server = app.listen(0, '127.0.0.1');
+  await new Promise<void>((resolve) => server.once('listening', () => resolve()));
+  const baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+
+  return {
+    baseUrl,
+    express: app,
+    config,
+    database,
+    logs,
+    async api(method, path, { token, json, body, headers = {} } = {}) {
+      const response = await fetch(`${baseUrl}${path}`, {
+        method,
+        headers: {
+          ...(json !== undefined ? { 'content-type': 'application/json' } : {}),
+          ...(token ? { authorization: `Bearer ${token}` } : {}),
+          ...headers,
+        },
+        body: json !== undefined ? JSON.stringify(json) : body,
+      });
+      const text = await response.text();
+      let parsed: unknown = text;
+      if (response.headers.get('content-type')?.includes('json') && text) parsed = JSON.parse(text);
+      return { status: response.status, headers: response.headers, body: parsed as any, text };
+    },
+    async close() {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      if (!options.database) await database.close();
+    },
+  };
+}
+
+let counter = 0;
+/** Signs up a fresh workspace and its owner; returns the owner's token and ids. */
+export async function signUp(app: TestApp, overrides: { email?: string; password?: string; workspaceName?: string } = {}) {
+  counter += 1;
+  const email = overrides.email ?? `owner${counter}-${Date.now()}@example.com`;
+  const password = overrides.password ?? 'a-long-enough-password';
+  const res = await app.api('POST', '/api/auth/signup', {
+    json: { email, password, workspaceName: overrides.workspaceName ?? `Workspace ${counter}` },
+  });
+  if (res.status !== 201) throw new Error(`signup failed: ${res.status} ${res.text}`);
+  return { token: res.body.token as string, userId: res.body.user.id as string, workspaceId: res.body.workspace.id as string, email, password };
+}

@@ -1,0 +1,178 @@
+import { sql } from 'drizzle-orm';
+import jwt from 'jsonwebtoken';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { countRows, snapshotCounts } from '../helpers/test-db.js';
+import { signUp, startTestApp, TEST_ENV, type TestApp } from '../helpers/test-app.js';
+
+let app: TestApp;
+
+beforeAll(async () => {
+  app = await startTestApp({ env: { LOGIN_MAX_FAILURES: '3' } });
+});
+afterAll(async () => {
+  await app.close();
+});
+
+describe('signup and login', () => {
+  it('signup creates a workspace with its owner and returns a working token', async () => {
+    const res = await app.api('POST', '/api/auth/signup', {
+      json: { email: '  Founder@Example.COM ', password: 'correct horse battery', workspaceName: 'Acme' },
+    });
+    expect(res.status).toBe(201);
+    expect(res.body.user.email).toBe('founder@example.com');
+    expect(res.body.workspace.name).toBe('Acme');
+    expect(res.body.role).toBe('owner');
+    const me = await app.api('GET', '/api/me', { token: res.body.token });
+    expect(me.status).toBe(200);
+    expect(me.body).toMatchObject({ user: { email: 'founder@example.com' }, workspace: { name: 'Acme' }, role: 'owner' });
+  });
+
+  it('a duplicate signup email is 409 and creates nothing', async () => {
+    const first = await signUp(app);
+    const before = await snapshotCounts(app.database.db);
+    const res = await app.api('POST', '/api/auth/signup', {
+      json: { email: first.email.toUpperCase(), password: 'another long password', workspaceName: 'Dup' },
+    });
+    expect(res.status).toBe(409);
+    expect(res.body.error.code).toBe('email_taken');
+    expect(await snapshotCounts(app.database.db)).toEqual(before);
+  });
+
+  it('P-17 stores passwords one-way with a per-user salt', async () => {
+    const a = await signUp(app, { password: 'same password for both' });
+    const b = await signUp(app, { password: 'same password for both' });
+    const result = (await app.database.db.execute(
+      sql`select password_hash from users where id in (${a.userId}::uuid, ${b.userId}::uuid)`,
+    )) as unknown as { rows: { password_hash: string }[] };
+    const [h1, h2] = result.rows.map((r) => r.password_hash);
+    expect(h1).toMatch(/^scrypt\$16384\$8\$1\$/);
+    expect(h2).toMatch(/^scrypt\$/);
+    expect(h1).not.toContain('same password');
+    expect(h1!.split('$')[4]).not.toBe(h2!.split('$')[4]);
+    expect(h1).not.toBe(h2);
+  });
+
+  it('login returns a token; wrong password and unknown email give the same 401', async () => {
+    const user = await signUp(app);
+    const ok = await app.api('POST', '/api/auth/login', { json: { email: user.email, password: user.password } });
+    expect(ok.status).toBe(200);
+    expect(typeof ok.body.token).toBe('string');
+
+    const wrongPassword = await app.api('POST', '/api/auth/login', { json: { email: user.email, password: 'not the password' } });
+    const unknownEmail = await app.api('POST', '/api/auth/login', { json: { email: 'nobody@example.com', password: user.password } });
+    expect(wrongPassword.status).toBe(401);
+    expect(unknownEmail.status).toBe(401);
+    expect(wrongPassword.body).toEqual(unknownEmail.body);
+    expect(wrongPassword.body.error.code).toBe('invalid_credentials');
+  });
+
+  it('P-17 the session token pins its algorithm and expires', async () => {
+    const user = await signUp(app);
+    const decoded = jwt.decode(user.token, { complete: true })!;
+    expect(decoded.header.alg).toBe('HS256');
+    const payload = decoded.payload as jwt.JwtPayload;
+    expect(payload.exp! - payload.iat!).toBe(3600);
+
+    const unsigned = jwt.sign({ wid: user.workspaceId }, '', { algorithm: 'none', subject: user.userId, issuer: 'inboxtrail', audience: 'inboxtrail-api' });
+    expect((await app.api('GET', '/api/me', { token: unsigned })).status).toBe(401);
+
+    const expired = jwt.sign({ wid: user.workspaceId, exp: Math.floor(Date.now() / 1000) - 10 }, TEST_ENV.JWT_SECRET, {
+      algorithm: 'HS256',
+      subject: user.userId,
+      issuer: 'inboxtrail',
+      audience: 'inboxtrail-api',
+    });
+    const res = await app.api('GET', '/api/me', { token: expired });
+    expect(res.status).toBe(401);
+    expect(res.body.error.code).toBe('token_expired');
+  });
+
+  it('login is rate limited after repeated failures, and the limit is per address+email', async () => {
+    const user = await signUp(app);
+    for (let i = 0; i < 3; i += 1) {
+      expect((await app.api('POST', '/api/auth/login', { json: { email: user.email, password: `wrong ${i}` } })).status).toBe(401);
+    }
+    const limited = await app.api('POST', '/api/auth/login', { json: { email: user.email, password: user.password } });
+    expect(limited.status).toBe(429);
+    expect(limited.body.error.code).toBe('too_many_requests');
+    expect(limited.headers.get('retry-after')).toBeTruthy();
+
+    // Another account from the same address is not locked out by the first one's failures.
+    const other = await signUp(app);
+    expect((await app.api('POST', '/api/auth/login', { json: { email: other.email, password: other.password } })).status).toBe(200);
+  });
+
+  it('successful logins do not count toward the limit', async () => {
+    const user = await signUp(app);
+    for (let i = 0; i < 5; i += 1) {
+      expect((await app.api('POST', '/api/auth/login', { json: { email: user.email, password: user.password } })).status).toBe(200);
+    }
+  });
+});
+
+describe('invitations and roles', () => {
+  it('an admin invites, the invitee accepts with a new account, and lands in the workspace with that role', async () => {
+    const owner = await signUp(app);
+    const invite = await app.api('POST', '/api/invitations', { token: owner.token, json: { email: 'New.Member@Example.com', role: 'admin' } });
+    expect(invite.status).toBe(201);
+    expect(invite.body.invitation).toMatchObject({ email: 'new.member@example.com', role: 'admin' });
+    expect(typeof invite.body.token).toBe('string');
+
+    const pending = await app.api('GET', '/api/invitations', { token: owner.token });
+    expect(pending.body.invitations.map((i: { email: string }) => i.email)).toEqual(['new.member@example.com']);
+
+    const accepted = await app.api('POST', '/api/invitations/accept', { json: { token: invite.body.token, password: 'member password 123' } });
+    expect(accepted.status).toBe(201);
+    expect(accepted.body).toMatchObject({ role: 'admin', workspace: { id: owner.workspaceId } });
+
+    const members = await app.api('GET', '/api/members', { token: accepted.body.token });
+    expect(members.body.members.map((m: { role: string }) => m.role).sort()).toEqual(['admin', 'owner']);
+
+    // Single use.
+    const again = await app.api('POST', '/api/invitations/accept', { json: { token: invite.body.token, password: 'member password 123' } });
+    expect(again.status).toBe(404);
+    expect(again.body.error.code).toBe('invitation_not_found');
+  });
+
+  it('an existing account joins a second workspace by proving its password', async () => {
+    const ownerA = await signUp(app);
+    const ownerB = await signUp(app);
+    const invite = await app.api('POST', '/api/invitations', { token: ownerA.token, json: { email: ownerB.email, role: 'member' } });
+    const wrong = await app.api('POST', '/api/invitations/accept', { json: { token: invite.body.token, password: 'definitely wrong pw' } });
+    expect(wrong.status).toBe(401);
+    const right = await app.api('POST', '/api/invitations/accept', { json: { token: invite.body.token, password: ownerB.password } });
+    expect(right.status).toBe(201);
+    expect(right.body.workspace.id).toBe(ownerA.workspaceId);
+
+    // Login picks the first workspace unless asked for another one.
+    const defaultLogin = await app.api('POST', '/api/auth/login', { json: { email: ownerB.email, password: ownerB.password } });
+    expect((await app.api('GET', '/api/me', { token: defaultLogin.body.token })).body.workspace.id).toBe(ownerB.workspaceId);
+    const chosen = await app.api('POST', '/api/auth/login', { json: { email: ownerB.email, password: ownerB.password, workspaceId: ownerA.workspaceId } });
+    const me = await app.api('GET', '/api/me', { token: chosen.body.token });
+    expect(me.body).toMatchObject({ workspace: { id: ownerA.workspaceId }, role: 'member' });
+  });
+
+  it('members cannot invite; admins cannot invite owners', async () => {
+    const owner = await signUp(app);
+    const memberInvite = await app.api('POST', '/api/invitations', { token: owner.token, json: { email: 'm@example.com', role: 'member' } });
+    const member = await app.api('POST', '/api/invitations/accept', { json: { token: memberInvite.body.token, password: 'member password 123' } });
+    const adminInvite = await app.api('POST', '/api/invitations', { token: owner.token, json: { email: 'a@example.com', role: 'admin' } });
+    const admin = await app.api('POST', '/api/invitations/accept', { json: { token: adminInvite.body.token, password: 'admin password 123' } });
+
+    const before = await countRows(app.database.db, 'invitations');
+    const byMember = await app.api('POST', '/api/invitations', { token: member.body.token, json: { email: 'x@example.com', role: 'member' } });
+    expect(byMember.status).toBe(403);
+    expect(byMember.body.error.code).toBe('forbidden');
+    const ownerByAdmin = await app.api('POST', '/api/invitations', { token: admin.body.token, json: { email: 'y@example.com', role: 'owner' } });
+    expect(ownerByAdmin.status).toBe(403);
+    expect(await countRows(app.database.db, 'invitations')).toBe(before);
+  });
+
+  it('a revoked invitation cannot be accepted', async () => {
+    const owner = await signUp(app);
+    const invite = await app.api('POST', '/api/invitations', { token: owner.token, json: { email: 'gone@example.com' } });
+    expect((await app.api('DELETE', `/api/invitations/${invite.body.invitation.id}`, { token: owner.token })).status).toBe(204);
+    const accept = await app.api('POST', '/api/invitations/accept', { json: { token: invite.body.token, password: 'some password 123' } });
+    expect(accept.status).toBe(404);
+  });
+});

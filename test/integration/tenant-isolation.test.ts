@@ -1,0 +1,124 @@
+import type { Express } from 'express';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { snapshotCounts } from '../helpers/test-db.js';
+import { signUp, startTestApp, type TestApp } from '../helpers/test-app.js';
+
+/*
+ * Invariant 7: a user of workspace A can never read or change workspace B. This walks
+ * every /api route the app has registered; a new route fails the completeness check
+ * below until it is added to one of the tables.
+ */
+
+interface RouteKey {
+  method: string;
+  path: string;
+}
+
+function registeredApiRoutes(app: Express): RouteKey[] {
+  const routes: RouteKey[] = [];
+  const stack = (app as unknown as { router: { stack: Layer[] } }).router.stack;
+  for (const layer of stack) {
+    for (const inner of layer.handle?.stack ?? []) {
+      if (!inner.route) continue;
+      for (const method of Object.keys(inner.route.methods)) routes.push({ method: method.toUpperCase(), path: `/api${inner.route.path}` });
+    }
+  }
+  return routes;
+}
+interface Layer {
+  handle?: { stack?: { route?: { path: string; methods: Record<string, boolean> } }[] };
+}
+
+const PUBLIC_ROUTES = ['POST /api/auth/signup', 'POST /api/auth/login', 'POST /api/invitations/accept'];
+
+let app: TestApp;
+let a: Awaited<ReturnType<typeof signUp>>;
+let b: Awaited<ReturnType<typeof signUp>>;
+const ids: Record<string, string> = {};
+
+beforeAll(async () => {
+  app = await startTestApp();
+  a = await signUp(app);
+  b = await signUp(app);
+  const contact = await app.api('POST', '/api/contacts', { token: b.token, json: { email: 'secret-contact@b.example', firstName: 'BeeSecret' } });
+  ids.contact = contact.body.id;
+  await app.api('POST', `/api/contacts/${ids.contact}/consents`, { token: b.token, json: { status: 'opted_in', source: 'b-form' } });
+  const invitation = await app.api('POST', '/api/invitations', { token: b.token, json: { email: 'invitee@b.example' } });
+  ids.invitation = invitation.body.invitation.id;
+});
+afterAll(async () => {
+  await app.close();
+});
+
+/** Routes that name a resource by id: A asks for B's resource and must get 404. */
+const ID_ROUTES: Record<string, { id: () => string; json?: unknown }> = {
+  'GET /api/contacts/:id': { id: () => ids.contact! },
+  'PATCH /api/contacts/:id': { id: () => ids.contact!, json: { firstName: 'Hijacked' } },
+  'DELETE /api/contacts/:id': { id: () => ids.contact! },
+  'GET /api/contacts/:id/consents': { id: () => ids.contact! },
+  'POST /api/contacts/:id/consents': { id: () => ids.contact!, json: { status: 'opted_out', source: 'attacker' } },
+  'DELETE /api/invitations/:id': { id: () => ids.invitation! },
+};
+
+/** Routes without an id: what A sees must not mention anything of B's. */
+const COLLECTION_ROUTES: Record<string, { json?: unknown; body?: string; contentType?: string }> = {
+  'GET /api/me': {},
+  'GET /api/members': {},
+  'GET /api/invitations': {},
+  'GET /api/contacts': {},
+  'POST /api/contacts': { json: { email: 'own-contact@a.example' } },
+  'POST /api/invitations': { json: { email: 'someone@a.example' } },
+  'POST /api/contacts/import': { body: 'email\nsecret-contact@b.example\n', contentType: 'text/csv' },
+};
+
+describe('tenant isolation (invariant 7)', () => {
+  it('every registered /api route is covered by this test', () => {
+    const registered = registeredApiRoutes(app.express).map((r) => `${r.method} ${r.path}`);
+    const covered = [...PUBLIC_ROUTES, ...Object.keys(ID_ROUTES), ...Object.keys(COLLECTION_ROUTES)];
+    expect([...new Set(registered)].sort()).toEqual([...new Set(covered)].sort());
+  });
+
+  it('every non-public route refuses a caller without a token', async () => {
+    for (const { method, path } of registeredApiRoutes(app.express)) {
+      if (PUBLIC_ROUTES.includes(`${method} ${path}`)) continue;
+      const res = await app.api(method, path.replace(':id', ids.contact!), method === 'GET' ? {} : { json: {} });
+      expect(res.status, `${method} ${path}`).toBe(401);
+    }
+  });
+
+  it.each(Object.entries(ID_ROUTES))('%s with the other workspace\'s id → 404, nothing leaked or changed', async (key, spec) => {
+    const [method, path] = key.split(' ') as [string, string];
+    const before = await snapshotCounts(app.database.db);
+    const res = await app.api(method, path.replace(':id', spec.id()), { token: a.token, json: spec.json });
+    expect(res.status).toBe(404);
+    expect(res.text).not.toContain('b.example');
+    expect(res.text).not.toContain('BeeSecret');
+    expect(await snapshotCounts(app.database.db)).toEqual(before);
+  });
+
+  it.each(Object.entries(COLLECTION_ROUTES))('%s shows none of the other workspace\'s data', async (key, spec) => {
+    const [method, path] = key.split(' ') as [string, string];
+    const res = await app.api(method, path, {
+      token: a.token,
+      json: spec.json,
+      body: spec.body,
+      headers: spec.contentType ? { 'content-type': spec.contentType } : {},
+    });
+    expect(res.status).toBeLessThan(300);
+    expect(res.text).not.toContain(ids.contact);
+    expect(res.text).not.toContain(ids.invitation);
+    expect(res.text).not.toContain('BeeSecret');
+    expect(res.text).not.toContain(b.workspaceId);
+  });
+
+  it('B\'s data is intact after all of that', async () => {
+    const contact = await app.api('GET', `/api/contacts/${ids.contact}`, { token: b.token });
+    expect(contact.body).toMatchObject({ firstName: 'BeeSecret', consent: { status: 'opted_in', source: 'b-form' } });
+    const invitations = await app.api('GET', '/api/invitations', { token: b.token });
+    expect(invitations.body.invitations.map((i: { id: string }) => i.id)).toEqual([ids.invitation]);
+    // A's import of the same address made A's own contact, not a link to B's.
+    const aContacts = await app.api('GET', '/api/contacts?q=secret-contact', { token: a.token });
+    expect(aContacts.body.contacts).toHaveLength(1);
+    expect(aContacts.body.contacts[0].id).not.toBe(ids.contact);
+  });
+});
