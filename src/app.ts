@@ -12,6 +12,16 @@ import { createContactsRepo } from './contacts/contacts.repo.js';
 import { contactsRoutes } from './contacts/contacts.routes.js';
 import { createContactsService } from './contacts/contacts.service.js';
 import type { Database } from './db/connect.js';
+import { createGmailClient } from './gmail/gmail-client.js';
+import { gmailRoutes } from './gmail/gmail.routes.js';
+import type { ResolvedGoogle } from './gmail/google-settings.js';
+import { createMailboxesRepo } from './gmail/mailboxes.repo.js';
+import { createMailboxService } from './gmail/mailboxes.service.js';
+import { MailboxPacer } from './gmail/pacer.js';
+import { createTokenCipher } from './gmail/token-cipher.js';
+import { createMessagesRepo } from './messages/messages.repo.js';
+import { messagesRoutes } from './messages/messages.routes.js';
+import { createMessagesService } from './messages/messages.service.js';
 import { NotFoundError, errorMiddleware } from './errors.js';
 import { createMetrics, metricsMiddleware } from './http/metrics.js';
 import type { Logger } from './logger.js';
@@ -20,22 +30,46 @@ export interface AppDeps {
   config: Config;
   database: Database;
   logger: Logger;
+  /** Where Gmail is: Google, or the sandbox standing in for it (see gmail/google-settings.ts). */
+  google: ResolvedGoogle;
+  /** One pacer per process, shared by every Gmail call; tests pass one with a fake clock. */
+  pacer?: MailboxPacer;
   now?: () => Date;
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,100}$/;
 
 /**
- * The one composition root: builds every repo, service and router from its
- * dependencies by plain constructor injection, and wires them into one Express app.
+ * The one composition root: every repo and service, built from its dependencies by
+ * plain constructor injection. The HTTP app and the background jobs both use these.
  */
-export function createApp(deps: AppDeps): Express {
+export function createServices(deps: AppDeps) {
   const { config, database, logger } = deps;
   const { db } = database;
 
   const sessions = createSessionTokens(config.jwt);
   const auth = createAuthService({ repo: createAuthRepo(db), sessions, config, now: deps.now });
   const contacts = createContactsService({ repo: createContactsRepo(db), policyVersion: config.policyVersion });
+  const pacer = deps.pacer ?? new MailboxPacer();
+  const mailboxes = createMailboxService({
+    repo: createMailboxesRepo(db),
+    gmail: createGmailClient(deps.google.settings, pacer),
+    pacer,
+    cipher: createTokenCipher(config.tokenEncryptionKeys),
+    config,
+    logger,
+    now: deps.now,
+  });
+  const messages = createMessagesService({ repo: createMessagesRepo(db), mailboxes, logger });
+  return { auth, contacts, mailboxes, messages };
+}
+
+export type Services = ReturnType<typeof createServices>;
+
+/** The HTTP app over those services: middleware, routes, and the one error mapping. */
+export function createApp(deps: AppDeps, services: Services = createServices(deps)): Express {
+  const { config, database, logger } = deps;
+  const { auth, contacts, mailboxes, messages } = services;
   const metrics = createMetrics();
 
   const app = express();
@@ -56,6 +90,8 @@ export function createApp(deps: AppDeps): Express {
   );
   app.use(metricsMiddleware(metrics));
   app.use(helmet());
+  // 1:1 mail may carry up to Gmail's 35 MB; every other JSON body is small.
+  app.use('/api/messages', express.json({ limit: '36mb' }));
   app.use(express.json({ limit: '1mb' }));
   app.use(express.urlencoded({ extended: false, limit: '100kb' }));
 
@@ -78,7 +114,13 @@ export function createApp(deps: AppDeps): Express {
   // is a 404 for everyone rather than a 401 that hides it.
   const authenticated = requireAuth(auth);
   app.use('/api', publicAuthRoutes(auth, loginRateLimit(config.login)));
-  app.use('/api', authRoutes(auth, authenticated), contactsRoutes(contacts, authenticated));
+  app.use(
+    '/api',
+    authRoutes(auth, authenticated),
+    contactsRoutes(contacts, authenticated),
+    gmailRoutes(mailboxes, authenticated),
+    messagesRoutes(messages, authenticated),
+  );
   app.use('/api', (req, _res, next) => next(new NotFoundError(`Route ${req.method} ${req.baseUrl}${req.path}`, 'route_not_found')));
 
   app.use(errorMiddleware(logger));

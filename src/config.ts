@@ -74,6 +74,13 @@ const envSchema = z.object({
   GOOGLE_OAUTH_TOKEN_URL: optionalUrl,
   GOOGLE_OAUTH_REVOKE_URL: optionalUrl,
   GMAIL_PUSH_AUDIENCE: z.string().optional(),
+  GMAIL_PUSH_SERVICE_ACCOUNT: z.email().optional(),
+  GMAIL_PUSH_TOPIC: z.string().regex(/^projects\/[^/]+\/topics\/[^/]+$/, 'must be projects/<project>/topics/<topic>').optional(),
+  GOOGLE_CERTS_URL: optionalUrl,
+  GMAIL_DAILY_BUDGET_WORKSPACE: z.coerce.number().int().min(1).max(10_000).default(2000),
+  GMAIL_DAILY_BUDGET_CONSUMER: z.coerce.number().int().min(1).max(10_000).default(500),
+  GMAIL_SYNC_POLL_SECONDS: z.coerce.number().int().min(0).default(300),
+  SANDBOX_PORT: z.coerce.number().int().min(0).max(65535).default(4100),
   LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
   TRUST_PROXY: z.string().default('loopback'),
   POLICY_VERSION: z.string().min(1).default('2026-11-01'),
@@ -104,7 +111,18 @@ export interface Config {
     readonly tokenUrl?: string;
     readonly revokeUrl?: string;
     readonly pushAudience?: string;
+    readonly certsUrl?: string;
   };
+  readonly gmail: {
+    readonly dailyBudget: { readonly workspace: number; readonly consumer: number };
+    /** The service account Pub/Sub push tokens must name. */
+    readonly pushServiceAccount?: string;
+    /** Pub/Sub topic that users.watch publishes to; unset → no watch, polling only. */
+    readonly pushTopic?: string;
+    /** Seconds between polls of each syncing mailbox (the fallback when push is late or off); 0 = off. */
+    readonly syncPollSeconds: number;
+  };
+  readonly sandboxPort: number;
   readonly logLevel: Env['LOG_LEVEL'];
   readonly trustProxy: string;
   readonly policyVersion: string;
@@ -208,7 +226,15 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       tokenUrl: env.GOOGLE_OAUTH_TOKEN_URL,
       revokeUrl: env.GOOGLE_OAUTH_REVOKE_URL,
       pushAudience: env.GMAIL_PUSH_AUDIENCE,
+      certsUrl: env.GOOGLE_CERTS_URL,
     },
+    gmail: {
+      dailyBudget: { workspace: env.GMAIL_DAILY_BUDGET_WORKSPACE, consumer: env.GMAIL_DAILY_BUDGET_CONSUMER },
+      pushServiceAccount: env.GMAIL_PUSH_SERVICE_ACCOUNT,
+      pushTopic: env.GMAIL_PUSH_TOPIC,
+      syncPollSeconds: env.GMAIL_SYNC_POLL_SECONDS,
+    },
+    sandboxPort: env.SANDBOX_PORT,
     logLevel: env.LOG_LEVEL,
     trustProxy: env.TRUST_PROXY,
     policyVersion: env.POLICY_VERSION,

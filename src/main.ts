@@ -1,6 +1,7 @@
 import type { Server } from 'node:http';
 import { createApp } from './app.js';
-import { ConfigError, isGoogleConfigured, loadConfig, type Config } from './config.js';
+import { ConfigError, loadConfig, type Config } from './config.js';
+import { resolveGoogle } from './gmail/google-settings.js';
 import { connect } from './db/connect.js';
 import { createLogger } from './logger.js';
 
@@ -26,7 +27,8 @@ async function main() {
 
   const database = await connect(config.database);
   await database.migrate();
-  const app = createApp({ config, database, logger });
+  const google = await resolveGoogle(config);
+  const app = createApp({ config, database, logger, google });
   const server: Server = app.listen(config.port, config.host);
   await new Promise<void>((resolve, reject) => {
     server.once('listening', resolve);
@@ -37,9 +39,9 @@ async function main() {
   console.log(`inboxtrail listening on http://localhost:${config.port} (public base URL ${config.publicBaseUrl})`);
   console.log(`database: ${where}, migrated`);
   console.log(
-    isGoogleConfigured(config)
-      ? 'Gmail: Google OAuth client configured'
-      : 'Gmail: not configured (no GOOGLE_CLIENT_ID); Gmail features are unavailable until it is, or until the Gmail sandbox lands',
+    google.sandbox
+      ? `Gmail: no Google client configured, so Gmail runs against the built-in sandbox — read its mailboxes at ${google.sandbox.urls.inbox}`
+      : `Gmail: Google OAuth client ${config.google.clientId} (API ${google.settings.endpoints.apiRootUrl})`,
   );
 
   let stopping = false;
@@ -54,6 +56,7 @@ async function main() {
     const deadline = setTimeout(() => server.closeAllConnections(), 5_000);
     await closed;
     clearTimeout(deadline);
+    await google.sandbox?.close();
     await database.close();
     logger.info('stopped');
     process.exit(0);

@@ -1,47 +1,27 @@
-import jwt from 'jsonwebtoken';
 import type { Config } from '../config.js';
 import { UnauthorizedError } from '../errors.js';
+import { createSignedTokens, isExpiredTokenError } from './signed-tokens.js';
 
 export interface SessionClaims {
   userId: string;
   workspaceId: string;
 }
 
-const ISSUER = 'inboxtrail';
-const AUDIENCE = 'inboxtrail-api';
-
-/**
- * Signs and verifies the bearer tokens of CRM users. The algorithm is pinned on both
- * sides, so a token cannot talk its way into `none` or into HS256-with-the-public-key.
- */
+/** Bearer tokens of CRM users: short-lived, naming the user and the workspace they act in. */
 export function createSessionTokens(options: Config['jwt']) {
-  const signingKey = options.algorithm === 'HS256' ? options.secret : options.privateKey;
-  const verifyingKey = options.algorithm === 'HS256' ? options.secret : options.publicKey;
-
+  const tokens = createSignedTokens(options, { audience: 'inboxtrail-api', ttlSeconds: options.ttlSeconds });
   return {
     sign(claims: SessionClaims): string {
-      return jwt.sign({ wid: claims.workspaceId }, signingKey, {
-        algorithm: options.algorithm,
-        subject: claims.userId,
-        issuer: ISSUER,
-        audience: AUDIENCE,
-        expiresIn: options.ttlSeconds,
-      });
+      return tokens.sign({ wid: claims.workspaceId }, claims.userId);
     },
 
     verify(token: string): SessionClaims {
       try {
-        const payload = jwt.verify(token, verifyingKey, {
-          algorithms: [options.algorithm],
-          issuer: ISSUER,
-          audience: AUDIENCE,
-        });
-        if (typeof payload === 'string' || typeof payload.sub !== 'string' || typeof payload.wid !== 'string') {
-          throw new Error('malformed claims');
-        }
-        return { userId: payload.sub, workspaceId: payload.wid };
+        const payload = tokens.verify(token);
+        if (typeof payload.wid !== 'string') throw new Error('malformed claims');
+        return { userId: payload.sub!, workspaceId: payload.wid };
       } catch (error) {
-        const expired = error instanceof jwt.TokenExpiredError;
+        const expired = isExpiredTokenError(error);
         throw new UnauthorizedError(
           expired ? 'token_expired' : 'invalid_token',
           expired ? 'The session has expired; log in again' : 'The bearer token is not valid',

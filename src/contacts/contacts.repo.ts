@@ -1,7 +1,7 @@
 import { and, desc, eq, ilike, inArray, lt, or, sql } from 'drizzle-orm';
 import { inTransaction, type Db } from '../db/connect.js';
 import { isUniqueViolation } from '../db/pg-errors.js';
-import { consents, contacts, type ConsentStatus } from '../db/schema.js';
+import { consents, contacts, mailboxes, mailEvents, messageContacts, messages, type ConsentStatus } from '../db/schema.js';
 
 export type ContactRow = typeof contacts.$inferSelect;
 export type ConsentRow = typeof consents.$inferSelect;
@@ -137,6 +137,32 @@ function contactQueries(db: Db) {
         .from(consents)
         .where(and(eq(consents.workspaceId, workspaceId), eq(consents.contactId, contactId)))
         .orderBy(desc(consents.at), desc(consents.id));
+    },
+
+    /** Messages involving the contact, with the user who owns each one's mailbox (for P-03 visibility). */
+    async listMessagesOfContact(workspaceId: string, contactId: string) {
+      return db
+        .select({
+          id: messages.id,
+          direction: messages.direction,
+          status: messages.status,
+          subject: messages.subject,
+          fromAddress: messages.fromAddress,
+          toAddresses: messages.toAddresses,
+          ccAddresses: messages.ccAddresses,
+          at: messages.at,
+          sentBy: messages.sentBy,
+          mailboxOwner: mailboxes.userId,
+          events: sql<{ type: string; at: string }[]>`coalesce((
+            select json_agg(json_build_object('type', ${mailEvents.type}, 'at', ${mailEvents.at}) order by ${mailEvents.at})
+            from ${mailEvents} where ${mailEvents.messageId} = ${messages.id}), '[]'::json)`,
+        })
+        .from(messageContacts)
+        .innerJoin(messages, eq(messages.id, messageContacts.messageId))
+        .leftJoin(mailboxes, eq(mailboxes.id, messages.mailboxId))
+        .where(and(eq(messageContacts.workspaceId, workspaceId), eq(messageContacts.contactId, contactId)))
+        .orderBy(desc(messages.at))
+        .limit(200);
     },
 
     /** The latest record per contact: that is each contact's consent (P-11). */

@@ -87,8 +87,25 @@ export function createContactsService(deps: { repo: ContactsRepo; policyVersion:
     /** One contact with its timeline: everything that happened to it, newest first. */
     async get(auth: AuthContext, id: string) {
       const contact = await requireContact(auth, id);
-      const history = await repo.listConsents(auth.workspaceId, id);
-      const timeline = history.map((c) => ({ type: 'consent' as const, at: c.at, status: c.status, source: c.source, actor: c.actor }));
+      const [history, mail] = await Promise.all([repo.listConsents(auth.workspaceId, id), repo.listMessagesOfContact(auth.workspaceId, id)]);
+      const consentEntries = history.map((c) => ({ type: 'consent' as const, at: c.at, status: c.status, source: c.source, actor: c.actor }));
+      const messageEntries = mail.map((m) => {
+        // P-03: a subject is message content; only the mailbox's owner sees it, others see that mail happened.
+        const mine = m.sentBy === auth.userId || m.mailboxOwner === auth.userId;
+        return {
+          type: 'message' as const,
+          at: m.at,
+          messageId: m.id,
+          direction: m.direction,
+          status: m.status,
+          from: m.fromAddress,
+          to: m.toAddresses,
+          cc: m.ccAddresses,
+          subject: mine ? m.subject : null,
+          events: m.events.map((e) => ({ type: e.type, at: new Date(e.at) })),
+        };
+      });
+      const timeline = [...consentEntries, ...messageEntries].sort((a, b) => b.at.getTime() - a.at.getTime());
       return { ...presentContact(contact, history[0]), timeline };
     },
 

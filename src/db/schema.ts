@@ -1,6 +1,8 @@
 import { sql } from 'drizzle-orm';
 import {
+  boolean,
   index,
+  integer,
   jsonb,
   pgEnum,
   pgTable,
@@ -19,6 +21,12 @@ import {
 
 const id = () => uuid('id').primaryKey().defaultRandom();
 const createdAt = () => timestamp('created_at', { withTimezone: true }).notNull().defaultNow();
+
+/** The owning workspace: deleting a workspace deletes everything it holds. */
+const workspaceRef = () =>
+  uuid('workspace_id')
+    .notNull()
+    .references(() => workspaces.id, { onDelete: 'cascade' });
 
 export const roleEnum = pgEnum('member_role', ['owner', 'admin', 'member']);
 export const consentStatusEnum = pgEnum('consent_status', ['opted_in', 'opted_out']);
@@ -46,9 +54,7 @@ export const users = pgTable(
 export const memberships = pgTable(
   'memberships',
   {
-    workspaceId: uuid('workspace_id')
-      .notNull()
-      .references(() => workspaces.id, { onDelete: 'cascade' }),
+    workspaceId: workspaceRef(),
     userId: uuid('user_id')
       .notNull()
       .references(() => users.id, { onDelete: 'cascade' }),
@@ -62,9 +68,7 @@ export const invitations = pgTable(
   'invitations',
   {
     id: id(),
-    workspaceId: uuid('workspace_id')
-      .notNull()
-      .references(() => workspaces.id, { onDelete: 'cascade' }),
+    workspaceId: workspaceRef(),
     email: text('email').notNull(),
     role: roleEnum('role').notNull(),
     /** SHA-256 of the invitation token; the token itself is shown once, to the inviter. */
@@ -81,9 +85,7 @@ export const contacts = pgTable(
   'contacts',
   {
     id: id(),
-    workspaceId: uuid('workspace_id')
-      .notNull()
-      .references(() => workspaces.id, { onDelete: 'cascade' }),
+    workspaceId: workspaceRef(),
     /** Trimmed, domain lowercased; uniqueness ignores case entirely (see the index). */
     email: text('email').notNull(),
     firstName: text('first_name'),
@@ -103,9 +105,7 @@ export const consents = pgTable(
   'consents',
   {
     id: id(),
-    workspaceId: uuid('workspace_id')
-      .notNull()
-      .references(() => workspaces.id, { onDelete: 'cascade' }),
+    workspaceId: workspaceRef(),
     contactId: uuid('contact_id')
       .notNull()
       .references(() => contacts.id, { onDelete: 'cascade' }),
@@ -122,3 +122,144 @@ export const consents = pgTable(
 
 export type Role = (typeof roleEnum.enumValues)[number];
 export type ConsentStatus = (typeof consentStatusEnum.enumValues)[number];
+
+/* ---------------------------------------------------------------- Gmail */
+
+export const mailboxStatusEnum = pgEnum('mailbox_status', ['active', 'needs_reconnect']);
+export const mailboxKindEnum = pgEnum('mailbox_kind', ['workspace', 'consumer']);
+
+/** A connected Gmail mailbox. Tokens are AES-256-GCM ciphertexts (P-06), never plaintext. */
+export const mailboxes = pgTable(
+  'mailboxes',
+  {
+    id: id(),
+    workspaceId: workspaceRef(),
+    /** The member who connected it: the owner of its Gmail content (P-03). */
+    userId: uuid('user_id')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    email: text('email').notNull(),
+    kind: mailboxKindEnum('kind').notNull(),
+    status: mailboxStatusEnum('status').notNull().default('active'),
+    statusReason: text('status_reason'),
+    scopes: text('scopes').array().notNull(),
+    /** Version of the Limited Use disclosure shown right before consent (P-05, P-18). */
+    disclosureVersion: text('disclosure_version').notNull(),
+    refreshTokenEnc: text('refresh_token_enc').notNull(),
+    accessTokenEnc: text('access_token_enc'),
+    accessTokenExpiresAt: timestamp('access_token_expires_at', { withTimezone: true }),
+    dailyBudget: integer('daily_budget').notNull(),
+    syncEnabled: boolean('sync_enabled').notNull().default(false),
+    historyId: text('history_id'),
+    watchExpiresAt: timestamp('watch_expires_at', { withTimezone: true }),
+    lastSyncAt: timestamp('last_sync_at', { withTimezone: true }),
+    lastSyncError: text('last_sync_error'),
+    messagesSeen: integer('messages_seen').notNull().default(0),
+    connectedAt: timestamp('connected_at', { withTimezone: true }).notNull().defaultNow(),
+    createdAt: createdAt(),
+  },
+  (t) => [uniqueIndex('mailboxes_workspace_email_unique').on(t.workspaceId, sql`lower(${t.email})`)],
+);
+
+export const messageDirectionEnum = pgEnum('message_direction', ['outbound', 'inbound']);
+export const messageStatusEnum = pgEnum('message_status', ['sending', 'sent', 'failed', 'received']);
+
+/**
+ * Every message we sent (1:1 or campaign) and the metadata of synced messages that
+ * involve a CRM contact. No bodies: content is fetched on demand through the privacy guard.
+ */
+export const messages = pgTable(
+  'messages',
+  {
+    id: id(),
+    workspaceId: workspaceRef(),
+    mailboxId: uuid('mailbox_id').references(() => mailboxes.id, { onDelete: 'set null' }),
+    direction: messageDirectionEnum('direction').notNull(),
+    status: messageStatusEnum('status').notNull(),
+    /** True for rows read from Gmail by sync: deleted when the mailbox is disconnected (P-06). */
+    synced: boolean('synced').notNull().default(false),
+    /** Our RFC 822 Message-ID (without angle brackets) for outbound; the header's for inbound. */
+    rfc822MessageId: text('rfc822_message_id'),
+    gmailMessageId: text('gmail_message_id'),
+    gmailThreadId: text('gmail_thread_id'),
+    inReplyTo: text('in_reply_to'),
+    subject: text('subject'),
+    fromAddress: text('from_address').notNull(),
+    toAddresses: text('to_addresses').array().notNull(),
+    ccAddresses: text('cc_addresses').array().notNull().default(sql`'{}'::text[]`),
+    sentBy: uuid('sent_by').references(() => users.id, { onDelete: 'set null' }),
+    errorCode: text('error_code'),
+    at: timestamp('at', { withTimezone: true }).notNull().defaultNow(),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    uniqueIndex('messages_mailbox_gmail_id_unique').on(t.mailboxId, t.gmailMessageId),
+    index('messages_workspace_rfc822_idx').on(t.workspaceId, t.rfc822MessageId),
+    index('messages_mailbox_at_idx').on(t.mailboxId, t.direction, t.at),
+  ],
+);
+
+/** Which contacts a message involves, so a contact's timeline is one indexed lookup. */
+export const messageContacts = pgTable(
+  'message_contacts',
+  {
+    messageId: uuid('message_id')
+      .notNull()
+      .references(() => messages.id, { onDelete: 'cascade' }),
+    contactId: uuid('contact_id')
+      .notNull()
+      .references(() => contacts.id, { onDelete: 'cascade' }),
+    workspaceId: uuid('workspace_id').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.messageId, t.contactId] }), index('message_contacts_contact_idx').on(t.workspaceId, t.contactId)],
+);
+
+export const mailEventTypeEnum = pgEnum('mail_event_type', ['reply', 'bounce']);
+
+/** Replies and bounces found by reading the mailbox, tied to the message of ours they answer. */
+export const mailEvents = pgTable(
+  'mail_events',
+  {
+    id: id(),
+    workspaceId: workspaceRef(),
+    messageId: uuid('message_id')
+      .notNull()
+      .references(() => messages.id, { onDelete: 'cascade' }),
+    type: mailEventTypeEnum('type').notNull(),
+    /** The Gmail id of the reply or DSN: one event per source message. */
+    sourceGmailMessageId: text('source_gmail_message_id').notNull(),
+    recipient: text('recipient'),
+    detail: jsonb('detail').$type<Record<string, unknown>>().notNull().default({}),
+    at: timestamp('at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [uniqueIndex('mail_events_source_unique').on(t.messageId, t.type, t.sourceGmailMessageId)],
+);
+
+/* ---------------------------------------------------------- Suppression */
+
+export const suppressionReasonEnum = pgEnum('suppression_reason', ['unsubscribe', 'bounce', 'complaint', 'manual']);
+
+/** Workspace-wide "never mail this address" (P-08). Checked inside every send's transaction. */
+export const suppressions = pgTable(
+  'suppressions',
+  {
+    id: id(),
+    workspaceId: workspaceRef(),
+    email: text('email').notNull(),
+    /** `all`, or `topic:<name>` for a topic opt-out from the preference center. */
+    scope: text('scope').notNull().default('all'),
+    reason: suppressionReasonEnum('reason').notNull(),
+    source: text('source'),
+    createdBy: uuid('created_by').references(() => users.id, { onDelete: 'set null' }),
+    createdAt: createdAt(),
+  },
+  (t) => [uniqueIndex('suppressions_workspace_email_scope_unique').on(t.workspaceId, sql`lower(${t.email})`, t.scope)],
+);
+
+export type MailboxStatus = (typeof mailboxStatusEnum.enumValues)[number];
+
+/** Consumed OAuth `state` ids: a state is accepted once (replayed callbacks are refused). */
+export const usedOauthStates = pgTable('used_oauth_states', {
+  stateId: text('state_id').primaryKey(),
+  usedAt: timestamp('used_at', { withTimezone: true }).notNull().defaultNow(),
+});

@@ -2,7 +2,7 @@ import express, { type Request, type RequestHandler, type Response, type Router 
 import { queryList, queryString, sendGoogleError, sleep, trackCall, type SandboxContext } from './context.js';
 import type { SandboxEndpoint } from './faults.js';
 import { GoogleApiError, OAuthError, gmailErrors } from './google-errors.js';
-import { contentTypeOf, fromBase64Any, parseHeaders, splitHeaderAndBody, splitMultipart, toBase64Url } from './mime.js';
+import { contentTypeOf, fromBase64Any, splitHeaderAndBody, splitMultipart, toBase64Url } from './mime.js';
 import { compileQuery } from './query.js';
 import { MailStoreError, SYSTEM_LABELS, type HistoryKind, type HistoryRecord, type Mailbox, type StoredMessage } from './store.js';
 

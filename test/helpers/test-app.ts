@@ -1,10 +1,14 @@
 import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import type { Express } from 'express';
-import { createApp } from '../../src/app.js';
+import { afterAll, beforeAll } from 'vitest';
+import { createApp, createServices, type Services } from '../../src/app.js';
 import { loadConfig, type Config } from '../../src/config.js';
 import type { Database } from '../../src/db/connect.js';
+import { resolveGoogle } from '../../src/gmail/google-settings.js';
+import { MailboxPacer, type PacerOptions } from '../../src/gmail/pacer.js';
 import { createLogger } from '../../src/logger.js';
+import type { Sandbox } from '../../src/sandbox/index.js';
 import { createTestDatabase } from './test-db.js';
 
 export const TEST_ENV = {
@@ -29,6 +33,10 @@ export interface TestApp {
   express: Express;
   config: Config;
   database: Database;
+  /** The app's services, for tests that drive background jobs directly. */
+  services: Services;
+  /** The Gmail sandbox this app talks to (always present in tests). */
+  sandbox: Sandbox;
   /** Every log line the app wrote, for redaction checks. */
   logs: string[];
   api<T = any>(method: string, path: string, options?: { token?: string; json?: unknown; body?: RequestInit['body']; headers?: Record<string, string> }): Promise<ApiResponse<T>>;
@@ -36,7 +44,7 @@ export interface TestApp {
 }
 
 /** The real app on a real socket over a private test database. */
-export async function startTestApp(options: { env?: Record<string, string>; database?: Database } = {}): Promise<TestApp> {
+export async function startTestApp(options: { env?: Record<string, string>; database?: Database; pacer?: PacerOptions } = {}): Promise<TestApp> {
   const config = loadConfig({ ...TEST_ENV, ...options.env });
   const database = options.database ?? (await createTestDatabase());
   const logs: string[] = [];
@@ -46,7 +54,12 @@ export async function startTestApp(options: { env?: Record<string, string>; data
       done();
     },
   });
-  const app = createApp({ config, database, logger: createLogger(config.logLevel, sink) });
+  // Gmail is always the sandbox over real HTTP, auto-approving consent like a person who clicks Allow.
+  const google = await resolveGoogle(config, { autoApprove: true, sandboxPort: 0 });
+  const pacer = new MailboxPacer({ baseDelayMs: 5, maxDelayMs: 5_000, ...options.pacer });
+  const deps = { config, database, logger: createLogger(config.logLevel, sink), google, pacer };
+  const services = createServices(deps);
+  const app = createApp(deps, services);
   const server = app.listen(0, '127.0.0.1');
   await new Promise<void>((resolve) => server.once('listening', () => resolve()));
   const baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -54,6 +67,8 @@ export async function startTestApp(options: { env?: Record<string, string>; data
   return {
     baseUrl,
     express: app,
+    sandbox: google.sandbox!,
+    services,
     config,
     database,
     logs,
@@ -66,6 +81,8 @@ export async function startTestApp(options: { env?: Record<string, string>; data
           ...headers,
         },
         body: json !== undefined ? JSON.stringify(json) : body,
+        // Tests look at redirects themselves.
+        redirect: 'manual',
       });
       const text = await response.text();
       let parsed: unknown = text;
@@ -75,6 +92,7 @@ export async function startTestApp(options: { env?: Record<string, string>; data
     async close() {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
+      await google.sandbox?.close();
       if (!options.database) await database.close();
     },
   };
@@ -91,4 +109,20 @@ export async function signUp(app: TestApp, overrides: { email?: string; password
   });
   if (res.status !== 201) throw new Error(`signup failed: ${res.status} ${res.text}`);
   return { token: res.body.token as string, userId: res.body.user.id as string, workspaceId: res.body.workspace.id as string, email, password };
+}
+
+/**
+ * The usual file setup: one app for the file and a signed-up owner, both ready in the
+ * tests (read them inside tests or hooks, not at import time).
+ */
+export function useAppWithOwner(options: Parameters<typeof startTestApp>[0] = {}) {
+  const ctx = {} as { app: TestApp; owner: Awaited<ReturnType<typeof signUp>> };
+  beforeAll(async () => {
+    ctx.app = await startTestApp(options);
+    ctx.owner = await signUp(ctx.app);
+  });
+  afterAll(async () => {
+    await ctx.app?.close();
+  });
+  return ctx;
 }

@@ -1,34 +1,25 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { snapshotCounts } from '../helpers/test-db.js';
-import { signUp, startTestApp, type TestApp } from '../helpers/test-app.js';
+import { useAppWithOwner, type TestApp } from '../helpers/test-app.js';
 
-let app: TestApp;
-let owner: Awaited<ReturnType<typeof signUp>>;
-
-beforeAll(async () => {
-  app = await startTestApp();
-  owner = await signUp(app);
-});
-afterAll(async () => {
-  await app.close();
-});
+const ctx = useAppWithOwner();
 
 describe('operational endpoints', () => {
   it('GET /healthz answers without touching anything', async () => {
-    const res = await app.api('GET', '/healthz');
+    const res = await ctx.app.api('GET', '/healthz');
     expect(res.status).toBe(200);
     expect(res.body).toEqual({ status: 'ok' });
   });
 
   it('GET /readyz reports that the database answers', async () => {
-    const res = await app.api('GET', '/readyz');
+    const res = await ctx.app.api('GET', '/readyz');
     expect(res.status).toBe(200);
     expect(res.body).toEqual({ status: 'ready', database: 'ok' });
   });
 
   it('GET /metrics exposes request counts and a latency histogram by route pattern', async () => {
-    await app.api('GET', '/api/me', { token: owner.token });
-    const res = await app.api('GET', '/metrics');
+    await ctx.app.api('GET', '/api/me', { token: ctx.owner.token });
+    const res = await ctx.app.api('GET', '/metrics');
     expect(res.status).toBe(200);
     expect(res.text).toMatch(/http_requests_total\{method="GET",route="\/api\/me",status="200"\} \d+/);
     expect(res.text).toContain('http_request_duration_seconds_bucket');
@@ -37,14 +28,14 @@ describe('operational endpoints', () => {
   });
 
   it('echoes a sane X-Request-Id and replaces a hostile one', async () => {
-    const kept = await app.api('GET', '/healthz', { headers: { 'x-request-id': 'trace-123' } });
+    const kept = await ctx.app.api('GET', '/healthz', { headers: { 'x-request-id': 'trace-123' } });
     expect(kept.headers.get('x-request-id')).toBe('trace-123');
-    const replaced = await app.api('GET', '/healthz', { headers: { 'x-request-id': 'bad id\twith spaces' } });
+    const replaced = await ctx.app.api('GET', '/healthz', { headers: { 'x-request-id': 'bad id\twith spaces' } });
     expect(replaced.headers.get('x-request-id')).toMatch(/^[0-9a-f-]{36}$/);
   });
 
   it('sets helmet security headers', async () => {
-    const res = await app.api('GET', '/healthz');
+    const res = await ctx.app.api('GET', '/healthz');
     expect(res.headers.get('x-content-type-options')).toBe('nosniff');
     expect(res.headers.get('content-security-policy')).toBeTruthy();
     expect(res.headers.get('x-powered-by')).toBeNull();
@@ -57,7 +48,7 @@ describe('bad input gets a clear 4xx and changes nothing', () => {
       name: 'malformed JSON',
       method: 'POST',
       path: '/api/contacts',
-      init: () => ({ token: owner.token, body: '{"email": ', headers: { 'content-type': 'application/json' } }),
+      init: () => ({ token: ctx.owner.token, body: '{"email": ', headers: { 'content-type': 'application/json' } }),
       status: 400,
       code: 'invalid_json',
     },
@@ -65,7 +56,7 @@ describe('bad input gets a clear 4xx and changes nothing', () => {
       name: 'schema violation',
       method: 'POST',
       path: '/api/contacts',
-      init: () => ({ token: owner.token, json: { email: 'not-an-address', attributes: { '1bad': 'x' } } }),
+      init: () => ({ token: ctx.owner.token, json: { email: 'not-an-address', attributes: { '1bad': 'x' } } }),
       status: 400,
       code: 'validation_failed',
     },
@@ -73,7 +64,7 @@ describe('bad input gets a clear 4xx and changes nothing', () => {
       name: 'oversized body',
       method: 'POST',
       path: '/api/contacts',
-      init: () => ({ token: owner.token, json: { email: 'big@example.com', attributes: { blob: 'x'.repeat(2 * 1024 * 1024) } } }),
+      init: () => ({ token: ctx.owner.token, json: { email: 'big@example.com', attributes: { blob: 'x'.repeat(2 * 1024 * 1024) } } }),
       status: 413,
       code: 'payload_too_large',
     },
@@ -85,24 +76,24 @@ describe('bad input gets a clear 4xx and changes nothing', () => {
       name: 'CSV import with the wrong content type',
       method: 'POST',
       path: '/api/contacts/import',
-      init: () => ({ token: owner.token, json: { email: 'x@example.com' } }),
+      init: () => ({ token: ctx.owner.token, json: { email: 'x@example.com' } }),
       status: 415,
       code: 'unsupported_media_type',
     },
   ];
 
   it.each(cases)('$name → $status $code', async ({ method, path, init, status, code }) => {
-    const before = await snapshotCounts(app.database.db);
-    const res = await app.api(method, path, init());
+    const before = await snapshotCounts(ctx.app.database.db);
+    const res = await ctx.app.api(method, path, init());
     expect(res.status).toBe(status);
     expect(res.headers.get('content-type')).toContain('application/json');
     expect(res.body.error.code).toBe(code);
     expect(typeof res.body.error.message).toBe('string');
-    expect(await snapshotCounts(app.database.db)).toEqual(before);
+    expect(await snapshotCounts(ctx.app.database.db)).toEqual(before);
   });
 
   it('validation errors name each offending field', async () => {
-    const res = await app.api('POST', '/api/auth/signup', { json: { email: 'nope', password: 'short' } });
+    const res = await ctx.app.api('POST', '/api/auth/signup', { json: { email: 'nope', password: 'short' } });
     expect(res.status).toBe(400);
     const fields = res.body.error.details.map((d: { field: string }) => d.field).sort();
     expect(fields).toEqual(['email', 'password', 'workspaceName']);

@@ -1,5 +1,6 @@
 import type { Express } from 'express';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectedMailbox } from '../helpers/gmail.js';
 import { snapshotCounts } from '../helpers/test-db.js';
 import { signUp, startTestApp, type TestApp } from '../helpers/test-app.js';
 
@@ -29,7 +30,7 @@ interface Layer {
   handle?: { stack?: { route?: { path: string; methods: Record<string, boolean> } }[] };
 }
 
-const PUBLIC_ROUTES = ['POST /api/auth/signup', 'POST /api/auth/login', 'POST /api/invitations/accept'];
+const PUBLIC_ROUTES = ['POST /api/auth/signup', 'POST /api/auth/login', 'POST /api/invitations/accept', 'GET /api/gmail/callback'];
 
 let app: TestApp;
 let a: Awaited<ReturnType<typeof signUp>>;
@@ -45,6 +46,13 @@ beforeAll(async () => {
   await app.api('POST', `/api/contacts/${ids.contact}/consents`, { token: b.token, json: { status: 'opted_in', source: 'b-form' } });
   const invitation = await app.api('POST', '/api/invitations', { token: b.token, json: { email: 'invitee@b.example' } });
   ids.invitation = invitation.body.invitation.id;
+  ids.mailbox = (await connectedMailbox(app, b.token, 'sender@b.example')).id;
+  app.sandbox.control.createMailbox({ email: 'friend@b.example' });
+  const sent = await app.api('POST', '/api/messages', {
+    token: b.token,
+    json: { mailboxId: ids.mailbox, to: 'secret-contact@b.example', subject: 'BeeSecret plans', text: 'x' },
+  });
+  ids.message = sent.body.id;
 });
 afterAll(async () => {
   await app.close();
@@ -58,6 +66,8 @@ const ID_ROUTES: Record<string, { id: () => string; json?: unknown }> = {
   'GET /api/contacts/:id/consents': { id: () => ids.contact! },
   'POST /api/contacts/:id/consents': { id: () => ids.contact!, json: { status: 'opted_out', source: 'attacker' } },
   'DELETE /api/invitations/:id': { id: () => ids.invitation! },
+  'PATCH /api/mailboxes/:id': { id: () => ids.mailbox!, json: { dailyBudget: 1 } },
+  'DELETE /api/mailboxes/:id': { id: () => ids.mailbox! },
 };
 
 /** Routes without an id: what A sees must not mention anything of B's. */
@@ -69,12 +79,20 @@ const COLLECTION_ROUTES: Record<string, { json?: unknown; body?: string; content
   'POST /api/contacts': { json: { email: 'own-contact@a.example' } },
   'POST /api/invitations': { json: { email: 'someone@a.example' } },
   'POST /api/contacts/import': { body: 'email\nsecret-contact@b.example\n', contentType: 'text/csv' },
+  'GET /api/mailboxes': {},
+  'GET /api/gmail/connect': { contentType: 'application/json' },
+};
+
+/** Routes that take another workspace's id inside the body: they must answer 404 and change nothing. */
+const BODY_ID_ROUTES: Record<string, () => unknown> = {
+  'POST /api/messages': () => ({ mailboxId: ids.mailbox, to: 'victim@a.example', subject: 'from B', text: 'x' }),
+  'POST /api/messages (reply)': () => ({ mailboxId: ids.ownMailbox, to: 'x@a.example', subject: 'Re', text: 'x', inReplyTo: ids.message }),
 };
 
 describe('tenant isolation (invariant 7)', () => {
   it('every registered /api route is covered by this test', () => {
     const registered = registeredApiRoutes(app.express).map((r) => `${r.method} ${r.path}`);
-    const covered = [...PUBLIC_ROUTES, ...Object.keys(ID_ROUTES), ...Object.keys(COLLECTION_ROUTES)];
+    const covered = [...PUBLIC_ROUTES, ...Object.keys(ID_ROUTES), ...Object.keys(COLLECTION_ROUTES), ...Object.keys(BODY_ID_ROUTES).map((k) => k.replace(/ \(.*\)$/, ''))];
     expect([...new Set(registered)].sort()).toEqual([...new Set(covered)].sort());
   });
 
@@ -96,17 +114,30 @@ describe('tenant isolation (invariant 7)', () => {
     expect(await snapshotCounts(app.database.db)).toEqual(before);
   });
 
+  it.each(Object.entries(BODY_ID_ROUTES))('%s naming the other workspace\'s ids → 404, nothing sent or changed', async (key, body) => {
+    ids.ownMailbox ??= (await connectedMailbox(app, a.token, 'sender@a.example')).id;
+    const before = await snapshotCounts(app.database.db);
+    const sends = app.sandbox.control.callCounts({ successfulOnly: true }).send;
+    const res = await app.api('POST', '/api/messages', { token: a.token, json: body() });
+    expect(res.status, key).toBe(404);
+    expect(res.text).not.toContain('b.example');
+    expect(await snapshotCounts(app.database.db)).toEqual(before);
+    expect(app.sandbox.control.callCounts({ successfulOnly: true }).send).toBe(sends);
+  });
+
   it.each(Object.entries(COLLECTION_ROUTES))('%s shows none of the other workspace\'s data', async (key, spec) => {
     const [method, path] = key.split(' ') as [string, string];
     const res = await app.api(method, path, {
       token: a.token,
       json: spec.json,
       body: spec.body,
-      headers: spec.contentType ? { 'content-type': spec.contentType } : {},
+      headers: spec.contentType ? { 'content-type': spec.contentType, accept: spec.contentType } : {},
     });
     expect(res.status).toBeLessThan(300);
     expect(res.text).not.toContain(ids.contact);
     expect(res.text).not.toContain(ids.invitation);
+    expect(res.text).not.toContain(ids.mailbox);
+    expect(res.text).not.toContain('sender@b.example');
     expect(res.text).not.toContain('BeeSecret');
     expect(res.text).not.toContain(b.workspaceId);
   });
@@ -114,6 +145,8 @@ describe('tenant isolation (invariant 7)', () => {
   it('B\'s data is intact after all of that', async () => {
     const contact = await app.api('GET', `/api/contacts/${ids.contact}`, { token: b.token });
     expect(contact.body).toMatchObject({ firstName: 'BeeSecret', consent: { status: 'opted_in', source: 'b-form' } });
+    const mailboxes = await app.api('GET', '/api/mailboxes', { token: b.token });
+    expect(mailboxes.body.mailboxes).toMatchObject([{ id: ids.mailbox, dailyBudget: 2000, status: 'active' }]);
     const invitations = await app.api('GET', '/api/invitations', { token: b.token });
     expect(invitations.body.invitations.map((i: { id: string }) => i.id)).toEqual([ids.invitation]);
     // A's import of the same address made A's own contact, not a link to B's.

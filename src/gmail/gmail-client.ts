@@ -1,0 +1,277 @@
+import { gmail, type gmail_v1 } from '@googleapis/gmail';
+import { OAuth2Client } from 'google-auth-library';
+import { GmailError, toGmailError } from './gmail-errors.js';
+import { GMAIL_QUOTA_UNITS, type MailboxPacer } from './pacer.js';
+
+/*
+ * The ONLY file that imports the Google SDK. Everything else sees plain data and
+ * GmailError. Every Gmail call of a mailbox goes through the shared pacer (quota per
+ * minute, backoff honouring Retry-After); the SDK's own retries are switched off so
+ * that they cannot ignore Retry-After behind our back.
+ */
+
+export interface GoogleEndpoints {
+  /** Only the origin counts: the SDK rebuilds each URL as new URL('/gmail/v1/…', root). */
+  apiRootUrl: string;
+  authorizeUrl: string;
+  tokenUrl: string;
+  revokeUrl: string;
+  /** PEM certificates that sign id tokens and Pub/Sub push tokens. */
+  certsUrl: string;
+}
+
+export interface GoogleClientSettings {
+  clientId: string;
+  clientSecret: string;
+  redirectUri: string;
+  endpoints: GoogleEndpoints;
+}
+
+export const GOOGLE_DEFAULT_ENDPOINTS: GoogleEndpoints = {
+  apiRootUrl: 'https://gmail.googleapis.com',
+  authorizeUrl: 'https://accounts.google.com/o/oauth2/v2/auth',
+  tokenUrl: 'https://oauth2.googleapis.com/token',
+  revokeUrl: 'https://oauth2.googleapis.com/revoke',
+  certsUrl: 'https://www.googleapis.com/oauth2/v1/certs',
+};
+
+export const GMAIL_SCOPES = {
+  send: 'https://www.googleapis.com/auth/gmail.send',
+  readonly: 'https://www.googleapis.com/auth/gmail.readonly',
+} as const;
+/** Identity scopes: the id token names the connected address (gmail.send alone cannot read the profile). */
+export const IDENTITY_SCOPES = ['openid', 'email'] as const;
+
+export interface MailboxCredentials {
+  refreshToken: string;
+  accessToken?: string;
+  accessTokenExpiresAt?: Date;
+}
+
+export interface RefreshedAccessToken {
+  accessToken: string;
+  expiresAt?: Date;
+}
+
+export interface GmailMessageMetadata {
+  id: string;
+  threadId: string;
+  labelIds: string[];
+  internalDate?: Date;
+  /** Header names lowercased; only the headers asked for. */
+  headers: Record<string, string>;
+}
+
+export interface GmailHistoryPage {
+  addedMessages: { id: string; threadId: string; labelIds: string[] }[];
+  historyId: string;
+  nextPageToken?: string;
+}
+
+/** GmailError reason of a send that got no answer: it may have gone out. */
+export const SEND_OUTCOME_UNKNOWN = 'outcome_unknown';
+
+/** Network failures that happen before a request is sent. */
+const NEVER_LEFT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN']);
+
+/** Options on every SDK call: no hidden retries, a bounded wait. */
+const CALL_OPTIONS = { retry: false, timeout: 30_000 } as const;
+
+export function createGmailClient(settings: GoogleClientSettings, pacer: MailboxPacer) {
+  // forceRefreshOnFailure: a 401 (token revoked or expired early at Google) triggers one
+  // refresh before the call fails, so only a dead refresh token surfaces as auth_revoked.
+  const newOAuthClient = () =>
+    new OAuth2Client({
+      forceRefreshOnFailure: true,
+      clientId: settings.clientId,
+      clientSecret: settings.clientSecret,
+      redirectUri: settings.redirectUri,
+      endpoints: {
+        oauth2AuthBaseUrl: settings.endpoints.authorizeUrl,
+        oauth2TokenUrl: settings.endpoints.tokenUrl,
+        oauth2RevokeUrl: settings.endpoints.revokeUrl,
+        oauth2FederatedSignonPemCertsUrl: settings.endpoints.certsUrl,
+      },
+    });
+  const appClient = newOAuthClient();
+
+  const guard = async <T>(work: () => Promise<T>): Promise<T> => {
+    try {
+      return await work();
+    } catch (error) {
+      throw toGmailError(error);
+    }
+  };
+
+  return {
+    /** The consent URL: offline access (a refresh token), incremental authorization (P-01). */
+    buildAuthorizeUrl(input: { scopes: string[]; state: string; loginHint?: string; forceConsent?: boolean }): string {
+      return appClient.generateAuthUrl({
+        access_type: 'offline',
+        include_granted_scopes: true,
+        scope: input.scopes,
+        state: input.state,
+        login_hint: input.loginHint,
+        // Google issues a refresh token only on first consent; a reconnect asks again so one comes back.
+        prompt: input.forceConsent ? 'consent' : undefined,
+      });
+    },
+
+    /** Exchanges the callback's code; the address comes from the verified id token. */
+    async exchangeCode(code: string) {
+      return guard(async () => {
+        const { tokens } = await appClient.getToken(code);
+        if (!tokens.access_token) throw new GmailError('permanent', 'Google returned no access token');
+        if (!tokens.id_token) throw new GmailError('permanent', 'Google returned no id token; the email scope is required');
+        const ticket = await appClient.verifyIdToken({ idToken: tokens.id_token, audience: settings.clientId });
+        const email = ticket.getPayload()?.email;
+        if (!email) throw new GmailError('permanent', 'The id token names no email address');
+        return {
+          email,
+          accessToken: tokens.access_token,
+          refreshToken: tokens.refresh_token ?? undefined,
+          expiresAt: tokens.expiry_date ? new Date(tokens.expiry_date) : undefined,
+          scopes: (tokens.scope ?? '').split(/\s+/).filter(Boolean),
+        };
+      });
+    },
+
+    /** Revokes a grant at Google. An already-dead token is not an error: the goal is reached. */
+    async revoke(token: string): Promise<void> {
+      try {
+        await appClient.revokeToken(token);
+      } catch (error) {
+        const gmailError = toGmailError(error);
+        if (gmailError.kind !== 'auth_revoked' && gmailError.status !== 400) throw gmailError;
+      }
+    },
+
+    /** Verifies a Pub/Sub push OIDC token: signature (Google's certs), issuer, audience, expiry. */
+    async verifyPushToken(token: string, audience: string): Promise<{ email?: string; emailVerified: boolean }> {
+      const ticket = await appClient.verifyIdToken({ idToken: token, audience });
+      const payload = ticket.getPayload();
+      return { email: payload?.email, emailVerified: payload?.email_verified === true };
+    },
+
+    /**
+     * A Gmail API bound to one mailbox. `onRefresh` receives each new access token so the
+     * caller can store it (encrypted) and not refresh again on every process start.
+     */
+    forMailbox(mailboxId: string, credentials: MailboxCredentials, onRefresh: (token: RefreshedAccessToken) => void) {
+      const auth = newOAuthClient();
+      auth.setCredentials({
+        refresh_token: credentials.refreshToken,
+        access_token: credentials.accessToken,
+        expiry_date: credentials.accessTokenExpiresAt?.getTime(),
+      });
+      auth.on('tokens', (tokens) => {
+        if (tokens.access_token) {
+          onRefresh({ accessToken: tokens.access_token, expiresAt: tokens.expiry_date ? new Date(tokens.expiry_date) : undefined });
+        }
+      });
+      const api = gmail({ version: 'v1', auth, rootUrl: settings.endpoints.apiRootUrl });
+      const paced = <T>(units: number, work: () => Promise<T>) => pacer.run(mailboxId, units, () => guard(work));
+
+      return {
+        async getProfile() {
+          const { data } = await paced(GMAIL_QUOTA_UNITS.profile, () => api.users.getProfile({ userId: 'me' }, CALL_OPTIONS));
+          return { email: data.emailAddress ?? '', historyId: data.historyId ?? '' };
+        },
+
+        /**
+         * Sends once. An answer from Gmail (429, 5xx…) means it was not sent and the pacer may
+         * retry; no answer at all (timeout, reset) means it may have been sent, so it is never
+         * retried blindly: it surfaces as reason `outcome_unknown` for the caller to resolve by
+         * searching the mailbox for our Message-ID (invariant 3).
+         */
+        async sendRaw(raw: Buffer, threadId?: string) {
+          const { data } = await pacer.run(mailboxId, GMAIL_QUOTA_UNITS.send, async () => {
+            try {
+              return await api.users.messages.send({ userId: 'me', requestBody: { raw: raw.toString('base64url'), threadId } }, CALL_OPTIONS);
+            } catch (error) {
+              const gmailError = toGmailError(error);
+              const noAnswer = gmailError.status === undefined && gmailError.kind === 'temporary';
+              // A refused or unresolvable connection never carried the message: safe to retry.
+              if (noAnswer && !NEVER_LEFT.has(gmailError.reason ?? '')) {
+                // No `cause`: the SDK error holds the encoded message and request details.
+                throw new GmailError('permanent', 'Gmail did not answer the send; it may or may not have gone out', { reason: SEND_OUTCOME_UNKNOWN });
+              }
+              throw gmailError;
+            }
+          });
+          return { id: data.id ?? '', threadId: data.threadId ?? '' };
+        },
+
+        /** Gmail ids of messages in the mailbox with this RFC 822 Message-ID (crash recovery, invariant 3). */
+        async findByRfc822MessageId(rfc822MessageId: string) {
+          const { data } = await paced(GMAIL_QUOTA_UNITS.list, () =>
+            api.users.messages.list({ userId: 'me', q: `rfc822msgid:${rfc822MessageId}`, includeSpamTrash: true }, CALL_OPTIONS),
+          );
+          return (data.messages ?? []).map((m) => ({ id: m.id ?? '', threadId: m.threadId ?? '' }));
+        },
+
+        async listMessageIds(input: { query?: string; labelIds?: string[]; pageToken?: string; maxResults?: number }) {
+          const { data } = await paced(GMAIL_QUOTA_UNITS.list, () =>
+            api.users.messages.list(
+              { userId: 'me', q: input.query, labelIds: input.labelIds, pageToken: input.pageToken, maxResults: input.maxResults },
+              CALL_OPTIONS,
+            ),
+          );
+          return { ids: (data.messages ?? []).map((m) => m.id ?? '').filter(Boolean), nextPageToken: data.nextPageToken ?? undefined };
+        },
+
+        async getMetadata(messageId: string, headerNames: string[]): Promise<GmailMessageMetadata> {
+          const { data } = await paced(GMAIL_QUOTA_UNITS.get, () =>
+            api.users.messages.get({ userId: 'me', id: messageId, format: 'metadata', metadataHeaders: headerNames }, CALL_OPTIONS),
+          );
+          return toMetadata(data);
+        },
+
+        /** The whole message as RFC 822 bytes. Callers reach this only through the privacy guard (P-03). */
+        async getRaw(messageId: string): Promise<Buffer> {
+          const { data } = await paced(GMAIL_QUOTA_UNITS.get, () => api.users.messages.get({ userId: 'me', id: messageId, format: 'raw' }, CALL_OPTIONS));
+          return Buffer.from(data.raw ?? '', 'base64url');
+        },
+
+        /** Messages added since `startHistoryId`; a GmailError of kind not_found means "too old: resync". */
+        async listAddedSince(startHistoryId: string, pageToken?: string): Promise<GmailHistoryPage> {
+          const { data } = await paced(GMAIL_QUOTA_UNITS.history, () =>
+            api.users.history.list({ userId: 'me', startHistoryId, historyTypes: ['messageAdded'], pageToken }, CALL_OPTIONS),
+          );
+          const addedMessages = (data.history ?? []).flatMap((h) =>
+            (h.messagesAdded ?? []).map((a) => ({ id: a.message?.id ?? '', threadId: a.message?.threadId ?? '', labelIds: a.message?.labelIds ?? [] })),
+          );
+          return { addedMessages: addedMessages.filter((m) => m.id), historyId: data.historyId ?? startHistoryId, nextPageToken: data.nextPageToken ?? undefined };
+        },
+
+        async watch(topicName: string) {
+          const { data } = await paced(GMAIL_QUOTA_UNITS.watch, () =>
+            api.users.watch({ userId: 'me', requestBody: { topicName, labelIds: ['INBOX'], labelFilterBehavior: 'include' } }, CALL_OPTIONS),
+          );
+          return { historyId: data.historyId ?? '', expiresAt: data.expiration ? new Date(Number(data.expiration)) : undefined };
+        },
+
+        async stopWatch() {
+          await paced(GMAIL_QUOTA_UNITS.stop, () => api.users.stop({ userId: 'me' }, CALL_OPTIONS));
+        },
+      };
+    },
+  };
+}
+
+function toMetadata(data: gmail_v1.Schema$Message): GmailMessageMetadata {
+  const headers: Record<string, string> = {};
+  for (const header of data.payload?.headers ?? []) {
+    if (header.name && header.value !== undefined && header.value !== null) headers[header.name.toLowerCase()] = header.value;
+  }
+  return {
+    id: data.id ?? '',
+    threadId: data.threadId ?? '',
+    labelIds: data.labelIds ?? [],
+    internalDate: data.internalDate ? new Date(Number(data.internalDate)) : undefined,
+    headers,
+  };
+}
+
+export type GmailClient = ReturnType<typeof createGmailClient>;
+export type MailboxGmail = ReturnType<GmailClient['forMailbox']>;

@@ -1,0 +1,79 @@
+import { Router, type RequestHandler, type Request } from 'express';
+import { z } from 'zod';
+import { authOf } from '../auth/auth.middleware.js';
+import { parseId } from '../http/params.js';
+import { parseInput } from '../http/validate.js';
+import { html } from '../web/html.js';
+import { renderPage } from '../web/layout.js';
+import type { MailboxService } from './mailboxes.service.js';
+
+const connectQuery = z.object({
+  sync: z.enum(['true', 'false']).default('false').transform((v) => v === 'true'),
+  /** The disclosure version the person just read and accepted: go straight to Google. */
+  acknowledge: z.string().max(50).optional(),
+  loginHint: z.email().optional(),
+});
+const callbackQuery = z.object({
+  code: z.string().max(2000).optional(),
+  state: z.string().max(4000).optional(),
+  error: z.string().max(200).optional(),
+});
+const patchBody = z.object({ dailyBudget: z.number().int().min(1).max(10_000) }).strict();
+
+const wantsJson = (req: Request) => req.accepts(['html', 'json']) === 'json';
+
+export function gmailRoutes(mailboxes: MailboxService, authenticated: RequestHandler): Router {
+  const router = Router();
+  router.use(['/gmail/connect', '/mailboxes'], authenticated);
+
+  /**
+   * P-05: the Limited Use disclosure comes first. JSON clients get it with the consent URL
+   * and must show it; browsers get a page whose button leads on to Google.
+   */
+  router.get('/gmail/connect', (req, res) => {
+    const query = parseInput(connectQuery, req.query);
+    const start = mailboxes.startConnection(authOf(req), { sync: query.sync, loginHint: query.loginHint });
+    if (wantsJson(req)) {
+      res.json(start);
+      return;
+    }
+    if (query.acknowledge === start.disclosure.version) {
+      res.redirect(302, start.url);
+      return;
+    }
+    res.type('html').send(
+      renderPage(
+        start.disclosure.title,
+        html`<h1>${start.disclosure.title}</h1>
+<ul>${start.disclosure.points.map((point) => html`<li>${point}</li>`)}</ul>
+<p class="muted">Disclosure version ${start.disclosure.version}. Permissions requested: ${start.scopes.join(', ')}.</p>
+<div class="actions"><a class="button" href="${start.url}">I understand — continue to Google</a></div>`,
+      ),
+    );
+  });
+
+  /** Google sends the browser here; the signed state (not a session) says who is connecting. */
+  router.get('/gmail/callback', async (req, res) => {
+    const mailbox = await mailboxes.completeConnection(parseInput(callbackQuery, req.query));
+    if (wantsJson(req)) {
+      res.status(201).json(mailbox);
+      return;
+    }
+    res.type('html').send(
+      renderPage('Gmail connected', html`<h1>Gmail connected</h1><p>${mailbox.email} is connected to inboxtrail. You can close this window.</p>`),
+    );
+  });
+
+  router.get('/mailboxes', async (req, res) => {
+    res.json({ mailboxes: await mailboxes.list(authOf(req)) });
+  });
+  router.patch('/mailboxes/:id', async (req, res) => {
+    const id = parseId(req.params.id, 'Mailbox');
+    res.json(await mailboxes.update(authOf(req), id, parseInput(patchBody, req.body)));
+  });
+  router.delete('/mailboxes/:id', async (req, res) => {
+    await mailboxes.disconnect(authOf(req), parseId(req.params.id, 'Mailbox'));
+    res.status(204).end();
+  });
+  return router;
+}

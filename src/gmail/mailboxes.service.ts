@@ -1,0 +1,247 @@
+import { randomUUID } from 'node:crypto';
+import type { AuthContext } from '../auth/auth.service.js';
+import { createSignedTokens } from '../auth/signed-tokens.js';
+import type { Config } from '../config.js';
+import { AppError, ConflictError, ForbiddenError, NotFoundError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { LIMITED_USE_DISCLOSURE } from './disclosure.js';
+import { GMAIL_SCOPES, IDENTITY_SCOPES, type GmailClient, type MailboxGmail } from './gmail-client.js';
+import { GmailError } from './gmail-errors.js';
+import type { MailboxesRepo, MailboxRow } from './mailboxes.repo.js';
+import type { MailboxPacer } from './pacer.js';
+import type { TokenCipher } from './token-cipher.js';
+
+const CONSUMER_DOMAINS = new Set(['gmail.com', 'googlemail.com']);
+const DAY_MS = 24 * 3600 * 1000;
+
+/** AAD for each encrypted token: a ciphertext copied into another row or column does not decrypt. */
+const tokenContext = (mailboxId: string, which: 'refresh' | 'access') => `mailbox:${mailboxId}:${which}`;
+
+export interface MailboxServiceDeps {
+  repo: MailboxesRepo;
+  gmail: GmailClient;
+  pacer: MailboxPacer;
+  cipher: TokenCipher;
+  config: Pick<Config, 'jwt' | 'gmail'>;
+  logger: Logger;
+  now?: () => Date;
+}
+
+/**
+ * Connected Gmail mailboxes: the OAuth connection (disclosure first, signed single-use
+ * state), encrypted token storage, token health, and disconnection.
+ */
+export function createMailboxService(deps: MailboxServiceDeps) {
+  const { repo, gmail, cipher, logger } = deps;
+  const now = deps.now ?? (() => new Date());
+  const states = createSignedTokens(deps.config.jwt, { audience: 'inboxtrail-gmail-oauth-state', ttlSeconds: 600 });
+
+  /** P-01: only what the enabled features need — sending always, reading only with sync. */
+  const scopesFor = (sync: boolean) => [...IDENTITY_SCOPES, GMAIL_SCOPES.send, ...(sync ? [GMAIL_SCOPES.readonly] : [])];
+
+  async function present(mailbox: MailboxRow) {
+    const sentToday = await repo.countSentSince(mailbox.id, new Date(now().getTime() - DAY_MS));
+    return {
+      id: mailbox.id,
+      email: mailbox.email,
+      kind: mailbox.kind,
+      status: mailbox.status,
+      statusReason: mailbox.statusReason,
+      scopes: mailbox.scopes,
+      disclosureVersion: mailbox.disclosureVersion,
+      dailyBudget: mailbox.dailyBudget,
+      sentToday,
+      ownerUserId: mailbox.userId,
+      connectedAt: mailbox.connectedAt,
+      sync: {
+        enabled: mailbox.syncEnabled,
+        lastSuccessAt: mailbox.lastSyncAt,
+        lastError: mailbox.lastSyncError,
+        messagesSeen: mailbox.messagesSeen,
+        watchExpiresAt: mailbox.watchExpiresAt,
+      },
+    };
+  }
+
+  async function markNeedsReconnect(mailbox: MailboxRow, reason: string) {
+    if (mailbox.status === 'needs_reconnect') return;
+    await repo.update(mailbox.id, { status: 'needs_reconnect', statusReason: reason, accessTokenEnc: null, accessTokenExpiresAt: null });
+    deps.pacer.forget(mailbox.id);
+    logger.warn({ mailboxId: mailbox.id, reason }, 'mailbox needs reconnecting; its Gmail work is paused');
+  }
+
+  function apiFor(mailbox: MailboxRow): MailboxGmail {
+    return gmail.forMailbox(
+      mailbox.id,
+      {
+        refreshToken: cipher.decrypt(mailbox.refreshTokenEnc, tokenContext(mailbox.id, 'refresh')),
+        accessToken: mailbox.accessTokenEnc ? cipher.decrypt(mailbox.accessTokenEnc, tokenContext(mailbox.id, 'access')) : undefined,
+        accessTokenExpiresAt: mailbox.accessTokenExpiresAt ?? undefined,
+      },
+      (refreshed) => {
+        // Kept so that the next process start does not refresh again; losing this write only costs a refresh.
+        repo
+          .update(mailbox.id, {
+            accessTokenEnc: cipher.encrypt(refreshed.accessToken, tokenContext(mailbox.id, 'access')),
+            accessTokenExpiresAt: refreshed.expiresAt ?? null,
+          })
+          .catch((error: unknown) => logger.warn({ mailboxId: mailbox.id, err: error }, 'could not store a refreshed access token'));
+      },
+    );
+  }
+
+  return {
+    /** The disclosure to show, and the Google consent URL to go to after it (P-05). */
+    startConnection(auth: AuthContext, options: { sync: boolean; loginHint?: string }) {
+      const scopes = scopesFor(options.sync);
+      const state = states.sign({ wid: auth.workspaceId, sync: options.sync, dv: LIMITED_USE_DISCLOSURE.version }, auth.userId, randomUUID());
+      return {
+        disclosure: LIMITED_USE_DISCLOSURE,
+        scopes,
+        url: gmail.buildAuthorizeUrl({ scopes, state, loginHint: options.loginHint, forceConsent: true }),
+      };
+    },
+
+    /** The OAuth callback: verifies the state, exchanges the code, stores the mailbox (encrypted). */
+    async completeConnection(input: { code?: string; state?: string; error?: string }) {
+      let claims;
+      try {
+        claims = states.verify(input.state ?? '');
+      } catch {
+        throw new AppError('invalid_state', 400, 'The connection link is invalid or expired; start connecting again');
+      }
+      if (input.error) throw new AppError('consent_denied', 400, 'Google access was not granted');
+      if (!input.code) throw new AppError('validation_failed', 400, 'The callback has no code');
+      if (typeof claims.wid !== 'string' || !claims.jti || !(await repo.consumeOauthState(claims.jti))) {
+        throw new AppError('invalid_state', 400, 'The connection link was already used; start connecting again');
+      }
+      const userId = claims.sub!;
+      const workspaceId = claims.wid;
+
+      let granted;
+      try {
+        granted = await gmail.exchangeCode(input.code);
+      } catch (error) {
+        if (error instanceof GmailError && (error.kind === 'auth_revoked' || error.kind === 'permanent')) {
+          throw new AppError('code_exchange_failed', 400, 'Google refused the authorization code; start connecting again');
+        }
+        throw error;
+      }
+      if (!granted.scopes.includes(GMAIL_SCOPES.send)) {
+        throw new AppError('scope_not_granted', 400, 'Sending permission was not granted; connect again and allow sending');
+      }
+
+      const mailbox = await repo.transaction(async (tx) => {
+        const existing = await tx.findByEmail(workspaceId, granted.email);
+        const id = existing?.id ?? randomUUID();
+        const refreshToken = granted.refreshToken;
+        if (!refreshToken && !existing) {
+          throw new AppError('no_refresh_token', 400, 'Google returned no offline access; remove inboxtrail at myaccount.google.com/permissions and connect again');
+        }
+        const syncRequested = claims.sync === true;
+        const tokens = {
+          ...(refreshToken ? { refreshTokenEnc: cipher.encrypt(refreshToken, tokenContext(id, 'refresh')) } : {}),
+          accessTokenEnc: cipher.encrypt(granted.accessToken, tokenContext(id, 'access')),
+          accessTokenExpiresAt: granted.expiresAt ?? null,
+        };
+        const common = {
+          userId,
+          status: 'active' as const,
+          statusReason: null,
+          scopes: granted.scopes,
+          disclosureVersion: typeof claims.dv === 'string' ? claims.dv : LIMITED_USE_DISCLOSURE.version,
+          syncEnabled: syncRequested && granted.scopes.includes(GMAIL_SCOPES.readonly),
+          connectedAt: now(),
+          ...tokens,
+        };
+        // Reconnecting an address updates its row: same id, history and budget, never a duplicate.
+        if (existing) return (await tx.update(existing.id, common))!;
+        const kind = CONSUMER_DOMAINS.has(granted.email.split('@')[1]!.toLowerCase()) ? 'consumer' : 'workspace';
+        return tx.insert({
+          id,
+          workspaceId,
+          email: granted.email,
+          kind,
+          dailyBudget: deps.config.gmail.dailyBudget[kind],
+          refreshTokenEnc: tokens.refreshTokenEnc!,
+          ...common,
+        });
+      });
+      deps.pacer.forget(mailbox.id);
+      return present(mailbox);
+    },
+
+    async list(auth: AuthContext) {
+      return Promise.all((await repo.list(auth.workspaceId)).map(present));
+    },
+
+    async update(auth: AuthContext, id: string, patch: { dailyBudget?: number }) {
+      const mailbox = await repo.findById(auth.workspaceId, id);
+      if (!mailbox) throw new NotFoundError('Mailbox');
+      if (mailbox.userId !== auth.userId && auth.role === 'member') throw new ForbiddenError('Only the mailbox owner or an admin can change it');
+      return present((await repo.update(id, patch))!);
+    },
+
+    /** P-06: revoke at Google, delete the synced Gmail data and the tokens. Messages we sent stay in the CRM. */
+    async disconnect(auth: AuthContext, id: string) {
+      const mailbox = await repo.findById(auth.workspaceId, id);
+      if (!mailbox) throw new NotFoundError('Mailbox');
+      if (mailbox.userId !== auth.userId && auth.role === 'member') throw new ForbiddenError('Only the mailbox owner or an admin can disconnect it');
+      try {
+        await gmail.revoke(cipher.decrypt(mailbox.refreshTokenEnc, tokenContext(mailbox.id, 'refresh')));
+      } catch (error) {
+        // Deleting our copy must not depend on Google answering; the grant dies with the unused token anyway.
+        logger.warn({ mailboxId: id, err: error }, 'revoking at Google failed; deleting the mailbox regardless');
+      }
+      await repo.transaction(async (tx) => {
+        await tx.deleteSyncedMessages(id);
+        await tx.delete(auth.workspaceId, id);
+      });
+      deps.pacer.forget(id);
+    },
+
+    /** A mailbox of the caller's workspace that the caller may send from (the owner of the connection). */
+    async requireSendable(auth: AuthContext, id: string): Promise<MailboxRow> {
+      const mailbox = await repo.findById(auth.workspaceId, id);
+      if (!mailbox) throw new NotFoundError('Mailbox');
+      if (mailbox.userId !== auth.userId) throw new ForbiddenError('Only the person who connected this mailbox can send 1:1 mail from it');
+      if (mailbox.status !== 'active') throw new ConflictError('mailbox_needs_reconnect', 'This mailbox must be reconnected before it can send');
+      return mailbox;
+    },
+
+    async remainingBudget(mailbox: MailboxRow): Promise<number> {
+      return mailbox.dailyBudget - (await repo.countSentSince(mailbox.id, new Date(now().getTime() - DAY_MS)));
+    },
+
+    /**
+     * Runs Gmail work for a mailbox. A revoked grant (invalid_grant, admin policy…) marks the
+     * mailbox needs_reconnect, which pauses its work until the owner connects it again.
+     */
+    async withGmail<T>(mailbox: MailboxRow, work: (api: MailboxGmail) => Promise<T>): Promise<T> {
+      try {
+        return await work(apiFor(mailbox));
+      } catch (error) {
+        if (error instanceof GmailError && error.kind === 'auth_revoked') await markNeedsReconnect(mailbox, error.reason ?? 'auth_revoked');
+        throw error;
+      }
+    },
+
+    /** Key rotation: rewrites every token not under the current key. Safe to run while serving. */
+    async reencryptTokens(): Promise<number> {
+      let rewritten = 0;
+      for (const mailbox of await repo.listAll()) {
+        const stale = !cipher.isCurrent(mailbox.refreshTokenEnc) || (mailbox.accessTokenEnc !== null && !cipher.isCurrent(mailbox.accessTokenEnc));
+        if (!stale) continue;
+        const reencrypt = (value: string, which: 'refresh' | 'access') => cipher.encrypt(cipher.decrypt(value, tokenContext(mailbox.id, which)), tokenContext(mailbox.id, which));
+        await repo.update(mailbox.id, {
+          refreshTokenEnc: reencrypt(mailbox.refreshTokenEnc, 'refresh'),
+          accessTokenEnc: mailbox.accessTokenEnc ? reencrypt(mailbox.accessTokenEnc, 'access') : null,
+        });
+        rewritten += 1;
+      }
+      return rewritten;
+    },
+  };
+}
+
+export type MailboxService = ReturnType<typeof createMailboxService>;

@@ -1,0 +1,41 @@
+import { Router, type RequestHandler } from 'express';
+import { z } from 'zod';
+import { authOf } from '../auth/auth.middleware.js';
+import { emailAddressField } from '../contacts/email-address.js';
+import { parseInput } from '../http/validate.js';
+import type { MessagesService } from './messages.service.js';
+
+export const MAX_RECIPIENTS = 100;
+
+const addressList = z.union([emailAddressField, z.array(emailAddressField).max(MAX_RECIPIENTS)]).transform((v) => (Array.isArray(v) ? v : [v]));
+/** A header value never spans lines: CR or LF would let a caller write headers of their own. */
+const headerText = z.string().max(998).refine((v) => !/[\r\n]/.test(v), 'must not contain line breaks');
+
+const sendBody = z
+  .object({
+    mailboxId: z.uuid(),
+    to: addressList,
+    cc: addressList.optional(),
+    bcc: addressList.optional(),
+    subject: headerText,
+    text: z.string().optional(),
+    html: z.string().optional(),
+    inReplyTo: z.uuid().optional(),
+  })
+  .strict()
+  .refine((m) => m.text !== undefined || m.html !== undefined, { message: 'give text, html or both', path: ['text'] })
+  .refine((m) => m.to.length > 0, { message: 'at least one recipient', path: ['to'] })
+  .refine((m) => m.to.length + (m.cc?.length ?? 0) + (m.bcc?.length ?? 0) <= MAX_RECIPIENTS, {
+    message: `at most ${MAX_RECIPIENTS} recipients in to, cc and bcc together`,
+    path: ['to'],
+  })
+  .transform((m) => ({ ...m, cc: m.cc ?? [], bcc: m.bcc ?? [] }));
+
+export function messagesRoutes(messages: MessagesService, authenticated: RequestHandler): Router {
+  const router = Router();
+  router.use('/messages', authenticated);
+  router.post('/messages', async (req, res) => {
+    res.status(201).json(await messages.send(authOf(req), parseInput(sendBody, req.body)));
+  });
+  return router;
+}

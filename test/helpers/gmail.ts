@@ -1,0 +1,27 @@
+import { expect } from 'vitest';
+import type { TestApp } from './test-app.js';
+
+/**
+ * Connects a sandbox mailbox the way a person does: ask for the consent URL, follow it
+ * (the test sandbox approves as the mailbox named by login_hint), then hand the callback's
+ * query to our callback route, as the browser would.
+ */
+export async function connectMailbox(app: TestApp, token: string, email: string, options: { sync?: boolean } = {}) {
+  if (!app.sandbox.control.getMailbox(email)) app.sandbox.control.createMailbox({ email });
+  const start = await app.api('GET', `/api/gmail/connect?sync=${options.sync ?? false}&loginHint=${encodeURIComponent(email)}`, {
+    token,
+    headers: { accept: 'application/json' },
+  });
+  expect(start.status).toBe(200);
+  const consent = await fetch(start.body.url, { redirect: 'manual' });
+  expect(consent.status).toBe(302);
+  const callback = new URL(consent.headers.get('location')!);
+  const done = await app.api('GET', `/api/gmail/callback${callback.search}`, { headers: { accept: 'application/json' } });
+  return { start, callbackQuery: callback.search, response: done };
+}
+
+export async function connectedMailbox(app: TestApp, token: string, email: string, options: { sync?: boolean } = {}) {
+  const { response } = await connectMailbox(app, token, email, options);
+  if (response.status !== 201) throw new Error(`connect failed: ${response.status} ${response.text}`);
+  return response.body as { id: string; email: string; status: string; scopes: string[] };
+}

@@ -1,0 +1,173 @@
+import { sql } from 'drizzle-orm';
+import { describe, expect, it } from 'vitest';
+import { LIMITED_USE_DISCLOSURE } from '../../src/gmail/disclosure.js';
+import { createTokenCipher } from '../../src/gmail/token-cipher.js';
+import { connectMailbox, connectedMailbox } from '../helpers/gmail.js';
+import { countRows, snapshotCounts } from '../helpers/test-db.js';
+import { signUp, startTestApp, TEST_ENV, useAppWithOwner } from '../helpers/test-app.js';
+
+const ctx = useAppWithOwner();
+
+const SEND = 'https://www.googleapis.com/auth/gmail.send';
+const READONLY = 'https://www.googleapis.com/auth/gmail.readonly';
+
+async function dumpAllRows(): Promise<string> {
+  const tables = (await ctx.app.database.db.execute(
+    sql`select table_name as name from information_schema.tables where table_schema = 'public' and table_type = 'BASE TABLE'`,
+  )) as unknown as { rows: { name: string }[] };
+  let dump = '';
+  for (const { name } of tables.rows) {
+    const rows = (await ctx.app.database.db.execute(sql.raw(`select row_to_json(t)::text as j from "${name}" t`))) as unknown as { rows: { j: string }[] };
+    dump += rows.rows.map((r) => r.j).join('\n');
+  }
+  return dump;
+}
+
+describe('connecting Gmail', () => {
+  it('P-05 shows the Limited Use disclosure before the consent step, then goes to Google', async () => {
+    const page = await ctx.app.api('GET', '/api/gmail/connect', { token: ctx.owner.token, headers: { accept: 'text/html' } });
+    expect(page.status).toBe(200);
+    expect(page.headers.get('content-type')).toContain('text/html');
+    expect(page.text).toContain('Limited Use');
+    expect(page.text).toContain(`Disclosure version ${LIMITED_USE_DISCLOSURE.version}`);
+    expect(page.text).toContain(ctx.app.sandbox.urls.authorize.replace(/&/g, '&amp;'));
+
+    const json = await ctx.app.api('GET', '/api/gmail/connect', { token: ctx.owner.token, headers: { accept: 'application/json' } });
+    expect(json.body.disclosure.version).toBe(LIMITED_USE_DISCLOSURE.version);
+
+    const onward = await ctx.app.api('GET', `/api/gmail/connect?acknowledge=${LIMITED_USE_DISCLOSURE.version}`, {
+      token: ctx.owner.token,
+      headers: { accept: 'text/html' },
+    });
+    expect(onward.status).toBe(302);
+    expect(onward.headers.get('location')).toMatch(new RegExp(`^${ctx.app.sandbox.urls.authorize}`));
+  });
+
+  it('P-01 asks only for the scopes the enabled features need, offline and incremental', async () => {
+    const sendOnly = new URL((await ctx.app.api('GET', '/api/gmail/connect', { token: ctx.owner.token, headers: { accept: 'application/json' } })).body.url);
+    expect(sendOnly.searchParams.get('scope')!.split(' ').sort()).toEqual(['email', 'openid', SEND].sort());
+    expect(sendOnly.searchParams.get('access_type')).toBe('offline');
+    expect(sendOnly.searchParams.get('include_granted_scopes')).toBe('true');
+    const withSync = new URL(
+      (await ctx.app.api('GET', '/api/gmail/connect?sync=true', { token: ctx.owner.token, headers: { accept: 'application/json' } })).body.url,
+    );
+    expect(withSync.searchParams.get('scope')!.split(' ')).toContain(READONLY);
+  });
+
+  it('the whole flow stores the mailbox with its scopes, budget and disclosure version', async () => {
+    const mailbox = await connectedMailbox(ctx.app, ctx.owner.token, 'alice@acme.test');
+    expect(mailbox).toMatchObject({ email: 'alice@acme.test', status: 'active', kind: 'workspace', dailyBudget: 2000, sentToday: 0, disclosureVersion: LIMITED_USE_DISCLOSURE.version });
+    expect(mailbox.scopes).toContain(SEND);
+    expect(mailbox.scopes).not.toContain(READONLY);
+    const listed = await ctx.app.api('GET', '/api/mailboxes', { token: ctx.owner.token });
+    expect(listed.body.mailboxes.map((m: { email: string }) => m.email)).toContain('alice@acme.test');
+
+    const consumer = await connectedMailbox(ctx.app, ctx.owner.token, 'someone@gmail.com');
+    expect(consumer).toMatchObject({ kind: 'consumer', dailyBudget: 500 });
+  });
+
+  it('reconnecting the same address updates the mailbox, never duplicates it', async () => {
+    const first = await connectedMailbox(ctx.app, ctx.owner.token, 'again@acme.test');
+    const second = await connectedMailbox(ctx.app, ctx.owner.token, 'Again@ACME.test', { sync: true });
+    expect(second.id).toBe(first.id);
+    expect(second.scopes).toContain(READONLY);
+    const rows = (await ctx.app.database.db.execute(sql`select count(*)::int as n from mailboxes where lower(email) = 'again@acme.test'`)) as unknown as {
+      rows: { n: number }[];
+    };
+    expect(Number(rows.rows[0]!.n)).toBe(1);
+  });
+
+  it('a callback state is single-use, signed and bound to the user; a denial is a clear 400', async () => {
+    ctx.app.sandbox.control.createMailbox({ email: 'replay@acme.test' });
+    const { callbackQuery, response } = await connectMailbox(ctx.app, ctx.owner.token, 'replay@acme.test');
+    expect(response.status).toBe(201);
+    const before = await snapshotCounts(ctx.app.database.db);
+    const replay = await ctx.app.api('GET', `/api/gmail/callback${callbackQuery}`, { headers: { accept: 'application/json' } });
+    expect(replay.status).toBe(400);
+    expect(replay.body.error.code).toBe('invalid_state');
+
+    const params = new URLSearchParams(callbackQuery);
+    params.set('state', `${params.get('state')}x`);
+    const tampered = await ctx.app.api('GET', `/api/gmail/callback?${params}`, { headers: { accept: 'application/json' } });
+    expect(tampered.body.error.code).toBe('invalid_state');
+    const noState = await ctx.app.api('GET', '/api/gmail/callback?code=abc', { headers: { accept: 'application/json' } });
+    expect(noState.status).toBe(400);
+    expect(await snapshotCounts(ctx.app.database.db)).toEqual(before);
+
+    ctx.app.sandbox.control.queueAuthorization({ decision: 'deny' });
+    const denied = await connectMailbox(ctx.app, ctx.owner.token, 'replay@acme.test');
+    expect(denied.response.status).toBe(400);
+    expect(denied.response.body.error.code).toBe('consent_denied');
+  });
+
+  it('P-06 tokens are unreadable in a dump of every table', async () => {
+    const mailbox = await connectedMailbox(ctx.app, ctx.owner.token, 'secretive@acme.test');
+    const row = (await ctx.app.database.db.execute(sql`select refresh_token_enc, access_token_enc from mailboxes where id = ${mailbox.id}::uuid`)) as unknown as {
+      rows: { refresh_token_enc: string; access_token_enc: string }[];
+    };
+    const cipher = createTokenCipher(ctx.app.config.tokenEncryptionKeys);
+    const refreshToken = cipher.decrypt(row.rows[0]!.refresh_token_enc, `mailbox:${mailbox.id}:refresh`);
+    const accessToken = cipher.decrypt(row.rows[0]!.access_token_enc, `mailbox:${mailbox.id}:access`);
+    expect(refreshToken.length).toBeGreaterThan(10);
+    const dump = await dumpAllRows();
+    expect(dump).toContain('secretive@acme.test');
+    expect(dump).not.toContain(refreshToken);
+    expect(dump).not.toContain(accessToken);
+    expect(dump).not.toContain(Buffer.from(refreshToken).toString('base64'));
+    // Nor in any log line.
+    expect(ctx.app.logs.join('')).not.toContain(refreshToken);
+    expect(ctx.app.logs.join('')).not.toContain(accessToken);
+  });
+
+  it('disconnecting revokes at Google and deletes the mailbox with its synced data, keeping sent mail', async () => {
+    const mailbox = await connectedMailbox(ctx.app, ctx.owner.token, 'leaving@acme.test');
+    const revokesBefore = ctx.app.sandbox.control.callCounts().revoke;
+    await ctx.app.database.db.execute(sql`insert into messages (workspace_id, mailbox_id, direction, status, synced, from_address, to_addresses)
+      values (${ctx.owner.workspaceId}::uuid, ${mailbox.id}::uuid, 'inbound', 'received', true, 'x@y.test', '{leaving@acme.test}'),
+             (${ctx.owner.workspaceId}::uuid, ${mailbox.id}::uuid, 'outbound', 'sent', false, 'leaving@acme.test', '{x@y.test}')`);
+    const res = await ctx.app.api('DELETE', `/api/mailboxes/${mailbox.id}`, { token: ctx.owner.token });
+    expect(res.status).toBe(204);
+    expect(ctx.app.sandbox.control.callCounts().revoke).toBe(revokesBefore + 1);
+    expect(ctx.app.sandbox.control.getMailbox('leaving@acme.test')!.grants).toEqual([]);
+    const left = (await ctx.app.database.db.execute(
+      sql`select synced, mailbox_id from messages where from_address in ('x@y.test', 'leaving@acme.test')`,
+    )) as unknown as { rows: { synced: boolean; mailbox_id: string | null }[] };
+    expect(left.rows).toEqual([{ synced: false, mailbox_id: null }]);
+    expect((await ctx.app.api('GET', '/api/mailboxes', { token: ctx.owner.token })).body.mailboxes.map((m: { id: string }) => m.id)).not.toContain(mailbox.id);
+  });
+
+  it('key rotation re-encrypts every token under the new key, and the mailbox keeps working', async () => {
+    const mailbox = await connectedMailbox(ctx.app, ctx.owner.token, 'rotate@acme.test');
+    const newKey = `v2:${Buffer.alloc(32, 9).toString('base64')}`;
+    const rotated = await startTestApp({ database: ctx.app.database, env: { TOKEN_ENCRYPTION_KEYS: `${TEST_ENV.TOKEN_ENCRYPTION_KEYS},${newKey}` } });
+    try {
+      const count = await rotated.services.mailboxes.reencryptTokens();
+      expect(count).toBeGreaterThanOrEqual(1);
+      const rows = (await ctx.app.database.db.execute(sql`select refresh_token_enc, access_token_enc from mailboxes`)) as unknown as {
+        rows: { refresh_token_enc: string; access_token_enc: string | null }[];
+      };
+      for (const row of rows.rows) {
+        expect(row.refresh_token_enc.startsWith('v2.')).toBe(true);
+        if (row.access_token_enc) expect(row.access_token_enc.startsWith('v2.')).toBe(true);
+      }
+      expect(await rotated.services.mailboxes.reencryptTokens()).toBe(0);
+      // The old key alone can no longer read them; the new list can.
+      const oldOnly = createTokenCipher(ctx.app.config.tokenEncryptionKeys);
+      expect(() => oldOnly.decrypt(rows.rows[0]!.refresh_token_enc, 'x')).toThrow();
+      const listed = await rotated.api('GET', '/api/mailboxes', { token: ctx.owner.token });
+      expect(listed.body.mailboxes.find((m: { id: string }) => m.id === mailbox.id).status).toBe('active');
+    } finally {
+      await rotated.close();
+    }
+  });
+
+  it('mailbox routes are workspace-scoped: another workspace gets 404 and changes nothing', async () => {
+    const mailbox = await connectedMailbox(ctx.app, ctx.owner.token, 'scoped@acme.test');
+    const other = await signUp(ctx.app);
+    expect((await ctx.app.api('GET', '/api/mailboxes', { token: other.token })).body.mailboxes).toEqual([]);
+    const before = await countRows(ctx.app.database.db, 'mailboxes');
+    expect((await ctx.app.api('DELETE', `/api/mailboxes/${mailbox.id}`, { token: other.token })).status).toBe(404);
+    expect((await ctx.app.api('PATCH', `/api/mailboxes/${mailbox.id}`, { token: other.token, json: { dailyBudget: 5 } })).status).toBe(404);
+    expect(await countRows(ctx.app.database.db, 'mailboxes')).toBe(before);
+  });
+});
