@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
 import express, { type Express } from 'express';
 import helmet from 'helmet';
 import { pinoHttp } from 'pino-http';
@@ -7,7 +8,16 @@ import { createAuthRepo } from './auth/auth.repo.js';
 import { authRoutes, publicAuthRoutes } from './auth/auth.routes.js';
 import { createAuthService } from './auth/auth.service.js';
 import { createSessionTokens } from './auth/sessions.js';
+import { createCampaignsRepo } from './campaigns/campaigns.repo.js';
+import { campaignsRoutes } from './campaigns/campaigns.routes.js';
+import { createCampaignsService } from './campaigns/campaigns.service.js';
+import { createSendWorker } from './campaigns/send-worker.js';
 import type { Config } from './config.js';
+import { createTokenCodec } from './tracking/tokens.js';
+import { createTrackingUrls } from './tracking/urls.js';
+import type { TrustProxy } from './tracking/ip.js';
+import { createTracking } from './tracking/tracking.js';
+import { trackingRoutes } from './tracking/tracking.routes.js';
 import { createContactsRepo } from './contacts/contacts.repo.js';
 import { contactsRoutes } from './contacts/contacts.routes.js';
 import { createContactsService } from './contacts/contacts.service.js';
@@ -17,11 +27,20 @@ import { gmailRoutes } from './gmail/gmail.routes.js';
 import type { ResolvedGoogle } from './gmail/google-settings.js';
 import { createMailboxesRepo } from './gmail/mailboxes.repo.js';
 import { createMailboxService } from './gmail/mailboxes.service.js';
+import { createMessageContentReader } from './gmail/message-content.js';
 import { MailboxPacer } from './gmail/pacer.js';
+import { pushRoutes } from './gmail/push.routes.js';
+import { createPushService } from './gmail/push.service.js';
+import { createSyncRepo } from './gmail/sync.repo.js';
+import { createSyncService } from './gmail/sync.service.js';
 import { createTokenCipher } from './gmail/token-cipher.js';
 import { createMessagesRepo } from './messages/messages.repo.js';
 import { messagesRoutes } from './messages/messages.routes.js';
 import { createMessagesService } from './messages/messages.service.js';
+import { createSuppressionListRepo } from './suppression/suppression.repo.js';
+import { suppressionRoutes } from './suppression/suppression.routes.js';
+import { createSuppressionService } from './suppression/suppression.service.js';
+import { unsubscribeRoutes } from './suppression/unsubscribe.routes.js';
 import { NotFoundError, errorMiddleware } from './errors.js';
 import { createMetrics, metricsMiddleware } from './http/metrics.js';
 import type { Logger } from './logger.js';
@@ -51,17 +70,58 @@ export function createServices(deps: AppDeps) {
   const auth = createAuthService({ repo: createAuthRepo(db), sessions, config, now: deps.now });
   const contacts = createContactsService({ repo: createContactsRepo(db), policyVersion: config.policyVersion });
   const pacer = deps.pacer ?? new MailboxPacer();
+  const gmail = createGmailClient(deps.google.settings, pacer);
+  const mailboxesRepo = createMailboxesRepo(db);
+  const messagesRepo = createMessagesRepo(db);
   const mailboxes = createMailboxService({
-    repo: createMailboxesRepo(db),
-    gmail: createGmailClient(deps.google.settings, pacer),
+    repo: mailboxesRepo,
+    gmail,
     pacer,
     cipher: createTokenCipher(config.tokenEncryptionKeys),
     config,
     logger,
     now: deps.now,
   });
-  const messages = createMessagesService({ repo: createMessagesRepo(db), mailboxes, logger });
-  return { auth, contacts, mailboxes, messages };
+  const messages = createMessagesService({ repo: messagesRepo, mailboxes, logger });
+  const sync = createSyncService({
+    repo: createSyncRepo(db),
+    mailboxesRepo,
+    mailboxes,
+    pacer,
+    config,
+    pushTopic: deps.google.pushTopic,
+    logger,
+    now: deps.now,
+  });
+  const push = createPushService({
+    gmail,
+    audience: deps.google.pushAudience,
+    serviceAccount: config.gmail.pushServiceAccount,
+    mailboxesRepo,
+    sync,
+    logger,
+  });
+  const messageContent = createMessageContentReader({ messagesRepo, mailboxesRepo, mailboxes });
+  const trackingUrls = createTrackingUrls(createTokenCodec(config.trackingSecrets), config.publicBaseUrl);
+  const campaignsRepo = createCampaignsRepo(db);
+  const campaigns = createCampaignsService({
+    repo: campaignsRepo,
+    mailboxRepo: mailboxesRepo,
+    mailboxes,
+    pacer,
+    publicBaseUrl: config.publicBaseUrl,
+    now: deps.now,
+  });
+  const sendWorker = createSendWorker({ repo: campaignsRepo, mailboxRepo: mailboxesRepo, mailboxes, pacer, urls: trackingUrls, logger, now: deps.now });
+  const suppressions = createSuppressionService({
+    repo: createSuppressionListRepo(db),
+    codec: createTokenCodec(config.trackingSecrets),
+    policyVersion: config.policyVersion,
+  });
+  // One metrics registry per app instance; the tracking paths count into it without Express.
+  const metrics = createMetrics();
+  const tracking = createTracking({ config, database, logger, registry: metrics.registry, requests: metrics.requests });
+  return { auth, contacts, mailboxes, messages, sync, push, messageContent, campaigns, sendWorker, trackingUrls, suppressions, pacer, metrics, tracking };
 }
 
 export type Services = ReturnType<typeof createServices>;
@@ -69,8 +129,8 @@ export type Services = ReturnType<typeof createServices>;
 /** The HTTP app over those services: middleware, routes, and the one error mapping. */
 export function createApp(deps: AppDeps, services: Services = createServices(deps)): Express {
   const { config, database, logger } = deps;
-  const { auth, contacts, mailboxes, messages } = services;
-  const metrics = createMetrics();
+  const { auth, contacts, mailboxes, messages, push, messageContent } = services;
+  const { metrics } = services;
 
   const app = express();
   app.set('trust proxy', config.trustProxy);
@@ -110,6 +170,8 @@ export function createApp(deps: AppDeps, services: Services = createServices(dep
     res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
   });
 
+  app.use('/webhooks', pushRoutes(push));
+
   // Each feature router guards its own path prefixes, so that an unknown /api path
   // is a 404 for everyone rather than a 401 that hides it.
   const authenticated = requireAuth(auth);
@@ -119,10 +181,27 @@ export function createApp(deps: AppDeps, services: Services = createServices(dep
     authRoutes(auth, authenticated),
     contactsRoutes(contacts, authenticated),
     gmailRoutes(mailboxes, authenticated),
-    messagesRoutes(messages, authenticated),
+    messagesRoutes(messages, messageContent, authenticated),
+    campaignsRoutes(services.campaigns, authenticated),
+    suppressionRoutes(services.suppressions, authenticated),
+    trackingRoutes(services.tracking.stats, authenticated),
   );
   app.use('/api', (req, _res, next) => next(new NotFoundError(`Route ${req.method} ${req.baseUrl}${req.path}`, 'route_not_found')));
+  // The recipient's pages (/u, /p): public, the token in the URL is the credential.
+  app.use(unsubscribeRoutes(services.suppressions));
 
   app.use(errorMiddleware(logger));
   return app;
+}
+
+/**
+ * The HTTP server: tracking URLs (/t/…) are answered in the request listener itself —
+ * the pixel and the redirect must stay fast and never wait for Express's router — and
+ * everything else goes to the Express app. main.ts and the test app both use this.
+ */
+export function createHttpServer(app: Express, services: Services): Server {
+  const handleTracking = services.tracking.createHandler(app.get('trust proxy fn') as TrustProxy);
+  return createServer((req, res) => {
+    if (!handleTracking(req, res)) app(req, res);
+  });
 }

@@ -86,6 +86,10 @@ const envSchema = z.object({
   POLICY_VERSION: z.string().min(1).default('2026-11-01'),
   LOGIN_MAX_FAILURES: z.coerce.number().int().min(1).default(5),
   LOGIN_FAILURE_WINDOW_SECONDS: z.coerce.number().int().min(1).default(900),
+  /** Apple Mail Privacy Protection egress ranges: a file path or http(s) URL (unset: the shipped sample). */
+  APPLE_MPP_RANGES: z.string().min(1).optional(),
+  TRACKING_RAW_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(30),
+  TRACKING_BUFFER_MAX: z.coerce.number().int().min(1000).max(10_000_000).default(200_000),
 });
 
 type Env = z.infer<typeof envSchema>;
@@ -127,6 +131,14 @@ export interface Config {
   readonly trustProxy: string;
   readonly policyVersion: string;
   readonly login: { readonly maxFailures: number; readonly windowSeconds: number };
+  readonly tracking: {
+    /** File path or URL of Apple's egress CSV; undefined → the sample shipped in src/tracking/data. */
+    readonly appleMppRanges?: string;
+    /** P-14: days before the IP and user agent of a tracking hit are truncated. */
+    readonly rawRetentionDays: number;
+    /** Tracking events buffered in memory at most before the oldest are dropped. */
+    readonly bufferMax: number;
+  };
   /** Names of secrets generated for development because the environment had none. */
   readonly generatedSecrets: readonly string[];
 }
@@ -239,6 +251,11 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     trustProxy: env.TRUST_PROXY,
     policyVersion: env.POLICY_VERSION,
     login: { maxFailures: env.LOGIN_MAX_FAILURES, windowSeconds: env.LOGIN_FAILURE_WINDOW_SECONDS },
+    tracking: {
+      appleMppRanges: env.APPLE_MPP_RANGES,
+      rawRetentionDays: env.TRACKING_RAW_RETENTION_DAYS,
+      bufferMax: env.TRACKING_BUFFER_MAX,
+    },
     generatedSecrets,
   });
 }

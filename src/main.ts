@@ -1,8 +1,10 @@
 import type { Server } from 'node:http';
-import { createApp } from './app.js';
+import type { AddressInfo } from 'node:net';
+import { createApp, createHttpServer, createServices } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { resolveGoogle } from './gmail/google-settings.js';
 import { connect } from './db/connect.js';
+import { startJobs } from './jobs.js';
 import { createLogger } from './logger.js';
 
 /** Start: config → database (migrated) → app → listen; stop cleanly on SIGINT/SIGTERM. */
@@ -28,12 +30,20 @@ async function main() {
   const database = await connect(config.database);
   await database.migrate();
   const google = await resolveGoogle(config);
-  const app = createApp({ config, database, logger, google });
-  const server: Server = app.listen(config.port, config.host);
+  const deps = { config, database, logger, google };
+  const services = createServices(deps);
+  const app = createApp(deps, services);
+  const server: Server = createHttpServer(app, services).listen(config.port, config.host);
   await new Promise<void>((resolve, reject) => {
     server.once('listening', resolve);
     server.once('error', reject);
   });
+  if (google.sandbox && google.pushTopic) {
+    // Sandbox mode: the sandbox stands in for Pub/Sub too, pushing watched mailboxes' changes here.
+    const port = (server.address() as AddressInfo).port;
+    google.sandbox.control.addPushSubscription({ topicName: google.pushTopic, endpoint: `http://127.0.0.1:${port}/webhooks/gmail`, audience: google.pushAudience });
+  }
+  const jobs = startJobs({ services, config, logger, pushTopic: google.pushTopic });
 
   const where = config.database.kind === 'pglite' ? `embedded PGlite in ${config.database.dir}` : 'PostgreSQL server';
   console.log(`inboxtrail listening on http://localhost:${config.port} (public base URL ${config.publicBaseUrl})`);
@@ -56,6 +66,9 @@ async function main() {
     const deadline = setTimeout(() => server.closeAllConnections(), 5_000);
     await closed;
     clearTimeout(deadline);
+    await jobs.stop();
+    // Buffered tracking events are written before the database goes away.
+    await services.tracking.close();
     await google.sandbox?.close();
     await database.close();
     logger.info('stopped');

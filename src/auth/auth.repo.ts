@@ -28,6 +28,11 @@ function authQueries(db: Db) {
       return row!;
     },
 
+    async updateWorkspace(id: string, values: { name?: string; postalAddress?: string | null }): Promise<WorkspaceRow | undefined> {
+      const [row] = await db.update(workspaces).set(values).where(eq(workspaces.id, id)).returning();
+      return row;
+    },
+
     async insertMembership(workspaceId: string, userId: string, role: Role): Promise<void> {
       await db.insert(memberships).values({ workspaceId, userId, role }).onConflictDoNothing();
     },

@@ -17,6 +17,11 @@ const signupBody = z.object({
 });
 const loginBody = z.object({ email: z.string().max(254), password: z.string().max(200), workspaceId: z.uuid().optional() });
 const inviteBody = z.object({ email, role: z.enum(['owner', 'admin', 'member']).default('member') });
+const workspaceBody = z
+  .object({ name: z.string().trim().min(1).max(200), postalAddress: z.string().trim().min(5).max(500).nullable() })
+  .partial()
+  .strict()
+  .refine((v) => Object.keys(v).length > 0, 'give at least one field to change');
 const acceptBody = z.object({ token: z.string().min(1).max(200), password, name: z.string().trim().min(1).max(200).optional() });
 
 /** Routes anyone may call: signup, login, accepting an invitation. */
@@ -37,9 +42,12 @@ export function publicAuthRoutes(auth: AuthService, loginLimiter: RequestHandler
 /** Routes for members of a workspace; `authenticated` guards their prefixes. */
 export function authRoutes(auth: AuthService, authenticated: RequestHandler): Router {
   const router = Router();
-  router.use(['/me', '/members', '/invitations'], authenticated);
+  router.use(['/me', '/members', '/invitations', '/workspace'], authenticated);
   router.get('/me', async (req, res) => {
     res.json(await auth.me(authOf(req)));
+  });
+  router.patch('/workspace', async (req, res) => {
+    res.json(await auth.updateWorkspace(authOf(req), parseInput(workspaceBody, req.body)));
   });
   router.get('/members', async (req, res) => {
     res.json({ members: await auth.listMembers(authOf(req)) });

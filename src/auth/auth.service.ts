@@ -26,7 +26,7 @@ export function presentUser(user: UserRow) {
 }
 
 export function presentWorkspace(workspace: WorkspaceRow) {
-  return { id: workspace.id, name: workspace.name, createdAt: workspace.createdAt };
+  return { id: workspace.id, name: workspace.name, postalAddress: workspace.postalAddress, createdAt: workspace.createdAt };
 }
 
 function presentInvitation(invitation: InvitationRow) {
@@ -90,6 +90,12 @@ export function createAuthService(deps: { repo: AuthRepo; sessions: SessionToken
       const [user, membership] = await Promise.all([repo.findUserById(auth.userId), repo.findMembership(auth.workspaceId, auth.userId)]);
       if (!user || !membership) throw new UnauthorizedError();
       return { user: presentUser(user), workspace: presentWorkspace(membership.workspace), role: membership.role };
+    },
+
+    /** Owners and admins name the workspace and set the postal address marketing mail carries. */
+    async updateWorkspace(auth: AuthContext, patch: { name?: string; postalAddress?: string | null }) {
+      if (auth.role === 'member') throw new ForbiddenError('Only owners and admins change the workspace');
+      return presentWorkspace((await repo.updateWorkspace(auth.workspaceId, patch))!);
     },
 
     async listMembers(auth: AuthContext) {

@@ -34,6 +34,8 @@ export const consentStatusEnum = pgEnum('consent_status', ['opted_in', 'opted_ou
 export const workspaces = pgTable('workspaces', {
   id: id(),
   name: text('name').notNull(),
+  /** Printed in every marketing mail's footer (CAN-SPAM and friends); required to launch one. */
+  postalAddress: text('postal_address'),
   createdAt: createdAt(),
 });
 

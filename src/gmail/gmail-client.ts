@@ -146,11 +146,25 @@ export function createGmailClient(settings: GoogleClientSettings, pacer: Mailbox
       }
     },
 
-    /** Verifies a Pub/Sub push OIDC token: signature (Google's certs), issuer, audience, expiry. */
-    async verifyPushToken(token: string, audience: string): Promise<{ email?: string; emailVerified: boolean }> {
-      const ticket = await appClient.verifyIdToken({ idToken: token, audience });
-      const payload = ticket.getPayload();
-      return { email: payload?.email, emailVerified: payload?.email_verified === true };
+    /**
+     * Verifies a Pub/Sub push OIDC token: signature (Google's certs), issuer, audience, expiry.
+     * A token that fails any check is `{valid:false}`; not reaching the certs at all throws a
+     * GmailError (temporary), so that the caller can answer 5xx and Pub/Sub retries.
+     */
+    async verifyPushToken(
+      token: string,
+      audience: string,
+    ): Promise<{ valid: true; email?: string; emailVerified: boolean } | { valid: false; problem: string }> {
+      // The same two steps as verifyIdToken, apart so that a network failure is told from a bad token.
+      const { certs } = await guard(() => appClient.getFederatedSignonCertsAsync());
+      try {
+        const ticket = await appClient.verifySignedJwtWithCertsAsync(token, certs, audience, PUSH_TOKEN_ISSUERS);
+        const payload = ticket.getPayload();
+        return { valid: true, email: payload?.email, emailVerified: payload?.email_verified === true };
+      } catch (error) {
+        // The library's messages quote the token's payload; keep only a short, fixed description.
+        return { valid: false, problem: describeTokenProblem(error) };
+      }
     },
 
     /**
@@ -257,6 +271,27 @@ export function createGmailClient(settings: GoogleClientSettings, pacer: Mailbox
       };
     },
   };
+}
+
+/** Issuers of Google-signed OIDC tokens, Pub/Sub push tokens included. */
+const PUSH_TOKEN_ISSUERS = ['accounts.google.com', 'https://accounts.google.com'];
+
+const TOKEN_PROBLEMS: [RegExp, string][] = [
+  [/^Wrong number of segments|^Can't parse token/, 'malformed'],
+  [/^No pem found/, 'unknown signing key'],
+  [/^Invalid token signature/, 'bad signature'],
+  [/^No issue time|^No expiration time|field using invalid format/, 'missing or bad times'],
+  [/^Expiration time too far/, 'lifetime too long'],
+  [/^Token used too early/, 'not yet valid'],
+  [/^Token used too late/, 'expired'],
+  [/^Invalid issuer/, 'wrong issuer'],
+  [/^Wrong recipient/, 'wrong audience'],
+];
+
+/** A fixed description of why a token failed: the library's own messages quote the token. */
+function describeTokenProblem(error: unknown): string {
+  const message = error instanceof Error ? error.message : '';
+  return TOKEN_PROBLEMS.find(([pattern]) => pattern.test(message))?.[1] ?? 'invalid';
 }
 
 function toMetadata(data: gmail_v1.Schema$Message): GmailMessageMetadata {

@@ -7,11 +7,15 @@ export interface ResolvedGoogle {
   settings: GoogleClientSettings;
   /** Expected audience of Pub/Sub push tokens on POST /webhooks/gmail. */
   pushAudience: string;
+  /** Pub/Sub topic for users.watch; undefined → no watches, polling only. */
+  pushTopic?: string;
   /** Present when no Google client is configured: the in-process Gmail sandbox stands in. */
   sandbox?: Sandbox;
 }
 
 export const SANDBOX_CLIENT_ID = 'inboxtrail-sandbox.apps.googleusercontent.com';
+/** The sandbox accepts any projects/<p>/topics/<t>; with no GMAIL_PUSH_TOPIC, watches use this one. */
+export const SANDBOX_PUSH_TOPIC = 'projects/inboxtrail-sandbox/topics/gmail';
 const callbackUrl = (config: Config) => `${config.publicBaseUrl}/api/gmail/callback`;
 const webhookUrl = (config: Config) => `${config.publicBaseUrl}/webhooks/gmail`;
 
@@ -36,6 +40,7 @@ export async function resolveGoogle(config: Config, options: { autoApprove?: boo
         },
       },
       pushAudience: google.pushAudience ?? webhookUrl(config),
+      pushTopic: config.gmail.pushTopic,
     };
   }
 
@@ -61,6 +66,7 @@ export async function resolveGoogle(config: Config, options: { autoApprove?: boo
       },
     },
     pushAudience: config.google.pushAudience ?? webhookUrl(config),
+    pushTopic: config.gmail.pushTopic ?? SANDBOX_PUSH_TOPIC,
     sandbox,
   };
 }

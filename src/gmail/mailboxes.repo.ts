@@ -22,6 +22,20 @@ function mailboxQueries(db: Db) {
       return row;
     },
 
+    /**
+     * Locks the row until the transaction ends. Inserting a message that references the
+     * mailbox waits on this lock (and fails once the row is gone), so a sync running while
+     * the mailbox is disconnected cannot leave synced rows behind.
+     */
+    async lockById(workspaceId: string, id: string): Promise<boolean> {
+      const rows = await db
+        .select({ id: mailboxes.id })
+        .from(mailboxes)
+        .where(and(eq(mailboxes.workspaceId, workspaceId), eq(mailboxes.id, id)))
+        .for('update');
+      return rows.length > 0;
+    },
+
     async findByEmailUnscoped(email: string): Promise<MailboxRow[]> {
       return db.select().from(mailboxes).where(eq(sql`lower(${mailboxes.email})`, email.toLowerCase()));
     },

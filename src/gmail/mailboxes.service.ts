@@ -194,6 +194,7 @@ export function createMailboxService(deps: MailboxServiceDeps) {
         logger.warn({ mailboxId: id, err: error }, 'revoking at Google failed; deleting the mailbox regardless');
       }
       await repo.transaction(async (tx) => {
+        await tx.lockById(auth.workspaceId, id);
         await tx.deleteSyncedMessages(id);
         await tx.delete(auth.workspaceId, id);
       });

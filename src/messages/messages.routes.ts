@@ -2,6 +2,8 @@ import { Router, type RequestHandler } from 'express';
 import { z } from 'zod';
 import { authOf } from '../auth/auth.middleware.js';
 import { emailAddressField } from '../contacts/email-address.js';
+import type { MessageContentReader } from '../gmail/message-content.js';
+import { parseId } from '../http/params.js';
 import { parseInput } from '../http/validate.js';
 import type { MessagesService } from './messages.service.js';
 
@@ -31,11 +33,17 @@ const sendBody = z
   })
   .transform((m) => ({ ...m, cc: m.cc ?? [], bcc: m.bcc ?? [] }));
 
-export function messagesRoutes(messages: MessagesService, authenticated: RequestHandler): Router {
+export function messagesRoutes(messages: MessagesService, content: MessageContentReader, authenticated: RequestHandler): Router {
   const router = Router();
   router.use('/messages', authenticated);
   router.post('/messages', async (req, res) => {
     res.status(201).json(await messages.send(authOf(req), parseInput(sendBody, req.body)));
+  });
+  /** The body, fetched from Gmail for the mailbox's owner; never stored and never cached. */
+  router.get('/messages/:id/content', async (req, res) => {
+    const message = await content.readMessageContent(authOf(req), parseId(req.params.id, 'Message'));
+    res.setHeader('Cache-Control', 'no-store');
+    res.json(message);
   });
   return router;
 }

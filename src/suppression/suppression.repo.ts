@@ -1,6 +1,6 @@
-import { and, eq, inArray, sql } from 'drizzle-orm';
-import type { Db } from '../db/connect.js';
-import { suppressions } from '../db/schema.js';
+import { and, asc, desc, eq, inArray, isNotNull, lt, or, sql } from 'drizzle-orm';
+import { inTransaction, type Db } from '../db/connect.js';
+import { auditLog, campaigns, consents, contacts, recipients, suppressions, workspaces, type ConsentStatus } from '../db/schema.js';
 
 export type SuppressionReason = (typeof suppressions.$inferInsert)['reason'];
 
@@ -38,3 +38,156 @@ export function createSuppressionRepo(db: Db) {
 }
 
 export type SuppressionRepo = ReturnType<typeof createSuppressionRepo>;
+
+export type SuppressionRow = typeof suppressions.$inferSelect;
+export type RecipientRow = typeof recipients.$inferSelect;
+
+/**
+ * Everything the suppression feature reads and writes: the list itself, the recipient a
+ * token names, and the consent and audit rows an opt-out appends beside it.
+ */
+function suppressionListQueries(db: Db) {
+  return {
+    ...createSuppressionRepo(db),
+
+    /**
+     * The one query not scoped by a workspace the caller proved: an unsubscribe token is the
+     * credential, and the recipient row it names says which workspace it belongs to. Every
+     * other query below takes that workspace.
+     */
+    async findRecipientById(id: string): Promise<RecipientRow | undefined> {
+      const [row] = await db.select().from(recipients).where(eq(recipients.id, id)).limit(1);
+      return row;
+    },
+
+    /** The workspace a campaign belongs to, or undefined once it is deleted. */
+    async findCampaignWorkspaceId(campaignId: string): Promise<string | undefined> {
+      const [row] = await db.select({ workspaceId: campaigns.workspaceId }).from(campaigns).where(eq(campaigns.id, campaignId)).limit(1);
+      return row?.workspaceId;
+    },
+
+    async findWorkspaceName(workspaceId: string): Promise<string | undefined> {
+      const [row] = await db.select({ name: workspaces.name }).from(workspaces).where(eq(workspaces.id, workspaceId)).limit(1);
+      return row?.name;
+    },
+
+    /** Topics the workspace's campaigns use, for the preference center. */
+    async listCampaignTopics(workspaceId: string): Promise<string[]> {
+      const rows = await db
+        .selectDistinct({ topic: campaigns.topic })
+        .from(campaigns)
+        .where(and(eq(campaigns.workspaceId, workspaceId), isNotNull(campaigns.topic)));
+      return rows.map((r) => r.topic!);
+    },
+
+    /** Every entry (any scope) for one address, case-insensitively. */
+    async listEntriesOfAddress(workspaceId: string, email: string): Promise<SuppressionRow[]> {
+      return db
+        .select()
+        .from(suppressions)
+        .where(and(eq(suppressions.workspaceId, workspaceId), eq(sql`lower(${suppressions.email})`, email.toLowerCase())))
+        .orderBy(asc(suppressions.scope));
+    },
+
+    async findEntry(workspaceId: string, email: string, scope: string): Promise<SuppressionRow | undefined> {
+      const [row] = await db
+        .select()
+        .from(suppressions)
+        .where(
+          and(eq(suppressions.workspaceId, workspaceId), eq(sql`lower(${suppressions.email})`, email.toLowerCase()), eq(suppressions.scope, scope)),
+        )
+        .limit(1);
+      return row;
+    },
+
+    async findEntryById(workspaceId: string, id: string): Promise<SuppressionRow | undefined> {
+      const [row] = await db
+        .select()
+        .from(suppressions)
+        .where(and(eq(suppressions.workspaceId, workspaceId), eq(suppressions.id, id)))
+        .limit(1);
+      return row;
+    },
+
+    /**
+     * Inserts the entry unless (address, scope) is already listed; returns the new row, or
+     * undefined when it existed. A concurrent insert of the same entry waits on the unique
+     * index and then finds the first one's row, so replays serialize here.
+     */
+    async insertEntry(entry: { workspaceId: string; email: string; scope: string; reason: SuppressionReason; source: string; createdBy?: string | null }) {
+      const [row] = await db.insert(suppressions).values(entry).onConflictDoNothing().returning();
+      return row;
+    },
+
+    async deleteEntry(workspaceId: string, id: string): Promise<SuppressionRow | undefined> {
+      const [row] = await db
+        .delete(suppressions)
+        .where(and(eq(suppressions.workspaceId, workspaceId), eq(suppressions.id, id)))
+        .returning();
+      return row;
+    },
+
+    /** Newest first, keyset-paginated on (created_at, id). */
+    async listEntries(
+      workspaceId: string,
+      options: { limit: number; before?: { createdAt: Date; id: string }; email?: string; reason?: SuppressionReason; scope?: string },
+    ): Promise<SuppressionRow[]> {
+      const conditions = [eq(suppressions.workspaceId, workspaceId)];
+      if (options.before) {
+        conditions.push(
+          or(
+            lt(suppressions.createdAt, options.before.createdAt),
+            and(eq(suppressions.createdAt, options.before.createdAt), lt(suppressions.id, options.before.id)),
+          )!,
+        );
+      }
+      if (options.email) conditions.push(eq(sql`lower(${suppressions.email})`, options.email.toLowerCase()));
+      if (options.reason) conditions.push(eq(suppressions.reason, options.reason));
+      if (options.scope) conditions.push(eq(suppressions.scope, options.scope));
+      return db
+        .select()
+        .from(suppressions)
+        .where(and(...conditions))
+        .orderBy(desc(suppressions.createdAt), desc(suppressions.id))
+        .limit(options.limit);
+    },
+
+    /** The workspace's contact with this address, if there is one (the address may never have been a contact). */
+    async findContactIdByEmail(workspaceId: string, email: string): Promise<string | undefined> {
+      const [row] = await db
+        .select({ id: contacts.id })
+        .from(contacts)
+        .where(and(eq(contacts.workspaceId, workspaceId), eq(sql`lower(${contacts.email})`, email.toLowerCase())))
+        .limit(1);
+      return row?.id;
+    },
+
+    /** The contact's current consent: its latest record (P-11). */
+    async latestConsentStatus(workspaceId: string, contactId: string): Promise<ConsentStatus | undefined> {
+      const [row] = await db
+        .select({ status: consents.status })
+        .from(consents)
+        .where(and(eq(consents.workspaceId, workspaceId), eq(consents.contactId, contactId)))
+        .orderBy(desc(consents.at), desc(consents.id))
+        .limit(1);
+      return row?.status;
+    },
+
+    async insertConsent(values: { workspaceId: string; contactId: string; status: ConsentStatus; source: string; policyVersion: string; actor: string }) {
+      await db.insert(consents).values(values);
+    },
+
+    async insertAudit(values: { workspaceId: string; actor: string; action: string; subjectType: string; subjectId: string; detail: Record<string, unknown> }) {
+      await db.insert(auditLog).values(values);
+    },
+  };
+}
+
+export type SuppressionListQueries = ReturnType<typeof suppressionListQueries>;
+
+/** The queries, plus `transaction` to run several of them atomically. */
+export function createSuppressionListRepo(db: Db) {
+  return { ...suppressionListQueries(db), transaction: inTransaction(db, suppressionListQueries) };
+}
+
+export type SuppressionListRepo = ReturnType<typeof createSuppressionListRepo>;

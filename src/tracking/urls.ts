@@ -6,6 +6,8 @@ import type { TokenCodec } from './tokens.js';
  */
 export function createTrackingUrls(codec: TokenCodec, publicBaseUrl: string) {
   return {
+    /** PUBLIC_BASE_URL, without a trailing slash: links under it are ours (rewrite.ts leaves them alone). */
+    base: publicBaseUrl.replace(/\/+$/, ''),
     openPixel: (sendId: string) => `${publicBaseUrl}/t/o/${codec.encode({ kind: 'open', sendId })}.gif`,
     click: (sendId: string, linkIndex: number) => `${publicBaseUrl}/t/c/${codec.encode({ kind: 'click', sendId, linkIndex })}`,
     /** RFC 8058 one-click target (List-Unsubscribe) and the visible link's page. */

@@ -2,7 +2,7 @@ import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import type { Express } from 'express';
 import { afterAll, beforeAll } from 'vitest';
-import { createApp, createServices, type Services } from '../../src/app.js';
+import { createApp, createHttpServer, createServices, type Services } from '../../src/app.js';
 import { loadConfig, type Config } from '../../src/config.js';
 import type { Database } from '../../src/db/connect.js';
 import { resolveGoogle } from '../../src/gmail/google-settings.js';
@@ -60,7 +60,8 @@ export async function startTestApp(options: { env?: Record<string, string>; data
   const deps = { config, database, logger: createLogger(config.logLevel, sink), google, pacer };
   const services = createServices(deps);
   const app = createApp(deps, services);
-  const server = app.listen(0, '127.0.0.1');
+  // The same server main.ts runs: /t/ tracking URLs in the listener, the rest through Express.
+  const server = createHttpServer(app, services).listen(0, '127.0.0.1');
   await new Promise<void>((resolve) => server.once('listening', () => resolve()));
   const baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 
@@ -92,6 +93,7 @@ export async function startTestApp(options: { env?: Record<string, string>; data
     async close() {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
+      await services.tracking.close({ timeoutMs: 2_000 });
       await google.sandbox?.close();
       if (!options.database) await database.close();
     },

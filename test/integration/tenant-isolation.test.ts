@@ -1,5 +1,6 @@
 import type { Express } from 'express';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { campaigns } from '../../src/db/schema.js';
 import { connectedMailbox } from '../helpers/gmail.js';
 import { snapshotCounts } from '../helpers/test-db.js';
 import { signUp, startTestApp, type TestApp } from '../helpers/test-app.js';
@@ -19,6 +20,8 @@ function registeredApiRoutes(app: Express): RouteKey[] {
   const routes: RouteKey[] = [];
   const stack = (app as unknown as { router: { stack: Layer[] } }).router.stack;
   for (const layer of stack) {
+    // Only routers mounted at /api: /webhooks, /t, /u … authenticate otherwise (tokens, signatures).
+    if (layer.rawPath !== '/api') continue;
     for (const inner of layer.handle?.stack ?? []) {
       if (!inner.route) continue;
       for (const method of Object.keys(inner.route.methods)) routes.push({ method: method.toUpperCase(), path: `/api${inner.route.path}` });
@@ -27,6 +30,7 @@ function registeredApiRoutes(app: Express): RouteKey[] {
   return routes;
 }
 interface Layer {
+  rawPath?: unknown;
   handle?: { stack?: { route?: { path: string; methods: Record<string, boolean> } }[] };
 }
 
@@ -53,10 +57,28 @@ beforeAll(async () => {
     json: { mailboxId: ids.mailbox, to: 'secret-contact@b.example', subject: 'BeeSecret plans', text: 'x' },
   });
   ids.message = sent.body.id;
+  const suppression = await app.api('POST', '/api/suppressions', { token: b.token, json: { email: 'BeeSecret.optout@b.example', note: 'BeeSecret note' } });
+  ids.suppression = suppression.body.id;
+  // A campaign of B's, inserted directly: only its id matters to the routes below.
+  ids.campaign ??= (
+    await app.database.db
+      .insert(campaigns)
+      .values({ workspaceId: b.workspaceId, name: 'BeeSecret launch', kind: 'marketing', subject: 'BeeSecret', audience: { contactIds: [] } })
+      .returning({ id: campaigns.id })
+  )[0]!.id;
 });
 afterAll(async () => {
   await app.close();
 });
+
+const VALID_CAMPAIGN = {
+  name: 'A campaign',
+  kind: 'transactional',
+  mailboxId: '00000000-0000-4000-8000-000000000000',
+  subject: 'Hello',
+  text: 'x',
+  segment: { all: [{ field: 'email', op: 'exists' }] },
+};
 
 /** Routes that name a resource by id: A asks for B's resource and must get 404. */
 const ID_ROUTES: Record<string, { id: () => string; json?: unknown }> = {
@@ -68,6 +90,16 @@ const ID_ROUTES: Record<string, { id: () => string; json?: unknown }> = {
   'DELETE /api/invitations/:id': { id: () => ids.invitation! },
   'PATCH /api/mailboxes/:id': { id: () => ids.mailbox!, json: { dailyBudget: 1 } },
   'DELETE /api/mailboxes/:id': { id: () => ids.mailbox! },
+  'DELETE /api/suppressions/:id': { id: () => ids.suppression!, json: { note: 'attacker' } },
+  'GET /api/messages/:id/content': { id: () => ids.message! },
+  'GET /api/campaigns/:id/stats': { id: () => ids.campaign! },
+  'GET /api/campaigns/:id': { id: () => ids.campaign! },
+  'PATCH /api/campaigns/:id': { id: () => ids.campaign!, json: VALID_CAMPAIGN },
+  'POST /api/campaigns/:id/preflight': { id: () => ids.campaign! },
+  'POST /api/campaigns/:id/launch': { id: () => ids.campaign!, json: {} },
+  'POST /api/campaigns/:id/pause': { id: () => ids.campaign! },
+  'POST /api/campaigns/:id/resume': { id: () => ids.campaign! },
+  'POST /api/campaigns/:id/cancel': { id: () => ids.campaign! },
 };
 
 /** Routes without an id: what A sees must not mention anything of B's. */
@@ -81,12 +113,17 @@ const COLLECTION_ROUTES: Record<string, { json?: unknown; body?: string; content
   'POST /api/contacts/import': { body: 'email\nsecret-contact@b.example\n', contentType: 'text/csv' },
   'GET /api/mailboxes': {},
   'GET /api/gmail/connect': { contentType: 'application/json' },
+  'GET /api/suppressions': {},
+  'POST /api/suppressions': { json: { email: 'own-optout@a.example' } },
+  'GET /api/campaigns': {},
+  'PATCH /api/workspace': { json: { name: 'A renamed' } },
 };
 
 /** Routes that take another workspace's id inside the body: they must answer 404 and change nothing. */
 const BODY_ID_ROUTES: Record<string, () => unknown> = {
   'POST /api/messages': () => ({ mailboxId: ids.mailbox, to: 'victim@a.example', subject: 'from B', text: 'x' }),
   'POST /api/messages (reply)': () => ({ mailboxId: ids.ownMailbox, to: 'x@a.example', subject: 'Re', text: 'x', inReplyTo: ids.message }),
+  'POST /api/campaigns': () => ({ ...VALID_CAMPAIGN, mailboxId: ids.mailbox }),
 };
 
 describe('tenant isolation (invariant 7)', () => {
@@ -118,7 +155,7 @@ describe('tenant isolation (invariant 7)', () => {
     ids.ownMailbox ??= (await connectedMailbox(app, a.token, 'sender@a.example')).id;
     const before = await snapshotCounts(app.database.db);
     const sends = app.sandbox.control.callCounts({ successfulOnly: true }).send;
-    const res = await app.api('POST', '/api/messages', { token: a.token, json: body() });
+    const res = await app.api('POST', key.split(' ')[1]!, { token: a.token, json: body() });
     expect(res.status, key).toBe(404);
     expect(res.text).not.toContain('b.example');
     expect(await snapshotCounts(app.database.db)).toEqual(before);
@@ -149,6 +186,8 @@ describe('tenant isolation (invariant 7)', () => {
     expect(mailboxes.body.mailboxes).toMatchObject([{ id: ids.mailbox, dailyBudget: 2000, status: 'active' }]);
     const invitations = await app.api('GET', '/api/invitations', { token: b.token });
     expect(invitations.body.invitations.map((i: { id: string }) => i.id)).toEqual([ids.invitation]);
+    const suppressionList = await app.api('GET', '/api/suppressions', { token: b.token });
+    expect(suppressionList.body.suppressions.map((s: { id: string }) => s.id)).toEqual([ids.suppression]);
     // A's import of the same address made A's own contact, not a link to B's.
     const aContacts = await app.api('GET', '/api/contacts?q=secret-contact', { token: a.token });
     expect(aContacts.body.contacts).toHaveLength(1);

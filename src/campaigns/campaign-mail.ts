@@ -1,0 +1,72 @@
+import type { CampaignStep } from '../db/schema.js';
+import type { OutgoingMail } from '../gmail/compose-mime.js';
+import { renderTrackedHtml } from '../tracking/rewrite.js';
+import type { TrackingUrls } from '../tracking/urls.js';
+import { escapeHtml } from '../web/html.js';
+import type { CampaignRow, ClaimedSend } from './campaigns.repo.js';
+import { htmlToText, renderTemplate, type MergeContact } from './templates.js';
+
+export interface CampaignLink {
+  linkIndex: number;
+  url: string;
+  honeypot: boolean;
+}
+
+/** What step `n` says: step 0 is the campaign itself, later steps are follow-ups in its thread. */
+export function stepContent(campaign: CampaignRow, step: number): { subject: string; html?: string; text?: string } {
+  if (step === 0) return { subject: campaign.subject, html: campaign.html ?? undefined, text: campaign.text ?? undefined };
+  const followUp: CampaignStep = campaign.steps[step - 1]!;
+  // A follow-up without its own subject stays visibly in the same conversation.
+  const subject = followUp.subject ?? (/^re:/i.test(campaign.subject) ? campaign.subject : `Re: ${campaign.subject}`);
+  return { subject, html: followUp.html, text: followUp.text };
+}
+
+/**
+ * One recipient's message: merge fields filled, and for marketing mail the tracking
+ * rewrite, a visible unsubscribe link, the preference center, the postal address, and
+ * RFC 8058 one-click headers. Transactional mail carries none of those.
+ */
+export function buildCampaignMail(input: {
+  campaign: CampaignRow;
+  send: ClaimedSend;
+  contact: MergeContact;
+  from: string;
+  links: CampaignLink[];
+  urls: TrackingUrls;
+  postalAddress: string | null;
+  previous?: { rfc822MessageId: string };
+}): OutgoingMail {
+  const { campaign, send, contact, urls } = input;
+  const content = stepContent(campaign, send.step);
+  const subject = renderTemplate(content.subject, contact, 'text').replace(/[\r\n]+/g, ' ');
+  let html = content.html === undefined ? undefined : renderTemplate(content.html, contact, 'html');
+  let text = content.text === undefined ? (html === undefined ? '' : htmlToText(html)) : renderTemplate(content.text, contact, 'text');
+  const headers: Record<string, string> = {};
+
+  if (campaign.kind === 'marketing') {
+    const unsubscribe = urls.unsubscribe(send.recipientId, campaign.id);
+    const preferences = urls.preferences(send.recipientId, campaign.id);
+    const address = input.postalAddress ?? '';
+    if (html !== undefined) {
+      const linkIndexByUrl = new Map(input.links.filter((l) => !l.honeypot).map((l) => [l.url, l.linkIndex]));
+      const honeypotIndex = input.links.find((l) => l.honeypot)?.linkIndex;
+      const footer = `<hr><p style="font-size:12px;color:#666">You receive this because you agreed to hear from us. <a href="${escapeHtml(unsubscribe)}">Unsubscribe</a> · <a href="${escapeHtml(preferences)}">Choose what you receive</a><br>${escapeHtml(address)}</p>`;
+      html = renderTrackedHtml(`${html}${footer}`, { sendId: send.id, linkIndexByUrl, honeypotIndex, urls });
+    }
+    text = `${text}\n\n--\nUnsubscribe: ${unsubscribe}\nChoose what you receive: ${preferences}\n${address}\n`;
+    headers['List-Unsubscribe'] = `<${unsubscribe}>`;
+    headers['List-Unsubscribe-Post'] = 'List-Unsubscribe=One-Click';
+  }
+
+  return {
+    from: input.from,
+    to: [send.email],
+    subject,
+    html,
+    text,
+    messageId: send.rfc822MessageId,
+    inReplyTo: input.previous?.rfc822MessageId,
+    references: input.previous ? [input.previous.rfc822MessageId] : undefined,
+    headers,
+  };
+}

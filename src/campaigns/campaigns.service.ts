@@ -1,0 +1,251 @@
+import type { AuthContext } from '../auth/auth.service.js';
+import type { CampaignAudience, CampaignStep, SendingWindow } from '../db/schema.js';
+import { ConflictError, ForbiddenError, NotFoundError, UnprocessableError } from '../errors.js';
+import type { MailboxesRepo } from '../gmail/mailboxes.repo.js';
+import type { MailboxService } from '../gmail/mailboxes.service.js';
+import type { MailboxPacer } from '../gmail/pacer.js';
+import { extractLinks } from '../tracking/rewrite.js';
+import type { CampaignRow, CampaignsRepo } from './campaigns.repo.js';
+import { stepContent } from './campaign-mail.js';
+import { isInsideWindow, nextWindowOpening } from './sending-window.js';
+import { checkTemplate, htmlToText, renderTemplate } from './templates.js';
+
+export interface CampaignInput {
+  name: string;
+  kind: 'marketing' | 'transactional';
+  mailboxId: string;
+  subject: string;
+  html?: string;
+  text?: string;
+  topic?: string;
+  audience: CampaignAudience;
+  steps: CampaignStep[];
+  startAt?: Date;
+  sendingWindow?: SendingWindow;
+}
+
+function presentCampaign(campaign: CampaignRow) {
+  return {
+    id: campaign.id,
+    name: campaign.name,
+    kind: campaign.kind,
+    status: campaign.status,
+    statusReason: campaign.statusReason,
+    mailboxId: campaign.mailboxId,
+    subject: campaign.subject,
+    html: campaign.html,
+    text: campaign.text,
+    topic: campaign.topic,
+    audience: campaign.audience,
+    steps: campaign.steps,
+    startAt: campaign.startAt,
+    sendingWindow: campaign.sendingWindow,
+    launchedAt: campaign.launchedAt,
+    completedAt: campaign.completedAt,
+    createdAt: campaign.createdAt,
+  };
+}
+
+export function createCampaignsService(deps: {
+  repo: CampaignsRepo;
+  mailboxRepo: MailboxesRepo;
+  mailboxes: MailboxService;
+  pacer: MailboxPacer;
+  publicBaseUrl: string;
+  now?: () => Date;
+}) {
+  const { repo } = deps;
+  const now = deps.now ?? (() => new Date());
+
+  async function requireCampaign(auth: AuthContext, id: string): Promise<CampaignRow> {
+    const campaign = await repo.findById(auth.workspaceId, id);
+    if (!campaign) throw new NotFoundError('Campaign');
+    return campaign;
+  }
+
+  /** Everything a saved campaign must satisfy; each problem is named in one 422. */
+  async function validate(auth: AuthContext, input: CampaignInput) {
+    const mailbox = await deps.mailboxRepo.findById(auth.workspaceId, input.mailboxId);
+    if (!mailbox) throw new NotFoundError('Mailbox');
+    if (mailbox.userId !== auth.userId && auth.role === 'member') {
+      throw new ForbiddenError('Campaigns send from your own mailbox; an admin may use any of the workspace');
+    }
+    if ('contactIds' in input.audience) {
+      const unique = [...new Set(input.audience.contactIds)];
+      if ((await repo.countContacts(auth.workspaceId, unique)) !== unique.length) {
+        throw new UnprocessableError('unknown_contacts', 'Some contact ids do not name contacts of this workspace');
+      }
+    }
+    const known = await repo.knownAttributes(auth.workspaceId);
+    const templates: [string, string | undefined][] = [
+      ['subject', input.subject],
+      ['html', input.html],
+      ['text', input.text],
+      ...input.steps.flatMap((step, i): [string, string | undefined][] => [
+        [`steps.${i}.subject`, step.subject],
+        [`steps.${i}.html`, step.html],
+        [`steps.${i}.text`, step.text],
+      ]),
+    ];
+    const problems = templates.flatMap(([where, template]) => (template ? checkTemplate(template, known).map((p) => ({ where, ...p })) : []));
+    if (problems.length > 0) {
+      throw new UnprocessableError('unknown_merge_field', `Unknown merge field: ${problems.map((p) => `${p.field} in ${p.where}`).join(', ')}`, problems);
+    }
+  }
+
+  /** The numbered links of every body, plus the honeypot (machines follow it, people never see it). */
+  function linksOf(input: CampaignInput) {
+    const urls = [...new Set([input.html, ...input.steps.map((s) => s.html)].flatMap((html) => (html ? extractLinks(html) : [])))];
+    return [...urls.map((url) => ({ url, honeypot: false })), { url: `${deps.publicBaseUrl}/`, honeypot: true }];
+  }
+
+  function fields(input: CampaignInput) {
+    return {
+      name: input.name,
+      kind: input.kind,
+      mailboxId: input.mailboxId,
+      subject: input.subject,
+      html: input.html ?? null,
+      text: input.text ?? null,
+      topic: input.topic ?? null,
+      audience: input.audience,
+      steps: input.steps,
+      startAt: input.startAt ?? null,
+      sendingWindow: input.sendingWindow ?? null,
+    };
+  }
+
+  /** Why a sending campaign is not sending right now, in words a sender understands. */
+  async function waitingFor(campaign: CampaignRow, nextDueAt: Date | null): Promise<string | null> {
+    if (campaign.status === 'paused') return campaign.statusReason ?? 'paused';
+    if (campaign.status === 'scheduled') return 'start_time';
+    if (campaign.status !== 'sending') return null;
+    const mailbox = campaign.mailboxId ? await deps.mailboxRepo.findByIdUnscoped(campaign.mailboxId) : undefined;
+    if (!mailbox) return 'mailbox_disconnected';
+    if (mailbox.status !== 'active') return 'mailbox_needs_reconnect';
+    if (!isInsideWindow(campaign.sendingWindow, now())) return 'sending_window';
+    if ((await deps.mailboxes.remainingBudget(mailbox)) <= 0) return 'daily_budget';
+    if (deps.pacer.pausedUntil(mailbox.id)) return 'gmail_rate_limit';
+    if (nextDueAt && nextDueAt > now()) return 'next_step_schedule';
+    return null;
+  }
+
+  const service = {
+    async create(auth: AuthContext, input: CampaignInput) {
+      await validate(auth, input);
+      const campaign = await repo.transaction(async (tx) => {
+        const row = await tx.insert({ workspaceId: auth.workspaceId, createdBy: auth.userId, ...fields(input) });
+        await tx.replaceLinks(row.id, linksOf(input));
+        return row;
+      });
+      return presentCampaign(campaign);
+    },
+
+    async list(auth: AuthContext) {
+      return (await repo.list(auth.workspaceId)).map(presentCampaign);
+    },
+
+    /** The campaign with its progress: counts by state, the next send time, and why it waits. */
+    async get(auth: AuthContext, id: string) {
+      const campaign = await requireCampaign(auth, id);
+      const { counts, nextDueAt } = await repo.progress(campaign.id);
+      const waiting = await waitingFor(campaign, nextDueAt);
+      const nextSendAt =
+        campaign.status === 'sending' || campaign.status === 'scheduled'
+          ? nextWindowOpening(campaign.sendingWindow, new Date(Math.max(now().getTime(), (nextDueAt ?? campaign.startAt ?? now()).getTime())))
+          : null;
+      return {
+        ...presentCampaign(campaign),
+        progress: { ...counts, skippedBecause: await repo.skipReasons(campaign.id), nextSendAt, waitingFor: waiting },
+      };
+    },
+
+    async update(auth: AuthContext, id: string, input: CampaignInput) {
+      const campaign = await requireCampaign(auth, id);
+      if (campaign.status !== 'draft') throw new ConflictError('campaign_not_editable', 'Only a draft can be edited');
+      await validate(auth, input);
+      const updated = await repo.transaction(async (tx) => {
+        const row = await tx.update(campaign.id, fields(input));
+        await tx.replaceLinks(campaign.id, linksOf(input));
+        return row!;
+      });
+      return presentCampaign(updated);
+    },
+
+    /** P-10: who would get it, who is suppressed, who lacks opt-in, whose address is bad — and one rendered sample. */
+    async preflight(auth: AuthContext, id: string) {
+      const campaign = await requireCampaign(auth, id);
+      const counts = await repo.preflightCounts(campaign);
+      const contact = await repo.sampleContact(campaign);
+      const content = stepContent(campaign, 0);
+      const sample = contact
+        ? {
+            contactId: contact.id,
+            subject: renderTemplate(content.subject, contact, 'text'),
+            html: content.html === undefined ? null : renderTemplate(content.html, contact, 'html'),
+            text: content.text === undefined ? (content.html ? htmlToText(renderTemplate(content.html, contact, 'html')) : '') : renderTemplate(content.text, contact, 'text'),
+          }
+        : null;
+      return { ...counts, sample };
+    },
+
+    async launch(auth: AuthContext, id: string, options: { startAt?: Date }) {
+      const campaign = await requireCampaign(auth, id);
+      if (campaign.status !== 'draft') throw new ConflictError('campaign_not_draft', `A ${campaign.status} campaign cannot be launched`);
+      const mailbox = campaign.mailboxId ? await deps.mailboxRepo.findById(auth.workspaceId, campaign.mailboxId) : undefined;
+      if (!mailbox) throw new UnprocessableError('mailbox_missing', 'The campaign has no connected mailbox');
+      if (mailbox.status !== 'active') throw new ConflictError('mailbox_needs_reconnect', 'Reconnect the mailbox before launching');
+      if (campaign.kind === 'marketing' && !(await repo.postalAddressOf(auth.workspaceId))) {
+        throw new UnprocessableError('postal_address_required', 'Marketing mail carries the sender’s postal address: set it with PATCH /api/workspace');
+      }
+      const startAt = options.startAt ?? campaign.startAt ?? now();
+      const launched = await repo.transaction(async (tx) => {
+        const row = await tx.transition(campaign.id, ['draft'], {
+          status: startAt > now() ? 'scheduled' : 'sending',
+          startAt,
+          launchedAt: now(),
+          statusReason: null,
+        });
+        if (!row) throw new ConflictError('campaign_not_draft', 'The campaign was launched already');
+        await tx.materializeFirstStep(row, mailbox.email.split('@')[1]!, startAt);
+        return row;
+      });
+      return service.get(auth, launched.id);
+    },
+
+    /** Pause, resume and cancel only move the campaign's state; the ledger keeps every row as it is, so nothing is sent twice. */
+    async pause(auth: AuthContext, id: string) {
+      const campaign = await requireCampaign(auth, id);
+      if (!(await repo.transition(campaign.id, ['scheduled', 'sending'], { status: 'paused', statusReason: 'paused_by_user' }))) {
+        throw new ConflictError('campaign_not_running', `A ${campaign.status} campaign cannot be paused`);
+      }
+      return service.get(auth, id);
+    },
+
+    async resume(auth: AuthContext, id: string) {
+      const campaign = await requireCampaign(auth, id);
+      if (campaign.statusReason === 'mailbox_needs_reconnect') {
+        const mailbox = campaign.mailboxId ? await deps.mailboxRepo.findById(auth.workspaceId, campaign.mailboxId) : undefined;
+        if (mailbox?.status !== 'active') throw new ConflictError('mailbox_needs_reconnect', 'Reconnect the mailbox first');
+      }
+      if (!(await repo.transition(campaign.id, ['paused'], { status: 'sending', statusReason: null }))) {
+        throw new ConflictError('campaign_not_paused', `A ${campaign.status} campaign cannot be resumed`);
+      }
+      return service.get(auth, id);
+    },
+
+    async cancel(auth: AuthContext, id: string) {
+      const campaign = await requireCampaign(auth, id);
+      const cancelled = await repo.transaction(async (tx) => {
+        const row = await tx.transition(campaign.id, ['draft', 'scheduled', 'sending', 'paused'], { status: 'cancelled', statusReason: 'cancelled_by_user' });
+        if (row) await tx.skipQueued(campaign.id, 'cancelled');
+        return row;
+      });
+      if (!cancelled) throw new ConflictError('campaign_finished', `A ${campaign.status} campaign cannot be cancelled`);
+      return service.get(auth, id);
+    },
+  };
+  return service;
+}
+
+export type CampaignsService = ReturnType<typeof createCampaignsService>;

@@ -1,0 +1,1 @@
+ALTER TABLE "workspaces" ADD COLUMN "postal_address" text;

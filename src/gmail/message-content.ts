@@ -1,0 +1,99 @@
+import { simpleParser, type AddressObject } from 'mailparser';
+import type { AuthContext } from '../auth/auth.service.js';
+import { AppError, ConflictError, NotFoundError, TooManyRequestsError } from '../errors.js';
+import type { MessagesRepo } from '../messages/messages.repo.js';
+import { GMAIL_SCOPES } from './gmail-client.js';
+import { GmailError } from './gmail-errors.js';
+import type { MailboxesRepo } from './mailboxes.repo.js';
+import type { MailboxService } from './mailboxes.service.js';
+
+export interface MessageContent {
+  id: string;
+  subject: string | null;
+  from: ContentAddress | null;
+  to: ContentAddress[];
+  cc: ContentAddress[];
+  date: Date | null;
+  text: string | null;
+  /** The message's own HTML, unsanitized: a client must render it sandboxed (no scripts), never inline. */
+  html: string | null;
+}
+
+export interface ContentAddress {
+  name: string;
+  address: string;
+}
+
+export interface MessageContentDeps {
+  messagesRepo: Pick<MessagesRepo, 'findById'>;
+  mailboxesRepo: Pick<MailboxesRepo, 'findById'>;
+  mailboxes: Pick<MailboxService, 'withGmail'>;
+}
+
+function addresses(value: AddressObject | AddressObject[] | undefined): ContentAddress[] {
+  const objects = value === undefined ? [] : Array.isArray(value) ? value : [value];
+  const flat: ContentAddress[] = [];
+  for (const entry of objects.flatMap((o) => o.value)) {
+    if (entry.group) flat.push(...entry.group.map((g) => ({ name: g.name, address: g.address ?? '' })));
+    else flat.push({ name: entry.name, address: entry.address ?? '' });
+  }
+  return flat.filter((a) => a.address);
+}
+
+/**
+ * Message content (bodies) is never stored: sync keeps metadata only. This module is the
+ * ONE way anything reads a synced or sent message's content, fetched from Gmail on demand.
+ */
+export function createMessageContentReader(deps: MessageContentDeps) {
+  const { messagesRepo, mailboxesRepo, mailboxes } = deps;
+
+  return {
+    /**
+     * The content of one message, for the person who owns its mailbox (P-03, invariant 5).
+     * Anyone else gets the same 404 as for a message that does not exist.
+     *
+     * PRIVACY GUARD: the privacy issue adds the other recorded bases here — the owner's
+     * grant for this message, security, legal — each read by a non-owner written to the
+     * audit log. Every content read must keep going through this function.
+     */
+    async readMessageContent(auth: AuthContext, messageId: string): Promise<MessageContent> {
+      const message = await messagesRepo.findById(auth.workspaceId, messageId);
+      if (!message?.mailboxId) throw new NotFoundError('Message');
+      const mailbox = await mailboxesRepo.findById(auth.workspaceId, message.mailboxId);
+      if (!mailbox || mailbox.userId !== auth.userId) throw new NotFoundError('Message');
+      if (!message.gmailMessageId) throw new NotFoundError('Message');
+      if (mailbox.status !== 'active') throw new ConflictError('mailbox_needs_reconnect', 'This mailbox must be reconnected before its mail can be read');
+      // Without read access Gmail answers 403, which would pause the mailbox: ask for the permission instead.
+      if (!mailbox.scopes.includes(GMAIL_SCOPES.readonly)) {
+        throw new ConflictError('read_access_not_granted', 'Reading mail needs this mailbox connected with sync turned on');
+      }
+
+      let raw: Buffer;
+      try {
+        raw = await mailboxes.withGmail(mailbox, (gmail) => gmail.getRaw(message.gmailMessageId!));
+      } catch (error) {
+        if (!(error instanceof GmailError)) throw error;
+        if (error.kind === 'not_found') throw new NotFoundError('Message');
+        if (error.kind === 'auth_revoked') throw new ConflictError('mailbox_needs_reconnect', 'Google no longer accepts this mailbox’s access; reconnect it');
+        if (error.kind === 'rate_limited') throw new TooManyRequestsError('Gmail is rate limiting this mailbox; try again shortly', error.retryAfterSeconds);
+        if (error.kind === 'temporary') throw new AppError('gmail_unavailable', 503, 'Gmail did not answer; try again shortly');
+        throw new AppError('gmail_error', 502, 'Gmail refused to return this message');
+      }
+
+      // In memory only: parsed, returned, forgotten. cid: images stay links rather than inlined data.
+      const parsed = await simpleParser(raw, { skipImageLinks: true, skipTextToHtml: true, skipTextLinks: true });
+      return {
+        id: message.id,
+        subject: parsed.subject ?? null,
+        from: addresses(parsed.from)[0] ?? null,
+        to: addresses(parsed.to),
+        cc: addresses(parsed.cc),
+        date: parsed.date ?? null,
+        text: parsed.text ?? null,
+        html: typeof parsed.html === 'string' ? parsed.html : null,
+      };
+    },
+  };
+}
+
+export type MessageContentReader = ReturnType<typeof createMessageContentReader>;

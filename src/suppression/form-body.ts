@@ -1,0 +1,91 @@
+import type { Request } from 'express';
+import { AppError, UnsupportedMediaTypeError, ValidationError } from '../errors.js';
+
+/** A submitted HTML form: each field name with every value it was given, in order. */
+export type FormFields = Map<string, string[]>;
+
+/** RFC 8058 bodies are one short field; a page's form a few dozen. Anything bigger is not ours. */
+export const MAX_MULTIPART_BYTES = 64 * 1024;
+
+const FORM_TYPES = ['application/x-www-form-urlencoded', 'multipart/form-data'];
+
+/**
+ * Reads a form posted as `application/x-www-form-urlencoded` (already parsed by the app's
+ * body parser) or `multipart/form-data` (RFC 8058 allows both; some mail providers send
+ * the latter). Multipart is read up to a bound and parsed by the platform's own FormData
+ * parser (undici), so no extra dependency handles untrusted input. Files are ignored.
+ */
+export async function readFormFields(req: Request): Promise<FormFields> {
+  const empty = !req.headers['content-type'] && !req.headers['transfer-encoding'] && Number(req.headers['content-length'] ?? 0) === 0;
+  if (empty) return new Map();
+  const kind = req.is(FORM_TYPES);
+  if (kind === null) return new Map();
+  if (kind === false) throw new UnsupportedMediaTypeError(FORM_TYPES.join(' or '));
+  if (kind === 'multipart/form-data') return parseMultipart(req);
+  return fromParsedBody(req.body);
+}
+
+function fromParsedBody(body: unknown): FormFields {
+  const fields: FormFields = new Map();
+  if (body === undefined || body === null) return fields;
+  for (const [name, value] of Object.entries(body as Record<string, unknown>)) {
+    if (typeof value === 'string') fields.set(name, [value]);
+    else if (Array.isArray(value) && value.every((v) => typeof v === 'string')) fields.set(name, value as string[]);
+    else throw new ValidationError([{ field: name, message: 'is not a plain form field' }]);
+  }
+  return fields;
+}
+
+async function parseMultipart(req: Request): Promise<FormFields> {
+  const tooLarge = () => new AppError('payload_too_large', 413, 'The request body is too large');
+  if (Number(req.headers['content-length'] ?? 0) > MAX_MULTIPART_BYTES) throw tooLarge();
+  const body = await readBounded(req, MAX_MULTIPART_BYTES).catch((error: unknown) => {
+    throw error === TOO_LARGE ? tooLarge() : error;
+  });
+  let form: FormData;
+  try {
+    form = await new Response(body, { headers: { 'content-type': req.headers['content-type']! } }).formData();
+  } catch {
+    throw new ValidationError([{ field: '(body)', message: 'is not a readable multipart/form-data body' }]);
+  }
+  const fields: FormFields = new Map();
+  for (const [name, value] of form.entries()) {
+    if (typeof value !== 'string') continue;
+    fields.set(name, [...(fields.get(name) ?? []), value]);
+  }
+  return fields;
+}
+
+const TOO_LARGE = Symbol('too large');
+
+/**
+ * The body, or a rejection as soon as it passes `limit`. The rest is then drained and
+ * discarded (not destroyed), so the answer still reaches the client.
+ */
+function readBounded(req: Request, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let over = false;
+    req.on('data', (chunk: Buffer) => {
+      if (over) return;
+      size += chunk.length;
+      if (size > limit) {
+        over = true;
+        chunks.length = 0;
+        reject(TOO_LARGE);
+        return;
+      }
+      chunks.push(chunk);
+    });
+    let ended = false;
+    req.once('end', () => {
+      ended = true;
+      if (!over) resolve(Buffer.concat(chunks));
+    });
+    req.once('error', reject);
+    req.once('close', () => {
+      if (!ended && !over) reject(new AppError('request_aborted', 400, 'The request was aborted'));
+    });
+  });
+}

@@ -1,0 +1,58 @@
+import { Router, type RequestHandler } from 'express';
+import { z } from 'zod';
+import { authOf, requireRole } from '../auth/auth.middleware.js';
+import { emailAddressField } from '../contacts/email-address.js';
+import { suppressionReasonEnum } from '../db/schema.js';
+import { parseId } from '../http/params.js';
+import { parseInput } from '../http/validate.js';
+import type { SuppressionService } from './suppression.service.js';
+
+/** `all`, or `topic:<name>` with a name of printable characters (it is shown on the preference page). */
+const scopeField = z.union([
+  z.literal('all'),
+  z.string().regex(/^topic:[^\s\p{Cc}](?:[^\p{Cc}]{0,98}[^\s\p{Cc}])?$/u, 'must be all or topic:<name> (1–100 printable characters)'),
+]);
+
+const listQuery = z.object({
+  limit: z.coerce.number().int().min(1).max(500).default(50),
+  cursor: z.string().max(200).optional(),
+  email: emailAddressField.optional(),
+  reason: z.enum(suppressionReasonEnum.enumValues).optional(),
+  scope: scopeField.optional(),
+});
+const note = z.string().trim().min(1).max(2000);
+const addBody = z
+  .object({
+    email: emailAddressField,
+    // unsubscribe comes only from the recipient, bounce only from the mailbox: neither is typed in by hand.
+    reason: z.enum(['manual', 'complaint']).default('manual'),
+    scope: scopeField.default('all'),
+    note: note.optional(),
+  })
+  .strict();
+const removeBody = z
+  .object({
+    note,
+    /** Where the recipient's new consent came from; required to remove an unsubscribe or complaint entry. */
+    consentSource: z.string().trim().min(1).max(200).optional(),
+  })
+  .strict();
+
+export function suppressionRoutes(suppressions: SuppressionService, authenticated: RequestHandler): Router {
+  const router = Router();
+  router.use('/suppressions', authenticated);
+
+  router.get('/suppressions', async (req, res) => {
+    res.json(await suppressions.list(authOf(req), parseInput(listQuery, req.query)));
+  });
+  router.post('/suppressions', async (req, res) => {
+    const { created, suppression } = await suppressions.add(authOf(req), parseInput(addBody, req.body));
+    res.status(created ? 201 : 200).json(suppression);
+  });
+  router.delete('/suppressions/:id', requireRole('owner', 'admin'), async (req, res) => {
+    const id = parseId(req.params.id, 'Suppression');
+    await suppressions.remove(authOf(req), id, parseInput(removeBody, req.body ?? {}));
+    res.status(204).end();
+  });
+  return router;
+}

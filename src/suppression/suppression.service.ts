@@ -1,0 +1,362 @@
+import type { AuthContext } from '../auth/auth.service.js';
+import type { ConsentStatus } from '../db/schema.js';
+import { ConflictError, NotFoundError, ValidationError } from '../errors.js';
+import type { TokenCodec } from '../tracking/tokens.js';
+import type { SuppressionListQueries, SuppressionListRepo, SuppressionReason, SuppressionRow } from './suppression.repo.js';
+
+/*
+ * The suppression list (P-08) and the recipient's side of it (P-09, P-11): one-click
+ * unsubscribe, the preference center, and the workspace's own list behind /api.
+ *
+ * Every change is one transaction that writes the suppression row, the audit row and,
+ * when the address is a contact, the consent record; callers answer only after it has
+ * committed (invariant 2).
+ */
+
+export const ALL = 'all';
+export const topicScope = (topic: string) => `topic:${topic}`;
+const topicOf = (scope: string) => (scope.startsWith('topic:') ? scope.slice('topic:'.length) : undefined);
+
+/** Rows the recipient made themself: only these may they undo (never a bounce, complaint or a sender's manual entry). */
+const RECIPIENT_REMOVABLE: readonly SuppressionReason[] = ['unsubscribe'];
+/** Rows that record the recipient's own wish: an admin removes them only with new consent evidence. */
+const NEEDS_CONSENT_EVIDENCE: readonly SuppressionReason[] = ['unsubscribe', 'complaint'];
+
+export const PREFERENCE_ACTIONS = ['save', 'unsubscribe-all', 'resubscribe-all'] as const;
+export type PreferenceAction = (typeof PREFERENCE_ACTIONS)[number];
+
+export interface PreferenceChoices {
+  action: PreferenceAction;
+  /** The topics the submitted form showed: only these are changed. */
+  topics: string[];
+  /** Among `topics`, those the recipient keeps (the rest are opted out of). */
+  subscribed: string[];
+}
+
+/** The recipient as the pages show them: never the full address (a forwarded mail should not reveal it). */
+export interface RecipientView {
+  workspaceName: string;
+  maskedEmail: string;
+}
+
+export interface PreferencesView extends RecipientView {
+  everything: { suppressed: boolean; reason?: SuppressionReason; lockedByOthers: boolean };
+  topics: { name: string; subscribed: boolean; lockedByOthers: boolean; reason?: SuppressionReason }[];
+}
+
+/** `alice@example.com` → `a•••@example.com`: enough for the person to recognise, little for anyone else. */
+export function maskEmailAddress(email: string): string {
+  const at = email.lastIndexOf('@');
+  if (at <= 0) return '•••';
+  return `${email.slice(0, 1)}•••${email.slice(at)}`;
+}
+
+export function presentSuppression(row: SuppressionRow) {
+  return {
+    id: row.id,
+    email: row.email,
+    scope: row.scope,
+    reason: row.reason,
+    source: row.source,
+    createdBy: row.createdBy,
+    createdAt: row.createdAt,
+  };
+}
+
+const entryDetail = (row: SuppressionRow) => ({ email: row.email, scope: row.scope, reason: row.reason, source: row.source, createdAt: row.createdAt });
+
+/** Opaque page cursor: the last row's (created_at, id). */
+const encodeCursor = (row: SuppressionRow) => Buffer.from(`${row.createdAt.toISOString()}|${row.id}`).toString('base64url');
+function decodeCursor(cursor: string): { createdAt: Date; id: string } {
+  const [at, id] = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
+  const createdAt = new Date(at ?? '');
+  if (!id || !/^[0-9a-f-]{36}$/.test(id) || Number.isNaN(createdAt.getTime())) {
+    throw new ValidationError([{ field: 'cursor', message: 'is not a cursor this API returned' }]);
+  }
+  return { createdAt, id };
+}
+
+/** Every bad, forged, truncated or orphaned link gets the same answer, which says nothing about why. */
+const linkNotFound = () => new NotFoundError('Link', 'link_not_found');
+
+export function createSuppressionService(deps: { repo: SuppressionListRepo; codec: TokenCodec; policyVersion: string }) {
+  const { repo, codec, policyVersion } = deps;
+
+  interface TokenTarget {
+    recipientId: string;
+    workspaceId: string;
+    email: string;
+    campaignId?: string;
+    workspaceName: string;
+  }
+
+  /**
+   * A token names a recipient row (which outlives campaigns and contacts) and maybe the
+   * campaign it was sent with. The workspace is the recipient's; a campaign that still
+   * exists must belong to it, a deleted one no longer matters.
+   */
+  async function resolveToken(q: SuppressionListQueries, token: string): Promise<TokenTarget> {
+    const decoded = codec.decode(token, 'unsubscribe');
+    if (!decoded || decoded.kind !== 'unsubscribe') throw linkNotFound();
+    const recipient = await q.findRecipientById(decoded.recipientId);
+    if (!recipient) throw linkNotFound();
+    if (decoded.campaignId) {
+      const campaignWorkspace = await q.findCampaignWorkspaceId(decoded.campaignId);
+      if (campaignWorkspace !== undefined && campaignWorkspace !== recipient.workspaceId) throw linkNotFound();
+    }
+    const workspaceName = await q.findWorkspaceName(recipient.workspaceId);
+    if (workspaceName === undefined) throw linkNotFound();
+    return {
+      recipientId: recipient.id,
+      workspaceId: recipient.workspaceId,
+      email: recipient.email,
+      campaignId: decoded.campaignId,
+      workspaceName,
+    };
+  }
+
+  const viewOf = (target: TokenTarget): RecipientView => ({ workspaceName: target.workspaceName, maskedEmail: maskEmailAddress(target.email) });
+
+  /**
+   * Appends a consent record for the workspace's contact with this address, if there is one,
+   * unless its latest record already says the same (so a replayed opt-out adds nothing).
+   */
+  async function recordConsent(
+    q: SuppressionListQueries,
+    entry: { workspaceId: string; email: string; status: ConsentStatus; source: string; actor: string; evenIfUnchanged?: boolean },
+  ) {
+    const contactId = await q.findContactIdByEmail(entry.workspaceId, entry.email);
+    if (!contactId) return;
+    if (!entry.evenIfUnchanged && (await q.latestConsentStatus(entry.workspaceId, contactId)) === entry.status) return;
+    await q.insertConsent({ workspaceId: entry.workspaceId, contactId, status: entry.status, source: entry.source, policyVersion, actor: entry.actor });
+  }
+
+  async function addEntry(
+    q: SuppressionListQueries,
+    target: TokenTarget,
+    scope: string,
+    source: string,
+    via: string,
+  ): Promise<SuppressionRow | undefined> {
+    const row = await q.insertEntry({ workspaceId: target.workspaceId, email: target.email, scope, reason: 'unsubscribe', source, createdBy: null });
+    if (row) {
+      await q.insertAudit({
+        workspaceId: target.workspaceId,
+        actor: `recipient:${target.recipientId}`,
+        action: 'suppression.added',
+        subjectType: 'suppression',
+        subjectId: row.id,
+        detail: { ...entryDetail(row), via },
+      });
+    }
+    return row;
+  }
+
+  function preferencesView(target: TokenTarget, entries: SuppressionRow[], campaignTopics: string[]): PreferencesView {
+    const byScope = new Map(entries.map((e) => [e.scope, e]));
+    const all = byScope.get(ALL);
+    return {
+      ...viewOf(target),
+      everything: { suppressed: Boolean(all), reason: all?.reason, lockedByOthers: Boolean(all && !RECIPIENT_REMOVABLE.includes(all.reason)) },
+      topics: knownTopics(entries, campaignTopics).map((name) => {
+        const row = byScope.get(topicScope(name));
+        return { name, subscribed: !row, reason: row?.reason, lockedByOthers: Boolean(row && !RECIPIENT_REMOVABLE.includes(row.reason)) };
+      }),
+    };
+  }
+
+  /** The workspace's campaign topics, plus any this address opted out of whose campaigns are gone (so they can be undone). */
+  function knownTopics(entries: SuppressionRow[], campaignTopics: string[]): string[] {
+    const topics = new Set(campaignTopics);
+    for (const entry of entries) {
+      const topic = topicOf(entry.scope);
+      if (topic !== undefined) topics.add(topic);
+    }
+    return [...topics].sort((a, b) => a.localeCompare(b));
+  }
+
+  const refuseResubscribe = (workspaceName: string) =>
+    new ConflictError(
+      'resubscribe_not_allowed',
+      `Mail to this address was stopped by ${workspaceName} or because of a delivery problem, so it cannot be turned back on here. Please contact ${workspaceName}.`,
+    );
+
+  return {
+    /* ------------------------------------------------ the recipient's side (token is the credential) */
+
+    /** What the unsubscribe page shows. Reads only: mail scanners prefetch this URL. */
+    async unsubscribePage(token: string): Promise<RecipientView & { alreadySuppressed: boolean }> {
+      const target = await resolveToken(repo, token);
+      const all = await repo.findEntry(target.workspaceId, target.email, ALL);
+      return { ...viewOf(target), alreadySuppressed: Boolean(all) };
+    },
+
+    /**
+     * One-click (RFC 8058) or the page's button: suppress the address workspace-wide.
+     * Idempotent; resolves only once the transaction has committed (invariant 2).
+     */
+    async unsubscribe(token: string): Promise<RecipientView & { added: boolean }> {
+      return repo.transaction(async (tx) => {
+        const target = await resolveToken(tx, token);
+        // The stats count a campaign's unsubscribes from exactly this source.
+        const source = target.campaignId ? `campaign:${target.campaignId}` : 'unsubscribe-link';
+        const added = await addEntry(tx, target, ALL, source, 'unsubscribe-link');
+        await recordConsent(tx, { workspaceId: target.workspaceId, email: target.email, status: 'opted_out', source: 'unsubscribe-link', actor: 'recipient' });
+        return { ...viewOf(target), added: Boolean(added) };
+      });
+    },
+
+    async preferences(token: string): Promise<PreferencesView> {
+      const target = await resolveToken(repo, token);
+      const [entries, topics] = await Promise.all([repo.listEntriesOfAddress(target.workspaceId, target.email), repo.listCampaignTopics(target.workspaceId)]);
+      return preferencesView(target, entries, topics);
+    },
+
+    /**
+     * Applies the preference center's form. All or nothing: an unknown topic, or undoing an
+     * entry the recipient did not make, changes nothing.
+     */
+    async savePreferences(token: string, choices: PreferenceChoices): Promise<PreferencesView & { changed: number }> {
+      return repo.transaction(async (tx) => {
+        const target = await resolveToken(tx, token);
+        const entries = await tx.listEntriesOfAddress(target.workspaceId, target.email);
+        const known = new Set(knownTopics(entries, await tx.listCampaignTopics(target.workspaceId)));
+        const shown = [...new Set(choices.topics)];
+        if (shown.some((t) => !known.has(t))) throw new ValidationError([{ field: 'topics', message: 'names a topic this sender does not have' }]);
+        if (choices.subscribed.some((t) => !shown.includes(t))) {
+          throw new ValidationError([{ field: 'subscribed', message: 'names a topic the form did not show' }]);
+        }
+
+        const byScope = new Map(entries.map((e) => [e.scope, e]));
+        const actor = `recipient:${target.recipientId}`;
+        let added = 0;
+        let removed = 0;
+        let addedAll = false;
+
+        const remove = async (row: SuppressionRow) => {
+          if (!RECIPIENT_REMOVABLE.includes(row.reason)) throw refuseResubscribe(target.workspaceName);
+          await tx.deleteEntry(target.workspaceId, row.id);
+          await tx.insertAudit({
+            workspaceId: target.workspaceId,
+            actor,
+            action: 'suppression.removed',
+            subjectType: 'suppression',
+            subjectId: row.id,
+            detail: { entry: entryDetail(row), via: 'preference-center' },
+          });
+          byScope.delete(row.scope);
+          removed += 1;
+        };
+
+        if (choices.action === 'unsubscribe-all') {
+          // Like the one-click link, an opt-out from everything is counted for the campaign whose mail led here.
+          const source = target.campaignId ? `campaign:${target.campaignId}` : 'preference-center';
+          if (!byScope.has(ALL) && (await addEntry(tx, target, ALL, source, 'preference-center'))) {
+            added += 1;
+            addedAll = true;
+          }
+        } else if (choices.action === 'resubscribe-all') {
+          const all = byScope.get(ALL);
+          if (all) await remove(all);
+        } else {
+          for (const topic of shown) {
+            const row = byScope.get(topicScope(topic));
+            const wanted = choices.subscribed.includes(topic);
+            if (!wanted && !row && (await addEntry(tx, target, topicScope(topic), 'preference-center', 'preference-center'))) added += 1;
+            if (wanted && row) await remove(row);
+          }
+        }
+
+        // Consent follows the workspace-wide state only: a topic choice neither withdraws nor gives it.
+        const base = { workspaceId: target.workspaceId, email: target.email, source: 'preference-center', actor: 'recipient' };
+        if (addedAll) await recordConsent(tx, { ...base, status: 'opted_out' });
+        else if (removed > 0 && !byScope.has(ALL)) await recordConsent(tx, { ...base, status: 'opted_in' });
+
+        const after = await tx.listEntriesOfAddress(target.workspaceId, target.email);
+        return { ...preferencesView(target, after, [...known]), changed: added + removed };
+      });
+    },
+
+    /* ------------------------------------------------------------- the workspace's list (/api) */
+
+    async list(auth: AuthContext, query: { limit: number; cursor?: string; email?: string; reason?: SuppressionReason; scope?: string }) {
+      const rows = await repo.listEntries(auth.workspaceId, {
+        limit: query.limit + 1,
+        before: query.cursor ? decodeCursor(query.cursor) : undefined,
+        email: query.email,
+        reason: query.reason,
+        scope: query.scope,
+      });
+      const page = rows.slice(0, query.limit);
+      return { suppressions: page.map(presentSuppression), nextCursor: rows.length > query.limit ? encodeCursor(page[page.length - 1]!) : null };
+    },
+
+    /** Adding is always safe, so any member may. Idempotent on (address, scope): the existing entry is kept and returned. */
+    async add(auth: AuthContext, input: { email: string; reason: 'manual' | 'complaint'; scope: string; note?: string }) {
+      return repo.transaction(async (tx) => {
+        const existing = await tx.findEntry(auth.workspaceId, input.email, input.scope);
+        if (existing) return { created: false, suppression: presentSuppression(existing) };
+        const row = await tx.insertEntry({
+          workspaceId: auth.workspaceId,
+          email: input.email,
+          scope: input.scope,
+          reason: input.reason,
+          source: 'api',
+          createdBy: auth.userId,
+        });
+        if (!row) {
+          // Someone added the same entry a moment ago: theirs stands.
+          return { created: false, suppression: presentSuppression((await tx.findEntry(auth.workspaceId, input.email, input.scope))!) };
+        }
+        await tx.insertAudit({
+          workspaceId: auth.workspaceId,
+          actor: `user:${auth.userId}`,
+          action: 'suppression.added',
+          subjectType: 'suppression',
+          subjectId: row.id,
+          detail: { ...entryDetail(row), ...(input.note ? { note: input.note } : {}) },
+        });
+        return { created: true, suppression: presentSuppression(row) };
+      });
+    },
+
+    /**
+     * Admins only (the route checks the role), with a note. An entry that records the
+     * recipient's own wish (unsubscribe, complaint) also needs the new consent's source:
+     * that is the evidence the recipient asked to be mailed again, and it is appended to
+     * the contact's consent history.
+     */
+    async remove(auth: AuthContext, id: string, input: { note: string; consentSource?: string }) {
+      await repo.transaction(async (tx) => {
+        const entry = await tx.findEntryById(auth.workspaceId, id);
+        if (!entry) throw new NotFoundError('Suppression');
+        if (NEEDS_CONSENT_EVIDENCE.includes(entry.reason) && !input.consentSource) {
+          throw new ValidationError([
+            { field: 'consentSource', message: `is required to remove a ${entry.reason} entry: say where the recipient's new consent came from` },
+          ]);
+        }
+        await tx.deleteEntry(auth.workspaceId, id);
+        await tx.insertAudit({
+          workspaceId: auth.workspaceId,
+          actor: `user:${auth.userId}`,
+          action: 'suppression.removed',
+          subjectType: 'suppression',
+          subjectId: entry.id,
+          detail: { note: input.note, entry: entryDetail(entry), ...(input.consentSource ? { consentSource: input.consentSource } : {}) },
+        });
+        if (input.consentSource && !(await tx.findEntry(auth.workspaceId, entry.email, ALL))) {
+          await recordConsent(tx, {
+            workspaceId: auth.workspaceId,
+            email: entry.email,
+            status: 'opted_in',
+            source: input.consentSource,
+            actor: `user:${auth.userId}`,
+            evenIfUnchanged: true,
+          });
+        }
+      });
+    },
+  };
+}
+
+export type SuppressionService = ReturnType<typeof createSuppressionService>;

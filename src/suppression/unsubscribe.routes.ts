@@ -1,0 +1,95 @@
+import { Router, type ErrorRequestHandler, type RequestHandler, type Response } from 'express';
+import { toAppError, ValidationError } from '../errors.js';
+import { readFormFields, type FormFields } from './form-body.js';
+import { PREFERENCE_ACTIONS, type PreferenceAction, type PreferenceChoices, type SuppressionService } from './suppression.service.js';
+import { preferencesPage, problemPage, unsubscribeQuestionPage, unsubscribedPage } from './unsubscribe.pages.js';
+
+/*
+ * The recipient's public pages: /u/<token> (unsubscribe, RFC 8058 one-click) and
+ * /p/<token> (preference center). Not under /api and without login, session, cookie or
+ * CSRF token: the token in the URL is the credential, and mail providers POST the
+ * one-click request from their own servers.
+ */
+
+const MAX_TOPIC_FIELDS = 500;
+
+/** Nothing here may be cached by a browser or proxy, nor indexed. */
+const noStore: RequestHandler = (_req, res, next) => {
+  res.setHeader('Cache-Control', 'no-store');
+  res.setHeader('X-Robots-Tag', 'noindex, nofollow');
+  next();
+};
+
+const sendPage = (res: Response, status: number, page: string) => {
+  res.status(status).type('html').send(page);
+};
+
+const tokenOf = (value: string | string[] | undefined) => (typeof value === 'string' ? value : '');
+
+/**
+ * RFC 8058 §3.1: the one-click POST carries `List-Unsubscribe=One-Click`. The page's own
+ * button sends `confirm=yes`. A POST with neither (a stray or empty request) changes nothing.
+ */
+function isUnsubscribeRequest(form: FormFields): boolean {
+  return Boolean(form.get('List-Unsubscribe')?.includes('One-Click') || form.get('confirm')?.includes('yes'));
+}
+
+function parsePreferenceChoices(form: FormFields): PreferenceChoices {
+  const problems: { field: string; message: string }[] = [];
+  for (const name of form.keys()) {
+    if (name !== 'action' && name !== 'topics' && name !== 'subscribed') problems.push({ field: name, message: 'is not a field of this form' });
+  }
+  const actions = form.get('action') ?? ['save'];
+  const action = actions[0] as PreferenceAction;
+  if (actions.length !== 1 || !PREFERENCE_ACTIONS.includes(action)) problems.push({ field: 'action', message: `must be one of ${PREFERENCE_ACTIONS.join(', ')}` });
+  const topics = form.get('topics') ?? [];
+  const subscribed = form.get('subscribed') ?? [];
+  if (topics.length + subscribed.length > MAX_TOPIC_FIELDS) problems.push({ field: 'topics', message: 'too many values' });
+  if (problems.length > 0) throw new ValidationError(problems);
+  return { action, topics, subscribed };
+}
+
+export function unsubscribeRoutes(suppressions: SuppressionService): Router {
+  const router = Router();
+  router.use(['/u', '/p'], noStore);
+
+  /** Shows the question and one button. Never changes anything: scanners and previews fetch links. */
+  router.get('/u/:token', async (req, res) => {
+    const token = tokenOf(req.params.token);
+    sendPage(res, 200, unsubscribeQuestionPage(await suppressions.unsubscribePage(token), token));
+  });
+
+  /** RFC 8058 one-click, and the page's button. 200 only after the suppression has committed; no redirect. */
+  router.post('/u/:token', async (req, res) => {
+    const token = tokenOf(req.params.token);
+    const form = await readFormFields(req);
+    if (!isUnsubscribeRequest(form)) {
+      throw new ValidationError([{ field: 'List-Unsubscribe', message: 'must be One-Click (or confirm=yes from the page)' }]);
+    }
+    const view = await suppressions.unsubscribe(token);
+    sendPage(res, 200, unsubscribedPage(view, token));
+  });
+
+  router.get('/p/:token', async (req, res) => {
+    const token = tokenOf(req.params.token);
+    sendPage(res, 200, preferencesPage(await suppressions.preferences(token), token));
+  });
+
+  router.post('/p/:token', async (req, res) => {
+    const token = tokenOf(req.params.token);
+    const choices = parsePreferenceChoices(await readFormFields(req));
+    const view = await suppressions.savePreferences(token, choices);
+    sendPage(res, 200, preferencesPage(view, token, view.changed > 0 ? 'Your choices are saved.' : 'Nothing needed to change.'));
+  });
+
+  /** Errors become plain pages (a person reads them); a failure to save says so, and is never a confirmation. */
+  const errorPage: ErrorRequestHandler = (error, req, res, _next) => {
+    const appError = toAppError(error);
+    if (appError.status >= 500) req.log?.error({ err: error }, 'opt-out request failed');
+    if (res.headersSent) return;
+    res.setHeader('Cache-Control', 'no-store');
+    sendPage(res, appError.status, problemPage(appError.status, appError.message));
+  };
+  router.use(['/u', '/p'], errorPage);
+  return router;
+}

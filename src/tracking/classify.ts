@@ -1,0 +1,177 @@
+import { isbot } from 'isbot';
+import { TtlLru } from './lru.js';
+
+/*
+ * Is a tracking hit a person, a machine, or impossible to tell? Pure rules over the
+ * raw facts of one hit (and, for clicks, whether it was part of a burst — worked out
+ * by the recorder, which sees the neighbouring hits). Every verdict carries short,
+ * stable reasons, stored with the event and shown in stats.
+ *
+ *   machine  any machine signal: HEAD request, the honeypot link, an Apple Mail Privacy
+ *            Protection address (opens only), a link scanner or generic bot user agent,
+ *            a hit within seconds of sending, every link of the message at once.
+ *   unknown  no machine signal, but the hit comes through a mail provider's image proxy
+ *            that fetches on the reader's behalf (Gmail, Yahoo), or carries no user agent:
+ *            probably a person opening, but nothing proves it.
+ *   human    a mail client or browser talking to us directly, with no machine signal.
+ *
+ * Stats upgrade a machine/unknown open when the same send later gets a human click
+ * (stats.repo.ts); that is not done here because the click comes later.
+ */
+
+export type Classification = 'human' | 'machine' | 'unknown';
+export type HitType = 'open' | 'click';
+
+export const REASONS = {
+  headRequest: 'head_request',
+  honeypot: 'honeypot',
+  appleMppIp: 'apple_mpp_ip',
+  googleImageProxy: 'google_image_proxy',
+  yahooMailProxy: 'yahoo_mail_proxy',
+  scannerUserAgent: 'scanner_user_agent',
+  botUserAgent: 'bot_user_agent',
+  noUserAgent: 'no_user_agent',
+  tooSoonAfterSend: 'too_soon_after_send',
+  allLinksAtOnce: 'all_links_at_once',
+  noMachineSignal: 'no_machine_signal',
+  /** Set by stats, never stored: a machine/unknown open counted human because of a later human click. */
+  upgradedByHumanClick: 'upgraded_by_human_click',
+} as const;
+
+export interface HitFacts {
+  type: HitType;
+  method: string;
+  atMs: number;
+  ip?: string;
+  userAgent?: string;
+  /** When the send went out (or was claimed, while it is still going out); null when unknown. */
+  sentAtMs: number | null;
+  /** Click on the hidden link no person sees. */
+  honeypot?: boolean;
+  /** Click that is part of a burst covering the message's links within a second. */
+  linkBurst?: boolean;
+}
+
+export interface Verdict {
+  classification: Classification;
+  reasons: string[];
+}
+
+/** What a user agent says about the client, before anything else is known. */
+export type AgentKind = 'none' | 'google_image_proxy' | 'yahoo_mail_proxy' | 'scanner' | 'office' | 'bot' | 'client';
+
+/**
+ * Mail security gateways and link scanners that say who they are. Many do not (they
+ * borrow a browser's user agent); the timing and burst rules catch those.
+ */
+const SCANNER_AGENTS =
+  /barracuda|proofpoint|mimecast|symantec|broadcom|forcepoint|fireeye|trellix|sophos|trend ?micro|ironport|cisco[ -]?(secure|esa)|fortinet|fortimail|fortiguard|check ?point|zscaler|mcafee|safe ?links|urldefense|appriver|vade ?secure|cloudmark|spamtitan|hornet ?security|libraesva|abnormal ?security|avanan|menlo ?security|netskope|paloalto|websense|microsoft office (existence|protocol) discovery|microsoft-webdav-miniredir|ms-search/i;
+/**
+ * Microsoft Office's own HTTP client. Outlook (Windows) loads a message's images with
+ * it — a person opening — but a *link* fetched by it is Office checking the target
+ * before (or instead of) handing it to the browser.
+ */
+const OFFICE_AGENT = /\bms-office\b|\bmsoffice\b|microsoft office\/|microsoft outlook/i;
+
+export function agentKind(userAgent: string | undefined): AgentKind {
+  if (!userAgent || !userAgent.trim()) return 'none';
+  if (userAgent.includes('GoogleImageProxy')) return 'google_image_proxy';
+  if (userAgent.includes('YahooMailProxy')) return 'yahoo_mail_proxy';
+  if (SCANNER_AGENTS.test(userAgent)) return 'scanner';
+  if (OFFICE_AGENT.test(userAgent)) return 'office';
+  if (isbot(userAgent)) return 'bot';
+  return 'client';
+}
+
+export interface ClassifierOptions {
+  /** Apple Mail Privacy Protection egress lookup. */
+  isAppleMppIp: (ip: string) => boolean;
+  /** A hit sooner than this after sending is a machine (default 10 s). */
+  tooSoonMs?: number;
+}
+
+export const DEFAULT_TOO_SOON_MS = 10_000;
+
+export function createClassifier(options: ClassifierOptions) {
+  const tooSoonMs = options.tooSoonMs ?? DEFAULT_TOO_SOON_MS;
+  // isbot is one large regular expression (~3 µs); user agents repeat, so remember verdicts.
+  const agents = new TtlLru<string, AgentKind>(5_000, 3600_000);
+  const kindOf = (userAgent: string | undefined): AgentKind => {
+    if (!userAgent) return 'none';
+    let kind = agents.get(userAgent);
+    if (kind === undefined) {
+      kind = agentKind(userAgent);
+      agents.set(userAgent, kind);
+    }
+    return kind;
+  };
+
+  return function classify(hit: HitFacts): Verdict {
+    const machine: string[] = [];
+    const unknown: string[] = [];
+    if (hit.method === 'HEAD') machine.push(REASONS.headRequest);
+    if (hit.type === 'click' && hit.honeypot) machine.push(REASONS.honeypot);
+    if (hit.type === 'open' && hit.ip && options.isAppleMppIp(hit.ip)) machine.push(REASONS.appleMppIp);
+
+    const kind = kindOf(hit.userAgent);
+    switch (kind) {
+      case 'google_image_proxy':
+        (hit.type === 'open' ? unknown : machine).push(REASONS.googleImageProxy);
+        break;
+      case 'yahoo_mail_proxy':
+        (hit.type === 'open' ? unknown : machine).push(REASONS.yahooMailProxy);
+        break;
+      case 'scanner':
+        machine.push(REASONS.scannerUserAgent);
+        break;
+      case 'office':
+        if (hit.type === 'click') machine.push(REASONS.scannerUserAgent);
+        break;
+      case 'bot':
+        machine.push(REASONS.botUserAgent);
+        break;
+      case 'none':
+        // Every browser sends a user agent; a click without one is a script. An image
+        // fetch without one may be a privacy-minded client.
+        (hit.type === 'click' ? machine : unknown).push(REASONS.noUserAgent);
+        break;
+      case 'client':
+        break;
+    }
+
+    if (hit.sentAtMs !== null && hit.atMs - hit.sentAtMs < tooSoonMs) machine.push(REASONS.tooSoonAfterSend);
+    if (hit.type === 'click' && hit.linkBurst) machine.push(REASONS.allLinksAtOnce);
+
+    if (machine.length > 0) return { classification: 'machine', reasons: [...machine, ...unknown] };
+    if (unknown.length > 0) return { classification: 'unknown', reasons: unknown };
+    return { classification: 'human', reasons: [REASONS.noMachineSignal] };
+  };
+}
+
+export type Classify = ReturnType<typeof createClassifier>;
+
+/** Distinct links that must be hit within the window for a burst; campaign links span every step, so a step's mail may hold fewer. */
+export const BURST_WINDOW_MS = 1_000;
+export function burstThreshold(contentLinkCount: number): number | undefined {
+  // One link cannot form a burst; three distinct links inside a second is beyond a person.
+  return contentLinkCount < 2 ? undefined : Math.min(contentLinkCount, 3);
+}
+
+/**
+ * True when a hit at `atMs` lies inside some window of `windowMs` in which at least
+ * `required` distinct links of the same send were hit (the hit itself among `hits`).
+ */
+export function inLinkBurst(hits: readonly { linkIndex: number; atMs: number }[], atMs: number, required: number, windowMs = BURST_WINDOW_MS): boolean {
+  // Cheap rejection first (the usual case): not enough distinct links anywhere near the hit.
+  const near = new Set<number>();
+  for (const hit of hits) if (Math.abs(hit.atMs - atMs) <= windowMs) near.add(hit.linkIndex);
+  if (near.size < required) return false;
+  for (const anchor of hits) {
+    // Windows [anchor, anchor + window] that contain atMs.
+    if (anchor.atMs > atMs || anchor.atMs + windowMs < atMs) continue;
+    const distinct = new Set<number>();
+    for (const hit of hits) if (hit.atMs >= anchor.atMs && hit.atMs <= anchor.atMs + windowMs) distinct.add(hit.linkIndex);
+    if (distinct.size >= required) return true;
+  }
+  return false;
+}

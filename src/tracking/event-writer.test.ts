@@ -1,0 +1,128 @@
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { createLogger } from '../logger.js';
+import { createEventWriter } from './event-writer.js';
+import type { TrackingEventRow } from './tracking.repo.js';
+
+const logger = createLogger('silent');
+const row = (n: number): TrackingEventRow => ({
+  id: `00000000-0000-4000-8000-${String(n).padStart(12, '0')}`,
+  workspaceId: 'w',
+  campaignId: 'c',
+  sendId: 's',
+  type: 'open',
+  linkIndex: null,
+  atMs: n,
+  method: 'GET',
+  ip: null,
+  userAgent: null,
+  classification: 'human',
+  reasons: ['no_machine_signal'],
+});
+
+function harness(options: { maxBuffer?: number; batchSize?: number; failWhile?: () => boolean } = {}) {
+  const inserted: number[][] = [];
+  const counts = { written: 0, dropped: 0, failed: 0 };
+  const writer = createEventWriter<number>({
+    prepare: (items) => items.map(row),
+    insert: async (rows) => {
+      if (options.failWhile?.()) throw Object.assign(new Error('Failed query: insert … params: 203.0.113.9'), { cause: { code: '57P01', message: 'terminating connection' } });
+      inserted.push(rows.map((r) => r.atMs));
+    },
+    logger,
+    maxBuffer: options.maxBuffer ?? 1000,
+    batchSize: options.batchSize ?? 100,
+    retryInitialMs: 10,
+    retryMaxMs: 40,
+    hooks: {
+      written: (n) => (counts.written += n),
+      dropped: (n) => (counts.dropped += n),
+      failed: () => (counts.failed += 1),
+    },
+  });
+  return { writer, inserted, counts };
+}
+
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+describe('event writer', () => {
+  it('writes in multi-row batches, in order', async () => {
+    const { writer, inserted, counts } = harness({ batchSize: 4 });
+    for (let i = 0; i < 10; i += 1) writer.push(i);
+    expect(await writer.flush()).toBe(0);
+    expect(inserted).toEqual([[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]);
+    expect(counts.written).toBe(10);
+    await writer.close();
+  });
+
+  it('flushes on its own at least every second', async () => {
+    vi.useFakeTimers();
+    const { writer, inserted } = harness();
+    writer.push(1);
+    writer.push(2);
+    expect(inserted).toEqual([]);
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(inserted).toEqual([[1, 2]]);
+    await writer.close();
+  });
+
+  it('keeps a failed batch, retries with backoff, and writes it once the database is back', async () => {
+    vi.useFakeTimers();
+    let down = true;
+    const { writer, inserted, counts } = harness({ failWhile: () => down });
+    writer.push(1);
+    writer.push(2);
+    await vi.advanceTimersByTimeAsync(3_000);
+    expect(inserted).toEqual([]);
+    expect(counts.failed).toBeGreaterThanOrEqual(2);
+    expect(writer.size).toBe(2);
+    writer.push(3);
+    down = false;
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(inserted.flat()).toEqual([1, 2, 3]);
+    expect(counts.dropped).toBe(0);
+    await writer.close();
+  });
+
+  it('drops the oldest beyond the bound, and counts every drop', async () => {
+    const { writer, inserted, counts } = harness({ maxBuffer: 5, failWhile: () => true });
+    for (let i = 0; i < 8; i += 1) writer.push(i);
+    expect(counts.dropped).toBe(3);
+    expect(writer.size).toBe(5);
+    await writer.flush(); // fails: the batch goes back, the bound still holds
+    expect(writer.size).toBe(5);
+    expect(inserted).toEqual([]);
+    await writer.close({ timeoutMs: 50 });
+    expect(counts.dropped).toBe(8); // the rest is lost at shutdown, and counted
+  });
+
+  it('close() writes what is buffered, retrying while the database is briefly away', async () => {
+    let failures = 2;
+    const { writer, inserted, counts } = harness({ failWhile: () => failures-- > 0 });
+    for (let i = 0; i < 5; i += 1) writer.push(i);
+    await writer.close({ timeoutMs: 2_000 });
+    expect(inserted.flat()).toEqual([0, 1, 2, 3, 4]);
+    expect(counts.dropped).toBe(0);
+    writer.push(99); // after close: refused and counted
+    expect(counts.dropped).toBe(1);
+  });
+
+  it('never logs the failed statement (it carries addresses and user agents)', async () => {
+    const lines: string[] = [];
+    const writer = createEventWriter<number>({
+      prepare: (items) => items.map(row),
+      insert: async () => {
+        throw Object.assign(new Error('Failed query: insert into tracking_events … params: 203.0.113.9,Mozilla/5.0'), { cause: { code: '42P01', message: 'relation "tracking_events" does not exist' } });
+      },
+      logger: createLogger('info', { write: (line: string) => lines.push(line) } as never),
+    });
+    writer.push(1);
+    await writer.flush();
+    await writer.close({ timeoutMs: 10 });
+    const text = lines.join('\n');
+    expect(text).toContain('relation \\"tracking_events\\" does not exist');
+    expect(text).not.toContain('203.0.113.9');
+    expect(text).not.toContain('Mozilla');
+  });
+});

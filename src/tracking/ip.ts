@@ -1,0 +1,76 @@
+import type { IncomingMessage } from 'node:http';
+import { isIPv4, isIPv6 } from 'node:net';
+
+/*
+ * Client addresses for tracking hits. Addresses come from the socket, or from
+ * X-Forwarded-For only as far as the proxies in front of us are trusted (the same
+ * TRUST_PROXY rule Express applies to the rest of the app). Anything that is not a
+ * valid address is dropped rather than stored.
+ */
+
+/** A valid IPv4 or IPv6 address in a canonical form (IPv4-mapped IPv6 becomes IPv4), or undefined. */
+export function normalizeIp(raw: string | undefined): string | undefined {
+  if (!raw) return undefined;
+  let ip = raw.trim();
+  if (ip.startsWith('[') && ip.endsWith(']')) ip = ip.slice(1, -1);
+  const zone = ip.indexOf('%');
+  if (zone >= 0) ip = ip.slice(0, zone);
+  if (isIPv4(ip)) return ip;
+  if (!isIPv6(ip)) return undefined;
+  const lower = ip.toLowerCase();
+  if (lower.startsWith('::ffff:') && isIPv4(lower.slice(7))) return lower.slice(7);
+  return lower;
+}
+
+/** IPv4 dotted quad → unsigned 32-bit integer. The input must be a valid IPv4 address. */
+export function ipv4ToNumber(ip: string): number {
+  let value = 0;
+  let octet = 0;
+  for (let i = 0; i < ip.length; i += 1) {
+    const c = ip.charCodeAt(i);
+    if (c === 46) {
+      value = value * 256 + octet;
+      octet = 0;
+    } else {
+      octet = octet * 10 + (c - 48);
+    }
+  }
+  return value * 256 + octet;
+}
+
+/** IPv6 text (any valid form, including an embedded IPv4 tail) → 128-bit integer. The input must be valid. */
+export function ipv6ToBigInt(ip: string): bigint {
+  let text = ip;
+  let tail = 0n;
+  const lastColon = text.lastIndexOf(':');
+  if (text.indexOf('.', lastColon) >= 0) {
+    tail = BigInt(ipv4ToNumber(text.slice(lastColon + 1)));
+    text = `${text.slice(0, lastColon + 1)}0:0`;
+  }
+  const halves = text.split('::');
+  const left = halves[0] ? halves[0].split(':') : [];
+  const right = halves.length > 1 && halves[1] ? halves[1].split(':') : [];
+  const groups = halves.length > 1 ? [...left, ...Array<string>(8 - left.length - right.length).fill('0'), ...right] : left;
+  let value = 0n;
+  for (const group of groups) value = (value << 16n) | BigInt(parseInt(group, 16));
+  return value | tail;
+}
+
+/** Express's compiled "trust proxy" rule: is the address at this hop (0 = the socket peer) a proxy we trust? */
+export type TrustProxy = (address: string, hop: number) => boolean;
+
+/**
+ * The client's address the way Express's `req.ip` computes it (proxy-addr): walk
+ * X-Forwarded-For from the nearest hop outwards while each hop is trusted.
+ */
+export function clientAddress(req: IncomingMessage, trust: TrustProxy): string | undefined {
+  const peer = req.socket.remoteAddress;
+  if (!peer) return undefined;
+  const header = req.headers['x-forwarded-for'];
+  if (!header || !trust(peer, 0)) return normalizeIp(peer);
+  const forwarded = (Array.isArray(header) ? header.join(',') : header).split(',').map((s) => s.trim());
+  const hops = [peer, ...forwarded.reverse()];
+  let i = 0;
+  while (i < hops.length - 1 && trust(hops[i]!, i)) i += 1;
+  return normalizeIp(hops[i]);
+}

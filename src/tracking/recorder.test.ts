@@ -1,0 +1,113 @@
+import { describe, expect, it } from 'vitest';
+import { createClassifier } from './classify.js';
+import { createRecorder, type QueuedHit } from './recorder.js';
+import { createSendCache } from './send-cache.js';
+import type { LinkRow, SendRow, TrackingEventRow } from './tracking.repo.js';
+
+const CHROME = 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36';
+const SEND = '11111111-1111-4111-8111-111111111111';
+const CAMPAIGN = '22222222-2222-4222-8222-222222222222';
+const T0 = Date.UTC(2026, 10, 3, 12);
+
+function setup() {
+  let clock = T0;
+  const queries: string[] = [];
+  const sends: SendRow[] = [{ id: SEND, workspaceId: 'w', campaignId: CAMPAIGN, sentAt: new Date(T0 - 3600_000), claimedAt: null }];
+  const links: LinkRow[] = [0, 1, 2].map((i) => ({ campaignId: CAMPAIGN, linkIndex: i, url: `https://shop.example.com/${i}`, honeypot: false }));
+  links.push({ campaignId: CAMPAIGN, linkIndex: 3, url: 'https://t.example.net/', honeypot: true });
+  const cache = createSendCache({
+    now: () => clock,
+    repo: {
+      async findSendWithLinks(id) {
+        queries.push(`send+links ${id}`);
+        const send = sends.find((s) => s.id === id);
+        return send && { send, links };
+      },
+      async findSends(ids) {
+        queries.push(`sends ${ids.length}`);
+        return sends.filter((s) => ids.includes(s.id));
+      },
+      async findLinks(campaignIds) {
+        queries.push(`links ${campaignIds.length}`);
+        return links.filter((l) => campaignIds.includes(l.campaignId));
+      },
+    },
+  });
+  const queued: QueuedHit[] = [];
+  const unresolved: string[] = [];
+  const recorder = createRecorder({
+    cache,
+    classify: createClassifier({ isAppleMppIp: () => false }),
+    push: (item) => queued.push(item),
+    onUnresolved: (type) => unresolved.push(type),
+    now: () => clock,
+    newId: (() => {
+      let n = 0;
+      return () => `id-${(n += 1)}`;
+    })(),
+  });
+  const rows = async () => recorder.prepare(queued.splice(0));
+  return { recorder, cache, queries, unresolved, rows, tick: (ms: number) => (clock += ms), now: () => clock };
+}
+
+describe('recorder', () => {
+  it('resolves queued opens in one batch query at flush time and drops unknown sends with a count', async () => {
+    const { recorder, queries, unresolved, rows } = setup();
+    recorder.open(SEND, { atMs: T0, method: 'GET', userAgent: CHROME, ip: '203.0.113.9' });
+    recorder.open(SEND, { atMs: T0 + 1, method: 'HEAD', userAgent: CHROME });
+    recorder.open('99999999-9999-4999-8999-999999999999', { atMs: T0, method: 'GET', userAgent: CHROME });
+    const out = await rows();
+    expect(queries).toEqual(['sends 2', 'links 1']);
+    expect(out.map((r) => [r.type, r.classification, r.reasons])).toEqual([
+      ['open', 'human', ['no_machine_signal']],
+      ['open', 'machine', ['head_request']],
+    ]);
+    expect(out[0]).toMatchObject({ sendId: SEND, campaignId: CAMPAIGN, workspaceId: 'w', linkIndex: null, ip: '203.0.113.9', userAgent: CHROME });
+    expect(unresolved).toEqual(['open']);
+  });
+
+  it('holds clicks for the burst window and marks every click of a scanner burst', async () => {
+    const { recorder, cache, rows, tick, now } = setup();
+    const send = (await cache.resolve(SEND))!;
+    // A scanner with a browser agent follows all three links within 300 ms.
+    for (const index of [0, 1, 2]) {
+      recorder.click(send, index, { atMs: now(), method: 'GET', userAgent: CHROME });
+      tick(150);
+    }
+    expect(recorder.held).toBe(3);
+    expect(await rows()).toEqual([]); // nothing released yet
+    tick(1_000);
+    recorder.releaseAll();
+    const burst = await rows();
+    expect(burst.map((r) => [r.linkIndex, r.classification, r.reasons])).toEqual([
+      [0, 'machine', ['all_links_at_once']],
+      [1, 'machine', ['all_links_at_once']],
+      [2, 'machine', ['all_links_at_once']],
+    ]);
+
+    // A person, a minute later, clicks one link, then another 20 s after.
+    tick(60_000);
+    recorder.click(send, 1, { atMs: now(), method: 'GET', userAgent: CHROME });
+    tick(20_000);
+    recorder.click(send, 2, { atMs: now(), method: 'GET', userAgent: CHROME });
+    recorder.close();
+    expect((await rows()).map((r) => [r.linkIndex, r.classification])).toEqual([
+      [1, 'human'],
+      [2, 'human'],
+    ]);
+  });
+
+  it('a honeypot hit is a machine and does not count as a content link', async () => {
+    const { recorder, cache, rows, now } = setup();
+    const send = (await cache.resolve(SEND))!;
+    recorder.click(send, 3, { atMs: now(), method: 'GET', userAgent: CHROME });
+    recorder.click(send, 0, { atMs: now() + 10, method: 'GET', userAgent: CHROME });
+    recorder.releaseAll();
+    const out: TrackingEventRow[] = await rows();
+    expect(out.map((r) => [r.linkIndex, r.classification, r.reasons])).toEqual([
+      [3, 'machine', ['honeypot']],
+      [0, 'human', ['no_machine_signal']],
+    ]);
+    recorder.close();
+  });
+});

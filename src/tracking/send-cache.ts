@@ -1,0 +1,155 @@
+import { TtlLru } from './lru.js';
+import type { LinkRow, SendRow, TrackingRepo } from './tracking.repo.js';
+
+/*
+ * What a tracking hit needs to know about its send: workspace, campaign, when it went
+ * out, and the campaign's links. Held in memory (bounded LRU with a TTL) so that a
+ * click redirects without touching the database; a miss is one indexed query, and
+ * concurrent misses for the same send share it.
+ */
+
+export interface LinkTarget {
+  url: string;
+  /** The URL as a Location header value (ASCII, punycode host, percent-encoded), or undefined when the stored URL is not a usable http(s) URL. */
+  location: string | undefined;
+  honeypot: boolean;
+}
+
+export interface CampaignLinks {
+  byIndex: ReadonlyMap<number, LinkTarget>;
+  /** Links a person can see (the honeypot excluded): the base of the "every link at once" rule. */
+  contentLinkCount: number;
+  loadedAtMs: number;
+}
+
+export interface SendInfo {
+  sendId: string;
+  workspaceId: string;
+  campaignId: string;
+  /** Sent time, or claim time while it is still going out; null when neither is known. */
+  sentAtMs: number | null;
+}
+
+export interface ResolvedSend extends SendInfo {
+  links: CampaignLinks;
+}
+
+/** A stored URL as a redirect target: only absolute http(s) URLs, serialised so the header is pure ASCII. */
+export function locationOf(url: string): string | undefined {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return undefined;
+  }
+  if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') return undefined;
+  const href = parsed.href;
+  return /^[\x21-\x7e]+$/.test(href) ? href : undefined;
+}
+
+export interface SendCacheOptions {
+  repo: Pick<TrackingRepo, 'findSendWithLinks' | 'findSends' | 'findLinks'>;
+  now?: () => number;
+  maxSends?: number;
+  maxCampaigns?: number;
+  ttlMs?: number;
+  /** How long "no such send" is remembered (tokens are HMAC-signed, so these are rare). */
+  missingTtlMs?: number;
+  /** A send not yet marked sent is re-read soon, to pick up its sent time. */
+  unsentTtlMs?: number;
+  /** A link index the cached campaign lacks triggers a re-read at most this often. */
+  linkRefreshMs?: number;
+}
+
+export function createSendCache(options: SendCacheOptions) {
+  const now = options.now ?? Date.now;
+  const ttlMs = options.ttlMs ?? 10 * 60_000;
+  const unsentTtlMs = options.unsentTtlMs ?? 2_000;
+  const missingTtlMs = options.missingTtlMs ?? 60_000;
+  const linkRefreshMs = options.linkRefreshMs ?? 5_000;
+  const sends = new TtlLru<string, SendInfo | null>(options.maxSends ?? 100_000, ttlMs, now);
+  const campaigns = new TtlLru<string, CampaignLinks>(options.maxCampaigns ?? 10_000, ttlMs, now);
+  const inFlight = new Map<string, Promise<ResolvedSend | null>>();
+
+  const rememberSend = (row: SendRow) => {
+    const sentAt = row.sentAt ?? row.claimedAt;
+    const info: SendInfo = { sendId: row.id, workspaceId: row.workspaceId, campaignId: row.campaignId, sentAtMs: sentAt ? sentAt.getTime() : null };
+    sends.set(row.id, info, row.sentAt ? ttlMs : unsentTtlMs);
+    return info;
+  };
+  const rememberLinks = (campaignId: string, rows: readonly LinkRow[]) => {
+    const byIndex = new Map<number, LinkTarget>();
+    for (const row of rows) byIndex.set(row.linkIndex, { url: row.url, location: locationOf(row.url), honeypot: row.honeypot });
+    const links: CampaignLinks = { byIndex, contentLinkCount: rows.filter((r) => !r.honeypot).length, loadedAtMs: now() };
+    campaigns.set(campaignId, links);
+    return links;
+  };
+
+  async function load(sendId: string): Promise<ResolvedSend | null> {
+    const found = await options.repo.findSendWithLinks(sendId);
+    if (!found) {
+      sends.set(sendId, null, missingTtlMs);
+      return null;
+    }
+    return { ...rememberSend(found.send), links: rememberLinks(found.send.campaignId, found.links) };
+  }
+
+  /** Without waiting: the send with its links, null when known not to exist, undefined when not cached. */
+  function peek(sendId: string): ResolvedSend | null | undefined {
+    const send = sends.get(sendId);
+    if (send === null) return null;
+    if (send === undefined) return undefined;
+    const links = campaigns.get(send.campaignId);
+    return links ? { ...send, links } : undefined;
+  }
+
+  return {
+    peek,
+
+    /** The send with its links, from the cache or one query; null when there is no such send. Throws when the database fails. */
+    resolve(sendId: string): Promise<ResolvedSend | null> {
+      const cached = peek(sendId);
+      if (cached !== undefined) return Promise.resolve(cached);
+      let pending = inFlight.get(sendId);
+      if (!pending) {
+        pending = load(sendId).finally(() => inFlight.delete(sendId));
+        inFlight.set(sendId, pending);
+      }
+      return pending;
+    },
+
+    /** Fills the cache for many sends at once (the open path, off the request): two queries at most. */
+    async loadMany(sendIds: Iterable<string>): Promise<void> {
+      const missing = [...new Set(sendIds)].filter((id) => peek(id) === undefined);
+      if (missing.length === 0) return;
+      const rows = await options.repo.findSends(missing);
+      const found = new Set<string>();
+      for (const row of rows) {
+        rememberSend(row);
+        found.add(row.id);
+      }
+      for (const id of missing) if (!found.has(id)) sends.set(id, null, missingTtlMs);
+      const campaignIds = [...new Set(rows.map((r) => r.campaignId))].filter((id) => !campaigns.has(id));
+      if (campaignIds.length === 0) return;
+      const links = await options.repo.findLinks(campaignIds);
+      for (const campaignId of campaignIds) rememberLinks(campaignId, links.filter((l) => l.campaignId === campaignId));
+    },
+
+    /**
+     * A link index the cached campaign does not know: re-read the campaign's links if the
+     * cached copy is older than `linkRefreshMs` (links can be added as later steps render).
+     */
+    async refreshLinks(send: ResolvedSend): Promise<ResolvedSend> {
+      if (now() - send.links.loadedAtMs < linkRefreshMs) return send;
+      const rows = await options.repo.findLinks([send.campaignId]);
+      return { ...send, links: rememberLinks(send.campaignId, rows) };
+    },
+
+    clear() {
+      sends.clear();
+      campaigns.clear();
+    },
+  };
+}
+
+export type SendCache = ReturnType<typeof createSendCache>;

@@ -1,0 +1,174 @@
+import { sql } from 'drizzle-orm';
+import type { Db } from '../db/connect.js';
+import type { Classification, HitType } from './classify.js';
+import { pgArray } from './tracking.repo.js';
+
+/*
+ * Campaign and contact numbers, every query scoped by workspace (invariant 7).
+ *
+ * The "later human click upgrades a machine open" rule is applied here, at read time,
+ * not by rewriting stored events: for a send with a human click, if no human open came
+ * before that click, the latest machine/unknown open before it counts as human (a person
+ * who clicked did open the message; one open, not every prefetch). The stored event keeps
+ * the verdict it got when it arrived.
+ */
+
+type Rows<T> = { rows: T[] };
+const rowsOf = <T>(result: unknown): T[] => (result as Rows<T>).rows;
+
+export interface EventCountRow {
+  type: HitType;
+  /** null on the per-type totals. */
+  linkIndex: number | null;
+  /** True for the per-type totals (all links together), false for the per-link rows. */
+  total: boolean;
+  classification: Classification;
+  events: number;
+  recipients: number;
+}
+
+export interface TimelineEventRow {
+  id: string;
+  sendId: string;
+  type: HitType;
+  linkIndex: number | null;
+  at: Date;
+  classification: Classification;
+  reasons: string[];
+}
+
+export function createStatsRepo(db: Db) {
+  return {
+    async campaignExists(workspaceId: string, campaignId: string): Promise<boolean> {
+      const rows = rowsOf(await db.execute(sql`select 1 from campaigns where id = ${campaignId} and workspace_id = ${workspaceId}`));
+      return rows.length > 0;
+    },
+
+    async sendCounts(workspaceId: string, campaignId: string): Promise<{ sent: number; failed: number }> {
+      const [row] = rowsOf<{ sent: number; failed: number }>(
+        await db.execute(sql`
+          select count(*) filter (where status = 'sent')::int as sent, count(*) filter (where status = 'failed')::int as failed
+          from campaign_sends where workspace_id = ${workspaceId} and campaign_id = ${campaignId}`),
+      );
+      return { sent: Number(row?.sent ?? 0), failed: Number(row?.failed ?? 0) };
+    },
+
+    /** Recipients with a bounce / a reply to any of this campaign's messages. */
+    async mailEventCounts(workspaceId: string, campaignId: string): Promise<{ bounced: number; replied: number }> {
+      const [row] = rowsOf<{ bounced: number; replied: number }>(
+        await db.execute(sql`
+          select count(distinct s.recipient_id) filter (where m.type = 'bounce')::int as bounced,
+                 count(distinct s.recipient_id) filter (where m.type = 'reply')::int as replied
+          from mail_events m join campaign_sends s on s.message_id = m.message_id
+          where m.workspace_id = ${workspaceId} and s.workspace_id = ${workspaceId} and s.campaign_id = ${campaignId}`),
+      );
+      return { bounced: Number(row?.bounced ?? 0), replied: Number(row?.replied ?? 0) };
+    },
+
+    /** Addresses that unsubscribed from this campaign's mail (the opt-out pages record `campaign:<id>` as the source). */
+    async unsubscribedCount(workspaceId: string, campaignId: string): Promise<number> {
+      const [row] = rowsOf<{ n: number }>(
+        await db.execute(sql`
+          select count(distinct lower(email))::int as n from suppressions
+          where workspace_id = ${workspaceId} and reason = 'unsubscribe' and source = ${`campaign:${campaignId}`}`),
+      );
+      return Number(row?.n ?? 0);
+    },
+
+    async links(campaignId: string): Promise<{ linkIndex: number; url: string; honeypot: boolean }[]> {
+      const rows = rowsOf<{ link_index: number; url: string; honeypot: boolean }>(
+        await db.execute(sql`select link_index, url, honeypot from campaign_links where campaign_id = ${campaignId} order by link_index`),
+      );
+      return rows.map((r) => ({ linkIndex: Number(r.link_index), url: String(r.url), honeypot: Boolean(r.honeypot) }));
+    },
+
+    /** Events and distinct recipients by type and judged classification, per campaign and per link. */
+    async eventCounts(workspaceId: string, campaignId: string): Promise<EventCountRow[]> {
+      const rows = rowsOf<{ type: HitType; link_index: number | null; total: number; cls: Classification; events: number; recipients: number }>(
+        await db.execute(sql`
+          with ev as (
+            select e.id, e.type, e.link_index, e.send_id, e.at, e.classification::text as classification, s.recipient_id
+            from tracking_events e
+            join campaign_sends s on s.id = e.send_id and s.workspace_id = e.workspace_id
+            where e.workspace_id = ${workspaceId} and e.campaign_id = ${campaignId}
+          ),
+          first_human_click as (
+            select send_id, min(at) as at from ev where type = 'click' and classification = 'human' group by send_id
+          ),
+          upgraded as (
+            select distinct on (o.send_id) o.id
+            from ev o join first_human_click f on f.send_id = o.send_id
+            where o.type = 'open' and o.classification <> 'human' and o.at <= f.at
+              and not exists (select 1 from ev h where h.send_id = o.send_id and h.type = 'open' and h.classification = 'human' and h.at <= f.at)
+            order by o.send_id, o.at desc
+          ),
+          judged as (
+            select ev.type, ev.link_index, ev.recipient_id, case when u.id is not null then 'human' else ev.classification end as cls
+            from ev left join upgraded u on u.id = ev.id
+          )
+          select type::text as type, link_index, grouping(link_index)::int as total, cls,
+                 count(*)::int as events, count(distinct recipient_id)::int as recipients
+          from judged
+          group by grouping sets ((type, cls), (type, link_index, cls))`),
+      );
+      return rows.map((r) => ({
+        type: r.type,
+        linkIndex: r.link_index === null ? null : Number(r.link_index),
+        total: Number(r.total) === 1,
+        classification: r.cls,
+        events: Number(r.events),
+        recipients: Number(r.recipients),
+      }));
+    },
+
+    /** A contact's campaign sends, newest first. */
+    async sendsOfContact(workspaceId: string, contactId: string, limit = 200) {
+      const rows = rowsOf<Record<string, unknown>>(
+        await db.execute(sql`
+          select s.id, s.campaign_id, c.name as campaign_name, s.step, s.status::text as status, s.sent_at, s.created_at
+          from campaign_sends s join campaigns c on c.id = s.campaign_id and c.workspace_id = s.workspace_id
+          where s.workspace_id = ${workspaceId} and s.contact_id = ${contactId}
+          order by coalesce(s.sent_at, s.created_at) desc
+          limit ${limit}`),
+      );
+      return rows.map((r) => ({
+        sendId: String(r.id),
+        campaignId: String(r.campaign_id),
+        campaignName: String(r.campaign_name),
+        step: Number(r.step),
+        status: String(r.status),
+        sentAt: r.sent_at ? new Date(r.sent_at as string | Date) : null,
+        createdAt: new Date(r.created_at as string | Date),
+      }));
+    },
+
+    async eventsOfSends(workspaceId: string, sendIds: string[]): Promise<TimelineEventRow[]> {
+      if (sendIds.length === 0) return [];
+      const rows = rowsOf<Record<string, unknown>>(
+        await db.execute(sql`
+          select id, send_id, type::text as type, link_index, at, classification::text as classification, reasons
+          from tracking_events
+          where workspace_id = ${workspaceId} and send_id = any(${pgArray(sendIds)}::uuid[])
+          order by at`),
+      );
+      return rows.map((r) => ({
+        id: String(r.id),
+        sendId: String(r.send_id),
+        type: r.type as HitType,
+        linkIndex: r.link_index === null ? null : Number(r.link_index),
+        at: new Date(r.at as string | Date),
+        classification: r.classification as Classification,
+        reasons: parseTextArray(r.reasons),
+      }));
+    },
+  };
+}
+
+/** text[] arrives as a JS array from both drivers, but be tolerant of the literal form. */
+function parseTextArray(value: unknown): string[] {
+  if (Array.isArray(value)) return value.map(String);
+  if (typeof value === 'string' && value.startsWith('{')) return value.slice(1, -1).split(',').filter(Boolean);
+  return [];
+}
+
+export type StatsRepo = ReturnType<typeof createStatsRepo>;

@@ -1,0 +1,165 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from '../logger.js';
+import type { Recorder, RawHit } from './recorder.js';
+import type { ResolvedSend, SendCache } from './send-cache.js';
+import type { TokenCodec } from './tokens.js';
+
+/*
+ * GET /t/o/<token>[.gif]  the open pixel: always a 43-byte GIF, answered before anything
+ *                         else happens (invalid, forged and unknown tokens included).
+ * GET /t/c/<token>        the click: 302 to the link stored for that send's campaign and
+ *                         link index, and nowhere else; a bad token is a plain 404 page.
+ *
+ * These run in the server's request listener, before Express (see createHttpServer in
+ * app.ts): a pixel costs a token check and a push into the event buffer. The query
+ * string is never read, so no parameter can steer a redirect.
+ */
+
+/** 1×1 transparent GIF89a, 43 bytes. */
+export const PIXEL_GIF = Buffer.from('R0lGODlhAQABAIAAAP///wAAACH5BAEAAAAALAAAAAABAAEAAAICRAEAOw==', 'base64');
+
+const PIXEL_HEADERS = {
+  'Content-Type': 'image/gif',
+  'Content-Length': String(PIXEL_GIF.length),
+  'Cache-Control': 'no-store, private',
+  Expires: '0',
+  'X-Content-Type-Options': 'nosniff',
+};
+
+const PAGE_HEADERS = {
+  'Content-Type': 'text/html; charset=utf-8',
+  'Cache-Control': 'no-store',
+  'X-Robots-Tag': 'noindex',
+  'X-Content-Type-Options': 'nosniff',
+  'Content-Security-Policy': "default-src 'none'",
+  'Referrer-Policy': 'no-referrer',
+};
+
+const page = (title: string, text: string) =>
+  Buffer.from(`<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${title}</title></head><body><h1>${title}</h1><p>${text}</p></body></html>`);
+const NOT_FOUND_PAGE = page('Link not found', 'This link is not valid. If you copied it from an email, check that the whole address was copied.');
+const UNAVAILABLE_PAGE = page('Please try again', 'This link cannot be followed right now. Please try again in a minute.');
+
+const TOKEN = /^[A-Za-z0-9_-]{1,96}$/;
+
+export const TRACKING_ROUTES = { open: '/t/o/:token', click: '/t/c/:token', other: '/t/*' } as const;
+
+export interface TrackingHandlerDeps {
+  codec: TokenCodec;
+  cache: SendCache;
+  recorder: Recorder;
+  /** The client's address, honouring TRUST_PROXY like Express does. */
+  clientIp: (req: IncomingMessage) => string | undefined;
+  /** Counts an answered request (labels are route patterns, never tokens). */
+  count?: (method: string, route: string, status: number) => void;
+  onUnresolved?: (type: 'open' | 'click') => void;
+  logger: Logger;
+  now?: () => number;
+}
+
+/** Handles the request and returns true when it is a tracking URL; false leaves it to Express. */
+export type TrackingHandler = (req: IncomingMessage, res: ServerResponse) => boolean;
+
+export function createTrackingHandler(deps: TrackingHandlerDeps): TrackingHandler {
+  const { codec, cache, recorder, logger } = deps;
+  const now = deps.now ?? Date.now;
+  const count = deps.count ?? (() => undefined);
+
+  const rawHit = (req: IncomingMessage, method: string): RawHit => {
+    const userAgent = req.headers['user-agent'];
+    return { atMs: now(), method, ip: deps.clientIp(req), userAgent: userAgent ? userAgent : undefined };
+  };
+
+  const sendPage = (res: ServerResponse, method: string, route: string, status: number, body: Buffer, extra: Record<string, string> = {}) => {
+    if (res.headersSent) return;
+    res.writeHead(status, { ...PAGE_HEADERS, ...extra, 'Content-Length': String(body.length) });
+    res.end(method === 'HEAD' ? undefined : body);
+    count(method, route, status);
+  };
+
+  const methodNotAllowed = (res: ServerResponse, method: string, route: string) => {
+    res.writeHead(405, { Allow: 'GET, HEAD', 'Content-Type': 'text/plain; charset=utf-8', 'Content-Length': '18', 'Cache-Control': 'no-store' });
+    res.end('Method Not Allowed');
+    count(method, route, 405);
+  };
+
+  function open(req: IncomingMessage, res: ServerResponse, rest: string, method: string) {
+    // Answer first: nothing below may delay or prevent the pixel.
+    res.writeHead(200, PIXEL_HEADERS);
+    res.end(method === 'HEAD' ? undefined : PIXEL_GIF);
+    count(method, TRACKING_ROUTES.open, 200);
+    const text = rest.endsWith('.gif') ? rest.slice(0, -4) : rest;
+    if (!TOKEN.test(text)) return;
+    const token = codec.decode(text, 'open');
+    if (token?.kind !== 'open') return;
+    recorder.open(token.sendId, rawHit(req, method));
+  }
+
+  function redirect(res: ServerResponse, method: string, send: ResolvedSend | null, linkIndex: number, hit: RawHit, refreshed = false) {
+    if (!send) {
+      deps.onUnresolved?.('click');
+      return sendPage(res, method, TRACKING_ROUTES.click, 404, NOT_FOUND_PAGE);
+    }
+    const link = send.links.byIndex.get(linkIndex);
+    if (!link) {
+      if (refreshed) return sendPage(res, method, TRACKING_ROUTES.click, 404, NOT_FOUND_PAGE);
+      cache.refreshLinks(send).then(
+        (fresh) => redirect(res, method, fresh, linkIndex, hit, true),
+        () => sendPage(res, method, TRACKING_ROUTES.click, 503, UNAVAILABLE_PAGE, { 'Retry-After': '60' }),
+      );
+      return;
+    }
+    if (!link.location) {
+      logger.warn({ campaignId: send.campaignId, linkIndex }, 'stored campaign link is not an http(s) URL; not redirecting');
+      return sendPage(res, method, TRACKING_ROUTES.click, 404, NOT_FOUND_PAGE);
+    }
+    if (!res.headersSent) {
+      res.writeHead(302, { Location: link.location, 'Cache-Control': 'no-store', 'X-Robots-Tag': 'noindex', 'Content-Length': '0' });
+      res.end();
+      count(method, TRACKING_ROUTES.click, 302);
+    }
+    recorder.click(send, linkIndex, hit);
+  }
+
+  function click(req: IncomingMessage, res: ServerResponse, rest: string, method: string) {
+    const token = TOKEN.test(rest) ? codec.decode(rest, 'click') : undefined;
+    if (token?.kind !== 'click') return sendPage(res, method, TRACKING_ROUTES.click, 404, NOT_FOUND_PAGE);
+    const hit = rawHit(req, method);
+    const cached = cache.peek(token.sendId);
+    if (cached !== undefined) return redirect(res, method, cached, token.linkIndex, hit);
+    cache.resolve(token.sendId).then(
+      (send) => redirect(res, method, send, token.linkIndex, hit),
+      (error: unknown) => {
+        logger.warn({ reason: (error as Error)?.message?.split('\n')[0] }, 'click could not be resolved: database unavailable');
+        sendPage(res, method, TRACKING_ROUTES.click, 503, UNAVAILABLE_PAGE, { 'Retry-After': '60' });
+      },
+    );
+  }
+
+  return function handleTracking(req, res) {
+    const url = req.url;
+    if (url === undefined || !url.startsWith('/t/')) return false;
+    const method = req.method ?? 'GET';
+    const queryAt = url.indexOf('?');
+    const path = queryAt < 0 ? url : url.slice(0, queryAt);
+    const kind = path.startsWith('/t/o/') ? 'open' : path.startsWith('/t/c/') ? 'click' : 'other';
+    try {
+      if (method !== 'GET' && method !== 'HEAD') methodNotAllowed(res, method, TRACKING_ROUTES[kind]);
+      else if (kind === 'open') open(req, res, path.slice(5), method);
+      else if (kind === 'click') click(req, res, path.slice(5), method);
+      else sendPage(res, method, TRACKING_ROUTES.other, 404, NOT_FOUND_PAGE);
+    } catch (error) {
+      // Never let a tracking hit take the process down; the pixel is still owed.
+      logger.error({ err: { message: (error as Error)?.message } }, 'tracking request failed');
+      if (!res.headersSent) {
+        if (kind === 'open') {
+          res.writeHead(200, PIXEL_HEADERS);
+          res.end(method === 'HEAD' ? undefined : PIXEL_GIF);
+        } else {
+          sendPage(res, method, TRACKING_ROUTES[kind], 404, NOT_FOUND_PAGE);
+        }
+      }
+    }
+    return true;
+  };
+}

@@ -1,0 +1,153 @@
+import path from 'node:path';
+import type { IncomingMessage } from 'node:http';
+import { Counter, Gauge, type Registry } from 'prom-client';
+import type { Config } from '../config.js';
+import type { Database } from '../db/connect.js';
+import type { Logger } from '../logger.js';
+import { SAMPLE_EGRESS_FILE, createAppleMppRanges } from './apple-mpp.js';
+import { createClassifier } from './classify.js';
+import { createEventWriter } from './event-writer.js';
+import { clientAddress, type TrustProxy } from './ip.js';
+import { createRecorder, type QueuedHit } from './recorder.js';
+import { DEFAULT_RAW_RETENTION_DAYS, truncateRawTrackingFacts } from './retention.js';
+import { createSendCache } from './send-cache.js';
+import { createStatsRepo } from './stats.repo.js';
+import { createStatsService } from './stats.service.js';
+import { createTokenCodec } from './tokens.js';
+import { createTrackingHandler, type TrackingHandler } from './tracking-handler.js';
+import { createTrackingRepo, type TrackingEventRow } from './tracking.repo.js';
+import { createTrackingUrls } from './urls.js';
+
+/**
+ * The tracking feature, assembled: token codec and URLs, the send cache, classifier,
+ * recorder and batched event writer, stats, retention, and the HTTP handler for /t/.
+ * Timers are unref'd; close() releases held clicks and writes what is buffered.
+ */
+export interface TrackingDeps {
+  config: Config;
+  database: Database;
+  logger: Logger;
+  /** The app's metrics registry (/metrics). */
+  registry: Registry;
+  /** http_requests_total: tracking requests are counted there too, by route pattern, like Express routes. */
+  requests?: Counter<'method' | 'route' | 'status'>;
+  /** Replaces the database insert (tests of the writer's failure handling). */
+  insertEvents?: (rows: TrackingEventRow[]) => Promise<void>;
+}
+
+export function createTracking(deps: TrackingDeps) {
+  const { config, database, logger, registry } = deps;
+  const settings = config.tracking;
+  const codec = createTokenCodec(config.trackingSecrets);
+  const urls = createTrackingUrls(codec, config.publicBaseUrl);
+  const repo = createTrackingRepo(database.db);
+
+  const source = settings.appleMppRanges ?? SAMPLE_EGRESS_FILE;
+  const appleMpp = createAppleMppRanges({
+    source,
+    logger,
+    cacheFile: /^https?:/i.test(source) ? path.join(config.dataDir, 'apple-egress-ip-ranges.csv') : undefined,
+  });
+  appleMpp.start();
+
+  const dropped = new Counter({
+    name: 'tracking_events_dropped_total',
+    help: 'Tracking events lost: buffer full while the database could not keep up or was down, or unwritten at shutdown',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+  });
+  const written = new Counter({ name: 'tracking_events_written_total', help: 'Tracking events written to the database', registers: [registry] });
+  const writeFailures = new Counter({ name: 'tracking_event_write_failures_total', help: 'Failed batch writes (each retried)', registers: [registry] });
+  const unresolved = new Counter({
+    name: 'tracking_hits_unresolved_total',
+    help: 'Valid tracking tokens whose send no longer exists (dropped)',
+    labelNames: ['type'] as const,
+    registers: [registry],
+  });
+
+  const cache = createSendCache({ repo });
+  const classify = createClassifier({ isAppleMppIp: appleMpp.contains });
+  // The recorder pushes into the writer and the writer prepares with the recorder: wire through a holder.
+  const sink: { push: (item: QueuedHit) => void } = { push: () => undefined };
+  const recorder = createRecorder({ cache, classify, push: (item) => sink.push(item), onUnresolved: (type) => unresolved.inc({ type }) });
+  const writer = createEventWriter<QueuedHit>({
+    prepare: (items) => recorder.prepare(items),
+    insert: deps.insertEvents ?? ((rows) => repo.insertEvents(rows)),
+    logger,
+    maxBuffer: settings.bufferMax,
+    // An embedded database runs on this thread: write in small slices so requests keep flowing.
+    batchSize: database.kind === 'pglite' ? 200 : 1_000,
+    tickBudgetMs: database.kind === 'pglite' ? 250 : undefined,
+    hooks: {
+      written: (n) => written.inc(n),
+      dropped: (n, reason) => dropped.inc({ reason }, n),
+      failed: () => writeFailures.inc(),
+    },
+  });
+  sink.push = (item) => writer.push(item);
+  new Gauge({
+    name: 'tracking_events_buffered',
+    help: 'Tracking events waiting to be written (including clicks held for burst detection)',
+    registers: [registry],
+    collect() {
+      this.set(writer.size + recorder.held);
+    },
+  });
+
+  // Pre-bound label sets: counting a hit is one increment, no label hashing on the hot path.
+  const requestCounters = new Map<string, { inc(): void }>();
+  const countRequest = (method: string, route: string, status: number) => {
+    if (!deps.requests) return;
+    const key = `${method} ${route} ${status}`;
+    let counter = requestCounters.get(key);
+    if (!counter) {
+      counter = deps.requests.labels(method, route, String(status));
+      requestCounters.set(key, counter);
+    }
+    counter.inc();
+  };
+
+  const stats = createStatsService({ repo: createStatsRepo(database.db) });
+
+  return {
+    codec,
+    urls,
+    cache,
+    stats,
+    appleMpp,
+
+    /** The request listener's hook for /t/ (see createHttpServer); `trustProxy` is Express's compiled TRUST_PROXY rule. */
+    createHandler(trustProxy: TrustProxy): TrackingHandler {
+      return createTrackingHandler({
+        codec,
+        cache,
+        recorder,
+        clientIp: (req: IncomingMessage) => clientAddress(req, trustProxy),
+        count: countRequest,
+        onUnresolved: (type) => unresolved.inc({ type }),
+        logger,
+      });
+    },
+
+    /** Events waiting (buffered + held clicks). */
+    pending: () => writer.size + recorder.held,
+
+    /** Classifies held clicks and writes everything now; resolves to how many events are still unwritten. */
+    async flush(): Promise<number> {
+      recorder.releaseAll();
+      return writer.flush();
+    },
+
+    /** P-14 sweep: truncates IP and user agent of events older than TRACKING_RAW_RETENTION_DAYS. */
+    truncateRawFacts: (now?: Date) => truncateRawTrackingFacts(database.db, { now, retentionDays: settings.rawRetentionDays ?? DEFAULT_RAW_RETENTION_DAYS }),
+
+    /** Shutdown, before the database closes: releases held clicks and writes the buffer (retrying up to `timeoutMs`). */
+    async close(options?: { timeoutMs?: number }): Promise<void> {
+      appleMpp.stop();
+      recorder.close();
+      await writer.close(options);
+    },
+  };
+}
+
+export type Tracking = ReturnType<typeof createTracking>;
