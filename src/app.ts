@@ -43,7 +43,7 @@ import { createSuppressionService } from './suppression/suppression.service.js';
 import { unsubscribeRoutes } from './suppression/unsubscribe.routes.js';
 import { NotFoundError, errorMiddleware } from './errors.js';
 import { createMetrics, metricsMiddleware } from './http/metrics.js';
-import type { Logger } from './logger.js';
+import { redactUrl, type Logger } from './logger.js';
 
 export interface AppDeps {
   config: Config;
@@ -146,6 +146,9 @@ export function createApp(deps: AppDeps, services: Services = createServices(dep
         return id;
       },
       autoLogging: { ignore: (req) => req.url === '/healthz' || req.url === '/metrics' },
+      serializers: {
+        req: (req: { url: string; query?: unknown }) => ({ ...req, url: redactUrl(req.url), query: undefined }),
+      },
     }),
   );
   app.use(metricsMiddleware(metrics));

@@ -37,3 +37,16 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
 }
 
 export type { Logger };
+
+/** Path prefixes whose next segment is a credential (recipient tokens). */
+const TOKEN_PATH = /^(\/(?:u|p|t\/o|t\/c)\/)[^/?#]+/;
+/** Query parameters that carry credentials (OAuth codes and state, invitation tokens). */
+const SECRET_QUERY = /([?&](?:code|state|token|access_token|id_token)=)[^&#]*/gi;
+
+/**
+ * A request URL fit for a log line: the token of an unsubscribe or tracking link is a
+ * credential (whoever holds it can opt that person out), and so is an OAuth code.
+ */
+export function redactUrl(url: string): string {
+  return url.replace(TOKEN_PATH, '$1[token]').replace(SECRET_QUERY, '$1[redacted]');
+}

@@ -27,4 +27,16 @@ describe('secrets never reach a log line (invariant 6)', () => {
       expect(logs).not.toContain(secret);
     }
   });
+
+  it('recipient tokens in /u and /p paths and OAuth codes in the callback query stay out of the logs', async () => {
+    const token = 'ThisIsARecipientTokenThatMustNotBeLogged123';
+    await app.api('GET', `/u/${token}`);
+    await app.api('GET', `/p/${token}`);
+    await app.api('GET', '/api/gmail/callback?code=4/0SecretOAuthCodeValue&state=SecretStateValue', { headers: { accept: 'application/json' } });
+    const logs = app.logs.join('');
+    expect(logs).toContain('/u/[token]');
+    expect(logs).not.toContain(token);
+    expect(logs).not.toContain('SecretOAuthCodeValue');
+    expect(logs).not.toContain('SecretStateValue');
+  });
 });
