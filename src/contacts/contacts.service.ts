@@ -1,6 +1,7 @@
+import { decodeCursor, encodeCursor } from '../http/cursor.js';
 import type { AuthContext } from '../auth/auth.service.js';
 import type { ConsentStatus } from '../db/schema.js';
-import { ConflictError, NotFoundError, ValidationError } from '../errors.js';
+import { ConflictError, NotFoundError } from '../errors.js';
 import type { Readable } from 'node:stream';
 import { importContactsCsv } from './contacts-import.js';
 import type { ConsentRow, ContactFields, ContactRow, ContactsRepo } from './contacts.repo.js';
@@ -25,16 +26,6 @@ function presentContact(contact: ContactRow, consent: ConsentRow | undefined) {
   };
 }
 
-/** Opaque page cursor: the last row's (created_at, id). */
-const encodeCursor = (row: ContactRow) => Buffer.from(`${row.createdAt.toISOString()}|${row.id}`).toString('base64url');
-function decodeCursor(cursor: string): { createdAt: Date; id: string } {
-  const [at, id] = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
-  const createdAt = new Date(at ?? '');
-  if (!id || !/^[0-9a-f-]{36}$/.test(id) || Number.isNaN(createdAt.getTime())) {
-    throw new ValidationError([{ field: 'cursor', message: 'is not a cursor this API returned' }]);
-  }
-  return { createdAt, id };
-}
 
 /** JSON merge patch (RFC 7396) for attributes: a null value removes the key. */
 function mergeAttributes(current: Record<string, unknown>, patch: Record<string, AttributeValue>) {

@@ -1,3 +1,4 @@
+import { decodeCursor, encodeCursor } from '../http/cursor.js';
 import type { AuthContext } from '../auth/auth.service.js';
 import type { ConsentStatus } from '../db/schema.js';
 import { ConflictError, NotFoundError, ValidationError } from '../errors.js';
@@ -65,16 +66,6 @@ export function presentSuppression(row: SuppressionRow) {
 
 const entryDetail = (row: SuppressionRow) => ({ email: row.email, scope: row.scope, reason: row.reason, source: row.source, createdAt: row.createdAt });
 
-/** Opaque page cursor: the last row's (created_at, id). */
-const encodeCursor = (row: SuppressionRow) => Buffer.from(`${row.createdAt.toISOString()}|${row.id}`).toString('base64url');
-function decodeCursor(cursor: string): { createdAt: Date; id: string } {
-  const [at, id] = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
-  const createdAt = new Date(at ?? '');
-  if (!id || !/^[0-9a-f-]{36}$/.test(id) || Number.isNaN(createdAt.getTime())) {
-    throw new ValidationError([{ field: 'cursor', message: 'is not a cursor this API returned' }]);
-  }
-  return { createdAt, id };
-}
 
 /** Every bad, forged, truncated or orphaned link gets the same answer, which says nothing about why. */
 const linkNotFound = () => new NotFoundError('Link', 'link_not_found');
