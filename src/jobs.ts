@@ -6,6 +6,8 @@ import type { Logger } from './logger.js';
 const MAX_TICK_MS = 30_000;
 /** Watches are checked hourly; each is renewed once it has less than 6 of its 7 days left (about daily). */
 const WATCH_CHECK_MS = 3_600_000;
+/** How often the send worker looks for due sends. */
+const SEND_TICK_MS = 1_000;
 /** Shutdown waits this long for running syncs before the database closes under them. */
 const STOP_GRACE_MS = 10_000;
 
@@ -14,7 +16,7 @@ export interface Jobs {
 }
 
 /**
- * Background work of one process, started by main.ts after the server listens: Gmail sync
+ * Background work of one process, started by main.ts after the server listens: campaign sending, Gmail sync
  * polling (the fallback when push is late or off), watch renewal, and re-encrypting tokens
  * under the current key once at boot. Timers are unref()'d (they never keep the process
  * alive); every error is logged, never thrown.
@@ -46,6 +48,15 @@ export function startJobs(input: { services: Services; config: Config; logger: L
     if (rewritten > 0) logger.info({ rewritten }, 'tokens re-encrypted under the current key');
   });
   reencrypt();
+
+  // The campaign send worker, in-process (with PGlite there is only this process; with a
+  // server several processes may run it: the ledger's SKIP LOCKED claims keep them apart).
+  // Stuck sends are resolved first, by searching the mailbox before any retry (invariant 3).
+  const send = guarded('campaign-send', async () => {
+    await services.sendWorker.recoverStuck();
+    await services.sendWorker.tick();
+  });
+  timers.push(setInterval(send, SEND_TICK_MS).unref());
 
   const pollSeconds = config.gmail.syncPollSeconds;
   if (pollSeconds > 0) {

@@ -188,6 +188,7 @@ function campaignQueries(db: Db) {
             ${suppressedSql(sql`s.workspace_id`, sql`s.email`, campaign.topic)} as suppressed,
             ${optedInSql(sql`s.contact_id`)} as opted_in,
             exists (select 1 from campaign_sends p join mail_events e on e.message_id = p.message_id and e.type = 'reply'
+                      and coalesce((e.detail ->> 'automatic')::boolean, false) = false
                     where p.campaign_id = s.campaign_id and p.recipient_id = s.recipient_id and p.step < s.step) as replied,
             exists (select 1 from campaign_sends p join mail_events e on e.message_id = p.message_id and e.type = 'bounce'
                     where p.campaign_id = s.campaign_id and p.recipient_id = s.recipient_id and p.step < s.step) as bounced,
@@ -271,7 +272,7 @@ function campaignQueries(db: Db) {
     async contactsForMerge(ids: string[]) {
       if (ids.length === 0) return [];
       return db
-        .select({ email: contacts.email, firstName: contacts.firstName, lastName: contacts.lastName, attributes: contacts.attributes })
+        .select({ id: contacts.id, email: contacts.email, firstName: contacts.firstName, lastName: contacts.lastName, attributes: contacts.attributes })
         .from(contacts)
         .where(inArray(contacts.id, ids));
     },

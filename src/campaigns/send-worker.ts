@@ -9,6 +9,7 @@ import type { TrackingUrls } from '../tracking/urls.js';
 import { buildCampaignMail } from './campaign-mail.js';
 import type { CampaignRow, CampaignsRepo, ClaimedSend } from './campaigns.repo.js';
 import { isInsideWindow } from './sending-window.js';
+import type { MergeContact } from './templates.js';
 
 const DAY_MS = 24 * 3600 * 1000;
 const MAX_ATTEMPTS = 5;
@@ -23,6 +24,8 @@ export interface SendWorkerDeps {
   urls: TrackingUrls;
   logger: Logger;
   batchSize?: number;
+  /** Sends in flight at once per batch; default 4. */
+  concurrency?: number;
   now?: () => Date;
   /** Test seam: runs after Gmail accepted a message and before the ledger records it (a crash there). */
   afterGmailAccepted?: (sendId: string) => void | Promise<void>;
@@ -40,25 +43,33 @@ export function createSendWorker(deps: SendWorkerDeps) {
   const { repo, mailboxes, logger } = deps;
   const now = deps.now ?? (() => new Date());
   const batchSize = deps.batchSize ?? 50;
-  let timer: NodeJS.Timeout | undefined;
-  let running: Promise<number> | undefined;
+  const concurrency = deps.concurrency ?? 4;
 
   async function pauseForReconnect(campaign: CampaignRow) {
     await repo.transition(campaign.id, ['sending', 'scheduled'], { status: 'paused', statusReason: 'mailbox_needs_reconnect' });
     logger.warn({ campaignId: campaign.id }, 'campaign paused: its mailbox must be reconnected');
   }
 
-  async function sendOne(campaign: CampaignRow, mailbox: MailboxRow, send: ClaimedSend, postalAddress: string | null): Promise<'sent' | 'stop'> {
-    const [contact] = send.contactId ? await repo.contactsForMerge([send.contactId]) : [];
+  /** What every send of one batch shares: loaded once per batch, not once per message. */
+  interface BatchContext {
+    campaign: CampaignRow;
+    mailbox: MailboxRow;
+    postalAddress: string | null;
+    links: Awaited<ReturnType<CampaignsRepo['linksOf']>>;
+    contacts: Map<string, MergeContact>;
+  }
+
+  async function sendOne(batch: BatchContext, send: ClaimedSend): Promise<'sent' | 'stop'> {
+    const { campaign, mailbox } = batch;
     const previous = send.step > 0 ? await repo.previousStep(campaign.id, send.recipientId, send.step) : undefined;
     const mail = buildCampaignMail({
       campaign,
       send,
-      contact: contact ?? { email: send.email, firstName: null, lastName: null, attributes: {} },
+      contact: (send.contactId && batch.contacts.get(send.contactId)) || { email: send.email, firstName: null, lastName: null, attributes: {} },
       from: mailbox.email,
-      links: await repo.linksOf(campaign.id),
+      links: batch.links,
       urls: deps.urls,
-      postalAddress,
+      postalAddress: batch.postalAddress,
       previous: previous ? { rfc822MessageId: previous.rfc822MessageId } : undefined,
     });
     try {
@@ -71,6 +82,29 @@ export function createSendWorker(deps: SendWorkerDeps) {
       if (!(error instanceof GmailError)) throw error;
       return recordFailure(campaign, send, error);
     }
+  }
+
+  /**
+   * Sends a claimed batch a few at a time (Gmail allows a handful of concurrent calls per
+   * user; the pacer still meters quota). When one send says stop (rate limit, revoked
+   * grant), nothing new starts, and the batch's unstarted rows go back to the queue.
+   */
+  async function sendBatch(batch: BatchContext, claimed: ClaimedSend[]): Promise<number> {
+    let next = 0;
+    let sent = 0;
+    let stop = false;
+    const lane = async () => {
+      while (!stop && next < claimed.length) {
+        const send = claimed[next++]!;
+        if ((await sendOne(batch, send)) === 'stop') stop = true;
+        else sent += 1;
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(concurrency, claimed.length) }, lane));
+    for (const unstarted of claimed.slice(next)) {
+      await repo.requeue({ id: unstarted.id, messageRowId: unstarted.messageRowId }, now(), 'deferred');
+    }
+    return sent;
   }
 
   async function recordSent(campaign: CampaignRow, send: ClaimedSend, gmail: { id: string; threadId: string }, subject: string, mailbox: MailboxRow) {
@@ -170,15 +204,16 @@ export function createSendWorker(deps: SendWorkerDeps) {
       if (budget <= 0) continue;
 
       const claimed = await repo.transaction((tx) => tx.claimDue(campaign, mailbox, Math.min(batchSize, budget), now()));
-      const postalAddress = await repo.postalAddressOf(campaign.workspaceId);
-      for (const send of claimed) {
-        if ((await sendOne(campaign, mailbox, send, postalAddress)) === 'stop') {
-          // Later claimed rows of this batch go back to the queue untouched: same pass, next tick.
-          const rest = claimed.slice(claimed.indexOf(send) + 1);
-          for (const other of rest) await repo.requeue({ id: other.id, messageRowId: other.messageRowId }, now(), 'deferred');
-          break;
-        }
-        sentCount += 1;
+      if (claimed.length > 0) {
+        const contactIds = claimed.map((c) => c.contactId).filter((id): id is string => id !== null);
+        const batch: BatchContext = {
+          campaign,
+          mailbox,
+          postalAddress: await repo.postalAddressOf(campaign.workspaceId),
+          links: await repo.linksOf(campaign.id),
+          contacts: new Map((await repo.contactsForMerge(contactIds)).map((c) => [c.id, c])),
+        };
+        sentCount += await sendBatch(batch, claimed);
       }
       await repo.completeIfDone(campaign.id, now());
     }
@@ -200,29 +235,6 @@ export function createSendWorker(deps: SendWorkerDeps) {
     tick,
     runUntilIdle,
     recoverStuck,
-    /** In-process loop (the default with PGlite): a tick every `intervalMs`, never two at once. */
-    start(intervalMs = 1000) {
-      timer = setInterval(() => {
-        if (running) return;
-        // Stuck sends first: whatever a crashed process left in `sending` is resolved by
-        // searching the mailbox before anything of that campaign is retried.
-        running = recoverStuck()
-          .then(() => tick())
-          .catch((error: unknown) => {
-            logger.error({ err: error }, 'send worker tick failed');
-            return 0;
-          })
-          .finally(() => {
-            running = undefined;
-          });
-      }, intervalMs);
-      timer.unref();
-    },
-    async stop() {
-      if (timer) clearInterval(timer);
-      timer = undefined;
-      await running;
-    },
   };
 }
 

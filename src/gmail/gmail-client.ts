@@ -241,7 +241,10 @@ export function createGmailClient(settings: GoogleClientSettings, pacer: Mailbox
           return toMetadata(data);
         },
 
-        /** The whole message as RFC 822 bytes. Callers reach this only through the privacy guard (P-03). */
+        /**
+         * The whole message as RFC 822 bytes. Content is read only through message-content.ts, the
+         * privacy guard (P-03); the one other caller is sync, for mailer-daemon reports (DSNs).
+         */
         async getRaw(messageId: string): Promise<Buffer> {
           const { data } = await paced(GMAIL_QUOTA_UNITS.get, () => api.users.messages.get({ userId: 'me', id: messageId, format: 'raw' }, CALL_OPTIONS));
           return Buffer.from(data.raw ?? '', 'base64url');

@@ -14,7 +14,7 @@ const pushEnvelope = z.object({
 /** Gmail's notification. historyId is a JSON number in practice, a string in Google's docs: take both. */
 const gmailNotification = z.object({
   emailAddress: z.email(),
-  historyId: z.union([z.string().regex(/^\d{1,20}$/), z.number().int().nonnegative().transform(String)]),
+  historyId: z.union([z.string().regex(/^\d{1,20}$/), z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER).transform(String)]),
 });
 
 export interface PushServiceDeps {

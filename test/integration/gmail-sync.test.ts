@@ -322,7 +322,9 @@ describe('push (POST /webhooks/gmail)', () => {
 
   it('a malformed body → 400; an unknown or already-synced mailbox → 204 without reading Gmail', async () => {
     const reads = gmailReads();
-    for (const body of [{}, { message: { data: 'not base64 json' } }, { message: { data: Buffer.from('{"emailAddress":"x"}').toString('base64') } }]) {
+    const encode = (json: unknown) => ({ message: { data: Buffer.from(JSON.stringify(json)).toString('base64') } });
+    const malformed = [{}, { message: { data: 'not base64 json' } }, encode({ emailAddress: 'x' }), encode({ emailAddress: ALICE, historyId: 1e22 }), encode({ emailAddress: ALICE, historyId: 'abc' })];
+    for (const body of malformed) {
       const res = await push(validToken(), body);
       expect(res.status).toBe(400);
       expect(res.body.error.code).toBe('invalid_push_message');
