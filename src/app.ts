@@ -106,6 +106,7 @@ export function createServices(deps: AppDeps) {
   const campaignsRepo = createCampaignsRepo(db);
   const campaigns = createCampaignsService({
     repo: campaignsRepo,
+    contacts,
     mailboxRepo: mailboxesRepo,
     mailboxes,
     pacer,

@@ -106,6 +106,20 @@ function campaignQueries(db: Db) {
       return new Set(rowsOf<{ key: string }>(result).map((r) => r.key));
     },
 
+    /** Contact ids of these addresses (case-insensitive), in chunks so a large file stays one query per thousand. */
+    async contactIdsByEmails(workspaceId: string, emails: string[]): Promise<string[]> {
+      const ids: string[] = [];
+      for (let i = 0; i < emails.length; i += 1000) {
+        const chunk = emails.slice(i, i + 1000).map((e) => e.toLowerCase());
+        const rows = await db
+          .select({ id: contacts.id })
+          .from(contacts)
+          .where(and(eq(contacts.workspaceId, workspaceId), inArray(sql`lower(${contacts.email})`, chunk)));
+        ids.push(...rows.map((r) => r.id));
+      }
+      return ids;
+    },
+
     async countContacts(workspaceId: string, ids: string[]): Promise<number> {
       if (ids.length === 0) return 0;
       const [row] = await db

@@ -1,6 +1,7 @@
 import { Router, type RequestHandler } from 'express';
 import { z } from 'zod';
 import { authOf } from '../auth/auth.middleware.js';
+import { assertCsvUpload } from '../contacts/contacts.routes.js';
 import { parseId } from '../http/params.js';
 import { parseInput } from '../http/validate.js';
 import type { CampaignsService } from './campaigns.service.js';
@@ -62,6 +63,11 @@ export function campaignsRoutes(campaigns: CampaignsService, authenticated: Requ
   router.patch('/campaigns/:id', async (req, res) => {
     const id = parseId(req.params.id, 'Campaign');
     res.json(await campaigns.update(authOf(req), id, parseInput(campaignBody, req.body)));
+  });
+  router.post('/campaigns/:id/recipients', async (req, res) => {
+    const id = parseId(req.params.id, 'Campaign');
+    assertCsvUpload(req);
+    res.json(await campaigns.importRecipients(authOf(req), id, req));
   });
   router.post('/campaigns/:id/preflight', async (req, res) => {
     res.json(await campaigns.preflight(authOf(req), parseId(req.params.id, 'Campaign')));

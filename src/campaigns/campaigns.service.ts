@@ -1,4 +1,6 @@
+import type { Readable } from 'node:stream';
 import type { AuthContext } from '../auth/auth.service.js';
+import type { ContactsService } from '../contacts/contacts.service.js';
 import type { CampaignAudience, CampaignStep, SendingWindow } from '../db/schema.js';
 import { ConflictError, ForbiddenError, NotFoundError, UnprocessableError } from '../errors.js';
 import type { MailboxesRepo } from '../gmail/mailboxes.repo.js';
@@ -48,6 +50,7 @@ function presentCampaign(campaign: CampaignRow) {
 
 export function createCampaignsService(deps: {
   repo: CampaignsRepo;
+  contacts: ContactsService;
   mailboxRepo: MailboxesRepo;
   mailboxes: MailboxService;
   pacer: MailboxPacer;
@@ -170,6 +173,20 @@ export function createCampaignsService(deps: {
         return row!;
       });
       return presentCampaign(updated);
+    },
+
+    /**
+     * A draft's recipients from a CSV file: the rows are imported as contacts (idempotent on
+     * the address, as any import) and the draft's audience becomes exactly those contacts.
+     */
+    async importRecipients(auth: AuthContext, id: string, csv: Readable) {
+      const campaign = await requireCampaign(auth, id);
+      if (campaign.status !== 'draft') throw new ConflictError('campaign_not_editable', 'Only a draft can take recipients');
+      const addresses = new Set<string>();
+      const report = await deps.contacts.importCsv(auth, csv, (email) => addresses.add(email.toLowerCase()));
+      const contactIds = await repo.contactIdsByEmails(auth.workspaceId, [...addresses]);
+      await repo.update(campaign.id, { audience: { contactIds } });
+      return { import: report, recipients: contactIds.length };
     },
 
     /** P-10: who would get it, who is suppressed, who lacks opt-in, whose address is bad — and one rendered sample. */

@@ -60,7 +60,13 @@ export function headerToFieldName(header: string): string {
     .join('');
 }
 
-export async function importContactsCsv(repo: Pick<ContactsQueries, 'upsertImported'>, workspaceId: string, input: Readable): Promise<ImportReport> {
+/** `onAddress` sees the normalized address of every good row (a campaign built from a file uses it). */
+export async function importContactsCsv(
+  repo: Pick<ContactsQueries, 'upsertImported'>,
+  workspaceId: string,
+  input: Readable,
+  onAddress?: (email: string) => void,
+): Promise<ImportReport> {
   const report: ImportReport = { rows: 0, created: 0, updated: 0, unchanged: 0, failed: 0, errors: [], errorsTruncated: false };
   const fail = (error: ImportRowError) => {
     report.failed += 1;
@@ -125,6 +131,7 @@ export async function importContactsCsv(repo: Pick<ContactsQueries, 'upsertImpor
       const key = email.toLowerCase();
       const earlier = batch.get(key);
       batch.set(key, earlier ? { ...earlier, ...row, email, attributes: { ...earlier.attributes, ...row.attributes } } : { ...row, email });
+      onAddress?.(email);
       batchRows += 1;
       if (batch.size >= BATCH_SIZE) await flush();
     }

@@ -1,4 +1,4 @@
-import { Router, type RequestHandler } from 'express';
+import { Router, type Request, type RequestHandler } from 'express';
 import { z } from 'zod';
 import { authOf } from '../auth/auth.middleware.js';
 import { AppError, UnsupportedMediaTypeError } from '../errors.js';
@@ -35,15 +35,20 @@ const consentBody = z.object({
   policyVersion: z.string().trim().min(1).max(50).optional(),
 });
 
+/** A CSV upload: the right content type and not over the size limit (checked before streaming). */
+export function assertCsvUpload(req: Request): void {
+  if (!req.is(['text/csv', 'application/csv'])) throw new UnsupportedMediaTypeError('text/csv');
+  if (Number(req.headers['content-length'] ?? 0) > MAX_IMPORT_BYTES) {
+    throw new AppError('payload_too_large', 413, `A CSV file may be at most ${MAX_IMPORT_BYTES / 1024 / 1024} MB`);
+  }
+}
+
 export function contactsRoutes(contacts: ContactsService, authenticated: RequestHandler): Router {
   const router = Router();
   router.use('/contacts', authenticated);
 
   router.post('/contacts/import', async (req, res) => {
-    if (!req.is(['text/csv', 'application/csv'])) throw new UnsupportedMediaTypeError('text/csv');
-    if (Number(req.headers['content-length'] ?? 0) > MAX_IMPORT_BYTES) {
-      throw new AppError('payload_too_large', 413, `A CSV file may be at most ${MAX_IMPORT_BYTES / 1024 / 1024} MB`);
-    }
+    assertCsvUpload(req);
     res.json(await contacts.importCsv(authOf(req), req));
   });
   router.get('/contacts', async (req, res) => {

@@ -136,8 +136,8 @@ export function createContactsService(deps: { repo: ContactsRepo; policyVersion:
     },
 
     /** One transaction: a file that turns out unreadable halfway imports nothing. */
-    importCsv(auth: AuthContext, csv: Readable) {
-      return repo.transaction((tx) => importContactsCsv(tx, auth.workspaceId, csv));
+    importCsv(auth: AuthContext, csv: Readable, onAddress?: (email: string) => void) {
+      return repo.transaction((tx) => importContactsCsv(tx, auth.workspaceId, csv, onAddress));
     },
 
     async listConsents(auth: AuthContext, contactId: string) {

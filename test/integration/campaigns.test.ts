@@ -361,3 +361,17 @@ describe('sending', () => {
     });
   });
 });
+
+describe('recipients from a CSV file', () => {
+  it('imports the rows as contacts and makes exactly them the draft\'s audience', async () => {
+    const campaign = await createCampaign({ kind: 'transactional', subject: 'CSV1', contactIds: await audience(1) });
+    const csv = 'email,first name,plan\ncsv-a@contoso.test,Ann,pro\nCSV-B@contoso.test,Bo,free\nnot-an-address,X,\n';
+    const res = await ctx.app.api('POST', `/api/campaigns/${campaign.id}/recipients`, { token: ctx.owner.token, body: csv, headers: { 'content-type': 'text/csv' } });
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({ recipients: 2, import: { created: 2, failed: 1 } });
+    const preflight = await ctx.app.api('POST', `/api/campaigns/${campaign.id}/preflight`, { token: ctx.owner.token });
+    expect(preflight.body).toMatchObject({ total: 2, eligible: 2 });
+    const wrongType = await ctx.app.api('POST', `/api/campaigns/${campaign.id}/recipients`, { token: ctx.owner.token, json: {} });
+    expect(wrongType.status).toBe(415);
+  });
+});

@@ -81,7 +81,7 @@ const VALID_CAMPAIGN = {
 };
 
 /** Routes that name a resource by id: A asks for B's resource and must get 404. */
-const ID_ROUTES: Record<string, { id: () => string; json?: unknown }> = {
+const ID_ROUTES: Record<string, { id: () => string; json?: unknown; csv?: string }> = {
   'GET /api/contacts/:id': { id: () => ids.contact! },
   'PATCH /api/contacts/:id': { id: () => ids.contact!, json: { firstName: 'Hijacked' } },
   'DELETE /api/contacts/:id': { id: () => ids.contact! },
@@ -100,6 +100,7 @@ const ID_ROUTES: Record<string, { id: () => string; json?: unknown }> = {
   'POST /api/campaigns/:id/pause': { id: () => ids.campaign! },
   'POST /api/campaigns/:id/resume': { id: () => ids.campaign! },
   'POST /api/campaigns/:id/cancel': { id: () => ids.campaign! },
+  'POST /api/campaigns/:id/recipients': { id: () => ids.campaign!, csv: 'email\nintruder@a.example\n' },
 };
 
 /** Routes without an id: what A sees must not mention anything of B's. */
@@ -144,7 +145,11 @@ describe('tenant isolation (invariant 7)', () => {
   it.each(Object.entries(ID_ROUTES))('%s with the other workspace\'s id → 404, nothing leaked or changed', async (key, spec) => {
     const [method, path] = key.split(' ') as [string, string];
     const before = await snapshotCounts(app.database.db);
-    const res = await app.api(method, path.replace(':id', spec.id()), { token: a.token, json: spec.json });
+    const res = await app.api(
+      method,
+      path.replace(':id', spec.id()),
+      spec.csv === undefined ? { token: a.token, json: spec.json } : { token: a.token, body: spec.csv, headers: { 'content-type': 'text/csv' } },
+    );
     expect(res.status).toBe(404);
     expect(res.text).not.toContain('b.example');
     expect(res.text).not.toContain('BeeSecret');
