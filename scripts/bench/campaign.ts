@@ -14,10 +14,13 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { sql } from 'drizzle-orm';
 import { createServices } from '../../src/app.js';
+import { createCampaignsRepo } from '../../src/campaigns/campaigns.repo.js';
+import { createSendWorker } from '../../src/campaigns/send-worker.js';
 import { loadConfig } from '../../src/config.js';
 import { connect } from '../../src/db/connect.js';
 import { composeMime } from '../../src/gmail/compose-mime.js';
 import { createGmailClient } from '../../src/gmail/gmail-client.js';
+import { createMailboxesRepo } from '../../src/gmail/mailboxes.repo.js';
 import { MailboxPacer } from '../../src/gmail/pacer.js';
 import { createLogger } from '../../src/logger.js';
 
@@ -122,7 +125,17 @@ async function runPipeline(sandboxUrl: string, recipients: number) {
 
   const stopPeak = peakTracker();
   const started = performance.now();
-  const sent = await services.sendWorker.runUntilIdle(1_000_000);
+  // Batches of 500 (the in-process default is 50, sized for fairness between campaigns).
+  const worker = createSendWorker({
+    repo: createCampaignsRepo(database.db),
+    mailboxRepo: createMailboxesRepo(database.db),
+    mailboxes: services.mailboxes,
+    pacer,
+    urls: services.trackingUrls,
+    logger: createLogger('silent'),
+    batchSize: 500,
+  });
+  const sent = await worker.runUntilIdle(1_000_000);
   const seconds = (performance.now() - started) / 1000;
   const peak = stopPeak();
   await database.close();

@@ -263,24 +263,28 @@ function campaignQueries(db: Db) {
       const links = claimed.filter((c) => c.contactId).map((c) => ({ messageId: c.messageRowId, contactId: c.contactId!, workspaceId: campaign.workspaceId }));
       if (links.length > 0) await db.insert(messageContacts).values(links).onConflictDoNothing();
 
-      for (const c of claimed) {
-        await db
-          .update(campaignSends)
-          .set({ status: 'sending', claimedAt: now, attempts: c.attempts, messageId: c.messageRowId })
-          .where(eq(campaignSends.id, c.id));
-      }
+      // One statement for the whole batch: each row gets its attempt count and messages row.
+      await db.execute(sql`
+        update campaign_sends s set status = 'sending', claimed_at = ${now.toISOString()}::timestamptz,
+          attempts = v.attempts, message_id = v.message_id
+        from (values ${sql.join(
+          claimed.map((c) => sql`(${c.id}::uuid, ${c.attempts}::int, ${c.messageRowId}::uuid)`),
+          sql`, `,
+        )}) as v(id, attempts, message_id)
+        where s.id = v.id`);
       return claimed;
     },
 
+    /** The ledger row and its messages row, in one statement (atomic without a transaction). */
     async markSent(send: { id: string; messageRowId: string }, gmail: { id: string; threadId: string }, at: Date, subject: string) {
-      await db
-        .update(campaignSends)
-        .set({ status: 'sent', gmailMessageId: gmail.id, gmailThreadId: gmail.threadId, sentAt: at, errorCode: null })
-        .where(eq(campaignSends.id, send.id));
-      await db
-        .update(messages)
-        .set({ status: 'sent', gmailMessageId: gmail.id, gmailThreadId: gmail.threadId, at, subject })
-        .where(eq(messages.id, send.messageRowId));
+      await db.execute(sql`
+        with ledger as (
+          update campaign_sends set status = 'sent', gmail_message_id = ${gmail.id}, gmail_thread_id = ${gmail.threadId},
+            sent_at = ${at.toISOString()}::timestamptz, error_code = null
+          where id = ${send.id}::uuid returning id)
+        update messages set status = 'sent', gmail_message_id = ${gmail.id}, gmail_thread_id = ${gmail.threadId},
+          at = ${at.toISOString()}::timestamptz, subject = ${subject}
+        where id = ${send.messageRowId}::uuid and exists (select 1 from ledger)`);
     },
 
     async contactsForMerge(ids: string[]) {

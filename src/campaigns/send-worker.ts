@@ -109,10 +109,14 @@ export function createSendWorker(deps: SendWorkerDeps) {
 
   async function recordSent(campaign: CampaignRow, send: ClaimedSend, gmail: { id: string; threadId: string }, subject: string, mailbox: MailboxRow) {
     const at = now();
+    const nextStep = campaign.steps[send.step];
+    if (!nextStep) {
+      await repo.markSent({ id: send.id, messageRowId: send.messageRowId }, gmail, at, subject);
+      return;
+    }
     await repo.transaction(async (tx) => {
       await tx.markSent({ id: send.id, messageRowId: send.messageRowId }, gmail, at, subject);
-      const nextStep = campaign.steps[send.step];
-      if (nextStep) await tx.queueNextStep(campaign, send, senderDomain(mailbox.email), new Date(at.getTime() + nextStep.afterDays * DAY_MS));
+      await tx.queueNextStep(campaign, send, senderDomain(mailbox.email), new Date(at.getTime() + nextStep.afterDays * DAY_MS));
     });
   }
 

@@ -81,11 +81,13 @@ function mailboxQueries(db: Db) {
     },
 
     /** Messages this mailbox sent in the last 24 hours: Gmail's daily limit is a rolling window. */
-    async countSentSince(mailboxId: string, since: Date): Promise<number> {
-      const [row] = await db
-        .select({ n: sql<number>`count(*)::int` })
+    async countSentSince(mailboxId: string, since: Date, atMost?: number): Promise<number> {
+      // With `atMost` the count stops there: "is any budget left" never scans more than the budget.
+      const sent = db
+        .select({ one: sql`1` })
         .from(messages)
         .where(and(eq(messages.mailboxId, mailboxId), eq(messages.direction, 'outbound'), sql`${messages.status} in ('sending','sent')`, gte(messages.at, since)));
+      const [row] = await db.select({ n: sql<number>`count(*)::int` }).from((atMost === undefined ? sent : sent.limit(atMost)).as('sent'));
       return Number(row?.n ?? 0);
     },
 

@@ -67,10 +67,25 @@ export function createMailboxService(deps: MailboxServiceDeps) {
     if (mailbox.status === 'needs_reconnect') return;
     await repo.update(mailbox.id, { status: 'needs_reconnect', statusReason: reason, accessTokenEnc: null, accessTokenExpiresAt: null });
     deps.pacer.forget(mailbox.id);
+    clients.delete(mailbox.id);
     logger.warn({ mailboxId: mailbox.id, reason }, 'mailbox needs reconnecting; its Gmail work is paused');
   }
 
+  /**
+   * One Gmail client per mailbox and grant, reused across calls: building one (and
+   * decrypting its tokens) costs more than a send. A reconnect stores a new refresh token,
+   * which changes the key, so a stale client is never used for a new grant.
+   */
+  const clients = new Map<string, { grant: string; api: MailboxGmail }>();
   function apiFor(mailbox: MailboxRow): MailboxGmail {
+    const cached = clients.get(mailbox.id);
+    if (cached && cached.grant === mailbox.refreshTokenEnc) return cached.api;
+    const api = buildApi(mailbox);
+    clients.set(mailbox.id, { grant: mailbox.refreshTokenEnc, api });
+    return api;
+  }
+
+  function buildApi(mailbox: MailboxRow): MailboxGmail {
     return gmail.forMailbox(
       mailbox.id,
       {
@@ -199,6 +214,7 @@ export function createMailboxService(deps: MailboxServiceDeps) {
         await tx.delete(auth.workspaceId, id);
       });
       deps.pacer.forget(id);
+      clients.delete(id);
     },
 
     /** A mailbox of the caller's workspace that the caller may send from (the owner of the connection). */
@@ -211,7 +227,7 @@ export function createMailboxService(deps: MailboxServiceDeps) {
     },
 
     async remainingBudget(mailbox: MailboxRow): Promise<number> {
-      return mailbox.dailyBudget - (await repo.countSentSince(mailbox.id, new Date(now().getTime() - DAY_MS)));
+      return mailbox.dailyBudget - (await repo.countSentSince(mailbox.id, new Date(now().getTime() - DAY_MS), mailbox.dailyBudget));
     },
 
     /**
