@@ -89,7 +89,7 @@ const envSchema = z.object({
   /** Apple Mail Privacy Protection egress ranges: a file path or http(s) URL (unset: the shipped sample). */
   APPLE_MPP_RANGES: z.string().min(1).optional(),
   TRACKING_RAW_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(30),
-  TRACKING_BUFFER_MAX: z.coerce.number().int().min(1000).max(10_000_000).default(200_000),
+  TRACKING_BUFFER_MAX: z.coerce.number().int().min(1000).max(10_000_000).default(500_000),
 });
 
 type Env = z.infer<typeof envSchema>;

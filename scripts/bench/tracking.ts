@@ -1,18 +1,20 @@
 /**
  * Tracking throughput: the open pixel and the click redirect of the real server
- * (createServices + createHttpServer over a fresh database, a seeded campaign and send so
- * that tokens are valid) beside a bare node:http server answering the same GIF / 302 with
- * the same headers — same process, same run, same load tool (autocannon, in a child
- * process so it does not share our thread), loopback only.
+ * (createServices + createHttpServer over a fresh database, a seeded campaign whose sends
+ * make valid tokens) beside a bare node:http server answering the same GIF / 302 with the
+ * same headers — same process, same run, same load tool (autocannon, in a child process
+ * so that it never shares the measured thread), loopback only.
  *
  *   npm run bench -- tracking
- *   BENCH_SECONDS=5 BENCH_CONNECTIONS=10 BENCH_DATABASE_URL=postgres://… npm run bench -- tracking
+ *   BENCH_SECONDS=5 BENCH_CONNECTIONS=10 BENCH_TOKENS=1000 BENCH_DATABASE_URL=postgres://… npm run bench -- tracking
  *
- * Prints requests/s side by side and the ratio (goal >= 0.8), p99 latency at half our
- * peak rate (goal < 5 ms), and whether every answered hit was recorded: tracking_events
- * rows after the writer has flushed, against the responses autocannon received (a few
- * requests in flight when a run stops may be answered and recorded but not counted by
- * autocannon, so the check is answered <= recorded <= sent).
+ * Each route is measured with one token (the same pixel fetched again and again) and with
+ * BENCH_TOKENS distinct sends. Prints requests/s side by side and the ratio (goal >= 0.8),
+ * p99 latency at half our peak rate (goal < 5 ms), the writer's backlog at the end of each
+ * peak run and how long it took to catch up, and whether every answered hit was recorded:
+ * tracking_events rows after the final flush against the responses autocannon received
+ * (requests in flight when a run stops may be answered and recorded without autocannon
+ * counting them, so the check is answered <= recorded <= sent).
  */
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -31,16 +33,19 @@ import { resolveGoogle } from '../../src/gmail/google-settings.js';
 import { createLogger } from '../../src/logger.js';
 import { PIXEL_GIF } from '../../src/tracking/tracking-handler.js';
 
-const root = path.resolve(import.meta.dirname, '../..');
-const AUTOCANNON = path.join(root, 'node_modules/.bin/autocannon');
+const LOADER = path.join(import.meta.dirname, 'load.mjs');
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 10);
 const SERVER_URL = process.env.BENCH_DATABASE_URL;
+/** Sends (tokens) in the many-tokens runs. */
+const DISTINCT = Number(process.env.BENCH_TOKENS ?? 1000);
 const UA = 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36';
 const TARGET_URL = 'https://shop.example.com/spring-sale?utm_source=newsletter';
 
 interface LoadResult {
   rps: number;
+  /** CPU time (user + system) this process spent during the run, per answered request, in µs. */
+  cpuPerRequest?: number;
   p50: number;
   p99: number;
   /** Responses received. */
@@ -52,39 +57,15 @@ interface LoadResult {
   errors: number;
 }
 
-/** One autocannon run in a child process; JSON result. */
-function load(url: string, options: { seconds: number; rate?: number }): Promise<LoadResult> {
-  const args = ['-j', '-n', '-d', String(options.seconds), '-c', String(CONNECTIONS), '-H', `user-agent=${UA}`];
-  if (options.rate) args.push('-R', String(Math.round(options.rate)));
-  args.push(url);
+/** One autocannon run in a child process (load.mjs); JSON result. */
+function load(url: string, options: { seconds: number; rate?: number; paths?: string[] }): Promise<LoadResult> {
+  const spec = JSON.stringify({ url, paths: options.paths, seconds: options.seconds, connections: CONNECTIONS, rate: options.rate, userAgent: UA });
   return new Promise((resolve, reject) => {
-    const child = spawn(AUTOCANNON, args, { stdio: ['ignore', 'pipe', 'ignore'] });
+    const child = spawn(process.execPath, [LOADER, spec], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     child.stdout.on('data', (chunk) => (out += String(chunk)));
     child.once('error', reject);
-    child.once('exit', (code) => {
-      if (code !== 0) return reject(new Error(`autocannon exited with ${code}`));
-      const r = JSON.parse(out) as {
-        duration: number;
-        errors: number;
-        timeouts: number;
-        '2xx': number;
-        '3xx': number;
-        requests: { total: number; sent: number };
-        latency: { p50: number; p99: number };
-        statusCodeStats: Record<string, { count: number }>;
-      };
-      const expected = (r.statusCodeStats['200']?.count ?? 0) + (r.statusCodeStats['302']?.count ?? 0);
-      resolve({
-        rps: r.requests.total / r.duration,
-        p50: r.latency.p50,
-        p99: r.latency.p99,
-        answered: r.requests.total,
-        sent: r.requests.sent,
-        unexpected: r.requests.total - expected,
-        errors: r.errors + r.timeouts,
-      });
-    });
+    child.once('exit', (code) => (code === 0 ? resolve(JSON.parse(out) as LoadResult) : reject(new Error(`load generator exited with ${code}`))));
   });
 }
 
@@ -153,7 +134,8 @@ async function main() {
   const oursUrl = await listen(ours);
   const bareUrl = await listen(bare);
 
-  // A campaign with one send, sent an hour ago (so hits are not "too soon").
+  // A campaign with DISTINCT sends, sent an hour ago (so hits are not "too soon"). Runs use
+  // either one send's token (the same pixel fetched again and again) or all of them.
   const { db } = database;
   const [workspace] = await db.insert(workspaces).values({ name: 'Bench' }).returning({ id: workspaces.id });
   const workspaceId = workspace!.id;
@@ -167,14 +149,20 @@ async function main() {
     { campaignId, linkIndex: 1, url: 'https://shop.example.com/other' },
     { campaignId, linkIndex: 2, url: 'http://127.0.0.1:1/', honeypot: true },
   ]);
-  const [recipient] = await db.insert(recipients).values({ workspaceId, email: 'reader@bench.test' }).returning({ id: recipients.id });
-  const [send] = await db
-    .insert(campaignSends)
-    .values({ workspaceId, campaignId, step: 0, recipientId: recipient!.id, email: 'reader@bench.test', status: 'sent', rfc822MessageId: `${randomUUID()}@bench.test`, sentAt: new Date(Date.now() - 3600_000) })
-    .returning({ id: campaignSends.id });
+  const sendIds: string[] = [];
+  for (let i = 0; i < DISTINCT; i += 1) {
+    const email = `reader${i}@bench.test`;
+    const [recipient] = await db.insert(recipients).values({ workspaceId, email }).returning({ id: recipients.id });
+    const [send] = await db
+      .insert(campaignSends)
+      .values({ workspaceId, campaignId, step: 0, recipientId: recipient!.id, email, status: 'sent', rfc822MessageId: `${randomUUID()}@bench.test`, sentAt: new Date(Date.now() - 3600_000) })
+      .returning({ id: campaignSends.id });
+    sendIds.push(send!.id);
+  }
   const tracking = services.tracking;
-  const pixelPath = new URL(tracking.urls.openPixel(send!.id)).pathname;
-  const clickPath = new URL(tracking.urls.click(send!.id, 0)).pathname;
+  const pathOf = (url: string) => new URL(url).pathname;
+  const pixelPaths = sendIds.map((id) => pathOf(tracking.urls.openPixel(id)));
+  const clickPaths = sendIds.map((id) => pathOf(tracking.urls.click(id, 0)));
 
   const recorded = async () => {
     const result = (await db.execute(sql`select count(*)::int as n from tracking_events where campaign_id = ${campaignId}`)) as unknown as { rows: { n: number }[] };
@@ -184,56 +172,79 @@ async function main() {
   let sentToUs = 0;
   let maxBacklog = 0;
   const backlogProbe = setInterval(() => (maxBacklog = Math.max(maxBacklog, tracking.pending())), 50);
-  const ourRun = async (pathName: string, options: { seconds: number; rate?: number }) => {
-    const result = await load(`${oursUrl}${pathName}`, options);
+  // CPU per request is measured on this process (both servers live here; the load generator
+  // does not): less sensitive than requests/s to other work on the machine.
+  const measured = async (url: string, paths: string[], options: { seconds: number; rate?: number }) => {
+    const before = process.cpuUsage();
+    const result = await load(url, { ...options, paths });
+    const cpu = process.cpuUsage(before);
+    return { ...result, cpuPerRequest: (cpu.user + cpu.system) / Math.max(1, result.answered) };
+  };
+  const ourRun = async (paths: string[], options: { seconds: number; rate?: number }) => {
+    const result = await measured(oursUrl, paths, options);
     answeredByUs += result.answered;
     sentToUs += result.sent;
     return result;
   };
-  /** Lets the writer catch up between runs, so each run starts with an empty buffer. */
-  const drain = async () => {
-    const started = performance.now();
+  const bareRun = (paths: string[], options: { seconds: number; rate?: number }) => measured(bareUrl, paths, options);
+  /** The writer's backlog after a run, how long it takes to catch up on its own once the load stops, and the CPU that took. */
+  const catchUp = async () => {
     const backlog = tracking.pending();
-    await tracking.flush();
-    return { backlog, seconds: (performance.now() - started) / 1000 };
+    const started = performance.now();
+    const before = process.cpuUsage();
+    while (tracking.pending() > 0 && performance.now() - started < 120_000) await new Promise((resolve) => setTimeout(resolve, 20));
+    const cpu = process.cpuUsage(before);
+    return { backlog, seconds: (performance.now() - started) / 1000, cpuMicros: cpu.user + cpu.system };
   };
 
-  console.log(`node ${process.version}, ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}; database: ${server ? 'PostgreSQL server' : 'PGlite (embedded, same thread)'}`);
-  console.log(`autocannon: ${CONNECTIONS} connections, ${SECONDS} s per run, loopback\n`);
+  console.log(`node ${process.version}, ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
+  console.log(`database: ${server ? 'PostgreSQL server (same machine)' : 'PGlite on disk (embedded, shares the thread)'}`);
+  console.log(`autocannon (separate process): ${CONNECTIONS} connections, ${SECONDS} s per run, loopback; user agent: desktop Chrome\n`);
 
   // Warm-up (JIT, caches): not reported, but its hits must be recorded too.
-  for (const p of [pixelPath, clickPath]) {
-    await load(`${bareUrl}${p}`, { seconds: 2 });
-    await ourRun(p, { seconds: 2 });
+  for (const paths of [pixelPaths, clickPaths]) {
+    await bareRun(paths, { seconds: 2 });
+    await ourRun(paths, { seconds: 2 });
+    await catchUp();
   }
-  await drain();
 
   const rows: string[] = [];
+  const cpuRows: string[] = [];
   const goals: string[] = [];
-  for (const [label, p] of [
-    ['pixel GET /t/o/:token', pixelPath],
-    ['click GET /t/c/:token', clickPath],
+  for (const [label, all] of [
+    ['pixel GET /t/o/:token', pixelPaths],
+    ['click GET /t/c/:token', clickPaths],
   ] as const) {
-    const bareResult = await load(`${bareUrl}${p}`, { seconds: SECONDS });
-    const ourResult = await ourRun(p, { seconds: SECONDS });
-    const afterPeak = await drain();
-    const half = ourResult.rps / 2;
-    const bareHalf = await load(`${bareUrl}${p}`, { seconds: SECONDS, rate: half });
-    const ourHalf = await ourRun(p, { seconds: SECONDS, rate: half });
-    const afterHalf = await drain();
-    const ratio = ourResult.rps / bareResult.rps;
-    rows.push(
-      `${label.padEnd(22)} | ${bareResult.rps.toFixed(0).padStart(8)} | ${ourResult.rps.toFixed(0).padStart(8)} | ${ratio.toFixed(2).padStart(5)} | ${half.toFixed(0).padStart(7)} | ${`${bareHalf.p99} ms`.padStart(9)} | ${`${ourHalf.p99} ms`.padStart(9)} | ${String(afterPeak.backlog).padStart(7)} in ${afterPeak.seconds.toFixed(1)} s`,
-    );
-    goals.push(`${label}: ratio ${ratio.toFixed(2)} (goal >= 0.8) ${ratio >= 0.8 ? 'met' : 'NOT met'}; p99 at half rate ${ourHalf.p99} ms (goal < 5 ms) ${ourHalf.p99 < 5 ? 'met' : 'NOT met'}`);
-    for (const r of [ourResult, ourHalf]) if (r.unexpected || r.errors) goals.push(`  ! ${label}: ${r.unexpected} unexpected statuses, ${r.errors} errors`);
-    void afterHalf;
+    for (const paths of [all.slice(0, 1), all]) {
+      const bareResult = await bareRun(paths, { seconds: SECONDS });
+      const ourResult = await ourRun(paths, { seconds: SECONDS });
+      const afterPeak = await catchUp();
+      const half = ourResult.rps / 2;
+      const bareHalf = await bareRun(paths, { seconds: SECONDS, rate: half });
+      const ourHalf = await ourRun(paths, { seconds: SECONDS, rate: half });
+      await catchUp();
+      const ratio = ourResult.rps / bareResult.rps;
+      const allIn = (ourResult.cpuPerRequest! * ourResult.answered + afterPeak.cpuMicros) / ourResult.answered;
+      cpuRows.push(
+        `${label.padEnd(22)} | ${String(paths.length).padStart(6)} | ${bareResult.cpuPerRequest!.toFixed(1).padStart(9)} | ${ourResult.cpuPerRequest!.toFixed(1).padStart(14)} | ${allIn.toFixed(1).padStart(21)} | ${(bareResult.cpuPerRequest! / allIn).toFixed(2).padStart(9)}`,
+      );
+      rows.push(
+        `${label.padEnd(22)} | ${String(paths.length).padStart(6)} | ${bareResult.rps.toFixed(0).padStart(8)} | ${ourResult.rps.toFixed(0).padStart(8)} | ${ratio.toFixed(2).padStart(5)} | ${half.toFixed(0).padStart(8)} | ${`${bareHalf.p99} ms`.padStart(8)} | ${`${ourHalf.p99} ms`.padStart(8)} | ${String(afterPeak.backlog).padStart(7)} in ${afterPeak.seconds.toFixed(1)} s`,
+      );
+      const name = `${label}, ${paths.length} token${paths.length > 1 ? 's' : ''}`;
+      goals.push(`${name}: ratio ${ratio.toFixed(2)} (goal >= 0.8) ${ratio >= 0.8 ? 'met' : 'NOT met'}; p99 at half rate ${ourHalf.p99} ms (goal < 5 ms) ${ourHalf.p99 < 5 ? 'met' : 'NOT met'}`);
+      for (const r of [ourResult, ourHalf]) if (r.unexpected || r.errors) goals.push(`  ! ${name}: ${r.unexpected} unexpected statuses, ${r.errors} errors`);
+    }
   }
   clearInterval(backlogProbe);
 
-  console.log('route                  | bare r/s | ours r/s | ratio | half r/s | bare p99 | ours p99 | backlog after peak (written in)');
-  console.log('-'.repeat(118));
+  console.log('route                  | tokens | bare r/s | ours r/s | ratio | half r/s | bare p99 | ours p99 | writer backlog at end of peak run');
+  console.log('-'.repeat(125));
   for (const row of rows) console.log(row);
+  console.log('\nserver CPU (user+system) per answered request, µs — both servers run in this process, the load generator does not');
+  console.log('route                  | tokens | bare/req  | ours/req (run) | ours/hit incl. backlog | bare/ours');
+  console.log('-'.repeat(96));
+  for (const row of cpuRows) console.log(row);
   console.log('');
   for (const goal of goals) console.log(goal);
 
@@ -241,7 +252,7 @@ async function main() {
   const count = await recorded();
   const complete = count >= answeredByUs && count <= sentToUs;
   console.log(
-    `recorded: ${count} tracking events for ${answeredByUs} answered hits (${sentToUs} sent) — ${complete ? 'every hit recorded' : 'MISSING EVENTS'}; largest backlog ${maxBacklog}`,
+    `\nrecorded: ${count} tracking events for ${answeredByUs} answered hits (${sentToUs} sent) — ${complete ? 'every hit recorded' : 'MISSING EVENTS'}; largest writer backlog ${maxBacklog}`,
   );
   const metrics = await services.metrics.registry.getSingleMetricAsString('tracking_events_dropped_total');
   const dropped = [...metrics.matchAll(/tracking_events_dropped_total\{[^}]*\} (\d+)/g)].reduce((sum, m) => sum + Number(m[1]), 0);

@@ -161,7 +161,12 @@ export function burstThreshold(contentLinkCount: number): number | undefined {
  * True when a hit at `atMs` lies inside some window of `windowMs` in which at least
  * `required` distinct links of the same send were hit (the hit itself among `hits`).
  */
-export function inLinkBurst(hits: readonly { linkIndex: number; atMs: number }[], atMs: number, required: number, windowMs = BURST_WINDOW_MS): boolean {
+export function inLinkBurst(
+  hits: readonly { linkIndex: number; atMs: number }[],
+  atMs: number,
+  required: number,
+  windowMs = BURST_WINDOW_MS,
+): boolean {
   // Cheap rejection first (the usual case): not enough distinct links anywhere near the hit.
   const near = new Set<number>();
   for (const hit of hits) if (Math.abs(hit.atMs - atMs) <= windowMs) near.add(hit.linkIndex);

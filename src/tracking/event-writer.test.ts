@@ -125,4 +125,52 @@ describe('event writer', () => {
     expect(text).not.toContain('203.0.113.9');
     expect(text).not.toContain('Mozilla');
   });
+
+  it('while the server is busy, a scheduled flush stops at its budget and leaves the rest for later; idle, it drains everything', async () => {
+    vi.useFakeTimers();
+    let busy = true;
+    const inserted: number[][] = [];
+    const writer = createEventWriter<number>({
+      prepare: (items) => items.map(row),
+      insert: async (rows) => {
+        inserted.push(rows.map((r) => r.atMs));
+      },
+      logger,
+      batchSize: 2,
+      tickBudgetMs: 0,
+      isBusy: () => busy,
+    });
+    for (let i = 0; i < 6; i += 1) writer.push(i);
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(inserted).toEqual([[0, 1]]);
+    busy = false;
+    await vi.advanceTimersByTimeAsync(1_000);
+    await vi.advanceTimersByTimeAsync(10); // the batches after the first wait for setImmediate
+    expect(inserted).toEqual([[0, 1], [2, 3], [4, 5]]);
+    await writer.close();
+  });
+
+  it('a backlog that stands for long (steady load) earns a growing budget, so the writer keeps up', async () => {
+    vi.useFakeTimers();
+    const inserted: number[] = [];
+    const writer = createEventWriter<number>({
+      prepare: (items) => items.map(row),
+      insert: async (rows) => {
+        inserted.push(...rows.map((r) => r.atMs));
+      },
+      logger,
+      batchSize: 1,
+      tickBudgetMs: 0,
+      rampAfterMs: 2_000,
+      rampFullMs: 3_000,
+      isBusy: () => true,
+    });
+    for (let i = 0; i < 20; i += 1) writer.push(i);
+    await vi.advanceTimersByTimeAsync(2_000);
+    expect(inserted).toHaveLength(2); // one batch a tick while the budget is at its base
+    await vi.advanceTimersByTimeAsync(2_000);
+    await vi.advanceTimersByTimeAsync(10);
+    expect(inserted).toHaveLength(20);
+    await writer.close();
+  });
 });

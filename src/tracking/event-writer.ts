@@ -23,18 +23,28 @@ export interface EventWriterOptions<T> {
   prepare: (items: T[]) => Promise<TrackingEventRow[]> | TrackingEventRow[];
   insert: (rows: TrackingEventRow[]) => Promise<void>;
   logger: Logger;
-  /** Items held at most; beyond it the oldest are dropped (default 200,000). */
+  /** Items held at most; beyond it the oldest are dropped (default 500,000). */
   maxBuffer?: number;
   /** Rows per insert statement (default 1,000). */
   batchSize?: number;
+  /** Rows per statement while the server is busy (default: batchSize): shorter statements, shorter stalls. */
+  busyBatchSize?: number;
   /** Flush period (default 1 s). */
   intervalMs?: number;
   /**
-   * Wall time one scheduled flush may take before leaving the rest to the next one, unless
-   * the buffer is more than half full (default: no limit). With an in-process database
-   * (PGlite) the writes share the thread with the requests; this keeps bursts answered fast.
+   * Wall time one scheduled flush may take, while the server is busy, before leaving the
+   * rest to the next one — unless the buffer is more than 80% full (default: no limit).
+   * With an in-process database (PGlite) the writes share the thread with the requests;
+   * this keeps a burst answered fast and writes its backlog once it is over. When the
+   * buffer has not emptied for a while (sustained load), the budget grows from this base to
+   * the whole interval (between `rampAfterMs` and `rampFullMs` of backlog), so that a steady
+   * stream is kept up with and a burst is not.
    */
   tickBudgetMs?: number;
+  rampAfterMs?: number;
+  rampFullMs?: number;
+  /** Is the server busy with requests right now? The budget applies only then (default: always). */
+  isBusy?: () => boolean;
   retryInitialMs?: number;
   retryMaxMs?: number;
   now?: () => number;
@@ -96,11 +106,24 @@ function describe(error: unknown): { code?: string; message: string } {
 export function createEventWriter<T>(options: EventWriterOptions<T>) {
   const { prepare, insert, logger, hooks = {} } = options;
   const now = options.now ?? Date.now;
-  const maxBuffer = options.maxBuffer ?? 200_000;
+  const maxBuffer = options.maxBuffer ?? 500_000;
   const batchSize = options.batchSize ?? 1_000;
+  const busyBatchSize = options.busyBatchSize ?? batchSize;
   const tickBudgetMs = options.tickBudgetMs ?? Number.POSITIVE_INFINITY;
   const retryInitialMs = options.retryInitialMs ?? 500;
   const retryMaxMs = options.retryMaxMs ?? 15_000;
+  const isBusy = options.isBusy ?? (() => true);
+  const intervalMs = options.intervalMs ?? 1_000;
+  const rampAfterMs = options.rampAfterMs ?? 5_000;
+  const rampFullMs = options.rampFullMs ?? 60_000;
+  /** When the buffer was last empty: how long a backlog has been standing. */
+  let emptySince = now();
+  const budgetNow = () => {
+    if (!Number.isFinite(tickBudgetMs)) return tickBudgetMs;
+    const standing = queue.length === 0 ? 0 : now() - emptySince;
+    const ramp = Math.min(1, Math.max(0, (standing - rampAfterMs) / (rampFullMs - rampAfterMs)));
+    return tickBudgetMs + (intervalMs - tickBudgetMs) * ramp;
+  };
 
   const queue = new Queue<T>();
   let draining: Promise<boolean> | undefined;
@@ -121,11 +144,12 @@ export function createEventWriter<T>(options: EventWriterOptions<T>) {
     const started = now();
     while (queue.length > 0) {
       if (!ignoreBackoff && now() < retryAt) return false;
-      const batch = queue.take(batchSize);
+      const batch = queue.take(budgetMs !== Number.POSITIVE_INFINITY && isBusy() ? busyBatchSize : batchSize);
       try {
         const rows = await prepare(batch);
         await insert(rows);
         hooks.written?.(rows.length);
+        if (queue.length === 0) emptySince = now();
         if (failuresInOutage > 0) logger.info({ failures: failuresInOutage }, 'tracking events are being written again');
         failuresInOutage = 0;
         retryDelay = 0;
@@ -143,7 +167,7 @@ export function createEventWriter<T>(options: EventWriterOptions<T>) {
         }
         return false;
       }
-      if (queue.length > 0 && now() - started >= budgetMs && queue.length < maxBuffer / 2) return true;
+      if (queue.length > 0 && now() - started >= budgetMs && queue.length < maxBuffer * 0.8 && isBusy()) return true;
       // Let requests through between batches.
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
@@ -161,8 +185,9 @@ export function createEventWriter<T>(options: EventWriterOptions<T>) {
   };
 
   const timer = setInterval(() => {
-    if (!draining && queue.length > 0) void run(tickBudgetMs, false);
-  }, options.intervalMs ?? 1_000);
+    if (queue.length === 0) emptySince = now();
+    else if (!draining) void run(budgetNow(), false);
+  }, intervalMs);
   timer.unref();
 
   return {
@@ -171,6 +196,7 @@ export function createEventWriter<T>(options: EventWriterOptions<T>) {
         hooks.dropped?.(1, 'shutdown');
         return;
       }
+      if (queue.length === 0) emptySince = now();
       queue.push(item);
       if (queue.length > maxBuffer) enforceBound();
     },

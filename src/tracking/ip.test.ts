@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { clientAddress, ipv6ToBigInt, normalizeIp, type TrustProxy } from './ip.js';
 
 const request = (remoteAddress: string, forwardedFor?: string) =>
-  ({ socket: { remoteAddress }, headers: forwardedFor === undefined ? {} : { 'x-forwarded-for': forwardedFor } }) as unknown as IncomingMessage;
+  ({ socket: { remoteAddress }, rawHeaders: forwardedFor === undefined ? ['Host', 'x'] : ['Host', 'x', 'X-Forwarded-For', forwardedFor] }) as unknown as IncomingMessage;
 const trustOf = (setting: string | number) => express().set('trust proxy', setting).get('trust proxy fn') as TrustProxy;
 
 describe('addresses', () => {
@@ -35,6 +35,9 @@ describe('addresses', () => {
     expect(clientAddress(request('198.51.100.7', '10.9.9.9'), loopback)).toBe('198.51.100.7');
     expect(clientAddress(request('127.0.0.1'), loopback)).toBe('127.0.0.1');
     expect(clientAddress(request('127.0.0.1', 'garbage'), loopback)).toBeUndefined();
+    // Two X-Forwarded-For lines are one list, in order.
+    const twoLines = { socket: { remoteAddress: '127.0.0.1' }, rawHeaders: ['x-forwarded-for', '203.0.113.1', 'X-Forwarded-For', '198.51.100.8'] } as unknown as IncomingMessage;
+    expect(clientAddress(twoLines, loopback)).toBe('198.51.100.8');
     const twoHops = trustOf(2);
     expect(clientAddress(request('10.0.0.1', '203.0.113.1, 198.51.100.7, 10.0.0.2'), twoHops)).toBe('198.51.100.7');
   });

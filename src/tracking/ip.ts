@@ -66,9 +66,16 @@ export type TrustProxy = (address: string, hop: number) => boolean;
 export function clientAddress(req: IncomingMessage, trust: TrustProxy): string | undefined {
   const peer = req.socket.remoteAddress;
   if (!peer) return undefined;
-  const header = req.headers['x-forwarded-for'];
+  // Several X-Forwarded-For lines join into one list, as Node does for req.headers; read raw
+  // so that a pixel does not build the whole headers object. The trust rule (which parses
+  // addresses) is only asked when there is a header to believe or not.
+  let header = '';
+  const raw = req.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i]!.length === 15 && raw[i]!.toLowerCase() === 'x-forwarded-for') header = header ? `${header}, ${raw[i + 1]}` : raw[i + 1]!;
+  }
   if (!header || !trust(peer, 0)) return normalizeIp(peer);
-  const forwarded = (Array.isArray(header) ? header.join(',') : header).split(',').map((s) => s.trim());
+  const forwarded = header.split(',').map((s) => s.trim());
   const hops = [peer, ...forwarded.reverse()];
   let i = 0;
   while (i < hops.length - 1 && trust(hops[i]!, i)) i += 1;

@@ -1,10 +1,12 @@
 /**
  * A bounded map with least-recently-used eviction and a time to live per entry.
  * Map keeps insertion order, so re-inserting on read moves an entry to the young end
- * and the first key is always the one to evict.
+ * and the first key is always the one to evict. A hot entry is moved at most once a
+ * second (hit paths read the same keys thousands of times a second; the order only
+ * needs to be roughly right).
  */
 export class TtlLru<K, V> {
-  private readonly entries = new Map<K, { value: V; expiresAt: number }>();
+  private readonly entries = new Map<K, { value: V; expiresAt: number; movedAt: number }>();
 
   constructor(
     private readonly maxEntries: number,
@@ -19,12 +21,16 @@ export class TtlLru<K, V> {
   get(key: K): V | undefined {
     const entry = this.entries.get(key);
     if (!entry) return undefined;
-    if (entry.expiresAt <= this.now()) {
+    const now = this.now();
+    if (entry.expiresAt <= now) {
       this.entries.delete(key);
       return undefined;
     }
-    this.entries.delete(key);
-    this.entries.set(key, entry);
+    if (now - entry.movedAt > 1_000) {
+      entry.movedAt = now;
+      this.entries.delete(key);
+      this.entries.set(key, entry);
+    }
     return entry.value;
   }
 
@@ -33,8 +39,9 @@ export class TtlLru<K, V> {
   }
 
   set(key: K, value: V, ttlMs = this.defaultTtlMs): void {
+    const now = this.now();
     this.entries.delete(key);
-    this.entries.set(key, { value, expiresAt: this.now() + ttlMs });
+    this.entries.set(key, { value, expiresAt: now + ttlMs, movedAt: now });
     while (this.entries.size > this.maxEntries) {
       const oldest = this.entries.keys().next().value as K;
       this.entries.delete(oldest);

@@ -9,7 +9,8 @@ import type { TrackingEventRow } from './tracking.repo.js';
  * classified at flush time, in batches (an open never waits for the database). Clicks
  * arrive resolved (the redirect needed the link) and are held for one burst window, so
  * that "every link of the message within a second" can be judged with the hits on both
- * sides of each click; the recent clicks of each send are kept in a bounded map.
+ * sides of each click (the recent clicks of each send are kept in a bounded map); their
+ * verdict and row are then made at flush time too, off the request path.
  */
 
 export interface RawHit {
@@ -19,7 +20,10 @@ export interface RawHit {
   userAgent?: string;
 }
 
-export type QueuedHit = { kind: 'open'; sendId: string; hit: RawHit } | { kind: 'row'; row: TrackingEventRow };
+/** What the writer buffers: raw facts; verdicts and rows are made at flush time, off the request path. */
+export type QueuedHit =
+  | { kind: 'open'; sendId: string; hit: RawHit }
+  | { kind: 'click'; send: ResolvedSend; linkIndex: number; honeypot: boolean; linkBurst: boolean; hit: RawHit };
 
 interface HeldClick {
   send: ResolvedSend;
@@ -47,7 +51,9 @@ export function createRecorder(options: RecorderOptions) {
   const now = options.now ?? Date.now;
   const newId = options.newId ?? randomUUID;
   const holdMs = options.holdMs ?? BURST_WINDOW_MS;
-  const recentClicks = new TtlLru<string, { linkIndex: number; atMs: number }[]>(50_000, 10 * BURST_WINDOW_MS, now);
+  /** Per send, per content link: the times of its last few clicks (honeypot hits are not kept). */
+  const recentClicks = new TtlLru<string, Map<number, number[]>>(50_000, 10 * BURST_WINDOW_MS, now);
+  const PER_LINK = 8;
   let held: HeldClick[] = [];
   let heldHead = 0;
 
@@ -66,16 +72,21 @@ export function createRecorder(options: RecorderOptions) {
     reasons: verdict.reasons,
   });
 
+  /** Cheap first: fewer distinct links ever clicked than needed (the usual case) is no burst. */
+  const burstAround = (recent: Map<number, number[]> | undefined, atMs: number, required: number) => {
+    if (!recent || recent.size < required) return false;
+    const hits: { linkIndex: number; atMs: number }[] = [];
+    for (const [linkIndex, times] of recent) for (const t of times) hits.push({ linkIndex, atMs: t });
+    return inLinkBurst(hits, atMs, required);
+  };
+
   const release = (click: HeldClick) => {
     const { send, linkIndex, honeypot, hit } = click;
     const required = burstThreshold(send.links.contentLinkCount);
-    let linkBurst = false;
-    if (!honeypot && required !== undefined) {
-      const hits = (recentClicks.get(send.sendId) ?? []).filter((h) => !send.links.byIndex.get(h.linkIndex)?.honeypot);
-      linkBurst = inLinkBurst(hits, hit.atMs, required);
-    }
-    const verdict = classify({ type: 'click', method: hit.method, atMs: hit.atMs, ip: hit.ip, userAgent: hit.userAgent, sentAtMs: send.sentAtMs, honeypot, linkBurst });
-    push({ kind: 'row', row: rowOf(send, 'click', linkIndex, hit, verdict) });
+    // Only the burst needs the neighbours (known now); the verdict and the row are made at flush time.
+    const linkBurst =
+      !honeypot && required !== undefined && burstAround(recentClicks.get(send.sendId), hit.atMs, required);
+    push({ kind: 'click', send, linkIndex, honeypot, linkBurst, hit });
   };
 
   const releaseHeld = (all: boolean) => {
@@ -103,13 +114,22 @@ export function createRecorder(options: RecorderOptions) {
     },
 
     click(send: ResolvedSend, linkIndex: number, hit: RawHit): void {
-      const recent = recentClicks.get(send.sendId) ?? [];
-      recent.push({ linkIndex, atMs: hit.atMs });
-      // Only neighbours within a few windows matter (a held click looks one window back); a few dozen at most are kept.
-      const horizon = hit.atMs - 3 * BURST_WINDOW_MS;
-      const kept = recent.length > 64 || (recent[0] && recent[0].atMs < horizon) ? recent.filter((h) => h.atMs >= horizon).slice(-64) : recent;
-      recentClicks.set(send.sendId, kept);
-      held.push({ send, linkIndex, honeypot: send.links.byIndex.get(linkIndex)?.honeypot ?? false, hit });
+      const honeypot = send.links.byIndex.get(linkIndex)?.honeypot ?? false;
+      if (!honeypot) {
+        let recent = recentClicks.get(send.sendId);
+        if (!recent) {
+          recent = new Map();
+          recentClicks.set(send.sendId, recent);
+        }
+        const times = recent.get(linkIndex);
+        if (!times) recent.set(linkIndex, [hit.atMs]);
+        else {
+          // A link clicked over and over keeps only its last few times: constant cost per click.
+          times.push(hit.atMs);
+          if (times.length > PER_LINK) times.shift();
+        }
+      }
+      held.push({ send, linkIndex, honeypot, hit });
     },
 
     /** The writer's prepare step: resolves queued opens (one query for the batch's unknown sends) and classifies them. */
@@ -119,8 +139,10 @@ export function createRecorder(options: RecorderOptions) {
       if (unknown.size > 0) await cache.loadMany(unknown);
       const rows: TrackingEventRow[] = [];
       for (const item of items) {
-        if (item.kind === 'row') {
-          rows.push(item.row);
+        if (item.kind === 'click') {
+          const { send, hit } = item;
+          const verdict = classify({ type: 'click', method: hit.method, atMs: hit.atMs, ip: hit.ip, userAgent: hit.userAgent, sentAtMs: send.sentAtMs, honeypot: item.honeypot, linkBurst: item.linkBurst });
+          rows.push(rowOf(send, 'click', item.linkIndex, hit, verdict));
           continue;
         }
         const send = cache.peek(item.sendId);

@@ -70,6 +70,7 @@ export function createSendCache(options: SendCacheOptions) {
   const sends = new TtlLru<string, SendInfo | null>(options.maxSends ?? 100_000, ttlMs, now);
   const campaigns = new TtlLru<string, CampaignLinks>(options.maxCampaigns ?? 10_000, ttlMs, now);
   const inFlight = new Map<string, Promise<ResolvedSend | null>>();
+  const joined = new WeakMap<SendInfo, ResolvedSend>();
 
   const rememberSend = (row: SendRow) => {
     const sentAt = row.sentAt ?? row.claimedAt;
@@ -100,7 +101,13 @@ export function createSendCache(options: SendCacheOptions) {
     if (send === null) return null;
     if (send === undefined) return undefined;
     const links = campaigns.get(send.campaignId);
-    return links ? { ...send, links } : undefined;
+    if (!links) return undefined;
+    // One object per (send, links) pair, reused while neither changes: no allocation per hit.
+    const resolved = joined.get(send);
+    if (resolved?.links === links) return resolved;
+    const fresh = { ...send, links };
+    joined.set(send, fresh);
+    return fresh;
   }
 
   return {
