@@ -58,6 +58,13 @@ export interface AppDeps {
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,100}$/;
 
+/** TRUST_PROXY as Express means it: a hop count, true/false, or addresses and subnet names. */
+export function trustProxySetting(value: string): number | boolean | string {
+  if (/^\d+$/.test(value)) return Number(value);
+  if (value === 'true' || value === 'false') return value === 'true';
+  return value;
+}
+
 /**
  * The one composition root: every repo and service, built from its dependencies by
  * plain constructor injection. The HTTP app and the background jobs both use these.
@@ -68,7 +75,14 @@ export function createServices(deps: AppDeps) {
 
   const sessions = createSessionTokens(config.jwt);
   const auth = createAuthService({ repo: createAuthRepo(db), sessions, config, now: deps.now });
-  const contacts = createContactsService({ repo: createContactsRepo(db), policyVersion: config.policyVersion });
+  // One metrics registry per app instance; the tracking paths count into it without Express.
+  const metrics = createMetrics();
+  const tracking = createTracking({ config, database, logger, registry: metrics.registry, requests: metrics.requests });
+  const contacts = createContactsService({
+    repo: createContactsRepo(db),
+    policyVersion: config.policyVersion,
+    campaignEngagement: (workspaceId, contactId) => tracking.stats.contactTimeline(workspaceId, contactId),
+  });
   const pacer = deps.pacer ?? new MailboxPacer();
   const gmail = createGmailClient(deps.google.settings, pacer);
   const mailboxesRepo = createMailboxesRepo(db);
@@ -102,7 +116,8 @@ export function createServices(deps: AppDeps) {
     logger,
   });
   const messageContent = createMessageContentReader({ messagesRepo, mailboxesRepo, mailboxes });
-  const trackingUrls = createTrackingUrls(createTokenCodec(config.trackingSecrets), config.publicBaseUrl);
+  const tokenCodec = createTokenCodec(config.trackingSecrets);
+  const trackingUrls = createTrackingUrls(tokenCodec, config.publicBaseUrl);
   const campaignsRepo = createCampaignsRepo(db);
   const campaigns = createCampaignsService({
     repo: campaignsRepo,
@@ -116,12 +131,9 @@ export function createServices(deps: AppDeps) {
   const sendWorker = createSendWorker({ repo: campaignsRepo, mailboxRepo: mailboxesRepo, mailboxes, pacer, urls: trackingUrls, logger, now: deps.now });
   const suppressions = createSuppressionService({
     repo: createSuppressionListRepo(db),
-    codec: createTokenCodec(config.trackingSecrets),
+    codec: tokenCodec,
     policyVersion: config.policyVersion,
   });
-  // One metrics registry per app instance; the tracking paths count into it without Express.
-  const metrics = createMetrics();
-  const tracking = createTracking({ config, database, logger, registry: metrics.registry, requests: metrics.requests });
   return { auth, contacts, mailboxes, messages, sync, push, messageContent, campaigns, sendWorker, trackingUrls, suppressions, pacer, metrics, tracking };
 }
 
@@ -134,7 +146,7 @@ export function createApp(deps: AppDeps, services: Services = createServices(dep
   const { metrics } = services;
 
   const app = express();
-  app.set('trust proxy', config.trustProxy);
+  app.set('trust proxy', trustProxySetting(config.trustProxy));
   app.disable('x-powered-by');
   app.use(
     pinoHttp({

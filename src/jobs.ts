@@ -6,6 +6,8 @@ import type { Logger } from './logger.js';
 const MAX_TICK_MS = 30_000;
 /** Watches are checked hourly; each is renewed once it has less than 6 of its 7 days left (about daily). */
 const WATCH_CHECK_MS = 3_600_000;
+/** How often raw tracking facts past their retention window are truncated. */
+const RETENTION_SWEEP_MS = 6 * 3_600_000;
 /** How often the send worker looks for due sends. */
 const SEND_TICK_MS = 1_000;
 /** Shutdown waits this long for running syncs before the database closes under them. */
@@ -57,6 +59,14 @@ export function startJobs(input: { services: Services; config: Config; logger: L
     await services.sendWorker.tick();
   });
   timers.push(setInterval(send, SEND_TICK_MS).unref());
+
+  // P-14: IP addresses and user agents of tracking hits are cut after the retention window.
+  const retention = guarded('tracking-retention', async () => {
+    const truncated = await services.tracking.truncateRawFacts();
+    if (truncated > 0) logger.info({ truncated }, 'raw tracking facts past retention truncated');
+  });
+  timers.push(setInterval(retention, RETENTION_SWEEP_MS).unref());
+  retention();
 
   const pollSeconds = config.gmail.syncPollSeconds;
   if (pollSeconds > 0) {

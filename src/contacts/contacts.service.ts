@@ -37,7 +37,12 @@ function mergeAttributes(current: Record<string, unknown>, patch: Record<string,
   return merged;
 }
 
-export function createContactsService(deps: { repo: ContactsRepo; policyVersion: string }) {
+export function createContactsService(deps: {
+  repo: ContactsRepo;
+  policyVersion: string;
+  /** Opens and clicks of each campaign mail the contact got, human numbers first (from tracking). */
+  campaignEngagement?: (workspaceId: string, contactId: string) => Promise<unknown[]>;
+}) {
   const { repo } = deps;
 
   async function requireContact(auth: AuthContext, id: string): Promise<ContactRow> {
@@ -97,7 +102,8 @@ export function createContactsService(deps: { repo: ContactsRepo; policyVersion:
         };
       });
       const timeline = [...consentEntries, ...messageEntries].sort((a, b) => b.at.getTime() - a.at.getTime());
-      return { ...presentContact(contact, history[0]), timeline };
+      const campaignMail = deps.campaignEngagement ? await deps.campaignEngagement(auth.workspaceId, id) : [];
+      return { ...presentContact(contact, history[0]), timeline, campaignMail };
     },
 
     async update(

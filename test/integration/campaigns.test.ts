@@ -169,6 +169,19 @@ describe('sending', () => {
     // The contact's timeline shows the campaign mail.
     const timeline = (await ctx.app.api('GET', `/api/contacts/${ids[0]}`, { token: ctx.owner.token })).body.timeline;
     expect(timeline.some((e: { type: string; subject: string }) => e.type === 'message' && e.subject === 'M1 news for Name0')).toBe(true);
+
+    // P-07: the recipient opens it in a browser; the contact shows the open, human first.
+    const toFirst = ctx.app.sandbox.control.listMessages(SENDER, { labelId: 'SENT' }).find((m) => m.subject === 'M1 news for Name0')!;
+    const pixel = /\/t\/o\/[A-Za-z0-9_-]+\.gif/.exec(ctx.app.sandbox.control.getMessage(SENDER, toFirst.id).html!)![0];
+    // An hour later (a hit seconds after sending is a prefetch, not a person).
+    await ctx.app.database.db.execute(sql`update campaign_sends set sent_at = now() - interval '1 hour' where campaign_id = ${campaign.id}::uuid`);
+    const hit = await fetch(`${ctx.app.baseUrl}${pixel}`, {
+      headers: { 'user-agent': 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36' },
+    });
+    expect(hit.status).toBe(200);
+    await ctx.app.services.tracking.flush();
+    const contact = (await ctx.app.api('GET', `/api/contacts/${ids[0]}`, { token: ctx.owner.token })).body;
+    expect(contact.campaignMail[0]).toMatchObject({ campaignId: campaign.id, opens: { human: 1, machine: 0 } });
   });
 
   it('transactional: no unsubscribe headers or tracking, no opt-in needed, suppression still wins', async () => {
