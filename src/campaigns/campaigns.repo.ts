@@ -11,6 +11,7 @@ import {
   workspaces,
   type CampaignAudience,
 } from '../db/schema.js';
+import { invalidAddressSql, optedInSql, suppressedSql } from './eligibility-sql.js';
 import { segmentWhere, type Segment } from './segment.js';
 
 export type CampaignRow = typeof campaigns.$inferSelect;
@@ -28,17 +29,6 @@ function audienceWhere(workspaceId: string, audience: CampaignAudience): SQL {
   }
   return and(inWorkspace, segmentWhere(audience.segment as Segment))!;
 }
-
-/** SQL: is this address suppressed for the campaign (everything, or the campaign's topic)? */
-const suppressedSql = (workspaceId: SQL | string, email: SQL, topic: SQL | string | null) => sql`exists (
-  select 1 from suppressions sp
-  where sp.workspace_id = ${workspaceId} and lower(sp.email) = lower(${email})
-    and (sp.scope = 'all' or sp.scope = 'topic:' || ${topic}))`;
-
-/** SQL: does the contact's latest consent record say opted_in (P-10)? */
-const optedInSql = (contactId: SQL) => sql`coalesce((
-  select cs.status = 'opted_in' from consents cs
-  where cs.contact_id = ${contactId} order by cs.at desc, cs.id desc limit 1), false)`;
 
 export interface ClaimedSend {
   id: string;
@@ -138,9 +128,9 @@ function campaignQueries(db: Db) {
           count(*) filter (where not a.invalid and a.suppressed)::int as suppressed,
           count(*) filter (where not a.invalid and not a.suppressed and not a.opted_in and ${needsConsent})::int as missing_consent
         from (
-          select contacts.email !~ '^[^@[:space:]]+@[^@[:space:]]+[.][^@[:space:]]+$' as invalid,
+          select ${invalidAddressSql(sql`contacts.email`)} as invalid,
                  ${suppressedSql(campaign.workspaceId, sql`contacts.email`, campaign.topic)} as suppressed,
-                 ${optedInSql(sql`contacts.id`)} as opted_in
+                 ${optedInSql(sql`contacts.id`, sql`contacts.workspace_id`)} as opted_in
           from contacts where ${audienceWhere(campaign.workspaceId, campaign.audience)}
         ) a`);
       const row = rowsOf<{ total: number; invalid: number; suppressed: number; missing_consent: number }>(result)[0]!;

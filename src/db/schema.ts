@@ -119,7 +119,8 @@ export const consents = pgTable(
     // clock_timestamp, not now(): two records in one transaction still get an order.
     at: timestamp('at', { withTimezone: true }).notNull().default(sql`clock_timestamp()`),
   },
-  (t) => [index('consents_contact_at_idx').on(t.workspaceId, t.contactId, t.at)],
+  // The latest record of a contact is the last entry of (workspace, contact): no sort (campaigns/eligibility-sql.ts).
+  (t) => [index('consents_latest_idx').on(t.workspaceId, t.contactId, t.at, t.id)],
 );
 
 export type Role = (typeof roleEnum.enumValues)[number];

@@ -1,0 +1,39 @@
+import { sql, type SQL } from 'drizzle-orm';
+
+/*
+ * Who may be mailed, as SQL fragments: the one place that says "suppressed" and "opted in"
+ * for campaigns. Preflight counts with them over the whole audience and the send claim
+ * re-checks each message with them, so the two can never disagree.
+ *
+ * Both lookups are shaped for their indexes, because they run once per recipient:
+ * - suppressions: `suppressions_workspace_email_scope_unique (workspace_id, lower(email), scope)`;
+ * - consents: `consents_latest_idx (workspace_id, contact_id, at, id)` — the latest record is
+ *   the last index entry of (workspace, contact), found without a sort.
+ * A lookup that omits the workspace cannot use either (each contact then scanned every
+ * consent of the database: 600× slower at 100k contacts, see BENCHMARKS.md).
+ */
+
+/** The suppression scopes that stop a campaign of this topic: everything, or its own topic. */
+const scopesFor = (topic: SQL | string | null) => sql`('all', 'topic:' || ${topic})`;
+
+/** SQL: is this address suppressed for the campaign (everything, or the campaign's topic)? */
+export const suppressedSql = (workspaceId: SQL | string, email: SQL, topic: SQL | string | null) => sql`exists (
+  select 1 from suppressions sp
+  where sp.workspace_id = ${workspaceId} and lower(sp.email) = lower(${email})
+    and sp.scope in ${scopesFor(topic)})`;
+
+/**
+ * SQL: does the contact's latest consent record say opted_in (P-10)? The latest is the one
+ * with the greatest `at`, and on a tie the greatest id. Pass the workspace when the caller
+ * has it; without it, it is read from the contact (a primary-key lookup) so the index still serves.
+ */
+export const optedInSql = (
+  contactId: SQL,
+  workspaceId: SQL | string = sql`(select c.workspace_id from contacts c where c.id = ${contactId})`,
+) => sql`coalesce((
+  select cs.status = 'opted_in' from consents cs
+  where cs.workspace_id = ${workspaceId} and cs.contact_id = ${contactId}
+  order by cs.at desc, cs.id desc limit 1), false)`;
+
+/** SQL: an address preflight counts as invalid (it would never be attempted by a person). */
+export const invalidAddressSql = (email: SQL) => sql`(${email} !~ '^[^@[:space:]]+@[^@[:space:]]+[.][^@[:space:]]+$')`;
