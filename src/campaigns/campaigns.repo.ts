@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, inArray, sql, type SQL } from 'drizzle-orm';
+import { and, asc, desc, eq, inArray, sql } from 'drizzle-orm';
 import { inTransaction, type Db } from '../db/connect.js';
 import {
   campaignLinks,
@@ -9,10 +9,9 @@ import {
   messageContacts,
   messages,
   workspaces,
-  type CampaignAudience,
 } from '../db/schema.js';
-import { invalidAddressSql, optedInSql, suppressedSql } from './eligibility-sql.js';
-import { segmentWhere, type Segment } from './segment.js';
+import { audienceWhere, firstStepSql, preflightCountsSql } from './audience-sql.js';
+import { optedInSql, suppressedSql } from './eligibility-sql.js';
 
 export type CampaignRow = typeof campaigns.$inferSelect;
 export type NewCampaign = typeof campaigns.$inferInsert;
@@ -20,15 +19,6 @@ export type SendRow = typeof campaignSends.$inferSelect;
 
 type Rows<T> = { rows: T[] };
 const rowsOf = <T>(result: unknown) => (result as Rows<T>).rows;
-
-/** The contacts a campaign's audience names, as a WHERE clause over `contacts`. */
-function audienceWhere(workspaceId: string, audience: CampaignAudience): SQL {
-  const inWorkspace = eq(contacts.workspaceId, workspaceId);
-  if ('contactIds' in audience) {
-    return audience.contactIds.length === 0 ? sql`false` : and(inWorkspace, inArray(contacts.id, audience.contactIds))!;
-  }
-  return and(inWorkspace, segmentWhere(audience.segment as Segment))!;
-}
 
 export interface ClaimedSend {
   id: string;
@@ -115,25 +105,21 @@ function campaignQueries(db: Db) {
       const [row] = await db
         .select({ n: sql<number>`count(*)::int` })
         .from(contacts)
-        .where(and(eq(contacts.workspaceId, workspaceId), inArray(contacts.id, ids)));
+        .where(audienceWhere(workspaceId, { contactIds: ids }));
       return Number(row?.n ?? 0);
     },
 
-    /** Eligible / suppressed / missing consent / invalid, computed in the database over the whole audience. */
+    /**
+     * Eligible / suppressed / missing consent / invalid, computed in the database over the whole
+     * audience (audience-sql.ts). JIT compilation is switched off for it: the plan is one index
+     * probe per contact, which JIT cannot speed up, and at 100k contacts its estimated cost
+     * makes a server spend ~0.9 s compiling (measured, BENCHMARKS.md).
+     */
     async preflightCounts(campaign: CampaignRow) {
-      const needsConsent = campaign.kind === 'marketing';
-      const result = await db.execute(sql`
-        select count(*)::int as total,
-          count(*) filter (where a.invalid)::int as invalid,
-          count(*) filter (where not a.invalid and a.suppressed)::int as suppressed,
-          count(*) filter (where not a.invalid and not a.suppressed and not a.opted_in and ${needsConsent})::int as missing_consent
-        from (
-          select ${invalidAddressSql(sql`contacts.email`)} as invalid,
-                 ${suppressedSql(campaign.workspaceId, sql`contacts.email`, campaign.topic)} as suppressed,
-                 ${optedInSql(sql`contacts.id`, sql`contacts.workspace_id`)} as opted_in
-          from contacts where ${audienceWhere(campaign.workspaceId, campaign.audience)}
-        ) a`);
-      const row = rowsOf<{ total: number; invalid: number; suppressed: number; missing_consent: number }>(result)[0]!;
+      const row = await db.transaction(async (tx) => {
+        await tx.execute(sql`set local jit = off`);
+        return rowsOf<{ total: number; invalid: number; suppressed: number; missing_consent: number }>(await tx.execute(preflightCountsSql(campaign)))[0]!;
+      });
       const total = Number(row.total);
       const [invalid, suppressed, missingConsent] = [Number(row.invalid), Number(row.suppressed), Number(row.missing_consent)];
       return { total, eligible: total - invalid - suppressed - missingConsent, suppressed, missingConsent, invalid };
@@ -145,24 +131,14 @@ function campaignQueries(db: Db) {
     },
 
     /**
-     * Writes the first step's ledger rows for the whole audience in two statements, without
-     * loading the audience into memory. Each row gets its own Message-ID now, before any attempt.
+     * Writes the first step's ledger rows for the whole audience in two statements
+     * (audience-sql.ts), without loading the audience into memory. Each row gets its own
+     * Message-ID now, before any attempt.
      */
     async materializeFirstStep(campaign: CampaignRow, senderDomain: string, dueAt: Date): Promise<number> {
-      const where = audienceWhere(campaign.workspaceId, campaign.audience);
-      await db.execute(sql`
-        insert into recipients (workspace_id, email)
-        select contacts.workspace_id, contacts.email from contacts where ${where}
-        on conflict do nothing`);
-      const result = await db.execute(sql`
-        insert into campaign_sends (workspace_id, campaign_id, step, contact_id, recipient_id, email, rfc822_message_id, due_at)
-        select contacts.workspace_id, ${campaign.id}::uuid, 0, contacts.id, r.id, contacts.email, gen_random_uuid()::text || '@' || ${senderDomain}, ${dueAt.toISOString()}::timestamptz
-        from contacts
-        join recipients r on r.workspace_id = contacts.workspace_id and lower(r.email) = lower(contacts.email)
-        where ${where}
-        on conflict do nothing
-        returning 1`);
-      return rowsOf(result).length;
+      const statements = firstStepSql(campaign, senderDomain, dueAt);
+      await db.execute(statements.recipients);
+      return Number(rowsOf<{ n: number }>(await db.execute(statements.sends))[0]!.n);
     },
 
     /**
