@@ -145,9 +145,9 @@ async function main() {
     .returning({ id: campaigns.id });
   const campaignId = campaign!.id;
   await db.insert(campaignLinks).values([
-    { campaignId, linkIndex: 0, url: TARGET_URL },
-    { campaignId, linkIndex: 1, url: 'https://shop.example.com/other' },
-    { campaignId, linkIndex: 2, url: 'http://127.0.0.1:1/', honeypot: true },
+    { workspaceId, campaignId, linkIndex: 0, url: TARGET_URL },
+    { workspaceId, campaignId, linkIndex: 1, url: 'https://shop.example.com/other' },
+    { workspaceId, campaignId, linkIndex: 2, url: 'http://127.0.0.1:1/', honeypot: true },
   ]);
   const sendIds: string[] = [];
   for (let i = 0; i < DISTINCT; i += 1) {

@@ -71,9 +71,11 @@ function campaignQueries(db: Db) {
       return row;
     },
 
-    async replaceLinks(campaignId: string, links: { url: string; honeypot: boolean }[]) {
-      await db.delete(campaignLinks).where(eq(campaignLinks.campaignId, campaignId));
-      if (links.length > 0) await db.insert(campaignLinks).values(links.map((l, linkIndex) => ({ campaignId, linkIndex, ...l })));
+    async replaceLinks(campaign: { id: string; workspaceId: string }, links: { url: string; honeypot: boolean }[]) {
+      await db.delete(campaignLinks).where(eq(campaignLinks.campaignId, campaign.id));
+      if (links.length > 0) {
+        await db.insert(campaignLinks).values(links.map((l, linkIndex) => ({ workspaceId: campaign.workspaceId, campaignId: campaign.id, linkIndex, ...l })));
+      }
     },
 
     async linksOf(campaignId: string) {

@@ -138,7 +138,7 @@ export function createCampaignsService(deps: {
       await validate(auth, input);
       const campaign = await repo.transaction(async (tx) => {
         const row = await tx.insert({ workspaceId: auth.workspaceId, createdBy: auth.userId, ...fields(input) });
-        await tx.replaceLinks(row.id, linksOf(input));
+        await tx.replaceLinks(row, linksOf(input));
         return row;
       });
       return presentCampaign(campaign);
@@ -169,7 +169,7 @@ export function createCampaignsService(deps: {
       await validate(auth, input);
       const updated = await repo.transaction(async (tx) => {
         const row = await tx.update(campaign.id, fields(input));
-        await tx.replaceLinks(campaign.id, linksOf(input));
+        await tx.replaceLinks(campaign, linksOf(input));
         return row!;
       });
       return presentCampaign(updated);

@@ -15,7 +15,9 @@ import {
 
 /*
  * Every table that holds workspace data carries `workspace_id`, and every query of
- * those tables filters by it (invariant 7). Ids are random UUIDs so that they can
+ * those tables filters by it (invariant 7). Every primary and unique key of such a table
+ * includes `workspace_id` or a random UUID, so the tables can be distributed by workspace
+ * on Citus (docs/SCALING.md; test/integration/schema-tenancy.test.ts holds new tables to it). Ids are random UUIDs so that they can
  * neither be guessed nor enumerated.
  */
 
@@ -196,7 +198,7 @@ export const messages = pgTable(
     createdAt: createdAt(),
   },
   (t) => [
-    uniqueIndex('messages_mailbox_gmail_id_unique').on(t.mailboxId, t.gmailMessageId),
+    uniqueIndex('messages_mailbox_gmail_id_unique').on(t.mailboxId, t.gmailMessageId, t.workspaceId),
     index('messages_workspace_rfc822_idx').on(t.workspaceId, t.rfc822MessageId),
     index('messages_mailbox_at_idx').on(t.mailboxId, t.direction, t.at),
   ],
@@ -214,7 +216,7 @@ export const messageContacts = pgTable(
       .references(() => contacts.id, { onDelete: 'cascade' }),
     workspaceId: uuid('workspace_id').notNull(),
   },
-  (t) => [primaryKey({ columns: [t.messageId, t.contactId] }), index('message_contacts_contact_idx').on(t.workspaceId, t.contactId)],
+  (t) => [primaryKey({ columns: [t.messageId, t.contactId, t.workspaceId] }), index('message_contacts_contact_idx').on(t.workspaceId, t.contactId)],
 );
 
 export const mailEventTypeEnum = pgEnum('mail_event_type', ['reply', 'bounce']);
@@ -235,7 +237,7 @@ export const mailEvents = pgTable(
     detail: jsonb('detail').$type<Record<string, unknown>>().notNull().default({}),
     at: timestamp('at', { withTimezone: true }).notNull().defaultNow(),
   },
-  (t) => [uniqueIndex('mail_events_source_unique').on(t.messageId, t.type, t.sourceGmailMessageId)],
+  (t) => [uniqueIndex('mail_events_source_unique').on(t.messageId, t.type, t.sourceGmailMessageId, t.workspaceId)],
 );
 
 /* ---------------------------------------------------------- Suppression */
@@ -321,6 +323,7 @@ export const campaigns = pgTable(
 export const campaignLinks = pgTable(
   'campaign_links',
   {
+    workspaceId: workspaceRef(),
     campaignId: uuid('campaign_id')
       .notNull()
       .references(() => campaigns.id, { onDelete: 'cascade' }),
@@ -329,7 +332,7 @@ export const campaignLinks = pgTable(
     /** The hidden link no person sees: any hit on it is a machine. */
     honeypot: boolean('honeypot').notNull().default(false),
   },
-  (t) => [primaryKey({ columns: [t.campaignId, t.linkIndex] })],
+  (t) => [primaryKey({ columns: [t.campaignId, t.linkIndex, t.workspaceId] })],
 );
 
 /**
@@ -380,7 +383,7 @@ export const campaignSends = pgTable(
     createdAt: createdAt(),
   },
   (t) => [
-    uniqueIndex('campaign_sends_campaign_step_recipient_unique').on(t.campaignId, t.step, t.recipientId),
+    uniqueIndex('campaign_sends_campaign_step_recipient_unique').on(t.campaignId, t.step, t.recipientId, t.workspaceId),
     index('campaign_sends_due_idx').on(t.status, t.dueAt),
     index('campaign_sends_campaign_status_idx').on(t.campaignId, t.status),
   ],

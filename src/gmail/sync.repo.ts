@@ -85,7 +85,7 @@ function syncQueries(db: Db) {
       const [row] = await db
         .insert(messages)
         .values({ ...values, synced: true })
-        .onConflictDoNothing({ target: [messages.mailboxId, messages.gmailMessageId] })
+        .onConflictDoNothing({ target: [messages.mailboxId, messages.gmailMessageId, messages.workspaceId] })
         .returning({ id: messages.id });
       if (!row) return undefined;
       if (contactIds.length > 0) {

@@ -48,9 +48,9 @@ async function seedCampaign(workspaceId: string, options: { urls?: string[]; sen
   await db()
     .insert(campaignLinks)
     .values([
-      ...urls.map((url, linkIndex) => ({ campaignId, linkIndex, url })),
-      { campaignId, linkIndex: honeypotIndex, url: 'http://127.0.0.1:1/', honeypot: true },
-      ...(options.extraLinks ?? []).map((l) => ({ campaignId, linkIndex: l.index, url: l.url })),
+      ...urls.map((url, linkIndex) => ({ workspaceId, campaignId, linkIndex, url })),
+      { workspaceId, campaignId, linkIndex: honeypotIndex, url: 'http://127.0.0.1:1/', honeypot: true },
+      ...(options.extraLinks ?? []).map((l) => ({ workspaceId, campaignId, linkIndex: l.index, url: l.url })),
     ]);
   const sends: Seeded['sends'] = [];
   for (let i = 0; i < (options.sends ?? 1); i += 1) {
