@@ -40,10 +40,11 @@ import { createMessagesService } from './messages/messages.service.js';
 import { createSuppressionListRepo } from './suppression/suppression.repo.js';
 import { suppressionRoutes } from './suppression/suppression.routes.js';
 import { createSuppressionService } from './suppression/suppression.service.js';
-import { unsubscribeRoutes } from './suppression/unsubscribe.routes.js';
+import { unsubscribeErrorPage, unsubscribeRoutes } from './suppression/unsubscribe.routes.js';
 import { NotFoundError, errorMiddleware } from './errors.js';
 import { createMetrics, metricsMiddleware } from './http/metrics.js';
-import { redactUrl, type Logger } from './logger.js';
+import { redactUrl, serializeError, type Logger } from './logger.js';
+import { rejectBadText } from './http/text.js';
 
 export interface AppDeps {
   config: Config;
@@ -161,6 +162,8 @@ export function createApp(deps: AppDeps, services: Services = createServices(dep
       autoLogging: { ignore: (req) => req.url === '/healthz' || req.url === '/metrics' },
       serializers: {
         req: (req: { url: string; query?: unknown }) => ({ ...req, url: redactUrl(req.url), query: undefined }),
+        // pino-http installs its own error serializer unless given one: ours drops query parameters.
+        err: serializeError,
       },
     }),
   );
@@ -170,6 +173,8 @@ export function createApp(deps: AppDeps, services: Services = createServices(dep
   app.use('/api/messages', express.json({ limit: '36mb' }));
   app.use(express.json({ limit: '1mb' }));
   app.use(express.urlencoded({ extended: false, limit: '100kb' }));
+  // One rule for every string a client sends: no NUL, no lone surrogate (400 invalid_text).
+  app.use(rejectBadText());
 
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
@@ -206,6 +211,8 @@ export function createApp(deps: AppDeps, services: Services = createServices(dep
   // The recipient's pages (/u, /p): public, the token in the URL is the credential.
   app.use(unsubscribeRoutes(services.suppressions));
 
+  // Errors raised before the router (body parser 413/415, invalid_text) still get the recipient's HTML page.
+  app.use(['/u', '/p'], unsubscribeErrorPage);
   app.use(errorMiddleware(logger));
   return app;
 }

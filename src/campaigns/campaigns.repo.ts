@@ -1,4 +1,5 @@
 import { and, asc, desc, eq, inArray, sql, type SQL } from 'drizzle-orm';
+import { inUuidList } from '../db/sql-lists.js';
 import { inTransaction, type Db } from '../db/connect.js';
 import {
   campaignLinks,
@@ -24,7 +25,7 @@ const rowsOf = <T>(result: unknown) => (result as Rows<T>).rows;
 function audienceWhere(workspaceId: string, audience: CampaignAudience): SQL {
   const inWorkspace = eq(contacts.workspaceId, workspaceId);
   if ('contactIds' in audience) {
-    return audience.contactIds.length === 0 ? sql`false` : and(inWorkspace, inArray(contacts.id, audience.contactIds))!;
+    return audience.contactIds.length === 0 ? sql`false` : and(inWorkspace, inUuidList(contacts.id, audience.contactIds))!;
   }
   return and(inWorkspace, segmentWhere(audience.segment as Segment))!;
 }
@@ -125,7 +126,7 @@ function campaignQueries(db: Db) {
       const [row] = await db
         .select({ n: sql<number>`count(*)::int` })
         .from(contacts)
-        .where(and(eq(contacts.workspaceId, workspaceId), inArray(contacts.id, ids)));
+        .where(and(eq(contacts.workspaceId, workspaceId), inUuidList(contacts.id, ids)));
       return Number(row?.n ?? 0);
     },
 
@@ -292,7 +293,7 @@ function campaignQueries(db: Db) {
       return db
         .select({ id: contacts.id, email: contacts.email, firstName: contacts.firstName, lastName: contacts.lastName, attributes: contacts.attributes })
         .from(contacts)
-        .where(inArray(contacts.id, ids));
+        .where(inUuidList(contacts.id, ids));
     },
 
     async postalAddressOf(workspaceId: string): Promise<string | null> {
