@@ -97,7 +97,7 @@ describe('keyset pages never drop a row', () => {
     const seen: string[] = [];
     let cursor: string | null = null;
     for (let guard = 0; guard < 1000; guard += 1) {
-      const res = await ctx.app.api('GET', `${path}?limit=${limit}${cursor ? `&cursor=${cursor}` : ''}`, { token: ctx.owner.token });
+      const res: { status: number; body: any } = await ctx.app.api('GET', `${path}?limit=${limit}${cursor ? `&cursor=${cursor}` : ''}`, { token: ctx.owner.token });
       expect(res.status).toBe(200);
       seen.push(...res.body[key].map((row: { id: string }) => row.id));
       cursor = res.body.nextCursor;
