@@ -3,7 +3,9 @@ import { createServer, type Server } from 'node:http';
 import express, { type Express } from 'express';
 import helmet from 'helmet';
 import { pinoHttp } from 'pino-http';
-import { loginRateLimit, requireAuth } from './auth/auth.middleware.js';
+import { requireAuth } from './auth/auth.middleware.js';
+import { createAccountMailer, type AccountMailer } from './auth/account-mail.js';
+import { createAuthThrottle } from './auth/throttle.js';
 import { createAuthRepo } from './auth/auth.repo.js';
 import { authRoutes, publicAuthRoutes } from './auth/auth.routes.js';
 import { createAuthService } from './auth/auth.service.js';
@@ -54,6 +56,8 @@ export interface AppDeps {
   google: ResolvedGoogle;
   /** One pacer per process, shared by every Gmail call; tests pass one with a fake clock. */
   pacer?: MailboxPacer;
+  /** Account mail (signup confirmations); by default from config (SMTP, a file, or memory in tests). */
+  accountMailer?: AccountMailer;
   now?: () => Date;
 }
 
@@ -75,7 +79,23 @@ export function createServices(deps: AppDeps) {
   const { db } = database;
 
   const sessions = createSessionTokens(config.jwt);
-  const auth = createAuthService({ repo: createAuthRepo(db), sessions, config, now: deps.now });
+  const accountMailer =
+    deps.accountMailer ??
+    createAccountMailer({ smtpUrl: config.accountMail.smtpUrl, from: config.accountMail.from, env: config.env, dataDir: config.dataDir, logger });
+  const throttle = createAuthThrottle(
+    db,
+    {
+      login: {
+        maxPerAccount: config.login.maxFailures,
+        windowSeconds: config.login.windowSeconds,
+        maxPerAddress: config.login.maxAttemptsPerAddress,
+        addressWindowSeconds: config.login.addressWindowSeconds,
+      },
+      signup: config.signup,
+    },
+    deps.now,
+  );
+  const auth = createAuthService({ repo: createAuthRepo(db), sessions, throttle, mailer: accountMailer, config, now: deps.now });
   // One metrics registry per app instance; the tracking paths count into it without Express.
   const metrics = createMetrics();
   const tracking = createTracking({ config, database, logger, registry: metrics.registry, requests: metrics.requests });
@@ -135,7 +155,7 @@ export function createServices(deps: AppDeps) {
     codec: tokenCodec,
     policyVersion: config.policyVersion,
   });
-  return { auth, contacts, mailboxes, messages, sync, push, messageContent, campaigns, sendWorker, trackingUrls, suppressions, pacer, metrics, tracking };
+  return { auth, accountMailer, contacts, mailboxes, messages, sync, push, messageContent, campaigns, sendWorker, trackingUrls, suppressions, pacer, metrics, tracking };
 }
 
 export type Services = ReturnType<typeof createServices>;
@@ -196,7 +216,7 @@ export function createApp(deps: AppDeps, services: Services = createServices(dep
   // Each feature router guards its own path prefixes, so that an unknown /api path
   // is a 404 for everyone rather than a 401 that hides it.
   const authenticated = requireAuth(auth);
-  app.use('/api', publicAuthRoutes(auth, loginRateLimit(config.login)));
+  app.use('/api', publicAuthRoutes(auth));
   app.use(
     '/api',
     authRoutes(auth, authenticated),

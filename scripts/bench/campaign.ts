@@ -10,6 +10,7 @@
  * toward our memory. Prints messages/s and peak heap for each size: the peak should stay
  * flat as the audience grows, because the worker claims in batches and never loads it.
  */
+import { createMemoryMailer, lastSignupCode } from '../../src/auth/account-mail.js';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { sql } from 'drizzle-orm';
@@ -94,9 +95,11 @@ async function runPipeline(sandboxUrl: string, recipients: number) {
   };
   // Pacing off: quota far beyond Gmail's, so the pipeline itself is what is measured.
   const pacer = new MailboxPacer({ unitsPerMinute: 1e12 });
-  const services = createServices({ config, database, logger: createLogger('silent'), google, pacer });
+  const accountMailer = createMemoryMailer();
+  const services = createServices({ config, database, logger: createLogger('silent'), google, pacer, accountMailer });
 
-  const { token: _token, workspace, user } = await services.auth.signup({ email: 'bench@acme.test', password: 'bench password 123', workspaceName: 'Bench' });
+  await services.auth.signup({ email: 'bench@acme.test', password: 'bench password 123', workspaceName: 'Bench' }, '127.0.0.1');
+  const { workspace, user } = await services.auth.verifySignup({ code: lastSignupCode(accountMailer.outbox, 'bench@acme.test')! });
   const auth = { userId: user.id, workspaceId: workspace.id, role: 'owner' as const };
   await services.auth.updateWorkspace(auth, { postalAddress: '1 Bench Street, Testville' });
   const start = services.mailboxes.startConnection(auth, { sync: false, loginHint: 'sender@acme.test' });
