@@ -221,7 +221,7 @@ export function createApp(deps: AppDeps, services: Services = createServices(dep
     '/api',
     authRoutes(auth, authenticated),
     contactsRoutes(contacts, authenticated),
-    gmailRoutes(mailboxes, authenticated),
+    gmailRoutes(mailboxes, authenticated, config.publicBaseUrl.startsWith('https:')),
     messagesRoutes(messages, messageContent, authenticated),
     campaignsRoutes(services.campaigns, authenticated),
     suppressionRoutes(services.suppressions, authenticated),

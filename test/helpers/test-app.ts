@@ -6,7 +6,7 @@ import { createApp, createHttpServer, createServices, type Services } from '../.
 import { lastSignupCode } from '../../src/auth/account-mail.js';
 import { loadConfig, type Config } from '../../src/config.js';
 import type { Database } from '../../src/db/connect.js';
-import { resolveGoogle } from '../../src/gmail/google-settings.js';
+import { resolveGoogle, type ResolvedGoogle } from '../../src/gmail/google-settings.js';
 import { MailboxPacer, type PacerOptions } from '../../src/gmail/pacer.js';
 import { createLogger } from '../../src/logger.js';
 import type { Sandbox } from '../../src/sandbox/index.js';
@@ -41,6 +41,8 @@ export interface TestApp {
   services: Services;
   /** The Gmail sandbox this app talks to (always present in tests). */
   sandbox: Sandbox;
+  /** The Google client settings the app uses (the sandbox's client id and secret). */
+  google: ResolvedGoogle;
   /** Every log line the app wrote, for redaction checks. */
   logs: string[];
   api<T = any>(method: string, path: string, options?: { token?: string; json?: unknown; body?: RequestInit['body']; headers?: Record<string, string> }): Promise<ApiResponse<T>>;
@@ -73,6 +75,7 @@ export async function startTestApp(options: { env?: Record<string, string>; data
     baseUrl,
     express: app,
     sandbox: google.sandbox!,
+    google,
     services,
     config,
     database,
