@@ -44,7 +44,7 @@ import { suppressionRoutes } from './suppression/suppression.routes.js';
 import { createSuppressionService } from './suppression/suppression.service.js';
 import { unsubscribeErrorPage, unsubscribeRoutes } from './suppression/unsubscribe.routes.js';
 import { NotFoundError, errorMiddleware } from './errors.js';
-import { createMetrics, metricsMiddleware } from './http/metrics.js';
+import { createMetrics, metricsMiddleware, metricsRoute } from './http/metrics.js';
 import { redactUrl, serializeError, type Logger } from './logger.js';
 import { rejectBadText } from './http/text.js';
 
@@ -132,6 +132,7 @@ export function createServices(deps: AppDeps) {
     gmail,
     audience: deps.google.pushAudience,
     serviceAccount: config.gmail.pushServiceAccount,
+    requireServiceAccount: config.env === 'production',
     mailboxesRepo,
     sync,
     logger,
@@ -207,9 +208,7 @@ export function createApp(deps: AppDeps, services: Services = createServices(dep
       res.status(503).json({ status: 'unavailable', database: 'unreachable' });
     }
   });
-  app.get('/metrics', async (_req, res) => {
-    res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
-  });
+  app.get('/metrics', metricsRoute(metrics, config.metricsToken));
 
   app.use('/webhooks', pushRoutes(push));
 

@@ -22,6 +22,7 @@ export const TEST_ENV = {
   // Every test client is on loopback and signs up many workspaces; the limits have their own tests.
   TRUST_PROXY: 'loopback',
   SIGNUP_MAX_PER_ADDRESS: '100000',
+  METRICS_TOKEN: 'test-metrics-token-0123456789',
 };
 
 export interface ApiResponse<T = any> {
@@ -86,6 +87,8 @@ export async function startTestApp(options: { env?: Record<string, string>; data
         headers: {
           ...(json !== undefined ? { 'content-type': 'application/json' } : {}),
           ...(token ? { authorization: `Bearer ${token}` } : {}),
+          // Like the Prometheus scraper configured with METRICS_TOKEN (tests of the refusal use fetch).
+          ...(path === '/metrics' && config.metricsToken ? { authorization: `Bearer ${config.metricsToken}` } : {}),
           ...headers,
         },
         body: json !== undefined ? JSON.stringify(json) : body,
