@@ -3,7 +3,9 @@ import { createServer, type Server } from 'node:http';
 import express, { type Express } from 'express';
 import helmet from 'helmet';
 import { pinoHttp } from 'pino-http';
-import { loginRateLimit, requireAuth } from './auth/auth.middleware.js';
+import { requireAuth } from './auth/auth.middleware.js';
+import { createAccountMailer, type AccountMailer } from './auth/account-mail.js';
+import { createAuthThrottle } from './auth/throttle.js';
 import { createAuthRepo } from './auth/auth.repo.js';
 import { authRoutes, publicAuthRoutes } from './auth/auth.routes.js';
 import { createAuthService } from './auth/auth.service.js';
@@ -40,10 +42,11 @@ import { createMessagesService } from './messages/messages.service.js';
 import { createSuppressionListRepo } from './suppression/suppression.repo.js';
 import { suppressionRoutes } from './suppression/suppression.routes.js';
 import { createSuppressionService } from './suppression/suppression.service.js';
-import { unsubscribeRoutes } from './suppression/unsubscribe.routes.js';
+import { unsubscribeErrorPage, unsubscribeRoutes } from './suppression/unsubscribe.routes.js';
 import { NotFoundError, errorMiddleware } from './errors.js';
-import { createMetrics, metricsMiddleware } from './http/metrics.js';
-import { redactUrl, type Logger } from './logger.js';
+import { createMetrics, metricsMiddleware, metricsRoute } from './http/metrics.js';
+import { redactUrl, serializeError, type Logger } from './logger.js';
+import { rejectBadText } from './http/text.js';
 
 export interface AppDeps {
   config: Config;
@@ -53,6 +56,8 @@ export interface AppDeps {
   google: ResolvedGoogle;
   /** One pacer per process, shared by every Gmail call; tests pass one with a fake clock. */
   pacer?: MailboxPacer;
+  /** Account mail (signup confirmations); by default from config (SMTP, a file, or memory in tests). */
+  accountMailer?: AccountMailer;
   now?: () => Date;
 }
 
@@ -74,7 +79,23 @@ export function createServices(deps: AppDeps) {
   const { db } = database;
 
   const sessions = createSessionTokens(config.jwt);
-  const auth = createAuthService({ repo: createAuthRepo(db), sessions, config, now: deps.now });
+  const accountMailer =
+    deps.accountMailer ??
+    createAccountMailer({ smtpUrl: config.accountMail.smtpUrl, from: config.accountMail.from, env: config.env, dataDir: config.dataDir, logger });
+  const throttle = createAuthThrottle(
+    db,
+    {
+      login: {
+        maxPerAccount: config.login.maxFailures,
+        windowSeconds: config.login.windowSeconds,
+        maxPerAddress: config.login.maxAttemptsPerAddress,
+        addressWindowSeconds: config.login.addressWindowSeconds,
+      },
+      signup: config.signup,
+    },
+    deps.now,
+  );
+  const auth = createAuthService({ repo: createAuthRepo(db), sessions, throttle, mailer: accountMailer, config, now: deps.now });
   // One metrics registry per app instance; the tracking paths count into it without Express.
   const metrics = createMetrics();
   const tracking = createTracking({ config, database, logger, registry: metrics.registry, requests: metrics.requests });
@@ -111,6 +132,7 @@ export function createServices(deps: AppDeps) {
     gmail,
     audience: deps.google.pushAudience,
     serviceAccount: config.gmail.pushServiceAccount,
+    requireServiceAccount: config.env === 'production',
     mailboxesRepo,
     sync,
     logger,
@@ -134,7 +156,7 @@ export function createServices(deps: AppDeps) {
     codec: tokenCodec,
     policyVersion: config.policyVersion,
   });
-  return { auth, contacts, mailboxes, messages, sync, push, messageContent, campaigns, sendWorker, trackingUrls, suppressions, pacer, metrics, tracking };
+  return { auth, accountMailer, contacts, mailboxes, messages, sync, push, messageContent, campaigns, sendWorker, trackingUrls, suppressions, pacer, metrics, tracking };
 }
 
 export type Services = ReturnType<typeof createServices>;
@@ -161,6 +183,8 @@ export function createApp(deps: AppDeps, services: Services = createServices(dep
       autoLogging: { ignore: (req) => req.url === '/healthz' || req.url === '/metrics' },
       serializers: {
         req: (req: { url: string; query?: unknown }) => ({ ...req, url: redactUrl(req.url), query: undefined }),
+        // pino-http installs its own error serializer unless given one: ours drops query parameters.
+        err: serializeError,
       },
     }),
   );
@@ -170,6 +194,8 @@ export function createApp(deps: AppDeps, services: Services = createServices(dep
   app.use('/api/messages', express.json({ limit: '36mb' }));
   app.use(express.json({ limit: '1mb' }));
   app.use(express.urlencoded({ extended: false, limit: '100kb' }));
+  // One rule for every string a client sends: no NUL, no lone surrogate (400 invalid_text).
+  app.use(rejectBadText());
 
   app.get('/healthz', (_req, res) => {
     res.json({ status: 'ok' });
@@ -182,21 +208,19 @@ export function createApp(deps: AppDeps, services: Services = createServices(dep
       res.status(503).json({ status: 'unavailable', database: 'unreachable' });
     }
   });
-  app.get('/metrics', async (_req, res) => {
-    res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
-  });
+  app.get('/metrics', metricsRoute(metrics, config.metricsToken));
 
   app.use('/webhooks', pushRoutes(push));
 
   // Each feature router guards its own path prefixes, so that an unknown /api path
   // is a 404 for everyone rather than a 401 that hides it.
   const authenticated = requireAuth(auth);
-  app.use('/api', publicAuthRoutes(auth, loginRateLimit(config.login)));
+  app.use('/api', publicAuthRoutes(auth));
   app.use(
     '/api',
     authRoutes(auth, authenticated),
     contactsRoutes(contacts, authenticated),
-    gmailRoutes(mailboxes, authenticated),
+    gmailRoutes(mailboxes, authenticated, config.publicBaseUrl.startsWith('https:')),
     messagesRoutes(messages, messageContent, authenticated),
     campaignsRoutes(services.campaigns, authenticated),
     suppressionRoutes(services.suppressions, authenticated),
@@ -206,6 +230,8 @@ export function createApp(deps: AppDeps, services: Services = createServices(dep
   // The recipient's pages (/u, /p): public, the token in the URL is the credential.
   app.use(unsubscribeRoutes(services.suppressions));
 
+  // Errors raised before the router (body parser 413/415, invalid_text) still get the recipient's HTML page.
+  app.use(['/u', '/p'], unsubscribeErrorPage);
   app.use(errorMiddleware(logger));
   return app;
 }

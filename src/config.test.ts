@@ -71,6 +71,13 @@ describe('loadConfig', () => {
     ]);
   });
 
+  it('production with Gmail push on requires GMAIL_PUSH_SERVICE_ACCOUNT (else any Google-signed account would be accepted)', () => {
+    const base = { NODE_ENV: 'production', PUBLIC_BASE_URL: 'https://mail.example.com/', ...secrets };
+    const error = configError({ ...base, GMAIL_PUSH_TOPIC: 'projects/p/topics/t' });
+    expect(error.problems).toEqual([expect.stringMatching(/^GMAIL_PUSH_SERVICE_ACCOUNT: required/)]);
+    expect(() => loadConfig({ ...base, GMAIL_PUSH_TOPIC: 'projects/p/topics/t', GMAIL_PUSH_SERVICE_ACCOUNT: 'push@p.iam.gserviceaccount.com' })).not.toThrow();
+  });
+
   it('production with everything set boots, generating nothing', () => {
     const config = loadConfig({ NODE_ENV: 'production', PUBLIC_BASE_URL: 'https://mail.example.com/', DATABASE_URL: 'postgres://u@db/x', ...secrets });
     expect(config.generatedSecrets).toEqual([]);

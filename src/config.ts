@@ -82,10 +82,20 @@ const envSchema = z.object({
   GMAIL_SYNC_POLL_SECONDS: z.coerce.number().int().min(0).default(300),
   SANDBOX_PORT: z.coerce.number().int().min(0).max(65535).default(4100),
   LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
-  TRUST_PROXY: z.string().default('loopback'),
+  /** Which proxies may name the client in X-Forwarded-For. Default: none (a local caller must not pick its own address). */
+  TRUST_PROXY: z.string().default('false'),
   POLICY_VERSION: z.string().min(1).default('2026-11-01'),
   LOGIN_MAX_FAILURES: z.coerce.number().int().min(1).default(5),
   LOGIN_FAILURE_WINDOW_SECONDS: z.coerce.number().int().min(1).default(900),
+  LOGIN_MAX_ATTEMPTS_PER_ADDRESS: z.coerce.number().int().min(1).default(30),
+  LOGIN_ADDRESS_WINDOW_SECONDS: z.coerce.number().int().min(1).default(900),
+  SIGNUP_MAX_PER_ADDRESS: z.coerce.number().int().min(1).default(10),
+  SIGNUP_WINDOW_SECONDS: z.coerce.number().int().min(1).default(3600),
+  /** SMTP for account mail (signup confirmations); unset → written to <DATA_DIR>/outbox.txt. */
+  SMTP_URL: z.string().regex(/^smtps?:\/\/.+/, 'must be smtp://… or smtps://…').optional(),
+  MAIL_FROM: z.string().min(3).default('inboxtrail <no-reply@localhost>'),
+  /** Bearer token for GET /metrics; unset → /metrics answers 404. */
+  METRICS_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
   /** Apple Mail Privacy Protection egress ranges: a file path or http(s) URL (unset: the shipped sample). */
   APPLE_MPP_RANGES: z.string().min(1).optional(),
   TRACKING_RAW_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(30),
@@ -130,7 +140,16 @@ export interface Config {
   readonly logLevel: Env['LOG_LEVEL'];
   readonly trustProxy: string;
   readonly policyVersion: string;
-  readonly login: { readonly maxFailures: number; readonly windowSeconds: number };
+  readonly login: {
+    readonly maxFailures: number;
+    readonly windowSeconds: number;
+    readonly maxAttemptsPerAddress: number;
+    readonly addressWindowSeconds: number;
+  };
+  readonly signup: { readonly maxPerAddress: number; readonly windowSeconds: number };
+  readonly accountMail: { readonly smtpUrl?: string; readonly from: string };
+  /** Bearer token that opens GET /metrics; undefined → /metrics is off (404). */
+  readonly metricsToken?: string;
   readonly tracking: {
     /** File path or URL of Apple's egress CSV; undefined → the sample shipped in src/tracking/data. */
     readonly appleMppRanges?: string;
@@ -199,6 +218,10 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
   if (env.NODE_ENV === 'production') {
     for (const name of missingSecrets) problems.push(`${name}: required when NODE_ENV=production`);
     if (!env.PUBLIC_BASE_URL) problems.push('PUBLIC_BASE_URL: required when NODE_ENV=production');
+    // Without it the webhook would take a push signed for ANY Google service account.
+    if ((env.GMAIL_PUSH_TOPIC || env.GMAIL_PUSH_AUDIENCE) && !env.GMAIL_PUSH_SERVICE_ACCOUNT) {
+      problems.push('GMAIL_PUSH_SERVICE_ACCOUNT: required when NODE_ENV=production and push is on (GMAIL_PUSH_TOPIC or GMAIL_PUSH_AUDIENCE set)');
+    }
   } else if (missingSecrets.length > 0 && problems.length === 0) {
     const stored = loadOrCreateDevSecrets(env.DATA_DIR);
     const filled = envSchema.safeParse({ ...raw, ...Object.fromEntries(missingSecrets.map((n) => [n, stored[n]])) });
@@ -250,7 +273,15 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     logLevel: env.LOG_LEVEL,
     trustProxy: env.TRUST_PROXY,
     policyVersion: env.POLICY_VERSION,
-    login: { maxFailures: env.LOGIN_MAX_FAILURES, windowSeconds: env.LOGIN_FAILURE_WINDOW_SECONDS },
+    login: {
+      maxFailures: env.LOGIN_MAX_FAILURES,
+      windowSeconds: env.LOGIN_FAILURE_WINDOW_SECONDS,
+      maxAttemptsPerAddress: env.LOGIN_MAX_ATTEMPTS_PER_ADDRESS,
+      addressWindowSeconds: env.LOGIN_ADDRESS_WINDOW_SECONDS,
+    },
+    signup: { maxPerAddress: env.SIGNUP_MAX_PER_ADDRESS, windowSeconds: env.SIGNUP_WINDOW_SECONDS },
+    accountMail: { smtpUrl: env.SMTP_URL, from: env.MAIL_FROM },
+    metricsToken: env.METRICS_TOKEN,
     tracking: {
       appleMppRanges: env.APPLE_MPP_RANGES,
       rawRetentionDays: env.TRACKING_RAW_RETENTION_DAYS,

@@ -30,6 +30,15 @@ export class ValidationError extends AppError {
   }
 }
 
+/** A string with U+0000 or an unpaired surrogate: no column can hold it, so it is refused up front. */
+export class InvalidTextError extends AppError {
+  constructor(readonly field: string) {
+    super('invalid_text', 400, `${field} contains a NUL character or invalid Unicode (an unpaired surrogate)`, [
+      { field, message: 'contains a NUL character or an unpaired surrogate' },
+    ]);
+  }
+}
+
 export class UnauthorizedError extends AppError {
   constructor(code = 'unauthorized', message = 'Authentication is required') {
     super(code, 401, message);

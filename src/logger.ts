@@ -25,10 +25,58 @@ export const REDACTED_PATHS = [
   '*.body',
 ];
 
+/** SQLSTATE: five characters, at least one digit (`23505`, `22P02`, `XX000`), unlike Node's `EPIPE`. */
+const SQLSTATE = /^(?=.*\d)[0-9A-Z]{5}$/;
+/** Fields that describe an error without carrying request data: kept when they are short scalars. */
+const SAFE_ERROR_FIELDS = ['code', 'status', 'statusCode', 'kind', 'reason', 'type'] as const;
+const MAX_MESSAGE = 300;
+
+type Loose = Record<string, unknown>;
+
+function databaseErrorOf(error: Loose, depth = 0): Loose | undefined {
+  if (SQLSTATE.test(String(error.code ?? ''))) return error;
+  const cause = error.cause;
+  if (depth < 4 && cause && typeof cause === 'object') return databaseErrorOf(cause as Loose, depth + 1);
+  return undefined;
+}
+
+/**
+ * The one way an error reaches a log line (every `err` field, the request logger's too).
+ * A database error is logged as its SQLSTATE, constraint, table and column only: Drizzle's
+ * error carries the query text and every bound parameter (password hashes, mail bodies,
+ * addresses), and PostgreSQL's own messages quote the offending value. Anything else keeps
+ * its type, a bounded message, its stack and a few scalar fields, never an arbitrary
+ * property bag (a Google client error holds request headers with bearer tokens).
+ */
+export function serializeError(error: unknown, depth = 0): unknown {
+  if (typeof error === 'string') return /failed query|params:/i.test(error) ? '[database error]' : error.slice(0, MAX_MESSAGE);
+  if (error === null || typeof error !== 'object') return error;
+  const e = error as Loose;
+  const type = error instanceof Error ? error.constructor.name : 'Object';
+  const message = typeof e.message === 'string' ? e.message : '';
+  const database = databaseErrorOf(e) ?? (/^failed query/i.test(message) || 'params' in e ? {} : undefined);
+  if (database) {
+    const out: Loose = { type: 'DatabaseError' };
+    for (const field of ['code', 'constraint', 'table', 'column'] as const) {
+      if (typeof database[field] === 'string') out[field] = database[field];
+    }
+    return out;
+  }
+  const out: Loose = { type, message: message.slice(0, MAX_MESSAGE) };
+  for (const field of SAFE_ERROR_FIELDS) {
+    const value = e[field];
+    if ((typeof value === 'string' && value.length <= 100) || typeof value === 'number') out[field] = value;
+  }
+  if (typeof e.stack === 'string') out.stack = e.stack.split('\n').slice(1).join('\n');
+  if (e.cause !== undefined && depth < 3) out.cause = serializeError(e.cause, depth + 1);
+  return out;
+}
+
 export function createLogger(level: string, destination?: DestinationStream): Logger {
   return pino(
     {
       level,
+      serializers: { err: serializeError, error: serializeError },
       redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
       base: { service: 'inboxtrail' },
     },
@@ -38,15 +86,25 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
 
 export type { Logger };
 
-/** Path prefixes whose next segment is a credential (recipient tokens). */
-const TOKEN_PATH = /^(\/(?:u|p|t\/o|t\/c)\/)[^/?#]+/;
+/**
+ * Path prefixes whose next segment is a credential (recipient tokens). Express routes
+ * case-insensitively and Node keeps doubled slashes, so `/U/<token>` and `//t/c/<token>`
+ * reach the same handlers and must be redacted the same way.
+ */
+const TOKEN_PATH = /^(\/+(?:u|p|t\/+o|t\/+c)\/+)[^/?#]+/i;
+/** Any other long base64url segment is taken for a token too (UUIDs, which name rows, stay readable). */
+const LONG_OPAQUE_SEGMENT = /(?<=\/)(?![0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?:[/?#]|$))[A-Za-z0-9_%-]{32,}(?=[/?#.]|$)/gi;
 /** Query parameters that carry credentials (OAuth codes and state, invitation tokens). */
-const SECRET_QUERY = /([?&](?:code|state|token|access_token|id_token)=)[^&#]*/gi;
+const SECRET_QUERY = /([?&](?:code|state|token|access_token|id_token|code_verifier)=)[^&#]*/gi;
 
 /**
  * A request URL fit for a log line: the token of an unsubscribe or tracking link is a
  * credential (whoever holds it can opt that person out), and so is an OAuth code.
  */
 export function redactUrl(url: string): string {
-  return url.replace(TOKEN_PATH, '$1[token]').replace(SECRET_QUERY, '$1[redacted]');
+  const queryAt = url.search(/[?#]/);
+  const path = queryAt === -1 ? url : url.slice(0, queryAt);
+  const rest = queryAt === -1 ? '' : url.slice(queryAt);
+  const redactedPath = path.replace(TOKEN_PATH, '$1[token]').replace(LONG_OPAQUE_SEGMENT, '[token]');
+  return redactedPath + rest.replace(SECRET_QUERY, '$1[redacted]');
 }

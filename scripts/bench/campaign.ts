@@ -10,6 +10,8 @@
  * toward our memory. Prints messages/s and peak heap for each size: the peak should stay
  * flat as the audience grows, because the worker claims in batches and never loads it.
  */
+import { createHash, randomBytes } from 'node:crypto';
+import { createMemoryMailer, lastSignupCode } from '../../src/auth/account-mail.js';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { sql } from 'drizzle-orm';
@@ -94,15 +96,20 @@ async function runPipeline(sandboxUrl: string, recipients: number) {
   };
   // Pacing off: quota far beyond Gmail's, so the pipeline itself is what is measured.
   const pacer = new MailboxPacer({ unitsPerMinute: 1e12 });
-  const services = createServices({ config, database, logger: createLogger('silent'), google, pacer });
+  const accountMailer = createMemoryMailer();
+  const services = createServices({ config, database, logger: createLogger('silent'), google, pacer, accountMailer });
 
-  const { token: _token, workspace, user } = await services.auth.signup({ email: 'bench@acme.test', password: 'bench password 123', workspaceName: 'Bench' });
+  await services.auth.signup({ email: 'bench@acme.test', password: 'bench password 123', workspaceName: 'Bench' }, '127.0.0.1');
+  const { workspace, user } = await services.auth.verifySignup({ code: lastSignupCode(accountMailer.outbox, 'bench@acme.test')! });
   const auth = { userId: user.id, workspaceId: workspace.id, role: 'owner' as const };
   await services.auth.updateWorkspace(auth, { postalAddress: '1 Bench Street, Testville' });
   const start = services.mailboxes.startConnection(auth, { sync: false, loginHint: 'sender@acme.test' });
   const consent = await fetch(start.url, { redirect: 'manual' });
   const callback = new URL(consent.headers.get('location')!);
-  const mailbox = await services.mailboxes.completeConnection({ code: callback.searchParams.get('code')!, state: callback.searchParams.get('state')! });
+  const mailbox = await services.mailboxes.completeConnection(
+    { code: callback.searchParams.get('code')!, state: callback.searchParams.get('state')! },
+    start.browserSecret,
+  );
   await database.db.execute(sql`update mailboxes set daily_budget = ${recipients + 10} where id = ${mailbox.id}::uuid`);
 
   await database.db.execute(sql`
@@ -160,11 +167,13 @@ async function runBaseline(sandboxUrl: string, messages: number) {
     },
     pacer,
   );
-  const consent = await fetch(client.buildAuthorizeUrl({ scopes: ['openid', 'email', 'https://www.googleapis.com/auth/gmail.send'], state: 'x', loginHint: 'baseline@acme.test' }), {
+  const verifier = randomBytes(32).toString('base64url');
+  const codeChallenge = createHash('sha256').update(verifier).digest('base64url');
+  const consent = await fetch(client.buildAuthorizeUrl({ scopes: ['openid', 'email', 'https://www.googleapis.com/auth/gmail.send'], state: 'x', codeChallenge, loginHint: 'baseline@acme.test' }), {
     redirect: 'manual',
   });
   const code = new URL(consent.headers.get('location')!).searchParams.get('code')!;
-  const granted = await client.exchangeCode(code);
+  const granted = await client.exchangeCode(code, verifier);
   const api = client.forMailbox('baseline', { refreshToken: granted.refreshToken!, accessToken: granted.accessToken }, () => undefined);
   const stopPeak = peakTracker();
   const started = performance.now();

@@ -1,9 +1,7 @@
 import type { Request, RequestHandler } from 'express';
-import { rateLimit, ipKeyGenerator } from 'express-rate-limit';
 import type { Role } from '../db/schema.js';
-import { ForbiddenError, TooManyRequestsError, UnauthorizedError } from '../errors.js';
+import { ForbiddenError, UnauthorizedError } from '../errors.js';
 import type { AuthContext, AuthService } from './auth.service.js';
-import { normalizeLoginEmail } from './auth.service.js';
 
 declare global {
   // eslint-disable-next-line @typescript-eslint/no-namespace
@@ -36,26 +34,4 @@ export function requireRole(...roles: Role[]): RequestHandler {
 export function authOf(req: Request): AuthContext {
   if (!req.auth) throw new UnauthorizedError();
   return req.auth;
-}
-
-/**
- * Counts failed logins per (client address, email): after `maxFailures` inside the
- * window the next attempt is refused with 429 before the password is even checked.
- * Successful logins do not count.
- */
-export function loginRateLimit(options: { maxFailures: number; windowSeconds: number }): RequestHandler {
-  return rateLimit({
-    windowMs: options.windowSeconds * 1000,
-    limit: options.maxFailures,
-    skipSuccessfulRequests: true,
-    standardHeaders: 'draft-8',
-    legacyHeaders: false,
-    keyGenerator: (req) => {
-      const email = typeof req.body?.email === 'string' ? normalizeLoginEmail(req.body.email) : '';
-      return `${ipKeyGenerator(req.ip ?? 'unknown')}|${email}`;
-    },
-    handler: (_req, _res, next, opts) => {
-      next(new TooManyRequestsError('Too many failed logins; try again later', Math.ceil(opts.windowMs / 1000)));
-    },
-  });
 }

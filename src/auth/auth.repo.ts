@@ -1,10 +1,11 @@
-import { and, asc, eq, gt, isNull } from 'drizzle-orm';
+import { and, asc, eq, gt, isNull, lte } from 'drizzle-orm';
 import { inTransaction, type Db } from '../db/connect.js';
-import { invitations, memberships, users, workspaces, type Role } from '../db/schema.js';
+import { invitations, memberships, signupRequests, users, workspaces, type Role } from '../db/schema.js';
 
 export type UserRow = typeof users.$inferSelect;
 export type WorkspaceRow = typeof workspaces.$inferSelect;
 export type InvitationRow = typeof invitations.$inferSelect;
+export type SignupRequestRow = typeof signupRequests.$inferSelect;
 
 function authQueries(db: Db) {
   return {
@@ -93,6 +94,23 @@ function authQueries(db: Db) {
 
     async markInvitationAccepted(id: string, at: Date): Promise<void> {
       await db.update(invitations).set({ acceptedAt: at }).where(eq(invitations.id, id));
+    },
+
+    async insertSignupRequest(values: typeof signupRequests.$inferInsert): Promise<void> {
+      await db.insert(signupRequests).values(values);
+    },
+
+    /** Takes the pending signup for this code (deleting it: a code works once), if it has not expired. */
+    async takeSignupRequest(tokenHash: string, now: Date): Promise<SignupRequestRow | undefined> {
+      const [row] = await db
+        .delete(signupRequests)
+        .where(and(eq(signupRequests.tokenHash, tokenHash), gt(signupRequests.expiresAt, now)))
+        .returning();
+      return row;
+    },
+
+    async deleteExpiredSignupRequests(now: Date): Promise<void> {
+      await db.delete(signupRequests).where(lte(signupRequests.expiresAt, now));
     },
 
     async deleteInvitation(workspaceId: string, id: string): Promise<boolean> {

@@ -1,4 +1,4 @@
-import { Router, type RequestHandler } from 'express';
+import { Router, type Request, type RequestHandler } from 'express';
 import { z } from 'zod';
 import { parseId } from '../http/params.js';
 import { parseInput } from '../http/validate.js';
@@ -24,14 +24,22 @@ const workspaceBody = z
   .refine((v) => Object.keys(v).length > 0, 'give at least one field to change');
 const acceptBody = z.object({ token: z.string().min(1).max(200), password, name: z.string().trim().min(1).max(200).optional() });
 
-/** Routes anyone may call: signup, login, accepting an invitation. */
-export function publicAuthRoutes(auth: AuthService, loginLimiter: RequestHandler): Router {
+const verifyBody = z.object({ code: z.string().min(1).max(200) });
+
+/** The client address the throttles count: `req.ip`, which honours X-Forwarded-For only from TRUST_PROXY. */
+const clientAddress = (req: Request) => req.ip ?? req.socket.remoteAddress ?? 'unknown';
+
+/** Routes anyone may call: signup (and its confirmation), login, accepting an invitation. */
+export function publicAuthRoutes(auth: AuthService): Router {
   const router = Router();
   router.post('/auth/signup', async (req, res) => {
-    res.status(201).json(await auth.signup(parseInput(signupBody, req.body)));
+    res.status(202).json(await auth.signup(parseInput(signupBody, req.body), clientAddress(req)));
   });
-  router.post('/auth/login', loginLimiter, async (req, res) => {
-    res.json(await auth.login(parseInput(loginBody, req.body)));
+  router.post('/auth/signup/verify', async (req, res) => {
+    res.status(201).json(await auth.verifySignup(parseInput(verifyBody, req.body)));
+  });
+  router.post('/auth/login', async (req, res) => {
+    res.json(await auth.login(parseInput(loginBody, req.body), clientAddress(req)));
   });
   router.post('/invitations/accept', async (req, res) => {
     res.status(201).json(await auth.acceptInvitation(parseInput(acceptBody, req.body)));

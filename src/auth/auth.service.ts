@@ -6,6 +6,8 @@ import { ConflictError, ForbiddenError, NotFoundError, UnauthorizedError } from 
 import type { AuthRepo, InvitationRow, UserRow, WorkspaceRow } from './auth.repo.js';
 import { DECOY_PASSWORD_HASH, hashPassword, verifyPassword } from './passwords.js';
 import type { SessionTokens } from './sessions.js';
+import type { AccountMailer } from './account-mail.js';
+import type { AuthThrottle } from './throttle.js';
 
 export interface AuthContext {
   userId: string;
@@ -14,6 +16,7 @@ export interface AuthContext {
 }
 
 const INVITATION_TTL_MS = 7 * 24 * 3600 * 1000;
+const SIGNUP_TTL_MS = 24 * 3600 * 1000;
 const ROLE_RANK: Record<Role, number> = { member: 0, admin: 1, owner: 2 };
 
 /** Login addresses are matched case-insensitively. */
@@ -40,41 +43,94 @@ function presentInvitation(invitation: InvitationRow) {
   };
 }
 
-export function createAuthService(deps: { repo: AuthRepo; sessions: SessionTokens; config: Pick<Config, 'policyVersion'>; now?: () => Date }) {
-  const { repo, sessions } = deps;
+export function createAuthService(deps: {
+  repo: AuthRepo;
+  sessions: SessionTokens;
+  throttle: AuthThrottle;
+  mailer: AccountMailer;
+  config: Pick<Config, 'policyVersion'>;
+  now?: () => Date;
+}) {
+  const { repo, sessions, throttle, mailer } = deps;
   const now = deps.now ?? (() => new Date());
 
   const issueSession = (userId: string, workspaceId: string) => sessions.sign({ userId, workspaceId });
 
   return {
-    async signup(input: { email: string; password: string; workspaceName: string; name?: string }) {
+    /**
+     * Signup never says whether an address already has an account (issue 9): every valid
+     * request gets the same 202 and one mail. A new address gets a confirmation code, and
+     * nothing but the pending request exists until the code comes back (`verifySignup`);
+     * a known address gets a note to its owner instead. Both paths hash the password, so
+     * they also take as long.
+     */
+    async signup(input: { email: string; password: string; workspaceName: string; name?: string }, clientAddress: string) {
+      await throttle.admitSignup(clientAddress);
       const email = normalizeLoginEmail(input.email);
       const passwordHash = await hashPassword(input.password);
+      if (await repo.findUserByEmail(email)) {
+        await mailer.send({
+          to: email,
+          subject: 'Someone tried to create an inboxtrail account with your address',
+          text: 'An inboxtrail account already uses this address, so no new account was created.\n\nIf it was you, log in with your password instead. If it was not you, you can ignore this mail: nothing changed.',
+        });
+      } else {
+        const code = randomBytes(24).toString('base64url');
+        await repo.deleteExpiredSignupRequests(now());
+        await repo.insertSignupRequest({
+          email,
+          name: input.name ?? null,
+          workspaceName: input.workspaceName,
+          passwordHash,
+          tokenHash: hashInvitationToken(code),
+          expiresAt: new Date(now().getTime() + SIGNUP_TTL_MS),
+        });
+        await mailer.send({
+          to: email,
+          subject: 'Confirm your inboxtrail account',
+          text: `Your confirmation code is:\n\n${code}\n\nIt works once, for 24 hours (POST /api/auth/signup/verify {"code": "…"}). If you did not sign up, ignore this mail.`,
+        });
+      }
+      return { status: 'verification_sent' as const, message: 'Check your inbox: we sent a mail to that address with the next step.' };
+    },
+
+    /** The code from the confirmation mail creates the user, the workspace and the owner membership. */
+    async verifySignup(input: { code: string }) {
       try {
         const { user, workspace } = await repo.transaction(async (tx) => {
-          if (await tx.findUserByEmail(email)) throw new ConflictError('email_taken', 'An account with this email already exists');
-          const user = await tx.insertUser({ email, name: input.name ?? null, passwordHash });
-          const workspace = await tx.insertWorkspace(input.workspaceName);
+          const request = await tx.takeSignupRequest(hashInvitationToken(input.code), now());
+          if (!request) throw new NotFoundError('Signup code', 'signup_code_invalid');
+          // Someone else confirmed this address first (two pending requests): the account exists now.
+          if (await tx.findUserByEmail(request.email)) throw new ConflictError('email_taken', 'An account with this email already exists; log in instead');
+          const user = await tx.insertUser({ email: request.email, name: request.name, passwordHash: request.passwordHash });
+          const workspace = await tx.insertWorkspace(request.workspaceName);
           await tx.insertMembership(workspace.id, user.id, 'owner');
           return { user, workspace };
         });
         return { token: issueSession(user.id, workspace.id), user: presentUser(user), workspace: presentWorkspace(workspace), role: 'owner' as const };
       } catch (error) {
-        // Two signups racing for one address: the unique index decides, the loser gets the same 409.
-        if (isUniqueViolation(error)) throw new ConflictError('email_taken', 'An account with this email already exists');
+        // Two confirmations racing for one address: the unique index decides, the loser gets the same 409.
+        if (isUniqueViolation(error)) throw new ConflictError('email_taken', 'An account with this email already exists; log in instead');
         throw error;
       }
     },
 
-    /** Any mismatch is the same 401, so a caller cannot learn which part was wrong. */
-    async login(input: { email: string; password: string; workspaceId?: string }) {
-      const user = await repo.findUserByEmail(normalizeLoginEmail(input.email));
+    /**
+     * Any mismatch is the same 401, so a caller cannot learn which part was wrong. Attempts
+     * are throttled per account and per client address (throttle.ts) before any check.
+     */
+    async login(input: { email: string; password: string; workspaceId?: string }, clientAddress: string) {
+      const email = normalizeLoginEmail(input.email);
+      const release = await throttle.admitLogin(email, clientAddress);
+      const user = await repo.findUserByEmail(email);
+      // Unknown accounts are checked against a decoy hash: both failures take as long.
       const passwordOk = await verifyPassword(input.password, user?.passwordHash ?? DECOY_PASSWORD_HASH);
       if (!user || !passwordOk) throw new UnauthorizedError('invalid_credentials', 'Email or password is incorrect');
       const membership = input.workspaceId
         ? await repo.findMembership(input.workspaceId, user.id).then((m) => (m ? { workspaceId: input.workspaceId! } : undefined))
         : await repo.findFirstMembership(user.id);
       if (!membership) throw new UnauthorizedError('invalid_credentials', 'Email or password is incorrect');
+      await release();
       return { token: issueSession(user.id, membership.workspaceId) };
     },
 

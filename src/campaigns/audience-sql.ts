@@ -1,4 +1,5 @@
 import { and, eq, sql, type SQL } from 'drizzle-orm';
+import { inUuidList } from '../db/sql-lists.js';
 import { contacts, type CampaignAudience, type campaigns } from '../db/schema.js';
 import { invalidAddressSql, optedInSql, suppressedSql } from './eligibility-sql.js';
 import { segmentWhere, type Segment } from './segment.js';
@@ -13,18 +14,11 @@ type CampaignRowShape = Pick<typeof campaigns.$inferSelect, 'workspaceId' | 'kin
  * database; none brings it into the process.
  */
 
-/**
- * A contact-id list as ONE array parameter (`= any($1::uuid[])`): bound one by one, a list
- * over 65,535 ids exceeds what the wire protocol can carry in a statement. The ids are
- * uuids (validated by the route, or read from the database), so the literal needs no quoting.
- */
-const uuidArrayParam = (ids: string[]) => sql`${`{${ids.join(',')}}`}::uuid[]`;
-
 /** The contacts a campaign's audience names, as a WHERE clause over `contacts`. */
 export function audienceWhere(workspaceId: string, audience: CampaignAudience): SQL {
   const inWorkspace = eq(contacts.workspaceId, workspaceId);
   if ('contactIds' in audience) {
-    return audience.contactIds.length === 0 ? sql`false` : and(inWorkspace, sql`${contacts.id} = any(${uuidArrayParam(audience.contactIds)})`)!;
+    return audience.contactIds.length === 0 ? sql`false` : and(inWorkspace, inUuidList(contacts.id, audience.contactIds))!;
   }
   return and(inWorkspace, segmentWhere(audience.segment as Segment))!;
 }

@@ -1,5 +1,6 @@
 import { and, asc, desc, eq, inArray, sql } from 'drizzle-orm';
 import { inTransaction, type Db } from '../db/connect.js';
+import { inUuidList } from '../db/sql-lists.js';
 import {
   campaignLinks,
   campaigns,
@@ -260,7 +261,7 @@ function campaignQueries(db: Db) {
       return db
         .select({ id: contacts.id, email: contacts.email, firstName: contacts.firstName, lastName: contacts.lastName, attributes: contacts.attributes })
         .from(contacts)
-        .where(inArray(contacts.id, ids));
+        .where(inUuidList(contacts.id, ids));
     },
 
     async postalAddressOf(workspaceId: string): Promise<string | null> {

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { authOf } from '../auth/auth.middleware.js';
 import { assertCsvUpload } from '../contacts/contacts.routes.js';
 import { parseId } from '../http/params.js';
-import { parseInput } from '../http/validate.js';
+import { isoInstant, parseInput } from '../http/validate.js';
 import type { CampaignsService } from './campaigns.service.js';
 import { segmentSchema } from './segment.js';
 import { isValidTimeZone } from './sending-window.js';
@@ -38,7 +38,7 @@ const campaignBody = z
     contactIds: z.array(z.uuid()).min(1).max(100_000).optional(),
     segment: segmentSchema.optional(),
     steps: z.array(step).max(10).default([]),
-    startAt: z.iso.datetime({ offset: true }).transform((v) => new Date(v)).optional(),
+    startAt: isoInstant.optional(),
     sendingWindow: sendingWindow.optional(),
   })
   .strict()
@@ -46,7 +46,7 @@ const campaignBody = z
   .refine((c) => (c.contactIds === undefined) !== (c.segment === undefined), { message: 'give exactly one of contactIds or segment', path: ['contactIds'] })
   .transform(({ contactIds, segment, ...rest }) => ({ ...rest, audience: contactIds ? { contactIds } : { segment: segment! } }));
 
-const launchBody = z.object({ startAt: z.iso.datetime({ offset: true }).transform((v) => new Date(v)).optional() }).strict();
+const launchBody = z.object({ startAt: isoInstant.optional() }).strict();
 
 export function campaignsRoutes(campaigns: CampaignsService, authenticated: RequestHandler): Router {
   const router = Router();

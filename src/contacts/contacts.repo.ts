@@ -1,4 +1,6 @@
-import { and, desc, eq, ilike, inArray, lt, or, sql } from 'drizzle-orm';
+import { and, desc, eq, getTableColumns, ilike, or, sql } from 'drizzle-orm';
+import { inUuidList } from '../db/sql-lists.js';
+import { cursorTimestamp, olderThanCursor, type PageCursor } from '../http/cursor.js';
 import { inTransaction, type Db } from '../db/connect.js';
 import { isUniqueViolation } from '../db/pg-errors.js';
 import { consents, contacts, mailboxes, mailEvents, messageContacts, messages, type ConsentStatus } from '../db/schema.js';
@@ -34,22 +36,15 @@ function contactQueries(db: Db) {
     },
 
     /** Newest first, keyset-paginated on (created_at, id). */
-    async list(workspaceId: string, options: { limit: number; before?: { createdAt: Date; id: string }; search?: string }) {
+    async list(workspaceId: string, options: { limit: number; before?: PageCursor; search?: string }) {
       const conditions = [eq(contacts.workspaceId, workspaceId)];
-      if (options.before) {
-        conditions.push(
-          or(
-            lt(contacts.createdAt, options.before.createdAt),
-            and(eq(contacts.createdAt, options.before.createdAt), lt(contacts.id, options.before.id)),
-          )!,
-        );
-      }
+      if (options.before) conditions.push(olderThanCursor(contacts.createdAt, contacts.id, options.before));
       if (options.search) {
         const pattern = `%${escapeLike(options.search)}%`;
         conditions.push(or(ilike(contacts.email, pattern), ilike(contacts.firstName, pattern), ilike(contacts.lastName, pattern))!);
       }
       return db
-        .select()
+        .select({ ...getTableColumns(contacts), cursorAt: cursorTimestamp(contacts.createdAt) })
         .from(contacts)
         .where(and(...conditions))
         .orderBy(desc(contacts.createdAt), desc(contacts.id))
@@ -171,7 +166,7 @@ function contactQueries(db: Db) {
       const rows = await db
         .selectDistinctOn([consents.contactId])
         .from(consents)
-        .where(and(eq(consents.workspaceId, workspaceId), inArray(consents.contactId, contactIds)))
+        .where(and(eq(consents.workspaceId, workspaceId), inUuidList(consents.contactId, contactIds)))
         .orderBy(consents.contactId, desc(consents.at), desc(consents.id));
       return new Map(rows.map((row) => [row.contactId, row]));
     },

@@ -2,12 +2,12 @@ import { Router, type Request, type RequestHandler } from 'express';
 import { z } from 'zod';
 import { authOf } from '../auth/auth.middleware.js';
 import { AppError, UnsupportedMediaTypeError } from '../errors.js';
+import { pageCursorField } from '../http/cursor.js';
 import { parseId } from '../http/params.js';
 import { parseInput } from '../http/validate.js';
+import { MAX_IMPORT_BYTES } from './contacts-import.js';
 import type { ContactsService } from './contacts.service.js';
 import { emailAddressField } from './email-address.js';
-
-const MAX_IMPORT_BYTES = 50 * 1024 * 1024;
 
 const name = z.string().trim().min(1).max(200);
 /** Attribute keys double as merge-field names in templates ({{companyName}}), so they must be identifiers. */
@@ -26,7 +26,7 @@ const patchBody = z
   .refine((value) => Object.keys(value).length > 0, 'give at least one field to change');
 const listQuery = z.object({
   limit: z.coerce.number().int().min(1).max(500).default(50),
-  cursor: z.string().max(200).optional(),
+  cursor: pageCursorField.optional(),
   q: z.string().trim().min(1).max(200).optional(),
 });
 const consentBody = z.object({
@@ -35,7 +35,10 @@ const consentBody = z.object({
   policyVersion: z.string().trim().min(1).max(50).optional(),
 });
 
-/** A CSV upload: the right content type and not over the size limit (checked before streaming). */
+/**
+ * A CSV upload: the right content type, and a declared size within the limit (a quick
+ * refusal; the limit itself is enforced on the stream by the importer, chunked or not).
+ */
 export function assertCsvUpload(req: Request): void {
   if (!req.is(['text/csv', 'application/csv'])) throw new UnsupportedMediaTypeError('text/csv');
   if (Number(req.headers['content-length'] ?? 0) > MAX_IMPORT_BYTES) {

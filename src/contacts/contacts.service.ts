@@ -1,4 +1,4 @@
-import { decodeCursor, encodeCursor } from '../http/cursor.js';
+import { encodeCursor, type PageCursor } from '../http/cursor.js';
 import type { AuthContext } from '../auth/auth.service.js';
 import type { ConsentStatus } from '../db/schema.js';
 import { ConflictError, NotFoundError } from '../errors.js';
@@ -66,10 +66,10 @@ export function createContactsService(deps: {
       return presentContact(contact, undefined);
     },
 
-    async list(auth: AuthContext, query: { limit: number; cursor?: string; q?: string }) {
+    async list(auth: AuthContext, query: { limit: number; cursor?: PageCursor; q?: string }) {
       const rows = await repo.list(auth.workspaceId, {
         limit: query.limit + 1,
-        before: query.cursor ? decodeCursor(query.cursor) : undefined,
+        before: query.cursor,
         search: query.q,
       });
       const page = rows.slice(0, query.limit);
@@ -143,7 +143,8 @@ export function createContactsService(deps: {
 
     /** One transaction: a file that turns out unreadable halfway imports nothing. */
     importCsv(auth: AuthContext, csv: Readable, onAddress?: (email: string) => void) {
-      return repo.transaction((tx) => importContactsCsv(tx, auth.workspaceId, csv, onAddress));
+      // No transaction around the file: see contacts-import.ts (batches, each atomic and idempotent).
+      return importContactsCsv(repo, auth.workspaceId, csv, onAddress);
     },
 
     async listConsents(auth: AuthContext, contactId: string) {

@@ -269,6 +269,38 @@ export const usedOauthStates = pgTable('used_oauth_states', {
   usedAt: timestamp('used_at', { withTimezone: true }).notNull().defaultNow(),
 });
 
+/**
+ * Login and signup attempts, counted per account and per client address across every
+ * process. `subject` is a SHA-256 of `account:<email>` or `address:<ip>`, never the value;
+ * rows older than the longest window are deleted as new ones arrive.
+ */
+export const authAttempts = pgTable(
+  'auth_attempts',
+  {
+    id: id(),
+    kind: text('kind').notNull(),
+    subject: text('subject').notNull(),
+    at: timestamp('at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [index('auth_attempts_kind_subject_at_idx').on(t.kind, t.subject, t.at), index('auth_attempts_at_idx').on(t.at)],
+);
+
+/** A signup waiting for its address to be proven: nothing exists until the mailed link is used. */
+export const signupRequests = pgTable(
+  'signup_requests',
+  {
+    id: id(),
+    email: text('email').notNull(),
+    name: text('name'),
+    workspaceName: text('workspace_name').notNull(),
+    passwordHash: text('password_hash').notNull(),
+    tokenHash: text('token_hash').notNull().unique(),
+    expiresAt: timestamp('expires_at', { withTimezone: true }).notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [index('signup_requests_expires_at_idx').on(t.expiresAt)],
+);
+
 /* ------------------------------------------------------------ Campaigns */
 
 export const campaignKindEnum = pgEnum('campaign_kind', ['marketing', 'transactional']);

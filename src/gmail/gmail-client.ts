@@ -1,5 +1,5 @@
 import { gmail, type gmail_v1 } from '@googleapis/gmail';
-import { OAuth2Client } from 'google-auth-library';
+import { CodeChallengeMethod, OAuth2Client } from 'google-auth-library';
 import { GmailError, toGmailError } from './gmail-errors.js';
 import { GMAIL_QUOTA_UNITS, type MailboxPacer } from './pacer.js';
 
@@ -105,8 +105,11 @@ export function createGmailClient(settings: GoogleClientSettings, pacer: Mailbox
 
   return {
     /** The consent URL: offline access (a refresh token), incremental authorization (P-01). */
-    buildAuthorizeUrl(input: { scopes: string[]; state: string; loginHint?: string; forceConsent?: boolean }): string {
+    buildAuthorizeUrl(input: { scopes: string[]; state: string; codeChallenge: string; loginHint?: string; forceConsent?: boolean }): string {
       return appClient.generateAuthUrl({
+        // PKCE (RFC 7636): only the holder of the verifier can redeem the code this consent yields.
+        code_challenge_method: CodeChallengeMethod.S256,
+        code_challenge: input.codeChallenge,
         access_type: 'offline',
         include_granted_scopes: true,
         scope: input.scopes,
@@ -118,9 +121,9 @@ export function createGmailClient(settings: GoogleClientSettings, pacer: Mailbox
     },
 
     /** Exchanges the callback's code; the address comes from the verified id token. */
-    async exchangeCode(code: string) {
+    async exchangeCode(code: string, codeVerifier: string) {
       return guard(async () => {
-        const { tokens } = await appClient.getToken(code);
+        const { tokens } = await appClient.getToken({ code, codeVerifier });
         if (!tokens.access_token) throw new GmailError('permanent', 'Google returned no access token');
         if (!tokens.id_token) throw new GmailError('permanent', 'Google returned no id token; the email scope is required');
         const ticket = await appClient.verifyIdToken({ idToken: tokens.id_token, audience: settings.clientId });

@@ -52,7 +52,7 @@ describe('classifyGoogleFailure', () => {
     { status: 400, oauthError: 'invalid_grant', kind: 'auth_revoked' },
     { status: 400, oauthError: 'admin_policy_enforced', kind: 'auth_revoked' },
     { status: 400, oauthError: 'unauthorized_client', kind: 'auth_revoked' },
-    { status: 401, oauthError: 'invalid_client', kind: 'auth_revoked' },
+    { status: 401, oauthError: 'invalid_client', kind: 'temporary', retryAfterSeconds: 300 },
     { oauthError: 'invalid_grant', kind: 'auth_revoked' },
     { status: 403, reason: 'insufficientPermissions', kind: 'auth_revoked' },
     { status: 403, reason: 'ACCESS_TOKEN_SCOPE_INSUFFICIENT', kind: 'auth_revoked' },

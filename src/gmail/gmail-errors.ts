@@ -68,17 +68,18 @@ const RATE_LIMIT_REASONS = new Set([
 const MISSING_SCOPE_REASONS = new Set(['insufficientPermissions', 'ACCESS_TOKEN_SCOPE_INSUFFICIENT']);
 
 /**
- * OAuth answers that mean this grant is gone or unusable. `invalid_client` and
- * `unauthorized_client` are really our configuration, but every call for the mailbox fails
- * the same way, so pausing it (instead of failing each send on its own) is the right reaction.
+ * OAuth answers that mean this grant is gone or unusable. `unauthorized_client` is really
+ * our configuration, but every call for the mailbox fails the same way, so pausing it
+ * (instead of failing each send on its own) is the right reaction.
  */
-const REVOKED_OAUTH_ERRORS = new Set([
-  'invalid_grant',
-  'admin_policy_enforced',
-  'unauthorized_client',
-  'invalid_client',
-  'invalid_token',
-]);
+const REVOKED_OAUTH_ERRORS = new Set(['invalid_grant', 'admin_policy_enforced', 'unauthorized_client', 'invalid_token']);
+
+/**
+ * `invalid_client`: Google does not know our client id/secret. No user's grant is at fault
+ * and no reconnect would help, so no mailbox is flipped to needs_reconnect; the work is
+ * retried later like any outage, and an alert is logged (mailboxes.service.ts).
+ */
+const OUR_CONFIGURATION_OAUTH_ERRORS = new Set(['invalid_client']);
 
 const TEMPORARY_OAUTH_ERRORS = new Set(['temporarily_unavailable', 'server_error']);
 
@@ -157,6 +158,7 @@ export function classifyGoogleFailure(input: {
   // reuses for quota and scope problems, everything else is decided by the status.
   const reasonDecides = status === undefined || status === 403;
 
+  if (oauthError && OUR_CONFIGURATION_OAUTH_ERRORS.has(oauthError)) return withRetryAfter('temporary', 300);
   if (oauthError && REVOKED_OAUTH_ERRORS.has(oauthError)) return { kind: 'auth_revoked' };
   if (status === 429 || oauthError === 'rate_limit_exceeded') return withRetryAfter('rate_limited');
   if (reasonDecides && reason && RATE_LIMIT_REASONS.has(reason)) {

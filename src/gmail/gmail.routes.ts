@@ -22,7 +22,20 @@ const patchBody = z.object({ dailyBudget: z.number().int().min(1).max(10_000) })
 
 const wantsJson = (req: Request) => req.accepts(['html', 'json']) === 'json';
 
-export function gmailRoutes(mailboxes: MailboxService, authenticated: RequestHandler): Router {
+const CONNECT_COOKIE = 'inboxtrail_gmail_connect';
+const CALLBACK_PATH = '/api/gmail/callback';
+
+/** One cookie's value from the Cookie header (no parser dependency for one name). */
+function readCookie(req: Request, name: string): string | undefined {
+  for (const part of (req.headers.cookie ?? '').split(';')) {
+    const [key, ...value] = part.trim().split('=');
+    if (key === name) return value.join('=') || undefined;
+  }
+  return undefined;
+}
+
+/** `secureCookies`: mark the binding cookie Secure (PUBLIC_BASE_URL is https). */
+export function gmailRoutes(mailboxes: MailboxService, authenticated: RequestHandler, secureCookies = false): Router {
   const router = Router();
   router.use(['/gmail/connect', '/mailboxes'], authenticated);
 
@@ -33,8 +46,16 @@ export function gmailRoutes(mailboxes: MailboxService, authenticated: RequestHan
   router.get('/gmail/connect', (req, res) => {
     const query = parseInput(connectQuery, req.query);
     const start = mailboxes.startConnection(authOf(req), { sync: query.sync, loginHint: query.loginHint });
+    // Binds the flow to this browser: the callback refuses a state whose cookie is missing or different.
+    res.cookie(CONNECT_COOKIE, start.browserSecret, {
+      httpOnly: true,
+      sameSite: 'lax',
+      secure: secureCookies,
+      path: CALLBACK_PATH,
+      maxAge: start.browserSecretTtlSeconds * 1000,
+    });
     if (wantsJson(req)) {
-      res.json(start);
+      res.json({ disclosure: start.disclosure, scopes: start.scopes, url: start.url });
       return;
     }
     if (query.acknowledge === start.disclosure.version) {
@@ -52,9 +73,11 @@ export function gmailRoutes(mailboxes: MailboxService, authenticated: RequestHan
     );
   });
 
-  /** Google sends the browser here; the signed state (not a session) says who is connecting. */
+  /** Google sends the browser here; the signed state says who is connecting, the cookie that this browser started it. */
   router.get('/gmail/callback', async (req, res) => {
-    const mailbox = await mailboxes.completeConnection(parseInput(callbackQuery, req.query));
+    const browserSecret = readCookie(req, CONNECT_COOKIE);
+    res.clearCookie(CONNECT_COOKIE, { path: CALLBACK_PATH, httpOnly: true, sameSite: 'lax', secure: secureCookies });
+    const mailbox = await mailboxes.completeConnection(parseInput(callbackQuery, req.query), browserSecret);
     if (wantsJson(req)) {
       res.status(201).json(mailbox);
       return;

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { AuthContext } from '../auth/auth.service.js';
 import { createSignedTokens } from '../auth/signed-tokens.js';
 import type { Config } from '../config.js';
@@ -12,6 +12,9 @@ import type { MailboxPacer } from './pacer.js';
 import type { TokenCipher } from './token-cipher.js';
 
 const CONSUMER_DOMAINS = new Set(['gmail.com', 'googlemail.com']);
+const OAUTH_STATE_TTL_SECONDS = 600;
+/** RFC 7636 S256: base64url(SHA-256(verifier)). */
+const challengeOf = (verifier: string) => createHash('sha256').update(verifier).digest('base64url');
 const DAY_MS = 24 * 3600 * 1000;
 
 /** AAD for each encrypted token: a ciphertext copied into another row or column does not decrypt. */
@@ -34,7 +37,7 @@ export interface MailboxServiceDeps {
 export function createMailboxService(deps: MailboxServiceDeps) {
   const { repo, gmail, cipher, logger } = deps;
   const now = deps.now ?? (() => new Date());
-  const states = createSignedTokens(deps.config.jwt, { audience: 'inboxtrail-gmail-oauth-state', ttlSeconds: 600 });
+  const states = createSignedTokens(deps.config.jwt, { audience: 'inboxtrail-gmail-oauth-state', ttlSeconds: OAUTH_STATE_TTL_SECONDS });
 
   /** P-01: only what the enabled features need — sending always, reading only with sync. */
   const scopesFor = (sync: boolean) => [...IDENTITY_SCOPES, GMAIL_SCOPES.send, ...(sync ? [GMAIL_SCOPES.readonly] : [])];
@@ -106,24 +109,42 @@ export function createMailboxService(deps: MailboxServiceDeps) {
   }
 
   return {
-    /** The disclosure to show, and the Google consent URL to go to after it (P-05). */
+    /**
+     * The disclosure to show, and the Google consent URL to go to after it (P-05).
+     * `browserSecret` is the PKCE verifier: the route puts it in an HttpOnly cookie of the
+     * browser that started, the state carries its S256 challenge, and only that browser
+     * can finish the connection (an attacker's consent URL approved by a victim cannot).
+     */
     startConnection(auth: AuthContext, options: { sync: boolean; loginHint?: string }) {
       const scopes = scopesFor(options.sync);
-      const state = states.sign({ wid: auth.workspaceId, sync: options.sync, dv: LIMITED_USE_DISCLOSURE.version }, auth.userId, randomUUID());
+      const browserSecret = randomBytes(32).toString('base64url');
+      const codeChallenge = challengeOf(browserSecret);
+      const state = states.sign({ wid: auth.workspaceId, sync: options.sync, dv: LIMITED_USE_DISCLOSURE.version, pkce: codeChallenge }, auth.userId, randomUUID());
       return {
         disclosure: LIMITED_USE_DISCLOSURE,
         scopes,
-        url: gmail.buildAuthorizeUrl({ scopes, state, loginHint: options.loginHint, forceConsent: true }),
+        url: gmail.buildAuthorizeUrl({ scopes, state, codeChallenge, loginHint: options.loginHint, forceConsent: true }),
+        browserSecret,
+        browserSecretTtlSeconds: OAUTH_STATE_TTL_SECONDS,
       };
     },
 
-    /** The OAuth callback: verifies the state, exchanges the code, stores the mailbox (encrypted). */
-    async completeConnection(input: { code?: string; state?: string; error?: string }) {
+    /**
+     * The OAuth callback: verifies the state and that this browser started it (the cookie's
+     * verifier matches the state's challenge), exchanges the code with PKCE, stores the
+     * mailbox (encrypted). A refused callback stores nothing.
+     */
+    async completeConnection(input: { code?: string; state?: string; error?: string }, browserSecret: string | undefined) {
       let claims;
       try {
         claims = states.verify(input.state ?? '');
       } catch {
         throw new AppError('invalid_state', 400, 'The connection link is invalid or expired; start connecting again');
+      }
+      const expected = typeof claims.pkce === 'string' ? Buffer.from(claims.pkce) : undefined;
+      const actual = browserSecret ? Buffer.from(challengeOf(browserSecret)) : undefined;
+      if (!expected || !actual || expected.length !== actual.length || !timingSafeEqual(expected, actual)) {
+        throw new AppError('connection_not_started_here', 400, 'This connection was started in another browser or has expired; start connecting again from inboxtrail');
       }
       if (input.error) throw new AppError('consent_denied', 400, 'Google access was not granted');
       if (!input.code) throw new AppError('validation_failed', 400, 'The callback has no code');
@@ -135,8 +156,13 @@ export function createMailboxService(deps: MailboxServiceDeps) {
 
       let granted;
       try {
-        granted = await gmail.exchangeCode(input.code);
+        granted = await gmail.exchangeCode(input.code, browserSecret!);
       } catch (error) {
+        if (error instanceof GmailError && error.reason === 'invalid_client') {
+          // Our client id/secret are wrong: an operator must fix the configuration; the user did nothing wrong.
+          logger.error({ alert: 'google_oauth_client_rejected' }, 'Google rejected our OAuth client (invalid_client): check GOOGLE_CLIENT_ID and GOOGLE_CLIENT_SECRET');
+          throw new AppError('google_client_misconfigured', 503, 'Connecting Gmail is unavailable right now because of a configuration problem on our side; try again later');
+        }
         if (error instanceof GmailError && (error.kind === 'auth_revoked' || error.kind === 'permanent')) {
           throw new AppError('code_exchange_failed', 400, 'Google refused the authorization code; start connecting again');
         }
@@ -239,6 +265,9 @@ export function createMailboxService(deps: MailboxServiceDeps) {
         return await work(apiFor(mailbox));
       } catch (error) {
         if (error instanceof GmailError && error.kind === 'auth_revoked') await markNeedsReconnect(mailbox, error.reason ?? 'auth_revoked');
+        if (error instanceof GmailError && error.reason === 'invalid_client') {
+          logger.error({ alert: 'google_oauth_client_rejected', mailboxId: mailbox.id }, 'Google rejected our OAuth client (invalid_client): check GOOGLE_CLIENT_ID and GOOGLE_CLIENT_SECRET');
+        }
         throw error;
       }
     },

@@ -23,6 +23,8 @@ export interface PushServiceDeps {
   audience: string;
   /** When set, the token must name this service account (GMAIL_PUSH_SERVICE_ACCOUNT). */
   serviceAccount?: string;
+  /** Production: without a service account every push is refused (any Google-signed account would pass otherwise). */
+  requireServiceAccount?: boolean;
   mailboxesRepo: MailboxesRepo;
   sync: SyncService;
   logger: Logger;
@@ -41,6 +43,10 @@ export function createPushService(deps: PushServiceDeps) {
   return {
     async authenticate(bearerToken: string | undefined): Promise<void> {
       if (!bearerToken) throw invalidToken();
+      if (deps.requireServiceAccount && !deps.serviceAccount) {
+        logger.warn({ problem: 'no GMAIL_PUSH_SERVICE_ACCOUNT' }, 'refused a Gmail push: set GMAIL_PUSH_SERVICE_ACCOUNT to accept pushes in production');
+        throw invalidToken();
+      }
       let verdict: Awaited<ReturnType<GmailClient['verifyPushToken']>>;
       try {
         verdict = await gmail.verifyPushToken(bearerToken, deps.audience);

@@ -1,4 +1,6 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
 import type { RequestHandler } from 'express';
+import { NotFoundError, UnauthorizedError } from '../errors.js';
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /** One registry per app instance, so that tests can build many apps in one process. */
@@ -36,5 +38,25 @@ export function metricsMiddleware(metrics: Metrics): RequestHandler {
       metrics.requests.inc({ method: req.method, route, status: String(res.statusCode) });
     });
     next();
+  };
+}
+
+const digest = (text: string) => createHash('sha256').update(text).digest();
+
+/**
+ * GET /metrics is opt-in: without METRICS_TOKEN it does not exist (404); with it, only a
+ * scraper presenting `Authorization: Bearer <METRICS_TOKEN>` reads it (compared in
+ * constant time). Process and request figures are not for the public internet.
+ */
+export function metricsRoute(metrics: Metrics, token: string | undefined): RequestHandler {
+  const expected = token ? digest(token) : undefined;
+  return async (req, res) => {
+    if (!expected) throw new NotFoundError('Route GET /metrics', 'route_not_found');
+    const match = /^Bearer\s+(\S+)$/i.exec(req.headers.authorization ?? '');
+    if (!match || !timingSafeEqual(digest(match[1]!), expected)) {
+      res.setHeader('WWW-Authenticate', 'Bearer realm="metrics"');
+      throw new UnauthorizedError('unauthorized', 'GET /metrics needs Authorization: Bearer <METRICS_TOKEN>');
+    }
+    res.type(metrics.registry.contentType).send(await metrics.registry.metrics());
   };
 }

@@ -1,4 +1,4 @@
-import type { z } from 'zod';
+import { z } from 'zod';
 import { ValidationError } from '../errors.js';
 
 /** Parses request input against a schema, or throws a 400 naming every bad field. */
@@ -12,3 +12,12 @@ export function parseInput<S extends z.ZodType>(schema: S, input: unknown): z.ou
     })),
   );
 }
+
+/**
+ * An ISO 8601 instant with its offset, inside years 1970–9999. JavaScript accepts
+ * `+275760-09-13` and year 0; PostgreSQL does not, and must never be the one to say so.
+ */
+export const isoInstant = z.iso
+  .datetime({ offset: true })
+  .transform((value) => new Date(value))
+  .refine((date) => !Number.isNaN(date.getTime()) && date.getUTCFullYear() >= 1970 && date.getUTCFullYear() <= 9999, 'must be between 1970 and 9999');

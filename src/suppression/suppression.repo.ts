@@ -1,4 +1,5 @@
-import { and, asc, desc, eq, inArray, isNotNull, lt, or, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, getTableColumns, inArray, isNotNull, sql } from 'drizzle-orm';
+import { cursorTimestamp, olderThanCursor, type PageCursor } from '../http/cursor.js';
 import { inTransaction, type Db } from '../db/connect.js';
 import { auditLog, campaigns, consents, contacts, recipients, suppressions, workspaces, type ConsentStatus } from '../db/schema.js';
 
@@ -130,22 +131,15 @@ function suppressionListQueries(db: Db) {
     /** Newest first, keyset-paginated on (created_at, id). */
     async listEntries(
       workspaceId: string,
-      options: { limit: number; before?: { createdAt: Date; id: string }; email?: string; reason?: SuppressionReason; scope?: string },
-    ): Promise<SuppressionRow[]> {
+      options: { limit: number; before?: PageCursor; email?: string; reason?: SuppressionReason; scope?: string },
+    ): Promise<(SuppressionRow & { cursorAt: string })[]> {
       const conditions = [eq(suppressions.workspaceId, workspaceId)];
-      if (options.before) {
-        conditions.push(
-          or(
-            lt(suppressions.createdAt, options.before.createdAt),
-            and(eq(suppressions.createdAt, options.before.createdAt), lt(suppressions.id, options.before.id)),
-          )!,
-        );
-      }
+      if (options.before) conditions.push(olderThanCursor(suppressions.createdAt, suppressions.id, options.before));
       if (options.email) conditions.push(eq(sql`lower(${suppressions.email})`, options.email.toLowerCase()));
       if (options.reason) conditions.push(eq(suppressions.reason, options.reason));
       if (options.scope) conditions.push(eq(suppressions.scope, options.scope));
       return db
-        .select()
+        .select({ ...getTableColumns(suppressions), cursorAt: cursorTimestamp(suppressions.createdAt) })
         .from(suppressions)
         .where(and(...conditions))
         .orderBy(desc(suppressions.createdAt), desc(suppressions.id))

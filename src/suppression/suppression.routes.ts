@@ -4,6 +4,7 @@ import { authOf, requireRole } from '../auth/auth.middleware.js';
 import { emailAddressField } from '../contacts/email-address.js';
 import { suppressionReasonEnum } from '../db/schema.js';
 import { parseId } from '../http/params.js';
+import { pageCursorField } from '../http/cursor.js';
 import { parseInput } from '../http/validate.js';
 import type { SuppressionService } from './suppression.service.js';
 
@@ -15,7 +16,7 @@ const scopeField = z.union([
 
 const listQuery = z.object({
   limit: z.coerce.number().int().min(1).max(500).default(50),
-  cursor: z.string().max(200).optional(),
+  cursor: pageCursorField.optional(),
   email: emailAddressField.optional(),
   reason: z.enum(suppressionReasonEnum.enumValues).optional(),
   scope: scopeField.optional(),

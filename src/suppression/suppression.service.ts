@@ -1,4 +1,4 @@
-import { decodeCursor, encodeCursor } from '../http/cursor.js';
+import { encodeCursor, type PageCursor } from '../http/cursor.js';
 import type { AuthContext } from '../auth/auth.service.js';
 import type { ConsentStatus } from '../db/schema.js';
 import { ConflictError, NotFoundError, ValidationError } from '../errors.js';
@@ -270,10 +270,10 @@ export function createSuppressionService(deps: { repo: SuppressionListRepo; code
 
     /* ------------------------------------------------------------- the workspace's list (/api) */
 
-    async list(auth: AuthContext, query: { limit: number; cursor?: string; email?: string; reason?: SuppressionReason; scope?: string }) {
+    async list(auth: AuthContext, query: { limit: number; cursor?: PageCursor; email?: string; reason?: SuppressionReason; scope?: string }) {
       const rows = await repo.listEntries(auth.workspaceId, {
         limit: query.limit + 1,
-        before: query.cursor ? decodeCursor(query.cursor) : undefined,
+        before: query.cursor,
         email: query.email,
         reason: query.reason,
         scope: query.scope,

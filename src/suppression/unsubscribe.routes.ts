@@ -49,6 +49,15 @@ function parsePreferenceChoices(form: FormFields): PreferenceChoices {
   return { action, topics, subscribed };
 }
 
+/** Errors become plain pages (a person reads them); a failure to save says so, and is never a confirmation. */
+export const unsubscribeErrorPage: ErrorRequestHandler = (error, req, res, _next) => {
+  const appError = toAppError(error);
+  if (appError.status >= 500) req.log?.error({ err: error }, 'opt-out request failed');
+  if (res.headersSent) return;
+  res.setHeader('Cache-Control', 'no-store');
+  sendPage(res, appError.status, problemPage(appError.status, appError.message));
+};
+
 export function unsubscribeRoutes(suppressions: SuppressionService): Router {
   const router = Router();
   router.use(['/u', '/p'], noStore);
@@ -82,14 +91,6 @@ export function unsubscribeRoutes(suppressions: SuppressionService): Router {
     sendPage(res, 200, preferencesPage(view, token, view.changed > 0 ? 'Your choices are saved.' : 'Nothing needed to change.'));
   });
 
-  /** Errors become plain pages (a person reads them); a failure to save says so, and is never a confirmation. */
-  const errorPage: ErrorRequestHandler = (error, req, res, _next) => {
-    const appError = toAppError(error);
-    if (appError.status >= 500) req.log?.error({ err: error }, 'opt-out request failed');
-    if (res.headersSent) return;
-    res.setHeader('Cache-Control', 'no-store');
-    sendPage(res, appError.status, problemPage(appError.status, appError.message));
-  };
-  router.use(['/u', '/p'], errorPage);
+  router.use(['/u', '/p'], unsubscribeErrorPage);
   return router;
 }

@@ -49,4 +49,15 @@ describe('tracking tokens', () => {
     expect(rotated.decode(fresh)).toEqual({ kind: 'open', sendId });
     expect(createTokenCodec([v2]).decode(old)).toBeUndefined();
   });
+
+  it('decodes only the canonical spelling: the unused bits of the last character must be zero', () => {
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+    for (const token of [codec.encode({ kind: 'click', sendId, linkIndex: 3 }), codec.encode({ kind: 'unsubscribe', recipientId: sendId })]) {
+      expect(codec.decode(token)).toBeDefined();
+      const last = alphabet.indexOf(token.at(-1)!);
+      const variants = [...alphabet].filter((c, i) => i !== last && Buffer.from(token.slice(0, -1) + c, 'base64url').equals(Buffer.from(token, 'base64url')));
+      expect(variants.length).toBeGreaterThan(0);
+      for (const c of variants) expect(codec.decode(token.slice(0, -1) + c)).toBeUndefined();
+    }
+  });
 });

@@ -69,6 +69,9 @@ export function createTokenCodec(secrets: readonly TrackingSecret[]) {
     decode(text: string, expected?: TokenKind): TrackingToken | undefined {
       if (text.length > 96 || !/^[A-Za-z0-9_-]+$/.test(text)) return undefined;
       const bytes = Buffer.from(text, 'base64url');
+      // Canonical spelling only: the last character's unused bits must be zero, so one
+      // token has exactly one URL (no "several spellings" to dodge a dedup or a log filter).
+      if (bytes.toString('base64url') !== text) return undefined;
       const kind = bytes[0];
       const payloadLength = kind === undefined ? undefined : PAYLOAD_BYTES[kind];
       if (payloadLength === undefined || bytes.length !== 2 + payloadLength + TAG_BYTES) return undefined;

@@ -1,10 +1,15 @@
 import { expect } from 'vitest';
 import type { TestApp } from './test-app.js';
 
+/** The `name=value` of each cookie a response sets, as a browser would send them back. */
+export function cookiesFrom(response: { headers: Headers }): string {
+  return response.headers.getSetCookie().map((cookie) => cookie.split(';')[0]).join('; ');
+}
+
 /**
  * Connects a sandbox mailbox the way a person does: ask for the consent URL, follow it
  * (the test sandbox approves as the mailbox named by login_hint), then hand the callback's
- * query to our callback route, as the browser would.
+ * query to our callback route with the cookie the connect step set, as the browser would.
  */
 export async function connectMailbox(app: TestApp, token: string, email: string, options: { sync?: boolean } = {}) {
   if (!app.sandbox.control.getMailbox(email)) app.sandbox.control.createMailbox({ email });
@@ -16,7 +21,7 @@ export async function connectMailbox(app: TestApp, token: string, email: string,
   const consent = await fetch(start.body.url, { redirect: 'manual' });
   expect(consent.status).toBe(302);
   const callback = new URL(consent.headers.get('location')!);
-  const done = await app.api('GET', `/api/gmail/callback${callback.search}`, { headers: { accept: 'application/json' } });
+  const done = await app.api('GET', `/api/gmail/callback${callback.search}`, { headers: { accept: 'application/json', cookie: cookiesFrom(start) } });
   return { start, callbackQuery: callback.search, response: done };
 }
 

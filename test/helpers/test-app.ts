@@ -3,9 +3,10 @@ import { Writable } from 'node:stream';
 import type { Express } from 'express';
 import { afterAll, beforeAll } from 'vitest';
 import { createApp, createHttpServer, createServices, type Services } from '../../src/app.js';
+import { lastSignupCode } from '../../src/auth/account-mail.js';
 import { loadConfig, type Config } from '../../src/config.js';
 import type { Database } from '../../src/db/connect.js';
-import { resolveGoogle } from '../../src/gmail/google-settings.js';
+import { resolveGoogle, type ResolvedGoogle } from '../../src/gmail/google-settings.js';
 import { MailboxPacer, type PacerOptions } from '../../src/gmail/pacer.js';
 import { createLogger } from '../../src/logger.js';
 import type { Sandbox } from '../../src/sandbox/index.js';
@@ -18,6 +19,10 @@ export const TEST_ENV = {
   TOKEN_ENCRYPTION_KEYS: `v1:${Buffer.alloc(32, 7).toString('base64')}`,
   TRACKING_SECRET: 'v1:test-tracking-secret-that-is-long-enough-0123',
   PUBLIC_BASE_URL: 'http://127.0.0.1:1',
+  // Every test client is on loopback and signs up many workspaces; the limits have their own tests.
+  TRUST_PROXY: 'loopback',
+  SIGNUP_MAX_PER_ADDRESS: '100000',
+  METRICS_TOKEN: 'test-metrics-token-0123456789',
 };
 
 export interface ApiResponse<T = any> {
@@ -37,6 +42,8 @@ export interface TestApp {
   services: Services;
   /** The Gmail sandbox this app talks to (always present in tests). */
   sandbox: Sandbox;
+  /** The Google client settings the app uses (the sandbox's client id and secret). */
+  google: ResolvedGoogle;
   /** Every log line the app wrote, for redaction checks. */
   logs: string[];
   api<T = any>(method: string, path: string, options?: { token?: string; json?: unknown; body?: RequestInit['body']; headers?: Record<string, string> }): Promise<ApiResponse<T>>;
@@ -69,6 +76,7 @@ export async function startTestApp(options: { env?: Record<string, string>; data
     baseUrl,
     express: app,
     sandbox: google.sandbox!,
+    google,
     services,
     config,
     database,
@@ -79,6 +87,8 @@ export async function startTestApp(options: { env?: Record<string, string>; data
         headers: {
           ...(json !== undefined ? { 'content-type': 'application/json' } : {}),
           ...(token ? { authorization: `Bearer ${token}` } : {}),
+          // Like the Prometheus scraper configured with METRICS_TOKEN (tests of the refusal use fetch).
+          ...(path === '/metrics' && config.metricsToken ? { authorization: `Bearer ${config.metricsToken}` } : {}),
           ...headers,
         },
         body: json !== undefined ? JSON.stringify(json) : body,
@@ -106,11 +116,20 @@ export async function signUp(app: TestApp, overrides: { email?: string; password
   counter += 1;
   const email = overrides.email ?? `owner${counter}-${Date.now()}@example.com`;
   const password = overrides.password ?? 'a-long-enough-password';
-  const res = await app.api('POST', '/api/auth/signup', {
+  const asked = await app.api('POST', '/api/auth/signup', {
     json: { email, password, workspaceName: overrides.workspaceName ?? `Workspace ${counter}` },
   });
-  if (res.status !== 201) throw new Error(`signup failed: ${res.status} ${res.text}`);
+  if (asked.status !== 202) throw new Error(`signup failed: ${asked.status} ${asked.text}`);
+  const res = await verifySignup(app, email);
+  if (res.status !== 201) throw new Error(`signup confirmation failed: ${res.status} ${res.text}`);
   return { token: res.body.token as string, userId: res.body.user.id as string, workspaceId: res.body.workspace.id as string, email, password };
+}
+
+/** Confirms the newest signup of `email` with the code from its (in-memory) confirmation mail, like its owner would. */
+export async function verifySignup(app: TestApp, email: string) {
+  const code = lastSignupCode(app.services.accountMailer.outbox ?? [], email.trim().toLowerCase());
+  if (!code) throw new Error(`no signup confirmation mail to ${email}`);
+  return app.api('POST', '/api/auth/signup/verify', { json: { code } });
 }
 
 /**

@@ -2,7 +2,7 @@ import { sql } from 'drizzle-orm';
 import jwt from 'jsonwebtoken';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { countRows, snapshotCounts } from '../helpers/test-db.js';
-import { signUp, startTestApp, TEST_ENV, type TestApp } from '../helpers/test-app.js';
+import { signUp, startTestApp, TEST_ENV, verifySignup, type TestApp } from '../helpers/test-app.js';
 
 let app: TestApp;
 
@@ -14,28 +14,44 @@ afterAll(async () => {
 });
 
 describe('signup and login', () => {
-  it('signup creates a workspace with its owner and returns a working token', async () => {
+  it('signup mails a confirmation code; the code creates the workspace with its owner and returns a working token', async () => {
+    const before = await snapshotCounts(app.database.db);
     const res = await app.api('POST', '/api/auth/signup', {
       json: { email: '  Founder@Example.COM ', password: 'correct horse battery', workspaceName: 'Acme' },
     });
-    expect(res.status).toBe(201);
-    expect(res.body.user.email).toBe('founder@example.com');
-    expect(res.body.workspace.name).toBe('Acme');
-    expect(res.body.role).toBe('owner');
-    const me = await app.api('GET', '/api/me', { token: res.body.token });
+    expect(res.status).toBe(202);
+    expect(res.body.status).toBe('verification_sent');
+    // Nothing exists but the pending request until the code comes back.
+    expect((await snapshotCounts(app.database.db)).users).toBe(before.users);
+    const confirmed = await verifySignup(app, 'founder@example.com');
+    expect(confirmed.status).toBe(201);
+    expect(confirmed.body.user.email).toBe('founder@example.com');
+    expect(confirmed.body.workspace.name).toBe('Acme');
+    expect(confirmed.body.role).toBe('owner');
+    const me = await app.api('GET', '/api/me', { token: confirmed.body.token });
     expect(me.status).toBe(200);
     expect(me.body).toMatchObject({ user: { email: 'founder@example.com' }, workspace: { name: 'Acme' }, role: 'owner' });
+    // A code works once.
+    const again = await verifySignup(app, 'founder@example.com');
+    expect([again.status, again.body.error.code]).toEqual([404, 'signup_code_invalid']);
   });
 
-  it('a duplicate signup email is 409 and creates nothing', async () => {
+  it('signup with an existing address answers exactly like a new one, creates nothing, and mails the owner instead', async () => {
     const first = await signUp(app);
     const before = await snapshotCounts(app.database.db);
-    const res = await app.api('POST', '/api/auth/signup', {
+    const existing = await app.api('POST', '/api/auth/signup', {
       json: { email: first.email.toUpperCase(), password: 'another long password', workspaceName: 'Dup' },
     });
-    expect(res.status).toBe(409);
-    expect(res.body.error.code).toBe('email_taken');
-    expect(await snapshotCounts(app.database.db)).toEqual(before);
+    const fresh = await app.api('POST', '/api/auth/signup', {
+      json: { email: `fresh-${Date.now()}@example.com`, password: 'another long password', workspaceName: 'Dup' },
+    });
+    expect(existing.status).toBe(202);
+    expect(existing.text).toBe(fresh.text);
+    const after = await snapshotCounts(app.database.db);
+    for (const table of ['users', 'workspaces', 'memberships']) expect(after[table], table).toBe(before[table]);
+    const outbox = app.services.accountMailer.outbox!;
+    expect(outbox.at(-2)).toMatchObject({ to: first.email, subject: expect.stringContaining('tried to create') });
+    expect(outbox.at(-2)!.text).not.toMatch(/code/i);
   });
 
   it('P-17 stores passwords one-way with a per-user salt', async () => {

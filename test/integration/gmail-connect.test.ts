@@ -2,7 +2,7 @@ import { sql } from 'drizzle-orm';
 import { describe, expect, it } from 'vitest';
 import { LIMITED_USE_DISCLOSURE } from '../../src/gmail/disclosure.js';
 import { createTokenCipher } from '../../src/gmail/token-cipher.js';
-import { connectMailbox, connectedMailbox } from '../helpers/gmail.js';
+import { connectMailbox, connectedMailbox, cookiesFrom } from '../helpers/gmail.js';
 import { countRows, snapshotCounts } from '../helpers/test-db.js';
 import { signUp, startTestApp, TEST_ENV, useAppWithOwner } from '../helpers/test-app.js';
 
@@ -79,16 +79,16 @@ describe('connecting Gmail', () => {
 
   it('a callback state is single-use, signed and bound to the user; a denial is a clear 400', async () => {
     ctx.app.sandbox.control.createMailbox({ email: 'replay@acme.test' });
-    const { callbackQuery, response } = await connectMailbox(ctx.app, ctx.owner.token, 'replay@acme.test');
+    const { start, callbackQuery, response } = await connectMailbox(ctx.app, ctx.owner.token, 'replay@acme.test');
     expect(response.status).toBe(201);
     const before = await snapshotCounts(ctx.app.database.db);
-    const replay = await ctx.app.api('GET', `/api/gmail/callback${callbackQuery}`, { headers: { accept: 'application/json' } });
+    const replay = await ctx.app.api('GET', `/api/gmail/callback${callbackQuery}`, { headers: { accept: 'application/json', cookie: cookiesFrom(start) } });
     expect(replay.status).toBe(400);
     expect(replay.body.error.code).toBe('invalid_state');
 
     const params = new URLSearchParams(callbackQuery);
     params.set('state', `${params.get('state')}x`);
-    const tampered = await ctx.app.api('GET', `/api/gmail/callback?${params}`, { headers: { accept: 'application/json' } });
+    const tampered = await ctx.app.api('GET', `/api/gmail/callback?${params}`, { headers: { accept: 'application/json', cookie: cookiesFrom(start) } });
     expect(tampered.body.error.code).toBe('invalid_state');
     const noState = await ctx.app.api('GET', '/api/gmail/callback?code=abc', { headers: { accept: 'application/json' } });
     expect(noState.status).toBe(400);
@@ -98,6 +98,67 @@ describe('connecting Gmail', () => {
     const denied = await connectMailbox(ctx.app, ctx.owner.token, 'replay@acme.test');
     expect(denied.response.status).toBe(400);
     expect(denied.response.body.error.code).toBe('consent_denied');
+  });
+
+  it('connect CSRF: a victim who approves the attacker\'s consent URL is refused, and nothing is stored', async () => {
+    const attacker = await signUp(ctx.app);
+    ctx.app.sandbox.control.createMailbox({ email: 'victim@acme.test' });
+    // The attacker starts a connection in their own browser and sends the consent URL to the victim.
+    const attackerStart = await ctx.app.api('GET', '/api/gmail/connect?loginHint=victim%40acme.test', { token: attacker.token, headers: { accept: 'application/json' } });
+    expect(attackerStart.status).toBe(200);
+    const consentUrl = new URL(attackerStart.body.url);
+    // PKCE on the authorization request, S256.
+    expect(consentUrl.searchParams.get('code_challenge_method')).toBe('S256');
+    expect(consentUrl.searchParams.get('code_challenge')).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    const cookie = attackerStart.headers.getSetCookie().join(' ');
+    expect(cookie).toMatch(/HttpOnly/i);
+    expect(cookie).toMatch(/SameSite=Lax/i);
+    expect(cookie).toMatch(/Path=\/api\/gmail\/callback/);
+
+    // The victim approves; their browser follows Google's redirect to our callback.
+    const consent = await fetch(consentUrl, { redirect: 'manual' });
+    const callback = new URL(consent.headers.get('location')!);
+    const before = await snapshotCounts(ctx.app.database.db);
+    // Without the cookie (the victim never started a connection)…
+    const bare = await ctx.app.api('GET', `/api/gmail/callback${callback.search}`, { headers: { accept: 'application/json' } });
+    expect([bare.status, bare.body.error.code]).toEqual([400, 'connection_not_started_here']);
+    // …and with the victim's own cookie from a connection they started themselves.
+    const victimStart = await ctx.app.api('GET', '/api/gmail/connect', { token: ctx.owner.token, headers: { accept: 'application/json' } });
+    const other = await ctx.app.api('GET', `/api/gmail/callback${callback.search}`, { headers: { accept: 'application/json', cookie: cookiesFrom(victimStart) } });
+    expect([other.status, other.body.error.code]).toEqual([400, 'connection_not_started_here']);
+    // An HTML browser gets the same refusal.
+    const page = await ctx.app.api('GET', `/api/gmail/callback${callback.search}`, { headers: { accept: 'text/html' } });
+    expect(page.status).toBe(400);
+    expect(await snapshotCounts(ctx.app.database.db)).toEqual(before);
+    const listed = await ctx.app.api('GET', '/api/mailboxes', { token: attacker.token });
+    expect(listed.body.mailboxes).toEqual([]);
+  });
+
+  it('PKCE is real: the code cannot be redeemed without the verifier (the sandbox checks it)', async () => {
+    ctx.app.sandbox.control.createMailbox({ email: 'pkce@acme.test' });
+    const start = await ctx.app.api('GET', '/api/gmail/connect?loginHint=pkce%40acme.test', { token: ctx.owner.token, headers: { accept: 'application/json' } });
+    const consent = await fetch(start.body.url, { redirect: 'manual' });
+    const code = new URL(consent.headers.get('location')!).searchParams.get('code')!;
+    const { settings } = ctx.app.google;
+    const redeem = await fetch(ctx.app.sandbox.urls.token, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({
+        grant_type: 'authorization_code',
+        code,
+        redirect_uri: new URL(start.body.url).searchParams.get('redirect_uri')!,
+        client_id: settings.clientId,
+        client_secret: settings.clientSecret,
+        code_verifier: 'a-guess-that-is-long-enough-to-be-a-verifier-0123456789',
+      }),
+    });
+    expect(redeem.status).toBe(400);
+    expect(await redeem.text()).toContain('invalid_grant');
+    // The real browser still finishes it: the code was not spent by the failed guess.
+    const finished = await ctx.app.api('GET', `/api/gmail/callback${new URL(consent.headers.get('location')!).search}`, {
+      headers: { accept: 'application/json', cookie: cookiesFrom(start) },
+    });
+    expect(finished.status).toBe(201);
   });
 
   it('P-06 tokens are unreadable in a dump of every table', async () => {

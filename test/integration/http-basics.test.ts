@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { snapshotCounts } from '../helpers/test-db.js';
-import { useAppWithOwner, type TestApp } from '../helpers/test-app.js';
+import { startTestApp, useAppWithOwner, type TestApp } from '../helpers/test-app.js';
 
 const ctx = useAppWithOwner();
 
@@ -97,5 +97,34 @@ describe('bad input gets a clear 4xx and changes nothing', () => {
     expect(res.status).toBe(400);
     const fields = res.body.error.details.map((d: { field: string }) => d.field).sort();
     expect(fields).toEqual(['email', 'password', 'workspaceName']);
+  });
+});
+
+describe('issue 9: the smaller items', () => {
+  it('/metrics is off without METRICS_TOKEN (404) and needs the bearer token with it (401 otherwise)', async () => {
+    const off = await startTestApp({ env: { METRICS_TOKEN: '' } });
+    try {
+      expect((await fetch(`${off.baseUrl}/metrics`)).status).toBe(404);
+    } finally {
+      await off.close();
+    }
+    const url = `${ctx.app.baseUrl}/metrics`;
+    expect((await fetch(url)).status).toBe(401);
+    expect((await fetch(url, { headers: { authorization: 'Bearer wrong-token-of-some-length' } })).status).toBe(401);
+    const ok = await fetch(url, { headers: { authorization: `Bearer ${ctx.app.config.metricsToken}` } });
+    expect(ok.status).toBe(200);
+    expect(await ok.text()).toContain('http_requests_total');
+  });
+
+  it.each(['/u/some-token', '/U/some-token', '/p/some-token'])('%s answers body-parser 413 and 415 as its HTML page', async (path) => {
+    const big = await ctx.app.api('POST', path, { body: `List-Unsubscribe=${'x'.repeat(200 * 1024)}`, headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+    expect(big.status).toBe(413);
+    expect(big.headers.get('content-type')).toContain('text/html');
+    const json = await ctx.app.api('POST', path, { body: '{"a":', headers: { 'content-type': 'application/json' } });
+    expect(json.status).toBe(400);
+    expect(json.headers.get('content-type')).toContain('text/html');
+    const odd = await ctx.app.api('POST', path, { body: 'x', headers: { 'content-type': 'application/x-www-form-urlencoded; charset=koi8-r' } });
+    expect(odd.status).toBe(415);
+    expect(odd.headers.get('content-type')).toContain('text/html');
   });
 });

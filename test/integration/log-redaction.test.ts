@@ -40,3 +40,52 @@ describe('secrets never reach a log line (invariant 6)', () => {
     expect(logs).not.toContain('SecretStateValue');
   });
 });
+
+describe('issue 9: the worst cases of the hostile run leave nothing secret in the logs', () => {
+  it('every former 500 path (NUL, lone surrogate, forged cursor, impossible date) is a 4xx and the logs hold none of what was sent', async () => {
+    const owner = await signUp(app, { password: 'Owner-Secret-Pass-77' });
+    const sent = {
+      password: 'Hostile-Password-Value-1',
+      acceptPassword: 'Accept-Password-Value-2',
+      body: 'CAMPAIGN-BODY-SECRET-3',
+      subject: 'ONE-TO-ONE-SUBJECT-SECRET-4',
+      address: 'private.person.5@secret.example',
+      note: 'SUPPRESSION-NOTE-SECRET-6',
+    };
+    const NUL = '\u0000';
+    const calls: [string, string, unknown, string?][] = [
+      ['POST', '/api/auth/login', { email: `${sent.address}${NUL}`, password: sent.password }],
+      ['POST', '/api/auth/signup', { email: sent.address, password: sent.password, workspaceName: `W${NUL}` }],
+      ['POST', '/api/invitations/accept', { token: `t${NUL}`, password: sent.acceptPassword }],
+      ['PATCH', '/api/workspace', { name: `N${NUL}` }, owner.token],
+      ['POST', '/api/contacts', { email: sent.address, firstName: `F${NUL}`, attributes: { note: sent.note } }, owner.token],
+      ['POST', '/api/campaigns', { name: `C${NUL}`, kind: 'marketing', mailboxId: owner.workspaceId, subject: sent.subject, html: `${sent.body}${NUL}`, contactIds: [owner.userId] }, owner.token],
+      ['POST', '/api/messages', { mailboxId: owner.workspaceId, to: sent.address, subject: `${sent.subject}${NUL}`, text: sent.body }, owner.token],
+      ['POST', '/api/suppressions', { email: sent.address, note: `${sent.note}\udfff` }, owner.token],
+      ['POST', `/api/contacts/${owner.userId}/consents`, { status: 'opted_in', source: `S${NUL}` }, owner.token],
+    ];
+    for (const [method, path, json, token] of calls) {
+      const res = await app.api(method, path, { json, token });
+      expect(res.status, path).toBe(400);
+      expect(res.body.error.code, path).toBe('invalid_text');
+    }
+    const cursor = Buffer.from(`+275760-09-13T00:00:00.000Z|${'-'.repeat(36)}`).toString('base64url');
+    expect((await app.api('GET', `/api/contacts?cursor=${cursor}`, { token: owner.token })).status).toBe(400);
+    expect((await app.api('GET', '/api/contacts?q=%00', { token: owner.token })).status).toBe(400);
+    const csv = await app.api('POST', '/api/contacts/import', { token: owner.token, body: `email,x\n${sent.address},${sent.note}\u0000\n`, headers: { 'content-type': 'text/csv' } });
+    expect(csv.status).toBe(200);
+
+    const logs = app.logs.join('');
+    for (const secret of [...Object.values(sent), 'Owner-Secret-Pass-77', owner.token, 'scrypt$']) expect(logs).not.toContain(secret);
+    const leaks = logs.split("\n").filter((line) => /Failed query|params: |"level":50/.test(line));
+    expect(leaks).toEqual([]);
+  });
+
+  it('token paths are redacted whatever their case or doubled slashes', async () => {
+    const token = 'AnotherRecipientTokenValue0123456789abcdef';
+    for (const path of [`/U/${token}`, `/P/${token}`, `//t/c/${token}`, `/T/c/${token}`, `/T/O/${token}.gif`, `//u//${token}`]) await app.api('GET', path);
+    const logs = app.logs.join('');
+    expect(logs).not.toContain(token);
+    expect(logs).toContain('/U/[token]');
+  });
+});

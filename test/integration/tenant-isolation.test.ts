@@ -34,7 +34,7 @@ interface Layer {
   handle?: { stack?: { route?: { path: string; methods: Record<string, boolean> } }[] };
 }
 
-const PUBLIC_ROUTES = ['POST /api/auth/signup', 'POST /api/auth/login', 'POST /api/invitations/accept', 'GET /api/gmail/callback'];
+const PUBLIC_ROUTES = ['POST /api/auth/signup', 'POST /api/auth/signup/verify', 'POST /api/auth/login', 'POST /api/invitations/accept', 'GET /api/gmail/callback'];
 
 let app: TestApp;
 let a: Awaited<ReturnType<typeof signUp>>;

@@ -1,0 +1,62 @@
+import { appendFile, mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import nodemailer from 'nodemailer';
+import type { Logger } from '../logger.js';
+
+/**
+ * Mail the service itself sends to account holders (signup confirmation, "someone tried
+ * to sign up with your address"). Not Gmail: these go out before anyone connected one.
+ *  - `SMTP_URL` set: sent over SMTP from `MAIL_FROM`.
+ *  - otherwise, in development and production: appended to `<DATA_DIR>/outbox.txt` (a
+ *    file the operator reads; never a log line, since the mail carries a code);
+ *  - in tests: kept in memory (`outbox`).
+ */
+export interface AccountMail {
+  to: string;
+  subject: string;
+  text: string;
+}
+
+export interface AccountMailer {
+  send(mail: AccountMail): Promise<void>;
+  /** Mail kept in memory (tests); undefined when mail really leaves the process. */
+  readonly outbox?: AccountMail[];
+}
+
+export function createAccountMailer(options: { smtpUrl?: string; from: string; env: string; dataDir: string; logger: Logger }): AccountMailer {
+  if (options.smtpUrl) {
+    const transport = nodemailer.createTransport(options.smtpUrl);
+    return {
+      async send(mail) {
+        await transport.sendMail({ from: options.from, to: mail.to, subject: mail.subject, text: mail.text });
+      },
+    };
+  }
+  if (options.env === 'test') return createMemoryMailer();
+  const file = path.join(options.dataDir, 'outbox.txt');
+  options.logger.warn({ file }, 'SMTP_URL is not set: account mail (signup confirmations) is written to a file instead of being sent');
+  return {
+    async send(mail) {
+      await mkdir(options.dataDir, { recursive: true });
+      await appendFile(file, `To: ${mail.to}\nSubject: ${mail.subject}\nDate: ${new Date().toISOString()}\n\n${mail.text}\n\n---\n`, { mode: 0o600 });
+    },
+  };
+}
+
+/** Keeps mail in memory (the newest 1000): tests and benchmarks read codes from `outbox`. */
+export function createMemoryMailer(): AccountMailer & { outbox: AccountMail[] } {
+  const outbox: AccountMail[] = [];
+  return {
+    outbox,
+    async send(mail) {
+      outbox.push(mail);
+      if (outbox.length > 1000) outbox.shift();
+    },
+  };
+}
+
+/** The confirmation code of the newest signup mail to `to`, for tests and benchmarks. */
+export function lastSignupCode(outbox: readonly AccountMail[], to: string): string | undefined {
+  const mail = [...outbox].reverse().find((m) => m.to === to && m.subject.startsWith('Confirm'));
+  return mail ? /code is:\n\n(\S+)/.exec(mail.text)?.[1] : undefined;
+}

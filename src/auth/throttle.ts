@@ -1,0 +1,81 @@
+import { createHash } from 'node:crypto';
+import { and, eq, gt, lt, sql } from 'drizzle-orm';
+import type { Db } from '../db/connect.js';
+import { authAttempts } from '../db/schema.js';
+import { TooManyRequestsError } from '../errors.js';
+
+/*
+ * Abuse limits for the public auth routes, shared by every process through PostgreSQL:
+ *  - login: attempts per account (the address typed in, known or not) and per client
+ *    address, each in its own window. An attempt is recorded BEFORE the password is
+ *    checked and the count includes it, so concurrent guesses cannot all slip under the
+ *    limit; a successful login deletes its own attempt (successes never lock anyone out).
+ *  - signup: requests per client address.
+ * Subjects are stored hashed: the table is a counter, not a log of who tried what.
+ */
+
+export interface ThrottleLimits {
+  login: { maxPerAccount: number; maxPerAddress: number; windowSeconds: number; addressWindowSeconds: number };
+  signup: { maxPerAddress: number; windowSeconds: number };
+}
+
+const subjectOf = (kind: 'account' | 'address', value: string) => createHash('sha256').update(`${kind}:${value}`).digest('hex');
+
+export function createAuthThrottle(db: Db, limits: ThrottleLimits, now: () => Date = () => new Date()) {
+  const longestWindowMs = 1000 * Math.max(limits.login.windowSeconds, limits.login.addressWindowSeconds, limits.signup.windowSeconds);
+  let sinceSweep = 0;
+
+  async function record(kind: string, subjects: string[]): Promise<string[]> {
+    const rows = await db
+      .insert(authAttempts)
+      .values(subjects.map((subject) => ({ kind, subject, at: now() })))
+      .returning({ id: authAttempts.id });
+    // Expired rows go as new ones come; a bounded delete every so often keeps the table small.
+    sinceSweep += 1;
+    if (sinceSweep >= 50) {
+      sinceSweep = 0;
+      await db.delete(authAttempts).where(lt(authAttempts.at, new Date(now().getTime() - longestWindowMs)));
+    }
+    return rows.map((r) => r.id);
+  }
+
+  async function countSince(kind: string, subject: string, windowSeconds: number): Promise<number> {
+    const [row] = await db
+      .select({ n: sql<number>`count(*)::int` })
+      .from(authAttempts)
+      .where(and(eq(authAttempts.kind, kind), eq(authAttempts.subject, subject), gt(authAttempts.at, new Date(now().getTime() - windowSeconds * 1000))));
+    return Number(row?.n ?? 0);
+  }
+
+  return {
+    /**
+     * Counts this login attempt and refuses it (429) when either window is full.
+     * Returns a release function to call after a successful login.
+     */
+    async admitLogin(email: string, clientAddress: string): Promise<() => Promise<void>> {
+      const account = subjectOf('account', email);
+      const address = subjectOf('address', clientAddress);
+      const [accountId, addressId] = await record('login', [account, address]);
+      const { login } = limits;
+      const [byAccount, byAddress] = await Promise.all([
+        countSince('login', account, login.windowSeconds),
+        countSince('login', address, login.addressWindowSeconds),
+      ]);
+      if (byAccount > login.maxPerAccount) throw new TooManyRequestsError('Too many login attempts for this account; try again later', login.windowSeconds);
+      if (byAddress > login.maxPerAddress) throw new TooManyRequestsError('Too many login attempts from your network; try again later', login.addressWindowSeconds);
+      return async () => {
+        await db.delete(authAttempts).where(sql`${authAttempts.id} in (${accountId}::uuid, ${addressId}::uuid)`);
+      };
+    },
+
+    async admitSignup(clientAddress: string): Promise<void> {
+      const address = subjectOf('address', clientAddress);
+      await record('signup', [address]);
+      if ((await countSince('signup', address, limits.signup.windowSeconds)) > limits.signup.maxPerAddress) {
+        throw new TooManyRequestsError('Too many signups from your network; try again later', limits.signup.windowSeconds);
+      }
+    },
+  };
+}
+
+export type AuthThrottle = ReturnType<typeof createAuthThrottle>;
