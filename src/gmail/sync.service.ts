@@ -365,7 +365,9 @@ export function createSyncService(deps: SyncServiceDeps) {
         if (!m.scopes.includes(GMAIL_SCOPES.readonly)) return false;
         if (pacer.pausedUntil(m.id) !== undefined) return false;
         const last = Math.max(m.lastSyncAt?.getTime() ?? 0, lastAttempt.get(m.id) ?? 0);
-        return last === 0 || at - last >= minInterval;
+        // The poller ticks once per interval and the last sync ended a moment after its tick: without
+        // some slack a mailbox would be "not yet due" at every other tick and wait two intervals.
+        return last === 0 || at - last >= minInterval - Math.min(5_000, minInterval / 4);
       });
       const outcomes: SyncOutcome[] = [];
       await eachLimited(due, 4, async (m) => {
