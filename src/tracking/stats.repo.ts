@@ -72,7 +72,7 @@ export function createStatsRepo(db: Db) {
         await db.execute(sql`
           select count(distinct s.recipient_id) filter (where m.type = 'bounce')::int as bounced,
                  count(distinct s.recipient_id) filter (where m.type = 'bounce' and m.detail ->> 'kind' = 'hard')::int as "hardBounced",
-                 count(distinct s.recipient_id) filter (where m.type = 'bounce' and m.detail ->> 'kind' <> 'hard')::int as "softBounced",
+                 count(distinct s.recipient_id) filter (where m.type = 'bounce' and coalesce(m.detail ->> 'kind', 'soft') <> 'hard')::int as "softBounced",
                  count(distinct s.recipient_id) filter (where m.type = 'delay')::int as delayed,
                  count(distinct s.recipient_id) filter (where m.type = 'reply')::int as replied,
                  count(distinct s.recipient_id) filter (where m.type = 'auto_reply')::int as "autoReplied"
