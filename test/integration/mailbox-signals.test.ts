@@ -239,4 +239,12 @@ describe('seconds, not minutes', () => {
     expect(replied).toBe(1);
     expect(elapsed).toBeLessThan(5_000);
   });
+
+  it('reconnecting a mailbox (a new grant) sets its watch again at once', async () => {
+    const watches = () => ctx.app.sandbox.control.callCounts({ mailbox: 'late@acme.test', successfulOnly: true }).watch ?? 0;
+    const before = watches();
+    await connectedMailbox(ctx.app, ctx.owner.token, 'late@acme.test', { sync: true });
+    await ctx.app.services.sync.idle();
+    expect(watches()).toBe(before + 1);
+  });
 });
