@@ -22,7 +22,8 @@ const MATCH_SKEW_MS = 3_600_000;
 
 export interface BounceMatch {
   original: OriginalMessage;
-  recipients: FailedRecipient[];
+  /** `address` is the address we sent to; `finalRecipient` the one that failed, when a forward made them differ. */
+  recipients: (FailedRecipient & { finalRecipient?: string })[];
 }
 
 export interface BounceMatching {
@@ -55,13 +56,23 @@ export function createSignals(config: SignalsConfig) {
       const window = { from: new Date(input.at.getTime() - config.matchWindowDays * DAY_MS), to: new Date(input.at.getTime() + MATCH_SKEW_MS) };
       const groups = new Map<string, BounceMatch>();
       const result: BounceMatching = { matches: [], unmatched: [], notSent: [] };
-      for (const recipient of input.recipients) {
-        const original =
-          ordered.find((m) => sentTo(m).has(recipient.address)) ?? (await repo.latestSendTo(input.workspaceId, input.mailboxId, recipient.address, window));
+      for (const found of input.recipients) {
+        // A forward or alias: the report's Original-Recipient is the address we sent to, and the one acted on.
+        const addresses = [...new Set([found.originalRecipient, found.address].filter((a): a is string => Boolean(a)))];
+        let original: OriginalMessage | undefined;
+        let address = found.address;
+        for (const candidate of addresses) {
+          original = ordered.find((m) => sentTo(m).has(candidate)) ?? (await repo.latestSendTo(input.workspaceId, input.mailboxId, candidate, window));
+          if (original) {
+            address = candidate;
+            break;
+          }
+        }
         if (!original) {
-          (ordered.length > 0 ? result.notSent : result.unmatched).push(recipient);
+          (ordered.length > 0 ? result.notSent : result.unmatched).push(found);
           continue;
         }
+        const recipient = address === found.address ? found : { ...found, address, originalRecipient: undefined, finalRecipient: found.address };
         const group = groups.get(original.id) ?? { original, recipients: [] };
         group.recipients.push(recipient);
         groups.set(original.id, group);
@@ -126,6 +137,7 @@ export function createSignals(config: SignalsConfig) {
             status: r.status ?? null,
             reason: r.reason,
             ...(r.diagnostic ? { diagnostic: r.diagnostic } : {}),
+            ...(r.finalRecipient ? { finalRecipient: r.finalRecipient } : {}),
             format: input.format,
             ...(softInWindow !== undefined ? { softBouncesInWindow: softInWindow } : {}),
             suppressed: suppress,

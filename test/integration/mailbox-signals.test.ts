@@ -111,6 +111,48 @@ describe('bounces through the sandbox', () => {
     expect((await stats(campaign)).bounced).toBe(1);
   });
 
+  it('a forward: the report\'s Original-Recipient is the address we sent to, and the one suppressed', async () => {
+    const { ids, emails } = await contacts(['alias']);
+    await runCampaign('B6 alias', ids);
+    const original = sentCopy(emails[0]!, 'B6 alias');
+    const raw = [
+      'From: MAILER-DAEMON@relay.contoso.test (Mail Delivery System)',
+      `To: ${SENDER}`,
+      'Subject: Undelivered Mail Returned to Sender',
+      'MIME-Version: 1.0',
+      'Content-Type: multipart/report; report-type=delivery-status; boundary="fw"',
+      '',
+      '--fw',
+      'Content-Type: text/plain',
+      '',
+      'Your message could not be delivered.',
+      '--fw',
+      'Content-Type: message/delivery-status',
+      '',
+      'Reporting-MTA: dns; relay.contoso.test',
+      '',
+      'Final-Recipient: rfc822; old.box@forwarded.test',
+      `Original-Recipient: rfc822; ${emails[0]}`,
+      'Action: failed',
+      'Status: 5.1.1',
+      '',
+      '--fw',
+      'Content-Type: text/rfc822-headers',
+      '',
+      `Message-ID: ${original.messageId}`,
+      `To: ${emails[0]}`,
+      '',
+      '--fw--',
+      '',
+    ].join('\r\n');
+    await ctx.app.sandbox.control.deliverInbound(SENDER, { raw });
+    await sync();
+    expect(await suppressed(emails[0]!)).toBe(true);
+    expect(await suppressed('old.box@forwarded.test')).toBe(false);
+    const [event] = await query<{ recipient: string; detail: Record<string, unknown> }>(sql`select recipient, detail from mail_events where recipient = ${emails[0]!}`);
+    expect(event).toMatchObject({ recipient: emails[0], detail: { kind: 'hard', finalRecipient: 'old.box@forwarded.test' } });
+  });
+
   it(`soft bounces count: the second within the window suppresses (BOUNCE_SOFT_LIMIT=2)`, async () => {
     const { ids, emails } = await contacts(['full']);
     ctx.app.sandbox.control.setBouncingAddress(emails[0]!, 'soft');

@@ -38,12 +38,14 @@ export function parseDeliveryStatus(text: string): RawRecipient[] {
   for (const fields of blocks) {
     const address = addressOfField(fields.get('final-recipient')) ?? addressOfField(fields.get('original-recipient'));
     if (!address) continue;
+    const originalRecipient = addressOfField(fields.get('original-recipient'));
     const action = fields.get('action')?.toLowerCase().trim();
     const status = /^([245])\.\d{1,3}\.\d{1,3}/.exec(fields.get('status') ?? '')?.[0];
     if (action && action !== 'failed' && action !== 'delayed') continue;
     if (!action && status?.startsWith('2')) continue;
     recipients.push({
       address,
+      ...(originalRecipient && originalRecipient !== address ? { originalRecipient } : {}),
       // No Action field: a 4.x.x status is still being retried, anything else failed.
       action: action === 'delayed' || (!action && status?.startsWith('4')) ? 'delayed' : 'failed',
       ...(status ? { status } : {}),

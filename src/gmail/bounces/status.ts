@@ -114,6 +114,7 @@ export function finishRecipient(raw: RawRecipient, noticeText?: string): FailedR
   }
   return {
     address: raw.address,
+    ...(raw.originalRecipient ? { originalRecipient: raw.originalRecipient } : {}),
     action: raw.action,
     ...(status ? { status } : {}),
     ...(diagnostic ? { diagnostic } : {}),

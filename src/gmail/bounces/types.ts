@@ -31,8 +31,10 @@ export type NoticeFormat =
   | 'x-failed-recipients';
 
 export interface FailedRecipient {
-  /** Lowercased bare address. */
+  /** Lowercased bare address (the report's Final-Recipient). */
   address: string;
+  /** The address as first given, when a report names it apart (RFC 3464 Original-Recipient: a forward or alias). */
+  originalRecipient?: string;
   action: 'failed' | 'delayed';
   /** Enhanced status code (RFC 3463) from the report, else found in the prose; absent when neither gives one. */
   status?: string;
@@ -52,6 +54,7 @@ export interface BounceNotice {
 /** A recipient as a family reader finds it, before status and class are worked out. */
 export interface RawRecipient {
   address: string;
+  originalRecipient?: string;
   action: 'failed' | 'delayed';
   status?: string;
   /** Text about this recipient (its own block in the notice, or the report's Diagnostic-Code). */
