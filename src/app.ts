@@ -116,6 +116,8 @@ export function createServices(deps: AppDeps) {
     config,
     logger,
     now: deps.now,
+    // Push from the first minute: a mailbox connected with sync is watched at once (sync is built just below).
+    onConnected: (mailbox) => sync.mailboxConnected(mailbox),
   });
   const messages = createMessagesService({ repo: messagesRepo, mailboxes, logger });
   const sync = createSyncService({

@@ -80,6 +80,10 @@ const envSchema = z.object({
   GMAIL_DAILY_BUDGET_WORKSPACE: z.coerce.number().int().min(1).max(10_000).default(2000),
   GMAIL_DAILY_BUDGET_CONSUMER: z.coerce.number().int().min(1).max(10_000).default(500),
   GMAIL_SYNC_POLL_SECONDS: z.coerce.number().int().min(0).default(300),
+  BOUNCE_SOFT_LIMIT: z.coerce.number().int().min(1).max(100).default(3),
+  BOUNCE_SOFT_WINDOW_DAYS: z.coerce.number().int().min(1).max(365).default(30),
+  BOUNCE_MATCH_WINDOW_DAYS: z.coerce.number().int().min(1).max(60).default(7),
+  AUTO_REPLY_FOLLOW_UP_DELAY_DAYS: z.coerce.number().int().min(0).max(60).default(3),
   SANDBOX_PORT: z.coerce.number().int().min(0).max(65535).default(4100),
   LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
   /** Which proxies may name the client in X-Forwarded-For. Default: none (a local caller must not pick its own address). */
@@ -135,6 +139,16 @@ export interface Config {
     readonly pushTopic?: string;
     /** Seconds between polls of each syncing mailbox (the fallback when push is late or off); 0 = off. */
     readonly syncPollSeconds: number;
+  };
+  /** What bounce notices and automatic replies do (see src/gmail/README.md "Signals"). */
+  readonly signals: {
+    /** This many soft bounces of one address within `softWindowDays` suppress it. */
+    readonly softBounceLimit: number;
+    readonly softWindowDays: number;
+    /** A notice without the original's Message-ID matches our latest send to that address from that mailbox within this many days. */
+    readonly matchWindowDays: number;
+    /** An automatic reply pushes that contact's next campaign step back by this many days (0: no change); it never stops the sequence. */
+    readonly autoReplyFollowUpDelayDays: number;
   };
   readonly sandboxPort: number;
   readonly logLevel: Env['LOG_LEVEL'];
@@ -268,6 +282,12 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       pushServiceAccount: env.GMAIL_PUSH_SERVICE_ACCOUNT,
       pushTopic: env.GMAIL_PUSH_TOPIC,
       syncPollSeconds: env.GMAIL_SYNC_POLL_SECONDS,
+    },
+    signals: {
+      softBounceLimit: env.BOUNCE_SOFT_LIMIT,
+      softWindowDays: env.BOUNCE_SOFT_WINDOW_DAYS,
+      matchWindowDays: env.BOUNCE_MATCH_WINDOW_DAYS,
+      autoReplyFollowUpDelayDays: env.AUTO_REPLY_FOLLOW_UP_DELAY_DAYS,
     },
     sandboxPort: env.SANDBOX_PORT,
     logLevel: env.LOG_LEVEL,

@@ -11,7 +11,8 @@
  * flat as the audience grows, because the worker claims in batches and never loads it.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { createMemoryMailer, lastSignupCode } from '../../src/auth/account-mail.js';
+import { createMemoryMailer } from '../../src/auth/account-mail.js';
+import { benchAccount, benchMailbox } from './bench-account.js';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { sql } from 'drizzle-orm';
@@ -99,17 +100,9 @@ async function runPipeline(sandboxUrl: string, recipients: number) {
   const accountMailer = createMemoryMailer();
   const services = createServices({ config, database, logger: createLogger('silent'), google, pacer, accountMailer });
 
-  await services.auth.signup({ email: 'bench@acme.test', password: 'bench password 123', workspaceName: 'Bench' }, '127.0.0.1');
-  const { workspace, user } = await services.auth.verifySignup({ code: lastSignupCode(accountMailer.outbox, 'bench@acme.test')! });
-  const auth = { userId: user.id, workspaceId: workspace.id, role: 'owner' as const };
+  const { auth, workspace } = await benchAccount(services);
   await services.auth.updateWorkspace(auth, { postalAddress: '1 Bench Street, Testville' });
-  const start = services.mailboxes.startConnection(auth, { sync: false, loginHint: 'sender@acme.test' });
-  const consent = await fetch(start.url, { redirect: 'manual' });
-  const callback = new URL(consent.headers.get('location')!);
-  const mailbox = await services.mailboxes.completeConnection(
-    { code: callback.searchParams.get('code')!, state: callback.searchParams.get('state')! },
-    start.browserSecret,
-  );
+  const mailbox = await benchMailbox(services, auth, { sync: false, loginHint: 'sender@acme.test' });
   await database.db.execute(sql`update mailboxes set daily_budget = ${recipients + 10} where id = ${mailbox.id}::uuid`);
 
   await database.db.execute(sql`

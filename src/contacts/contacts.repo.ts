@@ -148,8 +148,10 @@ function contactQueries(db: Db) {
           at: messages.at,
           sentBy: messages.sentBy,
           mailboxOwner: mailboxes.userId,
-          events: sql<{ type: string; at: string }[]>`coalesce((
-            select json_agg(json_build_object('type', ${mailEvents.type}, 'at', ${mailEvents.at}) order by ${mailEvents.at})
+          // reply | auto_reply | bounce (kind hard|soft) | delay, with the status a notice gave.
+          events: sql<{ type: string; at: string; kind: string | null; status: string | null }[]>`coalesce((
+            select json_agg(json_build_object('type', ${mailEvents.type}, 'at', ${mailEvents.at},
+              'kind', ${mailEvents.detail} ->> 'kind', 'status', ${mailEvents.detail} ->> 'status') order by ${mailEvents.at})
             from ${mailEvents} where ${mailEvents.messageId} = ${messages.id}), '[]'::json)`,
         })
         .from(messageContacts)

@@ -98,7 +98,11 @@ export function createContactsService(deps: {
           to: m.toAddresses,
           cc: m.ccAddresses,
           subject: mine ? m.subject : null,
-          events: m.events.map((e) => ({ type: e.type, at: new Date(e.at) })),
+          events: m.events.map((e) => ({
+            type: e.type,
+            at: new Date(e.at),
+            ...(e.type === 'bounce' || e.type === 'delay' ? { kind: e.kind, status: e.status } : {}),
+          })),
         };
       });
       const timeline = [...consentEntries, ...messageEntries].sort((a, b) => b.at.getTime() - a.at.getTime());

@@ -160,6 +160,8 @@ export const mailboxes = pgTable(
     lastSyncAt: timestamp('last_sync_at', { withTimezone: true }),
     lastSyncError: text('last_sync_error'),
     messagesSeen: integer('messages_seen').notNull().default(0),
+    /** Counters of what sync read, kept and skipped (and why): `SyncHealthCounts` in gmail/sync-health.ts. */
+    syncHealth: jsonb('sync_health').$type<Record<string, number>>().notNull().default({}),
     connectedAt: timestamp('connected_at', { withTimezone: true }).notNull().defaultNow(),
     createdAt: createdAt(),
   },
@@ -219,9 +221,10 @@ export const messageContacts = pgTable(
   (t) => [primaryKey({ columns: [t.messageId, t.contactId, t.workspaceId] }), index('message_contacts_contact_idx').on(t.workspaceId, t.contactId)],
 );
 
-export const mailEventTypeEnum = pgEnum('mail_event_type', ['reply', 'bounce']);
+/** A person's reply, an automatic reply (out of office…), a failed delivery (hard/soft in detail.kind), a delayed one. */
+export const mailEventTypeEnum = pgEnum('mail_event_type', ['reply', 'auto_reply', 'bounce', 'delay']);
 
-/** Replies and bounces found by reading the mailbox, tied to the message of ours they answer. */
+/** Replies, automatic replies, bounces and delays found by reading the mailbox, tied to the message of ours they are about. */
 export const mailEvents = pgTable(
   'mail_events',
   {
@@ -237,7 +240,10 @@ export const mailEvents = pgTable(
     detail: jsonb('detail').$type<Record<string, unknown>>().notNull().default({}),
     at: timestamp('at', { withTimezone: true }).notNull().defaultNow(),
   },
-  (t) => [uniqueIndex('mail_events_source_unique').on(t.messageId, t.type, t.sourceGmailMessageId, t.workspaceId)],
+  (t) => [
+    uniqueIndex('mail_events_source_unique').on(t.messageId, t.type, t.sourceGmailMessageId, sql`coalesce(${t.recipient}, '')`, t.workspaceId),
+    index('mail_events_recipient_idx').on(t.workspaceId, sql`lower(${t.recipient})`, t.type, t.at),
+  ],
 );
 
 /* ---------------------------------------------------------- Suppression */

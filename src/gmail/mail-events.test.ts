@@ -1,15 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import {
-  bounceKindOf,
-  classifyMessage,
-  isAutomaticReply,
-  looksLikeDsn,
-  parseAddressList,
-  parseDeliveryStatus,
-  parseMessageIds,
-  readDsn,
-  type MessageHeaders,
-} from './mail-events.js';
+import { parseDeliveryStatus } from './bounces/delivery-status.js';
+import { readBounceNotice } from './bounces/read-notice.js';
+import { classifyMessage, isAutomaticReply, looksLikeDsn, parseAddressList, parseMessageIds, type MessageHeaders } from './mail-events.js';
 
 const crlf = (lines: string[]) => Buffer.from(lines.join('\r\n') + '\r\n', 'utf8');
 
@@ -142,54 +134,48 @@ describe('bounce detection (DSN)', () => {
     expect(looksLikeDsn({ from: 'bob@contoso.test', 'content-type': 'text/plain' })).toBe(false);
   });
 
-  it('hard if the status is 5.x.x, soft if 4.x.x or unknown', () => {
-    expect(bounceKindOf('5.1.1')).toBe('hard');
-    expect(bounceKindOf('5.7.1')).toBe('hard');
-    expect(bounceKindOf('4.2.2')).toBe('soft');
-    expect(bounceKindOf(undefined)).toBe('soft');
+  it('knows Gmail\'s plain-text notices and others by X-Failed-Recipients or their subject', () => {
+    expect(looksLikeDsn({ from: 'relay@contoso.test', 'x-failed-recipients': 'gone@contoso.test' })).toBe(true);
+    expect(looksLikeDsn({ from: 'System Administrator <admin@contoso.test>', subject: 'Undeliverable: Hello' })).toBe(true);
+    expect(looksLikeDsn({ from: 'bob@contoso.test', subject: 'Re: Undeliverable: Hello' })).toBe(false);
   });
 
   it('a Gmail hard bounce: recipient, 5.1.1, and the original Message-ID from text/rfc822-headers', async () => {
-    const dsn = await readDsn(GMAIL_HARD_DSN);
-    expect(dsn).toEqual({ recipients: [{ recipient: 'nobody@contoso.test', status: '5.1.1', action: 'failed', kind: 'hard' }], originalMessageId: 'orig-1@acme.test' });
-    expect(classifyMessage({ direction: 'inbound', headers: headersOf(GMAIL_HARD_DSN), dsn })).toEqual({
+    const notice = (await readBounceNotice(GMAIL_HARD_DSN))!;
+    expect(notice).toMatchObject({
+      format: 'rfc3464',
+      recipients: [{ address: 'nobody@contoso.test', status: '5.1.1', action: 'failed', class: 'hard', reason: 'unknown_user' }],
+      originalMessageId: 'orig-1@acme.test',
+    });
+    expect(notice.recipients[0]!.diagnostic).toMatch(/^550-5\.1\.1 The email account that you tried to reach does not exist\.$/);
+    expect(classifyMessage({ direction: 'inbound', headers: headersOf(GMAIL_HARD_DSN), notice })).toEqual({
       type: 'bounce',
       originalMessageIds: ['orig-1@acme.test'],
-      recipients: dsn.recipients,
+      notice,
     });
   });
 
-  it('a Postfix report: per-recipient kinds, delivered recipients ignored, the original from message/rfc822', async () => {
-    const dsn = await readDsn(POSTFIX_MIXED_DSN);
-    expect(dsn.originalMessageId).toBe('orig-2@acme.test');
-    expect(dsn.recipients).toEqual([
-      { recipient: 'gone@contoso.test', status: '5.1.1', action: 'failed', kind: 'hard' },
-      { recipient: 'full@contoso.test', status: '4.2.2', action: 'delayed', kind: 'soft' },
+  it('a Postfix report: per-recipient classes, delivered recipients ignored, the original from message/rfc822', async () => {
+    const notice = (await readBounceNotice(POSTFIX_MIXED_DSN))!;
+    expect(notice.originalMessageId).toBe('orig-2@acme.test');
+    expect(notice.recipients).toMatchObject([
+      { address: 'gone@contoso.test', status: '5.1.1', action: 'failed', class: 'hard' },
+      { address: 'full@contoso.test', status: '4.2.2', action: 'delayed', class: 'delay' },
     ]);
-    const classified = classifyMessage({ direction: 'inbound', headers: headersOf(POSTFIX_MIXED_DSN), dsn });
+    const classified = classifyMessage({ direction: 'inbound', headers: headersOf(POSTFIX_MIXED_DSN), notice });
     // No In-Reply-To/References on this one: the quoted original is the only link.
     expect(classified).toMatchObject({ type: 'bounce', originalMessageIds: ['orig-2@acme.test'] });
   });
 
-  it('a delivery-status with only successes is not a bounce', () => {
+  it('a delivery-status with only successes is not a bounce, and a notice the reader cannot read is neither', () => {
     expect(parseDeliveryStatus('Reporting-MTA: dns; x\n\nFinal-Recipient: rfc822; a@x.test\nAction: delivered\nStatus: 2.0.0\n')).toEqual([]);
     const headers = { from: 'mailer-daemon@x.test', 'in-reply-to': '<orig@acme.test>' };
-    expect(classifyMessage({ direction: 'inbound', headers, dsn: { recipients: [] } })).toEqual({ type: 'other' });
+    expect(classifyMessage({ direction: 'inbound', headers })).toEqual({ type: 'other' });
   });
 
-  it('a daemon message with no report part names its recipients in X-Failed-Recipients, as soft (a guess never suppresses)', () => {
-    const headers = { from: 'Mail Delivery System <mailer-daemon@old.test>', 'x-failed-recipients': 'Gone@Contoso.test', references: '<x@y> <orig-3@acme.test>' };
-    expect(classifyMessage({ direction: 'inbound', headers })).toEqual({
-      type: 'bounce',
-      originalMessageIds: ['orig-3@acme.test', 'x@y'],
-      recipients: [{ recipient: 'gone@contoso.test', kind: 'soft' }],
-    });
-  });
-
-  it('a bounce that names no original message is not about anything of ours', () => {
-    expect(classifyMessage({ direction: 'inbound', headers: { from: 'mailer-daemon@x.test' }, dsn: { recipients: [{ recipient: 'a@x.test', kind: 'hard' }] } })).toEqual({
-      type: 'other',
-    });
+  it('a notice that names no original message still is a bounce: the sync matches it by recipient and time', async () => {
+    const notice = { format: 'x-failed-recipients' as const, recipients: [{ address: 'a@x.test', action: 'failed' as const, class: 'hard' as const, reason: 'unknown_user' as const }] };
+    expect(classifyMessage({ direction: 'inbound', headers: { from: 'mailer-daemon@x.test' }, notice })).toEqual({ type: 'bounce', originalMessageIds: [], notice });
   });
 });
 
@@ -209,6 +195,8 @@ describe('reply detection', () => {
     expect(isAutomaticReply({ 'x-autoreply': 'yes' })).toBe(true);
     expect(isAutomaticReply({ precedence: 'auto_reply' })).toBe(true);
     expect(isAutomaticReply({ precedence: 'list' })).toBe(false);
+    expect(isAutomaticReply({ subject: 'Out of Office: Our offer' })).toBe(true);
+    expect(isAutomaticReply({ subject: 'Re: Out of office tips' })).toBe(false);
     const headers = { from: 'bob@contoso.test', 'in-reply-to': '<c@acme.test>', 'auto-submitted': 'auto-replied' };
     expect(classifyMessage({ direction: 'inbound', headers })).toMatchObject({ type: 'reply', automatic: true });
   });

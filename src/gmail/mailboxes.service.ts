@@ -9,6 +9,7 @@ import { GMAIL_SCOPES, IDENTITY_SCOPES, type GmailClient, type MailboxGmail } fr
 import { GmailError } from './gmail-errors.js';
 import type { MailboxesRepo, MailboxRow } from './mailboxes.repo.js';
 import type { MailboxPacer } from './pacer.js';
+import { presentHealth } from './sync-health.js';
 import type { TokenCipher } from './token-cipher.js';
 
 const CONSUMER_DOMAINS = new Set(['gmail.com', 'googlemail.com']);
@@ -28,6 +29,8 @@ export interface MailboxServiceDeps {
   config: Pick<Config, 'jwt' | 'gmail'>;
   logger: Logger;
   now?: () => Date;
+  /** Called once a mailbox is stored by the OAuth callback (new or reconnected): the sync sets its push watch. */
+  onConnected?: (mailbox: MailboxRow) => void;
 }
 
 /**
@@ -62,6 +65,7 @@ export function createMailboxService(deps: MailboxServiceDeps) {
         lastError: mailbox.lastSyncError,
         messagesSeen: mailbox.messagesSeen,
         watchExpiresAt: mailbox.watchExpiresAt,
+        health: presentHealth(mailbox.syncHealth),
       },
     };
   }
@@ -209,6 +213,7 @@ export function createMailboxService(deps: MailboxServiceDeps) {
         });
       });
       deps.pacer.forget(mailbox.id);
+      deps.onConnected?.(mailbox);
       return present(mailbox);
     },
 

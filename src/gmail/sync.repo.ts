@@ -1,7 +1,9 @@
-import { and, asc, eq, inArray, isNull, lte, or, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, gte, inArray, isNull, lte, ne, or, sql } from 'drizzle-orm';
+import { createFollowUpRules } from '../campaigns/follow-ups.repo.js';
 import { inTransaction, type Db } from '../db/connect.js';
 import { contacts, mailboxes, mailEvents, messageContacts, messages } from '../db/schema.js';
 import { createSuppressionRepo } from '../suppression/suppression.repo.js';
+import type { SyncHealthCounts } from './sync-health.js';
 
 export type MailEventRow = typeof mailEvents.$inferSelect;
 type NewMessage = typeof messages.$inferInsert;
@@ -13,7 +15,10 @@ export interface OriginalMessage {
   rfc822MessageId: string;
   toAddresses: string[];
   ccAddresses: string[];
+  at: Date;
 }
+
+const originalColumns = { id: messages.id, rfc822MessageId: messages.rfc822MessageId, toAddresses: messages.toAddresses, ccAddresses: messages.ccAddresses, at: messages.at };
 
 /**
  * Queries of mailbox sync. Lookups run before a message is written; the write (message,
@@ -23,6 +28,7 @@ export interface OriginalMessage {
 function syncQueries(db: Db) {
   return {
     ...createSuppressionRepo(db),
+    ...createFollowUpRules(db),
 
     /** Which of these Gmail ids this mailbox already holds (ours or synced): no need to fetch them again. */
     async knownGmailIds(mailboxId: string, gmailIds: string[]): Promise<Set<string>> {
@@ -65,16 +71,69 @@ function syncQueries(db: Db) {
       return row !== undefined;
     },
 
-    /** Outbound messages of the workspace with these Message-IDs: what a reply or a bounce can be about. */
-    async findOutboundByRfc822Ids(workspaceId: string, rfc822MessageIds: string[]): Promise<OriginalMessage[]> {
+    /**
+     * Outbound messages with these Message-IDs: what a reply or a bounce can be about.
+     * A reply may answer any mailbox's mail of the workspace; a bounce notice only mail sent
+     * from the mailbox it arrived in (`mailboxId`), so a forged notice cannot reach further.
+     */
+    async findOutboundByRfc822Ids(workspaceId: string, rfc822MessageIds: string[], mailboxId?: string): Promise<OriginalMessage[]> {
       if (rfc822MessageIds.length === 0) return [];
       const rows = await db
-        .select({ id: messages.id, rfc822MessageId: messages.rfc822MessageId, toAddresses: messages.toAddresses, ccAddresses: messages.ccAddresses })
+        .select(originalColumns)
         .from(messages)
-        .where(and(eq(messages.workspaceId, workspaceId), eq(messages.direction, 'outbound'), inArray(messages.rfc822MessageId, rfc822MessageIds)))
+        .where(
+          and(
+            eq(messages.workspaceId, workspaceId),
+            eq(messages.direction, 'outbound'),
+            inArray(messages.rfc822MessageId, rfc822MessageIds),
+            mailboxId ? eq(messages.mailboxId, mailboxId) : undefined,
+          ),
+        )
         // Prefer the row of our own send over a synced copy of it.
         .orderBy(asc(messages.synced), asc(messages.createdAt));
       return rows.map((r) => ({ ...r, rfc822MessageId: r.rfc822MessageId! }));
+    },
+
+    /**
+     * A notice that does not say which message bounced: the latest message this mailbox sent
+     * to that address (To or Cc) between `from` and `to`.
+     */
+    async latestSendTo(workspaceId: string, mailboxId: string, address: string, window: { from: Date; to: Date }): Promise<OriginalMessage | undefined> {
+      const [row] = await db
+        .select(originalColumns)
+        .from(messages)
+        .where(
+          and(
+            eq(messages.workspaceId, workspaceId),
+            eq(messages.mailboxId, mailboxId),
+            eq(messages.direction, 'outbound'),
+            inArray(messages.status, ['sent', 'sending']),
+            gte(messages.at, window.from),
+            lte(messages.at, window.to),
+            sql`(${address} = any(${messages.toAddresses}) or ${address} = any(${messages.ccAddresses}))`,
+          ),
+        )
+        .orderBy(desc(messages.at), asc(messages.synced))
+        .limit(1);
+      return row ? { ...row, rfc822MessageId: row.rfc822MessageId ?? '' } : undefined;
+    },
+
+    /** Soft bounces of an address in the workspace since `since`, not counting those from notice `exceptSource`. */
+    async countSoftBounces(workspaceId: string, address: string, since: Date, exceptSource: string): Promise<number> {
+      const [row] = await db
+        .select({ n: sql<number>`count(distinct ${mailEvents.sourceGmailMessageId})::int` })
+        .from(mailEvents)
+        .where(
+          and(
+            eq(mailEvents.workspaceId, workspaceId),
+            eq(sql`lower(${mailEvents.recipient})`, address.toLowerCase()),
+            eq(mailEvents.type, 'bounce'),
+            gte(mailEvents.at, since),
+            sql`${mailEvents.detail} ->> 'kind' = 'soft'`,
+            ne(mailEvents.sourceGmailMessageId, exceptSource),
+          ),
+        );
+      return Number(row?.n ?? 0);
     },
 
     /**
@@ -97,16 +156,13 @@ function syncQueries(db: Db) {
       return row;
     },
 
-    /** One event per (message, type, source Gmail message): recording it again changes nothing. */
+    /** One event per (message, type, source Gmail message, recipient): recording it again changes nothing. */
     async insertMailEvent(values: NewMailEvent): Promise<boolean> {
       const inserted = await db.insert(mailEvents).values(values).onConflictDoNothing().returning({ id: mailEvents.id });
       return inserted.length > 0;
     },
 
-    /**
-     * Reply events on these messages of ours (issue 4: a reply stops that contact's sequence).
-     * Automatic replies (out of office…) carry `detail.automatic = true`; callers decide.
-     */
+    /** Events on these messages of ours, oldest first (all kinds, or one: `reply` is a person's answer only). */
     async findEvents(workspaceId: string, messageIds: string[], type?: MailEventRow['type']): Promise<MailEventRow[]> {
       if (messageIds.length === 0) return [];
       return db
@@ -120,14 +176,24 @@ function syncQueries(db: Db) {
      * Success: counters add up, and history moves forward only (a second process, or a push
      * racing a poll, never moves it back). No `historyId`: history is left as it is.
      */
-    async recordSyncSuccess(mailboxId: string, input: { historyId?: string; seen: number; at: Date }): Promise<void> {
+    async recordSyncSuccess(mailboxId: string, input: { historyId?: string; seen: number; at: Date; health?: SyncHealthCounts }): Promise<void> {
       const next = input.historyId && /^\d+$/.test(input.historyId) ? input.historyId : undefined;
+      const added = Object.entries(input.health ?? {}).filter(([, n]) => n > 0);
       await db
         .update(mailboxes)
         .set({
           lastSyncAt: input.at,
           lastSyncError: null,
           messagesSeen: sql`${mailboxes.messagesSeen} + ${input.seen}`,
+          // Each counter added in place, so two processes syncing at once never lose each other's counts.
+          ...(added.length > 0
+            ? {
+                syncHealth: sql`${mailboxes.syncHealth} || jsonb_build_object(${sql.join(
+                  added.map(([key, n]) => sql`${key}::text, coalesce((${mailboxes.syncHealth} ->> ${key}::text)::int, 0) + ${n}::int`),
+                  sql`, `,
+                )})`,
+              }
+            : {}),
           ...(next
             ? {
                 // CASE evaluates in order, so the numeric cast only meets a numeric string.
@@ -171,3 +237,5 @@ export function createSyncRepo(db: Db) {
 }
 
 export type SyncRepo = ReturnType<typeof createSyncRepo>;
+/** The queries as seen inside `repo.transaction`. */
+export type SyncQueries = ReturnType<typeof syncQueries>;

@@ -2,19 +2,16 @@ import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
 import { GMAIL_SCOPES, type GmailMessageMetadata, type MailboxGmail } from './gmail-client.js';
 import { GmailError } from './gmail-errors.js';
+import { describeSyncFailure, eachLimited, parseDate, safeErrorFields } from './sync-support.js';
+import { createWatches } from './watches.js';
 import type { MailboxesRepo, MailboxRow } from './mailboxes.repo.js';
 import type { MailboxService } from './mailboxes.service.js';
-import {
-  SYNC_METADATA_HEADERS,
-  classifyMessage,
-  looksLikeDsn,
-  parseAddressList,
-  parseMessageIds,
-  readDsn,
-  type DsnReport,
-  type MailClassification,
-} from './mail-events.js';
+import { readBounceNotice } from './bounces/read-notice.js';
+import type { BounceNotice } from './bounces/types.js';
+import { SYNC_METADATA_HEADERS, classifyMessage, looksLikeDsn, parseAddressList, parseMessageIds, type MailClassification } from './mail-events.js';
 import type { MailboxPacer } from './pacer.js';
+import { createSignals } from './signals.js';
+import { emptyHealth, type SkipReason, type SyncHealthCounts } from './sync-health.js';
 import type { OriginalMessage, SyncRepo } from './sync.repo.js';
 
 /*
@@ -34,9 +31,6 @@ const FETCH_CONCURRENCY = 4;
 const LIST_PAGE_SIZE = 100;
 /** Not mail that happened: drafts, spam, chat. */
 const SKIPPED_LABELS = new Set(['DRAFT', 'SPAM', 'CHAT']);
-const DAY_MS = 86_400_000;
-/** Gmail watches last 7 days; a watch with less than 6 left is renewed, so each one is renewed about daily. */
-const WATCH_RENEW_BEFORE_MS = 6 * DAY_MS;
 
 export type SyncMode = 'full' | 'incremental';
 
@@ -50,68 +44,35 @@ export interface SyncServiceDeps {
   mailboxesRepo: MailboxesRepo;
   mailboxes: MailboxService;
   pacer: MailboxPacer;
-  config: Pick<Config, 'gmail'>;
+  config: Pick<Config, 'gmail' | 'signals'>;
   /** Topic users.watch publishes to; undefined → no watches (polling only). */
   pushTopic?: string;
   logger: Logger;
   now?: () => Date;
 }
 
-interface PassResult {
-  mode: SyncMode;
-  resynced: boolean;
-  historyId?: string;
+interface PassTotals {
   examined: number;
   kept: number;
   events: number;
+  health: SyncHealthCounts;
 }
 
-interface MessageResult {
-  examined: boolean;
-  kept: boolean;
-  events: number;
+interface PassResult extends PassTotals {
+  mode: SyncMode;
+  resynced: boolean;
+  historyId?: string;
 }
 
-/** The reason shown as the mailbox's `sync.lastError`: built from the error kind only, never from request data. */
-export function describeSyncFailure(error: GmailError): string {
-  switch (error.kind) {
-    case 'auth_revoked':
-      return 'auth_revoked: Google no longer accepts this mailbox’s access; reconnect it to resume syncing';
-    case 'rate_limited':
-      return `rate_limited: Gmail is rate limiting this mailbox${error.retryAfterSeconds ? ` (retry after ${error.retryAfterSeconds}s)` : ''}; sync resumes at the next poll`;
-    case 'temporary':
-      return 'temporary: Gmail did not answer; sync resumes at the next poll';
-    case 'not_found':
-      return 'not_found: Gmail could not find what sync asked for';
-    default:
-      return `permanent: Gmail refused a sync request${error.status ? ` (HTTP ${error.status}${error.reason ? `, ${error.reason}` : ''})` : ''}`;
-  }
-}
-
-/**
- * Runs `work` over `items` with at most `limit` at a time. After the first failure no new
- * item starts; the ones in flight finish (what they wrote stays), then that failure is thrown.
- */
-async function eachLimited<T>(items: T[], limit: number, work: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  let failure: { error: unknown } | undefined;
-  const worker = async () => {
-    while (!failure && next < items.length) {
-      const item = items[next++]!;
-      try {
-        await work(item);
-      } catch (error) {
-        failure ??= { error };
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  if (failure) throw failure.error;
-}
+/** One message's outcome: counters to add (read, kept, a skip reason, the signals recorded). */
+type MessageResult = Partial<SyncHealthCounts>;
+const skipped = (reason: SkipReason, read = true): MessageResult => ({ ...(read ? { read: 1 } : {}), [reason]: 1 });
 
 export function createSyncService(deps: SyncServiceDeps) {
   const { repo, mailboxesRepo, mailboxes, pacer, logger } = deps;
   const now = deps.now ?? (() => new Date());
+  const signals = createSignals(deps.config.signals);
+  const watches = createWatches({ repo, mailboxes, pushTopic: deps.pushTopic, logger, now });
 
   /*
    * One sync per mailbox at a time in this process: a request while one runs is queued
@@ -133,12 +94,28 @@ export function createSyncService(deps: SyncServiceDeps) {
 
   /** The first candidate (best first) that is a message of ours. */
   function pickOriginal(classification: MailClassification, found: OriginalMessage[]): OriginalMessage | undefined {
-    if (classification.type === 'other') return undefined;
+    if (classification.type !== 'reply') return undefined;
     for (const candidate of classification.originalMessageIds) {
       const match = found.find((m) => m.rfc822MessageId === candidate);
       if (match) return match;
     }
     return undefined;
+  }
+
+  /**
+   * A delivery notice is machine-generated (a mailer daemon's report about our own
+   * message), not anyone's personal content: it alone is fetched whole, to read its
+   * recipients, status codes and the Message-ID it reports on. Parsed in memory, never stored.
+   */
+  async function readNotice(mailbox: MailboxRow, api: MailboxGmail, gmailId: string): Promise<BounceNotice | 'gone' | undefined> {
+    try {
+      return await readBounceNotice(await api.getRaw(gmailId));
+    } catch (error) {
+      if (error instanceof GmailError && error.kind === 'not_found') return 'gone';
+      if (error instanceof GmailError) throw error;
+      logger.warn({ mailboxId: mailbox.id, gmailMessageId: gmailId }, 'a delivery notice could not be parsed; treated as plain mail');
+      return undefined;
+    }
   }
 
   /** The per-message step, shared by full and incremental sync. */
@@ -148,10 +125,10 @@ export function createSyncService(deps: SyncServiceDeps) {
       meta = await api.getMetadata(gmailId, [...SYNC_METADATA_HEADERS]);
     } catch (error) {
       // Deleted between listing and fetching: nothing to keep.
-      if (error instanceof GmailError && error.kind === 'not_found') return { examined: false, kept: false, events: 0 };
+      if (error instanceof GmailError && error.kind === 'not_found') return skipped('gone', false);
       throw error;
     }
-    if (meta.labelIds.some((l) => SKIPPED_LABELS.has(l))) return { examined: true, kept: false, events: 0 };
+    if (meta.labelIds.some((l) => SKIPPED_LABELS.has(l))) return skipped('ignoredLabel');
 
     const headers = meta.headers;
     const own = mailbox.email.toLowerCase();
@@ -162,29 +139,47 @@ export function createSyncService(deps: SyncServiceDeps) {
     const direction = meta.labelIds.includes('SENT') || from[0] === own ? 'outbound' : 'inbound';
     const rfc822MessageId = parseMessageIds(headers['message-id'])[0];
     // A message we sent ourselves is recorded already (the send ledger owns that row).
-    if (rfc822MessageId && (await repo.isOwnSend(mailbox.workspaceId, mailbox.id, rfc822MessageId))) return { examined: true, kept: false, events: 0 };
+    if (rfc822MessageId && (await repo.isOwnSend(mailbox.workspaceId, mailbox.id, rfc822MessageId))) return skipped('ownSend');
 
-    let dsn: DsnReport | undefined;
+    const result: MessageResult = { read: 1 };
+    let notice: BounceNotice | undefined;
     if (direction === 'inbound' && looksLikeDsn(headers)) {
-      // A delivery status notification is machine-generated (a mailer daemon's report about
-      // our own message), not anyone's personal content: it alone is fetched whole, to read
-      // its status codes and the Message-ID it reports on. Parsed in memory, never stored.
-      try {
-        dsn = await readDsn(await api.getRaw(gmailId));
-      } catch (error) {
-        if (error instanceof GmailError && error.kind === 'not_found') return { examined: true, kept: false, events: 0 };
-        if (error instanceof GmailError) throw error;
-        logger.warn({ mailboxId: mailbox.id, gmailMessageId: gmailId }, 'a delivery report could not be parsed; treated as plain mail');
+      const read = await readNotice(mailbox, api, gmailId);
+      if (read === 'gone') return skipped('gone');
+      notice = read;
+      if (!notice) {
+        result.unparsedNotice = 1;
+        logger.warn({ mailboxId: mailbox.id, gmailMessageId: gmailId }, 'a delivery notice named no failed recipient we could read; counted as unparsedNotice');
       }
     }
-    const classification = classifyMessage({ direction, headers, dsn });
-    const original =
-      classification.type === 'other' ? undefined : pickOriginal(classification, await repo.findOutboundByRfc822Ids(mailbox.workspaceId, classification.originalMessageIds));
-    const contacts = await repo.contactsAmong(mailbox.workspaceId, contactAddresses(mailbox, [...from, ...to, ...cc]));
-    if (contacts.length === 0 && !original) return { examined: true, kept: false, events: 0 };
-
+    const classification = classifyMessage({ direction, headers, notice });
     const at = meta.internalDate ?? parseDate(headers['date']) ?? now();
-    let events = 0;
+
+    const original =
+      classification.type === 'reply' ? pickOriginal(classification, await repo.findOutboundByRfc822Ids(mailbox.workspaceId, classification.originalMessageIds)) : undefined;
+    const bounce =
+      classification.type === 'bounce'
+        ? await signals.matchBounce(repo, {
+            workspaceId: mailbox.workspaceId,
+            mailboxId: mailbox.id,
+            at,
+            candidateIds: classification.originalMessageIds,
+            recipients: classification.notice.recipients,
+          })
+        : undefined;
+    if (bounce) {
+      if (bounce.unmatched.length > 0) result.unmatchedNotice = 1;
+      if (bounce.notSent.length > 0) {
+        result.recipientNotSent = 1;
+        logger.warn({ mailboxId: mailbox.id, gmailMessageId: gmailId, recipients: bounce.notSent.length }, 'a bounce notice named addresses this mailbox never sent to; ignored');
+      }
+    }
+    const contacts = await repo.contactsAmong(mailbox.workspaceId, contactAddresses(mailbox, [...from, ...to, ...cc]));
+    if (contacts.length === 0 && !original && !bounce?.matches.length) {
+      if (!result.unparsedNotice && !result.unmatchedNotice && !result.recipientNotSent) result.notContact = 1;
+      return result;
+    }
+
     const stored = await repo.transaction(async (tx) => {
       const row = await tx.insertSyncedMessage(
         {
@@ -204,66 +199,29 @@ export function createSyncService(deps: SyncServiceDeps) {
         },
         contacts.map((c) => c.id),
       );
-      if (!row || !original) return row;
-
-      if (classification.type === 'reply') {
-        if (
-          await tx.insertMailEvent({
-            workspaceId: mailbox.workspaceId,
-            messageId: original.id,
-            type: 'reply',
-            sourceGmailMessageId: meta.id,
-            recipient: from[0] ?? null,
-            detail: { automatic: classification.automatic, syncedMessageId: row.id },
-            at,
-          })
-        ) {
-          events += 1;
-        }
-      } else if (classification.type === 'bounce') {
-        // Only addresses the original was sent to can be suppressed by its report: a forged
-        // "bounce" must not be able to suppress an arbitrary address of the workspace.
-        const sentTo = new Set([...original.toAddresses, ...original.ccAddresses].map((a) => a.toLowerCase()));
-        const suppressed: string[] = [];
-        for (const r of classification.recipients) {
-          if (r.kind !== 'hard' || !sentTo.has(r.recipient)) continue;
-          await tx.suppress({ workspaceId: mailbox.workspaceId, email: r.recipient, reason: 'bounce', source: `dsn:${meta.id}` });
-          suppressed.push(r.recipient);
-        }
-        // One event per report; a report naming several recipients lists them all.
-        const main = classification.recipients.find((r) => r.kind === 'hard') ?? classification.recipients[0]!;
-        if (
-          await tx.insertMailEvent({
-            workspaceId: mailbox.workspaceId,
-            messageId: original.id,
-            type: 'bounce',
-            sourceGmailMessageId: meta.id,
-            recipient: main.recipient,
-            detail: {
-              kind: main.kind,
-              status: main.status ?? null,
-              recipient: main.recipient,
-              ...(main.action ? { action: main.action } : {}),
-              ...(classification.recipients.length > 1 ? { recipients: classification.recipients } : {}),
-              suppressed,
-              syncedMessageId: row.id,
-            },
-            at,
-          })
-        ) {
-          events += 1;
-        }
+      if (!row) return row;
+      const common = { workspaceId: mailbox.workspaceId, sourceGmailMessageId: meta.id, syncedMessageId: row.id, at };
+      if (original && classification.type === 'reply') {
+        const reply = await signals.recordReply(tx, { ...common, original, from: from[0], automatic: classification.automatic });
+        if (reply.recorded) result[classification.automatic ? 'autoReply' : 'reply'] = 1;
+      }
+      for (const match of bounce?.matches ?? []) {
+        const recorded = await signals.recordBounce(tx, { ...common, match, format: (classification as { notice: BounceNotice }).notice.format });
+        result.bounce = (result.bounce ?? 0) + recorded.bounces;
+        result.delay = (result.delay ?? 0) + recorded.delays;
       }
       return row;
     });
-    if (stored && events > 0) {
-      logger.info({ mailboxId: mailbox.id, messageId: original!.id, event: classification.type }, 'mail event recorded from sync');
+    if (stored) {
+      result.kept = 1;
+      const events = (result.reply ?? 0) + (result.autoReply ?? 0) + (result.bounce ?? 0) + (result.delay ?? 0);
+      if (events > 0) logger.info({ mailboxId: mailbox.id, event: classification.type, events }, 'mail events recorded from sync');
     }
-    return { examined: true, kept: stored !== undefined, events };
+    return result;
   }
 
-  async function processIds(mailbox: MailboxRow, api: MailboxGmail, gmailIds: string[]) {
-    const totals = { examined: 0, kept: 0, events: 0 };
+  async function processIds(mailbox: MailboxRow, api: MailboxGmail, gmailIds: string[]): Promise<PassTotals> {
+    const health = emptyHealth();
     const unique = [...new Set(gmailIds)];
     const todo: string[] = [];
     for (let i = 0; i < unique.length; i += 500) {
@@ -273,11 +231,9 @@ export function createSyncService(deps: SyncServiceDeps) {
     }
     await eachLimited(todo, FETCH_CONCURRENCY, async (gmailId) => {
       const result = await processMessage(mailbox, api, gmailId);
-      if (result.examined) totals.examined += 1;
-      if (result.kept) totals.kept += 1;
-      totals.events += result.events;
+      for (const [key, n] of Object.entries(result) as [keyof SyncHealthCounts, number][]) health[key] += n;
     });
-    return totals;
+    return { examined: health.read, kept: health.kept, events: health.reply + health.autoReply + health.bounce + health.delay, health };
   }
 
   async function fullSync(mailbox: MailboxRow, api: MailboxGmail, resynced: boolean): Promise<PassResult> {
@@ -339,7 +295,7 @@ export function createSyncService(deps: SyncServiceDeps) {
       // withGmail marks the mailbox needs_reconnect when Google says the grant is gone.
       const result = await mailboxes.withGmail(mailbox, (api) => syncPass(mailbox, api));
       // History advances only here, after every message up to it was processed.
-      await repo.recordSyncSuccess(mailbox.id, { historyId: result.historyId, seen: result.examined, at: now() });
+      await repo.recordSyncSuccess(mailbox.id, { historyId: result.historyId, seen: result.examined, at: now(), health: result.health });
       logger.info(
         { mailboxId: mailbox.id, mode: result.mode, resynced: result.resynced, examined: result.examined, kept: result.kept, events: result.events },
         'mailbox synced',
@@ -409,7 +365,9 @@ export function createSyncService(deps: SyncServiceDeps) {
         if (!m.scopes.includes(GMAIL_SCOPES.readonly)) return false;
         if (pacer.pausedUntil(m.id) !== undefined) return false;
         const last = Math.max(m.lastSyncAt?.getTime() ?? 0, lastAttempt.get(m.id) ?? 0);
-        return last === 0 || at - last >= minInterval;
+        // The poller ticks once per interval and the last sync ended a moment after its tick: without
+        // some slack a mailbox would be "not yet due" at every other tick and wait two intervals.
+        return last === 0 || at - last >= minInterval - Math.min(5_000, minInterval / 4);
       });
       const outcomes: SyncOutcome[] = [];
       await eachLimited(due, 4, async (m) => {
@@ -418,50 +376,17 @@ export function createSyncService(deps: SyncServiceDeps) {
       return { attempted: due.length, synced: outcomes.filter((o) => o.status === 'synced').length, failed: outcomes.filter((o) => o.status === 'failed').length };
     },
 
-    /** users.watch for syncing mailboxes whose watch is missing or has less than 6 of its 7 days left. */
-    async renewWatches() {
-      const topic = deps.pushTopic;
-      if (!topic) return { renewed: 0, failed: 0 };
-      let renewed = 0;
-      let failed = 0;
-      for (const mailbox of await repo.listWatchesDue(new Date(now().getTime() + WATCH_RENEW_BEFORE_MS))) {
-        if (!mailbox.scopes.includes(GMAIL_SCOPES.readonly)) continue;
-        try {
-          const watch = await mailboxes.withGmail(mailbox, (api) => api.watch(topic));
-          await repo.recordWatch(mailbox.id, watch.expiresAt ?? null);
-          renewed += 1;
-        } catch (error) {
-          failed += 1;
-          const details = error instanceof GmailError ? { kind: error.kind, status: error.status, reason: error.reason } : safeErrorFields(error);
-          logger.warn({ mailboxId: mailbox.id, ...details }, 'renewing the Gmail watch failed; polling still covers this mailbox');
-        }
-      }
-      return { renewed, failed };
-    },
+    renewWatches: watches.renewWatches,
+    mailboxConnected: watches.mailboxConnected,
 
     /** Resolves when no sync is running or queued in this process (tests, shutdown). */
     async idle(): Promise<void> {
+      await watches.idle();
       while (inFlight.size > 0 || queued.size > 0) {
         await Promise.allSettled([...inFlight.values(), ...queued.values()]);
       }
     },
   };
-}
-
-/**
- * What of an unexpected error may be logged: a failed query's message quotes its parameters
- * (subjects, addresses), so only the error's name and database code are kept.
- */
-function safeErrorFields(error: unknown): { errorName?: string; code?: string } {
-  if (!(error instanceof Error)) return {};
-  const code = (error as { code?: unknown }).code ?? (error.cause as { code?: unknown } | undefined)?.code;
-  return { errorName: error.name, ...(typeof code === 'string' ? { code } : {}) };
-}
-
-function parseDate(value: string | undefined): Date | undefined {
-  if (!value) return undefined;
-  const date = new Date(value);
-  return Number.isNaN(date.getTime()) ? undefined : date;
 }
 
 export type SyncService = ReturnType<typeof createSyncService>;

@@ -49,10 +49,11 @@ const bounceBody = z.object({
   originalId: z.string().optional(),
   originalMessageId: z.string().optional(),
   recipient: z.string().optional(),
-  kind: z.enum(['hard', 'soft']).optional(),
+  kind: z.enum(['hard', 'soft', 'delay']).optional(),
+  form: z.enum(['report', 'text']).optional(),
   status: z.string().regex(/^[245]\.\d{1,3}\.\d{1,3}$/).optional(),
   diagnostic: z.string().optional(),
-  includeOriginal: z.enum(['headers', 'full']).optional(),
+  includeOriginal: z.enum(['headers', 'full', 'none']).optional(),
 });
 
 const times = z.union([z.number().int().min(1), z.literal('always')]).optional();
@@ -161,8 +162,8 @@ export function controlRoutes(control: SandboxControl): Router {
   });
 
   router.put('/bouncing-addresses/:address', (req, res) => {
-    const body = parse(z.object({ kind: z.enum(['hard', 'soft']).default('hard'), status: z.string().optional() }), req.body);
-    control.setBouncingAddress(param(req, 'address'), body.kind, body.status);
+    const body = parse(z.object({ kind: z.enum(['hard', 'soft', 'delay']).default('hard'), status: z.string().optional(), form: z.enum(['report', 'text']).optional() }), req.body);
+    control.setBouncingAddress(param(req, 'address'), body.kind, body.status, body.form);
     res.status(204).end();
   });
   router.delete('/bouncing-addresses/:address', (req, res) => {

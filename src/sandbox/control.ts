@@ -1,5 +1,5 @@
 import MailComposer from 'nodemailer/lib/mail-composer';
-import type { BounceKind } from './bounce.js';
+import type { BounceKind, NoticeForm } from './bounce.js';
 import type { SandboxContext } from './context.js';
 import type { ActiveFault, CallFilter, CallRecord, FaultRule, SandboxEndpoint } from './faults.js';
 import { formatAddress, parseHeaders, splitHeaderAndBody, type MessageHeader } from './mime.js';
@@ -77,11 +77,14 @@ export interface BounceInput {
   originalMessageId?: string;
   /** The address that failed; defaults to the original's first To. */
   recipient?: string;
-  /** `hard` (5.1.1, default) or `soft` (4.2.2). */
+  /** `hard` (5.1.1, default), `soft` (5.2.2 mailbox full) or `delay` (4.2.2, still retrying). */
   kind?: BounceKind;
+  /** `report` (multipart/report, default) or Gmail's plain-text notice. */
+  form?: NoticeForm;
   status?: string;
   diagnostic?: string;
-  includeOriginal?: 'headers' | 'full';
+  /** `none`: the notice quotes nothing of the original and has no threading headers (matched by recipient and time). */
+  includeOriginal?: 'headers' | 'full' | 'none';
 }
 
 export interface SandboxControl {
@@ -100,7 +103,7 @@ export interface SandboxControl {
   /** A mailer-daemon DSN into the mailbox that sent the original. */
   deliverBounce(email: string, input: BounceInput): Promise<MessageInfo>;
   /** From now on, sending to this address bounces back to the sender (null stops it). */
-  setBouncingAddress(address: string, kind: BounceKind | null, status?: string): void;
+  setBouncingAddress(address: string, kind: BounceKind | null, status?: string, form?: NoticeForm): void;
   modifyLabels(email: string, id: string, change: { add?: string[]; remove?: string[] }): MessageInfo;
 
   injectFault(rule: FaultRule): ActiveFault;
@@ -266,8 +269,8 @@ export function createControl(ctx: SandboxContext): SandboxControl {
     async deliverBounce(email, input) {
       return messageInfo(await store.deliverBounce(email, input));
     },
-    setBouncingAddress(address, kind, status) {
-      store.setBouncing(address, kind, status);
+    setBouncingAddress(address, kind, status, form) {
+      store.setBouncing(address, kind, status, form);
     },
     modifyLabels(email, id, change) {
       return messageInfo(store.modifyLabels(store.get(email), id, change.add ?? [], change.remove ?? []));

@@ -158,6 +158,6 @@ export type { FaultRule, FaultEffect, ActiveFault, SandboxEndpoint, CallRecord, 
 export type { PushBody, PushDelivery, PushSubscription, PushSubscriptionInput, PushTokenInput } from './push.js';
 export type { QueuedDecision } from './oauth.js';
 export type { MailboxKind } from './store.js';
-export type { BounceKind } from './bounce.js';
+export type { BounceKind, NoticeForm } from './bounce.js';
 export { SANDBOX_ENDPOINTS } from './faults.js';
 export { DEFAULT_PUSH_SERVICE_ACCOUNT } from './push.js';

@@ -1,5 +1,5 @@
 import { randomBytes, randomInt } from 'node:crypto';
-import { buildDsn, type BounceKind } from './bounce.js';
+import { buildDsn, type BounceKind, type NoticeForm } from './bounce.js';
 import {
   buildPayload,
   headerNames,
@@ -128,7 +128,7 @@ export interface MailStoreOptions {
 
 export class MailStore {
   private mailboxes = new Map<string, Mailbox>();
-  private bouncing = new Map<string, { kind: BounceKind; status?: string }>();
+  private bouncing = new Map<string, { kind: BounceKind; status?: string; form?: NoticeForm }>();
   // History ids come from one counter for all mailboxes: still strictly increasing per
   // mailbox, with gaps like Gmail's, so nobody can rely on "+1".
   private historyCounter = 100_000 + randomInt(0, 50_000);
@@ -293,7 +293,7 @@ export class MailStore {
       if (recipient === sender.email) continue;
       const bounce = this.bouncing.get(recipient);
       if (bounce) {
-        const report = await this.deliverBounce(sender.email, { recipient, kind: bounce.kind, status: bounce.status, originalId: sent.id });
+        const report = await this.deliverBounce(sender.email, { recipient, kind: bounce.kind, status: bounce.status, form: bounce.form, originalId: sent.id });
         result.bounced.push({ recipient, kind: bounce.kind, report });
         continue;
       }
@@ -338,7 +338,8 @@ export class MailStore {
       diagnostic?: string;
       originalId?: string;
       originalMessageId?: string;
-      includeOriginal?: 'headers' | 'full';
+      includeOriginal?: 'headers' | 'full' | 'none';
+      form?: NoticeForm;
     },
   ): Promise<StoredMessage> {
     const mailbox = this.get(email);
@@ -355,19 +356,20 @@ export class MailStore {
       original: original.raw,
       originalMessageId: original.summary.messageId,
       includeOriginal: input.includeOriginal,
+      form: input.form,
       date: this.now(),
     });
     return this.receive(mailbox.email, raw, ['INBOX', 'UNREAD', 'CATEGORY_UPDATES']);
   }
 
   /** From now on, a send to this address comes back as a DSN instead of being delivered. */
-  setBouncing(address: string, kind: BounceKind | null, status?: string): void {
+  setBouncing(address: string, kind: BounceKind | null, status?: string, form?: NoticeForm): void {
     const key = address.trim().toLowerCase();
     if (kind === null) this.bouncing.delete(key);
-    else this.bouncing.set(key, { kind, status });
+    else this.bouncing.set(key, { kind, status, form });
   }
 
-  bouncingAddresses(): { address: string; kind: BounceKind; status?: string }[] {
+  bouncingAddresses(): { address: string; kind: BounceKind; status?: string; form?: NoticeForm }[] {
     return [...this.bouncing].map(([address, rule]) => ({ address, ...rule }));
   }
 

@@ -27,6 +27,16 @@ export interface EventCountRow {
   recipients: number;
 }
 
+export interface MailEventCounts {
+  bounced: number;
+  hardBounced: number;
+  softBounced: number;
+  delayed: number;
+  /** A person answered: automatic replies are `autoReplied`, never here. */
+  replied: number;
+  autoReplied: number;
+}
+
 export interface TimelineEventRow {
   id: string;
   sendId: string;
@@ -53,16 +63,24 @@ export function createStatsRepo(db: Db) {
       return { sent: Number(row?.sent ?? 0), failed: Number(row?.failed ?? 0) };
     },
 
-    /** Recipients with a bounce / a reply to any of this campaign's messages. */
-    async mailEventCounts(workspaceId: string, campaignId: string): Promise<{ bounced: number; replied: number }> {
-      const [row] = rowsOf<{ bounced: number; replied: number }>(
+    /**
+     * Recipients with each kind of mail event on this campaign's messages: a person's reply,
+     * an automatic reply, a failed delivery (hard/soft), a delay (still being retried).
+     */
+    async mailEventCounts(workspaceId: string, campaignId: string): Promise<MailEventCounts> {
+      const [row] = rowsOf<Record<keyof MailEventCounts, number>>(
         await db.execute(sql`
           select count(distinct s.recipient_id) filter (where m.type = 'bounce')::int as bounced,
-                 count(distinct s.recipient_id) filter (where m.type = 'reply')::int as replied
+                 count(distinct s.recipient_id) filter (where m.type = 'bounce' and m.detail ->> 'kind' = 'hard')::int as "hardBounced",
+                 count(distinct s.recipient_id) filter (where m.type = 'bounce' and coalesce(m.detail ->> 'kind', 'soft') <> 'hard')::int as "softBounced",
+                 count(distinct s.recipient_id) filter (where m.type = 'delay')::int as delayed,
+                 count(distinct s.recipient_id) filter (where m.type = 'reply')::int as replied,
+                 count(distinct s.recipient_id) filter (where m.type = 'auto_reply')::int as "autoReplied"
           from mail_events m join campaign_sends s on s.message_id = m.message_id
           where m.workspace_id = ${workspaceId} and s.workspace_id = ${workspaceId} and s.campaign_id = ${campaignId}`),
       );
-      return { bounced: Number(row?.bounced ?? 0), replied: Number(row?.replied ?? 0) };
+      const n = (key: keyof MailEventCounts) => Number(row?.[key] ?? 0);
+      return { bounced: n('bounced'), hardBounced: n('hardBounced'), softBounced: n('softBounced'), delayed: n('delayed'), replied: n('replied'), autoReplied: n('autoReplied') };
     },
 
     /** Addresses that unsubscribed from this campaign's mail (the opt-out pages record `campaign:<id>` as the source). */

@@ -183,16 +183,18 @@ describe('replies and bounces to mail we sent', () => {
     expect(timeline.find((e: { messageId: string }) => e.messageId === sent.body.id).events).toMatchObject([{ type: 'bounce' }]);
   });
 
-  it('a soft bounce (delay) is recorded but does not suppress, also when the report carries the whole original', async () => {
+  it('a delay notice is recorded as a delay and does not suppress, also when the report carries the whole original', async () => {
     const sent = await app.api('POST', '/api/messages', { token: owner.token, json: { mailboxId: alice.id, to: 'full@contoso.test', subject: 'Quota', text: 'SECRET-ORIGINAL' } });
-    await app.sandbox.control.deliverBounce(ALICE, { originalMessageId: `<${sent.body.messageId}>`, kind: 'soft', includeOriginal: 'full' });
+    await app.sandbox.control.deliverBounce(ALICE, { originalMessageId: `<${sent.body.messageId}>`, kind: 'delay', includeOriginal: 'full' });
     expect(await sync(alice.id)).toMatchObject({ status: 'synced', events: 1 });
     const events = await query(sql`select type, detail from mail_events where message_id = ${sent.body.id}::uuid`);
-    expect(events).toMatchObject([{ type: 'bounce', detail: { kind: 'soft', status: '4.2.2', recipient: 'full@contoso.test', suppressed: [] } }]);
+    expect(events).toMatchObject([{ type: 'delay', detail: { kind: 'delay', status: '4.2.2', recipient: 'full@contoso.test', suppressed: false } }]);
     expect(await query(sql`select id from suppressions where email = 'full@contoso.test'`)).toEqual([]);
     const next = await app.api('POST', '/api/messages', { token: owner.token, json: { mailboxId: alice.id, to: 'full@contoso.test', subject: 'Still fine', text: 'x' } });
     expect(next.status).toBe(201);
     expect(JSON.stringify(await query(sql`select * from messages`))).not.toContain('SECRET-ORIGINAL');
+    const timeline = (await app.api('GET', `/api/contacts/${contactIds['full@contoso.test']}`, { token: owner.token })).body.timeline;
+    expect(timeline.find((e: { messageId: string }) => e.messageId === sent.body.id).events).toMatchObject([{ type: 'delay', kind: 'delay', status: '4.2.2' }]);
   });
 });
 
@@ -405,16 +407,26 @@ describe('P-03 message content, read on demand', () => {
 });
 
 describe('watches and background jobs', () => {
-  it('renewWatches watches each syncing mailbox on the topic, shows watchExpiresAt, and renews only when due', async () => {
-    const first = await app.services.sync.renewWatches();
-    expect(first.renewed).toBeGreaterThanOrEqual(1);
+  it('a syncing mailbox is watched as soon as it connects; renewWatches renews only when due', async () => {
+    await app.services.sync.idle();
     expect(app.sandbox.control.getMailbox(ALICE)!.watch).toMatchObject({ topicName: SANDBOX_PUSH_TOPIC, labelIds: ['INBOX'] });
     const expires = new Date((await mailboxView(alice.id)).sync.watchExpiresAt).getTime();
     expect(expires).toBeGreaterThan(Date.now() + 6 * 86_400_000);
     const watches = app.sandbox.control.callCounts({ mailbox: ALICE }).watch;
-    // Renewed a moment ago: not due again (slow@ may still be paused by its rate limit, so count alice's calls).
+    // Watched at connect: not due (slow@ may still be paused by its rate limit, so count alice's calls).
     await app.services.sync.renewWatches();
     expect(app.sandbox.control.callCounts({ mailbox: ALICE }).watch).toBe(watches);
+    // A day before expiry it is due again.
+    await query(sql`update mailboxes set watch_expires_at = now() + interval '1 day' where id = ${alice.id}::uuid`);
+    expect((await app.services.sync.renewWatches()).renewed).toBeGreaterThanOrEqual(1);
+    expect(app.sandbox.control.callCounts({ mailbox: ALICE }).watch).toBe(watches + 1);
+    expect(new Date((await mailboxView(alice.id)).sync.watchExpiresAt).getTime()).toBeGreaterThan(Date.now() + 6 * 86_400_000);
+  });
+
+  it('a send-only mailbox is never watched', async () => {
+    await connectedMailbox(app, owner.token, 'quiet@acme.test');
+    await app.services.sync.idle();
+    expect(app.sandbox.control.getMailbox('quiet@acme.test')!.watch).toBeUndefined();
   });
 
   it('end to end: a watched mailbox\'s new mail is pushed through (sandbox) Pub/Sub to the webhook, which syncs it', async () => {

@@ -353,7 +353,10 @@ describe('GET /api/campaigns/:id/stats (P-07)', () => {
       sent: 6,
       failed: 1,
       bounced: 1,
+      // A bounce event without a kind (written before bounces had classes) counts as soft.
+      bounces: { hard: 0, soft: 1, delayed: 0 },
       replied: 1,
+      autoReplied: 0,
       unsubscribed: 1,
       opens: { human: 3, machine: 1, unknown: 1, uniqueHuman: 2 },
       clicks: { human: 1, machine: 2, unknown: 0, uniqueHuman: 1 },

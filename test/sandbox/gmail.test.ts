@@ -271,13 +271,36 @@ describe('bounces', () => {
     expect(decode(parts.find((p) => p.mimeType === 'text/rfc822-headers')?.body?.data)).toContain('Message-ID: <bounce-me@inboxtrail.test>');
   });
 
-  it('bounces sends to an address marked as bouncing (soft: 4.x.x)', async () => {
+  it('bounces sends to an address marked as bouncing: soft is a failure (5.2.2), delay a warning (4.2.2)', async () => {
     sandbox.control.setBouncingAddress('full.mailbox@nowhere.test', 'soft');
+    sandbox.control.setBouncingAddress('slow.mailbox@nowhere.test', 'delay');
     await sendFromAlice({ messageId: '<soft-1@inboxtrail.test>', to: 'full.mailbox@nowhere.test' });
-    const [report] = sandbox.control.listMessages('alice@acme.test', { labelId: 'INBOX' });
-    expect(report?.subject).toBe('Delivery Status Notification (Delay)');
-    const detail = sandbox.control.getMessage('alice@acme.test', report!.id);
+    await sendFromAlice({ messageId: '<delay-1@inboxtrail.test>', to: 'slow.mailbox@nowhere.test' });
+    const [delay, soft] = sandbox.control.listMessages('alice@acme.test', { labelId: 'INBOX' });
+    expect(soft?.subject).toBe('Delivery Status Notification (Failure)');
+    expect(sandbox.control.getMessage('alice@acme.test', soft!.id).raw).toMatch(/^Status: 5\.2\.2\r?$/m);
+    expect(delay?.subject).toBe('Delivery Status Notification (Delay)');
+    const detail = sandbox.control.getMessage('alice@acme.test', delay!.id);
     expect(detail.raw).toMatch(/^Status: 4\.2\.2\r?$/m);
     expect(detail.raw).toMatch(/^Action: delayed\r?$/m);
+  });
+
+  it('Gmail\'s plain-text form: X-Failed-Recipients, the prose, the original quoted inline, no report part and no threading', async () => {
+    await sendFromAlice({ messageId: '<text-1@inboxtrail.test>', to: 'gone@nowhere.test' });
+    const dsn = await sandbox.control.deliverBounce('alice@acme.test', { originalMessageId: '<text-1@inboxtrail.test>', kind: 'hard', form: 'text' });
+    const full = (await alice.api.users.messages.get({ userId: 'me', id: dsn.id, format: 'full' })).data;
+    expect(full.payload?.mimeType).toBe('text/plain');
+    expect(header(full, 'X-Failed-Recipients')).toBe('gone@nowhere.test');
+    expect(header(full, 'In-Reply-To')).toBeUndefined();
+    const text = decode(full.payload?.body?.data);
+    expect(text).toMatch(/Delivery to the following recipient failed permanently:\r?\n\r?\n {5}gone@nowhere\.test/);
+    expect(text).toContain('550 5.1.1 The email account that you tried to reach does not exist.');
+    expect(text).toMatch(/----- Original message -----[\s\S]*Message-ID: <text-1@inboxtrail\.test>/);
+
+    const delay = await sandbox.control.deliverBounce('alice@acme.test', { originalMessageId: '<text-1@inboxtrail.test>', kind: 'delay', form: 'text' });
+    const delayed = sandbox.control.getMessage('alice@acme.test', delay.id);
+    expect(delayed.subject).toBe('Delivery Status Notification (Delay)');
+    expect(delayed.raw).not.toMatch(/^X-Failed-Recipients:/m);
+    expect(delayed.raw).toContain('Delivery to the following recipient has been delayed:');
   });
 });

@@ -1,0 +1,156 @@
+import type { Config } from '../config.js';
+import type { FailedRecipient, NoticeFormat } from './bounces/types.js';
+import type { OriginalMessage, SyncQueries } from './sync.repo.js';
+
+/*
+ * What mail read from a mailbox does to mail we sent (see README.md "Signals"):
+ *
+ *   reply       a person answered            → mail_events(reply); the campaign sequence stops
+ *   auto_reply  an out-of-office or robot    → mail_events(auto_reply); the next step waits
+ *                                               AUTO_REPLY_FOLLOW_UP_DELAY_DAYS, never stops
+ *   bounce      delivery failed (hard|soft)  → mail_events(bounce); hard suppresses at once,
+ *                                               soft after BOUNCE_SOFT_LIMIT in BOUNCE_SOFT_WINDOW_DAYS
+ *   delay       still being retried          → mail_events(delay); nothing else
+ *
+ * Everything here runs inside the sync's transaction for that message, so the event and
+ * its effects (suppression through the suppression repo, follow-up dates) commit together.
+ */
+
+const DAY_MS = 86_400_000;
+/** Clock skew between our send time and the notice's: a notice may look a little older than the send it reports. */
+const MATCH_SKEW_MS = 3_600_000;
+
+export interface BounceMatch {
+  original: OriginalMessage;
+  /** `address` is the address we sent to; `finalRecipient` the one that failed, when a forward made them differ. */
+  recipients: (FailedRecipient & { finalRecipient?: string })[];
+}
+
+export interface BounceMatching {
+  matches: BounceMatch[];
+  /** Recipients for whom no send of ours from this mailbox was found at all. */
+  unmatched: FailedRecipient[];
+  /** Recipients the named message of ours was never sent to (and no recent send to them either): never acted on. */
+  notSent: FailedRecipient[];
+}
+
+const sentTo = (m: OriginalMessage) => new Set([...m.toAddresses, ...m.ccAddresses].map((a) => a.toLowerCase()));
+
+export type SignalsConfig = Config['signals'];
+
+export function createSignals(config: SignalsConfig) {
+  return {
+    /**
+     * Which send of ours each failed recipient is about: the message the notice names (its
+     * quoted Message-ID or threading headers) if that message went to the address; else our
+     * latest send to the address from this mailbox within BOUNCE_MATCH_WINDOW_DAYS before the
+     * notice. Only this mailbox's own sends count: a notice naming an address it never sent
+     * to is not acted on (forged notices cannot suppress anyone).
+     */
+    async matchBounce(
+      repo: Pick<SyncQueries, 'findOutboundByRfc822Ids' | 'latestSendTo'>,
+      input: { workspaceId: string; mailboxId: string; at: Date; candidateIds: string[]; recipients: FailedRecipient[] },
+    ): Promise<BounceMatching> {
+      const named = await repo.findOutboundByRfc822Ids(input.workspaceId, input.candidateIds, input.mailboxId);
+      const ordered = input.candidateIds.flatMap((id) => named.filter((m) => m.rfc822MessageId === id));
+      const window = { from: new Date(input.at.getTime() - config.matchWindowDays * DAY_MS), to: new Date(input.at.getTime() + MATCH_SKEW_MS) };
+      const groups = new Map<string, BounceMatch>();
+      const result: BounceMatching = { matches: [], unmatched: [], notSent: [] };
+      for (const found of input.recipients) {
+        // A forward or alias: the report's Original-Recipient is the address we sent to, and the one acted on.
+        const addresses = [...new Set([found.originalRecipient, found.address].filter((a): a is string => Boolean(a)))];
+        let original: OriginalMessage | undefined;
+        let address = found.address;
+        for (const candidate of addresses) {
+          original = ordered.find((m) => sentTo(m).has(candidate)) ?? (await repo.latestSendTo(input.workspaceId, input.mailboxId, candidate, window));
+          if (original) {
+            address = candidate;
+            break;
+          }
+        }
+        if (!original) {
+          (ordered.length > 0 ? result.notSent : result.unmatched).push(found);
+          continue;
+        }
+        const recipient = address === found.address ? found : { ...found, address, originalRecipient: undefined, finalRecipient: found.address };
+        const group = groups.get(original.id) ?? { original, recipients: [] };
+        group.recipients.push(recipient);
+        groups.set(original.id, group);
+      }
+      result.matches = [...groups.values()];
+      return result;
+    },
+
+    /** A reply to one of our messages: a person's, or an automatic one that pushes follow-ups back. */
+    async recordReply(
+      tx: SyncQueries,
+      input: { workspaceId: string; original: OriginalMessage; sourceGmailMessageId: string; from?: string; automatic: boolean; syncedMessageId: string; at: Date },
+    ): Promise<{ recorded: boolean; deferred: number }> {
+      const recorded = await tx.insertMailEvent({
+        workspaceId: input.workspaceId,
+        messageId: input.original.id,
+        type: input.automatic ? 'auto_reply' : 'reply',
+        sourceGmailMessageId: input.sourceGmailMessageId,
+        recipient: input.from ?? null,
+        detail: { automatic: input.automatic, syncedMessageId: input.syncedMessageId },
+        at: input.at,
+      });
+      let deferred = 0;
+      if (recorded && input.automatic && config.autoReplyFollowUpDelayDays > 0) {
+        deferred = await tx.deferFollowUps(input.workspaceId, input.original.id, new Date(input.at.getTime() + config.autoReplyFollowUpDelayDays * DAY_MS));
+      }
+      return { recorded, deferred };
+    },
+
+    /**
+     * One event per failed recipient of a matched send. Hard → suppressed now; soft → counted,
+     * suppressed once BOUNCE_SOFT_LIMIT soft bounces of the address fall within the window;
+     * delay → recorded only.
+     */
+    async recordBounce(
+      tx: SyncQueries,
+      input: { workspaceId: string; match: BounceMatch; sourceGmailMessageId: string; format: NoticeFormat; syncedMessageId: string; at: Date },
+    ): Promise<{ bounces: number; delays: number; suppressed: string[] }> {
+      const outcome = { bounces: 0, delays: 0, suppressed: [] as string[] };
+      for (const r of input.match.recipients) {
+        let suppress = r.class === 'hard';
+        let softInWindow: number | undefined;
+        if (r.class === 'soft') {
+          const since = new Date(input.at.getTime() - config.softWindowDays * DAY_MS);
+          softInWindow = (await tx.countSoftBounces(input.workspaceId, r.address, since, input.sourceGmailMessageId)) + 1;
+          suppress = softInWindow >= config.softBounceLimit;
+        }
+        if (suppress) {
+          await tx.suppress({ workspaceId: input.workspaceId, email: r.address, reason: 'bounce', source: `dsn:${input.sourceGmailMessageId}` });
+          outcome.suppressed.push(r.address);
+        }
+        const recorded = await tx.insertMailEvent({
+          workspaceId: input.workspaceId,
+          messageId: input.match.original.id,
+          type: r.class === 'delay' ? 'delay' : 'bounce',
+          sourceGmailMessageId: input.sourceGmailMessageId,
+          recipient: r.address,
+          detail: {
+            kind: r.class,
+            recipient: r.address,
+            action: r.action,
+            status: r.status ?? null,
+            reason: r.reason,
+            ...(r.diagnostic ? { diagnostic: r.diagnostic } : {}),
+            ...(r.finalRecipient ? { finalRecipient: r.finalRecipient } : {}),
+            format: input.format,
+            ...(softInWindow !== undefined ? { softBouncesInWindow: softInWindow } : {}),
+            suppressed: suppress,
+            syncedMessageId: input.syncedMessageId,
+          },
+          at: input.at,
+        });
+        if (recorded && r.class === 'delay') outcome.delays += 1;
+        else if (recorded) outcome.bounces += 1;
+      }
+      return outcome;
+    },
+  };
+}
+
+export type Signals = ReturnType<typeof createSignals>;

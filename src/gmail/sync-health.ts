@@ -1,0 +1,45 @@
+/*
+ * What sync did with each message it read, counted per mailbox so that silent loss is
+ * visible (GET /api/mailboxes → sync.health). Stored flat in mailboxes.sync_health (jsonb);
+ * each sync pass adds its counts in one atomic update.
+ */
+
+/** Why a message read from Gmail was not kept or not turned into a signal. */
+export type SkipReason =
+  /** Draft, spam or chat: not mail that happened. */
+  | 'ignoredLabel'
+  /** A message we sent ourselves (the send ledger has it). */
+  | 'ownSend'
+  /** No CRM contact in it and not about a message of ours. */
+  | 'notContact'
+  /** Looked like a bounce notice, but the reader found no failed recipient in it. */
+  | 'unparsedNotice'
+  /** A bounce notice about no send of ours from this mailbox. */
+  | 'unmatchedNotice'
+  /** A bounce notice naming an address this mailbox never sent to (forged or misrouted): it suppresses nothing. */
+  | 'recipientNotSent'
+  /** Deleted between listing and reading. */
+  | 'gone';
+
+export type SignalKind = 'reply' | 'autoReply' | 'bounce' | 'delay';
+
+export const SKIP_REASONS: readonly SkipReason[] = ['ignoredLabel', 'ownSend', 'notContact', 'unparsedNotice', 'unmatchedNotice', 'recipientNotSent', 'gone'];
+export const SIGNAL_KINDS: readonly SignalKind[] = ['reply', 'autoReply', 'bounce', 'delay'];
+
+/** One pass's counts: `read` messages fetched, `kept` stored, signals recorded, skips by reason. */
+export type SyncHealthCounts = Record<'read' | 'kept' | SkipReason | SignalKind, number>;
+
+export function emptyHealth(): SyncHealthCounts {
+  return Object.fromEntries(['read', 'kept', ...SKIP_REASONS, ...SIGNAL_KINDS].map((k) => [k, 0])) as SyncHealthCounts;
+}
+
+/** The API's view of the stored counters. */
+export function presentHealth(stored: Record<string, number> | null | undefined) {
+  const n = (key: string) => Number(stored?.[key] ?? 0);
+  return {
+    read: n('read'),
+    kept: n('kept'),
+    signals: Object.fromEntries(SIGNAL_KINDS.map((k) => [k, n(k)])) as Record<SignalKind, number>,
+    skipped: Object.fromEntries(SKIP_REASONS.map((k) => [k, n(k)])) as Record<SkipReason, number>,
+  };
+}
