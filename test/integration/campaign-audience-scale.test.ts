@@ -16,6 +16,10 @@ import { useAppWithOwner } from '../helpers/test-app.js';
 const ctx = useAppWithOwner();
 let mailboxId: string;
 
+beforeAll(async () => {
+  mailboxId = (await connectedMailbox(ctx.app, ctx.owner.token, 'scale-sender@acme.test')).id;
+});
+
 /** A small deterministic PRNG (mulberry32): the same dataset on every run. */
 function random(seed: number) {
   let a = seed;
@@ -66,7 +70,6 @@ describe('preflight at scale', () => {
   const suppressed = new Map<string, Set<string>>();
 
   beforeAll(async () => {
-    mailboxId = (await connectedMailbox(ctx.app, ctx.owner.token, 'scale-sender@acme.test')).id;
     const rand = random(14);
     const pick = <T>(items: T[]) => items[Math.floor(rand() * items.length)]!;
     const workspaceId = ctx.owner.workspaceId;
