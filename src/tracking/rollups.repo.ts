@@ -24,9 +24,10 @@ const ROLLUP_LOCK_CLASS = 0x74726b72;
 
 const byKey = <T>(key: (item: T) => string) => (a: T, b: T) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0);
 
-export async function writeEventsWithRollups(db: Db, events: readonly TrackingEventRow[]): Promise<void> {
-  if (events.length === 0) return;
-  await db.transaction(async (txn) => {
+/** Resolves to how many events were new (the others had been written before: a retried batch). */
+export async function writeEventsWithRollups(db: Db, events: readonly TrackingEventRow[]): Promise<number> {
+  if (events.length === 0) return 0;
+  return db.transaction(async (txn) => {
     const tx = txn as unknown as Db;
     const campaignIds = [...new Set(events.map((e) => e.campaignId))];
     await tx.execute(sql`
@@ -52,7 +53,7 @@ export async function writeEventsWithRollups(db: Db, events: readonly TrackingEv
         )
         select ins.id, s.recipient_id from ins join campaign_sends s on s.id = ins.send_id and s.workspace_id = ins.workspace_id`),
     );
-    if (inserted.length === 0) return;
+    if (inserted.length === 0) return 0;
 
     const byId = new Map(events.map((e) => [e.id, e]));
     const rows: InsertedEvent[] = inserted.map((r) => {
@@ -106,6 +107,7 @@ export async function writeEventsWithRollups(db: Db, events: readonly TrackingEv
            as u(workspace_id, campaign_id, type, link_index, human, machine, unknown, unique_human)
       on conflict (campaign_id, type, link_index) do update set human = t.human + excluded.human, machine = t.machine + excluded.machine,
         unknown = t.unknown + excluded.unknown, unique_human = t.unique_human + excluded.unique_human`);
+    return inserted.length;
   });
 }
 

@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
 import type { Db } from '../db/connect.js';
+import type { CampaignSendRow } from './campaign-send-index.js';
 import type { Classification, HitType } from './classify.js';
 import { pgArray, rowsOf } from './pg-array.js';
 import { writeEventsWithRollups } from './rollups.repo.js';
@@ -81,6 +82,16 @@ export function createTrackingRepo(db: Db) {
       }));
     },
 
+    /** Every send of a campaign (the outage index, campaign-send-index.ts): id, workspace, sent or claim time. */
+    async findCampaignSends(campaignId: string): Promise<CampaignSendRow[]> {
+      const rows = rowsOf<{ id: string; workspace_id: string; at_ms: number | string | null }>(
+        await db.execute(sql`
+          select id, workspace_id, round(extract(epoch from coalesce(sent_at, claimed_at)) * 1000)::float8 as at_ms
+          from campaign_sends where campaign_id = ${campaignId}`),
+      );
+      return rows.map((r) => ({ id: String(r.id), workspaceId: String(r.workspace_id), sentAtMs: r.at_ms === null ? null : Number(r.at_ms) }));
+    },
+
     async findLinks(campaignIds: readonly string[]): Promise<LinkRow[]> {
       if (campaignIds.length === 0) return [];
       const rows = rowsOf<Record<string, unknown>>(
@@ -96,7 +107,7 @@ export function createTrackingRepo(db: Db) {
      * retried batch inserts nothing twice) and the stats rollups of the rows actually
      * inserted (rollups.repo.ts).
      */
-    insertEvents(events: readonly TrackingEventRow[]): Promise<void> {
+    insertEvents(events: readonly TrackingEventRow[]): Promise<number> {
       return writeEventsWithRollups(db, events);
     },
   };

@@ -2,11 +2,11 @@ import { randomUUID } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import { describe, expect, it } from 'vitest';
 import type { AuthContext } from '../../src/auth/auth.service.js';
-import { campaignLinks, campaignSends, campaigns, recipients } from '../../src/db/schema.js';
 import type { Classification } from '../../src/tracking/classify.js';
 import { createStatsRepo } from '../../src/tracking/stats.repo.js';
 import { createStatsService } from '../../src/tracking/stats.service.js';
 import { createTrackingRepo, type TrackingEventRow } from '../../src/tracking/tracking.repo.js';
+import { seedSentCampaign } from '../helpers/seed-campaign.js';
 import { useAppWithOwner } from '../helpers/test-app.js';
 
 /*
@@ -31,30 +31,7 @@ function prng(seed: number) {
   };
 }
 
-async function seed(workspaceId: string, recipientCount: number, steps: number, links: number) {
-  const [campaign] = await db()
-    .insert(campaigns)
-    .values({ workspaceId, name: `Rollups ${randomUUID()}`, kind: 'marketing', subject: 'Hi', html: '<p>x</p>', audience: { contactIds: [] }, status: 'sending' })
-    .returning({ id: campaigns.id });
-  const campaignId = campaign!.id;
-  await db()
-    .insert(campaignLinks)
-    .values(Array.from({ length: links + 1 }, (_, linkIndex) => ({ campaignId, linkIndex, url: `https://shop.example.com/${linkIndex}`, honeypot: linkIndex === links })));
-  const sends: { id: string; recipientId: string }[] = [];
-  for (let r = 0; r < recipientCount; r += 1) {
-    const email = `roll-${randomUUID()}@contoso.test`;
-    const [recipient] = await db().insert(recipients).values({ workspaceId, email }).returning({ id: recipients.id });
-    // Several steps of a sequence: one recipient, several sends (uniqueHuman counts people, not sends).
-    for (let step = 0; step < steps; step += 1) {
-      const [send] = await db()
-        .insert(campaignSends)
-        .values({ workspaceId, campaignId, step, recipientId: recipient!.id, email, status: 'sent', rfc822MessageId: `${randomUUID()}@t`, sentAt: new Date(Date.now() - 86_400_000) })
-        .returning({ id: campaignSends.id });
-      sends.push({ id: send!.id, recipientId: recipient!.id });
-    }
-  }
-  return { campaignId, sends, links };
-}
+const seed = (workspaceId: string, recipientCount: number, steps: number, links: number) => seedSentCampaign(db(), workspaceId, { recipients: recipientCount, steps, links });
 
 const CLASSES: Classification[] = ['human', 'machine', 'unknown'];
 
