@@ -445,9 +445,8 @@ export const trackingRecipientRollups = pgTable(
   'tracking_recipient_rollups',
   {
     workspaceId: uuid('workspace_id').notNull(),
-    campaignId: uuid('campaign_id')
-      .notNull()
-      .references(() => campaigns.id, { onDelete: 'cascade' }),
+    // No foreign key: checked per inserted row, it would lock the campaign row hundreds of times a batch.
+    campaignId: uuid('campaign_id').notNull(),
     recipientId: uuid('recipient_id').notNull(),
     type: trackingEventTypeEnum('type').notNull(),
     linkIndex: integer('link_index').notNull(),
@@ -458,9 +457,7 @@ export const trackingRecipientRollups = pgTable(
 
 /** Per send with a human event: what the "a human click upgrades the latest earlier open" rule needs. */
 export const trackingSendRollups = pgTable('tracking_send_rollups', {
-  sendId: uuid('send_id')
-    .primaryKey()
-    .references(() => campaignSends.id, { onDelete: 'cascade' }),
+  sendId: uuid('send_id').primaryKey(),
   workspaceId: uuid('workspace_id').notNull(),
   campaignId: uuid('campaign_id').notNull(),
   recipientId: uuid('recipient_id').notNull(),

@@ -73,6 +73,8 @@ export interface RollupPlan {
   states: Map<string, SendState>;
   /** Sends whose upgrade must be re-judged from their stored opens, with their first human click. */
   recheck: { sendId: string; firstHumanClickMs: number }[];
+  /** Of those, the sends whose latest earlier open must be looked up (the others had a human open first: no upgrade). */
+  lookups: { sendId: string; firstHumanClickMs: number }[];
 }
 
 const minOf = (a: number | null, b: number) => (a === null || b < a ? b : a);
@@ -94,14 +96,14 @@ function addRecipient(plan: RollupPlan, state: Pick<SendState, 'workspaceId' | '
   else plan.recipient.set(key, { workspaceId: state.workspaceId, campaignId: state.campaignId, recipientId: state.recipientId, type, linkIndex, humanEvents: n });
 }
 
-export const recipientKey = (campaignId: string, recipientId: string, type: string, linkIndex: number) => `${campaignId}|${recipientId}|${type}|${linkIndex}`;
+const recipientKey = (campaignId: string, recipientId: string, type: string, linkIndex: number) => `${campaignId}|${recipientId}|${type}|${linkIndex}`;
 
 /**
  * Step 1: what the inserted events add by themselves, the new first-human times of their
  * sends, and which sends' upgrade may have moved (to be re-judged from the database).
  */
 export function planRollups(inserted: readonly InsertedEvent[], known: ReadonlyMap<string, SendState>): RollupPlan {
-  const plan: RollupPlan = { campaign: new Map(), recipient: new Map(), states: new Map(), recheck: [] };
+  const plan: RollupPlan = { campaign: new Map(), recipient: new Map(), states: new Map(), recheck: [], lookups: [] };
   const touched = new Map<string, { before: SendState | undefined; nonHumanOpenAtMs: number[] }>();
   for (const event of inserted) {
     const { workspaceId, campaignId, type, linkIndex, classification: cls } = event;
@@ -145,6 +147,7 @@ export function planRollups(inserted: readonly InsertedEvent[], known: ReadonlyM
     if (!moved) continue;
     plan.states.set(sendId, { ...after });
     plan.recheck.push({ sendId, firstHumanClickMs: click });
+    if (after.firstHumanOpenMs === null || after.firstHumanOpenMs > click) plan.lookups.push({ sendId, firstHumanClickMs: click });
   }
   return plan;
 }
@@ -171,26 +174,5 @@ export function applyUpgrades(plan: RollupPlan, known: ReadonlyMap<string, SendS
       addCampaign(plan, state.workspaceId, state.campaignId, 'open', ALL_LINKS, 'human', 1);
       addRecipient(plan, state, 'open', ALL_LINKS, 1);
     }
-  }
-}
-
-/**
- * Step 3: with each recipient row's count after the batch, how many recipients became (or
- * stopped being) human per campaign row.
- */
-export function applyUniqueHumans(plan: RollupPlan, after: readonly { campaignId: string; recipientId: string; type: string; linkIndex: number; humanEvents: number }[]): void {
-  for (const row of after) {
-    const delta = plan.recipient.get(recipientKey(row.campaignId, row.recipientId, row.type, row.linkIndex));
-    if (!delta || delta.humanEvents === 0) continue;
-    const before = row.humanEvents - delta.humanEvents;
-    const change = before <= 0 && row.humanEvents > 0 ? 1 : before > 0 && row.humanEvents <= 0 ? -1 : 0;
-    if (change === 0) continue;
-    const key = `${row.campaignId}|${row.type}|${row.linkIndex}`;
-    let campaign = plan.campaign.get(key);
-    if (!campaign) {
-      campaign = { workspaceId: delta.workspaceId, campaignId: row.campaignId, type: delta.type, linkIndex: row.linkIndex, human: 0, machine: 0, unknown: 0, uniqueHuman: 0 };
-      plan.campaign.set(key, campaign);
-    }
-    campaign.uniqueHuman += change;
   }
 }

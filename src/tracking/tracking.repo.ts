@@ -41,7 +41,8 @@ export interface LinkRow {
 
 const toDate = (value: unknown): Date | null => (value === null || value === undefined ? null : value instanceof Date ? value : new Date(String(value)));
 
-export function createTrackingRepo(db: Db) {
+/** `singleConnection`: an embedded database (PGlite), whose one connection serializes writers by itself. */
+export function createTrackingRepo(db: Db, options: { singleConnection?: boolean } = {}) {
   return {
     /** A send and its campaign's links in one indexed query (the click path on a cache miss). */
     async findSendWithLinks(sendId: string): Promise<{ send: SendRow; links: LinkRow[] } | undefined> {
@@ -108,7 +109,7 @@ export function createTrackingRepo(db: Db) {
      * inserted (rollups.repo.ts).
      */
     insertEvents(events: readonly TrackingEventRow[]): Promise<number> {
-      return writeEventsWithRollups(db, events);
+      return writeEventsWithRollups(db, events, options);
     },
   };
 }

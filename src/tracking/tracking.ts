@@ -40,7 +40,7 @@ export function createTracking(deps: TrackingDeps) {
   const settings = config.tracking;
   const codec = createTokenCodec(config.trackingSecrets);
   const urls = createTrackingUrls(codec, config.publicBaseUrl);
-  const repo = createTrackingRepo(database.db);
+  const repo = createTrackingRepo(database.db, { singleConnection: database.kind === 'pglite' });
 
   const source = settings.appleMppRanges ?? SAMPLE_EGRESS_FILE;
   const appleMpp = createAppleMppRanges({

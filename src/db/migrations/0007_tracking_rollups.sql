@@ -14,9 +14,12 @@ CREATE TABLE "tracking_rollups" (
 );
 --> statement-breakpoint
 -- Judged-human events per recipient: a row going from 0 to more is one more unique human.
+-- No foreign keys here or on tracking_send_rollups: the writer inserts them by the hundred
+-- per batch and each check would lock the campaign row; tracking_rollups (whose rows the
+-- stats read) has one and goes with its campaign.
 CREATE TABLE "tracking_recipient_rollups" (
 	"workspace_id" uuid NOT NULL,
-	"campaign_id" uuid NOT NULL REFERENCES "campaigns"("id") ON DELETE CASCADE,
+	"campaign_id" uuid NOT NULL,
 	"recipient_id" uuid NOT NULL,
 	"type" "tracking_event_type" NOT NULL,
 	"link_index" integer NOT NULL,
@@ -26,7 +29,7 @@ CREATE TABLE "tracking_recipient_rollups" (
 --> statement-breakpoint
 -- Per send with a human event: what the "a human click upgrades the latest earlier open" rule needs.
 CREATE TABLE "tracking_send_rollups" (
-	"send_id" uuid PRIMARY KEY NOT NULL REFERENCES "campaign_sends"("id") ON DELETE CASCADE,
+	"send_id" uuid PRIMARY KEY NOT NULL,
 	"workspace_id" uuid NOT NULL,
 	"campaign_id" uuid NOT NULL,
 	"recipient_id" uuid NOT NULL,
