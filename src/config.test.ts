@@ -82,7 +82,7 @@ describe('loadConfig', () => {
     const config = loadConfig({ NODE_ENV: 'production', PUBLIC_BASE_URL: 'https://mail.example.com/', DATABASE_URL: 'postgres://u@db/x', ...secrets });
     expect(config.generatedSecrets).toEqual([]);
     expect(config.publicBaseUrl).toBe('https://mail.example.com');
-    expect(config.database).toEqual({ kind: 'postgres', url: 'postgres://u@db/x' });
+    expect(config.database).toEqual({ kind: 'postgres', url: 'postgres://u@db/x', connectTimeoutMs: 2_000, statementTimeoutMs: 10_000 });
   });
 
   it('treats blank variables as unset (a copied .env.example boots)', () => {

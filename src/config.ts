@@ -104,6 +104,10 @@ const envSchema = z.object({
   APPLE_MPP_RANGES: z.string().min(1).optional(),
   TRACKING_RAW_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(30),
   TRACKING_BUFFER_MAX: z.coerce.number().int().min(1000).max(10_000_000).default(500_000),
+  /** An uncached click waits at most this long for the database before a 503 (or a redirect from what was cached). */
+  TRACKING_CLICK_TIMEOUT_MS: z.coerce.number().int().min(50).max(30_000).default(800),
+  DATABASE_CONNECT_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(2_000),
+  DATABASE_STATEMENT_TIMEOUT_MS: z.coerce.number().int().min(100).max(3_600_000).default(10_000),
 });
 
 type Env = z.infer<typeof envSchema>;
@@ -114,7 +118,9 @@ export interface Config {
   readonly host: string;
   readonly publicBaseUrl: string;
   readonly dataDir: string;
-  readonly database: { readonly kind: 'pglite'; readonly dir: string } | { readonly kind: 'postgres'; readonly url: string };
+  readonly database:
+    | { readonly kind: 'pglite'; readonly dir: string }
+    | { readonly kind: 'postgres'; readonly url: string; readonly connectTimeoutMs: number; readonly statementTimeoutMs: number };
   readonly jwt:
     | { readonly algorithm: 'HS256'; readonly secret: string; readonly ttlSeconds: number }
     | { readonly algorithm: 'RS256'; readonly privateKey: string; readonly publicKey: string; readonly ttlSeconds: number };
@@ -171,6 +177,8 @@ export interface Config {
     readonly rawRetentionDays: number;
     /** Tracking events buffered in memory at most before the oldest are dropped. */
     readonly bufferMax: number;
+    /** How long an uncached click waits for the database before answering 503 (or from a stale cache). */
+    readonly clickTimeoutMs: number;
   };
   /** Names of secrets generated for development because the environment had none. */
   readonly generatedSecrets: readonly string[];
@@ -249,7 +257,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     ? { kind: 'pglite', dir: path.join(env.DATA_DIR, 'pglite') }
     : env.DATABASE_URL.startsWith('pglite:')
       ? { kind: 'pglite', dir: env.DATABASE_URL.slice('pglite:'.length) }
-      : { kind: 'postgres', url: env.DATABASE_URL };
+      : { kind: 'postgres', url: env.DATABASE_URL, connectTimeoutMs: env.DATABASE_CONNECT_TIMEOUT_MS, statementTimeoutMs: env.DATABASE_STATEMENT_TIMEOUT_MS };
 
   const jwt: Config['jwt'] =
     env.JWT_PRIVATE_KEY && env.JWT_PUBLIC_KEY
@@ -306,6 +314,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       appleMppRanges: env.APPLE_MPP_RANGES,
       rawRetentionDays: env.TRACKING_RAW_RETENTION_DAYS,
       bufferMax: env.TRACKING_BUFFER_MAX,
+      clickTimeoutMs: env.TRACKING_CLICK_TIMEOUT_MS,
     },
     generatedSecrets,
   });

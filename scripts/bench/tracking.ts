@@ -24,7 +24,6 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { sql } from 'drizzle-orm';
-import pg from 'pg';
 import { createApp, createHttpServer, createServices } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
 import { connect } from '../../src/db/connect.js';
@@ -32,6 +31,7 @@ import { campaignLinks, campaignSends, campaigns, recipients, workspaces } from 
 import { resolveGoogle } from '../../src/gmail/google-settings.js';
 import { createLogger } from '../../src/logger.js';
 import { PIXEL_GIF } from '../../src/tracking/tracking-handler.js';
+import { serverDatabase } from './common.js';
 
 const LOADER = path.join(import.meta.dirname, 'load.mjs');
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
@@ -91,28 +91,9 @@ function bareServer(): Server {
   });
 }
 
-async function serverDatabase(url: string) {
-  const name = `inboxtrail_bench_${process.pid}`;
-  const admin = new pg.Client({ connectionString: url });
-  await admin.connect();
-  await admin.query(`create database ${name}`);
-  await admin.end();
-  const target = new URL(url);
-  target.pathname = `/${name}`;
-  return {
-    url: target.toString(),
-    drop: async () => {
-      const dropper = new pg.Client({ connectionString: url });
-      await dropper.connect();
-      await dropper.query(`drop database if exists ${name} with (force)`);
-      await dropper.end();
-    },
-  };
-}
-
 async function main() {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'inboxtrail-bench-'));
-  const server = SERVER_URL ? await serverDatabase(SERVER_URL) : undefined;
+  const server = SERVER_URL ? await serverDatabase(SERVER_URL, 'inboxtrail-bench') : undefined;
   const config = loadConfig({
     NODE_ENV: 'test',
     LOG_LEVEL: 'warn',

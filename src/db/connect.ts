@@ -23,7 +23,21 @@ export function inTransaction<Repo>(db: Db, makeRepo: (db: Db) => Repo) {
 
 export type DatabaseTarget =
   | { kind: 'pglite'; dir?: string; loadDataDir?: Blob }
-  | { kind: 'postgres'; url: string; poolSize?: number };
+  | {
+      kind: 'postgres';
+      url: string;
+      poolSize?: number;
+      /** Longest wait for a pooled connection, including opening one (default 2 s). */
+      connectTimeoutMs?: number;
+      /** Server-side statement_timeout; the client gives up 1 s later if the server never answers (default 10 s). */
+      statementTimeoutMs?: number;
+    };
+
+export const DEFAULT_CONNECT_TIMEOUT_MS = 2_000;
+export const DEFAULT_STATEMENT_TIMEOUT_MS = 10_000;
+
+/** The driver's "the server did not answer in time" errors: the connection is no longer trusted. */
+const isReadTimeout = (error: unknown) => (error as Error | undefined)?.message === 'Query read timeout';
 
 export interface Database {
   readonly db: Db;
@@ -64,20 +78,52 @@ export async function connect(target: DatabaseTarget): Promise<Database> {
     };
   }
 
-  const pool = new pg.Pool({ connectionString: target.url, max: target.poolSize ?? 10 });
+  const statementTimeoutMs = target.statementTimeoutMs ?? DEFAULT_STATEMENT_TIMEOUT_MS;
+  // Without timeouts a hung or partitioned server holds every caller for as long as it hangs
+  // (TCP alone may take many minutes to notice). The server cancels a statement after
+  // statement_timeout; the client stops waiting 1 s later when even that cancel cannot come
+  // back; a session left idle inside a transaction (its client gone) is ended by the server,
+  // so it cannot keep holding locks.
+  const pool = new pg.Pool({
+    connectionString: target.url,
+    max: target.poolSize ?? 10,
+    connectionTimeoutMillis: target.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
+    statement_timeout: statementTimeoutMs,
+    query_timeout: statementTimeoutMs + 1_000,
+    idle_in_transaction_session_timeout: statementTimeoutMs * 2,
+    keepAlive: true,
+  });
   // An idle client that loses its server emits 'error'; without a listener that kills the process.
   pool.on('error', () => undefined);
+  pool.on('connect', (client) => {
+    // A client that errors after the pool has let go of it must not kill the process either.
+    client.on('error', () => undefined);
+    // After a read timeout the old statement may still be running on that connection, and
+    // a transaction (drizzle releases its client without the error) would hand it back to
+    // the pool: end it, so the pool drops it instead of queueing the next caller behind it.
+    const query = client.query.bind(client) as (...args: unknown[]) => unknown;
+    (client as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
+      const result = query(...args);
+      if (result instanceof Promise) {
+        result.catch((error: unknown) => {
+          if (isReadTimeout(error)) void client.end().catch(() => undefined);
+        });
+      }
+      return result;
+    };
+  });
   const db = drizzlePg({ client: pool, schema });
   return {
     db: db as unknown as Db,
     kind: 'postgres',
     migrate: async () => {
       // The lock lives on its own connection: holding a pooled one could starve a small pool.
-      const lockClient = new pg.Client({ connectionString: target.url });
+      // Migrations run there too, without the pool's statement timeout (a backfill may be long).
+      const lockClient = new pg.Client({ connectionString: target.url, connectionTimeoutMillis: target.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS });
       await lockClient.connect();
       try {
         await lockClient.query('select pg_advisory_lock($1)', [MIGRATION_LOCK_ID]);
-        await migratePg(db, { migrationsFolder: MIGRATIONS_FOLDER });
+        await migratePg(drizzlePg({ client: lockClient, schema }), { migrationsFolder: MIGRATIONS_FOLDER });
       } finally {
         await lockClient.end().catch(() => undefined);
       }

@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
 import {
+  bigint,
   boolean,
   index,
   integer,
@@ -449,8 +450,63 @@ export const trackingEvents = pgTable(
     classification: classificationEnum('classification').notNull(),
     reasons: text('reasons').array().notNull(),
   },
-  (t) => [index('tracking_events_campaign_idx').on(t.campaignId, t.type, t.at), index('tracking_events_send_idx').on(t.sendId, t.at)],
+  (t) => [
+    index('tracking_events_campaign_idx').on(t.campaignId, t.type, t.at),
+    index('tracking_events_send_idx').on(t.sendId, t.at),
+    // The P-14 sweep reads only events that still hold raw facts.
+    index('tracking_events_raw_facts_at_idx')
+      .on(t.at)
+      .where(sql`${t.userAgent} is not null or (${t.ip} is not null and position('/' in ${t.ip}) = 0)`),
+  ],
 );
+
+/**
+ * Campaign stats, kept by the event writer in the transaction that inserts the events
+ * (src/tracking/rollups.ts). One row per campaign, type and link; link_index -1 is every
+ * link together. Counts are judged verdicts (the human-click upgrade included).
+ */
+export const trackingRollups = pgTable(
+  'tracking_rollups',
+  {
+    workspaceId: uuid('workspace_id').notNull(),
+    campaignId: uuid('campaign_id')
+      .notNull()
+      .references(() => campaigns.id, { onDelete: 'cascade' }),
+    type: trackingEventTypeEnum('type').notNull(),
+    linkIndex: integer('link_index').notNull(),
+    human: bigint('human', { mode: 'number' }).notNull().default(0),
+    machine: bigint('machine', { mode: 'number' }).notNull().default(0),
+    unknown: bigint('unknown', { mode: 'number' }).notNull().default(0),
+    uniqueHuman: bigint('unique_human', { mode: 'number' }).notNull().default(0),
+  },
+  (t) => [primaryKey({ name: 'tracking_rollups_pk', columns: [t.campaignId, t.type, t.linkIndex] })],
+);
+
+/** Judged-human events per recipient, campaign, type and link: a row leaving 0 is one more unique human. */
+export const trackingRecipientRollups = pgTable(
+  'tracking_recipient_rollups',
+  {
+    workspaceId: uuid('workspace_id').notNull(),
+    // No foreign key: checked per inserted row, it would lock the campaign row hundreds of times a batch.
+    campaignId: uuid('campaign_id').notNull(),
+    recipientId: uuid('recipient_id').notNull(),
+    type: trackingEventTypeEnum('type').notNull(),
+    linkIndex: integer('link_index').notNull(),
+    humanEvents: integer('human_events').notNull().default(0),
+  },
+  (t) => [primaryKey({ name: 'tracking_recipient_rollups_pk', columns: [t.campaignId, t.recipientId, t.type, t.linkIndex] })],
+);
+
+/** Per send with a human event: what the "a human click upgrades the latest earlier open" rule needs. */
+export const trackingSendRollups = pgTable('tracking_send_rollups', {
+  sendId: uuid('send_id').primaryKey(),
+  workspaceId: uuid('workspace_id').notNull(),
+  campaignId: uuid('campaign_id').notNull(),
+  recipientId: uuid('recipient_id').notNull(),
+  firstHumanClickAt: timestamp('first_human_click_at', { withTimezone: true }),
+  firstHumanOpenAt: timestamp('first_human_open_at', { withTimezone: true }),
+  upgradedClass: classificationEnum('upgraded_class'),
+});
 
 /* ---------------------------------------------------------------- Audit */
 

@@ -4,8 +4,10 @@ import type { TrackingEventRow } from './tracking.repo.js';
 /*
  * Tracking hits are answered first and written later, in batches: a bounded in-memory
  * buffer, flushed at least every second and on close(). When the database fails, the
- * batch goes back to the front of the buffer and is retried with backoff; only when the
- * buffer is full are the oldest items dropped, and every drop is counted.
+ * batch is kept aside and retried first, with backoff; only when the buffer is full are
+ * the oldest other items dropped, and every drop is counted. The failed batch itself is
+ * never dropped: its transaction may have committed with only the answer lost, and
+ * counting it as dropped would be a lie (so the buffer may exceed its bound by one batch).
  *
  * Items are prepared (resolved + classified) at flush time, in batches, so that an open
  * costs the request nothing but a push. Event ids are chosen before the first attempt,
@@ -14,6 +16,8 @@ import type { TrackingEventRow } from './tracking.repo.js';
 
 export interface EventWriterHooks {
   written?(count: number): void;
+  /** Rows of a retried batch that had landed already (their acknowledgement was lost): skipped, not counted twice. */
+  alreadyWritten?(count: number): void;
   dropped?(count: number, reason: 'buffer_full' | 'shutdown'): void;
   failed?(): void;
 }
@@ -21,7 +25,8 @@ export interface EventWriterHooks {
 export interface EventWriterOptions<T> {
   /** Turns buffered items into rows (may read the database; items it cannot place are left out). */
   prepare: (items: T[]) => Promise<TrackingEventRow[]> | TrackingEventRow[];
-  insert: (rows: TrackingEventRow[]) => Promise<void>;
+  /** Writes the rows; resolves to how many were new (the rest had landed already), or nothing when unknown. */
+  insert: (rows: TrackingEventRow[]) => Promise<number | void>;
   logger: Logger;
   /** Items held at most; beyond it the oldest are dropped (default 500,000). */
   maxBuffer?: number;
@@ -71,12 +76,6 @@ class Queue<T> {
     return batch;
   }
 
-  /** Puts a batch back at the front, in order. */
-  restore(batch: T[]): void {
-    this.items = batch.concat(this.items.slice(this.head));
-    this.head = 0;
-  }
-
   dropOldest(count: number): number {
     const dropped = Math.min(count, this.length);
     this.head += dropped;
@@ -120,12 +119,15 @@ export function createEventWriter<T>(options: EventWriterOptions<T>) {
   let emptySince = now();
   const budgetNow = () => {
     if (!Number.isFinite(tickBudgetMs)) return tickBudgetMs;
-    const standing = queue.length === 0 ? 0 : now() - emptySince;
+    const standing = size() === 0 ? 0 : now() - emptySince;
     const ramp = Math.min(1, Math.max(0, (standing - rampAfterMs) / (rampFullMs - rampAfterMs)));
     return tickBudgetMs + (intervalMs - tickBudgetMs) * ramp;
   };
 
   const queue = new Queue<T>();
+  /** The batch whose write failed: retried before anything else, never dropped (it may have landed). */
+  let retrying: T[] = [];
+  const size = () => queue.length + retrying.length;
   let draining: Promise<boolean> | undefined;
   let retryDelay = 0;
   let retryAt = 0;
@@ -134,28 +136,32 @@ export function createEventWriter<T>(options: EventWriterOptions<T>) {
   let closed = false;
 
   const enforceBound = () => {
-    if (queue.length <= maxBuffer) return;
-    const dropped = queue.dropOldest(queue.length - maxBuffer);
-    hooks.dropped?.(dropped, 'buffer_full');
+    if (size() <= maxBuffer) return;
+    const dropped = queue.dropOldest(size() - maxBuffer);
+    if (dropped > 0) hooks.dropped?.(dropped, 'buffer_full');
   };
 
   /** Writes batches until empty, a failure, or the budget; true unless a write failed. */
   async function drain(budgetMs: number, ignoreBackoff: boolean): Promise<boolean> {
     const started = now();
-    while (queue.length > 0) {
+    while (size() > 0) {
       if (!ignoreBackoff && now() < retryAt) return false;
-      const batch = queue.take(budgetMs !== Number.POSITIVE_INFINITY && isBusy() ? busyBatchSize : batchSize);
+      const room = (budgetMs !== Number.POSITIVE_INFINITY && isBusy() ? busyBatchSize : batchSize) - retrying.length;
+      // The failed batch goes first, topped up with newer items (the same ids: what landed is skipped).
+      const batch = room > 0 ? retrying.concat(queue.take(room)) : retrying;
+      retrying = [];
       try {
         const rows = await prepare(batch);
-        await insert(rows);
-        hooks.written?.(rows.length);
-        if (queue.length === 0) emptySince = now();
+        const inserted = await insert(rows);
+        hooks.written?.(typeof inserted === 'number' ? inserted : rows.length);
+        if (typeof inserted === 'number' && inserted < rows.length) hooks.alreadyWritten?.(rows.length - inserted);
+        if (size() === 0) emptySince = now();
         if (failuresInOutage > 0) logger.info({ failures: failuresInOutage }, 'tracking events are being written again');
         failuresInOutage = 0;
         retryDelay = 0;
         retryAt = 0;
       } catch (error) {
-        queue.restore(batch);
+        retrying = batch;
         enforceBound();
         failuresInOutage += 1;
         retryDelay = retryDelay === 0 ? retryInitialMs : Math.min(retryDelay * 2, retryMaxMs);
@@ -163,11 +169,11 @@ export function createEventWriter<T>(options: EventWriterOptions<T>) {
         hooks.failed?.();
         if (failuresInOutage === 1 || now() - lastFailureLog > 30_000) {
           lastFailureLog = now();
-          logger.warn({ err: describe(error), buffered: queue.length, retryInMs: retryDelay }, 'tracking events not written yet; keeping them and retrying');
+          logger.warn({ err: describe(error), buffered: size(), retryInMs: retryDelay }, 'tracking events not written yet; keeping them and retrying');
         }
         return false;
       }
-      if (queue.length > 0 && now() - started >= budgetMs && queue.length < maxBuffer * 0.8 && isBusy()) return true;
+      if (size() > 0 && now() - started >= budgetMs && size() < maxBuffer * 0.8 && isBusy()) return true;
       // Let requests through between batches.
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
@@ -185,7 +191,7 @@ export function createEventWriter<T>(options: EventWriterOptions<T>) {
   };
 
   const timer = setInterval(() => {
-    if (queue.length === 0) emptySince = now();
+    if (size() === 0) emptySince = now();
     else if (!draining) void run(budgetNow(), false);
   }, intervalMs);
   timer.unref();
@@ -196,20 +202,20 @@ export function createEventWriter<T>(options: EventWriterOptions<T>) {
         hooks.dropped?.(1, 'shutdown');
         return;
       }
-      if (queue.length === 0) emptySince = now();
+      if (size() === 0) emptySince = now();
       queue.push(item);
-      if (queue.length > maxBuffer) enforceBound();
+      if (size() > maxBuffer) enforceBound();
     },
 
     /** Items waiting to be written. */
     get size(): number {
-      return queue.length;
+      return size();
     },
 
     /** Writes everything now (one attempt, backoff ignored); resolves to how many items are still waiting. */
     async flush(): Promise<number> {
       await run(Number.POSITIVE_INFINITY, true);
-      return queue.length;
+      return size();
     },
 
     /**
@@ -219,13 +225,14 @@ export function createEventWriter<T>(options: EventWriterOptions<T>) {
     async close({ timeoutMs = 5_000 }: { timeoutMs?: number } = {}): Promise<void> {
       clearInterval(timer);
       const deadline = now() + timeoutMs;
-      while (queue.length > 0 && now() < deadline) {
+      while (size() > 0 && now() < deadline) {
         if (await run(Number.POSITIVE_INFINITY, true)) continue;
         await new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, Math.min(retryDelay, deadline - now()))));
       }
       closed = true;
-      if (queue.length > 0) {
-        const lost = queue.dropOldest(queue.length);
+      if (size() > 0) {
+        const lost = queue.dropOldest(queue.length) + retrying.length;
+        retrying = [];
         hooks.dropped?.(lost, 'shutdown');
         logger.error({ lost }, 'tracking events could not be written before shutdown');
       }

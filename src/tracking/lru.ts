@@ -12,6 +12,8 @@ export class TtlLru<K, V> {
     private readonly maxEntries: number,
     private readonly defaultTtlMs: number,
     private readonly now: () => number = Date.now,
+    /** Keep expired entries (until evicted) for `getStale`: the last known value, for when the source is down. */
+    private readonly keepExpired = false,
   ) {}
 
   get size(): number {
@@ -23,7 +25,7 @@ export class TtlLru<K, V> {
     if (!entry) return undefined;
     const now = this.now();
     if (entry.expiresAt <= now) {
-      this.entries.delete(key);
+      if (!this.keepExpired) this.entries.delete(key);
       return undefined;
     }
     if (now - entry.movedAt > 1_000) {
@@ -32,6 +34,11 @@ export class TtlLru<K, V> {
       this.entries.set(key, entry);
     }
     return entry.value;
+  }
+
+  /** The value even if it expired (kept only with `keepExpired`); does not refresh its age. */
+  getStale(key: K): V | undefined {
+    return this.entries.get(key)?.value;
   }
 
   has(key: K): boolean {

@@ -20,10 +20,14 @@ export interface RawHit {
   userAgent?: string;
 }
 
-/** What the writer buffers: raw facts; verdicts and rows are made at flush time, off the request path. */
+/**
+ * What the writer buffers: raw facts; verdicts and rows are made at flush time, off the
+ * request path. The event id is chosen here, when the hit is buffered: a batch retried
+ * after a lost acknowledgement carries the same ids, and the insert skips what landed.
+ */
 export type QueuedHit =
-  | { kind: 'open'; sendId: string; hit: RawHit }
-  | { kind: 'click'; send: ResolvedSend; linkIndex: number; honeypot: boolean; linkBurst: boolean; hit: RawHit };
+  | { kind: 'open'; id: string; sendId: string; hit: RawHit }
+  | { kind: 'click'; id: string; send: ResolvedSend; linkIndex: number; honeypot: boolean; linkBurst: boolean; hit: RawHit };
 
 interface HeldClick {
   send: ResolvedSend;
@@ -57,8 +61,8 @@ export function createRecorder(options: RecorderOptions) {
   let held: HeldClick[] = [];
   let heldHead = 0;
 
-  const rowOf = (send: ResolvedSend, type: 'open' | 'click', linkIndex: number | null, hit: RawHit, verdict: { classification: TrackingEventRow['classification']; reasons: string[] }): TrackingEventRow => ({
-    id: newId(),
+  const rowOf = (id: string, send: ResolvedSend, type: 'open' | 'click', linkIndex: number | null, hit: RawHit, verdict: { classification: TrackingEventRow['classification']; reasons: string[] }): TrackingEventRow => ({
+    id,
     workspaceId: send.workspaceId,
     campaignId: send.campaignId,
     sendId: send.sendId,
@@ -86,7 +90,7 @@ export function createRecorder(options: RecorderOptions) {
     // Only the burst needs the neighbours (known now); the verdict and the row are made at flush time.
     const linkBurst =
       !honeypot && required !== undefined && burstAround(recentClicks.get(send.sendId), hit.atMs, required);
-    push({ kind: 'click', send, linkIndex, honeypot, linkBurst, hit });
+    push({ kind: 'click', id: newId(), send, linkIndex, honeypot, linkBurst, hit });
   };
 
   const releaseHeld = (all: boolean) => {
@@ -110,7 +114,7 @@ export function createRecorder(options: RecorderOptions) {
 
   return {
     open(sendId: string, hit: RawHit): void {
-      push({ kind: 'open', sendId, hit });
+      push({ kind: 'open', id: newId(), sendId, hit });
     },
 
     click(send: ResolvedSend, linkIndex: number, hit: RawHit): void {
@@ -142,7 +146,7 @@ export function createRecorder(options: RecorderOptions) {
         if (item.kind === 'click') {
           const { send, hit } = item;
           const verdict = classify({ type: 'click', method: hit.method, atMs: hit.atMs, ip: hit.ip, userAgent: hit.userAgent, sentAtMs: send.sentAtMs, honeypot: item.honeypot, linkBurst: item.linkBurst });
-          rows.push(rowOf(send, 'click', item.linkIndex, hit, verdict));
+          rows.push(rowOf(item.id, send, 'click', item.linkIndex, hit, verdict));
           continue;
         }
         const send = cache.peek(item.sendId);
@@ -152,7 +156,7 @@ export function createRecorder(options: RecorderOptions) {
         }
         const { hit } = item;
         const verdict = classify({ type: 'open', method: hit.method, atMs: hit.atMs, ip: hit.ip, userAgent: hit.userAgent, sentAtMs: send.sentAtMs });
-        rows.push(rowOf(send, 'open', null, hit, verdict));
+        rows.push(rowOf(item.id, send, 'open', null, hit, verdict));
       }
       return rows;
     },

@@ -1,3 +1,4 @@
+import { createCampaignSendIndex } from './campaign-send-index.js';
 import { TtlLru } from './lru.js';
 import type { LinkRow, SendRow, TrackingRepo } from './tracking.repo.js';
 
@@ -6,6 +7,10 @@ import type { LinkRow, SendRow, TrackingRepo } from './tracking.repo.js';
  * out, and the campaign's links. Held in memory (bounded LRU with a TTL) so that a
  * click redirects without touching the database; a miss is one indexed query, and
  * concurrent misses for the same send share it.
+ *
+ * For outages: every send of a campaign that has had a hit is held compactly
+ * (campaign-send-index.ts, loaded in the background), expired entries are kept until
+ * evicted, and `peekStale` answers from them when the database does not.
  */
 
 export interface LinkTarget {
@@ -48,7 +53,7 @@ export function locationOf(url: string): string | undefined {
 }
 
 export interface SendCacheOptions {
-  repo: Pick<TrackingRepo, 'findSendWithLinks' | 'findSends' | 'findLinks'>;
+  repo: Pick<TrackingRepo, 'findSendWithLinks' | 'findSends' | 'findLinks'> & Partial<Pick<TrackingRepo, 'findCampaignSends'>>;
   now?: () => number;
   maxSends?: number;
   maxCampaigns?: number;
@@ -59,6 +64,12 @@ export interface SendCacheOptions {
   unsentTtlMs?: number;
   /** A link index the cached campaign lacks triggers a re-read at most this often. */
   linkRefreshMs?: number;
+  /** A campaign's whole send list is re-read at most this often, while its sends get hits. */
+  campaignSendsRefreshMs?: number;
+  /** Sends held in the per-campaign index, all campaigns together. */
+  maxIndexedSends?: number;
+  /** After a failed or timed-out lookup, misses skip the database for this long (answered from what is held). */
+  unavailableMs?: number;
 }
 
 export function createSendCache(options: SendCacheOptions) {
@@ -67,15 +78,37 @@ export function createSendCache(options: SendCacheOptions) {
   const unsentTtlMs = options.unsentTtlMs ?? 2_000;
   const missingTtlMs = options.missingTtlMs ?? 60_000;
   const linkRefreshMs = options.linkRefreshMs ?? 5_000;
-  const sends = new TtlLru<string, SendInfo | null>(options.maxSends ?? 100_000, ttlMs, now);
-  const campaigns = new TtlLru<string, CampaignLinks>(options.maxCampaigns ?? 10_000, ttlMs, now);
+  const campaignSendsRefreshMs = options.campaignSendsRefreshMs ?? 60_000;
+  const unavailableMs = options.unavailableMs ?? 2_000;
+  const sends = new TtlLru<string, SendInfo | null>(options.maxSends ?? 100_000, ttlMs, now, true);
+  const campaigns = new TtlLru<string, CampaignLinks>(options.maxCampaigns ?? 10_000, ttlMs, now, true);
   const inFlight = new Map<string, Promise<ResolvedSend | null>>();
   const joined = new WeakMap<SendInfo, ResolvedSend>();
+  const index = createCampaignSendIndex({ maxSends: options.maxIndexedSends, now });
+  const indexing = new Set<string>();
+  let unavailableUntil = 0;
+
+  /** Loads (or reloads) every send of the campaign, in the background. */
+  const indexCampaign = (campaignId: string) => {
+    const findCampaignSends = options.repo.findCampaignSends;
+    if (!findCampaignSends || indexing.has(campaignId)) return;
+    const loadedAt = index.loadedAt(campaignId);
+    if (loadedAt !== undefined && now() - loadedAt < campaignSendsRefreshMs) return;
+    indexing.add(campaignId);
+    findCampaignSends(campaignId).then(
+      (rows) => {
+        index.set(campaignId, rows);
+        indexing.delete(campaignId);
+      },
+      () => indexing.delete(campaignId),
+    );
+  };
 
   const rememberSend = (row: SendRow) => {
     const sentAt = row.sentAt ?? row.claimedAt;
     const info: SendInfo = { sendId: row.id, workspaceId: row.workspaceId, campaignId: row.campaignId, sentAtMs: sentAt ? sentAt.getTime() : null };
     sends.set(row.id, info, row.sentAt ? ttlMs : unsentTtlMs);
+    indexCampaign(row.campaignId);
     return info;
   };
   const rememberLinks = (campaignId: string, rows: readonly LinkRow[]) => {
@@ -87,7 +120,10 @@ export function createSendCache(options: SendCacheOptions) {
   };
 
   async function load(sendId: string): Promise<ResolvedSend | null> {
-    const found = await options.repo.findSendWithLinks(sendId);
+    const found = await options.repo.findSendWithLinks(sendId).catch((error: unknown) => {
+      unavailableUntil = now() + unavailableMs;
+      throw error;
+    });
     if (!found) {
       sends.set(sendId, null, missingTtlMs);
       return null;
@@ -97,9 +133,15 @@ export function createSendCache(options: SendCacheOptions) {
 
   /** Without waiting: the send with its links, null when known not to exist, undefined when not cached. */
   function peek(sendId: string): ResolvedSend | null | undefined {
-    const send = sends.get(sendId);
+    let send = sends.get(sendId);
     if (send === null) return null;
-    if (send === undefined) return undefined;
+    if (send === undefined) {
+      // Another send of a campaign already held: no query needed (unless its sent time is unknown yet).
+      const indexed = index.get(sendId);
+      if (!indexed || indexed.sentAtMs === null) return undefined;
+      send = { sendId, ...indexed };
+      sends.set(sendId, send);
+    }
     const links = campaigns.get(send.campaignId);
     if (!links) return undefined;
     // One object per (send, links) pair, reused while neither changes: no allocation per hit.
@@ -112,6 +154,34 @@ export function createSendCache(options: SendCacheOptions) {
 
   return {
     peek,
+
+    /**
+     * The last known answer, however old, for when the database does not answer: the
+     * send (cached or in its campaign's index) with its campaign's links; undefined when
+     * nothing is held.
+     */
+    peekStale(sendId: string): ResolvedSend | undefined {
+      const indexed = index.get(sendId);
+      const send = sends.getStale(sendId) ?? (indexed ? { sendId, ...indexed } : undefined);
+      if (!send) return undefined;
+      const links = campaigns.getStale(send.campaignId);
+      return links ? { ...send, links } : undefined;
+    },
+
+    /** False for a moment after a lookup failed or timed out: misses are then answered from what is held. */
+    available(): boolean {
+      return now() >= unavailableUntil;
+    },
+
+    /** A lookup took too long: treat the database as unavailable for a moment. */
+    markUnavailable(): void {
+      unavailableUntil = now() + unavailableMs;
+    },
+
+    /** Sends held in the per-campaign index. */
+    get indexedSends(): number {
+      return index.size;
+    },
 
     /** The send with its links, from the cache or one query; null when there is no such send. Throws when the database fails. */
     resolve(sendId: string): Promise<ResolvedSend | null> {
@@ -155,6 +225,7 @@ export function createSendCache(options: SendCacheOptions) {
     clear() {
       sends.clear();
       campaigns.clear();
+      index.clear();
     },
   };
 }

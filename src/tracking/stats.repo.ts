@@ -1,20 +1,19 @@
 import { sql } from 'drizzle-orm';
 import type { Db } from '../db/connect.js';
 import type { Classification, HitType } from './classify.js';
-import { pgArray } from './tracking.repo.js';
+import { pgArray, rowsOf } from './pg-array.js';
+import { ALL_LINKS } from './rollups.js';
 
 /*
  * Campaign and contact numbers, every query scoped by workspace (invariant 7).
  *
- * The "later human click upgrades a machine open" rule is applied here, at read time,
- * not by rewriting stored events: for a send with a human click, if no human open came
- * before that click, the latest machine/unknown open before it counts as human (a person
- * who clicked did open the message; one open, not every prefetch). The stored event keeps
- * the verdict it got when it arrived.
+ * The "later human click upgrades a machine open" rule is a reading, not a rewrite of
+ * stored events: for a send with a human click, if no human open came before that click,
+ * the latest machine/unknown open before it counts as human (a person who clicked did
+ * open the message; one open, not every prefetch). The stored event keeps the verdict it
+ * got when it arrived. Campaign stats read it from the rollups the event writer keeps
+ * (rollups.ts); the recount from raw events and the contact timeline apply it here.
  */
-
-type Rows<T> = { rows: T[] };
-const rowsOf = <T>(result: unknown): T[] => (result as Rows<T>).rows;
 
 export interface EventCountRow {
   type: HitType;
@@ -100,8 +99,29 @@ export function createStatsRepo(db: Db) {
       return rows.map((r) => ({ linkIndex: Number(r.link_index), url: String(r.url), honeypot: Boolean(r.honeypot) }));
     },
 
-    /** Events and distinct recipients by type and judged classification, per campaign and per link. */
+    /**
+     * Events and distinct human recipients by type and judged classification, per campaign
+     * and per link: a few rows of rollups (kept by the event writer, rollups.ts), whatever
+     * the number of events.
+     */
     async eventCounts(workspaceId: string, campaignId: string): Promise<EventCountRow[]> {
+      const rows = rowsOf<{ type: HitType; link_index: number; human: number; machine: number; unknown: number; unique_human: number }>(
+        await db.execute(sql`
+          select type::text as type, link_index, human, machine, unknown, unique_human from tracking_rollups
+          where workspace_id = ${workspaceId} and campaign_id = ${campaignId}`),
+      );
+      return rows.flatMap((r) => {
+        const linkIndex = Number(r.link_index) === ALL_LINKS ? null : Number(r.link_index);
+        const of = (classification: Classification, events: unknown, recipients: unknown): EventCountRow => ({ type: r.type, linkIndex, total: linkIndex === null, classification, events: Number(events), recipients: Number(recipients) });
+        return [of('human', r.human, r.unique_human), of('machine', r.machine, 0), of('unknown', r.unknown, 0)];
+      });
+    },
+
+    /**
+     * The same numbers recounted from the raw events (a scan of the campaign's events): what
+     * the rollups must always equal. Tests and the stats benchmark compare the two.
+     */
+    async eventCountsFromEvents(workspaceId: string, campaignId: string): Promise<EventCountRow[]> {
       const rows = rowsOf<{ type: HitType; link_index: number | null; total: number; cls: Classification; events: number; recipients: number }>(
         await db.execute(sql`
           with ev as (
@@ -118,7 +138,7 @@ export function createStatsRepo(db: Db) {
             from ev o join first_human_click f on f.send_id = o.send_id
             where o.type = 'open' and o.classification <> 'human' and o.at <= f.at
               and not exists (select 1 from ev h where h.send_id = o.send_id and h.type = 'open' and h.classification = 'human' and h.at <= f.at)
-            order by o.send_id, o.at desc
+            order by o.send_id, o.at desc, o.id desc
           ),
           judged as (
             select ev.type, ev.link_index, ev.recipient_id, case when u.id is not null then 'human' else ev.classification end as cls
@@ -167,7 +187,7 @@ export function createStatsRepo(db: Db) {
           select id, send_id, type::text as type, link_index, at, classification::text as classification, reasons
           from tracking_events
           where workspace_id = ${workspaceId} and send_id = any(${pgArray(sendIds)}::uuid[])
-          order by at`),
+          order by at, id`),
       );
       return rows.map((r) => ({
         id: String(r.id),

@@ -54,6 +54,10 @@ export interface TrackingHandlerDeps {
   /** Counts an answered request (labels are route patterns, never tokens). */
   count?: (method: string, route: string, status: number) => void;
   onUnresolved?: (type: 'open' | 'click') => void;
+  /** A click answered without the database (it failed or was too slow): from what was held, or 503. */
+  onDatabaseUnavailable?: (answer: 'stale' | 'unavailable') => void;
+  /** How long an uncached click waits for the database (default 800 ms). */
+  clickTimeoutMs?: number;
   logger: Logger;
   now?: () => number;
 }
@@ -78,6 +82,7 @@ export function createTrackingHandler(deps: TrackingHandlerDeps): TrackingHandle
   const { codec, cache, recorder, logger } = deps;
   const now = deps.now ?? Date.now;
   const count = deps.count ?? (() => undefined);
+  const clickTimeoutMs = deps.clickTimeoutMs ?? 800;
   // The same pixel or link is often fetched several times (proxies, prefetch, re-opens,
   // scanners): a token that verified once is remembered, skipping the HMAC (~3 µs).
   // Only tokens that verified are kept, so junk cannot fill it.
@@ -132,17 +137,32 @@ export function createTrackingHandler(deps: TrackingHandlerDeps): TrackingHandle
     recorder.open(token.sendId, rawHit(req, method));
   }
 
-  function redirect(res: ServerResponse, method: string, send: ResolvedSend | null, linkIndex: number, hit: RawHit, refreshed = false) {
+  const unavailable = (res: ServerResponse, method: string) => sendPage(res, method, TRACKING_ROUTES.click, 503, UNAVAILABLE_PAGE, { 'Retry-After': '60' });
+
+  /** The database did not answer (in time): redirect from what was held before, or 503 — never a guess. */
+  function fromStale(res: ServerResponse, method: string, sendId: string, linkIndex: number, hit: RawHit) {
+    const stale = cache.peekStale(sendId);
+    if (stale?.links.byIndex.has(linkIndex)) {
+      deps.onDatabaseUnavailable?.('stale');
+      return redirect(res, method, stale, linkIndex, hit, 'stale');
+    }
+    deps.onDatabaseUnavailable?.('unavailable');
+    unavailable(res, method);
+  }
+
+  /** `mode`: fresh (may re-read the links once), refreshed (just re-read), stale (held from before an outage). */
+  function redirect(res: ServerResponse, method: string, send: ResolvedSend | null, linkIndex: number, hit: RawHit, mode: 'fresh' | 'refreshed' | 'stale' = 'fresh') {
     if (!send) {
       deps.onUnresolved?.('click');
       return sendPage(res, method, TRACKING_ROUTES.click, 404, NOT_FOUND_PAGE);
     }
     const link = send.links.byIndex.get(linkIndex);
     if (!link) {
-      if (refreshed) return sendPage(res, method, TRACKING_ROUTES.click, 404, NOT_FOUND_PAGE);
+      if (mode === 'refreshed') return sendPage(res, method, TRACKING_ROUTES.click, 404, NOT_FOUND_PAGE);
+      if (mode === 'stale' || !cache.available()) return unavailable(res, method);
       cache.refreshLinks(send).then(
-        (fresh) => redirect(res, method, fresh, linkIndex, hit, true),
-        () => sendPage(res, method, TRACKING_ROUTES.click, 503, UNAVAILABLE_PAGE, { 'Retry-After': '60' }),
+        (fresh) => redirect(res, method, fresh, linkIndex, hit, 'refreshed'),
+        () => unavailable(res, method),
       );
       return;
     }
@@ -164,11 +184,29 @@ export function createTrackingHandler(deps: TrackingHandlerDeps): TrackingHandle
     const hit = rawHit(req, method);
     const cached = cache.peek(token.sendId);
     if (cached !== undefined) return redirect(res, method, cached, token.linkIndex, hit);
+    // Just failed or timed out: don't make every click wait for a database that is not answering.
+    if (!cache.available()) return fromStale(res, method, token.sendId, token.linkIndex, hit);
+    let answered = false;
+    const deadline = setTimeout(() => {
+      answered = true;
+      cache.markUnavailable();
+      logger.warn({ timeoutMs: clickTimeoutMs }, 'click could not be resolved in time: database not answering');
+      fromStale(res, method, token.sendId, token.linkIndex, hit);
+    }, clickTimeoutMs);
+    // The lookup goes on after the deadline: its answer fills the cache for the next click.
     cache.resolve(token.sendId).then(
-      (send) => redirect(res, method, send, token.linkIndex, hit),
+      (send) => {
+        if (answered) return;
+        answered = true;
+        clearTimeout(deadline);
+        redirect(res, method, send, token.linkIndex, hit);
+      },
       (error: unknown) => {
+        if (answered) return;
+        answered = true;
+        clearTimeout(deadline);
         logger.warn({ reason: (error as Error)?.message?.split('\n')[0] }, 'click could not be resolved: database unavailable');
-        sendPage(res, method, TRACKING_ROUTES.click, 503, UNAVAILABLE_PAGE, { 'Retry-After': '60' });
+        fromStale(res, method, token.sendId, token.linkIndex, hit);
       },
     );
   }

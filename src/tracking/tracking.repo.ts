@@ -1,6 +1,11 @@
 import { sql } from 'drizzle-orm';
 import type { Db } from '../db/connect.js';
+import type { CampaignSendRow } from './campaign-send-index.js';
 import type { Classification, HitType } from './classify.js';
+import { pgArray, rowsOf } from './pg-array.js';
+import { writeEventsWithRollups } from './rollups.repo.js';
+
+export { pgArray };
 
 /** One row of tracking_events, as the writer inserts it. */
 export interface TrackingEventRow {
@@ -34,27 +39,10 @@ export interface LinkRow {
   honeypot: boolean;
 }
 
-type Rows<T> = { rows: T[] };
-const rowsOf = <T>(result: unknown): T[] => (result as Rows<T>).rows;
 const toDate = (value: unknown): Date | null => (value === null || value === undefined ? null : value instanceof Date ? value : new Date(String(value)));
 
-/**
- * A Postgres array literal (`{"a","b",NULL}`) for one text parameter: a batch of any size
- * is then a dozen parameters (insert … select from unnest), instead of one per value.
- */
-export function pgArray(values: readonly (string | number | null)[]): string {
-  let out = '{';
-  for (let i = 0; i < values.length; i += 1) {
-    if (i > 0) out += ',';
-    const value = values[i];
-    if (value === null || value === undefined) out += 'NULL';
-    else if (typeof value === 'number') out += String(value);
-    else out += `"${value.replace(/["\\]/g, (c) => `\\${c}`)}"`;
-  }
-  return `${out}}`;
-}
-
-export function createTrackingRepo(db: Db) {
+/** `singleConnection`: an embedded database (PGlite), whose one connection serializes writers by itself. */
+export function createTrackingRepo(db: Db, options: { singleConnection?: boolean } = {}) {
   return {
     /** A send and its campaign's links in one indexed query (the click path on a cache miss). */
     async findSendWithLinks(sendId: string): Promise<{ send: SendRow; links: LinkRow[] } | undefined> {
@@ -95,6 +83,16 @@ export function createTrackingRepo(db: Db) {
       }));
     },
 
+    /** Every send of a campaign (the outage index, campaign-send-index.ts): id, workspace, sent or claim time. */
+    async findCampaignSends(campaignId: string): Promise<CampaignSendRow[]> {
+      const rows = rowsOf<{ id: string; workspace_id: string; at_ms: number | string | null }>(
+        await db.execute(sql`
+          select id, workspace_id, round(extract(epoch from coalesce(sent_at, claimed_at)) * 1000)::float8 as at_ms
+          from campaign_sends where campaign_id = ${campaignId}`),
+      );
+      return rows.map((r) => ({ id: String(r.id), workspaceId: String(r.workspace_id), sentAtMs: r.at_ms === null ? null : Number(r.at_ms) }));
+    },
+
     async findLinks(campaignIds: readonly string[]): Promise<LinkRow[]> {
       if (campaignIds.length === 0) return [];
       const rows = rowsOf<Record<string, unknown>>(
@@ -105,21 +103,13 @@ export function createTrackingRepo(db: Db) {
       return rows.map((r) => ({ campaignId: String(r.campaign_id), linkIndex: Number(r.link_index), url: String(r.url), honeypot: Boolean(r.honeypot) }));
     },
 
-    /** One statement per batch; ids make a retried batch idempotent. */
-    async insertEvents(events: readonly TrackingEventRow[]): Promise<void> {
-      if (events.length === 0) return;
-      const column = <T extends string | number | null>(pick: (e: TrackingEventRow) => T) => pgArray(events.map(pick));
-      await db.execute(sql`
-        insert into tracking_events (id, workspace_id, campaign_id, send_id, type, link_index, at, method, ip, user_agent, classification, reasons)
-        select id, workspace_id, campaign_id, send_id, type::tracking_event_type, link_index, to_timestamp(at_ms / 1000.0), method, ip, user_agent,
-               classification::hit_classification, string_to_array(reasons, ',')
-        from unnest(
-          ${column((e) => e.id)}::uuid[], ${column((e) => e.workspaceId)}::uuid[], ${column((e) => e.campaignId)}::uuid[],
-          ${column((e) => e.sendId)}::uuid[], ${column((e) => e.type)}::text[], ${column((e) => e.linkIndex)}::int[],
-          ${column((e) => e.atMs)}::float8[], ${column((e) => e.method)}::text[], ${column((e) => e.ip)}::text[],
-          ${column((e) => e.userAgent)}::text[], ${column((e) => e.classification)}::text[], ${column((e) => e.reasons.join(','))}::text[]
-        ) as u(id, workspace_id, campaign_id, send_id, type, link_index, at_ms, method, ip, user_agent, classification, reasons)
-        on conflict (id) do nothing`);
+    /**
+     * One transaction per batch: the events (ids chosen when the hit was buffered, so a
+     * retried batch inserts nothing twice) and the stats rollups of the rows actually
+     * inserted (rollups.repo.ts).
+     */
+    insertEvents(events: readonly TrackingEventRow[]): Promise<number> {
+      return writeEventsWithRollups(db, events, options);
     },
   };
 }

@@ -32,7 +32,7 @@ export interface TrackingDeps {
   /** http_requests_total: tracking requests are counted there too, by route pattern, like Express routes. */
   requests?: Counter<'method' | 'route' | 'status'>;
   /** Replaces the database insert (tests of the writer's failure handling). */
-  insertEvents?: (rows: TrackingEventRow[]) => Promise<void>;
+  insertEvents?: (rows: TrackingEventRow[]) => Promise<number | void>;
 }
 
 export function createTracking(deps: TrackingDeps) {
@@ -40,7 +40,7 @@ export function createTracking(deps: TrackingDeps) {
   const settings = config.tracking;
   const codec = createTokenCodec(config.trackingSecrets);
   const urls = createTrackingUrls(codec, config.publicBaseUrl);
-  const repo = createTrackingRepo(database.db);
+  const repo = createTrackingRepo(database.db, { singleConnection: database.kind === 'pglite' });
 
   const source = settings.appleMppRanges ?? SAMPLE_EGRESS_FILE;
   const appleMpp = createAppleMppRanges({
@@ -57,7 +57,18 @@ export function createTracking(deps: TrackingDeps) {
     registers: [registry],
   });
   const written = new Counter({ name: 'tracking_events_written_total', help: 'Tracking events written to the database', registers: [registry] });
+  const alreadyWritten = new Counter({
+    name: 'tracking_events_already_written_total',
+    help: 'Events of a retried batch that had landed before (acknowledgement lost): skipped by id, not counted twice',
+    registers: [registry],
+  });
   const writeFailures = new Counter({ name: 'tracking_event_write_failures_total', help: 'Failed batch writes (each retried)', registers: [registry] });
+  const clicksWithoutDatabase = new Counter({
+    name: 'tracking_clicks_without_database_total',
+    help: 'Uncached clicks the database did not answer in time: redirected from what was held (stale) or answered 503 (unavailable)',
+    labelNames: ['answer'] as const,
+    registers: [registry],
+  });
   const unresolved = new Counter({
     name: 'tracking_hits_unresolved_total',
     help: 'Valid tracking tokens whose send no longer exists (dropped)',
@@ -97,6 +108,7 @@ export function createTracking(deps: TrackingDeps) {
     isBusy,
     hooks: {
       written: (n) => written.inc(n),
+      alreadyWritten: (n) => alreadyWritten.inc(n),
       dropped: (n, reason) => dropped.inc({ reason }, n),
       failed: () => writeFailures.inc(),
     },
@@ -143,6 +155,8 @@ export function createTracking(deps: TrackingDeps) {
         clientIp: (req: IncomingMessage) => clientAddress(req, trustProxy),
         count: countRequest,
         onUnresolved: (type) => unresolved.inc({ type }),
+        onDatabaseUnavailable: (answer) => clicksWithoutDatabase.inc({ answer }),
+        clickTimeoutMs: settings.clickTimeoutMs,
         logger,
       });
     },

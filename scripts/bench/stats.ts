@@ -1,0 +1,131 @@
+/**
+ * Campaign stats at scale: GET /api/campaigns/:id/stats's service (rollups, a few rows)
+ * beside the raw recount over the events (the GROUP BY the rollups replace), same
+ * database, same run. Events are generated on the server with generate_series, then the
+ * rollups are built by the migration's backfill statements (the same rules as the writer;
+ * the bench checks that both give the same numbers).
+ *
+ *   npm run bench -- stats                                   # PGlite: 100k sends × 500k events
+ *   BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres npm run bench -- stats   # server: 100k × 5M
+ *   BENCH_SENDS=100000 BENCH_EVENTS=5000000 BENCH_STATS_READS=50 …
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { sql } from 'drizzle-orm';
+import type { AuthContext } from '../../src/auth/auth.service.js';
+import { MIGRATIONS_FOLDER, type Db } from '../../src/db/connect.js';
+import { createStatsRepo } from '../../src/tracking/stats.repo.js';
+import { createStatsService } from '../../src/tracking/stats.service.js';
+import { machine, percentile, scratchDatabase, seedBenchCampaign } from './common.js';
+
+const SERVER_URL = process.env.BENCH_DATABASE_URL;
+const SENDS = Number(process.env.BENCH_SENDS ?? 100_000);
+const EVENTS = Number(process.env.BENCH_EVENTS ?? (SERVER_URL ? 5_000_000 : 500_000));
+const READS = Number(process.env.BENCH_STATS_READS ?? 50);
+const RECOUNTS = Number(process.env.BENCH_RECOUNTS ?? 3);
+
+const rowsOf = <T>(result: unknown) => (result as { rows: T[] }).rows;
+
+/** The migration's backfill: every statement after its DDL (they start with INSERT or UPDATE). */
+function backfillStatements(): string[] {
+  const text = readFileSync(path.join(MIGRATIONS_FOLDER, '0007_tracking_rollups.sql'), 'utf8');
+  return text
+    .split('--> statement-breakpoint')
+    .map((s) => s.replace(/^\s*--.*$/gm, '').trim())
+    .filter((s) => /^(INSERT|UPDATE)/i.test(s));
+}
+
+async function timed<T>(work: () => Promise<T>): Promise<[T, number]> {
+  const started = performance.now();
+  const result = await work();
+  return [result, performance.now() - started];
+}
+
+async function main() {
+  const { database, label, drop } = await scratchDatabase(SERVER_URL, 'inboxtrail-bench-stats');
+  const db: Db = database.db;
+  try {
+    await database.migrate();
+    console.log(machine());
+    console.log(`database: ${label}; ${SENDS.toLocaleString('en')} sends × ${EVENTS.toLocaleString('en')} events in one campaign\n`);
+
+    const [generated, generateMs] = await timed(async () => {
+      const { workspaceId, campaignId } = await seedBenchCampaign(db, 'Bench stats', SENDS);
+      // Events: ~70% opens, 30% clicks over 6 links (one the honeypot); verdicts ~30% human,
+      // 50% machine, 20% unknown; times spread over 30 days. Generated in slices of 1M rows.
+      await db.execute(sql`create temporary table bench_sends as select row_number() over () as n, id from campaign_sends where campaign_id = ${campaignId}`);
+      await db.execute(sql`create index on bench_sends (n)`);
+      for (let from = 1; from <= EVENTS; from += 1_000_000) {
+        const to = Math.min(EVENTS, from + 999_999);
+        await db.execute(sql`
+          insert into tracking_events (id, workspace_id, campaign_id, send_id, type, link_index, at, method, ip, user_agent, classification, reasons)
+          select gen_random_uuid(), ${workspaceId}, ${campaignId}, s.id,
+                 case when r.t < 0.7 then 'open'::tracking_event_type else 'click'::tracking_event_type end,
+                 case when r.t < 0.7 then null else floor(r.l * 6)::int end,
+                 now() - interval '30 days' + (r.at * interval '30 days'), 'GET', null, null,
+                 case when r.c < 0.3 then 'human'::hit_classification when r.c < 0.8 then 'machine'::hit_classification else 'unknown'::hit_classification end,
+                 '{bench}'
+          from (select i, random() as t, random() as l, random() as at, random() as c, 1 + floor(random() * ${SENDS}::int)::int as n
+                from generate_series(${from}::int, ${to}::int) i) r
+          join bench_sends s on s.n = r.n`);
+      }
+      await db.execute(sql`analyze`);
+      return { workspaceId, campaignId };
+    });
+    console.log(`generated in ${(generateMs / 1000).toFixed(1)} s`);
+
+    const [, backfillMs] = await timed(async () => {
+      for (const statement of backfillStatements()) await db.execute(sql.raw(statement));
+      await db.execute(sql`analyze`);
+    });
+    console.log(`rollups built by the migration's backfill in ${(backfillMs / 1000).toFixed(1)} s\n`);
+
+    const auth: AuthContext = { workspaceId: generated.workspaceId, userId: generated.workspaceId, role: 'owner' };
+    const repo = createStatsRepo(db);
+    const fromRollups = createStatsService({ repo });
+    const fromEvents = createStatsService({ repo: { ...repo, eventCounts: repo.eventCountsFromEvents } });
+
+    // Warm-up, and the check that both paths say the same.
+    const viaRollups = await fromRollups.campaignStats(auth, generated.campaignId);
+    const [viaEvents, firstRecountMs] = await timed(() => fromEvents.campaignStats(auth, generated.campaignId));
+    const same = JSON.stringify(viaRollups) === JSON.stringify(viaEvents);
+
+    const rollupTimes: number[] = [];
+    for (let i = 0; i < READS; i += 1) rollupTimes.push((await timed(() => fromRollups.campaignStats(auth, generated.campaignId)))[1]);
+    const recountTimes: number[] = [firstRecountMs];
+    for (let i = 1; i < RECOUNTS; i += 1) recountTimes.push((await timed(() => fromEvents.campaignStats(auth, generated.campaignId)))[1]);
+    const eventCountsOnly: number[] = [];
+    for (let i = 0; i < READS; i += 1) eventCountsOnly.push((await timed(() => repo.eventCounts(generated.workspaceId, generated.campaignId)))[1]);
+
+    const row = (name: string, times: number[]) =>
+      `${name.padEnd(52)} | ${String(times.length).padStart(5)} | ${percentile(times, 50).toFixed(1).padStart(9)} | ${percentile(times, 95).toFixed(1).padStart(9)}`;
+    console.log(`${'GET /api/campaigns/:id/stats (service)'.padEnd(52)} | reads | p50 ms    | p95 ms`);
+    console.log('-'.repeat(84));
+    console.log(row('raw GROUP BY recount over the events (baseline)', recountTimes));
+    console.log(row('rollups (this change)', rollupTimes));
+    console.log(row('  of which the rollup read itself', eventCountsOnly));
+    const p95 = percentile(rollupTimes, 95);
+    console.log(`\nspeed-up at p50: ${(percentile(recountTimes, 50) / percentile(rollupTimes, 50)).toFixed(0)}×; rollups p95 ${p95.toFixed(1)} ms (goal < 50 ms) ${p95 < 50 ? 'met' : 'NOT met'}`);
+    console.log(`rollups equal the raw recount: ${same ? 'yes' : 'NO'}`);
+    console.log(`stats: opens ${JSON.stringify(viaRollups.opens)}, clicks ${JSON.stringify(viaRollups.clicks)}`);
+
+    const explain = async (title: string, query: ReturnType<typeof sql>) => {
+      const plan = rowsOf<Record<string, string>>(await db.execute(sql`explain (analyze, buffers) ${query}`));
+      console.log(`\nEXPLAIN (ANALYZE, BUFFERS) ${title}:\n${plan.map((r) => `  ${Object.values(r)[0]}`).join('\n')}`);
+    };
+    await explain(
+      'rollup read',
+      sql`select type::text as type, link_index, human, machine, unknown, unique_human from tracking_rollups where workspace_id = ${generated.workspaceId} and campaign_id = ${generated.campaignId}`,
+    );
+    await explain(
+      'send counts (sent/failed over the ledger)',
+      sql`select count(*) filter (where status = 'sent')::int as sent, count(*) filter (where status = 'failed')::int as failed from campaign_sends where workspace_id = ${generated.workspaceId} and campaign_id = ${generated.campaignId}`,
+    );
+    if (!same) process.exitCode = 1;
+  } finally {
+    await drop();
+    await database.close().catch(() => undefined);
+  }
+}
+
+await main();

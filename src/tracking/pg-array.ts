@@ -1,0 +1,20 @@
+type Rows<T> = { rows: T[] };
+
+/** The rows of a `db.execute` result (both drivers return `{ rows }`). */
+export const rowsOf = <T>(result: unknown): T[] => (result as Rows<T>).rows;
+
+/**
+ * A Postgres array literal (`{"a","b",NULL}`) for one text parameter: a batch of any size
+ * is then a dozen parameters (insert … select from unnest), instead of one per value.
+ */
+export function pgArray(values: readonly (string | number | null)[]): string {
+  let out = '{';
+  for (let i = 0; i < values.length; i += 1) {
+    if (i > 0) out += ',';
+    const value = values[i];
+    if (value === null || value === undefined) out += 'NULL';
+    else if (typeof value === 'number') out += String(value);
+    else out += `"${value.replace(/["\\]/g, (c) => `\\${c}`)}"`;
+  }
+  return `${out}}`;
+}
