@@ -119,6 +119,9 @@ export function errorMiddleware(logger: Logger): ErrorRequestHandler {
       (req.log ?? logger).error({ err: error }, 'request failed');
     }
     if (res.headersSent) return;
+    // Answered before the body was read to its end (a refused upload): this connection
+    // carries unread bytes, so it must not be reused for the client's next request.
+    if (!req.complete) res.setHeader('Connection', 'close');
     if (appError instanceof TooManyRequestsError && appError.retryAfterSeconds) {
       res.setHeader('Retry-After', String(appError.retryAfterSeconds));
     }

@@ -41,12 +41,23 @@ function databaseErrorOf(error: Loose, depth = 0): Loose | undefined {
 }
 
 /**
+ * SQLSTATE classes whose server messages name schema objects only (relations, columns,
+ * constraints) and never echo a value: connection (08), integrity (23: the values are in
+ * `detail`, which is never logged), transaction state (25), rollback (40), syntax and
+ * access (42), resources (53), operator intervention (57). Class 22 (data exceptions,
+ * e.g. `invalid input syntax for type uuid: "<the input>"`) and anything unknown quote
+ * input, so their messages are dropped.
+ */
+const VALUE_FREE_SQLSTATE_CLASSES = new Set(['08', '23', '25', '40', '42', '53', '57']);
+
+/**
  * The one way an error reaches a log line (every `err` field, the request logger's too).
- * A database error is logged as its SQLSTATE, constraint, table and column only: Drizzle's
- * error carries the query text and every bound parameter (password hashes, mail bodies,
- * addresses), and PostgreSQL's own messages quote the offending value. Anything else keeps
- * its type, a bounded message, its stack and a few scalar fields, never an arbitrary
- * property bag (a Google client error holds request headers with bearer tokens).
+ * A database error is logged as its SQLSTATE, constraint, table and column (plus the
+ * server's message for the value-free classes above): never Drizzle's wrapper, whose
+ * message holds the query text and every bound parameter (password hashes, mail bodies,
+ * addresses). Anything else keeps its type, a bounded message, its stack and a few scalar
+ * fields, never an arbitrary property bag (a Google client error holds request headers
+ * with bearer tokens).
  */
 export function serializeError(error: unknown, depth = 0): unknown {
   if (typeof error === 'string') return /failed query|params:/i.test(error) ? '[database error]' : error.slice(0, MAX_MESSAGE);
@@ -59,6 +70,10 @@ export function serializeError(error: unknown, depth = 0): unknown {
     const out: Loose = { type: 'DatabaseError' };
     for (const field of ['code', 'constraint', 'table', 'column'] as const) {
       if (typeof database[field] === 'string') out[field] = database[field];
+    }
+    const serverMessage = database.message;
+    if (typeof serverMessage === 'string' && VALUE_FREE_SQLSTATE_CLASSES.has(String(database.code).slice(0, 2)) && !/params:|failed query/i.test(serverMessage)) {
+      out.message = serverMessage.slice(0, MAX_MESSAGE);
     }
     return out;
   }

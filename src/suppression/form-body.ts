@@ -1,5 +1,6 @@
 import type { Request } from 'express';
 import { AppError, UnsupportedMediaTypeError, ValidationError } from '../errors.js';
+import { assertCleanText } from '../http/text.js';
 
 /** A submitted HTML form: each field name with every value it was given, in order. */
 export type FormFields = Map<string, string[]>;
@@ -51,6 +52,9 @@ async function parseMultipart(req: Request): Promise<FormFields> {
   const fields: FormFields = new Map();
   for (const [name, value] of form.entries()) {
     if (typeof value !== 'string') continue;
+    // The same edge rule as every other body (http/text.ts); multipart is parsed here, not by the app.
+    assertCleanText(name, '(field name)');
+    assertCleanText(value, name);
     fields.set(name, [...(fields.get(name) ?? []), value]);
   }
   return fields;

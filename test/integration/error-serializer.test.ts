@@ -50,9 +50,21 @@ describe('one error serializer for every log line', () => {
 
   it('a unique violation keeps its constraint and table; other errors keep type, message and a few scalars, never a property bag', () => {
     const unique = Object.assign(new Error('Failed query: insert … params: a@b.example'), {
-      cause: { code: '23505', constraint: 'users_email_unique', table: 'users', detail: 'Key (email)=(a@b.example) already exists.' },
+      cause: {
+        code: '23505',
+        constraint: 'users_email_unique',
+        table: 'users',
+        message: 'duplicate key value violates unique constraint "users_email_unique"',
+        detail: 'Key (email)=(a@b.example) already exists.',
+      },
     });
-    expect(serializeError(unique)).toEqual({ type: 'DatabaseError', code: '23505', constraint: 'users_email_unique', table: 'users' });
+    expect(serializeError(unique)).toEqual({
+      type: 'DatabaseError',
+      code: '23505',
+      constraint: 'users_email_unique',
+      table: 'users',
+      message: 'duplicate key value violates unique constraint "users_email_unique"',
+    });
     const google = Object.assign(new Error('invalid_grant'), { status: 400, config: { headers: { Authorization: 'Bearer ya29.secret' } } });
     const out = serializeError(google) as Record<string, unknown>;
     expect(out).toMatchObject({ type: 'Error', message: 'invalid_grant', status: 400 });
