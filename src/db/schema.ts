@@ -479,7 +479,7 @@ export const trackingRollups = pgTable(
     unknown: bigint('unknown', { mode: 'number' }).notNull().default(0),
     uniqueHuman: bigint('unique_human', { mode: 'number' }).notNull().default(0),
   },
-  (t) => [primaryKey({ name: 'tracking_rollups_pk', columns: [t.campaignId, t.type, t.linkIndex] })],
+  (t) => [primaryKey({ name: 'tracking_rollups_pk', columns: [t.campaignId, t.type, t.linkIndex, t.workspaceId] })],
 );
 
 /** Judged-human events per recipient, campaign, type and link: a row leaving 0 is one more unique human. */
@@ -494,19 +494,23 @@ export const trackingRecipientRollups = pgTable(
     linkIndex: integer('link_index').notNull(),
     humanEvents: integer('human_events').notNull().default(0),
   },
-  (t) => [primaryKey({ name: 'tracking_recipient_rollups_pk', columns: [t.campaignId, t.recipientId, t.type, t.linkIndex] })],
+  (t) => [primaryKey({ name: 'tracking_recipient_rollups_pk', columns: [t.campaignId, t.recipientId, t.type, t.linkIndex, t.workspaceId] })],
 );
 
 /** Per send with a human event: what the "a human click upgrades the latest earlier open" rule needs. */
-export const trackingSendRollups = pgTable('tracking_send_rollups', {
-  sendId: uuid('send_id').primaryKey(),
-  workspaceId: uuid('workspace_id').notNull(),
-  campaignId: uuid('campaign_id').notNull(),
-  recipientId: uuid('recipient_id').notNull(),
-  firstHumanClickAt: timestamp('first_human_click_at', { withTimezone: true }),
-  firstHumanOpenAt: timestamp('first_human_open_at', { withTimezone: true }),
-  upgradedClass: classificationEnum('upgraded_class'),
-});
+export const trackingSendRollups = pgTable(
+  'tracking_send_rollups',
+  {
+    sendId: uuid('send_id').notNull(),
+    workspaceId: uuid('workspace_id').notNull(),
+    campaignId: uuid('campaign_id').notNull(),
+    recipientId: uuid('recipient_id').notNull(),
+    firstHumanClickAt: timestamp('first_human_click_at', { withTimezone: true }),
+    firstHumanOpenAt: timestamp('first_human_open_at', { withTimezone: true }),
+    upgradedClass: classificationEnum('upgraded_class'),
+  },
+  (t) => [primaryKey({ name: 'tracking_send_rollups_pk', columns: [t.sendId, t.workspaceId] })],
+);
 
 /* ---------------------------------------------------------------- Audit */
 

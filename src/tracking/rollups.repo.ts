@@ -120,7 +120,7 @@ async function writeRollups(db: Db, plan: RollupPlan): Promise<void> {
       from unnest(${s((x) => x.sendId)}::uuid[], ${s((x) => x.workspaceId)}::uuid[], ${s((x) => x.campaignId)}::uuid[], ${s((x) => x.recipientId)}::uuid[],
                   ${s((x) => x.firstHumanClickMs)}::float8[], ${s((x) => x.firstHumanOpenMs)}::float8[], ${s((x) => x.upgradedClass)}::text[])
            as u(send_id, workspace_id, campaign_id, recipient_id, click_ms, open_ms, upgraded)
-      on conflict (send_id) do update set first_human_click_at = excluded.first_human_click_at,
+      on conflict (send_id, workspace_id) do update set first_human_click_at = excluded.first_human_click_at,
         first_human_open_at = excluded.first_human_open_at, upgraded_class = excluded.upgraded_class
       returning 1
     ),
@@ -132,7 +132,7 @@ async function writeRollups(db: Db, plan: RollupPlan): Promise<void> {
     rec as (
       insert into tracking_recipient_rollups as t (workspace_id, campaign_id, recipient_id, type, link_index, human_events)
       select workspace_id, campaign_id, recipient_id, type::tracking_event_type, link_index, n from rin
-      on conflict (campaign_id, recipient_id, type, link_index) do update set human_events = t.human_events + excluded.human_events
+      on conflict (campaign_id, recipient_id, type, link_index, workspace_id) do update set human_events = t.human_events + excluded.human_events
       returning t.campaign_id, t.recipient_id, t.type::text as type, t.link_index, t.human_events
     ),
     uniq as (
@@ -152,7 +152,7 @@ async function writeRollups(db: Db, plan: RollupPlan): Promise<void> {
     from cin left join uniq on uniq.campaign_id = cin.campaign_id and uniq.type = cin.type and uniq.link_index = cin.link_index
     where (select count(*) from states) >= 0
     order by cin.campaign_id, cin.type, cin.link_index
-    on conflict (campaign_id, type, link_index) do update set human = t.human + excluded.human, machine = t.machine + excluded.machine,
+    on conflict (campaign_id, type, link_index, workspace_id) do update set human = t.human + excluded.human, machine = t.machine + excluded.machine,
       unknown = t.unknown + excluded.unknown, unique_human = t.unique_human + excluded.unique_human`);
 }
 

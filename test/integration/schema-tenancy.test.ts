@@ -18,6 +18,8 @@ const GLOBAL_TABLES: Record<string, string> = {
   workspaces: 'the tenant itself: distributed by its own id, co-located with everything else',
   users: 'an account may belong to several workspaces (memberships): a reference table',
   used_oauth_states: 'single-use OAuth state ids, consumed before any workspace is known: a reference table',
+  auth_attempts: 'login and signup throttling by account address and client address, before any workspace is chosen: a reference table',
+  signup_requests: 'pending signups: the workspace is created only when the code comes back; a reference table',
 };
 
 /** Unique keys whose values are unique across all workspaces without naming one. */

@@ -10,7 +10,7 @@ CREATE TABLE "tracking_rollups" (
 	"machine" bigint DEFAULT 0 NOT NULL,
 	"unknown" bigint DEFAULT 0 NOT NULL,
 	"unique_human" bigint DEFAULT 0 NOT NULL,
-	CONSTRAINT "tracking_rollups_pk" PRIMARY KEY ("campaign_id", "type", "link_index")
+	CONSTRAINT "tracking_rollups_pk" PRIMARY KEY ("campaign_id", "type", "link_index", "workspace_id")
 );
 --> statement-breakpoint
 -- Judged-human events per recipient: a row going from 0 to more is one more unique human.
@@ -24,18 +24,19 @@ CREATE TABLE "tracking_recipient_rollups" (
 	"type" "tracking_event_type" NOT NULL,
 	"link_index" integer NOT NULL,
 	"human_events" integer DEFAULT 0 NOT NULL,
-	CONSTRAINT "tracking_recipient_rollups_pk" PRIMARY KEY ("campaign_id", "recipient_id", "type", "link_index")
+	CONSTRAINT "tracking_recipient_rollups_pk" PRIMARY KEY ("campaign_id", "recipient_id", "type", "link_index", "workspace_id")
 );
 --> statement-breakpoint
 -- Per send with a human event: what the "a human click upgrades the latest earlier open" rule needs.
 CREATE TABLE "tracking_send_rollups" (
-	"send_id" uuid PRIMARY KEY NOT NULL,
+	"send_id" uuid NOT NULL,
 	"workspace_id" uuid NOT NULL,
 	"campaign_id" uuid NOT NULL,
 	"recipient_id" uuid NOT NULL,
 	"first_human_click_at" timestamp with time zone,
 	"first_human_open_at" timestamp with time zone,
-	"upgraded_class" "hit_classification"
+	"upgraded_class" "hit_classification",
+	CONSTRAINT "tracking_send_rollups_pk" PRIMARY KEY ("send_id", "workspace_id")
 );
 --> statement-breakpoint
 -- The P-14 retention sweep looks for events past the window that still hold raw facts:
