@@ -80,6 +80,8 @@ const envSchema = z.object({
   GMAIL_DAILY_BUDGET_WORKSPACE: z.coerce.number().int().min(1).max(10_000).default(2000),
   GMAIL_DAILY_BUDGET_CONSUMER: z.coerce.number().int().min(1).max(10_000).default(500),
   GMAIL_SYNC_POLL_SECONDS: z.coerce.number().int().min(0).default(300),
+  GMAIL_SENDS_PER_MINUTE: z.coerce.number().int().min(1).max(150).default(60),
+  ROLE: z.enum(['all', 'web', 'worker'], { message: 'must be all, web or worker' }).default('all'),
   SANDBOX_PORT: z.coerce.number().int().min(0).max(65535).default(4100),
   LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
   TRUST_PROXY: z.string().default('loopback'),
@@ -94,8 +96,12 @@ const envSchema = z.object({
 
 type Env = z.infer<typeof envSchema>;
 
+/** What a process runs: `web` serves HTTP (API, tracking, push), `worker` the background jobs (sending, sync, schedules), `all` both. */
+export type ProcessRole = 'all' | 'web' | 'worker';
+
 export interface Config {
   readonly env: Env['NODE_ENV'];
+  readonly role: ProcessRole;
   readonly port: number;
   readonly host: string;
   readonly publicBaseUrl: string;
@@ -125,6 +131,8 @@ export interface Config {
     readonly pushTopic?: string;
     /** Seconds between polls of each syncing mailbox (the fallback when push is late or off); 0 = off. */
     readonly syncPollSeconds: number;
+    /** Sends per minute per mailbox across every process (Gmail's quota alone would allow 150). */
+    readonly sendsPerMinute: number;
   };
   readonly sandboxPort: number;
   readonly logLevel: Env['LOG_LEVEL'];
@@ -206,6 +214,15 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     env = filled.data;
     generatedSecrets.push(...missingSecrets);
   }
+  if (env.ROLE !== 'all') {
+    // Separate web and worker processes share everything through one PostgreSQL server and one Gmail.
+    if (!env.DATABASE_URL || env.DATABASE_URL.startsWith('pglite:')) {
+      problems.push(`ROLE=${env.ROLE}: needs DATABASE_URL=postgres://… (an embedded PGlite belongs to one process; use ROLE=all)`);
+    }
+    if (googleSet === 0) {
+      problems.push(`ROLE=${env.ROLE}: needs GOOGLE_CLIENT_ID (Google, or one sandbox all processes share: npm run sandbox), not a sandbox per process`);
+    }
+  }
   if (problems.length > 0) throw new ConfigError(problems);
 
   const database: Config['database'] = !env.DATABASE_URL
@@ -221,6 +238,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
 
   return deepFreeze({
     env: env.NODE_ENV,
+    role: env.ROLE,
     port: env.PORT,
     host: env.HOST,
     publicBaseUrl: (env.PUBLIC_BASE_URL ?? `http://localhost:${env.PORT}`).replace(/\/+$/, ''),
@@ -245,6 +263,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       pushServiceAccount: env.GMAIL_PUSH_SERVICE_ACCOUNT,
       pushTopic: env.GMAIL_PUSH_TOPIC,
       syncPollSeconds: env.GMAIL_SYNC_POLL_SECONDS,
+      sendsPerMinute: env.GMAIL_SENDS_PER_MINUTE,
     },
     sandboxPort: env.SANDBOX_PORT,
     logLevel: env.LOG_LEVEL,
