@@ -87,7 +87,11 @@ export function createServices(deps: AppDeps) {
     policyVersion: config.policyVersion,
     campaignEngagement: (workspaceId, contactId) => tracking.stats.contactTimeline(workspaceId, contactId),
   });
-  const pacer = deps.pacer ?? new MailboxPacer({ store: createSqlLimitStore(db), sendsPerMinute: config.gmail.sendsPerMinute });
+  const pacer = deps.pacer ?? new MailboxPacer({
+      store: createSqlLimitStore(db),
+      unitsPerMinute: config.gmail.quotaUnitsPerMinute,
+      sendsPerMinute: config.gmail.sendsPerMinute,
+    });
   const gmail = createGmailClient(deps.google.settings, pacer);
   const mailboxesRepo = createMailboxesRepo(db);
   const messagesRepo = createMessagesRepo(db);

@@ -80,7 +80,8 @@ const envSchema = z.object({
   GMAIL_DAILY_BUDGET_WORKSPACE: z.coerce.number().int().min(1).max(10_000).default(2000),
   GMAIL_DAILY_BUDGET_CONSUMER: z.coerce.number().int().min(1).max(10_000).default(500),
   GMAIL_SYNC_POLL_SECONDS: z.coerce.number().int().min(0).default(300),
-  GMAIL_SENDS_PER_MINUTE: z.coerce.number().int().min(1).max(150).default(60),
+  GMAIL_SENDS_PER_MINUTE: z.coerce.number().int().min(1).max(1_000_000).default(60),
+  GMAIL_QUOTA_UNITS_PER_MINUTE: z.coerce.number().int().min(100).max(1_000_000_000).default(15_000),
   ROLE: z.enum(['all', 'web', 'worker'], { message: 'must be all, web or worker' }).default('all'),
   SANDBOX_PORT: z.coerce.number().int().min(0).max(65535).default(4100),
   LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
@@ -133,6 +134,8 @@ export interface Config {
     readonly syncPollSeconds: number;
     /** Sends per minute per mailbox across every process (Gmail's quota alone would allow 150). */
     readonly sendsPerMinute: number;
+    /** Gmail's per-user quota units per minute (15,000); raised only against the sandbox, e.g. for benchmarks. */
+    readonly quotaUnitsPerMinute: number;
   };
   readonly sandboxPort: number;
   readonly logLevel: Env['LOG_LEVEL'];
@@ -264,6 +267,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       pushTopic: env.GMAIL_PUSH_TOPIC,
       syncPollSeconds: env.GMAIL_SYNC_POLL_SECONDS,
       sendsPerMinute: env.GMAIL_SENDS_PER_MINUTE,
+      quotaUnitsPerMinute: env.GMAIL_QUOTA_UNITS_PER_MINUTE,
     },
     sandboxPort: env.SANDBOX_PORT,
     logLevel: env.LOG_LEVEL,

@@ -10,8 +10,9 @@ const WATCH_CHECK_MS = 3_600_000;
 const RETENTION_SWEEP_MS = 6 * 3_600_000;
 /** Tokens are re-encrypted under the current key once per key version and hour, by one process. */
 const REENCRYPT_PERIOD_MS = 3_600_000;
-/** How often a process asks whether a scheduled job's period is due (at most; shorter periods are asked each period). */
-const SCHEDULE_CHECK_MS = 60_000;
+/** A process asks whether a scheduled job is due four times a period (at most every minute), so one of them claims it soon after it falls due. */
+const SCHEDULE_CHECKS_PER_PERIOD = 4;
+const SCHEDULE_CHECK_MAX_MS = 60_000;
 /** How often the send worker looks for due sends. */
 const SEND_TICK_MS = 1_000;
 /** Shutdown waits at most this long for running work (the whole stop must fit in 5 s). */
@@ -55,14 +56,14 @@ export function startJobs(input: { services: Services; config: Config; logger: L
     };
   };
 
-  /** A job that runs once per period across all processes: asked now, then every min(period, a minute). */
+  /** A job that runs once per period across all processes: asked now, then a few times a period. */
   const scheduled = (name: string, periodMs: number, job: () => Promise<unknown>) => {
     const tick = guarded(name, async () => {
       if (!(await services.jobSchedule.claim(name, periodMs))) return;
       logger.debug({ job: name }, 'scheduled job claimed for this period');
       await job();
     });
-    timers.push(setInterval(tick, Math.min(periodMs, SCHEDULE_CHECK_MS)).unref());
+    timers.push(setInterval(tick, Math.min(periodMs / SCHEDULE_CHECKS_PER_PERIOD, SCHEDULE_CHECK_MAX_MS)).unref());
     tick();
   };
 
