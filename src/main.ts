@@ -85,8 +85,10 @@ async function main() {
     let grace: NodeJS.Timeout | undefined;
     await Promise.all([
       Promise.race([httpClosed, new Promise<void>((resolve) => (grace = setTimeout(resolve, STOP_GRACE_MS)))]).then(() => server?.closeAllConnections()),
-      jobs?.stop({ graceMs: STOP_GRACE_MS }),
+      // A web process runs the syncs its push notifications start; a worker's jobs.stop waits for them itself.
+      jobs ? jobs.stop({ graceMs: STOP_GRACE_MS }) : Promise.race([services.sync.idle(), new Promise((resolve) => setTimeout(resolve, STOP_GRACE_MS).unref())]),
     ]);
+    if (!jobs) await services.sync.releaseLeases().catch(() => undefined);
     clearTimeout(grace);
     // Buffered tracking events are written before the database goes away (an open PGlite
     // would also keep the process alive forever).
