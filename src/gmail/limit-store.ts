@@ -41,8 +41,11 @@ export interface LimitStore {
   pausedUntil(mailboxId: string, now?: number): Promise<number | undefined>;
   /** The daily budget changed: count the sent messages again at the next send. */
   budgetChanged(mailboxId: string): Promise<void>;
-  /** Forget everything about a mailbox (reconnect, disconnect). */
-  forget(mailboxId: string): Promise<void>;
+  /**
+   * A reconnect: lift any pause and count the budget again. What was spent stays spent (Google
+   * counts quota per user, whatever the grant), and a sync lease stays with its holder.
+   */
+  forget(mailboxId: string, now?: number): Promise<void>;
 }
 
 interface MemoryState {
@@ -94,8 +97,11 @@ export function createMemoryLimitStore(clock: () => number = Date.now): LimitSto
       return until !== undefined && until > now ? until : undefined;
     },
     async budgetChanged() {},
-    async forget(mailboxId) {
-      states.delete(mailboxId);
+    async forget(mailboxId, now = clock()) {
+      const state = states.get(mailboxId);
+      if (!state) return;
+      state.pausedUntil = undefined;
+      state.quotaAt = Math.min(state.quotaAt, now);
     },
   };
 }
@@ -154,8 +160,10 @@ export function createSqlLimitStore(db: Db): LimitStore {
       await db.execute(sql`update mailbox_limits set budget_left = null, budget_counted_at = null where mailbox_id = ${mailboxId}::uuid`);
     },
 
-    async forget(mailboxId) {
-      await db.execute(sql`delete from mailbox_limits where mailbox_id = ${mailboxId}::uuid`);
+    async forget(mailboxId, now) {
+      await db.execute(sql`update mailbox_limits set paused_until = null, budget_left = null, budget_counted_at = null,
+          quota_at = least(quota_at, coalesce(${at(now)}::timestamptz, clock_timestamp()))
+        where mailbox_id = ${mailboxId}::uuid`);
     },
   };
 }

@@ -135,9 +135,9 @@ export class MailboxPacer {
     return this.store.budgetChanged(mailboxId);
   }
 
-  /** Forget a mailbox's state (reconnect, disconnect). */
+  /** A reconnect (or revoked grant): lift any pause and count the budget again; quota already spent stays spent. A disconnect deletes the row with the mailbox. */
   forget(mailboxId: string): Promise<void> {
-    return this.store.forget(mailboxId);
+    return this.store.forget(mailboxId, this.now?.());
   }
 
   /** Full jitter: anywhere between 0 and the exponential cap, so retrying callers spread out. */
