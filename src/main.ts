@@ -51,6 +51,8 @@ async function main() {
     }
   }
   const jobs: Jobs | undefined = config.role !== 'web' ? startJobs({ services, config, logger, pushTopic: google.pushTopic }) : undefined;
+  // The jobs' timers never hold the process open; a worker has no listening socket that would, so this does until SIGTERM.
+  const keepAlive = serves ? undefined : setInterval(() => undefined, 3_600_000);
 
   const where = config.database.kind === 'pglite' ? `embedded PGlite in ${config.database.dir}` : 'PostgreSQL server';
   if (serves) console.log(`inboxtrail listening on http://localhost:${config.port} (public base URL ${config.publicBaseUrl})`);
@@ -67,6 +69,7 @@ async function main() {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'shutting down');
+    clearInterval(keepAlive);
     const startedAt = Date.now();
     const left = () => Math.max(0, SHUTDOWN_DEADLINE_MS - (Date.now() - startedAt));
     // Should a step hang past the deadline anyway, the process still ends, and says so.

@@ -153,6 +153,9 @@ describe.skipIf(!serverUrl)('several worker processes on one PostgreSQL server',
       for (const [i, exit] of exits.entries()) {
         expect(exit.code, `${context}: worker ${i} exit code; output:\n${processes[i]!.output().slice(-2000)}`).toBe(0);
         expect(exit.ms, `${context}: worker ${i} shutdown time`).toBeLessThan(5_000);
+        // npm run worker: the background work only, no HTTP listener.
+        expect(processes[i]!.output()).toContain('role: worker (sending, sync and scheduled jobs)');
+        expect(processes[i]!.output()).not.toContain('listening on');
       }
 
       // Arrival at the sandbox: the call is logged when answered, after the injected latency.
