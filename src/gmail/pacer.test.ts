@@ -243,9 +243,9 @@ describe.each(STORES)('MailboxPacer quota ($name)', (store) => {
     await clock.drive(pacer.run(a!, 100, async () => undefined));
     await clock.drive(pacer.run(a!, 1, async () => { throw rateLimited(30); }).catch(() => undefined));
     const failedAt = clock.time;
-    expect(await clock.drive(pacer.pausedUntil(a!))).toBe(failedAt + 30_000);
+    expect(await clock.drive(pacer.pauseEndsAt(a!))).toBe(failedAt + 30_000);
     await clock.drive(pacer.forget(a!));
-    expect(await clock.drive(pacer.pausedUntil(a!))).toBeUndefined();
+    expect(await clock.drive(pacer.pauseEndsAt(a!))).toBeUndefined();
     // The bucket is empty (the pause emptied it): 10 units refill in 6 s at 100 a minute, no 30 s wait.
     expect(await clock.drive(pacer.run(a!, 10, async () => clock.time))).toBe(failedAt + 6_000);
   });
@@ -322,7 +322,7 @@ describe.each(STORES)('MailboxPacer retries ($name)', (store) => {
       }),
     );
     expect(clock.pacerSleeps).toEqual([3_000]);
-    expect(await clock.drive(pacer.pausedUntil(a!))).toBeUndefined();
+    expect(await clock.drive(pacer.pauseEndsAt(a!))).toBeUndefined();
   });
 
   it('a 429 on mailbox A pauses A (every caller, in every process sharing the store) and not B', async () => {
@@ -346,7 +346,7 @@ describe.each(STORES)('MailboxPacer retries ($name)', (store) => {
       Promise.all([
         pacer.run(a!, 100, call(a!, true)),
         clock.at(200, async () => {
-          pausedSeen = { a: await otherProcess.pausedUntil(a!), b: await otherProcess.pausedUntil(b!) };
+          pausedSeen = { a: await otherProcess.pauseEndsAt(a!), b: await otherProcess.pauseEndsAt(b!) };
           return Promise.all([otherProcess.run(a!, 5, call(a!, false)), otherProcess.run(b!, 100, call(b!, false))]);
         }),
       ]),
@@ -356,7 +356,7 @@ describe.each(STORES)('MailboxPacer retries ($name)', (store) => {
     const aCalls = calls.filter((c) => c.mailbox === a).map((c) => c.at);
     expect(aCalls[0]).toBe(0);
     expect(aCalls.slice(1).every((t) => t >= 30_100)).toBe(true);
-    expect(await clock.drive(pacer.pausedUntil(a!))).toBeUndefined();
+    expect(await clock.drive(pacer.pauseEndsAt(a!))).toBeUndefined();
   });
 
   it.each(['permanent', 'auth_revoked', 'not_found'] as const)('does not retry %s', async (kind) => {
@@ -374,7 +374,7 @@ describe.each(STORES)('MailboxPacer retries ($name)', (store) => {
     await expect(outcome).rejects.toBe(failure);
     expect(calls).toBe(1);
     expect(clock.pacerSleeps).toEqual([]);
-    expect(await clock.drive(pacer.pausedUntil(a!))).toBeUndefined();
+    expect(await clock.drive(pacer.pauseEndsAt(a!))).toBeUndefined();
   });
 
   it('does not retry errors that are not GmailErrors', async () => {
@@ -415,7 +415,7 @@ describe.each(STORES)('MailboxPacer retries ($name)', (store) => {
     let calls = 0;
     await expect(clock.drive(pacer.run(a!, 100, async () => { calls++; throw daily; }))).rejects.toBe(daily);
     expect(calls).toBe(1);
-    expect(await clock.drive(pacer.pausedUntil(a!))).toBe(3_600_000);
+    expect(await clock.drive(pacer.pauseEndsAt(a!))).toBe(3_600_000);
 
     const other = clock.drive(pacer.run(a!, 5, async () => { calls++; return 'read'; }));
     await expect(other).rejects.toMatchObject({ kind: 'rate_limited', reason: 'mailbox_paused', retryAfterSeconds: 3_600 });

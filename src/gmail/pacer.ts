@@ -125,8 +125,11 @@ export class MailboxPacer {
     }
   }
 
-  /** When the mailbox may next call Gmail (ms epoch) if it is paused by a rate limit, else undefined — shown to users as "why sending waits". */
-  pausedUntil(mailboxId: string): Promise<number | undefined> {
+  /**
+   * When the mailbox may next call Gmail (ms epoch) if it is paused by a rate limit, else undefined — shown to users as "why sending waits".
+   * (Was the synchronous `pausedUntil` when pauses lived in memory; renamed so that a caller left unawaited fails to compile instead of always seeing a pause.)
+   */
+  pauseEndsAt(mailboxId: string): Promise<number | undefined> {
     return this.store.pausedUntil(mailboxId, this.now?.());
   }
 

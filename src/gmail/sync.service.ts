@@ -438,7 +438,7 @@ export function createSyncService(deps: SyncServiceDeps) {
         if (!m.scopes.includes(GMAIL_SCOPES.readonly)) continue;
         const last = Math.max(m.lastSyncAt?.getTime() ?? 0, lastAttempt.get(m.id) ?? 0);
         if (last !== 0 && at - last < minInterval) continue;
-        if ((await pacer.pausedUntil(m.id)) !== undefined) continue;
+        if ((await pacer.pauseEndsAt(m.id)) !== undefined) continue;
         due.push(m);
       }
       const outcomes: SyncOutcome[] = [];
