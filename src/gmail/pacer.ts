@@ -33,7 +33,11 @@ export interface PacerOptions {
   burstUnits?: number;
   /** Sends per minute per mailbox (GMAIL_SENDS_PER_MINUTE); default unlimited beyond the quota. */
   sendsPerMinute?: number;
-  /** When the daily budget's headroom is used up, how long before sent messages are counted again; default 10_000. */
+  /**
+   * When the daily budget's headroom is used up, sent messages are counted again — at most this
+   * often; default 0 (every time: near the end of a day's budget each send counts, which is
+   * exact; earlier, one count covers many sends).
+   */
   budgetRecountMs?: number;
   /** Where the limits live; default one process's memory. The service passes the SQL store. */
   store?: LimitStore;
@@ -82,7 +86,7 @@ export class MailboxPacer {
       unitsPerMinute,
       burstUnits,
       sendsPerMinute: requireNumber('sendsPerMinute', options.sendsPerMinute ?? UNPACED, Number.MIN_VALUE),
-      budgetRecountMs: requireNumber('budgetRecountMs', options.budgetRecountMs ?? 10_000, 0),
+      budgetRecountMs: requireNumber('budgetRecountMs', options.budgetRecountMs ?? 0, 0),
     };
     this.maxAttempts = Math.floor(requireNumber('maxAttempts', options.maxAttempts ?? 6, 1));
     this.baseDelayMs = requireNumber('baseDelayMs', options.baseDelayMs ?? 500, 0);
