@@ -9,9 +9,10 @@ import { createMemoryLimitStore, type LimitPolicy, type LimitStore } from './lim
  * The limits themselves live in a LimitStore: with the SQL store (the service's) every
  * process shares one row per mailbox, so N worker processes together keep one mailbox's
  * quota, sends-per-minute pace, daily budget and Retry-After pauses (invariant 10). Within a
- * process, callers for a mailbox queue first come, first served, so only the head of the
- * queue asks the store.
+ * process, callers for a mailbox queue first come, first served (sends apart from other calls),
+ * so only the head of each queue asks the store.
  */
+
 /** Quota units Gmail charges per method (developers.google.com/gmail/api/reference/quota). */
 export const GMAIL_QUOTA_UNITS = Object.freeze({
   send: 100,
@@ -75,7 +76,10 @@ export class MailboxPacer {
   private readonly sleep: (ms: number) => Promise<void>;
   private readonly random: () => number;
   private readonly store: LimitStore;
-  /** Per mailbox, the last caller of this process waiting for units; the next one queues behind it. */
+  /**
+   * Per mailbox, the last caller of this process waiting for units; the next one queues behind it.
+   * Sends queue apart from other calls, so that reads (sync) never wait behind sends held back by the pace.
+   */
   private readonly queues = new Map<string, Promise<void>>();
 
   constructor(options: PacerOptions = {}) {
@@ -154,12 +158,13 @@ export class MailboxPacer {
   }
 
   private takeTurn(mailboxId: string, units: number, send: boolean): Promise<void> {
-    const turn = (this.queues.get(mailboxId) ?? Promise.resolve()).then(() => this.takeUnits(mailboxId, units, send));
+    const queue = `${mailboxId}:${send ? 'send' : 'other'}`;
+    const turn = (this.queues.get(queue) ?? Promise.resolve()).then(() => this.takeUnits(mailboxId, units, send));
     // A caller that gives up (paused too long) must not block the ones behind it.
     const tail = turn.catch(() => undefined);
-    this.queues.set(mailboxId, tail);
+    this.queues.set(queue, tail);
     void tail.then(() => {
-      if (this.queues.get(mailboxId) === tail) this.queues.delete(mailboxId);
+      if (this.queues.get(queue) === tail) this.queues.delete(queue);
     });
     return turn;
   }
