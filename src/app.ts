@@ -30,7 +30,11 @@ import type { ResolvedGoogle } from './gmail/google-settings.js';
 import { createMailboxesRepo } from './gmail/mailboxes.repo.js';
 import { createMailboxService } from './gmail/mailboxes.service.js';
 import { createMessageContentReader } from './gmail/message-content.js';
+import { createSqlLimitStore } from './gmail/limit-store.js';
 import { MailboxPacer } from './gmail/pacer.js';
+import { createSyncLeases } from './gmail/sync-leases.js';
+import { createJobSchedule } from './job-schedule.js';
+import { processOwner } from './process-owner.js';
 import { pushRoutes } from './gmail/push.routes.js';
 import { createPushService } from './gmail/push.service.js';
 import { createSyncRepo } from './gmail/sync.repo.js';
@@ -54,7 +58,7 @@ export interface AppDeps {
   logger: Logger;
   /** Where Gmail is: Google, or the sandbox standing in for it (see gmail/google-settings.ts). */
   google: ResolvedGoogle;
-  /** One pacer per process, shared by every Gmail call; tests pass one with a fake clock. */
+  /** One pacer per process, shared by every Gmail call; its limits live in PostgreSQL, shared by every process. Tests may pass their own. */
   pacer?: MailboxPacer;
   /** Account mail (signup confirmations); by default from config (SMTP, a file, or memory in tests). */
   accountMailer?: AccountMailer;
@@ -104,7 +108,11 @@ export function createServices(deps: AppDeps) {
     policyVersion: config.policyVersion,
     campaignEngagement: (workspaceId, contactId) => tracking.stats.contactTimeline(workspaceId, contactId),
   });
-  const pacer = deps.pacer ?? new MailboxPacer();
+  const pacer = deps.pacer ?? new MailboxPacer({
+      store: createSqlLimitStore(db),
+      unitsPerMinute: config.gmail.quotaUnitsPerMinute,
+      sendsPerMinute: config.gmail.sendsPerMinute,
+    });
   const gmail = createGmailClient(deps.google.settings, pacer);
   const mailboxesRepo = createMailboxesRepo(db);
   const messagesRepo = createMessagesRepo(db);
@@ -126,6 +134,7 @@ export function createServices(deps: AppDeps) {
     mailboxes,
     pacer,
     config,
+    leases: createSyncLeases(db, processOwner),
     pushTopic: deps.google.pushTopic,
     logger,
     now: deps.now,
@@ -158,7 +167,9 @@ export function createServices(deps: AppDeps) {
     codec: tokenCodec,
     policyVersion: config.policyVersion,
   });
-  return { auth, accountMailer, contacts, mailboxes, messages, sync, push, messageContent, campaigns, sendWorker, trackingUrls, suppressions, pacer, metrics, tracking };
+  // Periodic jobs run once per period across every process sharing the database.
+  const jobSchedule = createJobSchedule(db, processOwner);
+  return { auth, accountMailer, contacts, mailboxes, messages, sync, push, messageContent, campaigns, sendWorker, trackingUrls, suppressions, pacer, metrics, tracking, jobSchedule };
 }
 
 export type Services = ReturnType<typeof createServices>;

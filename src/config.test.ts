@@ -109,6 +109,26 @@ describe('loadConfig', () => {
     ]);
   });
 
+  it('ROLE: all by default; web and worker only with a PostgreSQL server and a Google client shared by every process', () => {
+    expect(loadConfig(secrets).role).toBe('all');
+    const google = { GOOGLE_CLIENT_ID: 'id', GOOGLE_CLIENT_SECRET: 's', GOOGLE_REDIRECT_URI: 'https://crm.example.com/api/gmail/callback' };
+    const server = { DATABASE_URL: 'postgres://u@db:5432/inboxtrail' };
+    expect(loadConfig({ ...secrets, ...google, ...server, ROLE: 'worker' }).role).toBe('worker');
+    expect(loadConfig({ ...secrets, ...google, ...server, ROLE: 'web' }).role).toBe('web');
+    expect(configError({ ...secrets, ROLE: 'both' }).problems).toEqual(['ROLE: must be all, web or worker']);
+    const problems = configError({ ...secrets, ROLE: 'worker' }).problems;
+    expect(problems).toHaveLength(2);
+    expect(problems[0]).toMatch(/^ROLE=worker: needs DATABASE_URL=postgres/);
+    expect(problems[1]).toMatch(/^ROLE=worker: needs GOOGLE_CLIENT_ID/);
+    expect(configError({ ...secrets, ...google, DATABASE_URL: 'pglite:/tmp/x', ROLE: 'web' }).problems).toHaveLength(1);
+  });
+
+  it('GMAIL_SENDS_PER_MINUTE (default 60) and GMAIL_QUOTA_UNITS_PER_MINUTE (default 15,000)', () => {
+    expect(loadConfig(secrets).gmail).toMatchObject({ sendsPerMinute: 60, quotaUnitsPerMinute: 15_000 });
+    expect(loadConfig({ ...secrets, GMAIL_SENDS_PER_MINUTE: '20' }).gmail.sendsPerMinute).toBe(20);
+    expect(configError({ ...secrets, GMAIL_SENDS_PER_MINUTE: '0' }).problems.map((p) => p.split(':')[0])).toEqual(['GMAIL_SENDS_PER_MINUTE']);
+  });
+
   it('is frozen', () => {
     const config = loadConfig(secrets);
     expect(Object.isFrozen(config)).toBe(true);

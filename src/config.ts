@@ -84,6 +84,9 @@ const envSchema = z.object({
   BOUNCE_SOFT_WINDOW_DAYS: z.coerce.number().int().min(1).max(365).default(30),
   BOUNCE_MATCH_WINDOW_DAYS: z.coerce.number().int().min(1).max(60).default(7),
   AUTO_REPLY_FOLLOW_UP_DELAY_DAYS: z.coerce.number().int().min(0).max(60).default(3),
+  GMAIL_SENDS_PER_MINUTE: z.coerce.number().int().min(1).max(1_000_000).default(60),
+  GMAIL_QUOTA_UNITS_PER_MINUTE: z.coerce.number().int().min(100).max(1_000_000_000).default(15_000),
+  ROLE: z.enum(['all', 'web', 'worker'], { message: 'must be all, web or worker' }).default('all'),
   SANDBOX_PORT: z.coerce.number().int().min(0).max(65535).default(4100),
   LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
   /** Which proxies may name the client in X-Forwarded-For. Default: none (a local caller must not pick its own address). */
@@ -112,8 +115,12 @@ const envSchema = z.object({
 
 type Env = z.infer<typeof envSchema>;
 
+/** What a process runs: `web` serves HTTP (API, tracking, push), `worker` the background jobs (sending, sync, schedules), `all` both. */
+export type ProcessRole = 'all' | 'web' | 'worker';
+
 export interface Config {
   readonly env: Env['NODE_ENV'];
+  readonly role: ProcessRole;
   readonly port: number;
   readonly host: string;
   readonly publicBaseUrl: string;
@@ -145,6 +152,10 @@ export interface Config {
     readonly pushTopic?: string;
     /** Seconds between polls of each syncing mailbox (the fallback when push is late or off); 0 = off. */
     readonly syncPollSeconds: number;
+    /** Sends per minute per mailbox across every process (Gmail's quota alone would allow 150). */
+    readonly sendsPerMinute: number;
+    /** Gmail's per-user quota units per minute (15,000); raised only against the sandbox, e.g. for benchmarks. */
+    readonly quotaUnitsPerMinute: number;
   };
   /** What bounce notices and automatic replies do (see src/gmail/README.md "Signals"). */
   readonly signals: {
@@ -251,6 +262,15 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     env = filled.data;
     generatedSecrets.push(...missingSecrets);
   }
+  if (env.ROLE !== 'all') {
+    // Separate web and worker processes share everything through one PostgreSQL server and one Gmail.
+    if (!env.DATABASE_URL || env.DATABASE_URL.startsWith('pglite:')) {
+      problems.push(`ROLE=${env.ROLE}: needs DATABASE_URL=postgres://… (an embedded PGlite belongs to one process; use ROLE=all)`);
+    }
+    if (googleSet === 0) {
+      problems.push(`ROLE=${env.ROLE}: needs GOOGLE_CLIENT_ID (Google, or one sandbox all processes share: npm run sandbox), not a sandbox per process`);
+    }
+  }
   if (problems.length > 0) throw new ConfigError(problems);
 
   const database: Config['database'] = !env.DATABASE_URL
@@ -266,6 +286,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
 
   return deepFreeze({
     env: env.NODE_ENV,
+    role: env.ROLE,
     port: env.PORT,
     host: env.HOST,
     publicBaseUrl: (env.PUBLIC_BASE_URL ?? `http://localhost:${env.PORT}`).replace(/\/+$/, ''),
@@ -290,6 +311,8 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       pushServiceAccount: env.GMAIL_PUSH_SERVICE_ACCOUNT,
       pushTopic: env.GMAIL_PUSH_TOPIC,
       syncPollSeconds: env.GMAIL_SYNC_POLL_SECONDS,
+      sendsPerMinute: env.GMAIL_SENDS_PER_MINUTE,
+      quotaUnitsPerMinute: env.GMAIL_QUOTA_UNITS_PER_MINUTE,
     },
     signals: {
       softBounceLimit: env.BOUNCE_SOFT_LIMIT,

@@ -8,19 +8,30 @@ const MAX_TICK_MS = 30_000;
 const WATCH_CHECK_MS = 3_600_000;
 /** How often raw tracking facts past their retention window are truncated. */
 const RETENTION_SWEEP_MS = 6 * 3_600_000;
+/** Tokens are re-encrypted under the current key once per key version and hour, by one process. */
+const REENCRYPT_PERIOD_MS = 3_600_000;
+/** A process asks whether a scheduled job is due four times a period (at most every minute), so one of them claims it soon after it falls due. */
+const SCHEDULE_CHECKS_PER_PERIOD = 4;
+const SCHEDULE_CHECK_MAX_MS = 60_000;
 /** How often the send worker looks for due sends. */
 const SEND_TICK_MS = 1_000;
-/** Shutdown waits this long for running syncs before the database closes under them. */
-const STOP_GRACE_MS = 10_000;
+/** Shutdown waits at most this long for running work (the whole stop must fit in 5 s). */
+export const STOP_GRACE_MS = 3_500;
 
 export interface Jobs {
-  stop(): Promise<void>;
+  /** Stops starting work, asks the send worker to hand back what it has not started, waits for running work up to `graceMs`. */
+  stop(options?: { graceMs?: number }): Promise<void>;
 }
 
+/** The send worker's graceful stop, present once the worker has one (it hands unstarted claims back). */
+type StoppableSendWorker = { stop?: () => Promise<void> };
+
 /**
- * Background work of one process, started by main.ts after the server listens: campaign sending, Gmail sync
- * polling (the fallback when push is late or off), watch renewal, and re-encrypting tokens
- * under the current key once at boot. Timers are unref()'d (they never keep the process
+ * Background work of a worker process (ROLE=worker or all), started by main.ts: campaign
+ * sending in every process (the ledger's claims keep them apart), and the periodic jobs — Gmail
+ * sync polling (the fallback when push is late or off), watch renewal, retention, re-encrypting
+ * tokens under the current key — each run by one process per period, whichever claims it in
+ * the shared job_schedule table first. Timers are unref()'d (they never keep the process
  * alive); every error is logged, never thrown.
  */
 export function startJobs(input: { services: Services; config: Config; logger: Logger; pushTopic?: string }): Jobs {
@@ -30,7 +41,7 @@ export function startJobs(input: { services: Services; config: Config; logger: L
   const running = new Set<Promise<unknown>>();
   let stopped = false;
 
-  /** Runs one job unless the previous run of the same job is still going. */
+  /** Runs one job unless the previous run of the same job in this process is still going. */
   const guarded = (name: string, job: () => Promise<unknown>) => {
     let current: Promise<unknown> | undefined;
     return () => {
@@ -45,14 +56,25 @@ export function startJobs(input: { services: Services; config: Config; logger: L
     };
   };
 
-  const reencrypt = guarded('reencrypt-tokens', async () => {
+  /** A job that runs once per period across all processes: asked now, then a few times a period. */
+  const scheduled = (name: string, periodMs: number, job: () => Promise<unknown>) => {
+    const tick = guarded(name, async () => {
+      if (!(await services.jobSchedule.claim(name, periodMs))) return;
+      logger.debug({ job: name }, 'scheduled job claimed for this period');
+      await job();
+    });
+    timers.push(setInterval(tick, Math.min(periodMs / SCHEDULE_CHECKS_PER_PERIOD, SCHEDULE_CHECK_MAX_MS)).unref());
+    tick();
+  };
+
+  const currentKey = config.tokenEncryptionKeys.at(-1)!.version;
+  scheduled(`reencrypt-tokens:${currentKey}`, REENCRYPT_PERIOD_MS, async () => {
     const rewritten = await services.mailboxes.reencryptTokens();
     if (rewritten > 0) logger.info({ rewritten }, 'tokens re-encrypted under the current key');
   });
-  reencrypt();
 
-  // The campaign send worker, in-process (with PGlite there is only this process; with a
-  // server several processes may run it: the ledger's SKIP LOCKED claims keep them apart).
+  // The campaign send worker runs in every worker process: the ledger's SKIP LOCKED claims
+  // keep them off each other's rows, and the mailbox's shared limits pace them together.
   // Stuck sends are resolved first, by searching the mailbox before any retry (invariant 3).
   const send = guarded('campaign-send', async () => {
     await services.sendWorker.recoverStuck();
@@ -61,44 +83,41 @@ export function startJobs(input: { services: Services; config: Config; logger: L
   timers.push(setInterval(send, SEND_TICK_MS).unref());
 
   // P-14: IP addresses and user agents of tracking hits are cut after the retention window.
-  const retention = guarded('tracking-retention', async () => {
+  scheduled('tracking-retention', RETENTION_SWEEP_MS, async () => {
     const truncated = await services.tracking.truncateRawFacts();
     if (truncated > 0) logger.info({ truncated }, 'raw tracking facts past retention truncated');
   });
-  timers.push(setInterval(retention, RETENTION_SWEEP_MS).unref());
-  retention();
 
   const pollSeconds = config.gmail.syncPollSeconds;
   if (pollSeconds > 0) {
-    const poll = guarded('gmail-sync-poll', async () => {
+    scheduled('gmail-sync-poll', Math.min(pollSeconds * 1000, MAX_TICK_MS), async () => {
       const result = await services.sync.syncAllDue();
       if (result.attempted > 0) logger.debug(result, 'gmail sync poll');
     });
-    timers.push(setInterval(poll, Math.min(pollSeconds * 1000, MAX_TICK_MS)).unref());
-    poll();
   } else {
     logger.info('Gmail sync polling is off (GMAIL_SYNC_POLL_SECONDS=0): mailboxes sync on push only');
   }
 
   if (input.pushTopic) {
-    const renew = guarded('gmail-watch-renewal', async () => {
+    scheduled('gmail-watch-renewal', WATCH_CHECK_MS, async () => {
       const result = await services.sync.renewWatches();
       if (result.renewed > 0 || result.failed > 0) logger.info(result, 'gmail watches renewed');
     });
-    timers.push(setInterval(renew, WATCH_CHECK_MS).unref());
-    renew();
   } else {
     logger.info('no GMAIL_PUSH_TOPIC: no Gmail watches, mailboxes sync by polling only');
   }
 
   return {
-    async stop() {
+    async stop(options = {}) {
       stopped = true;
       for (const timer of timers) clearInterval(timer);
-      const settled = Promise.allSettled([...running, services.sync.idle()]);
+      const sendWorker = services.sendWorker as StoppableSendWorker;
+      const settled = Promise.allSettled([...running, services.sync.idle(), sendWorker.stop?.()]);
       let grace: NodeJS.Timeout | undefined;
-      await Promise.race([settled, new Promise<void>((resolve) => (grace = setTimeout(resolve, STOP_GRACE_MS).unref()))]);
+      await Promise.race([settled, new Promise<void>((resolve) => (grace = setTimeout(resolve, options.graceMs ?? STOP_GRACE_MS).unref()))]);
       clearTimeout(grace);
+      // Syncs still running are abandoned with the database: let another process take their mailboxes now.
+      await services.sync.releaseLeases().catch(() => undefined);
     },
   };
 }

@@ -4,10 +4,13 @@ import { createApp, createHttpServer, createServices } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { resolveGoogle } from './gmail/google-settings.js';
 import { connect } from './db/connect.js';
-import { startJobs } from './jobs.js';
+import { startJobs, STOP_GRACE_MS, type Jobs } from './jobs.js';
 import { createLogger } from './logger.js';
 
-/** Start: config → database (migrated) → app → listen; stop cleanly on SIGINT/SIGTERM. */
+/** Everything left after SIGTERM must be done by then (orchestrators kill at 10 s or less; we promise 5). */
+const SHUTDOWN_DEADLINE_MS = 4_800;
+
+/** Start: config → database (migrated) → app → listen (ROLE web/all) and jobs (ROLE worker/all); stop within 5 s on SIGINT/SIGTERM. */
 async function main() {
   let config: Config;
   try {
@@ -32,21 +35,28 @@ async function main() {
   const google = await resolveGoogle(config);
   const deps = { config, database, logger, google };
   const services = createServices(deps);
-  const app = createApp(deps, services);
-  const server: Server = createHttpServer(app, services).listen(config.port, config.host);
-  await new Promise<void>((resolve, reject) => {
-    server.once('listening', resolve);
-    server.once('error', reject);
-  });
-  if (google.sandbox && google.pushTopic) {
-    // Sandbox mode: the sandbox stands in for Pub/Sub too, pushing watched mailboxes' changes here.
-    const port = (server.address() as AddressInfo).port;
-    google.sandbox.control.addPushSubscription({ topicName: google.pushTopic, endpoint: `http://127.0.0.1:${port}/webhooks/gmail`, audience: google.pushAudience });
+  const serves = config.role !== 'worker';
+  let server: Server | undefined;
+  if (serves) {
+    const app = createApp(deps, services);
+    server = createHttpServer(app, services).listen(config.port, config.host);
+    await new Promise<void>((resolve, reject) => {
+      server!.once('listening', resolve);
+      server!.once('error', reject);
+    });
+    if (google.sandbox && google.pushTopic) {
+      // Sandbox mode: the sandbox stands in for Pub/Sub too, pushing watched mailboxes' changes here.
+      const port = (server.address() as AddressInfo).port;
+      google.sandbox.control.addPushSubscription({ topicName: google.pushTopic, endpoint: `http://127.0.0.1:${port}/webhooks/gmail`, audience: google.pushAudience });
+    }
   }
-  const jobs = startJobs({ services, config, logger, pushTopic: google.pushTopic });
+  const jobs: Jobs | undefined = config.role !== 'web' ? startJobs({ services, config, logger, pushTopic: google.pushTopic }) : undefined;
+  // The jobs' timers never hold the process open; a worker has no listening socket that would, so this does until SIGTERM.
+  const keepAlive = serves ? undefined : setInterval(() => undefined, 3_600_000);
 
   const where = config.database.kind === 'pglite' ? `embedded PGlite in ${config.database.dir}` : 'PostgreSQL server';
-  console.log(`inboxtrail listening on http://localhost:${config.port} (public base URL ${config.publicBaseUrl})`);
+  if (serves) console.log(`inboxtrail listening on http://localhost:${config.port} (public base URL ${config.publicBaseUrl})`);
+  console.log(`role: ${config.role} (${[serves ? 'HTTP' : '', jobs ? 'sending, sync and scheduled jobs' : ''].filter(Boolean).join(' + ')})`);
   console.log(`database: ${where}, migrated`);
   console.log(
     google.sandbox
@@ -59,19 +69,36 @@ async function main() {
     if (stopping) return;
     stopping = true;
     logger.info({ signal }, 'shutting down');
-    // Stop accepting, give in-flight requests a moment, then close the database:
-    // an open PGlite would keep the process alive forever.
-    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-    server.closeIdleConnections();
-    const deadline = setTimeout(() => server.closeAllConnections(), 5_000);
-    await closed;
-    clearTimeout(deadline);
-    await jobs.stop();
-    // Buffered tracking events are written before the database goes away.
-    await services.tracking.close();
+    clearInterval(keepAlive);
+    const startedAt = Date.now();
+    const left = () => Math.max(0, SHUTDOWN_DEADLINE_MS - (Date.now() - startedAt));
+    // Should a step hang past the deadline anyway, the process still ends, and says so.
+    setTimeout(() => {
+      logger.error('shutdown did not finish in time; exiting with work abandoned to recovery');
+      process.exit(1);
+    }, SHUTDOWN_DEADLINE_MS + 150).unref();
+    // At once and together: stop accepting HTTP (in-flight requests get until the grace ends),
+    // stop claiming work and hand unstarted sends back, let running jobs finish.
+    const httpClosed = server
+      ? new Promise<void>((resolve) => {
+          server!.close(() => resolve());
+          server!.closeIdleConnections();
+        })
+      : Promise.resolve();
+    let grace: NodeJS.Timeout | undefined;
+    await Promise.all([
+      Promise.race([httpClosed, new Promise<void>((resolve) => (grace = setTimeout(resolve, STOP_GRACE_MS)))]).then(() => server?.closeAllConnections()),
+      // A web process runs the syncs its push notifications start; a worker's jobs.stop waits for them itself.
+      jobs ? jobs.stop({ graceMs: STOP_GRACE_MS }) : Promise.race([services.sync.idle(), new Promise((resolve) => setTimeout(resolve, STOP_GRACE_MS).unref())]),
+    ]);
+    if (!jobs) await services.sync.releaseLeases().catch(() => undefined);
+    clearTimeout(grace);
+    // Buffered tracking events are written before the database goes away (an open PGlite
+    // would also keep the process alive forever).
+    await services.tracking.close({ timeoutMs: Math.max(100, left() - 600) });
     await google.sandbox?.close();
     await database.close();
-    logger.info('stopped');
+    logger.info({ ms: Date.now() - startedAt }, 'stopped');
     process.exit(0);
   };
   process.on('SIGINT', () => void stop('SIGINT'));

@@ -9,12 +9,14 @@
  * The sandbox runs in a child process so that its in-memory mail store does not count
  * toward our memory. Prints messages/s and peak heap for each size: the peak should stay
  * flat as the audience grows, because the worker claims in batches and never loads it.
+ * The pipeline runs twice per size: with the pacer's limits in memory (as before limits were
+ * shared) and in the database (the service's SQL store), to show what sharing costs.
+ *
+ * Then, for BENCH_WORKER_RECIPIENTS (default 5000; 0 skips), the same campaign sent by one and
+ * by two `npm run worker` processes against the PostgreSQL server at BENCH_DATABASE_URL
+ * (default postgres://postgres@127.0.0.1:5432/postgres; a scratch database is created and dropped).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { createMemoryMailer } from '../../src/auth/account-mail.js';
-import { benchAccount, benchMailbox } from './bench-account.js';
-import { spawn } from 'node:child_process';
-import path from 'node:path';
 import { sql } from 'drizzle-orm';
 import { createServices } from '../../src/app.js';
 import { createCampaignsRepo } from '../../src/campaigns/campaigns.repo.js';
@@ -24,31 +26,24 @@ import { connect } from '../../src/db/connect.js';
 import { composeMime } from '../../src/gmail/compose-mime.js';
 import { createGmailClient } from '../../src/gmail/gmail-client.js';
 import { createMailboxesRepo } from '../../src/gmail/mailboxes.repo.js';
+import { createSqlLimitStore } from '../../src/gmail/limit-store.js';
 import { MailboxPacer } from '../../src/gmail/pacer.js';
+import { resolveGoogle } from '../../src/gmail/google-settings.js';
 import { createLogger } from '../../src/logger.js';
+import {
+  SANDBOX_CLIENT_ID as CLIENT_ID,
+  SANDBOX_CLIENT_SECRET as CLIENT_SECRET,
+  createScratchDatabase,
+  seedCampaign,
+  serviceEnv,
+  spawnService,
+  startSandboxProcess,
+} from './fixture.js';
 
-const root = path.resolve(import.meta.dirname, '../..');
 const sizes = (process.env.BENCH_RECIPIENTS ?? '10000,100000').split(',').map(Number);
-const CLIENT_ID = 'bench-client';
-const CLIENT_SECRET = 'bench-secret';
-
-async function startSandboxProcess(): Promise<{ url: string; stop: () => void }> {
-  const child = spawn(path.join(root, 'node_modules/.bin/tsx'), ['scripts/sandbox.ts'], {
-    cwd: root,
-    env: { ...process.env, SANDBOX_PORT: '0', SANDBOX_AUTO_APPROVE: '1', SANDBOX_CLIENT_ID: CLIENT_ID, SANDBOX_CLIENT_SECRET: CLIENT_SECRET },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    child.stdout!.on('data', (chunk) => {
-      out += String(chunk);
-      const match = /listening on (http:\/\/[^\s]+)/.exec(out);
-      if (match) resolve(match[1]!);
-    });
-    child.once('exit', () => reject(new Error('sandbox exited')));
-  });
-  return { url, stop: () => child.kill('SIGTERM') };
-}
+/** Audience sizes for the runs with worker processes against a PostgreSQL server (0 skips them). */
+const workerSizes = (process.env.BENCH_WORKER_RECIPIENTS ?? '5000').split(',').map(Number).filter((n) => n > 0);
+const serverUrl = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 
 function peakTracker() {
   let peak = process.memoryUsage().heapUsed;
@@ -61,23 +56,12 @@ function peakTracker() {
 
 const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(0)} MB`;
 
-async function runPipeline(sandboxUrl: string, recipients: number) {
-  const config = loadConfig({
-    NODE_ENV: 'test',
-    JWT_SECRET: 'bench-jwt-secret-that-is-long-enough-000000',
-    TOKEN_ENCRYPTION_KEYS: `v1:${Buffer.alloc(32, 3).toString('base64')}`,
-    TRACKING_SECRET: 'v1:bench-tracking-secret-long-enough-000000',
-    PUBLIC_BASE_URL: 'http://127.0.0.1:1',
-    GOOGLE_CLIENT_ID: CLIENT_ID,
-    GOOGLE_CLIENT_SECRET: CLIENT_SECRET,
-    GOOGLE_REDIRECT_URI: 'http://127.0.0.1:1/api/gmail/callback',
-    GOOGLE_API_ROOT_URL: sandboxUrl,
-    GOOGLE_OAUTH_AUTHORIZE_URL: `${sandboxUrl}/o/oauth2/v2/auth`,
-    GOOGLE_OAUTH_TOKEN_URL: `${sandboxUrl}/token`,
-    GOOGLE_OAUTH_REVOKE_URL: `${sandboxUrl}/revoke`,
-    GOOGLE_CERTS_URL: `${sandboxUrl}/oauth2/v1/certs`,
-    GMAIL_DAILY_BUDGET_WORKSPACE: '10000',
-  });
+/**
+ * The pipeline in this process on in-memory PGlite. `sharedLimits`: the pacer keeps its limits in
+ * the database (the service's SQL store: one locked statement per Gmail call) instead of memory.
+ */
+async function runPipeline(sandboxUrl: string, recipients: number, sharedLimits: boolean) {
+  const config = loadConfig({ ...serviceEnv(sandboxUrl), GMAIL_DAILY_BUDGET_WORKSPACE: '10000' });
   const database = await connect({ kind: 'pglite', dir: 'memory://' });
   await database.migrate();
   const google = {
@@ -96,32 +80,9 @@ async function runPipeline(sandboxUrl: string, recipients: number) {
     pushAudience: 'bench',
   };
   // Pacing off: quota far beyond Gmail's, so the pipeline itself is what is measured.
-  const pacer = new MailboxPacer({ unitsPerMinute: 1e12 });
-  const accountMailer = createMemoryMailer();
-  const services = createServices({ config, database, logger: createLogger('silent'), google, pacer, accountMailer });
-
-  const { auth, workspace } = await benchAccount(services);
-  await services.auth.updateWorkspace(auth, { postalAddress: '1 Bench Street, Testville' });
-  const mailbox = await benchMailbox(services, auth, { sync: false, loginHint: 'sender@acme.test' });
-  await database.db.execute(sql`update mailboxes set daily_budget = ${recipients + 10} where id = ${mailbox.id}::uuid`);
-
-  await database.db.execute(sql`
-    insert into contacts (workspace_id, email, first_name, attributes)
-    select ${workspace.id}::uuid, 'r' || g || '@bench.test', 'Name' || g, jsonb_build_object('plan', case when g % 2 = 0 then 'pro' else 'free' end)
-    from generate_series(1, ${recipients}) g`);
-  await database.db.execute(sql`
-    insert into consents (workspace_id, contact_id, status, source, policy_version, actor)
-    select workspace_id, id, 'opted_in', 'bench', '2026-11-01', 'system' from contacts where workspace_id = ${workspace.id}::uuid`);
-  const campaign = await services.campaigns.create(auth, {
-    name: 'bench',
-    kind: 'marketing',
-    mailboxId: mailbox.id,
-    subject: 'Hello {{firstName | "there"}}',
-    html: '<p>Hi {{firstName}}, read <a href="https://acme.test/post">the post</a> about {{plan}}.</p>',
-    audience: { segment: { all: [{ field: 'email', op: 'contains', value: '@bench.test' }] } },
-    steps: [],
-  });
-  await services.campaigns.launch(auth, campaign.id, {});
+  const pacer = new MailboxPacer({ unitsPerMinute: 1e12, ...(sharedLimits ? { store: createSqlLimitStore(database.db) } : {}) });
+  const services = createServices({ config, database, logger: createLogger('silent'), google, pacer });
+  await seedCampaign(services, database, { recipients, mailboxEmail: 'sender@acme.test', domain: 'bench.test' });
 
   const stopPeak = peakTracker();
   const started = performance.now();
@@ -184,19 +145,76 @@ async function runBaseline(sandboxUrl: string, messages: number) {
   return { sent: messages, seconds: (performance.now() - started) / 1000, peak: stopPeak() };
 }
 
+/**
+ * `workers` × `npm run worker` processes (as deployed: default batch size, the 1 s send tick,
+ * limits shared through the server) on a fresh database on the PostgreSQL server, quota and
+ * pace raised out of the way. Timed from the first message recorded sent to the last, so that
+ * process start-up (tsx compiling) is not counted.
+ */
+async function runWorkerProcesses(sandboxUrl: string, recipients: number, workers: number) {
+  const scratch = await createScratchDatabase(serverUrl, 'inboxtrail_bench');
+  const env = { ...serviceEnv(sandboxUrl), DATABASE_URL: scratch.url };
+  const database = await connect({ kind: 'postgres', url: scratch.url, poolSize: 2 });
+  const processes: ReturnType<typeof spawnService>[] = [];
+  try {
+    await database.migrate();
+    const config = loadConfig(env);
+    const services = createServices({ config, database, logger: createLogger('silent'), google: await resolveGoogle(config) });
+    const { campaignId } = await seedCampaign(services, database, { recipients, mailboxEmail: `workers${workers}@acme.test`, domain: 'bench.test' });
+    const sentCount = async () => {
+      const result = (await database.db.execute(sql`select count(*)::int as n from campaign_sends where campaign_id = ${campaignId}::uuid and status = 'sent'`)) as unknown as {
+        rows: { n: number }[];
+      };
+      return Number(result.rows[0]!.n);
+    };
+    const workerEnv = { ...env, GMAIL_QUOTA_UNITS_PER_MINUTE: '1000000000', GMAIL_SENDS_PER_MINUTE: '1000000', GMAIL_SYNC_POLL_SECONDS: '0', LOG_LEVEL: 'warn' };
+    for (let i = 0; i < workers; i++) processes.push(spawnService('scripts/worker.ts', workerEnv));
+    let first: { at: number; sent: number } | undefined;
+    let sent = 0;
+    const deadline = performance.now() + 30 * 60_000;
+    while (sent < recipients && performance.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      sent = await sentCount();
+      if (!first && sent > 0) first = { at: performance.now(), sent };
+    }
+    const seconds = (performance.now() - first!.at) / 1000;
+    return { sent, seconds, rate: (sent - first!.sent) / seconds };
+  } finally {
+    await Promise.all(processes.map((p) => (p.child.kill('SIGTERM'), p.exited)));
+    await database.close();
+    await scratch.drop();
+  }
+}
+
 const sandbox = await startSandboxProcess();
 try {
   console.log(`node ${process.version}, ${sizes.join(' and ')} recipients, sandbox at ${sandbox.url} (separate process)\n`);
-  console.log('recipients | pipeline msg/s | baseline msg/s | ratio | pipeline peak heap | baseline peak heap');
+  console.log('recipients | pipeline msg/s | baseline msg/s | ratio | pipeline peak heap | baseline peak heap | pipeline, limits in the database: msg/s, ratio');
   for (const size of sizes) {
-    const pipeline = await runPipeline(sandbox.url, size);
+    const pipeline = await runPipeline(sandbox.url, size, false);
+    const shared = await runPipeline(sandbox.url, size, true);
     const baseline = await runBaseline(sandbox.url, size);
     const pRate = pipeline.sent / pipeline.seconds;
     const bRate = baseline.sent / baseline.seconds;
     console.log(
-      `${String(size).padStart(10)} | ${pRate.toFixed(0).padStart(14)} | ${bRate.toFixed(0).padStart(14)} | ${(pRate / bRate).toFixed(2).padStart(5)} | ${mb(pipeline.peak).padStart(18)} | ${mb(baseline.peak).padStart(18)}`,
+      `${String(size).padStart(10)} | ${pRate.toFixed(0).padStart(14)} | ${bRate.toFixed(0).padStart(14)} | ${(pRate / bRate).toFixed(2).padStart(5)} | ${mb(pipeline.peak).padStart(18)} | ${mb(baseline.peak).padStart(18)} | ${(shared.sent / shared.seconds).toFixed(0)}, ${(shared.sent / shared.seconds / bRate).toFixed(2)}`,
     );
     if (pipeline.sent !== size) console.log(`  ! pipeline sent ${pipeline.sent} of ${size}`);
+  }
+
+  if (workerSizes.length > 0) {
+    console.log(`\nworker processes (npm run worker) on the PostgreSQL server, beside the baseline loop:`);
+    console.log('recipients | 1 worker msg/s | 2 workers msg/s | baseline msg/s | 2 workers / 1 worker');
+    for (const size of workerSizes) {
+      const one = await runWorkerProcesses(sandbox.url, size, 1);
+      const two = await runWorkerProcesses(sandbox.url, size, 2);
+      const baseline = await runBaseline(sandbox.url, size);
+      const bRate = baseline.sent / baseline.seconds;
+      console.log(
+        `${String(size).padStart(10)} | ${one.rate.toFixed(0).padStart(14)} | ${two.rate.toFixed(0).padStart(15)} | ${bRate.toFixed(0).padStart(14)} | ${(two.rate / one.rate).toFixed(2).padStart(20)}`,
+      );
+      for (const run of [one, two]) if (run.sent !== size) console.log(`  ! a worker run sent ${run.sent} of ${size}`);
+    }
   }
 } finally {
   sandbox.stop();

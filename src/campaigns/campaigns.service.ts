@@ -128,7 +128,7 @@ export function createCampaignsService(deps: {
     if (mailbox.status !== 'active') return 'mailbox_needs_reconnect';
     if (!isInsideWindow(campaign.sendingWindow, now())) return 'sending_window';
     if ((await deps.mailboxes.remainingBudget(mailbox)) <= 0) return 'daily_budget';
-    if (deps.pacer.pausedUntil(mailbox.id)) return 'gmail_rate_limit';
+    if (await deps.pacer.pauseEndsAt(mailbox.id)) return 'gmail_rate_limit';
     if (nextDueAt && nextDueAt > now()) return 'next_step_schedule';
     return null;
   }

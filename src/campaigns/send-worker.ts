@@ -203,7 +203,7 @@ export function createSendWorker(deps: SendWorkerDeps) {
         await pauseForReconnect(campaign);
         continue;
       }
-      if (!isInsideWindow(campaign.sendingWindow, now()) || deps.pacer.pausedUntil(mailbox.id)) continue;
+      if (!isInsideWindow(campaign.sendingWindow, now()) || (await deps.pacer.pauseEndsAt(mailbox.id))) continue;
       const budget = await mailboxes.remainingBudget(mailbox);
       if (budget <= 0) continue;
 

@@ -2,6 +2,7 @@ import { sql } from 'drizzle-orm';
 import {
   bigint,
   boolean,
+  doublePrecision,
   index,
   integer,
   jsonb,
@@ -533,3 +534,37 @@ export const auditLog = pgTable(
   },
   (t) => [index('audit_log_workspace_at_idx').on(t.workspaceId, t.at)],
 );
+
+/* ---------------------------------------------------------------- Limits shared by processes */
+
+/**
+ * Invariant 10: one row per mailbox shared by every process. Its quota and sends-per-minute
+ * buckets, daily-budget headroom and rate-limit pause are changed only by the
+ * `mailbox_take_units` function (migration 0006) and gmail/limit-store.ts; `sync_*` is the
+ * lease of the one sync that may run for the mailbox.
+ */
+export const mailboxLimits = pgTable('mailbox_limits', {
+  mailboxId: uuid('mailbox_id')
+    .primaryKey()
+    .references(() => mailboxes.id, { onDelete: 'cascade' }),
+  quotaUnits: doublePrecision('quota_units').notNull(),
+  quotaAt: timestamp('quota_at', { withTimezone: true }).notNull(),
+  sendTokens: doublePrecision('send_tokens').notNull(),
+  sendAt: timestamp('send_at', { withTimezone: true }).notNull(),
+  budgetLeft: integer('budget_left'),
+  budgetCountedAt: timestamp('budget_counted_at', { withTimezone: true }),
+  pausedUntil: timestamp('paused_until', { withTimezone: true }),
+  syncOwner: text('sync_owner'),
+  syncLeaseUntil: timestamp('sync_lease_until', { withTimezone: true }),
+  syncStartedAt: timestamp('sync_started_at', { withTimezone: true }),
+  syncRequestedAt: timestamp('sync_requested_at', { withTimezone: true }),
+});
+
+/** Periodic jobs: a process runs one only after moving `next_run_at` past now in one statement, so each runs once per period across processes. */
+export const jobSchedule = pgTable('job_schedule', {
+  name: text('name').primaryKey(),
+  nextRunAt: timestamp('next_run_at', { withTimezone: true }).notNull(),
+  lastOwner: text('last_owner'),
+  lastStartedAt: timestamp('last_started_at', { withTimezone: true }),
+  runCount: integer('run_count').notNull().default(0),
+});

@@ -215,7 +215,7 @@ export function createGmailClient(settings: GoogleClientSettings, pacer: Mailbox
               }
               throw gmailError;
             }
-          });
+          }, { send: true });
           return { id: data.id ?? '', threadId: data.threadId ?? '' };
         },
 

@@ -73,7 +73,7 @@ export function createMailboxService(deps: MailboxServiceDeps) {
   async function markNeedsReconnect(mailbox: MailboxRow, reason: string) {
     if (mailbox.status === 'needs_reconnect') return;
     await repo.update(mailbox.id, { status: 'needs_reconnect', statusReason: reason, accessTokenEnc: null, accessTokenExpiresAt: null });
-    deps.pacer.forget(mailbox.id);
+    await deps.pacer.forget(mailbox.id);
     clients.delete(mailbox.id);
     logger.warn({ mailboxId: mailbox.id, reason }, 'mailbox needs reconnecting; its Gmail work is paused');
   }
@@ -212,7 +212,7 @@ export function createMailboxService(deps: MailboxServiceDeps) {
           ...common,
         });
       });
-      deps.pacer.forget(mailbox.id);
+      await deps.pacer.forget(mailbox.id);
       deps.onConnected?.(mailbox);
       return present(mailbox);
     },
@@ -225,7 +225,10 @@ export function createMailboxService(deps: MailboxServiceDeps) {
       const mailbox = await repo.findById(auth.workspaceId, id);
       if (!mailbox) throw new NotFoundError('Mailbox');
       if (mailbox.userId !== auth.userId && auth.role === 'member') throw new ForbiddenError('Only the mailbox owner or an admin can change it');
-      return present((await repo.update(id, patch))!);
+      const updated = (await repo.update(id, patch))!;
+      // The shared daily-budget headroom was computed from the old budget.
+      if (patch.dailyBudget !== undefined) await deps.pacer.budgetChanged(id);
+      return present(updated);
     },
 
     /** P-06: revoke at Google, delete the synced Gmail data and the tokens. Messages we sent stay in the CRM. */
@@ -244,7 +247,7 @@ export function createMailboxService(deps: MailboxServiceDeps) {
         await tx.deleteSyncedMessages(id);
         await tx.delete(auth.workspaceId, id);
       });
-      deps.pacer.forget(id);
+      await deps.pacer.forget(id);
       clients.delete(id);
     },
 

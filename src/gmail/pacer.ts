@@ -1,12 +1,16 @@
 import { GmailError } from './gmail-errors.js';
+import { createMemoryLimitStore, type LimitPolicy, type LimitStore } from './limit-store.js';
 
 /**
  * Every Gmail call for a mailbox goes through that mailbox's pacer, so the service as a whole
  * stays inside Google's per-user quota instead of discovering it through 429s, and retries
  * happen in one place with one policy.
  *
- * State lives in memory per process: one process drives a mailbox at a time (the send ledger
- * claims work per mailbox), so a shared store would buy nothing but latency.
+ * The limits themselves live in a LimitStore: with the SQL store (the service's) every
+ * process shares one row per mailbox, so N worker processes together keep one mailbox's
+ * quota, sends-per-minute pace, daily budget and Retry-After pauses (invariant 10). Within a
+ * process, callers for a mailbox queue first come, first served (sends apart from other calls),
+ * so only the head of each queue asks the store.
  */
 
 /** Quota units Gmail charges per method (developers.google.com/gmail/api/reference/quota). */
@@ -26,28 +30,35 @@ export type GmailQuotaOperation = keyof typeof GMAIL_QUOTA_UNITS;
 export interface PacerOptions {
   /** Gmail's per-user quota; default 15_000. */
   unitsPerMinute?: number;
+  /** Most units taken at once after a quiet spell; default a fifteenth of a minute (1,000 of 15,000). Any call costs at most this. */
+  burstUnits?: number;
+  /** Sends per minute per mailbox (GMAIL_SENDS_PER_MINUTE); default unlimited beyond the quota. */
+  sendsPerMinute?: number;
+  /**
+   * When the daily budget's headroom is used up, sent messages are counted again — at most this
+   * often; default 0 (every time: near the end of a day's budget each send counts, which is
+   * exact; earlier, one count covers many sends).
+   */
+  budgetRecountMs?: number;
+  /** Where the limits live; default one process's memory. The service passes the SQL store. */
+  store?: LimitStore;
   /** Tries per `run`, the first one included; default 6. */
   maxAttempts?: number;
   /** First backoff cap; doubles with every retry; default 500. */
   baseDelayMs?: number;
   /** Longest backoff, and the longest any single wait inside `run` may be; default 60_000. */
   maxDelayMs?: number;
-  /** ms clock, default Date.now. */
+  /** ms clock for tests (also handed to the store); default: the store's clock (the database's, for the SQL store). */
   now?: () => number;
   sleep?: (ms: number) => Promise<void>;
   /** For jitter, default Math.random. */
   random?: () => number;
 }
 
-interface MailboxState {
-  /** Units available now, up to a full minute's worth. */
-  tokens: number;
-  /** When `tokens` was last brought up to date; in the future while a rate-limit pause holds refill back. */
-  refilledAt: number;
-  pausedUntil?: number;
-  /** The last caller waiting for units; the next one queues behind it so units are handed out first come, first served. */
-  queueTail: Promise<void>;
-}
+/** Retry-After for a send refused by the daily budget: Gmail's window rolls, so a slot frees up within the hour or so. */
+const BUDGET_RETRY_SECONDS = 15 * 60;
+/** Without a pace configured, sends are limited by the quota alone. */
+const UNPACED = 1e9;
 
 const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
@@ -57,77 +68,87 @@ function requireNumber(name: string, value: number, min: number): number {
 }
 
 export class MailboxPacer {
-  private readonly unitsPerMinute: number;
-  private readonly unitsPerMs: number;
+  private readonly policy: LimitPolicy;
   private readonly maxAttempts: number;
   private readonly baseDelayMs: number;
   private readonly maxDelayMs: number;
-  private readonly now: () => number;
+  private readonly now?: () => number;
   private readonly sleep: (ms: number) => Promise<void>;
   private readonly random: () => number;
-  private readonly mailboxes = new Map<string, MailboxState>();
+  private readonly store: LimitStore;
+  /**
+   * Per mailbox, the last caller of this process waiting for units; the next one queues behind it.
+   * Sends queue apart from other calls, so that reads (sync) never wait behind sends held back by the pace.
+   */
+  private readonly queues = new Map<string, Promise<void>>();
 
   constructor(options: PacerOptions = {}) {
-    this.unitsPerMinute = requireNumber('unitsPerMinute', options.unitsPerMinute ?? 15_000, Number.MIN_VALUE);
-    this.unitsPerMs = this.unitsPerMinute / 60_000;
+    const unitsPerMinute = requireNumber('unitsPerMinute', options.unitsPerMinute ?? 15_000, Number.MIN_VALUE);
+    const burstUnits = requireNumber('burstUnits', options.burstUnits ?? unitsPerMinute / 15, Number.MIN_VALUE);
+    if (burstUnits >= unitsPerMinute) throw new RangeError('burstUnits must be less than unitsPerMinute');
+    this.policy = {
+      unitsPerMinute,
+      burstUnits,
+      sendsPerMinute: requireNumber('sendsPerMinute', options.sendsPerMinute ?? UNPACED, Number.MIN_VALUE),
+      budgetRecountMs: requireNumber('budgetRecountMs', options.budgetRecountMs ?? 0, 0),
+    };
     this.maxAttempts = Math.floor(requireNumber('maxAttempts', options.maxAttempts ?? 6, 1));
     this.baseDelayMs = requireNumber('baseDelayMs', options.baseDelayMs ?? 500, 0);
     this.maxDelayMs = requireNumber('maxDelayMs', options.maxDelayMs ?? 60_000, this.baseDelayMs);
-    this.now = options.now ?? Date.now;
+    this.now = options.now;
     this.sleep = options.sleep ?? defaultSleep;
     this.random = options.random ?? Math.random;
+    this.store = options.store ?? createMemoryLimitStore(options.now);
   }
 
   /**
-   * Waits for `units` of the mailbox's per-minute quota (token bucket refilled continuously), runs `call`, and retries
-   * GmailError kinds rate_limited/temporary with exponential backoff + full jitter, never sooner than the error's retryAfterSeconds.
-   * A rate_limited answer pauses the whole mailbox (other calls for it wait too) until Retry-After has passed.
+   * Waits for `units` of the mailbox's quota (and, with `send`, for its pace and daily budget),
+   * runs `call`, and retries GmailError kinds rate_limited/temporary with exponential backoff +
+   * full jitter, never sooner than the error's retryAfterSeconds.
+   * A rate_limited answer pauses the whole mailbox — every caller in every process — until Retry-After has passed.
    * auth_revoked / not_found / permanent are rethrown at once; after maxAttempts the last GmailError is rethrown.
    * Errors that are not GmailError are rethrown at once (the caller's gmail client converts with toGmailError before they get here).
    *
    * No single wait exceeds `maxDelayMs`: when Google asks for longer (a daily limit), or the mailbox is
    * already paused for longer, the rate_limited error is thrown with its retryAfterSeconds so the caller
-   * can reschedule the work instead of holding it in memory for an hour.
+   * can reschedule the work instead of holding it in memory for an hour. A send over the daily budget
+   * is refused the same way (reason `daily_budget`), without calling Gmail.
    */
-  async run<T>(mailboxId: string, units: number, call: () => Promise<T>): Promise<T> {
-    if (!Number.isFinite(units) || units < 0 || units > this.unitsPerMinute) {
-      throw new RangeError(`units must be between 0 and ${this.unitsPerMinute}`);
+  async run<T>(mailboxId: string, units: number, call: () => Promise<T>, options: { send?: boolean } = {}): Promise<T> {
+    if (!Number.isFinite(units) || units < 0 || units > this.policy.burstUnits) {
+      throw new RangeError(`units must be between 0 and ${this.policy.burstUnits}`);
     }
     for (let attempt = 1; ; attempt++) {
-      const state = this.stateOf(mailboxId);
-      await this.takeTurn(state, units);
+      await this.takeTurn(mailboxId, units, options.send === true);
       try {
         return await call();
       } catch (error) {
         if (!(error instanceof GmailError) || !error.retryable) throw error;
         const retryAfterMs = (error.retryAfterSeconds ?? 0) * 1000;
         const delayMs = Math.max(retryAfterMs, this.jitteredBackoff(attempt));
-        if (error.kind === 'rate_limited') this.pause(state, delayMs);
+        if (error.kind === 'rate_limited') await this.store.pause(mailboxId, delayMs, this.now?.());
         if (attempt >= this.maxAttempts || delayMs > this.maxDelayMs) throw error;
         await this.sleep(delayMs);
       }
     }
   }
 
-  /** When the mailbox may next call Gmail (ms epoch) if it is paused by a rate limit, else undefined — shown to users as "why sending waits". */
-  pausedUntil(mailboxId: string): number | undefined {
-    const until = this.mailboxes.get(mailboxId)?.pausedUntil;
-    return until !== undefined && until > this.now() ? until : undefined;
+  /**
+   * When the mailbox may next call Gmail (ms epoch) if it is paused by a rate limit, else undefined — shown to users as "why sending waits".
+   * (Was the synchronous `pausedUntil` when pauses lived in memory; renamed so that a caller left unawaited fails to compile instead of always seeing a pause.)
+   */
+  pauseEndsAt(mailboxId: string): Promise<number | undefined> {
+    return this.store.pausedUntil(mailboxId, this.now?.());
   }
 
-  /** Forget a mailbox's state (disconnect). */
-  forget(mailboxId: string): void {
-    this.mailboxes.delete(mailboxId);
+  /** The mailbox's daily budget was changed: its headroom is counted again. */
+  budgetChanged(mailboxId: string): Promise<void> {
+    return this.store.budgetChanged(mailboxId);
   }
 
-  private stateOf(mailboxId: string): MailboxState {
-    let state = this.mailboxes.get(mailboxId);
-    if (!state) {
-      // A new mailbox starts with a full minute of quota, as Google's own window would allow.
-      state = { tokens: this.unitsPerMinute, refilledAt: this.now(), queueTail: Promise.resolve() };
-      this.mailboxes.set(mailboxId, state);
-    }
-    return state;
+  /** A reconnect (or revoked grant): lift any pause and count the budget again; quota already spent stays spent. A disconnect deletes the row with the mailbox. */
+  forget(mailboxId: string): Promise<void> {
+    return this.store.forget(mailboxId, this.now?.());
   }
 
   /** Full jitter: anywhere between 0 and the exponential cap, so retrying callers spread out. */
@@ -136,46 +157,41 @@ export class MailboxPacer {
     return Math.floor(this.random() * cap);
   }
 
-  private pause(state: MailboxState, ms: number): void {
-    const until = this.now() + ms;
-    state.pausedUntil = Math.max(state.pausedUntil ?? 0, until);
-    // Google says our estimate was wrong (other apps share the user's quota): start again from an
-    // empty bucket after the pause instead of bursting a full minute's worth into the same wall.
-    state.tokens = 0;
-    state.refilledAt = Math.max(state.refilledAt, state.pausedUntil);
-  }
-
-  private takeTurn(state: MailboxState, units: number): Promise<void> {
-    const turn = state.queueTail.then(() => this.takeUnits(state, units));
+  private takeTurn(mailboxId: string, units: number, send: boolean): Promise<void> {
+    const queue = `${mailboxId}:${send ? 'send' : 'other'}`;
+    const turn = (this.queues.get(queue) ?? Promise.resolve()).then(() => this.takeUnits(mailboxId, units, send));
     // A caller that gives up (paused too long) must not block the ones behind it.
-    state.queueTail = turn.catch(() => undefined);
+    const tail = turn.catch(() => undefined);
+    this.queues.set(queue, tail);
+    void tail.then(() => {
+      if (this.queues.get(queue) === tail) this.queues.delete(queue);
+    });
     return turn;
   }
 
-  private async takeUnits(state: MailboxState, units: number): Promise<void> {
+  private async takeUnits(mailboxId: string, units: number, send: boolean): Promise<void> {
     for (;;) {
-      const now = this.now();
-      if (state.pausedUntil !== undefined && state.pausedUntil > now) {
-        const remainingMs = state.pausedUntil - now;
-        if (remainingMs > this.maxDelayMs) {
-          throw new GmailError('rate_limited', 'Gmail mailbox is paused by a rate limit', {
-            reason: 'mailbox_paused',
-            retryAfterSeconds: Math.ceil(remainingMs / 1000),
-          });
-        }
-        await this.sleep(remainingMs);
-        continue;
+      const outcome = await this.store.take(mailboxId, units, send, this.policy, this.now?.());
+      switch (outcome.kind) {
+        case 'granted':
+          return;
+        case 'budget_exhausted':
+          throw new GmailError('rate_limited', 'The mailbox has sent its daily budget', { reason: 'daily_budget', retryAfterSeconds: BUDGET_RETRY_SECONDS });
+        case 'unknown_mailbox':
+          throw new GmailError('permanent', 'The mailbox is no longer connected', { reason: 'mailbox_gone' });
+        case 'paused':
+          if (outcome.waitMs > this.maxDelayMs) {
+            throw new GmailError('rate_limited', 'Gmail mailbox is paused by a rate limit', {
+              reason: 'mailbox_paused',
+              retryAfterSeconds: Math.ceil(outcome.waitMs / 1000),
+            });
+          }
+          await this.sleep(outcome.waitMs);
+          break;
+        case 'wait':
+          await this.sleep(Math.max(1, Math.ceil(outcome.waitMs)));
+          break;
       }
-      if (now > state.refilledAt) {
-        state.tokens = Math.min(this.unitsPerMinute, state.tokens + (now - state.refilledAt) * this.unitsPerMs);
-        state.refilledAt = now;
-      }
-      if (state.tokens >= units) {
-        state.tokens -= units;
-        return;
-      }
-      const untilRefilledMs = state.refilledAt > now ? state.refilledAt - now : 0;
-      await this.sleep(Math.max(1, untilRefilledMs + Math.ceil((units - state.tokens) / this.unitsPerMs)));
     }
   }
 }

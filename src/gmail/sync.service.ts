@@ -12,6 +12,7 @@ import { SYNC_METADATA_HEADERS, classifyMessage, looksLikeDsn, parseAddressList,
 import type { MailboxPacer } from './pacer.js';
 import { createSignals } from './signals.js';
 import { emptyHealth, type SkipReason, type SyncHealthCounts } from './sync-health.js';
+import type { SyncLeases } from './sync-leases.js';
 import type { OriginalMessage, SyncRepo } from './sync.repo.js';
 
 /*
@@ -37,7 +38,7 @@ export type SyncMode = 'full' | 'incremental';
 export type SyncOutcome =
   | { status: 'synced'; mode: SyncMode; examined: number; kept: number; events: number; resynced: boolean }
   | { status: 'failed'; kind: GmailError['kind'] | 'internal' }
-  | { status: 'skipped'; reason: 'unknown_mailbox' | 'sync_disabled' | 'needs_reconnect' };
+  | { status: 'skipped'; reason: 'unknown_mailbox' | 'sync_disabled' | 'needs_reconnect' | 'running_elsewhere' };
 
 export interface SyncServiceDeps {
   repo: SyncRepo;
@@ -47,9 +48,16 @@ export interface SyncServiceDeps {
   config: Pick<Config, 'gmail' | 'signals'>;
   /** Topic users.watch publishes to; undefined → no watches (polling only). */
   pushTopic?: string;
+  /** One sync per mailbox across processes; without it, only within this process. */
+  leases?: SyncLeases;
   logger: Logger;
   now?: () => Date;
 }
+
+/** A held sync lease is extended this often (it lasts two minutes). */
+const LEASE_RENEW_MS = 30_000;
+/** Syncs in a row for one lease when requests keep arriving; the next request starts afresh. */
+const MAX_PASSES_PER_LEASE = 3;
 
 interface PassTotals {
   examined: number;
@@ -75,12 +83,10 @@ export function createSyncService(deps: SyncServiceDeps) {
   const watches = createWatches({ repo, mailboxes, pushTopic: deps.pushTopic, logger, now });
 
   /*
-   * One sync per mailbox at a time in this process: a request while one runs is queued
-   * behind it (once), so a push arriving mid-sync is not lost and never runs in parallel.
-   * Across processes two syncs of one mailbox can overlap; that is safe (writes are
-   * idempotent on (mailbox, Gmail id) and history only moves forward) but wastes quota —
-   * a deployment with several workers should give each mailbox to one worker (or take a
-   * pg_advisory_lock on the mailbox id around runSync).
+   * One sync per mailbox at a time: in this process a request while one runs is queued
+   * behind it (once), so a push arriving mid-sync is not lost and never runs in parallel;
+   * across processes the mailbox's sync lease (sync-leases.ts) does the same — a request
+   * that finds the lease held elsewhere asks the holder for one more pass.
    */
   const inFlight = new Map<string, Promise<SyncOutcome>>();
   const queued = new Map<string, Promise<SyncOutcome>>();
@@ -318,8 +324,30 @@ export function createSyncService(deps: SyncServiceDeps) {
     }
   }
 
+  /** runSync under the mailbox's cross-process lease, once more for each request that came in meanwhile. */
+  async function runLeased(mailboxId: string): Promise<SyncOutcome> {
+    const leases = deps.leases;
+    if (!leases) return runSync(mailboxId);
+    if (!(await leases.acquire(mailboxId))) {
+      await leases.request(mailboxId);
+      return { status: 'skipped', reason: 'running_elsewhere' };
+    }
+    const renewal = setInterval(() => void leases.renew(mailboxId).catch(() => undefined), LEASE_RENEW_MS).unref();
+    let outcome: SyncOutcome = { status: 'skipped', reason: 'unknown_mailbox' };
+    try {
+      for (let pass = 0; pass < MAX_PASSES_PER_LEASE; pass++) {
+        outcome = await runSync(mailboxId);
+        if (!(await leases.release(mailboxId))) break;
+        if (pass + 1 < MAX_PASSES_PER_LEASE && !(await leases.acquire(mailboxId))) break;
+      }
+    } finally {
+      clearInterval(renewal);
+    }
+    return outcome;
+  }
+
   function start(mailboxId: string): Promise<SyncOutcome> {
-    const run: Promise<SyncOutcome> = runSync(mailboxId)
+    const run: Promise<SyncOutcome> = runLeased(mailboxId)
       .catch((error: unknown): SyncOutcome => {
         logger.error({ mailboxId, ...safeErrorFields(error) }, 'mailbox sync failed');
         return { status: 'failed', kind: 'internal' };
@@ -361,14 +389,16 @@ export function createSyncService(deps: SyncServiceDeps) {
     async syncAllDue(options: { minIntervalMs?: number } = {}) {
       const minInterval = options.minIntervalMs ?? deps.config.gmail.syncPollSeconds * 1000;
       const at = now().getTime();
-      const due = (await mailboxesRepo.listSyncing()).filter((m) => {
-        if (!m.scopes.includes(GMAIL_SCOPES.readonly)) return false;
-        if (pacer.pausedUntil(m.id) !== undefined) return false;
+      const due: MailboxRow[] = [];
+      for (const m of await mailboxesRepo.listSyncing()) {
+        if (!m.scopes.includes(GMAIL_SCOPES.readonly)) continue;
         const last = Math.max(m.lastSyncAt?.getTime() ?? 0, lastAttempt.get(m.id) ?? 0);
         // The poller ticks once per interval and the last sync ended a moment after its tick: without
         // some slack a mailbox would be "not yet due" at every other tick and wait two intervals.
-        return last === 0 || at - last >= minInterval - Math.min(5_000, minInterval / 4);
-      });
+        if (last !== 0 && at - last < minInterval - Math.min(5_000, minInterval / 4)) continue;
+        if ((await pacer.pauseEndsAt(m.id)) !== undefined) continue;
+        due.push(m);
+      }
       const outcomes: SyncOutcome[] = [];
       await eachLimited(due, 4, async (m) => {
         outcomes.push(await syncMailbox(m.id));
@@ -378,6 +408,11 @@ export function createSyncService(deps: SyncServiceDeps) {
 
     renewWatches: watches.renewWatches,
     mailboxConnected: watches.mailboxConnected,
+
+    /** Shutdown, once waiting for running syncs is over: another process may sync these mailboxes now. */
+    async releaseLeases(): Promise<void> {
+      await deps.leases?.releaseAll();
+    },
 
     /** Resolves when no sync is running or queued in this process (tests, shutdown). */
     async idle(): Promise<void> {

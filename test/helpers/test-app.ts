@@ -7,6 +7,7 @@ import { lastSignupCode } from '../../src/auth/account-mail.js';
 import { loadConfig, type Config } from '../../src/config.js';
 import type { Database } from '../../src/db/connect.js';
 import { resolveGoogle, type ResolvedGoogle } from '../../src/gmail/google-settings.js';
+import { createSqlLimitStore } from '../../src/gmail/limit-store.js';
 import { MailboxPacer, type PacerOptions } from '../../src/gmail/pacer.js';
 import { createLogger } from '../../src/logger.js';
 import type { Sandbox } from '../../src/sandbox/index.js';
@@ -63,7 +64,8 @@ export async function startTestApp(options: { env?: Record<string, string>; data
   });
   // Gmail is always the sandbox over real HTTP, auto-approving consent like a person who clicks Allow.
   const google = await resolveGoogle(config, { autoApprove: true, sandboxPort: 0 });
-  const pacer = new MailboxPacer({ baseDelayMs: 5, maxDelayMs: 5_000, ...options.pacer });
+  // The service's pacer (limits shared through the database), with short backoffs and no sends-per-minute pace unless a test sets one.
+  const pacer = new MailboxPacer({ store: createSqlLimitStore(database.db), baseDelayMs: 5, maxDelayMs: 5_000, sendsPerMinute: 1e6, ...options.pacer });
   const deps = { config, database, logger: createLogger(config.logLevel, sink), google, pacer };
   const services = createServices(deps);
   const app = createApp(deps, services);
