@@ -80,6 +80,12 @@ const envSchema = z.object({
   GMAIL_DAILY_BUDGET_WORKSPACE: z.coerce.number().int().min(1).max(10_000).default(2000),
   GMAIL_DAILY_BUDGET_CONSUMER: z.coerce.number().int().min(1).max(10_000).default(500),
   GMAIL_SYNC_POLL_SECONDS: z.coerce.number().int().min(0).default(300),
+  /** How long one messages.send may take before its outcome counts as unknown (resolved by a mailbox search). */
+  GMAIL_SEND_TIMEOUT_SECONDS: z.coerce.number().min(0.1).max(600).default(180),
+  /** A claimed send's lease: longer than the send timeout, so only a dead worker's lease expires. */
+  SEND_LEASE_SECONDS: z.coerce.number().min(0.2).max(3600).default(240),
+  /** First mailbox search for a send of unknown outcome; later looks wait 4× longer each time. */
+  SEND_RESOLVE_DELAY_SECONDS: z.coerce.number().min(0).max(3600).default(15),
   SANDBOX_PORT: z.coerce.number().int().min(0).max(65535).default(4100),
   LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
   TRUST_PROXY: z.string().default('loopback'),
@@ -125,7 +131,10 @@ export interface Config {
     readonly pushTopic?: string;
     /** Seconds between polls of each syncing mailbox (the fallback when push is late or off); 0 = off. */
     readonly syncPollSeconds: number;
+    readonly sendTimeoutMs: number;
   };
+  /** The send gate (campaigns/README.md, "Lifecycle of a send"). */
+  readonly sending: { readonly leaseMs: number; readonly resolveDelayMs: number };
   readonly sandboxPort: number;
   readonly logLevel: Env['LOG_LEVEL'];
   readonly trustProxy: string;
@@ -206,6 +215,9 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     env = filled.data;
     generatedSecrets.push(...missingSecrets);
   }
+  if (env.SEND_LEASE_SECONDS <= env.GMAIL_SEND_TIMEOUT_SECONDS) {
+    problems.push('SEND_LEASE_SECONDS: must be longer than GMAIL_SEND_TIMEOUT_SECONDS (a live send must never look abandoned)');
+  }
   if (problems.length > 0) throw new ConfigError(problems);
 
   const database: Config['database'] = !env.DATABASE_URL
@@ -245,7 +257,9 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       pushServiceAccount: env.GMAIL_PUSH_SERVICE_ACCOUNT,
       pushTopic: env.GMAIL_PUSH_TOPIC,
       syncPollSeconds: env.GMAIL_SYNC_POLL_SECONDS,
+      sendTimeoutMs: Math.round(env.GMAIL_SEND_TIMEOUT_SECONDS * 1000),
     },
+    sending: { leaseMs: Math.round(env.SEND_LEASE_SECONDS * 1000), resolveDelayMs: Math.round(env.SEND_RESOLVE_DELAY_SECONDS * 1000) },
     sandboxPort: env.SANDBOX_PORT,
     logLevel: env.LOG_LEVEL,
     trustProxy: env.TRUST_PROXY,

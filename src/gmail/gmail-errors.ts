@@ -102,8 +102,12 @@ const TEMPORARY_NETWORK_CODES = new Set([
   'UND_ERR_HEADERS_TIMEOUT',
   'UND_ERR_BODY_TIMEOUT',
   'ERR_STREAM_PREMATURE_CLOSE',
-  // gaxios reports its own `timeout` option as the DOMException name.
+  // gaxios reports its own `timeout` option as the DOMException name: TimeoutError in some
+  // versions, AbortError in the one we run (its timeout aborts the fetch). Either way the
+  // request may have reached Google, so the call is temporary, and a send is ambiguous.
   'TimeoutError',
+  'AbortError',
+  'ABORT_ERR',
 ]);
 
 const TEMPORARY_NETWORK_MESSAGES = ['socket hang up', 'other side closed', 'fetch failed', 'premature close'];

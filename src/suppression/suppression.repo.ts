@@ -1,5 +1,6 @@
 import { and, asc, desc, eq, inArray, isNotNull, lt, or, sql } from 'drizzle-orm';
 import { inTransaction, type Db } from '../db/connect.js';
+import { lockAddresses, lockContactAddress, underAddressLock } from './address-lock.js';
 import { auditLog, campaigns, consents, contacts, recipients, suppressions, workspaces, type ConsentStatus } from '../db/schema.js';
 
 export type SuppressionReason = (typeof suppressions.$inferInsert)['reason'];
@@ -29,10 +30,15 @@ export function createSuppressionRepo(db: Db) {
 
     /** Idempotent: suppressing an address twice keeps the first entry. */
     async suppress(entry: { workspaceId: string; email: string; reason: SuppressionReason; source?: string; scope?: string; createdBy?: string }) {
-      await db
-        .insert(suppressions)
-        .values({ ...entry, scope: entry.scope ?? 'all' })
-        .onConflictDoNothing();
+      await underAddressLock(
+        db,
+        (tx) => lockAddresses(tx, entry.workspaceId, [entry.email]),
+        (tx) =>
+          tx
+            .insert(suppressions)
+            .values({ ...entry, scope: entry.scope ?? 'all' })
+            .onConflictDoNothing(),
+      );
     },
   };
 }
@@ -115,7 +121,12 @@ function suppressionListQueries(db: Db) {
      * index and then finds the first one's row, so replays serialize here.
      */
     async insertEntry(entry: { workspaceId: string; email: string; scope: string; reason: SuppressionReason; source: string; createdBy?: string | null }) {
-      const [row] = await db.insert(suppressions).values(entry).onConflictDoNothing().returning();
+      // Under the address lock: a send being claimed for this address finishes its claim first (invariant 1).
+      const [row] = await underAddressLock(
+        db,
+        (tx) => lockAddresses(tx, entry.workspaceId, [entry.email]),
+        (tx) => tx.insert(suppressions).values(entry).onConflictDoNothing().returning(),
+      );
       return row;
     },
 
@@ -174,7 +185,11 @@ function suppressionListQueries(db: Db) {
     },
 
     async insertConsent(values: { workspaceId: string; contactId: string; status: ConsentStatus; source: string; policyVersion: string; actor: string }) {
-      await db.insert(consents).values(values);
+      await underAddressLock(
+        db,
+        (tx) => lockContactAddress(tx, values.contactId),
+        (tx) => tx.insert(consents).values(values),
+      );
     },
 
     async insertAudit(values: { workspaceId: string; actor: string; action: string; subjectType: string; subjectId: string; detail: Record<string, unknown> }) {
