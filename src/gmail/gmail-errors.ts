@@ -284,6 +284,8 @@ function findNetworkCode(error: unknown): string | undefined {
     seen.add(current);
     if (typeof current.code === 'string' && !/^\d+$/.test(current.code)) return current.code;
     if (current instanceof DOMException && current.name !== 'Error') return current.name;
+    // gaxios's timeout surfaces as a plain "The operation was aborted." whose cause is an AbortError (not a DOMException).
+    if (current instanceof Error && (current.name === 'AbortError' || current.name === 'TimeoutError')) return current.name;
     queue.push(current.cause, current.error);
     if (Array.isArray(current.errors)) queue.push(...(current.errors as unknown[]));
   }
