@@ -1,6 +1,26 @@
 import { sql } from 'drizzle-orm';
 import { expect } from 'vitest';
+import { createCampaignsRepo } from '../../src/campaigns/campaigns.repo.js';
+import { createSendLedgerRepo } from '../../src/campaigns/send-ledger.repo.js';
+import { createSendWorker, type SendWorkerDeps } from '../../src/campaigns/send-worker.js';
+import { createMailboxesRepo } from '../../src/gmail/mailboxes.repo.js';
+import { createLogger } from '../../src/logger.js';
 import type { TestApp } from './test-app.js';
+
+/** A send worker of its own (as another process would have) over the app's database, sandbox and pacer. */
+export function separateWorker(app: TestApp, overrides: Partial<SendWorkerDeps> = {}) {
+  const db = app.database.db;
+  return createSendWorker({
+    repo: createCampaignsRepo(db),
+    ledger: createSendLedgerRepo(db),
+    mailboxRepo: createMailboxesRepo(db),
+    mailboxes: app.services.mailboxes,
+    pacer: app.services.pacer,
+    urls: app.services.trackingUrls,
+    logger: createLogger('silent'),
+    ...overrides,
+  });
+}
 
 /**
  * Campaign set-up the send tests share: contacts that are real sandbox mailboxes (so they

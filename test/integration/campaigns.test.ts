@@ -1,13 +1,9 @@
 import { sql } from 'drizzle-orm';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { createCampaignsRepo } from '../../src/campaigns/campaigns.repo.js';
-import { createSendLedgerRepo } from '../../src/campaigns/send-ledger.repo.js';
-import { createSendWorker, type SendWorkerDeps } from '../../src/campaigns/send-worker.js';
-import { createMailboxesRepo } from '../../src/gmail/mailboxes.repo.js';
-import { createLogger } from '../../src/logger.js';
+import { separateWorker } from '../helpers/campaign-fixtures.js';
 import { connectedMailbox } from '../helpers/gmail.js';
 import { snapshotCounts } from '../helpers/test-db.js';
-import { signUp, useAppWithOwner, type TestApp } from '../helpers/test-app.js';
+import { signUp, useAppWithOwner } from '../helpers/test-app.js';
 
 const ctx = useAppWithOwner();
 let mailbox: { id: string; email: string };
@@ -18,19 +14,7 @@ beforeAll(async () => {
   await ctx.app.api('PATCH', '/api/workspace', { token: ctx.owner.token, json: { postalAddress: 'Acme Inc., 1 Main St, Springfield' } });
 });
 
-function worker(app: TestApp, overrides: Partial<SendWorkerDeps> = {}) {
-  const db = app.database.db;
-  return createSendWorker({
-    repo: createCampaignsRepo(db),
-    ledger: createSendLedgerRepo(db),
-    mailboxRepo: createMailboxesRepo(db),
-    mailboxes: app.services.mailboxes,
-    pacer: app.services.pacer,
-    urls: app.services.trackingUrls,
-    logger: createLogger('silent'),
-    ...overrides,
-  });
-}
+const worker = separateWorker;
 
 let seq = 0;
 /** Contacts in sandbox mailboxes (so they really receive mail), opted in unless told otherwise. */
