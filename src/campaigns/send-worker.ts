@@ -17,8 +17,6 @@ import type { MergeContact } from './templates.js';
 
 const DAY_MS = 24 * 3600 * 1000;
 const MAX_ATTEMPTS = 5;
-/** A batch's reservation: long enough for a paced batch, short enough that a crashed worker's rows soon go to others. */
-const RESERVATION_MS = 120_000;
 
 export interface SendWorkerDeps {
   repo: CampaignsRepo;
@@ -33,7 +31,11 @@ export interface SendWorkerDeps {
   concurrency?: number;
   /** This process's name on the leases it holds; default host:pid:random. */
   workerId?: string;
-  /** How long a claim holds a send; must outlast the Gmail send timeout. Default 240 s. */
+  /**
+   * How long a claim holds a send; must outlast the Gmail send timeout. Default 240 s. A
+   * batch's reservation of still-queued rows lasts as long: a crashed worker's unstarted
+   * rows go to others after that.
+   */
   leaseMs?: number;
   /** Wait before the first mailbox search for a send of unknown outcome; default 15 s. */
   resolveDelayMs?: number;
@@ -241,7 +243,7 @@ export function createSendWorker(deps: SendWorkerDeps) {
     let sent = 0;
     if (isInsideWindow(campaign.sendingWindow, now()) && !deps.pacer.pausedUntil(mailbox.id)) {
       const budget = await mailboxes.remainingBudget(mailbox);
-      const candidates = budget > 0 && !stopping ? await ledger.reserveDue(campaign, workerId, Math.min(batchSize, budget), now(), after(RESERVATION_MS)) : [];
+      const candidates = budget > 0 && !stopping ? await ledger.reserveDue(campaign, workerId, Math.min(batchSize, budget), now(), after(leaseMs)) : [];
       if (candidates.length > 0) {
         for (const c of candidates) reserved.add(c.id);
         const contactIds = candidates.map((c) => c.contactId).filter((id): id is string => id !== null);

@@ -108,3 +108,15 @@ export function campaignFixtures(get: () => { app: TestApp; token: string; works
 
   return { audience, launched, sentTo, ledger, drain, campaignStatus };
 }
+
+/** A small seeded generator (mulberry32): a failing random schedule can be replayed. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

@@ -3,7 +3,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createCampaignsRepo } from '../../src/campaigns/campaigns.repo.js';
 import { createSendLedgerRepo } from '../../src/campaigns/send-ledger.repo.js';
 import type { SendWorkerDeps } from '../../src/campaigns/send-worker.js';
-import { campaignFixtures, separateWorker } from '../helpers/campaign-fixtures.js';
+import { campaignFixtures, seededRandom, separateWorker } from '../helpers/campaign-fixtures.js';
 import { connectedMailbox } from '../helpers/gmail.js';
 import { useAppWithOwner, type TestApp } from '../helpers/test-app.js';
 
@@ -238,17 +238,6 @@ describe('leases and fencing', () => {
   });
 });
 
-/** A small seeded generator (mulberry32), so a failing race can be replayed. */
-function seeded(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('opt-out race (invariant 1)', () => {
   it('one-click opt-outs at random moments of a running campaign: no message is started after its opt-out committed', async () => {
@@ -258,7 +247,7 @@ describe('opt-out race (invariant 1)', () => {
     const sends = (await ctx.app.database.db.execute(
       sql`select email, recipient_id from campaign_sends where campaign_id = ${campaignId}::uuid order by email`,
     )) as unknown as { rows: { email: string; recipient_id: string }[] };
-    const random = seeded(20261202);
+    const random = seededRandom(20261202);
     const chosen = [...sends.rows].sort(() => random() - 0.5).slice(0, 16).map((s) => ({ ...s, afterMs: Math.floor(random() * 4_000) }));
 
     const w = worker(ctx.app, { concurrency: 4, batchSize: 12 });
