@@ -48,50 +48,44 @@ interface GateRow {
   lease_owner: string | null;
   lease_expired: boolean;
   attempts: number;
-  message_id: string | null;
   campaign_status: string;
-  suppressed: boolean;
-  opted_in: boolean;
-  replied: boolean;
-  bounced: boolean;
-  contact_gone: boolean;
+  /** Why it must not go out (invariant 1, P-10, a reply or bounce to an earlier step), or null. */
+  skip_reason: string | null;
 }
 
-/** Why a send must not go out, or undefined: the one place the rules of invariant 1 and P-10 meet the ledger. */
-function skipReason(row: GateRow, kind: CampaignRow['kind']): string | undefined {
-  if (row.suppressed) return 'suppressed';
-  if (row.contact_gone) return 'contact_deleted';
-  if (kind === 'marketing' && !row.opted_in) return 'no_consent';
-  if (row.replied) return 'replied';
-  if (row.bounced) return 'bounced';
-  return undefined;
+/**
+ * SQL: the row (locked), its campaign's state and the verdict of every re-check, as one
+ * select; the single place where the rules of invariant 1 and P-10 meet the ledger. Run
+ * under the address lock, which the caller took earlier in the same transaction (so this
+ * statement's snapshot already sees any opt-out that committed before). Only the checks that
+ * can apply are in it: a first step has no earlier step to have been answered or bounced, and
+ * a transactional campaign needs no consent (the gate runs per message: a smaller statement
+ * is a cheaper plan).
+ */
+function gateSql(sendId: string, campaign: CampaignRow, step: number, now: Date): SQL {
+  const consent = campaign.kind === 'marketing' ? sql`not ${optedInSql(sql`s.contact_id`, sql`s.workspace_id`)}` : sql`false`;
+  const earlier = (type: 'reply' | 'bounce') =>
+    step === 0
+      ? sql`false`
+      : sql`exists (select 1 from campaign_sends p join mail_events e on e.message_id = p.message_id and e.type = ${type}
+                      ${type === 'reply' ? sql`and coalesce((e.detail ->> 'automatic')::boolean, false) = false` : sql``}
+                    where p.campaign_id = s.campaign_id and p.recipient_id = s.recipient_id and p.step < s.step)`;
+  return sql`
+    select s.status, s.lease_owner, coalesce(s.lease_expires_at < ${ts(now)}, true) as lease_expired, s.attempts,
+      c.status as campaign_status,
+      case
+        when ${suppressedSql(sql`s.workspace_id`, sql`s.email`, campaign.topic)} then 'suppressed'
+        when s.contact_id is null then 'contact_deleted'
+        when ${consent} then 'no_consent'
+        when ${earlier('reply')} then 'replied'
+        when ${earlier('bounce')} then 'bounced'
+      end as skip_reason
+    from campaign_sends s join campaigns c on c.id = s.campaign_id
+    where s.id = ${sendId}::uuid
+    for update of s`;
 }
 
 export function createSendLedgerRepo(db: Db) {
-  /**
-   * The row, its campaign's state and every re-check, read under the address lock (taken
-   * by the caller in the same transaction) and the row's lock.
-   */
-  async function readGate(tx: Db, sendId: string, campaign: CampaignRow, now: Date): Promise<GateRow | undefined> {
-    const [row] = rowsOf<GateRow>(
-      await tx.execute(sql`
-        select s.status, s.lease_owner, coalesce(s.lease_expires_at < ${ts(now)}, true) as lease_expired, s.attempts, s.message_id,
-          c.status as campaign_status,
-          ${suppressedSql(sql`s.workspace_id`, sql`s.email`, campaign.topic)} as suppressed,
-          ${optedInSql(sql`s.contact_id`, sql`s.workspace_id`)} as opted_in,
-          exists (select 1 from campaign_sends p join mail_events e on e.message_id = p.message_id and e.type = 'reply'
-                    and coalesce((e.detail ->> 'automatic')::boolean, false) = false
-                  where p.campaign_id = s.campaign_id and p.recipient_id = s.recipient_id and p.step < s.step) as replied,
-          exists (select 1 from campaign_sends p join mail_events e on e.message_id = p.message_id and e.type = 'bounce'
-                  where p.campaign_id = s.campaign_id and p.recipient_id = s.recipient_id and p.step < s.step) as bounced,
-          s.contact_id is null as contact_gone
-        from campaign_sends s join campaigns c on c.id = s.campaign_id
-        where s.id = ${sendId}::uuid
-        for update of s`),
-    );
-    return row;
-  }
-
   const fence = (lease: SendLease) =>
     sql`id = ${lease.id}::uuid and status = 'sending' and lease_owner = ${lease.owner} and attempts = ${lease.attempt}`;
 
@@ -179,31 +173,38 @@ export function createSendLedgerRepo(db: Db) {
       return db.transaction(async (txRaw) => {
         const tx = txRaw as unknown as Db;
         await lockAddresses(tx, campaign.workspaceId, [candidate.email]);
-        const row = await readGate(tx, candidate.id, campaign, now);
-        if (!row || row.status !== 'queued') return { kind: 'lost' } as const;
-        if (row.lease_owner !== null && row.lease_owner !== owner && !row.lease_expired) return { kind: 'lost' } as const;
-        if (row.campaign_status !== 'sending') return { kind: 'halted' } as const;
-        const reason = skipReason(row, campaign.kind);
-        if (reason) {
+        // One statement: the re-checks, then either `skipped` with the reason or the claim
+        // (messages row, contact link, `sending` under this lease); nothing when another
+        // worker holds it or the campaign stopped.
+        const [row] = rowsOf<GateRow & { claimable: boolean }>(
           await tx.execute(sql`
-            update campaign_sends set status = 'skipped', skip_reason = ${reason}, lease_owner = null, lease_expires_at = null
-            where id = ${candidate.id}::uuid`);
-          return { kind: 'skipped', reason } as const;
-        }
+            with g as (${gateSql(candidate.id, campaign, candidate.step, now)}),
+            v as (
+              select g.*, g.status = 'queued' and (g.lease_owner is null or g.lease_owner = ${owner} or g.lease_expired) and g.campaign_status = 'sending' as claimable
+              from g),
+            sk as (
+              update campaign_sends s set status = 'skipped', skip_reason = v.skip_reason, lease_owner = null, lease_expires_at = null
+              from v where s.id = ${candidate.id}::uuid and v.claimable and v.skip_reason is not null),
+            m as (
+              insert into messages (id, workspace_id, mailbox_id, direction, status, rfc822_message_id, subject, from_address, to_addresses, sent_by)
+              select ${input.messageRowId}::uuid, ${campaign.workspaceId}::uuid, ${input.mailbox.id}::uuid, 'outbound', 'sending',
+                     ${candidate.rfc822MessageId}, ${input.subject}, ${input.mailbox.email}, array[${candidate.email}]::text[], ${campaign.createdBy}::uuid
+              from v where v.claimable and v.skip_reason is null
+              returning id),
+            mc as (
+              insert into message_contacts (message_id, contact_id, workspace_id)
+              select m.id, ${candidate.contactId}::uuid, ${campaign.workspaceId}::uuid from m where ${candidate.contactId}::uuid is not null
+              on conflict do nothing),
+            u as (
+              update campaign_sends s set status = 'sending', lease_owner = ${owner}, lease_expires_at = ${ts(input.leaseUntil)},
+                attempts = v.attempts + 1, claimed_at = ${ts(now)}, message_id = m.id, resolve_looks = 0
+              from v, m where s.id = ${candidate.id}::uuid)
+            select * from v`),
+        );
+        if (!row || row.status !== 'queued' || (row.lease_owner !== null && row.lease_owner !== owner && !row.lease_expired)) return { kind: 'lost' } as const;
+        if (row.campaign_status !== 'sending') return { kind: 'halted' } as const;
+        if (row.skip_reason) return { kind: 'skipped', reason: row.skip_reason } as const;
         const attempt = Number(row.attempts) + 1;
-        await tx.execute(sql`
-          with m as (
-            insert into messages (id, workspace_id, mailbox_id, direction, status, rfc822_message_id, subject, from_address, to_addresses, sent_by)
-            values (${input.messageRowId}::uuid, ${campaign.workspaceId}::uuid, ${input.mailbox.id}::uuid, 'outbound', 'sending',
-                    ${candidate.rfc822MessageId}, ${input.subject}, ${input.mailbox.email}, array[${candidate.email}]::text[], ${campaign.createdBy}::uuid)
-            returning id),
-          mc as (
-            insert into message_contacts (message_id, contact_id, workspace_id)
-            select m.id, ${candidate.contactId}::uuid, ${campaign.workspaceId}::uuid from m where ${candidate.contactId}::uuid is not null
-            on conflict do nothing)
-          update campaign_sends set status = 'sending', lease_owner = ${owner}, lease_expires_at = ${ts(input.leaseUntil)},
-            attempts = ${attempt}, claimed_at = ${ts(now)}, message_id = ${input.messageRowId}::uuid, resolve_looks = 0
-          where id = ${candidate.id}::uuid`);
         return { kind: 'go', lease: { id: candidate.id, owner, attempt, messageRowId: input.messageRowId } } as const;
       });
     },
@@ -212,14 +213,14 @@ export function createSendLedgerRepo(db: Db) {
      * The gate again for a send this worker already holds, before a retry (after a 429
      * pause): an opt-out that arrived during the pause wins; otherwise the lease is renewed.
      */
-    async recheck(lease: SendLease, campaign: CampaignRow, email: string, now: Date, leaseUntil: Date): Promise<GateResult> {
+    async recheck(lease: SendLease, campaign: CampaignRow, send: { email: string; step: number }, now: Date, leaseUntil: Date): Promise<GateResult> {
       return db.transaction(async (txRaw) => {
         const tx = txRaw as unknown as Db;
-        await lockAddresses(tx, campaign.workspaceId, [email]);
-        const row = await readGate(tx, lease.id, campaign, now);
+        await lockAddresses(tx, campaign.workspaceId, [send.email]);
+        const [row] = rowsOf<GateRow>(await tx.execute(gateSql(lease.id, campaign, send.step, now)));
         if (!row || row.status !== 'sending' || row.lease_owner !== lease.owner || Number(row.attempts) !== lease.attempt) return { kind: 'lost' } as const;
         if (row.campaign_status !== 'sending') return { kind: 'halted' } as const;
-        const reason = skipReason(row, campaign.kind);
+        const reason = row.skip_reason;
         if (reason) {
           await tx.execute(sql`
             update campaign_sends set status = 'skipped', skip_reason = ${reason}, lease_owner = null, lease_expires_at = null, message_id = null

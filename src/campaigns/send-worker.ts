@@ -135,7 +135,7 @@ export function createSendWorker(deps: SendWorkerDeps) {
       if (stopping) throw new GateClosed({ kind: 'stopping' });
       track.state = 'gating';
       const verdict = track.lease
-        ? await ledger.recheck(track.lease, campaign, candidate.email, now(), after(leaseMs))
+        ? await ledger.recheck(track.lease, campaign, candidate, now(), after(leaseMs))
         : await ledger.claim({ campaign, mailbox, candidate, owner: workerId, messageRowId: randomUUID(), subject: mail.subject, now: now(), leaseUntil: after(leaseMs) });
       if (verdict.kind !== 'go') throw new GateClosed(verdict);
       track.lease = verdict.lease;
