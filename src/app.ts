@@ -135,7 +135,7 @@ export function createServices(deps: AppDeps) {
   });
   const sendWorker = createSendWorker({
     repo: campaignsRepo,
-    ledger: createSendLedgerRepo(db),
+    ledger: createSendLedgerRepo(db, { serializedEngine: database.kind === 'pglite' }),
     mailboxRepo: mailboxesRepo,
     mailboxes,
     pacer,

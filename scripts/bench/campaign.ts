@@ -129,7 +129,7 @@ async function runPipeline(sandboxUrl: string, recipients: number) {
   // Batches of 500 (the in-process default is 50, sized for fairness between campaigns).
   const worker = createSendWorker({
     repo: createCampaignsRepo(database.db),
-    ledger: createSendLedgerRepo(database.db),
+    ledger: createSendLedgerRepo(database.db, { serializedEngine: database.kind === 'pglite' }),
     mailboxRepo: createMailboxesRepo(database.db),
     mailboxes: services.mailboxes,
     pacer,
