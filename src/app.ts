@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
+import { hostname } from 'node:os';
 import express, { type Express } from 'express';
 import helmet from 'helmet';
 import { pinoHttp } from 'pino-http';
@@ -13,6 +14,7 @@ import { createSessionTokens } from './auth/sessions.js';
 import { createCampaignsRepo } from './campaigns/campaigns.repo.js';
 import { campaignsRoutes } from './campaigns/campaigns.routes.js';
 import { createCampaignsService } from './campaigns/campaigns.service.js';
+import { createSendLedgerRepo } from './campaigns/send-ledger.repo.js';
 import { createSendWorker } from './campaigns/send-worker.js';
 import type { Config } from './config.js';
 import { createTokenCodec } from './tracking/tokens.js';
@@ -127,7 +129,10 @@ export function createServices(deps: AppDeps) {
     // Push from the first minute: a mailbox connected with sync is watched at once (sync is built just below).
     onConnected: (mailbox) => sync.mailboxConnected(mailbox),
   });
-  const messages = createMessagesService({ repo: messagesRepo, mailboxes, logger });
+  // One name per process on every lease it holds (campaign sends and 1:1 sends alike).
+  const workerId = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+  const sendGate = { workerId, leaseMs: config.sending.leaseMs, resolveDelayMs: config.sending.resolveDelayMs };
+  const messages = createMessagesService({ repo: messagesRepo, mailboxes, mailboxRepo: mailboxesRepo, logger, ...sendGate, now: deps.now });
   const sync = createSyncService({
     repo: createSyncRepo(db),
     mailboxesRepo,
@@ -161,7 +166,18 @@ export function createServices(deps: AppDeps) {
     publicBaseUrl: config.publicBaseUrl,
     now: deps.now,
   });
-  const sendWorker = createSendWorker({ repo: campaignsRepo, mailboxRepo: mailboxesRepo, mailboxes, pacer, urls: trackingUrls, logger, now: deps.now });
+  const sendWorker = createSendWorker({
+    repo: campaignsRepo,
+    ledger: createSendLedgerRepo(db, { serializedEngine: database.kind === 'pglite' }),
+    mailboxRepo: mailboxesRepo,
+    mailboxes,
+    pacer,
+    urls: trackingUrls,
+    logger,
+    ...sendGate,
+    alsoRecover: () => messages.recoverExpired(),
+    now: deps.now,
+  });
   const suppressions = createSuppressionService({
     repo: createSuppressionListRepo(db),
     codec: tokenCodec,

@@ -87,6 +87,12 @@ const envSchema = z.object({
   GMAIL_SENDS_PER_MINUTE: z.coerce.number().int().min(1).max(1_000_000).default(60),
   GMAIL_QUOTA_UNITS_PER_MINUTE: z.coerce.number().int().min(100).max(1_000_000_000).default(15_000),
   ROLE: z.enum(['all', 'web', 'worker'], { message: 'must be all, web or worker' }).default('all'),
+  /** How long one messages.send may take before its outcome counts as unknown (resolved by a mailbox search). */
+  GMAIL_SEND_TIMEOUT_SECONDS: z.coerce.number().min(0.1).max(600).default(180),
+  /** A claimed send's lease: longer than the send timeout, so only a dead worker's lease expires. */
+  SEND_LEASE_SECONDS: z.coerce.number().min(0.2).max(3600).default(240),
+  /** First mailbox search for a send of unknown outcome; later looks wait 4× longer each time. */
+  SEND_RESOLVE_DELAY_SECONDS: z.coerce.number().min(0).max(3600).default(15),
   SANDBOX_PORT: z.coerce.number().int().min(0).max(65535).default(4100),
   LOG_LEVEL: z.enum(LOG_LEVELS).default('info'),
   /** Which proxies may name the client in X-Forwarded-For. Default: none (a local caller must not pick its own address). */
@@ -156,6 +162,8 @@ export interface Config {
     readonly sendsPerMinute: number;
     /** Gmail's per-user quota units per minute (15,000); raised only against the sandbox, e.g. for benchmarks. */
     readonly quotaUnitsPerMinute: number;
+    /** How long one messages.send may take before its outcome counts as unknown (resolved by a mailbox search). */
+    readonly sendTimeoutMs: number;
   };
   /** What bounce notices and automatic replies do (see src/gmail/README.md "Signals"). */
   readonly signals: {
@@ -167,6 +175,8 @@ export interface Config {
     /** An automatic reply pushes that contact's next campaign step back by this many days (0: no change); it never stops the sequence. */
     readonly autoReplyFollowUpDelayDays: number;
   };
+  /** The send gate (campaigns/README.md, "Lifecycle of a send"). */
+  readonly sending: { readonly leaseMs: number; readonly resolveDelayMs: number };
   readonly sandboxPort: number;
   readonly logLevel: Env['LOG_LEVEL'];
   readonly trustProxy: string;
@@ -271,6 +281,9 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       problems.push(`ROLE=${env.ROLE}: needs GOOGLE_CLIENT_ID (Google, or one sandbox all processes share: npm run sandbox), not a sandbox per process`);
     }
   }
+  if (env.SEND_LEASE_SECONDS <= env.GMAIL_SEND_TIMEOUT_SECONDS) {
+    problems.push('SEND_LEASE_SECONDS: must be longer than GMAIL_SEND_TIMEOUT_SECONDS (a live send must never look abandoned)');
+  }
   if (problems.length > 0) throw new ConfigError(problems);
 
   const database: Config['database'] = !env.DATABASE_URL
@@ -313,6 +326,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       syncPollSeconds: env.GMAIL_SYNC_POLL_SECONDS,
       sendsPerMinute: env.GMAIL_SENDS_PER_MINUTE,
       quotaUnitsPerMinute: env.GMAIL_QUOTA_UNITS_PER_MINUTE,
+      sendTimeoutMs: Math.round(env.GMAIL_SEND_TIMEOUT_SECONDS * 1000),
     },
     signals: {
       softBounceLimit: env.BOUNCE_SOFT_LIMIT,
@@ -320,6 +334,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       matchWindowDays: env.BOUNCE_MATCH_WINDOW_DAYS,
       autoReplyFollowUpDelayDays: env.AUTO_REPLY_FOLLOW_UP_DELAY_DAYS,
     },
+    sending: { leaseMs: Math.round(env.SEND_LEASE_SECONDS * 1000), resolveDelayMs: Math.round(env.SEND_RESOLVE_DELAY_SECONDS * 1000) },
     sandboxPort: env.SANDBOX_PORT,
     logLevel: env.LOG_LEVEL,
     trustProxy: env.TRUST_PROXY,

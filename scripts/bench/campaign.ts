@@ -20,6 +20,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import { createServices } from '../../src/app.js';
 import { createCampaignsRepo } from '../../src/campaigns/campaigns.repo.js';
+import { createSendLedgerRepo } from '../../src/campaigns/send-ledger.repo.js';
 import { createSendWorker } from '../../src/campaigns/send-worker.js';
 import { loadConfig } from '../../src/config.js';
 import { connect } from '../../src/db/connect.js';
@@ -89,6 +90,7 @@ async function runPipeline(sandboxUrl: string, recipients: number, sharedLimits:
   // Batches of 500 (the in-process default is 50, sized for fairness between campaigns).
   const worker = createSendWorker({
     repo: createCampaignsRepo(database.db),
+    ledger: createSendLedgerRepo(database.db, { serializedEngine: database.kind === 'pglite' }),
     mailboxRepo: createMailboxesRepo(database.db),
     mailboxes: services.mailboxes,
     pacer,

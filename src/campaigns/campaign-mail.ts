@@ -3,7 +3,8 @@ import type { OutgoingMail } from '../gmail/compose-mime.js';
 import { renderTrackedHtml } from '../tracking/rewrite.js';
 import type { TrackingUrls } from '../tracking/urls.js';
 import { escapeHtml } from '../web/html.js';
-import type { CampaignRow, ClaimedSend } from './campaigns.repo.js';
+import type { CampaignRow } from './campaigns.repo.js';
+import type { SendCandidate } from './send-ledger.repo.js';
 import { htmlToText, renderTemplate, type MergeContact } from './templates.js';
 
 export interface CampaignLink {
@@ -28,7 +29,7 @@ export function stepContent(campaign: CampaignRow, step: number): { subject: str
  */
 export function buildCampaignMail(input: {
   campaign: CampaignRow;
-  send: ClaimedSend;
+  send: SendCandidate;
   contact: MergeContact;
   from: string;
   links: CampaignLink[];

@@ -1,3 +1,5 @@
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
 import { composeMime } from '../gmail/compose-mime.js';
 import { GMAIL_SCOPES, SEND_OUTCOME_UNKNOWN } from '../gmail/gmail-client.js';
 import { GmailError } from '../gmail/gmail-errors.js';
@@ -7,48 +9,99 @@ import type { MailboxPacer } from '../gmail/pacer.js';
 import type { Logger } from '../logger.js';
 import type { TrackingUrls } from '../tracking/urls.js';
 import { buildCampaignMail } from './campaign-mail.js';
-import type { CampaignRow, CampaignsRepo, ClaimedSend } from './campaigns.repo.js';
+import type { CampaignRow, CampaignsRepo } from './campaigns.repo.js';
+import type { GateResult, SendCandidate, SendLease, SendLedgerRepo } from './send-ledger.repo.js';
+import { createSendRecovery, type SendRecorder } from './send-recovery.js';
 import { isInsideWindow } from './sending-window.js';
 import type { MergeContact } from './templates.js';
 
 const DAY_MS = 24 * 3600 * 1000;
 const MAX_ATTEMPTS = 5;
-/** A send still `sending` after this long lost its process (crash) or its answer. */
-const STUCK_AFTER_MS = 2 * 60 * 1000;
 
 export interface SendWorkerDeps {
   repo: CampaignsRepo;
+  ledger: SendLedgerRepo;
   mailboxRepo: MailboxesRepo;
   mailboxes: MailboxService;
   pacer: MailboxPacer;
   urls: TrackingUrls;
   logger: Logger;
   batchSize?: number;
-  /** Sends in flight at once per batch; default 4. */
+  /** Sends in flight at once per campaign; default 4. */
   concurrency?: number;
+  /** This process's name on the leases it holds; default host:pid:random. */
+  workerId?: string;
+  /**
+   * How long a claim holds a send; must outlast the Gmail send timeout. Default 240 s. A
+   * batch's reservation of still-queued rows lasts as long: a crashed worker's unstarted
+   * rows go to others after that.
+   */
+  leaseMs?: number;
+  /** Wait before the first mailbox search for a send of unknown outcome; default 15 s. */
+  resolveDelayMs?: number;
   now?: () => Date;
+  /** More sends to resolve in the same pass (1:1 mail), wired by the composition root. */
+  alsoRecover?: () => Promise<number>;
   /** Test seam: runs after Gmail accepted a message and before the ledger records it (a crash there). */
   afterGmailAccepted?: (sendId: string) => void | Promise<void>;
 }
 
 const senderDomain = (email: string) => email.split('@')[1] ?? 'inboxtrail.invalid';
 
+/** Thrown from the gate to stop a send before its request: the gate's verdict, or the worker stopping. */
+class GateClosed extends Error {
+  constructor(readonly verdict: Exclude<GateResult, { kind: 'go' }> | { kind: 'stopping' }) {
+    super(`send gate closed: ${verdict.kind}`);
+  }
+}
+
+/** Where one send stands in this process: only `refused` may be handed back by stop() (no request is running). */
+interface Tracked {
+  lease?: SendLease;
+  state: 'waiting' | 'gating' | 'in_flight' | 'refused';
+}
+
+type Outcome = 'sent' | 'next' | 'stop';
+
 /**
- * Drains the send ledger. Each tick, per campaign that may send now: claim a batch (the
- * claim re-checks suppression and consent, invariant 1), send each through the mailbox's
- * pacer, record the outcome. Several workers may run against one Postgres server; the
- * claim's SKIP LOCKED keeps them off each other's rows.
+ * Drains the send ledger (see README.md, "Lifecycle of a send"). Per campaign that may send
+ * now, a batch of due rows is reserved (still `queued`), rendered, and handed to the
+ * mailbox's pacer one by one; only when the pacer grants quota does the gate claim the row
+ * (lease, attempt, re-checks under the address lock), right before the request. Mailboxes
+ * run side by side, so one that Gmail rate limits does not hold up the others.
  */
 export function createSendWorker(deps: SendWorkerDeps) {
-  const { repo, mailboxes, logger } = deps;
+  const { repo, ledger, mailboxes, logger } = deps;
   const now = deps.now ?? (() => new Date());
   const batchSize = deps.batchSize ?? 50;
   const concurrency = deps.concurrency ?? 4;
+  const workerId = deps.workerId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+  const leaseMs = deps.leaseMs ?? 240_000;
+  const after = (ms: number) => new Date(now().getTime() + ms);
+
+  let stopping = false;
+  const tracked = new Map<string, Tracked>();
+  const reserved = new Set<string>();
+  const running = new Set<Promise<unknown>>();
 
   async function pauseForReconnect(campaign: CampaignRow) {
     await repo.transition(campaign.id, ['sending', 'scheduled'], { status: 'paused', statusReason: 'mailbox_needs_reconnect' });
     logger.warn({ campaignId: campaign.id }, 'campaign paused: its mailbox must be reconnected');
   }
+
+  const recorder: SendRecorder = {
+    async recordSent(campaign, send, lease, gmail, subject, mailbox) {
+      const at = now();
+      const nextStep = campaign.steps[send.step];
+      const next = nextStep
+        ? { campaign, send, senderDomain: senderDomain(mailbox.email), dueAt: new Date(at.getTime() + nextStep.afterDays * DAY_MS) }
+        : undefined;
+      if (!(await ledger.markSent(lease, gmail, at, subject, next))) {
+        logger.warn({ sendId: send.id }, 'a send was confirmed after its lease was taken over; the newer outcome stands');
+      }
+    },
+  };
+  const recovery = createSendRecovery({ ...deps, workerId, leaseMs, recorder, now });
 
   /** What every send of one batch shares: loaded once per batch, not once per message. */
   interface BatchContext {
@@ -59,157 +112,141 @@ export function createSendWorker(deps: SendWorkerDeps) {
     contacts: Map<string, MergeContact>;
   }
 
-  async function sendOne(batch: BatchContext, send: ClaimedSend): Promise<'sent' | 'stop'> {
+  async function sendCandidate(batch: BatchContext, candidate: SendCandidate): Promise<Outcome> {
     const { campaign, mailbox } = batch;
-    const previous = send.step > 0 ? await repo.previousStep(campaign.id, send.recipientId, send.step) : undefined;
+    const previous = candidate.step > 0 ? await repo.previousStep(campaign.id, candidate.recipientId, candidate.step) : undefined;
     const mail = buildCampaignMail({
       campaign,
-      send,
-      contact: (send.contactId && batch.contacts.get(send.contactId)) || { email: send.email, firstName: null, lastName: null, attributes: {} },
+      send: candidate,
+      contact: (candidate.contactId && batch.contacts.get(candidate.contactId)) || { email: candidate.email, firstName: null, lastName: null, attributes: {} },
       from: mailbox.email,
       links: batch.links,
       urls: deps.urls,
       postalAddress: batch.postalAddress,
       previous: previous ? { rfc822MessageId: previous.rfc822MessageId } : undefined,
     });
+    const raw = await composeMime(mail);
+    const track: Tracked = { state: 'waiting' };
+    tracked.set(candidate.id, track);
+    reserved.delete(candidate.id);
+
+    /** The gate: claim on the first attempt, re-check (and renew the lease) before each retry. */
+    const beforeAttempt = async () => {
+      if (stopping) throw new GateClosed({ kind: 'stopping' });
+      track.state = 'gating';
+      const verdict = track.lease
+        ? await ledger.recheck(track.lease, campaign, candidate, now(), after(leaseMs))
+        : await ledger.claim({ campaign, mailbox, candidate, owner: workerId, messageRowId: randomUUID(), subject: mail.subject, now: now(), leaseUntil: after(leaseMs) });
+      if (verdict.kind !== 'go') throw new GateClosed(verdict);
+      track.lease = verdict.lease;
+      if (stopping) throw new GateClosed({ kind: 'stopping' });
+      track.state = 'in_flight';
+    };
+    const onRefused = () => {
+      track.state = 'refused';
+    };
+
     try {
-      const raw = await composeMime(mail);
-      const sent = await mailboxes.withGmail(mailbox, (gmail) => gmail.sendRaw(raw, previous?.gmailThreadId ?? undefined));
-      await deps.afterGmailAccepted?.(send.id);
-      await recordSent(campaign, send, sent, mail.subject, mailbox);
+      const sent = await mailboxes.withGmail(mailbox, (gmail) => gmail.sendRaw(raw, previous?.gmailThreadId ?? undefined, { beforeAttempt, onRefused }));
+      await deps.afterGmailAccepted?.(candidate.id);
+      await recorder.recordSent(campaign, candidate, track.lease!, sent, mail.subject, mailbox);
       return 'sent';
     } catch (error) {
-      if (!(error instanceof GmailError)) throw error;
-      return recordFailure(campaign, send, error);
-    }
-  }
-
-  /**
-   * Sends a claimed batch a few at a time (Gmail allows a handful of concurrent calls per
-   * user; the pacer still meters quota). When one send says stop (rate limit, revoked
-   * grant), nothing new starts, and the batch's unstarted rows go back to the queue.
-   */
-  async function sendBatch(batch: BatchContext, claimed: ClaimedSend[]): Promise<number> {
-    let next = 0;
-    let sent = 0;
-    let stop = false;
-    const lane = async () => {
-      while (!stop && next < claimed.length) {
-        const send = claimed[next++]!;
-        if ((await sendOne(batch, send)) === 'stop') stop = true;
-        else sent += 1;
+      if (error instanceof GateClosed) {
+        const { kind } = error.verdict;
+        if ((kind === 'stopping' || kind === 'halted') && track.lease) await ledger.requeue(track.lease, now(), 'handed_back');
+        return kind === 'stopping' || kind === 'halted' ? 'stop' : 'next';
       }
-    };
-    await Promise.all(Array.from({ length: Math.min(concurrency, claimed.length) }, lane));
-    for (const unstarted of claimed.slice(next)) {
-      await repo.requeue({ id: unstarted.id, messageRowId: unstarted.messageRowId }, now(), 'deferred');
+      if (!(error instanceof GmailError)) throw error;
+      if (!track.lease) {
+        // Refused before the gate (the pacer's pause is too long, the token is dead): nothing was claimed.
+        if (error.kind === 'auth_revoked') await pauseForReconnect(campaign);
+        return 'stop';
+      }
+      return recordFailure(campaign, mailbox, candidate, track.lease, error);
+    } finally {
+      tracked.delete(candidate.id);
     }
-    return sent;
   }
 
-  async function recordSent(campaign: CampaignRow, send: ClaimedSend, gmail: { id: string; threadId: string }, subject: string, mailbox: MailboxRow) {
-    const at = now();
-    const nextStep = campaign.steps[send.step];
-    if (!nextStep) {
-      await repo.markSent({ id: send.id, messageRowId: send.messageRowId }, gmail, at, subject);
-      return;
-    }
-    await repo.transaction(async (tx) => {
-      await tx.markSent({ id: send.id, messageRowId: send.messageRowId }, gmail, at, subject);
-      await tx.queueNextStep(campaign, send, senderDomain(mailbox.email), new Date(at.getTime() + nextStep.afterDays * DAY_MS));
-    });
-  }
-
-  async function recordFailure(campaign: CampaignRow, send: ClaimedSend, error: GmailError): Promise<'sent' | 'stop'> {
-    const ledger = { id: send.id, messageRowId: send.messageRowId };
+  async function recordFailure(campaign: CampaignRow, mailbox: MailboxRow, send: SendCandidate, lease: SendLease, error: GmailError): Promise<Outcome> {
     if (error.reason === SEND_OUTCOME_UNKNOWN) {
-      // It may have gone out: leave it `sending`; recovery searches the mailbox before any retry.
-      logger.warn({ sendId: send.id }, 'send outcome unknown; left for recovery');
+      // It may have gone out: never retried blindly. A mailbox that can be read is searched
+      // later (Gmail's index lags); one that cannot is at most once: outcome_unknown.
+      if (mailbox.scopes.includes(GMAIL_SCOPES.readonly)) {
+        await recovery.scheduleLook(lease, 0);
+        logger.warn({ sendId: send.id }, 'send outcome unknown; the mailbox will be searched for it');
+      } else {
+        await ledger.markFailed(lease, SEND_OUTCOME_UNKNOWN);
+        logger.warn({ sendId: send.id }, 'send outcome unknown on a send-only mailbox; recorded outcome_unknown');
+      }
       return 'stop';
     }
     if (error.kind === 'auth_revoked') {
-      await repo.requeue(ledger, now(), 'auth_revoked');
+      await ledger.requeue(lease, now(), 'auth_revoked');
       await pauseForReconnect(campaign);
       return 'stop';
     }
     if (error.kind === 'rate_limited' || error.kind === 'temporary') {
-      if (send.attempts >= MAX_ATTEMPTS) {
-        await repo.markFailed(ledger, error.kind);
-        return 'sent';
+      if (lease.attempt >= MAX_ATTEMPTS) {
+        await ledger.markFailed(lease, error.kind);
+        return 'next';
       }
-      const waitMs = error.retryAfterSeconds ? error.retryAfterSeconds * 1000 : 30_000 * 2 ** (send.attempts - 1);
-      await repo.requeue(ledger, new Date(now().getTime() + waitMs), error.kind);
+      const waitMs = error.retryAfterSeconds ? error.retryAfterSeconds * 1000 : 30_000 * 2 ** (lease.attempt - 1);
+      await ledger.requeue(lease, after(waitMs), error.kind);
       return 'stop';
     }
-    await repo.markFailed(ledger, error.reason ?? error.kind);
-    return 'sent';
+    await ledger.markFailed(lease, error.reason ?? error.kind);
+    return 'next';
   }
 
   /**
-   * A send found in `sending` is resolved by asking the mailbox whether our Message-ID is
-   * there, before any retry (invariant 3). Without read access that question cannot be
-   * asked, so the send is marked failed rather than risk a second copy (at most once).
+   * Sends a reserved batch a few at a time (Gmail allows a handful of concurrent calls per
+   * user; the pacer meters quota). A rate limit or revoked grant stops the batch: nothing
+   * new starts. A lane's own error (the database, a bug) is logged and stops the batch too,
+   * but only after the other lanes have finished what they started. Unstarted rows keep
+   * their `queued` state; their reservation is given back.
    */
-  async function recoverStuck(olderThan = new Date(now().getTime() - STUCK_AFTER_MS)): Promise<number> {
-    let resolved = 0;
-    for (const { send, mailbox, campaign } of await repo.stuckSends(olderThan)) {
-      const ledger = { id: send.id, messageRowId: send.messageId };
-      if (!mailbox || !mailbox.scopes.includes(GMAIL_SCOPES.readonly) || mailbox.status !== 'active') {
-        if (mailbox && mailbox.status !== 'active') continue; // resolved after reconnecting
-        await repo.markFailed(ledger, SEND_OUTCOME_UNKNOWN);
-        resolved += 1;
-        continue;
+  async function sendBatch(batch: BatchContext, candidates: SendCandidate[]): Promise<number> {
+    let next = 0;
+    let sent = 0;
+    let stop = false;
+    const lane = async () => {
+      while (!stop && !stopping && next < candidates.length) {
+        const candidate = candidates[next++]!;
+        try {
+          const outcome = await sendCandidate(batch, candidate);
+          if (outcome === 'sent') sent += 1;
+          else if (outcome === 'stop') stop = true;
+        } catch (error) {
+          stop = true;
+          logger.error({ sendId: candidate.id, errorName: error instanceof Error ? error.name : typeof error }, 'a send failed outside Gmail; its lease decides what happens to it');
+        }
       }
-      try {
-        const found = await mailboxes.withGmail(mailbox, (gmail) => gmail.findByRfc822MessageId(send.rfc822MessageId));
-        const claimed: ClaimedSend = {
-          id: send.id,
-          campaignId: send.campaignId,
-          step: send.step,
-          contactId: send.contactId,
-          recipientId: send.recipientId,
-          email: send.email,
-          rfc822MessageId: send.rfc822MessageId,
-          messageRowId: send.messageId ?? '',
-          attempts: send.attempts,
-        };
-        if (found.length > 0) await recordSent(campaign, claimed, found[0]!, campaign.subject, mailbox);
-        else if (send.messageId) await repo.requeue({ id: send.id, messageRowId: send.messageId }, now(), 'recovered_unsent');
-        resolved += 1;
-      } catch (error) {
-        logger.warn({ sendId: send.id, err: error instanceof GmailError ? error.message : 'error' }, 'could not resolve a stuck send yet');
-      }
-    }
-    return resolved;
+    };
+    await Promise.allSettled(Array.from({ length: Math.min(concurrency, candidates.length) }, lane));
+    const unstarted = candidates.slice(next).map((c) => c.id);
+    for (const id of unstarted) reserved.delete(id);
+    await ledger.releaseReservations(workerId, unstarted);
+    return sent;
   }
 
-  /** One pass over every active campaign; returns how many messages went out. */
-  async function tick(): Promise<number> {
-    let sentCount = 0;
-    for (const paused of await repo.pausedForReconnect()) {
-      const mailbox = paused.mailboxId ? await deps.mailboxRepo.findByIdUnscoped(paused.mailboxId) : undefined;
-      if (mailbox?.status === 'active') await repo.transition(paused.id, ['paused'], { status: 'sending', statusReason: null });
+  async function runCampaign(campaign: CampaignRow, mailbox: MailboxRow): Promise<number> {
+    if (campaign.status === 'scheduled') {
+      if (!(await repo.transition(campaign.id, ['scheduled'], { status: 'sending', statusReason: null }))) return 0;
+      campaign = { ...campaign, status: 'sending' };
     }
-    for (const campaign of await repo.activeCampaigns(now())) {
-      if (campaign.status === 'scheduled') {
-        if (!(await repo.transition(campaign.id, ['scheduled'], { status: 'sending', statusReason: null }))) continue;
-      }
-      const mailbox = campaign.mailboxId ? await deps.mailboxRepo.findByIdUnscoped(campaign.mailboxId) : undefined;
-      if (!mailbox) {
-        await repo.transition(campaign.id, ['sending'], { status: 'paused', statusReason: 'mailbox_disconnected' });
-        continue;
-      }
-      if (mailbox.status !== 'active') {
-        await pauseForReconnect(campaign);
-        continue;
-      }
-      if (!isInsideWindow(campaign.sendingWindow, now()) || (await deps.pacer.pauseEndsAt(mailbox.id))) continue;
+    if (mailbox.status !== 'active') {
+      await pauseForReconnect(campaign);
+      return 0;
+    }
+    let sent = 0;
+    if (isInsideWindow(campaign.sendingWindow, now()) && !(await deps.pacer.pauseEndsAt(mailbox.id))) {
       const budget = await mailboxes.remainingBudget(mailbox);
-      if (budget <= 0) continue;
-
-      const claimed = await repo.transaction((tx) => tx.claimDue(campaign, mailbox, Math.min(batchSize, budget), now()));
-      if (claimed.length > 0) {
-        const contactIds = claimed.map((c) => c.contactId).filter((id): id is string => id !== null);
+      const candidates = budget > 0 && !stopping ? await ledger.reserveDue(campaign, workerId, Math.min(batchSize, budget), now(), after(leaseMs)) : [];
+      if (candidates.length > 0) {
+        for (const c of candidates) reserved.add(c.id);
+        const contactIds = candidates.map((c) => c.contactId).filter((id): id is string => id !== null);
         const batch: BatchContext = {
           campaign,
           mailbox,
@@ -217,11 +254,55 @@ export function createSendWorker(deps: SendWorkerDeps) {
           links: await repo.linksOf(campaign.id),
           contacts: new Map((await repo.contactsForMerge(contactIds)).map((c) => [c.id, c])),
         };
-        sentCount += await sendBatch(batch, claimed);
+        sent = await sendBatch(batch, candidates);
       }
-      await repo.completeIfDone(campaign.id, now());
     }
-    return sentCount;
+    await repo.completeIfDone(campaign.id, now());
+    return sent;
+  }
+
+  /** One pass over every active campaign; returns how many messages went out. */
+  async function tick(): Promise<number> {
+    if (stopping) return 0;
+    const pass = (async () => {
+      for (const paused of await repo.pausedForReconnect()) {
+        const mailbox = paused.mailboxId ? await deps.mailboxRepo.findByIdUnscoped(paused.mailboxId) : undefined;
+        if (mailbox?.status === 'active') await repo.transition(paused.id, ['paused'], { status: 'sending', statusReason: null });
+      }
+      const byMailbox = new Map<string, CampaignRow[]>();
+      for (const campaign of await repo.activeCampaigns(now())) {
+        if (!campaign.mailboxId) {
+          await repo.transition(campaign.id, ['sending'], { status: 'paused', statusReason: 'mailbox_disconnected' });
+          continue;
+        }
+        byMailbox.set(campaign.mailboxId, [...(byMailbox.get(campaign.mailboxId) ?? []), campaign]);
+      }
+      // Mailboxes side by side: a rate-limited one waits alone. Within a mailbox, campaigns take turns.
+      const results = await Promise.allSettled(
+        [...byMailbox].map(async ([mailboxId, campaigns]) => {
+          const mailbox = await deps.mailboxRepo.findByIdUnscoped(mailboxId);
+          let sent = 0;
+          for (const campaign of campaigns) {
+            if (stopping) break;
+            if (!mailbox) await repo.transition(campaign.id, ['sending', 'scheduled'], { status: 'paused', statusReason: 'mailbox_disconnected' });
+            else sent += await runCampaign(campaign, mailbox);
+          }
+          return sent;
+        }),
+      );
+      let sent = 0;
+      for (const result of results) {
+        if (result.status === 'fulfilled') sent += result.value;
+        else logger.error({ errorName: result.reason instanceof Error ? result.reason.name : typeof result.reason }, 'a mailbox’s sending pass failed');
+      }
+      return sent;
+    })();
+    running.add(pass);
+    try {
+      return await pass;
+    } finally {
+      running.delete(pass);
+    }
   }
 
   /** Ticks until a pass sends nothing: for tests, the CLI and benchmarks. */
@@ -235,10 +316,35 @@ export function createSendWorker(deps: SendWorkerDeps) {
     return total;
   }
 
+  /**
+   * Graceful shutdown (called by jobs.ts on SIGTERM). At once: no new claim, reservations
+   * given back, sends claimed but not in a request (waiting out a 429 pause) requeued.
+   * Then waits for requests in flight to get their answer and be recorded, up to
+   * `deadlineMs`; whatever is still in flight after that is left to its lease (recovery
+   * searches the mailbox for it). Resolves; never throws.
+   */
+  async function stop(deadlineMs = 4_000): Promise<void> {
+    stopping = true;
+    const handBack: Promise<unknown>[] = [];
+    for (const track of tracked.values()) {
+      if (track.lease && track.state === 'refused') handBack.push(ledger.requeue(track.lease, now(), 'handed_back'));
+    }
+    handBack.push(ledger.releaseReservations(workerId, [...reserved]));
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, deadlineMs);
+    });
+    await Promise.race([Promise.allSettled([...handBack, ...running]), deadline]);
+    clearTimeout(timer);
+  }
+
   return {
+    workerId,
     tick,
     runUntilIdle,
-    recoverStuck,
+    /** Resolves sends whose lease expired (crashed worker, unknown outcome): mailbox search first, never a blind retry. */
+    recoverStuck: recovery.recoverExpired,
+    stop,
   };
 }
 

@@ -2,6 +2,7 @@ import { and, desc, eq, getTableColumns, ilike, or, sql } from 'drizzle-orm';
 import { inUuidList } from '../db/sql-lists.js';
 import { cursorTimestamp, olderThanCursor, type PageCursor } from '../http/cursor.js';
 import { inTransaction, type Db } from '../db/connect.js';
+import { lockContactAddress, underAddressLock } from '../suppression/address-lock.js';
 import { isUniqueViolation } from '../db/pg-errors.js';
 import { consents, contacts, mailboxes, mailEvents, messageContacts, messages, type ConsentStatus } from '../db/schema.js';
 
@@ -122,7 +123,12 @@ function contactQueries(db: Db) {
       policyVersion: string;
       actor: string;
     }): Promise<ConsentRow> {
-      const [row] = await db.insert(consents).values(values).returning();
+      // An opt-out and a send's claim for this contact's address serialize (invariant 1).
+      const [row] = await underAddressLock(
+        db,
+        (tx) => lockContactAddress(tx, values.contactId),
+        (tx) => tx.insert(consents).values(values).returning(),
+      );
       return row!;
     },
 

@@ -198,11 +198,17 @@ export const messages = pgTable(
     ccAddresses: text('cc_addresses').array().notNull().default(sql`'{}'::text[]`),
     sentBy: uuid('sent_by').references(() => users.id, { onDelete: 'set null' }),
     errorCode: text('error_code'),
+    /** 1:1 sends: the worker holding the `sending` row, until when (see campaigns/README.md, leases). */
+    leaseOwner: text('lease_owner'),
+    leaseExpiresAt: timestamp('lease_expires_at', { withTimezone: true }),
+    /** Mailbox searches already made for a send whose outcome is unknown. */
+    resolveLooks: integer('resolve_looks').notNull().default(0),
     at: timestamp('at', { withTimezone: true }).notNull().defaultNow(),
     createdAt: createdAt(),
   },
   (t) => [
     uniqueIndex('messages_mailbox_gmail_id_unique').on(t.mailboxId, t.gmailMessageId, t.workspaceId),
+    index('messages_lease_idx').on(t.leaseExpiresAt).where(sql`${t.status} = 'sending'`),
     index('messages_workspace_rfc822_idx').on(t.workspaceId, t.rfc822MessageId),
     index('messages_mailbox_at_idx').on(t.mailboxId, t.direction, t.at),
   ],
@@ -420,10 +426,16 @@ export const campaignSends = pgTable(
     claimedAt: timestamp('claimed_at', { withTimezone: true }),
     sentAt: timestamp('sent_at', { withTimezone: true }),
     errorCode: text('error_code'),
+    /** The worker holding this `sending` row and until when; every state change is conditional on it (fencing). */
+    leaseOwner: text('lease_owner'),
+    leaseExpiresAt: timestamp('lease_expires_at', { withTimezone: true }),
+    /** Mailbox searches already made for a send whose outcome is unknown. */
+    resolveLooks: integer('resolve_looks').notNull().default(0),
     createdAt: createdAt(),
   },
   (t) => [
     uniqueIndex('campaign_sends_campaign_step_recipient_unique').on(t.campaignId, t.step, t.recipientId, t.workspaceId),
+    index('campaign_sends_lease_idx').on(t.leaseExpiresAt).where(sql`${t.status} = 'sending'`),
     index('campaign_sends_due_idx').on(t.status, t.dueAt),
     index('campaign_sends_campaign_status_idx').on(t.campaignId, t.status),
   ],

@@ -25,6 +25,20 @@ export interface GoogleClientSettings {
   clientSecret: string;
   redirectUri: string;
   endpoints: GoogleEndpoints;
+  /** How long one messages.send may take before it is given up as ambiguous; default 60 s. */
+  sendTimeoutMs?: number;
+}
+
+export interface SendOptions {
+  /**
+   * Runs inside the pacer's turn, right before each HTTP attempt (the first and every retry
+   * after a 429 pause): the per-message gate claims or re-checks the send here, after quota
+   * was granted, so no pacer wait falls between a claim and its request. Throwing anything
+   * that is not a GmailError stops the send before a byte goes out.
+   */
+  beforeAttempt?: () => Promise<void>;
+  /** Gmail definitely refused this attempt (nothing went out); the pacer may still retry. */
+  onRefused?: () => void;
 }
 
 export const GOOGLE_DEFAULT_ENDPOINTS: GoogleEndpoints = {
@@ -76,6 +90,11 @@ const NEVER_LEFT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN']);
 
 /** Options on every SDK call: no hidden retries, a bounded wait. */
 const CALL_OPTIONS = { retry: false, timeout: 30_000 } as const;
+const DEFAULT_SEND_TIMEOUT_MS = 60_000;
+
+const ambiguousSend = () =>
+  // No `cause`: the SDK error holds the encoded message and request details.
+  new GmailError('permanent', 'Gmail did not confirm the send; it may or may not have gone out', { reason: SEND_OUTCOME_UNKNOWN });
 
 export function createGmailClient(settings: GoogleClientSettings, pacer: MailboxPacer) {
   // forceRefreshOnFailure: a 401 (token revoked or expired early at Google) triggers one
@@ -187,6 +206,12 @@ export function createGmailClient(settings: GoogleClientSettings, pacer: Mailbox
         }
       });
       const api = gmail({ version: 'v1', auth, rootUrl: settings.endpoints.apiRootUrl });
+      // messages.send goes through a client without the auth wrapper: google-auth-library
+      // re-sends a request once on a 401 or 403 by itself (quota 403s included), behind the
+      // pacer and Retry-After, and a re-sent send may be a second copy. Here the token is
+      // fetched (and refreshed when due) first, and every retry is the pacer's.
+      const sendApi = gmail({ version: 'v1', rootUrl: settings.endpoints.apiRootUrl });
+      const sendTimeout = settings.sendTimeoutMs ?? DEFAULT_SEND_TIMEOUT_MS;
       const paced = <T>(units: number, work: () => Promise<T>) => pacer.run(mailboxId, units, () => guard(work));
 
       return {
@@ -196,23 +221,35 @@ export function createGmailClient(settings: GoogleClientSettings, pacer: Mailbox
         },
 
         /**
-         * Sends once. An answer from Gmail (429, 5xx…) means it was not sent and the pacer may
-         * retry; no answer at all (timeout, reset) means it may have been sent, so it is never
-         * retried blindly: it surfaces as reason `outcome_unknown` for the caller to resolve by
-         * searching the mailbox for our Message-ID (invariant 3).
+         * Sends once per attempt. A definite refusal (429, 403 quota, 400…) means nothing went
+         * out, and the pacer may retry rate limits. Anything that may have reached Gmail
+         * without a clear answer — a timeout, a reset connection, a 5xx — is never retried: it
+         * surfaces as reason `outcome_unknown`, for the caller to resolve by searching the
+         * mailbox for our Message-ID (invariant 3).
          */
-        async sendRaw(raw: Buffer, threadId?: string) {
+        async sendRaw(raw: Buffer, threadId?: string, options: SendOptions = {}) {
           const { data } = await pacer.run(mailboxId, GMAIL_QUOTA_UNITS.send, async () => {
+            // The token first (a refresh may take a while), so that the gate is the last step before the request.
+            const { token } = await guard(() => auth.getAccessToken());
+            await options.beforeAttempt?.();
             try {
-              return await api.users.messages.send({ userId: 'me', requestBody: { raw: raw.toString('base64url'), threadId } }, CALL_OPTIONS);
+              return await sendApi.users.messages.send(
+                { userId: 'me', requestBody: { raw: raw.toString('base64url'), threadId } },
+                { retry: false, timeout: sendTimeout, headers: { Authorization: `Bearer ${token}` } },
+              );
             } catch (error) {
               const gmailError = toGmailError(error);
+              if (gmailError.status === 401) {
+                // Refused before sending: the access token died early. Refresh on the next attempt (the pacer's).
+                auth.setCredentials({ ...auth.credentials, access_token: undefined, expiry_date: 1 });
+                options.onRefused?.();
+                throw new GmailError('temporary', 'Gmail refused the access token; refreshing it', { status: 401, reason: 'access_token_rejected' });
+              }
+              if (gmailError.status !== undefined && gmailError.status >= 500) throw ambiguousSend();
               const noAnswer = gmailError.status === undefined && gmailError.kind === 'temporary';
               // A refused or unresolvable connection never carried the message: safe to retry.
-              if (noAnswer && !NEVER_LEFT.has(gmailError.reason ?? '')) {
-                // No `cause`: the SDK error holds the encoded message and request details.
-                throw new GmailError('permanent', 'Gmail did not answer the send; it may or may not have gone out', { reason: SEND_OUTCOME_UNKNOWN });
-              }
+              if (noAnswer && !NEVER_LEFT.has(gmailError.reason ?? '')) throw ambiguousSend();
+              options.onRefused?.();
               throw gmailError;
             }
           }, { send: true });

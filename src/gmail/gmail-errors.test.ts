@@ -66,7 +66,8 @@ describe('classifyGoogleFailure', () => {
     { status: 413, kind: 'permanent' },
     { status: 501, kind: 'permanent' },
     { networkCode: 'ERR_INVALID_URL', kind: 'permanent' },
-    { networkCode: 'AbortError', kind: 'permanent' },
+    // gaxios's own timeout aborts the fetch: the request may have reached Google (issue #8).
+    { networkCode: 'AbortError', kind: 'temporary' },
     { kind: 'permanent' },
   ];
 
@@ -293,6 +294,8 @@ describe('toGmailError over real HTTP', () => {
           res.end(JSON.stringify({ error: 'invalid_grant', error_description: 'Token has been expired or revoked.' }));
         } else if (req.url?.startsWith('/hang-up')) {
           req.socket.destroy();
+        } else if (req.url?.startsWith('/slow')) {
+          setTimeout(() => res.end('{}'), 1_000).unref();
         } else {
           res.writeHead(429, { 'content-type': 'application/json', 'retry-after': '7' });
           res.end(JSON.stringify(gmailBody(429, 'rateLimitExceeded', 'User-rate limit exceeded.', 'RESOURCE_EXHAUSTED')));
@@ -349,6 +352,14 @@ describe('toGmailError over real HTTP', () => {
     const refused = toGmailError(await caught(request(`http://127.0.0.1:${closedPort}/`)));
     expect(refused).toMatchObject({ kind: 'temporary', reason: 'ECONNREFUSED' });
     expectNoSecrets(refused);
+  });
+
+  it('gaxios timeout (reported as an AbortError cause) is temporary, never permanent (issue #8)', async () => {
+    const timedOut = toGmailError(
+      await caught(new Gaxios().request({ url: `${baseUrl}/slow?access_token=${SECRET_TOKEN}`, headers: { Authorization: `Bearer ${SECRET_TOKEN}` }, timeout: 100, retry: false })),
+    );
+    expect(timedOut).toMatchObject({ kind: 'temporary', reason: 'AbortError' });
+    expectNoSecrets(timedOut);
   });
 });
 

@@ -103,8 +103,12 @@ const TEMPORARY_NETWORK_CODES = new Set([
   'UND_ERR_HEADERS_TIMEOUT',
   'UND_ERR_BODY_TIMEOUT',
   'ERR_STREAM_PREMATURE_CLOSE',
-  // gaxios reports its own `timeout` option as the DOMException name.
+  // gaxios reports its own `timeout` option as the DOMException name: TimeoutError in some
+  // versions, AbortError in the one we run (its timeout aborts the fetch). Either way the
+  // request may have reached Google, so the call is temporary, and a send is ambiguous.
   'TimeoutError',
+  'AbortError',
+  'ABORT_ERR',
 ]);
 
 const TEMPORARY_NETWORK_MESSAGES = ['socket hang up', 'other side closed', 'fetch failed', 'premature close'];
@@ -282,6 +286,8 @@ function findNetworkCode(error: unknown): string | undefined {
     seen.add(current);
     if (typeof current.code === 'string' && !/^\d+$/.test(current.code)) return current.code;
     if (current instanceof DOMException && current.name !== 'Error') return current.name;
+    // gaxios's timeout surfaces as a plain "The operation was aborted." whose cause is an AbortError (not a DOMException).
+    if (current instanceof Error && (current.name === 'AbortError' || current.name === 'TimeoutError')) return current.name;
     queue.push(current.cause, current.error);
     if (Array.isArray(current.errors)) queue.push(...(current.errors as unknown[]));
   }

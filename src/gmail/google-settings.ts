@@ -31,6 +31,7 @@ export async function resolveGoogle(config: Config, options: { autoApprove?: boo
         clientId: google.clientId!,
         clientSecret: google.clientSecret!,
         redirectUri: google.redirectUri!,
+        sendTimeoutMs: config.gmail.sendTimeoutMs,
         endpoints: {
           apiRootUrl: google.apiRootUrl ?? GOOGLE_DEFAULT_ENDPOINTS.apiRootUrl,
           authorizeUrl: google.authorizeUrl ?? GOOGLE_DEFAULT_ENDPOINTS.authorizeUrl,
@@ -57,6 +58,7 @@ export async function resolveGoogle(config: Config, options: { autoApprove?: boo
       clientId: SANDBOX_CLIENT_ID,
       clientSecret,
       redirectUri: callbackUrl(config),
+      sendTimeoutMs: config.gmail.sendTimeoutMs,
       endpoints: {
         apiRootUrl: sandbox.urls.apiRoot,
         authorizeUrl: sandbox.urls.authorize,

@@ -1,6 +1,7 @@
-import { and, eq, inArray, sql } from 'drizzle-orm';
+import { and, eq, inArray, isNull, lt, sql } from 'drizzle-orm';
 import { inTransaction, type Db } from '../db/connect.js';
 import { contacts, messageContacts, messages } from '../db/schema.js';
+import { lockAddresses } from '../suppression/address-lock.js';
 import { createSuppressionRepo } from '../suppression/suppression.repo.js';
 
 export type MessageRow = typeof messages.$inferSelect;
@@ -9,6 +10,9 @@ export type NewMessage = typeof messages.$inferInsert;
 function messageQueries(db: Db) {
   return {
     ...createSuppressionRepo(db),
+
+    /** Invariant 1: the gate's lock on every recipient address (see suppression/address-lock.ts). */
+    lockAddresses: (workspaceId: string, emails: string[]) => lockAddresses(db, workspaceId, emails),
 
     async findById(workspaceId: string, id: string): Promise<MessageRow | undefined> {
       const [row] = await db
@@ -41,6 +45,50 @@ function messageQueries(db: Db) {
     async update(id: string, values: Partial<NewMessage>): Promise<MessageRow | undefined> {
       const [row] = await db.update(messages).set(values).where(eq(messages.id, id)).returning();
       return row;
+    },
+
+    /**
+     * A change to a 1:1 send this worker holds: only while it is `sending` under this
+     * lease, so a worker whose lease was taken over changes nothing (fencing).
+     */
+    async updateLeased(id: string, owner: string, values: Partial<NewMessage>): Promise<MessageRow | undefined> {
+      const [row] = await db
+        .update(messages)
+        .set(values)
+        .where(and(eq(messages.id, id), eq(messages.status, 'sending'), eq(messages.leaseOwner, owner)))
+        .returning();
+      return row;
+    },
+
+    async deleteLeased(id: string, owner: string): Promise<void> {
+      await db.delete(messages).where(and(eq(messages.id, id), eq(messages.status, 'sending'), eq(messages.leaseOwner, owner)));
+    },
+
+    /** 1:1 sends whose lease expired: a dead worker's, or one whose outcome waits for a mailbox search. */
+    async expiredLeases(now: Date, limit = 100): Promise<MessageRow[]> {
+      return db
+        .select()
+        .from(messages)
+        .where(and(eq(messages.status, 'sending'), lt(messages.leaseExpiresAt, now)))
+        .orderBy(messages.leaseExpiresAt)
+        .limit(limit);
+    },
+
+    /** Takes over an expired lease, only if it is still the one seen. */
+    async takeOver(row: MessageRow, owner: string, now: Date, until: Date): Promise<boolean> {
+      const taken = await db
+        .update(messages)
+        .set({ leaseOwner: owner, leaseExpiresAt: until })
+        .where(
+          and(
+            eq(messages.id, row.id),
+            eq(messages.status, 'sending'),
+            row.leaseOwner === null ? isNull(messages.leaseOwner) : eq(messages.leaseOwner, row.leaseOwner),
+            lt(messages.leaseExpiresAt, now),
+          ),
+        )
+        .returning({ id: messages.id });
+      return taken.length > 0;
     },
   };
 }

@@ -37,7 +37,12 @@ export function messagesRoutes(messages: MessagesService, content: MessageConten
   const router = Router();
   router.use('/messages', authenticated);
   router.post('/messages', async (req, res) => {
-    res.status(201).json(await messages.send(authOf(req), parseInput(sendBody, req.body)));
+    const { pending, message } = await messages.send(authOf(req), parseInput(sendBody, req.body));
+    // 202: Gmail did not confirm the send in time; GET /api/messages/:id shows the outcome once it is known.
+    res.status(pending ? 202 : 201).json(message);
+  });
+  router.get('/messages/:id', async (req, res) => {
+    res.json(await messages.get(authOf(req), parseId(req.params.id, 'Message')));
   });
   /** The body, fetched from Gmail for the mailbox's owner; never stored and never cached. */
   router.get('/messages/:id/content', async (req, res) => {

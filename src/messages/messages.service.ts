@@ -1,9 +1,11 @@
+import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
 import type { AuthContext } from '../auth/auth.service.js';
 import { ConflictError, NotFoundError, AppError, TooManyRequestsError } from '../errors.js';
 import { composeMime, newMessageId } from '../gmail/compose-mime.js';
 import { GMAIL_SCOPES, SEND_OUTCOME_UNKNOWN } from '../gmail/gmail-client.js';
 import { GmailError } from '../gmail/gmail-errors.js';
-import type { MailboxRow } from '../gmail/mailboxes.repo.js';
+import type { MailboxesRepo, MailboxRow } from '../gmail/mailboxes.repo.js';
 import type { MailboxService } from '../gmail/mailboxes.service.js';
 import type { Logger } from '../logger.js';
 import type { MessageRow, MessagesRepo } from './messages.repo.js';
@@ -23,10 +25,17 @@ export interface OneToOneMail {
 /** Gmail's limit for a message sent through the API. */
 export const MAX_MESSAGE_BYTES = 35 * 1024 * 1024;
 
+/** `outcome_unknown`: Gmail never confirmed it and the mailbox cannot be searched (send-only); check Sent before sending again. */
+function presentStatus(message: MessageRow) {
+  if (message.status === 'sending') return 'pending' as const;
+  if (message.status === 'failed' && message.errorCode === SEND_OUTCOME_UNKNOWN) return 'outcome_unknown' as const;
+  return message.status;
+}
+
 function presentMessage(message: MessageRow) {
   return {
     id: message.id,
-    status: message.status,
+    status: presentStatus(message),
     mailboxId: message.mailboxId,
     messageId: message.rfc822MessageId,
     gmailMessageId: message.gmailMessageId,
@@ -39,35 +48,115 @@ function presentMessage(message: MessageRow) {
   };
 }
 
+/** How long a 1:1 request waits for its one in-request mailbox search before answering `pending`. */
+const IN_REQUEST_LOOK_MAX_MS = 5_000;
+const RESOLVE_LOOKS = 3;
+
+export interface MessagesServiceDeps {
+  repo: MessagesRepo;
+  mailboxes: MailboxService;
+  mailboxRepo: Pick<MailboxesRepo, 'findByIdUnscoped'>;
+  logger: Logger;
+  /** This process's name on the leases it holds. */
+  workerId?: string;
+  leaseMs?: number;
+  resolveDelayMs?: number;
+  now?: () => Date;
+  sleep?: (ms: number) => Promise<void>;
+}
+
+/** The gate refused the send: thrown out of the pacer's turn before any request. */
+class SendRefused extends Error {
+  constructor(readonly appError: AppError) {
+    super(appError.message);
+  }
+}
+
 /**
- * 1:1 mail. The suppression check and the claim of the send (the `sending` row with our
- * Message-ID) share one transaction (invariant 1, fail closed); Gmail is called only
- * after that commits, and the row is marked `sent` with Gmail's ids afterwards.
+ * 1:1 mail through the same gate as campaigns (invariant 1): right before the Gmail request
+ * — after the pacer granted quota, and again before any retry — one short transaction takes
+ * the address locks of every recipient, checks the suppression list (fail closed) and
+ * claims the send (`sending` row with our Message-ID and this process's lease). A send that
+ * Gmail did not clearly answer is resolved by searching the mailbox; when that cannot be
+ * done within the request, the answer is 202 `pending` and the outcome shows later on the
+ * message (GET /api/messages/:id) and the contact's timeline.
  */
-export function createMessagesService(deps: { repo: MessagesRepo; mailboxes: MailboxService; logger: Logger }) {
+export function createMessagesService(deps: MessagesServiceDeps) {
   const { repo, mailboxes, logger } = deps;
+  const now = deps.now ?? (() => new Date());
+  const sleep = deps.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
+  const workerId = deps.workerId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+  const leaseMs = deps.leaseMs ?? 240_000;
+  const resolveDelayMs = deps.resolveDelayMs ?? 15_000;
+  const lookDelay = (looksDone: number) => resolveDelayMs * 4 ** looksDone;
+  const after = (ms: number) => new Date(now().getTime() + ms);
+
+  /** One mailbox search: the row's new state, or undefined when the mailbox could not be asked. */
+  async function look(mailbox: MailboxRow, row: MessageRow, owner: string, looksDone: number): Promise<MessageRow | undefined> {
+    let found;
+    try {
+      found = await mailboxes.withGmail(mailbox, (gmail) => gmail.findByRfc822MessageId(row.rfc822MessageId!));
+    } catch (error) {
+      logger.warn({ messageId: row.id, err: error instanceof GmailError ? error.message : 'error' }, 'could not search the mailbox for a 1:1 send yet');
+      return undefined;
+    }
+    if (found.length > 0) {
+      return repo.updateLeased(row.id, owner, { status: 'sent', gmailMessageId: found[0]!.id, gmailThreadId: found[0]!.threadId, leaseOwner: null, leaseExpiresAt: null });
+    }
+    if (looksDone + 1 >= RESOLVE_LOOKS) {
+      // Searched RESOLVE_LOOKS times, spread over minutes: it did not go out. Never re-sent by us.
+      return repo.updateLeased(row.id, owner, { status: 'failed', errorCode: 'not_sent', leaseOwner: null, leaseExpiresAt: null });
+    }
+    return repo.updateLeased(row.id, owner, { resolveLooks: looksDone + 1, leaseExpiresAt: after(lookDelay(looksDone + 1)) });
+  }
 
   /**
-   * Gmail gave no answer to the send. With read access the mailbox tells us whether our
-   * Message-ID arrived in Sent; without it the row stays `sending` (never re-sent) and the
-   * caller is told the outcome is unknown.
+   * Gmail gave no clear answer. A readable mailbox is searched once within the request,
+   * after a short wait for Gmail's index; if that does not settle it, the send stays
+   * `sending` under a lease that expires when the next search is due (recovery does it).
+   * A send-only mailbox cannot be asked: the message is recorded `outcome_unknown`.
    */
   async function resolveUnknownOutcome(mailbox: MailboxRow, claimed: MessageRow): Promise<MessageRow> {
-    if (mailbox.scopes.includes(GMAIL_SCOPES.readonly)) {
-      const found = await mailboxes.withGmail(mailbox, (gmail) => gmail.findByRfc822MessageId(claimed.rfc822MessageId!)).catch(() => undefined);
-      if (found && found.length > 0) {
-        return (await repo.update(claimed.id, { status: 'sent', gmailMessageId: found[0]!.id, gmailThreadId: found[0]!.threadId }))!;
-      }
-      if (found) {
-        await repo.update(claimed.id, { status: 'failed', errorCode: SEND_OUTCOME_UNKNOWN });
-        throw new AppError('gmail_unavailable', 503, 'Gmail did not answer; the message was not sent');
-      }
+    if (!mailbox.scopes.includes(GMAIL_SCOPES.readonly)) {
+      return (await repo.updateLeased(claimed.id, workerId, { status: 'failed', errorCode: SEND_OUTCOME_UNKNOWN, leaseOwner: null, leaseExpiresAt: null })) ?? claimed;
     }
-    throw new AppError('send_outcome_unknown', 503, 'Gmail did not confirm the send; check the Sent folder before sending again');
+    await repo.updateLeased(claimed.id, workerId, { errorCode: SEND_OUTCOME_UNKNOWN, leaseExpiresAt: after(lookDelay(0) + leaseMs) });
+    await sleep(Math.min(lookDelay(0), IN_REQUEST_LOOK_MAX_MS));
+    const after1 = await look(mailbox, claimed, workerId, 0);
+    if (after1) return after1;
+    // The search itself failed: leave it to recovery at the usual time.
+    return (await repo.updateLeased(claimed.id, workerId, { resolveLooks: 1, leaseExpiresAt: after(lookDelay(1)) })) ?? claimed;
+  }
+
+  /** Recovery of 1:1 sends whose lease expired (run with the campaign ledger's recovery). */
+  async function recoverExpired(asOf: Date = now()): Promise<number> {
+    let resolved = 0;
+    for (const row of await repo.expiredLeases(asOf)) {
+      const mailbox = row.mailboxId ? await deps.mailboxRepo.findByIdUnscoped(row.mailboxId) : undefined;
+      if (mailbox && mailbox.status !== 'active') continue;
+      if (!(await repo.takeOver(row, workerId, asOf, after(leaseMs)))) continue;
+      if (!mailbox || !mailbox.scopes.includes(GMAIL_SCOPES.readonly)) {
+        await repo.updateLeased(row.id, workerId, { status: 'failed', errorCode: SEND_OUTCOME_UNKNOWN, leaseOwner: null, leaseExpiresAt: null });
+        resolved += 1;
+        continue;
+      }
+      const result = await look(mailbox, row, workerId, row.resolveLooks);
+      if (result && result.status !== 'sending') resolved += 1;
+    }
+    return resolved;
   }
 
   return {
-    async send(auth: AuthContext, mail: OneToOneMail) {
+    recoverExpired,
+
+    async get(auth: AuthContext, id: string) {
+      const row = await repo.findById(auth.workspaceId, id);
+      if (!row || row.direction !== 'outbound') throw new NotFoundError('Message');
+      return presentMessage(row);
+    },
+
+    /** 201 with the sent message, or 202 while its outcome is being resolved. */
+    async send(auth: AuthContext, mail: OneToOneMail): Promise<{ pending: boolean; message: ReturnType<typeof presentMessage> }> {
       const mailbox = await mailboxes.requireSendable(auth, mail.mailboxId);
       if ((await mailboxes.remainingBudget(mailbox)) <= 0) {
         throw new TooManyRequestsError(`This mailbox has sent its daily budget of ${mailbox.dailyBudget} messages; try again later`);
@@ -97,47 +186,80 @@ export function createMessagesService(deps: { repo: MessagesRepo; mailboxes: Mai
         throw new AppError('message_too_large', 413, `A message may be at most ${MAX_MESSAGE_BYTES / 1024 / 1024} MB once encoded`);
       }
 
-      const claimed = await repo.transaction(async (tx) => {
-        const suppressed = await tx.findSuppressed(auth.workspaceId, recipients);
-        if (suppressed.size > 0) {
-          throw new ConflictError('recipient_suppressed', 'A recipient opted out of mail from this workspace', { recipients: [...suppressed] });
-        }
-        return tx.insertWithContacts(
-          {
-            workspaceId: auth.workspaceId,
-            mailboxId: mailbox.id,
-            direction: 'outbound',
-            status: 'sending',
-            rfc822MessageId,
-            inReplyTo: replyTo?.rfc822MessageId ?? null,
-            gmailThreadId: replyTo?.mailboxId === mailbox.id ? replyTo.gmailThreadId : null,
-            subject: mail.subject,
-            fromAddress: mailbox.email,
-            toAddresses: mail.to,
-            ccAddresses: mail.cc,
-            sentBy: auth.userId,
-          },
-          recipients,
-        );
-      });
+      const messageRowId = randomUUID();
+      const threadId = replyTo?.mailboxId === mailbox.id ? replyTo.gmailThreadId : null;
+      let claimed: MessageRow | undefined;
+      /** The gate, inside the pacer's turn right before each attempt. */
+      const beforeAttempt = async () => {
+        claimed = await repo.transaction(async (tx) => {
+          await tx.lockAddresses(auth.workspaceId, recipients);
+          const suppressed = await tx.findSuppressed(auth.workspaceId, recipients);
+          if (suppressed.size > 0) {
+            if (claimed) await tx.deleteLeased(claimed.id, workerId);
+            throw new SendRefused(new ConflictError('recipient_suppressed', 'A recipient opted out of mail from this workspace', { recipients: [...suppressed] }));
+          }
+          if (claimed) return tx.updateLeased(claimed.id, workerId, { leaseExpiresAt: after(leaseMs) });
+          return tx.insertWithContacts(
+            {
+              id: messageRowId,
+              workspaceId: auth.workspaceId,
+              mailboxId: mailbox.id,
+              direction: 'outbound',
+              status: 'sending',
+              rfc822MessageId,
+              inReplyTo: replyTo?.rfc822MessageId ?? null,
+              gmailThreadId: threadId,
+              subject: mail.subject,
+              fromAddress: mailbox.email,
+              toAddresses: mail.to,
+              ccAddresses: mail.cc,
+              sentBy: auth.userId,
+              leaseOwner: workerId,
+              leaseExpiresAt: after(leaseMs),
+            },
+            recipients,
+          );
+        });
+        if (!claimed) throw new SendRefused(new ConflictError('send_taken_over', 'This send was taken over by recovery; check the message for its outcome'));
+      };
 
       try {
-        const sent = await mailboxes.withGmail(mailbox, (gmail) => gmail.sendRaw(raw, claimed.gmailThreadId ?? undefined));
-        const row = await repo.update(claimed.id, { status: 'sent', gmailMessageId: sent.id, gmailThreadId: sent.threadId, at: new Date() });
-        return presentMessage(row!);
+        const sent = await mailboxes.withGmail(mailbox, (gmail) => gmail.sendRaw(raw, threadId ?? undefined, { beforeAttempt }));
+        const row = await repo.updateLeased(messageRowId, workerId, {
+          status: 'sent',
+          gmailMessageId: sent.id,
+          gmailThreadId: sent.threadId,
+          at: now(),
+          leaseOwner: null,
+          leaseExpiresAt: null,
+        });
+        // A late answer after recovery took the send over: the newer outcome stands; show it.
+        return { pending: false, message: presentMessage(row ?? (await repo.findById(auth.workspaceId, messageRowId))!) };
       } catch (error) {
+        if (error instanceof SendRefused) throw error.appError;
         if (!(error instanceof GmailError)) throw error;
-        if (error.reason === SEND_OUTCOME_UNKNOWN) return presentMessage(await resolveUnknownOutcome(mailbox, claimed));
+        if (!claimed) {
+          // Refused before the gate (the pacer's pause is too long, the grant is dead): nothing was recorded or sent.
+          throw gmailFailure(error);
+        }
+        if (error.reason === SEND_OUTCOME_UNKNOWN) {
+          const row = await resolveUnknownOutcome(mailbox, claimed);
+          return { pending: row.status !== 'sent', message: presentMessage(row) };
+        }
         // Gmail answered with a definite failure, so the message did not go out: record why.
-        await repo.update(claimed.id, { status: 'failed', errorCode: error.kind });
+        await repo.updateLeased(claimed.id, workerId, { status: 'failed', errorCode: error.kind, leaseOwner: null, leaseExpiresAt: null });
         logger.warn({ messageId: claimed.id, kind: error.kind, status: error.status, reason: error.reason }, '1:1 send failed');
-        if (error.kind === 'auth_revoked') throw new ConflictError('mailbox_needs_reconnect', 'Google no longer accepts this mailbox’s access; reconnect it');
-        if (error.kind === 'rate_limited') throw new TooManyRequestsError('Gmail is rate limiting this mailbox; try again shortly', error.retryAfterSeconds);
-        if (error.kind === 'permanent') throw new AppError('gmail_rejected', 422, 'Gmail refused the message');
-        throw new AppError('gmail_unavailable', 503, 'Gmail did not answer; the message was not sent');
+        throw gmailFailure(error);
       }
     },
   };
+}
+
+function gmailFailure(error: GmailError): AppError {
+  if (error.kind === 'auth_revoked') return new ConflictError('mailbox_needs_reconnect', 'Google no longer accepts this mailbox’s access; reconnect it');
+  if (error.kind === 'rate_limited') return new TooManyRequestsError('Gmail is rate limiting this mailbox; try again shortly', error.retryAfterSeconds);
+  if (error.kind === 'permanent') return new AppError('gmail_rejected', 422, 'Gmail refused the message');
+  return new AppError('gmail_unavailable', 503, 'Gmail did not answer; the message was not sent');
 }
 
 export type MessagesService = ReturnType<typeof createMessagesService>;

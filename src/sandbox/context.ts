@@ -21,10 +21,19 @@ export interface SandboxContext {
 }
 
 /** Counts the call once the response is finished, with whatever mailbox it ended up acting for. */
-export function trackCall(ctx: SandboxContext, res: Response, endpoint: SandboxEndpoint): { mailbox?: string; faulted: boolean } {
-  const call: { mailbox?: string; faulted: boolean } = { faulted: false };
+export function trackCall(ctx: SandboxContext, res: Response, endpoint: SandboxEndpoint): { mailbox?: string; faulted: boolean; messageId?: string } {
+  const call: { mailbox?: string; faulted: boolean; messageId?: string } = { faulted: false };
+  const receivedAt = ctx.now().toISOString();
   res.on('finish', () => {
-    ctx.faults.record({ endpoint, mailbox: call.mailbox, status: res.statusCode, faulted: call.faulted, at: ctx.now().toISOString() });
+    ctx.faults.record({
+      endpoint,
+      mailbox: call.mailbox,
+      status: res.statusCode,
+      faulted: call.faulted,
+      at: ctx.now().toISOString(),
+      receivedAt,
+      ...(call.messageId ? { messageId: call.messageId } : {}),
+    });
   });
   return call;
 }

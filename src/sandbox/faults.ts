@@ -56,7 +56,12 @@ export interface CallRecord {
   mailbox?: string;
   status: number;
   faulted: boolean;
+  /** When the response finished. */
   at: string;
+  /** When the request arrived (before any injected latency): "was this send started after X?". */
+  receivedAt: string;
+  /** messages.send that stored a message: its id, to tie the call to the message. */
+  messageId?: string;
 }
 
 export interface CallFilter {

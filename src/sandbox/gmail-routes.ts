@@ -176,6 +176,7 @@ export function gmailRoutes(ctx: SandboxContext): Router {
           throw fault.error;
         }
         const result = await handler({ mailbox, scopes: token.scopes }, req, res);
+        if (endpoint === 'send' && result && typeof (result as { id?: unknown }).id === 'string') call.messageId = (result as { id: string }).id;
         if (res.headersSent) return;
         if (result === undefined) res.status(204).end();
         else res.json(result);

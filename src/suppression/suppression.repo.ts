@@ -1,6 +1,7 @@
 import { and, asc, desc, eq, getTableColumns, inArray, isNotNull, sql } from 'drizzle-orm';
 import { cursorTimestamp, olderThanCursor, type PageCursor } from '../http/cursor.js';
 import { inTransaction, type Db } from '../db/connect.js';
+import { lockAddresses, lockContactAddress, underAddressLock } from './address-lock.js';
 import { auditLog, campaigns, consents, contacts, recipients, suppressions, workspaces, type ConsentStatus } from '../db/schema.js';
 
 export type SuppressionReason = (typeof suppressions.$inferInsert)['reason'];
@@ -30,10 +31,15 @@ export function createSuppressionRepo(db: Db) {
 
     /** Idempotent: suppressing an address twice keeps the first entry. */
     async suppress(entry: { workspaceId: string; email: string; reason: SuppressionReason; source?: string; scope?: string; createdBy?: string }) {
-      await db
-        .insert(suppressions)
-        .values({ ...entry, scope: entry.scope ?? 'all' })
-        .onConflictDoNothing();
+      await underAddressLock(
+        db,
+        (tx) => lockAddresses(tx, entry.workspaceId, [entry.email]),
+        (tx) =>
+          tx
+            .insert(suppressions)
+            .values({ ...entry, scope: entry.scope ?? 'all' })
+            .onConflictDoNothing(),
+      );
     },
   };
 }
@@ -116,7 +122,12 @@ function suppressionListQueries(db: Db) {
      * index and then finds the first one's row, so replays serialize here.
      */
     async insertEntry(entry: { workspaceId: string; email: string; scope: string; reason: SuppressionReason; source: string; createdBy?: string | null }) {
-      const [row] = await db.insert(suppressions).values(entry).onConflictDoNothing().returning();
+      // Under the address lock: a send being claimed for this address finishes its claim first (invariant 1).
+      const [row] = await underAddressLock(
+        db,
+        (tx) => lockAddresses(tx, entry.workspaceId, [entry.email]),
+        (tx) => tx.insert(suppressions).values(entry).onConflictDoNothing().returning(),
+      );
       return row;
     },
 
@@ -168,7 +179,11 @@ function suppressionListQueries(db: Db) {
     },
 
     async insertConsent(values: { workspaceId: string; contactId: string; status: ConsentStatus; source: string; policyVersion: string; actor: string }) {
-      await db.insert(consents).values(values);
+      await underAddressLock(
+        db,
+        (tx) => lockContactAddress(tx, values.contactId),
+        (tx) => tx.insert(consents).values(values),
+      );
     },
 
     async insertAudit(values: { workspaceId: string; actor: string; action: string; subjectType: string; subjectId: string; detail: Record<string, unknown> }) {

@@ -11,7 +11,7 @@ import { withDatabase } from './global-setup.js';
  * template dump, or (TEST_DATABASE_URL set) a fresh clone of the server template.
  * `close()` also drops the server copy.
  */
-export async function createTestDatabase(): Promise<Database> {
+export async function createTestDatabase(): Promise<Database & { url?: string }> {
   const serverUrl = process.env.TEST_DATABASE_URL;
   if (!serverUrl) {
     const dump = new Blob([readFileSync(inject('pgliteTemplateDump'))]);
@@ -22,9 +22,12 @@ export async function createTestDatabase(): Promise<Database> {
   await admin.connect();
   await admin.query(`create database ${name} template ${inject('serverTemplateDatabase')}`);
   await admin.end();
-  const database = await connect({ kind: 'postgres', url: withDatabase(serverUrl, name), poolSize: 5 });
+  const url = withDatabase(serverUrl, name);
+  const database = await connect({ kind: 'postgres', url, poolSize: 5 });
   return {
     ...database,
+    /** For a child process that must use the same database (crash tests). */
+    url,
     close: async () => {
       await database.close();
       const dropper = new pg.Client({ connectionString: serverUrl });

@@ -91,6 +91,7 @@ const ID_ROUTES: Record<string, { id: () => string; json?: unknown; csv?: string
   'PATCH /api/mailboxes/:id': { id: () => ids.mailbox!, json: { dailyBudget: 1 } },
   'DELETE /api/mailboxes/:id': { id: () => ids.mailbox! },
   'DELETE /api/suppressions/:id': { id: () => ids.suppression!, json: { note: 'attacker' } },
+  'GET /api/messages/:id': { id: () => ids.message! },
   'GET /api/messages/:id/content': { id: () => ids.message! },
   'GET /api/campaigns/:id/stats': { id: () => ids.campaign! },
   'GET /api/campaigns/:id': { id: () => ids.campaign! },

@@ -1,0 +1,355 @@
+import { sql, type SQL } from 'drizzle-orm';
+import type { Db } from '../db/connect.js';
+import { lockAddresses } from '../suppression/address-lock.js';
+import type { CampaignRow } from './campaigns.repo.js';
+import { optedInSql, suppressedSql } from './eligibility-sql.js';
+
+/*
+ * The send ledger's state machine (see README.md, "Lifecycle of a send"). Every change of a
+ * row in `sending` is fenced by (status, lease owner, attempt): a worker whose lease was
+ * taken over changes nothing, so a late answer never overwrites a newer outcome.
+ */
+
+type Rows<T> = { rows: T[] };
+const rowsOf = <T>(result: unknown) => (result as Rows<T>).rows;
+const ts = (at: Date) => sql`${at.toISOString()}::timestamptz`;
+
+/** A queued send this worker reserved for its next batch (still `queued`: nothing claimed yet). */
+export interface SendCandidate {
+  id: string;
+  campaignId: string;
+  step: number;
+  contactId: string | null;
+  recipientId: string;
+  email: string;
+  rfc822MessageId: string;
+  /** Attempts made before this one. */
+  attempts: number;
+}
+
+/** The fence of a claimed send: who holds it, for which attempt, and its messages row. */
+export interface SendLease {
+  id: string;
+  owner: string;
+  attempt: number;
+  messageRowId: string;
+}
+
+export type GateResult =
+  | { kind: 'go'; lease: SendLease }
+  /** Must not be sent (opt-out, consent, reply, bounce, contact deleted): recorded `skipped`. */
+  | { kind: 'skipped'; reason: string }
+  /** Another worker has it, or it is no longer due: leave it alone. */
+  | { kind: 'lost' }
+  /** The campaign stopped sending (paused, cancelled): leave the row queued. */
+  | { kind: 'halted' };
+
+interface GateRow {
+  status: string;
+  lease_owner: string | null;
+  lease_expired: boolean;
+  attempts: number;
+  campaign_status: string;
+  /** Why it must not go out (invariant 1, P-10, a reply or bounce to an earlier step), or null. */
+  skip_reason: string | null;
+}
+
+/**
+ * SQL: the row (locked), its campaign's state and the verdict of every re-check, as one
+ * select; the single place where the rules of invariant 1 and P-10 meet the ledger. Run
+ * under the address lock, which the caller took earlier in the same transaction (so this
+ * statement's snapshot already sees any opt-out that committed before). Only the checks that
+ * can apply are in it: a first step has no earlier step to have been answered or bounced, and
+ * a transactional campaign needs no consent (the gate runs per message: a smaller statement
+ * is a cheaper plan).
+ */
+function gateSql(sendId: string, campaign: CampaignRow, step: number, now: Date): SQL {
+  const consent = campaign.kind === 'marketing' ? sql`not ${optedInSql(sql`s.contact_id`, sql`s.workspace_id`)}` : sql`false`;
+  const earlier = (type: 'reply' | 'bounce') =>
+    step === 0
+      ? sql`false`
+      : sql`exists (select 1 from campaign_sends p join mail_events e on e.message_id = p.message_id and e.type = ${type}
+                      ${type === 'reply' ? sql`and coalesce((e.detail ->> 'automatic')::boolean, false) = false` : sql``}
+                    where p.campaign_id = s.campaign_id and p.recipient_id = s.recipient_id and p.step < s.step)`;
+  return sql`
+    select s.status, s.lease_owner, coalesce(s.lease_expires_at < ${ts(now)}, true) as lease_expired, s.attempts,
+      c.status as campaign_status,
+      case
+        when ${suppressedSql(sql`s.workspace_id`, sql`s.email`, campaign.topic)} then 'suppressed'
+        when s.contact_id is null then 'contact_deleted'
+        when ${consent} then 'no_consent'
+        when ${earlier('reply')} then 'replied'
+        when ${earlier('bounce')} then 'bounced'
+      end as skip_reason
+    from campaign_sends s join campaigns c on c.id = s.campaign_id
+    where s.id = ${sendId}::uuid
+    for update of s`;
+}
+
+export interface SendLedgerOptions {
+  /**
+   * The engine runs one statement or transaction at a time (PGlite: every query and every
+   * transaction holds its one connection exclusively). Then the claim, a single statement,
+   * cannot interleave with an opt-out's transaction at all, so it runs without the explicit
+   * transaction and the address lock — three round trips fewer per message. On a server the
+   * lock is what provides that serialization.
+   */
+  serializedEngine?: boolean;
+}
+
+export function createSendLedgerRepo(db: Db, options: SendLedgerOptions = {}) {
+  const fence = (lease: SendLease) =>
+    sql`id = ${lease.id}::uuid and status = 'sending' and lease_owner = ${lease.owner} and attempts = ${lease.attempt}`;
+
+  /**
+   * One statement: the fenced change of the ledger row, then `alsoDo` (CTEs that act only
+   * `where exists (select 1 from ledger)`). True when the lease still held.
+   */
+  async function changeLeased(lease: SendLease, set: SQL, alsoDo: SQL = sql``): Promise<boolean> {
+    const [row] = rowsOf<{ n: number }>(
+      await db.execute(sql`
+        with ledger as (update campaign_sends set ${set} where ${fence(lease)} returning id)${alsoDo}
+        select count(*)::int as n from ledger`),
+    );
+    return Number(row?.n ?? 0) > 0;
+  }
+
+  return {
+    /**
+     * Reserves up to `limit` due sends of one campaign for this worker's next batch: a soft
+     * mark on rows that stay `queued` (a crash loses nothing; the mark just expires), so
+     * that two workers do not both pay quota for the same row. SKIP LOCKED: rows another
+     * worker is reserving right now are left to it.
+     */
+    async reserveDue(campaign: CampaignRow, owner: string, limit: number, now: Date, until: Date): Promise<SendCandidate[]> {
+      const rows = rowsOf<{
+        id: string;
+        step: number;
+        contact_id: string | null;
+        recipient_id: string;
+        email: string;
+        rfc822_message_id: string;
+        attempts: number;
+      }>(
+        await db.execute(sql`
+          update campaign_sends s set lease_owner = ${owner}, lease_expires_at = ${ts(until)}
+          where s.id in (
+            select id from campaign_sends
+            where campaign_id = ${campaign.id} and status = 'queued' and due_at <= ${ts(now)}
+              and (lease_owner is null or lease_owner = ${owner} or lease_expires_at < ${ts(now)})
+            order by due_at, id
+            limit ${limit}
+            for update skip locked)
+          returning s.id, s.step, s.contact_id, s.recipient_id, s.email, s.rfc822_message_id, s.attempts, s.due_at`),
+      );
+      return rows.map((r) => ({
+        id: r.id,
+        campaignId: campaign.id,
+        step: r.step,
+        contactId: r.contact_id,
+        recipientId: r.recipient_id,
+        email: r.email,
+        rfc822MessageId: r.rfc822_message_id,
+        attempts: Number(r.attempts),
+      }));
+    },
+
+    /** Gives back reservations of rows never claimed (shutdown): another worker may take them at once. */
+    async releaseReservations(owner: string, ids: string[]): Promise<void> {
+      if (ids.length === 0) return;
+      await db.execute(sql`
+        update campaign_sends set lease_owner = null, lease_expires_at = null
+        where status = 'queued' and lease_owner = ${owner} and id in (${sql.join(
+          ids.map((id) => sql`${id}::uuid`),
+          sql`, `,
+        )})`);
+    },
+
+    /**
+     * The per-message gate, run right before the Gmail request (after the pacer granted
+     * quota). One short transaction: the address lock (an opt-out for this address either
+     * committed before, and is seen here, or waits until this commits), then every re-check,
+     * then the claim: `sending`, this worker's lease, the next attempt, a messages row.
+     */
+    async claim(input: {
+      campaign: CampaignRow;
+      mailbox: { id: string; email: string };
+      candidate: SendCandidate;
+      owner: string;
+      messageRowId: string;
+      subject: string;
+      now: Date;
+      leaseUntil: Date;
+    }): Promise<GateResult> {
+      const { campaign, candidate, owner, now } = input;
+      const gate = async (tx: Db): Promise<GateResult> => {
+        if (!options.serializedEngine) await lockAddresses(tx, campaign.workspaceId, [candidate.email]);
+        // One statement: the re-checks, then either `skipped` with the reason or the claim
+        // (messages row, contact link, `sending` under this lease); nothing when another
+        // worker holds it or the campaign stopped.
+        const [row] = rowsOf<GateRow & { claimable: boolean }>(
+          await tx.execute(sql`
+            with g as (${gateSql(candidate.id, campaign, candidate.step, now)}),
+            v as (
+              select g.*, g.status = 'queued' and (g.lease_owner is null or g.lease_owner = ${owner} or g.lease_expired) and g.campaign_status = 'sending' as claimable
+              from g),
+            sk as (
+              update campaign_sends s set status = 'skipped', skip_reason = v.skip_reason, lease_owner = null, lease_expires_at = null
+              from v where s.id = ${candidate.id}::uuid and v.claimable and v.skip_reason is not null),
+            m as (
+              insert into messages (id, workspace_id, mailbox_id, direction, status, rfc822_message_id, subject, from_address, to_addresses, sent_by)
+              select ${input.messageRowId}::uuid, ${campaign.workspaceId}::uuid, ${input.mailbox.id}::uuid, 'outbound', 'sending',
+                     ${candidate.rfc822MessageId}, ${input.subject}, ${input.mailbox.email}, array[${candidate.email}]::text[], ${campaign.createdBy}::uuid
+              from v where v.claimable and v.skip_reason is null
+              returning id),
+            mc as (
+              insert into message_contacts (message_id, contact_id, workspace_id)
+              select m.id, ${candidate.contactId}::uuid, ${campaign.workspaceId}::uuid from m where ${candidate.contactId}::uuid is not null
+              on conflict do nothing),
+            u as (
+              update campaign_sends s set status = 'sending', lease_owner = ${owner}, lease_expires_at = ${ts(input.leaseUntil)},
+                attempts = v.attempts + 1, claimed_at = ${ts(now)}, message_id = m.id, resolve_looks = 0
+              from v, m where s.id = ${candidate.id}::uuid)
+            select * from v`),
+        );
+        if (!row || row.status !== 'queued' || (row.lease_owner !== null && row.lease_owner !== owner && !row.lease_expired)) return { kind: 'lost' } as const;
+        if (row.campaign_status !== 'sending') return { kind: 'halted' } as const;
+        if (row.skip_reason) return { kind: 'skipped', reason: row.skip_reason } as const;
+        const attempt = Number(row.attempts) + 1;
+        return { kind: 'go', lease: { id: candidate.id, owner, attempt, messageRowId: input.messageRowId } } as const;
+      };
+      return options.serializedEngine ? gate(db) : db.transaction((tx) => gate(tx as unknown as Db));
+    },
+
+    /**
+     * The gate again for a send this worker already holds, before a retry (after a 429
+     * pause): an opt-out that arrived during the pause wins; otherwise the lease is renewed.
+     */
+    async recheck(lease: SendLease, campaign: CampaignRow, send: { email: string; step: number }, now: Date, leaseUntil: Date): Promise<GateResult> {
+      return db.transaction(async (txRaw) => {
+        const tx = txRaw as unknown as Db;
+        await lockAddresses(tx, campaign.workspaceId, [send.email]);
+        const [row] = rowsOf<GateRow>(await tx.execute(gateSql(lease.id, campaign, send.step, now)));
+        if (!row || row.status !== 'sending' || row.lease_owner !== lease.owner || Number(row.attempts) !== lease.attempt) return { kind: 'lost' } as const;
+        if (row.campaign_status !== 'sending') return { kind: 'halted' } as const;
+        const reason = row.skip_reason;
+        if (reason) {
+          await tx.execute(sql`
+            update campaign_sends set status = 'skipped', skip_reason = ${reason}, lease_owner = null, lease_expires_at = null, message_id = null
+            where ${fence(lease)}`);
+          await tx.execute(sql`delete from messages where id = ${lease.messageRowId}::uuid`);
+          return { kind: 'skipped', reason } as const;
+        }
+        await tx.execute(sql`update campaign_sends set lease_expires_at = ${ts(leaseUntil)} where ${fence(lease)}`);
+        return { kind: 'go', lease } as const;
+      });
+    },
+
+    /**
+     * The ledger row, its messages row and (for a sequence) the next step's row, in one
+     * statement; false when the lease was lost (nothing changed). The next step is due
+     * `next.dueAt`, gets its own Message-ID, and goes in the same thread.
+     */
+    async markSent(
+      lease: SendLease,
+      gmail: { id: string; threadId: string },
+      at: Date,
+      subject: string,
+      next?: { campaign: CampaignRow; send: SendCandidate; senderDomain: string; dueAt: Date },
+    ): Promise<boolean> {
+      const nextStep = next
+        ? sql`,
+          nx as (
+            insert into campaign_sends (workspace_id, campaign_id, step, contact_id, recipient_id, email, rfc822_message_id, due_at)
+            select ${next.campaign.workspaceId}::uuid, ${next.campaign.id}::uuid, ${next.send.step + 1}, ${next.send.contactId}::uuid,
+                   ${next.send.recipientId}::uuid, ${next.send.email}, gen_random_uuid()::text || '@' || ${next.senderDomain}, ${ts(next.dueAt)}
+            where exists (select 1 from ledger)
+            on conflict do nothing)`
+        : sql``;
+      return changeLeased(
+        lease,
+        sql`status = 'sent', gmail_message_id = ${gmail.id}, gmail_thread_id = ${gmail.threadId}, sent_at = ${ts(at)}, error_code = null,
+            lease_owner = null, lease_expires_at = null`,
+        sql`,
+          m as (
+            update messages set status = 'sent', gmail_message_id = ${gmail.id}, gmail_thread_id = ${gmail.threadId}, at = ${ts(at)}, subject = ${subject}
+            where id = ${lease.messageRowId}::uuid and exists (select 1 from ledger))${nextStep}`,
+      );
+    },
+
+    async markFailed(lease: SendLease, errorCode: string): Promise<boolean> {
+      return changeLeased(
+        lease,
+        sql`status = 'failed', error_code = ${errorCode}, lease_owner = null, lease_expires_at = null`,
+        sql`,
+          m as (update messages set status = 'failed', error_code = ${errorCode} where id = ${lease.messageRowId}::uuid and exists (select 1 from ledger))`,
+      );
+    },
+
+    /** Back to the queue: nothing went out. The attempt's messages row goes away with it. */
+    async requeue(lease: SendLease, dueAt: Date, errorCode: string): Promise<boolean> {
+      return changeLeased(
+        lease,
+        sql`status = 'queued', due_at = ${ts(dueAt)}, error_code = ${errorCode}, message_id = null, lease_owner = null, lease_expires_at = null, resolve_looks = 0`,
+        sql`,
+          m as (delete from messages where id = ${lease.messageRowId}::uuid and exists (select 1 from ledger))`,
+      );
+    },
+
+    /**
+     * Gmail gave no clear answer: the send stays `sending` under this lease until `lookAt`,
+     * when recovery (in any process) searches the mailbox for it. Never retried before that.
+     */
+    async awaitResolution(lease: SendLease, lookAt: Date, looks: number): Promise<boolean> {
+      return changeLeased(lease, sql`error_code = 'outcome_unknown', resolve_looks = ${looks}, lease_expires_at = ${ts(lookAt)}`);
+    },
+
+    /**
+     * Sends in `sending` whose lease has expired: their worker crashed, or their outcome is
+     * waiting for a mailbox search. Rows claimed before leases existed count after two minutes.
+     */
+    async expiredLeases(now: Date, limit = 100) {
+      return rowsOf<{
+        id: string;
+        workspace_id: string;
+        campaign_id: string;
+        step: number;
+        contact_id: string | null;
+        recipient_id: string;
+        email: string;
+        rfc822_message_id: string;
+        message_id: string | null;
+        attempts: number;
+        lease_owner: string | null;
+        resolve_looks: number;
+      }>(
+        await db.execute(sql`
+          select id, workspace_id, campaign_id, step, contact_id, recipient_id, email, rfc822_message_id, message_id, attempts, lease_owner, resolve_looks
+          from campaign_sends
+          where status = 'sending'
+            and (lease_expires_at < ${ts(now)} or (lease_expires_at is null and claimed_at < ${ts(new Date(now.getTime() - 120_000))}))
+          order by lease_expires_at nulls first
+          limit ${limit}`),
+      ).map((r) => ({ ...r, attempts: Number(r.attempts), resolve_looks: Number(r.resolve_looks) }));
+    },
+
+    /**
+     * Takes over an expired lease (only if it is still the expired one seen): from here on
+     * this worker's lease fences the row; the old owner, if alive, can change nothing.
+     */
+    async takeOver(input: { id: string; oldOwner: string | null; attempt: number; owner: string; now: Date; until: Date }): Promise<boolean> {
+      const [row] = rowsOf<{ n: number }>(
+        await db.execute(sql`
+          with ledger as (
+            update campaign_sends set lease_owner = ${input.owner}, lease_expires_at = ${ts(input.until)}
+            where id = ${input.id}::uuid and status = 'sending' and lease_owner is not distinct from ${input.oldOwner}
+              and attempts = ${input.attempt} and coalesce(lease_expires_at < ${ts(input.now)}, true)
+            returning id)
+          select count(*)::int as n from ledger`),
+      );
+      return Number(row?.n ?? 0) > 0;
+    },
+  };
+}
+
+export type SendLedgerRepo = ReturnType<typeof createSendLedgerRepo>;

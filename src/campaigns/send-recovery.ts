@@ -1,0 +1,118 @@
+import { GMAIL_SCOPES, SEND_OUTCOME_UNKNOWN } from '../gmail/gmail-client.js';
+import { GmailError } from '../gmail/gmail-errors.js';
+import type { MailboxesRepo, MailboxRow } from '../gmail/mailboxes.repo.js';
+import type { MailboxService } from '../gmail/mailboxes.service.js';
+import type { Logger } from '../logger.js';
+import type { CampaignRow, CampaignsRepo } from './campaigns.repo.js';
+import type { SendCandidate, SendLease, SendLedgerRepo } from './send-ledger.repo.js';
+
+/** Mailbox searches before a send of unknown outcome counts as not sent (read-scope mailboxes). */
+export const RESOLVE_LOOKS = 3;
+/** A send claimed before leases existed has no messages row id to fence on. */
+const NO_MESSAGE_ROW = '00000000-0000-0000-0000-000000000000';
+
+export interface SendRecorder {
+  recordSent(
+    campaign: CampaignRow,
+    send: SendCandidate,
+    lease: SendLease,
+    gmail: { id: string; threadId: string },
+    subject: string,
+    mailbox: MailboxRow,
+  ): Promise<void>;
+}
+
+export interface SendRecoveryDeps {
+  repo: CampaignsRepo;
+  ledger: SendLedgerRepo;
+  mailboxRepo: MailboxesRepo;
+  mailboxes: MailboxService;
+  logger: Logger;
+  workerId: string;
+  leaseMs: number;
+  resolveDelayMs?: number;
+  recorder: SendRecorder;
+  now: () => Date;
+  /** More recovery of the same kind elsewhere (1:1 sends), run after the campaign ledger's. */
+  alsoRecover?: () => Promise<number>;
+}
+
+/**
+ * Sends whose lease expired: their worker died mid-send, or Gmail gave no clear answer and
+ * the mailbox is due to be searched. Invariant 3: a send is resolved by searching the
+ * mailbox for its Message-ID (`rfc822msgid:`) — found means sent; absent after
+ * RESOLVE_LOOKS searches spread out for Gmail's index means not sent, and it is queued
+ * again. A mailbox that cannot be read (send-only) cannot be asked, so such a send ends
+ * `failed/outcome_unknown`: at most once wins over at least once.
+ */
+export function createSendRecovery(deps: SendRecoveryDeps) {
+  const { repo, ledger, mailboxes, logger, workerId, now } = deps;
+  const resolveDelayMs = deps.resolveDelayMs ?? 15_000;
+  /** Each look waits four times longer than the one before: Gmail's index usually needs seconds, rarely minutes. */
+  const lookDelay = (looksDone: number) => resolveDelayMs * 4 ** looksDone;
+
+  /** Leaves a send of unknown outcome under this lease until its next search is due. */
+  async function scheduleLook(lease: SendLease, looksDone: number): Promise<void> {
+    await ledger.awaitResolution(lease, new Date(now().getTime() + lookDelay(looksDone)), looksDone);
+  }
+
+  async function resolveOne(row: Awaited<ReturnType<SendLedgerRepo['expiredLeases']>>[number], asOf: Date): Promise<boolean> {
+    const campaign = await repo.findById(row.workspace_id, row.campaign_id);
+    if (!campaign) return false;
+    const mailbox = campaign.mailboxId ? await deps.mailboxRepo.findByIdUnscoped(campaign.mailboxId) : undefined;
+    // A mailbox waiting to be reconnected is searched once it is back.
+    if (mailbox && mailbox.status !== 'active') return false;
+    const taken = await ledger.takeOver({
+      id: row.id,
+      oldOwner: row.lease_owner,
+      attempt: row.attempts,
+      owner: workerId,
+      now: asOf,
+      until: new Date(now().getTime() + deps.leaseMs),
+    });
+    if (!taken) return false;
+    const lease: SendLease = { id: row.id, owner: workerId, attempt: row.attempts, messageRowId: row.message_id ?? NO_MESSAGE_ROW };
+    if (!mailbox || !mailbox.scopes.includes(GMAIL_SCOPES.readonly)) {
+      await ledger.markFailed(lease, SEND_OUTCOME_UNKNOWN);
+      return true;
+    }
+    const send: SendCandidate = {
+      id: row.id,
+      campaignId: row.campaign_id,
+      step: row.step,
+      contactId: row.contact_id,
+      recipientId: row.recipient_id,
+      email: row.email,
+      rfc822MessageId: row.rfc822_message_id,
+      attempts: row.attempts,
+    };
+    try {
+      const found = await mailboxes.withGmail(mailbox, (gmail) => gmail.findByRfc822MessageId(send.rfc822MessageId));
+      if (found.length > 0) {
+        await deps.recorder.recordSent(campaign, send, lease, found[0]!, campaign.subject, mailbox);
+      } else if (row.resolve_looks + 1 < RESOLVE_LOOKS) {
+        await scheduleLook(lease, row.resolve_looks + 1);
+        return false;
+      } else {
+        await ledger.requeue(lease, now(), 'recovered_unsent');
+      }
+      return true;
+    } catch (error) {
+      // The lease is ours until it expires; the next pass (here or elsewhere) looks again.
+      logger.warn({ sendId: row.id, err: error instanceof GmailError ? error.message : 'error' }, 'could not resolve a send yet');
+      return false;
+    }
+  }
+
+  /** One pass over expired leases as of `asOf` (default now); returns how many sends it resolved. */
+  async function recoverExpired(asOf: Date = now()): Promise<number> {
+    let resolved = 0;
+    for (const row of await ledger.expiredLeases(asOf)) {
+      if (await resolveOne(row, asOf)) resolved += 1;
+    }
+    if (deps.alsoRecover) resolved += await deps.alsoRecover();
+    return resolved;
+  }
+
+  return { scheduleLook, recoverExpired };
+}
