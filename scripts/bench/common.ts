@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { sql } from 'drizzle-orm';
-import pg from 'pg';
+import { createScratchDatabase } from './fixture.js';
 import { connect, type Db } from '../../src/db/connect.js';
 
 export async function scratchDatabase(url: string | undefined, prefix: string) {
@@ -25,24 +25,9 @@ export async function scratchDatabase(url: string | undefined, prefix: string) {
   };
 }
 
-/** A database of this run's own on the server (`<prefix>_<pid>`), and how to drop it. */
-export async function serverDatabase(url: string, prefix: string) {
-  const name = `${prefix.replace(/-/g, '_')}_${process.pid}`;
-  const admin = new pg.Client({ connectionString: url });
-  await admin.connect();
-  await admin.query(`create database ${name}`);
-  await admin.end();
-  const target = new URL(url);
-  target.pathname = `/${name}`;
-  return {
-    url: target.toString(),
-    drop: async () => {
-      const dropper = new pg.Client({ connectionString: url });
-      await dropper.connect();
-      await dropper.query(`drop database if exists ${name} with (force)`);
-      await dropper.end();
-    },
-  };
+/** A database of this run's own on the server, and how to drop it. */
+export function serverDatabase(url: string, prefix: string) {
+  return createScratchDatabase(url, prefix.replace(/-/g, '_'));
 }
 
 const rowsOf = <T>(result: unknown) => (result as { rows: T[] }).rows;

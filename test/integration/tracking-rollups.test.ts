@@ -6,6 +6,7 @@ import type { Classification } from '../../src/tracking/classify.js';
 import { createStatsRepo } from '../../src/tracking/stats.repo.js';
 import { createStatsService } from '../../src/tracking/stats.service.js';
 import { createTrackingRepo, type TrackingEventRow } from '../../src/tracking/tracking.repo.js';
+import { seededRandom } from '../helpers/campaign-fixtures.js';
 import { seedSentCampaign } from '../helpers/seed-campaign.js';
 import { useAppWithOwner } from '../helpers/test-app.js';
 
@@ -19,17 +20,7 @@ import { useAppWithOwner } from '../helpers/test-app.js';
 const ctx = useAppWithOwner();
 const db = () => ctx.app.database.db;
 
-/** mulberry32: a small seeded PRNG. */
-function prng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+const prng = seededRandom;
 
 const seed = (workspaceId: string, recipientCount: number, steps: number, links: number) => seedSentCampaign(db(), workspaceId, { recipients: recipientCount, steps, links });
 
