@@ -73,9 +73,10 @@ export function startJobs(input: { services: Services; config: Config; logger: L
     if (rewritten > 0) logger.info({ rewritten }, 'tokens re-encrypted under the current key');
   });
 
-  // The campaign send worker runs in every worker process: the ledger's SKIP LOCKED claims
-  // keep them off each other's rows, and the mailbox's shared limits pace them together.
-  // Stuck sends are resolved first, by searching the mailbox before any retry (invariant 3).
+  // The campaign send worker runs in every worker process: reservations (SKIP LOCKED) keep them
+  // off each other's rows, each message is claimed by the gate under a lease right before its
+  // request, and the mailbox's shared limits pace them together. Sends whose lease expired
+  // are resolved first, by searching the mailbox before any retry (invariant 3).
   const send = guarded('campaign-send', async () => {
     await services.sendWorker.recoverStuck();
     await services.sendWorker.tick();

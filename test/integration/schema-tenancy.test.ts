@@ -19,6 +19,8 @@ const GLOBAL_TABLES: Record<string, string> = {
   users: 'an account may belong to several workspaces (memberships): a reference table',
   used_oauth_states: 'single-use OAuth state ids, consumed before any workspace is known: a reference table',
   auth_attempts: 'login and signup throttling by account address and client address, before any workspace is chosen: a reference table',
+  job_schedule: 'one row per periodic job, shared by every process: coordination, not tenant data (stays on the coordinator)',
+  mailbox_limits: "one row per mailbox (keyed by the mailbox's random UUID): quota, pace and sync lease that workers update by mailbox id alone; on Citus it would gain workspace_id to sit beside its mailbox",
   signup_requests: 'pending signups: the workspace is created only when the code comes back; a reference table',
 };
 
