@@ -64,8 +64,8 @@ export async function startTestApp(options: { env?: Record<string, string>; data
   });
   // Gmail is always the sandbox over real HTTP, auto-approving consent like a person who clicks Allow.
   const google = await resolveGoogle(config, { autoApprove: true, sandboxPort: 0 });
-  // The service's pacer (limits shared through the database), with short backoffs and no sends-per-minute pace unless a test sets one.
-  const pacer = new MailboxPacer({ store: createSqlLimitStore(database.db), baseDelayMs: 5, maxDelayMs: 5_000, sendsPerMinute: 1e6, ...options.pacer });
+  // The service's pacer (limits shared through the database), with short backoffs and neither a sends-per-minute pace nor Gmail's quota unless a test sets one (pacer.test.ts and processes.test.ts test those).
+  const pacer = new MailboxPacer({ store: createSqlLimitStore(database.db), baseDelayMs: 5, maxDelayMs: 5_000, sendsPerMinute: 1e6, unitsPerMinute: 1e9, ...options.pacer });
   const deps = { config, database, logger: createLogger(config.logLevel, sink), google, pacer };
   const services = createServices(deps);
   const app = createApp(deps, services);

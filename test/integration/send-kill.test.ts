@@ -78,6 +78,10 @@ describe.skipIf(!server)('kill -9 of a sending worker process (PostgreSQL server
         DATA_DIR: dataDir,
         DATABASE_URL: databaseUrl,
         GMAIL_SYNC_POLL_SECONDS: '0',
+        // Pace and quota are not under test here (processes.test.ts covers them): unpaced, the
+        // worker keeps several sends in flight, which is where a kill must land.
+        GMAIL_SENDS_PER_MINUTE: '1000000',
+        GMAIL_QUOTA_UNITS_PER_MINUTE: '1000000000',
         ...app.sandbox.env(),
         GOOGLE_REDIRECT_URI: 'http://127.0.0.1:1/api/gmail/callback',
       },
