@@ -198,6 +198,41 @@ describe.skipIf(!serverUrl)('several worker processes on one PostgreSQL server',
     }
   }, 330_000);
 
+  it('with 20 s Gmail latency and a 429 storm, two and three workers deliver every recipient exactly once', async () => {
+    // Each send takes 20 s to answer (the issue's 15-60 s range): a lane holds its claim that long,
+    // other workers run beside it, and the ledger must still end with one message per recipient.
+    const RECIPIENTS = 16;
+    const run = async (workers: number) => {
+      const mailboxEmail = `slow${workers}@acme.test`;
+      const { env, database } = await prepare({ mailboxEmail, domain: `slow${workers}.test`, recipients: RECIPIENTS, sync: true });
+      sandbox.control.injectFault({ kind: 'latency', ms: 20_000, endpoint: 'send', mailbox: mailboxEmail, times: 'always' });
+      const processes = Array.from({ length: workers }, () =>
+        spawnService('scripts/worker.ts', { ...env, GMAIL_SENDS_PER_MINUTE: '600', GMAIL_SYNC_POLL_SECONDS: '0', LOG_LEVEL: 'warn' }),
+      );
+      cleanups.push(async () => processes.forEach((p) => p.child.kill('SIGKILL')));
+      const sentMessages = () => sandbox.control.listMessages(mailboxEmail, { labelId: 'SENT' });
+      await until(`the first send (${workers} workers)`, () => sandbox.control.calls({ endpoint: 'send', mailbox: mailboxEmail }).length > 0 || sentMessages().length > 0, 150_000);
+      // The storm, while sends are in flight: three 429s asking for 4 s each.
+      sandbox.control.injectFault({ kind: 'rateLimit', retryAfterSeconds: RETRY_AFTER_SECONDS, endpoint: 'send', mailbox: mailboxEmail, times: 3 });
+      await until(`every recipient served (${workers} workers)`, async () => {
+        const rows = (await database.db.execute(sql`select count(*)::int as n from campaign_sends where status = 'sent'`)) as unknown as { rows: { n: number }[] };
+        return Number(rows.rows[0]!.n) === RECIPIENTS;
+      }, 240_000);
+      const exits = await Promise.all(processes.map(terminate));
+      const limited = sandbox.control.calls({ endpoint: 'send', mailbox: mailboxEmail }).filter((c) => c.status === 429).length;
+      return { workers, sent: sentMessages(), exits, processes, limited };
+    };
+    for (const { workers, sent, exits, processes, limited } of await Promise.all([run(2), run(3)])) {
+      const context = `${workers} workers`;
+      expect(limited, `${context}: 429s answered`).toBeGreaterThanOrEqual(1);
+      const perRecipient = new Map<string, number>();
+      for (const message of sent) for (const to of message.to) perRecipient.set(to, (perRecipient.get(to) ?? 0) + 1);
+      expect(perRecipient.size, context).toBe(RECIPIENTS);
+      expect([...perRecipient.entries()].filter(([, n]) => n > 1), context).toEqual([]);
+      for (const [i, exit] of exits.entries()) expect(exit.code, `${context}: worker ${i}; output:\n${processes[i]!.output().slice(-1500)}`).toBe(0);
+    }
+  }, 420_000);
+
   it('a service process stops within 5 s of SIGTERM, exit code 0, while Gmail calls are in flight', async () => {
     const mailboxEmail = 'slow@acme.test';
     const { env, database } = await prepare({ mailboxEmail, domain: 'slow.test', recipients: 20, sync: false });
