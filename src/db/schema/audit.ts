@@ -1,0 +1,25 @@
+import { sql } from 'drizzle-orm';
+import { index, jsonb, pgTable, text, timestamp, uuid } from 'drizzle-orm/pg-core';
+import { id } from './columns.js';
+
+/** The append-only audit log. */
+
+/**
+ * Append-only evidence (POLICY.md "Evidence"): suppression removals, non-owner reads of
+ * Gmail content, deletions, disclosures. The compliance report is built from these rows.
+ */
+export const auditLog = pgTable(
+  'audit_log',
+  {
+    id: id(),
+    workspaceId: uuid('workspace_id').notNull(),
+    /** `user:<id>`, `recipient:<id>`, `system` … */
+    actor: text('actor').notNull(),
+    action: text('action').notNull(),
+    subjectType: text('subject_type').notNull(),
+    subjectId: text('subject_id'),
+    detail: jsonb('detail').$type<Record<string, unknown>>().notNull().default({}),
+    at: timestamp('at', { withTimezone: true }).notNull().default(sql`clock_timestamp()`),
+  },
+  (t) => [index('audit_log_workspace_at_idx').on(t.workspaceId, t.at)],
+);

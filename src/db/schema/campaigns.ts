@@ -1,0 +1,132 @@
+import { sql } from 'drizzle-orm';
+import { boolean, index, integer, jsonb, pgEnum, pgTable, primaryKey, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
+import { id, createdAt } from './columns.js';
+import { contacts } from './contacts.js';
+import { mailboxes, messages } from './gmail.js';
+import { users, workspaceRef } from './workspace.js';
+
+/** Campaigns, their links, the recipients ever mailed and the send ledger. */
+
+export const campaignKindEnum = pgEnum('campaign_kind', ['marketing', 'transactional']);
+export const campaignStatusEnum = pgEnum('campaign_status', ['draft', 'scheduled', 'sending', 'paused', 'completed', 'cancelled']);
+export const sendStatusEnum = pgEnum('send_status', ['queued', 'sending', 'sent', 'failed', 'skipped']);
+
+export interface CampaignStep {
+  afterDays: number;
+  subject?: string;
+  html?: string;
+  text?: string;
+}
+export interface SendingWindow {
+  /** ISO weekdays 1 (Monday) … 7 (Sunday). */
+  days: number[];
+  startHour: number;
+  endHour: number;
+  timeZone: string;
+}
+export type CampaignAudience = { contactIds: string[] } | { segment: Record<string, unknown> };
+
+export const campaigns = pgTable(
+  'campaigns',
+  {
+    id: id(),
+    workspaceId: workspaceRef(),
+    name: text('name').notNull(),
+    kind: campaignKindEnum('kind').notNull(),
+    mailboxId: uuid('mailbox_id').references(() => mailboxes.id, { onDelete: 'set null' }),
+    subject: text('subject').notNull(),
+    html: text('html'),
+    text: text('text'),
+    /** Preference-center topic; a topic opt-out suppresses only campaigns of that topic. */
+    topic: text('topic'),
+    status: campaignStatusEnum('status').notNull().default('draft'),
+    /** Why sending waits or stopped (paused by a person, needs_reconnect, …). */
+    statusReason: text('status_reason'),
+    audience: jsonb('audience').$type<CampaignAudience>().notNull(),
+    steps: jsonb('steps').$type<CampaignStep[]>().notNull().default([]),
+    startAt: timestamp('start_at', { withTimezone: true }),
+    sendingWindow: jsonb('sending_window').$type<SendingWindow | null>(),
+    createdBy: uuid('created_by').references(() => users.id, { onDelete: 'set null' }),
+    launchedAt: timestamp('launched_at', { withTimezone: true }),
+    completedAt: timestamp('completed_at', { withTimezone: true }),
+    createdAt: createdAt(),
+    updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [index('campaigns_workspace_idx').on(t.workspaceId, t.createdAt)],
+);
+
+/** The links of a campaign's bodies, numbered: a click token names (send, link index) and redirects only here. */
+export const campaignLinks = pgTable(
+  'campaign_links',
+  {
+    workspaceId: workspaceRef(),
+    campaignId: uuid('campaign_id')
+      .notNull()
+      .references(() => campaigns.id, { onDelete: 'cascade' }),
+    linkIndex: integer('link_index').notNull(),
+    url: text('url').notNull(),
+    /** The hidden link no person sees: any hit on it is a machine. */
+    honeypot: boolean('honeypot').notNull().default(false),
+  },
+  (t) => [primaryKey({ columns: [t.campaignId, t.linkIndex, t.workspaceId] })],
+);
+
+/**
+ * One row per address a workspace ever mailed from a campaign. Unsubscribe tokens name
+ * this row, not a campaign or contact, so they keep working after either is deleted.
+ */
+export const recipients = pgTable(
+  'recipients',
+  {
+    id: id(),
+    workspaceId: workspaceRef(),
+    email: text('email').notNull(),
+    createdAt: createdAt(),
+  },
+  (t) => [uniqueIndex('recipients_workspace_email_unique').on(t.workspaceId, sql`lower(${t.email})`)],
+);
+
+/**
+ * The send ledger, which is also the queue: one row per (campaign, step, recipient address).
+ * queued → sending → sent | failed | skipped(reason). Claimed with FOR UPDATE SKIP LOCKED.
+ */
+export const campaignSends = pgTable(
+  'campaign_sends',
+  {
+    id: id(),
+    workspaceId: workspaceRef(),
+    campaignId: uuid('campaign_id')
+      .notNull()
+      .references(() => campaigns.id, { onDelete: 'cascade' }),
+    step: integer('step').notNull(),
+    contactId: uuid('contact_id').references(() => contacts.id, { onDelete: 'set null' }),
+    recipientId: uuid('recipient_id')
+      .notNull()
+      .references(() => recipients.id),
+    email: text('email').notNull(),
+    status: sendStatusEnum('status').notNull().default('queued'),
+    skipReason: text('skip_reason'),
+    /** Our Message-ID, fixed before the first attempt: how a crashed send is found in the mailbox. */
+    rfc822MessageId: text('rfc822_message_id').notNull(),
+    messageId: uuid('message_id').references(() => messages.id, { onDelete: 'set null' }),
+    gmailMessageId: text('gmail_message_id'),
+    gmailThreadId: text('gmail_thread_id'),
+    attempts: integer('attempts').notNull().default(0),
+    dueAt: timestamp('due_at', { withTimezone: true }).notNull().defaultNow(),
+    claimedAt: timestamp('claimed_at', { withTimezone: true }),
+    sentAt: timestamp('sent_at', { withTimezone: true }),
+    errorCode: text('error_code'),
+    /** The worker holding this `sending` row and until when; every state change is conditional on it (fencing). */
+    leaseOwner: text('lease_owner'),
+    leaseExpiresAt: timestamp('lease_expires_at', { withTimezone: true }),
+    /** Mailbox searches already made for a send whose outcome is unknown. */
+    resolveLooks: integer('resolve_looks').notNull().default(0),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    uniqueIndex('campaign_sends_campaign_step_recipient_unique').on(t.campaignId, t.step, t.recipientId, t.workspaceId),
+    index('campaign_sends_lease_idx').on(t.leaseExpiresAt).where(sql`${t.status} = 'sending'`),
+    index('campaign_sends_due_idx').on(t.status, t.dueAt),
+    index('campaign_sends_campaign_status_idx').on(t.campaignId, t.status),
+  ],
+);

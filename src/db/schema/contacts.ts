@@ -1,0 +1,50 @@
+import { sql } from 'drizzle-orm';
+import { index, jsonb, pgEnum, pgTable, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
+import { id, createdAt } from './columns.js';
+import { workspaceRef } from './workspace.js';
+
+/** The CRM's contacts and their append-only consent history. */
+
+export const consentStatusEnum = pgEnum('consent_status', ['opted_in', 'opted_out']);
+
+export const contacts = pgTable(
+  'contacts',
+  {
+    id: id(),
+    workspaceId: workspaceRef(),
+    /** Trimmed, domain lowercased; uniqueness ignores case entirely (see the index). */
+    email: text('email').notNull(),
+    firstName: text('first_name'),
+    lastName: text('last_name'),
+    attributes: jsonb('attributes').$type<Record<string, unknown>>().notNull().default({}),
+    createdAt: createdAt(),
+    updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [
+    uniqueIndex('contacts_workspace_email_unique').on(t.workspaceId, sql`lower(${t.email})`),
+    index('contacts_workspace_created_idx').on(t.workspaceId, t.createdAt, t.id),
+  ],
+);
+
+/** Append-only (P-11): a trigger in the migrations refuses UPDATE; the latest row wins. */
+export const consents = pgTable(
+  'consents',
+  {
+    id: id(),
+    workspaceId: workspaceRef(),
+    contactId: uuid('contact_id')
+      .notNull()
+      .references(() => contacts.id, { onDelete: 'cascade' }),
+    status: consentStatusEnum('status').notNull(),
+    source: text('source').notNull(),
+    policyVersion: text('policy_version').notNull(),
+    /** `user:<id>`, `import:<user id>`, `recipient` … who recorded it. */
+    actor: text('actor').notNull(),
+    // clock_timestamp, not now(): two records in one transaction still get an order.
+    at: timestamp('at', { withTimezone: true }).notNull().default(sql`clock_timestamp()`),
+  },
+  // The latest record of a contact is the last entry of (workspace, contact): no sort (campaigns/eligibility-sql.ts).
+  (t) => [index('consents_latest_idx').on(t.workspaceId, t.contactId, t.at, t.id)],
+);
+
+export type ConsentStatus = (typeof consentStatusEnum.enumValues)[number];

@@ -1,0 +1,154 @@
+import { sql } from 'drizzle-orm';
+import { boolean, doublePrecision, index, integer, jsonb, pgEnum, pgTable, primaryKey, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
+import { id, createdAt } from './columns.js';
+import { contacts } from './contacts.js';
+import { users, workspaceRef } from './workspace.js';
+
+/** Connected Gmail mailboxes, the mail they sent and received, what sync found in them, and the limits every process shares per mailbox. */
+
+export const mailboxStatusEnum = pgEnum('mailbox_status', ['active', 'needs_reconnect']);
+export const mailboxKindEnum = pgEnum('mailbox_kind', ['workspace', 'consumer']);
+
+/** A connected Gmail mailbox. Tokens are AES-256-GCM ciphertexts (P-06), never plaintext. */
+export const mailboxes = pgTable(
+  'mailboxes',
+  {
+    id: id(),
+    workspaceId: workspaceRef(),
+    /** The member who connected it: the owner of its Gmail content (P-03). */
+    userId: uuid('user_id')
+      .notNull()
+      .references(() => users.id, { onDelete: 'cascade' }),
+    email: text('email').notNull(),
+    kind: mailboxKindEnum('kind').notNull(),
+    status: mailboxStatusEnum('status').notNull().default('active'),
+    statusReason: text('status_reason'),
+    scopes: text('scopes').array().notNull(),
+    /** Version of the Limited Use disclosure shown right before consent (P-05, P-18). */
+    disclosureVersion: text('disclosure_version').notNull(),
+    refreshTokenEnc: text('refresh_token_enc').notNull(),
+    accessTokenEnc: text('access_token_enc'),
+    accessTokenExpiresAt: timestamp('access_token_expires_at', { withTimezone: true }),
+    dailyBudget: integer('daily_budget').notNull(),
+    syncEnabled: boolean('sync_enabled').notNull().default(false),
+    historyId: text('history_id'),
+    watchExpiresAt: timestamp('watch_expires_at', { withTimezone: true }),
+    lastSyncAt: timestamp('last_sync_at', { withTimezone: true }),
+    lastSyncError: text('last_sync_error'),
+    messagesSeen: integer('messages_seen').notNull().default(0),
+    /** Counters of what sync read, kept and skipped (and why): `SyncHealthCounts` in gmail/sync-health.ts. */
+    syncHealth: jsonb('sync_health').$type<Record<string, number>>().notNull().default({}),
+    connectedAt: timestamp('connected_at', { withTimezone: true }).notNull().defaultNow(),
+    createdAt: createdAt(),
+  },
+  (t) => [uniqueIndex('mailboxes_workspace_email_unique').on(t.workspaceId, sql`lower(${t.email})`)],
+);
+
+export const messageDirectionEnum = pgEnum('message_direction', ['outbound', 'inbound']);
+export const messageStatusEnum = pgEnum('message_status', ['sending', 'sent', 'failed', 'received']);
+
+/**
+ * Every message we sent (1:1 or campaign) and the metadata of synced messages that
+ * involve a CRM contact. No bodies: content is fetched on demand through the privacy guard.
+ */
+export const messages = pgTable(
+  'messages',
+  {
+    id: id(),
+    workspaceId: workspaceRef(),
+    mailboxId: uuid('mailbox_id').references(() => mailboxes.id, { onDelete: 'set null' }),
+    direction: messageDirectionEnum('direction').notNull(),
+    status: messageStatusEnum('status').notNull(),
+    /** True for rows read from Gmail by sync: deleted when the mailbox is disconnected (P-06). */
+    synced: boolean('synced').notNull().default(false),
+    /** Our RFC 822 Message-ID (without angle brackets) for outbound; the header's for inbound. */
+    rfc822MessageId: text('rfc822_message_id'),
+    gmailMessageId: text('gmail_message_id'),
+    gmailThreadId: text('gmail_thread_id'),
+    inReplyTo: text('in_reply_to'),
+    subject: text('subject'),
+    fromAddress: text('from_address').notNull(),
+    toAddresses: text('to_addresses').array().notNull(),
+    ccAddresses: text('cc_addresses').array().notNull().default(sql`'{}'::text[]`),
+    sentBy: uuid('sent_by').references(() => users.id, { onDelete: 'set null' }),
+    errorCode: text('error_code'),
+    /** 1:1 sends: the worker holding the `sending` row, until when (see campaigns/README.md, leases). */
+    leaseOwner: text('lease_owner'),
+    leaseExpiresAt: timestamp('lease_expires_at', { withTimezone: true }),
+    /** Mailbox searches already made for a send whose outcome is unknown. */
+    resolveLooks: integer('resolve_looks').notNull().default(0),
+    at: timestamp('at', { withTimezone: true }).notNull().defaultNow(),
+    createdAt: createdAt(),
+  },
+  (t) => [
+    uniqueIndex('messages_mailbox_gmail_id_unique').on(t.mailboxId, t.gmailMessageId, t.workspaceId),
+    index('messages_lease_idx').on(t.leaseExpiresAt).where(sql`${t.status} = 'sending'`),
+    index('messages_workspace_rfc822_idx').on(t.workspaceId, t.rfc822MessageId),
+    index('messages_mailbox_at_idx').on(t.mailboxId, t.direction, t.at),
+  ],
+);
+
+/** Which contacts a message involves, so a contact's timeline is one indexed lookup. */
+export const messageContacts = pgTable(
+  'message_contacts',
+  {
+    messageId: uuid('message_id')
+      .notNull()
+      .references(() => messages.id, { onDelete: 'cascade' }),
+    contactId: uuid('contact_id')
+      .notNull()
+      .references(() => contacts.id, { onDelete: 'cascade' }),
+    workspaceId: uuid('workspace_id').notNull(),
+  },
+  (t) => [primaryKey({ columns: [t.messageId, t.contactId, t.workspaceId] }), index('message_contacts_contact_idx').on(t.workspaceId, t.contactId)],
+);
+
+/** A person's reply, an automatic reply (out of office…), a failed delivery (hard/soft in detail.kind), a delayed one. */
+export const mailEventTypeEnum = pgEnum('mail_event_type', ['reply', 'auto_reply', 'bounce', 'delay']);
+
+/** Replies, automatic replies, bounces and delays found by reading the mailbox, tied to the message of ours they are about. */
+export const mailEvents = pgTable(
+  'mail_events',
+  {
+    id: id(),
+    workspaceId: workspaceRef(),
+    messageId: uuid('message_id')
+      .notNull()
+      .references(() => messages.id, { onDelete: 'cascade' }),
+    type: mailEventTypeEnum('type').notNull(),
+    /** The Gmail id of the reply or DSN: one event per source message. */
+    sourceGmailMessageId: text('source_gmail_message_id').notNull(),
+    recipient: text('recipient'),
+    detail: jsonb('detail').$type<Record<string, unknown>>().notNull().default({}),
+    at: timestamp('at', { withTimezone: true }).notNull().defaultNow(),
+  },
+  (t) => [
+    uniqueIndex('mail_events_source_unique').on(t.messageId, t.type, t.sourceGmailMessageId, sql`coalesce(${t.recipient}, '')`, t.workspaceId),
+    index('mail_events_recipient_idx').on(t.workspaceId, sql`lower(${t.recipient})`, t.type, t.at),
+  ],
+);
+
+export type MailboxStatus = (typeof mailboxStatusEnum.enumValues)[number];
+
+/**
+ * Invariant 10: one row per mailbox shared by every process. Its quota and sends-per-minute
+ * buckets, daily-budget headroom and rate-limit pause are changed only by the
+ * `mailbox_take_units` function (migration 0006) and gmail/limit-store.ts; `sync_*` is the
+ * lease of the one sync that may run for the mailbox.
+ */
+export const mailboxLimits = pgTable('mailbox_limits', {
+  mailboxId: uuid('mailbox_id')
+    .primaryKey()
+    .references(() => mailboxes.id, { onDelete: 'cascade' }),
+  quotaUnits: doublePrecision('quota_units').notNull(),
+  quotaAt: timestamp('quota_at', { withTimezone: true }).notNull(),
+  sendTokens: doublePrecision('send_tokens').notNull(),
+  sendAt: timestamp('send_at', { withTimezone: true }).notNull(),
+  budgetLeft: integer('budget_left'),
+  budgetCountedAt: timestamp('budget_counted_at', { withTimezone: true }),
+  pausedUntil: timestamp('paused_until', { withTimezone: true }),
+  syncOwner: text('sync_owner'),
+  syncLeaseUntil: timestamp('sync_lease_until', { withTimezone: true }),
+  syncStartedAt: timestamp('sync_started_at', { withTimezone: true }),
+  syncRequestedAt: timestamp('sync_requested_at', { withTimezone: true }),
+});

@@ -1,0 +1,25 @@
+import { sql } from 'drizzle-orm';
+import { pgEnum, pgTable, text, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
+import { id, createdAt } from './columns.js';
+import { users, workspaceRef } from './workspace.js';
+
+/** The workspace's suppression list. */
+
+export const suppressionReasonEnum = pgEnum('suppression_reason', ['unsubscribe', 'bounce', 'complaint', 'manual']);
+
+/** Workspace-wide "never mail this address" (P-08). Checked inside every send's transaction. */
+export const suppressions = pgTable(
+  'suppressions',
+  {
+    id: id(),
+    workspaceId: workspaceRef(),
+    email: text('email').notNull(),
+    /** `all`, or `topic:<name>` for a topic opt-out from the preference center. */
+    scope: text('scope').notNull().default('all'),
+    reason: suppressionReasonEnum('reason').notNull(),
+    source: text('source'),
+    createdBy: uuid('created_by').references(() => users.id, { onDelete: 'set null' }),
+    createdAt: createdAt(),
+  },
+  (t) => [uniqueIndex('suppressions_workspace_email_scope_unique').on(t.workspaceId, sql`lower(${t.email})`, t.scope)],
+);

@@ -1,0 +1,87 @@
+import { sql } from 'drizzle-orm';
+import { bigint, index, integer, pgEnum, pgTable, primaryKey, text, timestamp, uuid } from 'drizzle-orm/pg-core';
+import { campaigns } from './campaigns.js';
+
+/** Tracking events and the rollups the campaign stats read. */
+
+export const trackingEventTypeEnum = pgEnum('tracking_event_type', ['open', 'click']);
+export const classificationEnum = pgEnum('hit_classification', ['human', 'machine', 'unknown']);
+
+/** Raw opens and clicks, each classified with its reasons. IP and user agent are dropped after the retention window (P-14). */
+export const trackingEvents = pgTable(
+  'tracking_events',
+  {
+    id: uuid('id').primaryKey().defaultRandom(),
+    workspaceId: uuid('workspace_id').notNull(),
+    campaignId: uuid('campaign_id').notNull(),
+    sendId: uuid('send_id').notNull(),
+    type: trackingEventTypeEnum('type').notNull(),
+    linkIndex: integer('link_index'),
+    at: timestamp('at', { withTimezone: true }).notNull(),
+    method: text('method').notNull(),
+    ip: text('ip'),
+    userAgent: text('user_agent'),
+    classification: classificationEnum('classification').notNull(),
+    reasons: text('reasons').array().notNull(),
+  },
+  (t) => [
+    index('tracking_events_campaign_idx').on(t.campaignId, t.type, t.at),
+    index('tracking_events_send_idx').on(t.sendId, t.at),
+    // The P-14 sweep reads only events that still hold raw facts.
+    index('tracking_events_raw_facts_at_idx')
+      .on(t.at)
+      .where(sql`${t.userAgent} is not null or (${t.ip} is not null and position('/' in ${t.ip}) = 0)`),
+  ],
+);
+
+/**
+ * Campaign stats, kept by the event writer in the transaction that inserts the events
+ * (src/tracking/rollups.ts). One row per campaign, type and link; link_index -1 is every
+ * link together. Counts are judged verdicts (the human-click upgrade included).
+ */
+export const trackingRollups = pgTable(
+  'tracking_rollups',
+  {
+    workspaceId: uuid('workspace_id').notNull(),
+    campaignId: uuid('campaign_id')
+      .notNull()
+      .references(() => campaigns.id, { onDelete: 'cascade' }),
+    type: trackingEventTypeEnum('type').notNull(),
+    linkIndex: integer('link_index').notNull(),
+    human: bigint('human', { mode: 'number' }).notNull().default(0),
+    machine: bigint('machine', { mode: 'number' }).notNull().default(0),
+    unknown: bigint('unknown', { mode: 'number' }).notNull().default(0),
+    uniqueHuman: bigint('unique_human', { mode: 'number' }).notNull().default(0),
+  },
+  (t) => [primaryKey({ name: 'tracking_rollups_pk', columns: [t.campaignId, t.type, t.linkIndex, t.workspaceId] })],
+);
+
+/** Judged-human events per recipient, campaign, type and link: a row leaving 0 is one more unique human. */
+export const trackingRecipientRollups = pgTable(
+  'tracking_recipient_rollups',
+  {
+    workspaceId: uuid('workspace_id').notNull(),
+    // No foreign key: checked per inserted row, it would lock the campaign row hundreds of times a batch.
+    campaignId: uuid('campaign_id').notNull(),
+    recipientId: uuid('recipient_id').notNull(),
+    type: trackingEventTypeEnum('type').notNull(),
+    linkIndex: integer('link_index').notNull(),
+    humanEvents: integer('human_events').notNull().default(0),
+  },
+  (t) => [primaryKey({ name: 'tracking_recipient_rollups_pk', columns: [t.campaignId, t.recipientId, t.type, t.linkIndex, t.workspaceId] })],
+);
+
+/** Per send with a human event: what the "a human click upgrades the latest earlier open" rule needs. */
+export const trackingSendRollups = pgTable(
+  'tracking_send_rollups',
+  {
+    sendId: uuid('send_id').notNull(),
+    workspaceId: uuid('workspace_id').notNull(),
+    campaignId: uuid('campaign_id').notNull(),
+    recipientId: uuid('recipient_id').notNull(),
+    firstHumanClickAt: timestamp('first_human_click_at', { withTimezone: true }),
+    firstHumanOpenAt: timestamp('first_human_open_at', { withTimezone: true }),
+    upgradedClass: classificationEnum('upgraded_class'),
+  },
+  (t) => [primaryKey({ name: 'tracking_send_rollups_pk', columns: [t.sendId, t.workspaceId] })],
+);
