@@ -9,13 +9,12 @@ import {
   workspaces,
 } from '../db/schema.js';
 import { audienceWhere, firstStepSql, preflightCountsSql } from './audience-sql.js';
+import { rowsOf } from '../db/pg-array.js';
 
 export type CampaignRow = typeof campaigns.$inferSelect;
 export type NewCampaign = typeof campaigns.$inferInsert;
 export type SendRow = typeof campaignSends.$inferSelect;
 
-type Rows<T> = { rows: T[] };
-const rowsOf = <T>(result: unknown) => (result as Rows<T>).rows;
 
 
 function campaignQueries(db: Db) {

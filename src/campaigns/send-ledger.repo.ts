@@ -3,6 +3,7 @@ import type { Db } from '../db/connect.js';
 import { lockAddresses } from '../suppression/address-lock.js';
 import type { CampaignRow } from './campaigns.repo.js';
 import { optedInSql, suppressedSql } from './eligibility-sql.js';
+import { rowsOf } from '../db/pg-array.js';
 
 /*
  * The send ledger's state machine (see README.md, "Lifecycle of a send"). Every change of a
@@ -10,8 +11,6 @@ import { optedInSql, suppressedSql } from './eligibility-sql.js';
  * taken over changes nothing, so a late answer never overwrites a newer outcome.
  */
 
-type Rows<T> = { rows: T[] };
-const rowsOf = <T>(result: unknown) => (result as Rows<T>).rows;
 const ts = (at: Date) => sql`${at.toISOString()}::timestamptz`;
 
 /** A queued send this worker reserved for its next batch (still `queued`: nothing claimed yet). */

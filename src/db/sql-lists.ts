@@ -1,4 +1,5 @@
 import { sql, type AnyColumn, type SQL } from 'drizzle-orm';
+import { pgArray } from './pg-array.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -11,5 +12,5 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 export function inUuidList(column: AnyColumn, ids: readonly string[]): SQL {
   if (ids.length === 0) return sql`false`;
   for (const id of ids) if (!UUID.test(id)) throw new TypeError('inUuidList: not a UUID');
-  return sql`${column} = any(${`{${ids.join(',')}}`}::uuid[])`;
+  return sql`${column} = any(${pgArray(ids)}::uuid[])`;
 }

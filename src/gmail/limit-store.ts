@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
 import type { Db } from '../db/connect.js';
+import { rowsOf } from '../db/pg-array.js';
 
 /**
  * Where a mailbox's limits live. The SQL store is the real one: every process shares one
@@ -107,7 +108,6 @@ export function createMemoryLimitStore(clock: () => number = Date.now): LimitSto
 }
 
 const at = (now: number | undefined) => (now === undefined ? null : new Date(now).toISOString());
-const rowsOf = <T>(result: unknown) => (result as { rows: T[] }).rows;
 
 /** The real store: the `mailbox_limits` row, shared by every process on the database. */
 export function createSqlLimitStore(db: Db): LimitStore {

@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
 import type { Db } from '../db/connect.js';
+import { rowsOf } from '../db/pg-array.js';
 
 /**
  * The lease on a mailbox's sync, in its `mailbox_limits` row: one sync per mailbox across
@@ -20,7 +21,6 @@ export interface SyncLeases {
   releaseAll(): Promise<void>;
 }
 
-const rowsOf = <T>(result: unknown) => (result as { rows: T[] }).rows;
 
 export function createSyncLeases(db: Db, owner: string, leaseMs = 120_000): SyncLeases {
   return {

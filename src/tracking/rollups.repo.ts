@@ -1,7 +1,7 @@
 import { sql } from 'drizzle-orm';
 import type { Db } from '../db/connect.js';
 import type { Classification } from './classify.js';
-import { pgArray, rowsOf } from './pg-array.js';
+import { pgArray, rowsOf } from '../db/pg-array.js';
 import { applyUpgrades, planRollups, type CampaignDelta, type InsertedEvent, type RecipientDelta, type RollupPlan, type SendState } from './rollups.js';
 import type { TrackingEventRow } from './tracking.repo.js';
 

@@ -1,7 +1,7 @@
 import { sql } from 'drizzle-orm';
 import type { Db } from '../db/connect.js';
 import type { Classification, HitType } from './classify.js';
-import { pgArray, rowsOf } from './pg-array.js';
+import { pgArray, rowsOf } from '../db/pg-array.js';
 import { ALL_LINKS } from './rollups.js';
 
 /*

@@ -2,7 +2,7 @@ import { sql } from 'drizzle-orm';
 import type { Db } from '../db/connect.js';
 import type { CampaignSendRow } from './campaign-send-index.js';
 import type { Classification, HitType } from './classify.js';
-import { pgArray, rowsOf } from './pg-array.js';
+import { pgArray, rowsOf } from '../db/pg-array.js';
 import { writeEventsWithRollups } from './rollups.repo.js';
 
 export { pgArray };

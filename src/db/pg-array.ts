@@ -1,3 +1,4 @@
+/** Raw-SQL helpers shared by repos: the rows of a result, and arrays bound as one parameter. */
 type Rows<T> = { rows: T[] };
 
 /** The rows of a `db.execute` result (both drivers return `{ rows }`). */
