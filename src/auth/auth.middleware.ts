@@ -18,7 +18,7 @@ export function requireAuth(auth: AuthService): RequestHandler {
     const header = req.headers.authorization;
     const match = header ? /^Bearer\s+(\S+)$/i.exec(header) : null;
     if (!match) throw new UnauthorizedError('unauthorized', 'An Authorization: Bearer token is required');
-    req.auth = await auth.authenticate(match[1]!);
+    req.auth = { ...(await auth.authenticate(match[1]!)), requestId: String(req.id) };
     next();
   };
 }

@@ -13,6 +13,8 @@ export interface AuthContext {
   userId: string;
   workspaceId: string;
   role: Role;
+  /** The request being served (X-Request-Id), so audit rows can point at its log line. */
+  requestId?: string;
 }
 
 const INVITATION_TTL_MS = 7 * 24 * 3600 * 1000;

@@ -1,3 +1,4 @@
+import { actorOf } from '../auth/actor.js';
 import { encodeCursor, type PageCursor } from '../http/cursor.js';
 import type { AuthContext } from '../auth/auth.service.js';
 import type { ConsentStatus } from '../db/schema.js';
@@ -140,7 +141,7 @@ export function createContactsService(deps: {
         status: input.status,
         source: input.source,
         policyVersion: input.policyVersion ?? deps.policyVersion,
-        actor: `user:${auth.userId}`,
+        actor: actorOf(auth),
       });
       return presentConsent(consent);
     },

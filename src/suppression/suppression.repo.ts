@@ -1,8 +1,9 @@
+import { recordAudit, type AuditEntry } from '../privacy/audit.js';
 import { and, asc, desc, eq, getTableColumns, inArray, isNotNull, sql } from 'drizzle-orm';
 import { cursorTimestamp, olderThanCursor, type PageCursor } from '../http/cursor.js';
 import { inTransaction, type Db } from '../db/connect.js';
 import { lockAddresses, lockContactAddress, underAddressLock } from './address-lock.js';
-import { auditLog, campaigns, consents, contacts, recipients, suppressions, workspaces, type ConsentStatus } from '../db/schema.js';
+import { campaigns, consents, contacts, recipients, suppressions, workspaces, type ConsentStatus } from '../db/schema.js';
 
 export type SuppressionReason = (typeof suppressions.$inferInsert)['reason'];
 
@@ -186,8 +187,8 @@ function suppressionListQueries(db: Db) {
       );
     },
 
-    async insertAudit(values: { workspaceId: string; actor: string; action: string; subjectType: string; subjectId: string; detail: Record<string, unknown> }) {
-      await db.insert(auditLog).values(values);
+    async insertAudit(entry: AuditEntry) {
+      await recordAudit(db, entry);
     },
   };
 }

@@ -1,3 +1,4 @@
+import { actorOf } from '../auth/actor.js';
 import { encodeCursor, type PageCursor } from '../http/cursor.js';
 import type { AuthContext } from '../auth/auth.service.js';
 import type { ConsentStatus } from '../db/schema.js';
@@ -301,7 +302,8 @@ export function createSuppressionService(deps: { repo: SuppressionListRepo; code
         }
         await tx.insertAudit({
           workspaceId: auth.workspaceId,
-          actor: `user:${auth.userId}`,
+          actor: actorOf(auth),
+          requestId: auth.requestId,
           action: 'suppression.added',
           subjectType: 'suppression',
           subjectId: row.id,
@@ -329,7 +331,8 @@ export function createSuppressionService(deps: { repo: SuppressionListRepo; code
         await tx.deleteEntry(auth.workspaceId, id);
         await tx.insertAudit({
           workspaceId: auth.workspaceId,
-          actor: `user:${auth.userId}`,
+          actor: actorOf(auth),
+          requestId: auth.requestId,
           action: 'suppression.removed',
           subjectType: 'suppression',
           subjectId: entry.id,
@@ -341,7 +344,7 @@ export function createSuppressionService(deps: { repo: SuppressionListRepo; code
             email: entry.email,
             status: 'opted_in',
             source: input.consentSource,
-            actor: `user:${auth.userId}`,
+            actor: actorOf(auth),
             evenIfUnchanged: true,
           });
         }

@@ -49,7 +49,7 @@ describe('/api/suppressions', () => {
     expect(again.body).toEqual(created.body);
 
     expect(await auditFor(created.body.id)).toMatchObject([
-      { action: 'suppression.added', actor: expect.stringMatching(/^user:/), detail: { email: 'Someone@example.test', scope: 'all', reason: 'manual', note: 'asked on the phone' } },
+      { action: 'suppression.added', actor: expect.stringMatching(/^user:/), requestId: created.headers.get('x-request-id'), detail: { email: 'Someone@example.test', scope: 'all', reason: 'manual', note: 'asked on the phone' } },
     ]);
   });
 

@@ -19,6 +19,8 @@ export const auditLog = pgTable(
     subjectType: text('subject_type').notNull(),
     subjectId: text('subject_id'),
     detail: jsonb('detail').$type<Record<string, unknown>>().notNull().default({}),
+    /** The request that caused this row (the X-Request-Id of its log line), when there was one. */
+    requestId: text('request_id'),
     at: timestamp('at', { withTimezone: true }).notNull().default(sql`clock_timestamp()`),
   },
   (t) => [index('audit_log_workspace_at_idx').on(t.workspaceId, t.at)],
