@@ -345,7 +345,7 @@ describe('GET /api/campaigns/:id/stats (P-07)', () => {
     await tracking().flush();
   });
 
-  it('counts a scripted mix of human and machine events exactly, human first, unique per recipient', async () => {
+  it('P-07 counts a scripted mix of human and machine events exactly, human first, unique per recipient', async () => {
     const res = await ctx.app.api('GET', `/api/campaigns/${seeded.campaignId}/stats`, { token: ctx.owner.token });
     expect(res.status).toBe(200);
     expect(res.body).toEqual({
