@@ -53,6 +53,15 @@ import { NotFoundError, errorMiddleware } from './errors.js';
 import { createMetrics, metricsMiddleware, metricsRoute } from './http/metrics.js';
 import { redactUrl, serializeError, type Logger } from './logger.js';
 import { rejectBadText } from './http/text.js';
+import { createApiKeysRepo } from './api-keys/api-keys.repo.js';
+import { apiKeysRoutes } from './api-keys/api-keys.routes.js';
+import { createApiKeysService, looksLikeApiKey } from './api-keys/api-keys.service.js';
+import { createAccessLookup } from './http/api-spec.js';
+import { API_ROUTES, API_WEBHOOKS } from './http/api-routes.js';
+import { buildOpenApiDocument, openApiRoutes } from './http/openapi.js';
+import { idempotentRoute } from './idempotency/idempotency.middleware.js';
+import { createIdempotencyRepo } from './idempotency/idempotency.repo.js';
+import { createIdempotencyService } from './idempotency/idempotency.service.js';
 
 export interface AppDeps {
   config: Config;
@@ -185,7 +194,10 @@ export function createServices(deps: AppDeps) {
   });
   // Periodic jobs run once per period across every process sharing the database.
   const jobSchedule = createJobSchedule(db, processOwner);
-  return { auth, accountMailer, contacts, mailboxes, messages, sync, push, messageContent, campaigns, sendWorker, trackingUrls, suppressions, pacer, metrics, tracking, jobSchedule };
+  // Server-to-server callers: API keys, and Idempotency-Key answers kept for replay.
+  const apiKeys = createApiKeysService({ repo: createApiKeysRepo(db), authRepo: createAuthRepo(db), now: deps.now });
+  const idempotency = createIdempotencyService({ repo: createIdempotencyRepo(db), now: deps.now });
+  return { auth, accountMailer, contacts, mailboxes, messages, sync, push, messageContent, campaigns, sendWorker, trackingUrls, suppressions, pacer, metrics, tracking, jobSchedule, apiKeys, idempotency };
 }
 
 export type Services = ReturnType<typeof createServices>;
@@ -243,17 +255,21 @@ export function createApp(deps: AppDeps, services: Services = createServices(dep
 
   // Each feature router guards its own path prefixes, so that an unknown /api path
   // is a 404 for everyone rather than a 401 that hides it.
-  const authenticated = requireAuth(auth);
+  // A session token or an API key; a key's scopes are checked against the route registry.
+  const authenticated = requireAuth(auth, { looksLikeApiKey, authenticate: services.apiKeys.authenticate, accessOf: createAccessLookup(API_ROUTES) });
+  const idempotent = idempotentRoute(services.idempotency);
   app.use('/api', publicAuthRoutes(auth));
+  app.use('/api', openApiRoutes(buildOpenApiDocument(API_ROUTES, API_WEBHOOKS, config.publicBaseUrl)));
   app.use(
     '/api',
     authRoutes(auth, authenticated),
     contactsRoutes(contacts, authenticated),
     gmailRoutes(mailboxes, authenticated, config.publicBaseUrl.startsWith('https:')),
-    messagesRoutes(messages, messageContent, authenticated),
-    campaignsRoutes(services.campaigns, authenticated),
+    messagesRoutes(messages, messageContent, authenticated, idempotent),
+    campaignsRoutes(services.campaigns, authenticated, idempotent),
     suppressionRoutes(services.suppressions, authenticated),
     trackingRoutes(services.tracking.stats, authenticated),
+    apiKeysRoutes(services.apiKeys, authenticated),
   );
   app.use('/api', (req, _res, next) => next(new NotFoundError(`Route ${req.method} ${req.baseUrl}${req.path}`, 'route_not_found')));
   // The recipient's pages (/u, /p): public, the token in the URL is the credential.

@@ -2,9 +2,10 @@ import type { AuthContext } from './auth.service.js';
 
 /**
  * Who did something, as the audit log and consent history name them: `user:<id>` for a
- * signed-in member. Other callers (API keys, recipients, jobs) get their own prefix, so an
+ * signed-in member, `key:<id>` for an API key (whoever created it). Other callers (API keys, recipients, jobs) get their own prefix, so an
  * auditor can always tell a person from a machine.
  */
 export function actorOf(auth: AuthContext): string {
+  if (auth.apiKeyId) return `key:${auth.apiKeyId}`;
   return `user:${auth.userId}`;
 }

@@ -8,6 +8,7 @@ import { DECOY_PASSWORD_HASH, hashPassword, verifyPassword } from './passwords.j
 import type { SessionTokens } from './sessions.js';
 import type { AccountMailer } from './account-mail.js';
 import type { AuthThrottle } from './throttle.js';
+import type { ApiScope } from '../http/api-spec.js';
 
 export interface AuthContext {
   userId: string;
@@ -15,6 +16,10 @@ export interface AuthContext {
   role: Role;
   /** The request being served (X-Request-Id), so audit rows can point at its log line. */
   requestId?: string;
+  /** Set when the caller is an API key (acting for `userId`, the member who created it). */
+  apiKeyId?: string;
+  /** That key's scopes; requireAuth has checked them against the route. */
+  scopes?: ApiScope[];
 }
 
 const INVITATION_TTL_MS = 7 * 24 * 3600 * 1000;

@@ -4,6 +4,7 @@ import { authOf } from '../auth/auth.middleware.js';
 import { assertCsvUpload } from '../contacts/contacts.routes.js';
 import { parseId } from '../http/params.js';
 import { isoInstant, parseInput } from '../http/validate.js';
+import type { IdempotentRoute } from '../idempotency/idempotency.middleware.js';
 import type { CampaignsService } from './campaigns.service.js';
 import { segmentSchema } from './segment.js';
 import { isValidTimeZone } from './sending-window.js';
@@ -26,7 +27,7 @@ const sendingWindow = z
   .strict()
   .refine((w) => w.endHour > w.startHour, { message: 'must end after it starts', path: ['endHour'] });
 
-const campaignBody = z
+export const campaignBody = z
   .object({
     name: z.string().trim().min(1).max(200),
     kind: z.enum(['marketing', 'transactional']),
@@ -46,12 +47,12 @@ const campaignBody = z
   .refine((c) => (c.contactIds === undefined) !== (c.segment === undefined), { message: 'give exactly one of contactIds or segment', path: ['contactIds'] })
   .transform(({ contactIds, segment, ...rest }) => ({ ...rest, audience: contactIds ? { contactIds } : { segment: segment! } }));
 
-const launchBody = z.object({ startAt: isoInstant.optional() }).strict();
+export const launchBody = z.object({ startAt: isoInstant.optional() }).strict();
 
-export function campaignsRoutes(campaigns: CampaignsService, authenticated: RequestHandler): Router {
+export function campaignsRoutes(campaigns: CampaignsService, authenticated: RequestHandler, idempotent: IdempotentRoute): Router {
   const router = Router();
   router.use('/campaigns', authenticated);
-  router.post('/campaigns', async (req, res) => {
+  router.post('/campaigns', idempotent('POST /api/campaigns'), async (req, res) => {
     res.status(201).json(await campaigns.create(authOf(req), parseInput(campaignBody, req.body)));
   });
   router.get('/campaigns', async (req, res) => {
@@ -72,7 +73,7 @@ export function campaignsRoutes(campaigns: CampaignsService, authenticated: Requ
   router.post('/campaigns/:id/preflight', async (req, res) => {
     res.json(await campaigns.preflight(authOf(req), parseId(req.params.id, 'Campaign')));
   });
-  router.post('/campaigns/:id/launch', async (req, res) => {
+  router.post('/campaigns/:id/launch', idempotent('POST /api/campaigns/:id/launch'), async (req, res) => {
     const id = parseId(req.params.id, 'Campaign');
     res.json(await campaigns.launch(authOf(req), id, parseInput(launchBody, req.body ?? {})));
   });

@@ -7,18 +7,18 @@ import { html } from '../web/html.js';
 import { renderPage } from '../web/layout.js';
 import type { MailboxService } from './mailboxes.service.js';
 
-const connectQuery = z.object({
+export const connectQuery = z.object({
   sync: z.enum(['true', 'false']).default('false').transform((v) => v === 'true'),
   /** The disclosure version the person just read and accepted: go straight to Google. */
   acknowledge: z.string().max(50).optional(),
   loginHint: z.email().optional(),
 });
-const callbackQuery = z.object({
+export const callbackQuery = z.object({
   code: z.string().max(2000).optional(),
   state: z.string().max(4000).optional(),
   error: z.string().max(200).optional(),
 });
-const patchBody = z.object({ dailyBudget: z.number().int().min(1).max(10_000) }).strict();
+export const patchMailboxBody = z.object({ dailyBudget: z.number().int().min(1).max(10_000) }).strict();
 
 const wantsJson = (req: Request) => req.accepts(['html', 'json']) === 'json';
 
@@ -92,7 +92,7 @@ export function gmailRoutes(mailboxes: MailboxService, authenticated: RequestHan
   });
   router.patch('/mailboxes/:id', async (req, res) => {
     const id = parseId(req.params.id, 'Mailbox');
-    res.json(await mailboxes.update(authOf(req), id, parseInput(patchBody, req.body)));
+    res.json(await mailboxes.update(authOf(req), id, parseInput(patchMailboxBody, req.body)));
   });
   router.delete('/mailboxes/:id', async (req, res) => {
     await mailboxes.disconnect(authOf(req), parseId(req.params.id, 'Mailbox'));

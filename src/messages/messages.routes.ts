@@ -5,6 +5,7 @@ import { emailAddressField } from '../contacts/email-address.js';
 import type { MessageContentReader } from '../gmail/message-content.js';
 import { parseId } from '../http/params.js';
 import { parseInput } from '../http/validate.js';
+import type { IdempotentRoute } from '../idempotency/idempotency.middleware.js';
 import type { MessagesService } from './messages.service.js';
 
 export const MAX_RECIPIENTS = 100;
@@ -13,7 +14,7 @@ const addressList = z.union([emailAddressField, z.array(emailAddressField).max(M
 /** A header value never spans lines: CR or LF would let a caller write headers of their own. */
 const headerText = z.string().max(998).refine((v) => !/[\r\n]/.test(v), 'must not contain line breaks');
 
-const sendBody = z
+export const sendMessageBody = z
   .object({
     mailboxId: z.uuid(),
     to: addressList,
@@ -33,11 +34,11 @@ const sendBody = z
   })
   .transform((m) => ({ ...m, cc: m.cc ?? [], bcc: m.bcc ?? [] }));
 
-export function messagesRoutes(messages: MessagesService, content: MessageContentReader, authenticated: RequestHandler): Router {
+export function messagesRoutes(messages: MessagesService, content: MessageContentReader, authenticated: RequestHandler, idempotent: IdempotentRoute): Router {
   const router = Router();
   router.use('/messages', authenticated);
-  router.post('/messages', async (req, res) => {
-    const { pending, message } = await messages.send(authOf(req), parseInput(sendBody, req.body));
+  router.post('/messages', idempotent('POST /api/messages'), async (req, res) => {
+    const { pending, message } = await messages.send(authOf(req), parseInput(sendMessageBody, req.body));
     // 202: Gmail did not confirm the send in time; GET /api/messages/:id shows the outcome once it is known.
     res.status(pending ? 202 : 201).json(message);
   });

@@ -28,6 +28,23 @@ describe('secrets never reach a log line (invariant 6)', () => {
     }
   });
 
+  it('API keys stay out of the logs: at creation, in use, refused, revoked, and malformed', async () => {
+    const owner = await signUp(app);
+    const created = await app.api('POST', '/api/api-keys', { token: owner.token, json: { name: 'server', scopes: ['read'] } });
+    const key: string = created.body.key;
+    expect(key).toMatch(/^itk_/);
+    await app.api('GET', '/api/me', { token: key });
+    await app.api('POST', '/api/contacts', { token: key, json: { email: 'scoped@example.com' } });
+    await app.api('GET', '/api/me', { headers: { authorization: `Bearer ${key}x` } });
+    await app.api('DELETE', `/api/api-keys/${created.body.id}`, { token: owner.token });
+    await app.api('GET', '/api/me', { token: key });
+    const logs = app.logs.join('');
+    // The refused requests were logged (so the check below looked at their lines).
+    expect(logs).toContain('"statusCode":401');
+    // Neither the key nor its secret part (past the public prefix shown in lists).
+    expect(logs).not.toContain(key.slice(created.body.prefix.length));
+  });
+
   it('recipient tokens in /u and /p paths and OAuth codes in the callback query stay out of the logs', async () => {
     const token = 'ThisIsARecipientTokenThatMustNotBeLogged123';
     await app.api('GET', `/u/${token}`);

@@ -34,7 +34,7 @@ interface Layer {
   handle?: { stack?: { route?: { path: string; methods: Record<string, boolean> } }[] };
 }
 
-const PUBLIC_ROUTES = ['POST /api/auth/signup', 'POST /api/auth/signup/verify', 'POST /api/auth/login', 'POST /api/invitations/accept', 'GET /api/gmail/callback'];
+const PUBLIC_ROUTES = ['POST /api/auth/signup', 'POST /api/auth/signup/verify', 'POST /api/auth/login', 'POST /api/invitations/accept', 'GET /api/gmail/callback', 'GET /api/openapi.json', 'GET /api/docs'];
 
 let app: TestApp;
 let a: Awaited<ReturnType<typeof signUp>>;
@@ -59,6 +59,7 @@ beforeAll(async () => {
   ids.message = sent.body.id;
   const suppression = await app.api('POST', '/api/suppressions', { token: b.token, json: { email: 'BeeSecret.optout@b.example', note: 'BeeSecret note' } });
   ids.suppression = suppression.body.id;
+  ids.apiKey = (await app.api('POST', '/api/api-keys', { token: b.token, json: { name: 'BeeSecret key', scopes: ['admin'] } })).body.id;
   // A campaign of B's, inserted directly: only its id matters to the routes below.
   ids.campaign ??= (
     await app.database.db
@@ -91,6 +92,7 @@ const ID_ROUTES: Record<string, { id: () => string; json?: unknown; csv?: string
   'PATCH /api/mailboxes/:id': { id: () => ids.mailbox!, json: { dailyBudget: 1 } },
   'DELETE /api/mailboxes/:id': { id: () => ids.mailbox! },
   'DELETE /api/suppressions/:id': { id: () => ids.suppression!, json: { note: 'attacker' } },
+  'DELETE /api/api-keys/:id': { id: () => ids.apiKey! },
   'GET /api/messages/:id': { id: () => ids.message! },
   'GET /api/messages/:id/content': { id: () => ids.message! },
   'GET /api/campaigns/:id/stats': { id: () => ids.campaign! },
@@ -119,6 +121,8 @@ const COLLECTION_ROUTES: Record<string, { json?: unknown; body?: string; content
   'POST /api/suppressions': { json: { email: 'own-optout@a.example' } },
   'GET /api/campaigns': {},
   'PATCH /api/workspace': { json: { name: 'A renamed' } },
+  'GET /api/api-keys': {},
+  'POST /api/api-keys': { json: { name: 'A key', scopes: ['read'] } },
 };
 
 /** Routes that take another workspace's id inside the body: they must answer 404 and change nothing. */

@@ -1,0 +1,49 @@
+import { and, desc, eq, isNull, lt, or } from 'drizzle-orm';
+import type { Db } from '../db/connect.js';
+import { apiKeys, type ApiKeyRow } from '../db/schema.js';
+import { recordAudit, type AuditEntry } from '../privacy/audit.js';
+
+export function createApiKeysRepo(db: Db) {
+  return {
+    /** The key row and its audit entry commit together (the audit names the new key's id). */
+    async insert(values: { workspaceId: string; createdBy: string; name: string; scopes: string[]; keyHash: string; keyPrefix: string }, audit: (id: string) => AuditEntry): Promise<ApiKeyRow> {
+      return db.transaction(async (tx) => {
+        const [row] = await tx.insert(apiKeys).values(values).returning();
+        await recordAudit(tx, audit(row!.id));
+        return row!;
+      });
+    },
+
+    list(workspaceId: string): Promise<ApiKeyRow[]> {
+      return db.select().from(apiKeys).where(eq(apiKeys.workspaceId, workspaceId)).orderBy(desc(apiKeys.createdAt));
+    },
+
+    async findByHash(keyHash: string): Promise<ApiKeyRow | undefined> {
+      const [row] = await db.select().from(apiKeys).where(eq(apiKeys.keyHash, keyHash)).limit(1);
+      return row;
+    },
+
+    /** Revokes a live key of this workspace; undefined when there is none (unknown, another workspace's, already revoked). */
+    async revoke(workspaceId: string, id: string, at: Date, audit: AuditEntry): Promise<ApiKeyRow | undefined> {
+      return db.transaction(async (tx) => {
+        const [row] = await tx
+          .update(apiKeys)
+          .set({ revokedAt: at })
+          .where(and(eq(apiKeys.workspaceId, workspaceId), eq(apiKeys.id, id), isNull(apiKeys.revokedAt)))
+          .returning();
+        if (row) await recordAudit(tx, audit);
+        return row;
+      });
+    },
+
+    /** Moves last_used_at only when it is older than `staleBefore`: at most one write per key per interval, whatever the process. */
+    async touch(id: string, at: Date, staleBefore: Date): Promise<void> {
+      await db
+        .update(apiKeys)
+        .set({ lastUsedAt: at })
+        .where(and(eq(apiKeys.id, id), or(isNull(apiKeys.lastUsedAt), lt(apiKeys.lastUsedAt, staleBefore))));
+    },
+  };
+}
+
+export type ApiKeysRepo = ReturnType<typeof createApiKeysRepo>;

@@ -1,0 +1,99 @@
+import { z } from 'zod';
+import { createApiKeyBody } from '../api-keys/api-keys.routes.js';
+import { acceptBody, inviteBody, loginBody, signupBody, verifyBody, workspaceBody } from '../auth/auth.routes.js';
+import { campaignBody, launchBody } from '../campaigns/campaigns.routes.js';
+import { consentBody, createContactBody, listContactsQuery, patchContactBody } from '../contacts/contacts.routes.js';
+import { callbackQuery, connectQuery, patchMailboxBody } from '../gmail/gmail.routes.js';
+import { sendMessageBody } from '../messages/messages.routes.js';
+import { addSuppressionBody, listSuppressionsQuery, removeSuppressionBody } from '../suppression/suppression.routes.js';
+import { route, type ApiRoute } from './api-spec.js';
+
+/*
+ * Every route the app serves, one line each (see api-spec.ts). Adding a route to a router
+ * without adding it here fails test/integration/openapi.test.ts, and API keys are refused on it.
+ * Scopes: `read` reads; `send` writes contacts, consents, campaigns and suppressions and sends
+ * mail; `admin` changes the workspace, its members and mailboxes, and removes suppressions.
+ */
+const mailboxDailyBudget = { 200: 'the mailbox' };
+const campaignState = { 200: 'the campaign with its progress' };
+const lifecycle = (action: 'pause' | 'resume' | 'cancel', errors: string[]) =>
+  route('post', `/api/campaigns/:id/${action}`, { tag: 'campaigns', summary: `${action[0]!.toUpperCase()}${action.slice(1)} a campaign`, access: 'send', responses: campaignState, errors });
+
+export const API_ROUTES: ApiRoute[] = [
+  // Operations
+  route('get', '/healthz', { tag: 'operations', summary: 'Liveness', access: 'public', responses: { 200: '{status:"ok"}' } }),
+  route('get', '/readyz', { tag: 'operations', summary: 'Readiness: the database answers', access: 'public', responses: { 200: 'ready', 503: 'the database is unreachable' } }),
+  route('get', '/metrics', { tag: 'operations', summary: 'Prometheus metrics (Bearer METRICS_TOKEN; 404 when unset)', access: 'public', produces: 'text/plain', responses: { 200: 'metrics' }, errors: ['unauthorized', 'route_not_found'] }),
+  route('get', '/api/openapi.json', { tag: 'operations', summary: 'This OpenAPI 3.1 document', access: 'public', responses: { 200: 'the document' } }),
+  route('get', '/api/docs', { tag: 'operations', summary: 'The API reference as a page', access: 'public', produces: 'text/html', responses: { 200: 'the page' } }),
+
+  // Accounts
+  route('post', '/api/auth/signup', { tag: 'auth', summary: 'Sign up (a confirmation code is mailed)', access: 'public', body: signupBody, responses: { 202: '{status:"verification_sent"}' }, errors: ['too_many_requests'] }),
+  route('post', '/api/auth/signup/verify', { tag: 'auth', summary: 'Confirm a signup', access: 'public', body: verifyBody, responses: { 201: '{token,user,workspace,role}' }, errors: ['signup_code_invalid'] }),
+  route('post', '/api/auth/login', { tag: 'auth', summary: 'Log in', access: 'public', body: loginBody, responses: { 200: '{token}' }, errors: ['invalid_credentials', 'too_many_requests'] }),
+  route('post', '/api/invitations/accept', { tag: 'auth', summary: 'Accept an invitation', access: 'public', body: acceptBody, responses: { 201: '{token,user,workspace,role}' }, errors: ['invitation_not_found', 'invalid_credentials'] }),
+  route('get', '/api/me', { tag: 'auth', summary: 'The caller, their workspace and role', access: 'read', responses: { 200: '{user,workspace,role}' } }),
+  route('get', '/api/members', { tag: 'auth', summary: "The workspace's members", access: 'read', responses: { 200: '{members}' } }),
+  route('patch', '/api/workspace', { tag: 'auth', summary: 'Rename the workspace or set its postal address', access: 'admin', roles: ['owner', 'admin'], body: workspaceBody, responses: { 200: 'the workspace' } }),
+  route('get', '/api/invitations', { tag: 'auth', summary: 'Open invitations', access: 'admin', roles: ['owner', 'admin'], responses: { 200: '{invitations}' } }),
+  route('post', '/api/invitations', { tag: 'auth', summary: 'Invite someone (the token is shown once)', access: 'admin', roles: ['owner', 'admin'], body: inviteBody, responses: { 201: '{invitation,token}' }, errors: ['email_taken'] }),
+  route('delete', '/api/invitations/:id', { tag: 'auth', summary: 'Revoke an invitation', access: 'admin', roles: ['owner', 'admin'], responses: { 204: 'revoked' } }),
+
+  // API keys
+  route('post', '/api/api-keys', { tag: 'api-keys', summary: 'Create an API key (the key is shown once)', access: 'session', roles: ['owner', 'admin'], body: createApiKeyBody, responses: { 201: '{id,name,scopes,prefix,createdAt,key}' } }),
+  route('get', '/api/api-keys', { tag: 'api-keys', summary: "The workspace's API keys (never the keys themselves)", access: 'session', roles: ['owner', 'admin'], responses: { 200: '{apiKeys}' } }),
+  route('delete', '/api/api-keys/:id', { tag: 'api-keys', summary: 'Revoke an API key (refused from the next request on)', access: 'session', roles: ['owner', 'admin'], responses: { 204: 'revoked' } }),
+
+  // Contacts
+  route('get', '/api/contacts', { tag: 'contacts', summary: 'List contacts', access: 'read', query: listContactsQuery, responses: { 200: '{contacts,nextCursor}' } }),
+  route('post', '/api/contacts', { tag: 'contacts', summary: 'Create a contact', access: 'send', body: createContactBody, responses: { 201: 'the contact' }, errors: ['contact_exists'] }),
+  route('post', '/api/contacts/import', { tag: 'contacts', summary: 'Import a CSV file (optional consent column)', access: 'send', body: 'csv', responses: { 200: '{rows,created,updated,unchanged,failed,consents,errors}' }, errors: ['request_aborted'] }),
+  route('get', '/api/contacts/:id', { tag: 'contacts', summary: 'A contact with its timeline', access: 'read', responses: { 200: 'the contact' } }),
+  route('patch', '/api/contacts/:id', { tag: 'contacts', summary: 'Change a contact', access: 'send', body: patchContactBody, responses: { 200: 'the contact' }, errors: ['contact_exists'] }),
+  route('delete', '/api/contacts/:id', { tag: 'contacts', summary: 'Delete a contact', access: 'send', responses: { 204: 'deleted' } }),
+  route('get', '/api/contacts/:id/consents', { tag: 'contacts', summary: "A contact's consent history", access: 'read', responses: { 200: '{consents}' } }),
+  route('post', '/api/contacts/:id/consents', { tag: 'contacts', summary: 'Append a consent record', access: 'send', body: consentBody, responses: { 201: 'the consent record' } }),
+
+  // Gmail
+  route('get', '/api/gmail/connect', { tag: 'gmail', summary: 'Limited Use disclosure, then Google consent', access: 'session', query: connectQuery, produces: 'text/html', responses: { 200: 'the disclosure page, or {disclosure,scopes,url} as JSON', 302: "to Google's consent" } }),
+  route('get', '/api/gmail/callback', { tag: 'gmail', summary: 'Google comes back here', access: 'public', query: callbackQuery, produces: 'text/html', responses: { 200: 'a page', 201: 'the mailbox (JSON)' }, errors: ['connection_not_started_here', 'code_exchange_failed', 'consent_denied', 'invalid_state', 'scope_not_granted', 'no_refresh_token'] }),
+  route('get', '/api/mailboxes', { tag: 'gmail', summary: 'Connected mailboxes', access: 'read', responses: { 200: '{mailboxes}' } }),
+  route('patch', '/api/mailboxes/:id', { tag: 'gmail', summary: "Set a mailbox's daily budget", access: 'admin', body: patchMailboxBody, responses: mailboxDailyBudget }),
+  route('delete', '/api/mailboxes/:id', { tag: 'gmail', summary: 'Disconnect (revokes at Google, deletes synced data)', access: 'admin', responses: { 204: 'disconnected' } }),
+  route('post', '/webhooks/gmail', { tag: 'gmail', summary: 'Gmail push (Pub/Sub OIDC token verified)', access: 'public', responses: { 204: 'accepted' }, errors: ['invalid_push_token', 'invalid_push_message', 'push_verification_unavailable'] }),
+
+  // Mail
+  route('post', '/api/messages', { tag: 'messages', summary: 'Send 1:1 mail now', access: 'send', body: sendMessageBody, idempotent: true, responses: { 201: 'sent', 202: '{status:"pending"|"outcome_unknown",id}' }, errors: ['recipient_suppressed', 'mailbox_needs_reconnect', 'too_many_requests', 'message_too_large', 'gmail_rejected', 'gmail_unavailable'] }),
+  route('get', '/api/messages/:id', { tag: 'messages', summary: 'One outbound message and its status', access: 'read', responses: { 200: 'the message' } }),
+  route('get', '/api/messages/:id/content', { tag: 'messages', summary: "A message's body, for its mailbox's owner only (P-03)", access: 'session', responses: { 200: 'the content' }, errors: ['read_access_not_granted', 'gmail_error'] }),
+
+  // Campaigns
+  route('post', '/api/campaigns', { tag: 'campaigns', summary: 'Create a draft', access: 'send', body: campaignBody, idempotent: true, responses: { 201: 'the campaign' }, errors: ['unknown_merge_field', 'unknown_contacts', 'mailbox_missing'] }),
+  route('get', '/api/campaigns', { tag: 'campaigns', summary: 'List campaigns', access: 'read', responses: { 200: '{campaigns}' } }),
+  route('get', '/api/campaigns/:id', { tag: 'campaigns', summary: 'A campaign and its progress', access: 'read', responses: campaignState }),
+  route('patch', '/api/campaigns/:id', { tag: 'campaigns', summary: 'Change a draft', access: 'send', body: campaignBody, responses: campaignState, errors: ['campaign_not_editable', 'unknown_merge_field', 'unknown_contacts', 'mailbox_missing'] }),
+  route('post', '/api/campaigns/:id/recipients', { tag: 'campaigns', summary: "A draft's audience from a CSV file", access: 'send', body: 'csv', responses: { 200: 'the import report' }, errors: ['campaign_not_draft', 'request_aborted'] }),
+  route('post', '/api/campaigns/:id/preflight', { tag: 'campaigns', summary: 'Count eligible / suppressed / missing consent / invalid', access: 'read', responses: { 200: 'the counts' } }),
+  route('post', '/api/campaigns/:id/launch', { tag: 'campaigns', summary: 'Launch a draft', access: 'send', body: launchBody, idempotent: true, responses: campaignState, errors: ['campaign_not_draft', 'postal_address_required', 'mailbox_needs_reconnect'] }),
+  lifecycle('pause', ['campaign_not_running']),
+  lifecycle('resume', ['campaign_not_paused']),
+  lifecycle('cancel', ['campaign_finished']),
+  route('get', '/api/campaigns/:id/stats', { tag: 'campaigns', summary: 'Campaign stats (human first, machine beside)', access: 'read', responses: { 200: 'the stats' } }),
+
+  // Suppressions and recipients' pages
+  route('get', '/api/suppressions', { tag: 'suppressions', summary: 'The suppression list', access: 'read', query: listSuppressionsQuery, responses: { 200: '{suppressions,nextCursor}' } }),
+  route('post', '/api/suppressions', { tag: 'suppressions', summary: 'Suppress an address', access: 'send', body: addSuppressionBody, responses: { 200: 'already suppressed', 201: 'the suppression' } }),
+  route('delete', '/api/suppressions/:id', { tag: 'suppressions', summary: 'Remove a suppression (audited)', access: 'admin', roles: ['owner', 'admin'], body: removeSuppressionBody, responses: { 204: 'removed' } }),
+  route('get', '/u/:token', { tag: 'recipients', summary: 'Unsubscribe page (changes nothing)', access: 'public', produces: 'text/html', responses: { 200: 'the page' } }),
+  route('post', '/u/:token', { tag: 'recipients', summary: 'Unsubscribe, RFC 8058 one-click', access: 'public', produces: 'text/html', responses: { 200: 'unsubscribed (committed first)' } }),
+  route('get', '/p/:token', { tag: 'recipients', summary: 'Preference center', access: 'public', produces: 'text/html', responses: { 200: 'the page' } }),
+  route('post', '/p/:token', { tag: 'recipients', summary: 'Save preferences', access: 'public', produces: 'text/html', responses: { 200: 'the page' } }),
+  route('get', '/t/o/:token', { tag: 'recipients', summary: 'Open pixel (always a 43-byte GIF)', access: 'public', produces: 'image/gif', responses: { 200: 'the pixel' } }),
+  route('get', '/t/c/:token', { tag: 'recipients', summary: 'Click redirect (only to the stored link)', access: 'public', produces: 'text/html', responses: { 302: 'to the link', 404: 'unknown link' } }),
+];
+
+/**
+ * Webhook payloads (OpenAPI `webhooks`): event type → zod schema of its body. The webhooks
+ * feature registers its events here, one line each.
+ */
+export const API_WEBHOOKS: Record<string, { summary: string; payload: z.ZodType }> = {};

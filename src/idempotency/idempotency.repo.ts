@@ -1,0 +1,55 @@
+import { and, eq, lte } from 'drizzle-orm';
+import type { Db } from '../db/connect.js';
+import { idempotencyKeys, type IdempotencyKeyRow } from '../db/schema.js';
+
+export interface IdempotencyScope {
+  workspaceId: string;
+  caller: string;
+  route: string;
+  key: string;
+}
+
+const matches = (scope: IdempotencyScope) =>
+  and(
+    eq(idempotencyKeys.workspaceId, scope.workspaceId),
+    eq(idempotencyKeys.caller, scope.caller),
+    eq(idempotencyKeys.route, scope.route),
+    eq(idempotencyKeys.key, scope.key),
+  );
+
+export function createIdempotencyRepo(db: Db) {
+  return {
+    /**
+     * Takes the key for a new request: true when this request is the first (the row is
+     * inserted `in_progress`), false when a live row exists. An expired row is dropped first.
+     * Two racing requests both try the insert; the primary key lets exactly one through.
+     */
+    async claim(scope: IdempotencyScope, requestHash: string, at: Date, expiresAt: Date): Promise<boolean> {
+      await db.delete(idempotencyKeys).where(and(matches(scope), lte(idempotencyKeys.expiresAt, at)));
+      const inserted = await db
+        .insert(idempotencyKeys)
+        .values({ ...scope, requestHash, state: 'in_progress', createdAt: at, expiresAt })
+        .onConflictDoNothing()
+        .returning({ key: idempotencyKeys.key });
+      return inserted.length === 1;
+    },
+
+    async find(scope: IdempotencyScope): Promise<IdempotencyKeyRow | undefined> {
+      const [row] = await db.select().from(idempotencyKeys).where(matches(scope)).limit(1);
+      return row;
+    },
+
+    async complete(scope: IdempotencyScope, status: number, body: unknown): Promise<void> {
+      await db
+        .update(idempotencyKeys)
+        .set({ state: 'completed', responseStatus: status, responseBody: body ?? null })
+        .where(and(matches(scope), eq(idempotencyKeys.state, 'in_progress')));
+    },
+
+    async release(scope: IdempotencyScope): Promise<void> {
+      await db.delete(idempotencyKeys).where(and(matches(scope), eq(idempotencyKeys.state, 'in_progress')));
+    },
+  };
+}
+
+export type IdempotencyRepo = ReturnType<typeof createIdempotencyRepo>;

@@ -1,0 +1,159 @@
+import { randomUUID } from 'node:crypto';
+import { eq } from 'drizzle-orm';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { apiKeys, auditLog, consents } from '../../src/db/schema.js';
+import { registeredRoutes } from '../helpers/routes.js';
+import { useAppWithOwner } from '../helpers/test-app.js';
+
+const ctx = useAppWithOwner();
+
+async function createKey(scopes: string[], name = `key ${scopes.join('+')}`) {
+  const created = await ctx.app.api('POST', '/api/api-keys', { token: ctx.owner.token, json: { name, scopes } });
+  expect(created.status).toBe(201);
+  return created.body as { id: string; key: string; prefix: string; scopes: string[] };
+}
+
+/**
+ * What each scope may call, written out by hand (not read from the registry the code uses):
+ * `read` reads, `send` writes CRM data and sends, `admin` administers (and may do everything).
+ * `session`: people only — no key may call it. Public routes take no key at all.
+ */
+const EXPECTED_SCOPE: Record<string, 'read' | 'send' | 'admin' | 'session'> = {
+  'GET /api/me': 'read',
+  'GET /api/members': 'read',
+  'PATCH /api/workspace': 'admin',
+  'GET /api/invitations': 'admin',
+  'POST /api/invitations': 'admin',
+  'DELETE /api/invitations/:id': 'admin',
+  'POST /api/api-keys': 'session',
+  'GET /api/api-keys': 'session',
+  'DELETE /api/api-keys/:id': 'session',
+  'GET /api/contacts': 'read',
+  'POST /api/contacts': 'send',
+  'POST /api/contacts/import': 'send',
+  'GET /api/contacts/:id': 'read',
+  'PATCH /api/contacts/:id': 'send',
+  'DELETE /api/contacts/:id': 'send',
+  'GET /api/contacts/:id/consents': 'read',
+  'POST /api/contacts/:id/consents': 'send',
+  'GET /api/gmail/connect': 'session',
+  'GET /api/mailboxes': 'read',
+  'PATCH /api/mailboxes/:id': 'admin',
+  'DELETE /api/mailboxes/:id': 'admin',
+  'POST /api/messages': 'send',
+  'GET /api/messages/:id': 'read',
+  'GET /api/messages/:id/content': 'session',
+  'POST /api/campaigns': 'send',
+  'GET /api/campaigns': 'read',
+  'GET /api/campaigns/:id': 'read',
+  'PATCH /api/campaigns/:id': 'send',
+  'POST /api/campaigns/:id/recipients': 'send',
+  'POST /api/campaigns/:id/preflight': 'read',
+  'POST /api/campaigns/:id/launch': 'send',
+  'POST /api/campaigns/:id/pause': 'send',
+  'POST /api/campaigns/:id/resume': 'send',
+  'POST /api/campaigns/:id/cancel': 'send',
+  'GET /api/campaigns/:id/stats': 'read',
+  'GET /api/suppressions': 'read',
+  'POST /api/suppressions': 'send',
+  'DELETE /api/suppressions/:id': 'admin',
+};
+const PUBLIC = new Set(['POST /api/auth/signup', 'POST /api/auth/signup/verify', 'POST /api/auth/login', 'POST /api/invitations/accept', 'GET /api/gmail/callback', 'GET /api/openapi.json', 'GET /api/docs']);
+
+describe('API keys', () => {
+  let keys: Record<'read' | 'send' | 'admin', { id: string; key: string }>;
+  beforeAll(async () => {
+    keys = { read: await createKey(['read']), send: await createKey(['send']), admin: await createKey(['admin']) };
+  });
+
+  it('the scope table covers every authenticated /api route the app registers', () => {
+    const registered = registeredRoutes(ctx.app.express)
+      .filter((r) => r.path.startsWith('/api/'))
+      .map((r) => `${r.method} ${r.path}`)
+      .filter((r) => !PUBLIC.has(r));
+    expect(registered.sort()).toEqual(Object.keys(EXPECTED_SCOPE).sort());
+  });
+
+  it('every route refuses a key without its scope (403 api_key_scope_missing) and lets one with it through', async () => {
+    const failures: string[] = [];
+    for (const [route, needed] of Object.entries(EXPECTED_SCOPE)) {
+      const [method, pattern] = route.split(' ') as [string, string];
+      // An id nobody has: an allowed call gets as far as the service (404/400), never to a change.
+      const path = pattern.replace(':id', randomUUID());
+      for (const scope of ['read', 'send', 'admin'] as const) {
+        const allowed = needed !== 'session' && (scope === needed || scope === 'admin');
+        const csv = path.endsWith('/import') || path.endsWith('/recipients');
+        const res = await ctx.app.api(method, path, {
+          token: keys[scope].key,
+          ...(csv ? { body: 'email\n', headers: { 'content-type': 'text/csv' } } : method === 'GET' ? {} : { json: {} }),
+        });
+        const refused = res.status === 403 && res.body?.error?.code === 'api_key_scope_missing';
+        if (allowed === refused || res.status === 401 || res.status >= 500) failures.push(`${route} with ${scope}: ${res.status} ${res.body?.error?.code ?? ''}`);
+      }
+    }
+    expect(failures).toEqual([]);
+  });
+
+  it('is shown once, stored only as a hash, and listed without the key; members and keys cannot manage keys', async () => {
+    const created = await createKey(['read', 'send'], 'crm sync');
+    expect(created.key).toMatch(/^itk_[A-Za-z0-9_-]{43}$/);
+    expect(created.key.startsWith(created.prefix)).toBe(true);
+    const listed = await ctx.app.api('GET', '/api/api-keys', { token: ctx.owner.token });
+    expect(listed.status).toBe(200);
+    expect(listed.text).not.toContain(created.key);
+    expect(listed.body.apiKeys.find((k: { id: string }) => k.id === created.id)).toMatchObject({ name: 'crm sync', scopes: ['read', 'send'] });
+    const [row] = await ctx.app.database.db.select().from(apiKeys).where(eq(apiKeys.id, created.id));
+    expect(JSON.stringify(row)).not.toContain(created.key.slice(4));
+
+    const byKey = await ctx.app.api('POST', '/api/api-keys', { token: keys.admin.key, json: { name: 'minted', scopes: ['admin'] } });
+    expect([byKey.status, byKey.body.error.code]).toEqual([403, 'api_key_scope_missing']);
+    const bad = await ctx.app.api('POST', '/api/api-keys', { token: ctx.owner.token, json: { name: 'x', scopes: ['root'] } });
+    expect([bad.status, bad.body.error.code]).toEqual([400, 'validation_failed']);
+  });
+
+  it('a member cannot create keys', async () => {
+    const invite = await ctx.app.api('POST', '/api/invitations', { token: ctx.owner.token, json: { email: `member-${Date.now()}@example.com`, role: 'member' } });
+    const member = await ctx.app.api('POST', '/api/invitations/accept', { json: { token: invite.body.token, password: 'a-long-member-password' } });
+    expect(member.status).toBe(201);
+    const refused = await ctx.app.api('POST', '/api/api-keys', { token: member.body.token, json: { name: 'mine', scopes: ['read'] } });
+    expect([refused.status, refused.body.error.code]).toEqual([403, 'forbidden']);
+  });
+
+  it('a revoked key is refused on its very next request', async () => {
+    const key = await createKey(['read']);
+    expect((await ctx.app.api('GET', '/api/me', { token: key.key })).status).toBe(200);
+    expect((await ctx.app.api('DELETE', `/api/api-keys/${key.id}`, { token: ctx.owner.token })).status).toBe(204);
+    const after = await ctx.app.api('GET', '/api/me', { token: key.key });
+    expect([after.status, after.body.error.code]).toEqual([401, 'api_key_revoked']);
+    expect((await ctx.app.api('DELETE', `/api/api-keys/${key.id}`, { token: ctx.owner.token })).status).toBe(404);
+    const forged = await ctx.app.api('GET', '/api/me', { token: `itk_${'A'.repeat(43)}` });
+    expect([forged.status, forged.body.error.code]).toEqual([401, 'invalid_token']);
+  });
+
+  it('records when a key was last used, at most once a minute', async () => {
+    const key = await createKey(['read']);
+    const lastUsed = async () => (await ctx.app.database.db.select().from(apiKeys).where(eq(apiKeys.id, key.id)))[0]!.lastUsedAt;
+    expect(await lastUsed()).toBeNull();
+    await ctx.app.api('GET', '/api/me', { token: key.key });
+    const first = await lastUsed();
+    expect(first).toBeInstanceOf(Date);
+    await ctx.app.api('GET', '/api/me', { token: key.key });
+    expect((await lastUsed())!.getTime()).toBe(first!.getTime());
+  });
+
+  it("every action by a key is audited as that key: consent records and suppression removals name key:<id>", async () => {
+    const contact = await ctx.app.api('POST', '/api/contacts', { token: keys.send.key, json: { email: 'keyed@example.com' } });
+    expect(contact.status).toBe(201);
+    expect((await ctx.app.api('POST', `/api/contacts/${contact.body.id}/consents`, { token: keys.send.key, json: { status: 'opted_in', source: 'crm form' } })).status).toBe(201);
+    const [consent] = await ctx.app.database.db.select().from(consents).where(eq(consents.contactId, contact.body.id));
+    expect(consent!.actor).toBe(`key:${keys.send.id}`);
+
+    const entry = await ctx.app.api('POST', '/api/suppressions', { token: keys.send.key, json: { email: 'gone@example.com' } });
+    const removed = await ctx.app.api('DELETE', `/api/suppressions/${entry.body.id}`, { token: keys.admin.key, json: { note: 'asked by phone' } });
+    expect(removed.status).toBe(204);
+    const audit = await ctx.app.database.db.select().from(auditLog).where(eq(auditLog.subjectId, entry.body.id));
+    expect(audit.map((a) => a.actor)).toContain(`key:${keys.admin.id}`);
+    const created = await ctx.app.database.db.select().from(auditLog).where(eq(auditLog.subjectId, keys.admin.id));
+    expect(created).toMatchObject([{ action: 'api_key.created', actor: `user:${ctx.owner.userId}` }]);
+  });
+});

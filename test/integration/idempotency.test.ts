@@ -1,0 +1,111 @@
+import { sql } from 'drizzle-orm';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { campaignFixtures } from '../helpers/campaign-fixtures.js';
+import { connectedMailbox } from '../helpers/gmail.js';
+import { useAppWithOwner } from '../helpers/test-app.js';
+
+const ctx = useAppWithOwner();
+const fixtures = campaignFixtures(() => ({ app: ctx.app, token: ctx.owner.token, workspaceId: ctx.owner.workspaceId }));
+let mailboxId: string;
+const SENDER = 'idem-sender@acme.test';
+const inbox = (email: string, subject: string) => ctx.app.sandbox.control.listMessages(email).filter((m) => m.subject === subject);
+
+beforeAll(async () => {
+  mailboxId = (await connectedMailbox(ctx.app, ctx.owner.token, SENDER)).id;
+});
+
+function send(subject: string, key: string | undefined, to = 'idem-rcpt@contoso.test', token = ctx.owner.token) {
+  if (!ctx.app.sandbox.control.getMailbox(to)) ctx.app.sandbox.control.createMailbox({ email: to });
+  return ctx.app.api('POST', '/api/messages', {
+    token,
+    json: { mailboxId, to, subject, text: 'hello' },
+    headers: key ? { 'idempotency-key': key } : {},
+  });
+}
+
+describe('Idempotency-Key', () => {
+  it('POST /api/messages: the same key returns the first answer and never sends twice', async () => {
+    const first = await send('Once only', 'key-1');
+    expect(first.status).toBe(201);
+    const again = await send('Once only', 'key-1');
+    expect(again.status).toBe(201);
+    expect(again.body).toEqual(first.body);
+    expect(again.headers.get('idempotent-replayed')).toBe('true');
+    expect(inbox('idem-rcpt@contoso.test', 'Once only')).toHaveLength(1);
+  });
+
+  it('the same key with a different body → 422 idempotency_key_reused, nothing sent', async () => {
+    await send('Original', 'key-2');
+    const reused = await send('Something else', 'key-2');
+    expect([reused.status, reused.body.error.code]).toEqual([422, 'idempotency_key_reused']);
+    expect(inbox('idem-rcpt@contoso.test', 'Something else')).toHaveLength(0);
+  });
+
+  it('two identical requests at once: one sends, the other gets 409 idempotency_in_progress; a retry gets the answer; one mail in the sandbox', async () => {
+    // Gmail takes a while, so the second request arrives while the first is inside its send.
+    ctx.app.sandbox.control.injectFault({ kind: 'latency', ms: 700, endpoint: 'send', times: 1 });
+    const sendsBefore = ctx.app.sandbox.control.callCounts({ successfulOnly: true }).send;
+    const [a, b] = await Promise.all([send('Raced', 'key-3'), send('Raced', 'key-3')]);
+    const statuses = [a.status, b.status].sort();
+    expect(statuses).toEqual([201, 409]);
+    const loser = a.status === 409 ? a : b;
+    expect(loser.body.error.code).toBe('idempotency_in_progress');
+    const retried = await send('Raced', 'key-3');
+    expect(retried.status).toBe(201);
+    expect(retried.body.id).toBe((a.status === 201 ? a : b).body.id);
+    expect(inbox('idem-rcpt@contoso.test', 'Raced')).toHaveLength(1);
+    expect(ctx.app.sandbox.control.callCounts({ successfulOnly: true }).send - sendsBefore).toBe(1);
+  });
+
+  it('five identical requests at once without latency still send exactly once', async () => {
+    const answers = await Promise.all(Array.from({ length: 5 }, () => send('Stampede', 'key-4')));
+    for (const answer of answers) expect([201, 409]).toContain(answer.status);
+    expect(answers.filter((r) => r.status === 201).map((r) => r.body.id).filter((id, i, all) => all.indexOf(id) === i)).toHaveLength(1);
+    expect(inbox('idem-rcpt@contoso.test', 'Stampede')).toHaveLength(1);
+  });
+
+  it('a refused request frees its key; keys are per caller; after 24 h the key is new again', async () => {
+    const refused = await ctx.app.api('POST', '/api/messages', { token: ctx.owner.token, json: { mailboxId, subject: 'x' }, headers: { 'idempotency-key': 'key-5' } });
+    expect(refused.status).toBe(400);
+    expect((await send('Corrected', 'key-5')).status).toBe(201);
+
+    const apiKey = (await ctx.app.api('POST', '/api/api-keys', { token: ctx.owner.token, json: { name: 'sender', scopes: ['send'] } })).body.key;
+    expect((await send('Corrected', 'key-5', undefined, apiKey)).status).toBe(201);
+    expect(inbox('idem-rcpt@contoso.test', 'Corrected')).toHaveLength(2);
+
+    await ctx.app.database.db.execute(sql`update idempotency_keys set expires_at = now() - interval '1 second' where key = 'key-5'`);
+    expect((await send('Corrected', 'key-5')).headers.get('idempotent-replayed')).toBeNull();
+    expect(inbox('idem-rcpt@contoso.test', 'Corrected')).toHaveLength(3);
+
+    const bad = await send('Whatever', 'spaces are not allowed');
+    expect([bad.status, bad.body.error.code]).toEqual([400, 'validation_failed']);
+  });
+
+  it('POST /api/campaigns and launch: the same key creates one draft and launches once, even at once', async () => {
+    const contacts = await fixtures.audience(2);
+    const body = { name: 'Idem', kind: 'transactional', mailboxId, subject: 'Idem campaign', text: 'Hi {{firstName}}', contactIds: contacts.map((c) => c.id) };
+    const headers = { 'idempotency-key': 'campaign-1' };
+    const [c1, c2] = await Promise.all([
+      ctx.app.api('POST', '/api/campaigns', { token: ctx.owner.token, json: body, headers }),
+      ctx.app.api('POST', '/api/campaigns', { token: ctx.owner.token, json: body, headers }),
+    ]);
+    // Creating a draft is quick: the second either meets the first in progress or gets its answer.
+    const created = c1.status === 201 ? c1 : c2;
+    for (const c of [c1, c2]) {
+      if (c.status === 201) expect(c.body.id).toBe(created.body.id);
+      else expect([c.status, c.body.error.code]).toEqual([409, 'idempotency_in_progress']);
+    }
+    expect((await ctx.app.api('POST', '/api/campaigns', { token: ctx.owner.token, json: body, headers })).body.id).toBe(created.body.id);
+    const all = await ctx.app.api('GET', '/api/campaigns', { token: ctx.owner.token });
+    expect(all.body.campaigns.filter((c: { name: string }) => c.name === 'Idem')).toHaveLength(1);
+
+    const launch = () => ctx.app.api('POST', `/api/campaigns/${created.body.id}/launch`, { token: ctx.owner.token, json: {}, headers: { 'idempotency-key': 'launch-1' } });
+    const [l1, l2] = await Promise.all([launch(), launch()]);
+    expect([l1.status, l2.status]).toContain(200);
+    for (const l of [l1, l2]) if (l.status !== 200) expect(l.body.error.code).toBe('idempotency_in_progress');
+    const replay = await launch();
+    expect([replay.status, replay.headers.get('idempotent-replayed')]).toEqual([200, 'true']);
+    await fixtures.drain(created.body.id);
+    for (const c of contacts) expect(fixtures.sentTo(SENDER, 'Idem campaign').get(c.email)).toBe(1);
+  });
+});

@@ -1,0 +1,60 @@
+import { Validator } from '@seriousme/openapi-schema-validator';
+import { describe, expect, it } from 'vitest';
+import { API_ROUTES } from '../../src/http/api-routes.js';
+import { ERROR_STATUS } from '../../src/http/api-spec.js';
+import { registeredRoutes } from '../helpers/routes.js';
+import { useAppWithOwner } from '../helpers/test-app.js';
+
+const ctx = useAppWithOwner();
+
+const documented = (doc: { paths: Record<string, Record<string, unknown>> }) =>
+  new Set(Object.entries(doc.paths).flatMap(([path, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${path.replace(/\{(\w+)\}/g, ':$1')}`)));
+
+describe('OpenAPI 3.1 document', () => {
+  it('is served at /api/openapi.json without a token and validates as OpenAPI 3.1', async () => {
+    const res = await ctx.app.api('GET', '/api/openapi.json');
+    expect(res.status).toBe(200);
+    expect(res.body.openapi).toBe('3.1.0');
+    const validator = new Validator();
+    const result = await validator.validate(res.body);
+    expect(result.errors ?? []).toEqual([]);
+    expect(result.valid).toBe(true);
+    expect(validator.version).toBe('3.1');
+  });
+
+  it('lists every route the Express app registers (a route without a schema fails here)', async () => {
+    const doc = (await ctx.app.api('GET', '/api/openapi.json')).body;
+    const paths = documented(doc);
+    const missing = registeredRoutes(ctx.app.express)
+      .map((r) => `${r.method} ${r.path}`)
+      .filter((r) => !paths.has(r));
+    expect(missing).toEqual([]);
+    // The tracking URLs are answered before Express (app.ts createHttpServer), and documented too.
+    expect(paths.has('GET /t/o/:token')).toBe(true);
+  });
+
+  it('request bodies and queries are the zod schemas that validate them, error codes are listed per route', async () => {
+    const doc = (await ctx.app.api('GET', '/api/openapi.json')).body;
+    const send = doc.paths['/api/messages'].post;
+    const body = send.requestBody.content['application/json'].schema;
+    expect(body.required).toEqual(expect.arrayContaining(['mailboxId', 'to', 'subject']));
+    expect(body.additionalProperties).toBe(false);
+    expect(send.parameters.map((p: { name: string }) => p.name)).toContain('Idempotency-Key');
+    expect(send.responses['409']['x-error-codes']).toEqual(expect.arrayContaining(['recipient_suppressed', 'idempotency_in_progress']));
+    expect(send.security).toEqual([{ session: [] }, { apiKey: ['send'] }]);
+    const list = doc.paths['/api/contacts'].get.parameters.map((p: { name: string; in: string }) => `${p.in}:${p.name}`);
+    expect(list).toEqual(expect.arrayContaining(['query:limit', 'query:cursor', 'query:q']));
+    expect(doc.paths['/api/contacts/import'].post.requestBody.content['text/csv']).toBeDefined();
+    // Every code a route names has a status, and the Error schema lists them all.
+    for (const r of API_ROUTES) for (const code of r.errors ?? []) expect(ERROR_STATUS[code], code).toBeDefined();
+    expect(doc.components.schemas.Error.properties.error.properties.code.enum).toContain('api_key_scope_missing');
+  });
+
+  it('the docs page is served from our own origin, with no script and nothing from elsewhere', async () => {
+    const res = await ctx.app.api('GET', '/api/docs');
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toContain('text/html');
+    expect(res.text).toContain('POST /api/campaigns/{id}/launch');
+    expect(res.text).not.toMatch(/<script|https?:\/\/(?!127\.0\.0\.1)/);
+  });
+});
