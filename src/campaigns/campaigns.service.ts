@@ -183,7 +183,7 @@ export function createCampaignsService(deps: {
       const campaign = await requireCampaign(auth, id);
       if (campaign.status !== 'draft') throw new ConflictError('campaign_not_editable', 'Only a draft can take recipients');
       const addresses = new Set<string>();
-      const report = await deps.contacts.importCsv(auth, csv, (email) => addresses.add(email.toLowerCase()));
+      const report = await deps.contacts.importCsv(auth, csv, { onAddress: (email) => addresses.add(email.toLowerCase()) });
       const contactIds = await repo.contactIdsByEmails(auth.workspaceId, [...addresses]);
       await repo.update(campaign.id, { audience: { contactIds } });
       return { import: report, recipients: contactIds.length };

@@ -10,6 +10,9 @@ import { AppError, ValidationError } from '../errors.js';
 import { isCleanText } from '../http/text.js';
 import type { ContactsQueries, ImportedContact } from './contacts.repo.js';
 import { normalizeEmailAddress } from './email-address.js';
+import { parseConsentCells, resolveColumns, type Column, type ColumnMapping, type ImportedConsent } from './import-columns.js';
+
+export { headerToFieldName } from './import-columns.js';
 
 /*
  * CSV import, in three steps so that a refused file changes nothing and a large one
@@ -25,6 +28,11 @@ import { normalizeEmailAddress } from './email-address.js';
  * It is idempotent on the address: importing the same file twice leaves the same
  * contacts (the second run reports them unchanged), so an interrupted import is finished
  * by running it again.
+ *
+ * A `consent` column (opted_in / opted_out, with optional consent_source and consent_at)
+ * appends consent records (P-10, P-11) under the policy version in force, right after its
+ * batch of contacts is written. A row whose consent the contact already has as its latest
+ * record adds nothing, so a re-import appends nothing either.
  */
 
 export const MAX_IMPORT_BYTES = 50 * 1024 * 1024;
@@ -36,7 +44,7 @@ const MAX_VALUE_LENGTH = 2_000;
 export interface ImportRowError {
   /** 1-based line of the file the row starts on (line 1 is the header). */
   line: number;
-  code: 'invalid_email' | 'value_too_long' | 'malformed_row' | 'invalid_text';
+  code: 'invalid_email' | 'value_too_long' | 'malformed_row' | 'invalid_text' | 'invalid_consent' | 'invalid_consent_at';
   message: string;
 }
 
@@ -45,38 +53,11 @@ export interface ImportReport {
   created: number;
   updated: number;
   unchanged: number;
+  /** Consent records appended (rows whose consent was already the latest add none). */
+  consents: number;
   failed: number;
   errors: ImportRowError[];
   errorsTruncated: boolean;
-}
-
-/** Header spellings (lowercased, separators removed) that mean one of the contact's own fields. */
-const FIELD_ALIASES: Record<string, 'email' | 'firstName' | 'lastName'> = {
-  email: 'email',
-  emailaddress: 'email',
-  mail: 'email',
-  firstname: 'firstName',
-  givenname: 'firstName',
-  first: 'firstName',
-  lastname: 'lastName',
-  surname: 'lastName',
-  familyname: 'lastName',
-  last: 'lastName',
-};
-
-/** "First Name", "first_name", "E-mail", "Company Name" → firstName, firstName, email, companyName. */
-export function headerToFieldName(header: string): string {
-  const words = header.trim().split(/[^A-Za-z0-9]+/).filter(Boolean);
-  // Own keys only: a header "Constructor" must not find Object.prototype.constructor.
-  const joined = words.join('').toLowerCase();
-  if (Object.hasOwn(FIELD_ALIASES, joined)) return FIELD_ALIASES[joined]!;
-  return words
-    .map((word, i) => {
-      const lower = word === word.toUpperCase() ? word.toLowerCase() : word;
-      const first = i === 0 ? lower.charAt(0).toLowerCase() : lower.charAt(0).toUpperCase();
-      return first + lower.slice(1);
-    })
-    .join('');
 }
 
 const PARSE_OPTIONS = { bom: true, skip_empty_lines: true, trim: true, relax_column_count: true, info: true, max_record_size: 64 * 1024 } as const;
@@ -132,52 +113,51 @@ async function* records(file: string): CsvRecords {
   }
 }
 
-/** Pass 1: the whole file is checked before anything is written. Returns the column names. */
-async function checkFile(file: string): Promise<string[]> {
-  let fieldNames: string[] | undefined;
+/** Pass 1: the whole file is checked before anything is written. Returns what each column means. */
+async function checkFile(file: string, mapping?: ColumnMapping): Promise<Column[]> {
+  let columns: Column[] | undefined;
   let rows = 0;
   for await (const { record } of records(file)) {
-    if (!fieldNames) {
+    if (!columns) {
       const bad = record.findIndex((header) => !isCleanText(header));
       if (bad !== -1) throw new ValidationError([{ field: `header.${bad + 1}`, message: 'contains a NUL character or an unpaired surrogate' }]);
-      fieldNames = record.map(headerToFieldName);
-      if (!fieldNames.includes('email')) {
-        throw new ValidationError([{ field: 'header', message: 'the first line must name the columns, one of them "email"' }]);
-      }
+      columns = resolveColumns(record, mapping);
       continue;
     }
     rows += 1;
     if (rows > MAX_ROWS) throw new ValidationError([{ field: 'rows', message: `a file may hold at most ${MAX_ROWS} rows` }]);
   }
-  if (!fieldNames) throw new ValidationError([{ field: 'file', message: 'is empty' }]);
-  return fieldNames;
+  if (!columns) throw new ValidationError([{ field: 'file', message: 'is empty' }]);
+  return columns;
 }
 
-/** `onAddress` sees the normalized address of every good row (a campaign built from a file uses it). */
-export async function importContactsCsv(
-  repo: Pick<ContactsQueries, 'upsertImported'>,
-  workspaceId: string,
-  input: Readable,
-  onAddress?: (email: string) => void,
-): Promise<ImportReport> {
+type ImportRepo = Pick<ContactsQueries, 'upsertImported' | 'recordImportedConsents'>;
+
+export interface ImportOptions {
+  /** Sees the normalized address of every good row (a campaign built from a file uses it). */
+  onAddress?: (email: string) => void;
+  /** Column header → meaning, for an import UI's mapping step; other columns are read by their header. */
+  mapping?: ColumnMapping;
+  /** Who records the consents (`import:<actor>`) and under which policy version (P-18). */
+  consent: { policyVersion: string; actor: string };
+  now?: () => Date;
+}
+
+export async function importContactsCsv(repo: ImportRepo, workspaceId: string, input: Readable, options: ImportOptions): Promise<ImportReport> {
   const { file, cleanup } = await spool(input);
   try {
-    const fieldNames = await checkFile(file);
-    return await writeRows(repo, workspaceId, file, fieldNames, onAddress);
+    const columns = await checkFile(file, options.mapping);
+    return await writeRows(repo, workspaceId, file, columns, options);
   } finally {
     await cleanup();
   }
 }
 
 /** Pass 2: rows to contacts, batch by batch, letting other requests run in between. */
-async function writeRows(
-  repo: Pick<ContactsQueries, 'upsertImported'>,
-  workspaceId: string,
-  file: string,
-  fieldNames: string[],
-  onAddress?: (email: string) => void,
-): Promise<ImportReport> {
-  const report: ImportReport = { rows: 0, created: 0, updated: 0, unchanged: 0, failed: 0, errors: [], errorsTruncated: false };
+async function writeRows(repo: ImportRepo, workspaceId: string, file: string, columns: Column[], options: ImportOptions): Promise<ImportReport> {
+  const { onAddress } = options;
+  const now = options.now ?? (() => new Date());
+  const report: ImportReport = { rows: 0, created: 0, updated: 0, unchanged: 0, consents: 0, failed: 0, errors: [], errorsTruncated: false };
   const fail = (error: ImportRowError) => {
     report.failed += 1;
     if (report.errors.length < MAX_REPORTED_ERRORS) report.errors.push(error);
@@ -186,6 +166,8 @@ async function writeRows(
 
   // Rows of one batch are keyed by lowercased address: a repeat inside the batch merges into one row.
   let batch = new Map<string, ImportedContact>();
+  // The last consent a batch gives each address (a later row about the same person wins).
+  let batchConsents = new Map<string, ImportedConsent & { email: string }>();
   let batchRows = 0;
   const flush = async () => {
     if (batch.size === 0) return;
@@ -193,7 +175,11 @@ async function writeRows(
     report.created += created;
     report.updated += updated;
     report.unchanged += batchRows - created - updated;
+    if (batchConsents.size > 0) {
+      report.consents += await repo.recordImportedConsents(workspaceId, [...batchConsents.values()], options.consent);
+    }
     batch = new Map();
+    batchConsents = new Map();
     batchRows = 0;
     await yieldToOthers();
   };
@@ -206,20 +192,23 @@ async function writeRows(
     }
     report.rows += 1;
     const line = info.lines;
-    if (record.length > fieldNames.length) {
-      fail({ line, code: 'malformed_row', message: `has ${record.length} values for ${fieldNames.length} columns` });
+    if (record.length > columns.length) {
+      fail({ line, code: 'malformed_row', message: `has ${record.length} values for ${columns.length} columns` });
       continue;
     }
     const row: ImportedContact = { email: '', attributes: {} };
+    const consentCells: { consent?: string; consentSource?: string; consentAt?: string } = {};
     let tooLong: string | undefined;
     let badText: string | undefined;
     record.forEach((value, i) => {
-      const name = fieldNames[i]!;
+      const column = columns[i]!;
+      const name = column.kind === 'attribute' ? column.name : column.kind;
       if (value.length > MAX_VALUE_LENGTH) tooLong ??= name;
-      if (!isCleanText(value)) badText ??= name || `column ${i + 1}`;
-      if (value === '' || !name) return;
-      if (name === 'email' || name === 'firstName' || name === 'lastName') row[name] = value;
-      else row.attributes[name] = value;
+      if (!isCleanText(value)) badText ??= column.kind === 'ignore' ? `column ${i + 1}` : name;
+      if (value === '' || column.kind === 'ignore') return;
+      if (column.kind === 'attribute') row.attributes[column.name] = value;
+      else if (column.kind === 'email' || column.kind === 'firstName' || column.kind === 'lastName') row[column.kind] = value;
+      else consentCells[column.kind] = value;
     });
     if (badText) {
       fail({ line, code: 'invalid_text', message: `${badText} contains a NUL character or an unpaired surrogate` });
@@ -235,7 +224,13 @@ async function writeRows(
       fail({ line, code: 'invalid_email', message: 'email is missing or not a valid address' });
       continue;
     }
+    const consent = parseConsentCells(consentCells, now());
+    if ('error' in consent) {
+      fail({ line, ...consent.error });
+      continue;
+    }
     const key = email.toLowerCase();
+    if (consent.consent) batchConsents.set(key, { ...consent.consent, email });
     const earlier = batch.get(key);
     batch.set(key, earlier ? { ...earlier, ...row, email, attributes: { ...earlier.attributes, ...row.attributes } } : { ...row, email });
     onAddress?.(email);

@@ -2,7 +2,7 @@ import { and, desc, eq, getTableColumns, ilike, or, sql } from 'drizzle-orm';
 import { inUuidList } from '../db/sql-lists.js';
 import { cursorTimestamp, olderThanCursor, type PageCursor } from '../http/cursor.js';
 import { inTransaction, type Db } from '../db/connect.js';
-import { lockContactAddress, underAddressLock } from '../suppression/address-lock.js';
+import { lockAddresses, lockContactAddress, underAddressLock } from '../suppression/address-lock.js';
 import { isUniqueViolation } from '../db/pg-errors.js';
 import { consents, contacts, mailboxes, mailEvents, messageContacts, messages, type ConsentStatus } from '../db/schema.js';
 
@@ -113,6 +113,39 @@ function contactQueries(db: Db) {
         returning (xmax = 0) as inserted`)) as unknown as { rows: { inserted: boolean }[] };
       const inserted = result.rows.filter((r) => r.inserted).length;
       return { created: inserted, updated: result.rows.length - inserted };
+    },
+
+    /**
+     * Appends the consents an import gives, by address, in one transaction under the address
+     * locks (an imported opt-out serializes with a send's claim, invariant 1). Skips a row whose
+     * status is already the contact's latest, and one recorded before with the same status and
+     * time (a re-import of a dated consent). Returns how many records were appended.
+     */
+    async recordImportedConsents(
+      workspaceId: string,
+      rows: { email: string; status: ConsentStatus; source: string; at: Date | null }[],
+      by: { policyVersion: string; actor: string },
+    ): Promise<number> {
+      if (rows.length === 0) return 0;
+      const values = sql.join(
+        rows.map((r) => sql`(${r.email}, ${r.status}::consent_status, ${r.source}, ${r.at ? r.at.toISOString() : null}::timestamptz)`),
+        sql`, `,
+      );
+      return db.transaction(async (tx) => {
+        await lockAddresses(tx as unknown as Db, workspaceId, rows.map((r) => r.email));
+        const result = (await tx.execute(sql`
+          insert into consents (workspace_id, contact_id, status, source, policy_version, actor, at)
+          select c.workspace_id, c.id, v.status, v.source, ${by.policyVersion}, ${by.actor}, coalesce(v.at, clock_timestamp())
+          from (values ${values}) as v(email, status, source, at)
+          join contacts c on c.workspace_id = ${workspaceId}::uuid and lower(c.email) = lower(v.email)
+          where v.status is distinct from (
+              select l.status from consents l where l.workspace_id = c.workspace_id and l.contact_id = c.id
+              order by l.at desc, l.id desc limit 1)
+            and not exists (
+              select 1 from consents d where d.workspace_id = c.workspace_id and d.contact_id = c.id and d.status = v.status and d.at = v.at)
+          returning 1 as appended`)) as unknown as { rows: unknown[] };
+        return result.rows.length;
+      });
     },
 
     async insertConsent(values: {

@@ -5,6 +5,7 @@ import type { ConsentStatus } from '../db/schema.js';
 import { ConflictError, NotFoundError } from '../errors.js';
 import type { Readable } from 'node:stream';
 import { importContactsCsv } from './contacts-import.js';
+import type { ColumnMapping } from './import-columns.js';
 import type { ConsentRow, ContactFields, ContactRow, ContactsRepo } from './contacts.repo.js';
 
 export type AttributeValue = string | number | boolean | null;
@@ -146,10 +147,14 @@ export function createContactsService(deps: {
       return presentConsent(consent);
     },
 
-    /** One transaction: a file that turns out unreadable halfway imports nothing. */
-    importCsv(auth: AuthContext, csv: Readable, onAddress?: (email: string) => void) {
+    /**
+     * A CSV file of contacts, and their consents where it has a consent column (P-10), recorded
+     * as `import:<who imported>` under the policy version in force. `mapping`: column header →
+     * meaning, for an import UI that lets a person map columns (see import-columns.ts).
+     */
+    importCsv(auth: AuthContext, csv: Readable, options: { onAddress?: (email: string) => void; mapping?: ColumnMapping } = {}) {
       // No transaction around the file: see contacts-import.ts (batches, each atomic and idempotent).
-      return importContactsCsv(repo, auth.workspaceId, csv, onAddress);
+      return importContactsCsv(repo, auth.workspaceId, csv, { ...options, consent: { policyVersion: deps.policyVersion, actor: `import:${actorOf(auth)}` } });
     },
 
     async listConsents(auth: AuthContext, contactId: string) {

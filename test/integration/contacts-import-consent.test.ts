@@ -1,0 +1,105 @@
+import { Readable } from 'node:stream';
+import { and, eq } from 'drizzle-orm';
+import { describe, expect, it } from 'vitest';
+import { consents, contacts } from '../../src/db/schema.js';
+import { connectedMailbox } from '../helpers/gmail.js';
+import { useAppWithOwner } from '../helpers/test-app.js';
+
+const ctx = useAppWithOwner();
+const importCsv = (csv: string, token = ctx.owner.token) =>
+  ctx.app.api('POST', '/api/contacts/import', { token, body: csv, headers: { 'content-type': 'text/csv' } });
+const db = () => ctx.app.database.db;
+
+async function historyOf(email: string) {
+  const [contact] = await db().select().from(contacts).where(and(eq(contacts.workspaceId, ctx.owner.workspaceId), eq(contacts.email, email)));
+  if (!contact) return { contact: undefined, history: [] };
+  const history = await db().select().from(consents).where(eq(consents.contactId, contact.id)).orderBy(consents.at);
+  return { contact, history };
+}
+
+describe('CSV import with a consent column', () => {
+  it('P-10 opted_in rows are recorded as consent records (source, time, policy version) and make those contacts eligible for marketing mail', async () => {
+    const csv = [
+      'email,first_name,consent,consent_source,consent_at',
+      'ada@example.com,Ada,opted_in,webinar signup,2026-03-01T09:30:00Z',
+      'bob@example.com,Bob,opted_in,,',
+      'cy@example.com,Cy,,,',
+      'dee@example.com,Dee,opted_out,unsubscribed by phone,2026-04-02',
+    ].join('\n');
+    const res = await importCsv(csv);
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({ rows: 4, created: 4, consents: 3, failed: 0 });
+
+    const ada = await historyOf('ada@example.com');
+    expect(ada.contact!.attributes).toEqual({});
+    expect(ada.history).toMatchObject([
+      { status: 'opted_in', source: 'webinar signup', policyVersion: ctx.app.config.policyVersion, actor: `import:user:${ctx.owner.userId}`, at: new Date('2026-03-01T09:30:00Z') },
+    ]);
+    expect((await historyOf('bob@example.com')).history).toMatchObject([{ status: 'opted_in', source: 'csv import' }]);
+    expect((await historyOf('cy@example.com')).history).toEqual([]);
+    expect((await historyOf('dee@example.com')).history).toMatchObject([{ status: 'opted_out', at: new Date('2026-04-02T00:00:00Z') }]);
+
+    // A marketing campaign to all four: only the two opt-ins are eligible.
+    const mailbox = await connectedMailbox(ctx.app, ctx.owner.token, 'importer@acme.test');
+    const ids = await Promise.all(['ada', 'bob', 'cy', 'dee'].map(async (n) => (await historyOf(`${n}@example.com`)).contact!.id));
+    const campaign = await ctx.app.api('POST', '/api/campaigns', {
+      token: ctx.owner.token,
+      json: { name: 'News', kind: 'marketing', mailboxId: mailbox.id, subject: 'News', text: 'Hi', contactIds: ids },
+    });
+    expect(campaign.status, campaign.text).toBe(201);
+    const preflight = await ctx.app.api('POST', `/api/campaigns/${campaign.body.id}/preflight`, { token: ctx.owner.token });
+    expect(preflight.body).toMatchObject({ total: 4, eligible: 2, missingConsent: 2 });
+  });
+
+  it('P-11 a later file withdraws consent by appending; the same file again appends nothing', async () => {
+    await importCsv('email,consent\neve@example.com,opted_in\n');
+    const withdrawn = await importCsv('email,consent,consent_source\neve@example.com,opted_out,crm sync\n');
+    expect(withdrawn.body).toMatchObject({ consents: 1, failed: 0 });
+    const again = await importCsv('email,consent,consent_source\neve@example.com,opted_out,crm sync\n');
+    expect(again.body).toMatchObject({ consents: 0, unchanged: 1 });
+    const { contact, history } = await historyOf('eve@example.com');
+    expect(history.map((h) => h.status)).toEqual(['opted_in', 'opted_out']);
+    const shown = await ctx.app.api('GET', `/api/contacts/${contact!.id}`, { token: ctx.owner.token });
+    expect(shown.body.consent).toMatchObject({ status: 'opted_out', source: 'crm sync' });
+  });
+
+  it('bad consent values are row errors, and those rows change nothing', async () => {
+    const csv = [
+      'email,consent,consent_at',
+      'fay@example.com,yes,',
+      'gus@example.com,opted_in,next tuesday',
+      'hal@example.com,opted_in,2999-01-01',
+      'ivy@example.com,,2026-01-01',
+      'jo@example.com,OPTED_IN,2026-01-01',
+    ].join('\n');
+    const res = await importCsv(csv);
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({ rows: 5, created: 1, consents: 1, failed: 4 });
+    expect(res.body.errors).toEqual([
+      { line: 2, code: 'invalid_consent', message: 'consent must be opted_in or opted_out' },
+      { line: 3, code: 'invalid_consent_at', message: expect.stringContaining('consent_at') },
+      { line: 4, code: 'invalid_consent_at', message: expect.stringContaining('consent_at') },
+      { line: 5, code: 'invalid_consent', message: expect.stringContaining('without consent') },
+    ]);
+    for (const n of ['fay', 'gus', 'hal', 'ivy']) expect((await historyOf(`${n}@example.com`)).contact).toBeUndefined();
+    expect((await historyOf('jo@example.com')).history).toMatchObject([{ status: 'opted_in' }]);
+
+    const headerless = await importCsv('email,consent_source\nkim@example.com,form\n');
+    expect([headerless.status, headerless.body.error.code]).toEqual([400, 'validation_failed']);
+  });
+
+  it('an import UI may map columns itself: header → field, consent, attribute or ignore', async () => {
+    const auth = { userId: ctx.owner.userId, workspaceId: ctx.owner.workspaceId, role: 'owner' as const };
+    const csv = 'Courriel,Prénom,Accord,Origine,Entreprise,Notes\nlou@example.com,Lou,opted_in,salon,Acme,do not keep\n';
+    const report = await ctx.app.services.contacts.importCsv(auth, Readable.from([csv]), {
+      mapping: { Courriel: 'email', Prénom: 'firstName', Accord: 'consent', Origine: 'consentSource', Entreprise: 'attribute:company', Notes: 'ignore' },
+    });
+    expect(report).toMatchObject({ created: 1, consents: 1, failed: 0 });
+    const { contact, history } = await historyOf('lou@example.com');
+    expect(contact).toMatchObject({ firstName: 'Lou', attributes: { company: 'Acme' } });
+    expect(history).toMatchObject([{ status: 'opted_in', source: 'salon' }]);
+    await expect(ctx.app.services.contacts.importCsv(auth, Readable.from([csv]), { mapping: { Courriel: 'email', Notes: 'attribute:1bad' } })).rejects.toMatchObject({
+      code: 'validation_failed',
+    });
+  });
+});
