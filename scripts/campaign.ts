@@ -1,22 +1,30 @@
 /**
  * `npm run campaign -- <launch|follow|pause|resume|cancel> <campaign id>`
- * Talks to a running inboxtrail over its API: INBOXTRAIL_URL (default http://localhost:3000)
- * and INBOXTRAIL_TOKEN (a bearer token from /api/auth/login). `follow` draws a progress
- * bar on a terminal (plain lines otherwise) until the campaign completes or stops.
+ * Talks to a running inboxtrail over its API. Where: INBOXTRAIL_URL, else
+ * http://localhost:$PORT (PORT as the service uses it, default 3000). Who: INBOXTRAIL_API_KEY
+ * (an `itk_…` key with the `send` scope, for servers and cron jobs) or INBOXTRAIL_TOKEN (a
+ * session token from /api/auth/login; it expires). `follow` draws a progress bar on a
+ * terminal (plain lines otherwise) until the campaign completes or stops.
+ * Exit codes: 0 done, 1 the service refused, 2 usage, 3 the service could not be reached.
  */
+import { randomUUID } from 'node:crypto';
 
 const [action, id] = process.argv.slice(2);
-const baseUrl = (process.env.INBOXTRAIL_URL ?? 'http://localhost:3000').replace(/\/+$/, '');
-const token = process.env.INBOXTRAIL_TOKEN;
+const port = process.env.PORT?.trim() || '3000';
+const baseUrl = (process.env.INBOXTRAIL_URL?.trim() || `http://localhost:${port}`).replace(/\/+$/, '');
+const credential = process.env.INBOXTRAIL_API_KEY?.trim() || process.env.INBOXTRAIL_TOKEN?.trim();
 const ACTIONS = ['launch', 'follow', 'pause', 'resume', 'cancel'];
 
 function usage(message: string): never {
-  console.error(`${message}\nusage: npm run campaign -- <${ACTIONS.join('|')}> <campaign id>   (env INBOXTRAIL_URL, INBOXTRAIL_TOKEN)`);
+  console.error(
+    `${message}\nusage: npm run campaign -- <${ACTIONS.join('|')}> <campaign id>   (env INBOXTRAIL_URL or PORT, and INBOXTRAIL_API_KEY or INBOXTRAIL_TOKEN)`,
+  );
   process.exit(2);
 }
 
 if (!action || !ACTIONS.includes(action) || !id) usage('missing or unknown arguments');
-if (!token) usage('INBOXTRAIL_TOKEN is not set (log in with POST /api/auth/login)');
+if (!credential) usage('set INBOXTRAIL_API_KEY (an API key with the send scope) or INBOXTRAIL_TOKEN (from POST /api/auth/login)');
+if (!URL.canParse(baseUrl)) usage(`INBOXTRAIL_URL is not a URL: ${baseUrl}`);
 
 interface Campaign {
   name: string;
@@ -24,18 +32,47 @@ interface Campaign {
   progress: { queued: number; sending: number; sent: number; failed: number; skipped: number; nextSendAt: string | null; waitingFor: string | null };
 }
 
+/** Why a request never got an answer, in words (fetch's own error is "fetch failed"). */
+function unreachable(error: unknown): never {
+  const cause = (error as { cause?: { code?: string } }).cause?.code;
+  const reason =
+    cause === 'ECONNREFUSED' ? 'connection refused' : cause === 'ENOTFOUND' ? 'unknown host' : cause === 'UND_ERR_CONNECT_TIMEOUT' ? 'timed out' : (cause ?? 'no answer');
+  console.error(`inboxtrail is not reachable at ${baseUrl} (${reason}). Is it running? Point INBOXTRAIL_URL (or PORT) at it.`);
+  process.exit(3);
+}
+
+// One key per launch: if this launch is retried (here or by a rerun within 24 h) it is not repeated.
+const launchKey = `cli-launch-${id}-${randomUUID()}`;
+
 async function call(method: string, path: string): Promise<Campaign> {
-  const response = await fetch(`${baseUrl}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${token}`, ...(method === 'POST' ? { 'content-type': 'application/json' } : {}) },
-    body: method === 'POST' ? '{}' : undefined,
-  });
-  const body = (await response.json()) as Campaign & { error?: { code: string; message: string } };
-  if (!response.ok) {
-    console.error(`${response.status} ${body.error?.code}: ${body.error?.message}`);
+  let response: Response;
+  try {
+    response = await fetch(`${baseUrl}${path}`, {
+      method,
+      headers: {
+        authorization: `Bearer ${credential}`,
+        ...(method === 'POST' ? { 'content-type': 'application/json' } : {}),
+        ...(path.endsWith('/launch') ? { 'idempotency-key': launchKey } : {}),
+      },
+      body: method === 'POST' ? '{}' : undefined,
+      signal: AbortSignal.timeout(30_000),
+    });
+  } catch (error) {
+    unreachable(error);
+  }
+  const text = await response.text();
+  let body: (Campaign & { error?: { code: string; message: string } }) | undefined;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    console.error(`${baseUrl} answered ${response.status} with something that is not inboxtrail's API (is INBOXTRAIL_URL right?)`);
     process.exit(1);
   }
-  return body;
+  if (!response.ok) {
+    console.error(`${response.status} ${body?.error?.code}: ${body?.error?.message}`);
+    process.exit(1);
+  }
+  return body!;
 }
 
 function progressLine(c: Campaign, width = 30): string {
