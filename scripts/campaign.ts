@@ -7,8 +7,6 @@
  * terminal (plain lines otherwise) until the campaign completes or stops.
  * Exit codes: 0 done, 1 the service refused, 2 usage, 3 the service could not be reached.
  */
-import { randomUUID } from 'node:crypto';
-
 const [action, id] = process.argv.slice(2);
 const port = process.env.PORT?.trim() || '3000';
 const baseUrl = (process.env.INBOXTRAIL_URL?.trim() || `http://localhost:${port}`).replace(/\/+$/, '');
@@ -41,8 +39,8 @@ function unreachable(error: unknown): never {
   process.exit(3);
 }
 
-// One key per launch: if this launch is retried (here or by a rerun within 24 h) it is not repeated.
-const launchKey = `cli-launch-${id}-${randomUUID()}`;
+// One key per campaign: a rerun after a dropped connection (within 24 h) gets the first launch's answer instead of launching again.
+const launchKey = `cli-launch-${id}`;
 
 async function call(method: string, path: string): Promise<Campaign> {
   let response: Response;
