@@ -49,6 +49,10 @@ import { createSuppressionListRepo } from './suppression/suppression.repo.js';
 import { suppressionRoutes } from './suppression/suppression.routes.js';
 import { createSuppressionService } from './suppression/suppression.service.js';
 import { unsubscribeErrorPage, unsubscribeRoutes } from './suppression/unsubscribe.routes.js';
+import { createGmailGuard } from './privacy/gmail-guard.js';
+import { createGrantsRepo } from './privacy/grants.repo.js';
+import { grantsRoutes } from './privacy/grants.routes.js';
+import { createGrantsService } from './privacy/grants.service.js';
 import { NotFoundError, errorMiddleware } from './errors.js';
 import { createMetrics, metricsMiddleware, metricsRoute } from './http/metrics.js';
 import { redactUrl, serializeError, type Logger } from './logger.js';
@@ -116,6 +120,10 @@ export function createServices(deps: AppDeps) {
       sendsPerMinute: config.gmail.sendsPerMinute,
     });
   const gmail = createGmailClient(deps.google.settings, pacer);
+  // Privacy guard (P-02/P-03/P-04): every read of Gmail content, by a person or by sync, passes it.
+  const grantsRepo = createGrantsRepo(db);
+  const contentGuard = createGmailGuard({ repo: grantsRepo, registry: metrics.registry, now: deps.now });
+  const grants = createGrantsService({ repo: grantsRepo, now: deps.now });
   const mailboxesRepo = createMailboxesRepo(db);
   const messagesRepo = createMessagesRepo(db);
   const mailboxes = createMailboxService({
@@ -140,6 +148,7 @@ export function createServices(deps: AppDeps) {
     pacer,
     config,
     leases: createSyncLeases(db, processOwner),
+    guard: contentGuard,
     pushTopic: deps.google.pushTopic,
     logger,
     now: deps.now,
@@ -153,7 +162,7 @@ export function createServices(deps: AppDeps) {
     sync,
     logger,
   });
-  const messageContent = createMessageContentReader({ messagesRepo, mailboxesRepo, mailboxes });
+  const messageContent = createMessageContentReader({ messagesRepo, mailboxesRepo, mailboxes, guard: contentGuard });
   const tokenCodec = createTokenCodec(config.trackingSecrets);
   const trackingUrls = createTrackingUrls(tokenCodec, config.publicBaseUrl);
   const campaignsRepo = createCampaignsRepo(db);
@@ -185,7 +194,7 @@ export function createServices(deps: AppDeps) {
   });
   // Periodic jobs run once per period across every process sharing the database.
   const jobSchedule = createJobSchedule(db, processOwner);
-  return { auth, accountMailer, contacts, mailboxes, messages, sync, push, messageContent, campaigns, sendWorker, trackingUrls, suppressions, pacer, metrics, tracking, jobSchedule };
+  return { auth, accountMailer, contacts, mailboxes, messages, sync, push, messageContent, campaigns, sendWorker, trackingUrls, suppressions, pacer, metrics, tracking, jobSchedule, contentGuard, grants };
 }
 
 export type Services = ReturnType<typeof createServices>;
@@ -254,6 +263,7 @@ export function createApp(deps: AppDeps, services: Services = createServices(dep
     campaignsRoutes(services.campaigns, authenticated),
     suppressionRoutes(services.suppressions, authenticated),
     trackingRoutes(services.tracking.stats, authenticated),
+    grantsRoutes(services.grants, authenticated),
   );
   app.use('/api', (req, _res, next) => next(new NotFoundError(`Route ${req.method} ${req.baseUrl}${req.path}`, 'route_not_found')));
   // The recipient's pages (/u, /p): public, the token in the URL is the credential.

@@ -5,6 +5,7 @@ import { emailAddressField } from '../contacts/email-address.js';
 import type { MessageContentReader } from '../gmail/message-content.js';
 import { parseId } from '../http/params.js';
 import { parseInput } from '../http/validate.js';
+import { CONTENT_PURPOSES } from '../privacy/gmail-guard.js';
 import type { MessagesService } from './messages.service.js';
 
 export const MAX_RECIPIENTS = 100;
@@ -33,6 +34,15 @@ const sendBody = z
   })
   .transform((m) => ({ ...m, cc: m.cc ?? [], bcc: m.bcc ?? [] }));
 
+/** A non-owner states the basis of their read (the owner needs none); `service_operation` is the service's own and never a caller's. */
+const contentQuery = z
+  .object({
+    basis: z.enum(['owner', 'grant', 'security', 'legal', 'aggregate']).optional(),
+    purpose: z.enum(CONTENT_PURPOSES).optional(),
+    caseReference: z.string().trim().min(1).max(200).optional(),
+  })
+  .strict();
+
 export function messagesRoutes(messages: MessagesService, content: MessageContentReader, authenticated: RequestHandler): Router {
   const router = Router();
   router.use('/messages', authenticated);
@@ -44,9 +54,10 @@ export function messagesRoutes(messages: MessagesService, content: MessageConten
   router.get('/messages/:id', async (req, res) => {
     res.json(await messages.get(authOf(req), parseId(req.params.id, 'Message')));
   });
-  /** The body, fetched from Gmail for the mailbox's owner; never stored and never cached. */
+  /** The body, fetched from Gmail through the privacy guard (owner, or a stated basis); never stored and never cached. */
   router.get('/messages/:id/content', async (req, res) => {
-    const message = await content.readMessageContent(authOf(req), parseId(req.params.id, 'Message'));
+    const id = parseId(req.params.id, 'Message');
+    const message = await content.readMessageContent(authOf(req), id, parseInput(contentQuery, req.query));
     res.setHeader('Cache-Control', 'no-store');
     res.json(message);
   });
