@@ -50,6 +50,7 @@ import { suppressionRoutes } from './suppression/suppression.routes.js';
 import { createSuppressionService } from './suppression/suppression.service.js';
 import { unsubscribeErrorPage, unsubscribeRoutes } from './suppression/unsubscribe.routes.js';
 import { createGmailGuard } from './privacy/gmail-guard.js';
+import { createAuditRetention } from './privacy/audit-retention.js';
 import { createGrantsRepo } from './privacy/grants.repo.js';
 import { grantsRoutes } from './privacy/grants.routes.js';
 import { createGrantsService } from './privacy/grants.service.js';
@@ -124,6 +125,7 @@ export function createServices(deps: AppDeps) {
   const grantsRepo = createGrantsRepo(db);
   const contentGuard = createGmailGuard({ repo: grantsRepo, registry: metrics.registry, now: deps.now });
   const grants = createGrantsService({ repo: grantsRepo, now: deps.now });
+  const auditRetention = createAuditRetention({ db, retentionDays: config.audit.retentionDays, now: deps.now });
   const mailboxesRepo = createMailboxesRepo(db);
   const messagesRepo = createMessagesRepo(db);
   const mailboxes = createMailboxService({
@@ -194,7 +196,7 @@ export function createServices(deps: AppDeps) {
   });
   // Periodic jobs run once per period across every process sharing the database.
   const jobSchedule = createJobSchedule(db, processOwner);
-  return { auth, accountMailer, contacts, mailboxes, messages, sync, push, messageContent, campaigns, sendWorker, trackingUrls, suppressions, pacer, metrics, tracking, jobSchedule, contentGuard, grants };
+  return { auth, accountMailer, contacts, mailboxes, messages, sync, push, messageContent, campaigns, sendWorker, trackingUrls, suppressions, pacer, metrics, tracking, jobSchedule, contentGuard, grants, auditRetention };
 }
 
 export type Services = ReturnType<typeof createServices>;
