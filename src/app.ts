@@ -51,6 +51,8 @@ import { createSuppressionService } from './suppression/suppression.service.js';
 import { unsubscribeErrorPage, unsubscribeRoutes } from './suppression/unsubscribe.routes.js';
 import { createGmailGuard } from './privacy/gmail-guard.js';
 import { createAuditRetention } from './privacy/audit-retention.js';
+import { createPolicyVersions } from './privacy/policy-versions.js';
+import { createPolicyVersionsRepo } from './privacy/policy-versions.repo.js';
 import { createGrantsRepo } from './privacy/grants.repo.js';
 import { grantsRoutes } from './privacy/grants.routes.js';
 import { createGrantsService } from './privacy/grants.service.js';
@@ -90,6 +92,8 @@ export function createServices(deps: AppDeps) {
   const { db } = database;
 
   const sessions = createSessionTokens(config.jwt);
+  // P-18: the policy version in force and its disclosure text, as published in the database.
+  const policyVersions = createPolicyVersions({ repo: createPolicyVersionsRepo(db), currentVersion: config.policyVersion });
   const accountMailer =
     deps.accountMailer ??
     createAccountMailer({ smtpUrl: config.accountMail.smtpUrl, from: config.accountMail.from, env: config.env, dataDir: config.dataDir, logger });
@@ -106,7 +110,7 @@ export function createServices(deps: AppDeps) {
     },
     deps.now,
   );
-  const auth = createAuthService({ repo: createAuthRepo(db), sessions, throttle, mailer: accountMailer, config, now: deps.now });
+  const auth = createAuthService({ repo: createAuthRepo(db), sessions, throttle, mailer: accountMailer, config, now: deps.now, policyOf: (caller) => policyVersions.acceptedBy(caller) });
   // One metrics registry per app instance; the tracking paths count into it without Express.
   const metrics = createMetrics();
   const tracking = createTracking({ config, database, logger, registry: metrics.registry, requests: metrics.requests });
@@ -136,6 +140,7 @@ export function createServices(deps: AppDeps) {
     config,
     logger,
     now: deps.now,
+    currentDisclosure: () => policyVersions.currentDisclosure(),
     // Push from the first minute: a mailbox connected with sync is watched at once (sync is built just below).
     onConnected: (mailbox) => sync.mailboxConnected(mailbox),
   });
@@ -196,7 +201,7 @@ export function createServices(deps: AppDeps) {
   });
   // Periodic jobs run once per period across every process sharing the database.
   const jobSchedule = createJobSchedule(db, processOwner);
-  return { auth, accountMailer, contacts, mailboxes, messages, sync, push, messageContent, campaigns, sendWorker, trackingUrls, suppressions, pacer, metrics, tracking, jobSchedule, contentGuard, grants, auditRetention };
+  return { auth, accountMailer, contacts, mailboxes, messages, sync, push, messageContent, campaigns, sendWorker, trackingUrls, suppressions, pacer, metrics, tracking, jobSchedule, contentGuard, grants, auditRetention, policyVersions };
 }
 
 export type Services = ReturnType<typeof createServices>;

@@ -1,3 +1,4 @@
+import { recordAudit, type AuditEntry } from '../privacy/audit.js';
 import { and, asc, eq, gt, isNull, lte } from 'drizzle-orm';
 import { inTransaction, type Db } from '../db/connect.js';
 import { invitations, memberships, signupRequests, users, workspaces, type Role } from '../db/schema.js';
@@ -111,6 +112,11 @@ function authQueries(db: Db) {
 
     async deleteExpiredSignupRequests(now: Date): Promise<void> {
       await db.delete(signupRequests).where(lte(signupRequests.expiresAt, now));
+    },
+
+    /** Membership changes are evidence (issue 11): written in the transaction that makes them. */
+    async audit(entry: AuditEntry): Promise<void> {
+      await recordAudit(db, entry);
     },
 
     async deleteInvitation(workspaceId: string, id: string): Promise<boolean> {

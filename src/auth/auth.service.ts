@@ -8,6 +8,13 @@ import { DECOY_PASSWORD_HASH, hashPassword, verifyPassword } from './passwords.j
 import type { SessionTokens } from './sessions.js';
 import type { AccountMailer } from './account-mail.js';
 import type { AuthThrottle } from './throttle.js';
+import type { AuditEntry } from '../privacy/audit.js';
+import { actorOf } from './actor.js';
+
+/** An audit row for a change the caller made to the workspace's membership. */
+function memberEvent(auth: AuthContext, action: string, subjectType: string, subjectId: string): AuditEntry {
+  return { workspaceId: auth.workspaceId, actor: actorOf(auth), action, subjectType, subjectId, requestId: auth.requestId };
+}
 
 export interface AuthContext {
   userId: string;
@@ -52,6 +59,8 @@ export function createAuthService(deps: {
   mailer: AccountMailer;
   config: Pick<Config, 'policyVersion'>;
   now?: () => Date;
+  /** P-18: the policy version in force and the one the caller accepted (privacy/policy-versions.ts). */
+  policyOf?: (auth: AuthContext) => Promise<unknown>;
 }) {
   const { repo, sessions, throttle, mailer } = deps;
   const now = deps.now ?? (() => new Date());
@@ -147,7 +156,8 @@ export function createAuthService(deps: {
     async me(auth: AuthContext) {
       const [user, membership] = await Promise.all([repo.findUserById(auth.userId), repo.findMembership(auth.workspaceId, auth.userId)]);
       if (!user || !membership) throw new UnauthorizedError();
-      return { user: presentUser(user), workspace: presentWorkspace(membership.workspace), role: membership.role };
+      const policy = deps.policyOf ? await deps.policyOf(auth) : undefined;
+      return { user: presentUser(user), workspace: presentWorkspace(membership.workspace), role: membership.role, ...(policy ? { policy } : {}) };
     },
 
     /** Owners and admins name the workspace and set the postal address marketing mail carries. */
@@ -164,13 +174,17 @@ export function createAuthService(deps: {
     async invite(auth: AuthContext, input: { email: string; role: Role }) {
       if (ROLE_RANK[input.role] > ROLE_RANK[auth.role]) throw new ForbiddenError('You cannot invite someone to a role above your own');
       const token = randomBytes(32).toString('base64url');
-      const invitation = await repo.insertInvitation({
-        workspaceId: auth.workspaceId,
-        email: normalizeLoginEmail(input.email),
-        role: input.role,
-        tokenHash: hashInvitationToken(token),
-        invitedBy: auth.userId,
-        expiresAt: new Date(now().getTime() + INVITATION_TTL_MS),
+      const invitation = await repo.transaction(async (tx) => {
+        const row = await tx.insertInvitation({
+          workspaceId: auth.workspaceId,
+          email: normalizeLoginEmail(input.email),
+          role: input.role,
+          tokenHash: hashInvitationToken(token),
+          invitedBy: auth.userId,
+          expiresAt: new Date(now().getTime() + INVITATION_TTL_MS),
+        });
+        await tx.audit({ ...memberEvent(auth, 'member.invited', 'invitation', row.id), detail: { role: row.role } });
+        return row;
       });
       return { invitation: presentInvitation(invitation), token };
     },
@@ -180,7 +194,10 @@ export function createAuthService(deps: {
     },
 
     async revokeInvitation(auth: AuthContext, invitationId: string) {
-      if (!(await repo.deleteInvitation(auth.workspaceId, invitationId))) throw new NotFoundError('Invitation');
+      await repo.transaction(async (tx) => {
+        if (!(await tx.deleteInvitation(auth.workspaceId, invitationId))) throw new NotFoundError('Invitation');
+        await tx.audit(memberEvent(auth, 'invitation.revoked', 'invitation', invitationId));
+      });
     },
 
     /**
@@ -202,6 +219,14 @@ export function createAuthService(deps: {
         }
         await tx.insertMembership(invitation.workspaceId, user.id, invitation.role);
         await tx.markInvitationAccepted(invitation.id, now());
+        await tx.audit({
+          workspaceId: invitation.workspaceId,
+          actor: `user:${user.id}`,
+          action: 'member.joined',
+          subjectType: 'user',
+          subjectId: user.id,
+          detail: { invitationId: invitation.id, role: invitation.role, invitedBy: invitation.invitedBy },
+        });
         const membership = await tx.findMembership(invitation.workspaceId, user.id);
         return { user, workspace: membership!.workspace, role: membership!.role };
       });
