@@ -53,6 +53,9 @@ import { createGmailGuard } from './privacy/gmail-guard.js';
 import { createAuditRetention } from './privacy/audit-retention.js';
 import { createPolicyVersions } from './privacy/policy-versions.js';
 import { createPolicyVersionsRepo } from './privacy/policy-versions.repo.js';
+import { createComplianceRepo } from './privacy/compliance.repo.js';
+import { complianceRoutes } from './privacy/compliance.routes.js';
+import { createComplianceService } from './privacy/compliance.service.js';
 import { createGrantsRepo } from './privacy/grants.repo.js';
 import { grantsRoutes } from './privacy/grants.routes.js';
 import { createGrantsService } from './privacy/grants.service.js';
@@ -93,7 +96,9 @@ export function createServices(deps: AppDeps) {
 
   const sessions = createSessionTokens(config.jwt);
   // P-18: the policy version in force and its disclosure text, as published in the database.
-  const policyVersions = createPolicyVersions({ repo: createPolicyVersionsRepo(db), currentVersion: config.policyVersion });
+  const policyVersionsRepo = createPolicyVersionsRepo(db);
+  const policyVersions = createPolicyVersions({ repo: policyVersionsRepo, currentVersion: config.policyVersion });
+  const compliance = createComplianceService({ repo: createComplianceRepo(db), policies: policyVersionsRepo, now: deps.now });
   const accountMailer =
     deps.accountMailer ??
     createAccountMailer({ smtpUrl: config.accountMail.smtpUrl, from: config.accountMail.from, env: config.env, dataDir: config.dataDir, logger });
@@ -201,7 +206,7 @@ export function createServices(deps: AppDeps) {
   });
   // Periodic jobs run once per period across every process sharing the database.
   const jobSchedule = createJobSchedule(db, processOwner);
-  return { auth, accountMailer, contacts, mailboxes, messages, sync, push, messageContent, campaigns, sendWorker, trackingUrls, suppressions, pacer, metrics, tracking, jobSchedule, contentGuard, grants, auditRetention, policyVersions };
+  return { auth, accountMailer, contacts, mailboxes, messages, sync, push, messageContent, campaigns, sendWorker, trackingUrls, suppressions, pacer, metrics, tracking, jobSchedule, contentGuard, grants, auditRetention, policyVersions, compliance };
 }
 
 export type Services = ReturnType<typeof createServices>;
@@ -271,6 +276,7 @@ export function createApp(deps: AppDeps, services: Services = createServices(dep
     suppressionRoutes(services.suppressions, authenticated),
     trackingRoutes(services.tracking.stats, authenticated),
     grantsRoutes(services.grants, authenticated),
+    complianceRoutes(services.compliance, authenticated),
   );
   app.use('/api', (req, _res, next) => next(new NotFoundError(`Route ${req.method} ${req.baseUrl}${req.path}`, 'route_not_found')));
   // The recipient's pages (/u, /p): public, the token in the URL is the credential.
