@@ -97,7 +97,7 @@ describe('compliance report', () => {
       expect(rows.find((r) => r.action === 'gmail.content_read' && r.basis === 'security')).toMatchObject({ section: 'gmailAccess', case_reference: 'INC-9', subject_id: messageId });
       expect(rows.find((r) => r.section === 'deletionRequests' && r.subject_type === 'contact')!.completed_at).toMatch(/^\d{4}-/);
       expect(rows.find((r) => r.section === 'mailboxScopes')!.subject_id).toBe(mailboxId);
-      expect(JSON.parse(rows.find((r) => r.action === 'keys.rotated')!.detail)).toEqual({ toVersion: 'v2', rewritten: 1 });
+      expect(JSON.parse(rows.find((r) => r.action === 'keys.rotated')!.detail!)).toEqual({ toVersion: 'v2', rewritten: 1 });
       // A cell a spreadsheet would run as a formula is defused.
       expect(res.text).not.toMatch(/(^|,)"?=HYPERLINK/m);
       expect(res.text).not.toContain('OTHER-WORKSPACE');
@@ -128,7 +128,7 @@ describe('compliance report', () => {
     await db.execute(sql`insert into audit_log (workspace_id, actor, action, subject_type, subject_id)
       select ${ctx.owner.workspaceId}::uuid, 'system:test', 'consent.recorded', 'contact', 'bulk-' || g from generate_series(1, 2100) g`);
     const rows: Record<string, string>[] = parse((await report('?format=csv')).text, { columns: true });
-    const bulk = rows.filter((r) => r.subject_id.startsWith('bulk-'));
+    const bulk = rows.filter((r) => r.subject_id?.startsWith('bulk-'));
     expect(bulk).toHaveLength(2100);
     expect(new Set(bulk.map((r) => r.subject_id)).size).toBe(2100);
   });
