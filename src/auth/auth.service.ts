@@ -67,6 +67,29 @@ export function createAuthService(deps: {
 
   const issueSession = (userId: string, workspaceId: string) => sessions.sign({ userId, workspaceId });
 
+  /**
+   * Runs a change to one membership under the workspace's membership lock, after the checks
+   * every such change shares: the target exists, is not ranked above the caller, and — when
+   * the change takes an owner away (`takesOwner`) — is not the last owner.
+   */
+  async function changeMembership(
+    auth: AuthContext,
+    userId: string,
+    takesOwner: boolean,
+    change: (tx: Parameters<Parameters<AuthRepo['transaction']>[0]>[0], target: { userId: string; role: Role }) => Promise<void>,
+  ) {
+    await repo.transaction(async (tx) => {
+      const members = await tx.lockMemberships(auth.workspaceId);
+      const target = members.find((m) => m.userId === userId);
+      if (!target) throw new NotFoundError('Member');
+      if (ROLE_RANK[target.role] > ROLE_RANK[auth.role]) throw new ForbiddenError('You cannot change a member ranked above you');
+      if (takesOwner && target.role === 'owner' && members.filter((m) => m.role === 'owner').length === 1) {
+        throw new ConflictError('last_owner', 'A workspace keeps at least one owner: make someone else owner first');
+      }
+      await change(tx, target);
+    });
+  }
+
   return {
     /**
      * Signup never says whether an address already has an account (issue 9): every valid
@@ -187,6 +210,28 @@ export function createAuthService(deps: {
         return row;
       });
       return { invitation: presentInvitation(invitation), token };
+    },
+
+    /**
+     * Owners and admins change a member's role: never above their own, never of someone
+     * ranked above them, never leaving the workspace without an owner. Audited.
+     */
+    async changeRole(auth: AuthContext, userId: string, role: Role) {
+      if (ROLE_RANK[role] > ROLE_RANK[auth.role]) throw new ForbiddenError('You cannot give a role above your own');
+      await changeMembership(auth, userId, role !== 'owner', async (tx, target) => {
+        if (target.role === role) return;
+        await tx.updateRole(auth.workspaceId, userId, role);
+        await tx.audit({ ...memberEvent(auth, 'member.role_changed', 'user', userId), detail: { from: target.role, to: role } });
+      });
+      return { userId, role };
+    },
+
+    /** Owners and admins remove a member (themselves too), never one ranked above them, never the last owner. Audited. */
+    async removeMember(auth: AuthContext, userId: string) {
+      await changeMembership(auth, userId, true, async (tx, target) => {
+        await tx.deleteMembership(auth.workspaceId, userId);
+        await tx.audit({ ...memberEvent(auth, 'member.removed', 'user', userId), detail: { role: target.role } });
+      });
     },
 
     async listInvitations(auth: AuthContext) {

@@ -14,10 +14,13 @@ export interface ReportAuditRow {
   detail: Record<string, unknown>;
   requestId: string | null;
   completedAt: Date | null;
+  /** Where the next page starts: `at` to the microsecond (a Date keeps milliseconds only) and the id. */
+  cursor: ReportCursor;
 }
 
 export interface ReportCursor {
-  at: Date;
+  /** `at` in UTC with microseconds, exactly as stored. */
+  at: string;
   id: string;
 }
 
@@ -29,10 +32,10 @@ export function createComplianceRepo(db: Db) {
      * A completion is listed with its request, not as a row of its own.
      */
     async auditPage(workspaceId: string, from: Date, to: Date, cursor: ReportCursor | undefined, limit: number): Promise<ReportAuditRow[]> {
-      const after = cursor ? sql`and (r.at, r.id) > (${cursor.at.toISOString()}::timestamptz, ${cursor.id}::uuid)` : sql``;
-      const rows = rowsOf<{ id: string; at: Date | string; actor: string; action: string; subject_type: string; subject_id: string | null; detail: Record<string, unknown>; request_id: string | null; completed_at: Date | string | null }>(
+      const after = cursor ? sql`and (r.at, r.id) > (${cursor.at}::timestamptz, ${cursor.id}::uuid)` : sql``;
+      const rows = rowsOf<{ id: string; at: Date | string; actor: string; action: string; subject_type: string; subject_id: string | null; detail: Record<string, unknown>; request_id: string | null; completed_at: Date | string | null; at_key: string }>(
         await db.execute(sql`
-          select r.id, r.at, r.actor, r.action, r.subject_type, r.subject_id, r.detail, r.request_id, done.at as completed_at
+          select r.id, r.at, to_char(r.at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as at_key, r.actor, r.action, r.subject_type, r.subject_id, r.detail, r.request_id, done.at as completed_at
           from audit_log r
           left join lateral (
             select c.at from audit_log c
@@ -55,6 +58,7 @@ export function createComplianceRepo(db: Db) {
         detail: r.detail,
         requestId: r.request_id,
         completedAt: r.completed_at === null ? null : new Date(r.completed_at),
+        cursor: { at: r.at_key, id: r.id },
       }));
     },
 

