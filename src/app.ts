@@ -49,6 +49,16 @@ import { createSuppressionListRepo } from './suppression/suppression.repo.js';
 import { suppressionRoutes } from './suppression/suppression.routes.js';
 import { createSuppressionService } from './suppression/suppression.service.js';
 import { unsubscribeErrorPage, unsubscribeRoutes } from './suppression/unsubscribe.routes.js';
+import { createGmailGuard } from './privacy/gmail-guard.js';
+import { createAuditRetention } from './privacy/audit-retention.js';
+import { createPolicyVersions } from './privacy/policy-versions.js';
+import { createPolicyVersionsRepo } from './privacy/policy-versions.repo.js';
+import { createComplianceRepo } from './privacy/compliance.repo.js';
+import { complianceRoutes } from './privacy/compliance.routes.js';
+import { createComplianceService } from './privacy/compliance.service.js';
+import { createGrantsRepo } from './privacy/grants.repo.js';
+import { grantsRoutes } from './privacy/grants.routes.js';
+import { createGrantsService } from './privacy/grants.service.js';
 import { NotFoundError, errorMiddleware } from './errors.js';
 import { createMetrics, metricsMiddleware, metricsRoute } from './http/metrics.js';
 import { redactUrl, serializeError, type Logger } from './logger.js';
@@ -94,6 +104,10 @@ export function createServices(deps: AppDeps) {
   const { db } = database;
 
   const sessions = createSessionTokens(config.jwt);
+  // P-18: the policy version in force and its disclosure text, as published in the database.
+  const policyVersionsRepo = createPolicyVersionsRepo(db);
+  const policyVersions = createPolicyVersions({ repo: policyVersionsRepo, currentVersion: config.policyVersion });
+  const compliance = createComplianceService({ repo: createComplianceRepo(db), policies: policyVersionsRepo, now: deps.now });
   const accountMailer =
     deps.accountMailer ??
     createAccountMailer({ smtpUrl: config.accountMail.smtpUrl, from: config.accountMail.from, env: config.env, dataDir: config.dataDir, logger });
@@ -110,7 +124,7 @@ export function createServices(deps: AppDeps) {
     },
     deps.now,
   );
-  const auth = createAuthService({ repo: createAuthRepo(db), sessions, throttle, mailer: accountMailer, config, now: deps.now });
+  const auth = createAuthService({ repo: createAuthRepo(db), sessions, throttle, mailer: accountMailer, config, now: deps.now, policyOf: (caller) => policyVersions.acceptedBy(caller) });
   // One metrics registry per app instance; the tracking paths count into it without Express.
   const metrics = createMetrics();
   const tracking = createTracking({ config, database, logger, registry: metrics.registry, requests: metrics.requests });
@@ -125,6 +139,11 @@ export function createServices(deps: AppDeps) {
       sendsPerMinute: config.gmail.sendsPerMinute,
     });
   const gmail = createGmailClient(deps.google.settings, pacer);
+  // Privacy guard (P-02/P-03/P-04): every read of Gmail content, by a person or by sync, passes it.
+  const grantsRepo = createGrantsRepo(db);
+  const contentGuard = createGmailGuard({ repo: grantsRepo, registry: metrics.registry, now: deps.now });
+  const grants = createGrantsService({ repo: grantsRepo, now: deps.now });
+  const auditRetention = createAuditRetention({ db, retentionDays: config.audit.retentionDays, now: deps.now });
   const mailboxesRepo = createMailboxesRepo(db);
   const messagesRepo = createMessagesRepo(db);
   const mailboxes = createMailboxService({
@@ -135,6 +154,7 @@ export function createServices(deps: AppDeps) {
     config,
     logger,
     now: deps.now,
+    currentDisclosure: () => policyVersions.currentDisclosure(),
     // Push from the first minute: a mailbox connected with sync is watched at once (sync is built just below).
     onConnected: (mailbox) => sync.mailboxConnected(mailbox),
   });
@@ -149,6 +169,7 @@ export function createServices(deps: AppDeps) {
     pacer,
     config,
     leases: createSyncLeases(db, processOwner),
+    guard: contentGuard,
     pushTopic: deps.google.pushTopic,
     logger,
     now: deps.now,
@@ -162,7 +183,7 @@ export function createServices(deps: AppDeps) {
     sync,
     logger,
   });
-  const messageContent = createMessageContentReader({ messagesRepo, mailboxesRepo, mailboxes });
+  const messageContent = createMessageContentReader({ messagesRepo, mailboxesRepo, mailboxes, guard: contentGuard });
   const tokenCodec = createTokenCodec(config.trackingSecrets);
   const trackingUrls = createTrackingUrls(tokenCodec, config.publicBaseUrl);
   const campaignsRepo = createCampaignsRepo(db);
@@ -197,7 +218,7 @@ export function createServices(deps: AppDeps) {
   // Server-to-server callers: API keys, and Idempotency-Key answers kept for replay.
   const apiKeys = createApiKeysService({ repo: createApiKeysRepo(db), authRepo: createAuthRepo(db), now: deps.now });
   const idempotency = createIdempotencyService({ repo: createIdempotencyRepo(db), now: deps.now });
-  return { auth, accountMailer, contacts, mailboxes, messages, sync, push, messageContent, campaigns, sendWorker, trackingUrls, suppressions, pacer, metrics, tracking, jobSchedule, apiKeys, idempotency };
+  return { auth, accountMailer, contacts, mailboxes, messages, sync, push, messageContent, campaigns, sendWorker, trackingUrls, suppressions, pacer, metrics, tracking, jobSchedule, apiKeys, idempotency, contentGuard, grants, auditRetention, policyVersions, compliance };
 }
 
 export type Services = ReturnType<typeof createServices>;
@@ -270,6 +291,8 @@ export function createApp(deps: AppDeps, services: Services = createServices(dep
     suppressionRoutes(services.suppressions, authenticated),
     trackingRoutes(services.tracking.stats, authenticated),
     apiKeysRoutes(services.apiKeys, authenticated),
+    grantsRoutes(services.grants, authenticated),
+    complianceRoutes(services.compliance, authenticated),
   );
   app.use('/api', (req, _res, next) => next(new NotFoundError(`Route ${req.method} ${req.baseUrl}${req.path}`, 'route_not_found')));
   // The recipient's pages (/u, /p): public, the token in the URL is the credential.

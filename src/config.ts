@@ -117,6 +117,8 @@ const envSchema = z.object({
   TRACKING_CLICK_TIMEOUT_MS: z.coerce.number().int().min(50).max(30_000).default(800),
   DATABASE_CONNECT_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(2_000),
   DATABASE_STATEMENT_TIMEOUT_MS: z.coerce.number().int().min(100).max(3_600_000).default(10_000),
+  /** Days audit rows are kept (a legal period: 2555 = 7 years); the purge job deletes only older rows. */
+  AUDIT_RETENTION_DAYS: z.coerce.number().int().min(1).max(36_500).default(2555),
 });
 
 type Env = z.infer<typeof envSchema>;
@@ -203,6 +205,8 @@ export interface Config {
   };
   /** Names of secrets generated for development because the environment had none. */
   readonly generatedSecrets: readonly string[];
+  /** Issue 11 (privacy guard): how long evidence is kept. */
+  readonly audit: { readonly retentionDays: number };
 }
 
 export class ConfigError extends Error {
@@ -355,6 +359,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       clickTimeoutMs: env.TRACKING_CLICK_TIMEOUT_MS,
     },
     generatedSecrets,
+    audit: { retentionDays: env.AUDIT_RETENTION_DAYS },
   });
 }
 

@@ -89,6 +89,12 @@ export function startJobs(input: { services: Services; config: Config; logger: L
     if (truncated > 0) logger.info({ truncated }, 'raw tracking facts past retention truncated');
   });
 
+  // Audit rows past AUDIT_RETENTION_DAYS are the only ones the audit log lets go (migration 0012's trigger).
+  scheduled('audit-retention', RETENTION_SWEEP_MS, async () => {
+    const purged = await services.auditRetention.purgeExpired();
+    if (purged > 0) logger.info({ purged }, 'audit rows past their retention purged');
+  });
+
   const pollSeconds = config.gmail.syncPollSeconds;
   if (pollSeconds > 0) {
     scheduled('gmail-sync-poll', Math.min(pollSeconds * 1000, MAX_TICK_MS), async () => {

@@ -35,6 +35,8 @@ async function main() {
   const google = await resolveGoogle(config);
   const deps = { config, database, logger, google };
   const services = createServices(deps);
+  // P-18: the configured policy version and its disclosure are published (once, recorded) before anyone connects.
+  await services.policyVersions.currentDisclosure();
   const serves = config.role !== 'worker';
   let server: Server | undefined;
   if (serves) {

@@ -16,7 +16,7 @@ export async function benchAccount(services: Services, email = 'bench@acme.test'
 }
 
 export async function benchMailbox(services: Services, auth: { userId: string; workspaceId: string; role: 'owner' }, options: { sync: boolean; loginHint: string }) {
-  const start = services.mailboxes.startConnection(auth, options);
+  const start = await services.mailboxes.startConnection(auth, options);
   const consent = await fetch(start.url, { redirect: 'manual' });
   const callback = new URL(consent.headers.get('location')!);
   return services.mailboxes.completeConnection(

@@ -1,3 +1,4 @@
+import { recordAudit, type AuditEntry } from '../privacy/audit.js';
 import { and, asc, eq, gt, isNull, lte } from 'drizzle-orm';
 import { inTransaction, type Db } from '../db/connect.js';
 import { invitations, memberships, signupRequests, users, workspaces, type Role } from '../db/schema.js';
@@ -111,6 +112,24 @@ function authQueries(db: Db) {
 
     async deleteExpiredSignupRequests(now: Date): Promise<void> {
       await db.delete(signupRequests).where(lte(signupRequests.expiresAt, now));
+    },
+
+    /** Every membership of the workspace, locked until the transaction ends: role changes and removals serialize (the last owner stays). */
+    async lockMemberships(workspaceId: string): Promise<{ userId: string; role: Role }[]> {
+      return db.select({ userId: memberships.userId, role: memberships.role }).from(memberships).where(eq(memberships.workspaceId, workspaceId)).for('update');
+    },
+
+    async updateRole(workspaceId: string, userId: string, role: Role): Promise<void> {
+      await db.update(memberships).set({ role }).where(and(eq(memberships.workspaceId, workspaceId), eq(memberships.userId, userId)));
+    },
+
+    async deleteMembership(workspaceId: string, userId: string): Promise<void> {
+      await db.delete(memberships).where(and(eq(memberships.workspaceId, workspaceId), eq(memberships.userId, userId)));
+    },
+
+    /** Membership changes are evidence (issue 11): written in the transaction that makes them. */
+    async audit(entry: AuditEntry): Promise<void> {
+      await recordAudit(db, entry);
     },
 
     async deleteInvitation(workspaceId: string, id: string): Promise<boolean> {

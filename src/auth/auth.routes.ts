@@ -23,6 +23,7 @@ export const workspaceBody = z
   .strict()
   .refine((v) => Object.keys(v).length > 0, 'give at least one field to change');
 export const acceptBody = z.object({ token: z.string().min(1).max(200), password, name: z.string().trim().min(1).max(200).optional() });
+export const roleBody = z.object({ role: z.enum(['owner', 'admin', 'member']) }).strict();
 
 export const verifyBody = z.object({ code: z.string().min(1).max(200) });
 
@@ -59,6 +60,14 @@ export function authRoutes(auth: AuthService, authenticated: RequestHandler): Ro
   });
   router.get('/members', async (req, res) => {
     res.json({ members: await auth.listMembers(authOf(req)) });
+  });
+  router.patch('/members/:userId', requireRole('owner', 'admin'), async (req, res) => {
+    const userId = parseId(req.params.userId, 'Member');
+    res.json(await auth.changeRole(authOf(req), userId, parseInput(roleBody, req.body).role));
+  });
+  router.delete('/members/:userId', requireRole('owner', 'admin'), async (req, res) => {
+    await auth.removeMember(authOf(req), parseId(req.params.userId, 'Member'));
+    res.status(204).end();
   });
   router.get('/invitations', requireRole('owner', 'admin'), async (req, res) => {
     res.json({ invitations: await auth.listInvitations(authOf(req)) });

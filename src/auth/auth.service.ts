@@ -9,6 +9,13 @@ import type { SessionTokens } from './sessions.js';
 import type { AccountMailer } from './account-mail.js';
 import type { AuthThrottle } from './throttle.js';
 import type { ApiScope } from '../http/api-spec.js';
+import type { AuditEntry } from '../privacy/audit.js';
+import { actorOf } from './actor.js';
+
+/** An audit row for a change the caller made to the workspace's membership. */
+function memberEvent(auth: AuthContext, action: string, subjectType: string, subjectId: string): AuditEntry {
+  return { workspaceId: auth.workspaceId, actor: actorOf(auth), action, subjectType, subjectId, requestId: auth.requestId };
+}
 
 export interface AuthContext {
   userId: string;
@@ -57,11 +64,36 @@ export function createAuthService(deps: {
   mailer: AccountMailer;
   config: Pick<Config, 'policyVersion'>;
   now?: () => Date;
+  /** P-18: the policy version in force and the one the caller accepted (privacy/policy-versions.ts). */
+  policyOf?: (auth: AuthContext) => Promise<unknown>;
 }) {
   const { repo, sessions, throttle, mailer } = deps;
   const now = deps.now ?? (() => new Date());
 
   const issueSession = (userId: string, workspaceId: string) => sessions.sign({ userId, workspaceId });
+
+  /**
+   * Runs a change to one membership under the workspace's membership lock, after the checks
+   * every such change shares: the target exists, is not ranked above the caller, and — when
+   * the change takes an owner away (`takesOwner`) — is not the last owner.
+   */
+  async function changeMembership(
+    auth: AuthContext,
+    userId: string,
+    takesOwner: boolean,
+    change: (tx: Parameters<Parameters<AuthRepo['transaction']>[0]>[0], target: { userId: string; role: Role }) => Promise<void>,
+  ) {
+    await repo.transaction(async (tx) => {
+      const members = await tx.lockMemberships(auth.workspaceId);
+      const target = members.find((m) => m.userId === userId);
+      if (!target) throw new NotFoundError('Member');
+      if (ROLE_RANK[target.role] > ROLE_RANK[auth.role]) throw new ForbiddenError('You cannot change a member ranked above you');
+      if (takesOwner && target.role === 'owner' && members.filter((m) => m.role === 'owner').length === 1) {
+        throw new ConflictError('last_owner', 'A workspace keeps at least one owner: make someone else owner first');
+      }
+      await change(tx, target);
+    });
+  }
 
   return {
     /**
@@ -152,7 +184,8 @@ export function createAuthService(deps: {
     async me(auth: AuthContext) {
       const [user, membership] = await Promise.all([repo.findUserById(auth.userId), repo.findMembership(auth.workspaceId, auth.userId)]);
       if (!user || !membership) throw new UnauthorizedError();
-      return { user: presentUser(user), workspace: presentWorkspace(membership.workspace), role: membership.role };
+      const policy = deps.policyOf ? await deps.policyOf(auth) : undefined;
+      return { user: presentUser(user), workspace: presentWorkspace(membership.workspace), role: membership.role, ...(policy ? { policy } : {}) };
     },
 
     /** Owners and admins name the workspace and set the postal address marketing mail carries. */
@@ -169,15 +202,41 @@ export function createAuthService(deps: {
     async invite(auth: AuthContext, input: { email: string; role: Role }) {
       if (ROLE_RANK[input.role] > ROLE_RANK[auth.role]) throw new ForbiddenError('You cannot invite someone to a role above your own');
       const token = randomBytes(32).toString('base64url');
-      const invitation = await repo.insertInvitation({
-        workspaceId: auth.workspaceId,
-        email: normalizeLoginEmail(input.email),
-        role: input.role,
-        tokenHash: hashInvitationToken(token),
-        invitedBy: auth.userId,
-        expiresAt: new Date(now().getTime() + INVITATION_TTL_MS),
+      const invitation = await repo.transaction(async (tx) => {
+        const row = await tx.insertInvitation({
+          workspaceId: auth.workspaceId,
+          email: normalizeLoginEmail(input.email),
+          role: input.role,
+          tokenHash: hashInvitationToken(token),
+          invitedBy: auth.userId,
+          expiresAt: new Date(now().getTime() + INVITATION_TTL_MS),
+        });
+        await tx.audit({ ...memberEvent(auth, 'member.invited', 'invitation', row.id), detail: { role: row.role } });
+        return row;
       });
       return { invitation: presentInvitation(invitation), token };
+    },
+
+    /**
+     * Owners and admins change a member's role: never above their own, never of someone
+     * ranked above them, never leaving the workspace without an owner. Audited.
+     */
+    async changeRole(auth: AuthContext, userId: string, role: Role) {
+      if (ROLE_RANK[role] > ROLE_RANK[auth.role]) throw new ForbiddenError('You cannot give a role above your own');
+      await changeMembership(auth, userId, role !== 'owner', async (tx, target) => {
+        if (target.role === role) return;
+        await tx.updateRole(auth.workspaceId, userId, role);
+        await tx.audit({ ...memberEvent(auth, 'member.role_changed', 'user', userId), detail: { from: target.role, to: role } });
+      });
+      return { userId, role };
+    },
+
+    /** Owners and admins remove a member (themselves too), never one ranked above them, never the last owner. Audited. */
+    async removeMember(auth: AuthContext, userId: string) {
+      await changeMembership(auth, userId, true, async (tx, target) => {
+        await tx.deleteMembership(auth.workspaceId, userId);
+        await tx.audit({ ...memberEvent(auth, 'member.removed', 'user', userId), detail: { role: target.role } });
+      });
     },
 
     async listInvitations(auth: AuthContext) {
@@ -185,7 +244,10 @@ export function createAuthService(deps: {
     },
 
     async revokeInvitation(auth: AuthContext, invitationId: string) {
-      if (!(await repo.deleteInvitation(auth.workspaceId, invitationId))) throw new NotFoundError('Invitation');
+      await repo.transaction(async (tx) => {
+        if (!(await tx.deleteInvitation(auth.workspaceId, invitationId))) throw new NotFoundError('Invitation');
+        await tx.audit(memberEvent(auth, 'invitation.revoked', 'invitation', invitationId));
+      });
     },
 
     /**
@@ -207,6 +269,14 @@ export function createAuthService(deps: {
         }
         await tx.insertMembership(invitation.workspaceId, user.id, invitation.role);
         await tx.markInvitationAccepted(invitation.id, now());
+        await tx.audit({
+          workspaceId: invitation.workspaceId,
+          actor: `user:${user.id}`,
+          action: 'member.joined',
+          subjectType: 'user',
+          subjectId: user.id,
+          detail: { invitationId: invitation.id, role: invitation.role, invitedBy: invitation.invitedBy },
+        });
         const membership = await tx.findMembership(invitation.workspaceId, user.id);
         return { user, workspace: membership!.workspace, role: membership!.role };
       });

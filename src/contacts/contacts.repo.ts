@@ -1,3 +1,4 @@
+import { recordAudit, type AuditEntry } from '../privacy/audit.js';
 import { and, desc, eq, getTableColumns, ilike, or, sql } from 'drizzle-orm';
 import { inUuidList } from '../db/sql-lists.js';
 import { cursorTimestamp, olderThanCursor, type PageCursor } from '../http/cursor.js';
@@ -155,14 +156,18 @@ function contactQueries(db: Db) {
       source: string;
       policyVersion: string;
       actor: string;
-    }): Promise<ConsentRow> {
+    }, auditOf?: (consent: ConsentRow) => AuditEntry): Promise<ConsentRow> {
       // An opt-out and a send's claim for this contact's address serialize (invariant 1).
-      const [row] = await underAddressLock(
+      return underAddressLock(
         db,
         (tx) => lockContactAddress(tx, values.contactId),
-        (tx) => tx.insert(consents).values(values).returning(),
+        async (tx) => {
+          const [row] = await tx.insert(consents).values(values).returning();
+          // The evidence commits with the consent it records.
+          if (auditOf) await recordAudit(tx, auditOf(row!));
+          return row!;
+        },
       );
-      return row!;
     },
 
     async listConsents(workspaceId: string, contactId: string): Promise<ConsentRow[]> {

@@ -136,14 +136,25 @@ export function createContactsService(deps: {
     /** Consent is history (P-11): a new record is appended, none is ever edited. */
     async recordConsent(auth: AuthContext, contactId: string, input: { status: ConsentStatus; source: string; policyVersion?: string }) {
       await requireContact(auth, contactId);
-      const consent = await repo.insertConsent({
-        workspaceId: auth.workspaceId,
-        contactId,
-        status: input.status,
-        source: input.source,
-        policyVersion: input.policyVersion ?? deps.policyVersion,
-        actor: actorOf(auth),
-      });
+      const consent = await repo.insertConsent(
+        {
+          workspaceId: auth.workspaceId,
+          contactId,
+          status: input.status,
+          source: input.source,
+          policyVersion: input.policyVersion ?? deps.policyVersion,
+          actor: actorOf(auth),
+        },
+        (row) => ({
+          workspaceId: auth.workspaceId,
+          actor: actorOf(auth),
+          action: 'consent.recorded',
+          subjectType: 'contact',
+          subjectId: contactId,
+          detail: { consentId: row.id, status: row.status, source: row.source, policyVersion: row.policyVersion },
+          requestId: auth.requestId,
+        }),
+      );
       return presentConsent(consent);
     },
 

@@ -16,3 +16,4 @@ export * from './schema/tracking.js';
 export * from './schema/audit.js';
 export * from './schema/jobs.js';
 export * from './schema/api.js';
+export * from './schema/privacy.js';

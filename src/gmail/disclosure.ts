@@ -1,7 +1,8 @@
 /**
- * The Limited Use disclosure shown inside the product right before the Google consent
- * step (P-05). Its version is recorded with every connection (P-18): change the text,
- * change the version.
+ * The Limited Use disclosure shipped with this release (P-05). What the connect step shows is
+ * the text published in `policy_versions` for POLICY_VERSION (privacy/policy-versions.ts):
+ * this text is published under that version the first time a database lacks it, and never
+ * replaces a version published before. A new text needs a new version (P-18).
  */
 export const LIMITED_USE_DISCLOSURE = {
   version: '2026-11-01',

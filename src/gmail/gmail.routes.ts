@@ -43,9 +43,9 @@ export function gmailRoutes(mailboxes: MailboxService, authenticated: RequestHan
    * P-05: the Limited Use disclosure comes first. JSON clients get it with the consent URL
    * and must show it; browsers get a page whose button leads on to Google.
    */
-  router.get('/gmail/connect', (req, res) => {
+  router.get('/gmail/connect', async (req, res) => {
     const query = parseInput(connectQuery, req.query);
-    const start = mailboxes.startConnection(authOf(req), { sync: query.sync, loginHint: query.loginHint });
+    const start = await mailboxes.startConnection(authOf(req), { sync: query.sync, loginHint: query.loginHint });
     // Binds the flow to this browser: the callback refuses a state whose cookie is missing or different.
     res.cookie(CONNECT_COOKIE, start.browserSecret, {
       httpOnly: true,

@@ -1,3 +1,4 @@
+import { recordAudit, type AuditEntry } from '../privacy/audit.js';
 import { and, asc, eq, gte, sql } from 'drizzle-orm';
 import { inTransaction, type Db } from '../db/connect.js';
 import { mailboxes, messages, usedOauthStates } from '../db/schema.js';
@@ -95,6 +96,11 @@ function mailboxQueries(db: Db) {
     async consumeOauthState(stateId: string): Promise<boolean> {
       const inserted = await db.insert(usedOauthStates).values({ stateId }).onConflictDoNothing().returning();
       return inserted.length > 0;
+    },
+
+    /** Connections and disconnections are evidence (scopes granted, policy version): written in their transaction. */
+    async audit(entry: AuditEntry): Promise<void> {
+      await recordAudit(db, entry);
     },
 
     /** Deletes what sync copied out of Gmail for this mailbox (P-06: disconnect deletes synced data). */

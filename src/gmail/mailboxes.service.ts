@@ -1,5 +1,6 @@
 import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { AuthContext } from '../auth/auth.service.js';
+import { actorOf } from '../auth/actor.js';
 import { createSignedTokens } from '../auth/signed-tokens.js';
 import type { Config } from '../config.js';
 import { AppError, ConflictError, ForbiddenError, NotFoundError } from '../errors.js';
@@ -29,6 +30,8 @@ export interface MailboxServiceDeps {
   config: Pick<Config, 'jwt' | 'gmail'>;
   logger: Logger;
   now?: () => Date;
+  /** The disclosure of the policy version in force, as published in the database (P-05, P-18); default: the text shipped in disclosure.ts. */
+  currentDisclosure?: () => Promise<{ version: string; title: string; points: readonly string[] }>;
   /** Called once a mailbox is stored by the OAuth callback (new or reconnected): the sync sets its push watch. */
   onConnected?: (mailbox: MailboxRow) => void;
 }
@@ -55,6 +58,8 @@ export function createMailboxService(deps: MailboxServiceDeps) {
       statusReason: mailbox.statusReason,
       scopes: mailbox.scopes,
       disclosureVersion: mailbox.disclosureVersion,
+      /** P-18: the policy version this mailbox was connected under (the disclosure shown was that version's). */
+      policyVersion: mailbox.disclosureVersion,
       dailyBudget: mailbox.dailyBudget,
       sentToday,
       ownerUserId: mailbox.userId,
@@ -119,13 +124,14 @@ export function createMailboxService(deps: MailboxServiceDeps) {
      * browser that started, the state carries its S256 challenge, and only that browser
      * can finish the connection (an attacker's consent URL approved by a victim cannot).
      */
-    startConnection(auth: AuthContext, options: { sync: boolean; loginHint?: string }) {
+    async startConnection(auth: AuthContext, options: { sync: boolean; loginHint?: string }) {
+      const disclosure = deps.currentDisclosure ? await deps.currentDisclosure() : LIMITED_USE_DISCLOSURE;
       const scopes = scopesFor(options.sync);
       const browserSecret = randomBytes(32).toString('base64url');
       const codeChallenge = challengeOf(browserSecret);
-      const state = states.sign({ wid: auth.workspaceId, sync: options.sync, dv: LIMITED_USE_DISCLOSURE.version, pkce: codeChallenge }, auth.userId, randomUUID());
+      const state = states.sign({ wid: auth.workspaceId, sync: options.sync, dv: disclosure.version, pkce: codeChallenge }, auth.userId, randomUUID());
       return {
-        disclosure: LIMITED_USE_DISCLOSURE,
+        disclosure,
         scopes,
         url: gmail.buildAuthorizeUrl({ scopes, state, codeChallenge, loginHint: options.loginHint, forceConsent: true }),
         browserSecret,
@@ -199,6 +205,14 @@ export function createMailboxService(deps: MailboxServiceDeps) {
           connectedAt: now(),
           ...tokens,
         };
+        await tx.audit({
+          workspaceId,
+          actor: `user:${userId}`,
+          action: existing ? 'mailbox.reconnected' : 'mailbox.connected',
+          subjectType: 'mailbox',
+          subjectId: id,
+          detail: { scopes: common.scopes, policyVersion: common.disclosureVersion, sync: common.syncEnabled },
+        });
         // Reconnecting an address updates its row: same id, history and budget, never a duplicate.
         if (existing) return (await tx.update(existing.id, common))!;
         const kind = CONSUMER_DOMAINS.has(granted.email.split('@')[1]!.toLowerCase()) ? 'consumer' : 'workspace';
@@ -236,16 +250,27 @@ export function createMailboxService(deps: MailboxServiceDeps) {
       const mailbox = await repo.findById(auth.workspaceId, id);
       if (!mailbox) throw new NotFoundError('Mailbox');
       if (mailbox.userId !== auth.userId && auth.role === 'member') throw new ForbiddenError('Only the mailbox owner or an admin can disconnect it');
+      let revokedAtGoogle = true;
       try {
         await gmail.revoke(cipher.decrypt(mailbox.refreshTokenEnc, tokenContext(mailbox.id, 'refresh')));
       } catch (error) {
         // Deleting our copy must not depend on Google answering; the grant dies with the unused token anyway.
+        revokedAtGoogle = false;
         logger.warn({ mailboxId: id, err: error }, 'revoking at Google failed; deleting the mailbox regardless');
       }
       await repo.transaction(async (tx) => {
         await tx.lockById(auth.workspaceId, id);
         await tx.deleteSyncedMessages(id);
         await tx.delete(auth.workspaceId, id);
+        await tx.audit({
+          workspaceId: auth.workspaceId,
+          actor: actorOf(auth),
+          action: 'mailbox.disconnected',
+          subjectType: 'mailbox',
+          subjectId: id,
+          detail: { scopes: mailbox.scopes, policyVersion: mailbox.disclosureVersion, ownerUserId: mailbox.userId, revokedAtGoogle },
+          requestId: auth.requestId,
+        });
       });
       await deps.pacer.forget(id);
       clients.delete(id);

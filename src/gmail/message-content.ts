@@ -2,6 +2,7 @@ import { simpleParser, type AddressObject } from 'mailparser';
 import type { AuthContext } from '../auth/auth.service.js';
 import { AppError, ConflictError, NotFoundError, TooManyRequestsError } from '../errors.js';
 import type { MessagesRepo } from '../messages/messages.repo.js';
+import type { ContentBasis, ContentPurpose, GmailGuard } from '../privacy/gmail-guard.js';
 import { GMAIL_SCOPES } from './gmail-client.js';
 import { GmailError } from './gmail-errors.js';
 import type { MailboxesRepo } from './mailboxes.repo.js';
@@ -28,6 +29,14 @@ export interface MessageContentDeps {
   messagesRepo: Pick<MessagesRepo, 'findById'>;
   mailboxesRepo: Pick<MailboxesRepo, 'findById'>;
   mailboxes: Pick<MailboxService, 'withGmail'>;
+  guard: Pick<GmailGuard, 'readContent'>;
+}
+
+/** What a reader states besides who they are: the basis of a non-owner read, its purpose, its case. */
+export interface ContentRequest {
+  basis?: ContentBasis;
+  purpose?: ContentPurpose;
+  caseReference?: string;
 }
 
 function addresses(value: AddressObject | AddressObject[] | undefined): ContentAddress[] {
@@ -41,44 +50,44 @@ function addresses(value: AddressObject | AddressObject[] | undefined): ContentA
 }
 
 /**
- * Message content (bodies) is never stored: sync keeps metadata only. This module is the
- * ONE way anything reads a synced or sent message's content, fetched from Gmail on demand.
+ * Message content (bodies) is never stored: sync keeps metadata only. This module is how a
+ * person reads a synced or sent message's content, fetched from Gmail on demand through the
+ * privacy guard (src/privacy/gmail-guard.ts), which every content read passes.
  */
 export function createMessageContentReader(deps: MessageContentDeps) {
-  const { messagesRepo, mailboxesRepo, mailboxes } = deps;
+  const { messagesRepo, mailboxesRepo, mailboxes, guard } = deps;
 
   return {
     /**
-     * The content of one message, for the person who owns its mailbox (P-03, invariant 5).
-     * Anyone else gets the same 404 as for a message that does not exist.
-     *
-     * PRIVACY GUARD: the privacy issue adds the other recorded bases here — the owner's
-     * grant for this message, security, legal — each read by a non-owner written to the
-     * audit log. Every content read must keep going through this function.
+     * The content of one message, through the privacy guard (P-03, invariant 5): its
+     * mailbox's owner reads it; anyone else in the workspace needs a basis (`request`),
+     * and the guard records their read or its refusal. Another workspace gets the same 404
+     * as for a message that does not exist.
      */
-    async readMessageContent(auth: AuthContext, messageId: string): Promise<MessageContent> {
+    async readMessageContent(auth: AuthContext, messageId: string, request: ContentRequest = {}): Promise<MessageContent> {
       const message = await messagesRepo.findById(auth.workspaceId, messageId);
-      if (!message?.mailboxId) throw new NotFoundError('Message');
+      if (!message?.mailboxId || !message.gmailMessageId) throw new NotFoundError('Message');
       const mailbox = await mailboxesRepo.findById(auth.workspaceId, message.mailboxId);
-      if (!mailbox || mailbox.userId !== auth.userId) throw new NotFoundError('Message');
-      if (!message.gmailMessageId) throw new NotFoundError('Message');
-      if (mailbox.status !== 'active') throw new ConflictError('mailbox_needs_reconnect', 'This mailbox must be reconnected before its mail can be read');
-      // Without read access Gmail answers 403, which would pause the mailbox: ask for the permission instead.
-      if (!mailbox.scopes.includes(GMAIL_SCOPES.readonly)) {
-        throw new ConflictError('read_access_not_granted', 'Reading mail needs this mailbox connected with sync turned on');
-      }
+      if (!mailbox) throw new NotFoundError('Message');
+      const target = { workspaceId: auth.workspaceId, mailboxId: mailbox.id, ownerUserId: mailbox.userId, messageId: message.id, gmailMessageId: message.gmailMessageId };
 
-      let raw: Buffer;
-      try {
-        raw = await mailboxes.withGmail(mailbox, (gmail) => gmail.getRaw(message.gmailMessageId!));
-      } catch (error) {
-        if (!(error instanceof GmailError)) throw error;
-        if (error.kind === 'not_found') throw new NotFoundError('Message');
-        if (error.kind === 'auth_revoked') throw new ConflictError('mailbox_needs_reconnect', 'Google no longer accepts this mailbox’s access; reconnect it');
-        if (error.kind === 'rate_limited') throw new TooManyRequestsError('Gmail is rate limiting this mailbox; try again shortly', error.retryAfterSeconds);
-        if (error.kind === 'temporary') throw new AppError('gmail_unavailable', 503, 'Gmail did not answer; try again shortly');
-        throw new AppError('gmail_error', 502, 'Gmail refused to return this message');
-      }
+      const raw = await guard.readContent({ reader: { kind: 'member', auth }, ...request }, target, async () => {
+        if (mailbox.status !== 'active') throw new ConflictError('mailbox_needs_reconnect', 'This mailbox must be reconnected before its mail can be read');
+        // Without read access Gmail answers 403, which would pause the mailbox: ask for the permission instead.
+        if (!mailbox.scopes.includes(GMAIL_SCOPES.readonly)) {
+          throw new ConflictError('read_access_not_granted', 'Reading mail needs this mailbox connected with sync turned on');
+        }
+        try {
+          return await mailboxes.withGmail(mailbox, (gmail) => gmail.getRaw(message.gmailMessageId!));
+        } catch (error) {
+          if (!(error instanceof GmailError)) throw error;
+          if (error.kind === 'not_found') throw new NotFoundError('Message');
+          if (error.kind === 'auth_revoked') throw new ConflictError('mailbox_needs_reconnect', 'Google no longer accepts this mailbox’s access; reconnect it');
+          if (error.kind === 'rate_limited') throw new TooManyRequestsError('Gmail is rate limiting this mailbox; try again shortly', error.retryAfterSeconds);
+          if (error.kind === 'temporary') throw new AppError('gmail_unavailable', 503, 'Gmail did not answer; try again shortly');
+          throw new AppError('gmail_error', 502, 'Gmail refused to return this message');
+        }
+      });
 
       // In memory only: parsed, returned, forgotten. cid: images stay links rather than inlined data.
       const parsed = await simpleParser(raw, { skipImageLinks: true, skipTextToHtml: true, skipTextLinks: true });

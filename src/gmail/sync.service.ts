@@ -13,6 +13,7 @@ import type { MailboxPacer } from './pacer.js';
 import { createSignals } from './signals.js';
 import { emptyHealth, type SkipReason, type SyncHealthCounts } from './sync-health.js';
 import type { SyncLeases } from './sync-leases.js';
+import { ContentAccessRefusedError, type GmailGuard } from '../privacy/gmail-guard.js';
 import type { OriginalMessage, SyncRepo } from './sync.repo.js';
 
 /*
@@ -50,6 +51,8 @@ export interface SyncServiceDeps {
   pushTopic?: string;
   /** One sync per mailbox across processes; without it, only within this process. */
   leases?: SyncLeases;
+  /** The privacy guard: sync reads a notice's content as the service operating the owner's mailbox. */
+  guard: Pick<GmailGuard, 'readContent'>;
   logger: Logger;
   now?: () => Date;
 }
@@ -112,13 +115,16 @@ export function createSyncService(deps: SyncServiceDeps) {
    * A delivery notice is machine-generated (a mailer daemon's report about our own
    * message), not anyone's personal content: it alone is fetched whole, to read its
    * recipients, status codes and the Message-ID it reports on. Parsed in memory, never stored.
+   * It passes the privacy guard on the `service_operation` basis (counted, not audited one by one).
    */
   async function readNotice(mailbox: MailboxRow, api: MailboxGmail, gmailId: string): Promise<BounceNotice | 'gone' | undefined> {
     try {
-      return await readBounceNotice(await api.getRaw(gmailId));
+      const target = { workspaceId: mailbox.workspaceId, mailboxId: mailbox.id, ownerUserId: mailbox.userId, gmailMessageId: gmailId };
+      const raw = await deps.guard.readContent({ reader: { kind: 'system', job: 'sync' }, basis: 'service_operation', purpose: 'service' }, target, () => api.getRaw(gmailId));
+      return await readBounceNotice(raw);
     } catch (error) {
       if (error instanceof GmailError && error.kind === 'not_found') return 'gone';
-      if (error instanceof GmailError) throw error;
+      if (error instanceof GmailError || error instanceof ContentAccessRefusedError) throw error;
       logger.warn({ mailboxId: mailbox.id, gmailMessageId: gmailId }, 'a delivery notice could not be parsed; treated as plain mail');
       return undefined;
     }

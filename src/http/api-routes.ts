@@ -1,10 +1,12 @@
 import { z } from 'zod';
 import { createApiKeyBody } from '../api-keys/api-keys.routes.js';
-import { acceptBody, inviteBody, loginBody, signupBody, verifyBody, workspaceBody } from '../auth/auth.routes.js';
+import { acceptBody, inviteBody, roleBody, loginBody, signupBody, verifyBody, workspaceBody } from '../auth/auth.routes.js';
 import { campaignBody, launchBody } from '../campaigns/campaigns.routes.js';
 import { consentBody, createContactBody, listContactsQuery, patchContactBody } from '../contacts/contacts.routes.js';
 import { callbackQuery, connectQuery, patchMailboxBody } from '../gmail/gmail.routes.js';
-import { sendMessageBody } from '../messages/messages.routes.js';
+import { contentQuery, sendMessageBody } from '../messages/messages.routes.js';
+import { reportQuery } from '../privacy/compliance.routes.js';
+import { grantBody, listGrantsQuery } from '../privacy/grants.routes.js';
 import { addSuppressionBody, listSuppressionsQuery, removeSuppressionBody } from '../suppression/suppression.routes.js';
 import { route, type ApiRoute } from './api-spec.js';
 
@@ -35,6 +37,8 @@ export const API_ROUTES: ApiRoute[] = [
   route('get', '/api/me', { tag: 'auth', summary: 'The caller, their workspace and role', access: 'read', responses: { 200: '{user,workspace,role}' } }),
   route('get', '/api/members', { tag: 'auth', summary: "The workspace's members", access: 'read', responses: { 200: '{members}' } }),
   route('patch', '/api/workspace', { tag: 'auth', summary: 'Rename the workspace or set its postal address', access: 'admin', roles: ['owner', 'admin'], body: workspaceBody, responses: { 200: 'the workspace' } }),
+  route('patch', '/api/members/:userId', { tag: 'auth', summary: "Change a member's role (audited)", access: 'admin', roles: ['owner', 'admin'], body: roleBody, responses: { 200: 'the member' } }),
+  route('delete', '/api/members/:userId', { tag: 'auth', summary: 'Remove a member (audited)', access: 'admin', roles: ['owner', 'admin'], responses: { 204: 'removed' } }),
   route('get', '/api/invitations', { tag: 'auth', summary: 'Open invitations', access: 'admin', roles: ['owner', 'admin'], responses: { 200: '{invitations}' } }),
   route('post', '/api/invitations', { tag: 'auth', summary: 'Invite someone (the token is shown once)', access: 'admin', roles: ['owner', 'admin'], body: inviteBody, responses: { 201: '{invitation,token}' }, errors: ['email_taken'] }),
   route('delete', '/api/invitations/:id', { tag: 'auth', summary: 'Revoke an invitation', access: 'admin', roles: ['owner', 'admin'], responses: { 204: 'revoked' } }),
@@ -65,7 +69,13 @@ export const API_ROUTES: ApiRoute[] = [
   // Mail
   route('post', '/api/messages', { tag: 'messages', summary: 'Send 1:1 mail now', access: 'send', body: sendMessageBody, idempotent: true, responses: { 201: 'sent', 202: '{status:"pending"|"outcome_unknown",id}' }, errors: ['recipient_suppressed', 'mailbox_needs_reconnect', 'too_many_requests', 'message_too_large', 'gmail_rejected', 'gmail_unavailable'] }),
   route('get', '/api/messages/:id', { tag: 'messages', summary: 'One outbound message and its status', access: 'read', responses: { 200: 'the message' } }),
-  route('get', '/api/messages/:id/content', { tag: 'messages', summary: "A message's body, for its mailbox's owner only (P-03)", access: 'session', responses: { 200: 'the content' }, errors: ['read_access_not_granted', 'gmail_error'] }),
+  route('get', '/api/messages/:id/content', { tag: 'messages', summary: "A message's body through the privacy guard: its mailbox's owner, or a stated basis (grant; security/legal with a case reference) (P-03)", access: 'session', query: contentQuery, responses: { 200: 'the content' }, errors: ['read_access_not_granted', 'gmail_error', 'access_basis_required', 'basis_needs_admin', 'basis_not_allowed', 'case_reference_required', 'no_active_grant', 'purpose_refused', 'aggregate_has_no_content'] }),
+
+  // Privacy: access grants and the evidence report
+  route('post', '/api/grants', { tag: 'privacy', summary: "The mailbox's owner lets one member read one message until a date", access: 'session', body: grantBody, responses: { 201: 'the grant' }, errors: ['grant_to_self', 'grantee_not_member', 'invalid_grant_expiry'] }),
+  route('get', '/api/grants', { tag: 'privacy', summary: 'Grants the caller gave or holds', access: 'session', query: listGrantsQuery, responses: { 200: '{grants}' } }),
+  route('delete', '/api/grants/:id', { tag: 'privacy', summary: 'Revoke a grant', access: 'session', responses: { 204: 'revoked' }, errors: ['grant_already_revoked'] }),
+  route('get', '/api/compliance/report', { tag: 'privacy', summary: 'The evidence report from the audit log (JSON, or CSV with format=csv)', access: 'admin', roles: ['owner', 'admin'], query: reportQuery, produces: 'application/json', responses: { 200: 'the report' } }),
 
   // Campaigns
   route('post', '/api/campaigns', { tag: 'campaigns', summary: 'Create a draft', access: 'send', body: campaignBody, idempotent: true, responses: { 201: 'the campaign' }, errors: ['unknown_merge_field', 'unknown_contacts', 'mailbox_missing'] }),

@@ -6,6 +6,7 @@ import type { MessageContentReader } from '../gmail/message-content.js';
 import { parseId } from '../http/params.js';
 import { parseInput } from '../http/validate.js';
 import type { IdempotentRoute } from '../idempotency/idempotency.middleware.js';
+import { CONTENT_PURPOSES } from '../privacy/gmail-guard.js';
 import type { MessagesService } from './messages.service.js';
 
 export const MAX_RECIPIENTS = 100;
@@ -34,6 +35,15 @@ export const sendMessageBody = z
   })
   .transform((m) => ({ ...m, cc: m.cc ?? [], bcc: m.bcc ?? [] }));
 
+/** A non-owner states the basis of their read (the owner needs none); `service_operation` is the service's own and never a caller's. */
+export const contentQuery = z
+  .object({
+    basis: z.enum(['owner', 'grant', 'security', 'legal', 'aggregate']).optional(),
+    purpose: z.enum(CONTENT_PURPOSES).optional(),
+    caseReference: z.string().trim().min(1).max(200).optional(),
+  })
+  .strict();
+
 export function messagesRoutes(messages: MessagesService, content: MessageContentReader, authenticated: RequestHandler, idempotent: IdempotentRoute): Router {
   const router = Router();
   router.use('/messages', authenticated);
@@ -45,9 +55,10 @@ export function messagesRoutes(messages: MessagesService, content: MessageConten
   router.get('/messages/:id', async (req, res) => {
     res.json(await messages.get(authOf(req), parseId(req.params.id, 'Message')));
   });
-  /** The body, fetched from Gmail for the mailbox's owner; never stored and never cached. */
+  /** The body, fetched from Gmail through the privacy guard (owner, or a stated basis); never stored and never cached. */
   router.get('/messages/:id/content', async (req, res) => {
-    const message = await content.readMessageContent(authOf(req), parseId(req.params.id, 'Message'));
+    const id = parseId(req.params.id, 'Message');
+    const message = await content.readMessageContent(authOf(req), id, parseInput(contentQuery, req.query));
     res.setHeader('Cache-Control', 'no-store');
     res.json(message);
   });

@@ -380,17 +380,18 @@ describe('P-03 message content, read on demand', () => {
     expect(res.body.html).toContain('<b>Carol</b>');
   });
 
-  it('a teammate and another workspace get 404, as for a message that does not exist', async () => {
+  it('a teammate without a basis is refused by the privacy guard (403); another workspace gets 404, as for a message that does not exist', async () => {
     const proposal = (await syncedRows(alice.id)).find((r) => r.subject === 'Proposal')!;
     const invite = await app.api('POST', '/api/invitations', { token: owner.token, json: { email: 'teammate@acme.test', role: 'admin' } });
     const teammate = await app.api('POST', '/api/invitations/accept', { json: { token: invite.body.token, password: 'teammate password' } });
     const stranger = await signUp(app);
     const gets = app.sandbox.control.callCounts({ mailbox: ALICE }).get;
-    for (const token of [teammate.body.token as string, stranger.token]) {
-      const res = await app.api('GET', `/api/messages/${proposal.id}/content`, { token });
-      expect(res.status).toBe(404);
-      expect(res.text).not.toContain('Proposal');
-    }
+    const refused = await app.api('GET', `/api/messages/${proposal.id}/content`, { token: teammate.body.token as string });
+    expect(refused.status).toBe(403);
+    expect(refused.body.error.code).toBe('access_basis_required');
+    const elsewhere = await app.api('GET', `/api/messages/${proposal.id}/content`, { token: stranger.token });
+    expect(elsewhere.status).toBe(404);
+    for (const res of [refused, elsewhere]) expect(res.text).not.toContain('Proposal');
     expect(app.sandbox.control.callCounts({ mailbox: ALICE }).get).toBe(gets);
     expect((await app.api('GET', '/api/messages/not-a-uuid/content', { token: owner.token })).status).toBe(404);
   });

@@ -22,6 +22,7 @@ const GLOBAL_TABLES: Record<string, string> = {
   job_schedule: 'one row per periodic job, shared by every process: coordination, not tenant data (stays on the coordinator)',
   mailbox_limits: "one row per mailbox (keyed by the mailbox's random UUID): quota, pace and sync lease that workers update by mailbox id alone; on Citus it would gain workspace_id to sit beside its mailbox",
   signup_requests: 'pending signups: the workspace is created only when the code comes back; a reference table',
+  policy_versions: 'the service-wide privacy policy versions and their Gmail disclosure text (P-18): one policy for every workspace, a reference table',
 };
 
 /** Unique keys whose values are unique across all workspaces without naming one. */

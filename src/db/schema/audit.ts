@@ -23,5 +23,9 @@ export const auditLog = pgTable(
     requestId: text('request_id'),
     at: timestamp('at', { withTimezone: true }).notNull().default(sql`clock_timestamp()`),
   },
-  (t) => [index('audit_log_workspace_at_idx').on(t.workspaceId, t.at)],
+  (t) => [
+    index('audit_log_workspace_at_idx').on(t.workspaceId, t.at),
+    index('audit_log_at_idx').on(t.at),
+    index('audit_log_workspace_action_at_idx').on(t.workspaceId, t.action, t.at),
+  ],
 );
