@@ -61,12 +61,12 @@ export function authRoutes(auth: AuthService, authenticated: RequestHandler): Ro
   router.get('/members', async (req, res) => {
     res.json({ members: await auth.listMembers(authOf(req)) });
   });
-  router.patch('/members/:userId', requireRole('owner', 'admin'), async (req, res) => {
-    const userId = parseId(req.params.userId, 'Member');
+  router.patch('/members/:id', requireRole('owner', 'admin'), async (req, res) => {
+    const userId = parseId(req.params.id, 'Member');
     res.json(await auth.changeRole(authOf(req), userId, parseInput(roleBody, req.body).role));
   });
-  router.delete('/members/:userId', requireRole('owner', 'admin'), async (req, res) => {
-    await auth.removeMember(authOf(req), parseId(req.params.userId, 'Member'));
+  router.delete('/members/:id', requireRole('owner', 'admin'), async (req, res) => {
+    await auth.removeMember(authOf(req), parseId(req.params.id, 'Member'));
     res.status(204).end();
   });
   router.get('/invitations', requireRole('owner', 'admin'), async (req, res) => {

@@ -57,6 +57,12 @@ const EXPECTED_SCOPE: Record<string, 'read' | 'send' | 'admin' | 'session'> = {
   'GET /api/suppressions': 'read',
   'POST /api/suppressions': 'send',
   'DELETE /api/suppressions/:id': 'admin',
+  'PATCH /api/members/:id': 'admin',
+  'DELETE /api/members/:id': 'admin',
+  'POST /api/grants': 'session',
+  'GET /api/grants': 'session',
+  'DELETE /api/grants/:id': 'session',
+  'GET /api/compliance/report': 'admin',
 };
 const PUBLIC = new Set(['POST /api/auth/signup', 'POST /api/auth/signup/verify', 'POST /api/auth/login', 'POST /api/invitations/accept', 'GET /api/gmail/callback', 'GET /api/openapi.json', 'GET /api/docs']);
 

@@ -60,6 +60,15 @@ beforeAll(async () => {
   const suppression = await app.api('POST', '/api/suppressions', { token: b.token, json: { email: 'BeeSecret.optout@b.example', note: 'BeeSecret note' } });
   ids.suppression = suppression.body.id;
   ids.apiKey = (await app.api('POST', '/api/api-keys', { token: b.token, json: { name: 'BeeSecret key', scopes: ['admin'] } })).body.id;
+  // A grant of B's: B's owner lets a member of B read B's message.
+  const bInvite = await app.api('POST', '/api/invitations', { token: b.token, json: { email: 'colleague@b.example' } });
+  const colleague = await app.api('POST', '/api/invitations/accept', { json: { token: bInvite.body.token, password: 'a long enough password' } });
+  const grant = await app.api('POST', '/api/grants', {
+    token: b.token,
+    json: { messageId: ids.message, granteeUserId: colleague.body.user.id, expiresAt: new Date(Date.now() + 86_400_000).toISOString() },
+  });
+  ids.grant = grant.body.id;
+  ids.bOwner = b.userId;
   // A campaign of B's, inserted directly: only its id matters to the routes below.
   ids.campaign ??= (
     await app.database.db
@@ -89,6 +98,9 @@ const ID_ROUTES: Record<string, { id: () => string; json?: unknown; csv?: string
   'GET /api/contacts/:id/consents': { id: () => ids.contact! },
   'POST /api/contacts/:id/consents': { id: () => ids.contact!, json: { status: 'opted_out', source: 'attacker' } },
   'DELETE /api/invitations/:id': { id: () => ids.invitation! },
+  'DELETE /api/grants/:id': { id: () => ids.grant! },
+  'PATCH /api/members/:id': { id: () => ids.bOwner!, json: { role: 'member' } },
+  'DELETE /api/members/:id': { id: () => ids.bOwner! },
   'PATCH /api/mailboxes/:id': { id: () => ids.mailbox!, json: { dailyBudget: 1 } },
   'DELETE /api/mailboxes/:id': { id: () => ids.mailbox! },
   'DELETE /api/suppressions/:id': { id: () => ids.suppression!, json: { note: 'attacker' } },
@@ -120,6 +132,8 @@ const COLLECTION_ROUTES: Record<string, { json?: unknown; body?: string; content
   'GET /api/suppressions': {},
   'POST /api/suppressions': { json: { email: 'own-optout@a.example' } },
   'GET /api/campaigns': {},
+  'GET /api/grants': {},
+  'GET /api/compliance/report': {},
   'PATCH /api/workspace': { json: { name: 'A renamed' } },
   'GET /api/api-keys': {},
   'POST /api/api-keys': { json: { name: 'A key', scopes: ['read'] } },
@@ -130,6 +144,7 @@ const BODY_ID_ROUTES: Record<string, () => unknown> = {
   'POST /api/messages': () => ({ mailboxId: ids.mailbox, to: 'victim@a.example', subject: 'from B', text: 'x' }),
   'POST /api/messages (reply)': () => ({ mailboxId: ids.ownMailbox, to: 'x@a.example', subject: 'Re', text: 'x', inReplyTo: ids.message }),
   'POST /api/campaigns': () => ({ ...VALID_CAMPAIGN, mailboxId: ids.mailbox }),
+  'POST /api/grants': () => ({ messageId: ids.message, granteeUserId: b.userId, expiresAt: new Date(Date.now() + 86_400_000).toISOString() }),
 };
 
 describe('tenant isolation (invariant 7)', () => {
