@@ -50,6 +50,12 @@ import { suppressionRoutes } from './suppression/suppression.routes.js';
 import { createSuppressionService } from './suppression/suppression.service.js';
 import { unsubscribeErrorPage, unsubscribeRoutes } from './suppression/unsubscribe.routes.js';
 import { NotFoundError, errorMiddleware } from './errors.js';
+import { createSelfExportRepo } from './privacy/export.repo.js';
+import { createExportService } from './privacy/export.service.js';
+import { createLegalRequestsRepo } from './privacy/legal-requests.repo.js';
+import { createLegalRequestsService } from './privacy/legal-requests.service.js';
+import { privacyRoutes } from './privacy/privacy.routes.js';
+import { createSubjectDataRepo } from './privacy/subject-data.repo.js';
 import { createMetrics, metricsMiddleware, metricsRoute } from './http/metrics.js';
 import { redactUrl, serializeError, type Logger } from './logger.js';
 import { rejectBadText } from './http/text.js';
@@ -185,7 +191,11 @@ export function createServices(deps: AppDeps) {
   });
   // Periodic jobs run once per period across every process sharing the database.
   const jobSchedule = createJobSchedule(db, processOwner);
-  return { auth, accountMailer, contacts, mailboxes, messages, sync, push, messageContent, campaigns, sendWorker, trackingUrls, suppressions, pacer, metrics, tracking, jobSchedule };
+  // Privacy: exports (P-12) and legal requests (P-16) read one subject-data repo.
+  const subjectData = createSubjectDataRepo(db);
+  const privacyExports = createExportService({ self: createSelfExportRepo(db), subjects: subjectData, now: deps.now });
+  const legalRequests = createLegalRequestsService({ repo: createLegalRequestsRepo(db), subjects: subjectData, now: deps.now });
+  return { auth, accountMailer, contacts, mailboxes, messages, sync, push, messageContent, campaigns, sendWorker, trackingUrls, suppressions, pacer, metrics, tracking, jobSchedule, privacyExports, legalRequests };
 }
 
 export type Services = ReturnType<typeof createServices>;
@@ -254,6 +264,7 @@ export function createApp(deps: AppDeps, services: Services = createServices(dep
     campaignsRoutes(services.campaigns, authenticated),
     suppressionRoutes(services.suppressions, authenticated),
     trackingRoutes(services.tracking.stats, authenticated),
+    privacyRoutes(services.privacyExports, services.legalRequests, authenticated),
   );
   app.use('/api', (req, _res, next) => next(new NotFoundError(`Route ${req.method} ${req.baseUrl}${req.path}`, 'route_not_found')));
   // The recipient's pages (/u, /p): public, the token in the URL is the credential.
