@@ -42,6 +42,8 @@ import { createPushService } from './gmail/push.service.js';
 import { createSyncRepo } from './gmail/sync.repo.js';
 import { createSyncService } from './gmail/sync.service.js';
 import { createTokenCipher } from './gmail/token-cipher.js';
+import { createKeyRotation } from './gmail/key-rotation.js';
+import { createKeyRotationRepo } from './gmail/key-rotation.repo.js';
 import { createMessagesRepo } from './messages/messages.repo.js';
 import { messagesRoutes } from './messages/messages.routes.js';
 import { createMessagesService } from './messages/messages.service.js';
@@ -195,7 +197,14 @@ export function createServices(deps: AppDeps) {
   const subjectData = createSubjectDataRepo(db);
   const privacyExports = createExportService({ self: createSelfExportRepo(db), subjects: subjectData, now: deps.now });
   const legalRequests = createLegalRequestsService({ repo: createLegalRequestsRepo(db), subjects: subjectData, now: deps.now });
-  return { auth, accountMailer, contacts, mailboxes, messages, sync, push, messageContent, campaigns, sendWorker, trackingUrls, suppressions, pacer, metrics, tracking, jobSchedule, privacyExports, legalRequests };
+  // Key rotation (npm run rotate-keys, and the worker's pass after a new key is configured).
+  const keyRotation = createKeyRotation({
+    repo: createKeyRotationRepo(db),
+    cipher: createTokenCipher(config.tokenEncryptionKeys),
+    configuredVersions: config.tokenEncryptionKeys.map((k) => k.version),
+    logger,
+  });
+  return { auth, accountMailer, contacts, mailboxes, messages, sync, push, messageContent, campaigns, sendWorker, trackingUrls, suppressions, pacer, metrics, tracking, jobSchedule, privacyExports, legalRequests, keyRotation };
 }
 
 export type Services = ReturnType<typeof createServices>;
