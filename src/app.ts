@@ -190,6 +190,7 @@ export function createServices(deps: AppDeps) {
     repo: createSuppressionListRepo(db),
     codec: tokenCodec,
     policyVersion: config.policyVersion,
+    now: deps.now,
   });
   // Periodic jobs run once per period across every process sharing the database.
   const jobSchedule = createJobSchedule(db, processOwner);
