@@ -25,7 +25,7 @@ function authQueries(db: Db) {
       return row!;
     },
 
-    async updateUser(id: string, values: { name?: string | null; passwordHash?: string }): Promise<UserRow | undefined> {
+    async updateUser(id: string, values: { name?: string | null; email?: string; passwordHash?: string }): Promise<UserRow | undefined> {
       const [row] = await db.update(users).set(values).where(eq(users.id, id)).returning();
       return row;
     },

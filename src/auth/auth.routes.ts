@@ -1,6 +1,5 @@
 import { Router, type Request, type RequestHandler } from 'express';
 import { z } from 'zod';
-import { UnprocessableError } from '../errors.js';
 import { parseId } from '../http/params.js';
 import { parseInput } from '../http/validate.js';
 import { authOf, requireRole } from './auth.middleware.js';
@@ -26,17 +25,21 @@ const workspaceBody = z
 const acceptBody = z.object({ token: z.string().min(1).max(200), password, name: z.string().trim().min(1).max(200).optional() });
 
 const verifyBody = z.object({ code: z.string().min(1).max(200) });
-/** P-12 correction of one's own profile; `email` is named only to refuse it with a reason (see auth.service updateProfile). */
+/** P-12 correction of one's own profile (profile.ts): a new password or address needs the current password. */
 const profileBody = z
   .object({
     name: z.string().trim().min(1).max(200).nullable().optional(),
+    email: email.optional(),
     currentPassword: z.string().max(200).optional(),
     newPassword: password.optional(),
-    email: z.unknown().optional(),
   })
   .strict()
   .refine((v) => v.name !== undefined || v.newPassword !== undefined || v.email !== undefined, 'give at least one field to change')
-  .refine((v) => v.newPassword === undefined || v.currentPassword !== undefined, { message: 'is required to set a new password', path: ['currentPassword'] });
+  .refine((v) => (v.newPassword === undefined && v.email === undefined) || v.currentPassword !== undefined, {
+    message: 'is required to change the password or the login address',
+    path: ['currentPassword'],
+  });
+const emailCodeBody = z.object({ code: z.string().min(1).max(2000) }).strict();
 
 /** The client address the throttles count: `req.ip`, which honours X-Forwarded-For only from TRUST_PROXY. */
 const clientAddress = (req: Request) => req.ip ?? req.socket.remoteAddress ?? 'unknown';
@@ -67,11 +70,10 @@ export function authRoutes(auth: AuthService, authenticated: RequestHandler): Ro
     res.json(await auth.me(authOf(req)));
   });
   router.patch('/me', async (req, res) => {
-    const body = parseInput(profileBody, req.body);
-    if (body.email !== undefined) {
-      throw new UnprocessableError('email_change_unsupported', 'The login address cannot be changed here yet: a new address must be confirmed by mail first. Nothing was changed.');
-    }
-    res.json(await auth.updateProfile(authOf(req), body, clientAddress(req)));
+    res.json(await auth.updateProfile(authOf(req), parseInput(profileBody, req.body), clientAddress(req)));
+  });
+  router.post('/me/email/verify', async (req, res) => {
+    res.json(await auth.confirmEmail(authOf(req), parseInput(emailCodeBody, req.body).code));
   });
   router.patch('/workspace', async (req, res) => {
     res.json(await auth.updateWorkspace(authOf(req), parseInput(workspaceBody, req.body)));

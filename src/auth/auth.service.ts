@@ -2,8 +2,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { Config } from '../config.js';
 import { isUniqueViolation } from '../db/pg-errors.js';
 import type { Role } from '../db/schema.js';
-import { ConflictError, ForbiddenError, NotFoundError, UnauthorizedError, UnprocessableError } from '../errors.js';
-import { actorOf } from './actor.js';
+import { ConflictError, ForbiddenError, NotFoundError, UnauthorizedError } from '../errors.js';
+import { createProfileCorrection } from './profile.js';
 import type { AuthRepo, InvitationRow, UserRow, WorkspaceRow } from './auth.repo.js';
 import { DECOY_PASSWORD_HASH, hashPassword, verifyPassword } from './passwords.js';
 import type { SessionTokens } from './sessions.js';
@@ -51,7 +51,7 @@ export function createAuthService(deps: {
   sessions: SessionTokens;
   throttle: AuthThrottle;
   mailer: AccountMailer;
-  config: Pick<Config, 'policyVersion'>;
+  config: Pick<Config, 'policyVersion' | 'jwt'>;
   now?: () => Date;
 }) {
   const { repo, sessions, throttle, mailer } = deps;
@@ -60,6 +60,9 @@ export function createAuthService(deps: {
   const issueSession = (userId: string, workspaceId: string) => sessions.sign({ userId, workspaceId });
 
   return {
+    // P-12 correction of one's own profile (profile.ts): updateProfile, confirmEmail.
+    ...createProfileCorrection({ repo, throttle, mailer, config: deps.config, present: presentUser }),
+
     /**
      * Signup never says whether an address already has an account (issue 9): every valid
      * request gets the same 202 and one mail. A new address gets a confirmation code, and
@@ -149,42 +152,6 @@ export function createAuthService(deps: {
       const [user, membership] = await Promise.all([repo.findUserById(auth.userId), repo.findMembership(auth.workspaceId, auth.userId)]);
       if (!user || !membership) throw new UnauthorizedError();
       return { user: presentUser(user), workspace: presentWorkspace(membership.workspace), role: membership.role };
-    },
-
-    /**
-     * P-12 correction: the caller changes their own name, and their password with the current
-     * one (checked and throttled like a login). The login address is not changed here: a new
-     * address must first be proven by a code mailed to it, or an account could be moved to an
-     * address its owner does not control (a takeover path) — see auth/README.md.
-     */
-    async updateProfile(auth: AuthContext, input: { name?: string | null; currentPassword?: string; newPassword?: string }, clientAddress: string) {
-      const user = await repo.findUserById(auth.userId);
-      if (!user) throw new UnauthorizedError();
-      const changes: { name?: string | null; passwordHash?: string } = {};
-      if (input.name !== undefined) changes.name = input.name;
-      if (input.newPassword !== undefined) {
-        const release = await throttle.admitLogin(user.email, clientAddress);
-        if (!(await verifyPassword(input.currentPassword ?? '', user.passwordHash))) {
-          throw new UnprocessableError('current_password_incorrect', 'The current password is not correct; nothing was changed');
-        }
-        await release();
-        changes.passwordHash = await hashPassword(input.newPassword);
-      }
-      const updated = await repo.transaction(async (tx) => {
-        const row = await tx.updateUser(auth.userId, changes);
-        // Which fields changed, never their values.
-        await tx.recordAudit({
-          workspaceId: auth.workspaceId,
-          actor: actorOf(auth),
-          requestId: auth.requestId,
-          action: 'account.corrected',
-          subjectType: 'user',
-          subjectId: auth.userId,
-          detail: { fields: Object.keys(changes).map((field) => (field === 'passwordHash' ? 'password' : field)) },
-        });
-        return row!;
-      });
-      return { user: presentUser(updated) };
     },
 
     /** Owners and admins name the workspace and set the postal address marketing mail carries. */

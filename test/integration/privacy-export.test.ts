@@ -194,15 +194,66 @@ describe('correction: PATCH /api/me (P-12)', () => {
     expect(app.logs.join('\n')).not.toContain('second-long-password');
   });
 
-  it('P-12 an email change is refused with a reason, and bad input is a 400; neither changes anything', async () => {
+  it('P-12 bad input to PATCH /api/me is a 400 and changes nothing', async () => {
     const before = (await app.api('GET', '/api/me', { token: owner.token })).body.user;
-    const email = await app.api('PATCH', '/api/me', { token: owner.token, json: { email: 'new@example.com' } });
-    expect(email.status).toBe(422);
-    expect(email.body.error.code).toBe('email_change_unsupported');
-    for (const json of [{}, { name: '' }, { name: 'x'.repeat(201) }, { role: 'owner' }, { newPassword: 'short', currentPassword: 'x' }]) {
+    for (const json of [{}, { name: '' }, { name: 'x'.repeat(201) }, { role: 'owner' }, { newPassword: 'short', currentPassword: 'x' }, { email: 'not-an-address', currentPassword: 'x' }, { email: 'new@example.com' }]) {
       const res = await app.api('PATCH', '/api/me', { token: owner.token, json });
       expect(res.status, JSON.stringify(json)).toBe(400);
     }
     expect((await app.api('GET', '/api/me', { token: owner.token })).body.user).toEqual(before);
+  });
+
+  it('P-12 a new login address is changed only once a code mailed to it is used by the same user; the old address is told', async () => {
+    const person = await signUp(app, { password: 'first-long-password' });
+    const outbox = app.services.accountMailer.outbox!;
+    const newEmail = `moved-${randomUUID()}@example.com`;
+    const codeFor = (to: string) => {
+      const mail = [...outbox].reverse().find((m) => m.to === to && m.subject.startsWith('Confirm your new'));
+      return mail && /code is:\n\n(\S+)/.exec(mail.text)?.[1];
+    };
+
+    const wrong = await app.api('PATCH', '/api/me', { token: person.token, json: { email: newEmail, currentPassword: 'not-the-password' } });
+    expect(wrong.status).toBe(422);
+    expect(codeFor(newEmail)).toBeUndefined();
+
+    const asked = await app.api('PATCH', '/api/me', { token: person.token, json: { email: newEmail.toUpperCase(), currentPassword: 'first-long-password' } });
+    expect(asked.status, asked.text).toBe(200);
+    expect(asked.body.email.status).toBe('verification_sent');
+    expect(asked.body.user.email).toBe(person.email);
+    expect((await app.api('GET', '/api/me', { token: person.token })).body.user.email).toBe(person.email);
+    const code = codeFor(newEmail)!;
+    expect(code).toBeDefined();
+    expect(app.logs.join('\n')).not.toContain(code);
+
+    // Someone else, or a forged code, cannot use it.
+    const stolen = await app.api('POST', '/api/me/email/verify', { token: owner.token, json: { code } });
+    expect(stolen.status).toBe(404);
+    expect(stolen.body.error.code).toBe('email_code_invalid');
+    expect((await app.api('POST', '/api/me/email/verify', { token: person.token, json: { code: `${code}x` } })).status).toBe(404);
+    expect((await app.api('POST', '/api/me/email/verify', { token: person.token, json: {} })).status).toBe(400);
+
+    const confirmed = await app.api('POST', '/api/me/email/verify', { token: person.token, json: { code } });
+    expect(confirmed.status, confirmed.text).toBe(200);
+    expect(confirmed.body.user.email).toBe(newEmail);
+    expect((await app.api('POST', '/api/auth/login', { json: { email: newEmail, password: 'first-long-password' } })).status).toBe(200);
+    expect((await app.api('POST', '/api/auth/login', { json: { email: person.email, password: 'first-long-password' } })).status).toBe(401);
+    expect(outbox.some((m) => m.to === person.email && m.subject === 'Your inboxtrail login address was changed')).toBe(true);
+    const audit = await db().select().from(auditLog).where(and(eq(auditLog.subjectId, person.userId), eq(auditLog.action, 'account.corrected')));
+    expect(audit.map((a) => a.detail)).toEqual([{ fields: ['email'] }]);
+    expect(JSON.stringify(audit)).not.toContain(newEmail);
+
+    // The code works once: the account no longer has the address it was issued for.
+    expect((await app.api('POST', '/api/me/email/verify', { token: person.token, json: { code } })).status).toBe(404);
+  });
+
+  it('P-12 asking for an address that another account has says nothing about it: that address gets a note, no code, nothing changes', async () => {
+    const person = await signUp(app, { password: 'first-long-password' });
+    const taken = await app.api('PATCH', '/api/me', { token: person.token, json: { email: owner.email, currentPassword: 'first-long-password' } });
+    expect(taken.status).toBe(200);
+    expect(taken.body.email.status).toBe('verification_sent');
+    const toOwner = app.services.accountMailer.outbox!.filter((m) => m.to === owner.email);
+    expect(toOwner.at(-1)!.subject).toBe('Someone asked to use your address for another inboxtrail account');
+    expect(toOwner.at(-1)!.text).not.toMatch(/code is/);
+    expect((await app.api('GET', '/api/me', { token: person.token })).body.user.email).toBe(person.email);
   });
 });
