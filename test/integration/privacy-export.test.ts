@@ -148,8 +148,9 @@ describe('data subject export for one recipient address (P-12)', () => {
     const audit = await auditOf(owner.workspaceId, 'privacy.exported');
     const row = audit.find((a) => a.subjectType === 'recipient');
     expect(row).toEqual(expect.objectContaining({ actor: `user:${owner.userId}`, subjectId: seeded.contactId }));
-    // The append-only log names the contact, never the address (a later deletion must leave nothing of it).
+    // The append-only log names the contact, never the address (a later deletion must leave nothing of it); nor does the request log.
     expect(JSON.stringify(row)).not.toContain(email.toLowerCase());
+    expect(app.logs.join('\n').toLowerCase()).not.toContain(email.toLowerCase());
   });
 
   it('P-12 a member cannot export a recipient, and a bad address is a 400 that records nothing', async () => {
