@@ -42,6 +42,8 @@ import { createPushService } from './gmail/push.service.js';
 import { createSyncRepo } from './gmail/sync.repo.js';
 import { createSyncService } from './gmail/sync.service.js';
 import { createTokenCipher } from './gmail/token-cipher.js';
+import { createKeyRotation } from './gmail/key-rotation.js';
+import { createKeyRotationRepo } from './gmail/key-rotation.repo.js';
 import { createMessagesRepo } from './messages/messages.repo.js';
 import { messagesRoutes } from './messages/messages.routes.js';
 import { createMessagesService } from './messages/messages.service.js';
@@ -60,6 +62,12 @@ import { createGrantsRepo } from './privacy/grants.repo.js';
 import { grantsRoutes } from './privacy/grants.routes.js';
 import { createGrantsService } from './privacy/grants.service.js';
 import { NotFoundError, errorMiddleware } from './errors.js';
+import { createSelfExportRepo } from './privacy/export.repo.js';
+import { createExportService } from './privacy/export.service.js';
+import { createLegalRequestsRepo } from './privacy/legal-requests.repo.js';
+import { createLegalRequestsService } from './privacy/legal-requests.service.js';
+import { privacyRoutes } from './privacy/privacy.routes.js';
+import { createSubjectDataRepo } from './privacy/subject-data.repo.js';
 import { createMetrics, metricsMiddleware, metricsRoute } from './http/metrics.js';
 import { redactUrl, serializeError, type Logger } from './logger.js';
 import { rejectBadText } from './http/text.js';
@@ -212,13 +220,25 @@ export function createServices(deps: AppDeps) {
     repo: createSuppressionListRepo(db),
     codec: tokenCodec,
     policyVersion: config.policyVersion,
+    now: deps.now,
   });
   // Periodic jobs run once per period across every process sharing the database.
   const jobSchedule = createJobSchedule(db, processOwner);
   // Server-to-server callers: API keys, and Idempotency-Key answers kept for replay.
   const apiKeys = createApiKeysService({ repo: createApiKeysRepo(db), authRepo: createAuthRepo(db), now: deps.now });
   const idempotency = createIdempotencyService({ repo: createIdempotencyRepo(db), now: deps.now });
-  return { auth, accountMailer, contacts, mailboxes, messages, sync, push, messageContent, campaigns, sendWorker, trackingUrls, suppressions, pacer, metrics, tracking, jobSchedule, apiKeys, idempotency, contentGuard, grants, auditRetention, policyVersions, compliance };
+  // Privacy: exports (P-12) and legal requests (P-16) read one subject-data repo.
+  const subjectData = createSubjectDataRepo(db);
+  const privacyExports = createExportService({ self: createSelfExportRepo(db), subjects: subjectData, now: deps.now });
+  const legalRequests = createLegalRequestsService({ repo: createLegalRequestsRepo(db), subjects: subjectData, now: deps.now });
+  // Key rotation (npm run rotate-keys, and the worker's pass after a new key is configured).
+  const keyRotation = createKeyRotation({
+    repo: createKeyRotationRepo(db),
+    cipher: createTokenCipher(config.tokenEncryptionKeys),
+    configuredVersions: config.tokenEncryptionKeys.map((k) => k.version),
+    logger,
+  });
+  return { auth, accountMailer, contacts, mailboxes, messages, sync, push, messageContent, campaigns, sendWorker, trackingUrls, suppressions, pacer, metrics, tracking, jobSchedule, apiKeys, idempotency, contentGuard, grants, auditRetention, policyVersions, compliance, privacyExports, legalRequests, keyRotation };
 }
 
 export type Services = ReturnType<typeof createServices>;
@@ -293,6 +313,7 @@ export function createApp(deps: AppDeps, services: Services = createServices(dep
     apiKeysRoutes(services.apiKeys, authenticated),
     grantsRoutes(services.grants, authenticated),
     complianceRoutes(services.compliance, authenticated),
+    privacyRoutes(services.privacyExports, services.legalRequests, authenticated),
   );
   app.use('/api', (req, _res, next) => next(new NotFoundError(`Route ${req.method} ${req.baseUrl}${req.path}`, 'route_not_found')));
   // The recipient's pages (/u, /p): public, the token in the URL is the credential.

@@ -69,8 +69,10 @@ export function startJobs(input: { services: Services; config: Config; logger: L
 
   const currentKey = config.tokenEncryptionKeys.at(-1)!.version;
   scheduled(`reencrypt-tokens:${currentKey}`, REENCRYPT_PERIOD_MS, async () => {
-    const rewritten = await services.mailboxes.reencryptTokens();
-    if (rewritten > 0) logger.info({ rewritten }, 'tokens re-encrypted under the current key');
+    const report = await services.keyRotation.rotate({ actor: 'system:worker' });
+    if (report.rewritten > 0 || report.failed.length > 0) {
+      logger.info({ rewritten: report.rewritten, failed: report.failed.length, removableVersions: report.removableVersions }, 'tokens re-encrypted under the current key');
+    }
   });
 
   // The campaign send worker runs in every worker process: reservations (SKIP LOCKED) keep them

@@ -109,8 +109,8 @@ export type { Logger };
 const TOKEN_PATH = /^(\/+(?:u|p|t\/+o|t\/+c)\/+)[^/?#]+/i;
 /** Any other long base64url segment is taken for a token too (UUIDs, which name rows, stay readable). */
 const LONG_OPAQUE_SEGMENT = /(?<=\/)(?![0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?:[/?#]|$))[A-Za-z0-9_%-]{32,}(?=[/?#.]|$)/gi;
-/** Query parameters that carry credentials (OAuth codes and state, invitation tokens). */
-const SECRET_QUERY = /([?&](?:code|state|token|access_token|id_token|code_verifier)=)[^&#]*/gi;
+/** Query parameters that carry credentials (OAuth codes and state, invitation tokens), and a person's address (a data subject export, list filters). */
+const SECRET_QUERY = /([?&](?:code|state|token|access_token|id_token|code_verifier|email)=)[^&#]*/gi;
 
 /**
  * A request URL fit for a log line: the token of an unsubscribe or tracking link is a

@@ -1,7 +1,7 @@
-import { recordAudit, type AuditEntry } from '../privacy/audit.js';
 import { and, asc, eq, gt, isNull, lte } from 'drizzle-orm';
 import { inTransaction, type Db } from '../db/connect.js';
 import { invitations, memberships, signupRequests, users, workspaces, type Role } from '../db/schema.js';
+import { recordAudit, type AuditEntry } from '../privacy/audit.js';
 
 export type UserRow = typeof users.$inferSelect;
 export type WorkspaceRow = typeof workspaces.$inferSelect;
@@ -24,6 +24,13 @@ function authQueries(db: Db) {
       const [row] = await db.insert(users).values(values).returning();
       return row!;
     },
+
+    async updateUser(id: string, values: { name?: string | null; email?: string; passwordHash?: string }): Promise<UserRow | undefined> {
+      const [row] = await db.update(users).set(values).where(eq(users.id, id)).returning();
+      return row;
+    },
+
+    recordAudit: (entry: AuditEntry) => recordAudit(db, entry),
 
     async insertWorkspace(name: string): Promise<WorkspaceRow> {
       const [row] = await db.insert(workspaces).values({ name }).returning();

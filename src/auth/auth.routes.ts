@@ -26,6 +26,21 @@ export const acceptBody = z.object({ token: z.string().min(1).max(200), password
 export const roleBody = z.object({ role: z.enum(['owner', 'admin', 'member']) }).strict();
 
 export const verifyBody = z.object({ code: z.string().min(1).max(200) });
+/** P-12 correction of one's own profile (profile.ts): a new password or address needs the current password. */
+export const profileBody = z
+  .object({
+    name: z.string().trim().min(1).max(200).nullable().optional(),
+    email: email.optional(),
+    currentPassword: z.string().max(200).optional(),
+    newPassword: password.optional(),
+  })
+  .strict()
+  .refine((v) => v.name !== undefined || v.newPassword !== undefined || v.email !== undefined, 'give at least one field to change')
+  .refine((v) => (v.newPassword === undefined && v.email === undefined) || v.currentPassword !== undefined, {
+    message: 'is required to change the password or the login address',
+    path: ['currentPassword'],
+  });
+export const emailCodeBody = z.object({ code: z.string().min(1).max(2000) }).strict();
 
 /** The client address the throttles count: `req.ip`, which honours X-Forwarded-For only from TRUST_PROXY. */
 const clientAddress = (req: Request) => req.ip ?? req.socket.remoteAddress ?? 'unknown';
@@ -54,6 +69,12 @@ export function authRoutes(auth: AuthService, authenticated: RequestHandler): Ro
   router.use(['/me', '/members', '/invitations', '/workspace'], authenticated);
   router.get('/me', async (req, res) => {
     res.json(await auth.me(authOf(req)));
+  });
+  router.patch('/me', async (req, res) => {
+    res.json(await auth.updateProfile(authOf(req), parseInput(profileBody, req.body), clientAddress(req)));
+  });
+  router.post('/me/email/verify', async (req, res) => {
+    res.json(await auth.confirmEmail(authOf(req), parseInput(emailCodeBody, req.body).code));
   });
   router.patch('/workspace', async (req, res) => {
     res.json(await auth.updateWorkspace(authOf(req), parseInput(workspaceBody, req.body)));

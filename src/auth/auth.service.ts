@@ -3,6 +3,7 @@ import type { Config } from '../config.js';
 import { isUniqueViolation } from '../db/pg-errors.js';
 import type { Role } from '../db/schema.js';
 import { ConflictError, ForbiddenError, NotFoundError, UnauthorizedError } from '../errors.js';
+import { createProfileCorrection } from './profile.js';
 import type { AuthRepo, InvitationRow, UserRow, WorkspaceRow } from './auth.repo.js';
 import { DECOY_PASSWORD_HASH, hashPassword, verifyPassword } from './passwords.js';
 import type { SessionTokens } from './sessions.js';
@@ -62,7 +63,7 @@ export function createAuthService(deps: {
   sessions: SessionTokens;
   throttle: AuthThrottle;
   mailer: AccountMailer;
-  config: Pick<Config, 'policyVersion'>;
+  config: Pick<Config, 'policyVersion' | 'jwt'>;
   now?: () => Date;
   /** P-18: the policy version in force and the one the caller accepted (privacy/policy-versions.ts). */
   policyOf?: (auth: AuthContext) => Promise<unknown>;
@@ -96,6 +97,9 @@ export function createAuthService(deps: {
   }
 
   return {
+    // P-12 correction of one's own profile (profile.ts): updateProfile, confirmEmail.
+    ...createProfileCorrection({ repo, throttle, mailer, config: deps.config, present: presentUser }),
+
     /**
      * Signup never says whether an address already has an account (issue 9): every valid
      * request gets the same 202 and one mail. A new address gets a confirmation code, and

@@ -24,7 +24,7 @@ export function stepContent(campaign: CampaignRow, step: number): { subject: str
 
 /**
  * One recipient's message: merge fields filled, and for marketing mail the tracking
- * rewrite, a visible unsubscribe link, the preference center, the postal address, and
+ * rewrite (unless the recipient refused tracking), a visible unsubscribe link, the preference center, the postal address, and
  * RFC 8058 one-click headers. Transactional mail carries none of those.
  */
 export function buildCampaignMail(input: {
@@ -34,6 +34,8 @@ export function buildCampaignMail(input: {
   from: string;
   links: CampaignLink[];
   urls: TrackingUrls;
+  /** False for a recipient who refused tracking: no pixel, no rewritten links (the opt-out links stay). */
+  tracked: boolean;
   postalAddress: string | null;
   previous?: { rfc822MessageId: string };
 }): OutgoingMail {
@@ -52,7 +54,7 @@ export function buildCampaignMail(input: {
       const linkIndexByUrl = new Map(input.links.filter((l) => !l.honeypot).map((l) => [l.url, l.linkIndex]));
       const honeypotIndex = input.links.find((l) => l.honeypot)?.linkIndex;
       const footer = `<hr><p style="font-size:12px;color:#666">You receive this because you agreed to hear from us. <a href="${escapeHtml(unsubscribe)}">Unsubscribe</a> · <a href="${escapeHtml(preferences)}">Choose what you receive</a><br>${escapeHtml(address)}</p>`;
-      html = renderTrackedHtml(`${html}${footer}`, { sendId: send.id, linkIndexByUrl, honeypotIndex, urls });
+      html = input.tracked ? renderTrackedHtml(`${html}${footer}`, { sendId: send.id, linkIndexByUrl, honeypotIndex, urls }) : `${html}${footer}`;
     }
     text = `${text}\n\n--\nUnsubscribe: ${unsubscribe}\nChoose what you receive: ${preferences}\n${address}\n`;
     headers['List-Unsubscribe'] = `<${unsubscribe}>`;

@@ -131,7 +131,15 @@ function campaignQueries(db: Db) {
     async contactsForMerge(ids: string[]) {
       if (ids.length === 0) return [];
       return db
-        .select({ id: contacts.id, email: contacts.email, firstName: contacts.firstName, lastName: contacts.lastName, attributes: contacts.attributes })
+        .select({
+          id: contacts.id,
+          email: contacts.email,
+          firstName: contacts.firstName,
+          lastName: contacts.lastName,
+          attributes: contacts.attributes,
+          // "Don't track my opens and clicks": their mail goes out untracked.
+          trackingRefusedAt: contacts.trackingRefusedAt,
+        })
         .from(contacts)
         .where(inUuidList(contacts.id, ids));
     },

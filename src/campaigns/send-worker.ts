@@ -109,16 +109,18 @@ export function createSendWorker(deps: SendWorkerDeps) {
     mailbox: MailboxRow;
     postalAddress: string | null;
     links: Awaited<ReturnType<CampaignsRepo['linksOf']>>;
-    contacts: Map<string, MergeContact>;
+    contacts: Map<string, MergeContact & { trackingRefusedAt: Date | null }>;
   }
 
   async function sendCandidate(batch: BatchContext, candidate: SendCandidate): Promise<Outcome> {
     const { campaign, mailbox } = batch;
     const previous = candidate.step > 0 ? await repo.previousStep(campaign.id, candidate.recipientId, candidate.step) : undefined;
+    const contact = candidate.contactId ? batch.contacts.get(candidate.contactId) : undefined;
     const mail = buildCampaignMail({
       campaign,
       send: candidate,
-      contact: (candidate.contactId && batch.contacts.get(candidate.contactId)) || { email: candidate.email, firstName: null, lastName: null, attributes: {} },
+      contact: contact ?? { email: candidate.email, firstName: null, lastName: null, attributes: {} },
+      tracked: !contact?.trackingRefusedAt,
       from: mailbox.email,
       links: batch.links,
       urls: deps.urls,

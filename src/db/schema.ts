@@ -17,3 +17,4 @@ export * from './schema/audit.js';
 export * from './schema/jobs.js';
 export * from './schema/api.js';
 export * from './schema/privacy.js';
+export * from './schema/legal.js';

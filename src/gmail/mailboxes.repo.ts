@@ -55,11 +55,6 @@ function mailboxQueries(db: Db) {
       return db.select().from(mailboxes).where(eq(mailboxes.workspaceId, workspaceId)).orderBy(asc(mailboxes.createdAt));
     },
 
-    /** Every mailbox of every workspace: for key rotation, which is not a tenant's action. */
-    async listAll(): Promise<MailboxRow[]> {
-      return db.select().from(mailboxes).orderBy(asc(mailboxes.createdAt));
-    },
-
     async listSyncing(): Promise<MailboxRow[]> {
       return db
         .select()

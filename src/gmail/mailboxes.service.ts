@@ -11,7 +11,7 @@ import { GmailError } from './gmail-errors.js';
 import type { MailboxesRepo, MailboxRow } from './mailboxes.repo.js';
 import type { MailboxPacer } from './pacer.js';
 import { presentHealth } from './sync-health.js';
-import type { TokenCipher } from './token-cipher.js';
+import { tokenContext, type TokenCipher } from './token-cipher.js';
 
 const CONSUMER_DOMAINS = new Set(['gmail.com', 'googlemail.com']);
 const OAUTH_STATE_TTL_SECONDS = 600;
@@ -19,8 +19,6 @@ const OAUTH_STATE_TTL_SECONDS = 600;
 const challengeOf = (verifier: string) => createHash('sha256').update(verifier).digest('base64url');
 const DAY_MS = 24 * 3600 * 1000;
 
-/** AAD for each encrypted token: a ciphertext copied into another row or column does not decrypt. */
-const tokenContext = (mailboxId: string, which: 'refresh' | 'access') => `mailbox:${mailboxId}:${which}`;
 
 export interface MailboxServiceDeps {
   repo: MailboxesRepo;
@@ -303,22 +301,6 @@ export function createMailboxService(deps: MailboxServiceDeps) {
         }
         throw error;
       }
-    },
-
-    /** Key rotation: rewrites every token not under the current key. Safe to run while serving. */
-    async reencryptTokens(): Promise<number> {
-      let rewritten = 0;
-      for (const mailbox of await repo.listAll()) {
-        const stale = !cipher.isCurrent(mailbox.refreshTokenEnc) || (mailbox.accessTokenEnc !== null && !cipher.isCurrent(mailbox.accessTokenEnc));
-        if (!stale) continue;
-        const reencrypt = (value: string, which: 'refresh' | 'access') => cipher.encrypt(cipher.decrypt(value, tokenContext(mailbox.id, which)), tokenContext(mailbox.id, which));
-        await repo.update(mailbox.id, {
-          refreshTokenEnc: reencrypt(mailbox.refreshTokenEnc, 'refresh'),
-          accessTokenEnc: mailbox.accessTokenEnc ? reencrypt(mailbox.accessTokenEnc, 'access') : null,
-        });
-        rewritten += 1;
-      }
-      return rewritten;
     },
   };
 }

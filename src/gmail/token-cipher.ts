@@ -10,6 +10,9 @@ import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
  * no longer decrypts.
  */
 
+/** AAD for each encrypted mailbox token: a ciphertext copied into another row or column does not decrypt. */
+export const tokenContext = (mailboxId: string, which: 'refresh' | 'access') => `mailbox:${mailboxId}:${which}`;
+
 export interface EncryptionKey {
   readonly version: string;
   readonly key: Buffer;

@@ -1,11 +1,12 @@
 import { z } from 'zod';
 import { createApiKeyBody } from '../api-keys/api-keys.routes.js';
-import { acceptBody, inviteBody, roleBody, loginBody, signupBody, verifyBody, workspaceBody } from '../auth/auth.routes.js';
+import { acceptBody, emailCodeBody, inviteBody, profileBody, roleBody, loginBody, signupBody, verifyBody, workspaceBody } from '../auth/auth.routes.js';
 import { campaignBody, launchBody } from '../campaigns/campaigns.routes.js';
 import { consentBody, createContactBody, listContactsQuery, patchContactBody } from '../contacts/contacts.routes.js';
 import { callbackQuery, connectQuery, patchMailboxBody } from '../gmail/gmail.routes.js';
 import { contentQuery, sendMessageBody } from '../messages/messages.routes.js';
 import { reportQuery } from '../privacy/compliance.routes.js';
+import { legalRequestBody, recipientQuery } from '../privacy/privacy.routes.js';
 import { grantBody, listGrantsQuery } from '../privacy/grants.routes.js';
 import { addSuppressionBody, listSuppressionsQuery, removeSuppressionBody } from '../suppression/suppression.routes.js';
 import { route, type ApiRoute } from './api-spec.js';
@@ -35,6 +36,8 @@ export const API_ROUTES: ApiRoute[] = [
   route('post', '/api/auth/login', { tag: 'auth', summary: 'Log in', access: 'public', body: loginBody, responses: { 200: '{token}' }, errors: ['invalid_credentials', 'too_many_requests'] }),
   route('post', '/api/invitations/accept', { tag: 'auth', summary: 'Accept an invitation', access: 'public', body: acceptBody, responses: { 201: '{token,user,workspace,role}' }, errors: ['invitation_not_found', 'invalid_credentials'] }),
   route('get', '/api/me', { tag: 'auth', summary: 'The caller, their workspace and role', access: 'read', responses: { 200: '{user,workspace,role}' } }),
+  route('patch', '/api/me', { tag: 'auth', summary: 'Correct your own profile; a new password or address needs the current password (P-12)', access: 'session', body: profileBody, responses: { 200: 'the profile' }, errors: ['current_password_incorrect', 'email_taken'] }),
+  route('post', '/api/me/email/verify', { tag: 'auth', summary: 'Confirm a new login address with the mailed code', access: 'session', body: emailCodeBody, responses: { 200: 'the profile' }, errors: ['email_code_invalid', 'email_code_expired', 'email_taken'] }),
   route('get', '/api/members', { tag: 'auth', summary: "The workspace's members", access: 'read', responses: { 200: '{members}' } }),
   route('patch', '/api/workspace', { tag: 'auth', summary: 'Rename the workspace or set its postal address', access: 'admin', roles: ['owner', 'admin'], body: workspaceBody, responses: { 200: 'the workspace' } }),
   route('patch', '/api/members/:id', { tag: 'auth', summary: "Change a member's role (audited)", access: 'admin', roles: ['owner', 'admin'], body: roleBody, responses: { 200: 'the member' } }),
@@ -75,6 +78,12 @@ export const API_ROUTES: ApiRoute[] = [
   route('post', '/api/grants', { tag: 'privacy', summary: "The mailbox's owner lets one member read one message until a date", access: 'session', body: grantBody, responses: { 201: 'the grant' }, errors: ['grant_to_self', 'grantee_not_member', 'invalid_grant_expiry'] }),
   route('get', '/api/grants', { tag: 'privacy', summary: 'Grants the caller gave or holds', access: 'session', query: listGrantsQuery, responses: { 200: '{grants}' } }),
   route('delete', '/api/grants/:id', { tag: 'privacy', summary: 'Revoke a grant', access: 'session', responses: { 204: 'revoked' }, errors: ['grant_already_revoked'] }),
+  route('get', '/api/privacy/export', { tag: 'privacy', summary: 'Everything held about the caller, one JSON document, streamed (P-12)', access: 'session', responses: { 200: 'the export' } }),
+  route('get', '/api/privacy/recipients/export', { tag: 'privacy', summary: 'A data subject request: everything held about one recipient address (P-12)', access: 'admin', roles: ['owner', 'admin'], query: recipientQuery, responses: { 200: 'the export' } }),
+  route('post', '/api/privacy/legal-requests', { tag: 'privacy', summary: 'Record a legal request with its exact scope (P-16)', access: 'admin', roles: ['owner', 'admin'], body: legalRequestBody, responses: { 201: 'the request' }, errors: ['unknown_contact', 'unknown_mailbox'] }),
+  route('get', '/api/privacy/legal-requests', { tag: 'privacy', summary: 'Legal requests recorded', access: 'admin', roles: ['owner', 'admin'], responses: { 200: '{legalRequests}' } }),
+  route('get', '/api/privacy/legal-requests/:id', { tag: 'privacy', summary: 'One legal request', access: 'admin', roles: ['owner', 'admin'], responses: { 200: 'the request' } }),
+  route('get', '/api/privacy/legal-requests/:id/disclosure', { tag: 'privacy', summary: "Exactly the request's scope, streamed; audited (P-16)", access: 'admin', roles: ['owner', 'admin'], responses: { 200: 'the disclosure' } }),
   route('get', '/api/compliance/report', { tag: 'privacy', summary: 'The evidence report from the audit log (JSON, or CSV with format=csv)', access: 'admin', roles: ['owner', 'admin'], query: reportQuery, produces: 'application/json', responses: { 200: 'the report' } }),
 
   // Campaigns

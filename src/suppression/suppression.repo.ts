@@ -168,6 +168,23 @@ function suppressionListQueries(db: Db) {
       return row?.id;
     },
 
+    /** The contact's "don't track my opens and clicks" state (tracking-preference.ts). */
+    async findContactTracking(workspaceId: string, email: string): Promise<{ id: string; trackingRefusedAt: Date | null } | undefined> {
+      const [row] = await db
+        .select({ id: contacts.id, trackingRefusedAt: contacts.trackingRefusedAt })
+        .from(contacts)
+        .where(and(eq(contacts.workspaceId, workspaceId), eq(sql`lower(${contacts.email})`, email.toLowerCase())))
+        .limit(1);
+      return row;
+    },
+
+    async setContactTrackingRefused(workspaceId: string, contactId: string, refusedAt: Date | null): Promise<void> {
+      await db
+        .update(contacts)
+        .set({ trackingRefusedAt: refusedAt })
+        .where(and(eq(contacts.workspaceId, workspaceId), eq(contacts.id, contactId)));
+    },
+
     /** The contact's current consent: its latest record (P-11). */
     async latestConsentStatus(workspaceId: string, contactId: string): Promise<ConsentStatus | undefined> {
       const [row] = await db

@@ -5,6 +5,7 @@ import type { ConsentStatus } from '../db/schema.js';
 import { ConflictError, NotFoundError, ValidationError } from '../errors.js';
 import type { TokenCodec } from '../tracking/tokens.js';
 import type { SuppressionListQueries, SuppressionListRepo, SuppressionReason, SuppressionRow } from './suppression.repo.js';
+import { applyTrackingChoice, trackingViewOf, type TrackingChoice, type TrackingView } from './tracking-preference.js';
 
 /*
  * The suppression list (P-08) and the recipient's side of it (P-09, P-11): one-click
@@ -33,6 +34,8 @@ export interface PreferenceChoices {
   topics: string[];
   /** Among `topics`, those the recipient keeps (the rest are opted out of). */
   subscribed: string[];
+  /** "Don't track my opens and clicks" (tracking-preference.ts); absent: unchanged. */
+  tracking?: TrackingChoice;
 }
 
 /** The recipient as the pages show them: never the full address (a forwarded mail should not reveal it). */
@@ -44,6 +47,7 @@ export interface RecipientView {
 export interface PreferencesView extends RecipientView {
   everything: { suppressed: boolean; reason?: SuppressionReason; lockedByOthers: boolean };
   topics: { name: string; subscribed: boolean; lockedByOthers: boolean; reason?: SuppressionReason }[];
+  tracking?: TrackingView;
 }
 
 /** `alice@example.com` → `a•••@example.com`: enough for the person to recognise, little for anyone else. */
@@ -71,8 +75,9 @@ const entryDetail = (row: SuppressionRow) => ({ email: row.email, scope: row.sco
 /** Every bad, forged, truncated or orphaned link gets the same answer, which says nothing about why. */
 const linkNotFound = () => new NotFoundError('Link', 'link_not_found');
 
-export function createSuppressionService(deps: { repo: SuppressionListRepo; codec: TokenCodec; policyVersion: string }) {
+export function createSuppressionService(deps: { repo: SuppressionListRepo; codec: TokenCodec; policyVersion: string; now?: () => Date }) {
   const { repo, codec, policyVersion } = deps;
+  const now = deps.now ?? (() => new Date());
 
   interface TokenTarget {
     recipientId: string;
@@ -144,7 +149,7 @@ export function createSuppressionService(deps: { repo: SuppressionListRepo; code
     return row;
   }
 
-  function preferencesView(target: TokenTarget, entries: SuppressionRow[], campaignTopics: string[]): PreferencesView {
+  function preferencesView(target: TokenTarget, entries: SuppressionRow[], campaignTopics: string[], tracking: TrackingView | undefined): PreferencesView {
     const byScope = new Map(entries.map((e) => [e.scope, e]));
     const all = byScope.get(ALL);
     return {
@@ -154,6 +159,7 @@ export function createSuppressionService(deps: { repo: SuppressionListRepo; code
         const row = byScope.get(topicScope(name));
         return { name, subscribed: !row, reason: row?.reason, lockedByOthers: Boolean(row && !RECIPIENT_REMOVABLE.includes(row.reason)) };
       }),
+      tracking,
     };
   }
 
@@ -200,8 +206,12 @@ export function createSuppressionService(deps: { repo: SuppressionListRepo; code
 
     async preferences(token: string): Promise<PreferencesView> {
       const target = await resolveToken(repo, token);
-      const [entries, topics] = await Promise.all([repo.listEntriesOfAddress(target.workspaceId, target.email), repo.listCampaignTopics(target.workspaceId)]);
-      return preferencesView(target, entries, topics);
+      const [entries, topics, tracking] = await Promise.all([
+        repo.listEntriesOfAddress(target.workspaceId, target.email),
+        repo.listCampaignTopics(target.workspaceId),
+        trackingViewOf(repo, target.workspaceId, target.email),
+      ]);
+      return preferencesView(target, entries, topics, tracking);
     },
 
     /**
@@ -264,8 +274,11 @@ export function createSuppressionService(deps: { repo: SuppressionListRepo; code
         if (addedAll) await recordConsent(tx, { ...base, status: 'opted_out' });
         else if (removed > 0 && !byScope.has(ALL)) await recordConsent(tx, { ...base, status: 'opted_in' });
 
+        const trackingChanged = choices.tracking ? await applyTrackingChoice(tx, target, choices.tracking, now()) : 0;
+
         const after = await tx.listEntriesOfAddress(target.workspaceId, target.email);
-        return { ...preferencesView(target, after, [...known]), changed: added + removed };
+        const tracking = await trackingViewOf(tx, target.workspaceId, target.email);
+        return { ...preferencesView(target, after, [...known], tracking), changed: added + removed + trackingChanged };
       });
     },
 

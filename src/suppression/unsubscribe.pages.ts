@@ -72,6 +72,17 @@ ${view.topics.map(
 </fieldset>
 <div class="actions"><button type="submit" name="action" value="save">Save my choices</button></div>`;
 
+  // "Don't track my opens and clicks": only where there is a contact to keep the choice on.
+  const tracking =
+    view.tracking === undefined
+      ? ''
+      : html`<fieldset>
+<legend>Opens and clicks</legend>
+<div><label><input type="radio" name="tracking" value="allow"${view.tracking.refused ? '' : html` checked`}> ${view.workspaceName} may see when I open their email and click its links</label></div>
+<div><label><input type="radio" name="tracking" value="refuse"${view.tracking.refused ? html` checked` : ''}> Don't track my opens and clicks</label></div>
+</fieldset>
+<div class="actions"><button type="submit" name="action" value="save">Save my choices</button></div>`;
+
   return renderPage(
     'Email preferences',
     html`<h1>Email preferences</h1>
@@ -80,6 +91,7 @@ ${notice ? html`<p><strong>${notice}</strong></p>` : ''}
 <form method="post" action="/p/${token}">
 ${status}
 ${topics}
+${tracking}
 ${everything.suppressed ? '' : html`<div class="actions"><button type="submit" name="action" value="unsubscribe-all">Unsubscribe from everything</button></div>`}
 </form>`,
   );

@@ -2,6 +2,7 @@ import { Router, type ErrorRequestHandler, type RequestHandler, type Response } 
 import { toAppError, ValidationError } from '../errors.js';
 import { readFormFields, type FormFields } from './form-body.js';
 import { PREFERENCE_ACTIONS, type PreferenceAction, type PreferenceChoices, type SuppressionService } from './suppression.service.js';
+import { TRACKING_CHOICES, type TrackingChoice } from './tracking-preference.js';
 import { preferencesPage, problemPage, unsubscribeQuestionPage, unsubscribedPage } from './unsubscribe.pages.js';
 
 /*
@@ -37,7 +38,7 @@ function isUnsubscribeRequest(form: FormFields): boolean {
 function parsePreferenceChoices(form: FormFields): PreferenceChoices {
   const problems: { field: string; message: string }[] = [];
   for (const name of form.keys()) {
-    if (name !== 'action' && name !== 'topics' && name !== 'subscribed') problems.push({ field: name, message: 'is not a field of this form' });
+    if (name !== 'action' && name !== 'topics' && name !== 'subscribed' && name !== 'tracking') problems.push({ field: name, message: 'is not a field of this form' });
   }
   const actions = form.get('action') ?? ['save'];
   const action = actions[0] as PreferenceAction;
@@ -45,8 +46,13 @@ function parsePreferenceChoices(form: FormFields): PreferenceChoices {
   const topics = form.get('topics') ?? [];
   const subscribed = form.get('subscribed') ?? [];
   if (topics.length + subscribed.length > MAX_TOPIC_FIELDS) problems.push({ field: 'topics', message: 'too many values' });
+  const trackingValues = form.get('tracking');
+  const tracking = trackingValues?.[0] as TrackingChoice | undefined;
+  if (trackingValues && (trackingValues.length !== 1 || !TRACKING_CHOICES.includes(tracking!))) {
+    problems.push({ field: 'tracking', message: `must be one of ${TRACKING_CHOICES.join(', ')}` });
+  }
   if (problems.length > 0) throw new ValidationError(problems);
-  return { action, topics, subscribed };
+  return { action, topics, subscribed, ...(tracking ? { tracking } : {}) };
 }
 
 /** Errors become plain pages (a person reads them); a failure to save says so, and is never a confirmation. */

@@ -63,6 +63,14 @@ const EXPECTED_SCOPE: Record<string, 'read' | 'send' | 'admin' | 'session'> = {
   'GET /api/grants': 'session',
   'DELETE /api/grants/:id': 'session',
   'GET /api/compliance/report': 'admin',
+  'PATCH /api/me': 'session',
+  'POST /api/me/email/verify': 'session',
+  'GET /api/privacy/export': 'session',
+  'GET /api/privacy/recipients/export': 'admin',
+  'POST /api/privacy/legal-requests': 'admin',
+  'GET /api/privacy/legal-requests': 'admin',
+  'GET /api/privacy/legal-requests/:id': 'admin',
+  'GET /api/privacy/legal-requests/:id/disclosure': 'admin',
 };
 const PUBLIC = new Set(['POST /api/auth/signup', 'POST /api/auth/signup/verify', 'POST /api/auth/login', 'POST /api/invitations/accept', 'GET /api/gmail/callback', 'GET /api/openapi.json', 'GET /api/docs']);
 

@@ -202,8 +202,8 @@ describe('connecting Gmail', () => {
     const newKey = `v2:${Buffer.alloc(32, 9).toString('base64')}`;
     const rotated = await startTestApp({ database: ctx.app.database, env: { TOKEN_ENCRYPTION_KEYS: `${TEST_ENV.TOKEN_ENCRYPTION_KEYS},${newKey}` } });
     try {
-      const count = await rotated.services.mailboxes.reencryptTokens();
-      expect(count).toBeGreaterThanOrEqual(1);
+      const { rewritten } = await rotated.services.keyRotation.rotate();
+      expect(rewritten).toBeGreaterThanOrEqual(1);
       const rows = (await ctx.app.database.db.execute(sql`select refresh_token_enc, access_token_enc from mailboxes`)) as unknown as {
         rows: { refresh_token_enc: string; access_token_enc: string | null }[];
       };
@@ -211,7 +211,7 @@ describe('connecting Gmail', () => {
         expect(row.refresh_token_enc.startsWith('v2.')).toBe(true);
         if (row.access_token_enc) expect(row.access_token_enc.startsWith('v2.')).toBe(true);
       }
-      expect(await rotated.services.mailboxes.reencryptTokens()).toBe(0);
+      expect((await rotated.services.keyRotation.rotate()).rewritten).toBe(0);
       // The old key alone can no longer read them; the new list can.
       const oldOnly = createTokenCipher(ctx.app.config.tokenEncryptionKeys);
       expect(() => oldOnly.decrypt(rows.rows[0]!.refresh_token_enc, 'x')).toThrow();

@@ -69,6 +69,15 @@ beforeAll(async () => {
   });
   ids.grant = grant.body.id;
   ids.bOwner = b.userId;
+  const legal = await app.api('POST', '/api/privacy/legal-requests', {
+    token: b.token,
+    json: { authority: 'Court', legalBasis: 'Order', reference: 'BeeSecret-1', scope: { contactIds: [ids.contact], from: '2020-01-01T00:00:00Z', to: '2030-01-01T00:00:00Z', kinds: ['contacts'] } },
+  });
+  ids.legalRequest = legal.body.id;
+  // B asks to move their login address: the code mailed for it must be useless to A.
+  await app.api('PATCH', '/api/me', { token: b.token, json: { email: 'moved@b.example', currentPassword: b.password } });
+  const codeMail = app.services.accountMailer.outbox!.find((m) => m.to === 'moved@b.example');
+  ids.emailCode = /code is:\n\n(\S+)/.exec(codeMail!.text)![1]!;
   // A campaign of B's, inserted directly: only its id matters to the routes below.
   ids.campaign ??= (
     await app.database.db
@@ -116,10 +125,12 @@ const ID_ROUTES: Record<string, { id: () => string; json?: unknown; csv?: string
   'POST /api/campaigns/:id/resume': { id: () => ids.campaign! },
   'POST /api/campaigns/:id/cancel': { id: () => ids.campaign! },
   'POST /api/campaigns/:id/recipients': { id: () => ids.campaign!, csv: 'email\nintruder@a.example\n' },
+  'GET /api/privacy/legal-requests/:id': { id: () => ids.legalRequest! },
+  'GET /api/privacy/legal-requests/:id/disclosure': { id: () => ids.legalRequest! },
 };
 
 /** Routes without an id: what A sees must not mention anything of B's. */
-const COLLECTION_ROUTES: Record<string, { json?: unknown; body?: string; contentType?: string }> = {
+const COLLECTION_ROUTES: Record<string, { json?: unknown; body?: string; contentType?: string; query?: string }> = {
   'GET /api/me': {},
   'GET /api/members': {},
   'GET /api/invitations': {},
@@ -137,6 +148,13 @@ const COLLECTION_ROUTES: Record<string, { json?: unknown; body?: string; content
   'PATCH /api/workspace': { json: { name: 'A renamed' } },
   'GET /api/api-keys': {},
   'POST /api/api-keys': { json: { name: 'A key', scopes: ['read'] } },
+  'PATCH /api/me': { json: { name: 'A person' } },
+  'GET /api/privacy/export': {},
+  'GET /api/privacy/recipients/export': { query: '?email=secret-contact%40b.example' },
+  'GET /api/privacy/legal-requests': {},
+  'POST /api/privacy/legal-requests': {
+    json: { authority: 'Court', legalBasis: 'Order', reference: 'A-1', scope: { addresses: ['secret-contact@b.example'], from: '2020-01-01T00:00:00Z', to: '2030-01-01T00:00:00Z', kinds: ['contacts', 'consents', 'messages'] } },
+  },
 };
 
 /** Routes that take another workspace's id inside the body: they must answer 404 and change nothing. */
@@ -145,6 +163,7 @@ const BODY_ID_ROUTES: Record<string, () => unknown> = {
   'POST /api/messages (reply)': () => ({ mailboxId: ids.ownMailbox, to: 'x@a.example', subject: 'Re', text: 'x', inReplyTo: ids.message }),
   'POST /api/campaigns': () => ({ ...VALID_CAMPAIGN, mailboxId: ids.mailbox }),
   'POST /api/grants': () => ({ messageId: ids.message, granteeUserId: b.userId, expiresAt: new Date(Date.now() + 86_400_000).toISOString() }),
+  'POST /api/me/email/verify': () => ({ code: ids.emailCode }),
 };
 
 describe('tenant isolation (invariant 7)', () => {
@@ -189,7 +208,7 @@ describe('tenant isolation (invariant 7)', () => {
 
   it.each(Object.entries(COLLECTION_ROUTES))('%s shows none of the other workspace\'s data', async (key, spec) => {
     const [method, path] = key.split(' ') as [string, string];
-    const res = await app.api(method, path, {
+    const res = await app.api(method, `${path}${spec.query ?? ''}`, {
       token: a.token,
       json: spec.json,
       body: spec.body,

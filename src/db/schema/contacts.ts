@@ -17,6 +17,8 @@ export const contacts = pgTable(
     firstName: text('first_name'),
     lastName: text('last_name'),
     attributes: jsonb('attributes').$type<Record<string, unknown>>().notNull().default({}),
+    /** When the recipient chose "don't track my opens and clicks" (preference center); null: tracked. */
+    trackingRefusedAt: timestamp('tracking_refused_at', { withTimezone: true }),
     createdAt: createdAt(),
     updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
   },

@@ -85,3 +85,17 @@ export const trackingSendRollups = pgTable(
   },
   (t) => [primaryKey({ name: 'tracking_send_rollups_pk', columns: [t.sendId, t.workspaceId] })],
 );
+
+/** Hits for recipients who refused tracking: a count per campaign and type, nothing about the hit itself. */
+export const untrackedHitCounts = pgTable(
+  'untracked_hit_counts',
+  {
+    workspaceId: uuid('workspace_id').notNull(),
+    campaignId: uuid('campaign_id')
+      .notNull()
+      .references(() => campaigns.id, { onDelete: 'cascade' }),
+    type: trackingEventTypeEnum('type').notNull(),
+    hits: bigint('hits', { mode: 'number' }).notNull().default(0),
+  },
+  (t) => [primaryKey({ name: 'untracked_hit_counts_pk', columns: [t.campaignId, t.type, t.workspaceId] })],
+);

@@ -1,0 +1,139 @@
+import type { Config } from '../config.js';
+import { isUniqueViolation } from '../db/pg-errors.js';
+import { ConflictError, NotFoundError, UnauthorizedError, UnprocessableError } from '../errors.js';
+import { actorOf } from './actor.js';
+import type { AccountMailer } from './account-mail.js';
+import type { AuthQueries, AuthRepo, UserRow } from './auth.repo.js';
+import type { AuthContext } from './auth.service.js';
+import { hashPassword, verifyPassword } from './passwords.js';
+import { createSignedTokens, isExpiredTokenError } from './signed-tokens.js';
+import type { AuthThrottle } from './throttle.js';
+
+/*
+ * P-12 correction: a user changes their own name, password and login address.
+ *
+ * A password or address change first proves the current password (counted by the login
+ * throttle, like a login). A new address is changed only once it is proven: a code is mailed
+ * to it, and `confirmEmail` with that code (by the same signed-in user) makes the change —
+ * otherwise a stolen session could move the account to an address its owner does not
+ * control. The code is a signed token naming the user, the old and the new address, valid
+ * 24 hours; it works only while the account still has the old address, so it cannot be
+ * replayed after a later change. Whether the new address already belongs to an account is
+ * never said to the caller: that address's owner gets a note instead of a code.
+ *
+ *   PATCH /api/me {email, currentPassword} ─▶ mail to new address: code (or note if taken)
+ *   POST /api/me/email/verify {code}       ─▶ users.email = new; audit; notice to the old address
+ */
+
+const EMAIL_CODE_TTL_SECONDS = 24 * 3600;
+
+export interface ProfileDeps {
+  repo: AuthRepo;
+  throttle: AuthThrottle;
+  mailer: AccountMailer;
+  config: Pick<Config, 'jwt'>;
+  present: (user: UserRow) => unknown;
+}
+
+export function createProfileCorrection(deps: ProfileDeps) {
+  const { repo, throttle, mailer } = deps;
+  const emailCodes = createSignedTokens(deps.config.jwt, { audience: 'inboxtrail-email-change', ttlSeconds: EMAIL_CODE_TTL_SECONDS });
+  const invalidCode = () => new NotFoundError('Email change code', 'email_code_invalid');
+
+  async function proveCurrentPassword(user: UserRow, password: string | undefined, clientAddress: string) {
+    const release = await throttle.admitLogin(user.email, clientAddress);
+    if (!(await verifyPassword(password ?? '', user.passwordHash))) {
+      throw new UnprocessableError('current_password_incorrect', 'The current password is not correct; nothing was changed');
+    }
+    await release();
+  }
+
+  /** One audit row per correction, naming the fields, never their values. */
+  const auditCorrection = (tx: AuthQueries, auth: AuthContext, fields: string[]) =>
+    tx.recordAudit({
+      workspaceId: auth.workspaceId,
+      actor: actorOf(auth),
+      requestId: auth.requestId,
+      action: 'account.corrected',
+      subjectType: 'user',
+      subjectId: auth.userId,
+      detail: { fields },
+    });
+
+  async function requestEmailChange(user: UserRow, newEmail: string) {
+    if (await repo.findUserByEmail(newEmail)) {
+      await mailer.send({
+        to: newEmail,
+        subject: 'Someone asked to use your address for another inboxtrail account',
+        text: 'An inboxtrail account already uses this address, so it cannot be given to another one. Nothing changed. If this was not you, you can ignore this mail.',
+      });
+      return;
+    }
+    const code = emailCodes.sign({ from: user.email, to: newEmail }, user.id);
+    await mailer.send({
+      to: newEmail,
+      subject: 'Confirm your new inboxtrail login address',
+      text: `Your confirmation code is:\n\n${code}\n\nIt works for 24 hours (POST /api/me/email/verify {"code": "…"} while signed in). If you did not ask for this, ignore this mail: nothing changes.`,
+    });
+  }
+
+  return {
+    /** Name and password now; a new address is only asked for (see confirmEmail). */
+    async updateProfile(auth: AuthContext, input: { name?: string | null; email?: string; currentPassword?: string; newPassword?: string }, clientAddress: string) {
+      const user = await repo.findUserById(auth.userId);
+      if (!user) throw new UnauthorizedError();
+      const wantsNewEmail = input.email !== undefined && input.email !== user.email;
+      if (input.newPassword !== undefined || wantsNewEmail) await proveCurrentPassword(user, input.currentPassword, clientAddress);
+
+      const changes: { name?: string | null; passwordHash?: string } = {};
+      if (input.name !== undefined) changes.name = input.name;
+      if (input.newPassword !== undefined) changes.passwordHash = await hashPassword(input.newPassword);
+      let updated = user;
+      if (Object.keys(changes).length > 0) {
+        updated = await repo.transaction(async (tx) => {
+          const row = await tx.updateUser(auth.userId, changes);
+          await auditCorrection(tx, auth, Object.keys(changes).map((field) => (field === 'passwordHash' ? 'password' : field)));
+          return row!;
+        });
+      }
+      if (wantsNewEmail) await requestEmailChange(user, input.email!);
+      return {
+        user: deps.present(updated),
+        ...(wantsNewEmail ? { email: { status: 'verification_sent' as const, message: 'Check the new address: we sent it a mail with the next step. Your login address changes once it is confirmed.' } } : {}),
+      };
+    },
+
+    /** The code mailed to the new address, used by the same signed-in user, changes the login address. */
+    async confirmEmail(auth: AuthContext, code: string) {
+      let claims;
+      try {
+        claims = emailCodes.verify(code);
+      } catch (error) {
+        if (isExpiredTokenError(error)) throw new NotFoundError('Email change code', 'email_code_expired');
+        throw invalidCode();
+      }
+      if (claims.sub !== auth.userId || typeof claims.from !== 'string' || typeof claims.to !== 'string') throw invalidCode();
+      const { from, to } = claims as { from: string; to: string };
+      try {
+        const user = await repo.transaction(async (tx) => {
+          const current = await tx.findUserById(auth.userId);
+          // Used already, or superseded by a later change: the account no longer has the old address.
+          if (!current || current.email !== from) throw invalidCode();
+          if (await tx.findUserByEmail(to)) throw new ConflictError('email_taken', 'Another account uses this address now; nothing was changed');
+          const row = await tx.updateUser(auth.userId, { email: to });
+          await auditCorrection(tx, auth, ['email']);
+          return row!;
+        });
+        await mailer.send({
+          to: from,
+          subject: 'Your inboxtrail login address was changed',
+          text: 'The login address of your inboxtrail account was changed to another address, confirmed from that address. If this was not you, contact your workspace owner at once.',
+        });
+        return { user: deps.present(user) };
+      } catch (error) {
+        if (isUniqueViolation(error)) throw new ConflictError('email_taken', 'Another account uses this address now; nothing was changed');
+        throw error;
+      }
+    },
+  };
+}

@@ -1,0 +1,171 @@
+import { and, asc, eq, or, sql, type SQL } from 'drizzle-orm';
+import type { AnyPgColumn } from 'drizzle-orm/pg-core';
+import type { Db } from '../db/connect.js';
+import { pgArray } from '../db/pg-array.js';
+import { campaignSends, campaigns, consents, contacts, mailEvents, messages, suppressions, trackingEvents } from '../db/schema.js';
+import { inUuidList } from '../db/sql-lists.js';
+import { recordAudit, type AuditEntry } from './audit.js';
+import { addressIn, keysetRows, messageMetadata } from './export.repo.js';
+
+/*
+ * What is held about some people (addresses, contacts) and/or some mailboxes of one
+ * workspace, optionally within [from, to): the data-subject export (one address, all time)
+ * and the legal disclosure (exactly a request's scope) both read through here, so they
+ * cannot disagree about what "the data of X" is. Every query is scoped by workspace.
+ */
+
+export interface SubjectScope {
+  workspaceId: string;
+  /** Lowercased addresses. */
+  addresses: readonly string[];
+  contactIds: readonly string[];
+  mailboxIds: readonly string[];
+  from?: Date;
+  to?: Date;
+}
+
+/** The scope once its contacts are known: their addresses join the ones asked for. */
+export interface ResolvedScope extends SubjectScope {
+  resolvedContactIds: readonly string[];
+}
+
+const within = (column: AnyPgColumn | SQL, scope: SubjectScope): SQL | undefined =>
+  and(
+    scope.from ? sql`${column} >= ${scope.from.toISOString()}::timestamptz` : undefined,
+    scope.to ? sql`${column} < ${scope.to.toISOString()}::timestamptz` : undefined,
+  );
+
+/** Both filters when both are given (mail between these mailboxes and these people), nothing when neither is. */
+function both(byAddress: SQL | undefined, byMailbox: SQL | undefined): SQL {
+  if (!byAddress && !byMailbox) return sql`false`;
+  return and(byAddress, byMailbox)!;
+}
+
+function messageScope(scope: ResolvedScope): SQL {
+  const list = pgArray(scope.addresses);
+  const involves =
+    scope.addresses.length === 0
+      ? undefined
+      : sql`(lower(${messages.fromAddress}) = any(${list}::text[]) or exists (select 1 from unnest(${messages.toAddresses} || ${messages.ccAddresses}) as a(address) where lower(a.address) = any(${list}::text[])))`;
+  const byMailbox = scope.mailboxIds.length === 0 ? undefined : inUuidList(messages.mailboxId, scope.mailboxIds);
+  return and(eq(messages.workspaceId, scope.workspaceId), both(involves, byMailbox))!;
+}
+
+function sendScope(scope: ResolvedScope): SQL {
+  const byAddress = scope.addresses.length === 0 ? undefined : addressIn(campaignSends.email, scope.addresses);
+  const byMailbox =
+    scope.mailboxIds.length === 0
+      ? undefined
+      : sql`${campaignSends.campaignId} in (select ${campaigns.id} from ${campaigns} where ${campaigns.workspaceId} = ${scope.workspaceId} and ${inUuidList(campaigns.mailboxId, scope.mailboxIds)})`;
+  return and(eq(campaignSends.workspaceId, scope.workspaceId), both(byAddress, byMailbox))!;
+}
+
+export function createSubjectDataRepo(db: Db) {
+  return {
+    /** The contacts named by id or address (a handful): with their addresses, the rest of the scope is known. */
+    async resolve(scope: SubjectScope): Promise<{ scope: ResolvedScope; contacts: ContactRecord[] }> {
+      const named = or(
+        scope.contactIds.length === 0 ? undefined : inUuidList(contacts.id, scope.contactIds),
+        scope.addresses.length === 0 ? undefined : addressIn(contacts.email, scope.addresses),
+      );
+      const found = named
+        ? await db
+            .select({
+              id: contacts.id,
+              email: contacts.email,
+              firstName: contacts.firstName,
+              lastName: contacts.lastName,
+              attributes: contacts.attributes,
+              trackingRefusedAt: contacts.trackingRefusedAt,
+              createdAt: contacts.createdAt,
+              updatedAt: contacts.updatedAt,
+            })
+            .from(contacts)
+            .where(and(eq(contacts.workspaceId, scope.workspaceId), named))
+            .orderBy(asc(contacts.id))
+        : [];
+      const addresses = [...new Set([...scope.addresses, ...found.map((c) => c.email.toLowerCase())])];
+      return { scope: { ...scope, addresses, resolvedContactIds: found.map((c) => c.id) }, contacts: found };
+    },
+
+    consents(scope: ResolvedScope) {
+      const where = and(eq(consents.workspaceId, scope.workspaceId), inUuidList(consents.contactId, scope.resolvedContactIds), within(consents.at, scope));
+      return keysetRows(db, consents, { id: consents.id, contactId: consents.contactId, status: consents.status, source: consents.source, policyVersion: consents.policyVersion, actor: consents.actor, at: consents.at }, where);
+    },
+
+    /** Message metadata (bodies are never stored; Gmail content is not exported). */
+    messages(scope: ResolvedScope) {
+      return keysetRows(db, messages, messageMetadata, and(messageScope(scope), within(messages.at, scope)));
+    },
+
+    /** Replies, bounces and delays about the messages in scope (and, when people are named, about them). */
+    mailEvents(scope: ResolvedScope) {
+      const aboutThem = scope.addresses.length === 0 ? undefined : or(sql`${mailEvents.recipient} is null`, addressIn(mailEvents.recipient, scope.addresses));
+      const where = and(
+        eq(mailEvents.workspaceId, scope.workspaceId),
+        sql`${mailEvents.messageId} in (select ${messages.id} from ${messages} where ${messageScope(scope)})`,
+        aboutThem,
+        within(mailEvents.at, scope),
+      );
+      return keysetRows(db, mailEvents, { id: mailEvents.id, messageId: mailEvents.messageId, type: mailEvents.type, recipient: mailEvents.recipient, detail: mailEvents.detail, at: mailEvents.at }, where);
+    },
+
+    /** The campaign send ledger's rows for them. */
+    campaignSends(scope: ResolvedScope) {
+      return keysetRows(db, campaignSends, {
+        id: campaignSends.id,
+        campaignId: campaignSends.campaignId,
+        step: campaignSends.step,
+        contactId: campaignSends.contactId,
+        email: campaignSends.email,
+        status: campaignSends.status,
+        skipReason: campaignSends.skipReason,
+        rfc822MessageId: campaignSends.rfc822MessageId,
+        sentAt: campaignSends.sentAt,
+        createdAt: campaignSends.createdAt,
+      }, and(sendScope(scope), within(sql`coalesce(${campaignSends.sentAt}, ${campaignSends.createdAt})`, scope)));
+    },
+
+    /** Opens and clicks with their verdicts; raw IP and user agent only while retention keeps them (P-14). */
+    trackingEvents(scope: ResolvedScope) {
+      const where = and(
+        eq(trackingEvents.workspaceId, scope.workspaceId),
+        sql`${trackingEvents.sendId} in (select ${campaignSends.id} from ${campaignSends} where ${sendScope(scope)})`,
+        within(trackingEvents.at, scope),
+      );
+      return keysetRows(db, trackingEvents, {
+        id: trackingEvents.id,
+        campaignId: trackingEvents.campaignId,
+        sendId: trackingEvents.sendId,
+        type: trackingEvents.type,
+        linkIndex: trackingEvents.linkIndex,
+        at: trackingEvents.at,
+        method: trackingEvents.method,
+        ip: trackingEvents.ip,
+        userAgent: trackingEvents.userAgent,
+        classification: trackingEvents.classification,
+        reasons: trackingEvents.reasons,
+      }, where);
+    },
+
+    suppressions(scope: ResolvedScope) {
+      const where = and(eq(suppressions.workspaceId, scope.workspaceId), addressIn(suppressions.email, scope.addresses), within(suppressions.createdAt, scope));
+      return keysetRows(db, suppressions, { id: suppressions.id, email: suppressions.email, scope: suppressions.scope, reason: suppressions.reason, source: suppressions.source, createdAt: suppressions.createdAt }, where);
+    },
+
+    recordAudit: (entry: AuditEntry) => recordAudit(db, entry),
+  };
+}
+
+export interface ContactRecord {
+  id: string;
+  email: string;
+  firstName: string | null;
+  lastName: string | null;
+  attributes: Record<string, unknown>;
+  trackingRefusedAt: Date | null;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+export type SubjectDataRepo = ReturnType<typeof createSubjectDataRepo>;

@@ -1,0 +1,155 @@
+import { randomUUID } from 'node:crypto';
+import { and, eq, sql } from 'drizzle-orm';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { auditLog, consents, contacts, trackingEvents, untrackedHitCounts } from '../../src/db/schema.js';
+import { campaignFixtures } from '../helpers/campaign-fixtures.js';
+import { connectedMailbox } from '../helpers/gmail.js';
+import { useAppWithOwner } from '../helpers/test-app.js';
+
+/*
+ * A recipient restricts collection (Soffront: "you may choose to restrict the collection or
+ * use"): the preference center's "don't track my opens and clicks" is kept on the contact,
+ * their next campaign mail and 1:1 mail carry no pixel and no tracked link (read in the
+ * recipient's sandbox inbox), and a hit from older mail is kept only as a count.
+ */
+
+const ctx = useAppWithOwner();
+const fixtures = campaignFixtures(() => ({ app: ctx.app, token: ctx.owner.token, workspaceId: ctx.owner.workspaceId }));
+let mailboxId: string;
+const SENDER = `news-${randomUUID()}@acme.test`;
+const FORM = { 'content-type': 'application/x-www-form-urlencoded' };
+const PIXEL = /\/t\/o\/[A-Za-z0-9_-]+\.gif/;
+const CLICK = /\/t\/c\/[A-Za-z0-9_-]+/;
+
+beforeAll(async () => {
+  mailboxId = (await connectedMailbox(ctx.app, ctx.owner.token, SENDER)).id;
+  await ctx.app.api('PATCH', '/api/workspace', { token: ctx.owner.token, json: { postalAddress: 'Acme Inc., 1 Main St, Springfield' } });
+});
+
+/** The newest mail with this subject in the recipient's own inbox. */
+function received(email: string, subject: string) {
+  const message = ctx.app.sandbox.control.listMessages(email).find((m) => m.subject === subject);
+  expect(message, `${subject} in ${email}`).toBeDefined();
+  return ctx.app.sandbox.control.getMessage(email, message!.id);
+}
+
+async function sendCampaign(subject: string, contactIds: string[]) {
+  const campaignId = await fixtures.launched(mailboxId, subject, contactIds);
+  await fixtures.drain(campaignId);
+  return campaignId;
+}
+
+const pathOf = (url: string) => new URL(url).pathname;
+
+describe("don't track my opens and clicks", () => {
+  it('the refusing recipient\'s next campaign mail has no pixel and no tracked link; old mail\'s hits are only counted; others are tracked as before', async () => {
+    const [refuser, other] = await fixtures.audience(2, { prefix: 'dnt' });
+    const first = await sendCampaign(`First ${randomUUID()}`, [refuser!.id, other!.id]);
+    const firstSubject = (await ctx.app.api('GET', `/api/campaigns/${first}`, { token: ctx.owner.token })).body.subject;
+    const oldMail = received(refuser!.email, firstSubject);
+    expect(oldMail.html).toMatch(PIXEL);
+    const prefs = /Choose what you receive: (\S+)/.exec(oldMail.text)![1]!;
+
+    // The preference center offers the choice; choosing it is saved, audited, and changes no consent.
+    const page = await ctx.app.api('GET', pathOf(prefs));
+    expect(page.status).toBe(200);
+    expect(page.text).toContain("Don't track my opens and clicks");
+    const consentsBefore = await ctx.app.database.db.select().from(consents).where(eq(consents.contactId, refuser!.id));
+    const saved = await ctx.app.api('POST', pathOf(prefs), { body: 'action=save&tracking=refuse', headers: FORM });
+    expect(saved.status, saved.text).toBe(200);
+    expect(saved.text).toContain('Your choices are saved.');
+    expect(saved.text).toMatch(/value="refuse" checked/);
+    const [contact] = await ctx.app.database.db.select().from(contacts).where(eq(contacts.id, refuser!.id));
+    expect(contact!.trackingRefusedAt).not.toBeNull();
+    const audit = await ctx.app.database.db.select().from(auditLog).where(and(eq(auditLog.workspaceId, ctx.owner.workspaceId), eq(auditLog.action, 'tracking.refused')));
+    expect(audit).toEqual([expect.objectContaining({ subjectType: 'contact', subjectId: refuser!.id, actor: expect.stringMatching(/^recipient:/) })]);
+    expect(await ctx.app.database.db.select().from(consents).where(eq(consents.contactId, refuser!.id))).toEqual(consentsBefore);
+    // Saving the same choice again changes nothing.
+    const again = await ctx.app.api('POST', pathOf(prefs), { body: 'action=save&tracking=refuse', headers: FORM });
+    expect(again.text).toContain('Nothing needed to change.');
+
+    // A hit that still arrives from the old mail: answered as always, stored only as a count.
+    await ctx.app.database.db.execute(sql`update campaign_sends set sent_at = now() - interval '1 hour' where campaign_id = ${first}::uuid`);
+    const browser = { 'user-agent': 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36' };
+    const open = await fetch(`${ctx.app.baseUrl}${PIXEL.exec(oldMail.html!)![0]}`, { headers: browser });
+    expect(open.status).toBe(200);
+    const click = await fetch(`${ctx.app.baseUrl}${CLICK.exec(oldMail.html!)![0]}`, { headers: browser, redirect: 'manual' });
+    expect(click.status).toBe(302);
+    expect(click.headers.get('location')).toBe('https://acme.test/news');
+    const otherMail = received(other!.email, firstSubject);
+    expect((await fetch(`${ctx.app.baseUrl}${PIXEL.exec(otherMail.html!)![0]}`, { headers: browser })).status).toBe(200);
+    await ctx.app.services.tracking.flush();
+
+    const events = await ctx.app.database.db.select().from(trackingEvents).where(eq(trackingEvents.campaignId, first));
+    const ledger = await fixtures.ledger(first);
+    const sendOf = (email: string) => ledger.find((row) => row.email === email)!.id;
+    expect(events.filter((e) => e.sendId === sendOf(refuser!.email))).toEqual([]);
+    expect(events.filter((e) => e.sendId === sendOf(other!.email))).toHaveLength(1);
+    const counts = await ctx.app.database.db.select().from(untrackedHitCounts).where(eq(untrackedHitCounts.campaignId, first));
+    expect(counts.map((c) => [c.type, c.hits]).sort()).toEqual([
+      ['click', 1],
+      ['open', 1],
+    ]);
+    const stats = (await ctx.app.api('GET', `/api/campaigns/${first}/stats`, { token: ctx.owner.token })).body;
+    expect(stats.opens.human + stats.opens.machine + stats.opens.unknown).toBe(1);
+
+    // The next campaign: the refuser's copy is untracked, the other's is tracked as before.
+    const second = `Second ${randomUUID()}`;
+    await sendCampaign(second, [refuser!.id, other!.id]);
+    const untracked = received(refuser!.email, second);
+    expect(untracked.html).not.toMatch(PIXEL);
+    expect(untracked.raw).not.toContain('/t/o/');
+    expect(untracked.raw).not.toContain('/t/c/');
+    expect(untracked.html).toContain('href="https://acme.test/news"');
+    // Opting out stays one click away (P-09).
+    expect(untracked.headers.find((h) => h.name.toLowerCase() === 'list-unsubscribe')?.value).toMatch(/\/u\//);
+    expect(untracked.html).toContain('Unsubscribe</a>');
+    const tracked = received(other!.email, second);
+    expect(tracked.html).toMatch(PIXEL);
+    expect(tracked.html).toMatch(CLICK);
+  });
+
+  it("a don't-track recipient's 1:1 mail has no pixel and no tracked link", async () => {
+    const [person] = await fixtures.audience(1, { prefix: 'dnt1' });
+    await ctx.app.database.db.update(contacts).set({ trackingRefusedAt: new Date() }).where(eq(contacts.id, person!.id));
+    const subject = `Personal ${randomUUID()}`;
+    const sent = await ctx.app.api('POST', '/api/messages', {
+      token: ctx.owner.token,
+      json: { mailboxId, to: [person!.email], subject, html: '<p>See <a href="https://acme.test/offer">the offer</a></p>' },
+    });
+    expect(sent.status, sent.text).toBe(201);
+    const mail = received(person!.email, subject);
+    expect(mail.raw).not.toContain('/t/o/');
+    expect(mail.raw).not.toContain('/t/c/');
+    expect(mail.html).toContain('href="https://acme.test/offer"');
+  });
+
+  it('allowing tracking again is saved and audited; a bad value or an address that is no contact changes nothing', async () => {
+    const [person] = await fixtures.audience(1, { prefix: 'dnt2' });
+    const subject = `Third ${randomUUID()}`;
+    await sendCampaign(subject, [person!.id]);
+    const prefs = pathOf(/Choose what you receive: (\S+)/.exec(received(person!.email, subject).text)![1]!);
+
+    for (const body of ['action=save&tracking=maybe', 'action=save&tracking=refuse&tracking=allow']) {
+      const bad = await ctx.app.api('POST', prefs, { body, headers: FORM });
+      expect(bad.status, body).toBe(400);
+    }
+    const [untouched] = await ctx.app.database.db.select().from(contacts).where(eq(contacts.id, person!.id));
+    expect(untouched!.trackingRefusedAt).toBeNull();
+
+    expect((await ctx.app.api('POST', prefs, { body: 'action=save&tracking=refuse', headers: FORM })).status).toBe(200);
+    const allowed = await ctx.app.api('POST', prefs, { body: 'action=save&tracking=allow', headers: FORM });
+    expect(allowed.text).toContain('Your choices are saved.');
+    const [after] = await ctx.app.database.db.select().from(contacts).where(eq(contacts.id, person!.id));
+    expect(after!.trackingRefusedAt).toBeNull();
+    const audit = await ctx.app.database.db.select().from(auditLog).where(and(eq(auditLog.subjectId, person!.id), eq(auditLog.action, 'tracking.allowed')));
+    expect(audit).toHaveLength(1);
+
+    // The contact is gone (the address is only a recipient now): the choice is not offered, and posting it is refused.
+    await ctx.app.database.db.delete(contacts).where(eq(contacts.id, person!.id));
+    const page = await ctx.app.api('GET', prefs);
+    expect(page.status).toBe(200);
+    expect(page.text).not.toContain("Don't track");
+    expect((await ctx.app.api('POST', prefs, { body: 'action=save&tracking=refuse', headers: FORM })).status).toBe(400);
+  });
+});
