@@ -69,6 +69,12 @@ CREATE INDEX "campaign_sends_campaign_status_due_idx" ON "campaign_sends" USING 
 --> statement-breakpoint
 DROP INDEX "campaign_sends_campaign_status_idx";
 --> statement-breakpoint
+-- A campaign's mail events (bounces, replies: stats) are found from the message they concern;
+-- without this, each stats read with any mail event hashes all the campaign's sends, and each
+-- deleted message (disconnect) scans the ledger for its foreign key. Partial: launch writes
+-- sends without a message, so it pays nothing.
+CREATE INDEX "campaign_sends_message_idx" ON "campaign_sends" USING btree ("message_id") WHERE "message_id" IS NOT NULL;
+--> statement-breakpoint
 -- 2. tracking_events partitioned by month of `at` (UTC), with a default partition so an
 --    event outside every monthly partition is still stored. The primary key includes the
 --    partition key: (id, at), both fixed when the hit is buffered, so a retried batch still

@@ -128,6 +128,7 @@ export const campaignSends = pgTable(
     index('campaign_sends_lease_idx').on(t.leaseExpiresAt).where(sql`${t.status} = 'sending'`),
     index('campaign_sends_due_idx').on(t.status, t.dueAt),
     index('campaign_sends_campaign_status_due_idx').on(t.campaignId, t.status, t.dueAt),
+    index('campaign_sends_message_idx').on(t.messageId).where(sql`${t.messageId} is not null`),
   ],
 );
 
