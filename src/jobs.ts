@@ -8,6 +8,8 @@ const MAX_TICK_MS = 30_000;
 const WATCH_CHECK_MS = 3_600_000;
 /** How often raw tracking facts past their retention window are truncated. */
 const RETENTION_SWEEP_MS = 6 * 3_600_000;
+/** tracking_events partitions are checked daily; they are created months ahead. */
+const PARTITION_PERIOD_MS = 24 * 3_600_000;
 /** Tokens are re-encrypted under the current key once per key version and hour, by one process. */
 const REENCRYPT_PERIOD_MS = 3_600_000;
 /** A process asks whether a scheduled job is due four times a period (at most every minute), so one of them claims it soon after it falls due. */
@@ -95,6 +97,12 @@ export function startJobs(input: { services: Services; config: Config; logger: L
   scheduled('audit-retention', RETENTION_SWEEP_MS, async () => {
     const purged = await services.auditRetention.purgeExpired();
     if (purged > 0) logger.info({ purged }, 'audit rows past their retention purged');
+  });
+
+  // tracking_events' monthly partitions, created months ahead (the default partition catches anything else).
+  scheduled('tracking-partitions', PARTITION_PERIOD_MS, async () => {
+    const created = await services.tracking.ensurePartitions();
+    if (created > 0) logger.info({ created }, 'tracking_events partitions created ahead');
   });
 
   const pollSeconds = config.gmail.syncPollSeconds;

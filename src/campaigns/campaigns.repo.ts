@@ -10,6 +10,7 @@ import {
 } from '../db/schema.js';
 import { audienceWhere, firstStepSql, preflightCountsSql } from './audience-sql.js';
 import { rowsOf } from '../db/pg-array.js';
+import { readSendCounts } from './send-counts.repo.js';
 
 export type CampaignRow = typeof campaigns.$inferSelect;
 export type NewCampaign = typeof campaigns.$inferInsert;
@@ -179,23 +180,17 @@ function campaignQueries(db: Db) {
       return db.select().from(campaigns).where(and(eq(campaigns.status, 'paused'), eq(campaigns.statusReason, 'mailbox_needs_reconnect')));
     },
 
+    /** Counts by state from the ledger's counters, and the next due send (one index probe). */
     async progress(campaignId: string) {
-      const result = await db.execute(sql`
-        select status, count(*)::int as n, min(due_at) filter (where status = 'queued') as next_due
-        from campaign_sends where campaign_id = ${campaignId} group by status`);
-      const counts = { queued: 0, sending: 0, sent: 0, failed: 0, skipped: 0 };
-      let nextDueAt: Date | null = null;
-      for (const row of rowsOf<{ status: keyof typeof counts; n: number; next_due: string | Date | null }>(result)) {
-        counts[row.status] = Number(row.n);
-        if (row.next_due) nextDueAt = new Date(row.next_due);
-      }
-      return { counts, nextDueAt };
+      const { counts } = await readSendCounts(db, campaignId);
+      const [row] = rowsOf<{ next_due: string | Date | null }>(
+        await db.execute(sql`select min(due_at) as next_due from campaign_sends where campaign_id = ${campaignId} and status = 'queued'`),
+      );
+      return { counts, nextDueAt: row?.next_due ? new Date(row.next_due) : null };
     },
 
     async skipReasons(campaignId: string): Promise<Record<string, number>> {
-      const result = await db.execute(sql`
-        select skip_reason, count(*)::int as n from campaign_sends where campaign_id = ${campaignId} and status = 'skipped' group by skip_reason`);
-      return Object.fromEntries(rowsOf<{ skip_reason: string; n: number }>(result).map((r) => [r.skip_reason, Number(r.n)]));
+      return (await readSendCounts(db, campaignId)).skippedBecause;
     },
 
     /** Cancel: queued sends will never go out. */

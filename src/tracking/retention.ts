@@ -24,7 +24,7 @@ export async function truncateRawTrackingFacts(db: Db, options: { now?: Date; re
   for (;;) {
     const result = (await db.execute(sql`
       with due as (
-        select id from tracking_events
+        select id, at from tracking_events
         where at < ${cutoff.toISOString()}::timestamptz
           and (user_agent is not null or (ip is not null and position('/' in ip) = 0))
         limit ${batchSize}
@@ -36,7 +36,8 @@ export async function truncateRawTrackingFacts(db: Db, options: { now?: Date; re
               when family(e.ip::inet) = 4 then network(set_masklen(e.ip::inet, 24))::text
               else network(set_masklen(e.ip::inet, 48))::text
             end
-        from due where e.id = due.id
+        -- (id, at) is the partitioned table's key; the cutoff again lets the planner skip later months.
+        from due where e.id = due.id and e.at = due.at and e.at < ${cutoff.toISOString()}::timestamptz
         returning 1
       )
       select count(*)::int as n from changed`)) as unknown as { rows: { n: number }[] };

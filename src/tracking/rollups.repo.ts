@@ -9,7 +9,8 @@ import type { TrackingEventRow } from './tracking.repo.js';
  * The event writer's transaction (rules in rollups.ts):
  *   1. lock each campaign of the batch (transaction-scoped advisory lock, in hash order:
  *      no deadlock between writers);
- *   2. insert the events, `on conflict (id) do nothing`, returning the rows actually
+ *   2. insert the events, `on conflict (id, at) do nothing` (the key of the partitioned
+ *      table; both fixed at buffer time), returning the rows actually
  *      inserted with their send's recipient and stored state;
  *   3. re-judge the upgrade of the few sends the batch may have moved (one indexed query);
  *   4. write send states, recipient counts (who became a unique human) and campaign
@@ -61,7 +62,7 @@ export async function writeEventsWithRollups(db: Db, events: readonly TrackingEv
         with ins as (
           insert into tracking_events (${EVENT_COLUMNS})
           ${selectEventsFromArrays(events)}
-          on conflict (id) do nothing
+          on conflict (id, at) do nothing
           returning id, workspace_id, send_id
         )
         select ins.id, s.recipient_id, st.send_id as state_send_id, st.workspace_id as state_workspace_id, st.campaign_id as state_campaign_id,

@@ -3,6 +3,7 @@ import type { Db } from '../db/connect.js';
 import type { Classification, HitType } from './classify.js';
 import { pgArray, rowsOf } from '../db/pg-array.js';
 import { ALL_LINKS } from './rollups.js';
+import { readSendCounts, recountSendsFromLedger } from '../campaigns/send-counts.repo.js';
 
 /*
  * Campaign and contact numbers, every query scoped by workspace (invariant 7).
@@ -53,13 +54,16 @@ export function createStatsRepo(db: Db) {
       return rows.length > 0;
     },
 
+    /** Sent and failed from the ledger's counters (src/campaigns/send-counts.repo.ts): a few rows, whatever the audience. */
     async sendCounts(workspaceId: string, campaignId: string): Promise<{ sent: number; failed: number }> {
-      const [row] = rowsOf<{ sent: number; failed: number }>(
-        await db.execute(sql`
-          select count(*) filter (where status = 'sent')::int as sent, count(*) filter (where status = 'failed')::int as failed
-          from campaign_sends where workspace_id = ${workspaceId} and campaign_id = ${campaignId}`),
-      );
-      return { sent: Number(row?.sent ?? 0), failed: Number(row?.failed ?? 0) };
+      const { counts } = await readSendCounts(db, campaignId, workspaceId);
+      return { sent: counts.sent, failed: counts.failed };
+    },
+
+    /** The same two numbers counted over the campaign's sends: the stats benchmark's baseline. */
+    async sendCountsFromLedger(workspaceId: string, campaignId: string): Promise<{ sent: number; failed: number }> {
+      const { counts } = await recountSendsFromLedger(db, campaignId, workspaceId);
+      return { sent: counts.sent, failed: counts.failed };
     },
 
     /**

@@ -10,6 +10,7 @@ import { createEventWriter } from './event-writer.js';
 import { clientAddress, type TrustProxy } from './ip.js';
 import { createRecorder, type QueuedHit } from './recorder.js';
 import { DEFAULT_RAW_RETENTION_DAYS, truncateRawTrackingFacts } from './retention.js';
+import { ensureTrackingPartitions } from './partitions.js';
 import { createSendCache } from './send-cache.js';
 import { createStatsRepo } from './stats.repo.js';
 import { createStatsService } from './stats.service.js';
@@ -172,6 +173,9 @@ export function createTracking(deps: TrackingDeps) {
 
     /** P-14 sweep: truncates IP and user agent of events older than TRACKING_RAW_RETENTION_DAYS. */
     truncateRawFacts: (now?: Date) => truncateRawTrackingFacts(database.db, { now, retentionDays: settings.rawRetentionDays ?? DEFAULT_RAW_RETENTION_DAYS }),
+
+    /** Keeps tracking_events' monthly partitions created ahead (partitions.ts). */
+    ensurePartitions: (now?: Date) => ensureTrackingPartitions(database.db, { now }),
 
     /** Shutdown, before the database closes: releases held clicks and writes the buffer (retrying up to `timeoutMs`). */
     async close(options?: { timeoutMs?: number }): Promise<void> {

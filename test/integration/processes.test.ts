@@ -7,6 +7,7 @@ import { connect } from '../../src/db/connect.js';
 import { resolveGoogle } from '../../src/gmail/google-settings.js';
 import { createLogger } from '../../src/logger.js';
 import { startSandbox, type Sandbox } from '../../src/sandbox/index.js';
+import { sendCountMismatches } from '../helpers/send-counts.js';
 import {
   SANDBOX_CLIENT_ID,
   SANDBOX_CLIENT_SECRET,
@@ -220,10 +221,11 @@ describe.skipIf(!serverUrl)('several worker processes on one PostgreSQL server',
       }, 240_000);
       const exits = await Promise.all(processes.map(terminate));
       const limited = sandbox.control.calls({ endpoint: 'send', mailbox: mailboxEmail }).filter((c) => c.status === 429).length;
-      return { workers, sent: sentMessages(), exits, processes, limited };
+      return { workers, sent: sentMessages(), exits, processes, limited, counterMismatches: await sendCountMismatches(database.db) };
     };
-    for (const { workers, sent, exits, processes, limited } of await Promise.all([run(2), run(3)])) {
+    for (const { workers, sent, exits, processes, limited, counterMismatches } of await Promise.all([run(2), run(3)])) {
       const context = `${workers} workers`;
+      expect(counterMismatches, `${context}: send counters equal a recount of the ledger`).toEqual([]);
       expect(limited, `${context}: 429s answered`).toBeGreaterThanOrEqual(1);
       const perRecipient = new Map<string, number>();
       for (const message of sent) for (const to of message.to) perRecipient.set(to, (perRecipient.get(to) ?? 0) + 1);

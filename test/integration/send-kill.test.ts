@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { campaignFixtures, seededRandom } from '../helpers/campaign-fixtures.js';
 import { connectedMailbox } from '../helpers/gmail.js';
 import { signUp, startTestApp, TEST_ENV, type TestApp } from '../helpers/test-app.js';
+import { sendCountMismatches } from '../helpers/send-counts.js';
 import { createTestDatabase } from '../helpers/test-db.js';
 
 /*
@@ -173,6 +174,8 @@ describe.skipIf(!server)('kill -9 of a sending worker process (PostgreSQL server
         if (row.status === 'failed') expect(flying.has(row.email)).toBe(true);
       }
     }
+    // The per-campaign counters (kept by the ledger's statements) equal a recount after the kill.
+    expect(await sendCountMismatches(app.database.db), timing).toEqual([]);
     return { killAfter, inFlight: flying.size, timing };
   }
 

@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm';
-import { boolean, index, integer, jsonb, pgEnum, pgTable, primaryKey, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
+import { bigint, boolean, index, integer, jsonb, pgEnum, pgTable, primaryKey, smallint, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
 import { id, createdAt } from './columns.js';
 import { contacts } from './contacts.js';
 import { mailboxes, messages } from './gmail.js';
@@ -127,6 +127,27 @@ export const campaignSends = pgTable(
     uniqueIndex('campaign_sends_campaign_step_recipient_unique').on(t.campaignId, t.step, t.recipientId, t.workspaceId),
     index('campaign_sends_lease_idx').on(t.leaseExpiresAt).where(sql`${t.status} = 'sending'`),
     index('campaign_sends_due_idx').on(t.status, t.dueAt),
-    index('campaign_sends_campaign_status_idx').on(t.campaignId, t.status),
+    index('campaign_sends_campaign_status_due_idx').on(t.campaignId, t.status, t.dueAt),
+    index('campaign_sends_message_idx').on(t.messageId).where(sql`${t.messageId} is not null`),
   ],
+);
+
+/**
+ * Sends per campaign, state and skip reason, kept by statement-level triggers on
+ * campaign_sends (migration 0018) in the statement that changes the ledger; `slot` spreads
+ * concurrent writers, readers sum it. Read by src/campaigns/send-counts.repo.ts.
+ */
+export const campaignSendCounts = pgTable(
+  'campaign_send_counts',
+  {
+    workspaceId: uuid('workspace_id').notNull(),
+    campaignId: uuid('campaign_id')
+      .notNull()
+      .references(() => campaigns.id, { onDelete: 'cascade' }),
+    status: sendStatusEnum('status').notNull(),
+    skipReason: text('skip_reason').notNull().default(''),
+    slot: smallint('slot').notNull(),
+    n: bigint('n', { mode: 'number' }).notNull().default(0),
+  },
+  (t) => [primaryKey({ name: 'campaign_send_counts_pk', columns: [t.campaignId, t.status, t.skipReason, t.slot, t.workspaceId] })],
 );

@@ -7,11 +7,15 @@ import { campaigns } from './campaigns.js';
 export const trackingEventTypeEnum = pgEnum('tracking_event_type', ['open', 'click']);
 export const classificationEnum = pgEnum('hit_classification', ['human', 'machine', 'unknown']);
 
-/** Raw opens and clicks, each classified with its reasons. IP and user agent are dropped after the retention window (P-14). */
+/**
+ * Raw opens and clicks, each classified with its reasons. IP and user agent are dropped after the retention window (P-14).
+ * Partitioned by month of `at` in SQL (migration 0018; Drizzle does not model partitioning, see src/tracking/README.md),
+ * hence the primary key (id, at): both are fixed when the hit is buffered.
+ */
 export const trackingEvents = pgTable(
   'tracking_events',
   {
-    id: uuid('id').primaryKey().defaultRandom(),
+    id: uuid('id').notNull().defaultRandom(),
     workspaceId: uuid('workspace_id').notNull(),
     campaignId: uuid('campaign_id').notNull(),
     sendId: uuid('send_id').notNull(),
@@ -25,6 +29,7 @@ export const trackingEvents = pgTable(
     reasons: text('reasons').array().notNull(),
   },
   (t) => [
+    primaryKey({ name: 'tracking_events_id_at_pk', columns: [t.id, t.at] }),
     index('tracking_events_campaign_idx').on(t.campaignId, t.type, t.at),
     index('tracking_events_send_idx').on(t.sendId, t.at),
     // The P-14 sweep reads only events that still hold raw facts.
