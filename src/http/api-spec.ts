@@ -132,11 +132,12 @@ export function createAccessLookup(routes: readonly ApiRoute[]): (method: string
     .map((r) => ({ method: r.method.toUpperCase(), segments: segmentsOf(r.path), access: r.access }))
     .sort((a, b) => a.segments.filter((s) => s.startsWith(':')).length - b.segments.filter((s) => s.startsWith(':')).length);
   return (method, path) => {
+    // Express matches paths case-insensitively; so does this (registered paths are lowercase).
     const wanted = segmentsOf(path);
     // Express answers HEAD with the GET route.
     const asked = method.toUpperCase() === 'HEAD' ? 'GET' : method.toUpperCase();
     const found = compiled.find(
-      (r) => r.method === asked && r.segments.length === wanted.length && r.segments.every((s, i) => s.startsWith(':') || s === wanted[i]),
+      (r) => r.method === asked && r.segments.length === wanted.length && r.segments.every((s, i) => s.startsWith(':') || s === wanted[i]!.toLowerCase()),
     );
     return found?.access;
   };
