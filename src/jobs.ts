@@ -10,6 +10,8 @@ const WATCH_CHECK_MS = 3_600_000;
 const RETENTION_SWEEP_MS = 6 * 3_600_000;
 /** tracking_events partitions are checked daily; they are created months ahead. */
 const PARTITION_PERIOD_MS = 24 * 3_600_000;
+/** How often Idempotency-Key answers past their 24 hours are deleted. */
+const IDEMPOTENCY_SWEEP_MS = 3_600_000;
 /** Tokens are re-encrypted under the current key once per key version and hour, by one process. */
 const REENCRYPT_PERIOD_MS = 3_600_000;
 /** A process asks whether a scheduled job is due four times a period (at most every minute), so one of them claims it soon after it falls due. */
@@ -103,6 +105,12 @@ export function startJobs(input: { services: Services; config: Config; logger: L
   scheduled('tracking-partitions', PARTITION_PERIOD_MS, async () => {
     const created = await services.tracking.ensurePartitions();
     if (created > 0) logger.info({ created }, 'tracking_events partitions created ahead');
+  });
+
+  // Idempotency-Key answers are kept 24 hours; older rows are swept hourly by one process.
+  scheduled('idempotency-keys-sweep', IDEMPOTENCY_SWEEP_MS, async () => {
+    const deleted = await services.idempotency.sweepExpired();
+    if (deleted > 0) logger.info({ deleted }, 'expired idempotency keys deleted');
   });
 
   const pollSeconds = config.gmail.syncPollSeconds;

@@ -55,9 +55,13 @@ export const ERROR_STATUS: Record<string, number> = {
   invalid_text: 400,
   bad_request: 400,
   request_aborted: 400,
+  unsupported_encoding: 415,
+  unsupported_charset: 415,
   connection_not_started_here: 400,
   code_exchange_failed: 400,
   consent_denied: 400,
+  scope_not_granted: 400,
+  no_refresh_token: 400,
   invalid_state: 400,
   invalid_push_message: 400,
   unauthorized: 401,
@@ -67,7 +71,6 @@ export const ERROR_STATUS: Record<string, number> = {
   api_key_revoked: 401,
   forbidden: 403,
   api_key_scope_missing: 403,
-  scope_not_granted: 403,
   access_basis_required: 403,
   basis_needs_admin: 403,
   basis_not_allowed: 403,
@@ -87,6 +90,7 @@ export const ERROR_STATUS: Record<string, number> = {
   recipient_suppressed: 409,
   mailbox_needs_reconnect: 409,
   grant_already_revoked: 409,
+  last_owner: 409,
   campaign_not_editable: 409,
   campaign_not_draft: 409,
   campaign_not_running: 409,
@@ -95,6 +99,7 @@ export const ERROR_STATUS: Record<string, number> = {
   read_access_not_granted: 409,
   send_taken_over: 409,
   idempotency_in_progress: 409,
+  resubscribe_not_allowed: 409,
   payload_too_large: 413,
   message_too_large: 413,
   unsupported_media_type: 415,
@@ -109,11 +114,10 @@ export const ERROR_STATUS: Record<string, number> = {
   unknown_contacts: 422,
   postal_address_required: 422,
   mailbox_missing: 422,
-  no_refresh_token: 422,
+  gmail_rejected: 422,
   too_many_requests: 429,
   internal_error: 500,
   gmail_error: 502,
-  gmail_rejected: 502,
   gmail_unavailable: 503,
   push_verification_unavailable: 503,
   google_client_misconfigured: 503,
@@ -145,11 +149,12 @@ export function createAccessLookup(routes: readonly ApiRoute[]): (method: string
     .map((r) => ({ method: r.method.toUpperCase(), segments: segmentsOf(r.path), access: r.access }))
     .sort((a, b) => a.segments.filter((s) => s.startsWith(':')).length - b.segments.filter((s) => s.startsWith(':')).length);
   return (method, path) => {
+    // Express matches paths case-insensitively; so does this (registered paths are lowercase).
     const wanted = segmentsOf(path);
     // Express answers HEAD with the GET route.
     const asked = method.toUpperCase() === 'HEAD' ? 'GET' : method.toUpperCase();
     const found = compiled.find(
-      (r) => r.method === asked && r.segments.length === wanted.length && r.segments.every((s, i) => s.startsWith(':') || s === wanted[i]),
+      (r) => r.method === asked && r.segments.length === wanted.length && r.segments.every((s, i) => s.startsWith(':') || s === wanted[i]!.toLowerCase()),
     );
     return found?.access;
   };

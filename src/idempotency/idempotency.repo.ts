@@ -46,6 +46,11 @@ export function createIdempotencyRepo(db: Db) {
         .where(and(matches(scope), eq(idempotencyKeys.state, 'in_progress')));
     },
 
+    /** Drops every answer past its window; returns how many. */
+    async deleteExpired(at: Date): Promise<number> {
+      return (await db.delete(idempotencyKeys).where(lte(idempotencyKeys.expiresAt, at)).returning({ key: idempotencyKeys.key })).length;
+    },
+
     async release(scope: IdempotencyScope): Promise<void> {
       await db.delete(idempotencyKeys).where(and(matches(scope), eq(idempotencyKeys.state, 'in_progress')));
     },

@@ -36,6 +36,11 @@ export function createIdempotencyService(deps: { repo: IdempotencyRepo; now?: ()
       return { kind: 'replay', status: existing.responseStatus ?? 200, body: existing.responseBody };
     },
 
+    /** The periodic sweep (src/jobs.ts): answers past their 24 hours are of no use to anyone. */
+    sweepExpired(): Promise<number> {
+      return repo.deleteExpired(now());
+    },
+
     /** Keeps a successful answer for replay, or frees the key after a refusal. */
     finish(scope: IdempotencyScope, status: number, body: unknown): Promise<void> {
       return status >= 200 && status < 300 ? repo.complete(scope, status, body) : repo.release(scope);

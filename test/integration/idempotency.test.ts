@@ -77,6 +77,13 @@ describe('Idempotency-Key', () => {
     expect((await send('Corrected', 'key-5')).headers.get('idempotent-replayed')).toBeNull();
     expect(inbox('idem-rcpt@contoso.test', 'Corrected')).toHaveLength(3);
 
+    await ctx.app.database.db.execute(sql`update idempotency_keys set expires_at = now() - interval '1 second' where key = 'key-1'`);
+    // key-1, and the API key's key-5 row expired above (the owner's key-5 was taken again since).
+    expect(await ctx.app.services.idempotency.sweepExpired()).toBe(2);
+    const left = await ctx.app.database.db.execute(sql`select count(*)::int as n from idempotency_keys where expires_at <= now()`);
+    expect((left as unknown as { rows: { n: number }[] }).rows[0]!.n).toBe(0);
+    expect(await send('Once only', 'key-1').then((r) => r.headers.get('idempotent-replayed'))).toBeNull();
+
     const bad = await send('Whatever', 'spaces are not allowed');
     expect([bad.status, bad.body.error.code]).toEqual([400, 'validation_failed']);
   });

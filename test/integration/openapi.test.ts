@@ -1,3 +1,5 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
 import { Validator } from '@seriousme/openapi-schema-validator';
 import { describe, expect, it } from 'vitest';
 import { API_ROUTES } from '../../src/http/api-routes.js';
@@ -48,6 +50,22 @@ describe('OpenAPI 3.1 document', () => {
     // Every code a route names has a status, and the Error schema lists them all.
     for (const r of API_ROUTES) for (const code of r.errors ?? []) expect(ERROR_STATUS[code], code).toBeDefined();
     expect(doc.components.schemas.Error.properties.error.properties.code.enum).toContain('api_key_scope_missing');
+  });
+
+  it('every error code the code can throw is in the document, with the status it is thrown with', () => {
+    const sources = readdirSync('src', { recursive: true, encoding: 'utf8' })
+      .filter((f) => f.endsWith('.ts') && !f.endsWith('.test.ts') && !f.startsWith('sandbox'))
+      .map((f) => readFileSync(path.join('src', f), 'utf8'))
+      .join('\n');
+    const thrown = new Map<string, number | undefined>();
+    for (const m of sources.matchAll(/new (ConflictError|UnprocessableError|UnauthorizedError|AppError)\(\s*'([a-z_]+)'(?:,\s*(\d{3}))?/g)) {
+      const status = m[1] === 'ConflictError' ? 409 : m[1] === 'UnprocessableError' ? 422 : m[1] === 'UnauthorizedError' ? 401 : m[3] ? Number(m[3]) : undefined;
+      thrown.set(m[2]!, status);
+    }
+    for (const m of sources.matchAll(/new NotFoundError\([^)]*, '([a-z_]+)'\)/g)) thrown.set(m[1]!, 404);
+    expect(thrown.size).toBeGreaterThan(40);
+    const wrong = [...thrown].filter(([code, status]) => ERROR_STATUS[code] === undefined || (status !== undefined && ERROR_STATUS[code] !== status));
+    expect(wrong).toEqual([]);
   });
 
   it('the docs page is served from our own origin, with no script and nothing from elsewhere', async () => {
