@@ -46,6 +46,14 @@ import { createMessagesRepo } from './messages/messages.repo.js';
 import { messagesRoutes } from './messages/messages.routes.js';
 import { createMessagesService } from './messages/messages.service.js';
 import { createSuppressionListRepo } from './suppression/suppression.repo.js';
+import { createAddressHasher } from './suppression/address-hash.js';
+import { createPurgeRepo } from './privacy/purge.repo.js';
+import { createPurgeService } from './privacy/purge.service.js';
+import { createAccountClosureRepo } from './privacy/account-closure.repo.js';
+import { accountClosureRoutes } from './privacy/account-closure.routes.js';
+import { createAccountClosureService } from './privacy/account-closure.service.js';
+import { createRetentionRepo } from './privacy/retention.repo.js';
+import { createRetentionService } from './privacy/retention.service.js';
 import { suppressionRoutes } from './suppression/suppression.routes.js';
 import { createSuppressionService } from './suppression/suppression.service.js';
 import { unsubscribeErrorPage, unsubscribeRoutes } from './suppression/unsubscribe.routes.js';
@@ -85,6 +93,8 @@ export function createServices(deps: AppDeps) {
   const { db } = database;
 
   const sessions = createSessionTokens(config.jwt);
+  // Deletion and retention (privacy/): the keyed address hash every suppression match also uses.
+  const hashAddress = createAddressHasher(config.privacy.suppressionHashKey);
   const accountMailer =
     deps.accountMailer ??
     createAccountMailer({ smtpUrl: config.accountMail.smtpUrl, from: config.accountMail.from, env: config.env, dataDir: config.dataDir, logger });
@@ -106,8 +116,10 @@ export function createServices(deps: AppDeps) {
   const metrics = createMetrics();
   const tracking = createTracking({ config, database, logger, registry: metrics.registry, requests: metrics.requests });
   const contacts = createContactsService({
-    repo: createContactsRepo(db),
+    repo: createContactsRepo(db, hashAddress),
     policyVersion: config.policyVersion,
+    purgeAfterDays: config.privacy.purgeAfterDays,
+    now: deps.now,
     campaignEngagement: (workspaceId, contactId) => tracking.stats.contactTimeline(workspaceId, contactId),
   });
   const pacer = deps.pacer ?? new MailboxPacer({
@@ -117,7 +129,7 @@ export function createServices(deps: AppDeps) {
     });
   const gmail = createGmailClient(deps.google.settings, pacer);
   const mailboxesRepo = createMailboxesRepo(db);
-  const messagesRepo = createMessagesRepo(db);
+  const messagesRepo = createMessagesRepo(db, hashAddress);
   const mailboxes = createMailboxService({
     repo: mailboxesRepo,
     gmail,
@@ -134,7 +146,7 @@ export function createServices(deps: AppDeps) {
   const sendGate = { workerId, leaseMs: config.sending.leaseMs, resolveDelayMs: config.sending.resolveDelayMs };
   const messages = createMessagesService({ repo: messagesRepo, mailboxes, mailboxRepo: mailboxesRepo, logger, ...sendGate, now: deps.now });
   const sync = createSyncService({
-    repo: createSyncRepo(db),
+    repo: createSyncRepo(db, hashAddress),
     mailboxesRepo,
     mailboxes,
     pacer,
@@ -164,6 +176,7 @@ export function createServices(deps: AppDeps) {
     mailboxes,
     pacer,
     publicBaseUrl: config.publicBaseUrl,
+    purgeAfterDays: config.privacy.purgeAfterDays,
     now: deps.now,
   });
   const sendWorker = createSendWorker({
@@ -179,13 +192,22 @@ export function createServices(deps: AppDeps) {
     now: deps.now,
   });
   const suppressions = createSuppressionService({
-    repo: createSuppressionListRepo(db),
+    repo: createSuppressionListRepo(db, hashAddress),
     codec: tokenCodec,
     policyVersion: config.policyVersion,
   });
+  // P-13: the purge job removes for real what was deleted more than PURGE_AFTER_DAYS ago.
+  const purge = createPurgeService({ repo: createPurgeRepo(db), hashAddress, now: deps.now, logger });
+  const accountClosure = createAccountClosureService({
+    repo: createAccountClosureRepo(db),
+    mailboxes,
+    purgeAfterDays: config.privacy.purgeAfterDays,
+    now: deps.now,
+  });
+  const retention = createRetentionService({ repo: createRetentionRepo(db), closure: accountClosure, mailer: accountMailer, settings: config.privacy, now: deps.now, logger });
   // Periodic jobs run once per period across every process sharing the database.
   const jobSchedule = createJobSchedule(db, processOwner);
-  return { auth, accountMailer, contacts, mailboxes, messages, sync, push, messageContent, campaigns, sendWorker, trackingUrls, suppressions, pacer, metrics, tracking, jobSchedule };
+  return { auth, accountMailer, contacts, mailboxes, messages, sync, push, messageContent, campaigns, sendWorker, trackingUrls, suppressions, pacer, metrics, tracking, jobSchedule, purge, accountClosure, retention };
 }
 
 export type Services = ReturnType<typeof createServices>;
@@ -254,6 +276,7 @@ export function createApp(deps: AppDeps, services: Services = createServices(dep
     campaignsRoutes(services.campaigns, authenticated),
     suppressionRoutes(services.suppressions, authenticated),
     trackingRoutes(services.tracking.stats, authenticated),
+    accountClosureRoutes(services.accountClosure, authenticated),
   );
   app.use('/api', (req, _res, next) => next(new NotFoundError(`Route ${req.method} ${req.baseUrl}${req.path}`, 'route_not_found')));
   // The recipient's pages (/u, /p): public, the token in the URL is the credential.

@@ -8,6 +8,8 @@ const MAX_TICK_MS = 30_000;
 const WATCH_CHECK_MS = 3_600_000;
 /** How often raw tracking facts past their retention window are truncated. */
 const RETENTION_SWEEP_MS = 6 * 3_600_000;
+/** Deleted items are purged (and retention windows applied) once a day. */
+const PURGE_PERIOD_MS = 24 * 3_600_000;
 /** Tokens are re-encrypted under the current key once per key version and hour, by one process. */
 const REENCRYPT_PERIOD_MS = 3_600_000;
 /** A process asks whether a scheduled job is due four times a period (at most every minute), so one of them claims it soon after it falls due. */
@@ -87,6 +89,12 @@ export function startJobs(input: { services: Services; config: Config; logger: L
   scheduled('tracking-retention', RETENTION_SWEEP_MS, async () => {
     const truncated = await services.tracking.truncateRawFacts();
     if (truncated > 0) logger.info({ truncated }, 'raw tracking facts past retention truncated');
+  });
+
+  // P-13, P-15: retention windows (consent history, inactive accounts), then deleted items past their purge date are removed for real, once a day.
+  scheduled('privacy-purge', PURGE_PERIOD_MS, async () => {
+    await services.retention.runOnce();
+    await services.purge.runOnce();
   });
 
   const pollSeconds = config.gmail.syncPollSeconds;

@@ -10,6 +10,8 @@ import { GmailError } from './gmail-errors.js';
 import type { MailboxesRepo, MailboxRow } from './mailboxes.repo.js';
 import type { MailboxPacer } from './pacer.js';
 import { presentHealth } from './sync-health.js';
+import type { AuditEntry } from '../privacy/audit.js';
+import { deletionRequested, purgeDate, requesterOf } from '../privacy/deletion.js';
 import type { TokenCipher } from './token-cipher.js';
 
 const CONSUMER_DOMAINS = new Set(['gmail.com', 'googlemail.com']);
@@ -26,7 +28,7 @@ export interface MailboxServiceDeps {
   gmail: GmailClient;
   pacer: MailboxPacer;
   cipher: TokenCipher;
-  config: Pick<Config, 'jwt' | 'gmail'>;
+  config: Pick<Config, 'jwt' | 'gmail' | 'privacy'>;
   logger: Logger;
   now?: () => Date;
   /** Called once a mailbox is stored by the OAuth callback (new or reconnected): the sync sets its push watch. */
@@ -41,6 +43,24 @@ export function createMailboxService(deps: MailboxServiceDeps) {
   const { repo, gmail, cipher, logger } = deps;
   const now = deps.now ?? (() => new Date());
   const states = createSignedTokens(deps.config.jwt, { audience: 'inboxtrail-gmail-oauth-state', ttlSeconds: OAUTH_STATE_TTL_SECONDS });
+
+  async function revokeAndRemove(mailbox: MailboxRow, auditEntry: (purgeAfter: Date) => AuditEntry) {
+    try {
+      await gmail.revoke(cipher.decrypt(mailbox.refreshTokenEnc, tokenContext(mailbox.id, 'refresh')));
+    } catch (error) {
+      // Deleting our copy must not depend on Google answering; the grant dies with the unused token anyway.
+      logger.warn({ mailboxId: mailbox.id, err: error }, 'revoking at Google failed; deleting the mailbox regardless');
+    }
+    const at = now();
+    const purgeAfter = purgeDate(at, deps.config.privacy.purgeAfterDays);
+    await repo.transaction(async (tx) => {
+      await tx.lockById(mailbox.workspaceId, mailbox.id);
+      await tx.deleteSyncedMessages(mailbox.id);
+      if (await tx.markDeleted(mailbox.workspaceId, mailbox.id, at, purgeAfter)) await tx.audit(auditEntry(purgeAfter));
+    });
+    await deps.pacer.forget(mailbox.id);
+    clients.delete(mailbox.id);
+  }
 
   /** P-01: only what the enabled features need — sending always, reading only with sync. */
   const scopesFor = (sync: boolean) => [...IDENTITY_SCOPES, GMAIL_SCOPES.send, ...(sync ? [GMAIL_SCOPES.readonly] : [])];
@@ -231,24 +251,27 @@ export function createMailboxService(deps: MailboxServiceDeps) {
       return present(updated);
     },
 
-    /** P-06: revoke at Google, delete the synced Gmail data and the tokens. Messages we sent stay in the CRM. */
+    /**
+     * P-06, P-13: revoke at Google now, delete the synced Gmail data and wipe the tokens now,
+     * and mark the mailbox deleted: gone from every API at once, its row purged after
+     * PURGE_AFTER_DAYS. Messages we sent stay in the CRM (contact timelines, campaign history).
+     */
     async disconnect(auth: AuthContext, id: string) {
       const mailbox = await repo.findById(auth.workspaceId, id);
       if (!mailbox) throw new NotFoundError('Mailbox');
       if (mailbox.userId !== auth.userId && auth.role === 'member') throw new ForbiddenError('Only the mailbox owner or an admin can disconnect it');
-      try {
-        await gmail.revoke(cipher.decrypt(mailbox.refreshTokenEnc, tokenContext(mailbox.id, 'refresh')));
-      } catch (error) {
-        // Deleting our copy must not depend on Google answering; the grant dies with the unused token anyway.
-        logger.warn({ mailboxId: id, err: error }, 'revoking at Google failed; deleting the mailbox regardless');
+      await revokeAndRemove(mailbox, (purgeAfter) => deletionRequested(requesterOf(auth), 'mailbox', id, purgeAfter));
+    },
+
+    /**
+     * Account closure: every mailbox the user connected (in every workspace), or every
+     * mailbox of a workspace that closes, revoked at Google and removed the same way.
+     * `actor` names who closed it in the audit rows (`user:<id>`, `system:inactivity`).
+     */
+    async disconnectAllOf(owner: { userId: string } | { workspaceId: string }, actor: string, requestId?: string) {
+      for (const mailbox of await repo.listLiveOf(owner)) {
+        await revokeAndRemove(mailbox, (purgeAfter) => deletionRequested({ workspaceId: mailbox.workspaceId, actor, requestId }, 'mailbox', mailbox.id, purgeAfter));
       }
-      await repo.transaction(async (tx) => {
-        await tx.lockById(auth.workspaceId, id);
-        await tx.deleteSyncedMessages(id);
-        await tx.delete(auth.workspaceId, id);
-      });
-      await deps.pacer.forget(id);
-      clients.delete(id);
     },
 
     /** A mailbox of the caller's workspace that the caller may send from (the owner of the connection). */

@@ -24,6 +24,7 @@ export const TEST_ENV = {
   TRUST_PROXY: 'loopback',
   SIGNUP_MAX_PER_ADDRESS: '100000',
   METRICS_TOKEN: 'test-metrics-token-0123456789',
+  SUPPRESSION_HASH_KEY: 'test-suppression-hash-key-long-enough-0123456789',
 };
 
 export interface ApiResponse<T = any> {
@@ -52,7 +53,15 @@ export interface TestApp {
 }
 
 /** The real app on a real socket over a private test database. */
-export async function startTestApp(options: { env?: Record<string, string>; database?: Database; pacer?: PacerOptions } = {}): Promise<TestApp> {
+export async function startTestApp(
+  options: {
+    env?: Record<string, string>;
+    database?: Database;
+    pacer?: PacerOptions;
+    /** The app's clock: tests of time windows (purge after 30 days, retention) move it forward. */
+    now?: () => Date;
+  } = {},
+): Promise<TestApp> {
   const config = loadConfig({ ...TEST_ENV, ...options.env });
   const database = options.database ?? (await createTestDatabase());
   const logs: string[] = [];
@@ -66,7 +75,7 @@ export async function startTestApp(options: { env?: Record<string, string>; data
   const google = await resolveGoogle(config, { autoApprove: true, sandboxPort: 0 });
   // The service's pacer (limits shared through the database), with short backoffs and neither a sends-per-minute pace nor Gmail's quota unless a test sets one (pacer.test.ts and processes.test.ts test those).
   const pacer = new MailboxPacer({ store: createSqlLimitStore(database.db), baseDelayMs: 5, maxDelayMs: 5_000, sendsPerMinute: 1e6, unitsPerMinute: 1e9, ...options.pacer });
-  const deps = { config, database, logger: createLogger(config.logLevel, sink), google, pacer };
+  const deps = { config, database, logger: createLogger(config.logLevel, sink), google, pacer, now: options.now };
   const services = createServices(deps);
   const app = createApp(deps, services);
   // The same server main.ts runs: /t/ tracking URLs in the listener, the rest through Express.
