@@ -28,7 +28,7 @@ async function join(owner: { token: string }, email: string, role: 'member' | 'o
   const invite = await app.api('POST', '/api/invitations', { token: owner.token, json: { email, role } });
   expect(invite.status, invite.text).toBe(201);
   const accepted = await app.api('POST', '/api/invitations/accept', { json: { token: invite.body.token, password: 'member password long' } });
-  expect(accepted.status, accepted.text).toBe(200);
+  expect(accepted.status, accepted.text).toBe(201);
   return accepted.body.token as string;
 }
 

@@ -24,7 +24,7 @@ afterAll(async () => {
   await app?.close();
 });
 
-const mailsTo = (email: string) => app.services.accountMailer.outbox!.filter((m) => m.to === email);
+const mailsTo = (email: string) => app.services.accountMailer.outbox!.filter((m) => m.to === email && m.subject.includes('inactivity'));
 
 describe('retention', () => {
   it('P-15 superseded consent records are deleted after the legal period; the latest record always stays', async () => {
