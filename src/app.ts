@@ -48,6 +48,14 @@ import { createMessagesRepo } from './messages/messages.repo.js';
 import { messagesRoutes } from './messages/messages.routes.js';
 import { createMessagesService } from './messages/messages.service.js';
 import { createSuppressionListRepo } from './suppression/suppression.repo.js';
+import { createAddressHasher } from './suppression/address-hash.js';
+import { createPurgeRepo } from './privacy/purge.repo.js';
+import { createPurgeService } from './privacy/purge.service.js';
+import { createAccountClosureRepo } from './privacy/account-closure.repo.js';
+import { accountClosureRoutes } from './privacy/account-closure.routes.js';
+import { createAccountClosureService } from './privacy/account-closure.service.js';
+import { createRetentionRepo } from './privacy/retention.repo.js';
+import { createRetentionService } from './privacy/retention.service.js';
 import { suppressionRoutes } from './suppression/suppression.routes.js';
 import { createSuppressionService } from './suppression/suppression.service.js';
 import { unsubscribeErrorPage, unsubscribeRoutes } from './suppression/unsubscribe.routes.js';
@@ -116,6 +124,8 @@ export function createServices(deps: AppDeps) {
   const policyVersionsRepo = createPolicyVersionsRepo(db);
   const policyVersions = createPolicyVersions({ repo: policyVersionsRepo, currentVersion: config.policyVersion });
   const compliance = createComplianceService({ repo: createComplianceRepo(db), policies: policyVersionsRepo, now: deps.now });
+  // Deletion and retention (privacy/): the keyed address hash every suppression match also uses.
+  const hashAddress = createAddressHasher(config.privacy.suppressionHashKey);
   const accountMailer =
     deps.accountMailer ??
     createAccountMailer({ smtpUrl: config.accountMail.smtpUrl, from: config.accountMail.from, env: config.env, dataDir: config.dataDir, logger });
@@ -137,8 +147,10 @@ export function createServices(deps: AppDeps) {
   const metrics = createMetrics();
   const tracking = createTracking({ config, database, logger, registry: metrics.registry, requests: metrics.requests });
   const contacts = createContactsService({
-    repo: createContactsRepo(db),
+    repo: createContactsRepo(db, hashAddress),
     policyVersion: config.policyVersion,
+    purgeAfterDays: config.privacy.purgeAfterDays,
+    now: deps.now,
     campaignEngagement: (workspaceId, contactId) => tracking.stats.contactTimeline(workspaceId, contactId),
   });
   const pacer = deps.pacer ?? new MailboxPacer({
@@ -153,7 +165,7 @@ export function createServices(deps: AppDeps) {
   const grants = createGrantsService({ repo: grantsRepo, now: deps.now });
   const auditRetention = createAuditRetention({ db, retentionDays: config.audit.retentionDays, now: deps.now });
   const mailboxesRepo = createMailboxesRepo(db);
-  const messagesRepo = createMessagesRepo(db);
+  const messagesRepo = createMessagesRepo(db, hashAddress);
   const mailboxes = createMailboxService({
     repo: mailboxesRepo,
     gmail,
@@ -171,7 +183,7 @@ export function createServices(deps: AppDeps) {
   const sendGate = { workerId, leaseMs: config.sending.leaseMs, resolveDelayMs: config.sending.resolveDelayMs };
   const messages = createMessagesService({ repo: messagesRepo, mailboxes, mailboxRepo: mailboxesRepo, logger, ...sendGate, now: deps.now });
   const sync = createSyncService({
-    repo: createSyncRepo(db),
+    repo: createSyncRepo(db, hashAddress),
     mailboxesRepo,
     mailboxes,
     pacer,
@@ -202,6 +214,7 @@ export function createServices(deps: AppDeps) {
     mailboxes,
     pacer,
     publicBaseUrl: config.publicBaseUrl,
+    purgeAfterDays: config.privacy.purgeAfterDays,
     now: deps.now,
   });
   const sendWorker = createSendWorker({
@@ -217,11 +230,20 @@ export function createServices(deps: AppDeps) {
     now: deps.now,
   });
   const suppressions = createSuppressionService({
-    repo: createSuppressionListRepo(db),
+    repo: createSuppressionListRepo(db, hashAddress),
     codec: tokenCodec,
     policyVersion: config.policyVersion,
     now: deps.now,
   });
+  // P-13: the purge job removes for real what was deleted more than PURGE_AFTER_DAYS ago.
+  const purge = createPurgeService({ repo: createPurgeRepo(db), hashAddress, now: deps.now, logger });
+  const accountClosure = createAccountClosureService({
+    repo: createAccountClosureRepo(db),
+    mailboxes,
+    purgeAfterDays: config.privacy.purgeAfterDays,
+    now: deps.now,
+  });
+  const retention = createRetentionService({ repo: createRetentionRepo(db), closure: accountClosure, mailer: accountMailer, settings: config.privacy, now: deps.now, logger });
   // Periodic jobs run once per period across every process sharing the database.
   const jobSchedule = createJobSchedule(db, processOwner);
   // Server-to-server callers: API keys, and Idempotency-Key answers kept for replay.
@@ -238,7 +260,7 @@ export function createServices(deps: AppDeps) {
     configuredVersions: config.tokenEncryptionKeys.map((k) => k.version),
     logger,
   });
-  return { auth, accountMailer, contacts, mailboxes, messages, sync, push, messageContent, campaigns, sendWorker, trackingUrls, suppressions, pacer, metrics, tracking, jobSchedule, apiKeys, idempotency, contentGuard, grants, auditRetention, policyVersions, compliance, privacyExports, legalRequests, keyRotation };
+  return { auth, accountMailer, contacts, mailboxes, messages, sync, push, messageContent, campaigns, sendWorker, trackingUrls, suppressions, pacer, metrics, tracking, jobSchedule, apiKeys, idempotency, contentGuard, grants, auditRetention, policyVersions, compliance, privacyExports, legalRequests, keyRotation, purge, accountClosure, retention };
 }
 
 export type Services = ReturnType<typeof createServices>;
@@ -314,6 +336,7 @@ export function createApp(deps: AppDeps, services: Services = createServices(dep
     grantsRoutes(services.grants, authenticated),
     complianceRoutes(services.compliance, authenticated),
     privacyRoutes(services.privacyExports, services.legalRequests, authenticated),
+    accountClosureRoutes(services.accountClosure, authenticated),
   );
   app.use('/api', (req, _res, next) => next(new NotFoundError(`Route ${req.method} ${req.baseUrl}${req.path}`, 'route_not_found')));
   // The recipient's pages (/u, /p): public, the token in the URL is the credential.

@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -19,6 +19,7 @@ const secrets = {
   JWT_SECRET: 'j'.repeat(40),
   TOKEN_ENCRYPTION_KEYS: `v1:${KEY}`,
   TRACKING_SECRET: 't'.repeat(40),
+  SUPPRESSION_HASH_KEY: 'h'.repeat(40),
 };
 
 function configError(env: Record<string, string>): ConfigError {
@@ -37,7 +38,7 @@ describe('loadConfig', () => {
     const first = loadConfig({ DATA_DIR: dataDir });
     expect(first.port).toBe(3000);
     expect(first.database).toEqual({ kind: 'pglite', dir: path.join(dataDir, 'pglite') });
-    expect(first.generatedSecrets).toEqual(['JWT_SECRET', 'TOKEN_ENCRYPTION_KEYS', 'TRACKING_SECRET']);
+    expect(first.generatedSecrets).toEqual(['JWT_SECRET', 'TOKEN_ENCRYPTION_KEYS', 'TRACKING_SECRET', 'SUPPRESSION_HASH_KEY']);
     const file = path.join(dataDir, 'secrets.json');
     expect(statSync(file).mode & 0o777).toBe(0o600);
 
@@ -45,6 +46,16 @@ describe('loadConfig', () => {
     expect(second.jwt).toEqual(first.jwt);
     expect(second.tokenEncryptionKeys[0]!.key.equals(first.tokenEncryptionKeys[0]!.key)).toBe(true);
     expect(JSON.parse(readFileSync(file, 'utf8')).JWT_SECRET).toBe(first.jwt.algorithm === 'HS256' ? first.jwt.secret : '');
+  });
+
+  it('adds a secret introduced later to an older development secrets file, keeping the others', () => {
+    const dataDir = tempDir();
+    const file = path.join(dataDir, 'secrets.json');
+    writeFileSync(file, JSON.stringify({ JWT_SECRET: 'o'.repeat(40), TOKEN_ENCRYPTION_KEYS: `v1:${KEY}`, TRACKING_SECRET: 'p'.repeat(40) }));
+    const config = loadConfig({ DATA_DIR: dataDir });
+    expect(config.jwt).toMatchObject({ secret: 'o'.repeat(40) });
+    expect(config.privacy.suppressionHashKey.length).toBeGreaterThanOrEqual(32);
+    expect(JSON.parse(readFileSync(file, 'utf8')).SUPPRESSION_HASH_KEY).toBe(config.privacy.suppressionHashKey);
   });
 
   it('lists every bad variable in one error and never prints a value', () => {
@@ -67,6 +78,7 @@ describe('loadConfig', () => {
       'JWT_SECRET: required when NODE_ENV=production',
       'TOKEN_ENCRYPTION_KEYS: required when NODE_ENV=production',
       'TRACKING_SECRET: required when NODE_ENV=production',
+      'SUPPRESSION_HASH_KEY: required when NODE_ENV=production',
       'PUBLIC_BASE_URL: required when NODE_ENV=production',
     ]);
   });

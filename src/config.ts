@@ -119,6 +119,17 @@ const envSchema = z.object({
   DATABASE_STATEMENT_TIMEOUT_MS: z.coerce.number().int().min(100).max(3_600_000).default(10_000),
   /** Days audit rows are kept (a legal period: 2555 = 7 years); the purge job deletes only older rows. */
   AUDIT_RETENTION_DAYS: z.coerce.number().int().min(1).max(36_500).default(2555),
+  // Deletion, purge and retention (src/privacy/README.md).
+  /** HMAC-SHA256 key of the suppression list's address hashes (an opt-out outlives the contact). */
+  SUPPRESSION_HASH_KEY: z.string().min(32, 'must be at least 32 characters').optional(),
+  /** P-13: a deleted item is purged this many days after deletion (at most 30). */
+  PURGE_AFTER_DAYS: z.coerce.number().int().min(0).max(30).default(30),
+  /** Consent records superseded by a newer one are kept this long (legal proof), then purged. */
+  CONSENT_HISTORY_RETENTION_DAYS: z.coerce.number().int().min(1).max(36_500).default(2557),
+  /** P-15: an account unused (no login, no API call) this many years is purged. */
+  INACTIVE_ACCOUNT_PURGE_YEARS: z.coerce.number().min(0.01).max(100).default(7),
+  /** The owner of an inactive account is mailed this many days before its purge. */
+  INACTIVE_ACCOUNT_WARNING_DAYS: z.coerce.number().int().min(1).max(365).default(30),
 });
 
 type Env = z.infer<typeof envSchema>;
@@ -203,6 +214,14 @@ export interface Config {
     /** How long an uncached click waits for the database before answering 503 (or from a stale cache). */
     readonly clickTimeoutMs: number;
   };
+  /** Deletion, purge and retention (src/privacy/README.md). */
+  readonly privacy: {
+    readonly suppressionHashKey: string;
+    readonly purgeAfterDays: number;
+    readonly consentHistoryRetentionDays: number;
+    readonly inactiveAccountPurgeYears: number;
+    readonly inactiveAccountWarningDays: number;
+  };
   /** Names of secrets generated for development because the environment had none. */
   readonly generatedSecrets: readonly string[];
   /** Issue 11 (privacy guard): how long evidence is kept. */
@@ -224,12 +243,16 @@ const GENERATED_SECRETS_FILE = 'secrets.json';
  */
 function loadOrCreateDevSecrets(dataDir: string): Record<string, string> {
   const file = path.join(dataDir, GENERATED_SECRETS_FILE);
-  if (existsSync(file)) return JSON.parse(readFileSync(file, 'utf8')) as Record<string, string>;
-  const secrets = {
-    JWT_SECRET: randomBytes(48).toString('base64url'),
-    TOKEN_ENCRYPTION_KEYS: `v1:${randomBytes(32).toString('base64')}`,
-    TRACKING_SECRET: `v1:${randomBytes(48).toString('base64url')}`,
+  const fresh: Record<string, () => string> = {
+    JWT_SECRET: () => randomBytes(48).toString('base64url'),
+    TOKEN_ENCRYPTION_KEYS: () => `v1:${randomBytes(32).toString('base64')}`,
+    TRACKING_SECRET: () => `v1:${randomBytes(48).toString('base64url')}`,
+    SUPPRESSION_HASH_KEY: () => randomBytes(48).toString('base64url'),
   };
+  const stored = existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as Record<string, string>) : {};
+  // A file written by an older version lacks the newer secrets: add them, keep the rest.
+  if (Object.keys(fresh).every((name) => name in stored)) return stored;
+  const secrets = { ...Object.fromEntries(Object.entries(fresh).map(([name, make]) => [name, make()])), ...stored };
   mkdirSync(dataDir, { recursive: true });
   writeFileSync(file, JSON.stringify(secrets, null, 2), { mode: 0o600 });
   return secrets;
@@ -260,6 +283,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     !env.JWT_SECRET && !hasKeyPair ? 'JWT_SECRET' : undefined,
     !env.TOKEN_ENCRYPTION_KEYS ? 'TOKEN_ENCRYPTION_KEYS' : undefined,
     !env.TRACKING_SECRET ? 'TRACKING_SECRET' : undefined,
+    !env.SUPPRESSION_HASH_KEY ? 'SUPPRESSION_HASH_KEY' : undefined,
   ].filter((name): name is string => Boolean(name));
 
   if (env.NODE_ENV === 'production') {
@@ -357,6 +381,13 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       rawRetentionDays: env.TRACKING_RAW_RETENTION_DAYS,
       bufferMax: env.TRACKING_BUFFER_MAX,
       clickTimeoutMs: env.TRACKING_CLICK_TIMEOUT_MS,
+    },
+    privacy: {
+      suppressionHashKey: env.SUPPRESSION_HASH_KEY!,
+      purgeAfterDays: env.PURGE_AFTER_DAYS,
+      consentHistoryRetentionDays: env.CONSENT_HISTORY_RETENTION_DAYS,
+      inactiveAccountPurgeYears: env.INACTIVE_ACCOUNT_PURGE_YEARS,
+      inactiveAccountWarningDays: env.INACTIVE_ACCOUNT_WARNING_DAYS,
     },
     generatedSecrets,
     audit: { retentionDays: env.AUDIT_RETENTION_DAYS },

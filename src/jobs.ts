@@ -12,6 +12,8 @@ const RETENTION_SWEEP_MS = 6 * 3_600_000;
 const PARTITION_PERIOD_MS = 24 * 3_600_000;
 /** How often Idempotency-Key answers past their 24 hours are deleted. */
 const IDEMPOTENCY_SWEEP_MS = 3_600_000;
+/** Deleted items are purged (and retention windows applied) once a day. */
+const PURGE_PERIOD_MS = 24 * 3_600_000;
 /** Tokens are re-encrypted under the current key once per key version and hour, by one process. */
 const REENCRYPT_PERIOD_MS = 3_600_000;
 /** A process asks whether a scheduled job is due four times a period (at most every minute), so one of them claims it soon after it falls due. */
@@ -111,6 +113,12 @@ export function startJobs(input: { services: Services; config: Config; logger: L
   scheduled('idempotency-keys-sweep', IDEMPOTENCY_SWEEP_MS, async () => {
     const deleted = await services.idempotency.sweepExpired();
     if (deleted > 0) logger.info({ deleted }, 'expired idempotency keys deleted');
+  });
+
+  // P-13, P-15: retention windows (consent history, inactive accounts), then deleted items past their purge date are removed for real, once a day.
+  scheduled('privacy-purge', PURGE_PERIOD_MS, async () => {
+    await services.retention.runOnce();
+    await services.purge.runOnce();
   });
 
   const pollSeconds = config.gmail.syncPollSeconds;

@@ -66,6 +66,7 @@ export function benchServices(database: Database) {
     JWT_SECRET: 'bench-jwt-secret-that-is-long-enough-000000',
     TOKEN_ENCRYPTION_KEYS: `v1:${Buffer.alloc(32, 3).toString('base64')}`,
     TRACKING_SECRET: 'v1:bench-tracking-secret-long-enough-000000',
+    SUPPRESSION_HASH_KEY: 'bench-suppression-hash-key-long-enough-000000',
     PUBLIC_BASE_URL: nowhere,
   });
   const google = {

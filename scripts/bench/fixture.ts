@@ -25,6 +25,7 @@ export function serviceEnv(sandboxUrl: string): Record<string, string> {
     JWT_SECRET: 'bench-jwt-secret-that-is-long-enough-000000',
     TOKEN_ENCRYPTION_KEYS: `v1:${Buffer.alloc(32, 3).toString('base64')}`,
     TRACKING_SECRET: 'v1:bench-tracking-secret-long-enough-000000',
+    SUPPRESSION_HASH_KEY: 'bench-suppression-hash-key-long-enough-000000',
     PUBLIC_BASE_URL: 'http://127.0.0.1:1',
     GOOGLE_CLIENT_ID: SANDBOX_CLIENT_ID,
     GOOGLE_CLIENT_SECRET: SANDBOX_CLIENT_SECRET,

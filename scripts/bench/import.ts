@@ -31,6 +31,7 @@ const config = loadConfig({
   JWT_SECRET: 'bench-jwt-secret-that-is-long-enough-000000',
   TOKEN_ENCRYPTION_KEYS: `v1:${Buffer.alloc(32, 3).toString('base64')}`,
   TRACKING_SECRET: 'v1:bench-tracking-secret-long-enough-000000',
+  SUPPRESSION_HASH_KEY: 'bench-suppression-hash-key-long-enough-000000',
   PUBLIC_BASE_URL: 'http://127.0.0.1:1',
   SIGNUP_MAX_PER_ADDRESS: '1000',
   LOG_LEVEL: 'silent',

@@ -39,6 +39,7 @@ async function measure(mode: 'push' | 'poll', replies: number, bounces: number) 
     JWT_SECRET: 'bench-jwt-secret-that-is-long-enough-000000',
     TOKEN_ENCRYPTION_KEYS: `v1:${Buffer.alloc(32, 5).toString('base64')}`,
     TRACKING_SECRET: 'v1:bench-tracking-secret-long-enough-000000',
+    SUPPRESSION_HASH_KEY: 'bench-suppression-hash-key-long-enough-000000',
     PUBLIC_BASE_URL: 'http://127.0.0.1:1',
     GMAIL_SYNC_POLL_SECONDS: String(mode === 'push' ? 300 : POLL_SECONDS),
   });

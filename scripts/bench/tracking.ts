@@ -102,6 +102,7 @@ async function main() {
     JWT_SECRET: 'bench-jwt-secret-that-is-long-enough-0123456789',
     TOKEN_ENCRYPTION_KEYS: `v1:${Buffer.alloc(32, 7).toString('base64')}`,
     TRACKING_SECRET: 'v1:bench-tracking-secret-that-is-long-enough-01',
+    SUPPRESSION_HASH_KEY: 'bench-suppression-hash-key-long-enough-000000',
     PUBLIC_BASE_URL: 'http://127.0.0.1:1',
   });
   const database = await connect(config.database);

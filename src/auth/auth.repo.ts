@@ -8,10 +8,14 @@ export type WorkspaceRow = typeof workspaces.$inferSelect;
 export type InvitationRow = typeof invitations.$inferSelect;
 export type SignupRequestRow = typeof signupRequests.$inferSelect;
 
+/** last_active_at is precise to this much: finer would write the users row on every request. */
+const ACTIVITY_GRANULARITY_MS = 3_600_000;
+
 function authQueries(db: Db) {
   return {
     async findUserByEmail(email: string): Promise<UserRow | undefined> {
-      const [row] = await db.select().from(users).where(eq(users.email, email)).limit(1);
+      // A closed account (P-13) is gone for sign-in at once; its address may sign up again.
+      const [row] = await db.select().from(users).where(and(eq(users.email, email), isNull(users.deletedAt))).limit(1);
       return row;
     },
 
@@ -46,14 +50,29 @@ function authQueries(db: Db) {
       await db.insert(memberships).values({ workspaceId, userId, role }).onConflictDoNothing();
     },
 
+    /** A membership of a live user in a live workspace (closing either ends every access at once). */
     async findMembership(workspaceId: string, userId: string) {
       const [row] = await db
-        .select({ role: memberships.role, workspace: workspaces })
+        .select({ role: memberships.role, workspace: workspaces, sessionsNotBefore: users.sessionsNotBefore })
         .from(memberships)
         .innerJoin(workspaces, eq(workspaces.id, memberships.workspaceId))
-        .where(and(eq(memberships.workspaceId, workspaceId), eq(memberships.userId, userId)))
+        .innerJoin(users, eq(users.id, memberships.userId))
+        .where(and(eq(memberships.workspaceId, workspaceId), eq(memberships.userId, userId), isNull(workspaces.deletedAt), isNull(users.deletedAt)))
         .limit(1);
       return row;
+    },
+
+    /**
+     * P-15: the user was active (a login or an authenticated request). Written at most once
+     * an hour per user (a login always), so a busy API does not rewrite the row on every
+     * request. Any use cancels a pending inactivity warning.
+     */
+    async touchActivity(userId: string, at: Date, options: { login?: boolean } = {}): Promise<void> {
+      const stale = new Date(at.getTime() - ACTIVITY_GRANULARITY_MS);
+      await db
+        .update(users)
+        .set({ lastActiveAt: at, inactivityWarnedAt: null })
+        .where(and(eq(users.id, userId), options.login ? undefined : lte(users.lastActiveAt, stale)));
     },
 
     /** The user's oldest membership: where a login lands when it names no workspace. */
@@ -61,7 +80,8 @@ function authQueries(db: Db) {
       const [row] = await db
         .select({ workspaceId: memberships.workspaceId })
         .from(memberships)
-        .where(eq(memberships.userId, userId))
+        .innerJoin(workspaces, eq(workspaces.id, memberships.workspaceId))
+        .where(and(eq(memberships.userId, userId), isNull(workspaces.deletedAt)))
         .orderBy(asc(memberships.createdAt))
         .limit(1);
       return row;
@@ -72,7 +92,7 @@ function authQueries(db: Db) {
         .select({ userId: users.id, email: users.email, name: users.name, role: memberships.role, since: memberships.createdAt })
         .from(memberships)
         .innerJoin(users, eq(users.id, memberships.userId))
-        .where(eq(memberships.workspaceId, workspaceId))
+        .where(and(eq(memberships.workspaceId, workspaceId), isNull(users.deletedAt)))
         .orderBy(asc(memberships.createdAt));
     },
 

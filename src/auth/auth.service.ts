@@ -174,6 +174,7 @@ export function createAuthService(deps: {
         : await repo.findFirstMembership(user.id);
       if (!membership) throw new UnauthorizedError('invalid_credentials', 'Email or password is incorrect');
       await release();
+      await repo.touchActivity(user.id, now(), { login: true });
       return { token: issueSession(user.id, membership.workspaceId) };
     },
 
@@ -182,6 +183,11 @@ export function createAuthService(deps: {
       const claims = sessions.verify(bearerToken);
       const membership = await repo.findMembership(claims.workspaceId, claims.userId);
       if (!membership) throw new UnauthorizedError('invalid_token', 'The bearer token is not valid');
+      // JWT `iat` has whole seconds: a session issued in the second of a closure counts as before it.
+      if (membership.sessionsNotBefore && claims.issuedAt.getTime() < membership.sessionsNotBefore.getTime()) {
+        throw new UnauthorizedError('invalid_token', 'The bearer token is not valid');
+      }
+      await repo.touchActivity(claims.userId, now());
       return { userId: claims.userId, workspaceId: claims.workspaceId, role: membership.role };
     },
 

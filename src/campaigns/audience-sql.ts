@@ -1,4 +1,4 @@
-import { and, eq, sql, type SQL } from 'drizzle-orm';
+import { and, eq, isNull, sql, type SQL } from 'drizzle-orm';
 import { inUuidList } from '../db/sql-lists.js';
 import { contacts, type CampaignAudience, type campaigns } from '../db/schema.js';
 import { invalidAddressSql, optedInSql, suppressedSql } from './eligibility-sql.js';
@@ -14,9 +14,9 @@ type CampaignRowShape = Pick<typeof campaigns.$inferSelect, 'workspaceId' | 'kin
  * database; none brings it into the process.
  */
 
-/** The contacts a campaign's audience names, as a WHERE clause over `contacts`. */
+/** The contacts a campaign's audience names, as a WHERE clause over `contacts`; a deleted contact is never in it (P-13). */
 export function audienceWhere(workspaceId: string, audience: CampaignAudience): SQL {
-  const inWorkspace = eq(contacts.workspaceId, workspaceId);
+  const inWorkspace = and(eq(contacts.workspaceId, workspaceId), isNull(contacts.deletedAt))!;
   if ('contactIds' in audience) {
     return audience.contactIds.length === 0 ? sql`false` : and(inWorkspace, inUuidList(contacts.id, audience.contactIds))!;
   }
@@ -38,7 +38,7 @@ export function preflightCountsSql(campaign: CampaignRowShape): SQL {
       count(*) filter (where not a.invalid and not a.suppressed and not a.opted_in)::int as missing_consent
     from (
       select ${invalidAddressSql(sql`contacts.email`)} as invalid,
-             ${suppressedSql(campaign.workspaceId, sql`contacts.email`, campaign.topic)} as suppressed,
+             ${suppressedSql(campaign.workspaceId, sql`contacts.email`, sql`contacts.address_hash`, campaign.topic)} as suppressed,
              ${needsConsent ? optedInSql(sql`contacts.id`, sql`contacts.workspace_id`) : sql`true`} as opted_in
       from contacts where ${audienceWhere(campaign.workspaceId, campaign.audience)}
       offset 0
@@ -54,9 +54,10 @@ export function firstStepSql(campaign: CampaignRowShape & { id: string }, sender
   const where = audienceWhere(campaign.workspaceId, campaign.audience);
   return {
     recipients: sql`
-      insert into recipients (workspace_id, email)
-      select contacts.workspace_id, contacts.email from contacts where ${where}
-      on conflict do nothing`,
+      insert into recipients (workspace_id, email, address_hash)
+      select contacts.workspace_id, contacts.email, contacts.address_hash from contacts where ${where}
+      on conflict (workspace_id, lower(email)) do update set address_hash = excluded.address_hash
+      where recipients.address_hash is distinct from excluded.address_hash`,
     sends: sql`
       with written as (
         insert into campaign_sends (workspace_id, campaign_id, step, contact_id, recipient_id, email, rfc822_message_id, due_at)

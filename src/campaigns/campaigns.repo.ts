@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, inArray, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, inArray, isNull, sql } from 'drizzle-orm';
 import { inTransaction, type Db } from '../db/connect.js';
 import { inUuidList } from '../db/sql-lists.js';
 import {
@@ -11,6 +11,7 @@ import {
 import { audienceWhere, firstStepSql, preflightCountsSql } from './audience-sql.js';
 import { rowsOf } from '../db/pg-array.js';
 import { readSendCounts } from './send-counts.repo.js';
+import { recordAudit, type AuditEntry } from '../privacy/audit.js';
 
 export type CampaignRow = typeof campaigns.$inferSelect;
 export type NewCampaign = typeof campaigns.$inferInsert;
@@ -29,14 +30,31 @@ function campaignQueries(db: Db) {
       const [row] = await db
         .select()
         .from(campaigns)
-        .where(and(eq(campaigns.workspaceId, workspaceId), eq(campaigns.id, id)))
+        .where(and(eq(campaigns.workspaceId, workspaceId), eq(campaigns.id, id), isNull(campaigns.deletedAt)))
         .limit(1);
       return row;
     },
 
     async list(workspaceId: string): Promise<CampaignRow[]> {
-      return db.select().from(campaigns).where(eq(campaigns.workspaceId, workspaceId)).orderBy(desc(campaigns.createdAt)).limit(200);
+      return db
+        .select()
+        .from(campaigns)
+        .where(and(eq(campaigns.workspaceId, workspaceId), isNull(campaigns.deletedAt)))
+        .orderBy(desc(campaigns.createdAt))
+        .limit(200);
     },
+
+    /** P-13: hidden at once, purged after `purgeAfter`; false if it was already gone. */
+    async markDeleted(workspaceId: string, id: string, at: Date, purgeAfter: Date): Promise<boolean> {
+      const rows = await db
+        .update(campaigns)
+        .set({ deletedAt: at, purgeAfter, updatedAt: at })
+        .where(and(eq(campaigns.workspaceId, workspaceId), eq(campaigns.id, id), isNull(campaigns.deletedAt)))
+        .returning({ id: campaigns.id });
+      return rows.length > 0;
+    },
+
+    audit: (entry: AuditEntry) => recordAudit(db, entry),
 
     async update(id: string, values: Partial<NewCampaign>): Promise<CampaignRow | undefined> {
       const [row] = await db
@@ -70,7 +88,7 @@ function campaignQueries(db: Db) {
 
     /** Attribute names any contact of the workspace has: the merge fields a template may use. */
     async knownAttributes(workspaceId: string): Promise<Set<string>> {
-      const result = await db.execute(sql`select distinct jsonb_object_keys(attributes) as key from contacts where workspace_id = ${workspaceId}`);
+      const result = await db.execute(sql`select distinct jsonb_object_keys(attributes) as key from contacts where workspace_id = ${workspaceId} and deleted_at is null`);
       return new Set(rowsOf<{ key: string }>(result).map((r) => r.key));
     },
 
@@ -82,7 +100,7 @@ function campaignQueries(db: Db) {
         const rows = await db
           .select({ id: contacts.id })
           .from(contacts)
-          .where(and(eq(contacts.workspaceId, workspaceId), inArray(sql`lower(${contacts.email})`, chunk)));
+          .where(and(eq(contacts.workspaceId, workspaceId), inArray(sql`lower(${contacts.email})`, chunk), isNull(contacts.deletedAt)));
         ids.push(...rows.map((r) => r.id));
       }
       return ids;

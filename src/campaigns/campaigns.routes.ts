@@ -58,6 +58,10 @@ export function campaignsRoutes(campaigns: CampaignsService, authenticated: Requ
   router.get('/campaigns', async (req, res) => {
     res.json({ campaigns: await campaigns.list(authOf(req)) });
   });
+  router.delete('/campaigns/:id', async (req, res) => {
+    await campaigns.remove(authOf(req), parseId(req.params.id, 'Campaign'));
+    res.status(204).end();
+  });
   router.get('/campaigns/:id', async (req, res) => {
     res.json(await campaigns.get(authOf(req), parseId(req.params.id, 'Campaign')));
   });

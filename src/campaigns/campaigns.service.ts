@@ -11,6 +11,7 @@ import type { CampaignRow, CampaignsRepo } from './campaigns.repo.js';
 import { stepContent } from './campaign-mail.js';
 import { isInsideWindow, nextWindowOpening } from './sending-window.js';
 import { checkTemplate, htmlToText, renderTemplate } from './templates.js';
+import { deletionRequested, purgeDate, requesterOf } from '../privacy/deletion.js';
 
 export interface CampaignInput {
   name: string;
@@ -55,6 +56,8 @@ export function createCampaignsService(deps: {
   mailboxes: MailboxService;
   pacer: MailboxPacer;
   publicBaseUrl: string;
+  /** P-13: days between a deletion and its purge. */
+  purgeAfterDays: number;
   now?: () => Date;
 }) {
   const { repo } = deps;
@@ -249,6 +252,24 @@ export function createCampaignsService(deps: {
         throw new ConflictError('campaign_not_paused', `A ${campaign.status} campaign cannot be resumed`);
       }
       return service.get(auth, id);
+    },
+
+    /**
+     * P-13: a campaign still running is cancelled first (its queued sends skipped, so nothing
+     * more goes out), in the same transaction that marks it deleted; it disappears from every
+     * API at once and is purged after `purgeAfterDays`.
+     */
+    async remove(auth: AuthContext, id: string) {
+      const campaign = await requireCampaign(auth, id);
+      const at = now();
+      const purgeAfter = purgeDate(at, deps.purgeAfterDays);
+      await repo.transaction(async (tx) => {
+        const stopped = await tx.transition(campaign.id, ['scheduled', 'sending', 'paused'], { status: 'cancelled', statusReason: 'deleted' });
+        if (stopped) await tx.skipQueued(campaign.id, 'cancelled');
+        if (!(await tx.markDeleted(auth.workspaceId, campaign.id, at, purgeAfter))) throw new NotFoundError('Campaign');
+        await tx.audit(deletionRequested(requesterOf(auth), 'campaign', campaign.id, purgeAfter));
+      });
+      return { purgeAfter };
     },
 
     async cancel(auth: AuthContext, id: string) {

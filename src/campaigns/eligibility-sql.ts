@@ -6,7 +6,9 @@ import { sql, type SQL } from 'drizzle-orm';
  * re-checks each message with them, so the two can never disagree.
  *
  * Both lookups are shaped for their indexes, because they run once per recipient:
- * - suppressions: `suppressions_workspace_email_scope_unique (workspace_id, lower(email), scope)`;
+ * - suppressions: `suppressions_workspace_email_scope_unique (workspace_id, lower(email), scope)`,
+ *   and for an entry whose contact was purged (address cleared, keyed hash kept, P-13)
+ *   `suppressions_workspace_hash_scope_unique (workspace_id, address_hash, scope)`;
  * - consents: `consents_latest_idx (workspace_id, contact_id, at, id)` — the latest record is
  *   the last index entry of (workspace, contact), found without a sort.
  * A lookup that omits the workspace cannot use either (each contact then scanned every
@@ -16,11 +18,19 @@ import { sql, type SQL } from 'drizzle-orm';
 /** The suppression scopes that stop a campaign of this topic: everything, or its own topic. */
 const scopesFor = (topic: SQL | string | null) => sql`('all', 'topic:' || ${topic})`;
 
-/** SQL: is this address suppressed for the campaign (everything, or the campaign's topic)? */
-export const suppressedSql = (workspaceId: SQL | string, email: SQL, topic: SQL | string | null) => sql`exists (
+/**
+ * SQL: is this address suppressed for the campaign (everything, or the campaign's topic)?
+ * Matched by the address, or by its keyed hash (`addressHash`: the contact's or recipient's
+ * `address_hash` column, written by the app) — an opt-out whose address was purged keeps
+ * only the hash. Two index probes per address, never a scan of the list.
+ */
+export const suppressedSql = (workspaceId: SQL | string, email: SQL, addressHash: SQL, topic: SQL | string | null) => sql`(exists (
   select 1 from suppressions sp
   where sp.workspace_id = ${workspaceId} and lower(sp.email) = lower(${email})
-    and sp.scope in ${scopesFor(topic)})`;
+    and sp.scope in ${scopesFor(topic)}) or exists (
+  select 1 from suppressions sh
+  where sh.workspace_id = ${workspaceId} and sh.address_hash = ${addressHash}
+    and sh.scope in ${scopesFor(topic)}))`;
 
 /**
  * SQL: does the contact's latest consent record say opted_in (P-10)? The latest is the one

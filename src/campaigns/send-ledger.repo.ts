@@ -74,8 +74,8 @@ function gateSql(sendId: string, campaign: CampaignRow, step: number, now: Date)
     select s.status, s.lease_owner, coalesce(s.lease_expires_at < ${ts(now)}, true) as lease_expired, s.attempts,
       c.status as campaign_status,
       case
-        when ${suppressedSql(sql`s.workspace_id`, sql`s.email`, campaign.topic)} then 'suppressed'
-        when s.contact_id is null then 'contact_deleted'
+        when ${suppressedSql(sql`s.workspace_id`, sql`s.email`, sql`(select r.address_hash from recipients r where r.id = s.recipient_id)`, campaign.topic)} then 'suppressed'
+        when s.contact_id is null or exists (select 1 from contacts dc where dc.id = s.contact_id and dc.deleted_at is not null) then 'contact_deleted'
         when ${consent} then 'no_consent'
         when ${earlier('reply')} then 'replied'
         when ${earlier('bounce')} then 'bounced'

@@ -1,5 +1,6 @@
+import { and, desc, eq, getTableColumns, ilike, isNull, or, sql } from 'drizzle-orm';
 import { recordAudit, type AuditEntry } from '../privacy/audit.js';
-import { and, desc, eq, getTableColumns, ilike, or, sql } from 'drizzle-orm';
+import type { AddressHasher } from '../suppression/address-hash.js';
 import { inUuidList } from '../db/sql-lists.js';
 import { cursorTimestamp, olderThanCursor, type PageCursor } from '../http/cursor.js';
 import { inTransaction, type Db } from '../db/connect.js';
@@ -26,20 +27,23 @@ export interface ImportedContact {
 
 const escapeLike = (text: string) => text.replace(/[\\%_]/g, (c) => `\\${c}`);
 
-function contactQueries(db: Db) {
+/** A contact as every API sees it: of the workspace, and not deleted (P-13: gone at once). */
+const visible = (workspaceId: string) => and(eq(contacts.workspaceId, workspaceId), isNull(contacts.deletedAt))!;
+
+function contactQueries(db: Db, hashAddress: AddressHasher) {
   return {
     async findById(workspaceId: string, id: string): Promise<ContactRow | undefined> {
       const [row] = await db
         .select()
         .from(contacts)
-        .where(and(eq(contacts.workspaceId, workspaceId), eq(contacts.id, id)))
+        .where(and(visible(workspaceId), eq(contacts.id, id)))
         .limit(1);
       return row;
     },
 
     /** Newest first, keyset-paginated on (created_at, id). */
     async list(workspaceId: string, options: { limit: number; before?: PageCursor; search?: string }) {
-      const conditions = [eq(contacts.workspaceId, workspaceId)];
+      const conditions = [visible(workspaceId)];
       if (options.before) conditions.push(olderThanCursor(contacts.createdAt, contacts.id, options.before));
       if (options.search) {
         const pattern = `%${escapeLike(options.search)}%`;
@@ -56,7 +60,7 @@ function contactQueries(db: Db) {
     /** Returns undefined when the address already belongs to a contact of the workspace. */
     async insert(workspaceId: string, fields: ContactFields): Promise<ContactRow | undefined> {
       try {
-        const [row] = await db.insert(contacts).values({ workspaceId, ...fields }).returning();
+        const [row] = await db.insert(contacts).values({ workspaceId, ...fields, addressHash: hashAddress(fields.email) }).returning();
         return row;
       } catch (error) {
         if (isUniqueViolation(error)) return undefined;
@@ -69,8 +73,8 @@ function contactQueries(db: Db) {
       try {
         const [row] = await db
           .update(contacts)
-          .set({ ...fields, updatedAt: new Date() })
-          .where(and(eq(contacts.workspaceId, workspaceId), eq(contacts.id, id)))
+          .set({ ...fields, ...(fields.email ? { addressHash: hashAddress(fields.email) } : {}), updatedAt: new Date() })
+          .where(and(visible(workspaceId), eq(contacts.id, id)))
           .returning();
         return row;
       } catch (error) {
@@ -79,13 +83,17 @@ function contactQueries(db: Db) {
       }
     },
 
-    async delete(workspaceId: string, id: string): Promise<boolean> {
+    /** P-13: marks the contact deleted (hidden at once) and when the purge removes it; false if there was none to delete. */
+    async markDeleted(workspaceId: string, id: string, at: Date, purgeAfter: Date): Promise<boolean> {
       const deleted = await db
-        .delete(contacts)
-        .where(and(eq(contacts.workspaceId, workspaceId), eq(contacts.id, id)))
+        .update(contacts)
+        .set({ deletedAt: at, purgeAfter })
+        .where(and(visible(workspaceId), eq(contacts.id, id)))
         .returning({ id: contacts.id });
       return deleted.length > 0;
     },
+
+    audit: (entry: AuditEntry) => recordAudit(db, entry),
 
     /**
      * Inserts or merges a batch of imported rows keyed on the address (case-insensitive).
@@ -97,14 +105,14 @@ function contactQueries(db: Db) {
       const values = sql.join(
         rows.map(
           (r) =>
-            sql`(${workspaceId}::uuid, ${r.email}, ${r.firstName ?? null}, ${r.lastName ?? null}, ${JSON.stringify(r.attributes)}::jsonb)`,
+            sql`(${workspaceId}::uuid, ${r.email}, ${hashAddress(r.email)}, ${r.firstName ?? null}, ${r.lastName ?? null}, ${JSON.stringify(r.attributes)}::jsonb)`,
         ),
         sql`, `,
       );
       const result = (await db.execute(sql`
-        insert into contacts as c (workspace_id, email, first_name, last_name, attributes)
+        insert into contacts as c (workspace_id, email, address_hash, first_name, last_name, attributes)
         values ${values}
-        on conflict (workspace_id, lower(email)) do update set
+        on conflict (workspace_id, lower(email)) where deleted_at is null do update set
           first_name = coalesce(excluded.first_name, c.first_name),
           last_name = coalesce(excluded.last_name, c.last_name),
           attributes = c.attributes || excluded.attributes,
@@ -222,8 +230,8 @@ function contactQueries(db: Db) {
 export type ContactsQueries = ReturnType<typeof contactQueries>;
 
 /** The queries, plus `transaction` to run several of them atomically. */
-export function createContactsRepo(db: Db) {
-  return { ...contactQueries(db), transaction: inTransaction(db, contactQueries) };
+export function createContactsRepo(db: Db, hashAddress: AddressHasher) {
+  return { ...contactQueries(db, hashAddress), transaction: inTransaction(db, (tx) => contactQueries(tx, hashAddress)) };
 }
 
 export type ContactsRepo = ReturnType<typeof createContactsRepo>;

@@ -6,6 +6,7 @@ import { ConflictError, NotFoundError } from '../errors.js';
 import type { Readable } from 'node:stream';
 import { importContactsCsv } from './contacts-import.js';
 import type { ColumnMapping } from './import-columns.js';
+import { deletionRequested, purgeDate, requesterOf } from '../privacy/deletion.js';
 import type { ConsentRow, ContactFields, ContactRow, ContactsRepo } from './contacts.repo.js';
 
 export type AttributeValue = string | number | boolean | null;
@@ -42,10 +43,14 @@ function mergeAttributes(current: Record<string, unknown>, patch: Record<string,
 export function createContactsService(deps: {
   repo: ContactsRepo;
   policyVersion: string;
+  /** P-13: days between a deletion and its purge. */
+  purgeAfterDays: number;
+  now?: () => Date;
   /** Opens and clicks of each campaign mail the contact got, human numbers first (from tracking). */
   campaignEngagement?: (workspaceId: string, contactId: string) => Promise<unknown[]>;
 }) {
   const { repo } = deps;
+  const now = deps.now ?? (() => new Date());
 
   async function requireContact(auth: AuthContext, id: string): Promise<ContactRow> {
     const contact = await repo.findById(auth.workspaceId, id);
@@ -129,8 +134,18 @@ export function createContactsService(deps: {
       return presentContact(updated, latest.get(id));
     },
 
+    /**
+     * P-13: the contact disappears from every API at once and is purged for real after
+     * `purgeAfterDays` (privacy/purge.ts). Its opt-outs stay in the suppression list.
+     */
     async remove(auth: AuthContext, id: string) {
-      if (!(await repo.delete(auth.workspaceId, id))) throw new NotFoundError('Contact');
+      const at = now();
+      const purgeAfter = purgeDate(at, deps.purgeAfterDays);
+      await repo.transaction(async (tx) => {
+        if (!(await tx.markDeleted(auth.workspaceId, id, at, purgeAfter))) throw new NotFoundError('Contact');
+        await tx.audit(deletionRequested(requesterOf(auth), 'contact', id, purgeAfter));
+      });
+      return { purgeAfter };
     },
 
     /** Consent is history (P-11): a new record is appended, none is ever edited. */

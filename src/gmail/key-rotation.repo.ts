@@ -1,4 +1,4 @@
-import { and, asc, eq, gt, sql } from 'drizzle-orm';
+import { and, asc, eq, gt, isNull, sql } from 'drizzle-orm';
 import type { Db } from '../db/connect.js';
 import { rowsOf } from '../db/pg-array.js';
 import { mailboxes } from '../db/schema.js';
@@ -22,7 +22,8 @@ export function createKeyRotationRepo(db: Db) {
       return db
         .select(columns)
         .from(mailboxes)
-        .where(afterId ? gt(mailboxes.id, afterId) : undefined)
+        // A deleted mailbox's tokens are already wiped (revoked at Google); it waits only for the purge.
+        .where(and(isNull(mailboxes.deletedAt), afterId ? gt(mailboxes.id, afterId) : undefined))
         .orderBy(asc(mailboxes.id))
         .limit(limit);
     },

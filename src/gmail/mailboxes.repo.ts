@@ -1,10 +1,13 @@
+import { and, asc, eq, gte, isNull, sql } from 'drizzle-orm';
 import { recordAudit, type AuditEntry } from '../privacy/audit.js';
-import { and, asc, eq, gte, sql } from 'drizzle-orm';
 import { inTransaction, type Db } from '../db/connect.js';
 import { mailboxes, messages, usedOauthStates } from '../db/schema.js';
 
 export type MailboxRow = typeof mailboxes.$inferSelect;
 export type NewMailbox = typeof mailboxes.$inferInsert;
+
+/** A disconnected mailbox (P-13: marked, purged later) is gone for every query at once. */
+const live = isNull(mailboxes.deletedAt);
 
 function mailboxQueries(db: Db) {
   return {
@@ -12,14 +15,14 @@ function mailboxQueries(db: Db) {
       const [row] = await db
         .select()
         .from(mailboxes)
-        .where(and(eq(mailboxes.workspaceId, workspaceId), eq(mailboxes.id, id)))
+        .where(and(eq(mailboxes.workspaceId, workspaceId), eq(mailboxes.id, id), live))
         .limit(1);
       return row;
     },
 
     /** For background work (sync, push) that starts from a mailbox id or address, not from a user. */
     async findByIdUnscoped(id: string): Promise<MailboxRow | undefined> {
-      const [row] = await db.select().from(mailboxes).where(eq(mailboxes.id, id)).limit(1);
+      const [row] = await db.select().from(mailboxes).where(and(eq(mailboxes.id, id), live)).limit(1);
       return row;
     },
 
@@ -32,34 +35,39 @@ function mailboxQueries(db: Db) {
       const rows = await db
         .select({ id: mailboxes.id })
         .from(mailboxes)
-        .where(and(eq(mailboxes.workspaceId, workspaceId), eq(mailboxes.id, id)))
+        .where(and(eq(mailboxes.workspaceId, workspaceId), eq(mailboxes.id, id), live))
         .for('update');
       return rows.length > 0;
     },
 
     async findByEmailUnscoped(email: string): Promise<MailboxRow[]> {
-      return db.select().from(mailboxes).where(eq(sql`lower(${mailboxes.email})`, email.toLowerCase()));
+      return db.select().from(mailboxes).where(and(eq(sql`lower(${mailboxes.email})`, email.toLowerCase()), live));
     },
 
     async findByEmail(workspaceId: string, email: string): Promise<MailboxRow | undefined> {
       const [row] = await db
         .select()
         .from(mailboxes)
-        .where(and(eq(mailboxes.workspaceId, workspaceId), eq(sql`lower(${mailboxes.email})`, email.toLowerCase())))
+        .where(and(eq(mailboxes.workspaceId, workspaceId), eq(sql`lower(${mailboxes.email})`, email.toLowerCase()), live))
         .for('update')
         .limit(1);
       return row;
     },
 
     async list(workspaceId: string): Promise<MailboxRow[]> {
-      return db.select().from(mailboxes).where(eq(mailboxes.workspaceId, workspaceId)).orderBy(asc(mailboxes.createdAt));
+      return db.select().from(mailboxes).where(and(eq(mailboxes.workspaceId, workspaceId), live)).orderBy(asc(mailboxes.createdAt));
+    },
+
+    /** Every mailbox of every workspace: for key rotation, which is not a tenant's action. */
+    async listAll(): Promise<MailboxRow[]> {
+      return db.select().from(mailboxes).where(live).orderBy(asc(mailboxes.createdAt));
     },
 
     async listSyncing(): Promise<MailboxRow[]> {
       return db
         .select()
         .from(mailboxes)
-        .where(and(eq(mailboxes.syncEnabled, true), eq(mailboxes.status, 'active')));
+        .where(and(eq(mailboxes.syncEnabled, true), eq(mailboxes.status, 'active'), live));
     },
 
     async insert(values: NewMailbox): Promise<MailboxRow> {
@@ -68,12 +76,28 @@ function mailboxQueries(db: Db) {
     },
 
     async update(id: string, values: Partial<NewMailbox>): Promise<MailboxRow | undefined> {
-      const [row] = await db.update(mailboxes).set(values).where(eq(mailboxes.id, id)).returning();
+      // Never a deleted one: a token refresh racing a disconnect must not write a token back.
+      const [row] = await db.update(mailboxes).set(values).where(and(eq(mailboxes.id, id), live)).returning();
       return row;
     },
 
-    async delete(workspaceId: string, id: string): Promise<void> {
-      await db.delete(mailboxes).where(and(eq(mailboxes.workspaceId, workspaceId), eq(mailboxes.id, id)));
+    /**
+     * P-13: the mailbox is marked deleted and purged after `purgeAfter`; its tokens (already
+     * revoked at Google) are wiped now, and nothing syncs or sends from it any more.
+     */
+    async markDeleted(workspaceId: string, id: string, at: Date, purgeAfter: Date): Promise<boolean> {
+      const rows = await db
+        .update(mailboxes)
+        .set({ deletedAt: at, purgeAfter, refreshTokenEnc: '', accessTokenEnc: null, accessTokenExpiresAt: null, syncEnabled: false, watchExpiresAt: null, historyId: null })
+        .where(and(eq(mailboxes.workspaceId, workspaceId), eq(mailboxes.id, id), live))
+        .returning({ id: mailboxes.id });
+      return rows.length > 0;
+    },
+
+    /** Every live mailbox a user connected (in any workspace), or of a workspace: account closure revokes them all. */
+    async listLiveOf(owner: { userId: string } | { workspaceId: string }): Promise<MailboxRow[]> {
+      const whose = 'userId' in owner ? eq(mailboxes.userId, owner.userId) : eq(mailboxes.workspaceId, owner.workspaceId);
+      return db.select().from(mailboxes).where(and(whose, live));
     },
 
     /** Messages this mailbox sent in the last 24 hours: Gmail's daily limit is a rolling window. */

@@ -1,6 +1,5 @@
 import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { AuthContext } from '../auth/auth.service.js';
-import { actorOf } from '../auth/actor.js';
 import { createSignedTokens } from '../auth/signed-tokens.js';
 import type { Config } from '../config.js';
 import { AppError, ConflictError, ForbiddenError, NotFoundError } from '../errors.js';
@@ -12,6 +11,8 @@ import type { MailboxesRepo, MailboxRow } from './mailboxes.repo.js';
 import type { MailboxPacer } from './pacer.js';
 import { presentHealth } from './sync-health.js';
 import { tokenContext, type TokenCipher } from './token-cipher.js';
+import type { AuditEntry } from '../privacy/audit.js';
+import { deletionRequested, purgeDate, requesterOf } from '../privacy/deletion.js';
 
 const CONSUMER_DOMAINS = new Set(['gmail.com', 'googlemail.com']);
 const OAUTH_STATE_TTL_SECONDS = 600;
@@ -25,7 +26,7 @@ export interface MailboxServiceDeps {
   gmail: GmailClient;
   pacer: MailboxPacer;
   cipher: TokenCipher;
-  config: Pick<Config, 'jwt' | 'gmail'>;
+  config: Pick<Config, 'jwt' | 'gmail' | 'privacy'>;
   logger: Logger;
   now?: () => Date;
   /** The disclosure of the policy version in force, as published in the database (P-05, P-18); default: the text shipped in disclosure.ts. */
@@ -42,6 +43,39 @@ export function createMailboxService(deps: MailboxServiceDeps) {
   const { repo, gmail, cipher, logger } = deps;
   const now = deps.now ?? (() => new Date());
   const states = createSignedTokens(deps.config.jwt, { audience: 'inboxtrail-gmail-oauth-state', ttlSeconds: OAUTH_STATE_TTL_SECONDS });
+
+  async function revokeAndRemove(mailbox: MailboxRow, auditEntry: (purgeAfter: Date) => AuditEntry) {
+    let revokedAtGoogle = true;
+    try {
+      await gmail.revoke(cipher.decrypt(mailbox.refreshTokenEnc, tokenContext(mailbox.id, 'refresh')));
+    } catch (error) {
+      // Deleting our copy must not depend on Google answering; the grant dies with the unused token anyway.
+      revokedAtGoogle = false;
+      logger.warn({ mailboxId: mailbox.id, err: error }, 'revoking at Google failed; deleting the mailbox regardless');
+    }
+    const at = now();
+    const purgeAfter = purgeDate(at, deps.config.privacy.purgeAfterDays);
+    await repo.transaction(async (tx) => {
+      await tx.lockById(mailbox.workspaceId, mailbox.id);
+      await tx.deleteSyncedMessages(mailbox.id);
+      if (await tx.markDeleted(mailbox.workspaceId, mailbox.id, at, purgeAfter)) {
+        const requested = auditEntry(purgeAfter);
+        // The compliance report lists scopes per mailbox from these rows (P-01, P-18).
+        await tx.audit({
+          workspaceId: mailbox.workspaceId,
+          actor: requested.actor,
+          requestId: requested.requestId,
+          action: 'mailbox.disconnected',
+          subjectType: 'mailbox',
+          subjectId: mailbox.id,
+          detail: { scopes: mailbox.scopes, policyVersion: mailbox.disclosureVersion, ownerUserId: mailbox.userId, revokedAtGoogle },
+        });
+        await tx.audit(requested);
+      }
+    });
+    await deps.pacer.forget(mailbox.id);
+    clients.delete(mailbox.id);
+  }
 
   /** P-01: only what the enabled features need — sending always, reading only with sync. */
   const scopesFor = (sync: boolean) => [...IDENTITY_SCOPES, GMAIL_SCOPES.send, ...(sync ? [GMAIL_SCOPES.readonly] : [])];
@@ -243,35 +277,27 @@ export function createMailboxService(deps: MailboxServiceDeps) {
       return present(updated);
     },
 
-    /** P-06: revoke at Google, delete the synced Gmail data and the tokens. Messages we sent stay in the CRM. */
+    /**
+     * P-06, P-13: revoke at Google now, delete the synced Gmail data and wipe the tokens now,
+     * and mark the mailbox deleted: gone from every API at once, its row purged after
+     * PURGE_AFTER_DAYS. Messages we sent stay in the CRM (contact timelines, campaign history).
+     */
     async disconnect(auth: AuthContext, id: string) {
       const mailbox = await repo.findById(auth.workspaceId, id);
       if (!mailbox) throw new NotFoundError('Mailbox');
       if (mailbox.userId !== auth.userId && auth.role === 'member') throw new ForbiddenError('Only the mailbox owner or an admin can disconnect it');
-      let revokedAtGoogle = true;
-      try {
-        await gmail.revoke(cipher.decrypt(mailbox.refreshTokenEnc, tokenContext(mailbox.id, 'refresh')));
-      } catch (error) {
-        // Deleting our copy must not depend on Google answering; the grant dies with the unused token anyway.
-        revokedAtGoogle = false;
-        logger.warn({ mailboxId: id, err: error }, 'revoking at Google failed; deleting the mailbox regardless');
+      await revokeAndRemove(mailbox, (purgeAfter) => deletionRequested(requesterOf(auth), 'mailbox', id, purgeAfter));
+    },
+
+    /**
+     * Account closure: every mailbox the user connected (in every workspace), or every
+     * mailbox of a workspace that closes, revoked at Google and removed the same way.
+     * `actor` names who closed it in the audit rows (`user:<id>`, `system:inactivity`).
+     */
+    async disconnectAllOf(owner: { userId: string } | { workspaceId: string }, actor: string, requestId?: string) {
+      for (const mailbox of await repo.listLiveOf(owner)) {
+        await revokeAndRemove(mailbox, (purgeAfter) => deletionRequested({ workspaceId: mailbox.workspaceId, actor, requestId }, 'mailbox', mailbox.id, purgeAfter));
       }
-      await repo.transaction(async (tx) => {
-        await tx.lockById(auth.workspaceId, id);
-        await tx.deleteSyncedMessages(id);
-        await tx.delete(auth.workspaceId, id);
-        await tx.audit({
-          workspaceId: auth.workspaceId,
-          actor: actorOf(auth),
-          action: 'mailbox.disconnected',
-          subjectType: 'mailbox',
-          subjectId: id,
-          detail: { scopes: mailbox.scopes, policyVersion: mailbox.disclosureVersion, ownerUserId: mailbox.userId, revokedAtGoogle },
-          requestId: auth.requestId,
-        });
-      });
-      await deps.pacer.forget(id);
-      clients.delete(id);
     },
 
     /** A mailbox of the caller's workspace that the caller may send from (the owner of the connection). */

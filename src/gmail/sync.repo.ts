@@ -3,6 +3,7 @@ import { createFollowUpRules } from '../campaigns/follow-ups.repo.js';
 import { inTransaction, type Db } from '../db/connect.js';
 import { contacts, mailboxes, mailEvents, messageContacts, messages } from '../db/schema.js';
 import { createSuppressionRepo } from '../suppression/suppression.repo.js';
+import type { AddressHasher } from '../suppression/address-hash.js';
 import type { SyncHealthCounts } from './sync-health.js';
 
 export type MailEventRow = typeof mailEvents.$inferSelect;
@@ -25,9 +26,9 @@ const originalColumns = { id: messages.id, rfc822MessageId: messages.rfc822Messa
  * contact links, event, suppression) runs in one transaction so that a crash leaves either
  * all of it or none, and a message already stored is never processed twice.
  */
-function syncQueries(db: Db) {
+function syncQueries(db: Db, hashAddress: AddressHasher) {
   return {
-    ...createSuppressionRepo(db),
+    ...createSuppressionRepo(db, hashAddress),
     ...createFollowUpRules(db),
 
     /** Which of these Gmail ids this mailbox already holds (ours or synced): no need to fetch them again. */
@@ -47,7 +48,7 @@ function syncQueries(db: Db) {
       return db
         .select({ id: contacts.id, email: sql<string>`lower(${contacts.email})` })
         .from(contacts)
-        .where(and(eq(contacts.workspaceId, workspaceId), inArray(sql`lower(${contacts.email})`, lowered)));
+        .where(and(eq(contacts.workspaceId, workspaceId), inArray(sql`lower(${contacts.email})`, lowered), isNull(contacts.deletedAt)));
     },
 
     /**
@@ -141,6 +142,13 @@ function syncQueries(db: Db) {
      * Undefined when the mailbox already had it, so the caller skips its events too.
      */
     async insertSyncedMessage(values: NewMessage & { workspaceId: string; mailboxId: string }, contactIds: string[]) {
+      // A disconnect marks the mailbox under a row lock: a sync still running waits for it here, then stores nothing.
+      const [mailbox] = await db
+        .select({ id: mailboxes.id })
+        .from(mailboxes)
+        .where(and(eq(mailboxes.id, values.mailboxId), isNull(mailboxes.deletedAt)))
+        .for('share');
+      if (!mailbox) return undefined;
       const [row] = await db
         .insert(messages)
         .values({ ...values, synced: true })
@@ -232,8 +240,8 @@ function syncQueries(db: Db) {
   };
 }
 
-export function createSyncRepo(db: Db) {
-  return { ...syncQueries(db), transaction: inTransaction(db, syncQueries) };
+export function createSyncRepo(db: Db, hashAddress: AddressHasher) {
+  return { ...syncQueries(db, hashAddress), transaction: inTransaction(db, (tx) => syncQueries(tx, hashAddress)) };
 }
 
 export type SyncRepo = ReturnType<typeof createSyncRepo>;

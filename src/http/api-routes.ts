@@ -5,6 +5,7 @@ import { campaignBody, launchBody } from '../campaigns/campaigns.routes.js';
 import { consentBody, createContactBody, listContactsQuery, patchContactBody } from '../contacts/contacts.routes.js';
 import { callbackQuery, connectQuery, patchMailboxBody } from '../gmail/gmail.routes.js';
 import { contentQuery, sendMessageBody } from '../messages/messages.routes.js';
+import { closeBody } from '../privacy/account-closure.routes.js';
 import { reportQuery } from '../privacy/compliance.routes.js';
 import { legalRequestBody, recipientQuery } from '../privacy/privacy.routes.js';
 import { grantBody, listGrantsQuery } from '../privacy/grants.routes.js';
@@ -78,6 +79,7 @@ export const API_ROUTES: ApiRoute[] = [
   route('post', '/api/grants', { tag: 'privacy', summary: "The mailbox's owner lets one member read one message until a date", access: 'session', body: grantBody, responses: { 201: 'the grant' }, errors: ['grant_to_self', 'grantee_not_member', 'invalid_grant_expiry'] }),
   route('get', '/api/grants', { tag: 'privacy', summary: 'Grants the caller gave or holds', access: 'session', query: listGrantsQuery, responses: { 200: '{grants}' } }),
   route('delete', '/api/grants/:id', { tag: 'privacy', summary: 'Revoke a grant', access: 'session', responses: { 204: 'revoked' }, errors: ['grant_already_revoked'] }),
+  route('post', '/api/privacy/delete-account', { tag: 'privacy', summary: 'Close your account: Google access revoked and sessions ended at once, everything purged by the date answered (P-13)', access: 'session', body: closeBody, responses: { 200: '{status:"closed",purgeAfter,closedWorkspaceIds}' }, errors: ['password_incorrect'] }),
   route('get', '/api/privacy/export', { tag: 'privacy', summary: 'Everything held about the caller, one JSON document, streamed (P-12)', access: 'session', responses: { 200: 'the export' } }),
   route('get', '/api/privacy/recipients/export', { tag: 'privacy', summary: 'A data subject request: everything held about one recipient address (P-12)', access: 'admin', roles: ['owner', 'admin'], query: recipientQuery, responses: { 200: 'the export' } }),
   route('post', '/api/privacy/legal-requests', { tag: 'privacy', summary: 'Record a legal request with its exact scope (P-16)', access: 'admin', roles: ['owner', 'admin'], body: legalRequestBody, responses: { 201: 'the request' }, errors: ['unknown_contact', 'unknown_mailbox'] }),
@@ -91,6 +93,7 @@ export const API_ROUTES: ApiRoute[] = [
   route('get', '/api/campaigns', { tag: 'campaigns', summary: 'List campaigns', access: 'read', responses: { 200: '{campaigns}' } }),
   route('get', '/api/campaigns/:id', { tag: 'campaigns', summary: 'A campaign and its progress', access: 'read', responses: campaignState }),
   route('patch', '/api/campaigns/:id', { tag: 'campaigns', summary: 'Change a draft', access: 'send', body: campaignBody, responses: campaignState, errors: ['campaign_not_editable', 'unknown_merge_field', 'unknown_contacts', 'mailbox_missing'] }),
+  route('delete', '/api/campaigns/:id', { tag: 'campaigns', summary: 'Delete a campaign: a running one is cancelled, it disappears at once and is purged later (P-13)', access: 'send', responses: { 204: 'deleted' } }),
   route('post', '/api/campaigns/:id/recipients', { tag: 'campaigns', summary: "A draft's audience from a CSV file", access: 'send', body: 'csv', responses: { 200: 'the import report' }, errors: ['campaign_not_draft', 'request_aborted'] }),
   route('post', '/api/campaigns/:id/preflight', { tag: 'campaigns', summary: 'Count eligible / suppressed / missing consent / invalid', access: 'read', responses: { 200: 'the counts' } }),
   route('post', '/api/campaigns/:id/launch', { tag: 'campaigns', summary: 'Launch a draft', access: 'send', body: launchBody, idempotent: true, responses: campaignState, errors: ['campaign_not_draft', 'postal_address_required', 'mailbox_needs_reconnect'] }),

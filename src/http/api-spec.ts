@@ -71,6 +71,7 @@ export const ERROR_STATUS: Record<string, number> = {
   api_key_revoked: 401,
   forbidden: 403,
   api_key_scope_missing: 403,
+  password_incorrect: 403,
   access_basis_required: 403,
   basis_needs_admin: 403,
   basis_not_allowed: 403,

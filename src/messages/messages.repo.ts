@@ -1,15 +1,16 @@
 import { and, eq, inArray, isNull, lt, sql } from 'drizzle-orm';
 import { inTransaction, type Db } from '../db/connect.js';
 import { contacts, messageContacts, messages } from '../db/schema.js';
+import type { AddressHasher } from '../suppression/address-hash.js';
 import { lockAddresses } from '../suppression/address-lock.js';
 import { createSuppressionRepo } from '../suppression/suppression.repo.js';
 
 export type MessageRow = typeof messages.$inferSelect;
 export type NewMessage = typeof messages.$inferInsert;
 
-function messageQueries(db: Db) {
+function messageQueries(db: Db, hashAddress: AddressHasher) {
   return {
-    ...createSuppressionRepo(db),
+    ...createSuppressionRepo(db, hashAddress),
 
     /** Invariant 1: the gate's lock on every recipient address (see suppression/address-lock.ts). */
     lockAddresses: (workspaceId: string, emails: string[]) => lockAddresses(db, workspaceId, emails),
@@ -31,7 +32,7 @@ function messageQueries(db: Db) {
         const matches = await db
           .select({ id: contacts.id })
           .from(contacts)
-          .where(and(eq(contacts.workspaceId, values.workspaceId), inArray(sql`lower(${contacts.email})`, lowered)));
+          .where(and(eq(contacts.workspaceId, values.workspaceId), inArray(sql`lower(${contacts.email})`, lowered), isNull(contacts.deletedAt)));
         if (matches.length > 0) {
           await db
             .insert(messageContacts)
@@ -93,8 +94,8 @@ function messageQueries(db: Db) {
   };
 }
 
-export function createMessagesRepo(db: Db) {
-  return { ...messageQueries(db), transaction: inTransaction(db, messageQueries) };
+export function createMessagesRepo(db: Db, hashAddress: AddressHasher) {
+  return { ...messageQueries(db, hashAddress), transaction: inTransaction(db, (tx) => messageQueries(tx, hashAddress)) };
 }
 
 export type MessagesRepo = ReturnType<typeof createMessagesRepo>;

@@ -1,5 +1,6 @@
 import { recordAudit, type AuditEntry } from '../privacy/audit.js';
-import { and, asc, desc, eq, getTableColumns, inArray, isNotNull, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, getTableColumns, inArray, isNotNull, isNull, or, sql } from 'drizzle-orm';
+import type { AddressHasher } from './address-hash.js';
 import { cursorTimestamp, olderThanCursor, type PageCursor } from '../http/cursor.js';
 import { inTransaction, type Db } from '../db/connect.js';
 import { lockAddresses, lockContactAddress, underAddressLock } from './address-lock.js';
@@ -11,23 +12,29 @@ export type SuppressionReason = (typeof suppressions.$inferInsert)['reason'];
  * The workspace's suppression list (P-08). `findSuppressed` is called inside the
  * transaction that claims a send, so a send and an opt-out cannot pass each other.
  */
-export function createSuppressionRepo(db: Db) {
+export function createSuppressionRepo(db: Db, hashAddress: AddressHasher) {
   return {
-    /** Addresses (lowercased) among `emails` that must not be mailed. Topic scopes are for campaigns with that topic. */
+    /**
+     * Addresses (lowercased) among `emails` that must not be mailed. Topic scopes are for
+     * campaigns with that topic. An entry matches by its address or, once its contact was
+     * purged and only the keyed hash is left, by that hash.
+     */
     async findSuppressed(workspaceId: string, emails: string[], topic?: string): Promise<Set<string>> {
       if (emails.length === 0) return new Set();
       const scopes = topic ? ['all', `topic:${topic}`] : ['all'];
+      const lowered = [...new Set(emails.map((e) => e.toLowerCase()))];
+      const byHash = new Map(lowered.map((e) => [hashAddress(e), e]));
       const rows = await db
-        .select({ email: sql<string>`lower(${suppressions.email})` })
+        .select({ email: sql<string | null>`lower(${suppressions.email})`, addressHash: suppressions.addressHash })
         .from(suppressions)
         .where(
           and(
             eq(suppressions.workspaceId, workspaceId),
-            inArray(sql`lower(${suppressions.email})`, emails.map((e) => e.toLowerCase())),
+            or(inArray(sql`lower(${suppressions.email})`, lowered), inArray(suppressions.addressHash, [...byHash.keys()])),
             inArray(suppressions.scope, scopes),
           ),
         );
-      return new Set(rows.map((r) => r.email));
+      return new Set(rows.map((r) => (r.addressHash && byHash.get(r.addressHash)) || r.email!));
     },
 
     /** Idempotent: suppressing an address twice keeps the first entry. */
@@ -38,7 +45,7 @@ export function createSuppressionRepo(db: Db) {
         (tx) =>
           tx
             .insert(suppressions)
-            .values({ ...entry, scope: entry.scope ?? 'all' })
+            .values({ ...entry, scope: entry.scope ?? 'all', addressHash: hashAddress(entry.email) })
             .onConflictDoNothing(),
       );
     },
@@ -54,9 +61,12 @@ export type RecipientRow = typeof recipients.$inferSelect;
  * Everything the suppression feature reads and writes: the list itself, the recipient a
  * token names, and the consent and audit rows an opt-out appends beside it.
  */
-function suppressionListQueries(db: Db) {
+function suppressionListQueries(db: Db, hashAddress: AddressHasher) {
+  /** The entries of one address: by the address itself, or by its keyed hash once the address was purged. */
+  const ofAddress = (email: string) =>
+    or(eq(sql`lower(${suppressions.email})`, email.toLowerCase()), eq(suppressions.addressHash, hashAddress(email)))!;
   return {
-    ...createSuppressionRepo(db),
+    ...createSuppressionRepo(db, hashAddress),
 
     /**
      * The one query not scoped by a workspace the caller proved: an unsubscribe token is the
@@ -84,7 +94,7 @@ function suppressionListQueries(db: Db) {
       const rows = await db
         .selectDistinct({ topic: campaigns.topic })
         .from(campaigns)
-        .where(and(eq(campaigns.workspaceId, workspaceId), isNotNull(campaigns.topic)));
+        .where(and(eq(campaigns.workspaceId, workspaceId), isNotNull(campaigns.topic), isNull(campaigns.deletedAt)));
       return rows.map((r) => r.topic!);
     },
 
@@ -93,7 +103,7 @@ function suppressionListQueries(db: Db) {
       return db
         .select()
         .from(suppressions)
-        .where(and(eq(suppressions.workspaceId, workspaceId), eq(sql`lower(${suppressions.email})`, email.toLowerCase())))
+        .where(and(eq(suppressions.workspaceId, workspaceId), ofAddress(email)))
         .orderBy(asc(suppressions.scope));
     },
 
@@ -102,7 +112,7 @@ function suppressionListQueries(db: Db) {
         .select()
         .from(suppressions)
         .where(
-          and(eq(suppressions.workspaceId, workspaceId), eq(sql`lower(${suppressions.email})`, email.toLowerCase()), eq(suppressions.scope, scope)),
+          and(eq(suppressions.workspaceId, workspaceId), ofAddress(email), eq(suppressions.scope, scope)),
         )
         .limit(1);
       return row;
@@ -127,7 +137,7 @@ function suppressionListQueries(db: Db) {
       const [row] = await underAddressLock(
         db,
         (tx) => lockAddresses(tx, entry.workspaceId, [entry.email]),
-        (tx) => tx.insert(suppressions).values(entry).onConflictDoNothing().returning(),
+        (tx) => tx.insert(suppressions).values({ ...entry, addressHash: hashAddress(entry.email) }).onConflictDoNothing().returning(),
       );
       return row;
     },
@@ -147,7 +157,7 @@ function suppressionListQueries(db: Db) {
     ): Promise<(SuppressionRow & { cursorAt: string })[]> {
       const conditions = [eq(suppressions.workspaceId, workspaceId)];
       if (options.before) conditions.push(olderThanCursor(suppressions.createdAt, suppressions.id, options.before));
-      if (options.email) conditions.push(eq(sql`lower(${suppressions.email})`, options.email.toLowerCase()));
+      if (options.email) conditions.push(ofAddress(options.email));
       if (options.reason) conditions.push(eq(suppressions.reason, options.reason));
       if (options.scope) conditions.push(eq(suppressions.scope, options.scope));
       return db
@@ -163,7 +173,7 @@ function suppressionListQueries(db: Db) {
       const [row] = await db
         .select({ id: contacts.id })
         .from(contacts)
-        .where(and(eq(contacts.workspaceId, workspaceId), eq(sql`lower(${contacts.email})`, email.toLowerCase())))
+        .where(and(eq(contacts.workspaceId, workspaceId), eq(sql`lower(${contacts.email})`, email.toLowerCase()), isNull(contacts.deletedAt)))
         .limit(1);
       return row?.id;
     },
@@ -213,8 +223,8 @@ function suppressionListQueries(db: Db) {
 export type SuppressionListQueries = ReturnType<typeof suppressionListQueries>;
 
 /** The queries, plus `transaction` to run several of them atomically. */
-export function createSuppressionListRepo(db: Db) {
-  return { ...suppressionListQueries(db), transaction: inTransaction(db, suppressionListQueries) };
+export function createSuppressionListRepo(db: Db, hashAddress: AddressHasher) {
+  return { ...suppressionListQueries(db, hashAddress), transaction: inTransaction(db, (tx) => suppressionListQueries(tx, hashAddress)) };
 }
 
 export type SuppressionListRepo = ReturnType<typeof createSuppressionListRepo>;

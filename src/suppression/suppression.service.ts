@@ -69,7 +69,8 @@ export function presentSuppression(row: SuppressionRow) {
   };
 }
 
-const entryDetail = (row: SuppressionRow) => ({ email: row.email, scope: row.scope, reason: row.reason, source: row.source, createdAt: row.createdAt });
+/** The audit log outlives every deletion (P-13), so it names the address only by its keyed hash. */
+const entryDetail = (row: SuppressionRow) => ({ addressHash: row.addressHash, scope: row.scope, reason: row.reason, source: row.source, createdAt: row.createdAt });
 
 
 /** Every bad, forged, truncated or orphaned link gets the same answer, which says nothing about why. */
@@ -351,7 +352,8 @@ export function createSuppressionService(deps: { repo: SuppressionListRepo; code
           subjectId: entry.id,
           detail: { note: input.note, entry: entryDetail(entry), ...(input.consentSource ? { consentSource: input.consentSource } : {}) },
         });
-        if (input.consentSource && !(await tx.findEntry(auth.workspaceId, entry.email, ALL))) {
+        // A purged entry (hash only) has no contact left to record the consent on.
+        if (input.consentSource && entry.email !== null && !(await tx.findEntry(auth.workspaceId, entry.email, ALL))) {
           await recordConsent(tx, {
             workspaceId: auth.workspaceId,
             email: entry.email,

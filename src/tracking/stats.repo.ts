@@ -50,7 +50,7 @@ export interface TimelineEventRow {
 export function createStatsRepo(db: Db) {
   return {
     async campaignExists(workspaceId: string, campaignId: string): Promise<boolean> {
-      const rows = rowsOf(await db.execute(sql`select 1 from campaigns where id = ${campaignId} and workspace_id = ${workspaceId}`));
+      const rows = rowsOf(await db.execute(sql`select 1 from campaigns where id = ${campaignId} and workspace_id = ${workspaceId} and deleted_at is null`));
       return rows.length > 0;
     },
 
@@ -168,7 +168,7 @@ export function createStatsRepo(db: Db) {
       const rows = rowsOf<Record<string, unknown>>(
         await db.execute(sql`
           select s.id, s.campaign_id, c.name as campaign_name, s.step, s.status::text as status, s.sent_at, s.created_at
-          from campaign_sends s join campaigns c on c.id = s.campaign_id and c.workspace_id = s.workspace_id
+          from campaign_sends s join campaigns c on c.id = s.campaign_id and c.workspace_id = s.workspace_id and c.deleted_at is null
           where s.workspace_id = ${workspaceId} and s.contact_id = ${contactId}
           order by coalesce(s.sent_at, s.created_at) desc
           limit ${limit}`),

@@ -24,6 +24,7 @@ export const TEST_ENV = {
   TRUST_PROXY: 'loopback',
   SIGNUP_MAX_PER_ADDRESS: '100000',
   METRICS_TOKEN: 'test-metrics-token-0123456789',
+  SUPPRESSION_HASH_KEY: 'test-suppression-hash-key-long-enough-0123456789',
 };
 
 export interface ApiResponse<T = any> {
@@ -53,7 +54,13 @@ export interface TestApp {
 
 /** The real app on a real socket over a private test database. */
 export async function startTestApp(
-  options: { env?: Record<string, string>; database?: Database; pacer?: PacerOptions; /** The app's clock, for tests that move time (grant expiry, retention). */ now?: () => Date } = {},
+  options: {
+    env?: Record<string, string>;
+    database?: Database;
+    pacer?: PacerOptions;
+    /** The app's clock: tests of time windows (purge after 30 days, retention) move it forward. */
+    now?: () => Date;
+  } = {},
 ): Promise<TestApp> {
   const config = loadConfig({ ...TEST_ENV, ...options.env });
   const database = options.database ?? (await createTestDatabase());

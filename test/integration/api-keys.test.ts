@@ -64,6 +64,8 @@ const EXPECTED_SCOPE: Record<string, 'read' | 'send' | 'admin' | 'session'> = {
   'DELETE /api/grants/:id': 'session',
   'GET /api/compliance/report': 'admin',
   'PATCH /api/me': 'session',
+  'POST /api/privacy/delete-account': 'session',
+  'DELETE /api/campaigns/:id': 'send',
   'POST /api/me/email/verify': 'session',
   'GET /api/privacy/export': 'session',
   'GET /api/privacy/recipients/export': 'admin',

@@ -180,7 +180,7 @@ describe('connecting Gmail', () => {
     expect(ctx.app.logs.join('')).not.toContain(accessToken);
   });
 
-  it('disconnecting revokes at Google and deletes the mailbox with its synced data, keeping sent mail', async () => {
+  it('disconnecting revokes at Google, deletes the synced data and the tokens at once, keeps sent mail, and leaves the row to the purge (P-13)', async () => {
     const mailbox = await connectedMailbox(ctx.app, ctx.owner.token, 'leaving@acme.test');
     const revokesBefore = ctx.app.sandbox.control.callCounts().revoke;
     await ctx.app.database.db.execute(sql`insert into messages (workspace_id, mailbox_id, direction, status, synced, from_address, to_addresses)
@@ -193,7 +193,11 @@ describe('connecting Gmail', () => {
     const left = (await ctx.app.database.db.execute(
       sql`select synced, mailbox_id from messages where from_address in ('x@y.test', 'leaving@acme.test')`,
     )) as unknown as { rows: { synced: boolean; mailbox_id: string | null }[] };
-    expect(left.rows).toEqual([{ synced: false, mailbox_id: null }]);
+    expect(left.rows).toEqual([{ synced: false, mailbox_id: mailbox.id }]);
+    const [marked] = ((await ctx.app.database.db.execute(
+      sql`select refresh_token_enc, access_token_enc, deleted_at is not null as deleted, purge_after - deleted_at as window from mailboxes where id = ${mailbox.id}::uuid`,
+    )) as unknown as { rows: { refresh_token_enc: string; access_token_enc: string | null; deleted: boolean; window: unknown }[] }).rows;
+    expect(marked).toMatchObject({ refresh_token_enc: '', access_token_enc: null, deleted: true });
     expect((await ctx.app.api('GET', '/api/mailboxes', { token: ctx.owner.token })).body.mailboxes.map((m: { id: string }) => m.id)).not.toContain(mailbox.id);
   });
 
@@ -204,7 +208,7 @@ describe('connecting Gmail', () => {
     try {
       const { rewritten } = await rotated.services.keyRotation.rotate();
       expect(rewritten).toBeGreaterThanOrEqual(1);
-      const rows = (await ctx.app.database.db.execute(sql`select refresh_token_enc, access_token_enc from mailboxes`)) as unknown as {
+      const rows = (await ctx.app.database.db.execute(sql`select refresh_token_enc, access_token_enc from mailboxes where deleted_at is null`)) as unknown as {
         rows: { refresh_token_enc: string; access_token_enc: string | null }[];
       };
       for (const row of rows.rows) {

@@ -1,6 +1,7 @@
 import { and, eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { auditLog, campaigns, consents, recipients, suppressions } from '../../src/db/schema.js';
+import { createAddressHasher } from '../../src/suppression/address-hash.js';
 import { createSuppressionRepo } from '../../src/suppression/suppression.repo.js';
 import { createTokenCodec } from '../../src/tracking/tokens.js';
 import { createTrackingUrls } from '../../src/tracking/urls.js';
@@ -204,7 +205,7 @@ describe('RFC 8058 one-click unsubscribe (P-09)', () => {
     expect(await entriesOf(owner.workspaceId, email)).toHaveLength(1);
     expect(await entriesOf(other.workspaceId, email)).toEqual([]);
     expect((await consentsOf(inB.contactId!)).map((c) => c.status)).toEqual(['opted_in']);
-    expect(await createSuppressionRepo(db()).findSuppressed(other.workspaceId, [email])).toEqual(new Set());
+    expect(await createSuppressionRepo(db(), createAddressHasher(app.config.privacy.suppressionHashKey)).findSuppressed(other.workspaceId, [email])).toEqual(new Set());
     // B's page names B, not A.
     expect((await app.api('GET', inB.path)).text).toContain('Other Co');
   });
@@ -334,7 +335,7 @@ describe('preference center (P-09, P-11)', () => {
 
   it('P-11 a topic opt-out suppresses only that topic, and the recipient can undo it there', async () => {
     const mailed = await seedMailedAddress('topics@example.test');
-    const repo = createSuppressionRepo(db());
+    const repo = createSuppressionRepo(db(), createAddressHasher(app.config.privacy.suppressionHashKey));
     const res = await save(mailed.prefs, [
       ['topics', 'Newsletter'],
       ['topics', 'Product news'],
@@ -360,7 +361,7 @@ describe('preference center (P-09, P-11)', () => {
     ]);
     expect(undo.status).toBe(200);
     expect(await entriesOf(owner.workspaceId, 'topics@example.test')).toEqual([]);
-    const audit = (await auditOf(owner.workspaceId)).filter((a) => (a.detail as { entry?: { email?: string } }).entry?.email === 'topics@example.test');
+    const audit = (await auditOf(owner.workspaceId)).filter((a) => (a.detail as { entry?: { addressHash?: string } }).entry?.addressHash === createAddressHasher(app.config.privacy.suppressionHashKey)('topics@example.test'));
     expect(audit).toMatchObject([{ action: 'suppression.removed', actor: `recipient:${mailed.recipientId}` }]);
   });
 

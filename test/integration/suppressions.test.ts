@@ -1,6 +1,7 @@
 import { and, eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { auditLog, consents, suppressions } from '../../src/db/schema.js';
+import { createAddressHasher } from '../../src/suppression/address-hash.js';
 import { connectedMailbox } from '../helpers/gmail.js';
 import { snapshotCounts } from '../helpers/test-db.js';
 import { signUp, startTestApp, type TestApp } from '../helpers/test-app.js';
@@ -13,6 +14,8 @@ let memberToken: string;
 let adminToken: string;
 let otherOwner: Awaited<ReturnType<typeof signUp>>;
 const db = () => app.database.db;
+/** The audit log names addresses by their keyed hash only (it outlives a contact's purge, P-13). */
+const hashOf = (email: string) => createAddressHasher(app.config.privacy.suppressionHashKey)(email);
 
 async function join(role: 'member' | 'admin', email: string) {
   const invite = await app.api('POST', '/api/invitations', { token: owner.token, json: { email, role } });
@@ -49,7 +52,7 @@ describe('/api/suppressions', () => {
     expect(again.body).toEqual(created.body);
 
     expect(await auditFor(created.body.id)).toMatchObject([
-      { action: 'suppression.added', actor: expect.stringMatching(/^user:/), requestId: created.headers.get('x-request-id'), detail: { email: 'Someone@example.test', scope: 'all', reason: 'manual', note: 'asked on the phone' } },
+      { action: 'suppression.added', actor: expect.stringMatching(/^user:/), requestId: created.headers.get('x-request-id'), detail: { addressHash: hashOf('Someone@example.test'), scope: 'all', reason: 'manual', note: 'asked on the phone' } },
     ]);
   });
 
@@ -123,7 +126,7 @@ describe('/api/suppressions', () => {
     expect(audit.map((a) => a.action)).toEqual(['suppression.added', 'suppression.removed']);
     expect(audit[1]).toMatchObject({
       actor: expect.stringMatching(/^user:/),
-      detail: { note: 'added by mistake, wrong address', entry: { email: 'remove.me@example.test', scope: 'all', reason: 'manual', source: 'api' } },
+      detail: { note: 'added by mistake, wrong address', entry: { addressHash: hashOf('remove.me@example.test'), scope: 'all', reason: 'manual', source: 'api' } },
     });
     expect((await remove(entry.id, { note: 'again' })).status).toBe(404);
   });

@@ -34,6 +34,9 @@ interface Layer {
   handle?: { stack?: { route?: { path: string; methods: Record<string, boolean> } }[] };
 }
 
+/** Routes that act only on the caller's own account: account-closure.test.ts proves closing A leaves B untouched. */
+const SELF_ROUTES = ['POST /api/privacy/delete-account'];
+
 const PUBLIC_ROUTES = ['POST /api/auth/signup', 'POST /api/auth/signup/verify', 'POST /api/auth/login', 'POST /api/invitations/accept', 'GET /api/gmail/callback', 'GET /api/openapi.json', 'GET /api/docs'];
 
 let app: TestApp;
@@ -127,6 +130,7 @@ const ID_ROUTES: Record<string, { id: () => string; json?: unknown; csv?: string
   'POST /api/campaigns/:id/recipients': { id: () => ids.campaign!, csv: 'email\nintruder@a.example\n' },
   'GET /api/privacy/legal-requests/:id': { id: () => ids.legalRequest! },
   'GET /api/privacy/legal-requests/:id/disclosure': { id: () => ids.legalRequest! },
+  'DELETE /api/campaigns/:id': { id: () => ids.campaign! },
 };
 
 /** Routes without an id: what A sees must not mention anything of B's. */
@@ -169,7 +173,7 @@ const BODY_ID_ROUTES: Record<string, () => unknown> = {
 describe('tenant isolation (invariant 7)', () => {
   it('every registered /api route is covered by this test', () => {
     const registered = registeredApiRoutes(app.express).map((r) => `${r.method} ${r.path}`);
-    const covered = [...PUBLIC_ROUTES, ...Object.keys(ID_ROUTES), ...Object.keys(COLLECTION_ROUTES), ...Object.keys(BODY_ID_ROUTES).map((k) => k.replace(/ \(.*\)$/, ''))];
+    const covered = [...PUBLIC_ROUTES, ...SELF_ROUTES, ...Object.keys(ID_ROUTES), ...Object.keys(COLLECTION_ROUTES), ...Object.keys(BODY_ID_ROUTES).map((k) => k.replace(/ \(.*\)$/, ''))];
     expect([...new Set(registered)].sort()).toEqual([...new Set(covered)].sort());
   });
 

@@ -51,8 +51,14 @@ export const campaigns = pgTable(
     completedAt: timestamp('completed_at', { withTimezone: true }),
     createdAt: createdAt(),
     updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
+    /** P-13: set on deletion; hidden at once, purged after `purgeAfter`. */
+    deletedAt: timestamp('deleted_at', { withTimezone: true }),
+    purgeAfter: timestamp('purge_after', { withTimezone: true }),
   },
-  (t) => [index('campaigns_workspace_idx').on(t.workspaceId, t.createdAt)],
+  (t) => [
+    index('campaigns_workspace_idx').on(t.workspaceId, t.createdAt),
+    index('campaigns_purge_after_idx').on(t.purgeAfter).where(sql`${t.purgeAfter} is not null`),
+  ],
 );
 
 /** The links of a campaign's bodies, numbered: a click token names (send, link index) and redirects only here. */
@@ -81,6 +87,8 @@ export const recipients = pgTable(
     id: id(),
     workspaceId: workspaceRef(),
     email: text('email').notNull(),
+    /** The contact's keyed address hash, copied at launch: the send gate matches hashed opt-outs with it. */
+    addressHash: text('address_hash'),
     createdAt: createdAt(),
   },
   (t) => [uniqueIndex('recipients_workspace_email_unique').on(t.workspaceId, sql`lower(${t.email})`)],

@@ -21,9 +21,15 @@ export const contacts = pgTable(
     trackingRefusedAt: timestamp('tracking_refused_at', { withTimezone: true }),
     createdAt: createdAt(),
     updatedAt: timestamp('updated_at', { withTimezone: true }).notNull().defaultNow(),
+    /** Keyed hash of the address (suppression/address-hash.ts), written by the app: matches hashed opt-outs. */
+    addressHash: text('address_hash'),
+    /** P-13: set on deletion; the row is hidden from every API at once and purged after `purgeAfter`. */
+    deletedAt: timestamp('deleted_at', { withTimezone: true }),
+    purgeAfter: timestamp('purge_after', { withTimezone: true }),
   },
   (t) => [
-    uniqueIndex('contacts_workspace_email_unique').on(t.workspaceId, sql`lower(${t.email})`),
+    uniqueIndex('contacts_workspace_email_unique').on(t.workspaceId, sql`lower(${t.email})`).where(sql`${t.deletedAt} is null`),
+    index('contacts_purge_after_idx').on(t.purgeAfter).where(sql`${t.purgeAfter} is not null`),
     index('contacts_workspace_created_idx').on(t.workspaceId, t.createdAt, t.id),
   ],
 );

@@ -40,8 +40,14 @@ export const mailboxes = pgTable(
     syncHealth: jsonb('sync_health').$type<Record<string, number>>().notNull().default({}),
     connectedAt: timestamp('connected_at', { withTimezone: true }).notNull().defaultNow(),
     createdAt: createdAt(),
+    /** P-13: set on disconnect (after revoking at Google); hidden at once, purged after `purgeAfter`. */
+    deletedAt: timestamp('deleted_at', { withTimezone: true }),
+    purgeAfter: timestamp('purge_after', { withTimezone: true }),
   },
-  (t) => [uniqueIndex('mailboxes_workspace_email_unique').on(t.workspaceId, sql`lower(${t.email})`)],
+  (t) => [
+    uniqueIndex('mailboxes_workspace_email_unique').on(t.workspaceId, sql`lower(${t.email})`).where(sql`${t.deletedAt} is null`),
+    index('mailboxes_purge_after_idx').on(t.purgeAfter).where(sql`${t.purgeAfter} is not null`),
+  ],
 );
 
 export const messageDirectionEnum = pgEnum('message_direction', ['outbound', 'inbound']);

@@ -13,7 +13,10 @@ export const suppressions = pgTable(
   {
     id: id(),
     workspaceId: workspaceRef(),
-    email: text('email').notNull(),
+    /** Cleared when the contact is purged: the entry then lives on as `addressHash` alone. */
+    email: text('email'),
+    /** HMAC-SHA256 of the normalized address (suppression/address-hash.ts): how a purged opt-out still matches. */
+    addressHash: text('address_hash'),
     /** `all`, or `topic:<name>` for a topic opt-out from the preference center. */
     scope: text('scope').notNull().default('all'),
     reason: suppressionReasonEnum('reason').notNull(),
@@ -21,5 +24,8 @@ export const suppressions = pgTable(
     createdBy: uuid('created_by').references(() => users.id, { onDelete: 'set null' }),
     createdAt: createdAt(),
   },
-  (t) => [uniqueIndex('suppressions_workspace_email_scope_unique').on(t.workspaceId, sql`lower(${t.email})`, t.scope)],
+  (t) => [
+    uniqueIndex('suppressions_workspace_email_scope_unique').on(t.workspaceId, sql`lower(${t.email})`, t.scope),
+    uniqueIndex('suppressions_workspace_hash_scope_unique').on(t.workspaceId, t.addressHash, t.scope),
+  ],
 );

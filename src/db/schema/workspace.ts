@@ -1,3 +1,4 @@
+import { sql } from 'drizzle-orm';
 import { index, pgEnum, pgTable, primaryKey, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
 import { id, createdAt } from './columns.js';
 
@@ -11,6 +12,9 @@ export const workspaces = pgTable('workspaces', {
   /** Printed in every marketing mail's footer (CAN-SPAM and friends); required to launch one. */
   postalAddress: text('postal_address'),
   createdAt: createdAt(),
+  /** Closed with its sole owner's account: nobody gets in, everything is purged after `purgeAfter`. */
+  deletedAt: timestamp('deleted_at', { withTimezone: true }),
+  purgeAfter: timestamp('purge_after', { withTimezone: true }),
 });
 
 /** The owning workspace: deleting a workspace deletes everything it holds. */
@@ -29,8 +33,20 @@ export const users = pgTable(
     /** `scrypt$N$r$p$salt$hash`, see auth/passwords.ts (P-17). */
     passwordHash: text('password_hash').notNull(),
     createdAt: createdAt(),
+    /** Account closure: set with `purgeAfter`; the account is gone for every API at once. */
+    deletedAt: timestamp('deleted_at', { withTimezone: true }),
+    purgeAfter: timestamp('purge_after', { withTimezone: true }),
+    /** Sessions (JWTs) issued before this instant are refused: closure logs out everywhere at once. */
+    sessionsNotBefore: timestamp('sessions_not_before', { withTimezone: true }),
+    /** Last login or authenticated request (P-15: the inactivity horizon counts from here). */
+    lastActiveAt: timestamp('last_active_at', { withTimezone: true }).notNull().defaultNow(),
+    /** When the owner was mailed that the account will be purged for inactivity; a login clears it. */
+    inactivityWarnedAt: timestamp('inactivity_warned_at', { withTimezone: true }),
   },
-  (t) => [uniqueIndex('users_email_unique').on(t.email)],
+  (t) => [
+    uniqueIndex('users_email_unique').on(t.email).where(sql`${t.deletedAt} is null`),
+    index('users_last_active_at_idx').on(t.lastActiveAt).where(sql`${t.deletedAt} is null`),
+  ],
 );
 
 export const memberships = pgTable(

@@ -1,0 +1,74 @@
+import { actorOf } from '../auth/actor.js';
+import type { AuthContext } from '../auth/auth.service.js';
+import { verifyPassword } from '../auth/passwords.js';
+import { AppError, NotFoundError } from '../errors.js';
+import type { MailboxService } from '../gmail/mailboxes.service.js';
+import type { AccountClosureRepo } from './account-closure.repo.js';
+import { deletionRequested, purgeDate } from './deletion.js';
+
+/*
+ * Account closure (P-12, P-13): `POST /api/privacy/delete-account`, and the inactivity sweep
+ * (P-15) that closes accounts nobody used for years. In order:
+ *   1. every mailbox the user connected is revoked at Google and its tokens wiped, now;
+ *   2. the user is marked closed and `sessions_not_before` set: every session dies at once;
+ *   3. each workspace the user is the sole owner of closes with them — its other members
+ *      lose access at once, its mailboxes are revoked too (nothing sends from it any more);
+ *   4. the purge job removes the user and those workspaces for real at `purgeAfter`.
+ * A workspace that has another owner stays; the user's membership goes with the user.
+ */
+
+export interface ClosureResult {
+  status: 'closed';
+  purgeAfter: Date;
+  closedWorkspaceIds: string[];
+}
+
+export function createAccountClosureService(deps: {
+  repo: AccountClosureRepo;
+  mailboxes: Pick<MailboxService, 'disconnectAllOf'>;
+  purgeAfterDays: number;
+  now?: () => Date;
+}) {
+  const { repo, mailboxes } = deps;
+  const now = deps.now ?? (() => new Date());
+
+  /** Closes the account; `actor` is who the audit rows name, `purgeAfter` when the purge may remove it. */
+  async function close(userId: string, actor: string, purgeAfter: Date, requestId?: string): Promise<ClosureResult> {
+    const at = now();
+    // Google first: a token we can no longer use must not stay valid there.
+    await mailboxes.disconnectAllOf({ userId }, actor, requestId);
+    const closedWorkspaceIds = await repo.transaction(async (tx) => {
+      const memberships = await tx.memberships(userId);
+      const closing = await tx.soleOwnedWorkspaces(userId);
+      if (!(await tx.closeUser(userId, at, purgeAfter))) throw new NotFoundError('Account');
+      for (const { workspaceId } of memberships) {
+        await tx.audit(deletionRequested({ workspaceId, actor, requestId }, 'user', userId, purgeAfter));
+      }
+      for (const workspaceId of closing) {
+        await tx.closeWorkspace(workspaceId, at, purgeAfter);
+        await tx.audit(deletionRequested({ workspaceId, actor, requestId }, 'workspace', workspaceId, purgeAfter));
+      }
+      return closing;
+    });
+    for (const workspaceId of closedWorkspaceIds) await mailboxes.disconnectAllOf({ workspaceId }, actor, requestId);
+    return { status: 'closed', purgeAfter, closedWorkspaceIds };
+  }
+
+  return {
+    /** The caller closes their own account, re-confirming with their password. */
+    async closeOwnAccount(auth: AuthContext, input: { password: string }): Promise<ClosureResult> {
+      const user = await repo.findLiveUser(auth.userId);
+      if (!user) throw new NotFoundError('Account');
+      // 403, not 401: the session is fine, the confirmation is not (a client must not log the user out over it).
+      if (!(await verifyPassword(input.password, user.passwordHash))) throw new AppError('password_incorrect', 403, 'The password does not match this account');
+      return close(user.id, actorOf(auth), purgeDate(now(), deps.purgeAfterDays), auth.requestId);
+    },
+
+    /** P-15: an account inactive past the horizon, warned and still unused, is closed and purged at once. */
+    async closeInactiveAccount(userId: string): Promise<ClosureResult> {
+      return close(userId, 'system:inactivity', now());
+    },
+  };
+}
+
+export type AccountClosureService = ReturnType<typeof createAccountClosureService>;

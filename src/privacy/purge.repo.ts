@@ -1,0 +1,208 @@
+import { sql, type SQL } from 'drizzle-orm';
+import { inTransaction, type Db } from '../db/connect.js';
+import { pgArray, rowsOf } from '../db/pg-array.js';
+import { lockAddresses } from '../suppression/address-lock.js';
+import { recordAudit, type AuditEntry } from './audit.js';
+
+/*
+ * The statements of the purge (P-13): each removes, for real, one deleted item and
+ * everything that names it. The service runs each item in its own transaction, so a purge
+ * that stops halfway leaves every item either whole or gone, and the next run picks up
+ * the rest (resumable, idempotent).
+ */
+
+export type PurgeKind = 'mailbox' | 'contact' | 'campaign' | 'workspace' | 'user';
+
+const TABLE_OF: Record<PurgeKind, SQL> = {
+  mailbox: sql`mailboxes`,
+  contact: sql`contacts`,
+  campaign: sql`campaigns`,
+  workspace: sql`workspaces`,
+  user: sql`users`,
+};
+
+export interface DueItem {
+  id: string;
+  purgeAfter: Date;
+}
+
+/** `with d as (<delete … returning 1>) select count(*)` → how many rows went. */
+async function countDeleted(db: Db, statement: SQL): Promise<number> {
+  const [row] = rowsOf<{ n: number }>(await db.execute(sql`with d as (${statement} returning 1) select count(*)::int as n from d`));
+  return Number(row?.n ?? 0);
+}
+
+const uuidArray = (ids: string[]) => sql`${pgArray(ids)}::uuid[]`;
+
+/** Messages of a workspace that name the address as sender or recipient (bare, or as `Name <address>`). */
+const messagesNamingSql = (workspaceId: string, address: string) => sql`
+  select m.id from messages m
+  where m.workspace_id = ${workspaceId}::uuid and exists (
+    select 1 from unnest(array[m.from_address] || m.to_addresses || m.cc_addresses) a(x)
+    where lower(x) = ${address} or right(lower(x), ${address.length + 2}) = ${`<${address}>`})`;
+
+function purgeQueries(db: Db) {
+  return {
+    /** Items of one kind whose purge date has come, oldest first. */
+    async due(kind: PurgeKind, now: Date, limit: number): Promise<DueItem[]> {
+      const rows = rowsOf<{ id: string; purge_after: string | Date }>(
+        await db.execute(sql`
+          select id, purge_after from ${TABLE_OF[kind]}
+          where purge_after is not null and purge_after <= ${now.toISOString()}::timestamptz
+          order by purge_after, id limit ${limit}`),
+      );
+      return rows.map((r) => ({ id: String(r.id), purgeAfter: new Date(r.purge_after) }));
+    },
+
+    audit: (entry: AuditEntry) => recordAudit(db, entry),
+
+    /**
+     * A deleted contact and everything that names it. What is keyed by the address (the
+     * recipient row, its sends and tracking, mail that names the address, the suppression
+     * entry's address) goes only when no live contact of the workspace has the same address
+     * again — then it is that contact's history. The suppression entry stays, as the keyed
+     * hash alone: the opt-out outlives the contact.
+     */
+    async purgeContact(contactId: string, addressHash: (email: string) => string): Promise<{ workspaceId: string; removed: Record<string, number> } | undefined> {
+      const [contact] = rowsOf<{ workspace_id: string; email: string; deleted_at: unknown }>(
+        await db.execute(sql`select workspace_id, email, deleted_at from contacts where id = ${contactId}::uuid for update`),
+      );
+      if (!contact || contact.deleted_at === null) return undefined;
+      const workspaceId = String(contact.workspace_id);
+      const address = String(contact.email).toLowerCase();
+      // A concurrent opt-out or send claim for this address waits until the purge committed.
+      await lockAddresses(db, workspaceId, [address]);
+      const [twin] = rowsOf<{ live: boolean }>(
+        await db.execute(sql`select exists (select 1 from contacts where workspace_id = ${workspaceId}::uuid and lower(email) = ${address} and deleted_at is null) as live`),
+      );
+      const addressIsFree = !twin?.live;
+
+      const recipientIds = addressIsFree
+        ? rowsOf<{ id: string }>(await db.execute(sql`select id from recipients where workspace_id = ${workspaceId}::uuid and lower(email) = ${address}`)).map((r) => String(r.id))
+        : [];
+      const sends = rowsOf<{ id: string; message_id: string | null }>(
+        await db.execute(sql`
+          select id, message_id from campaign_sends
+          where workspace_id = ${workspaceId}::uuid and (contact_id = ${contactId}::uuid or recipient_id = any(${uuidArray(recipientIds)}))`),
+      );
+      const sendIds = sends.map((s) => String(s.id));
+      const messageIds = new Set(sends.filter((s) => s.message_id).map((s) => String(s.message_id)));
+      const linked = rowsOf<{ id: string }>(await db.execute(sql`select message_id as id from message_contacts where contact_id = ${contactId}::uuid`));
+      for (const m of linked) messageIds.add(String(m.id));
+      if (addressIsFree) for (const m of rowsOf<{ id: string }>(await db.execute(messagesNamingSql(workspaceId, address)))) messageIds.add(String(m.id));
+      const messages = uuidArray([...messageIds]);
+
+      const removed: Record<string, number> = {};
+      const ws = sql`workspace_id = ${workspaceId}::uuid`;
+      removed.trackingEvents = await countDeleted(db, sql`delete from tracking_events where ${ws} and send_id = any(${uuidArray(sendIds)})`);
+      removed.trackingSendRollups = await countDeleted(db, sql`delete from tracking_send_rollups where ${ws} and send_id = any(${uuidArray(sendIds)})`);
+      removed.trackingRecipientRollups = await countDeleted(db, sql`delete from tracking_recipient_rollups where ${ws} and recipient_id = any(${uuidArray(recipientIds)})`);
+      removed.sends = await countDeleted(db, sql`delete from campaign_sends where ${ws} and id = any(${uuidArray(sendIds)})`);
+      removed.mailEvents = await countDeleted(
+        db,
+        sql`delete from mail_events where ${ws} and (message_id = any(${messages}) ${addressIsFree ? sql`or lower(recipient) = ${address}` : sql``})`,
+      );
+      removed.messages = await countDeleted(db, sql`delete from messages where ${ws} and id = any(${messages})`);
+      removed.recipients = await countDeleted(db, sql`delete from recipients where ${ws} and id = any(${uuidArray(recipientIds)})`);
+      if (addressIsFree) {
+        const [hashed] = rowsOf<{ n: number }>(
+          await db.execute(sql`
+            with h as (update suppressions set email = null, address_hash = ${addressHash(address)}
+                       where ${ws} and lower(email) = ${address} returning 1)
+            select count(*)::int as n from h`),
+        );
+        removed.suppressionAddressesHashed = Number(hashed?.n ?? 0);
+      }
+      const [consentRow] = rowsOf<{ n: number }>(await db.execute(sql`select count(*)::int as n from consents where contact_id = ${contactId}::uuid`));
+      removed.consents = Number(consentRow?.n ?? 0);
+      // Consents and timeline links go with the contact (foreign keys cascade).
+      removed.contacts = await countDeleted(db, sql`delete from contacts where id = ${contactId}::uuid`);
+      return { workspaceId, removed };
+    },
+
+    /** A deleted campaign: its ledger, links, tracking and the mail it sent. Recipient rows stay (other campaigns and unsubscribe links name them). */
+    async purgeCampaign(campaignId: string): Promise<{ workspaceId: string; removed: Record<string, number> } | undefined> {
+      const [campaign] = rowsOf<{ workspace_id: string; deleted_at: unknown }>(
+        await db.execute(sql`select workspace_id, deleted_at from campaigns where id = ${campaignId}::uuid for update`),
+      );
+      if (!campaign || campaign.deleted_at === null) return undefined;
+      const workspaceId = String(campaign.workspace_id);
+      const scope = sql`workspace_id = ${workspaceId}::uuid and campaign_id = ${campaignId}::uuid`;
+      const removed: Record<string, number> = {};
+      removed.trackingEvents = await countDeleted(db, sql`delete from tracking_events where ${scope}`);
+      removed.trackingSendRollups = await countDeleted(db, sql`delete from tracking_send_rollups where ${scope}`);
+      removed.trackingRecipientRollups = await countDeleted(db, sql`delete from tracking_recipient_rollups where ${scope}`);
+      removed.messages = await countDeleted(
+        db,
+        sql`delete from messages where workspace_id = ${workspaceId}::uuid and id in (select message_id from campaign_sends where ${scope} and message_id is not null)`,
+      );
+      // The ledger, links and rollups go with the campaign (foreign keys cascade).
+      removed.sends = Number(
+        rowsOf<{ n: number }>(await db.execute(sql`select count(*)::int as n from campaign_sends where ${scope}`))[0]?.n ?? 0,
+      );
+      removed.campaigns = await countDeleted(db, sql`delete from campaigns where id = ${campaignId}::uuid`);
+      return { workspaceId, removed };
+    },
+
+    /**
+     * A disconnected mailbox: anything synced still left, then the row (its shared limits
+     * cascade). Mail we sent from it stays with the workspace's contacts and campaigns
+     * (`mailbox_id` becomes null) and goes when they, or the workspace, are purged.
+     */
+    async purgeMailbox(mailboxId: string): Promise<{ workspaceId: string; removed: Record<string, number> } | undefined> {
+      const [mailbox] = rowsOf<{ workspace_id: string; deleted_at: unknown }>(
+        await db.execute(sql`select workspace_id, deleted_at from mailboxes where id = ${mailboxId}::uuid for update`),
+      );
+      if (!mailbox || mailbox.deleted_at === null) return undefined;
+      const removed: Record<string, number> = {};
+      removed.syncedMessages = await countDeleted(db, sql`delete from messages where mailbox_id = ${mailboxId}::uuid and synced`);
+      removed.mailboxes = await countDeleted(db, sql`delete from mailboxes where id = ${mailboxId}::uuid`);
+      return { workspaceId: String(mailbox.workspace_id), removed };
+    },
+
+    /**
+     * A workspace closed with its sole owner: the tables that carry workspace_id without a
+     * foreign key first, then the workspace, which cascades to everything else it holds.
+     * The audit log stays: it holds ids and keyed hashes only, and it is the evidence that
+     * the deletion happened (its own retention is the audit log's business).
+     */
+    async purgeWorkspace(workspaceId: string): Promise<{ workspaceId: string; removed: Record<string, number> } | undefined> {
+      const [workspace] = rowsOf<{ deleted_at: unknown }>(await db.execute(sql`select deleted_at from workspaces where id = ${workspaceId}::uuid for update`));
+      if (!workspace || workspace.deleted_at === null) return undefined;
+      const ws = sql`workspace_id = ${workspaceId}::uuid`;
+      const removed: Record<string, number> = {};
+      removed.trackingEvents = await countDeleted(db, sql`delete from tracking_events where ${ws}`);
+      removed.trackingSendRollups = await countDeleted(db, sql`delete from tracking_send_rollups where ${ws}`);
+      removed.trackingRecipientRollups = await countDeleted(db, sql`delete from tracking_recipient_rollups where ${ws}`);
+      removed.trackingRollups = await countDeleted(db, sql`delete from tracking_rollups where ${ws}`);
+      removed.workspaces = await countDeleted(db, sql`delete from workspaces where id = ${workspaceId}::uuid`);
+      return { workspaceId, removed };
+    },
+
+    /** A closed account: invitations and pending signups naming its address, then the user (memberships cascade). */
+    async purgeUser(userId: string): Promise<{ workspaceIds: string[]; removed: Record<string, number> } | undefined> {
+      const [user] = rowsOf<{ email: string; deleted_at: unknown }>(await db.execute(sql`select email, deleted_at from users where id = ${userId}::uuid for update`));
+      if (!user || user.deleted_at === null) return undefined;
+      const email = String(user.email);
+      // Where the closure was recorded: the completion is recorded there too.
+      const workspaceIds = rowsOf<{ workspace_id: string }>(
+        await db.execute(sql`
+          select distinct workspace_id from audit_log
+          where action = 'deletion.requested' and subject_type = 'user' and subject_id = ${userId}`),
+      ).map((r) => String(r.workspace_id));
+      const removed: Record<string, number> = {};
+      removed.invitations = await countDeleted(db, sql`delete from invitations where lower(email) = lower(${email})`);
+      removed.signupRequests = await countDeleted(db, sql`delete from signup_requests where lower(email) = lower(${email})`);
+      removed.users = await countDeleted(db, sql`delete from users where id = ${userId}::uuid`);
+      return { workspaceIds, removed };
+    },
+  };
+}
+
+export type PurgeQueries = ReturnType<typeof purgeQueries>;
+
+export function createPurgeRepo(db: Db) {
+  return { ...purgeQueries(db), transaction: inTransaction(db, purgeQueries) };
+}
+
+export type PurgeRepo = ReturnType<typeof createPurgeRepo>;

@@ -1,0 +1,118 @@
+import { sql } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { rowsOf } from '../../src/db/pg-array.js';
+import { tablesMentioning } from '../helpers/all-tables.js';
+import { campaignFixtures } from '../helpers/campaign-fixtures.js';
+import { connectedMailbox } from '../helpers/gmail.js';
+import { signUp, startTestApp, type TestApp } from '../helpers/test-app.js';
+
+/*
+ * P-13 account closure: POST /api/privacy/delete-account revokes the user's Google grants at
+ * once (the sandbox records it), ends every session at once, closes the workspaces the user
+ * solely owns, tells the purge date, and after 30 simulated days the purge leaves nothing.
+ */
+
+const DAY = 86_400_000;
+let clock = Date.now();
+let app: TestApp;
+const db = () => app.database.db;
+
+beforeAll(async () => {
+  app = await startTestApp({ now: () => new Date(clock) });
+});
+afterAll(async () => {
+  await app?.close();
+});
+
+async function join(owner: { token: string }, email: string, role: 'member' | 'owner') {
+  const invite = await app.api('POST', '/api/invitations', { token: owner.token, json: { email, role } });
+  expect(invite.status, invite.text).toBe(201);
+  const accepted = await app.api('POST', '/api/invitations/accept', { json: { token: invite.body.token, password: 'member password long' } });
+  expect(accepted.status, accepted.text).toBe(201);
+  return accepted.body.token as string;
+}
+
+describe('P-13 account closure', () => {
+  it('P-13 a wrong password is refused with 403 and closes nothing', async () => {
+    const owner = await signUp(app);
+    const res = await app.api('POST', '/api/privacy/delete-account', { token: owner.token, json: { password: 'not my password' } });
+    expect(res.status).toBe(403);
+    expect(res.body.error.code).toBe('password_incorrect');
+    expect((await app.api('POST', '/api/privacy/delete-account', { token: owner.token, json: {} })).status).toBe(400);
+    expect((await app.api('GET', '/api/me', { token: owner.token })).status).toBe(200);
+  });
+
+  it('P-13 closing revokes Google at once, ends every session, closes the sole-owned workspace, and after 30 days leaves nothing', async () => {
+    const owner = await signUp(app, { email: `closer-${Date.now()}@example.com` });
+    const bystander = await signUp(app);
+    const memberEmail = `member-${Date.now()}@example.com`;
+    const memberToken = await join(owner, memberEmail, 'member');
+    const gmailAddress = `closer-mail-${Date.now()}@acme.test`;
+    const mailbox = await connectedMailbox(app, owner.token, gmailAddress, { sync: true });
+    expect((await app.api('PATCH', '/api/workspace', { token: owner.token, json: { postalAddress: '1 Main St' } })).status).toBe(200);
+    const fixtures = campaignFixtures(() => ({ app, token: owner.token, workspaceId: owner.workspaceId }));
+    const audience = await fixtures.audience(2, { prefix: 'closure' });
+    const campaignId = await fixtures.launched(mailbox.id, 'Closing soon', audience.map((c) => c.id));
+    await fixtures.drain(campaignId);
+    const second = await app.api('POST', '/api/auth/login', { json: { email: owner.email, password: owner.password } });
+    expect(second.status).toBe(200);
+    const bystanderContact = await app.api('POST', '/api/contacts', { token: bystander.token, json: { email: 'kept@bystander.test' } });
+
+    const revokesBefore = app.sandbox.control.callCounts().revoke;
+    const closed = await app.api('POST', '/api/privacy/delete-account', { token: owner.token, json: { password: owner.password } });
+    expect(closed.status, closed.text).toBe(200);
+    expect(closed.body).toEqual({ status: 'closed', purgeAfter: new Date(clock + 30 * DAY).toISOString(), closedWorkspaceIds: [owner.workspaceId] });
+
+    // Google saw the revocation at once.
+    expect(app.sandbox.control.callCounts().revoke).toBe(revokesBefore + 1);
+    expect(app.sandbox.control.getMailbox(gmailAddress)!.grants).toEqual([]);
+    // Every session ends at once: both of the owner's, and the member's in the closed workspace.
+    for (const token of [owner.token, second.body.token as string, memberToken]) {
+      const me = await app.api('GET', '/api/me', { token });
+      expect(me.status).toBe(401);
+    }
+    expect((await app.api('POST', '/api/auth/login', { json: { email: owner.email, password: owner.password } })).status).toBe(401);
+    // Another workspace is untouched.
+    expect((await app.api('GET', `/api/contacts/${bystanderContact.body.id}`, { token: bystander.token })).status).toBe(200);
+    const requested = rowsOf<{ subject_type: string; detail: { purgeAfter: string } }>(
+      await db().execute(sql`select subject_type, detail from audit_log where workspace_id = ${owner.workspaceId}::uuid and action = 'deletion.requested' order by subject_type`),
+    );
+    expect(requested.map((r) => r.subject_type)).toEqual(['mailbox', 'user', 'workspace']);
+
+    expect(Object.keys(await tablesMentioning(db(), owner.email))).toEqual(['users']);
+    clock += 30 * DAY + 1000;
+    try {
+      const purged = await app.services.purge.runOnce();
+      expect(purged).toMatchObject({ workspace: 1, user: 1 });
+      for (const needle of [owner.email, gmailAddress, ...audience.map((c) => c.email)]) {
+        expect(await tablesMentioning(db(), needle), needle).toEqual({});
+      }
+      // What remains is the audit trail, which names ids only and records that the purge completed.
+      for (const id of [owner.workspaceId, owner.userId, mailbox.id]) expect(Object.keys(await tablesMentioning(db(), id)), id).toEqual(['audit_log']);
+      const completed = rowsOf<{ subject_type: string }>(
+        await db().execute(sql`select subject_type from audit_log where workspace_id = ${owner.workspaceId}::uuid and action = 'deletion.completed' order by subject_type`),
+      );
+      expect(completed.map((r) => r.subject_type)).toEqual(['mailbox', 'user', 'workspace']);
+      // The member keeps their own account, without the closed workspace.
+      expect(Object.keys(await tablesMentioning(db(), memberEmail))).toEqual(['users']);
+      expect((await app.api('GET', `/api/contacts/${bystanderContact.body.id}`, { token: bystander.token })).status).toBe(200);
+      // The address may sign up again.
+      expect((await app.api('POST', '/api/auth/signup', { json: { email: owner.email, password: 'a new long password', workspaceName: 'Again' } })).status).toBe(202);
+      expect(app.services.accountMailer.outbox!.at(-1)!.subject).toBe('Confirm your inboxtrail account');
+    } finally {
+      clock -= 30 * DAY + 1000;
+    }
+  });
+
+  it('P-13 a co-owned workspace stays open when one owner closes their account', async () => {
+    const first = await signUp(app);
+    const coOwnerToken = await join(first, `coowner-${Date.now()}@example.com`, 'owner');
+    const contact = await app.api('POST', '/api/contacts', { token: first.token, json: { email: 'shared@example.test' } });
+    const closed = await app.api('POST', '/api/privacy/delete-account', { token: first.token, json: { password: first.password } });
+    expect(closed.body.closedWorkspaceIds).toEqual([]);
+    expect((await app.api('GET', `/api/contacts/${contact.body.id}`, { token: coOwnerToken })).status).toBe(200);
+    // The closed account is no longer listed among the members.
+    const members = await app.api('GET', '/api/members', { token: coOwnerToken });
+    expect(members.body.members.map((m: { userId: string }) => m.userId)).not.toContain(first.userId);
+  });
+});

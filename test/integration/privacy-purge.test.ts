@@ -1,0 +1,114 @@
+import { sql } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { rowsOf } from '../../src/db/pg-array.js';
+import { campaignFixtures } from '../helpers/campaign-fixtures.js';
+import { connectedMailbox } from '../helpers/gmail.js';
+import { signUp, startTestApp, type TestApp } from '../helpers/test-app.js';
+
+/* P-13 for campaigns and mailboxes, and the purge job itself: bounded runs resume, repeated runs change nothing. */
+
+const DAY = 86_400_000;
+const start = Date.now();
+let clock = start;
+let app: TestApp;
+let owner: Awaited<ReturnType<typeof signUp>>;
+let mailbox: { id: string; email: string };
+const db = () => app.database.db;
+const fixtures = campaignFixtures(() => ({ app, token: owner.token, workspaceId: owner.workspaceId }));
+const api = (method: string, path: string, json?: unknown) => app.api(method, path, { token: owner.token, json });
+const count = async (query: ReturnType<typeof sql>) => Number(rowsOf<{ n: number }>(await db().execute(query))[0]!.n);
+
+beforeAll(async () => {
+  app = await startTestApp({ now: () => new Date(clock) });
+  owner = await signUp(app);
+  mailbox = await connectedMailbox(app, owner.token, `purge-sender-${Date.now()}@acme.test`);
+  await api('PATCH', '/api/workspace', { postalAddress: '1 Main St' });
+});
+afterAll(async () => {
+  await app?.close();
+});
+
+describe('P-13 purge', () => {
+  it('P-13 the purge is resumable and idempotent: a bounded run leaves whole items, the next finishes, a third changes nothing', async () => {
+    const ids: string[] = [];
+    for (const n of [1, 2, 3]) {
+      const contact = await api('POST', '/api/contacts', { email: `resume${n}@example.test` });
+      await api('POST', `/api/contacts/${contact.body.id}/consents`, { status: 'opted_in', source: 'form' });
+      expect((await api('DELETE', `/api/contacts/${contact.body.id}`)).status).toBe(204);
+      ids.push(contact.body.id);
+    }
+    clock = start + 30 * DAY + 1000;
+    try {
+      expect(await app.services.purge.runOnce({ maxItems: 1 })).toMatchObject({ contact: 1 });
+      const left = rowsOf<{ id: string; consents: number }>(
+        await db().execute(sql`
+          select c.id, (select count(*)::int from consents s where s.contact_id = c.id) as consents
+          from contacts c where c.id = any(${`{${ids.join(',')}}`}::uuid[])`),
+      );
+      // Two are still whole (each with its consent), one is entirely gone.
+      expect(left.map((r) => Number(r.consents))).toEqual([1, 1]);
+      expect(await app.services.purge.runOnce()).toMatchObject({ contact: 2 });
+      expect(await app.services.purge.runOnce()).toEqual({ mailbox: 0, contact: 0, campaign: 0, workspace: 0, user: 0 });
+      expect(await count(sql`select count(*)::int as n from contacts where id = any(${`{${ids.join(',')}}`}::uuid[])`)).toBe(0);
+      const completed = await count(sql`select count(*)::int as n from audit_log where action = 'deletion.completed' and subject_id = any(${`{${ids.join(',')}}`}::text[])`);
+      expect(completed).toBe(3);
+    } finally {
+      clock = start;
+    }
+  });
+
+  it('P-13 deleting a running campaign cancels it first; it vanishes from every API at once and is purged with its ledger and tracking', async () => {
+    const audience = await fixtures.audience(2, { prefix: 'campaign-purge' });
+    const sent = await fixtures.launched(mailbox.id, 'Sent then deleted', audience.map((c) => c.id));
+    await fixtures.drain(sent);
+    const scheduled = await api('POST', '/api/campaigns', { name: 'Later', kind: 'marketing', mailboxId: mailbox.id, subject: 'Later', html: '<p>x</p>', contactIds: audience.map((c) => c.id) });
+    expect((await api('POST', `/api/campaigns/${scheduled.body.id}/launch`, { startAt: new Date(clock + DAY).toISOString() })).status).toBe(200);
+
+    for (const id of [sent, scheduled.body.id as string]) {
+      expect((await api('DELETE', `/api/campaigns/${id}`)).status).toBe(204);
+      for (const path of [`/api/campaigns/${id}`, `/api/campaigns/${id}/stats`]) expect((await api('GET', path)).status).toBe(404);
+      expect((await api('POST', `/api/campaigns/${id}/preflight`)).status).toBe(404);
+      expect((await api('POST', `/api/campaigns/${id}/resume`)).status).toBe(404);
+      expect((await api('DELETE', `/api/campaigns/${id}`)).status).toBe(404);
+    }
+    expect((await api('GET', '/api/campaigns')).body.campaigns.map((c: { id: string }) => c.id)).not.toEqual(expect.arrayContaining([sent]));
+    // The scheduled one was cancelled before it was marked: none of its sends can go out.
+    const [state] = rowsOf<{ status: string; queued: number }>(
+      await db().execute(sql`select status::text, (select count(*)::int from campaign_sends where campaign_id = c.id and status = 'queued') as queued from campaigns c where id = ${scheduled.body.id}::uuid`),
+    );
+    expect(state).toEqual({ status: 'cancelled', queued: 0 });
+
+    clock = start + 30 * DAY + 1000;
+    try {
+      expect((await app.services.purge.runOnce()).campaign).toBe(2);
+      for (const table of ['campaigns', 'campaign_sends', 'campaign_links', 'tracking_events', 'tracking_rollups']) {
+        const column = table === 'campaigns' ? sql.raw('id') : sql.raw('campaign_id');
+        expect(await count(sql`select count(*)::int as n from ${sql.identifier(table)} where ${column} = ${sent}::uuid`), table).toBe(0);
+      }
+      expect(await count(sql`select count(*)::int as n from messages where workspace_id = ${owner.workspaceId}::uuid and subject = 'Sent then deleted'`)).toBe(0);
+      // Recipient rows stay: other campaigns and unsubscribe links name them.
+      expect(await count(sql`select count(*)::int as n from recipients where lower(email) = ${audience[0]!.email.toLowerCase()}`)).toBe(1);
+    } finally {
+      clock = start;
+    }
+  });
+
+  it('P-13 a disconnected mailbox vanishes at once, can be connected again, and its old row is purged', async () => {
+    const address = `reconnect-${Date.now()}@acme.test`;
+    const first = await connectedMailbox(app, owner.token, address);
+    expect((await api('DELETE', `/api/mailboxes/${first.id}`)).status).toBe(204);
+    expect((await api('GET', '/api/mailboxes')).body.mailboxes.map((m: { id: string }) => m.id)).not.toContain(first.id);
+    expect((await api('PATCH', `/api/mailboxes/${first.id}`, { dailyBudget: 5 })).status).toBe(404);
+    const again = await connectedMailbox(app, owner.token, address);
+    expect(again.id).not.toBe(first.id);
+
+    clock = start + 30 * DAY + 1000;
+    try {
+      expect((await app.services.purge.runOnce()).mailbox).toBe(1);
+      expect(await count(sql`select count(*)::int as n from mailboxes where id = ${first.id}::uuid`)).toBe(0);
+      expect((await api('GET', '/api/mailboxes')).body.mailboxes.map((m: { id: string }) => m.id)).toContain(again.id);
+    } finally {
+      clock = start;
+    }
+  });
+});
