@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm';
-import { pgEnum, pgTable, text, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
+import { index, pgEnum, pgTable, text, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
 import { id, createdAt } from './columns.js';
 import { users, workspaceRef } from './workspace.js';
 
@@ -21,5 +21,9 @@ export const suppressions = pgTable(
     createdBy: uuid('created_by').references(() => users.id, { onDelete: 'set null' }),
     createdAt: createdAt(),
   },
-  (t) => [uniqueIndex('suppressions_workspace_email_scope_unique').on(t.workspaceId, sql`lower(${t.email})`, t.scope)],
+  (t) => [
+    uniqueIndex('suppressions_workspace_email_scope_unique').on(t.workspaceId, sql`lower(${t.email})`, t.scope),
+    // Campaign stats count a campaign's unsubscribes by source (migration 0018).
+    index('suppressions_unsubscribe_source_idx').on(t.workspaceId, t.source).where(sql`${t.reason} = 'unsubscribe'`),
+  ],
 );
