@@ -90,6 +90,30 @@ describe('send counters (campaign_send_counts)', () => {
 
 });
 
+describe('stats reads that could grow with the workspace', () => {
+  it("the campaign's unsubscribe count probes its index, not the workspace's 100,000 suppressions (EXPLAIN ANALYZE)", async () => {
+    const seeded = await seedSentCampaign(db(), ctx.owner.workspaceId, { recipients: 1, links: 1 });
+    await db().execute(sql`
+      insert into suppressions (workspace_id, email, reason, source)
+      select ${ctx.owner.workspaceId}, 'gone' || i || '@contoso.test', case when i % 3 = 0 then 'bounce' else 'unsubscribe' end::suppression_reason,
+             case when i % 1000 = 0 then ${`campaign:${seeded.campaignId}`} else 'campaign:' || gen_random_uuid() end
+      from generate_series(1, 100000) i`);
+    await db().execute(sql`analyze suppressions`);
+    const plan = rowsOf<Record<string, string>>(
+      await db().execute(sql`
+        explain (analyze, buffers) select count(distinct lower(email))::int as n from suppressions
+        where workspace_id = ${ctx.owner.workspaceId} and reason = 'unsubscribe' and source = ${`campaign:${seeded.campaignId}`}`),
+    )
+      .map((r) => Object.values(r)[0])
+      .join('\n');
+    expect(plan).toMatch(/Index Scan using suppressions_unsubscribe_source_idx|Bitmap Index Scan on suppressions_unsubscribe_source_idx/);
+    expect(plan).not.toMatch(/Seq Scan on suppressions/);
+    const auth = { workspaceId: ctx.owner.workspaceId, userId: ctx.owner.workspaceId, role: 'owner' } as const;
+    // Every thousandth address names this campaign; a third of those are bounces, not opt-outs.
+    expect((await ctx.app.services.tracking.stats.campaignStats(auth, seeded.campaignId)).unsubscribed).toBe(67);
+  }, 120_000);
+});
+
 describe('tracking_events partitioned by month', () => {
   const event = (workspaceId: string, campaignId: string, sendId: string, at: Date, overrides: Partial<TrackingEventRow> = {}): TrackingEventRow => ({
     id: randomUUID(),

@@ -75,6 +75,10 @@ DROP INDEX "campaign_sends_campaign_status_idx";
 -- sends without a message, so it pays nothing.
 CREATE INDEX "campaign_sends_message_idx" ON "campaign_sends" USING btree ("message_id") WHERE "message_id" IS NOT NULL;
 --> statement-breakpoint
+-- The stats' unsubscribe count (source `campaign:<id>`): a probe of this campaign's opt-outs,
+-- not a scan of the workspace's whole suppression list (which can hold a million addresses).
+CREATE INDEX "suppressions_unsubscribe_source_idx" ON "suppressions" USING btree ("workspace_id", "source") WHERE "reason" = 'unsubscribe';
+--> statement-breakpoint
 -- 2. tracking_events partitioned by month of `at` (UTC), with a default partition so an
 --    event outside every monthly partition is still stored. The primary key includes the
 --    partition key: (id, at), both fixed when the hit is buffered, so a retried batch still

@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm';
-import { pgEnum, pgTable, text, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
+import { index, pgEnum, pgTable, text, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
 import { id, createdAt } from './columns.js';
 import { users, workspaceRef } from './workspace.js';
 
@@ -27,5 +27,7 @@ export const suppressions = pgTable(
   (t) => [
     uniqueIndex('suppressions_workspace_email_scope_unique').on(t.workspaceId, sql`lower(${t.email})`, t.scope),
     uniqueIndex('suppressions_workspace_hash_scope_unique').on(t.workspaceId, t.addressHash, t.scope),
+    // Campaign stats count a campaign's unsubscribes by source (migration 0018).
+    index('suppressions_unsubscribe_source_idx').on(t.workspaceId, t.source).where(sql`${t.reason} = 'unsubscribe'`),
   ],
 );
