@@ -53,6 +53,11 @@ import { NotFoundError, errorMiddleware } from './errors.js';
 import { createMetrics, metricsMiddleware, metricsRoute } from './http/metrics.js';
 import { redactUrl, serializeError, type Logger } from './logger.js';
 import { rejectBadText } from './http/text.js';
+import { createDeliveryWorker } from './webhooks/delivery-worker.js';
+import { createWebhookSender } from './webhooks/sender.js';
+import { createWebhooksRepo } from './webhooks/webhooks.repo.js';
+import { webhooksRoutes } from './webhooks/webhooks.routes.js';
+import { createWebhooksService } from './webhooks/webhooks.service.js';
 
 export interface AppDeps {
   config: Config;
@@ -185,7 +190,26 @@ export function createServices(deps: AppDeps) {
   });
   // Periodic jobs run once per period across every process sharing the database.
   const jobSchedule = createJobSchedule(db, processOwner);
-  return { auth, accountMailer, contacts, mailboxes, messages, sync, push, messageContent, campaigns, sendWorker, trackingUrls, suppressions, pacer, metrics, tracking, jobSchedule };
+  // Outbound webhooks (src/webhooks/): endpoints behind /api/webhooks; the delivery worker runs in worker processes.
+  const webhooksRepo = createWebhooksRepo(db);
+  const webhookSecrets = createTokenCipher(config.tokenEncryptionKeys);
+  const webhooks = createWebhooksService({
+    repo: webhooksRepo,
+    cipher: webhookSecrets,
+    allowPrivateTargets: config.webhooks.allowPrivateTargets,
+    secretGraceMs: config.webhooks.secretGraceMs,
+    now: deps.now,
+  });
+  const webhookDelivery = createDeliveryWorker({
+    repo: webhooksRepo,
+    cipher: webhookSecrets,
+    send: createWebhookSender({ timeoutMs: config.webhooks.timeoutMs, maxResponseBytes: 64 * 1024, allowPrivateTargets: config.webhooks.allowPrivateTargets }),
+    logger: logger.child({ component: 'webhooks' }),
+    workerId,
+    ...config.webhooks,
+    now: deps.now,
+  });
+  return { auth, accountMailer, contacts, mailboxes, messages, sync, push, messageContent, campaigns, sendWorker, trackingUrls, suppressions, pacer, metrics, tracking, jobSchedule, webhooks, webhookDelivery };
 }
 
 export type Services = ReturnType<typeof createServices>;
@@ -254,6 +278,7 @@ export function createApp(deps: AppDeps, services: Services = createServices(dep
     campaignsRoutes(services.campaigns, authenticated),
     suppressionRoutes(services.suppressions, authenticated),
     trackingRoutes(services.tracking.stats, authenticated),
+    webhooksRoutes(services.webhooks, authenticated),
   );
   app.use('/api', (req, _res, next) => next(new NotFoundError(`Route ${req.method} ${req.baseUrl}${req.path}`, 'route_not_found')));
   // The recipient's pages (/u, /p): public, the token in the URL is the credential.

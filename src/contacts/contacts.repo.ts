@@ -5,6 +5,7 @@ import { inTransaction, type Db } from '../db/connect.js';
 import { lockContactAddress, underAddressLock } from '../suppression/address-lock.js';
 import { isUniqueViolation } from '../db/pg-errors.js';
 import { consents, contacts, mailboxes, mailEvents, messageContacts, messages, type ConsentStatus } from '../db/schema.js';
+import { recordConsentChanged } from '../webhooks/facts.js';
 
 export type ContactRow = typeof contacts.$inferSelect;
 export type ConsentRow = typeof consents.$inferSelect;
@@ -127,7 +128,11 @@ function contactQueries(db: Db) {
       const [row] = await underAddressLock(
         db,
         (tx) => lockContactAddress(tx, values.contactId),
-        (tx) => tx.insert(consents).values(values).returning(),
+        async (tx) => {
+          const inserted = await tx.insert(consents).values(values).returning();
+          await recordConsentChanged(tx, values);
+          return inserted;
+        },
       );
       return row!;
     },

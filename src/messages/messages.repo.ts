@@ -3,6 +3,8 @@ import { inTransaction, type Db } from '../db/connect.js';
 import { contacts, messageContacts, messages } from '../db/schema.js';
 import { lockAddresses } from '../suppression/address-lock.js';
 import { createSuppressionRepo } from '../suppression/suppression.repo.js';
+import { oneToOneOutcomeEvent } from '../webhooks/facts.js';
+import { recordWebhookEvents } from '../webhooks/outbox.js';
 
 export type MessageRow = typeof messages.$inferSelect;
 export type NewMessage = typeof messages.$inferInsert;
@@ -52,12 +54,20 @@ function messageQueries(db: Db) {
      * lease, so a worker whose lease was taken over changes nothing (fencing).
      */
     async updateLeased(id: string, owner: string, values: Partial<NewMessage>): Promise<MessageRow | undefined> {
-      const [row] = await db
-        .update(messages)
-        .set(values)
-        .where(and(eq(messages.id, id), eq(messages.status, 'sending'), eq(messages.leaseOwner, owner)))
-        .returning();
-      return row;
+      const change = (tx: Db) =>
+        tx
+          .update(messages)
+          .set(values)
+          .where(and(eq(messages.id, id), eq(messages.status, 'sending'), eq(messages.leaseOwner, owner)))
+          .returning();
+      if (values.status !== 'sent' && values.status !== 'failed') return (await change(db))[0];
+      // An outcome: its webhook event commits with it.
+      return db.transaction(async (txRaw) => {
+        const tx = txRaw as unknown as Db;
+        const [row] = await change(tx);
+        if (row) await recordWebhookEvents(tx, [oneToOneOutcomeEvent(row)]);
+        return row;
+      });
     },
 
     async deleteLeased(id: string, owner: string): Promise<void> {

@@ -3,6 +3,7 @@ import { and, asc, desc, eq, getTableColumns, inArray, isNotNull, sql } from 'dr
 import { cursorTimestamp, olderThanCursor, type PageCursor } from '../http/cursor.js';
 import { inTransaction, type Db } from '../db/connect.js';
 import { lockAddresses, lockContactAddress, underAddressLock } from './address-lock.js';
+import { recordConsentChanged, recordSuppressionAdded, recordSuppressionRemoved } from '../webhooks/facts.js';
 import { campaigns, consents, contacts, recipients, suppressions, workspaces, type ConsentStatus } from '../db/schema.js';
 
 export type SuppressionReason = (typeof suppressions.$inferInsert)['reason'];
@@ -35,11 +36,14 @@ export function createSuppressionRepo(db: Db) {
       await underAddressLock(
         db,
         (tx) => lockAddresses(tx, entry.workspaceId, [entry.email]),
-        (tx) =>
-          tx
+        async (tx) => {
+          const [row] = await tx
             .insert(suppressions)
             .values({ ...entry, scope: entry.scope ?? 'all' })
-            .onConflictDoNothing(),
+            .onConflictDoNothing()
+            .returning();
+          if (row) await recordSuppressionAdded(tx, row);
+        },
       );
     },
   };
@@ -127,16 +131,22 @@ function suppressionListQueries(db: Db) {
       const [row] = await underAddressLock(
         db,
         (tx) => lockAddresses(tx, entry.workspaceId, [entry.email]),
-        (tx) => tx.insert(suppressions).values(entry).onConflictDoNothing().returning(),
+        async (tx) => {
+          const inserted = await tx.insert(suppressions).values(entry).onConflictDoNothing().returning();
+          if (inserted[0]) await recordSuppressionAdded(tx, inserted[0]);
+          return inserted;
+        },
       );
       return row;
     },
 
+    /** Callers run this inside their transaction (with the audit row), so its webhook event commits with it. */
     async deleteEntry(workspaceId: string, id: string): Promise<SuppressionRow | undefined> {
       const [row] = await db
         .delete(suppressions)
         .where(and(eq(suppressions.workspaceId, workspaceId), eq(suppressions.id, id)))
         .returning();
+      if (row) await recordSuppressionRemoved(db, row);
       return row;
     },
 
@@ -183,7 +193,10 @@ function suppressionListQueries(db: Db) {
       await underAddressLock(
         db,
         (tx) => lockContactAddress(tx, values.contactId),
-        (tx) => tx.insert(consents).values(values),
+        async (tx) => {
+          await tx.insert(consents).values(values);
+          await recordConsentChanged(tx, values);
+        },
       );
     },
 
