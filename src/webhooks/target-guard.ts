@@ -5,7 +5,7 @@ import { BlockList, isIP, type LookupFunction } from 'node:net';
  * SSRF guard. In production a webhook never reaches loopback, link-local (cloud metadata at
  * 169.254.169.254), private, carrier-grade NAT, unique-local, multicast or otherwise
  * reserved addresses, v4 or v6 — nor a v6 form embedding a v4 address (`::ffff:127.0.0.1`,
- * NAT64, 6to4, Teredo). A literal IP is checked as written; a name is checked at connect
+ * NAT64, 6to4, Teredo; a v4-mapped address is judged by the v4 rules). A literal IP is checked as written; a name is checked at connect
  * time by the socket's own `lookup` (below), so the address checked is the address
  * connected to: no second resolution for DNS rebinding to slip into. Redirects are never
  * followed (sender.ts).
@@ -34,7 +34,6 @@ for (const [network, prefix] of [
 for (const [network, prefix] of [
   ['::', 128], // unspecified
   ['::1', 128], // loopback
-  ['::ffff:0:0', 96], // v4-mapped: whatever v4 address it names, never needed for a webhook
   ['::', 96], // v4-compatible (deprecated)
   ['64:ff9b::', 96], // NAT64
   ['64:ff9b:1::', 48],
