@@ -17,8 +17,8 @@ import type { ClaimedDelivery, WebhooksRepo } from './webhooks.repo.js';
 
 /** Deliveries one tick claims; they are sent concurrently. */
 const CLAIM_BATCH = 20;
-/** A claim outlives the request's own timeout by this much, so only a dead worker's lease expires. */
-const LEASE_MARGIN_MS = 15_000;
+/** A claim lasts twice the request's own timeout and a second more: only a dead worker's lease expires. */
+const leaseMsFor = (timeoutMs: number) => 2 * timeoutMs + 1_000;
 
 export interface DeliveryWorkerOptions {
   repo: WebhooksRepo;
@@ -116,7 +116,7 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions) {
     /** Claims what is due and delivers it; resolves when this batch is settled. Returns how many were claimed. */
     async tick(): Promise<number> {
       const at = now();
-      const claims = await repo.claimDue(workerId, at, new Date(at.getTime() + options.timeoutMs + LEASE_MARGIN_MS), CLAIM_BATCH);
+      const claims = await repo.claimDue(workerId, at, new Date(at.getTime() + leaseMsFor(options.timeoutMs)), CLAIM_BATCH);
       const work = Promise.allSettled(claims.map((claim) => deliver(claim)));
       inFlight.add(work);
       try {
