@@ -17,8 +17,12 @@ import type { ClaimedDelivery, WebhooksRepo } from './webhooks.repo.js';
 
 /** Deliveries one tick claims; they are sent concurrently. */
 const CLAIM_BATCH = 20;
-/** A claim lasts twice the request's own timeout and a second more: only a dead worker's lease expires. */
-const leaseMsFor = (timeoutMs: number) => 2 * timeoutMs + 1_000;
+/**
+ * A claim lasts twice the request's own timeout plus 10 s for the bookkeeping around it (a busy
+ * database): only a dead worker's lease expires. Too short a lease is not unsafe — the late
+ * worker's result is fenced off — but it sends the event twice.
+ */
+const leaseMsFor = (timeoutMs: number) => 2 * timeoutMs + 10_000;
 
 export interface DeliveryWorkerOptions {
   repo: WebhooksRepo;

@@ -124,11 +124,11 @@ describe('SSRF guard', () => {
       const slow = await unguarded(hanging.url, '{}', {});
       expect(slow.outcome).toBe('timeout');
       expect(slow.latencyMs).toBeGreaterThanOrEqual(390);
-      expect(slow.latencyMs).toBeLessThan(2_000);
+      expect(slow.latencyMs).toBeLessThan(3_000);
       const started = Date.now();
       const big = await unguarded(`http://127.0.0.1:${(chatty.address() as AddressInfo).port}/`, '{}', {});
       expect(big).toMatchObject({ outcome: 'delivered', responseStatus: 200 });
-      expect(Date.now() - started).toBeLessThan(400);
+      expect(Date.now() - started).toBeLessThan(2_000);
     } finally {
       chatty.closeAllConnections();
       chatty.close();
