@@ -125,6 +125,7 @@ const envSchema = z.object({
   WEBHOOKS_DISABLE_AFTER_FAILURES: z.coerce.number().int().min(1).max(1_000_000).default(50),
   WEBHOOKS_DISABLE_AFTER_HOURS: z.coerce.number().min(0).max(24 * 30).default(72),
   WEBHOOKS_SECRET_GRACE_HOURS: z.coerce.number().min(0).max(24 * 30).default(24),
+  WEBHOOKS_EVENT_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(30),
 });
 
 type Env = z.infer<typeof envSchema>;
@@ -222,6 +223,8 @@ export interface Config {
     readonly disableAfterMs: number;
     /** After a secret rotation, the old secret signs too for this long. */
     readonly secretGraceMs: number;
+    /** Events (with their deliveries and log) are deleted this long after they were written, once nothing is pending. */
+    readonly eventRetentionMs: number;
   };
   /** Names of secrets generated for development because the environment had none. */
   readonly generatedSecrets: readonly string[];
@@ -390,6 +393,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       disableAfterFailures: env.WEBHOOKS_DISABLE_AFTER_FAILURES,
       disableAfterMs: Math.round(env.WEBHOOKS_DISABLE_AFTER_HOURS * 3_600_000),
       secretGraceMs: Math.round(env.WEBHOOKS_SECRET_GRACE_HOURS * 3_600_000),
+      eventRetentionMs: env.WEBHOOKS_EVENT_RETENTION_DAYS * 86_400_000,
     },
     generatedSecrets,
   });

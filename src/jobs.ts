@@ -89,6 +89,11 @@ export function startJobs(input: { services: Services; config: Config; logger: L
   const deliverWebhooks = guarded('webhook-delivery', () => services.webhookDelivery.tick());
   timers.push(setInterval(deliverWebhooks, WEBHOOK_TICK_MS).unref());
 
+  scheduled('webhook-retention', RETENTION_SWEEP_MS, async () => {
+    const purged = await services.webhookDelivery.purgeExpired(config.webhooks.eventRetentionMs);
+    if (purged > 0) logger.info({ purged }, 'webhook events past retention deleted');
+  });
+
   // P-14: IP addresses and user agents of tracking hits are cut after the retention window.
   scheduled('tracking-retention', RETENTION_SWEEP_MS, async () => {
     const truncated = await services.tracking.truncateRawFacts();

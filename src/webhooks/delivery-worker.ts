@@ -15,6 +15,8 @@ import type { ClaimedDelivery, WebhooksRepo } from './webhooks.repo.js';
  * killed mid-request leaves a lease that expires; the next claim sends again: at-least-once.
  */
 
+/** Events one retention statement deletes (short statements, short locks). */
+const PURGE_BATCH = 5_000;
 /** Deliveries one tick claims; they are sent concurrently. */
 const CLAIM_BATCH = 20;
 /**
@@ -132,6 +134,20 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions) {
         inFlight.delete(work);
       }
       return claims.length;
+    },
+
+    /**
+     * Deletes events older than the retention window that nothing still owes (their payloads
+     * name contacts' addresses: they are not kept forever). Returns how many.
+     */
+    async purgeExpired(retentionMs: number): Promise<number> {
+      const cutoff = new Date(now().getTime() - retentionMs);
+      let total = 0;
+      for (;;) {
+        const purged = await repo.purgeEventsBefore(cutoff, PURGE_BATCH);
+        total += purged;
+        if (purged < PURGE_BATCH) return total;
+      }
     },
 
     /** Waits for deliveries in flight (their leases would otherwise have to expire first). */

@@ -201,6 +201,23 @@ function webhookQueries(db: Db) {
       return true;
     },
 
+    /**
+     * Retention: events written before `cutoff` that no delivery still owes, with their
+     * deliveries and delivery log (cascade). At most `limit` events a call.
+     */
+    async purgeEventsBefore(cutoff: Date, limit: number): Promise<number> {
+      const rows = rowsOf<{ id: string }>(
+        await db.execute(sql`
+          delete from webhook_events where id in (
+            select ev.id from webhook_events ev
+            where ev.created_at < ${ts(cutoff)}
+              and not exists (select 1 from webhook_deliveries d where d.event_id = ev.id and d.status = 'pending')
+            limit ${limit})
+          returning id`),
+      );
+      return rows.length;
+    },
+
     /** A success heals the endpoint; a failure counts towards auto-disable. */
     async markEndpointHealth(endpointId: string, delivered: boolean, at: Date): Promise<void> {
       if (delivered) {

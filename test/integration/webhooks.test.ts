@@ -218,6 +218,23 @@ describe('outbound webhooks', () => {
   });
 });
 
+describe('retention', () => {
+  it('events past WEBHOOKS_EVENT_RETENTION_DAYS go with their deliveries and log, unless a delivery still owes them', async () => {
+    const query = async <T>(statement: ReturnType<typeof sql>) => ((await app.database.db.execute(statement)) as unknown as { rows: T[] }).rows;
+    const [owed] = await query<{ event_id: string }>(sql`select event_id from webhook_deliveries where workspace_id = ${owner.workspaceId}::uuid and status = 'pending' limit 1`);
+    const [done] = await query<{ event_id: string }>(sql`select event_id from webhook_deliveries d where workspace_id = ${owner.workspaceId}::uuid and status = 'delivered'
+      and not exists (select 1 from webhook_deliveries p where p.event_id = d.event_id and p.status = 'pending') limit 1`);
+    expect(owed).toBeDefined();
+    expect(done).toBeDefined();
+    await app.database.db.execute(sql`update webhook_events set created_at = now() - interval '31 days' where id in (${owed!.event_id}::uuid, ${done!.event_id}::uuid)`);
+    expect(await app.services.webhookDelivery.purgeExpired(30 * 86_400_000)).toBe(1);
+    expect(await query(sql`select id from webhook_events where id = ${done!.event_id}::uuid`)).toEqual([]);
+    expect(await query(sql`select id from webhook_deliveries where event_id = ${done!.event_id}::uuid`)).toEqual([]);
+    expect(await query(sql`select id from webhook_delivery_attempts where event_id = ${done!.event_id}::uuid`)).toEqual([]);
+    expect(await query(sql`select id from webhook_events where id = ${owed!.event_id}::uuid`)).toHaveLength(1);
+  });
+});
+
 describe('several delivery workers', () => {
   it('claim disjoint deliveries: every event is sent once, on its first attempt', async () => {
     const steady = await startWebhookReceiver();
