@@ -205,6 +205,7 @@ export function createServices(deps: AppDeps) {
     cipher: webhookSecrets,
     send: createWebhookSender({ timeoutMs: config.webhooks.timeoutMs, maxResponseBytes: 64 * 1024, allowPrivateTargets: config.webhooks.allowPrivateTargets }),
     logger: logger.child({ component: 'webhooks' }),
+    mailer: accountMailer,
     workerId,
     ...config.webhooks,
     now: deps.now,

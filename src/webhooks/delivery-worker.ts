@@ -1,3 +1,4 @@
+import type { AccountMailer } from '../auth/account-mail.js';
 import type { TokenCipherMethods } from '../gmail/token-cipher.js';
 import type { Logger } from '../logger.js';
 import type { WebhookEventBody, WebhookEventType } from './events.js';
@@ -37,6 +38,8 @@ export interface DeliveryWorkerOptions {
   retryWindowMs: number;
   disableAfterFailures: number;
   disableAfterMs: number;
+  /** Tells the workspace's owners and admins when an endpoint is disabled (account mail). */
+  mailer?: AccountMailer;
   now?: () => Date;
 }
 
@@ -103,6 +106,28 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions) {
     });
     if (disabled) {
       logger.warn({ endpointId: disabled.id, workspaceId: disabled.workspaceId, consecutiveFailures: disabled.consecutiveFailures }, 'webhook endpoint disabled after sustained failure');
+      await notifyDisabled(disabled).catch((error: unknown) =>
+        logger.error({ endpointId: disabled.id, errorName: error instanceof Error ? error.name : typeof error }, 'webhook disable notice could not be sent'),
+      );
+    }
+  }
+
+  /** The notice names the endpoint by id and host only: a URL's path or query may hold the customer's own token. */
+  async function notifyDisabled(endpoint: { id: string; workspaceId: string; url: string; consecutiveFailures: number; failingSince: Date | null }) {
+    if (!options.mailer) return;
+    const host = new URL(endpoint.url).host;
+    for (const to of await repo.adminEmails(endpoint.workspaceId)) {
+      await options.mailer.send({
+        to,
+        subject: `inboxtrail: webhook endpoint at ${host} was disabled`,
+        text: [
+          `The webhook endpoint ${endpoint.id} (${host}) kept failing — ${endpoint.consecutiveFailures} attempts in a row`,
+          `since ${endpoint.failingSince?.toISOString() ?? 'recently'} — so it was disabled. Nothing is sent to it until it is enabled again.`,
+          '',
+          'Its delivery log (GET /api/webhooks/<id>/deliveries) shows each attempt. Once the receiver works again,',
+          'enable it with PATCH /api/webhooks/<id> {"enabled": true}: deliveries still within their retry window resume.',
+        ].join('\n'),
+      });
     }
   }
 

@@ -218,6 +218,16 @@ function webhookQueries(db: Db) {
       return rows.length;
     },
 
+    /** Who is told when an endpoint is disabled: the workspace's owners and admins. */
+    async adminEmails(workspaceId: string): Promise<string[]> {
+      const rows = rowsOf<{ email: string }>(
+        await db.execute(sql`
+          select u.email from memberships m join users u on u.id = m.user_id
+          where m.workspace_id = ${workspaceId}::uuid and m.role in ('owner', 'admin') order by u.email`),
+      );
+      return rows.map((r) => r.email);
+    },
+
     /** A success heals the endpoint; a failure counts towards auto-disable. */
     async markEndpointHealth(endpointId: string, delivered: boolean, at: Date): Promise<void> {
       if (delivered) {

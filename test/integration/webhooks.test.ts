@@ -184,6 +184,10 @@ describe('outbound webhooks', () => {
       const audit = await app.database.db.select().from(auditLog).where(eq(auditLog.subjectId, created.body.id));
       expect(audit.map((a) => a.action)).toContain('webhook.endpoint_disabled');
       expect(audit.find((a) => a.action === 'webhook.endpoint_disabled')!.actor).toBe('system:webhooks');
+      const notice = app.services.accountMailer.outbox!.filter((m) => m.subject.includes('was disabled'));
+      expect(notice.map((m) => m.to)).toEqual([owner.email.toLowerCase()]);
+      expect(notice[0]!.text).toContain(created.body.id);
+      expect(notice[0]!.text).not.toContain('/hooks');
 
       // Requests sent before the disabling may still be landing on a busy machine.
       await sleep(500);
