@@ -127,3 +127,24 @@ export interface WebhookEventInput<T extends WebhookEventType = WebhookEventType
   occurredAt: Date;
   data: z.input<(typeof webhookEventDataSchemas)[T]>;
 }
+
+const SUMMARIES: Record<WebhookEventType, string> = {
+  'message.sent': 'Gmail accepted a campaign mail or a 1:1 mail',
+  'message.failed': 'A send failed for good',
+  open: 'An open was recorded (verdict human/machine/unknown with reasons)',
+  click: 'A click was recorded (verdict human/machine/unknown with reasons)',
+  reply: 'A reply to our mail was found (automatic or from a person)',
+  bounce: 'A bounce or delay notice was found (hard/soft/delay)',
+  unsubscribe: 'The recipient opted out',
+  'suppression.added': 'An address was added to the suppression list',
+  'suppression.removed': 'An address was removed from the suppression list',
+  'consent.changed': "A consent record was appended to a contact's history",
+  'campaign.status_changed': 'A campaign moved from one status to another',
+  'mailbox.needs_reconnect': 'Google refused a mailbox token: it must be reconnected',
+};
+
+/** Each event type with its whole body (envelope + its `data`): what the OpenAPI document lists under `webhooks`. */
+export const webhookEventCatalogue = {} as Record<WebhookEventType, { summary: string; payload: z.ZodType }>;
+for (const type of WEBHOOK_EVENT_TYPES) {
+  webhookEventCatalogue[type] = { summary: SUMMARIES[type], payload: webhookEventBodySchema.extend({ type: z.literal(type), data: webhookEventDataSchemas[type] }) };
+}

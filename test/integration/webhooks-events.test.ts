@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WEBHOOK_EVENT_TYPES, webhookEventBodySchema, webhookEventDataSchemas } from '../../src/webhooks/events.js';
+import { WEBHOOK_EVENT_TYPES, webhookEventBodySchema, webhookEventCatalogue } from '../../src/webhooks/events.js';
 import { verifySignatureHeader } from '../../src/webhooks/signature.js';
 import { connectedMailbox } from '../helpers/gmail.js';
 import { useAppWithOwner } from '../helpers/test-app.js';
@@ -143,7 +143,7 @@ describe('every event type from its fact', () => {
     for (const request of receiver.received) {
       expect(verifySignatureHeader(String(request.headers['inboxtrail-signature']), secret, request.body)).toBe(true);
       const body = webhookEventBodySchema.parse(JSON.parse(request.body));
-      webhookEventDataSchemas[body.type].parse(body.data);
+      webhookEventCatalogue[body.type].payload.parse(JSON.parse(request.body));
       expect(request.body).not.toContain('W1 secret');
       expect(request.body).not.toContain(BODY_TEXT);
       expect(request.body).not.toContain('Tell me more');

@@ -253,7 +253,8 @@ describe('several delivery workers', () => {
           logger: createLogger('silent'),
           workerId,
           ...app.config.webhooks,
-          timeoutMs: 2_000,
+          // A long lease: on a loaded machine a short one expires under a slow batch, and the row is (rightly) sent again.
+          timeoutMs: 10_000,
         }),
       );
       await Promise.all(workers.map(async (worker) => {
