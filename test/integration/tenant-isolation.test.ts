@@ -1,6 +1,7 @@
 import type { Express } from 'express';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { campaigns } from '../../src/db/schema.js';
+import { eq } from 'drizzle-orm';
+import { campaigns, webhookEvents } from '../../src/db/schema.js';
 import { connectedMailbox } from '../helpers/gmail.js';
 import { snapshotCounts } from '../helpers/test-db.js';
 import { signUp, startTestApp, type TestApp } from '../helpers/test-app.js';
@@ -57,8 +58,10 @@ beforeAll(async () => {
     json: { mailboxId: ids.mailbox, to: 'secret-contact@b.example', subject: 'BeeSecret plans', text: 'x' },
   });
   ids.message = sent.body.id;
+  ids.webhook = (await app.api('POST', '/api/webhooks', { token: b.token, json: { url: 'https://93.184.215.14/b-hook', eventTypes: ['suppression.added'] } })).body.id;
   const suppression = await app.api('POST', '/api/suppressions', { token: b.token, json: { email: 'BeeSecret.optout@b.example', note: 'BeeSecret note' } });
   ids.suppression = suppression.body.id;
+  ids.webhookEvent = (await app.database.db.select().from(webhookEvents).where(eq(webhookEvents.workspaceId, b.workspaceId)))[0]!.id;
   // A campaign of B's, inserted directly: only its id matters to the routes below.
   ids.campaign ??= (
     await app.database.db
@@ -102,6 +105,12 @@ const ID_ROUTES: Record<string, { id: () => string; json?: unknown; csv?: string
   'POST /api/campaigns/:id/resume': { id: () => ids.campaign! },
   'POST /api/campaigns/:id/cancel': { id: () => ids.campaign! },
   'POST /api/campaigns/:id/recipients': { id: () => ids.campaign!, csv: 'email\nintruder@a.example\n' },
+  'GET /api/webhooks/:id': { id: () => ids.webhook! },
+  'PATCH /api/webhooks/:id': { id: () => ids.webhook!, json: { enabled: false } },
+  'DELETE /api/webhooks/:id': { id: () => ids.webhook! },
+  'POST /api/webhooks/:id/rotate-secret': { id: () => ids.webhook! },
+  'GET /api/webhooks/:id/deliveries': { id: () => ids.webhook! },
+  'POST /api/webhooks/:id/events/:eventId/redeliver': { id: () => ids.webhook! },
 };
 
 /** Routes without an id: what A sees must not mention anything of B's. */
@@ -119,6 +128,8 @@ const COLLECTION_ROUTES: Record<string, { json?: unknown; body?: string; content
   'POST /api/suppressions': { json: { email: 'own-optout@a.example' } },
   'GET /api/campaigns': {},
   'PATCH /api/workspace': { json: { name: 'A renamed' } },
+  'GET /api/webhooks': {},
+  'POST /api/webhooks': { json: { url: 'https://93.184.215.14/a-hook', eventTypes: ['open'] } },
 };
 
 /** Routes that take another workspace's id inside the body: they must answer 404 and change nothing. */
@@ -148,7 +159,7 @@ describe('tenant isolation (invariant 7)', () => {
     const before = await snapshotCounts(app.database.db);
     const res = await app.api(
       method,
-      path.replace(':id', spec.id()),
+      path.replace(':id', spec.id()).replace(':eventId', ids.webhookEvent!),
       spec.csv === undefined ? { token: a.token, json: spec.json } : { token: a.token, body: spec.csv, headers: { 'content-type': 'text/csv' } },
     );
     expect(res.status).toBe(404);
