@@ -88,6 +88,11 @@ import { buildOpenApiDocument, openApiRoutes } from './http/openapi.js';
 import { idempotentRoute } from './idempotency/idempotency.middleware.js';
 import { createIdempotencyRepo } from './idempotency/idempotency.repo.js';
 import { createIdempotencyService } from './idempotency/idempotency.service.js';
+import { createDeliveryWorker } from './webhooks/delivery-worker.js';
+import { createWebhookSender } from './webhooks/sender.js';
+import { createWebhooksRepo } from './webhooks/webhooks.repo.js';
+import { webhooksRoutes } from './webhooks/webhooks.routes.js';
+import { createWebhooksService } from './webhooks/webhooks.service.js';
 
 export interface AppDeps {
   config: Config;
@@ -260,7 +265,27 @@ export function createServices(deps: AppDeps) {
     configuredVersions: config.tokenEncryptionKeys.map((k) => k.version),
     logger,
   });
-  return { auth, accountMailer, contacts, mailboxes, messages, sync, push, messageContent, campaigns, sendWorker, trackingUrls, suppressions, pacer, metrics, tracking, jobSchedule, apiKeys, idempotency, contentGuard, grants, auditRetention, policyVersions, compliance, privacyExports, legalRequests, keyRotation, purge, accountClosure, retention };
+  // Outbound webhooks (src/webhooks/): endpoints behind /api/webhooks; the delivery worker runs in worker processes.
+  const webhooksRepo = createWebhooksRepo(db);
+  const webhookSecrets = createTokenCipher(config.tokenEncryptionKeys);
+  const webhooks = createWebhooksService({
+    repo: webhooksRepo,
+    cipher: webhookSecrets,
+    allowPrivateTargets: config.webhooks.allowPrivateTargets,
+    secretGraceMs: config.webhooks.secretGraceMs,
+    now: deps.now,
+  });
+  const webhookDelivery = createDeliveryWorker({
+    repo: webhooksRepo,
+    cipher: webhookSecrets,
+    send: createWebhookSender({ timeoutMs: config.webhooks.timeoutMs, maxResponseBytes: 64 * 1024, allowPrivateTargets: config.webhooks.allowPrivateTargets }),
+    logger: logger.child({ component: 'webhooks' }),
+    mailer: accountMailer,
+    workerId,
+    ...config.webhooks,
+    now: deps.now,
+  });
+  return { auth, accountMailer, contacts, mailboxes, messages, sync, push, messageContent, campaigns, sendWorker, trackingUrls, suppressions, pacer, metrics, tracking, jobSchedule, apiKeys, idempotency, contentGuard, grants, auditRetention, policyVersions, compliance, privacyExports, legalRequests, keyRotation, purge, accountClosure, retention, webhooks, webhookDelivery };
 }
 
 export type Services = ReturnType<typeof createServices>;
@@ -337,6 +362,7 @@ export function createApp(deps: AppDeps, services: Services = createServices(dep
     complianceRoutes(services.compliance, authenticated),
     privacyRoutes(services.privacyExports, services.legalRequests, authenticated),
     accountClosureRoutes(services.accountClosure, authenticated),
+    webhooksRoutes(services.webhooks, authenticated),
   );
   app.use('/api', (req, _res, next) => next(new NotFoundError(`Route ${req.method} ${req.baseUrl}${req.path}`, 'route_not_found')));
   // The recipient's pages (/u, /p): public, the token in the URL is the credential.

@@ -130,6 +130,15 @@ const envSchema = z.object({
   INACTIVE_ACCOUNT_PURGE_YEARS: z.coerce.number().min(0.01).max(100).default(7),
   /** The owner of an inactive account is mailed this many days before its purge. */
   INACTIVE_ACCOUNT_WARNING_DAYS: z.coerce.number().int().min(1).max(365).default(30),
+  /** Outbound webhooks (src/webhooks/README.md). Private targets: tests and local development only, refused in production. */
+  WEBHOOKS_ALLOW_PRIVATE_TARGETS: z.enum(['true', 'false'], { message: 'must be true or false' }).default('false'),
+  WEBHOOKS_TIMEOUT_MS: z.coerce.number().int().min(100).max(60_000).default(10_000),
+  WEBHOOKS_RETRY_BASE_SECONDS: z.coerce.number().min(0.01).max(3600).default(30),
+  WEBHOOKS_RETRY_WINDOW_HOURS: z.coerce.number().min(0.0001).max(24 * 30).default(72),
+  WEBHOOKS_DISABLE_AFTER_FAILURES: z.coerce.number().int().min(1).max(1_000_000).default(50),
+  WEBHOOKS_DISABLE_AFTER_HOURS: z.coerce.number().min(0).max(24 * 30).default(72),
+  WEBHOOKS_SECRET_GRACE_HOURS: z.coerce.number().min(0).max(24 * 30).default(24),
+  WEBHOOKS_EVENT_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(30),
 });
 
 type Env = z.infer<typeof envSchema>;
@@ -222,6 +231,22 @@ export interface Config {
     readonly inactiveAccountPurgeYears: number;
     readonly inactiveAccountWarningDays: number;
   };
+  /** Outbound webhooks (src/webhooks/README.md). */
+  readonly webhooks: {
+    /** Lets deliveries reach loopback and private addresses: tests only, never in production. */
+    readonly allowPrivateTargets: boolean;
+    readonly timeoutMs: number;
+    /** First retry after about this long, doubling each time (with jitter), until `retryWindowMs` after the event. */
+    readonly retryBaseMs: number;
+    readonly retryWindowMs: number;
+    /** An endpoint is disabled after this many failed attempts in a row spanning at least `disableAfterMs`. */
+    readonly disableAfterFailures: number;
+    readonly disableAfterMs: number;
+    /** After a secret rotation, the old secret signs too for this long. */
+    readonly secretGraceMs: number;
+    /** Events (with their deliveries and log) are deleted this long after they were written, once nothing is pending. */
+    readonly eventRetentionMs: number;
+  };
   /** Names of secrets generated for development because the environment had none. */
   readonly generatedSecrets: readonly string[];
   /** Issue 11 (privacy guard): how long evidence is kept. */
@@ -309,6 +334,12 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       problems.push(`ROLE=${env.ROLE}: needs GOOGLE_CLIENT_ID (Google, or one sandbox all processes share: npm run sandbox), not a sandbox per process`);
     }
   }
+  if (env.NODE_ENV === 'production' && env.WEBHOOKS_ALLOW_PRIVATE_TARGETS === 'true') {
+    problems.push('WEBHOOKS_ALLOW_PRIVATE_TARGETS: must not be true when NODE_ENV=production (webhooks would reach internal addresses)');
+  }
+  if (env.NODE_ENV === 'production' && env.WEBHOOKS_RETRY_WINDOW_HOURS < 24) {
+    problems.push('WEBHOOKS_RETRY_WINDOW_HOURS: must be at least 24 when NODE_ENV=production');
+  }
   if (env.SEND_LEASE_SECONDS <= env.GMAIL_SEND_TIMEOUT_SECONDS) {
     problems.push('SEND_LEASE_SECONDS: must be longer than GMAIL_SEND_TIMEOUT_SECONDS (a live send must never look abandoned)');
   }
@@ -388,6 +419,16 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       consentHistoryRetentionDays: env.CONSENT_HISTORY_RETENTION_DAYS,
       inactiveAccountPurgeYears: env.INACTIVE_ACCOUNT_PURGE_YEARS,
       inactiveAccountWarningDays: env.INACTIVE_ACCOUNT_WARNING_DAYS,
+    },
+    webhooks: {
+      allowPrivateTargets: env.WEBHOOKS_ALLOW_PRIVATE_TARGETS === 'true',
+      timeoutMs: env.WEBHOOKS_TIMEOUT_MS,
+      retryBaseMs: Math.round(env.WEBHOOKS_RETRY_BASE_SECONDS * 1000),
+      retryWindowMs: Math.round(env.WEBHOOKS_RETRY_WINDOW_HOURS * 3_600_000),
+      disableAfterFailures: env.WEBHOOKS_DISABLE_AFTER_FAILURES,
+      disableAfterMs: Math.round(env.WEBHOOKS_DISABLE_AFTER_HOURS * 3_600_000),
+      secretGraceMs: Math.round(env.WEBHOOKS_SECRET_GRACE_HOURS * 3_600_000),
+      eventRetentionMs: env.WEBHOOKS_EVENT_RETENTION_DAYS * 86_400_000,
     },
     generatedSecrets,
     audit: { retentionDays: env.AUDIT_RETENTION_DAYS },

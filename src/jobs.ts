@@ -21,6 +21,8 @@ const SCHEDULE_CHECKS_PER_PERIOD = 4;
 const SCHEDULE_CHECK_MAX_MS = 60_000;
 /** How often the send worker looks for due sends. */
 const SEND_TICK_MS = 1_000;
+/** How often the webhook delivery worker looks for due deliveries. */
+const WEBHOOK_TICK_MS = 1_000;
 /** Shutdown waits at most this long for running work (the whole stop must fit in 5 s). */
 export const STOP_GRACE_MS = 3_500;
 
@@ -91,6 +93,15 @@ export function startJobs(input: { services: Services; config: Config; logger: L
   });
   timers.push(setInterval(send, SEND_TICK_MS).unref());
 
+  // Outbound webhooks: every worker process delivers; claims under a lease keep them apart (src/webhooks/README.md).
+  const deliverWebhooks = guarded('webhook-delivery', () => services.webhookDelivery.tick());
+  timers.push(setInterval(deliverWebhooks, WEBHOOK_TICK_MS).unref());
+
+  scheduled('webhook-retention', RETENTION_SWEEP_MS, async () => {
+    const purged = await services.webhookDelivery.purgeExpired(config.webhooks.eventRetentionMs);
+    if (purged > 0) logger.info({ purged }, 'webhook events past retention deleted');
+  });
+
   // P-14: IP addresses and user agents of tracking hits are cut after the retention window.
   scheduled('tracking-retention', RETENTION_SWEEP_MS, async () => {
     const truncated = await services.tracking.truncateRawFacts();
@@ -145,7 +156,7 @@ export function startJobs(input: { services: Services; config: Config; logger: L
       stopped = true;
       for (const timer of timers) clearInterval(timer);
       const sendWorker = services.sendWorker as StoppableSendWorker;
-      const settled = Promise.allSettled([...running, services.sync.idle(), sendWorker.stop?.()]);
+      const settled = Promise.allSettled([...running, services.sync.idle(), sendWorker.stop?.(), services.webhookDelivery.idle()]);
       let grace: NodeJS.Timeout | undefined;
       await Promise.race([settled, new Promise<void>((resolve) => (grace = setTimeout(resolve, options.graceMs ?? STOP_GRACE_MS).unref()))]);
       clearTimeout(grace);

@@ -12,6 +12,7 @@ import { audienceWhere, firstStepSql, preflightCountsSql } from './audience-sql.
 import { rowsOf } from '../db/pg-array.js';
 import { readSendCounts } from './send-counts.repo.js';
 import { recordAudit, type AuditEntry } from '../privacy/audit.js';
+import { campaignStatusChangedCtes, recordCampaignStatusChanged } from '../webhooks/facts.js';
 
 export type CampaignRow = typeof campaigns.$inferSelect;
 export type NewCampaign = typeof campaigns.$inferInsert;
@@ -67,12 +68,23 @@ function campaignQueries(db: Db) {
 
     /** Moves a campaign between states only from the expected ones (a lost race changes nothing). */
     async transition(id: string, from: CampaignRow['status'][], values: Partial<NewCampaign> & { status: CampaignRow['status'] }) {
-      const [row] = await db
-        .update(campaigns)
-        .set({ ...values, updatedAt: new Date() })
-        .where(and(eq(campaigns.id, id), inArray(campaigns.status, from)))
-        .returning();
-      return row;
+      // The state it leaves is read under the row lock, for the webhook event that commits with the change.
+      return db.transaction(async (txRaw) => {
+        const tx = txRaw as unknown as Db;
+        const [before] = await tx
+          .select({ status: campaigns.status })
+          .from(campaigns)
+          .where(and(eq(campaigns.id, id), inArray(campaigns.status, from)))
+          .for('update');
+        if (!before) return undefined;
+        const [row] = await tx
+          .update(campaigns)
+          .set({ ...values, updatedAt: new Date() })
+          .where(eq(campaigns.id, id))
+          .returning();
+        if (row) await recordCampaignStatusChanged(tx, { workspaceId: row.workspaceId, campaignId: row.id, from: before.status, to: row.status });
+        return row;
+      });
     },
 
     async replaceLinks(campaign: { id: string; workspaceId: string }, links: { url: string; honeypot: boolean }[]) {
@@ -171,9 +183,12 @@ function campaignQueries(db: Db) {
     /** A sending campaign with nothing queued or in flight is done (later steps are queued rows, so they count). */
     async completeIfDone(campaignId: string, at: Date) {
       await db.execute(sql`
-        update campaigns set status = 'completed', completed_at = ${at.toISOString()}::timestamptz, updated_at = now()
-        where id = ${campaignId} and status = 'sending'
-          and not exists (select 1 from campaign_sends where campaign_id = ${campaignId} and status in ('queued', 'sending'))`);
+        with done as (
+          update campaigns set status = 'completed', completed_at = ${at.toISOString()}::timestamptz, updated_at = now()
+          where id = ${campaignId} and status = 'sending'
+            and not exists (select 1 from campaign_sends where campaign_id = ${campaignId} and status in ('queued', 'sending'))
+          returning id, workspace_id)${campaignStatusChangedCtes('sending', 'completed')}
+        select 1`);
     },
 
     /** The earlier step's send to this recipient: its thread and Message-ID carry the follow-up. */

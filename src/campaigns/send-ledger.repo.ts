@@ -4,6 +4,7 @@ import { lockAddresses } from '../suppression/address-lock.js';
 import type { CampaignRow } from './campaigns.repo.js';
 import { optedInSql, suppressedSql } from './eligibility-sql.js';
 import { rowsOf } from '../db/pg-array.js';
+import { campaignSendOutcomeCtes } from '../webhooks/facts.js';
 
 /*
  * The send ledger's state machine (see README.md, "Lifecycle of a send"). Every change of a
@@ -107,7 +108,7 @@ export function createSendLedgerRepo(db: Db, options: SendLedgerOptions = {}) {
   async function changeLeased(lease: SendLease, set: SQL, alsoDo: SQL = sql``): Promise<boolean> {
     const [row] = rowsOf<{ n: number }>(
       await db.execute(sql`
-        with ledger as (update campaign_sends set ${set} where ${fence(lease)} returning id)${alsoDo}
+        with ledger as (update campaign_sends set ${set} where ${fence(lease)} returning id, workspace_id, campaign_id, step, contact_id, email, message_id)${alsoDo}
         select count(*)::int as n from ledger`),
     );
     return Number(row?.n ?? 0) > 0;
@@ -272,7 +273,7 @@ export function createSendLedgerRepo(db: Db, options: SendLedgerOptions = {}) {
         sql`,
           m as (
             update messages set status = 'sent', gmail_message_id = ${gmail.id}, gmail_thread_id = ${gmail.threadId}, at = ${ts(at)}, subject = ${subject}
-            where id = ${lease.messageRowId}::uuid and exists (select 1 from ledger))${nextStep}`,
+            where id = ${lease.messageRowId}::uuid and exists (select 1 from ledger))${nextStep}${campaignSendOutcomeCtes('message.sent', at)}`,
       );
     },
 
@@ -281,7 +282,7 @@ export function createSendLedgerRepo(db: Db, options: SendLedgerOptions = {}) {
         lease,
         sql`status = 'failed', error_code = ${errorCode}, lease_owner = null, lease_expires_at = null`,
         sql`,
-          m as (update messages set status = 'failed', error_code = ${errorCode} where id = ${lease.messageRowId}::uuid and exists (select 1 from ledger))`,
+          m as (update messages set status = 'failed', error_code = ${errorCode} where id = ${lease.messageRowId}::uuid and exists (select 1 from ledger))${campaignSendOutcomeCtes('message.failed', new Date(), errorCode)}`,
       );
     },
 

@@ -7,6 +7,7 @@ import { inTransaction, type Db } from '../db/connect.js';
 import { lockAddresses, lockContactAddress, underAddressLock } from '../suppression/address-lock.js';
 import { isUniqueViolation } from '../db/pg-errors.js';
 import { consents, contacts, mailboxes, mailEvents, messageContacts, messages, type ConsentStatus } from '../db/schema.js';
+import { recordConsentChanged } from '../webhooks/facts.js';
 
 export type ContactRow = typeof contacts.$inferSelect;
 export type ConsentRow = typeof consents.$inferSelect;
@@ -171,8 +172,9 @@ function contactQueries(db: Db, hashAddress: AddressHasher) {
         (tx) => lockContactAddress(tx, values.contactId),
         async (tx) => {
           const [row] = await tx.insert(consents).values(values).returning();
-          // The evidence commits with the consent it records.
+          // The evidence and the webhook event commit with the consent they record.
           if (auditOf) await recordAudit(tx, auditOf(row!));
+          await recordConsentChanged(tx, values);
           return row!;
         },
       );

@@ -18,3 +18,4 @@ export * from './schema/jobs.js';
 export * from './schema/api.js';
 export * from './schema/privacy.js';
 export * from './schema/legal.js';
+export * from './schema/webhooks.js';

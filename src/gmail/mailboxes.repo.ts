@@ -2,6 +2,7 @@ import { and, asc, eq, gte, isNull, sql } from 'drizzle-orm';
 import { recordAudit, type AuditEntry } from '../privacy/audit.js';
 import { inTransaction, type Db } from '../db/connect.js';
 import { mailboxes, messages, usedOauthStates } from '../db/schema.js';
+import { recordMailboxNeedsReconnect } from '../webhooks/facts.js';
 
 export type MailboxRow = typeof mailboxes.$inferSelect;
 export type NewMailbox = typeof mailboxes.$inferInsert;
@@ -73,6 +74,20 @@ function mailboxQueries(db: Db) {
     async insert(values: NewMailbox): Promise<MailboxRow> {
       const [row] = await db.insert(mailboxes).values(values).returning();
       return row!;
+    },
+
+    /** active → needs_reconnect once (a second caller changes nothing), with its webhook event, in one transaction. */
+    async markNeedsReconnect(id: string, values: Partial<NewMailbox>): Promise<MailboxRow | undefined> {
+      return db.transaction(async (txRaw) => {
+        const tx = txRaw as unknown as Db;
+        const [row] = await tx
+          .update(mailboxes)
+          .set({ ...values, status: 'needs_reconnect' })
+          .where(and(eq(mailboxes.id, id), eq(mailboxes.status, 'active')))
+          .returning();
+        if (row) await recordMailboxNeedsReconnect(tx, row);
+        return row;
+      });
     },
 
     async update(id: string, values: Partial<NewMailbox>): Promise<MailboxRow | undefined> {

@@ -109,7 +109,7 @@ export function createMailboxService(deps: MailboxServiceDeps) {
 
   async function markNeedsReconnect(mailbox: MailboxRow, reason: string) {
     if (mailbox.status === 'needs_reconnect') return;
-    await repo.update(mailbox.id, { status: 'needs_reconnect', statusReason: reason, accessTokenEnc: null, accessTokenExpiresAt: null });
+    await repo.markNeedsReconnect(mailbox.id, { statusReason: reason, accessTokenEnc: null, accessTokenExpiresAt: null });
     await deps.pacer.forget(mailbox.id);
     clients.delete(mailbox.id);
     logger.warn({ mailboxId: mailbox.id, reason }, 'mailbox needs reconnecting; its Gmail work is paused');

@@ -2,6 +2,7 @@ import { and, asc, desc, eq, gte, inArray, isNull, lte, ne, or, sql } from 'driz
 import { createFollowUpRules } from '../campaigns/follow-ups.repo.js';
 import { inTransaction, type Db } from '../db/connect.js';
 import { contacts, mailboxes, mailEvents, messageContacts, messages } from '../db/schema.js';
+import { recordMailSignal } from '../webhooks/facts.js';
 import { createSuppressionRepo } from '../suppression/suppression.repo.js';
 import type { AddressHasher } from '../suppression/address-hash.js';
 import type { SyncHealthCounts } from './sync-health.js';
@@ -167,6 +168,8 @@ function syncQueries(db: Db, hashAddress: AddressHasher) {
     /** One event per (message, type, source Gmail message, recipient): recording it again changes nothing. */
     async insertMailEvent(values: NewMailEvent): Promise<boolean> {
       const inserted = await db.insert(mailEvents).values(values).onConflictDoNothing().returning({ id: mailEvents.id });
+      // Inside the sync's transaction for this message (signals.ts): the webhook event commits with it.
+      if (inserted[0]) await recordMailSignal(db, inserted[0].id);
       return inserted.length > 0;
     },
 

@@ -10,6 +10,8 @@ import { reportQuery } from '../privacy/compliance.routes.js';
 import { legalRequestBody, recipientQuery } from '../privacy/privacy.routes.js';
 import { grantBody, listGrantsQuery } from '../privacy/grants.routes.js';
 import { addSuppressionBody, listSuppressionsQuery, removeSuppressionBody } from '../suppression/suppression.routes.js';
+import { webhookEventCatalogue } from '../webhooks/events.js';
+import { createWebhookBody, updateWebhookBody, webhookDeliveriesQuery } from '../webhooks/webhooks.schemas.js';
 import { route, type ApiRoute } from './api-spec.js';
 
 /*
@@ -102,6 +104,16 @@ export const API_ROUTES: ApiRoute[] = [
   lifecycle('cancel', ['campaign_finished']),
   route('get', '/api/campaigns/:id/stats', { tag: 'campaigns', summary: 'Campaign stats (human first, machine beside)', access: 'read', responses: { 200: 'the stats' } }),
 
+  // Outbound webhooks (src/webhooks/README.md)
+  route('post', '/api/webhooks', { tag: 'webhooks', summary: 'Add an endpoint (its signing secret is in this answer only)', access: 'admin', roles: ['owner', 'admin'], body: createWebhookBody, responses: { 201: 'the endpoint with its secret' }, errors: ['webhook_target_not_allowed'] }),
+  route('get', '/api/webhooks', { tag: 'webhooks', summary: "The workspace's endpoints", access: 'admin', roles: ['owner', 'admin'], responses: { 200: '{endpoints}' } }),
+  route('get', '/api/webhooks/:id', { tag: 'webhooks', summary: 'One endpoint', access: 'admin', roles: ['owner', 'admin'], responses: { 200: 'the endpoint' }, errors: ['webhook_not_found'] }),
+  route('patch', '/api/webhooks/:id', { tag: 'webhooks', summary: 'Change an endpoint (URL, event types, enabled)', access: 'admin', roles: ['owner', 'admin'], body: updateWebhookBody, responses: { 200: 'the endpoint' }, errors: ['webhook_not_found', 'webhook_target_not_allowed'] }),
+  route('delete', '/api/webhooks/:id', { tag: 'webhooks', summary: 'Delete an endpoint', access: 'admin', roles: ['owner', 'admin'], responses: { 204: 'deleted' }, errors: ['webhook_not_found'] }),
+  route('post', '/api/webhooks/:id/rotate-secret', { tag: 'webhooks', summary: 'A new signing secret; the old one keeps signing for the grace period', access: 'admin', roles: ['owner', 'admin'], responses: { 200: 'the endpoint with its new secret' }, errors: ['webhook_not_found'] }),
+  route('get', '/api/webhooks/:id/deliveries', { tag: 'webhooks', summary: "The endpoint's delivery log, every attempt", access: 'admin', roles: ['owner', 'admin'], query: webhookDeliveriesQuery, responses: { 200: '{deliveries,nextCursor}' }, errors: ['webhook_not_found'] }),
+  route('post', '/api/webhooks/:id/events/:eventId/redeliver', { tag: 'webhooks', summary: 'Deliver one event again (same event id)', access: 'admin', roles: ['owner', 'admin'], responses: { 202: 'queued' }, errors: ['webhook_not_found', 'webhook_event_not_found', 'webhook_endpoint_disabled'] }),
+
   // Suppressions and recipients' pages
   route('get', '/api/suppressions', { tag: 'suppressions', summary: 'The suppression list', access: 'read', query: listSuppressionsQuery, responses: { 200: '{suppressions,nextCursor}' } }),
   route('post', '/api/suppressions', { tag: 'suppressions', summary: 'Suppress an address', access: 'send', body: addSuppressionBody, responses: { 200: 'already suppressed', 201: 'the suppression' } }),
@@ -118,4 +130,4 @@ export const API_ROUTES: ApiRoute[] = [
  * Webhook payloads (OpenAPI `webhooks`): event type → zod schema of its body. The webhooks
  * feature registers its events here, one line each.
  */
-export const API_WEBHOOKS: Record<string, { summary: string; payload: z.ZodType }> = {};
+export const API_WEBHOOKS: Record<string, { summary: string; payload: z.ZodType }> = { ...webhookEventCatalogue };

@@ -4,6 +4,8 @@ import { contacts, messageContacts, messages } from '../db/schema.js';
 import type { AddressHasher } from '../suppression/address-hash.js';
 import { lockAddresses } from '../suppression/address-lock.js';
 import { createSuppressionRepo } from '../suppression/suppression.repo.js';
+import { oneToOneOutcomeEvent } from '../webhooks/facts.js';
+import { recordWebhookEvents } from '../webhooks/outbox.js';
 
 export type MessageRow = typeof messages.$inferSelect;
 export type NewMessage = typeof messages.$inferInsert;
@@ -53,12 +55,20 @@ function messageQueries(db: Db, hashAddress: AddressHasher) {
      * lease, so a worker whose lease was taken over changes nothing (fencing).
      */
     async updateLeased(id: string, owner: string, values: Partial<NewMessage>): Promise<MessageRow | undefined> {
-      const [row] = await db
-        .update(messages)
-        .set(values)
-        .where(and(eq(messages.id, id), eq(messages.status, 'sending'), eq(messages.leaseOwner, owner)))
-        .returning();
-      return row;
+      const change = (tx: Db) =>
+        tx
+          .update(messages)
+          .set(values)
+          .where(and(eq(messages.id, id), eq(messages.status, 'sending'), eq(messages.leaseOwner, owner)))
+          .returning();
+      if (values.status !== 'sent' && values.status !== 'failed') return (await change(db))[0];
+      // An outcome: its webhook event commits with it.
+      return db.transaction(async (txRaw) => {
+        const tx = txRaw as unknown as Db;
+        const [row] = await change(tx);
+        if (row) await recordWebhookEvents(tx, [oneToOneOutcomeEvent(row)]);
+        return row;
+      });
     },
 
     async deleteLeased(id: string, owner: string): Promise<void> {

@@ -4,6 +4,7 @@ import type { AddressHasher } from './address-hash.js';
 import { cursorTimestamp, olderThanCursor, type PageCursor } from '../http/cursor.js';
 import { inTransaction, type Db } from '../db/connect.js';
 import { lockAddresses, lockContactAddress, underAddressLock } from './address-lock.js';
+import { recordConsentChanged, recordSuppressionAdded, recordSuppressionRemoved } from '../webhooks/facts.js';
 import { campaigns, consents, contacts, recipients, suppressions, workspaces, type ConsentStatus } from '../db/schema.js';
 
 export type SuppressionReason = (typeof suppressions.$inferInsert)['reason'];
@@ -42,11 +43,14 @@ export function createSuppressionRepo(db: Db, hashAddress: AddressHasher) {
       await underAddressLock(
         db,
         (tx) => lockAddresses(tx, entry.workspaceId, [entry.email]),
-        (tx) =>
-          tx
+        async (tx) => {
+          const [row] = await tx
             .insert(suppressions)
             .values({ ...entry, scope: entry.scope ?? 'all', addressHash: hashAddress(entry.email) })
-            .onConflictDoNothing(),
+            .onConflictDoNothing()
+            .returning();
+          if (row) await recordSuppressionAdded(tx, row);
+        },
       );
     },
   };
@@ -137,16 +141,22 @@ function suppressionListQueries(db: Db, hashAddress: AddressHasher) {
       const [row] = await underAddressLock(
         db,
         (tx) => lockAddresses(tx, entry.workspaceId, [entry.email]),
-        (tx) => tx.insert(suppressions).values({ ...entry, addressHash: hashAddress(entry.email) }).onConflictDoNothing().returning(),
+        async (tx) => {
+          const inserted = await tx.insert(suppressions).values({ ...entry, addressHash: hashAddress(entry.email) }).onConflictDoNothing().returning();
+          if (inserted[0]) await recordSuppressionAdded(tx, inserted[0]);
+          return inserted;
+        },
       );
       return row;
     },
 
+    /** Callers run this inside their transaction (with the audit row), so its webhook event commits with it. */
     async deleteEntry(workspaceId: string, id: string): Promise<SuppressionRow | undefined> {
       const [row] = await db
         .delete(suppressions)
         .where(and(eq(suppressions.workspaceId, workspaceId), eq(suppressions.id, id)))
         .returning();
+      if (row) await recordSuppressionRemoved(db, row);
       return row;
     },
 
@@ -210,7 +220,10 @@ function suppressionListQueries(db: Db, hashAddress: AddressHasher) {
       await underAddressLock(
         db,
         (tx) => lockContactAddress(tx, values.contactId),
-        (tx) => tx.insert(consents).values(values),
+        async (tx) => {
+          await tx.insert(consents).values(values);
+          await recordConsentChanged(tx, values);
+        },
       );
     },
 

@@ -4,6 +4,7 @@ import type { Classification } from './classify.js';
 import { pgArray, rowsOf } from '../db/pg-array.js';
 import { applyUpgrades, planRollups, type CampaignDelta, type InsertedEvent, type RecipientDelta, type RollupPlan, type SendState } from './rollups.js';
 import type { TrackingEventRow } from './tracking.repo.js';
+import { recordTrackingHits } from '../webhooks/facts.js';
 
 /*
  * The event writer's transaction (rules in rollups.ts):
@@ -75,6 +76,8 @@ export async function writeEventsWithRollups(db: Db, events: readonly TrackingEv
         left join lateral (select * from tracking_send_rollups where send_id = ins.send_id limit 1) st on true`),
     );
     if (inserted.length === 0) return 0;
+    // Webhook events of the hits actually new, in this batch's transaction (one statement).
+    await recordTrackingHits(tx, inserted.map((r) => String(r.id)));
 
     const byId = new Map(events.map((e) => [e.id, e]));
     const known = new Map<string, SendState>();

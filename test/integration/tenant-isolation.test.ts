@@ -1,6 +1,7 @@
 import type { Express } from 'express';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { campaigns } from '../../src/db/schema.js';
+import { eq } from 'drizzle-orm';
+import { campaigns, webhookEvents } from '../../src/db/schema.js';
 import { connectedMailbox } from '../helpers/gmail.js';
 import { snapshotCounts } from '../helpers/test-db.js';
 import { signUp, startTestApp, type TestApp } from '../helpers/test-app.js';
@@ -60,6 +61,7 @@ beforeAll(async () => {
     json: { mailboxId: ids.mailbox, to: 'secret-contact@b.example', subject: 'BeeSecret plans', text: 'x' },
   });
   ids.message = sent.body.id;
+  ids.webhook = (await app.api('POST', '/api/webhooks', { token: b.token, json: { url: 'https://93.184.215.14/b-hook', eventTypes: ['suppression.added'] } })).body.id;
   const suppression = await app.api('POST', '/api/suppressions', { token: b.token, json: { email: 'BeeSecret.optout@b.example', note: 'BeeSecret note' } });
   ids.suppression = suppression.body.id;
   ids.apiKey = (await app.api('POST', '/api/api-keys', { token: b.token, json: { name: 'BeeSecret key', scopes: ['admin'] } })).body.id;
@@ -81,6 +83,7 @@ beforeAll(async () => {
   await app.api('PATCH', '/api/me', { token: b.token, json: { email: 'moved@b.example', currentPassword: b.password } });
   const codeMail = app.services.accountMailer.outbox!.find((m) => m.to === 'moved@b.example');
   ids.emailCode = /code is:\n\n(\S+)/.exec(codeMail!.text)![1]!;
+  ids.webhookEvent = (await app.database.db.select().from(webhookEvents).where(eq(webhookEvents.workspaceId, b.workspaceId)))[0]!.id;
   // A campaign of B's, inserted directly: only its id matters to the routes below.
   ids.campaign ??= (
     await app.database.db
@@ -131,6 +134,12 @@ const ID_ROUTES: Record<string, { id: () => string; json?: unknown; csv?: string
   'GET /api/privacy/legal-requests/:id': { id: () => ids.legalRequest! },
   'GET /api/privacy/legal-requests/:id/disclosure': { id: () => ids.legalRequest! },
   'DELETE /api/campaigns/:id': { id: () => ids.campaign! },
+  'GET /api/webhooks/:id': { id: () => ids.webhook! },
+  'PATCH /api/webhooks/:id': { id: () => ids.webhook!, json: { enabled: false } },
+  'DELETE /api/webhooks/:id': { id: () => ids.webhook! },
+  'POST /api/webhooks/:id/rotate-secret': { id: () => ids.webhook! },
+  'GET /api/webhooks/:id/deliveries': { id: () => ids.webhook! },
+  'POST /api/webhooks/:id/events/:eventId/redeliver': { id: () => ids.webhook! },
 };
 
 /** Routes without an id: what A sees must not mention anything of B's. */
@@ -159,6 +168,8 @@ const COLLECTION_ROUTES: Record<string, { json?: unknown; body?: string; content
   'POST /api/privacy/legal-requests': {
     json: { authority: 'Court', legalBasis: 'Order', reference: 'A-1', scope: { addresses: ['secret-contact@b.example'], from: '2020-01-01T00:00:00Z', to: '2030-01-01T00:00:00Z', kinds: ['contacts', 'consents', 'messages'] } },
   },
+  'GET /api/webhooks': {},
+  'POST /api/webhooks': { json: { url: 'https://93.184.215.14/a-hook', eventTypes: ['open'] } },
 };
 
 /** Routes that take another workspace's id inside the body: they must answer 404 and change nothing. */
@@ -190,7 +201,7 @@ describe('tenant isolation (invariant 7)', () => {
     const before = await snapshotCounts(app.database.db);
     const res = await app.api(
       method,
-      path.replace(':id', spec.id()),
+      path.replace(':id', spec.id()).replace(':eventId', ids.webhookEvent!),
       spec.csv === undefined ? { token: a.token, json: spec.json } : { token: a.token, body: spec.csv, headers: { 'content-type': 'text/csv' } },
     );
     expect(res.status).toBe(404);

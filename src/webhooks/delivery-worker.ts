@@ -1,0 +1,185 @@
+import type { AccountMailer } from '../auth/account-mail.js';
+import type { TokenCipherMethods } from '../gmail/token-cipher.js';
+import type { Logger } from '../logger.js';
+import type { WebhookEventBody, WebhookEventType } from './events.js';
+import { nextAttemptAt } from './retry-schedule.js';
+import type { AttemptResult, WebhookSender } from './sender.js';
+import { SIGNATURE_HEADER, signatureHeader } from './signature.js';
+import { secretContext } from './webhooks.service.js';
+import type { ClaimedDelivery, WebhooksRepo } from './webhooks.repo.js';
+
+/*
+ * The delivery worker (every worker process runs one). A tick claims due deliveries of
+ * enabled endpoints under a lease (FOR UPDATE SKIP LOCKED: processes never share a row),
+ * POSTs each signed body, then — in one transaction, fenced by the lease — logs the attempt,
+ * schedules the retry or closes the delivery, and updates the endpoint's health. A process
+ * killed mid-request leaves a lease that expires; the next claim sends again: at-least-once.
+ */
+
+/** Events one retention statement deletes (short statements, short locks). */
+const PURGE_BATCH = 5_000;
+/** Deliveries one tick claims; they are sent concurrently. */
+const CLAIM_BATCH = 20;
+/**
+ * A claim lasts twice the request's own timeout plus 10 s for the bookkeeping around it (a busy
+ * database): only a dead worker's lease expires. Too short a lease is not unsafe — the late
+ * worker's result is fenced off — but it sends the event twice.
+ */
+const leaseMsFor = (timeoutMs: number) => 2 * timeoutMs + 10_000;
+
+export interface DeliveryWorkerOptions {
+  repo: WebhooksRepo;
+  cipher: TokenCipherMethods;
+  send: WebhookSender;
+  logger: Logger;
+  workerId: string;
+  timeoutMs: number;
+  retryBaseMs: number;
+  retryWindowMs: number;
+  disableAfterFailures: number;
+  disableAfterMs: number;
+  /** Tells the workspace's owners and admins when an endpoint is disabled (account mail). */
+  mailer?: AccountMailer;
+  now?: () => Date;
+}
+
+/** The bytes every attempt of one event sends (signatures cover exactly these). */
+export function deliveryBody(claim: Pick<ClaimedDelivery, 'eventId' | 'eventType' | 'occurredAt' | 'workspaceId' | 'data'>): string {
+  const body: WebhookEventBody = {
+    id: claim.eventId,
+    type: claim.eventType as WebhookEventType,
+    occurredAt: claim.occurredAt.toISOString(),
+    workspaceId: claim.workspaceId,
+    data: claim.data,
+  };
+  return JSON.stringify(body);
+}
+
+export function createDeliveryWorker(options: DeliveryWorkerOptions) {
+  const { repo, cipher, logger, workerId } = options;
+  const now = options.now ?? (() => new Date());
+  const inFlight = new Set<Promise<unknown>>();
+
+  /** The secrets that sign now: the current one, and the previous one during its grace period. */
+  function signingSecrets(claim: ClaimedDelivery, at: Date): string[] {
+    const secrets = [cipher.decrypt(claim.secretCiphertext, secretContext(claim.endpointId, 'secret'))];
+    if (claim.previousSecretCiphertext && claim.previousSecretExpiresAt && claim.previousSecretExpiresAt > at) {
+      secrets.push(cipher.decrypt(claim.previousSecretCiphertext, secretContext(claim.endpointId, 'previous')));
+    }
+    return secrets;
+  }
+
+  async function attempt(claim: ClaimedDelivery): Promise<AttemptResult> {
+    const body = deliveryBody(claim);
+    const startedAt = now();
+    return options.send(claim.url, body, {
+      [SIGNATURE_HEADER]: signatureHeader(signingSecrets(claim, startedAt), Math.floor(startedAt.getTime() / 1000), body),
+      'Inboxtrail-Event-Id': claim.eventId,
+      'Inboxtrail-Event-Type': claim.eventType,
+      'Inboxtrail-Delivery-Id': claim.id,
+      'Inboxtrail-Delivery-Attempt': String(claim.attempt),
+    });
+  }
+
+  async function settle(claim: ClaimedDelivery, result: AttemptResult) {
+    const at = now();
+    const delivered = result.outcome === 'delivered';
+    const next = delivered
+      ? undefined
+      : nextAttemptAt({ attempt: claim.attempt, createdAt: claim.createdAt, now: at, baseMs: options.retryBaseMs, windowMs: options.retryWindowMs });
+    const disabled = await repo.transaction(async (tx) => {
+      if (!(await tx.recordAttempt(claim, workerId, result, at, next))) return undefined;
+      await tx.markEndpointHealth(claim.endpointId, delivered, at);
+      if (delivered) return undefined;
+      const row = await tx.disableIfFailedTooLong(claim.endpointId, options.disableAfterFailures, new Date(at.getTime() - options.disableAfterMs), at);
+      if (row) {
+        await tx.insertAudit({
+          workspaceId: row.workspaceId,
+          actor: 'system:webhooks',
+          action: 'webhook.endpoint_disabled',
+          subjectType: 'webhook_endpoint',
+          subjectId: row.id,
+          detail: { consecutiveFailures: row.consecutiveFailures, failingSince: row.failingSince?.toISOString() ?? null },
+        });
+      }
+      return row;
+    });
+    if (disabled) {
+      logger.warn({ endpointId: disabled.id, workspaceId: disabled.workspaceId, consecutiveFailures: disabled.consecutiveFailures }, 'webhook endpoint disabled after sustained failure');
+      await notifyDisabled(disabled).catch((error: unknown) =>
+        logger.error({ endpointId: disabled.id, errorName: error instanceof Error ? error.name : typeof error }, 'webhook disable notice could not be sent'),
+      );
+    }
+  }
+
+  /** The notice names the endpoint by id and host only: a URL's path or query may hold the customer's own token. */
+  async function notifyDisabled(endpoint: { id: string; workspaceId: string; url: string; consecutiveFailures: number; failingSince: Date | null }) {
+    if (!options.mailer) return;
+    const host = new URL(endpoint.url).host;
+    for (const to of await repo.adminEmails(endpoint.workspaceId)) {
+      await options.mailer.send({
+        to,
+        subject: `inboxtrail: webhook endpoint at ${host} was disabled`,
+        text: [
+          `The webhook endpoint ${endpoint.id} (${host}) kept failing — ${endpoint.consecutiveFailures} attempts in a row`,
+          `since ${endpoint.failingSince?.toISOString() ?? 'recently'} — so it was disabled. Nothing is sent to it until it is enabled again.`,
+          '',
+          'Its delivery log (GET /api/webhooks/<id>/deliveries) shows each attempt. Once the receiver works again,',
+          'enable it with PATCH /api/webhooks/<id> {"enabled": true}: deliveries still within their retry window resume.',
+        ].join('\n'),
+      });
+    }
+  }
+
+  async function deliver(claim: ClaimedDelivery) {
+    let result: AttemptResult;
+    try {
+      result = await attempt(claim);
+    } catch (error) {
+      // A secret that no longer decrypts, a URL that no longer parses: a failed attempt like any other.
+      logger.error({ deliveryId: claim.id, errorName: error instanceof Error ? error.name : typeof error }, 'webhook delivery could not be attempted');
+      result = { outcome: 'network_error', responseStatus: null, latencyMs: 0 };
+    }
+    await settle(claim, result);
+  }
+
+  return {
+    /** Claims what is due and delivers it; resolves when this batch is settled. Returns how many were claimed. */
+    async tick(): Promise<number> {
+      const at = now();
+      const claims = await repo.claimDue(workerId, at, new Date(at.getTime() + leaseMsFor(options.timeoutMs)), CLAIM_BATCH);
+      const work = Promise.allSettled(claims.map((claim) => deliver(claim)));
+      inFlight.add(work);
+      try {
+        const results = await work;
+        for (const r of results) {
+          if (r.status === 'rejected') logger.error({ errorName: r.reason instanceof Error ? r.reason.name : typeof r.reason }, 'webhook delivery bookkeeping failed');
+        }
+      } finally {
+        inFlight.delete(work);
+      }
+      return claims.length;
+    },
+
+    /**
+     * Deletes events older than the retention window that nothing still owes (their payloads
+     * name contacts' addresses: they are not kept forever). Returns how many.
+     */
+    async purgeExpired(retentionMs: number): Promise<number> {
+      const cutoff = new Date(now().getTime() - retentionMs);
+      let total = 0;
+      for (;;) {
+        const purged = await repo.purgeEventsBefore(cutoff, PURGE_BATCH);
+        total += purged;
+        if (purged < PURGE_BATCH) return total;
+      }
+    },
+
+    /** Waits for deliveries in flight (their leases would otherwise have to expire first). */
+    async idle(): Promise<void> {
+      await Promise.allSettled([...inFlight]);
+    },
+  };
+}
+
+export type DeliveryWorker = ReturnType<typeof createDeliveryWorker>;

@@ -1,0 +1,149 @@
+import { sql, type SQL } from 'drizzle-orm';
+import type { Db } from '../db/connect.js';
+import { pgArray } from '../db/pg-array.js';
+import type { WebhookEventInput } from './events.js';
+import { recordWebhookEvents, webhookOutboxCtes } from './outbox.js';
+
+/*
+ * The event of each fact, as its writer calls it: one call, in the fact's own transaction
+ * (or statement). Kept here so that the writers (send ledger, 1:1 messages, signals,
+ * tracking, suppression, consent, campaigns, mailboxes) each add one line.
+ */
+
+type Executor = Pick<Db, 'execute'>;
+
+/** Runs the outbox CTEs over a SELECT of (workspace_id, type, occurred_at, data): one statement. */
+async function recordFromSelect(executor: Executor, source: SQL): Promise<void> {
+  await executor.execute(sql`with ${webhookOutboxCtes(source)} select 1`);
+}
+
+/**
+ * For the send ledger's one-statement transitions: the CTEs that report the campaign sends
+ * the `ledger` CTE (an UPDATE … RETURNING id, workspace_id, campaign_id, step, contact_id,
+ * email, message_id) changed. Starts with a comma: append it to that WITH list.
+ */
+export function campaignSendOutcomeCtes(type: 'message.sent' | 'message.failed', at: Date, errorCode?: string): SQL {
+  const error = errorCode === undefined ? sql`'{}'::jsonb` : sql`jsonb_build_object('errorCode', ${errorCode}::text)`;
+  return sql`,
+    ${webhookOutboxCtes(sql`
+      select workspace_id, ${type}::text as type, ${at.toISOString()}::timestamptz as occurred_at,
+             jsonb_build_object('messageId', message_id, 'campaignId', campaign_id, 'sendId', id, 'step', step, 'contactId', contact_id, 'email', email) || ${error} as data
+      from ledger`)}`;
+}
+
+/** A 1:1 message that reached its outcome (`sent` or `failed`). */
+export function oneToOneOutcomeEvent(row: {
+  id: string;
+  workspaceId: string;
+  mailboxId: string | null;
+  status: string;
+  errorCode: string | null;
+  at?: Date | null;
+}): WebhookEventInput {
+  return {
+    workspaceId: row.workspaceId,
+    type: row.status === 'sent' ? 'message.sent' : 'message.failed',
+    occurredAt: new Date(),
+    data: {
+      messageId: row.id,
+      ...(row.mailboxId ? { mailboxId: row.mailboxId } : {}),
+      ...(row.status === 'failed' && row.errorCode ? { errorCode: row.errorCode } : {}),
+    },
+  };
+}
+
+/** Opens and clicks the tracking writer inserted in this batch (ids of rows actually new). */
+export async function recordTrackingHits(executor: Executor, trackingEventIds: readonly string[]): Promise<void> {
+  if (trackingEventIds.length === 0) return;
+  await recordFromSelect(
+    executor,
+    sql`
+      select te.workspace_id, te.type::text as type, te.at as occurred_at,
+             jsonb_build_object('trackingEventId', te.id, 'campaignId', te.campaign_id, 'sendId', te.send_id, 'contactId', cs.contact_id,
+                                'email', cs.email, 'verdict', te.classification::text, 'reasons', to_jsonb(te.reasons), 'linkIndex', te.link_index) as data
+      from tracking_events te
+      join campaign_sends cs on cs.id = te.send_id and cs.workspace_id = te.workspace_id
+      where te.id = any(${pgArray(trackingEventIds)}::uuid[])
+        -- One probe for the whole batch: no endpoint listening for hits, nothing to join.
+        and exists (select 1 from webhook_endpoints e where e.enabled and e.event_types && array['open', 'click'])`,
+  );
+}
+
+/** A reply, automatic reply, bounce or delay recorded from a mailbox (mail_events row). Only the contact's own address is named. */
+export async function recordMailSignal(executor: Executor, mailEventId: string): Promise<void> {
+  await recordFromSelect(
+    executor,
+    sql`
+      select me.workspace_id,
+             case when me.type in ('reply', 'auto_reply') then 'reply' else 'bounce' end as type,
+             me.at as occurred_at,
+             jsonb_build_object('messageId', me.message_id, 'campaignId', cs.campaign_id,
+                                'contactId', coalesce(cs.contact_id, c.id), 'email', coalesce(cs.email, c.email)) ||
+             case when me.type in ('reply', 'auto_reply') then jsonb_build_object('automatic', me.type = 'auto_reply')
+                  else jsonb_build_object('kind', case when me.type = 'delay' then 'delay' else coalesce(me.detail ->> 'kind', 'hard') end) end as data
+      from mail_events me
+      left join lateral (select campaign_id, contact_id, email from campaign_sends where message_id = me.message_id and workspace_id = me.workspace_id limit 1) cs on true
+      left join lateral (select id, email from contacts where workspace_id = me.workspace_id and lower(email) = lower(me.recipient) limit 1) c on true
+      where me.id = ${mailEventId}::uuid`,
+  );
+}
+
+/** A consent record appended to a contact's history. */
+export async function recordConsentChanged(executor: Executor, consent: { workspaceId: string; contactId: string; status: string; source: string }): Promise<void> {
+  await recordFromSelect(
+    executor,
+    sql`
+      select workspace_id, 'consent.changed' as type, now() as occurred_at,
+             jsonb_build_object('contactId', id, 'email', email, 'status', ${consent.status}::text, 'source', ${consent.source}::text) as data
+      from contacts where id = ${consent.contactId}::uuid and workspace_id = ${consent.workspaceId}::uuid`,
+  );
+}
+
+interface SuppressionFact {
+  id: string;
+  workspaceId: string;
+  /** Null once the contact was purged: the entry then survives only as its keyed hash. */
+  email: string | null;
+  scope: string;
+  reason: string;
+  source: string | null;
+}
+
+const suppressionData = (row: SuppressionFact) => {
+  const campaignId = row.source?.startsWith('campaign:') ? row.source.slice('campaign:'.length) : undefined;
+  return { suppressionId: row.id, email: row.email, scope: row.scope, reason: row.reason, ...(campaignId ? { campaignId } : {}) };
+};
+
+/** A new suppression entry; a recipient's own opt-out is also an `unsubscribe`. */
+export async function recordSuppressionAdded(executor: Executor, row: SuppressionFact): Promise<void> {
+  const occurredAt = new Date();
+  const events: WebhookEventInput[] = [{ workspaceId: row.workspaceId, type: 'suppression.added', occurredAt, data: suppressionData(row) }];
+  if (row.reason === 'unsubscribe') events.push({ workspaceId: row.workspaceId, type: 'unsubscribe', occurredAt, data: suppressionData(row) });
+  await recordWebhookEvents(executor, events);
+}
+
+export async function recordSuppressionRemoved(executor: Executor, row: SuppressionFact): Promise<void> {
+  await recordWebhookEvents(executor, [{ workspaceId: row.workspaceId, type: 'suppression.removed', occurredAt: new Date(), data: suppressionData(row) }]);
+}
+
+export async function recordCampaignStatusChanged(executor: Executor, change: { workspaceId: string; campaignId: string; from: string; to: string }): Promise<void> {
+  if (change.from === change.to) return;
+  await recordWebhookEvents(executor, [
+    { workspaceId: change.workspaceId, type: 'campaign.status_changed', occurredAt: new Date(), data: { campaignId: change.campaignId, from: change.from, to: change.to } },
+  ]);
+}
+
+/** For a one-statement transition: CTEs over `done` (RETURNING id, workspace_id), from → to. Starts with a comma. */
+export function campaignStatusChangedCtes(from: string, to: string): SQL {
+  return sql`,
+    ${webhookOutboxCtes(sql`
+      select workspace_id, 'campaign.status_changed'::text as type, now() as occurred_at,
+             jsonb_build_object('campaignId', id, 'from', ${from}::text, 'to', ${to}::text) as data
+      from done`)}`;
+}
+
+export async function recordMailboxNeedsReconnect(executor: Executor, mailbox: { id: string; workspaceId: string; email: string }): Promise<void> {
+  await recordWebhookEvents(executor, [
+    { workspaceId: mailbox.workspaceId, type: 'mailbox.needs_reconnect', occurredAt: new Date(), data: { mailboxId: mailbox.id, email: mailbox.email } },
+  ]);
+}

@@ -1,0 +1,108 @@
+import { lookup as dnsLookup } from 'node:dns/promises';
+import { BlockList, isIP, type LookupFunction } from 'node:net';
+
+/*
+ * SSRF guard. In production a webhook never reaches loopback, link-local (cloud metadata at
+ * 169.254.169.254), private, carrier-grade NAT, unique-local, multicast or otherwise
+ * reserved addresses, v4 or v6 — nor a v6 form embedding a v4 address (`::ffff:127.0.0.1`,
+ * NAT64, 6to4, Teredo; a v4-mapped address is judged by the v4 rules). A literal IP is checked as written; a name is checked at connect
+ * time by the socket's own `lookup` (below), so the address checked is the address
+ * connected to: no second resolution for DNS rebinding to slip into. Redirects are never
+ * followed (sender.ts).
+ */
+
+const BLOCKED = new BlockList();
+for (const [network, prefix] of [
+  ['0.0.0.0', 8], // "this network", incl. 0.0.0.0 (reaches the local host on Linux)
+  ['10.0.0.0', 8],
+  ['100.64.0.0', 10], // carrier-grade NAT
+  ['127.0.0.0', 8],
+  ['169.254.0.0', 16], // link-local, cloud metadata
+  ['172.16.0.0', 12],
+  ['192.0.0.0', 24],
+  ['192.0.2.0', 24],
+  ['192.88.99.0', 24],
+  ['192.168.0.0', 16],
+  ['198.18.0.0', 15],
+  ['198.51.100.0', 24],
+  ['203.0.113.0', 24],
+  ['224.0.0.0', 4], // multicast
+  ['240.0.0.0', 4], // reserved, broadcast
+] as const) {
+  BLOCKED.addSubnet(network, prefix, 'ipv4');
+}
+for (const [network, prefix] of [
+  ['::', 128], // unspecified
+  ['::1', 128], // loopback
+  ['::', 96], // v4-compatible (deprecated)
+  ['64:ff9b::', 96], // NAT64
+  ['64:ff9b:1::', 48],
+  ['100::', 64], // discard
+  ['2001::', 32], // Teredo
+  ['2001:db8::', 32], // documentation
+  ['2002::', 16], // 6to4
+  ['fc00::', 7], // unique-local
+  ['fe80::', 10], // link-local
+  ['fec0::', 10], // site-local (deprecated)
+  ['ff00::', 8], // multicast
+] as const) {
+  BLOCKED.addSubnet(network, prefix, 'ipv6');
+}
+
+/** True when an IP address must not be reached from production (BlockList also matches v4-mapped v6 against the v4 ranges). */
+export function isBlockedAddress(address: string): boolean {
+  const family = isIP(address);
+  if (family === 0) return true;
+  return BLOCKED.check(address, family === 6 ? 'ipv6' : 'ipv4');
+}
+
+/** The host of a URL as an address, when it is a literal IP (`[::1]` → `::1`). */
+export function literalAddressOf(url: URL): string | undefined {
+  const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
+  return isIP(host) ? host : undefined;
+}
+
+export class TargetRefusedError extends Error {
+  readonly code = 'refused_target';
+  constructor(message = 'The webhook URL resolves to an address that is not allowed') {
+    super(message);
+    this.name = 'TargetRefusedError';
+  }
+}
+
+/**
+ * A `lookup` for http(s).request that resolves the name and refuses the connection if any
+ * address it resolves to is blocked; the socket then connects to exactly what was checked.
+ */
+export function guardedLookup(allowPrivate: boolean): LookupFunction {
+  return (hostname, options, callback) => {
+    dnsLookup(hostname, { all: true, family: options.family as number | undefined })
+      .then((addresses) => {
+        if (addresses.length === 0) throw Object.assign(new Error('no address'), { code: 'ENOTFOUND' });
+        if (!allowPrivate && addresses.some((a) => isBlockedAddress(a.address))) throw new TargetRefusedError();
+        if (options.all) (callback as (e: null, a: typeof addresses) => void)(null, addresses);
+        else callback(null, addresses[0]!.address, addresses[0]!.family);
+      })
+      .catch((error: NodeJS.ErrnoException) => callback(error, '', 0));
+  };
+}
+
+/**
+ * The check when an endpoint is saved: a literal address must be allowed, and a name must
+ * resolve, to allowed addresses only. (Delivery checks again at connect time: names move.)
+ */
+export async function assertAllowedTarget(url: URL, allowPrivate: boolean): Promise<void> {
+  if (allowPrivate) return;
+  const literal = literalAddressOf(url);
+  if (literal) {
+    if (isBlockedAddress(literal)) throw new TargetRefusedError('The webhook URL points at an address that is not allowed');
+    return;
+  }
+  let addresses: { address: string }[];
+  try {
+    addresses = await dnsLookup(url.hostname, { all: true });
+  } catch {
+    throw new TargetRefusedError('The webhook URL host does not resolve');
+  }
+  if (addresses.length === 0 || addresses.some((a) => isBlockedAddress(a.address))) throw new TargetRefusedError();
+}

@@ -1,0 +1,275 @@
+import { and, desc, eq, getTableColumns, inArray, sql } from 'drizzle-orm';
+import { inTransaction, type Db } from '../db/connect.js';
+import { rowsOf } from '../db/pg-array.js';
+import { webhookDeliveries, webhookDeliveryAttempts, webhookEndpoints, webhookEvents } from '../db/schema.js';
+import { cursorTimestamp, olderThanCursor, type PageCursor } from '../http/cursor.js';
+import { recordAudit, type AuditEntry } from '../privacy/audit.js';
+import type { AttemptResult } from './sender.js';
+
+export type WebhookEndpointRow = typeof webhookEndpoints.$inferSelect;
+export type NewWebhookEndpoint = typeof webhookEndpoints.$inferInsert;
+export type WebhookDeliveryRow = typeof webhookDeliveries.$inferSelect;
+export type WebhookAttemptRow = typeof webhookDeliveryAttempts.$inferSelect;
+export type DeliveryStatus = WebhookDeliveryRow['status'];
+
+const ts = (at: Date) => sql`${at.toISOString()}::timestamptz`;
+
+/** A delivery a worker claimed, with what it needs to send it. */
+export interface ClaimedDelivery {
+  id: string;
+  workspaceId: string;
+  endpointId: string;
+  eventId: string;
+  attempt: number;
+  createdAt: Date;
+  url: string;
+  secretCiphertext: string;
+  previousSecretCiphertext: string | null;
+  previousSecretExpiresAt: Date | null;
+  eventType: string;
+  occurredAt: Date;
+  data: Record<string, unknown>;
+}
+
+/** Endpoints and their delivery log, scoped by workspace (invariant 7); the worker's claims are not (it serves every workspace). */
+function webhookQueries(db: Db) {
+  return {
+    async insertEndpoint(values: NewWebhookEndpoint & { id: string }): Promise<WebhookEndpointRow> {
+      const [row] = await db.insert(webhookEndpoints).values(values).returning();
+      return row!;
+    },
+
+    async findEndpoint(workspaceId: string, id: string): Promise<WebhookEndpointRow | undefined> {
+      const [row] = await db
+        .select()
+        .from(webhookEndpoints)
+        .where(and(eq(webhookEndpoints.workspaceId, workspaceId), eq(webhookEndpoints.id, id)))
+        .limit(1);
+      return row;
+    },
+
+    async listEndpoints(workspaceId: string): Promise<WebhookEndpointRow[]> {
+      return db.select().from(webhookEndpoints).where(eq(webhookEndpoints.workspaceId, workspaceId)).orderBy(desc(webhookEndpoints.createdAt));
+    },
+
+    async updateEndpoint(workspaceId: string, id: string, values: Partial<NewWebhookEndpoint>): Promise<WebhookEndpointRow | undefined> {
+      const [row] = await db
+        .update(webhookEndpoints)
+        .set(values)
+        .where(and(eq(webhookEndpoints.workspaceId, workspaceId), eq(webhookEndpoints.id, id)))
+        .returning();
+      return row;
+    },
+
+    async deleteEndpoint(workspaceId: string, id: string): Promise<boolean> {
+      const rows = await db
+        .delete(webhookEndpoints)
+        .where(and(eq(webhookEndpoints.workspaceId, workspaceId), eq(webhookEndpoints.id, id)))
+        .returning({ id: webhookEndpoints.id });
+      return rows.length > 0;
+    },
+
+    /** Newest first, keyset-paginated on (created_at, id), with each delivery's event type. */
+    async listDeliveries(workspaceId: string, endpointId: string, options: { limit: number; before?: PageCursor; status?: DeliveryStatus }) {
+      const conditions = [eq(webhookDeliveries.workspaceId, workspaceId), eq(webhookDeliveries.endpointId, endpointId)];
+      if (options.before) conditions.push(olderThanCursor(webhookDeliveries.createdAt, webhookDeliveries.id, options.before));
+      if (options.status) conditions.push(eq(webhookDeliveries.status, options.status));
+      return db
+        .select({
+          ...getTableColumns(webhookDeliveries),
+          eventType: webhookEvents.type,
+          occurredAt: webhookEvents.occurredAt,
+          cursorAt: cursorTimestamp(webhookDeliveries.createdAt),
+        })
+        .from(webhookDeliveries)
+        .innerJoin(webhookEvents, eq(webhookEvents.id, webhookDeliveries.eventId))
+        .where(and(...conditions))
+        .orderBy(desc(webhookDeliveries.createdAt), desc(webhookDeliveries.id))
+        .limit(options.limit);
+    },
+
+    async attemptsOf(workspaceId: string, deliveryIds: string[]): Promise<WebhookAttemptRow[]> {
+      if (deliveryIds.length === 0) return [];
+      return db
+        .select()
+        .from(webhookDeliveryAttempts)
+        .where(and(eq(webhookDeliveryAttempts.workspaceId, workspaceId), inArray(webhookDeliveryAttempts.deliveryId, deliveryIds)))
+        .orderBy(webhookDeliveryAttempts.attempt);
+    },
+
+    /** Whether this event was ever owed to this endpoint (only such an event can be redelivered to it). */
+    async eventWasOwed(workspaceId: string, endpointId: string, eventId: string): Promise<boolean> {
+      const [row] = await db
+        .select({ id: webhookDeliveries.id })
+        .from(webhookDeliveries)
+        .where(and(eq(webhookDeliveries.workspaceId, workspaceId), eq(webhookDeliveries.endpointId, endpointId), eq(webhookDeliveries.eventId, eventId)))
+        .limit(1);
+      return Boolean(row);
+    },
+
+    async insertManualDelivery(values: { workspaceId: string; endpointId: string; eventId: string; at: Date }): Promise<WebhookDeliveryRow> {
+      const [row] = await db
+        .insert(webhookDeliveries)
+        .values({ workspaceId: values.workspaceId, endpointId: values.endpointId, eventId: values.eventId, manual: true, nextAttemptAt: values.at })
+        .returning();
+      return row!;
+    },
+
+    async insertAudit(entry: AuditEntry) {
+      await recordAudit(db, entry);
+    },
+
+    /**
+     * Claims up to `limit` due deliveries of enabled endpoints under a lease (one statement,
+     * `FOR UPDATE SKIP LOCKED`: processes never claim the same row). A lease that expired —
+     * its worker died mid-request — makes the row claimable again: at-least-once.
+     */
+    async claimDue(owner: string, now: Date, leaseUntil: Date, limit: number): Promise<ClaimedDelivery[]> {
+      const rows = rowsOf<Record<string, unknown>>(
+        await db.execute(sql`
+          with due as (
+            select d.id from webhook_deliveries d
+            join webhook_endpoints e on e.id = d.endpoint_id and e.enabled
+            where d.status = 'pending' and d.next_attempt_at <= ${ts(now)}
+              and (d.lease_expires_at is null or d.lease_expires_at <= ${ts(now)})
+            order by d.next_attempt_at
+            limit ${limit}
+            for update of d skip locked
+          ),
+          claimed as (
+            update webhook_deliveries d set lease_owner = ${owner}, lease_expires_at = ${ts(leaseUntil)}, attempts = d.attempts + 1
+            from due where d.id = due.id
+            returning d.id, d.workspace_id, d.endpoint_id, d.event_id, d.attempts, d.created_at
+          )
+          select c.id, c.workspace_id, c.endpoint_id, c.event_id, c.attempts, c.created_at,
+                 e.url, e.secret_ciphertext, e.previous_secret_ciphertext, e.previous_secret_expires_at,
+                 ev.type as event_type, ev.occurred_at, ev.data
+          from claimed c
+          join webhook_endpoints e on e.id = c.endpoint_id
+          join webhook_events ev on ev.id = c.event_id`),
+      );
+      const date = (value: unknown) => (value === null || value === undefined ? null : new Date(value as string));
+      return rows.map((r) => ({
+        id: String(r.id),
+        workspaceId: String(r.workspace_id),
+        endpointId: String(r.endpoint_id),
+        eventId: String(r.event_id),
+        attempt: Number(r.attempts),
+        createdAt: date(r.created_at)!,
+        url: String(r.url),
+        secretCiphertext: String(r.secret_ciphertext),
+        previousSecretCiphertext: (r.previous_secret_ciphertext as string | null) ?? null,
+        previousSecretExpiresAt: date(r.previous_secret_expires_at),
+        eventType: String(r.event_type),
+        occurredAt: date(r.occurred_at)!,
+        data: (typeof r.data === 'string' ? JSON.parse(r.data) : r.data) as Record<string, unknown>,
+      }));
+    },
+
+    /**
+     * The attempt's log row and the delivery's new state, only while this worker still holds
+     * the lease for this attempt (fencing: a late worker changes nothing). Returns false then.
+     * `next`: when to try again; undefined on success, `null` when the retry window is over.
+     */
+    async recordAttempt(claim: ClaimedDelivery, owner: string, result: AttemptResult, at: Date, next: Date | null | undefined): Promise<boolean> {
+      const delivered = result.outcome === 'delivered';
+      const [updated] = await db
+        .update(webhookDeliveries)
+        .set({
+          status: delivered ? 'delivered' : next ? 'pending' : 'failed',
+          deliveredAt: delivered ? at : null,
+          nextAttemptAt: next ?? at,
+          leaseOwner: null,
+          leaseExpiresAt: null,
+          lastResponseStatus: result.responseStatus,
+          lastError: delivered ? null : result.outcome,
+        })
+        .where(and(eq(webhookDeliveries.id, claim.id), eq(webhookDeliveries.leaseOwner, owner), eq(webhookDeliveries.attempts, claim.attempt)))
+        .returning({ id: webhookDeliveries.id });
+      if (!updated) return false;
+      await db.insert(webhookDeliveryAttempts).values({
+        workspaceId: claim.workspaceId,
+        deliveryId: claim.id,
+        endpointId: claim.endpointId,
+        eventId: claim.eventId,
+        attempt: claim.attempt,
+        outcome: result.outcome,
+        responseStatus: result.responseStatus,
+        latencyMs: result.latencyMs,
+        at,
+      });
+      return true;
+    },
+
+    /**
+     * Retention: events written before `cutoff` that no delivery still owes, with their
+     * deliveries and delivery log (cascade). At most `limit` events a call.
+     */
+    async purgeEventsBefore(cutoff: Date, limit: number): Promise<number> {
+      const rows = rowsOf<{ id: string }>(
+        await db.execute(sql`
+          delete from webhook_events where id in (
+            select ev.id from webhook_events ev
+            where ev.created_at < ${ts(cutoff)}
+              and not exists (select 1 from webhook_deliveries d where d.event_id = ev.id and d.status = 'pending')
+            limit ${limit})
+          returning id`),
+      );
+      return rows.length;
+    },
+
+    /** Who is told when an endpoint is disabled: the workspace's owners and admins. */
+    async adminEmails(workspaceId: string): Promise<string[]> {
+      const rows = rowsOf<{ email: string }>(
+        await db.execute(sql`
+          select u.email from memberships m join users u on u.id = m.user_id
+          where m.workspace_id = ${workspaceId}::uuid and m.role in ('owner', 'admin') order by u.email`),
+      );
+      return rows.map((r) => r.email);
+    },
+
+    /** A success heals the endpoint; a failure counts towards auto-disable. */
+    async markEndpointHealth(endpointId: string, delivered: boolean, at: Date): Promise<void> {
+      if (delivered) {
+        await db
+          .update(webhookEndpoints)
+          .set({ consecutiveFailures: 0, failingSince: null, lastSuccessAt: at, status: sql`case when ${webhookEndpoints.enabled} then 'healthy' else ${webhookEndpoints.status} end` })
+          .where(eq(webhookEndpoints.id, endpointId));
+        return;
+      }
+      await db
+        .update(webhookEndpoints)
+        .set({
+          consecutiveFailures: sql`${webhookEndpoints.consecutiveFailures} + 1`,
+          failingSince: sql`coalesce(${webhookEndpoints.failingSince}, ${ts(at)})`,
+          status: sql`case when ${webhookEndpoints.enabled} then 'failing' else ${webhookEndpoints.status} end`,
+        })
+        .where(eq(webhookEndpoints.id, endpointId));
+    },
+
+    /** Disables the endpoint if its failure has lasted long enough; returns it when this call disabled it. */
+    async disableIfFailedTooLong(endpointId: string, minFailures: number, failingBefore: Date, at: Date): Promise<WebhookEndpointRow | undefined> {
+      const [row] = await db
+        .update(webhookEndpoints)
+        .set({ enabled: false, status: 'disabled_after_failures', disabledAt: at })
+        .where(
+          and(
+            eq(webhookEndpoints.id, endpointId),
+            eq(webhookEndpoints.enabled, true),
+            sql`${webhookEndpoints.consecutiveFailures} >= ${minFailures}`,
+            sql`${webhookEndpoints.failingSince} <= ${ts(failingBefore)}`,
+          ),
+        )
+        .returning();
+      return row;
+    },
+  };
+}
+
+export type WebhookQueries = ReturnType<typeof webhookQueries>;
+
+export function createWebhooksRepo(db: Db) {
+  return { ...webhookQueries(db), transaction: inTransaction(db, webhookQueries) };
+}
+
+export type WebhooksRepo = ReturnType<typeof createWebhooksRepo>;

@@ -1,0 +1,211 @@
+import { randomUUID } from 'node:crypto';
+import { actorOf } from '../auth/actor.js';
+import type { AuthContext } from '../auth/auth.service.js';
+import { ConflictError, NotFoundError, UnprocessableError } from '../errors.js';
+import type { TokenCipherMethods } from '../gmail/token-cipher.js';
+import { encodeCursor, type PageCursor } from '../http/cursor.js';
+import type { WebhookEventType } from './events.js';
+import { newWebhookSecret } from './signature.js';
+import { assertAllowedTarget, TargetRefusedError } from './target-guard.js';
+import type { DeliveryStatus, WebhookEndpointRow, WebhooksRepo } from './webhooks.repo.js';
+
+/*
+ * Endpoints of a workspace (owners and admins) and their delivery log. A secret is shown
+ * once — on creation and on rotation — and kept sealed by the token cipher, because
+ * signing needs it back. A URL is checked by the SSRF guard when saved, and again by the
+ * sender at every connection.
+ */
+
+/** The sealed secret is bound to its endpoint: copied into another row it no longer decrypts. */
+export const secretContext = (endpointId: string, which: 'secret' | 'previous') => `webhook:${endpointId}:${which}`;
+
+export function presentEndpoint(row: WebhookEndpointRow) {
+  return {
+    id: row.id,
+    url: row.url,
+    description: row.description,
+    eventTypes: row.eventTypes,
+    enabled: row.enabled,
+    status: row.status,
+    consecutiveFailures: row.consecutiveFailures,
+    failingSince: row.failingSince,
+    lastSuccessAt: row.lastSuccessAt,
+    disabledAt: row.disabledAt,
+    previousSecretExpiresAt: row.previousSecretExpiresAt,
+    createdAt: row.createdAt,
+  };
+}
+
+export interface EndpointInput {
+  url: string;
+  eventTypes: WebhookEventType[];
+  description?: string | null;
+  enabled?: boolean;
+}
+
+export function createWebhooksService(deps: {
+  repo: WebhooksRepo;
+  cipher: TokenCipherMethods;
+  allowPrivateTargets: boolean;
+  secretGraceMs: number;
+  now?: () => Date;
+}) {
+  const { repo, cipher } = deps;
+  const now = deps.now ?? (() => new Date());
+  const notFound = () => new NotFoundError('Webhook endpoint', 'webhook_not_found');
+
+  async function checkedUrl(raw: string): Promise<string> {
+    const url = new URL(raw);
+    try {
+      await assertAllowedTarget(url, deps.allowPrivateTargets);
+    } catch (error) {
+      if (error instanceof TargetRefusedError) {
+        throw new UnprocessableError('webhook_target_not_allowed', `${error.message}: webhooks may not reach loopback, link-local or private networks`, [
+          { field: 'url', message: 'must reach a public address' },
+        ]);
+      }
+      throw error;
+    }
+    return url.toString();
+  }
+
+  async function requireEndpoint(auth: AuthContext, id: string) {
+    const row = await repo.findEndpoint(auth.workspaceId, id);
+    if (!row) throw notFound();
+    return row;
+  }
+
+  const audit = (auth: AuthContext, action: string, endpointId: string, detail: Record<string, unknown> = {}) => ({
+    workspaceId: auth.workspaceId,
+    actor: actorOf(auth),
+    action,
+    subjectType: 'webhook_endpoint',
+    subjectId: endpointId,
+    detail,
+    requestId: auth.requestId,
+  });
+
+  return {
+    async create(auth: AuthContext, input: EndpointInput) {
+      const url = await checkedUrl(input.url);
+      const id = randomUUID();
+      const secret = newWebhookSecret();
+      const row = await repo.transaction(async (tx) => {
+        const inserted = await tx.insertEndpoint({
+          id,
+          workspaceId: auth.workspaceId,
+          url,
+          description: input.description ?? null,
+          eventTypes: [...new Set(input.eventTypes)],
+          secretCiphertext: cipher.encrypt(secret, secretContext(id, 'secret')),
+          enabled: input.enabled ?? true,
+          createdBy: auth.userId,
+        });
+        await tx.insertAudit(audit(auth, 'webhook.endpoint_created', id, { eventTypes: inserted.eventTypes }));
+        return inserted;
+      });
+      // The only time the secret is shown (besides a rotation).
+      return { ...presentEndpoint(row), secret };
+    },
+
+    async list(auth: AuthContext) {
+      return { endpoints: (await repo.listEndpoints(auth.workspaceId)).map(presentEndpoint) };
+    },
+
+    async get(auth: AuthContext, id: string) {
+      return presentEndpoint(await requireEndpoint(auth, id));
+    },
+
+    async update(auth: AuthContext, id: string, patch: Partial<EndpointInput>) {
+      const current = await requireEndpoint(auth, id);
+      const url = patch.url === undefined ? undefined : await checkedUrl(patch.url);
+      // Turning an endpoint back on starts it healthy: its past failures were judged already.
+      const reenabled = patch.enabled === true && !current.enabled;
+      const row = await repo.transaction(async (tx) => {
+        const updated = await tx.updateEndpoint(auth.workspaceId, id, {
+          ...(url === undefined ? {} : { url }),
+          ...(patch.eventTypes === undefined ? {} : { eventTypes: [...new Set(patch.eventTypes)] }),
+          ...(patch.description === undefined ? {} : { description: patch.description }),
+          ...(patch.enabled === undefined ? {} : { enabled: patch.enabled }),
+          ...(reenabled ? { status: 'healthy' as const, consecutiveFailures: 0, failingSince: null, disabledAt: null } : {}),
+        });
+        if (!updated) throw notFound();
+        await tx.insertAudit(audit(auth, 'webhook.endpoint_updated', id, { fields: Object.keys(patch).sort() }));
+        return updated;
+      });
+      return presentEndpoint(row);
+    },
+
+    async remove(auth: AuthContext, id: string) {
+      await repo.transaction(async (tx) => {
+        if (!(await tx.deleteEndpoint(auth.workspaceId, id))) throw notFound();
+        await tx.insertAudit(audit(auth, 'webhook.endpoint_deleted', id));
+      });
+    },
+
+    /** A new secret, shown once; the old one keeps signing (a second `v1=`) for the grace period. */
+    async rotateSecret(auth: AuthContext, id: string) {
+      const current = await requireEndpoint(auth, id);
+      const secret = newWebhookSecret();
+      const oldSecret = cipher.decrypt(current.secretCiphertext, secretContext(id, 'secret'));
+      const graceEnds = new Date(now().getTime() + deps.secretGraceMs);
+      const row = await repo.transaction(async (tx) => {
+        const updated = await tx.updateEndpoint(auth.workspaceId, id, {
+          secretCiphertext: cipher.encrypt(secret, secretContext(id, 'secret')),
+          previousSecretCiphertext: cipher.encrypt(oldSecret, secretContext(id, 'previous')),
+          previousSecretExpiresAt: graceEnds,
+        });
+        if (!updated) throw notFound();
+        await tx.insertAudit(audit(auth, 'webhook.secret_rotated', id, { previousSecretExpiresAt: graceEnds.toISOString() }));
+        return updated;
+      });
+      return { ...presentEndpoint(row), secret };
+    },
+
+    /** The delivery log of one endpoint: each delivery with every attempt (status, latency, response code). */
+    async deliveries(auth: AuthContext, id: string, query: { limit: number; cursor?: PageCursor; status?: DeliveryStatus }) {
+      await requireEndpoint(auth, id);
+      const rows = await repo.listDeliveries(auth.workspaceId, id, { limit: query.limit, before: query.cursor, status: query.status });
+      const attempts = await repo.attemptsOf(
+        auth.workspaceId,
+        rows.map((r) => r.id),
+      );
+      const last = rows.at(-1);
+      return {
+        deliveries: rows.map((r) => ({
+          id: r.id,
+          eventId: r.eventId,
+          eventType: r.eventType,
+          occurredAt: r.occurredAt,
+          status: r.status,
+          manual: r.manual,
+          attempts: r.attempts,
+          nextAttemptAt: r.status === 'pending' ? r.nextAttemptAt : null,
+          deliveredAt: r.deliveredAt,
+          lastResponseStatus: r.lastResponseStatus,
+          lastError: r.lastError,
+          createdAt: r.createdAt,
+          log: attempts
+            .filter((a) => a.deliveryId === r.id)
+            .map((a) => ({ attempt: a.attempt, outcome: a.outcome, responseStatus: a.responseStatus, latencyMs: a.latencyMs, at: a.at })),
+        })),
+        nextCursor: rows.length === query.limit && last ? encodeCursor(last) : null,
+      };
+    },
+
+    /** Sends one event to this endpoint again, as a new delivery (the event keeps its id: receivers deduplicate). */
+    async redeliver(auth: AuthContext, id: string, eventId: string) {
+      const endpoint = await requireEndpoint(auth, id);
+      if (!endpoint.enabled) throw new ConflictError('webhook_endpoint_disabled', 'Enable the endpoint before redelivering to it');
+      if (!(await repo.eventWasOwed(auth.workspaceId, id, eventId))) throw new NotFoundError('Event', 'webhook_event_not_found');
+      const delivery = await repo.transaction(async (tx) => {
+        const row = await tx.insertManualDelivery({ workspaceId: auth.workspaceId, endpointId: id, eventId, at: now() });
+        await tx.insertAudit(audit(auth, 'webhook.redelivery_requested', id, { eventId, deliveryId: row.id }));
+        return row;
+      });
+      return { id: delivery.id, eventId, status: delivery.status, manual: true, nextAttemptAt: delivery.nextAttemptAt };
+    },
+  };
+}
+
+export type WebhooksService = ReturnType<typeof createWebhooksService>;
