@@ -21,6 +21,9 @@ import { createTokenCodec } from './tracking/tokens.js';
 import { createTrackingUrls } from './tracking/urls.js';
 import type { TrustProxy } from './tracking/ip.js';
 import { createTracking } from './tracking/tracking.js';
+import { createResultsRepo } from './tracking/results.repo.js';
+import { createResultsService } from './tracking/results.service.js';
+import { createStatsRepo } from './tracking/stats.repo.js';
 import { trackingRoutes } from './tracking/tracking.routes.js';
 import { createContactsRepo } from './contacts/contacts.repo.js';
 import { contactsRoutes } from './contacts/contacts.routes.js';
@@ -183,9 +186,11 @@ export function createServices(deps: AppDeps) {
     codec: tokenCodec,
     policyVersion: config.policyVersion,
   });
+  // A campaign's results page and per-recipient CSV (the web app and the API alike).
+  const results = createResultsService({ repo: createResultsRepo(db), statsRepo: createStatsRepo(db), stats: tracking.stats });
   // Periodic jobs run once per period across every process sharing the database.
   const jobSchedule = createJobSchedule(db, processOwner);
-  return { auth, accountMailer, contacts, mailboxes, messages, sync, push, messageContent, campaigns, sendWorker, trackingUrls, suppressions, pacer, metrics, tracking, jobSchedule };
+  return { auth, accountMailer, contacts, mailboxes, messages, sync, push, messageContent, campaigns, sendWorker, trackingUrls, suppressions, pacer, metrics, tracking, jobSchedule, results };
 }
 
 export type Services = ReturnType<typeof createServices>;
@@ -253,7 +258,7 @@ export function createApp(deps: AppDeps, services: Services = createServices(dep
     messagesRoutes(messages, messageContent, authenticated),
     campaignsRoutes(services.campaigns, authenticated),
     suppressionRoutes(services.suppressions, authenticated),
-    trackingRoutes(services.tracking.stats, authenticated),
+    trackingRoutes(services.tracking.stats, authenticated, services.results),
   );
   app.use('/api', (req, _res, next) => next(new NotFoundError(`Route ${req.method} ${req.baseUrl}${req.path}`, 'route_not_found')));
   // The recipient's pages (/u, /p): public, the token in the URL is the credential.

@@ -26,7 +26,7 @@ const sendingWindow = z
   .strict()
   .refine((w) => w.endHour > w.startHour, { message: 'must end after it starts', path: ['endHour'] });
 
-const campaignBody = z
+export const campaignBody = z
   .object({
     name: z.string().trim().min(1).max(200),
     kind: z.enum(['marketing', 'transactional']),
