@@ -56,6 +56,13 @@ import { NotFoundError, errorMiddleware } from './errors.js';
 import { createMetrics, metricsMiddleware, metricsRoute } from './http/metrics.js';
 import { redactUrl, serializeError, type Logger } from './logger.js';
 import { rejectBadText } from './http/text.js';
+import { webCookies } from './web/cookies.js';
+import { contentSecurityPolicy } from './web/csp.js';
+import { createWebSessionsRepo } from './web/web-sessions.repo.js';
+import { createWebSessionsService } from './web/web-sessions.service.js';
+import { webErrorPage, type WebContext } from './web/web.middleware.js';
+import { WEB_PATHS, webRoutes } from './web/web.routes.js';
+import { APP_PAGE_GROUPS } from './web/pages.js';
 
 export interface AppDeps {
   config: Config;
@@ -71,6 +78,9 @@ export interface AppDeps {
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,100}$/;
+
+/** Web cookies are Secure (and `__Host-`) in production and whenever the public URL is https. */
+export const webCookiesSecure = (config: Config) => config.env === 'production' || config.publicBaseUrl.startsWith('https:');
 
 /** TRUST_PROXY as Express means it: a hop count, true/false, or addresses and subnet names. */
 export function trustProxySetting(value: string): number | boolean | string {
@@ -190,7 +200,9 @@ export function createServices(deps: AppDeps) {
   const results = createResultsService({ repo: createResultsRepo(db), statsRepo: createStatsRepo(db), stats: tracking.stats });
   // Periodic jobs run once per period across every process sharing the database.
   const jobSchedule = createJobSchedule(db, processOwner);
-  return { auth, accountMailer, contacts, mailboxes, messages, sync, push, messageContent, campaigns, sendWorker, trackingUrls, suppressions, pacer, metrics, tracking, jobSchedule, results };
+  // The web app's browser sessions (src/web/): a cookie per browser, checked against the same memberships as bearer tokens.
+  const webSessions = createWebSessionsService({ repo: createWebSessionsRepo(db), auth, ttlMs: config.web.sessionTtlMs, now: deps.now });
+  return { webSessions, auth, accountMailer, contacts, mailboxes, messages, sync, push, messageContent, campaigns, sendWorker, trackingUrls, suppressions, pacer, metrics, tracking, jobSchedule, results };
 }
 
 export type Services = ReturnType<typeof createServices>;
@@ -223,7 +235,8 @@ export function createApp(deps: AppDeps, services: Services = createServices(dep
     }),
   );
   app.use(metricsMiddleware(metrics));
-  app.use(helmet());
+  // Strict CSP for every page: scripts and styles only as files from our own origin, nothing inline (src/web/csp.ts).
+  app.use(helmet({ contentSecurityPolicy: contentSecurityPolicy(webCookiesSecure(config)) }));
   // 1:1 mail may carry up to Gmail's 35 MB; every other JSON body is small.
   app.use('/api/messages', express.json({ limit: '36mb' }));
   app.use(express.json({ limit: '1mb' }));
@@ -264,8 +277,22 @@ export function createApp(deps: AppDeps, services: Services = createServices(dep
   // The recipient's pages (/u, /p): public, the token in the URL is the credential.
   app.use(unsubscribeRoutes(services.suppressions));
 
+  // The web app for CRM users (src/web/): cookie sessions with CSRF tokens; /api above never reads that cookie.
+  const web: WebContext = {
+    auth,
+    webSessions: services.webSessions,
+    cookies: webCookies(webCookiesSecure(config)),
+    secureCookies: webCookiesSecure(config),
+    sandboxInboxUrl: deps.google.sandbox?.urls.inbox,
+    logger,
+    services,
+    config,
+  };
+  app.use(webRoutes(web, APP_PAGE_GROUPS));
+
   // Errors raised before the router (body parser 413/415, invalid_text) still get the recipient's HTML page.
   app.use(['/u', '/p'], unsubscribeErrorPage);
+  app.use(WEB_PATHS, webErrorPage(web));
   app.use(errorMiddleware(logger));
   return app;
 }

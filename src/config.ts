@@ -117,6 +117,8 @@ const envSchema = z.object({
   TRACKING_CLICK_TIMEOUT_MS: z.coerce.number().int().min(50).max(30_000).default(800),
   DATABASE_CONNECT_TIMEOUT_MS: z.coerce.number().int().min(100).max(600_000).default(2_000),
   DATABASE_STATEMENT_TIMEOUT_MS: z.coerce.number().int().min(100).max(3_600_000).default(10_000),
+  /** How long a browser session of the web app lasts from sign-in. */
+  WEB_SESSION_TTL_HOURS: z.coerce.number().min(0.01).max(24 * 30).default(12),
 });
 
 type Env = z.infer<typeof envSchema>;
@@ -203,6 +205,8 @@ export interface Config {
   };
   /** Names of secrets generated for development because the environment had none. */
   readonly generatedSecrets: readonly string[];
+  /** The web app (src/web/): session lifetime; cookies are Secure when PUBLIC_BASE_URL is https. */
+  readonly web: { readonly sessionTtlMs: number };
 }
 
 export class ConfigError extends Error {
@@ -355,6 +359,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       clickTimeoutMs: env.TRACKING_CLICK_TIMEOUT_MS,
     },
     generatedSecrets,
+    web: { sessionTtlMs: Math.round(env.WEB_SESSION_TTL_HOURS * 3600 * 1000) },
   });
 }
 

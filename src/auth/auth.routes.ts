@@ -9,25 +9,25 @@ import type { AuthService } from './auth.service.js';
 const email = z.string().trim().toLowerCase().pipe(z.email().max(254));
 const password = z.string().min(10, 'must be at least 10 characters').max(200);
 
-const signupBody = z.object({
+export const signupBody = z.object({
   email,
   password,
   workspaceName: z.string().trim().min(1).max(200),
   name: z.string().trim().min(1).max(200).optional(),
 });
-const loginBody = z.object({ email: z.string().max(254), password: z.string().max(200), workspaceId: z.uuid().optional() });
-const inviteBody = z.object({ email, role: z.enum(['owner', 'admin', 'member']).default('member') });
-const workspaceBody = z
+export const loginBody = z.object({ email: z.string().max(254), password: z.string().max(200), workspaceId: z.uuid().optional() });
+export const inviteBody = z.object({ email, role: z.enum(['owner', 'admin', 'member']).default('member') });
+export const workspaceBody = z
   .object({ name: z.string().trim().min(1).max(200), postalAddress: z.string().trim().min(5).max(500).nullable() })
   .partial()
   .strict()
   .refine((v) => Object.keys(v).length > 0, 'give at least one field to change');
-const acceptBody = z.object({ token: z.string().min(1).max(200), password, name: z.string().trim().min(1).max(200).optional() });
+export const acceptBody = z.object({ token: z.string().min(1).max(200), password, name: z.string().trim().min(1).max(200).optional() });
 
-const verifyBody = z.object({ code: z.string().min(1).max(200) });
+export const verifyBody = z.object({ code: z.string().min(1).max(200) });
 
 /** The client address the throttles count: `req.ip`, which honours X-Forwarded-For only from TRUST_PROXY. */
-const clientAddress = (req: Request) => req.ip ?? req.socket.remoteAddress ?? 'unknown';
+export const clientAddress = (req: Request) => req.ip ?? req.socket.remoteAddress ?? 'unknown';
 
 /** Routes anyone may call: signup (and its confirmation), login, accepting an invitation. */
 export function publicAuthRoutes(auth: AuthService): Router {

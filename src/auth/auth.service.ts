@@ -144,6 +144,12 @@ export function createAuthService(deps: {
       return { userId: claims.userId, workspaceId: claims.workspaceId, role: membership.role };
     },
 
+    /** Who a signed-in browser is (web sessions name a user and a workspace): the membership is re-read every time, like `authenticate`. */
+    async memberContext(userId: string, workspaceId: string): Promise<AuthContext | undefined> {
+      const membership = await repo.findMembership(workspaceId, userId);
+      return membership ? { userId, workspaceId, role: membership.role } : undefined;
+    },
+
     async me(auth: AuthContext) {
       const [user, membership] = await Promise.all([repo.findUserById(auth.userId), repo.findMembership(auth.workspaceId, auth.userId)]);
       if (!user || !membership) throw new UnauthorizedError();

@@ -15,3 +15,4 @@ export * from './schema/campaigns.js';
 export * from './schema/tracking.js';
 export * from './schema/audit.js';
 export * from './schema/jobs.js';
+export * from './schema/web.js';

@@ -27,6 +27,7 @@ const GLOBAL_TABLES: Record<string, string> = {
 /** Unique keys whose values are unique across all workspaces without naming one. */
 const GLOBALLY_UNIQUE_KEYS: Record<string, string> = {
   invitations_token_hash_unique: 'SHA-256 of a random 32-byte invitation token',
+  web_sessions_token_hash_unique: 'SHA-256 of a random 32-byte session cookie value',
 };
 
 let database: Database;

@@ -1,0 +1,5 @@
+import { mailboxPages } from './mailboxes.pages.js';
+import type { AppPageGroup } from './web.routes.js';
+
+/** The page groups under /app, in navigation order. */
+export const APP_PAGE_GROUPS: AppPageGroup[] = [mailboxPages];
