@@ -10,7 +10,7 @@ import { extractLinks } from '../tracking/rewrite.js';
 import type { CampaignRow, CampaignsRepo } from './campaigns.repo.js';
 import { marketingFooter, renderContent, stepContent } from './campaign-mail.js';
 import { isInsideWindow, nextWindowOpening } from './sending-window.js';
-import { checkTemplate } from './templates.js';
+import { checkTemplate, type MergeContact } from './templates.js';
 
 export interface CampaignInput {
   name: string;
@@ -24,6 +24,13 @@ export interface CampaignInput {
   steps: CampaignStep[];
   startAt?: Date;
   sendingWindow?: SendingWindow;
+}
+
+export interface PreviewContent {
+  kind: CampaignInput['kind'];
+  subject: string;
+  html?: string;
+  text?: string;
 }
 
 function presentCampaign(campaign: CampaignRow) {
@@ -133,6 +140,20 @@ export function createCampaignsService(deps: {
     return null;
   }
 
+  /**
+   * Merge fields filled, and for marketing the footer with the workspace's postal address.
+   * Links stay as written (a preview records no click) and the footer's links point nowhere.
+   */
+  async function renderPreview(auth: AuthContext, content: PreviewContent, contact: MergeContact & { id: string; email: string }) {
+    const known = await repo.knownAttributes(auth.workspaceId);
+    const problems = [content.subject, content.html, content.text].flatMap((template) => (template ? checkTemplate(template, known) : []));
+    const rendered = renderContent(content, contact);
+    const preview = { contactId: contact.id, to: contact.email, subject: rendered.subject, html: rendered.html, text: rendered.text, problems };
+    if (content.kind !== 'marketing') return preview;
+    const footer = marketingFooter({ unsubscribe: '#unsubscribe', preferences: '#preferences' }, (await repo.postalAddressOf(auth.workspaceId)) ?? '');
+    return { ...preview, html: preview.html === undefined ? undefined : `${preview.html}${footer.html}`, text: `${preview.text}${footer.text}` };
+  }
+
   const service = {
     async create(auth: AuthContext, input: CampaignInput) {
       await validate(auth, input);
@@ -202,21 +223,23 @@ export function createCampaignsService(deps: {
 
     /**
      * A message as one chosen contact would get it, from content not saved yet (the editor's
-     * live preview): merge fields filled, and for marketing the footer with the workspace's
-     * postal address. Links stay as written (a preview records no click) and the footer's
-     * links point nowhere. Unknown merge fields are listed, not thrown: a preview shows them.
+     * live preview). Unknown merge fields are listed, not thrown: a preview shows them.
      */
-    async preview(auth: AuthContext, content: { kind: CampaignInput['kind']; subject: string; html?: string; text?: string }, contactId: string) {
+    async preview(auth: AuthContext, content: PreviewContent, contactId: string) {
       const contact = await repo.contactInWorkspace(auth.workspaceId, contactId);
       if (!contact) throw new NotFoundError('Contact');
-      const known = await repo.knownAttributes(auth.workspaceId);
-      const problems = [content.subject, content.html, content.text].flatMap((template) => (template ? checkTemplate(template, known) : []));
-      const rendered = renderContent(content, contact);
-      if (content.kind === 'marketing') {
-        const footer = marketingFooter({ unsubscribe: '#unsubscribe', preferences: '#preferences' }, (await repo.postalAddressOf(auth.workspaceId)) ?? '');
-        return { contactId, subject: rendered.subject, html: rendered.html === undefined ? undefined : `${rendered.html}${footer.html}`, text: `${rendered.text}${footer.text}`, problems };
+      return renderPreview(auth, content, contact);
+    },
+
+    /** A saved campaign's first message, for a chosen contact or else the first of its audience (null: nobody to show it for). */
+    async previewSaved(auth: AuthContext, id: string, contactId?: string) {
+      const campaign = await requireCampaign(auth, id);
+      const contact = contactId ? await repo.contactInWorkspace(auth.workspaceId, contactId) : await repo.sampleContact(campaign);
+      if (!contact) {
+        if (contactId) throw new NotFoundError('Contact');
+        return null;
       }
-      return { contactId, ...rendered, problems };
+      return renderPreview(auth, { kind: campaign.kind, ...stepContent(campaign, 0) }, contact);
     },
 
     async launch(auth: AuthContext, id: string, options: { startAt?: Date }) {

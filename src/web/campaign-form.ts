@@ -40,7 +40,8 @@ export interface CampaignFormValues {
   html: string;
   text: string;
   topic: string;
-  audience: 'all' | 'segment';
+  /** `keep`: a draft whose audience is a list of contacts (API or CSV upload) keeps that list. */
+  audience: 'all' | 'segment' | 'keep';
   match: 'all' | 'any';
   conditions: ConditionRow[];
   steps: StepRow[];
@@ -103,7 +104,7 @@ export function readCampaignForm(body: FormBody): CampaignFormValues {
     html: text(body, 'html'),
     text: text(body, 'text'),
     topic: text(body, 'topic'),
-    audience: text(body, 'audience') === 'segment' ? 'segment' : 'all',
+    audience: (['segment', 'keep'] as const).find((a) => a === text(body, 'audience')) ?? 'all',
     match: text(body, 'match') === 'any' ? 'any' : 'all',
     conditions,
     steps,
@@ -133,8 +134,11 @@ const EVERYONE = { all: [{ field: 'email', op: 'exists' }] };
  * The API's campaign body from the form. Values are passed through as typed (numbers as
  * numbers when they look like one) so that the API schema's messages name the real problem.
  */
-export function campaignBodyFromForm(form: CampaignFormValues): Record<string, unknown> {
-  const segment = form.audience === 'all' ? EVERYONE : { [form.match]: form.conditions.map(conditionJson) };
+export function campaignBodyFromForm(form: CampaignFormValues, keptContactIds?: string[]): Record<string, unknown> {
+  const audience =
+    form.audience === 'keep' && keptContactIds
+      ? { contactIds: keptContactIds }
+      : { segment: form.audience === 'segment' ? { [form.match]: form.conditions.map(conditionJson) } : EVERYONE };
   return {
     name: form.name,
     kind: form.kind,
@@ -143,7 +147,7 @@ export function campaignBodyFromForm(form: CampaignFormValues): Record<string, u
     html: optional(form.html),
     text: optional(form.text),
     topic: optional(form.topic),
-    segment,
+    ...audience,
     steps: form.steps.map((s) => ({ afterDays: number(s.afterDays), subject: optional(s.subject), text: optional(s.text), html: optional(s.html) })),
     startAt: form.startAt ? zonedTimeToInstant(form.startAt, form.timeZone) ?? form.startAt : undefined,
     sendingWindow: form.windowEnabled
@@ -195,7 +199,7 @@ export function formFromCampaign(campaign: {
     }
     return form;
   }
-  return { ...form, contactIds: campaign.audience.contactIds };
+  return { ...form, audience: 'keep', contactIds: campaign.audience.contactIds };
 }
 
 /** The UTC offset of `timeZone` at `at`, in minutes (e.g. +60 for Paris in winter). */

@@ -1,5 +1,6 @@
+import { campaignPages } from './campaigns.pages.js';
 import { mailboxPages } from './mailboxes.pages.js';
 import type { AppPageGroup } from './web.routes.js';
 
 /** The page groups under /app, in navigation order. */
-export const APP_PAGE_GROUPS: AppPageGroup[] = [mailboxPages];
+export const APP_PAGE_GROUPS: AppPageGroup[] = [mailboxPages, campaignPages];

@@ -114,6 +114,10 @@ const NOTICES: Record<string, string> = {
   suppressed: 'The address is on the suppression list.',
   unsuppressed: 'The address was removed from the suppression list.',
   invited: 'Invitation created.',
+  campaign_launch: 'The campaign is launched.',
+  campaign_pause: 'The campaign is paused. Nothing more is sent until you resume it.',
+  campaign_resume: 'The campaign is sending again.',
+  campaign_cancel: 'The campaign is cancelled. Messages not yet sent will not be sent.',
 };
 
 /** Renders an app page inside the shared frame for the signed-in person. */
