@@ -22,6 +22,7 @@ import { createTrackingUrls } from './tracking/urls.js';
 import type { TrustProxy } from './tracking/ip.js';
 import { createTracking } from './tracking/tracking.js';
 import { createResultsRepo } from './tracking/results.repo.js';
+import { vendorAssets } from './web/vendor-assets.js';
 import { createResultsService } from './tracking/results.service.js';
 import { createStatsRepo } from './tracking/stats.repo.js';
 import { trackingRoutes } from './tracking/tracking.routes.js';
@@ -288,6 +289,8 @@ export function createApp(deps: AppDeps, services: Services = createServices(dep
     services,
     config,
   };
+  // Chart code for the results pages, from node_modules on our own origin (src/web/vendor-assets.ts).
+  app.use(vendorAssets());
   app.use(webRoutes(web, APP_PAGE_GROUPS));
 
   // Errors raised before the router (body parser 413/415, invalid_text) still get the recipient's HTML page.
