@@ -1,6 +1,7 @@
 import type { CampaignsService } from '../campaigns/campaigns.service.js';
 import { html, SafeHtml } from './html.js';
 import { csrfField } from './layout.js';
+import { OP_LABELS } from './campaign-form.js';
 
 /*
  * Read-only views of campaigns: the list, one campaign with its progress and lifecycle
@@ -74,8 +75,15 @@ ${skipped.length > 0 ? html`<p class="muted">Skipped: ${skipped.map(([reason, n]
 
 function describeAudience(audience: CampaignDetail['audience']): string {
   if ('contactIds' in audience) return `${audience.contactIds.length} chosen contacts`;
-  return `contacts matching ${JSON.stringify(audience.segment)}`;
+  const segment = audience.segment as { all?: SegmentCondition[]; any?: SegmentCondition[] };
+  const words = (c: SegmentCondition) =>
+    `${c.field.replace(/^attributes\./, '')} ${OP_LABELS[c.op as keyof typeof OP_LABELS] ?? c.op}${c.op === 'exists' ? '' : ` ${Array.isArray(c.value) ? c.value.join(', ') : String(c.value)}`}`;
+  if (segment.all?.length === 1 && segment.all[0]!.field === 'email' && segment.all[0]!.op === 'exists' && !segment.any?.length) return 'every contact';
+  const parts = [segment.all?.length ? segment.all.map(words).join(' and ') : '', segment.any?.length ? `(${segment.any.map(words).join(' or ')})` : ''].filter(Boolean);
+  return `contacts where ${parts.join(' and ')}`;
 }
+
+type SegmentCondition = { field: string; op: string; value?: unknown };
 
 export function campaignDetail(campaign: CampaignDetail, options: { csrfToken: string; mailboxEmail?: string; preflight?: SafeHtml }): SafeHtml {
   const window = campaign.sendingWindow;

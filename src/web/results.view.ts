@@ -24,7 +24,7 @@ export interface ChartModel {
 }
 
 const CLASSES = ['human', 'machine', 'unknown'] as const;
-const CLASS_LABELS = { human: 'People', machine: 'Machines (scanners, privacy proxies)', unknown: 'Unknown' } as const;
+const CLASS_LABELS = { human: 'People', machine: 'Machines', unknown: 'Unknown' } as const;
 
 function figure(id: string, caption: string, model: ChartModel, table: SafeHtml): SafeHtml {
   const legend =
@@ -88,7 +88,7 @@ export function resultsPage(campaign: { id: string; name: string; status: string
 <dt>Clicked by people</dt><dd data-result="unique-human-clicks">${stats.clicks.uniqueHuman} ${stats.clicks.uniqueHuman === 1 ? 'recipient' : 'recipients'}</dd>
 <dt>Unsubscribed</dt><dd data-result="unsubscribed">${stats.unsubscribed}</dd>
 </dl>
-<p class="muted">People, machines and unknown are counted apart: mail scanners and privacy proxies open and click too. An open followed by a person's click counts as a person's.</p>
+<p class="muted">People, machines and unknown are counted apart: machines are mail scanners, link checkers and privacy proxies, which open and click too. An open followed by a person's click counts as a person's.</p>
 <div class="actions"><a class="button secondary" href="/app/campaigns/${campaign.id}/results.csv" download>Download per-recipient results (CSV)</a></div>
 <div class="chart-grid">
 ${figure('sends-over-time', `Messages sent per ${sendsOverTime.unit} (UTC)`, sends, sends.categories.length === 0 ? html`<p>Nothing sent yet.</p>` : modelTable('Messages sent over time', sends, sendsOverTime.unit === 'day' ? 'Day' : 'Hour'))}

@@ -1,8 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Page } from 'playwright-core';
 import { campaignFixtures } from '../helpers/campaign-fixtures.js';
 import { connectedMailbox } from '../helpers/gmail.js';
-import { hasChromium, newPage, seriousAxeViolations, useBrowser } from '../helpers/browser.js';
+import { hasChromium, newPage, seriousAxeViolations, signedInPage, useBrowser } from '../helpers/browser.js';
 import { signUp, startTestApp, type TestApp } from '../helpers/test-app.js';
 
 /*
@@ -40,15 +39,6 @@ describe.skipIf(!hasChromium)('app pages: accessibility, CSRF, escaping', () => 
     await app?.close();
   });
 
-  async function signedIn(): Promise<Page> {
-    const page = await newPage(ctx.browser);
-    await page.goto(`${app.baseUrl}/signin`);
-    await page.getByLabel('Email').fill(owner.email);
-    await page.getByLabel('Password').fill(owner.password);
-    await page.getByRole('button', { name: 'Sign in' }).click();
-    await page.waitForURL(/\/app\//);
-    return page;
-  }
 
   it('axe-core finds no serious or critical violation on the main app pages', async () => {
     const anonymous = await newPage(ctx.browser);
@@ -59,7 +49,7 @@ describe.skipIf(!hasChromium)('app pages: accessibility, CSRF, escaping', () => 
     }
     await anonymous.context().close();
 
-    const page = await signedIn();
+    const page = await signedInPage(ctx.browser, app.baseUrl, owner);
     for (const path of ['/app/mailboxes', '/app/campaigns', '/app/campaigns/new', `/app/campaigns/${draftId}`, `/app/campaigns/${draftId}/edit`, `/app/campaigns/${launchedId}`, `/app/campaigns/${launchedId}/results`]) {
       await page.goto(`${app.baseUrl}${path}`);
       await page.waitForLoadState('load');
@@ -73,7 +63,7 @@ describe.skipIf(!hasChromium)('app pages: accessibility, CSRF, escaping', () => 
   });
 
   it('HTML in a contact’s or a campaign’s name is shown as text on the list, campaign, preview and results pages', async () => {
-    const page = await signedIn();
+    const page = await signedInPage(ctx.browser, app.baseUrl, owner);
     for (const path of ['/app/campaigns', `/app/campaigns/${launchedId}`, `/app/campaigns/${launchedId}/results`, `/app/campaigns/${draftId}/edit`]) {
       await page.goto(`${app.baseUrl}${path}`);
       await page.waitForLoadState('load');
@@ -88,7 +78,7 @@ describe.skipIf(!hasChromium)('app pages: accessibility, CSRF, escaping', () => 
   });
 
   it('a form posted without its CSRF token is refused (403) and changes nothing, from another site or ours', async () => {
-    const page = await signedIn();
+    const page = await signedInPage(ctx.browser, app.baseUrl, owner);
     // Another origin (the sandbox's port) auto-submits a form at our launch URL. A port does not
     // make another site, so the browser sends the session cookie along: only the token stops it.
     await page.goto(app.sandbox.urls.inbox);

@@ -1,7 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Page } from 'playwright-core';
 import { connectedMailbox } from '../helpers/gmail.js';
-import { hasChromium, newPage, useBrowser } from '../helpers/browser.js';
+import { hasChromium, signedInPage, useBrowser } from '../helpers/browser.js';
 import { signUp, startTestApp, type TestApp } from '../helpers/test-app.js';
 
 /*
@@ -35,18 +34,9 @@ describe.skipIf(!hasChromium)('campaign pages in a real browser', () => {
     await app?.close();
   });
 
-  async function signedInPage(options: Parameters<typeof newPage>[1] = {}): Promise<Page> {
-    const page = await newPage(ctx.browser, options);
-    await page.goto(`${app.baseUrl}/signin`);
-    await page.getByLabel('Email').fill(owner.email);
-    await page.getByLabel('Password').fill(owner.password);
-    await page.getByRole('button', { name: 'Sign in' }).click();
-    await page.waitForURL(/\/app\//);
-    return page;
-  }
 
   it('creates a campaign with a live preview, checks it, launches it, and shows progress without a reload', async () => {
-    const page = await signedInPage();
+    const page = await signedInPage(ctx.browser, app.baseUrl, owner);
     await page.goto(`${app.baseUrl}/app/campaigns/new`);
     await page.getByLabel('Name', { exact: true }).fill('Spring news');
     await page.getByLabel('Subject', { exact: true }).fill('News for {{firstName | "you"}}');
@@ -80,7 +70,7 @@ describe.skipIf(!hasChromium)('campaign pages in a real browser', () => {
   });
 
   it('works with JavaScript off: the Preview button fills the frame, more rows without losing edits, validation on the form', async () => {
-    const page = await signedInPage({ javaScriptEnabled: false });
+    const page = await signedInPage(ctx.browser, app.baseUrl, owner, { javaScriptEnabled: false });
     await page.goto(`${app.baseUrl}/app/campaigns/new`);
     await page.getByLabel('Name', { exact: true }).fill('No script');
     await page.getByLabel('Subject', { exact: true }).fill('Plain {{firstName}}');

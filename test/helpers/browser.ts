@@ -72,3 +72,14 @@ export async function seriousAxeViolations(page: Page): Promise<AxeViolation[]> 
     result.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map((n) => JSON.stringify(n.target)) })))`);
   return violations.filter((v) => v.impact === 'serious' || v.impact === 'critical');
 }
+
+/** A new page signed in through the sign-in form, as a person does (a session cookie, no bearer token). */
+export async function signedInPage(browser: Browser, baseUrl: string, account: { email: string; password: string }, options: BrowserContextOptions = {}): Promise<Page> {
+  const page = await newPage(browser, options);
+  await page.goto(`${baseUrl}/signin`);
+  await page.getByLabel('Email').fill(account.email);
+  await page.getByLabel('Password').fill(account.password);
+  await page.getByRole('button', { name: 'Sign in' }).click();
+  await page.waitForURL(/\/app\//);
+  return page;
+}
