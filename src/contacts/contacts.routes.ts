@@ -18,18 +18,18 @@ const attributes = z
   )
   .refine((value) => Object.keys(value).length <= 100, 'at most 100 attributes');
 
-const createBody = z.object({ email: emailAddressField, firstName: name.optional(), lastName: name.optional(), attributes: attributes.optional() });
+export const createBody = z.object({ email: emailAddressField, firstName: name.optional(), lastName: name.optional(), attributes: attributes.optional() });
 const patchBody = z
   .object({ email: emailAddressField, firstName: name.nullable(), lastName: name.nullable(), attributes })
   .partial()
   .strict()
   .refine((value) => Object.keys(value).length > 0, 'give at least one field to change');
-const listQuery = z.object({
+export const listQuery = z.object({
   limit: z.coerce.number().int().min(1).max(500).default(50),
   cursor: pageCursorField.optional(),
   q: z.string().trim().min(1).max(200).optional(),
 });
-const consentBody = z.object({
+export const consentBody = z.object({
   status: z.enum(['opted_in', 'opted_out']),
   source: z.string().trim().min(1).max(200),
   policyVersion: z.string().trim().min(1).max(50).optional(),

@@ -13,7 +13,7 @@ const addressList = z.union([emailAddressField, z.array(emailAddressField).max(M
 /** A header value never spans lines: CR or LF would let a caller write headers of their own. */
 const headerText = z.string().max(998).refine((v) => !/[\r\n]/.test(v), 'must not contain line breaks');
 
-const sendBody = z
+export const sendBody = z
   .object({
     mailboxId: z.uuid(),
     to: addressList,
