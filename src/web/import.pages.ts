@@ -4,7 +4,7 @@ import { z } from 'zod';
 import type { AuthContext } from '../auth/auth.service.js';
 import { normalizeEmailAddress } from '../contacts/email-address.js';
 import { parseInput } from '../http/validate.js';
-import { applyMapping, attributeName, COLUMN_TARGETS, guessTarget, parseCsvText, TARGET_LABELS, type ConsentCells } from './csv-mapping.js';
+import { applyMapping, attributeName, COLUMN_TARGETS, guessChoice, parseCsvText, TARGET_LABELS, toMapping, type ColumnMapping, type ConsentCells } from './csv-mapping.js';
 import { errorNotice, formProblem } from './forms.js';
 import { html, type SafeHtml } from './html.js';
 import { csrfField } from './layout.js';
@@ -31,8 +31,7 @@ export function importPages(ctx: WebContext): Router {
 
   /**
    * Consent columns, recorded beside the import as consent records (P-10) through the
-   * contacts service. When the import service records the `consent` column itself, this
-   * goes away and the consent columns are kept in the rewritten file instead.
+   * contacts service, for as long as the import service does not read them itself.
    */
   async function recordConsentColumns(auth: AuthContext, rows: ConsentCells[], defaultSource: string): Promise<ConsentReport> {
     const report: ConsentReport = { recorded: 0, errors: [] };
@@ -54,6 +53,18 @@ export function importPages(ctx: WebContext): Router {
     return report;
   }
 
+  /**
+   * The import itself. Once the import service takes a mapping and reads the consent columns
+   * (branch api-keys), this whole function becomes
+   * `contacts.importCsv(auth, Readable.from([text]), { mapping })` and recordConsentColumns goes.
+   */
+  async function importMapped(auth: AuthContext, text: string, mapping: ColumnMapping, defaultSource: string) {
+    const applied = applyMapping(parseCsvText(text), mapping);
+    const report = await contacts.importCsv(auth, Readable.from([applied.csv]));
+    const consent = await recordConsentColumns(auth, applied.consents, defaultSource);
+    return { ...report, consentRecorded: consent.recorded, errors: [...report.errors, ...consent.errors.map((e) => ({ ...e, code: 'invalid_consent' as const }))] };
+  }
+
   const uploadPage = (req: Request, error?: string) => html`<h1>Import contacts</h1>${errorNotice(error)}
 <p>A CSV file whose first line names the columns, one of them the email address (up to ${WEB_UPLOAD_MAX_BYTES / 1024 / 1024} MB here; larger files through <code>POST /api/contacts/import</code>).
 Importing the same file again changes nothing: contacts are matched on their address.</p>
@@ -69,7 +80,7 @@ Importing the same file again changes nothing: contacts are matched on their add
 <p>${csv.rows.length} rows. The first ${preview.length} are shown; say what each column is.</p>
 <form method="post" action="/app/contacts/import" enctype="multipart/form-data">${csrfField(req.browser!.csrfToken)}
 <input type="hidden" name="csv" value="${text}">
-<table><thead><tr>${csv.header.map((h, i) => html`<th scope="col"><label>${h}<select name="map${i}">${COLUMN_TARGETS.map((t) => html`<option value="${t}"${guessTarget(h) === t ? html` selected` : ''}>${t === 'attribute' ? `Attribute “${attributeName(h)}”` : TARGET_LABELS[t]}</option>`)}</select></label></th>`)}</tr></thead>
+<table><thead><tr>${csv.header.map((h, i) => html`<th scope="col"><label>${h}<select name="map${i}">${COLUMN_TARGETS.map((t) => html`<option value="${t}"${guessChoice(h) === t ? html` selected` : ''}>${t === 'attribute' ? `Attribute “${attributeName(h)}”` : TARGET_LABELS[t]}</option>`)}</select></label></th>`)}</tr></thead>
 <tbody>${preview.map((row) => html`<tr>${csv.header.map((_h, i) => html`<td>${row[i] ?? ''}</td>`)}</tr>`)}</tbody></table>
 <label>Consent source for rows without one <input name="consentSource" value="CSV import" maxlength="200"></label>
 <div class="actions"><button type="submit">Import ${csv.rows.length} rows</button><a href="/app/contacts/import">Choose another file</a></div></form>`;
@@ -94,18 +105,15 @@ Importing the same file again changes nothing: contacts are matched on their add
     const body = (req.body ?? {}) as Record<string, string>;
     const form = parseInput(importForm, body);
     const csv = parseCsvText(form.csv);
-    const mapping = csv.header.map((_h, i) => z.enum(COLUMN_TARGETS).catch('ignore').parse(body[`map${i}`]));
-    let applied;
+    const mapping = toMapping(csv.header, csv.header.map((_h, i) => z.enum(COLUMN_TARGETS).catch('ignore').parse(body[`map${i}`])));
+    let report;
     try {
-      applied = applyMapping(csv, mapping);
+      report = await importMapped(auth, form.csv, mapping, form.consentSource || 'CSV import');
     } catch (error) {
       const problem = formProblem(error);
       await sendAppPage(ctx, req, res, { title: 'Check the columns', section: 'contacts', status: problem.status, body: mappingPage(req, form.csv, problem.message) });
       return;
     }
-    const report = await contacts.importCsv(auth, Readable.from([applied.csv]));
-    const consent = await recordConsentColumns(auth, applied.consents, form.consentSource || 'CSV import');
-    const problems = [...report.errors.map((e) => ({ line: e.line, message: `${e.code}: ${e.message}` })), ...consent.errors];
     await sendAppPage(ctx, req, res, {
       title: 'Import finished',
       section: 'contacts',
@@ -113,9 +121,9 @@ Importing the same file again changes nothing: contacts are matched on their add
 <table><tbody>
 <tr><th scope="row">Rows</th><td>${report.rows}</td></tr><tr><th scope="row">Created</th><td>${report.created}</td></tr>
 <tr><th scope="row">Updated</th><td>${report.updated}</td></tr><tr><th scope="row">Unchanged</th><td>${report.unchanged}</td></tr>
-<tr><th scope="row">Failed</th><td>${report.failed}</td></tr><tr><th scope="row">Consent records added</th><td>${consent.recorded}</td></tr>
+<tr><th scope="row">Failed</th><td>${report.failed}</td></tr><tr><th scope="row">Consent records added</th><td>${report.consentRecorded}</td></tr>
 </tbody></table>
-${problems.length ? html`<h2>Rows with problems</h2><ul>${problems.map((p) => html`<li>line ${p.line}: ${p.message}</li>`)}</ul>${report.errorsTruncated ? html`<p class="muted">Only the first problems are listed.</p>` : ''}` : ''}
+${report.errors.length ? html`<h2>Rows with problems</h2><ul>${report.errors.map((p) => html`<li>line ${p.line}: ${p.code}: ${p.message}</li>`)}</ul>${report.errorsTruncated ? html`<p class="muted">Only the first problems are listed.</p>` : ''}` : ''}
 <div class="actions"><a class="button" href="/app/contacts">See the contacts</a><a href="/app/contacts/import">Import another file</a></div>`,
     });
   });

@@ -131,7 +131,7 @@ describe('CSV import with preview, mapping and the consent column', () => {
       map1: 'firstName',
       map2: 'attribute',
       map3: 'consent',
-      map4: 'consent_source',
+      map4: 'consentSource',
       consentSource: 'CSV import',
     });
     expect(done.status).toBe(200);
