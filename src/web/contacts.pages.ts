@@ -1,5 +1,5 @@
 import { Router } from 'express';
-import { consentBody, createBody, listQuery } from '../contacts/contacts.routes.js';
+import { consentBody, createContactBody, listContactsQuery } from '../contacts/contacts.routes.js';
 import { parseId } from '../http/params.js';
 import { parseInput } from '../http/validate.js';
 import type { StatsService } from '../tracking/stats.service.js';
@@ -19,7 +19,7 @@ export function contactPages(ctx: WebContext): Router {
   const { contacts, suppressions } = ctx.services;
 
   router.get('/contacts', async (req, res) => {
-    const query = parseInput(listQuery, { ...req.query, limit: String(PAGE_SIZE) });
+    const query = parseInput(listContactsQuery, { ...req.query, limit: String(PAGE_SIZE) });
     const page = await contacts.list(signedIn(req), query);
     const rows = page.contacts.map(
       (c) => html`<tr><td><a href="/app/contacts/${c.id}">${contactName(c)}</a></td><td>${c.email}</td>
@@ -52,7 +52,7 @@ ${pager('/app/contacts', { q: query.q }, page.nextCursor, !query.cursor)}`,
   router.post('/contacts', async (req, res) => {
     const input = formInput(req);
     try {
-      const contact = await contacts.create(signedIn(req), parseInput(createBody, input));
+      const contact = await contacts.create(signedIn(req), parseInput(createContactBody, input));
       res.redirect(303, `/app/contacts/${contact.id}?notice=saved`);
     } catch (error) {
       const problem = formProblem(error);

@@ -1,7 +1,7 @@
 import { Router } from 'express';
 import { parseId } from '../http/params.js';
 import { parseInput } from '../http/validate.js';
-import { sendBody } from '../messages/messages.routes.js';
+import { sendMessageBody } from '../messages/messages.routes.js';
 import { MAIL_FRAME_POLICY } from './csp.js';
 import { errorNotice, formInput, formProblem } from './forms.js';
 import { contactName, when } from './format.js';
@@ -47,7 +47,7 @@ ${own.length === 0 ? html`<p>You have no active Gmail mailbox to send from. <a h
     const input = formInput(req);
     try {
       const contact = await contacts.get(auth, contactId);
-      const mail = parseInput(sendBody, { mailboxId: input.mailboxId, to: contact.email, subject: input.subject ?? '', text: input.text ?? '' });
+      const mail = parseInput(sendMessageBody, { mailboxId: input.mailboxId, to: contact.email, subject: input.subject ?? '', text: input.text ?? '' });
       const { pending } = await messages.send(auth, mail);
       res.redirect(303, `/app/contacts/${contactId}?notice=${pending ? 'send_pending' : 'sent'}`);
     } catch (error) {

@@ -3,7 +3,7 @@ import { suppressionReasonEnum } from '../db/schema.js';
 import { ForbiddenError } from '../errors.js';
 import { parseId } from '../http/params.js';
 import { parseInput } from '../http/validate.js';
-import { addBody, listQuery, removeBody } from '../suppression/suppression.routes.js';
+import { addSuppressionBody, listSuppressionsQuery, removeSuppressionBody } from '../suppression/suppression.routes.js';
 import { errorNotice, formInput, formProblem } from './forms.js';
 import { pager, when } from './format.js';
 import { html } from './html.js';
@@ -30,7 +30,7 @@ export function suppressionPages(ctx: WebContext): Router {
   const listPage = async (req: Parameters<typeof signedIn>[0], state: { error?: string; values?: Record<string, string> } = {}) => {
     const auth = signedIn(req);
     const filters = { email: typeof req.query.email === 'string' && req.query.email ? req.query.email : undefined, reason: typeof req.query.reason === 'string' && req.query.reason ? req.query.reason : undefined };
-    const query = parseInput(listQuery, { ...filters, cursor: req.query.cursor, limit: String(PAGE_SIZE) });
+    const query = parseInput(listSuppressionsQuery, { ...filters, cursor: req.query.cursor, limit: String(PAGE_SIZE) });
     const page = await suppressions.list(auth, query);
     const token = req.browser!.csrfToken;
     const admin = auth.role !== 'member';
@@ -64,7 +64,7 @@ ${pager('/app/suppressions', filters, page.nextCursor, !query.cursor)}
   router.post('/suppressions', async (req, res) => {
     const input = formInput(req);
     try {
-      await suppressions.add(signedIn(req), parseInput(addBody, input));
+      await suppressions.add(signedIn(req), parseInput(addSuppressionBody, input));
       res.redirect(303, '/app/suppressions?notice=suppressed');
     } catch (error) {
       const problem = formProblem(error);
@@ -76,7 +76,7 @@ ${pager('/app/suppressions', filters, page.nextCursor, !query.cursor)}
     const auth = signedIn(req);
     if (auth.role === 'member') throw new ForbiddenError('Only owners and admins remove addresses from the suppression list');
     try {
-      await suppressions.remove(auth, parseId(req.params.id, 'Suppression'), parseInput(removeBody, formInput(req)));
+      await suppressions.remove(auth, parseId(req.params.id, 'Suppression'), parseInput(removeSuppressionBody, formInput(req)));
       res.redirect(303, '/app/suppressions?notice=unsuppressed');
     } catch (error) {
       const problem = formProblem(error);
