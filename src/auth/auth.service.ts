@@ -90,7 +90,7 @@ export function createAuthService(deps: {
         await mailer.send({
           to: email,
           subject: 'Confirm your inboxtrail account',
-          text: `Your confirmation code is:\n\n${code}\n\nIt works once, for 24 hours (POST /api/auth/signup/verify {"code": "…"}). If you did not sign up, ignore this mail.`,
+          text: `Your confirmation code is:\n\n${code}\n\nIt works once, for 24 hours: paste it on the confirmation page (/signup/verify), or send POST /api/auth/signup/verify {"code": "…"}. If you did not sign up, ignore this mail.`,
         });
       }
       return { status: 'verification_sent' as const, message: 'Check your inbox: we sent a mail to that address with the next step.' };

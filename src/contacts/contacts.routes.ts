@@ -18,18 +18,18 @@ const attributes = z
   )
   .refine((value) => Object.keys(value).length <= 100, 'at most 100 attributes');
 
-const createBody = z.object({ email: emailAddressField, firstName: name.optional(), lastName: name.optional(), attributes: attributes.optional() });
+export const createContactBody = z.object({ email: emailAddressField, firstName: name.optional(), lastName: name.optional(), attributes: attributes.optional() });
 const patchBody = z
   .object({ email: emailAddressField, firstName: name.nullable(), lastName: name.nullable(), attributes })
   .partial()
   .strict()
   .refine((value) => Object.keys(value).length > 0, 'give at least one field to change');
-const listQuery = z.object({
+export const listContactsQuery = z.object({
   limit: z.coerce.number().int().min(1).max(500).default(50),
   cursor: pageCursorField.optional(),
   q: z.string().trim().min(1).max(200).optional(),
 });
-const consentBody = z.object({
+export const consentBody = z.object({
   status: z.enum(['opted_in', 'opted_out']),
   source: z.string().trim().min(1).max(200),
   policyVersion: z.string().trim().min(1).max(50).optional(),
@@ -55,10 +55,10 @@ export function contactsRoutes(contacts: ContactsService, authenticated: Request
     res.json(await contacts.importCsv(authOf(req), req));
   });
   router.get('/contacts', async (req, res) => {
-    res.json(await contacts.list(authOf(req), parseInput(listQuery, req.query)));
+    res.json(await contacts.list(authOf(req), parseInput(listContactsQuery, req.query)));
   });
   router.post('/contacts', async (req, res) => {
-    res.status(201).json(await contacts.create(authOf(req), parseInput(createBody, req.body)));
+    res.status(201).json(await contacts.create(authOf(req), parseInput(createContactBody, req.body)));
   });
   router.get('/contacts/:id', async (req, res) => {
     res.json(await contacts.get(authOf(req), parseId(req.params.id, 'Contact')));

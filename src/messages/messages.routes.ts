@@ -13,7 +13,7 @@ const addressList = z.union([emailAddressField, z.array(emailAddressField).max(M
 /** A header value never spans lines: CR or LF would let a caller write headers of their own. */
 const headerText = z.string().max(998).refine((v) => !/[\r\n]/.test(v), 'must not contain line breaks');
 
-const sendBody = z
+export const sendMessageBody = z
   .object({
     mailboxId: z.uuid(),
     to: addressList,
@@ -37,7 +37,7 @@ export function messagesRoutes(messages: MessagesService, content: MessageConten
   const router = Router();
   router.use('/messages', authenticated);
   router.post('/messages', async (req, res) => {
-    const { pending, message } = await messages.send(authOf(req), parseInput(sendBody, req.body));
+    const { pending, message } = await messages.send(authOf(req), parseInput(sendMessageBody, req.body));
     // 202: Gmail did not confirm the send in time; GET /api/messages/:id shows the outcome once it is known.
     res.status(pending ? 202 : 201).json(message);
   });

@@ -14,7 +14,7 @@ const scopeField = z.union([
   z.string().regex(/^topic:[^\s\p{Cc}](?:[^\p{Cc}]{0,98}[^\s\p{Cc}])?$/u, 'must be all or topic:<name> (1–100 printable characters)'),
 ]);
 
-const listQuery = z.object({
+export const listSuppressionsQuery = z.object({
   limit: z.coerce.number().int().min(1).max(500).default(50),
   cursor: pageCursorField.optional(),
   email: emailAddressField.optional(),
@@ -22,7 +22,7 @@ const listQuery = z.object({
   scope: scopeField.optional(),
 });
 const note = z.string().trim().min(1).max(2000);
-const addBody = z
+export const addSuppressionBody = z
   .object({
     email: emailAddressField,
     // unsubscribe comes only from the recipient, bounce only from the mailbox: neither is typed in by hand.
@@ -31,7 +31,7 @@ const addBody = z
     note: note.optional(),
   })
   .strict();
-const removeBody = z
+export const removeSuppressionBody = z
   .object({
     note,
     /** Where the recipient's new consent came from; required to remove an unsubscribe or complaint entry. */
@@ -44,15 +44,15 @@ export function suppressionRoutes(suppressions: SuppressionService, authenticate
   router.use('/suppressions', authenticated);
 
   router.get('/suppressions', async (req, res) => {
-    res.json(await suppressions.list(authOf(req), parseInput(listQuery, req.query)));
+    res.json(await suppressions.list(authOf(req), parseInput(listSuppressionsQuery, req.query)));
   });
   router.post('/suppressions', async (req, res) => {
-    const { created, suppression } = await suppressions.add(authOf(req), parseInput(addBody, req.body));
+    const { created, suppression } = await suppressions.add(authOf(req), parseInput(addSuppressionBody, req.body));
     res.status(created ? 201 : 200).json(suppression);
   });
   router.delete('/suppressions/:id', requireRole('owner', 'admin'), async (req, res) => {
     const id = parseId(req.params.id, 'Suppression');
-    await suppressions.remove(authOf(req), id, parseInput(removeBody, req.body ?? {}));
+    await suppressions.remove(authOf(req), id, parseInput(removeSuppressionBody, req.body ?? {}));
     res.status(204).end();
   });
   return router;

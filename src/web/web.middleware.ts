@@ -3,6 +3,8 @@ import type { Services } from '../app.js';
 import type { Config } from '../config.js';
 import type { AuthContext, AuthService } from '../auth/auth.service.js';
 import { AppError, toAppError } from '../errors.js';
+import { assertCleanText } from '../http/text.js';
+import { readMultipartForm } from '../suppression/form-body.js';
 import type { Logger } from '../logger.js';
 import { html } from './html.js';
 import type { WebCookies } from './cookies.js';
@@ -76,6 +78,28 @@ export const requireCsrf: RequestHandler = (req, _res, next) => {
   next();
 };
 
+/** A CSV import from the browser: bigger files go through POST /api/contacts/import. */
+export const WEB_UPLOAD_MAX_BYTES = 5 * 1024 * 1024;
+
+/**
+ * Forms with a file (the CSV import) arrive as multipart/form-data: read up to
+ * WEB_UPLOAD_MAX_BYTES into req.body, files as text, so requireCsrf and the pages see one
+ * shape. The same text rule as every other body applies (no NUL, no lone surrogate).
+ */
+export const multipartForms: RequestHandler = async (req, _res, next) => {
+  if (req.method !== 'POST' || !req.is('multipart/form-data')) return next();
+  const form = await readMultipartForm(req, WEB_UPLOAD_MAX_BYTES);
+  const body: Record<string, string> = {};
+  for (const [name, value] of form.entries()) {
+    const text = typeof value === 'string' ? value : await value.text();
+    assertCleanText(name, '(field name)');
+    assertCleanText(text, name);
+    body[name] = text;
+  }
+  req.body = body;
+  next();
+};
+
 /** Only same-origin paths under /app may be a post-sign-in destination (no open redirect). */
 export function safeNext(value: unknown): string | undefined {
   return typeof value === 'string' && /^\/app(\/[A-Za-z0-9\-._~/?=&%]*)?$/.test(value) && !value.includes('//') ? value : undefined;
@@ -111,6 +135,7 @@ const NOTICES: Record<string, string> = {
   saved: 'Saved.',
   imported: 'Import finished.',
   sent: 'Your mail was sent.',
+  send_pending: 'Gmail has not confirmed the send yet; the contact\'s timeline shows the outcome once it is known.',
   suppressed: 'The address is on the suppression list.',
   unsuppressed: 'The address was removed from the suppression list.',
   invited: 'Invitation created.',

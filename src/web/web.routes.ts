@@ -1,7 +1,8 @@
 import { fileURLToPath } from 'node:url';
 import express, { Router } from 'express';
+import { NotFoundError } from '../errors.js';
 import { authPages } from './auth.pages.js';
-import { browserState, requireCsrf, requireSignedIn, type WebContext } from './web.middleware.js';
+import { browserState, multipartForms, requireCsrf, requireSignedIn, type WebContext } from './web.middleware.js';
 
 /** Everything the web app answers, so its error page covers exactly these (see app.ts). */
 export const WEB_PATHS = ['/signin', '/signup', '/invitations/accept', '/signout', '/app'];
@@ -29,8 +30,11 @@ export function webRoutes(ctx: WebContext, pageGroups: AppPageGroup[]): Router {
   router.use(authPages(ctx));
 
   // Signed-in first, then the token: a form posted after the session ended goes to sign-in and changes nothing.
-  router.use('/app', requireSignedIn, requireCsrf);
+  router.use('/app', requireSignedIn, multipartForms, requireCsrf);
   router.get('/app', (req, res) => res.redirect(303, `/app/mailboxes${new URL(req.originalUrl, 'http://local').search}`));
   for (const group of pageGroups) router.use('/app', group(ctx));
+  router.use('/app', (req) => {
+    throw new NotFoundError(`Page ${req.originalUrl.split('?')[0]}`, 'page_not_found');
+  });
   return router;
 }

@@ -34,7 +34,7 @@ export class WebClient {
     }
   }
 
-  async request(method: string, path: string, body?: URLSearchParams | string, headers: Record<string, string> = {}): Promise<PageResponse> {
+  async request(method: string, path: string, body?: URLSearchParams | FormData | string, headers: Record<string, string> = {}): Promise<PageResponse> {
     const response = await fetch(`${this.app.baseUrl}${path}`, {
       method,
       headers: {
@@ -61,6 +61,15 @@ export class WebClient {
     const match = /name="_csrf" value="([^"]+)"/.exec(this.lastPage);
     if (!match) throw new Error('the last page has no form with a CSRF token');
     return match[1]!;
+  }
+
+  /** Posts a form with files (multipart/form-data), with the CSRF token of the last page. */
+  postMultipart(path: string, fields: Record<string, string>, files: Record<string, { name: string; content: string; type?: string }> = {}) {
+    const form = new FormData();
+    form.set('_csrf', this.csrfToken());
+    for (const [name, value] of Object.entries(fields)) form.set(name, value);
+    for (const [name, file] of Object.entries(files)) form.set(name, new Blob([file.content], { type: file.type ?? 'text/csv' }), file.name);
+    return this.request('POST', path, form);
   }
 
   /** Posts a form as the browser would: with the CSRF token from the last page unless told otherwise. */

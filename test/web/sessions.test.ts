@@ -144,6 +144,23 @@ describe('web sessions', () => {
   });
 });
 
+describe('secrets stay out of the logs', () => {
+  it('no log line carries the session cookie, the CSRF token, the password or the signup code', async () => {
+    const { browser, password } = await signUpInBrowser(app);
+    await browser.get('/app/settings');
+    const secrets = [browser.cookies.get('inboxtrail_session')!, browser.cookies.get('inboxtrail_browser')!, browser.csrfToken(), password];
+    await browser.post('/signout', {});
+    const logs = app.logs.join('\n');
+    expect(logs).toContain('/app/settings');
+    for (const secret of secrets) expect(logs).not.toContain(secret);
+    const { lastSignupCode } = await import('../../src/auth/account-mail.js');
+    for (const mail of app.services.accountMailer.outbox ?? []) {
+      const code = lastSignupCode([mail], mail.to);
+      if (code) expect(logs).not.toContain(code);
+    }
+  });
+});
+
 describe('cookie flags in production-like settings', () => {
   let secureApp: TestApp;
   beforeAll(async () => {
