@@ -40,12 +40,6 @@ describe.skipIf(!hasChromium)('end to end in a real browser', () => {
     await app?.close();
   });
 
-  /** A bearer token for the same account, for the steps whose pages live on branch web-core (settings, contact import). */
-  async function apiToken() {
-    const login = await app.api('POST', '/api/auth/login', { json: { email: OWNER.email, password: OWNER.password } });
-    return login.body.token as string;
-  }
-
   it('P-07 P-08 P-09 sign up, connect, import, campaign, open, click, unsubscribe, results, and the next campaign skips them', async () => {
     // Sign up: the form, then the code from the confirmation mail.
     await page.goto(`${app.baseUrl}/signup`);
@@ -67,15 +61,19 @@ describe.skipIf(!hasChromium)('end to end in a real browser', () => {
     await page.waitForURL(/\/app\/mailboxes\?notice=connected/);
     await expect(page.getByRole('cell', { name: new RegExp(SENDER) }).count()).resolves.toBe(1);
 
-    // Contacts with consent, and the postal address marketing mail carries.
-    // TODO(api-keys merge): import through the contacts page with the CSV `consent` column
-    // (`email,firstName,consent\n…,opted_in`) instead of the consents API calls below.
-    const token = await apiToken();
-    await app.api('PATCH', '/api/workspace', { token, json: { name: OWNER.workspace, postalAddress: '1 Trail Rd, Boulder CO' } });
-    const imported = await app.api('POST', '/api/contacts/import', { token, body: `email,firstName\n${RECIPIENTS[0]},Ann\n${RECIPIENTS[1]},Bob\n`, headers: { 'content-type': 'text/csv' } });
-    expect(imported.body.created).toBe(2);
-    const contacts = (await app.api('GET', '/api/contacts', { token })).body.contacts as { id: string; email: string }[];
-    for (const contact of contacts) await app.api('POST', `/api/contacts/${contact.id}/consents`, { token, json: { status: 'opted_in', source: 'csv import' } });
+    // The postal address marketing mail carries, in Settings.
+    await page.goto(`${app.baseUrl}/app/settings`);
+    await page.getByLabel(/Postal address/).fill('1 Trail Rd, Boulder CO');
+    await page.getByRole('button', { name: 'Save', exact: true }).click();
+    await page.waitForURL(/notice=saved/);
+
+    // Contacts with consent, from a CSV file with a consent column: upload, check the mapping, import.
+    await page.goto(`${app.baseUrl}/app/contacts/import`);
+    const csv = `email,firstName,consent\n${RECIPIENTS[0]},Ann,opted_in\n${RECIPIENTS[1]},Bob,opted_in\n`;
+    await page.getByLabel('CSV file').setInputFiles({ name: 'contacts.csv', mimeType: 'text/csv', buffer: Buffer.from(csv) });
+    await page.getByRole('button', { name: 'Preview' }).click();
+    await page.getByRole('button', { name: 'Import 2 rows' }).click();
+    await expect(page.getByRole('heading', { level: 1 }).textContent()).resolves.toBe('Import finished');
 
     // A campaign, with its preview for Ann.
     const campaignId = await createAndLaunch('Spring on the trail', 2);
