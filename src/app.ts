@@ -21,6 +21,10 @@ import { createTokenCodec } from './tracking/tokens.js';
 import { createTrackingUrls } from './tracking/urls.js';
 import type { TrustProxy } from './tracking/ip.js';
 import { createTracking } from './tracking/tracking.js';
+import { createResultsRepo } from './tracking/results.repo.js';
+import { vendorAssets } from './web/vendor-assets.js';
+import { createResultsService } from './tracking/results.service.js';
+import { createStatsRepo } from './tracking/stats.repo.js';
 import { trackingRoutes } from './tracking/tracking.routes.js';
 import { createContactsRepo } from './contacts/contacts.repo.js';
 import { contactsRoutes } from './contacts/contacts.routes.js';
@@ -93,6 +97,13 @@ import { createWebhookSender } from './webhooks/sender.js';
 import { createWebhooksRepo } from './webhooks/webhooks.repo.js';
 import { webhooksRoutes } from './webhooks/webhooks.routes.js';
 import { createWebhooksService } from './webhooks/webhooks.service.js';
+import { webCookies } from './web/cookies.js';
+import { contentSecurityPolicy } from './web/csp.js';
+import { createWebSessionsRepo } from './web/web-sessions.repo.js';
+import { createWebSessionsService } from './web/web-sessions.service.js';
+import { webErrorPage, type WebContext } from './web/web.middleware.js';
+import { WEB_PATHS, webRoutes } from './web/web.routes.js';
+import { APP_PAGE_GROUPS } from './web/pages.js';
 
 export interface AppDeps {
   config: Config;
@@ -108,6 +119,9 @@ export interface AppDeps {
 }
 
 const REQUEST_ID = /^[A-Za-z0-9._-]{1,100}$/;
+
+/** Web cookies are Secure (and `__Host-`) in production and whenever the public URL is https. */
+export const webCookiesSecure = (config: Config) => config.env === 'production' || config.publicBaseUrl.startsWith('https:');
 
 /** TRUST_PROXY as Express means it: a hop count, true/false, or addresses and subnet names. */
 export function trustProxySetting(value: string): number | boolean | string {
@@ -242,9 +256,12 @@ export function createServices(deps: AppDeps) {
   });
   // P-13: the purge job removes for real what was deleted more than PURGE_AFTER_DAYS ago.
   const purge = createPurgeService({ repo: createPurgeRepo(db), hashAddress, now: deps.now, logger });
+  // The web app's browser sessions (src/web/): a cookie per browser, checked against the same memberships as bearer tokens.
+  const webSessions = createWebSessionsService({ repo: createWebSessionsRepo(db), auth, ttlMs: config.web.sessionTtlMs, now: deps.now });
   const accountClosure = createAccountClosureService({
     repo: createAccountClosureRepo(db),
     mailboxes,
+    endWebSessions: (userId) => webSessions.endAllForUser(userId),
     purgeAfterDays: config.privacy.purgeAfterDays,
     now: deps.now,
   });
@@ -285,7 +302,9 @@ export function createServices(deps: AppDeps) {
     ...config.webhooks,
     now: deps.now,
   });
-  return { auth, accountMailer, contacts, mailboxes, messages, sync, push, messageContent, campaigns, sendWorker, trackingUrls, suppressions, pacer, metrics, tracking, jobSchedule, apiKeys, idempotency, contentGuard, grants, auditRetention, policyVersions, compliance, privacyExports, legalRequests, keyRotation, purge, accountClosure, retention, webhooks, webhookDelivery };
+  // A campaign's results page and per-recipient CSV (the web app and the API alike).
+  const results = createResultsService({ repo: createResultsRepo(db), statsRepo: createStatsRepo(db), stats: tracking.stats });
+  return { auth, accountMailer, contacts, mailboxes, messages, sync, push, messageContent, campaigns, sendWorker, trackingUrls, suppressions, pacer, metrics, tracking, jobSchedule, apiKeys, idempotency, contentGuard, grants, auditRetention, policyVersions, compliance, privacyExports, legalRequests, keyRotation, purge, accountClosure, retention, webhooks, webhookDelivery, webSessions, results };
 }
 
 export type Services = ReturnType<typeof createServices>;
@@ -318,7 +337,8 @@ export function createApp(deps: AppDeps, services: Services = createServices(dep
     }),
   );
   app.use(metricsMiddleware(metrics));
-  app.use(helmet());
+  // Strict CSP for every page: scripts and styles only as files from our own origin, nothing inline (src/web/csp.ts).
+  app.use(helmet({ contentSecurityPolicy: contentSecurityPolicy(webCookiesSecure(config)) }));
   // 1:1 mail may carry up to Gmail's 35 MB; every other JSON body is small.
   app.use('/api/messages', express.json({ limit: '36mb' }));
   app.use(express.json({ limit: '1mb' }));
@@ -356,7 +376,7 @@ export function createApp(deps: AppDeps, services: Services = createServices(dep
     messagesRoutes(messages, messageContent, authenticated, idempotent),
     campaignsRoutes(services.campaigns, authenticated, idempotent),
     suppressionRoutes(services.suppressions, authenticated),
-    trackingRoutes(services.tracking.stats, authenticated),
+    trackingRoutes(services.tracking.stats, authenticated, services.results),
     apiKeysRoutes(services.apiKeys, authenticated),
     grantsRoutes(services.grants, authenticated),
     complianceRoutes(services.compliance, authenticated),
@@ -368,8 +388,24 @@ export function createApp(deps: AppDeps, services: Services = createServices(dep
   // The recipient's pages (/u, /p): public, the token in the URL is the credential.
   app.use(unsubscribeRoutes(services.suppressions));
 
+  // The web app for CRM users (src/web/): cookie sessions with CSRF tokens; /api above never reads that cookie.
+  const web: WebContext = {
+    auth,
+    webSessions: services.webSessions,
+    cookies: webCookies(webCookiesSecure(config)),
+    secureCookies: webCookiesSecure(config),
+    sandboxInboxUrl: deps.google.sandbox?.urls.inbox,
+    logger,
+    services,
+    config,
+  };
+  // Chart code for the results pages, from node_modules on our own origin (src/web/vendor-assets.ts).
+  app.use(vendorAssets());
+  app.use(webRoutes(web, APP_PAGE_GROUPS));
+
   // Errors raised before the router (body parser 413/415, invalid_text) still get the recipient's HTML page.
   app.use(['/u', '/p'], unsubscribeErrorPage);
+  app.use(WEB_PATHS, webErrorPage(web));
   app.use(errorMiddleware(logger));
   return app;
 }

@@ -139,6 +139,8 @@ const envSchema = z.object({
   WEBHOOKS_DISABLE_AFTER_HOURS: z.coerce.number().min(0).max(24 * 30).default(72),
   WEBHOOKS_SECRET_GRACE_HOURS: z.coerce.number().min(0).max(24 * 30).default(24),
   WEBHOOKS_EVENT_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(30),
+  /** How long a browser session of the web app lasts from sign-in. */
+  WEB_SESSION_TTL_HOURS: z.coerce.number().min(0.01).max(24 * 30).default(12),
 });
 
 type Env = z.infer<typeof envSchema>;
@@ -251,6 +253,8 @@ export interface Config {
   readonly generatedSecrets: readonly string[];
   /** Issue 11 (privacy guard): how long evidence is kept. */
   readonly audit: { readonly retentionDays: number };
+  /** The web app (src/web/): session lifetime; cookies are Secure when PUBLIC_BASE_URL is https. */
+  readonly web: { readonly sessionTtlMs: number };
 }
 
 export class ConfigError extends Error {
@@ -432,6 +436,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     },
     generatedSecrets,
     audit: { retentionDays: env.AUDIT_RETENTION_DAYS },
+    web: { sessionTtlMs: Math.round(env.WEB_SESSION_TTL_HOURS * 3600 * 1000) },
   });
 }
 

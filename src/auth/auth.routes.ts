@@ -43,7 +43,7 @@ export const profileBody = z
 export const emailCodeBody = z.object({ code: z.string().min(1).max(2000) }).strict();
 
 /** The client address the throttles count: `req.ip`, which honours X-Forwarded-For only from TRUST_PROXY. */
-const clientAddress = (req: Request) => req.ip ?? req.socket.remoteAddress ?? 'unknown';
+export const clientAddress = (req: Request) => req.ip ?? req.socket.remoteAddress ?? 'unknown';
 
 /** Routes anyone may call: signup (and its confirmation), login, accepting an invitation. */
 export function publicAuthRoutes(auth: AuthService): Router {

@@ -131,7 +131,7 @@ export function createAuthService(deps: {
         await mailer.send({
           to: email,
           subject: 'Confirm your inboxtrail account',
-          text: `Your confirmation code is:\n\n${code}\n\nIt works once, for 24 hours (POST /api/auth/signup/verify {"code": "…"}). If you did not sign up, ignore this mail.`,
+          text: `Your confirmation code is:\n\n${code}\n\nIt works once, for 24 hours: paste it on the confirmation page (/signup/verify), or send POST /api/auth/signup/verify {"code": "…"}. If you did not sign up, ignore this mail.`,
         });
       }
       return { status: 'verification_sent' as const, message: 'Check your inbox: we sent a mail to that address with the next step.' };
@@ -189,6 +189,12 @@ export function createAuthService(deps: {
       }
       await repo.touchActivity(claims.userId, now());
       return { userId: claims.userId, workspaceId: claims.workspaceId, role: membership.role };
+    },
+
+    /** Who a signed-in browser is (web sessions name a user and a workspace): the membership is re-read every time, like `authenticate`. */
+    async memberContext(userId: string, workspaceId: string): Promise<AuthContext | undefined> {
+      const membership = await repo.findMembership(workspaceId, userId);
+      return membership ? { userId, workspaceId, role: membership.role } : undefined;
     },
 
     async me(auth: AuthContext) {

@@ -22,6 +22,22 @@ export function stepContent(campaign: CampaignRow, step: number): { subject: str
   return { subject, html: followUp.html, text: followUp.text };
 }
 
+/** Merge fields filled for one contact: the subject on one line, HTML values escaped, a text part always. */
+export function renderContent(content: { subject: string; html?: string; text?: string }, contact: MergeContact) {
+  const subject = renderTemplate(content.subject, contact, 'text').replace(/[\r\n]+/g, ' ');
+  const html = content.html === undefined ? undefined : renderTemplate(content.html, contact, 'html');
+  const text = content.text === undefined ? (html === undefined ? '' : htmlToText(html)) : renderTemplate(content.text, contact, 'text');
+  return { subject, html, text };
+}
+
+/** What every marketing mail ends with: why they get it, unsubscribe, preferences, the sender's postal address. */
+export function marketingFooter(links: { unsubscribe: string; preferences: string }, postalAddress: string) {
+  return {
+    html: `<hr><p style="font-size:12px;color:#666">You receive this because you agreed to hear from us. <a href="${escapeHtml(links.unsubscribe)}">Unsubscribe</a> · <a href="${escapeHtml(links.preferences)}">Choose what you receive</a><br>${escapeHtml(postalAddress)}</p>`,
+    text: `\n\n--\nUnsubscribe: ${links.unsubscribe}\nChoose what you receive: ${links.preferences}\n${postalAddress}\n`,
+  };
+}
+
 /**
  * One recipient's message: merge fields filled, and for marketing mail the tracking
  * rewrite (unless the recipient refused tracking), a visible unsubscribe link, the preference center, the postal address, and
@@ -40,23 +56,21 @@ export function buildCampaignMail(input: {
   previous?: { rfc822MessageId: string };
 }): OutgoingMail {
   const { campaign, send, contact, urls } = input;
-  const content = stepContent(campaign, send.step);
-  const subject = renderTemplate(content.subject, contact, 'text').replace(/[\r\n]+/g, ' ');
-  let html = content.html === undefined ? undefined : renderTemplate(content.html, contact, 'html');
-  let text = content.text === undefined ? (html === undefined ? '' : htmlToText(html)) : renderTemplate(content.text, contact, 'text');
+  const rendered = renderContent(stepContent(campaign, send.step), contact);
+  const subject = rendered.subject;
+  let { html, text } = rendered;
   const headers: Record<string, string> = {};
 
   if (campaign.kind === 'marketing') {
     const unsubscribe = urls.unsubscribe(send.recipientId, campaign.id);
     const preferences = urls.preferences(send.recipientId, campaign.id);
-    const address = input.postalAddress ?? '';
+    const footer = marketingFooter({ unsubscribe, preferences }, input.postalAddress ?? '');
     if (html !== undefined) {
       const linkIndexByUrl = new Map(input.links.filter((l) => !l.honeypot).map((l) => [l.url, l.linkIndex]));
       const honeypotIndex = input.links.find((l) => l.honeypot)?.linkIndex;
-      const footer = `<hr><p style="font-size:12px;color:#666">You receive this because you agreed to hear from us. <a href="${escapeHtml(unsubscribe)}">Unsubscribe</a> · <a href="${escapeHtml(preferences)}">Choose what you receive</a><br>${escapeHtml(address)}</p>`;
-      html = input.tracked ? renderTrackedHtml(`${html}${footer}`, { sendId: send.id, linkIndexByUrl, honeypotIndex, urls }) : `${html}${footer}`;
+      html = input.tracked ? renderTrackedHtml(`${html}${footer.html}`, { sendId: send.id, linkIndexByUrl, honeypotIndex, urls }) : `${html}${footer.html}`;
     }
-    text = `${text}\n\n--\nUnsubscribe: ${unsubscribe}\nChoose what you receive: ${preferences}\n${address}\n`;
+    text = `${text}${footer.text}`;
     headers['List-Unsubscribe'] = `<${unsubscribe}>`;
     headers['List-Unsubscribe-Post'] = 'List-Unsubscribe=One-Click';
   }

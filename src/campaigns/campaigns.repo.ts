@@ -159,6 +159,15 @@ function campaignQueries(db: Db) {
       return Number(rowsOf<{ n: number }>(await db.execute(statements.sends))[0]!.n);
     },
 
+    async contactInWorkspace(workspaceId: string, id: string) {
+      const [row] = await db
+        .select({ id: contacts.id, email: contacts.email, firstName: contacts.firstName, lastName: contacts.lastName, attributes: contacts.attributes })
+        .from(contacts)
+        .where(and(eq(contacts.workspaceId, workspaceId), eq(contacts.id, id)))
+        .limit(1);
+      return row;
+    },
+
     async contactsForMerge(ids: string[]) {
       if (ids.length === 0) return [];
       return db

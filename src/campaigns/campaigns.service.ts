@@ -8,9 +8,9 @@ import type { MailboxService } from '../gmail/mailboxes.service.js';
 import type { MailboxPacer } from '../gmail/pacer.js';
 import { extractLinks } from '../tracking/rewrite.js';
 import type { CampaignRow, CampaignsRepo } from './campaigns.repo.js';
-import { stepContent } from './campaign-mail.js';
+import { marketingFooter, renderContent, stepContent } from './campaign-mail.js';
 import { isInsideWindow, nextWindowOpening } from './sending-window.js';
-import { checkTemplate, htmlToText, renderTemplate } from './templates.js';
+import { checkTemplate, type MergeContact } from './templates.js';
 import { deletionRequested, purgeDate, requesterOf } from '../privacy/deletion.js';
 
 export interface CampaignInput {
@@ -25,6 +25,13 @@ export interface CampaignInput {
   steps: CampaignStep[];
   startAt?: Date;
   sendingWindow?: SendingWindow;
+}
+
+export interface PreviewContent {
+  kind: CampaignInput['kind'];
+  subject: string;
+  html?: string;
+  text?: string;
 }
 
 function presentCampaign(campaign: CampaignRow) {
@@ -136,6 +143,20 @@ export function createCampaignsService(deps: {
     return null;
   }
 
+  /**
+   * Merge fields filled, and for marketing the footer with the workspace's postal address.
+   * Links stay as written (a preview records no click) and the footer's links point nowhere.
+   */
+  async function renderPreview(auth: AuthContext, content: PreviewContent, contact: MergeContact & { id: string; email: string }) {
+    const known = await repo.knownAttributes(auth.workspaceId);
+    const problems = [content.subject, content.html, content.text].flatMap((template) => (template ? checkTemplate(template, known) : []));
+    const rendered = renderContent(content, contact);
+    const preview = { contactId: contact.id, to: contact.email, subject: rendered.subject, html: rendered.html, text: rendered.text, problems };
+    if (content.kind !== 'marketing') return preview;
+    const footer = marketingFooter({ unsubscribe: '#unsubscribe', preferences: '#preferences' }, (await repo.postalAddressOf(auth.workspaceId)) ?? '');
+    return { ...preview, html: preview.html === undefined ? undefined : `${preview.html}${footer.html}`, text: `${preview.text}${footer.text}` };
+  }
+
   const service = {
     async create(auth: AuthContext, input: CampaignInput) {
       await validate(auth, input);
@@ -192,21 +213,36 @@ export function createCampaignsService(deps: {
       return { import: report, recipients: contactIds.length };
     },
 
-    /** P-10: who would get it, who is suppressed, who lacks opt-in, whose address is bad — and one rendered sample. */
+    /** P-10: who would get it, who is suppressed, who lacks opt-in, whose address is bad, whether the postal address is missing — and one rendered sample. */
     async preflight(auth: AuthContext, id: string) {
       const campaign = await requireCampaign(auth, id);
       const counts = await repo.preflightCounts(campaign);
       const contact = await repo.sampleContact(campaign);
-      const content = stepContent(campaign, 0);
-      const sample = contact
-        ? {
-            contactId: contact.id,
-            subject: renderTemplate(content.subject, contact, 'text'),
-            html: content.html === undefined ? null : renderTemplate(content.html, contact, 'html'),
-            text: content.text === undefined ? (content.html ? htmlToText(renderTemplate(content.html, contact, 'html')) : '') : renderTemplate(content.text, contact, 'text'),
-          }
-        : null;
-      return { ...counts, sample };
+      const rendered = contact ? renderContent(stepContent(campaign, 0), contact) : undefined;
+      const sample = contact && rendered ? { contactId: contact.id, subject: rendered.subject, html: rendered.html ?? null, text: rendered.text } : null;
+      const postalAddressMissing = campaign.kind === 'marketing' && !(await repo.postalAddressOf(auth.workspaceId));
+      return { ...counts, postalAddressMissing, sample };
+    },
+
+    /**
+     * A message as one chosen contact would get it, from content not saved yet (the editor's
+     * live preview). Unknown merge fields are listed, not thrown: a preview shows them.
+     */
+    async preview(auth: AuthContext, content: PreviewContent, contactId: string) {
+      const contact = await repo.contactInWorkspace(auth.workspaceId, contactId);
+      if (!contact) throw new NotFoundError('Contact');
+      return renderPreview(auth, content, contact);
+    },
+
+    /** A saved campaign's first message, for a chosen contact or else the first of its audience (null: nobody to show it for). */
+    async previewSaved(auth: AuthContext, id: string, contactId?: string) {
+      const campaign = await requireCampaign(auth, id);
+      const contact = contactId ? await repo.contactInWorkspace(auth.workspaceId, contactId) : await repo.sampleContact(campaign);
+      if (!contact) {
+        if (contactId) throw new NotFoundError('Contact');
+        return null;
+      }
+      return renderPreview(auth, { kind: campaign.kind, ...stepContent(campaign, 0) }, contact);
     },
 
     async launch(auth: AuthContext, id: string, options: { startAt?: Date }) {

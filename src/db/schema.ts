@@ -19,3 +19,4 @@ export * from './schema/api.js';
 export * from './schema/privacy.js';
 export * from './schema/legal.js';
 export * from './schema/webhooks.js';
+export * from './schema/web.js';

@@ -1,8 +1,9 @@
-import { Router, type RequestHandler, type Request } from 'express';
+import { Router, type RequestHandler, type Request, type Response } from 'express';
 import { z } from 'zod';
 import { authOf } from '../auth/auth.middleware.js';
 import { parseId } from '../http/params.js';
 import { parseInput } from '../http/validate.js';
+import { readCookie } from '../web/cookies.js';
 import { html } from '../web/html.js';
 import { renderPage } from '../web/layout.js';
 import type { MailboxService } from './mailboxes.service.js';
@@ -25,13 +26,18 @@ const wantsJson = (req: Request) => req.accepts(['html', 'json']) === 'json';
 const CONNECT_COOKIE = 'inboxtrail_gmail_connect';
 const CALLBACK_PATH = '/api/gmail/callback';
 
-/** One cookie's value from the Cookie header (no parser dependency for one name). */
-function readCookie(req: Request, name: string): string | undefined {
-  for (const part of (req.headers.cookie ?? '').split(';')) {
-    const [key, ...value] = part.trim().split('=');
-    if (key === name) return value.join('=') || undefined;
-  }
-  return undefined;
+/**
+ * Binds a connection to the browser that starts it: the callback refuses a state whose
+ * cookie is missing or different. The web app's connect page sets it the same way.
+ */
+export function setConnectCookie(res: Response, start: { browserSecret: string; browserSecretTtlSeconds: number }, secureCookies: boolean) {
+  res.cookie(CONNECT_COOKIE, start.browserSecret, {
+    httpOnly: true,
+    sameSite: 'lax',
+    secure: secureCookies,
+    path: CALLBACK_PATH,
+    maxAge: start.browserSecretTtlSeconds * 1000,
+  });
 }
 
 /** `secureCookies`: mark the binding cookie Secure (PUBLIC_BASE_URL is https). */
@@ -46,14 +52,7 @@ export function gmailRoutes(mailboxes: MailboxService, authenticated: RequestHan
   router.get('/gmail/connect', async (req, res) => {
     const query = parseInput(connectQuery, req.query);
     const start = await mailboxes.startConnection(authOf(req), { sync: query.sync, loginHint: query.loginHint });
-    // Binds the flow to this browser: the callback refuses a state whose cookie is missing or different.
-    res.cookie(CONNECT_COOKIE, start.browserSecret, {
-      httpOnly: true,
-      sameSite: 'lax',
-      secure: secureCookies,
-      path: CALLBACK_PATH,
-      maxAge: start.browserSecretTtlSeconds * 1000,
-    });
+    setConnectCookie(res, start, secureCookies);
     if (wantsJson(req)) {
       res.json({ disclosure: start.disclosure, scopes: start.scopes, url: start.url });
       return;
@@ -82,9 +81,8 @@ export function gmailRoutes(mailboxes: MailboxService, authenticated: RequestHan
       res.status(201).json(mailbox);
       return;
     }
-    res.type('html').send(
-      renderPage('Gmail connected', html`<h1>Gmail connected</h1><p>${mailbox.email} is connected to inboxtrail. You can close this window.</p>`),
-    );
+    // A browser goes back to the web app's mailboxes page, which shows the new mailbox's health.
+    res.redirect(303, '/app/mailboxes?notice=connected');
   });
 
   router.get('/mailboxes', async (req, res) => {

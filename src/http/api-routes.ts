@@ -102,6 +102,7 @@ export const API_ROUTES: ApiRoute[] = [
   lifecycle('pause', ['campaign_not_running']),
   lifecycle('resume', ['campaign_not_paused']),
   lifecycle('cancel', ['campaign_finished']),
+  route('get', '/api/campaigns/:id/results.csv', { tag: 'campaigns', summary: 'Per-recipient results as CSV, streamed (cells that a spreadsheet would run as a formula are quoted)', access: 'read', produces: 'text/csv', responses: { 200: 'the CSV' } }),
   route('get', '/api/campaigns/:id/stats', { tag: 'campaigns', summary: 'Campaign stats (human first, machine beside)', access: 'read', responses: { 200: 'the stats' } }),
 
   // Outbound webhooks (src/webhooks/README.md)

@@ -26,6 +26,8 @@ export interface ClosureResult {
 export function createAccountClosureService(deps: {
   repo: AccountClosureRepo;
   mailboxes: Pick<MailboxService, 'disconnectAllOf'>;
+  /** Ends the user's browser sessions of the web app (bearer tokens end through sessions_not_before). */
+  endWebSessions: (userId: string) => Promise<unknown>;
   purgeAfterDays: number;
   now?: () => Date;
 }) {
@@ -50,6 +52,7 @@ export function createAccountClosureService(deps: {
       }
       return closing;
     });
+    await deps.endWebSessions(userId);
     for (const workspaceId of closedWorkspaceIds) await mailboxes.disconnectAllOf({ workspaceId }, actor, requestId);
     return { status: 'closed', purgeAfter, closedWorkspaceIds };
   }

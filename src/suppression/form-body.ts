@@ -37,18 +37,26 @@ function fromParsedBody(body: unknown): FormFields {
   return fields;
 }
 
-async function parseMultipart(req: Request): Promise<FormFields> {
+/**
+ * A multipart/form-data body read up to `limit` bytes and parsed by the platform's FormData
+ * parser: 413 past the limit, 400 when it is not multipart. Files are in it as File objects;
+ * callers apply the text rule (http/text.ts) to what they keep. The web app's uploads use it too.
+ */
+export async function readMultipartForm(req: Request, limit: number): Promise<FormData> {
   const tooLarge = () => new AppError('payload_too_large', 413, 'The request body is too large');
-  if (Number(req.headers['content-length'] ?? 0) > MAX_MULTIPART_BYTES) throw tooLarge();
-  const body = await readBounded(req, MAX_MULTIPART_BYTES).catch((error: unknown) => {
+  if (Number(req.headers['content-length'] ?? 0) > limit) throw tooLarge();
+  const body = await readBounded(req, limit).catch((error: unknown) => {
     throw error === TOO_LARGE ? tooLarge() : error;
   });
-  let form: FormData;
   try {
-    form = await new Response(body, { headers: { 'content-type': req.headers['content-type']! } }).formData();
+    return await new Response(body, { headers: { 'content-type': req.headers['content-type']! } }).formData();
   } catch {
     throw new ValidationError([{ field: '(body)', message: 'is not a readable multipart/form-data body' }]);
   }
+}
+
+async function parseMultipart(req: Request): Promise<FormFields> {
+  const form = await readMultipartForm(req, MAX_MULTIPART_BYTES);
   const fields: FormFields = new Map();
   for (const [name, value] of form.entries()) {
     if (typeof value !== 'string') continue;

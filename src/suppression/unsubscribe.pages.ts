@@ -64,10 +64,10 @@ To receive email again, please contact ${view.workspaceName}.</p>`;
       : html`<fieldset>
 <legend>Topics${everything.suppressed ? ' (these apply if you receive email again)' : ''}</legend>
 ${view.topics.map(
-  (topic) => html`<input type="hidden" name="topics" value="${topic.name}">
-<div><label><input type="checkbox" name="subscribed" value="${topic.name}"${topic.subscribed ? html` checked` : ''}${topic.lockedByOthers ? html` disabled` : ''}> ${topic.name}</label>${
-    topic.lockedByOthers ? html` <span class="muted">(stopped: ${REASON_TEXT[topic.reason ?? 'manual']})</span>` : ''
-  }</div>`,
+  (topic, index) => html`<input type="hidden" name="topics" value="${topic.name}">
+<div class="choice"><label><input type="checkbox" name="subscribed" value="${topic.name}"${topic.subscribed ? html` checked` : ''}${
+    topic.lockedByOthers ? html` disabled aria-describedby="topic-${index}-why"` : ''
+  }> ${topic.name}</label>${topic.lockedByOthers ? html` <span class="muted" id="topic-${index}-why">(stopped: ${REASON_TEXT[topic.reason ?? 'manual']})</span>` : ''}</div>`,
 )}
 </fieldset>
 <div class="actions"><button type="submit" name="action" value="save">Save my choices</button></div>`;
@@ -83,11 +83,12 @@ ${view.topics.map(
 </fieldset>
 <div class="actions"><button type="submit" name="action" value="save">Save my choices</button></div>`;
 
+  // After a save the title says so too: it is the first thing a screen reader reads on the new page.
   return renderPage(
-    'Email preferences',
+    notice ? `${notice} Email preferences` : 'Email preferences',
     html`<h1>Email preferences</h1>
 <p>Email from <strong>${view.workspaceName}</strong> to ${view.maskedEmail}.</p>
-${notice ? html`<p><strong>${notice}</strong></p>` : ''}
+${notice ? html`<p class="notice" role="status"><strong>${notice}</strong></p>` : ''}
 <form method="post" action="/p/${token}">
 ${status}
 ${topics}

@@ -1,17 +1,9 @@
 import { html, SafeHtml } from './html.js';
 
-const STYLE = `
-  body { font: 16px/1.5 system-ui, sans-serif; margin: 0; color: #1f2328; background: #f6f8fa; }
-  main { max-width: 640px; margin: 48px auto; padding: 24px 28px; background: #fff; border: 1px solid #d0d7de; border-radius: 10px; }
-  h1 { font-size: 22px; margin-top: 0; }
-  li { margin: 6px 0; }
-  .actions { margin-top: 24px; display: flex; gap: 12px; align-items: center; }
-  a.button, button { font: inherit; padding: 8px 18px; border-radius: 6px; border: 1px solid #1f6feb; background: #1f6feb; color: #fff; text-decoration: none; cursor: pointer; }
-  .muted { color: #59636e; font-size: 14px; }
-`;
+/** The stylesheet every page links (served by assets.routes.ts; the CSP forbids inline styles). */
+export const STYLESHEET_PATH = '/assets/app.css';
 
-/** The frame of every server-rendered page of ours: small, no scripts, no external assets. */
-export function renderPage(title: string, body: SafeHtml): string {
+function document(title: string, body: SafeHtml): string {
   return html`<!doctype html>
 <html lang="en">
 <head>
@@ -19,8 +11,62 @@ export function renderPage(title: string, body: SafeHtml): string {
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="robots" content="noindex">
 <title>${title}</title>
-<style>${new SafeHtml(STYLE)}</style>
+<link rel="stylesheet" href="${STYLESHEET_PATH}">
 </head>
-<body><main>${body}</main></body>
+<body>${body}</body>
 </html>`.value;
+}
+
+/** The frame of every server-rendered page of ours: small, no scripts, no external assets. */
+export function renderPage(title: string, body: SafeHtml): string {
+  return document(title, html`<main>${body}</main>`);
+}
+
+/** What the app frame needs to know about the signed-in person and the deployment. */
+export interface AppFrame {
+  userEmail: string;
+  workspaceName: string;
+  csrfToken: string;
+  /** The sandbox's inbox pages, when Gmail is the built-in sandbox (shown as a banner). */
+  sandboxInboxUrl?: string;
+  /** Which navigation entry this page belongs to. */
+  section?: NavSection;
+  /** A one-line message carried over a redirect (`?notice=`), from a fixed list, never free text. */
+  notice?: string;
+}
+
+export type NavSection = 'mailboxes' | 'contacts' | 'campaigns' | 'suppressions' | 'settings';
+
+const NAV: { section: NavSection; href: string; label: string }[] = [
+  { section: 'mailboxes', href: '/app/mailboxes', label: 'Mailboxes' },
+  { section: 'contacts', href: '/app/contacts', label: 'Contacts' },
+  { section: 'campaigns', href: '/app/campaigns', label: 'Campaigns' },
+  { section: 'suppressions', href: '/app/suppressions', label: 'Suppression list' },
+  { section: 'settings', href: '/app/settings', label: 'Settings' },
+];
+
+/** A form's hidden CSRF field (see csrf.ts); every form of the app carries one. */
+export const csrfField = (token: string) => html`<input type="hidden" name="_csrf" value="${token}">`;
+
+/** The page of a signed-in user: sandbox banner, navigation, sign-out, then the content. */
+export function renderAppPage(title: string, frame: AppFrame, body: SafeHtml): string {
+  const banner = frame.sandboxInboxUrl
+    ? html`<div class="sandbox-banner" role="status">Sandbox mode: Gmail is simulated and no real mail leaves this machine. <a href="${frame.sandboxInboxUrl}">Open the sandbox inboxes</a> to read what recipients got.</div>`
+    : '';
+  const nav = html`<header class="topbar"><nav aria-label="Main">
+<a class="brand" href="/app">inboxtrail</a>
+${NAV.map((item) => html`<a href="${item.href}"${item.section === frame.section ? new SafeHtml(' aria-current="page"') : ''}>${item.label}</a>`)}
+<span class="who"><span>${frame.userEmail} · ${frame.workspaceName}</span>
+<form method="post" action="/signout">${csrfField(frame.csrfToken)}<button type="submit" class="link">Sign out</button></form></span>
+</nav></header>`;
+  const notice = frame.notice ? html`<p class="notice" role="status">${frame.notice}</p>` : '';
+  return document(`${title} · inboxtrail`, html`${banner}${nav}<main class="wide">${notice}${body}</main>`);
+}
+
+/** Pages of a signed-out visitor (sign in, sign up, invitations): the plain frame, plus the sandbox banner. */
+export function renderPublicPage(title: string, body: SafeHtml, sandboxInboxUrl?: string): string {
+  const banner = sandboxInboxUrl
+    ? html`<div class="sandbox-banner" role="status">Sandbox mode: Gmail is simulated. <a href="${sandboxInboxUrl}">Sandbox inboxes</a></div>`
+    : '';
+  return document(`${title} · inboxtrail`, html`${banner}<main>${body}</main>`);
 }

@@ -1,4 +1,4 @@
-import type { AddressInfo } from 'node:net';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import type { Express } from 'express';
 import { afterAll, beforeAll } from 'vitest';
@@ -60,6 +60,10 @@ export async function startTestApp(
     pacer?: PacerOptions;
     /** The app's clock: tests of time windows (purge after 30 days, retention) move it forward. */
     now?: () => Date;
+    /** Listen here (browser tests: PUBLIC_BASE_URL must name the real port, see freePort). */
+    port?: number;
+    /** false: the sandbox shows its consent page, as a person sees it (browser tests). */
+    autoApprove?: boolean;
   } = {},
 ): Promise<TestApp> {
   const config = loadConfig({ ...TEST_ENV, ...options.env });
@@ -72,14 +76,14 @@ export async function startTestApp(
     },
   });
   // Gmail is always the sandbox over real HTTP, auto-approving consent like a person who clicks Allow.
-  const google = await resolveGoogle(config, { autoApprove: true, sandboxPort: 0 });
+  const google = await resolveGoogle(config, { autoApprove: options.autoApprove ?? true, sandboxPort: 0 });
   // The service's pacer (limits shared through the database), with short backoffs and neither a sends-per-minute pace nor Gmail's quota unless a test sets one (pacer.test.ts and processes.test.ts test those).
   const pacer = new MailboxPacer({ store: createSqlLimitStore(database.db), baseDelayMs: 5, maxDelayMs: 5_000, sendsPerMinute: 1e6, unitsPerMinute: 1e9, ...options.pacer });
   const deps = { config, database, logger: createLogger(config.logLevel, sink), google, pacer, now: options.now };
   const services = createServices(deps);
   const app = createApp(deps, services);
   // The same server main.ts runs: /t/ tracking URLs in the listener, the rest through Express.
-  const server = createHttpServer(app, services).listen(0, '127.0.0.1');
+  const server = createHttpServer(app, services).listen(options.port ?? 0, '127.0.0.1');
   await new Promise<void>((resolve) => server.once('listening', () => resolve()));
   const baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 
@@ -119,6 +123,15 @@ export async function startTestApp(
       if (!options.database) await database.close();
     },
   };
+}
+
+/** A port nothing listens on now, so an app can be told its own URL (PUBLIC_BASE_URL) before it starts. */
+export async function freePort(): Promise<number> {
+  const probe = createNetServer().listen(0, '127.0.0.1');
+  await new Promise<void>((resolve) => probe.once('listening', () => resolve()));
+  const { port } = probe.address() as AddressInfo;
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+  return port;
 }
 
 let counter = 0;

@@ -64,6 +64,7 @@ const EXPECTED_SCOPE: Record<string, 'read' | 'send' | 'admin' | 'session'> = {
   'DELETE /api/grants/:id': 'session',
   'GET /api/compliance/report': 'admin',
   'PATCH /api/me': 'session',
+  'GET /api/campaigns/:id/results.csv': 'read',
   'POST /api/webhooks': 'admin',
   'GET /api/webhooks': 'admin',
   'GET /api/webhooks/:id': 'admin',

@@ -29,6 +29,7 @@ const GLOBAL_TABLES: Record<string, string> = {
 const GLOBALLY_UNIQUE_KEYS: Record<string, string> = {
   invitations_token_hash_unique: 'SHA-256 of a random 32-byte invitation token',
   api_keys_key_hash_unique: 'SHA-256 of a random 32-byte API key (a key is looked up before its workspace is known)',
+  web_sessions_token_hash_unique: 'SHA-256 of a random 32-byte session cookie value',
 };
 
 let database: Database;

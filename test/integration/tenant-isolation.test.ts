@@ -123,6 +123,7 @@ const ID_ROUTES: Record<string, { id: () => string; json?: unknown; csv?: string
   'GET /api/messages/:id': { id: () => ids.message! },
   'GET /api/messages/:id/content': { id: () => ids.message! },
   'GET /api/campaigns/:id/stats': { id: () => ids.campaign! },
+  'GET /api/campaigns/:id/results.csv': { id: () => ids.campaign! },
   'GET /api/campaigns/:id': { id: () => ids.campaign! },
   'PATCH /api/campaigns/:id': { id: () => ids.campaign!, json: VALID_CAMPAIGN },
   'POST /api/campaigns/:id/preflight': { id: () => ids.campaign! },

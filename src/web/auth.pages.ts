@@ -1,0 +1,126 @@
+import { Router, type Request, type Response } from 'express';
+import { acceptBody, clientAddress, loginBody, signupBody, verifyBody } from '../auth/auth.routes.js';
+import { parseInput } from '../http/validate.js';
+import { errorNotice, formInput, formProblem } from './forms.js';
+import { html } from './html.js';
+import { csrfField, renderPublicPage } from './layout.js';
+import { safeNext, type WebContext } from './web.middleware.js';
+
+/** Turns an API session token (what login/verify/accept return) into a browser session and its cookie. */
+async function startBrowserSession(ctx: WebContext, res: Response, apiToken: string) {
+  const member = await ctx.auth.authenticate(apiToken);
+  const { cookieValue, expiresAt } = await ctx.webSessions.start(member);
+  ctx.cookies.session.set(res, cookieValue, expiresAt);
+}
+
+const field = (label: string, name: string, type: string, options: { value?: string; autocomplete?: string; required?: boolean; hint?: string } = {}) =>
+  html`<label>${label}${options.hint ? html` <span class="muted">${options.hint}</span>` : ''}
+<input name="${name}" type="${type}" value="${options.value ?? ''}"${options.autocomplete ? html` autocomplete="${options.autocomplete}"` : ''}${options.required === false ? '' : html` required`}></label>`;
+
+/** Sign in, sign up (two steps: the mailed code), accept an invitation, sign out. */
+export function authPages(ctx: WebContext): Router {
+  const router = Router();
+  const page = (req: Request, res: Response, title: string, body: ReturnType<typeof html>, status = 200) =>
+    res.status(status).type('html').send(renderPublicPage(title, body, ctx.sandboxInboxUrl));
+
+  const signinForm = (req: Request, state: { email?: string; error?: string; next?: string; info?: string }) => html`<h1>Sign in</h1>
+${state.info ? html`<p class="notice" role="status">${state.info}</p>` : ''}${errorNotice(state.error)}
+<form class="stack" method="post" action="/signin">${csrfField(req.browser!.csrfToken)}
+${state.next ? html`<input type="hidden" name="next" value="${state.next}">` : ''}
+${field('Email', 'email', 'email', { value: state.email, autocomplete: 'username' })}
+${field('Password', 'password', 'password', { autocomplete: 'current-password' })}
+<div class="actions"><button type="submit">Sign in</button></div></form>
+<p class="muted">New here? <a href="/signup">Create an account</a>. Invited to a workspace? <a href="/invitations/accept">Accept the invitation</a>.</p>`;
+
+  router.get('/signin', (req, res) => {
+    if (req.browser!.session.state === 'active') return res.redirect(303, safeNext(req.query.next) ?? '/app');
+    const info = req.query.expired ? 'Your session has expired. Please sign in again.' : req.query.signed_out ? 'You are signed out.' : undefined;
+    page(req, res, 'Sign in', signinForm(req, { next: safeNext(req.query.next), info }));
+  });
+
+  router.post('/signin', async (req, res) => {
+    const input = formInput(req);
+    const next = safeNext(input.next);
+    try {
+      const { token } = await ctx.auth.login(parseInput(loginBody, { email: input.email ?? '', password: input.password ?? '' }), clientAddress(req));
+      await startBrowserSession(ctx, res, token);
+      res.redirect(303, next ?? '/app?notice=signed_in');
+    } catch (error) {
+      const problem = formProblem(error);
+      page(req, res, 'Sign in', signinForm(req, { email: input.email, error: problem.message, next }), problem.status);
+    }
+  });
+
+  const signupForm = (req: Request, state: { values?: Record<string, string>; error?: string }) => html`<h1>Create your account</h1>${errorNotice(state.error)}
+<form class="stack" method="post" action="/signup">${csrfField(req.browser!.csrfToken)}
+${field('Your name', 'name', 'text', { value: state.values?.name, autocomplete: 'name', required: false, hint: '(optional)' })}
+${field('Email', 'email', 'email', { value: state.values?.email, autocomplete: 'email' })}
+${field('Password', 'password', 'password', { autocomplete: 'new-password', hint: '(at least 10 characters)' })}
+${field('Workspace name', 'workspaceName', 'text', { value: state.values?.workspaceName, autocomplete: 'organization' })}
+<div class="actions"><button type="submit">Continue</button></div></form>
+<p class="muted">Already have an account? <a href="/signin">Sign in</a>.</p>`;
+
+  router.get('/signup', (req, res) => page(req, res, 'Sign up', signupForm(req, {})));
+
+  router.post('/signup', async (req, res) => {
+    const input = formInput(req);
+    try {
+      await ctx.auth.signup(parseInput(signupBody, input), clientAddress(req));
+      res.redirect(303, '/signup/verify');
+    } catch (error) {
+      const problem = formProblem(error);
+      const { password: _password, ...values } = input;
+      page(req, res, 'Sign up', signupForm(req, { values, error: problem.message }), problem.status);
+    }
+  });
+
+  const verifyForm = (req: Request, error?: string) => html`<h1>Check your inbox</h1>
+<p>We sent a mail to the address you gave with a confirmation code. Paste it here to finish creating your account (it works once, for 24 hours).</p>${errorNotice(error)}
+<form class="stack" method="post" action="/signup/verify">${csrfField(req.browser!.csrfToken)}
+${field('Confirmation code', 'code', 'text', { autocomplete: 'one-time-code' })}
+<div class="actions"><button type="submit">Create my account</button></div></form>`;
+
+  router.get('/signup/verify', (req, res) => page(req, res, 'Confirm your address', verifyForm(req)));
+
+  router.post('/signup/verify', async (req, res) => {
+    try {
+      const { token } = await ctx.auth.verifySignup(parseInput(verifyBody, formInput(req)));
+      await startBrowserSession(ctx, res, token);
+      res.redirect(303, '/app/mailboxes?notice=welcome');
+    } catch (error) {
+      const problem = formProblem(error);
+      page(req, res, 'Confirm your address', verifyForm(req, problem.status === 404 ? 'That code is not valid or has expired.' : problem.message), problem.status);
+    }
+  });
+
+  const acceptForm = (req: Request, state: { name?: string; error?: string }) => html`<h1>Join a workspace</h1>
+<p>Paste the invitation code you were given. If you already have an account, give its password; otherwise choose one.</p>${errorNotice(state.error)}
+<form class="stack" method="post" action="/invitations/accept">${csrfField(req.browser!.csrfToken)}
+${field('Invitation code', 'token', 'text', { autocomplete: 'off' })}
+${field('Your name', 'name', 'text', { value: state.name, autocomplete: 'name', required: false, hint: '(new accounts, optional)' })}
+${field('Password', 'password', 'password', { autocomplete: 'current-password', hint: '(at least 10 characters)' })}
+<div class="actions"><button type="submit">Join</button></div></form>`;
+
+  router.get('/invitations/accept', (req, res) => page(req, res, 'Accept an invitation', acceptForm(req, {})));
+
+  router.post('/invitations/accept', async (req, res) => {
+    const input = formInput(req);
+    try {
+      const { token } = await ctx.auth.acceptInvitation(parseInput(acceptBody, input));
+      await startBrowserSession(ctx, res, token);
+      res.redirect(303, '/app?notice=signed_in');
+    } catch (error) {
+      const problem = formProblem(error);
+      const message = problem.status === 404 ? 'That invitation code is not valid, was already used, or has expired.' : problem.message;
+      page(req, res, 'Accept an invitation', acceptForm(req, { name: input.name, error: message }), problem.status);
+    }
+  });
+
+  router.post('/signout', async (req, res) => {
+    await ctx.webSessions.end(ctx.cookies.session.read(req));
+    ctx.cookies.session.clear(res);
+    res.redirect(303, '/signin?signed_out=1');
+  });
+
+  return router;
+}

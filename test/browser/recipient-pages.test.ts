@@ -1,0 +1,134 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { campaigns, recipients } from '../../src/db/schema.js';
+import { createTrackingUrls } from '../../src/tracking/urls.js';
+import { createTokenCodec } from '../../src/tracking/tokens.js';
+import { hasChromium, newPage, seriousAxeViolations, useBrowser } from '../helpers/browser.js';
+import { signUp, startTestApp, type TestApp } from '../helpers/test-app.js';
+
+/*
+ * The recipient's pages in a real browser with JavaScript off: the unsubscribe question and
+ * its button, the preference center by keyboard alone, a phone-sized screen, nothing loaded
+ * from anywhere else and no cookie set, HTML in a sender's name shown as text, and an
+ * axe-core scan with no serious or critical violation (P-09).
+ */
+
+const NASTY_NAME = 'Acme <img src=x onerror="document.title=1"> & Co';
+
+describe.skipIf(!hasChromium)('recipient pages in a real browser', () => {
+  const ctx = useBrowser();
+  let app: TestApp;
+  let owner: Awaited<ReturnType<typeof signUp>>;
+  const urls = () => createTrackingUrls(createTokenCodec(app.config.trackingSecrets), app.baseUrl);
+
+  beforeAll(async () => {
+    app = await startTestApp();
+    owner = await signUp(app, { workspaceName: NASTY_NAME });
+  });
+  afterAll(async () => {
+    await app?.close();
+  });
+
+  async function mailedAddress(email: string, topics: string[] = ['news', 'events']) {
+    const db = app.database.db;
+    const campaignIds: string[] = [];
+    for (const topic of topics) {
+      const [row] = await db
+        .insert(campaigns)
+        .values({ workspaceId: owner.workspaceId, name: `About ${topic}`, kind: 'marketing', subject: 'Hello', audience: { contactIds: [] }, topic })
+        .returning({ id: campaigns.id });
+      campaignIds.push(row!.id);
+    }
+    const [recipient] = await db.insert(recipients).values({ workspaceId: owner.workspaceId, email }).returning({ id: recipients.id });
+    return { unsubscribe: urls().unsubscribe(recipient!.id, campaignIds[0]!), preferences: urls().preferences(recipient!.id, campaignIds[0]!), recipientId: recipient!.id };
+  }
+
+  async function isSuppressed(email: string, scope = 'all') {
+    const list = await app.api('GET', `/api/suppressions?email=${encodeURIComponent(email)}`, { token: owner.token });
+    return (list.body.suppressions as { email: string; scope: string }[]).some((s) => s.email === email && s.scope === scope);
+  }
+
+  it('P-09 the unsubscribe page works with JavaScript off: one button, committed before the confirmation, nothing external, no cookie', async () => {
+    const { unsubscribe } = await mailedAddress('js-off@example.com');
+    const page = await newPage(ctx.browser, { javaScriptEnabled: false });
+    const requested: string[] = [];
+    page.on('request', (request) => requested.push(request.url()));
+
+    const response = await page.goto(unsubscribe);
+    expect(response!.status()).toBe(200);
+    await expect(page.getByRole('heading', { level: 1 }).textContent()).resolves.toBe('Unsubscribe');
+    // The sender's name is text, never markup.
+    await expect(page.locator('main strong').first().textContent()).resolves.toBe(NASTY_NAME);
+    expect(await page.locator('main img').count()).toBe(0);
+    expect(await isSuppressed('js-off@example.com')).toBe(false);
+
+    await page.getByRole('button', { name: 'Unsubscribe' }).click();
+    await page.waitForURL(unsubscribe);
+    await expect(page.getByRole('heading', { level: 1 }).textContent()).resolves.toBe('You are unsubscribed');
+    expect(await isSuppressed('js-off@example.com')).toBe(true);
+
+    const origin = new URL(app.baseUrl).origin;
+    expect(requested.every((url) => new URL(url).origin === origin)).toBe(true);
+    expect(await page.context().cookies()).toEqual([]);
+    expect(await page.title()).not.toBe('1');
+    await page.context().close();
+  });
+
+  it('P-11 the preference center works by keyboard alone with JavaScript off, and says what it saved', async () => {
+    const { preferences } = await mailedAddress('keyboard@example.com');
+    const page = await newPage(ctx.browser, { javaScriptEnabled: false });
+    await page.goto(preferences);
+
+    // Every checkbox has a label a screen reader reads out.
+    const news = page.getByRole('checkbox', { name: 'news' });
+    await expect(news.isChecked()).resolves.toBe(true);
+    await news.focus();
+    await page.keyboard.press('Space');
+    await expect(news.isChecked()).resolves.toBe(false);
+    await page.getByRole('button', { name: 'Save my choices' }).focus();
+    await page.keyboard.press('Enter');
+    await page.waitForLoadState('load');
+
+    await expect(page.getByRole('status').textContent()).resolves.toContain('Your choices are saved.');
+    await expect(page.getByRole('checkbox', { name: 'news' }).isChecked()).resolves.toBe(false);
+    await expect(page.getByRole('checkbox', { name: 'events' }).isChecked()).resolves.toBe(true);
+    expect(await isSuppressed('keyboard@example.com', 'topic:news')).toBe(true);
+    expect(await isSuppressed('keyboard@example.com')).toBe(false);
+    await page.context().close();
+  });
+
+  it('the pages fit a phone screen without sideways scrolling, with buttons big enough to tap', async () => {
+    const { unsubscribe, preferences } = await mailedAddress('phone@example.com');
+    const page = await newPage(ctx.browser, { viewport: { width: 360, height: 740 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
+    for (const url of [unsubscribe, preferences]) {
+      await page.goto(url);
+      const { scrollWidth, clientWidth } = await page.evaluate<{ scrollWidth: number; clientWidth: number }>(
+        '({ scrollWidth: document.documentElement.scrollWidth, clientWidth: document.documentElement.clientWidth })',
+      );
+      expect(scrollWidth).toBeLessThanOrEqual(clientWidth);
+      for (const button of await page.getByRole('button').all()) {
+        const box = (await button.boundingBox())!;
+        expect(box.height).toBeGreaterThanOrEqual(24);
+      }
+    }
+    await page.context().close();
+  });
+
+  it('axe-core finds no serious or critical violation on the recipient pages (question, done, preferences, bad link)', async () => {
+    const { unsubscribe, preferences } = await mailedAddress('axe@example.com');
+    const page = await newPage(ctx.browser);
+    const scanned: Record<string, unknown[]> = {};
+    await page.goto(unsubscribe);
+    scanned.question = await seriousAxeViolations(page);
+    await page.goto(preferences);
+    scanned.preferences = await seriousAxeViolations(page);
+    await page.getByRole('button', { name: 'Unsubscribe from everything' }).click();
+    await page.waitForLoadState('load');
+    scanned.unsubscribedEverything = await seriousAxeViolations(page);
+    await page.goto(unsubscribe);
+    scanned.alreadyUnsubscribed = await seriousAxeViolations(page);
+    await page.goto(`${app.baseUrl}/u/not-a-token`);
+    scanned.badLink = await seriousAxeViolations(page);
+    expect(scanned).toEqual({ question: [], preferences: [], unsubscribedEverything: [], alreadyUnsubscribed: [], badLink: [] });
+    await page.context().close();
+  });
+});

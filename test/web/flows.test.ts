@@ -1,0 +1,230 @@
+import { sql } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startTestApp, type TestApp } from '../helpers/test-app.js';
+import { signUpInBrowser, WebClient } from '../helpers/web-client.js';
+
+let app: TestApp;
+let owner: Awaited<ReturnType<typeof signUpInBrowser>>;
+let ownerToken: string;
+beforeAll(async () => {
+  app = await startTestApp();
+  owner = await signUpInBrowser(app);
+  ownerToken = (await app.api('POST', '/api/auth/login', { json: { email: owner.email, password: owner.password } })).body.token;
+});
+afterAll(async () => {
+  await app?.close();
+});
+
+const rows = async <T>(query: ReturnType<typeof sql>) => ((await app.database.db.execute(query)) as unknown as { rows: T[] }).rows;
+
+/** Connect Gmail as a person does: disclosure page → its button → Google's (the sandbox's) consent → our callback → mailboxes page. */
+async function connectInBrowser(browser: WebClient, email: string, sync: boolean) {
+  if (!app.sandbox.control.getMailbox(email)) app.sandbox.control.createMailbox({ email });
+  const disclosure = await browser.get(`/app/mailboxes/connect?sync=${sync}&loginHint=${encodeURIComponent(email)}`);
+  expect(disclosure.status).toBe(200);
+  const button = /href="(\/app\/mailboxes\/connect\/continue\?[^"]+)"/.exec(disclosure.text)![1]!.replace(/&amp;/g, '&');
+  const toGoogle = await browser.get(button);
+  expect(toGoogle.status).toBe(303);
+  expect(toGoogle.location!.startsWith(app.sandbox.urls.authorize)).toBe(true);
+  const consent = await fetch(toGoogle.location!, { redirect: 'manual' });
+  const callback = new URL(consent.headers.get('location')!);
+  const back = await browser.get(`${callback.pathname}${callback.search}`);
+  expect(back.status).toBe(303);
+  expect(back.location).toBe('/app/mailboxes?notice=connected');
+  return browser.get(back.location!);
+}
+
+describe('mailboxes', () => {
+  it('P-05 connecting from the browser shows the Limited Use disclosure first, then Google, then the mailbox with its health', async () => {
+    const before = await owner.browser.get('/app/mailboxes/connect');
+    expect(before.text).toContain('How inboxtrail uses your Gmail');
+    expect(before.text).toContain('Limited Use');
+    const page = await connectInBrowser(owner.browser, 'owner-web@acme.test', true);
+    expect(page.text).toContain('Gmail is connected.');
+    expect(page.text).toContain('owner-web@acme.test');
+    expect(page.text).toContain('<span class="status good">active</span>');
+    expect(page.text).toMatch(/0 of \d+ sent in the last 24 h/);
+    const [stored] = await rows<{ disclosure_version: string }>(sql`select disclosure_version from mailboxes where email = 'owner-web@acme.test'`);
+    expect(stored!.disclosure_version).toBe('2026-11-01');
+  });
+
+  it('skipping the disclosure (an old or made-up version) shows it again instead of going to Google', async () => {
+    const res = await owner.browser.get('/app/mailboxes/connect/continue?sync=false&acknowledge=1999-01-01');
+    expect(res.status).toBe(303);
+    expect(res.location).toBe('/app/mailboxes/connect?sync=false');
+  });
+
+  it('a mailbox that needs reconnecting shows it, with a one-click reconnect straight to Google', async () => {
+    await app.database.db.execute(sql`update mailboxes set status = 'needs_reconnect', status_reason = 'invalid_grant' where email = 'owner-web@acme.test'`);
+    const page = await owner.browser.get('/app/mailboxes');
+    expect(page.text).toContain('<span class="status bad">needs_reconnect</span>');
+    const reconnect = /href="(\/app\/mailboxes\/connect\/continue\?[^"]*loginHint=owner-web[^"]+)"/.exec(page.text)![1]!.replace(/&amp;/g, '&');
+    const toGoogle = await owner.browser.get(reconnect);
+    expect(toGoogle.location!.startsWith(app.sandbox.urls.authorize)).toBe(true);
+    const consent = await fetch(toGoogle.location!, { redirect: 'manual' });
+    const callback = new URL(consent.headers.get('location')!);
+    expect((await owner.browser.get(`${callback.pathname}${callback.search}`)).location).toBe('/app/mailboxes?notice=connected');
+    expect((await owner.browser.get('/app/mailboxes')).text).toContain('<span class="status good">active</span>');
+  });
+});
+
+describe('compose and read 1:1 mail from a contact page', () => {
+  it('sends through the mailbox; the message page shows HTML only in a sandboxed frame with its own CSP', async () => {
+    app.sandbox.control.createMailbox({ email: 'reader@example.com' });
+    const contact = await app.api('POST', '/api/contacts', { token: ownerToken, json: { email: 'reader@example.com', firstName: 'Rea' } });
+    const compose = await owner.browser.get(`/app/contacts/${contact.body.id}/compose`);
+    expect(compose.text).toContain('owner-web@acme.test');
+    const mailboxId = /<option value="([0-9a-f-]{36})"/.exec(compose.text)![1]!;
+    const sent = await owner.browser.post(`/app/contacts/${contact.body.id}/compose`, { mailboxId, subject: 'Hello <Rea>', text: 'First line' });
+    expect(sent.status).toBe(303);
+    expect(sent.location).toBe(`/app/contacts/${contact.body.id}?notice=sent`);
+    const inbox = app.sandbox.control.listMessages('reader@example.com');
+    expect(inbox.map((m) => m.subject)).toContain('Hello <Rea>');
+    const page = await owner.browser.get(sent.location!);
+    expect(page.text).toContain('Your mail was sent.');
+    expect(page.text).toContain('Hello &lt;Rea&gt;');
+
+    // An HTML mail (sent through the API) is shown only in the frame.
+    const htmlMail = await app.api('POST', '/api/messages', {
+      token: ownerToken,
+      json: { mailboxId, to: 'reader@example.com', subject: 'Styled', html: '<p>Hi</p><script>alert(1)</script><img src="https://tracker.example/p.gif">' },
+    });
+    expect(htmlMail.status).toBe(201);
+    const view = await owner.browser.get(`/app/messages/${htmlMail.body.id}`);
+    expect(view.status).toBe(200);
+    expect(view.text).toContain(`<iframe class="mail" sandbox="" referrerpolicy="no-referrer"`);
+    expect(view.text).not.toContain('<script>alert(1)');
+    const frame = await owner.browser.get(`/app/messages/${htmlMail.body.id}/body`);
+    expect(frame.headers.get('content-security-policy')).toMatch(/^sandbox; default-src 'none'/);
+    expect(frame.headers.get('content-security-policy')).not.toContain('script-src');
+  });
+
+  it('P-08 a suppressed recipient is refused on the form and nothing is sent', async () => {
+    const contact = await app.api('POST', '/api/contacts', { token: ownerToken, json: { email: 'gone@example.com' } });
+    await app.api('POST', '/api/suppressions', { token: ownerToken, json: { email: 'gone@example.com' } });
+    const compose = await owner.browser.get(`/app/contacts/${contact.body.id}/compose`);
+    const mailboxId = /<option value="([0-9a-f-]{36})"/.exec(compose.text)![1]!;
+    const refused = await owner.browser.post(`/app/contacts/${contact.body.id}/compose`, { mailboxId, subject: 'Still there?', text: 'x' });
+    expect(refused.status).toBe(409);
+    expect(refused.text).toContain('role="alert"');
+    expect(refused.text).toContain('Still there?');
+    expect(app.sandbox.control.getMailbox('gone@example.com') ? app.sandbox.control.listMessages('gone@example.com') : []).toEqual([]);
+    const page = await owner.browser.get(`/app/contacts/${contact.body.id}`);
+    expect(page.text).toContain('<span class="status bad">suppressed</span>');
+  });
+});
+
+describe('CSV import with preview, mapping and the consent column', () => {
+  it('P-10 previews the first rows, maps columns, imports, and records opt-ins as consent records', async () => {
+    const csv = ['E-mail,Given,Company,consent,consent_source', 'ann@import.test,Ann,Acme,opted_in,trade fair', 'bob@import.test,Bob,Beta,,', 'cy@import.test,<b>Cy</b>,Gamma,opted_in,', 'bad-address,Dee,Delta,opted_in,', 'eve@import.test,Eve,Eps,maybe,'].join('\n');
+    await owner.browser.get('/app/contacts/import');
+    const preview = await owner.browser.postMultipart('/app/contacts/import/preview', {}, { file: { name: 'people.csv', content: csv } });
+    expect(preview.status).toBe(200);
+    expect(preview.text).toContain('5 rows');
+    expect(preview.text).toContain('&lt;b&gt;Cy&lt;/b&gt;');
+    expect(preview.text).toMatch(/<select name="map0">[^]*?<option value="email" selected>/);
+    expect(preview.text).toMatch(/<select name="map3">[^]*?<option value="consent" selected>/);
+    // "Given" is not a known header: the person maps it to the first name.
+    const done = await owner.browser.postMultipart('/app/contacts/import', {
+      csv: /name="csv" value="([^"]*)"/.exec(preview.text)![1]!.replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&quot;/g, '"').replace(/&#39;/g, "'").replace(/&amp;/g, '&'),
+      map0: 'email',
+      map1: 'firstName',
+      map2: 'attribute',
+      map3: 'consent',
+      map4: 'consentSource',
+      consentSource: 'CSV import',
+    });
+    expect(done.status).toBe(200);
+    expect(done.text).toMatch(/Created<\/th><td>4</);
+    expect(done.text).toMatch(/Failed<\/th><td>1</);
+    expect(done.text).toMatch(/Consent records added<\/th><td>2</);
+    expect(done.text).toContain('consent must be opted_in or opted_out');
+
+    const imported = await rows<{ email: string; first_name: string; attributes: Record<string, string> }>(sql`select email, first_name, attributes from contacts where email like '%@import.test' order by email`);
+    expect(imported.map((c) => [c.email, c.first_name, c.attributes.company])).toEqual([
+      ['ann@import.test', 'Ann', 'Acme'],
+      ['bob@import.test', 'Bob', 'Beta'],
+      ['cy@import.test', '<b>Cy</b>', 'Gamma'],
+      ['eve@import.test', 'Eve', 'Eps'],
+    ]);
+    const consents = await rows<{ email: string; status: string; source: string; policy_version: string }>(
+      sql`select c.email, r.status, r.source, r.policy_version from consents r join contacts c on c.id = r.contact_id where c.email like '%@import.test' order by c.email`,
+    );
+    expect(consents.map((c) => [c.email, c.status, c.source])).toEqual([
+      ['ann@import.test', 'opted_in', 'trade fair'],
+      ['cy@import.test', 'opted_in', 'CSV import'],
+    ]);
+    expect(consents.every((c) => c.policy_version === app.config.policyVersion)).toBe(true);
+  });
+
+  it('a mapping without an email column is shown on the mapping step and imports nothing', async () => {
+    await owner.browser.get('/app/contacts/import');
+    const preview = await owner.browser.postMultipart('/app/contacts/import/preview', {}, { file: { name: 'x.csv', content: 'email,name\nnomap@import.test,N\n' } });
+    const res = await owner.browser.postMultipart('/app/contacts/import', { csv: 'email,name\nnomap@import.test,N\n', map0: 'ignore', map1: 'attribute' });
+    expect(preview.status).toBe(200);
+    expect(res.status).toBe(400);
+    expect(res.text).toContain('one column must be the email address');
+    expect(await rows(sql`select 1 from contacts where email = 'nomap@import.test'`)).toEqual([]);
+  });
+
+  it('an upload without the CSRF token is refused before it is read', async () => {
+    await owner.browser.get('/app/contacts/import');
+    const form = new FormData();
+    form.set('csv', 'email\ncsrf@import.test\n');
+    form.set('map0', 'email');
+    const res = await owner.browser.request('POST', '/app/contacts/import', form);
+    expect(res.status).toBe(403);
+    expect(await rows(sql`select 1 from contacts where email = 'csrf@import.test'`)).toEqual([]);
+  });
+});
+
+describe('suppression list and settings', () => {
+  it('adds, searches and removes (admin, with a note) an address; a member cannot remove', async () => {
+    await owner.browser.get('/app/suppressions');
+    const added = await owner.browser.post('/app/suppressions', { email: 'Blocked@Example.com', reason: 'manual', note: 'asked by phone' });
+    expect(added.location).toBe('/app/suppressions?notice=suppressed');
+    const found = await owner.browser.get('/app/suppressions?email=blocked%40example.com');
+    expect(found.text).toMatch(/blocked@example.com<\/td>/i);
+    expect(found.text).toContain('added by a member');
+    const id = /action="\/app\/suppressions\/([0-9a-f-]{36})\/remove"/.exec(found.text)![1]!;
+
+    // Invite a member through the settings page; they join through the invitation page.
+    await owner.browser.get('/app/settings');
+    const invited = await owner.browser.post('/app/settings/invitations', { email: 'member@example.com', role: 'member' });
+    expect(invited.status).toBe(201);
+    const code = /<code>([A-Za-z0-9_-]{20,})<\/code>/.exec(invited.text)![1]!;
+    const member = new WebClient(app);
+    await member.get('/invitations/accept');
+    const joined = await member.post('/invitations/accept', { token: code, password: 'member-password-long', name: 'Mem <Ber>' });
+    expect(joined.status).toBe(303);
+    const memberView = await member.get('/app/suppressions?email=blocked%40example.com');
+    expect(memberView.text).toContain('admins remove');
+    const refused = await member.post(`/app/suppressions/${id}/remove`, { note: 'let me' });
+    expect(refused.status).toBe(403);
+    expect((await owner.browser.get('/app/suppressions?email=blocked%40example.com')).text).toMatch(/blocked@example.com<\/td>/i);
+
+    await owner.browser.get('/app/suppressions');
+    const noNote = await owner.browser.post(`/app/suppressions/${id}/remove`, { note: '' });
+    expect(noNote.status).toBe(400);
+    const removed = await owner.browser.post(`/app/suppressions/${id}/remove`, { note: 'confirmed by phone' });
+    expect(removed.location).toBe('/app/suppressions?notice=unsuppressed');
+    expect((await owner.browser.get('/app/suppressions?email=blocked%40example.com')).text).not.toMatch(/blocked@example.com<\/td>/i);
+
+    const settings = await owner.browser.get('/app/settings');
+    expect(settings.text).toContain('Mem &lt;Ber&gt;');
+    expect(settings.text).toMatch(/member@example.com<\/td><td>member</);
+  });
+
+  it('owners set the workspace name and postal address; members only see them', async () => {
+    await owner.browser.get('/app/settings');
+    const saved = await owner.browser.post('/app/settings/workspace', { name: 'Acme & Co', postalAddress: '1 Main St, Springfield' });
+    expect(saved.location).toBe('/app/settings?notice=saved');
+    const me = await app.api('GET', '/api/me', { token: ownerToken });
+    expect(me.body.workspace).toMatchObject({ name: 'Acme & Co', postalAddress: '1 Main St, Springfield' });
+    const page = await owner.browser.get('/app/settings');
+    expect(page.text).toContain('Acme &amp; Co');
+    const empty = await owner.browser.post('/app/settings/workspace', { name: '', postalAddress: '' });
+    expect(empty.status).toBe(400);
+    expect((await app.api('GET', '/api/me', { token: ownerToken })).body.workspace.name).toBe('Acme & Co');
+  });
+});

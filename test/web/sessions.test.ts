@@ -1,0 +1,186 @@
+import { sql } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { signUp, startTestApp, type TestApp } from '../helpers/test-app.js';
+import { signUpInBrowser, WebClient } from '../helpers/web-client.js';
+
+let app: TestApp;
+beforeAll(async () => {
+  app = await startTestApp();
+});
+afterAll(async () => {
+  await app?.close();
+});
+
+const sessionCount = async (userEmail: string) => {
+  const result = (await app.database.db.execute(
+    sql`select count(*)::int as n from web_sessions s join users u on u.id = s.user_id where u.email = ${userEmail}`,
+  )) as unknown as { rows: { n: number }[] };
+  return result.rows[0]!.n;
+};
+
+describe('web sessions', () => {
+  it('the landing page sends a visitor to sign-in and a signed-in user to the app', async () => {
+    const visitor = new WebClient(app);
+    expect((await visitor.get('/')).location).toBe('/signin');
+    const { browser } = await signUpInBrowser(app);
+    expect((await browser.get('/')).location).toBe('/app');
+    expect((await browser.get('/app')).location).toBe('/app/mailboxes');
+  });
+
+  it('sign up takes the mailed code, then signs the browser in with an HttpOnly, SameSite=Lax cookie backed by web_sessions', async () => {
+    const browser = new WebClient(app);
+    await browser.get('/signup');
+    const email = `two-step-${Date.now()}@example.com`;
+    const asked = await browser.post('/signup', { email, password: 'a-long-enough-password', workspaceName: 'Acme <b>Ltd</b>' });
+    expect(asked.status).toBe(303);
+    expect(asked.location).toBe('/signup/verify');
+    expect(browser.cookies.has('inboxtrail_session')).toBe(false);
+
+    await browser.get('/signup/verify');
+    const wrong = await browser.post('/signup/verify', { code: 'not-the-code' });
+    expect(wrong.status).toBe(404);
+    expect(wrong.text).toContain('That code is not valid or has expired.');
+
+    const { lastSignupCode } = await import('../../src/auth/account-mail.js');
+    const code = lastSignupCode(app.services.accountMailer.outbox ?? [], email)!;
+    const done = await browser.post('/signup/verify', { code });
+    expect(done.status).toBe(303);
+    expect(done.location).toBe('/app/mailboxes?notice=welcome');
+    const setCookie = done.headers.getSetCookie().find((c) => c.startsWith('inboxtrail_session='))!;
+    expect(setCookie).toMatch(/HttpOnly/i);
+    expect(setCookie).toMatch(/SameSite=Lax/i);
+    expect(setCookie).not.toMatch(/Secure/i);
+    expect(setCookie).toMatch(/Path=\//);
+    expect(await sessionCount(email)).toBe(1);
+    // Only the hash is stored: the cookie value appears nowhere in the table.
+    const cookieValue = browser.cookies.get('inboxtrail_session')!;
+    const stored = (await app.database.db.execute(sql`select token_hash from web_sessions`)) as unknown as { rows: { token_hash: string }[] };
+    expect(stored.rows.some((row) => row.token_hash === cookieValue)).toBe(false);
+  });
+
+  it('sign in with a wrong password shows the form again with one message and no session', async () => {
+    const owner = await signUp(app);
+    const browser = new WebClient(app);
+    await browser.get('/signin');
+    const refused = await browser.post('/signin', { email: owner.email, password: 'wrong-password-here' });
+    expect(refused.status).toBe(401);
+    expect(refused.text).toContain('Email or password is incorrect');
+    expect(browser.cookies.has('inboxtrail_session')).toBe(false);
+
+    const accepted = await browser.post('/signin', { email: owner.email, password: owner.password, next: '/app/contacts' });
+    expect(accepted.status).toBe(303);
+    expect(accepted.location).toBe('/app/contacts');
+    expect(browser.cookies.has('inboxtrail_session')).toBe(true);
+  });
+
+  it('a next= that leaves /app is ignored (no open redirect)', async () => {
+    const owner = await signUp(app);
+    for (const next of ['https://evil.example/', '//evil.example/app', '/app//evil.example', '/signout']) {
+      const browser = new WebClient(app);
+      await browser.get('/signin');
+      const res = await browser.post('/signin', { email: owner.email, password: owner.password, next });
+      expect(res.location).toBe('/app?notice=signed_in');
+    }
+  });
+
+  it('sign out deletes the session row and clears the cookie; the old cookie no longer opens the app', async () => {
+    const { browser, email } = await signUpInBrowser(app);
+    const oldCookie = browser.cookies.get('inboxtrail_session')!;
+    await browser.get('/app/mailboxes');
+    const out = await browser.post('/signout', {});
+    expect(out.status).toBe(303);
+    expect(out.location).toBe('/signin?signed_out=1');
+    expect(browser.cookies.has('inboxtrail_session')).toBe(false);
+    expect(await sessionCount(email)).toBe(0);
+
+    const replay = new WebClient(app);
+    replay.cookies.set('inboxtrail_session', oldCookie);
+    const res = await replay.get('/app/mailboxes');
+    expect(res.status).toBe(303);
+    expect(res.location).toBe('/signin?expired=1&next=%2Fapp%2Fmailboxes');
+  });
+
+  it('an expired session redirects to sign-in with a clear message', async () => {
+    const { browser, email } = await signUpInBrowser(app);
+    await app.database.db.execute(sql`update web_sessions set expires_at = now() - interval '1 second' where user_id = (select id from users where email = ${email})`);
+    const res = await browser.get('/app/contacts?page=2');
+    expect(res.status).toBe(303);
+    expect(res.location).toBe('/signin?expired=1&next=%2Fapp%2Fcontacts%3Fpage%3D2');
+    const signin = await browser.get(res.location!);
+    expect(signin.status).toBe(200);
+    expect(signin.text).toContain('Your session has expired. Please sign in again.');
+  });
+
+  it('a signed-out visitor is redirected from app pages, with no session cookie ever set', async () => {
+    const visitor = new WebClient(app);
+    const res = await visitor.get('/app/settings');
+    expect(res.status).toBe(303);
+    expect(res.location).toBe('/signin?next=%2Fapp%2Fsettings');
+  });
+
+  it('the session cookie never authenticates the JSON API', async () => {
+    const { browser } = await signUpInBrowser(app);
+    const res = await browser.request('GET', '/api/me');
+    expect(res.status).toBe(401);
+  });
+
+  it('a removed membership ends the browser session at once', async () => {
+    const { browser, email } = await signUpInBrowser(app);
+    await app.database.db.execute(sql`delete from memberships where user_id = (select id from users where email = ${email})`);
+    const res = await browser.get('/app/mailboxes');
+    expect(res.location).toMatch(/^\/signin\?expired=1/);
+  });
+
+  it('ending every session of a user (account closure) signs out all their browsers', async () => {
+    const { browser, email, password } = await signUpInBrowser(app);
+    const second = new WebClient(app);
+    await second.get('/signin');
+    await second.post('/signin', { email, password });
+    expect(await sessionCount(email)).toBe(2);
+    const userId = ((await app.database.db.execute(sql`select id from users where email = ${email}`)) as unknown as { rows: { id: string }[] }).rows[0]!.id;
+    expect(await app.services.webSessions.endAllForUser(userId)).toBe(2);
+    expect((await browser.get('/app/mailboxes')).location).toMatch(/^\/signin\?expired=1/);
+    expect((await second.get('/app/mailboxes')).location).toMatch(/^\/signin\?expired=1/);
+  });
+});
+
+describe('secrets stay out of the logs', () => {
+  it('no log line carries the session cookie, the CSRF token, the password or the signup code', async () => {
+    const { browser, password } = await signUpInBrowser(app);
+    await browser.get('/app/settings');
+    const secrets = [browser.cookies.get('inboxtrail_session')!, browser.cookies.get('inboxtrail_browser')!, browser.csrfToken(), password];
+    await browser.post('/signout', {});
+    const logs = app.logs.join('\n');
+    expect(logs).toContain('/app/settings');
+    for (const secret of secrets) expect(logs).not.toContain(secret);
+    const { lastSignupCode } = await import('../../src/auth/account-mail.js');
+    for (const mail of app.services.accountMailer.outbox ?? []) {
+      const code = lastSignupCode([mail], mail.to);
+      if (code) expect(logs).not.toContain(code);
+    }
+  });
+});
+
+describe('cookie flags in production-like settings', () => {
+  let secureApp: TestApp;
+  beforeAll(async () => {
+    secureApp = await startTestApp({ env: { PUBLIC_BASE_URL: 'https://crm.example.com' } });
+  });
+  afterAll(async () => {
+    await secureApp?.close();
+  });
+
+  it('with an https public URL the cookies are Secure and __Host- prefixed', async () => {
+    const browser = new WebClient(secureApp);
+    const page = await browser.get('/signin');
+    const browserCookie = page.headers.getSetCookie().find((c) => c.startsWith('__Host-inboxtrail_browser='))!;
+    expect(browserCookie).toMatch(/; Secure/i);
+    expect(browserCookie).toMatch(/HttpOnly/i);
+    const owner = await signUp(secureApp);
+    const res = await browser.post('/signin', { email: owner.email, password: owner.password });
+    const session = res.headers.getSetCookie().find((c) => c.startsWith('__Host-inboxtrail_session='))!;
+    expect(session).toMatch(/; Secure/i);
+    expect(session).toMatch(/SameSite=Lax/i);
+    expect(session).toMatch(/HttpOnly/i);
+  });
+});
