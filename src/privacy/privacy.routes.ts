@@ -39,7 +39,7 @@ export const legalRequestBody = z
  * after the first byte cannot become an error reply any more, so the connection is cut:
  * the client gets a truncated (invalid) document, never one that looks complete.
  */
-async function streamJson(res: Response, filename: string, sections: ExportSection[]): Promise<void> {
+export async function streamJson(res: Response, filename: string, sections: ExportSection[]): Promise<void> {
   res.status(200);
   res.setHeader('Content-Type', 'application/json; charset=utf-8');
   res.setHeader('Content-Disposition', `attachment; filename="${filename}"`);

@@ -4,9 +4,10 @@ import { importPages } from './import.pages.js';
 import { mailboxPages } from './mailboxes.pages.js';
 import { messagePages } from './messages.pages.js';
 import { resultsPages } from './results.pages.js';
+import { integrationPages } from './integrations.pages.js';
 import { settingsPages } from './settings.pages.js';
 import { suppressionPages } from './suppressions.pages.js';
 import type { AppPageGroup } from './web.routes.js';
 
 /** The page groups under /app. The import comes before the contacts: /contacts/import is not a contact id. */
-export const APP_PAGE_GROUPS: AppPageGroup[] = [mailboxPages, importPages, contactPages, messagePages, suppressionPages, settingsPages, campaignPages, resultsPages];
+export const APP_PAGE_GROUPS: AppPageGroup[] = [mailboxPages, importPages, contactPages, messagePages, suppressionPages, settingsPages, integrationPages, campaignPages, resultsPages];

@@ -1,0 +1,178 @@
+import { Router, type Request, type Response } from 'express';
+import { createApiKeyBody } from '../api-keys/api-keys.routes.js';
+import { ForbiddenError } from '../errors.js';
+import { API_SCOPES } from '../http/api-spec.js';
+import { parseId } from '../http/params.js';
+import { parseInput } from '../http/validate.js';
+import { closeBody } from '../privacy/account-closure.routes.js';
+import { reportQuery, sendReportCsv } from '../privacy/compliance.routes.js';
+import { streamJson } from '../privacy/privacy.routes.js';
+import { WEBHOOK_EVENT_TYPES } from '../webhooks/events.js';
+import { createWebhookBody } from '../webhooks/webhooks.schemas.js';
+import { errorNotice, formInput, formProblem } from './forms.js';
+import { when } from './format.js';
+import { html, type SafeHtml } from './html.js';
+import { csrfField, renderPublicPage } from './layout.js';
+import { sendAppPage, signedIn, type WebContext } from './web.middleware.js';
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+const REPORT_DEFAULT_DAYS = 90;
+
+/** Checkbox groups arrive as a string (one ticked) or an array (several); none ticked is absent. */
+function ticked(req: Request, name: string): string[] {
+  const value = ((req.body ?? {}) as Record<string, unknown>)[name];
+  if (typeof value === 'string') return [value];
+  return Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : [];
+}
+
+function requireAdmin(req: Request, what: string) {
+  const auth = signedIn(req);
+  if (auth.role === 'member') throw new ForbiddenError(`Only owners and admins ${what}`);
+  return auth;
+}
+
+const day = (d: Date) => d.toISOString().slice(0, 10);
+
+interface PageState {
+  error?: string;
+  /** A secret shown on this answer only (an API key or a webhook signing secret), never in a URL. */
+  secret?: { label: string; value: string };
+}
+
+/**
+ * Settings → integrations and privacy: API keys, webhook endpoints, the compliance report
+ * (owners/admins), one's own data export and account closure (everyone). The same services
+ * and schemas as /api/api-keys, /api/webhooks, /api/compliance/report and /api/privacy/….
+ */
+export function integrationPages(ctx: WebContext): Router {
+  const router = Router();
+  const { apiKeys, webhooks, compliance, privacyExports, accountClosure } = ctx.services;
+
+  const page = async (req: Request, state: PageState = {}): Promise<SafeHtml> => {
+    const auth = signedIn(req);
+    const admin = auth.role !== 'member';
+    const token = req.browser!.csrfToken;
+    const [keys, endpoints] = admin ? await Promise.all([apiKeys.list(auth), webhooks.list(auth).then((r) => r.endpoints)]) : [[], []];
+    const now = new Date();
+    return html`<h1>Integrations and privacy</h1>${errorNotice(state.error)}
+${state.secret ? html`<div class="notice" role="status"><p>${state.secret.label} (it is shown only now; store it somewhere safe):</p><p><code>${state.secret.value}</code></p></div>` : ''}
+${admin ? html`<h2>API keys</h2>
+${keys.length ? html`<table><thead><tr><th scope="col">Name</th><th scope="col">Scopes</th><th scope="col">Created</th><th scope="col">Last used</th><th scope="col">Status</th></tr></thead><tbody>
+${keys.map((k) => html`<tr><td>${k.name} <span class="muted">${k.prefix}…</span></td><td>${k.scopes.join(', ')}</td><td>${when(k.createdAt)}</td><td>${k.lastUsedAt ? when(k.lastUsedAt) : 'never'}</td>
+<td>${k.revokedAt ? html`revoked ${when(k.revokedAt)}` : html`<form class="inline" method="post" action="/app/settings/api-keys/${k.id}/revoke">${csrfField(token)}<button type="submit" class="secondary">Revoke</button></form>`}</td></tr>`)}
+</tbody></table>` : html`<p class="muted">No API keys yet.</p>`}
+<form class="stack" method="post" action="/app/settings/api-keys">${csrfField(token)}
+<label>Name <input name="name" required maxlength="200"></label>
+<fieldset><legend>Scopes</legend>${API_SCOPES.map((s) => html`<label><input type="checkbox" name="scopes" value="${s}"${s === 'read' ? html` checked` : ''}> ${s}</label> `)}</fieldset>
+<div class="actions"><button type="submit">Create key</button></div></form>
+<h2>Webhooks</h2>
+${endpoints.length ? html`<table><thead><tr><th scope="col">URL</th><th scope="col">Events</th><th scope="col">Status</th><th scope="col"><span class="muted">Actions</span></th></tr></thead><tbody>
+${endpoints.map((e) => html`<tr><td>${e.url}</td><td>${e.eventTypes.join(', ')}</td><td>${e.enabled ? e.status : 'disabled'}</td>
+<td><form class="inline" method="post" action="/app/settings/webhooks/${e.id}/${e.enabled ? 'disable' : 'enable'}">${csrfField(token)}<button type="submit" class="secondary">${e.enabled ? 'Disable' : 'Enable'}</button></form>
+<form class="inline" method="post" action="/app/settings/webhooks/${e.id}/delete">${csrfField(token)}<button type="submit" class="secondary">Delete</button></form></td></tr>`)}
+</tbody></table>` : html`<p class="muted">No webhook endpoints yet.</p>`}
+<form class="stack" method="post" action="/app/settings/webhooks">${csrfField(token)}
+<label>URL <input type="url" name="url" required maxlength="2000"></label>
+<fieldset><legend>Event types</legend>${WEBHOOK_EVENT_TYPES.map((t) => html`<label><input type="checkbox" name="eventTypes" value="${t}"> ${t}</label> `)}</fieldset>
+<div class="actions"><button type="submit">Add endpoint</button></div></form>
+<h2>Compliance report</h2>
+<form class="inline" method="get" action="/app/settings/compliance-report.csv">
+<label>From <input type="date" name="from" value="${day(new Date(now.getTime() - REPORT_DEFAULT_DAYS * DAY_MS))}"></label>
+<label>To <input type="date" name="to" value="${day(now)}"></label>
+<button type="submit">Download CSV</button></form>` : ''}
+<h2>Your data</h2>
+<p><a href="/app/settings/export.json" download>Download my data</a> <span class="muted">(JSON: your account, memberships and what you did)</span></p>
+<h2>Close my account</h2>
+<p>Your sessions end at once and your account is purged after the waiting period. Workspaces where you are the only member are closed with it.</p>
+<form class="stack" method="post" action="/app/settings/close-account">${csrfField(token)}
+<label>Password <input type="password" name="password" required autocomplete="current-password"></label>
+<div class="actions"><button type="submit" class="danger">Close my account</button></div></form>`;
+  };
+
+  const send = async (req: Request, res: Response, body: SafeHtml, status = 200) =>
+    sendAppPage(ctx, req, res, { title: 'Integrations and privacy', section: 'settings', body, status });
+  /** Runs a form's action; a 4xx it raises shows on the page, anything else goes to the error page. */
+  const onForm = async (req: Request, res: Response, action: () => Promise<void>) => {
+    try {
+      await action();
+    } catch (error) {
+      const problem = formProblem(error);
+      await send(req, res, await page(req, { error: problem.message }), problem.status);
+    }
+  };
+
+  router.get('/settings/integrations', async (req, res) => send(req, res, await page(req)));
+
+  router.post('/settings/api-keys', async (req, res) => {
+    const auth = requireAdmin(req, 'manage API keys');
+    await onForm(req, res, async () => {
+      const created = await apiKeys.create(auth, parseInput(createApiKeyBody, { name: formInput(req).name ?? '', scopes: ticked(req, 'scopes') }));
+      await send(req, res, await page(req, { secret: { label: `API key "${created.name}" created`, value: created.key } }), 201);
+    });
+  });
+
+  router.post('/settings/api-keys/:id/revoke', async (req, res) => {
+    const auth = requireAdmin(req, 'manage API keys');
+    await onForm(req, res, async () => {
+      await apiKeys.revoke(auth, parseId(req.params.id, 'API key'));
+      res.redirect(303, '/app/settings/integrations?notice=saved');
+    });
+  });
+
+  router.post('/settings/webhooks', async (req, res) => {
+    const auth = requireAdmin(req, 'manage webhooks');
+    await onForm(req, res, async () => {
+      const created = await webhooks.create(auth, parseInput(createWebhookBody, { url: formInput(req).url ?? '', eventTypes: ticked(req, 'eventTypes') }));
+      await send(req, res, await page(req, { secret: { label: `Webhook endpoint added; its signing secret`, value: created.secret } }), 201);
+    });
+  });
+
+  for (const [action, enabled] of [['enable', true], ['disable', false]] as const) {
+    router.post(`/settings/webhooks/:id/${action}`, async (req, res) => {
+      const auth = requireAdmin(req, 'manage webhooks');
+      await onForm(req, res, async () => {
+        await webhooks.update(auth, parseId(req.params.id, 'Webhook endpoint'), { enabled });
+        res.redirect(303, '/app/settings/integrations?notice=saved');
+      });
+    });
+  }
+
+  router.post('/settings/webhooks/:id/delete', async (req, res) => {
+    const auth = requireAdmin(req, 'manage webhooks');
+    await onForm(req, res, async () => {
+      await webhooks.remove(auth, parseId(req.params.id, 'Webhook endpoint'));
+      res.redirect(303, '/app/settings/integrations?notice=saved');
+    });
+  });
+
+  // The same document as GET /api/privacy/export, as a download.
+  router.get('/settings/export.json', async (req, res) => {
+    await streamJson(res, 'inboxtrail-export.json', await privacyExports.exportSelf(signedIn(req)));
+  });
+
+  // Date fields (YYYY-MM-DD) → the API's instants: from the start of `from` to the end of `to` (UTC).
+  router.get('/settings/compliance-report.csv', async (req, res) => {
+    const auth = requireAdmin(req, 'read the compliance report');
+    const dateParam = (name: string) => (typeof req.query[name] === 'string' && req.query[name] ? (req.query[name] as string) : undefined);
+    const fromDay = dateParam('from');
+    const toDay = dateParam('to');
+    const to = toDay ? `${toDay}T23:59:59.999Z` : new Date().toISOString();
+    const from = fromDay ? `${fromDay}T00:00:00Z` : new Date(Date.parse(to) - REPORT_DEFAULT_DAYS * DAY_MS).toISOString();
+    const range = compliance.rangeOf(parseInput(reportQuery, { from, to }));
+    res.setHeader('Cache-Control', 'no-store');
+    await sendReportCsv(res, compliance, auth, range);
+  });
+
+  router.post('/settings/close-account', async (req, res) => {
+    const auth = signedIn(req);
+    await onForm(req, res, async () => {
+      const result = await accountClosure.closeOwnAccount(auth, parseInput(closeBody, { password: ((req.body ?? {}) as Record<string, unknown>).password ?? '' }));
+      // The closure ended every web session of this person; the browser forgets its cookie too.
+      ctx.cookies.session.clear(res);
+      const body = html`<h1>Your account is closed</h1><p>You are signed out. Your data is purged on ${when(new Date(result.purgeAfter))}.</p><p><a href="/signin">Sign in page</a></p>`;
+      res.status(200).type('html').send(renderPublicPage('Account closed', body, ctx.sandboxInboxUrl));
+    });
+  });
+
+  return router;
+}
