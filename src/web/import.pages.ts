@@ -2,9 +2,8 @@ import { Readable } from 'node:stream';
 import { Router, type Request } from 'express';
 import { z } from 'zod';
 import type { AuthContext } from '../auth/auth.service.js';
-import { normalizeEmailAddress } from '../contacts/email-address.js';
 import { parseInput } from '../http/validate.js';
-import { applyMapping, attributeName, COLUMN_TARGETS, guessChoice, parseCsvText, TARGET_LABELS, toMapping, type ColumnMapping, type ConsentCells } from './csv-mapping.js';
+import { attributeName, COLUMN_TARGETS, guessChoice, parseCsvText, TARGET_LABELS, toMapping, type ColumnMapping } from './csv-mapping.js';
 import { errorNotice, formProblem } from './forms.js';
 import { html, type SafeHtml } from './html.js';
 import { csrfField } from './layout.js';
@@ -12,12 +11,7 @@ import { sendAppPage, signedIn, WEB_UPLOAD_MAX_BYTES, type WebContext } from './
 
 const PREVIEW_ROWS = 5;
 const uploadForm = z.object({ file: z.string().min(1, 'choose a CSV file') });
-const importForm = z.object({ csv: z.string().min(1), consentSource: z.string().trim().max(200).optional() });
-
-interface ConsentReport {
-  recorded: number;
-  errors: { line: number; message: string }[];
-}
+const importForm = z.object({ csv: z.string().min(1) });
 
 /**
  * CSV import from the browser in three steps: upload, a preview of the first rows with a
@@ -29,46 +23,13 @@ export function importPages(ctx: WebContext): Router {
   const router = Router();
   const { contacts } = ctx.services;
 
-  /**
-   * Consent columns, recorded beside the import as consent records (P-10) through the
-   * contacts service, for as long as the import service does not read them itself.
-   */
-  async function recordConsentColumns(auth: AuthContext, rows: ConsentCells[], defaultSource: string): Promise<ConsentReport> {
-    const report: ConsentReport = { recorded: 0, errors: [] };
-    for (const row of rows) {
-      const status = row.consent.trim().toLowerCase();
-      if (status !== 'opted_in' && status !== 'opted_out') {
-        report.errors.push({ line: row.line, message: 'consent must be opted_in or opted_out' });
-        continue;
-      }
-      const email = normalizeEmailAddress(row.email);
-      if (!email) continue; // the import already reported this row
-      const match = (await contacts.list(auth, { limit: 20, q: email })).contacts.find((c) => c.email.toLowerCase() === email.toLowerCase());
-      if (!match) continue;
-      // The same choice again is not news: history records changes, not re-imports of one file.
-      if (match.consent?.status === status) continue;
-      await contacts.recordConsent(auth, match.id, { status, source: row.source ?? defaultSource });
-      report.recorded += 1;
-    }
-    return report;
-  }
-
-  /**
-   * The import itself. Once the import service takes a mapping and reads the consent columns
-   * (branch api-keys), this whole function becomes
-   * `contacts.importCsv(auth, Readable.from([text]), { mapping })` and recordConsentColumns goes.
-   */
-  async function importMapped(auth: AuthContext, text: string, mapping: ColumnMapping, defaultSource: string) {
-    const applied = applyMapping(parseCsvText(text), mapping);
-    const report = await contacts.importCsv(auth, Readable.from([applied.csv]));
-    const consent = await recordConsentColumns(auth, applied.consents, defaultSource);
-    return { ...report, consentRecorded: consent.recorded, errors: [...report.errors, ...consent.errors.map((e) => ({ ...e, code: 'invalid_consent' as const }))] };
-  }
+  /** The import itself: the same service and the same consent rules as POST /api/contacts/import (P-10). */
+  const importMapped = (auth: AuthContext, text: string, mapping: ColumnMapping) => contacts.importCsv(auth, Readable.from([text]), { mapping });
 
   const uploadPage = (req: Request, error?: string) => html`<h1>Import contacts</h1>${errorNotice(error)}
 <p>A CSV file whose first line names the columns, one of them the email address (up to ${WEB_UPLOAD_MAX_BYTES / 1024 / 1024} MB here; larger files through <code>POST /api/contacts/import</code>).
 Importing the same file again changes nothing: contacts are matched on their address.</p>
-<p>Consent columns: <code>consent</code> (<code>opted_in</code> or <code>opted_out</code>), optional <code>consent_source</code> and <code>consent_at</code>. Each is recorded in the contact's consent history with the policy version in force (P-10); marketing campaigns mail only opted-in contacts.</p>
+<p>Consent columns: <code>consent</code> (<code>opted_in</code> or <code>opted_out</code>), optional <code>consent_source</code> (default <code>csv import</code>) and <code>consent_at</code>. Each is recorded in the contact's consent history with the policy version in force (P-10); marketing campaigns mail only opted-in contacts.</p>
 <form class="stack" method="post" action="/app/contacts/import/preview" enctype="multipart/form-data">${csrfField(req.browser!.csrfToken)}
 <label>CSV file <input type="file" name="file" accept=".csv,text/csv" required></label>
 <div class="actions"><button type="submit">Preview</button><a href="/app/contacts">Cancel</a></div></form>`;
@@ -82,7 +43,6 @@ Importing the same file again changes nothing: contacts are matched on their add
 <input type="hidden" name="csv" value="${text}">
 <table><thead><tr>${csv.header.map((h, i) => html`<th scope="col"><label>${h}<select name="map${i}">${COLUMN_TARGETS.map((t) => html`<option value="${t}"${guessChoice(h) === t ? html` selected` : ''}>${t === 'attribute' ? `Attribute “${attributeName(h)}”` : TARGET_LABELS[t]}</option>`)}</select></label></th>`)}</tr></thead>
 <tbody>${preview.map((row) => html`<tr>${csv.header.map((_h, i) => html`<td>${row[i] ?? ''}</td>`)}</tr>`)}</tbody></table>
-<label>Consent source for rows without one <input name="consentSource" value="CSV import" maxlength="200"></label>
 <div class="actions"><button type="submit">Import ${csv.rows.length} rows</button><a href="/app/contacts/import">Choose another file</a></div></form>`;
   };
 
@@ -108,7 +68,7 @@ Importing the same file again changes nothing: contacts are matched on their add
     const mapping = toMapping(csv.header, csv.header.map((_h, i) => z.enum(COLUMN_TARGETS).catch('ignore').parse(body[`map${i}`])));
     let report;
     try {
-      report = await importMapped(auth, form.csv, mapping, form.consentSource || 'CSV import');
+      report = await importMapped(auth, form.csv, mapping);
     } catch (error) {
       const problem = formProblem(error);
       await sendAppPage(ctx, req, res, { title: 'Check the columns', section: 'contacts', status: problem.status, body: mappingPage(req, form.csv, problem.message) });
@@ -121,7 +81,7 @@ Importing the same file again changes nothing: contacts are matched on their add
 <table><tbody>
 <tr><th scope="row">Rows</th><td>${report.rows}</td></tr><tr><th scope="row">Created</th><td>${report.created}</td></tr>
 <tr><th scope="row">Updated</th><td>${report.updated}</td></tr><tr><th scope="row">Unchanged</th><td>${report.unchanged}</td></tr>
-<tr><th scope="row">Failed</th><td>${report.failed}</td></tr><tr><th scope="row">Consent records added</th><td>${report.consentRecorded}</td></tr>
+<tr><th scope="row">Failed</th><td>${report.failed}</td></tr><tr><th scope="row">Consent records added</th><td>${report.consents}</td></tr>
 </tbody></table>
 ${report.errors.length ? html`<h2>Rows with problems</h2><ul>${report.errors.map((p) => html`<li>line ${p.line}: ${p.code}: ${p.message}</li>`)}</ul>${report.errorsTruncated ? html`<p class="muted">Only the first problems are listed.</p>` : ''}` : ''}
 <div class="actions"><a class="button" href="/app/contacts">See the contacts</a><a href="/app/contacts/import">Import another file</a></div>`,
