@@ -25,6 +25,9 @@ const SENDS = Number(process.env.BENCH_SENDS ?? 100_000);
 const EVENTS = Number(process.env.BENCH_EVENTS ?? (SERVER_URL ? 5_000_000 : 500_000));
 const READS = Number(process.env.BENCH_STATS_READS ?? 50);
 const RECOUNTS = Number(process.env.BENCH_RECOUNTS ?? 3);
+/** Bounces and replies on this campaign's mail, and on other campaigns' mail in the same workspace. */
+const MAIL_EVENTS = Number(process.env.BENCH_MAIL_EVENTS ?? Math.round(SENDS * 0.1));
+const OTHER_MAIL_EVENTS = Number(process.env.BENCH_OTHER_MAIL_EVENTS ?? (SERVER_URL ? 1_000_000 : 100_000));
 
 const rowsOf = <T>(result: unknown) => (result as { rows: T[] }).rows;
 
@@ -43,13 +46,49 @@ async function timed<T>(work: () => Promise<T>): Promise<[T, number]> {
   return [result, performance.now() - started];
 }
 
+/**
+ * Every sent send gets its message row (as the send worker writes it); MAIL_EVENTS of them get a
+ * bounce (30%, a third of them soft) or a reply (70%). OTHER_MAIL_EVENTS more land on a second
+ * campaign of the same workspace, so a read that scans the workspace's mail events shows.
+ */
+async function seedMailEvents(db: Db, workspaceId: string, campaignId: string) {
+  const [other] = rowsOf<{ id: string }>(
+    await db.execute(sql`
+      insert into campaigns (workspace_id, name, kind, subject, audience, status)
+      values (${workspaceId}, 'Bench stats, earlier campaign', 'marketing', 'Earlier', '{"contactIds":[]}'::jsonb, 'completed') returning id`),
+  );
+  await db.execute(sql`
+    insert into campaign_sends (workspace_id, campaign_id, step, recipient_id, email, status, rfc822_message_id, sent_at)
+    select workspace_id, ${other!.id}, 0, id, email, 'sent', gen_random_uuid() || '@bench.test', now() - interval '60 days'
+    from recipients where workspace_id = ${workspaceId}`);
+  await db.execute(sql`
+    with sends as (select id, email, row_number() over () as n from campaign_sends where workspace_id = ${workspaceId}),
+    written as (
+      insert into messages (workspace_id, direction, status, rfc822_message_id, from_address, to_addresses)
+      select ${workspaceId}, 'outbound', 'sent', s.id::text, 'sender@bench.test', array[s.email] from sends s
+      returning id, rfc822_message_id)
+    update campaign_sends s set message_id = w.id from written w where s.id = w.rfc822_message_id::uuid`);
+  const events = (campaign: string, count: number) => sql`
+    insert into mail_events (workspace_id, campaign_id, message_id, type, source_gmail_message_id, recipient, detail, at)
+    select ${workspaceId}, ${campaign}, s.message_id,
+           case when r.k < 0.3 then 'bounce'::mail_event_type else 'reply'::mail_event_type end,
+           'bench-' || r.i, s.email,
+           case when r.k < 0.2 then '{"kind":"hard"}'::jsonb when r.k < 0.3 then '{"kind":"soft"}'::jsonb else '{}'::jsonb end,
+           now() - (random() * interval '30 days')
+    from (select i, random() as k, 1 + floor(random() * ${SENDS}::int)::int as n from generate_series(1, ${count}::int) i) r
+    join (select message_id, email, row_number() over () as n from campaign_sends where campaign_id = ${campaign}) s on s.n = r.n
+    on conflict do nothing`;
+  await db.execute(events(campaignId, MAIL_EVENTS));
+  for (let done = 0; done < OTHER_MAIL_EVENTS; done += 1_000_000) await db.execute(events(other!.id, Math.min(1_000_000, OTHER_MAIL_EVENTS - done)));
+}
+
 async function main() {
   const { database, label, drop } = await scratchDatabase(SERVER_URL, 'inboxtrail-bench-stats');
   const db: Db = database.db;
   try {
     await database.migrate();
     console.log(machine());
-    console.log(`database: ${label}; ${SENDS.toLocaleString('en')} sends × ${EVENTS.toLocaleString('en')} events in one campaign\n`);
+    console.log(`database: ${label}; ${SENDS.toLocaleString('en')} sends × ${EVENTS.toLocaleString('en')} events in one campaign; ${MAIL_EVENTS.toLocaleString('en')} bounces and replies on it, ${OTHER_MAIL_EVENTS.toLocaleString('en')} on another campaign of the workspace\n`);
 
     const [generated, generateMs] = await timed(async () => {
       const { workspaceId, campaignId } = await seedBenchCampaign(db, 'Bench stats', SENDS);
@@ -73,6 +112,7 @@ async function main() {
                 from generate_series(${from}::int, ${to}::int) i) r
           join bench_sends s on s.n = r.n`);
       }
+      await seedMailEvents(db, workspaceId, campaignId);
       await db.execute(sql`analyze`);
       return { workspaceId, campaignId };
     });
@@ -102,6 +142,8 @@ async function main() {
     for (let i = 0; i < READS; i += 1) eventCountsOnly.push((await timed(() => repo.eventCounts(generated.workspaceId, generated.campaignId)))[1]);
     const sendCountsOnly: number[] = [];
     for (let i = 0; i < READS; i += 1) sendCountsOnly.push((await timed(() => repo.sendCounts(generated.workspaceId, generated.campaignId)))[1]);
+    const mailEventsOnly: number[] = [];
+    for (let i = 0; i < READS; i += 1) mailEventsOnly.push((await timed(() => repo.mailEventCounts(generated.workspaceId, generated.campaignId)))[1]);
     const ledgerCountsOnly: number[] = [];
     for (let i = 0; i < Math.min(READS, 10); i += 1) ledgerCountsOnly.push((await timed(() => repo.sendCountsFromLedger(generated.workspaceId, generated.campaignId)))[1]);
 
@@ -113,6 +155,7 @@ async function main() {
     console.log(row('rollups + send counters (this change)', rollupTimes));
     console.log(row('  of which the rollup read itself', eventCountsOnly));
     console.log(row('  of which the send counters read', sendCountsOnly));
+    console.log(row('  of which the bounces and replies read', mailEventsOnly));
     console.log(row('  (the ledger count they replace)', ledgerCountsOnly));
     const p95 = percentile(rollupTimes, 95);
     console.log(`\nspeed-up at p50: ${(percentile(recountTimes, 50) / percentile(rollupTimes, 50)).toFixed(0)}×; rollups p95 ${p95.toFixed(1)} ms (goal < 50 ms) ${p95 < 50 ? 'met' : 'NOT met'}`);
@@ -134,7 +177,7 @@ async function main() {
       'mail events (bounces, replies) of the campaign',
       sql`select count(distinct s.recipient_id) filter (where m.type = 'bounce')::int as bounced, count(distinct s.recipient_id) filter (where m.type = 'reply')::int as replied
           from mail_events m join campaign_sends s on s.message_id = m.message_id
-          where m.workspace_id = ${generated.workspaceId} and s.workspace_id = ${generated.workspaceId} and s.campaign_id = ${generated.campaignId}`,
+          where m.workspace_id = ${generated.workspaceId} and m.campaign_id = ${generated.campaignId} and s.workspace_id = ${generated.workspaceId} and s.campaign_id = ${generated.campaignId}`,
     );
     await explain(
       'unsubscribes of the campaign',

@@ -167,7 +167,14 @@ function syncQueries(db: Db, hashAddress: AddressHasher) {
 
     /** One event per (message, type, source Gmail message, recipient): recording it again changes nothing. */
     async insertMailEvent(values: NewMailEvent): Promise<boolean> {
-      const inserted = await db.insert(mailEvents).values(values).onConflictDoNothing().returning({ id: mailEvents.id });
+      // The campaign of the send that produced the message (none for 1:1 mail): a campaign send's
+      // message is linked to it when the message row is made, so the link is already there.
+      const campaignId = sql`(select s.campaign_id from campaign_sends s where s.message_id = ${values.messageId} and s.workspace_id = ${values.workspaceId} limit 1)`;
+      const inserted = await db
+        .insert(mailEvents)
+        .values({ ...values, campaignId })
+        .onConflictDoNothing()
+        .returning({ id: mailEvents.id });
       // Inside the sync's transaction for this message (signals.ts): the webhook event commits with it.
       if (inserted[0]) await recordMailSignal(db, inserted[0].id);
       return inserted.length > 0;

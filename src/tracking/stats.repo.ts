@@ -69,6 +69,7 @@ export function createStatsRepo(db: Db) {
     /**
      * Recipients with each kind of mail event on this campaign's messages: a person's reply,
      * an automatic reply, a failed delivery (hard/soft), a delay (still being retried).
+     * Reads only this campaign's mail events (`mail_events_campaign_idx`), whatever the workspace's history.
      */
     async mailEventCounts(workspaceId: string, campaignId: string): Promise<MailEventCounts> {
       const [row] = rowsOf<Record<keyof MailEventCounts, number>>(
@@ -80,7 +81,7 @@ export function createStatsRepo(db: Db) {
                  count(distinct s.recipient_id) filter (where m.type = 'reply')::int as replied,
                  count(distinct s.recipient_id) filter (where m.type = 'auto_reply')::int as "autoReplied"
           from mail_events m join campaign_sends s on s.message_id = m.message_id
-          where m.workspace_id = ${workspaceId} and s.workspace_id = ${workspaceId} and s.campaign_id = ${campaignId}`),
+          where m.workspace_id = ${workspaceId} and m.campaign_id = ${campaignId} and s.workspace_id = ${workspaceId} and s.campaign_id = ${campaignId}`),
       );
       const n = (key: keyof MailEventCounts) => Number(row?.[key] ?? 0);
       return { bounced: n('bounced'), hardBounced: n('hardBounced'), softBounced: n('softBounced'), delayed: n('delayed'), replied: n('replied'), autoReplied: n('autoReplied') };
