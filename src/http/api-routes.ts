@@ -17,6 +17,8 @@ import { route, type ApiRoute } from './api-spec.js';
 /*
  * Every route the app serves, one line each (see api-spec.ts). Adding a route to a router
  * without adding it here fails test/integration/openapi.test.ts, and API keys are refused on it.
+ * The scope and tenant-isolation tests walk this list: an /api route added here fails them, named,
+ * until it has its expected scope (api-keys.test.ts) and its isolation check (tenant-isolation.test.ts).
  * Scopes: `read` reads; `send` writes contacts, consents, campaigns and suppressions and sends
  * mail; `admin` changes the workspace, its members and mailboxes, and removes suppressions.
  */
