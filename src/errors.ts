@@ -51,6 +51,17 @@ export class ForbiddenError extends AppError {
   }
 }
 
+/**
+ * A signed-in person re-confirmed an action (closing the account, a new password or login address)
+ * with the wrong password. 403, not 401 or 422: the session is fine and the request well formed,
+ * only the confirmation is not — and a client must not sign the user out over it.
+ */
+export class PasswordIncorrectError extends AppError {
+  constructor() {
+    super('password_incorrect', 403, 'The password does not match this account; nothing was changed');
+  }
+}
+
 export class NotFoundError extends AppError {
   constructor(what: string, code = 'not_found') {
     super(code, 404, `${what} not found`);

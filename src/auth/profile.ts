@@ -1,6 +1,6 @@
 import type { Config } from '../config.js';
 import { isUniqueViolation } from '../db/pg-errors.js';
-import { ConflictError, NotFoundError, UnauthorizedError, UnprocessableError } from '../errors.js';
+import { ConflictError, NotFoundError, PasswordIncorrectError, UnauthorizedError } from '../errors.js';
 import { actorOf } from './actor.js';
 import type { AccountMailer } from './account-mail.js';
 import type { AuthQueries, AuthRepo, UserRow } from './auth.repo.js';
@@ -43,7 +43,7 @@ export function createProfileCorrection(deps: ProfileDeps) {
   async function proveCurrentPassword(user: UserRow, password: string | undefined, clientAddress: string) {
     const release = await throttle.admitLogin(user.email, clientAddress);
     if (!(await verifyPassword(password ?? '', user.passwordHash))) {
-      throw new UnprocessableError('current_password_incorrect', 'The current password is not correct; nothing was changed');
+      throw new PasswordIncorrectError();
     }
     await release();
   }

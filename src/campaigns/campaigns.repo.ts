@@ -1,6 +1,7 @@
 import { and, asc, desc, eq, inArray, isNull, sql } from 'drizzle-orm';
 import { inTransaction, type Db } from '../db/connect.js';
 import { inUuidList } from '../db/sql-lists.js';
+import { contactMergeColumns, contactRecipientColumns } from '../contacts/contact-columns.js';
 import {
   campaignLinks,
   campaigns,
@@ -161,7 +162,7 @@ function campaignQueries(db: Db) {
 
     async contactInWorkspace(workspaceId: string, id: string) {
       const [row] = await db
-        .select({ id: contacts.id, email: contacts.email, firstName: contacts.firstName, lastName: contacts.lastName, attributes: contacts.attributes })
+        .select(contactMergeColumns)
         .from(contacts)
         .where(and(eq(contacts.workspaceId, workspaceId), eq(contacts.id, id)))
         .limit(1);
@@ -171,15 +172,7 @@ function campaignQueries(db: Db) {
     async contactsForMerge(ids: string[]) {
       if (ids.length === 0) return [];
       return db
-        .select({
-          id: contacts.id,
-          email: contacts.email,
-          firstName: contacts.firstName,
-          lastName: contacts.lastName,
-          attributes: contacts.attributes,
-          // "Don't track my opens and clicks": their mail goes out untracked.
-          trackingRefusedAt: contacts.trackingRefusedAt,
-        })
+        .select(contactRecipientColumns)
         .from(contacts)
         .where(inUuidList(contacts.id, ids));
     },

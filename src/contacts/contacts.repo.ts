@@ -7,7 +7,8 @@ import { inTransaction, type Db } from '../db/connect.js';
 import { lockAddresses, lockContactAddress, underAddressLock } from '../suppression/address-lock.js';
 import { isUniqueViolation } from '../db/pg-errors.js';
 import { consents, contacts, mailboxes, mailEvents, messageContacts, messages, type ConsentStatus } from '../db/schema.js';
-import { recordConsentChanged } from '../webhooks/facts.js';
+import { importedConsentChangedCtes, recordConsentChanged } from '../webhooks/facts.js';
+import { rowsOf } from '../db/pg-array.js';
 
 export type ContactRow = typeof contacts.$inferSelect;
 export type ConsentRow = typeof consents.$inferSelect;
@@ -129,7 +130,8 @@ function contactQueries(db: Db, hashAddress: AddressHasher) {
      * Appends the consents an import gives, by address, in one transaction under the address
      * locks (an imported opt-out serializes with a send's claim, invariant 1). Skips a row whose
      * status is already the contact's latest, and one recorded before with the same status and
-     * time (a re-import of a dated consent). Returns how many records were appended.
+     * time (a re-import of a dated consent). Returns how many records were appended. Each one
+     * that became its contact's consent is a `consent.changed` webhook event, as from the API.
      */
     async recordImportedConsents(
       workspaceId: string,
@@ -143,18 +145,24 @@ function contactQueries(db: Db, hashAddress: AddressHasher) {
       );
       return db.transaction(async (tx) => {
         await lockAddresses(tx as unknown as Db, workspaceId, rows.map((r) => r.email));
-        const result = (await tx.execute(sql`
-          insert into consents (workspace_id, contact_id, status, source, policy_version, actor, at)
-          select c.workspace_id, c.id, v.status, v.source, ${by.policyVersion}, ${by.actor}, coalesce(v.at, clock_timestamp())
-          from (values ${values}) as v(email, status, source, at)
-          join contacts c on c.workspace_id = ${workspaceId}::uuid and lower(c.email) = lower(v.email)
-          where v.status is distinct from (
-              select l.status from consents l where l.workspace_id = c.workspace_id and l.contact_id = c.id
-              order by l.at desc, l.id desc limit 1)
-            and not exists (
-              select 1 from consents d where d.workspace_id = c.workspace_id and d.contact_id = c.id and d.status = v.status and d.at = v.at)
-          returning 1 as appended`)) as unknown as { rows: unknown[] };
-        return result.rows.length;
+        // The webhook events commit with the records they report (same statement).
+        const [result] = rowsOf<{ appended: number }>(
+          await tx.execute(sql`
+            with appended as (
+              insert into consents (workspace_id, contact_id, status, source, policy_version, actor, at)
+              select c.workspace_id, c.id, v.status, v.source, ${by.policyVersion}, ${by.actor}, coalesce(v.at, clock_timestamp())
+              from (values ${values}) as v(email, status, source, at)
+              join contacts c on c.workspace_id = ${workspaceId}::uuid and lower(c.email) = lower(v.email) and c.deleted_at is null
+              where v.status is distinct from (
+                  select l.status from consents l where l.workspace_id = c.workspace_id and l.contact_id = c.id
+                  order by l.at desc, l.id desc limit 1)
+                and not exists (
+                  select 1 from consents d where d.workspace_id = c.workspace_id and d.contact_id = c.id and d.status = v.status and d.at = v.at)
+              returning workspace_id, contact_id, status, source, at
+            )${importedConsentChangedCtes()}
+            select count(*)::int as appended from appended`),
+        );
+        return result!.appended;
       });
     },
 

@@ -17,6 +17,8 @@ import { route, type ApiRoute } from './api-spec.js';
 /*
  * Every route the app serves, one line each (see api-spec.ts). Adding a route to a router
  * without adding it here fails test/integration/openapi.test.ts, and API keys are refused on it.
+ * The scope and tenant-isolation tests walk this list: an /api route added here fails them, named,
+ * until it has its expected scope (api-keys.test.ts) and its isolation check (tenant-isolation.test.ts).
  * Scopes: `read` reads; `send` writes contacts, consents, campaigns and suppressions and sends
  * mail; `admin` changes the workspace, its members and mailboxes, and removes suppressions.
  */
@@ -39,7 +41,7 @@ export const API_ROUTES: ApiRoute[] = [
   route('post', '/api/auth/login', { tag: 'auth', summary: 'Log in', access: 'public', body: loginBody, responses: { 200: '{token}' }, errors: ['invalid_credentials', 'too_many_requests'] }),
   route('post', '/api/invitations/accept', { tag: 'auth', summary: 'Accept an invitation', access: 'public', body: acceptBody, responses: { 201: '{token,user,workspace,role}' }, errors: ['invitation_not_found', 'invalid_credentials'] }),
   route('get', '/api/me', { tag: 'auth', summary: 'The caller, their workspace and role', access: 'read', responses: { 200: '{user,workspace,role}' } }),
-  route('patch', '/api/me', { tag: 'auth', summary: 'Correct your own profile; a new password or address needs the current password (P-12)', access: 'session', body: profileBody, responses: { 200: 'the profile' }, errors: ['current_password_incorrect', 'email_taken'] }),
+  route('patch', '/api/me', { tag: 'auth', summary: 'Correct your own profile; a new password or address needs the current password (P-12)', access: 'session', body: profileBody, responses: { 200: 'the profile' }, errors: ['password_incorrect', 'email_taken'] }),
   route('post', '/api/me/email/verify', { tag: 'auth', summary: 'Confirm a new login address with the mailed code', access: 'session', body: emailCodeBody, responses: { 200: 'the profile' }, errors: ['email_code_invalid', 'email_code_expired', 'email_taken'] }),
   route('get', '/api/members', { tag: 'auth', summary: "The workspace's members", access: 'read', responses: { 200: '{members}' } }),
   route('patch', '/api/workspace', { tag: 'auth', summary: 'Rename the workspace or set its postal address', access: 'admin', roles: ['owner', 'admin'], body: workspaceBody, responses: { 200: 'the workspace' } }),

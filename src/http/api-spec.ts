@@ -110,7 +110,6 @@ export const ERROR_STATUS: Record<string, number> = {
   idempotency_key_reused: 422,
   grant_to_self: 422,
   webhook_target_not_allowed: 422,
-  current_password_incorrect: 422,
   unknown_contact: 422,
   unknown_mailbox: 422,
   grantee_not_member: 422,

@@ -1,7 +1,7 @@
 import { actorOf } from '../auth/actor.js';
 import type { AuthContext } from '../auth/auth.service.js';
 import { verifyPassword } from '../auth/passwords.js';
-import { AppError, NotFoundError } from '../errors.js';
+import { NotFoundError, PasswordIncorrectError } from '../errors.js';
 import type { MailboxService } from '../gmail/mailboxes.service.js';
 import type { AccountClosureRepo } from './account-closure.repo.js';
 import { deletionRequested, purgeDate } from './deletion.js';
@@ -62,8 +62,7 @@ export function createAccountClosureService(deps: {
     async closeOwnAccount(auth: AuthContext, input: { password: string }): Promise<ClosureResult> {
       const user = await repo.findLiveUser(auth.userId);
       if (!user) throw new NotFoundError('Account');
-      // 403, not 401: the session is fine, the confirmation is not (a client must not log the user out over it).
-      if (!(await verifyPassword(input.password, user.passwordHash))) throw new AppError('password_incorrect', 403, 'The password does not match this account');
+      if (!(await verifyPassword(input.password, user.passwordHash))) throw new PasswordIncorrectError();
       return close(user.id, actorOf(auth), purgeDate(now(), deps.purgeAfterDays), auth.requestId);
     },
 

@@ -4,6 +4,7 @@ import type { Db } from '../db/connect.js';
 import { pgArray } from '../db/pg-array.js';
 import { campaignSends, campaigns, consents, contacts, mailEvents, messages, suppressions, trackingEvents } from '../db/schema.js';
 import { inUuidList } from '../db/sql-lists.js';
+import { contactRecordColumns } from '../contacts/contact-columns.js';
 import { recordAudit, type AuditEntry } from './audit.js';
 import { addressIn, keysetRows, messageMetadata } from './export.repo.js';
 
@@ -70,16 +71,7 @@ export function createSubjectDataRepo(db: Db) {
       );
       const found = named
         ? await db
-            .select({
-              id: contacts.id,
-              email: contacts.email,
-              firstName: contacts.firstName,
-              lastName: contacts.lastName,
-              attributes: contacts.attributes,
-              trackingRefusedAt: contacts.trackingRefusedAt,
-              createdAt: contacts.createdAt,
-              updatedAt: contacts.updatedAt,
-            })
+            .select(contactRecordColumns)
             .from(contacts)
             .where(and(eq(contacts.workspaceId, scope.workspaceId), named))
             .orderBy(asc(contacts.id))

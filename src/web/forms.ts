@@ -1,4 +1,4 @@
-import type { Request } from 'express';
+import type { Request, Response } from 'express';
 import { AppError } from '../errors.js';
 import { html } from './html.js';
 
@@ -22,6 +22,20 @@ export function formProblem(error: unknown): { status: number; message: string }
     return { status: error.status, message: error.message };
   }
   throw error;
+}
+
+/**
+ * Runs a form's action; a 4xx it raises is shown by `show` (the page of the form that was sent,
+ * with the message and that status), anything else goes to the error page.
+ */
+export function formRunner(show: (req: Request, res: Response, problem: { status: number; message: string }) => Promise<void>) {
+  return async (req: Request, res: Response, action: () => Promise<void>) => {
+    try {
+      await action();
+    } catch (error) {
+      await show(req, res, formProblem(error));
+    }
+  };
 }
 
 export const errorNotice = (message: string | undefined) => (message ? html`<p class="notice error" role="alert">${message}</p>` : '');

@@ -1,6 +1,5 @@
 import { Router, type Request, type Response } from 'express';
 import { createApiKeyBody } from '../api-keys/api-keys.routes.js';
-import { ForbiddenError } from '../errors.js';
 import { API_SCOPES } from '../http/api-spec.js';
 import { parseId } from '../http/params.js';
 import { parseInput } from '../http/validate.js';
@@ -9,11 +8,11 @@ import { reportQuery, sendReportCsv } from '../privacy/compliance.routes.js';
 import { streamJson } from '../privacy/privacy.routes.js';
 import { WEBHOOK_EVENT_TYPES } from '../webhooks/events.js';
 import { createWebhookBody } from '../webhooks/webhooks.schemas.js';
-import { errorNotice, formInput, formProblem } from './forms.js';
+import { errorNotice, formInput, formRunner } from './forms.js';
 import { when } from './format.js';
 import { html, type SafeHtml } from './html.js';
 import { csrfField, renderPublicPage } from './layout.js';
-import { sendAppPage, signedIn, type WebContext } from './web.middleware.js';
+import { sendAppPage, signedIn, signedInAdmin, type WebContext } from './web.middleware.js';
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 const REPORT_DEFAULT_DAYS = 90;
@@ -23,12 +22,6 @@ function ticked(req: Request, name: string): string[] {
   const value = ((req.body ?? {}) as Record<string, unknown>)[name];
   if (typeof value === 'string') return [value];
   return Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : [];
-}
-
-function requireAdmin(req: Request, what: string) {
-  const auth = signedIn(req);
-  if (auth.role === 'member') throw new ForbiddenError(`Only owners and admins ${what}`);
-  return auth;
 }
 
 const day = (d: Date) => d.toISOString().slice(0, 10);
@@ -67,7 +60,7 @@ ${keys.map((k) => html`<tr><td>${k.name} <span class="muted">${k.prefix}…</spa
 <div class="actions"><button type="submit">Create key</button></div></form>
 <h2>Webhooks</h2>
 ${endpoints.length ? html`<table><thead><tr><th scope="col">URL</th><th scope="col">Events</th><th scope="col">Status</th><th scope="col"><span class="muted">Actions</span></th></tr></thead><tbody>
-${endpoints.map((e) => html`<tr><td>${e.url}</td><td>${e.eventTypes.join(', ')}</td><td>${e.enabled ? e.status : 'disabled'}</td>
+${endpoints.map((e) => html`<tr><td><a href="/app/settings/webhooks/${e.id}">${e.url}</a></td><td>${e.eventTypes.join(', ')}</td><td>${e.enabled ? e.status : 'disabled'}</td>
 <td><form class="inline" method="post" action="/app/settings/webhooks/${e.id}/${e.enabled ? 'disable' : 'enable'}">${csrfField(token)}<button type="submit" class="secondary">${e.enabled ? 'Disable' : 'Enable'}</button></form>
 <form class="inline" method="post" action="/app/settings/webhooks/${e.id}/delete">${csrfField(token)}<button type="submit" class="secondary">Delete</button></form></td></tr>`)}
 </tbody></table>` : html`<p class="muted">No webhook endpoints yet.</p>`}
@@ -91,20 +84,12 @@ ${endpoints.map((e) => html`<tr><td>${e.url}</td><td>${e.eventTypes.join(', ')}<
 
   const send = async (req: Request, res: Response, body: SafeHtml, status = 200) =>
     sendAppPage(ctx, req, res, { title: 'Integrations and privacy', section: 'settings', body, status });
-  /** Runs a form's action; a 4xx it raises shows on the page, anything else goes to the error page. */
-  const onForm = async (req: Request, res: Response, action: () => Promise<void>) => {
-    try {
-      await action();
-    } catch (error) {
-      const problem = formProblem(error);
-      await send(req, res, await page(req, { error: problem.message }), problem.status);
-    }
-  };
+  const onForm = formRunner(async (req, res, problem) => send(req, res, await page(req, { error: problem.message }), problem.status));
 
   router.get('/settings/integrations', async (req, res) => send(req, res, await page(req)));
 
   router.post('/settings/api-keys', async (req, res) => {
-    const auth = requireAdmin(req, 'manage API keys');
+    const auth = signedInAdmin(req, 'manage API keys');
     await onForm(req, res, async () => {
       const created = await apiKeys.create(auth, parseInput(createApiKeyBody, { name: formInput(req).name ?? '', scopes: ticked(req, 'scopes') }));
       await send(req, res, await page(req, { secret: { label: `API key "${created.name}" created`, value: created.key } }), 201);
@@ -112,7 +97,7 @@ ${endpoints.map((e) => html`<tr><td>${e.url}</td><td>${e.eventTypes.join(', ')}<
   });
 
   router.post('/settings/api-keys/:id/revoke', async (req, res) => {
-    const auth = requireAdmin(req, 'manage API keys');
+    const auth = signedInAdmin(req, 'manage API keys');
     await onForm(req, res, async () => {
       await apiKeys.revoke(auth, parseId(req.params.id, 'API key'));
       res.redirect(303, '/app/settings/integrations?notice=saved');
@@ -120,7 +105,7 @@ ${endpoints.map((e) => html`<tr><td>${e.url}</td><td>${e.eventTypes.join(', ')}<
   });
 
   router.post('/settings/webhooks', async (req, res) => {
-    const auth = requireAdmin(req, 'manage webhooks');
+    const auth = signedInAdmin(req, 'manage webhooks');
     await onForm(req, res, async () => {
       const created = await webhooks.create(auth, parseInput(createWebhookBody, { url: formInput(req).url ?? '', eventTypes: ticked(req, 'eventTypes') }));
       await send(req, res, await page(req, { secret: { label: `Webhook endpoint added; its signing secret`, value: created.secret } }), 201);
@@ -129,7 +114,7 @@ ${endpoints.map((e) => html`<tr><td>${e.url}</td><td>${e.eventTypes.join(', ')}<
 
   for (const [action, enabled] of [['enable', true], ['disable', false]] as const) {
     router.post(`/settings/webhooks/:id/${action}`, async (req, res) => {
-      const auth = requireAdmin(req, 'manage webhooks');
+      const auth = signedInAdmin(req, 'manage webhooks');
       await onForm(req, res, async () => {
         await webhooks.update(auth, parseId(req.params.id, 'Webhook endpoint'), { enabled });
         res.redirect(303, '/app/settings/integrations?notice=saved');
@@ -138,7 +123,7 @@ ${endpoints.map((e) => html`<tr><td>${e.url}</td><td>${e.eventTypes.join(', ')}<
   }
 
   router.post('/settings/webhooks/:id/delete', async (req, res) => {
-    const auth = requireAdmin(req, 'manage webhooks');
+    const auth = signedInAdmin(req, 'manage webhooks');
     await onForm(req, res, async () => {
       await webhooks.remove(auth, parseId(req.params.id, 'Webhook endpoint'));
       res.redirect(303, '/app/settings/integrations?notice=saved');
@@ -152,7 +137,7 @@ ${endpoints.map((e) => html`<tr><td>${e.url}</td><td>${e.eventTypes.join(', ')}<
 
   // Date fields (YYYY-MM-DD) → the API's instants: from the start of `from` to the end of `to` (UTC).
   router.get('/settings/compliance-report.csv', async (req, res) => {
-    const auth = requireAdmin(req, 'read the compliance report');
+    const auth = signedInAdmin(req, 'read the compliance report');
     const dateParam = (name: string) => (typeof req.query[name] === 'string' && req.query[name] ? (req.query[name] as string) : undefined);
     const fromDay = dateParam('from');
     const toDay = dateParam('to');

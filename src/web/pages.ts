@@ -7,7 +7,8 @@ import { resultsPages } from './results.pages.js';
 import { integrationPages } from './integrations.pages.js';
 import { settingsPages } from './settings.pages.js';
 import { suppressionPages } from './suppressions.pages.js';
+import { webhookLogPages } from './webhook-log.pages.js';
 import type { AppPageGroup } from './web.routes.js';
 
 /** The page groups under /app. The import comes before the contacts: /contacts/import is not a contact id. */
-export const APP_PAGE_GROUPS: AppPageGroup[] = [mailboxPages, importPages, contactPages, messagePages, suppressionPages, settingsPages, integrationPages, campaignPages, resultsPages];
+export const APP_PAGE_GROUPS: AppPageGroup[] = [mailboxPages, importPages, contactPages, messagePages, suppressionPages, settingsPages, integrationPages, webhookLogPages, campaignPages, resultsPages];

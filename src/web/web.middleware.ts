@@ -2,7 +2,7 @@ import type { ErrorRequestHandler, Request, RequestHandler, Response } from 'exp
 import type { Services } from '../app.js';
 import type { Config } from '../config.js';
 import type { AuthContext, AuthService } from '../auth/auth.service.js';
-import { AppError, toAppError } from '../errors.js';
+import { AppError, ForbiddenError, toAppError } from '../errors.js';
 import { assertCleanText } from '../http/text.js';
 import { readMultipartForm } from '../suppression/form-body.js';
 import type { Logger } from '../logger.js';
@@ -126,6 +126,13 @@ export function signedIn(req: Request): AuthContext {
   return req.auth;
 }
 
+/** Owners and admins only (`what` completes "Only owners and admins …"), as the API's admin routes. */
+export function signedInAdmin(req: Request, what: string): AuthContext {
+  const auth = signedIn(req);
+  if (auth.role === 'member') throw new ForbiddenError(`Only owners and admins ${what}`);
+  return auth;
+}
+
 /** Notices a redirect may ask a page to show: keys only, so no text can be injected through a URL. */
 const NOTICES: Record<string, string> = {
   signed_in: 'Welcome back.',
@@ -143,6 +150,7 @@ const NOTICES: Record<string, string> = {
   campaign_pause: 'The campaign is paused. Nothing more is sent until you resume it.',
   campaign_resume: 'The campaign is sending again.',
   campaign_cancel: 'The campaign is cancelled. Messages not yet sent will not be sent.',
+  redelivery_queued: 'The event is queued to be delivered again (same event id).',
 };
 
 /** Renders an app page inside the shared frame for the signed-in person. */

@@ -99,6 +99,23 @@ export async function recordConsentChanged(executor: Executor, consent: { worksp
   );
 }
 
+/**
+ * For the CSV import's one-statement append: CTEs over `appended` (INSERT INTO consents …
+ * RETURNING workspace_id, contact_id, status, source, at), the same `consent.changed` as
+ * recordConsentChanged for each record that became its contact's consent. A record dated before
+ * the contact's latest is kept as history only, so it reports nothing. Starts with a comma.
+ */
+export function importedConsentChangedCtes(): SQL {
+  return sql`,
+    ${webhookOutboxCtes(sql`
+      select a.workspace_id, 'consent.changed'::text as type, now() as occurred_at,
+             jsonb_build_object('contactId', a.contact_id, 'email', c.email, 'status', a.status::text, 'source', a.source) as data
+      from appended a
+      join contacts c on c.id = a.contact_id and c.workspace_id = a.workspace_id
+      -- The statement sees the history as it was before this append: a newer record there wins.
+      where not exists (select 1 from consents o where o.workspace_id = a.workspace_id and o.contact_id = a.contact_id and o.at > a.at)`)}`;
+}
+
 interface SuppressionFact {
   id: string;
   workspaceId: string;

@@ -99,3 +99,16 @@ export async function signUpInBrowser(app: TestApp, overrides: { email?: string;
   return { browser, email, password };
 }
 
+
+/** An owner's browser invites a member from the settings page; the member accepts in a browser of their own. */
+export async function memberInBrowser(app: TestApp, ownerBrowser: WebClient): Promise<WebClient> {
+  await ownerBrowser.get('/app/settings');
+  const invited = await ownerBrowser.post('/app/settings/invitations', { email: `member-${Date.now()}-${(counter += 1)}@example.com`, role: 'member' });
+  const code = /<code>([A-Za-z0-9_-]{20,})<\/code>/.exec(invited.text)?.[1];
+  if (!code) throw new Error(`no invitation code on the settings page: ${invited.status}`);
+  const member = new WebClient(app);
+  await member.get('/invitations/accept');
+  const accepted = await member.post('/invitations/accept', { token: code, password: 'member-password-long' });
+  if (accepted.status !== 303) throw new Error(`invitation not accepted: ${accepted.status} ${accepted.text}`);
+  return member;
+}

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestApp, type TestApp } from '../helpers/test-app.js';
-import { signUpInBrowser, WebClient } from '../helpers/web-client.js';
+import { memberInBrowser, signUpInBrowser, type WebClient } from '../helpers/web-client.js';
 
 let app: TestApp;
 let owner: Awaited<ReturnType<typeof signUpInBrowser>>;
@@ -96,12 +96,7 @@ describe('Settings → integrations and privacy', () => {
     expect(ranged.headers.get('content-disposition')).toContain('compliance-report-2026-01-01-2026-02-01.csv');
     expect((await owner.browser.get('/app/settings/compliance-report.csv?from=not-a-date')).status).toBe(400);
 
-    await owner.browser.get('/app/settings');
-    const invited = await owner.browser.post('/app/settings/invitations', { email: `member-${Date.now()}@example.com`, role: 'member' });
-    const code = /<code>([A-Za-z0-9_-]{20,})<\/code>/.exec(invited.text)![1]!;
-    const member = new WebClient(app);
-    await member.get('/invitations/accept');
-    expect((await member.post('/invitations/accept', { token: code, password: 'member-password-long' })).status).toBe(303);
+    const member = await memberInBrowser(app, owner.browser);
     expect((await member.get('/app/settings/compliance-report.csv')).status).toBe(403);
     const memberPage = await member.get(INTEGRATIONS);
     expect(memberPage.status).toBe(200);
