@@ -16,7 +16,7 @@ import { sql } from 'drizzle-orm';
 import type { AuthContext } from '../../src/auth/auth.service.js';
 import { MIGRATIONS_FOLDER, type Db } from '../../src/db/connect.js';
 import { ensureTrackingPartitions } from '../../src/tracking/partitions.js';
-import { createStatsRepo } from '../../src/tracking/stats.repo.js';
+import { createStatsRepo, mailEventCountsQuery } from '../../src/tracking/stats.repo.js';
 import { createStatsService } from '../../src/tracking/stats.service.js';
 import { machine, percentile, scratchDatabase, seedBenchCampaign } from './common.js';
 
@@ -173,12 +173,7 @@ async function main() {
     await explain('send counters (campaign_send_counts)', sql`select status::text as status, skip_reason, sum(n)::bigint as n from campaign_send_counts where campaign_id = ${generated.campaignId} and workspace_id = ${generated.workspaceId} group by status, skip_reason`);
     await explain('progress: next due send', sql`select min(due_at) as next_due from campaign_sends where campaign_id = ${generated.campaignId} and status = 'queued'`);
     // The endpoint's other reads that could grow with the campaign: mail events joined to its sends, its unsubscribes.
-    await explain(
-      'mail events (bounces, replies) of the campaign',
-      sql`select count(distinct s.recipient_id) filter (where m.type = 'bounce')::int as bounced, count(distinct s.recipient_id) filter (where m.type = 'reply')::int as replied
-          from mail_events m join campaign_sends s on s.message_id = m.message_id
-          where m.workspace_id = ${generated.workspaceId} and m.campaign_id = ${generated.campaignId} and s.workspace_id = ${generated.workspaceId} and s.campaign_id = ${generated.campaignId}`,
-    );
+    await explain('mail events (bounces, replies) of the campaign', mailEventCountsQuery(generated.workspaceId, generated.campaignId));
     await explain(
       'unsubscribes of the campaign',
       sql`select count(distinct lower(email))::int as n from suppressions where workspace_id = ${generated.workspaceId} and reason = 'unsubscribe' and source = ${`campaign:${generated.campaignId}`}`,

@@ -27,6 +27,27 @@ export interface EventCountRow {
   recipients: number;
 }
 
+/**
+ * Recipients with each kind of mail event on a campaign's messages. Reads only the campaign's
+ * own mail events (`mail_events_campaign_idx`, migration 0021) and finds each one's send with a
+ * probe of `campaign_sends_message_idx` (the lateral join keeps the planner from hashing all
+ * the campaign's sends instead): the cost follows the campaign's bounces and replies, not its
+ * sends or the workspace's history. A send whose message was unlinked (a skip, a retry) drops out.
+ */
+export const mailEventCountsQuery = (workspaceId: string, campaignId: string) => sql`
+  select count(distinct s.recipient_id) filter (where m.type = 'bounce')::int as bounced,
+         count(distinct s.recipient_id) filter (where m.type = 'bounce' and m.detail ->> 'kind' = 'hard')::int as "hardBounced",
+         count(distinct s.recipient_id) filter (where m.type = 'bounce' and coalesce(m.detail ->> 'kind', 'soft') <> 'hard')::int as "softBounced",
+         count(distinct s.recipient_id) filter (where m.type = 'delay')::int as delayed,
+         count(distinct s.recipient_id) filter (where m.type = 'reply')::int as replied,
+         count(distinct s.recipient_id) filter (where m.type = 'auto_reply')::int as "autoReplied"
+  from mail_events m
+  cross join lateral (
+    select s.recipient_id from campaign_sends s
+    where s.message_id = m.message_id and s.workspace_id = ${workspaceId} and s.campaign_id = ${campaignId}
+    limit 1) s
+  where m.workspace_id = ${workspaceId} and m.campaign_id = ${campaignId}`;
+
 export interface MailEventCounts {
   bounced: number;
   hardBounced: number;
@@ -72,17 +93,7 @@ export function createStatsRepo(db: Db) {
      * Reads only this campaign's mail events (`mail_events_campaign_idx`), whatever the workspace's history.
      */
     async mailEventCounts(workspaceId: string, campaignId: string): Promise<MailEventCounts> {
-      const [row] = rowsOf<Record<keyof MailEventCounts, number>>(
-        await db.execute(sql`
-          select count(distinct s.recipient_id) filter (where m.type = 'bounce')::int as bounced,
-                 count(distinct s.recipient_id) filter (where m.type = 'bounce' and m.detail ->> 'kind' = 'hard')::int as "hardBounced",
-                 count(distinct s.recipient_id) filter (where m.type = 'bounce' and coalesce(m.detail ->> 'kind', 'soft') <> 'hard')::int as "softBounced",
-                 count(distinct s.recipient_id) filter (where m.type = 'delay')::int as delayed,
-                 count(distinct s.recipient_id) filter (where m.type = 'reply')::int as replied,
-                 count(distinct s.recipient_id) filter (where m.type = 'auto_reply')::int as "autoReplied"
-          from mail_events m join campaign_sends s on s.message_id = m.message_id
-          where m.workspace_id = ${workspaceId} and m.campaign_id = ${campaignId} and s.workspace_id = ${workspaceId} and s.campaign_id = ${campaignId}`),
-      );
+      const [row] = rowsOf<Record<keyof MailEventCounts, number>>(await db.execute(mailEventCountsQuery(workspaceId, campaignId)));
       const n = (key: keyof MailEventCounts) => Number(row?.[key] ?? 0);
       return { bounced: n('bounced'), hardBounced: n('hardBounced'), softBounced: n('softBounced'), delayed: n('delayed'), replied: n('replied'), autoReplied: n('autoReplied') };
     },
