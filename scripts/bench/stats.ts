@@ -69,14 +69,14 @@ async function seedMailEvents(db: Db, workspaceId: string, campaignId: string) {
       returning id, rfc822_message_id)
     update campaign_sends s set message_id = w.id from written w where s.id = w.rfc822_message_id::uuid`);
   const events = (campaign: string, count: number) => sql`
-    insert into mail_events (workspace_id, campaign_id, message_id, type, source_gmail_message_id, recipient, detail, at)
-    select ${workspaceId}, ${campaign}, s.message_id,
+    insert into mail_events (workspace_id, campaign_id, recipient_id, message_id, type, source_gmail_message_id, recipient, detail, at)
+    select ${workspaceId}, ${campaign}, s.recipient_id, s.message_id,
            case when r.k < 0.3 then 'bounce'::mail_event_type else 'reply'::mail_event_type end,
            'bench-' || r.i, s.email,
            case when r.k < 0.2 then '{"kind":"hard"}'::jsonb when r.k < 0.3 then '{"kind":"soft"}'::jsonb else '{}'::jsonb end,
            now() - (random() * interval '30 days')
     from (select i, random() as k, 1 + floor(random() * ${SENDS}::int)::int as n from generate_series(1, ${count}::int) i) r
-    join (select message_id, email, row_number() over () as n from campaign_sends where campaign_id = ${campaign}) s on s.n = r.n
+    join (select message_id, recipient_id, email, row_number() over () as n from campaign_sends where campaign_id = ${campaign}) s on s.n = r.n
     on conflict do nothing`;
   await db.execute(events(campaignId, MAIL_EVENTS));
   for (let done = 0; done < OTHER_MAIL_EVENTS; done += 1_000_000) await db.execute(events(other!.id, Math.min(1_000_000, OTHER_MAIL_EVENTS - done)));

@@ -29,24 +29,18 @@ export interface EventCountRow {
 
 /**
  * Recipients with each kind of mail event on a campaign's messages. Reads only the campaign's
- * own mail events (`mail_events_campaign_idx`, migration 0021) and finds each one's send with a
- * probe of `campaign_sends_message_idx` (the lateral join keeps the planner from hashing all
- * the campaign's sends instead): the cost follows the campaign's bounces and replies, not its
- * sends or the workspace's history. A send whose message was unlinked (a skip, a retry) drops out.
+ * own mail events, each carrying its send's recipient (`mail_events_campaign_idx`, migration
+ * 0021): the cost follows the campaign's bounces and replies, not its sends or the workspace's history.
  */
 export const mailEventCountsQuery = (workspaceId: string, campaignId: string) => sql`
-  select count(distinct s.recipient_id) filter (where m.type = 'bounce')::int as bounced,
-         count(distinct s.recipient_id) filter (where m.type = 'bounce' and m.detail ->> 'kind' = 'hard')::int as "hardBounced",
-         count(distinct s.recipient_id) filter (where m.type = 'bounce' and coalesce(m.detail ->> 'kind', 'soft') <> 'hard')::int as "softBounced",
-         count(distinct s.recipient_id) filter (where m.type = 'delay')::int as delayed,
-         count(distinct s.recipient_id) filter (where m.type = 'reply')::int as replied,
-         count(distinct s.recipient_id) filter (where m.type = 'auto_reply')::int as "autoReplied"
-  from mail_events m
-  cross join lateral (
-    select s.recipient_id from campaign_sends s
-    where s.message_id = m.message_id and s.workspace_id = ${workspaceId} and s.campaign_id = ${campaignId}
-    limit 1) s
-  where m.workspace_id = ${workspaceId} and m.campaign_id = ${campaignId}`;
+  select count(distinct recipient_id) filter (where type = 'bounce')::int as bounced,
+         count(distinct recipient_id) filter (where type = 'bounce' and detail ->> 'kind' = 'hard')::int as "hardBounced",
+         count(distinct recipient_id) filter (where type = 'bounce' and coalesce(detail ->> 'kind', 'soft') <> 'hard')::int as "softBounced",
+         count(distinct recipient_id) filter (where type = 'delay')::int as delayed,
+         count(distinct recipient_id) filter (where type = 'reply')::int as replied,
+         count(distinct recipient_id) filter (where type = 'auto_reply')::int as "autoReplied"
+  from mail_events
+  where workspace_id = ${workspaceId} and campaign_id = ${campaignId}`;
 
 export interface MailEventCounts {
   bounced: number;
@@ -90,7 +84,7 @@ export function createStatsRepo(db: Db) {
     /**
      * Recipients with each kind of mail event on this campaign's messages: a person's reply,
      * an automatic reply, a failed delivery (hard/soft), a delay (still being retried).
-     * Reads only this campaign's mail events (`mail_events_campaign_idx`), whatever the workspace's history.
+     * One index read of the campaign's own mail events (`mailEventCountsQuery`).
      */
     async mailEventCounts(workspaceId: string, campaignId: string): Promise<MailEventCounts> {
       const [row] = rowsOf<Record<keyof MailEventCounts, number>>(await db.execute(mailEventCountsQuery(workspaceId, campaignId)));

@@ -1,7 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { boolean, doublePrecision, index, integer, jsonb, pgEnum, pgTable, primaryKey, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
 import { id, createdAt } from './columns.js';
-import { campaigns } from './campaigns.js';
 import { contacts } from './contacts.js';
 import { users, workspaceRef } from './workspace.js';
 
@@ -127,17 +126,19 @@ export const mailEvents = pgTable(
     sourceGmailMessageId: text('source_gmail_message_id').notNull(),
     recipient: text('recipient'),
     /**
-     * The campaign whose send produced the message, set when the event is written (migration
-     * 0021): the campaign's stats read its own mail events, not the workspace's.
+     * The campaign and recipient of the send that produced the message (null for 1:1 mail), set
+     * when the event is written (migration 0021): a campaign's stats count its own mail events
+     * through one index, not the workspace's history. No foreign keys (the purge deletes these rows).
      */
-    campaignId: uuid('campaign_id').references(() => campaigns.id, { onDelete: 'set null' }),
+    campaignId: uuid('campaign_id'),
+    recipientId: uuid('recipient_id'),
     detail: jsonb('detail').$type<Record<string, unknown>>().notNull().default({}),
     at: timestamp('at', { withTimezone: true }).notNull().defaultNow(),
   },
   (t) => [
     uniqueIndex('mail_events_source_unique').on(t.messageId, t.type, t.sourceGmailMessageId, sql`coalesce(${t.recipient}, '')`, t.workspaceId),
     index('mail_events_recipient_idx').on(t.workspaceId, sql`lower(${t.recipient})`, t.type, t.at),
-    index('mail_events_campaign_idx').on(t.workspaceId, t.campaignId, t.type).where(sql`${t.campaignId} is not null`),
+    index('mail_events_campaign_idx').on(t.workspaceId, t.campaignId, t.type, t.recipientId).where(sql`${t.campaignId} is not null`),
   ],
 );
 
