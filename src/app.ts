@@ -261,6 +261,7 @@ export function createServices(deps: AppDeps) {
   const accountClosure = createAccountClosureService({
     repo: createAccountClosureRepo(db),
     mailboxes,
+    throttle,
     endWebSessions: (userId) => webSessions.endAllForUser(userId),
     purgeAfterDays: config.privacy.purgeAfterDays,
     now: deps.now,

@@ -1,19 +1,20 @@
 import type { Config } from '../config.js';
 import { isUniqueViolation } from '../db/pg-errors.js';
-import { ConflictError, NotFoundError, PasswordIncorrectError, UnauthorizedError } from '../errors.js';
+import { ConflictError, NotFoundError, UnauthorizedError } from '../errors.js';
 import { actorOf } from './actor.js';
 import type { AccountMailer } from './account-mail.js';
 import type { AuthQueries, AuthRepo, UserRow } from './auth.repo.js';
 import type { AuthContext } from './auth.service.js';
-import { hashPassword, verifyPassword } from './passwords.js';
+import { proveCurrentPassword } from './password-recheck.js';
+import { hashPassword } from './passwords.js';
 import { createSignedTokens, isExpiredTokenError } from './signed-tokens.js';
 import type { AuthThrottle } from './throttle.js';
 
 /*
  * P-12 correction: a user changes their own name, password and login address.
  *
- * A password or address change first proves the current password (counted by the login
- * throttle, like a login). A new address is changed only once it is proven: a code is mailed
+ * A password or address change first proves the current password (password-recheck.ts:
+ * counted by the login throttle, like a login). A new address is changed only once it is proven: a code is mailed
  * to it, and `confirmEmail` with that code (by the same signed-in user) makes the change —
  * otherwise a stolen session could move the account to an address its owner does not
  * control. The code is a signed token naming the user, the old and the new address, valid
@@ -39,14 +40,6 @@ export function createProfileCorrection(deps: ProfileDeps) {
   const { repo, throttle, mailer } = deps;
   const emailCodes = createSignedTokens(deps.config.jwt, { audience: 'inboxtrail-email-change', ttlSeconds: EMAIL_CODE_TTL_SECONDS });
   const invalidCode = () => new NotFoundError('Email change code', 'email_code_invalid');
-
-  async function proveCurrentPassword(user: UserRow, password: string | undefined, clientAddress: string) {
-    const release = await throttle.admitLogin(user.email, clientAddress);
-    if (!(await verifyPassword(password ?? '', user.passwordHash))) {
-      throw new PasswordIncorrectError();
-    }
-    await release();
-  }
 
   /** One audit row per correction, naming the fields, never their values. */
   const auditCorrection = (tx: AuthQueries, auth: AuthContext, fields: string[]) =>
@@ -83,7 +76,7 @@ export function createProfileCorrection(deps: ProfileDeps) {
       const user = await repo.findUserById(auth.userId);
       if (!user) throw new UnauthorizedError();
       const wantsNewEmail = input.email !== undefined && input.email !== user.email;
-      if (input.newPassword !== undefined || wantsNewEmail) await proveCurrentPassword(user, input.currentPassword, clientAddress);
+      if (input.newPassword !== undefined || wantsNewEmail) await proveCurrentPassword(throttle, user, input.currentPassword, clientAddress);
 
       const changes: { name?: string | null; passwordHash?: string } = {};
       if (input.name !== undefined) changes.name = input.name;

@@ -1,7 +1,8 @@
 import { actorOf } from '../auth/actor.js';
 import type { AuthContext } from '../auth/auth.service.js';
-import { verifyPassword } from '../auth/passwords.js';
-import { NotFoundError, PasswordIncorrectError } from '../errors.js';
+import { proveCurrentPassword } from '../auth/password-recheck.js';
+import type { AuthThrottle } from '../auth/throttle.js';
+import { NotFoundError } from '../errors.js';
 import type { MailboxService } from '../gmail/mailboxes.service.js';
 import type { AccountClosureRepo } from './account-closure.repo.js';
 import { deletionRequested, purgeDate } from './deletion.js';
@@ -26,6 +27,8 @@ export interface ClosureResult {
 export function createAccountClosureService(deps: {
   repo: AccountClosureRepo;
   mailboxes: Pick<MailboxService, 'disconnectAllOf'>;
+  /** The login throttle: the password re-check counts like a login, as PATCH /api/me's does. */
+  throttle: AuthThrottle;
   /** Ends the user's browser sessions of the web app (bearer tokens end through sessions_not_before). */
   endWebSessions: (userId: string) => Promise<unknown>;
   purgeAfterDays: number;
@@ -58,11 +61,14 @@ export function createAccountClosureService(deps: {
   }
 
   return {
-    /** The caller closes their own account, re-confirming with their password. */
-    async closeOwnAccount(auth: AuthContext, input: { password: string }): Promise<ClosureResult> {
+    /**
+     * The caller closes their own account, re-confirming with their password — throttled like a
+     * login to that account from `clientAddress`, so a stolen session cannot guess it here.
+     */
+    async closeOwnAccount(auth: AuthContext, input: { password: string }, clientAddress: string): Promise<ClosureResult> {
       const user = await repo.findLiveUser(auth.userId);
       if (!user) throw new NotFoundError('Account');
-      if (!(await verifyPassword(input.password, user.passwordHash))) throw new PasswordIncorrectError();
+      await proveCurrentPassword(deps.throttle, user, input.password, clientAddress);
       return close(user.id, actorOf(auth), purgeDate(now(), deps.purgeAfterDays), auth.requestId);
     },
 

@@ -46,7 +46,7 @@ ${field('Password', 'password', 'password', { autocomplete: 'current-password' }
       await startBrowserSession(ctx, res, token);
       res.redirect(303, next ?? '/app?notice=signed_in');
     } catch (error) {
-      const problem = formProblem(error);
+      const problem = formProblem(error, res);
       page(req, res, 'Sign in', signinForm(req, { email: input.email, error: problem.message, next }), problem.status);
     }
   });
@@ -68,7 +68,7 @@ ${field('Workspace name', 'workspaceName', 'text', { value: state.values?.worksp
       await ctx.auth.signup(parseInput(signupBody, input), clientAddress(req));
       res.redirect(303, '/signup/verify');
     } catch (error) {
-      const problem = formProblem(error);
+      const problem = formProblem(error, res);
       const { password: _password, ...values } = input;
       page(req, res, 'Sign up', signupForm(req, { values, error: problem.message }), problem.status);
     }
@@ -88,7 +88,7 @@ ${field('Confirmation code', 'code', 'text', { autocomplete: 'one-time-code' })}
       await startBrowserSession(ctx, res, token);
       res.redirect(303, '/app/mailboxes?notice=welcome');
     } catch (error) {
-      const problem = formProblem(error);
+      const problem = formProblem(error, res);
       page(req, res, 'Confirm your address', verifyForm(req, problem.status === 404 ? 'That code is not valid or has expired.' : problem.message), problem.status);
     }
   });
@@ -110,7 +110,7 @@ ${field('Password', 'password', 'password', { autocomplete: 'current-password', 
       await startBrowserSession(ctx, res, token);
       res.redirect(303, '/app?notice=signed_in');
     } catch (error) {
-      const problem = formProblem(error);
+      const problem = formProblem(error, res);
       const message = problem.status === 404 ? 'That invitation code is not valid, was already used, or has expired.' : problem.message;
       page(req, res, 'Accept an invitation', acceptForm(req, { name: input.name, error: message }), problem.status);
     }

@@ -1,5 +1,5 @@
 import type { Request, Response } from 'express';
-import { AppError } from '../errors.js';
+import { AppError, TooManyRequestsError } from '../errors.js';
 import { html } from './html.js';
 
 /**
@@ -16,9 +16,13 @@ export function formInput(req: Request): Record<string, string> {
   return fields;
 }
 
-/** A 4xx the person can fix shows on the form they sent; anything else goes to the error page. */
-export function formProblem(error: unknown): { status: number; message: string } {
+/**
+ * A 4xx the person can fix shows on the form they sent; anything else goes to the error page.
+ * A throttle's 429 also sets Retry-After on `res`, as the API's error middleware does.
+ */
+export function formProblem(error: unknown, res?: Response): { status: number; message: string } {
   if (error instanceof AppError && error.status < 500) {
+    if (res && error instanceof TooManyRequestsError && error.retryAfterSeconds) res.setHeader('Retry-After', String(error.retryAfterSeconds));
     return { status: error.status, message: error.message };
   }
   throw error;
@@ -33,7 +37,7 @@ export function formRunner(show: (req: Request, res: Response, problem: { status
     try {
       await action();
     } catch (error) {
-      await show(req, res, formProblem(error));
+      await show(req, res, formProblem(error, res));
     }
   };
 }

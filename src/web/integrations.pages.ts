@@ -1,5 +1,6 @@
 import { Router, type Request, type Response } from 'express';
 import { createApiKeyBody } from '../api-keys/api-keys.routes.js';
+import { clientAddress } from '../auth/auth.routes.js';
 import { API_SCOPES } from '../http/api-spec.js';
 import { parseId } from '../http/params.js';
 import { parseInput } from '../http/validate.js';
@@ -151,7 +152,8 @@ ${endpoints.map((e) => html`<tr><td><a href="/app/settings/webhooks/${e.id}">${e
   router.post('/settings/close-account', async (req, res) => {
     const auth = signedIn(req);
     await onForm(req, res, async () => {
-      const result = await accountClosure.closeOwnAccount(auth, parseInput(closeBody, { password: ((req.body ?? {}) as Record<string, unknown>).password ?? '' }));
+      const password = ((req.body ?? {}) as Record<string, unknown>).password ?? '';
+      const result = await accountClosure.closeOwnAccount(auth, parseInput(closeBody, { password }), clientAddress(req));
       // The closure ended every web session of this person; the browser forgets its cookie too.
       ctx.cookies.session.clear(res);
       const body = html`<h1>Your account is closed</h1><p>You are signed out. Your data is purged on ${when(new Date(result.purgeAfter))}.</p><p><a href="/signin">Sign in page</a></p>`;

@@ -3,6 +3,7 @@ import { campaignFixtures } from '../helpers/campaign-fixtures.js';
 import { connectedMailbox } from '../helpers/gmail.js';
 import { hasChromium, newPage, seriousAxeViolations, signedInPage, useBrowser } from '../helpers/browser.js';
 import { signUp, startTestApp, type TestApp } from '../helpers/test-app.js';
+import { startWebhookReceiver, type WebhookReceiver } from '../helpers/webhook-receiver.js';
 
 /*
  * The app's pages in a real browser: an axe-core scan of the main pages finds no serious or
@@ -18,10 +19,13 @@ describe.skipIf(!hasChromium)('app pages: accessibility, CSRF, escaping', () => 
   let owner: Awaited<ReturnType<typeof signUp>>;
   let draftId: string;
   let launchedId: string;
+  let webhookId: string;
+  let receiver: WebhookReceiver;
   const fixtures = campaignFixtures(() => ({ app, token: owner.token, workspaceId: owner.workspaceId }));
 
   beforeAll(async () => {
-    app = await startTestApp();
+    // Webhooks may reach the loopback receiver, and retry at once: the endpoint page has a log to show.
+    app = await startTestApp({ env: { WEBHOOKS_ALLOW_PRIVATE_TARGETS: 'true', WEBHOOKS_RETRY_BASE_SECONDS: '0.02' } });
     owner = await signUp(app, { workspaceName: 'Acme' });
     await app.api('PATCH', '/api/workspace', { token: owner.token, json: { name: 'Acme', postalAddress: '1 Main St, Springfield' } });
     const mailbox = await connectedMailbox(app, owner.token, `sender-${Date.now()}@acme.test`);
@@ -34,8 +38,21 @@ describe.skipIf(!hasChromium)('app pages: accessibility, CSRF, escaping', () => 
       json: { name: NASTY, kind: 'marketing', mailboxId: mailbox.id, subject: 'Hi {{firstName}}', text: 'Hello', contactIds: people.map((p) => p.id) },
     });
     draftId = draft.body.id;
+
+    // Settings → integrations with an API key and a webhook endpoint whose log holds a failed attempt (HTTP 500).
+    receiver = await startWebhookReceiver([{ status: 500 }]);
+    expect((await app.api('POST', '/api/api-keys', { token: owner.token, json: { name: NASTY, scopes: ['read'] } })).status).toBe(201);
+    const webhook = await app.api('POST', '/api/webhooks', { token: owner.token, json: { url: receiver.url, eventTypes: ['suppression.added'], description: NASTY } });
+    expect(webhook.status, webhook.text).toBe(201);
+    webhookId = webhook.body.id;
+    for (const email of ['first@hooks.example', 'second@hooks.example']) {
+      expect((await app.api('POST', '/api/suppressions', { token: owner.token, json: { email } })).status).toBe(201);
+    }
+    await app.services.webhookDelivery.tick();
+    expect(receiver.received.map((r) => r.answered)).toContain(500);
   });
   afterAll(async () => {
+    await receiver?.close();
     await app?.close();
   });
 
@@ -50,7 +67,9 @@ describe.skipIf(!hasChromium)('app pages: accessibility, CSRF, escaping', () => 
     await anonymous.context().close();
 
     const page = await signedInPage(ctx.browser, app.baseUrl, owner);
-    for (const path of ['/app/mailboxes', '/app/campaigns', '/app/campaigns/new', `/app/campaigns/${draftId}`, `/app/campaigns/${draftId}/edit`, `/app/campaigns/${launchedId}`, `/app/campaigns/${launchedId}/results`]) {
+    const appPages = ['/app/mailboxes', '/app/campaigns', '/app/campaigns/new', `/app/campaigns/${draftId}`, `/app/campaigns/${draftId}/edit`, `/app/campaigns/${launchedId}`, `/app/campaigns/${launchedId}/results`];
+    const settingsPages = ['/app/settings/integrations', `/app/settings/webhooks/${webhookId}`, `/app/settings/webhooks/${webhookId}?status=failed`];
+    for (const path of [...appPages, ...settingsPages]) {
       await page.goto(`${app.baseUrl}${path}`);
       await page.waitForLoadState('load');
       found[path] = await seriousAxeViolations(page);
@@ -58,13 +77,19 @@ describe.skipIf(!hasChromium)('app pages: accessibility, CSRF, escaping', () => 
     await page.goto(`${app.baseUrl}/app/campaigns/${draftId}`);
     await page.getByRole('button', { name: 'Check before launch' }).click();
     found.preflight = await seriousAxeViolations(page);
+    // The endpoint page as it answers a rotation: the new secret shown once.
+    await page.goto(`${app.baseUrl}/app/settings/webhooks/${webhookId}`);
+    expect(await page.locator('main').textContent()).toContain('HTTP 500');
+    await page.getByRole('button', { name: 'Rotate signing secret' }).click();
+    await page.getByText('New signing secret').waitFor();
+    found['rotated secret'] = await seriousAxeViolations(page);
     expect(Object.fromEntries(Object.entries(found).filter(([, v]) => v.length > 0))).toEqual({});
     await page.context().close();
   });
 
-  it('HTML in a contact’s or a campaign’s name is shown as text on the list, campaign, preview and results pages', async () => {
+  it('HTML in a contact’s, a campaign’s or an API key’s name is shown as text on the settings, list, campaign, preview and results pages', async () => {
     const page = await signedInPage(ctx.browser, app.baseUrl, owner);
-    for (const path of ['/app/campaigns', `/app/campaigns/${launchedId}`, `/app/campaigns/${launchedId}/results`, `/app/campaigns/${draftId}/edit`]) {
+    for (const path of ['/app/settings/integrations', '/app/campaigns', `/app/campaigns/${launchedId}`, `/app/campaigns/${launchedId}/results`, `/app/campaigns/${draftId}/edit`]) {
       await page.goto(`${app.baseUrl}${path}`);
       await page.waitForLoadState('load');
       expect(await page.locator('main img').count(), path).toBe(0);

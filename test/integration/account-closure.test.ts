@@ -116,3 +116,68 @@ describe('P-13 account closure', () => {
     expect(members.body.members.map((m: { userId: string }) => m.userId)).not.toContain(first.userId);
   });
 });
+
+describe('P-13 account closure: the password re-check is throttled like a login', () => {
+  // Its own app: small limits, and attempts counted apart from the tests above.
+  let limited: TestApp;
+  beforeAll(async () => {
+    limited = await startTestApp({ env: { LOGIN_MAX_FAILURES: '3', LOGIN_MAX_ATTEMPTS_PER_ADDRESS: '5' } });
+  });
+  afterAll(async () => {
+    await limited?.close();
+  });
+
+  const closeAccount = (token: string, password: string, forwardedFor?: string) =>
+    limited.api('POST', '/api/privacy/delete-account', { token, json: { password }, headers: forwardedFor ? { 'x-forwarded-for': forwardedFor } : {} });
+
+  async function stillOpen(person: { token: string; userId: string; workspaceId: string }) {
+    expect((await limited.api('GET', '/api/me', { token: person.token })).status).toBe(200);
+    const [user] = rowsOf<{ deleted_at: unknown }>(await limited.database.db.execute(sql`select deleted_at from users where id = ${person.userId}::uuid`));
+    expect(user!.deleted_at).toBeNull();
+    const requested = rowsOf(await limited.database.db.execute(sql`select 1 from audit_log where workspace_id = ${person.workspaceId}::uuid and action = 'deletion.requested'`));
+    expect(requested).toEqual([]);
+  }
+
+  it('P-13 past LOGIN_MAX_FAILURES wrong passwords a session gets 429 too_many_requests, even with the right password, and nothing is closed', async () => {
+    const owner = await signUp(limited);
+    const gmailAddress = `guarded-${Date.now()}@acme.test`;
+    await connectedMailbox(limited, owner.token, gmailAddress);
+    const revokesBefore = limited.sandbox.control.callCounts().revoke;
+
+    // Guesses from ever new client addresses: the account's own limit still holds.
+    const statuses: number[] = [];
+    for (let i = 0; i < 5; i += 1) {
+      const res = await closeAccount(owner.token, `guess ${i}`, `198.51.100.${i}`);
+      statuses.push(res.status);
+      if (res.status === 429) {
+        expect(res.body.error.code).toBe('too_many_requests');
+        expect(Number(res.headers.get('retry-after'))).toBe(limited.config.login.windowSeconds);
+      } else expect(res.body.error.code).toBe('password_incorrect');
+    }
+    expect(statuses).toEqual([403, 403, 403, 429, 429]);
+
+    const right = await closeAccount(owner.token, owner.password, '198.51.100.99');
+    expect([right.status, right.body.error?.code]).toEqual([429, 'too_many_requests']);
+    // The same keys as a login: the account's sign-in waits out the window too.
+    expect((await limited.api('POST', '/api/auth/login', { json: { email: owner.email, password: owner.password } })).status).toBe(429);
+    await stillOpen(owner);
+    expect(limited.sandbox.control.callCounts().revoke).toBe(revokesBefore);
+    expect(limited.sandbox.control.getMailbox(gmailAddress)!.grants).not.toEqual([]);
+  });
+
+  it('P-13 guesses spread over accounts meet the per-address limit; the address is req.ip (X-Forwarded-For from a trusted proxy)', async () => {
+    const [a, b, c] = await Promise.all([signUp(limited), signUp(limited), signUp(limited)]);
+    const spray = '203.0.113.7';
+    // Five wrong guesses from one client address, at most two per account (under the account limit of 3).
+    for (const person of [a!, a!, b!, b!, c!]) expect((await closeAccount(person.token, 'Summer2026!', spray)).status).toBe(403);
+    const refused = await closeAccount(c!.token, c!.password, spray);
+    expect([refused.status, refused.body.error?.code]).toEqual([429, 'too_many_requests']);
+    expect(Number(refused.headers.get('retry-after'))).toBe(limited.config.login.addressWindowSeconds);
+    await stillOpen(c!);
+
+    // TRUST_PROXY=loopback in tests: the proxy on loopback names another client, whose count is its own.
+    const closed = await closeAccount(c!.token, c!.password, '203.0.113.8');
+    expect(closed.status, closed.text).toBe(200);
+    expect(closed.body.status).toBe('closed');
+  });
+});

@@ -1,4 +1,6 @@
+import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { rowsOf } from '../../src/db/pg-array.js';
 import { startTestApp, type TestApp } from '../helpers/test-app.js';
 import { memberInBrowser, signUpInBrowser, type WebClient } from '../helpers/web-client.js';
 
@@ -128,5 +130,24 @@ describe('Settings → integrations and privacy', () => {
     expect(after.status).toBe(303);
     expect(after.location).toMatch(/^\/signin/);
     expect((await app.api('POST', '/api/auth/login', { json: { email: closing.email, password: closing.password } })).status).toBe(401);
+  });
+
+  it('guessing the password on the closure form meets the login throttle: 429 with Retry-After, even for the right password, and nothing is closed', async () => {
+    const guarded = await signUpInBrowser(app);
+    await guarded.browser.get(INTEGRATIONS);
+    const { maxFailures, windowSeconds } = app.config.login;
+    for (let i = 0; i < maxFailures; i += 1) {
+      expect((await guarded.browser.post('/app/settings/close-account', { password: `guess ${i}` })).status).toBe(403);
+    }
+    for (const password of ['one guess too many', guarded.password]) {
+      const refused = await guarded.browser.post('/app/settings/close-account', { password });
+      expect(refused.status).toBe(429);
+      expect(refused.headers.get('retry-after')).toBe(String(windowSeconds));
+      expect(refused.text).toMatch(/role="alert">Too many login attempts for this account/);
+    }
+    // Still signed in, the account open.
+    expect((await guarded.browser.get('/app/settings')).status).toBe(200);
+    const users = rowsOf<{ deleted_at: unknown }>(await app.database.db.execute(sql`select deleted_at from users where email = ${guarded.email}`));
+    expect(users).toEqual([{ deleted_at: null }]);
   });
 });
