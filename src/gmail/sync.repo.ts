@@ -167,15 +167,9 @@ function syncQueries(db: Db, hashAddress: AddressHasher) {
 
     /** One event per (message, type, source Gmail message, recipient): recording it again changes nothing. */
     async insertMailEvent(values: NewMailEvent): Promise<boolean> {
-      // The campaign and recipient of the send that produced the message (none for 1:1 mail): a
-      // campaign send's message is linked to it when the message row is made, so the link is there.
-      const ofSend = (column: 'campaign_id' | 'recipient_id') =>
-        sql`(select s.${sql.raw(column)} from campaign_sends s where s.message_id = ${values.messageId} and s.workspace_id = ${values.workspaceId} limit 1)`;
-      const inserted = await db
-        .insert(mailEvents)
-        .values({ ...values, campaignId: ofSend('campaign_id'), recipientId: ofSend('recipient_id') })
-        .onConflictDoNothing()
-        .returning({ id: mailEvents.id });
+      // Its campaign and recipient (when the message is a campaign send's) are filled in by a
+      // trigger (migration 0021), for the campaign's stats.
+      const inserted = await db.insert(mailEvents).values(values).onConflictDoNothing().returning({ id: mailEvents.id });
       // Inside the sync's transaction for this message (signals.ts): the webhook event commits with it.
       if (inserted[0]) await recordMailSignal(db, inserted[0].id);
       return inserted.length > 0;

@@ -127,7 +127,7 @@ export const mailEvents = pgTable(
     recipient: text('recipient'),
     /**
      * The campaign and recipient of the send that produced the message (null for 1:1 mail), set
-     * when the event is written (migration 0021): a campaign's stats count its own mail events
+     * by a trigger when the event is written (migration 0021): a campaign's stats count its own mail events
      * through one index, not the workspace's history. No foreign keys (the purge deletes these rows).
      */
     campaignId: uuid('campaign_id'),
