@@ -101,9 +101,12 @@ export function createTracking(deps: TrackingDeps) {
     maxBuffer: settings.bufferMax,
     // An embedded database (PGlite) runs on this thread, ~30-50 µs of CPU per row (more than
     // answering the hit): while hits keep coming, write at most 25 ms a second in ~2 ms
-    // statements (more if a backlog stands for over 5 s), and catch up after a burst in
-    // ~10 ms ones. A server takes batches of 1,000 (its work is in another process).
+    // statements (more, and longer ones, if a backlog stands for over 5 s), and catch up after
+    // a burst in statements of 250 rows, up to 1,000 while a large backlog waits (each
+    // statement has a fixed cost). A server takes batches of 1,000, up to 5,000 behind a
+    // backlog (its work is in another process).
     batchSize: database.kind === 'pglite' ? 250 : 1_000,
+    maxBatchSize: database.kind === 'pglite' ? 1_000 : 5_000,
     busyBatchSize: database.kind === 'pglite' ? 50 : undefined,
     tickBudgetMs: database.kind === 'pglite' ? 25 : undefined,
     isBusy,
