@@ -103,10 +103,11 @@ export function createTracking(deps: TrackingDeps) {
     // answering the hit): while hits keep coming, write at most 25 ms a second in ~2 ms
     // statements (more, and longer ones, if a backlog stands for over 5 s), and catch up after
     // a burst in statements of 250 rows, up to 1,000 while a large backlog waits (each
-    // statement has a fixed cost). A server takes batches of 1,000, up to 5,000 behind a
-    // backlog (its work is in another process).
+    // statement has a fixed cost: 73-77 µs of CPU per event at 1,000 against 93-100 at 250).
+    // A server takes batches of 1,000 (its work is in another process), not more: at 5,000
+    // an event cost 59-61 µs of CPU against 46-49 (BENCHMARKS.md, issue 14 third pass).
     batchSize: database.kind === 'pglite' ? 250 : 1_000,
-    maxBatchSize: database.kind === 'pglite' ? 1_000 : 5_000,
+    maxBatchSize: 1_000,
     busyBatchSize: database.kind === 'pglite' ? 50 : undefined,
     tickBudgetMs: database.kind === 'pglite' ? 25 : undefined,
     isBusy,
