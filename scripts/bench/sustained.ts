@@ -12,7 +12,8 @@
  * 2. BENCH_SECONDS (60) at BENCH_SHARE (80%) of that peak: p50/p99, the writer's backlog every
  *    second, and once the load stops, the time until the backlog is 0.
  * 3. If that backlog did not stay bounded (more than 2 s of events waiting when the load
- *    stopped and not falling over its last 10 s: recording slower than answering), the same run at lower rates — starting from
+ *    stopped and not falling over its last 10 s; or less than 95% of the asked rate answered:
+ *    recording slower than answering), the same run at lower rates — starting from
  *    what answering and recording together allow, measured from the peak run (1 / (1/answered
  *    + 1/written per s)), stepping down by 20% — until one stays bounded (at most 3 tries).
  * At the end: answered hits vs events recorded (answered <= recorded <= sent) and
@@ -87,12 +88,15 @@ async function sustained(rate: number, seconds: number) {
   const drained = await drain();
   // Bounded: at most 2 s of events waiting when the load stops, or the backlog falling over
   // the last 10 s (PGlite's writer earns its budget as a backlog stands: it rises, then falls).
+  // And the hits answered at (nearly) the asked rate: with PGlite on the request thread, a
+  // writer that keeps up by taking the thread shows up as answers slowing down instead.
   const falling = samples.length > 10 && samples.at(-1)! <= samples.at(-11)!;
-  const bounded = atEnd <= rate * 2 || falling;
+  const answeredAtRate = result.rps >= rate * 0.95;
+  const bounded = (atEnd <= rate * 2 || falling) && answeredAtRate;
   console.log(`\n${seconds} s at ${rate.toFixed(0)} hits/s (${((rate / peak) * 100).toFixed(0)}% of peak): ${result.rps.toFixed(0)} answered/s, p50 ${result.p50} ms, p99 ${result.p99} ms (goal < 5 ms) ${result.p99 < 5 ? 'met' : 'NOT met'}`);
   console.log(`  server CPU ${((cpu.user + cpu.system) / 1e6 / seconds).toFixed(2)} cores; writer backlog each second: ${samples.join(' ')}`);
   console.log(
-    `  backlog max ${Math.max(0, ...samples).toLocaleString('en')}, ${atEnd.toLocaleString('en')} when the load stopped (${bounded ? 'bounded' : 'NOT bounded'}: ${(atEnd / rate).toFixed(1)} s of events${falling ? ', falling over the last 10 s' : ''}), ${drained.left === 0 ? `drained to 0 in ${drained.seconds.toFixed(1)} s` : `NOT drained: ${drained.left} left after ${drained.seconds.toFixed(0)} s`}`,
+    `  backlog max ${Math.max(0, ...samples).toLocaleString('en')}, ${atEnd.toLocaleString('en')} when the load stopped (${bounded ? 'bounded' : 'NOT bounded'}: ${(atEnd / rate).toFixed(1)} s of events${falling ? ', falling over the last 10 s' : ''}${answeredAtRate ? '' : `, but only ${((result.rps / rate) * 100).toFixed(0)}% of the asked rate answered`}), ${drained.left === 0 ? `drained to 0 in ${drained.seconds.toFixed(1)} s` : `NOT drained: ${drained.left} left after ${drained.seconds.toFixed(0)} s`}`,
   );
   return { result, bounded };
 }
