@@ -39,7 +39,8 @@ export interface LoadResult {
 export function load(url: string, options: { seconds: number; connections: number; rate?: number; paths?: string[] }): Promise<LoadResult> {
   const spec = JSON.stringify({ url, paths: options.paths, seconds: options.seconds, connections: options.connections, rate: options.rate, userAgent: UA });
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [LOADER, spec], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [LOADER], { stdio: ['pipe', 'pipe', 'inherit'] });
+    child.stdin.end(spec);
     let out = '';
     child.stdout.on('data', (chunk) => (out += String(chunk)));
     child.once('error', reject);
