@@ -1,9 +1,11 @@
 // One autocannon run, in its own process so that the load generator never shares the
-// measured server's thread. Usage: node load.mjs '<json options>' → JSON summary on stdout.
+// measured server's thread. Usage: JSON options on stdin (thousands of paths do not fit in
+// one argument) → JSON summary on stdout.
 // Options: { url, paths?: string[], seconds, connections, rate?, userAgent }
+import { readFileSync } from 'node:fs';
 import autocannon from 'autocannon';
 
-const options = JSON.parse(process.argv[2]);
+const options = JSON.parse(readFileSync(0, 'utf8'));
 const result = await autocannon({
   url: options.url,
   connections: options.connections,

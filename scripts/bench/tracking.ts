@@ -16,61 +16,22 @@
  * (requests in flight when a run stops may be answered and recorded without autocannon
  * counting them, so the check is answered <= recorded <= sent).
  */
-import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import os from 'node:os';
-import path from 'node:path';
 import { sql } from 'drizzle-orm';
-import { createApp, createHttpServer, createServices } from '../../src/app.js';
-import { loadConfig } from '../../src/config.js';
-import { connect } from '../../src/db/connect.js';
 import { campaignLinks, campaignSends, campaigns, recipients, workspaces } from '../../src/db/schema.js';
-import { resolveGoogle } from '../../src/gmail/google-settings.js';
-import { createLogger } from '../../src/logger.js';
 import { PIXEL_GIF } from '../../src/tracking/tracking-handler.js';
-import { serverDatabase } from './common.js';
+import { listen, load as loadRun, startBenchServer } from './bench-server.js';
 
-const LOADER = path.join(import.meta.dirname, 'load.mjs');
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 10);
 const SERVER_URL = process.env.BENCH_DATABASE_URL;
 /** Sends (tokens) in the many-tokens runs. */
 const DISTINCT = Number(process.env.BENCH_TOKENS ?? 1000);
-const UA = 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36';
 const TARGET_URL = 'https://shop.example.com/spring-sale?utm_source=newsletter';
 
-interface LoadResult {
-  rps: number;
-  /** CPU time (user + system) this process spent during the run, per answered request, in µs. */
-  cpuPerRequest?: number;
-  p50: number;
-  p99: number;
-  /** Responses received. */
-  answered: number;
-  /** Requests sent (some may still have been in flight when the run stopped). */
-  sent: number;
-  /** Responses that were neither the GIF (200) nor the redirect (302). */
-  unexpected: number;
-  errors: number;
-}
-
-/** One autocannon run in a child process (load.mjs); JSON result. */
-function load(url: string, options: { seconds: number; rate?: number; paths?: string[] }): Promise<LoadResult> {
-  const spec = JSON.stringify({ url, paths: options.paths, seconds: options.seconds, connections: CONNECTIONS, rate: options.rate, userAgent: UA });
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [LOADER, spec], { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    child.stdout.on('data', (chunk) => (out += String(chunk)));
-    child.once('error', reject);
-    child.once('exit', (code) => (code === 0 ? resolve(JSON.parse(out) as LoadResult) : reject(new Error(`load generator exited with ${code}`))));
-  });
-}
-
-const listen = (server: Server) =>
-  new Promise<string>((resolve) => server.listen(0, '127.0.0.1', () => resolve(`http://127.0.0.1:${(server.address() as AddressInfo).port}`)));
+const load = (url: string, options: { seconds: number; rate?: number; paths?: string[] }) => loadRun(url, { ...options, connections: CONNECTIONS });
 
 /** The baseline: node:http answering the same bytes and headers, nothing else. */
 function bareServer(): Server {
@@ -92,28 +53,9 @@ function bareServer(): Server {
 }
 
 async function main() {
-  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'inboxtrail-bench-'));
-  const server = SERVER_URL ? await serverDatabase(SERVER_URL, 'inboxtrail-bench') : undefined;
-  const config = loadConfig({
-    NODE_ENV: 'test',
-    LOG_LEVEL: 'warn',
-    DATA_DIR: dataDir,
-    DATABASE_URL: server ? server.url : `pglite:${path.join(dataDir, 'pglite')}`,
-    JWT_SECRET: 'bench-jwt-secret-that-is-long-enough-0123456789',
-    TOKEN_ENCRYPTION_KEYS: `v1:${Buffer.alloc(32, 7).toString('base64')}`,
-    TRACKING_SECRET: 'v1:bench-tracking-secret-that-is-long-enough-01',
-    SUPPRESSION_HASH_KEY: 'bench-suppression-hash-key-long-enough-000000',
-    PUBLIC_BASE_URL: 'http://127.0.0.1:1',
-  });
-  const database = await connect(config.database);
-  await database.migrate();
-  const logger = createLogger(config.logLevel);
-  const google = await resolveGoogle(config, { sandboxPort: 0 });
-  const deps = { config, database, logger, google };
-  const services = createServices(deps);
-  const ours = createHttpServer(createApp(deps, services), services);
+  const app = await startBenchServer(SERVER_URL);
+  const { database, services, url: oursUrl } = app;
   const bare = bareServer();
-  const oursUrl = await listen(ours);
   const bareUrl = await listen(bare);
 
   // A campaign with DISTINCT sends, sent an hour ago (so hits are not "too soon"). Runs use
@@ -180,7 +122,7 @@ async function main() {
   };
 
   console.log(`node ${process.version}, ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, load average ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
-  console.log(`database: ${server ? 'PostgreSQL server (same machine)' : 'PGlite on disk (embedded, shares the thread)'}`);
+  console.log(`database: ${app.label}`);
   console.log(`autocannon (separate process): ${CONNECTIONS} connections, ${SECONDS} s per run, loopback; user agent: desktop Chrome\n`);
 
   // Warm-up (JIT, caches): not reported, but its hits must be recorded too.
@@ -236,17 +178,10 @@ async function main() {
   console.log(
     `\nrecorded: ${count} tracking events for ${answeredByUs} answered hits (${sentToUs} sent) — ${complete ? 'every hit recorded' : 'MISSING EVENTS'}; largest writer backlog ${maxBacklog}`,
   );
-  const metrics = await services.metrics.registry.getSingleMetricAsString('tracking_events_dropped_total');
-  const dropped = [...metrics.matchAll(/tracking_events_dropped_total\{[^}]*\} (\d+)/g)].reduce((sum, m) => sum + Number(m[1]), 0);
-  console.log(`tracking_events_dropped_total: ${dropped}`);
+  console.log(`tracking_events_dropped_total: ${await app.dropped()}`);
 
-  await new Promise<void>((resolve) => ours.close(() => resolve()));
   await new Promise<void>((resolve) => bare.close(() => resolve()));
-  await tracking.close();
-  await google.sandbox?.close();
-  await database.close();
-  await server?.drop();
-  rmSync(dataDir, { recursive: true, force: true });
+  await app.stop();
   if (!complete) process.exitCode = 1;
 }
 

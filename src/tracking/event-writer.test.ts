@@ -42,6 +42,13 @@ function harness(options: { maxBuffer?: number; batchSize?: number; failWhile?: 
   return { writer, inserted, counts };
 }
 
+/** A writer that records the size of each statement it would run. */
+function batchSizeRecorder(options: Omit<Parameters<typeof createEventWriter<number>>[0], 'prepare' | 'insert' | 'logger'>) {
+  const inserted: number[] = [];
+  const writer = createEventWriter<number>({ ...options, prepare: (items) => items.map(row), insert: async (rows) => void inserted.push(rows.length), logger });
+  return { writer, inserted };
+}
+
 afterEach(() => {
   vi.useRealTimers();
 });
@@ -171,6 +178,41 @@ describe('event writer', () => {
     await vi.advanceTimersByTimeAsync(2_000);
     await vi.advanceTimersByTimeAsync(10);
     expect(inserted).toHaveLength(20);
+    await writer.close();
+  });
+
+  it('grows its batches with the backlog (a quarter of it, at most maxBatchSize) and keeps the small batch when little waits', async () => {
+    const { writer, inserted } = batchSizeRecorder({ batchSize: 10, maxBatchSize: 100, isBusy: () => false });
+    for (let i = 0; i < 1_000; i += 1) writer.push(i);
+    expect(await writer.flush()).toBe(0);
+    // 1,000 waiting: 100 a statement (the cap) until fewer than 400 wait, then a quarter, then 10s.
+    expect(inserted.slice(0, 6)).toEqual([100, 100, 100, 100, 100, 100]);
+    expect(inserted.slice(-3, -1)).toEqual([10, 10]);
+    expect(inserted.at(-1)).toBeLessThanOrEqual(10);
+    expect(inserted.reduce((a, b) => a + b, 0)).toBe(1_000);
+    inserted.length = 0;
+    for (let i = 0; i < 15; i += 1) writer.push(i);
+    expect(await writer.flush()).toBe(0);
+    expect(inserted).toEqual([10, 5]);
+    await writer.close();
+  });
+
+  it('while busy under a budget, the short batch grows toward batchSize only as a backlog stands', async () => {
+    vi.useFakeTimers();
+    const { writer, inserted } = batchSizeRecorder({
+      batchSize: 20,
+      busyBatchSize: 2,
+      maxBatchSize: 1_000,
+      tickBudgetMs: 0,
+      rampAfterMs: 2_000,
+      rampFullMs: 3_000,
+      isBusy: () => true,
+    });
+    for (let i = 0; i < 500; i += 1) writer.push(i);
+    await vi.advanceTimersByTimeAsync(1_000);
+    expect(inserted).toEqual([2]);
+    await vi.advanceTimersByTimeAsync(3_000);
+    expect(Math.max(...inserted)).toBe(20);
     await writer.close();
   });
 });

@@ -32,6 +32,13 @@ export interface EventWriterOptions<T> {
   maxBuffer?: number;
   /** Rows per insert statement (default 1,000). */
   batchSize?: number;
+  /**
+   * Rows per statement at most when a backlog builds (default: batchSize): a batch takes a
+   * quarter of what is waiting, between batchSize and this. Each statement has a fixed cost
+   * (on PGlite it dominated batches of 250), so a backlog is written in fewer, larger ones;
+   * an idle writer keeps small batches, so a hit waits no longer than before.
+   */
+  maxBatchSize?: number;
   /** Rows per statement while the server is busy (default: batchSize): shorter statements, shorter stalls. */
   busyBatchSize?: number;
   /** Flush period (default 1 s). */
@@ -108,6 +115,7 @@ export function createEventWriter<T>(options: EventWriterOptions<T>) {
   const maxBuffer = options.maxBuffer ?? 500_000;
   const batchSize = options.batchSize ?? 1_000;
   const busyBatchSize = options.busyBatchSize ?? batchSize;
+  const maxBatchSize = Math.max(batchSize, options.maxBatchSize ?? batchSize);
   const tickBudgetMs = options.tickBudgetMs ?? Number.POSITIVE_INFINITY;
   const retryInitialMs = options.retryInitialMs ?? 500;
   const retryMaxMs = options.retryMaxMs ?? 15_000;
@@ -117,11 +125,21 @@ export function createEventWriter<T>(options: EventWriterOptions<T>) {
   const rampFullMs = options.rampFullMs ?? 60_000;
   /** When the buffer was last empty: how long a backlog has been standing. */
   let emptySince = now();
-  const budgetNow = () => {
-    if (!Number.isFinite(tickBudgetMs)) return tickBudgetMs;
+  /** 0 → 1 as a backlog stands from rampAfterMs to rampFullMs. */
+  const rampNow = () => {
     const standing = size() === 0 ? 0 : now() - emptySince;
-    const ramp = Math.min(1, Math.max(0, (standing - rampAfterMs) / (rampFullMs - rampAfterMs)));
-    return tickBudgetMs + (intervalMs - tickBudgetMs) * ramp;
+    return Math.min(1, Math.max(0, (standing - rampAfterMs) / (rampFullMs - rampAfterMs)));
+  };
+  const budgetNow = () => (Number.isFinite(tickBudgetMs) ? tickBudgetMs + (intervalMs - tickBudgetMs) * rampNow() : tickBudgetMs);
+  /**
+   * Rows for the next statement. While the server is busy under a budget: the short busy
+   * batch, growing toward batchSize with the budget (a standing backlog: keeping up matters
+   * more than the stall of one statement). Otherwise a quarter of the backlog, within
+   * [batchSize, maxBatchSize].
+   */
+  const batchNow = (budgetMs: number) => {
+    if (budgetMs !== Number.POSITIVE_INFINITY && isBusy()) return Math.round(busyBatchSize + (batchSize - busyBatchSize) * rampNow());
+    return Math.min(maxBatchSize, Math.max(batchSize, Math.floor(size() / 4)));
   };
 
   const queue = new Queue<T>();
@@ -146,7 +164,7 @@ export function createEventWriter<T>(options: EventWriterOptions<T>) {
     const started = now();
     while (size() > 0) {
       if (!ignoreBackoff && now() < retryAt) return false;
-      const room = (budgetMs !== Number.POSITIVE_INFINITY && isBusy() ? busyBatchSize : batchSize) - retrying.length;
+      const room = batchNow(budgetMs) - retrying.length;
       // The failed batch goes first, topped up with newer items (the same ids: what landed is skipped).
       const batch = room > 0 ? retrying.concat(queue.take(room)) : retrying;
       retrying = [];

@@ -4,19 +4,26 @@ import type { Classification } from './classify.js';
 import { pgArray, rowsOf } from '../db/pg-array.js';
 import { applyUpgrades, planRollups, type CampaignDelta, type InsertedEvent, type RecipientDelta, type RollupPlan, type SendState } from './rollups.js';
 import type { TrackingEventRow } from './tracking.repo.js';
-import { recordTrackingHits } from '../webhooks/facts.js';
+import { trackingHitOutboxCtes } from '../webhooks/facts.js';
+import { sendRefusedTracking, untrackedHitCountsCte } from './untracked-hits.js';
 
 /*
- * The event writer's transaction (rules in rollups.ts):
- *   1. lock each campaign of the batch (transaction-scoped advisory lock, in hash order:
- *      no deadlock between writers);
- *   2. insert the events, `on conflict (id, at) do nothing` (the key of the partitioned
- *      table; both fixed at buffer time), returning the rows actually
- *      inserted with their send's recipient and stored state;
- *   3. re-judge the upgrade of the few sends the batch may have moved (one indexed query);
- *   4. write send states, recipient counts (who became a unique human) and campaign
- *      rollups in one statement, each sorted by key.
- * Three or four statements a batch: on PGlite each statement has a fixed cost.
+ * The event writer's transaction (rules in rollups.ts), two statements a batch (three with
+ * the advisory lock on a server) — on PGlite each statement has a fixed cost that dominated
+ * small batches, so everything that can share a statement does (issue 14):
+ *   1. (server) lock each campaign of the batch (transaction-scoped advisory lock, in hash
+ *      order: no deadlock between writers). A statement of its own: the write statement's
+ *      snapshot must be taken after the lock is granted (READ COMMITTED).
+ *   2. the write statement: probe each hit's send (recipient, contact, address, and whether
+ *      that address refused tracking: untracked-hits.ts); count the refused hits; insert the
+ *      others `on conflict (id, at) do nothing` (the key of the partitioned table; both fixed
+ *      at buffer time) returning the rows actually inserted; write the webhook outbox rows of
+ *      those rows; read the stored state of their sends; and, for the sends whose human-click
+ *      upgrade this batch may move, the latest non-human open at or before the first human
+ *      click (the statement's snapshot does not hold its own inserts: the batch's own opens
+ *      are added in JavaScript, same rule, same tie-break).
+ *   3. write send states, recipient counts (who became a unique human) and campaign rollups
+ *      in one statement, each sorted by key.
  * Every statement is batch-sized; a batch of events whose ids were all inserted already
  * changes nothing.
  */
@@ -26,12 +33,12 @@ const ROLLUP_LOCK_CLASS = 0x74726b72;
 
 export const EVENT_COLUMNS = sql.raw('id, workspace_id, campaign_id, send_id, type, link_index, at, method, ip, user_agent, classification, reasons');
 
-/** The batch as rows for EVENT_COLUMNS: a dozen array parameters, whatever the batch size. */
+/** The batch as rows for EVENT_COLUMNS (named like them): a dozen array parameters, whatever the batch size. */
 export function selectEventsFromArrays(events: readonly TrackingEventRow[]) {
   const column = <T extends string | number | null>(pick: (e: TrackingEventRow) => T) => pgArray(events.map(pick));
   return sql`
-    select id, workspace_id, campaign_id, send_id, type::tracking_event_type, link_index, to_timestamp(at_ms / 1000.0), method, ip, user_agent,
-           classification::hit_classification, string_to_array(reasons, ',')
+    select id, workspace_id, campaign_id, send_id, type::tracking_event_type as type, link_index, to_timestamp(at_ms / 1000.0) as at, method, ip, user_agent,
+           classification::hit_classification as classification, string_to_array(reasons, ',') as reasons
     from unnest(
       ${column((e) => e.id)}::uuid[], ${column((e) => e.workspaceId)}::uuid[], ${column((e) => e.campaignId)}::uuid[],
       ${column((e) => e.sendId)}::uuid[], ${column((e) => e.type)}::text[], ${column((e) => e.linkIndex)}::int[],
@@ -42,7 +49,71 @@ export function selectEventsFromArrays(events: readonly TrackingEventRow[]) {
 
 const byKey = <T>(key: (item: T) => string) => (a: T, b: T) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0);
 
-/** Resolves to how many events were new (the others had been written before: a retried batch). */
+const ms = (column: string) => sql.raw(`round(extract(epoch from ${column}) * 1000)::float8`);
+
+/** Statement 2 (see above). One row per inserted event of an existing send (or one row of nulls), each with the batch's refused-hit count. */
+export function writeStatement(events: readonly TrackingEventRow[]) {
+  return sql`
+    with batch as (${selectEventsFromArrays(events)}),
+    src as (
+      -- Lateral lookups with a limit: one primary-key probe per row, never a hash join over a whole table.
+      select b.*, cs.recipient_id, cs.contact_id, cs.email, cs.recipient_id is not null as has_send, coalesce(cs.untracked, false) as untracked
+      from batch b
+      left join lateral (
+        select cs.recipient_id, cs.contact_id, cs.email, ${sendRefusedTracking} as untracked
+        from campaign_sends cs where cs.id = b.send_id and cs.workspace_id = b.workspace_id limit 1
+      ) cs on true
+    )${untrackedHitCountsCte('src')},
+    ins as (
+      insert into tracking_events (${EVENT_COLUMNS})
+      select ${EVENT_COLUMNS} from src where not untracked
+      on conflict (id, at) do nothing
+      returning id
+    ),
+    hits as (select src.* from ins join src on src.id = ins.id where src.has_send)${trackingHitOutboxCtes('hits')},
+    -- Per send of the batch: its stored state, its first human click after this batch, and
+    -- whether its upgrade may move (a superset of what rollups.ts re-judges; anything
+    -- outside it is looked up by a statement of its own).
+    per_send as (
+      select b.send_id, st.send_id as state_send_id, st.workspace_id, st.campaign_id, st.recipient_id, st.first_human_click_at, st.first_human_open_at,
+             st.upgraded_class, least(st.first_human_click_at, b.human_click) as click_at, least(st.first_human_open_at, b.human_open) as open_at,
+             st.send_id is null or least(st.first_human_click_at, b.human_click) is distinct from st.first_human_click_at
+               or least(st.first_human_open_at, b.human_open) is distinct from st.first_human_open_at
+               or coalesce(b.other_open <= least(st.first_human_click_at, b.human_click), false) as may_move
+      from (
+        select send_id, min(at) filter (where type = 'click' and classification = 'human') as human_click,
+               min(at) filter (where type = 'open' and classification = 'human') as human_open,
+               min(at) filter (where type = 'open' and classification <> 'human') as other_open
+        from src where has_send and not untracked group by send_id
+      ) b
+      left join lateral (select * from tracking_send_rollups where send_id = b.send_id limit 1) st on true
+    ),
+    lookup as (
+      select p.send_id, e.classification, ${ms('e.at')} as at_ms, e.id
+      from per_send p
+      left join lateral (
+        -- Walks the send's index (send_id, at) backwards from the click: a few rows, whatever the table size.
+        select classification::text as classification, at, id from tracking_events
+        where send_id = p.send_id and at <= p.click_at and type = 'open' and classification <> 'human'
+        order by at desc, id desc limit 1
+      ) e on true
+      where p.click_at is not null and p.may_move and (p.open_at is null or p.open_at > p.click_at)
+    )
+    select u.untracked_hits, r.* from (select count(*)::int as untracked_hits from src where untracked) u
+    left join (
+      select h.id, h.recipient_id, p.state_send_id, p.workspace_id as state_workspace_id, p.campaign_id as state_campaign_id,
+             p.recipient_id as state_recipient_id, p.upgraded_class::text as upgraded_class,
+             ${ms('p.first_human_click_at')} as click_ms, ${ms('p.first_human_open_at')} as open_ms,
+             ${ms('p.click_at')} as lookup_click_ms, l.send_id is not null as looked_up, l.classification as lookup_class, l.at_ms as lookup_at_ms, l.id as lookup_id
+      from hits h
+      join per_send p on p.send_id = h.send_id
+      left join lookup l on l.send_id = h.send_id
+      -- Data-modifying CTEs run whether or not they are read; these are read so that it is plain.
+      where (select count(*) from untracked_counts) >= 0
+    ) r on true`;
+}
+
+/** Resolves to how many events were new (the others had been written before: a retried batch); refused hits count as written. */
 export async function writeEventsWithRollups(db: Db, events: readonly TrackingEventRow[], options: { singleConnection?: boolean } = {}): Promise<number> {
   if (events.length === 0) return 0;
   return db.transaction(async (txn) => {
@@ -56,31 +127,14 @@ export async function writeEventsWithRollups(db: Db, events: readonly TrackingEv
       ) locks`);
     }
 
-    // Runs after the lock was granted, so the state read here is the latest (READ COMMITTED:
-    // each statement sees what committed before it started).
-    const inserted = rowsOf<Record<string, unknown>>(
-      await tx.execute(sql`
-        with ins as (
-          insert into tracking_events (${EVENT_COLUMNS})
-          ${selectEventsFromArrays(events)}
-          on conflict (id, at) do nothing
-          returning id, workspace_id, send_id
-        )
-        select ins.id, s.recipient_id, st.send_id as state_send_id, st.workspace_id as state_workspace_id, st.campaign_id as state_campaign_id,
-               st.recipient_id as state_recipient_id, st.upgraded_class::text as upgraded_class,
-               round(extract(epoch from st.first_human_click_at) * 1000)::float8 as click_ms,
-               round(extract(epoch from st.first_human_open_at) * 1000)::float8 as open_ms
-        -- Lateral lookups with a limit: one primary-key probe per row, never a hash join over a whole table.
-        from ins
-        cross join lateral (select recipient_id from campaign_sends where id = ins.send_id and workspace_id = ins.workspace_id limit 1) s
-        left join lateral (select * from tracking_send_rollups where send_id = ins.send_id limit 1) st on true`),
-    );
-    if (inserted.length === 0) return 0;
-    // Webhook events of the hits actually new, in this batch's transaction (one statement).
-    await recordTrackingHits(tx, inserted.map((r) => String(r.id)));
+    const result = rowsOf<Record<string, unknown>>(await tx.execute(writeStatement(events)));
+    const untracked = Number(result[0]?.untracked_hits ?? 0);
+    const inserted = result.filter((r) => r.id !== null && r.id !== undefined);
+    if (inserted.length === 0) return untracked;
 
     const byId = new Map(events.map((e) => [e.id, e]));
     const known = new Map<string, SendState>();
+    const found = new Map<string, { clickMs: number; open: LatestOpen | null }>();
     const msOf = (value: unknown) => (value === null || value === undefined ? null : Number(value));
     const rows: InsertedEvent[] = inserted.map((r) => {
       const e = byId.get(String(r.id))!;
@@ -95,13 +149,62 @@ export async function writeEventsWithRollups(db: Db, events: readonly TrackingEv
           upgradedClass: (r.upgraded_class ?? null) as Classification | null,
         });
       }
+      if (r.looked_up && !found.has(e.sendId)) {
+        const open = r.lookup_id ? { classification: r.lookup_class as Classification, atMs: Number(r.lookup_at_ms), id: String(r.lookup_id) } : null;
+        found.set(e.sendId, { clickMs: Number(r.lookup_click_ms), open });
+      }
       return { workspaceId: e.workspaceId, campaignId: e.campaignId, sendId: e.sendId, recipientId: String(r.recipient_id), type: e.type, linkIndex: e.linkIndex, atMs: e.atMs, classification: e.classification };
     });
     const plan = planRollups(rows, known);
-    applyUpgrades(plan, known, await latestOpensBeforeClick(tx, plan.lookups));
+    const newEvents = inserted.map((r) => byId.get(String(r.id))!);
+    applyUpgrades(plan, known, await latestOpensBeforeClicks(tx, plan.lookups, found, newEvents));
     await writeRollups(tx, plan);
-    return inserted.length;
+    return inserted.length + untracked;
   });
+}
+
+interface LatestOpen {
+  classification: Classification;
+  atMs: number;
+  id: string;
+}
+
+/** Later wins; on the same time, the larger id (uuid order is the order of its lowercase text). */
+const later = (a: LatestOpen | null, b: LatestOpen | null) => (!a ? b : !b ? a : b.atMs > a.atMs || (b.atMs === a.atMs && b.id > a.id) ? b : a);
+
+/**
+ * Per re-judged send: the verdict of its latest non-human open at or before its first human
+ * click — what the write statement found among stored events, or the batch's own new opens,
+ * whichever is later. A send the statement did not look up for that same click time (it
+ * should not happen: its condition is a superset) is looked up now, after the insert.
+ */
+async function latestOpensBeforeClicks(
+  tx: Db,
+  lookups: readonly { sendId: string; firstHumanClickMs: number }[],
+  found: ReadonlyMap<string, { clickMs: number; open: LatestOpen | null }>,
+  newEvents: readonly TrackingEventRow[],
+): Promise<Map<string, Classification>> {
+  const result = new Map<string, Classification>();
+  if (lookups.length === 0) return result;
+  const wanted = new Map(lookups.map((l) => [l.sendId, l.firstHumanClickMs]));
+  const ownOpens = new Map<string, LatestOpen | null>();
+  for (const event of newEvents) {
+    const click = wanted.get(event.sendId);
+    if (click === undefined || event.type !== 'open' || event.classification === 'human' || event.atMs > click) continue;
+    ownOpens.set(event.sendId, later(ownOpens.get(event.sendId) ?? null, { classification: event.classification, atMs: event.atMs, id: event.id }));
+  }
+  const missing: { sendId: string; firstHumanClickMs: number }[] = [];
+  for (const { sendId, firstHumanClickMs } of lookups) {
+    const stored = found.get(sendId);
+    if (!stored || stored.clickMs !== firstHumanClickMs) {
+      missing.push({ sendId, firstHumanClickMs });
+      continue;
+    }
+    const latest = later(stored.open, ownOpens.get(sendId) ?? null);
+    if (latest) result.set(sendId, latest.classification);
+  }
+  for (const [sendId, classification] of await latestOpensBeforeClick(tx, missing)) result.set(sendId, classification);
+  return result;
 }
 
 /**

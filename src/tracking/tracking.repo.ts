@@ -4,7 +4,6 @@ import type { CampaignSendRow } from './campaign-send-index.js';
 import type { Classification, HitType } from './classify.js';
 import { pgArray, rowsOf } from '../db/pg-array.js';
 import { writeEventsWithRollups } from './rollups.repo.js';
-import { divertUntrackedHits } from './untracked-hits.js';
 
 export { pgArray };
 
@@ -106,17 +105,12 @@ export function createTrackingRepo(db: Db, options: { singleConnection?: boolean
 
     /**
      * One transaction per batch: the events (ids chosen when the hit was buffered, so a
-     * retried batch inserts nothing twice) and the stats rollups of the rows actually
-     * inserted (rollups.repo.ts). Hits of recipients who refused tracking are only counted
-     * (untracked-hits.ts); they count as written.
+     * retried batch inserts nothing twice), their webhook outbox rows and the stats rollups of
+     * the rows actually inserted (rollups.repo.ts). Hits of recipients who refused tracking are
+     * only counted (untracked-hits.ts); they count as written.
      */
     insertEvents(events: readonly TrackingEventRow[]): Promise<number> {
-      if (events.length === 0) return Promise.resolve(0);
-      return db.transaction(async (txn) => {
-        const tx = txn as unknown as Db;
-        const kept = await divertUntrackedHits(tx, events);
-        return (await writeEventsWithRollups(tx, kept, options)) + (events.length - kept.length);
-      });
+      return writeEventsWithRollups(db, events, options);
     },
   };
 }

@@ -1,6 +1,5 @@
 import { sql, type SQL } from 'drizzle-orm';
 import type { Db } from '../db/connect.js';
-import { pgArray } from '../db/pg-array.js';
 import type { WebhookEventInput } from './events.js';
 import { recordWebhookEvents, webhookOutboxCtes } from './outbox.js';
 
@@ -52,21 +51,20 @@ export function oneToOneOutcomeEvent(row: {
   };
 }
 
-/** Opens and clicks the tracking writer inserted in this batch (ids of rows actually new). */
-export async function recordTrackingHits(executor: Executor, trackingEventIds: readonly string[]): Promise<void> {
-  if (trackingEventIds.length === 0) return;
-  await recordFromSelect(
-    executor,
-    sql`
-      select te.workspace_id, te.type::text as type, te.at as occurred_at,
-             jsonb_build_object('trackingEventId', te.id, 'campaignId', te.campaign_id, 'sendId', te.send_id, 'contactId', cs.contact_id,
-                                'email', cs.email, 'verdict', te.classification::text, 'reasons', to_jsonb(te.reasons), 'linkIndex', te.link_index) as data
-      from tracking_events te
-      join campaign_sends cs on cs.id = te.send_id and cs.workspace_id = te.workspace_id
-      where te.id = any(${pgArray(trackingEventIds)}::uuid[])
-        -- One probe for the whole batch: no endpoint listening for hits, nothing to join.
-        and exists (select 1 from webhook_endpoints e where e.enabled and e.event_types && array['open', 'click'])`,
-  );
+/**
+ * Opens and clicks the tracking writer inserted: CTEs for its one write statement, over
+ * `hits` (a CTE of the rows actually new, with their send's contact_id and email). Starts
+ * with a comma: append it to that WITH list.
+ */
+export function trackingHitOutboxCtes(hits: string): SQL {
+  return sql`,
+    ${webhookOutboxCtes(sql`
+      select h.workspace_id, h.type::text as type, h.at as occurred_at,
+             jsonb_build_object('trackingEventId', h.id, 'campaignId', h.campaign_id, 'sendId', h.send_id, 'contactId', h.contact_id,
+                                'email', h.email, 'verdict', h.classification::text, 'reasons', to_jsonb(h.reasons), 'linkIndex', h.link_index) as data
+      from ${sql.raw(hits)} h
+      -- One probe for the whole batch: no endpoint listening for hits, nothing to build.
+      where exists (select 1 from webhook_endpoints e where e.enabled and e.event_types && array['open', 'click'])`)}`;
 }
 
 /** A reply, automatic reply, bounce or delay recorded from a mailbox (mail_events row). Only the contact's own address is named. */

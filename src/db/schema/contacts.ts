@@ -31,6 +31,8 @@ export const contacts = pgTable(
     uniqueIndex('contacts_workspace_email_unique').on(t.workspaceId, sql`lower(${t.email})`).where(sql`${t.deletedAt} is null`),
     index('contacts_purge_after_idx').on(t.purgeAfter).where(sql`${t.purgeAfter} is not null`),
     index('contacts_workspace_created_idx').on(t.workspaceId, t.createdAt, t.id),
+    // Only contacts who refused tracking: the event writer's per-hit probe (migration 0019).
+    index('contacts_tracking_refused_idx').on(t.workspaceId, sql`lower(${t.email})`).where(sql`${t.trackingRefusedAt} is not null`),
   ],
 );
 

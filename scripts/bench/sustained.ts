@@ -1,0 +1,125 @@
+/**
+ * Sustained tracking load through real HTTP: the real server (bench-server.ts) on PGlite on
+ * disk, or a database of its own on the server at BENCH_DATABASE_URL; a campaign of
+ * BENCH_TOKENS sends; a pixel + click mix (7 opens to 3 clicks, every send's token) from
+ * autocannon in a child process.
+ *
+ *   npm run bench -- sustained
+ *   BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres npm run bench -- sustained
+ *
+ * 1. Peak: BENCH_PEAK_SECONDS (5) with no rate limit, twice; the peak is the better run's
+ *    answered hits/s. The backlog is written before the next step.
+ * 2. BENCH_SECONDS (60) at BENCH_SHARE (80%) of that peak: p50/p99, the writer's backlog every
+ *    second, and once the load stops, the time until the backlog is 0.
+ * 3. If that backlog did not stay bounded (more than 2 s of events waiting when the load
+ *    stopped and not falling over its last 10 s; or less than 95% of the asked rate answered:
+ *    recording slower than answering), the same run at lower rates — starting from
+ *    what answering and recording together allow, measured from the peak run (1 / (1/answered
+ *    + 1/written per s)), stepping down by 20% — until one stays bounded (at most 3 tries).
+ * At the end: answered hits vs events recorded (answered <= recorded <= sent) and
+ * tracking_events_dropped_total.
+ */
+import os from 'node:os';
+import { sql } from 'drizzle-orm';
+import { load, startBenchServer, type LoadResult } from './bench-server.js';
+import { machine, seedBenchCampaign } from './common.js';
+
+const SERVER_URL = process.env.BENCH_DATABASE_URL;
+const TOKENS = Number(process.env.BENCH_TOKENS ?? 1000);
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 10);
+const PEAK_SECONDS = Number(process.env.BENCH_PEAK_SECONDS ?? 5);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 60);
+const SHARE = Number(process.env.BENCH_SHARE ?? 0.8);
+const TRIES = Number(process.env.BENCH_TRIES ?? 3);
+
+const app = await startBenchServer(SERVER_URL);
+const { database, services } = app;
+const tracking = services.tracking;
+const { campaignId, sends } = await seedBenchCampaign(database.db, 'Bench sustained', TOKENS);
+const pathOf = (url: string) => new URL(url).pathname;
+// 7 opens to 3 clicks, cycling through every send.
+const paths = sends.flatMap((id, i) => (i % 10 < 3 ? [pathOf(tracking.urls.openPixel(id)), pathOf(tracking.urls.click(id, 0))] : [pathOf(tracking.urls.openPixel(id))]));
+
+let answered = 0;
+let sent = 0;
+const run = async (seconds: number, rate?: number): Promise<LoadResult> => {
+  const result = await load(app.url, { seconds, connections: CONNECTIONS, rate, paths });
+  answered += result.answered;
+  sent += result.sent;
+  if (result.unexpected || result.errors) console.log(`  ! ${result.unexpected} unexpected statuses, ${result.errors} errors`);
+  return result;
+};
+/** Waits until the writer's backlog is 0 (at most `limitMs`); how long that took and how many events it wrote meanwhile. */
+const drain = async (limitMs = 300_000) => {
+  const backlog = tracking.pending();
+  const started = performance.now();
+  while (tracking.pending() > 0 && performance.now() - started < limitMs) await new Promise((resolve) => setTimeout(resolve, 20));
+  const seconds = (performance.now() - started) / 1000;
+  return { backlog, seconds, left: tracking.pending(), perSecond: seconds > 0 ? (backlog - tracking.pending()) / seconds : Number.POSITIVE_INFINITY };
+};
+
+console.log(machine());
+console.log(`database: ${app.label}; ${TOKENS} sends, 7 opens : 3 clicks; autocannon in a child process, ${CONNECTIONS} connections, loopback\n`);
+
+await run(3);
+await drain();
+const peaks: { result: LoadResult; drained: Awaited<ReturnType<typeof drain>> }[] = [];
+for (let i = 0; i < 2; i += 1) {
+  const result = await run(PEAK_SECONDS);
+  peaks.push({ result, drained: await drain() });
+}
+for (const [i, { result, drained }] of peaks.entries()) {
+  console.log(
+    `peak run ${i + 1}: ${result.rps.toFixed(0)} hits/s answered (p50 ${result.p50} ms, p99 ${result.p99} ms); backlog ${drained.backlog.toLocaleString('en')} written in ${drained.seconds.toFixed(1)} s (${drained.perSecond.toFixed(0)} events/s with no load)`,
+  );
+}
+const best = peaks.reduce((a, b) => (b.result.rps > a.result.rps ? b : a));
+const peak = best.result.rps;
+
+/** One sustained run at `rate`: the backlog sampled every second, then the drain. */
+async function sustained(rate: number, seconds: number) {
+  const samples: number[] = [];
+  const sampler = setInterval(() => samples.push(tracking.pending()), 1_000);
+  const before = process.cpuUsage();
+  const result = await run(seconds, rate);
+  clearInterval(sampler);
+  const cpu = process.cpuUsage(before);
+  const atEnd = tracking.pending();
+  const drained = await drain();
+  // Bounded: at most 2 s of events waiting when the load stops, or the backlog falling over
+  // the last 10 s (PGlite's writer earns its budget as a backlog stands: it rises, then falls).
+  // And the hits answered at (nearly) the asked rate: with PGlite on the request thread, a
+  // writer that keeps up by taking the thread shows up as answers slowing down instead.
+  const falling = samples.length > 10 && samples.at(-1)! <= samples.at(-11)!;
+  const answeredAtRate = result.rps >= rate * 0.95;
+  const bounded = (atEnd <= rate * 2 || falling) && answeredAtRate;
+  console.log(`\n${seconds} s at ${rate.toFixed(0)} hits/s (${((rate / peak) * 100).toFixed(0)}% of peak): ${result.rps.toFixed(0)} answered/s, p50 ${result.p50} ms, p99 ${result.p99} ms (goal < 5 ms) ${result.p99 < 5 ? 'met' : 'NOT met'}`);
+  console.log(`  server CPU ${((cpu.user + cpu.system) / 1e6 / seconds).toFixed(2)} cores; writer backlog each second: ${samples.join(' ')}`);
+  console.log(
+    `  backlog max ${Math.max(0, ...samples).toLocaleString('en')}, ${atEnd.toLocaleString('en')} when the load stopped (${bounded ? 'bounded' : 'NOT bounded'}: ${(atEnd / rate).toFixed(1)} s of events${falling ? ', falling over the last 10 s' : ''}${answeredAtRate ? '' : `, but only ${((result.rps / rate) * 100).toFixed(0)}% of the asked rate answered`}), ${drained.left === 0 ? `drained to 0 in ${drained.seconds.toFixed(1)} s` : `NOT drained: ${drained.left} left after ${drained.seconds.toFixed(0)} s`}`,
+  );
+  return { result, bounded };
+}
+
+const target = await sustained(peak * SHARE, SECONDS);
+if (!target.bounded) {
+  // What answering and recording together allow on this machine, from the peak run: seconds per hit answered + seconds per event written.
+  let rate = 1 / (1 / peak + 1 / Math.max(1, best.drained.perSecond));
+  console.log(`\nrecording is slower than answering at ${(SHARE * 100).toFixed(0)}% of peak; looking for the highest bounded rate from ${rate.toFixed(0)} hits/s`);
+  for (let attempt = 0; attempt < TRIES; attempt += 1, rate *= 0.8) {
+    if ((await sustained(rate, SECONDS)).bounded) {
+      console.log(`highest sustained rate found bounded: ${rate.toFixed(0)} hits/s (${((rate / peak) * 100).toFixed(0)}% of peak)`);
+      break;
+    }
+  }
+}
+
+await tracking.flush();
+const counted = (await database.db.execute(sql`select count(*)::int as n from tracking_events where campaign_id = ${campaignId}`)) as unknown as { rows: { n: number }[] };
+const recorded = Number(counted.rows[0]!.n);
+const dropped = await app.dropped();
+const complete = recorded >= answered && recorded <= sent;
+console.log(`\nrecorded ${recorded.toLocaleString('en')} events for ${answered.toLocaleString('en')} answered hits (${sent.toLocaleString('en')} sent): ${complete ? 'every answered hit recorded' : 'MISSING EVENTS'}`);
+console.log(`tracking_events_dropped_total ${dropped}; load average now ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
+await app.stop();
+if (!complete || dropped > 0) process.exitCode = 1;
