@@ -195,7 +195,12 @@ export function createSendLedgerRepo(db: Db, options: SendLedgerOptions = {}) {
      * then the claim: `sending`, this worker's lease, the next attempt, a messages row. One
      * verdict per input, in order.
      */
-    async claimMany(inputs: ClaimInput[]): Promise<GateResult[]> {
+    async claimMany(all: ClaimInput[]): Promise<GateResult[]> {
+      // The same send twice in a group (two passes of one worker reserved it): the first asks,
+      // the others have lost — one statement would otherwise claim it twice.
+      const first = new Map<string, ClaimInput>();
+      for (const input of all) if (!first.has(input.candidate.id)) first.set(input.candidate.id, input);
+      const inputs = [...first.values()];
       if (inputs.length === 0) return [];
       const { campaign, mailbox, owner, now, leaseUntil } = inputs[0]!;
       const ids = inputs.map((i) => i.candidate.id);
@@ -234,8 +239,8 @@ export function createSendLedgerRepo(db: Db, options: SendLedgerOptions = {}) {
             select id, status, lease_owner, lease_expired, attempts, campaign_status, skip_reason from v`),
         );
         const byId = new Map(rows.map((r) => [r.id, r]));
-        return inputs.map((input): GateResult => {
-          const row = byId.get(input.candidate.id);
+        return all.map((input): GateResult => {
+          const row = first.get(input.candidate.id) === input ? byId.get(input.candidate.id) : undefined;
           if (!row || row.status !== 'queued' || (row.lease_owner !== null && row.lease_owner !== owner && !row.lease_expired)) return { kind: 'lost' };
           if (row.campaign_status !== 'sending') return { kind: 'halted' };
           if (row.skip_reason) return { kind: 'skipped', reason: row.skip_reason };
@@ -286,6 +291,15 @@ export function createSendLedgerRepo(db: Db, options: SendLedgerOptions = {}) {
       if (inputs.length === 0) return [];
       const col = <T extends string | number | null>(f: (x: SentInput) => T) => pgArray(inputs.map(f));
       const at = inputs[0]!.at;
+      // Only when a sequence has a next step: an INSERT in the statement fires the counters' insert trigger even for no rows.
+      const nextSteps = inputs.some((x) => x.next)
+        ? sql`,
+          nx as (
+            insert into campaign_sends (workspace_id, campaign_id, step, contact_id, recipient_id, email, rfc822_message_id, due_at)
+            select l.workspace_id, l.campaign_id, l.step + 1, l.contact_id, l.recipient_id, l.email, gen_random_uuid()::text || '@' || i.sender_domain, i.next_due
+            from ledger l join i on i.id = l.id where i.next_due is not null
+            on conflict do nothing)`
+        : sql``;
       const rows = rowsOf<{ id: string }>(
         await db.execute(sql`
           with i as (
@@ -301,12 +315,7 @@ export function createSendLedgerRepo(db: Db, options: SendLedgerOptions = {}) {
             returning s.id, s.workspace_id, s.campaign_id, s.step, s.contact_id, s.recipient_id, s.email, s.message_id),
           m as (
             update messages ms set status = 'sent', gmail_message_id = i.gmail_id, gmail_thread_id = i.thread_id, at = i.at, subject = i.subject
-            from i join ledger l on l.id = i.id where ms.id = i.message_row_id),
-          nx as (
-            insert into campaign_sends (workspace_id, campaign_id, step, contact_id, recipient_id, email, rfc822_message_id, due_at)
-            select l.workspace_id, l.campaign_id, l.step + 1, l.contact_id, l.recipient_id, l.email, gen_random_uuid()::text || '@' || i.sender_domain, i.next_due
-            from ledger l join i on i.id = l.id where i.next_due is not null
-            on conflict do nothing)${campaignSendOutcomeCtes('message.sent', at)}
+            from i join ledger l on l.id = i.id where ms.id = i.message_row_id)${nextSteps}${campaignSendOutcomeCtes('message.sent', at)}
           select id from ledger`),
       );
       const changed = new Set(rows.map((r) => r.id));
