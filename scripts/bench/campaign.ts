@@ -53,6 +53,8 @@ import {
 const sizes = (process.env.BENCH_RECIPIENTS ?? '10000,100000').split(',').map(Number);
 /** Send at most this many of each campaign (0: all). For the million: launch it all, time a slice of the send. */
 const sendSlice = Number(process.env.BENCH_SEND_SLICE ?? '0');
+/** The baseline loop's message count (default: as many as the pipeline sends). Its rate does not depend on the audience. */
+const baselineMessages = Number(process.env.BENCH_BASELINE_MESSAGES ?? '0');
 /** Also run the pipeline with the pacer's limits in memory (one process, no sharing): BENCH_MEMORY_LIMITS=1. */
 const memoryLimitsToo = process.env.BENCH_MEMORY_LIMITS === '1';
 /** Audience sizes for the runs with worker processes against a PostgreSQL server (0 skips them). */
@@ -226,10 +228,10 @@ async function runWorkerProcesses(sandboxUrl: string, recipients: number, worker
 
 const sandbox = await startSandboxProcess();
 try {
-  console.log(`${machine()}; ${sizes.join(' and ')} recipients${sendSlice > 0 ? `, the first ${sendSlice} of each sent` : ''}; targets ${targets.join(', ')}; sandbox at ${sandbox.url} (separate process)\n`);
+  console.log(`${machine()}; ${sizes.join(' and ')} recipients${sendSlice > 0 ? `, the first ${sendSlice} of each sent` : ''}${baselineMessages > 0 ? `, baseline loop of ${baselineMessages} messages` : ''}; targets ${targets.join(', ')}; sandbox at ${sandbox.url} (separate process)\n`);
   console.log('target | recipients | launch s | pipeline msg/s | baseline msg/s | ratio | CPU/msg pipeline, baseline | peak heap pipeline, baseline | peak RSS pipeline, baseline');
   for (const size of sizes) {
-    const baseline = await runBaseline(sandbox.url, sendSlice > 0 ? Math.min(size, sendSlice) : size);
+    const baseline = await runBaseline(sandbox.url, baselineMessages > 0 ? baselineMessages : sendSlice > 0 ? Math.min(size, sendSlice) : size);
     const bRate = baseline.sent / baseline.seconds;
     for (const target of targets) {
       for (const memoryLimits of memoryLimitsToo ? [false, true] : [false]) {
