@@ -92,8 +92,9 @@ const cpuMs = (since: NodeJS.CpuUsage) => {
  */
 async function runPipeline(sandboxUrl: string, target: TargetName, recipients: number, memoryLimits: boolean) {
   const config = loadConfig({ ...serviceEnv(sandboxUrl), GMAIL_DAILY_BUDGET_WORKSPACE: '10000' });
-  // The service's default pool (10): the lanes, the pacer and the gate each hold a connection for a moment.
-  const opened = await openBenchDatabase(target, { poolSize: 10 });
+  // The service's default pool (10): the lanes, the pacer and the gate each hold a connection for a
+  // moment. No statement timeout: seeding a million contacts is one long statement.
+  const opened = await openBenchDatabase(target, { poolSize: 10, statementTimeoutMs: 3_600_000 });
   if (!opened) return undefined;
   const { database } = opened;
   const google = {
