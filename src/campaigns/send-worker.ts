@@ -91,11 +91,11 @@ export function createSendWorker(deps: SendWorkerDeps) {
   }
 
   /*
-   * The gate and the sent record are group-committed (group-commit.ts): lanes that reach
-   * them while a statement of the same kind runs go together in the next one. Each lane
-   * still waits for its own verdict before its request and for its own record before its
-   * next send, so nothing is claimed earlier than before, and a kill -9 still leaves at most
-   * one send per lane unresolved.
+   * The gate and the sent record are group-committed (group-commit.ts): sends of a round that
+   * reach them together, or while a statement of the same kind runs, go in one statement.
+   * Each send still waits for its own verdict before its request, and each round for its
+   * records before the next round starts, so nothing is claimed earlier than before and a
+   * kill -9 still leaves at most one send per lane (a round's slot) unresolved.
    */
   const claimTogether = groupCommit((input: ClaimInput) => `${input.campaign.id}:${input.mailbox.id}`, (inputs) => ledger.claimMany(inputs));
   const recordTogether = groupCommit(() => 'sent', (inputs: SentInput[]) => ledger.markSentMany(inputs));
