@@ -25,7 +25,7 @@ export interface BenchDatabase {
 }
 
 /** A migrated, empty database; undefined when the server target is not reachable. */
-export async function openBenchDatabase(target: TargetName): Promise<BenchDatabase | undefined> {
+export async function openBenchDatabase(target: TargetName, options: { poolSize?: number; statementTimeoutMs?: number } = {}): Promise<BenchDatabase | undefined> {
   if (target === 'pglite') {
     const database = await connect({ kind: 'pglite', dir: 'memory://' });
     await database.migrate();
@@ -44,7 +44,7 @@ export async function openBenchDatabase(target: TargetName): Promise<BenchDataba
   }
   const url = new URL(SERVER_URL);
   url.pathname = `/${name}`;
-  const database = await connect({ kind: 'postgres', url: url.toString(), poolSize: 2 });
+  const database = await connect({ kind: 'postgres', url: url.toString(), poolSize: options.poolSize ?? 2, statementTimeoutMs: options.statementTimeoutMs });
   await database.migrate();
   return {
     database,

@@ -1,16 +1,23 @@
 /**
- * Campaign throughput: the whole send pipeline (ledger claim with suppression and consent
- * checks, rendering, tracking rewrite, MIME, Gmail client, ledger update) against the
- * Gmail sandbox with pacing switched off, beside a baseline loop that posts the same
- * number of raw messages straight to the same sandbox with the same Gmail client.
+ * Campaign throughput: the whole send pipeline (pacer with its limits in the database, ledger
+ * claim with suppression and consent checks, rendering, tracking rewrite, MIME, Gmail
+ * client, ledger update) against the Gmail sandbox with pacing switched off, beside a
+ * baseline loop that posts the same number of raw messages straight to the same sandbox with
+ * the same Gmail client.
  *
- *   npm run bench -- campaign            (sizes from BENCH_RECIPIENTS, default 10000,100000)
+ *   npm run bench -- campaign                        (BENCH_RECIPIENTS, default 10000,100000)
+ *   BENCH_TARGETS=server BENCH_DATABASE_URL=postgres://… npm run bench -- campaign
+ *   BENCH_RECIPIENTS=1000000 BENCH_SEND_SLICE=20000 npm run bench -- campaign   (launch it all, send a slice)
  *
- * The sandbox runs in a child process so that its in-memory mail store does not count
- * toward our memory. Prints messages/s and peak heap for each size: the peak should stay
- * flat as the audience grows, because the worker claims in batches and never loads it.
- * The pipeline runs twice per size: with the pacer's limits in memory (as before limits were
- * shared) and in the database (the service's SQL store), to show what sharing costs.
+ * Targets (BENCH_TARGETS, default pglite,server): in-memory PGlite, and a database of its own
+ * on the server at BENCH_DATABASE_URL (default the local one; created and dropped). The
+ * sandbox runs in a child process so that neither its CPU nor its in-memory mail store count.
+ * Printed per size and target: launch time (contacts, consents, launch), msg/s and the ratio
+ * to the baseline, this process's CPU per message sent (`process.cpuUsage`; with PGlite the
+ * database runs in this process and counts, with the server it does not), and peak heap and
+ * RSS from seeding through the send (sampled every 50 ms). For memory figures run one size per
+ * process: RSS does not shrink back after a run. BENCH_MEMORY_LIMITS=1 also runs the pipeline
+ * with the pacer's limits in memory (one process, no sharing).
  *
  * Then, for BENCH_WORKER_RECIPIENTS (default 5000; 0 skips), the same campaign sent by one and
  * by two `npm run worker` processes against the PostgreSQL server at BENCH_DATABASE_URL
@@ -31,6 +38,8 @@ import { createSqlLimitStore } from '../../src/gmail/limit-store.js';
 import { MailboxPacer } from '../../src/gmail/pacer.js';
 import { resolveGoogle } from '../../src/gmail/google-settings.js';
 import { createLogger } from '../../src/logger.js';
+import { openBenchDatabase, SERVER_URL, targets, type TargetName } from './audience-data.js';
+import { machine } from './common.js';
 import {
   SANDBOX_CLIENT_ID as CLIENT_ID,
   SANDBOX_CLIENT_SECRET as CLIENT_SECRET,
@@ -42,29 +51,52 @@ import {
 } from './fixture.js';
 
 const sizes = (process.env.BENCH_RECIPIENTS ?? '10000,100000').split(',').map(Number);
+/** Send at most this many of each campaign (0: all). For the million: launch it all, time a slice of the send. */
+const sendSlice = Number(process.env.BENCH_SEND_SLICE ?? '0');
+/** The baseline loop's message count (default: as many as the pipeline sends). Its rate does not depend on the audience. */
+const baselineMessages = Number(process.env.BENCH_BASELINE_MESSAGES ?? '0');
+/** Also run the pipeline with the pacer's limits in memory (one process, no sharing): BENCH_MEMORY_LIMITS=1. */
+const memoryLimitsToo = process.env.BENCH_MEMORY_LIMITS === '1';
 /** Audience sizes for the runs with worker processes against a PostgreSQL server (0 skips them). */
 const workerSizes = (process.env.BENCH_WORKER_RECIPIENTS ?? '5000').split(',').map(Number).filter((n) => n > 0);
-const serverUrl = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+const serverUrl = SERVER_URL;
 
+/** Peak heap and RSS of this process, sampled every 50 ms. */
 function peakTracker() {
-  let peak = process.memoryUsage().heapUsed;
-  const timer = setInterval(() => (peak = Math.max(peak, process.memoryUsage().heapUsed)), 50);
+  const peak = { heap: process.memoryUsage().heapUsed, rss: process.memoryUsage.rss() };
+  const sample = () => {
+    peak.heap = Math.max(peak.heap, process.memoryUsage().heapUsed);
+    peak.rss = Math.max(peak.rss, process.memoryUsage.rss());
+  };
+  const timer = setInterval(sample, 50);
   return () => {
     clearInterval(timer);
-    return Math.max(peak, process.memoryUsage().heapUsed);
+    sample();
+    return peak;
   };
 }
 
 const mb = (bytes: number) => `${(bytes / 1024 / 1024).toFixed(0)} MB`;
+const cpuMs = (since: NodeJS.CpuUsage) => {
+  const used = process.cpuUsage(since);
+  return (used.user + used.system) / 1000;
+};
 
 /**
- * The pipeline in this process on in-memory PGlite. `sharedLimits`: the pacer keeps its limits in
- * the database (the service's SQL store: one locked statement per Gmail call) instead of memory.
+ * The pipeline in this process, on in-memory PGlite or a database of its own on the server
+ * (`target`). The pacer keeps its limits where the service keeps them — the database (one
+ * `mailbox_take_units` per Gmail call) — unless `memoryLimits`. Measured: msg/s of the send,
+ * this process's CPU per message sent (the sandbox is another process; with PGlite the
+ * database runs in this process and counts, with the server it does not), and peak heap and
+ * RSS from the seeding and launch through the send.
  */
-async function runPipeline(sandboxUrl: string, recipients: number, sharedLimits: boolean) {
+async function runPipeline(sandboxUrl: string, target: TargetName, recipients: number, memoryLimits: boolean) {
   const config = loadConfig({ ...serviceEnv(sandboxUrl), GMAIL_DAILY_BUDGET_WORKSPACE: '10000' });
-  const database = await connect({ kind: 'pglite', dir: 'memory://' });
-  await database.migrate();
+  // The service's default pool (10): the lanes, the pacer and the gate each hold a connection for a
+  // moment. No statement timeout: seeding a million contacts is one long statement.
+  const opened = await openBenchDatabase(target, { poolSize: 10, statementTimeoutMs: 3_600_000 });
+  if (!opened) return undefined;
+  const { database } = opened;
   const google = {
     settings: {
       clientId: CLIENT_ID,
@@ -81,13 +113,17 @@ async function runPipeline(sandboxUrl: string, recipients: number, sharedLimits:
     pushAudience: 'bench',
   };
   // Pacing off: quota far beyond Gmail's, so the pipeline itself is what is measured.
-  const pacer = new MailboxPacer({ unitsPerMinute: 1e12, ...(sharedLimits ? { store: createSqlLimitStore(database.db) } : {}) });
+  const pacer = new MailboxPacer({ unitsPerMinute: 1e12, ...(memoryLimits ? {} : { store: createSqlLimitStore(database.db) }) });
   const services = createServices({ config, database, logger: createLogger('silent'), google, pacer });
-  await seedCampaign(services, database, { recipients, mailboxEmail: 'sender@acme.test', domain: 'bench.test' });
-
   const stopPeak = peakTracker();
+  const launchStarted = performance.now();
+  await seedCampaign(services, database, { recipients, mailboxEmail: 'sender@acme.test', domain: 'bench.test' });
+  const launchSeconds = (performance.now() - launchStarted) / 1000;
+
+  const cpuBefore = process.cpuUsage();
   const started = performance.now();
   // Batches of 500 (the in-process default is 50, sized for fairness between campaigns).
+  const batchSize = 500;
   const worker = createSendWorker({
     repo: createCampaignsRepo(database.db),
     ledger: createSendLedgerRepo(database.db, { serializedEngine: database.kind === 'pglite' }),
@@ -96,13 +132,14 @@ async function runPipeline(sandboxUrl: string, recipients: number, sharedLimits:
     pacer,
     urls: services.trackingUrls,
     logger: createLogger('silent'),
-    batchSize: 500,
+    batchSize,
   });
-  const sent = await worker.runUntilIdle(1_000_000);
+  const sent = await worker.runUntilIdle(sendSlice > 0 ? Math.ceil(sendSlice / batchSize) : 1_000_000);
   const seconds = (performance.now() - started) / 1000;
+  const cpu = cpuMs(cpuBefore);
   const peak = stopPeak();
-  await database.close();
-  return { sent, seconds, peak };
+  await opened.close();
+  return { sent, seconds, launchSeconds, cpuPerMessageMs: cpu / Math.max(1, sent), peak };
 }
 
 /** The same number of messages, composed the same way, posted straight to the sandbox. */
@@ -132,6 +169,7 @@ async function runBaseline(sandboxUrl: string, messages: number) {
   const granted = await client.exchangeCode(code, verifier);
   const api = client.forMailbox('baseline', { refreshToken: granted.refreshToken!, accessToken: granted.accessToken }, () => undefined);
   const stopPeak = peakTracker();
+  const cpuBefore = process.cpuUsage();
   const started = performance.now();
   for (let i = 1; i <= messages; i += 1) {
     const raw = await composeMime({
@@ -144,7 +182,8 @@ async function runBaseline(sandboxUrl: string, messages: number) {
     });
     await api.sendRaw(raw);
   }
-  return { sent: messages, seconds: (performance.now() - started) / 1000, peak: stopPeak() };
+  const seconds = (performance.now() - started) / 1000;
+  return { sent: messages, seconds, cpuPerMessageMs: cpuMs(cpuBefore) / messages, peak: stopPeak() };
 }
 
 /**
@@ -190,18 +229,24 @@ async function runWorkerProcesses(sandboxUrl: string, recipients: number, worker
 
 const sandbox = await startSandboxProcess();
 try {
-  console.log(`node ${process.version}, ${sizes.join(' and ')} recipients, sandbox at ${sandbox.url} (separate process)\n`);
-  console.log('recipients | pipeline msg/s | baseline msg/s | ratio | pipeline peak heap | baseline peak heap | pipeline, limits in the database: msg/s, ratio');
+  console.log(`${machine()}; ${sizes.join(' and ')} recipients${sendSlice > 0 ? `, the first ${sendSlice} of each sent` : ''}${baselineMessages > 0 ? `, baseline loop of ${baselineMessages} messages` : ''}; targets ${targets.join(', ')}; sandbox at ${sandbox.url} (separate process)\n`);
+  console.log('target | recipients | launch s | pipeline msg/s | baseline msg/s | ratio | CPU/msg pipeline, baseline | peak heap pipeline, baseline | peak RSS pipeline, baseline');
   for (const size of sizes) {
-    const pipeline = await runPipeline(sandbox.url, size, false);
-    const shared = await runPipeline(sandbox.url, size, true);
-    const baseline = await runBaseline(sandbox.url, size);
-    const pRate = pipeline.sent / pipeline.seconds;
+    const baseline = await runBaseline(sandbox.url, baselineMessages > 0 ? baselineMessages : sendSlice > 0 ? Math.min(size, sendSlice) : size);
     const bRate = baseline.sent / baseline.seconds;
-    console.log(
-      `${String(size).padStart(10)} | ${pRate.toFixed(0).padStart(14)} | ${bRate.toFixed(0).padStart(14)} | ${(pRate / bRate).toFixed(2).padStart(5)} | ${mb(pipeline.peak).padStart(18)} | ${mb(baseline.peak).padStart(18)} | ${(shared.sent / shared.seconds).toFixed(0)}, ${(shared.sent / shared.seconds / bRate).toFixed(2)}`,
-    );
-    if (pipeline.sent !== size) console.log(`  ! pipeline sent ${pipeline.sent} of ${size}`);
+    for (const target of targets) {
+      for (const memoryLimits of memoryLimitsToo ? [false, true] : [false]) {
+        const pipeline = await runPipeline(sandbox.url, target, size, memoryLimits);
+        if (!pipeline) continue;
+        const pRate = pipeline.sent / pipeline.seconds;
+        const label = `${target}${memoryLimits ? ' (limits in memory)' : ''}`;
+        console.log(
+          `${label} | ${size} | ${pipeline.launchSeconds.toFixed(1)} | ${pRate.toFixed(0)} | ${bRate.toFixed(0)} | ${(pRate / bRate).toFixed(2)} | ${pipeline.cpuPerMessageMs.toFixed(2)} ms, ${baseline.cpuPerMessageMs.toFixed(2)} ms | ${mb(pipeline.peak.heap)}, ${mb(baseline.peak.heap)} | ${mb(pipeline.peak.rss)}, ${mb(baseline.peak.rss)}   (${machine().replace(/^.*load/, 'load')})`,
+        );
+        const expected = sendSlice > 0 ? Math.min(size, sendSlice) : size;
+        if (pipeline.sent < expected) console.log(`  ! pipeline sent ${pipeline.sent} of ${expected}`);
+      }
+    }
   }
 
   if (workerSizes.length > 0) {

@@ -3,7 +3,7 @@ import type { Db } from '../db/connect.js';
 import { lockAddresses } from '../suppression/address-lock.js';
 import type { CampaignRow } from './campaigns.repo.js';
 import { optedInSql, suppressedSql } from './eligibility-sql.js';
-import { rowsOf } from '../db/pg-array.js';
+import { pgArray, rowsOf } from '../db/pg-array.js';
 import { campaignSendOutcomeCtes } from '../webhooks/facts.js';
 
 /*
@@ -55,25 +55,25 @@ interface GateRow {
 }
 
 /**
- * SQL: the row (locked), its campaign's state and the verdict of every re-check, as one
- * select; the single place where the rules of invariant 1 and P-10 meet the ledger. Run
- * under the address lock, which the caller took earlier in the same transaction (so this
- * statement's snapshot already sees any opt-out that committed before). Only the checks that
- * can apply are in it: a first step has no earlier step to have been answered or bounced, and
- * a transactional campaign needs no consent (the gate runs per message: a smaller statement
- * is a cheaper plan).
+ * SQL: the rows (locked, in id order), their campaign's state and the verdict of every
+ * re-check, as one select; the single place where the rules of invariant 1 and P-10 meet the
+ * ledger. Run under the address locks, which the caller took earlier in the same transaction
+ * (so this statement's snapshot already sees any opt-out that committed before). Only the
+ * checks that can apply are in it: a first step has no earlier step to have been answered or
+ * bounced, and a transactional campaign needs no consent (the gate runs per message group: a
+ * smaller statement is a cheaper plan). All rows are of `campaign`.
  */
-function gateSql(sendId: string, campaign: CampaignRow, step: number, now: Date): SQL {
+function gateSql(sendIds: string[], campaign: CampaignRow, laterSteps: boolean, now: Date): SQL {
   const consent = campaign.kind === 'marketing' ? sql`not ${optedInSql(sql`s.contact_id`, sql`s.workspace_id`)}` : sql`false`;
   const earlier = (type: 'reply' | 'bounce') =>
-    step === 0
+    !laterSteps
       ? sql`false`
-      : sql`exists (select 1 from campaign_sends p join mail_events e on e.message_id = p.message_id and e.type = ${type}
+      : sql`s.step > 0 and exists (select 1 from campaign_sends p join mail_events e on e.message_id = p.message_id and e.type = ${type}
                       ${type === 'reply' ? sql`and coalesce((e.detail ->> 'automatic')::boolean, false) = false` : sql``}
                     where p.campaign_id = s.campaign_id and p.recipient_id = s.recipient_id and p.step < s.step)`;
   return sql`
-    select s.status, s.lease_owner, coalesce(s.lease_expires_at < ${ts(now)}, true) as lease_expired, s.attempts,
-      c.status as campaign_status,
+    select s.id, s.status, s.lease_owner, coalesce(s.lease_expires_at < ${ts(now)}, true) as lease_expired, s.attempts,
+      s.email, s.contact_id, s.rfc822_message_id, c.status as campaign_status,
       case
         when ${suppressedSql(sql`s.workspace_id`, sql`s.email`, sql`(select r.address_hash from recipients r where r.id = s.recipient_id)`, campaign.topic)} then 'suppressed'
         when s.contact_id is null or exists (select 1 from contacts dc where dc.id = s.contact_id and dc.deleted_at is not null) then 'contact_deleted'
@@ -82,8 +82,30 @@ function gateSql(sendId: string, campaign: CampaignRow, step: number, now: Date)
         when ${earlier('bounce')} then 'bounced'
       end as skip_reason
     from campaign_sends s join campaigns c on c.id = s.campaign_id
-    where s.id = ${sendId}::uuid
+    where s.id = any(${pgArray(sendIds)}::uuid[])
+    order by s.id
     for update of s`;
+}
+
+/** One send to claim in a group (all of one campaign and mailbox). */
+export interface ClaimInput {
+  campaign: CampaignRow;
+  mailbox: { id: string; email: string };
+  candidate: SendCandidate;
+  owner: string;
+  messageRowId: string;
+  subject: string;
+  now: Date;
+  leaseUntil: Date;
+}
+
+/** A message Gmail accepted, to record `sent` (with its sequence's next step, if any). */
+export interface SentInput {
+  lease: SendLease;
+  gmail: { id: string; threadId: string };
+  at: Date;
+  subject: string;
+  next?: { campaign: CampaignRow; send: SendCandidate; senderDomain: string; dueAt: Date };
 }
 
 export interface SendLedgerOptions {
@@ -114,7 +136,7 @@ export function createSendLedgerRepo(db: Db, options: SendLedgerOptions = {}) {
     return Number(row?.n ?? 0) > 0;
   }
 
-  return {
+  const repo = {
     /**
      * Reserves up to `limit` due sends of one campaign for this worker's next batch: a soft
      * mark on rows that stay `queued` (a crash loses nothing; the mark just expires), so
@@ -166,59 +188,72 @@ export function createSendLedgerRepo(db: Db, options: SendLedgerOptions = {}) {
     },
 
     /**
-     * The per-message gate, run right before the Gmail request (after the pacer granted
-     * quota). One short transaction: the address lock (an opt-out for this address either
+     * The gate, run right before the Gmail requests (after the pacer granted quota), for one
+     * send or a group of sends of one campaign that reached it together (group-commit.ts).
+     * One short transaction: the address locks (an opt-out for one of these addresses either
      * committed before, and is seen here, or waits until this commits), then every re-check,
-     * then the claim: `sending`, this worker's lease, the next attempt, a messages row.
+     * then the claim: `sending`, this worker's lease, the next attempt, a messages row. One
+     * verdict per input, in order.
      */
-    async claim(input: {
-      campaign: CampaignRow;
-      mailbox: { id: string; email: string };
-      candidate: SendCandidate;
-      owner: string;
-      messageRowId: string;
-      subject: string;
-      now: Date;
-      leaseUntil: Date;
-    }): Promise<GateResult> {
-      const { campaign, candidate, owner, now } = input;
-      const gate = async (tx: Db): Promise<GateResult> => {
-        if (!options.serializedEngine) await lockAddresses(tx, campaign.workspaceId, [candidate.email]);
-        // One statement: the re-checks, then either `skipped` with the reason or the claim
-        // (messages row, contact link, `sending` under this lease); nothing when another
-        // worker holds it or the campaign stopped.
-        const [row] = rowsOf<GateRow & { claimable: boolean }>(
+    async claimMany(all: ClaimInput[]): Promise<GateResult[]> {
+      // The same send twice in a group (two passes of one worker reserved it): the first asks,
+      // the others have lost — one statement would otherwise claim it twice.
+      const first = new Map<string, ClaimInput>();
+      for (const input of all) if (!first.has(input.candidate.id)) first.set(input.candidate.id, input);
+      const inputs = [...first.values()];
+      if (inputs.length === 0) return [];
+      const { campaign, mailbox, owner, now, leaseUntil } = inputs[0]!;
+      const ids = inputs.map((i) => i.candidate.id);
+      const gate = async (tx: Db): Promise<GateResult[]> => {
+        if (!options.serializedEngine) await lockAddresses(tx, campaign.workspaceId, inputs.map((i) => i.candidate.email));
+        // One statement: the re-checks, then per row either `skipped` with the reason or the
+        // claim (messages row, contact link, `sending` under this lease); nothing for a row
+        // another worker holds or when the campaign stopped.
+        const rows = rowsOf<GateRow & { id: string; claimable: boolean }>(
           await tx.execute(sql`
-            with g as (${gateSql(candidate.id, campaign, candidate.step, now)}),
+            with i as (
+              select * from unnest(${pgArray(ids)}::uuid[], ${pgArray(inputs.map((x) => x.messageRowId))}::uuid[], ${pgArray(inputs.map((x) => x.subject))}::text[])
+                as i(send_id, message_row_id, subject)),
+            g as (${gateSql(ids, campaign, inputs.some((x) => x.candidate.step > 0), now)}),
             v as (
-              select g.*, g.status = 'queued' and (g.lease_owner is null or g.lease_owner = ${owner} or g.lease_expired) and g.campaign_status = 'sending' as claimable
-              from g),
+              select g.*, i.message_row_id, i.subject,
+                g.status = 'queued' and (g.lease_owner is null or g.lease_owner = ${owner} or g.lease_expired) and g.campaign_status = 'sending' as claimable
+              from g join i on i.send_id = g.id),
             sk as (
               update campaign_sends s set status = 'skipped', skip_reason = v.skip_reason, lease_owner = null, lease_expires_at = null
-              from v where s.id = ${candidate.id}::uuid and v.claimable and v.skip_reason is not null),
+              from v where s.id = v.id and v.claimable and v.skip_reason is not null),
             m as (
               insert into messages (id, workspace_id, mailbox_id, direction, status, rfc822_message_id, subject, from_address, to_addresses, sent_by)
-              select ${input.messageRowId}::uuid, ${campaign.workspaceId}::uuid, ${input.mailbox.id}::uuid, 'outbound', 'sending',
-                     ${candidate.rfc822MessageId}, ${input.subject}, ${input.mailbox.email}, array[${candidate.email}]::text[], ${campaign.createdBy}::uuid
+              select v.message_row_id, ${campaign.workspaceId}::uuid, ${mailbox.id}::uuid, 'outbound', 'sending',
+                     v.rfc822_message_id, v.subject, ${mailbox.email}, array[v.email]::text[], ${campaign.createdBy}::uuid
               from v where v.claimable and v.skip_reason is null
               returning id),
             mc as (
               insert into message_contacts (message_id, contact_id, workspace_id)
-              select m.id, ${candidate.contactId}::uuid, ${campaign.workspaceId}::uuid from m where ${candidate.contactId}::uuid is not null
+              select m.id, v.contact_id, ${campaign.workspaceId}::uuid from m join v on v.message_row_id = m.id where v.contact_id is not null
               on conflict do nothing),
             u as (
-              update campaign_sends s set status = 'sending', lease_owner = ${owner}, lease_expires_at = ${ts(input.leaseUntil)},
+              update campaign_sends s set status = 'sending', lease_owner = ${owner}, lease_expires_at = ${ts(leaseUntil)},
                 attempts = v.attempts + 1, claimed_at = ${ts(now)}, message_id = m.id, resolve_looks = 0
-              from v, m where s.id = ${candidate.id}::uuid)
-            select * from v`),
+              from v join m on m.id = v.message_row_id where s.id = v.id)
+            select id, status, lease_owner, lease_expired, attempts, campaign_status, skip_reason from v`),
         );
-        if (!row || row.status !== 'queued' || (row.lease_owner !== null && row.lease_owner !== owner && !row.lease_expired)) return { kind: 'lost' } as const;
-        if (row.campaign_status !== 'sending') return { kind: 'halted' } as const;
-        if (row.skip_reason) return { kind: 'skipped', reason: row.skip_reason } as const;
-        const attempt = Number(row.attempts) + 1;
-        return { kind: 'go', lease: { id: candidate.id, owner, attempt, messageRowId: input.messageRowId } } as const;
+        const byId = new Map(rows.map((r) => [r.id, r]));
+        return all.map((input): GateResult => {
+          const row = first.get(input.candidate.id) === input ? byId.get(input.candidate.id) : undefined;
+          if (!row || row.status !== 'queued' || (row.lease_owner !== null && row.lease_owner !== owner && !row.lease_expired)) return { kind: 'lost' };
+          if (row.campaign_status !== 'sending') return { kind: 'halted' };
+          if (row.skip_reason) return { kind: 'skipped', reason: row.skip_reason };
+          return { kind: 'go', lease: { id: input.candidate.id, owner, attempt: Number(row.attempts) + 1, messageRowId: input.messageRowId } };
+        });
       };
       return options.serializedEngine ? gate(db) : db.transaction((tx) => gate(tx as unknown as Db));
+    },
+
+    /** The gate for one send (claimMany of one). */
+    async claim(input: ClaimInput): Promise<GateResult> {
+      const [verdict] = await repo.claimMany([input]);
+      return verdict!;
     },
 
     /**
@@ -229,7 +264,7 @@ export function createSendLedgerRepo(db: Db, options: SendLedgerOptions = {}) {
       return db.transaction(async (txRaw) => {
         const tx = txRaw as unknown as Db;
         await lockAddresses(tx, campaign.workspaceId, [send.email]);
-        const [row] = rowsOf<GateRow>(await tx.execute(gateSql(lease.id, campaign, send.step, now)));
+        const [row] = rowsOf<GateRow>(await tx.execute(gateSql([lease.id], campaign, send.step > 0, now)));
         if (!row || row.status !== 'sending' || row.lease_owner !== lease.owner || Number(row.attempts) !== lease.attempt) return { kind: 'lost' } as const;
         if (row.campaign_status !== 'sending') return { kind: 'halted' } as const;
         const reason = row.skip_reason;
@@ -246,35 +281,51 @@ export function createSendLedgerRepo(db: Db, options: SendLedgerOptions = {}) {
     },
 
     /**
-     * The ledger row, its messages row and (for a sequence) the next step's row, in one
-     * statement; false when the lease was lost (nothing changed). The next step is due
-     * `next.dueAt`, gets its own Message-ID, and goes in the same thread.
+     * For each accepted message: the ledger row, its messages row and (for a sequence) the
+     * next step's row, all in one statement whatever the number of messages (group-commit.ts
+     * gathers the lanes' outcomes); per input, false when its lease was lost (nothing of it
+     * changed). The next step is due `next.dueAt`, gets its own Message-ID, and goes in the
+     * same thread. The webhook events carry the group's time.
      */
-    async markSent(
-      lease: SendLease,
-      gmail: { id: string; threadId: string },
-      at: Date,
-      subject: string,
-      next?: { campaign: CampaignRow; send: SendCandidate; senderDomain: string; dueAt: Date },
-    ): Promise<boolean> {
-      const nextStep = next
+    async markSentMany(inputs: SentInput[]): Promise<boolean[]> {
+      if (inputs.length === 0) return [];
+      const col = <T extends string | number | null>(f: (x: SentInput) => T) => pgArray(inputs.map(f));
+      const at = inputs[0]!.at;
+      // Only when a sequence has a next step: an INSERT in the statement fires the counters' insert trigger even for no rows.
+      const nextSteps = inputs.some((x) => x.next)
         ? sql`,
           nx as (
             insert into campaign_sends (workspace_id, campaign_id, step, contact_id, recipient_id, email, rfc822_message_id, due_at)
-            select ${next.campaign.workspaceId}::uuid, ${next.campaign.id}::uuid, ${next.send.step + 1}, ${next.send.contactId}::uuid,
-                   ${next.send.recipientId}::uuid, ${next.send.email}, gen_random_uuid()::text || '@' || ${next.senderDomain}, ${ts(next.dueAt)}
-            where exists (select 1 from ledger)
+            select l.workspace_id, l.campaign_id, l.step + 1, l.contact_id, l.recipient_id, l.email, gen_random_uuid()::text || '@' || i.sender_domain, i.next_due
+            from ledger l join i on i.id = l.id where i.next_due is not null
             on conflict do nothing)`
         : sql``;
-      return changeLeased(
-        lease,
-        sql`status = 'sent', gmail_message_id = ${gmail.id}, gmail_thread_id = ${gmail.threadId}, sent_at = ${ts(at)}, error_code = null,
-            lease_owner = null, lease_expires_at = null`,
-        sql`,
+      const rows = rowsOf<{ id: string }>(
+        await db.execute(sql`
+          with i as (
+            select * from unnest(${col((x) => x.lease.id)}::uuid[], ${col((x) => x.lease.owner)}::text[], ${col((x) => x.lease.attempt)}::int[],
+                                 ${col((x) => x.lease.messageRowId)}::uuid[], ${col((x) => x.gmail.id)}::text[], ${col((x) => x.gmail.threadId)}::text[],
+                                 ${col((x) => x.at.toISOString())}::timestamptz[], ${col((x) => x.subject)}::text[],
+                                 ${col((x) => x.next?.dueAt.toISOString() ?? null)}::timestamptz[], ${col((x) => x.next?.senderDomain ?? null)}::text[])
+              as i(id, owner, attempt, message_row_id, gmail_id, thread_id, at, subject, next_due, sender_domain)),
+          ledger as (
+            update campaign_sends s set status = 'sent', gmail_message_id = i.gmail_id, gmail_thread_id = i.thread_id, sent_at = i.at, error_code = null,
+              lease_owner = null, lease_expires_at = null
+            from i where s.id = i.id and s.status = 'sending' and s.lease_owner = i.owner and s.attempts = i.attempt
+            returning s.id, s.workspace_id, s.campaign_id, s.step, s.contact_id, s.recipient_id, s.email, s.message_id),
           m as (
-            update messages set status = 'sent', gmail_message_id = ${gmail.id}, gmail_thread_id = ${gmail.threadId}, at = ${ts(at)}, subject = ${subject}
-            where id = ${lease.messageRowId}::uuid and exists (select 1 from ledger))${nextStep}${campaignSendOutcomeCtes('message.sent', at)}`,
+            update messages ms set status = 'sent', gmail_message_id = i.gmail_id, gmail_thread_id = i.thread_id, at = i.at, subject = i.subject
+            from i join ledger l on l.id = i.id where ms.id = i.message_row_id)${nextSteps}${campaignSendOutcomeCtes('message.sent', at)}
+          select id from ledger`),
       );
+      const changed = new Set(rows.map((r) => r.id));
+      return inputs.map((x) => changed.has(x.lease.id));
+    },
+
+    /** markSentMany of one. */
+    async markSent(lease: SendLease, gmail: { id: string; threadId: string }, at: Date, subject: string, next?: SentInput['next']): Promise<boolean> {
+      const [changed] = await repo.markSentMany([{ lease, gmail, at, subject, next }]);
+      return changed!;
     },
 
     async markFailed(lease: SendLease, errorCode: string): Promise<boolean> {
@@ -350,6 +401,7 @@ export function createSendLedgerRepo(db: Db, options: SendLedgerOptions = {}) {
       return Number(row?.n ?? 0) > 0;
     },
   };
+  return repo;
 }
 
 export type SendLedgerRepo = ReturnType<typeof createSendLedgerRepo>;

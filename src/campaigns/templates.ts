@@ -1,4 +1,4 @@
-import { convert } from 'html-to-text';
+import { compile } from 'html-to-text';
 import { escapeHtml } from '../web/html.js';
 
 /*
@@ -56,7 +56,13 @@ export function renderTemplate(template: string, contact: MergeContact, mode: 'h
   });
 }
 
+/**
+ * The converter's options compiled once: `convert` compiles them again on every call, which
+ * was most of its cost per message in the send pipeline's profile (BENCHMARKS.md, issue #14).
+ */
+const toText = compile({ wordwrap: 78, selectors: [{ selector: 'img', format: 'skip' }] });
+
 /** The text alternative of an HTML body, links kept as "text [url]". */
 export function htmlToText(html: string): string {
-  return convert(html, { wordwrap: 78, selectors: [{ selector: 'img', format: 'skip' }] });
+  return toText(html);
 }

@@ -23,7 +23,8 @@ export interface LimitPolicy {
 }
 
 export type TakeOutcome =
-  | { kind: 'granted' }
+  /** `count` of the calls asked for (at least one) may go now. */
+  | { kind: 'granted'; count: number }
   /** Not yet: ask again after waitMs. */
   | { kind: 'wait'; waitMs: number }
   /** A rate-limit pause holds for waitMs more. */
@@ -34,8 +35,13 @@ export type TakeOutcome =
   | { kind: 'unknown_mailbox' };
 
 export interface LimitStore {
-  /** Takes `units` (and, for a send, one send of the pace and of the daily budget) or says why not. `now` only with a test clock. */
-  take(mailboxId: string, units: number, send: boolean, policy: LimitPolicy, now?: number): Promise<TakeOutcome>;
+  /**
+   * Takes `units` (and, for a send, one send of the pace and of the daily budget) for as many
+   * of `count` calls (default 1) as fit now, at least one, or says why not. A group of sends
+   * empties the bucket of one send below zero, so ask for more than one only when sends are
+   * not paced. `now` only with a test clock.
+   */
+  take(mailboxId: string, units: number, send: boolean, policy: LimitPolicy, now?: number, count?: number): Promise<TakeOutcome>;
   /** Pauses every call for the mailbox for `ms` (a 429's Retry-After), and empties its bucket. */
   pause(mailboxId: string, ms: number, now?: number): Promise<void>;
   /** ms epoch the pause lasts until, or undefined. */
@@ -69,7 +75,7 @@ export function createMemoryLimitStore(clock: () => number = Date.now): LimitSto
     return state;
   };
   return {
-    async take(mailboxId, units, send, policy, now = clock()) {
+    async take(mailboxId, units, send, policy, now = clock(), count = 1) {
       const state = stateOf(mailboxId, policy, now);
       if (state.pausedUntil !== undefined && state.pausedUntil > now) return { kind: 'paused', waitMs: state.pausedUntil - now };
       const quotaRate = (policy.unitsPerMinute - policy.burstUnits) / 60_000;
@@ -79,13 +85,14 @@ export function createMemoryLimitStore(clock: () => number = Date.now): LimitSto
       const quotaWait = quota < units ? Math.max(0, state.quotaAt - now) + (units - quota) / quotaRate : 0;
       const sendWait = send && sends < 1 ? Math.max(0, state.sendAt - now) + (1 - sends) / sendRate : 0;
       if (quotaWait > 0 || sendWait > 0) return { kind: 'wait', waitMs: Math.max(quotaWait, sendWait) };
-      state.quota = quota - units;
+      const granted = units > 0 ? Math.max(1, Math.min(count, Math.floor(quota / units))) : Math.max(1, count);
+      state.quota = quota - granted * units;
       state.quotaAt = Math.max(now, state.quotaAt);
       if (send) {
-        state.sends = sends - 1;
+        state.sends = sends - granted;
         state.sendAt = Math.max(now, state.sendAt);
       }
-      return { kind: 'granted' };
+      return { kind: 'granted', count: granted };
     },
     async pause(mailboxId, ms, now = clock()) {
       const state = stateOf(mailboxId, undefined, now);
@@ -112,17 +119,18 @@ const at = (now: number | undefined) => (now === undefined ? null : new Date(now
 /** The real store: the `mailbox_limits` row, shared by every process on the database. */
 export function createSqlLimitStore(db: Db): LimitStore {
   return {
-    async take(mailboxId, units, send, policy, now) {
-      const [row] = rowsOf<{ outcome: string; wait_ms: number | string }>(
-        await db.execute(sql`select outcome, wait_ms from mailbox_take_units(
+    async take(mailboxId, units, send, policy, now, count = 1) {
+      // Migration 0020's version: one locked step for a group of calls (`granted` of `count`).
+      const [row] = rowsOf<{ outcome: string; wait_ms: number | string; granted: number | string }>(
+        await db.execute(sql`select outcome, wait_ms, granted from mailbox_take_units(
           ${mailboxId}::uuid, ${units}::double precision, ${send}::boolean,
           ${policy.unitsPerMinute}::double precision, ${policy.burstUnits}::double precision, ${policy.sendsPerMinute}::double precision,
-          ${policy.budgetRecountMs}::double precision, ${at(now)}::timestamptz)`),
+          ${policy.budgetRecountMs}::double precision, ${at(now)}::timestamptz, ${count}::integer)`),
       );
       const waitMs = Math.max(1, Math.ceil(Number(row?.wait_ms ?? 0)));
       switch (row?.outcome) {
         case 'granted':
-          return { kind: 'granted' };
+          return { kind: 'granted', count: Math.max(1, Number(row.granted)) };
         case 'wait':
           return { kind: 'wait', waitMs };
         case 'paused':

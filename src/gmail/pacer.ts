@@ -60,6 +60,12 @@ const BUDGET_RETRY_SECONDS = 15 * 60;
 /** Without a pace configured, sends are limited by the quota alone. */
 const UNPACED = 1e9;
 
+interface Waiter {
+  units: number;
+  resolve: () => void;
+  reject: (error: unknown) => void;
+}
+
 const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 function requireNumber(name: string, value: number, min: number): number {
@@ -77,10 +83,10 @@ export class MailboxPacer {
   private readonly random: () => number;
   private readonly store: LimitStore;
   /**
-   * Per mailbox, the last caller of this process waiting for units; the next one queues behind it.
+   * Per mailbox, this process's callers waiting for units, in order (the head asks the store).
    * Sends queue apart from other calls, so that reads (sync) never wait behind sends held back by the pace.
    */
-  private readonly queues = new Map<string, Promise<void>>();
+  private readonly waiting = new Map<string, Waiter[]>();
 
   constructor(options: PacerOptions = {}) {
     const unitsPerMinute = requireNumber('unitsPerMinute', options.unitsPerMinute ?? 15_000, Number.MIN_VALUE);
@@ -157,24 +163,53 @@ export class MailboxPacer {
     return Math.floor(this.random() * cap);
   }
 
+  /**
+   * Callers of a queue wait in line; the head asks the store, and — for sends when no pace is
+   * configured — asks for itself and the sends queued behind it in one store call (one SQL
+   * statement for the group, issue #14), releasing as many as were granted. With a pace,
+   * sends go one by one, evenly spaced. A refusal (daily budget, long pause, mailbox gone)
+   * goes to the head only: the next in line asks again, as each caller always did.
+   */
   private takeTurn(mailboxId: string, units: number, send: boolean): Promise<void> {
     const queue = `${mailboxId}:${send ? 'send' : 'other'}`;
-    const turn = (this.queues.get(queue) ?? Promise.resolve()).then(() => this.takeUnits(mailboxId, units, send));
-    // A caller that gives up (paused too long) must not block the ones behind it.
-    const tail = turn.catch(() => undefined);
-    this.queues.set(queue, tail);
-    void tail.then(() => {
-      if (this.queues.get(queue) === tail) this.queues.delete(queue);
+    return new Promise<void>((resolve, reject) => {
+      const waiters = this.waiting.get(queue);
+      if (waiters) {
+        waiters.push({ units, resolve, reject });
+        return;
+      }
+      const fresh = [{ units, resolve, reject }];
+      this.waiting.set(queue, fresh);
+      void this.serve(queue, mailboxId, send, fresh);
     });
-    return turn;
   }
 
-  private async takeUnits(mailboxId: string, units: number, send: boolean): Promise<void> {
+  private async serve(queue: string, mailboxId: string, send: boolean, waiters: Waiter[]): Promise<void> {
+    // A microtask first: callers that start in the same tick (a round of sends) join the head.
+    await Promise.resolve();
+    while (waiters.length > 0) {
+      const head = waiters[0]!;
+      let count = 1;
+      if (send && this.policy.sendsPerMinute === UNPACED) {
+        while (count < waiters.length && waiters[count]!.units === head.units && (count + 1) * head.units <= this.policy.burstUnits) count += 1;
+      }
+      try {
+        const granted = await this.takeUnits(mailboxId, head.units, send, count);
+        for (const waiter of waiters.splice(0, Math.max(1, granted))) waiter.resolve();
+      } catch (error) {
+        waiters.shift()!.reject(error);
+      }
+    }
+    this.waiting.delete(queue);
+  }
+
+  /** Resolves with how many of `count` calls were granted (at least one). */
+  private async takeUnits(mailboxId: string, units: number, send: boolean, count: number): Promise<number> {
     for (;;) {
-      const outcome = await this.store.take(mailboxId, units, send, this.policy, this.now?.());
+      const outcome = await this.store.take(mailboxId, units, send, this.policy, this.now?.(), count);
       switch (outcome.kind) {
         case 'granted':
-          return;
+          return outcome.count;
         case 'budget_exhausted':
           throw new GmailError('rate_limited', 'The mailbox has sent its daily budget', { reason: 'daily_budget', retryAfterSeconds: BUDGET_RETRY_SECONDS });
         case 'unknown_mailbox':

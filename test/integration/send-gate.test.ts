@@ -192,6 +192,31 @@ describe('leases and fencing', { timeout: 90_000 }, () => {
     expect((message as unknown as { rows: unknown[] }).rows).toEqual([{ status: 'failed', error_code: 'newer_outcome' }]);
   });
 
+  it('a group claim names each send once: the same send twice in one group (two passes of one worker) is claimed once', async () => {
+    const people = await fx.audience(2, { prefix: 'group' });
+    const campaignId = await fx.launched(reader.id, 'F3 group', people.map((p) => p.id));
+    const campaign = (await createCampaignsRepo(ctx.app.database.db).findById(ctx.owner.workspaceId, campaignId))!;
+    const ledger = createSendLedgerRepo(ctx.app.database.db);
+    const t0 = new Date();
+    const candidates = await ledger.reserveDue(campaign, 'worker-g', 10, t0, new Date(t0.getTime() + 60_000));
+    const input = (candidate: (typeof candidates)[number]) => ({
+      campaign,
+      mailbox: { id: reader.id, email: READER },
+      candidate,
+      owner: 'worker-g',
+      messageRowId: crypto.randomUUID(),
+      subject: 'F3 group',
+      now: t0,
+      leaseUntil: new Date(t0.getTime() + 60_000),
+    });
+    const verdicts = await ledger.claimMany([input(candidates[0]!), input(candidates[0]!), input(candidates[1]!)]);
+    expect(verdicts.map((v) => v.kind)).toEqual(['go', 'lost', 'go']);
+    const rows = await fx.ledger(campaignId);
+    expect(rows.map((r) => r.status)).toEqual(['sending', 'sending']);
+    const messages = await ctx.app.database.db.execute(sql`select count(*)::int as n from messages where subject = 'F3 group'`);
+    expect((messages as unknown as { rows: { n: number }[] }).rows[0]!.n).toBe(2);
+  });
+
   it('a send still in flight when its lease is taken over: the late answer is ignored, the search records it once', async () => {
     const [person] = await fx.audience(1, { prefix: 'late' });
     const campaignId = await fx.launched(reader.id, 'F2 late answer', [person!.id]);

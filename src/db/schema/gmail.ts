@@ -147,7 +147,7 @@ export type MailboxStatus = (typeof mailboxStatusEnum.enumValues)[number];
 /**
  * Invariant 10: one row per mailbox shared by every process. Its quota and sends-per-minute
  * buckets, daily-budget headroom and rate-limit pause are changed only by the
- * `mailbox_take_units` function (migration 0006) and gmail/limit-store.ts; `sync_*` is the
+ * `mailbox_take_units` function (migrations 0006, 0020) and gmail/limit-store.ts; `sync_*` is the
  * lease of the one sync that may run for the mailbox.
  */
 export const mailboxLimits = pgTable('mailbox_limits', {
