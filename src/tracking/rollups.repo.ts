@@ -65,8 +65,10 @@ export function writeStatement(events: readonly TrackingEventRow[]) {
       ) cs on true
     )${untrackedHitCountsCte('src')},
     ins as (
+      -- A hit on a send that no longer exists (purged or deleted while its token was still in the
+      -- send cache) leaves nothing: no IP, no user agent, no verdict of a person who is gone.
       insert into tracking_events (${EVENT_COLUMNS})
-      select ${EVENT_COLUMNS} from src where not untracked
+      select ${EVENT_COLUMNS} from src where has_send and not untracked
       on conflict (id, at) do nothing
       returning id
     ),

@@ -267,6 +267,25 @@ describe('recording and classification', () => {
     ]);
   });
 
+  it('a hit on a send deleted after its token was cached leaves no event (a purged send stays gone)', async () => {
+    const seeded = await seedCampaign(ctx.owner.workspaceId, { sends: 2 });
+    const send = seeded.sends[0]!.id;
+    const other = seeded.sends[1]!.id;
+    expectPixel(await hit(pathOf(urls().openPixel(send))));
+    await tracking().flush();
+    expect((await eventsOf(seeded.campaignId)).filter((e) => e.send_id === send)).toHaveLength(1);
+    // The purge deletes the send's events and then the send; the cache still knows the send.
+    await db().execute(sql`delete from tracking_events where send_id = ${send}`);
+    await db().execute(sql`delete from tracking_send_rollups where send_id = ${send}`);
+    await db().delete(campaignSends).where(sql`${campaignSends.id} = ${send}`);
+    expectPixel(await hit(pathOf(urls().openPixel(send)), { ip: '198.51.100.23' }));
+    expectPixel(await hit(pathOf(urls().openPixel(other))));
+    await tracking().flush();
+    const events = await eventsOf(seeded.campaignId);
+    expect(events.filter((e) => e.send_id === send)).toEqual([]);
+    expect(events.filter((e) => e.send_id === other)).toHaveLength(1);
+  });
+
   it('the pixel answers while the database is down, and the event lands once it is back', async () => {
     const seeded = await seedCampaign(ctx.owner.workspaceId);
     await tracking().flush();
