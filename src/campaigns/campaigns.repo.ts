@@ -230,10 +230,13 @@ function campaignQueries(db: Db) {
 
     /** Cancel: queued sends will never go out. */
     async skipQueued(campaignId: string, reason: string) {
-      await db
-        .update(campaignSends)
-        .set({ status: 'skipped', skipReason: reason })
-        .where(and(eq(campaignSends.campaignId, campaignId), eq(campaignSends.status, 'queued')));
+      // Row locks in id order first, the order a worker's group claim takes them in
+      // (send-ledger.repo.ts claimMany): an update in scan order could hold one row a claim
+      // waits for while waiting for one the claim holds — a deadlock, and a 5xx on cancel.
+      await db.execute(sql`
+        update campaign_sends set status = 'skipped', skip_reason = ${reason}
+        where id in (select id from campaign_sends where campaign_id = ${campaignId} and status = 'queued' order by id for update)
+          and status = 'queued'`);
     },
   };
 }

@@ -98,7 +98,8 @@ export function createSendWorker(deps: SendWorkerDeps) {
    * kill -9 still leaves at most one send per lane (a round's slot) unresolved.
    */
   const claimTogether = groupCommit((input: ClaimInput) => `${input.campaign.id}:${input.mailbox.id}`, (inputs) => ledger.claimMany(inputs));
-  const recordTogether = groupCommit(() => 'sent', (inputs: SentInput[]) => ledger.markSentMany(inputs));
+  // Keyed like the claims: one campaign and mailbox's records never wait on, or fail with, another's.
+  const recordTogether = groupCommit((input: SentInput & { key: string }) => input.key, (inputs) => ledger.markSentMany(inputs));
 
   const recorder: SendRecorder = {
     async recordSent(campaign, send, lease, gmail, subject, mailbox) {
@@ -107,7 +108,7 @@ export function createSendWorker(deps: SendWorkerDeps) {
       const next = nextStep
         ? { campaign, send, senderDomain: senderDomain(mailbox.email), dueAt: new Date(at.getTime() + nextStep.afterDays * DAY_MS) }
         : undefined;
-      if (!(await recordTogether({ lease, gmail, at, subject, next }))) {
+      if (!(await recordTogether({ key: `${campaign.id}:${mailbox.id}`, lease, gmail, at, subject, next }))) {
         logger.warn({ sendId: send.id }, 'a send was confirmed after its lease was taken over; the newer outcome stands');
       }
     },
@@ -240,12 +241,19 @@ export function createSendWorker(deps: SendWorkerDeps) {
     let next = 0;
     let sent = 0;
     let stop = false;
+    const prepareRound = (from: number) => Promise.allSettled(candidates.slice(from, from + concurrency).map((candidate) => prepare(batch, candidate)));
+    // The next round is rendered while this one waits on the pacer, the gate, Gmail and its
+    // records (the worker is otherwise idle then: rendering has no side effect, so a round
+    // rendered and never started costs nothing but the work).
+    let preparing = prepareRound(0);
     while (!stop && !stopping && next < candidates.length) {
       const round = candidates.slice(next, next + concurrency);
       next += round.length;
       // Rendered first, then started in the same tick, so that the round reaches the pacer together.
-      const prepared = await Promise.allSettled(round.map((candidate) => prepare(batch, candidate)));
-      const outcomes = await Promise.allSettled(prepared.map((p) => (p.status === 'fulfilled' ? sendCandidate(batch, p.value) : Promise.reject(p.reason))));
+      const prepared = await preparing;
+      const sending = Promise.allSettled(prepared.map((p) => (p.status === 'fulfilled' ? sendCandidate(batch, p.value) : Promise.reject(p.reason))));
+      if (next < candidates.length) preparing = prepareRound(next);
+      const outcomes = await sending;
       outcomes.forEach((outcome, i) => {
         if (outcome.status === 'fulfilled') {
           if (outcome.value === 'sent') sent += 1;

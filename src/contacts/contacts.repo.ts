@@ -158,7 +158,7 @@ function contactQueries(db: Db, hashAddress: AddressHasher) {
                   order by l.at desc, l.id desc limit 1)
                 and not exists (
                   select 1 from consents d where d.workspace_id = c.workspace_id and d.contact_id = c.id and d.status = v.status and d.at = v.at)
-              returning workspace_id, contact_id, status, source, at
+              returning id, workspace_id, contact_id, status, source, at
             )${importedConsentChangedCtes()}
             select count(*)::int as appended from appended`),
         );

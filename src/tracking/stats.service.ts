@@ -50,15 +50,14 @@ export function createStatsService(deps: { repo: StatsRepo }) {
     /** GET /api/campaigns/:id/stats. Another workspace's campaign is a 404, like a missing one. */
     async campaignStats(auth: AuthContext, campaignId: string) {
       if (!(await repo.campaignExists(auth.workspaceId, campaignId))) throw new NotFoundError('Campaign');
-      // Five small independent reads: on a server pool they run side by side, so the answer
-      // waits for the slowest, not for the sum of five round trips (PGlite runs them in turn).
-      const [sends, mail, unsubscribed, links, events] = await Promise.all([
-        repo.sendCounts(auth.workspaceId, campaignId),
-        repo.mailEventCounts(auth.workspaceId, campaignId),
-        repo.unsubscribedCount(auth.workspaceId, campaignId),
-        repo.links(campaignId),
-        repo.eventCounts(auth.workspaceId, campaignId),
-      ]);
+      // In turn, not side by side: each read is a few rows or one index range (ms), and five
+      // parallel reads would hold five of the pool's connections per stats request, starving
+      // the tracking writer and click lookups when a few dashboards refresh at once.
+      const sends = await repo.sendCounts(auth.workspaceId, campaignId);
+      const mail = await repo.mailEventCounts(auth.workspaceId, campaignId);
+      const unsubscribed = await repo.unsubscribedCount(auth.workspaceId, campaignId);
+      const links = await repo.links(campaignId);
+      const events = await repo.eventCounts(auth.workspaceId, campaignId);
 
       const totals = (type: 'open' | 'click') => countsOf(events.filter((e) => e.total && e.type === type));
       return {

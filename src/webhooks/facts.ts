@@ -110,8 +110,9 @@ export function importedConsentChangedCtes(): SQL {
              jsonb_build_object('contactId', a.contact_id, 'email', c.email, 'status', a.status::text, 'source', a.source) as data
       from appended a
       join contacts c on c.id = a.contact_id and c.workspace_id = a.workspace_id
-      -- The statement sees the history as it was before this append: a newer record there wins.
-      where not exists (select 1 from consents o where o.workspace_id = a.workspace_id and o.contact_id = a.contact_id and o.at > a.at)`)}`;
+      -- The statement sees the history as it was before this append: a newer record there wins,
+      -- by the same (at, id) order that decides the contact's current consent.
+      where not exists (select 1 from consents o where o.workspace_id = a.workspace_id and o.contact_id = a.contact_id and (o.at, o.id) > (a.at, a.id))`)}`;
 }
 
 interface SuppressionFact {
