@@ -53,6 +53,8 @@ const ms = (column: string) => sql.raw(`round(extract(epoch from ${column}) * 10
 
 /** Statement 2 (see above). One row per inserted event of an existing send (or one row of nulls), each with the batch's refused-hit count. */
 export function writeStatement(events: readonly TrackingEventRow[]) {
+  // The data-modifying CTEs (untracked_counts, the webhook outbox) need no reader: PostgreSQL
+  // runs each exactly once, to completion, whether or not the final select reads it.
   return sql`
     with batch as (${selectEventsFromArrays(events)}),
     src as (
@@ -72,7 +74,7 @@ export function writeStatement(events: readonly TrackingEventRow[]) {
       on conflict (id, at) do nothing
       returning id
     ),
-    hits as (select src.* from ins join src on src.id = ins.id where src.has_send)${trackingHitOutboxCtes('hits')},
+    hits as (select src.* from ins join src on src.id = ins.id)${trackingHitOutboxCtes('hits')},
     -- Per send of the batch: its stored state, its first human click after this batch, and
     -- whether its upgrade may move (a superset of what rollups.ts re-judges; anything
     -- outside it is looked up by a statement of its own).
@@ -110,8 +112,6 @@ export function writeStatement(events: readonly TrackingEventRow[]) {
       from hits h
       join per_send p on p.send_id = h.send_id
       left join lookup l on l.send_id = h.send_id
-      -- Data-modifying CTEs run whether or not they are read; these are read so that it is plain.
-      where (select count(*) from untracked_counts) >= 0
     ) r on true`;
 }
 

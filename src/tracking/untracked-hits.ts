@@ -36,5 +36,4 @@ export const untrackedHitCountsCte = (source: string) => sql`,
       select workspace_id, campaign_id, type, count(*) from ${sql.raw(source)} where untracked
       group by campaign_id, type, workspace_id order by campaign_id, type, workspace_id
       on conflict (campaign_id, type, workspace_id) do update set hits = untracked_hit_counts.hits + excluded.hits
-      returning 1
     )`;
