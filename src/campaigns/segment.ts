@@ -21,6 +21,9 @@ const condition = z.discriminatedUnion('op', [
   z.object({ field: fieldName, op: z.literal('contains'), value: z.string().min(1).max(200) }),
   z.object({ field: fieldName, op: z.literal('in'), value: z.array(scalar).min(1).max(500) }),
   z.object({ field: fieldName, op: z.literal('exists') }),
+  // What the purge leaves where a value named an erased person (P-13): matches nobody. Accepted
+  // on input too, so a draft read back and saved unchanged stays valid.
+  z.object({ field: fieldName, op: z.literal('erased') }),
 ]);
 
 export const segmentSchema = z
@@ -56,6 +59,8 @@ function conditionSql(c: Condition): SQL {
       )})`;
     case 'exists':
       return sql`coalesce(${expression}, '') <> ''`;
+    case 'erased':
+      return sql`false`;
   }
 }
 
@@ -65,4 +70,32 @@ export function segmentWhere(segment: Segment): SQL {
   if (segment.all?.length) parts.push(and(...segment.all.map(conditionSql))!);
   if (segment.any?.length) parts.push(or(...segment.any.map(conditionSql))!);
   return and(...parts)!;
+}
+
+/**
+ * The segment with every value naming `address` (case-insensitively, anywhere in a text
+ * value) taken out, or undefined when none does. A segment only ANDs and ORs its conditions
+ * (no negation), so making a condition match fewer contacts can never make the segment match
+ * more: an address leaves an `in` list, and any other condition naming it becomes `erased`
+ * (matches nobody) — an `email eq X` simply dropped would make a draft match everyone, and an
+ * `email neq X` kept with a placeholder would let X back in if X were added again.
+ */
+export function segmentWithoutAddress(segment: Segment, address: string): Segment | undefined {
+  const needle = address.toLowerCase();
+  const names = (value: unknown) => typeof value === 'string' && value.toLowerCase().includes(needle);
+  let changed = false;
+  const scrub = (c: Condition): Condition => {
+    if (c.op === 'in' && c.value.some(names)) {
+      changed = true;
+      const rest = c.value.filter((v) => !names(v));
+      return rest.length > 0 ? { ...c, value: rest } : { field: c.field, op: 'erased' };
+    }
+    if ('value' in c && names(c.value)) {
+      changed = true;
+      return { field: c.field, op: 'erased' };
+    }
+    return c;
+  };
+  const scrubbed: Segment = { ...segment, ...(segment.all ? { all: segment.all.map(scrub) } : {}), ...(segment.any ? { any: segment.any.map(scrub) } : {}) };
+  return changed ? scrubbed : undefined;
 }

@@ -36,6 +36,8 @@ export function presentLegalRequest(row: LegalRequestRow) {
     scope: {
       contactIds: row.contactIds,
       addresses: row.addresses,
+      /** How many addresses the scope named whose contact was purged since (kept as keyed hashes, not shown). */
+      erasedAddresses: row.erasedAddressHashes.length,
       mailboxIds: row.mailboxIds,
       from: row.fromAt,
       to: row.toAt,

@@ -3,6 +3,7 @@ import { inTransaction, type Db } from '../db/connect.js';
 import { pgArray, rowsOf } from '../db/pg-array.js';
 import { lockAddresses } from '../suppression/address-lock.js';
 import { recordAudit, type AuditEntry } from './audit.js';
+import { countAffected, eraseAddressReferences } from './purge-references.js';
 
 /*
  * The statements of the purge (P-13): each removes, for real, one deleted item and
@@ -24,12 +25,6 @@ const TABLE_OF: Record<PurgeKind, SQL> = {
 export interface DueItem {
   id: string;
   purgeAfter: Date;
-}
-
-/** `with d as (<delete … returning 1>) select count(*)` → how many rows went. */
-async function countDeleted(db: Db, statement: SQL): Promise<number> {
-  const [row] = rowsOf<{ n: number }>(await db.execute(sql`with d as (${statement} returning 1) select count(*)::int as n from d`));
-  return Number(row?.n ?? 0);
 }
 
 const uuidArray = (ids: string[]) => sql`${pgArray(ids)}::uuid[]`;
@@ -59,9 +54,10 @@ function purgeQueries(db: Db) {
     /**
      * A deleted contact and everything that names it. What is keyed by the address (the
      * recipient row, its sends and tracking, mail that names the address, the suppression
-     * entry's address) goes only when no live contact of the workspace has the same address
-     * again — then it is that contact's history. The suppression entry stays, as the keyed
-     * hash alone: the opt-out outlives the contact.
+     * entry's address, the address as a value in a campaign's segment or a legal request's
+     * scope) goes only when no live contact of the workspace has the same address again —
+     * then it is that contact's history. The suppression entry stays, as the keyed hash
+     * alone: the opt-out outlives the contact.
      */
     async purgeContact(contactId: string, addressHash: (email: string) => string): Promise<{ workspaceId: string; removed: Record<string, number> } | undefined> {
       const [contact] = rowsOf<{ workspace_id: string; email: string; deleted_at: unknown }>(
@@ -94,29 +90,27 @@ function purgeQueries(db: Db) {
 
       const removed: Record<string, number> = {};
       const ws = sql`workspace_id = ${workspaceId}::uuid`;
-      removed.trackingEvents = await countDeleted(db, sql`delete from tracking_events where ${ws} and send_id = any(${uuidArray(sendIds)})`);
-      removed.trackingSendRollups = await countDeleted(db, sql`delete from tracking_send_rollups where ${ws} and send_id = any(${uuidArray(sendIds)})`);
-      removed.trackingRecipientRollups = await countDeleted(db, sql`delete from tracking_recipient_rollups where ${ws} and recipient_id = any(${uuidArray(recipientIds)})`);
-      removed.sends = await countDeleted(db, sql`delete from campaign_sends where ${ws} and id = any(${uuidArray(sendIds)})`);
-      removed.mailEvents = await countDeleted(
+      removed.trackingEvents = await countAffected(db, sql`delete from tracking_events where ${ws} and send_id = any(${uuidArray(sendIds)})`);
+      removed.trackingSendRollups = await countAffected(db, sql`delete from tracking_send_rollups where ${ws} and send_id = any(${uuidArray(sendIds)})`);
+      removed.trackingRecipientRollups = await countAffected(db, sql`delete from tracking_recipient_rollups where ${ws} and recipient_id = any(${uuidArray(recipientIds)})`);
+      removed.sends = await countAffected(db, sql`delete from campaign_sends where ${ws} and id = any(${uuidArray(sendIds)})`);
+      removed.mailEvents = await countAffected(
         db,
         sql`delete from mail_events where ${ws} and (message_id = any(${messages}) ${addressIsFree ? sql`or lower(recipient) = ${address}` : sql``})`,
       );
-      removed.messages = await countDeleted(db, sql`delete from messages where ${ws} and id = any(${messages})`);
-      removed.recipients = await countDeleted(db, sql`delete from recipients where ${ws} and id = any(${uuidArray(recipientIds)})`);
+      removed.messages = await countAffected(db, sql`delete from messages where ${ws} and id = any(${messages})`);
+      removed.recipients = await countAffected(db, sql`delete from recipients where ${ws} and id = any(${uuidArray(recipientIds)})`);
       if (addressIsFree) {
-        const [hashed] = rowsOf<{ n: number }>(
-          await db.execute(sql`
-            with h as (update suppressions set email = null, address_hash = ${addressHash(address)}
-                       where ${ws} and lower(email) = ${address} returning 1)
-            select count(*)::int as n from h`),
+        removed.suppressionAddressesHashed = await countAffected(
+          db,
+          sql`update suppressions set email = null, address_hash = ${addressHash(address)} where ${ws} and lower(email) = ${address}`,
         );
-        removed.suppressionAddressesHashed = Number(hashed?.n ?? 0);
+        Object.assign(removed, await eraseAddressReferences(db, workspaceId, address, addressHash(address)));
       }
       const [consentRow] = rowsOf<{ n: number }>(await db.execute(sql`select count(*)::int as n from consents where contact_id = ${contactId}::uuid`));
       removed.consents = Number(consentRow?.n ?? 0);
       // Consents and timeline links go with the contact (foreign keys cascade).
-      removed.contacts = await countDeleted(db, sql`delete from contacts where id = ${contactId}::uuid`);
+      removed.contacts = await countAffected(db, sql`delete from contacts where id = ${contactId}::uuid`);
       return { workspaceId, removed };
     },
 
@@ -129,10 +123,10 @@ function purgeQueries(db: Db) {
       const workspaceId = String(campaign.workspace_id);
       const scope = sql`workspace_id = ${workspaceId}::uuid and campaign_id = ${campaignId}::uuid`;
       const removed: Record<string, number> = {};
-      removed.trackingEvents = await countDeleted(db, sql`delete from tracking_events where ${scope}`);
-      removed.trackingSendRollups = await countDeleted(db, sql`delete from tracking_send_rollups where ${scope}`);
-      removed.trackingRecipientRollups = await countDeleted(db, sql`delete from tracking_recipient_rollups where ${scope}`);
-      removed.messages = await countDeleted(
+      removed.trackingEvents = await countAffected(db, sql`delete from tracking_events where ${scope}`);
+      removed.trackingSendRollups = await countAffected(db, sql`delete from tracking_send_rollups where ${scope}`);
+      removed.trackingRecipientRollups = await countAffected(db, sql`delete from tracking_recipient_rollups where ${scope}`);
+      removed.messages = await countAffected(
         db,
         sql`delete from messages where workspace_id = ${workspaceId}::uuid and id in (select message_id from campaign_sends where ${scope} and message_id is not null)`,
       );
@@ -140,7 +134,7 @@ function purgeQueries(db: Db) {
       removed.sends = Number(
         rowsOf<{ n: number }>(await db.execute(sql`select count(*)::int as n from campaign_sends where ${scope}`))[0]?.n ?? 0,
       );
-      removed.campaigns = await countDeleted(db, sql`delete from campaigns where id = ${campaignId}::uuid`);
+      removed.campaigns = await countAffected(db, sql`delete from campaigns where id = ${campaignId}::uuid`);
       return { workspaceId, removed };
     },
 
@@ -155,8 +149,8 @@ function purgeQueries(db: Db) {
       );
       if (!mailbox || mailbox.deleted_at === null) return undefined;
       const removed: Record<string, number> = {};
-      removed.syncedMessages = await countDeleted(db, sql`delete from messages where mailbox_id = ${mailboxId}::uuid and synced`);
-      removed.mailboxes = await countDeleted(db, sql`delete from mailboxes where id = ${mailboxId}::uuid`);
+      removed.syncedMessages = await countAffected(db, sql`delete from messages where mailbox_id = ${mailboxId}::uuid and synced`);
+      removed.mailboxes = await countAffected(db, sql`delete from mailboxes where id = ${mailboxId}::uuid`);
       return { workspaceId: String(mailbox.workspace_id), removed };
     },
 
@@ -171,11 +165,11 @@ function purgeQueries(db: Db) {
       if (!workspace || workspace.deleted_at === null) return undefined;
       const ws = sql`workspace_id = ${workspaceId}::uuid`;
       const removed: Record<string, number> = {};
-      removed.trackingEvents = await countDeleted(db, sql`delete from tracking_events where ${ws}`);
-      removed.trackingSendRollups = await countDeleted(db, sql`delete from tracking_send_rollups where ${ws}`);
-      removed.trackingRecipientRollups = await countDeleted(db, sql`delete from tracking_recipient_rollups where ${ws}`);
-      removed.trackingRollups = await countDeleted(db, sql`delete from tracking_rollups where ${ws}`);
-      removed.workspaces = await countDeleted(db, sql`delete from workspaces where id = ${workspaceId}::uuid`);
+      removed.trackingEvents = await countAffected(db, sql`delete from tracking_events where ${ws}`);
+      removed.trackingSendRollups = await countAffected(db, sql`delete from tracking_send_rollups where ${ws}`);
+      removed.trackingRecipientRollups = await countAffected(db, sql`delete from tracking_recipient_rollups where ${ws}`);
+      removed.trackingRollups = await countAffected(db, sql`delete from tracking_rollups where ${ws}`);
+      removed.workspaces = await countAffected(db, sql`delete from workspaces where id = ${workspaceId}::uuid`);
       return { workspaceId, removed };
     },
 
@@ -191,9 +185,9 @@ function purgeQueries(db: Db) {
           where action = 'deletion.requested' and subject_type = 'user' and subject_id = ${userId}`),
       ).map((r) => String(r.workspace_id));
       const removed: Record<string, number> = {};
-      removed.invitations = await countDeleted(db, sql`delete from invitations where lower(email) = lower(${email})`);
-      removed.signupRequests = await countDeleted(db, sql`delete from signup_requests where lower(email) = lower(${email})`);
-      removed.users = await countDeleted(db, sql`delete from users where id = ${userId}::uuid`);
+      removed.invitations = await countAffected(db, sql`delete from invitations where lower(email) = lower(${email})`);
+      removed.signupRequests = await countAffected(db, sql`delete from signup_requests where lower(email) = lower(${email})`);
+      removed.users = await countAffected(db, sql`delete from users where id = ${userId}::uuid`);
       return { workspaceIds, removed };
     },
   };

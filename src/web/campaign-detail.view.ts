@@ -1,7 +1,7 @@
 import type { CampaignsService } from '../campaigns/campaigns.service.js';
 import { html, SafeHtml } from './html.js';
 import { csrfField } from './layout.js';
-import { OP_LABELS } from './campaign-form.js';
+import { OP_LABELS, VALUELESS_OPS } from './campaign-form.js';
 
 /*
  * Read-only views of campaigns: the list, one campaign with its progress and lifecycle
@@ -77,7 +77,7 @@ function describeAudience(audience: CampaignDetail['audience']): string {
   if ('contactIds' in audience) return `${audience.contactIds.length} chosen contacts`;
   const segment = audience.segment as { all?: SegmentCondition[]; any?: SegmentCondition[] };
   const words = (c: SegmentCondition) =>
-    `${c.field.replace(/^attributes\./, '')} ${OP_LABELS[c.op as keyof typeof OP_LABELS] ?? c.op}${c.op === 'exists' ? '' : ` ${Array.isArray(c.value) ? c.value.join(', ') : String(c.value)}`}`;
+    `${c.field.replace(/^attributes\./, '')} ${OP_LABELS[c.op as keyof typeof OP_LABELS] ?? c.op}${VALUELESS_OPS.includes(c.op) ? '' : ` ${Array.isArray(c.value) ? c.value.join(', ') : String(c.value)}`}`;
   if (segment.all?.length === 1 && segment.all[0]!.field === 'email' && segment.all[0]!.op === 'exists' && !segment.any?.length) return 'every contact';
   const parts = [segment.all?.length ? segment.all.map(words).join(' and ') : '', segment.any?.length ? `(${segment.any.map(words).join(' or ')})` : ''].filter(Boolean);
   return `contacts where ${parts.join(' and ')}`;

@@ -39,7 +39,7 @@ function textarea(label: string, name: string, value: string, hint?: string) {
 function conditionRow(row: ConditionRow, i: number) {
   return html`<div class="row" role="group" aria-label="Condition ${i + 1}">
 ${input('Field', `cond${i}_field`, row.field, { attrs: html` list="segment-fields" autocomplete="off"` })}
-<label>Test<select name="cond${i}_op">${SEGMENT_OPS.map((op) => html`<option value="${op}"${selected(row.op === op)}>${OP_LABELS[op]}</option>`)}</select></label>
+<label>Test<select name="cond${i}_op">${[...SEGMENT_OPS, ...(row.op === 'erased' ? (['erased'] as const) : [])].map((op) => html`<option value="${op}"${selected(row.op === op)}>${OP_LABELS[op]}</option>`)}</select></label>
 ${input('Value', `cond${i}_value`, row.value)}
 </div>`;
 }

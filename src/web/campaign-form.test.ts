@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { campaignBody } from '../campaigns/campaigns.routes.js';
+import { campaignEditor } from './campaign-editor.view.js';
 import { campaignBodyFromForm, formFromCampaign, instantToZonedTime, readCampaignForm, zonedTimeToInstant } from './campaign-form.js';
 
 const MAILBOX = '0b7c1f43-5d0e-4c52-9a1e-2f3f1b6a9c11';
@@ -68,6 +69,16 @@ describe('campaign editor form', () => {
     expect(back.steps).toEqual([{ afterDays: '2', subject: '', text: 'again', html: '' }]);
     expect(back.startAt).toBe('2030-01-15T03:00');
     expect(back.windowEnabled).toBe(true);
+  });
+
+  it('a condition the purge erased (P-13) comes back into the editor and is saved as it was: it matches nobody, never everyone', () => {
+    const segment = { all: [{ field: 'attributes.plan', op: 'eq', value: 'pro' }, { field: 'email', op: 'erased' }] };
+    const form = formFromCampaign({ name: 'Draft', kind: 'transactional', mailboxId: MAILBOX, subject: 'x', html: null, text: 'y', topic: null, audience: { segment }, steps: [], startAt: null, sendingWindow: null });
+    expect(form.conditions[1]).toEqual({ field: 'email', op: 'erased', value: '' });
+    const body = campaignBodyFromForm(form);
+    expect(body.segment).toEqual(segment);
+    expect(campaignBody.safeParse(body).success).toBe(true);
+    expect(String(campaignEditor({ csrfToken: 't', action: '/app/campaigns/x', values: form, mailboxes: [], contacts: [] }))).toContain('<option value="erased" selected>');
   });
 
   it('bad values reach the API schema as typed, so its message names the field', () => {

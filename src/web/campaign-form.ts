@@ -8,13 +8,17 @@ import type { CampaignStep, SendingWindow } from '../db/schema.js';
 
 export const SEGMENT_FIELDS = ['email', 'firstName', 'lastName'] as const;
 export const SEGMENT_OPS = ['eq', 'neq', 'contains', 'in', 'exists'] as const;
-export const OP_LABELS: Record<(typeof SEGMENT_OPS)[number], string> = {
+/** `erased`: the purge writes it where a value named an erased person (it matches nobody); the editor shows it only on a row that has it. */
+export const OP_LABELS: Record<(typeof SEGMENT_OPS)[number] | 'erased', string> = {
   eq: 'is',
   neq: 'is not',
   contains: 'contains',
   in: 'is one of (comma-separated)',
   exists: 'has a value',
+  erased: 'named an erased person (matches nobody)',
 };
+/** Tests that take no value. */
+export const VALUELESS_OPS: readonly string[] = ['exists', 'erased'];
 export const WEEKDAYS = ['Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat', 'Sun'] as const;
 
 export interface ConditionRow {
@@ -122,7 +126,7 @@ const number = (value: string) => (/^-?\d+$/.test(value.trim()) ? Number(value) 
 
 function conditionJson(row: ConditionRow) {
   const field = (SEGMENT_FIELDS as readonly string[]).includes(row.field) ? row.field : `attributes.${row.field.replace(/^attributes\./, '')}`;
-  if (row.op === 'exists') return { field, op: row.op };
+  if (VALUELESS_OPS.includes(row.op)) return { field, op: row.op };
   if (row.op === 'in') return { field, op: row.op, value: row.value.split(',').map((v) => v.trim()).filter(Boolean) };
   return { field, op: row.op, value: row.value };
 }

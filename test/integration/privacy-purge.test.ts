@@ -1,11 +1,17 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rowsOf } from '../../src/db/pg-array.js';
+import { createAddressHasher } from '../../src/suppression/address-hash.js';
+import { tablesMentioning } from '../helpers/all-tables.js';
 import { campaignFixtures } from '../helpers/campaign-fixtures.js';
 import { connectedMailbox } from '../helpers/gmail.js';
 import { signUp, startTestApp, type TestApp } from '../helpers/test-app.js';
 
-/* P-13 for campaigns and mailboxes, and the purge job itself: bounded runs resume, repeated runs change nothing. */
+/*
+ * P-13 for campaigns and mailboxes, the purge job itself (bounded runs resume, repeated runs
+ * change nothing), and a purged contact's address where it is a value in another record
+ * (campaign segments, legal request scopes).
+ */
 
 const DAY = 86_400_000;
 const start = Date.now();
@@ -107,6 +113,104 @@ describe('P-13 purge', () => {
       expect((await app.services.purge.runOnce()).mailbox).toBe(1);
       expect(await count(sql`select count(*)::int as n from mailboxes where id = ${first.id}::uuid`)).toBe(0);
       expect((await api('GET', '/api/mailboxes')).body.mailboxes.map((m: { id: string }) => m.id)).toContain(again.id);
+    } finally {
+      clock = start;
+    }
+  });
+
+  it('P-13 a purged contact\'s address leaves every campaign segment and legal request scope; no draft\'s audience widens', async () => {
+    const batch = `b${Date.now().toString(36)}`;
+    const contact = async (email: string, inSandbox = true) => {
+      if (inSandbox) app.sandbox.control.createMailbox({ email });
+      const created = await api('POST', '/api/contacts', { email, attributes: { batch } });
+      expect(created.status, created.text).toBe(201);
+      await api('POST', `/api/contacts/${created.body.id}/consents`, { status: 'opted_in', source: 'form' });
+      return created.body as { id: string; email: string };
+    };
+    const target = await contact(`erase-${batch}@contoso.test`);
+    const address = target.email.toLowerCase();
+    const [b1, b2] = [await contact(`keep1-${batch}@contoso.test`), await contact(`keep2-${batch}@contoso.test`)];
+    const inBatch = { field: 'attributes.batch', op: 'eq', value: batch };
+    const draft = async (name: string, segment: unknown) => {
+      const res = await api('POST', '/api/campaigns', { name, kind: 'marketing', mailboxId: mailbox.id, subject: name, html: '<p>Hi</p>', segment });
+      expect(res.status, res.text).toBe(201);
+      return res.body.id as string;
+    };
+    const total = async (id: string) => (await api('POST', `/api/campaigns/${id}/preflight`)).body.total as number;
+    const drafts = {
+      only: await draft('Only her', { all: [{ field: 'email', op: 'eq', value: target.email.toUpperCase() }] }),
+      listed: await draft('Listed', { all: [inBatch, { field: 'email', op: 'in', value: [b1!.email, target.email] }] }),
+      notHer: await draft('All but her', { all: [inBatch, { field: 'email', op: 'neq', value: target.email }] }),
+      either: await draft('Either', { any: [{ field: 'attributes.batch', op: 'eq', value: 'none' }, { field: 'email', op: 'contains', value: `<${target.email}>` }, { field: 'email', op: 'eq', value: b2!.email }] }),
+    };
+    const sent = await draft('Sent to her', { all: [{ field: 'email', op: 'eq', value: target.email }] });
+    expect((await api('POST', `/api/campaigns/${sent}/launch`, {})).status).toBe(200);
+    await fixtures.drain(sent);
+    const recorded = await app.api('POST', '/api/privacy/legal-requests', {
+      token: owner.token,
+      json: {
+        authority: 'Court',
+        legalBasis: 'Order',
+        reference: 'AZ 1/26',
+        scope: { addresses: [target.email.toUpperCase(), b1!.email], contactIds: [target.id], from: '2020-01-01T00:00:00Z', to: '2030-01-01T00:00:00Z', kinds: ['messages'] },
+      },
+    });
+    expect(recorded.status, recorded.text).toBe(201);
+    const before = { only: 1, listed: 2, notHer: 2, either: 1 };
+    for (const [key, id] of Object.entries(drafts)) expect(await total(id), key).toBe(before[key as keyof typeof before]);
+    expect(Object.keys(await tablesMentioning(db(), address))).toEqual(expect.arrayContaining(['campaigns', 'legal_requests']));
+
+    expect((await api('DELETE', `/api/contacts/${target.id}`)).status).toBe(204);
+    clock = start + 30 * DAY + 1000;
+    try {
+      expect((await app.services.purge.runOnce()).contact).toBe(1);
+      expect(await tablesMentioning(db(), address)).toEqual({});
+
+      // Each draft matches what it matched without her, or fewer: never more. A condition
+      // naming only her matches nobody (not everyone), even when she is added again.
+      const segmentOf = async (id: string) => (await api('GET', `/api/campaigns/${id}`)).body.audience.segment;
+      expect(await segmentOf(drafts.only)).toEqual({ all: [{ field: 'email', op: 'erased' }] });
+      expect(await segmentOf(drafts.listed)).toEqual({ all: [inBatch, { field: 'email', op: 'in', value: [b1!.email] }] });
+      expect(await segmentOf(drafts.notHer)).toEqual({ all: [inBatch, { field: 'email', op: 'erased' }] });
+      expect((await segmentOf(drafts.either)).any[1]).toEqual({ field: 'email', op: 'erased' });
+      expect(await segmentOf(sent)).toEqual({ all: [{ field: 'email', op: 'erased' }] });
+      await contact(target.email, false);
+      const after = { only: 0, listed: 1, notHer: 0, either: 1 };
+      for (const [key, id] of Object.entries(drafts)) expect(await total(id), key).toBe(after[key as keyof typeof after]);
+      // The scrubbed draft is still one the API takes back as it is.
+      const read = (await api('GET', `/api/campaigns/${drafts.notHer}`)).body;
+      const saved = await api('PATCH', `/api/campaigns/${drafts.notHer}`, { name: read.name, kind: read.kind, mailboxId: read.mailboxId, subject: read.subject, html: read.html, segment: read.audience.segment });
+      expect(saved.status, saved.text).toBe(200);
+
+      // The legal request keeps its scope as evidence: the other address, the contact id, and her keyed hash.
+      const request = (await api('GET', `/api/privacy/legal-requests/${recorded.body.id}`)).body;
+      expect(request.scope).toMatchObject({ addresses: [b1!.email], erasedAddresses: 1, contactIds: [target.id] });
+      const keyed = createAddressHasher(app.config.privacy.suppressionHashKey)(address);
+      const [row] = rowsOf<{ erased_address_hashes: string[] }>(await db().execute(sql`select erased_address_hashes from legal_requests where id = ${recorded.body.id}::uuid`));
+      expect(row!.erased_address_hashes).toEqual([keyed]);
+
+      const [completed] = rowsOf<{ detail: { removed: Record<string, number> } }>(
+        await db().execute(sql`select detail from audit_log where action = 'deletion.completed' and subject_id = ${target.id}`),
+      );
+      expect(completed!.detail.removed).toMatchObject({ campaignSegmentsScrubbed: 5, legalRequestAddressesHashed: 1 });
+    } finally {
+      clock = start;
+    }
+  });
+
+  it('P-13 a segment naming an address that a live contact has again keeps it: it names that contact now', async () => {
+    const email = `twin-${Date.now().toString(36)}@contoso.test`;
+    const first = await api('POST', '/api/contacts', { email });
+    expect((await api('DELETE', `/api/contacts/${first.body.id}`)).status).toBe(204);
+    const twin = await api('POST', '/api/contacts', { email });
+    expect(twin.status).toBe(201);
+    const segment = { all: [{ field: 'email', op: 'eq', value: email }] };
+    const campaign = await api('POST', '/api/campaigns', { name: 'Twin', kind: 'transactional', mailboxId: mailbox.id, subject: 'Twin', html: '<p>Hi</p>', segment });
+    clock = start + 30 * DAY + 1000;
+    try {
+      expect((await app.services.purge.runOnce()).contact).toBe(1);
+      expect((await api('GET', `/api/campaigns/${campaign.body.id}`)).body.audience.segment).toEqual(segment);
+      expect((await api('POST', `/api/campaigns/${campaign.body.id}/preflight`)).body.total).toBe(1);
     } finally {
       clock = start;
     }

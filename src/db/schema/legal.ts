@@ -14,6 +14,8 @@ export const legalRequests = pgTable(
     reference: text('reference').notNull(),
     contactIds: uuid('contact_ids').array().notNull().default([]),
     addresses: text('addresses').array().notNull().default([]),
+    /** Keyed hashes of addresses taken out of `addresses` when their contact was purged (P-13). */
+    erasedAddressHashes: text('erased_address_hashes').array().notNull().default([]),
     mailboxIds: uuid('mailbox_ids').array().notNull().default([]),
     fromAt: timestamp('from_at', { withTimezone: true }).notNull(),
     toAt: timestamp('to_at', { withTimezone: true }).notNull(),
