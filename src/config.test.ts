@@ -90,6 +90,11 @@ describe('loadConfig', () => {
     expect(() => loadConfig({ ...base, GMAIL_PUSH_TOPIC: 'projects/p/topics/t', GMAIL_PUSH_SERVICE_ACCOUNT: 'push@p.iam.gserviceaccount.com' })).not.toThrow();
   });
 
+  it('keeps webhook payloads (they name addresses) no longer than a deleted contact may last: 30 days (P-13)', () => {
+    expect(configError({ WEBHOOKS_EVENT_RETENTION_DAYS: '31', DATA_DIR: tempDir() }).problems).toEqual([expect.stringMatching(/^WEBHOOKS_EVENT_RETENTION_DAYS: /)]);
+    expect(loadConfig({ WEBHOOKS_EVENT_RETENTION_DAYS: '30', DATA_DIR: tempDir() }).webhooks.eventRetentionMs).toBe(30 * 86_400_000);
+  });
+
   it('production with everything set boots, generating nothing', () => {
     const config = loadConfig({ NODE_ENV: 'production', PUBLIC_BASE_URL: 'https://mail.example.com/', DATABASE_URL: 'postgres://u@db/x', ...secrets });
     expect(config.generatedSecrets).toEqual([]);

@@ -96,7 +96,9 @@ export const envSchema = z.object({
   WEBHOOKS_DISABLE_AFTER_FAILURES: z.coerce.number().int().min(1).max(1_000_000).default(50),
   WEBHOOKS_DISABLE_AFTER_HOURS: z.coerce.number().min(0).max(24 * 30).default(72),
   WEBHOOKS_SECRET_GRACE_HOURS: z.coerce.number().min(0).max(24 * 30).default(24),
-  WEBHOOKS_EVENT_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(30),
+  // At most 30, like PURGE_AFTER_DAYS: an event's payload names a contact's address, and a
+  // deleted contact's address must be gone within 30 days (P-13).
+  WEBHOOKS_EVENT_RETENTION_DAYS: z.coerce.number().int().min(1).max(30).default(30),
   /** How long a browser session of the web app lasts from sign-in. */
   WEB_SESSION_TTL_HOURS: z.coerce.number().min(0.01).max(24 * 30).default(12),
 });
