@@ -285,12 +285,12 @@ export function createSendLedgerRepo(db: Db, options: SendLedgerOptions = {}) {
      * next step's row, all in one statement whatever the number of messages (group-commit.ts
      * gathers the lanes' outcomes); per input, false when its lease was lost (nothing of it
      * changed). The next step is due `next.dueAt`, gets its own Message-ID, and goes in the
-     * same thread. The webhook events carry the group's time.
+     * same thread. Each `message.sent` event carries its own message's sent time (`at`, when
+     * Gmail answered it), not the group's.
      */
     async markSentMany(inputs: SentInput[]): Promise<boolean[]> {
       if (inputs.length === 0) return [];
       const col = <T extends string | number | null>(f: (x: SentInput) => T) => pgArray(inputs.map(f));
-      const at = inputs[0]!.at;
       // Only when a sequence has a next step: an INSERT in the statement fires the counters' insert trigger even for no rows.
       const nextSteps = inputs.some((x) => x.next)
         ? sql`,
@@ -312,10 +312,10 @@ export function createSendLedgerRepo(db: Db, options: SendLedgerOptions = {}) {
             update campaign_sends s set status = 'sent', gmail_message_id = i.gmail_id, gmail_thread_id = i.thread_id, sent_at = i.at, error_code = null,
               lease_owner = null, lease_expires_at = null
             from i where s.id = i.id and s.status = 'sending' and s.lease_owner = i.owner and s.attempts = i.attempt
-            returning s.id, s.workspace_id, s.campaign_id, s.step, s.contact_id, s.recipient_id, s.email, s.message_id),
+            returning s.id, s.workspace_id, s.campaign_id, s.step, s.contact_id, s.recipient_id, s.email, s.message_id, s.sent_at),
           m as (
             update messages ms set status = 'sent', gmail_message_id = i.gmail_id, gmail_thread_id = i.thread_id, at = i.at, subject = i.subject
-            from i join ledger l on l.id = i.id where ms.id = i.message_row_id)${nextSteps}${campaignSendOutcomeCtes('message.sent', at)}
+            from i join ledger l on l.id = i.id where ms.id = i.message_row_id)${nextSteps}${campaignSendOutcomeCtes('message.sent', 'sent_at')}
           select id from ledger`),
       );
       const changed = new Set(rows.map((r) => r.id));

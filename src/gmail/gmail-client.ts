@@ -34,7 +34,8 @@ export interface SendOptions {
    * Runs inside the pacer's turn, right before each HTTP attempt (the first and every retry
    * after a 429 pause): the per-message gate claims or re-checks the send here, after quota
    * was granted, so no pacer wait falls between a claim and its request. Throwing anything
-   * that is not a GmailError stops the send before a byte goes out.
+   * that is not a GmailError stops the send before a byte goes out. Once it has returned, the
+   * send's outbound `messages` row exists (`sending`): the daily budget counts it from then on.
    */
   beforeAttempt?: () => Promise<void>;
   /** Gmail definitely refused this attempt (nothing went out); the pacer may still retry. */
@@ -228,10 +229,14 @@ export function createGmailClient(settings: GoogleClientSettings, pacer: Mailbox
          * mailbox for our Message-ID (invariant 3).
          */
         async sendRaw(raw: Buffer, threadId?: string, options: SendOptions = {}) {
+          // Once the gate has claimed the send (its `sending` row), the daily budget counts it:
+          // a retry takes no second unit of it.
+          let claimed = false;
           const { data } = await pacer.run(mailboxId, GMAIL_QUOTA_UNITS.send, async () => {
             // The token first (a refresh may take a while), so that the gate is the last step before the request.
             const { token } = await guard(() => auth.getAccessToken());
             await options.beforeAttempt?.();
+            if (options.beforeAttempt) claimed = true;
             try {
               return await sendApi.users.messages.send(
                 { userId: 'me', requestBody: { raw: raw.toString('base64url'), threadId } },
@@ -252,7 +257,7 @@ export function createGmailClient(settings: GoogleClientSettings, pacer: Mailbox
               options.onRefused?.();
               throw gmailError;
             }
-          }, { send: true });
+          }, { send: true, alreadyCounted: () => claimed });
           return { id: data.id ?? '', threadId: data.threadId ?? '' };
         },
 

@@ -20,6 +20,11 @@ export interface LimitPolicy {
   sendsPerMinute: number;
   /** When the daily-budget headroom runs out, how long before the sent messages are counted again. */
   budgetRecountMs: number;
+  /**
+   * How long a granted send may take to become a `sending` row (its claim runs after the
+   * grant): a recount waits until the last grant is this old, so that it counts every send granted.
+   */
+  budgetClaimGraceMs: number;
 }
 
 export type TakeOutcome =
@@ -39,9 +44,11 @@ export interface LimitStore {
    * Takes `units` (and, for a send, one send of the pace and of the daily budget) for as many
    * of `count` calls (default 1) as fit now, at least one, or says why not. A group of sends
    * empties the bucket of one send below zero, so ask for more than one only when sends are
-   * not paced. `now` only with a test clock.
+   * not paced. `counted`: the sends already hold their unit of the budget (retries whose
+   * claim ran in an earlier attempt), so they take quota and pace only; by default they are
+   * new sends, not yet in `messages`. `now` only with a test clock.
    */
-  take(mailboxId: string, units: number, send: boolean, policy: LimitPolicy, now?: number, count?: number): Promise<TakeOutcome>;
+  take(mailboxId: string, units: number, send: boolean, policy: LimitPolicy, now?: number, count?: number, counted?: boolean): Promise<TakeOutcome>;
   /** Pauses every call for the mailbox for `ms` (a 429's Retry-After), and empties its bucket. */
   pause(mailboxId: string, ms: number, now?: number): Promise<void>;
   /** ms epoch the pause lasts until, or undefined. */
@@ -119,13 +126,14 @@ const at = (now: number | undefined) => (now === undefined ? null : new Date(now
 /** The real store: the `mailbox_limits` row, shared by every process on the database. */
 export function createSqlLimitStore(db: Db): LimitStore {
   return {
-    async take(mailboxId, units, send, policy, now, count = 1) {
-      // Migration 0020's version: one locked step for a group of calls (`granted` of `count`).
+    async take(mailboxId, units, send, policy, now, count = 1, counted = false) {
+      // Migration 0023's version: one locked step for a group of calls (`granted` of `count`), new sends or counted ones.
       const [row] = rowsOf<{ outcome: string; wait_ms: number | string; granted: number | string }>(
         await db.execute(sql`select outcome, wait_ms, granted from mailbox_take_units(
           ${mailboxId}::uuid, ${units}::double precision, ${send}::boolean,
           ${policy.unitsPerMinute}::double precision, ${policy.burstUnits}::double precision, ${policy.sendsPerMinute}::double precision,
-          ${policy.budgetRecountMs}::double precision, ${at(now)}::timestamptz, ${count}::integer)`),
+          ${policy.budgetRecountMs}::double precision, ${at(now)}::timestamptz, ${count}::integer,
+          ${counted}::boolean, ${policy.budgetClaimGraceMs}::double precision)`),
       );
       const waitMs = Math.max(1, Math.ceil(Number(row?.wait_ms ?? 0)));
       switch (row?.outcome) {

@@ -145,37 +145,99 @@ describe.each(harness.stores)('MailboxPacer quota ($name)', (store) => {
 });
 
 describe('MailboxPacer daily budget (SQL store: it counts the sent messages)', () => {
-  it('lets a mailbox send its budget across processes, then refuses sends (not reads) without calling Gmail', async () => {
+  const rows = <T>(result: unknown) => (result as { rows: T[] }).rows;
+  async function budgetMailbox(budget: number, sentEarlier: number) {
+    const [mailboxId] = await createMailboxes(harness.db(), 1, budget);
+    const [{ workspace_id: workspaceId }] = rows<{ workspace_id: string }>(
+      await harness.db().db.execute(sql`select workspace_id from mailboxes where id = ${mailboxId}::uuid`),
+    ) as [{ workspace_id: string }];
+    await harness.db().db.execute(sql`insert into messages (workspace_id, mailbox_id, direction, status, from_address, to_addresses)
+      select ${workspaceId}::uuid, ${mailboxId}::uuid, 'outbound', 'sent', 'me@example.com', '{x@example.com}' from generate_series(1, ${sentEarlier}::int)`);
+    return { mailboxId: mailboxId!, workspaceId };
+  }
+
+  /**
+   * A send as both callers make it: the pacer grants first, then — inside the call, as the gate
+   * does — the send is claimed (its `sending` row), then Gmail is called, then it is `sent`.
+   */
+  function sendAsTheGateDoes(clock: VirtualClock, pacer: MailboxPacer, mailbox: { mailboxId: string; workspaceId: string }, gmail: () => void) {
+    return pacer
+      .run(
+        mailbox.mailboxId,
+        100,
+        async () => {
+          const [{ id }] = rows<{ id: string }>(
+            await clock.work(() =>
+              harness.db().db.execute(sql`insert into messages (workspace_id, mailbox_id, direction, status, from_address, to_addresses)
+                values (${mailbox.workspaceId}::uuid, ${mailbox.mailboxId}::uuid, 'outbound', 'sending', 'me@example.com', '{y@example.com}') returning id`),
+            ),
+          ) as [{ id: string }];
+          gmail();
+          await clock.work(() => harness.db().db.execute(sql`update messages set status = 'sent' where id = ${id}::uuid`));
+        },
+        { send: true },
+      )
+      .then(
+        () => 'sent',
+        (error: GmailError) => `${error.kind}/${error.reason}`,
+      );
+  }
+
+  /** Two processes sharing the SQL store on one virtual clock; no pace, so each asks for its waiting sends as one group. */
+  function twoProcesses() {
     const clock = new VirtualClock(() => createSqlLimitStore(harness.db().db));
     const shared = clock.store();
-    const processes = [clock.pacer({ store: shared, budgetRecountMs: 0 }), clock.pacer({ store: shared, budgetRecountMs: 0 })];
-    const [mailboxId] = await createMailboxes(harness.db(), 1, 5);
-    const [{ workspace_id: workspaceId }] = ((await harness.db().db.execute(sql`select workspace_id from mailboxes where id = ${mailboxId}::uuid`)) as unknown as {
-      rows: { workspace_id: string }[];
-    }).rows as [{ workspace_id: string }];
-    // Two sent earlier today.
-    await harness.db().db.execute(sql`insert into messages (workspace_id, mailbox_id, direction, status, from_address, to_addresses)
-      select ${workspaceId}::uuid, ${mailboxId}::uuid, 'outbound', 'sent', 'me@example.com', '{x@example.com}' from generate_series(1, 2)`);
+    return { clock, processes: [clock.pacer({ store: shared }), clock.pacer({ store: shared })] };
+  }
+
+  it('lets a mailbox send exactly its budget across processes, then refuses sends (not reads) without calling Gmail', async () => {
+    const { clock, processes } = twoProcesses();
+    const mailbox = await budgetMailbox(5, 2);
     let calls = 0;
     const outcomes: string[] = [];
-    for (let i = 0; i < 5; i++) {
-      // The worker records the message as `sending` before its Gmail call, as the claim does.
-      const claimed = ((await harness.db().db.execute(sql`insert into messages (workspace_id, mailbox_id, direction, status, from_address, to_addresses)
-        values (${workspaceId}::uuid, ${mailboxId}::uuid, 'outbound', 'sending', 'me@example.com', '{y@example.com}') returning id`)) as unknown as {
-        rows: { id: string }[];
-      }).rows[0]!.id;
-      const outcome = await clock
-        .drive(processes[i % 2]!.run(mailboxId!, 100, async () => void calls++, { send: true }))
-        .then(
-          () => 'sent',
-          (error: GmailError) => `${error.kind}/${error.reason}`,
-        );
-      outcomes.push(outcome);
-      // Refused, so never sent: the worker records it failed (or requeues it); either way it no longer counts.
-      await harness.db().db.execute(sql`update messages set status = ${outcome === 'sent' ? 'sent' : 'failed'} where id = ${claimed}::uuid`);
-    }
+    for (let i = 0; i < 5; i++) outcomes.push(await clock.drive(sendAsTheGateDoes(clock, processes[i % 2]!, mailbox, () => void calls++)));
     expect(outcomes).toEqual(['sent', 'sent', 'sent', 'rate_limited/daily_budget', 'rate_limited/daily_budget']);
     expect(calls).toBe(3);
-    expect(await clock.drive(processes[0]!.run(mailboxId!, 5, async () => 'read'))).toBe('read');
+    expect(await clock.drive(processes[0]!.run(mailbox.mailboxId, 5, async () => 'read'))).toBe('read');
+  });
+
+  it('grants sends asking together no more than the budget, in one process or several at once', async () => {
+    const { clock, processes } = twoProcesses();
+    const mailbox = await budgetMailbox(4, 1);
+    let calls = 0;
+    const outcomes = await clock.drive(
+      Promise.all(Array.from({ length: 8 }, (_, i) => sendAsTheGateDoes(clock, processes[i % 2]!, mailbox, () => void calls++))),
+    );
+    expect(calls).toBe(3);
+    expect(outcomes.filter((o) => o === 'sent')).toHaveLength(3);
+    expect(outcomes.filter((o) => o === 'rate_limited/daily_budget')).toHaveLength(5);
+  });
+
+  it('recounts only once the last grant could be claimed, and a retry of a claimed send takes no second unit', async () => {
+    const store = createSqlLimitStore(harness.db().db);
+    const policy = { unitsPerMinute: 15_000, burstUnits: 1_000, sendsPerMinute: 1e9, budgetRecountMs: 0, budgetClaimGraceMs: 10_000 };
+    const mailbox = await budgetMailbox(1, 0);
+    expect(await store.take(mailbox.mailboxId, 100, true, policy, 0, 1)).toEqual({ kind: 'granted', count: 1 });
+    // The budget is used up by a grant whose claim may not show yet: a new send waits for it to.
+    expect(await store.take(mailbox.mailboxId, 100, true, policy, 1_000, 1)).toEqual({ kind: 'wait', waitMs: 9_000 });
+    // The granted send, claimed, retries after a 429: it holds its unit already.
+    expect(await store.take(mailbox.mailboxId, 100, true, policy, 2_000, 1, true)).toEqual({ kind: 'granted', count: 1 });
+    await harness.db().db.execute(sql`insert into messages (workspace_id, mailbox_id, direction, status, from_address, to_addresses)
+      values (${mailbox.workspaceId}::uuid, ${mailbox.mailboxId}::uuid, 'outbound', 'sent', 'me@example.com', '{y@example.com}')`);
+    expect(await store.take(mailbox.mailboxId, 100, true, policy, 10_000, 1)).toEqual({ kind: 'budget_exhausted' });
+  });
+
+  it('still answers processes of earlier releases (the 8- and 9-argument versions) during a rolling deploy, as new sends', async () => {
+    const mailbox = await budgetMailbox(2, 0);
+    const db = harness.db().db;
+    const args = sql`${mailbox.mailboxId}::uuid, 100::double precision, true, 15000::double precision, 1000::double precision, 1e9::double precision, 0::double precision`;
+    const [nine] = rows<{ outcome: string; granted: number }>(await db.execute(sql`select outcome, granted from mailbox_take_units(${args}, to_timestamp(0), 5)`));
+    // Two granted of five asked: the budget, none of it counted before.
+    expect(nine).toEqual({ outcome: 'granted', granted: 2 });
+    await db.execute(sql`insert into messages (workspace_id, mailbox_id, direction, status, from_address, to_addresses)
+      select ${mailbox.workspaceId}::uuid, ${mailbox.mailboxId}::uuid, 'outbound', 'sent', 'me@example.com', '{y@example.com}' from generate_series(1, 2)`);
+    // The 8-argument version waits for the grants' claims (10 s), then counts them.
+    expect(rows(await db.execute(sql`select outcome from mailbox_take_units(${args}, to_timestamp(1))`))).toEqual([{ outcome: 'wait' }]);
+    expect(rows(await db.execute(sql`select outcome from mailbox_take_units(${args}, to_timestamp(11))`))).toEqual([{ outcome: 'budget_exhausted' }]);
   });
 });

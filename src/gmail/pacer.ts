@@ -40,6 +40,12 @@ export interface PacerOptions {
    * exact; earlier, one count covers many sends).
    */
   budgetRecountMs?: number;
+  /**
+   * How long a granted send may take to be claimed (its `sending` row: a token refresh, then
+   * the gate); a recount of the budget waits until the last grant is this old, so it counts
+   * every send granted. Default 10_000. The wait only comes when the headroom ran out.
+   */
+  budgetClaimGraceMs?: number;
   /** Where the limits live; default one process's memory. The service passes the SQL store. */
   store?: LimitStore;
   /** Tries per `run`, the first one included; default 6. */
@@ -62,6 +68,8 @@ const UNPACED = 1e9;
 
 interface Waiter {
   units: number;
+  /** A send that already holds its unit of the daily budget (see `run`'s `alreadyCounted`). */
+  counted: boolean;
   resolve: () => void;
   reject: (error: unknown) => void;
 }
@@ -97,6 +105,7 @@ export class MailboxPacer {
       burstUnits,
       sendsPerMinute: requireNumber('sendsPerMinute', options.sendsPerMinute ?? UNPACED, Number.MIN_VALUE),
       budgetRecountMs: requireNumber('budgetRecountMs', options.budgetRecountMs ?? 0, 0),
+      budgetClaimGraceMs: requireNumber('budgetClaimGraceMs', options.budgetClaimGraceMs ?? 10_000, 0),
     };
     this.maxAttempts = Math.floor(requireNumber('maxAttempts', options.maxAttempts ?? 6, 1));
     this.baseDelayMs = requireNumber('baseDelayMs', options.baseDelayMs ?? 500, 0);
@@ -119,13 +128,18 @@ export class MailboxPacer {
    * already paused for longer, the rate_limited error is thrown with its retryAfterSeconds so the caller
    * can reschedule the work instead of holding it in memory for an hour. A send over the daily budget
    * is refused the same way (reason `daily_budget`), without calling Gmail.
+   *
+   * A send takes its unit of the daily budget as a new send, one not yet recorded: the callers
+   * claim it (its `sending` row) inside `call`, after the grant. `alreadyCounted`, asked before
+   * each attempt, says the send's row exists (claimed in an earlier attempt): the retry then
+   * takes quota and pace only, not a second unit.
    */
-  async run<T>(mailboxId: string, units: number, call: () => Promise<T>, options: { send?: boolean } = {}): Promise<T> {
+  async run<T>(mailboxId: string, units: number, call: () => Promise<T>, options: { send?: boolean; alreadyCounted?: () => boolean } = {}): Promise<T> {
     if (!Number.isFinite(units) || units < 0 || units > this.policy.burstUnits) {
       throw new RangeError(`units must be between 0 and ${this.policy.burstUnits}`);
     }
     for (let attempt = 1; ; attempt++) {
-      await this.takeTurn(mailboxId, units, options.send === true);
+      await this.takeTurn(mailboxId, units, options.send === true, options.alreadyCounted?.() === true);
       try {
         return await call();
       } catch (error) {
@@ -168,17 +182,18 @@ export class MailboxPacer {
    * configured — asks for itself and the sends queued behind it in one store call (one SQL
    * statement for the group, issue #14), releasing as many as were granted. With a pace,
    * sends go one by one, evenly spaced. A refusal (daily budget, long pause, mailbox gone)
-   * goes to the head only: the next in line asks again, as each caller always did.
+   * goes to the head only: the next in line asks again, as each caller always did. A group
+   * is all new sends or all counted ones (retries), as the store takes the budget for a group.
    */
-  private takeTurn(mailboxId: string, units: number, send: boolean): Promise<void> {
+  private takeTurn(mailboxId: string, units: number, send: boolean, counted: boolean): Promise<void> {
     const queue = `${mailboxId}:${send ? 'send' : 'other'}`;
     return new Promise<void>((resolve, reject) => {
       const waiters = this.waiting.get(queue);
       if (waiters) {
-        waiters.push({ units, resolve, reject });
+        waiters.push({ units, counted, resolve, reject });
         return;
       }
-      const fresh = [{ units, resolve, reject }];
+      const fresh = [{ units, counted, resolve, reject }];
       this.waiting.set(queue, fresh);
       void this.serve(queue, mailboxId, send, fresh);
     });
@@ -191,10 +206,11 @@ export class MailboxPacer {
       const head = waiters[0]!;
       let count = 1;
       if (send && this.policy.sendsPerMinute === UNPACED) {
-        while (count < waiters.length && waiters[count]!.units === head.units && (count + 1) * head.units <= this.policy.burstUnits) count += 1;
+        const joins = (w: Waiter) => w.units === head.units && w.counted === head.counted;
+        while (count < waiters.length && joins(waiters[count]!) && (count + 1) * head.units <= this.policy.burstUnits) count += 1;
       }
       try {
-        const granted = await this.takeUnits(mailboxId, head.units, send, count);
+        const granted = await this.takeUnits(mailboxId, head.units, send, count, head.counted);
         for (const waiter of waiters.splice(0, Math.max(1, granted))) waiter.resolve();
       } catch (error) {
         waiters.shift()!.reject(error);
@@ -204,9 +220,9 @@ export class MailboxPacer {
   }
 
   /** Resolves with how many of `count` calls were granted (at least one). */
-  private async takeUnits(mailboxId: string, units: number, send: boolean, count: number): Promise<number> {
+  private async takeUnits(mailboxId: string, units: number, send: boolean, count: number, counted: boolean): Promise<number> {
     for (;;) {
-      const outcome = await this.store.take(mailboxId, units, send, this.policy, this.now?.(), count);
+      const outcome = await this.store.take(mailboxId, units, send, this.policy, this.now?.(), count, counted);
       switch (outcome.kind) {
         case 'granted':
           return outcome.count;

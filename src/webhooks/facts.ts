@@ -19,13 +19,16 @@ async function recordFromSelect(executor: Executor, source: SQL): Promise<void> 
 /**
  * For the send ledger's one-statement transitions: the CTEs that report the campaign sends
  * the `ledger` CTE (an UPDATE … RETURNING id, workspace_id, campaign_id, step, contact_id,
- * email, message_id) changed. Starts with a comma: append it to that WITH list.
+ * email, message_id) changed. `at`: one time for every row, or `'sent_at'` for each row's own
+ * (the ledger CTE then returns sent_at: a group-committed statement records sends of
+ * different times). Starts with a comma: append it to that WITH list.
  */
-export function campaignSendOutcomeCtes(type: 'message.sent' | 'message.failed', at: Date, errorCode?: string): SQL {
+export function campaignSendOutcomeCtes(type: 'message.sent' | 'message.failed', at: Date | 'sent_at', errorCode?: string): SQL {
   const error = errorCode === undefined ? sql`'{}'::jsonb` : sql`jsonb_build_object('errorCode', ${errorCode}::text)`;
+  const occurredAt = at === 'sent_at' ? sql`sent_at` : sql`${at.toISOString()}::timestamptz`;
   return sql`,
     ${webhookOutboxCtes(sql`
-      select workspace_id, ${type}::text as type, ${at.toISOString()}::timestamptz as occurred_at,
+      select workspace_id, ${type}::text as type, ${occurredAt} as occurred_at,
              jsonb_build_object('messageId', message_id, 'campaignId', campaign_id, 'sendId', id, 'step', step, 'contactId', contact_id, 'email', email) || ${error} as data
       from ledger`)}`;
 }

@@ -50,6 +50,16 @@ export class VirtualClock {
     };
   }
 
+  /** Database work of the test itself (a claim's row) that the clock waits for, like a store call. */
+  async work<T>(fn: () => Promise<T>): Promise<T> {
+    this.storeCalls++;
+    try {
+      return await fn();
+    } finally {
+      this.storeCalls--;
+    }
+  }
+
   /** A pacer on this clock; pacers given the same `store` behave as processes sharing one database. */
   pacer(options: PacerOptions = {}): MailboxPacer {
     return new MailboxPacer({

@@ -1,5 +1,7 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createCampaignsRepo } from '../../src/campaigns/campaigns.repo.js';
+import { createSendLedgerRepo, type SendLease } from '../../src/campaigns/send-ledger.repo.js';
 import { WEBHOOK_EVENT_TYPES, webhookEventBodySchema, webhookEventCatalogue } from '../../src/webhooks/events.js';
 import { verifySignatureHeader } from '../../src/webhooks/signature.js';
 import { connectedMailbox } from '../helpers/gmail.js';
@@ -150,5 +152,53 @@ describe('every event type from its fact', () => {
       ids.add(body.id);
     }
     expect(ids.size).toBe(receiver.received.length);
+  });
+});
+
+describe('message.sent time', () => {
+  it('each event of a group-committed sent record carries its own message’s sent time, not the group’s', async () => {
+    const ids: string[] = [];
+    for (const name of ['first-timed', 'second-timed']) {
+      const contact = await ctx.app.api('POST', '/api/contacts', { token: ctx.owner.token, json: { email: `${name}@contoso.test` } });
+      await ctx.app.api('POST', `/api/contacts/${contact.body.id}/consents`, { token: ctx.owner.token, json: { status: 'opted_in', source: 'form' } });
+      ids.push(contact.body.id);
+    }
+    const draft = await ctx.app.api('POST', '/api/campaigns', {
+      token: ctx.owner.token,
+      json: { name: 'W3', kind: 'transactional', mailboxId: mailbox.id, subject: 'W3', text: 'x', contactIds: ids },
+    });
+    expect((await ctx.app.api('POST', `/api/campaigns/${draft.body.id}/launch`, { token: ctx.owner.token, json: {} })).status).toBe(200);
+    const campaign = (await createCampaignsRepo(ctx.app.database.db).findById(ctx.owner.workspaceId, draft.body.id))!;
+    const ledger = createSendLedgerRepo(ctx.app.database.db, { serializedEngine: ctx.app.database.kind === 'pglite' });
+    const t0 = new Date();
+    const candidates = await ledger.reserveDue(campaign, 'worker-t', 10, t0, new Date(t0.getTime() + 60_000));
+    const verdicts = await ledger.claimMany(
+      candidates.map((candidate) => ({
+        campaign,
+        mailbox: { id: mailbox.id, email: SENDER },
+        candidate,
+        owner: 'worker-t',
+        messageRowId: crypto.randomUUID(),
+        subject: 'W3',
+        now: t0,
+        leaseUntil: new Date(t0.getTime() + 60_000),
+      })),
+    );
+    // Gmail answered the two sends 1.5 s apart; their records commit in one statement.
+    const sentAt = [new Date(t0.getTime() + 1_000), new Date(t0.getTime() + 2_500)];
+    const recorded = await ledger.markSentMany(
+      verdicts.map((verdict, i) => ({
+        lease: (verdict as { lease: SendLease }).lease,
+        gmail: { id: `gmail-${i}`, threadId: `thread-${i}` },
+        at: sentAt[i]!,
+        subject: 'W3',
+      })),
+    );
+    expect(recorded).toEqual([true, true]);
+
+    const events = await query<{ send_id: string; occurred_at: Date | string }>(sql`
+      select data->>'sendId' as send_id, occurred_at from webhook_events where type = 'message.sent' and data->>'campaignId' = ${campaign.id}`);
+    const times = new Map(events.map((e) => [e.send_id, new Date(e.occurred_at).toISOString()]));
+    expect(times).toEqual(new Map(candidates.map((c, i) => [c.id, sentAt[i]!.toISOString()])));
   });
 });

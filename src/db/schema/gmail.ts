@@ -147,7 +147,7 @@ export type MailboxStatus = (typeof mailboxStatusEnum.enumValues)[number];
 /**
  * Invariant 10: one row per mailbox shared by every process. Its quota and sends-per-minute
  * buckets, daily-budget headroom and rate-limit pause are changed only by the
- * `mailbox_take_units` function (migrations 0006, 0020) and gmail/limit-store.ts; `sync_*` is the
+ * `mailbox_take_units` function (migrations 0006, 0020, 0023) and gmail/limit-store.ts; `sync_*` is the
  * lease of the one sync that may run for the mailbox.
  */
 export const mailboxLimits = pgTable('mailbox_limits', {
@@ -160,6 +160,8 @@ export const mailboxLimits = pgTable('mailbox_limits', {
   sendAt: timestamp('send_at', { withTimezone: true }).notNull(),
   budgetLeft: integer('budget_left'),
   budgetCountedAt: timestamp('budget_counted_at', { withTimezone: true }),
+  /** The last grant of a unit of the budget: a recount waits until that send's claim (its `sending` row) can be seen. */
+  budgetGrantedAt: timestamp('budget_granted_at', { withTimezone: true }),
   pausedUntil: timestamp('paused_until', { withTimezone: true }),
   syncOwner: text('sync_owner'),
   syncLeaseUntil: timestamp('sync_lease_until', { withTimezone: true }),

@@ -1,0 +1,78 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { createSqlLimitStore } from '../../src/gmail/limit-store.js';
+import { MailboxPacer } from '../../src/gmail/pacer.js';
+import { campaignFixtures, separateWorker } from '../helpers/campaign-fixtures.js';
+import { connectedMailbox } from '../helpers/gmail.js';
+import { useAppWithOwner } from '../helpers/test-app.js';
+
+/*
+ * A mailbox's daily budget is a promise to its owner (set below Gmail's limit): within 24 h it
+ * sends at most that many messages, however the sends reach the pacer — a campaign worked by
+ * several processes at once, or 1:1 mail sent in parallel. Both claim a send (its `sending`
+ * row) only after the pacer granted it, so the budget cannot rely on the row being counted
+ * (migration 0023). Counted where it matters: in the Gmail sandbox.
+ */
+
+// A recount waits this long for granted sends to be claimed (10 s in service).
+const CLAIM_GRACE_MS = 300;
+const ctx = useAppWithOwner({ pacer: { budgetClaimGraceMs: CLAIM_GRACE_MS } });
+const fixtures = campaignFixtures(() => ({ app: ctx.app, token: ctx.owner.token, workspaceId: ctx.owner.workspaceId }));
+
+beforeAll(async () => {
+  await ctx.app.api('PATCH', '/api/workspace', { token: ctx.owner.token, json: { postalAddress: 'Acme Inc., 1 Main St, Springfield' } });
+});
+
+async function mailboxWithBudget(email: string, dailyBudget: number) {
+  const mailbox = await connectedMailbox(ctx.app, ctx.owner.token, email);
+  const patched = await ctx.app.api('PATCH', `/api/mailboxes/${mailbox.id}`, { token: ctx.owner.token, json: { dailyBudget } });
+  expect(patched.body.dailyBudget).toBe(dailyBudget);
+  return mailbox;
+}
+
+const sentToday = async (mailboxId: string) =>
+  (await ctx.app.api('GET', '/api/mailboxes', { token: ctx.owner.token })).body.mailboxes.find((m: { id: string }) => m.id === mailboxId).sentToday;
+
+describe('the daily budget', () => {
+  it('a campaign larger than the budget, worked by two processes at once: exactly the budget goes out, the rest waits queued', async () => {
+    const sender = 'budget-campaign@acme.test';
+    const mailbox = await mailboxWithBudget(sender, 3);
+    const contacts = await fixtures.audience(8, { prefix: 'budget' });
+    const campaignId = await fixtures.launched(mailbox.id, 'Budget news', contacts.map((c) => c.id));
+    // Two processes: each its own pacer (no pace: a round asks as one group), sharing the limits row.
+    const processPacer = () =>
+      new MailboxPacer({ store: createSqlLimitStore(ctx.app.database.db), baseDelayMs: 5, maxDelayMs: 5_000, unitsPerMinute: 1e9, budgetClaimGraceMs: CLAIM_GRACE_MS });
+    const workers = [separateWorker(ctx.app, { pacer: processPacer() }), separateWorker(ctx.app, { pacer: processPacer() })];
+
+    await Promise.all(workers.map((w) => w.tick()));
+    await Promise.all(workers.map((w) => w.runUntilIdle()));
+
+    const sent = fixtures.sentTo(sender, 'Budget news');
+    expect([...sent.values()].reduce((a, b) => a + b, 0)).toBe(3);
+    expect([...sent.values()].every((n) => n === 1)).toBe(true);
+    const ledger = await fixtures.ledger(campaignId);
+    expect(ledger.filter((r) => r.status === 'sent')).toHaveLength(3);
+    // Not failed, not skipped: they go out when the 24 h window makes room.
+    expect(ledger.filter((r) => r.status === 'queued')).toHaveLength(5);
+    expect(await fixtures.campaignStatus(campaignId)).toBe('sending');
+    expect(await sentToday(mailbox.id)).toBe(3);
+  });
+
+  it('1:1 mail sent in parallel: exactly the budget goes out, the others get 429', async () => {
+    const sender = 'budget-one@acme.test';
+    const mailbox = await mailboxWithBudget(sender, 2);
+    ctx.app.sandbox.control.createMailbox({ email: 'bob-budget@contoso.test' });
+    const statuses = await Promise.all(
+      Array.from({ length: 4 }, async (_, i) => {
+        const res = await ctx.app.api('POST', '/api/messages', {
+          token: ctx.owner.token,
+          json: { mailboxId: mailbox.id, to: 'bob-budget@contoso.test', subject: `Parallel ${i}`, text: 'x' },
+        });
+        return res.status;
+      }),
+    );
+    expect(statuses.filter((s) => s === 201)).toHaveLength(2);
+    expect(statuses.filter((s) => s === 429)).toHaveLength(2);
+    expect(ctx.app.sandbox.control.listMessages(sender, { labelId: 'SENT' }).filter((m) => m.subject.startsWith('Parallel'))).toHaveLength(2);
+    expect(await sentToday(mailbox.id)).toBe(2);
+  });
+});
