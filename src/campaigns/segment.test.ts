@@ -52,6 +52,13 @@ describe('segmentWithoutAddress (P-13: a purged address leaves segments, never w
     expect(segmentWithoutAddress({ all: [{ field: 'email', op: 'contains', value: 'example.com' }], any: [{ field: 'email', op: 'in', value: ['bob@example.com'] }] }, ALICE)).toBeUndefined();
   });
 
+  it('names the whole address only: not another address that contains it, but a sentence ending with it', () => {
+    const others = ['max' + ALICE, `${ALICE}.au`, `${ALICE}x`, `x.${ALICE}`];
+    expect(segmentWithoutAddress({ all: [{ field: 'email', op: 'in', value: others }], any: others.map((value) => ({ field: 'email', op: 'eq', value })) }, ALICE)).toBeUndefined();
+    expect(segmentWithoutAddress({ all: [{ field: 'attributes.note', op: 'contains', value: `write to ${ALICE.toUpperCase()}.` }] }, ALICE)).toEqual({ all: [{ field: 'attributes.note', op: 'erased' }] });
+    expect(segmentWithoutAddress({ all: [{ field: 'email', op: 'in', value: [`max${ALICE}`, ALICE] }] }, ALICE)).toEqual({ all: [{ field: 'email', op: 'in', value: [`max${ALICE}`] }] });
+  });
+
   it('a scrubbed segment is still one the API takes back', () => {
     const scrubbed = segmentWithoutAddress({ all: [{ field: 'email', op: 'eq', value: ALICE }] }, ALICE);
     expect(segmentSchema.parse(scrubbed)).toEqual({ all: [{ field: 'email', op: 'erased' }] });

@@ -73,16 +73,20 @@ export function segmentWhere(segment: Segment): SQL {
 }
 
 /**
- * The segment with every value naming `address` (case-insensitively, anywhere in a text
- * value) taken out, or undefined when none does. A segment only ANDs and ORs its conditions
+ * The segment with every value naming `address` (case-insensitively, as a whole address
+ * anywhere in a text value) taken out, or undefined when none does. A segment only ANDs and ORs its conditions
  * (no negation), so making a condition match fewer contacts can never make the segment match
  * more: an address leaves an `in` list, and any other condition naming it becomes `erased`
  * (matches nobody) — an `email eq X` simply dropped would make a draft match everyone, and an
  * `email neq X` kept with a placeholder would let X back in if X were added again.
  */
 export function segmentWithoutAddress(segment: Segment, address: string): Segment | undefined {
-  const needle = address.toLowerCase();
-  const names = (value: unknown) => typeof value === 'string' && value.toLowerCase().includes(needle);
+  // The whole address, not a part of another one: `x@a.com` is not named by `max@a.com` or
+  // `x@a.com.au` (characters an address can hold on either side mean another address; a
+  // sentence's full stop right after it does not).
+  const escaped = address.toLowerCase().replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const whole = new RegExp(`(^|[^a-z0-9._%+@-])${escaped}($|[^a-z0-9._%+@-]|\\.($|[^a-z0-9]))`);
+  const names = (value: unknown) => typeof value === 'string' && whole.test(value.toLowerCase());
   let changed = false;
   const scrub = (c: Condition): Condition => {
     if (c.op === 'in' && c.value.some(names)) {

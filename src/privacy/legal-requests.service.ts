@@ -115,6 +115,8 @@ export function createLegalRequestsService(deps: { repo: LegalRequestsRepo; subj
         mailboxIds: request.mailboxIds,
         from: request.fromAt,
         to: request.toAt,
+        // Addresses erased by a purge since still make this a scope about people (never the whole mailbox).
+        namesPeople: request.addresses.length + request.contactIds.length + request.erasedAddressHashes.length > 0,
       });
       await repo.transaction(async (tx) => {
         await tx.markDisclosed(auth.workspaceId, id, now());

@@ -27,7 +27,8 @@ export async function eraseAddressReferences(db: Db, workspaceId: string, addres
       select id, audience from campaigns
       where workspace_id = ${workspaceId}::uuid and jsonb_typeof(audience -> 'segment') = 'object'
         and position(${address} in lower(audience::text)) > 0
-      for update`),
+      order by id
+      for no key update`),
   );
   let campaignSegmentsScrubbed = 0;
   for (const campaign of named) {

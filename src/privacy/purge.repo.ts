@@ -99,6 +99,12 @@ function purgeQueries(db: Db) {
         sql`delete from mail_events where ${ws} and (message_id = any(${messages}) ${addressIsFree ? sql`or lower(recipient) = ${address}` : sql``})`,
       );
       removed.messages = await countAffected(db, sql`delete from messages where ${ws} and id = any(${messages})`);
+      // Webhook events about them (written before or after the delete; deliveries go with them):
+      // their payloads name the address, and no delivery is owed about a person who is gone.
+      removed.webhookEvents = await countAffected(
+        db,
+        sql`delete from webhook_events where ${ws} and (data ->> 'contactId' = ${contactId} ${addressIsFree ? sql`or lower(data ->> 'email') = ${address}` : sql``})`,
+      );
       removed.recipients = await countAffected(db, sql`delete from recipients where ${ws} and id = any(${uuidArray(recipientIds)})`);
       if (addressIsFree) {
         removed.suppressionAddressesHashed = await countAffected(

@@ -23,6 +23,13 @@ export interface SubjectScope {
   mailboxIds: readonly string[];
   from?: Date;
   to?: Date;
+  /**
+   * The scope was about some people (addresses, contact ids, addresses erased since). When
+   * none of them is left (purged after the request was recorded), nothing about people
+   * matches — the scope must never fall back to "everyone of these mailboxes". Default: it
+   * names people when `addresses` or `contactIds` is non-empty.
+   */
+  namesPeople?: boolean;
 }
 
 /** The scope once its contacts are known: their addresses join the ones asked for. */
@@ -36,6 +43,12 @@ const within = (column: AnyPgColumn | SQL, scope: SubjectScope): SQL | undefined
     scope.to ? sql`${column} < ${scope.to.toISOString()}::timestamptz` : undefined,
   );
 
+/** The people filter: undefined when the scope names nobody, `false` when the people it named are all gone. */
+function aboutPeople(scope: ResolvedScope, filter: (addresses: readonly string[]) => SQL): SQL | undefined {
+  if (scope.addresses.length > 0) return filter(scope.addresses);
+  return scope.namesPeople ? sql`false` : undefined;
+}
+
 /** Both filters when both are given (mail between these mailboxes and these people), nothing when neither is. */
 function both(byAddress: SQL | undefined, byMailbox: SQL | undefined): SQL {
   if (!byAddress && !byMailbox) return sql`false`;
@@ -43,17 +56,16 @@ function both(byAddress: SQL | undefined, byMailbox: SQL | undefined): SQL {
 }
 
 function messageScope(scope: ResolvedScope): SQL {
-  const list = pgArray(scope.addresses);
-  const involves =
-    scope.addresses.length === 0
-      ? undefined
-      : sql`(lower(${messages.fromAddress}) = any(${list}::text[]) or exists (select 1 from unnest(${messages.toAddresses} || ${messages.ccAddresses}) as a(address) where lower(a.address) = any(${list}::text[])))`;
+  const involves = aboutPeople(scope, (addresses) => {
+    const list = pgArray(addresses);
+    return sql`(lower(${messages.fromAddress}) = any(${list}::text[]) or exists (select 1 from unnest(${messages.toAddresses} || ${messages.ccAddresses}) as a(address) where lower(a.address) = any(${list}::text[])))`;
+  });
   const byMailbox = scope.mailboxIds.length === 0 ? undefined : inUuidList(messages.mailboxId, scope.mailboxIds);
   return and(eq(messages.workspaceId, scope.workspaceId), both(involves, byMailbox))!;
 }
 
 function sendScope(scope: ResolvedScope): SQL {
-  const byAddress = scope.addresses.length === 0 ? undefined : addressIn(campaignSends.email, scope.addresses);
+  const byAddress = aboutPeople(scope, (addresses) => addressIn(campaignSends.email, addresses));
   const byMailbox =
     scope.mailboxIds.length === 0
       ? undefined
@@ -77,7 +89,8 @@ export function createSubjectDataRepo(db: Db) {
             .orderBy(asc(contacts.id))
         : [];
       const addresses = [...new Set([...scope.addresses, ...found.map((c) => c.email.toLowerCase())])];
-      return { scope: { ...scope, addresses, resolvedContactIds: found.map((c) => c.id) }, contacts: found };
+      const namesPeople = scope.namesPeople ?? scope.addresses.length + scope.contactIds.length > 0;
+      return { scope: { ...scope, addresses, namesPeople, resolvedContactIds: found.map((c) => c.id) }, contacts: found };
     },
 
     consents(scope: ResolvedScope) {
@@ -92,7 +105,7 @@ export function createSubjectDataRepo(db: Db) {
 
     /** Replies, bounces and delays about the messages in scope (and, when people are named, about them). */
     mailEvents(scope: ResolvedScope) {
-      const aboutThem = scope.addresses.length === 0 ? undefined : or(sql`${mailEvents.recipient} is null`, addressIn(mailEvents.recipient, scope.addresses));
+      const aboutThem = aboutPeople(scope, (addresses) => or(sql`${mailEvents.recipient} is null`, addressIn(mailEvents.recipient, addresses))!);
       const where = and(
         eq(mailEvents.workspaceId, scope.workspaceId),
         sql`${mailEvents.messageId} in (select ${messages.id} from ${messages} where ${messageScope(scope)})`,

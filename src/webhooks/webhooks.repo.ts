@@ -202,8 +202,10 @@ function webhookQueries(db: Db) {
     },
 
     /**
-     * Retention: events written before `cutoff` that no delivery still owes, with their
-     * deliveries and delivery log (cascade). At most `limit` events a call.
+     * Retention: events written before `cutoff` that no delivery of an enabled endpoint still
+     * owes, with their deliveries and delivery log (cascade). At most `limit` events a call. A
+     * disabled endpoint's pending deliveries are never attempted, so they hold nothing back:
+     * payloads name addresses and must not outlive the retention (P-13).
      */
     async purgeEventsBefore(cutoff: Date, limit: number): Promise<number> {
       const rows = rowsOf<{ id: string }>(
@@ -211,7 +213,9 @@ function webhookQueries(db: Db) {
           delete from webhook_events where id in (
             select ev.id from webhook_events ev
             where ev.created_at < ${ts(cutoff)}
-              and not exists (select 1 from webhook_deliveries d where d.event_id = ev.id and d.status = 'pending')
+              and not exists (
+                select 1 from webhook_deliveries d join webhook_endpoints e on e.id = d.endpoint_id and e.enabled
+                where d.event_id = ev.id and d.status = 'pending')
             limit ${limit})
           returning id`),
       );

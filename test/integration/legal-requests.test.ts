@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { and, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { auditLog, legalRequests } from '../../src/db/schema.js';
+import { auditLog, contacts, legalRequests } from '../../src/db/schema.js';
 import { connectedMailbox } from '../helpers/gmail.js';
 import { readChunked, seedSubjectData } from '../helpers/subject-data.js';
 import { signUp, startTestApp, type TestApp } from '../helpers/test-app.js';
@@ -103,6 +103,25 @@ describe('legal requests (P-16)', () => {
     expect(doc.consents.map((c: { id: string }) => c.id).sort()).toEqual([viaMailbox.consentId, viaOther.consentId].sort());
     expect(doc.suppressions.map((c: { id: string }) => c.id).sort()).toEqual([viaMailbox.suppressionId, viaOther.suppressionId].sort());
     for (const id of [viaOther.messageId, viaOther.sendId, otherPerson.messageId, otherPerson.sendId, otherPerson.contactId]) expect(text).not.toContain(id);
+  });
+
+  it('P-16 a scope about people whose addresses were erased since (purged) discloses nothing about anyone: never the whole mailbox', async () => {
+    const mailbox = await connectedMailbox(app, owner.token, `legal-erased-${randomUUID()}@gmail.test`);
+    const email = `gone-${randomUUID()}@contoso.test`;
+    const otherPerson = await seedSubjectData(db(), { workspaceId: owner.workspaceId, email: `p-${randomUUID()}@contoso.test`, at: IN_RANGE, mailboxId: mailbox.id });
+    const kinds = ['messages', 'mail_events', 'campaign_sends', 'tracking_events'];
+    const byAddress = await app.api('POST', '/api/privacy/legal-requests', { token: owner.token, json: { ...base, scope: { addresses: [email], mailboxIds: [mailbox.id], ...scopeDates, kinds } } });
+    const [named] = await db().insert(contacts).values({ workspaceId: owner.workspaceId, email: `gone-too-${randomUUID()}@contoso.test` }).returning({ id: contacts.id });
+    const byContact = await app.api('POST', '/api/privacy/legal-requests', { token: owner.token, json: { ...base, scope: { contactIds: [named!.id], mailboxIds: [mailbox.id], ...scopeDates, kinds } } });
+    expect([byAddress.status, byContact.status]).toEqual([201, 201]);
+    // What a purge of those people leaves: the contact row gone, and (purge-references.ts) the address out of the scope, its keyed hash in.
+    await db().update(legalRequests).set({ addresses: [], erasedAddressHashes: ['keyed-hash'] }).where(eq(legalRequests.id, byAddress.body.id));
+    await db().delete(contacts).where(eq(contacts.id, named!.id));
+    for (const id of [byAddress.body.id, byContact.body.id]) {
+      const { doc, text } = await disclose(id);
+      for (const kind of kinds) expect(doc[kind], `${kind} of ${id}`).toEqual([]);
+      for (const other of [otherPerson.messageId, otherPerson.sendId, otherPerson.mailEventId]) expect(text).not.toContain(other);
+    }
   });
 
   it('P-16 bad scopes are 4xx and record nothing; members cannot record or disclose; another workspace cannot see it', async () => {

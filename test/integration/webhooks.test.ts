@@ -224,9 +224,10 @@ describe('outbound webhooks', () => {
 });
 
 describe('retention', () => {
-  it('events past WEBHOOKS_EVENT_RETENTION_DAYS go with their deliveries and log, unless a delivery still owes them', async () => {
+  it('events past WEBHOOKS_EVENT_RETENTION_DAYS go with their deliveries and log, unless a delivery of an enabled endpoint still owes them', async () => {
     const query = async <T>(statement: ReturnType<typeof sql>) => ((await app.database.db.execute(statement)) as unknown as { rows: T[] }).rows;
-    const [owed] = await query<{ event_id: string }>(sql`select event_id from webhook_deliveries where workspace_id = ${owner.workspaceId}::uuid and status = 'pending' limit 1`);
+    const [owed] = await query<{ event_id: string }>(sql`select d.event_id from webhook_deliveries d join webhook_endpoints e on e.id = d.endpoint_id and e.enabled
+      where d.workspace_id = ${owner.workspaceId}::uuid and d.status = 'pending' limit 1`);
     const [done] = await query<{ event_id: string }>(sql`select event_id from webhook_deliveries d where workspace_id = ${owner.workspaceId}::uuid and status = 'delivered'
       and not exists (select 1 from webhook_deliveries p where p.event_id = d.event_id and p.status = 'pending') limit 1`);
     expect(owed).toBeDefined();
@@ -237,6 +238,16 @@ describe('retention', () => {
     expect(await query(sql`select id from webhook_deliveries where event_id = ${done!.event_id}::uuid`)).toEqual([]);
     expect(await query(sql`select id from webhook_delivery_attempts where event_id = ${done!.event_id}::uuid`)).toEqual([]);
     expect(await query(sql`select id from webhook_events where id = ${owed!.event_id}::uuid`)).toHaveLength(1);
+    // A disabled endpoint is never sent to: what it is owed holds nothing back past the retention (payloads name addresses, P-13).
+    const owing = sql`select endpoint_id from webhook_deliveries where event_id = ${owed!.event_id}::uuid and status = 'pending'`;
+    const endpoints = await query<{ endpoint_id: string; enabled: boolean }>(sql`select id as endpoint_id, enabled from webhook_endpoints where id in (${owing})`);
+    await app.database.db.execute(sql`update webhook_endpoints set enabled = false where id in (${owing})`);
+    try {
+      expect(await app.services.webhookDelivery.purgeExpired(30 * 86_400_000)).toBe(1);
+      expect(await query(sql`select id from webhook_events where id = ${owed!.event_id}::uuid`)).toEqual([]);
+    } finally {
+      for (const e of endpoints) await app.database.db.execute(sql`update webhook_endpoints set enabled = ${e.enabled} where id = ${e.endpoint_id}::uuid`);
+    }
   });
 });
 
