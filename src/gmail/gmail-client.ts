@@ -232,6 +232,9 @@ export function createGmailClient(settings: GoogleClientSettings, pacer: Mailbox
           // Once the gate has claimed the send (its `sending` row), the daily budget counts it:
           // a retry takes no second unit of it.
           let claimed = false;
+          // A token before the grant: a slow refresh inside it would hold a budget unit that no
+          // row counts yet for longer than the recount's grace (0023). Inside, it is cached.
+          await guard(() => auth.getAccessToken());
           const { data } = await pacer.run(mailboxId, GMAIL_QUOTA_UNITS.send, async () => {
             // The token first (a refresh may take a while), so that the gate is the last step before the request.
             const { token } = await guard(() => auth.getAccessToken());

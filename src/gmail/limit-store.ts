@@ -5,7 +5,9 @@ import { rowsOf } from '../db/pg-array.js';
 /**
  * Where a mailbox's limits live. The SQL store is the real one: every process shares one
  * row per mailbox (invariant 10), changed in one locked step per Gmail call. The memory
- * store keeps the same rules for one process without a database (unit tests, benchmarks).
+ * store keeps the quota and pace rules for one process without a database (unit tests,
+ * benchmarks), but not the daily budget (it cannot count sent mail): the service always
+ * uses the SQL store.
  */
 
 export interface LimitPolicy {

@@ -121,7 +121,15 @@ function mailboxQueries(db: Db) {
       const sent = db
         .select({ one: sql`1` })
         .from(messages)
-        .where(and(eq(messages.mailboxId, mailboxId), eq(messages.direction, 'outbound'), sql`${messages.status} in ('sending','sent')`, gte(messages.at, since)));
+        // A send whose outcome is unknown may well have gone out: it counts.
+        .where(
+          and(
+            eq(messages.mailboxId, mailboxId),
+            eq(messages.direction, 'outbound'),
+            sql`(${messages.status} in ('sending','sent') or (${messages.status} = 'failed' and ${messages.errorCode} = 'outcome_unknown'))`,
+            gte(messages.at, since),
+          ),
+        );
       const [row] = await db.select({ n: sql<number>`count(*)::int` }).from((atMost === undefined ? sent : sent.limit(atMost)).as('sent'));
       return Number(row?.n ?? 0);
     },

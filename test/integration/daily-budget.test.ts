@@ -1,4 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest';
+import { messages } from '../../src/db/schema.js';
 import { createSqlLimitStore } from '../../src/gmail/limit-store.js';
 import { MailboxPacer } from '../../src/gmail/pacer.js';
 import { campaignFixtures, separateWorker } from '../helpers/campaign-fixtures.js';
@@ -13,8 +14,8 @@ import { useAppWithOwner } from '../helpers/test-app.js';
  * (migration 0023). Counted where it matters: in the Gmail sandbox.
  */
 
-// A recount waits this long for granted sends to be claimed (10 s in service).
-const CLAIM_GRACE_MS = 300;
+// A recount waits this long for granted sends to be claimed (10 s in service; 1 s here: a claim slower than that on a loaded machine would fail the test loudly, never pass it wrongly).
+const CLAIM_GRACE_MS = 1_000;
 const ctx = useAppWithOwner({ pacer: { budgetClaimGraceMs: CLAIM_GRACE_MS } });
 const fixtures = campaignFixtures(() => ({ app: ctx.app, token: ctx.owner.token, workspaceId: ctx.owner.workspaceId }));
 
@@ -74,5 +75,26 @@ describe('the daily budget', () => {
     expect(statuses.filter((s) => s === 429)).toHaveLength(2);
     expect(ctx.app.sandbox.control.listMessages(sender, { labelId: 'SENT' }).filter((m) => m.subject.startsWith('Parallel'))).toHaveLength(2);
     expect(await sentToday(mailbox.id)).toBe(2);
+  });
+
+  it('a send whose outcome is unknown (Gmail may have taken it) counts against the budget', async () => {
+    const sender = 'budget-unknown@acme.test';
+    const mailbox = await mailboxWithBudget(sender, 2);
+    ctx.app.sandbox.control.createMailbox({ email: 'carol-budget@contoso.test' });
+    await ctx.app.database.db.insert(messages).values({
+      workspaceId: ctx.owner.workspaceId,
+      mailboxId: mailbox.id,
+      direction: 'outbound',
+      status: 'failed',
+      errorCode: 'outcome_unknown',
+      fromAddress: sender,
+      toAddresses: ['carol-budget@contoso.test'],
+    });
+    expect(await sentToday(mailbox.id)).toBe(1);
+    const send = (i: number) =>
+      ctx.app.api('POST', '/api/messages', { token: ctx.owner.token, json: { mailboxId: mailbox.id, to: 'carol-budget@contoso.test', subject: `Unknown ${i}`, text: 'x' } });
+    expect((await send(1)).status).toBe(201);
+    expect((await send(2)).status).toBe(429);
+    expect(ctx.app.sandbox.control.listMessages(sender, { labelId: 'SENT' }).filter((m) => m.subject.startsWith('Unknown'))).toHaveLength(1);
   });
 });

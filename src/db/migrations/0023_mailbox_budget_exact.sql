@@ -89,11 +89,13 @@ BEGIN
 				RETURN;
 			END IF;
 			-- Gmail's daily limit is a rolling 24 h. Every send granted is a `sending` or `sent`
-			-- row by now; the ones asking now are not.
+			-- row by now (or `failed/outcome_unknown`: it may well have gone out, so it counts);
+			-- the ones asking now are not.
 			SELECT daily_budget INTO budget FROM mailboxes WHERE id = p_mailbox;
 			SELECT count(*)::int INTO used FROM (
 				SELECT 1 FROM messages
-				WHERE mailbox_id = p_mailbox AND direction = 'outbound' AND status IN ('sending', 'sent') AND at >= t - interval '24 hours'
+				WHERE mailbox_id = p_mailbox AND direction = 'outbound' AND at >= t - interval '24 hours'
+					AND (status IN ('sending', 'sent') OR (status = 'failed' AND error_code = 'outcome_unknown'))
 				LIMIT budget
 			) counted;
 			r.budget_counted_at := t;
