@@ -123,8 +123,9 @@ export function createTracking(deps: TrackingDeps) {
     insert: deps.insertEvents ?? ((rows) => repo.insertEvents(rows)),
     logger,
     maxBuffer: settings.bufferMax,
-    // An embedded database (PGlite) runs on this thread, ~75-100 µs of CPU per event with its
-    // rollups (more than answering the hit): while hits keep coming, write at most 25 ms a second in ~2 ms
+    // An embedded database (PGlite) runs on this thread: the write path costs tens of µs of CPU
+    // per event, the rollup pass as much again later (more than answering the hit; the
+    // figures below were measured with the rollups still in the write): while hits keep coming, write at most 25 ms a second in ~2 ms
     // statements (more, and longer ones, if a backlog stands for over 5 s), and catch up after
     // a burst in statements of 250 rows, up to 1,000 while a large backlog waits (each
     // statement has a fixed cost: 73-77 µs of CPU per event at 1,000 against 93-100 at 250).

@@ -40,8 +40,8 @@ export const trackingEvents = pgTable(
 );
 
 /**
- * Campaign stats, kept by the event writer in the transaction that inserts the events
- * (src/tracking/rollups.ts). One row per campaign, type and link; link_index -1 is every
+ * Campaign stats, kept by the rollup pass after the events are written (src/tracking/rollups.ts,
+ * rollups.repo.ts; they lag the events by about one pass). One row per campaign, type and link; link_index -1 is every
  * link together. Counts are judged verdicts (the human-click upgrade included).
  */
 export const trackingRollups = pgTable(
