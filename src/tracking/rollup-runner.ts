@@ -45,6 +45,7 @@ export function createRollupRunner(options: RollupRunnerOptions) {
 
   let running: Promise<boolean> | undefined;
   let timer: NodeJS.Timeout | undefined;
+  let timerDue = 0;
   let writtenSince = 0;
   let lastPassAt = 0;
   let retryDelay = 0;
@@ -100,8 +101,12 @@ export function createRollupRunner(options: RollupRunnerOptions) {
   }
 
   function schedule(): void {
-    if (closed || running || timer || writtenSince === 0) return;
+    if (closed || running || writtenSince === 0) return;
     const due = Math.max(retryAt, writtenSince >= eagerEvents ? 0 : lastPassAt + intervalMs);
+    // A pass already planned as soon or sooner stays; a backlog brings a later one forward.
+    if (timer && timerDue <= due) return;
+    if (timer) clearTimeout(timer);
+    timerDue = due;
     timer = setTimeout(() => {
       timer = undefined;
       void exclusive(false);

@@ -81,13 +81,6 @@ export function createTracking(deps: TrackingDeps) {
 
   const rolledUp = new Counter({ name: 'tracking_events_rolled_up_total', help: 'Tracking events counted into the campaign stats by a rollup pass', registers: [registry] });
   const rollupFailures = new Counter({ name: 'tracking_rollup_failures_total', help: 'Failed rollup passes (their events stay pending and are retried)', registers: [registry] });
-  // The stats lag the events by about one pass (rollup-runner.ts); any process rolls up any pending record.
-  const rollups = createRollupRunner({
-    pass: () => repo.rollUpPending(DEFAULT_ROLLUP_WINDOW),
-    logger,
-    eagerEvents: DEFAULT_ROLLUP_WINDOW,
-    hooks: { rolledUp: (result) => rolledUp.inc(result.events), failed: () => rollupFailures.inc() },
-  });
   new Gauge({
     name: 'tracking_rollup_pending_events',
     help: 'Tracking events written but not yet counted into the campaign stats (every process: one table)',
@@ -113,6 +106,15 @@ export function createTracking(deps: TrackingDeps) {
     return busy.value;
   };
 
+  // The stats lag the events by about one pass (rollup-runner.ts); any process rolls up any pending record.
+  const rollups = createRollupRunner({
+    // PGlite runs each statement on this thread, unbroken: while hits keep coming, small windows
+    // (a pass of 5,000 events holds the thread ~0.1-0.2 s per statement; 500, a tenth of it).
+    pass: () => repo.rollUpPending(database.kind === 'pglite' && isBusy() ? 500 : DEFAULT_ROLLUP_WINDOW),
+    logger,
+    eagerEvents: DEFAULT_ROLLUP_WINDOW,
+    hooks: { rolledUp: (result) => rolledUp.inc(result.events), failed: () => rollupFailures.inc() },
+  });
   const cache = createSendCache({ repo });
   const classify = createClassifier({ isAppleMppIp: appleMpp.contains });
   // The recorder pushes into the writer and the writer prepares with the recorder: wire through a holder.
