@@ -22,7 +22,11 @@ import { applyUpgrades, planRollups, type CampaignDelta, type InsertedEvent, typ
  * Committed together or not at all: a pending row is counted exactly once, whichever process
  * takes it, and a pass that fails (or a process killed mid-pass) leaves its rows for the next.
  * A window of thousands of events aggregates: many events of one send or recipient are one
- * row update. Statements: three a pass (four on a server), whatever its size.
+ * row update. Statements: three a pass (claim, read, write), whatever its size.
+ * A purge that commits between this pass's read and its commit: a campaign's makes the
+ * campaign rows' foreign key fail the pass (retried; then its sends are gone and skipped); a
+ * contact's may leave its deleted send's per-send and per-recipient rows written back (ids
+ * only; the same window the writer's transaction had when it kept the rollups).
  */
 
 /** Advisory lock class of campaign rollup writers (the second key is hashtext(campaign id)). */
