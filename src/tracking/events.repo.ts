@@ -60,15 +60,16 @@ export function writeStatement(events: readonly TrackingEventRow[]) {
       insert into tracking_events (${EVENT_COLUMNS})
       select ${EVENT_COLUMNS} from src where has_send and not untracked
       on conflict (id, at) do nothing
-      returning id
+      returning id, workspace_id, campaign_id, send_id, type, link_index, at, classification
     ),
+    -- With the send's contact and address, for the webhook rows only: joined only when an endpoint listens.
     hits as (select src.* from ins join src on src.id = ins.id)${trackingHitOutboxCtes('hits')},
     pending as (
       insert into tracking_rollup_pending (workspace_id, campaign_id, events, send_ids, at, types, link_indexes, classifications)
       select workspace_id, campaign_id, count(*), array_agg(send_id), array_agg(at), array_agg(type), array_agg(link_index), array_agg(classification)
-      from hits group by campaign_id, workspace_id
+      from ins group by campaign_id, workspace_id
     )
-    select (select count(*)::int from src where untracked) as untracked_hits, (select count(*)::int from hits) as inserted`;
+    select (select count(*)::int from src where untracked) as untracked_hits, (select count(*)::int from ins) as inserted`;
 }
 
 /** Resolves to how many events were new (the others had been written before: a retried batch); refused hits count as written. */
