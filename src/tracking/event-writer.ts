@@ -102,7 +102,7 @@ class Queue<T> {
 }
 
 /** A database error without its parameters (they hold addresses and user agents). */
-function describe(error: unknown): { code?: string; message: string } {
+export function describeDatabaseError(error: unknown): { code?: string; message: string } {
   const cause = (error as { cause?: { code?: string; message?: string } })?.cause;
   if (cause?.message) return { code: cause.code, message: cause.message };
   const message = error instanceof Error ? error.message.split('\n')[0]! : 'unknown error';
@@ -187,7 +187,7 @@ export function createEventWriter<T>(options: EventWriterOptions<T>) {
         hooks.failed?.();
         if (failuresInOutage === 1 || now() - lastFailureLog > 30_000) {
           lastFailureLog = now();
-          logger.warn({ err: describe(error), buffered: size(), retryInMs: retryDelay }, 'tracking events not written yet; keeping them and retrying');
+          logger.warn({ err: describeDatabaseError(error), buffered: size(), retryInMs: retryDelay }, 'tracking events not written yet; keeping them and retrying');
         }
         return false;
       }

@@ -1,9 +1,12 @@
 import type { Classification, HitType } from './classify.js';
 
 /*
- * Campaign stats as rollups, kept by the event writer in the transaction that inserts the
- * events (rollups.repo.ts), so that reading them is a handful of rows whatever the event
- * count. The numbers are the same as a recount over the raw events (stats.repo.ts
+ * Campaign stats as rollups, so that reading them is a handful of rows whatever the event
+ * count. Kept by the rollup pass (rollups.repo.ts), off the event write path: the writer
+ * inserts the events and a pending record of them (events.repo.ts) in one statement, and a
+ * pass counts pending records later, in windows of thousands of events — so the stats lag the
+ * events by about one pass (rollup-runner.ts: ~1 s after writes; flush() runs both stages).
+ * The numbers are the same as a recount over the raw events (stats.repo.ts
  * `eventCountsFromEvents`, which the tests compare against):
  *
  * - events by type and verdict, per campaign (link -1) and, for clicks, per link;
@@ -12,15 +15,19 @@ import type { Classification, HitType } from './classify.js';
  *   before its first human click, the latest non-human open at or before that click
  *   counts as human (ties: the larger event id). Stored verdicts never change.
  *
- * Only events actually inserted count (a retried batch inserts nothing twice), so a
- * retry cannot count twice either. Every delta here is additive; the upgrade is kept per
- * send (its first human click and open, and the verdict of the open it upgraded), and
- * re-judged from the send's stored opens whenever an event could move it. Writers of
- * one campaign are serialized (a transaction-scoped advisory lock), so each re-judgement
- * sees every event committed before it.
+ * Only events actually inserted have a pending record, and the pass that counts a record
+ * deletes it in the same transaction, so nothing counts twice. Every delta here is additive;
+ * the upgrade is kept per send (its first human click and open, and the verdict of the open it
+ * upgraded), and re-judged from the send's stored opens whenever an event could move it.
+ * Passes over one campaign are serialized (a transaction-scoped advisory lock), so each
+ * re-judgement sees every rollup before it; the stored opens it reads may include events
+ * still pending in a later window — their own pass re-judges again and the counts converge
+ * (until then a class count can be transiently lower by such an upgraded open).
+ *
+ * Here "inserted" means "in this pass's window": a window is planned as one batch.
  */
 
-/** A row the batch actually inserted, with its send's recipient. */
+/** An event of the pass's window (one the writer actually inserted), with its send's recipient. */
 export interface InsertedEvent {
   workspaceId: string;
   campaignId: string;

@@ -3,7 +3,8 @@ import type { Db } from '../db/connect.js';
 import type { CampaignSendRow } from './campaign-send-index.js';
 import type { Classification, HitType } from './classify.js';
 import { pgArray, rowsOf } from '../db/pg-array.js';
-import { writeEventsWithRollups } from './rollups.repo.js';
+import { writeEvents } from './events.repo.js';
+import { rollUpPending, type RollupPassResult } from './rollups.repo.js';
 
 export { pgArray };
 
@@ -104,13 +105,24 @@ export function createTrackingRepo(db: Db, options: { singleConnection?: boolean
     },
 
     /**
-     * One transaction per batch: the events (ids chosen when the hit was buffered, so a
-     * retried batch inserts nothing twice), their webhook outbox rows and the stats rollups of
-     * the rows actually inserted (rollups.repo.ts). Hits of recipients who refused tracking are
-     * only counted (untracked-hits.ts); they count as written.
+     * One statement per batch: the events (ids chosen when the hit was buffered, so a retried
+     * batch inserts nothing twice), their webhook outbox rows and their pending rollup record
+     * (events.repo.ts). Hits of recipients who refused tracking are only counted
+     * (untracked-hits.ts); they count as written. The stats follow in the rollup pass.
      */
     insertEvents(events: readonly TrackingEventRow[]): Promise<number> {
-      return writeEventsWithRollups(db, events, options);
+      return writeEvents(db, events);
+    },
+
+    /** One rollup pass over the oldest pending records, up to `maxEvents` events (rollups.repo.ts). */
+    rollUpPending(maxEvents?: number): Promise<RollupPassResult> {
+      return rollUpPending(db, { singleConnection: options.singleConnection, maxEvents });
+    },
+
+    /** Events written and not rolled up yet (the metrics gauge). */
+    async pendingRollupEvents(): Promise<number> {
+      const [row] = rowsOf<{ n: number }>(await db.execute(sql`select coalesce(sum(events), 0)::int as n from tracking_rollup_pending`));
+      return Number(row?.n ?? 0);
     },
   };
 }

@@ -11,6 +11,8 @@ import { clientAddress, type TrustProxy } from './ip.js';
 import { createRecorder, type QueuedHit } from './recorder.js';
 import { DEFAULT_RAW_RETENTION_DAYS, truncateRawTrackingFacts } from './retention.js';
 import { ensureTrackingPartitions } from './partitions.js';
+import { createRollupRunner } from './rollup-runner.js';
+import { DEFAULT_ROLLUP_WINDOW } from './rollups.repo.js';
 import { createSendCache } from './send-cache.js';
 import { createStatsRepo } from './stats.repo.js';
 import { createStatsService } from './stats.service.js';
@@ -77,6 +79,21 @@ export function createTracking(deps: TrackingDeps) {
     registers: [registry],
   });
 
+  const rolledUp = new Counter({ name: 'tracking_events_rolled_up_total', help: 'Tracking events counted into the campaign stats by a rollup pass', registers: [registry] });
+  const rollupFailures = new Counter({ name: 'tracking_rollup_failures_total', help: 'Failed rollup passes (their events stay pending and are retried)', registers: [registry] });
+  new Gauge({
+    name: 'tracking_rollup_pending_events',
+    help: 'Tracking events written but not yet counted into the campaign stats (every process: one table)',
+    registers: [registry],
+    async collect() {
+      try {
+        this.set(await repo.pendingRollupEvents());
+      } catch {
+        // The database is unreachable: the gauge keeps its last value (the writer's metrics tell the outage).
+      }
+    },
+  });
+
   // Requests answered on /t/: the writer yields to them while they keep coming (see isBusy).
   let hits = 0;
   let busy = { checkedAt: 0, hits: 0, value: false };
@@ -89,6 +106,15 @@ export function createTracking(deps: TrackingDeps) {
     return busy.value;
   };
 
+  // The stats lag the events by about one pass (rollup-runner.ts); any process rolls up any pending record.
+  const rollups = createRollupRunner({
+    // PGlite runs each statement on this thread, unbroken: while hits keep coming, small windows
+    // (a pass of 5,000 events holds the thread ~0.1-0.2 s per statement; 500, a tenth of it).
+    pass: () => repo.rollUpPending(database.kind === 'pglite' && isBusy() ? 500 : DEFAULT_ROLLUP_WINDOW),
+    logger,
+    eagerEvents: DEFAULT_ROLLUP_WINDOW,
+    hooks: { rolledUp: (result) => rolledUp.inc(result.events), failed: () => rollupFailures.inc() },
+  });
   const cache = createSendCache({ repo });
   const classify = createClassifier({ isAppleMppIp: appleMpp.contains });
   // The recorder pushes into the writer and the writer prepares with the recorder: wire through a holder.
@@ -99,8 +125,9 @@ export function createTracking(deps: TrackingDeps) {
     insert: deps.insertEvents ?? ((rows) => repo.insertEvents(rows)),
     logger,
     maxBuffer: settings.bufferMax,
-    // An embedded database (PGlite) runs on this thread, ~75-100 µs of CPU per event with its
-    // rollups (more than answering the hit): while hits keep coming, write at most 25 ms a second in ~2 ms
+    // An embedded database (PGlite) runs on this thread: the write path costs tens of µs of CPU
+    // per event, the rollup pass as much again later (more than answering the hit; the
+    // figures below were measured with the rollups still in the write): while hits keep coming, write at most 25 ms a second in ~2 ms
     // statements (more, and longer ones, if a backlog stands for over 5 s), and catch up after
     // a burst in statements of 250 rows, up to 1,000 while a large backlog waits (each
     // statement has a fixed cost: 73-77 µs of CPU per event at 1,000 against 93-100 at 250).
@@ -112,7 +139,10 @@ export function createTracking(deps: TrackingDeps) {
     tickBudgetMs: database.kind === 'pglite' ? 25 : undefined,
     isBusy,
     hooks: {
-      written: (n) => written.inc(n),
+      written: (n) => {
+        written.inc(n);
+        rollups.written(n);
+      },
       alreadyWritten: (n) => alreadyWritten.inc(n),
       dropped: (n, reason) => dropped.inc({ reason }, n),
       failed: () => writeFailures.inc(),
@@ -169,10 +199,15 @@ export function createTracking(deps: TrackingDeps) {
     /** Events waiting (buffered + held clicks). */
     pending: () => writer.size + recorder.held,
 
-    /** Classifies held clicks and writes everything now; resolves to how many events are still unwritten. */
+    /**
+     * Classifies held clicks, writes everything now and rolls up what is pending (the stats are
+     * then complete); resolves to how many events are still unwritten.
+     */
     async flush(): Promise<number> {
       recorder.releaseAll();
-      return writer.flush();
+      const unwritten = await writer.flush();
+      await rollups.drain();
+      return unwritten;
     },
 
     /** P-14 sweep: truncates IP and user agent of events older than TRACKING_RAW_RETENTION_DAYS. */
@@ -181,11 +216,16 @@ export function createTracking(deps: TrackingDeps) {
     /** Keeps tracking_events' monthly partitions created ahead (partitions.ts). */
     ensurePartitions: (now?: Date) => ensureTrackingPartitions(database.db, { now }),
 
-    /** Shutdown, before the database closes: releases held clicks and writes the buffer (retrying up to `timeoutMs`). */
+    /**
+     * Shutdown, before the database closes: releases held clicks, writes the buffer and rolls
+     * up what is pending (each retrying up to `timeoutMs`; rollups left then stay pending for
+     * the next process).
+     */
     async close(options?: { timeoutMs?: number }): Promise<void> {
       appleMpp.stop();
       recorder.close();
       await writer.close(options);
+      await rollups.close(options);
     },
   };
 }

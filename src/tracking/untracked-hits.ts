@@ -4,7 +4,7 @@ import { sql } from 'drizzle-orm';
  * Hits from recipients who refused tracking (preference center, contacts.tracking_refused_at).
  * Their new mail carries no pixel and no tracked link, but mail sent before they asked still
  * does. Such a hit is still answered as usual (the pixel, the redirect: invariant 4); at
- * write time, inside the event writer's one write statement (rollups.repo.ts), it is left
+ * write time, inside the event writer's one write statement (events.repo.ts), it is left
  * out of the insert and only counted per campaign and type in `untracked_hit_counts`: no
  * event row, no IP, no user agent, no per-recipient rollup, no webhook. A batch retried after
  * a lost acknowledgement may count its diverted hits twice (they have no row whose id could

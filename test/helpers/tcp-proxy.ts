@@ -5,14 +5,15 @@ import { createConnection, createServer, type Socket } from 'node:net';
  *   pass                  forward both ways;
  *   stall                 the server's answers stop coming back (requests still arrive):
  *                         a hung database, as its clients see it;
- *   stall-after-commit    forward until a client sends COMMIT, then stall: the commit
- *                         lands, its acknowledgement is lost;
+ *   stall-after-commit    forward until a client sends COMMIT (or the tracking writer's
+ *                         insert, a statement that commits on its own), then stall: the
+ *                         commit lands, its acknowledgement is lost;
  *   cut                   every connection is reset, new ones are refused.
  */
 
 export type ProxyMode = 'pass' | 'stall' | 'stall-after-commit' | 'cut';
 
-const COMMIT = Buffer.from('commit');
+const COMMITS = [Buffer.from('commit'), Buffer.from('insert into tracking_events (')];
 
 export async function startTcpProxy(target: { host: string; port: number }) {
   let mode: ProxyMode = 'pass';
@@ -34,7 +35,7 @@ export async function startTcpProxy(target: { host: string; port: number }) {
     upstream.on('error', close).on('close', close);
     client.on('data', (chunk: Buffer) => {
       upstream.write(chunk);
-      if (mode === 'stall-after-commit' && chunk.includes(COMMIT)) {
+      if (mode === 'stall-after-commit' && COMMITS.some((commit) => chunk.includes(commit))) {
         commitsStalled += 1;
         mode = 'stall';
       }

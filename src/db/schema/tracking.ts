@@ -40,8 +40,8 @@ export const trackingEvents = pgTable(
 );
 
 /**
- * Campaign stats, kept by the event writer in the transaction that inserts the events
- * (src/tracking/rollups.ts). One row per campaign, type and link; link_index -1 is every
+ * Campaign stats, kept by the rollup pass after the events are written (src/tracking/rollups.ts,
+ * rollups.repo.ts; they lag the events by about one pass). One row per campaign, type and link; link_index -1 is every
  * link together. Counts are judged verdicts (the human-click upgrade included).
  */
 export const trackingRollups = pgTable(
@@ -104,3 +104,21 @@ export const untrackedHitCounts = pgTable(
   },
   (t) => [primaryKey({ name: 'untracked_hit_counts_pk', columns: [t.campaignId, t.type, t.workspaceId] })],
 );
+
+/**
+ * Events written but not yet rolled up (migration 0022): one row per writer batch and campaign,
+ * written in the statement that inserts the events, deleted by the rollup pass that counts them
+ * (src/tracking/rollups.repo.ts). Arrays, one element per event actually inserted.
+ */
+export const trackingRollupPending = pgTable('tracking_rollup_pending', {
+  id: bigint('id', { mode: 'number' }).primaryKey().generatedAlwaysAsIdentity(),
+  workspaceId: uuid('workspace_id').notNull(),
+  campaignId: uuid('campaign_id').notNull(),
+  events: integer('events').notNull(),
+  sendIds: uuid('send_ids').array().notNull(),
+  at: timestamp('at', { withTimezone: true }).array().notNull(),
+  types: trackingEventTypeEnum('types').array().notNull(),
+  linkIndexes: integer('link_indexes').array().notNull(),
+  classifications: classificationEnum('classifications').array().notNull(),
+  createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
+});

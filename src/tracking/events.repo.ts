@@ -1,0 +1,81 @@
+import { sql } from 'drizzle-orm';
+import type { Db } from '../db/connect.js';
+import { pgArray, rowsOf } from '../db/pg-array.js';
+import type { TrackingEventRow } from './tracking.repo.js';
+import { trackingHitOutboxCtes } from '../webhooks/facts.js';
+import { sendRefusedTracking, untrackedHitCountsCte } from './untracked-hits.js';
+
+/*
+ * The event writer's transaction: events only (issue 14). One statement a batch, its own
+ * transaction — on PGlite each statement has a fixed cost, so everything shares it:
+ *   - probe each hit's send (it must still exist: a hit on a send purged or deleted since
+ *     its token was cached leaves nothing; and whether its address refused tracking:
+ *     untracked-hits.ts) — one primary-key probe per hit;
+ *   - count the refused hits (untracked_hit_counts);
+ *   - insert the others `on conflict (id, at) do nothing` (the key of the partitioned table;
+ *     both fixed at buffer time) returning the rows actually inserted;
+ *   - the webhook outbox rows of those rows;
+ *   - one `tracking_rollup_pending` row per campaign of the batch with what the rollups need
+ *     of those rows (compact arrays). Same statement, so events and their pending record
+ *     commit together or not at all.
+ * No advisory lock, no rollup state read, no rollup written: the rollup pass
+ * (rollups.repo.ts) does that later, over many batches at once. A batch whose ids were all
+ * inserted already changes nothing (and adds no pending row).
+ */
+
+export const EVENT_COLUMNS = sql.raw('id, workspace_id, campaign_id, send_id, type, link_index, at, method, ip, user_agent, classification, reasons');
+
+/** The batch as rows for EVENT_COLUMNS (named like them): a dozen array parameters, whatever the batch size. */
+export function selectEventsFromArrays(events: readonly TrackingEventRow[]) {
+  const column = <T extends string | number | null>(pick: (e: TrackingEventRow) => T) => pgArray(events.map(pick));
+  return sql`
+    select id, workspace_id, campaign_id, send_id, type::tracking_event_type as type, link_index, to_timestamp(at_ms / 1000.0) as at, method, ip, user_agent,
+           classification::hit_classification as classification, string_to_array(reasons, ',') as reasons
+    from unnest(
+      ${column((e) => e.id)}::uuid[], ${column((e) => e.workspaceId)}::uuid[], ${column((e) => e.campaignId)}::uuid[],
+      ${column((e) => e.sendId)}::uuid[], ${column((e) => e.type)}::text[], ${column((e) => e.linkIndex)}::int[],
+      ${column((e) => e.atMs)}::float8[], ${column((e) => e.method)}::text[], ${column((e) => e.ip)}::text[],
+      ${column((e) => e.userAgent)}::text[], ${column((e) => e.classification)}::text[], ${column((e) => e.reasons.join(','))}::text[]
+    ) as u(id, workspace_id, campaign_id, send_id, type, link_index, at_ms, method, ip, user_agent, classification, reasons)`;
+}
+
+/** The write statement (above). One row: the refused hits counted and the events actually inserted. */
+export function writeStatement(events: readonly TrackingEventRow[]) {
+  // The data-modifying CTEs (untracked_counts, the webhook outbox, pending) need no reader:
+  // PostgreSQL runs each exactly once, to completion, whether or not the final select reads it.
+  return sql`
+    with batch as (${selectEventsFromArrays(events)}),
+    src as (
+      -- Lateral lookups with a limit: one primary-key probe per row, never a hash join over a whole table.
+      select b.*, cs.contact_id, cs.email, cs.has_send is not null as has_send, coalesce(cs.untracked, false) as untracked
+      from batch b
+      left join lateral (
+        select true as has_send, cs.contact_id, cs.email, ${sendRefusedTracking} as untracked
+        from campaign_sends cs where cs.id = b.send_id and cs.workspace_id = b.workspace_id limit 1
+      ) cs on true
+    )${untrackedHitCountsCte('src')},
+    ins as (
+      -- A hit on a send that no longer exists (purged or deleted while its token was still in the
+      -- send cache) leaves nothing: no IP, no user agent, no verdict of a person who is gone.
+      insert into tracking_events (${EVENT_COLUMNS})
+      select ${EVENT_COLUMNS} from src where has_send and not untracked
+      on conflict (id, at) do nothing
+      returning id, workspace_id, campaign_id, send_id, type, link_index, at, classification
+    ),
+    -- With the send's contact and address, for the webhook rows only: joined only when an endpoint listens.
+    hits as (select src.* from ins join src on src.id = ins.id)${trackingHitOutboxCtes('hits')},
+    pending as (
+      insert into tracking_rollup_pending (workspace_id, campaign_id, events, send_ids, at, types, link_indexes, classifications)
+      select workspace_id, campaign_id, count(*), array_agg(send_id), array_agg(at), array_agg(type), array_agg(link_index), array_agg(classification)
+      from ins group by campaign_id, workspace_id
+    )
+    select (select count(*)::int from src where untracked) as untracked_hits, (select count(*)::int from ins) as inserted`;
+}
+
+/** Resolves to how many events were new (the others had been written before: a retried batch); refused hits count as written. */
+export async function writeEvents(db: Db, events: readonly TrackingEventRow[]): Promise<number> {
+  if (events.length === 0) return 0;
+  // One statement is its own transaction: the events, their outbox rows and their pending record commit together.
+  const [row] = rowsOf<{ untracked_hits: number; inserted: number }>(await db.execute(writeStatement(events)));
+  return Number(row?.inserted ?? 0) + Number(row?.untracked_hits ?? 0);
+}

@@ -1,0 +1,84 @@
+import { describe, expect, it } from 'vitest';
+import { createLogger } from '../logger.js';
+import { createRollupRunner } from './rollup-runner.js';
+
+/*
+ * When passes run (the passes themselves are tested against real databases in
+ * test/integration/tracking-rollup-pass.test.ts): here a queue of pending "records" in memory,
+ * a pass takes up to `window` of them.
+ */
+
+const logger = createLogger('silent');
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+function harness(options: { window?: number; failWhile?: () => boolean; intervalMs?: number } = {}) {
+  const state = { pending: 0, inFlight: 0, maxInFlight: 0, passes: 0, failures: 0, rolledUp: 0 };
+  const window = options.window ?? 10;
+  const runner = createRollupRunner({
+    pass: async () => {
+      state.inFlight += 1;
+      state.maxInFlight = Math.max(state.maxInFlight, state.inFlight);
+      state.passes += 1;
+      await sleep(2);
+      state.inFlight -= 1;
+      if (options.failWhile?.()) throw Object.assign(new Error('Failed query: … params'), { cause: { code: '57P01', message: 'terminating connection' } });
+      const taken = Math.min(window, state.pending);
+      state.pending -= taken;
+      return { records: taken, events: taken, skipped: 0, full: taken === window };
+    },
+    logger,
+    intervalMs: options.intervalMs ?? 50,
+    eagerEvents: 25,
+    sweepMs: 60_000,
+    retryInitialMs: 5,
+    retryMaxMs: 20,
+    hooks: { rolledUp: (r) => (state.rolledUp += r.events), failed: () => (state.failures += 1) },
+  });
+  const write = (n: number) => {
+    state.pending += n;
+    runner.written(n);
+  };
+  return { runner, state, write };
+}
+
+describe('rollup runner', () => {
+  it('runs a pass after writes, coalesced: one in flight, at most one per interval unless a backlog waits', async () => {
+    const { runner, state, write } = harness({ intervalMs: 1_000 });
+    for (let i = 0; i < 5; i += 1) write(1);
+    await sleep(100);
+    // The first write after an idle period starts a pass at once; the others wait for the interval.
+    expect(state.pending).toBe(0);
+    const after = state.passes;
+    write(1);
+    await sleep(100);
+    expect(state.pending).toBe(1);
+    expect(state.passes).toBe(after);
+    // A backlog (eagerEvents written since): at once, full windows one after the other.
+    write(60);
+    await sleep(150);
+    expect(state.pending).toBe(0);
+    expect(state.maxInFlight).toBe(1);
+    await runner.close();
+  });
+
+  it('a failed pass leaves the records and is retried with backoff; drain reports it; close keeps trying until its deadline', async () => {
+    let failing = true;
+    const { runner, state, write } = harness({ failWhile: () => failing });
+    write(15);
+    expect(await runner.drain()).toBe(false);
+    expect(state.pending).toBe(15);
+    expect(state.failures).toBeGreaterThan(0);
+    setTimeout(() => (failing = false), 40);
+    await runner.close({ timeoutMs: 2_000 });
+    expect(state.pending).toBe(0);
+    expect(state.rolledUp).toBe(15);
+  });
+
+  it('drain runs passes until nothing is pending', async () => {
+    const { runner, state } = harness({ window: 7 });
+    state.pending = 100; // left by another process: no write here
+    expect(await runner.drain()).toBe(true);
+    expect(state.pending).toBe(0);
+    await runner.close();
+  });
+});

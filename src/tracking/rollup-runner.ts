@@ -1,0 +1,149 @@
+import type { Logger } from '../logger.js';
+import { describeDatabaseError } from './event-writer.js';
+import type { RollupPassResult } from './rollups.repo.js';
+
+/*
+ * When the rollup pass runs (rollups.repo.ts does the work). In every process that writes
+ * tracking events:
+ *   - after writes, coalesced: at most one pass in flight; a pass starts `intervalMs` after the
+ *     previous one, or at once when `eagerEvents` were written since (a backlog: larger windows
+ *     aggregate better, and a full window is followed by the next one at once);
+ *   - every `sweepMs`, whatever this process wrote: any process may roll up any pending
+ *     record, so records left by a crashed process (or one that was stopped before its pass)
+ *     are picked up by the others, or by this one after a restart;
+ *   - drain() (the writer's flush, tests, shutdown): passes until nothing is pending.
+ * A failed pass leaves its records for the next (one transaction); passes back off like the
+ * writer (0.5 s doubling to 15 s) and failures are counted and logged without parameters.
+ * The writer never waits for a pass: the stats lag the events by about one pass.
+ */
+
+export interface RollupRunnerOptions {
+  /** One pass; resolves to what it rolled up (`full`: its window was full, more may wait). */
+  pass: () => Promise<RollupPassResult>;
+  logger: Logger;
+  /** Least time between two passes after writes (default 1 s). */
+  intervalMs?: number;
+  /** Events written here since the last pass that start one at once (default 5,000). */
+  eagerEvents?: number;
+  /** A pass this often, writes or not: records left by other (crashed) processes (default 10 s). */
+  sweepMs?: number;
+  retryInitialMs?: number;
+  retryMaxMs?: number;
+  now?: () => number;
+  hooks?: { rolledUp?(result: RollupPassResult): void; failed?(): void };
+}
+
+const nextTick = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+export function createRollupRunner(options: RollupRunnerOptions) {
+  const { pass, logger, hooks = {} } = options;
+  const now = options.now ?? Date.now;
+  const intervalMs = options.intervalMs ?? 1_000;
+  const eagerEvents = options.eagerEvents ?? 5_000;
+  const retryInitialMs = options.retryInitialMs ?? 500;
+  const retryMaxMs = options.retryMaxMs ?? 15_000;
+
+  let running: Promise<boolean> | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  let timerDue = 0;
+  let writtenSince = 0;
+  let lastPassAt = 0;
+  let retryDelay = 0;
+  let retryAt = 0;
+  let failures = 0;
+  let lastFailureLog = 0;
+  let closed = false;
+
+  /** One pass; undefined when it failed (logged, counted, backoff set). */
+  async function passOnce(): Promise<RollupPassResult | undefined> {
+    writtenSince = 0;
+    lastPassAt = now();
+    try {
+      const result = await pass();
+      if (result.records > 0) hooks.rolledUp?.(result);
+      if (failures > 0) logger.info({ failures }, 'tracking rollups are being written again');
+      failures = 0;
+      retryDelay = 0;
+      retryAt = 0;
+      return result;
+    } catch (error) {
+      failures += 1;
+      retryDelay = retryDelay === 0 ? retryInitialMs : Math.min(retryDelay * 2, retryMaxMs);
+      retryAt = now() + retryDelay;
+      hooks.failed?.();
+      if (failures === 1 || now() - lastFailureLog > 30_000) {
+        lastFailureLog = now();
+        logger.warn({ err: describeDatabaseError(error), retryInMs: retryDelay }, 'tracking rollups not written yet; the events are kept pending and the pass retried');
+      }
+      return undefined;
+    }
+  }
+
+  /** Passes while their windows come back full (or, `untilEmpty`, until one finds nothing); false if one failed. */
+  async function passes(untilEmpty: boolean): Promise<boolean> {
+    for (;;) {
+      const result = await passOnce();
+      if (!result) return false;
+      if (result.records === 0 || (!untilEmpty && !result.full)) return true;
+      await nextTick();
+    }
+  }
+
+  /** At most one run of passes at a time in this process. */
+  function exclusive(untilEmpty: boolean): Promise<boolean> {
+    const next = (running ?? Promise.resolve(true)).then(() => passes(untilEmpty));
+    const tracked = next.finally(() => {
+      if (running === tracked) running = undefined;
+      schedule();
+    });
+    running = tracked;
+    return next;
+  }
+
+  function schedule(): void {
+    if (closed || running || writtenSince === 0) return;
+    const due = Math.max(retryAt, writtenSince >= eagerEvents ? 0 : lastPassAt + intervalMs);
+    // A pass already planned as soon or sooner stays; a backlog brings a later one forward.
+    if (timer && timerDue <= due) return;
+    if (timer) clearTimeout(timer);
+    timerDue = due;
+    timer = setTimeout(() => {
+      timer = undefined;
+      void exclusive(false);
+    }, Math.max(0, due - now()));
+    timer.unref();
+  }
+
+  const sweep = setInterval(() => {
+    if (!running && now() >= retryAt) void exclusive(false);
+  }, options.sweepMs ?? 10_000);
+  sweep.unref();
+
+  return {
+    /** The writer wrote `count` events: a pass follows (coalesced). */
+    written(count: number): void {
+      if (count <= 0) return;
+      writtenSince += count;
+      schedule();
+    },
+
+    /** Passes now until nothing is pending (backoff ignored); false if a pass failed (its records stay pending). */
+    drain(): Promise<boolean> {
+      return exclusive(true);
+    },
+
+    /** Stops the timers and rolls up what is pending, retrying until `timeoutMs`; what is left stays pending for the next process. */
+    async close({ timeoutMs = 5_000 }: { timeoutMs?: number } = {}): Promise<void> {
+      closed = true;
+      clearInterval(sweep);
+      if (timer) clearTimeout(timer);
+      timer = undefined;
+      const deadline = now() + timeoutMs;
+      while (!(await exclusive(true)) && now() < deadline) {
+        await new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, Math.min(retryDelay, deadline - now()))));
+      }
+    },
+  };
+}
+
+export type RollupRunner = ReturnType<typeof createRollupRunner>;
