@@ -2,6 +2,7 @@ import { sql, type SQL } from 'drizzle-orm';
 import { inTransaction, type Db } from '../db/connect.js';
 import { pgArray, rowsOf } from '../db/pg-array.js';
 import { lockAddresses } from '../suppression/address-lock.js';
+import { lockCampaignRollups } from '../tracking/rollups.repo.js';
 import { recordAudit, type AuditEntry } from './audit.js';
 import { countAffected, eraseAddressReferences } from './purge-references.js';
 
@@ -76,12 +77,14 @@ function purgeQueries(db: Db) {
       const recipientIds = addressIsFree
         ? rowsOf<{ id: string }>(await db.execute(sql`select id from recipients where workspace_id = ${workspaceId}::uuid and lower(email) = ${address}`)).map((r) => String(r.id))
         : [];
-      const sends = rowsOf<{ id: string; message_id: string | null }>(
+      const sends = rowsOf<{ id: string; message_id: string | null; campaign_id: string }>(
         await db.execute(sql`
-          select id, message_id from campaign_sends
+          select id, message_id, campaign_id from campaign_sends
           where workspace_id = ${workspaceId}::uuid and (contact_id = ${contactId}::uuid or recipient_id = any(${uuidArray(recipientIds)}))`),
       );
       const sendIds = sends.map((s) => String(s.id));
+      // A rollup pass over these sends' campaigns finishes first, or starts after this commits and skips them.
+      await lockCampaignRollups(db, [...new Set(sends.map((s) => String(s.campaign_id)))]);
       const messageIds = new Set(sends.filter((s) => s.message_id).map((s) => String(s.message_id)));
       const linked = rowsOf<{ id: string }>(await db.execute(sql`select message_id as id from message_contacts where contact_id = ${contactId}::uuid`));
       for (const m of linked) messageIds.add(String(m.id));
@@ -122,6 +125,8 @@ function purgeQueries(db: Db) {
 
     /** A deleted campaign: its ledger, links, tracking and the mail it sent. Recipient rows stay (other campaigns and unsubscribe links name them). */
     async purgeCampaign(campaignId: string): Promise<{ workspaceId: string; removed: Record<string, number> } | undefined> {
+      // Before the campaign row's lock: a pass holding this lock needs that row for its foreign keys.
+      await lockCampaignRollups(db, [campaignId]);
       const [campaign] = rowsOf<{ workspace_id: string; deleted_at: unknown }>(
         await db.execute(sql`select workspace_id, deleted_at from campaigns where id = ${campaignId}::uuid for update`),
       );
@@ -130,6 +135,7 @@ function purgeQueries(db: Db) {
       const scope = sql`workspace_id = ${workspaceId}::uuid and campaign_id = ${campaignId}::uuid`;
       const removed: Record<string, number> = {};
       removed.trackingEvents = await countAffected(db, sql`delete from tracking_events where ${scope}`);
+      removed.trackingRollupPending = await deletePendingRollups(db, scope);
       removed.trackingSendRollups = await countAffected(db, sql`delete from tracking_send_rollups where ${scope}`);
       removed.trackingRecipientRollups = await countAffected(db, sql`delete from tracking_recipient_rollups where ${scope}`);
       removed.messages = await countAffected(
@@ -172,6 +178,7 @@ function purgeQueries(db: Db) {
       const ws = sql`workspace_id = ${workspaceId}::uuid`;
       const removed: Record<string, number> = {};
       removed.trackingEvents = await countAffected(db, sql`delete from tracking_events where ${ws}`);
+      removed.trackingRollupPending = await deletePendingRollups(db, ws);
       removed.trackingSendRollups = await countAffected(db, sql`delete from tracking_send_rollups where ${ws}`);
       removed.trackingRecipientRollups = await countAffected(db, sql`delete from tracking_recipient_rollups where ${ws}`);
       removed.trackingRollups = await countAffected(db, sql`delete from tracking_rollups where ${ws}`);
@@ -206,3 +213,12 @@ export function createPurgeRepo(db: Db) {
 }
 
 export type PurgeRepo = ReturnType<typeof createPurgeRepo>;
+
+/**
+ * Pending rollup records (send ids, times, verdicts) of what is purged. Rows a rollup pass has
+ * claimed are left to it (`skip locked`: waiting for them could deadlock with that pass's
+ * campaign lock); it finds their sends gone, skips them and deletes the rows.
+ */
+function deletePendingRollups(db: Db, scope: SQL): Promise<number> {
+  return countAffected(db, sql`delete from tracking_rollup_pending where id in (select id from tracking_rollup_pending where ${scope} for update skip locked)`);
+}

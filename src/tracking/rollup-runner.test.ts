@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { createLogger } from '../logger.js';
 import { createRollupRunner } from './rollup-runner.js';
 
@@ -45,9 +45,8 @@ describe('rollup runner', () => {
   it('runs a pass after writes, coalesced: one in flight, at most one per interval unless a backlog waits', async () => {
     const { runner, state, write } = harness({ intervalMs: 1_000 });
     for (let i = 0; i < 5; i += 1) write(1);
-    await sleep(100);
     // The first write after an idle period starts a pass at once; the others wait for the interval.
-    expect(state.pending).toBe(0);
+    await vi.waitFor(() => expect(state.pending).toBe(0), { timeout: 900, interval: 5 });
     const after = state.passes;
     write(1);
     await sleep(100);
@@ -55,8 +54,7 @@ describe('rollup runner', () => {
     expect(state.passes).toBe(after);
     // A backlog (eagerEvents written since): at once, full windows one after the other.
     write(60);
-    await sleep(150);
-    expect(state.pending).toBe(0);
+    await vi.waitFor(() => expect(state.pending).toBe(0), { timeout: 900, interval: 5 });
     expect(state.maxInFlight).toBe(1);
     await runner.close();
   });

@@ -79,9 +79,13 @@ export function createRollupRunner(options: RollupRunnerOptions) {
     }
   }
 
-  /** Passes while their windows come back full (or, `untilEmpty`, until one finds nothing); false if one failed. */
-  async function passes(untilEmpty: boolean): Promise<boolean> {
+  /**
+   * Passes while their windows come back full (or, `untilEmpty`, until one finds nothing),
+   * starting none after `deadline` (what is left stays pending); false if one failed.
+   */
+  async function passes(untilEmpty: boolean, deadline = Number.POSITIVE_INFINITY): Promise<boolean> {
     for (;;) {
+      if (now() >= deadline) return true;
       const result = await passOnce();
       if (!result) return false;
       if (result.records === 0 || (!untilEmpty && !result.full)) return true;
@@ -90,8 +94,8 @@ export function createRollupRunner(options: RollupRunnerOptions) {
   }
 
   /** At most one run of passes at a time in this process. */
-  function exclusive(untilEmpty: boolean): Promise<boolean> {
-    const next = (running ?? Promise.resolve(true)).then(() => passes(untilEmpty));
+  function exclusive(untilEmpty: boolean, deadline?: number): Promise<boolean> {
+    const next = (running ?? Promise.resolve(true)).then(() => passes(untilEmpty, deadline));
     const tracked = next.finally(() => {
       if (running === tracked) running = undefined;
       schedule();
@@ -101,7 +105,8 @@ export function createRollupRunner(options: RollupRunnerOptions) {
   }
 
   function schedule(): void {
-    if (closed || running || writtenSince === 0) return;
+    // After writes, or to retry a failed pass at its backoff (its records still wait).
+    if (closed || running || (writtenSince === 0 && failures === 0)) return;
     const due = Math.max(retryAt, writtenSince >= eagerEvents ? 0 : lastPassAt + intervalMs);
     // A pass already planned as soon or sooner stays; a backlog brings a later one forward.
     if (timer && timerDue <= due) return;
@@ -132,14 +137,17 @@ export function createRollupRunner(options: RollupRunnerOptions) {
       return exclusive(true);
     },
 
-    /** Stops the timers and rolls up what is pending, retrying until `timeoutMs`; what is left stays pending for the next process. */
+    /**
+     * Stops the timers and rolls up what is pending, starting no pass (nor retry) after
+     * `timeoutMs`: what is left stays pending for the next process (its sweep).
+     */
     async close({ timeoutMs = 5_000 }: { timeoutMs?: number } = {}): Promise<void> {
       closed = true;
       clearInterval(sweep);
       if (timer) clearTimeout(timer);
       timer = undefined;
       const deadline = now() + timeoutMs;
-      while (!(await exclusive(true)) && now() < deadline) {
+      while (!(await exclusive(true, deadline)) && now() < deadline) {
         await new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, Math.min(retryDelay, deadline - now()))));
       }
     },

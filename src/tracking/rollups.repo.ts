@@ -23,14 +23,28 @@ import { applyUpgrades, planRollups, type CampaignDelta, type InsertedEvent, typ
  * takes it, and a pass that fails (or a process killed mid-pass) leaves its rows for the next.
  * A window of thousands of events aggregates: many events of one send or recipient are one
  * row update. Statements: three a pass (claim, read, write), whatever its size.
- * A purge that commits between this pass's read and its commit: a campaign's makes the
- * campaign rows' foreign key fail the pass (retried; then its sends are gone and skipped); a
- * contact's may leave its deleted send's per-send and per-recipient rows written back (ids
- * only; the same window the writer's transaction had when it kept the rollups).
+ * Purges of a contact or a campaign take the same campaign locks (`lockCampaignRollups`)
+ * before they delete anything: a pass and a purge of one campaign run one after the other, so
+ * a pass never writes rollup rows back for sends a purge deleted meanwhile (it sees them gone
+ * and skips them), and the purge deletes whatever the pass committed.
  */
 
 /** Advisory lock class of campaign rollup writers (the second key is hashtext(campaign id)). */
 const ROLLUP_LOCK_CLASS = 0x74726b72;
+
+/**
+ * Takes the rollup pass's locks of these campaigns (transaction-scoped, in hash order like the
+ * pass, so never a deadlock between them). For a purge: take them before any row lock that a
+ * pass's writes could need (the campaign row its foreign keys read), or the two would wait on
+ * each other. Uncontended on PGlite (one connection).
+ */
+export async function lockCampaignRollups(db: Db, campaignIds: readonly string[]): Promise<void> {
+  if (campaignIds.length === 0) return;
+  await db.execute(sql`
+    select pg_advisory_xact_lock(${ROLLUP_LOCK_CLASS}::int, h) from (
+      select distinct hashtext(c) as h from unnest(${pgArray([...campaignIds])}::text[]) as c order by 1
+    ) l`);
+}
 /** Pending rows looked at per pass (each holds one writer batch of one campaign: up to 1,000 events). */
 const CLAIM_ROWS = 64;
 export const DEFAULT_ROLLUP_WINDOW = 5_000;

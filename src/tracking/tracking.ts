@@ -218,14 +218,15 @@ export function createTracking(deps: TrackingDeps) {
 
     /**
      * Shutdown, before the database closes: releases held clicks, writes the buffer and rolls
-     * up what is pending (each retrying up to `timeoutMs`; rollups left then stay pending for
-     * the next process).
+     * up what is pending, both within one `timeoutMs` (the caller's shutdown deadline; rollups
+     * left then stay pending for the next process).
      */
-    async close(options?: { timeoutMs?: number }): Promise<void> {
+    async close({ timeoutMs = 5_000 }: { timeoutMs?: number } = {}): Promise<void> {
+      const deadline = Date.now() + timeoutMs;
       appleMpp.stop();
       recorder.close();
-      await writer.close(options);
-      await rollups.close(options);
+      await writer.close({ timeoutMs });
+      await rollups.close({ timeoutMs: Math.max(0, deadline - Date.now()) });
     },
   };
 }

@@ -163,13 +163,15 @@ describe('the rollup pass, off the write path', () => {
     expect(await pendingEvents(db())).toBe(420);
 
     await db().execute(sql`update campaigns set deleted_at = now() where id = ${gone.campaignId}`);
-    expect(await purge.purgeCampaign(gone.campaignId)).toBeDefined();
+    // The campaign's purge deletes its pending records (120 events) itself; the contact's leaves them to the pass.
+    expect((await purge.purgeCampaign(gone.campaignId))?.removed.trackingRollupPending).toBeGreaterThan(0);
+    expect(await pendingEvents(db())).toBe(300);
     expect(await purge.purgeContact(contactId, (a) => `hash:${a.length}`)).toBeDefined();
 
     // The pass counts the kept campaign's other events and skips the rest, without failing.
     let skipped = 0;
     for (let result = await repo.rollUpPending(); result.records > 0; result = await repo.rollUpPending()) skipped += result.skipped;
-    expect(skipped).toBe(120 + ofPurged);
+    expect(skipped).toBe(ofPurged);
     expect(await pendingEvents(db())).toBe(0);
     const { rollups, recount } = await bothStats(db(), workspaceId, kept.campaignId);
     expect(rollups).toEqual(recount);
