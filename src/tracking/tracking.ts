@@ -99,17 +99,13 @@ export function createTracking(deps: TrackingDeps) {
     insert: deps.insertEvents ?? ((rows) => repo.insertEvents(rows)),
     logger,
     maxBuffer: settings.bufferMax,
-    // An embedded database (PGlite) runs on this thread, ~75-100 µs of CPU per event with its
-    // rollups (more than answering the hit): while hits keep coming, write at most 25 ms a second in ~2 ms
-    // statements (more, and longer ones, if a backlog stands for over 5 s), and catch up after
-    // a burst in statements of 250 rows, up to 1,000 while a large backlog waits (each
-    // statement has a fixed cost: 73-77 µs of CPU per event at 1,000 against 93-100 at 250).
+    // An embedded database (PGlite) runs on its own thread (src/db/README.md), so writing takes
+    // no time from answering and needs no time budget; its statements are kept to 250 rows
+    // (up to 1,000 while a large backlog waits) because every other query waits behind one.
     // A server takes batches of 1,000 (its work is in another process), not more: at 5,000
     // an event cost 59-61 µs of CPU against 46-49 (BENCHMARKS.md, issue 14 third pass).
     batchSize: database.kind === 'pglite' ? 250 : 1_000,
     maxBatchSize: 1_000,
-    busyBatchSize: database.kind === 'pglite' ? 50 : undefined,
-    tickBudgetMs: database.kind === 'pglite' ? 25 : undefined,
     isBusy,
     hooks: {
       written: (n) => written.inc(n),
