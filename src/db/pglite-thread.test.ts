@@ -119,7 +119,7 @@ describe('PGlite on a worker thread', () => {
   it('close() twice is fine; afterwards calls fail and the process can exit', async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'pglite-thread-'));
     try {
-      const script = path.join(dir, 'exit.ts');
+      const script = path.join(dir, 'exit.mts');
       const connect = path.join(path.dirname(fileURLToPath(import.meta.url)), 'connect.ts');
       writeFileSync(
         script,

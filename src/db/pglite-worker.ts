@@ -9,7 +9,7 @@
  * run and everything else waits in arrival order).
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { PGlite, type Results, type Transaction } from '@electric-sql/pglite';
+import { PGlite, type Transaction } from '@electric-sql/pglite';
 import { DATABASE_ERROR_FIELDS, type Request, type Response, type Started, type WireError, type WorkerStart } from './pglite-protocol.js';
 
 const port = parentPort!;
@@ -112,7 +112,7 @@ function reply(request: Request, outcome: Promise<unknown>) {
 
 try {
   const db = await PGlite.create({ dataDir: start.dataDir, loadDataDir: start.loadDataDir ? new Blob([start.loadDataDir]) : undefined });
-  port.on('message', (request: Request) => reply(request, run(db, request) as Promise<Results | unknown>));
+  port.on('message', (request: Request) => reply(request, run(db, request)));
   port.postMessage({ started: true } satisfies Started);
 } catch (error) {
   port.postMessage({ started: false, error: wireError(error) } satisfies Started);
