@@ -96,7 +96,7 @@ async function main() {
     if (!jobs) await services.sync.releaseLeases().catch(() => undefined);
     clearTimeout(grace);
     // Buffered tracking events are written before the database goes away (an open PGlite
-    // would also keep the process alive forever).
+    // worker would also keep the process alive forever).
     await services.tracking.close({ timeoutMs: Math.max(100, left() - 600) });
     await google.sandbox?.close();
     await database.close();

@@ -78,7 +78,7 @@ export async function startBenchServer(serverUrl: string | undefined) {
     database,
     services,
     url,
-    label: server ? 'PostgreSQL server (same machine)' : 'PGlite on disk (embedded, shares the thread)',
+    label: server ? 'PostgreSQL server (same machine)' : 'PGlite on disk (embedded, on its own thread)',
     /** tracking_events_dropped_total, all reasons. */
     async dropped(): Promise<number> {
       const metrics = await services.metrics.registry.getSingleMetricAsString('tracking_events_dropped_total');

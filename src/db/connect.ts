@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { PGlite } from '@electric-sql/pglite';
+import type { PGlite } from '@electric-sql/pglite';
 import { sql } from 'drizzle-orm';
 import { drizzle as drizzlePg } from 'drizzle-orm/node-postgres';
 import { migrate as migratePg } from 'drizzle-orm/node-postgres/migrator';
@@ -8,6 +8,7 @@ import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
 import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
 import pg from 'pg';
+import { PgliteThread } from './pglite-thread.js';
 import * as schema from './schema.js';
 
 /** The Drizzle handle every repo takes; a transaction has the same shape. */
@@ -46,8 +47,8 @@ export interface Database {
   /** Throws unless the database answers a trivial query. */
   ping(): Promise<void>;
   close(): Promise<void>;
-  /** The embedded engine, for tests that snapshot it; undefined on a server. */
-  readonly pglite?: PGlite;
+  /** The embedded engine's data dir as a tarball (tests snapshot a migrated one); undefined on a server. */
+  dumpDataDir?(compression?: 'none' | 'gzip' | 'auto'): Promise<Blob>;
 }
 
 export const MIGRATIONS_FOLDER = fileURLToPath(new URL('./migrations', import.meta.url));
@@ -58,23 +59,19 @@ const MIGRATION_LOCK_ID = 7_316_205_901;
 export async function connect(target: DatabaseTarget): Promise<Database> {
   if (target.kind === 'pglite') {
     if (target.dir && !target.dir.startsWith('memory://')) mkdirSync(target.dir, { recursive: true });
-    const client = await PGlite.create({ dataDir: target.dir, loadDataDir: target.loadDataDir });
-    const db = drizzlePglite({ client, schema });
-    let closed = false;
+    // The engine runs on a worker thread (pglite-thread.ts), so SQL never holds up answering.
+    const client = await PgliteThread.start({ dataDir: target.dir, loadDataDir: target.loadDataDir });
+    const db = drizzlePglite({ client: client as unknown as PGlite, schema });
     return {
       db: db as unknown as Db,
       kind: 'pglite',
-      pglite: client,
       migrate: () => migratePglite(db, { migrationsFolder: MIGRATIONS_FOLDER }),
       ping: async () => {
         await client.query('select 1');
       },
-      close: async () => {
-        // An open PGlite keeps the process alive forever; closing twice throws.
-        if (closed) return;
-        closed = true;
-        await client.close();
-      },
+      dumpDataDir: (compression) => client.dumpDataDir(compression),
+      // The open worker keeps the process alive; closing ends it (a second close is a no-op).
+      close: () => client.close(),
     };
   }
 

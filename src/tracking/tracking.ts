@@ -94,7 +94,7 @@ export function createTracking(deps: TrackingDeps) {
     },
   });
 
-  // Requests answered on /t/: the writer yields to them while they keep coming (see isBusy).
+  // Requests answered on /t/: while they keep coming, the rollup pass takes small windows on PGlite (see below).
   let hits = 0;
   let busy = { checkedAt: 0, hits: 0, value: false };
   const isBusy = () => {
@@ -108,8 +108,9 @@ export function createTracking(deps: TrackingDeps) {
 
   // The stats lag the events by about one pass (rollup-runner.ts); any process rolls up any pending record.
   const rollups = createRollupRunner({
-    // PGlite runs each statement on this thread, unbroken: while hits keep coming, small windows
-    // (a pass of 5,000 events holds the thread ~0.1-0.2 s per statement; 500, a tenth of it).
+    // PGlite runs one statement at a time (on its own thread): while hits keep coming, small
+    // windows, so that a click's send lookup never waits behind a long pass (a pass of 5,000
+    // events is ~0.1-0.2 s per statement; 500, a tenth of it).
     pass: () => repo.rollUpPending(database.kind === 'pglite' && isBusy() ? 500 : DEFAULT_ROLLUP_WINDOW),
     logger,
     eagerEvents: DEFAULT_ROLLUP_WINDOW,
@@ -125,19 +126,13 @@ export function createTracking(deps: TrackingDeps) {
     insert: deps.insertEvents ?? ((rows) => repo.insertEvents(rows)),
     logger,
     maxBuffer: settings.bufferMax,
-    // An embedded database (PGlite) runs on this thread: the write path costs tens of µs of CPU
-    // per event, the rollup pass as much again later (more than answering the hit; the
-    // figures below were measured with the rollups still in the write): while hits keep coming, write at most 25 ms a second in ~2 ms
-    // statements (more, and longer ones, if a backlog stands for over 5 s), and catch up after
-    // a burst in statements of 250 rows, up to 1,000 while a large backlog waits (each
-    // statement has a fixed cost: 73-77 µs of CPU per event at 1,000 against 93-100 at 250).
+    // An embedded database (PGlite) runs on its own thread (src/db/README.md), so writing takes
+    // no time from answering and needs no time budget; its statements are kept to 250 rows
+    // (up to 1,000 while a large backlog waits) because every other query waits behind one.
     // A server takes batches of 1,000 (its work is in another process), not more: at 5,000
     // an event cost 59-61 µs of CPU against 46-49 (BENCHMARKS.md, issue 14 third pass).
     batchSize: database.kind === 'pglite' ? 250 : 1_000,
     maxBatchSize: 1_000,
-    busyBatchSize: database.kind === 'pglite' ? 50 : undefined,
-    tickBudgetMs: database.kind === 'pglite' ? 25 : undefined,
-    isBusy,
     hooks: {
       written: (n) => {
         written.inc(n);

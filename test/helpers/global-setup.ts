@@ -24,7 +24,7 @@ export default async function setup(project: TestProject) {
 
   const pgliteDb = await connect({ kind: 'pglite', dir: 'memory://' });
   await pgliteDb.migrate();
-  const dump = await pgliteDb.pglite!.dumpDataDir('none');
+  const dump = await pgliteDb.dumpDataDir!('none');
   const dumpFile = path.join(workDir, 'template.tar');
   writeFileSync(dumpFile, Buffer.from(await dump.arrayBuffer()));
   await pgliteDb.close();
