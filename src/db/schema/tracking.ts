@@ -111,7 +111,7 @@ export const untrackedHitCounts = pgTable(
  * (src/tracking/rollups.repo.ts). Arrays, one element per event actually inserted.
  */
 export const trackingRollupPending = pgTable('tracking_rollup_pending', {
-  id: bigint('id', { mode: 'number' }).primaryKey().generatedAlwaysAsIdentity(),
+  id: bigint('id', { mode: 'number' }).notNull().generatedAlwaysAsIdentity(),
   workspaceId: uuid('workspace_id').notNull(),
   campaignId: uuid('campaign_id').notNull(),
   events: integer('events').notNull(),
@@ -121,4 +121,4 @@ export const trackingRollupPending = pgTable('tracking_rollup_pending', {
   linkIndexes: integer('link_indexes').array().notNull(),
   classifications: classificationEnum('classifications').array().notNull(),
   createdAt: timestamp('created_at', { withTimezone: true }).notNull().defaultNow(),
-});
+}, (t) => [primaryKey({ name: 'tracking_rollup_pending_pk', columns: [t.id, t.workspaceId] })]);
