@@ -1,5 +1,6 @@
 import type { Logger } from '../logger.js';
 import type { TrackingEventRow } from './tracking.repo.js';
+import { createWriteBackoff } from './write-backoff.js';
 
 /*
  * Tracking hits are answered first and written later, in batches: a bounded in-memory
@@ -101,14 +102,6 @@ class Queue<T> {
   }
 }
 
-/** A database error without its parameters (they hold addresses and user agents). */
-export function describeDatabaseError(error: unknown): { code?: string; message: string } {
-  const cause = (error as { cause?: { code?: string; message?: string } })?.cause;
-  if (cause?.message) return { code: cause.code, message: cause.message };
-  const message = error instanceof Error ? error.message.split('\n')[0]! : 'unknown error';
-  return { code: (error as { code?: string })?.code, message: message.slice(0, 200) };
-}
-
 export function createEventWriter<T>(options: EventWriterOptions<T>) {
   const { prepare, insert, logger, hooks = {} } = options;
   const now = options.now ?? Date.now;
@@ -147,10 +140,14 @@ export function createEventWriter<T>(options: EventWriterOptions<T>) {
   let retrying: T[] = [];
   const size = () => queue.length + retrying.length;
   let draining: Promise<boolean> | undefined;
-  let retryDelay = 0;
-  let retryAt = 0;
-  let failuresInOutage = 0;
-  let lastFailureLog = 0;
+  const backoff = createWriteBackoff({
+    logger,
+    now,
+    initialMs: retryInitialMs,
+    maxMs: retryMaxMs,
+    failingMessage: 'tracking events not written yet; keeping them and retrying',
+    recoveredMessage: 'tracking events are being written again',
+  });
   let closed = false;
 
   const enforceBound = () => {
@@ -163,7 +160,7 @@ export function createEventWriter<T>(options: EventWriterOptions<T>) {
   async function drain(budgetMs: number, ignoreBackoff: boolean): Promise<boolean> {
     const started = now();
     while (size() > 0) {
-      if (!ignoreBackoff && now() < retryAt) return false;
+      if (!ignoreBackoff && now() < backoff.retryAt) return false;
       const room = batchNow(budgetMs) - retrying.length;
       // The failed batch goes first, topped up with newer items (the same ids: what landed is skipped).
       const batch = room > 0 ? retrying.concat(queue.take(room)) : retrying;
@@ -174,21 +171,12 @@ export function createEventWriter<T>(options: EventWriterOptions<T>) {
         hooks.written?.(typeof inserted === 'number' ? inserted : rows.length);
         if (typeof inserted === 'number' && inserted < rows.length) hooks.alreadyWritten?.(rows.length - inserted);
         if (size() === 0) emptySince = now();
-        if (failuresInOutage > 0) logger.info({ failures: failuresInOutage }, 'tracking events are being written again');
-        failuresInOutage = 0;
-        retryDelay = 0;
-        retryAt = 0;
+        backoff.succeeded();
       } catch (error) {
         retrying = batch;
         enforceBound();
-        failuresInOutage += 1;
-        retryDelay = retryDelay === 0 ? retryInitialMs : Math.min(retryDelay * 2, retryMaxMs);
-        retryAt = now() + retryDelay;
         hooks.failed?.();
-        if (failuresInOutage === 1 || now() - lastFailureLog > 30_000) {
-          lastFailureLog = now();
-          logger.warn({ err: describeDatabaseError(error), buffered: size(), retryInMs: retryDelay }, 'tracking events not written yet; keeping them and retrying');
-        }
+        backoff.failed(error, { buffered: size() });
         return false;
       }
       if (size() > 0 && now() - started >= budgetMs && size() < maxBuffer * 0.8 && isBusy()) return true;
@@ -245,7 +233,7 @@ export function createEventWriter<T>(options: EventWriterOptions<T>) {
       const deadline = now() + timeoutMs;
       while (size() > 0 && now() < deadline) {
         if (await run(Number.POSITIVE_INFINITY, true)) continue;
-        await new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, Math.min(retryDelay, deadline - now()))));
+        await new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, Math.min(backoff.delayMs, deadline - now()))));
       }
       closed = true;
       if (size() > 0) {

@@ -1,5 +1,5 @@
 import type { Logger } from '../logger.js';
-import { describeDatabaseError } from './event-writer.js';
+import { createWriteBackoff } from './write-backoff.js';
 import type { RollupPassResult } from './rollups.repo.js';
 
 /*
@@ -48,10 +48,14 @@ export function createRollupRunner(options: RollupRunnerOptions) {
   let timerDue = 0;
   let writtenSince = 0;
   let lastPassAt = 0;
-  let retryDelay = 0;
-  let retryAt = 0;
-  let failures = 0;
-  let lastFailureLog = 0;
+  const backoff = createWriteBackoff({
+    logger,
+    now,
+    initialMs: retryInitialMs,
+    maxMs: retryMaxMs,
+    failingMessage: 'tracking rollups not written yet; the events are kept pending and the pass retried',
+    recoveredMessage: 'tracking rollups are being written again',
+  });
   let closed = false;
 
   /** One pass; undefined when it failed (logged, counted, backoff set). */
@@ -61,20 +65,11 @@ export function createRollupRunner(options: RollupRunnerOptions) {
     try {
       const result = await pass();
       if (result.records > 0) hooks.rolledUp?.(result);
-      if (failures > 0) logger.info({ failures }, 'tracking rollups are being written again');
-      failures = 0;
-      retryDelay = 0;
-      retryAt = 0;
+      backoff.succeeded();
       return result;
     } catch (error) {
-      failures += 1;
-      retryDelay = retryDelay === 0 ? retryInitialMs : Math.min(retryDelay * 2, retryMaxMs);
-      retryAt = now() + retryDelay;
       hooks.failed?.();
-      if (failures === 1 || now() - lastFailureLog > 30_000) {
-        lastFailureLog = now();
-        logger.warn({ err: describeDatabaseError(error), retryInMs: retryDelay }, 'tracking rollups not written yet; the events are kept pending and the pass retried');
-      }
+      backoff.failed(error);
       return undefined;
     }
   }
@@ -106,8 +101,8 @@ export function createRollupRunner(options: RollupRunnerOptions) {
 
   function schedule(): void {
     // After writes, or to retry a failed pass at its backoff (its records still wait).
-    if (closed || running || (writtenSince === 0 && failures === 0)) return;
-    const due = Math.max(retryAt, writtenSince >= eagerEvents ? 0 : lastPassAt + intervalMs);
+    if (closed || running || (writtenSince === 0 && backoff.failures === 0)) return;
+    const due = Math.max(backoff.retryAt, writtenSince >= eagerEvents ? 0 : lastPassAt + intervalMs);
     // A pass already planned as soon or sooner stays; a backlog brings a later one forward.
     if (timer && timerDue <= due) return;
     if (timer) clearTimeout(timer);
@@ -120,7 +115,7 @@ export function createRollupRunner(options: RollupRunnerOptions) {
   }
 
   const sweep = setInterval(() => {
-    if (!running && now() >= retryAt) void exclusive(false);
+    if (!running && now() >= backoff.retryAt) void exclusive(false);
   }, options.sweepMs ?? 10_000);
   sweep.unref();
 
@@ -148,7 +143,7 @@ export function createRollupRunner(options: RollupRunnerOptions) {
       timer = undefined;
       const deadline = now() + timeoutMs;
       while (!(await exclusive(true, deadline)) && now() < deadline) {
-        await new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, Math.min(retryDelay, deadline - now()))));
+        await new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, Math.min(backoff.delayMs, deadline - now()))));
       }
     },
   };

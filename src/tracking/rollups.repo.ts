@@ -1,4 +1,4 @@
-import { sql } from 'drizzle-orm';
+import { sql, type SQL } from 'drizzle-orm';
 import type { Db } from '../db/connect.js';
 import type { Classification, HitType } from './classify.js';
 import { pgArray, rowsOf } from '../db/pg-array.js';
@@ -149,13 +149,20 @@ export function readStatement(ids: readonly string[]) {
            ${ms('p.first_human_click_at')} as click_ms, ${ms('p.first_human_open_at')} as open_ms,
            ${ms('p.click_at')} as lookup_click_ms, ${mayMove} as looked_up,
            -- Only for the sends whose upgrade may move (a case: the probe runs for those only).
-           case when ${mayMove} then (
-             -- Walks the send's index (send_id, at) backwards from the click: a few rows, whatever the table size.
-             select classification::text from tracking_events
-             where send_id = p.send_id and at <= p.click_at and type = 'open' and classification <> 'human'
-             order by at desc, id desc limit 1
-           ) end as lookup_class
+           case when ${mayMove} then (${latestNonHumanOpen(sql`p.send_id`, sql`p.click_at`)}) end as lookup_class
     from per_send p`;
+}
+
+/**
+ * The verdict of a send's latest non-human open at or before `clickAt` (the larger id on a
+ * tie): the upgrade rule's lookup (rollups.ts). Walks the send's index (send_id, at) backwards
+ * from the click: a few rows, whatever the table size.
+ */
+function latestNonHumanOpen(sendId: SQL, clickAt: SQL): SQL {
+  return sql`
+    select classification::text from tracking_events
+    where send_id = ${sendId} and at <= ${clickAt} and type = 'open' and classification <> 'human'
+    order by at desc, id desc limit 1`;
 }
 
 /**
@@ -306,12 +313,7 @@ async function latestOpensBeforeClick(db: Db, sends: readonly { sendId: string; 
     await db.execute(sql`
       select u.send_id, e.classification
       from unnest(${pgArray(sends.map((s) => s.sendId))}::uuid[], ${pgArray(sends.map((s) => s.firstHumanClickMs))}::float8[]) as u(send_id, click_ms)
-      cross join lateral (
-        -- Walks the send's index (send_id, at) backwards from the click: a few rows, whatever the table size.
-        select classification::text as classification from tracking_events
-        where send_id = u.send_id and at <= to_timestamp(u.click_ms / 1000.0) and type = 'open' and classification <> 'human'
-        order by at desc, id desc limit 1
-      ) e`),
+      cross join lateral (${latestNonHumanOpen(sql`u.send_id`, sql`to_timestamp(u.click_ms / 1000.0)`)}) e(classification)`),
   );
   return new Map(rows.map((r) => [String(r.send_id), r.classification]));
 }
