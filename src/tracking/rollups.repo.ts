@@ -1,8 +1,8 @@
 import { sql, type SQL } from 'drizzle-orm';
 import type { Db } from '../db/connect.js';
-import type { Classification, HitType } from './classify.js';
+import type { Classification } from './classify.js';
 import { pgArray, rowsOf } from '../db/pg-array.js';
-import { applyUpgrades, planRollups, type CampaignDelta, type InsertedEvent, type RecipientDelta, type RollupPlan, type SendState } from './rollups.js';
+import { ALL_LINKS, applyUpgrades, planRollups, type CampaignDelta, type RecipientDelta, type RollupPlan, type SendState, type WindowSend } from './rollups.js';
 
 /*
  * The rollup pass (rules in rollups.ts): off the event write path (events.repo.ts writes
@@ -12,13 +12,18 @@ import { applyUpgrades, planRollups, type CampaignDelta, type InsertedEvent, typ
  *      campaigns' transaction-scoped advisory locks, in hash order: passes over one campaign
  *      are serialized, each sees the rollups of the ones before it);
  *   2. one read statement (one snapshot, taken after the locks): the claimed events grouped
- *      by send, each send's recipient (a send that no longer exists — contact purged,
- *      campaign deleted — is skipped with its events: they were deleted with it), its stored
- *      rollup state, and for the sends whose human-click upgrade may move, the latest
- *      non-human open at or before the first human click. Every claimed event is committed
- *      already, so that lookup sees them all (no merge of the batch's own opens needed);
- *   3. plan in JavaScript (planRollups/applyUpgrades), then one statement writes send states,
- *      recipient counts and campaign rollups and deletes the claimed rows.
+ *      by send, in SQL, keeping only the sends whose rollup state the window can change (a
+ *      human event, or a non-human open at or before the stored first human click): each
+ *      one's recipient (a send that no longer exists — contact purged, campaign deleted — is
+ *      left out, its events deleted with it), its stored state, and for the sends whose
+ *      human-click upgrade may move, the latest non-human open at or before the first human
+ *      click. Every claimed event is committed already, so that lookup sees them all;
+ *   3. plan the send states and upgrades in JavaScript (planRollups/applyUpgrades, one row per
+ *      send, none per event), then one statement deletes the claimed rows and, from what they
+ *      held, counts the additive part in SQL (events by type and verdict, human events per
+ *      recipient, of sends that still exist), adds the upgrades' moves, and writes send
+ *      states, recipient counts and campaign rollups. The events' arrays never leave the
+ *      database.
  * Committed together or not at all: a pending row is counted exactly once, whichever process
  * takes it, and a pass that fails (or a process killed mid-pass) leaves its rows for the next.
  * A window of thousands of events aggregates: many events of one send or recipient are one
@@ -60,26 +65,18 @@ export interface RollupPassResult {
   full: boolean;
 }
 
-const byKey = <T>(key: (item: T) => string) => (a: T, b: T) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0);
-
 const ms = (column: string) => sql.raw(`round(extract(epoch from ${column}) * 1000)::float8`);
 
-/** A claimed pending row: one writer batch of one campaign, its events as parallel arrays. */
+/** A claimed pending row: one writer batch of one campaign (its events stay in the database). */
 interface PendingRecord {
   id: string;
-  workspace_id: string;
-  campaign_id: string;
-  send_ids: string[];
-  at_ms: number[];
-  types: HitType[];
-  links: (number | null)[];
-  classes: Classification[];
+  events: number;
 }
 
 /**
- * Step 1: the oldest pending rows, up to `maxEvents` events (at least one row), with their
- * arrays. Claimed rows are this transaction's until it ends (a server: locked), so reading
- * their content here and their sends' state in the next statement is consistent.
+ * Step 1: the oldest pending rows, up to `maxEvents` events (at least one row). Claimed rows
+ * are this transaction's until it ends (a server: locked), so the next statements read and
+ * delete exactly these.
  */
 async function claim(tx: Db, maxEvents: number, singleConnection: boolean): Promise<PendingRecord[]> {
   // An embedded database has one connection, held by this transaction: nobody to skip or wait for.
@@ -102,8 +99,7 @@ async function claim(tx: Db, maxEvents: number, singleConnection: boolean): Prom
   return rowsOf<PendingRecord>(
     await tx.execute(sql`
       with ${window}
-      select p.id::text as id, p.workspace_id, p.campaign_id, p.send_ids::text[] as send_ids, array(select ${ms('x')} from unnest(p.at) as x) as at_ms,
-             p.types::text[] as types, p.link_indexes as links, p.classifications::text[] as classes
+      select p.id::text as id, p.events
       from win join tracking_rollup_pending p on p.id = win.id
       ${singleConnection ? sql`` : sql`where (select count(*) from locks) >= 0`}
       order by p.id`),
@@ -111,46 +107,51 @@ async function claim(tx: Db, maxEvents: number, singleConnection: boolean): Prom
 }
 
 /**
- * Step 2 (see above), one snapshot taken after the locks: one row per claimed send that
- * still exists, with its recipient, its stored state and (when its upgrade may move) the
- * verdict of its latest non-human open at or before its first human click.
+ * Step 2 (see above), one snapshot taken after the locks: one row per claimed send that still
+ * exists and whose state the window can change, with its recipient, the window's earliest
+ * times, its stored state and (when its upgrade may move) the verdict of its latest non-human
+ * open at or before its first human click.
  */
 export function readStatement(ids: readonly string[]) {
   const mayMove = sql.raw('(p.click_at is not null and p.may_move and (p.open_at is null or p.open_at > p.click_at))');
   return sql`
     with ev as (
-      select p.workspace_id, u.send_id, u.at, u.type, u.classification
+      select p.workspace_id, p.campaign_id, u.send_id, u.at, u.type, u.classification
       from tracking_rollup_pending p
       cross join lateral unnest(p.send_ids, p.at, p.types, p.classifications) as u(send_id, at, type, classification)
       where p.id = any(${pgArray(ids)}::bigint[])
     ),
     b as (
-      select send_id, workspace_id,
+      select send_id, workspace_id, campaign_id,
              min(at) filter (where type = 'click' and classification = 'human') as human_click,
              min(at) filter (where type = 'open' and classification = 'human') as human_open,
              min(at) filter (where type = 'open' and classification <> 'human') as other_open
-      from ev group by send_id, workspace_id
+      from ev group by send_id, workspace_id, campaign_id
     ),
-    -- Per send: its recipient (none: the send is gone, and its events with it), its stored
-    -- state, its first human click after this window, and whether its upgrade may move (a
-    -- superset of what rollups.ts re-judges; anything outside it is looked up on its own).
+    -- Per send whose state this window can change: its stored state, its first human click
+    -- after this window, and whether its upgrade may move (a superset of what rollups.ts
+    -- re-judges; anything outside it is looked up on its own). The others (machine events
+    -- only, none before a stored click) only add counts: the write statement's, in SQL.
     per_send as (
-      select b.send_id, cs.recipient_id, st.send_id as state_send_id, st.workspace_id as state_workspace_id, st.campaign_id as state_campaign_id,
-             st.recipient_id as state_recipient_id, st.first_human_click_at, st.first_human_open_at, st.upgraded_class,
+      select b.send_id, b.workspace_id, b.campaign_id, b.human_click, b.human_open, b.other_open,
+             st.send_id as state_send_id, st.first_human_click_at, st.first_human_open_at, st.upgraded_class,
              least(st.first_human_click_at, b.human_click) as click_at, least(st.first_human_open_at, b.human_open) as open_at,
              st.send_id is null or least(st.first_human_click_at, b.human_click) is distinct from st.first_human_click_at
                or least(st.first_human_open_at, b.human_open) is distinct from st.first_human_open_at
                or coalesce(b.other_open <= least(st.first_human_click_at, b.human_click), false) as may_move
       from b
-      join lateral (select recipient_id from campaign_sends cs where cs.id = b.send_id and cs.workspace_id = b.workspace_id limit 1) cs on true
-      left join lateral (select * from tracking_send_rollups where send_id = b.send_id limit 1) st on true
+      left join lateral (select * from tracking_send_rollups where send_id = b.send_id and workspace_id = b.workspace_id limit 1) st on true
+      where b.human_click is not null or b.human_open is not null or b.other_open <= st.first_human_click_at
     )
-    select p.send_id, p.recipient_id, p.state_send_id, p.state_workspace_id, p.state_campaign_id, p.state_recipient_id, p.upgraded_class::text as upgraded_class,
+    select p.send_id, p.workspace_id, p.campaign_id, cs.recipient_id, p.state_send_id, p.upgraded_class::text as upgraded_class,
+           ${ms('p.human_click')} as window_click_ms, ${ms('p.human_open')} as window_open_ms, ${ms('p.other_open')} as window_other_open_ms,
            ${ms('p.first_human_click_at')} as click_ms, ${ms('p.first_human_open_at')} as open_ms,
            ${ms('p.click_at')} as lookup_click_ms, ${mayMove} as looked_up,
            -- Only for the sends whose upgrade may move (a case: the probe runs for those only).
            case when ${mayMove} then (${latestNonHumanOpen(sql`p.send_id`, sql`p.click_at`)}) end as lookup_class
-    from per_send p`;
+    from per_send p
+    -- A send that no longer exists is left out: its events were deleted with it.
+    join lateral (select recipient_id from campaign_sends cs where cs.id = p.send_id and cs.workspace_id = p.workspace_id limit 1) cs on true`;
 }
 
 /**
@@ -177,54 +178,29 @@ export async function rollUpPending(db: Db, options: { singleConnection?: boolea
     if (records.length === 0) return { records: 0, events: 0, skipped: 0, full: false };
     const ids = records.map((r) => String(r.id));
 
-    const recipients = new Map<string, string>();
+    const window: WindowSend[] = [];
     const known = new Map<string, SendState>();
     const found = new Map<string, { clickMs: number; classification: Classification | null }>();
     const msOf = (value: unknown) => (value === null || value === undefined ? null : Number(value));
     for (const r of rowsOf<Record<string, unknown>>(await tx.execute(readStatement(ids)))) {
-      const sendId = String(r.send_id);
-      recipients.set(sendId, String(r.recipient_id));
+      const send = {
+        sendId: String(r.send_id),
+        workspaceId: String(r.workspace_id),
+        campaignId: String(r.campaign_id),
+        recipientId: String(r.recipient_id),
+      };
+      window.push({ ...send, firstHumanClickMs: msOf(r.window_click_ms), firstHumanOpenMs: msOf(r.window_open_ms), firstNonHumanOpenMs: msOf(r.window_other_open_ms) });
       if (r.state_send_id) {
-        known.set(sendId, {
-          sendId,
-          workspaceId: String(r.state_workspace_id),
-          campaignId: String(r.state_campaign_id),
-          recipientId: String(r.state_recipient_id),
-          firstHumanClickMs: msOf(r.click_ms),
-          firstHumanOpenMs: msOf(r.open_ms),
-          upgradedClass: (r.upgraded_class ?? null) as Classification | null,
-        });
+        known.set(send.sendId, { ...send, firstHumanClickMs: msOf(r.click_ms), firstHumanOpenMs: msOf(r.open_ms), upgradedClass: (r.upgraded_class ?? null) as Classification | null });
       }
-      if (r.looked_up) found.set(sendId, { clickMs: Number(r.lookup_click_ms), classification: (r.lookup_class ?? null) as Classification | null });
+      if (r.looked_up) found.set(send.sendId, { clickMs: Number(r.lookup_click_ms), classification: (r.lookup_class ?? null) as Classification | null });
     }
 
-    // The claimed events whose send still exists (the others were deleted with it: skipped).
-    const events: InsertedEvent[] = [];
-    let claimedEvents = 0;
-    for (const record of records) {
-      const [workspaceId, campaignId] = [String(record.workspace_id), String(record.campaign_id)];
-      claimedEvents += record.send_ids.length;
-      for (let i = 0; i < record.send_ids.length; i += 1) {
-        const sendId = String(record.send_ids[i]);
-        const recipientId = recipients.get(sendId);
-        if (recipientId === undefined) continue;
-        const link = record.links[i];
-        events.push({
-          workspaceId,
-          campaignId,
-          sendId,
-          recipientId,
-          type: record.types[i]!,
-          linkIndex: link === null || link === undefined ? null : Number(link),
-          atMs: Number(record.at_ms[i]),
-          classification: record.classes[i]!,
-        });
-      }
-    }
-    const plan = planRollups(events, known);
+    const plan = planRollups(window, known);
     applyUpgrades(plan, known, await latestOpensBeforeClicks(tx, plan.lookups, found));
-    await writeRollups(tx, plan, ids);
-    return { records: ids.length, events: events.length, skipped: claimedEvents - events.length, full: claimedEvents >= maxEvents || ids.length === CLAIM_ROWS };
+    const counted = await writeRollups(tx, plan, ids);
+    const claimedEvents = records.reduce((sum, record) => sum + Number(record.events), 0);
+    return { records: ids.length, events: counted, skipped: claimedEvents - counted, full: claimedEvents >= maxEvents || ids.length === CLAIM_ROWS };
   });
 }
 
@@ -250,20 +226,39 @@ async function latestOpensBeforeClicks(
 }
 
 /**
- * Step 3, one statement: send states, recipient counts (a count leaving 0 is one more unique
- * human, one coming back to 0 one less), campaign rows, and the claimed pending rows deleted.
- * Inputs sorted by key, so that two passes never lock the same rows in opposite orders.
+ * Step 3, one statement: the claimed pending rows deleted, and from what they held (events of
+ * sends that still exist) the additive counts, plus the upgrades' moves from the plan: send
+ * states, recipient counts (a count leaving 0 is one more unique human, one coming back to 0
+ * one less) and campaign rows. Rows are written in key order, so that two passes never lock
+ * the same rows in opposite orders. Resolves to the events counted.
  */
-async function writeRollups(db: Db, plan: RollupPlan, pendingIds: readonly string[]): Promise<void> {
-  const states = [...plan.states.values()].sort(byKey((s) => s.sendId));
-  const recipients = [...plan.recipient.values()].filter((r) => r.humanEvents !== 0).sort(byKey((r) => `${r.campaignId}|${r.recipientId}|${r.type}|${r.linkIndex}`));
-  const campaigns = [...plan.campaign.values()].sort(byKey((c) => `${c.campaignId}|${c.type}|${c.linkIndex}`));
+async function writeRollups(db: Db, plan: RollupPlan, pendingIds: readonly string[]): Promise<number> {
+  const states = [...plan.states.values()].sort((a, b) => (a.sendId < b.sendId ? -1 : a.sendId > b.sendId ? 1 : 0));
+  const recipients = [...plan.recipient.values()].filter((r) => r.humanEvents !== 0);
+  const campaigns = [...plan.campaign.values()];
   const s = <T extends string | number | null>(pick: (state: SendState) => T) => pgArray(states.map(pick));
   const r = <T extends string | number | null>(pick: (row: RecipientDelta) => T) => pgArray(recipients.map(pick));
   const c = <T extends string | number | null>(pick: (row: CampaignDelta) => T) => pgArray(campaigns.map(pick));
-  // Data-modifying CTEs run whether or not they are read; "states" is referenced anyway.
-  await db.execute(sql`
-    with done as (delete from tracking_rollup_pending where id = any(${pgArray(pendingIds)}::bigint[])),
+  // Each event counts for its type over every link (-1) and, a click, for its link too.
+  const perLink = sql.raw(`cross join lateral (values (${ALL_LINKS}), (case when e.type = 'click' then e.link_index end)) as l(link_index)`);
+  // Data-modifying CTEs run exactly once whether or not they are read; "states" is referenced anyway.
+  const [row] = rowsOf<{ counted: number }>(
+    await db.execute(sql`
+    with done as (
+      delete from tracking_rollup_pending where id = any(${pgArray(pendingIds)}::bigint[])
+      returning workspace_id, campaign_id, send_ids, types, link_indexes, classifications
+    ),
+    ev as (
+      select d.workspace_id, d.campaign_id, u.send_id, u.type, u.link_index, u.classification
+      from done d cross join lateral unnest(d.send_ids, d.types, d.link_indexes, d.classifications) as u(send_id, type, link_index, classification)
+    ),
+    -- The sends that still exist (the others' events were deleted with them: not counted);
+    -- materialized: one primary-key probe per send, not one per event.
+    present as materialized (
+      select s.send_id, cs.recipient_id from (select distinct send_id, workspace_id from ev) s
+      join lateral (select recipient_id from campaign_sends cs where cs.id = s.send_id and cs.workspace_id = s.workspace_id limit 1) cs on true
+    ),
+    counted as materialized (select ev.*, present.recipient_id from ev join present on present.send_id = ev.send_id),
     states as (
       insert into tracking_send_rollups (send_id, workspace_id, campaign_id, recipient_id, first_human_click_at, first_human_open_at, upgraded_class)
       select send_id, workspace_id, campaign_id, recipient_id, to_timestamp(click_ms / 1000.0), to_timestamp(open_ms / 1000.0), upgraded::hit_classification
@@ -275,13 +270,21 @@ async function writeRollups(db: Db, plan: RollupPlan, pendingIds: readonly strin
       returning 1
     ),
     rin as (
-      select * from unnest(${r((x) => x.workspaceId)}::uuid[], ${r((x) => x.campaignId)}::uuid[], ${r((x) => x.recipientId)}::uuid[],
-                           ${r((x) => x.type)}::text[], ${r((x) => x.linkIndex)}::int[], ${r((x) => x.humanEvents)}::int[])
-             as u(workspace_id, campaign_id, recipient_id, type, link_index, n)
+      select workspace_id, campaign_id, recipient_id, type, link_index, sum(n)::int as n from (
+        select e.workspace_id, e.campaign_id, e.recipient_id, e.type::text as type, l.link_index, count(*) as n
+        from counted e ${perLink}
+        where e.classification = 'human' and l.link_index is not null
+        group by 1, 2, 3, 4, 5
+        union all
+        select * from unnest(${r((x) => x.workspaceId)}::uuid[], ${r((x) => x.campaignId)}::uuid[], ${r((x) => x.recipientId)}::uuid[],
+                             ${r((x) => x.type)}::text[], ${r((x) => x.linkIndex)}::int[], ${r((x) => x.humanEvents)}::int[])
+      ) d
+      group by 1, 2, 3, 4, 5 having sum(n) <> 0
     ),
     rec as (
       insert into tracking_recipient_rollups as t (workspace_id, campaign_id, recipient_id, type, link_index, human_events)
       select workspace_id, campaign_id, recipient_id, type::tracking_event_type, link_index, n from rin
+      order by campaign_id, recipient_id, type, link_index
       on conflict (campaign_id, recipient_id, type, link_index, workspace_id) do update set human_events = t.human_events + excluded.human_events
       returning t.campaign_id, t.recipient_id, t.type::text as type, t.link_index, t.human_events
     ),
@@ -293,17 +296,33 @@ async function writeRollups(db: Db, plan: RollupPlan, pendingIds: readonly strin
       group by 1, 2, 3
     ),
     cin as (
-      select * from unnest(${c((x) => x.workspaceId)}::uuid[], ${c((x) => x.campaignId)}::uuid[], ${c((x) => x.type)}::text[], ${c((x) => x.linkIndex)}::int[],
-                           ${c((x) => x.human)}::bigint[], ${c((x) => x.machine)}::bigint[], ${c((x) => x.unknown)}::bigint[])
-             as u(workspace_id, campaign_id, type, link_index, human, machine, unknown)
+      select workspace_id, campaign_id, type, link_index, sum(human) as human, sum(machine) as machine, sum(unknown) as unknown from (
+        select e.workspace_id, e.campaign_id, e.type::text as type, l.link_index,
+               count(*) filter (where e.classification = 'human') as human,
+               count(*) filter (where e.classification = 'machine') as machine,
+               count(*) filter (where e.classification = 'unknown') as unknown
+        from counted e ${perLink}
+        where l.link_index is not null
+        group by 1, 2, 3, 4
+        union all
+        select * from unnest(${c((x) => x.workspaceId)}::uuid[], ${c((x) => x.campaignId)}::uuid[], ${c((x) => x.type)}::text[], ${c((x) => x.linkIndex)}::int[],
+                             ${c((x) => x.human)}::bigint[], ${c((x) => x.machine)}::bigint[], ${c((x) => x.unknown)}::bigint[])
+      ) d
+      group by 1, 2, 3, 4
+    ),
+    campaign_rows as (
+      insert into tracking_rollups as t (workspace_id, campaign_id, type, link_index, human, machine, unknown, unique_human)
+      select cin.workspace_id, cin.campaign_id, cin.type::tracking_event_type, cin.link_index, cin.human, cin.machine, cin.unknown, coalesce(uniq.d, 0)
+      from cin left join uniq on uniq.campaign_id = cin.campaign_id and uniq.type = cin.type and uniq.link_index = cin.link_index
+      where (select count(*) from states) >= 0
+      order by cin.campaign_id, cin.type, cin.link_index
+      on conflict (campaign_id, type, link_index, workspace_id) do update set human = t.human + excluded.human, machine = t.machine + excluded.machine,
+        unknown = t.unknown + excluded.unknown, unique_human = t.unique_human + excluded.unique_human
+      returning 1
     )
-    insert into tracking_rollups as t (workspace_id, campaign_id, type, link_index, human, machine, unknown, unique_human)
-    select cin.workspace_id, cin.campaign_id, cin.type::tracking_event_type, cin.link_index, cin.human, cin.machine, cin.unknown, coalesce(uniq.d, 0)
-    from cin left join uniq on uniq.campaign_id = cin.campaign_id and uniq.type = cin.type and uniq.link_index = cin.link_index
-    where (select count(*) from states) >= 0
-    order by cin.campaign_id, cin.type, cin.link_index
-    on conflict (campaign_id, type, link_index, workspace_id) do update set human = t.human + excluded.human, machine = t.machine + excluded.machine,
-      unknown = t.unknown + excluded.unknown, unique_human = t.unique_human + excluded.unique_human`);
+    select (select count(*)::int from counted) as counted, (select count(*)::int from campaign_rows) as campaign_rows`),
+  );
+  return Number(row?.counted ?? 0);
 }
 
 /** Per send: the verdict of its latest non-human open at or before the given time (larger id on a tie). */

@@ -16,27 +16,33 @@ import type { Classification, HitType } from './classify.js';
  *   counts as human (ties: the larger event id). Stored verdicts never change.
  *
  * Only events actually inserted have a pending record, and the pass that counts a record
- * deletes it in the same transaction, so nothing counts twice. Every delta here is additive;
- * the upgrade is kept per send (its first human click and open, and the verdict of the open it
- * upgraded), and re-judged from the send's stored opens whenever an event could move it.
+ * deletes it in the same transaction, so nothing counts twice. The additive part — events by
+ * type and verdict per campaign and link, human events per recipient — is counted by the
+ * pass's write statement in SQL, straight from the pending records (rollups.repo.ts): no
+ * per-event work here. What needs rules is here, per send: the upgrade is kept per send (its
+ * first human click and open, and the verdict of the open it upgraded), and re-judged from the send's stored opens whenever an event could move it.
  * Passes over one campaign are serialized (a transaction-scoped advisory lock), so each
  * re-judgement sees every rollup before it; the stored opens it reads may include events
  * still pending in a later window — their own pass re-judges again and the counts converge
  * (until then a class count can be transiently lower by such an upgraded open).
  *
- * Here "inserted" means "in this pass's window": a window is planned as one batch.
+ * Here "inserted" means "in this pass's window": a window is planned as one batch, from one
+ * row per send (WindowSend), not one per event.
  */
 
-/** An event of the pass's window (one the writer actually inserted), with its send's recipient. */
-export interface InsertedEvent {
+/**
+ * One send of the pass's window, aggregated by SQL (rollups.repo.ts): its send still exists,
+ * and the window holds a human event of it or a non-human open that may move its upgrade.
+ * Times are the earliest of each kind in the window (null: none).
+ */
+export interface WindowSend {
+  sendId: string;
   workspaceId: string;
   campaignId: string;
-  sendId: string;
   recipientId: string;
-  type: HitType;
-  linkIndex: number | null;
-  atMs: number;
-  classification: Classification;
+  firstHumanClickMs: number | null;
+  firstHumanOpenMs: number | null;
+  firstNonHumanOpenMs: number | null;
 }
 
 export interface SendState {
@@ -74,6 +80,7 @@ export interface RecipientDelta {
 export const ALL_LINKS = -1;
 
 export interface RollupPlan {
+  /** The upgrades' moves only (the additive counts are the write statement's). */
   campaign: Map<string, CampaignDelta>;
   recipient: Map<string, RecipientDelta>;
   /** Send states after this batch, by send id (only sends whose state changed or must be re-judged). */
@@ -84,7 +91,8 @@ export interface RollupPlan {
   lookups: { sendId: string; firstHumanClickMs: number }[];
 }
 
-const minOf = (a: number | null, b: number) => (a === null || b < a ? b : a);
+/** The earlier of two optional times. */
+const earliest = (a: number | null, b: number | null) => (a === null ? b : b === null || a <= b ? a : b);
 
 function addCampaign(plan: RollupPlan, workspaceId: string, campaignId: string, type: HitType, linkIndex: number, cls: Classification, n: number) {
   const key = `${campaignId}|${type}|${linkIndex}`;
@@ -97,64 +105,46 @@ function addCampaign(plan: RollupPlan, workspaceId: string, campaignId: string, 
 }
 
 function addRecipient(plan: RollupPlan, state: Pick<SendState, 'workspaceId' | 'campaignId' | 'recipientId'>, type: HitType, linkIndex: number, n: number) {
-  const key = recipientKey(state.campaignId, state.recipientId, type, linkIndex);
+  const key = `${state.campaignId}|${state.recipientId}|${type}|${linkIndex}`;
   const delta = plan.recipient.get(key);
   if (delta) delta.humanEvents += n;
   else plan.recipient.set(key, { workspaceId: state.workspaceId, campaignId: state.campaignId, recipientId: state.recipientId, type, linkIndex, humanEvents: n });
 }
 
-const recipientKey = (campaignId: string, recipientId: string, type: string, linkIndex: number) => `${campaignId}|${recipientId}|${type}|${linkIndex}`;
-
 /**
- * Step 1: what the inserted events add by themselves, the new first-human times of their
- * sends, and which sends' upgrade may have moved (to be re-judged from the database).
+ * Step 1: the new first-human times of the window's sends, and which sends' upgrade may have
+ * moved (to be re-judged from the database): a send with a first human click moves when it
+ * had no state, when its first human click or open changed, or when the window holds a
+ * non-human open at or before that click.
  */
-export function planRollups(inserted: readonly InsertedEvent[], known: ReadonlyMap<string, SendState>): RollupPlan {
+export function planRollups(window: readonly WindowSend[], known: ReadonlyMap<string, SendState>): RollupPlan {
   const plan: RollupPlan = { campaign: new Map(), recipient: new Map(), states: new Map(), recheck: [], lookups: [] };
-  const touched = new Map<string, { before: SendState | undefined; nonHumanOpenAtMs: number[] }>();
-  for (const event of inserted) {
-    const { workspaceId, campaignId, type, linkIndex, classification: cls } = event;
-    addCampaign(plan, workspaceId, campaignId, type, ALL_LINKS, cls, 1);
-    if (type === 'click' && linkIndex !== null) addCampaign(plan, workspaceId, campaignId, type, linkIndex, cls, 1);
-
-    let seen = touched.get(event.sendId);
-    if (!seen) {
-      seen = { before: known.get(event.sendId), nonHumanOpenAtMs: [] };
-      touched.set(event.sendId, seen);
+  for (const send of window) {
+    const before = known.get(send.sendId);
+    let after = before;
+    if (send.firstHumanClickMs !== null || send.firstHumanOpenMs !== null) {
+      after = {
+        sendId: send.sendId,
+        workspaceId: send.workspaceId,
+        campaignId: send.campaignId,
+        recipientId: send.recipientId,
+        firstHumanClickMs: earliest(before?.firstHumanClickMs ?? null, send.firstHumanClickMs),
+        firstHumanOpenMs: earliest(before?.firstHumanOpenMs ?? null, send.firstHumanOpenMs),
+        upgradedClass: before?.upgradedClass ?? null,
+      };
+      plan.states.set(send.sendId, after);
     }
-    if (cls !== 'human') {
-      if (type === 'open') seen.nonHumanOpenAtMs.push(event.atMs);
-      continue;
-    }
-    addRecipient(plan, event, type, ALL_LINKS, 1);
-    if (type === 'click' && linkIndex !== null) addRecipient(plan, event, type, linkIndex, 1);
-    const state = plan.states.get(event.sendId) ?? {
-      sendId: event.sendId,
-      workspaceId,
-      campaignId,
-      recipientId: event.recipientId,
-      firstHumanClickMs: seen.before?.firstHumanClickMs ?? null,
-      firstHumanOpenMs: seen.before?.firstHumanOpenMs ?? null,
-      upgradedClass: seen.before?.upgradedClass ?? null,
-    };
-    if (type === 'click') state.firstHumanClickMs = minOf(state.firstHumanClickMs, event.atMs);
-    else state.firstHumanOpenMs = minOf(state.firstHumanOpenMs, event.atMs);
-    plan.states.set(event.sendId, state);
-  }
-
-  for (const [sendId, { before, nonHumanOpenAtMs }] of touched) {
-    const after = plan.states.get(sendId) ?? before;
     if (!after || after.firstHumanClickMs === null) continue;
     const click = after.firstHumanClickMs;
     const moved =
       before === undefined ||
       before.firstHumanClickMs !== after.firstHumanClickMs ||
       before.firstHumanOpenMs !== after.firstHumanOpenMs ||
-      nonHumanOpenAtMs.some((at) => at <= click);
+      (send.firstNonHumanOpenMs !== null && send.firstNonHumanOpenMs <= click);
     if (!moved) continue;
-    plan.states.set(sendId, { ...after });
-    plan.recheck.push({ sendId, firstHumanClickMs: click });
-    if (after.firstHumanOpenMs === null || after.firstHumanOpenMs > click) plan.lookups.push({ sendId, firstHumanClickMs: click });
+    plan.states.set(send.sendId, { ...after });
+    plan.recheck.push({ sendId: send.sendId, firstHumanClickMs: click });
+    if (after.firstHumanOpenMs === null || after.firstHumanOpenMs > click) plan.lookups.push({ sendId: send.sendId, firstHumanClickMs: click });
   }
   return plan;
 }

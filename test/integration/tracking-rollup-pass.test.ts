@@ -59,6 +59,15 @@ async function drain(repo: ReturnType<typeof createTrackingRepo>, window?: numbe
   }
 }
 
+/** Waits until no server connection of the named (killed) process is left. */
+async function childConnectionsGone(db: Db, applicationName: string) {
+  for (let tries = 0; tries < 200; tries += 1) {
+    if ((await count(db, sql`select count(*)::int as n from pg_stat_activity where application_name = ${applicationName}`)) === 0) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error('the killed process still has connections after 10 s');
+}
+
 describe('the rollup pass, off the write path', () => {
   it('a writer process killed (SIGKILL) after writing, before its passes, or in the middle: another process rolls up; stats equal a raw recount, nothing twice', async () => {
     for (const [trial, killAt] of [[1, 'done'], [2, 'midway']] as const) {
@@ -73,12 +82,13 @@ describe('the rollup pass, off the write path', () => {
         const rand = seededRandom(trial);
         const events = randomEvents(rand, workspaceId, seeded, 1_200);
         const file = path.join(os.tmpdir(), `rollup-kill-${randomUUID()}.json`);
+        const childName = `rollup-kill-${randomUUID().slice(0, 8)}`;
         writeFileSync(file, JSON.stringify(events));
         if (!server) await database.close(); // one process at a time on a PGlite directory
 
         const child = spawn(process.execPath, ['--import', 'tsx', 'test/helpers/rollup-child.ts'], {
           cwd: root,
-          env: { PATH: process.env.PATH ?? '', EVENTS_FILE: file, ROLL_UP: killAt === 'midway' ? '1' : '0', ...(server ? { DATABASE_URL: (ctx.app.database as { url?: string }).url! } : { PGLITE_DIR: dir! }) },
+          env: { PATH: process.env.PATH ?? '', PGAPPNAME: childName, EVENTS_FILE: file, ROLL_UP: killAt === 'midway' ? '1' : '0', ...(server ? { DATABASE_URL: (ctx.app.database as { url?: string }).url! } : { PGLITE_DIR: dir! }) },
           stdio: ['ignore', 'pipe', 'pipe'],
         });
         let output = '';
@@ -100,6 +110,9 @@ describe('the rollup pass, off the write path', () => {
         });
         await exited;
         rmSync(file, { force: true });
+        // On a server, the statement the child had sent goes on after its death and commits (a
+        // self-committing batch insert): count only once its connections are gone.
+        if (server) await childConnectionsGone(database.db, childName);
 
         if (!server) database = await connect({ kind: 'pglite', dir });
         const written = await count(database.db, sql`select count(*)::int as n from tracking_events where campaign_id = ${seeded.campaignId}`);
