@@ -6,7 +6,7 @@
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import type { Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -15,6 +15,7 @@ import { loadConfig } from '../../src/config.js';
 import { connect } from '../../src/db/connect.js';
 import { resolveGoogle } from '../../src/gmail/google-settings.js';
 import { createLogger } from '../../src/logger.js';
+import { PIXEL_GIF } from '../../src/tracking/tracking-handler.js';
 import { serverDatabase } from './common.js';
 
 const LOADER = path.join(import.meta.dirname, 'load.mjs');
@@ -45,6 +46,25 @@ export function load(url: string, options: { seconds: number; connections: numbe
     child.stdout.on('data', (chunk) => (out += String(chunk)));
     child.once('error', reject);
     child.once('exit', (code) => (code === 0 ? resolve(JSON.parse(out) as LoadResult) : reject(new Error(`load generator exited with ${code}`))));
+  });
+}
+
+/** The baseline: node:http answering the same bytes and headers as the pixel and the click (to `target`), nothing else. */
+export function bareServer(target: string): Server {
+  const pixelHeaders = { 'Content-Type': 'image/gif', 'Content-Length': '43', 'Cache-Control': 'no-store, private', Expires: '0', 'X-Content-Type-Options': 'nosniff' };
+  const redirectHeaders = { Location: target, 'Cache-Control': 'no-store', 'X-Robots-Tag': 'noindex', 'Content-Length': '0' };
+  return createServer((req, res) => {
+    const url = req.url ?? '';
+    if (url.startsWith('/t/o/')) {
+      res.writeHead(200, pixelHeaders);
+      res.end(PIXEL_GIF);
+    } else if (url.startsWith('/t/c/')) {
+      res.writeHead(302, redirectHeaders);
+      res.end();
+    } else {
+      res.writeHead(404);
+      res.end();
+    }
   });
 }
 

@@ -16,12 +16,17 @@
  *    recording slower than answering), the same run at lower rates — starting from
  *    what answering and recording together allow, measured from the peak run (1 / (1/answered
  *    + 1/written per s)), stepping down by 20% — until one stays bounded (at most 3 tries).
+ * Beside each sustained run, in the same process and at the same asked rate: a bare
+ * `node:http` server answering the same bytes (the p99 this machine and load generator allow
+ * at all), and this process's event-loop delay during the run (how long answering waited for
+ * the thread: the writer's statements built, results parsed, garbage collected).
  * At the end: answered hits vs events recorded (answered <= recorded <= sent) and
  * tracking_events_dropped_total.
  */
 import os from 'node:os';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { sql } from 'drizzle-orm';
-import { load, startBenchServer, type LoadResult } from './bench-server.js';
+import { bareServer, listen, load, startBenchServer, type LoadResult } from './bench-server.js';
 import { machine, seedBenchCampaign } from './common.js';
 
 const SERVER_URL = process.env.BENCH_DATABASE_URL;
@@ -33,6 +38,8 @@ const SHARE = Number(process.env.BENCH_SHARE ?? 0.8);
 const TRIES = Number(process.env.BENCH_TRIES ?? 3);
 
 const app = await startBenchServer(SERVER_URL);
+const bare = bareServer('https://shop.example.com/');
+const bareUrl = await listen(bare);
 const { database, services } = app;
 const tracking = services.tracking;
 const { campaignId, sends } = await seedBenchCampaign(database.db, 'Bench sustained', TOKENS);
@@ -81,11 +88,16 @@ async function sustained(rate: number, seconds: number) {
   const samples: number[] = [];
   const sampler = setInterval(() => samples.push(tracking.pending()), 1_000);
   const before = process.cpuUsage();
+  const loopDelay = monitorEventLoopDelay({ resolution: 1 });
+  loopDelay.enable();
   const result = await run(seconds, rate);
+  loopDelay.disable();
   clearInterval(sampler);
   const cpu = process.cpuUsage(before);
   const atEnd = tracking.pending();
   const drained = await drain();
+  // The same asked rate, same paths, against the bare server: the p99 floor of this machine.
+  const baseline = await load(bareUrl, { seconds, connections: CONNECTIONS, rate, paths });
   // Bounded: at most 2 s of events waiting when the load stops, or the backlog falling over
   // the last 10 s (PGlite's writer earns its budget as a backlog stands: it rises, then falls).
   // And the hits answered at (nearly) the asked rate: with PGlite on the request thread, a
@@ -94,6 +106,9 @@ async function sustained(rate: number, seconds: number) {
   const answeredAtRate = result.rps >= rate * 0.95;
   const bounded = (atEnd <= rate * 2 || falling) && answeredAtRate;
   console.log(`\n${seconds} s at ${rate.toFixed(0)} hits/s (${((rate / peak) * 100).toFixed(0)}% of peak): ${result.rps.toFixed(0)} answered/s, p50 ${result.p50} ms, p99 ${result.p99} ms (goal < 5 ms) ${result.p99 < 5 ? 'met' : 'NOT met'}`);
+  const delayMs = (nanos: number) => (nanos / 1e6).toFixed(1);
+  console.log(`  baseline, a bare node:http server at the same asked rate: ${baseline.rps.toFixed(0)} answered/s, p50 ${baseline.p50} ms, p99 ${baseline.p99} ms`);
+  console.log(`  event-loop delay of the server process during the run: p50 ${delayMs(loopDelay.percentile(50))} ms, p99 ${delayMs(loopDelay.percentile(99))} ms, max ${delayMs(loopDelay.max)} ms`);
   console.log(`  server CPU ${((cpu.user + cpu.system) / 1e6 / seconds).toFixed(2)} cores; writer backlog each second: ${samples.join(' ')}`);
   console.log(
     `  backlog max ${Math.max(0, ...samples).toLocaleString('en')}, ${atEnd.toLocaleString('en')} when the load stopped (${bounded ? 'bounded' : 'NOT bounded'}: ${(atEnd / rate).toFixed(1)} s of events${falling ? ', falling over the last 10 s' : ''}${answeredAtRate ? '' : `, but only ${((result.rps / rate) * 100).toFixed(0)}% of the asked rate answered`}), ${drained.left === 0 ? `drained to 0 in ${drained.seconds.toFixed(1)} s` : `NOT drained: ${drained.left} left after ${drained.seconds.toFixed(0)} s`}`,
@@ -122,4 +137,5 @@ const complete = recorded >= answered && recorded <= sent;
 console.log(`\nrecorded ${recorded.toLocaleString('en')} events for ${answered.toLocaleString('en')} answered hits (${sent.toLocaleString('en')} sent): ${complete ? 'every answered hit recorded' : 'MISSING EVENTS'}`);
 console.log(`tracking_events_dropped_total ${dropped}; load average now ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
 await app.stop();
+bare.close();
 if (!complete || dropped > 0) process.exitCode = 1;

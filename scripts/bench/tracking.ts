@@ -17,12 +17,10 @@
  * counting them, so the check is answered <= recorded <= sent).
  */
 import { randomUUID } from 'node:crypto';
-import { createServer, type Server } from 'node:http';
 import os from 'node:os';
 import { sql } from 'drizzle-orm';
 import { campaignLinks, campaignSends, campaigns, recipients, workspaces } from '../../src/db/schema.js';
-import { PIXEL_GIF } from '../../src/tracking/tracking-handler.js';
-import { listen, load as loadRun, startBenchServer } from './bench-server.js';
+import { bareServer, listen, load as loadRun, startBenchServer } from './bench-server.js';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 10);
@@ -33,29 +31,10 @@ const TARGET_URL = 'https://shop.example.com/spring-sale?utm_source=newsletter';
 
 const load = (url: string, options: { seconds: number; rate?: number; paths?: string[] }) => loadRun(url, { ...options, connections: CONNECTIONS });
 
-/** The baseline: node:http answering the same bytes and headers, nothing else. */
-function bareServer(): Server {
-  const pixelHeaders = { 'Content-Type': 'image/gif', 'Content-Length': '43', 'Cache-Control': 'no-store, private', Expires: '0', 'X-Content-Type-Options': 'nosniff' };
-  const redirectHeaders = { Location: TARGET_URL, 'Cache-Control': 'no-store', 'X-Robots-Tag': 'noindex', 'Content-Length': '0' };
-  return createServer((req, res) => {
-    const url = req.url ?? '';
-    if (url.startsWith('/t/o/')) {
-      res.writeHead(200, pixelHeaders);
-      res.end(PIXEL_GIF);
-    } else if (url.startsWith('/t/c/')) {
-      res.writeHead(302, redirectHeaders);
-      res.end();
-    } else {
-      res.writeHead(404);
-      res.end();
-    }
-  });
-}
-
 async function main() {
   const app = await startBenchServer(SERVER_URL);
   const { database, services, url: oursUrl } = app;
-  const bare = bareServer();
+  const bare = bareServer(TARGET_URL);
   const bareUrl = await listen(bare);
 
   // A campaign with DISTINCT sends, sent an hour ago (so hits are not "too soon"). Runs use
