@@ -19,12 +19,13 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { sql } from 'drizzle-orm';
 import type { Db } from '../../src/db/connect.js';
+import { rowsOf } from '../../src/db/pg-array.js';
 import { createLogger } from '../../src/logger.js';
 import type { Classification } from '../../src/tracking/classify.js';
 import { createEventWriter } from '../../src/tracking/event-writer.js';
 import { EVENT_COLUMNS, selectEventsFromArrays, writeStatement } from '../../src/tracking/events.repo.js';
 import { createRollupRunner } from '../../src/tracking/rollup-runner.js';
-import { DEFAULT_ROLLUP_WINDOW } from '../../src/tracking/rollups.repo.js';
+import { DEFAULT_ROLLUP_WINDOW, planWindow, readStatement, rollupWriteStatement } from '../../src/tracking/rollups.repo.js';
 import { createTrackingRepo, type TrackingEventRow } from '../../src/tracking/tracking.repo.js';
 import { machine, scratchDatabase, seedBenchCampaign } from './common.js';
 
@@ -169,6 +170,28 @@ async function main() {
       })
       .catch((error: { plan?: string }) => error.plan ?? String(error));
     console.log(`\nEXPLAIN (ANALYZE, BUFFERS) of the write statement, ${BATCH} new events:\n${plan}\n`);
+
+    // The rollup pass's read and write statements over one window of new events, with every
+    // event so far stored (rolled back: nothing changes).
+    const windowRows = makeRows(WINDOW);
+    for (let i = 0; i < windowRows.length; i += BATCH) await repo.insertEvents(windowRows.slice(i, i + BATCH));
+    const stored = rowsOf<{ n: number }>(await db.execute(sql`select count(*)::int as n from tracking_events`))[0]!.n;
+    const passPlans = await db
+      .transaction(async (tx) => {
+        const txDb = tx as unknown as Db;
+        const ids = rowsOf<{ id: string }>(await txDb.execute(sql`select id::text as id from tracking_rollup_pending order by id`)).map((r) => r.id);
+        const explain = async (query: ReturnType<typeof sql>) =>
+          rowsOf<Record<string, string>>(await txDb.execute(sql`explain (analyze, buffers, costs off) ${query}`))
+            .map((r) => Object.values(r)[0])
+            .join('\n');
+        const read = await explain(readStatement(ids));
+        const write = await explain(rollupWriteStatement(await planWindow(txDb, ids), ids));
+        throw Object.assign(new Error('rollback'), { plan: { read, write } });
+      })
+      .catch((error: { plan?: { read: string; write: string } }) => error.plan ?? { read: String(error), write: '' });
+    console.log(`EXPLAIN (ANALYZE, BUFFERS) of the rollup pass's read statement, ${WINDOW} pending events, ${Number(stored).toLocaleString('en')} stored:\n${passPlans.read}\n`);
+    console.log(`EXPLAIN (ANALYZE, BUFFERS) of the rollup pass's write statement, same window:\n${passPlans.write}\n`);
+    while ((await repo.rollUpPending(WINDOW)).records > 0);
 
     // Retrying batches that had landed (a lost acknowledgement): nothing is inserted or counted again.
     const again = makeRows(BATCH * 5);

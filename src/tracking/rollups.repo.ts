@@ -178,30 +178,40 @@ export async function rollUpPending(db: Db, options: { singleConnection?: boolea
     if (records.length === 0) return { records: 0, events: 0, skipped: 0, full: false };
     const ids = records.map((r) => String(r.id));
 
-    const window: WindowSend[] = [];
-    const known = new Map<string, SendState>();
-    const found = new Map<string, { clickMs: number; classification: Classification | null }>();
-    const msOf = (value: unknown) => (value === null || value === undefined ? null : Number(value));
-    for (const r of rowsOf<Record<string, unknown>>(await tx.execute(readStatement(ids)))) {
-      const send = {
-        sendId: String(r.send_id),
-        workspaceId: String(r.workspace_id),
-        campaignId: String(r.campaign_id),
-        recipientId: String(r.recipient_id),
-      };
-      window.push({ ...send, firstHumanClickMs: msOf(r.window_click_ms), firstHumanOpenMs: msOf(r.window_open_ms), firstNonHumanOpenMs: msOf(r.window_other_open_ms) });
-      if (r.state_send_id) {
-        known.set(send.sendId, { ...send, firstHumanClickMs: msOf(r.click_ms), firstHumanOpenMs: msOf(r.open_ms), upgradedClass: (r.upgraded_class ?? null) as Classification | null });
-      }
-      if (r.looked_up) found.set(send.sendId, { clickMs: Number(r.lookup_click_ms), classification: (r.lookup_class ?? null) as Classification | null });
-    }
-
-    const plan = planRollups(window, known);
-    applyUpgrades(plan, known, await latestOpensBeforeClicks(tx, plan.lookups, found));
-    const counted = await writeRollups(tx, plan, ids);
+    const plan = await planWindow(tx, ids);
+    const [written] = rowsOf<{ counted: number }>(await tx.execute(rollupWriteStatement(plan, ids)));
+    const counted = Number(written?.counted ?? 0);
     const claimedEvents = records.reduce((sum, record) => sum + Number(record.events), 0);
     return { records: ids.length, events: counted, skipped: claimedEvents - counted, full: claimedEvents >= maxEvents || ids.length === CLAIM_ROWS };
   });
+}
+
+/**
+ * Step 2 and the plan of step 3 (above), over the claimed pending rows `ids`: the read
+ * statement, then the send states and upgrades planned in JavaScript. Exported for the ingest
+ * bench (EXPLAIN).
+ */
+export async function planWindow(tx: Db, ids: readonly string[]): Promise<RollupPlan> {
+  const window: WindowSend[] = [];
+  const known = new Map<string, SendState>();
+  const found = new Map<string, { clickMs: number; classification: Classification | null }>();
+  const msOf = (value: unknown) => (value === null || value === undefined ? null : Number(value));
+  for (const r of rowsOf<Record<string, unknown>>(await tx.execute(readStatement(ids)))) {
+    const send = {
+      sendId: String(r.send_id),
+      workspaceId: String(r.workspace_id),
+      campaignId: String(r.campaign_id),
+      recipientId: String(r.recipient_id),
+    };
+    window.push({ ...send, firstHumanClickMs: msOf(r.window_click_ms), firstHumanOpenMs: msOf(r.window_open_ms), firstNonHumanOpenMs: msOf(r.window_other_open_ms) });
+    if (r.state_send_id) {
+      known.set(send.sendId, { ...send, firstHumanClickMs: msOf(r.click_ms), firstHumanOpenMs: msOf(r.open_ms), upgradedClass: (r.upgraded_class ?? null) as Classification | null });
+    }
+    if (r.looked_up) found.set(send.sendId, { clickMs: Number(r.lookup_click_ms), classification: (r.lookup_class ?? null) as Classification | null });
+  }
+  const plan = planRollups(window, known);
+  applyUpgrades(plan, known, await latestOpensBeforeClicks(tx, plan.lookups, found));
+  return plan;
 }
 
 /**
@@ -226,13 +236,13 @@ async function latestOpensBeforeClicks(
 }
 
 /**
- * Step 3, one statement: the claimed pending rows deleted, and from what they held (events of
+ * Step 3's statement: the claimed pending rows deleted, and from what they held (events of
  * sends that still exist) the additive counts, plus the upgrades' moves from the plan: send
  * states, recipient counts (a count leaving 0 is one more unique human, one coming back to 0
  * one less) and campaign rows. Rows are written in key order, so that two passes never lock
- * the same rows in opposite orders. Resolves to the events counted.
+ * the same rows in opposite orders. One row: the events counted.
  */
-async function writeRollups(db: Db, plan: RollupPlan, pendingIds: readonly string[]): Promise<number> {
+export function rollupWriteStatement(plan: RollupPlan, pendingIds: readonly string[]) {
   const states = [...plan.states.values()].sort((a, b) => (a.sendId < b.sendId ? -1 : a.sendId > b.sendId ? 1 : 0));
   const recipients = [...plan.recipient.values()].filter((r) => r.humanEvents !== 0);
   const campaigns = [...plan.campaign.values()];
@@ -242,8 +252,7 @@ async function writeRollups(db: Db, plan: RollupPlan, pendingIds: readonly strin
   // Each event counts for its type over every link (-1) and, a click, for its link too.
   const perLink = sql.raw(`cross join lateral (values (${ALL_LINKS}), (case when e.type = 'click' then e.link_index end)) as l(link_index)`);
   // Data-modifying CTEs run exactly once whether or not they are read; "states" is referenced anyway.
-  const [row] = rowsOf<{ counted: number }>(
-    await db.execute(sql`
+  return sql`
     with done as (
       delete from tracking_rollup_pending where id = any(${pgArray(pendingIds)}::bigint[])
       returning workspace_id, campaign_id, send_ids, types, link_indexes, classifications
@@ -320,9 +329,7 @@ async function writeRollups(db: Db, plan: RollupPlan, pendingIds: readonly strin
         unknown = t.unknown + excluded.unknown, unique_human = t.unique_human + excluded.unique_human
       returning 1
     )
-    select (select count(*)::int from counted) as counted, (select count(*)::int from campaign_rows) as campaign_rows`),
-  );
-  return Number(row?.counted ?? 0);
+    select (select count(*)::int from counted) as counted, (select count(*)::int from campaign_rows) as campaign_rows`;
 }
 
 /** Per send: the verdict of its latest non-human open at or before the given time (larger id on a tie). */
