@@ -97,6 +97,18 @@ function mailboxQueries(db: Db) {
     },
 
     /**
+     * `update`, and `alsoInTransaction` (another store's writes that must go with it: the
+     * pacer's headroom reset after a budget change) in the same transaction: both or neither.
+     */
+    async updateTogether(id: string, values: Partial<NewMailbox>, alsoInTransaction: (tx: Db) => Promise<void>): Promise<MailboxRow | undefined> {
+      return db.transaction(async (txRaw) => {
+        const row = await mailboxQueries(txRaw as unknown as Db).update(id, values);
+        if (row) await alsoInTransaction(txRaw as unknown as Db);
+        return row;
+      });
+    },
+
+    /**
      * P-13: the mailbox is marked deleted and purged after `purgeAfter`; its tokens (already
      * revoked at Google) are wiped now, and nothing syncs or sends from it any more.
      */
