@@ -103,6 +103,7 @@ function purgeQueries(db: Db) {
         db,
         sql`delete from mail_events where ${ws} and (message_id = any(${messages}) ${addressIsFree ? sql`or lower(recipient) = ${address}` : sql``})`,
       );
+      await keepBudgetCounts(db, messages);
       removed.messages = await countAffected(db, sql`delete from messages where ${ws} and id = any(${messages})`);
       // Webhook events about them (written before or after the delete; deliveries go with them):
       // their payloads name the address, and no delivery is owed about a person who is gone.
@@ -143,10 +144,9 @@ function purgeQueries(db: Db) {
       removed.trackingRollupPending = await deletePendingRollups(db, scope);
       removed.trackingSendRollups = await countAffected(db, sql`delete from tracking_send_rollups where ${scope}`);
       removed.trackingRecipientRollups = await countAffected(db, sql`delete from tracking_recipient_rollups where ${scope}`);
-      removed.messages = await countAffected(
-        db,
-        sql`delete from messages where workspace_id = ${workspaceId}::uuid and id in (select message_id from campaign_sends where ${scope} and message_id is not null)`,
-      );
+      const sentMessages = sql`select message_id from campaign_sends where ${scope} and message_id is not null`;
+      await keepBudgetCounts(db, sql`array(${sentMessages})`);
+      removed.messages = await countAffected(db, sql`delete from messages where workspace_id = ${workspaceId}::uuid and id in (${sentMessages})`);
       // The ledger, links and rollups go with the campaign (foreign keys cascade).
       removed.sends = Number(
         rowsOf<{ n: number }>(await db.execute(sql`select count(*)::int as n from campaign_sends where ${scope}`))[0]?.n ?? 0,
@@ -222,6 +222,16 @@ export function createPurgeRepo(db: Db) {
 }
 
 export type PurgeRepo = ReturnType<typeof createPurgeRepo>;
+
+/**
+ * Before a purge deletes messages (a uuid[] expression): those its mailbox's daily budget still
+ * counts (sent in the last 24 h) are added to a count per mailbox and minute — no address, no
+ * content — which the budget counts too (migration 0026): a purge never gives a mailbox more
+ * sends to Gmail than its budget. A mailbox purge needs none: the mailbox goes with its mail.
+ */
+async function keepBudgetCounts(db: Db, messageIds: SQL): Promise<void> {
+  await db.execute(sql`select mailbox_record_purged_sends(${messageIds})`);
+}
 
 /**
  * Locks the sends a purge deletes, in id order, before it deletes any tracking event. The

@@ -109,6 +109,36 @@ describe('the daily budget', () => {
     expect((await send(2)).status).toBe(429);
   });
 
+  it('a privacy purge of mail sent today (PURGE_AFTER_DAYS=0) gives no budget back: the sends stay counted, by minute, with nothing personal', async () => {
+    const sender = 'budget-purge@acme.test';
+    const mailbox = await mailboxWithBudget(sender, 2);
+    const to = 'erin-budget@contoso.test';
+    ctx.app.sandbox.control.createMailbox({ email: to });
+    const api = (method: string, path: string, json?: unknown) => ctx.app.api(method, path, { token: ctx.owner.token, json });
+    const contact = await api('POST', '/api/contacts', { email: to });
+    const send = (i: number) => api('POST', '/api/messages', { mailboxId: mailbox.id, to, subject: `Purged ${i}`, text: 'x' });
+    expect((await send(1)).status).toBe(201);
+    expect((await send(2)).status).toBe(201);
+    expect(await sentToday(mailbox.id)).toBe(2);
+
+    // Deleted and purged at once: the two messages go with the contact.
+    expect((await api('DELETE', `/api/contacts/${contact.body.id}`)).status).toBe(204);
+    await db().execute(sql`update contacts set purge_after = now() - interval '1 minute' where id = ${contact.body.id}`);
+    expect((await ctx.app.services.purge.runOnce()).contact).toBe(1);
+    const left = async (query: ReturnType<typeof sql>) => Number(rowsOf<{ n: number }>(await db().execute(query))[0]!.n);
+    expect(await left(sql`select count(*)::int as n from messages where mailbox_id = ${mailbox.id}`)).toBe(0);
+
+    // Still two sent today, and counted again from scratch (a budget change resets the headroom) none is left.
+    expect(await sentToday(mailbox.id)).toBe(2);
+    expect((await api('PATCH', `/api/mailboxes/${mailbox.id}`, { dailyBudget: 2 })).status).toBe(200);
+    expect((await send(3)).status).toBe(429);
+    expect(ctx.app.sandbox.control.listMessages(sender, { labelId: 'SENT' }).filter((m) => m.subject.startsWith('Purged'))).toHaveLength(2);
+    // What keeps them counted: a number per mailbox and minute.
+    const kept = rowsOf<Record<string, unknown>>(await db().execute(sql`select * from mailbox_purged_sends where mailbox_id = ${mailbox.id}`));
+    expect(kept.map((r) => Object.keys(r).sort())).toEqual(kept.map(() => ['mailbox_id', 'minute', 'sends', 'workspace_id']));
+    expect(kept.reduce((sum, r) => sum + Number(r.sends), 0)).toBe(2);
+  });
+
   it('a send whose outcome is unknown (Gmail may have taken it) counts against the budget', async () => {
     const sender = 'budget-unknown@acme.test';
     const mailbox = await mailboxWithBudget(sender, 2);
