@@ -55,8 +55,11 @@ export interface LimitStore {
   pause(mailboxId: string, ms: number, now?: number): Promise<void>;
   /** ms epoch the pause lasts until, or undefined. */
   pausedUntil(mailboxId: string, now?: number): Promise<number | undefined>;
-  /** The daily budget changed: count the sent messages again at the next send. */
-  budgetChanged(mailboxId: string): Promise<void>;
+  /**
+   * The daily budget changed: count the sent messages again at the next send. `tx`: the
+   * transaction that changes the budget (the SQL store writes in it: both commit or neither).
+   */
+  budgetChanged(mailboxId: string, tx?: Db): Promise<void>;
   /**
    * A reconnect: lift any pause and count the budget again. What was spent stays spent (Google
    * counts quota per user, whatever the grant), and a sync lease stays with its holder.
@@ -174,8 +177,8 @@ export function createSqlLimitStore(db: Db): LimitStore {
       return row?.until ? new Date(row.until).getTime() : undefined;
     },
 
-    async budgetChanged(mailboxId) {
-      await db.execute(sql`update mailbox_limits set budget_left = null, budget_counted_at = null where mailbox_id = ${mailboxId}::uuid`);
+    async budgetChanged(mailboxId, tx = db) {
+      await tx.execute(sql`update mailbox_limits set budget_left = null, budget_counted_at = null where mailbox_id = ${mailboxId}::uuid`);
     },
 
     async forget(mailboxId, now) {

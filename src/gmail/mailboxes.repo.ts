@@ -1,6 +1,7 @@
-import { and, asc, eq, gte, isNull, sql } from 'drizzle-orm';
+import { and, asc, eq, isNull, sql } from 'drizzle-orm';
 import { recordAudit, type AuditEntry } from '../privacy/audit.js';
 import { inTransaction, type Db } from '../db/connect.js';
+import { rowsOf } from '../db/pg-array.js';
 import { mailboxes, messages, usedOauthStates } from '../db/schema.js';
 import { recordMailboxNeedsReconnect } from '../webhooks/facts.js';
 
@@ -97,6 +98,18 @@ function mailboxQueries(db: Db) {
     },
 
     /**
+     * `update`, and `alsoInTransaction` (another store's writes that must go with it: the
+     * pacer's headroom reset after a budget change) in the same transaction: both or neither.
+     */
+    async updateTogether(id: string, values: Partial<NewMailbox>, alsoInTransaction: (tx: Db) => Promise<void>): Promise<MailboxRow | undefined> {
+      return db.transaction(async (txRaw) => {
+        const row = await mailboxQueries(txRaw as unknown as Db).update(id, values);
+        if (row) await alsoInTransaction(txRaw as unknown as Db);
+        return row;
+      });
+    },
+
+    /**
      * P-13: the mailbox is marked deleted and purged after `purgeAfter`; its tokens (already
      * revoked at Google) are wiped now, and nothing syncs or sends from it any more.
      */
@@ -115,22 +128,16 @@ function mailboxQueries(db: Db) {
       return db.select().from(mailboxes).where(and(whose, live));
     },
 
-    /** Messages this mailbox sent in the last 24 hours: Gmail's daily limit is a rolling window. */
+    /**
+     * What the daily budget counts as sent since `since` (Gmail's limit is a rolling 24 h): the
+     * mailbox's outbound mail that is or may be out, plus what a purge deleted meanwhile; the
+     * rule is migration 0026's `mailbox_budget_used`, the pacer's. With `atMost` the count stops
+     * there: "is any budget left" never scans more than the budget.
+     */
     async countSentSince(mailboxId: string, since: Date, atMost?: number): Promise<number> {
-      // With `atMost` the count stops there: "is any budget left" never scans more than the budget.
-      const sent = db
-        .select({ one: sql`1` })
-        .from(messages)
-        // A send whose outcome is unknown may well have gone out: it counts.
-        .where(
-          and(
-            eq(messages.mailboxId, mailboxId),
-            eq(messages.direction, 'outbound'),
-            sql`(${messages.status} in ('sending','sent') or (${messages.status} = 'failed' and ${messages.errorCode} = 'outcome_unknown'))`,
-            gte(messages.at, since),
-          ),
-        );
-      const [row] = await db.select({ n: sql<number>`count(*)::int` }).from((atMost === undefined ? sent : sent.limit(atMost)).as('sent'));
+      const [row] = rowsOf<{ n: number }>(
+        await db.execute(sql`select mailbox_budget_used(${mailboxId}::uuid, ${since.toISOString()}::timestamptz, ${atMost ?? null}::integer) as n`),
+      );
       return Number(row?.n ?? 0);
     },
 

@@ -271,9 +271,12 @@ export function createMailboxService(deps: MailboxServiceDeps) {
       const mailbox = await repo.findById(auth.workspaceId, id);
       if (!mailbox) throw new NotFoundError('Mailbox');
       if (mailbox.userId !== auth.userId && auth.role === 'member') throw new ForbiddenError('Only the mailbox owner or an admin can change it');
-      const updated = (await repo.update(id, patch))!;
-      // The shared daily-budget headroom was computed from the old budget.
-      if (patch.dailyBudget !== undefined) await deps.pacer.budgetChanged(id);
+      // The shared daily-budget headroom (mailbox_limits) was computed from the old budget: it is
+      // reset in the transaction that changes the budget, so a failure leaves the old budget and
+      // its headroom together, never the new budget with the old headroom (which could let the
+      // mailbox send up to the old budget).
+      const updated = await repo.updateTogether(id, patch, (tx) => (patch.dailyBudget !== undefined ? deps.pacer.budgetChanged(id, tx) : Promise.resolve()));
+      if (!updated) throw new NotFoundError('Mailbox');
       return present(updated);
     },
 

@@ -1,5 +1,6 @@
 import { GmailError } from './gmail-errors.js';
 import { createMemoryLimitStore, type LimitPolicy, type LimitStore } from './limit-store.js';
+import type { Db } from '../db/connect.js';
 
 /**
  * Every Gmail call for a mailbox goes through that mailbox's pacer, so the service as a whole
@@ -161,9 +162,9 @@ export class MailboxPacer {
     return this.store.pausedUntil(mailboxId, this.now?.());
   }
 
-  /** The mailbox's daily budget was changed: its headroom is counted again. */
-  budgetChanged(mailboxId: string): Promise<void> {
-    return this.store.budgetChanged(mailboxId);
+  /** The mailbox's daily budget was changed: its headroom is counted again. `tx`: the transaction that changes the budget. */
+  budgetChanged(mailboxId: string, tx?: Db): Promise<void> {
+    return this.store.budgetChanged(mailboxId, tx);
   }
 
   /** A reconnect (or revoked grant): lift any pause and count the budget again; quota already spent stays spent. A disconnect deletes the row with the mailbox. */

@@ -85,6 +85,8 @@ function purgeQueries(db: Db) {
       const sendIds = sends.map((s) => String(s.id));
       // A rollup pass over these sends' campaigns finishes first, or starts after this commits and skips them.
       await lockCampaignRollups(db, [...new Set(sends.map((s) => String(s.campaign_id)))]);
+      // After the campaign locks (a campaign purge takes them first too), before any event is deleted.
+      await lockSendsForPurge(db, sql`workspace_id = ${workspaceId}::uuid and id = any(${uuidArray(sendIds)})`);
       const messageIds = new Set(sends.filter((s) => s.message_id).map((s) => String(s.message_id)));
       const linked = rowsOf<{ id: string }>(await db.execute(sql`select message_id as id from message_contacts where contact_id = ${contactId}::uuid`));
       for (const m of linked) messageIds.add(String(m.id));
@@ -101,6 +103,7 @@ function purgeQueries(db: Db) {
         db,
         sql`delete from mail_events where ${ws} and (message_id = any(${messages}) ${addressIsFree ? sql`or lower(recipient) = ${address}` : sql``})`,
       );
+      await keepBudgetCounts(db, messages);
       removed.messages = await countAffected(db, sql`delete from messages where ${ws} and id = any(${messages})`);
       // Webhook events about them (written before or after the delete; deliveries go with them):
       // their payloads name the address, and no delivery is owed about a person who is gone.
@@ -127,21 +130,23 @@ function purgeQueries(db: Db) {
     async purgeCampaign(campaignId: string): Promise<{ workspaceId: string; removed: Record<string, number> } | undefined> {
       // Before the campaign row's lock: a pass holding this lock needs that row for its foreign keys.
       await lockCampaignRollups(db, [campaignId]);
+      // `no key update`: a tracking write holding the campaign row's key share (a foreign key) may
+      // still be waited for by lockSendsForPurge; the final delete takes the full lock.
       const [campaign] = rowsOf<{ workspace_id: string; deleted_at: unknown }>(
-        await db.execute(sql`select workspace_id, deleted_at from campaigns where id = ${campaignId}::uuid for update`),
+        await db.execute(sql`select workspace_id, deleted_at from campaigns where id = ${campaignId}::uuid for no key update`),
       );
       if (!campaign || campaign.deleted_at === null) return undefined;
       const workspaceId = String(campaign.workspace_id);
       const scope = sql`workspace_id = ${workspaceId}::uuid and campaign_id = ${campaignId}::uuid`;
+      await lockSendsForPurge(db, scope);
       const removed: Record<string, number> = {};
       removed.trackingEvents = await countAffected(db, sql`delete from tracking_events where ${scope}`);
       removed.trackingRollupPending = await deletePendingRollups(db, scope);
       removed.trackingSendRollups = await countAffected(db, sql`delete from tracking_send_rollups where ${scope}`);
       removed.trackingRecipientRollups = await countAffected(db, sql`delete from tracking_recipient_rollups where ${scope}`);
-      removed.messages = await countAffected(
-        db,
-        sql`delete from messages where workspace_id = ${workspaceId}::uuid and id in (select message_id from campaign_sends where ${scope} and message_id is not null)`,
-      );
+      const sentMessages = sql`select message_id from campaign_sends where ${scope} and message_id is not null`;
+      await keepBudgetCounts(db, sql`array(${sentMessages})`);
+      removed.messages = await countAffected(db, sql`delete from messages where workspace_id = ${workspaceId}::uuid and id in (${sentMessages})`);
       // The ledger, links and rollups go with the campaign (foreign keys cascade).
       removed.sends = Number(
         rowsOf<{ n: number }>(await db.execute(sql`select count(*)::int as n from campaign_sends where ${scope}`))[0]?.n ?? 0,
@@ -173,9 +178,13 @@ function purgeQueries(db: Db) {
      * the deletion happened (its own retention is the audit log's business).
      */
     async purgeWorkspace(workspaceId: string): Promise<{ workspaceId: string; removed: Record<string, number> } | undefined> {
-      const [workspace] = rowsOf<{ deleted_at: unknown }>(await db.execute(sql`select deleted_at from workspaces where id = ${workspaceId}::uuid for update`));
+      // `no key update`, as for a campaign: writers' foreign keys hold the row's key share.
+      const [workspace] = rowsOf<{ deleted_at: unknown }>(
+        await db.execute(sql`select deleted_at from workspaces where id = ${workspaceId}::uuid for no key update`),
+      );
       if (!workspace || workspace.deleted_at === null) return undefined;
       const ws = sql`workspace_id = ${workspaceId}::uuid`;
+      await lockSendsForPurge(db, ws);
       const removed: Record<string, number> = {};
       removed.trackingEvents = await countAffected(db, sql`delete from tracking_events where ${ws}`);
       removed.trackingRollupPending = await deletePendingRollups(db, ws);
@@ -213,6 +222,28 @@ export function createPurgeRepo(db: Db) {
 }
 
 export type PurgeRepo = ReturnType<typeof createPurgeRepo>;
+
+/**
+ * Before a purge deletes messages (a uuid[] expression): those its mailbox's daily budget still
+ * counts (sent in the last 24 h) are added to a count per mailbox and minute — no address, no
+ * content — which the budget counts too (migration 0026): a purge never gives a mailbox more
+ * sends to Gmail than its budget. A mailbox purge needs none: the mailbox goes with its mail.
+ */
+async function keepBudgetCounts(db: Db, messageIds: SQL): Promise<void> {
+  await db.execute(sql`select mailbox_record_purged_sends(${messageIds})`);
+}
+
+/**
+ * Locks the sends a purge deletes, in id order, before it deletes any tracking event. The
+ * tracking writer's probe takes `for key share` on each send it writes events for
+ * (tracking/events.repo.ts), so a write that saw a send has committed before this returns (the
+ * purge's later statements see its events, webhook rows and pending records, and delete them),
+ * and a write that comes after waits for the purge and finds the send gone: no event of a
+ * purged person is left behind. Id order, like the writer's batch: the two never deadlock.
+ */
+async function lockSendsForPurge(db: Db, scope: SQL): Promise<void> {
+  await db.execute(sql`select count(*) from (select 1 from campaign_sends where ${scope} order by id for update) locked`);
+}
 
 /**
  * Pending rollup records (send ids, times, verdicts) of what is purged. Rows a rollup pass has

@@ -10,7 +10,8 @@ import { sendRefusedTracking, untrackedHitCountsCte } from './untracked-hits.js'
  * transaction — on PGlite each statement has a fixed cost, so everything shares it:
  *   - probe each hit's send (it must still exist: a hit on a send purged or deleted since
  *     its token was cached leaves nothing; and whether its address refused tracking:
- *     untracked-hits.ts) — one primary-key probe per hit;
+ *     untracked-hits.ts) — one primary-key probe per hit, which takes `for key share` on the
+ *     send (below);
  *   - count the refused hits (untracked_hit_counts);
  *   - insert the others `on conflict (id, at) do nothing` (the key of the partitioned table;
  *     both fixed at buffer time) returning the rows actually inserted;
@@ -18,6 +19,16 @@ import { sendRefusedTracking, untrackedHitCountsCte } from './untracked-hits.js'
  *   - one `tracking_rollup_pending` row per campaign of the batch with what the rollups need
  *     of those rows (compact arrays). Same statement, so events and their pending record
  *     commit together or not at all.
+ * Why the probe locks the send (`for key share`): a purge (privacy/purge.repo.ts) deletes
+ * the sends and then their events in one transaction. Without the lock, this statement could
+ * see a send (its snapshot is older than the purge's commit) and commit its events (IP, user
+ * agent) after the purge deleted that send's events: they would outlive the person. With it,
+ * the purge locks the sends it deletes (`for update`) before it deletes any event, so either
+ * this statement locked first — the purge waits for its commit, and its later statements
+ * delete these events too — or the purge did — this probe waits for the purge, finds the send
+ * gone (READ COMMITTED re-checks a row it waited for) and inserts nothing for it. Key share
+ * conflicts only with deleting the send (or changing its key), never with the send pipeline's
+ * status updates. The batch is sorted by send id, and purges lock in id order: no deadlock.
  * No advisory lock, no rollup state read, no rollup written: the rollup pass
  * (rollups.repo.ts) does that later, over many batches at once. A batch whose ids were all
  * inserted already changes nothing (and adds no pending row).
@@ -40,7 +51,9 @@ export function selectEventsFromArrays(events: readonly TrackingEventRow[]) {
 }
 
 /** The write statement (above). One row: the refused hits counted and the events actually inserted. */
-export function writeStatement(events: readonly TrackingEventRow[]) {
+export function writeStatement(unsorted: readonly TrackingEventRow[]) {
+  // In send id order: the probe locks the sends in the order of the batch (purges lock theirs in id order too).
+  const events = [...unsorted].sort((a, b) => (a.sendId < b.sendId ? -1 : a.sendId > b.sendId ? 1 : 0));
   // The data-modifying CTEs (untracked_counts, the webhook outbox, pending) need no reader:
   // PostgreSQL runs each exactly once, to completion, whether or not the final select reads it.
   return sql`
@@ -52,6 +65,7 @@ export function writeStatement(events: readonly TrackingEventRow[]) {
       left join lateral (
         select true as has_send, cs.contact_id, cs.email, ${sendRefusedTracking} as untracked
         from campaign_sends cs where cs.id = b.send_id and cs.workspace_id = b.workspace_id limit 1
+        for key share of cs
       ) cs on true
     )${untrackedHitCountsCte('src')},
     ins as (

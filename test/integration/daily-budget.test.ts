@@ -1,4 +1,6 @@
+import { sql } from 'drizzle-orm';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { rowsOf } from '../../src/db/pg-array.js';
 import { messages } from '../../src/db/schema.js';
 import { createSqlLimitStore } from '../../src/gmail/limit-store.js';
 import { MailboxPacer } from '../../src/gmail/pacer.js';
@@ -17,6 +19,7 @@ import { useAppWithOwner } from '../helpers/test-app.js';
 // A recount waits this long for granted sends to be claimed (10 s in service; 1 s here: a claim slower than that on a loaded machine would fail the test loudly, never pass it wrongly).
 const CLAIM_GRACE_MS = 1_000;
 const ctx = useAppWithOwner({ pacer: { budgetClaimGraceMs: CLAIM_GRACE_MS } });
+const db = () => ctx.app.database.db;
 const fixtures = campaignFixtures(() => ({ app: ctx.app, token: ctx.owner.token, workspaceId: ctx.owner.workspaceId }));
 
 beforeAll(async () => {
@@ -75,6 +78,65 @@ describe('the daily budget', () => {
     expect(statuses.filter((s) => s === 429)).toHaveLength(2);
     expect(ctx.app.sandbox.control.listMessages(sender, { labelId: 'SENT' }).filter((m) => m.subject.startsWith('Parallel'))).toHaveLength(2);
     expect(await sentToday(mailbox.id)).toBe(2);
+  });
+
+  it('a budget change is one transaction: when resetting the pacer headroom fails, the budget stays as it was', async () => {
+    const sender = 'budget-atomic@acme.test';
+    const mailbox = await mailboxWithBudget(sender, 5);
+    ctx.app.sandbox.control.createMailbox({ email: 'dave-budget@contoso.test' });
+    const send = (i: number) =>
+      ctx.app.api('POST', '/api/messages', { token: ctx.owner.token, json: { mailboxId: mailbox.id, to: 'dave-budget@contoso.test', subject: `Atomic ${i}`, text: 'x' } });
+    expect((await send(1)).status).toBe(201);
+    const state = async () =>
+      rowsOf<{ daily_budget: number; budget_left: number | null }>(
+        await db().execute(sql`select m.daily_budget, l.budget_left from mailboxes m join mailbox_limits l on l.mailbox_id = m.id where m.id = ${mailbox.id}`),
+      )[0];
+    // The pacer's headroom, counted from the budget of 5: four more sends.
+    expect(await state()).toEqual({ daily_budget: 5, budget_left: 4 });
+    // A real failure of the second write: a constraint (this mailbox's headroom may not be reset) rejects it.
+    await db().execute(sql.raw(`alter table mailbox_limits add constraint test_keep_headroom check (mailbox_id <> '${mailbox.id}' or budget_left is not null) not valid`));
+    try {
+      const refused = await ctx.app.api('PATCH', `/api/mailboxes/${mailbox.id}`, { token: ctx.owner.token, json: { dailyBudget: 1 } });
+      expect(refused.status).toBe(500);
+      // Not the new budget with the old headroom (four more sends under a budget of one).
+      expect(await state()).toEqual({ daily_budget: 5, budget_left: 4 });
+    } finally {
+      await db().execute(sql`alter table mailbox_limits drop constraint test_keep_headroom`);
+    }
+    const patched = await ctx.app.api('PATCH', `/api/mailboxes/${mailbox.id}`, { token: ctx.owner.token, json: { dailyBudget: 1 } });
+    expect(patched.body.dailyBudget).toBe(1);
+    expect(await state()).toEqual({ daily_budget: 1, budget_left: null });
+    expect((await send(2)).status).toBe(429);
+  });
+
+  it('a privacy purge of mail sent today (PURGE_AFTER_DAYS=0) gives no budget back: the sends stay counted, by minute, with nothing personal', async () => {
+    const sender = 'budget-purge@acme.test';
+    const mailbox = await mailboxWithBudget(sender, 2);
+    const to = 'erin-budget@contoso.test';
+    ctx.app.sandbox.control.createMailbox({ email: to });
+    const api = (method: string, path: string, json?: unknown) => ctx.app.api(method, path, { token: ctx.owner.token, json });
+    const contact = await api('POST', '/api/contacts', { email: to });
+    const send = (i: number) => api('POST', '/api/messages', { mailboxId: mailbox.id, to, subject: `Purged ${i}`, text: 'x' });
+    expect((await send(1)).status).toBe(201);
+    expect((await send(2)).status).toBe(201);
+    expect(await sentToday(mailbox.id)).toBe(2);
+
+    // Deleted and purged at once: the two messages go with the contact.
+    expect((await api('DELETE', `/api/contacts/${contact.body.id}`)).status).toBe(204);
+    await db().execute(sql`update contacts set purge_after = now() - interval '1 minute' where id = ${contact.body.id}`);
+    expect((await ctx.app.services.purge.runOnce()).contact).toBe(1);
+    const left = async (query: ReturnType<typeof sql>) => Number(rowsOf<{ n: number }>(await db().execute(query))[0]!.n);
+    expect(await left(sql`select count(*)::int as n from messages where mailbox_id = ${mailbox.id}`)).toBe(0);
+
+    // Still two sent today, and counted again from scratch (a budget change resets the headroom) none is left.
+    expect(await sentToday(mailbox.id)).toBe(2);
+    expect((await api('PATCH', `/api/mailboxes/${mailbox.id}`, { dailyBudget: 2 })).status).toBe(200);
+    expect((await send(3)).status).toBe(429);
+    expect(ctx.app.sandbox.control.listMessages(sender, { labelId: 'SENT' }).filter((m) => m.subject.startsWith('Purged'))).toHaveLength(2);
+    // What keeps them counted: a number per mailbox and minute.
+    const kept = rowsOf<Record<string, unknown>>(await db().execute(sql`select * from mailbox_purged_sends where mailbox_id = ${mailbox.id}`));
+    expect(kept.map((r) => Object.keys(r).sort())).toEqual(kept.map(() => ['mailbox_id', 'minute', 'sends', 'workspace_id']));
+    expect(kept.reduce((sum, r) => sum + Number(r.sends), 0)).toBe(2);
   });
 
   it('a send whose outcome is unknown (Gmail may have taken it) counts against the budget', async () => {

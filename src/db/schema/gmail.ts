@@ -168,3 +168,23 @@ export const mailboxLimits = pgTable('mailbox_limits', {
   syncStartedAt: timestamp('sync_started_at', { withTimezone: true }),
   syncRequestedAt: timestamp('sync_requested_at', { withTimezone: true }),
 });
+
+/**
+ * Sends the daily budget must still count after a purge deleted their `messages` rows (a
+ * contact's or campaign's purge of mail sent in the last 24 h): how many per mailbox and
+ * minute, nothing else — no address, no content. Written by the purge (privacy/purge.repo.ts,
+ * `mailbox_record_purged_sends`), read by the budget count (`mailbox_budget_used`, migration
+ * 0026), rows older than a day dropped when the next ones are written.
+ */
+export const mailboxPurgedSends = pgTable(
+  'mailbox_purged_sends',
+  {
+    workspaceId: workspaceRef(),
+    mailboxId: uuid('mailbox_id')
+      .notNull()
+      .references(() => mailboxes.id, { onDelete: 'cascade' }),
+    minute: timestamp('minute', { withTimezone: true }).notNull(),
+    sends: integer('sends').notNull(),
+  },
+  (t) => [primaryKey({ name: 'mailbox_purged_sends_pk', columns: [t.mailboxId, t.minute, t.workspaceId] })],
+);
