@@ -25,11 +25,15 @@ interface Entry {
   paramTypes?: number[];
 }
 
-/** PostgreSQL's own "the prepared statement no longer fits" errors: prepare it again next time. */
+/** The statements that switch generic plans on and off around a hinted one. */
 const GENERIC_ON = 'it_generic_on';
 const GENERIC_OFF = 'it_generic_off';
 
-const STALE_PLAN = new Set(['0A000', '26000']);
+/** PostgreSQL's "the prepared statement no longer fits" (a table changed under it) or "no such statement": prepare it again. */
+const isStale = (error: unknown) => {
+  const e = error as { code?: string; message?: string } | null;
+  return (e?.code === '0A000' && /cached plan/.test(e.message ?? '')) || e?.code === '26000';
+};
 
 type Internals = PGlite & {
   serializers: Record<number, (value: unknown) => string>;
@@ -114,7 +118,7 @@ export function createPreparedQueries(pglite: PGlite) {
       genericReady = true;
       return parse.parseResults(messages, db.parsers, options)[1] as Results<T>;
     } catch (error) {
-      if (STALE_PLAN.has((error as { code?: string }).code ?? '') && entries.get(text)?.name === entry.name) {
+      if (isStale(error) && entries.get(text)?.name === entry.name) {
         entries.delete(text);
         closes.push(protocol.serialize.close({ type: 'S', name: entry.name }));
       }
@@ -134,10 +138,22 @@ export function createPreparedQueries(pglite: PGlite) {
     const statement = async () => {
       await db._checkReady();
       // Looked up under the lock: a name looked up before it might have been closed meanwhile.
-      let entry = entries.get(text);
-      if (!entry?.name) entry = await prepare(text, options);
-      remember(text, entry);
-      const result = await runPrepared<T>(text, entry as Required<Entry>, params, options);
+      const runOnce = async () => {
+        let entry = entries.get(text);
+        if (!entry?.name) entry = await prepare(text, options);
+        remember(text, entry);
+        return runPrepared<T>(text, entry as Required<Entry>, params, options);
+      };
+      let result: Results<T>;
+      try {
+        result = await runOnce();
+      } catch (error) {
+        // A table changed under the statement ("cached plan must not change result type"):
+        // prepared again, it runs as an unprepared one would have. Inside a transaction the
+        // error has aborted it, as a server's would.
+        if (inTransaction || db.isInTransaction() || !isStale(error)) throw error;
+        result = await runOnce();
+      }
       if (!inTransaction && !db.isInTransaction()) await db.syncToFs();
       return result;
     };
