@@ -25,15 +25,16 @@
  * by two `npm run worker` processes against the PostgreSQL server at BENCH_DATABASE_URL
  * (default postgres://postgres@127.0.0.1:5432/postgres; a scratch database is created and dropped).
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { sql } from 'drizzle-orm';
+import { sql, type SQL } from 'drizzle-orm';
+import { PgDialect } from 'drizzle-orm/pg-core';
 import { createServices } from '../../src/app.js';
 import { createCampaignsRepo } from '../../src/campaigns/campaigns.repo.js';
 import { createSendLedgerRepo } from '../../src/campaigns/send-ledger.repo.js';
 import { createSendWorker } from '../../src/campaigns/send-worker.js';
 import { loadConfig } from '../../src/config.js';
-import { connect } from '../../src/db/connect.js';
+import { connect, type Db } from '../../src/db/connect.js';
 import { composeMime } from '../../src/gmail/compose-mime.js';
 import { createGmailClient } from '../../src/gmail/gmail-client.js';
 import { createMailboxesRepo } from '../../src/gmail/mailboxes.repo.js';
@@ -63,6 +64,40 @@ const memoryLimitsToo = process.env.BENCH_MEMORY_LIMITS === '1';
 /** Audience sizes for the runs with worker processes against a PostgreSQL server (0 skips them). */
 const workerSizes = (process.env.BENCH_WORKER_RECIPIENTS ?? '5000').split(',').map(Number).filter((n) => n > 0);
 const serverUrl = SERVER_URL;
+
+/** BENCH_EXPLAIN_CLAIM=1: after the PGlite run, the generic plan PGlite keeps for the send claim (EXPLAIN (GENERIC_PLAN), PostgreSQL 16+). */
+const explainClaim = process.env.BENCH_EXPLAIN_CLAIM === '1';
+
+/**
+ * The claim statement of a round of four, as the gate builds it (captured, not run), explained
+ * as a generic plan over the ledger the run just sent: the plan every round uses
+ * (`GENERIC_PLAN`, plan-hints.ts), which must stay index probes as the audience grows.
+ */
+async function printClaimPlan(db: Db, seeded: { workspaceId: string; campaignId: string; mailboxId: string; mailboxEmail: string }) {
+  const campaign = (await createCampaignsRepo(db).findById(seeded.workspaceId, seeded.campaignId))!;
+  const rows = (await db.execute(sql`select id, contact_id, recipient_id, email, rfc822_message_id from campaign_sends where campaign_id = ${seeded.campaignId}::uuid limit 4`)) as unknown as {
+    rows: { id: string; contact_id: string; recipient_id: string; email: string; rfc822_message_id: string }[];
+  };
+  let captured: SQL | undefined;
+  const capture = { execute: async (query: SQL) => ((captured = query), { rows: [] }) } as unknown as Db;
+  await createSendLedgerRepo(capture, { serializedEngine: true }).claimMany(
+    rows.rows.map((r) => ({
+      campaign,
+      mailbox: { id: seeded.mailboxId, email: seeded.mailboxEmail },
+      candidate: { id: r.id, campaignId: campaign.id, step: 0, contactId: r.contact_id, recipientId: r.recipient_id, email: r.email, rfc822MessageId: r.rfc822_message_id, attempts: 0 },
+      owner: 'explain',
+      messageRowId: randomUUID(),
+      subject: 'explain',
+      now: new Date(),
+      leaseUntil: new Date(),
+    })),
+  );
+  const text = new PgDialect().sqlToQuery(captured!).sql;
+  // A simple-protocol query: the extended one would ask for the $n parameters a generic plan leaves open.
+  const client = (db as unknown as { $client: { exec(query: string): Promise<{ rows: { 'QUERY PLAN': string }[] }[]> } }).$client;
+  const [plan] = await client.exec(`explain (generic_plan) ${text}`);
+  console.log(`  the claim's generic plan (PGlite):\n${plan!.rows.map((r) => `    ${r['QUERY PLAN']}`).join('\n')}`);
+}
 
 /** Peak heap and RSS of this process, sampled every 50 ms. */
 function peakTracker() {
@@ -132,7 +167,7 @@ async function runPipeline(sandboxUrl: string, target: TargetName, recipients: n
   const services = createServices({ config, database, logger: createLogger('silent'), google, pacer });
   const stopPeak = peakTracker();
   const launchStarted = performance.now();
-  await seedCampaign(services, database, { recipients, mailboxEmail: 'sender@acme.test', domain: 'bench.test' });
+  const seeded = await seedCampaign(services, database, { recipients, mailboxEmail: 'sender@acme.test', domain: 'bench.test' });
   const launchSeconds = (performance.now() - launchStarted) / 1000;
 
   const cpuBefore = process.cpuUsage();
@@ -155,6 +190,7 @@ async function runPipeline(sandboxUrl: string, target: TargetName, recipients: n
   const cpu = cpuMs(cpuBefore);
   const mainCpu = mainThreadCpuMs() - mainBefore;
   const peak = stopPeak();
+  if (explainClaim && database.kind === 'pglite') await printClaimPlan(database.db, seeded);
   await opened.close();
   return { sent, seconds, launchSeconds, cpuPerMessageMs: cpu / Math.max(1, sent), mainThreadPerMessageMs: mainCpu / Math.max(1, sent), peak };
 }
