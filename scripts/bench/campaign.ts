@@ -25,14 +25,16 @@
  * by two `npm run worker` processes against the PostgreSQL server at BENCH_DATABASE_URL
  * (default postgres://postgres@127.0.0.1:5432/postgres; a scratch database is created and dropped).
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { sql } from 'drizzle-orm';
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { sql, type SQL } from 'drizzle-orm';
+import { PgDialect } from 'drizzle-orm/pg-core';
 import { createServices } from '../../src/app.js';
 import { createCampaignsRepo } from '../../src/campaigns/campaigns.repo.js';
 import { createSendLedgerRepo } from '../../src/campaigns/send-ledger.repo.js';
 import { createSendWorker } from '../../src/campaigns/send-worker.js';
 import { loadConfig } from '../../src/config.js';
-import { connect } from '../../src/db/connect.js';
+import { connect, type Db } from '../../src/db/connect.js';
 import { composeMime } from '../../src/gmail/compose-mime.js';
 import { createGmailClient } from '../../src/gmail/gmail-client.js';
 import { createMailboxesRepo } from '../../src/gmail/mailboxes.repo.js';
@@ -63,6 +65,40 @@ const memoryLimitsToo = process.env.BENCH_MEMORY_LIMITS === '1';
 const workerSizes = (process.env.BENCH_WORKER_RECIPIENTS ?? '5000').split(',').map(Number).filter((n) => n > 0);
 const serverUrl = SERVER_URL;
 
+/** BENCH_EXPLAIN_CLAIM=1: after the PGlite run, the generic plan PGlite keeps for the send claim (EXPLAIN (GENERIC_PLAN), PostgreSQL 16+). */
+const explainClaim = process.env.BENCH_EXPLAIN_CLAIM === '1';
+
+/**
+ * The claim statement of a round of four, as the gate builds it (captured, not run), explained
+ * as a generic plan over the ledger the run just sent: the plan every round uses
+ * (`GENERIC_PLAN`, plan-hints.ts), which must stay index probes as the audience grows.
+ */
+async function printClaimPlan(db: Db, seeded: { workspaceId: string; campaignId: string; mailboxId: string; mailboxEmail: string }) {
+  const campaign = (await createCampaignsRepo(db).findById(seeded.workspaceId, seeded.campaignId))!;
+  const rows = (await db.execute(sql`select id, contact_id, recipient_id, email, rfc822_message_id from campaign_sends where campaign_id = ${seeded.campaignId}::uuid limit 4`)) as unknown as {
+    rows: { id: string; contact_id: string; recipient_id: string; email: string; rfc822_message_id: string }[];
+  };
+  let captured: SQL | undefined;
+  const capture = { execute: async (query: SQL) => ((captured = query), { rows: [] }) } as unknown as Db;
+  await createSendLedgerRepo(capture, { serializedEngine: true }).claimMany(
+    rows.rows.map((r) => ({
+      campaign,
+      mailbox: { id: seeded.mailboxId, email: seeded.mailboxEmail },
+      candidate: { id: r.id, campaignId: campaign.id, step: 0, contactId: r.contact_id, recipientId: r.recipient_id, email: r.email, rfc822MessageId: r.rfc822_message_id, attempts: 0 },
+      owner: 'explain',
+      messageRowId: randomUUID(),
+      subject: 'explain',
+      now: new Date(),
+      leaseUntil: new Date(),
+    })),
+  );
+  const text = new PgDialect().sqlToQuery(captured!).sql;
+  // A simple-protocol query: the extended one would ask for the $n parameters a generic plan leaves open.
+  const client = (db as unknown as { $client: { exec(query: string): Promise<{ rows: { 'QUERY PLAN': string }[] }[]> } }).$client;
+  const [plan] = await client.exec(`explain (generic_plan) ${text}`);
+  console.log(`  the claim's generic plan (PGlite):\n${plan!.rows.map((r) => `    ${r['QUERY PLAN']}`).join('\n')}`);
+}
+
 /** Peak heap and RSS of this process, sampled every 50 ms. */
 function peakTracker() {
   const peak = { heap: process.memoryUsage().heapUsed, rss: process.memoryUsage.rss() };
@@ -83,6 +119,18 @@ const cpuMs = (since: NodeJS.CpuUsage) => {
   const used = process.cpuUsage(since);
   return (used.user + used.system) / 1000;
 };
+/**
+ * CPU ms of this process's main thread alone (Linux: /proc, 10 ms ticks), or NaN elsewhere. The
+ * rest of the process's CPU is PGlite's thread (pglite-thread.ts) plus V8's and libuv's helpers.
+ */
+function mainThreadCpuMs(): number {
+  try {
+    const fields = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+  } catch {
+    return Number.NaN;
+  }
+}
 
 /**
  * The pipeline in this process, on in-memory PGlite or a database of its own on the server
@@ -119,10 +167,11 @@ async function runPipeline(sandboxUrl: string, target: TargetName, recipients: n
   const services = createServices({ config, database, logger: createLogger('silent'), google, pacer });
   const stopPeak = peakTracker();
   const launchStarted = performance.now();
-  await seedCampaign(services, database, { recipients, mailboxEmail: 'sender@acme.test', domain: 'bench.test' });
+  const seeded = await seedCampaign(services, database, { recipients, mailboxEmail: 'sender@acme.test', domain: 'bench.test' });
   const launchSeconds = (performance.now() - launchStarted) / 1000;
 
   const cpuBefore = process.cpuUsage();
+  const mainBefore = mainThreadCpuMs();
   const started = performance.now();
   // Batches of 500 (the in-process default is 50, sized for fairness between campaigns).
   const batchSize = 500;
@@ -139,9 +188,11 @@ async function runPipeline(sandboxUrl: string, target: TargetName, recipients: n
   const sent = await worker.runUntilIdle(sendSlice > 0 ? Math.ceil(sendSlice / batchSize) : 1_000_000);
   const seconds = (performance.now() - started) / 1000;
   const cpu = cpuMs(cpuBefore);
+  const mainCpu = mainThreadCpuMs() - mainBefore;
   const peak = stopPeak();
+  if (explainClaim && database.kind === 'pglite') await printClaimPlan(database.db, seeded);
   await opened.close();
-  return { sent, seconds, launchSeconds, cpuPerMessageMs: cpu / Math.max(1, sent), peak };
+  return { sent, seconds, launchSeconds, cpuPerMessageMs: cpu / Math.max(1, sent), mainThreadPerMessageMs: mainCpu / Math.max(1, sent), peak };
 }
 
 /** The same number of messages, composed the same way, posted straight to the sandbox. */
@@ -232,7 +283,7 @@ async function runWorkerProcesses(sandboxUrl: string, recipients: number, worker
 const sandbox = await startSandboxProcess();
 try {
   console.log(`${machine()}; ${sizes.join(' and ')} recipients${sendSlice > 0 ? `, the first ${sendSlice} of each sent` : ''}${baselineMessages > 0 ? `, baseline loop of ${baselineMessages} messages` : ''}; targets ${targets.join(', ')}; sandbox at ${sandbox.url} (separate process)\n`);
-  console.log('target | recipients | launch s | pipeline msg/s | baseline msg/s | ratio | CPU/msg pipeline, baseline (the pipeline\'s own: the difference) | peak heap pipeline, baseline | peak RSS pipeline, baseline');
+  console.log('target | recipients | launch s | pipeline msg/s | baseline msg/s | ratio | CPU/msg pipeline, baseline (the pipeline\'s own: the difference; the pipeline\'s main thread alone) | peak heap pipeline, baseline | peak RSS pipeline, baseline');
   for (const size of sizes) {
     const baseline = await runBaseline(sandbox.url, baselineMessages > 0 ? baselineMessages : sendSlice > 0 ? Math.min(size, sendSlice) : size);
     const bRate = baseline.sent / baseline.seconds;
@@ -243,7 +294,7 @@ try {
         const pRate = pipeline.sent / pipeline.seconds;
         const label = `${target}${memoryLimits ? ' (limits in memory)' : ''}`;
         console.log(
-          `${label} | ${size} | ${pipeline.launchSeconds.toFixed(1)} | ${pRate.toFixed(0)} | ${bRate.toFixed(0)} | ${(pRate / bRate).toFixed(2)} | ${pipeline.cpuPerMessageMs.toFixed(2)} ms, ${baseline.cpuPerMessageMs.toFixed(2)} ms (${(pipeline.cpuPerMessageMs - baseline.cpuPerMessageMs).toFixed(2)} ms) | ${mb(pipeline.peak.heap)}, ${mb(baseline.peak.heap)} | ${mb(pipeline.peak.rss)}, ${mb(baseline.peak.rss)}   (${machine().replace(/^.*load/, 'load')})`,
+          `${label} | ${size} | ${pipeline.launchSeconds.toFixed(1)} | ${pRate.toFixed(0)} | ${bRate.toFixed(0)} | ${(pRate / bRate).toFixed(2)} | ${pipeline.cpuPerMessageMs.toFixed(2)} ms, ${baseline.cpuPerMessageMs.toFixed(2)} ms (${(pipeline.cpuPerMessageMs - baseline.cpuPerMessageMs).toFixed(2)} ms; main thread ${pipeline.mainThreadPerMessageMs.toFixed(2)} ms) | ${mb(pipeline.peak.heap)}, ${mb(baseline.peak.heap)} | ${mb(pipeline.peak.rss)}, ${mb(baseline.peak.rss)}   (${machine().replace(/^.*load/, 'load')})`,
         );
         const expected = sendSlice > 0 ? Math.min(size, sendSlice) : size;
         if (pipeline.sent < expected) console.log(`  ! pipeline sent ${pipeline.sent} of ${expected}`);

@@ -4,6 +4,7 @@ import { lockAddresses } from '../suppression/address-lock.js';
 import type { CampaignRow } from './campaigns.repo.js';
 import { optedInSql, suppressedSql } from './eligibility-sql.js';
 import { pgArray, rowsOf } from '../db/pg-array.js';
+import { GENERIC_PLAN } from '../db/plan-hints.js';
 import { campaignSendOutcomeCtes } from '../webhooks/facts.js';
 
 /*
@@ -210,7 +211,7 @@ export function createSendLedgerRepo(db: Db, options: SendLedgerOptions = {}) {
         // claim (messages row, contact link, `sending` under this lease); nothing for a row
         // another worker holds or when the campaign stopped.
         const rows = rowsOf<GateRow & { id: string; claimable: boolean }>(
-          await tx.execute(sql`
+          await tx.execute(sql`${sql.raw(GENERIC_PLAN)}
             with i as (
               select * from unnest(${pgArray(ids)}::uuid[], ${pgArray(inputs.map((x) => x.messageRowId))}::uuid[], ${pgArray(inputs.map((x) => x.subject))}::text[])
                 as i(send_id, message_row_id, subject)),

@@ -10,6 +10,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { PGlite, type Transaction } from '@electric-sql/pglite';
+import { createPreparedQueries, type PreparedQueries } from './pglite-prepared.js';
 import { DATABASE_ERROR_FIELDS, type Request, type Response, type Started, type WireError, type WorkerStart } from './pglite-protocol.js';
 
 const port = parentPort!;
@@ -73,11 +74,13 @@ async function endTransaction(id: number, commit: boolean) {
   }
 }
 
-async function run(db: PGlite, request: Request): Promise<unknown> {
+async function run(db: PGlite, prepared: PreparedQueries, request: Request): Promise<unknown> {
   switch (request.op) {
     case 'query': {
       const options = { rowMode: request.rowMode, parsers: parsersOf(request.rawTypes), paramTypes: request.paramTypes };
-      return request.tx === undefined ? db.query(request.sql, request.params, options) : transactionOf(request.tx).tx.query(request.sql, request.params, options);
+      if (request.tx === undefined) return prepared.query(request.sql, request.params, options, false, () => db.query(request.sql, request.params, options));
+      const { tx } = transactionOf(request.tx);
+      return prepared.query(request.sql, request.params, options, true, () => tx.query(request.sql, request.params, options));
     }
     case 'exec': {
       const options = { parsers: parsersOf(request.rawTypes) };
@@ -112,7 +115,8 @@ function reply(request: Request, outcome: Promise<unknown>) {
 
 try {
   const db = await PGlite.create({ dataDir: start.dataDir, loadDataDir: start.loadDataDir ? new Blob([start.loadDataDir]) : undefined });
-  port.on('message', (request: Request) => reply(request, run(db, request)));
+  const prepared = createPreparedQueries(db);
+  port.on('message', (request: Request) => reply(request, run(db, prepared, request)));
   port.postMessage({ started: true } satisfies Started);
 } catch (error) {
   port.postMessage({ started: false, error: wireError(error) } satisfies Started);
