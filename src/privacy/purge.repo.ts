@@ -2,7 +2,7 @@ import { sql, type SQL } from 'drizzle-orm';
 import { inTransaction, type Db } from '../db/connect.js';
 import { pgArray, rowsOf } from '../db/pg-array.js';
 import { lockAddresses } from '../suppression/address-lock.js';
-import { lockCampaignRollups } from '../tracking/rollups.repo.js';
+import { lockCampaignRollups, lockWorkspaceRollups } from '../tracking/rollups.repo.js';
 import { recordAudit, type AuditEntry } from './audit.js';
 import { countAffected, eraseAddressReferences } from './purge-references.js';
 
@@ -178,6 +178,9 @@ function purgeQueries(db: Db) {
      * the deletion happened (its own retention is the audit log's business).
      */
     async purgeWorkspace(workspaceId: string): Promise<{ workspaceId: string; removed: Record<string, number> } | undefined> {
+      // First of all: rollup passes over the workspace finish (and later ones wait), so none
+      // writes rollup rows back after the deletes below (rollups.repo.ts).
+      await lockWorkspaceRollups(db, workspaceId);
       // `no key update`, as for a campaign: writers' foreign keys hold the row's key share.
       const [workspace] = rowsOf<{ deleted_at: unknown }>(
         await db.execute(sql`select deleted_at from workspaces where id = ${workspaceId}::uuid for no key update`),

@@ -29,13 +29,26 @@ import { ALL_LINKS, applyUpgrades, planRollups, type CampaignDelta, type Recipie
  * A window of thousands of events aggregates: many events of one send or recipient are one
  * row update. Statements: three a pass (claim, read, write), whatever its size.
  * Purges of a contact or a campaign take the same campaign locks (`lockCampaignRollups`)
- * before they delete anything: a pass and a purge of one campaign run one after the other, so
- * a pass never writes rollup rows back for sends a purge deleted meanwhile (it sees them gone
- * and skips them), and the purge deletes whatever the pass committed.
+ * before they delete anything, and a workspace purge the workspace's lock, which every pass
+ * holds shared for the workspaces of its window (`lockWorkspaceRollups`: one lock, whatever
+ * the number of campaigns): a pass and a purge of the same data run one after the other, so a
+ * pass never writes rollup rows back for sends a purge deleted meanwhile (it sees them gone
+ * and skips them), and the purge deletes whatever the pass committed. As a second guard, the
+ * write statement writes send states only for sends that still exist.
  */
 
 /** Advisory lock class of campaign rollup writers (the second key is hashtext(campaign id)). */
 const ROLLUP_LOCK_CLASS = 0x74726b72;
+/** Advisory lock class of a workspace's rollups: passes hold it shared, a workspace purge exclusive (key: hashtext(workspace id)). */
+const WORKSPACE_ROLLUP_LOCK_CLASS = 0x74726b77;
+
+/**
+ * For a workspace purge, before anything else: waits for every rollup pass over the workspace
+ * to commit, and holds back new ones until the purge commits (they then find its sends gone).
+ */
+export async function lockWorkspaceRollups(db: Db, workspaceId: string): Promise<void> {
+  await db.execute(sql`select pg_advisory_xact_lock(${WORKSPACE_ROLLUP_LOCK_CLASS}::int, hashtext(${workspaceId}::text))`);
+}
 
 /**
  * Takes the rollup pass's locks of these campaigns (transaction-scoped, in hash order like the
@@ -88,12 +101,15 @@ async function claim(tx: Db, maxEvents: number, singleConnection: boolean): Prom
       )`
     : sql`
       claimed as materialized (
-        select id, campaign_id, events from tracking_rollup_pending order by id limit ${CLAIM_ROWS} for update skip locked
+        select id, workspace_id, campaign_id, events from tracking_rollup_pending order by id limit ${CLAIM_ROWS} for update skip locked
       ),
       win as materialized (
-        select id, campaign_id from (select *, sum(events) over (order by id) - events as before from claimed) w where before < ${maxEvents}
+        select id, workspace_id, campaign_id from (select *, sum(events) over (order by id) - events as before from claimed) w where before < ${maxEvents}
       ),
+      -- The workspaces' locks (shared) first, then the campaigns' (exclusive), each in hash order.
       locks as (
+        select pg_advisory_xact_lock_shared(${WORKSPACE_ROLLUP_LOCK_CLASS}::int, h) from (select distinct hashtext(workspace_id::text) as h from win order by 1) w
+        union all
         select pg_advisory_xact_lock(${ROLLUP_LOCK_CLASS}::int, h) from (select distinct hashtext(campaign_id::text) as h from win order by 1) l
       )`;
   return rowsOf<PendingRecord>(
@@ -130,8 +146,8 @@ export function readStatement(ids: readonly string[]) {
     ),
     -- Per send whose state this window can change: its stored state, its first human click
     -- after this window, and whether its upgrade may move (a superset of what rollups.ts
-    -- re-judges; anything outside it is looked up on its own). The others (machine events
-    -- only, none before a stored click) only add counts: the write statement's, in SQL.
+    -- re-judges; anything outside it is looked up on its own). The others (no human event,
+    -- no open at or before a stored click) only add counts: the write statement's, in SQL.
     per_send as (
       select b.send_id, b.workspace_id, b.campaign_id, b.human_click, b.human_open, b.other_open,
              st.send_id as state_send_id, st.first_human_click_at, st.first_human_open_at, st.upgraded_class,
@@ -274,6 +290,7 @@ export function rollupWriteStatement(plan: RollupPlan, pendingIds: readonly stri
       from unnest(${s((x) => x.sendId)}::uuid[], ${s((x) => x.workspaceId)}::uuid[], ${s((x) => x.campaignId)}::uuid[], ${s((x) => x.recipientId)}::uuid[],
                   ${s((x) => x.firstHumanClickMs)}::float8[], ${s((x) => x.firstHumanOpenMs)}::float8[], ${s((x) => x.upgradedClass)}::text[])
            as u(send_id, workspace_id, campaign_id, recipient_id, click_ms, open_ms, upgraded)
+      where u.send_id in (select send_id from present)
       on conflict (send_id, workspace_id) do update set first_human_click_at = excluded.first_human_click_at,
         first_human_open_at = excluded.first_human_open_at, upgraded_class = excluded.upgraded_class
       returning 1

@@ -83,7 +83,7 @@ export interface RollupPlan {
   /** The upgrades' moves only (the additive counts are the write statement's). */
   campaign: Map<string, CampaignDelta>;
   recipient: Map<string, RecipientDelta>;
-  /** Send states after this batch, by send id (only sends whose state changed or must be re-judged). */
+  /** Send states after this batch, by send id (every send with a human event in the window, and those re-judged). */
   states: Map<string, SendState>;
   /** Sends whose upgrade must be re-judged from their stored opens, with their first human click. */
   recheck: { sendId: string; firstHumanClickMs: number }[];

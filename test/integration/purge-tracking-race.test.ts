@@ -4,6 +4,7 @@ import { connect, type Database } from '../../src/db/connect.js';
 import { pgArray, rowsOf } from '../../src/db/pg-array.js';
 import { createPurgeRepo, type PurgeQueries } from '../../src/privacy/purge.repo.js';
 import { writeEvents } from '../../src/tracking/events.repo.js';
+import { createTrackingRepo } from '../../src/tracking/tracking.repo.js';
 import { seededRandom } from '../helpers/campaign-fixtures.js';
 import { seedSentCampaign } from '../helpers/seed-campaign.js';
 import { createTestDatabase } from '../helpers/test-db.js';
@@ -177,4 +178,42 @@ describe('P-13 a tracking write racing a purge leaves nothing of the purged', ()
       }
     });
   }
+});
+
+describe('P-13 a rollup pass racing a workspace purge leaves no rollup row of the workspace', () => {
+  it('the pass has written its rollups but not committed when the purge starts: the purge waits for it, then deletes them', async () => {
+    const { workspaceId, seeded, itemId } = await seed('workspace');
+    const events = randomTrackingEvents(seededRandom(31), workspaceId, seeded, 300, Date.UTC(2026, 10, 4));
+    expect(events.some((e) => e.classification === 'human')).toBe(true);
+    await writeEvents(writer.db, events);
+    const pass = () => createTrackingRepo(writer.db, { singleConnection: !server }).rollUpPending();
+    const rollupRows = async () => ({
+      sends: await count(sql`select count(*)::int as n from tracking_send_rollups where workspace_id = ${workspaceId}`),
+      recipients: await count(sql`select count(*)::int as n from tracking_recipient_rollups where workspace_id = ${workspaceId}`),
+      campaigns: await count(sql`select count(*)::int as n from tracking_rollups where workspace_id = ${workspaceId}`),
+    });
+    if (!server) {
+      await pass();
+      expect(await purge('workspace', itemId)).toBeDefined();
+    } else {
+      // The pass stalls right after its write statement, before its commit.
+      await db().execute(sql.raw('create trigger test_stall after insert on tracking_send_rollups for each statement execute function test_stall()'));
+      const open = await closeGate();
+      try {
+        const passDone = pass();
+        expect(await settledOrWaiting(passDone, '%with done as%', 'advisory')).toBe('waiting');
+        const purgeDone = purge('workspace', itemId);
+        // The purge waits for the pass (its workspace lock); without it, it would delete around the pass's uncommitted rows.
+        expect(await settledOrWaiting(purgeDone, '%pg_advisory_xact_lock(%', 'advisory')).toBe('waiting');
+        await open();
+        expect((await passDone).events).toBeGreaterThanOrEqual(events.length); // and what earlier tests left pending
+        expect(await purgeDone).toBeDefined();
+      } finally {
+        await open();
+        await db().execute(sql.raw('drop trigger if exists test_stall on tracking_send_rollups'));
+      }
+    }
+    expect(await rollupRows()).toEqual({ sends: 0, recipients: 0, campaigns: 0 });
+    expect(await count(sql`select count(*)::int as n from tracking_rollup_pending where workspace_id = ${workspaceId}`)).toBe(0);
+  });
 });
