@@ -97,6 +97,32 @@ describe('prepared statements on PGlite’s thread', () => {
     for (const run of after) expect(run).toEqual({ local: [{ a: 1, b: 'x' }], thread: [{ a: 1, b: 'x' }] });
   });
 
+  it('a schema change inside a transaction, and a column whose type changed: the next runs parse again and answer as in-process', async () => {
+    await both(1, () => sql`create table r (a int)`);
+    await both(1, () => sql`insert into r values (1)`);
+    await both(3, () => sql`select * from r`); // prepared on the thread
+    const inTransaction = async (db: Drizzle) =>
+      db.transaction(async (tx) => {
+        await tx.execute(sql`alter table r add column c text default 'y'`);
+        return (await tx.execute(sql`select * from r`)).rows;
+      });
+    expect(await inTransaction(onThread())).toEqual(await inTransaction(inProcess()));
+    // A parameter's type as inferred at Parse: a value past int after the column became bigint.
+    await both(3, (i) => sql`select a from r where a = ${i}`);
+    await both(1, () => sql`alter table r alter column a type bigint`);
+    const big = await both(2, () => sql`select a from r where a = ${'5000000000'}`);
+    for (const run of big) expect(run).toEqual({ local: [], thread: [] });
+  });
+
+  it('DEALLOCATE ALL: every statement, the hinted one included, is prepared again and answers', async () => {
+    const db = onThread();
+    const hinted = (id: number) => sql`${sql.raw(GENERIC_PLAN)} select id from p where id = ${id}`;
+    for (let i = 0; i < 3; i++) await db.execute(hinted(i));
+    await db.execute(sql`deallocate all`);
+    for (let i = 0; i < 4; i++) expect((await db.execute(hinted(i))).rows).toEqual((await inProcess().execute(hinted(i))).rows);
+    expect(await planCacheMode(db)).toEqual({ plan_cache_mode: 'auto' });
+  });
+
   it('more statement texts than the cache holds: each still answers right, old ones after they were forgotten too', async () => {
     const db = onThread();
     for (let round = 0; round < 2; round++) {
@@ -107,7 +133,7 @@ describe('prepared statements on PGlite’s thread', () => {
     expect((await db.execute(sql.raw(`select 0 as k, '9' as r`))).rows).toEqual([{ k: 0, r: '9' }]);
   });
 
-  it('a statement hinted for a generic plan returns the same rows, is planned generically, and leaves plan_cache_mode as it was, also when it fails', async () => {
+  it('a statement hinted for a generic plan returns the same rows, is planned generically, and leaves plan_cache_mode at its default, also when it fails', async () => {
     const db = onThread();
     const hinted = (id: number) => sql`${sql.raw(GENERIC_PLAN)} select id, v from p where id = any(${`{${id},${id + 1}}`}::int[]) order by id`;
     for (let i = 0; i < 4; i++) {

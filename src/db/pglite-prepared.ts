@@ -9,8 +9,14 @@
  * custom and a generic plan as it does for any prepared statement. Texts seen once (seeding,
  * migrations, one-off reads) are run as before.
  *
- * Semantics do not change: the same statement text, the same parameters, the same snapshot
- * per statement, the same locks (PGlite's own mutexes, taken as its `query` takes them).
+ * The same statement text, the same parameters, the same snapshot per statement, the same locks
+ * (PGlite's own mutexes, taken as its `query` takes them). Where a prepared statement could
+ * differ from one parsed again — PostgreSQL keeps the parameter types it inferred at Parse, and
+ * refuses a plan whose result type changed — the cache is forgotten whole after any statement
+ * that may change the schema (`exec`, which migrations use, and texts starting with CREATE,
+ * ALTER, DROP, DO, DEALLOCATE or DISCARD), so the next runs parse again and see the new schema,
+ * inside a transaction too. Schema changes made inside a function (the monthly partitions)
+ * change no result type; PostgreSQL re-plans for them by itself.
  */
 import { parse, protocol, type PGlite, type QueryOptions, type Results } from '@electric-sql/pglite';
 import { GENERIC_PLAN } from './plan-hints.js';
@@ -28,6 +34,9 @@ interface Entry {
 /** The statements that switch generic plans on and off around a hinted one. */
 const GENERIC_ON = 'it_generic_on';
 const GENERIC_OFF = 'it_generic_off';
+
+/** Statements after which every prepared one is forgotten (they may change the schema or drop prepared statements). */
+const SCHEMA_CHANGE = /^\s*(create|alter|drop|do|deallocate|discard)\b/i;
 
 /** PostgreSQL's "the prepared statement no longer fits" (a table changed under it) or "no such statement": prepare it again. */
 const isStale = (error: unknown) => {
@@ -94,6 +103,16 @@ export function createPreparedQueries(pglite: PGlite) {
   /** Close messages of statements forgotten, sent with the next Parse. */
   let closes: Uint8Array[] = [];
 
+  /**
+   * Forgets every prepared statement (closed with the next Parse), the generic-plan switches
+   * too: after a schema change the next runs parse again, as PGlite's `query` would.
+   */
+  function forgetAll() {
+    for (const entry of entries.values()) if (entry.name) closes.push(protocol.serialize.close({ type: 'S', name: entry.name }));
+    entries.clear();
+    genericReady = false;
+  }
+
   /** Marks `text` most recently used; forgets the least recently used beyond the capacity. */
   function remember(text: string, entry: Entry) {
     entries.delete(text);
@@ -138,6 +157,8 @@ export function createPreparedQueries(pglite: PGlite) {
         entries.delete(text);
         closes.push(protocol.serialize.close({ type: 'S', name: entry.name }));
       }
+      // No such statement: the switches may be gone too (DEALLOCATE ALL); prepared again next time.
+      if ((error as { code?: string } | null)?.code === '26000') genericReady = false;
       throw error;
     }
   }
@@ -147,6 +168,7 @@ export function createPreparedQueries(pglite: PGlite) {
    * transaction already holds PGlite's transaction lock).
    */
   async function query<T>(text: string, params: unknown[], options: QueryOptions | undefined, inTransaction: boolean, unprepared: () => Promise<Results<T>>): Promise<Results<T>> {
+    if (SCHEMA_CHANGE.test(text)) return afterSchemaChange(unprepared);
     if (!entries.has(text)) {
       remember(text, {});
       return unprepared();
@@ -176,7 +198,21 @@ export function createPreparedQueries(pglite: PGlite) {
     return inTransaction ? db._runExclusiveQuery(statement) : db._runExclusiveTransaction(() => db._runExclusiveQuery(statement));
   }
 
-  return { query };
+  /**
+   * Runs a statement that may change the schema unprepared, forgetting every prepared statement
+   * as it arrives (statements queued behind it then parse after it) and once it ran (whether it
+   * succeeded or not: what was prepared meanwhile is parsed again).
+   */
+  async function afterSchemaChange<T>(run: () => Promise<T>): Promise<T> {
+    forgetAll();
+    try {
+      return await run();
+    } finally {
+      forgetAll();
+    }
+  }
+
+  return { query, afterSchemaChange };
 }
 
 export type PreparedQueries = ReturnType<typeof createPreparedQueries>;

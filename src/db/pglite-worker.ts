@@ -84,7 +84,8 @@ async function run(db: PGlite, prepared: PreparedQueries, request: Request): Pro
     }
     case 'exec': {
       const options = { parsers: parsersOf(request.rawTypes) };
-      return request.tx === undefined ? db.exec(request.sql, options) : transactionOf(request.tx).tx.exec(request.sql, options);
+      // Any text (migrations, DDL): afterwards the prepared statements are parsed again.
+      return prepared.afterSchemaChange(() => (request.tx === undefined ? db.exec(request.sql, options) : transactionOf(request.tx).tx.exec(request.sql, options)));
     }
     case 'begin':
       return openTransaction(db, request.tx);
