@@ -26,7 +26,6 @@
  * (default postgres://postgres@127.0.0.1:5432/postgres; a scratch database is created and dropped).
  */
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { sql, type SQL } from 'drizzle-orm';
 import { PgDialect } from 'drizzle-orm/pg-core';
 import { createServices } from '../../src/app.js';
@@ -43,7 +42,7 @@ import { MailboxPacer } from '../../src/gmail/pacer.js';
 import { resolveGoogle } from '../../src/gmail/google-settings.js';
 import { createLogger } from '../../src/logger.js';
 import { openBenchDatabase, SERVER_URL, targets, type TargetName } from './audience-data.js';
-import { machine } from './common.js';
+import { machine, procCpuMicros } from './common.js';
 import {
   SANDBOX_CLIENT_ID as CLIENT_ID,
   SANDBOX_CLIENT_SECRET as CLIENT_SECRET,
@@ -124,12 +123,7 @@ const cpuMs = (since: NodeJS.CpuUsage) => {
  * rest of the process's CPU is PGlite's thread (pglite-thread.ts) plus V8's and libuv's helpers.
  */
 function mainThreadCpuMs(): number {
-  try {
-    const fields = readFileSync(`/proc/self/task/${process.pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
-  } catch {
-    return Number.NaN;
-  }
+  return (procCpuMicros(`self/task/${process.pid}`) ?? Number.NaN) / 1000;
 }
 
 /**

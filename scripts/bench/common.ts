@@ -1,5 +1,5 @@
 /** What the database benchmarks share: a scratch database (PGlite dir or a server database of their own), the machine line, percentiles. */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { sql } from 'drizzle-orm';
@@ -63,3 +63,16 @@ export const percentile = (values: number[], p: number) => {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
 };
+
+/**
+ * CPU time (user + system) of a process or thread from `/proc/<path>/stat` (Linux, 10 ms
+ * ticks), in µs; undefined when it cannot be read (gone, or not Linux).
+ */
+export function procCpuMicros(path: string): number | undefined {
+  try {
+    const fields = readFileSync(`/proc/${path}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1e6) / 100;
+  } catch {
+    return undefined;
+  }
+}

@@ -16,7 +16,6 @@
  *   BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres npm run bench -- ingest   # server, 1,000 and 5,000
  */
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { sql } from 'drizzle-orm';
 import type { Db } from '../../src/db/connect.js';
 import { rowsOf } from '../../src/db/pg-array.js';
@@ -27,7 +26,7 @@ import { EVENT_COLUMNS, selectEventsFromArrays, writeStatement } from '../../src
 import { createRollupRunner } from '../../src/tracking/rollup-runner.js';
 import { DEFAULT_ROLLUP_WINDOW, planWindow, readStatement, rollupWriteStatement } from '../../src/tracking/rollups.repo.js';
 import { createTrackingRepo, type TrackingEventRow } from '../../src/tracking/tracking.repo.js';
-import { machine, scratchDatabase, seedBenchCampaign } from './common.js';
+import { machine, procCpuMicros, scratchDatabase, seedBenchCampaign } from './common.js';
 
 const SERVER_URL = process.env.BENCH_DATABASE_URL;
 const SENDS = Number(process.env.BENCH_SENDS ?? 10_000);
@@ -89,15 +88,7 @@ async function main() {
      */
     const backendPids = async () =>
       database.kind === 'pglite' ? [] : ((await db.execute(sql`select pid from pg_stat_activity where datname = current_database()`)) as unknown as { rows: { pid: number }[] }).rows.map((r) => r.pid);
-    const backendCpuMicros = (pids: number[]) =>
-      pids.reduce((sum, pid) => {
-        try {
-          const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-          return sum + ((Number(fields[11]) + Number(fields[12])) * 1e6) / 100;
-        } catch {
-          return sum;
-        }
-      }, 0);
+    const backendCpuMicros = (pids: number[]) => pids.reduce((sum, pid) => sum + (procCpuMicros(String(pid)) ?? 0), 0);
     const timed = async (work: () => Promise<unknown>) => {
       const pids = await backendPids();
       const cpuBefore = process.cpuUsage();

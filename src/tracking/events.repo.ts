@@ -28,7 +28,8 @@ import { sendRefusedTracking, untrackedHitCountsCte } from './untracked-hits.js'
  * delete these events too — or the purge did — this probe waits for the purge, finds the send
  * gone (READ COMMITTED re-checks a row it waited for) and inserts nothing for it. Key share
  * conflicts only with deleting the send (or changing its key), never with the send pipeline's
- * status updates. The batch is sorted by send id, and purges lock in id order: no deadlock.
+ * status updates. The statement takes the batch in send id order, and purges lock in id
+ * order: no deadlock.
  * No advisory lock, no rollup state read, no rollup written: the rollup pass
  * (rollups.repo.ts) does that later, over many batches at once. A batch whose ids were all
  * inserted already changes nothing (and adds no pending row).
@@ -51,13 +52,13 @@ export function selectEventsFromArrays(events: readonly TrackingEventRow[]) {
 }
 
 /** The write statement (above). One row: the refused hits counted and the events actually inserted. */
-export function writeStatement(unsorted: readonly TrackingEventRow[]) {
-  // In send id order: the probe locks the sends in the order of the batch (purges lock theirs in id order too).
-  const events = [...unsorted].sort((a, b) => (a.sendId < b.sendId ? -1 : a.sendId > b.sendId ? 1 : 0));
+export function writeStatement(events: readonly TrackingEventRow[]) {
   // The data-modifying CTEs (untracked_counts, the webhook outbox, pending) need no reader:
   // PostgreSQL runs each exactly once, to completion, whether or not the final select reads it.
   return sql`
-    with batch as (${selectEventsFromArrays(events)}),
+    -- In send id order (materialized so): the probe below locks the sends in the order of the
+    -- batch, and purges lock theirs in id order too. Sorted here, not on the answering thread.
+    with batch as materialized (${selectEventsFromArrays(events)} order by send_id),
     src as (
       -- Lateral lookups with a limit: one primary-key probe per row, never a hash join over a whole table.
       select b.*, cs.contact_id, cs.email, cs.has_send is not null as has_send, coalesce(cs.untracked, false) as untracked

@@ -167,7 +167,15 @@ export function readStatement(ids: readonly string[]) {
            case when ${mayMove} then (${latestNonHumanOpen(sql`p.send_id`, sql`p.click_at`)}) end as lookup_class
     from per_send p
     -- A send that no longer exists is left out: its events were deleted with it.
-    join lateral (select recipient_id from campaign_sends cs where cs.id = p.send_id and cs.workspace_id = p.workspace_id limit 1) cs on true`;
+    join lateral ${existingSendRecipient(sql`p.send_id`, sql`p.workspace_id`)} cs on true`;
+}
+
+/**
+ * A send's recipient, if the send still exists (a lateral join's subquery: one primary-key
+ * probe; no row when a purge or a campaign's deletion removed the send).
+ */
+function existingSendRecipient(sendId: SQL, workspaceId: SQL): SQL {
+  return sql`(select recipient_id from campaign_sends cs where cs.id = ${sendId} and cs.workspace_id = ${workspaceId} limit 1)`;
 }
 
 /**
@@ -281,7 +289,7 @@ export function rollupWriteStatement(plan: RollupPlan, pendingIds: readonly stri
     -- materialized: one primary-key probe per send, not one per event.
     present as materialized (
       select s.send_id, cs.recipient_id from (select distinct send_id, workspace_id from ev) s
-      join lateral (select recipient_id from campaign_sends cs where cs.id = s.send_id and cs.workspace_id = s.workspace_id limit 1) cs on true
+      join lateral ${existingSendRecipient(sql`s.send_id`, sql`s.workspace_id`)} cs on true
     ),
     counted as materialized (select ev.*, present.recipient_id from ev join present on present.send_id = ev.send_id),
     states as (
