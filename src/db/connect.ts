@@ -8,7 +8,9 @@ import type { PgDatabase, PgQueryResultHKT } from 'drizzle-orm/pg-core';
 import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
 import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
 import pg from 'pg';
+import type { DatabaseThreadTaskArgs, DatabaseThreadTaskName, DatabaseThreadTaskResult } from './database-thread-tasks.js';
 import { PgliteThread } from './pglite-thread.js';
+import { TaskThread } from './task-thread.js';
 import * as schema from './schema.js';
 
 /** The Drizzle handle every repo takes; a transaction has the same shape. */
@@ -49,6 +51,12 @@ export interface Database {
   close(): Promise<void>;
   /** The embedded engine's data dir as a tarball (tests snapshot a migrated one); undefined on a server. */
   dumpDataDir?(compression?: 'none' | 'gzip' | 'auto'): Promise<Blob>;
+  /**
+   * Runs a task of database-thread-tasks.ts off the answering thread: on the embedded
+   * database's own thread, or on a server's task thread. Undefined on a handle without one
+   * (callers then run the task where they are).
+   */
+  runTask?<K extends DatabaseThreadTaskName>(name: K, args: DatabaseThreadTaskArgs<K>): Promise<DatabaseThreadTaskResult<K>>;
 }
 
 export const MIGRATIONS_FOLDER = fileURLToPath(new URL('./migrations', import.meta.url));
@@ -70,6 +78,7 @@ export async function connect(target: DatabaseTarget): Promise<Database> {
         await client.query('select 1');
       },
       dumpDataDir: (compression) => client.dumpDataDir(compression),
+      runTask: (name, args) => client.runTask(name, args),
       // The open worker keeps the process alive; closing ends it (a second close is a no-op).
       close: () => client.close(),
     };
@@ -110,6 +119,10 @@ export async function connect(target: DatabaseTarget): Promise<Database> {
     };
   });
   const db = drizzlePg({ client: pool, schema });
+  // Database tasks (database-thread-tasks.ts) run on a thread of their own with two
+  // connections of their own (a write and a rollup pass at once), so their rows never load
+  // the answering thread's heap.
+  const tasks = new TaskThread({ url: target.url, poolSize: 2, connectTimeoutMs: target.connectTimeoutMs, statementTimeoutMs });
   return {
     db: db as unknown as Db,
     kind: 'postgres',
@@ -128,8 +141,9 @@ export async function connect(target: DatabaseTarget): Promise<Database> {
     ping: async () => {
       await db.execute(sql`select 1`);
     },
+    runTask: (name, args) => tasks.runTask(name, args),
     close: async () => {
-      await pool.end().catch(() => undefined);
+      await Promise.all([tasks.close().catch(() => undefined), pool.end().catch(() => undefined)]);
     },
   };
 }

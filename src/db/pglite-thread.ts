@@ -17,51 +17,20 @@
  *   the id, and PGlite's own transaction lock in the worker makes every other statement wait
  *   until COMMIT or ROLLBACK, in arrival order, as in-process.
  */
-import { createRequire } from 'node:module';
-import { pathToFileURL } from 'node:url';
-import { Worker, type WorkerOptions } from 'node:worker_threads';
-import { messages, type QueryOptions, type Results, type Transaction } from '@electric-sql/pglite';
-import { DATABASE_ERROR_FIELDS, type Request, type Response, type Started, type WireError, type WorkerStart } from './pglite-protocol.js';
+import type { QueryOptions, Results, Transaction } from '@electric-sql/pglite';
+import type { DatabaseThreadTaskArgs, DatabaseThreadTaskName, DatabaseThreadTaskResult } from './database-thread-tasks.js';
+import type { WorkerStart } from './thread-protocol.js';
+import { startWorkerThread, WorkerPort, type Ask, type ErrorContext } from './worker-port.js';
 
 type Parsers = NonNullable<QueryOptions['parsers']>;
-type Pending = { resolve: (value: unknown) => void; reject: (error: Error) => void; query?: string; params?: unknown[]; options?: QueryOptions };
-/** A request without its id (the client numbers them). */
-type Ask = Request extends infer R ? (R extends Request ? Omit<R, 'id'> : never) : never;
 
-/** The client Drizzle's PGlite driver is given: the subset of `PGlite` it calls. */
+/** The part of PGlite's interface Drizzle calls. */
 export interface PgliteClient {
   query<T>(query: string, params?: unknown[], options?: QueryOptions): Promise<Results<T>>;
   exec(query: string, options?: QueryOptions): Promise<Results[]>;
   transaction<T>(callback: (tx: Transaction) => Promise<T>): Promise<T>;
 }
 
-/**
- * Starts the worker's module: the compiled JS next to this file, or (under tsx or vitest) the
- * TypeScript, through a bootstrap that registers tsx's loader in the new thread first (a
- * worker does not inherit the hooks `--import tsx` installed in this one).
- */
-function startWorker(options: WorkerOptions): Worker {
-  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./pglite-worker.js', import.meta.url), options);
-  const source = new URL('./pglite-worker.ts', import.meta.url).href;
-  // The ESM build of tsx's API (its package exports map `tsx/esm/api` to the CJS one for require).
-  const tsx = pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm/api').replace(/\.cjs$/, '.mjs')).href;
-  const bootstrap = `import(${JSON.stringify(tsx)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(source)}); });`;
-  return new Worker(bootstrap, { ...options, eval: true });
-}
-
-function toError(wire: WireError, pending?: Pending): Error {
-  if (wire.kind === 'error') {
-    const error = new Error(wire.message);
-    error.name = wire.name;
-    return error;
-  }
-  const error = new messages.DatabaseError(wire.message, wire.length, wire.name as messages.MessageName);
-  for (const field of DATABASE_ERROR_FIELDS) error[field] = wire.fields[field];
-  // As PGlite's own errors (its makePGliteError): the statement and its parameters, kept on this thread.
-  return Object.assign(error, { query: pending?.query, params: pending?.params, queryOptions: pending?.options });
-}
-
-/** The caller's parsers, applied here to the columns the worker left as text. */
 function applyParsers(result: Results, parsers: Parsers | undefined): Results {
   if (!parsers) return result;
   const columns: { index: number; name: string; parse: (text: string, typeId: number) => unknown; typeId: number }[] = [];
@@ -87,38 +56,20 @@ function checkOptions(options: QueryOptions | undefined) {
 }
 
 export class PgliteThread implements PgliteClient {
-  private readonly worker: Worker;
-  private readonly pending = new Map<number, Pending>();
-  private nextId = 0;
+  private readonly port: WorkerPort;
   private nextTransaction = 0;
-  /** Set once the worker can take no more requests (closed, or it died): why. */
-  private gone: Error | undefined;
   private closing: Promise<void> | undefined;
 
-  private constructor(worker: Worker) {
-    this.worker = worker;
-    worker.on('message', (response: Response) => this.settle(response));
-    worker.on('error', (error) => this.fail(new Error(`PGlite worker failed: ${error.message}`)));
-    worker.on('exit', (code) => this.fail(new Error(`PGlite worker exited (code ${code})`)));
+  private constructor(port: WorkerPort) {
+    this.port = port;
   }
 
   /** Starts the worker and opens the database in it (`dataDir` as PGlite takes it; `loadDataDir` a `dumpDataDir()` tarball). */
   static async start(options: { dataDir?: string; loadDataDir?: Blob }): Promise<PgliteThread> {
     const load = options.loadDataDir ? await options.loadDataDir.arrayBuffer() : undefined;
     const data: WorkerStart = { dataDir: options.dataDir, loadDataDir: load };
-    const worker = startWorker({ workerData: data, transferList: load ? [load] : [] });
-    const started = await new Promise<Started>((resolve, reject) => {
-      const early = (code: number) => reject(new Error(`PGlite worker exited (code ${code}) before the database opened`));
-      worker.once('error', reject).once('exit', early).once('message', (message: Started) => {
-        worker.off('error', reject).off('exit', early);
-        resolve(message);
-      });
-    });
-    if (!started.started) {
-      await worker.terminate();
-      throw toError(started.error);
-    }
-    return new PgliteThread(worker);
+    const worker = await startWorkerThread('pglite-worker', { workerData: data, transferList: load ? [load] : [] });
+    return new PgliteThread(new WorkerPort(worker, 'PGlite worker'));
   }
 
   query<T>(query: string, params: unknown[] = [], options?: QueryOptions): Promise<Results<T>> {
@@ -167,6 +118,11 @@ export class PgliteThread implements PgliteClient {
   }
 
   /** The data dir as a tarball, as `PGlite.dumpDataDir` (tests snapshot a migrated database with it). */
+  /** Runs a task of database-thread-tasks.ts on the database's thread; resolves to its result. */
+  runTask<K extends DatabaseThreadTaskName>(name: K, args: DatabaseThreadTaskArgs<K>): Promise<DatabaseThreadTaskResult<K>> {
+    return this.ask({ op: 'task', name, args }) as Promise<DatabaseThreadTaskResult<K>>;
+  }
+
   async dumpDataDir(compression?: 'none' | 'gzip' | 'auto'): Promise<Blob> {
     const bytes = (await this.ask({ op: 'dump', compression })) as ArrayBuffer;
     return new Blob([bytes]);
@@ -176,10 +132,10 @@ export class PgliteThread implements PgliteClient {
   close(): Promise<void> {
     this.closing ??= (async () => {
       try {
-        if (!this.gone) await this.ask({ op: 'close' });
+        if (!this.port.gone) await this.ask({ op: 'close' });
       } finally {
-        this.gone ??= new Error('PGlite is closed');
-        await this.worker.terminate();
+        this.port.gone ??= new Error('PGlite is closed');
+        await this.port.worker.terminate();
       }
     })();
     return this.closing;
@@ -200,33 +156,7 @@ export class PgliteThread implements PgliteClient {
     return results.map((result) => applyParsers(result, options?.parsers));
   }
 
-  private ask(request: Ask, context: Omit<Pending, 'resolve' | 'reject'> = {}): Promise<unknown> {
-    if (this.gone) return Promise.reject(this.gone);
-    const id = ++this.nextId;
-    return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject, ...context });
-      try {
-        this.worker.postMessage({ ...request, id } as Request);
-      } catch (error) {
-        // A parameter structured clone cannot copy (a function, a class with private state).
-        this.pending.delete(id);
-        reject(error as Error);
-      }
-    });
-  }
-
-  private settle(response: Response) {
-    const pending = this.pending.get(response.id);
-    if (!pending) return;
-    this.pending.delete(response.id);
-    if (response.ok) pending.resolve(response.value);
-    else pending.reject(toError(response.error, pending));
-  }
-
-  /** The worker is gone: nothing pending will be answered. */
-  private fail(error: Error) {
-    this.gone ??= error;
-    for (const pending of this.pending.values()) pending.reject(error);
-    this.pending.clear();
+  private ask(request: Ask, context: ErrorContext = {}): Promise<unknown> {
+    return this.port.ask(request, context);
   }
 }

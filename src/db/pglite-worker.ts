@@ -1,6 +1,6 @@
 /**
  * The thread that owns the embedded database (PGlite): it opens the engine and runs what the
- * main thread posts (`pglite-protocol.ts`). PGlite executes a statement synchronously on the
+ * main thread posts (`thread-protocol.ts`). PGlite executes a statement synchronously on the
  * thread that calls it; here that is this thread, so the main thread keeps answering HTTP
  * while SQL runs.
  *
@@ -9,9 +9,13 @@
  * run and everything else waits in arrival order).
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { PGlite, type Transaction } from '@electric-sql/pglite';
+import { PGlite, type QueryOptions, type Transaction } from '@electric-sql/pglite';
+import { drizzle } from 'drizzle-orm/pglite';
+import type { Db } from './connect.js';
+import { DATABASE_THREAD_TASKS, type DatabaseThreadTaskName } from './database-thread-tasks.js';
 import { createPreparedQueries, type PreparedQueries } from './pglite-prepared.js';
-import { DATABASE_ERROR_FIELDS, type Request, type Response, type Started, type WireError, type WorkerStart } from './pglite-protocol.js';
+import * as schema from './schema.js';
+import { replyTo, wireError, type Request, type Started, type WorkerStart } from './thread-protocol.js';
 
 const port = parentPort!;
 const start = workerData as WorkerStart;
@@ -31,16 +35,6 @@ const transactions = new Map<number, OpenTransaction>();
 const keepText = (value: string) => value;
 /** The caller parses these types itself: leave them as Postgres text (PGlite calls parsers with text). */
 const parsersOf = (rawTypes: number[]) => (rawTypes.length === 0 ? undefined : Object.fromEntries(rawTypes.map((oid) => [oid, keepText])));
-
-function wireError(error: unknown): WireError {
-  const e = error as Record<string, unknown> | null;
-  if (e && typeof e === 'object' && typeof e.code === 'string' && typeof e.length === 'number') {
-    const fields: Record<string, string | undefined> = {};
-    for (const field of DATABASE_ERROR_FIELDS) if (typeof e[field] === 'string') fields[field] = e[field] as string;
-    return { kind: 'database', message: String(e.message), length: e.length, name: String(e.name), fields };
-  }
-  return { kind: 'error', name: error instanceof Error ? error.name : 'Error', message: error instanceof Error ? error.message : String(error) };
-}
 
 function openTransaction(db: PGlite, id: number): Promise<void> {
   let entered!: () => void;
@@ -74,7 +68,30 @@ async function endTransaction(id: number, commit: boolean) {
   }
 }
 
-async function run(db: PGlite, prepared: PreparedQueries, request: Request): Promise<unknown> {
+/**
+ * A Drizzle handle for tasks that run here (database-thread-tasks.ts): the engine itself,
+ * through the same prepared statements as the main thread's queries, and the same locks
+ * (PGlite's own: a task's transaction and the main thread's requests wait for each other as
+ * in-process callers do).
+ */
+function localDrizzle(db: PGlite, prepared: PreparedQueries): Db {
+  const inTransaction = (tx: Transaction) => ({
+    query: (text: string, params: unknown[] = [], options?: QueryOptions) => prepared.query(text, params, options, true, () => tx.query(text, params, options)),
+    exec: (text: string, options?: QueryOptions) => prepared.afterSchemaChange(() => tx.exec(text, options)),
+    rollback: () => tx.rollback(),
+    get closed() {
+      return tx.closed;
+    },
+  });
+  const client = {
+    query: (text: string, params: unknown[] = [], options?: QueryOptions) => prepared.query(text, params, options, false, () => db.query(text, params, options)),
+    exec: (text: string, options?: QueryOptions) => prepared.afterSchemaChange(() => db.exec(text, options)),
+    transaction: <T>(callback: (tx: ReturnType<typeof inTransaction>) => Promise<T>) => db.transaction((tx) => callback(inTransaction(tx))),
+  };
+  return drizzle({ client: client as unknown as PGlite, schema }) as unknown as Db;
+}
+
+async function run(db: PGlite, prepared: PreparedQueries, local: Db, request: Request): Promise<unknown> {
   switch (request.op) {
     case 'query': {
       const options = { rowMode: request.rowMode, parsers: parsersOf(request.rawTypes), paramTypes: request.paramTypes };
@@ -93,6 +110,11 @@ async function run(db: PGlite, prepared: PreparedQueries, request: Request): Pro
       return endTransaction(request.tx, true);
     case 'rollback':
       return endTransaction(request.tx, false);
+    case 'task': {
+      const task = DATABASE_THREAD_TASKS[request.name as DatabaseThreadTaskName];
+      if (!task) throw new Error(`no database thread task named ${request.name}`);
+      return task(local, request.args as never, { singleConnection: true });
+    }
     case 'dump': {
       const blob = await db.dumpDataDir(request.compression);
       return blob.arrayBuffer();
@@ -103,21 +125,11 @@ async function run(db: PGlite, prepared: PreparedQueries, request: Request): Pro
   }
 }
 
-function reply(request: Request, outcome: Promise<unknown>) {
-  outcome.then(
-    (value) => {
-      const response: Response = { id: request.id, ok: true, value };
-      // A dump is moved, not copied (it is the whole data dir).
-      port.postMessage(response, value instanceof ArrayBuffer ? [value] : []);
-    },
-    (error: unknown) => port.postMessage({ id: request.id, ok: false, error: wireError(error) } satisfies Response),
-  );
-}
-
 try {
   const db = await PGlite.create({ dataDir: start.dataDir, loadDataDir: start.loadDataDir ? new Blob([start.loadDataDir]) : undefined });
   const prepared = createPreparedQueries(db);
-  port.on('message', (request: Request) => reply(request, run(db, prepared, request)));
+  const local = localDrizzle(db, prepared);
+  port.on('message', (request: Request) => replyTo(port, request, run(db, prepared, local, request)));
   port.postMessage({ started: true } satisfies Started);
 } catch (error) {
   port.postMessage({ started: false, error: wireError(error) } satisfies Started);

@@ -62,10 +62,20 @@ export interface EventWriterOptions<T> {
   retryMaxMs?: number;
   now?: () => number;
   hooks?: EventWriterHooks;
+  /** Where buffered items wait (default: an array of the items; tracking keeps hits by column, hit-columns.ts). */
+  queue?: WriterQueue<T>;
 }
 
-/** A FIFO with O(1) push and batch take. */
-class Queue<T> {
+/** The buffer's FIFO: O(1) push, batch take from the head, drop from the head. */
+export interface WriterQueue<T> {
+  readonly length: number;
+  push(item: T): void;
+  take(count: number): T[];
+  dropOldest(count: number): number;
+}
+
+/** A FIFO of the items themselves. */
+class Queue<T> implements WriterQueue<T> {
   private items: T[] = [];
   private head = 0;
 
@@ -135,7 +145,7 @@ export function createEventWriter<T>(options: EventWriterOptions<T>) {
     return Math.min(maxBatchSize, Math.max(batchSize, Math.floor(size() / 4)));
   };
 
-  const queue = new Queue<T>();
+  const queue = options.queue ?? new Queue<T>();
   /** The batch whose write failed: retried before anything else, never dropped (it may have landed). */
   let retrying: T[] = [];
   const size = () => queue.length + retrying.length;
@@ -156,6 +166,16 @@ export function createEventWriter<T>(options: EventWriterOptions<T>) {
     if (dropped > 0) hooks.dropped?.(dropped, 'buffer_full');
   };
 
+  /**
+   * Prepares and inserts one batch; resolves to how many rows it made and how many were new.
+   * The rows are not referenced once the insert has them: where the insert hands them to
+   * another thread, the answering thread's heap does not carry them while they are written.
+   */
+  async function write(batch: T[]): Promise<{ inserted: number | void; prepared: number }> {
+    const { prepared, writing } = await Promise.resolve(prepare(batch)).then((rows) => ({ prepared: rows.length, writing: insert(rows) }));
+    return { inserted: await writing, prepared };
+  }
+
   /** Writes batches until empty, a failure, or the budget; true unless a write failed. */
   async function drain(budgetMs: number, ignoreBackoff: boolean): Promise<boolean> {
     const started = now();
@@ -166,10 +186,9 @@ export function createEventWriter<T>(options: EventWriterOptions<T>) {
       const batch = room > 0 ? retrying.concat(queue.take(room)) : retrying;
       retrying = [];
       try {
-        const rows = await prepare(batch);
-        const inserted = await insert(rows);
-        hooks.written?.(typeof inserted === 'number' ? inserted : rows.length);
-        if (typeof inserted === 'number' && inserted < rows.length) hooks.alreadyWritten?.(rows.length - inserted);
+        const { inserted, prepared } = await write(batch);
+        hooks.written?.(typeof inserted === 'number' ? inserted : prepared);
+        if (typeof inserted === 'number' && inserted < prepared) hooks.alreadyWritten?.(prepared - inserted);
         if (size() === 0) emptySince = now();
         backoff.succeeded();
       } catch (error) {

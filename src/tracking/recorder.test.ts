@@ -47,7 +47,7 @@ function setup() {
     })(),
   });
   const rows = async () => recorder.prepare(queued.splice(0));
-  return { recorder, cache, queries, unresolved, rows, tick: (ms: number) => (clock += ms), now: () => clock };
+  return { recorder, cache, queries, unresolved, rows, queued, tick: (ms: number) => (clock += ms), now: () => clock };
 }
 
 describe('recorder', () => {
@@ -108,6 +108,20 @@ describe('recorder', () => {
       [3, 'machine', ['honeypot']],
       [0, 'human', ['no_machine_signal']],
     ]);
+    recorder.close();
+  });
+
+  it('a batch prepared again (its write failed and is retried) keeps the ids it was given the first time', async () => {
+    const { recorder, cache, queued, now } = setup();
+    const send = (await cache.resolve(SEND))!;
+    recorder.open(SEND, { atMs: now(), method: 'GET', userAgent: CHROME });
+    recorder.click(send, 0, { atMs: now(), method: 'GET', userAgent: CHROME });
+    recorder.releaseAll();
+    const batch = queued.splice(0);
+    const first = (await recorder.prepare(batch)).map((r) => r.id);
+    const again = (await recorder.prepare(batch)).map((r) => r.id);
+    expect(first).toEqual(['id-1', 'id-2']);
+    expect(again).toEqual(first);
     recorder.close();
   });
 });

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { BURST_WINDOW_MS, burstThreshold, inLinkBurst, type Classify } from './classify.js';
+import { HitColumns } from './hit-columns.js';
 import { TtlLru } from './lru.js';
 import type { ResolvedSend, SendCache } from './send-cache.js';
 import type { TrackingEventRow } from './tracking.repo.js';
@@ -22,19 +23,15 @@ export interface RawHit {
 
 /**
  * What the writer buffers: raw facts; verdicts and rows are made at flush time, off the
- * request path. The event id is chosen here, when the hit is buffered: a batch retried
- * after a lost acknowledgement carries the same ids, and the insert skips what landed.
+ * request path. The event id is chosen when the batch is first prepared and kept on the
+ * item: a batch retried after a lost acknowledgement is the same items with the same ids,
+ * and the insert skips what landed.
  */
 export type QueuedHit =
-  | { kind: 'open'; id: string; sendId: string; hit: RawHit }
-  | { kind: 'click'; id: string; send: ResolvedSend; linkIndex: number; honeypot: boolean; linkBurst: boolean; hit: RawHit };
+  | { kind: 'open'; id?: string; sendId: string; hit: RawHit }
+  | { kind: 'click'; id?: string; send: ResolvedSend; linkIndex: number; honeypot: boolean; linkBurst: boolean; hit: RawHit };
 
-interface HeldClick {
-  send: ResolvedSend;
-  linkIndex: number;
-  honeypot: boolean;
-  hit: RawHit;
-}
+type QueuedClick = Extract<QueuedHit, { kind: 'click' }>;
 
 /** Stored user agents are capped: enough to classify and audit, not a place for junk. */
 const MAX_USER_AGENT = 512;
@@ -58,8 +55,8 @@ export function createRecorder(options: RecorderOptions) {
   /** Per send, per content link: the times of its last few clicks (honeypot hits are not kept). */
   const recentClicks = new TtlLru<string, Map<number, number[]>>(50_000, 10 * BURST_WINDOW_MS, now);
   const PER_LINK = 8;
-  let held: HeldClick[] = [];
-  let heldHead = 0;
+  /** Clicks waiting out their burst window, by column (hit-columns.ts: thousands a second live ~1 s). */
+  const held = new HitColumns();
 
   const rowOf = (id: string, send: ResolvedSend, type: 'open' | 'click', linkIndex: number | null, hit: RawHit, verdict: { classification: TrackingEventRow['classification']; reasons: string[] }): TrackingEventRow => ({
     id,
@@ -84,29 +81,17 @@ export function createRecorder(options: RecorderOptions) {
     return inLinkBurst(hits, atMs, required);
   };
 
-  const release = (click: HeldClick) => {
-    const { send, linkIndex, honeypot, hit } = click;
+  const release = (click: QueuedClick) => {
+    const { send, honeypot, hit } = click;
     const required = burstThreshold(send.links.contentLinkCount);
     // Only the burst needs the neighbours (known now); the verdict and the row are made at flush time.
-    const linkBurst =
-      !honeypot && required !== undefined && burstAround(recentClicks.get(send.sendId), hit.atMs, required);
-    push({ kind: 'click', id: newId(), send, linkIndex, honeypot, linkBurst, hit });
+    click.linkBurst = !honeypot && required !== undefined && burstAround(recentClicks.get(send.sendId), hit.atMs, required);
+    push(click);
   };
 
   const releaseHeld = (all: boolean) => {
     const due = now() - holdMs;
-    while (heldHead < held.length && (all || held[heldHead]!.hit.atMs <= due)) {
-      const click = held[heldHead]!;
-      heldHead += 1;
-      release(click);
-    }
-    if (heldHead === held.length) {
-      held = [];
-      heldHead = 0;
-    } else if (heldHead > 4096) {
-      held = held.slice(heldHead);
-      heldHead = 0;
-    }
+    while (held.length > 0 && (all || held.headAtMs()! <= due)) release(held.shift() as QueuedClick);
   };
 
   const timer = setInterval(() => releaseHeld(false), Math.max(50, Math.floor(holdMs / 4)));
@@ -114,7 +99,7 @@ export function createRecorder(options: RecorderOptions) {
 
   return {
     open(sendId: string, hit: RawHit): void {
-      push({ kind: 'open', id: newId(), sendId, hit });
+      push({ kind: 'open', sendId, hit });
     },
 
     click(send: ResolvedSend, linkIndex: number, hit: RawHit): void {
@@ -133,7 +118,7 @@ export function createRecorder(options: RecorderOptions) {
           if (times.length > PER_LINK) times.shift();
         }
       }
-      held.push({ send, linkIndex, honeypot, hit });
+      held.push({ kind: 'click', send, linkIndex, honeypot, linkBurst: false, hit });
     },
 
     /** The writer's prepare step: resolves queued opens (one query for the batch's unknown sends) and classifies them. */
@@ -143,6 +128,7 @@ export function createRecorder(options: RecorderOptions) {
       if (unknown.size > 0) await cache.loadMany(unknown);
       const rows: TrackingEventRow[] = [];
       for (const item of items) {
+        item.id ??= newId();
         if (item.kind === 'click') {
           const { send, hit } = item;
           const verdict = classify({ type: 'click', method: hit.method, atMs: hit.atMs, ip: hit.ip, userAgent: hit.userAgent, sentAtMs: send.sentAtMs, honeypot: item.honeypot, linkBurst: item.linkBurst });
@@ -163,7 +149,7 @@ export function createRecorder(options: RecorderOptions) {
 
     /** Clicks waiting out their burst window. */
     get held(): number {
-      return held.length - heldHead;
+      return held.length;
     },
 
     /** Classifies every held click now, with what is known so far (tests, shutdown). */

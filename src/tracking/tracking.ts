@@ -7,6 +7,7 @@ import type { Logger } from '../logger.js';
 import { SAMPLE_EGRESS_FILE, createAppleMppRanges } from './apple-mpp.js';
 import { createClassifier } from './classify.js';
 import { createEventWriter } from './event-writer.js';
+import { HitColumns } from './hit-columns.js';
 import { clientAddress, type TrustProxy } from './ip.js';
 import { createRecorder, type QueuedHit } from './recorder.js';
 import { DEFAULT_RAW_RETENTION_DAYS, truncateRawTrackingFacts } from './retention.js';
@@ -111,7 +112,12 @@ export function createTracking(deps: TrackingDeps) {
     // PGlite runs one statement at a time (on its own thread): while hits keep coming, small
     // windows, so that a click's send lookup never waits behind a long pass (a pass of 5,000
     // events is ~0.1-0.2 s per statement; 500, a tenth of it).
-    pass: () => repo.rollUpPending(database.kind === 'pglite' && isBusy() ? 500 : DEFAULT_ROLLUP_WINDOW),
+    // On PGlite the pass runs on the database's thread (database-thread-tasks.ts): its rows and
+    // plan never touch the answering thread's heap.
+    pass: () => {
+      const maxEvents = database.kind === 'pglite' && isBusy() ? 500 : DEFAULT_ROLLUP_WINDOW;
+      return database.runTask ? database.runTask('rollUpPending', { maxEvents }) : repo.rollUpPending(maxEvents);
+    },
     logger,
     eagerEvents: DEFAULT_ROLLUP_WINDOW,
     hooks: { rolledUp: (result) => rolledUp.inc(result.events), failed: () => rollupFailures.inc() },
@@ -123,7 +129,8 @@ export function createTracking(deps: TrackingDeps) {
   const recorder = createRecorder({ cache, classify, push: (item) => sink.push(item), onUnresolved: (type) => unresolved.inc({ type }) });
   const writer = createEventWriter<QueuedHit>({
     prepare: (items) => recorder.prepare(items),
-    insert: deps.insertEvents ?? ((rows) => repo.insertEvents(rows)),
+    // On PGlite the statement is built and run on the database's thread (database-thread-tasks.ts).
+    insert: deps.insertEvents ?? ((rows) => (database.runTask ? database.runTask('writeEvents', { events: rows }) : repo.insertEvents(rows))),
     logger,
     maxBuffer: settings.bufferMax,
     // An embedded database (PGlite) runs on its own thread (src/db/README.md), so writing takes
@@ -133,6 +140,7 @@ export function createTracking(deps: TrackingDeps) {
     // an event cost 59-61 µs of CPU against 46-49 (BENCHMARKS.md, issue 14 third pass).
     batchSize: database.kind === 'pglite' ? 250 : 1_000,
     maxBatchSize: 1_000,
+    queue: new HitColumns(),
     hooks: {
       written: (n) => {
         written.inc(n);

@@ -1,0 +1,49 @@
+import type { DatabaseThreadTaskArgs, DatabaseThreadTaskName, DatabaseThreadTaskResult } from './database-thread-tasks.js';
+import type { TaskWorkerStart } from './thread-protocol.js';
+import { startWorkerThread, WorkerPort } from './worker-port.js';
+
+/**
+ * The main thread's side of the task thread for a PostgreSQL server (task-worker.ts): started
+ * on the first task (most processes and tests never run one), started again on the next task
+ * if it died, ended by close().
+ */
+export class TaskThread {
+  private port: Promise<WorkerPort> | undefined;
+  private closed = false;
+
+  constructor(private readonly start: TaskWorkerStart) {}
+
+  async runTask<K extends DatabaseThreadTaskName>(name: K, args: DatabaseThreadTaskArgs<K>): Promise<DatabaseThreadTaskResult<K>> {
+    let port = await this.started();
+    if (port.gone && !this.closed) {
+      this.port = undefined;
+      port = await this.started();
+    }
+    return port.ask({ op: 'task', name, args }) as Promise<DatabaseThreadTaskResult<K>>;
+  }
+
+  private started(): Promise<WorkerPort> {
+    if (this.closed) return Promise.reject(new Error('the database task thread is closed'));
+    this.port ??= startWorkerThread('task-worker', { workerData: this.start }).then(
+      (worker) => new WorkerPort(worker, 'database task worker'),
+      (error: unknown) => {
+        this.port = undefined; // the next task tries again
+        throw error;
+      },
+    );
+    return this.port;
+  }
+
+  /** Ends the thread (its pool first); a task after this fails. */
+  async close(): Promise<void> {
+    this.closed = true;
+    const port = await this.port?.catch(() => undefined);
+    if (!port) return;
+    try {
+      if (!port.gone) await port.ask({ op: 'close' });
+    } finally {
+      port.gone ??= new Error('the database task thread is closed');
+      await port.worker.terminate();
+    }
+  }
+}

@@ -1,0 +1,47 @@
+import { describe, expect, it } from 'vitest';
+import { HitColumns } from './hit-columns.js';
+import type { QueuedHit } from './recorder.js';
+import type { ResolvedSend } from './send-cache.js';
+
+const send = { sendId: 's-1', workspaceId: 'w', campaignId: 'c' } as unknown as ResolvedSend;
+const open = (i: number): QueuedHit => ({ kind: 'open', sendId: `send-${i}`, hit: { atMs: 1_000 + i, method: i % 2 ? 'HEAD' : 'GET', ip: i % 3 ? `10.0.0.${i % 250}` : undefined, userAgent: `agent ${i % 7}` } });
+const click = (i: number): QueuedHit => ({ kind: 'click', id: `id-${i}`, send, linkIndex: i % 5, honeypot: i % 2 === 0, linkBurst: i % 3 === 0, hit: { atMs: 1_000 + i, method: 'GET', ip: '203.0.113.9', userAgent: undefined } });
+const mixed = (i: number) => (i % 4 === 0 ? click(i) : open(i));
+
+describe('HitColumns (the tracking buffer, by column)', () => {
+  it('gives back every hit as it was pushed, in order, across many chunks; take, drop and head time at every step', () => {
+    const queue = new HitColumns();
+    const total = 10_000; // several chunks of 2,048
+    for (let i = 0; i < total; i += 1) queue.push(mixed(i));
+    expect(queue.length).toBe(total);
+    expect(queue.headAtMs()).toBe(1_000);
+
+    const first = queue.take(3_000);
+    expect(first).toEqual(Array.from({ length: 3_000 }, (_, i) => ({ id: undefined, ...mixed(i) })));
+    expect(queue.dropOldest(1_500)).toBe(1_500);
+    expect(queue.headAtMs()).toBe(1_000 + 4_500);
+    // Pushed while others wait: still after them.
+    for (let i = total; i < total + 100; i += 1) queue.push(mixed(i));
+    const rest = queue.take(1_000_000);
+    expect(rest).toEqual(Array.from({ length: total + 100 - 4_500 }, (_, i) => ({ id: undefined, ...mixed(4_500 + i) })));
+    expect(queue.length).toBe(0);
+    expect(queue.headAtMs()).toBeUndefined();
+    expect(queue.take(10)).toEqual([]);
+    expect(queue.dropOldest(10)).toBe(0);
+  });
+
+  it('keeps an id given, the flags of a click and a missing address; reused after emptying', () => {
+    const queue = new HitColumns();
+    for (let round = 0; round < 3; round += 1) {
+      queue.push(click(6)); // honeypot, burst
+      queue.push(click(1)); // neither
+      queue.push(open(0)); // no address
+      expect(queue.take(5)).toEqual([
+        { ...click(6), id: 'id-6' },
+        { ...click(1), id: 'id-1' },
+        { ...open(0), id: undefined },
+      ]);
+      expect(queue.length).toBe(0);
+    }
+  });
+});
