@@ -117,12 +117,12 @@ export class PgliteThread implements PgliteClient {
     }
   }
 
-  /** The data dir as a tarball, as `PGlite.dumpDataDir` (tests snapshot a migrated database with it). */
   /** Runs a task of database-thread-tasks.ts on the database's thread; resolves to its result. */
   runTask<K extends DatabaseThreadTaskName>(name: K, args: DatabaseThreadTaskArgs<K>): Promise<DatabaseThreadTaskResult<K>> {
     return this.ask({ op: 'task', name, args }) as Promise<DatabaseThreadTaskResult<K>>;
   }
 
+  /** The data dir as a tarball, as `PGlite.dumpDataDir` (tests snapshot a migrated database with it). */
   async dumpDataDir(compression?: 'none' | 'gzip' | 'auto'): Promise<Blob> {
     const bytes = (await this.ask({ op: 'dump', compression })) as ArrayBuffer;
     return new Blob([bytes]);

@@ -4,8 +4,9 @@ import { startWorkerThread, WorkerPort } from './worker-port.js';
 
 /**
  * The main thread's side of the task thread for a PostgreSQL server (task-worker.ts): started
- * on the first task (most processes and tests never run one), started again on the next task
- * if it died, ended by close().
+ * on the first task (a process that tracks starts it within one rollup sweep, 10 s; one that
+ * never runs a task, a migration or a script, never does), started again on the next task if
+ * it died, ended by close().
  */
 export class TaskThread {
   private port: Promise<WorkerPort> | undefined;
@@ -14,9 +15,11 @@ export class TaskThread {
   constructor(private readonly start: TaskWorkerStart) {}
 
   async runTask<K extends DatabaseThreadTaskName>(name: K, args: DatabaseThreadTaskArgs<K>): Promise<DatabaseThreadTaskResult<K>> {
-    let port = await this.started();
+    const starting = this.started();
+    let port = await starting;
     if (port.gone && !this.closed) {
-      this.port = undefined;
+      // The thread died: start another, once (another task may have started it already).
+      if (this.port === starting) this.port = undefined;
       port = await this.started();
     }
     return port.ask({ op: 'task', name, args }) as Promise<DatabaseThreadTaskResult<K>>;

@@ -41,7 +41,8 @@ export type Request =
  */
 export type WireError =
   | { kind: 'database'; message: string; length: number; name: string; fields: Record<string, string | undefined> }
-  | { kind: 'error'; name: string; message: string };
+  /** Any other error; `code` as a driver sets it (ECONNREFUSED, …). */
+  | { kind: 'error'; name: string; message: string; code?: string };
 
 export type Response = { id: number; ok: true; value: unknown } | { id: number; ok: false; error: WireError };
 
@@ -71,9 +72,10 @@ export const DATABASE_ERROR_FIELDS = [
 /** An error as it crosses back (on the thread that threw it). */
 export function wireError(error: unknown): WireError {
   // A task's statement failed inside Drizzle: its wrapper's message carries the statement's
-  // parameters (addresses, user agents); only the database's own error crosses.
+  // parameters (addresses, user agents); only what it wraps crosses (the database's error, or
+  // the driver's: a refused connection, a timeout).
   const cause = (error as { cause?: unknown } | null)?.cause;
-  if (cause && typeof (cause as { code?: unknown }).code === 'string') return wireError(cause);
+  if (cause && /^Failed query/.test((error as Error).message ?? '')) return wireError(cause);
   const e = error as Record<string, unknown> | null;
   if (e && typeof e === 'object' && typeof e.code === 'string' && typeof e.length === 'number') {
     const fields: Record<string, string | undefined> = {};
@@ -81,7 +83,8 @@ export function wireError(error: unknown): WireError {
     return { kind: 'database', message: String(e.message), length: e.length, name: String(e.name), fields };
   }
   const message = error instanceof Error ? error.message : String(error);
-  return { kind: 'error', name: error instanceof Error ? error.name : 'Error', message: message.split('\nparams:')[0]! };
+  const code = typeof e?.code === 'string' ? e.code : undefined;
+  return { kind: 'error', name: error instanceof Error ? error.name : 'Error', message: message.split('\nparams:')[0]!, code };
 }
 
 /** Answers `request` with what `outcome` settles to (on the worker's side). */

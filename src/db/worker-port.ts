@@ -45,7 +45,7 @@ export function toError(wire: WireError, pending?: ErrorContext): Error {
   if (wire.kind === 'error') {
     const error = new Error(wire.message);
     error.name = wire.name;
-    return error;
+    return wire.code === undefined ? error : Object.assign(error, { code: wire.code });
   }
   const error = new messages.DatabaseError(wire.message, wire.length, wire.name as messages.MessageName);
   for (const field of DATABASE_ERROR_FIELDS) error[field] = wire.fields[field];

@@ -14,7 +14,8 @@ import { sendRefusedTracking, untrackedHitCountsCte } from './untracked-hits.js'
  *     send (below);
  *   - count the refused hits (untracked_hit_counts);
  *   - insert the others `on conflict (id, at) do nothing` (the key of the partitioned table;
- *     both fixed at buffer time) returning the rows actually inserted;
+ *     the time fixed when the hit is answered, the id when its batch is first prepared; a retry
+ *     keeps both) returning the rows actually inserted;
  *   - the webhook outbox rows of those rows;
  *   - one `tracking_rollup_pending` row per campaign of the batch with what the rollups need
  *     of those rows (compact arrays). Same statement, so events and their pending record

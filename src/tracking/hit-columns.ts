@@ -2,8 +2,8 @@ import type { QueuedHit } from './recorder.js';
 
 /*
  * A FIFO of buffered hits stored by column, in fixed chunks: times and flags in typed arrays
- * (off the JavaScript heap), the rest as references to strings and sends that are shared
- * anyway (interned user agents and addresses, the send cache's entries).
+ * (off the JavaScript heap), the rest as references: interned user agents and addresses, the
+ * send cache's entries, and an open's send id (one flat string per decoded token, tokens.ts).
  *
  * Why: a hit waits up to a flush interval (1 s) in the buffer, and thousands arrive each
  * second. Held as objects (a hit, its raw facts) they survive every young-generation

@@ -27,9 +27,21 @@ export interface TrackingSecret {
 }
 
 const uuidToBytes = (uuid: string) => Buffer.from(uuid.replace(/-/g, ''), 'hex');
+/**
+ * The canonical text of a 16-byte id, as one flat string: joined with `+` or a template it
+ * would be a tree of nine string objects, and a buffered hit keeps its send id for up to a
+ * second (every young-generation collection copies what it keeps: hit-columns.ts).
+ */
 function bytesToUuid(bytes: Buffer): string {
   const hex = bytes.toString('hex');
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+  const text = Buffer.allocUnsafe(36);
+  text.write(hex.slice(0, 8), 0, 'latin1');
+  text.write(hex.slice(8, 12), 9, 'latin1');
+  text.write(hex.slice(12, 16), 14, 'latin1');
+  text.write(hex.slice(16, 20), 19, 'latin1');
+  text.write(hex.slice(20), 24, 'latin1');
+  text[8] = text[13] = text[18] = text[23] = 0x2d; // '-'
+  return text.toString('latin1');
 }
 const NO_CAMPAIGN = Buffer.alloc(UUID_BYTES);
 

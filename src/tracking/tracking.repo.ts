@@ -105,8 +105,8 @@ export function createTrackingRepo(db: Db, options: { singleConnection?: boolean
     },
 
     /**
-     * One statement per batch: the events (ids chosen when the hit was buffered, so a retried
-     * batch inserts nothing twice), their webhook outbox rows and their pending rollup record
+     * One statement per batch: the events (ids chosen when the batch was first prepared and kept
+     * for its retries, so a retried batch inserts nothing twice), their webhook outbox rows and their pending rollup record
      * (events.repo.ts). Hits of recipients who refused tracking are only counted
      * (untracked-hits.ts); they count as written. The stats follow in the rollup pass.
      */

@@ -100,4 +100,20 @@ describe('tasks on a database thread', () => {
     await thread.close();
     await expect(thread.runTask('rollUpPending', {})).rejects.toThrow(/closed/);
   });
+
+  it('a driver error from a task thread keeps its code and reason (a refused connection), and no parameters', async () => {
+    const thread = new TaskThread({ url: 'postgres://postgres@127.0.0.1:1/nowhere', poolSize: 1, connectTimeoutMs: 500 });
+    try {
+      const [event] = randomTrackingEvents(seededRandom(2), crypto.randomUUID(), { campaignId: crypto.randomUUID(), sends: [{ id: crypto.randomUUID() }], links: 0 } as never, 1, Date.UTC(2026, 10, 3));
+      const error = (await thread.runTask('writeEvents', { events: [{ ...event!, ip: '198.51.100.77' }] }).then(
+        () => expect.fail('nothing listens on port 1') as never,
+        (e: unknown) => e,
+      )) as Error & { code?: string };
+      expect(error.code).toBe('ECONNREFUSED');
+      expect(error.message).toMatch(/ECONNREFUSED/);
+      expect(JSON.stringify({ ...error, message: error.message })).not.toContain('198.51.100.77');
+    } finally {
+      await thread.close();
+    }
+  });
 });

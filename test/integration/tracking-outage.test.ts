@@ -24,6 +24,7 @@ describe.skipIf(!bin)('tracking through a database outage and partition (private
   let cluster: PrivatePostgres;
   let proxy: Awaited<ReturnType<typeof startTcpProxy>>;
   let direct: Database;
+  let throughProxy: Database | undefined;
   let app: TestApp;
 
   beforeAll(async () => {
@@ -35,12 +36,13 @@ describe.skipIf(!bin)('tracking through a database outage and partition (private
     direct = await connect({ kind: 'postgres', url, poolSize: 2 });
     await direct.migrate();
     proxy = await startTcpProxy({ host: '127.0.0.1', port: cluster.port });
-    const throughProxy = await connect({ kind: 'postgres', url: `postgres://postgres@127.0.0.1:${proxy.port}/outage`, poolSize: 5, connectTimeoutMs: 500, statementTimeoutMs: 1_000 });
+    throughProxy = await connect({ kind: 'postgres', url: `postgres://postgres@127.0.0.1:${proxy.port}/outage`, poolSize: 5, connectTimeoutMs: 500, statementTimeoutMs: 1_000 });
     app = await startTestApp({ database: throughProxy, env: { TRACKING_BUFFER_MAX: '1000', TRACKING_CLICK_TIMEOUT_MS: '800' } });
   }, 120_000);
 
   afterAll(async () => {
     await app?.close();
+    await throughProxy?.close(); // the app does not close a database it was given
     await direct?.close();
     await proxy?.close();
     cluster?.stop();
