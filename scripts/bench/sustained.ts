@@ -20,14 +20,18 @@
  * `node:http` server answering the same bytes (the p99 this machine and load generator allow
  * at all), and this process's event-loop delay during the run (how long answering waited for
  * the thread: the writer's statements built, results parsed, garbage collected).
+ * Also during each sustained run: the main thread's young-generation collections (count and
+ * pauses), and with BENCH_SURVIVORS=1 (first run only) a sampled profile of what survived them,
+ * by allocation site — what each collection had to copy.
  * At the end: answered hits vs events recorded (answered <= recorded <= sent) and
  * tracking_events_dropped_total.
  */
 import os from 'node:os';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { Session } from 'node:inspector/promises';
+import { constants, monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import { sql } from 'drizzle-orm';
 import { bareServer, listen, load, startBenchServer, type LoadResult } from './bench-server.js';
-import { machine, seedBenchCampaign } from './common.js';
+import { machine, percentile, seedBenchCampaign } from './common.js';
 
 const SERVER_URL = process.env.BENCH_DATABASE_URL;
 const TOKENS = Number(process.env.BENCH_TOKENS ?? 1000);
@@ -36,6 +40,8 @@ const PEAK_SECONDS = Number(process.env.BENCH_PEAK_SECONDS ?? 5);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 60);
 const SHARE = Number(process.env.BENCH_SHARE ?? 0.8);
 const TRIES = Number(process.env.BENCH_TRIES ?? 3);
+/** Also sample what survives the main thread's young-generation collections during the first sustained run (allocation sites, MB). */
+const SURVIVORS = process.env.BENCH_SURVIVORS === '1';
 
 const app = await startBenchServer(SERVER_URL);
 const bare = bareServer('https://shop.example.com/');
@@ -90,7 +96,17 @@ async function sustained(rate: number, seconds: number) {
   const before = process.cpuUsage();
   const loopDelay = monitorEventLoopDelay({ resolution: 1 });
   loopDelay.enable();
+  // The main thread's young-generation collections (scavenges) stop answering while they copy
+  // what survives: their pauses are the usual cause of a p99 above the bare server's.
+  const scavenges: number[] = [];
+  const gcObserver = new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) if ((entry as unknown as { detail?: { kind?: number } }).detail?.kind === constants.NODE_PERFORMANCE_GC_MINOR) scavenges.push(entry.duration);
+  });
+  gcObserver.observe({ entryTypes: ['gc'] });
+  const sampling = SURVIVORS && !survivorsSampled ? await startSurvivorSampling() : undefined;
   const result = await run(seconds, rate);
+  const survivors = await sampling?.stop();
+  gcObserver.disconnect();
   loopDelay.disable();
   clearInterval(sampler);
   const cpu = process.cpuUsage(before);
@@ -109,11 +125,51 @@ async function sustained(rate: number, seconds: number) {
   const delayMs = (nanos: number) => (nanos / 1e6).toFixed(1);
   console.log(`  baseline, a bare node:http server at the same asked rate: ${baseline.rps.toFixed(0)} answered/s, p50 ${baseline.p50} ms, p99 ${baseline.p99} ms`);
   console.log(`  event-loop delay of the server process during the run: p50 ${delayMs(loopDelay.percentile(50))} ms, p99 ${delayMs(loopDelay.percentile(99))} ms, max ${delayMs(loopDelay.max)} ms`);
+  if (scavenges.length > 0) {
+    console.log(
+      `  young-generation collections of the main thread: ${scavenges.length} (${(scavenges.length / seconds).toFixed(1)}/s), pause p50 ${percentile(scavenges, 50).toFixed(1)} ms, p90 ${percentile(scavenges, 90).toFixed(1)} ms, max ${Math.max(...scavenges).toFixed(1)} ms, ${scavenges.reduce((a, b) => a + b, 0).toFixed(0)} ms in all`,
+    );
+  }
+  if (survivors) console.log(`  survived young-generation collections during the run (sampled), ${survivors.totalMb.toFixed(1)} MB in all; most by allocation site:\n${survivors.top.map((line) => `    ${line}`).join('\n')}`);
   console.log(`  server CPU ${((cpu.user + cpu.system) / 1e6 / seconds).toFixed(2)} cores; writer backlog each second: ${samples.join(' ')}`);
   console.log(
     `  backlog max ${Math.max(0, ...samples).toLocaleString('en')}, ${atEnd.toLocaleString('en')} when the load stopped (${bounded ? 'bounded' : 'NOT bounded'}: ${(atEnd / rate).toFixed(1)} s of events${falling ? ', falling over the last 10 s' : ''}${answeredAtRate ? '' : `, but only ${((result.rps / rate) * 100).toFixed(0)}% of the asked rate answered`}), ${drained.left === 0 ? `drained to 0 in ${drained.seconds.toFixed(1)} s` : `NOT drained: ${drained.left} left after ${drained.seconds.toFixed(0)} s`}`,
   );
   return { result, bounded };
+}
+
+let survivorsSampled = false;
+/**
+ * V8's sampling heap profiler, keeping only objects that no young-generation collection freed:
+ * what survived scavenges (copied by each), by the function that allocated it.
+ */
+async function startSurvivorSampling() {
+  survivorsSampled = true;
+  const session = new Session();
+  session.connect();
+  await session.post('HeapProfiler.startSampling', { samplingInterval: 4096, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: false } as never);
+  return {
+    async stop() {
+      const { profile } = (await session.post('HeapProfiler.stopSampling')) as { profile: { head: SamplingNode } };
+      session.disconnect();
+      const bySite = new Map<string, number>();
+      const walk = (node: SamplingNode, caller: string) => {
+        const frame = node.callFrame;
+        const site = `${frame.functionName || '(anonymous)'} ${frame.url.split('/').pop() ?? ''}`.trim();
+        if (node.selfSize > 0) bySite.set(`${site} < ${caller}`, (bySite.get(`${site} < ${caller}`) ?? 0) + node.selfSize);
+        for (const child of node.children) walk(child, site);
+      };
+      walk(profile.head, '(root)');
+      const totalMb = [...bySite.values()].reduce((a, b) => a + b, 0) / 1e6;
+      const top = [...bySite.entries()].sort((a, b) => b[1] - a[1]).slice(0, 6).map(([site, bytes]) => `${(bytes / 1e6).toFixed(1)} MB ${site}`);
+      return { totalMb, top };
+    },
+  };
+}
+interface SamplingNode {
+  callFrame: { functionName: string; url: string };
+  selfSize: number;
+  children: SamplingNode[];
 }
 
 const target = await sustained(peak * SHARE, SECONDS);
