@@ -24,13 +24,27 @@ const scopesFor = (topic: SQL | string | null) => sql`('all', 'topic:' || ${topi
  * `address_hash` column, written by the app) — an opt-out whose address was purged keeps
  * only the hash. Two index probes per address, never a scan of the list.
  */
-export const suppressedSql = (workspaceId: SQL | string, email: SQL, addressHash: SQL, topic: SQL | string | null) => sql`(exists (
+export const suppressedSql = (workspaceId: SQL | string, email: SQL, addressHash: SQL, topic: SQL | string | null, options: { probesOnly?: boolean } = {}) => {
+  const only = options.probesOnly ? PROBE_ONLY : sql``;
+  return sql`(exists (
   select 1 from suppressions sp
   where sp.workspace_id = ${workspaceId} and lower(sp.email) = lower(${email})
-    and sp.scope in ${scopesFor(topic)}) or exists (
+    and sp.scope in ${scopesFor(topic)}${only}) or exists (
   select 1 from suppressions sh
   where sh.workspace_id = ${workspaceId} and sh.address_hash = ${addressHash}
-    and sh.scope in ${scopesFor(topic)}))`;
+    and sh.scope in ${scopesFor(topic)}${only}))`;
+};
+
+/**
+ * Appended to an `exists (…)` subquery: it stays an index probe per row. Without it PostgreSQL
+ * may plan the alternative of hashing the subquery's whole table once per statement — cheap
+ * while the table is small, and on PGlite a generic plan (the send claim's, plan-hints.ts)
+ * chosen then is kept as the table grows (no autovacuum, no re-plan): the claim then read every
+ * workspace's suppressions each round (4 ms → 340 ms a claim after 300,000 suppressions were
+ * added; BENCHMARKS.md, "sixth pass"). `offset 0` keeps PostgreSQL from turning the EXISTS into
+ * a hashable `= ANY` at all.
+ */
+export const PROBE_ONLY = sql` offset 0`;
 
 /**
  * SQL: does the contact's latest consent record say opted_in (P-10)? The latest is the one

@@ -2,7 +2,7 @@ import { sql, type SQL } from 'drizzle-orm';
 import type { Db } from '../db/connect.js';
 import { lockAddresses } from '../suppression/address-lock.js';
 import type { CampaignRow } from './campaigns.repo.js';
-import { optedInSql, suppressedSql } from './eligibility-sql.js';
+import { optedInSql, PROBE_ONLY, suppressedSql } from './eligibility-sql.js';
 import { pgArray, rowsOf } from '../db/pg-array.js';
 import { GENERIC_PLAN } from '../db/plan-hints.js';
 import { campaignSendOutcomeCtes } from '../webhooks/facts.js';
@@ -71,18 +71,18 @@ function gateSql(sendIds: string[], campaign: CampaignRow, laterSteps: boolean, 
       ? sql`false`
       : sql`s.step > 0 and exists (select 1 from campaign_sends p join mail_events e on e.message_id = p.message_id and e.type = ${type}
                       ${type === 'reply' ? sql`and coalesce((e.detail ->> 'automatic')::boolean, false) = false` : sql``}
-                    where p.campaign_id = s.campaign_id and p.recipient_id = s.recipient_id and p.step < s.step)`;
+                    where p.campaign_id = s.campaign_id and p.recipient_id = s.recipient_id and p.step < s.step${PROBE_ONLY})`;
   return sql`
     select s.id, s.status, s.lease_owner, coalesce(s.lease_expires_at < ${ts(now)}, true) as lease_expired, s.attempts,
-      s.email, s.contact_id, s.rfc822_message_id, c.status as campaign_status,
+      s.email, s.contact_id, s.rfc822_message_id, (select c.status from campaigns c where c.id = s.campaign_id) as campaign_status,
       case
-        when ${suppressedSql(sql`s.workspace_id`, sql`s.email`, sql`(select r.address_hash from recipients r where r.id = s.recipient_id)`, campaign.topic)} then 'suppressed'
-        when s.contact_id is null or exists (select 1 from contacts dc where dc.id = s.contact_id and dc.deleted_at is not null) then 'contact_deleted'
+        when ${suppressedSql(sql`s.workspace_id`, sql`s.email`, sql`(select r.address_hash from recipients r where r.id = s.recipient_id)`, campaign.topic, { probesOnly: true })} then 'suppressed'
+        when s.contact_id is null or exists (select 1 from contacts dc where dc.id = s.contact_id and dc.deleted_at is not null${PROBE_ONLY}) then 'contact_deleted'
         when ${consent} then 'no_consent'
         when ${earlier('reply')} then 'replied'
         when ${earlier('bounce')} then 'bounced'
       end as skip_reason
-    from campaign_sends s join campaigns c on c.id = s.campaign_id
+    from campaign_sends s
     where s.id = any(${pgArray(sendIds)}::uuid[])
     order by s.id
     for update of s`;

@@ -4,7 +4,7 @@ import type { MailboxesRepo, MailboxRow } from '../gmail/mailboxes.repo.js';
 import type { MailboxService } from '../gmail/mailboxes.service.js';
 import type { Logger } from '../logger.js';
 import type { CampaignRow, CampaignsRepo } from './campaigns.repo.js';
-import type { SendCandidate, SendLease, SendLedgerRepo } from './send-ledger.repo.js';
+import type { SendCandidate, SendLease, SendLedgerRepo, SentInput } from './send-ledger.repo.js';
 
 /** Mailbox searches before a send of unknown outcome counts as not sent (read-scope mailboxes). */
 export const RESOLVE_LOOKS = 3;
@@ -19,6 +19,8 @@ export interface SendRecorder {
     gmail: { id: string; threadId: string },
     subject: string,
     mailbox: MailboxRow,
+    /** How the record is written (default: group-committed with others of its campaign and mailbox). */
+    write?: (record: SentInput) => Promise<boolean>,
   ): Promise<void>;
 }
 

@@ -10,7 +10,7 @@ import type { Logger } from '../logger.js';
 import type { TrackingUrls } from '../tracking/urls.js';
 import { buildCampaignMail } from './campaign-mail.js';
 import type { CampaignRow, CampaignsRepo } from './campaigns.repo.js';
-import { groupCommit } from './group-commit.js';
+import { groupCommit, roundCommit, type RoundMember } from './group-commit.js';
 import type { ClaimInput, GateResult, SendCandidate, SendLease, SendLedgerRepo, SentInput } from './send-ledger.repo.js';
 import { createSendRecovery, type SendRecorder } from './send-recovery.js';
 import { isInsideWindow } from './sending-window.js';
@@ -18,6 +18,8 @@ import type { MergeContact } from './templates.js';
 
 const DAY_MS = 24 * 3600 * 1000;
 const MAX_ATTEMPTS = 5;
+/** How long a round's sent records wait for its slowest answer before going without it. */
+const ROUND_RECORD_WAIT_MS = 1_000;
 
 export interface SendWorkerDeps {
   repo: CampaignsRepo;
@@ -92,23 +94,25 @@ export function createSendWorker(deps: SendWorkerDeps) {
 
   /*
    * The gate and the sent record are group-committed (group-commit.ts): sends of a round that
-   * reach them together, or while a statement of the same kind runs, go in one statement.
-   * Each send still waits for its own verdict before its request, and each round for its
-   * records before the next round starts, so nothing is claimed earlier than before and a
-   * kill -9 still leaves at most one send per lane (a round's slot) unresolved.
+   * reach the gate together, or while a claim runs, go in one statement; a round's sent
+   * records wait for each other (roundCommit in sendBatch) and go in one statement. Each send
+   * still waits for its own verdict before its request, and each round for its records
+   * before the next round starts, so nothing is claimed earlier than before and a kill -9
+   * still leaves at most one send per lane (a round's slot) unresolved.
    */
   const claimTogether = groupCommit((input: ClaimInput) => `${input.campaign.id}:${input.mailbox.id}`, (inputs) => ledger.claimMany(inputs));
-  // Keyed like the claims: one campaign and mailbox's records never wait on, or fail with, another's.
+  // Records outside a round's barrier (recovery, a send that waited out a retry). Keyed like the
+  // claims: one campaign and mailbox's records never wait on, or fail with, another's.
   const recordTogether = groupCommit((input: SentInput & { key: string }) => input.key, (inputs) => ledger.markSentMany(inputs));
 
   const recorder: SendRecorder = {
-    async recordSent(campaign, send, lease, gmail, subject, mailbox) {
+    async recordSent(campaign, send, lease, gmail, subject, mailbox, write = (record) => recordTogether({ ...record, key: `${campaign.id}:${mailbox.id}` })) {
       const at = now();
       const nextStep = campaign.steps[send.step];
       const next = nextStep
         ? { campaign, send, senderDomain: senderDomain(mailbox.email), dueAt: new Date(at.getTime() + nextStep.afterDays * DAY_MS) }
         : undefined;
-      if (!(await recordTogether({ key: `${campaign.id}:${mailbox.id}`, lease, gmail, at, subject, next }))) {
+      if (!(await write({ lease, gmail, at, subject, next }))) {
         logger.warn({ sendId: send.id }, 'a send was confirmed after its lease was taken over; the newer outcome stands');
       }
     },
@@ -150,7 +154,8 @@ export function createSendWorker(deps: SendWorkerDeps) {
     return { candidate, mail, raw: await composeMime(mail), previous };
   }
 
-  async function sendCandidate(batch: BatchContext, prepared: Prepared): Promise<Outcome> {
+  /** `round`: this send's place in its round's sent-record barrier (left as soon as it will not record soon). */
+  async function sendCandidate(batch: BatchContext, prepared: Prepared, round: RoundMember<SentInput, boolean>): Promise<Outcome> {
     const { campaign, mailbox } = batch;
     const { candidate, mail, raw, previous } = prepared;
     const track: Tracked = { state: 'waiting' };
@@ -171,12 +176,14 @@ export function createSendWorker(deps: SendWorkerDeps) {
     };
     const onRefused = () => {
       track.state = 'refused';
+      // Waiting out a retry: the round's other records do not wait for this one.
+      round.leave();
     };
 
     try {
       const sent = await mailboxes.withGmail(mailbox, (gmail) => gmail.sendRaw(raw, previous?.gmailThreadId ?? undefined, { beforeAttempt, onRefused }));
       await deps.afterGmailAccepted?.(candidate.id);
-      await recorder.recordSent(campaign, candidate, track.lease!, sent, mail.subject, mailbox);
+      await recorder.recordSent(campaign, candidate, track.lease!, sent, mail.subject, mailbox, round.submit);
       return 'sent';
     } catch (error) {
       if (error instanceof GateClosed) {
@@ -192,6 +199,7 @@ export function createSendWorker(deps: SendWorkerDeps) {
       }
       return recordFailure(campaign, mailbox, candidate, track.lease, error);
     } finally {
+      round.leave();
       tracked.delete(candidate.id);
     }
   }
@@ -251,7 +259,12 @@ export function createSendWorker(deps: SendWorkerDeps) {
       next += round.length;
       // Rendered first, then started in the same tick, so that the round reaches the pacer together.
       const prepared = await preparing;
-      const sending = Promise.allSettled(prepared.map((p) => (p.status === 'fulfilled' ? sendCandidate(batch, p.value) : Promise.reject(p.reason))));
+      // One sent-record statement for the round: the records wait for each other (not for a send waiting out a retry).
+      const records = roundCommit<SentInput, boolean>(prepared.filter((p) => p.status === 'fulfilled').length, (items) => ledger.markSentMany(items), {
+        maxWaitMs: ROUND_RECORD_WAIT_MS,
+        late: (record) => recordTogether({ ...record, key: `${batch.campaign.id}:${batch.mailbox.id}` }),
+      });
+      const sending = Promise.allSettled(prepared.map((p) => (p.status === 'fulfilled' ? sendCandidate(batch, p.value, records.member()) : Promise.reject(p.reason))));
       if (next < candidates.length) preparing = prepareRound(next);
       const outcomes = await sending;
       outcomes.forEach((outcome, i) => {

@@ -149,4 +149,27 @@ describe('prepared statements on PGlite’s thread', () => {
       expect(await planCacheMode(db)).toEqual({ plan_cache_mode: 'auto' });
     }
   });
+  it('a hinted statement is prepared again after 100 runs (its generic plan follows the tables as they grow); an unhinted one is not', async () => {
+    const db = onThread();
+    await db.execute(sql`create table grow (id int, k int)`);
+    const hinted = (k: number) => sql`${sql.raw(GENERIC_PLAN)} select count(*)::int as n from grow where k = ${k}`;
+    const plain = (k: number) => sql`select count(*)::int as n from grow where k = ${k} and id > 0`;
+    const names = async () =>
+      Object.fromEntries(
+        ((await db.execute(sql`select name, statement like '%generic plan%' as hinted from pg_prepared_statements where statement like '%from grow where k%'`)).rows as { name: string; hinted: boolean }[]).map(
+          (r) => [r.hinted ? 'hinted' : 'plain', r.name],
+        ),
+      );
+    for (let i = 0; i < 3; i++) await Promise.all([db.execute(hinted(i)), db.execute(plain(i))]);
+    const first = await names();
+    await db.execute(sql`insert into grow select g, g % 10 from generate_series(1, 1000) g`);
+    for (let i = 0; i < 100; i++) {
+      expect((await db.execute(hinted(i % 10))).rows).toEqual([{ n: 100 }]);
+      await db.execute(plain(i % 10));
+    }
+    const later = await names();
+    expect(later.hinted).toBeDefined();
+    expect(later.hinted).not.toBe(first.hinted);
+    expect(later.plain).toBe(first.plain);
+  });
 });

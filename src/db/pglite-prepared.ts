@@ -29,7 +29,20 @@ interface Entry {
   name?: string;
   /** Parameter types, as PostgreSQL inferred them at Parse. */
   paramTypes?: number[];
+  /** Runs since it was prepared, and when (ms, performance.now()). */
+  runs?: number;
+  preparedAt?: number;
 }
+
+/**
+ * A hinted statement (GENERIC_PLAN) is prepared again after this many runs or this long. Its generic plan is
+ * made once, with the table sizes of that moment, and PGlite never re-plans it by itself (no
+ * autovacuum, so no ANALYZE to invalidate it): the send claim planned while the tables were
+ * small kept reading its ledger rows and a workspace's suppressions by scans as they grew (1.24 s
+ * a claim after 300,000 suppressions; BENCHMARKS.md, "sixth pass"). A new plan costs a few
+ * milliseconds, at most once per 100 runs or 5 s.
+ */
+const REPLAN_EVERY = { runs: 100, ms: 5_000 };
 
 /** The statements that switch generic plans on and off around a hinted one. */
 const GENERIC_ON = 'it_generic_on';
@@ -131,7 +144,7 @@ export function createPreparedQueries(pglite: PGlite) {
     const messages = await run(
       concat([...closing, protocol.serialize.parse({ name, text, types: options?.paramTypes }), protocol.serialize.describe({ type: 'S', name }), protocol.serialize.sync()]),
     );
-    return { name, paramTypes: parse.parseDescribeStatementResults(messages) };
+    return { name, paramTypes: parse.parseDescribeStatementResults(messages), preparedAt: performance.now() };
   }
 
   async function runPrepared<T>(text: string, entry: Required<Entry>, params: unknown[], options: QueryOptions | undefined): Promise<Results<T>> {
@@ -178,7 +191,13 @@ export function createPreparedQueries(pglite: PGlite) {
       // Looked up under the lock: a name looked up before it might have been closed meanwhile.
       const runOnce = async () => {
         let entry = entries.get(text);
+        const planAged = (e: Entry) => (e.runs ?? 0) >= REPLAN_EVERY.runs || performance.now() - (e.preparedAt ?? 0) >= REPLAN_EVERY.ms;
+        if (entry?.name && text.startsWith(GENERIC_PLAN) && planAged(entry)) {
+          closes.push(protocol.serialize.close({ type: 'S', name: entry.name }));
+          entry = undefined;
+        }
         if (!entry?.name) entry = await prepare(text, options);
+        entry.runs = (entry.runs ?? 0) + 1;
         remember(text, entry);
         return runPrepared<T>(text, entry as Required<Entry>, params, options);
       };

@@ -155,6 +155,50 @@ describe('1:1 mail through the gate', { timeout: 90_000 }, () => {
   });
 });
 
+/** A worker whose ledger notes the size of every sent-record statement (markSentMany), with when it ran. */
+function countingRecords() {
+  const ledger = createSendLedgerRepo(ctx.app.database.db, { serializedEngine: ctx.app.database.kind === 'pglite' });
+  const statements: { size: number; at: number }[] = [];
+  const markSentMany: typeof ledger.markSentMany = (inputs) => (statements.push({ size: inputs.length, at: Date.now() }), ledger.markSentMany(inputs));
+  return { statements, w: worker(ctx.app, { ledger: { ...ledger, markSentMany } }) };
+}
+
+async function tickUntilCompleted(w: ReturnType<typeof worker>, campaignId: string) {
+  const until = Date.now() + 30_000;
+  while ((await fx.campaignStatus(campaignId)) !== 'completed' && Date.now() < until) {
+    await w.recoverStuck();
+    await w.tick();
+  }
+}
+
+describe('sent records of a round (issue #14, sixth pass)', { timeout: 90_000 }, () => {
+  it('a round of four is recorded in one statement, though one answer comes 300 ms after the others', async () => {
+    const people = await fx.audience(4, { prefix: 'round' });
+    const campaignId = await fx.launched(reader.id, 'R1 one record', people.map((p) => p.id));
+    ctx.app.sandbox.control.injectFault({ kind: 'latency', ms: 300, endpoint: 'send', mailbox: READER, times: 1 });
+    const { statements, w } = countingRecords();
+    await tickUntilCompleted(w, campaignId);
+    expect(everyOnce(fx.sentTo(READER, 'R1 one record'), people.map((p) => p.email))).toBe(true);
+    expect(statements.map((x) => x.size)).toEqual([4]);
+    expect((await fx.ledger(campaignId)).every((r) => r.status === 'sent')).toBe(true);
+  });
+
+  it('does not hold the round’s records for a send waiting out a 429: they go at once, the retried one alone after it', async () => {
+    const people = await fx.audience(4, { prefix: 'round429' });
+    const campaignId = await fx.launched(reader.id, 'R2 retry apart', people.map((p) => p.id));
+    ctx.app.sandbox.control.injectFault({ kind: 'rateLimit', endpoint: 'send', mailbox: READER, retryAfterSeconds: 2, times: 1 });
+    const { statements, w } = countingRecords();
+    const started = Date.now();
+    await tickUntilCompleted(w, campaignId);
+    expect(everyOnce(fx.sentTo(READER, 'R2 retry apart'), people.map((p) => p.email))).toBe(true);
+    expect(statements.map((x) => x.size)).toEqual([3, 1]);
+    // The three answered sends were recorded before the 429's pause (2 s) was over, and before the round's barrier would give up (1 s).
+    expect(statements[0]!.at - started).toBeLessThan(900);
+    expect(statements[1]!.at - started).toBeGreaterThanOrEqual(1_900);
+    expect((await fx.ledger(campaignId)).every((r) => r.status === 'sent')).toBe(true);
+  });
+});
+
 describe('leases and fencing', { timeout: 90_000 }, () => {
   it('a worker whose lease was taken over cannot overwrite the newer outcome', async () => {
     const [person] = await fx.audience(1, { prefix: 'fence' });
