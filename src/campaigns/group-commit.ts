@@ -98,7 +98,10 @@ export function roundCommit<In, Out>(
   function settle() {
     if (waiting.length === 0) return;
     if (open <= 0) flush();
-    else timer ??= setTimeout(flush, options.maxWaitMs);
+    else if (!timer) {
+      timer = setTimeout(flush, options.maxWaitMs);
+      timer.unref(); // a round's barrier never keeps the process alive (flush clears it anyway)
+    }
   }
 
   return {

@@ -186,6 +186,8 @@ export function createSendWorker(deps: SendWorkerDeps) {
       await recorder.recordSent(campaign, candidate, track.lease!, sent, mail.subject, mailbox, round.submit);
       return 'sent';
     } catch (error) {
+      // Failed or stopped: the round's other records do not wait for this send's own writes below.
+      round.leave();
       if (error instanceof GateClosed) {
         const { kind } = error.verdict;
         if ((kind === 'stopping' || kind === 'halted') && track.lease) await ledger.requeue(track.lease, now(), 'handed_back');

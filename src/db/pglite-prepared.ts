@@ -4,7 +4,8 @@
  * statement again and enters the engine six times for it (Parse, Describe, Bind, Describe,
  * Execute, Sync); for the send pipeline's statements (a CTE chain with triggers) that was most
  * of their cost (BENCHMARKS.md, "Send pipeline, fifth pass"). A statement text seen a second
- * time is prepared under a name, once; every later run is one entry into the engine (Bind,
+ * time is prepared under a name (a `GENERIC_PLAN` one again after 100 runs or 5 s, so its plan
+ * follows the tables' sizes); every later run is one entry into the engine (Bind,
  * Describe, Execute, Sync in one message), and PostgreSQL's plan cache decides between a
  * custom and a generic plan as it does for any prepared statement. Texts seen once (seeding,
  * migrations, one-off reads) are run as before.
