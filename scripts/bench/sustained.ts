@@ -9,7 +9,7 @@
  *
  * 1. Peak: BENCH_PEAK_SECONDS (5) with no rate limit, twice; the peak is the better run's
  *    answered hits/s. The backlog is written before the next step.
- * 2. BENCH_SECONDS (60) at BENCH_SHARE (80%) of that peak: p50/p99, the writer's backlog every
+ * 2. BENCH_SECONDS (60) at BENCH_SHARE (80%) of that peak (or at BENCH_RATE hits/s): p50/p99, the writer's backlog every
  *    second, and once the load stops, the time until the backlog is 0.
  * 3. If that backlog did not stay bounded (more than 2 s of events waiting when the load
  *    stopped and not falling over its last 10 s; or less than 95% of the asked rate answered:
@@ -39,6 +39,8 @@ const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 10);
 const PEAK_SECONDS = Number(process.env.BENCH_PEAK_SECONDS ?? 5);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 60);
 const SHARE = Number(process.env.BENCH_SHARE ?? 0.8);
+/** An asked rate (hits/s) instead of BENCH_SHARE of the peak: the same load in runs whose peaks differ. */
+const RATE = process.env.BENCH_RATE ? Number(process.env.BENCH_RATE) : undefined;
 const TRIES = Number(process.env.BENCH_TRIES ?? 3);
 /** Also sample what survives the main thread's young-generation collections during the first sustained run (allocation sites, MB). */
 const SURVIVORS = process.env.BENCH_SURVIVORS === '1';
@@ -172,11 +174,11 @@ interface SamplingNode {
   children: SamplingNode[];
 }
 
-const target = await sustained(peak * SHARE, SECONDS);
+const target = await sustained(RATE ?? peak * SHARE, SECONDS);
 if (!target.bounded) {
   // What answering and recording together allow on this machine, from the peak run: seconds per hit answered + seconds per event written.
   let rate = 1 / (1 / peak + 1 / Math.max(1, best.drained.perSecond));
-  console.log(`\nrecording is slower than answering at ${(SHARE * 100).toFixed(0)}% of peak; looking for the highest bounded rate from ${rate.toFixed(0)} hits/s`);
+  console.log(`\nrecording is slower than answering at ${(((RATE ?? peak * SHARE) / peak) * 100).toFixed(0)}% of peak; looking for the highest bounded rate from ${rate.toFixed(0)} hits/s`);
   for (let attempt = 0; attempt < TRIES; attempt += 1, rate *= 0.8) {
     if ((await sustained(rate, SECONDS)).bounded) {
       console.log(`highest sustained rate found bounded: ${rate.toFixed(0)} hits/s (${((rate / peak) * 100).toFixed(0)}% of peak)`);
