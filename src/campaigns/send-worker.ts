@@ -201,7 +201,6 @@ export function createSendWorker(deps: SendWorkerDeps) {
       }
       return recordFailure(campaign, mailbox, candidate, track.lease, error);
     } finally {
-      round.leave();
       tracked.delete(candidate.id);
     }
   }

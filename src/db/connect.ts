@@ -53,10 +53,9 @@ export interface Database {
   dumpDataDir?(compression?: 'none' | 'gzip' | 'auto'): Promise<Blob>;
   /**
    * Runs a task of database-thread-tasks.ts off the answering thread: on the embedded
-   * database's own thread, or on a server's task thread. Undefined on a handle without one
-   * (callers then run the task where they are).
+   * database's own thread, or on a server's task thread.
    */
-  runTask?<K extends DatabaseThreadTaskName>(name: K, args: DatabaseThreadTaskArgs<K>): Promise<DatabaseThreadTaskResult<K>>;
+  runTask<K extends DatabaseThreadTaskName>(name: K, args: DatabaseThreadTaskArgs<K>): Promise<DatabaseThreadTaskResult<K>>;
 }
 
 export const MIGRATIONS_FOLDER = fileURLToPath(new URL('./migrations', import.meta.url));

@@ -32,6 +32,13 @@ export const DATABASE_THREAD_TASKS = {
   rollUpPending: (db: Db, args: { maxEvents?: number }, context: TaskContext) => rollUpPending(db, { singleConnection: context.singleConnection, maxEvents: args.maxEvents }),
 };
 
+/** Runs the task a request names (on a database thread: pglite-worker.ts, task-worker.ts). */
+export function runDatabaseThreadTask(db: Db, name: string, args: unknown, context: TaskContext): Promise<unknown> {
+  const task = DATABASE_THREAD_TASKS[name as DatabaseThreadTaskName];
+  if (!task) throw new Error(`no database thread task named ${name}`);
+  return task(db, args as never, context);
+}
+
 export type DatabaseThreadTasks = typeof DATABASE_THREAD_TASKS;
 export type DatabaseThreadTaskName = keyof DatabaseThreadTasks;
 export type DatabaseThreadTaskArgs<K extends DatabaseThreadTaskName> = Parameters<DatabaseThreadTasks[K]>[1];

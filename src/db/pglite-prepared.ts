@@ -44,6 +44,7 @@ interface Entry {
  * milliseconds, at most once per 100 runs or 5 s.
  */
 const REPLAN_EVERY = { runs: 100, ms: 5_000 };
+const planAged = (entry: Entry) => (entry.runs ?? 0) >= REPLAN_EVERY.runs || performance.now() - (entry.preparedAt ?? 0) >= REPLAN_EVERY.ms;
 
 /** The statements that switch generic plans on and off around a hinted one. */
 const GENERIC_ON = 'it_generic_on';
@@ -192,7 +193,6 @@ export function createPreparedQueries(pglite: PGlite) {
       // Looked up under the lock: a name looked up before it might have been closed meanwhile.
       const runOnce = async () => {
         let entry = entries.get(text);
-        const planAged = (e: Entry) => (e.runs ?? 0) >= REPLAN_EVERY.runs || performance.now() - (e.preparedAt ?? 0) >= REPLAN_EVERY.ms;
         if (entry?.name && text.startsWith(GENERIC_PLAN) && planAged(entry)) {
           closes.push(protocol.serialize.close({ type: 'S', name: entry.name }));
           entry = undefined;

@@ -12,7 +12,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { PGlite, type QueryOptions, type Transaction } from '@electric-sql/pglite';
 import { drizzle } from 'drizzle-orm/pglite';
 import type { Db } from './connect.js';
-import { DATABASE_THREAD_TASKS, type DatabaseThreadTaskName } from './database-thread-tasks.js';
+import { runDatabaseThreadTask } from './database-thread-tasks.js';
 import { createPreparedQueries, type PreparedQueries } from './pglite-prepared.js';
 import * as schema from './schema.js';
 import { replyTo, wireError, type Request, type Started, type WorkerStart } from './thread-protocol.js';
@@ -110,11 +110,8 @@ async function run(db: PGlite, prepared: PreparedQueries, local: Db, request: Re
       return endTransaction(request.tx, true);
     case 'rollback':
       return endTransaction(request.tx, false);
-    case 'task': {
-      const task = DATABASE_THREAD_TASKS[request.name as DatabaseThreadTaskName];
-      if (!task) throw new Error(`no database thread task named ${request.name}`);
-      return task(local, request.args as never, { singleConnection: true });
-    }
+    case 'task':
+      return runDatabaseThreadTask(local, request.name, request.args, { singleConnection: true });
     case 'dump': {
       const blob = await db.dumpDataDir(request.compression);
       return blob.arrayBuffer();

@@ -5,7 +5,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { connect } from './connect.js';
-import { DATABASE_THREAD_TASKS, type DatabaseThreadTaskName } from './database-thread-tasks.js';
+import { runDatabaseThreadTask } from './database-thread-tasks.js';
 import { replyTo, wireError, type Request, type Started, type TaskWorkerStart } from './thread-protocol.js';
 
 const port = parentPort!;
@@ -17,9 +17,7 @@ try {
   const run = async (request: Request): Promise<unknown> => {
     if (request.op === 'close') return database.close();
     if (request.op !== 'task') throw new Error(`the task thread does not take ${request.op}`);
-    const task = DATABASE_THREAD_TASKS[request.name as DatabaseThreadTaskName];
-    if (!task) throw new Error(`no database thread task named ${request.name}`);
-    return task(database.db, request.args as never, { singleConnection: false });
+    return runDatabaseThreadTask(database.db, request.name, request.args, { singleConnection: false });
   };
   port.on('message', (request: Request) => replyTo(port, request, run(request)));
   port.postMessage({ started: true } satisfies Started);

@@ -32,6 +32,11 @@ export async function startWorkerThread(file: 'pglite-worker' | 'task-worker', o
   return worker;
 }
 
+/**
+ * The worker's module: the compiled JS next to this file, or (under tsx or vitest) the
+ * TypeScript, through a bootstrap that registers tsx's loader in the new thread first (a
+ * worker does not inherit the hooks `--import tsx` installed in this one).
+ */
 function newWorker(file: string, options: WorkerOptions): Worker {
   if (!import.meta.url.endsWith('.ts')) return new Worker(new URL(`./${file}.js`, import.meta.url), options);
   const source = new URL(`./${file}.ts`, import.meta.url).href;

@@ -112,11 +112,11 @@ export function createTracking(deps: TrackingDeps) {
     // PGlite runs one statement at a time (on its own thread): while hits keep coming, small
     // windows, so that a click's send lookup never waits behind a long pass (a pass of 5,000
     // events is ~0.1-0.2 s per statement; 500, a tenth of it).
-    // On PGlite the pass runs on the database's thread (database-thread-tasks.ts): its rows and
+    // The pass runs on a database thread (database-thread-tasks.ts: PGlite's own, or a server's task thread): its rows and
     // plan never touch the answering thread's heap.
     pass: () => {
       const maxEvents = database.kind === 'pglite' && isBusy() ? 500 : DEFAULT_ROLLUP_WINDOW;
-      return database.runTask ? database.runTask('rollUpPending', { maxEvents }) : repo.rollUpPending(maxEvents);
+      return database.runTask('rollUpPending', { maxEvents });
     },
     logger,
     eagerEvents: DEFAULT_ROLLUP_WINDOW,
@@ -129,8 +129,8 @@ export function createTracking(deps: TrackingDeps) {
   const recorder = createRecorder({ cache, classify, push: (item) => sink.push(item), onUnresolved: (type) => unresolved.inc({ type }) });
   const writer = createEventWriter<QueuedHit>({
     prepare: (items) => recorder.prepare(items),
-    // On PGlite the statement is built and run on the database's thread (database-thread-tasks.ts).
-    insert: deps.insertEvents ?? ((rows) => (database.runTask ? database.runTask('writeEvents', { events: rows }) : repo.insertEvents(rows))),
+    // The statement is built and run on a database thread (database-thread-tasks.ts).
+    insert: deps.insertEvents ?? ((rows) => database.runTask('writeEvents', { events: rows })),
     logger,
     maxBuffer: settings.bufferMax,
     // An embedded database (PGlite) runs on its own thread (src/db/README.md), so writing takes
