@@ -22,9 +22,10 @@ import { rowsOf } from '../../src/db/pg-array.js';
 import { createLogger } from '../../src/logger.js';
 import type { Classification } from '../../src/tracking/classify.js';
 import { createEventWriter } from '../../src/tracking/event-writer.js';
-import { EVENT_COLUMNS, selectEventsFromArrays, writeStatement } from '../../src/tracking/events.repo.js';
+import { EVENT_COLUMNS, selectEventsFromArrays, writeEvents, writeStatement } from '../../src/tracking/events.repo.js';
 import { createRollupRunner } from '../../src/tracking/rollup-runner.js';
 import { DEFAULT_ROLLUP_WINDOW, planWindow, readStatement, rollupWriteStatement } from '../../src/tracking/rollups.repo.js';
+import { eventColumnsOf, type EventColumns } from '../../src/tracking/event-columns.js';
 import { createTrackingRepo, type TrackingEventRow } from '../../src/tracking/tracking.repo.js';
 import { machine, procCpuMicros, scratchDatabase, seedBenchCampaign } from './common.js';
 
@@ -41,12 +42,12 @@ const UA = 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML,
 
 
 /** The baseline: the same unnest insert, into a table with the same indexes, nothing else. */
-async function rawInsert(db: Db, events: readonly TrackingEventRow[]) {
+async function rawInsert(db: Db, events: EventColumns) {
   await db.execute(sql`insert into bench_raw_events (${EVENT_COLUMNS}) ${selectEventsFromArrays(events)}`);
 }
 
 /** What the requirements alone cost: the same insert into the partitioned tracking_events, idempotent (`on conflict (id, at) do nothing`). */
-async function keyedInsert(db: Db, events: readonly TrackingEventRow[]) {
+async function keyedInsert(db: Db, events: EventColumns) {
   await db.execute(sql`insert into tracking_events (${EVENT_COLUMNS}) ${selectEventsFromArrays(events)} on conflict (id, at) do nothing`);
 }
 
@@ -99,10 +100,13 @@ async function main() {
       const cpu = process.cpuUsage(cpuBefore);
       return { rate: ROWS / seconds, cpuPerEvent: (cpu.user + cpu.system + backendCpuMicros(pids) - backendBefore) / ROWS };
     };
-    const measure = (batch: number, write: (rows: TrackingEventRow[]) => Promise<unknown>) => {
+    /** Batches made (as the writer hands them over: by column) before the clock starts. */
+    const measure = (batch: number, write: (events: EventColumns) => Promise<unknown>) => {
       const rows = makeRows(ROWS);
+      const batches: EventColumns[] = [];
+      for (let i = 0; i < rows.length; i += batch) batches.push(eventColumnsOf(rows.slice(i, i + batch)));
       return timed(async () => {
-        for (let i = 0; i < rows.length; i += batch) await write(rows.slice(i, i + batch));
+        for (const events of batches) await write(events);
       });
     };
     /** The rollup pass over everything pending (the rows the write path just wrote), window by window. */
@@ -116,7 +120,7 @@ async function main() {
       `database: ${label}; ${SENDS.toLocaleString('en')} sends, ${ROWS.toLocaleString('en')} events per run, batches of ${BATCHES.join(' and ')}, rollup windows of ${WINDOW.toLocaleString('en')} events, ${ROUNDS} rounds alternating\n`,
     );
     // Warm-up, then alternate (so that neither side always gets the warmer cache or the quieter moment).
-    await rawInsert(db, makeRows(BATCH));
+    await rawInsert(db, eventColumnsOf(makeRows(BATCH)));
     await repo.insertEvents(makeRows(BATCH));
     await repo.rollUpPending(WINDOW);
     const best = (values: number[]) => Math.max(...values);
@@ -130,9 +134,9 @@ async function main() {
       const rollups: { rate: number; cpuPerEvent: number }[] = [];
       const totals: { rate: number; cpuPerEvent: number }[] = [];
       for (let round = 0; round < ROUNDS; round += 1) {
-        raw.push(await measure(batch, (rows) => rawInsert(db, rows)));
-        keyed.push(await measure(batch, (rows) => keyedInsert(db, rows)));
-        ours.push(await measure(batch, (rows) => repo.insertEvents(rows)));
+        raw.push(await measure(batch, (events) => rawInsert(db, events)));
+        keyed.push(await measure(batch, (events) => keyedInsert(db, events)));
+        ours.push(await measure(batch, (events) => writeEvents(db, events)));
         rollups.push(await rollUp());
         // Write + rollup of the same rows: rates add as times, CPU as CPU.
         totals.push({ rate: 1 / (1 / ours.at(-1)!.rate + 1 / rollups.at(-1)!.rate), cpuPerEvent: ours.at(-1)!.cpuPerEvent + rollups.at(-1)!.cpuPerEvent });
@@ -156,7 +160,7 @@ async function main() {
     const explained = makeRows(BATCH);
     const plan = await db
       .transaction(async (tx) => {
-        const result = (await tx.execute(sql`explain (analyze, buffers, costs off) ${writeStatement(explained)}`)) as unknown as { rows: Record<string, string>[] };
+        const result = (await tx.execute(sql`explain (analyze, buffers, costs off) ${writeStatement(eventColumnsOf(explained))}`)) as unknown as { rows: Record<string, string>[] };
         throw Object.assign(new Error('rollback'), { plan: result.rows.map((r) => Object.values(r)[0]).join('\n') });
       })
       .catch((error: { plan?: string }) => error.plan ?? String(error));
@@ -200,8 +204,8 @@ async function main() {
     const logger = createLogger('warn');
     const runner = createRollupRunner({ pass: () => repo.rollUpPending(WINDOW), logger, eagerEvents: WINDOW });
     const writer = createEventWriter<TrackingEventRow>({
-      prepare: (items) => items,
-      insert: (rows) => repo.insertEvents(rows),
+      prepare: (items) => eventColumnsOf(items),
+      insert: (events) => writeEvents(db, events),
       logger,
       batchSize: BATCH,
       maxBatchSize: BATCHES.at(-1),

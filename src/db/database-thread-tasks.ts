@@ -1,7 +1,7 @@
 import type { Db } from './connect.js';
 import { writeEvents } from '../tracking/events.repo.js';
 import { rollUpPending } from '../tracking/rollups.repo.js';
-import type { TrackingEventRow } from '../tracking/tracking.repo.js';
+import type { EventColumns } from '../tracking/event-columns.js';
 
 /*
  * Work that runs on a database thread instead of the answering thread: a task whose
@@ -23,11 +23,11 @@ export interface TaskContext {
 
 export const DATABASE_THREAD_TASKS = {
   /**
-   * A batch of tracking events written (tracking/events.repo.ts): the rows cross as they are
-   * (a structured copy), and the statement's dozen array literals are built here, so the
-   * answering thread holds nothing of the batch while it is written.
+   * A batch of tracking events written (tracking/events.repo.ts): the events cross by column
+   * (a dozen arrays, a structured copy), and the statement's array literals are built here, so
+   * the answering thread holds nothing of the batch while it is written.
    */
-  writeEvents: (db: Db, args: { events: readonly TrackingEventRow[] }, _context: TaskContext) => writeEvents(db, args.events),
+  writeEvents: (db: Db, args: { events: EventColumns }, _context: TaskContext) => writeEvents(db, args.events),
   /** One rollup pass (tracking/rollups.repo.ts) over at most `maxEvents` pending events. */
   rollUpPending: (db: Db, args: { maxEvents?: number }, context: TaskContext) => rollUpPending(db, { singleConnection: context.singleConnection, maxEvents: args.maxEvents }),
 };

@@ -52,9 +52,10 @@ export interface HitFacts {
   linkBurst?: boolean;
 }
 
+/** Shared between hits (frozen): never change one. */
 export interface Verdict {
-  classification: Classification;
-  reasons: string[];
+  readonly classification: Classification;
+  readonly reasons: readonly string[];
 }
 
 /** What a user agent says about the client, before anything else is known. */
@@ -107,45 +108,95 @@ export function createClassifier(options: ClassifierOptions) {
   };
 
   return function classify(hit: HitFacts): Verdict {
-    const machine: string[] = [];
-    const unknown: string[] = [];
-    if (hit.method === 'HEAD') machine.push(REASONS.headRequest);
-    if (hit.type === 'click' && hit.honeypot) machine.push(REASONS.honeypot);
-    if (hit.type === 'open' && hit.ip && options.isAppleMppIp(hit.ip)) machine.push(REASONS.appleMppIp);
+    let machine = 0;
+    let unknown = 0;
+    if (hit.method === 'HEAD') machine |= HEAD_REQUEST;
+    if (hit.type === 'click' && hit.honeypot) machine |= HONEYPOT;
+    if (hit.type === 'open' && hit.ip && options.isAppleMppIp(hit.ip)) machine |= APPLE_MPP_IP;
 
     const kind = kindOf(hit.userAgent);
     switch (kind) {
       case 'google_image_proxy':
-        (hit.type === 'open' ? unknown : machine).push(REASONS.googleImageProxy);
+        if (hit.type === 'open') unknown |= GOOGLE_IMAGE_PROXY;
+        else machine |= GOOGLE_IMAGE_PROXY;
         break;
       case 'yahoo_mail_proxy':
-        (hit.type === 'open' ? unknown : machine).push(REASONS.yahooMailProxy);
+        if (hit.type === 'open') unknown |= YAHOO_MAIL_PROXY;
+        else machine |= YAHOO_MAIL_PROXY;
         break;
       case 'scanner':
-        machine.push(REASONS.scannerUserAgent);
+        machine |= SCANNER_USER_AGENT;
         break;
       case 'office':
-        if (hit.type === 'click') machine.push(REASONS.scannerUserAgent);
+        if (hit.type === 'click') machine |= SCANNER_USER_AGENT;
         break;
       case 'bot':
-        machine.push(REASONS.botUserAgent);
+        machine |= BOT_USER_AGENT;
         break;
       case 'none':
         // Every browser sends a user agent; a click without one is a script. An image
         // fetch without one may be a privacy-minded client.
-        (hit.type === 'click' ? machine : unknown).push(REASONS.noUserAgent);
+        if (hit.type === 'click') machine |= NO_USER_AGENT;
+        else unknown |= NO_USER_AGENT;
         break;
       case 'client':
         break;
     }
 
-    if (hit.sentAtMs !== null && hit.atMs - hit.sentAtMs < tooSoonMs) machine.push(REASONS.tooSoonAfterSend);
-    if (hit.type === 'click' && hit.linkBurst) machine.push(REASONS.allLinksAtOnce);
-
-    if (machine.length > 0) return { classification: 'machine', reasons: [...machine, ...unknown] };
-    if (unknown.length > 0) return { classification: 'unknown', reasons: unknown };
-    return { classification: 'human', reasons: [REASONS.noMachineSignal] };
+    if (hit.sentAtMs !== null && hit.atMs - hit.sentAtMs < tooSoonMs) machine |= TOO_SOON_AFTER_SEND;
+    if (hit.type === 'click' && hit.linkBurst) machine |= ALL_LINKS_AT_ONCE;
+    return verdictOf(machine, unknown);
   };
+}
+
+/*
+ * A verdict is one of a few hundred combinations of reasons, so each is made once and shared
+ * (frozen): classifying thousands of hits a second allocates nothing that outlives the call,
+ * and a batch of rows refers to a handful of reason lists instead of holding one per row.
+ * A reason's bit is its place in the stored list: machine reasons in the order the rules
+ * run (at most one comes from the user agent), then the unknown ones.
+ */
+const REASON_ORDER = [
+  REASONS.headRequest,
+  REASONS.honeypot,
+  REASONS.appleMppIp,
+  REASONS.googleImageProxy,
+  REASONS.yahooMailProxy,
+  REASONS.scannerUserAgent,
+  REASONS.botUserAgent,
+  REASONS.noUserAgent,
+  REASONS.tooSoonAfterSend,
+  REASONS.allLinksAtOnce,
+] as const;
+const bit = (reason: (typeof REASON_ORDER)[number]) => 1 << REASON_ORDER.indexOf(reason);
+const HEAD_REQUEST = bit(REASONS.headRequest);
+const HONEYPOT = bit(REASONS.honeypot);
+const APPLE_MPP_IP = bit(REASONS.appleMppIp);
+const GOOGLE_IMAGE_PROXY = bit(REASONS.googleImageProxy);
+const YAHOO_MAIL_PROXY = bit(REASONS.yahooMailProxy);
+const SCANNER_USER_AGENT = bit(REASONS.scannerUserAgent);
+const BOT_USER_AGENT = bit(REASONS.botUserAgent);
+const NO_USER_AGENT = bit(REASONS.noUserAgent);
+const TOO_SOON_AFTER_SEND = bit(REASONS.tooSoonAfterSend);
+const ALL_LINKS_AT_ONCE = bit(REASONS.allLinksAtOnce);
+
+const reasonsOf = (mask: number) => REASON_ORDER.filter((_, i) => mask & (1 << i));
+const verdicts = new Map<number, Verdict>();
+function verdictOf(machine: number, unknown: number): Verdict {
+  const key = machine | (unknown << REASON_ORDER.length);
+  let verdict = verdicts.get(key);
+  if (!verdict) {
+    const made: Verdict =
+      machine !== 0
+        ? { classification: 'machine', reasons: [...reasonsOf(machine), ...reasonsOf(unknown)] }
+        : unknown !== 0
+          ? { classification: 'unknown', reasons: reasonsOf(unknown) }
+          : { classification: 'human', reasons: [REASONS.noMachineSignal] };
+    Object.freeze(made.reasons);
+    verdict = Object.freeze(made);
+    verdicts.set(key, verdict);
+  }
+  return verdict;
 }
 
 export type Classify = ReturnType<typeof createClassifier>;

@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createLogger } from '../logger.js';
 import { createEventWriter } from './event-writer.js';
+import { eventColumnsOf } from './event-columns.js';
 import type { TrackingEventRow } from './tracking.repo.js';
 
 const logger = createLogger('silent');
@@ -23,10 +24,10 @@ function harness(options: { maxBuffer?: number; batchSize?: number; failWhile?: 
   const inserted: number[][] = [];
   const counts = { written: 0, dropped: 0, failed: 0 };
   const writer = createEventWriter<number>({
-    prepare: (items) => items.map(row),
-    insert: async (rows) => {
+    prepare: (items) => eventColumnsOf(items.map(row)),
+    insert: async (events) => {
       if (options.failWhile?.()) throw Object.assign(new Error('Failed query: insert … params: 203.0.113.9'), { cause: { code: '57P01', message: 'terminating connection' } });
-      inserted.push(rows.map((r) => r.atMs));
+      inserted.push(events.atMs);
     },
     logger,
     maxBuffer: options.maxBuffer ?? 1000,
@@ -45,7 +46,7 @@ function harness(options: { maxBuffer?: number; batchSize?: number; failWhile?: 
 /** A writer that records the size of each statement it would run. */
 function batchSizeRecorder(options: Omit<Parameters<typeof createEventWriter<number>>[0], 'prepare' | 'insert' | 'logger'>) {
   const inserted: number[] = [];
-  const writer = createEventWriter<number>({ ...options, prepare: (items) => items.map(row), insert: async (rows) => void inserted.push(rows.length), logger });
+  const writer = createEventWriter<number>({ ...options, prepare: (items) => eventColumnsOf(items.map(row)), insert: async (events) => void inserted.push(events.id.length), logger });
   return { writer, inserted };
 }
 
@@ -118,7 +119,7 @@ describe('event writer', () => {
   it('never logs the failed statement (it carries addresses and user agents)', async () => {
     const lines: string[] = [];
     const writer = createEventWriter<number>({
-      prepare: (items) => items.map(row),
+      prepare: (items) => eventColumnsOf(items.map(row)),
       insert: async () => {
         throw Object.assign(new Error('Failed query: insert into tracking_events … params: 203.0.113.9,Mozilla/5.0'), { cause: { code: '42P01', message: 'relation "tracking_events" does not exist' } });
       },
@@ -133,56 +134,8 @@ describe('event writer', () => {
     expect(text).not.toContain('Mozilla');
   });
 
-  it('while the server is busy, a scheduled flush stops at its budget and leaves the rest for later; idle, it drains everything', async () => {
-    vi.useFakeTimers();
-    let busy = true;
-    const inserted: number[][] = [];
-    const writer = createEventWriter<number>({
-      prepare: (items) => items.map(row),
-      insert: async (rows) => {
-        inserted.push(rows.map((r) => r.atMs));
-      },
-      logger,
-      batchSize: 2,
-      tickBudgetMs: 0,
-      isBusy: () => busy,
-    });
-    for (let i = 0; i < 6; i += 1) writer.push(i);
-    await vi.advanceTimersByTimeAsync(1_000);
-    expect(inserted).toEqual([[0, 1]]);
-    busy = false;
-    await vi.advanceTimersByTimeAsync(1_000);
-    await vi.advanceTimersByTimeAsync(10); // the batches after the first wait for setImmediate
-    expect(inserted).toEqual([[0, 1], [2, 3], [4, 5]]);
-    await writer.close();
-  });
-
-  it('a backlog that stands for long (steady load) earns a growing budget, so the writer keeps up', async () => {
-    vi.useFakeTimers();
-    const inserted: number[] = [];
-    const writer = createEventWriter<number>({
-      prepare: (items) => items.map(row),
-      insert: async (rows) => {
-        inserted.push(...rows.map((r) => r.atMs));
-      },
-      logger,
-      batchSize: 1,
-      tickBudgetMs: 0,
-      rampAfterMs: 2_000,
-      rampFullMs: 3_000,
-      isBusy: () => true,
-    });
-    for (let i = 0; i < 20; i += 1) writer.push(i);
-    await vi.advanceTimersByTimeAsync(2_000);
-    expect(inserted).toHaveLength(2); // one batch a tick while the budget is at its base
-    await vi.advanceTimersByTimeAsync(2_000);
-    await vi.advanceTimersByTimeAsync(10);
-    expect(inserted).toHaveLength(20);
-    await writer.close();
-  });
-
   it('grows its batches with the backlog (a quarter of it, at most maxBatchSize) and keeps the small batch when little waits', async () => {
-    const { writer, inserted } = batchSizeRecorder({ batchSize: 10, maxBatchSize: 100, isBusy: () => false });
+    const { writer, inserted } = batchSizeRecorder({ batchSize: 10, maxBatchSize: 100 });
     for (let i = 0; i < 1_000; i += 1) writer.push(i);
     expect(await writer.flush()).toBe(0);
     // 1,000 waiting: 100 a statement (the cap) until fewer than 400 wait, then a quarter, then 10s.
@@ -194,25 +147,6 @@ describe('event writer', () => {
     for (let i = 0; i < 15; i += 1) writer.push(i);
     expect(await writer.flush()).toBe(0);
     expect(inserted).toEqual([10, 5]);
-    await writer.close();
-  });
-
-  it('while busy under a budget, the short batch grows toward batchSize only as a backlog stands', async () => {
-    vi.useFakeTimers();
-    const { writer, inserted } = batchSizeRecorder({
-      batchSize: 20,
-      busyBatchSize: 2,
-      maxBatchSize: 1_000,
-      tickBudgetMs: 0,
-      rampAfterMs: 2_000,
-      rampFullMs: 3_000,
-      isBusy: () => true,
-    });
-    for (let i = 0; i < 500; i += 1) writer.push(i);
-    await vi.advanceTimersByTimeAsync(1_000);
-    expect(inserted).toEqual([2]);
-    await vi.advanceTimersByTimeAsync(3_000);
-    expect(Math.max(...inserted)).toBe(20);
     await writer.close();
   });
 });

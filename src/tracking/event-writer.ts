@@ -1,5 +1,5 @@
 import type { Logger } from '../logger.js';
-import type { TrackingEventRow } from './tracking.repo.js';
+import type { EventColumns } from './event-columns.js';
 import { createWriteBackoff } from './write-backoff.js';
 
 /*
@@ -23,11 +23,17 @@ export interface EventWriterHooks {
   failed?(): void;
 }
 
-export interface EventWriterOptions<T> {
-  /** Turns buffered items into rows (may read the database; items it cannot place are left out). */
-  prepare: (items: T[]) => Promise<TrackingEventRow[]> | TrackingEventRow[];
-  /** Writes the rows; resolves to how many were new (the rest had landed already), or nothing when unknown. */
-  insert: (rows: TrackingEventRow[]) => Promise<number | void>;
+/** What a queue hands over: a batch that knows its size and can be topped up with a newer one. */
+export interface WriterBatch<B> {
+  readonly length: number;
+  concat(newer: B): B;
+}
+
+export interface EventWriterOptions<T, B extends WriterBatch<B>> {
+  /** Turns a batch into events by column (may read the database; items it cannot place are left out). */
+  prepare: (batch: B) => Promise<EventColumns> | EventColumns;
+  /** Writes the events; resolves to how many were new (the rest had landed already), or nothing when unknown. */
+  insert: (events: EventColumns) => Promise<number | void>;
   logger: Logger;
   /** Items held at most; beyond it the oldest are dropped (default 500,000). */
   maxBuffer?: number;
@@ -40,42 +46,26 @@ export interface EventWriterOptions<T> {
    * an idle writer keeps small batches, so a hit waits no longer than before.
    */
   maxBatchSize?: number;
-  /** Rows per statement while the server is busy (default: batchSize): shorter statements, shorter stalls. */
-  busyBatchSize?: number;
   /** Flush period (default 1 s). */
   intervalMs?: number;
-  /**
-   * Wall time one scheduled flush may take, while the server is busy, before leaving the
-   * rest to the next one — unless the buffer is more than 80% full (default: no limit).
-   * With an in-process database (PGlite) the writes share the thread with the requests;
-   * this keeps a burst answered fast and writes its backlog once it is over. When the
-   * buffer has not emptied for a while (sustained load), the budget grows from this base to
-   * the whole interval (between `rampAfterMs` and `rampFullMs` of backlog), so that a steady
-   * stream is kept up with and a burst is not.
-   */
-  tickBudgetMs?: number;
-  rampAfterMs?: number;
-  rampFullMs?: number;
-  /** Is the server busy with requests right now? The budget applies only then (default: always). */
-  isBusy?: () => boolean;
   retryInitialMs?: number;
   retryMaxMs?: number;
   now?: () => number;
   hooks?: EventWriterHooks;
   /** Where buffered items wait (default: an array of the items; tracking keeps hits by column, hit-columns.ts). */
-  queue?: WriterQueue<T>;
+  queue?: WriterQueue<T, B>;
 }
 
 /** The buffer's FIFO: O(1) push, batch take from the head, drop from the head. */
-export interface WriterQueue<T> {
+export interface WriterQueue<T, B> {
   readonly length: number;
   push(item: T): void;
-  take(count: number): T[];
+  take(count: number): B;
   dropOldest(count: number): number;
 }
 
-/** A FIFO of the items themselves. */
-class Queue<T> implements WriterQueue<T> {
+/** A FIFO of the items themselves; a batch is an array of them. */
+class Queue<T> implements WriterQueue<T, T[]> {
   private items: T[] = [];
   private head = 0;
 
@@ -112,43 +102,26 @@ class Queue<T> implements WriterQueue<T> {
   }
 }
 
-export function createEventWriter<T>(options: EventWriterOptions<T>) {
+/** A writer of items kept as they are (batches are arrays). */
+export function createEventWriter<T>(options: EventWriterOptions<T, T[]>): EventWriter<T>;
+/** A writer over a queue of its own (tracking: hits by column, hit-columns.ts). */
+export function createEventWriter<T, B extends WriterBatch<B>>(options: EventWriterOptions<T, B> & { queue: WriterQueue<T, B> }): EventWriter<T>;
+export function createEventWriter<T, B extends WriterBatch<B>>(options: EventWriterOptions<T, B>) {
   const { prepare, insert, logger, hooks = {} } = options;
   const now = options.now ?? Date.now;
   const maxBuffer = options.maxBuffer ?? 500_000;
   const batchSize = options.batchSize ?? 1_000;
-  const busyBatchSize = options.busyBatchSize ?? batchSize;
   const maxBatchSize = Math.max(batchSize, options.maxBatchSize ?? batchSize);
-  const tickBudgetMs = options.tickBudgetMs ?? Number.POSITIVE_INFINITY;
   const retryInitialMs = options.retryInitialMs ?? 500;
   const retryMaxMs = options.retryMaxMs ?? 15_000;
-  const isBusy = options.isBusy ?? (() => true);
   const intervalMs = options.intervalMs ?? 1_000;
-  const rampAfterMs = options.rampAfterMs ?? 5_000;
-  const rampFullMs = options.rampFullMs ?? 60_000;
-  /** When the buffer was last empty: how long a backlog has been standing. */
-  let emptySince = now();
-  /** 0 → 1 as a backlog stands from rampAfterMs to rampFullMs. */
-  const rampNow = () => {
-    const standing = size() === 0 ? 0 : now() - emptySince;
-    return Math.min(1, Math.max(0, (standing - rampAfterMs) / (rampFullMs - rampAfterMs)));
-  };
-  const budgetNow = () => (Number.isFinite(tickBudgetMs) ? tickBudgetMs + (intervalMs - tickBudgetMs) * rampNow() : tickBudgetMs);
-  /**
-   * Rows for the next statement. While the server is busy under a budget: the short busy
-   * batch, growing toward batchSize with the budget (a standing backlog: keeping up matters
-   * more than the stall of one statement). Otherwise a quarter of the backlog, within
-   * [batchSize, maxBatchSize].
-   */
-  const batchNow = (budgetMs: number) => {
-    if (budgetMs !== Number.POSITIVE_INFINITY && isBusy()) return Math.round(busyBatchSize + (batchSize - busyBatchSize) * rampNow());
-    return Math.min(maxBatchSize, Math.max(batchSize, Math.floor(size() / 4)));
-  };
+  /** Rows for the next statement: a quarter of the backlog, within [batchSize, maxBatchSize]. */
+  const batchNow = () => Math.min(maxBatchSize, Math.max(batchSize, Math.floor(size() / 4)));
 
-  const queue = options.queue ?? new Queue<T>();
+  const queue = options.queue ?? (new Queue<T>() as unknown as WriterQueue<T, B>);
   /** The batch whose write failed: retried before anything else, never dropped (it may have landed). */
-  let retrying: T[] = [];
-  const size = () => queue.length + retrying.length;
+  let retrying: B | undefined;
+  const size = () => queue.length + (retrying?.length ?? 0);
   let draining: Promise<boolean> | undefined;
   const backoff = createWriteBackoff({
     logger,
@@ -167,29 +140,27 @@ export function createEventWriter<T>(options: EventWriterOptions<T>) {
   };
 
   /**
-   * Prepares and inserts one batch; resolves to how many rows it made and how many were new.
-   * The rows are not referenced once the insert has them: where the insert hands them to
+   * Prepares and inserts one batch; resolves to how many events it made and how many were new.
+   * The events are not referenced once the insert has them: where the insert hands them to
    * another thread, the answering thread's heap does not carry them while they are written.
    */
-  async function write(batch: T[]): Promise<{ inserted: number | void; prepared: number }> {
-    const { prepared, writing } = await Promise.resolve(prepare(batch)).then((rows) => ({ prepared: rows.length, writing: insert(rows) }));
+  async function write(batch: B): Promise<{ inserted: number | void; prepared: number }> {
+    const { prepared, writing } = await Promise.resolve(prepare(batch)).then((events) => ({ prepared: events.id.length, writing: insert(events) }));
     return { inserted: await writing, prepared };
   }
 
-  /** Writes batches until empty, a failure, or the budget; true unless a write failed. */
-  async function drain(budgetMs: number, ignoreBackoff: boolean): Promise<boolean> {
-    const started = now();
+  /** Writes batches until empty or a failure; true unless a write failed. */
+  async function drain(ignoreBackoff: boolean): Promise<boolean> {
     while (size() > 0) {
       if (!ignoreBackoff && now() < backoff.retryAt) return false;
-      const room = batchNow(budgetMs) - retrying.length;
+      const room = batchNow() - (retrying?.length ?? 0);
       // The failed batch goes first, topped up with newer items (the same ids: what landed is skipped).
-      const batch = room > 0 ? retrying.concat(queue.take(room)) : retrying;
-      retrying = [];
+      const batch = !retrying ? queue.take(room) : room > 0 && queue.length > 0 ? retrying.concat(queue.take(room)) : retrying;
+      retrying = undefined;
       try {
         const { inserted, prepared } = await write(batch);
         hooks.written?.(typeof inserted === 'number' ? inserted : prepared);
         if (typeof inserted === 'number' && inserted < prepared) hooks.alreadyWritten?.(prepared - inserted);
-        if (size() === 0) emptySince = now();
         backoff.succeeded();
       } catch (error) {
         retrying = batch;
@@ -198,16 +169,15 @@ export function createEventWriter<T>(options: EventWriterOptions<T>) {
         backoff.failed(error, { buffered: size() });
         return false;
       }
-      if (size() > 0 && now() - started >= budgetMs && size() < maxBuffer * 0.8 && isBusy()) return true;
       // Let requests through between batches.
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
     return true;
   }
 
-  const run = (budgetMs: number, ignoreBackoff: boolean): Promise<boolean> => {
+  const run = (ignoreBackoff: boolean): Promise<boolean> => {
     const previous = draining ?? Promise.resolve(true);
-    const next = previous.then(() => drain(budgetMs, ignoreBackoff));
+    const next = previous.then(() => drain(ignoreBackoff));
     const tracked = next.finally(() => {
       if (draining === tracked) draining = undefined;
     });
@@ -216,8 +186,7 @@ export function createEventWriter<T>(options: EventWriterOptions<T>) {
   };
 
   const timer = setInterval(() => {
-    if (size() === 0) emptySince = now();
-    else if (!draining) void run(budgetNow(), false);
+    if (size() > 0 && !draining) void run(false);
   }, intervalMs);
   timer.unref();
 
@@ -227,7 +196,6 @@ export function createEventWriter<T>(options: EventWriterOptions<T>) {
         hooks.dropped?.(1, 'shutdown');
         return;
       }
-      if (size() === 0) emptySince = now();
       queue.push(item);
       if (size() > maxBuffer) enforceBound();
     },
@@ -239,7 +207,7 @@ export function createEventWriter<T>(options: EventWriterOptions<T>) {
 
     /** Writes everything now (one attempt, backoff ignored); resolves to how many items are still waiting. */
     async flush(): Promise<number> {
-      await run(Number.POSITIVE_INFINITY, true);
+      await run(true);
       return size();
     },
 
@@ -251,13 +219,13 @@ export function createEventWriter<T>(options: EventWriterOptions<T>) {
       clearInterval(timer);
       const deadline = now() + timeoutMs;
       while (size() > 0 && now() < deadline) {
-        if (await run(Number.POSITIVE_INFINITY, true)) continue;
+        if (await run(true)) continue;
         await new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, Math.min(backoff.delayMs, deadline - now()))));
       }
       closed = true;
       if (size() > 0) {
-        const lost = queue.dropOldest(queue.length) + retrying.length;
-        retrying = [];
+        const lost = queue.dropOldest(queue.length) + (retrying?.length ?? 0);
+        retrying = undefined;
         hooks.dropped?.(lost, 'shutdown');
         logger.error({ lost }, 'tracking events could not be written before shutdown');
       }
@@ -265,4 +233,9 @@ export function createEventWriter<T>(options: EventWriterOptions<T>) {
   };
 }
 
-export type EventWriter<T> = ReturnType<typeof createEventWriter<T>>;
+export interface EventWriter<T = unknown> {
+  push(item: T): void;
+  readonly size: number;
+  flush(): Promise<number>;
+  close(options?: { timeoutMs?: number }): Promise<void>;
+}

@@ -1,7 +1,7 @@
 import { sql } from 'drizzle-orm';
 import type { Db } from '../db/connect.js';
 import { pgArray, rowsOf } from '../db/pg-array.js';
-import type { TrackingEventRow } from './tracking.repo.js';
+import type { EventColumns } from './event-columns.js';
 import { trackingHitOutboxCtes } from '../webhooks/facts.js';
 import { sendRefusedTracking, untrackedHitCountsCte } from './untracked-hits.js';
 
@@ -39,21 +39,21 @@ import { sendRefusedTracking, untrackedHitCountsCte } from './untracked-hits.js'
 export const EVENT_COLUMNS = sql.raw('id, workspace_id, campaign_id, send_id, type, link_index, at, method, ip, user_agent, classification, reasons');
 
 /** The batch as rows for EVENT_COLUMNS (named like them): a dozen array parameters, whatever the batch size. */
-export function selectEventsFromArrays(events: readonly TrackingEventRow[]) {
-  const column = <T extends string | number | null>(pick: (e: TrackingEventRow) => T) => pgArray(events.map(pick));
+export function selectEventsFromArrays(events: EventColumns) {
+  const reasons = events.reasons.map((list) => list.join(','));
   return sql`
     select id, workspace_id, campaign_id, send_id, type::tracking_event_type as type, link_index, to_timestamp(at_ms / 1000.0) as at, method, ip, user_agent,
            classification::hit_classification as classification, string_to_array(reasons, ',') as reasons
     from unnest(
-      ${column((e) => e.id)}::uuid[], ${column((e) => e.workspaceId)}::uuid[], ${column((e) => e.campaignId)}::uuid[],
-      ${column((e) => e.sendId)}::uuid[], ${column((e) => e.type)}::text[], ${column((e) => e.linkIndex)}::int[],
-      ${column((e) => e.atMs)}::float8[], ${column((e) => e.method)}::text[], ${column((e) => e.ip)}::text[],
-      ${column((e) => e.userAgent)}::text[], ${column((e) => e.classification)}::text[], ${column((e) => e.reasons.join(','))}::text[]
+      ${pgArray(events.id)}::uuid[], ${pgArray(events.workspaceId)}::uuid[], ${pgArray(events.campaignId)}::uuid[],
+      ${pgArray(events.sendId)}::uuid[], ${pgArray(events.type)}::text[], ${pgArray(events.linkIndex)}::int[],
+      ${pgArray(events.atMs)}::float8[], ${pgArray(events.method)}::text[], ${pgArray(events.ip)}::text[],
+      ${pgArray(events.userAgent)}::text[], ${pgArray(events.classification)}::text[], ${pgArray(reasons)}::text[]
     ) as u(id, workspace_id, campaign_id, send_id, type, link_index, at_ms, method, ip, user_agent, classification, reasons)`;
 }
 
 /** The write statement (above). One row: the refused hits counted and the events actually inserted. */
-export function writeStatement(events: readonly TrackingEventRow[]) {
+export function writeStatement(events: EventColumns) {
   // The data-modifying CTEs (untracked_counts, the webhook outbox, pending) need no reader:
   // PostgreSQL runs each exactly once, to completion, whether or not the final select reads it.
   return sql`
@@ -89,8 +89,8 @@ export function writeStatement(events: readonly TrackingEventRow[]) {
 }
 
 /** Resolves to how many events were new (the others had been written before: a retried batch); refused hits count as written. */
-export async function writeEvents(db: Db, events: readonly TrackingEventRow[]): Promise<number> {
-  if (events.length === 0) return 0;
+export async function writeEvents(db: Db, events: EventColumns): Promise<number> {
+  if (events.id.length === 0) return 0;
   // One statement is its own transaction: the events, their outbox rows and their pending record commit together.
   const [row] = rowsOf<{ untracked_hits: number; inserted: number }>(await db.execute(writeStatement(events)));
   return Number(row?.inserted ?? 0) + Number(row?.untracked_hits ?? 0);

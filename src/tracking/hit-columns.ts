@@ -1,4 +1,5 @@
 import type { QueuedHit } from './recorder.js';
+import type { ResolvedSend } from './send-cache.js';
 
 /*
  * A FIFO of buffered hits stored by column, in fixed chunks: times and flags in typed arrays
@@ -10,8 +11,10 @@ import type { QueuedHit } from './recorder.js';
  * collection of the answering thread and are copied each time; at 9,000 hits/s that was
  * ~1 MB copied per scavenge and scavenges of 3–12 ms — the event-loop stalls behind the
  * tracking p99 (BENCHMARKS.md, issue 14 sixth pass). Here a pushed hit's object dies young
- * (its fields are copied into the columns at once) and is made again only when its batch is
- * taken, right before it is written.
+ * (its fields are copied into the columns at once). A batch is taken by column too (HitBatch)
+ * and prepared into events by column (recorder.ts): no object per hit is made again on its way
+ * to the database (the seventh pass: the batch's objects, made and kept across the send
+ * lookup, were most of what still survived on a PostgreSQL server).
  */
 
 const CHUNK = 2048;
@@ -19,7 +22,8 @@ const CLICK = 1;
 const HONEYPOT = 2;
 const LINK_BURST = 4;
 
-interface Chunk {
+/** Hits by column: `length` slots of each column (a chunk of the queue, or a batch taken from it). */
+interface Columns {
   flags: Uint8Array;
   linkIndex: Int32Array;
   atMs: Float64Array;
@@ -31,22 +35,90 @@ interface Chunk {
   id: (string | undefined)[];
 }
 
-const newChunk = (): Chunk => ({
-  flags: new Uint8Array(CHUNK),
-  linkIndex: new Int32Array(CHUNK),
-  atMs: new Float64Array(CHUNK),
-  subject: new Array<unknown>(CHUNK).fill(undefined),
-  method: new Array<string>(CHUNK).fill(''),
-  ip: new Array<string | undefined>(CHUNK).fill(undefined),
-  userAgent: new Array<string | undefined>(CHUNK).fill(undefined),
-  id: new Array<string | undefined>(CHUNK).fill(undefined),
+const newColumns = (length: number): Columns => ({
+  flags: new Uint8Array(length),
+  linkIndex: new Int32Array(length),
+  atMs: new Float64Array(length),
+  subject: new Array<unknown>(length).fill(undefined),
+  method: new Array<string>(length).fill(''),
+  ip: new Array<string | undefined>(length).fill(undefined),
+  userAgent: new Array<string | undefined>(length).fill(undefined),
+  id: new Array<string | undefined>(length).fill(undefined),
 });
+
+function copySlot(from: Columns, fromAt: number, to: Columns, toAt: number): void {
+  to.flags[toAt] = from.flags[fromAt]!;
+  to.linkIndex[toAt] = from.linkIndex[fromAt]!;
+  to.atMs[toAt] = from.atMs[fromAt]!;
+  to.subject[toAt] = from.subject[fromAt];
+  to.method[toAt] = from.method[fromAt]!;
+  to.ip[toAt] = from.ip[fromAt];
+  to.userAgent[toAt] = from.userAgent[fromAt];
+  to.id[toAt] = from.id[fromAt];
+}
+
+/** One slot as the hit it was pushed as. */
+function itemAt(columns: Columns, at: number): QueuedHit {
+  const flags = columns.flags[at]!;
+  const hit = { atMs: columns.atMs[at]!, method: columns.method[at]!, ip: columns.ip[at], userAgent: columns.userAgent[at] };
+  const id = columns.id[at];
+  return flags & CLICK
+    ? { kind: 'click', id, send: columns.subject[at] as ResolvedSend, linkIndex: columns.linkIndex[at]!, honeypot: (flags & HONEYPOT) !== 0, linkBurst: (flags & LINK_BURST) !== 0, hit }
+    : { kind: 'open', id, sendId: columns.subject[at] as string, hit };
+}
+
+/**
+ * Hits taken from the queue to be written, still by column: the recorder prepares them into
+ * events by column (recorder.ts) without making an object per hit. Event ids are set on the
+ * batch when it is first prepared (`id`), so a batch retried after a failed write keeps them.
+ */
+export class HitBatch {
+  constructor(
+    readonly length: number,
+    readonly columns: Columns,
+  ) {}
+
+  isClick(at: number): boolean {
+    return (this.columns.flags[at]! & CLICK) !== 0;
+  }
+
+  isHoneypot(at: number): boolean {
+    return (this.columns.flags[at]! & HONEYPOT) !== 0;
+  }
+
+  isLinkBurst(at: number): boolean {
+    return (this.columns.flags[at]! & LINK_BURST) !== 0;
+  }
+
+  /** An open's send id. */
+  sendIdAt(at: number): string {
+    return this.columns.subject[at] as string;
+  }
+
+  /** A click's resolved send. */
+  sendAt(at: number): ResolvedSend {
+    return this.columns.subject[at] as ResolvedSend;
+  }
+
+  /** The hit at `at`, as it was pushed (tests). */
+  item(at: number): QueuedHit {
+    return itemAt(this.columns, at);
+  }
+
+  /** This batch, then the newer one (a failed batch topped up before it is retried). */
+  concat(newer: HitBatch): HitBatch {
+    const joined = newColumns(this.length + newer.length);
+    for (let i = 0; i < this.length; i += 1) copySlot(this.columns, i, joined, i);
+    for (let i = 0; i < newer.length; i += 1) copySlot(newer.columns, i, joined, this.length + i);
+    return new HitBatch(this.length + newer.length, joined);
+  }
+}
 
 /** The event writer's queue (event-writer.ts WriterQueue) for tracking hits; also the recorder's held clicks. */
 export class HitColumns {
-  private readonly chunks: Chunk[] = [];
+  private readonly chunks: Columns[] = [];
   /** Emptied chunks kept for reuse (a steady stream allocates none). */
-  private readonly spare: Chunk[] = [];
+  private readonly spare: Columns[] = [];
   /** Next slot to read in chunks[0]. */
   private head = 0;
   /** Next slot to write in the last chunk (CHUNK: a new chunk is needed). */
@@ -59,7 +131,7 @@ export class HitColumns {
 
   push(item: QueuedHit): void {
     if (this.tail === CHUNK) {
-      this.chunks.push(this.spare.pop() ?? newChunk());
+      this.chunks.push(this.spare.pop() ?? newColumns(CHUNK));
       this.tail = 0;
     }
     const chunk = this.chunks[this.chunks.length - 1]!;
@@ -87,25 +159,23 @@ export class HitColumns {
     return this.count === 0 ? undefined : this.chunks[0]!.atMs[this.head];
   }
 
-  /** The oldest `count` hits, as objects again, in order. */
-  take(count: number): QueuedHit[] {
-    const out: QueuedHit[] = [];
-    while (out.length < count && this.count > 0) out.push(this.shift());
-    return out;
+  /** The oldest `count` hits (fewer when fewer wait), in order, by column. */
+  take(count: number): HitBatch {
+    const length = Math.min(count, this.count);
+    const batch = newColumns(length);
+    for (let i = 0; i < length; i += 1) {
+      copySlot(this.chunks[0]!, this.head, batch, i);
+      this.forget(this.chunks[0]!, this.head);
+      this.advance();
+    }
+    return new HitBatch(length, batch);
   }
 
-  /** The oldest hit (the caller checks `length` first). */
+  /** The oldest hit, as an object (the caller checks `length` first). */
   shift(): QueuedHit {
     const chunk = this.chunks[0]!;
-    const at = this.head;
-    const flags = chunk.flags[at]!;
-    const hit = { atMs: chunk.atMs[at]!, method: chunk.method[at]!, ip: chunk.ip[at], userAgent: chunk.userAgent[at] };
-    const id = chunk.id[at];
-    const item: QueuedHit =
-      flags & CLICK
-        ? { kind: 'click', id, send: chunk.subject[at] as Extract<QueuedHit, { kind: 'click' }>['send'], linkIndex: chunk.linkIndex[at]!, honeypot: (flags & HONEYPOT) !== 0, linkBurst: (flags & LINK_BURST) !== 0, hit }
-        : { kind: 'open', id, sendId: chunk.subject[at] as string, hit };
-    this.forget(chunk, at);
+    const item = itemAt(chunk, this.head);
+    this.forget(chunk, this.head);
     this.advance();
     return item;
   }
@@ -121,7 +191,7 @@ export class HitColumns {
   }
 
   /** Lets go of a slot's references (a taken hit must not be kept alive by its old slot). */
-  private forget(chunk: Chunk, at: number): void {
+  private forget(chunk: Columns, at: number): void {
     chunk.subject[at] = undefined;
     chunk.ip[at] = undefined;
     chunk.userAgent[at] = undefined;
@@ -142,7 +212,7 @@ export class HitColumns {
     }
   }
 
-  private recycle(chunk: Chunk): void {
+  private recycle(chunk: Columns): void {
     if (this.spare.length < 4) this.spare.push(chunk);
   }
 }

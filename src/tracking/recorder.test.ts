@@ -2,6 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { createClassifier } from './classify.js';
 import { createRecorder, type QueuedHit } from './recorder.js';
 import { createSendCache } from './send-cache.js';
+import { eventRowsOf } from './event-columns.js';
+import { HitColumns } from './hit-columns.js';
 import type { LinkRow, SendRow, TrackingEventRow } from './tracking.repo.js';
 
 const CHROME = 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36';
@@ -46,8 +48,14 @@ function setup() {
       return () => `id-${(n += 1)}`;
     })(),
   });
-  const rows = async () => recorder.prepare(queued.splice(0));
-  return { recorder, cache, queries, unresolved, rows, queued, tick: (ms: number) => (clock += ms), now: () => clock };
+  /** The queued hits as the writer takes them (by column), prepared; the events read back as rows. */
+  const batchOf = (items: QueuedHit[]) => {
+    const queue = new HitColumns();
+    for (const item of items) queue.push(item);
+    return queue.take(items.length);
+  };
+  const rows = async () => eventRowsOf(await recorder.prepare(batchOf(queued.splice(0))));
+  return { recorder, cache, queries, unresolved, rows, queued, batchOf, tick: (ms: number) => (clock += ms), now: () => clock };
 }
 
 describe('recorder', () => {
@@ -112,14 +120,14 @@ describe('recorder', () => {
   });
 
   it('a batch prepared again (its write failed and is retried) keeps the ids it was given the first time', async () => {
-    const { recorder, cache, queued, now } = setup();
+    const { recorder, cache, queued, batchOf, now } = setup();
     const send = (await cache.resolve(SEND))!;
     recorder.open(SEND, { atMs: now(), method: 'GET', userAgent: CHROME });
     recorder.click(send, 0, { atMs: now(), method: 'GET', userAgent: CHROME });
     recorder.releaseAll();
-    const batch = queued.splice(0);
-    const first = (await recorder.prepare(batch)).map((r) => r.id);
-    const again = (await recorder.prepare(batch)).map((r) => r.id);
+    const batch = batchOf(queued.splice(0));
+    const first = (await recorder.prepare(batch)).id;
+    const again = (await recorder.prepare(batch)).id;
     expect(first).toEqual(['id-1', 'id-2']);
     expect(again).toEqual(first);
     recorder.close();

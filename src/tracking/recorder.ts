@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import { BURST_WINDOW_MS, burstThreshold, inLinkBurst, type Classify } from './classify.js';
-import { HitColumns } from './hit-columns.js';
+import { HitColumns, type HitBatch } from './hit-columns.js';
 import { TtlLru } from './lru.js';
 import type { ResolvedSend, SendCache } from './send-cache.js';
-import type { TrackingEventRow } from './tracking.repo.js';
+import { emptyEventColumns, type EventColumns } from './event-columns.js';
 
 /*
  * Between the HTTP handler and the event writer. Opens are queued raw and resolved +
@@ -22,9 +22,9 @@ export interface RawHit {
 }
 
 /**
- * What the writer buffers: raw facts; verdicts and rows are made at flush time, off the
+ * What the writer buffers: raw facts; verdicts and events are made at flush time, off the
  * request path. The event id is chosen when the batch is first prepared and kept on the
- * item: a batch retried after a lost acknowledgement is the same items with the same ids,
+ * batch: a batch retried after a lost acknowledgement is the same hits with the same ids,
  * and the insert skips what landed.
  */
 export type QueuedHit =
@@ -57,21 +57,6 @@ export function createRecorder(options: RecorderOptions) {
   const PER_LINK = 8;
   /** Clicks waiting out their burst window, by column (hit-columns.ts: thousands a second live ~1 s). */
   const held = new HitColumns();
-
-  const rowOf = (id: string, send: ResolvedSend, type: 'open' | 'click', linkIndex: number | null, hit: RawHit, verdict: { classification: TrackingEventRow['classification']; reasons: string[] }): TrackingEventRow => ({
-    id,
-    workspaceId: send.workspaceId,
-    campaignId: send.campaignId,
-    sendId: send.sendId,
-    type,
-    linkIndex,
-    atMs: hit.atMs,
-    method: hit.method,
-    ip: hit.ip ?? null,
-    userAgent: hit.userAgent ? hit.userAgent.slice(0, MAX_USER_AGENT) : null,
-    classification: verdict.classification,
-    reasons: verdict.reasons,
-  });
 
   /** Cheap first: fewer distinct links ever clicked than needed (the usual case) is no burst. */
   const burstAround = (recent: Map<number, number[]> | undefined, atMs: number, required: number) => {
@@ -121,30 +106,49 @@ export function createRecorder(options: RecorderOptions) {
       held.push({ kind: 'click', send, linkIndex, honeypot, linkBurst: false, hit });
     },
 
-    /** The writer's prepare step: resolves queued opens (one query for the batch's unknown sends) and classifies them. */
-    async prepare(items: QueuedHit[]): Promise<TrackingEventRow[]> {
-      const unknown = new Set<string>();
-      for (const item of items) if (item.kind === 'open' && cache.peek(item.sendId) === undefined) unknown.add(item.sendId);
-      if (unknown.size > 0) await cache.loadMany(unknown);
-      const rows: TrackingEventRow[] = [];
-      for (const item of items) {
-        item.id ??= newId();
-        if (item.kind === 'click') {
-          const { send, hit } = item;
-          const verdict = classify({ type: 'click', method: hit.method, atMs: hit.atMs, ip: hit.ip, userAgent: hit.userAgent, sentAtMs: send.sentAtMs, honeypot: item.honeypot, linkBurst: item.linkBurst });
-          rows.push(rowOf(item.id, send, 'click', item.linkIndex, hit, verdict));
-          continue;
-        }
-        const send = cache.peek(item.sendId);
+    /**
+     * The writer's prepare step: resolves the batch's opens (one query for the sends not
+     * cached) and classifies every hit, into events by column. Only the batch's columns are
+     * read and only the events' columns are made: no object per hit (hit-columns.ts says why).
+     */
+    async prepare(batch: HitBatch): Promise<EventColumns> {
+      const { columns } = batch;
+      let unknown: Set<string> | undefined;
+      for (let at = 0; at < batch.length; at += 1) {
+        if (batch.isClick(at)) continue;
+        const sendId = batch.sendIdAt(at);
+        if (cache.peek(sendId) === undefined) (unknown ??= new Set()).add(sendId);
+      }
+      if (unknown) await cache.loadMany(unknown);
+      const events = emptyEventColumns();
+      for (let at = 0; at < batch.length; at += 1) {
+        const click = batch.isClick(at);
+        const send = click ? batch.sendAt(at) : cache.peek(batch.sendIdAt(at));
         if (!send) {
           options.onUnresolved?.('open');
           continue;
         }
-        const { hit } = item;
-        const verdict = classify({ type: 'open', method: hit.method, atMs: hit.atMs, ip: hit.ip, userAgent: hit.userAgent, sentAtMs: send.sentAtMs });
-        rows.push(rowOf(item.id, send, 'open', null, hit, verdict));
+        const method = columns.method[at]!;
+        const atMs = columns.atMs[at]!;
+        const ip = columns.ip[at];
+        const userAgent = columns.userAgent[at];
+        const verdict = click
+          ? classify({ type: 'click', method, atMs, ip, userAgent, sentAtMs: send.sentAtMs, honeypot: batch.isHoneypot(at), linkBurst: batch.isLinkBurst(at) })
+          : classify({ type: 'open', method, atMs, ip, userAgent, sentAtMs: send.sentAtMs });
+        events.id.push((columns.id[at] ??= newId()));
+        events.workspaceId.push(send.workspaceId);
+        events.campaignId.push(send.campaignId);
+        events.sendId.push(send.sendId);
+        events.type.push(click ? 'click' : 'open');
+        events.linkIndex.push(click ? columns.linkIndex[at]! : null);
+        events.atMs.push(atMs);
+        events.method.push(method);
+        events.ip.push(ip ?? null);
+        events.userAgent.push(userAgent ? userAgent.slice(0, MAX_USER_AGENT) : null);
+        events.classification.push(verdict.classification);
+        events.reasons.push(verdict.reasons);
       }
-      return rows;
+      return events;
     },
 
     /** Clicks waiting out their burst window. */

@@ -4,6 +4,7 @@ import type { CampaignSendRow } from './campaign-send-index.js';
 import type { Classification, HitType } from './classify.js';
 import { pgArray, rowsOf } from '../db/pg-array.js';
 import { writeEvents } from './events.repo.js';
+import { eventColumnsOf } from './event-columns.js';
 import { rollUpPending, type RollupPassResult } from './rollups.repo.js';
 
 export { pgArray };
@@ -111,7 +112,7 @@ export function createTrackingRepo(db: Db, options: { singleConnection?: boolean
      * (untracked-hits.ts); they count as written. The stats follow in the rollup pass.
      */
     insertEvents(events: readonly TrackingEventRow[]): Promise<number> {
-      return writeEvents(db, events);
+      return writeEvents(db, eventColumnsOf(events));
     },
 
     /** One rollup pass over the oldest pending records, up to `maxEvents` events (rollups.repo.ts). */

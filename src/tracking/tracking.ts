@@ -7,7 +7,7 @@ import type { Logger } from '../logger.js';
 import { SAMPLE_EGRESS_FILE, createAppleMppRanges } from './apple-mpp.js';
 import { createClassifier } from './classify.js';
 import { createEventWriter } from './event-writer.js';
-import { HitColumns } from './hit-columns.js';
+import { HitColumns, type HitBatch } from './hit-columns.js';
 import { clientAddress, type TrustProxy } from './ip.js';
 import { createRecorder, type QueuedHit } from './recorder.js';
 import { DEFAULT_RAW_RETENTION_DAYS, truncateRawTrackingFacts } from './retention.js';
@@ -19,7 +19,8 @@ import { createStatsRepo } from './stats.repo.js';
 import { createStatsService } from './stats.service.js';
 import { createTokenCodec } from './tokens.js';
 import { createTrackingHandler, type TrackingHandler } from './tracking-handler.js';
-import { createTrackingRepo, type TrackingEventRow } from './tracking.repo.js';
+import type { EventColumns } from './event-columns.js';
+import { createTrackingRepo } from './tracking.repo.js';
 import { createTrackingUrls } from './urls.js';
 
 /**
@@ -36,7 +37,7 @@ export interface TrackingDeps {
   /** http_requests_total: tracking requests are counted there too, by route pattern, like Express routes. */
   requests?: Counter<'method' | 'route' | 'status'>;
   /** Replaces the database insert (tests of the writer's failure handling). */
-  insertEvents?: (rows: TrackingEventRow[]) => Promise<number | void>;
+  insertEvents?: (events: EventColumns) => Promise<number | void>;
 }
 
 export function createTracking(deps: TrackingDeps) {
@@ -127,10 +128,10 @@ export function createTracking(deps: TrackingDeps) {
   // The recorder pushes into the writer and the writer prepares with the recorder: wire through a holder.
   const sink: { push: (item: QueuedHit) => void } = { push: () => undefined };
   const recorder = createRecorder({ cache, classify, push: (item) => sink.push(item), onUnresolved: (type) => unresolved.inc({ type }) });
-  const writer = createEventWriter<QueuedHit>({
-    prepare: (items) => recorder.prepare(items),
+  const writer = createEventWriter<QueuedHit, HitBatch>({
+    prepare: (batch) => recorder.prepare(batch),
     // The statement is built and run on a database thread (database-thread-tasks.ts).
-    insert: deps.insertEvents ?? ((rows) => database.runTask('writeEvents', { events: rows })),
+    insert: deps.insertEvents ?? ((events) => database.runTask('writeEvents', { events })),
     logger,
     maxBuffer: settings.bufferMax,
     // An embedded database (PGlite) runs on its own thread (src/db/README.md), so writing takes

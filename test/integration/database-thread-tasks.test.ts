@@ -4,6 +4,7 @@ import type { Database } from '../../src/db/connect.js';
 import { TaskThread } from '../../src/db/task-thread.js';
 import type { WorkerPort } from '../../src/db/worker-port.js';
 import { rowsOf } from '../../src/db/pg-array.js';
+import { eventColumnsOf } from '../../src/tracking/event-columns.js';
 import { createTrackingRepo } from '../../src/tracking/tracking.repo.js';
 import { seededRandom } from '../helpers/campaign-fixtures.js';
 import { seedSentCampaign } from '../helpers/seed-campaign.js';
@@ -43,9 +44,9 @@ describe('tasks on a database thread', () => {
     const sendIndex = new Map(onThread.sends.map((s, i) => [s.id, i]));
     const twins = events.map((e) => ({ ...e, id: crypto.randomUUID(), campaignId: inProcess.campaignId, sendId: inProcess.sends[sendIndex.get(e.sendId)!]!.id }));
 
-    expect(await database.runTask!('writeEvents', { events })).toBe(600);
+    expect(await database.runTask!('writeEvents', { events: eventColumnsOf(events) })).toBe(600);
     // The acknowledgement was lost and the batch is retried: the same ids change nothing.
-    expect(await database.runTask!('writeEvents', { events })).toBe(0);
+    expect(await database.runTask!('writeEvents', { events: eventColumnsOf(events) })).toBe(0);
     expect(await count(sql`select count(*)::int as n from tracking_events where campaign_id = ${onThread.campaignId}`)).toBe(600);
 
     let counted = 0;
@@ -76,7 +77,7 @@ describe('tasks on a database thread', () => {
     const [event] = randomTrackingEvents(seededRandom(1), workspaceId, seeded, 1, Date.UTC(2026, 10, 3));
     const secretAgent = 'Mozilla/5.0 secret-agent-value';
     const bad = { ...event!, userAgent: secretAgent, ip: '198.51.100.77', classification: 'not-a-verdict' as never };
-    const error = (await database.runTask!('writeEvents', { events: [bad] }).then(
+    const error = (await database.runTask!('writeEvents', { events: eventColumnsOf([bad]) }).then(
       () => expect.fail('an unknown verdict must be refused') as never,
       (e: unknown) => e,
     )) as Error & { code?: string };
@@ -105,7 +106,7 @@ describe('tasks on a database thread', () => {
     const thread = new TaskThread({ url: 'postgres://postgres@127.0.0.1:1/nowhere', poolSize: 1, connectTimeoutMs: 500 });
     try {
       const [event] = randomTrackingEvents(seededRandom(2), crypto.randomUUID(), { campaignId: crypto.randomUUID(), sends: [{ id: crypto.randomUUID() }], links: 0 } as never, 1, Date.UTC(2026, 10, 3));
-      const error = (await thread.runTask('writeEvents', { events: [{ ...event!, ip: '198.51.100.77' }] }).then(
+      const error = (await thread.runTask('writeEvents', { events: eventColumnsOf([{ ...event!, ip: '198.51.100.77' }]) }).then(
         () => expect.fail('nothing listens on port 1') as never,
         (e: unknown) => e,
       )) as Error & { code?: string };

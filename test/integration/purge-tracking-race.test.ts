@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type Database } from '../../src/db/connect.js';
 import { pgArray, rowsOf } from '../../src/db/pg-array.js';
 import { createPurgeRepo, type PurgeQueries } from '../../src/privacy/purge.repo.js';
+import { eventColumnsOf } from '../../src/tracking/event-columns.js';
 import { writeEvents } from '../../src/tracking/events.repo.js';
 import { createTrackingRepo } from '../../src/tracking/tracking.repo.js';
 import { seededRandom } from '../helpers/campaign-fixtures.js';
@@ -138,9 +139,9 @@ describe('P-13 a tracking write racing a purge leaves nothing of the purged', ()
         expect(ofPurged).toBeGreaterThan(0);
         if (!server) {
           // One connection: the same statements in each order.
-          if (first === 'writer') await writeEvents(writer.db, events);
+          if (first === 'writer') await writeEvents(writer.db, eventColumnsOf(events));
           expect(await purge(kind, itemId)).toBeDefined();
-          if (first === 'purge') expect(await writeEvents(writer.db, events)).toBe(kind === 'contact' ? events.length - ofPurged : 0);
+          if (first === 'purge') expect(await writeEvents(writer.db, eventColumnsOf(events))).toBe(kind === 'contact' ? events.length - ofPurged : 0);
         } else {
           const table = first === 'writer' ? 'tracking_rollup_pending' : LAST_TABLE[kind];
           const event = first === 'writer' ? 'insert' : 'delete';
@@ -148,9 +149,9 @@ describe('P-13 a tracking write racing a purge leaves nothing of the purged', ()
           const open = await closeGate();
           try {
             // The first one runs up to its commit and stalls there (the trigger); then the second starts.
-            const firstDone = first === 'writer' ? writeEvents(writer.db, events) : purge(kind, itemId);
+            const firstDone = first === 'writer' ? writeEvents(writer.db, eventColumnsOf(events)) : purge(kind, itemId);
             expect(await settledOrWaiting(firstDone, first === 'writer' ? WRITE : `%delete from ${LAST_TABLE[kind]}%`, 'advisory')).toBe('waiting');
-            const secondDone = first === 'writer' ? purge(kind, itemId) : writeEvents(writer.db, events);
+            const secondDone = first === 'writer' ? purge(kind, itemId) : writeEvents(writer.db, eventColumnsOf(events));
             // With the locks, the second waits for the first (on a send's row lock); without them it would finish here.
             expect(await settledOrWaiting(secondDone, first === 'writer' ? '%from campaign_sends%' : WRITE, 'row')).toBe('waiting');
             await open();
@@ -185,7 +186,7 @@ describe('P-13 a rollup pass racing a workspace purge leaves no rollup row of th
     const { workspaceId, seeded, itemId } = await seed('workspace');
     const events = randomTrackingEvents(seededRandom(31), workspaceId, seeded, 300, Date.UTC(2026, 10, 4));
     expect(events.some((e) => e.classification === 'human')).toBe(true);
-    await writeEvents(writer.db, events);
+    await writeEvents(writer.db, eventColumnsOf(events));
     const pass = () => createTrackingRepo(writer.db, { singleConnection: !server }).rollUpPending();
     const rollupRows = async () => ({
       sends: await count(sql`select count(*)::int as n from tracking_send_rollups where workspace_id = ${workspaceId}`),

@@ -3,6 +3,7 @@ import { sql } from 'drizzle-orm';
 import { describe, expect, it } from 'vitest';
 import { readSendCounts, recountSendsFromLedger } from '../../src/campaigns/send-counts.repo.js';
 import { trackingPartitions } from '../../src/tracking/partitions.js';
+import { eventColumnsOf } from '../../src/tracking/event-columns.js';
 import { writeEvents } from '../../src/tracking/events.repo.js';
 import { rollUpPending } from '../../src/tracking/rollups.repo.js';
 import { truncateRawTrackingFacts } from '../../src/tracking/retention.js';
@@ -156,14 +157,14 @@ describe('tracking_events partitioned by month', () => {
     const hit = event(ctx.owner.workspaceId, seeded.campaignId, send, at);
     const options = { singleConnection: singleConnection() };
 
-    expect(await writeEvents(db(), [hit])).toBe(1);
-    expect(await writeEvents(db(), [hit])).toBe(0);
+    expect(await writeEvents(db(), eventColumnsOf([hit]))).toBe(1);
+    expect(await writeEvents(db(), eventColumnsOf([hit]))).toBe(0);
     expect(await partitionOf(hit.id)).toEqual(['tracking_events_default']);
 
     expect(await ctx.app.services.tracking.ensurePartitions(new Date('2035-07-01T00:00:00Z'))).toBe(3);
     expect(await partitionOf(hit.id)).toEqual(['tracking_events_p2035_07']);
     // Retried after the move (a lost acknowledgement): still one row, nothing new counted.
-    expect(await writeEvents(db(), [hit])).toBe(0);
+    expect(await writeEvents(db(), eventColumnsOf([hit]))).toBe(0);
     expect(await partitionOf(hit.id)).toEqual(['tracking_events_p2035_07']);
     await rollUpPending(db(), options);
     const rollup = rowsOf<{ machine: number }>(await db().execute(sql`select machine::int as machine from tracking_rollups where campaign_id = ${seeded.campaignId} and type = 'open' and link_index = -1`));
