@@ -132,7 +132,9 @@ export const campaignSends = pgTable(
     createdAt: createdAt(),
   },
   (t) => [
-    uniqueIndex('campaign_sends_campaign_step_recipient_unique').on(t.campaignId, t.step, t.recipientId, t.workspaceId),
+    // Recipient before step (migration 0027): a later step's reply and bounce checks and the
+    // deferral of follow-ups look up one recipient's other steps, one index descent each.
+    uniqueIndex('campaign_sends_campaign_recipient_step_unique').on(t.campaignId, t.recipientId, t.step, t.workspaceId),
     index('campaign_sends_lease_idx').on(t.leaseExpiresAt).where(sql`${t.status} = 'sending'`),
     index('campaign_sends_due_idx').on(t.status, t.dueAt),
     index('campaign_sends_campaign_status_due_idx').on(t.campaignId, t.status, t.dueAt),
