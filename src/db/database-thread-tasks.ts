@@ -25,7 +25,7 @@ export const DATABASE_THREAD_TASKS = {
   /**
    * A batch of tracking events written (tracking/events.repo.ts): the events cross by column
    * (a dozen arrays, a structured copy), and the statement's array literals are built here, so
-   * the answering thread holds nothing of the batch while it is written.
+   * the answering thread holds only the batch's raw hits (kept for a retry) while it is written.
    */
   writeEvents: (db: Db, args: { events: EventColumns }, _context: TaskContext) => writeEvents(db, args.events),
   /** One rollup pass (tracking/rollups.repo.ts) over at most `maxEvents` pending events. */

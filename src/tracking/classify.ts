@@ -152,7 +152,7 @@ export function createClassifier(options: ClassifierOptions) {
 /*
  * A verdict is one of a few hundred combinations of reasons, so each is made once and shared
  * (frozen): classifying thousands of hits a second allocates nothing that outlives the call,
- * and a batch of rows refers to a handful of reason lists instead of holding one per row.
+ * and a batch of events refers to a handful of reason lists instead of holding one per event.
  * A reason's bit is its place in the stored list: machine reasons in the order the rules
  * run (at most one comes from the user agent), then the unknown ones.
  */

@@ -21,6 +21,8 @@ const CHUNK = 2048;
 const CLICK = 1;
 const HONEYPOT = 2;
 const LINK_BURST = 4;
+/** An open whose send was gone when its batch was prepared: counted once, not again on a retry. */
+const UNRESOLVED_COUNTED = 8;
 
 /** Hits by column: `length` slots of each column (a chunk of the queue, or a batch taken from it). */
 interface Columns {
@@ -88,6 +90,13 @@ export class HitBatch {
 
   isLinkBurst(at: number): boolean {
     return (this.columns.flags[at]! & LINK_BURST) !== 0;
+  }
+
+  /** True the first time it is asked for a slot (a retried batch does not count its unresolved opens again). */
+  firstUnresolved(at: number): boolean {
+    const first = (this.columns.flags[at]! & UNRESOLVED_COUNTED) === 0;
+    this.columns.flags[at] = this.columns.flags[at]! | UNRESOLVED_COUNTED;
+    return first;
   }
 
   /** An open's send id. */

@@ -74,6 +74,16 @@ describe('recorder', () => {
     expect(unresolved).toEqual(['open']);
   });
 
+  it('an open whose send is gone is counted once, not again when its batch is retried', async () => {
+    const { recorder, queued, batchOf, unresolved } = setup();
+    recorder.open('99999999-9999-4999-8999-999999999999', { atMs: T0, method: 'GET', userAgent: CHROME });
+    recorder.open(SEND, { atMs: T0, method: 'GET', userAgent: CHROME });
+    const batch = batchOf(queued.splice(0));
+    expect((await recorder.prepare(batch)).id).toHaveLength(1);
+    expect((await recorder.prepare(batch)).id).toHaveLength(1); // the write failed: prepared again
+    expect(unresolved).toEqual(['open']);
+  });
+
   it('holds clicks for the burst window and marks every click of a scanner burst', async () => {
     const { recorder, cache, rows, tick, now } = setup();
     const send = (await cache.resolve(SEND))!;

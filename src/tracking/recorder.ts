@@ -11,7 +11,7 @@ import { emptyEventColumns, type EventColumns } from './event-columns.js';
  * arrive resolved (the redirect needed the link) and are held for one burst window, so
  * that "every link of the message within a second" can be judged with the hits on both
  * sides of each click (the recent clicks of each send are kept in a bounded map); their
- * verdict and row are then made at flush time too, off the request path.
+ * verdict and event are then made at flush time too, off the request path.
  */
 
 export interface RawHit {
@@ -125,7 +125,7 @@ export function createRecorder(options: RecorderOptions) {
         const click = batch.isClick(at);
         const send = click ? batch.sendAt(at) : cache.peek(batch.sendIdAt(at));
         if (!send) {
-          options.onUnresolved?.('open');
+          if (batch.firstUnresolved(at)) options.onUnresolved?.('open');
           continue;
         }
         const method = columns.method[at]!;
