@@ -35,13 +35,25 @@ export interface ApiRoute {
   body?: z.ZodType | 'csv';
   /** Takes an `Idempotency-Key` header (see src/api/idempotency.ts). */
   idempotent?: boolean;
-  /** Success statuses and what each returns. */
-  responses: Record<number, string>;
+  /**
+   * Success statuses and what each returns: words, or words and the zod schema of the JSON
+   * body (`json(...)`), which the document emits as output JSON Schema.
+   */
+  responses: Record<number, string | ApiResponse>;
   /** Error codes this route itself may answer (the common ones are added by access). */
   errors?: string[];
   /** The content type of a non-JSON answer (the docs page, the pixel …). */
   produces?: string;
 }
+
+/** A success answer with a JSON body: what it is in words, and the schema of exactly what is sent. */
+export interface ApiResponse {
+  description: string;
+  schema: z.ZodType;
+}
+
+/** `200: json('the contact', contact)`. */
+export const json = (description: string, schema: z.ZodType): ApiResponse => ({ description, schema });
 
 /** One line per route: `route('get', '/api/contacts/:id', {...})`. */
 export function route(method: HttpMethod, path: string, spec: Omit<ApiRoute, 'method' | 'path'>): ApiRoute {

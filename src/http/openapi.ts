@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { html, SafeHtml } from '../web/html.js';
 import { renderPage } from '../web/layout.js';
 import { API_SCOPES, ERROR_STATUS, commonErrors, type ApiRoute } from './api-spec.js';
+import { RESPONSE_COMPONENTS } from './response-schemas.js';
 
 type Json = Record<string, unknown>;
 
@@ -10,6 +11,54 @@ type Json = Record<string, unknown>;
 function inputSchema(schema: z.ZodType): Json {
   const { $schema: _dialect, ...rest } = z.toJSONSchema(schema, { io: 'input', unrepresentable: 'any', target: 'draft-2020-12' }) as Json;
   return rest;
+}
+
+interface ResponseSchemas {
+  /** The schema of one answer: a `$ref` to a named component, or the schema inline. */
+  of(schema: z.ZodType): Json;
+  /** The named ones, for `components.schemas`. */
+  components: Record<string, Json>;
+}
+
+/**
+ * What the service sends (`io: 'output'`: objects closed, defaults applied), from the response
+ * schemas of the routes. All are converted in one pass over a registry, so a named component
+ * (response-schemas.ts RESPONSE_COMPONENTS) used inside another answer becomes a `$ref` to it.
+ */
+function responseSchemas(routes: readonly ApiRoute[], named: Record<string, z.ZodType>): ResponseSchemas {
+  const registry = z.registry<{ id: string }>();
+  const names = new Map<z.ZodType, string>();
+  for (const [name, schema] of Object.entries(named)) {
+    registry.add(schema, { id: name });
+    names.set(schema, name);
+  }
+  const anonymous = new Map<z.ZodType, string>();
+  for (const r of routes) {
+    for (const [status, answer] of Object.entries(r.responses)) {
+      if (typeof answer === 'string' || names.has(answer.schema) || anonymous.has(answer.schema)) continue;
+      const id = `${operationId(r)}${status}`;
+      registry.add(answer.schema, { id });
+      anonymous.set(answer.schema, id);
+    }
+  }
+  const { schemas } = z.toJSONSchema(registry, { io: 'output', target: 'draft-2020-12', unrepresentable: 'any', uri: (id) => `#/components/schemas/${id}` }) as {
+    schemas: Record<string, Json>;
+  };
+  const bare = (id: string) => {
+    const { $schema: _dialect, $id: _id, ...rest } = schemas[id]!;
+    return rest;
+  };
+  // An answer that is also part of another (a route's whole answer nested in another's) is
+  // referred to by its id: it goes under components too, or the `$ref` would point nowhere.
+  const referred = new Set([...JSON.stringify(schemas).matchAll(/"\$ref":"#\/components\/schemas\/([^"]+)"/g)].map((m) => m[1]!));
+  const components = [...names.values(), ...[...anonymous.values()].filter((id) => referred.has(id))];
+  return {
+    of: (schema) => {
+      const id = names.get(schema) ?? anonymous.get(schema)!;
+      return names.has(schema) || referred.has(id) ? { $ref: `#/components/schemas/${id}` } : bare(id);
+    },
+    components: Object.fromEntries(components.map((id) => [id, bare(id)])),
+  };
 }
 
 const openApiPath = (path: string) => path.replace(/:([A-Za-z_]+)/g, '{$1}');
@@ -46,12 +95,15 @@ function parameters(r: ApiRoute): Json[] {
   return params;
 }
 
-function responses(r: ApiRoute): Json {
+function responses(r: ApiRoute, bodies: ResponseSchemas): Json {
   const out: Json = {};
-  for (const [status, description] of Object.entries(r.responses)) {
+  for (const [status, answer] of Object.entries(r.responses)) {
+    const { description, schema } = typeof answer === 'string' ? { description: answer, schema: undefined } : answer;
     out[status] = r.produces && r.produces !== 'application/json'
       ? { description, content: { [r.produces]: {} } }
-      : status === '204' || status === '302' ? { description } : { description, content: { 'application/json': { schema: {} } } };
+      : status === '204' || status === '302'
+        ? { description }
+        : { description, content: { 'application/json': { schema: schema ? bodies.of(schema) : {} } } };
   }
   // Error codes grouped by their status; every error has the same body.
   const byStatus = new Map<number, string[]>();
@@ -70,7 +122,7 @@ function responses(r: ApiRoute): Json {
   return out;
 }
 
-function operation(r: ApiRoute): Json {
+function operation(r: ApiRoute, bodies: ResponseSchemas): Json {
   const op: Json = {
     operationId: operationId(r),
     summary: r.summary,
@@ -79,7 +131,7 @@ function operation(r: ApiRoute): Json {
     ...(r.roles ? { description: `Roles: ${r.roles.join(', ')}.` } : {}),
     security: r.access === 'public' ? [] : r.access === 'session' ? [{ session: [] }] : [{ session: [] }, { apiKey: [r.access] }],
     parameters: parameters(r),
-    responses: responses(r),
+    responses: responses(r, bodies),
   };
   if (r.body === 'csv') {
     op.requestBody = { required: true, content: { 'text/csv': { schema: { type: 'string' } } } };
@@ -89,10 +141,11 @@ function operation(r: ApiRoute): Json {
   return op;
 }
 
-/** The OpenAPI 3.1 document of the registry: built from the zod schemas that validate the requests. */
+/** The OpenAPI 3.1 document of the registry: built from the zod schemas that validate the requests, and those of the JSON answers. */
 export function buildOpenApiDocument(routes: readonly ApiRoute[], webhooks: Record<string, { summary: string; payload: z.ZodType }>, serverUrl: string): Json {
+  const bodies = responseSchemas(routes, RESPONSE_COMPONENTS);
   const paths: Record<string, Json> = {};
-  for (const r of routes) (paths[openApiPath(r.path)] ??= {})[r.method] = operation(r);
+  for (const r of routes) (paths[openApiPath(r.path)] ??= {})[r.method] = operation(r, bodies);
   return {
     openapi: '3.1.0',
     info: {
@@ -116,6 +169,7 @@ export function buildOpenApiDocument(routes: readonly ApiRoute[], webhooks: Reco
         apiKey: { type: 'http', scheme: 'bearer', description: `An API key (itk_…) with one of the scopes ${API_SCOPES.join(', ')}` },
       },
       schemas: {
+        ...bodies.components,
         Error: {
           type: 'object',
           required: ['error'],

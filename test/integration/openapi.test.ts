@@ -56,6 +56,20 @@ describe('OpenAPI 3.1 document', () => {
     expect(doc.components.schemas.Error.properties.error.properties.code.enum).toContain('api_key_scope_missing');
   });
 
+  it('JSON answers carry output schemas, shared ones as components, and every $ref resolves', async () => {
+    const doc = (await ctx.app.api('GET', '/api/openapi.json')).body;
+    const detail = doc.paths['/api/contacts/{id}'].get.responses['200'].content['application/json'].schema;
+    expect(detail.required).toEqual(expect.arrayContaining(['id', 'email', 'consent', 'timeline', 'campaignMail']));
+    expect(detail.additionalProperties).toBe(false);
+    expect(doc.paths['/api/contacts'].post.responses['201'].content['application/json'].schema).toEqual({ $ref: '#/components/schemas/Contact' });
+    expect(doc.components.schemas.Contact.additionalProperties).toBe(false);
+    // Files and pages keep their own content type, with no JSON schema.
+    expect(Object.keys(doc.paths['/api/campaigns/{id}/results.csv'].get.responses['200'].content)).toEqual(['text/csv']);
+    const refs = [...JSON.stringify(doc).matchAll(/"\$ref":"#\/components\/schemas\/([^"]+)"/g)].map((m) => m[1]!);
+    expect(refs.length).toBeGreaterThan(20);
+    expect(refs.filter((name) => !doc.components.schemas[name])).toEqual([]);
+  });
+
   it('every error code the code can throw is in the document, with the status it is thrown with', () => {
     const sources = readdirSync('src', { recursive: true, encoding: 'utf8' })
       .filter((f) => f.endsWith('.ts') && !f.endsWith('.test.ts') && !f.startsWith('sandbox'))
