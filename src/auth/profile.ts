@@ -66,7 +66,7 @@ export function createProfileCorrection(deps: ProfileDeps) {
     await mailer.send({
       to: newEmail,
       subject: 'Confirm your new inboxtrail login address',
-      text: `Your confirmation code is:\n\n${code}\n\nIt works for 24 hours (POST /api/me/email/verify {"code": "…"} while signed in). If you did not ask for this, ignore this mail: nothing changes.`,
+      text: `Your confirmation code is:\n\n${code}\n\nIt works for 24 hours: enter it on your Account page in the inboxtrail web app, or POST /api/me/email/verify {"code": "…"}, while signed in. If you did not ask for this, ignore this mail: nothing changes.`,
     });
   }
 

@@ -42,4 +42,11 @@ export function formRunner(show: (req: Request, res: Response, problem: { status
   };
 }
 
+/** Checkbox groups arrive as a string (one ticked) or an array (several); none ticked is absent. */
+export function ticked(req: Request, name: string): string[] {
+  const value = ((req.body ?? {}) as Record<string, unknown>)[name];
+  if (typeof value === 'string') return [value];
+  return Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : [];
+}
+
 export const errorNotice = (message: string | undefined) => (message ? html`<p class="notice error" role="alert">${message}</p>` : '');

@@ -1,29 +1,19 @@
 import { Router, type Request, type Response } from 'express';
 import { createApiKeyBody } from '../api-keys/api-keys.routes.js';
-import { clientAddress } from '../auth/auth.routes.js';
 import { API_SCOPES } from '../http/api-spec.js';
 import { parseId } from '../http/params.js';
 import { parseInput } from '../http/validate.js';
-import { closeBody } from '../privacy/account-closure.routes.js';
 import { reportQuery, sendReportCsv } from '../privacy/compliance.routes.js';
-import { streamJson } from '../privacy/privacy.routes.js';
 import { WEBHOOK_EVENT_TYPES } from '../webhooks/events.js';
 import { createWebhookBody } from '../webhooks/webhooks.schemas.js';
-import { errorNotice, formInput, formRunner } from './forms.js';
+import { errorNotice, formInput, formRunner, ticked } from './forms.js';
 import { when } from './format.js';
 import { html, type SafeHtml } from './html.js';
-import { csrfField, renderPublicPage } from './layout.js';
+import { csrfField } from './layout.js';
 import { sendAppPage, signedIn, signedInAdmin, type WebContext } from './web.middleware.js';
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 const REPORT_DEFAULT_DAYS = 90;
-
-/** Checkbox groups arrive as a string (one ticked) or an array (several); none ticked is absent. */
-function ticked(req: Request, name: string): string[] {
-  const value = ((req.body ?? {}) as Record<string, unknown>)[name];
-  if (typeof value === 'string') return [value];
-  return Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : [];
-}
 
 const day = (d: Date) => d.toISOString().slice(0, 10);
 
@@ -35,12 +25,13 @@ interface PageState {
 
 /**
  * Settings → integrations and privacy: API keys, webhook endpoints, the compliance report
- * (owners/admins), one's own data export and account closure (everyone). The same services
- * and schemas as /api/api-keys, /api/webhooks, /api/compliance/report and /api/privacy/….
+ * (owners/admins); one's own data and account closure are on the account page
+ * (account.pages.ts). The same services and schemas as /api/api-keys, /api/webhooks and
+ * /api/compliance/report.
  */
 export function integrationPages(ctx: WebContext): Router {
   const router = Router();
-  const { apiKeys, webhooks, compliance, privacyExports, accountClosure } = ctx.services;
+  const { apiKeys, webhooks, compliance } = ctx.services;
 
   const page = async (req: Request, state: PageState = {}): Promise<SafeHtml> => {
     const auth = signedIn(req);
@@ -73,14 +64,11 @@ ${endpoints.map((e) => html`<tr><td><a href="/app/settings/webhooks/${e.id}">${e
 <form class="inline" method="get" action="/app/settings/compliance-report.csv">
 <label>From <input type="date" name="from" value="${day(new Date(now.getTime() - REPORT_DEFAULT_DAYS * DAY_MS))}"></label>
 <label>To <input type="date" name="to" value="${day(now)}"></label>
-<button type="submit">Download CSV</button></form>` : ''}
+<button type="submit">Download CSV</button></form>
+<h2>Legal requests</h2>
+<p><a href="/app/settings/legal-requests">Legal requests</a>: record an authority's request with its exact scope, download its disclosure.</p>` : ''}
 <h2>Your data</h2>
-<p><a href="/app/settings/export.json" download>Download my data</a> <span class="muted">(JSON: your account, memberships and what you did)</span></p>
-<h2>Close my account</h2>
-<p>Your sessions end at once and your account is purged after the waiting period. Workspaces where you are the only member are closed with it.</p>
-<form class="stack" method="post" action="/app/settings/close-account">${csrfField(token)}
-<label>Password <input type="password" name="password" required autocomplete="current-password"></label>
-<div class="actions"><button type="submit" class="danger">Close my account</button></div></form>`;
+<p>Downloading your data, your name, password and login address, and closing your account are on <a href="/app/account">your account page</a>.</p>`;
   };
 
   const send = async (req: Request, res: Response, body: SafeHtml, status = 200) =>
@@ -131,11 +119,6 @@ ${endpoints.map((e) => html`<tr><td><a href="/app/settings/webhooks/${e.id}">${e
     });
   });
 
-  // The same document as GET /api/privacy/export, as a download.
-  router.get('/settings/export.json', async (req, res) => {
-    await streamJson(res, 'inboxtrail-export.json', await privacyExports.exportSelf(signedIn(req)));
-  });
-
   // Date fields (YYYY-MM-DD) → the API's instants: from the start of `from` to the end of `to` (UTC).
   router.get('/settings/compliance-report.csv', async (req, res) => {
     const auth = signedInAdmin(req, 'read the compliance report');
@@ -147,18 +130,6 @@ ${endpoints.map((e) => html`<tr><td><a href="/app/settings/webhooks/${e.id}">${e
     const range = compliance.rangeOf(parseInput(reportQuery, { from, to }));
     res.setHeader('Cache-Control', 'no-store');
     await sendReportCsv(res, compliance, auth, range);
-  });
-
-  router.post('/settings/close-account', async (req, res) => {
-    const auth = signedIn(req);
-    await onForm(req, res, async () => {
-      const password = ((req.body ?? {}) as Record<string, unknown>).password ?? '';
-      const result = await accountClosure.closeOwnAccount(auth, parseInput(closeBody, { password }), clientAddress(req));
-      // The closure ended every web session of this person; the browser forgets its cookie too.
-      ctx.cookies.session.clear(res);
-      const body = html`<h1>Your account is closed</h1><p>You are signed out. Your data is purged on ${when(new Date(result.purgeAfter))}.</p><p><a href="/signin">Sign in page</a></p>`;
-      res.status(200).type('html').send(renderPublicPage('Account closed', body, ctx.sandboxInboxUrl));
-    });
   });
 
   return router;

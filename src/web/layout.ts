@@ -35,7 +35,7 @@ export interface AppFrame {
   notice?: string;
 }
 
-export type NavSection = 'mailboxes' | 'contacts' | 'campaigns' | 'suppressions' | 'settings';
+export type NavSection = 'mailboxes' | 'contacts' | 'campaigns' | 'suppressions' | 'settings' | 'account';
 
 const NAV: { section: NavSection; href: string; label: string }[] = [
   { section: 'mailboxes', href: '/app/mailboxes', label: 'Mailboxes' },
@@ -43,6 +43,7 @@ const NAV: { section: NavSection; href: string; label: string }[] = [
   { section: 'campaigns', href: '/app/campaigns', label: 'Campaigns' },
   { section: 'suppressions', href: '/app/suppressions', label: 'Suppression list' },
   { section: 'settings', href: '/app/settings', label: 'Settings' },
+  { section: 'account', href: '/app/account', label: 'Account' },
 ];
 
 /** A form's hidden CSRF field (see csrf.ts); every form of the app carries one. */

@@ -1,6 +1,8 @@
+import { accountPages } from './account.pages.js';
 import { campaignPages } from './campaigns.pages.js';
 import { contactPages } from './contacts.pages.js';
 import { importPages } from './import.pages.js';
+import { legalRequestPages } from './legal-requests.pages.js';
 import { mailboxPages } from './mailboxes.pages.js';
 import { messagePages } from './messages.pages.js';
 import { resultsPages } from './results.pages.js';
@@ -11,4 +13,4 @@ import { webhookLogPages } from './webhook-log.pages.js';
 import type { AppPageGroup } from './web.routes.js';
 
 /** The page groups under /app. The import comes before the contacts: /contacts/import is not a contact id. */
-export const APP_PAGE_GROUPS: AppPageGroup[] = [mailboxPages, importPages, contactPages, messagePages, suppressionPages, settingsPages, integrationPages, webhookLogPages, campaignPages, resultsPages];
+export const APP_PAGE_GROUPS: AppPageGroup[] = [mailboxPages, importPages, contactPages, messagePages, suppressionPages, settingsPages, integrationPages, legalRequestPages, accountPages, webhookLogPages, campaignPages, resultsPages];

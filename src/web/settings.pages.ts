@@ -21,7 +21,7 @@ export function settingsPages(ctx: WebContext): Router {
     const [me, members, invitations] = await Promise.all([auth.me(member), auth.listMembers(member), admin ? auth.listInvitations(member) : Promise.resolve([])]);
     const acceptUrl = `${ctx.config.publicBaseUrl}/invitations/accept`;
     return html`<h1>Settings</h1>${errorNotice(state.error)}
-<p><a href="/app/settings/integrations">Integrations and privacy</a>: API keys, webhooks, compliance report, your data, closing your account.</p>
+<p><a href="/app/settings/integrations">Integrations and privacy</a>: API keys, webhooks, compliance report. <a href="/app/account">Your account</a>: your name, password and login address, your data, closing your account.</p>
 ${state.invited ? html`<div class="notice" role="status"><p>Invitation for ${state.invited.email} created. Send them this code (it is shown only now, works once, for 7 days):</p>
 <p><code>${state.invited.token}</code></p><p>They accept it at <a href="${acceptUrl}">${acceptUrl}</a>.</p></div>` : ''}
 <h2>Workspace</h2>

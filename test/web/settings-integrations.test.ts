@@ -1,6 +1,4 @@
-import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { rowsOf } from '../../src/db/pg-array.js';
 import { startTestApp, type TestApp } from '../helpers/test-app.js';
 import { memberInBrowser, signUpInBrowser, type WebClient } from '../helpers/web-client.js';
 
@@ -80,14 +78,6 @@ describe('Settings → integrations and privacy', () => {
     expect(privateTarget.text).not.toContain('127.0.0.1:9/hook</td>');
   });
 
-  it('P-12 "Download my data" on the settings page is the JSON export as an attachment', async () => {
-    const download = await owner.browser.get('/app/settings/export.json');
-    expect(download.status).toBe(200);
-    expect(download.headers.get('content-disposition')).toContain('attachment');
-    const document = JSON.parse(download.text) as Record<string, unknown>;
-    expect(JSON.stringify(document)).toContain(owner.email);
-  });
-
   it('the compliance CSV downloads for an owner and is refused to a member', async () => {
     const report = await owner.browser.get('/app/settings/compliance-report.csv');
     expect(report.status).toBe(200);
@@ -103,7 +93,7 @@ describe('Settings → integrations and privacy', () => {
     const memberPage = await member.get(INTEGRATIONS);
     expect(memberPage.status).toBe(200);
     expect(memberPage.text).not.toContain('compliance-report.csv');
-    expect(memberPage.text).toContain('Download my data');
+    expect(memberPage.text).toContain('href="/app/account"');
     expect((await member.post('/app/settings/api-keys', { name: 'sneaky', scopes: 'admin' })).status).toBe(403);
   });
 
@@ -113,41 +103,5 @@ describe('Settings → integrations and privacy', () => {
     expect(refused.status).toBe(403);
     expect(refused.text).toContain('csrf_token_invalid');
     expect((await owner.browser.get(INTEGRATIONS)).text).not.toContain('forged');
-  });
-
-  it('closing the account needs the right password; then the session is over', async () => {
-    const closing = await signUpInBrowser(app);
-    await closing.browser.get(INTEGRATIONS);
-    const wrong = await closing.browser.post('/app/settings/close-account', { password: 'not-the-password' });
-    expect(wrong.status).toBe(403);
-    expect(wrong.text).toContain('role="alert"');
-    expect((await closing.browser.get('/app/settings')).status).toBe(200);
-
-    const closed = await closing.browser.post('/app/settings/close-account', { password: closing.password });
-    expect(closed.status).toBe(200);
-    expect(closed.text).toMatch(/purged on \d{4}-\d{2}-\d{2}/);
-    const after = await closing.browser.get('/app/settings');
-    expect(after.status).toBe(303);
-    expect(after.location).toMatch(/^\/signin/);
-    expect((await app.api('POST', '/api/auth/login', { json: { email: closing.email, password: closing.password } })).status).toBe(401);
-  });
-
-  it('guessing the password on the closure form meets the login throttle: 429 with Retry-After, even for the right password, and nothing is closed', async () => {
-    const guarded = await signUpInBrowser(app);
-    await guarded.browser.get(INTEGRATIONS);
-    const { maxFailures, windowSeconds } = app.config.login;
-    for (let i = 0; i < maxFailures; i += 1) {
-      expect((await guarded.browser.post('/app/settings/close-account', { password: `guess ${i}` })).status).toBe(403);
-    }
-    for (const password of ['one guess too many', guarded.password]) {
-      const refused = await guarded.browser.post('/app/settings/close-account', { password });
-      expect(refused.status).toBe(429);
-      expect(refused.headers.get('retry-after')).toBe(String(windowSeconds));
-      expect(refused.text).toMatch(/role="alert">Too many login attempts for this account/);
-    }
-    // Still signed in, the account open.
-    expect((await guarded.browser.get('/app/settings')).status).toBe(200);
-    const users = rowsOf<{ deleted_at: unknown }>(await app.database.db.execute(sql`select deleted_at from users where email = ${guarded.email}`));
-    expect(users).toEqual([{ deleted_at: null }]);
   });
 });

@@ -1,0 +1,130 @@
+import { Router, type Request, type Response } from 'express';
+import { clientAddress, emailCodeBody, profileBody } from '../auth/auth.routes.js';
+import { ValidationError } from '../errors.js';
+import { parseInput } from '../http/validate.js';
+import { closeBody } from '../privacy/account-closure.routes.js';
+import { streamJson } from '../privacy/privacy.routes.js';
+import { errorNotice, formInput, formRunner } from './forms.js';
+import { when } from './format.js';
+import { html, type SafeHtml } from './html.js';
+import { csrfField, renderPublicPage } from './layout.js';
+import { sendAppPage, signedIn, type WebContext } from './web.middleware.js';
+
+interface PageState {
+  /** A 4xx of one form, shown above that form only. */
+  error?: { form: AccountForm; message: string };
+  /** What the service said after a new login address was asked for (the code is on its way). */
+  emailStatus?: string;
+  /** The name typed into a form that was refused, so it is not lost (never a password or code). */
+  name?: string;
+}
+
+type AccountForm = 'profile' | 'password' | 'email' | 'verify' | 'close';
+
+/**
+ * Account: what a signed-in person changes about themselves, whatever their role — name,
+ * password, login address (two steps: the code mailed to the new address comes back on this
+ * page), their data export (P-12) and closing the account. The same services and schemas
+ * as PATCH /api/me, POST /api/me/email/verify, GET /api/privacy/export and
+ * POST /api/privacy/delete-account; passwords and codes travel only in POST bodies and are never
+ * written back into a page.
+ */
+export function accountPages(ctx: WebContext): Router {
+  const router = Router();
+  const { auth } = ctx;
+  const { privacyExports, accountClosure } = ctx.services;
+
+  const page = async (req: Request, state: PageState = {}): Promise<SafeHtml> => {
+    const { user } = await auth.me(signedIn(req));
+    const token = req.browser!.csrfToken;
+    const problem = (form: AccountForm) => errorNotice(state.error?.form === form ? state.error.message : undefined);
+    return html`<h1>Account</h1>
+<h2 id="profile">Profile</h2>${problem('profile')}
+<form class="stack" method="post" action="/app/account/profile">${csrfField(token)}
+<label>Name <span class="muted">(leave empty to remove it)</span><input name="name" value="${state.name ?? user.name ?? ''}" maxlength="200" autocomplete="name"></label>
+<div class="actions"><button type="submit">Save name</button></div></form>
+<h2 id="password">Password</h2>${problem('password')}
+<form class="stack" method="post" action="/app/account/password">${csrfField(token)}
+<label>Current password <input type="password" name="currentPassword" required autocomplete="current-password"></label>
+<label>New password <span class="muted">(at least 10 characters)</span><input type="password" name="newPassword" required minlength="10" maxlength="200" autocomplete="new-password"></label>
+<label>New password again <input type="password" name="repeatPassword" required minlength="10" maxlength="200" autocomplete="new-password"></label>
+<div class="actions"><button type="submit">Change password</button></div></form>
+<h2 id="email">Login address</h2>
+<p>You sign in as <strong>${user.email}</strong>. A new address changes only once you enter the code we mail to it; your current address is told when it changes.</p>
+${state.emailStatus ? html`<p class="notice" role="status">${state.emailStatus}</p>` : ''}${problem('email')}
+<form class="stack" method="post" action="/app/account/email">${csrfField(token)}
+<label>New login address <input type="email" name="email" required maxlength="254" autocomplete="email"></label>
+<label>Current password <input type="password" name="currentPassword" required autocomplete="current-password"></label>
+<div class="actions"><button type="submit">Send a confirmation code</button></div></form>
+${problem('verify')}
+<form class="stack" method="post" action="/app/account/email/verify">${csrfField(token)}
+<label>Confirmation code <span class="muted">(from the mail sent to the new address; it works for 24 hours)</span><input name="code" required maxlength="2000" autocomplete="one-time-code"></label>
+<div class="actions"><button type="submit">Confirm the new address</button></div></form>
+<h2 id="data">Your data</h2>
+<p><a class="button secondary" href="/app/account/export.json" download>Download my data</a> <span class="muted">(JSON: your account, memberships and what you did)</span></p>
+<h2 id="close">Close my account</h2>
+<p>Your sessions end at once and your account is purged after the waiting period. Workspaces where you are the only member are closed with it.</p>${problem('close')}
+<form class="stack" method="post" action="/app/account/close">${csrfField(token)}
+<label>Password <input type="password" name="password" required autocomplete="current-password"></label>
+<div class="actions"><button type="submit" class="danger">Close my account</button></div></form>`;
+  };
+
+  const send = async (req: Request, res: Response, body: SafeHtml, status = 200) => sendAppPage(ctx, req, res, { title: 'Account', section: 'account', body, status });
+  /** A refused form: the page again with the message above that form and the API's status. */
+  const onForm = (form: AccountForm) =>
+    formRunner(async (req, res, problem) => send(req, res, await page(req, { error: { form, message: problem.message }, name: form === 'profile' ? formInput(req).name : undefined }), problem.status));
+  const field = (req: Request, name: string) => formInput(req)[name];
+
+  router.get('/account', async (req, res) => send(req, res, await page(req)));
+
+  router.post('/account/profile', async (req, res) => {
+    await onForm('profile')(req, res, async () => {
+      // A cleared name field means "remove it", as `null` does in the API.
+      await auth.updateProfile(signedIn(req), parseInput(profileBody, { name: field(req, 'name') ?? null }), clientAddress(req));
+      res.redirect(303, '/app/account?notice=saved');
+    });
+  });
+
+  router.post('/account/password', async (req, res) => {
+    await onForm('password')(req, res, async () => {
+      const input = parseInput(profileBody, { currentPassword: field(req, 'currentPassword'), newPassword: field(req, 'newPassword') });
+      // The one check of the page's own: a mistyped new password would lock the person out.
+      if (field(req, 'repeatPassword') !== input.newPassword) throw new ValidationError([{ field: 'repeatPassword', message: 'does not match the new password' }]);
+      await auth.updateProfile(signedIn(req), input, clientAddress(req));
+      res.redirect(303, '/app/account?notice=password_changed');
+    });
+  });
+
+  router.post('/account/email', async (req, res) => {
+    await onForm('email')(req, res, async () => {
+      const result = await auth.updateProfile(signedIn(req), parseInput(profileBody, { email: field(req, 'email'), currentPassword: field(req, 'currentPassword') }), clientAddress(req));
+      if (!result.email) return res.redirect(303, '/app/account?notice=email_unchanged');
+      await send(req, res, await page(req, { emailStatus: result.email.message }));
+    });
+  });
+
+  router.post('/account/email/verify', async (req, res) => {
+    await onForm('verify')(req, res, async () => {
+      await auth.confirmEmail(signedIn(req), parseInput(emailCodeBody, { code: field(req, 'code') }).code);
+      res.redirect(303, '/app/account?notice=email_changed');
+    });
+  });
+
+  // The same document as GET /api/privacy/export, as a download.
+  router.get('/account/export.json', async (req, res) => {
+    await streamJson(res, 'inboxtrail-export.json', await privacyExports.exportSelf(signedIn(req)));
+  });
+
+  router.post('/account/close', async (req, res) => {
+    await onForm('close')(req, res, async () => {
+      const password = ((req.body ?? {}) as Record<string, unknown>).password ?? '';
+      const result = await accountClosure.closeOwnAccount(signedIn(req), parseInput(closeBody, { password }), clientAddress(req));
+      // The closure ended every web session of this person; the browser forgets its cookie too.
+      ctx.cookies.session.clear(res);
+      const body = html`<h1>Your account is closed</h1><p>You are signed out. Your data is purged on ${when(new Date(result.purgeAfter))}.</p><p><a href="/signin">Sign in page</a></p>`;
+      res.status(200).type('html').send(renderPublicPage('Account closed', body, ctx.sandboxInboxUrl));
+    });
+  });
+
+  return router;
+}
