@@ -1,6 +1,6 @@
-import { and, asc, eq, gt, isNull, lte } from 'drizzle-orm';
+import { and, asc, eq, gt, isNull, lte, ne, sql } from 'drizzle-orm';
 import { inTransaction, type Db } from '../db/connect.js';
-import { invitations, memberships, signupRequests, users, workspaces, type Role } from '../db/schema.js';
+import { invitations, memberships, signupRequests, users, webSessions, workspaces, type Role } from '../db/schema.js';
 import { recordAudit, type AuditEntry } from '../privacy/audit.js';
 
 export type UserRow = typeof users.$inferSelect;
@@ -32,6 +32,23 @@ function authQueries(db: Db) {
     async updateUser(id: string, values: { name?: string | null; email?: string; passwordHash?: string }): Promise<UserRow | undefined> {
       const [row] = await db.update(users).set(values).where(eq(users.id, id)).returning();
       return row;
+    },
+
+    /**
+     * Ends every session of the user but the caller's (a password change; run in its
+     * transaction): bearer tokens issued before `notBefore` are refused from now on (never moved
+     * back), and every web session row but `keepWebSessionId` is deleted. Returns how many rows went.
+     */
+    async endOtherSessions(userId: string, notBefore: Date, keepWebSessionId?: string): Promise<{ webSessions: number }> {
+      await db
+        .update(users)
+        .set({ sessionsNotBefore: sql`greatest(${users.sessionsNotBefore}, ${notBefore.toISOString()}::timestamptz)` })
+        .where(eq(users.id, userId));
+      const ended = await db
+        .delete(webSessions)
+        .where(and(eq(webSessions.userId, userId), keepWebSessionId ? ne(webSessions.id, keepWebSessionId) : undefined))
+        .returning({ id: webSessions.id });
+      return { webSessions: ended.length };
     },
 
     recordAudit: (entry: AuditEntry) => recordAudit(db, entry),

@@ -6,7 +6,7 @@ import { ConflictError, ForbiddenError, NotFoundError, UnauthorizedError } from 
 import { createProfileCorrection } from './profile.js';
 import type { AuthRepo, InvitationRow, UserRow, WorkspaceRow } from './auth.repo.js';
 import { DECOY_PASSWORD_HASH, hashPassword, verifyPassword } from './passwords.js';
-import type { SessionTokens } from './sessions.js';
+import { sessionEnded, type SessionTokens } from './sessions.js';
 import type { AccountMailer } from './account-mail.js';
 import type { AuthThrottle } from './throttle.js';
 import type { ApiScope } from '../http/api-spec.js';
@@ -28,6 +28,11 @@ export interface AuthContext {
   apiKeyId?: string;
   /** That key's scopes; requireAuth has checked them against the route. */
   scopes?: ApiScope[];
+  /**
+   * The person's session this request came with: a bearer session token, or the web session
+   * with this id. A password change ends every other session and keeps this one (profile.ts).
+   */
+  session?: { kind: 'token' } | { kind: 'web'; id: string };
 }
 
 const INVITATION_TTL_MS = 7 * 24 * 3600 * 1000;
@@ -71,7 +76,8 @@ export function createAuthService(deps: {
   const { repo, sessions, throttle, mailer } = deps;
   const now = deps.now ?? (() => new Date());
 
-  const issueSession = (userId: string, workspaceId: string) => sessions.sign({ userId, workspaceId });
+  /** `notBefore`: the user's sessions_not_before, so a session issued after a password change outlives it. */
+  const issueSession = (userId: string, workspaceId: string, notBefore: Date | null) => sessions.sign({ userId, workspaceId }, notBefore);
 
   /**
    * Runs a change to one membership under the workspace's membership lock, after the checks
@@ -98,7 +104,7 @@ export function createAuthService(deps: {
 
   return {
     // P-12 correction of one's own profile (profile.ts): updateProfile, confirmEmail.
-    ...createProfileCorrection({ repo, throttle, mailer, config: deps.config, present: presentUser }),
+    ...createProfileCorrection({ repo, throttle, mailer, config: deps.config, present: presentUser, issueSession, now }),
 
     /**
      * Signup never says whether an address already has an account (issue 9): every valid
@@ -150,7 +156,7 @@ export function createAuthService(deps: {
           await tx.insertMembership(workspace.id, user.id, 'owner');
           return { user, workspace };
         });
-        return { token: issueSession(user.id, workspace.id), user: presentUser(user), workspace: presentWorkspace(workspace), role: 'owner' as const };
+        return { token: issueSession(user.id, workspace.id, user.sessionsNotBefore), user: presentUser(user), workspace: presentWorkspace(workspace), role: 'owner' as const };
       } catch (error) {
         // Two confirmations racing for one address: the unique index decides, the loser gets the same 409.
         if (isUniqueViolation(error)) throw new ConflictError('email_taken', 'An account with this email already exists; log in instead');
@@ -175,7 +181,7 @@ export function createAuthService(deps: {
       if (!membership) throw new UnauthorizedError('invalid_credentials', 'Email or password is incorrect');
       await release();
       await repo.touchActivity(user.id, now(), { login: true });
-      return { token: issueSession(user.id, membership.workspaceId) };
+      return { token: issueSession(user.id, membership.workspaceId, user.sessionsNotBefore) };
     },
 
     /** Resolves a bearer token to who is calling, checking the membership on every request (P-17). */
@@ -183,18 +189,17 @@ export function createAuthService(deps: {
       const claims = sessions.verify(bearerToken);
       const membership = await repo.findMembership(claims.workspaceId, claims.userId);
       if (!membership) throw new UnauthorizedError('invalid_token', 'The bearer token is not valid');
-      // JWT `iat` has whole seconds: a session issued in the second of a closure counts as before it.
-      if (membership.sessionsNotBefore && claims.issuedAt.getTime() < membership.sessionsNotBefore.getTime()) {
-        throw new UnauthorizedError('invalid_token', 'The bearer token is not valid');
-      }
+      // Ended by a password change or the account's closure (JWT `iat` has whole seconds: a
+      // session issued in the second of a closure counts as before it; see sessions.ts).
+      if (sessionEnded(claims, membership.sessionsNotBefore)) throw new UnauthorizedError('invalid_token', 'The bearer token is not valid');
       await repo.touchActivity(claims.userId, now());
-      return { userId: claims.userId, workspaceId: claims.workspaceId, role: membership.role };
+      return { userId: claims.userId, workspaceId: claims.workspaceId, role: membership.role, session: { kind: 'token' } };
     },
 
-    /** Who a signed-in browser is (web sessions name a user and a workspace): the membership is re-read every time, like `authenticate`. */
-    async memberContext(userId: string, workspaceId: string): Promise<AuthContext | undefined> {
+    /** Who a signed-in browser is (web session `webSessionId` names a user and a workspace): the membership is re-read every time, like `authenticate`. */
+    async memberContext(userId: string, workspaceId: string, webSessionId: string): Promise<AuthContext | undefined> {
       const membership = await repo.findMembership(workspaceId, userId);
-      return membership ? { userId, workspaceId, role: membership.role } : undefined;
+      return membership ? { userId, workspaceId, role: membership.role, session: { kind: 'web', id: webSessionId } } : undefined;
     },
 
     async me(auth: AuthContext) {
@@ -297,7 +302,7 @@ export function createAuthService(deps: {
         return { user, workspace: membership!.workspace, role: membership!.role };
       });
       return {
-        token: issueSession(result.user.id, result.workspace.id),
+        token: issueSession(result.user.id, result.workspace.id, result.user.sessionsNotBefore),
         user: presentUser(result.user),
         workspace: presentWorkspace(result.workspace),
         role: result.role,

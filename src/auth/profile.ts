@@ -7,6 +7,7 @@ import type { AuthQueries, AuthRepo, UserRow } from './auth.repo.js';
 import type { AuthContext } from './auth.service.js';
 import { proveCurrentPassword } from './password-recheck.js';
 import { hashPassword } from './passwords.js';
+import { sessionsNotBeforeAfter } from './sessions.js';
 import { createSignedTokens, isExpiredTokenError } from './signed-tokens.js';
 import type { AuthThrottle } from './throttle.js';
 
@@ -24,6 +25,13 @@ import type { AuthThrottle } from './throttle.js';
  *
  *   PATCH /api/me {email, currentPassword} ─▶ mail to new address: code (or note if taken)
  *   POST /api/me/email/verify {code}       ─▶ users.email = new; audit; notice to the old address
+ *
+ * A new password ends every other session of the user in the same transaction (someone who
+ * changes a leaked password expects the thief to be out): bearer tokens issued until then are
+ * refused (users.sessions_not_before) and every other web session row is deleted. The caller
+ * keeps going: their web session stays, and a caller with a bearer token gets a fresh one in
+ * the answer (`token`). API keys are the workspace's credentials, not the person's: they stay.
+ * An address change alone ends nothing.
  */
 
 const EMAIL_CODE_TTL_SECONDS = 24 * 3600;
@@ -34,6 +42,9 @@ export interface ProfileDeps {
   mailer: AccountMailer;
   config: Pick<Config, 'jwt'>;
   present: (user: UserRow) => unknown;
+  /** A bearer session token for the user, stamped no earlier than `notBefore`. */
+  issueSession: (userId: string, workspaceId: string, notBefore: Date | null) => string;
+  now: () => Date;
 }
 
 export function createProfileCorrection(deps: ProfileDeps) {
@@ -41,8 +52,8 @@ export function createProfileCorrection(deps: ProfileDeps) {
   const emailCodes = createSignedTokens(deps.config.jwt, { audience: 'inboxtrail-email-change', ttlSeconds: EMAIL_CODE_TTL_SECONDS });
   const invalidCode = () => new NotFoundError('Email change code', 'email_code_invalid');
 
-  /** One audit row per correction, naming the fields, never their values. */
-  const auditCorrection = (tx: AuthQueries, auth: AuthContext, fields: string[]) =>
+  /** One audit row per correction, naming the fields, never their values (and, for a password, what sessions ended). */
+  const auditCorrection = (tx: AuthQueries, auth: AuthContext, fields: string[], sessionsEnded?: Record<string, unknown>) =>
     tx.recordAudit({
       workspaceId: auth.workspaceId,
       actor: actorOf(auth),
@@ -50,7 +61,7 @@ export function createProfileCorrection(deps: ProfileDeps) {
       action: 'account.corrected',
       subjectType: 'user',
       subjectId: auth.userId,
-      detail: { fields },
+      detail: sessionsEnded ? { fields, sessionsEnded } : { fields },
     });
 
   async function requestEmailChange(user: UserRow, newEmail: string) {
@@ -81,17 +92,28 @@ export function createProfileCorrection(deps: ProfileDeps) {
       const changes: { name?: string | null; passwordHash?: string } = {};
       if (input.name !== undefined) changes.name = input.name;
       if (input.newPassword !== undefined) changes.passwordHash = await hashPassword(input.newPassword);
+      // Sessions issued up to now end with the old password; the caller's next one is stamped from here.
+      const notBefore = changes.passwordHash ? sessionsNotBeforeAfter(deps.now()) : undefined;
       let updated = user;
       if (Object.keys(changes).length > 0) {
         updated = await repo.transaction(async (tx) => {
           const row = await tx.updateUser(auth.userId, changes);
-          await auditCorrection(tx, auth, Object.keys(changes).map((field) => (field === 'passwordHash' ? 'password' : field)));
+          const fields = Object.keys(changes).map((field) => (field === 'passwordHash' ? 'password' : field));
+          if (!notBefore) {
+            await auditCorrection(tx, auth, fields);
+          } else {
+            const keepWebSessionId = auth.session?.kind === 'web' ? auth.session.id : undefined;
+            const ended = await tx.endOtherSessions(auth.userId, notBefore, keepWebSessionId);
+            await auditCorrection(tx, auth, fields, { tokensIssuedBefore: notBefore.toISOString(), webSessions: ended.webSessions, callerSession: auth.session?.kind ?? 'none' });
+          }
           return row!;
         });
       }
       if (wantsNewEmail) await requestEmailChange(user, input.email!);
       return {
         user: deps.present(updated),
+        // The caller's own token was issued before the change and has just ended: here is its successor.
+        ...(notBefore && auth.session?.kind === 'token' ? { token: deps.issueSession(auth.userId, auth.workspaceId, notBefore) } : {}),
         ...(wantsNewEmail ? { email: { status: 'verification_sent' as const, message: 'Check the new address: we sent it a mail with the next step. Your login address changes once it is confirmed.' } } : {}),
       };
     },

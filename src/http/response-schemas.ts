@@ -59,8 +59,19 @@ export const meResponse = z.object({
     })
     .optional(),
 });
-/** `email` only when a new address was asked for: it changes once the mailed code comes back. */
-export const profileResponse = z.object({ user, email: verificationSent.optional() });
+/**
+ * `email` only when a new address was asked for: it changes once the mailed code comes back.
+ * `token` only after a password change made with a session token: that change ended every
+ * session of the user issued before it, the caller's too, so the caller continues with this one.
+ */
+export const profileResponse = z.object({
+  user,
+  token: z
+    .string()
+    .describe('Only after a new password, when the caller used a session token: its successor. Every session token of the user issued before the change (the one that made it too) is refused from now on, and every other web session is signed out; API keys stay.')
+    .optional(),
+  email: verificationSent.optional(),
+});
 export const emailConfirmedResponse = z.object({ user });
 export const membersResponse = z.object({ members: z.array(z.object({ userId: id, email: z.string(), name: z.string().nullable(), role, since: instant })) });
 export const memberRoleResponse = z.object({ userId: id, role });

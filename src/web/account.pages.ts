@@ -43,7 +43,8 @@ export function accountPages(ctx: WebContext): Router {
 <form class="stack" method="post" action="/app/account/profile">${csrfField(token)}
 <label>Name <span class="muted">(leave empty to remove it)</span><input name="name" value="${state.name ?? user.name ?? ''}" maxlength="200" autocomplete="name"></label>
 <div class="actions"><button type="submit">Save name</button></div></form>
-<h2 id="password">Password</h2>${problem('password')}
+<h2 id="password">Password</h2>
+<p>A new password signs you out everywhere else: other browsers and session tokens. This browser stays signed in; the workspace's API keys are not affected.</p>${problem('password')}
 <form class="stack" method="post" action="/app/account/password">${csrfField(token)}
 <label>Current password <input type="password" name="currentPassword" required autocomplete="current-password"></label>
 <label>New password <span class="muted">(at least 10 characters)</span><input type="password" name="newPassword" required minlength="10" maxlength="200" autocomplete="new-password"></label>

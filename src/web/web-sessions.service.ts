@@ -37,7 +37,7 @@ export function createWebSessionsService(deps: { repo: WebSessionsRepo; auth: Au
       if (!COOKIE_VALUE.test(cookieValue)) return { state: 'ended' };
       const row = await repo.findByTokenHash(hashCookieValue(cookieValue));
       if (!row || row.expiresAt.getTime() <= now().getTime()) return { state: 'ended' };
-      const context = await auth.memberContext(row.userId, row.workspaceId);
+      const context = await auth.memberContext(row.userId, row.workspaceId, row.id);
       if (!context) return { state: 'ended' };
       return { state: 'active', auth: context, expiresAt: row.expiresAt };
     },

@@ -140,7 +140,7 @@ const NOTICES: Record<string, string> = {
   connected: 'Gmail is connected.',
   disconnected: 'The mailbox was disconnected and its Gmail data deleted.',
   saved: 'Saved.',
-  password_changed: 'Your password was changed.',
+  password_changed: 'Your password was changed. Every other session of yours (other browsers, session tokens) is signed out.',
   email_changed: 'Your login address was changed. Your previous address was told by mail.',
   email_unchanged: 'That is already your login address; nothing was changed.',
   imported: 'Import finished.',

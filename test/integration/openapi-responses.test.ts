@@ -110,7 +110,11 @@ describe('OpenAPI response schemas match the real answers', () => {
     expect(asked.email.status).toBe('verification_sent');
     const code = /code is:\n\n(\S+)/.exec(app.services.accountMailer.outbox!.find((m) => m.to === moved)!.text)![1]!;
     await call('POST /api/me/email/verify', 200, { token: session.token, json: { code } });
-    await call('POST /api/privacy/delete-account', 200, { token: session.token, json: { password: 'whatever-long-enough' } });
+    // A new password ends the session token that asked for it: the answer carries its successor.
+    const renewed = await call('PATCH /api/me', 200, { token: session.token, json: { currentPassword: 'whatever-long-enough', newPassword: 'another-long-password' } });
+    expect(renewed.token).toEqual(expect.any(String));
+    expect(declaredSchema('PATCH /api/me', 200).safeParse({ ...renewed, token: 42 }).success).toBe(false);
+    await call('POST /api/privacy/delete-account', 200, { token: renewed.token, json: { password: 'another-long-password' } });
     const key = await call('POST /api/api-keys', 201, { json: { name: 'CRM', scopes: ['read', 'send'] } });
     await call('GET /api/api-keys', 200);
     // A key is a CRM's way in: its /api/me is the same shape.

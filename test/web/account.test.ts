@@ -2,7 +2,7 @@ import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rowsOf } from '../../src/db/pg-array.js';
 import { startTestApp, type TestApp } from '../helpers/test-app.js';
-import { memberInBrowser, signUpInBrowser } from '../helpers/web-client.js';
+import { memberInBrowser, signUpInBrowser, WebClient } from '../helpers/web-client.js';
 
 /*
  * The account page (/app/account): name, password, login address with the mailed code, the
@@ -83,6 +83,35 @@ describe('Account page', () => {
     // The passwords went in POST bodies only: no page, redirect or log line repeats them.
     for (const text of [wrong.text, short.text, mismatch.text, changed.location!]) expect(text).not.toContain(newPassword);
     expect(logsSay(newPassword) || logsSay(person.password)).toBe(false);
+  });
+
+  it('a new password signs out every other browser and session token of the person; this browser stays; a wrong current password ends nothing', async () => {
+    const person = await signUpInBrowser(app);
+    const other = new WebClient(app);
+    await other.get('/signin');
+    expect((await other.post('/signin', { email: person.email, password: person.password })).status).toBe(303);
+    const login = await app.api('POST', '/api/auth/login', { json: { email: person.email, password: person.password } });
+    const newPassword = 'a-brand-new-password-43';
+    await person.browser.get(ACCOUNT);
+
+    const wrong = await person.browser.post('/app/account/password', { currentPassword: 'not-my-password', newPassword, repeatPassword: newPassword });
+    expect(wrong.status).toBe(403);
+    expect((await other.get(ACCOUNT)).status).toBe(200);
+    expect((await app.api('GET', '/api/me', { token: login.body.token })).status).toBe(200);
+
+    const changed = await person.browser.post('/app/account/password', { currentPassword: person.password, newPassword, repeatPassword: newPassword });
+    expect(changed).toMatchObject({ status: 303, location: '/app/account?notice=password_changed' });
+    const page = await person.browser.get(changed.location!);
+    expect(page.status).toBe(200);
+    expect(page.text).toContain('role="status">Your password was changed. Every other session of yours');
+    const signedOut = await other.get(ACCOUNT);
+    expect(signedOut.location).toMatch(/^\/signin\?expired=1/);
+    expect(other.cookies.has('inboxtrail_session')).toBe(false);
+    const refused = await app.api('GET', '/api/me', { token: login.body.token });
+    expect([refused.status, refused.body.error.code]).toEqual([401, 'invalid_token']);
+    // This browser goes on: its forms still work.
+    expect((await person.browser.post('/app/account/profile', { name: 'Still Here' })).status).toBe(303);
+    expect((await person.browser.get(ACCOUNT)).text).toContain('value="Still Here"');
   });
 
   it('changes the login address once the mailed code comes back; a wrong password or code changes nothing', async () => {

@@ -1,0 +1,134 @@
+import { and, eq, sql } from 'drizzle-orm';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import { rowsOf } from '../../src/db/pg-array.js';
+import { auditLog } from '../../src/db/schema.js';
+import { signUp, startTestApp, type TestApp } from '../helpers/test-app.js';
+import { WebClient } from '../helpers/web-client.js';
+
+/*
+ * A new password (PATCH /api/me) ends every other session of the user, in the transaction
+ * that changes it: every bearer session token issued before it (in any of their workspaces),
+ * the caller's own included, is refused with the usual 401 `invalid_token`; the answer carries
+ * the caller's next token; every web session is signed out. API keys, a wrong current
+ * password and an address change end nothing. Real HTTP, real database.
+ */
+
+let app: TestApp;
+const db = () => app.database.db;
+const FIRST = 'first-long-password';
+const SECOND = 'second-long-password';
+
+beforeAll(async () => {
+  app = await startTestApp();
+});
+afterEach(() => {
+  vi.useRealTimers();
+});
+afterAll(async () => {
+  await app?.close();
+});
+
+const status = async (token: string) => (await app.api('GET', '/api/me', { token })).status;
+const login = async (email: string, password: string, workspaceId?: string) => {
+  const res = await app.api('POST', '/api/auth/login', { json: { email, password, workspaceId } });
+  expect(res.status, res.text).toBe(200);
+  return res.body.token as string;
+};
+const changePassword = (token: string, currentPassword: string, newPassword: string) =>
+  app.api('PATCH', '/api/me', { token, json: { currentPassword, newPassword } });
+const corrections = (userId: string) =>
+  db().select().from(auditLog).where(and(eq(auditLog.subjectId, userId), eq(auditLog.action, 'account.corrected')));
+const webSessionCount = async (userId: string) =>
+  rowsOf<{ n: number }>(await db().execute(sql`select count(*)::int as n from web_sessions where user_id = ${userId}::uuid`))[0]!.n;
+
+async function signedInBrowser(email: string, password: string) {
+  const browser = new WebClient(app);
+  await browser.get('/signin');
+  expect((await browser.post('/signin', { email, password })).status).toBe(303);
+  return browser;
+}
+
+/** A person signed in four ways: the signup token (the caller), a second login, a token for another workspace, a browser; and their workspace's API key. */
+async function personWithSessions() {
+  const person = await signUp(app, { password: FIRST });
+  const other = await login(person.email, FIRST);
+  const elsewhere = await signUp(app);
+  const invited = await app.api('POST', '/api/invitations', { token: elsewhere.token, json: { email: person.email, role: 'member' } });
+  const joined = await app.api('POST', '/api/invitations/accept', { json: { token: invited.body.token, password: FIRST } });
+  expect(joined.status, joined.text).toBe(201);
+  const otherWorkspace = joined.body.token as string;
+  const browser = await signedInBrowser(person.email, FIRST);
+  const key = await app.api('POST', '/api/api-keys', { token: person.token, json: { name: 'CRM', scopes: ['read'] } });
+  expect(key.status, key.text).toBe(201);
+  return { ...person, other, otherWorkspace, browser, apiKey: key.body.key as string };
+}
+
+describe('a new password ends every other session', () => {
+  it('P-17 bearer tokens issued before it are refused (the caller\'s too), the returned one works, web sessions end, API keys stay; audited', async () => {
+    const person = await personWithSessions();
+    for (const token of [person.token, person.other, person.otherWorkspace, person.apiKey]) expect(await status(token)).toBe(200);
+    expect(await webSessionCount(person.userId)).toBe(1);
+
+    const changed = await changePassword(person.token, FIRST, SECOND);
+    expect(changed.status, changed.text).toBe(200);
+    const fresh = changed.body.token as string;
+    expect(fresh).toEqual(expect.any(String));
+    expect(fresh).not.toBe(person.token);
+
+    for (const token of [person.token, person.other, person.otherWorkspace]) {
+      const refused = await app.api('GET', '/api/me', { token });
+      expect([refused.status, refused.body.error.code]).toEqual([401, 'invalid_token']);
+    }
+    expect(await status(fresh)).toBe(200);
+    expect((await app.api('GET', '/api/me', { token: fresh })).body.workspace.id).toBe(person.workspaceId);
+    // The API key is the workspace's credential, not one of the person's sessions.
+    expect(await status(person.apiKey)).toBe(200);
+    // The browser is signed out; signing in again (new password) and logging in work at once.
+    expect((await person.browser.get('/app/mailboxes')).location).toMatch(/^\/signin\?expired=1/);
+    expect(await webSessionCount(person.userId)).toBe(0);
+    expect(await status(await login(person.email, SECOND))).toBe(200);
+    expect((await signedInBrowser(person.email, SECOND)).cookies.has('inboxtrail_session')).toBe(true);
+
+    const [audit] = await corrections(person.userId);
+    expect(audit!.detail).toEqual({
+      fields: ['password'],
+      sessionsEnded: { tokensIssuedBefore: expect.any(String), webSessions: 1, callerSession: 'token' },
+    });
+    expect(JSON.stringify(audit)).not.toContain(SECOND);
+    expect(JSON.stringify(audit)).not.toContain(fresh);
+  });
+
+  it('P-17 a wrong current password, a name or an address change ends nothing', async () => {
+    const person = await personWithSessions();
+    const wrong = await changePassword(person.token, 'not-the-password', SECOND);
+    expect([wrong.status, wrong.body.error.code]).toEqual([403, 'password_incorrect']);
+    expect(wrong.body.token).toBeUndefined();
+    const named = await app.api('PATCH', '/api/me', { token: person.token, json: { name: 'Ada' } });
+    const moved = await app.api('PATCH', '/api/me', { token: person.token, json: { email: `moved-${Date.now()}@example.com`, currentPassword: FIRST } });
+    for (const res of [named, moved]) {
+      expect(res.status, res.text).toBe(200);
+      expect(res.body.token).toBeUndefined();
+    }
+    for (const token of [person.token, person.other, person.otherWorkspace, person.apiKey]) expect(await status(token)).toBe(200);
+    expect((await person.browser.get('/app/mailboxes')).status).toBe(200);
+    const users = rowsOf<{ sessions_not_before: unknown }>(await db().execute(sql`select sessions_not_before from users where id = ${person.userId}::uuid`));
+    expect(users).toEqual([{ sessions_not_before: null }]);
+    expect((await corrections(person.userId)).map((a) => a.detail)).toEqual([{ fields: ['name'] }]);
+  });
+
+  // JWT `iat` has whole seconds. The clock is frozen (Date only: sockets and timers run) so that
+  // every token here is issued in the very second, even the very millisecond, of the change.
+  for (const offset of [0, 999]) {
+    it(`P-17 a token issued in the same second as the change (+${offset} ms) is refused; the caller's new one and a login right after work`, async () => {
+      const person = await signUp(app, { password: FIRST });
+      vi.useFakeTimers({ toFake: ['Date'] });
+      vi.setSystemTime(new Date(Math.ceil(Date.now() / 1000) * 1000 + 1000 + offset));
+      const sameSecond = await login(person.email, FIRST);
+      const changed = await changePassword(sameSecond, FIRST, SECOND);
+      expect(changed.status, changed.text).toBe(200);
+      const afterwards = await login(person.email, SECOND);
+      for (const token of [person.token, sameSecond]) expect(await status(token)).toBe(401);
+      for (const token of [changed.body.token, afterwards]) expect(await status(token)).toBe(200);
+    });
+  }
+});
