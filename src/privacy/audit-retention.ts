@@ -21,10 +21,15 @@ export function createAuditRetention(deps: { db: Db; retentionDays: number; now?
       for (;;) {
         const deleted = await deps.db.transaction(async (tx) => {
           await tx.execute(sql`select set_config('inboxtrail.audit_purge_before', ${before}, true)`);
+          // The batch's rows by their place in the table (a TID scan: a page each, no index
+          // descent); audit rows are never updated, so the place found is the row's. As
+          // `id in (select …)` the server joined the batch to a scan of the whole log, once per
+          // batch: 660,000 rows read to delete 39,000 of 100,000 (BENCHMARKS.md, "Query plans
+          // at 100k: the audit").
           const result = (await tx.execute(sql`
-            delete from audit_log where id in (
-              select id from audit_log where at < ${before}::timestamptz limit ${PURGE_BATCH}
-            ) returning 1 as one`)) as unknown as { rows: unknown[] };
+            delete from audit_log where ctid = any(array(
+              select ctid from audit_log where at < ${before}::timestamptz limit ${PURGE_BATCH}
+            )) returning 1 as one`)) as unknown as { rows: unknown[] };
           return result.rows.length;
         });
         total += deleted;

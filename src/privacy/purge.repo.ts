@@ -97,7 +97,15 @@ function purgeQueries(db: Db) {
       const ws = sql`workspace_id = ${workspaceId}::uuid`;
       removed.trackingEvents = await countAffected(db, sql`delete from tracking_events where ${ws} and send_id = any(${uuidArray(sendIds)})`);
       removed.trackingSendRollups = await countAffected(db, sql`delete from tracking_send_rollups where ${ws} and send_id = any(${uuidArray(sendIds)})`);
-      removed.trackingRecipientRollups = await countAffected(db, sql`delete from tracking_recipient_rollups where ${ws} and recipient_id = any(${uuidArray(recipientIds)})`);
+      // By campaign and recipient, the rollups' key (campaign first), over the workspace's
+      // campaigns (a few hundred probes): the recipient alone read every campaign's rollups of
+      // every workspace once per purged contact. Rollups exist only for campaigns of the
+      // workspace: a campaign's purge deletes them before the campaign row.
+      removed.trackingRecipientRollups = await countAffected(
+        db,
+        sql`delete from tracking_recipient_rollups where ${ws} and recipient_id = any(${uuidArray(recipientIds)})
+            and campaign_id in (select id from campaigns where ${ws})`,
+      );
       removed.sends = await countAffected(db, sql`delete from campaign_sends where ${ws} and id = any(${uuidArray(sendIds)})`);
       removed.mailEvents = await countAffected(
         db,

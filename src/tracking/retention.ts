@@ -23,10 +23,14 @@ export async function truncateRawTrackingFacts(db: Db, options: { now?: Date; re
   let total = 0;
   for (;;) {
     const result = (await db.execute(sql`
+      -- Oldest first: the order of the raw-facts index (partial: a swept event leaves it), so a
+      -- batch reads its own rows even when a whole month is due. Unordered, the server read the
+      -- month by a scan from its start once per batch, past the events earlier batches swept.
       with due as (
         select id, at from tracking_events
         where at < ${cutoff.toISOString()}::timestamptz
           and (user_agent is not null or (ip is not null and position('/' in ip) = 0))
+        order by at
         limit ${batchSize}
       ), changed as (
         update tracking_events e

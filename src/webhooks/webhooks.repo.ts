@@ -205,18 +205,20 @@ function webhookQueries(db: Db) {
      * Retention: events written before `cutoff` that no delivery of an enabled endpoint still
      * owes, with their deliveries and delivery log (cascade). At most `limit` events a call. A
      * disabled endpoint's pending deliveries are never attempted, so they hold nothing back:
-     * payloads name addresses and must not outlive the retention (P-13).
+     * payloads name addresses and must not outlive the retention (P-13). The batch's rows are
+     * deleted by primary key (`id = any(array(…))`): as `id in (select …)` the server hashed the
+     * batch against a scan of every event, once per batch of a sweep.
      */
     async purgeEventsBefore(cutoff: Date, limit: number): Promise<number> {
       const rows = rowsOf<{ id: string }>(
         await db.execute(sql`
-          delete from webhook_events where id in (
+          delete from webhook_events where id = any(array(
             select ev.id from webhook_events ev
             where ev.created_at < ${ts(cutoff)}
               and not exists (
                 select 1 from webhook_deliveries d join webhook_endpoints e on e.id = d.endpoint_id and e.enabled
                 where d.event_id = ev.id and d.status = 'pending')
-            limit ${limit})
+            limit ${limit}))
           returning id`),
       );
       return rows.length;

@@ -71,7 +71,8 @@ describe('the send claim’s generic plan (PGlite)', () => {
     // workspace and scope, the address a filter; the re-plan after 100 runs or 5 s
     // (pglite-prepared.ts) gives it its own index once the list has rows.
     expect(plan).toMatch(/suppressions_workspace_hash_scope_unique on suppressions sh\s.*\n\s+Index Cond: \(\(workspace_id = s\.workspace_id\) AND \(address_hash = /);
-    if (step > 0) expect(earlierStepProbes(plan)).toEqual(['reply', 'bounce'].map(() => ONE_DESCENT));
+    if (step > 0) for (const probe of earlierStepProbes(plan)) expect(ONE_DESCENT, plan).toContain(probe);
+    if (step > 0) expect(earlierStepProbes(plan), plan).toHaveLength(2);
   });
 });
 
@@ -86,7 +87,12 @@ describe('the send claim’s generic plan (PGlite)', () => {
  */
 const earlierStepProbes = (plan: string) =>
   [...plan.matchAll(/Index (?:Only )?Scan using \S+ on campaign_sends p(?:_\d+)?\s.*\n\s+Index Cond: (.*)/g)].map((m) => m[1]);
-const ONE_DESCENT = '((campaign_id = s.campaign_id) AND (recipient_id = s.recipient_id) AND (step < s.step))';
+// The ledger's unique key, or the recipient's index of migration 0028 (recipient, campaign, step):
+// both have the two equalities first.
+const ONE_DESCENT = [
+  '((campaign_id = s.campaign_id) AND (recipient_id = s.recipient_id) AND (step < s.step))',
+  '((recipient_id = s.recipient_id) AND (campaign_id = s.campaign_id) AND (step < s.step))',
+];
 
 /**
  * The same lookups with rows in the tables, as the claim runs: 3,000 recipients whose first step
@@ -108,7 +114,7 @@ describe('a later step’s claim with 3,000 recipients, as it runs', () => {
     const probes = [...plan.matchAll(/Index (?:Only )?Scan using \S+ on campaign_sends p(?:_\d+)?\s.*loops=(\d+)\)\n((?:\s{10,}(?!->)\S.*\n?)*)/g)];
     expect(probes, plan).toHaveLength(2);
     for (const [, loops, details] of probes) {
-      expect(details, plan).toMatch(/Index Cond: \(\(campaign_id = s\.campaign_id\) AND \(recipient_id = s\.recipient_id\)/);
+      expect(details, plan).toMatch(/Index Cond: \(\((campaign_id = s\.campaign_id\) AND \(recipient_id = s\.recipient_id|recipient_id = s\.recipient_id\) AND \(campaign_id = s\.campaign_id)\)/);
       // Per check: two index pages, the earlier send's heap page, now and then the next leaf
       // (3.5–4.5 measured). With the old key the server (PostgreSQL 15) read 47 pages per check
       // at this size; PGlite's 18 read 8 and descended 7 times for 4 checks (it skips from step

@@ -139,6 +139,14 @@ export const campaignSends = pgTable(
     index('campaign_sends_due_idx').on(t.status, t.dueAt),
     index('campaign_sends_campaign_status_due_idx').on(t.campaignId, t.status, t.dueAt),
     index('campaign_sends_message_idx').on(t.messageId).where(sql`${t.messageId} is not null`),
+    // A contact's and a recipient's sends (migration 0028): purging a contact finds them, and the
+    // foreign keys' own lookups when a contact or recipient row is deleted (set null / the
+    // reference check, once per deleted row) probe instead of reading the whole ledger. The
+    // recipient's index goes on with campaign and step, so that a later step's reply and bounce
+    // checks, which a generic plan made on empty tables may send here, stay one descent within
+    // the campaign (send-claim-plan.test.ts).
+    index('campaign_sends_contact_idx').on(t.contactId).where(sql`${t.contactId} is not null`),
+    index('campaign_sends_recipient_idx').on(t.recipientId, t.campaignId, t.step),
   ],
 );
 

@@ -53,8 +53,10 @@ export const consents = pgTable(
     // clock_timestamp, not now(): two records in one transaction still get an order.
     at: timestamp('at', { withTimezone: true }).notNull().default(sql`clock_timestamp()`),
   },
-  // The latest record of a contact is the last entry of (workspace, contact): no sort (campaigns/eligibility-sql.ts).
-  (t) => [index('consents_latest_idx').on(t.workspaceId, t.contactId, t.at, t.id)],
+  // The latest record of a contact is the last entry of (contact, workspace): no sort
+  // (campaigns/eligibility-sql.ts). Contact first (migration 0028): every lookup names both,
+  // and the foreign key's cascade when a contact is deleted names the contact alone.
+  (t) => [index('consents_latest_idx').on(t.contactId, t.workspaceId, t.at, t.id)],
 );
 
 export type ConsentStatus = (typeof consentStatusEnum.enumValues)[number];

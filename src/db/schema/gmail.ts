@@ -106,7 +106,12 @@ export const messageContacts = pgTable(
       .references(() => contacts.id, { onDelete: 'cascade' }),
     workspaceId: uuid('workspace_id').notNull(),
   },
-  (t) => [primaryKey({ columns: [t.messageId, t.contactId, t.workspaceId] }), index('message_contacts_contact_idx').on(t.workspaceId, t.contactId)],
+  (t) => [
+    primaryKey({ columns: [t.messageId, t.contactId, t.workspaceId] }),
+    // Contact first (migration 0028): the foreign key's cascade when a contact is deleted looks
+    // it up by contact alone; the timeline's (workspace, contact) lookup uses it as well.
+    index('message_contacts_contact_idx').on(t.contactId, t.workspaceId),
+  ],
 );
 
 /** A person's reply, an automatic reply (out of office…), a failed delivery (hard/soft in detail.kind), a delayed one. */

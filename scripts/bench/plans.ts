@@ -1,0 +1,160 @@
+/**
+ * Query plans at 100k (issue #14): every statement on a path whose work grows with the
+ * audience or the event count that no other benchmark or test EXPLAINs, run through the app's
+ * own repos over seeded data (`plans-data.ts`), recorded, and replayed as EXPLAIN (ANALYZE,
+ * BUFFERS) in a transaction that is rolled back (`plans-harness.ts`). Read the buffers and the
+ * tables' sequential reads, not the times.
+ *
+ *   npm run bench -- plans
+ *   BENCH_TARGETS=server BENCH_PLAN_ROWS=100000 BENCH_PLAN_CASES=purge npm run bench -- plans
+ *
+ * BENCH_PLAN_ROWS (100,000): contacts of the large workspace, and of each other growing kind;
+ * BENCH_PLAN_SMALL (300): contacts of the closed workspace whose purge is measured;
+ * BENCH_PLAN_CASES: only cases whose name contains one of these (comma-separated);
+ * BENCH_PLAN_VERBOSE=1: every statement's text.
+ * Covered elsewhere, not here: preflight, launch (preflight.ts, launch.ts), the send claim
+ * (claim-steps.ts, send-claim-plan.test.ts), campaign stats (stats.ts), tracking writes and the
+ * rollup pass (ingest.ts), the raw-facts sweep's read (scale-counters-partitions.test.ts).
+ */
+import { createHash } from 'node:crypto';
+import { sql } from 'drizzle-orm';
+import { createFollowUpRules } from '../../src/campaigns/follow-ups.repo.js';
+import { createContactsRepo } from '../../src/contacts/contacts.repo.js';
+import type { Db } from '../../src/db/connect.js';
+import { createSyncRepo } from '../../src/gmail/sync.repo.js';
+import { createAuditRetention } from '../../src/privacy/audit-retention.js';
+import { createComplianceRepo } from '../../src/privacy/compliance.repo.js';
+import { createSelfExportRepo } from '../../src/privacy/export.repo.js';
+import { createPurgeRepo } from '../../src/privacy/purge.repo.js';
+import { createRetentionRepo } from '../../src/privacy/retention.repo.js';
+import { createSubjectDataRepo } from '../../src/privacy/subject-data.repo.js';
+import { createSuppressionListRepo } from '../../src/suppression/suppression.repo.js';
+import { createResultsRepo } from '../../src/tracking/results.repo.js';
+import { truncateRawTrackingFacts } from '../../src/tracking/retention.js';
+import { createWebhooksRepo } from '../../src/webhooks/webhooks.repo.js';
+import { fmt, machineLine, rowsOf, targets } from './audience-data.js';
+import { serverDatabase } from './common.js';
+import { explainAll, pglitePlanDatabase, runCommitted, serverPlanDatabase, type PlanDatabase } from './plans-harness.js';
+import { seedPlanData, type PlanData } from './plans-data.js';
+
+const ROWS = Number(process.env.BENCH_PLAN_ROWS ?? 100_000);
+const SMALL = Number(process.env.BENCH_PLAN_SMALL ?? 300);
+const ONLY = (process.env.BENCH_PLAN_CASES ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+const VERBOSE = process.env.BENCH_PLAN_VERBOSE === '1';
+const SERVER_URL = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+
+const hash = (email: string) => createHash('sha256').update(email).digest('hex');
+const DAY = 86_400_000;
+const drain = async (rows: AsyncIterable<unknown>) => {
+  for await (const _ of rows) void _;
+};
+
+type Case = [name: string, run: (db: Db, d: PlanData) => Promise<unknown>];
+
+const cases: Case[] = [
+  ['results: sent per hour', (db, d) => createResultsRepo(db).sentPerHour(d.big.workspaceId, d.campaignId)],
+  ['results: first page of recipients (500)', (db, d) => createResultsRepo(db).recipientSendsPage(d.big.workspaceId, d.campaignId, null, 500)],
+  ['results: a middle page of recipients (500)', (db, d) => createResultsRepo(db).recipientSendsPage(d.big.workspaceId, d.campaignId, d.middleSendId, 500)],
+  ['contacts: first page (50)', (db, d) => createContactsRepo(db, hash).list(d.big.workspaceId, { limit: 50 })],
+  ['contacts: a later page (50)', async (db, d) => {
+    const repo = createContactsRepo(db, hash);
+    const first = await repo.list(d.big.workspaceId, { limit: 50_000 });
+    const last = first[first.length - 1]!;
+    await repo.list(d.big.workspaceId, { limit: 50, before: { createdAt: last.cursorAt, id: last.id } });
+  }],
+  ['contacts: search (50)', (db, d) => createContactsRepo(db, hash).list(d.big.workspaceId, { limit: 50, search: 'c4242' })],
+  ['contacts: timeline of one contact', (db, d) => createContactsRepo(db, hash).listMessagesOfContact(d.big.workspaceId, d.contactId)],
+  ['contacts: consents of one contact', (db, d) => createContactsRepo(db, hash).listConsents(d.big.workspaceId, d.contactId)],
+  ['suppressions: first page (50)', (db, d) => createSuppressionListRepo(db, hash).listEntries(d.big.workspaceId, { limit: 50 })],
+  ['suppressions: first page, reason unsubscribe (50)', (db, d) => createSuppressionListRepo(db, hash).listEntries(d.big.workspaceId, { limit: 50, reason: 'unsubscribe' })],
+  ['suppressions: entries of one address', (db, d) => createSuppressionListRepo(db, hash).listEntriesOfAddress(d.big.workspaceId, d.contactEmail)],
+  ['webhooks: delivery log first page (50)', (db, d) => createWebhooksRepo(db).listDeliveries(d.big.workspaceId, d.endpointId, { limit: 50 })],
+  ['webhooks: outbox claim (50)', (db) => createWebhooksRepo(db).claimDue('plans', new Date(), new Date(Date.now() + 60_000), 50)],
+  ['webhooks: retention, one batch of events past 30 days (1,000)', (db) => createWebhooksRepo(db).purgeEventsBefore(new Date(Date.now() - 30 * DAY), 1_000)],
+  ['webhooks: retention with nothing due', (db) => createWebhooksRepo(db).purgeEventsBefore(new Date(Date.now() - 365 * DAY), 1_000)],
+  ['retention: superseded consents', (db) => createRetentionRepo(db).deleteSupersededConsents(new Date(Date.now() - 30 * DAY))],
+  ['retention: audit rows past 365 days', (db) => createAuditRetention({ db, retentionDays: 365 }).purgeExpired()],
+  ['retention: raw tracking facts past 30 days (batches of 5,000)', (db) => truncateRawTrackingFacts(db, { retentionDays: 30 })],
+  ['compliance: first audit page (100)', (db, d) => createComplianceRepo(db).auditPage(d.big.workspaceId, new Date(Date.now() - 700 * DAY), new Date(), undefined, 100)],
+  ['privacy export of a contact (subject data)', async (db, d) => {
+    const repo = createSubjectDataRepo(db);
+    const { scope } = await repo.resolve({ workspaceId: d.big.workspaceId, addresses: [], contactIds: [d.contactId], mailboxIds: [d.big.mailboxId] });
+    for (const rows of [repo.consents(scope), repo.messages(scope), repo.mailEvents(scope), repo.campaignSends(scope), repo.trackingEvents(scope), repo.suppressions(scope)]) await drain(rows);
+  }],
+  ['privacy export of a user (self export, first page each)', async (db, d) => {
+    const repo = createSelfExportRepo(db);
+    for (const rows of [repo.messagesSent(d.big.userId), repo.suppressionsRecorded(d.big.userId), repo.consentsRecorded(d.big.userId), repo.auditRows(d.big.userId)]) {
+      for await (const _ of rows) break;
+    }
+  }],
+  ['mailbox sync: reply/bounce lookups', async (db, d) => {
+    const repo = createSyncRepo(db, hash);
+    await repo.contactsAmong(d.big.workspaceId, [d.contactEmail, 'nobody@else.test']);
+    await repo.latestSendTo(d.big.workspaceId, d.big.mailboxId, d.contactEmail, { from: new Date(Date.now() - 60 * DAY), to: new Date() });
+    await repo.countSoftBounces(d.big.workspaceId, d.contactEmail, new Date(Date.now() - 60 * DAY), 'src-none');
+  }],
+  ['follow-ups: defer after an automatic reply', async (db, d) => {
+    const [row] = rowsOf<{ message_id: string }>(await db.execute(sql`select message_id from campaign_sends where campaign_id = ${d.campaignId}::uuid and step = 0 limit 1`));
+    await createFollowUpRules(db).deferFollowUps(d.big.workspaceId, row!.message_id, new Date(Date.now() + DAY));
+  }],
+  ['purge: one contact', (db, d) => createPurgeRepo(db).purgeContact(d.deletedContactId, hash)],
+  ['purge: the campaign (rolled back)', async (db, d) => {
+    await db.execute(sql`update campaigns set deleted_at = now() where id = ${d.campaignId}::uuid`);
+    await createPurgeRepo(db).purgeCampaign(d.campaignId);
+  }],
+  ['purge: a closed workspace of 300 contacts beside the large one', (db, d) => createPurgeRepo(db).purgeWorkspace(d.small.workspaceId)],
+];
+
+/**
+ * The retention loops once more, as they run: each batch committed. They change the data, so
+ * they come after every other case.
+ */
+const committed: Case[] = [
+  ['committed: audit rows past 365 days', (db) => createAuditRetention({ db, retentionDays: 365 }).purgeExpired()],
+  ['committed: webhook events past 30 days (batches of 1,000)', async (db) => {
+    const repo = createWebhooksRepo(db);
+    while ((await repo.purgeEventsBefore(new Date(Date.now() - 30 * DAY), 1_000)) === 1_000);
+  }],
+  ['committed: raw tracking facts past 30 days (batches of 5,000)', (db) => truncateRawTrackingFacts(db, { retentionDays: 30 })],
+];
+
+function print(name: string, result: Awaited<ReturnType<typeof explainAll>>) {
+  const total = result.statements.reduce((sum, s) => sum + s.buffers, 0);
+  console.log(`\n## ${name}: ${result.statements.length} statements, ${fmt(total)} buffers (plan nodes), ${result.ms.toFixed(0)} ms`);
+  for (const s of result.statements) {
+    const notes = [...s.seqScans.map((x) => `SEQ ${x}`), ...s.wideIndexScans.map((x) => `range ${x}`), ...s.triggers.map((x) => `trigger ${x}`)];
+    console.log(`  ${fmt(s.buffers).padStart(9)} buf ${fmt(s.rows).padStart(7)} rows ${s.ms.toFixed(1).padStart(8)} ms  ${s.top}${notes.length ? `  [${notes.join('; ')}]` : ''}`);
+    console.log(`      ${VERBOSE ? s.text : s.text.slice(0, 160)}`);
+  }
+  if (result.tables.length) console.log(`  tables read (incl. triggers): ${result.tables.map((t) => `${t.table} seq ${t.seqScans}×/${fmt(t.seqRead)} tuples, idx ${fmt(t.idxFetched)}`).join('; ')}`);
+}
+
+console.log(`plans: ${fmt(ROWS)} rows per growing kind; ${machineLine()}`);
+for (const target of targets) {
+  let database: PlanDatabase;
+  let drop = async () => undefined as void;
+  if (target === 'pglite') database = await pglitePlanDatabase();
+  else {
+    const scratch = await serverDatabase(SERVER_URL, 'inboxtrail_plans');
+    database = await serverPlanDatabase(scratch.url);
+    drop = scratch.drop;
+  }
+  try {
+    const started = performance.now();
+    const data = await seedPlanData(database.db, ROWS, SMALL);
+    console.log(`\n# ${database.label}: seeded in ${((performance.now() - started) / 1000).toFixed(0)} s`);
+    for (const [name, run] of cases) {
+      if (ONLY.length && !ONLY.some((o) => name.includes(o))) continue;
+      const statements = await database.record((db) => run(db, data));
+      print(name, await explainAll(database, statements));
+    }
+    for (const [name, run] of committed) {
+      if (ONLY.length && !ONLY.some((o) => name.includes(o))) continue;
+      const r = await runCommitted(database, (db) => run(db, data));
+      console.log(`\n## ${name}: ${fmt(r.pages)} pages (heap + index, all tables), ${fmt(r.seqRead)} tuples read by scans, ${fmt(r.idxFetched)} fetched by index, ${r.ms.toFixed(0)} ms`);
+    }
+  } finally {
+    await database.close();
+    await drop();
+  }
+}
