@@ -15,7 +15,7 @@ import { createTestDatabase } from '../helpers/test-db.js';
  * lookup read its whole table: purging a closed workspace of 330 contacts beside one of 100,000
  * read 64.7M ledger, 39.7M consent and 32.4M timeline tuples on PostgreSQL 15 (13.2 s), and
  * purging one contact ~1.1M tuples (BENCHMARKS.md, "Query plans at 100k: the audit"; migration
- * 0028). Counted here as the tables' sequential scans in the purge's transaction
+ * 0027). Counted here as the tables' sequential scans in the purge's transaction
  * (`pg_stat_xact_user_tables`), which includes the work inside the triggers that EXPLAIN's
  * buffers leave out, on the test database (PGlite, or the server with TEST_DATABASE_URL), with
  * 2,000 contacts in the large workspace and 110 in the closed one. At 100,000:
@@ -59,7 +59,7 @@ describe('purges look rows up by index, not by a scan per deleted row', () => {
       const result = await createPurgeRepo(tx).purgeWorkspace(data.small.workspaceId);
       expect(result?.removed.workspaces).toBe(1);
     });
-    // Before migration 0028: a scan of each per contact (110) or recipient (98) deleted. What
+    // Before migration 0027: a scan of each per contact (110) or recipient (98) deleted. What
     // may remain is per workspace, not per row: the purge's lock of the workspace's sends and
     // the workspace's own cascades (by workspace_id) to its sends and its consents.
     expect(scans.campaign_sends ?? 0, JSON.stringify(scans)).toBeLessThanOrEqual(2);

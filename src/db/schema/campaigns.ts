@@ -132,21 +132,20 @@ export const campaignSends = pgTable(
     createdAt: createdAt(),
   },
   (t) => [
-    // Recipient before step (migration 0027): a later step's reply and bounce checks and the
-    // deferral of follow-ups look up one recipient's other steps, one index descent each.
-    uniqueIndex('campaign_sends_campaign_recipient_step_unique').on(t.campaignId, t.recipientId, t.step, t.workspaceId),
+    // The ledger's key, led by the recipient (migration 0027): a later step's reply and bounce
+    // checks and the deferral of follow-ups look up one recipient's other steps of a campaign
+    // (one descent each), and the foreign key's reference check when a recipient row is deleted
+    // (a purge, once per row) probes instead of reading the whole ledger. Lookups by campaign
+    // alone have campaign_sends_campaign_status_due_idx.
+    uniqueIndex('campaign_sends_recipient_campaign_step_unique').on(t.recipientId, t.campaignId, t.step, t.workspaceId),
     index('campaign_sends_lease_idx').on(t.leaseExpiresAt).where(sql`${t.status} = 'sending'`),
     index('campaign_sends_due_idx').on(t.status, t.dueAt),
     index('campaign_sends_campaign_status_due_idx').on(t.campaignId, t.status, t.dueAt),
     index('campaign_sends_message_idx').on(t.messageId).where(sql`${t.messageId} is not null`),
-    // A contact's and a recipient's sends (migration 0028): purging a contact finds them, and the
-    // foreign keys' own lookups when a contact or recipient row is deleted (set null / the
-    // reference check, once per deleted row) probe instead of reading the whole ledger. The
-    // recipient's index goes on with campaign and step, so that a later step's reply and bounce
-    // checks, which a generic plan made on empty tables may send here, stay one descent within
-    // the campaign (send-claim-plan.test.ts).
+    // A contact's sends (migration 0027): purging a contact finds them, and the foreign key's own
+    // lookup when a contact row is deleted (set null, once per deleted row) probes instead of
+    // reading the whole ledger.
     index('campaign_sends_contact_idx').on(t.contactId).where(sql`${t.contactId} is not null`),
-    index('campaign_sends_recipient_idx').on(t.recipientId, t.campaignId, t.step),
   ],
 );
 

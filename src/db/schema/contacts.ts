@@ -54,7 +54,7 @@ export const consents = pgTable(
     at: timestamp('at', { withTimezone: true }).notNull().default(sql`clock_timestamp()`),
   },
   // The latest record of a contact is the last entry of (contact, workspace): no sort
-  // (campaigns/eligibility-sql.ts). Contact first (migration 0028): every lookup names both,
+  // (campaigns/eligibility-sql.ts). Contact first (migration 0027): every lookup names both,
   // and the foreign key's cascade when a contact is deleted names the contact alone.
   (t) => [index('consents_latest_idx').on(t.contactId, t.workspaceId, t.at, t.id)],
 );

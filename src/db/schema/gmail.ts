@@ -108,7 +108,7 @@ export const messageContacts = pgTable(
   },
   (t) => [
     primaryKey({ columns: [t.messageId, t.contactId, t.workspaceId] }),
-    // Contact first (migration 0028): the foreign key's cascade when a contact is deleted looks
+    // Contact first (migration 0027): the foreign key's cascade when a contact is deleted looks
     // it up by contact alone; the timeline's (workspace, contact) lookup uses it as well.
     index('message_contacts_contact_idx').on(t.contactId, t.workspaceId),
   ],

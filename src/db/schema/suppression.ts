@@ -29,7 +29,7 @@ export const suppressions = pgTable(
     uniqueIndex('suppressions_workspace_hash_scope_unique').on(t.workspaceId, t.addressHash, t.scope),
     // Campaign stats count a campaign's unsubscribes by source (migration 0018).
     index('suppressions_unsubscribe_source_idx').on(t.workspaceId, t.source).where(sql`${t.reason} = 'unsubscribe'`),
-    // The list's pages, newest first (migration 0028): a page reads its rows, not the workspace's whole list sorted.
+    // The list's pages, newest first (migration 0027): a page reads its rows, not the workspace's whole list sorted.
     index('suppressions_workspace_created_idx').on(t.workspaceId, t.createdAt, t.id),
   ],
 );
