@@ -21,13 +21,19 @@
 -- 3. The suppression list's pages (newest first) get an index in their order instead of a sort
 --    of the workspace's whole list.
 --
+-- Written to run on any database this session's main reached: one that applied an earlier draft
+-- of these indexes (two migrations, 0027 and 0028, folded into this one before they were
+-- released) gets the same end state (IF [NOT] EXISTS, and a journal `when` later than theirs).
+--
 -- Each index is built while the table is locked against writes (plain CREATE INDEX, inside the
 -- migration's transaction): on a large existing ledger, run the migration in a quiet window.
-CREATE UNIQUE INDEX "campaign_sends_recipient_campaign_step_unique" ON "campaign_sends" USING btree ("recipient_id","campaign_id","step","workspace_id");--> statement-breakpoint
-DROP INDEX "campaign_sends_campaign_step_recipient_unique";--> statement-breakpoint
-CREATE INDEX "campaign_sends_contact_idx" ON "campaign_sends" USING btree ("contact_id") WHERE "campaign_sends"."contact_id" is not null;--> statement-breakpoint
-DROP INDEX "consents_latest_idx";--> statement-breakpoint
+CREATE UNIQUE INDEX IF NOT EXISTS "campaign_sends_recipient_campaign_step_unique" ON "campaign_sends" USING btree ("recipient_id","campaign_id","step","workspace_id");--> statement-breakpoint
+DROP INDEX IF EXISTS "campaign_sends_campaign_step_recipient_unique";--> statement-breakpoint
+DROP INDEX IF EXISTS "campaign_sends_campaign_recipient_step_unique";--> statement-breakpoint
+DROP INDEX IF EXISTS "campaign_sends_recipient_idx";--> statement-breakpoint
+CREATE INDEX IF NOT EXISTS "campaign_sends_contact_idx" ON "campaign_sends" USING btree ("contact_id") WHERE "campaign_sends"."contact_id" is not null;--> statement-breakpoint
+DROP INDEX IF EXISTS "consents_latest_idx";--> statement-breakpoint
 CREATE INDEX "consents_latest_idx" ON "consents" USING btree ("contact_id","workspace_id","at","id");--> statement-breakpoint
-DROP INDEX "message_contacts_contact_idx";--> statement-breakpoint
+DROP INDEX IF EXISTS "message_contacts_contact_idx";--> statement-breakpoint
 CREATE INDEX "message_contacts_contact_idx" ON "message_contacts" USING btree ("contact_id","workspace_id");--> statement-breakpoint
-CREATE INDEX "suppressions_workspace_created_idx" ON "suppressions" USING btree ("workspace_id","created_at","id");
+CREATE INDEX IF NOT EXISTS "suppressions_workspace_created_idx" ON "suppressions" USING btree ("workspace_id","created_at","id");
