@@ -1,4 +1,4 @@
-import { and, asc, eq, gt, isNull, lte, ne, sql } from 'drizzle-orm';
+import { and, asc, eq, gt, isNull, lte, sql } from 'drizzle-orm';
 import { inTransaction, type Db } from '../db/connect.js';
 import { invitations, memberships, signupRequests, users, webSessions, workspaces, type Role } from '../db/schema.js';
 import { recordAudit, type AuditEntry } from '../privacy/audit.js';
@@ -35,20 +35,20 @@ function authQueries(db: Db) {
     },
 
     /**
-     * Ends every session of the user but the caller's (a password change; run in its
-     * transaction): bearer tokens issued before `notBefore` are refused from now on (never moved
-     * back), and every web session row but `keepWebSessionId` is deleted. Returns how many rows went.
+     * Ends every session of the user (a password change; run in its transaction): the user's
+     * session version rises by one, so every token and web session started at an earlier one is
+     * refused from the commit on, on every instance, whatever its clock. The web session rows are
+     * deleted too — dead already, this only clears them. Returns the new version (the caller's
+     * next session is started at it) and how many rows went.
      */
-    async endOtherSessions(userId: string, notBefore: Date, keepWebSessionId?: string): Promise<{ webSessions: number }> {
-      await db
+    async endSessions(userId: string): Promise<{ sessionVersion: number; webSessions: number }> {
+      const [row] = await db
         .update(users)
-        .set({ sessionsNotBefore: sql`greatest(${users.sessionsNotBefore}, ${notBefore.toISOString()}::timestamptz)` })
-        .where(eq(users.id, userId));
-      const ended = await db
-        .delete(webSessions)
-        .where(and(eq(webSessions.userId, userId), keepWebSessionId ? ne(webSessions.id, keepWebSessionId) : undefined))
-        .returning({ id: webSessions.id });
-      return { webSessions: ended.length };
+        .set({ sessionVersion: sql`${users.sessionVersion} + 1` })
+        .where(eq(users.id, userId))
+        .returning({ sessionVersion: users.sessionVersion });
+      const ended = await db.delete(webSessions).where(eq(webSessions.userId, userId)).returning({ id: webSessions.id });
+      return { sessionVersion: row!.sessionVersion, webSessions: ended.length };
     },
 
     recordAudit: (entry: AuditEntry) => recordAudit(db, entry),
@@ -70,7 +70,7 @@ function authQueries(db: Db) {
     /** A membership of a live user in a live workspace (closing either ends every access at once). */
     async findMembership(workspaceId: string, userId: string) {
       const [row] = await db
-        .select({ role: memberships.role, workspace: workspaces, sessionsNotBefore: users.sessionsNotBefore })
+        .select({ role: memberships.role, workspace: workspaces, sessionsNotBefore: users.sessionsNotBefore, sessionVersion: users.sessionVersion })
         .from(memberships)
         .innerJoin(workspaces, eq(workspaces.id, memberships.workspaceId))
         .innerJoin(users, eq(users.id, memberships.userId))

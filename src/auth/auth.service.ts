@@ -29,10 +29,12 @@ export interface AuthContext {
   /** That key's scopes; requireAuth has checked them against the route. */
   scopes?: ApiScope[];
   /**
-   * The person's session this request came with: a bearer session token, or the web session
-   * with this id. A password change ends every other session and keeps this one (profile.ts).
+   * The person's session this request came with (a bearer session token or a web session) and
+   * the users.session_version it was started at. A password change ends every session of the
+   * user and gives this caller a new one (profile.ts); a web session started from a token
+   * carries the token's version (web-sessions.service.ts).
    */
-  session?: { kind: 'token' } | { kind: 'web'; id: string };
+  session?: { kind: 'token' | 'web'; version: number };
 }
 
 const INVITATION_TTL_MS = 7 * 24 * 3600 * 1000;
@@ -76,8 +78,12 @@ export function createAuthService(deps: {
   const { repo, sessions, throttle, mailer } = deps;
   const now = deps.now ?? (() => new Date());
 
-  /** `notBefore`: the user's sessions_not_before, so a session issued after a password change outlives it. */
-  const issueSession = (userId: string, workspaceId: string, notBefore: Date | null) => sessions.sign({ userId, workspaceId }, notBefore);
+  /**
+   * `sessionVersion`: users.session_version as read with the password hash (or user row) the
+   * session is granted on, so a login that checked the old password signs a token that a password
+   * change committed meanwhile has already ended, whenever it is signed.
+   */
+  const issueSession = (userId: string, workspaceId: string, sessionVersion: number) => sessions.sign({ userId, workspaceId, sessionVersion });
 
   /**
    * Runs a change to one membership under the workspace's membership lock, after the checks
@@ -104,7 +110,7 @@ export function createAuthService(deps: {
 
   return {
     // P-12 correction of one's own profile (profile.ts): updateProfile, confirmEmail.
-    ...createProfileCorrection({ repo, throttle, mailer, config: deps.config, present: presentUser, issueSession, now }),
+    ...createProfileCorrection({ repo, throttle, mailer, config: deps.config, present: presentUser, issueSession }),
 
     /**
      * Signup never says whether an address already has an account (issue 9): every valid
@@ -156,7 +162,7 @@ export function createAuthService(deps: {
           await tx.insertMembership(workspace.id, user.id, 'owner');
           return { user, workspace };
         });
-        return { token: issueSession(user.id, workspace.id, user.sessionsNotBefore), user: presentUser(user), workspace: presentWorkspace(workspace), role: 'owner' as const };
+        return { token: issueSession(user.id, workspace.id, user.sessionVersion), user: presentUser(user), workspace: presentWorkspace(workspace), role: 'owner' as const };
       } catch (error) {
         // Two confirmations racing for one address: the unique index decides, the loser gets the same 409.
         if (isUniqueViolation(error)) throw new ConflictError('email_taken', 'An account with this email already exists; log in instead');
@@ -181,7 +187,7 @@ export function createAuthService(deps: {
       if (!membership) throw new UnauthorizedError('invalid_credentials', 'Email or password is incorrect');
       await release();
       await repo.touchActivity(user.id, now(), { login: true });
-      return { token: issueSession(user.id, membership.workspaceId, user.sessionsNotBefore) };
+      return { token: issueSession(user.id, membership.workspaceId, user.sessionVersion) };
     },
 
     /** Resolves a bearer token to who is calling, checking the membership on every request (P-17). */
@@ -189,17 +195,24 @@ export function createAuthService(deps: {
       const claims = sessions.verify(bearerToken);
       const membership = await repo.findMembership(claims.workspaceId, claims.userId);
       if (!membership) throw new UnauthorizedError('invalid_token', 'The bearer token is not valid');
-      // Ended by a password change or the account's closure (JWT `iat` has whole seconds: a
-      // session issued in the second of a closure counts as before it; see sessions.ts).
-      if (sessionEnded(claims, membership.sessionsNotBefore)) throw new UnauthorizedError('invalid_token', 'The bearer token is not valid');
+      // Ended by a password change since it was issued (the user's version moved on), or by the
+      // account's closure (JWT `iat` has whole seconds: a session issued in the second of a
+      // closure counts as before it).
+      if (claims.sessionVersion !== membership.sessionVersion || sessionEnded(claims, membership.sessionsNotBefore)) {
+        throw new UnauthorizedError('invalid_token', 'The bearer token is not valid');
+      }
       await repo.touchActivity(claims.userId, now());
-      return { userId: claims.userId, workspaceId: claims.workspaceId, role: membership.role, session: { kind: 'token' } };
+      return { userId: claims.userId, workspaceId: claims.workspaceId, role: membership.role, session: { kind: 'token', version: claims.sessionVersion } };
     },
 
-    /** Who a signed-in browser is (web session `webSessionId` names a user and a workspace): the membership is re-read every time, like `authenticate`. */
-    async memberContext(userId: string, workspaceId: string, webSessionId: string): Promise<AuthContext | undefined> {
+    /**
+     * Who a signed-in browser is (a web session names a user, a workspace and the session version
+     * it started at): the membership and the version are re-read every time, like `authenticate`.
+     */
+    async memberContext(userId: string, workspaceId: string, sessionVersion: number): Promise<AuthContext | undefined> {
       const membership = await repo.findMembership(workspaceId, userId);
-      return membership ? { userId, workspaceId, role: membership.role, session: { kind: 'web', id: webSessionId } } : undefined;
+      if (!membership || membership.sessionVersion !== sessionVersion) return undefined;
+      return { userId, workspaceId, role: membership.role, session: { kind: 'web', version: sessionVersion } };
     },
 
     async me(auth: AuthContext) {
@@ -302,7 +315,7 @@ export function createAuthService(deps: {
         return { user, workspace: membership!.workspace, role: membership!.role };
       });
       return {
-        token: issueSession(result.user.id, result.workspace.id, result.user.sessionsNotBefore),
+        token: issueSession(result.user.id, result.workspace.id, result.user.sessionVersion),
         user: presentUser(result.user),
         workspace: presentWorkspace(result.workspace),
         role: result.role,

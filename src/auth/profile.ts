@@ -7,7 +7,6 @@ import type { AuthQueries, AuthRepo, UserRow } from './auth.repo.js';
 import type { AuthContext } from './auth.service.js';
 import { proveCurrentPassword } from './password-recheck.js';
 import { hashPassword } from './passwords.js';
-import { sessionsNotBeforeAfter } from './sessions.js';
 import { createSignedTokens, isExpiredTokenError } from './signed-tokens.js';
 import type { AuthThrottle } from './throttle.js';
 
@@ -26,12 +25,15 @@ import type { AuthThrottle } from './throttle.js';
  *   PATCH /api/me {email, currentPassword} ─▶ mail to new address: code (or note if taken)
  *   POST /api/me/email/verify {code}       ─▶ users.email = new; audit; notice to the old address
  *
- * A new password ends every other session of the user in the same transaction (someone who
- * changes a leaked password expects the thief to be out): bearer tokens issued until then are
- * refused (users.sessions_not_before) and every other web session row is deleted. The caller
- * keeps going: their web session stays, and a caller with a bearer token gets a fresh one in
- * the answer (`token`). API keys are the workspace's credentials, not the person's: they stay.
- * An address change alone ends nothing.
+ * A new password ends every session of the user in the same transaction (someone who changes a
+ * leaked password expects the thief to be out): users.session_version rises by one, so every
+ * bearer token and web session started at the old version is refused (even one a sign-in with
+ * the old password signs or inserts after the commit: it carries the version read with the old
+ * hash), and the web session rows are deleted. The caller keeps going on a new session at the
+ * new version: a bearer caller gets a fresh token in the answer (`token`), a web caller gets
+ * `sessionVersion` and its page starts a new web session (new cookie value: a stolen copy of the
+ * old cookie is dead too). API keys are the workspace's credentials, not the person's: they
+ * stay. An address change alone ends nothing.
  */
 
 const EMAIL_CODE_TTL_SECONDS = 24 * 3600;
@@ -42,9 +44,8 @@ export interface ProfileDeps {
   mailer: AccountMailer;
   config: Pick<Config, 'jwt'>;
   present: (user: UserRow) => unknown;
-  /** A bearer session token for the user, stamped no earlier than `notBefore`. */
-  issueSession: (userId: string, workspaceId: string, notBefore: Date | null) => string;
-  now: () => Date;
+  /** A bearer session token for the user at this session version. */
+  issueSession: (userId: string, workspaceId: string, sessionVersion: number) => string;
 }
 
 export function createProfileCorrection(deps: ProfileDeps) {
@@ -92,19 +93,19 @@ export function createProfileCorrection(deps: ProfileDeps) {
       const changes: { name?: string | null; passwordHash?: string } = {};
       if (input.name !== undefined) changes.name = input.name;
       if (input.newPassword !== undefined) changes.passwordHash = await hashPassword(input.newPassword);
-      // Sessions issued up to now end with the old password; the caller's next one is stamped from here.
-      const notBefore = changes.passwordHash ? sessionsNotBeforeAfter(deps.now()) : undefined;
       let updated = user;
+      /** The user's session version after a password change: the caller's next session starts at it. */
+      let sessionVersion: number | undefined;
       if (Object.keys(changes).length > 0) {
         updated = await repo.transaction(async (tx) => {
           const row = await tx.updateUser(auth.userId, changes);
           const fields = Object.keys(changes).map((field) => (field === 'passwordHash' ? 'password' : field));
-          if (!notBefore) {
+          if (!changes.passwordHash) {
             await auditCorrection(tx, auth, fields);
           } else {
-            const keepWebSessionId = auth.session?.kind === 'web' ? auth.session.id : undefined;
-            const ended = await tx.endOtherSessions(auth.userId, notBefore, keepWebSessionId);
-            await auditCorrection(tx, auth, fields, { tokensIssuedBefore: notBefore.toISOString(), webSessions: ended.webSessions, callerSession: auth.session?.kind ?? 'none' });
+            const ended = await tx.endSessions(auth.userId);
+            sessionVersion = ended.sessionVersion;
+            await auditCorrection(tx, auth, fields, { sessionVersion, webSessions: ended.webSessions, callerSession: auth.session?.kind ?? 'none' });
           }
           return row!;
         });
@@ -112,8 +113,10 @@ export function createProfileCorrection(deps: ProfileDeps) {
       if (wantsNewEmail) await requestEmailChange(user, input.email!);
       return {
         user: deps.present(updated),
-        // The caller's own token was issued before the change and has just ended: here is its successor.
-        ...(notBefore && auth.session?.kind === 'token' ? { token: deps.issueSession(auth.userId, auth.workspaceId, notBefore) } : {}),
+        // The caller's own session has just ended with the others: a token caller gets its successor
+        // here; a web caller's page starts a new web session at `sessionVersion` (account.pages.ts).
+        ...(sessionVersion !== undefined && auth.session?.kind === 'token' ? { token: deps.issueSession(auth.userId, auth.workspaceId, sessionVersion) } : {}),
+        ...(sessionVersion !== undefined && auth.session?.kind === 'web' ? { sessionVersion } : {}),
         ...(wantsNewEmail ? { email: { status: 'verification_sent' as const, message: 'Check the new address: we sent it a mail with the next step. Your login address changes once it is confirmed.' } } : {}),
       };
     },

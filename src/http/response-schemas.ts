@@ -62,13 +62,14 @@ export const meResponse = z.object({
 /**
  * `email` only when a new address was asked for: it changes once the mailed code comes back.
  * `token` only after a password change made with a session token: that change ended every
- * session of the user issued before it, the caller's too, so the caller continues with this one.
+ * session of the user granted before it (its session version), the caller's too, so the caller
+ * continues with this one.
  */
 export const profileResponse = z.object({
   user,
   token: z
     .string()
-    .describe('Only after a new password, when the caller used a session token: its successor. Every session token of the user issued before the change (the one that made it too) is refused from now on, and every other web session is signed out; API keys stay.')
+    .describe('Only after a new password, when the caller used a session token: its successor. Every session token of the user granted before the change (the one that made it too, and any signed later by a login that checked the old password) is refused from now on, and every web session is signed out; API keys stay.')
     .optional(),
   email: verificationSent.optional(),
 });

@@ -91,7 +91,13 @@ ${problem('verify')}
       const input = parseInput(profileBody, { currentPassword: field(req, 'currentPassword'), newPassword: field(req, 'newPassword') });
       // The one check of the page's own: a mistyped new password would lock the person out.
       if (field(req, 'repeatPassword') !== input.newPassword) throw new ValidationError([{ field: 'repeatPassword', message: 'does not match the new password' }]);
-      await auth.updateProfile(signedIn(req), input, clientAddress(req));
+      const member = signedIn(req);
+      const { sessionVersion } = await auth.updateProfile(member, input, clientAddress(req));
+      // The change ended every session of this person, this browser's too (its cookie may have
+      // been stolen with the password): it goes on with a new session, a new cookie value, at the
+      // new version. The old row went in the change's transaction.
+      const { cookieValue, expiresAt } = await ctx.webSessions.start({ userId: member.userId, workspaceId: member.workspaceId, sessionVersion: sessionVersion! });
+      ctx.cookies.session.set(res, cookieValue, expiresAt);
       res.redirect(303, '/app/account?notice=password_changed');
     });
   });

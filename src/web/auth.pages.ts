@@ -9,7 +9,8 @@ import { safeNext, type WebContext } from './web.middleware.js';
 /** Turns an API session token (what login/verify/accept return) into a browser session and its cookie. */
 async function startBrowserSession(ctx: WebContext, res: Response, apiToken: string) {
   const member = await ctx.auth.authenticate(apiToken);
-  const { cookieValue, expiresAt } = await ctx.webSessions.start(member);
+  // The token's version: a password change committed after this check still ends the new session.
+  const { cookieValue, expiresAt } = await ctx.webSessions.start({ ...member, sessionVersion: member.session!.version });
   ctx.cookies.session.set(res, cookieValue, expiresAt);
 }
 

@@ -7,7 +7,7 @@ export type WebSessionRow = typeof webSessions.$inferSelect;
 /** The web_sessions table: rows are found by the SHA-256 of the cookie value, never by the value. */
 export function createWebSessionsRepo(db: Db) {
   return {
-    async insert(values: { workspaceId: string; userId: string; tokenHash: string; expiresAt: Date }): Promise<WebSessionRow> {
+    async insert(values: { workspaceId: string; userId: string; sessionVersion: number; tokenHash: string; expiresAt: Date }): Promise<WebSessionRow> {
       const [row] = await db.insert(webSessions).values(values).returning();
       return row!;
     },

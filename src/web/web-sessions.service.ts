@@ -23,12 +23,17 @@ export function createWebSessionsService(deps: { repo: WebSessionsRepo; auth: Au
   const now = deps.now ?? (() => new Date());
 
   return {
-    /** Starts a session for a member who has just proven who they are; returns the cookie value (shown to nobody else). */
-    async start(member: { userId: string; workspaceId: string }): Promise<{ cookieValue: string; expiresAt: Date }> {
+    /**
+     * Starts a session for a member who has just proven who they are; returns the cookie value
+     * (shown to nobody else). `sessionVersion` is the version of what they proved it with (the
+     * token of a sign-in, or a password change's new version): if a password change has raised
+     * the user's version since, the row is dead from the start, even if inserted after the change.
+     */
+    async start(member: { userId: string; workspaceId: string; sessionVersion: number }): Promise<{ cookieValue: string; expiresAt: Date }> {
       const cookieValue = randomBytes(32).toString('base64url');
       const expiresAt = new Date(now().getTime() + ttlMs);
       await repo.deleteExpired(now());
-      await repo.insert({ userId: member.userId, workspaceId: member.workspaceId, tokenHash: hashCookieValue(cookieValue), expiresAt });
+      await repo.insert({ userId: member.userId, workspaceId: member.workspaceId, sessionVersion: member.sessionVersion, tokenHash: hashCookieValue(cookieValue), expiresAt });
       return { cookieValue, expiresAt };
     },
 
@@ -37,7 +42,8 @@ export function createWebSessionsService(deps: { repo: WebSessionsRepo; auth: Au
       if (!COOKIE_VALUE.test(cookieValue)) return { state: 'ended' };
       const row = await repo.findByTokenHash(hashCookieValue(cookieValue));
       if (!row || row.expiresAt.getTime() <= now().getTime()) return { state: 'ended' };
-      const context = await auth.memberContext(row.userId, row.workspaceId, row.id);
+      // A password change since the session started (another version) has ended it.
+      const context = await auth.memberContext(row.userId, row.workspaceId, row.sessionVersion);
       if (!context) return { state: 'ended' };
       return { state: 'active', auth: context, expiresAt: row.expiresAt };
     },

@@ -93,6 +93,7 @@ describe('Account page', () => {
     const login = await app.api('POST', '/api/auth/login', { json: { email: person.email, password: person.password } });
     const newPassword = 'a-brand-new-password-43';
     await person.browser.get(ACCOUNT);
+    const oldCookie = person.browser.cookies.get('inboxtrail_session')!;
 
     const wrong = await person.browser.post('/app/account/password', { currentPassword: 'not-my-password', newPassword, repeatPassword: newPassword });
     expect(wrong.status).toBe(403);
@@ -109,9 +110,17 @@ describe('Account page', () => {
     expect(other.cookies.has('inboxtrail_session')).toBe(false);
     const refused = await app.api('GET', '/api/me', { token: login.body.token });
     expect([refused.status, refused.body.error.code]).toEqual([401, 'invalid_token']);
-    // This browser goes on: its forms still work.
+    // This browser goes on with a new session (a new cookie value): its forms still work.
+    const newCookie = person.browser.cookies.get('inboxtrail_session')!;
+    expect(newCookie).toEqual(expect.any(String));
+    expect(newCookie).not.toBe(oldCookie);
     expect((await person.browser.post('/app/account/profile', { name: 'Still Here' })).status).toBe(303);
     expect((await person.browser.get(ACCOUNT)).text).toContain('value="Still Here"');
+    // The cookie value it had before the change (stolen with the password, say) is refused.
+    const thief = new WebClient(app);
+    thief.cookies.set('inboxtrail_session', oldCookie);
+    expect((await thief.get(ACCOUNT)).location).toMatch(/^\/signin\?expired=1/);
+    expect(rowsOf<{ n: number }>(await app.database.db.execute(sql`select count(*)::int as n from web_sessions s join users u on u.id = s.user_id where u.email = ${person.email}`))).toEqual([{ n: 1 }]);
   });
 
   it('changes the login address once the mailed code comes back; a wrong password or code changes nothing', async () => {

@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm';
-import { index, pgEnum, pgTable, primaryKey, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
+import { index, integer, pgEnum, pgTable, primaryKey, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
 import { id, createdAt } from './columns.js';
 
 /** Workspaces, people and their sign-in: the tenant, users, memberships, invitations, sign-in throttles and pending signups. */
@@ -36,8 +36,13 @@ export const users = pgTable(
     /** Account closure: set with `purgeAfter`; the account is gone for every API at once. */
     deletedAt: timestamp('deleted_at', { withTimezone: true }),
     purgeAfter: timestamp('purge_after', { withTimezone: true }),
-    /** Sessions (JWTs) issued before this instant are refused: closure logs out everywhere at once. */
+    /** Sessions (JWTs) issued before this instant are refused: account closure logs out everywhere at once. */
     sessionsNotBefore: timestamp('sessions_not_before', { withTimezone: true }),
+    /**
+     * Raised by one on every password change: a session (token claim `sv`, web_sessions row)
+     * started at another version has ended. A counter, not a time, so no clock decides it.
+     */
+    sessionVersion: integer('session_version').notNull().default(0),
     /** Last login or authenticated request (P-15: the inactivity horizon counts from here). */
     lastActiveAt: timestamp('last_active_at', { withTimezone: true }).notNull().defaultNow(),
     /** When the owner was mailed that the account will be purged for inactivity; a login clears it. */
