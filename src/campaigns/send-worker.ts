@@ -181,7 +181,10 @@ export function createSendWorker(deps: SendWorkerDeps) {
     };
 
     try {
-      const sent = await mailboxes.withGmail(mailbox, (gmail) => gmail.sendRaw(raw, previous?.gmailThreadId ?? undefined, { beforeAttempt, onRefused }));
+      // Held behind the mailbox's pause (another send of the round met a 429): the round's answered
+      // sends are recorded without waiting for this one (it goes out after the pause, recorded alone).
+      const onPaused = () => round.leave();
+      const sent = await mailboxes.withGmail(mailbox, (gmail) => gmail.sendRaw(raw, previous?.gmailThreadId ?? undefined, { beforeAttempt, onRefused, onPaused }));
       await deps.afterGmailAccepted?.(candidate.id);
       await recorder.recordSent(campaign, candidate, track.lease!, sent, mail.subject, mailbox, round.submit);
       return 'sent';

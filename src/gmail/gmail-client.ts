@@ -40,6 +40,8 @@ export interface SendOptions {
   beforeAttempt?: () => Promise<void>;
   /** Gmail definitely refused this attempt (nothing went out); the pacer may still retry. */
   onRefused?: () => void;
+  /** The send waits out the mailbox's pause (another send's rate limit) before its attempt: nothing went out yet. */
+  onPaused?: () => void;
 }
 
 export const GOOGLE_DEFAULT_ENDPOINTS: GoogleEndpoints = {
@@ -260,7 +262,7 @@ export function createGmailClient(settings: GoogleClientSettings, pacer: Mailbox
               options.onRefused?.();
               throw gmailError;
             }
-          }, { send: true, alreadyCounted: () => claimed });
+          }, { send: true, alreadyCounted: () => claimed, onPaused: options.onPaused });
           return { id: data.id ?? '', threadId: data.threadId ?? '' };
         },
 

@@ -96,6 +96,30 @@ describe.each(harness.stores)('MailboxPacer retries ($name)', (store) => {
     expect(await clock.drive(pacer.pauseEndsAt(a!))).toBeUndefined();
   });
 
+  it('tells a call held behind a pause that it waits (onPaused), and not a call that goes at once', async () => {
+    const clock = new VirtualClock(store.make);
+    const pacer = clock.pacer({ random: () => 0 });
+    const [a, b] = await store.mailboxes(2);
+    const told: string[] = [];
+    await clock.drive(
+      Promise.all([
+        pacer.run(a!, 100, async () => {
+          if (told.length === 0 && clock.time === 0) {
+            await clock.sleep(100);
+            throw rateLimited(5);
+          }
+          return 'retried';
+        }, { onPaused: () => told.push('first') }),
+        // Asks during the pause (a send of the same round the pacer had not granted yet): held, and told.
+        clock.at(200, () => pacer.run(a!, 100, async () => clock.time, { send: true, onPaused: () => told.push('held') })),
+        // Another mailbox is not paused: not told.
+        clock.at(200, () => pacer.run(b!, 100, async () => clock.time, { onPaused: () => told.push('other mailbox') })),
+      ]),
+    );
+    expect(told).toContain('held');
+    expect(told).not.toContain('other mailbox');
+  });
+
   it.each(['permanent', 'auth_revoked', 'not_found'] as const)('does not retry %s', async (kind) => {
     const clock = new VirtualClock(store.make);
     const pacer = clock.pacer();

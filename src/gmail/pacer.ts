@@ -73,6 +73,8 @@ interface Waiter {
   counted: boolean;
   resolve: () => void;
   reject: (error: unknown) => void;
+  /** Told when its turn waits out the mailbox's pause (see `run`'s `onPaused`). */
+  onPaused?: () => void;
 }
 
 const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -135,12 +137,12 @@ export class MailboxPacer {
    * each attempt, says the send's row exists (claimed in an earlier attempt): the retry then
    * takes quota and pace only, not a second unit.
    */
-  async run<T>(mailboxId: string, units: number, call: () => Promise<T>, options: { send?: boolean; alreadyCounted?: () => boolean } = {}): Promise<T> {
+  async run<T>(mailboxId: string, units: number, call: () => Promise<T>, options: { send?: boolean; alreadyCounted?: () => boolean; onPaused?: () => void } = {}): Promise<T> {
     if (!Number.isFinite(units) || units < 0 || units > this.policy.burstUnits) {
       throw new RangeError(`units must be between 0 and ${this.policy.burstUnits}`);
     }
     for (let attempt = 1; ; attempt++) {
-      await this.takeTurn(mailboxId, units, options.send === true, options.alreadyCounted?.() === true);
+      await this.takeTurn(mailboxId, units, options.send === true, options.alreadyCounted?.() === true, options.onPaused);
       try {
         return await call();
       } catch (error) {
@@ -186,15 +188,15 @@ export class MailboxPacer {
    * goes to the head only: the next in line asks again, as each caller always did. A group
    * is all new sends or all counted ones (retries), as the store takes the budget for a group.
    */
-  private takeTurn(mailboxId: string, units: number, send: boolean, counted: boolean): Promise<void> {
+  private takeTurn(mailboxId: string, units: number, send: boolean, counted: boolean, onPaused?: () => void): Promise<void> {
     const queue = `${mailboxId}:${send ? 'send' : 'other'}`;
     return new Promise<void>((resolve, reject) => {
       const waiters = this.waiting.get(queue);
       if (waiters) {
-        waiters.push({ units, counted, resolve, reject });
+        waiters.push({ units, counted, resolve, reject, onPaused });
         return;
       }
-      const fresh = [{ units, counted, resolve, reject }];
+      const fresh = [{ units, counted, resolve, reject, onPaused }];
       this.waiting.set(queue, fresh);
       void this.serve(queue, mailboxId, send, fresh);
     });
@@ -211,7 +213,8 @@ export class MailboxPacer {
         while (count < waiters.length && joins(waiters[count]!) && (count + 1) * head.units <= this.policy.burstUnits) count += 1;
       }
       try {
-        const granted = await this.takeUnits(mailboxId, head.units, send, count, head.counted);
+        // A pause holds every call queued behind it: each is told (a send's round stops waiting for it).
+        const granted = await this.takeUnits(mailboxId, head.units, send, count, head.counted, () => waiters.forEach((w) => w.onPaused?.()));
         for (const waiter of waiters.splice(0, Math.max(1, granted))) waiter.resolve();
       } catch (error) {
         waiters.shift()!.reject(error);
@@ -221,7 +224,7 @@ export class MailboxPacer {
   }
 
   /** Resolves with how many of `count` calls were granted (at least one). */
-  private async takeUnits(mailboxId: string, units: number, send: boolean, count: number, counted: boolean): Promise<number> {
+  private async takeUnits(mailboxId: string, units: number, send: boolean, count: number, counted: boolean, onPaused: () => void): Promise<number> {
     for (;;) {
       const outcome = await this.store.take(mailboxId, units, send, this.policy, this.now?.(), count, counted);
       switch (outcome.kind) {
@@ -238,6 +241,7 @@ export class MailboxPacer {
               retryAfterSeconds: Math.ceil(outcome.waitMs / 1000),
             });
           }
+          onPaused();
           await this.sleep(outcome.waitMs);
           break;
         case 'wait':
