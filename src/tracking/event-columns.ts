@@ -23,21 +23,17 @@ export interface EventColumns {
   reasons: (readonly string[])[];
 }
 
-export const EVENT_COLUMN_KEYS = ['id', 'workspaceId', 'campaignId', 'sendId', 'type', 'linkIndex', 'atMs', 'method', 'ip', 'userAgent', 'classification', 'reasons'] as const satisfies readonly (keyof EventColumns & keyof TrackingEventRow)[];
+const EVENT_COLUMN_KEYS = ['id', 'workspaceId', 'campaignId', 'sendId', 'type', 'linkIndex', 'atMs', 'method', 'ip', 'userAgent', 'classification', 'reasons'] as const satisfies readonly (keyof EventColumns & keyof TrackingEventRow)[];
 
 export function emptyEventColumns(): EventColumns {
   return { id: [], workspaceId: [], campaignId: [], sendId: [], type: [], linkIndex: [], atMs: [], method: [], ip: [], userAgent: [], classification: [], reasons: [] };
 }
 
-/** Rows as columns (tests, and callers that build events one by one). */
+/** Rows as columns (tests, benches and callers that hold rows: tracking.repo insertEvents). */
 export function eventColumnsOf(rows: readonly TrackingEventRow[]): EventColumns {
   const columns = emptyEventColumns();
-  for (const row of rows) appendEvent(columns, row);
+  for (const row of rows) for (const key of EVENT_COLUMN_KEYS) (columns[key] as unknown[]).push(row[key]);
   return columns;
-}
-
-export function appendEvent(columns: EventColumns, row: TrackingEventRow): void {
-  for (const key of EVENT_COLUMN_KEYS) (columns[key] as unknown[]).push(row[key]);
 }
 
 /** Columns as rows (tests read a prepared batch this way). */
