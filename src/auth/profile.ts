@@ -38,6 +38,9 @@ import type { AuthThrottle } from './throttle.js';
 
 const EMAIL_CODE_TTL_SECONDS = 24 * 3600;
 
+/** What the caller is told once a new address was asked for (the web app's code step shows it too). */
+export const EMAIL_CODE_SENT_MESSAGE = 'Check the new address: we sent it a mail with the next step. Your login address changes once it is confirmed.';
+
 export interface ProfileDeps {
   repo: AuthRepo;
   throttle: AuthThrottle;
@@ -117,7 +120,7 @@ export function createProfileCorrection(deps: ProfileDeps) {
         // here; a web caller's page starts a new web session at `sessionVersion` (account.pages.ts).
         ...(sessionVersion !== undefined && auth.session?.kind === 'token' ? { token: deps.issueSession(auth.userId, auth.workspaceId, sessionVersion) } : {}),
         ...(sessionVersion !== undefined && auth.session?.kind === 'web' ? { sessionVersion } : {}),
-        ...(wantsNewEmail ? { email: { status: 'verification_sent' as const, message: 'Check the new address: we sent it a mail with the next step. Your login address changes once it is confirmed.' } } : {}),
+        ...(wantsNewEmail ? { email: { status: 'verification_sent' as const, message: EMAIL_CODE_SENT_MESSAGE } } : {}),
       };
     },
 

@@ -1,5 +1,6 @@
 import { Router, type Request, type Response } from 'express';
 import { clientAddress, emailCodeBody, profileBody } from '../auth/auth.routes.js';
+import { EMAIL_CODE_SENT_MESSAGE } from '../auth/profile.js';
 import { ValidationError } from '../errors.js';
 import { parseInput } from '../http/validate.js';
 import { closeBody } from '../privacy/account-closure.routes.js';
@@ -13,8 +14,8 @@ import { sendAppPage, signedIn, type WebContext } from './web.middleware.js';
 interface PageState {
   /** A 4xx of one form, shown above that form only. */
   error?: { form: AccountForm; message: string };
-  /** What the service said after a new login address was asked for (the code is on its way). */
-  emailStatus?: string;
+  /** The code step: a new login address was asked for, its code is on the way (GET ?step=email-code). */
+  codeSent?: boolean;
   /** The name typed into a form that was refused, so it is not lost (never a password or code). */
   name?: string;
 }
@@ -52,15 +53,15 @@ export function accountPages(ctx: WebContext): Router {
 <div class="actions"><button type="submit">Change password</button></div></form>
 <h2 id="email">Login address</h2>
 <p>You sign in as <strong>${user.email}</strong>. A new address changes only once you enter the code we mail to it; your current address is told when it changes.</p>
-${state.emailStatus ? html`<p class="notice" role="status">${state.emailStatus}</p>` : ''}${problem('email')}
+${problem('email')}
 <form class="stack" method="post" action="/app/account/email">${csrfField(token)}
 <label>New login address <input type="email" name="email" required maxlength="254" autocomplete="email"></label>
 <label>Current password <input type="password" name="currentPassword" required autocomplete="current-password"></label>
 <div class="actions"><button type="submit">Send a confirmation code</button></div></form>
-${problem('verify')}
+<div id="email-code">${state.codeSent ? html`<p class="notice" role="status">${EMAIL_CODE_SENT_MESSAGE}</p>` : ''}${problem('verify')}
 <form class="stack" method="post" action="/app/account/email/verify">${csrfField(token)}
 <label>Confirmation code <span class="muted">(from the mail sent to the new address; it works for 24 hours)</span><input name="code" required maxlength="2000" autocomplete="one-time-code"></label>
-<div class="actions"><button type="submit">Confirm the new address</button></div></form>
+<div class="actions"><button type="submit">Confirm the new address</button></div></form></div>
 <h2 id="data">Your data</h2>
 <p><a class="button secondary" href="/app/account/export.json" download>Download my data</a> <span class="muted">(JSON: your account, memberships and what you did)</span></p>
 <h2 id="close">Close my account</h2>
@@ -76,7 +77,9 @@ ${problem('verify')}
     formRunner(async (req, res, problem) => send(req, res, await page(req, { error: { form, message: problem.message }, name: form === 'profile' ? formInput(req).name : undefined }), problem.status));
   const field = (req: Request, name: string) => formInput(req)[name];
 
-  router.get('/account', async (req, res) => send(req, res, await page(req)));
+  // The code step is this page: the code is a signed token mailed to the new address, so nothing
+  // about the pending change needs to come back here (and no address or code goes in the URL).
+  router.get('/account', async (req, res) => send(req, res, await page(req, { codeSent: req.query.step === 'email-code' })));
 
   router.post('/account/profile', async (req, res) => {
     await onForm('profile')(req, res, async () => {
@@ -106,7 +109,8 @@ ${problem('verify')}
     await onForm('email')(req, res, async () => {
       const result = await auth.updateProfile(signedIn(req), parseInput(profileBody, { email: field(req, 'email'), currentPassword: field(req, 'currentPassword') }), clientAddress(req));
       if (!result.email) return res.redirect(303, '/app/account?notice=email_unchanged');
-      await send(req, res, await page(req, { emailStatus: result.email.message }));
+      // Post/Redirect/Get: reloading the code step must not send another code.
+      res.redirect(303, '/app/account?step=email-code#email-code');
     });
   });
 
@@ -132,6 +136,15 @@ ${problem('verify')}
       res.status(200).type('html').send(renderPublicPage('Account closed', body, ctx.sandboxInboxUrl));
     });
   });
+
+  // Old addresses from when these lived under Settings → integrations (until 227ad60): bookmarks
+  // follow with a 308. A form posted to the old closure URL (a tab open since then) closes
+  // nothing and lands on the form that does, with a notice: a 308 would have the browser re-post
+  // the password to /account/close, which takes the same form and token, and close the account
+  // unseen from a page written before the move; an irreversible step waits for the current form.
+  router.get('/settings/export.json', (_req, res) => res.redirect(308, '/app/account/export.json'));
+  router.get('/settings/close-account', (_req, res) => res.redirect(308, '/app/account#close'));
+  router.post('/settings/close-account', (_req, res) => res.redirect(303, '/app/account?notice=close_moved'));
 
   return router;
 }

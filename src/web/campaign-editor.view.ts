@@ -1,7 +1,7 @@
 import { html, type SafeHtml } from './html.js';
 import { csrfField } from './layout.js';
 import { OP_LABELS, SEGMENT_FIELDS, SEGMENT_OPS, WEEKDAYS, type CampaignFormValues, type ConditionRow, type StepRow } from './campaign-form.js';
-import { errorNotice } from './forms.js';
+import { checked, errorNotice } from './forms.js';
 
 /*
  * The campaign editor: one form that works without JavaScript (numbered rows, a "more rows"
@@ -25,7 +25,6 @@ export interface EditorView {
 export const PREVIEW_FRAME = 'campaign-preview';
 
 const selected = (yes: boolean) => (yes ? html` selected` : '');
-const checked = (yes: boolean) => (yes ? html` checked` : '');
 
 function input(label: string, name: string, value: string, options: { type?: string; hint?: string; required?: boolean; attrs?: SafeHtml } = {}) {
   return html`<label>${label}${options.hint ? html` <span class="muted">${options.hint}</span>` : ''}

@@ -49,4 +49,7 @@ export function ticked(req: Request, name: string): string[] {
   return Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : [];
 }
 
+/** The ` checked` of a box or radio shown ticked (a form re-rendered with what was sent). */
+export const checked = (yes: boolean) => (yes ? html` checked` : '');
+
 export const errorNotice = (message: string | undefined) => (message ? html`<p class="notice error" role="alert">${message}</p>` : '');

@@ -3,7 +3,7 @@ import { parseId } from '../http/params.js';
 import { parseInput } from '../http/validate.js';
 import { DATA_KINDS } from '../privacy/export.service.js';
 import { legalRequestBody, streamJson } from '../privacy/privacy.routes.js';
-import { errorNotice, formInput, formRunner, ticked } from './forms.js';
+import { checked, errorNotice, formInput, formRunner, ticked } from './forms.js';
 import { when } from './format.js';
 import { html, type SafeHtml } from './html.js';
 import { csrfField } from './layout.js';
@@ -14,6 +14,13 @@ const PATH = '/app/settings/legal-requests';
 
 /** A textarea of ids or addresses: one per line (commas and spaces separate too). */
 const listOf = (value: string | undefined) => (value ?? '').split(/[\s,]+/).filter(Boolean);
+
+/** What a refused form sent, shown again: its text fields and its ticked boxes. */
+interface FormValues {
+  fields: Record<string, string>;
+  mailboxIds: string[];
+  kinds: string[];
+}
 
 /**
  * The form → the API's body. Date fields are whole UTC days and `to` is inclusive on the page,
@@ -51,11 +58,12 @@ export function legalRequestPages(ctx: WebContext): Router {
   const { legalRequests, mailboxes } = ctx.services;
   const WHAT = 'see and record legal requests';
 
-  const page = async (req: Request, state: { error?: string; values?: Record<string, string> } = {}): Promise<SafeHtml> => {
+  const page = async (req: Request, state: { error?: string; values?: FormValues } = {}): Promise<SafeHtml> => {
     const auth = signedInAdmin(req, WHAT);
     const [requests, boxes] = await Promise.all([legalRequests.list(auth), mailboxes.list(auth)]);
     const token = req.browser!.csrfToken;
-    const v = state.values ?? {};
+    const v = state.values?.fields ?? {};
+    const tickedBefore = (group: 'mailboxIds' | 'kinds', value: string) => checked(state.values?.[group].includes(value) ?? false);
     return html`<h1>Legal requests</h1>
 <p>An authority's request for data, recorded with its legal basis and exact scope. A disclosure holds that scope and nothing more, and every disclosure is logged.</p>
 ${requests.length ? html`<table><thead><tr><th scope="col">Reference</th><th scope="col">Authority and basis</th><th scope="col">Scope</th><th scope="col">Recorded</th><th scope="col">Disclosure</th></tr></thead><tbody>
@@ -71,15 +79,18 @@ ${requests.map((r) => html`<tr><td>${r.reference}</td><td>${r.authority}<br><spa
 <label>Reference <input name="reference" value="${v.reference ?? ''}" required maxlength="200"></label>
 <label>Addresses <span class="muted">(one per line)</span><textarea name="addresses">${v.addresses ?? ''}</textarea></label>
 <label>Contact ids <span class="muted">(one per line)</span><textarea name="contactIds">${v.contactIds ?? ''}</textarea></label>
-${boxes.length ? html`<fieldset><legend>Mailboxes</legend>${boxes.map((b) => html`<label><input type="checkbox" name="mailboxIds" value="${b.id}"> ${b.email}</label> `)}</fieldset>` : ''}
+${boxes.length ? html`<fieldset><legend>Mailboxes</legend>${boxes.map((b) => html`<label><input type="checkbox" name="mailboxIds" value="${b.id}"${tickedBefore('mailboxIds', b.id)}> ${b.email}</label> `)}</fieldset>` : ''}
 <label>From <span class="muted">(UTC day)</span><input type="date" name="from" value="${v.from ?? ''}" required></label>
 <label>To <span class="muted">(UTC day, included)</span><input type="date" name="to" value="${v.to ?? ''}" required></label>
-<fieldset><legend>Data kinds</legend>${DATA_KINDS.map((k) => html`<label><input type="checkbox" name="kinds" value="${k}"> ${k}</label> `)}</fieldset>
+<fieldset><legend>Data kinds</legend>${DATA_KINDS.map((k) => html`<label><input type="checkbox" name="kinds" value="${k}"${tickedBefore('kinds', k)}> ${k}</label> `)}</fieldset>
 <div class="actions"><button type="submit">Record the request</button></div></form>`;
   };
 
   const send = async (req: Request, res: Response, body: SafeHtml, status = 200) => sendAppPage(ctx, req, res, { title: 'Legal requests', section: 'settings', body, status });
-  const onForm = formRunner(async (req, res, problem) => send(req, res, await page(req, { error: problem.message, values: formInput(req) }), problem.status));
+  const onForm = formRunner(async (req, res, problem) => {
+    const values = { fields: formInput(req), mailboxIds: ticked(req, 'mailboxIds'), kinds: ticked(req, 'kinds') };
+    await send(req, res, await page(req, { error: problem.message, values }), problem.status);
+  });
 
   router.get('/settings/legal-requests', async (req, res) => send(req, res, await page(req)));
 

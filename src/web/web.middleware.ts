@@ -143,6 +143,7 @@ const NOTICES: Record<string, string> = {
   password_changed: 'Your password was changed. Every other session of yours (other browsers, session tokens) is signed out.',
   email_changed: 'Your login address was changed. Your previous address was told by mail.',
   email_unchanged: 'That is already your login address; nothing was changed.',
+  close_moved: 'Closing your account is on this page now, and nothing was closed: to close it, enter your password under "Close my account".',
   imported: 'Import finished.',
   sent: 'Your mail was sent.',
   send_pending: 'Gmail has not confirmed the send yet; the contact\'s timeline shows the outcome once it is known.',

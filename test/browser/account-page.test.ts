@@ -7,9 +7,9 @@ import { signUp, startTestApp, type TestApp } from '../helpers/test-app.js';
 /*
  * The account page in a real browser with JavaScript off: reached from the navigation, the
  * name changed through its form, "Download my data" saved as a file holding the export, the
- * login-address step showing its code form; and (JavaScript on, for axe-core) no serious or
- * critical accessibility violation on the page, a refused form, the code step, or the (owners'
- * and admins') legal requests page.
+ * login-address step showing its code form (a GET page: a reload sends no second code); and
+ * (JavaScript on, for axe-core) no serious or critical accessibility violation on the page, a
+ * refused form, the code step, or the (owners' and admins') legal requests page.
  */
 
 describe.skipIf(!hasChromium)('account page in a real browser', () => {
@@ -53,6 +53,13 @@ describe.skipIf(!hasChromium)('account page in a real browser', () => {
     expect(await page.getByRole('alert').textContent()).toContain('The password does not match this account');
     await askForNewAddress(page, owner.password);
     await page.getByText('Check the new address').waitFor();
+    // The code step is a GET page (Post/Redirect/Get): reloading it sends no second code.
+    expect(page.url()).toBe(`${app.baseUrl}/app/account?step=email-code#email-code`);
+    const codesSent = () => app.services.accountMailer.outbox!.filter((m) => m.subject.startsWith('Confirm your new')).length;
+    const sent = codesSent();
+    await page.reload();
+    await page.getByText('Check the new address').waitFor();
+    expect(codesSent()).toBe(sent);
     await page.getByLabel('Confirmation code').fill('not-a-code');
     await page.getByRole('button', { name: 'Confirm the new address' }).click();
     expect(await page.getByRole('alert').textContent()).toContain('Email change code not found');

@@ -135,9 +135,19 @@ describe('Account page', () => {
     const invalid = await person.browser.post('/app/account/email', { email: 'not an address', currentPassword: person.password });
     expect(invalid.status).toBe(400);
 
+    // Post/Redirect/Get: the code step is a GET page, so reloading it sends no second code; the
+    // redirect names neither the new address nor the code.
     const asked = await person.browser.post('/app/account/email', { email: newEmail, currentPassword: person.password });
-    expect(asked.status).toBe(200);
-    expect(asked.text).toContain('role="status">Check the new address');
+    expect(asked).toMatchObject({ status: 303, location: '/app/account?step=email-code#email-code' });
+    const codesSent = () => outbox().filter((m) => m.to === newEmail && m.subject.startsWith('Confirm your new')).length;
+    expect(codesSent()).toBe(1);
+    for (let reload = 0; reload < 2; reload += 1) {
+      const step = await person.browser.get(asked.location!);
+      expect(step.status).toBe(200);
+      expect(step.text).toMatch(/<div id="email-code"><p class="notice" role="status">Check the new address[^<]*<\/p>\s*<form class="stack" method="post" action="\/app\/account\/email\/verify">/);
+    }
+    expect(codesSent()).toBe(1);
+    expect((await person.browser.get(ACCOUNT)).text).not.toContain('Check the new address');
     const mail = outbox().findLast((m) => m.to === newEmail && m.subject.startsWith('Confirm your new'))!;
     expect(mail.text).toContain('Account page');
     const code = /code is:\n\n(\S+)/.exec(mail.text)![1]!;
@@ -158,6 +168,7 @@ describe('Account page', () => {
     // Used once: the same code again changes nothing.
     expect((await person.browser.post('/app/account/email/verify', { code })).status).toBe(404);
     expect(logsSay(code)).toBe(false);
+    expect(asked.location).not.toContain(code);
   });
 
   it('a form posted without the CSRF token is refused (403) and changes nothing', async () => {
@@ -191,6 +202,28 @@ describe('Account page', () => {
     // Signed out, the download is not served.
     const anonymous = await fetch(`${app.baseUrl}/app/account/export.json`, { redirect: 'manual' });
     expect(anonymous.status).toBe(303);
+  });
+
+  it('the old Settings addresses of the export and of closure redirect to the account page; a closure posted to the old one closes nothing', async () => {
+    const person = await signUpInBrowser(app);
+    const exported = await person.browser.get('/app/settings/export.json');
+    expect(exported).toMatchObject({ status: 308, location: '/app/account/export.json' });
+    expect((await person.browser.get(exported.location!)).headers.get('content-disposition')).toBe('attachment; filename="inboxtrail-export.json"');
+    expect(await person.browser.get('/app/settings/close-account')).toMatchObject({ status: 308, location: '/app/account#close' });
+    expect((await person.browser.get(ACCOUNT)).text).toContain('<h2 id="close">');
+
+    // A tab open on the old form: the right password and token, yet nothing is closed; the person lands on the current form.
+    const posted = await person.browser.post('/app/settings/close-account', { password: person.password });
+    expect(posted).toMatchObject({ status: 303, location: '/app/account?notice=close_moved' });
+    const landed = await person.browser.get(posted.location!);
+    expect(landed.status).toBe(200);
+    expect(landed.text).toContain('role="status">Closing your account is on this page now, and nothing was closed');
+    expect(landed.text).toContain('action="/app/account/close"');
+    expect((await me(person.email, person.password)).email).toBe(person.email);
+    // The token rule still comes first, and signed out the old address goes to sign-in (and back through the redirect).
+    expect((await person.browser.post('/app/settings/close-account', { password: person.password }, { csrf: null })).status).toBe(403);
+    const anonymous = await fetch(`${app.baseUrl}/app/settings/export.json`, { redirect: 'manual' });
+    expect([anonymous.status, anonymous.headers.get('location')]).toEqual([303, '/signin?next=%2Fapp%2Fsettings%2Fexport.json']);
   });
 
   it('closing the account needs the right password; then the session is over', async () => {

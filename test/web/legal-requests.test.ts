@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connectedMailbox } from '../helpers/gmail.js';
 import { startTestApp, type TestApp } from '../helpers/test-app.js';
 import { memberInBrowser, signUpInBrowser, type WebClient } from '../helpers/web-client.js';
 
@@ -71,6 +72,41 @@ describe('Legal requests page', () => {
     const unknown = await postForm(owner.browser, [...BASE, ['reference', 'CASE-UNKNOWN'], ['contactIds', '00000000-0000-4000-8000-000000000000'], ['kinds', 'contacts']]);
     expect(unknown.status).toBe(422);
     expect(unknown.text).toContain('role="alert">The scope names contacts this workspace does not have');
+    expect((await recorded()).length).toBe(before);
+  });
+
+  it('a refused form comes back as it was sent: text (escaped), ticked mailboxes and kinds, the rest unticked', async () => {
+    const mailbox = await connectedMailbox(app, token, 'legal-box@example.com');
+    const before = (await recorded()).length;
+    await owner.browser.get(PAGE);
+    const sent: [string, string][] = [
+      ...BASE,
+      ['reference', 'CASE-"KEEP"'],
+      ['addresses', 'a@example.com\n<b>not an address</b>'],
+      ['contactIds', 'not-a-uuid'],
+      ['mailboxIds', mailbox.id],
+      ['kinds', 'consents'],
+      ['kinds', 'suppressions'],
+    ];
+    const refused = await postForm(owner.browser, sent);
+    expect(refused.status).toBe(400);
+    expect(refused.text).toContain('role="alert">The request is not valid');
+    const box = (name: string, value: string) => new RegExp(`<input type="checkbox" name="${name}" value="${value}"( checked)?>`).exec(refused.text)?.[1] === ' checked';
+    expect(box('mailboxIds', mailbox.id)).toBe(true);
+    expect(Object.fromEntries(['contacts', 'consents', 'messages', 'suppressions'].map((k) => [k, box('kinds', k)]))).toEqual({ contacts: false, consents: true, messages: false, suppressions: true });
+    expect(refused.text).toContain('<input name="authority" value="Court of &lt;Example&gt;"');
+    expect(refused.text).toContain('<input name="reference" value="CASE-&quot;KEEP&quot;"');
+    expect(refused.text).toContain('<textarea name="addresses">a@example.com\n&lt;b&gt;not an address&lt;/b&gt;</textarea>');
+    expect(refused.text).toContain('<textarea name="contactIds">not-a-uuid</textarea>');
+    expect(refused.text).toContain('name="from" value="2026-01-01"');
+    expect(refused.text).toContain('name="to" value="2026-12-31"');
+    // One box ticked arrives as a single value, not a list: it is kept too.
+    const one = await postForm(owner.browser, [...BASE, ['reference', 'CASE-ONE'], ['contactIds', 'not-a-uuid'], ['kinds', 'messages']]);
+    expect(one.status).toBe(400);
+    expect(one.text).toContain('<input type="checkbox" name="kinds" value="messages" checked>');
+    expect(one.text).toContain('<input type="checkbox" name="kinds" value="consents">');
+    // A fresh page has nothing ticked.
+    expect((await owner.browser.get(PAGE)).text).not.toContain(' checked>');
     expect((await recorded()).length).toBe(before);
   });
 
