@@ -42,7 +42,7 @@ import { MailboxPacer } from '../../src/gmail/pacer.js';
 import { resolveGoogle } from '../../src/gmail/google-settings.js';
 import { createLogger } from '../../src/logger.js';
 import { openBenchDatabase, SERVER_URL, targets, type TargetName } from './audience-data.js';
-import { machine, procCpuMicros } from './common.js';
+import { machine, printMethodTimes, procCpuMicros, timeMethods, type MethodTimes } from './common.js';
 import {
   SANDBOX_CLIENT_ID as CLIENT_ID,
   SANDBOX_CLIENT_SECRET as CLIENT_SECRET,
@@ -66,6 +66,8 @@ const serverUrl = SERVER_URL;
 
 /** BENCH_EXPLAIN_CLAIM=1: after the PGlite run, the generic plan PGlite keeps for the send claim (EXPLAIN (GENERIC_PLAN), PostgreSQL 16+). */
 const explainClaim = process.env.BENCH_EXPLAIN_CLAIM === '1';
+/** BENCH_PHASES=1: wall time per repository and limit-store method the pipeline called (where a message's time goes). */
+const phases = process.env.BENCH_PHASES === '1';
 
 /**
  * The claim statement of a round of four, as the gate builds it (captured, not run), explained
@@ -157,7 +159,9 @@ async function runPipeline(sandboxUrl: string, target: TargetName, recipients: n
     pushAudience: 'bench',
   };
   // Pacing off: quota far beyond Gmail's, so the pipeline itself is what is measured.
-  const pacer = new MailboxPacer({ unitsPerMinute: 1e12, ...(memoryLimits ? {} : { store: createSqlLimitStore(database.db) }) });
+  const times: MethodTimes = new Map();
+  const timed = <T extends object>(target: T, label: string) => (phases ? timeMethods(target, label, times) : target);
+  const pacer = new MailboxPacer({ unitsPerMinute: 1e12, ...(memoryLimits ? {} : { store: timed(createSqlLimitStore(database.db), 'limits') }) });
   const services = createServices({ config, database, logger: createLogger('silent'), google, pacer });
   const stopPeak = peakTracker();
   const launchStarted = performance.now();
@@ -170,10 +174,10 @@ async function runPipeline(sandboxUrl: string, target: TargetName, recipients: n
   // Batches of 500 (the in-process default is 50, sized for fairness between campaigns).
   const batchSize = 500;
   const worker = createSendWorker({
-    repo: createCampaignsRepo(database.db),
-    ledger: createSendLedgerRepo(database.db, { serializedEngine: database.kind === 'pglite' }),
+    repo: timed(createCampaignsRepo(database.db), 'campaigns'),
+    ledger: timed(createSendLedgerRepo(database.db, { serializedEngine: database.kind === 'pglite' }), 'ledger'),
     mailboxRepo: createMailboxesRepo(database.db),
-    mailboxes: services.mailboxes,
+    mailboxes: timed(services.mailboxes, 'mailboxes'),
     pacer,
     urls: services.trackingUrls,
     logger: createLogger('silent'),
@@ -184,6 +188,10 @@ async function runPipeline(sandboxUrl: string, target: TargetName, recipients: n
   const cpu = cpuMs(cpuBefore);
   const mainCpu = mainThreadCpuMs() - mainBefore;
   const peak = stopPeak();
+  if (phases) {
+    console.log(`  ${target}, ${recipients}: wall time per method (${(seconds * 1000).toFixed(0)} ms in all, ${sent} messages)`);
+    printMethodTimes(times, { name: 'message', count: sent });
+  }
   if (explainClaim && database.kind === 'pglite') await printClaimPlan(database.db, seeded);
   await opened.close();
   return { sent, seconds, launchSeconds, cpuPerMessageMs: cpu / Math.max(1, sent), mainThreadPerMessageMs: mainCpu / Math.max(1, sent), peak };

@@ -76,3 +76,39 @@ export function procCpuMicros(path: string): number | undefined {
     return undefined;
   }
 }
+
+/** Calls and wall time per method of the objects `timeMethods` wrapped (BENCH_PHASES=1 in campaign.ts). */
+export type MethodTimes = Map<string, { calls: number; ms: number }>;
+
+/**
+ * `target` with each of its methods timed into `times` under `label.method` (wall time from the call
+ * to its promise settling, so a method that waits on a lock or a round trip shows what it waited).
+ */
+export function timeMethods<T extends object>(target: T, label: string, times: MethodTimes): T {
+  const timed = { ...target } as Record<string, unknown>;
+  for (const [name, value] of Object.entries(target)) {
+    if (typeof value !== 'function') continue;
+    const entry = { calls: 0, ms: 0 };
+    times.set(`${label}.${name}`, entry);
+    timed[name] = (...args: unknown[]) => {
+      const started = performance.now();
+      const settle = () => {
+        entry.calls += 1;
+        entry.ms += performance.now() - started;
+      };
+      const result = (value as (...a: unknown[]) => unknown).apply(target, args);
+      if (result instanceof Promise) return result.finally(settle);
+      settle();
+      return result;
+    };
+  }
+  return timed as T;
+}
+
+/** The table `timeMethods` collected: per method, calls, total and mean ms, the busiest first. */
+export function printMethodTimes(times: MethodTimes, perUnit: { name: string; count: number }) {
+  const rows = [...times].filter(([, t]) => t.calls > 0).sort((a, b) => b[1].ms - a[1].ms);
+  for (const [name, t] of rows) {
+    console.log(`    ${name.padEnd(40)} ${String(t.calls).padStart(8)} calls  ${t.ms.toFixed(0).padStart(8)} ms  ${(t.ms / t.calls).toFixed(2).padStart(7)} ms each  ${(t.ms / Math.max(1, perUnit.count)).toFixed(3)} ms per ${perUnit.name}`);
+  }
+}

@@ -18,7 +18,9 @@
  */
 import { createHash } from 'node:crypto';
 import { sql } from 'drizzle-orm';
+import type { CampaignRow } from '../../src/campaigns/campaigns.repo.js';
 import { createFollowUpRules } from '../../src/campaigns/follow-ups.repo.js';
+import { createSendLedgerRepo } from '../../src/campaigns/send-ledger.repo.js';
 import { createContactsRepo } from '../../src/contacts/contacts.repo.js';
 import type { Db } from '../../src/db/connect.js';
 import { createSyncRepo } from '../../src/gmail/sync.repo.js';
@@ -97,6 +99,9 @@ const cases: Case[] = [
     const [row] = rowsOf<{ message_id: string }>(await db.execute(sql`select message_id from campaign_sends where campaign_id = ${d.campaignId}::uuid and step = 0 limit 1`));
     await createFollowUpRules(db).deferFollowUps(d.big.workspaceId, row!.message_id, new Date(Date.now() + DAY));
   }],
+  // The follow-up step's rows: one per recipient, every one due at the same instant (as a launch writes them).
+  ['send ledger: a batch reservation (500) of the campaign\'s queued rows, all due at one instant', (db, d) =>
+    createSendLedgerRepo(db).reserveDue({ id: d.campaignId } as CampaignRow, 'plans', 500, new Date(Date.now() + 2 * DAY), new Date(Date.now() + 3 * DAY))],
   ['purge: one contact', (db, d) => createPurgeRepo(db).purgeContact(d.deletedContactId, hash)],
   ['purge: the campaign (rolled back)', async (db, d) => {
     await db.execute(sql`update campaigns set deleted_at = now() where id = ${d.campaignId}::uuid`);

@@ -142,7 +142,14 @@ export function createSendLedgerRepo(db: Db, options: SendLedgerOptions = {}) {
      * Reserves up to `limit` due sends of one campaign for this worker's next batch: a soft
      * mark on rows that stay `queued` (a crash loses nothing; the mark just expires), so
      * that two workers do not both pay quota for the same row. SKIP LOCKED: rows another
-     * worker is reserving right now are left to it.
+     * worker is reserving right now are left to it. Earliest due first, in the order of the
+     * index (campaign, status, due_at): a launch gives every row one due_at, and a tie-break
+     * the index does not hold (the id, until this pass) made each reservation read and sort
+     * all of the campaign's queued rows to keep the first batch, so a whole send grew with
+     * the square of its audience (BENCHMARKS.md, "eighth pass"). Rows of one due_at come in
+     * the index's own order (as stored: the launch's order). The batch's ids are one array
+     * (`= any(array(…))`), so the update finds them by key: as `in (…)` the planner may join
+     * them against a read of the whole ledger once it holds a few tens of thousands of rows.
      */
     async reserveDue(campaign: CampaignRow, owner: string, limit: number, now: Date, until: Date): Promise<SendCandidate[]> {
       const rows = rowsOf<{
@@ -156,13 +163,13 @@ export function createSendLedgerRepo(db: Db, options: SendLedgerOptions = {}) {
       }>(
         await db.execute(sql`
           update campaign_sends s set lease_owner = ${owner}, lease_expires_at = ${ts(until)}
-          where s.id in (
+          where s.id = any(array(
             select id from campaign_sends
             where campaign_id = ${campaign.id} and status = 'queued' and due_at <= ${ts(now)}
               and (lease_owner is null or lease_owner = ${owner} or lease_expires_at < ${ts(now)})
-            order by due_at, id
+            order by due_at
             limit ${limit}
-            for update skip locked)
+            for update skip locked))
           returning s.id, s.step, s.contact_id, s.recipient_id, s.email, s.rfc822_message_id, s.attempts, s.due_at`),
       );
       return rows.map((r) => ({
