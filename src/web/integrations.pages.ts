@@ -6,7 +6,7 @@ import { parseInput } from '../http/validate.js';
 import { reportQuery, sendReportCsv } from '../privacy/compliance.routes.js';
 import { WEBHOOK_EVENT_TYPES } from '../webhooks/events.js';
 import { createWebhookBody } from '../webhooks/webhooks.schemas.js';
-import { errorNotice, formInput, formRunner, ticked } from './forms.js';
+import { checked, errorNotice, formInput, formRunner, ticked } from './forms.js';
 import { when } from './format.js';
 import { html, type SafeHtml } from './html.js';
 import { csrfField } from './layout.js';
@@ -17,10 +17,33 @@ const REPORT_DEFAULT_DAYS = 90;
 
 const day = (d: Date) => d.toISOString().slice(0, 10);
 
+/** What a refused form sent, shown on that form again; the other form stays as on a fresh page. */
+interface SentForms {
+  apiKey?: { name: string; scopes: string[] };
+  webhook?: { url: string; eventTypes: string[] };
+}
+
 interface PageState {
   error?: string;
   /** A secret shown on this answer only (an API key or a webhook signing secret), never in a URL. */
   secret?: { label: string; value: string };
+  sent?: SentForms;
+}
+
+/**
+ * A refused webhook URL as it goes back into the form: without a user name or password (the
+ * API refuses URLs carrying them, and a password sent must not come back in a page). Text that
+ * is not an http(s) URL keeps no "@", since credentials could hide there in a shape URL cannot read.
+ */
+function urlWithoutCredentials(typed: string): string {
+  const url = URL.parse(typed);
+  if (url && (url.protocol === 'http:' || url.protocol === 'https:')) {
+    if (url.username === '' && url.password === '') return typed;
+    url.username = '';
+    url.password = '';
+    return url.href;
+  }
+  return typed.includes('@') ? '' : typed;
 }
 
 /**
@@ -39,6 +62,9 @@ export function integrationPages(ctx: WebContext): Router {
     const token = req.browser!.csrfToken;
     const [keys, endpoints] = admin ? await Promise.all([apiKeys.list(auth), webhooks.list(auth).then((r) => r.endpoints)]) : [[], []];
     const now = new Date();
+    const { apiKey: sentKey, webhook: sentHook } = state.sent ?? {};
+    // A fresh key form has `read` ticked; a refused one shows exactly what was ticked.
+    const scopeTicked = (scope: string) => checked(sentKey ? sentKey.scopes.includes(scope) : scope === 'read');
     return html`<h1>Integrations and privacy</h1>${errorNotice(state.error)}
 ${state.secret ? html`<div class="notice" role="status"><p>${state.secret.label} (it is shown only now; store it somewhere safe):</p><p><code>${state.secret.value}</code></p></div>` : ''}
 ${admin ? html`<h2>API keys</h2>
@@ -47,8 +73,8 @@ ${keys.map((k) => html`<tr><td>${k.name} <span class="muted">${k.prefix}…</spa
 <td>${k.revokedAt ? html`revoked ${when(k.revokedAt)}` : html`<form class="inline" method="post" action="/app/settings/api-keys/${k.id}/revoke">${csrfField(token)}<button type="submit" class="secondary">Revoke</button></form>`}</td></tr>`)}
 </tbody></table>` : html`<p class="muted">No API keys yet.</p>`}
 <form class="stack" method="post" action="/app/settings/api-keys">${csrfField(token)}
-<label>Name <input name="name" required maxlength="200"></label>
-<fieldset><legend>Scopes</legend>${API_SCOPES.map((s) => html`<label><input type="checkbox" name="scopes" value="${s}"${s === 'read' ? html` checked` : ''}> ${s}</label> `)}</fieldset>
+<label>Name <input name="name" value="${sentKey?.name ?? ''}" required maxlength="200"></label>
+<fieldset><legend>Scopes</legend>${API_SCOPES.map((s) => html`<label><input type="checkbox" name="scopes" value="${s}"${scopeTicked(s)}> ${s}</label> `)}</fieldset>
 <div class="actions"><button type="submit">Create key</button></div></form>
 <h2>Webhooks</h2>
 ${endpoints.length ? html`<table><thead><tr><th scope="col">URL</th><th scope="col">Events</th><th scope="col">Status</th><th scope="col"><span class="muted">Actions</span></th></tr></thead><tbody>
@@ -57,8 +83,8 @@ ${endpoints.map((e) => html`<tr><td><a href="/app/settings/webhooks/${e.id}">${e
 <form class="inline" method="post" action="/app/settings/webhooks/${e.id}/delete">${csrfField(token)}<button type="submit" class="secondary">Delete</button></form></td></tr>`)}
 </tbody></table>` : html`<p class="muted">No webhook endpoints yet.</p>`}
 <form class="stack" method="post" action="/app/settings/webhooks">${csrfField(token)}
-<label>URL <input type="url" name="url" required maxlength="2000"></label>
-<fieldset><legend>Event types</legend>${WEBHOOK_EVENT_TYPES.map((t) => html`<label><input type="checkbox" name="eventTypes" value="${t}"> ${t}</label> `)}</fieldset>
+<label>URL <input type="url" name="url" value="${urlWithoutCredentials(sentHook?.url ?? '')}" required maxlength="2000"></label>
+<fieldset><legend>Event types</legend>${WEBHOOK_EVENT_TYPES.map((t) => html`<label><input type="checkbox" name="eventTypes" value="${t}"${checked(sentHook?.eventTypes.includes(t) ?? false)}> ${t}</label> `)}</fieldset>
 <div class="actions"><button type="submit">Add endpoint</button></div></form>
 <h2>Compliance report</h2>
 <form class="inline" method="get" action="/app/settings/compliance-report.csv">
@@ -73,14 +99,18 @@ ${endpoints.map((e) => html`<tr><td><a href="/app/settings/webhooks/${e.id}">${e
 
   const send = async (req: Request, res: Response, body: SafeHtml, status = 200) =>
     sendAppPage(ctx, req, res, { title: 'Integrations and privacy', section: 'settings', body, status });
-  const onForm = formRunner(async (req, res, problem) => send(req, res, await page(req, { error: problem.message }), problem.status));
+  // A 4xx shows on the page again, with the values of the form that was refused (if it has any to keep).
+  const refusedShows = (sent?: SentForms) =>
+    formRunner(async (req, res, problem) => send(req, res, await page(req, { error: problem.message, sent }), problem.status));
+  const onForm = refusedShows();
 
   router.get('/settings/integrations', async (req, res) => send(req, res, await page(req)));
 
   router.post('/settings/api-keys', async (req, res) => {
     const auth = signedInAdmin(req, 'manage API keys');
-    await onForm(req, res, async () => {
-      const created = await apiKeys.create(auth, parseInput(createApiKeyBody, { name: formInput(req).name ?? '', scopes: ticked(req, 'scopes') }));
+    const sent = { name: formInput(req).name ?? '', scopes: ticked(req, 'scopes') };
+    await refusedShows({ apiKey: sent })(req, res, async () => {
+      const created = await apiKeys.create(auth, parseInput(createApiKeyBody, sent));
       await send(req, res, await page(req, { secret: { label: `API key "${created.name}" created`, value: created.key } }), 201);
     });
   });
@@ -95,8 +125,9 @@ ${endpoints.map((e) => html`<tr><td><a href="/app/settings/webhooks/${e.id}">${e
 
   router.post('/settings/webhooks', async (req, res) => {
     const auth = signedInAdmin(req, 'manage webhooks');
-    await onForm(req, res, async () => {
-      const created = await webhooks.create(auth, parseInput(createWebhookBody, { url: formInput(req).url ?? '', eventTypes: ticked(req, 'eventTypes') }));
+    const sent = { url: formInput(req).url ?? '', eventTypes: ticked(req, 'eventTypes') };
+    await refusedShows({ webhook: sent })(req, res, async () => {
+      const created = await webhooks.create(auth, parseInput(createWebhookBody, sent));
       await send(req, res, await page(req, { secret: { label: `Webhook endpoint added; its signing secret`, value: created.secret } }), 201);
     });
   });

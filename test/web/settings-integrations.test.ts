@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WEBHOOK_EVENT_TYPES } from '../../src/webhooks/events.js';
 import { startTestApp, type TestApp } from '../helpers/test-app.js';
 import { memberInBrowser, signUpInBrowser, type WebClient } from '../helpers/web-client.js';
 
@@ -22,6 +23,15 @@ function postForm(browser: WebClient, path: string, fields: [string, string][]) 
 
 const INTEGRATIONS = '/app/settings/integrations';
 
+/** Which boxes of a checkbox group a page shows ticked, by value. */
+function boxes(page: string, name: string): Record<string, boolean> {
+  const found = [...page.matchAll(new RegExp(`<input type="checkbox" name="${name}" value="([^"]+)"( checked)?>`, 'g'))];
+  return Object.fromEntries(found.map((m) => [m[1]!, m[2] === ' checked']));
+}
+/** The value an input of the page shows (escaped as in the HTML); '' when it has none. */
+const fieldValue = (page: string, name: string) => new RegExp(`<input (?:type="[a-z]+" )?name="${name}"(?: value="([^"]*)")?`).exec(page)?.[1] ?? '';
+const NO_EVENT_TICKED = Object.fromEntries(WEBHOOK_EVENT_TYPES.map((t) => [t, false]));
+
 describe('Settings → integrations and privacy', () => {
   it('an API key created on the page works as a Bearer on /api/me, is shown once, and is revoked from the page', async () => {
     const settings = await owner.browser.get('/app/settings');
@@ -43,12 +53,61 @@ describe('Settings → integrations and privacy', () => {
     expect((await owner.browser.get(INTEGRATIONS)).text).toMatch(/revoked \d{4}-/);
   });
 
-  it('a key without a scope is a 422 on the form and creates nothing', async () => {
+  it('a key without a scope is a 400 on the form (its name kept, no box ticked, as sent) and creates nothing', async () => {
     await owner.browser.get(INTEGRATIONS);
     const refused = await postForm(owner.browser, '/app/settings/api-keys', [['name', 'no scopes']]);
     expect(refused.status).toBe(400);
     expect(refused.text).toContain('role="alert"');
-    expect(refused.text).not.toContain('no scopes');
+    expect(fieldValue(refused.text, 'name')).toBe('no scopes');
+    expect(boxes(refused.text, 'scopes')).toEqual({ read: false, send: false, admin: false });
+    expect(refused.text).not.toContain('<td>no scopes');
+  });
+
+  it('a refused key form comes back as sent (name escaped, ticked scopes), the webhook form fresh; a fresh page ticks only `read`', async () => {
+    const fresh = await owner.browser.get(INTEGRATIONS);
+    expect(boxes(fresh.text, 'scopes')).toEqual({ read: true, send: false, admin: false });
+    expect(fieldValue(fresh.text, 'name')).toBe('');
+    const name = `Key "<b>" ${'x'.repeat(200)}`;
+    const refused = await postForm(owner.browser, '/app/settings/api-keys', [['name', name], ['scopes', 'send'], ['scopes', 'admin']]);
+    expect(refused.status).toBe(400);
+    expect(refused.text).toContain('role="alert"');
+    expect(fieldValue(refused.text, 'name')).toBe(`Key &quot;&lt;b&gt;&quot; ${'x'.repeat(200)}`);
+    expect(boxes(refused.text, 'scopes')).toEqual({ read: false, send: true, admin: true });
+    expect(boxes(refused.text, 'eventTypes')).toEqual(NO_EVENT_TICKED);
+    expect(fieldValue(refused.text, 'url')).toBe('');
+    // One box ticked arrives as a single value, not a list: it is kept too.
+    const one = await postForm(owner.browser, '/app/settings/api-keys', [['name', name], ['scopes', 'admin']]);
+    expect(one.status).toBe(400);
+    expect(boxes(one.text, 'scopes')).toEqual({ read: false, send: false, admin: true });
+    expect((await owner.browser.get(INTEGRATIONS)).text).not.toContain('<td>Key &quot;');
+  });
+
+  it('a refused webhook form comes back with its URL (escaped, never its user name or password) and ticked event types, the key form fresh', async () => {
+    const fresh = await owner.browser.get(INTEGRATIONS);
+    expect(boxes(fresh.text, 'eventTypes')).toEqual(NO_EVENT_TICKED);
+    const privateTarget = await postForm(owner.browser, '/app/settings/webhooks', [
+      ['url', 'http://127.0.0.1:9/hook?tag="<x>"'],
+      ['eventTypes', 'open'],
+      ['eventTypes', 'click'],
+      ['eventTypes', 'reply'],
+    ]);
+    expect(privateTarget.status).toBe(422);
+    expect(fieldValue(privateTarget.text, 'url')).toBe('http://127.0.0.1:9/hook?tag=&quot;&lt;x&gt;&quot;');
+    expect(boxes(privateTarget.text, 'eventTypes')).toEqual({ ...NO_EVENT_TICKED, open: true, click: true, reply: true });
+    expect(boxes(privateTarget.text, 'scopes')).toEqual({ read: true, send: false, admin: false });
+    expect(fieldValue(privateTarget.text, 'name')).toBe('');
+
+    const withPassword = await postForm(owner.browser, '/app/settings/webhooks', [['url', 'https://alice:s3cret-pass@93.184.215.14/hook'], ['eventTypes', 'click']]);
+    expect(withPassword.status).toBe(400);
+    expect(withPassword.text).toMatch(/role="alert">[^<]*user name or password/);
+    expect(fieldValue(withPassword.text, 'url')).toBe('https://93.184.215.14/hook');
+    expect(withPassword.text).not.toContain('s3cret-pass');
+    expect(withPassword.text).not.toContain('alice');
+    expect(boxes(withPassword.text, 'eventTypes')).toEqual({ ...NO_EVENT_TICKED, click: true });
+    const unreadable = await postForm(owner.browser, '/app/settings/webhooks', [['url', 'https://bob:hunter2@'], ['eventTypes', 'click']]);
+    expect(unreadable.status).toBe(400);
+    expect(unreadable.text).not.toContain('hunter2');
+    expect(fieldValue(unreadable.text, 'url')).toBe('');
   });
 
   it('a webhook endpoint is added (secret shown once), disabled, enabled and deleted from the page; a bad URL and a private target show on the form', async () => {
