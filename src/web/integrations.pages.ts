@@ -36,7 +36,12 @@ interface PageState {
  * is not an http(s) URL keeps no "@", since credentials could hide there in a shape URL cannot read.
  */
 function urlWithoutCredentials(typed: string): string {
-  const url = URL.parse(typed);
+  let url: URL | undefined;
+  try {
+    url = new URL(typed);
+  } catch {
+    // Not a URL at all (URL.parse would say so without throwing, but only from Node 20.18).
+  }
   if (url && (url.protocol === 'http:' || url.protocol === 'https:')) {
     if (url.username === '' && url.password === '') return typed;
     url.username = '';
