@@ -142,14 +142,13 @@ export function createSendLedgerRepo(db: Db, options: SendLedgerOptions = {}) {
      * Reserves up to `limit` due sends of one campaign for this worker's next batch: a soft
      * mark on rows that stay `queued` (a crash loses nothing; the mark just expires), so
      * that two workers do not both pay quota for the same row. SKIP LOCKED: rows another
-     * worker is reserving right now are left to it. Earliest due first, in the order of the
-     * index (campaign, status, due_at): a launch gives every row one due_at, and a tie-break
-     * the index does not hold (the id, until this pass) made each reservation read and sort
-     * all of the campaign's queued rows to keep the first batch, so a whole send grew with
-     * the square of its audience (BENCHMARKS.md, "eighth pass"). Rows of one due_at come in
-     * the index's own order (as stored: the launch's order). The batch's ids are one array
-     * (`= any(array(…))`), so the update finds them by key: as `in (…)` the planner may join
-     * them against a read of the whole ledger once it holds a few tens of thousands of rows.
+     * worker is reserving right now are left to it. Earliest due first, ties by id, read from
+     * the front of the index of queued rows (migration 0029): a launch gives every row one
+     * due_at, and without an index holding that order each reservation sorted all of the
+     * campaign's queued rows to keep the first batch (BENCHMARKS.md, "eighth pass"). The batch's
+     * ids are one array (`= any(array(…))`), so the update finds them by key: as `in (…)` the
+     * planner may join them against a read of the whole ledger. The rows come back in the
+     * order they are due (RETURNING gives them as stored).
      */
     async reserveDue(campaign: CampaignRow, owner: string, limit: number, now: Date, until: Date): Promise<SendCandidate[]> {
       const rows = rowsOf<{
@@ -162,15 +161,17 @@ export function createSendLedgerRepo(db: Db, options: SendLedgerOptions = {}) {
         attempts: number;
       }>(
         await db.execute(sql`
-          update campaign_sends s set lease_owner = ${owner}, lease_expires_at = ${ts(until)}
-          where s.id = any(array(
-            select id from campaign_sends
-            where campaign_id = ${campaign.id} and status = 'queued' and due_at <= ${ts(now)}
-              and (lease_owner is null or lease_owner = ${owner} or lease_expires_at < ${ts(now)})
-            order by due_at
-            limit ${limit}
-            for update skip locked))
-          returning s.id, s.step, s.contact_id, s.recipient_id, s.email, s.rfc822_message_id, s.attempts, s.due_at`),
+          with reserved as (
+            update campaign_sends s set lease_owner = ${owner}, lease_expires_at = ${ts(until)}
+            where s.id = any(array(
+              select id from campaign_sends
+              where campaign_id = ${campaign.id} and status = 'queued' and due_at <= ${ts(now)}
+                and (lease_owner is null or lease_owner = ${owner} or lease_expires_at < ${ts(now)})
+              order by due_at, id
+              limit ${limit}
+              for update skip locked))
+            returning s.id, s.step, s.contact_id, s.recipient_id, s.email, s.rfc822_message_id, s.attempts, s.due_at)
+          select * from reserved order by due_at, id`),
       );
       return rows.map((r) => ({
         id: r.id,

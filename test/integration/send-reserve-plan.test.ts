@@ -8,19 +8,21 @@ import { rowsOf } from '../../src/db/pg-array.js';
 import { createTestDatabase } from '../helpers/test-db.js';
 
 /*
- * A batch's reservation (reserveDue) takes a campaign's earliest due queued rows. A launch gives
- * every row the same due_at; ordered by (due_at, id), which the index (campaign, status, due_at)
- * does not hold, each reservation read and sorted all of the campaign's queued rows to keep the
- * first batch: 140 ms a batch at 100,000 queued on PostgreSQL 15, and the whole send grew with
- * the square of the audience (BENCHMARKS.md, "eighth pass"). EXPLAIN (ANALYZE, BUFFERS) of the
- * statement as the repo builds it, on the test database (PGlite, or the server with
- * TEST_DATABASE_URL), with 3,000 queued rows launched at one instant: the index gives the rows
- * in order and the scan stops after the batch, and the update finds those rows by key (written
- * `in (…)`, the planner joined them against a read of the whole ledger: 40,000 tuples a batch
- * with 20,000 recipients, in `npm run bench -- plans`).
+ * A batch's reservation (reserveDue) takes a campaign's earliest due queued rows, ties by id. A
+ * launch gives every row the same due_at; ordered by (due_at, id), which the index (campaign,
+ * status, due_at) does not hold, each reservation read and sorted all of the campaign's queued
+ * rows to keep the first batch (EXPLAIN at 100,000 queued on PostgreSQL 15: 140 ms, an external
+ * sort; the whole send grew with the square of the audience; BENCHMARKS.md, "eighth pass",
+ * migration 0029). EXPLAIN (ANALYZE, BUFFERS) of the statement as the repo builds it, on the
+ * test database (PGlite, or the server with TEST_DATABASE_URL), with 3,000 rows queued at one
+ * instant: the index of queued rows gives them in order and the scan stops after the batch, and
+ * the update finds those rows by key (written `in (…)`, the planner joined them against a read
+ * of the whole ledger, here already).
  */
 const QUEUED = 3_000;
 const BATCH = 50;
+/** Rows due a minute before the launch's rows, written after them. */
+const EARLIER = 30;
 
 let database: Database;
 let campaign: CampaignRow;
@@ -41,6 +43,13 @@ beforeAll(async () => {
     insert into campaign_sends (workspace_id, campaign_id, step, recipient_id, email, rfc822_message_id, due_at)
     select workspace_id, ${campaign.id}::uuid, 0, id, email, gen_random_uuid()::text || '@reserve.test', now() - interval '1 minute'
     from recipients where workspace_id = ${workspaceId}::uuid`);
+  // Due earlier than those but written after them (last in the table), and some not due yet.
+  for (const [step, count, due] of [[1, EARLIER, '2 minutes'], [2, 10, '-1 day']] as const) {
+    await db.execute(sql`
+      insert into campaign_sends (workspace_id, campaign_id, step, recipient_id, email, rfc822_message_id, due_at)
+      select workspace_id, ${campaign.id}::uuid, ${step}, id, email, gen_random_uuid()::text || '@reserve.test', now() - ${due}::interval
+      from recipients where workspace_id = ${workspaceId}::uuid order by email limit ${count}`);
+  }
   await db.execute(sql`analyze campaign_sends`);
 }, 60_000);
 afterAll(() => database?.close());
@@ -56,24 +65,34 @@ it(`reserves a batch of ${BATCH} of ${QUEUED} queued rows launched at one instan
   const plan = rowsOf<Record<string, string>>(await database.db.execute(sql.raw(`explain (analyze, buffers) ${text}`)))
     .map((r) => Object.values(r)[0]!)
     .join('\n');
-  expect(plan).not.toMatch(/Sort/);
+  // No sort of the campaign's rows (the one sort left is of the batch, as it is returned).
+  expect(plan).not.toMatch(/Sort Key: (?!reserved\.)/);
+  expect(plan).toMatch(/Sort Key: reserved\.due_at, reserved\.id/);
   // The update finds the batch's rows by key: not a join against a read of the whole ledger.
   expect(plan).not.toMatch(/Seq Scan on campaign_sends/);
   // The scan of the campaign's queued rows returns the batch and stops (the update's own probes by id are separate).
-  const scans = [...plan.matchAll(/Index Scan using campaign_sends_campaign_status_due_idx on campaign_sends .*actual time=\S+ rows=(\d+)/g)];
+  const scans = [...plan.matchAll(/Index Scan using campaign_sends_queued_due_idx on campaign_sends .*actual time=\S+ rows=(\d+)/g)];
   expect(scans, plan).toHaveLength(1);
   expect(Number(scans[0]![1]), plan).toBeLessThanOrEqual(BATCH);
-  // And reservations go on through the queue: each takes a batch none before it took (the EXPLAIN
-  // ANALYZE above ran, so its batch is reserved already), until none is left.
+
+  // The EXPLAIN ANALYZE ran: its batch (the earlier rows first, then the launch's by id) is reserved.
+  const dueOrder = rowsOf<{ id: string }>(
+    await database.db.execute(sql`select id from campaign_sends where campaign_id = ${campaign.id}::uuid and due_at <= now() order by due_at, id`),
+  ).map((r) => r.id);
+  const planned = rowsOf<{ id: string }>(await database.db.execute(sql`select id from campaign_sends where lease_owner = 'plan'`)).map((r) => r.id);
+  expect(planned.sort()).toEqual(dueOrder.slice(0, BATCH).sort());
+  // Later batches go on in due order, returned in that order; a batch handed back keeps its place;
+  // rows not due yet are never taken.
   const ledger = createSendLedgerRepo(database.db);
-  const seen = new Set<string>();
-  for (let batch = 1; batch < QUEUED / BATCH; batch++) {
-    const reserved = await ledger.reserveDue(campaign, `worker-${batch}`, BATCH, new Date(), new Date(Date.now() + 60_000));
-    expect(reserved).toHaveLength(BATCH);
-    for (const send of reserved) {
-      expect(seen.has(send.id)).toBe(false);
-      seen.add(send.id);
-    }
+  const until = () => new Date(Date.now() + 60_000);
+  const handedBack = await ledger.reserveDue(campaign, 'stopped', BATCH, new Date(), until());
+  await ledger.releaseReservations('stopped', handedBack.map((r) => r.id));
+  const taken: string[] = [];
+  for (;;) {
+    const batch = await ledger.reserveDue(campaign, `worker-${taken.length}`, BATCH, new Date(), until());
+    if (batch.length === 0) break;
+    taken.push(...batch.map((r) => r.id));
   }
-  expect(await ledger.reserveDue(campaign, 'late', BATCH, new Date(), new Date(Date.now() + 60_000))).toEqual([]);
+  expect(taken).toEqual(dueOrder.slice(BATCH));
+  expect(taken.slice(0, BATCH)).toEqual(handedBack.map((r) => r.id));
 });

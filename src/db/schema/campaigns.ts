@@ -141,6 +141,10 @@ export const campaignSends = pgTable(
     index('campaign_sends_lease_idx').on(t.leaseExpiresAt).where(sql`${t.status} = 'sending'`),
     index('campaign_sends_due_idx').on(t.status, t.dueAt),
     index('campaign_sends_campaign_status_due_idx').on(t.campaignId, t.status, t.dueAt),
+    // A batch's reservation (migration 0029): a campaign's queued rows in (due_at, id) order, read
+    // from the front and stopped after the batch. Partial, so the later steps' lookups of a
+    // recipient's earlier sends (no status in them) cannot pick it over the ledger's key.
+    index('campaign_sends_queued_due_idx').on(t.campaignId, t.dueAt, t.id).where(sql`${t.status} = 'queued'`),
     index('campaign_sends_message_idx').on(t.messageId).where(sql`${t.messageId} is not null`),
     // A contact's sends (migration 0027): purging a contact finds them, and the foreign key's own
     // lookup when a contact row is deleted (set null, once per deleted row) probes instead of
