@@ -17,6 +17,7 @@ import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
 import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
 import pg from 'pg';
 import { MIGRATIONS_FOLDER, type Db } from '../../src/db/connect.js';
+import { PGLITE_EXTENSIONS } from '../../src/db/pglite-extensions.js';
 import * as schema from '../../src/db/schema.js';
 
 export interface Statement {
@@ -71,7 +72,7 @@ async function recordIn(db: Db, state: ReturnType<typeof recorder>['state'], wor
 
 /** An in-process PGlite (the app's engine; on its own thread there, the planner is the same). */
 export async function pglitePlanDatabase(): Promise<PlanDatabase> {
-  const client = new PGlite();
+  const client = new PGlite({ extensions: PGLITE_EXTENSIONS });
   const { state, logger } = recorder();
   const db = drizzlePglite({ client, schema, logger }) as unknown as Db;
   await migratePglite(drizzlePglite({ client, schema }), { migrationsFolder: MIGRATIONS_FOLDER });

@@ -65,6 +65,10 @@ const cases: Case[] = [
     await repo.list(d.big.workspaceId, { limit: 50, before: { createdAt: last.cursorAt, id: last.id } });
   }],
   ['contacts: search (50)', (db, d) => createContactsRepo(db, hash).list(d.big.workspaceId, { limit: 50, search: 'c4242' })],
+  // Every contact's address has it: the newest first page matches at once.
+  ['contacts: search, a pattern all contacts match (50)', (db, d) => createContactsRepo(db, hash).list(d.big.workspaceId, { limit: 50, search: 'bench' })],
+  // Two characters give no trigram, and no contact has them: the worst case of a short search.
+  ['contacts: search, two characters none has (50)', (db, d) => createContactsRepo(db, hash).list(d.big.workspaceId, { limit: 50, search: 'zq' })],
   ['contacts: timeline of one contact', (db, d) => createContactsRepo(db, hash).listMessagesOfContact(d.big.workspaceId, d.contactId)],
   ['contacts: consents of one contact', (db, d) => createContactsRepo(db, hash).listConsents(d.big.workspaceId, d.contactId)],
   ['suppressions: first page (50)', (db, d) => createSuppressionListRepo(db, hash).listEntries(d.big.workspaceId, { limit: 50 })],

@@ -1,4 +1,4 @@
-import { and, desc, eq, getTableColumns, ilike, isNull, or, sql } from 'drizzle-orm';
+import { and, desc, eq, getTableColumns, ilike, isNull, sql } from 'drizzle-orm';
 import { recordAudit, type AuditEntry } from '../privacy/audit.js';
 import type { AddressHasher } from '../suppression/address-hash.js';
 import { inUuidList } from '../db/sql-lists.js';
@@ -6,7 +6,8 @@ import { cursorTimestamp, olderThanCursor, type PageCursor } from '../http/curso
 import { inTransaction, type Db } from '../db/connect.js';
 import { lockAddresses, lockContactAddress, underAddressLock } from '../suppression/address-lock.js';
 import { isUniqueViolation } from '../db/pg-errors.js';
-import { consents, contacts, mailboxes, mailEvents, messageContacts, messages, type ConsentStatus } from '../db/schema.js';
+import { CUSTOM_PLAN } from '../db/plan-hints.js';
+import { consents, contacts, contactSearchText, mailboxes, mailEvents, messageContacts, messages, type ConsentStatus } from '../db/schema.js';
 import { importedConsentChangedCtes, recordConsentChanged } from '../webhooks/facts.js';
 import { rowsOf } from '../db/pg-array.js';
 
@@ -43,14 +44,16 @@ function contactQueries(db: Db, hashAddress: AddressHasher) {
       return row;
     },
 
-    /** Newest first, keyset-paginated on (created_at, id). */
+    /**
+     * Newest first, keyset-paginated on (created_at, id). `search` is a substring, any case, of
+     * "first last address" (contactSearchText): the trigram index finds a rare text's few
+     * contacts, the newest-first walk a common one's first page. Which is cheaper depends on the
+     * text, so the search is planned for its text every time (CUSTOM_PLAN).
+     */
     async list(workspaceId: string, options: { limit: number; before?: PageCursor; search?: string }) {
       const conditions = [visible(workspaceId)];
       if (options.before) conditions.push(olderThanCursor(contacts.createdAt, contacts.id, options.before));
-      if (options.search) {
-        const pattern = `%${escapeLike(options.search)}%`;
-        conditions.push(or(ilike(contacts.email, pattern), ilike(contacts.firstName, pattern), ilike(contacts.lastName, pattern))!);
-      }
+      if (options.search) conditions.push(sql`${sql.raw(CUSTOM_PLAN)} ${ilike(contactSearchText(contacts), `%${escapeLike(options.search)}%`)}`);
       return db
         .select({ ...getTableColumns(contacts), cursorAt: cursorTimestamp(contacts.createdAt) })
         .from(contacts)

@@ -3,7 +3,7 @@ import { sql, type SQL } from 'drizzle-orm';
 import { drizzle } from 'drizzle-orm/pglite';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PgliteThread } from './pglite-thread.js';
-import { GENERIC_PLAN } from './plan-hints.js';
+import { CUSTOM_PLAN, GENERIC_PLAN } from './plan-hints.js';
 
 /**
  * Prepared statements on PGlite's thread (pglite-prepared.ts): a statement run again and again
@@ -149,6 +149,18 @@ describe('prepared statements on PGlite’s thread', () => {
       expect(await planCacheMode(db)).toEqual({ plan_cache_mode: 'auto' });
     }
   });
+  it('a statement hinted for custom plans (the hint inside it) is planned for its values on every run, and leaves plan_cache_mode at its default', async () => {
+    const db = onThread();
+    const hinted = (id: number) => sql`select id, v from p where ${sql.raw(CUSTOM_PLAN)} id = ${id}`;
+    for (let i = 0; i < 9; i++) {
+      expect((await db.execute(hinted(i))).rows).toEqual((await inProcess().execute(hinted(i))).rows);
+      expect(await planCacheMode(db)).toEqual({ plan_cache_mode: 'auto' });
+    }
+    // Prepared from its second run; left to itself PostgreSQL tries a generic plan after five custom ones.
+    const plans = await db.execute(sql`select generic_plans, custom_plans from pg_prepared_statements where statement like ${`select id, v from p where ${CUSTOM_PLAN}%`}`);
+    expect(plans.rows).toEqual([{ generic_plans: 0, custom_plans: 8 }]);
+  });
+
   it('a hinted statement is prepared again after 100 runs (its generic plan follows the tables as they grow); an unhinted one is not', async () => {
     const db = onThread();
     await db.execute(sql`create table grow (id int, k int)`);

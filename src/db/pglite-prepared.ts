@@ -7,7 +7,8 @@
  * time is prepared under a name (a `GENERIC_PLAN` one again after 100 runs or 5 s, so its plan
  * follows the tables' sizes); every later run is one entry into the engine (Bind,
  * Describe, Execute, Sync in one message), and PostgreSQL's plan cache decides between a
- * custom and a generic plan as it does for any prepared statement. Texts seen once (seeding,
+ * custom and a generic plan as it does for any prepared statement, unless a hint decides
+ * (`GENERIC_PLAN`, `CUSTOM_PLAN`: plan-hints.ts). Texts seen once (seeding,
  * migrations, one-off reads) are run as before.
  *
  * The same statement text, the same parameters, the same snapshot per statement, the same locks
@@ -20,7 +21,7 @@
  * change no result type; PostgreSQL re-plans for them by itself.
  */
 import { parse, protocol, type PGlite, type QueryOptions, type Results } from '@electric-sql/pglite';
-import { GENERIC_PLAN } from './plan-hints.js';
+import { CUSTOM_PLAN, GENERIC_PLAN } from './plan-hints.js';
 
 /** Statement texts remembered (prepared or seen once); the least recently used beyond this is forgotten (and deallocated). */
 const CAPACITY = 200;
@@ -46,9 +47,17 @@ interface Entry {
 const REPLAN_EVERY = { runs: 100, ms: 5_000 };
 const planAged = (entry: Entry) => (entry.runs ?? 0) >= REPLAN_EVERY.runs || performance.now() - (entry.preparedAt ?? 0) >= REPLAN_EVERY.ms;
 
-/** The statements that switch generic plans on and off around a hinted one. */
+/** The statements that set `plan_cache_mode` around a hinted one, and reset it after. */
 const GENERIC_ON = 'it_generic_on';
-const GENERIC_OFF = 'it_generic_off';
+const CUSTOM_ON = 'it_custom_on';
+const PLAN_MODE_OFF = 'it_plan_mode_reset';
+const PLAN_MODE_SWITCHES: [name: string, text: string][] = [
+  [GENERIC_ON, 'set plan_cache_mode = force_generic_plan'],
+  [CUSTOM_ON, 'set plan_cache_mode = force_custom_plan'],
+  [PLAN_MODE_OFF, 'reset plan_cache_mode'],
+];
+/** The switch a statement's hint asks for, if any (plan-hints.ts). */
+const planModeOf = (text: string) => (text.startsWith(GENERIC_PLAN) ? GENERIC_ON : text.includes(CUSTOM_PLAN) ? CUSTOM_ON : undefined);
 
 /** Statements after which every prepared one is forgotten (they may change the schema or drop prepared statements). */
 const SCHEMA_CHANGE = /^\s*(create|alter|drop|do|deallocate|discard)\b/i;
@@ -88,17 +97,14 @@ export function createPreparedQueries(pglite: PGlite) {
   const run = (message: Uint8Array) => db.execProtocolStream(message, { syncToFs: false });
 
   /**
-   * The two statements that switch generic plans on and off, prepared with the first hinted
+   * The statements that set and reset `plan_cache_mode`, prepared with the first hinted
    * statement (closed first: an earlier call may have prepared them and failed later).
    */
-  let genericReady = false;
-  const forceGeneric = () =>
-    genericReady
+  let switchesReady = false;
+  const planModeSwitches = () =>
+    switchesReady
       ? []
-      : [GENERIC_ON, GENERIC_OFF].flatMap((name) => [
-          protocol.serialize.close({ type: 'S', name }),
-          protocol.serialize.parse({ name, text: name === GENERIC_ON ? 'set plan_cache_mode = force_generic_plan' : 'reset plan_cache_mode' }),
-        ]);
+      : PLAN_MODE_SWITCHES.flatMap(([name, text]) => [protocol.serialize.close({ type: 'S', name }), protocol.serialize.parse({ name, text })]);
 
   /**
    * PGlite's parsers with the caller's on top, merged once per set of caller types: PGlite's
@@ -119,13 +125,13 @@ export function createPreparedQueries(pglite: PGlite) {
   let closes: Uint8Array[] = [];
 
   /**
-   * Forgets every prepared statement (closed with the next Parse), the generic-plan switches
+   * Forgets every prepared statement (closed with the next Parse), the plan-mode switches
    * too: after a schema change the next runs parse again, as PGlite's `query` would.
    */
   function forgetAll() {
     for (const entry of entries.values()) if (entry.name) closes.push(protocol.serialize.close({ type: 'S', name: entry.name }));
     entries.clear();
-    genericReady = false;
+    switchesReady = false;
   }
 
   /** Marks `text` most recently used; forgets the least recently used beyond the capacity. */
@@ -157,23 +163,23 @@ export function createPreparedQueries(pglite: PGlite) {
     });
     const { bind, describe, execute, sync } = protocol.serialize;
     const statement = [bind({ statement: entry.name, values: values as string[] }), describe({ type: 'P' }), execute({})];
-    // A generic plan for a hinted statement: `plan_cache_mode` is read when Bind picks the plan,
-    // so it is set just around it, in the same engine call. If the statement fails, aborting its
-    // transaction undoes the SET as well (a SET is transactional).
-    const generic = text.startsWith(GENERIC_PLAN);
+    // A generic or custom plan for a hinted statement: `plan_cache_mode` is read when Bind picks
+    // the plan, so it is set just around it, in the same engine call. If the statement fails,
+    // aborting its transaction undoes the SET as well (a SET is transactional).
+    const mode = planModeOf(text);
     try {
       const messages = await run(
-        concat(generic ? [...forceGeneric(), bind({ statement: GENERIC_ON }), execute({}), ...statement, bind({ statement: GENERIC_OFF }), execute({}), sync()] : [...statement, sync()]),
+        concat(mode ? [...planModeSwitches(), bind({ statement: mode }), execute({}), ...statement, bind({ statement: PLAN_MODE_OFF }), execute({}), sync()] : [...statement, sync()]),
       );
-      if (generic) genericReady = true;
-      return parse.parseResults(messages, parsersFor(options), { rowMode: options?.rowMode })[generic ? 1 : 0] as Results<T>;
+      if (mode) switchesReady = true;
+      return parse.parseResults(messages, parsersFor(options), { rowMode: options?.rowMode })[mode ? 1 : 0] as Results<T>;
     } catch (error) {
       if (isStale(error) && entries.get(text)?.name === entry.name) {
         entries.delete(text);
         closes.push(protocol.serialize.close({ type: 'S', name: entry.name }));
       }
       // No such statement: the switches may be gone too (DEALLOCATE ALL); prepared again next time.
-      if ((error as { code?: string } | null)?.code === '26000') genericReady = false;
+      if ((error as { code?: string } | null)?.code === '26000') switchesReady = false;
       throw error;
     }
   }

@@ -13,6 +13,7 @@ import { PGlite, type QueryOptions, type Transaction } from '@electric-sql/pglit
 import { drizzle } from 'drizzle-orm/pglite';
 import type { Db } from './connect.js';
 import { runDatabaseThreadTask } from './database-thread-tasks.js';
+import { PGLITE_EXTENSIONS } from './pglite-extensions.js';
 import { createPreparedQueries, type PreparedQueries } from './pglite-prepared.js';
 import * as schema from './schema.js';
 import { replyTo, wireError, type Request, type Started, type WorkerStart } from './thread-protocol.js';
@@ -123,7 +124,11 @@ async function run(db: PGlite, prepared: PreparedQueries, local: Db, request: Re
 }
 
 try {
-  const db = await PGlite.create({ dataDir: start.dataDir, loadDataDir: start.loadDataDir ? new Blob([start.loadDataDir]) : undefined });
+  const db = await PGlite.create({
+    dataDir: start.dataDir,
+    loadDataDir: start.loadDataDir ? new Blob([start.loadDataDir]) : undefined,
+    extensions: PGLITE_EXTENSIONS,
+  });
   const prepared = createPreparedQueries(db);
   const local = localDrizzle(db, prepared);
   port.on('message', (request: Request) => replyTo(port, request, run(db, prepared, local, request)));

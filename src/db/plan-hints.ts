@@ -6,3 +6,14 @@
  * PostgreSQL server ignores it (a comment).
  */
 export const GENERIC_PLAN = '/* generic plan */';
+
+/**
+ * A statement that contains this comment (anywhere: a query builder's statement carries it in a
+ * condition) is planned for its values on every run on the embedded database: PostgreSQL's plan
+ * cache otherwise settles on a generic plan after five runs when that looks no dearer than the
+ * custom ones, and for a statement whose best plan depends on a parameter's value — contact
+ * search, where a rare text wants the trigram index and a common one the newest-first walk —
+ * that plan is wrong for one of them (the walk read 110,000 contacts for a rare text; BENCHMARKS.md,
+ * "Contact search by trigram"). A server ignores it (its driver prepares nothing).
+ */
+export const CUSTOM_PLAN = '/* custom plan */';

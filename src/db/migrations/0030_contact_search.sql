@@ -1,0 +1,23 @@
+-- Issue #14, eighth pass: contact search by trigram (BENCHMARKS.md, "Contact search by trigram
+-- (eighth pass)"). `GET /api/contacts?q=` and the contacts page matched `ILIKE '%…%'` on the
+-- address and both names, which no btree index can answer: a rare text read the workspace's
+-- every contact (110,330 tuples, 2,111 buffers at 100,000 contacts). A GIN index of pg_trgm
+-- trigrams over first name, last name and address joined by spaces (schema/contacts.ts
+-- `contactSearchText`, the very expression the search names) finds the few rows that can match
+-- (9-30 buffers, the pending list below included). A text most contacts match still takes the newest-first walk, and one with no
+-- trigram (one or two letters or digits) still reads the workspace when nobody matches.
+--
+-- pg_trgm is a contrib extension: trusted since PostgreSQL 13, so the database's owner (or any
+-- role with CREATE on it) may create it; where the migrating role may not, create it once
+-- beforehand and IF NOT EXISTS does nothing. PGlite loads it from its npm package
+-- (src/db/pglite-extensions.ts).
+--
+-- New entries wait in a pending list of at most 256 kB, merged into the index when it fills:
+-- written entry by entry (fastupdate off) a 100,000-row import on PGlite took 31-35 s, with
+-- this list 20-21 s (13.5-18.5 s without the index); the default 4 MB list, which every search
+-- reads and PGlite (no autovacuum) merges only when it fills, could be 512 pages to read.
+--
+-- The index is built while contacts are locked against writes (plain CREATE INDEX, inside the
+-- migration's transaction): on a large table, run the migration in a quiet window.
+CREATE EXTENSION IF NOT EXISTS pg_trgm;--> statement-breakpoint
+CREATE INDEX "contacts_search_trgm_idx" ON "contacts" USING gin ((coalesce("first_name", '') || ' ' || coalesce("last_name", '') || ' ' || "email") gin_trgm_ops) WITH (fastupdate=true,gin_pending_list_limit=256);

@@ -1,0 +1,11 @@
+import { pg_trgm } from '@electric-sql/pglite/contrib/pg_trgm';
+
+/**
+ * The contrib extensions the migrations create, loaded wherever a PGlite engine starts: pg_trgm
+ * (contact search's trigram index, migration 0030). Each one ships inside the
+ * `@electric-sql/pglite` package (`dist/pg_trgm.tar.gz`, unpacked into the engine's own file
+ * system at start): nothing is fetched at install or run time. A data directory whose database
+ * has an extension (a migrated one, or a test template's dump) must be opened with it loaded:
+ * its index is read through the extension's functions.
+ */
+export const PGLITE_EXTENSIONS = { pg_trgm };
