@@ -16,6 +16,8 @@ const IDEMPOTENCY_SWEEP_MS = 3_600_000;
 const PURGE_PERIOD_MS = 24 * 3_600_000;
 /** Tokens are re-encrypted under the current key once per key version and hour, by one process. */
 const REENCRYPT_PERIOD_MS = 3_600_000;
+/** The embedded database's planner statistics are refreshed this often (and at start). */
+const PLANNER_STATISTICS_PERIOD_MS = 10 * 60_000;
 /** A process asks whether a scheduled job is due four times a period (at most every minute), so one of them claims it soon after it falls due. */
 const SCHEDULE_CHECKS_PER_PERIOD = 4;
 const SCHEDULE_CHECK_MAX_MS = 60_000;
@@ -131,6 +133,15 @@ export function startJobs(input: { services: Services; config: Config; logger: L
     await services.retention.runOnce();
     await services.purge.runOnce();
   });
+
+  // PGlite has no autovacuum: without this its planner never has statistics (src/db/planner-statistics.ts).
+  if (services.plannerStatistics.needed) {
+    scheduled('planner-statistics', PLANNER_STATISTICS_PERIOD_MS, async () => {
+      const started = performance.now();
+      await services.plannerStatistics.refresh();
+      logger.debug({ ms: Math.round(performance.now() - started) }, 'embedded database analysed');
+    });
+  }
 
   const pollSeconds = config.gmail.syncPollSeconds;
   if (pollSeconds > 0) {
