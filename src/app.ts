@@ -29,7 +29,7 @@ import { trackingRoutes } from './tracking/tracking.routes.js';
 import { createContactsRepo } from './contacts/contacts.repo.js';
 import { contactsRoutes } from './contacts/contacts.routes.js';
 import { createContactsService } from './contacts/contacts.service.js';
-import { createPlannerStatistics } from './db/planner-statistics.js';
+import { createEmbeddedMaintenance } from './db/embedded-maintenance.js';
 import type { Database } from './db/connect.js';
 import { createGmailClient } from './gmail/gmail-client.js';
 import { gmailRoutes } from './gmail/gmail.routes.js';
@@ -270,7 +270,7 @@ export function createServices(deps: AppDeps) {
   const retention = createRetentionService({ repo: createRetentionRepo(db), closure: accountClosure, mailer: accountMailer, settings: config.privacy, now: deps.now, logger });
   // Periodic jobs run once per period across every process sharing the database.
   const jobSchedule = createJobSchedule(db, processOwner);
-  const plannerStatistics = createPlannerStatistics(database);
+  const embeddedMaintenance = createEmbeddedMaintenance(database);
   // Server-to-server callers: API keys, and Idempotency-Key answers kept for replay.
   const apiKeys = createApiKeysService({ repo: createApiKeysRepo(db), authRepo: createAuthRepo(db), now: deps.now });
   const idempotency = createIdempotencyService({ repo: createIdempotencyRepo(db), now: deps.now });
@@ -307,7 +307,7 @@ export function createServices(deps: AppDeps) {
   });
   // A campaign's results page and per-recipient CSV (the web app and the API alike).
   const results = createResultsService({ repo: createResultsRepo(db), statsRepo: createStatsRepo(db), stats: tracking.stats });
-  return { auth, accountMailer, contacts, mailboxes, messages, sync, push, messageContent, campaigns, sendWorker, trackingUrls, suppressions, pacer, metrics, tracking, jobSchedule, apiKeys, idempotency, contentGuard, grants, auditRetention, policyVersions, compliance, privacyExports, legalRequests, keyRotation, purge, accountClosure, retention, webhooks, webhookDelivery, webSessions, results, plannerStatistics };
+  return { auth, accountMailer, contacts, mailboxes, messages, sync, push, messageContent, campaigns, sendWorker, trackingUrls, suppressions, pacer, metrics, tracking, jobSchedule, apiKeys, idempotency, contentGuard, grants, auditRetention, policyVersions, compliance, privacyExports, legalRequests, keyRotation, purge, accountClosure, retention, webhooks, webhookDelivery, webSessions, results, embeddedMaintenance };
 }
 
 export type Services = ReturnType<typeof createServices>;

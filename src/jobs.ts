@@ -16,8 +16,9 @@ const IDEMPOTENCY_SWEEP_MS = 3_600_000;
 const PURGE_PERIOD_MS = 24 * 3_600_000;
 /** Tokens are re-encrypted under the current key once per key version and hour, by one process. */
 const REENCRYPT_PERIOD_MS = 3_600_000;
-/** The embedded database's planner statistics are refreshed this often (and at start). */
-const PLANNER_STATISTICS_PERIOD_MS = 10 * 60_000;
+/** The embedded database is analysed this often (and at start), and vacuumed this often: a server's autovacuum does both there. */
+const EMBEDDED_ANALYZE_PERIOD_MS = 10 * 60_000;
+const EMBEDDED_VACUUM_PERIOD_MS = 24 * 3_600_000;
 /** A process asks whether a scheduled job is due four times a period (at most every minute), so one of them claims it soon after it falls due. */
 const SCHEDULE_CHECKS_PER_PERIOD = 4;
 const SCHEDULE_CHECK_MAX_MS = 60_000;
@@ -134,13 +135,15 @@ export function startJobs(input: { services: Services; config: Config; logger: L
     await services.purge.runOnce();
   });
 
-  // PGlite has no autovacuum: without this its planner never has statistics (src/db/planner-statistics.ts).
-  if (services.plannerStatistics.needed) {
-    scheduled('planner-statistics', PLANNER_STATISTICS_PERIOD_MS, async () => {
+  // PGlite has no autovacuum: without these its planner never had statistics and its dead rows were never reclaimed (src/db/embedded-maintenance.ts).
+  if (services.embeddedMaintenance.needed) {
+    const timed = (name: string, work: () => Promise<unknown>) => async () => {
       const started = performance.now();
-      await services.plannerStatistics.refresh();
-      logger.debug({ ms: Math.round(performance.now() - started) }, 'embedded database analysed');
-    });
+      await work();
+      logger.debug({ job: name, ms: Math.round(performance.now() - started) }, 'embedded database maintenance done');
+    };
+    scheduled('embedded-analyze', EMBEDDED_ANALYZE_PERIOD_MS, timed('embedded-analyze', () => services.embeddedMaintenance.analyze()));
+    scheduled('embedded-vacuum', EMBEDDED_VACUUM_PERIOD_MS, timed('embedded-vacuum', () => services.embeddedMaintenance.vacuum()));
   }
 
   const pollSeconds = config.gmail.syncPollSeconds;

@@ -4,15 +4,16 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createContactsRepo } from '../../src/contacts/contacts.repo.js';
 import type { Database, Db } from '../../src/db/connect.js';
 import { rowsOf } from '../../src/db/pg-array.js';
-import { createPlannerStatistics } from '../../src/db/planner-statistics.js';
+import { createEmbeddedMaintenance } from '../../src/db/embedded-maintenance.js';
 import { createTestDatabase } from '../helpers/test-db.js';
 
 /*
- * PGlite has no autovacuum, so until this job nothing ever analysed the embedded database and
- * every plan was made without statistics: a contact search read the whole workspace (sorted)
- * instead of its trigram index (src/db/planner-statistics.ts). The job's refresh, on the test
- * database: on PGlite it gives the planner its statistics and the search its index; on a
- * server (TEST_DATABASE_URL) it does nothing, autovacuum's job.
+ * PGlite has no autovacuum, so until these jobs nothing ever analysed or vacuumed the embedded
+ * database: every plan was made without statistics (a contact search read the whole workspace,
+ * sorted, instead of its trigram index) and dead rows were never reclaimed
+ * (src/db/embedded-maintenance.ts). On the test database: on PGlite, ANALYZE gives the planner
+ * its statistics and the search its index, VACUUM visits every table; on a server
+ * (TEST_DATABASE_URL) both do nothing, autovacuum's job.
  */
 const CONTACTS = 3_000;
 let database: Database;
@@ -41,21 +42,30 @@ async function searchPlan(): Promise<string> {
     .join('\n');
 }
 
-it('refreshes the embedded database’s planner statistics, so a search reads its index; leaves a server to autovacuum', async () => {
-  const statistics = createPlannerStatistics(database);
+it('analyses the embedded database, so a search reads its index; vacuums it; leaves a server to autovacuum', async () => {
+  const maintenance = createEmbeddedMaintenance(database);
   if (database.kind !== 'pglite') {
-    expect(statistics.needed).toBe(false);
-    expect(await statistics.refresh()).toBe(false);
+    expect(maintenance.needed).toBe(false);
+    expect(await maintenance.analyze()).toBe(false);
+    expect(await maintenance.vacuum()).toBe(false);
     return;
   }
-  expect(statistics.needed).toBe(true);
+  expect(maintenance.needed).toBe(true);
   // Never analysed: no statistics, and the search walks the workspace's contacts.
   expect(await contactStatistics()).toBe(0);
   expect(await searchPlan()).not.toMatch(/Bitmap Index Scan on contacts_search_trgm_idx/);
 
-  expect(await statistics.refresh()).toBe(true);
+  expect(await maintenance.analyze()).toBe(true);
   expect(await contactStatistics()).toBeGreaterThan(0);
   const plan = await searchPlan();
   expect(plan).toMatch(/Bitmap Index Scan on contacts_search_trgm_idx/);
   expect(plan).not.toMatch(/Seq Scan on contacts/);
+
+  // Every contact updated (a dead version each), then the vacuum: every table visited.
+  await database.db.execute(sql`update contacts set last_name = last_name || '.' where workspace_id = ${workspaceId}::uuid`);
+  const vacuumed = async () =>
+    rowsOf<{ relname: string }>(await database.db.execute(sql`select relname from pg_stat_user_tables where schemaname = 'public' and last_vacuum is not null`)).map((r) => r.relname);
+  expect(await vacuumed()).toEqual([]);
+  expect(await maintenance.vacuum()).toBe(true);
+  expect(await vacuumed()).toEqual(expect.arrayContaining(['contacts', 'campaign_sends', 'messages', 'workspaces']));
 });
