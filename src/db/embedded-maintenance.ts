@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
 import type { Database } from './connect.js';
+import { pgArray, rowsOf } from './pg-array.js';
 
 /**
  * What a PostgreSQL server's autovacuum does, for the embedded database. PGlite has no
@@ -7,36 +8,78 @@ import type { Database } from './connect.js';
  * - **Statistics.** Every plan was made without them: with 100,000 contacts the planner believed
  *   a workspace held two or three and read all of them (sorted) for each search and each first
  *   page of the list (3,476 and 3,482 buffers, against 30 and 53 once analysed; BENCHMARKS.md,
- *   "Contact search by trigram (eighth pass)"). ANALYZE samples a bounded number of rows per
- *   table (30,000 at the default target), so a pass costs about the same however large the data
- *   grows (435 ms for the whole database at 100,000 contacts). Prepared statements are planned
- *   again once their tables' statistics change (PostgreSQL invalidates them).
+ *   "Contact search by trigram (eighth pass)"). Prepared statements are planned again once
+ *   their tables' statistics change (PostgreSQL invalidates them).
  * - **Dead rows.** Each send updates its ledger row three times and its message twice, and
  *   retention deletes: without VACUUM the space of old row versions was never reused (the data
- *   directory only grew) and nothing froze old rows against transaction-id wraparound. VACUUM
- *   reads the pages changed since the last one (the visibility map skips the rest), so a daily
- *   pass costs about a day's writes; the first one on an old database reads it all.
+ *   directory only grew) and nothing froze old rows against transaction-id wraparound.
  * Both hold PGlite's one thread while they run (requests that need SQL wait; tracking hits are
- * buffered). On a server they are autovacuum's job and these do nothing.
+ * buffered), and their cost grows with a table's size (ANALYZE of a whole 778 MB database took
+ * 2.4 s, changed or not; a review measured it). So, as autovacuum decides, only the tables that
+ * changed enough since their last pass are done, one statement each, so that queued requests run
+ * in between: a table never analysed or vacuumed (a new one, or the activity counters lost in a
+ * crash), or with more changed rows than the thresholds below. On a server these do nothing.
  */
+/** autovacuum's defaults: a table is analysed past 50 + 10% of its rows changed, vacuumed past 50 + 20% dead. */
+const ANALYZE_THRESHOLD = { rows: 50, fraction: 0.1 };
+const VACUUM_THRESHOLD = { rows: 50, fraction: 0.2 };
+/** A table whose oldest unfrozen row is this many transactions old is vacuumed whatever its dead rows (autovacuum forces it at 200 million). */
+const FREEZE_AGE = 100_000_000;
+
 export function createEmbeddedMaintenance(database: Pick<Database, 'db' | 'kind'>) {
   const embedded = database.kind === 'pglite';
+  const { db } = database;
+  /**
+   * Names of the tables the query selects, quoted for SQL (`format('%I.%I')`). The one backend
+   * publishes its activity counters when a statement ends, at most once a second, so a read
+   * could miss the last second's changes: the statement before it forces them out.
+   */
+  const tables = async (query: ReturnType<typeof sql>) => {
+    await db.execute(sql`select pg_stat_force_next_flush()`);
+    return rowsOf<{ name: string }>(await db.execute(query)).map((r) => r.name);
+  };
+  /** The ordinary tables (not partitioned parents) for which `due` holds, over pg_stat_user_tables `s` and pg_class `c`. */
+  const tablesWhere = (due: ReturnType<typeof sql>) =>
+    tables(sql`
+      select format('%I.%I', s.schemaname, s.relname) as name
+      from pg_stat_user_tables s join pg_class c on c.oid = s.relid
+      where c.relkind = 'r' and (${due})
+      order by 1`);
+
   return {
     /** Whether this database needs the jobs (embedded only). */
     needed: embedded,
 
-    /** ANALYZE of every table on the embedded database; false (nothing run) on a server. */
-    async analyze(): Promise<boolean> {
-      if (!embedded) return false;
-      await database.db.execute(sql`analyze`);
-      return true;
+    /**
+     * ANALYZE of each table due (never analysed, or past the threshold); a partitioned table's
+     * own statistics when it has none yet or one of its partitions was due. Returns the tables
+     * analysed (none on a server).
+     */
+    async analyze(): Promise<string[]> {
+      if (!embedded) return [];
+      const due = await tablesWhere(sql`s.last_analyze is null
+        or s.n_mod_since_analyze > ${ANALYZE_THRESHOLD.rows}::float8 + ${ANALYZE_THRESHOLD.fraction}::float8 * s.n_live_tup`);
+      const parents = await tables(sql`
+        select format('%I.%I', s.schemaname, s.relname) as name
+        from pg_stat_user_tables s join pg_class c on c.oid = s.relid
+        where c.relkind = 'p' and (s.last_analyze is null or exists (
+          select 1 from pg_inherits i join pg_class p on p.oid = i.inhrelid join pg_namespace n on n.oid = p.relnamespace
+          where i.inhparent = c.oid and format('%I.%I', n.nspname, p.relname) = any(${pgArray(due)}::text[])))
+        order by 1`);
+      for (const name of due) await db.execute(sql.raw(`analyze ${name}`));
+      // ONLY: the partitions were analysed above (or did not change); this samples the parent's rows for its own statistics.
+      for (const name of parents) await db.execute(sql.raw(`analyze only ${name}`));
+      return [...due, ...parents];
     },
 
-    /** VACUUM (not FULL: nothing is locked against reads or rewritten) of every table on the embedded database; false on a server. */
-    async vacuum(): Promise<boolean> {
-      if (!embedded) return false;
-      await database.db.execute(sql`vacuum`);
-      return true;
+    /** VACUUM (not FULL: nothing locked against reads, nothing rewritten) of each table due; returns them (none on a server). */
+    async vacuum(): Promise<string[]> {
+      if (!embedded) return [];
+      const due = await tablesWhere(sql`s.last_vacuum is null
+        or s.n_dead_tup > ${VACUUM_THRESHOLD.rows}::float8 + ${VACUUM_THRESHOLD.fraction}::float8 * s.n_live_tup
+        or age(c.relfrozenxid) > ${FREEZE_AGE}::int`);
+      for (const name of due) await db.execute(sql.raw(`vacuum ${name}`));
+      return due;
     },
   };
 }

@@ -38,11 +38,13 @@ interface Entry {
 
 /**
  * A hinted statement (GENERIC_PLAN) is prepared again after this many runs or this long. Its generic plan is
- * made once, with the table sizes of that moment, and PGlite never re-plans it by itself (no
- * autovacuum, so no ANALYZE to invalidate it): the send claim planned while the tables were
- * small kept reading its ledger rows and a workspace's suppressions by scans as they grew (1.24 s
- * a claim after 300,000 suppressions; BENCHMARKS.md, "sixth pass"). A new plan costs a few
- * milliseconds, at most once per 100 runs or 5 s.
+ * made once, with the table sizes of that moment, and is planned again by PostgreSQL only when an
+ * ANALYZE of its tables invalidates it — on PGlite the worker's `embedded-analyze` job, every 10
+ * minutes at most (embedded-maintenance.ts), and before this pass never: the send claim planned
+ * while the tables were small kept reading its ledger rows and a workspace's suppressions by
+ * scans as they grew (1.24 s a claim after 300,000 suppressions; BENCHMARKS.md, "sixth pass").
+ * A table's size grows faster than that job's period, so the claim is planned again here too: a
+ * few milliseconds, at most once per 100 runs or 5 s.
  */
 const REPLAN_EVERY = { runs: 100, ms: 5_000 };
 const planAged = (entry: Entry) => (entry.runs ?? 0) >= REPLAN_EVERY.runs || performance.now() - (entry.preparedAt ?? 0) >= REPLAN_EVERY.ms;
