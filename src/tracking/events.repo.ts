@@ -58,8 +58,11 @@ export function writeStatement(events: EventColumns) {
   // PostgreSQL runs each exactly once, to completion, whether or not the final select reads it.
   return sql`
     -- In send id order (materialized so): the probe below locks the sends in the order of the
-    -- batch, and purges lock theirs in id order too. Sorted here, not on the answering thread.
-    with batch as materialized (${selectEventsFromArrays(events)} order by send_id),
+    -- batch, and purges lock theirs in id order too. Then by event id: two batches holding the
+    -- same events (a retry beside its first try) insert them in one order, so neither waits on
+    -- the other's uncommitted event while holding one the other waits on (a deadlock, 40P01,
+    -- when events of one send came in either order). Sorted here, not on the answering thread.
+    with batch as materialized (${selectEventsFromArrays(events)} order by send_id, id),
     src as (
       -- Lateral lookups with a limit: one primary-key probe per row, never a hash join over a whole table.
       select b.*, cs.contact_id, cs.email, cs.has_send is not null as has_send, coalesce(cs.untracked, false) as untracked
