@@ -5,7 +5,7 @@ import { ValidationError } from '../errors.js';
 import { parseInput } from '../http/validate.js';
 import { closeBody } from '../privacy/account-closure.routes.js';
 import { streamJson } from '../privacy/privacy.routes.js';
-import { errorNotice, formInput, formRunner } from './forms.js';
+import { formErrorNotice, formInput, formRunner, type FormError } from './forms.js';
 import { when } from './format.js';
 import { html, type SafeHtml } from './html.js';
 import { csrfField, renderPublicPage } from './layout.js';
@@ -13,7 +13,7 @@ import { sendAppPage, signedIn, type WebContext } from './web.middleware.js';
 
 interface PageState {
   /** A 4xx of one form, shown above that form only. */
-  error?: { form: AccountForm; message: string };
+  error?: FormError<AccountForm>;
   /** The code step: a new login address was asked for, its code is on the way (GET ?step=email-code). */
   codeSent?: boolean;
   /** The name typed into a form that was refused, so it is not lost (never a password or code). */
@@ -38,7 +38,7 @@ export function accountPages(ctx: WebContext): Router {
   const page = async (req: Request, state: PageState = {}): Promise<SafeHtml> => {
     const { user } = await auth.me(signedIn(req));
     const token = req.browser!.csrfToken;
-    const problem = (form: AccountForm) => errorNotice(state.error?.form === form ? state.error.message : undefined);
+    const problem = (form: AccountForm) => formErrorNotice(state.error, form);
     return html`<h1>Account</h1>
 <h2 id="profile">Profile</h2>${problem('profile')}
 <form class="stack" method="post" action="/app/account/profile">${csrfField(token)}

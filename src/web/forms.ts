@@ -53,3 +53,13 @@ export function ticked(req: Request, name: string): string[] {
 export const checked = (yes: boolean) => (yes ? html` checked` : '');
 
 export const errorNotice = (message: string | undefined) => (message ? html`<p class="notice error" role="alert">${message}</p>` : '');
+
+/** The 4xx of one form on a page of several, and which form it was (the page's own names). */
+export interface FormError<Form extends string> {
+  form: Form;
+  message: string;
+}
+
+/** The message of a refused form, to put above that form: nothing beside any other form. */
+export const formErrorNotice = <Form extends string>(error: FormError<Form> | undefined, form: Form) =>
+  errorNotice(error?.form === form ? error.message : undefined);

@@ -30,6 +30,20 @@ function boxes(page: string, name: string): Record<string, boolean> {
 }
 /** The value an input of the page shows (escaped as in the HTML); '' when it has none. */
 const fieldValue = (page: string, name: string) => new RegExp(`<input (?:type="[a-z]+" )?name="${name}"(?: value="([^"]*)")?`).exec(page)?.[1] ?? '';
+/**
+ * The alerts of a page by the part they are in: the text before the first <h2 id> is "top",
+ * then each part is named by its heading's id.
+ */
+function alertsIn(page: string): Record<string, string[]> {
+  const found: Record<string, string[]> = {};
+  const main = page.slice(page.indexOf('<main'));
+  for (const part of main.split(/(?=<h2 id=")/)) {
+    const name = /^<h2 id="([^"]+)"/.exec(part)?.[1] ?? 'top';
+    const alerts = [...part.matchAll(/<p class="notice error" role="alert">([^<]*)<\/p>/g)].map((m) => m[1]!);
+    if (alerts.length) found[name] = alerts;
+  }
+  return found;
+}
 const NO_EVENT_TICKED = Object.fromEntries(WEBHOOK_EVENT_TYPES.map((t) => [t, false]));
 
 describe('Settings → integrations and privacy', () => {
@@ -135,6 +149,43 @@ describe('Settings → integrations and privacy', () => {
     expect(privateTarget.status).toBe(422);
     expect(privateTarget.text).toMatch(/role="alert">[^<]*private networks/);
     expect(privateTarget.text).not.toContain('127.0.0.1:9/hook</td>');
+  });
+
+  it('each refused form shows its message above that form, in its own part of the page, never at the top, with the API\'s status', async () => {
+    await owner.browser.get(INTEGRATIONS);
+    const keyForm = await postForm(owner.browser, '/app/settings/api-keys', [['name', 'no scopes']]);
+    expect(keyForm.status).toBe(400);
+    expect(alertsIn(keyForm.text)).toEqual({ 'api-keys': [expect.stringContaining('scopes')] });
+    expect(keyForm.text).toMatch(/role="alert">[^<]*scopes[^<]*<\/p>\s*<form id="new-api-key"/);
+
+    const hookForm = await postForm(owner.browser, '/app/settings/webhooks', [['url', 'http://127.0.0.1:9/hook'], ['eventTypes', 'open']]);
+    expect(hookForm.status).toBe(422);
+    expect(alertsIn(hookForm.text)).toEqual({ webhooks: [expect.stringContaining('private networks')] });
+    expect(hookForm.text).toMatch(/role="alert">[^<]*private networks[^<]*<\/p>\s*<form id="new-webhook"/);
+    expect(fieldValue(hookForm.text, 'url')).toBe('http://127.0.0.1:9/hook');
+
+    // A row's button for something gone (another admin's tab): the message heads that list.
+    const gone = '00000000-0000-4000-8000-000000000000';
+    const revoke = await postForm(owner.browser, `/app/settings/api-keys/${gone}/revoke`, []);
+    expect(revoke.status).toBe(404);
+    expect(alertsIn(revoke.text)).toEqual({ 'api-keys': [expect.stringContaining('API key')] });
+    const remove = await postForm(owner.browser, `/app/settings/webhooks/${gone}/delete`, []);
+    expect(remove.status).toBe(404);
+    expect(alertsIn(remove.text)).toEqual({ webhooks: [expect.stringContaining('ebhook')] });
+
+    // The report's range is refused on the report's form, with the days as typed.
+    const range = await owner.browser.get('/app/settings/compliance-report.csv?from=2026-03-01&to=2026-02-01');
+    expect(range.status).toBe(400);
+    expect(range.headers.get('content-type')).toContain('text/html');
+    expect(alertsIn(range.text)).toEqual({ 'compliance-report': [expect.stringContaining('must be before to')] });
+    expect(range.text).toMatch(/role="alert">[^<]*<\/p>\s*<form id="compliance-report-range"/);
+    expect(fieldValue(range.text, 'from')).toBe('2026-03-01');
+    expect(fieldValue(range.text, 'to')).toBe('2026-02-01');
+
+    // A notice carried over a redirect still shows at the top, and a fresh page has no alert.
+    const saved = await owner.browser.get(`${INTEGRATIONS}?notice=saved`);
+    expect(saved.text).toMatch(/<main[^>]*><p class="notice" role="status">/);
+    expect(saved.text).not.toContain('role="alert"');
   });
 
   it('the compliance CSV downloads for an owner and is refused to a member', async () => {
