@@ -206,6 +206,70 @@ describe('sent records of a round (issue #14, sixth pass)', { timeout: 90_000 },
   });
 });
 
+describe('the next round at the pacer while this round is recorded (issue #14, ninth pass)', { timeout: 90_000 }, () => {
+  /** A worker whose sends, claims and sent records note when they start (and the records when they end): records take 150 ms, or fail. */
+  function overlapWorker(failFirstRecords = false) {
+    const ledger = createSendLedgerRepo(ctx.app.database.db, { serializedEngine: ctx.app.database.kind === 'pglite' });
+    const events: string[] = [];
+    let records = 0;
+    const markSentMany: typeof ledger.markSentMany = async (inputs) => {
+      const n = (records += 1);
+      events.push('records start');
+      await new Promise((resolve) => setTimeout(resolve, 150));
+      if (failFirstRecords && n === 1) {
+        events.push('records end');
+        throw new Error('records statement failed');
+      }
+      const out = await ledger.markSentMany(inputs);
+      events.push('records end');
+      return out;
+    };
+    const claimMany: typeof ledger.claimMany = (inputs) => (events.push('claim'), ledger.claimMany(inputs));
+    const { mailboxes } = ctx.app.services;
+    const noted = { ...mailboxes, withGmail: ((mailbox, work) => (events.push('send'), mailboxes.withGmail(mailbox, work))) as typeof mailboxes.withGmail };
+    return { events, w: worker(ctx.app, { ledger: { ...ledger, markSentMany, claimMany }, mailboxes: noted, concurrency: 4, batchSize: 8 }) };
+  }
+
+  it('the second round starts while the first round’s records are written, and claims only after they committed', async () => {
+    const people = await fx.audience(8, { prefix: 'overlap' });
+    const campaignId = await fx.launched(reader.id, 'R3 overlap', people.map((p) => p.id));
+    const { events, w } = overlapWorker();
+    await tickUntilCompleted(w, campaignId);
+    expect(everyOnce(fx.sentTo(READER, 'R3 overlap'), people.map((p) => p.email))).toBe(true);
+    const order = events.join(', ');
+    const firstRecordsEnd = events.indexOf('records end');
+    const secondRound = events.flatMap((e, i) => (e === 'send' ? [i] : [])).slice(4);
+    expect(secondRound, order).toHaveLength(4);
+    // Overlap: the second round went to the pacer before the first round's records committed…
+    expect(secondRound.every((i) => i > events.indexOf('records start') && i < firstRecordsEnd), order).toBe(true);
+    // …and its claims waited for them: at most one unresolved send per lane.
+    const laterClaims = events.flatMap((e, i) => (e === 'claim' && i > events.indexOf('records start') ? [i] : []));
+    expect(laterClaims.length, order).toBeGreaterThan(0);
+    expect(laterClaims.every((i) => i > firstRecordsEnd), order).toBe(true);
+    expect((await fx.ledger(campaignId)).every((r) => r.status === 'sent')).toBe(true);
+  });
+
+  it('a round whose records fail ends the batch: the next round, already at the pacer, claims nothing and gives its rows back', async () => {
+    const people = await fx.audience(8, { prefix: 'overlapfail' });
+    const campaignId = await fx.launched(reader.id, 'R4 overlap fail', people.map((p) => p.id));
+    const { events, w } = overlapWorker(true);
+    await w.tick();
+    const order = events.join(', ');
+    expect(events.filter((e) => e === 'send'), order).toHaveLength(8);
+    expect(events.slice(events.indexOf('records start')).includes('claim'), order).toBe(false);
+    expect(fx.sentTo(READER, 'R4 overlap fail').size).toBe(4);
+    const rows = await fx.ledger(campaignId);
+    // The first round went out and is left to its lease; the second was never claimed and is free for any worker.
+    expect(rows.filter((r) => r.status === 'sending')).toHaveLength(4);
+    const untouched = rows.filter((r) => r.status === 'queued');
+    expect(untouched).toHaveLength(4);
+    expect(untouched.every((r) => r.attempts === 0 && r.lease_owner === null)).toBe(true);
+    // Recovery finds the first round in the mailbox; the rest go out: once each.
+    await tickUntilCompleted(worker(ctx.app), campaignId);
+    expect(everyOnce(fx.sentTo(READER, 'R4 overlap fail'), people.map((p) => p.email))).toBe(true);
+  });
+});
+
 describe('leases and fencing', { timeout: 90_000 }, () => {
   it('a worker whose lease was taken over cannot overwrite the newer outcome', async () => {
     const [person] = await fx.audience(1, { prefix: 'fence' });
