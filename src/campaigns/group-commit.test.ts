@@ -97,33 +97,6 @@ describe('roundCommit', () => {
     expect(late).toEqual([2]);
   });
 
-  it('says when the barrier stopped waiting, and whether every item is in its statement (handedIn)', async () => {
-    const { run } = statements();
-    const all = roundCommit(2, run, { maxWaitMs: 1_000, late: async (n: number) => n });
-    const [a, b] = [all.member(), all.member()];
-    void a.submit(1);
-    let answered: boolean | undefined;
-    void all.handedIn.then((value) => (answered = value));
-    await sleep(10);
-    expect(answered).toBeUndefined();
-    void b.submit(2);
-    expect(await all.handedIn).toBe(true);
-
-    const oneLeft = roundCommit(2, run, { maxWaitMs: 1_000, late: async (n: number) => n });
-    const [c, d] = [oneLeft.member(), oneLeft.member()];
-    void c.submit(1);
-    d.leave();
-    expect(await oneLeft.handedIn).toBe(false);
-
-    const straggler = roundCommit(2, run, { maxWaitMs: 20, late: async (n: number) => n });
-    void straggler.member().submit(1);
-    expect(await straggler.handedIn).toBe(false);
-
-    const everyoneLeft = roundCommit(1, run, { maxWaitMs: 1_000, late: async (n: number) => n });
-    everyoneLeft.member().leave();
-    expect(await everyoneLeft.handedIn).toBe(false);
-  });
-
   it('gives a failed statement’s error to every member in it', async () => {
     const { run } = statements();
     const round = roundCommit(2, run, { maxWaitMs: 1_000, late: async (n: number) => n });

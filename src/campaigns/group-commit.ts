@@ -66,15 +66,13 @@ export interface RoundMember<In, Out> {
  * sixth pass). Nobody waits longer than `maxWaitMs` after the first item arrived: then the
  * items so far go without the stragglers. A member that hands in an item after it left, or
  * after the barrier ran, goes through `late` (e.g. a groupCommit) — the round never waits
- * for a send that is waiting out a retry. `handedIn` tells the round's owner when the barrier
- * stopped waiting, and whether every member's item is in its statement (the send worker then
- * lets the next round ask the pacer while the records are written).
+ * for a send that is waiting out a retry.
  */
 export function roundCommit<In, Out>(
   members: number,
   run: (items: In[]) => Promise<Out[]>,
   options: { maxWaitMs: number; late: (item: In) => Promise<Out> },
-): { member(): RoundMember<In, Out>; handedIn: Promise<boolean> } {
+): { member(): RoundMember<In, Out> } {
   interface Waiting {
     item: In;
     resolve: (out: Out) => void;
@@ -83,18 +81,12 @@ export function roundCommit<In, Out>(
   let open = members;
   let waiting: Waiting[] = [];
   let timer: NodeJS.Timeout | undefined;
-  let everyItem = true;
-  let answer: (all: boolean) => void = () => undefined;
-  /** Settles once the barrier is done waiting: true when every member handed its item in to it, false when one left or came too late. */
-  const handedIn = new Promise<boolean>((resolve) => (answer = resolve));
-  if (members <= 0) answer(false);
 
   function flush() {
     clearTimeout(timer);
     timer = undefined;
     const group = waiting;
     waiting = [];
-    answer(everyItem && open <= 0);
     if (group.length === 0) return;
     // Whoever arrives after this ran is late: no second barrier statement.
     open = 0;
@@ -104,11 +96,7 @@ export function roundCommit<In, Out>(
     );
   }
   function settle() {
-    if (waiting.length === 0) {
-      // Everyone left: nothing to write, and not every item came.
-      if (open <= 0) answer(false);
-      return;
-    }
+    if (waiting.length === 0) return;
     if (open <= 0) flush();
     else if (!timer) {
       timer = setTimeout(flush, options.maxWaitMs);
@@ -117,7 +105,6 @@ export function roundCommit<In, Out>(
   }
 
   return {
-    handedIn,
     member() {
       let inside = true;
       return {
@@ -133,7 +120,6 @@ export function roundCommit<In, Out>(
         leave() {
           if (!inside) return;
           inside = false;
-          everyItem = false;
           open -= 1;
           settle();
         },

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
+import { composeMime } from '../gmail/compose-mime.js';
 import { GMAIL_SCOPES, SEND_OUTCOME_UNKNOWN } from '../gmail/gmail-client.js';
 import { GmailError } from '../gmail/gmail-errors.js';
 import type { MailboxesRepo, MailboxRow } from '../gmail/mailboxes.repo.js';
@@ -7,12 +8,13 @@ import type { MailboxService } from '../gmail/mailboxes.service.js';
 import type { MailboxPacer } from '../gmail/pacer.js';
 import type { Logger } from '../logger.js';
 import type { TrackingUrls } from '../tracking/urls.js';
+import { buildCampaignMail } from './campaign-mail.js';
 import type { CampaignRow, CampaignsRepo } from './campaigns.repo.js';
 import { groupCommit, roundCommit, type RoundMember } from './group-commit.js';
 import type { ClaimInput, GateResult, SendCandidate, SendLease, SendLedgerRepo, SentInput } from './send-ledger.repo.js';
-import { createSendPreparation, type BatchContext, type Prepared } from './send-preparation.js';
 import { createSendRecovery, type SendRecorder } from './send-recovery.js';
 import { isInsideWindow } from './sending-window.js';
+import type { MergeContact } from './templates.js';
 
 const DAY_MS = 24 * 3600 * 1000;
 const MAX_ATTEMPTS = 5;
@@ -51,8 +53,7 @@ const senderDomain = (email: string) => email.split('@')[1] ?? 'inboxtrail.inval
 
 /** Thrown from the gate to stop a send before its request: the gate's verdict, or the worker stopping. */
 class GateClosed extends Error {
-  /** `batch_stopped`: an earlier round of the batch ended it (a send failed outside Gmail) after this round asked the pacer. */
-  constructor(readonly verdict: Exclude<GateResult, { kind: 'go' }> | { kind: 'stopping' } | { kind: 'batch_stopped' }) {
+  constructor(readonly verdict: Exclude<GateResult, { kind: 'go' }> | { kind: 'stopping' }) {
     super(`send gate closed: ${verdict.kind}`);
   }
 }
@@ -63,8 +64,7 @@ interface Tracked {
   state: 'waiting' | 'gating' | 'in_flight' | 'refused';
 }
 
-/** `unstarted`: stopped before its claim (the batch ended, the worker stops); its reservation is given back with the batch's unstarted rows. */
-type Outcome = 'sent' | 'next' | 'stop' | 'unstarted';
+type Outcome = 'sent' | 'next' | 'stop';
 
 /**
  * Drains the send ledger (see README.md, "Lifecycle of a send"). Per campaign that may send
@@ -118,14 +118,44 @@ export function createSendWorker(deps: SendWorkerDeps) {
     },
   };
   const recovery = createSendRecovery({ ...deps, workerId, leaseMs, recorder, now });
-  const preparation = createSendPreparation(repo, deps.urls);
 
-  /**
-   * `round`: this send's place in its round's sent-record barrier (left as soon as it will not
-   * record soon). `afterPreviousRound`: resolves once the batch's previous round has settled,
-   * its sent records committed; rejects with GateClosed when that round ended the batch.
-   */
-  async function sendCandidate(batch: BatchContext, prepared: Prepared, round: RoundMember<SentInput, boolean>, afterPreviousRound: () => Promise<void>): Promise<Outcome> {
+  /** What every send of one batch shares: loaded once per batch, not once per message. */
+  interface BatchContext {
+    campaign: CampaignRow;
+    mailbox: MailboxRow;
+    postalAddress: string | null;
+    links: Awaited<ReturnType<CampaignsRepo['linksOf']>>;
+    contacts: Map<string, MergeContact & { trackingRefusedAt: Date | null }>;
+  }
+
+  /** A send rendered and composed, ready for its turn at the pacer. */
+  interface Prepared {
+    candidate: SendCandidate;
+    mail: ReturnType<typeof buildCampaignMail>;
+    raw: Buffer;
+    previous: Awaited<ReturnType<CampaignsRepo['previousStep']>>;
+  }
+
+  async function prepare(batch: BatchContext, candidate: SendCandidate): Promise<Prepared> {
+    const { campaign, mailbox } = batch;
+    const previous = candidate.step > 0 ? await repo.previousStep(campaign.id, candidate.recipientId, candidate.step) : undefined;
+    const contact = candidate.contactId ? batch.contacts.get(candidate.contactId) : undefined;
+    const mail = buildCampaignMail({
+      campaign,
+      send: candidate,
+      contact: contact ?? { email: candidate.email, firstName: null, lastName: null, attributes: {} },
+      tracked: !contact?.trackingRefusedAt,
+      from: mailbox.email,
+      links: batch.links,
+      urls: deps.urls,
+      postalAddress: batch.postalAddress,
+      previous: previous ? { rfc822MessageId: previous.rfc822MessageId } : undefined,
+    });
+    return { candidate, mail, raw: await composeMime(mail), previous };
+  }
+
+  /** `round`: this send's place in its round's sent-record barrier (left as soon as it will not record soon). */
+  async function sendCandidate(batch: BatchContext, prepared: Prepared, round: RoundMember<SentInput, boolean>): Promise<Outcome> {
     const { campaign, mailbox } = batch;
     const { candidate, mail, raw, previous } = prepared;
     const track: Tracked = { state: 'waiting' };
@@ -134,8 +164,6 @@ export function createSendWorker(deps: SendWorkerDeps) {
 
     /** The gate: claim on the first attempt, re-check (and renew the lease) before each retry. */
     const beforeAttempt = async () => {
-      // The first claim waits for the previous round's sent records: at most one unresolved send per lane.
-      if (!track.lease) await afterPreviousRound();
       if (stopping) throw new GateClosed({ kind: 'stopping' });
       track.state = 'gating';
       const verdict = track.lease
@@ -165,8 +193,6 @@ export function createSendWorker(deps: SendWorkerDeps) {
       round.leave();
       if (error instanceof GateClosed) {
         const { kind } = error.verdict;
-        // Never claimed: its reservation goes back with the batch's unstarted rows.
-        if (!track.lease && (kind === 'batch_stopped' || kind === 'stopping')) return 'unstarted';
         if ((kind === 'stopping' || kind === 'halted') && track.lease) await ledger.requeue(track.lease, now(), 'handed_back');
         return kind === 'stopping' || kind === 'halted' ? 'stop' : 'next';
       }
@@ -218,38 +244,20 @@ export function createSendWorker(deps: SendWorkerDeps) {
    * user; the pacer meters quota), in rounds of `concurrency` sends that start together: the
    * pacer then grants a round in one store call, the gate claims it in one statement and the
    * sent records go together (group-commit.ts) — a few statements per round instead of three
-   * per message (issue #14). When every send of a round has its answer, the next round starts
-   * at once: its pacer grant runs while this round's records are written, and its claims wait
-   * for them (`afterPreviousRound`), so a kill -9 still leaves at most one send per lane
-   * unresolved (issue #14, ninth pass). A rate limit or revoked grant stops the batch: the next
-   * round starts only once this one settled, and does not start. A send's own error (the
-   * database, a bug) is logged and stops the batch too, once the rest of its round has
-   * finished; a round that had already asked the pacer then claims nothing. Unstarted rows keep
-   * their `queued` state; their reservation is given back.
+   * per message (issue #14). A rate limit or revoked grant stops the batch: no new round
+   * starts. A send's own error (the database, a bug) is logged and stops the batch too, once
+   * the rest of its round has finished. Unstarted rows keep their `queued` state; their
+   * reservation is given back.
    */
   async function sendBatch(batch: BatchContext, candidates: SendCandidate[]): Promise<number> {
     let next = 0;
     let sent = 0;
     let stop = false;
-    const unstarted: string[] = [];
-    const prepareRound = (from: number) => Promise.allSettled(candidates.slice(from, from + concurrency).map((candidate) => preparation.prepare(batch, candidate)));
-    const tally = (round: SendCandidate[], outcomes: PromiseSettledResult<Outcome>[]) =>
-      outcomes.forEach((outcome, i) => {
-        if (outcome.status === 'fulfilled') {
-          if (outcome.value === 'sent') sent += 1;
-          else if (outcome.value === 'stop') stop = true;
-          else if (outcome.value === 'unstarted') unstarted.push(round[i]!.id);
-          return;
-        }
-        stop = true;
-        const error = outcome.reason;
-        logger.error({ sendId: round[i]!.id, errorName: error instanceof Error ? error.name : typeof error }, 'a send failed outside Gmail; its lease decides what happens to it');
-      });
+    const prepareRound = (from: number) => Promise.allSettled(candidates.slice(from, from + concurrency).map((candidate) => prepare(batch, candidate)));
     // The next round is rendered while this one waits on the pacer, the gate, Gmail and its
     // records (the worker is otherwise idle then: rendering has no side effect, so a round
     // rendered and never started costs nothing but the work).
     let preparing = prepareRound(0);
-    let previousRound: Promise<void> = Promise.resolve();
     while (!stop && !stopping && next < candidates.length) {
       const round = candidates.slice(next, next + concurrency);
       next += round.length;
@@ -260,26 +268,23 @@ export function createSendWorker(deps: SendWorkerDeps) {
         maxWaitMs: ROUND_RECORD_WAIT_MS,
         late: (record) => recordTogether({ ...record, key: `${batch.campaign.id}:${batch.mailbox.id}` }),
       });
-      const before = previousRound;
-      const afterPreviousRound = async () => {
-        await before;
-        if (stop) throw new GateClosed({ kind: 'batch_stopped' });
-      };
-      const sending = Promise.allSettled(
-        prepared.map((p) => (p.status === 'fulfilled' ? sendCandidate(batch, p.value, records.member(), afterPreviousRound) : Promise.reject(p.reason))),
-      );
+      const sending = Promise.allSettled(prepared.map((p) => (p.status === 'fulfilled' ? sendCandidate(batch, p.value, records.member()) : Promise.reject(p.reason))));
       if (next < candidates.length) preparing = prepareRound(next);
-      const settled = sending.then((outcomes) => tally(round, outcomes));
-      previousRound = settled;
-      // Every answer in and being recorded: the next round may ask the pacer now. Otherwise (a
-      // send failed, was refused or waits out a retry) the round settles first, as it decides
-      // whether the batch goes on.
-      if (!(await Promise.race([records.handedIn, settled.then(() => false)]))) await settled;
+      const outcomes = await sending;
+      outcomes.forEach((outcome, i) => {
+        if (outcome.status === 'fulfilled') {
+          if (outcome.value === 'sent') sent += 1;
+          else if (outcome.value === 'stop') stop = true;
+          return;
+        }
+        stop = true;
+        const error = outcome.reason;
+        logger.error({ sendId: round[i]!.id, errorName: error instanceof Error ? error.name : typeof error }, 'a send failed outside Gmail; its lease decides what happens to it');
+      });
     }
-    await previousRound;
-    const notStarted = [...candidates.slice(next).map((c) => c.id), ...unstarted];
-    for (const id of notStarted) reserved.delete(id);
-    await ledger.releaseReservations(workerId, notStarted);
+    const unstarted = candidates.slice(next).map((c) => c.id);
+    for (const id of unstarted) reserved.delete(id);
+    await ledger.releaseReservations(workerId, unstarted);
     return sent;
   }
 
@@ -298,7 +303,14 @@ export function createSendWorker(deps: SendWorkerDeps) {
       const candidates = budget > 0 && !stopping ? await ledger.reserveDue(campaign, workerId, Math.min(batchSize, budget), now(), after(leaseMs)) : [];
       if (candidates.length > 0) {
         for (const c of candidates) reserved.add(c.id);
-        const batch = await preparation.batchContext(campaign, mailbox, candidates);
+        const contactIds = candidates.map((c) => c.contactId).filter((id): id is string => id !== null);
+        const batch: BatchContext = {
+          campaign,
+          mailbox,
+          postalAddress: await repo.postalAddressOf(campaign.workspaceId),
+          links: await repo.linksOf(campaign.id),
+          contacts: new Map((await repo.contactsForMerge(contactIds)).map((c) => [c.id, c])),
+        };
         sent = await sendBatch(batch, candidates);
       }
     }
