@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { composeMime } from '../gmail/compose-mime.js';
 import { GMAIL_SCOPES, SEND_OUTCOME_UNKNOWN } from '../gmail/gmail-client.js';
 import { GmailError } from '../gmail/gmail-errors.js';
 import type { MailboxesRepo, MailboxRow } from '../gmail/mailboxes.repo.js';
@@ -8,13 +7,12 @@ import type { MailboxService } from '../gmail/mailboxes.service.js';
 import type { MailboxPacer } from '../gmail/pacer.js';
 import type { Logger } from '../logger.js';
 import type { TrackingUrls } from '../tracking/urls.js';
-import { buildCampaignMail } from './campaign-mail.js';
 import type { CampaignRow, CampaignsRepo } from './campaigns.repo.js';
 import { groupCommit, roundCommit, type RoundMember } from './group-commit.js';
 import type { ClaimInput, GateResult, SendCandidate, SendLease, SendLedgerRepo, SentInput } from './send-ledger.repo.js';
+import { createSendPreparation, type BatchContext, type Prepared } from './send-preparation.js';
 import { createSendRecovery, type SendRecorder } from './send-recovery.js';
 import { isInsideWindow } from './sending-window.js';
-import type { MergeContact } from './templates.js';
 
 const DAY_MS = 24 * 3600 * 1000;
 const MAX_ATTEMPTS = 5;
@@ -118,41 +116,7 @@ export function createSendWorker(deps: SendWorkerDeps) {
     },
   };
   const recovery = createSendRecovery({ ...deps, workerId, leaseMs, recorder, now });
-
-  /** What every send of one batch shares: loaded once per batch, not once per message. */
-  interface BatchContext {
-    campaign: CampaignRow;
-    mailbox: MailboxRow;
-    postalAddress: string | null;
-    links: Awaited<ReturnType<CampaignsRepo['linksOf']>>;
-    contacts: Map<string, MergeContact & { trackingRefusedAt: Date | null }>;
-  }
-
-  /** A send rendered and composed, ready for its turn at the pacer. */
-  interface Prepared {
-    candidate: SendCandidate;
-    mail: ReturnType<typeof buildCampaignMail>;
-    raw: Buffer;
-    previous: Awaited<ReturnType<CampaignsRepo['previousStep']>>;
-  }
-
-  async function prepare(batch: BatchContext, candidate: SendCandidate): Promise<Prepared> {
-    const { campaign, mailbox } = batch;
-    const previous = candidate.step > 0 ? await repo.previousStep(campaign.id, candidate.recipientId, candidate.step) : undefined;
-    const contact = candidate.contactId ? batch.contacts.get(candidate.contactId) : undefined;
-    const mail = buildCampaignMail({
-      campaign,
-      send: candidate,
-      contact: contact ?? { email: candidate.email, firstName: null, lastName: null, attributes: {} },
-      tracked: !contact?.trackingRefusedAt,
-      from: mailbox.email,
-      links: batch.links,
-      urls: deps.urls,
-      postalAddress: batch.postalAddress,
-      previous: previous ? { rfc822MessageId: previous.rfc822MessageId } : undefined,
-    });
-    return { candidate, mail, raw: await composeMime(mail), previous };
-  }
+  const preparation = createSendPreparation(repo, deps.urls);
 
   /** `round`: this send's place in its round's sent-record barrier (left as soon as it will not record soon). */
   async function sendCandidate(batch: BatchContext, prepared: Prepared, round: RoundMember<SentInput, boolean>): Promise<Outcome> {
@@ -253,7 +217,7 @@ export function createSendWorker(deps: SendWorkerDeps) {
     let next = 0;
     let sent = 0;
     let stop = false;
-    const prepareRound = (from: number) => Promise.allSettled(candidates.slice(from, from + concurrency).map((candidate) => prepare(batch, candidate)));
+    const prepareRound = (from: number) => Promise.allSettled(candidates.slice(from, from + concurrency).map((candidate) => preparation.prepare(batch, candidate)));
     // The next round is rendered while this one waits on the pacer, the gate, Gmail and its
     // records (the worker is otherwise idle then: rendering has no side effect, so a round
     // rendered and never started costs nothing but the work).
@@ -303,14 +267,7 @@ export function createSendWorker(deps: SendWorkerDeps) {
       const candidates = budget > 0 && !stopping ? await ledger.reserveDue(campaign, workerId, Math.min(batchSize, budget), now(), after(leaseMs)) : [];
       if (candidates.length > 0) {
         for (const c of candidates) reserved.add(c.id);
-        const contactIds = candidates.map((c) => c.contactId).filter((id): id is string => id !== null);
-        const batch: BatchContext = {
-          campaign,
-          mailbox,
-          postalAddress: await repo.postalAddressOf(campaign.workspaceId),
-          links: await repo.linksOf(campaign.id),
-          contacts: new Map((await repo.contactsForMerge(contactIds)).map((c) => [c.id, c])),
-        };
+        const batch = await preparation.batchContext(campaign, mailbox, candidates);
         sent = await sendBatch(batch, candidates);
       }
     }
