@@ -103,6 +103,7 @@ interface PlanNode {
   'Rows Removed by Filter'?: number;
   'Shared Hit Blocks'?: number;
   'Shared Read Blocks'?: number;
+  'Subplan Name'?: string;
   Plans?: PlanNode[];
 }
 
@@ -130,6 +131,13 @@ function walk(node: PlanNode, visit: (node: PlanNode) => void) {
   for (const child of node.Plans ?? []) walk(child, visit);
 }
 
+const pages = (node: PlanNode) => (node['Shared Hit Blocks'] ?? 0) + (node['Shared Read Blocks'] ?? 0);
+
+/**
+ * A statement's buffers are its top node's; a data-modifying CTE the query does not read runs
+ * after the query, outside the top node's count: then its largest CTE's (a CTE's count includes
+ * the CTEs it read) when that is more.
+ */
 function summarize(text: string, plan: ExplainJson): StatementSummary {
   const top = plan.Plan;
   const seqScans: string[] = [];
@@ -143,7 +151,7 @@ function summarize(text: string, plan: ExplainJson): StatementSummary {
     text,
     top: `${top['Node Type']}${top['Relation Name'] ? ` on ${top['Relation Name']}` : ''}`,
     rows: top['Actual Rows'],
-    buffers: (top['Shared Hit Blocks'] ?? 0) + (top['Shared Read Blocks'] ?? 0),
+    buffers: Math.max(...[top, ...(top.Plans ?? []).filter((p) => p['Subplan Name']?.startsWith('CTE '))].map(pages)),
     ms: plan['Execution Time'],
     seqScans,
     wideIndexScans,

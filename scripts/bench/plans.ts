@@ -18,7 +18,7 @@
  */
 import { createHash } from 'node:crypto';
 import { sql } from 'drizzle-orm';
-import type { CampaignRow } from '../../src/campaigns/campaigns.repo.js';
+import { createCampaignsRepo, type CampaignRow } from '../../src/campaigns/campaigns.repo.js';
 import { createFollowUpRules } from '../../src/campaigns/follow-ups.repo.js';
 import { createSendLedgerRepo } from '../../src/campaigns/send-ledger.repo.js';
 import { createContactsRepo } from '../../src/contacts/contacts.repo.js';
@@ -27,6 +27,7 @@ import { createSyncRepo } from '../../src/gmail/sync.repo.js';
 import { createAuditRetention } from '../../src/privacy/audit-retention.js';
 import { createComplianceRepo } from '../../src/privacy/compliance.repo.js';
 import { createSelfExportRepo } from '../../src/privacy/export.repo.js';
+import { deletionRequested, purgeDate } from '../../src/privacy/deletion.js';
 import { createPurgeRepo } from '../../src/privacy/purge.repo.js';
 import { createRetentionRepo } from '../../src/privacy/retention.repo.js';
 import { createSubjectDataRepo } from '../../src/privacy/subject-data.repo.js';
@@ -51,7 +52,22 @@ const drain = async (rows: AsyncIterable<unknown>) => {
   for await (const _ of rows) void _;
 };
 
-type Case = [name: string, run: (db: Db, d: PlanData) => Promise<unknown>];
+/**
+ * Work committed before a case (so that its rows predate the case's transaction, as they would
+ * in the app: a foreign key is checked again when a row the same transaction wrote is updated),
+ * returning what undoes it after the case.
+ */
+type Setup = (db: Db, d: PlanData) => Promise<() => Promise<unknown>>;
+type Case = [name: string, run: (db: Db, d: PlanData) => Promise<unknown>, setup?: Setup];
+
+/**
+ * A sequential scan that may stop early (an EXISTS) starts where the last scan of the table
+ * stopped when the table is larger than a quarter of shared_buffers (synchronize_seqscans): the
+ * cases measuring one read as a scan from the table's start would.
+ */
+const fromTheStart = (db: Db) => db.execute(sql`set local synchronize_seqscans = off`);
+/** The batch the worker reserved (committed, by the setup) and hands back in the case. */
+let handedBack: string[] = [];
 
 const cases: Case[] = [
   ['results: sent per hour', (db, d) => createResultsRepo(db).sentPerHour(d.big.workspaceId, d.campaignId)],
@@ -106,6 +122,55 @@ const cases: Case[] = [
   // The follow-up step's rows: one per recipient, every one due at the same instant (as a launch writes them).
   ['send ledger: a batch reservation (500) of the campaign\'s queued rows, all due at one instant', (db, d) =>
     createSendLedgerRepo(db).reserveDue({ id: d.campaignId } as CampaignRow, 'plans', 500, new Date(Date.now() + 2 * DAY), new Date(Date.now() + 3 * DAY))],
+  // The campaign's lifecycle (campaigns.service.ts and the worker's tick) where it reads or writes the ledger.
+  ['campaign: progress and skip reasons (the campaign page), second step queued', async (db, d) => {
+    const repo = createCampaignsRepo(db);
+    await repo.progress(d.campaignId);
+    await repo.skipReasons(d.campaignId);
+  }],
+  ['campaign: complete if done, second step queued (each worker tick)', async (db, d) => {
+    await fromTheStart(db);
+    await createCampaignsRepo(db).completeIfDone(d.campaignId, new Date());
+  }],
+  ['campaign: complete if done, every send finished', async (db, d) => {
+    await fromTheStart(db);
+    await db.execute(sql`update campaign_sends set status = 'sent', sent_at = now() where campaign_id = ${d.campaignId}::uuid and status = 'queued'`);
+    await createCampaignsRepo(db).completeIfDone(d.campaignId, new Date());
+  }],
+  ['campaign: pause and resume', async (db, d) => {
+    const repo = createCampaignsRepo(db);
+    await repo.transition(d.campaignId, ['scheduled', 'sending'], { status: 'paused', statusReason: 'paused_by_user' });
+    await repo.transition(d.campaignId, ['paused'], { status: 'sending', statusReason: null });
+  }],
+  ['campaign: cancel, its queued step skipped', (db, d) =>
+    createCampaignsRepo(db).transaction(async (tx) => {
+      if (await tx.transition(d.campaignId, ['draft', 'scheduled', 'sending', 'paused'], { status: 'cancelled', statusReason: 'cancelled_by_user' })) await tx.skipQueued(d.campaignId, 'cancelled');
+    })],
+  // The planner's other shape: a campaign small beside the ledger, its queued rows found and updated by key.
+  ['campaign: cancel, a campaign of 300 contacts beside the large one', (db, d) =>
+    createCampaignsRepo(db).transaction(async (tx) => {
+      if (await tx.transition(d.small.campaignId, ['draft', 'scheduled', 'sending', 'paused'], { status: 'cancelled', statusReason: 'cancelled_by_user' })) await tx.skipQueued(d.small.campaignId, 'cancelled');
+    })],
+  ['campaign: delete while sending (cancel, mark deleted, audit)', (db, d) =>
+    createCampaignsRepo(db).transaction(async (tx) => {
+      const at = new Date();
+      const purgeAfter = purgeDate(at, 30);
+      if (await tx.transition(d.campaignId, ['scheduled', 'sending', 'paused'], { status: 'cancelled', statusReason: 'deleted' })) await tx.skipQueued(d.campaignId, 'cancelled');
+      await tx.markDeleted(d.big.workspaceId, d.campaignId, at, purgeAfter);
+      await tx.audit(deletionRequested({ workspaceId: d.big.workspaceId, actor: `user:${d.big.userId}` }, 'campaign', d.campaignId, purgeAfter));
+    })],
+  ['send ledger: a worker hands back a batch\'s reservations (500)', (db) => createSendLedgerRepo(db).releaseReservations('stopping', handedBack), async (db, d) => {
+    const ledger = createSendLedgerRepo(db);
+    handedBack = (await ledger.reserveDue({ id: d.campaignId } as CampaignRow, 'stopping', 500, new Date(Date.now() + 2 * DAY), new Date(Date.now() + 3 * DAY))).map((r) => r.id);
+    return () => ledger.releaseReservations('stopping', handedBack);
+  }],
+  // 500 sends in flight whose worker died (lease expired), among the campaign's 98,000 queued and 98,000 sent.
+  ['send ledger: expired leases (recovery pass, 100 of 500)', async (db, d) => {
+    await db.execute(sql`
+      update campaign_sends set status = 'sending', lease_owner = 'gone', lease_expires_at = now() - interval '1 minute', claimed_at = now() - interval '5 minutes', attempts = 1
+      where id = any(array(select id from campaign_sends where campaign_id = ${d.campaignId}::uuid and status = 'queued' order by id limit 500))`);
+    await createSendLedgerRepo(db).expiredLeases(new Date(), 100);
+  }],
   ['purge: one contact', (db, d) => createPurgeRepo(db).purgeContact(d.deletedContactId, hash)],
   ['purge: the campaign (rolled back)', async (db, d) => {
     await db.execute(sql`update campaigns set deleted_at = now() where id = ${d.campaignId}::uuid`);
@@ -152,10 +217,15 @@ for (const target of targets) {
     const started = performance.now();
     const data = await seedPlanData(database.db, ROWS, SMALL);
     console.log(`\n# ${database.label}: seeded in ${((performance.now() - started) / 1000).toFixed(0)} s`);
-    for (const [name, run] of cases) {
+    for (const [name, run, setup] of cases) {
       if (ONLY.length && !ONLY.some((o) => name.includes(o))) continue;
-      const statements = await database.record((db) => run(db, data));
-      print(name, await explainAll(database, statements));
+      const undo = setup ? await setup(database.db, data) : undefined;
+      try {
+        const statements = await database.record((db) => run(db, data));
+        print(name, await explainAll(database, statements));
+      } finally {
+        await undo?.();
+      }
     }
     for (const [name, run] of committed) {
       if (ONLY.length && !ONLY.some((o) => name.includes(o))) continue;

@@ -182,13 +182,20 @@ function campaignQueries(db: Db) {
       return row?.postalAddress ?? null;
     },
 
-    /** A sending campaign with nothing queued or in flight is done (later steps are queued rows, so they count). */
+    /**
+     * A sending campaign with nothing queued or in flight is done (later steps are queued rows,
+     * so they count). Asked every worker tick of every sending campaign, so it reads the
+     * ledger's counters (send-counts.repo.ts: they commit with every change of the ledger), a
+     * few rows: a `not exists` over the ledger was read sequentially up to the campaign's first
+     * queued row — its sent step and other campaigns' rows stored before — each tick while a
+     * next step waited (BENCHMARKS.md, "ninth pass").
+     */
     async completeIfDone(campaignId: string, at: Date) {
       await db.execute(sql`
         with done as (
           update campaigns set status = 'completed', completed_at = ${at.toISOString()}::timestamptz, updated_at = now()
           where id = ${campaignId} and status = 'sending'
-            and not exists (select 1 from campaign_sends where campaign_id = ${campaignId} and status in ('queued', 'sending'))
+            and coalesce((select sum(n) from campaign_send_counts where campaign_id = ${campaignId} and status in ('queued', 'sending')), 0) = 0
           returning id, workspace_id)${campaignStatusChangedCtes('sending', 'completed')}
         select 1`);
     },

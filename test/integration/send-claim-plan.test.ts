@@ -6,6 +6,7 @@ import type { CampaignRow } from '../../src/campaigns/campaigns.repo.js';
 import { createSendLedgerRepo, type SendCandidate } from '../../src/campaigns/send-ledger.repo.js';
 import { connect, type Database, type Db } from '../../src/db/connect.js';
 import { rowsOf } from '../../src/db/pg-array.js';
+import { literal } from '../helpers/explain.js';
 import { createTestDatabase } from '../helpers/test-db.js';
 
 /*
@@ -162,8 +163,6 @@ async function seedSecondStep(db: Db, recipients: number): Promise<{ campaign: C
   ).map((r) => ({ id: r.id, contactId: r.contact_id, recipientId: r.recipient_id, email: r.email }));
   return { campaign, sends };
 }
-
-const literal = (value: unknown) => (value === null || value === undefined ? 'null' : `'${String(value).replace(/'/g, "''")}'`);
 
 /**
  * EXPLAIN (ANALYZE, BUFFERS) of the claim as each database runs it: PGlite plans it generically

@@ -1,10 +1,10 @@
-import { sql, type SQL } from 'drizzle-orm';
-import { PgDialect } from 'drizzle-orm/pg-core';
+import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { CampaignRow } from '../../src/campaigns/campaigns.repo.js';
 import { createSendLedgerRepo } from '../../src/campaigns/send-ledger.repo.js';
-import type { Database, Db } from '../../src/db/connect.js';
+import type { Database } from '../../src/db/connect.js';
 import { rowsOf } from '../../src/db/pg-array.js';
+import { explainBuilt } from '../helpers/explain.js';
 import { createTestDatabase } from '../helpers/test-db.js';
 
 /*
@@ -54,17 +54,8 @@ beforeAll(async () => {
 }, 60_000);
 afterAll(() => database?.close());
 
-const literal = (value: unknown) => (value === null || value === undefined ? 'null' : `'${String(value).replace(/'/g, "''")}'`);
-
 it(`reserves a batch of ${BATCH} of ${QUEUED} queued rows launched at one instant without reading or sorting the rest`, async () => {
-  let captured: SQL | undefined;
-  const capture = { execute: async (query: SQL) => ((captured = query), { rows: [] }) } as unknown as Db;
-  await createSendLedgerRepo(capture).reserveDue(campaign, 'plan', BATCH, new Date(), new Date(Date.now() + 60_000));
-  const query = new PgDialect().sqlToQuery(captured!);
-  const text = query.sql.replace(/\$(\d+)/g, (_m, i: string) => literal(query.params[Number(i) - 1]));
-  const plan = rowsOf<Record<string, string>>(await database.db.execute(sql.raw(`explain (analyze, buffers) ${text}`)))
-    .map((r) => Object.values(r)[0]!)
-    .join('\n');
+  const plan = await explainBuilt(database.db, (capture) => createSendLedgerRepo(capture).reserveDue(campaign, 'plan', BATCH, new Date(), new Date(Date.now() + 60_000)));
   // No sort of the campaign's rows (the one sort left is of the batch, as it is returned).
   expect(plan).not.toMatch(/Sort Key: (?!reserved\.)/);
   expect(plan).toMatch(/Sort Key: reserved\.due_at, reserved\.id/);
