@@ -137,13 +137,14 @@ export function startJobs(input: { services: Services; config: Config; logger: L
 
   // PGlite has no autovacuum: without these its planner never had statistics and its dead rows were never reclaimed (src/db/embedded-maintenance.ts).
   if (services.embeddedMaintenance.needed) {
-    const timed = (name: string, work: () => Promise<string[]>) => async () => {
-      const started = performance.now();
-      const tables = await work();
-      if (tables.length > 0) logger.info({ job: name, tables: tables.length, ms: Math.round(performance.now() - started) }, 'embedded database maintenance done');
-    };
-    scheduled('embedded-analyze', EMBEDDED_ANALYZE_PERIOD_MS, timed('embedded-analyze', () => services.embeddedMaintenance.analyze()));
-    scheduled('embedded-vacuum', EMBEDDED_VACUUM_PERIOD_MS, timed('embedded-vacuum', () => services.embeddedMaintenance.vacuum()));
+    const maintenance = (name: string, periodMs: number, work: () => Promise<string[]>) =>
+      scheduled(name, periodMs, async () => {
+        const started = performance.now();
+        const tables = await work();
+        if (tables.length > 0) logger.info({ job: name, tables: tables.length, ms: Math.round(performance.now() - started) }, 'embedded database maintenance done');
+      });
+    maintenance('embedded-analyze', EMBEDDED_ANALYZE_PERIOD_MS, () => services.embeddedMaintenance.analyze());
+    maintenance('embedded-vacuum', EMBEDDED_VACUUM_PERIOD_MS, () => services.embeddedMaintenance.vacuum());
   }
 
   const pollSeconds = config.gmail.syncPollSeconds;

@@ -11,7 +11,7 @@ import {
 } from '../db/schema.js';
 import { audienceWhere, firstStepSql, preflightCountsSql } from './audience-sql.js';
 import { rowsOf } from '../db/pg-array.js';
-import { readSendCounts } from './send-counts.repo.js';
+import { readSendCounts, unfinishedSendsSql } from './send-counts.repo.js';
 import { recordAudit, type AuditEntry } from '../privacy/audit.js';
 import { campaignStatusChangedCtes, recordCampaignStatusChanged } from '../webhooks/facts.js';
 
@@ -195,7 +195,7 @@ function campaignQueries(db: Db) {
         with done as (
           update campaigns set status = 'completed', completed_at = ${at.toISOString()}::timestamptz, updated_at = now()
           where id = ${campaignId} and status = 'sending'
-            and coalesce((select sum(n) from campaign_send_counts where campaign_id = ${campaignId} and status in ('queued', 'sending')), 0) = 0
+            and ${unfinishedSendsSql(campaignId)} = 0
           returning id, workspace_id)${campaignStatusChangedCtes('sending', 'completed')}
         select 1`);
     },

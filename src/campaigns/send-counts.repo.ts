@@ -45,6 +45,13 @@ export async function readSendCounts(db: Db, campaignId: string, workspaceId?: s
   );
 }
 
+/**
+ * SQL: how many of the campaign's sends are still queued or in flight, from the counters (a few
+ * rows) — the worker asks it of every sending campaign each tick (campaigns.repo `completeIfDone`).
+ */
+export const unfinishedSendsSql = (campaignId: string) =>
+  sql`coalesce((select sum(n) from campaign_send_counts where campaign_id = ${campaignId} and status in ('queued', 'sending')), 0)`;
+
 /** The same numbers counted over the ledger: a scan of the campaign's sends. */
 export async function recountSendsFromLedger(db: Db, campaignId: string, workspaceId?: string): Promise<SendCounts> {
   return toSendCounts(

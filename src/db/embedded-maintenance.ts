@@ -38,12 +38,15 @@ export function createEmbeddedMaintenance(database: Pick<Database, 'db' | 'kind'
     await db.execute(sql`select pg_stat_force_next_flush()`);
     return rowsOf<{ name: string }>(await db.execute(query)).map((r) => r.name);
   };
-  /** The ordinary tables (not partitioned parents) for which `due` holds, over pg_stat_user_tables `s` and pg_class `c`. */
-  const tablesWhere = (due: ReturnType<typeof sql>) =>
+  /**
+   * The tables of one kind — ordinary (`r`) or partitioned parents (`p`) — for which `due` holds,
+   * over pg_stat_user_tables `s` and pg_class `c`.
+   */
+  const tablesWhere = (kind: 'r' | 'p', due: ReturnType<typeof sql>) =>
     tables(sql`
       select format('%I.%I', s.schemaname, s.relname) as name
       from pg_stat_user_tables s join pg_class c on c.oid = s.relid
-      where c.relkind = 'r' and (${due})
+      where c.relkind = ${kind} and (${due})
       order by 1`);
 
   return {
@@ -57,15 +60,11 @@ export function createEmbeddedMaintenance(database: Pick<Database, 'db' | 'kind'
      */
     async analyze(): Promise<string[]> {
       if (!embedded) return [];
-      const due = await tablesWhere(sql`s.last_analyze is null
+      const due = await tablesWhere('r', sql`s.last_analyze is null
         or s.n_mod_since_analyze > ${ANALYZE_THRESHOLD.rows}::float8 + ${ANALYZE_THRESHOLD.fraction}::float8 * s.n_live_tup`);
-      const parents = await tables(sql`
-        select format('%I.%I', s.schemaname, s.relname) as name
-        from pg_stat_user_tables s join pg_class c on c.oid = s.relid
-        where c.relkind = 'p' and (s.last_analyze is null or exists (
-          select 1 from pg_inherits i join pg_class p on p.oid = i.inhrelid join pg_namespace n on n.oid = p.relnamespace
-          where i.inhparent = c.oid and format('%I.%I', n.nspname, p.relname) = any(${pgArray(due)}::text[])))
-        order by 1`);
+      const parents = await tablesWhere('p', sql`s.last_analyze is null or exists (
+        select 1 from pg_inherits i join pg_class p on p.oid = i.inhrelid join pg_namespace n on n.oid = p.relnamespace
+        where i.inhparent = c.oid and format('%I.%I', n.nspname, p.relname) = any(${pgArray(due)}::text[]))`);
       for (const name of due) await db.execute(sql.raw(`analyze ${name}`));
       // ONLY: the partitions were analysed above (or did not change); this samples the parent's rows for its own statistics.
       for (const name of parents) await db.execute(sql.raw(`analyze only ${name}`));
@@ -75,7 +74,7 @@ export function createEmbeddedMaintenance(database: Pick<Database, 'db' | 'kind'
     /** VACUUM (not FULL: nothing locked against reads, nothing rewritten) of each table due; returns them (none on a server). */
     async vacuum(): Promise<string[]> {
       if (!embedded) return [];
-      const due = await tablesWhere(sql`s.last_vacuum is null
+      const due = await tablesWhere('r', sql`s.last_vacuum is null
         or s.n_dead_tup > ${VACUUM_THRESHOLD.rows}::float8 + ${VACUUM_THRESHOLD.fraction}::float8 * s.n_live_tup
         or age(c.relfrozenxid) > ${FREEZE_AGE}::int`);
       for (const name of due) await db.execute(sql.raw(`vacuum ${name}`));

@@ -1,5 +1,6 @@
 import { sql, type SQL } from 'drizzle-orm';
 import { PgDialect } from 'drizzle-orm/pg-core';
+import { drizzle } from 'drizzle-orm/pg-proxy';
 import type { Db } from '../../src/db/connect.js';
 import { rowsOf } from '../../src/db/pg-array.js';
 
@@ -7,16 +8,22 @@ import { rowsOf } from '../../src/db/pg-array.js';
 export const literal = (value: unknown) => (value === null || value === undefined ? 'null' : `'${String(value).replace(/'/g, "''")}'`);
 
 /**
- * EXPLAIN (ANALYZE, BUFFERS) on `db`, as text, of the statement a repo call builds: `call` gets
- * a handle whose `execute` only captures the statement (so it must send one statement through
- * `execute`, and what it does with the empty answer does not matter), and the statement runs
- * with its parameters written in, planned for those values.
+ * The statement a repo call builds, captured and not run: `call` gets a handle that only records
+ * what it is asked to run (through `execute` or the query builder), so it must send one statement,
+ * and what it does with the empty answer does not matter.
  */
+export async function captureBuilt(call: (capture: Db) => Promise<unknown>): Promise<{ sql: string; params: unknown[] }> {
+  let captured: { sql: string; params: unknown[] } | undefined;
+  const capture = drizzle(async (text, params) => ((captured = { sql: text, params }), { rows: [] }));
+  // `execute` answers as the app's drivers do ({ rows }), which the repos read.
+  Object.assign(capture, { execute: async (query: SQL) => ((captured = new PgDialect().sqlToQuery(query)), { rows: [] }) });
+  await call(capture as unknown as Db);
+  return captured!;
+}
+
+/** EXPLAIN (ANALYZE, BUFFERS) on `db`, as text, of the statement a repo call builds (captureBuilt), planned for its values. */
 export async function explainBuilt(db: Db, call: (capture: Db) => Promise<unknown>): Promise<string> {
-  let captured: SQL | undefined;
-  const capture = { execute: async (query: SQL) => ((captured = query), { rows: [] }) } as unknown as Db;
-  await call(capture);
-  const query = new PgDialect().sqlToQuery(captured!);
+  const query = await captureBuilt(call);
   const text = query.sql.replace(/\$(\d+)/g, (_m, i: string) => literal(query.params[Number(i) - 1]));
   return rowsOf<Record<string, string>>(await db.execute(sql.raw(`explain (analyze, buffers) ${text}`)))
     .map((r) => Object.values(r)[0]!)

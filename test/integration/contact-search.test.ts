@@ -1,9 +1,9 @@
 import { sql } from 'drizzle-orm';
-import { drizzle } from 'drizzle-orm/pg-proxy';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createContactsRepo } from '../../src/contacts/contacts.repo.js';
-import type { Database, Db } from '../../src/db/connect.js';
+import type { Database } from '../../src/db/connect.js';
 import { rowsOf } from '../../src/db/pg-array.js';
+import { explainBuilt } from '../helpers/explain.js';
 import { createTestDatabase } from '../helpers/test-db.js';
 
 /*
@@ -101,14 +101,7 @@ describe('contact search', () => {
   });
 
   it(`is an index search: EXPLAIN of the statement as the repo builds it reads the trigram index, not the ${CONTACTS} contacts`, async () => {
-    let captured: { sql: string; params: unknown[] } | undefined;
-    const capture = drizzle(async (text, params) => ((captured = { sql: text, params }), { rows: [] })) as unknown as Db;
-    await createContactsRepo(capture, (email) => email).list(workspaceId, { limit: 51, search: 'p2042@' });
-    const literal = (value: unknown) => `'${String(value).replace(/'/g, "''")}'`;
-    const text = captured!.sql.replace(/\$(\d+)/g, (_m, i: string) => literal(captured!.params[Number(i) - 1]));
-    const plan = rowsOf<Record<string, string>>(await database.db.execute(sql.raw(`explain (analyze, buffers) ${text}`)))
-      .map((r) => Object.values(r)[0]!)
-      .join('\n');
+    const plan = await explainBuilt(database.db, (capture) => createContactsRepo(capture, (email) => email).list(workspaceId, { limit: 51, search: 'p2042@' }));
     expect(plan).toMatch(/Bitmap Index Scan on contacts_search_trgm_idx/);
     expect(plan).not.toMatch(/Seq Scan on contacts/);
     // Not the newest-first walk through the workspace's contacts either.

@@ -1,12 +1,11 @@
 import { randomUUID } from 'node:crypto';
-import { sql, type SQL } from 'drizzle-orm';
-import { PgDialect } from 'drizzle-orm/pg-core';
+import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CampaignRow } from '../../src/campaigns/campaigns.repo.js';
 import { createSendLedgerRepo, type SendCandidate } from '../../src/campaigns/send-ledger.repo.js';
 import { connect, type Database, type Db } from '../../src/db/connect.js';
 import { rowsOf } from '../../src/db/pg-array.js';
-import { literal } from '../helpers/explain.js';
+import { captureBuilt, literal } from '../helpers/explain.js';
 import { createTestDatabase } from '../helpers/test-db.js';
 
 /*
@@ -30,21 +29,20 @@ type Candidate = Pick<SendCandidate, 'id' | 'contactId' | 'recipientId' | 'email
 
 /** The claim statement of one round of these sends, as the repo builds it (captured, not run). */
 async function claimStatement(campaign: CampaignRow, step: number, sends: Candidate[]): Promise<{ sql: string; params: unknown[] }> {
-  let captured: SQL | undefined;
-  const capture = { execute: async (query: SQL) => ((captured = query), { rows: [] }) } as unknown as Db;
-  await createSendLedgerRepo(capture, { serializedEngine: true }).claimMany(
-    sends.map((send) => ({
-      campaign,
-      mailbox: { id: randomUUID(), email: 'sender@acme.test' },
-      candidate: { ...send, campaignId: campaign.id, step, rfc822MessageId: 'x@acme.test', attempts: 0 },
-      owner: 'plan',
-      messageRowId: randomUUID(),
-      subject: 'plan',
-      now: new Date(),
-      leaseUntil: new Date(),
-    })),
+  return captureBuilt((capture) =>
+    createSendLedgerRepo(capture, { serializedEngine: true }).claimMany(
+      sends.map((send) => ({
+        campaign,
+        mailbox: { id: randomUUID(), email: 'sender@acme.test' },
+        candidate: { ...send, campaignId: campaign.id, step, rfc822MessageId: 'x@acme.test', attempts: 0 },
+        owner: 'plan',
+        messageRowId: randomUUID(),
+        subject: 'plan',
+        now: new Date(),
+        leaseUntil: new Date(),
+      })),
+    ),
   );
-  return new PgDialect().sqlToQuery(captured!);
 }
 
 async function claimPlan(campaign: Partial<CampaignRow>, step: number): Promise<string> {
