@@ -26,6 +26,12 @@ export const SERVER_URL = process.env.BENCH_DATABASE_URL ?? 'postgres://postgres
  * whole database in this process's memory).
  */
 export const pgliteOnDisk = process.env.BENCH_PGLITE_DIR === '1';
+/**
+ * BENCH_PGSS=1: PGlite loads pg_stat_statements, so a benchmark can print what the engine's
+ * own statements cost (common.ts `printStatementStats`). PGlite only: a server needs it in
+ * `shared_preload_libraries`, which the bench does not change.
+ */
+export const statementStats = process.env.BENCH_PGSS === '1';
 
 export interface BenchDatabase {
   database: Database;
@@ -36,7 +42,7 @@ export interface BenchDatabase {
 export async function openBenchDatabase(target: TargetName, options: { poolSize?: number; statementTimeoutMs?: number } = {}): Promise<BenchDatabase | undefined> {
   if (target === 'pglite') {
     const dir = pgliteOnDisk ? mkdtempSync(path.join(os.tmpdir(), 'inboxtrail-bench-pglite-')) : undefined;
-    const database = await connect({ kind: 'pglite', dir: dir ?? 'memory://' });
+    const database = await connect({ kind: 'pglite', dir: dir ?? 'memory://', statementStats });
     await database.migrate();
     return {
       database,

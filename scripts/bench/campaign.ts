@@ -8,6 +8,7 @@
  *   npm run bench -- campaign                        (BENCH_RECIPIENTS, default 10000,100000)
  *   BENCH_TARGETS=server BENCH_DATABASE_URL=postgres://… npm run bench -- campaign
  *   BENCH_RECIPIENTS=1000000 BENCH_SEND_SLICE=20000 npm run bench -- campaign   (launch it all, send a slice)
+ *   BENCH_PGSS=1 BENCH_TARGETS=pglite npm run bench -- campaign   (and what the engine's own statements cost: pg_stat_statements)
  *
  * Targets (BENCH_TARGETS, default pglite,server): in-memory PGlite, and a database of its own
  * on the server at BENCH_DATABASE_URL (default the local one; created and dropped). The
@@ -41,8 +42,8 @@ import { createSqlLimitStore } from '../../src/gmail/limit-store.js';
 import { MailboxPacer } from '../../src/gmail/pacer.js';
 import { resolveGoogle } from '../../src/gmail/google-settings.js';
 import { createLogger } from '../../src/logger.js';
-import { openBenchDatabase, SERVER_URL, targets, type TargetName } from './audience-data.js';
-import { machine, printMethodTimes, procCpuMicros, timeMethods, type MethodTimes } from './common.js';
+import { openBenchDatabase, SERVER_URL, statementStats, targets, type TargetName } from './audience-data.js';
+import { machine, printMethodTimes, printStatementStats, procCpuMicros, startStatementStats, timeMethods, type MethodTimes } from './common.js';
 import {
   SANDBOX_CLIENT_ID as CLIENT_ID,
   SANDBOX_CLIENT_SECRET as CLIENT_SECRET,
@@ -168,6 +169,7 @@ async function runPipeline(sandboxUrl: string, target: TargetName, recipients: n
   const seeded = await seedCampaign(services, database, { recipients, mailboxEmail: 'sender@acme.test', domain: 'bench.test' });
   const launchSeconds = (performance.now() - launchStarted) / 1000;
 
+  const counting = statementStats && (await startStatementStats(database.db));
   const cpuBefore = process.cpuUsage();
   const mainBefore = mainThreadCpuMs();
   const started = performance.now();
@@ -191,6 +193,10 @@ async function runPipeline(sandboxUrl: string, target: TargetName, recipients: n
   if (phases) {
     console.log(`  ${target}, ${recipients}: wall time per method (${(seconds * 1000).toFixed(0)} ms in all, ${sent} messages)`);
     printMethodTimes(times, { name: 'message', count: sent });
+  }
+  if (counting) {
+    console.log(`  ${target}, ${recipients}: the engine's statements (pg_stat_statements, ${sent} messages)`);
+    await printStatementStats(database.db, { name: 'msg', count: sent });
   }
   if (explainClaim && database.kind === 'pglite') await printClaimPlan(database.db, seeded);
   await opened.close();

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { sql } from 'drizzle-orm';
 import { createScratchDatabase } from './fixture.js';
 import { connect, type Db } from '../../src/db/connect.js';
+import { rowsOf } from '../../src/db/pg-array.js';
 
 export async function scratchDatabase(url: string | undefined, prefix: string) {
   if (!url) {
@@ -30,7 +31,6 @@ export function serverDatabase(url: string, prefix: string) {
   return createScratchDatabase(url, prefix.replace(/-/g, '_'));
 }
 
-const rowsOf = <T>(result: unknown) => (result as { rows: T[] }).rows;
 
 /** A workspace, a campaign with 6 links (the last the honeypot) and `sends` sent sends, by set-based SQL. */
 export async function seedBenchCampaign(db: Db, name: string, sends: number) {
@@ -110,5 +110,45 @@ export function printMethodTimes(times: MethodTimes, perUnit: { name: string; co
   const rows = [...times].filter(([, t]) => t.calls > 0).sort((a, b) => b[1].ms - a[1].ms);
   for (const [name, t] of rows) {
     console.log(`    ${name.padEnd(40)} ${String(t.calls).padStart(8)} calls  ${t.ms.toFixed(0).padStart(8)} ms  ${(t.ms / t.calls).toFixed(2).padStart(7)} ms each  ${(t.ms / Math.max(1, perUnit.count)).toFixed(3)} ms per ${perUnit.name}`);
+  }
+}
+
+/**
+ * Starts counting with pg_stat_statements (BENCH_PGSS=1 on PGlite, audience-data.ts): every
+ * statement, nested ones too (a trigger's, a foreign key's check), with its planning time.
+ * False when the engine has not loaded it.
+ */
+export async function startStatementStats(db: Db): Promise<boolean> {
+  try {
+    await db.execute(sql`create extension if not exists pg_stat_statements`);
+    await db.execute(sql`set pg_stat_statements.track = 'all'`);
+    await db.execute(sql`set pg_stat_statements.track_planning = on`);
+    await db.execute(sql`select pg_stat_statements_reset()`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The statements that took the engine longest since startStatementStats, with their execution
+ * per unit (a statement's time includes what it nested: its triggers' and checks' statements,
+ * which are listed again on their own). PostgreSQL 18 names a foreign key's check by its
+ * alias, so every table's checks share one row.
+ */
+export async function printStatementStats(db: Db, perUnit: { name: string; count: number }, limit = 12) {
+  const rows = rowsOf<{ calls: number; exec_ms: number; plan_ms: number; rows: number; buffers: number; text: string }>(
+    await db.execute(sql`
+      select calls::int, total_exec_time as exec_ms, total_plan_time as plan_ms, rows::int, shared_blks_hit + shared_blks_read as buffers,
+        left(regexp_replace(query, '[[:space:]]+', ' ', 'g'), 110) as text
+      from pg_stat_statements where query not like '%pg_stat_statements%'
+      order by total_exec_time + total_plan_time desc limit ${limit}`),
+  );
+  const per = Math.max(1, perUnit.count);
+  console.log(`    ${'µs/' + perUnit.name} exec (plan)   calls  buffers/${perUnit.name}  statement`);
+  for (const r of rows) {
+    console.log(
+      `    ${((Number(r.exec_ms) * 1000) / per).toFixed(0).padStart(6)} (${((Number(r.plan_ms) * 1000) / per).toFixed(0).padStart(4)})  ${String(r.calls).padStart(8)}  ${(Number(r.buffers) / per).toFixed(1).padStart(8)}  ${r.text}`,
+    );
   }
 }

@@ -25,7 +25,13 @@ export function inTransaction<Repo>(db: Db, makeRepo: (db: Db) => Repo) {
 }
 
 export type DatabaseTarget =
-  | { kind: 'pglite'; dir?: string; loadDataDir?: Blob }
+  | {
+      kind: 'pglite';
+      dir?: string;
+      loadDataDir?: Blob;
+      /** Also load pg_stat_statements (benchmarks' profiling, `BENCH_PGSS=1`); never in the service. */
+      statementStats?: boolean;
+    }
   | {
       kind: 'postgres';
       url: string;
@@ -67,7 +73,7 @@ export async function connect(target: DatabaseTarget): Promise<Database> {
   if (target.kind === 'pglite') {
     if (target.dir && !target.dir.startsWith('memory://')) mkdirSync(target.dir, { recursive: true });
     // The engine runs on a worker thread (pglite-thread.ts), so SQL never holds up answering.
-    const client = await PgliteThread.start({ dataDir: target.dir, loadDataDir: target.loadDataDir });
+    const client = await PgliteThread.start({ dataDir: target.dir, loadDataDir: target.loadDataDir, statementStats: target.statementStats });
     const db = drizzlePglite({ client: client as unknown as PGlite, schema });
     return {
       db: db as unknown as Db,

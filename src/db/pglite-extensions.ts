@@ -1,3 +1,4 @@
+import { pg_stat_statements } from '@electric-sql/pglite/contrib/pg_stat_statements';
 import { pg_trgm } from '@electric-sql/pglite/contrib/pg_trgm';
 
 /**
@@ -9,3 +10,11 @@ import { pg_trgm } from '@electric-sql/pglite/contrib/pg_trgm';
  * its index is read through the extension's functions.
  */
 export const PGLITE_EXTENSIONS = { pg_trgm };
+
+/**
+ * What an engine loads: PGLITE_EXTENSIONS, and for a benchmark that asks (`statementStats`,
+ * BENCH_PGSS=1) pg_stat_statements, a preloaded library that times every statement the engine
+ * runs, triggers' and foreign-key checks' too. Never in the service: it costs each statement.
+ */
+export const pgliteExtensions = (options: { statementStats?: boolean } = {}) =>
+  options.statementStats ? { ...PGLITE_EXTENSIONS, pg_stat_statements } : PGLITE_EXTENSIONS;

@@ -65,9 +65,9 @@ export class PgliteThread implements PgliteClient {
   }
 
   /** Starts the worker and opens the database in it (`dataDir` as PGlite takes it; `loadDataDir` a `dumpDataDir()` tarball). */
-  static async start(options: { dataDir?: string; loadDataDir?: Blob }): Promise<PgliteThread> {
+  static async start(options: { dataDir?: string; loadDataDir?: Blob; statementStats?: boolean }): Promise<PgliteThread> {
     const load = options.loadDataDir ? await options.loadDataDir.arrayBuffer() : undefined;
-    const data: WorkerStart = { dataDir: options.dataDir, loadDataDir: load };
+    const data: WorkerStart = { dataDir: options.dataDir, loadDataDir: load, statementStats: options.statementStats };
     const worker = await startWorkerThread('pglite-worker', { workerData: data, transferList: load ? [load] : [] });
     return new PgliteThread(new WorkerPort(worker, 'PGlite worker'));
   }

@@ -13,7 +13,7 @@ import { PGlite, type QueryOptions, type Transaction } from '@electric-sql/pglit
 import { drizzle } from 'drizzle-orm/pglite';
 import type { Db } from './connect.js';
 import { runDatabaseThreadTask } from './database-thread-tasks.js';
-import { PGLITE_EXTENSIONS } from './pglite-extensions.js';
+import { pgliteExtensions } from './pglite-extensions.js';
 import { createPreparedQueries, type PreparedQueries } from './pglite-prepared.js';
 import * as schema from './schema.js';
 import { replyTo, wireError, type Request, type Started, type WorkerStart } from './thread-protocol.js';
@@ -127,7 +127,7 @@ try {
   const db = await PGlite.create({
     dataDir: start.dataDir,
     loadDataDir: start.loadDataDir ? new Blob([start.loadDataDir]) : undefined,
-    extensions: PGLITE_EXTENSIONS,
+    extensions: pgliteExtensions({ statementStats: start.statementStats }),
   });
   const prepared = createPreparedQueries(db);
   const local = localDrizzle(db, prepared);

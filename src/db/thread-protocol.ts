@@ -20,6 +20,8 @@ export interface WorkerStart {
   dataDir?: string;
   /** A data dir tarball (`dumpDataDir`) to start from, as bytes (transferred, not copied). */
   loadDataDir?: ArrayBuffer;
+  /** Load pg_stat_statements too (pglite-extensions.ts). */
+  statementStats?: boolean;
 }
 
 export type Request =
