@@ -14,6 +14,8 @@ import { createSessionTokens } from './auth/sessions.js';
 import { createCampaignsRepo } from './campaigns/campaigns.repo.js';
 import { campaignsRoutes } from './campaigns/campaigns.routes.js';
 import { createCampaignsService } from './campaigns/campaigns.service.js';
+import { createCancelledSends } from './campaigns/cancelled-sends.js';
+import { createCancelledSendsRepo } from './campaigns/cancelled-sends.repo.js';
 import { createSendLedgerRepo } from './campaigns/send-ledger.repo.js';
 import { createSendWorker } from './campaigns/send-worker.js';
 import type { Config } from './config.js';
@@ -227,12 +229,14 @@ export function createServices(deps: AppDeps) {
   const tokenCodec = createTokenCodec(config.trackingSecrets);
   const trackingUrls = createTrackingUrls(tokenCodec, config.publicBaseUrl);
   const campaignsRepo = createCampaignsRepo(db);
+  const cancelledSends = createCancelledSends({ repo: createCancelledSendsRepo(db), logger });
   const campaigns = createCampaignsService({
     repo: campaignsRepo,
     contacts,
     mailboxRepo: mailboxesRepo,
     mailboxes,
     pacer,
+    cancelledSends,
     publicBaseUrl: config.publicBaseUrl,
     purgeAfterDays: config.privacy.purgeAfterDays,
     now: deps.now,
@@ -307,7 +311,7 @@ export function createServices(deps: AppDeps) {
   });
   // A campaign's results page and per-recipient CSV (the web app and the API alike).
   const results = createResultsService({ repo: createResultsRepo(db), statsRepo: createStatsRepo(db), stats: tracking.stats });
-  return { auth, accountMailer, contacts, mailboxes, messages, sync, push, messageContent, campaigns, sendWorker, trackingUrls, suppressions, pacer, metrics, tracking, jobSchedule, apiKeys, idempotency, contentGuard, grants, auditRetention, policyVersions, compliance, privacyExports, legalRequests, keyRotation, purge, accountClosure, retention, webhooks, webhookDelivery, webSessions, results, embeddedMaintenance };
+  return { auth, accountMailer, contacts, mailboxes, messages, sync, push, messageContent, campaigns, cancelledSends, sendWorker, trackingUrls, suppressions, pacer, metrics, tracking, jobSchedule, apiKeys, idempotency, contentGuard, grants, auditRetention, policyVersions, compliance, privacyExports, legalRequests, keyRotation, purge, accountClosure, retention, webhooks, webhookDelivery, webSessions, results, embeddedMaintenance };
 }
 
 export type Services = ReturnType<typeof createServices>;

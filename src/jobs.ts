@@ -24,6 +24,8 @@ const SCHEDULE_CHECKS_PER_PERIOD = 4;
 const SCHEDULE_CHECK_MAX_MS = 60_000;
 /** How often the send worker looks for due sends. */
 const SEND_TICK_MS = 1_000;
+/** How often a worker process looks for cancelled campaigns whose queued sends are still to be skipped (one probe of an index that is empty unless one is). */
+const CANCEL_SWEEP_MS = 1_000;
 /** How often the webhook delivery worker looks for due deliveries. */
 const WEBHOOK_TICK_MS = 1_000;
 /** Shutdown waits at most this long for running work (the whole stop must fit in 5 s). */
@@ -95,6 +97,15 @@ export function startJobs(input: { services: Services; config: Config; logger: L
     await services.sendWorker.tick();
   });
   timers.push(setInterval(send, SEND_TICK_MS).unref());
+
+  // A cancel skips its campaign's queued sends in batches, the first before it answers; the rest,
+  // and any cancel a crash cut short, here (src/campaigns/cancelled-sends.ts). Every worker
+  // process sweeps: the batches skip rows another holds instead of waiting for them.
+  const skipCancelled = guarded('cancelled-sends', async () => {
+    const finished = await services.cancelledSends.sweep();
+    if (finished > 0) logger.info({ finished }, 'cancelled campaigns’ queued sends skipped');
+  });
+  timers.push(setInterval(skipCancelled, CANCEL_SWEEP_MS).unref());
 
   // Outbound webhooks: every worker process delivers; claims under a lease keep them apart (src/webhooks/README.md).
   const deliverWebhooks = guarded('webhook-delivery', () => services.webhookDelivery.tick());

@@ -19,11 +19,14 @@
 import { createHash } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import { createCampaignsRepo, type CampaignRow } from '../../src/campaigns/campaigns.repo.js';
+import { createCancelledSends, SKIP_BATCH_ROWS } from '../../src/campaigns/cancelled-sends.js';
+import { createCancelledSendsRepo } from '../../src/campaigns/cancelled-sends.repo.js';
 import { createFollowUpRules } from '../../src/campaigns/follow-ups.repo.js';
 import { createSendLedgerRepo } from '../../src/campaigns/send-ledger.repo.js';
 import { createContactsRepo } from '../../src/contacts/contacts.repo.js';
 import type { Db } from '../../src/db/connect.js';
 import { createSyncRepo } from '../../src/gmail/sync.repo.js';
+import { createLogger } from '../../src/logger.js';
 import { createAuditRetention } from '../../src/privacy/audit-retention.js';
 import { createComplianceRepo } from '../../src/privacy/compliance.repo.js';
 import { createSelfExportRepo } from '../../src/privacy/export.repo.js';
@@ -66,6 +69,10 @@ type Case = [name: string, run: (db: Db, d: PlanData) => Promise<unknown>, setup
  * cases measuring one read as a scan from the table's start would.
  */
 const fromTheStart = (db: Db) => db.execute(sql`set local synchronize_seqscans = off`);
+/** A cancel's committed part (campaigns.service.ts `cancel`). */
+const cancelled = (db: Db, campaignId: string) =>
+  createCampaignsRepo(db).transition(campaignId, ['draft', 'scheduled', 'sending', 'paused'], { status: 'cancelled', statusReason: 'cancelled_by_user', skippingQueuedSince: new Date() });
+const silent = createLogger('silent');
 /** The batch the worker reserved (committed, by the setup) and hands back in the case. */
 let handedBack: string[] = [];
 
@@ -142,20 +149,31 @@ const cases: Case[] = [
     await repo.transition(d.campaignId, ['scheduled', 'sending'], { status: 'paused', statusReason: 'paused_by_user' });
     await repo.transition(d.campaignId, ['paused'], { status: 'sending', statusReason: null });
   }],
-  ['campaign: cancel, its queued step skipped', (db, d) =>
-    createCampaignsRepo(db).transaction(async (tx) => {
-      if (await tx.transition(d.campaignId, ['draft', 'scheduled', 'sending', 'paused'], { status: 'cancelled', statusReason: 'cancelled_by_user' })) await tx.skipQueued(d.campaignId, 'cancelled');
-    })],
-  // The planner's other shape: a campaign small beside the ledger, its queued rows found and updated by key.
-  ['campaign: cancel, a campaign of 300 contacts beside the large one', (db, d) =>
-    createCampaignsRepo(db).transaction(async (tx) => {
-      if (await tx.transition(d.small.campaignId, ['draft', 'scheduled', 'sending', 'paused'], { status: 'cancelled', statusReason: 'cancelled_by_user' })) await tx.skipQueued(d.small.campaignId, 'cancelled');
-    })],
+  // Cancel (issue #14, tenth pass): the state alone in the request's transaction, then the queued sends in batches (cancelled-sends.ts).
+  ['campaign: cancel (its state; the queued sends follow in batches)', (db, d) =>
+    createCampaignsRepo(db).transition(d.campaignId, ['draft', 'scheduled', 'sending', 'paused'], { status: 'cancelled', statusReason: 'cancelled_by_user', skippingQueuedSince: new Date() })],
+  [`campaign: cancel, one batch (${fmt(SKIP_BATCH_ROWS)}) of its queued sends skipped`, async (db, d) => {
+    await cancelled(db, d.campaignId);
+    await createCancelledSendsRepo(db).skipBatch(d.campaignId, SKIP_BATCH_ROWS);
+  }],
+  // The planner's other shape: a campaign small beside the ledger, to the end (its one short batch, then the done check).
+  ['campaign: cancel a campaign of 300 contacts beside the large one, to the end', async (db, d) => {
+    await cancelled(db, d.small.campaignId);
+    await createCancelledSends({ repo: createCancelledSendsRepo(db), logger: silent }).skipQueued(d.small.campaignId, Infinity);
+  }],
+  // The sweep, every second in each worker: which campaigns are being skipped, and (for one with sends still queued) whether it is done.
+  ['campaign: the sweep\'s questions, one cancelled campaign with sends queued', async (db, d) => {
+    await cancelled(db, d.campaignId);
+    const repo = createCancelledSendsRepo(db);
+    await repo.pending(1_000);
+    await repo.finishIfDone(d.campaignId);
+  }],
+  ['campaign: the sweep\'s question with nothing to skip', (db) => createCancelledSendsRepo(db).pending(1_000)],
   ['campaign: delete while sending (cancel, mark deleted, audit)', (db, d) =>
     createCampaignsRepo(db).transaction(async (tx) => {
       const at = new Date();
       const purgeAfter = purgeDate(at, 30);
-      if (await tx.transition(d.campaignId, ['scheduled', 'sending', 'paused'], { status: 'cancelled', statusReason: 'deleted' })) await tx.skipQueued(d.campaignId, 'cancelled');
+      await tx.transition(d.campaignId, ['scheduled', 'sending', 'paused'], { status: 'cancelled', statusReason: 'deleted', skippingQueuedSince: at });
       await tx.markDeleted(d.big.workspaceId, d.campaignId, at, purgeAfter);
       await tx.audit(deletionRequested({ workspaceId: d.big.workspaceId, actor: `user:${d.big.userId}` }, 'campaign', d.campaignId, purgeAfter));
     })],
@@ -190,6 +208,11 @@ const committed: Case[] = [
     while ((await repo.purgeEventsBefore(new Date(Date.now() - 30 * DAY), 1_000)) === 1_000);
   }],
   ['committed: raw tracking facts past 30 days (batches of 5,000)', (db) => truncateRawTrackingFacts(db, { retentionDays: 30 })],
+  // Last: it cancels the large campaign. Every batch committed, as the cancel and the sweep run them.
+  [`committed: cancel of the large campaign, every queued send skipped in batches of ${fmt(SKIP_BATCH_ROWS)}`, async (db, d) => {
+    await cancelled(db, d.campaignId);
+    await createCancelledSends({ repo: createCancelledSendsRepo(db), logger: silent }).skipQueued(d.campaignId, Infinity);
+  }],
 ];
 
 function print(name: string, result: Awaited<ReturnType<typeof explainAll>>) {

@@ -234,17 +234,6 @@ function campaignQueries(db: Db) {
     async skipReasons(campaignId: string): Promise<Record<string, number>> {
       return (await readSendCounts(db, campaignId)).skippedBecause;
     },
-
-    /** Cancel: queued sends will never go out. */
-    async skipQueued(campaignId: string, reason: string) {
-      // Row locks in id order first, the order a worker's group claim takes them in
-      // (send-ledger.repo.ts claimMany): an update in scan order could hold one row a claim
-      // waits for while waiting for one the claim holds — a deadlock, and a 5xx on cancel.
-      await db.execute(sql`
-        update campaign_sends set status = 'skipped', skip_reason = ${reason}
-        where id in (select id from campaign_sends where campaign_id = ${campaignId} and status = 'queued' order by id for update)
-          and status = 'queued'`);
-    },
   };
 }
 

@@ -8,6 +8,7 @@ import type { MailboxService } from '../gmail/mailboxes.service.js';
 import type { MailboxPacer } from '../gmail/pacer.js';
 import { extractLinks } from '../tracking/rewrite.js';
 import type { CampaignRow, CampaignsRepo } from './campaigns.repo.js';
+import type { CancelledSends } from './cancelled-sends.js';
 import { marketingFooter, renderContent, stepContent } from './campaign-mail.js';
 import { isInsideWindow, nextWindowOpening } from './sending-window.js';
 import { checkTemplate, type MergeContact } from './templates.js';
@@ -62,6 +63,8 @@ export function createCampaignsService(deps: {
   mailboxRepo: MailboxesRepo;
   mailboxes: MailboxService;
   pacer: MailboxPacer;
+  /** Skips a cancelled campaign's queued sends after the cancel committed. */
+  cancelledSends: CancelledSends;
   publicBaseUrl: string;
   /** P-13: days between a deletion and its purge. */
   purgeAfterDays: number;
@@ -269,7 +272,7 @@ export function createCampaignsService(deps: {
       return service.get(auth, launched.id);
     },
 
-    /** Pause, resume and cancel only move the campaign's state; the ledger keeps every row as it is, so nothing is sent twice. */
+    /** Pause and resume only move the campaign's state; the ledger keeps every row as it is, so nothing is sent twice. */
     async pause(auth: AuthContext, id: string) {
       const campaign = await requireCampaign(auth, id);
       if (!(await repo.transition(campaign.id, ['scheduled', 'sending'], { status: 'paused', statusReason: 'paused_by_user' }))) {
@@ -291,31 +294,40 @@ export function createCampaignsService(deps: {
     },
 
     /**
-     * P-13: a campaign still running is cancelled first (its queued sends skipped, so nothing
-     * more goes out), in the same transaction that marks it deleted; it disappears from every
-     * API at once and is purged after `purgeAfterDays`.
+     * P-13: a campaign still running is cancelled first (nothing more goes out), in the same
+     * transaction that marks it deleted; it disappears from every API at once and is purged
+     * after `purgeAfterDays`. Its queued sends are skipped after that, as for a cancel.
      */
     async remove(auth: AuthContext, id: string) {
       const campaign = await requireCampaign(auth, id);
       const at = now();
       const purgeAfter = purgeDate(at, deps.purgeAfterDays);
-      await repo.transaction(async (tx) => {
-        const stopped = await tx.transition(campaign.id, ['scheduled', 'sending', 'paused'], { status: 'cancelled', statusReason: 'deleted' });
-        if (stopped) await tx.skipQueued(campaign.id, 'cancelled');
+      const stopped = await repo.transaction(async (tx) => {
+        const row = await tx.transition(campaign.id, ['scheduled', 'sending', 'paused'], { status: 'cancelled', statusReason: 'deleted', skippingQueuedSince: at });
         if (!(await tx.markDeleted(auth.workspaceId, campaign.id, at, purgeAfter))) throw new NotFoundError('Campaign');
         await tx.audit(deletionRequested(requesterOf(auth), 'campaign', campaign.id, purgeAfter));
+        return row;
       });
+      if (stopped) await deps.cancelledSends.afterCancel(campaign.id);
       return { purgeAfter };
     },
 
+    /**
+     * The cancel commits the state alone (a few rows, at any size): from then on the gate claims
+     * none of its sends. Its queued sends are then skipped in short batches — for up to a second
+     * before the answer, which covers a campaign of ~26,000 (measured); a larger one still shows
+     * sends `queued` for a few seconds while the worker's sweep finishes them (cancelled-sends.ts).
+     * One statement over all of them took seconds, and at 400,000 met the statement timeout.
+     */
     async cancel(auth: AuthContext, id: string) {
       const campaign = await requireCampaign(auth, id);
-      const cancelled = await repo.transaction(async (tx) => {
-        const row = await tx.transition(campaign.id, ['draft', 'scheduled', 'sending', 'paused'], { status: 'cancelled', statusReason: 'cancelled_by_user' });
-        if (row) await tx.skipQueued(campaign.id, 'cancelled');
-        return row;
+      const cancelled = await repo.transition(campaign.id, ['draft', 'scheduled', 'sending', 'paused'], {
+        status: 'cancelled',
+        statusReason: 'cancelled_by_user',
+        skippingQueuedSince: now(),
       });
       if (!cancelled) throw new ConflictError('campaign_finished', `A ${campaign.status} campaign cannot be cancelled`);
+      await deps.cancelledSends.afterCancel(campaign.id);
       return service.get(auth, id);
     },
   };

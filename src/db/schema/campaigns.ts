@@ -54,10 +54,17 @@ export const campaigns = pgTable(
     /** P-13: set on deletion; hidden at once, purged after `purgeAfter`. */
     deletedAt: timestamp('deleted_at', { withTimezone: true }),
     purgeAfter: timestamp('purge_after', { withTimezone: true }),
+    /**
+     * Set when the campaign is cancelled (or deleted while running): its queued sends are being
+     * skipped, in batches after the cancel committed (cancelled-sends.ts); cleared once none is
+     * queued or in flight. The worker's sweep reads the campaigns that have it, by its index.
+     */
+    skippingQueuedSince: timestamp('skipping_queued_since', { withTimezone: true }),
   },
   (t) => [
     index('campaigns_workspace_idx').on(t.workspaceId, t.createdAt),
     index('campaigns_purge_after_idx').on(t.purgeAfter).where(sql`${t.purgeAfter} is not null`),
+    index('campaigns_skipping_queued_idx').on(t.skippingQueuedSince).where(sql`${t.skippingQueuedSince} is not null`),
   ],
 );
 

@@ -1,0 +1,72 @@
+import { sql } from 'drizzle-orm';
+import type { Db } from '../db/connect.js';
+import { rowsOf } from '../db/pg-array.js';
+import { unfinishedSendsSql } from './send-counts.repo.js';
+
+/*
+ * The queued sends of a cancelled campaign become `skipped` (reason `cancelled`), a batch at a
+ * time (cancelled-sends.ts runs the batches). A campaign being skipped carries
+ * `skipping_queued_since` (set by the cancel's transaction) until none of its sends is queued
+ * or in flight (migration 0031).
+ */
+export function createCancelledSendsRepo(db: Db) {
+  return {
+    /**
+     * One batch, one short statement: up to `limit` of the campaign's queued sends, from the
+     * front of the index of queued rows (campaign, due_at, id; migration 0029), so a batch reads
+     * its rows and stops. SKIP LOCKED: a row a worker's claim or reservation holds right now is
+     * left for a later batch rather than waited for — so this never waits on a claim (a claim
+     * locks its rows in id order, these are taken in due order: waiting could deadlock), and
+     * such a row is still safe meanwhile, since the claim sends nothing for a campaign that is
+     * not `sending`. Only a cancelled campaign's rows. The count skipped.
+     */
+    async skipBatch(campaignId: string, limit: number): Promise<number> {
+      const [row] = rowsOf<{ n: number }>(
+        await db.execute(sql`
+          with skipped as (
+            update campaign_sends s set status = 'skipped', skip_reason = 'cancelled', lease_owner = null, lease_expires_at = null
+            where s.id = any(array(
+              select id from campaign_sends
+              where campaign_id = ${campaignId}::uuid and status = 'queued'
+                and exists (select 1 from campaigns c where c.id = ${campaignId}::uuid and c.status = 'cancelled')
+              order by due_at, id
+              limit ${limit}
+              for update skip locked))
+              and s.status = 'queued'
+            returning 1)
+          select count(*)::int as n from skipped`),
+      );
+      return Number(row?.n ?? 0);
+    },
+
+    /** Campaigns whose queued sends are still being skipped, longest first: the partial index's entries, no more. */
+    async pending(limit: number): Promise<string[]> {
+      const rows = rowsOf<{ id: string }>(
+        await db.execute(sql`
+          select id from campaigns where skipping_queued_since is not null
+          order by skipping_queued_since limit ${limit}`),
+      );
+      return rows.map((r) => r.id);
+    },
+
+    /**
+     * Clears the mark once nothing of the campaign is queued or in flight, from the ledger's
+     * counters (a few rows). Not before: a send in flight may still be handed back to the queue,
+     * or queue its next step when it is recorded. True when the mark is gone.
+     */
+    async finishIfDone(campaignId: string): Promise<boolean> {
+      const [row] = rowsOf<{ pending: boolean }>(
+        await db.execute(sql`
+          with done as (
+            update campaigns set skipping_queued_since = null
+            where id = ${campaignId}::uuid and skipping_queued_since is not null and ${unfinishedSendsSql(campaignId)} = 0
+            returning id)
+          select exists (select 1 from campaigns where id = ${campaignId}::uuid and skipping_queued_since is not null)
+            and not exists (select 1 from done) as pending`),
+      );
+      return !row?.pending;
+    },
+  };
+}
+
+export type CancelledSendsRepo = ReturnType<typeof createCancelledSendsRepo>;
