@@ -64,6 +64,10 @@ export const campaigns = pgTable(
   (t) => [
     index('campaigns_workspace_idx').on(t.workspaceId, t.createdAt),
     index('campaigns_purge_after_idx').on(t.purgeAfter).where(sql`${t.purgeAfter} is not null`),
+    // The send worker's questions every tick (campaigns.repo `activeCampaigns`,
+    // `pausedForReconnect`; migration 0032): only campaigns not yet finished are in it, so the
+    // question costs the same however many campaigns every workspace has ever sent.
+    index('campaigns_running_idx').on(t.status, t.startAt).where(sql`${t.status} in ('scheduled', 'sending', 'paused')`),
     index('campaigns_skipping_queued_idx').on(t.skippingQueuedSince).where(sql`${t.skippingQueuedSince} is not null`),
   ],
 );
