@@ -1,7 +1,7 @@
 import { sql } from 'drizzle-orm';
 import type { Db } from '../db/connect.js';
 import { rowsOf } from '../db/pg-array.js';
-import { unfinishedSendsSql } from './send-counts.repo.js';
+import { queuedSendsSql, unfinishedSendsSql } from './send-counts.repo.js';
 
 /*
  * The queued sends of a cancelled campaign become `skipped` (reason `cancelled`), a batch at a
@@ -39,14 +39,37 @@ export function createCancelledSendsRepo(db: Db) {
       return Number(row?.n ?? 0);
     },
 
-    /** Campaigns whose queued sends are still being skipped, longest first: the partial index's entries, no more. */
+    /**
+     * Campaigns being skipped that have sends queued, longest first: the partial index's
+     * entries, each with its counters (a few rows). A campaign whose mark waits only for sends in
+     * flight is not among them — such a send may stay in flight for long (its mailbox waiting to
+     * be reconnected), and those campaigns, first in the order, would otherwise take every
+     * sweep's places and budget from a newer cancel.
+     */
     async pending(limit: number): Promise<string[]> {
       const rows = rowsOf<{ id: string }>(
         await db.execute(sql`
-          select id from campaigns where skipping_queued_since is not null
-          order by skipping_queued_since limit ${limit}`),
+          select c.id from campaigns c where c.skipping_queued_since is not null and ${queuedSendsSql(sql`c.id`)} > 0
+          order by c.skipping_queued_since limit ${limit}`),
       );
       return rows.map((r) => r.id);
+    },
+
+    /**
+     * Clears the mark of every campaign being skipped that has nothing queued or in flight any
+     * more, in one statement (its counters each): how sends in flight at the cancel, resolved
+     * since, end their campaign's mark. How many were cleared.
+     */
+    async finishAllDone(): Promise<number> {
+      const [row] = rowsOf<{ n: number }>(
+        await db.execute(sql`
+          with done as (
+            update campaigns c set skipping_queued_since = null
+            where c.skipping_queued_since is not null and ${unfinishedSendsSql(sql`c.id`)} = 0
+            returning 1)
+          select count(*)::int as n from done`),
+      );
+      return Number(row?.n ?? 0);
     },
 
     /**

@@ -18,9 +18,9 @@ export const CANCEL_INLINE_MS = 1_000;
 /** How long one sweep works before it lets the job's next run continue (a stopping process waits at most this, plus a batch). */
 const SWEEP_BUDGET_MS = 2_000;
 /**
- * Campaigns one sweep reads, oldest mark first. They are few (cancelled with sends still queued
- * or in flight), and one with nothing left to skip costs two small statements, so a sweep gets
- * past those waiting for a send in flight to resolve to the newer ones within its budget.
+ * Campaigns one sweep reads, oldest mark first: those with sends still queued (a campaign
+ * waiting only for sends in flight is not read one by one; `finishAllDone` clears its mark once
+ * they resolved), so every one read gets a batch while the budget lasts.
  */
 const SWEEP_CAMPAIGNS = 1_000;
 
@@ -76,7 +76,7 @@ export function createCancelledSends(deps: {
         if (left <= 0) break;
         if (await skipQueued(campaignId, left)) finished += 1;
       }
-      return finished;
+      return finished + (await repo.finishAllDone());
     },
   };
 }

@@ -1,4 +1,4 @@
-import { sql } from 'drizzle-orm';
+import { sql, type SQL } from 'drizzle-orm';
 import type { Db } from '../db/connect.js';
 import { rowsOf } from '../db/pg-array.js';
 
@@ -45,12 +45,19 @@ export async function readSendCounts(db: Db, campaignId: string, workspaceId?: s
   );
 }
 
+/** SQL: how many of the campaign's sends are in these states, from the counters (a few rows). */
+const sendsInSql = (campaignId: string | SQL, states: SQL) =>
+  sql`coalesce((select sum(n) from campaign_send_counts where campaign_id = ${campaignId} and status in ${states}), 0)`;
+
 /**
- * SQL: how many of the campaign's sends are still queued or in flight, from the counters (a few
- * rows) — the worker asks it of every sending campaign each tick (campaigns.repo `completeIfDone`).
+ * SQL: how many of the campaign's sends are still queued or in flight — the worker asks it of
+ * every sending campaign each tick (campaigns.repo `completeIfDone`). `campaignId` may be a
+ * column (cancelled-sends.repo.ts asks it of every campaign still being skipped).
  */
-export const unfinishedSendsSql = (campaignId: string) =>
-  sql`coalesce((select sum(n) from campaign_send_counts where campaign_id = ${campaignId} and status in ('queued', 'sending')), 0)`;
+export const unfinishedSendsSql = (campaignId: string | SQL) => sendsInSql(campaignId, sql`('queued', 'sending')`);
+
+/** SQL: how many of the campaign's sends are queued. */
+export const queuedSendsSql = (campaignId: string | SQL) => sendsInSql(campaignId, sql`('queued')`);
 
 /** The same numbers counted over the ledger: a scan of the campaign's sends. */
 export async function recountSendsFromLedger(db: Db, campaignId: string, workspaceId?: string): Promise<SendCounts> {

@@ -63,6 +63,15 @@ interface GateRow {
  * checks that can apply are in it: a first step has no earlier step to have been answered or
  * bounced, and a transactional campaign needs no consent (the gate runs per message group: a
  * smaller statement is a cheaper plan). All rows are of `campaign`.
+ *
+ * The campaign's state is read with a share lock on its row (`for share`): a pause, cancel or
+ * delete updates that row, so either it commits first and this reads the state it wrote (a
+ * locking read follows a row updated since the snapshot to its newest version), or it waits
+ * until this claim's transaction has ended. Read from the snapshot alone, a claim whose statement
+ * began before a cancel and then waited for a send's row lock (another worker's reservation)
+ * claimed after the cancel had answered — and its mail went out after the user was told the
+ * campaign was cancelled (a cancel no longer waits for the campaign's queued rows itself:
+ * cancelled-sends.ts).
  */
 function gateSql(sendIds: string[], campaign: CampaignRow, laterSteps: boolean, now: Date): SQL {
   const consent = campaign.kind === 'marketing' ? sql`not ${optedInSql(sql`s.contact_id`, sql`s.workspace_id`)}` : sql`false`;
@@ -74,7 +83,7 @@ function gateSql(sendIds: string[], campaign: CampaignRow, laterSteps: boolean, 
                     where p.campaign_id = s.campaign_id and p.recipient_id = s.recipient_id and p.step < s.step${PROBE_ONLY})`;
   return sql`
     select s.id, s.status, s.lease_owner, coalesce(s.lease_expires_at < ${ts(now)}, true) as lease_expired, s.attempts,
-      s.email, s.contact_id, s.rfc822_message_id, (select c.status from campaigns c where c.id = s.campaign_id) as campaign_status,
+      s.email, s.contact_id, s.rfc822_message_id, (select c.status from campaigns c where c.id = s.campaign_id for share) as campaign_status,
       case
         when ${suppressedSql(sql`s.workspace_id`, sql`s.email`, sql`(select r.address_hash from recipients r where r.id = s.recipient_id)`, campaign.topic, { probesOnly: true })} then 'suppressed'
         when s.contact_id is null or exists (select 1 from contacts dc where dc.id = s.contact_id and dc.deleted_at is not null${PROBE_ONLY}) then 'contact_deleted'

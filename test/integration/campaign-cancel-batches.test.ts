@@ -210,4 +210,32 @@ describe('cancel in batches', () => {
     const pages = [...plan.split(/^Planning/m)[0]!.matchAll(/Buffers: shared(?: hit=(\d+))?(?: read=(\d+))?/g)].map(([, hit, read]) => Number(hit ?? 0) + Number(read ?? 0));
     expect(Math.max(0, ...pages), plan).toBeLessThanOrEqual(5);
   });
+  it('campaigns waiting only for sends in flight do not hold back a newer cancel; their marks clear once those resolve', async () => {
+    // 1,000 cancels whose last send is in flight under a dead worker's lease: a mailbox waiting to
+    // be reconnected keeps such a send in flight for as long as it waits (send-recovery.ts).
+    await db().execute(sql`
+      with c as (
+        insert into campaigns (workspace_id, name, kind, subject, text, status, audience, mailbox_id, created_by, launched_at, skipping_queued_since)
+        select ${owner.workspaceId}::uuid, 'in flight ' || g, 'transactional', 's', 'x', 'cancelled', '{"contactIds":[]}', ${mailbox.id}::uuid, ${owner.userId}::uuid, now(), now() - interval '1 day'
+        from generate_series(1, 1000) g returning id),
+      r as (insert into recipients (workspace_id, email) select ${owner.workspaceId}::uuid, 'in-flight-' || c.id || '@contoso.test' from c returning id, email)
+      insert into campaign_sends (workspace_id, campaign_id, step, recipient_id, email, rfc822_message_id, status, due_at, attempts, lease_owner, lease_expires_at)
+      select ${owner.workspaceId}::uuid, c.id, 0, r.id, r.email, gen_random_uuid()::text || '@acme.test', 'sending', now(), 1, 'dead', now() - interval '1 hour'
+      from r join c on r.email = 'in-flight-' || c.id || '@contoso.test'`);
+    const campaignId = await sendingCampaign(200, 'Newer cancel');
+    await serviceWithSmallBatches(0).service.cancel(auth, campaignId);
+    expect((await ledgerOf(campaignId)).counts.queued).toBe(200 - BATCH);
+
+    await app.services.cancelledSends.sweep();
+    expect(await ledgerOf(campaignId)).toMatchObject({ skipping: false, counts: { queued: 0, skipped: 200 } });
+    const marked = async () =>
+      rowsOf<{ n: number }>(await db().execute(sql`select count(*)::int as n from campaigns where name like 'in flight %' and skipping_queued_since is not null`))[0]!.n;
+    expect(await marked()).toBe(1000);
+
+    // The sends in flight resolve (here: failed); the next sweep clears their campaigns' marks.
+    await db().execute(sql`update campaign_sends set status = 'failed', lease_owner = null, lease_expires_at = null where lease_owner = 'dead'`);
+    await app.services.cancelledSends.sweep();
+    expect(await marked()).toBe(0);
+    expect(await sendCountMismatches(db())).toEqual([]);
+  }, 60_000);
 });
