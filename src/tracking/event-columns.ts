@@ -29,14 +29,9 @@ export function emptyEventColumns(): EventColumns {
   return { id: [], workspaceId: [], campaignId: [], sendId: [], type: [], linkIndex: [], atMs: [], method: [], ip: [], userAgent: [], classification: [], reasons: [] };
 }
 
-/** Rows as columns (tests, benches and callers that hold rows: tracking.repo insertEvents). */
+/** Rows as columns (callers that hold rows: tracking.repo insertEvents; tests and benches). */
 export function eventColumnsOf(rows: readonly TrackingEventRow[]): EventColumns {
   const columns = emptyEventColumns();
   for (const row of rows) for (const key of EVENT_COLUMN_KEYS) (columns[key] as unknown[]).push(row[key]);
   return columns;
-}
-
-/** Columns as rows (tests read a prepared batch this way). */
-export function eventRowsOf(columns: EventColumns): TrackingEventRow[] {
-  return columns.id.map((_, i) => Object.fromEntries(EVENT_COLUMN_KEYS.map((key) => [key, columns[key][i]])) as unknown as TrackingEventRow);
 }

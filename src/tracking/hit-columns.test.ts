@@ -7,8 +7,16 @@ const send = { sendId: 's-1', workspaceId: 'w', campaignId: 'c' } as unknown as 
 const open = (i: number): QueuedHit => ({ kind: 'open', sendId: `send-${i}`, hit: { atMs: 1_000 + i, method: i % 2 ? 'HEAD' : 'GET', ip: i % 3 ? `10.0.0.${i % 250}` : undefined, userAgent: `agent ${i % 7}` } });
 const click = (i: number): QueuedHit => ({ kind: 'click', id: `id-${i}`, send, linkIndex: i % 5, honeypot: i % 2 === 0, linkBurst: i % 3 === 0, hit: { atMs: 1_000 + i, method: 'GET', ip: '203.0.113.9', userAgent: undefined } });
 const mixed = (i: number) => (i % 4 === 0 ? click(i) : open(i));
+/** A taken batch's hit at `at` as it was pushed, read through what the recorder reads (its accessors and columns). */
+function itemOf(batch: HitBatch, at: number): QueuedHit {
+  const { atMs, method, ip, userAgent, id, linkIndex } = batch.columns;
+  const hit = { atMs: atMs[at]!, method: method[at]!, ip: ip[at], userAgent: userAgent[at] };
+  return batch.isClick(at)
+    ? { kind: 'click', id: id[at], send: batch.sendAt(at), linkIndex: linkIndex[at]!, honeypot: batch.isHoneypot(at), linkBurst: batch.isLinkBurst(at), hit }
+    : { kind: 'open', id: id[at], sendId: batch.sendIdAt(at), hit };
+}
 /** A taken batch's hits, as they were pushed. */
-const itemsOf = (batch: HitBatch) => Array.from({ length: batch.length }, (_, i) => batch.item(i));
+const itemsOf = (batch: HitBatch) => Array.from({ length: batch.length }, (_, i) => itemOf(batch, i));
 
 describe('HitColumns (the tracking buffer, by column)', () => {
   it('gives back every hit as it was pushed, in order, across many chunks; take, drop and head time at every step', () => {

@@ -109,11 +109,6 @@ export class HitBatch {
     return this.columns.subject[at] as ResolvedSend;
   }
 
-  /** The hit at `at`, as it was pushed (tests). */
-  item(at: number): QueuedHit {
-    return itemAt(this.columns, at);
-  }
-
   /** This batch, then the newer one (a failed batch topped up before it is retried). */
   concat(newer: HitBatch): HitBatch {
     const joined = newColumns(this.length + newer.length);

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { createClassifier } from './classify.js';
 import { createRecorder, type QueuedHit } from './recorder.js';
 import { createSendCache } from './send-cache.js';
-import { eventRowsOf } from './event-columns.js';
+import type { EventColumns } from './event-columns.js';
 import { HitColumns } from './hit-columns.js';
 import type { LinkRow, SendRow, TrackingEventRow } from './tracking.repo.js';
 
@@ -10,6 +10,10 @@ const CHROME = 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KH
 const SEND = '11111111-1111-4111-8111-111111111111';
 const CAMPAIGN = '22222222-2222-4222-8222-222222222222';
 const T0 = Date.UTC(2026, 10, 3, 12);
+
+/** A prepared batch's events as rows (every column of each), to compare as objects. */
+const eventRowsOf = (columns: EventColumns): TrackingEventRow[] =>
+  columns.id.map((_, i) => Object.fromEntries(Object.entries(columns).map(([key, values]) => [key, (values as unknown[])[i]])) as unknown as TrackingEventRow);
 
 function setup() {
   let clock = T0;
