@@ -29,7 +29,7 @@ function authQueries(db: Db) {
       return row!;
     },
 
-    async updateUser(id: string, values: { name?: string | null; email?: string; passwordHash?: string }): Promise<UserRow | undefined> {
+    async updateUser(id: string, values: { name?: string | null; email?: string; passwordHash?: string; emailChangeRequestedAt?: Date | null }): Promise<UserRow | undefined> {
       const [row] = await db.update(users).set(values).where(eq(users.id, id)).returning();
       return row;
     },

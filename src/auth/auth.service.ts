@@ -110,7 +110,7 @@ export function createAuthService(deps: {
 
   return {
     // P-12 correction of one's own profile (profile.ts): updateProfile, confirmEmail.
-    ...createProfileCorrection({ repo, throttle, mailer, config: deps.config, present: presentUser, issueSession }),
+    ...createProfileCorrection({ repo, throttle, mailer, config: deps.config, present: presentUser, issueSession, now }),
 
     /**
      * Signup never says whether an address already has an account (issue 9): every valid

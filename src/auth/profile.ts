@@ -20,7 +20,9 @@ import type { AuthThrottle } from './throttle.js';
  * control. The code is a signed token naming the user, the old and the new address, valid
  * 24 hours; it works only while the account still has the old address, so it cannot be
  * replayed after a later change. Whether the new address already belongs to an account is
- * never said to the caller: that address's owner gets a note instead of a code.
+ * never said to the caller: that address's owner gets a note instead of a code. The time of the
+ * last request is kept (users.email_change_requested_at, cleared by the change), so the web
+ * app's code step shows only while a change is pending; never the new address or the code.
  *
  *   PATCH /api/me {email, currentPassword} ─▶ mail to new address: code (or note if taken)
  *   POST /api/me/email/verify {code}       ─▶ users.email = new; audit; notice to the old address
@@ -49,6 +51,7 @@ export interface ProfileDeps {
   present: (user: UserRow) => unknown;
   /** A bearer session token for the user at this session version. */
   issueSession: (userId: string, workspaceId: string, sessionVersion: number) => string;
+  now: () => Date;
 }
 
 export function createProfileCorrection(deps: ProfileDeps) {
@@ -113,7 +116,11 @@ export function createProfileCorrection(deps: ProfileDeps) {
           return row!;
         });
       }
-      if (wantsNewEmail) await requestEmailChange(user, input.email!);
+      if (wantsNewEmail) {
+        await requestEmailChange(user, input.email!);
+        // Marked whether a code or a note went out: the caller is told the same either way.
+        await repo.updateUser(user.id, { emailChangeRequestedAt: deps.now() });
+      }
       return {
         user: deps.present(updated),
         // The caller's own session has just ended with the others: a token caller gets its successor
@@ -122,6 +129,15 @@ export function createProfileCorrection(deps: ProfileDeps) {
         ...(sessionVersion !== undefined && auth.session?.kind === 'web' ? { sessionVersion } : {}),
         ...(wantsNewEmail ? { email: { status: 'verification_sent' as const, message: EMAIL_CODE_SENT_MESSAGE } } : {}),
       };
+    },
+
+    /**
+     * Whether the caller asked for a new login address whose code still works (the web app shows
+     * the code step only then): asked less than the code's lifetime ago and not confirmed since.
+     */
+    async emailChangePending(auth: AuthContext): Promise<boolean> {
+      const requestedAt = (await repo.findUserById(auth.userId))?.emailChangeRequestedAt;
+      return !!requestedAt && deps.now().getTime() - requestedAt.getTime() < EMAIL_CODE_TTL_SECONDS * 1000;
     },
 
     /** The code mailed to the new address, used by the same signed-in user, changes the login address. */
@@ -141,7 +157,7 @@ export function createProfileCorrection(deps: ProfileDeps) {
           // Used already, or superseded by a later change: the account no longer has the old address.
           if (!current || current.email !== from) throw invalidCode();
           if (await tx.findUserByEmail(to)) throw new ConflictError('email_taken', 'Another account uses this address now; nothing was changed');
-          const row = await tx.updateUser(auth.userId, { email: to });
+          const row = await tx.updateUser(auth.userId, { email: to, emailChangeRequestedAt: null });
           await auditCorrection(tx, auth, ['email']);
           return row!;
         });

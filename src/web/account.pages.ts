@@ -5,7 +5,7 @@ import { ValidationError } from '../errors.js';
 import { parseInput } from '../http/validate.js';
 import { closeBody } from '../privacy/account-closure.routes.js';
 import { streamJson } from '../privacy/privacy.routes.js';
-import { formErrorNotice, formInput, formRunner, type FormError } from './forms.js';
+import { formInput, formRunner, pageForms, type FormError } from './forms.js';
 import { when } from './format.js';
 import { html, type SafeHtml } from './html.js';
 import { csrfField, renderPublicPage } from './layout.js';
@@ -14,7 +14,7 @@ import { sendAppPage, signedIn, type WebContext } from './web.middleware.js';
 interface PageState {
   /** A 4xx of one form, shown above that form only. */
   error?: FormError<AccountForm>;
-  /** The code step: a new login address was asked for, its code is on the way (GET ?step=email-code). */
+  /** Just redirected from asking for a new login address (GET ?step=email-code): say its code is on the way, if a change is pending. */
   codeSent?: boolean;
   /** The name typed into a form that was refused, so it is not lost (never a password or code). */
   name?: string;
@@ -36,17 +36,27 @@ export function accountPages(ctx: WebContext): Router {
   const { privacyExports, accountClosure } = ctx.services;
 
   const page = async (req: Request, state: PageState = {}): Promise<SafeHtml> => {
-    const { user } = await auth.me(signedIn(req));
+    const member = signedIn(req);
+    const [{ user }, emailChangePending] = await Promise.all([auth.me(member), auth.emailChangePending(member)]);
     const token = req.browser!.csrfToken;
-    const problem = (form: AccountForm) => formErrorNotice(state.error, form);
+    const { notice: problem, action } = pageForms(state.error);
+    // The code step only while a change is pending (or to say why a code was refused): a link to
+    // ?step=email-code must not say a code was sent when nothing was asked for.
+    const codeStep =
+      emailChangePending || state.error?.form === 'verify'
+        ? html`<div id="email-code">${state.codeSent && emailChangePending ? html`<p class="notice" role="status">${EMAIL_CODE_SENT_MESSAGE}</p>` : ''}${problem('verify')}
+<form class="stack" method="post" action="${action('/app/account/email/verify', 'verify')}">${csrfField(token)}
+<label>Confirmation code <span class="muted">(from the mail sent to the new address; it works for 24 hours)</span><input name="code" required maxlength="2000" autocomplete="one-time-code"></label>
+<div class="actions"><button type="submit">Confirm the new address</button></div></form></div>`
+        : '';
     return html`<h1>Account</h1>
 <h2 id="profile">Profile</h2>${problem('profile')}
-<form class="stack" method="post" action="/app/account/profile">${csrfField(token)}
+<form class="stack" method="post" action="${action('/app/account/profile', 'profile')}">${csrfField(token)}
 <label>Name <span class="muted">(leave empty to remove it)</span><input name="name" value="${state.name ?? user.name ?? ''}" maxlength="200" autocomplete="name"></label>
 <div class="actions"><button type="submit">Save name</button></div></form>
 <h2 id="password">Password</h2>
 <p>A new password signs you out everywhere else: other browsers and session tokens. This browser stays signed in; the workspace's API keys are not affected.</p>${problem('password')}
-<form class="stack" method="post" action="/app/account/password">${csrfField(token)}
+<form class="stack" method="post" action="${action('/app/account/password', 'password')}">${csrfField(token)}
 <label>Current password <input type="password" name="currentPassword" required autocomplete="current-password"></label>
 <label>New password <span class="muted">(at least 10 characters)</span><input type="password" name="newPassword" required minlength="10" maxlength="200" autocomplete="new-password"></label>
 <label>New password again <input type="password" name="repeatPassword" required minlength="10" maxlength="200" autocomplete="new-password"></label>
@@ -54,19 +64,16 @@ export function accountPages(ctx: WebContext): Router {
 <h2 id="email">Login address</h2>
 <p>You sign in as <strong>${user.email}</strong>. A new address changes only once you enter the code we mail to it; your current address is told when it changes.</p>
 ${problem('email')}
-<form class="stack" method="post" action="/app/account/email">${csrfField(token)}
+<form class="stack" method="post" action="${action('/app/account/email', 'email')}">${csrfField(token)}
 <label>New login address <input type="email" name="email" required maxlength="254" autocomplete="email"></label>
 <label>Current password <input type="password" name="currentPassword" required autocomplete="current-password"></label>
 <div class="actions"><button type="submit">Send a confirmation code</button></div></form>
-<div id="email-code">${state.codeSent ? html`<p class="notice" role="status">${EMAIL_CODE_SENT_MESSAGE}</p>` : ''}${problem('verify')}
-<form class="stack" method="post" action="/app/account/email/verify">${csrfField(token)}
-<label>Confirmation code <span class="muted">(from the mail sent to the new address; it works for 24 hours)</span><input name="code" required maxlength="2000" autocomplete="one-time-code"></label>
-<div class="actions"><button type="submit">Confirm the new address</button></div></form></div>
+${codeStep}
 <h2 id="data">Your data</h2>
 <p><a class="button secondary" href="/app/account/export.json" download>Download my data</a> <span class="muted">(JSON: your account, memberships and what you did)</span></p>
 <h2 id="close">Close my account</h2>
 <p>Your sessions end at once and your account is purged after the waiting period. Workspaces where you are the only member are closed with it.</p>${problem('close')}
-<form class="stack" method="post" action="/app/account/close">${csrfField(token)}
+<form class="stack" method="post" action="${action('/app/account/close', 'close')}">${csrfField(token)}
 <label>Password <input type="password" name="password" required autocomplete="current-password"></label>
 <div class="actions"><button type="submit" class="danger">Close my account</button></div></form>`;
   };
@@ -77,8 +84,8 @@ ${problem('email')}
     formRunner(async (req, res, problem) => send(req, res, await page(req, { error: { form, message: problem.message }, name: form === 'profile' ? formInput(req).name : undefined }), problem.status));
   const field = (req: Request, name: string) => formInput(req)[name];
 
-  // The code step is this page: the code is a signed token mailed to the new address, so nothing
-  // about the pending change needs to come back here (and no address or code goes in the URL).
+  // The code step is this page: the code is a signed token mailed to the new address, so only
+  // whether a change is pending is read back (no address or code is kept, or goes in the URL).
   router.get('/account', async (req, res) => send(req, res, await page(req, { codeSent: req.query.step === 'email-code' })));
 
   router.post('/account/profile', async (req, res) => {

@@ -52,7 +52,8 @@ export function ticked(req: Request, name: string): string[] {
 /** The ` checked` of a box or radio shown ticked (a form re-rendered with what was sent). */
 export const checked = (yes: boolean) => (yes ? html` checked` : '');
 
-export const errorNotice = (message: string | undefined) => (message ? html`<p class="notice error" role="alert">${message}</p>` : '');
+export const errorNotice = (message: string | undefined, id?: string) =>
+  message ? html`<p${id ? html` id="${id}"` : ''} class="notice error" role="alert">${message}</p>` : '';
 
 /** The 4xx of one form on a page of several, and which form it was (the page's own names). */
 export interface FormError<Form extends string> {
@@ -60,6 +61,20 @@ export interface FormError<Form extends string> {
   message: string;
 }
 
-/** The message of a refused form, to put above that form: nothing beside any other form. */
-export const formErrorNotice = <Form extends string>(error: FormError<Form> | undefined, form: Form) =>
-  errorNotice(error?.form === form ? error.message : undefined);
+/**
+ * The forms of a page of several, by the page's names for them:
+ * - `notice(form)`: the message of a refused form, to put above that form (nothing beside any
+ *   other form), with the id `<form>-error`;
+ * - `action(path, form)`: that form's action, `path#<form>-error`. A browser keeps the action's
+ *   fragment on the page that answers the POST (and on the page a 303 without a fragment of its
+ *   own leads to), so a refused form's page opens at its message, where the person was, not at
+ *   the top — without JavaScript. The id is on a refused form's message only: a success (a page
+ *   with a secret or a `?notice=` at its top) has no such element and opens at the top.
+ */
+export function pageForms<Form extends string>(error: FormError<Form> | undefined) {
+  const id = (form: Form) => `${form}-error`;
+  return {
+    notice: (form: Form) => (error?.form === form ? errorNotice(error.message, id(form)) : ''),
+    action: (path: string, form: Form) => `${path}#${id(form)}`,
+  };
+}

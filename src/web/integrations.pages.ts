@@ -6,7 +6,7 @@ import { parseInput } from '../http/validate.js';
 import { reportQuery, sendReportCsv } from '../privacy/compliance.routes.js';
 import { WEBHOOK_EVENT_TYPES } from '../webhooks/events.js';
 import { createWebhookBody } from '../webhooks/webhooks.schemas.js';
-import { checked, formErrorNotice, formInput, formRunner, ticked, type FormError } from './forms.js';
+import { checked, formInput, formRunner, pageForms, ticked, type FormError } from './forms.js';
 import { when } from './format.js';
 import { html, type SafeHtml } from './html.js';
 import { csrfField } from './layout.js';
@@ -77,7 +77,7 @@ export function integrationPages(ctx: WebContext): Router {
     const [keys, endpoints] = admin ? await Promise.all([apiKeys.list(auth), webhooks.list(auth).then((r) => r.endpoints)]) : [[], []];
     const now = new Date();
     const { apiKey: sentKey, webhook: sentHook, report: sentReport } = state.sent ?? {};
-    const problem = (form: IntegrationsForm) => formErrorNotice(state.error, form);
+    const { notice: problem, action } = pageForms(state.error);
     // A fresh key form has `read` ticked; a refused one shows exactly what was ticked.
     const scopeTicked = (scope: string) => checked(sentKey ? sentKey.scopes.includes(scope) : scope === 'read');
     return html`<h1>Integrations and privacy</h1>
@@ -85,24 +85,24 @@ ${state.secret ? html`<div class="notice" role="status"><p>${state.secret.label}
 ${admin ? html`<h2 id="api-keys">API keys</h2>${problem('api-keys')}
 ${keys.length ? html`<table><thead><tr><th scope="col">Name</th><th scope="col">Scopes</th><th scope="col">Created</th><th scope="col">Last used</th><th scope="col">Status</th></tr></thead><tbody>
 ${keys.map((k) => html`<tr><td>${k.name} <span class="muted">${k.prefix}…</span></td><td>${k.scopes.join(', ')}</td><td>${when(k.createdAt)}</td><td>${k.lastUsedAt ? when(k.lastUsedAt) : 'never'}</td>
-<td>${k.revokedAt ? html`revoked ${when(k.revokedAt)}` : html`<form class="inline" method="post" action="/app/settings/api-keys/${k.id}/revoke">${csrfField(token)}<button type="submit" class="secondary">Revoke</button></form>`}</td></tr>`)}
+<td>${k.revokedAt ? html`revoked ${when(k.revokedAt)}` : html`<form class="inline" method="post" action="${action(`/app/settings/api-keys/${k.id}/revoke`, 'api-keys')}">${csrfField(token)}<button type="submit" class="secondary">Revoke</button></form>`}</td></tr>`)}
 </tbody></table>` : html`<p class="muted">No API keys yet.</p>`}
-${problem('new-api-key')}<form id="new-api-key" class="stack" method="post" action="/app/settings/api-keys">${csrfField(token)}
+${problem('new-api-key')}<form id="new-api-key" class="stack" method="post" action="${action('/app/settings/api-keys', 'new-api-key')}">${csrfField(token)}
 <label>Name <input name="name" value="${sentKey?.name ?? ''}" required maxlength="200"></label>
 <fieldset><legend>Scopes</legend>${API_SCOPES.map((s) => html`<label><input type="checkbox" name="scopes" value="${s}"${scopeTicked(s)}> ${s}</label> `)}</fieldset>
 <div class="actions"><button type="submit">Create key</button></div></form>
 <h2 id="webhooks">Webhooks</h2>${problem('webhooks')}
 ${endpoints.length ? html`<table><thead><tr><th scope="col">URL</th><th scope="col">Events</th><th scope="col">Status</th><th scope="col"><span class="muted">Actions</span></th></tr></thead><tbody>
 ${endpoints.map((e) => html`<tr><td><a href="/app/settings/webhooks/${e.id}">${e.url}</a></td><td>${e.eventTypes.join(', ')}</td><td>${e.enabled ? e.status : 'disabled'}</td>
-<td><form class="inline" method="post" action="/app/settings/webhooks/${e.id}/${e.enabled ? 'disable' : 'enable'}">${csrfField(token)}<button type="submit" class="secondary">${e.enabled ? 'Disable' : 'Enable'}</button></form>
-<form class="inline" method="post" action="/app/settings/webhooks/${e.id}/delete">${csrfField(token)}<button type="submit" class="secondary">Delete</button></form></td></tr>`)}
+<td><form class="inline" method="post" action="${action(`/app/settings/webhooks/${e.id}/${e.enabled ? 'disable' : 'enable'}`, 'webhooks')}">${csrfField(token)}<button type="submit" class="secondary">${e.enabled ? 'Disable' : 'Enable'}</button></form>
+<form class="inline" method="post" action="${action(`/app/settings/webhooks/${e.id}/delete`, 'webhooks')}">${csrfField(token)}<button type="submit" class="secondary">Delete</button></form></td></tr>`)}
 </tbody></table>` : html`<p class="muted">No webhook endpoints yet.</p>`}
-${problem('new-webhook')}<form id="new-webhook" class="stack" method="post" action="/app/settings/webhooks">${csrfField(token)}
+${problem('new-webhook')}<form id="new-webhook" class="stack" method="post" action="${action('/app/settings/webhooks', 'new-webhook')}">${csrfField(token)}
 <label>URL <input type="url" name="url" value="${urlWithoutCredentials(sentHook?.url ?? '')}" required maxlength="2000"></label>
 <fieldset><legend>Event types</legend>${WEBHOOK_EVENT_TYPES.map((t) => html`<label><input type="checkbox" name="eventTypes" value="${t}"${checked(sentHook?.eventTypes.includes(t) ?? false)}> ${t}</label> `)}</fieldset>
 <div class="actions"><button type="submit">Add endpoint</button></div></form>
 <h2 id="compliance-report">Compliance report</h2>
-${problem('compliance-report')}<form id="compliance-report-range" class="inline" method="get" action="/app/settings/compliance-report.csv">
+${problem('compliance-report')}<form id="compliance-report-range" class="inline" method="get" action="${action('/app/settings/compliance-report.csv', 'compliance-report')}">
 <label>From <input type="date" name="from" value="${sentReport ? sentReport.from : day(new Date(now.getTime() - REPORT_DEFAULT_DAYS * DAY_MS))}"></label>
 <label>To <input type="date" name="to" value="${sentReport ? sentReport.to : day(now)}"></label>
 <button type="submit">Download CSV</button></form>

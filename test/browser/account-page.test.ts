@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import type { Page } from 'playwright-core';
+import type { Locator, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hasChromium, seriousAxeViolations, signedInPage, useBrowser } from '../helpers/browser.js';
 import { signUp, startTestApp, type TestApp } from '../helpers/test-app.js';
@@ -7,9 +7,11 @@ import { signUp, startTestApp, type TestApp } from '../helpers/test-app.js';
 /*
  * The account page in a real browser with JavaScript off: reached from the navigation, the
  * name changed through its form, "Download my data" saved as a file holding the export, the
- * login-address step showing its code form (a GET page: a reload sends no second code); and
- * (JavaScript on, for axe-core) no serious or critical accessibility violation on the page, a
- * refused form, the code step, or the (owners' and admins') legal requests page.
+ * login-address step showing its code form (a GET page: a reload sends no second code); a
+ * refused form low on a page of several forms (this one, Settings → Integrations) opening at its
+ * message, JavaScript off; and (JavaScript on, for axe-core) no serious or critical
+ * accessibility violation on the page, a refused form, the code step, or the (owners' and
+ * admins') legal requests page.
  */
 
 describe.skipIf(!hasChromium)('account page in a real browser', () => {
@@ -28,7 +30,7 @@ describe.skipIf(!hasChromium)('account page in a real browser', () => {
   /** The login-address form, sent with `password`: refused (an alert) or the code step (a status). */
   async function askForNewAddress(page: Page, password: string) {
     await page.getByLabel('New login address').fill(`new-${Date.now()}@example.com`);
-    await page.locator('form[action="/app/account/email"]').getByLabel('Current password').fill(password);
+    await page.locator('form[action^="/app/account/email#"]').getByLabel('Current password').fill(password);
     await page.getByRole('button', { name: 'Send a confirmation code' }).click();
   }
 
@@ -64,6 +66,47 @@ describe.skipIf(!hasChromium)('account page in a real browser', () => {
     await page.getByRole('button', { name: 'Confirm the new address' }).click();
     expect(await page.getByRole('alert').textContent()).toContain('Email change code not found');
     expect((await app.api('GET', '/api/me', { token: owner.token })).body.user.email).toBe(owner.email);
+    await page.context().close();
+  });
+
+  /** Whether the whole of an element is inside the window as the page stands (not scrolled to by the test; a pixel's rounding allowed). */
+  async function inViewport(page: Page, element: Locator) {
+    const box = await element.boundingBox();
+    return box !== null && box.y >= -1 && box.y + box.height <= page.viewportSize()!.height + 1;
+  }
+
+  it('with JavaScript off, a refused form low on the page opens at its message (account closure, a webhook endpoint); a success opens at its top', async () => {
+    const page = await signedInPage(ctx.browser, app.baseUrl, owner, { javaScriptEnabled: false, viewport: { width: 1000, height: 500 } });
+    await page.goto(`${app.baseUrl}/app/account`);
+    await page.locator('form[action^="/app/account/close"]').getByLabel('Password').fill('not-the-password');
+    await page.getByRole('button', { name: 'Close my account' }).click();
+    await page.waitForURL(/\/app\/account\/close(#|$)/);
+    expect(await inViewport(page, page.getByRole('alert'))).toBe(true);
+    expect(page.url()).toBe(`${app.baseUrl}/app/account/close#close-error`);
+
+    // A success's redirect keeps the action's fragment, which names nothing there: the top, and its notice.
+    await page.getByLabel('Name').fill('Grace');
+    await page.getByRole('button', { name: 'Save name' }).click();
+    await page.waitForURL(`${app.baseUrl}/app/account?notice=saved#profile-error`);
+    expect(await inViewport(page, page.locator('main').getByRole('status'))).toBe(true);
+
+    await page.goto(`${app.baseUrl}/app/settings/integrations`);
+    const addEndpoint = async (url: string) => {
+      await page.getByLabel('URL').fill(url);
+      await page.getByLabel('open', { exact: true }).check();
+      await page.getByRole('button', { name: 'Add endpoint' }).click();
+      await page.waitForURL(/\/app\/settings\/webhooks(#|$)/);
+    };
+    expect(await inViewport(page, page.getByRole('button', { name: 'Add endpoint' }))).toBe(false);
+    await addEndpoint('http://127.0.0.1:9/hook');
+    expect(await page.getByRole('alert').textContent()).toContain('private networks');
+    expect(await inViewport(page, page.getByRole('alert'))).toBe(true);
+    expect(page.url()).toBe(`${app.baseUrl}/app/settings/webhooks#new-webhook-error`);
+    // Created: the signing secret, shown once at the top, is what the person sees.
+    await addEndpoint('https://93.184.215.14/hook');
+    const secret = page.locator('main').getByRole('status');
+    expect(await secret.textContent()).toContain('signing secret');
+    expect(await inViewport(page, secret)).toBe(true);
     await page.context().close();
   });
 

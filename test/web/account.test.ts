@@ -144,7 +144,7 @@ describe('Account page', () => {
     for (let reload = 0; reload < 2; reload += 1) {
       const step = await person.browser.get(asked.location!);
       expect(step.status).toBe(200);
-      expect(step.text).toMatch(/<div id="email-code"><p class="notice" role="status">Check the new address[^<]*<\/p>\s*<form class="stack" method="post" action="\/app\/account\/email\/verify">/);
+      expect(step.text).toMatch(/<div id="email-code"><p class="notice" role="status">Check the new address[^<]*<\/p>\s*<form class="stack" method="post" action="\/app\/account\/email\/verify#verify-error">/);
     }
     expect(codesSent()).toBe(1);
     expect((await person.browser.get(ACCOUNT)).text).not.toContain('Check the new address');
@@ -169,6 +169,67 @@ describe('Account page', () => {
     expect((await person.browser.post('/app/account/email/verify', { code })).status).toBe(404);
     expect(logsSay(code)).toBe(false);
     expect(asked.location).not.toContain(code);
+  });
+
+  it('shows the code step only while a change of login address is pending: a link to it alone shows neither the notice nor the code form', async () => {
+    const person = await signUpInBrowser(app);
+    const codeStep = (page: string) => ({ notice: page.includes('Check the new address'), form: page.includes('action="/app/account/email/verify'), anchor: page.includes('id="email-code"') });
+    const NOTHING = { notice: false, form: false, anchor: false };
+    expect(codeStep((await person.browser.get('/app/account?step=email-code')).text)).toEqual(NOTHING);
+    expect(codeStep((await person.browser.get(ACCOUNT)).text)).toEqual(NOTHING);
+
+    // A code typed anyway (a bookmarked form) is refused on the code form, which comes back to say so.
+    const stray = await person.browser.post('/app/account/email/verify', { code: 'not-a-code' });
+    expect(stray.status).toBe(404);
+    expect(codeStep(stray.text)).toEqual({ notice: false, form: true, anchor: true });
+    expect(stray.text).toMatch(/role="alert">Email change code not found/);
+
+    const asked = await person.browser.post('/app/account/email', { email: `pending-${Date.now()}@example.com`, currentPassword: person.password });
+    expect(asked).toMatchObject({ status: 303, location: '/app/account?step=email-code#email-code' });
+    expect(codeStep((await person.browser.get(asked.location!)).text)).toEqual({ notice: true, form: true, anchor: true });
+    // Back later, from the mail: the code form, without "we sent".
+    expect(codeStep((await person.browser.get(ACCOUNT)).text)).toEqual({ notice: false, form: true, anchor: true });
+
+    // Past the code's 24 hours nothing is pending any more.
+    await app.database.db.execute(sql`update users set email_change_requested_at = now() - interval '25 hours' where email = ${person.email}`);
+    expect(codeStep((await person.browser.get('/app/account?step=email-code')).text)).toEqual(NOTHING);
+    const again = await person.browser.post('/app/account/email', { email: `pending-again-${Date.now()}@example.com`, currentPassword: person.password });
+    expect(codeStep((await person.browser.get(again.location!)).text)).toEqual({ notice: true, form: true, anchor: true });
+    const code = /code is:\n\n(\S+)/.exec(outbox().findLast((m) => m.subject.startsWith('Confirm your new') && m.to.startsWith('pending-again-'))!.text)![1]!;
+    expect((await person.browser.post('/app/account/email/verify', { code })).status).toBe(303);
+    // Confirmed: the change is done, and the step's link shows nothing again.
+    expect(codeStep((await person.browser.get('/app/account?step=email-code')).text)).toEqual(NOTHING);
+  });
+
+  it('each form\'s action names the id of its message: a refused form\'s page opens at it (without JavaScript), a success at the top', async () => {
+    const person = await signUpInBrowser(app);
+    await person.browser.get(ACCOUNT);
+    await person.browser.post('/app/account/email', { email: `anchors-${Date.now()}@example.com`, currentPassword: person.password });
+    const page = (await person.browser.get(ACCOUNT)).text;
+    const actions = [...page.matchAll(/<form class="stack" method="post" action="([^"]+)">/g)].map((m) => m[1]);
+    expect(actions).toEqual([
+      '/app/account/profile#profile-error',
+      '/app/account/password#password-error',
+      '/app/account/email#email-error',
+      '/app/account/email/verify#verify-error',
+      '/app/account/close#close-error',
+    ]);
+    expect(page).not.toMatch(/ id="[^"]*-error"/);
+    const refused = {
+      profile: await person.browser.post('/app/account/profile', { name: 'x'.repeat(201) }),
+      password: await person.browser.post('/app/account/password', { currentPassword: 'wrong-password', newPassword: 'another-long-one', repeatPassword: 'another-long-one' }),
+      email: await person.browser.post('/app/account/email', { email: 'not an address', currentPassword: person.password }),
+      verify: await person.browser.post('/app/account/email/verify', { code: 'not-a-code' }),
+      close: await person.browser.post('/app/account/close', { password: 'wrong-password' }),
+    };
+    for (const [form, answer] of Object.entries(refused)) {
+      expect(answer.status, form).toBeGreaterThanOrEqual(400);
+      expect([...answer.text.matchAll(/<p id="([^"]+)" class="notice error" role="alert">/g)].map((m) => m[1]), form).toEqual([`${form}-error`]);
+    }
+    // A success redirects without a fragment of its own (the browser keeps the action's, which names nothing there).
+    const saved = await person.browser.post('/app/account/profile', { name: 'Ada' });
+    expect(saved.location).toBe('/app/account?notice=saved');
+    expect((await person.browser.get(saved.location!)).text).not.toMatch(/ id="[^"]*-error"/);
   });
 
   it('a form posted without the CSRF token is refused (403) and changes nothing', async () => {
@@ -218,7 +279,7 @@ describe('Account page', () => {
     const landed = await person.browser.get(posted.location!);
     expect(landed.status).toBe(200);
     expect(landed.text).toContain('role="status">Closing your account is on this page now, and nothing was closed');
-    expect(landed.text).toContain('action="/app/account/close"');
+    expect(landed.text).toContain('action="/app/account/close#close-error"');
     expect((await me(person.email, person.password)).email).toBe(person.email);
     // The token rule still comes first, and signed out the old address goes to sign-in (and back through the redirect).
     expect((await person.browser.post('/app/settings/close-account', { password: person.password }, { csrf: null })).status).toBe(403);

@@ -39,11 +39,24 @@ function alertsIn(page: string): Record<string, string[]> {
   const main = page.slice(page.indexOf('<main'));
   for (const part of main.split(/(?=<h2 id=")/)) {
     const name = /^<h2 id="([^"]+)"/.exec(part)?.[1] ?? 'top';
-    const alerts = [...part.matchAll(/<p class="notice error" role="alert">([^<]*)<\/p>/g)].map((m) => m[1]!);
+    const alerts = [...part.matchAll(/<p (?:id="[^"]+" )?class="notice error" role="alert">([^<]*)<\/p>/g)].map((m) => m[1]!);
     if (alerts.length) found[name] = alerts;
   }
   return found;
 }
+/**
+ * Where a browser opens the page answering a form: the element the action's fragment names. A
+ * refused form's page opens at its message (the only alert), a success at the top (no such id).
+ */
+function landsOn(page: string, action: string): string | undefined {
+  const id = /#([^"]+)$/.exec(action)?.[1];
+  const at = id ? page.indexOf(` id="${id}"`) : -1;
+  if (at < 0 || page.indexOf(` id="${id}"`, at + 1) >= 0) return undefined;
+  return page.slice(page.lastIndexOf('<', at), page.indexOf('>', at) + 1);
+}
+/** The action of the page's form that posts to `path` (a row's buttons: the first of them). */
+const actionOf = (page: string, path: string) => new RegExp(`action="(${path.replace(/[.?]/g, '\\$&')}(?:#[^"]*)?)"`).exec(page)?.[1];
+const ALERT_AT = (id: string) => `<p id="${id}" class="notice error" role="alert">`;
 const NO_EVENT_TICKED = Object.fromEntries(WEBHOOK_EVENT_TYPES.map((t) => [t, false]));
 
 describe('Settings → integrations and privacy', () => {
@@ -60,7 +73,7 @@ describe('Settings → integrations and privacy', () => {
     const list = await owner.browser.get(INTEGRATIONS);
     expect(list.text).not.toContain(key);
     expect(list.text).toContain('read, send');
-    const id = /action="\/app\/settings\/api-keys\/([0-9a-f-]{36})\/revoke"/.exec(list.text)![1]!;
+    const id = /action="\/app\/settings\/api-keys\/([0-9a-f-]{36})\/revoke#/.exec(list.text)![1]!;
     const revoked = await owner.browser.post(`/app/settings/api-keys/${id}/revoke`, {});
     expect(revoked.status).toBe(303);
     expect((await app.api('GET', '/api/me', { token: key })).status).toBe(401);
@@ -134,7 +147,7 @@ describe('Settings → integrations and privacy', () => {
     const list = await owner.browser.get(INTEGRATIONS);
     expect(list.text).toContain(url);
     expect(list.text).not.toContain(secret);
-    const id = /action="\/app\/settings\/webhooks\/([0-9a-f-]{36})\/disable"/.exec(list.text)![1]!;
+    const id = /action="\/app\/settings\/webhooks\/([0-9a-f-]{36})\/disable#/.exec(list.text)![1]!;
     expect((await owner.browser.post(`/app/settings/webhooks/${id}/disable`, {})).status).toBe(303);
     expect((await owner.browser.get(INTEGRATIONS)).text).toContain(`/app/settings/webhooks/${id}/enable`);
     expect((await owner.browser.post(`/app/settings/webhooks/${id}/enable`, {})).status).toBe(303);
@@ -186,6 +199,59 @@ describe('Settings → integrations and privacy', () => {
     const saved = await owner.browser.get(`${INTEGRATIONS}?notice=saved`);
     expect(saved.text).toMatch(/<main[^>]*><p class="notice" role="status">/);
     expect(saved.text).not.toContain('role="alert"');
+  });
+
+  it('each form\'s action names the id of its message: a refused form\'s page opens at the message (without JavaScript), a success\'s at its top', async () => {
+    await owner.browser.get(INTEGRATIONS);
+    // Successes first (a key and an endpoint, so their rows' buttons are on the page): the
+    // fragment names nothing on a 201 page, which opens at the secret on its top.
+    const key = await postForm(owner.browser, '/app/settings/api-keys', [['name', 'landing'], ['scopes', 'read']]);
+    const hook = await postForm(owner.browser, '/app/settings/webhooks', [['url', 'https://93.184.215.14/landing'], ['eventTypes', 'open']]);
+    expect([key.status, hook.status]).toEqual([201, 201]);
+    const page = (await owner.browser.get(INTEGRATIONS)).text;
+    const keyId = /action="\/app\/settings\/api-keys\/([0-9a-f-]{36})\/revoke/.exec(page)![1]!;
+    const hookId = /action="\/app\/settings\/webhooks\/([0-9a-f-]{36})\/disable/.exec(page)![1]!;
+    const actions = {
+      newKey: actionOf(page, '/app/settings/api-keys')!,
+      revoke: actionOf(page, `/app/settings/api-keys/${keyId}/revoke`)!,
+      newHook: actionOf(page, '/app/settings/webhooks')!,
+      disable: actionOf(page, `/app/settings/webhooks/${hookId}/disable`)!,
+      remove: actionOf(page, `/app/settings/webhooks/${hookId}/delete`)!,
+      report: actionOf(page, '/app/settings/compliance-report.csv')!,
+    };
+    expect(actions).toEqual({
+      newKey: '/app/settings/api-keys#new-api-key-error',
+      revoke: `/app/settings/api-keys/${keyId}/revoke#api-keys-error`,
+      newHook: '/app/settings/webhooks#new-webhook-error',
+      disable: `/app/settings/webhooks/${hookId}/disable#webhooks-error`,
+      remove: `/app/settings/webhooks/${hookId}/delete#webhooks-error`,
+      report: '/app/settings/compliance-report.csv#compliance-report-error',
+    });
+    expect(landsOn(key.text, actions.newKey)).toBeUndefined();
+    expect(landsOn(hook.text, actions.newHook)).toBeUndefined();
+    expect(page).not.toMatch(/ id="[^"]*-error"/);
+
+    const refusedKey = await postForm(owner.browser, '/app/settings/api-keys', [['name', 'no scopes']]);
+    expect(landsOn(refusedKey.text, actions.newKey)).toBe(ALERT_AT('new-api-key-error'));
+    const refusedHook = await postForm(owner.browser, '/app/settings/webhooks', [['url', 'http://127.0.0.1:9/hook'], ['eventTypes', 'open']]);
+    expect(landsOn(refusedHook.text, actions.newHook)).toBe(ALERT_AT('new-webhook-error'));
+    // A row's button for something gone: the same row action's fragment, the list's message.
+    const gone = '00000000-0000-4000-8000-000000000000';
+    const revoke = await postForm(owner.browser, `/app/settings/api-keys/${gone}/revoke`, []);
+    expect(landsOn(revoke.text, actions.revoke)).toBe(ALERT_AT('api-keys-error'));
+    const remove = await postForm(owner.browser, `/app/settings/webhooks/${gone}/delete`, []);
+    expect(landsOn(remove.text, actions.remove)).toBe(ALERT_AT('webhooks-error'));
+    const range = await owner.browser.get('/app/settings/compliance-report.csv?from=2026-03-01&to=2026-02-01');
+    expect(landsOn(range.text, actions.report)).toBe(ALERT_AT('compliance-report-error'));
+    expect([refusedKey.status, refusedHook.status, revoke.status, remove.status, range.status]).toEqual([400, 422, 404, 404, 400]);
+
+    // A row's success redirects without a fragment of its own, so the browser keeps the action's:
+    // the landing page has no such id and opens at its top, on the notice.
+    const disabled = await postForm(owner.browser, `/app/settings/webhooks/${hookId}/disable`, []);
+    expect(disabled).toMatchObject({ status: 303, location: '/app/settings/integrations?notice=saved' });
+    const landed = await owner.browser.get(disabled.location!);
+    expect(landsOn(landed.text, actions.disable)).toBeUndefined();
+    expect(landed.text).toMatch(/<main[^>]*><p class="notice" role="status">/);
   });
 
   it('the compliance CSV downloads for an owner and is refused to a member', async () => {

@@ -47,6 +47,12 @@ export const users = pgTable(
     lastActiveAt: timestamp('last_active_at', { withTimezone: true }).notNull().defaultNow(),
     /** When the owner was mailed that the account will be purged for inactivity; a login clears it. */
     inactivityWarnedAt: timestamp('inactivity_warned_at', { withTimezone: true }),
+    /**
+     * When a new login address was last asked for (auth/profile.ts); the change it opened is
+     * pending for as long as its code works, and confirming it clears this. Neither the new
+     * address nor the code is kept: the code itself is the signed request.
+     */
+    emailChangeRequestedAt: timestamp('email_change_requested_at', { withTimezone: true }),
   },
   (t) => [
     uniqueIndex('users_email_unique').on(t.email).where(sql`${t.deletedAt} is null`),
