@@ -22,20 +22,28 @@ export type SendRow = typeof campaignSends.$inferSelect;
 
 
 function campaignQueries(db: Db) {
+  async function byId(workspaceId: string, id: string, deleted: 'hidden' | 'included'): Promise<CampaignRow | undefined> {
+    const [row] = await db
+      .select()
+      .from(campaigns)
+      .where(and(eq(campaigns.workspaceId, workspaceId), eq(campaigns.id, id), deleted === 'hidden' ? isNull(campaigns.deletedAt) : undefined))
+      .limit(1);
+    return row;
+  }
+
   return {
     async insert(values: NewCampaign): Promise<CampaignRow> {
       const [row] = await db.insert(campaigns).values(values).returning();
       return row!;
     },
 
-    async findById(workspaceId: string, id: string): Promise<CampaignRow | undefined> {
-      const [row] = await db
-        .select()
-        .from(campaigns)
-        .where(and(eq(campaigns.workspaceId, workspaceId), eq(campaigns.id, id), isNull(campaigns.deletedAt)))
-        .limit(1);
-      return row;
-    },
+    findById: (workspaceId: string, id: string) => byId(workspaceId, id, 'hidden'),
+
+    /**
+     * Also a campaign deleted but not yet purged (P-13): for work that must finish whatever the
+     * campaign's fate, such as resolving a send that was in flight when it was deleted.
+     */
+    findByIdIncludingDeleted: (workspaceId: string, id: string) => byId(workspaceId, id, 'included'),
 
     async list(workspaceId: string): Promise<CampaignRow[]> {
       return db

@@ -8,6 +8,11 @@ import type { SendCandidate, SendLease, SendLedgerRepo, SentInput } from './send
 
 /** Mailbox searches before a send of unknown outcome counts as not sent (read-scope mailboxes). */
 export const RESOLVE_LOOKS = 3;
+/**
+ * How long a send whose mailbox cannot be searched now (not `active`: waiting to be
+ * reconnected) is left before it is looked at again. Shared with the 1:1 recovery.
+ */
+export const UNSEARCHABLE_RECHECK_MS = 5 * 60_000;
 /** A send claimed before leases existed has no messages row id to fence on. */
 const NO_MESSAGE_ROW = '00000000-0000-0000-0000-000000000000';
 
@@ -59,20 +64,31 @@ export function createSendRecovery(deps: SendRecoveryDeps) {
   }
 
   async function resolveOne(row: Awaited<ReturnType<SendLedgerRepo['expiredLeases']>>[number], asOf: Date): Promise<boolean> {
-    const campaign = await repo.findById(row.workspace_id, row.campaign_id);
-    if (!campaign) return false;
-    const mailbox = campaign.mailboxId ? await deps.mailboxRepo.findByIdUnscoped(campaign.mailboxId) : undefined;
-    // A mailbox waiting to be reconnected is searched once it is back.
-    if (mailbox && mailbox.status !== 'active') return false;
+    // A campaign deleted while this send was in flight still needs the answer (did it go
+    // out?); its ledger goes with the purge later.
+    const campaign = await repo.findByIdIncludingDeleted(row.workspace_id, row.campaign_id);
+    const mailbox = campaign?.mailboxId ? await deps.mailboxRepo.findByIdUnscoped(campaign.mailboxId) : undefined;
+    // A mailbox waiting to be reconnected cannot be searched, and the send must stay `sending`
+    // (never re-sent, no search counted) until one can. It must not keep its place either:
+    // expiredLeases reads the oldest expiries first, 100 at a time, so a hundred such sends
+    // left as they were would be read by every pass and no other send would ever be
+    // recovered. Taking the lease over until a later look moves it behind the sends that
+    // expired before that look; as every row a pass reads leaves it with a lease later than
+    // the pass (resolved, taken here, or searched and rescheduled), a send that expired at T
+    // waits at most for the sends that expired before T. This, not another order or limit in
+    // the query: any order needs a row's place to change once it was read, and the lease
+    // expiry is that place, changed by the usual fenced take-over. (The campaign is always
+    // there: its sends go with it by cascade; were it not, the send is kept the same way.)
+    const searchable = campaign !== undefined && (!mailbox || mailbox.status === 'active');
     const taken = await ledger.takeOver({
       id: row.id,
       oldOwner: row.lease_owner,
       attempt: row.attempts,
       owner: workerId,
       now: asOf,
-      until: new Date(now().getTime() + deps.leaseMs),
+      until: new Date(now().getTime() + (searchable ? deps.leaseMs : UNSEARCHABLE_RECHECK_MS)),
     });
-    if (!taken) return false;
+    if (!taken || !searchable) return false;
     const lease: SendLease = { id: row.id, owner: workerId, attempt: row.attempts, messageRowId: row.message_id ?? NO_MESSAGE_ROW };
     if (!mailbox || !mailbox.scopes.includes(GMAIL_SCOPES.readonly)) {
       await ledger.markFailed(lease, SEND_OUTCOME_UNKNOWN);

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { AuthContext } from '../auth/auth.service.js';
+import { UNSEARCHABLE_RECHECK_MS } from '../campaigns/send-recovery.js';
 import { ConflictError, NotFoundError, AppError, TooManyRequestsError } from '../errors.js';
 import { composeMime, newMessageId } from '../gmail/compose-mime.js';
 import { GMAIL_SCOPES, SEND_OUTCOME_UNKNOWN } from '../gmail/gmail-client.js';
@@ -133,8 +134,12 @@ export function createMessagesService(deps: MessagesServiceDeps) {
     let resolved = 0;
     for (const row of await repo.expiredLeases(asOf)) {
       const mailbox = row.mailboxId ? await deps.mailboxRepo.findByIdUnscoped(row.mailboxId) : undefined;
-      if (mailbox && mailbox.status !== 'active') continue;
-      if (!(await repo.takeOver(row, workerId, asOf, after(leaseMs)))) continue;
+      // A mailbox waiting to be reconnected cannot be searched: the send stays `sending`, no
+      // search counted, but its lease moves to a later look so that it leaves the front of
+      // expiredLeases (oldest first, 100 a pass) — see campaigns/send-recovery.ts.
+      const searchable = !mailbox || mailbox.status === 'active';
+      if (!(await repo.takeOver(row, workerId, asOf, after(searchable ? leaseMs : UNSEARCHABLE_RECHECK_MS)))) continue;
+      if (!searchable) continue;
       if (!mailbox || !mailbox.scopes.includes(GMAIL_SCOPES.readonly)) {
         await repo.updateLeased(row.id, workerId, { status: 'failed', errorCode: SEND_OUTCOME_UNKNOWN, leaseOwner: null, leaseExpiresAt: null });
         resolved += 1;
