@@ -102,7 +102,7 @@ export function startJobs(input: { services: Services; config: Config; logger: L
   // and any cancel a crash cut short, here (src/campaigns/cancelled-sends.ts). Every worker
   // process sweeps: the batches skip rows another holds instead of waiting for them.
   const skipCancelled = guarded('cancelled-sends', async () => {
-    const finished = await services.cancelledSends.sweep();
+    const finished = await services.cancelledSends.sweep({ stopping: () => stopped });
     if (finished > 0) logger.info({ finished }, 'cancelled campaigns’ queued sends skipped');
   });
   timers.push(setInterval(skipCancelled, CANCEL_SWEEP_MS).unref());

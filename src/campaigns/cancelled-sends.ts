@@ -44,13 +44,16 @@ export function createCancelledSends(deps: {
   const batchRows = deps.batchRows ?? SKIP_BATCH_ROWS;
   const inlineMs = deps.inlineMs ?? CANCEL_INLINE_MS;
 
-  /** Batches until none is left (true: the campaign is done) or `budgetMs` is spent (at least one batch). */
-  async function skipQueued(campaignId: string, budgetMs: number): Promise<boolean> {
+  /**
+   * Batches until none is left (true: the campaign is done), `budgetMs` is spent or the process
+   * is stopping (at least one batch).
+   */
+  async function skipQueued(campaignId: string, budgetMs: number, stopping: () => boolean = () => false): Promise<boolean> {
     const started = performance.now();
     for (;;) {
       // A short batch: nothing left that nobody holds (rows a claim holds now come back to a later sweep).
       if ((await repo.skipBatch(campaignId, batchRows)) < batchRows) return repo.finishIfDone(campaignId);
-      if (performance.now() - started >= budgetMs) return false;
+      if (performance.now() - started >= budgetMs || stopping()) return false;
     }
   }
 
@@ -67,14 +70,19 @@ export function createCancelledSends(deps: {
       });
     },
 
-    /** Every campaign still being skipped, up to a time budget; how many it finished. */
-    async sweep(budgetMs = SWEEP_BUDGET_MS): Promise<number> {
+    /**
+     * Every campaign still being skipped, up to a time budget; how many it finished. A stopping
+     * process (`stopping`, jobs.ts) ends it after the batch in hand: the next sweep, here or in
+     * another process, goes on.
+     */
+    async sweep(options: { budgetMs?: number; stopping?: () => boolean } = {}): Promise<number> {
+      const { budgetMs = SWEEP_BUDGET_MS, stopping = () => false } = options;
       const started = performance.now();
       let finished = 0;
       for (const campaignId of await repo.pending(SWEEP_CAMPAIGNS)) {
         const left = budgetMs - (performance.now() - started);
-        if (left <= 0) break;
-        if (await skipQueued(campaignId, left)) finished += 1;
+        if (left <= 0 || stopping()) return finished;
+        if (await skipQueued(campaignId, left, stopping)) finished += 1;
       }
       return finished + (await repo.finishAllDone());
     },

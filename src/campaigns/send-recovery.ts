@@ -6,7 +6,7 @@ import type { Logger } from '../logger.js';
 import type { CampaignRow, CampaignsRepo } from './campaigns.repo.js';
 import type { SendCandidate, SendLease, SendLedgerRepo, SentInput } from './send-ledger.repo.js';
 
-/** Mailbox searches before a send of unknown outcome counts as not sent (read-scope mailboxes). */
+/** Mailbox searches before a send of unknown outcome counts as not sent (read-scope mailboxes); the 1:1 recovery too. */
 export const RESOLVE_LOOKS = 3;
 /**
  * How long a send whose mailbox cannot be searched now (not `active`: waiting to be

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { AuthContext } from '../auth/auth.service.js';
-import { UNSEARCHABLE_RECHECK_MS } from '../campaigns/send-recovery.js';
+import { RESOLVE_LOOKS, UNSEARCHABLE_RECHECK_MS } from '../campaigns/send-recovery.js';
 import { ConflictError, NotFoundError, AppError, TooManyRequestsError } from '../errors.js';
 import { composeMime, newMessageId } from '../gmail/compose-mime.js';
 import { GMAIL_SCOPES, SEND_OUTCOME_UNKNOWN } from '../gmail/gmail-client.js';
@@ -51,7 +51,6 @@ function presentMessage(message: MessageRow) {
 
 /** How long a 1:1 request waits for its one in-request mailbox search before answering `pending`. */
 const IN_REQUEST_LOOK_MAX_MS = 5_000;
-const RESOLVE_LOOKS = 3;
 
 export interface MessagesServiceDeps {
   repo: MessagesRepo;

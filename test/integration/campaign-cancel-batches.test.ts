@@ -111,6 +111,9 @@ describe('cancel in batches', () => {
     expect(await service.cancel(auth, campaignId)).toMatchObject({ status: 'cancelled', progress: { queued: 450, skipped: 50 } });
     expect(await ledgerOf(campaignId)).toMatchObject({ skipping: true, counts: { queued: 450, skipped: 50 } });
     expect(await app.services.sendWorker.runUntilIdle()).toBe(0);
+    // A stopping process's sweep leaves it to the next one.
+    expect(await app.services.cancelledSends.sweep({ stopping: () => true })).toBe(0);
+    expect(await ledgerOf(campaignId)).toMatchObject({ skipping: true, counts: { queued: 450 } });
 
     // A worker process's jobs (jobs.ts): the sweep, every second, in the app's batches of 2,000.
     const jobs = startJobs({ services: app.services, config: app.config, logger: createLogger('silent') });
