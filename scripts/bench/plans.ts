@@ -166,7 +166,7 @@ const cases: Case[] = [
     await cancelled(db, d.campaignId);
     const repo = createCancelledSendsRepo(db);
     await repo.pending(1_000);
-    await repo.finishIfDone(d.campaignId);
+    await repo.finishDone(d.campaignId);
   }],
   ['campaign: the sweep\'s question with nothing to skip', (db) => createCancelledSendsRepo(db).pending(1_000)],
   ['campaign: delete while sending (cancel, mark deleted, audit)', (db, d) =>

@@ -56,38 +56,22 @@ export function createCancelledSendsRepo(db: Db) {
     },
 
     /**
-     * Clears the mark of every campaign being skipped that has nothing queued or in flight any
-     * more, in one statement (its counters each): how sends in flight at the cancel, resolved
-     * since, end their campaign's mark. How many were cleared.
+     * Clears the mark of the campaigns being skipped (all, or this one) that have nothing queued
+     * or in flight any more, in one statement (each one's counters, a few rows). Not before: a
+     * send in flight may still be handed back to the queue, or queue its next step when it is
+     * recorded — so this is also how a mark waiting for sends in flight at the cancel ends. How
+     * many marks it cleared.
      */
-    async finishAllDone(): Promise<number> {
+    async finishDone(campaignId?: string): Promise<number> {
       const [row] = rowsOf<{ n: number }>(
         await db.execute(sql`
           with done as (
             update campaigns c set skipping_queued_since = null
-            where c.skipping_queued_since is not null and ${unfinishedSendsSql(sql`c.id`)} = 0
+            where c.skipping_queued_since is not null and ${unfinishedSendsSql(sql`c.id`)} = 0${campaignId ? sql` and c.id = ${campaignId}::uuid` : sql``}
             returning 1)
           select count(*)::int as n from done`),
       );
       return Number(row?.n ?? 0);
-    },
-
-    /**
-     * Clears the mark once nothing of the campaign is queued or in flight, from the ledger's
-     * counters (a few rows). Not before: a send in flight may still be handed back to the queue,
-     * or queue its next step when it is recorded. True when the mark is gone.
-     */
-    async finishIfDone(campaignId: string): Promise<boolean> {
-      const [row] = rowsOf<{ pending: boolean }>(
-        await db.execute(sql`
-          with done as (
-            update campaigns set skipping_queued_since = null
-            where id = ${campaignId}::uuid and skipping_queued_since is not null and ${unfinishedSendsSql(campaignId)} = 0
-            returning id)
-          select exists (select 1 from campaigns where id = ${campaignId}::uuid and skipping_queued_since is not null)
-            and not exists (select 1 from done) as pending`),
-      );
-      return !row?.pending;
     },
   };
 }

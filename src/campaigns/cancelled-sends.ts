@@ -19,7 +19,7 @@ export const CANCEL_INLINE_MS = 1_000;
 const SWEEP_BUDGET_MS = 2_000;
 /**
  * Campaigns one sweep reads, oldest mark first: those with sends still queued (a campaign
- * waiting only for sends in flight is not read one by one; `finishAllDone` clears its mark once
+ * waiting only for sends in flight is not read one by one; `finishDone` clears its mark once
  * they resolved), so every one read gets a batch while the budget lasts.
  */
 const SWEEP_CAMPAIGNS = 1_000;
@@ -45,14 +45,14 @@ export function createCancelledSends(deps: {
   const inlineMs = deps.inlineMs ?? CANCEL_INLINE_MS;
 
   /**
-   * Batches until none is left (true: the campaign is done), `budgetMs` is spent or the process
-   * is stopping (at least one batch).
+   * Batches until none is left (true: this call cleared the campaign's mark), `budgetMs` is
+   * spent or the process is stopping (at least one batch).
    */
   async function skipQueued(campaignId: string, budgetMs: number, stopping: () => boolean = () => false): Promise<boolean> {
     const started = performance.now();
     for (;;) {
       // A short batch: nothing left that nobody holds (rows a claim holds now come back to a later sweep).
-      if ((await repo.skipBatch(campaignId, batchRows)) < batchRows) return repo.finishIfDone(campaignId);
+      if ((await repo.skipBatch(campaignId, batchRows)) < batchRows) return (await repo.finishDone(campaignId)) > 0;
       if (performance.now() - started >= budgetMs || stopping()) return false;
     }
   }
@@ -84,7 +84,7 @@ export function createCancelledSends(deps: {
         if (left <= 0 || stopping()) return finished;
         if (await skipQueued(campaignId, left, stopping)) finished += 1;
       }
-      return finished + (await repo.finishAllDone());
+      return finished + (await repo.finishDone());
     },
   };
 }
