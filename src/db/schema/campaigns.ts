@@ -150,7 +150,6 @@ export const campaignSends = pgTable(
     // alone have campaign_sends_campaign_status_due_idx.
     uniqueIndex('campaign_sends_recipient_campaign_step_unique').on(t.recipientId, t.campaignId, t.step, t.workspaceId),
     index('campaign_sends_lease_idx').on(t.leaseExpiresAt).where(sql`${t.status} = 'sending'`),
-    index('campaign_sends_due_idx').on(t.status, t.dueAt),
     index('campaign_sends_campaign_status_due_idx').on(t.campaignId, t.status, t.dueAt),
     // A batch's reservation (migration 0029): a campaign's queued rows in (due_at, id) order, read
     // from the front and stopped after the batch. Partial, so the later steps' lookups of a
