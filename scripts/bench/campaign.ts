@@ -24,7 +24,9 @@
  *
  * Then, for BENCH_WORKER_RECIPIENTS (default 5000; 0 skips), the same campaign sent by one and
  * by two `npm run worker` processes against the PostgreSQL server at BENCH_DATABASE_URL
- * (default postgres://postgres@127.0.0.1:5432/postgres; a scratch database is created and dropped).
+ * (default postgres://postgres@127.0.0.1:5432/postgres; a scratch database is created and dropped),
+ * with the MultiXacts the cluster used per 1,000 messages (shared row locks: the gate's share
+ * lock on the campaign row when claims of several workers overlap).
  */
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import { sql, type SQL } from 'drizzle-orm';
@@ -253,6 +255,19 @@ async function runBaseline(sandboxUrl: string, messages: number) {
  * pace raised out of the way. Timed from the first message recorded sent to the last, so that
  * process start-up (tsx compiling) is not counted.
  */
+/**
+ * The cluster's next MultiXact id, after a checkpoint (pg_control_checkpoint is read from the
+ * last one). Row locks shared by several transactions at once (the gate's share lock on the
+ * campaign row, two workers claiming together) each take a MultiXact: their count per message
+ * says what several workers cost in MultiXact space (vacuumed like transaction ids). Cluster-wide:
+ * anything else running on the server counts too.
+ */
+async function nextMultixact(db: Db): Promise<number> {
+  await db.execute(sql`checkpoint`);
+  const result = (await db.execute(sql`select next_multixact_id::text as id from pg_control_checkpoint()`)) as unknown as { rows: { id: string }[] };
+  return Number(result.rows[0]!.id);
+}
+
 async function runWorkerProcesses(sandboxUrl: string, recipients: number, workers: number) {
   const scratch = await createScratchDatabase(serverUrl, 'inboxtrail_bench');
   const env = { ...serviceEnv(sandboxUrl), DATABASE_URL: scratch.url };
@@ -269,6 +284,7 @@ async function runWorkerProcesses(sandboxUrl: string, recipients: number, worker
       };
       return Number(result.rows[0]!.n);
     };
+    const multixactsBefore = await nextMultixact(database.db);
     const workerEnv = { ...env, GMAIL_QUOTA_UNITS_PER_MINUTE: '1000000000', GMAIL_SENDS_PER_MINUTE: '1000000', GMAIL_SYNC_POLL_SECONDS: '0', LOG_LEVEL: 'warn' };
     for (let i = 0; i < workers; i++) processes.push(spawnService('scripts/worker.ts', workerEnv));
     let first: { at: number; sent: number } | undefined;
@@ -280,7 +296,7 @@ async function runWorkerProcesses(sandboxUrl: string, recipients: number, worker
       if (!first && sent > 0) first = { at: performance.now(), sent };
     }
     const seconds = (performance.now() - first!.at) / 1000;
-    return { sent, seconds, rate: (sent - first!.sent) / seconds };
+    return { sent, seconds, rate: (sent - first!.sent) / seconds, multixacts: (await nextMultixact(database.db)) - multixactsBefore };
   } finally {
     await Promise.all(processes.map((p) => (p.child.kill('SIGTERM'), p.exited)));
     await database.close();
@@ -312,14 +328,14 @@ try {
 
   if (workerSizes.length > 0) {
     console.log(`\nworker processes (npm run worker) on the PostgreSQL server, beside the baseline loop:`);
-    console.log('recipients | 1 worker msg/s | 2 workers msg/s | baseline msg/s | 2 workers / 1 worker');
+    console.log('recipients | 1 worker msg/s | 2 workers msg/s | baseline msg/s | 2 workers / 1 worker | MultiXacts per 1,000 messages, 1 / 2 workers');
     for (const size of workerSizes) {
       const one = await runWorkerProcesses(sandbox.url, size, 1);
       const two = await runWorkerProcesses(sandbox.url, size, 2);
       const baseline = await runBaseline(sandbox.url, size);
       const bRate = baseline.sent / baseline.seconds;
       console.log(
-        `${String(size).padStart(10)} | ${one.rate.toFixed(0).padStart(14)} | ${two.rate.toFixed(0).padStart(15)} | ${bRate.toFixed(0).padStart(14)} | ${(two.rate / one.rate).toFixed(2).padStart(20)}`,
+        `${String(size).padStart(10)} | ${one.rate.toFixed(0).padStart(14)} | ${two.rate.toFixed(0).padStart(15)} | ${bRate.toFixed(0).padStart(14)} | ${(two.rate / one.rate).toFixed(2).padStart(20)} | ${((one.multixacts * 1000) / size).toFixed(0)} / ${((two.multixacts * 1000) / size).toFixed(0)}`,
       );
       for (const run of [one, two]) if (run.sent !== size) console.log(`  ! a worker run sent ${run.sent} of ${size}`);
     }
