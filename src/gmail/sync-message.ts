@@ -1,0 +1,176 @@
+import type { Logger } from '../logger.js';
+import { ContentAccessRefusedError, type GmailGuard } from '../privacy/gmail-guard.js';
+import { readBounceNotice } from './bounces/read-notice.js';
+import type { BounceNotice } from './bounces/types.js';
+import type { GmailMessageMetadata, MailboxGmail } from './gmail-client.js';
+import { GmailError } from './gmail-errors.js';
+import type { MailboxRow } from './mailboxes.repo.js';
+import { SYNC_METADATA_HEADERS, classifyMessage, looksLikeDsn, parseAddressList, parseMessageIds, type MailClassification } from './mail-events.js';
+import type { createSignals } from './signals.js';
+import type { SkipReason, SyncHealthCounts } from './sync-health.js';
+import { parseDate } from './sync-support.js';
+import type { OriginalMessage, SyncRepo } from './sync.repo.js';
+
+/*
+ * Sync's per-message step (see README.md "Sync"), shared by full and incremental sync: keeps
+ * only mail with a CRM contact or about a message we sent, as metadata, and turns replies and
+ * bounces into mail_events. sync.service.ts lists the ids and runs the passes.
+ */
+
+/** Not mail that happened: drafts, spam, chat. */
+export const SKIPPED_LABELS = new Set(['DRAFT', 'SPAM', 'CHAT']);
+
+/** One message's outcome: counters to add (read, kept, a skip reason, the signals recorded). */
+export type MessageResult = Partial<SyncHealthCounts>;
+const skipped = (reason: SkipReason, read = true): MessageResult => ({ ...(read ? { read: 1 } : {}), [reason]: 1 });
+
+export interface MessageSyncDeps {
+  repo: SyncRepo;
+  signals: ReturnType<typeof createSignals>;
+  /** The privacy guard: sync reads a notice's content as the service operating the owner's mailbox. */
+  guard: Pick<GmailGuard, 'readContent'>;
+  logger: Logger;
+  now: () => Date;
+}
+
+export function createMessageSync(deps: MessageSyncDeps) {
+  const { repo, signals, logger, now } = deps;
+
+  function contactAddresses(mailbox: MailboxRow, addresses: string[]): string[] {
+    const own = mailbox.email.toLowerCase();
+    return addresses.filter((a) => a !== own);
+  }
+
+  /** The first candidate (best first) that is a message of ours. */
+  function pickOriginal(classification: MailClassification, found: OriginalMessage[]): OriginalMessage | undefined {
+    if (classification.type !== 'reply') return undefined;
+    for (const candidate of classification.originalMessageIds) {
+      const match = found.find((m) => m.rfc822MessageId === candidate);
+      if (match) return match;
+    }
+    return undefined;
+  }
+
+  /**
+   * A delivery notice is machine-generated (a mailer daemon's report about our own
+   * message), not anyone's personal content: it alone is fetched whole, to read its
+   * recipients, status codes and the Message-ID it reports on. Parsed in memory, never stored.
+   * It passes the privacy guard on the `service_operation` basis (counted, not audited one by one).
+   */
+  async function readNotice(mailbox: MailboxRow, api: MailboxGmail, gmailId: string): Promise<BounceNotice | 'gone' | undefined> {
+    try {
+      const target = { workspaceId: mailbox.workspaceId, mailboxId: mailbox.id, ownerUserId: mailbox.userId, gmailMessageId: gmailId };
+      const raw = await deps.guard.readContent({ reader: { kind: 'system', job: 'sync' }, basis: 'service_operation', purpose: 'service' }, target, () => api.getRaw(gmailId));
+      return await readBounceNotice(raw);
+    } catch (error) {
+      if (error instanceof GmailError && error.kind === 'not_found') return 'gone';
+      if (error instanceof GmailError || error instanceof ContentAccessRefusedError) throw error;
+      logger.warn({ mailboxId: mailbox.id, gmailMessageId: gmailId }, 'a delivery notice could not be parsed; treated as plain mail');
+      return undefined;
+    }
+  }
+
+  /** The per-message step, shared by full and incremental sync. */
+  async function processMessage(mailbox: MailboxRow, api: MailboxGmail, gmailId: string): Promise<MessageResult> {
+    let meta: GmailMessageMetadata;
+    try {
+      meta = await api.getMetadata(gmailId, [...SYNC_METADATA_HEADERS]);
+    } catch (error) {
+      // Deleted between listing and fetching: nothing to keep.
+      if (error instanceof GmailError && error.kind === 'not_found') return skipped('gone', false);
+      throw error;
+    }
+    if (meta.labelIds.some((l) => SKIPPED_LABELS.has(l))) return skipped('ignoredLabel');
+
+    const headers = meta.headers;
+    const own = mailbox.email.toLowerCase();
+    const from = parseAddressList(headers['from']);
+    const to = parseAddressList(headers['to']);
+    const cc = parseAddressList(headers['cc']);
+    // In SENT, or from the mailbox itself: sent by the owner (from here or any other client).
+    const direction = meta.labelIds.includes('SENT') || from[0] === own ? 'outbound' : 'inbound';
+    const rfc822MessageId = parseMessageIds(headers['message-id'])[0];
+    // A message we sent ourselves is recorded already (the send ledger owns that row).
+    if (rfc822MessageId && (await repo.isOwnSend(mailbox.workspaceId, mailbox.id, rfc822MessageId))) return skipped('ownSend');
+
+    const result: MessageResult = { read: 1 };
+    let notice: BounceNotice | undefined;
+    if (direction === 'inbound' && looksLikeDsn(headers)) {
+      const read = await readNotice(mailbox, api, gmailId);
+      if (read === 'gone') return skipped('gone');
+      notice = read;
+      if (!notice) {
+        result.unparsedNotice = 1;
+        logger.warn({ mailboxId: mailbox.id, gmailMessageId: gmailId }, 'a delivery notice named no failed recipient we could read; counted as unparsedNotice');
+      }
+    }
+    const classification = classifyMessage({ direction, headers, notice });
+    const at = meta.internalDate ?? parseDate(headers['date']) ?? now();
+
+    const original =
+      classification.type === 'reply' ? pickOriginal(classification, await repo.findOutboundByRfc822Ids(mailbox.workspaceId, classification.originalMessageIds)) : undefined;
+    const bounce =
+      classification.type === 'bounce'
+        ? await signals.matchBounce(repo, {
+            workspaceId: mailbox.workspaceId,
+            mailboxId: mailbox.id,
+            at,
+            candidateIds: classification.originalMessageIds,
+            recipients: classification.notice.recipients,
+          })
+        : undefined;
+    if (bounce) {
+      if (bounce.unmatched.length > 0) result.unmatchedNotice = 1;
+      if (bounce.notSent.length > 0) {
+        result.recipientNotSent = 1;
+        logger.warn({ mailboxId: mailbox.id, gmailMessageId: gmailId, recipients: bounce.notSent.length }, 'a bounce notice named addresses this mailbox never sent to; ignored');
+      }
+    }
+    const contacts = await repo.contactsAmong(mailbox.workspaceId, contactAddresses(mailbox, [...from, ...to, ...cc]));
+    if (contacts.length === 0 && !original && !bounce?.matches.length) {
+      if (!result.unparsedNotice && !result.unmatchedNotice && !result.recipientNotSent) result.notContact = 1;
+      return result;
+    }
+
+    const stored = await repo.transaction(async (tx) => {
+      const row = await tx.insertSyncedMessage(
+        {
+          workspaceId: mailbox.workspaceId,
+          mailboxId: mailbox.id,
+          direction,
+          status: direction === 'outbound' ? 'sent' : 'received',
+          rfc822MessageId: rfc822MessageId ?? null,
+          gmailMessageId: meta.id,
+          gmailThreadId: meta.threadId || null,
+          inReplyTo: parseMessageIds(headers['in-reply-to'])[0] ?? null,
+          subject: headers['subject'] ?? null,
+          fromAddress: from[0] ?? '',
+          toAddresses: to,
+          ccAddresses: cc,
+          at,
+        },
+        contacts.map((c) => c.id),
+      );
+      if (!row) return row;
+      const common = { workspaceId: mailbox.workspaceId, sourceGmailMessageId: meta.id, syncedMessageId: row.id, at };
+      if (original && classification.type === 'reply') {
+        const reply = await signals.recordReply(tx, { ...common, original, from: from[0], automatic: classification.automatic });
+        if (reply.recorded) result[classification.automatic ? 'autoReply' : 'reply'] = 1;
+      }
+      for (const match of bounce?.matches ?? []) {
+        const recorded = await signals.recordBounce(tx, { ...common, match, format: (classification as { notice: BounceNotice }).notice.format });
+        result.bounce = (result.bounce ?? 0) + recorded.bounces;
+        result.delay = (result.delay ?? 0) + recorded.delays;
+      }
+      return row;
+    });
+    if (stored) {
+      result.kept = 1;
+      const events = (result.reply ?? 0) + (result.autoReply ?? 0) + (result.bounce ?? 0) + (result.delay ?? 0);
+      if (events > 0) logger.info({ mailboxId: mailbox.id, event: classification.type, events }, 'mail events recorded from sync');
+    }
+    return result;
+  }
+
+  return { processMessage };
+}
