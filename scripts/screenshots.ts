@@ -8,7 +8,8 @@
 import { mkdirSync } from 'node:fs';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { chromium, type Page } from 'playwright-core';
-import { createApp, createHttpServer, createServices } from '../src/app.js';
+import { createServices } from '../src/app.js';
+import { createApp, createHttpServer } from '../src/http/express-app.js';
 import { lastSignupCode } from '../src/auth/account-mail.js';
 import { loadConfig } from '../src/config.js';
 import { connect } from '../src/db/connect.js';

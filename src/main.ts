@@ -1,6 +1,7 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { createApp, createHttpServer, createServices } from './app.js';
+import { createServices } from './app.js';
+import { createApp, createHttpServer } from './http/express-app.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { resolveGoogle } from './gmail/google-settings.js';
 import { connect } from './db/connect.js';

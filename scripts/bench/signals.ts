@@ -13,7 +13,8 @@
 import type { AddressInfo } from 'node:net';
 import { loadavg } from 'node:os';
 import { createMemoryMailer } from '../../src/auth/account-mail.js';
-import { createApp, createHttpServer, createServices } from '../../src/app.js';
+import { createServices } from '../../src/app.js';
+import { createApp, createHttpServer } from '../../src/http/express-app.js';
 import { loadConfig } from '../../src/config.js';
 import { connect } from '../../src/db/connect.js';
 import { resolveGoogle } from '../../src/gmail/google-settings.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { trustProxySetting } from '../../src/app.js';
+import { trustProxySetting } from '../../src/http/express-app.js';
 
 describe('TRUST_PROXY', () => {
   it.each([
