@@ -15,6 +15,12 @@ import { campaignSendOutcomeCtes } from '../webhooks/facts.js';
 
 const ts = (at: Date) => sql`${at.toISOString()}::timestamptz`;
 
+/**
+ * The campaign states from which a campaign may still send (campaigns.service.ts): `paused`
+ * resumes to `sending`, `scheduled` starts; `completed` and `cancelled` (a deletion cancels) are final.
+ */
+const MAY_STILL_SEND = sql.raw(`('scheduled', 'sending', 'paused')`);
+
 /** A queued send this worker reserved for its next batch (still `queued`: nothing claimed yet). */
 export interface SendCandidate {
   id: string;
@@ -310,12 +316,29 @@ export function createSendLedgerRepo(db: Db, options: SendLedgerOptions = {}) {
       if (inputs.length === 0) return [];
       const col = <T extends string | number | null>(f: (x: SentInput) => T) => pgArray(inputs.map(f));
       // Only when a sequence has a next step: an INSERT in the statement fires the counters' insert trigger even for no rows.
+      // The next step is queued only while its campaign may still send it (MAY_STILL_SEND, not
+      // deleted): a send in flight when its campaign was cancelled, deleted or completed is
+      // recorded `sent` and queues nothing for the cancel's sweep to skip; a paused campaign's
+      // still gets it, for when it resumes. `campaign`: the statement's campaigns (one in practice:
+      // records group by campaign and mailbox) read by key, one primary-key probe; MATERIALIZED
+      // keeps the state's test out of it — pushed down, it matches the partial index of running
+      // campaigns (migration 0032), and the planner read all of them to find this one.
+      // No `for share`, unlike the gate: a cancel that commits while this statement runs, after
+      // its snapshot, is not seen and the next step is queued — and then skipped by the cancel's
+      // sweep. The cancel's mark stays until the counters show nothing queued or in flight
+      // (cancelled-sends.repo.ts `finishDone`), and this statement turns the send in flight into
+      // the queued next step in one commit, so no sweep sees neither; the gate claims nothing of
+      // a cancelled campaign meanwhile. The lock would only save that rare row, at the cost of
+      // every record waiting on the campaign row's writers. (PGlite runs one statement at a time.)
       const nextSteps = inputs.some((x) => x.next)
         ? sql`,
+          campaign as materialized (
+            select c.id, c.status, c.deleted_at from campaigns c where c.id = any(array(select l.campaign_id from ledger l))),
           nx as (
             insert into campaign_sends (workspace_id, campaign_id, step, contact_id, recipient_id, email, rfc822_message_id, due_at)
             select l.workspace_id, l.campaign_id, l.step + 1, l.contact_id, l.recipient_id, l.email, gen_random_uuid()::text || '@' || i.sender_domain, i.next_due
-            from ledger l join i on i.id = l.id where i.next_due is not null
+            from ledger l join i on i.id = l.id join campaign on campaign.id = l.campaign_id
+            where i.next_due is not null and campaign.status in ${MAY_STILL_SEND} and campaign.deleted_at is null
             on conflict do nothing)`
         : sql``;
       const rows = rowsOf<{ id: string }>(

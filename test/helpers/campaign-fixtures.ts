@@ -46,12 +46,12 @@ export function campaignFixtures(get: () => { app: TestApp; token: string; works
     return contacts;
   }
 
-  /** A launched marketing campaign to these contacts from this mailbox. */
-  async function launched(mailboxId: string, subject: string, contactIds: string[]): Promise<string> {
+  /** A launched marketing campaign to these contacts from this mailbox (`more`: other fields of the draft, e.g. `steps`). */
+  async function launched(mailboxId: string, subject: string, contactIds: string[], more: Record<string, unknown> = {}): Promise<string> {
     const { app, token } = get();
     const res = await app.api('POST', '/api/campaigns', {
       token,
-      json: { name: subject, kind: 'marketing', mailboxId, subject, html: '<p>Read <a href="https://acme.test/news">the news</a></p>', contactIds },
+      json: { name: subject, kind: 'marketing', mailboxId, subject, html: '<p>Read <a href="https://acme.test/news">the news</a></p>', contactIds, ...more },
     });
     expect(res.status, res.text).toBe(201);
     const launch = await app.api('POST', `/api/campaigns/${res.body.id}/launch`, { token, json: {} });

@@ -7,7 +7,7 @@ import { createCampaignsService } from '../../src/campaigns/campaigns.service.js
 import { createCancelledSends } from '../../src/campaigns/cancelled-sends.js';
 import { createCancelledSendsRepo, type CancelledSendsRepo } from '../../src/campaigns/cancelled-sends.repo.js';
 import { recountSendsFromLedger } from '../../src/campaigns/send-counts.repo.js';
-import { createSendLedgerRepo } from '../../src/campaigns/send-ledger.repo.js';
+import { createSendLedgerRepo, type SendCandidate } from '../../src/campaigns/send-ledger.repo.js';
 import { rowsOf } from '../../src/db/pg-array.js';
 import { createMailboxesRepo } from '../../src/gmail/mailboxes.repo.js';
 import { startJobs } from '../../src/jobs.js';
@@ -241,4 +241,69 @@ describe('cancel in batches', () => {
     expect(await marked()).toBe(0);
     expect(await sendCountMismatches(db())).toEqual([]);
   }, 60_000);
+});
+
+describe('a send in flight when its campaign stopped', () => {
+  /*
+   * The record of a send Gmail accepted queues its sequence's next step only while the campaign
+   * may still send it: after a cancel (or a deletion) the send is `sent` and nothing is queued
+   * for the sweep to skip; a paused campaign resumes later, so its next step is queued.
+   */
+  it.each([
+    { stop: 'cancel', status: 'cancelled', nextStep: [] },
+    { stop: 'delete', status: 'cancelled', nextStep: [] },
+    { stop: 'pause', status: 'paused', nextStep: ['queued'] },
+  ])('$stop while the first step is in flight: the send is recorded sent; next step $nextStep', async ({ stop, status, nextStep }) => {
+    const [person] = await fixtures.audience(1, { prefix: `in-flight-${stop}` });
+    const subject = `In flight, ${stop} ${Date.now()}`;
+    const campaignId = await fixtures.launched(mailbox.id, subject, [person!.id], { steps: [{ afterDays: 2, text: 'Following up' }] });
+    const campaign = (await createCampaignsRepo(db()).findById(owner.workspaceId, campaignId)) as CampaignRow;
+    const ledger = createSendLedgerRepo(db(), { serializedEngine: app.database.kind === 'pglite' });
+    const t0 = new Date(Date.now() + 60_000);
+    const [candidate] = await ledger.reserveDue(campaign, 'in-flight-worker', 10, t0, new Date(t0.getTime() + 60_000));
+    const claimed = await ledger.claim({
+      campaign,
+      mailbox,
+      candidate: candidate!,
+      owner: 'in-flight-worker',
+      messageRowId: randomUUID(),
+      subject,
+      now: t0,
+      leaseUntil: new Date(t0.getTime() + 60_000),
+    });
+    expect(claimed.kind).toBe('go');
+    const lease = (claimed as Extract<typeof claimed, { kind: 'go' }>).lease;
+
+    // The campaign stops while Gmail has the message (through the API: the cancel's batches run).
+    const res =
+      stop === 'delete'
+        ? await app.api('DELETE', `/api/campaigns/${campaignId}`, { token: owner.token })
+        : await app.api('POST', `/api/campaigns/${campaignId}/${stop}`, { token: owner.token });
+    expect(res.status, res.text).toBe(stop === 'delete' ? 204 : 200);
+
+    const next = { campaign, send: candidate!, senderDomain: 'acme.test', dueAt: new Date(t0.getTime() + 2 * DAY) };
+    expect(await ledger.markSent(lease, { id: `gm-${stop}`, threadId: `th-${stop}` }, t0, subject, next)).toBe(true);
+    const rows = rowsOf<{ step: number; status: string }>(
+      await db().execute(sql`select step, status::text from campaign_sends where campaign_id = ${campaignId}::uuid order by step`),
+    );
+    expect(rows.filter((r) => Number(r.step) === 0).map((r) => r.status)).toEqual(['sent']);
+    expect(rows.filter((r) => Number(r.step) === 1).map((r) => r.status)).toEqual(nextStep);
+    // Nothing is left for a cancel's sweep: its mark clears with the send's record.
+    await app.services.cancelledSends.sweep();
+    expect(await ledgerOf(campaignId)).toMatchObject({ status, skipping: false, counts: { sent: 1, skipped: 0, queued: nextStep.length } });
+    expect(await sendCountMismatches(db())).toEqual([]);
+  });
+
+  it('the record reads its campaign by key: neither every campaign nor every running one', async () => {
+    // Thousands of campaigns by now (the tests above), a few of them still running.
+    await db().execute(sql`analyze campaigns`);
+    const next = { campaign: {} as CampaignRow, send: {} as SendCandidate, senderDomain: 'acme.test', dueAt: new Date() };
+    const plan = await explainBuilt(db(), (capture) =>
+      createSendLedgerRepo(capture).markSentMany(
+        [0, 1, 2, 3].map(() => ({ lease: { id: randomUUID(), owner: 'plan', attempt: 1, messageRowId: randomUUID() }, gmail: { id: 'g', threadId: 't' }, at: new Date(), subject: 's', next })),
+      ),
+    );
+    expect(plan).toMatch(/campaigns_pkey/);
+    expect(plan).not.toMatch(/Seq Scan on campaigns|campaigns_running_idx/);
+  });
 });
