@@ -6,6 +6,7 @@ import { optedInSql, PROBE_ONLY, suppressedSql } from './eligibility-sql.js';
 import { pgArray, rowsOf } from '../db/pg-array.js';
 import { GENERIC_PLAN } from '../db/plan-hints.js';
 import { campaignSendOutcomeCtes } from '../webhooks/facts.js';
+import { takeOverTerms, withoutParkedMark, type ParkedFor } from './parked-sends.js';
 
 /*
  * The send ledger's state machine (see README.md, "Lifecycle of a send"). Every change of a
@@ -258,7 +259,7 @@ export function createSendLedgerRepo(db: Db, options: SendLedgerOptions = {}) {
               on conflict do nothing),
             u as (
               update campaign_sends s set status = 'sending', lease_owner = ${owner}, lease_expires_at = ${ts(leaseUntil)},
-                attempts = v.attempts + 1, claimed_at = ${ts(now)}, message_id = m.id, resolve_looks = 0
+                attempts = v.attempts + 1, claimed_at = ${ts(now)}, message_id = m.id, resolve_looks = 0, error_code = ${withoutParkedMark(sql`s.error_code`)}
               from v join m on m.id = v.message_row_id where s.id = v.id)
             select id, status, lease_owner, lease_expired, attempts, campaign_status, skip_reason from v`),
         );
@@ -299,7 +300,7 @@ export function createSendLedgerRepo(db: Db, options: SendLedgerOptions = {}) {
           await tx.execute(sql`delete from messages where id = ${lease.messageRowId}::uuid`);
           return { kind: 'skipped', reason } as const;
         }
-        await tx.execute(sql`update campaign_sends set lease_expires_at = ${ts(leaseUntil)} where ${fence(lease)}`);
+        await tx.execute(sql`update campaign_sends set lease_expires_at = ${ts(leaseUntil)}, error_code = ${withoutParkedMark()} where ${fence(lease)}`);
         return { kind: 'go', lease } as const;
       });
     },
@@ -428,14 +429,16 @@ export function createSendLedgerRepo(db: Db, options: SendLedgerOptions = {}) {
     /**
      * Takes over an expired lease (only if it is still the expired one seen): from here on
      * this worker's lease fences the row; the old owner, if alive, can change nothing.
+     * `parkedFor`: the send is parked until its mailbox can be searched (parked-sends.ts).
      */
-    async takeOver(input: { id: string; oldOwner: string | null; attempt: number; owner: string; now: Date; until: Date }): Promise<boolean> {
+    async takeOver(input: { id: string; oldOwner: string | null; attempt: number; owner: string; now: Date; until: Date; parkedFor?: ParkedFor }): Promise<boolean> {
+      const parking = takeOverTerms(input.parkedFor);
       const [row] = rowsOf<{ n: number }>(
         await db.execute(sql`
           with ledger as (
-            update campaign_sends set lease_owner = ${input.owner}, lease_expires_at = ${ts(input.until)}
+            update campaign_sends set lease_owner = ${input.owner}, lease_expires_at = ${ts(input.until)}, error_code = ${parking.errorCode}
             where id = ${input.id}::uuid and status = 'sending' and lease_owner is not distinct from ${input.oldOwner}
-              and attempts = ${input.attempt} and coalesce(lease_expires_at < ${ts(input.now)}, true)
+              and attempts = ${input.attempt} and coalesce(lease_expires_at < ${ts(input.now)}, true) and ${parking.condition}
             returning id)
           select count(*)::int as n from ledger`),
       );

@@ -10,7 +10,8 @@ import type { SendCandidate, SendLease, SendLedgerRepo, SentInput } from './send
 export const RESOLVE_LOOKS = 3;
 /**
  * How long a send whose mailbox cannot be searched now (not `active`: waiting to be
- * reconnected) is left before it is looked at again. Shared with the 1:1 recovery.
+ * reconnected) is left before it is looked at again, unless the reconnect makes it due
+ * sooner (parked-sends.ts). Shared with the 1:1 recovery.
  */
 export const UNSEARCHABLE_RECHECK_MS = 5 * 60_000;
 /** A send claimed before leases existed has no messages row id to fence on. */
@@ -79,6 +80,8 @@ export function createSendRecovery(deps: SendRecoveryDeps) {
     // the query: any order needs a row's place to change once it was read, and the lease
     // expiry is that place, changed by the usual fenced take-over. (The campaign is always
     // there: its sends go with it by cascade; were it not, the send is kept the same way.)
+    // Parked, it is marked so that the mailbox's reconnect makes it due at once, and only
+    // while the mailbox still cannot be searched (parked-sends.ts).
     const searchable = campaign !== undefined && (!mailbox || mailbox.status === 'active');
     const taken = await ledger.takeOver({
       id: row.id,
@@ -87,6 +90,7 @@ export function createSendRecovery(deps: SendRecoveryDeps) {
       owner: workerId,
       now: asOf,
       until: new Date(now().getTime() + (searchable ? deps.leaseMs : UNSEARCHABLE_RECHECK_MS)),
+      parkedFor: searchable ? undefined : { mailboxId: mailbox?.id ?? null },
     });
     if (!taken || !searchable) return false;
     const lease: SendLease = { id: row.id, owner: workerId, attempt: row.attempts, messageRowId: row.message_id ?? NO_MESSAGE_ROW };

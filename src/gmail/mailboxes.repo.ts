@@ -1,4 +1,5 @@
 import { and, asc, eq, isNull, sql } from 'drizzle-orm';
+import { releaseParkedSends } from '../campaigns/parked-sends.js';
 import { recordAudit, type AuditEntry } from '../privacy/audit.js';
 import { inTransaction, type Db } from '../db/connect.js';
 import { rowsOf } from '../db/pg-array.js';
@@ -90,6 +91,12 @@ function mailboxQueries(db: Db) {
         return row;
       });
     },
+
+    /**
+     * The mailbox can be searched again: the sends recovery parked while it could not are due
+     * now (campaigns/parked-sends.ts). In the reconnect's transaction, after its update.
+     */
+    releaseParkedSends: (mailboxId: string, at: Date): Promise<number> => releaseParkedSends(db, mailboxId, at),
 
     async update(id: string, values: Partial<NewMailbox>): Promise<MailboxRow | undefined> {
       // Never a deleted one: a token refresh racing a disconnect must not write a token back.

@@ -246,7 +246,16 @@ export function createMailboxService(deps: MailboxServiceDeps) {
           detail: { scopes: common.scopes, policyVersion: common.disclosureVersion, sync: common.syncEnabled },
         });
         // Reconnecting an address updates its row: same id, history and budget, never a duplicate.
-        if (existing) return (await tx.update(existing.id, common))!;
+        if (existing) {
+          const reconnected = (await tx.update(existing.id, common))!;
+          // Its sends that recovery parked while it could not be searched are due now, not up to
+          // UNSEARCHABLE_RECHECK_MS later; in this transaction, which locked the mailbox's row
+          // first, so a recovery parking a send meanwhile either did so before (and its mark is
+          // seen here) or sees the mailbox active (campaigns/parked-sends.ts).
+          const released = await tx.releaseParkedSends(existing.id, now());
+          if (released > 0) logger.info({ mailboxId: existing.id, released }, 'sends parked while the mailbox could not be searched are due for recovery now');
+          return reconnected;
+        }
         const kind = CONSUMER_DOMAINS.has(granted.email.split('@')[1]!.toLowerCase()) ? 'consumer' : 'workspace';
         return tx.insert({
           id,

@@ -1,4 +1,5 @@
 import { and, eq, inArray, isNull, lt, sql } from 'drizzle-orm';
+import { takeOverTerms, type ParkedFor } from '../campaigns/parked-sends.js';
 import { inTransaction, type Db } from '../db/connect.js';
 import { contacts, messageContacts, messages } from '../db/schema.js';
 import type { AddressHasher } from '../suppression/address-hash.js';
@@ -85,17 +86,22 @@ function messageQueries(db: Db, hashAddress: AddressHasher) {
         .limit(limit);
     },
 
-    /** Takes over an expired lease, only if it is still the one seen. */
-    async takeOver(row: MessageRow, owner: string, now: Date, until: Date): Promise<boolean> {
+    /**
+     * Takes over an expired lease, only if it is still the one seen. `parkedFor`: the send is
+     * parked until its mailbox can be searched (campaigns/parked-sends.ts).
+     */
+    async takeOver(row: MessageRow, owner: string, now: Date, until: Date, parkedFor?: ParkedFor): Promise<boolean> {
+      const parking = takeOverTerms(parkedFor);
       const taken = await db
         .update(messages)
-        .set({ leaseOwner: owner, leaseExpiresAt: until })
+        .set({ leaseOwner: owner, leaseExpiresAt: until, errorCode: parking.errorCode })
         .where(
           and(
             eq(messages.id, row.id),
             eq(messages.status, 'sending'),
             row.leaseOwner === null ? isNull(messages.leaseOwner) : eq(messages.leaseOwner, row.leaseOwner),
             lt(messages.leaseExpiresAt, now),
+            parking.condition,
           ),
         )
         .returning({ id: messages.id });

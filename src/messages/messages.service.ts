@@ -135,9 +135,11 @@ export function createMessagesService(deps: MessagesServiceDeps) {
       const mailbox = row.mailboxId ? await deps.mailboxRepo.findByIdUnscoped(row.mailboxId) : undefined;
       // A mailbox waiting to be reconnected cannot be searched: the send stays `sending`, no
       // search counted, but its lease moves to a later look so that it leaves the front of
-      // expiredLeases (oldest first, 100 a pass) — see campaigns/send-recovery.ts.
+      // expiredLeases (oldest first, 100 a pass) — see campaigns/send-recovery.ts — parked
+      // and marked, so that the reconnect makes it due at once (campaigns/parked-sends.ts).
       const searchable = !mailbox || mailbox.status === 'active';
-      if (!(await repo.takeOver(row, workerId, asOf, after(searchable ? leaseMs : UNSEARCHABLE_RECHECK_MS)))) continue;
+      const parkedFor = searchable ? undefined : { mailboxId: mailbox.id };
+      if (!(await repo.takeOver(row, workerId, asOf, after(searchable ? leaseMs : UNSEARCHABLE_RECHECK_MS), parkedFor))) continue;
       if (!searchable) continue;
       if (!mailbox || !mailbox.scopes.includes(GMAIL_SCOPES.readonly)) {
         await repo.updateLeased(row.id, workerId, { status: 'failed', errorCode: SEND_OUTCOME_UNKNOWN, leaseOwner: null, leaseExpiresAt: null });
@@ -202,7 +204,8 @@ export function createMessagesService(deps: MessagesServiceDeps) {
             if (claimed) await tx.deleteLeased(claimed.id, workerId);
             throw new SendRefused(new ConflictError('recipient_suppressed', 'A recipient opted out of mail from this workspace', { recipients: [...suppressed] }));
           }
-          if (claimed) return tx.updateLeased(claimed.id, workerId, { leaseExpiresAt: after(leaseMs) });
+          // A retry's renewal: a live lease, never parked (campaigns/parked-sends.ts).
+          if (claimed) return tx.updateLeased(claimed.id, workerId, { leaseExpiresAt: after(leaseMs), errorCode: null });
           return tx.insertWithContacts(
             {
               id: messageRowId,

@@ -1,9 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import { eq, inArray, sql } from 'drizzle-orm';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { MAILBOX_UNSEARCHABLE } from '../../src/campaigns/parked-sends.js';
 import { UNSEARCHABLE_RECHECK_MS } from '../../src/campaigns/send-recovery.js';
 import { campaignSends, campaigns, messages, recipients } from '../../src/db/schema.js';
 import { rowsOf } from '../../src/db/pg-array.js';
+import { createMailboxesRepo } from '../../src/gmail/mailboxes.repo.js';
 import { campaignFixtures, separateWorker } from '../helpers/campaign-fixtures.js';
 import { connectedMailbox } from '../helpers/gmail.js';
 import { sendCountMismatches } from '../helpers/send-counts.js';
@@ -32,15 +34,16 @@ beforeAll(async () => {
 
 const db = () => ctx.app.database.db;
 const minutesAgo = (n: number) => new Date(Date.now() - n * 60_000);
+const soon = () => new Date(Date.now() + 4 * 60_000);
 const setMailboxStatus = (id: string, status: 'active' | 'needs_reconnect') =>
   db().execute(sql`update mailboxes set status = ${status}, status_reason = ${status === 'active' ? null : 'invalid_grant'} where id = ${id}::uuid`);
 /** Gmail calls made for a sandbox mailbox so far (searches and sends alike). */
 const gmailCalls = (mailbox: string) => ctx.app.sandbox.control.calls({ mailbox }).length;
 
 /** A launched campaign of one contact whose worker died right after Gmail accepted its message: `sending`, lease of 2 s. */
-async function crashedAfterGmail(subject: string) {
+async function crashedAfterGmail(subject: string, sender: { id: string; email: string } = { id: healthy.id, email: HEALTHY }) {
   const [person] = await fx.audience(1, { prefix: 'rec' });
-  const campaignId = await fx.launched(healthy.id, subject, [person!.id]);
+  const campaignId = await fx.launched(sender.id, subject, [person!.id]);
   const crashing = separateWorker(ctx.app, {
     leaseMs: 2_000,
     concurrency: 1,
@@ -50,16 +53,22 @@ async function crashedAfterGmail(subject: string) {
   });
   await crashing.tick();
   expect((await fx.ledger(campaignId)).map((r) => r.status)).toEqual(['sending']);
-  expect(fx.sentTo(HEALTHY, subject).get(person!.email)).toBe(1);
+  expect(fx.sentTo(sender.email, subject).get(person!.email)).toBe(1);
   return { campaignId, person: person! };
 }
 
 /** `n` sends of a campaign from the stuck mailbox, claimed by a worker that died long ago. */
 async function seedStuckSends(n: number): Promise<string> {
+  // Older than any other expired lease: the front of expiredLeases' order.
+  return seedSends(stuck.id, n, 'dead-worker', (i) => minutesAgo(15 - i / 1000));
+}
+
+/** `n` sends of a campaign from this mailbox, claimed 20 minutes ago by `owner`, with these leases. */
+async function seedSends(mailboxId: string, n: number, owner: string, leaseExpiresAt: (i: number) => Date): Promise<string> {
   const workspaceId = ctx.owner.workspaceId;
   const [campaign] = await db()
     .insert(campaigns)
-    .values({ workspaceId, name: 'Stuck', kind: 'marketing', mailboxId: stuck.id, subject: 'Stuck', html: '<p>x</p>', audience: { contactIds: [] }, status: 'paused', statusReason: 'mailbox_needs_reconnect' })
+    .values({ workspaceId, name: 'Stuck', kind: 'marketing', mailboxId, subject: 'Stuck', html: '<p>x</p>', audience: { contactIds: [] }, status: 'paused', statusReason: 'mailbox_needs_reconnect' })
     .returning({ id: campaigns.id });
   const emails = Array.from({ length: n }, () => `stuck-${randomUUID()}@contoso.test`);
   const people = await db().insert(recipients).values(emails.map((email) => ({ workspaceId, email }))).returning({ id: recipients.id, email: recipients.email });
@@ -76,19 +85,33 @@ async function seedStuckSends(n: number): Promise<string> {
         rfc822MessageId: `${randomUUID()}@acme.test`,
         attempts: 1,
         claimedAt: minutesAgo(20),
-        leaseOwner: 'dead-worker',
-        // Older than any other expired lease: the front of expiredLeases' order.
-        leaseExpiresAt: minutesAgo(15 - i / 1000),
+        leaseOwner: owner,
+        leaseExpiresAt: leaseExpiresAt(i),
       })),
     );
   return campaign!.id;
 }
 
 async function stuckRows(campaignId: string) {
-  return rowsOf<{ status: string; attempts: number; resolve_looks: number; lease_expires_at: string | Date }>(
-    await db().execute(sql`select status, attempts, resolve_looks, lease_expires_at from campaign_sends where campaign_id = ${campaignId}::uuid`),
+  return rowsOf<{ status: string; attempts: number; resolve_looks: number; lease_owner: string | null; error_code: string | null; lease_expires_at: string | Date }>(
+    await db().execute(sql`select status, attempts, resolve_looks, lease_owner, error_code, lease_expires_at from campaign_sends where campaign_id = ${campaignId}::uuid`),
   ).map((r) => ({ ...r, attempts: Number(r.attempts), resolve_looks: Number(r.resolve_looks), lease_expires_at: new Date(r.lease_expires_at) }));
 }
+
+/** A 1:1 send from this mailbox to someone@contoso.test, `sending` under `owner`'s lease. */
+const oneToOne = (mailboxId: string, from: string, leaseExpiresAt: Date, subject = 'R3 one to one', owner = 'dead-worker') => ({
+  workspaceId: ctx.owner.workspaceId,
+  mailboxId,
+  direction: 'outbound' as const,
+  status: 'sending' as const,
+  rfc822MessageId: `${randomUUID()}@acme.test`,
+  subject,
+  fromAddress: from,
+  toAddresses: ['someone@contoso.test'],
+  leaseOwner: owner,
+  leaseExpiresAt,
+});
+const messageRow = async (id: string) => (await db().select().from(messages).where(eq(messages.id, id)))[0]!;
 
 describe('recovery of expired sends', { timeout: 90_000 }, () => {
   it('sends of a mailbox waiting to be reconnected keep their state but not their place: a healthy mailbox’s crashed send is resolved behind them', async () => {
@@ -142,20 +165,7 @@ describe('recovery of expired sends', { timeout: 90_000 }, () => {
   });
 
   it('1:1 sends: those of a mailbox waiting to be reconnected do not hold up a healthy mailbox’s', async () => {
-    const workspaceId = ctx.owner.workspaceId;
     await setMailboxStatus(stuck.id, 'needs_reconnect');
-    const oneToOne = (mailboxId: string, from: string, leaseExpiresAt: Date) => ({
-      workspaceId,
-      mailboxId,
-      direction: 'outbound' as const,
-      status: 'sending' as const,
-      rfc822MessageId: `${randomUUID()}@acme.test`,
-      subject: 'R3 one to one',
-      fromAddress: from,
-      toAddresses: ['someone@contoso.test'],
-      leaseOwner: 'dead-worker',
-      leaseExpiresAt,
-    });
     const stuckIds = (
       await db()
         .insert(messages)
@@ -168,7 +178,7 @@ describe('recovery of expired sends', { timeout: 90_000 }, () => {
     await ctx.app.sandbox.control.sendAs(HEALTHY, { to: 'someone@contoso.test', subject: 'R3 one to one', text: 'hi', messageId: `<${mine!.rfc822MessageId}>` });
     const stuckCalls = gmailCalls(STUCK);
 
-    const status = async () => (await db().select().from(messages).where(eq(messages.id, mine!.id)))[0]!.status;
+    const status = async () => (await messageRow(mine!.id)).status;
     let passes = 0;
     while ((await status()) === 'sending' && passes < 3) {
       await ctx.app.services.messages.recoverExpired();
@@ -179,5 +189,114 @@ describe('recovery of expired sends', { timeout: 90_000 }, () => {
     const rows = await db().select().from(messages).where(inArray(messages.id, stuckIds));
     expect(rows.every((r) => r.status === 'sending' && r.resolveLooks === 0 && r.leaseExpiresAt!.getTime() > Date.now() + UNSEARCHABLE_RECHECK_MS / 2)).toBe(true);
     expect(gmailCalls(STUCK)).toBe(stuckCalls);
+  });
+});
+
+/*
+ * A send parked because its mailbox could not be searched is due the moment the mailbox is
+ * reconnected (campaigns/parked-sends.ts): not up to UNSEARCHABLE_RECHECK_MS later. Only
+ * parked ones: a send a live worker holds keeps its lease, or recovery could search too early,
+ * not find it, and queue it again.
+ */
+describe('a reconnect makes the parked sends due', { timeout: 90_000 }, () => {
+  it('campaign sends: one recovery pass after the reconnect finds the parked send; a live claim on that mailbox keeps its lease', async () => {
+    const PARKED = 'recovery-parked@acme.test';
+    const parked = await connectedMailbox(ctx.app, ctx.owner.token, PARKED, { sync: true });
+    const subject = 'R4 parked until the reconnect';
+    const { campaignId, person } = await crashedAfterGmail(subject, { id: parked.id, email: PARKED });
+    // Another send of that mailbox, claimed a moment ago by a worker sending it now.
+    const liveCampaign = await seedSends(parked.id, 1, 'live-worker', soon);
+    const live = await stuckRows(liveCampaign);
+    await setMailboxStatus(parked.id, 'needs_reconnect');
+    const calls = gmailCalls(PARKED);
+
+    const rescuer = separateWorker(ctx.app, { workerId: 'rescuer-4' });
+    await rescuer.recoverStuck(new Date(Date.now() + 3_000));
+    const [held] = await stuckRows(campaignId);
+    expect(held).toMatchObject({ status: 'sending', attempts: 1, resolve_looks: 0, error_code: MAILBOX_UNSEARCHABLE, lease_owner: 'rescuer-4' });
+    expect(held!.lease_expires_at.getTime()).toBeGreaterThan(Date.now() + UNSEARCHABLE_RECHECK_MS / 2);
+    expect(gmailCalls(PARKED)).toBe(calls);
+    // The campaign's progress shows it in flight, nothing failed.
+    const progress = await ctx.app.api('GET', `/api/campaigns/${campaignId}`, { token: ctx.owner.token });
+    expect(progress.status).toBe(200);
+    expect(JSON.stringify(progress.body)).not.toContain(MAILBOX_UNSEARCHABLE);
+
+    // Reconnected through the OAuth callback, as the person does: the parked send is due now.
+    const before = Date.now();
+    expect(await connectedMailbox(ctx.app, ctx.owner.token, PARKED, { sync: true })).toMatchObject({ id: parked.id, status: 'active' });
+    const [due] = await stuckRows(campaignId);
+    expect(due!.lease_expires_at.getTime()).toBeGreaterThanOrEqual(before);
+    expect(due!.lease_expires_at.getTime()).toBeLessThanOrEqual(Date.now());
+    expect(await stuckRows(liveCampaign)).toEqual(live);
+
+    // One pass now, not minutes later: found in the mailbox → sent, and never sent twice.
+    await rescuer.recoverStuck();
+    expect((await fx.ledger(campaignId))[0]).toMatchObject({ status: 'sent', attempts: 1, error_code: null });
+    expect(fx.sentTo(PARKED, subject).get(person.email)).toBe(1);
+    expect(ctx.app.sandbox.control.calls({ endpoint: 'send', mailbox: PARKED })).toHaveLength(1);
+    expect(await stuckRows(liveCampaign)).toEqual(live);
+    expect(await sendCountMismatches(db())).toEqual([]);
+  });
+
+  it('a send is not parked when its mailbox was reconnected after recovery read it', async () => {
+    const RACED = 'recovery-raced@acme.test';
+    const raced = await connectedMailbox(ctx.app, ctx.owner.token, RACED, { sync: true });
+    const { campaignId, person } = await crashedAfterGmail('R5 reconnected meanwhile', { id: raced.id, email: RACED });
+    // A recovery that read the mailbox just before its reconnect committed: it still sees needs_reconnect.
+    const mailboxRepo = createMailboxesRepo(db());
+    const late = separateWorker(ctx.app, {
+      workerId: 'rescuer-5',
+      mailboxRepo: {
+        ...mailboxRepo,
+        findByIdUnscoped: async (id: string) => {
+          const row = await mailboxRepo.findByIdUnscoped(id);
+          return row && { ...row, status: 'needs_reconnect' as const };
+        },
+      },
+    });
+    const asOf = new Date(Date.now() + 3_000);
+    await late.recoverStuck(asOf);
+    // Not taken: still expired, unmarked, left to the next pass — not parked for minutes.
+    const [row] = await stuckRows(campaignId);
+    expect(row).toMatchObject({ status: 'sending', error_code: null });
+    expect(row!.lease_expires_at.getTime()).toBeLessThan(asOf.getTime());
+
+    await separateWorker(ctx.app, { workerId: 'rescuer-6' }).recoverStuck(asOf);
+    expect((await fx.ledger(campaignId))[0]).toMatchObject({ status: 'sent', attempts: 1 });
+    expect(fx.sentTo(RACED, 'R5 reconnected meanwhile').get(person.email)).toBe(1);
+  });
+
+  it('1:1 sends: the parked one is found at the first pass after the reconnect; a live one keeps its lease', async () => {
+    const SENDER = 'recovery-parked-1to1@acme.test';
+    const box = await connectedMailbox(ctx.app, ctx.owner.token, SENDER, { sync: true });
+    const subject = 'R6 one to one parked';
+    // Its worker died after Gmail accepted it: the sandbox has it.
+    const [gone] = await db().insert(messages).values(oneToOne(box.id, SENDER, minutesAgo(1), subject)).returning();
+    const [live] = await db().insert(messages).values(oneToOne(box.id, SENDER, soon(), subject, 'live-worker')).returning();
+    ctx.app.sandbox.control.createMailbox({ email: 'someone@contoso.test' });
+    await ctx.app.sandbox.control.sendAs(SENDER, { to: 'someone@contoso.test', subject, text: 'hi', messageId: `<${gone!.rfc822MessageId}>` });
+    await setMailboxStatus(box.id, 'needs_reconnect');
+    const calls = gmailCalls(SENDER);
+
+    await ctx.app.services.messages.recoverExpired();
+    const held = await messageRow(gone!.id);
+    expect(held).toMatchObject({ status: 'sending', resolveLooks: 0, errorCode: MAILBOX_UNSEARCHABLE });
+    expect(held.leaseExpiresAt!.getTime()).toBeGreaterThan(Date.now() + UNSEARCHABLE_RECHECK_MS / 2);
+    expect(gmailCalls(SENDER)).toBe(calls);
+    // The API shows it pending, as any send whose outcome is not known yet.
+    const shown = await ctx.app.api('GET', `/api/messages/${gone!.id}`, { token: ctx.owner.token });
+    expect(shown.body.status).toBe('pending');
+
+    const before = Date.now();
+    expect(await connectedMailbox(ctx.app, ctx.owner.token, SENDER, { sync: true })).toMatchObject({ id: box.id, status: 'active' });
+    const due = await messageRow(gone!.id);
+    expect(due.leaseExpiresAt!.getTime()).toBeGreaterThanOrEqual(before);
+    expect(due.leaseExpiresAt!.getTime()).toBeLessThanOrEqual(Date.now());
+    expect(await messageRow(live!.id)).toEqual(live);
+
+    await ctx.app.services.messages.recoverExpired();
+    expect(await messageRow(gone!.id)).toMatchObject({ status: 'sent', errorCode: null });
+    expect((await ctx.app.api('GET', `/api/messages/${gone!.id}`, { token: ctx.owner.token })).body.status).toBe('sent');
+    expect(await messageRow(live!.id)).toEqual(live);
   });
 });
