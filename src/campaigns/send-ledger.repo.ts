@@ -2,7 +2,7 @@ import { sql, type SQL } from 'drizzle-orm';
 import type { Db } from '../db/connect.js';
 import { lockAddresses } from '../suppression/address-lock.js';
 import type { CampaignRow } from './campaigns.repo.js';
-import { optedInSql, PROBE_ONLY, suppressedSql } from './eligibility-sql.js';
+import { gateSql, type GateRow } from './gate-sql.js';
 import { pgArray, rowsOf } from '../db/pg-array.js';
 import { GENERIC_PLAN } from '../db/plan-hints.js';
 import { campaignSendOutcomeCtes } from '../webhooks/facts.js';
@@ -51,58 +51,6 @@ export type GateResult =
   | { kind: 'lost' }
   /** The campaign stopped sending (paused, cancelled): leave the row queued. */
   | { kind: 'halted' };
-
-interface GateRow {
-  status: string;
-  lease_owner: string | null;
-  lease_expired: boolean;
-  attempts: number;
-  campaign_status: string;
-  /** Why it must not go out (invariant 1, P-10, a reply or bounce to an earlier step), or null. */
-  skip_reason: string | null;
-}
-
-/**
- * SQL: the rows (locked, in id order), their campaign's state and the verdict of every
- * re-check, as one select; the single place where the rules of invariant 1 and P-10 meet the
- * ledger. Run under the address locks, which the caller took earlier in the same transaction
- * (so this statement's snapshot already sees any opt-out that committed before). Only the
- * checks that can apply are in it: a first step has no earlier step to have been answered or
- * bounced, and a transactional campaign needs no consent (the gate runs per message group: a
- * smaller statement is a cheaper plan). All rows are of `campaign`.
- *
- * The campaign's state is read with a share lock on its row (`for share`): a pause, cancel or
- * delete updates that row, so either it commits first and this reads the state it wrote (a
- * locking read follows a row updated since the snapshot to its newest version), or it waits
- * until this claim's transaction has ended. Read from the snapshot alone, a claim whose statement
- * began before a cancel and then waited for a send's row lock (another worker's reservation)
- * claimed after the cancel had answered — and its mail went out after the user was told the
- * campaign was cancelled (a cancel no longer waits for the campaign's queued rows itself:
- * cancelled-sends.ts).
- */
-function gateSql(sendIds: string[], campaign: CampaignRow, laterSteps: boolean, now: Date): SQL {
-  const consent = campaign.kind === 'marketing' ? sql`not ${optedInSql(sql`s.contact_id`, sql`s.workspace_id`)}` : sql`false`;
-  const earlier = (type: 'reply' | 'bounce') =>
-    !laterSteps
-      ? sql`false`
-      : sql`s.step > 0 and exists (select 1 from campaign_sends p join mail_events e on e.message_id = p.message_id and e.type = ${type}
-                      ${type === 'reply' ? sql`and coalesce((e.detail ->> 'automatic')::boolean, false) = false` : sql``}
-                    where p.campaign_id = s.campaign_id and p.recipient_id = s.recipient_id and p.step < s.step${PROBE_ONLY})`;
-  return sql`
-    select s.id, s.status, s.lease_owner, coalesce(s.lease_expires_at < ${ts(now)}, true) as lease_expired, s.attempts,
-      s.email, s.contact_id, s.rfc822_message_id, (select c.status from campaigns c where c.id = s.campaign_id for share) as campaign_status,
-      case
-        when ${suppressedSql(sql`s.workspace_id`, sql`s.email`, sql`(select r.address_hash from recipients r where r.id = s.recipient_id)`, campaign.topic, { probesOnly: true })} then 'suppressed'
-        when s.contact_id is null or exists (select 1 from contacts dc where dc.id = s.contact_id and dc.deleted_at is not null${PROBE_ONLY}) then 'contact_deleted'
-        when ${consent} then 'no_consent'
-        when ${earlier('reply')} then 'replied'
-        when ${earlier('bounce')} then 'bounced'
-      end as skip_reason
-    from campaign_sends s
-    where s.id = any(${pgArray(sendIds)}::uuid[])
-    order by s.id
-    for update of s`;
-}
 
 /** One send to claim in a group (all of one campaign and mailbox). */
 export interface ClaimInput {
