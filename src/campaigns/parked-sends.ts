@@ -38,11 +38,12 @@ export interface ParkedFor {
  * The parts of recovery's take-over that differ when it parks the send: its error_code (the
  * mark, or the mark cleared), and, when parking, that the mailbox still cannot be searched.
  * That is read in the take-over's statement under a share lock on the mailbox's row, which
- * the reconnect's transaction locks for update first: recovery read the mailbox as
- * `needs_reconnect` a moment ago, but if a reconnect committed since, the send is not parked
- * (the take-over changes nothing and the next pass searches it); if this statement parks
- * first, the reconnect waits for it and then finds the mark. Without this a send parked just
- * after a reconnect would wait the full UNSEARCHABLE_RECHECK_MS.
+ * the reconnect's transaction updates: recovery read the mailbox as `needs_reconnect` a moment
+ * ago, but if a reconnect committed since (or commits while this waits for the lock), the send
+ * is not parked (the take-over changes nothing and the next pass searches it); if this
+ * statement parks first, the reconnect waits for it, and the release after the reconnect's
+ * commit finds the mark. Without this a send parked just after a reconnect would wait the full
+ * UNSEARCHABLE_RECHECK_MS.
  */
 export function takeOverTerms(parkedFor: ParkedFor | undefined): { errorCode: SQL; condition: SQL } {
   if (!parkedFor) return { errorCode: withoutParkedMark(), condition: sql`true` };
@@ -57,7 +58,8 @@ export function takeOverTerms(parkedFor: ParkedFor | undefined): { errorCode: SQ
 /**
  * The mailbox was reconnected: its parked sends — campaign sends of its campaigns and its 1:1
  * sends, `sending` with the mark — are due for recovery at `at`, one statement per table. Run
- * in the reconnect's transaction (after its update of the mailbox's row). Rows without the
+ * right after the reconnect's transaction commits (mailboxes.service.ts: inside it, it would
+ * hold the mailbox's row while waiting for send rows a purge holds). Rows without the
  * mark, live claims among them, are not touched. Both read the few `sending` rows through the
  * partial lease indexes. Returns how many sends became due.
  */

@@ -243,7 +243,7 @@ export function createSendLedgerRepo(db: Db, options: SendLedgerOptions = {}) {
         const reason = row.skip_reason;
         if (reason) {
           await tx.execute(sql`
-            update campaign_sends set status = 'skipped', skip_reason = ${reason}, lease_owner = null, lease_expires_at = null, message_id = null
+            update campaign_sends set status = 'skipped', skip_reason = ${reason}, lease_owner = null, lease_expires_at = null, message_id = null, error_code = null
             where ${fence(lease)}`);
           await tx.execute(sql`delete from messages where id = ${lease.messageRowId}::uuid`);
           return { kind: 'skipped', reason } as const;

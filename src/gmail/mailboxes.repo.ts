@@ -94,7 +94,7 @@ function mailboxQueries(db: Db) {
 
     /**
      * The mailbox can be searched again: the sends recovery parked while it could not are due
-     * now (campaigns/parked-sends.ts). In the reconnect's transaction, after its update.
+     * now (campaigns/parked-sends.ts). Right after the reconnect's transaction commits.
      */
     releaseParkedSends: (mailboxId: string, at: Date): Promise<number> => releaseParkedSends(db, mailboxId, at),
 

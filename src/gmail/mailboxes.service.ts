@@ -149,6 +149,24 @@ export function createMailboxService(deps: MailboxServiceDeps) {
     );
   }
 
+
+  /**
+   * The mailbox can be searched again: the sends recovery parked while it could not are due
+   * now, not up to UNSEARCHABLE_RECHECK_MS later (campaigns/parked-sends.ts). Right after the
+   * reconnect's transaction committed, not inside it: it locked the mailbox's row, and a
+   * purge holding a parked send's row while it counts that mailbox's purged sends (a key-share
+   * lock on the mailbox's row) would deadlock with it. A park racing the reconnect reads the
+   * mailbox's state under a share lock: it committed before (its mark is seen here) or it sees
+   * the mailbox active and parks nothing. If this fails, the sends wait as before.
+   */
+  async function releaseParked(mailboxId: string) {
+    try {
+      const released = await repo.releaseParkedSends(mailboxId, now());
+      if (released > 0) logger.info({ mailboxId, released }, 'sends parked while the mailbox could not be searched are due for recovery now');
+    } catch (error) {
+      logger.warn({ mailboxId, errorName: error instanceof Error ? error.name : typeof error }, 'parked sends were not released; recovery looks at them within minutes');
+    }
+  }
   return {
     /**
      * The disclosure to show, and the Google consent URL to go to after it (P-05).
@@ -246,16 +264,7 @@ export function createMailboxService(deps: MailboxServiceDeps) {
           detail: { scopes: common.scopes, policyVersion: common.disclosureVersion, sync: common.syncEnabled },
         });
         // Reconnecting an address updates its row: same id, history and budget, never a duplicate.
-        if (existing) {
-          const reconnected = (await tx.update(existing.id, common))!;
-          // Its sends that recovery parked while it could not be searched are due now, not up to
-          // UNSEARCHABLE_RECHECK_MS later; in this transaction, which locked the mailbox's row
-          // first, so a recovery parking a send meanwhile either did so before (and its mark is
-          // seen here) or sees the mailbox active (campaigns/parked-sends.ts).
-          const released = await tx.releaseParkedSends(existing.id, now());
-          if (released > 0) logger.info({ mailboxId: existing.id, released }, 'sends parked while the mailbox could not be searched are due for recovery now');
-          return reconnected;
-        }
+        if (existing) return (await tx.update(existing.id, common))!;
         const kind = CONSUMER_DOMAINS.has(granted.email.split('@')[1]!.toLowerCase()) ? 'consumer' : 'workspace';
         return tx.insert({
           id,
@@ -267,6 +276,7 @@ export function createMailboxService(deps: MailboxServiceDeps) {
           ...common,
         });
       });
+      await releaseParked(mailbox.id);
       await deps.pacer.forget(mailbox.id);
       deps.onConnected?.(mailbox);
       return present(mailbox);

@@ -237,6 +237,8 @@ export function createMessagesService(deps: MessagesServiceDeps) {
           gmailMessageId: sent.id,
           gmailThreadId: sent.threadId,
           at: now(),
+          // Recovery in this process may have parked it meanwhile (same owner): no mark on a sent row.
+          errorCode: null,
           leaseOwner: null,
           leaseExpiresAt: null,
         });
