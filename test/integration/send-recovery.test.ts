@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { eq, inArray, sql } from 'drizzle-orm';
+import pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { MAILBOX_UNSEARCHABLE } from '../../src/campaigns/parked-sends.js';
 import { UNSEARCHABLE_RECHECK_MS } from '../../src/campaigns/send-recovery.js';
@@ -298,5 +299,41 @@ describe('a reconnect makes the parked sends due', { timeout: 90_000 }, () => {
     expect(await messageRow(gone!.id)).toMatchObject({ status: 'sent', errorCode: null });
     expect((await ctx.app.api('GET', `/api/messages/${gone!.id}`, { token: ctx.owner.token })).body.status).toBe('sent');
     expect(await messageRow(live!.id)).toEqual(live);
+  });
+
+  // Server only: on PGlite every statement runs alone, so the two cannot interleave.
+  it.runIf(process.env.TEST_DATABASE_URL)('the reconnect does not deadlock with a purge holding a parked send', async () => {
+    const PURGING = 'recovery-purging@acme.test';
+    const box = await connectedMailbox(ctx.app, ctx.owner.token, PURGING, { sync: true });
+    const { campaignId } = await crashedAfterGmail('R7 a purge beside the reconnect', { id: box.id, email: PURGING });
+    await setMailboxStatus(box.id, 'needs_reconnect');
+    await separateWorker(ctx.app, { workerId: 'rescuer-7' }).recoverStuck(new Date(Date.now() + 3_000));
+    const [parked] = rowsOf<{ id: string; error_code: string }>(await db().execute(sql`select id, error_code from campaign_sends where campaign_id = ${campaignId}::uuid`));
+    expect(parked!.error_code).toBe(MAILBOX_UNSEARCHABLE);
+
+    // A purge's transaction as purge.repo.ts runs it: the sends it deletes locked first, then the
+    // mailbox's purged-send count, whose foreign key takes a key-share lock on the mailbox's row.
+    const purge = new pg.Client({ connectionString: (ctx.app.database as unknown as { url: string }).url });
+    await purge.connect();
+    try {
+      await purge.query('begin');
+      await purge.query('select 1 from campaign_sends where id = $1 for update', [parked!.id]);
+      const reconnect = connectedMailbox(ctx.app, ctx.owner.token, PURGING, { sync: true });
+      // The reconnect's transaction has committed; its release waits for the parked send's row.
+      // (Before: the release ran inside that transaction, which held the mailbox's row — and the
+      // purge's next statement and the reconnect waited for each other: "deadlock detected".)
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      await purge.query(
+        `insert into mailbox_purged_sends (workspace_id, mailbox_id, minute, sends) values ($1, $2, date_trunc('minute', now()), 1)
+         on conflict (mailbox_id, minute, workspace_id) do update set sends = mailbox_purged_sends.sends + 1`,
+        [ctx.owner.workspaceId, box.id],
+      );
+      await purge.query('rollback');
+      expect(await reconnect).toMatchObject({ id: box.id, status: 'active' });
+    } finally {
+      await purge.end();
+    }
+    const [due] = await stuckRows(campaignId);
+    expect(due!.lease_expires_at.getTime()).toBeLessThanOrEqual(Date.now());
   });
 });
