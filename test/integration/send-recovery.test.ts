@@ -7,6 +7,10 @@ import { UNSEARCHABLE_RECHECK_MS } from '../../src/campaigns/send-recovery.js';
 import { campaignSends, campaigns, messages, recipients } from '../../src/db/schema.js';
 import { rowsOf } from '../../src/db/pg-array.js';
 import { createMailboxesRepo } from '../../src/gmail/mailboxes.repo.js';
+import { createLogger } from '../../src/logger.js';
+import { createMessagesRepo } from '../../src/messages/messages.repo.js';
+import { createMessagesService } from '../../src/messages/messages.service.js';
+import { createAddressHasher } from '../../src/suppression/address-hash.js';
 import { campaignFixtures, separateWorker } from '../helpers/campaign-fixtures.js';
 import { connectedMailbox } from '../helpers/gmail.js';
 import { sendCountMismatches } from '../helpers/send-counts.js';
@@ -299,6 +303,37 @@ describe('a reconnect makes the parked sends due', { timeout: 90_000 }, () => {
     expect(await messageRow(gone!.id)).toMatchObject({ status: 'sent', errorCode: null });
     expect((await ctx.app.api('GET', `/api/messages/${gone!.id}`, { token: ctx.owner.token })).body.status).toBe('sent');
     expect(await messageRow(live!.id)).toEqual(live);
+  });
+
+  it('1:1 sends: not parked when the mailbox was reconnected after recovery read it', async () => {
+    const SENDER = 'recovery-raced-1to1@acme.test';
+    const box = await connectedMailbox(ctx.app, ctx.owner.token, SENDER, { sync: true });
+    const subject = 'R8 one to one reconnected meanwhile';
+    const [gone] = await db().insert(messages).values(oneToOne(box.id, SENDER, minutesAgo(1), subject)).returning();
+    ctx.app.sandbox.control.createMailbox({ email: 'someone@contoso.test' });
+    await ctx.app.sandbox.control.sendAs(SENDER, { to: 'someone@contoso.test', subject, text: 'hi', messageId: `<${gone!.rfc822MessageId}>` });
+    // A recovery that read the mailbox just before its reconnect committed: it still sees needs_reconnect.
+    const mailboxRepo = createMailboxesRepo(db());
+    const late = createMessagesService({
+      repo: createMessagesRepo(db(), createAddressHasher(ctx.app.config.privacy.suppressionHashKey)),
+      mailboxes: ctx.app.services.mailboxes,
+      mailboxRepo: {
+        findByIdUnscoped: async (id: string) => {
+          const row = await mailboxRepo.findByIdUnscoped(id);
+          return row && { ...row, status: 'needs_reconnect' as const };
+        },
+      },
+      logger: createLogger('silent'),
+      workerId: 'rescuer-8',
+    });
+    await late.recoverExpired();
+    // Not taken: still expired, unmarked, left to the next pass — not parked for minutes.
+    const row = await messageRow(gone!.id);
+    expect(row).toMatchObject({ status: 'sending', errorCode: null, leaseOwner: 'dead-worker' });
+    expect(row.leaseExpiresAt!.getTime()).toBeLessThan(Date.now());
+
+    await ctx.app.services.messages.recoverExpired();
+    expect(await messageRow(gone!.id)).toMatchObject({ status: 'sent', errorCode: null });
   });
 
   // Server only: on PGlite every statement runs alone, so the two cannot interleave.
