@@ -250,12 +250,6 @@ async function runBaseline(sandboxUrl: string, messages: number) {
 }
 
 /**
- * `workers` × `npm run worker` processes (as deployed: default batch size, the 1 s send tick,
- * limits shared through the server) on a fresh database on the PostgreSQL server, quota and
- * pace raised out of the way. Timed from the first message recorded sent to the last, so that
- * process start-up (tsx compiling) is not counted.
- */
-/**
  * The cluster's next MultiXact id, after a checkpoint (pg_control_checkpoint is read from the
  * last one). Row locks shared by several transactions at once (the gate's share lock on the
  * campaign row, two workers claiming together) each take a MultiXact: their count per message
@@ -268,6 +262,12 @@ async function nextMultixact(db: Db): Promise<number> {
   return Number(result.rows[0]!.id);
 }
 
+/**
+ * `workers` × `npm run worker` processes (as deployed: default batch size, the 1 s send tick,
+ * limits shared through the server) on a fresh database on the PostgreSQL server, quota and
+ * pace raised out of the way. Timed from the first message recorded sent to the last, so that
+ * process start-up (tsx compiling) is not counted.
+ */
 async function runWorkerProcesses(sandboxUrl: string, recipients: number, workers: number) {
   const scratch = await createScratchDatabase(serverUrl, 'inboxtrail_bench');
   const env = { ...serviceEnv(sandboxUrl), DATABASE_URL: scratch.url };

@@ -149,7 +149,6 @@ export function createMailboxService(deps: MailboxServiceDeps) {
     );
   }
 
-
   /**
    * The mailbox can be searched again: the sends recovery parked while it could not are due
    * now, not up to UNSEARCHABLE_RECHECK_MS later (campaigns/parked-sends.ts). Right after the
@@ -167,6 +166,7 @@ export function createMailboxService(deps: MailboxServiceDeps) {
       logger.warn({ mailboxId, errorName: error instanceof Error ? error.name : typeof error }, 'parked sends were not released; recovery looks at them within minutes');
     }
   }
+
   return {
     /**
      * The disclosure to show, and the Google consent URL to go to after it (P-05).

@@ -118,6 +118,26 @@ const oneToOne = (mailboxId: string, from: string, leaseExpiresAt: Date, subject
 });
 const messageRow = async (id: string) => (await db().select().from(messages).where(eq(messages.id, id)))[0]!;
 
+/** A 1:1 send whose worker died after Gmail accepted it (the sandbox has it): `sending`, its lease expired a minute ago. */
+async function deliveredOneToOne(mailboxId: string, from: string, subject: string) {
+  const [row] = await db().insert(messages).values(oneToOne(mailboxId, from, minutesAgo(1), subject)).returning();
+  ctx.app.sandbox.control.createMailbox({ email: 'someone@contoso.test' });
+  await ctx.app.sandbox.control.sendAs(from, { to: 'someone@contoso.test', subject, text: 'hi', messageId: `<${row!.rfc822MessageId}>` });
+  return row!;
+}
+
+/** Mailboxes as a recovery sees them that read them just before a reconnect committed: needs_reconnect. */
+function staleMailboxes() {
+  const mailboxRepo = createMailboxesRepo(db());
+  return {
+    ...mailboxRepo,
+    findByIdUnscoped: async (id: string) => {
+      const row = await mailboxRepo.findByIdUnscoped(id);
+      return row && { ...row, status: 'needs_reconnect' as const };
+    },
+  };
+}
+
 describe('recovery of expired sends', { timeout: 90_000 }, () => {
   it('sends of a mailbox waiting to be reconnected keep their state but not their place: a healthy mailbox’s crashed send is resolved behind them', async () => {
     const stuckCampaign = await seedStuckSends(MANY);
@@ -178,12 +198,10 @@ describe('recovery of expired sends', { timeout: 90_000 }, () => {
         .returning({ id: messages.id })
     ).map((r) => r.id);
     // The healthy one went out before its worker died: the sandbox has it.
-    const [mine] = await db().insert(messages).values(oneToOne(healthy.id, HEALTHY, minutesAgo(1))).returning();
-    ctx.app.sandbox.control.createMailbox({ email: 'someone@contoso.test' });
-    await ctx.app.sandbox.control.sendAs(HEALTHY, { to: 'someone@contoso.test', subject: 'R3 one to one', text: 'hi', messageId: `<${mine!.rfc822MessageId}>` });
+    const mine = await deliveredOneToOne(healthy.id, HEALTHY, 'R3 one to one');
     const stuckCalls = gmailCalls(STUCK);
 
-    const status = async () => (await messageRow(mine!.id)).status;
+    const status = async () => (await messageRow(mine.id)).status;
     let passes = 0;
     while ((await status()) === 'sending' && passes < 3) {
       await ctx.app.services.messages.recoverExpired();
@@ -248,17 +266,7 @@ describe('a reconnect makes the parked sends due', { timeout: 90_000 }, () => {
     const raced = await connectedMailbox(ctx.app, ctx.owner.token, RACED, { sync: true });
     const { campaignId, person } = await crashedAfterGmail('R5 reconnected meanwhile', { id: raced.id, email: RACED });
     // A recovery that read the mailbox just before its reconnect committed: it still sees needs_reconnect.
-    const mailboxRepo = createMailboxesRepo(db());
-    const late = separateWorker(ctx.app, {
-      workerId: 'rescuer-5',
-      mailboxRepo: {
-        ...mailboxRepo,
-        findByIdUnscoped: async (id: string) => {
-          const row = await mailboxRepo.findByIdUnscoped(id);
-          return row && { ...row, status: 'needs_reconnect' as const };
-        },
-      },
-    });
+    const late = separateWorker(ctx.app, { workerId: 'rescuer-5', mailboxRepo: staleMailboxes() });
     const asOf = new Date(Date.now() + 3_000);
     await late.recoverStuck(asOf);
     // Not taken: still expired, unmarked, left to the next pass — not parked for minutes.
@@ -276,32 +284,30 @@ describe('a reconnect makes the parked sends due', { timeout: 90_000 }, () => {
     const box = await connectedMailbox(ctx.app, ctx.owner.token, SENDER, { sync: true });
     const subject = 'R6 one to one parked';
     // Its worker died after Gmail accepted it: the sandbox has it.
-    const [gone] = await db().insert(messages).values(oneToOne(box.id, SENDER, minutesAgo(1), subject)).returning();
+    const gone = await deliveredOneToOne(box.id, SENDER, subject);
     const [live] = await db().insert(messages).values(oneToOne(box.id, SENDER, soon(), subject, 'live-worker')).returning();
-    ctx.app.sandbox.control.createMailbox({ email: 'someone@contoso.test' });
-    await ctx.app.sandbox.control.sendAs(SENDER, { to: 'someone@contoso.test', subject, text: 'hi', messageId: `<${gone!.rfc822MessageId}>` });
     await setMailboxStatus(box.id, 'needs_reconnect');
     const calls = gmailCalls(SENDER);
 
     await ctx.app.services.messages.recoverExpired();
-    const held = await messageRow(gone!.id);
+    const held = await messageRow(gone.id);
     expect(held).toMatchObject({ status: 'sending', resolveLooks: 0, errorCode: MAILBOX_UNSEARCHABLE });
     expect(held.leaseExpiresAt!.getTime()).toBeGreaterThan(Date.now() + UNSEARCHABLE_RECHECK_MS / 2);
     expect(gmailCalls(SENDER)).toBe(calls);
     // The API shows it pending, as any send whose outcome is not known yet.
-    const shown = await ctx.app.api('GET', `/api/messages/${gone!.id}`, { token: ctx.owner.token });
+    const shown = await ctx.app.api('GET', `/api/messages/${gone.id}`, { token: ctx.owner.token });
     expect(shown.body.status).toBe('pending');
 
     const before = Date.now();
     expect(await connectedMailbox(ctx.app, ctx.owner.token, SENDER, { sync: true })).toMatchObject({ id: box.id, status: 'active' });
-    const due = await messageRow(gone!.id);
+    const due = await messageRow(gone.id);
     expect(due.leaseExpiresAt!.getTime()).toBeGreaterThanOrEqual(before);
     expect(due.leaseExpiresAt!.getTime()).toBeLessThanOrEqual(Date.now());
     expect(await messageRow(live!.id)).toEqual(live);
 
     await ctx.app.services.messages.recoverExpired();
-    expect(await messageRow(gone!.id)).toMatchObject({ status: 'sent', errorCode: null });
-    expect((await ctx.app.api('GET', `/api/messages/${gone!.id}`, { token: ctx.owner.token })).body.status).toBe('sent');
+    expect(await messageRow(gone.id)).toMatchObject({ status: 'sent', errorCode: null });
+    expect((await ctx.app.api('GET', `/api/messages/${gone.id}`, { token: ctx.owner.token })).body.status).toBe('sent');
     expect(await messageRow(live!.id)).toEqual(live);
   });
 
@@ -309,31 +315,23 @@ describe('a reconnect makes the parked sends due', { timeout: 90_000 }, () => {
     const SENDER = 'recovery-raced-1to1@acme.test';
     const box = await connectedMailbox(ctx.app, ctx.owner.token, SENDER, { sync: true });
     const subject = 'R8 one to one reconnected meanwhile';
-    const [gone] = await db().insert(messages).values(oneToOne(box.id, SENDER, minutesAgo(1), subject)).returning();
-    ctx.app.sandbox.control.createMailbox({ email: 'someone@contoso.test' });
-    await ctx.app.sandbox.control.sendAs(SENDER, { to: 'someone@contoso.test', subject, text: 'hi', messageId: `<${gone!.rfc822MessageId}>` });
+    const gone = await deliveredOneToOne(box.id, SENDER, subject);
     // A recovery that read the mailbox just before its reconnect committed: it still sees needs_reconnect.
-    const mailboxRepo = createMailboxesRepo(db());
     const late = createMessagesService({
       repo: createMessagesRepo(db(), createAddressHasher(ctx.app.config.privacy.suppressionHashKey)),
       mailboxes: ctx.app.services.mailboxes,
-      mailboxRepo: {
-        findByIdUnscoped: async (id: string) => {
-          const row = await mailboxRepo.findByIdUnscoped(id);
-          return row && { ...row, status: 'needs_reconnect' as const };
-        },
-      },
+      mailboxRepo: staleMailboxes(),
       logger: createLogger('silent'),
       workerId: 'rescuer-8',
     });
     await late.recoverExpired();
     // Not taken: still expired, unmarked, left to the next pass — not parked for minutes.
-    const row = await messageRow(gone!.id);
+    const row = await messageRow(gone.id);
     expect(row).toMatchObject({ status: 'sending', errorCode: null, leaseOwner: 'dead-worker' });
     expect(row.leaseExpiresAt!.getTime()).toBeLessThan(Date.now());
 
     await ctx.app.services.messages.recoverExpired();
-    expect(await messageRow(gone!.id)).toMatchObject({ status: 'sent', errorCode: null });
+    expect(await messageRow(gone.id)).toMatchObject({ status: 'sent', errorCode: null });
   });
 
   // Server only: on PGlite every statement runs alone, so the two cannot interleave.
