@@ -1,0 +1,164 @@
+import { eq } from 'drizzle-orm';
+import { describe, expect, it } from 'vitest';
+import { campaigns, suppressions } from '../../src/db/schema.js';
+import { createAddressHasher } from '../../src/suppression/address-hash.js';
+import { createSuppressionRepo } from '../../src/suppression/suppression.repo.js';
+import { FORM, useOptOutApp } from '../helpers/opt-out.js';
+import { snapshotCounts } from '../helpers/test-db.js';
+
+/*
+ * The recipient's preference center (P-09, P-11): topics with this address's state, a topic
+ * opt-out and its undoing, everything off and on again, entries the recipient did not make,
+ * and forms that name what does not exist. One-click and the unsubscribe page:
+ * opt-out-one-click.test.ts.
+ */
+
+const ctx = useOptOutApp();
+const { db, urls, seedCampaign, seedRecipient, seedMailedAddress, oneClick, entriesOf, auditOf, consentsOf } = ctx;
+
+
+describe('preference center (P-09, P-11)', () => {
+  const save = (path: string, fields: [string, string][]) =>
+    ctx.app.api('POST', path, { body: new URLSearchParams(fields).toString(), headers: FORM });
+
+  it('shows the workspace\'s topics with this address\'s state, and GET changes nothing', async () => {
+    await seedCampaign(ctx.owner.workspaceId, 'Product news');
+    await seedCampaign(ctx.owner.workspaceId, null);
+    const mailed = await seedMailedAddress('prefs.view@example.test');
+    const before = await snapshotCounts(db());
+    const page = await ctx.app.api('GET', mailed.prefs);
+    expect(page.status).toBe(200);
+    expect(page.headers.get('cache-control')).toBe('no-store');
+    expect(page.text).toContain('p•••@example.test');
+    expect(page.text).not.toContain('prefs.view');
+    expect(page.text).toContain('<input type="checkbox" name="subscribed" value="Newsletter" checked>');
+    expect(page.text).toContain('<input type="checkbox" name="subscribed" value="Product news" checked>');
+    expect(page.text).toContain('value="unsubscribe-all"');
+    expect(page.text).not.toContain('<script');
+    expect(await snapshotCounts(db())).toEqual(before);
+  });
+
+  it('P-11 a topic opt-out suppresses only that topic, and the recipient can undo it there', async () => {
+    const mailed = await seedMailedAddress('topics@example.test');
+    const repo = createSuppressionRepo(db(), createAddressHasher(ctx.app.config.privacy.suppressionHashKey));
+    const res = await save(mailed.prefs, [
+      ['topics', 'Newsletter'],
+      ['topics', 'Product news'],
+      ['subscribed', 'Product news'],
+      ['action', 'save'],
+    ]);
+    expect(res.status).toBe(200);
+    expect(res.text).toContain('Your choices are saved');
+    expect(res.text).toContain('<input type="checkbox" name="subscribed" value="Newsletter">');
+    expect(await entriesOf(ctx.owner.workspaceId, 'topics@example.test')).toMatchObject([{ scope: 'topic:Newsletter', reason: 'unsubscribe', source: 'preference-center' }]);
+    const email = ['topics@example.test'];
+    expect(await repo.findSuppressed(ctx.owner.workspaceId, email, 'Newsletter')).toEqual(new Set(email));
+    expect(await repo.findSuppressed(ctx.owner.workspaceId, email, 'Product news')).toEqual(new Set());
+    expect(await repo.findSuppressed(ctx.owner.workspaceId, email)).toEqual(new Set());
+    // A topic choice is not a withdrawal of consent as a whole.
+    expect((await consentsOf(mailed.contactId!)).map((c) => c.status)).toEqual(['opted_in']);
+
+    const undo = await save(mailed.prefs, [
+      ['topics', 'Newsletter'],
+      ['topics', 'Product news'],
+      ['subscribed', 'Newsletter'],
+      ['subscribed', 'Product news'],
+    ]);
+    expect(undo.status).toBe(200);
+    expect(await entriesOf(ctx.owner.workspaceId, 'topics@example.test')).toEqual([]);
+    const audit = (await auditOf(ctx.owner.workspaceId)).filter((a) => (a.detail as { entry?: { addressHash?: string } }).entry?.addressHash === createAddressHasher(ctx.app.config.privacy.suppressionHashKey)('topics@example.test'));
+    expect(audit).toMatchObject([{ action: 'suppression.removed', actor: `recipient:${mailed.recipientId}` }]);
+  });
+
+  it('P-11 unsubscribe from everything, then subscribe again: both recorded as consent, both audited', async () => {
+    const mailed = await seedMailedAddress('everything@example.test');
+    const out = await save(mailed.prefs, [['action', 'unsubscribe-all']]);
+    expect(out.status).toBe(200);
+    expect(out.text).toContain('You are unsubscribed from all email');
+    // Counted for the campaign whose mail led here, like the one-click link.
+    expect(await entriesOf(ctx.owner.workspaceId, 'everything@example.test')).toMatchObject([{ scope: 'all', reason: 'unsubscribe', source: `campaign:${mailed.campaignId}` }]);
+
+    const back = await save(mailed.prefs, [['action', 'resubscribe-all']]);
+    expect(back.status).toBe(200);
+    expect(await entriesOf(ctx.owner.workspaceId, 'everything@example.test')).toEqual([]);
+    expect((await consentsOf(mailed.contactId!)).map((c) => [c.status, c.source, c.actor])).toEqual([
+      ['opted_in', 'signup-form', `user:${ctx.owner.userId}`],
+      ['opted_out', 'preference-center', 'recipient'],
+      ['opted_in', 'preference-center', 'recipient'],
+    ]);
+    const actions = (await auditOf(ctx.owner.workspaceId))
+      .filter((a) => a.actor === `recipient:${mailed.recipientId}`)
+      .map((a) => a.action)
+      .sort();
+    expect(actions).toEqual(['suppression.added', 'suppression.removed']);
+  });
+
+  it('re-subscribing is refused for entries the recipient did not make (bounce, complaint): nothing changes', async () => {
+    const mailed = await seedMailedAddress('bounced@example.test');
+    await db().insert(suppressions).values({ workspaceId: ctx.owner.workspaceId, email: 'bounced@example.test', reason: 'bounce', source: 'dsn' });
+    const complaint = await ctx.app.api('POST', '/api/suppressions', {
+      token: ctx.owner.token,
+      json: { email: 'bounced@example.test', reason: 'complaint', scope: 'topic:Newsletter' },
+    });
+    expect(complaint.status).toBe(201);
+
+    const page = await ctx.app.api('GET', mailed.prefs);
+    expect(page.text).toContain('could not be delivered');
+    expect(page.text).not.toContain('value="resubscribe-all"');
+    expect(page.text).toContain('value="Newsletter" disabled aria-describedby="topic-0-why">');
+
+    const before = await snapshotCounts(db());
+    const again = await save(mailed.prefs, [['action', 'resubscribe-all']]);
+    expect(again.status).toBe(409);
+    expect(again.text).toContain('Nothing was changed');
+    const topic = await save(mailed.prefs, [
+      ['topics', 'Newsletter'],
+      ['subscribed', 'Newsletter'],
+    ]);
+    expect(topic.status).toBe(409);
+    expect(await snapshotCounts(db())).toEqual(before);
+    expect(await entriesOf(ctx.owner.workspaceId, 'bounced@example.test')).toHaveLength(2);
+  });
+
+  it('a one-click opt-out after a bounce still records the recipient\'s withdrawal (P-11), without a second entry', async () => {
+    const mailed = await seedMailedAddress('bounced.then.out@example.test');
+    await db().insert(suppressions).values({ workspaceId: ctx.owner.workspaceId, email: 'bounced.then.out@example.test', reason: 'bounce', source: 'dsn' });
+    expect((await oneClick(mailed.path)).status).toBe(200);
+    expect(await entriesOf(ctx.owner.workspaceId, 'bounced.then.out@example.test')).toMatchObject([{ reason: 'bounce' }]);
+    expect((await consentsOf(mailed.contactId!)).map((c) => c.status)).toEqual(['opted_in', 'opted_out']);
+  });
+
+  it('a form naming unknown topics or fields → 400 page and nothing changes', async () => {
+    const mailed = await seedMailedAddress('strict.prefs@example.test');
+    const before = await snapshotCounts(db());
+    const cases: [string, string][][] = [
+      [['topics', 'No such topic']],
+      [['topics', 'Newsletter'], ['subscribed', 'Product news']],
+      [['topics', 'Newsletter'], ['extra', '1']],
+      [['action', 'delete-everything']],
+      [['action', 'save'], ['action', 'unsubscribe-all']],
+    ];
+    for (const fields of cases) {
+      const res = await save(mailed.prefs, fields);
+      expect(res.status, JSON.stringify(fields)).toBe(400);
+      expect(res.text).toContain('Nothing was changed');
+    }
+    expect(await snapshotCounts(db())).toEqual(before);
+  });
+
+  it('a topic whose campaigns are all deleted stays on the page, so its opt-out can be undone', async () => {
+    const campaignId = await seedCampaign(ctx.owner.workspaceId, 'Short-lived');
+    const recipientId = await seedRecipient(ctx.owner.workspaceId, 'short.lived@example.test');
+    const prefs = urls().preferences(recipientId, campaignId);
+    await save(prefs, [['topics', 'Short-lived']]);
+    await db().delete(campaigns).where(eq(campaigns.id, campaignId));
+    const page = await ctx.app.api('GET', prefs);
+    expect(page.text).toContain('<input type="checkbox" name="subscribed" value="Short-lived">');
+    const undo = await save(prefs, [
+      ['topics', 'Short-lived'],
+      ['subscribed', 'Short-lived'],
+    ]);
+    expect(undo.status).toBe(200);
+    expect(await entriesOf(ctx.owner.workspaceId, 'short.lived@example.test')).toEqual([]);
+  });
+});
