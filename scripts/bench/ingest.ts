@@ -24,7 +24,7 @@ import type { Classification } from '../../src/tracking/classify.js';
 import { createEventWriter } from '../../src/tracking/event-writer.js';
 import { EVENT_COLUMNS, selectEventsFromArrays, writeEvents, writeStatement } from '../../src/tracking/events.repo.js';
 import { createRollupRunner } from '../../src/tracking/rollup-runner.js';
-import { DEFAULT_ROLLUP_WINDOW, planWindow, readStatement, rollupWriteStatement } from '../../src/tracking/rollups.repo.js';
+import { DEFAULT_ROLLUP_WINDOW, passWithoutJit, planWindow, readStatement, rollupWriteStatement } from '../../src/tracking/rollups.repo.js';
 import { eventColumnsOf, type EventColumns } from '../../src/tracking/event-columns.js';
 import { createTrackingRepo, type TrackingEventRow } from '../../src/tracking/tracking.repo.js';
 import { machine, procCpuMicros, scratchDatabase, seedBenchCampaign } from './common.js';
@@ -183,6 +183,8 @@ async function main() {
     const passPlans = await db
       .transaction(async (tx) => {
         const txDb = tx as unknown as Db;
+        // As the pass runs them (on a server: JIT off).
+        await passWithoutJit(txDb, database.kind === 'pglite');
         const ids = rowsOf<{ id: string }>(await txDb.execute(sql`select id::text as id from tracking_rollup_pending order by id`)).map((r) => r.id);
         const explain = async (query: ReturnType<typeof sql>) =>
           rowsOf<Record<string, string>>(await txDb.execute(sql`explain (analyze, buffers) ${query}`))
