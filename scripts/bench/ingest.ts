@@ -24,7 +24,7 @@ import type { Classification } from '../../src/tracking/classify.js';
 import { createEventWriter } from '../../src/tracking/event-writer.js';
 import { EVENT_COLUMNS, selectEventsFromArrays, writeEvents, writeStatement } from '../../src/tracking/events.repo.js';
 import { createRollupRunner } from '../../src/tracking/rollup-runner.js';
-import { DEFAULT_ROLLUP_WINDOW, planWindow, readStatement, rollupWriteStatement } from '../../src/tracking/rollups.repo.js';
+import { DEFAULT_ROLLUP_WINDOW, passWithoutJit, planWindow, readStatement, rollupWriteStatement } from '../../src/tracking/rollups.repo.js';
 import { eventColumnsOf, type EventColumns } from '../../src/tracking/event-columns.js';
 import { createTrackingRepo, type TrackingEventRow } from '../../src/tracking/tracking.repo.js';
 import { machine, procCpuMicros, scratchDatabase, seedBenchCampaign } from './common.js';
@@ -110,6 +110,7 @@ async function main() {
       });
     };
     /** The rollup pass over everything pending (the rows the write path just wrote), window by window. */
+    const storedEvents = async () => Number(rowsOf<{ n: number }>(await db.execute(sql`select count(*)::int as n from tracking_events`))[0]!.n);
     const rollUp = () =>
       timed(async () => {
         while ((await repo.rollUpPending(WINDOW)).records > 0);
@@ -133,10 +134,12 @@ async function main() {
       const ours: { rate: number; cpuPerEvent: number }[] = [];
       const rollups: { rate: number; cpuPerEvent: number }[] = [];
       const totals: { rate: number; cpuPerEvent: number }[] = [];
+      const storedBefore: number[] = [];
       for (let round = 0; round < ROUNDS; round += 1) {
         raw.push(await measure(batch, (events) => rawInsert(db, events)));
         keyed.push(await measure(batch, (events) => keyedInsert(db, events)));
         ours.push(await measure(batch, (events) => writeEvents(db, events)));
+        storedBefore.push(await storedEvents());
         rollups.push(await rollUp());
         // Write + rollup of the same rows: rates add as times, CPU as CPU.
         totals.push({ rate: 1 / (1 / ours.at(-1)!.rate + 1 / rollups.at(-1)!.rate), cpuPerEvent: ours.at(-1)!.cpuPerEvent + rollups.at(-1)!.cpuPerEvent });
@@ -154,13 +157,19 @@ async function main() {
       console.log(`${line(`rollup pass, windows of ${WINDOW} (after)`, rollups)} | (the stats' work, off the write path)`);
       const totalRate = best(totals.map((r) => r.rate)) / best(raw.map((r) => r.rate));
       console.log(`${line('total: write + rollup, per event', totals)} | ${totalRate.toFixed(2)}, ${(leastCpu(raw) / leastCpu(totals)).toFixed(2)} (events and stats together)`);
+      // Each run, not only the least: the pass's read statement is costed higher as events
+      // accumulate, and a server switches JIT on above jit_above_cost (BENCHMARKS.md, twelfth pass).
+      console.log(
+        `  rollup pass, CPU µs/event of each run: ${rollups.map((r, i) => `${r.cpuPerEvent.toFixed(1)} (${storedBefore[i]!.toLocaleString('en')} events stored)`).join(', ')}`,
+      );
     }
 
     // The write statement's plan, over the events stored so far (rolled back: nothing changes).
+    // With costs: PostgreSQL prints the JIT summary (functions compiled, time) only with them.
     const explained = makeRows(BATCH);
     const plan = await db
       .transaction(async (tx) => {
-        const result = (await tx.execute(sql`explain (analyze, buffers, costs off) ${writeStatement(eventColumnsOf(explained))}`)) as unknown as { rows: Record<string, string>[] };
+        const result = (await tx.execute(sql`explain (analyze, buffers) ${writeStatement(eventColumnsOf(explained))}`)) as unknown as { rows: Record<string, string>[] };
         throw Object.assign(new Error('rollback'), { plan: result.rows.map((r) => Object.values(r)[0]).join('\n') });
       })
       .catch((error: { plan?: string }) => error.plan ?? String(error));
@@ -170,13 +179,15 @@ async function main() {
     // event so far stored (rolled back: nothing changes).
     const windowRows = makeRows(WINDOW);
     for (let i = 0; i < windowRows.length; i += BATCH) await repo.insertEvents(windowRows.slice(i, i + BATCH));
-    const stored = rowsOf<{ n: number }>(await db.execute(sql`select count(*)::int as n from tracking_events`))[0]!.n;
+    const stored = await storedEvents();
     const passPlans = await db
       .transaction(async (tx) => {
         const txDb = tx as unknown as Db;
+        // As the pass runs them (on a server: JIT off).
+        await passWithoutJit(txDb, database.kind === 'pglite');
         const ids = rowsOf<{ id: string }>(await txDb.execute(sql`select id::text as id from tracking_rollup_pending order by id`)).map((r) => r.id);
         const explain = async (query: ReturnType<typeof sql>) =>
-          rowsOf<Record<string, string>>(await txDb.execute(sql`explain (analyze, buffers, costs off) ${query}`))
+          rowsOf<Record<string, string>>(await txDb.execute(sql`explain (analyze, buffers) ${query}`))
             .map((r) => Object.values(r)[0])
             .join('\n');
         const read = await explain(readStatement(ids));

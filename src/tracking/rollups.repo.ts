@@ -27,7 +27,8 @@ import { ALL_LINKS, applyUpgrades, planRollups, type CampaignDelta, type Recipie
  * Committed together or not at all: a pending row is counted exactly once, whichever process
  * takes it, and a pass that fails (or a process killed mid-pass) leaves its rows for the next.
  * A window of thousands of events aggregates: many events of one send or recipient are one
- * row update. Statements: three a pass (claim, read, write), whatever its size.
+ * row update. Statements: three a pass (claim, read, write), whatever its size, and on a server
+ * one more before them (JIT off: passWithoutJit).
  * Purges of a contact or a campaign take the same campaign locks (`lockCampaignRollups`)
  * before they delete anything, and a workspace purge the workspace's lock, which every pass
  * holds shared for the workspaces of its window (`lockWorkspaceRollups`: one lock, whatever
@@ -191,6 +192,19 @@ function latestNonHumanOpen(sendId: SQL, clickAt: SQL): SQL {
 }
 
 /**
+ * A server's JIT off for the rest of the pass's transaction. The read statement's estimated
+ * cost grows with the events stored per send (its upgrade probe into tracking_events, costed
+ * as if it ran for every send of the window) and passed `jit_above_cost` (default 100,000) in
+ * the ingest bench at ~200,000 events over 10,000 sends: from then on every pass compiled 68
+ * functions, 35-40 ms more of a server's CPU (~7 µs per event of a 5,000-event window), for a
+ * few thousand rows of index probes and hashing that JIT does not speed up (BENCHMARKS.md,
+ * twelfth pass). PGlite is built without JIT: nothing to switch off, no statement spent.
+ */
+export async function passWithoutJit(tx: Db, singleConnection: boolean): Promise<void> {
+  if (!singleConnection) await tx.execute(sql`set local jit = off`);
+}
+
+/**
  * Rolls up the oldest pending rows (up to `maxEvents` events) in one transaction; resolves to
  * what it did (nothing pending: zeros). `singleConnection`: an embedded database (PGlite).
  */
@@ -198,6 +212,7 @@ export async function rollUpPending(db: Db, options: { singleConnection?: boolea
   return db.transaction(async (txn) => {
     const tx = txn as unknown as Db;
     const maxEvents = options.maxEvents ?? DEFAULT_ROLLUP_WINDOW;
+    await passWithoutJit(tx, options.singleConnection ?? false);
     const records = await claim(tx, maxEvents, options.singleConnection ?? false);
     if (records.length === 0) return { records: 0, events: 0, skipped: 0, full: false };
     const ids = records.map((r) => String(r.id));

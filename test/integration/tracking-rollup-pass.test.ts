@@ -11,6 +11,7 @@ import { rowsOf } from '../../src/db/pg-array.js';
 import { createPurgeRepo } from '../../src/privacy/purge.repo.js';
 import { createStatsRepo } from '../../src/tracking/stats.repo.js';
 import { createStatsService } from '../../src/tracking/stats.service.js';
+import { rollUpPending } from '../../src/tracking/rollups.repo.js';
 import { createTrackingRepo } from '../../src/tracking/tracking.repo.js';
 import { seededRandom } from '../helpers/campaign-fixtures.js';
 import { seedSentCampaign } from '../helpers/seed-campaign.js';
@@ -201,5 +202,43 @@ describe('the rollup pass, off the write path', () => {
     await drain(repo);
     const after = await bothStats(db(), workspaceId, kept.campaignId);
     expect(after.rollups).toEqual(after.recount);
+  });
+
+  // JIT cost 35-40 ms of CPU per pass once the read statement's estimated cost grew with the stored
+  // events (BENCHMARKS.md, twelfth pass). Recorded: the setting each statement of a pass ran
+  // with, read in the pass's transaction just before it. PGlite has no JIT.
+  it.runIf(server)('on a server, the pass runs its claim, read and write with JIT off, and the session keeps its own setting', async () => {
+    const workspaceId = ctx.owner.workspaceId;
+    const seeded = await seedSentCampaign(db(), workspaceId, { recipients: 5, links: 2 });
+    await createTrackingRepo(db()).insertEvents(randomEvents(seededRandom(5), workspaceId, seeded, 40));
+    const jitOf = async (database: Db) => rowsOf<{ jit: string }>(await database.execute(sql`select current_setting('jit') as jit`))[0]!.jit;
+    const passes: string[][] = [];
+    const watched = new Proxy(db(), {
+      get(target, property) {
+        if (property !== 'transaction') return Reflect.get(target, property);
+        return (work: (tx: Db) => Promise<unknown>) =>
+          target.transaction((tx) => {
+            const txDb = tx as unknown as Db;
+            const execute = txDb.execute.bind(txDb);
+            const seen: string[] = [];
+            passes.push(seen);
+            const watchedExecute = async (query: Parameters<Db['execute']>[0]) => {
+              seen.push(await jitOf(txDb));
+              return execute(query);
+            };
+            return work(new Proxy(txDb, { get: (t, p) => (p === 'execute' ? watchedExecute : Reflect.get(t, p)) }));
+          });
+      },
+    });
+    const session = await jitOf(db());
+    let counted = 0;
+    for (let result = await rollUpPending(watched); result.records > 0; result = await rollUpPending(watched)) counted += result.events;
+    expect(counted).toBe(40);
+    // A pass with records: the session's setting for the first statement (the one switching it
+    // off), then off for the claim, the read and the write; the last, empty pass: off for its claim.
+    expect(passes.at(0)!.length).toBeGreaterThanOrEqual(4);
+    for (const seen of passes) expect(seen).toEqual([session, ...seen.slice(1).map(() => 'off')]);
+    expect(passes.every((seen) => seen.length >= 2)).toBe(true);
+    expect(await jitOf(db())).toBe(session);
   });
 });
