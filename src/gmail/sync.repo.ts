@@ -7,7 +7,6 @@ import { createSuppressionRepo } from '../suppression/suppression.repo.js';
 import type { AddressHasher } from '../suppression/address-hash.js';
 import type { SyncHealthCounts } from './sync-health.js';
 
-export type MailEventRow = typeof mailEvents.$inferSelect;
 type NewMessage = typeof messages.$inferInsert;
 type NewMailEvent = typeof mailEvents.$inferInsert;
 
@@ -173,16 +172,6 @@ function syncQueries(db: Db, hashAddress: AddressHasher) {
       // Inside the sync's transaction for this message (signals.ts): the webhook event commits with it.
       if (inserted[0]) await recordMailSignal(db, inserted[0].id);
       return inserted.length > 0;
-    },
-
-    /** Events on these messages of ours, oldest first (all kinds, or one: `reply` is a person's answer only). */
-    async findEvents(workspaceId: string, messageIds: string[], type?: MailEventRow['type']): Promise<MailEventRow[]> {
-      if (messageIds.length === 0) return [];
-      return db
-        .select()
-        .from(mailEvents)
-        .where(and(eq(mailEvents.workspaceId, workspaceId), inArray(mailEvents.messageId, messageIds), type ? eq(mailEvents.type, type) : undefined))
-        .orderBy(asc(mailEvents.at));
     },
 
     /**
