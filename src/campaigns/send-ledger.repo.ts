@@ -180,8 +180,10 @@ export function createSendLedgerRepo(db: Db, options: SendLedgerOptions = {}) {
       const gate = async (tx: Db): Promise<GateResult[]> => {
         if (!options.serializedEngine) await lockAddresses(tx, campaign.workspaceId, inputs.map((i) => i.candidate.email));
         // One statement: the re-checks, then per row either `skipped` with the reason or the
-        // claim (messages row, contact link, `sending` under this lease); nothing for a row
-        // another worker holds or when the campaign stopped.
+        // claim (messages row, `sending` under this lease); nothing for a row another worker
+        // holds or when the campaign stopped. No message_contacts row: the ledger row already
+        // links the message to its contact (`contact_id`, `message_id`), and the timeline and
+        // the purge read that link (migration 0035's note; BENCHMARKS.md, twelfth pass).
         const rows = rowsOf<GateRow & { id: string; claimable: boolean }>(
           await tx.execute(sql`${sql.raw(GENERIC_PLAN)}
             with i as (
@@ -201,10 +203,6 @@ export function createSendLedgerRepo(db: Db, options: SendLedgerOptions = {}) {
                      v.rfc822_message_id, v.subject, ${mailbox.email}, array[v.email]::text[], ${campaign.createdBy}::uuid
               from v where v.claimable and v.skip_reason is null
               returning id),
-            mc as (
-              insert into message_contacts (message_id, contact_id, workspace_id)
-              select m.id, v.contact_id, ${campaign.workspaceId}::uuid from m join v on v.message_row_id = m.id where v.contact_id is not null
-              on conflict do nothing),
             u as (
               update campaign_sends s set status = 'sending', lease_owner = ${owner}, lease_expires_at = ${ts(leaseUntil)},
                 attempts = v.attempts + 1, claimed_at = ${ts(now)}, message_id = m.id, resolve_looks = 0, error_code = ${withoutParkedMark(sql`s.error_code`)}

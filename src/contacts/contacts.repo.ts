@@ -7,7 +7,7 @@ import { inTransaction, type Db } from '../db/connect.js';
 import { lockAddresses, lockContactAddress, underAddressLock } from '../suppression/address-lock.js';
 import { isUniqueViolation } from '../db/pg-errors.js';
 import { CUSTOM_PLAN } from '../db/plan-hints.js';
-import { consents, contacts, contactSearchText, mailboxes, mailEvents, messageContacts, messages, type ConsentStatus } from '../db/schema.js';
+import { campaignSends, consents, contacts, contactSearchText, mailboxes, mailEvents, messageContacts, messages, type ConsentStatus } from '../db/schema.js';
 import { importedConsentChangedCtes, recordConsentChanged } from '../webhooks/facts.js';
 import { rowsOf } from '../db/pg-array.js';
 
@@ -199,7 +199,12 @@ function contactQueries(db: Db, hashAddress: AddressHasher) {
         .orderBy(desc(consents.at), desc(consents.id));
     },
 
-    /** Messages involving the contact, with the user who owns each one's mailbox (for P-03 visibility). */
+    /**
+     * Messages involving the contact, with the user who owns each one's mailbox (for P-03
+     * visibility). Two links name them: `message_contacts` (1:1 mail and synced mail, and
+     * campaign sends claimed before migration 0035) and the campaign ledger (`contact_id` →
+     * `message_id`, set at the claim), each one index probe by the contact.
+     */
     async listMessagesOfContact(workspaceId: string, contactId: string) {
       return db
         .select({
@@ -219,10 +224,19 @@ function contactQueries(db: Db, hashAddress: AddressHasher) {
               'kind', ${mailEvents.detail} ->> 'kind', 'status', ${mailEvents.detail} ->> 'status') order by ${mailEvents.at})
             from ${mailEvents} where ${mailEvents.messageId} = ${messages.id}), '[]'::json)`,
         })
-        .from(messageContacts)
-        .innerJoin(messages, eq(messages.id, messageContacts.messageId))
+        .from(messages)
         .leftJoin(mailboxes, eq(mailboxes.id, messages.mailboxId))
-        .where(and(eq(messageContacts.workspaceId, workspaceId), eq(messageContacts.contactId, contactId)))
+        .where(
+          and(
+            eq(messages.workspaceId, workspaceId),
+            sql`${messages.id} in (
+              select ${messageContacts.messageId} from ${messageContacts}
+              where ${messageContacts.workspaceId} = ${workspaceId}::uuid and ${messageContacts.contactId} = ${contactId}::uuid
+              union all
+              select ${campaignSends.messageId} from ${campaignSends}
+              where ${campaignSends.contactId} = ${contactId}::uuid and ${campaignSends.workspaceId} = ${workspaceId}::uuid and ${campaignSends.messageId} is not null)`,
+          ),
+        )
         .orderBy(desc(messages.at))
         .limit(200);
     },

@@ -152,7 +152,7 @@ function syncQueries(db: Db, hashAddress: AddressHasher) {
       const [row] = await db
         .insert(messages)
         .values({ ...values, synced: true })
-        .onConflictDoNothing({ target: [messages.mailboxId, messages.gmailMessageId, messages.workspaceId] })
+        .onConflictDoNothing({ target: [messages.mailboxId, messages.gmailMessageId, messages.workspaceId], where: sql`gmail_message_id is not null` })
         .returning({ id: messages.id });
       if (!row) return undefined;
       if (contactIds.length > 0) {

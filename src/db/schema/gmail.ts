@@ -87,8 +87,12 @@ export const messages = pgTable(
     createdAt: createdAt(),
   },
   (t) => [
-    uniqueIndex('messages_mailbox_gmail_id_unique').on(t.mailboxId, t.gmailMessageId, t.workspaceId),
-    index('messages_lease_idx').on(t.leaseExpiresAt).where(sql`${t.status} = 'sending'`),
+    // Both partial (migration 0035): a campaign send's row is written without a Gmail id (it has
+    // none until Gmail answers) and without a lease (the ledger holds it), so neither index gets
+    // an entry for it at the claim. Null Gmail ids never conflicted; a sync's insert names the
+    // predicate in its conflict target.
+    uniqueIndex('messages_mailbox_gmail_id_unique').on(t.mailboxId, t.gmailMessageId, t.workspaceId).where(sql`${t.gmailMessageId} is not null`),
+    index('messages_lease_idx').on(t.leaseExpiresAt).where(sql`${t.status} = 'sending' and ${t.leaseExpiresAt} is not null`),
     index('messages_workspace_rfc822_idx').on(t.workspaceId, t.rfc822MessageId),
     index('messages_mailbox_at_idx').on(t.mailboxId, t.direction, t.at),
   ],

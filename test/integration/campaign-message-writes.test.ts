@@ -1,0 +1,64 @@
+import { sql } from 'drizzle-orm';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { rowsOf } from '../../src/db/pg-array.js';
+import { campaignFixtures } from '../helpers/campaign-fixtures.js';
+import { connectedMailbox } from '../helpers/gmail.js';
+import { useAppWithOwner } from '../helpers/test-app.js';
+
+/*
+ * What a campaign send writes besides its ledger row, kept small because every claim pays it
+ * (migration 0035; BENCHMARKS.md, twelfth pass): a `messages` row, but no `message_contacts`
+ * row — the ledger row already links the message to its contact, and the timeline and the
+ * purge read that link — and no entry in the Gmail-id or lease index of `messages` while the
+ * row has neither (both indexes partial).
+ */
+// Purged as soon as deleted: the test reads what the contact's purge leaves.
+const ctx = useAppWithOwner({ env: { PURGE_AFTER_DAYS: '0' } });
+const fx = campaignFixtures(() => ({ app: ctx.app, token: ctx.owner.token, workspaceId: ctx.owner.workspaceId }));
+const SENDER = 'writes-sender@acme.test';
+let mailbox: { id: string };
+
+beforeAll(async () => {
+  mailbox = await connectedMailbox(ctx.app, ctx.owner.token, SENDER, { sync: true });
+  await ctx.app.api('PATCH', '/api/workspace', { token: ctx.owner.token, json: { postalAddress: 'Acme Inc., 1 Main St, Springfield' } });
+});
+
+async function query<T>(statement: ReturnType<typeof sql>): Promise<T[]> {
+  return rowsOf<T>(await ctx.app.database.db.execute(statement));
+}
+
+describe('a campaign send’s writes beside its ledger row', { timeout: 60_000 }, () => {
+  it('links its message to the contact through the ledger alone; the timeline shows it and the contact’s purge removes it', async () => {
+    const people = await fx.audience(2);
+    const campaignId = await fx.launched(mailbox.id, 'W1 ledger link', people.map((p) => p.id));
+    await fx.drain(campaignId);
+
+    const sends = await query<{ contact_id: string; message_id: string | null; status: string }>(
+      sql`select contact_id, message_id, status from campaign_sends where campaign_id = ${campaignId}::uuid`,
+    );
+    expect(sends.map((s) => s.status)).toEqual(['sent', 'sent']);
+    const messageIds = sends.map((s) => s.message_id!);
+    expect(await query(sql`select 1 from messages where id = any(${`{${messageIds.join(',')}}`}::uuid[])`)).toHaveLength(2);
+    expect(await query(sql`select 1 from message_contacts where message_id = any(${`{${messageIds.join(',')}}`}::uuid[])`)).toHaveLength(0);
+
+    const [first] = people;
+    const contact = await ctx.app.api('GET', `/api/contacts/${first!.id}`, { token: ctx.owner.token });
+    const messages = contact.body.timeline.filter((e: { type: string }) => e.type === 'message');
+    expect(messages.map((e: { subject: string; status: string }) => `${e.subject}:${e.status}`)).toEqual(['W1 ledger link:sent']);
+
+    const mine = sends.find((s) => s.contact_id === first!.id)!;
+    expect((await ctx.app.api('DELETE', `/api/contacts/${first!.id}`, { token: ctx.owner.token })).status).toBe(204);
+    expect((await ctx.app.services.purge.runOnce()).contact).toBe(1);
+    const left = await query(sql`select 1 from messages where id = ${mine.message_id}::uuid`);
+    expect(left).toHaveLength(0);
+  });
+
+  it('keeps a message without a Gmail id or a lease out of those two indexes of `messages`', async () => {
+    const definitions = await query<{ name: string; definition: string }>(sql`
+      select indexname as name, indexdef as definition from pg_indexes
+      where tablename = 'messages' and indexname in ('messages_mailbox_gmail_id_unique', 'messages_lease_idx') order by 1`);
+    expect(definitions.map((d) => d.name)).toEqual(['messages_lease_idx', 'messages_mailbox_gmail_id_unique']);
+    expect(definitions[0]!.definition).toMatch(/WHERE \(\(status = 'sending'::message_status\) AND \(lease_expires_at IS NOT NULL\)\)/);
+    expect(definitions[1]!.definition).toMatch(/WHERE \(gmail_message_id IS NOT NULL\)/);
+  });
+});
