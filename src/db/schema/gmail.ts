@@ -87,11 +87,14 @@ export const messages = pgTable(
     createdAt: createdAt(),
   },
   (t) => [
-    // Both partial (migration 0035): a campaign send's row is written without a Gmail id (it has
-    // none until Gmail answers) and without a lease (the ledger holds it), so neither index gets
-    // an entry for it at the claim. Null Gmail ids never conflicted; a sync's insert names the
-    // predicate in its conflict target.
-    uniqueIndex('messages_mailbox_gmail_id_unique').on(t.mailboxId, t.gmailMessageId, t.workspaceId).where(sql`${t.gmailMessageId} is not null`),
+    // Still whole, though a campaign claim's row (no Gmail id yet) needs no entry: the sync's
+    // insert now names `gmail_message_id is not null` in its conflict target, which this index
+    // satisfies as well, so that a later release can make it partial without breaking the
+    // inserts of processes of this one during a rolling deploy (the older target names no
+    // predicate and matches no partial index).
+    uniqueIndex('messages_mailbox_gmail_id_unique').on(t.mailboxId, t.gmailMessageId, t.workspaceId),
+    // Partial on the lease too (migration 0035): a campaign send's row has no lease (the ledger
+    // holds it), and got an entry at every claim; the 1:1 lease look implies the predicate.
     index('messages_lease_idx').on(t.leaseExpiresAt).where(sql`${t.status} = 'sending' and ${t.leaseExpiresAt} is not null`),
     index('messages_workspace_rfc822_idx').on(t.workspaceId, t.rfc822MessageId),
     index('messages_mailbox_at_idx').on(t.mailboxId, t.direction, t.at),
