@@ -193,6 +193,7 @@ export function createServices(deps: AppDeps) {
     pacer,
     cancelledSends,
     publicBaseUrl: config.publicBaseUrl,
+    logger,
     purgeAfterDays: config.privacy.purgeAfterDays,
     now: deps.now,
   });

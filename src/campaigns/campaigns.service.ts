@@ -6,6 +6,7 @@ import { ConflictError, ForbiddenError, NotFoundError, UnprocessableError } from
 import type { MailboxesRepo } from '../gmail/mailboxes.repo.js';
 import type { MailboxService } from '../gmail/mailboxes.service.js';
 import type { MailboxPacer } from '../gmail/pacer.js';
+import type { Logger } from '../logger.js';
 import { extractLinks } from '../tracking/rewrite.js';
 import type { CampaignRow, CampaignsRepo } from './campaigns.repo.js';
 import type { CancelledSends } from './cancelled-sends.js';
@@ -66,6 +67,7 @@ export function createCampaignsService(deps: {
   /** Skips a cancelled campaign's queued sends after the cancel committed. */
   cancelledSends: CancelledSends;
   publicBaseUrl: string;
+  logger: Logger;
   /** P-13: days between a deletion and its purge. */
   purgeAfterDays: number;
   now?: () => Date;
@@ -266,10 +268,14 @@ export function createCampaignsService(deps: {
           statusReason: null,
         });
         if (!row) throw new ConflictError('campaign_not_draft', 'The campaign was launched already');
-        await tx.materializeFirstStep(row, mailbox.email.split('@')[1]!, startAt);
-        return row;
+        const written = await tx.materializeFirstStep(row, mailbox.email.split('@')[1]!, startAt);
+        return { row, written };
       });
-      return service.get(auth, launched.id);
+      // After the commit (the rows counted): a failure costs slower first batches, not the launch.
+      await repo.analyzeLedgerAfterLaunch(launched.written).catch((error: unknown) => {
+        deps.logger.warn({ campaignId: id, errorName: error instanceof Error ? error.name : typeof error }, 'analysing the send ledger after a launch failed');
+      });
+      return service.get(auth, launched.row.id);
     },
 
     /** Pause and resume only move the campaign's state; the ledger keeps every row as it is, so nothing is sent twice. */

@@ -21,7 +21,7 @@ import { pgArray, rowsOf } from './pg-array.js';
  * crash), or with more changed rows than the thresholds below. On a server these do nothing.
  */
 /** autovacuum's defaults: a table is analysed past 50 + 10% of its rows changed, vacuumed past 50 + 20% dead. */
-const ANALYZE_THRESHOLD = { rows: 50, fraction: 0.1 };
+export const ANALYZE_THRESHOLD = { rows: 50, fraction: 0.1 };
 const VACUUM_THRESHOLD = { rows: 50, fraction: 0.2 };
 /** A table whose oldest unfrozen row is this many transactions old is vacuumed whatever its dead rows (autovacuum forces it at 200 million). */
 const FREEZE_AGE = 100_000_000;

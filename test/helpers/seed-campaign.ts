@@ -1,4 +1,6 @@
 import { randomUUID } from 'node:crypto';
+import type { AuthContext } from '../../src/auth/auth.service.js';
+import type { CampaignsService } from '../../src/campaigns/campaigns.service.js';
 import type { Db } from '../../src/db/connect.js';
 import { campaignLinks, campaignSends, campaigns, recipients } from '../../src/db/schema.js';
 
@@ -30,4 +32,21 @@ export async function seedSentCampaign(db: Db, workspaceId: string, options: { r
     }
   }
   return { campaignId, sends, links, urls };
+}
+
+/**
+ * A transactional receipt to these contacts, created through the service and scheduled for
+ * tomorrow: launched, its sends stay queued (for tests of what launch writes, not of sending).
+ */
+export function scheduledReceipt(campaigns: CampaignsService, auth: AuthContext, options: { name: string; mailboxId: string; contactIds: string[] }) {
+  return campaigns.create(auth, {
+    name: options.name,
+    kind: 'transactional',
+    mailboxId: options.mailboxId,
+    subject: 'Receipt',
+    text: 'Thanks',
+    audience: { contactIds: options.contactIds },
+    steps: [],
+    startAt: new Date(Date.now() + 86_400_000),
+  });
 }

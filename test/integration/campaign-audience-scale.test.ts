@@ -2,6 +2,7 @@ import { sql } from 'drizzle-orm';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { CampaignInput } from '../../src/campaigns/campaigns.service.js';
 import { connectedMailbox } from '../helpers/gmail.js';
+import { scheduledReceipt } from '../helpers/seed-campaign.js';
 import { useAppWithOwner } from '../helpers/test-app.js';
 
 /*
@@ -170,16 +171,7 @@ describe('audiences beyond 65,535 contact ids', () => {
       (r) => r.id,
     );
     expect(ids).toHaveLength(size);
-    const campaign = await ctx.app.services.campaigns.create(auth, {
-      name: 'big',
-      kind: 'transactional',
-      mailboxId,
-      subject: 'Receipt',
-      text: 'Thanks',
-      audience: { contactIds: ids },
-      steps: [],
-      startAt: new Date(Date.now() + 86_400_000),
-    });
+    const campaign = await scheduledReceipt(ctx.app.services.campaigns, auth, { name: 'big', mailboxId, contactIds: ids });
     const preflight = await ctx.app.services.campaigns.preflight(auth, campaign.id);
     expect(preflight).toMatchObject({ total: size, eligible: size, suppressed: 0, invalid: 0 });
     const launched = await ctx.app.services.campaigns.launch(auth, campaign.id, {});

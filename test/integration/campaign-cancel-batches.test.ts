@@ -60,6 +60,7 @@ function serviceWithSmallBatches(inlineMs: number) {
     pacer: app.services.pacer,
     cancelledSends: createCancelledSends({ repo: counted, logger: createLogger('silent'), batchRows: BATCH, inlineMs }),
     publicBaseUrl: app.config.publicBaseUrl,
+    logger: createLogger('silent'),
     purgeAfterDays: app.config.privacy.purgeAfterDays,
     now: () => new Date(clock),
   });

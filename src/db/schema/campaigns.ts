@@ -149,7 +149,11 @@ export const campaignSends = pgTable(
     // (a purge, once per row) probes instead of reading the whole ledger. Lookups by campaign
     // alone have campaign_sends_campaign_status_due_idx.
     uniqueIndex('campaign_sends_recipient_campaign_step_unique').on(t.recipientId, t.campaignId, t.step, t.workspaceId),
-    index('campaign_sends_lease_idx').on(t.leaseExpiresAt).where(sql`${t.status} = 'sending'`),
+    // The `sending` rows (crash recovery, parked sends), keyed by the id so that no index holds the
+    // lease's expiry (migration 0036): a batch's reservation and a lease's renewal change only
+    // unindexed columns and are HOT updates, on the room the table's fillfactor (85, set in the
+    // migration; drizzle has no table option for it) leaves on each page.
+    index('campaign_sends_sending_idx').on(t.id).where(sql`${t.status} = 'sending'`),
     index('campaign_sends_campaign_status_due_idx').on(t.campaignId, t.status, t.dueAt),
     // A batch's reservation (migration 0029): a campaign's queued rows in (due_at, id) order, read
     // from the front and stopped after the batch. Partial, so the later steps' lookups of a

@@ -87,12 +87,10 @@ export const messages = pgTable(
     createdAt: createdAt(),
   },
   (t) => [
-    // Still whole, though a campaign claim's row (no Gmail id yet) needs no entry: the sync's
-    // insert now names `gmail_message_id is not null` in its conflict target, which this index
-    // satisfies as well, so that a later release can make it partial without breaking the
-    // inserts of processes of this one during a rolling deploy (the older target names no
-    // predicate and matches no partial index).
-    uniqueIndex('messages_mailbox_gmail_id_unique').on(t.mailboxId, t.gmailMessageId, t.workspaceId),
+    // Partial (migration 0037): a row without a Gmail id yet (a claimed send) needs no entry. The
+    // sync's insert names the predicate in its conflict target since the previous release, so
+    // its processes keep working during a rolling deploy; the lookups by Gmail id imply it.
+    uniqueIndex('messages_mailbox_gmail_id_unique').on(t.mailboxId, t.gmailMessageId, t.workspaceId).where(sql`${t.gmailMessageId} is not null`),
     // Partial on the lease too (migration 0035): a campaign send's row has no lease (the ledger
     // holds it), and got an entry at every claim; the 1:1 lease look implies the predicate.
     index('messages_lease_idx').on(t.leaseExpiresAt).where(sql`${t.status} = 'sending' and ${t.leaseExpiresAt} is not null`),
