@@ -60,8 +60,9 @@ export function takeOverTerms(parkedFor: ParkedFor | undefined): { errorCode: SQ
  * sends, `sending` with the mark — are due for recovery at `at`, one statement per table. Run
  * right after the reconnect's transaction commits (mailboxes.service.ts: inside it, it would
  * hold the mailbox's row while waiting for send rows a purge holds). Rows without the
- * mark, live claims among them, are not touched. Both read the few `sending` rows through the
- * partial lease indexes. Returns how many sends became due.
+ * mark, live claims among them, are not touched. Both read the few `sending` rows through
+ * partial indexes (`campaign_sends_sending_idx`, by id since migration 0036; `messages_lease_idx`).
+ * Returns how many sends became due.
  */
 export async function releaseParkedSends(db: Db, mailboxId: string, at: Date): Promise<number> {
   const due = sql`${at.toISOString()}::timestamptz`;

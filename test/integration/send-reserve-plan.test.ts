@@ -127,11 +127,13 @@ it('reserves and hands back a batch as HOT updates: the ledger indexes get no en
     expect(batch).toHaveLength(BATCH);
     expect(await since()).toEqual({ updated: BATCH, hot: BATCH });
     await ledger.releaseReservations('hot', batch.map((r) => r.id));
-    // A page that got two of the batch's rows may have no room left for the second's release
-    // (the reservation's versions are still live in this transaction): nearly all, not all.
+    // A page that got several of the batch's rows may have no room left for the last ones'
+    // releases (the reservation's versions are still live in this transaction): nearly all, not
+    // all (a review's 750 repetitions on the server: 46–50 of the 50 releases; before migration
+    // 0036, none of either).
     const released = await since();
     expect(released.updated).toBe(2 * BATCH);
-    expect(released.hot).toBeGreaterThanOrEqual(2 * BATCH - 5);
+    expect(released.hot).toBeGreaterThanOrEqual(BATCH + BATCH * 0.8);
   });
   // The `sending` rows (crash recovery) are read through their own small index, not the ledger.
   await database.db.execute(sql`

@@ -11,7 +11,10 @@
 --    dropped by time.
 -- 2. messages_mailbox_gmail_id_unique leaves out rows without a Gmail id (a claimed send until
 --    Gmail answers): the sync's insert names the predicate in its conflict target since the
---    previous release (migration 0035's note), so a rolling deploy keeps working.
+--    previous release (migration 0035's note), so a rolling deploy from that release keeps
+--    working. Processes older than it name no predicate: their sync inserts would fail against
+--    this index ("no unique or exclusion constraint matching the ON CONFLICT specification"), so
+--    upgrade one release at a time (README), or stop older processes before migrating.
 -- The index drops take an ACCESS EXCLUSIVE lock on their tables until the migration commits and
 -- the new indexes are built: at millions of rows, run it in a quiet window.
 ALTER TABLE "campaign_sends" SET (fillfactor = 85);--> statement-breakpoint

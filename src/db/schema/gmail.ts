@@ -87,9 +87,10 @@ export const messages = pgTable(
     createdAt: createdAt(),
   },
   (t) => [
-    // Partial (migration 0037): a row without a Gmail id yet (a claimed send) needs no entry. The
+    // Partial (migration 0036): a row without a Gmail id yet (a claimed send) needs no entry. The
     // sync's insert names the predicate in its conflict target since the previous release, so
-    // its processes keep working during a rolling deploy; the lookups by Gmail id imply it.
+    // its processes keep working during a rolling deploy from it (README: upgrades go one release
+    // at a time); the lookups by Gmail id imply the predicate.
     uniqueIndex('messages_mailbox_gmail_id_unique').on(t.mailboxId, t.gmailMessageId, t.workspaceId).where(sql`${t.gmailMessageId} is not null`),
     // Partial on the lease too (migration 0035): a campaign send's row has no lease (the ledger
     // holds it), and got an entry at every claim; the 1:1 lease look implies the predicate.
