@@ -273,7 +273,7 @@ export function createCampaignsService(deps: {
       });
       // After the commit (the rows counted): a failure costs slower first batches, not the launch.
       await repo.analyzeLedgerAfterLaunch(launched.written).catch((error: unknown) => {
-        deps.logger.warn({ campaignId: id, errorName: error instanceof Error ? error.name : typeof error }, 'analysing the send ledger after a launch failed');
+        deps.logger.warn({ campaignId: id, err: error }, 'analysing the send ledger after a launch failed');
       });
       return service.get(auth, launched.row.id);
     },

@@ -11,7 +11,8 @@ import { useAppWithOwner } from '../helpers/test-app.js';
  * (migration 0035; BENCHMARKS.md, twelfth pass): a `messages` row, but no `message_contacts`
  * row — the ledger row already links the message to its contact, and the timeline and the
  * purge read that link — and no entry in the lease index of `messages` (partial: the ledger
- * holds a campaign send's lease).
+ * holds a campaign send's lease) nor, since migration 0036, in its Gmail-id unique index while
+ * Gmail has not answered (partial on a Gmail id).
  */
 // Purged as soon as deleted: the test reads what the contact's purge leaves.
 const ctx = useAppWithOwner({ env: { PURGE_AFTER_DAYS: '0' } });

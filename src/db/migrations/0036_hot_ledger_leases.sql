@@ -5,8 +5,8 @@
 --    of it could be HOT, and launch filled the pages to the brim. The `sending` rows are now
 --    indexed by their id (crash recovery and the parked sends read all of them, a few: the sends
 --    in flight), and the table keeps 15% of each new page free: a reservation, its release and a
---    lease's renewal change only unindexed columns and stay on their page (EXPLAIN at 100,000
---    queued on the server: 14,041 → ~4,500 buffers a batch; BENCHMARKS.md, thirteenth pass).
+--    lease's renewal change only unindexed columns and stay on their page (PGlite at 100,000:
+--    the reservation's buffers 29 → 11 a message; BENCHMARKS.md, thirteenth pass).
 --    The fillfactor applies to pages written from now on; the ledger's older rows are sent or
 --    dropped by time.
 -- 2. messages_mailbox_gmail_id_unique leaves out rows without a Gmail id (a claimed send until
