@@ -96,29 +96,15 @@ export function createTracking(deps: TrackingDeps) {
     },
   });
 
-  // Requests answered on /t/: while they keep coming, the rollup pass takes small windows on PGlite (see below).
-  let hits = 0;
-  let busy = { checkedAt: 0, hits: 0, value: false };
-  const isBusy = () => {
-    const at = Date.now();
-    if (at - busy.checkedAt >= 100) {
-      const rate = ((hits - busy.hits) * 1000) / Math.max(1, at - busy.checkedAt);
-      busy = { checkedAt: at, hits, value: rate > 200 };
-    }
-    return busy.value;
-  };
-
   // The stats lag the events by about one pass (rollup-runner.ts); any process rolls up any pending record.
   const rollups = createRollupRunner({
-    // PGlite runs one statement at a time (on its own thread): while hits keep coming, small
-    // windows, so that a click's send lookup never waits behind a long pass (a pass of 5,000
-    // events is ~0.1-0.2 s per statement; 500, a tenth of it).
     // The pass runs on a database thread (database-thread-tasks.ts: PGlite's own, or a server's task thread): its rows and
-    // plan never touch the answering thread's heap.
-    pass: () => {
-      const maxEvents = database.kind === 'pglite' && isBusy() ? 500 : DEFAULT_ROLLUP_WINDOW;
-      return database.runTask('rollUpPending', { maxEvents });
-    },
+    // plan never touch the answering thread's heap. Full windows on PGlite too, under load as well: a window's cost is
+    // mostly per send and per statement (1,000 sends: 25-29 µs an event in windows of 500-1,000, 15-18 in windows of
+    // 5,000), and the windows of 500 it took while hits kept coming held it at ~17,400 recorded events/s under 24,000
+    // hits/s, ~21,800 with full ones (BENCHMARKS.md, fourteenth pass). The price: a click whose send is not cached may
+    // wait behind a pass's write statement (~60 ms at 5,000 events; a writer's batch of 1,000, ~26 ms).
+    pass: () => database.runTask('rollUpPending', { maxEvents: DEFAULT_ROLLUP_WINDOW }),
     logger,
     eagerEvents: DEFAULT_ROLLUP_WINDOW,
     hooks: { rolledUp: (result) => rolledUp.inc(result.events), failed: () => rollupFailures.inc() },
@@ -165,7 +151,6 @@ export function createTracking(deps: TrackingDeps) {
   // Pre-bound label sets: counting a hit is one increment, no label hashing on the hot path.
   const requestCounters = new Map<string, { inc(): void }>();
   const countRequest = (method: string, route: string, status: number) => {
-    hits += 1;
     if (!deps.requests) return;
     const key = `${method} ${route} ${status}`;
     let counter = requestCounters.get(key);
