@@ -23,6 +23,10 @@
  * Also during each sustained run: the main thread's young-generation collections (count and
  * pauses), and with BENCH_SURVIVORS=1 (first run only) a sampled profile of what survived them,
  * by allocation site — what each collection had to copy.
+ * With BENCH_COLD_CLICKS=<n per second>, during each sustained run this process also clicks, n
+ * times a second, a link of a send the load never touches (its first click: the send is not
+ * cached, so the answer waits for the database thread), and as often a link of a send the load
+ * keeps cached: the two latencies side by side are what a cache miss waits for under this load.
  * At the end: answered hits vs events recorded (answered <= recorded <= sent) and
  * tracking_events_dropped_total.
  */
@@ -44,6 +48,7 @@ const RATE = process.env.BENCH_RATE ? Number(process.env.BENCH_RATE) : undefined
 const TRIES = Number(process.env.BENCH_TRIES ?? 3);
 /** Also sample what survives the main thread's young-generation collections during the first sustained run (allocation sites, MB). */
 const SURVIVORS = process.env.BENCH_SURVIVORS === '1';
+const COLD_CLICKS = Number(process.env.BENCH_COLD_CLICKS ?? 0);
 
 const app = await startBenchServer(SERVER_URL);
 const bare = bareServer('https://shop.example.com/');
@@ -52,6 +57,9 @@ const { database, services } = app;
 const tracking = services.tracking;
 const { campaignId, sends } = await seedBenchCampaign(database.db, 'Bench sustained', TOKENS);
 const pathOf = (url: string) => new URL(url).pathname;
+// Sends of their own for the cold clicks: one click each, never cached before it.
+const coldSends = COLD_CLICKS > 0 ? (await seedBenchCampaign(database.db, 'Bench cold clicks', Math.ceil(COLD_CLICKS * SECONDS * (TRIES + 1)))).sends : [];
+let coldNext = 0;
 // 7 opens to 3 clicks, cycling through every send.
 const paths = sends.flatMap((id, i) => (i % 10 < 3 ? [pathOf(tracking.urls.openPixel(id)), pathOf(tracking.urls.click(id, 0))] : [pathOf(tracking.urls.openPixel(id))]));
 
@@ -106,7 +114,9 @@ async function sustained(rate: number, seconds: number) {
   });
   gcObserver.observe({ entryTypes: ['gc'] });
   const sampling = SURVIVORS && !survivorsSampled ? await startSurvivorSampling() : undefined;
+  const probes = COLD_CLICKS > 0 ? clickProbes(COLD_CLICKS) : undefined;
   const result = await run(seconds, rate);
+  const probed = await probes?.stop();
   const survivors = await sampling?.stop();
   gcObserver.disconnect();
   loopDelay.disable();
@@ -133,11 +143,41 @@ async function sustained(rate: number, seconds: number) {
     );
   }
   if (survivors) console.log(`  survived young-generation collections during the run (sampled), ${survivors.totalMb.toFixed(1)} MB in all; most by allocation site:\n${survivors.top.map((line) => `    ${line}`).join('\n')}`);
+  if (probed) console.log(`  clicks probed during the run, ${COLD_CLICKS}/s each: ${probed}`);
   console.log(`  server CPU ${((cpu.user + cpu.system) / 1e6 / seconds).toFixed(2)} cores; writer backlog each second: ${samples.join(' ')}`);
   console.log(
     `  backlog max ${Math.max(0, ...samples).toLocaleString('en')}, ${atEnd.toLocaleString('en')} when the load stopped (${bounded ? 'bounded' : 'NOT bounded'}: ${(atEnd / rate).toFixed(1)} s of events${falling ? ', falling over the last 10 s' : ''}${answeredAtRate ? '' : `, but only ${((result.rps / rate) * 100).toFixed(0)}% of the asked rate answered`}), ${drained.left === 0 ? `drained to 0 in ${drained.seconds.toFixed(1)} s` : `NOT drained: ${drained.left} left after ${drained.seconds.toFixed(0)} s`}`,
   );
   return { result, bounded };
+}
+
+/** Clicks from this process, `perSecond` cold and as many warm, timed until `stop()`. */
+function clickProbes(perSecond: number) {
+  const times = { cold: [] as number[], warm: [] as number[] };
+  const statuses = new Map<number, number>();
+  const click = async (kind: 'cold' | 'warm', sendId: string) => {
+    const started = performance.now();
+    const response = await fetch(tracking.urls.click(sendId, 0).replace(/^https?:\/\/[^/]+/, app.url), { redirect: 'manual' });
+    await response.arrayBuffer();
+    times[kind].push(performance.now() - started);
+    statuses.set(response.status, (statuses.get(response.status) ?? 0) + 1);
+  };
+  const inFlight: Promise<void>[] = [];
+  const timer = setInterval(() => {
+    const cold = coldSends[coldNext++ % coldSends.length]!;
+    inFlight.push(click('cold', cold), click('warm', sends[coldNext % sends.length]!));
+  }, 1000 / perSecond);
+  return {
+    async stop() {
+      clearInterval(timer);
+      await Promise.all(inFlight);
+      const line = (kind: 'cold' | 'warm') => {
+        const t = times[kind];
+        return `${kind} (${t.length}) p50 ${percentile(t, 50).toFixed(1)} ms, p99 ${percentile(t, 99).toFixed(1)} ms, max ${Math.max(...t).toFixed(1)} ms`;
+      };
+      return `${line('cold')}; ${line('warm')}; statuses ${[...statuses].map(([status, n]) => `${status}×${n}`).join(' ')}`;
+    },
+  };
 }
 
 let survivorsSampled = false;
