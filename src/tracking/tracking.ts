@@ -102,8 +102,9 @@ export function createTracking(deps: TrackingDeps) {
     // plan never touch the answering thread's heap. Full windows on PGlite too, under load as well: a window's cost is
     // mostly per send and per statement (1,000 sends: 25-29 µs an event in windows of 500-1,000, 15-18 in windows of
     // 5,000), and the windows of 500 it took while hits kept coming held it at ~17,400 recorded events/s under 24,000
-    // hits/s, ~21,800 with full ones (BENCHMARKS.md, fourteenth pass). The price: a click whose send is not cached may
-    // wait behind a pass's write statement (~60 ms at 5,000 events; a writer's batch of 1,000, ~26 ms).
+    // hits/s, ~20,000-22,800 with full ones (BENCHMARKS.md, fourteenth pass). The price: on PGlite a pass is one
+    // transaction, during which the engine runs nothing else, so a click whose campaign's sends are not cached may wait
+    // behind a whole pass (~75-140 ms at 5,000 events; a writer's batch of 1,000, ~26 ms).
     pass: () => database.runTask('rollUpPending', { maxEvents: DEFAULT_ROLLUP_WINDOW }),
     logger,
     eagerEvents: DEFAULT_ROLLUP_WINDOW,
