@@ -92,6 +92,20 @@ function localDrizzle(db: PGlite, prepared: PreparedQueries): Db {
   return drizzle({ client: client as unknown as PGlite, schema }) as unknown as Db;
 }
 
+/**
+ * Tasks (a tracking writer's batch, a rollup pass: tens of ms each) reach the engine one at a
+ * time, the next only after a turn of this thread's event loop. A request that arrived meanwhile
+ * (a click's send lookup) is then queued in PGlite ahead of the next task, so it waits for the
+ * task that runs, not for every task already waiting (the writer and the rollup runner each have
+ * one in flight, so that was two).
+ */
+let tasksDone: Promise<unknown> = Promise.resolve();
+function oneTaskAtATime(work: () => Promise<unknown>): Promise<unknown> {
+  const result = tasksDone.then(() => new Promise<void>((resolve) => setImmediate(resolve))).then(work);
+  tasksDone = result.catch(() => undefined);
+  return result;
+}
+
 async function run(db: PGlite, prepared: PreparedQueries, local: Db, request: Request): Promise<unknown> {
   switch (request.op) {
     case 'query': {
@@ -112,7 +126,7 @@ async function run(db: PGlite, prepared: PreparedQueries, local: Db, request: Re
     case 'rollback':
       return endTransaction(request.tx, false);
     case 'task':
-      return runDatabaseThreadTask(local, request.name, request.args, { singleConnection: true });
+      return oneTaskAtATime(() => runDatabaseThreadTask(local, request.name, request.args, { singleConnection: true }));
     case 'dump': {
       const blob = await db.dumpDataDir(request.compression);
       return blob.arrayBuffer();
