@@ -16,6 +16,10 @@ import type { EventColumns } from '../tracking/event-columns.js';
  * thread's young-generation collections, the pauses behind the tracking p99 (BENCHMARKS.md,
  * issue 14 sixth pass).
  */
+/*
+ * On PGlite tasks run one at a time (pglite-worker.ts): a task must wait on nothing but the
+ * database, or every later task waits with it.
+ */
 /** Where a task runs: `singleConnection` on the embedded database (one connection, no one to wait for). */
 export interface TaskContext {
   singleConnection: boolean;

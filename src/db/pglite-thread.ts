@@ -15,7 +15,8 @@
  *   leave this thread; the log serializer drops them as before).
  * - Transactions: `transaction()` opens one on the worker under an id; its statements carry
  *   the id, and PGlite's own transaction lock in the worker makes every other statement wait
- *   until COMMIT or ROLLBACK, in arrival order, as in-process.
+ *   until COMMIT or ROLLBACK, in arrival order, as in-process (tasks excepted: they reach the
+ *   engine one at a time, pglite-worker.ts).
  */
 import type { QueryOptions, Results, Transaction } from '@electric-sql/pglite';
 import type { DatabaseThreadTaskArgs, DatabaseThreadTaskName, DatabaseThreadTaskResult } from './database-thread-tasks.js';

@@ -6,7 +6,8 @@
  *
  * Requests are handed to PGlite as they arrive: its own locks order them exactly as in-process
  * (one statement at a time; while a transaction is open, only that transaction's statements
- * run and everything else waits in arrival order).
+ * run and everything else waits in arrival order). Except tasks, which reach it one at a time
+ * (`oneTaskAtATime`), and `close`, which waits for the tasks posted before it.
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { PGlite, type QueryOptions, type Transaction } from '@electric-sql/pglite';
@@ -93,7 +94,7 @@ function localDrizzle(db: PGlite, prepared: PreparedQueries): Db {
 }
 
 /**
- * Tasks (a tracking writer's batch, a rollup pass: tens of ms each) reach the engine one at a
+ * Tasks (a tracking writer's batch, a rollup pass: tens of ms to over a hundred each) reach the engine one at a
  * time, the next only after a turn of this thread's event loop. A request that arrived meanwhile
  * (a click's send lookup) is then queued in PGlite ahead of the next task, so it waits for the
  * task that runs, not for every task already waiting (the writer and the rollup runner each have
@@ -132,6 +133,8 @@ async function run(db: PGlite, prepared: PreparedQueries, local: Db, request: Re
       return blob.arrayBuffer();
     }
     case 'close':
+      // Tasks posted before it still run (a task in the chain has not reached PGlite's lock yet).
+      await tasksDone;
       await db.close();
       return undefined;
   }
