@@ -31,26 +31,41 @@ export function serverDatabase(url: string, prefix: string) {
   return createScratchDatabase(url, prefix.replace(/-/g, '_'));
 }
 
-
-/** A workspace, a campaign with 6 links (the last the honeypot) and `sends` sent sends, by set-based SQL. */
-export async function seedBenchCampaign(db: Db, name: string, sends: number) {
+/**
+ * A workspace of `campaigns` sending campaigns (links 0-5, 5 the honeypot), each with `sendsEach`
+ * sent sends to recipients of its own. One campaign of many sends is the usual bench campaign;
+ * many campaigns of one send each give sends whose first hit no cache holds (the send cache
+ * indexes a campaign's sends at its first lookup).
+ */
+export async function seedBenchCampaigns(db: Db, name: string, { campaigns, sendsEach }: { campaigns: number; sendsEach: number }) {
   const [ws] = rowsOf<{ id: string }>(await db.execute(sql`insert into workspaces (name) values (${name}) returning id`));
   const workspaceId = ws!.id;
-  const [c] = rowsOf<{ id: string }>(
+  const campaignIds = rowsOf<{ id: string }>(
     await db.execute(sql`
       insert into campaigns (workspace_id, name, kind, subject, audience, status)
-      values (${workspaceId}, ${name}, 'marketing', 'Bench', '{"contactIds":[]}'::jsonb, 'sending') returning id`),
-  );
-  const campaignId = c!.id;
-  await db.execute(sql`insert into campaign_links (workspace_id, campaign_id, link_index, url, honeypot) select ${workspaceId}, ${campaignId}, i, 'https://shop.example.com/' || i, i = 5 from generate_series(0, 5) i`);
-  await db.execute(sql`insert into recipients (workspace_id, email) select ${workspaceId}, 'r' || i || '@bench.test' from generate_series(1, ${sends}::int) i`);
+      select ${workspaceId}, case when ${campaigns}::int = 1 then ${name} else ${name} || ' ' || i end, 'marketing', 'Bench', '{"contactIds":[]}'::jsonb, 'sending'
+      from generate_series(1, ${campaigns}::int) i returning id`),
+  ).map((r) => r.id);
+  await db.execute(sql`
+    insert into campaign_links (workspace_id, campaign_id, link_index, url, honeypot)
+    select c.workspace_id, c.id, i, 'https://shop.example.com/' || i, i = 5
+    from campaigns c cross join generate_series(0, 5) i where c.workspace_id = ${workspaceId}`);
+  await db.execute(sql`insert into recipients (workspace_id, email) select ${workspaceId}, 'r' || i || '@bench.test' from generate_series(1, ${campaigns * sendsEach}::int) i`);
   const sendIds = rowsOf<{ id: string }>(
     await db.execute(sql`
       insert into campaign_sends (workspace_id, campaign_id, step, recipient_id, email, status, rfc822_message_id, sent_at)
-      select ${workspaceId}, ${campaignId}, 0, id, email, 'sent', gen_random_uuid() || '@bench.test', now() - interval '30 days'
-      from recipients where workspace_id = ${workspaceId} returning id`),
+      select ${workspaceId}, c.id, 0, r.id, r.email, 'sent', gen_random_uuid() || '@bench.test', now() - interval '30 days'
+      from (select id, row_number() over (order by id) as n from campaigns where workspace_id = ${workspaceId}) c
+      join (select id, email, row_number() over (order by id) as n from recipients where workspace_id = ${workspaceId}) r on (r.n - 1) / ${sendsEach}::int + 1 = c.n
+      returning id`),
   ).map((r) => r.id);
-  return { workspaceId, campaignId, sends: sendIds };
+  return { workspaceId, campaignIds, sends: sendIds };
+}
+
+/** A workspace, a campaign with 6 links (the last the honeypot) and `sends` sent sends, by set-based SQL. */
+export async function seedBenchCampaign(db: Db, name: string, sends: number) {
+  const { workspaceId, campaignIds, sends: sendIds } = await seedBenchCampaigns(db, name, { campaigns: 1, sendsEach: sends });
+  return { workspaceId, campaignId: campaignIds[0]!, sends: sendIds };
 }
 
 export const machine = () =>

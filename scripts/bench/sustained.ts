@@ -37,7 +37,7 @@ import { Session } from 'node:inspector/promises';
 import { constants, monitorEventLoopDelay, PerformanceObserver } from 'node:perf_hooks';
 import { sql } from 'drizzle-orm';
 import { bareServer, listen, load, startBenchServer, type LoadResult } from './bench-server.js';
-import { machine, percentile, seedBenchCampaign } from './common.js';
+import { machine, percentile, seedBenchCampaign, seedBenchCampaigns } from './common.js';
 
 const SERVER_URL = process.env.BENCH_DATABASE_URL;
 const TOKENS = Number(process.env.BENCH_TOKENS ?? 1000);
@@ -60,30 +60,9 @@ const tracking = services.tracking;
 const { campaignId, sends } = await seedBenchCampaign(database.db, 'Bench sustained', TOKENS);
 const pathOf = (url: string) => new URL(url).pathname;
 // Sends for the cold clicks, one campaign each: one click each, never cached before it (a margin for the ticks while the load starts and stops).
-const coldSends = COLD_CLICKS > 0 ? await seedColdSends(Math.ceil(COLD_CLICKS * (SECONDS + 10) * (TRIES + 1))) : [];
+const coldSends = COLD_CLICKS > 0 ? (await seedBenchCampaigns(database.db, 'Bench cold clicks', { campaigns: Math.ceil(COLD_CLICKS * (SECONDS + 10) * (TRIES + 1)), sendsEach: 1 })).sends : [];
 let coldNext = 0;
 let warmNext = 0;
-
-/** `count` campaigns of one sent send each, with the bench campaign's links, in one workspace: their send ids. */
-async function seedColdSends(count: number): Promise<string[]> {
-  const db = database.db;
-  const { workspaceId } = await seedBenchCampaign(db, 'Bench cold clicks', 0);
-  await db.execute(sql`
-    insert into campaigns (workspace_id, name, kind, subject, audience, status)
-    select ${workspaceId}, 'Cold ' || i, 'marketing', 'Bench', '{"contactIds":[]}'::jsonb, 'sending' from generate_series(1, ${count}::int) i`);
-  await db.execute(sql`
-    insert into campaign_links (workspace_id, campaign_id, link_index, url, honeypot)
-    select c.workspace_id, c.id, i, 'https://shop.example.com/' || i, i = 5
-    from campaigns c cross join generate_series(0, 5) i where c.workspace_id = ${workspaceId} and c.name like 'Cold %'`);
-  await db.execute(sql`insert into recipients (workspace_id, email) select ${workspaceId}, 'cold' || i || '@bench.test' from generate_series(1, ${count}::int) i`);
-  const rows = (await db.execute(sql`
-    insert into campaign_sends (workspace_id, campaign_id, step, recipient_id, email, status, rfc822_message_id, sent_at)
-    select ${workspaceId}, c.id, 0, r.id, r.email, 'sent', gen_random_uuid() || '@bench.test', now() - interval '30 days'
-    from (select id, row_number() over (order by id) as n from campaigns where workspace_id = ${workspaceId} and name like 'Cold %') c
-    join (select id, email, row_number() over (order by id) as n from recipients where workspace_id = ${workspaceId}) r using (n)
-    returning id`)) as unknown as { rows: { id: string }[] };
-  return rows.rows.map((r) => r.id);
-}
 // 7 opens to 3 clicks, cycling through every send.
 const paths = sends.flatMap((id, i) => (i % 10 < 3 ? [pathOf(tracking.urls.openPixel(id)), pathOf(tracking.urls.click(id, 0))] : [pathOf(tracking.urls.openPixel(id))]));
 

@@ -15,8 +15,7 @@ import type { EventColumns } from '../tracking/event-columns.js';
  * pass's rows and plan, and a batch's statement, were most of what survived the answering
  * thread's young-generation collections, the pauses behind the tracking p99 (BENCHMARKS.md,
  * issue 14 sixth pass).
- */
-/*
+ *
  * On PGlite tasks run one at a time (pglite-worker.ts): a task must wait on nothing but the
  * database, or every later task waits with it.
  */

@@ -99,12 +99,9 @@ export function createTracking(deps: TrackingDeps) {
   // The stats lag the events by about one pass (rollup-runner.ts); any process rolls up any pending record.
   const rollups = createRollupRunner({
     // The pass runs on a database thread (database-thread-tasks.ts: PGlite's own, or a server's task thread): its rows and
-    // plan never touch the answering thread's heap. Full windows on PGlite too, under load as well: a window's cost is
-    // mostly per send and per statement (1,000 sends: 25-29 µs an event in windows of 500-1,000, 15-18 in windows of
-    // 5,000), and the windows of 500 it took while hits kept coming held it at ~17,400 recorded events/s under 24,000
-    // hits/s, ~20,000-22,800 with full ones (BENCHMARKS.md, fourteenth pass). The price: on PGlite a pass is one
-    // transaction, during which the engine runs nothing else, so a click whose campaign's sends are not cached may wait
-    // behind a whole pass (~75-140 ms at 5,000 events; a writer's batch of 1,000, ~26 ms).
+    // plan never touch the answering thread's heap. Full windows on PGlite under load too: a window's cost is mostly per
+    // send and per statement, so smaller ones recorded fewer events a second; what an uncached click then waits for is in
+    // README.md (rollup runner) and BENCHMARKS.md (issue 14, fourteenth pass).
     pass: () => database.runTask('rollUpPending', { maxEvents: DEFAULT_ROLLUP_WINDOW }),
     logger,
     eagerEvents: DEFAULT_ROLLUP_WINDOW,
