@@ -13,6 +13,8 @@ if (!Number.isInteger(port) || port < 0 || port > 65535) {
   console.error(`SANDBOX_PORT must be a port number, got ${JSON.stringify(rawPort)}`);
   process.exit(1);
 }
+/** Where the service is (for its OAuth callback): its PUBLIC_BASE_URL, else its PORT on localhost, as the service defaults it. */
+const serviceBaseUrl = (process.env.PUBLIC_BASE_URL || `http://localhost:${process.env.PORT || '3000'}`).replace(/\/+$/, '');
 const truthy = (value: string | undefined) => value !== undefined && ['1', 'true', 'yes', 'on'].includes(value.toLowerCase());
 const clientId = process.env.SANDBOX_CLIENT_ID || undefined;
 const clientSecret = process.env.SANDBOX_CLIENT_SECRET || undefined;
@@ -47,6 +49,8 @@ try {
     ...Object.entries(sandbox.env()).map(([name, value]) => `  export ${name}=${value}`),
     ...(clientId ? [] : ['  export GOOGLE_CLIENT_ID=sandbox-client  # any id works: the sandbox was started without SANDBOX_CLIENT_ID']),
     ...(clientSecret ? [] : ['  export GOOGLE_CLIENT_SECRET=sandbox-secret  # not checked: no SANDBOX_CLIENT_SECRET']),
+    // The service needs all three Google settings together; the callback is the service's own address.
+    `  export GOOGLE_REDIRECT_URI=${serviceBaseUrl}/api/gmail/callback  # the service's PUBLIC_BASE_URL + /api/gmail/callback`,
     ...(mailboxes.length > 0 ? ['', `Mailboxes: ${mailboxes.join(', ')}`] : []),
     '',
     'Ctrl-C stops it; everything is in memory and is gone then.',

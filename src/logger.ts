@@ -112,14 +112,33 @@ const LONG_OPAQUE_SEGMENT = /(?<=\/)(?![0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a
 /** Query parameters that carry credentials (OAuth codes and state, invitation tokens), and a person's address (a data subject export, list filters). */
 const SECRET_QUERY = /([?&](?:code|state|token|access_token|id_token|code_verifier|email)=)[^&#]*/gi;
 
+/** Query parameters whose value is itself a URL, encoded (sign-in's way back to the page asked for). */
+const NESTED_URL_QUERY = /([?&]next=)([^&#]*)/gi;
+const MAX_NESTING = 3;
+
 /**
- * A request URL fit for a log line: the token of an unsubscribe or tracking link is a
- * credential (whoever holds it can opt that person out), and so is an OAuth code.
+ * A URL fit for a log line (a request's, or a redirect's Location): the token of an
+ * unsubscribe or tracking link is a credential (whoever holds it can opt that person out), and
+ * so is an OAuth code. A URL carried encoded inside another (`/signin?next=…`) is decoded and
+ * redacted by the same rules, then encoded again.
  */
-export function redactUrl(url: string): string {
+export function redactUrl(url: string, depth = 0): string {
   const queryAt = url.search(/[?#]/);
   const path = queryAt === -1 ? url : url.slice(0, queryAt);
   const rest = queryAt === -1 ? '' : url.slice(queryAt);
   const redactedPath = path.replace(TOKEN_PATH, '$1[token]').replace(LONG_OPAQUE_SEGMENT, '[token]');
-  return redactedPath + rest.replace(SECRET_QUERY, '$1[redacted]');
+  const query = rest.replace(SECRET_QUERY, '$1[redacted]');
+  return redactedPath + query.replace(NESTED_URL_QUERY, (_match, name: string, value: string) => name + redactNestedUrl(value, depth));
+}
+
+/** A `next=` value: decoded (again while it was encoded more than once), redacted, encoded once. */
+function redactNestedUrl(encoded: string, depth: number): string {
+  if (depth >= MAX_NESTING) return '[redacted]';
+  try {
+    let decoded = decodeURIComponent(encoded.replace(/\+/g, ' '));
+    for (let i = 0; i < MAX_NESTING && /%[0-9a-f]{2}/i.test(decoded); i += 1) decoded = decodeURIComponent(decoded);
+    return encodeURIComponent(redactUrl(decoded, depth + 1));
+  } catch {
+    return '[redacted]'; // not decodable: nothing readable to keep
+  }
 }

@@ -27,7 +27,7 @@ async function main() {
   if (config.generatedSecrets.length > 0) {
     logger.warn(
       { generated: config.generatedSecrets, file: `${config.dataDir}/secrets.json` },
-      'development secrets were generated and stored in the data dir; set them in the environment for any real deployment',
+      'development secrets in use, generated once into the data dir (and read from there since); set them in the environment for any real deployment',
     );
   }
 

@@ -1,4 +1,5 @@
 import { ValidationError } from '../errors.js';
+import { startOfCalendarDay } from '../http/validate.js';
 import type { ConsentStatus } from '../db/schema.js';
 
 /*
@@ -107,7 +108,9 @@ export function parseConsentCells(
   let at: Date | null = null;
   if (cells.consentAt) {
     const text = cells.consentAt;
-    at = DATE_ONLY.test(text) ? new Date(`${text}T00:00:00Z`) : INSTANT.test(text) ? new Date(text) : new Date(Number.NaN);
+    // The day checked against the calendar first: Date would roll 2026-02-30 over to 2 March.
+    const day = DATE_ONLY.test(text) || INSTANT.test(text) ? startOfCalendarDay(text.slice(0, 10)) : undefined;
+    at = !day ? new Date(Number.NaN) : DATE_ONLY.test(text) ? day : new Date(text);
     if (Number.isNaN(at.getTime()) || at.getUTCFullYear() < 1970 || at.getTime() > now.getTime() + FUTURE_SLACK_MS) {
       return { error: { code: 'invalid_consent_at', message: 'consent_at must be a past date (YYYY-MM-DD) or instant with offset (ISO 8601)' } };
     }

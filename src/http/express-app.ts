@@ -78,6 +78,9 @@ export function createApp(deps: AppDeps, services: Services = createServices(dep
       autoLogging: { ignore: (req) => req.url === '/healthz' || req.url === '/metrics' },
       serializers: {
         req: (req: { url: string; query?: unknown }) => ({ ...req, url: redactUrl(req.url), query: undefined }),
+        // A redirect's Location may carry what the request's URL did (sign-in's `next`, a token path).
+        res: (res: { headers?: Record<string, unknown> }) =>
+          typeof res.headers?.location === 'string' ? { ...res, headers: { ...res.headers, location: redactUrl(res.headers.location) } } : res,
         // pino-http installs its own error serializer unless given one: ours drops query parameters.
         err: serializeError,
       },

@@ -2,7 +2,7 @@ import { Router, type Request, type Response } from 'express';
 import { createApiKeyBody } from '../api-keys/api-keys.routes.js';
 import { API_SCOPES } from '../http/api-spec.js';
 import { parseId } from '../http/params.js';
-import { parseInput } from '../http/validate.js';
+import { parseInput, startOfCalendarDay } from '../http/validate.js';
 import { reportQuery, sendReportCsv } from '../privacy/compliance.routes.js';
 import { WEBHOOK_EVENT_TYPES } from '../webhooks/events.js';
 import { createWebhookBody } from '../webhooks/webhooks.schemas.js';
@@ -177,8 +177,12 @@ ${problem('compliance-report')}<form id="compliance-report-range" class="inline"
     // the report's first line is made before the headers go out (sendReportCsv), so a refusal
     // there is still that page.
     await onForm('compliance-report', { report: { from: fromDay ?? '', to: toDay ?? '' } })(req, res, async () => {
-      const to = toDay ? `${toDay}T23:59:59.999Z` : new Date().toISOString();
-      const from = fromDay ? `${fromDay}T00:00:00Z` : new Date(Date.parse(to) - REPORT_DEFAULT_DAYS * DAY_MS).toISOString();
+      // A day that does not exist (2026-02-30) or another text is passed on as typed: the report's schema refuses it.
+      const toStart = toDay ? startOfCalendarDay(toDay) : undefined;
+      const fromStart = fromDay ? startOfCalendarDay(fromDay) : undefined;
+      const toAt = toStart ? new Date(toStart.getTime() + DAY_MS - 1) : new Date();
+      const to = toDay && !toStart ? toDay : toAt.toISOString();
+      const from = fromDay ? (fromStart?.toISOString() ?? fromDay) : new Date(toAt.getTime() - REPORT_DEFAULT_DAYS * DAY_MS).toISOString();
       const range = compliance.rangeOf(parseInput(reportQuery, { from, to }));
       res.setHeader('Cache-Control', 'no-store');
       await sendReportCsv(res, compliance, auth, range);

@@ -1,6 +1,6 @@
 import { Router, type Request, type Response } from 'express';
 import { parseId } from '../http/params.js';
-import { parseInput } from '../http/validate.js';
+import { parseInput, startOfCalendarDay } from '../http/validate.js';
 import { DATA_KINDS } from '../privacy/export.service.js';
 import { legalRequestBody, streamJson } from '../privacy/privacy.routes.js';
 import { checked, errorNotice, formInput, formRunner, ticked } from './forms.js';
@@ -29,9 +29,10 @@ interface FormValues {
  */
 function legalRequestFromForm(req: Request) {
   const input = formInput(req);
+  // A day that does not exist (2026-02-30) or another text is passed on as typed: the API's schema refuses it, naming the field.
   const day = (value: string | undefined, plusDays = 0) => {
-    if (!value || !/^\d{4}-\d{2}-\d{2}$/.test(value)) return value;
-    return new Date(Date.parse(`${value}T00:00:00Z`) + plusDays * DAY_MS).toISOString();
+    const start = value ? startOfCalendarDay(value) : undefined;
+    return start ? new Date(start.getTime() + plusDays * DAY_MS).toISOString() : value;
   };
   return {
     authority: input.authority ?? '',

@@ -71,17 +71,24 @@ describe('CSV import with a consent column', () => {
       'hal@example.com,opted_in,2999-01-01',
       'ivy@example.com,,2026-01-01',
       'jo@example.com,OPTED_IN,2026-01-01',
+      // Days that do not exist: refused, never rolled over to another day (Date makes 2026-02-30 the 2nd of March).
+      'max@example.com,opted_in,2026-02-30',
+      'ned@example.com,opted_in,2026-02-29T10:00:00Z',
+      'oli@example.com,opted_in,2024-02-29',
     ].join('\n');
     const res = await importCsv(csv);
     expect(res.status).toBe(200);
-    expect(res.body).toMatchObject({ rows: 5, created: 1, consents: 1, failed: 4 });
+    expect(res.body).toMatchObject({ rows: 8, created: 2, consents: 2, failed: 6 });
     expect(res.body.errors).toEqual([
       { line: 2, code: 'invalid_consent', message: 'consent must be opted_in or opted_out' },
       { line: 3, code: 'invalid_consent_at', message: expect.stringContaining('consent_at') },
       { line: 4, code: 'invalid_consent_at', message: expect.stringContaining('consent_at') },
       { line: 5, code: 'invalid_consent', message: expect.stringContaining('without consent') },
+      { line: 7, code: 'invalid_consent_at', message: expect.stringContaining('consent_at') },
+      { line: 8, code: 'invalid_consent_at', message: expect.stringContaining('consent_at') },
     ]);
-    for (const n of ['fay', 'gus', 'hal', 'ivy']) expect((await historyOf(`${n}@example.com`)).contact).toBeUndefined();
+    for (const n of ['fay', 'gus', 'hal', 'ivy', 'max', 'ned']) expect((await historyOf(`${n}@example.com`)).contact).toBeUndefined();
+    expect((await historyOf('oli@example.com')).history).toMatchObject([{ status: 'opted_in', at: new Date('2024-02-29T00:00:00Z') }]);
     expect((await historyOf('jo@example.com')).history).toMatchObject([{ status: 'opted_in' }]);
 
     const headerless = await importCsv('email,consent_source\nkim@example.com,form\n');

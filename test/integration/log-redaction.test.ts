@@ -98,6 +98,19 @@ describe('issue 9: the worst cases of the hostile run leave nothing secret in th
     expect(leaks).toEqual([]);
   });
 
+  it("an address or token carried encoded in sign-in's next, in the request or in the redirect's Location, stays out of the logs", async () => {
+    const token = 'YetAnotherRecipientTokenValue0123456789ab';
+    // Signed out: each page redirects to /signin?next=<the page, encoded>.
+    await app.api('GET', '/app/suppressions?email=next-leak-1%40example.org');
+    await app.api('GET', `/signin?next=${encodeURIComponent('/app/suppressions?email=next-leak-2%40example.org')}`);
+    await app.api('GET', `/signin?next=${encodeURIComponent(encodeURIComponent('/app/suppressions?email=next-leak-3%40example.org'))}`);
+    await app.api('GET', `/app/../u/${token}`);
+    await app.api('GET', `/signin?next=${encodeURIComponent(`/app/x/${token}`)}`);
+    const logs = app.logs.join('');
+    expect(logs).toContain('"location":"/signin?next=');
+    for (const secret of ['next-leak-1', 'next-leak-2', 'next-leak-3', token]) expect([secret, logs.includes(secret)]).toEqual([secret, false]);
+  });
+
   it('token paths are redacted whatever their case or doubled slashes', async () => {
     const token = 'AnotherRecipientTokenValue0123456789abcdef';
     for (const path of [`/U/${token}`, `/P/${token}`, `//t/c/${token}`, `/T/c/${token}`, `/T/O/${token}.gif`, `//u//${token}`]) await app.api('GET', path);

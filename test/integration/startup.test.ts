@@ -6,13 +6,14 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 
 /*
- * `npm start` as a newcomer runs it: a real process, no configuration but a scratch
- * data dir and a free port. Proves migrate-at-boot, the console message, and that
- * SIGTERM closes the embedded database so the process actually exits.
+ * `npm start` as a newcomer runs it: npm itself, a real process tree (npm, then the script's
+ * shell replaced by tsx, then node), no configuration but a scratch data dir and free ports.
+ * Proves migrate-at-boot, the console message, and that SIGTERM to npm stops everything it
+ * started: the server and the in-process sandbox stop listening and npm exits 0. (Before the
+ * script exec'd, npm's SIGTERM ended the shell and left the server running, orphaned.)
  */
 
 const root = path.resolve(import.meta.dirname, '../..');
-const tsx = path.join(root, 'node_modules/.bin/tsx');
 const dirs: string[] = [];
 afterAll(() => {
   for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
@@ -28,7 +29,7 @@ async function freePort(): Promise<number> {
 }
 
 function run(env: Record<string, string>): { child: ChildProcess; output: () => string; exited: Promise<number | null> } {
-  const child = spawn(tsx, ['src/main.ts'], { cwd: root, env: { PATH: process.env.PATH ?? '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn('npm', ['start'], { cwd: root, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? os.tmpdir(), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout!.on('data', (chunk) => (output += String(chunk)));
   child.stderr!.on('data', (chunk) => (output += String(chunk)));
@@ -41,7 +42,8 @@ describe('npm start', () => {
     const dataDir = mkdtempSync(path.join(os.tmpdir(), 'inboxtrail-start-'));
     dirs.push(dataDir);
     const port = await freePort();
-    const proc = run({ DATA_DIR: dataDir, PORT: String(port) });
+    const sandboxPort = await freePort();
+    const proc = run({ DATA_DIR: dataDir, PORT: String(port), SANDBOX_PORT: String(sandboxPort) });
     let health: Response | undefined;
     for (let i = 0; i < 120 && !health; i += 1) {
       health = await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => undefined);
@@ -52,10 +54,15 @@ describe('npm start', () => {
     expect(ready.status).toBe(200);
     expect(proc.output()).toContain(`listening on http://localhost:${port}`);
     expect(proc.output()).toMatch(/Gmail: /);
-    expect(proc.output()).toContain('development secrets were generated');
+    expect(proc.output()).toContain('development secrets in use, generated once into the data dir');
+
+    expect((await fetch(`http://127.0.0.1:${sandboxPort}/`)).status).toBeLessThan(500);
 
     proc.child.kill('SIGTERM');
     expect(await proc.exited).toBe(0);
+    // Nothing it started still answers (the process tree is gone, not just npm).
+    const listening = async (p: number) => fetch(`http://127.0.0.1:${p}/healthz`).then(() => true, () => false);
+    expect([await listening(port), await listening(sandboxPort)]).toEqual([false, false]);
   }, 60_000);
 
   it('refuses to boot in production without secrets, naming each one', async () => {

@@ -72,6 +72,14 @@ describe('Legal requests page', () => {
     const unknown = await postForm(owner.browser, [...BASE, ['reference', 'CASE-UNKNOWN'], ['contactIds', '00000000-0000-4000-8000-000000000000'], ['kinds', 'contacts']]);
     expect(unknown.status).toBe(422);
     expect(unknown.text).toContain('role="alert">The scope names contacts this workspace does not have');
+    // A day that does not exist is refused on the form with the field named (it threw a 500 before), never rolled over.
+    for (const [field, value] of [['from', '2026-13-45'], ['to', '2026-02-30']] as const) {
+      const fields = BASE.filter(([name]) => name !== field);
+      const badDay = await postForm(owner.browser, [...fields, [field, value], ['reference', `CASE-DAY-${field}`], ['addresses', 'x@example.com'], ['kinds', 'contacts']]);
+      expect([field, badDay.status]).toEqual([field, 400]);
+      expect(badDay.text).toMatch(new RegExp(`role="alert">The request is not valid: scope.${field}:`));
+      expect(badDay.text).toContain(`name="${field}" value="${value}"`);
+    }
     expect((await recorded()).length).toBe(before);
   });
 

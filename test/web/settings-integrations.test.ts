@@ -194,6 +194,13 @@ describe('Settings → integrations and privacy', () => {
     expect(range.text).toMatch(/role="alert">[^<]*<\/p>\s*<form id="compliance-report-range"/);
     expect(fieldValue(range.text, 'from')).toBe('2026-03-01');
     expect(fieldValue(range.text, 'to')).toBe('2026-02-01');
+    // Days that do not exist, and text that is no day, with or without the other end: the same form, never a 500.
+    for (const query of ['to=abc', 'to=2026-99-99', 'from=2026-02-30', 'from=2026-13-45&to=2026-12-31']) {
+      const refused = await owner.browser.get(`/app/settings/compliance-report.csv?${query}`);
+      expect([query, refused.status]).toEqual([query, 400]);
+      expect(refused.headers.get('content-type')).toContain('text/html');
+      expect(Object.keys(alertsIn(refused.text))).toEqual(['compliance-report']);
+    }
 
     // A notice carried over a redirect still shows at the top, and a fresh page has no alert.
     const saved = await owner.browser.get(`${INTEGRATIONS}?notice=saved`);
