@@ -10,7 +10,9 @@
  * it) is measured too, and the total (write + rollup) per event: the stats' whole cost.
  * Then EXPLAIN (ANALYZE, BUFFERS) of the write statement over the events written so far, and
  * a paced run through the real event writer and rollup runner at BENCH_RATE events/s for
- * BENCH_SECONDS: the largest backlogs and how long they took to drain.
+ * BENCH_SECONDS: the largest backlogs and how long they took to drain (with
+ * BENCH_WRITER_FIRST=0, passes do not wait while the writer is behind, as before the
+ * fifteenth pass of issue 14; the app's rule is the default).
  *
  *   npm run bench -- ingest                                   # PGlite, batches of 250 and 1,000
  *   BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres npm run bench -- ingest   # server, 1,000 and 5,000
@@ -22,6 +24,7 @@ import { rowsOf } from '../../src/db/pg-array.js';
 import { createLogger } from '../../src/logger.js';
 import type { Classification } from '../../src/tracking/classify.js';
 import { createEventWriter } from '../../src/tracking/event-writer.js';
+import { WRITER_BEHIND_EVENTS } from '../../src/tracking/tracking.js';
 import { EVENT_COLUMNS, selectEventsFromArrays, writeEvents, writeStatement } from '../../src/tracking/events.repo.js';
 import { createRollupRunner } from '../../src/tracking/rollup-runner.js';
 import { DEFAULT_ROLLUP_WINDOW, passWithoutJit, planWindow, readStatement, rollupWriteStatement } from '../../src/tracking/rollups.repo.js';
@@ -213,7 +216,14 @@ async function main() {
     let backlogMax = 0;
     let pendingMax = 0;
     const logger = createLogger('warn');
-    const runner = createRollupRunner({ pass: () => repo.rollUpPending(WINDOW), logger, eagerEvents: WINDOW });
+    // As the app: passes wait while the writer is behind (tracking.ts), unless BENCH_WRITER_FIRST=0.
+    const writerFirst = process.env.BENCH_WRITER_FIRST !== '0';
+    const runner = createRollupRunner({
+      pass: () => repo.rollUpPending(WINDOW),
+      logger,
+      eagerEvents: WINDOW,
+      writerBehind: writerFirst ? () => writer.size >= WRITER_BEHIND_EVENTS : undefined,
+    });
     const writer = createEventWriter<TrackingEventRow>({
       prepare: (items) => eventColumnsOf(items),
       insert: (events) => writeEvents(db, events),
@@ -250,7 +260,7 @@ async function main() {
     await runner.close({ timeoutMs: 600_000 });
     const rollupDrainMs = performance.now() - loadEnd;
     console.log(
-      `paced ${RATE.toLocaleString('en')} events/s for ${SECONDS} s through the event writer: largest backlog ${backlogMax.toLocaleString('en')} (${(backlogMax / RATE).toFixed(2)} s of events), ${backlogAtEnd.toLocaleString('en')} at the end, drained ${(drainMs / 1000).toFixed(2)} s after the load stopped`,
+      `paced ${RATE.toLocaleString('en')} events/s for ${SECONDS} s through the event writer (${writerFirst ? 'passes wait while it is behind' : 'passes do not wait for it'}): largest backlog ${backlogMax.toLocaleString('en')} (${(backlogMax / RATE).toFixed(2)} s of events), ${backlogAtEnd.toLocaleString('en')} at the end, drained ${(drainMs / 1000).toFixed(2)} s after the load stopped`,
     );
     console.log(
       `  and its rollup runner (windows of ${WINDOW.toLocaleString('en')}): largest pending ${pendingMax.toLocaleString('en')} events (sampled every 0.5 s), ${pendingAtEnd.toLocaleString('en')} at the end of the load, all rolled up ${(rollupDrainMs / 1000).toFixed(2)} s after it stopped`,

@@ -84,6 +84,18 @@ const drain = async (limitMs = 300_000) => {
   return { backlog, seconds, left: tracking.pending(), perSecond: seconds > 0 ? (backlog - tracking.pending()) / seconds : Number.POSITIVE_INFINITY };
 };
 
+/** Events written but not yet in the stats (the rollup pass counts them later). */
+const pendingRollups = async () => {
+  const rows = (await database.db.execute(sql`select coalesce(sum(events), 0)::int as n from tracking_rollup_pending`)) as unknown as { rows: { n: number }[] };
+  return Number(rows.rows[0]!.n);
+};
+/** Waits until the rollup pass has counted every written event; seconds it took. */
+const statsCaughtUp = async (limitMs = 300_000) => {
+  const started = performance.now();
+  while ((await pendingRollups()) > 0 && performance.now() - started < limitMs) await new Promise((resolve) => setTimeout(resolve, 100));
+  return (performance.now() - started) / 1000;
+};
+
 console.log(machine());
 console.log(`database: ${app.label}; ${TOKENS} sends, 7 opens : 3 clicks; autocannon in a child process, ${CONNECTIONS} connections, loopback\n`);
 
@@ -105,7 +117,11 @@ const peak = best.result.rps;
 /** One sustained run at `rate`: the backlog sampled every second, then the drain. */
 async function sustained(rate: number, seconds: number) {
   const samples: number[] = [];
-  const sampler = setInterval(() => samples.push(tracking.pending()), 1_000);
+  const rollupSamples: number[] = [];
+  const sampler = setInterval(() => {
+    samples.push(tracking.pending());
+    void pendingRollups().then((n) => rollupSamples.push(n));
+  }, 1_000);
   const before = process.cpuUsage();
   const loopDelay = monitorEventLoopDelay({ resolution: 1 });
   loopDelay.enable();
@@ -126,7 +142,9 @@ async function sustained(rate: number, seconds: number) {
   clearInterval(sampler);
   const cpu = process.cpuUsage(before);
   const atEnd = tracking.pending();
+  const rollupsAtEnd = await pendingRollups();
   const drained = await drain();
+  const statsSeconds = await statsCaughtUp();
   // The same asked rate, same paths, against the bare server: the p99 floor of this machine.
   const baseline = await load(bareUrl, { seconds, connections: CONNECTIONS, rate, paths });
   // Bounded: at most 2 s of events waiting when the load stops, or the backlog falling over
@@ -150,6 +168,9 @@ async function sustained(rate: number, seconds: number) {
   console.log(`  server CPU ${((cpu.user + cpu.system) / 1e6 / seconds).toFixed(2)} cores; writer backlog each second: ${samples.join(' ')}`);
   console.log(
     `  backlog max ${Math.max(0, ...samples).toLocaleString('en')}, ${atEnd.toLocaleString('en')} when the load stopped (${bounded ? 'bounded' : 'NOT bounded'}: ${(atEnd / rate).toFixed(1)} s of events${falling ? ', falling over the last 10 s' : ''}${answeredAtRate ? '' : `, but only ${((result.rps / rate) * 100).toFixed(0)}% of the asked rate answered`}), ${drained.left === 0 ? `drained to 0 in ${drained.seconds.toFixed(1)} s` : `NOT drained: ${drained.left} left after ${drained.seconds.toFixed(0)} s`}`,
+  );
+  console.log(
+    `  stats behind the events (written, not yet counted by the rollup pass): max ${Math.max(0, ...rollupSamples).toLocaleString('en')} events, ${rollupsAtEnd.toLocaleString('en')} when the load stopped, all counted ${statsSeconds.toFixed(1)} s after the writer's backlog was written`,
   );
   return { result, bounded };
 }
@@ -232,6 +253,8 @@ interface SamplingNode {
   children: SamplingNode[];
 }
 
+// The peak runs' events counted first, so the sustained run's stats backlog is its own.
+await statsCaughtUp();
 const target = await sustained(RATE ?? peak * SHARE, SECONDS);
 if (!target.bounded) {
   // What answering and recording together allow on this machine, from the peak run: seconds per hit answered + seconds per event written.

@@ -11,7 +11,7 @@ import { createRollupRunner } from './rollup-runner.js';
 const logger = createLogger('silent');
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-function harness(options: { window?: number; failWhile?: () => boolean; intervalMs?: number } = {}) {
+function harness(options: { window?: number; failWhile?: () => boolean; intervalMs?: number; writerBehind?: () => boolean; maxDeferMs?: number } = {}) {
   const state = { pending: 0, inFlight: 0, maxInFlight: 0, passes: 0, failures: 0, rolledUp: 0 };
   const window = options.window ?? 10;
   const runner = createRollupRunner({
@@ -32,6 +32,8 @@ function harness(options: { window?: number; failWhile?: () => boolean; interval
     sweepMs: 60_000,
     retryInitialMs: 5,
     retryMaxMs: 20,
+    writerBehind: options.writerBehind,
+    maxDeferMs: options.maxDeferMs,
     hooks: { rolledUp: (r) => (state.rolledUp += r.events), failed: () => (state.failures += 1) },
   });
   const write = (n: number) => {
@@ -70,6 +72,34 @@ describe('rollup runner', () => {
     await runner.close({ timeoutMs: 2_000 });
     expect(state.pending).toBe(0);
     expect(state.rolledUp).toBe(15);
+  });
+
+  it('while the writer is behind, passes wait for it (drain does not); they follow once it caught up, and at least every maxDeferMs', async () => {
+    let behind = false;
+    const { runner, state, write } = harness({ intervalMs: 20, writerBehind: () => behind, maxDeferMs: 1_000 });
+    write(5);
+    await vi.waitFor(() => expect(state.pending).toBe(0), { timeout: 900, interval: 5 });
+    behind = true;
+    const passesBefore = state.passes;
+    for (let i = 0; i < 10; i += 1) {
+      write(30); // a backlog that would start passes at once
+      await sleep(20);
+    }
+    expect(state.passes).toBe(passesBefore);
+    expect(state.pending).toBe(300);
+    // Still behind: one pass once maxDeferMs has gone by since the previous one, then waiting again.
+    await vi.waitFor(() => expect(state.passes).toBe(passesBefore + 1), { timeout: 2_000, interval: 5 });
+    await sleep(150);
+    expect(state.passes).toBe(passesBefore + 1);
+    // Caught up: passes follow without another write.
+    behind = false;
+    await vi.waitFor(() => expect(state.pending).toBe(0), { timeout: 900, interval: 5 });
+    // drain never waits.
+    behind = true;
+    write(25);
+    expect(await runner.drain()).toBe(true);
+    expect(state.pending).toBe(0);
+    await runner.close();
   });
 
   it('drain runs passes until nothing is pending', async () => {

@@ -12,6 +12,11 @@ import type { RollupPassResult } from './rollups.repo.js';
  *     record, so records left by a crashed process (or one that was stopped before its pass)
  *     are picked up by the others, or by this one after a restart;
  *   - drain() (the writer's flush, tests, shutdown): passes until nothing is pending.
+ * While the event writer is behind (`writerBehind`), passes started by writes or the sweep wait
+ * for it, up to `maxDeferMs` after the previous pass: under more hits than the database can
+ * both record and roll up, its time goes to the events, which are lost if the writer's buffer
+ * fills, and not to the stats, whose pending records are already stored and wait (the stats
+ * lag instead; they catch up when the load falls). drain() never waits.
  * A failed pass leaves its records for the next (one transaction); passes back off like the
  * writer (0.5 s doubling to 15 s) and failures are counted and logged without parameters.
  * The writer never waits for a pass: the stats lag the events by about one pass.
@@ -27,6 +32,10 @@ export interface RollupRunnerOptions {
   eagerEvents?: number;
   /** A pass this often, writes or not: records left by other (crashed) processes (default 10 s). */
   sweepMs?: number;
+  /** True while the event writer is behind: passes other than drain() wait (default: never). */
+  writerBehind?: () => boolean;
+  /** The longest a waiting pass waits after the previous one, so the stats still move under overload (default 10 s). */
+  maxDeferMs?: number;
   retryInitialMs?: number;
   retryMaxMs?: number;
   now?: () => number;
@@ -34,6 +43,8 @@ export interface RollupRunnerOptions {
 }
 
 const nextTick = () => new Promise<void>((resolve) => setImmediate(resolve));
+/** How often a waiting pass looks again whether the writer caught up. */
+const DEFER_RECHECK_MS = 100;
 
 export function createRollupRunner(options: RollupRunnerOptions) {
   const { pass, logger, hooks = {} } = options;
@@ -42,12 +53,17 @@ export function createRollupRunner(options: RollupRunnerOptions) {
   const eagerEvents = options.eagerEvents ?? 5_000;
   const retryInitialMs = options.retryInitialMs ?? 500;
   const retryMaxMs = options.retryMaxMs ?? 15_000;
+  const writerBehind = options.writerBehind ?? (() => false);
+  const maxDeferMs = options.maxDeferMs ?? 10_000;
 
   let running: Promise<boolean> | undefined;
   let timer: NodeJS.Timeout | undefined;
   let timerDue = 0;
   let writtenSince = 0;
   let lastPassAt = 0;
+  /** A pass waited for the writer: it looks again at `deferredUntil`, written events or not. */
+  let waitingForWriter = false;
+  let deferredUntil = 0;
   const backoff = createWriteBackoff({
     logger,
     now,
@@ -61,6 +77,7 @@ export function createRollupRunner(options: RollupRunnerOptions) {
   /** One pass; undefined when it failed (logged, counted, backoff set). */
   async function passOnce(): Promise<RollupPassResult | undefined> {
     writtenSince = 0;
+    waitingForWriter = false;
     lastPassAt = now();
     try {
       const result = await pass();
@@ -81,6 +98,12 @@ export function createRollupRunner(options: RollupRunnerOptions) {
   async function passes(untilEmpty: boolean, deadline = Number.POSITIVE_INFINITY): Promise<boolean> {
     for (;;) {
       if (now() >= deadline) return true;
+      if (!untilEmpty && writerBehind() && now() - lastPassAt < maxDeferMs) {
+        // Looked at again shortly (schedule(), when this run ends), not at every batch the writer writes.
+        waitingForWriter = true;
+        deferredUntil = now() + DEFER_RECHECK_MS;
+        return true;
+      }
       const result = await passOnce();
       if (!result) return false;
       if (result.records === 0 || (!untilEmpty && !result.full)) return true;
@@ -101,8 +124,8 @@ export function createRollupRunner(options: RollupRunnerOptions) {
 
   function schedule(): void {
     // After writes, or to retry a failed pass at its backoff (its records still wait).
-    if (closed || running || (writtenSince === 0 && backoff.failures === 0)) return;
-    const due = Math.max(backoff.retryAt, writtenSince >= eagerEvents ? 0 : lastPassAt + intervalMs);
+    if (closed || running || (writtenSince === 0 && backoff.failures === 0 && !waitingForWriter)) return;
+    const due = Math.max(backoff.retryAt, deferredUntil, writtenSince >= eagerEvents ? 0 : lastPassAt + intervalMs);
     // A pass already planned as soon or sooner stays; a backlog brings a later one forward.
     if (timer && timerDue <= due) return;
     if (timer) clearTimeout(timer);

@@ -23,6 +23,15 @@ import type { EventColumns } from './event-columns.js';
 import { createTrackingRepo } from './tracking.repo.js';
 import { createTrackingUrls } from './urls.js';
 
+/** Rows per event-writer statement at most (while a backlog waits). */
+const MAX_WRITE_BATCH = 1_000;
+/**
+ * The writer is behind when this many events wait: four of its largest statements. (It writes
+ * what gathered every second, so at a few thousand hits a second a pass also waits for the
+ * first statements of a flush, tens of milliseconds.)
+ */
+export const WRITER_BEHIND_EVENTS = 4 * MAX_WRITE_BATCH;
+
 /**
  * The tracking feature, assembled: token codec and URLs, the send cache, classifier,
  * recorder and batched event writer, stats, retention, and the HTTP handler for /t/.
@@ -105,6 +114,10 @@ export function createTracking(deps: TrackingDeps) {
     pass: () => database.runTask('rollUpPending', { maxEvents: DEFAULT_ROLLUP_WINDOW }),
     logger,
     eagerEvents: DEFAULT_ROLLUP_WINDOW,
+    // More hits than the database can both record and roll up: the events first (a full buffer
+    // drops them; a pending record waits safely in the database), the stats catch up after.
+    // Called from passes only, after the writer below exists.
+    writerBehind: () => writer.size >= WRITER_BEHIND_EVENTS,
     hooks: { rolledUp: (result) => rolledUp.inc(result.events), failed: () => rollupFailures.inc() },
   });
   const cache = createSendCache({ repo });
@@ -124,7 +137,7 @@ export function createTracking(deps: TrackingDeps) {
     // A server takes batches of 1,000 (its work is in another process), not more: at 5,000
     // an event cost 59-61 µs of CPU against 46-49 (BENCHMARKS.md, issue 14 third pass).
     batchSize: database.kind === 'pglite' ? 250 : 1_000,
-    maxBatchSize: 1_000,
+    maxBatchSize: MAX_WRITE_BATCH,
     queue: new HitColumns(),
     hooks: {
       written: (n) => {
