@@ -109,8 +109,14 @@ export type { Logger };
 const TOKEN_PATH = /^(\/+(?:u|p|t\/+o|t\/+c)\/+)[^/?#]+/i;
 /** Any other long base64url segment is taken for a token too (UUIDs, which name rows, stay readable). */
 const LONG_OPAQUE_SEGMENT = /(?<=\/)(?![0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?:[/?#]|$))[A-Za-z0-9_%-]{32,}(?=[/?#.]|$)/gi;
-/** Query parameters that carry credentials (OAuth codes and state, invitation tokens), and a person's address (a data subject export, list filters). */
-const SECRET_QUERY = /([?&](?:code|state|token|access_token|id_token|code_verifier|email)=)[^&#]*/gi;
+/**
+ * Query parameters that carry credentials (OAuth codes and state, invitation tokens), a person's
+ * address (a data subject export, list filters, the mailbox a reconnect names: `loginHint`,
+ * Google's `login_hint`) or what someone searched for (`q`: names and addresses of contacts).
+ */
+const SECRET_QUERY = /([?&](?:code|state|token|access_token|id_token|code_verifier|email|loginHint|login_hint|q)=)[^&#]*/gi;
+/** Any other query value holding an address (an `@`, plain or encoded). */
+const ADDRESS_QUERY_VALUE = /([?&][^=&#]*=)[^&#]*(?:@|%40|%2540)[^&#]*/gi;
 
 /** Query parameters whose value is itself a URL, encoded (sign-in's way back to the page asked for). */
 const NESTED_URL_QUERY = /([?&]next=)([^&#]*)/gi;
@@ -127,7 +133,7 @@ export function redactUrl(url: string, depth = 0): string {
   const path = queryAt === -1 ? url : url.slice(0, queryAt);
   const rest = queryAt === -1 ? '' : url.slice(queryAt);
   const redactedPath = path.replace(TOKEN_PATH, '$1[token]').replace(LONG_OPAQUE_SEGMENT, '[token]');
-  const query = rest.replace(SECRET_QUERY, '$1[redacted]');
+  const query = rest.replace(SECRET_QUERY, '$1[redacted]').replace(ADDRESS_QUERY_VALUE, '$1[redacted]');
   return redactedPath + query.replace(NESTED_URL_QUERY, (_match, name: string, value: string) => name + redactNestedUrl(value, depth));
 }
 

@@ -106,6 +106,8 @@ export function createTracking(deps: TrackingDeps) {
   });
 
   // The stats lag the events by about one pass (rollup-runner.ts); any process rolls up any pending record.
+  // The runner asks how far the writer below is behind; the writer tells the runner what it wrote: wired through a holder.
+  const writerBacklog = { size: () => 0 };
   const rollups = createRollupRunner({
     // The pass runs on a database thread (database-thread-tasks.ts: PGlite's own, or a server's task thread): its rows and
     // plan never touch the answering thread's heap. Full windows on PGlite under load too: a window's cost is mostly per
@@ -116,8 +118,7 @@ export function createTracking(deps: TrackingDeps) {
     eagerEvents: DEFAULT_ROLLUP_WINDOW,
     // More hits than the database can both record and roll up: the events first (a full buffer
     // drops them; a pending record waits safely in the database), the stats catch up after.
-    // Called from passes only, after the writer below exists.
-    writerBehind: () => writer.size >= WRITER_BEHIND_EVENTS,
+    writerBehind: () => writerBacklog.size() >= WRITER_BEHIND_EVENTS,
     hooks: { rolledUp: (result) => rolledUp.inc(result.events), failed: () => rollupFailures.inc() },
   });
   const cache = createSendCache({ repo });
@@ -150,6 +151,7 @@ export function createTracking(deps: TrackingDeps) {
     },
   });
   sink.push = (item) => writer.push(item);
+  writerBacklog.size = () => writer.size;
   new Gauge({
     name: 'tracking_events_buffered',
     help: 'Tracking events waiting to be written (including clicks held for burst detection)',

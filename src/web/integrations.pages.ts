@@ -2,7 +2,7 @@ import { Router, type Request, type Response } from 'express';
 import { createApiKeyBody } from '../api-keys/api-keys.routes.js';
 import { API_SCOPES } from '../http/api-spec.js';
 import { parseId } from '../http/params.js';
-import { parseInput, startOfCalendarDay } from '../http/validate.js';
+import { isoInstant, parseInput, startOfCalendarDay } from '../http/validate.js';
 import { reportQuery, sendReportCsv } from '../privacy/compliance.routes.js';
 import { WEBHOOK_EVENT_TYPES } from '../webhooks/events.js';
 import { createWebhookBody } from '../webhooks/webhooks.schemas.js';
@@ -177,10 +177,13 @@ ${problem('compliance-report')}<form id="compliance-report-range" class="inline"
     // the report's first line is made before the headers go out (sendReportCsv), so a refusal
     // there is still that page.
     await onForm('compliance-report', { report: { from: fromDay ?? '', to: toDay ?? '' } })(req, res, async () => {
-      // A day that does not exist (2026-02-30) or another text is passed on as typed: the report's schema refuses it.
+      // Anything but a real day (2026-02-30, an instant, other text) is passed on as typed: the report's
+      // schema takes an instant and refuses the rest, naming the field. The default `from` counts back
+      // from `to` when that is a day or a valid instant, else from now.
       const toStart = toDay ? startOfCalendarDay(toDay) : undefined;
       const fromStart = fromDay ? startOfCalendarDay(fromDay) : undefined;
-      const toAt = toStart ? new Date(toStart.getTime() + DAY_MS - 1) : new Date();
+      const toInstant = toDay && !toStart ? isoInstant.safeParse(toDay) : undefined;
+      const toAt = toStart ? new Date(toStart.getTime() + DAY_MS - 1) : toInstant?.success ? toInstant.data : new Date();
       const to = toDay && !toStart ? toDay : toAt.toISOString();
       const from = fromDay ? (fromStart?.toISOString() ?? fromDay) : new Date(toAt.getTime() - REPORT_DEFAULT_DAYS * DAY_MS).toISOString();
       const range = compliance.rangeOf(parseInput(reportQuery, { from, to }));

@@ -106,9 +106,14 @@ describe('issue 9: the worst cases of the hostile run leave nothing secret in th
     await app.api('GET', `/signin?next=${encodeURIComponent(encodeURIComponent('/app/suppressions?email=next-leak-3%40example.org'))}`);
     await app.api('GET', `/app/../u/${token}`);
     await app.api('GET', `/signin?next=${encodeURIComponent(`/app/x/${token}`)}`);
+    // The reconnect link names its mailbox; a search names a contact; any other parameter holding an address.
+    await app.api('GET', '/app/mailboxes/connect?sync=true&loginHint=next-leak-4%40example.org');
+    await app.api('GET', `/signin?next=${encodeURIComponent('/app/mailboxes/connect?loginHint=next-leak-5%40example.org')}`);
+    await app.api('GET', '/app/contacts?q=next-leak-6+Lovelace');
+    await app.api('GET', '/api/contacts?other=next-leak-7@example.org');
     const logs = app.logs.join('');
     expect(logs).toContain('"location":"/signin?next=');
-    for (const secret of ['next-leak-1', 'next-leak-2', 'next-leak-3', token]) expect([secret, logs.includes(secret)]).toEqual([secret, false]);
+    for (const secret of ['next-leak-1', 'next-leak-2', 'next-leak-3', 'next-leak-4', 'next-leak-5', 'next-leak-6', 'next-leak-7', token]) expect([secret, logs.includes(secret)]).toEqual([secret, false]);
   });
 
   it('token paths are redacted whatever their case or doubled slashes', async () => {

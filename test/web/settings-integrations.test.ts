@@ -195,12 +195,15 @@ describe('Settings → integrations and privacy', () => {
     expect(fieldValue(range.text, 'from')).toBe('2026-03-01');
     expect(fieldValue(range.text, 'to')).toBe('2026-02-01');
     // Days that do not exist, and text that is no day, with or without the other end: the same form, never a 500.
-    for (const query of ['to=abc', 'to=2026-99-99', 'from=2026-02-30', 'from=2026-13-45&to=2026-12-31']) {
+    for (const query of ['to=abc', 'to=2026-99-99', 'from=2026-02-30', 'from=2026-13-45&to=2026-12-31', 'to=-271821-04-20T00:00:00Z']) {
       const refused = await owner.browser.get(`/app/settings/compliance-report.csv?${query}`);
       expect([query, refused.status]).toEqual([query, 400]);
       expect(refused.headers.get('content-type')).toContain('text/html');
       expect(Object.keys(alertsIn(refused.text))).toEqual(['compliance-report']);
     }
+    // An instant is what the API takes: the default range counts back from it.
+    const instant = await owner.browser.get('/app/settings/compliance-report.csv?to=2026-01-01T10:00:00Z');
+    expect([instant.status, instant.headers.get('content-disposition')]).toEqual([200, 'attachment; filename="compliance-report-2025-10-03-2026-01-01.csv"']);
 
     // A notice carried over a redirect still shows at the top, and a fresh page has no alert.
     const saved = await owner.browser.get(`${INTEGRATIONS}?notice=saved`);
