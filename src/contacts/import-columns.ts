@@ -51,16 +51,24 @@ export function headerToFieldName(header: string): string {
     .join('');
 }
 
+const ATTRIBUTE_NAME_RULE = 'letters, digits and _, not starting with a digit, at most 64';
+
 function byHeader(header: string): Column {
   const name = headerToFieldName(header);
   if (!name) return { kind: 'ignore' };
-  return (OWN_FIELDS as readonly string[]).includes(name) ? { kind: name as OwnField } : { kind: 'attribute', name };
+  if ((OWN_FIELDS as readonly string[]).includes(name)) return { kind: name as OwnField };
+  // The same rule as an attribute named through the API or a mapping: one the API could not set
+  // back, nor a segment or a merge field name, is refused here rather than stored (or dropped).
+  if (!ATTRIBUTE_NAME.test(name)) {
+    throw new ValidationError([{ field: 'header', message: `column ${JSON.stringify(header)} makes no attribute name (${ATTRIBUTE_NAME_RULE}): rename it, or map it to an attribute or to ignore` }]);
+  }
+  return { kind: 'attribute', name };
 }
 
 function byMapping(header: string, target: ColumnTarget): Column {
   if (target.startsWith('attribute:')) {
     const name = target.slice('attribute:'.length);
-    if (!ATTRIBUTE_NAME.test(name)) throw new ValidationError([{ field: `mapping.${header}`, message: 'attribute names are letters, digits and _ (not starting with a digit)' }]);
+    if (!ATTRIBUTE_NAME.test(name)) throw new ValidationError([{ field: `mapping.${header}`, message: `attribute names are ${ATTRIBUTE_NAME_RULE}` }]);
     return { kind: 'attribute', name };
   }
   if (target === 'ignore' || (OWN_FIELDS as readonly string[]).includes(target)) return { kind: target as OwnField | 'ignore' };
@@ -78,6 +86,16 @@ export function resolveColumns(headers: string[], mapping?: ColumnMapping): Colu
   if ((count('consentSource') > 0 || count('consentAt') > 0) && count('consent') === 0) {
     throw new ValidationError([{ field: 'header', message: 'consent_source and consent_at need a consent column' }]);
   }
+  // Two columns into one attribute ("Company Name" and "company_name"): one would overwrite the other, row by row.
+  const firstHeaderOf = new Map<string, string>();
+  columns.forEach((column, i) => {
+    if (column.kind !== 'attribute') return;
+    const earlier = firstHeaderOf.get(column.name);
+    if (earlier !== undefined) {
+      throw new ValidationError([{ field: 'header', message: `columns ${JSON.stringify(earlier)} and ${JSON.stringify(headers[i])} are both the attribute ${column.name}: rename or map one of them` }]);
+    }
+    firstHeaderOf.set(column.name, headers[i]!);
+  });
   return columns;
 }
 

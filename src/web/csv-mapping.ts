@@ -52,8 +52,14 @@ export function guessChoice(header: string): ColumnChoice {
   return name ? 'attribute' : 'ignore';
 }
 
-/** The attribute name a column becomes (a merge field in templates: letters, digits, _). */
-export const attributeName = (header: string) => headerToFieldName(header).replace(/[^A-Za-z0-9_]/g, '') || 'column';
+/**
+ * The attribute name a column becomes, one the service takes (a merge field in templates:
+ * letters, digits, _, not starting with a digit, at most 64): `2024 Revenue` → `_2024Revenue`.
+ */
+export const attributeName = (header: string) => {
+  const name = headerToFieldName(header).replace(/[^A-Za-z0-9_]/g, '') || 'column';
+  return (/^[0-9]/.test(name) ? `_${name}` : name).slice(0, 64);
+};
 
 /** The person's choices, one per column, as the service's mapping. */
 export function toMapping(header: string[], choices: ColumnChoice[]): ColumnMapping {

@@ -145,6 +145,28 @@ describe('CSV import', () => {
     expect(quoted).toMatchObject({ firstName: 'Q, Uoted', attributes: { companyName: 'Acme, Inc.' } });
   });
 
+  it('a header that makes no attribute name, or two headers making the same one, refuse the file (400) and import nothing', async () => {
+    const team = await signUp(ctx.app);
+    for (const [header, says] of [
+      ['email,2024 Revenue', /"2024 Revenue" makes no attribute name/],
+      [`email,${'x'.repeat(65)}`, /makes no attribute name/],
+      ['email,Company Name,company_name', /"Company Name" and "company_name" are both the attribute companyName/],
+    ] as const) {
+      const res = await importCsv(`${header}
+refused@example.com,a,b
+`, team.token);
+      expect([res.status, res.body.error.code]).toEqual([400, 'validation_failed']);
+      expect(res.body.error.message).toMatch(says);
+    }
+    const list = await ctx.app.api('GET', '/api/contacts', { token: team.token });
+    expect(list.body.contacts).toEqual([]);
+    // The longest name the API takes is taken here too.
+    const longest = await importCsv(`email,${'x'.repeat(64)}
+kept@example.com,v
+`, team.token);
+    expect(longest.body).toMatchObject({ created: 1, failed: 0 });
+  });
+
   it('is idempotent on the address: the same file twice leaves the same contacts', async () => {
     const team = await signUp(ctx.app);
     const csv = 'email,firstName,plan\nrepeat@example.com,Rita,pro\nREPEAT2@example.com,Rob,free\n';

@@ -156,6 +156,17 @@ describe('CSV import with preview, mapping and the consent column', () => {
     expect(consents.every((c) => c.policy_version === app.config.policyVersion)).toBe(true);
   });
 
+  it('a header that would make no attribute name is offered as one the service takes, and imports under it', async () => {
+    const csv = 'email,2024 Revenue\nrev@import.test,12k\n';
+    await owner.browser.get('/app/contacts/import');
+    const preview = await owner.browser.postMultipart('/app/contacts/import/preview', {}, { file: { name: 'revenue.csv', content: csv } });
+    expect(preview.text).toContain('Attribute “_2024Revenue”');
+    const done = await owner.browser.postMultipart('/app/contacts/import', { csv, map0: 'email', map1: 'attribute' });
+    expect(done.text).toMatch(/Created<\/th><td>1</);
+    const [imported] = await rows<{ attributes: Record<string, string> }>(sql`select attributes from contacts where email = 'rev@import.test'`);
+    expect(imported!.attributes).toEqual({ _2024Revenue: '12k' });
+  });
+
   it('a mapping without an email column is shown on the mapping step and imports nothing', async () => {
     await owner.browser.get('/app/contacts/import');
     const preview = await owner.browser.postMultipart('/app/contacts/import/preview', {}, { file: { name: 'x.csv', content: 'email,name\nnomap@import.test,N\n' } });
