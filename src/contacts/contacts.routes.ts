@@ -8,12 +8,12 @@ import { parseInput } from '../http/validate.js';
 import { MAX_IMPORT_BYTES } from './contacts-import.js';
 import type { ContactsService } from './contacts.service.js';
 import { emailAddressField } from './email-address.js';
+import { ATTRIBUTE_NAME, ATTRIBUTE_NAME_RULE } from './import-columns.js';
 
 const name = z.string().trim().min(1).max(200);
-/** Attribute keys double as merge-field names in templates ({{companyName}}), so they must be identifiers. */
 const attributes = z
   .record(
-    z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,63}$/, 'attribute names are letters, digits and _ (not starting with a digit)'),
+    z.string().regex(ATTRIBUTE_NAME, `attribute names are ${ATTRIBUTE_NAME_RULE}`),
     z.union([z.string().max(2000), z.number(), z.boolean(), z.null()]),
   )
   .refine((value) => Object.keys(value).length <= 100, 'at most 100 attributes');

@@ -17,7 +17,9 @@ export type Column =
 
 const OWN_FIELDS = ['email', 'firstName', 'lastName', 'consent', 'consentSource', 'consentAt'] as const;
 type OwnField = (typeof OWN_FIELDS)[number];
-const ATTRIBUTE_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
+/** Attribute names double as merge-field names in templates ({{companyName}}): identifiers. The API's rule too (contacts.routes.ts). */
+export const ATTRIBUTE_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
+export const ATTRIBUTE_NAME_RULE = 'letters, digits and _, not starting with a digit, at most 64';
 
 /** Header spellings (lowercased, separators removed) that mean one of the contact's own fields. */
 const FIELD_ALIASES: Record<string, OwnField> = {
@@ -50,8 +52,6 @@ export function headerToFieldName(header: string): string {
     })
     .join('');
 }
-
-const ATTRIBUTE_NAME_RULE = 'letters, digits and _, not starting with a digit, at most 64';
 
 function byHeader(header: string): Column {
   const name = headerToFieldName(header);

@@ -61,8 +61,7 @@ export function createRollupRunner(options: RollupRunnerOptions) {
   let timerDue = 0;
   let writtenSince = 0;
   let lastPassAt = 0;
-  /** A pass waited for the writer: it looks again at `deferredUntil`, written events or not. */
-  let waitingForWriter = false;
+  /** When a pass that waited for the writer looks again, written events or not (0: none waits). */
   let deferredUntil = 0;
   const backoff = createWriteBackoff({
     logger,
@@ -77,7 +76,7 @@ export function createRollupRunner(options: RollupRunnerOptions) {
   /** One pass; undefined when it failed (logged, counted, backoff set). */
   async function passOnce(): Promise<RollupPassResult | undefined> {
     writtenSince = 0;
-    waitingForWriter = false;
+    deferredUntil = 0;
     lastPassAt = now();
     try {
       const result = await pass();
@@ -100,7 +99,6 @@ export function createRollupRunner(options: RollupRunnerOptions) {
       if (now() >= deadline) return true;
       if (!untilEmpty && writerBehind() && now() - lastPassAt < maxDeferMs) {
         // Looked at again shortly (schedule(), when this run ends), not at every batch the writer writes.
-        waitingForWriter = true;
         deferredUntil = now() + DEFER_RECHECK_MS;
         return true;
       }
@@ -124,7 +122,7 @@ export function createRollupRunner(options: RollupRunnerOptions) {
 
   function schedule(): void {
     // After writes, or to retry a failed pass at its backoff (its records still wait).
-    if (closed || running || (writtenSince === 0 && backoff.failures === 0 && !waitingForWriter)) return;
+    if (closed || running || (writtenSince === 0 && backoff.failures === 0 && deferredUntil === 0)) return;
     const due = Math.max(backoff.retryAt, deferredUntil, writtenSince >= eagerEvents ? 0 : lastPassAt + intervalMs);
     // A pass already planned as soon or sooner stays; a backlog brings a later one forward.
     if (timer && timerDue <= due) return;
