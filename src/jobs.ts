@@ -1,6 +1,6 @@
 import type { Services } from './app.js';
 import type { Config } from './config.js';
-import type { Logger } from './logger.js';
+import { errorNameOf, type Logger } from './logger.js';
 
 /** The poller looks for due mailboxes at least this often, so a newly connected one does not wait a whole interval. */
 const MAX_TICK_MS = 30_000;
@@ -60,7 +60,7 @@ export function startJobs(input: { services: Services; config: Config; logger: L
     return () => {
       if (stopped || current) return;
       current = job()
-        .catch((error: unknown) => logger.error({ job: name, errorName: error instanceof Error ? error.name : typeof error }, 'background job failed'))
+        .catch((error: unknown) => logger.error({ job: name, errorName: errorNameOf(error) }, 'background job failed'))
         .finally(() => {
           running.delete(current!);
           current = undefined;

@@ -59,6 +59,11 @@ const VALUE_FREE_SQLSTATE_CLASSES = new Set(['08', '23', '25', '40', '42', '53',
  * fields, never an arbitrary property bag (a Google client error holds request headers
  * with bearer tokens).
  */
+/** What a log line may say of an error whose message could hold data (a driver's, a library's): its class name only. */
+export function errorNameOf(error: unknown): string {
+  return error instanceof Error ? error.name : typeof error;
+}
+
 export function serializeError(error: unknown, depth = 0): unknown {
   if (typeof error === 'string') return /failed query|params:/i.test(error) ? '[database error]' : error.slice(0, MAX_MESSAGE);
   if (error === null || typeof error !== 'object') return error;

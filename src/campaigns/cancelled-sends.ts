@@ -1,4 +1,4 @@
-import type { Logger } from '../logger.js';
+import { errorNameOf, type Logger } from '../logger.js';
 import type { CancelledSendsRepo } from './cancelled-sends.repo.js';
 
 /**
@@ -66,7 +66,7 @@ export function createCancelledSends(deps: {
      */
     async afterCancel(campaignId: string): Promise<void> {
       await skipQueued(campaignId, inlineMs).catch((error: unknown) => {
-        logger.warn({ campaignId, errorName: error instanceof Error ? error.name : typeof error }, 'skipping a cancelled campaign’s queued sends failed; the sweep will');
+        logger.warn({ campaignId, errorName: errorNameOf(error) }, 'skipping a cancelled campaign’s queued sends failed; the sweep will');
       });
     },
 

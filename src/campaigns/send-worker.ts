@@ -5,7 +5,7 @@ import { GmailError } from '../gmail/gmail-errors.js';
 import type { MailboxesRepo, MailboxRow } from '../gmail/mailboxes.repo.js';
 import type { MailboxService } from '../gmail/mailboxes.service.js';
 import type { MailboxPacer } from '../gmail/pacer.js';
-import type { Logger } from '../logger.js';
+import { errorNameOf, type Logger } from '../logger.js';
 import type { TrackingUrls } from '../tracking/urls.js';
 import type { CampaignRow, CampaignsRepo } from './campaigns.repo.js';
 import { groupCommit, roundCommit, type RoundMember } from './group-commit.js';
@@ -243,7 +243,7 @@ export function createSendWorker(deps: SendWorkerDeps) {
         }
         stop = true;
         const error = outcome.reason;
-        logger.error({ sendId: round[i]!.id, errorName: error instanceof Error ? error.name : typeof error }, 'a send failed outside Gmail; its lease decides what happens to it');
+        logger.error({ sendId: round[i]!.id, errorName: errorNameOf(error) }, 'a send failed outside Gmail; its lease decides what happens to it');
       });
     }
     const unstarted = candidates.slice(next).map((c) => c.id);
@@ -307,7 +307,7 @@ export function createSendWorker(deps: SendWorkerDeps) {
       let sent = 0;
       for (const result of results) {
         if (result.status === 'fulfilled') sent += result.value;
-        else logger.error({ errorName: result.reason instanceof Error ? result.reason.name : typeof result.reason }, 'a mailbox’s sending pass failed');
+        else logger.error({ errorName: errorNameOf(result.reason) }, 'a mailbox’s sending pass failed');
       }
       return sent;
     })();

@@ -1,3 +1,5 @@
+import { errorNameOf } from '../logger.js';
+
 /**
  * Every way a Gmail or Google OAuth call can fail, reduced to the one thing callers need:
  * what to do next. `rate_limited` and `temporary` are retried (the pacer does that),
@@ -363,7 +365,7 @@ export function toGmailError(error: unknown): GmailError {
   if (isTemporaryNetworkFailure(networkCode)) {
     return new GmailError('temporary', `Gmail request failed: ${networkCode}`, { reason: networkCode });
   }
-  const name = error instanceof Error ? error.name : typeof error;
+  const name = errorNameOf(error);
   const detail = message ? `: ${sanitizeFreeText(message)}` : '';
   return new GmailError('permanent', `Gmail call failed (${name})${detail}`, networkCode ? { reason: networkCode } : {});
 }

@@ -13,6 +13,7 @@ import { presentHealth } from './sync-health.js';
 import { tokenContext, type TokenCipher } from './token-cipher.js';
 import type { AuditEntry } from '../privacy/audit.js';
 import { deletionRequested, purgeDate, requesterOf } from '../privacy/deletion.js';
+import { errorNameOf } from '../logger.js';
 
 const CONSUMER_DOMAINS = new Set(['gmail.com', 'googlemail.com']);
 const OAUTH_STATE_TTL_SECONDS = 600;
@@ -163,7 +164,7 @@ export function createMailboxService(deps: MailboxServiceDeps) {
       const released = await repo.releaseParkedSends(mailboxId, now());
       if (released > 0) logger.info({ mailboxId, released }, 'sends parked while the mailbox could not be searched are due for recovery now');
     } catch (error) {
-      logger.warn({ mailboxId, errorName: error instanceof Error ? error.name : typeof error }, 'parked sends were not released; recovery looks at them within minutes');
+      logger.warn({ mailboxId, errorName: errorNameOf(error) }, 'parked sends were not released; recovery looks at them within minutes');
     }
   }
 

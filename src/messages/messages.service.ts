@@ -8,7 +8,7 @@ import { GMAIL_SCOPES, SEND_OUTCOME_UNKNOWN } from '../gmail/gmail-client.js';
 import { GmailError } from '../gmail/gmail-errors.js';
 import type { MailboxesRepo, MailboxRow } from '../gmail/mailboxes.repo.js';
 import type { MailboxService } from '../gmail/mailboxes.service.js';
-import type { Logger } from '../logger.js';
+import { errorNameOf, type Logger } from '../logger.js';
 import type { MessageRow, MessagesRepo } from './messages.repo.js';
 
 export interface OneToOneMail {
@@ -246,7 +246,15 @@ export function createMessagesService(deps: MessagesServiceDeps) {
         return { pending: false, message: presentMessage(row ?? (await repo.findById(auth.workspaceId, messageRowId))!) };
       } catch (error) {
         if (error instanceof SendRefused) throw error.appError;
-        if (!(error instanceof GmailError)) throw error;
+        if (!(error instanceof GmailError)) {
+          if (!claimed) throw error;
+          // Claimed, then our own storage failed (recording the outcome, or a retry's lease
+          // renewal): the mail may have gone out. A 5xx would say "nothing changed" and free an
+          // Idempotency-Key for a retry that sends it again; this is pending, and recovery
+          // resolves it by its Message-ID when the lease ends, as for a lost Gmail answer.
+          logger.warn({ messageId: claimed.id, errorName: errorNameOf(error) }, '1:1 send claimed but its outcome not recorded; recovery resolves it');
+          return { pending: true, message: presentMessage(claimed) };
+        }
         if (!claimed) {
           // Refused before the gate (the pacer's pause is too long, the grant is dead): nothing was recorded or sent.
           throw gmailFailure(error);

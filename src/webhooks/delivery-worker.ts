@@ -1,6 +1,6 @@
 import type { AccountMailer } from '../auth/account-mail.js';
 import type { TokenCipherMethods } from '../gmail/token-cipher.js';
-import type { Logger } from '../logger.js';
+import { errorNameOf, type Logger } from '../logger.js';
 import type { WebhookEventBody, WebhookEventType } from './events.js';
 import { nextAttemptAt } from './retry-schedule.js';
 import type { AttemptResult, WebhookSender } from './sender.js';
@@ -107,7 +107,7 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions) {
     if (disabled) {
       logger.warn({ endpointId: disabled.id, workspaceId: disabled.workspaceId, consecutiveFailures: disabled.consecutiveFailures }, 'webhook endpoint disabled after sustained failure');
       await notifyDisabled(disabled).catch((error: unknown) =>
-        logger.error({ endpointId: disabled.id, errorName: error instanceof Error ? error.name : typeof error }, 'webhook disable notice could not be sent'),
+        logger.error({ endpointId: disabled.id, errorName: errorNameOf(error) }, 'webhook disable notice could not be sent'),
       );
     }
   }
@@ -137,7 +137,7 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions) {
       result = await attempt(claim);
     } catch (error) {
       // A secret that no longer decrypts, a URL that no longer parses: a failed attempt like any other.
-      logger.error({ deliveryId: claim.id, errorName: error instanceof Error ? error.name : typeof error }, 'webhook delivery could not be attempted');
+      logger.error({ deliveryId: claim.id, errorName: errorNameOf(error) }, 'webhook delivery could not be attempted');
       result = { outcome: 'network_error', responseStatus: null, latencyMs: 0 };
     }
     await settle(claim, result);
@@ -153,7 +153,7 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions) {
       try {
         const results = await work;
         for (const r of results) {
-          if (r.status === 'rejected') logger.error({ errorName: r.reason instanceof Error ? r.reason.name : typeof r.reason }, 'webhook delivery bookkeeping failed');
+          if (r.status === 'rejected') logger.error({ errorName: errorNameOf(r.reason) }, 'webhook delivery bookkeeping failed');
         }
       } finally {
         inFlight.delete(work);

@@ -115,4 +115,34 @@ describe('Idempotency-Key', () => {
     await fixtures.drain(created.body.id);
     for (const c of contacts) expect(fixtures.sentTo(SENDER, 'Idem campaign').get(c.email)).toBe(1);
   });
+  it('a send whose outcome cannot be stored after Gmail took it: 202 pending, a retry with the key replays it and never sends again; recovery records it sent', async () => {
+    const SEARCHABLE = 'idem-searchable@acme.test';
+    const box = (await connectedMailbox(ctx.app, ctx.owner.token, SEARCHABLE, { sync: true })).id;
+    const to = 'idem-late@contoso.test';
+    ctx.app.sandbox.control.createMailbox({ email: to });
+    const post = () => ctx.app.api('POST', '/api/messages', { token: ctx.owner.token, json: { mailboxId: box, to, subject: 'Stored late', text: 'hi' }, headers: { 'idempotency-key': 'key-late' } });
+    const db = ctx.app.database.db;
+    // A real failure of our own storage, right after Gmail accepted the mail: recording "sent" fails.
+    await db.execute(sql`create function idem_test_refuse_sent() returns trigger language plpgsql as $$ begin raise exception 'storage unavailable'; end $$`);
+    await db.execute(sql`create trigger idem_test_refuse_sent before update on messages for each row when (new.status = 'sent' and new.subject = 'Stored late') execute function idem_test_refuse_sent()`);
+    let first: Awaited<ReturnType<typeof post>>;
+    try {
+      first = await post();
+      expect([first.status, first.body.status]).toEqual([202, 'pending']);
+      const again = await post();
+      expect([again.status, again.body.id, again.headers.get('idempotent-replayed')]).toEqual([202, first.body.id, 'true']);
+      expect(inbox(to, 'Stored late')).toHaveLength(1);
+    } finally {
+      await db.execute(sql`drop trigger idem_test_refuse_sent on messages`);
+      await db.execute(sql`drop function idem_test_refuse_sent()`);
+    }
+    // Its lease ends; recovery finds it in the mailbox by its Message-ID.
+    for (let pass = 0; pass < 3; pass++) {
+      await db.execute(sql`update messages set lease_expires_at = now() - interval '1 second' where id = ${first.body.id} and status = 'sending'`);
+      await ctx.app.services.messages.recoverExpired();
+    }
+    const shown = await ctx.app.api('GET', `/api/messages/${first.body.id}`, { token: ctx.owner.token });
+    expect(shown.body.status).toBe('sent');
+    expect(inbox(to, 'Stored late')).toHaveLength(1);
+  });
 });
