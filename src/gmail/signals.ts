@@ -34,7 +34,7 @@ export interface BounceMatching {
   notSent: FailedRecipient[];
 }
 
-const sentTo = (m: OriginalMessage) => new Set([...m.toAddresses, ...m.ccAddresses].map((a) => a.toLowerCase()));
+const sentTo = (m: OriginalMessage) => new Set([...m.toAddresses, ...m.ccAddresses, ...m.bccAddresses].map((a) => a.toLowerCase()));
 
 export type SignalsConfig = Config['signals'];
 

@@ -16,10 +16,11 @@ export interface OriginalMessage {
   rfc822MessageId: string;
   toAddresses: string[];
   ccAddresses: string[];
+  bccAddresses: string[];
   at: Date;
 }
 
-const originalColumns = { id: messages.id, rfc822MessageId: messages.rfc822MessageId, toAddresses: messages.toAddresses, ccAddresses: messages.ccAddresses, at: messages.at };
+const originalColumns = { id: messages.id, rfc822MessageId: messages.rfc822MessageId, toAddresses: messages.toAddresses, ccAddresses: messages.ccAddresses, bccAddresses: messages.bccAddresses, at: messages.at };
 
 /**
  * Queries of mailbox sync. Lookups run before a message is written; the write (message,
@@ -97,7 +98,7 @@ function syncQueries(db: Db, hashAddress: AddressHasher) {
 
     /**
      * A notice that does not say which message bounced: the latest message this mailbox sent
-     * to that address (To or Cc) between `from` and `to`.
+     * to that address (To, Cc or Bcc, in any case) between `from` and `to`.
      */
     async latestSendTo(workspaceId: string, mailboxId: string, address: string, window: { from: Date; to: Date }): Promise<OriginalMessage | undefined> {
       const [row] = await db
@@ -111,7 +112,8 @@ function syncQueries(db: Db, hashAddress: AddressHasher) {
             inArray(messages.status, ['sent', 'sending']),
             gte(messages.at, window.from),
             lte(messages.at, window.to),
-            sql`(${address} = any(${messages.toAddresses}) or ${address} = any(${messages.ccAddresses}))`,
+            // Notices give addresses in lower case; a send keeps what its author typed (`Ann.Lee@…`).
+            sql`exists (select 1 from unnest(${messages.toAddresses} || ${messages.ccAddresses} || ${messages.bccAddresses}) as a(address) where lower(a.address) = ${address.toLowerCase()})`,
           ),
         )
         .orderBy(desc(messages.at), asc(messages.synced))

@@ -220,6 +220,7 @@ export function createMessagesService(deps: MessagesServiceDeps) {
               fromAddress: mailbox.email,
               toAddresses: mail.to,
               ccAddresses: mail.cc,
+              bccAddresses: mail.bcc,
               sentBy: auth.userId,
               leaseOwner: workerId,
               leaseExpiresAt: after(leaseMs),

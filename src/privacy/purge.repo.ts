@@ -34,7 +34,7 @@ const uuidArray = (ids: string[]) => sql`${pgArray(ids)}::uuid[]`;
 const messagesNamingSql = (workspaceId: string, address: string) => sql`
   select m.id from messages m
   where m.workspace_id = ${workspaceId}::uuid and exists (
-    select 1 from unnest(array[m.from_address] || m.to_addresses || m.cc_addresses) a(x)
+    select 1 from unnest(array[m.from_address] || m.to_addresses || m.cc_addresses || m.bcc_addresses) a(x)
     where lower(x) = ${address} or right(lower(x), ${address.length + 2}) = ${`<${address}>`})`;
 
 function purgeQueries(db: Db) {

@@ -58,7 +58,7 @@ function both(byAddress: SQL | undefined, byMailbox: SQL | undefined): SQL {
 function messageScope(scope: ResolvedScope): SQL {
   const involves = aboutPeople(scope, (addresses) => {
     const list = pgArray(addresses);
-    return sql`(lower(${messages.fromAddress}) = any(${list}::text[]) or exists (select 1 from unnest(${messages.toAddresses} || ${messages.ccAddresses}) as a(address) where lower(a.address) = any(${list}::text[])))`;
+    return sql`(lower(${messages.fromAddress}) = any(${list}::text[]) or exists (select 1 from unnest(${messages.toAddresses} || ${messages.ccAddresses} || ${messages.bccAddresses}) as a(address) where lower(a.address) = any(${list}::text[])))`;
   });
   const byMailbox = scope.mailboxIds.length === 0 ? undefined : inUuidList(messages.mailboxId, scope.mailboxIds);
   return and(eq(messages.workspaceId, scope.workspaceId), both(involves, byMailbox))!;

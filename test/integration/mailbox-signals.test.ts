@@ -111,6 +111,34 @@ describe('bounces through the sandbox', () => {
     expect((await stats(campaign)).bounced).toBe(1);
   });
 
+  it('a notice that quotes nothing matches a send whatever the case its author typed the address in', async () => {
+    seq += 1;
+    const email = `bare.case-${seq}@contoso.test`;
+    ctx.app.sandbox.control.createMailbox({ email });
+    const typed = `Bare.Case-${seq}@Contoso.test`;
+    const sent = await ctx.app.api('POST', '/api/messages', { token: ctx.owner.token, json: { mailboxId: mailbox.id, to: typed, subject: 'B3 mixed case', text: 'hi' } });
+    expect(sent.status, sent.text).toBe(201);
+    const original = ctx.app.sandbox.control.listMessages(SENDER, { labelId: 'SENT' }).find((m) => m.subject === 'B3 mixed case')!;
+    await ctx.app.sandbox.control.deliverBounce(SENDER, { originalId: original.id, kind: 'hard', form: 'text', includeOriginal: 'none' });
+    await sync();
+    expect(await suppressed(email)).toBe(true);
+  });
+
+  it('a hard bounce of a Bcc recipient of 1:1 mail suppresses that address, and the next mail to it is refused', async () => {
+    const { emails } = await contacts(['seen', 'hidden']);
+    const [seen, hidden] = emails as [string, string];
+    ctx.app.sandbox.control.setBouncingAddress(hidden, 'hard', undefined, 'report');
+    const sent = await ctx.app.api('POST', '/api/messages', { token: ctx.owner.token, json: { mailboxId: mailbox.id, to: seen, bcc: hidden, subject: 'B3 bcc', text: 'hi' } });
+    expect(sent.status, sent.text).toBe(201);
+    expect(sent.body).not.toHaveProperty('bcc');
+    await sync();
+    expect(await suppressed(hidden)).toBe(true);
+    expect(await suppressed(seen)).toBe(false);
+    ctx.app.sandbox.control.setBouncingAddress(hidden, null);
+    const again = await ctx.app.api('POST', '/api/messages', { token: ctx.owner.token, json: { mailboxId: mailbox.id, to: hidden, subject: 'B3 bcc again', text: 'hi' } });
+    expect([again.status, again.body.error?.code]).toEqual([409, 'recipient_suppressed']);
+  });
+
   it('a forward: the report\'s Original-Recipient is the address we sent to, and the one suppressed', async () => {
     const { ids, emails } = await contacts(['alias']);
     await runCampaign('B6 alias', ids);

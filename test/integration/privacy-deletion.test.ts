@@ -57,6 +57,9 @@ async function mailedAndOptedOut() {
   await app.services.tracking.flush();
   const direct = await api('POST', '/api/messages', { mailboxId: mailbox.id, to: [contact!.email], subject: 'P-13 1:1', text: 'Hi' });
   expect(direct.status, direct.text).toBe(201);
+  // Also copied blind on another person's mail: the Bcc address is kept (bounce matching), so it must go with the rest.
+  const blind = await api('POST', '/api/messages', { mailboxId: mailbox.id, to: ['someone-else@contoso.test'], bcc: [contact!.email], subject: 'P-13 bcc', text: 'Hi' });
+  expect(blind.status, blind.text).toBe(201);
   const optOut = await app.api('POST', urls.unsubscribe(send!.recipient_id, campaignId), {
     body: 'List-Unsubscribe=One-Click',
     headers: { 'content-type': 'application/x-www-form-urlencoded' },

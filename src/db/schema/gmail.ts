@@ -76,6 +76,8 @@ export const messages = pgTable(
     fromAddress: text('from_address').notNull(),
     toAddresses: text('to_addresses').array().notNull(),
     ccAddresses: text('cc_addresses').array().notNull().default(sql`'{}'::text[]`),
+    /** Outbound only, and never shown: kept so that a bounce of a Bcc recipient can be matched to its send. */
+    bccAddresses: text('bcc_addresses').array().notNull().default(sql`'{}'::text[]`),
     sentBy: uuid('sent_by').references(() => users.id, { onDelete: 'set null' }),
     errorCode: text('error_code'),
     /** 1:1 sends: the worker holding the `sending` row, until when (see campaigns/README.md, leases). */

@@ -1,0 +1,1 @@
+ALTER TABLE "messages" ADD COLUMN "bcc_addresses" text[] DEFAULT '{}'::text[] NOT NULL;
