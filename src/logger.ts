@@ -125,6 +125,7 @@ const ADDRESS_QUERY_VALUE = /([?&][^=&#]*=)[^&#]*(?:@|%40|%2540)[^&#]*/gi;
 
 /** Query parameters whose value is itself a URL, encoded (sign-in's way back to the page asked for). */
 const NESTED_URL_QUERY = /([?&]next=)([^&#]*)/gi;
+const ABSOLUTE_URL_ORIGIN = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i;
 const MAX_NESTING = 3;
 
 /**
@@ -133,13 +134,16 @@ const MAX_NESTING = 3;
  * so is an OAuth code. A URL carried encoded inside another (`/signin?next=…`) is decoded and
  * redacted by the same rules, then encoded again.
  */
-export function redactUrl(url: string, depth = 0): string {
+export function redactUrl(fullUrl: string, depth = 0): string {
+  // An absolute URL (a Referer, a redirect elsewhere): its origin is kept, the rest judged as a path.
+  const origin = ABSOLUTE_URL_ORIGIN.exec(fullUrl)?.[0] ?? '';
+  const url = fullUrl.slice(origin.length);
   const queryAt = url.search(/[?#]/);
   const path = queryAt === -1 ? url : url.slice(0, queryAt);
   const rest = queryAt === -1 ? '' : url.slice(queryAt);
   const redactedPath = path.replace(TOKEN_PATH, '$1[token]').replace(LONG_OPAQUE_SEGMENT, '[token]');
   const query = rest.replace(SECRET_QUERY, '$1[redacted]').replace(ADDRESS_QUERY_VALUE, '$1[redacted]');
-  return redactedPath + query.replace(NESTED_URL_QUERY, (_match, name: string, value: string) => name + redactNestedUrl(value, depth));
+  return origin + redactedPath + query.replace(NESTED_URL_QUERY, (_match, name: string, value: string) => name + redactNestedUrl(value, depth));
 }
 
 /** A `next=` value: decoded (again while it was encoded more than once), redacted, encoded once. */

@@ -77,7 +77,13 @@ export function createApp(deps: AppDeps, services: Services = createServices(dep
       },
       autoLogging: { ignore: (req) => req.url === '/healthz' || req.url === '/metrics' },
       serializers: {
-        req: (req: { url: string; query?: unknown }) => ({ ...req, url: redactUrl(req.url), query: undefined }),
+        // A Referer is the URL of the page before (a search, a filter by address, a token path): judged like the request's own.
+        req: (req: { url: string; query?: unknown; headers?: Record<string, unknown> }) => ({
+          ...req,
+          url: redactUrl(req.url),
+          query: undefined,
+          headers: typeof req.headers?.referer === 'string' ? { ...req.headers, referer: redactUrl(req.headers.referer) } : req.headers,
+        }),
         // A redirect's Location may carry what the request's URL did (sign-in's `next`, a token path).
         res: (res: { headers?: Record<string, unknown> }) =>
           typeof res.headers?.location === 'string' ? { ...res, headers: { ...res.headers, location: redactUrl(res.headers.location) } } : res,

@@ -123,4 +123,17 @@ describe('issue 9: the worst cases of the hostile run leave nothing secret in th
     expect(logs).not.toContain(token);
     expect(logs).toContain('/U/[token]');
   });
+  it('a Referer (the page before: a search, an address filter, a token path) is redacted like the request URL', async () => {
+    const token = 'RefererRecipientTokenValue0123456789abcdef';
+    const referers = [
+      `${app.baseUrl}/app/contacts?q=ref-leak-1%40example.org`,
+      `${app.baseUrl}/app/suppressions?email=ref-leak-2@example.org`,
+      `${app.baseUrl}/signin?next=${encodeURIComponent('/app/contacts?q=ref-leak-3')}`,
+      `${app.baseUrl}/u/${token}`,
+    ];
+    for (const referer of referers) await app.api('GET', '/assets/app.css', { headers: { referer } });
+    const logs = app.logs.join('');
+    expect(logs).toContain('"referer":"http://');
+    for (const secret of ['ref-leak-1', 'ref-leak-2', 'ref-leak-3', token]) expect([secret, logs.includes(secret)]).toEqual([secret, false]);
+  });
 });
