@@ -1,7 +1,8 @@
 import { appendFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import nodemailer from 'nodemailer';
-import type { Logger } from '../logger.js';
+import { AppError, UnprocessableError } from '../errors.js';
+import { errorNameOf, type Logger } from '../logger.js';
 
 /**
  * Mail the service itself sends to account holders (signup confirmation, "someone tried
@@ -28,7 +29,11 @@ export function createAccountMailer(options: { smtpUrl?: string; from: string; e
     const transport = nodemailer.createTransport(options.smtpUrl);
     return {
       async send(mail) {
-        await transport.sendMail({ from: options.from, to: mail.to, subject: mail.subject, text: mail.text });
+        try {
+          await transport.sendMail({ from: options.from, to: mail.to, subject: mail.subject, text: mail.text });
+        } catch (error) {
+          throw accountMailFailure(error, options.logger);
+        }
       },
     };
   }
@@ -41,6 +46,22 @@ export function createAccountMailer(options: { smtpUrl?: string; from: string; e
       await appendFile(file, `To: ${mail.to}\nSubject: ${mail.subject}\nDate: ${new Date().toISOString()}\n\n${mail.text}\n\n---\n`, { mode: 0o600 });
     },
   };
+}
+
+/**
+ * What the relay's refusal means to the caller, said without its words: nodemailer's message
+ * quotes the server's reply, which names the address (`550 5.1.1 <ann@…>: Recipient address
+ * rejected`). A permanent refusal (5xx) is the address's: 422, fix it. Anything else (a 4xx,
+ * no connection, a timeout) is ours: 503, try again. Callers undo what they wrote for the mail.
+ */
+function accountMailFailure(error: unknown, logger: Logger): AppError {
+  const responseCode = (error as { responseCode?: unknown }).responseCode;
+  const code = typeof responseCode === 'number' ? responseCode : undefined;
+  logger.warn({ errorName: errorNameOf(error), smtpCode: (error as { code?: unknown }).code, responseCode: code }, 'account mail not sent');
+  if (code !== undefined && code >= 500 && code < 600) {
+    return new UnprocessableError('email_undeliverable', 'The mail server refused to deliver to this address; check it and try again');
+  }
+  return new AppError('account_mail_unavailable', 503, 'The account mail could not be sent just now; nothing was changed, try again shortly');
 }
 
 /** Keeps mail in memory (the newest 1000): tests and benchmarks read codes from `outbox`. */

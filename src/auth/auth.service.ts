@@ -131,20 +131,27 @@ export function createAuthService(deps: {
         });
       } else {
         const code = randomBytes(24).toString('base64url');
+        const tokenHash = hashInvitationToken(code);
         await repo.deleteExpiredSignupRequests(now());
         await repo.insertSignupRequest({
           email,
           name: input.name ?? null,
           workspaceName: input.workspaceName,
           passwordHash,
-          tokenHash: hashInvitationToken(code),
+          tokenHash,
           expiresAt: new Date(now().getTime() + SIGNUP_TTL_MS),
         });
-        await mailer.send({
-          to: email,
-          subject: 'Confirm your inboxtrail account',
-          text: `Your confirmation code is:\n\n${code}\n\nIt works once, for 24 hours: paste it on the confirmation page (/signup/verify), or send POST /api/auth/signup/verify {"code": "…"}. If you did not sign up, ignore this mail.`,
-        });
+        try {
+          await mailer.send({
+            to: email,
+            subject: 'Confirm your inboxtrail account',
+            text: `Your confirmation code is:\n\n${code}\n\nIt works once, for 24 hours: paste it on the confirmation page (/signup/verify), or send POST /api/auth/signup/verify {"code": "…"}. If you did not sign up, ignore this mail.`,
+          });
+        } catch (error) {
+          // Refused or not sent: the request is answered with an error, so nothing of it stays.
+          await repo.takeSignupRequest(tokenHash, now());
+          throw error;
+        }
       }
       return { status: 'verification_sent' as const, message: 'Check your inbox: we sent a mail to that address with the next step.' };
     },

@@ -96,6 +96,10 @@ export function createProfileCorrection(deps: ProfileDeps) {
       const wantsNewEmail = input.email !== undefined && input.email !== user.email;
       if (input.newPassword !== undefined || wantsNewEmail) await proveCurrentPassword(throttle, user, input.currentPassword, clientAddress);
 
+      // The mail first: if the relay refuses the new address (or is down), the answer is an error,
+      // so nothing else of the request may have been written yet.
+      if (wantsNewEmail) await requestEmailChange(user, input.email!);
+
       const changes: { name?: string | null; passwordHash?: string } = {};
       if (input.name !== undefined) changes.name = input.name;
       if (input.newPassword !== undefined) changes.passwordHash = await hashPassword(input.newPassword);
@@ -116,11 +120,8 @@ export function createProfileCorrection(deps: ProfileDeps) {
           return row!;
         });
       }
-      if (wantsNewEmail) {
-        await requestEmailChange(user, input.email!);
-        // Marked whether a code or a note went out: the caller is told the same either way.
-        await repo.updateUser(user.id, { emailChangeRequestedAt: deps.now() });
-      }
+      // Marked whether a code or a note went out: the caller is told the same either way.
+      if (wantsNewEmail) await repo.updateUser(user.id, { emailChangeRequestedAt: deps.now() });
       return {
         user: deps.present(updated),
         // The caller's own session has just ended with the others: a token caller gets its successor
@@ -161,11 +162,15 @@ export function createProfileCorrection(deps: ProfileDeps) {
           await auditCorrection(tx, auth, ['email']);
           return row!;
         });
-        await mailer.send({
-          to: from,
-          subject: 'Your inboxtrail login address was changed',
-          text: 'The login address of your inboxtrail account was changed to another address, confirmed from that address. If this was not you, contact your workspace owner at once.',
-        });
+        // The change is made: the notice to the old address is best effort (that address may be
+        // why it changed), so its refusal does not turn the answer into an error (the SMTP mailer logs it).
+        await mailer
+          .send({
+            to: from,
+            subject: 'Your inboxtrail login address was changed',
+            text: 'The login address of your inboxtrail account was changed to another address, confirmed from that address. If this was not you, contact your workspace owner at once.',
+          })
+          .catch(() => undefined);
         return { user: deps.present(user) };
       } catch (error) {
         if (isUniqueViolation(error)) throw new ConflictError('email_taken', 'Another account uses this address now; nothing was changed');

@@ -131,10 +131,12 @@ export const ERROR_STATUS: Record<string, number> = {
   postal_address_required: 422,
   mailbox_missing: 422,
   gmail_rejected: 422,
+  email_undeliverable: 422,
   too_many_requests: 429,
   internal_error: 500,
   gmail_error: 502,
   gmail_unavailable: 503,
+  account_mail_unavailable: 503,
   push_verification_unavailable: 503,
   google_client_misconfigured: 503,
 };
