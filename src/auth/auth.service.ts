@@ -297,7 +297,7 @@ export function createAuthService(deps: {
      */
     async acceptInvitation(input: { token: string; password: string; name?: string }) {
       const passwordHashForNewUser = await hashPassword(input.password);
-      const result = await repo.transaction(async (tx) => {
+      const accept = () => repo.transaction(async (tx) => {
         const invitation = await tx.lockUsableInvitation(hashInvitationToken(input.token), now());
         if (!invitation) throw new NotFoundError('Invitation', 'invitation_not_found');
         let user = await tx.findUserByEmail(invitation.email);
@@ -321,6 +321,17 @@ export function createAuthService(deps: {
         const membership = await tx.findMembership(invitation.workspaceId, user.id);
         return { user, workspace: membership!.workspace, role: membership!.role };
       });
+      let result: Awaited<ReturnType<typeof accept>>;
+      try {
+        result = await accept();
+      } catch (error) {
+        if (!isUniqueViolation(error)) throw error;
+        // The address got an account meanwhile (another invitation accepted, a signup confirmed,
+        // at the same moment): accept again as that account, which needs its password.
+        result = await accept().catch((again: unknown) => {
+          throw isUniqueViolation(again) ? new ConflictError('email_taken', 'An account with this email already exists; log in instead') : again;
+        });
+      }
       return {
         token: issueSession(result.user.id, result.workspace.id, result.user.sessionVersion),
         user: presentUser(result.user),

@@ -14,6 +14,7 @@ import { tokenContext, type TokenCipher } from './token-cipher.js';
 import type { AuditEntry } from '../privacy/audit.js';
 import { deletionRequested, purgeDate, requesterOf } from '../privacy/deletion.js';
 import { errorNameOf } from '../logger.js';
+import { isUniqueViolation } from '../db/pg-errors.js';
 
 const CONSUMER_DOMAINS = new Set(['gmail.com', 'googlemail.com']);
 const OAUTH_STATE_TTL_SECONDS = 600;
@@ -233,7 +234,7 @@ export function createMailboxService(deps: MailboxServiceDeps) {
         throw new AppError('scope_not_granted', 400, 'Sending permission was not granted; connect again and allow sending');
       }
 
-      const mailbox = await repo.transaction(async (tx) => {
+      const save = () => repo.transaction(async (tx) => {
         const existing = await tx.findByEmail(workspaceId, granted.email);
         const id = existing?.id ?? randomUUID();
         const refreshToken = granted.refreshToken;
@@ -276,6 +277,12 @@ export function createMailboxService(deps: MailboxServiceDeps) {
           refreshTokenEnc: tokens.refreshTokenEnc!,
           ...common,
         });
+      });
+      // Two consents of one address finishing at once (two tabs) both find no row; the one that
+      // inserts second saves again, now as a reconnect of the row the first made.
+      const mailbox = await save().catch((error: unknown) => {
+        if (isUniqueViolation(error)) return save();
+        throw error;
       });
       await releaseParked(mailbox.id);
       await deps.pacer.forget(mailbox.id);

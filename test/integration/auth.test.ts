@@ -127,6 +127,23 @@ describe('signup and login', () => {
 });
 
 describe('invitations and roles', () => {
+  it('two invitations of one new address accepted at the same moment: one account, both memberships; a different password is refused, never a 500', async () => {
+    for (const [round, passwords] of [['same', ['joint password 123', 'joint password 123']], ['different', ['first password 123', 'second password 123']]] as const) {
+      const email = `twice-${round}-${Date.now()}@example.com`;
+      const owners = await Promise.all([signUp(app), signUp(app)]);
+      const tokens = await Promise.all(owners.map(async (owner) => (await app.api('POST', '/api/invitations', { token: owner.token, json: { email, role: 'member' } })).body.token as string));
+      const answers = await Promise.all(tokens.map((token, i) => app.api('POST', '/api/invitations/accept', { json: { token, password: passwords[i] } })));
+      const statuses = answers.map((a) => a.status).sort();
+      if (round === 'same') {
+        expect(statuses).toEqual([201, 201]);
+        expect(answers[0]!.body.user.id).toBe(answers[1]!.body.user.id);
+      } else {
+        expect(statuses).toEqual([201, 401]);
+        expect(answers.find((a) => a.status === 401)!.body.error.code).toBe('invalid_credentials');
+      }
+    }
+  });
+
   it('an admin invites, the invitee accepts with a new account, and lands in the workspace with that role', async () => {
     const owner = await signUp(app);
     const invite = await app.api('POST', '/api/invitations', { token: owner.token, json: { email: 'New.Member@Example.com', role: 'admin' } });

@@ -87,6 +87,17 @@ describe('connecting Gmail', () => {
     expect(Number(rows.rows[0]!.n)).toBe(1);
   });
 
+  it('two consents of one new address finishing at the same moment (two tabs) make one mailbox, never a 500', async () => {
+    for (let round = 0; round < 3; round++) {
+      const email = `two-tabs-${round}@acme.test`;
+      const [a, b] = await Promise.all([connectMailbox(ctx.app, ctx.owner.token, email), connectMailbox(ctx.app, ctx.owner.token, email)]);
+      expect([a.response.status, b.response.status], a.response.text + b.response.text).toEqual([201, 201]);
+      expect(a.response.body.id).toBe(b.response.body.id);
+      const rows = (await ctx.app.database.db.execute(sql`select count(*)::int as n from mailboxes where email = ${email}`)) as unknown as { rows: { n: number }[] };
+      expect(Number(rows.rows[0]!.n)).toBe(1);
+    }
+  });
+
   it('a callback state is single-use, signed and bound to the user; a denial is a clear 400', async () => {
     ctx.app.sandbox.control.createMailbox({ email: 'replay@acme.test' });
     const { start, callbackQuery, response } = await connectMailbox(ctx.app, ctx.owner.token, 'replay@acme.test');
