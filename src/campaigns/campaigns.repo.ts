@@ -67,11 +67,15 @@ function campaignQueries(db: Db) {
 
     audit: (entry: AuditEntry) => recordAudit(db, entry),
 
-    async update(id: string, values: Partial<NewCampaign>): Promise<CampaignRow | undefined> {
+    /**
+     * Changes a campaign only while it is a draft: an edit that lost a race with its launch (the
+     * launch committed between the caller's read and this write) changes nothing (undefined).
+     */
+    async updateDraft(id: string, values: Partial<NewCampaign>): Promise<CampaignRow | undefined> {
       const [row] = await db
         .update(campaigns)
         .set({ ...values, updatedAt: new Date() })
-        .where(eq(campaigns.id, id))
+        .where(and(eq(campaigns.id, id), eq(campaigns.status, 'draft')))
         .returning();
       return row;
     },

@@ -36,6 +36,8 @@ export interface PreviewContent {
   text?: string;
 }
 
+const notEditable = () => new ConflictError('campaign_not_editable', 'Only a draft can be edited');
+
 function presentCampaign(campaign: CampaignRow) {
   return {
     id: campaign.id,
@@ -194,12 +196,13 @@ export function createCampaignsService(deps: {
 
     async update(auth: AuthContext, id: string, input: CampaignInput) {
       const campaign = await requireCampaign(auth, id);
-      if (campaign.status !== 'draft') throw new ConflictError('campaign_not_editable', 'Only a draft can be edited');
+      if (campaign.status !== 'draft') throw notEditable();
       await validate(auth, input);
       const updated = await repo.transaction(async (tx) => {
-        const row = await tx.update(campaign.id, fields(input));
+        const row = await tx.updateDraft(campaign.id, fields(input));
+        if (!row) throw notEditable();
         await tx.replaceLinks(campaign, linksOf(input));
-        return row!;
+        return row;
       });
       return presentCampaign(updated);
     },
@@ -214,7 +217,7 @@ export function createCampaignsService(deps: {
       const addresses = new Set<string>();
       const report = await deps.contacts.importCsv(auth, csv, { onAddress: (email) => addresses.add(email.toLowerCase()) });
       const contactIds = await repo.contactIdsByEmails(auth.workspaceId, [...addresses]);
-      await repo.update(campaign.id, { audience: { contactIds } });
+      if (!(await repo.updateDraft(campaign.id, { audience: { contactIds } }))) throw new ConflictError('campaign_not_editable', 'Only a draft can take recipients');
       return { import: report, recipients: contactIds.length };
     },
 

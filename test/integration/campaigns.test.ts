@@ -364,6 +364,33 @@ describe('sending', () => {
   });
 });
 
+describe('an edit racing its launch', () => {
+  it('an edit either lands before the launch (and the launch takes it) or is refused with 409: never written into a launched campaign', async () => {
+    const [before, after] = await audience(2);
+    for (let round = 0; round < 8; round += 1) {
+      const campaign = await createCampaign({ kind: 'transactional', subject: `Race ${round}`, contactIds: [before], startAt: new Date(Date.now() + 3600_000).toISOString() });
+      const [edit, launched] = await Promise.all([
+        ctx.app.api('PATCH', `/api/campaigns/${campaign.id}`, {
+          token: ctx.owner.token,
+          json: { name: 'edited', kind: 'transactional', mailboxId: mailbox.id, subject: `Race ${round} edited`, text: 'x', contactIds: [after] },
+        }),
+        launch(campaign.id),
+      ]);
+      expect(launched.status, launched.text).toBe(200);
+      expect([200, 409]).toContain(edit.status);
+      // The launch wrote its audience into the ledger: the edited one only if the edit came first.
+      const recipients = (
+        (await ctx.app.database.db.execute(sql`select contact_id from campaign_sends where campaign_id = ${campaign.id}`)) as unknown as { rows: { contact_id: string }[] }
+      ).rows.map((r) => r.contact_id);
+      const current = await getCampaign(campaign.id);
+      expect({ edit: edit.status, recipients, subject: current.subject }).toEqual(
+        edit.status === 200 ? { edit: 200, recipients: [after], subject: `Race ${round} edited` } : { edit: 409, recipients: [before], subject: `Race ${round}` },
+      );
+      await ctx.app.api('POST', `/api/campaigns/${campaign.id}/cancel`, { token: ctx.owner.token });
+    }
+  });
+});
+
 describe('recipients from a CSV file', () => {
   it('imports the rows as contacts and makes exactly them the draft\'s audience', async () => {
     const campaign = await createCampaign({ kind: 'transactional', subject: 'CSV1', contactIds: await audience(1) });
