@@ -7,6 +7,13 @@ import type { CampaignRow, CampaignsRepo } from './campaigns.repo.js';
 import type { SendCandidate, SendLease, SendLedgerRepo, SentInput } from './send-ledger.repo.js';
 
 /** Mailbox searches before a send of unknown outcome counts as not sent (read-scope mailboxes); the 1:1 recovery too. */
+/**
+ * The owner recovery takes expired leases over as: never the process's sending owner, or a send
+ * still stuck in this process (a long rate-limit pause outliving its lease) would pass its own
+ * lease checks after recovery took it over here, as it cannot after a take-over elsewhere.
+ */
+export const recoveryOwnerOf = (workerId: string) => `${workerId}/recovery`;
+
 export const RESOLVE_LOOKS = 3;
 /**
  * How long a send whose mailbox cannot be searched now (not `active`: waiting to be

@@ -11,7 +11,7 @@ import type { CampaignRow, CampaignsRepo } from './campaigns.repo.js';
 import { groupCommit, roundCommit, type RoundMember } from './group-commit.js';
 import type { ClaimInput, GateResult, SendCandidate, SendLease, SendLedgerRepo, SentInput } from './send-ledger.repo.js';
 import { createSendPreparation, type BatchContext, type Prepared } from './send-preparation.js';
-import { createSendRecovery, type SendRecorder } from './send-recovery.js';
+import { createSendRecovery, recoveryOwnerOf, type SendRecorder } from './send-recovery.js';
 import { isInsideWindow } from './sending-window.js';
 
 const DAY_MS = 24 * 3600 * 1000;
@@ -115,7 +115,7 @@ export function createSendWorker(deps: SendWorkerDeps) {
       }
     },
   };
-  const recovery = createSendRecovery({ ...deps, workerId, leaseMs, recorder, now });
+  const recovery = createSendRecovery({ ...deps, workerId: recoveryOwnerOf(workerId), leaseMs, recorder, now });
   const preparation = createSendPreparation(repo, deps.urls);
 
   /** `round`: this send's place in its round's sent-record barrier (left as soon as it will not record soon). */

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { AuthContext } from '../auth/auth.service.js';
-import { RESOLVE_LOOKS, UNSEARCHABLE_RECHECK_MS } from '../campaigns/send-recovery.js';
+import { RESOLVE_LOOKS, recoveryOwnerOf, UNSEARCHABLE_RECHECK_MS } from '../campaigns/send-recovery.js';
 import { ConflictError, NotFoundError, AppError, TooManyRequestsError } from '../errors.js';
 import { composeMime, newMessageId } from '../gmail/compose-mime.js';
 import { GMAIL_SCOPES, SEND_OUTCOME_UNKNOWN } from '../gmail/gmail-client.js';
@@ -86,6 +86,7 @@ export function createMessagesService(deps: MessagesServiceDeps) {
   const now = deps.now ?? (() => new Date());
   const sleep = deps.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
   const workerId = deps.workerId ?? `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
+  const recoveryOwner = recoveryOwnerOf(workerId);
   const leaseMs = deps.leaseMs ?? 240_000;
   const resolveDelayMs = deps.resolveDelayMs ?? 15_000;
   const lookDelay = (looksDone: number) => resolveDelayMs * 4 ** looksDone;
@@ -139,14 +140,14 @@ export function createMessagesService(deps: MessagesServiceDeps) {
       // and marked, so that the reconnect makes it due at once (campaigns/parked-sends.ts).
       const searchable = !mailbox || mailbox.status === 'active';
       const parkedFor = searchable ? undefined : { mailboxId: mailbox.id };
-      if (!(await repo.takeOver(row, workerId, asOf, after(searchable ? leaseMs : UNSEARCHABLE_RECHECK_MS), parkedFor))) continue;
+      if (!(await repo.takeOver(row, recoveryOwner, asOf, after(searchable ? leaseMs : UNSEARCHABLE_RECHECK_MS), parkedFor))) continue;
       if (!searchable) continue;
       if (!mailbox || !mailbox.scopes.includes(GMAIL_SCOPES.readonly)) {
-        await repo.updateLeased(row.id, workerId, { status: 'failed', errorCode: SEND_OUTCOME_UNKNOWN, leaseOwner: null, leaseExpiresAt: null });
+        await repo.updateLeased(row.id, recoveryOwner, { status: 'failed', errorCode: SEND_OUTCOME_UNKNOWN, leaseOwner: null, leaseExpiresAt: null });
         resolved += 1;
         continue;
       }
-      const result = await look(mailbox, row, workerId, row.resolveLooks);
+      const result = await look(mailbox, row, recoveryOwner, row.resolveLooks);
       if (result && result.status !== 'sending') resolved += 1;
     }
     return resolved;
@@ -238,7 +239,7 @@ export function createMessagesService(deps: MessagesServiceDeps) {
           gmailMessageId: sent.id,
           gmailThreadId: sent.threadId,
           at: now(),
-          // Recovery in this process may have parked it meanwhile (same owner): no mark on a sent row.
+          // A sent row carries no mark (an unknown outcome, a search pending).
           errorCode: null,
           leaseOwner: null,
           leaseExpiresAt: null,

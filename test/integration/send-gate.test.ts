@@ -2,6 +2,7 @@ import { sql } from 'drizzle-orm';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createCampaignsRepo } from '../../src/campaigns/campaigns.repo.js';
 import { createSendLedgerRepo } from '../../src/campaigns/send-ledger.repo.js';
+import { recoveryOwnerOf } from '../../src/campaigns/send-recovery.js';
 import type { SendWorkerDeps } from '../../src/campaigns/send-worker.js';
 import { campaignFixtures, seededRandom, separateWorker } from '../helpers/campaign-fixtures.js';
 import { connectedMailbox } from '../helpers/gmail.js';
@@ -278,9 +279,9 @@ describe('leases and fencing', { timeout: 90_000 }, () => {
     await new Promise((resolve) => setTimeout(resolve, 600));
     const rescuer = worker(ctx.app, { workerId: 'rescuer' });
     await rescuer.recoverStuck(); // takes the expired lease over; the mailbox does not have it yet
-    expect((await fx.ledger(campaignId))[0]).toMatchObject({ status: 'sending', lease_owner: 'rescuer' });
+    expect((await fx.ledger(campaignId))[0]).toMatchObject({ status: 'sending', lease_owner: recoveryOwnerOf('rescuer') });
     expect(await ticking).toBe(0); // Gmail's answer came, but the lease was no longer the slow worker's
-    expect((await fx.ledger(campaignId))[0]).toMatchObject({ status: 'sending', lease_owner: 'rescuer' });
+    expect((await fx.ledger(campaignId))[0]).toMatchObject({ status: 'sending', lease_owner: recoveryOwnerOf('rescuer') });
     const until = Date.now() + 15_000;
     while ((await fx.ledger(campaignId))[0]!.status === 'sending' && Date.now() < until) {
       await new Promise((resolve) => setTimeout(resolve, 100));
@@ -288,6 +289,25 @@ describe('leases and fencing', { timeout: 90_000 }, () => {
     }
     expect((await fx.ledger(campaignId))[0]).toMatchObject({ status: 'sent', attempts: 1 });
     expect(fx.sentTo(READER, 'F2 late answer').get(person!.email)).toBe(1);
+  });
+
+  it('the same process\'s own recovery fences off its stuck send: the late answer is ignored there too, the search records it once', async () => {
+    const [person] = await fx.audience(1, { prefix: 'self' });
+    const campaignId = await fx.launched(reader.id, 'F2 own recovery', [person!.id]);
+    ctx.app.sandbox.control.injectFault({ kind: 'latency', ms: 1_200, endpoint: 'send', mailbox: READER, times: 1 });
+    const slow = worker(ctx.app, { workerId: 'self-rescuing-worker', leaseMs: 300 });
+    const ticking = slow.tick();
+    await new Promise((resolve) => setTimeout(resolve, 600));
+    await slow.recoverStuck(); // this process's recovery, while its own send is still waiting for Gmail
+    expect((await fx.ledger(campaignId))[0]).toMatchObject({ status: 'sending', lease_owner: recoveryOwnerOf('self-rescuing-worker') });
+    expect(await ticking).toBe(0);
+    const until = Date.now() + 15_000;
+    while ((await fx.ledger(campaignId))[0]!.status === 'sending' && Date.now() < until) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      await slow.recoverStuck();
+    }
+    expect((await fx.ledger(campaignId))[0]).toMatchObject({ status: 'sent', attempts: 1 });
+    expect(fx.sentTo(READER, 'F2 own recovery').get(person!.email)).toBe(1);
   });
 
   it('stop() hands back what it has not started and resolves within its deadline', async () => {

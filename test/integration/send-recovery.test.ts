@@ -3,7 +3,7 @@ import { eq, inArray, sql } from 'drizzle-orm';
 import pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { MAILBOX_UNSEARCHABLE } from '../../src/campaigns/parked-sends.js';
-import { UNSEARCHABLE_RECHECK_MS } from '../../src/campaigns/send-recovery.js';
+import { recoveryOwnerOf, UNSEARCHABLE_RECHECK_MS } from '../../src/campaigns/send-recovery.js';
 import { campaignSends, campaigns, messages, recipients } from '../../src/db/schema.js';
 import { rowsOf } from '../../src/db/pg-array.js';
 import { createMailboxesRepo } from '../../src/gmail/mailboxes.repo.js';
@@ -236,7 +236,7 @@ describe('a reconnect makes the parked sends due', { timeout: 90_000 }, () => {
     const rescuer = separateWorker(ctx.app, { workerId: 'rescuer-4' });
     await rescuer.recoverStuck(new Date(Date.now() + 3_000));
     const [held] = await stuckRows(campaignId);
-    expect(held).toMatchObject({ status: 'sending', attempts: 1, resolve_looks: 0, error_code: MAILBOX_UNSEARCHABLE, lease_owner: 'rescuer-4' });
+    expect(held).toMatchObject({ status: 'sending', attempts: 1, resolve_looks: 0, error_code: MAILBOX_UNSEARCHABLE, lease_owner: recoveryOwnerOf('rescuer-4') });
     expect(held!.lease_expires_at.getTime()).toBeGreaterThan(Date.now() + UNSEARCHABLE_RECHECK_MS / 2);
     expect(gmailCalls(PARKED)).toBe(calls);
     // The campaign's progress shows it in flight, nothing failed.
