@@ -269,46 +269,31 @@ describe('leases and fencing', { timeout: 90_000 }, () => {
     expect((messages as unknown as { rows: { n: number }[] }).rows[0]!.n).toBe(2);
   });
 
-  it('a send still in flight when its lease is taken over: the late answer is ignored, the search records it once', async () => {
-    const [person] = await fx.audience(1, { prefix: 'late' });
-    const campaignId = await fx.launched(reader.id, 'F2 late answer', [person!.id]);
-    ctx.app.sandbox.control.injectFault({ kind: 'latency', ms: 1_200, endpoint: 'send', mailbox: READER, times: 1 });
-    // A lease shorter than the send: the mistake leases exist to survive.
-    const slow = worker(ctx.app, { workerId: 'slow-worker', leaseMs: 300 });
-    const ticking = slow.tick();
-    await new Promise((resolve) => setTimeout(resolve, 600));
-    const rescuer = worker(ctx.app, { workerId: 'rescuer' });
-    await rescuer.recoverStuck(); // takes the expired lease over; the mailbox does not have it yet
-    expect((await fx.ledger(campaignId))[0]).toMatchObject({ status: 'sending', lease_owner: recoveryOwnerOf('rescuer') });
-    expect(await ticking).toBe(0); // Gmail's answer came, but the lease was no longer the slow worker's
-    expect((await fx.ledger(campaignId))[0]).toMatchObject({ status: 'sending', lease_owner: recoveryOwnerOf('rescuer') });
-    const until = Date.now() + 15_000;
-    while ((await fx.ledger(campaignId))[0]!.status === 'sending' && Date.now() < until) {
-      await new Promise((resolve) => setTimeout(resolve, 100));
-      await rescuer.recoverStuck();
-    }
-    expect((await fx.ledger(campaignId))[0]).toMatchObject({ status: 'sent', attempts: 1 });
-    expect(fx.sentTo(READER, 'F2 late answer').get(person!.email)).toBe(1);
-  });
-
-  it('the same process\'s own recovery fences off its stuck send: the late answer is ignored there too, the search records it once', async () => {
-    const [person] = await fx.audience(1, { prefix: 'self' });
-    const campaignId = await fx.launched(reader.id, 'F2 own recovery', [person!.id]);
-    ctx.app.sandbox.control.injectFault({ kind: 'latency', ms: 1_200, endpoint: 'send', mailbox: READER, times: 1 });
-    const slow = worker(ctx.app, { workerId: 'self-rescuing-worker', leaseMs: 300 });
-    const ticking = slow.tick();
-    await new Promise((resolve) => setTimeout(resolve, 600));
-    await slow.recoverStuck(); // this process's recovery, while its own send is still waiting for Gmail
-    expect((await fx.ledger(campaignId))[0]).toMatchObject({ status: 'sending', lease_owner: recoveryOwnerOf('self-rescuing-worker') });
-    expect(await ticking).toBe(0);
-    const until = Date.now() + 15_000;
-    while ((await fx.ledger(campaignId))[0]!.status === 'sending' && Date.now() < until) {
-      await new Promise((resolve) => setTimeout(resolve, 100));
-      await slow.recoverStuck();
-    }
-    expect((await fx.ledger(campaignId))[0]).toMatchObject({ status: 'sent', attempts: 1 });
-    expect(fx.sentTo(READER, 'F2 own recovery').get(person!.email)).toBe(1);
-  });
+  // Recovery in another process, and in the very process whose send is stuck (its own owner: recoveryOwnerOf).
+  for (const [whose, subject] of [['another process\'s', 'F2 late answer'], ['the same process\'s', 'F2 own recovery']] as const) {
+    it(`a send still in flight when ${whose} recovery takes its lease over: the late answer is ignored, the search records it once`, async () => {
+      const [person] = await fx.audience(1, { prefix: 'late' });
+      const campaignId = await fx.launched(reader.id, subject, [person!.id]);
+      ctx.app.sandbox.control.injectFault({ kind: 'latency', ms: 1_200, endpoint: 'send', mailbox: READER, times: 1 });
+      // A lease shorter than the send: the mistake leases exist to survive.
+      const slow = worker(ctx.app, { workerId: `slow-worker-${subject}`, leaseMs: 300 });
+      const ticking = slow.tick();
+      await new Promise((resolve) => setTimeout(resolve, 600));
+      const rescuer = whose === 'the same process\'s' ? slow : worker(ctx.app, { workerId: 'rescuer' });
+      const rescuerOwner = recoveryOwnerOf(whose === 'the same process\'s' ? `slow-worker-${subject}` : 'rescuer');
+      await rescuer.recoverStuck(); // takes the expired lease over; the mailbox does not have it yet
+      expect((await fx.ledger(campaignId))[0]).toMatchObject({ status: 'sending', lease_owner: rescuerOwner });
+      expect(await ticking).toBe(0); // Gmail's answer came, but the lease was no longer the slow worker's
+      expect((await fx.ledger(campaignId))[0]).toMatchObject({ status: 'sending', lease_owner: rescuerOwner });
+      const until = Date.now() + 15_000;
+      while ((await fx.ledger(campaignId))[0]!.status === 'sending' && Date.now() < until) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        await rescuer.recoverStuck();
+      }
+      expect((await fx.ledger(campaignId))[0]).toMatchObject({ status: 'sent', attempts: 1 });
+      expect(fx.sentTo(READER, subject).get(person!.email)).toBe(1);
+    });
+  }
 
   it('stop() hands back what it has not started and resolves within its deadline', async () => {
     const people = await fx.audience(8, { prefix: 'stop' });
