@@ -5,7 +5,7 @@ import { cursorTimestamp, olderThanCursor, type PageCursor } from '../http/curso
 import { inTransaction, type Db } from '../db/connect.js';
 import { lockAddresses, lockContactAddress, underAddressLock } from './address-lock.js';
 import { recordConsentChanged, recordSuppressionAdded, recordSuppressionRemoved } from '../webhooks/facts.js';
-import { campaigns, consents, contacts, recipients, suppressions, workspaces, type ConsentStatus } from '../db/schema.js';
+import { campaignSends, campaigns, consents, contacts, recipients, suppressions, workspaces, type ConsentStatus } from '../db/schema.js';
 
 export type SuppressionReason = (typeof suppressions.$inferInsert)['reason'];
 
@@ -186,6 +186,19 @@ function suppressionListQueries(db: Db, hashAddress: AddressHasher) {
         .where(and(eq(contacts.workspaceId, workspaceId), eq(sql`lower(${contacts.email})`, email.toLowerCase()), isNull(contacts.deletedAt)))
         .limit(1);
       return row?.id;
+    },
+
+    /**
+     * The live contacts that campaign mail to this recipient (an address) was sent for: the
+     * person an opt-out link names, also after their contact's address changed.
+     */
+    async findContactIdsOfRecipient(workspaceId: string, recipientId: string): Promise<string[]> {
+      const rows = await db
+        .selectDistinct({ id: contacts.id })
+        .from(campaignSends)
+        .innerJoin(contacts, and(eq(contacts.id, campaignSends.contactId), eq(contacts.workspaceId, campaignSends.workspaceId), isNull(contacts.deletedAt)))
+        .where(and(eq(campaignSends.workspaceId, workspaceId), eq(campaignSends.recipientId, recipientId)));
+      return rows.map((r) => r.id);
     },
 
     /** The contact's "don't track my opens and clicks" state (tracking-preference.ts). */

@@ -117,16 +117,23 @@ export function createSuppressionService(deps: { repo: SuppressionListRepo; code
 
   /**
    * Appends a consent record for the workspace's contact with this address, if there is one,
-   * unless its latest record already says the same (so a replayed opt-out adds nothing).
+   * unless its latest record already says the same (so a replayed opt-out adds nothing). An
+   * opt-out through a recipient's link (`recipientId`) is also the person's whose campaign mail
+   * went to that address: their contact is opted out too when its address changed since
+   * (marketing then needs a new opt-in; the suppression itself stays per address).
    */
   async function recordConsent(
     q: SuppressionListQueries,
-    entry: { workspaceId: string; email: string; status: ConsentStatus; source: string; actor: string; evenIfUnchanged?: boolean },
+    entry: { workspaceId: string; email: string; status: ConsentStatus; source: string; actor: string; evenIfUnchanged?: boolean; recipientId?: string },
   ) {
-    const contactId = await q.findContactIdByEmail(entry.workspaceId, entry.email);
-    if (!contactId) return;
-    if (!entry.evenIfUnchanged && (await q.latestConsentStatus(entry.workspaceId, contactId)) === entry.status) return;
-    await q.insertConsent({ workspaceId: entry.workspaceId, contactId, status: entry.status, source: entry.source, policyVersion, actor: entry.actor });
+    const contactIds = new Set<string>();
+    const byAddress = await q.findContactIdByEmail(entry.workspaceId, entry.email);
+    if (byAddress) contactIds.add(byAddress);
+    if (entry.recipientId && entry.status === 'opted_out') for (const id of await q.findContactIdsOfRecipient(entry.workspaceId, entry.recipientId)) contactIds.add(id);
+    for (const contactId of contactIds) {
+      if (!entry.evenIfUnchanged && (await q.latestConsentStatus(entry.workspaceId, contactId)) === entry.status) continue;
+      await q.insertConsent({ workspaceId: entry.workspaceId, contactId, status: entry.status, source: entry.source, policyVersion, actor: entry.actor });
+    }
   }
 
   async function addEntry(
@@ -200,7 +207,7 @@ export function createSuppressionService(deps: { repo: SuppressionListRepo; code
         // The stats count a campaign's unsubscribes from exactly this source.
         const source = target.campaignId ? `campaign:${target.campaignId}` : 'unsubscribe-link';
         const added = await addEntry(tx, target, ALL, source, 'unsubscribe-link');
-        await recordConsent(tx, { workspaceId: target.workspaceId, email: target.email, status: 'opted_out', source: 'unsubscribe-link', actor: 'recipient' });
+        await recordConsent(tx, { workspaceId: target.workspaceId, email: target.email, status: 'opted_out', source: 'unsubscribe-link', actor: 'recipient', recipientId: target.recipientId });
         return { ...viewOf(target), added: Boolean(added) };
       });
     },
@@ -271,7 +278,7 @@ export function createSuppressionService(deps: { repo: SuppressionListRepo; code
         }
 
         // Consent follows the workspace-wide state only: a topic choice neither withdraws nor gives it.
-        const base = { workspaceId: target.workspaceId, email: target.email, source: 'preference-center', actor: 'recipient' };
+        const base = { workspaceId: target.workspaceId, email: target.email, source: 'preference-center', actor: 'recipient', recipientId: target.recipientId };
         if (addedAll) await recordConsent(tx, { ...base, status: 'opted_out' });
         else if (removed > 0 && !byScope.has(ALL)) await recordConsent(tx, { ...base, status: 'opted_in' });
 

@@ -1,5 +1,7 @@
 import { sql } from 'drizzle-orm';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { createTokenCodec } from '../../src/tracking/tokens.js';
+import { createTrackingUrls } from '../../src/tracking/urls.js';
 import { separateWorker } from '../helpers/campaign-fixtures.js';
 import { connectedMailbox } from '../helpers/gmail.js';
 import { snapshotCounts } from '../helpers/test-db.js';
@@ -388,6 +390,28 @@ describe('an edit racing its launch', () => {
       );
       await ctx.app.api('POST', `/api/campaigns/${campaign.id}/cancel`, { token: ctx.owner.token });
     }
+  });
+});
+
+describe('an opt-out by the link of mail sent before the contact\'s address changed', () => {
+  it('P-08 suppresses the address mailed and opts the contact out, so marketing to its new address needs a new opt-in', async () => {
+    const [contactId] = await audience(1, { prefix: 'moved' });
+    const campaign = await createCampaign({ subject: 'Before the move', contactIds: [contactId], startAt: new Date(Date.now() + 3600_000).toISOString() });
+    expect((await launch(campaign.id)).status).toBe(200);
+    const [send] = ((await ctx.app.database.db.execute(sql`select recipient_id, email from campaign_sends where campaign_id = ${campaign.id}`)) as unknown as { rows: { recipient_id: string; email: string }[] }).rows;
+    const moved = await ctx.app.api('PATCH', `/api/contacts/${contactId}`, { token: ctx.owner.token, json: { email: `moved-new-${seq}@contoso.test` } });
+    expect(moved.status, moved.text).toBe(200);
+
+    const link = createTrackingUrls(createTokenCodec(ctx.app.config.trackingSecrets), '').unsubscribe(send!.recipient_id, campaign.id);
+    const optOut = await ctx.app.api('POST', link, { body: 'List-Unsubscribe=One-Click', headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+    expect(optOut.status).toBe(200);
+
+    const consents = await ctx.app.api('GET', `/api/contacts/${contactId}/consents`, { token: ctx.owner.token });
+    expect(consents.body.consents[0]).toMatchObject({ status: 'opted_out', source: 'unsubscribe-link' });
+    const next = await createCampaign({ subject: 'After the move', contactIds: [contactId] });
+    expect((await ctx.app.api('POST', `/api/campaigns/${next.id}/preflight`, { token: ctx.owner.token })).body).toMatchObject({ total: 1, eligible: 0, missingConsent: 1 });
+    const suppressed = await ctx.app.api('GET', `/api/suppressions?email=${encodeURIComponent(send!.email)}`, { token: ctx.owner.token });
+    expect(suppressed.body.suppressions).toHaveLength(1);
   });
 });
 
