@@ -19,6 +19,8 @@ const REENCRYPT_PERIOD_MS = 3_600_000;
 /** The embedded database is analysed this often (and at start), and vacuumed this often: a server's autovacuum does both there. */
 const EMBEDDED_ANALYZE_PERIOD_MS = 10 * 60_000;
 const EMBEDDED_VACUUM_PERIOD_MS = 24 * 3_600_000;
+/** Whether the embedded database is due a checkpoint is asked this often (it is due past 512 MB of WAL, or 5 minutes with some). */
+const EMBEDDED_CHECKPOINT_CHECK_MS = 30_000;
 /** A process asks whether a scheduled job is due four times a period (at most every minute), so one of them claims it soon after it falls due. */
 const SCHEDULE_CHECKS_PER_PERIOD = 4;
 const SCHEDULE_CHECK_MAX_MS = 60_000;
@@ -146,7 +148,8 @@ export function startJobs(input: { services: Services; config: Config; logger: L
     await services.purge.runOnce();
   });
 
-  // PGlite has no autovacuum: without these its planner never had statistics and its dead rows were never reclaimed (src/db/embedded-maintenance.ts).
+  // PGlite has no autovacuum and no checkpointer: without these its planner never had statistics,
+  // its dead rows were never reclaimed and its WAL only grew (src/db/embedded-maintenance.ts).
   if (services.embeddedMaintenance.needed) {
     const maintenance = (name: string, periodMs: number, work: () => Promise<string[]>) =>
       scheduled(name, periodMs, async () => {
@@ -156,6 +159,11 @@ export function startJobs(input: { services: Services; config: Config; logger: L
       });
     maintenance('embedded-analyze', EMBEDDED_ANALYZE_PERIOD_MS, () => services.embeddedMaintenance.analyze());
     maintenance('embedded-vacuum', EMBEDDED_VACUUM_PERIOD_MS, () => services.embeddedMaintenance.vacuum());
+    scheduled('embedded-checkpoint', EMBEDDED_CHECKPOINT_CHECK_MS, async () => {
+      const started = performance.now();
+      const done = await services.embeddedMaintenance.checkpoint();
+      if (done) logger.info({ job: 'embedded-checkpoint', walMb: Math.round(done.walBytes / 1048576), ms: Math.round(performance.now() - started) }, 'embedded database checkpoint done');
+    });
   }
 
   const pollSeconds = config.gmail.syncPollSeconds;

@@ -95,6 +95,23 @@ export async function startBenchServer(serverUrl: string | undefined) {
   const services = createServices(deps);
   const http = createHttpServer(createApp(deps, services), services);
   const url = await listen(http);
+  // What `npm start`'s worker does to PGlite every 30 s (src/jobs.ts `embedded-checkpoint`); BENCH_CHECKPOINTS=0: not.
+  let checkpoints = 0;
+  let longestCheckpointMs = 0;
+  const checkpointing =
+    database.kind === 'pglite' && process.env.BENCH_CHECKPOINTS !== '0'
+      ? setInterval(() => {
+          const asked = performance.now();
+          services.embeddedMaintenance
+            .checkpoint()
+            .then((done) => {
+              if (!done) return;
+              checkpoints += 1;
+              longestCheckpointMs = Math.max(longestCheckpointMs, performance.now() - asked);
+            })
+            .catch(() => undefined); // a check racing stop() at the end of a run
+        }, 30_000)
+      : undefined;
   return {
     database,
     services,
@@ -105,7 +122,10 @@ export async function startBenchServer(serverUrl: string | undefined) {
       const metrics = await services.metrics.registry.getSingleMetricAsString('tracking_events_dropped_total');
       return [...metrics.matchAll(/tracking_events_dropped_total\{[^}]*\} (\d+)/g)].reduce((sum, m) => sum + Number(m[1]), 0);
     },
+    /** Checkpoints the embedded database's job took so far and the longest (undefined: no job here). */
+    checkpoints: () => (checkpointing ? { count: checkpoints, longestMs: Math.round(longestCheckpointMs) } : undefined),
     async stop(): Promise<void> {
+      clearInterval(checkpointing);
       await new Promise<void>((resolve) => http.close(() => resolve()));
       await services.tracking.close();
       await google.sandbox?.close();

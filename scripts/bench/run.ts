@@ -9,7 +9,7 @@ import path from 'node:path';
 
 const here = import.meta.dirname;
 const root = path.resolve(here, '../..');
-const ALL = ['tracking', 'campaign', 'preflight', 'launch', 'import', 'signals', 'stats', 'ingest', 'sustained', 'claim-steps', 'plans', 'cancel'];
+const ALL = ['tracking', 'campaign', 'preflight', 'launch', 'import', 'signals', 'stats', 'ingest', 'sustained', 'claim-steps', 'plans', 'cancel', 'embedded-wal'];
 const chosen = process.argv.slice(2).filter((arg) => arg !== '--');
 const names = chosen.length > 0 ? chosen : ALL;
 

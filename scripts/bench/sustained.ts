@@ -277,7 +277,10 @@ const recorded = Number(counted.rows[0]!.n);
 const dropped = await app.dropped();
 const complete = recorded >= answered && recorded <= sent;
 console.log(`\nrecorded ${recorded.toLocaleString('en')} events for ${answered.toLocaleString('en')} answered hits (${sent.toLocaleString('en')} sent): ${complete ? 'every answered hit recorded' : 'MISSING EVENTS'}`);
-console.log(`tracking_events_dropped_total ${dropped}; load average now ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`);
+const checkpoints = app.checkpoints();
+console.log(
+  `tracking_events_dropped_total ${dropped}${checkpoints === undefined ? '' : `; checkpoints by the embedded job (asked every 30 s, BENCH_CHECKPOINTS=0 off): ${checkpoints.count}, the longest ${checkpoints.longestMs} ms`}; load average now ${os.loadavg().map((l) => l.toFixed(1)).join(' ')}`,
+);
 await app.stop();
 bare.close();
 if (!complete || dropped > 0) process.exitCode = 1;

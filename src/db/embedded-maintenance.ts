@@ -3,8 +3,9 @@ import type { Database } from './connect.js';
 import { pgArray, rowsOf } from './pg-array.js';
 
 /**
- * What a PostgreSQL server's autovacuum does, for the embedded database. PGlite has no
- * background workers, so nothing analysed or vacuumed it:
+ * What a PostgreSQL server's autovacuum and checkpointer do, for the embedded database. PGlite
+ * has no background workers, so nothing analysed or vacuumed it (and nothing checkpointed it:
+ * `checkpoint` below):
  * - **Statistics.** Every plan was made without them: with 100,000 contacts the planner believed
  *   a workspace held two or three and read all of them (sorted) for each search and each first
  *   page of the list (3,476 and 3,482 buffers, against 30 and 53 once analysed; BENCHMARKS.md,
@@ -25,6 +26,14 @@ export const ANALYZE_THRESHOLD = { rows: 50, fraction: 0.1 };
 const VACUUM_THRESHOLD = { rows: 50, fraction: 0.2 };
 /** A table whose oldest unfrozen row is this many transactions old is vacuumed whatever its dead rows (autovacuum forces it at 200 million). */
 const FREEZE_AGE = 100_000_000;
+/**
+ * A checkpoint is due past this much WAL since the last one, as a server's checkpointer starts
+ * one at about half of `max_wal_size` (1 GB)...
+ */
+export const CHECKPOINT_WAL_BYTES = 512 * 1024 * 1024;
+/** ...or this long after it (`checkpoint_timeout`), once at least one WAL segment was written (an idle database takes none). */
+export const CHECKPOINT_MAX_AGE_MS = 5 * 60_000;
+const WAL_SEGMENT_BYTES = 16 * 1024 * 1024;
 
 export function createEmbeddedMaintenance(database: Pick<Database, 'db' | 'kind'>) {
   const embedded = database.kind === 'pglite';
@@ -69,6 +78,30 @@ export function createEmbeddedMaintenance(database: Pick<Database, 'db' | 'kind'
       // ONLY: the partitions were analysed above (or did not change); this samples the parent's rows for its own statistics.
       for (const name of parents) await db.execute(sql.raw(`analyze only ${name}`));
       return [...due, ...parents];
+    },
+
+    /**
+     * CHECKPOINT when one is due (above). PGlite runs PostgreSQL as a single backend, with no
+     * checkpointer: it never took one on its own, not even past `max_wal_size`, so its WAL only
+     * grew — 500 MB after 1.5 million small inserts, never removed while it ran — and a restart
+     * after a crash replayed all of it (4.4 s for those 500 MB, 0.7 s after a checkpoint;
+     * BENCHMARKS.md, issue 14 sixteenth pass). A checkpoint lets PostgreSQL recycle the segments
+     * before its redo point. Returns the WAL it covered, or undefined when none was due (or on
+     * a server, whose checkpointer does this).
+     */
+    async checkpoint(options: { walBytes?: number; maxAgeMs?: number } = {}): Promise<{ walBytes: number } | undefined> {
+      if (!embedded) return undefined;
+      const [state] = rowsOf<{ wal_bytes: number; age_ms: number }>(
+        await db.execute(sql`
+          select pg_wal_lsn_diff(pg_current_wal_lsn(), redo_lsn)::float8 as wal_bytes,
+                 (extract(epoch from now() - checkpoint_time) * 1000)::float8 as age_ms
+          from pg_control_checkpoint()`),
+      );
+      const walBytes = Number(state!.wal_bytes);
+      const due = walBytes >= (options.walBytes ?? CHECKPOINT_WAL_BYTES) || (walBytes >= WAL_SEGMENT_BYTES && Number(state!.age_ms) >= (options.maxAgeMs ?? CHECKPOINT_MAX_AGE_MS));
+      if (!due) return undefined;
+      await db.execute(sql`checkpoint`);
+      return { walBytes };
     },
 
     /** VACUUM (not FULL: nothing locked against reads, nothing rewritten) of each table due; returns them (none on a server). */

@@ -74,3 +74,28 @@ it('analyses the embedded database’s changed tables, so a search reads its ind
   await database.db.execute(sql`update contacts set first_name = first_name || '.' where workspace_id = ${workspaceId}::uuid and email like 'p2%'`);
   expect(await maintenance.vacuum()).toEqual(['public.contacts']);
 });
+
+it('checkpoints the embedded database once enough WAL was written (PGlite has no checkpointer), not when idle; a server is left to its own', async () => {
+  const maintenance = createEmbeddedMaintenance(database);
+  if (database.kind !== 'pglite') {
+    expect(await maintenance.checkpoint({ walBytes: 0 })).toBeUndefined();
+    return;
+  }
+  const walSinceCheckpoint = async () =>
+    Number(rowsOf<{ n: number }>(await database.db.execute(sql`select pg_wal_lsn_diff(pg_current_wal_lsn(), redo_lsn)::float8 as n from pg_control_checkpoint()`))[0]!.n);
+  const MB = 1024 * 1024;
+  await maintenance.checkpoint({ walBytes: 0 });
+  expect(await walSinceCheckpoint()).toBeLessThan(MB);
+  // Nothing written since: not due, by size or by age.
+  expect(await maintenance.checkpoint({ walBytes: 8 * MB, maxAgeMs: 0 })).toBeUndefined();
+
+  // ~20 MB of WAL: due past a smaller threshold, or (past one segment) once old enough.
+  await database.db.execute(sql`
+    insert into contacts (workspace_id, email, first_name, last_name)
+    select ${workspaceId}::uuid, 'wal' || g || '@stats.test', 'First' || g, 'Last' || g from generate_series(1, 40000) g`);
+  const written = await walSinceCheckpoint();
+  expect(written).toBeGreaterThan(16 * MB);
+  expect(await maintenance.checkpoint()).toBeUndefined(); // under 512 MB and just taken
+  expect(await maintenance.checkpoint({ maxAgeMs: 0 })).toEqual({ walBytes: expect.any(Number) });
+  expect(await walSinceCheckpoint()).toBeLessThan(MB);
+});
