@@ -50,6 +50,11 @@ function databaseErrorOf(error: Loose, depth = 0): Loose | undefined {
  */
 const VALUE_FREE_SQLSTATE_CLASSES = new Set(['08', '23', '25', '40', '42', '53', '57']);
 
+/** What a log line may say of an error whose message could hold data (a driver's, a library's): its class name only. */
+export function errorNameOf(error: unknown): string {
+  return error instanceof Error ? error.name : typeof error;
+}
+
 /**
  * The one way an error reaches a log line (every `err` field, the request logger's too).
  * A database error is logged as its SQLSTATE, constraint, table and column (plus the
@@ -59,11 +64,6 @@ const VALUE_FREE_SQLSTATE_CLASSES = new Set(['08', '23', '25', '40', '42', '53',
  * fields, never an arbitrary property bag (a Google client error holds request headers
  * with bearer tokens).
  */
-/** What a log line may say of an error whose message could hold data (a driver's, a library's): its class name only. */
-export function errorNameOf(error: unknown): string {
-  return error instanceof Error ? error.name : typeof error;
-}
-
 export function serializeError(error: unknown, depth = 0): unknown {
   if (typeof error === 'string') return /failed query|params:/i.test(error) ? '[database error]' : error.slice(0, MAX_MESSAGE);
   if (error === null || typeof error !== 'object') return error;

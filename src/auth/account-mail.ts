@@ -51,14 +51,20 @@ export function createAccountMailer(options: { smtpUrl?: string; from: string; e
 /**
  * What the relay's refusal means to the caller, said without its words: nodemailer's message
  * quotes the server's reply, which names the address (`550 5.1.1 <ann@…>: Recipient address
- * rejected`). A permanent refusal (5xx) is the address's: 422, fix it. Anything else (a 4xx,
- * no connection, a timeout) is ours: 503, try again. Callers undo what they wrote for the mail.
+ * rejected`). A permanent refusal of the recipient (a 5xx answer to RCPT TO) is the
+ * address's: 422, fix it. Anything else — a 4xx, no connection, a timeout, and a 5xx elsewhere
+ * (our login, our sender, our message: configuration) — is ours: 503, try again.
+ * Callers undo what they wrote for the mail.
  */
 function accountMailFailure(error: unknown, logger: Logger): AppError {
   const responseCode = (error as { responseCode?: unknown }).responseCode;
   const code = typeof responseCode === 'number' ? responseCode : undefined;
-  logger.warn({ errorName: errorNameOf(error), smtpCode: (error as { code?: unknown }).code, responseCode: code }, 'account mail not sent');
-  if (code !== undefined && code >= 500 && code < 600) {
+  const { code: kind, command } = error as { code?: unknown; command?: unknown };
+  logger.warn(
+    { errorName: errorNameOf(error), smtpCode: typeof kind === 'string' ? kind : undefined, command: typeof command === 'string' ? command : undefined, responseCode: code },
+    'account mail not sent',
+  );
+  if (command === 'RCPT TO' && code !== undefined && code >= 500 && code < 600) {
     return new UnprocessableError('email_undeliverable', 'The mail server refused to deliver to this address; check it and try again');
   }
   return new AppError('account_mail_unavailable', 503, 'The account mail could not be sent just now; nothing was changed, try again shortly');

@@ -81,14 +81,30 @@ function campaignQueries(db: Db) {
     },
 
     /** Moves a campaign between states only from the expected ones (a lost race changes nothing). */
-    async transition(id: string, from: CampaignRow['status'][], values: Partial<NewCampaign> & { status: CampaignRow['status'] }) {
+    /**
+     * `unchanged`: the fields a caller checked before (a launch: the kind and the mailbox) must
+     * still hold, or nothing changes — an edit committed in between.
+     */
+    async transition(
+      id: string,
+      from: CampaignRow['status'][],
+      values: Partial<NewCampaign> & { status: CampaignRow['status'] },
+      unchanged?: Pick<CampaignRow, 'kind' | 'mailboxId'>,
+    ) {
       // The state it leaves is read under the row lock, for the webhook event that commits with the change.
       return db.transaction(async (txRaw) => {
         const tx = txRaw as unknown as Db;
         const [before] = await tx
           .select({ status: campaigns.status })
           .from(campaigns)
-          .where(and(eq(campaigns.id, id), inArray(campaigns.status, from)))
+          .where(
+            and(
+              eq(campaigns.id, id),
+              inArray(campaigns.status, from),
+              unchanged ? eq(campaigns.kind, unchanged.kind) : undefined,
+              unchanged ? (unchanged.mailboxId === null ? isNull(campaigns.mailboxId) : eq(campaigns.mailboxId, unchanged.mailboxId)) : undefined,
+            ),
+          )
           .for('update');
         if (!before) return undefined;
         const [row] = await tx

@@ -36,7 +36,7 @@ export interface PreviewContent {
   text?: string;
 }
 
-const notEditable = () => new ConflictError('campaign_not_editable', 'Only a draft can be edited');
+const notEditable = (message = 'Only a draft can be edited') => new ConflictError('campaign_not_editable', message);
 
 function presentCampaign(campaign: CampaignRow) {
   return {
@@ -213,11 +213,11 @@ export function createCampaignsService(deps: {
      */
     async importRecipients(auth: AuthContext, id: string, csv: Readable) {
       const campaign = await requireCampaign(auth, id);
-      if (campaign.status !== 'draft') throw new ConflictError('campaign_not_editable', 'Only a draft can take recipients');
+      if (campaign.status !== 'draft') throw notEditable('Only a draft can take recipients');
       const addresses = new Set<string>();
       const report = await deps.contacts.importCsv(auth, csv, { onAddress: (email) => addresses.add(email.toLowerCase()) });
       const contactIds = await repo.contactIdsByEmails(auth.workspaceId, [...addresses]);
-      if (!(await repo.updateDraft(campaign.id, { audience: { contactIds } }))) throw new ConflictError('campaign_not_editable', 'Only a draft can take recipients');
+      if (!(await repo.updateDraft(campaign.id, { audience: { contactIds } }))) throw notEditable('Only a draft can take recipients');
       return { import: report, recipients: contactIds.length };
     },
 
@@ -264,13 +264,20 @@ export function createCampaignsService(deps: {
       }
       const startAt = options.startAt ?? campaign.startAt ?? now();
       const launched = await repo.transaction(async (tx) => {
-        const row = await tx.transition(campaign.id, ['draft'], {
-          status: startAt > now() ? 'scheduled' : 'sending',
-          startAt,
-          launchedAt: now(),
-          statusReason: null,
-        });
-        if (!row) throw new ConflictError('campaign_not_draft', 'The campaign was launched already');
+        // Launched from what was checked above: an edit of its kind or mailbox since then (the
+        // postal-address rule, the mailbox's state and domain) makes this a 409, not a launch.
+        const row = await tx.transition(
+          campaign.id,
+          ['draft'],
+          { status: startAt > now() ? 'scheduled' : 'sending', startAt, launchedAt: now(), statusReason: null },
+          { kind: campaign.kind, mailboxId: campaign.mailboxId },
+        );
+        if (!row) {
+          if ((await tx.findById(auth.workspaceId, campaign.id))?.status === 'draft') {
+            throw new ConflictError('campaign_changed', 'The draft was edited while it was being launched; check it and launch again');
+          }
+          throw new ConflictError('campaign_not_draft', 'The campaign was launched already');
+        }
         const written = await tx.materializeFirstStep(row, mailbox.email.split('@')[1]!, startAt);
         return { row, written };
       });

@@ -6,7 +6,6 @@ import type { Logger } from '../logger.js';
 import type { CampaignRow, CampaignsRepo } from './campaigns.repo.js';
 import type { SendCandidate, SendLease, SendLedgerRepo, SentInput } from './send-ledger.repo.js';
 
-/** Mailbox searches before a send of unknown outcome counts as not sent (read-scope mailboxes); the 1:1 recovery too. */
 /**
  * The owner recovery takes expired leases over as: never the process's sending owner, or a send
  * still stuck in this process (a long rate-limit pause outliving its lease) would pass its own
@@ -14,6 +13,7 @@ import type { SendCandidate, SendLease, SendLedgerRepo, SentInput } from './send
  */
 export const recoveryOwnerOf = (workerId: string) => `${workerId}/recovery`;
 
+/** Mailbox searches before a send of unknown outcome counts as not sent (read-scope mailboxes); the 1:1 recovery too. */
 export const RESOLVE_LOOKS = 3;
 /**
  * How long a send whose mailbox cannot be searched now (not `active`: waiting to be

@@ -109,6 +109,7 @@ export const ERROR_STATUS: Record<string, number> = {
   last_owner: 409,
   campaign_not_editable: 409,
   campaign_not_draft: 409,
+  campaign_changed: 409,
   campaign_not_running: 409,
   campaign_not_paused: 409,
   campaign_finished: 409,

@@ -49,7 +49,7 @@ export function messagesRoutes(messages: MessagesService, content: MessageConten
   router.use('/messages', authenticated);
   router.post('/messages', idempotent('POST /api/messages'), async (req, res) => {
     const { pending, message } = await messages.send(authOf(req), parseInput(sendMessageBody, req.body));
-    // 202: Gmail did not confirm the send in time; GET /api/messages/:id shows the outcome once it is known.
+    // 202: the outcome is not known yet (Gmail did not confirm in time, or recording its answer failed); GET /api/messages/:id shows it once it is.
     res.status(pending ? 202 : 201).json(message);
   });
   router.get('/messages/:id', async (req, res) => {

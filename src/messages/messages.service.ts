@@ -232,44 +232,48 @@ export function createMessagesService(deps: MessagesServiceDeps) {
         if (!claimed) throw new SendRefused(new ConflictError('send_taken_over', 'This send was taken over by recovery; check the message for its outcome'));
       };
 
-      try {
-        const sent = await mailboxes.withGmail(mailbox, (gmail) => gmail.sendRaw(raw, threadId ?? undefined, { beforeAttempt }));
-        const row = await repo.updateLeased(messageRowId, workerId, {
-          status: 'sent',
-          gmailMessageId: sent.id,
-          gmailThreadId: sent.threadId,
-          at: now(),
-          // A sent row carries no mark (an unknown outcome, a search pending).
-          errorCode: null,
-          leaseOwner: null,
-          leaseExpiresAt: null,
-        });
-        // A late answer after recovery took the send over: the newer outcome stands; show it.
-        return { pending: false, message: presentMessage(row ?? (await repo.findById(auth.workspaceId, messageRowId))!) };
-      } catch (error) {
-        if (error instanceof SendRefused) throw error.appError;
-        if (!(error instanceof GmailError)) {
-          if (!claimed) throw error;
-          // Claimed, then our own storage failed (recording the outcome, or a retry's lease
-          // renewal): the mail may have gone out. A 5xx would say "nothing changed" and free an
-          // Idempotency-Key for a retry that sends it again; this is pending, and recovery
-          // resolves it by its Message-ID when the lease ends, as for a lost Gmail answer.
-          logger.warn({ messageId: claimed.id, errorName: errorNameOf(error) }, '1:1 send claimed but its outcome not recorded; recovery resolves it');
-          return { pending: true, message: presentMessage(claimed) };
-        }
-        if (!claimed) {
+      /** The send and its outcome recorded: the row as it stands after, or an AppError when nothing went out. */
+      const sendAndRecord = async (): Promise<MessageRow> => {
+        try {
+          const sent = await mailboxes.withGmail(mailbox, (gmail) => gmail.sendRaw(raw, threadId ?? undefined, { beforeAttempt }));
+          const row = await repo.updateLeased(messageRowId, workerId, {
+            status: 'sent',
+            gmailMessageId: sent.id,
+            gmailThreadId: sent.threadId,
+            at: now(),
+            // A sent row carries no mark (an unknown outcome, a search pending).
+            errorCode: null,
+            leaseOwner: null,
+            leaseExpiresAt: null,
+          });
+          // A late answer after recovery took the send over: the row is recovery's now (its search finds the mail).
+          return row ?? (await repo.findById(auth.workspaceId, messageRowId))!;
+        } catch (error) {
+          if (error instanceof SendRefused) throw error.appError;
+          if (!(error instanceof GmailError)) throw error;
           // Refused before the gate (the pacer's pause is too long, the grant is dead): nothing was recorded or sent.
+          if (!claimed) throw gmailFailure(error);
+          if (error.reason === SEND_OUTCOME_UNKNOWN) return resolveUnknownOutcome(mailbox, claimed);
+          // Gmail answered with a definite failure, so the message did not go out: record why.
+          await repo.updateLeased(claimed.id, workerId, { status: 'failed', errorCode: error.kind, leaseOwner: null, leaseExpiresAt: null });
+          logger.warn({ messageId: claimed.id, kind: error.kind, status: error.status, reason: error.reason }, '1:1 send failed');
           throw gmailFailure(error);
         }
-        if (error.reason === SEND_OUTCOME_UNKNOWN) {
-          const row = await resolveUnknownOutcome(mailbox, claimed);
-          return { pending: row.status !== 'sent', message: presentMessage(row) };
-        }
-        // Gmail answered with a definite failure, so the message did not go out: record why.
-        await repo.updateLeased(claimed.id, workerId, { status: 'failed', errorCode: error.kind, leaseOwner: null, leaseExpiresAt: null });
-        logger.warn({ messageId: claimed.id, kind: error.kind, status: error.status, reason: error.reason }, '1:1 send failed');
-        throw gmailFailure(error);
+      };
+
+      let outcome: MessageRow;
+      try {
+        outcome = await sendAndRecord();
+      } catch (error) {
+        if (error instanceof AppError || !claimed) throw error;
+        // Claimed, then our own storage failed (recording Gmail's answer, a retry's lease
+        // renewal, the in-request search's bookkeeping): the mail may have gone out. A 5xx
+        // would say "nothing changed" and free an Idempotency-Key for a retry that sends it
+        // again; this is pending, and recovery resolves it by its Message-ID when the lease ends.
+        logger.warn({ messageId: claimed.id, errorName: errorNameOf(error) }, '1:1 send claimed but its outcome not recorded; recovery resolves it');
+        outcome = claimed;
       }
+      return { pending: outcome.status !== 'sent', message: presentMessage(outcome) };
     },
   };
 }

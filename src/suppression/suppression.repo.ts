@@ -189,17 +189,29 @@ function suppressionListQueries(db: Db, hashAddress: AddressHasher) {
     },
 
     /**
-     * The live contacts that campaign mail to this recipient (an address) was sent for: the
-     * person an opt-out link names, also after their contact's address changed.
+     * The person an opt-out link names, when their contact's address changed since: the live
+     * contacts whose campaign mail (of `campaignId`, the link's, when it names one) was sent to
+     * this recipient's address, and that have another address now — with that address.
      */
-    async findContactIdsOfRecipient(workspaceId: string, recipientId: string): Promise<string[]> {
-      const rows = await db
-        .selectDistinct({ id: contacts.id })
+    async findContactsMovedFromRecipient(workspaceId: string, recipientId: string, campaignId: string | undefined): Promise<{ id: string; email: string }[]> {
+      return db
+        .selectDistinct({ id: contacts.id, email: contacts.email })
         .from(campaignSends)
+        .innerJoin(recipients, eq(recipients.id, campaignSends.recipientId))
         .innerJoin(contacts, and(eq(contacts.id, campaignSends.contactId), eq(contacts.workspaceId, campaignSends.workspaceId), isNull(contacts.deletedAt)))
-        .where(and(eq(campaignSends.workspaceId, workspaceId), eq(campaignSends.recipientId, recipientId)));
-      return rows.map((r) => r.id);
+        .where(
+          and(
+            eq(campaignSends.workspaceId, workspaceId),
+            eq(campaignSends.recipientId, recipientId),
+            eq(campaignSends.status, 'sent'),
+            campaignId ? eq(campaignSends.campaignId, campaignId) : undefined,
+            sql`lower(${contacts.email}) <> lower(${recipients.email})`,
+          ),
+        );
     },
+
+    /** The opt-out lock of these addresses at once, in key order (address-lock.ts): before writes that lock them one by one. */
+    lockAddresses: (workspaceId: string, emails: string[]) => lockAddresses(db, workspaceId, emails),
 
     /** The contact's "don't track my opens and clicks" state (tracking-preference.ts). */
     async findContactTracking(workspaceId: string, email: string): Promise<{ id: string; trackingRefusedAt: Date | null } | undefined> {

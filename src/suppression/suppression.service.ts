@@ -117,23 +117,33 @@ export function createSuppressionService(deps: { repo: SuppressionListRepo; code
 
   /**
    * Appends a consent record for the workspace's contact with this address, if there is one,
-   * unless its latest record already says the same (so a replayed opt-out adds nothing). An
-   * opt-out through a recipient's link (`recipientId`) is also the person's whose campaign mail
-   * went to that address: their contact is opted out too when its address changed since
-   * (marketing then needs a new opt-in; the suppression itself stays per address).
+   * and for the contacts in `alsoContactIds` (movedContacts), unless a contact's latest record
+   * already says the same (so a replayed opt-out adds nothing).
    */
   async function recordConsent(
     q: SuppressionListQueries,
-    entry: { workspaceId: string; email: string; status: ConsentStatus; source: string; actor: string; evenIfUnchanged?: boolean; recipientId?: string },
+    entry: { workspaceId: string; email: string; status: ConsentStatus; source: string; actor: string; evenIfUnchanged?: boolean; alsoContactIds?: string[] },
   ) {
-    const contactIds = new Set<string>();
+    const contactIds = new Set(entry.alsoContactIds);
     const byAddress = await q.findContactIdByEmail(entry.workspaceId, entry.email);
     if (byAddress) contactIds.add(byAddress);
-    if (entry.recipientId && entry.status === 'opted_out') for (const id of await q.findContactIdsOfRecipient(entry.workspaceId, entry.recipientId)) contactIds.add(id);
     for (const contactId of contactIds) {
       if (!entry.evenIfUnchanged && (await q.latestConsentStatus(entry.workspaceId, contactId)) === entry.status) continue;
       await q.insertConsent({ workspaceId: entry.workspaceId, contactId, status: entry.status, source: entry.source, policyVersion, actor: entry.actor });
     }
+  }
+
+  /**
+   * An opt-out through a recipient's link is also the person's whose campaign mail went to that
+   * address: their contact, when its address changed since, is opted out too (marketing to the
+   * new address then needs a new opt-in; the suppression entry stays the address's). All the
+   * addresses are locked first, in key order: the writes below lock each again (a no-op then),
+   * and one by one they could take two in the opposite order of a send to both.
+   */
+  async function movedContacts(q: SuppressionListQueries, target: TokenTarget): Promise<string[]> {
+    const moved = await q.findContactsMovedFromRecipient(target.workspaceId, target.recipientId, target.campaignId);
+    await q.lockAddresses(target.workspaceId, [target.email, ...moved.map((c) => c.email)]);
+    return moved.map((c) => c.id);
   }
 
   async function addEntry(
@@ -204,10 +214,11 @@ export function createSuppressionService(deps: { repo: SuppressionListRepo; code
     async unsubscribe(token: string): Promise<RecipientView & { added: boolean }> {
       return repo.transaction(async (tx) => {
         const target = await resolveToken(tx, token);
+        const moved = await movedContacts(tx, target);
         // The stats count a campaign's unsubscribes from exactly this source.
         const source = target.campaignId ? `campaign:${target.campaignId}` : 'unsubscribe-link';
         const added = await addEntry(tx, target, ALL, source, 'unsubscribe-link');
-        await recordConsent(tx, { workspaceId: target.workspaceId, email: target.email, status: 'opted_out', source: 'unsubscribe-link', actor: 'recipient', recipientId: target.recipientId });
+        await recordConsent(tx, { workspaceId: target.workspaceId, email: target.email, status: 'opted_out', source: 'unsubscribe-link', actor: 'recipient', alsoContactIds: moved });
         return { ...viewOf(target), added: Boolean(added) };
       });
     },
@@ -229,6 +240,7 @@ export function createSuppressionService(deps: { repo: SuppressionListRepo; code
     async savePreferences(token: string, choices: PreferenceChoices): Promise<PreferencesView & { changed: number }> {
       return repo.transaction(async (tx) => {
         const target = await resolveToken(tx, token);
+        const moved = choices.action === 'unsubscribe-all' ? await movedContacts(tx, target) : [];
         const entries = await tx.listEntriesOfAddress(target.workspaceId, target.email);
         const known = new Set(knownTopics(entries, await tx.listCampaignTopics(target.workspaceId)));
         const shown = [...new Set(choices.topics)];
@@ -278,8 +290,8 @@ export function createSuppressionService(deps: { repo: SuppressionListRepo; code
         }
 
         // Consent follows the workspace-wide state only: a topic choice neither withdraws nor gives it.
-        const base = { workspaceId: target.workspaceId, email: target.email, source: 'preference-center', actor: 'recipient', recipientId: target.recipientId };
-        if (addedAll) await recordConsent(tx, { ...base, status: 'opted_out' });
+        const base = { workspaceId: target.workspaceId, email: target.email, source: 'preference-center', actor: 'recipient' };
+        if (addedAll) await recordConsent(tx, { ...base, status: 'opted_out', alsoContactIds: moved });
         else if (removed > 0 && !byScope.has(ALL)) await recordConsent(tx, { ...base, status: 'opted_in' });
 
         const trackingChanged = choices.tracking ? await applyTrackingChoice(tx, target, choices.tracking, now()) : 0;

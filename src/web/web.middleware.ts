@@ -146,7 +146,7 @@ const NOTICES: Record<string, string> = {
   close_moved: 'Closing your account is on this page now, and nothing was closed: to close it, enter your password under "Close my account".',
   imported: 'Import finished.',
   sent: 'Your mail was sent.',
-  send_pending: 'Gmail has not confirmed the send yet; the contact\'s timeline shows the outcome once it is known.',
+  send_pending: 'The send is not confirmed yet; the contact\'s timeline shows the outcome once it is known.',
   suppressed: 'The address is on the suppression list.',
   unsuppressed: 'The address was removed from the suppression list.',
   invited: 'Invitation created.',

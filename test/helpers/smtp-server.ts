@@ -4,7 +4,7 @@ import { createServer, type AddressInfo, type Socket } from 'node:net';
  * A small SMTP server on a real socket, for the account mailer's tests (nodemailer talks to it
  * as to any relay): it accepts mail, or refuses a recipient the way Postfix does (`550 5.1.1
  * <address>: Recipient address rejected`, the address quoted in the reply), or every recipient
- * for a while (`451`). No TLS, no AUTH: `smtp://127.0.0.1:<port>`.
+ * for a while (`451`), or our sender (`553` at MAIL FROM). No TLS, no AUTH: `smtp://127.0.0.1:<port>`.
  */
 export interface TestSmtpServer {
   url: string;
@@ -14,12 +14,14 @@ export interface TestSmtpServer {
   refuse: Set<string>;
   /** While true, every recipient gets 451 (a temporary failure). */
   busy: boolean;
+  /** While true, MAIL FROM gets 553 (our sender refused: a configuration problem, not the recipient's address). */
+  refuseSender: boolean;
   close(): Promise<void>;
 }
 
 export async function startSmtpServer(): Promise<TestSmtpServer> {
   const sockets = new Set<Socket>();
-  const state: Omit<TestSmtpServer, 'url' | 'close'> = { received: [], refuse: new Set(), busy: false };
+  const state: Omit<TestSmtpServer, 'url' | 'close'> = { received: [], refuse: new Set(), busy: false, refuseSender: false };
   const server = createServer((socket) => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
@@ -48,7 +50,7 @@ export async function startSmtpServer(): Promise<TestSmtpServer> {
         if (verb === 'EHLO' || verb === 'HELO') reply('250 test-smtp');
         else if (verb === 'MAIL') {
           to = [];
-          reply('250 2.1.0 ok');
+          reply(state.refuseSender ? '553 5.7.1 Sender address rejected: not owned by user' : '250 2.1.0 ok');
         } else if (verb === 'RCPT') {
           const address = /<([^>]*)>/.exec(line)?.[1] ?? '';
           if (state.busy) reply(`451 4.3.0 <${address}>: Temporary lookup failure`);
