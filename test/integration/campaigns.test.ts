@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { createCampaignsRepo } from '../../src/campaigns/campaigns.repo.js';
 import { createTokenCodec } from '../../src/tracking/tokens.js';
 import { createTrackingUrls } from '../../src/tracking/urls.js';
 import { separateWorker } from '../helpers/campaign-fixtures.js';
@@ -394,6 +395,18 @@ describe('an edit racing its launch', () => {
     }
     // The race was run, not only the calm order: the launch (fewer reads before its write) wins some rounds.
     expect(edits).toContain(409);
+  });
+
+  it('a launch writes only the draft it checked: a kind or mailbox changed since its checks leaves it a draft', async () => {
+    const campaign = await createCampaign({ kind: 'transactional', subject: 'Checked', contactIds: await audience(1) });
+    const repo = createCampaignsRepo(ctx.app.database.db);
+    const launching = { status: 'sending' as const, startAt: new Date(), launchedAt: new Date(), statusReason: null };
+    // The launch checked a marketing campaign (postal address) or another mailbox; the draft is neither now.
+    expect(await repo.transition(campaign.id, ['draft'], launching, { kind: 'marketing', mailboxId: mailbox.id })).toBeUndefined();
+    expect(await repo.transition(campaign.id, ['draft'], launching, { kind: 'transactional', mailboxId: null })).toBeUndefined();
+    expect((await getCampaign(campaign.id)).status).toBe('draft');
+    expect(await repo.transition(campaign.id, ['draft'], launching, { kind: 'transactional', mailboxId: mailbox.id })).toMatchObject({ status: 'sending' });
+    await ctx.app.api('POST', `/api/campaigns/${campaign.id}/cancel`, { token: ctx.owner.token });
   });
 });
 
