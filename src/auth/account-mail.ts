@@ -42,8 +42,14 @@ export function createAccountMailer(options: { smtpUrl?: string; from: string; e
   options.logger.warn({ file }, 'SMTP_URL is not set: account mail (signup confirmations) is written to a file instead of being sent');
   return {
     async send(mail) {
-      await mkdir(options.dataDir, { recursive: true });
-      await appendFile(file, `To: ${mail.to}\nSubject: ${mail.subject}\nDate: ${new Date().toISOString()}\n\n${mail.text}\n\n---\n`, { mode: 0o600 });
+      try {
+        await mkdir(options.dataDir, { recursive: true });
+        await appendFile(file, `To: ${mail.to}\nSubject: ${mail.subject}\nDate: ${new Date().toISOString()}\n\n${mail.text}\n\n---\n`, { mode: 0o600 });
+      } catch (error) {
+        // A full disk, a read-only directory: ours, like a relay that does not answer.
+        options.logger.warn({ errorName: errorNameOf(error), code: (error as { code?: unknown }).code }, 'account mail not written to the outbox file');
+        throw mailUnavailable();
+      }
     },
   };
 }
@@ -67,8 +73,10 @@ function accountMailFailure(error: unknown, logger: Logger): AppError {
   if (command === 'RCPT TO' && code !== undefined && code >= 500 && code < 600) {
     return new UnprocessableError('email_undeliverable', 'The mail server refused to deliver to this address; check it and try again');
   }
-  return new AppError('account_mail_unavailable', 503, 'The account mail could not be sent just now; nothing was changed, try again shortly');
+  return mailUnavailable();
 }
+
+const mailUnavailable = () => new AppError('account_mail_unavailable', 503, 'The account mail could not be sent just now; nothing was changed, try again shortly');
 
 /** Keeps mail in memory (the newest 1000): tests and benchmarks read codes from `outbox`. */
 export function createMemoryMailer(): AccountMailer & { outbox: AccountMail[] } {

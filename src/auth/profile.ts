@@ -163,8 +163,7 @@ export function createProfileCorrection(deps: ProfileDeps) {
           return row!;
         });
         // The change is made: the notice to the old address is best effort (that address may be
-        // why it changed), so its refusal does not turn the answer into an error. The SMTP mailer
-        // logs its failures; the file mailer's (a full disk) end here unlogged.
+        // why it changed), so its refusal does not turn the answer into an error (the mailer logs it).
         await mailer
           .send({
             to: from,
