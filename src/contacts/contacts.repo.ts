@@ -218,11 +218,17 @@ function contactQueries(db: Db, hashAddress: AddressHasher) {
           at: messages.at,
           sentBy: messages.sentBy,
           mailboxOwner: mailboxes.userId,
-          // reply | auto_reply | bounce (kind hard|soft) | delay, with the status a notice gave.
+          // reply | auto_reply | bounce (kind hard|soft) | delay, with the status a notice gave:
+          // this contact's only — its address now, or the one its campaign mail went to — never
+          // another recipient's (a Cc's bounce, or a Bcc's, which would also reveal them).
           events: sql<{ type: string; at: string; kind: string | null; status: string | null }[]>`coalesce((
             select json_agg(json_build_object('type', ${mailEvents.type}, 'at', ${mailEvents.at},
               'kind', ${mailEvents.detail} ->> 'kind', 'status', ${mailEvents.detail} ->> 'status') order by ${mailEvents.at})
-            from ${mailEvents} where ${mailEvents.messageId} = ${messages.id}), '[]'::json)`,
+            from ${mailEvents} where ${mailEvents.messageId} = ${messages.id}
+              and (${mailEvents.recipient} is null or lower(${mailEvents.recipient}) in (
+                select lower(c.email) from contacts c where c.id = ${contactId}::uuid
+                union all
+                select lower(s.email) from campaign_sends s where s.message_id = ${messages.id} and s.contact_id = ${contactId}::uuid))), '[]'::json)`,
         })
         .from(messages)
         .leftJoin(mailboxes, eq(mailboxes.id, messages.mailboxId))

@@ -125,7 +125,7 @@ describe('bounces through the sandbox', () => {
   });
 
   it('a hard bounce of a Bcc recipient of 1:1 mail suppresses that address, and the next mail to it is refused', async () => {
-    const { emails } = await contacts(['seen', 'hidden']);
+    const { ids, emails } = await contacts(['seen', 'hidden']);
     const [seen, hidden] = emails as [string, string];
     ctx.app.sandbox.control.setBouncingAddress(hidden, 'hard', undefined, 'report');
     const sent = await ctx.app.api('POST', '/api/messages', { token: ctx.owner.token, json: { mailboxId: mailbox.id, to: seen, bcc: hidden, subject: 'B3 bcc', text: 'hi' } });
@@ -134,6 +134,13 @@ describe('bounces through the sandbox', () => {
     await sync();
     expect(await suppressed(hidden)).toBe(true);
     expect(await suppressed(seen)).toBe(false);
+    // The bounce is the Bcc recipient's own: on their timeline, not on the To contact's (which would also reveal them).
+    const eventsOn = async (contactId: string) =>
+      (await ctx.app.api('GET', `/api/contacts/${contactId}`, { token: ctx.owner.token })).body.timeline.flatMap((e: { subject?: string; events?: { type: string }[] }) =>
+        e.subject === 'B3 bcc' ? (e.events ?? []).map((x) => x.type) : [],
+      );
+    expect(await eventsOn(ids[0]!)).toEqual([]);
+    expect(await eventsOn(ids[1]!)).toEqual(['bounce']);
     ctx.app.sandbox.control.setBouncingAddress(hidden, null);
     const again = await ctx.app.api('POST', '/api/messages', { token: ctx.owner.token, json: { mailboxId: mailbox.id, to: hidden, subject: 'B3 bcc again', text: 'hi' } });
     expect([again.status, again.body.error?.code]).toEqual([409, 'recipient_suppressed']);
