@@ -6,6 +6,8 @@ import { pino, type Logger, type DestinationStream } from 'pino';
  */
 export const REDACTED_PATHS = [
   'req.headers.authorization',
+  'req.headers["proxy-authorization"]',
+  'req.headers["x-api-key"]',
   'req.headers.cookie',
   'req.headers["x-goog-iap-jwt-assertion"]',
   'res.headers["set-cookie"]',
@@ -115,35 +117,63 @@ const TOKEN_PATH = /^(\/+(?:u|p|t\/+o|t\/+c)\/+)[^/?#]+/i;
 /** Any other long base64url segment is taken for a token too (UUIDs, which name rows, stay readable). */
 const LONG_OPAQUE_SEGMENT = /(?<=\/)(?![0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?:[/?#]|$))[A-Za-z0-9_%-]{32,}(?=[/?#.]|$)/gi;
 /**
- * Query parameters that carry credentials (OAuth codes and state, invitation tokens), a person's
- * address (a data subject export, list filters, the mailbox a reconnect names: `loginHint`,
- * Google's `login_hint`) or what someone searched for (`q`: names and addresses of contacts).
+ * Query parameters that carry credentials (OAuth codes and state, invitation tokens, a password),
+ * a person's address (a data subject export, list filters, the mailbox a reconnect names:
+ * `loginHint`, Google's `login_hint`) or what someone searched for (`q`: names and addresses of
+ * contacts). Compared as the server reads them: decoded (`%71` is `q`), in any case, without a
+ * `[]` suffix (`q[]=`).
  */
-const SECRET_QUERY = /([?&](?:code|state|token|access_token|id_token|code_verifier|email|loginHint|login_hint|q)=)[^&#]*/gi;
-/** Any other query value holding an address (an `@`, plain or encoded). */
-const ADDRESS_QUERY_VALUE = /([?&][^=&#]*=)[^&#]*(?:@|%40|%2540)[^&#]*/gi;
-
-/** Query parameters whose value is itself a URL, encoded (sign-in's way back to the page asked for). */
-const NESTED_URL_QUERY = /([?&]next=)([^&#]*)/gi;
-const ABSOLUTE_URL_ORIGIN = /^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i;
+const SECRET_KEYS = new Set(['code', 'state', 'token', 'access_token', 'id_token', 'code_verifier', 'password', 'email', 'loginhint', 'login_hint', 'q']);
+/** An address, plain or encoded (once or twice): a query value, a key or a path segment holding one is redacted whole. */
+const ADDRESS = /@|%40|%2540/i;
+/** `scheme://[userinfo@]host`: the host is kept, a user and password never. */
+const ABSOLUTE_URL_ORIGIN = /^([a-z][a-z0-9+.-]*:\/\/)([^/?#@]*@)?([^/?#]*)/i;
 const MAX_NESTING = 3;
 
 /**
- * A URL fit for a log line (a request's, or a redirect's Location): the token of an
+ * A URL fit for a log line (a request's, its Referer, a redirect's Location): the token of an
  * unsubscribe or tracking link is a credential (whoever holds it can opt that person out), and
  * so is an OAuth code. A URL carried encoded inside another (`/signin?next=…`) is decoded and
- * redacted by the same rules, then encoded again.
+ * redacted by the same rules, then encoded again. Anything else that is not a URL (a `mailto:`,
+ * free text in a header) is kept only when it holds no address.
  */
 export function redactUrl(fullUrl: string, depth = 0): string {
-  // An absolute URL (a Referer, a redirect elsewhere): its origin is kept, the rest judged as a path.
-  const origin = ABSOLUTE_URL_ORIGIN.exec(fullUrl)?.[0] ?? '';
-  const url = fullUrl.slice(origin.length);
+  const absolute = ABSOLUTE_URL_ORIGIN.exec(fullUrl);
+  const origin = absolute ? `${absolute[1]}${absolute[2] ? '[redacted]@' : ''}${absolute[3]}` : '';
+  const url = fullUrl.slice(absolute?.[0].length ?? 0);
+  if (!absolute && !url.startsWith('/')) return ADDRESS.test(url) ? '[redacted]' : url;
   const queryAt = url.search(/[?#]/);
   const path = queryAt === -1 ? url : url.slice(0, queryAt);
   const rest = queryAt === -1 ? '' : url.slice(queryAt);
-  const redactedPath = path.replace(TOKEN_PATH, '$1[token]').replace(LONG_OPAQUE_SEGMENT, '[token]');
-  const query = rest.replace(SECRET_QUERY, '$1[redacted]').replace(ADDRESS_QUERY_VALUE, '$1[redacted]');
-  return origin + redactedPath + query.replace(NESTED_URL_QUERY, (_match, name: string, value: string) => name + redactNestedUrl(value, depth));
+  const redactedPath = path
+    .replace(TOKEN_PATH, '$1[token]')
+    .replace(LONG_OPAQUE_SEGMENT, '[token]')
+    .split('/')
+    .map((segment) => (ADDRESS.test(segment) ? '[redacted]' : segment))
+    .join('/');
+  const hashAt = rest.indexOf('#');
+  const query = hashAt === -1 ? rest : rest.slice(0, hashAt);
+  // A fragment never reaches a server from a browser; sent anyway, it is nothing to keep.
+  const fragment = hashAt === -1 || hashAt === rest.length - 1 ? rest.slice(hashAt === -1 ? rest.length : hashAt) : '#[redacted]';
+  const redactedQuery = query.length > 1 ? `?${query.slice(1).split('&').map((param) => redactParam(param, depth)).join('&')}` : query;
+  return origin + redactedPath + redactedQuery + fragment;
+}
+
+/** One `key=value` of a query string (above). */
+function redactParam(param: string, depth: number): string {
+  const eq = param.indexOf('=');
+  if (eq === -1) return ADDRESS.test(param) ? '[redacted]' : param;
+  const rawKey = param.slice(0, eq);
+  const value = param.slice(eq + 1);
+  let key: string;
+  try {
+    key = decodeURIComponent(rawKey.replace(/\+/g, ' '));
+  } catch {
+    key = rawKey;
+  }
+  key = key.toLowerCase().replace(/\[.*$/, '');
+  if (key === 'next') return `${rawKey}=${redactNestedUrl(value, depth)}`;
+  return SECRET_KEYS.has(key) || ADDRESS.test(value) || ADDRESS.test(rawKey) ? `${rawKey}=[redacted]` : param;
 }
 
 /** A `next=` value: decoded (again while it was encoded more than once), redacted, encoded once. */

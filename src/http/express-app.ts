@@ -77,12 +77,13 @@ export function createApp(deps: AppDeps, services: Services = createServices(dep
       },
       autoLogging: { ignore: (req) => req.url === '/healthz' || req.url === '/metrics' },
       serializers: {
-        // A Referer is the URL of the page before (a search, a filter by address, a token path): judged like the request's own.
+        // A Referer is the URL of the page before (a search, a filter by address, a token path), an
+        // Origin may carry a user and password: judged like the request's own URL.
         req: (req: { url: string; query?: unknown; headers?: Record<string, unknown> }) => ({
           ...req,
           url: redactUrl(req.url),
           query: undefined,
-          headers: typeof req.headers?.referer === 'string' ? { ...req.headers, referer: redactUrl(req.headers.referer) } : req.headers,
+          headers: req.headers && withUrlHeadersRedacted(req.headers),
         }),
         // A redirect's Location may carry what the request's URL did (sign-in's `next`, a token path).
         res: (res: { headers?: Record<string, unknown> }) =>
@@ -176,4 +177,14 @@ export function createHttpServer(app: Express, services: Services): Server {
   return createServer((req, res) => {
     if (!handleTracking(req, res)) app(req, res);
   });
+}
+
+/** The request headers that hold a URL, redacted by the request URL's rules (logger.ts `redactUrl`). */
+function withUrlHeadersRedacted(headers: Record<string, unknown>): Record<string, unknown> {
+  const redacted = { ...headers };
+  for (const name of ['referer', 'origin']) {
+    const value = headers[name];
+    if (typeof value === 'string') redacted[name] = redactUrl(value);
+  }
+  return redacted;
 }

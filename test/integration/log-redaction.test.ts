@@ -136,4 +136,19 @@ describe('issue 9: the worst cases of the hostile run leave nothing secret in th
     expect(logs).toContain('"referer":"http://');
     for (const secret of ['ref-leak-1', 'ref-leak-2', 'ref-leak-3', token]) expect([secret, logs.includes(secret)]).toEqual([secret, false]);
   });
+  it('what the attacker found past the rules: a user and password in a URL, an encoded or array search key, an address in a path or a non-URL header, proxy credentials', async () => {
+    await app.api('GET', '/assets/app.css', { headers: { referer: 'https://user:hunter2pass@elsewhere.example/x?y=1' } });
+    await app.api('GET', '/assets/app.css', { headers: { origin: 'https://u:originpass@elsewhere.example' } });
+    await app.api('GET', '/api/contacts?%71=encoded-key-leak');
+    await app.api('GET', '/api/contacts?q[]=array-key-leak');
+    await app.api('GET', '/app/contacts/path-leak@example.org');
+    await app.api('GET', '/assets/app.css', { headers: { referer: 'mailto:mailto-leak@example.org' } });
+    await app.api('GET', '/assets/app.css', { headers: { referer: `${app.baseUrl}/x?password=PwLeak9#q=fragment-leak` } });
+    await app.api('GET', '/healthz2', { headers: { 'proxy-authorization': 'Basic cHJveHktbGVhaw==', 'x-api-key': 'header-key-leak' } });
+    const logs = app.logs.join('');
+    for (const secret of ['hunter2pass', 'originpass', 'encoded-key-leak', 'array-key-leak', 'path-leak', 'mailto-leak', 'PwLeak9', 'fragment-leak', 'cHJveHktbGVhaw', 'header-key-leak']) {
+      expect([secret, logs.includes(secret)]).toEqual([secret, false]);
+    }
+    expect(logs).toContain('https://[redacted]@elsewhere.example/x?y=1');
+  });
 });
