@@ -30,9 +30,22 @@ export async function lockAddresses(db: Db, workspaceId: string, emails: string[
     ) keys order by k`);
 }
 
-/** The same lock, for a contact's current address (a consent record names the contact, not the address). */
+/**
+ * The same lock for a contact (a consent record names the contact, not an address): its
+ * address now, and the addresses its campaign sends not yet sent will go to — the ledger keeps
+ * the address of the launch, so after the contact's address changed a claim locks the old one,
+ * and a consent opt-out must wait for that claim too (the claim re-checks consent by contact).
+ * In key order, one statement (an index probe by contact).
+ */
 export async function lockContactAddress(db: Db, contactId: string): Promise<void> {
-  await db.execute(sql`select pg_advisory_xact_lock(${lockKey(sql`c.workspace_id`, sql`c.email`)}) from contacts c where c.id = ${contactId}::uuid`);
+  await db.execute(sql`
+    select pg_advisory_xact_lock(k) from (
+      select distinct ${lockKey(sql`a.workspace_id`, sql`a.email`)} as k from (
+        select c.workspace_id, c.email from contacts c where c.id = ${contactId}::uuid
+        union all
+        select s.workspace_id, s.email from campaign_sends s where s.contact_id = ${contactId}::uuid and s.status in ('queued', 'sending')
+      ) a
+    ) keys order by k`);
 }
 
 /**

@@ -1,6 +1,8 @@
 import { sql } from 'drizzle-orm';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createCampaignsRepo } from '../../src/campaigns/campaigns.repo.js';
+import type { Db } from '../../src/db/connect.js';
+import { lockContactAddress } from '../../src/suppression/address-lock.js';
 import { createTokenCodec } from '../../src/tracking/tokens.js';
 import { createTrackingUrls } from '../../src/tracking/urls.js';
 import { separateWorker } from '../helpers/campaign-fixtures.js';
@@ -433,6 +435,23 @@ describe('an opt-out by the link of mail sent before the contact\'s address chan
     expect((await ctx.app.api('POST', `/api/campaigns/${next.id}/preflight`, { token: ctx.owner.token })).body).toMatchObject({ total: 1, eligible: 0, missingConsent: 1 });
     const suppressed = await ctx.app.api('GET', `/api/suppressions?email=${encodeURIComponent(send!.email)}`, { token: ctx.owner.token });
     expect(suppressed.body.suppressions).toHaveLength(1);
+  });
+});
+
+describe('a consent opt-out of a contact whose address changed after its campaign was launched', () => {
+  it('P-08 takes the opt-out lock of the address its queued send will go to, as well as its address now (the claim locks the first and re-checks consent)', async () => {
+    const [contactId] = await audience(1, { prefix: 'relocked' });
+    const campaign = await createCampaign({ subject: 'Queued before the move', contactIds: [contactId], startAt: new Date(Date.now() + 3600_000).toISOString() });
+    expect((await launch(campaign.id)).status).toBe(200);
+    const moved = await ctx.app.api('PATCH', `/api/contacts/${contactId}`, { token: ctx.owner.token, json: { email: `relocked-new-${seq}@contoso.test` } });
+    expect(moved.status, moved.text).toBe(200);
+    const held = await ctx.app.database.db.transaction(async (tx) => {
+      await lockContactAddress(tx as unknown as Db, contactId!);
+      const rows = (await tx.execute(sql`select count(*)::int as n from pg_locks where locktype = 'advisory' and pid = pg_backend_pid()`)) as unknown as { rows: { n: number }[] };
+      return Number(rows.rows[0]!.n);
+    });
+    expect(held).toBe(2);
+    await ctx.app.api('POST', `/api/campaigns/${campaign.id}/cancel`, { token: ctx.owner.token });
   });
 });
 
