@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Config } from '../config.js';
-import { isUniqueViolation } from '../db/pg-errors.js';
+import { isUniqueViolation, onceMoreAfterUniqueViolation } from '../db/pg-errors.js';
 import type { Role } from '../db/schema.js';
 import { ConflictError, ForbiddenError, NotFoundError, UnauthorizedError } from '../errors.js';
 import { createProfileCorrection } from './profile.js';
@@ -321,17 +321,11 @@ export function createAuthService(deps: {
         const membership = await tx.findMembership(invitation.workspaceId, user.id);
         return { user, workspace: membership!.workspace, role: membership!.role };
       });
-      let result: Awaited<ReturnType<typeof accept>>;
-      try {
-        result = await accept();
-      } catch (error) {
-        if (!isUniqueViolation(error)) throw error;
-        // The address got an account meanwhile (another invitation accepted, a signup confirmed,
-        // at the same moment): accept again as that account, which needs its password.
-        result = await accept().catch((again: unknown) => {
-          throw isUniqueViolation(again) ? new ConflictError('email_taken', 'An account with this email already exists; log in instead') : again;
-        });
-      }
+      // The address got an account meanwhile (another invitation accepted, a signup confirmed, at
+      // the same moment): accept again as that account, which needs its password.
+      const result = await onceMoreAfterUniqueViolation(accept).catch((error: unknown) => {
+        throw isUniqueViolation(error) ? new ConflictError('email_taken', 'An account with this email already exists; log in instead') : error;
+      });
       return {
         token: issueSession(result.user.id, result.workspace.id, result.user.sessionVersion),
         user: presentUser(result.user),

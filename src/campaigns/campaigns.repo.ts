@@ -80,8 +80,8 @@ function campaignQueries(db: Db) {
       return row;
     },
 
-    /** Moves a campaign between states only from the expected ones (a lost race changes nothing). */
     /**
+     * Moves a campaign between states only from the expected ones (a lost race changes nothing).
      * `unchanged`: the fields a caller checked before (a launch: the kind and the mailbox) must
      * still hold, or nothing changes — an edit committed in between.
      */

@@ -14,7 +14,7 @@ import { tokenContext, type TokenCipher } from './token-cipher.js';
 import type { AuditEntry } from '../privacy/audit.js';
 import { deletionRequested, purgeDate, requesterOf } from '../privacy/deletion.js';
 import { errorNameOf } from '../logger.js';
-import { isUniqueViolation } from '../db/pg-errors.js';
+import { onceMoreAfterUniqueViolation } from '../db/pg-errors.js';
 
 const CONSUMER_DOMAINS = new Set(['gmail.com', 'googlemail.com']);
 const OAUTH_STATE_TTL_SECONDS = 600;
@@ -280,10 +280,7 @@ export function createMailboxService(deps: MailboxServiceDeps) {
       });
       // Two consents of one address finishing at once (two tabs) both find no row; the one that
       // inserts second saves again, now as a reconnect of the row the first made.
-      const mailbox = await save().catch((error: unknown) => {
-        if (isUniqueViolation(error)) return save();
-        throw error;
-      });
+      const mailbox = await onceMoreAfterUniqueViolation(save);
       await releaseParked(mailbox.id);
       await deps.pacer.forget(mailbox.id);
       deps.onConnected?.(mailbox);

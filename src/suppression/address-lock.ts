@@ -1,5 +1,6 @@
 import { sql, type SQL } from 'drizzle-orm';
 import type { Db } from '../db/connect.js';
+import { pgArray } from '../db/pg-array.js';
 
 /*
  * Invariant 1: a send's claim and an opt-out for the same workspace + address serialize.
@@ -18,34 +19,48 @@ export async function lockAddresses(db: Db, workspaceId: string, emails: string[
   const distinct = [...new Set(emails.map((e) => e.toLowerCase()))];
   if (distinct.length === 0) return;
   if (distinct.length === 1) {
-    await db.execute(sql`select pg_advisory_xact_lock(${lockKey(sql`${workspaceId}`, sql`${distinct[0]}`)})`);
+    await db.execute(sql`select pg_advisory_xact_lock(${lockKey(sql`${workspaceId}::uuid`, sql`${distinct[0]}`)})`);
     return;
   }
-  await db.execute(sql`
+  await lockRows(db, givenAddresses(workspaceId, distinct));
+}
+
+/** Addresses of one workspace as (workspace_id, email) rows. */
+const givenAddresses = (workspaceId: string, emails: string[]) =>
+  sql`select ${workspaceId}::uuid as workspace_id, e as email from unnest(${pgArray(emails)}::text[]) as e`;
+
+/**
+ * The (workspace_id, email) pairs a contact's opt-out locks (a consent record names the
+ * contact, not an address): its address now, and the addresses its campaign sends not yet sent
+ * will go to — the ledger keeps the address of the launch, so after the contact's address
+ * changed a claim locks the old one, and a consent opt-out must wait for that claim too (the
+ * claim re-checks consent by contact). An index probe by contact.
+ */
+const contactAddresses = (contactIds: SQL) => sql`
+  select c.workspace_id, c.email from contacts c where c.id = any(${contactIds})
+  union all
+  select s.workspace_id, s.email from campaign_sends s where s.contact_id = any(${contactIds}) and s.status in ('queued', 'sending')`;
+
+/** Takes the locks of these (workspace_id, email) rows, in key order, in one statement. */
+const lockRows = (db: Db, rows: SQL) =>
+  db.execute(sql`
     select pg_advisory_xact_lock(k) from (
-      select distinct ${lockKey(sql`${workspaceId}`, sql`e`)} as k from unnest(array[${sql.join(
-        distinct.map((e) => sql`${e}`),
-        sql`, `,
-      )}]::text[]) as e
+      select distinct ${lockKey(sql`a.workspace_id`, sql`a.email`)} as k from (${rows}) a
     ) keys order by k`);
+
+/** The same lock for a contact (above: its address now and those of its unsent campaign sends). */
+export async function lockContactAddress(db: Db, contactId: string): Promise<void> {
+  await lockRows(db, contactAddresses(sql`array[${contactId}]::uuid[]`));
 }
 
 /**
- * The same lock for a contact (a consent record names the contact, not an address): its
- * address now, and the addresses its campaign sends not yet sent will go to — the ledger keeps
- * the address of the launch, so after the contact's address changed a claim locks the old one,
- * and a consent opt-out must wait for that claim too (the claim re-checks consent by contact).
- * In key order, one statement (an index probe by contact).
+ * An opt-out that covers addresses and contacts at once (a recipient's link: its address, and
+ * the contacts its mail was sent for): all their locks in one key order, before writes that take
+ * each again one by one (a no-op then) — one by one they could take two in the opposite order
+ * of a send to both.
  */
-export async function lockContactAddress(db: Db, contactId: string): Promise<void> {
-  await db.execute(sql`
-    select pg_advisory_xact_lock(k) from (
-      select distinct ${lockKey(sql`a.workspace_id`, sql`a.email`)} as k from (
-        select c.workspace_id, c.email from contacts c where c.id = ${contactId}::uuid
-        union all
-        select s.workspace_id, s.email from campaign_sends s where s.contact_id = ${contactId}::uuid and s.status in ('queued', 'sending')
-      ) a
-    ) keys order by k`);
+export async function lockAddressesAndContacts(db: Db, workspaceId: string, emails: string[], contactIds: string[]): Promise<void> {
+  await lockRows(db, sql`${givenAddresses(workspaceId, emails)} union all ${contactAddresses(sql`${pgArray(contactIds)}::uuid[]`)}`);
 }
 
 /**

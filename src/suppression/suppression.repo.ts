@@ -3,7 +3,7 @@ import { and, asc, desc, eq, getTableColumns, inArray, isNotNull, isNull, or, sq
 import type { AddressHasher } from './address-hash.js';
 import { cursorTimestamp, olderThanCursor, type PageCursor } from '../http/cursor.js';
 import { inTransaction, type Db } from '../db/connect.js';
-import { lockAddresses, lockContactAddress, underAddressLock } from './address-lock.js';
+import { lockAddresses, lockAddressesAndContacts, lockContactAddress, underAddressLock } from './address-lock.js';
 import { recordConsentChanged, recordSuppressionAdded, recordSuppressionRemoved } from '../webhooks/facts.js';
 import { campaignSends, campaigns, consents, contacts, recipients, suppressions, workspaces, type ConsentStatus } from '../db/schema.js';
 
@@ -191,11 +191,11 @@ function suppressionListQueries(db: Db, hashAddress: AddressHasher) {
     /**
      * The person an opt-out link names, when their contact's address changed since: the live
      * contacts whose campaign mail (of `campaignId`, the link's, when it names one) was sent to
-     * this recipient's address, and that have another address now — with that address.
+     * this recipient's address, and that have another address now.
      */
-    async findContactsMovedFromRecipient(workspaceId: string, recipientId: string, campaignId: string | undefined): Promise<{ id: string; email: string }[]> {
-      return db
-        .selectDistinct({ id: contacts.id, email: contacts.email })
+    async findContactsMovedFromRecipient(workspaceId: string, recipientId: string, campaignId: string | undefined): Promise<string[]> {
+      const rows = await db
+        .selectDistinct({ id: contacts.id })
         .from(campaignSends)
         .innerJoin(recipients, eq(recipients.id, campaignSends.recipientId))
         .innerJoin(contacts, and(eq(contacts.id, campaignSends.contactId), eq(contacts.workspaceId, campaignSends.workspaceId), isNull(contacts.deletedAt)))
@@ -208,10 +208,11 @@ function suppressionListQueries(db: Db, hashAddress: AddressHasher) {
             sql`lower(${contacts.email}) <> lower(${recipients.email})`,
           ),
         );
+      return rows.map((r) => r.id);
     },
 
-    /** The opt-out lock of these addresses at once, in key order (address-lock.ts): before writes that lock them one by one. */
-    lockAddresses: (workspaceId: string, emails: string[]) => lockAddresses(db, workspaceId, emails),
+    /** The opt-out locks of these addresses and contacts at once, in key order (address-lock.ts). */
+    lockAddressesAndContacts: (workspaceId: string, emails: string[], contactIds: string[]) => lockAddressesAndContacts(db, workspaceId, emails, contactIds),
 
     /** The contact's "don't track my opens and clicks" state (tracking-preference.ts). */
     async findContactTracking(workspaceId: string, email: string): Promise<{ id: string; trackingRefusedAt: Date | null } | undefined> {

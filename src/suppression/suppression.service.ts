@@ -136,14 +136,13 @@ export function createSuppressionService(deps: { repo: SuppressionListRepo; code
   /**
    * An opt-out through a recipient's link is also the person's whose campaign mail went to that
    * address: their contact, when its address changed since, is opted out too (marketing to the
-   * new address then needs a new opt-in; the suppression entry stays the address's). All the
-   * addresses are locked first, in key order: the writes below lock each again (a no-op then),
-   * and one by one they could take two in the opposite order of a send to both.
+   * new address then needs a new opt-in; the suppression entry stays the address's). The
+   * address and those contacts are locked first, together (address-lock.ts).
    */
   async function movedContacts(q: SuppressionListQueries, target: TokenTarget): Promise<string[]> {
     const moved = await q.findContactsMovedFromRecipient(target.workspaceId, target.recipientId, target.campaignId);
-    await q.lockAddresses(target.workspaceId, [target.email, ...moved.map((c) => c.email)]);
-    return moved.map((c) => c.id);
+    await q.lockAddressesAndContacts(target.workspaceId, [target.email], moved);
+    return moved;
   }
 
   async function addEntry(
