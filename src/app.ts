@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { createAccountMailer, type AccountMailer } from './auth/account-mail.js';
 import { createAuthThrottle } from './auth/throttle.js';
+import { createLoginDevices } from './auth/login-devices.js';
 import { createAuthRepo } from './auth/auth.repo.js';
 import { createAuthService } from './auth/auth.service.js';
 import { createSessionTokens } from './auth/sessions.js';
@@ -119,7 +120,7 @@ export function createServices(deps: AppDeps) {
     },
     deps.now,
   );
-  const auth = createAuthService({ repo: createAuthRepo(db), sessions, throttle, mailer: accountMailer, config, now: deps.now, policyOf: (caller) => policyVersions.acceptedBy(caller) });
+  const auth = createAuthService({ repo: createAuthRepo(db), sessions, throttle, devices: createLoginDevices(config.jwt), mailer: accountMailer, config, now: deps.now, policyOf: (caller) => policyVersions.acceptedBy(caller) });
   // One metrics registry per app instance; the tracking paths count into it without Express.
   const metrics = createMetrics();
   const tracking = createTracking({ config, database, logger, registry: metrics.registry, requests: metrics.requests });

@@ -15,7 +15,13 @@ export const signupBody = z.object({
   workspaceName: z.string().trim().min(1).max(200),
   name: z.string().trim().min(1).max(200).optional(),
 });
-export const loginBody = z.object({ email: z.string().max(254), password: z.string().max(200), workspaceId: z.uuid().optional() });
+export const loginBody = z.object({
+  email: z.string().max(254),
+  password: z.string().max(200),
+  workspaceId: z.uuid().optional(),
+  /** What an earlier login answered as `deviceToken`: this client is throttled as a known device. */
+  deviceToken: z.string().max(2048).optional(),
+});
 export const inviteBody = z.object({ email, role: z.enum(['owner', 'admin', 'member']).default('member') });
 export const workspaceBody = z
   .object({ name: z.string().trim().min(1).max(200), postalAddress: z.string().trim().min(5).max(500).nullable() })

@@ -9,6 +9,7 @@ import { DECOY_PASSWORD_HASH, hashPassword, verifyPassword } from './passwords.j
 import { sessionEnded, type SessionTokens } from './sessions.js';
 import type { AccountMailer } from './account-mail.js';
 import type { AuthThrottle } from './throttle.js';
+import type { LoginDevices } from './login-devices.js';
 import type { ApiScope } from '../http/api-spec.js';
 import type { AuditEntry } from '../privacy/audit.js';
 import { actorOf } from './actor.js';
@@ -69,13 +70,15 @@ export function createAuthService(deps: {
   repo: AuthRepo;
   sessions: SessionTokens;
   throttle: AuthThrottle;
+  /** Known devices: their logins are throttled per device, not per account (login-devices.ts). */
+  devices: LoginDevices;
   mailer: AccountMailer;
   config: Pick<Config, 'policyVersion' | 'jwt'>;
   now?: () => Date;
   /** P-18: the policy version in force and the one the caller accepted (privacy/policy-versions.ts). */
   policyOf?: (auth: AuthContext) => Promise<unknown>;
 }) {
-  const { repo, sessions, throttle, mailer } = deps;
+  const { repo, sessions, throttle, devices, mailer } = deps;
   const now = deps.now ?? (() => new Date());
 
   /**
@@ -181,9 +184,9 @@ export function createAuthService(deps: {
      * Any mismatch is the same 401, so a caller cannot learn which part was wrong. Attempts
      * are throttled per account and per client address (throttle.ts) before any check.
      */
-    async login(input: { email: string; password: string; workspaceId?: string }, clientAddress: string) {
+    async login(input: { email: string; password: string; workspaceId?: string; deviceToken?: string }, clientAddress: string) {
       const email = normalizeLoginEmail(input.email);
-      const release = await throttle.admitLogin(email, clientAddress);
+      const release = await throttle.admitLogin(email, clientAddress, devices.deviceOf(input.deviceToken, email));
       const user = await repo.findUserByEmail(email);
       // Unknown accounts are checked against a decoy hash: both failures take as long.
       const passwordOk = await verifyPassword(input.password, user?.passwordHash ?? DECOY_PASSWORD_HASH);
@@ -194,7 +197,8 @@ export function createAuthService(deps: {
       if (!membership) throw new UnauthorizedError('invalid_credentials', 'Email or password is incorrect');
       await release();
       await repo.touchActivity(user.id, now(), { login: true });
-      return { token: issueSession(user.id, membership.workspaceId, user.sessionVersion) };
+      // A fresh device token each time: it renews the device's standing (LOGIN_DEVICE_TTL_SECONDS).
+      return { token: issueSession(user.id, membership.workspaceId, user.sessionVersion), deviceToken: devices.issue(email) };
     },
 
     /** Resolves a bearer token to who is calling, checking the membership on every request (P-17). */

@@ -10,6 +10,9 @@ import { TooManyRequestsError } from '../errors.js';
  *    address, each in its own window. An attempt is recorded BEFORE the password is
  *    checked and the count includes it, so concurrent guesses cannot all slip under the
  *    limit; a successful login deletes its own attempt (successes never lock anyone out).
+ *    From a known device (login-devices.ts: it signed in to this account before) attempts
+ *    are counted per device instead, with the account's limit: a stranger's failures,
+ *    which lock the account and the stranger's network, never lock its owner's devices.
  *  - signup: requests per client address.
  * Subjects are stored hashed: the table is a counter, not a log of who tried what.
  */
@@ -19,7 +22,7 @@ export interface ThrottleLimits {
   signup: { maxPerAddress: number; windowSeconds: number };
 }
 
-const subjectOf = (kind: 'account' | 'address', value: string) => createHash('sha256').update(`${kind}:${value}`).digest('hex');
+const subjectOf = (kind: 'account' | 'address' | 'device', value: string) => createHash('sha256').update(`${kind}:${value}`).digest('hex');
 
 export function createAuthThrottle(db: Db, limits: ThrottleLimits, now: () => Date = () => new Date()) {
   const longestWindowMs = 1000 * Math.max(limits.login.windowSeconds, limits.login.addressWindowSeconds, limits.signup.windowSeconds);
@@ -49,14 +52,25 @@ export function createAuthThrottle(db: Db, limits: ThrottleLimits, now: () => Da
 
   return {
     /**
-     * Counts this login attempt and refuses it (429) when either window is full.
+     * Counts this login attempt and refuses it (429) when either window is full; with
+     * `knownDevice` (a device id from a verified device token) the device's window only.
      * Returns a release function to call after a successful login.
      */
-    async admitLogin(email: string, clientAddress: string): Promise<() => Promise<void>> {
+    async admitLogin(email: string, clientAddress: string, knownDevice?: string): Promise<() => Promise<void>> {
+      const { login } = limits;
+      if (knownDevice !== undefined) {
+        const device = subjectOf('device', knownDevice);
+        const [deviceId] = await record('login', [device]);
+        if ((await countSince('login', device, login.windowSeconds)) > login.maxPerAccount) {
+          throw new TooManyRequestsError('Too many login attempts from this device; try again later', login.windowSeconds);
+        }
+        return async () => {
+          await db.delete(authAttempts).where(eq(authAttempts.id, deviceId!));
+        };
+      }
       const account = subjectOf('account', email);
       const address = subjectOf('address', clientAddress);
       const [accountId, addressId] = await record('login', [account, address]);
-      const { login } = limits;
       const [byAccount, byAddress] = await Promise.all([
         countSince('login', account, login.windowSeconds),
         countSince('login', address, login.addressWindowSeconds),

@@ -45,7 +45,10 @@ export const workspace = z.object({ id, name: z.string(), postalAddress: z.strin
 const verificationSent = z.object({ status: z.literal('verification_sent'), message: z.string() });
 export const signupResponse = verificationSent;
 export const sessionResponse = z.object({ token: z.string(), user, workspace, role });
-export const loginResponse = z.object({ token: z.string() });
+export const loginResponse = z.object({
+  token: z.string(),
+  deviceToken: z.string().describe('send it as `deviceToken` with later logins from this client: they are throttled per device, so failures of others never lock it out'),
+});
 export const meResponse = z.object({
   user,
   workspace,

@@ -43,8 +43,10 @@ ${field('Password', 'password', 'password', { autocomplete: 'current-password' }
     const input = formInput(req);
     const next = safeNext(input.next);
     try {
-      const { token } = await ctx.auth.login(parseInput(loginBody, { email: input.email ?? '', password: input.password ?? '' }), clientAddress(req));
+      const credentials = { email: input.email ?? '', password: input.password ?? '', deviceToken: ctx.cookies.device.read(req) };
+      const { token, deviceToken } = await ctx.auth.login(parseInput(loginBody, credentials), clientAddress(req));
       await startBrowserSession(ctx, res, token);
+      ctx.cookies.device.set(res, deviceToken);
       res.redirect(303, next ?? '/app?notice=signed_in');
     } catch (error) {
       const problem = formProblem(error, res);

@@ -1,4 +1,5 @@
 import type { CookieOptions, Request, Response } from 'express';
+import { LOGIN_DEVICE_TTL_SECONDS } from '../auth/login-devices.js';
 
 /** One cookie's value from the Cookie header (no parser dependency for a few names). */
 export function readCookie(req: Request, name: string): string | undefined {
@@ -10,7 +11,7 @@ export function readCookie(req: Request, name: string): string | undefined {
 }
 
 /**
- * The web app's two cookies. With `secure` (production, or an https PUBLIC_BASE_URL) they
+ * The web app's cookies. With `secure` (production, or an https PUBLIC_BASE_URL) they
  * are Secure and carry the `__Host-` prefix, which a sibling subdomain cannot set or shadow.
  * Both are HttpOnly and SameSite=Lax: sent on a top-level navigation to us, never on a
  * cross-site form post or fetch.
@@ -20,11 +21,17 @@ export function webCookies(secure: boolean) {
   const base: CookieOptions = { httpOnly: true, sameSite: 'lax', secure, path: '/' };
   const session = `${prefix}inboxtrail_session`;
   const browser = `${prefix}inboxtrail_browser`;
+  const device = `${prefix}inboxtrail_device`;
   return {
     session: {
       read: (req: Request) => readCookie(req, session),
       set: (res: Response, value: string, expiresAt: Date) => res.cookie(session, value, { ...base, expires: expiresAt }),
       clear: (res: Response) => res.clearCookie(session, base),
+    },
+    /** The device token of the last sign-in here (login-devices.ts): this browser's sign-ins are throttled as a known device's. */
+    device: {
+      read: (req: Request) => readCookie(req, device),
+      set: (res: Response, value: string) => res.cookie(device, value, { ...base, maxAge: LOGIN_DEVICE_TTL_SECONDS * 1000 }),
     },
     /** A random per-browser value that anonymous forms' CSRF tokens are tied to (sign in, sign up). */
     browser: {

@@ -124,6 +124,43 @@ describe('signup and login', () => {
       expect((await app.api('POST', '/api/auth/login', { json: { email: user.email, password: user.password } })).status).toBe(200);
     }
   });
+
+  it("a stranger's wrong passwords lock the account for unknown clients, never for a device that signed in before; a device's own failures are limited", async () => {
+    const user = await signUp(app);
+    const login = (json: Record<string, unknown>) => app.api('POST', '/api/auth/login', { json: { email: user.email, ...json } });
+    const first = await login({ password: user.password });
+    expect(first.status).toBe(200);
+    const deviceToken = first.body.deviceToken as string;
+    expect(deviceToken).toMatch(/^[\w-]+\.[\w-]+\.[\w-]+$/);
+    // The token names a hash of the address, never the address.
+    expect(Buffer.from(deviceToken.split('.')[1]!, 'base64url').toString()).not.toContain(user.email);
+
+    // A stranger (no device token, another one's, a forged one) fills the account's window.
+    for (let i = 0; i < 3; i += 1) expect((await login({ password: `stranger ${i}` })).status).toBe(401);
+    expect((await login({ password: user.password })).status).toBe(429);
+    const other = await signUp(app);
+    const othersToken = (await app.api('POST', '/api/auth/login', { json: { email: other.email, password: other.password } })).body.deviceToken as string;
+    const [header, payload] = deviceToken.split('.');
+    for (const notThisDevice of [othersToken, `${header}.${payload}.forged-signature`, 'not a token at all']) {
+      const refused = await login({ password: user.password, deviceToken: notThisDevice });
+      expect([refused.status, refused.body.error?.code]).toEqual([429, 'too_many_requests']);
+    }
+    expect((await login({ password: user.password, deviceToken: 'x'.repeat(2049) })).status).toBe(400);
+
+    // The owner's own device still signs in, and is handed a fresh token.
+    const known = await login({ password: user.password, deviceToken });
+    expect(known.status).toBe(200);
+    expect(typeof known.body.token).toBe('string');
+    expect(typeof known.body.deviceToken).toBe('string');
+
+    // Its own wrong passwords count against it, with the account's limit.
+    for (let i = 0; i < 3; i += 1) expect((await login({ password: `thief ${i}`, deviceToken })).status).toBe(401);
+    const limited = await login({ password: user.password, deviceToken });
+    expect([limited.status, limited.body.error?.code]).toEqual([429, 'too_many_requests']);
+    expect(limited.headers.get('retry-after')).toBeTruthy();
+    // Another known device of the same person is not held by that one.
+    expect((await login({ password: user.password, deviceToken: known.body.deviceToken })).status).toBe(200);
+  });
 });
 
 describe('invitations and roles', () => {

@@ -73,6 +73,34 @@ describe('web sessions', () => {
     expect(browser.cookies.has('inboxtrail_session')).toBe(true);
   });
 
+  it("a browser that signed in before keeps signing in while a stranger's wrong passwords lock the account for others", async () => {
+    const owner = await signUp(app);
+    const browser = new WebClient(app);
+    await browser.get('/signin');
+    const accepted = await browser.post('/signin', { email: owner.email, password: owner.password });
+    expect(accepted.status).toBe(303);
+    const setCookie = accepted.headers.getSetCookie().find((c) => c.startsWith('inboxtrail_device='))!;
+    expect(setCookie).toMatch(/HttpOnly/i);
+    expect(setCookie).toMatch(/SameSite=Lax/i);
+    expect(setCookie).toMatch(new RegExp(`Max-Age=${180 * 24 * 3600}`));
+    await browser.get('/app/contacts');
+    expect((await browser.post('/signout', {})).location).toBe('/signin?signed_out=1');
+
+    const { maxFailures } = app.config.login;
+    for (let i = 0; i < maxFailures; i += 1) {
+      expect((await app.api('POST', '/api/auth/login', { json: { email: owner.email, password: `stranger ${i}` } })).status).toBe(401);
+    }
+    const elsewhere = new WebClient(app);
+    await elsewhere.get('/signin');
+    const refused = await elsewhere.post('/signin', { email: owner.email, password: owner.password });
+    expect(refused.status).toBe(429);
+    expect(refused.text).toContain('Too many login attempts for this account');
+
+    await browser.get('/signin');
+    const again = await browser.post('/signin', { email: owner.email, password: owner.password, next: '/app/contacts' });
+    expect([again.status, again.location]).toEqual([303, '/app/contacts']);
+  });
+
   it('a next= that leaves /app is ignored (no open redirect)', async () => {
     const owner = await signUp(app);
     for (const next of ['https://evil.example/', '//evil.example/app', '/app//evil.example', '/signout']) {
