@@ -228,6 +228,11 @@ export function createMailboxService(deps: MailboxServiceDeps) {
         if (error instanceof GmailError && (error.kind === 'auth_revoked' || error.kind === 'permanent')) {
           throw new AppError('code_exchange_failed', 400, 'Google refused the authorization code; start connecting again');
         }
+        if (error instanceof GmailError) {
+          // Google (its token endpoint or its signing keys) did not answer: nothing the user did. The state is spent.
+          logger.warn({ kind: error.kind, status: error.status }, 'Google did not complete a Gmail connection');
+          throw new AppError('google_unavailable', 503, 'Google did not answer; start connecting again in a moment');
+        }
         throw error;
       }
       if (!granted.scopes.includes(GMAIL_SCOPES.send)) {

@@ -138,6 +138,8 @@ export async function startSandbox(options: SandboxOptions = {}): Promise<Sandbo
       GOOGLE_OAUTH_AUTHORIZE_URL: urls.authorize,
       GOOGLE_OAUTH_TOKEN_URL: urls.token,
       GOOGLE_OAUTH_REVOKE_URL: urls.revoke,
+      // The ID token of a consent is checked against these keys: without it a process fetches Google's.
+      GOOGLE_CERTS_URL: urls.certs,
       ...(options.clientId ? { GOOGLE_CLIENT_ID: options.clientId } : {}),
       ...(options.clientSecret ? { GOOGLE_CLIENT_SECRET: options.clientSecret } : {}),
     }),

@@ -121,6 +121,28 @@ describe('connecting Gmail', () => {
     expect(denied.response.body.error.code).toBe('consent_denied');
   });
 
+  it('Google not answering the code exchange is a 503 google_unavailable that stores nothing, never a 500; connecting again works', async () => {
+    ctx.app.sandbox.control.createMailbox({ email: 'outage@acme.test' });
+    // Only the spent state is recorded (used_oauth_states): no mailbox, no token, no audit entry.
+    const withoutStates = async () => {
+      const { used_oauth_states: _spent, ...rest } = await counts();
+      return rest;
+    };
+    const before = await withoutStates();
+    for (const status of [503, 500] as const) {
+      // Enough failures for every retry of Google's client.
+      const fault = ctx.app.sandbox.control.injectFault({ kind: 'backendError', endpoint: 'token', status, times: 100 });
+      try {
+        const { response } = await connectMailbox(ctx.app, ctx.owner.token, 'outage@acme.test');
+        expect([response.status, response.body.error?.code]).toEqual([503, 'google_unavailable']);
+        expect(await withoutStates()).toEqual(before);
+      } finally {
+        ctx.app.sandbox.control.removeFault(fault.id);
+      }
+    }
+    expect((await connectMailbox(ctx.app, ctx.owner.token, 'outage@acme.test')).response.status).toBe(201);
+  });
+
   it('connect CSRF: a victim who approves the attacker\'s consent URL is refused, and nothing is stored', async () => {
     const attacker = await signUp(ctx.app);
     ctx.app.sandbox.control.createMailbox({ email: 'victim@acme.test' });
