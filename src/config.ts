@@ -45,6 +45,8 @@ export interface Config {
     readonly pushTopic?: string;
     /** Seconds between polls of each syncing mailbox (the fallback when push is late or off); 0 = off. */
     readonly syncPollSeconds: number;
+    /** The most messages a resync (the history id lost) reads since the last sync; beyond, the oldest are not read and the mailbox says so. */
+    readonly resyncMaxMessages: number;
     /** Sends per minute per mailbox across every process (Gmail's quota alone would allow 150). */
     readonly sendsPerMinute: number;
     /** Gmail's per-user quota units per minute (15,000); raised only against the sandbox, e.g. for benchmarks. */
@@ -227,6 +229,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       pushServiceAccount: env.GMAIL_PUSH_SERVICE_ACCOUNT,
       pushTopic: env.GMAIL_PUSH_TOPIC,
       syncPollSeconds: env.GMAIL_SYNC_POLL_SECONDS,
+      resyncMaxMessages: env.GMAIL_RESYNC_MAX_MESSAGES,
       sendsPerMinute: env.GMAIL_SENDS_PER_MINUTE,
       quotaUnitsPerMinute: env.GMAIL_QUOTA_UNITS_PER_MINUTE,
       sendTimeoutMs: Math.round(env.GMAIL_SEND_TIMEOUT_SECONDS * 1000),

@@ -38,6 +38,7 @@ export const envSchema = z.object({
   GMAIL_DAILY_BUDGET_WORKSPACE: z.coerce.number().int().min(1).max(10_000).default(2000),
   GMAIL_DAILY_BUDGET_CONSUMER: z.coerce.number().int().min(1).max(10_000).default(500),
   GMAIL_SYNC_POLL_SECONDS: z.coerce.number().int().min(0).default(300),
+  GMAIL_RESYNC_MAX_MESSAGES: z.coerce.number().int().min(1).max(1_000_000).default(50_000),
   BOUNCE_SOFT_LIMIT: z.coerce.number().int().min(1).max(100).default(3),
   BOUNCE_SOFT_WINDOW_DAYS: z.coerce.number().int().min(1).max(365).default(30),
   BOUNCE_MATCH_WINDOW_DAYS: z.coerce.number().int().min(1).max(60).default(7),

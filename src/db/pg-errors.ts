@@ -16,3 +16,20 @@ export async function onceMoreAfterUniqueViolation<T>(work: () => Promise<T>): P
     return work();
   }
 }
+
+/** The SQLSTATE of a database error (Drizzle wraps the driver's in `cause`). */
+export function sqlStateOf(error: unknown): string | undefined {
+  const e = error as { code?: unknown; cause?: unknown } | null;
+  if (typeof e?.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code)) return e.code;
+  return e?.cause !== undefined && e.cause !== e ? sqlStateOf(e.cause) : undefined;
+}
+
+/**
+ * A value the database will never take, however often it is retried: a data exception (class
+ * 22: a NUL in text, an invalid escape in JSON…) or a value too large for an index (54000).
+ * Not a failure of the database itself (a lost connection, a deadlock), which a retry can cure.
+ */
+export function isUnstorableValue(error: unknown): boolean {
+  const state = sqlStateOf(error);
+  return state !== undefined && (state.startsWith('22') || state === '54000');
+}

@@ -350,7 +350,8 @@ function describeTokenProblem(error: unknown): string {
 function toMetadata(data: gmail_v1.Schema$Message): GmailMessageMetadata {
   const headers: Record<string, string> = {};
   for (const header of data.payload?.headers ?? []) {
-    if (header.name && header.value !== undefined && header.value !== null) headers[header.name.toLowerCase()] = header.value;
+    // A NUL (an encoded word can decode to one) is never part of a real header, and PostgreSQL text cannot hold it.
+    if (header.name && header.value !== undefined && header.value !== null) headers[header.name.toLowerCase()] = header.value.replaceAll('\u0000', '');
   }
   return {
     id: data.id ?? '',

@@ -48,14 +48,17 @@ export function parseAddressList(value: string | undefined): string[] {
   return [...new Set(flat)];
 }
 
+const MAX_MESSAGE_ID_LENGTH = 998;
+
 /** Message-IDs in a Message-ID / In-Reply-To / References header, without angle brackets, in header order. */
 export function parseMessageIds(value: string | undefined): string[] {
   if (!value) return [];
-  const bracketed = [...value.matchAll(/<([^<>\s]+)>/g)].map((m) => m[1]!);
+  // Longer than a header line may be (RFC 5322: 998) is no real id, and would not fit the id's index.
+  const bracketed = [...value.matchAll(/<([^<>\s]+)>/g)].map((m) => m[1]!).filter((id) => id.length <= MAX_MESSAGE_ID_LENGTH);
   if (bracketed.length > 0) return [...new Set(bracketed)];
   // Some clients write a bare id; take the whole value when it looks like one.
   const bare = value.trim();
-  return /^[^\s<>]+@[^\s<>]+$/.test(bare) ? [bare] : [];
+  return bare.length <= MAX_MESSAGE_ID_LENGTH && /^[^\s<>]+@[^\s<>]+$/.test(bare) ? [bare] : [];
 }
 
 const DAEMON_SENDER = /^(mailer-daemon|postmaster|mail-daemon|mailerdaemon)@/i;

@@ -19,18 +19,23 @@ export type SkipReason =
   /** A bounce notice naming an address this mailbox never sent to (forged or misrouted): it suppresses nothing. */
   | 'recipientNotSent'
   /** Deleted between listing and reading. */
-  | 'gone';
+  | 'gone'
+  /** Holds a value the database refuses whatever the retry (sync.service.ts): skipped so that the mail after it is read. */
+  | 'unstorable';
 
 export type SignalKind = 'reply' | 'autoReply' | 'bounce' | 'delay';
 
-export const SKIP_REASONS: readonly SkipReason[] = ['ignoredLabel', 'ownSend', 'notContact', 'unparsedNotice', 'unmatchedNotice', 'recipientNotSent', 'gone'];
+/** Resyncs that found more mail since the last sync than they read (GMAIL_RESYNC_MAX_MESSAGES). */
+type GapCount = 'resyncGaps';
+
+export const SKIP_REASONS: readonly SkipReason[] = ['ignoredLabel', 'ownSend', 'notContact', 'unparsedNotice', 'unmatchedNotice', 'recipientNotSent', 'gone', 'unstorable'];
 export const SIGNAL_KINDS: readonly SignalKind[] = ['reply', 'autoReply', 'bounce', 'delay'];
 
 /** One pass's counts: `read` messages fetched, `kept` stored, signals recorded, skips by reason. */
-export type SyncHealthCounts = Record<'read' | 'kept' | SkipReason | SignalKind, number>;
+export type SyncHealthCounts = Record<'read' | 'kept' | SkipReason | SignalKind | GapCount, number>;
 
 export function emptyHealth(): SyncHealthCounts {
-  return Object.fromEntries(['read', 'kept', ...SKIP_REASONS, ...SIGNAL_KINDS].map((k) => [k, 0])) as SyncHealthCounts;
+  return Object.fromEntries(['read', 'kept', 'resyncGaps', ...SKIP_REASONS, ...SIGNAL_KINDS].map((k) => [k, 0])) as SyncHealthCounts;
 }
 
 /** The API's view of the stored counters. */
@@ -39,6 +44,7 @@ export function presentHealth(stored: Record<string, number> | null | undefined)
   return {
     read: n('read'),
     kept: n('kept'),
+    resyncGaps: n('resyncGaps'),
     signals: Object.fromEntries(SIGNAL_KINDS.map((k) => [k, n(k)])) as Record<SignalKind, number>,
     skipped: Object.fromEntries(SKIP_REASONS.map((k) => [k, n(k)])) as Record<SkipReason, number>,
   };

@@ -180,14 +180,14 @@ function syncQueries(db: Db, hashAddress: AddressHasher) {
      * Success: counters add up, and history moves forward only (a second process, or a push
      * racing a poll, never moves it back). No `historyId`: history is left as it is.
      */
-    async recordSyncSuccess(mailboxId: string, input: { historyId?: string; seen: number; at: Date; health?: SyncHealthCounts }): Promise<void> {
+    async recordSyncSuccess(mailboxId: string, input: { historyId?: string; seen: number; at: Date; health?: SyncHealthCounts; warning?: string }): Promise<void> {
       const next = input.historyId && /^\d+$/.test(input.historyId) ? input.historyId : undefined;
       const added = Object.entries(input.health ?? {}).filter(([, n]) => n > 0);
       await db
         .update(mailboxes)
         .set({
           lastSyncAt: input.at,
-          lastSyncError: null,
+          lastSyncError: input.warning ?? null,
           messagesSeen: sql`${mailboxes.messagesSeen} + ${input.seen}`,
           // Each counter added in place, so two processes syncing at once never lose each other's counts.
           ...(added.length > 0

@@ -2,6 +2,7 @@ import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
 import { GMAIL_SCOPES, type MailboxGmail } from './gmail-client.js';
 import { GmailError } from './gmail-errors.js';
+import { isUnstorableValue, sqlStateOf } from '../db/pg-errors.js';
 import { describeSyncFailure, eachLimited, safeErrorFields } from './sync-support.js';
 import { createWatches } from './watches.js';
 import type { MailboxesRepo, MailboxRow } from './mailboxes.repo.js';
@@ -21,9 +22,15 @@ import { createMessageSync, SKIPPED_LABELS } from './sync-message.js';
  * about a message we sent, as metadata, and turns replies and bounces into mail_events.
  */
 
-/** What a full sync reads: the newest messages of the last 90 days, at most 500 of them. */
+/** What a mailbox's first sync reads: the newest messages of the last 90 days, at most 500 of them. */
 export const FULL_SYNC_QUERY = 'newer_than:90d';
 export const FULL_SYNC_MAX_MESSAGES = 500;
+/**
+ * A resync (the stored history id is lost: too old for Gmail, or too many changes) reads every
+ * message since the last successful sync, a day earlier for clocks, up to GMAIL_RESYNC_MAX_MESSAGES;
+ * beyond it the oldest are not read and the mailbox's sync says so (`lastError`, health `resyncGaps`).
+ */
+const RESYNC_MARGIN_SECONDS = 24 * 3600;
 /** More changes than this since the last sync: a full sync (newest first) is cheaper than catching up. */
 export const MAX_INCREMENTAL_CHANGES = 2_000;
 /** Metadata fetches in flight per mailbox; the pacer still meters every one of them. */
@@ -69,6 +76,8 @@ interface PassResult extends PassTotals {
   mode: SyncMode;
   resynced: boolean;
   historyId?: string;
+  /** Kept as the mailbox's `lastError` although the pass succeeded: what it could not read. */
+  warning?: string;
 }
 
 
@@ -89,6 +98,22 @@ export function createSyncService(deps: SyncServiceDeps) {
   /** When this process last tried each mailbox (success or not): the poller's spacing. */
   const lastAttempt = new Map<string, number>();
 
+  /**
+   * One message; one the database refuses whatever the retry (isUnstorableValue: a stranger's
+   * crafted header) is skipped and counted (`unstorable`), its transaction rolled back. Failing
+   * the pass for it would fail every pass after it at the same message: the history id would
+   * never move again, and no reply or bounce after it would ever be read.
+   */
+  async function processOrSkip(mailbox: MailboxRow, api: MailboxGmail, gmailId: string) {
+    try {
+      return await messageSync.processMessage(mailbox, api, gmailId);
+    } catch (error) {
+      if (!isUnstorableValue(error)) throw error;
+      logger.warn({ mailboxId: mailbox.id, gmailMessageId: gmailId, sqlState: sqlStateOf(error) }, 'a message holds a value the database refuses; skipped, counted as unstorable');
+      return { read: 1, unstorable: 1 };
+    }
+  }
+
   async function processIds(mailbox: MailboxRow, api: MailboxGmail, gmailIds: string[]): Promise<PassTotals> {
     const health = emptyHealth();
     const unique = [...new Set(gmailIds)];
@@ -99,25 +124,42 @@ export function createSyncService(deps: SyncServiceDeps) {
       todo.push(...chunk.filter((id) => !known.has(id)));
     }
     await eachLimited(todo, FETCH_CONCURRENCY, async (gmailId) => {
-      const result = await messageSync.processMessage(mailbox, api, gmailId);
+      const result = await processOrSkip(mailbox, api, gmailId);
       for (const [key, n] of Object.entries(result) as [keyof SyncHealthCounts, number][]) health[key] += n;
     });
     return { examined: health.read, kept: health.kept, events: health.reply + health.autoReply + health.bounce + health.delay, health };
   }
 
+  /**
+   * A first sync reads the newest mail (FULL_SYNC_QUERY); a resync everything since the last
+   * successful one (GMAIL_RESYNC_MAX_MESSAGES), so that losing the history id loses no reply or bounce.
+   */
   async function fullSync(mailbox: MailboxRow, api: MailboxGmail, resynced: boolean): Promise<PassResult> {
+    const since = resynced && mailbox.lastSyncAt ? Math.floor(mailbox.lastSyncAt.getTime() / 1000) - RESYNC_MARGIN_SECONDS : undefined;
+    const [query, max] = since === undefined ? [FULL_SYNC_QUERY, FULL_SYNC_MAX_MESSAGES] : [`after:${since}`, deps.config.gmail.resyncMaxMessages];
     // The history id from before listing: anything that arrives while we list is picked up next time.
     const profile = await api.getProfile();
     const ids: string[] = [];
     let pageToken: string | undefined;
     do {
-      const page = await api.listMessageIds({ query: FULL_SYNC_QUERY, maxResults: Math.min(LIST_PAGE_SIZE, FULL_SYNC_MAX_MESSAGES - ids.length), pageToken });
+      const page = await api.listMessageIds({ query, maxResults: Math.min(LIST_PAGE_SIZE, max - ids.length), pageToken });
       ids.push(...page.ids);
       pageToken = page.nextPageToken;
-    } while (pageToken && ids.length < FULL_SYNC_MAX_MESSAGES);
+    } while (pageToken && ids.length < max);
     // Oldest first, as history would have delivered them: an original tends to be stored before its replies.
-    const totals = await processIds(mailbox, api, ids.slice(0, FULL_SYNC_MAX_MESSAGES).reverse());
-    return { mode: 'full', resynced, historyId: profile.historyId || undefined, ...totals };
+    const totals = await processIds(mailbox, api, ids.slice(0, max).reverse());
+    const gap = since !== undefined && pageToken !== undefined;
+    if (gap) {
+      totals.health.resyncGaps += 1;
+      logger.warn({ mailboxId: mailbox.id, read: max }, 'more mail since the last sync than a resync reads; the oldest was not read');
+    }
+    return {
+      mode: 'full',
+      resynced,
+      historyId: profile.historyId || undefined,
+      ...totals,
+      ...(gap ? { warning: `gap: more than ${max} messages arrived since the last sync on ${new Date(since * 1000).toISOString().slice(0, 10)}; the newest ${max} were read, older ones were not` } : {}),
+    };
   }
 
   /** Added message ids since `startHistoryId`, or undefined when there are too many to catch up on. */
@@ -164,7 +206,7 @@ export function createSyncService(deps: SyncServiceDeps) {
       // withGmail marks the mailbox needs_reconnect when Google says the grant is gone.
       const result = await mailboxes.withGmail(mailbox, (api) => syncPass(mailbox, api));
       // History advances only here, after every message up to it was processed.
-      await repo.recordSyncSuccess(mailbox.id, { historyId: result.historyId, seen: result.examined, at: now(), health: result.health });
+      await repo.recordSyncSuccess(mailbox.id, { historyId: result.historyId, seen: result.examined, at: now(), health: result.health, warning: result.warning });
       logger.info(
         { mailboxId: mailbox.id, mode: result.mode, resynced: result.resynced, examined: result.examined, kept: result.kept, events: result.events },
         'mailbox synced',

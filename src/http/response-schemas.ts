@@ -209,7 +209,7 @@ export const mailbox = z.object({
     lastError: z.string().nullable(),
     messagesSeen: count,
     watchExpiresAt: instant.nullable(),
-    health: z.object({ read: count, kept: count, signals: countsBy(SIGNAL_KINDS), skipped: countsBy(SKIP_REASONS) }),
+    health: z.object({ read: count, kept: count, resyncGaps: count, signals: countsBy(SIGNAL_KINDS), skipped: countsBy(SKIP_REASONS) }),
   }),
 });
 export const mailboxesResponse = z.object({ mailboxes: z.array(mailbox) });

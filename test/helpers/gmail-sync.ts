@@ -14,8 +14,8 @@ export const CAROL = 'carol@contoso.test';
  * BOB, CAROL and three more addresses, and ALICE connected with reading on (not synced yet).
  * A file's tests share it and run in order; sandbox faults are cleared before each test.
  */
-export function useSyncApp() {
-  const base = useAppWithOwner();
+export function useSyncApp(options: Parameters<typeof useAppWithOwner>[0] = {}) {
+  const base = useAppWithOwner(options);
   const ctx = Object.assign(base, { alice: {} as { id: string; email: string }, contactIds: {} as Record<string, string> });
   beforeAll(async () => {
     for (const email of [BOB, CAROL, 'gone@contoso.test', 'full@contoso.test', 'later@contoso.test']) {

@@ -283,7 +283,8 @@ describe('replies, automatic replies and sequences', () => {
     expect(view.signals.autoReply).toBeGreaterThanOrEqual(1);
     expect(view.signals.bounce).toBeGreaterThanOrEqual(4);
     expect(view.signals.delay).toBeGreaterThanOrEqual(1);
-    expect(Object.keys(view.skipped).sort()).toEqual(['gone', 'ignoredLabel', 'notContact', 'ownSend', 'recipientNotSent', 'unmatchedNotice', 'unparsedNotice']);
+    expect(view.resyncGaps).toBe(0);
+    expect(Object.keys(view.skipped).sort()).toEqual(['gone', 'ignoredLabel', 'notContact', 'ownSend', 'recipientNotSent', 'unmatchedNotice', 'unparsedNotice', 'unstorable']);
   });
 });
 

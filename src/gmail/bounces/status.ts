@@ -91,7 +91,8 @@ function statusFromReason(reason: BounceReason, permanent: boolean): string | un
 const MAX_DIAGNOSTIC = 300;
 
 export function tidyDiagnostic(text: string | undefined): string | undefined {
-  const tidy = text?.replace(/\s+/g, ' ').trim();
+  // Control characters too (a NUL cannot be stored in the event's JSON).
+  const tidy = text?.replace(/[\s\u0000-\u001f\u007f]+/g, ' ').trim();
   if (!tidy) return undefined;
   return tidy.length > MAX_DIAGNOSTIC ? `${tidy.slice(0, MAX_DIAGNOSTIC - 1)}…` : tidy;
 }
