@@ -68,6 +68,11 @@ function authQueries(db: Db) {
     },
 
     /** A membership of a live user in a live workspace (closing either ends every access at once). */
+    async findWorkspace(id: string): Promise<WorkspaceRow | undefined> {
+      const [row] = await db.select().from(workspaces).where(and(eq(workspaces.id, id), isNull(workspaces.deletedAt))).limit(1);
+      return row;
+    },
+
     async findMembership(workspaceId: string, userId: string) {
       const [row] = await db
         .select({ role: memberships.role, workspace: workspaces, sessionsNotBefore: users.sessionsNotBefore, sessionVersion: users.sessionVersion })
@@ -126,15 +131,24 @@ function authQueries(db: Db) {
         .orderBy(asc(invitations.createdAt));
     },
 
-    /** Locks the invitation so that two accepts of one token cannot both succeed. */
-    async lockUsableInvitation(tokenHash: string, now: Date): Promise<InvitationRow | undefined> {
-      const [row] = await db
+    /**
+     * The invitation of this token (`by: 'token'`) or id, if not accepted and not expired; with
+     * `lock`, locked so that two accepts of one invitation cannot both succeed.
+     */
+    async findUsableInvitation(by: { tokenHash: string } | { id: string }, now: Date, lock = false): Promise<InvitationRow | undefined> {
+      const which = 'id' in by ? eq(invitations.id, by.id) : eq(invitations.tokenHash, by.tokenHash);
+      const query = db
         .select()
         .from(invitations)
-        .where(and(eq(invitations.tokenHash, tokenHash), isNull(invitations.acceptedAt), gt(invitations.expiresAt, now)))
-        .for('update')
+        .where(and(which, isNull(invitations.acceptedAt), gt(invitations.expiresAt, now)))
         .limit(1);
+      const [row] = lock ? await query.for('update') : await query;
       return row;
+    },
+
+    /** Earlier pending acceptances of this invitation: only the newest mailed code counts. */
+    async deleteSignupRequestsOfInvitation(invitationId: string): Promise<void> {
+      await db.delete(signupRequests).where(eq(signupRequests.invitationId, invitationId));
     },
 
     async markInvitationAccepted(id: string, at: Date): Promise<void> {

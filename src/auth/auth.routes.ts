@@ -64,7 +64,8 @@ export function publicAuthRoutes(auth: AuthService): Router {
     res.json(await auth.login(parseInput(loginBody, req.body), clientAddress(req)));
   });
   router.post('/invitations/accept', async (req, res) => {
-    res.status(201).json(await auth.acceptInvitation(parseInput(acceptBody, req.body)));
+    const result = await auth.acceptInvitation(parseInput(acceptBody, req.body), clientAddress(req));
+    res.status(result.token ? 201 : 202).json(result);
   });
   return router;
 }

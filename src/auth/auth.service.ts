@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { Config } from '../config.js';
-import { isUniqueViolation, onceMoreAfterUniqueViolation } from '../db/pg-errors.js';
+import { isUniqueViolation } from '../db/pg-errors.js';
 import type { Role } from '../db/schema.js';
 import { ConflictError, ForbiddenError, NotFoundError, UnauthorizedError } from '../errors.js';
 import { createProfileCorrection } from './profile.js';
@@ -88,6 +88,48 @@ export function createAuthService(deps: {
    */
   const issueSession = (userId: string, workspaceId: string, sessionVersion: number) => sessions.sign({ userId, workspaceId, sessionVersion });
 
+  type AuthTx = Parameters<Parameters<AuthRepo['transaction']>[0]>[0];
+
+  /**
+   * A new account's request waits for its address to be proven: stored (the code's hash only)
+   * and the code mailed. A mail that fails leaves nothing behind (the request answers an error).
+   */
+  async function mailConfirmationCode(
+    request: Omit<Parameters<AuthRepo['insertSignupRequest']>[0], 'tokenHash'>,
+    mail: { subject: string; purpose: string; ignore: string },
+  ) {
+    const code = randomBytes(24).toString('base64url');
+    const tokenHash = hashInvitationToken(code);
+    await repo.deleteExpiredSignupRequests(now());
+    await repo.insertSignupRequest({ ...request, tokenHash });
+    try {
+      await mailer.send({
+        to: request.email,
+        subject: mail.subject,
+        text: `Your confirmation code is:\n\n${code}\n\nIt works once, for 24 hours: paste it on the confirmation page (/signup/verify) to ${mail.purpose}, or send POST /api/auth/signup/verify {"code": "…"}. ${mail.ignore}`,
+      });
+    } catch (error) {
+      await repo.takeSignupRequest(tokenHash, now());
+      throw error;
+    }
+  }
+
+  /** The invited membership, the invitation marked accepted, and its audit entry; `invitation` locked by the caller. */
+  async function joinInvitedWorkspace(tx: AuthTx, invitation: InvitationRow, userId: string) {
+    await tx.insertMembership(invitation.workspaceId, userId, invitation.role);
+    await tx.markInvitationAccepted(invitation.id, now());
+    await tx.audit({
+      workspaceId: invitation.workspaceId,
+      actor: `user:${userId}`,
+      action: 'member.joined',
+      subjectType: 'user',
+      subjectId: userId,
+      detail: { invitationId: invitation.id, role: invitation.role, invitedBy: invitation.invitedBy },
+    });
+    const membership = await tx.findMembership(invitation.workspaceId, userId);
+    return { workspace: membership!.workspace, role: membership!.role };
+  }
+
   /**
    * Runs a change to one membership under the workspace's membership lock, after the checks
    * every such change shares: the target exists, is not ranked above the caller, and — when
@@ -97,7 +139,7 @@ export function createAuthService(deps: {
     auth: AuthContext,
     userId: string,
     takesOwner: boolean,
-    change: (tx: Parameters<Parameters<AuthRepo['transaction']>[0]>[0], target: { userId: string; role: Role }) => Promise<void>,
+    change: (tx: AuthTx, target: { userId: string; role: Role }) => Promise<void>,
   ) {
     await repo.transaction(async (tx) => {
       const members = await tx.lockMemberships(auth.workspaceId);
@@ -133,46 +175,34 @@ export function createAuthService(deps: {
           text: 'An inboxtrail account already uses this address, so no new account was created.\n\nIf it was you, log in with your password instead. If it was not you, you can ignore this mail: nothing changed.',
         });
       } else {
-        const code = randomBytes(24).toString('base64url');
-        const tokenHash = hashInvitationToken(code);
-        await repo.deleteExpiredSignupRequests(now());
-        await repo.insertSignupRequest({
-          email,
-          name: input.name ?? null,
-          workspaceName: input.workspaceName,
-          passwordHash,
-          tokenHash,
-          expiresAt: new Date(now().getTime() + SIGNUP_TTL_MS),
-        });
-        try {
-          await mailer.send({
-            to: email,
-            subject: 'Confirm your inboxtrail account',
-            text: `Your confirmation code is:\n\n${code}\n\nIt works once, for 24 hours: paste it on the confirmation page (/signup/verify), or send POST /api/auth/signup/verify {"code": "…"}. If you did not sign up, ignore this mail.`,
-          });
-        } catch (error) {
-          // Refused or not sent: the request is answered with an error, so nothing of it stays.
-          await repo.takeSignupRequest(tokenHash, now());
-          throw error;
-        }
+        await mailConfirmationCode(
+          { email, name: input.name ?? null, workspaceName: input.workspaceName, passwordHash, expiresAt: new Date(now().getTime() + SIGNUP_TTL_MS) },
+          { subject: 'Confirm your inboxtrail account', purpose: 'finish creating your account', ignore: 'If you did not sign up, ignore this mail.' },
+        );
       }
       return { status: 'verification_sent' as const, message: 'Check your inbox: we sent a mail to that address with the next step.' };
     },
 
-    /** The code from the confirmation mail creates the user, the workspace and the owner membership. */
+    /**
+     * The code from the confirmation mail creates the user and: for a signup, its workspace and
+     * the owner membership; for an invitation accepted by a new address, the invited membership.
+     */
     async verifySignup(input: { code: string }) {
       try {
-        const { user, workspace } = await repo.transaction(async (tx) => {
+        const { user, workspace, role } = await repo.transaction(async (tx) => {
           const request = await tx.takeSignupRequest(hashInvitationToken(input.code), now());
           if (!request) throw new NotFoundError('Signup code', 'signup_code_invalid');
+          const invitation = request.invitationId ? await tx.findUsableInvitation({ id: request.invitationId }, now(), true) : undefined;
+          if (request.invitationId && !invitation) throw new NotFoundError('Invitation', 'invitation_not_found');
           // Someone else confirmed this address first (two pending requests): the account exists now.
           if (await tx.findUserByEmail(request.email)) throw new ConflictError('email_taken', 'An account with this email already exists; log in instead');
           const user = await tx.insertUser({ email: request.email, name: request.name, passwordHash: request.passwordHash });
-          const workspace = await tx.insertWorkspace(request.workspaceName);
+          if (invitation) return { user, ...(await joinInvitedWorkspace(tx, invitation, user.id)) };
+          const workspace = await tx.insertWorkspace(request.workspaceName ?? 'My workspace');
           await tx.insertMembership(workspace.id, user.id, 'owner');
-          return { user, workspace };
+          return { user, workspace, role: 'owner' as const };
         });
-        return { token: issueSession(user.id, workspace.id, user.sessionVersion), user: presentUser(user), workspace: presentWorkspace(workspace), role: 'owner' as const };
+        return { token: issueSession(user.id, workspace.id, user.sessionVersion), user: presentUser(user), workspace: presentWorkspace(workspace), role };
       } catch (error) {
         // Two confirmations racing for one address: the unique index decides, the loser gets the same 409.
         if (isUniqueViolation(error)) throw new ConflictError('email_taken', 'An account with this email already exists; log in instead');
@@ -296,40 +326,50 @@ export function createAuthService(deps: {
     },
 
     /**
-     * Accepting joins the invited address to the workspace. An existing account proves
-     * itself with its password; a new one is created with the password given.
+     * Accepting joins the invited address to the workspace. An existing account proves itself
+     * with its password, throttled like a login (the token's holder could be anyone the inviter
+     * gave it to). A new address must prove itself first: its token went to the inviter, so
+     * anyone holding it could otherwise make an account in another person's name. The password
+     * and name wait in a pending request, and the code mailed to the address creates the account
+     * and the membership (`verifySignup`): 202 `verification_sent`.
      */
-    async acceptInvitation(input: { token: string; password: string; name?: string }) {
-      const passwordHashForNewUser = await hashPassword(input.password);
-      const accept = () => repo.transaction(async (tx) => {
-        const invitation = await tx.lockUsableInvitation(hashInvitationToken(input.token), now());
-        if (!invitation) throw new NotFoundError('Invitation', 'invitation_not_found');
-        let user = await tx.findUserByEmail(invitation.email);
-        if (user) {
-          if (!(await verifyPassword(input.password, user.passwordHash))) {
-            throw new UnauthorizedError('invalid_credentials', 'Email or password is incorrect');
-          }
-        } else {
-          user = await tx.insertUser({ email: invitation.email, name: input.name ?? null, passwordHash: passwordHashForNewUser });
+    async acceptInvitation(input: { token: string; password: string; name?: string }, clientAddress: string) {
+      const invitation = await repo.findUsableInvitation({ tokenHash: hashInvitationToken(input.token) }, now());
+      if (!invitation) throw new NotFoundError('Invitation', 'invitation_not_found');
+      const existing = await repo.findUserByEmail(invitation.email);
+      if (!existing) {
+        await throttle.admitSignup(clientAddress);
+        await repo.deleteSignupRequestsOfInvitation(invitation.id);
+        const workspace = await repo.findWorkspace(invitation.workspaceId);
+        await mailConfirmationCode(
+          {
+            email: invitation.email,
+            name: input.name ?? null,
+            invitationId: invitation.id,
+            passwordHash: await hashPassword(input.password),
+            expiresAt: new Date(Math.min(now().getTime() + SIGNUP_TTL_MS, invitation.expiresAt.getTime())),
+          },
+          {
+            subject: `Confirm your address to join ${workspace?.name ?? 'a workspace'} on inboxtrail`,
+            purpose: 'join the workspace you were invited to',
+            ignore: 'If you did not accept an invitation, ignore this mail: no account is made without this code.',
+          },
+        );
+        return { status: 'verification_sent' as const, message: 'Check your inbox: we sent a mail to the invited address with the next step.' };
+      }
+      const release = await throttle.admitLogin(invitation.email, clientAddress);
+      if (!(await verifyPassword(input.password, existing.passwordHash))) throw new UnauthorizedError('invalid_credentials', 'Email or password is incorrect');
+      const result = await repo.transaction(async (tx) => {
+        const locked = await tx.findUsableInvitation({ id: invitation.id }, now(), true);
+        if (!locked) throw new NotFoundError('Invitation', 'invitation_not_found');
+        // The account checked above, unchanged since (not closed, no new password meanwhile).
+        const user = await tx.findUserByEmail(locked.email);
+        if (!user || user.id !== existing.id || user.passwordHash !== existing.passwordHash) {
+          throw new UnauthorizedError('invalid_credentials', 'Email or password is incorrect');
         }
-        await tx.insertMembership(invitation.workspaceId, user.id, invitation.role);
-        await tx.markInvitationAccepted(invitation.id, now());
-        await tx.audit({
-          workspaceId: invitation.workspaceId,
-          actor: `user:${user.id}`,
-          action: 'member.joined',
-          subjectType: 'user',
-          subjectId: user.id,
-          detail: { invitationId: invitation.id, role: invitation.role, invitedBy: invitation.invitedBy },
-        });
-        const membership = await tx.findMembership(invitation.workspaceId, user.id);
-        return { user, workspace: membership!.workspace, role: membership!.role };
+        return { user, ...(await joinInvitedWorkspace(tx, locked, user.id)) };
       });
-      // The address got an account meanwhile (another invitation accepted, a signup confirmed, at
-      // the same moment): accept again as that account, which needs its password.
-      const result = await onceMoreAfterUniqueViolation(accept).catch((error: unknown) => {
-        throw isUniqueViolation(error) ? new ConflictError('email_taken', 'An account with this email already exists; log in instead') : error;
-      });
+      await release();
       return {
         token: issueSession(result.user.id, result.workspace.id, result.user.sessionVersion),
         user: presentUser(result.user),

@@ -97,7 +97,7 @@ ${field('Confirmation code', 'code', 'text', { autocomplete: 'one-time-code' })}
   });
 
   const acceptForm = (req: Request, state: { name?: string; error?: string }) => html`<h1>Join a workspace</h1>
-<p>Paste the invitation code you were given. If you already have an account, give its password; otherwise choose one.</p>${errorNotice(state.error)}
+<p>Paste the invitation code you were given. If you already have an account, give its password; otherwise choose one, and confirm with the code we then mail to the invited address.</p>${errorNotice(state.error)}
 <form class="stack" method="post" action="/invitations/accept">${csrfField(req.browser!.csrfToken)}
 ${field('Invitation code', 'token', 'text', { autocomplete: 'off' })}
 ${field('Your name', 'name', 'text', { value: state.name, autocomplete: 'name', required: false, hint: '(new accounts, optional)' })}
@@ -109,8 +109,10 @@ ${field('Password', 'password', 'password', { autocomplete: 'current-password', 
   router.post('/invitations/accept', async (req, res) => {
     const input = formInput(req);
     try {
-      const { token } = await ctx.auth.acceptInvitation(parseInput(acceptBody, input));
-      await startBrowserSession(ctx, res, token);
+      const accepted = await ctx.auth.acceptInvitation(parseInput(acceptBody, input), clientAddress(req));
+      // A new address proves itself with the mailed code first (the same page as a signup's).
+      if (!accepted.token) return res.redirect(303, '/signup/verify');
+      await startBrowserSession(ctx, res, accepted.token);
       res.redirect(303, '/app?notice=signed_in');
     } catch (error) {
       const problem = formProblem(error, res);

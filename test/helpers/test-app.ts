@@ -1,4 +1,6 @@
+import { createHash } from 'node:crypto';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
+import { sql } from 'drizzle-orm';
 import { Writable } from 'node:stream';
 import type { Express } from 'express';
 import { afterAll, beforeAll } from 'vitest';
@@ -155,6 +157,21 @@ export async function verifySignup(app: TestApp, email: string) {
   const code = lastSignupCode(app.services.accountMailer.outbox ?? [], email.trim().toLowerCase());
   if (!code) throw new Error(`no signup confirmation mail to ${email}`);
   return app.api('POST', '/api/auth/signup/verify', { json: { code } });
+}
+
+/**
+ * Accepts an invitation as its invitee would: an existing account with its password (201 at
+ * once); a new address then confirms with the code mailed to it (the 201 of signup/verify).
+ * Any other answer is returned as it came.
+ */
+export async function acceptInvitation(app: TestApp, json: { token: string; password: string; name?: string }) {
+  const accepted = await app.api('POST', '/api/invitations/accept', { json });
+  if (accepted.status !== 202) return accepted;
+  const tokenHash = createHash('sha256').update(json.token).digest('hex');
+  const invited = await app.database.db.execute(sql`select email from invitations where token_hash = ${tokenHash}`);
+  const email = (invited as unknown as { rows: { email: string }[] }).rows[0]?.email;
+  if (!email) throw new Error('no invitation of that token');
+  return verifySignup(app, email);
 }
 
 /**

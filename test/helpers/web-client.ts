@@ -91,24 +91,33 @@ export async function signUpInBrowser(app: TestApp, overrides: { email?: string;
   await browser.get('/signup');
   const asked = await browser.post('/signup', { email, password, workspaceName: overrides.workspaceName ?? `Web workspace ${counter}` });
   if (asked.status !== 303) throw new Error(`signup form failed: ${asked.status} ${asked.text}`);
+  await confirmInBrowser(app, browser, email);
+  return { browser, email, password };
+}
+
+/** Pastes the code mailed to `email` on the confirmation page, as its owner would (signup, or an invitation to a new address). */
+export async function confirmInBrowser(app: TestApp, browser: WebClient, email: string) {
   await browser.get('/signup/verify');
   const code = lastSignupCode(app.services.accountMailer.outbox ?? [], email);
-  if (!code) throw new Error(`no signup code mailed to ${email}`);
+  if (!code) throw new Error(`no confirmation code mailed to ${email}`);
   const done = await browser.post('/signup/verify', { code });
-  if (done.status !== 303) throw new Error(`signup confirmation failed: ${done.status} ${done.text}`);
-  return { browser, email, password };
+  if (done.status !== 303) throw new Error(`confirmation failed: ${done.status} ${done.text}`);
+  return done;
 }
 
 
 /** An owner's browser invites a member from the settings page; the member accepts in a browser of their own. */
 export async function memberInBrowser(app: TestApp, ownerBrowser: WebClient): Promise<WebClient> {
   await ownerBrowser.get('/app/settings');
-  const invited = await ownerBrowser.post('/app/settings/invitations', { email: `member-${Date.now()}-${(counter += 1)}@example.com`, role: 'member' });
+  const email = `member-${Date.now()}-${(counter += 1)}@example.com`;
+  const invited = await ownerBrowser.post('/app/settings/invitations', { email, role: 'member' });
   const code = /<code>([A-Za-z0-9_-]{20,})<\/code>/.exec(invited.text)?.[1];
   if (!code) throw new Error(`no invitation code on the settings page: ${invited.status}`);
   const member = new WebClient(app);
   await member.get('/invitations/accept');
   const accepted = await member.post('/invitations/accept', { token: code, password: 'member-password-long' });
-  if (accepted.status !== 303) throw new Error(`invitation not accepted: ${accepted.status} ${accepted.text}`);
+  if (accepted.status !== 303 || accepted.location !== '/signup/verify') throw new Error(`invitation not accepted: ${accepted.status} ${accepted.text}`);
+  // A new address: the code mailed to it finishes joining.
+  await confirmInBrowser(app, member, email);
   return member;
 }

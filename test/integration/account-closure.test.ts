@@ -4,7 +4,7 @@ import { rowsOf } from '../../src/db/pg-array.js';
 import { tablesMentioning } from '../helpers/all-tables.js';
 import { campaignFixtures } from '../helpers/campaign-fixtures.js';
 import { connectedMailbox } from '../helpers/gmail.js';
-import { signUp, startTestApp, type TestApp } from '../helpers/test-app.js';
+import { acceptInvitation, signUp, startTestApp, type TestApp } from '../helpers/test-app.js';
 
 /*
  * P-13 account closure: POST /api/privacy/delete-account revokes the user's Google grants at
@@ -27,7 +27,7 @@ afterAll(async () => {
 async function join(owner: { token: string }, email: string, role: 'member' | 'owner') {
   const invite = await app.api('POST', '/api/invitations', { token: owner.token, json: { email, role } });
   expect(invite.status, invite.text).toBe(201);
-  const accepted = await app.api('POST', '/api/invitations/accept', { json: { token: invite.body.token, password: 'member password long' } });
+  const accepted = await acceptInvitation(app, { token: invite.body.token, password: 'member password long' });
   expect(accepted.status, accepted.text).toBe(201);
   return accepted.body.token as string;
 }

@@ -4,7 +4,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { apiKeys, auditLog, consents } from '../../src/db/schema.js';
 import { API_ROUTES } from '../../src/http/api-routes.js';
 import { authenticatedApiRoutes, expectEveryRouteCovered, routeKey } from '../helpers/routes.js';
-import { useAppWithOwner } from '../helpers/test-app.js';
+import { acceptInvitation, useAppWithOwner } from '../helpers/test-app.js';
 
 const ctx = useAppWithOwner();
 
@@ -143,7 +143,7 @@ describe('API keys', () => {
 
   it('a member cannot create keys', async () => {
     const invite = await ctx.app.api('POST', '/api/invitations', { token: ctx.owner.token, json: { email: `member-${Date.now()}@example.com`, role: 'member' } });
-    const member = await ctx.app.api('POST', '/api/invitations/accept', { json: { token: invite.body.token, password: 'a-long-member-password' } });
+    const member = await acceptInvitation(ctx.app, { token: invite.body.token, password: 'a-long-member-password' });
     expect(member.status).toBe(201);
     const refused = await ctx.app.api('POST', '/api/api-keys', { token: member.body.token, json: { name: 'mine', scopes: ['read'] } });
     expect([refused.status, refused.body.error.code]).toEqual([403, 'forbidden']);

@@ -1,7 +1,7 @@
 import { sql } from 'drizzle-orm';
 import { describe, expect, it } from 'vitest';
 import { connectedMailbox } from '../helpers/gmail.js';
-import { useAppWithOwner } from '../helpers/test-app.js';
+import { acceptInvitation, useAppWithOwner } from '../helpers/test-app.js';
 
 /* What the audit log records besides content reads (issue 11): each row in the transaction of its change, with its request id. */
 
@@ -31,7 +31,7 @@ describe('audit coverage', () => {
 
   it('invitations sent, revoked and accepted are audited', async () => {
     const invite = await ctx.app.api('POST', '/api/invitations', { token: ctx.owner.token, json: { email: 'new.admin@acme.test', role: 'admin' } });
-    const joined = await ctx.app.api('POST', '/api/invitations/accept', { json: { token: invite.body.token, password: 'a long enough password' } });
+    const joined = await acceptInvitation(ctx.app, { token: invite.body.token, password: 'a long enough password' });
     expect(joined.status).toBe(201);
     const dropped = await ctx.app.api('POST', '/api/invitations', { token: ctx.owner.token, json: { email: 'never@acme.test' } });
     expect((await ctx.app.api('DELETE', `/api/invitations/${dropped.body.invitation.id}`, { token: ctx.owner.token })).status).toBe(204);
@@ -50,9 +50,9 @@ describe('audit coverage', () => {
 
   it('P-17 role changes and removed members are audited; nobody outranks their own role and the last owner stays', async () => {
     const invite = await ctx.app.api('POST', '/api/invitations', { token: ctx.owner.token, json: { email: 'rep@acme.test', role: 'member' } });
-    const rep = (await ctx.app.api('POST', '/api/invitations/accept', { json: { token: invite.body.token, password: 'a long enough password' } })).body;
+    const rep = (await acceptInvitation(ctx.app, { token: invite.body.token, password: 'a long enough password' })).body;
     const adminInvite = await ctx.app.api('POST', '/api/invitations', { token: ctx.owner.token, json: { email: 'ops@acme.test', role: 'admin' } });
-    const ops = (await ctx.app.api('POST', '/api/invitations/accept', { json: { token: adminInvite.body.token, password: 'a long enough password' } })).body;
+    const ops = (await acceptInvitation(ctx.app, { token: adminInvite.body.token, password: 'a long enough password' })).body;
     const patch = (token: string, userId: string, json: unknown) => ctx.app.api('PATCH', `/api/members/${userId}`, { token, json });
 
     const promoted = await patch(ctx.owner.token, rep.user.id, { role: 'admin' });

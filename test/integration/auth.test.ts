@@ -2,7 +2,7 @@ import { sql } from 'drizzle-orm';
 import jwt from 'jsonwebtoken';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { countRows, snapshotCounts } from '../helpers/test-db.js';
-import { signUp, startTestApp, TEST_ENV, verifySignup, type TestApp } from '../helpers/test-app.js';
+import { acceptInvitation, signUp, startTestApp, TEST_ENV, verifySignup, type TestApp } from '../helpers/test-app.js';
 
 let app: TestApp;
 
@@ -164,21 +164,61 @@ describe('signup and login', () => {
 });
 
 describe('invitations and roles', () => {
-  it('two invitations of one new address accepted at the same moment: one account, both memberships; a different password is refused, never a 500', async () => {
-    for (const [round, passwords] of [['same', ['joint password 123', 'joint password 123']], ['different', ['first password 123', 'second password 123']]] as const) {
-      const email = `twice-${round}-${Date.now()}@example.com`;
-      const owners = await Promise.all([signUp(app), signUp(app)]);
-      const tokens = await Promise.all(owners.map(async (owner) => (await app.api('POST', '/api/invitations', { token: owner.token, json: { email, role: 'member' } })).body.token as string));
-      const answers = await Promise.all(tokens.map((token, i) => app.api('POST', '/api/invitations/accept', { json: { token, password: passwords[i] } })));
-      const statuses = answers.map((a) => a.status).sort();
-      if (round === 'same') {
-        expect(statuses).toEqual([201, 201]);
-        expect(answers[0]!.body.user.id).toBe(answers[1]!.body.user.id);
-      } else {
-        expect(statuses).toEqual([201, 401]);
-        expect(answers.find((a) => a.status === 401)!.body.error.code).toBe('invalid_credentials');
-      }
-    }
+  it('two invitations of one new address confirmed at the same moment: one account, never a 500; the other invitation then joins with its password', async () => {
+    const email = `twice-${Date.now()}@example.com`;
+    const owners = await Promise.all([signUp(app), signUp(app)]);
+    const tokens = await Promise.all(owners.map(async (owner) => (await app.api('POST', '/api/invitations', { token: owner.token, json: { email, role: 'member' } })).body.token as string));
+    const asked = await Promise.all(tokens.map((token) => app.api('POST', '/api/invitations/accept', { json: { token, password: 'joint password 123' } })));
+    expect(asked.map((a) => a.status)).toEqual([202, 202]);
+    const codes = (app.services.accountMailer.outbox ?? []).filter((m) => m.to === email && m.subject.startsWith('Confirm')).map((m) => /code is:\n\n(\S+)/.exec(m.text)![1]!);
+    expect(codes).toHaveLength(2);
+    const confirmed = await Promise.all(codes.map((code) => app.api('POST', '/api/auth/signup/verify', { json: { code } })));
+    expect(confirmed.map((c) => c.status).sort()).toEqual([201, 409]);
+    expect(confirmed.find((c) => c.status === 409)!.body.error.code).toBe('email_taken');
+    const joined = confirmed.find((c) => c.status === 201)!.body;
+    const users = (await app.database.db.execute(sql`select count(*)::int as n from users where email = ${email}`)) as unknown as { rows: { n: number }[] };
+    expect(users.rows[0]!.n).toBe(1);
+
+    const otherToken = tokens[owners.findIndex((o) => o.workspaceId !== joined.workspace.id)]!;
+    expect((await acceptInvitation(app, { token: otherToken, password: 'another password 123' })).status).toBe(401);
+    const second = await acceptInvitation(app, { token: otherToken, password: 'joint password 123' });
+    expect(second.status).toBe(201);
+    expect(second.body.user.id).toBe(joined.user.id);
+  });
+
+  it('an invitation cannot make an account in another person\'s name: a new address gets nothing until the code mailed to it is used', async () => {
+    const owner = await signUp(app);
+    const email = `ceo-${Date.now()}@bigcorp.example`;
+    const invite = await app.api('POST', '/api/invitations', { token: owner.token, json: { email, role: 'member' } });
+    // The inviter holds the token and accepts it with a password of their choosing.
+    const squat = await app.api('POST', '/api/invitations/accept', { json: { token: invite.body.token, password: 'inviter chose this' } });
+    expect([squat.status, squat.body.status]).toEqual([202, 'verification_sent']);
+    const users = (await app.database.db.execute(sql`select count(*)::int as n from users where email = ${email}`)) as unknown as { rows: { n: number }[] };
+    expect(users.rows[0]!.n).toBe(0);
+    expect((await app.api('POST', '/api/auth/login', { json: { email, password: 'inviter chose this' } })).status).toBe(401);
+    // The code went to the invited address only; the real owner can still sign up.
+    const mails = (app.services.accountMailer.outbox ?? []).filter((m) => m.text.includes('join the workspace you were invited to'));
+    expect(mails.at(-1)!.to).toBe(email);
+    expect((await app.api('POST', '/api/auth/signup', { json: { email, password: 'the real owner 123', workspaceName: 'Big' } })).status).toBe(202);
+    const signedUp = await verifySignup(app, email);
+    expect(signedUp.status).toBe(201);
+    // A pending acceptance of that address, confirmed late, finds the account made: 409, nothing taken over.
+    const late = (app.services.accountMailer.outbox ?? []).find((m) => m.to === email && m.text.includes('join the workspace you were invited to'))!;
+    const lateCode = /code is:\n\n(\S+)/.exec(late.text)![1]!;
+    expect((await app.api('POST', '/api/auth/signup/verify', { json: { code: lateCode } })).status).toBe(409);
+  });
+
+  it('accepting for an existing account is throttled like a login: guessing its password through an invitation meets the same limit', async () => {
+    const victim = await signUp(app);
+    const eve = await signUp(app);
+    const invite = await app.api('POST', '/api/invitations', { token: eve.token, json: { email: victim.email, role: 'member' } });
+    for (let i = 0; i < 3; i += 1) expect((await acceptInvitation(app, { token: invite.body.token, password: `guess number ${i}` })).status).toBe(401);
+    const limited = await acceptInvitation(app, { token: invite.body.token, password: victim.password });
+    expect([limited.status, limited.body.error?.code]).toEqual([429, 'too_many_requests']);
+    // The same count as the login's: the account is held there too.
+    expect((await app.api('POST', '/api/auth/login', { json: { email: victim.email, password: victim.password } })).status).toBe(429);
+    const members = await app.api('GET', '/api/members', { token: eve.token });
+    expect(members.body.members.map((m: { email: string }) => m.email)).not.toContain(victim.email);
   });
 
   it('an admin invites, the invitee accepts with a new account, and lands in the workspace with that role', async () => {
@@ -191,7 +231,7 @@ describe('invitations and roles', () => {
     const pending = await app.api('GET', '/api/invitations', { token: owner.token });
     expect(pending.body.invitations.map((i: { email: string }) => i.email)).toEqual(['new.member@example.com']);
 
-    const accepted = await app.api('POST', '/api/invitations/accept', { json: { token: invite.body.token, password: 'member password 123' } });
+    const accepted = await acceptInvitation(app, { token: invite.body.token, password: 'member password 123' });
     expect(accepted.status).toBe(201);
     expect(accepted.body).toMatchObject({ role: 'admin', workspace: { id: owner.workspaceId } });
 
@@ -199,7 +239,7 @@ describe('invitations and roles', () => {
     expect(members.body.members.map((m: { role: string }) => m.role).sort()).toEqual(['admin', 'owner']);
 
     // Single use.
-    const again = await app.api('POST', '/api/invitations/accept', { json: { token: invite.body.token, password: 'member password 123' } });
+    const again = await acceptInvitation(app, { token: invite.body.token, password: 'member password 123' });
     expect(again.status).toBe(404);
     expect(again.body.error.code).toBe('invitation_not_found');
   });
@@ -208,9 +248,9 @@ describe('invitations and roles', () => {
     const ownerA = await signUp(app);
     const ownerB = await signUp(app);
     const invite = await app.api('POST', '/api/invitations', { token: ownerA.token, json: { email: ownerB.email, role: 'member' } });
-    const wrong = await app.api('POST', '/api/invitations/accept', { json: { token: invite.body.token, password: 'definitely wrong pw' } });
+    const wrong = await acceptInvitation(app, { token: invite.body.token, password: 'definitely wrong pw' });
     expect(wrong.status).toBe(401);
-    const right = await app.api('POST', '/api/invitations/accept', { json: { token: invite.body.token, password: ownerB.password } });
+    const right = await acceptInvitation(app, { token: invite.body.token, password: ownerB.password });
     expect(right.status).toBe(201);
     expect(right.body.workspace.id).toBe(ownerA.workspaceId);
 
@@ -225,9 +265,9 @@ describe('invitations and roles', () => {
   it('members cannot invite; admins cannot invite owners', async () => {
     const owner = await signUp(app);
     const memberInvite = await app.api('POST', '/api/invitations', { token: owner.token, json: { email: 'm@example.com', role: 'member' } });
-    const member = await app.api('POST', '/api/invitations/accept', { json: { token: memberInvite.body.token, password: 'member password 123' } });
+    const member = await acceptInvitation(app, { token: memberInvite.body.token, password: 'member password 123' });
     const adminInvite = await app.api('POST', '/api/invitations', { token: owner.token, json: { email: 'a@example.com', role: 'admin' } });
-    const admin = await app.api('POST', '/api/invitations/accept', { json: { token: adminInvite.body.token, password: 'admin password 123' } });
+    const admin = await acceptInvitation(app, { token: adminInvite.body.token, password: 'admin password 123' });
 
     const before = await countRows(app.database.db, 'invitations');
     const byMember = await app.api('POST', '/api/invitations', { token: member.body.token, json: { email: 'x@example.com', role: 'member' } });
@@ -242,7 +282,7 @@ describe('invitations and roles', () => {
     const owner = await signUp(app);
     const invite = await app.api('POST', '/api/invitations', { token: owner.token, json: { email: 'gone@example.com' } });
     expect((await app.api('DELETE', `/api/invitations/${invite.body.invitation.id}`, { token: owner.token })).status).toBe(204);
-    const accept = await app.api('POST', '/api/invitations/accept', { json: { token: invite.body.token, password: 'some password 123' } });
+    const accept = await acceptInvitation(app, { token: invite.body.token, password: 'some password 123' });
     expect(accept.status).toBe(404);
   });
 });

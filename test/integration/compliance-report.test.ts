@@ -3,7 +3,7 @@ import { sql } from 'drizzle-orm';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { recordAudit } from '../../src/privacy/audit.js';
 import { connectedMailbox } from '../helpers/gmail.js';
-import { signUp, useAppWithOwner } from '../helpers/test-app.js';
+import { acceptInvitation, signUp, useAppWithOwner } from '../helpers/test-app.js';
 
 /* The compliance evidence report (POLICY.md "Evidence"): every kind of entry, built from the audit log; JSON and CSV. */
 
@@ -16,7 +16,7 @@ let requestedAt: Date;
 
 async function join(email: string, role: 'member' | 'admin') {
   const invite = await ctx.app.api('POST', '/api/invitations', { token: ctx.owner.token, json: { email, role } });
-  const accepted = await ctx.app.api('POST', '/api/invitations/accept', { json: { token: invite.body.token, password: 'a long enough password' } });
+  const accepted = await acceptInvitation(ctx.app, { token: invite.body.token, password: 'a long enough password' });
   return { token: accepted.body.token as string, userId: accepted.body.user.id as string };
 }
 const report = (query = '', token = ctx.owner.token, headers: Record<string, string> = {}) => ctx.app.api('GET', `/api/compliance/report${query}`, { token, headers });

@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import jwt from 'jsonwebtoken';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Db } from '../../src/db/connect.js';
-import { signUp, startTestApp, TEST_ENV, type TestApp } from '../helpers/test-app.js';
+import { acceptInvitation, signUp, startTestApp, TEST_ENV, type TestApp } from '../helpers/test-app.js';
 
 /*
  * Issue 9: property-based fuzzing of every public endpoint and every /api body and query
@@ -215,7 +215,7 @@ describe('JWT forgeries → 401 (over HTTP)', () => {
 
   it('a removed member\'s valid token stops working at once', async () => {
     const invite = await app.api('POST', '/api/invitations', { token: owner.token, json: { email: 'leaver@example.com', role: 'member' } });
-    const joined = await app.api('POST', '/api/invitations/accept', { json: { token: invite.body.token, password: 'leaver password long' } });
+    const joined = await acceptInvitation(app, { token: invite.body.token, password: 'leaver password long' });
     expect((await me(joined.body.token)).status).toBe(200);
     await app.database.db.execute(sql`delete from memberships where user_id = ${joined.body.user.id}::uuid`);
     const res = await me(joined.body.token);

@@ -2,7 +2,7 @@ import { sql } from 'drizzle-orm';
 import { describe, expect, it } from 'vitest';
 import { connectedMailbox } from '../helpers/gmail.js';
 import { ALICE, BOB, CAROL, useSyncApp } from '../helpers/gmail-sync.js';
-import { signUp } from '../helpers/test-app.js';
+import { acceptInvitation, signUp } from '../helpers/test-app.js';
 
 /*
  * Reading mail into the CRM: full and incremental sync, replies and bounces, Gmail failing
@@ -252,7 +252,7 @@ describe('P-03 message content, read on demand', () => {
   it('a teammate without a basis is refused by the privacy guard (403); another workspace gets 404, as for a message that does not exist', async () => {
     const proposal = (await syncedRows(ctx.alice.id)).find((r) => r.subject === 'Proposal')!;
     const invite = await ctx.app.api('POST', '/api/invitations', { token: ctx.owner.token, json: { email: 'teammate@acme.test', role: 'admin' } });
-    const teammate = await ctx.app.api('POST', '/api/invitations/accept', { json: { token: invite.body.token, password: 'teammate password' } });
+    const teammate = await acceptInvitation(ctx.app, { token: invite.body.token, password: 'teammate password' });
     const stranger = await signUp(ctx.app);
     const gets = ctx.app.sandbox.control.callCounts({ mailbox: ALICE }).get;
     const refused = await ctx.app.api('GET', `/api/messages/${proposal.id}/content`, { token: teammate.body.token as string });

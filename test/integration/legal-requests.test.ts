@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { auditLog, contacts, legalRequests } from '../../src/db/schema.js';
 import { connectedMailbox } from '../helpers/gmail.js';
 import { readChunked, seedSubjectData } from '../helpers/subject-data.js';
-import { signUp, startTestApp, type TestApp } from '../helpers/test-app.js';
+import { acceptInvitation, signUp, startTestApp, type TestApp } from '../helpers/test-app.js';
 
 /*
  * P-16: a legal request is recorded with its exact scope, and its disclosure holds that
@@ -149,7 +149,7 @@ describe('legal requests (P-16)', () => {
     expect((await db().select().from(legalRequests).where(eq(legalRequests.workspaceId, owner.workspaceId))).length).toBe(before);
 
     const invited = await app.api('POST', '/api/invitations', { token: owner.token, json: { email: `m-${randomUUID()}@example.com`, role: 'member' } });
-    const member = await app.api('POST', '/api/invitations/accept', { json: { token: invited.body.token, password: 'another-long-password' } });
+    const member = await acceptInvitation(app, { token: invited.body.token, password: 'another-long-password' });
     const good = { ...base, scope: { addresses: ['a@contoso.test'], ...scopeDates, kinds: ['messages'] } };
     expect((await app.api('POST', '/api/privacy/legal-requests', { token: member.body.token, json: good })).status).toBe(403);
     const recorded = await app.api('POST', '/api/privacy/legal-requests', { token: owner.token, json: good });

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { signUp, startTestApp, type TestApp } from '../helpers/test-app.js';
+import { acceptInvitation, signUp, startTestApp, type TestApp } from '../helpers/test-app.js';
 
 let app: TestApp;
 beforeAll(async () => {
@@ -17,7 +17,7 @@ describe('secrets never reach a log line (invariant 6)', () => {
     await app.api('POST', '/api/auth/login', { json: { email: owner.email, password: 'Wrong-But-Still-Secret-42' } });
     await app.api('GET', '/api/me', { token: owner.token, headers: { cookie: 'session=cookie-secret-value' } });
     const invite = await app.api('POST', '/api/invitations', { token: owner.token, json: { email: 'invitee@example.com' } });
-    await app.api('POST', '/api/invitations/accept', { json: { token: invite.body.token, password: 'Invitee-Secret-Pass-9' } });
+    await acceptInvitation(app, { token: invite.body.token, password: 'Invitee-Secret-Pass-9' });
     await app.api('POST', '/api/contacts', { token: owner.token, body: '{"broken json', headers: { 'content-type': 'application/json' } });
 
     const logs = app.logs.join('');

@@ -2,7 +2,7 @@ import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { connectedMailbox } from '../helpers/gmail.js';
 import { countRows, snapshotCounts } from '../helpers/test-db.js';
-import { signUp, startTestApp, type TestApp } from '../helpers/test-app.js';
+import { acceptInvitation, signUp, startTestApp, type TestApp } from '../helpers/test-app.js';
 
 let app: TestApp;
 let owner: Awaited<ReturnType<typeof signUp>>;
@@ -46,7 +46,7 @@ describe('1:1 mail', () => {
 
   it('P-03 other members see that mail happened on a contact, but not its subject', async () => {
     const invite = await app.api('POST', '/api/invitations', { token: owner.token, json: { email: 'colleague@acme.test' } });
-    const colleague = await app.api('POST', '/api/invitations/accept', { json: { token: invite.body.token, password: 'colleague password' } });
+    const colleague = await acceptInvitation(app, { token: invite.body.token, password: 'colleague password' });
     const contact = (await app.api('POST', '/api/contacts', { token: owner.token, json: { email: 'carol@contoso.test' } })).body;
     await send({ to: 'carol@contoso.test', subject: 'Confidential offer', text: 'x' });
     const seen = (await app.api('GET', `/api/contacts/${contact.id}`, { token: colleague.body.token })).body.timeline;
@@ -156,7 +156,7 @@ describe('1:1 mail', () => {
 
   it('only the person who connected a mailbox sends 1:1 mail from it; another workspace gets 404', async () => {
     const invite = await app.api('POST', '/api/invitations', { token: owner.token, json: { email: 'teammate@acme.test', role: 'admin' } });
-    const teammate = await app.api('POST', '/api/invitations/accept', { json: { token: invite.body.token, password: 'teammate password' } });
+    const teammate = await acceptInvitation(app, { token: invite.body.token, password: 'teammate password' });
     const byTeammate = await send({ to: 'bob@contoso.test', subject: 'x', text: 'x' }, teammate.body.token);
     expect(byTeammate.status).toBe(403);
     const stranger = await signUp(app);

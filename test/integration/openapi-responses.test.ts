@@ -5,6 +5,7 @@ import { campaignFixtures } from '../helpers/campaign-fixtures.js';
 import { connectedMailbox } from '../helpers/gmail.js';
 import { signUp, startTestApp, verifySignup, type ApiResponse, type TestApp } from '../helpers/test-app.js';
 import { startWebhookReceiver, type WebhookReceiver } from '../helpers/webhook-receiver.js';
+import { lastSignupCode } from '../../src/auth/account-mail.js';
 
 /*
  * The response schemas of the OpenAPI document against what the routes really answer: real
@@ -94,9 +95,14 @@ describe('OpenAPI response schemas match the real answers', () => {
     await call('PATCH /api/me', 200, { json: { name: 'Olive Owner' } });
     await call('GET /api/members', 200);
     await call('PATCH /api/workspace', 200, { json: { name: 'Acme', postalAddress: '1 Main St, Springfield' } });
-    const invited = await call('POST /api/invitations', 201, { json: { email: `member-${Date.now()}@example.com`, role: 'member' } });
+    const invitedEmail = `member-${Date.now()}@example.com`;
+    const invited = await call('POST /api/invitations', 201, { json: { email: invitedEmail, role: 'member' } });
     await call('GET /api/invitations', 200);
-    const joined = await call('POST /api/invitations/accept', 201, { token: '', json: { token: invited.token, password: 'another-long-password', name: 'Mo' } });
+    await call('POST /api/invitations/accept', 202, { token: '', json: { token: invited.token, password: 'another-long-password', name: 'Mo' } });
+    const joined = await call('POST /api/auth/signup/verify', 201, { token: '', json: { code: lastSignupCode(app.services.accountMailer.outbox ?? [], invitedEmail) } });
+    const existing = await signUp(app);
+    const existingInvited = await call('POST /api/invitations', 201, { json: { email: existing.email, role: 'member' } });
+    await call('POST /api/invitations/accept', 201, { token: '', json: { token: existingInvited.token, password: existing.password } });
     await call('PATCH /api/members/:id', 200, { path: `/api/members/${joined.user.id}`, json: { role: 'admin' } });
     memberId = joined.user.id;
     await call('POST /api/auth/login', 200, { token: '', json: { email: owner.email, password: owner.password } });

@@ -3,7 +3,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest
 import { rowsOf } from '../../src/db/pg-array.js';
 import { createSessionTokens } from '../../src/auth/sessions.js';
 import { auditLog } from '../../src/db/schema.js';
-import { signUp, startTestApp, type TestApp } from '../helpers/test-app.js';
+import { acceptInvitation, signUp, startTestApp, type TestApp } from '../helpers/test-app.js';
 import { WebClient } from '../helpers/web-client.js';
 
 /*
@@ -56,7 +56,7 @@ async function personWithSessions() {
   const other = await login(person.email, FIRST);
   const elsewhere = await signUp(app);
   const invited = await app.api('POST', '/api/invitations', { token: elsewhere.token, json: { email: person.email, role: 'member' } });
-  const joined = await app.api('POST', '/api/invitations/accept', { json: { token: invited.body.token, password: FIRST } });
+  const joined = await acceptInvitation(app, { token: invited.body.token, password: FIRST });
   expect(joined.status, joined.text).toBe(201);
   const otherWorkspace = joined.body.token as string;
   const browser = await signedInBrowser(person.email, FIRST);

@@ -5,7 +5,7 @@ import { auditLog, mailboxes, messages, users } from '../../src/db/schema.js';
 import { EXPORT_PAGE_SIZE } from '../../src/privacy/export.repo.js';
 import { connectedMailbox } from '../helpers/gmail.js';
 import { readChunked, seedSubjectData } from '../helpers/subject-data.js';
-import { signUp, startTestApp, type TestApp } from '../helpers/test-app.js';
+import { acceptInvitation, signUp, startTestApp, type TestApp } from '../helpers/test-app.js';
 
 /*
  * P-12: a user views, exports and corrects their own data; an admin exports everything the
@@ -23,7 +23,7 @@ async function invite(role: 'member' | 'admin') {
   const email = `${role}-${randomUUID()}@example.com`;
   const invited = await app.api('POST', '/api/invitations', { token: owner.token, json: { email, role } });
   expect(invited.status, invited.text).toBe(201);
-  const accepted = await app.api('POST', '/api/invitations/accept', { json: { token: invited.body.token, password: 'another-long-password' } });
+  const accepted = await acceptInvitation(app, { token: invited.body.token, password: 'another-long-password' });
   expect(accepted.status, accepted.text).toBe(201);
   return { token: accepted.body.token as string, userId: accepted.body.user.id as string };
 }

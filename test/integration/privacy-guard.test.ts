@@ -1,7 +1,7 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectedMailbox } from '../helpers/gmail.js';
-import { signUp, startTestApp, type TestApp } from '../helpers/test-app.js';
+import { acceptInvitation, signUp, startTestApp, type TestApp } from '../helpers/test-app.js';
 
 /*
  * The Gmail data guard and access grants (P-02, P-03, P-04) over HTTP: who may read a
@@ -23,7 +23,7 @@ const auditRows = async (action: string) =>
 
 async function join(email: string, role: 'member' | 'admin') {
   const invite = await app.api('POST', '/api/invitations', { token: owner.token, json: { email, role } });
-  const accepted = await app.api('POST', '/api/invitations/accept', { json: { token: invite.body.token, password: 'a long enough password' } });
+  const accepted = await acceptInvitation(app, { token: invite.body.token, password: 'a long enough password' });
   expect(accepted.status).toBe(201);
   return { token: accepted.body.token as string, userId: accepted.body.user.id as string };
 }

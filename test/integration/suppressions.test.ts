@@ -4,7 +4,7 @@ import { auditLog, consents, suppressions } from '../../src/db/schema.js';
 import { createAddressHasher } from '../../src/suppression/address-hash.js';
 import { connectedMailbox } from '../helpers/gmail.js';
 import { snapshotCounts } from '../helpers/test-db.js';
-import { signUp, startTestApp, type TestApp } from '../helpers/test-app.js';
+import { acceptInvitation, signUp, startTestApp, type TestApp } from '../helpers/test-app.js';
 
 /* The workspace's suppression list behind /api (P-08; invariants 7, 9; POLICY "Evidence"). */
 
@@ -20,8 +20,8 @@ const hashOf = (email: string) => createAddressHasher(app.config.privacy.suppres
 async function join(role: 'member' | 'admin', email: string) {
   const invite = await app.api('POST', '/api/invitations', { token: owner.token, json: { email, role } });
   expect(invite.status).toBe(201);
-  const accepted = await app.api('POST', '/api/invitations/accept', { json: { token: invite.body.token, password: `${role} password long` } });
-  expect(accepted.status).toBeLessThan(300);
+  const accepted = await acceptInvitation(app, { token: invite.body.token, password: `${role} password long` });
+  expect(accepted.status).toBe(201);
   return accepted.body.token as string;
 }
 

@@ -4,7 +4,7 @@ import { campaigns, webhookEvents } from '../../src/db/schema.js';
 import { connectedMailbox } from '../helpers/gmail.js';
 import { authenticatedApiRoutes, expectEveryRouteCovered } from '../helpers/routes.js';
 import { snapshotCounts } from '../helpers/test-db.js';
-import { signUp, startTestApp, type TestApp } from '../helpers/test-app.js';
+import { acceptInvitation, signUp, startTestApp, type TestApp } from '../helpers/test-app.js';
 
 /*
  * Invariant 7: a user of workspace A can never read or change workspace B. This walks every
@@ -43,7 +43,7 @@ beforeAll(async () => {
   ids.apiKey = (await app.api('POST', '/api/api-keys', { token: b.token, json: { name: 'BeeSecret key', scopes: ['admin'] } })).body.id;
   // A grant of B's: B's owner lets a member of B read B's message.
   const bInvite = await app.api('POST', '/api/invitations', { token: b.token, json: { email: 'colleague@b.example' } });
-  const colleague = await app.api('POST', '/api/invitations/accept', { json: { token: bInvite.body.token, password: 'a long enough password' } });
+  const colleague = await acceptInvitation(app, { token: bInvite.body.token, password: 'a long enough password' });
   const grant = await app.api('POST', '/api/grants', {
     token: b.token,
     json: { messageId: ids.message, granteeUserId: colleague.body.user.id, expiresAt: new Date(Date.now() + 86_400_000).toISOString() },

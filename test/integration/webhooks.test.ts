@@ -5,7 +5,7 @@ import { auditLog, webhookDeliveries, webhookDeliveryAttempts, webhookEvents } f
 import { createSuppressionRepo } from '../../src/suppression/suppression.repo.js';
 import { WEBHOOK_EVENT_TYPES } from '../../src/webhooks/events.js';
 import { verifySignatureHeader } from '../../src/webhooks/signature.js';
-import { signUp, startTestApp, type TestApp } from '../helpers/test-app.js';
+import { acceptInvitation, signUp, startTestApp, type TestApp } from '../helpers/test-app.js';
 import { startWebhookReceiver, type WebhookReceiver } from '../helpers/webhook-receiver.js';
 import type { Db } from '../../src/db/connect.js';
 import { createTokenCipher } from '../../src/gmail/token-cipher.js';
@@ -290,7 +290,7 @@ describe('/api/webhooks access and input', () => {
   it('members are refused; another workspace sees nothing and hears nothing', async () => {
     const other = await signUp(app);
     const invite = await app.api('POST', '/api/invitations', { token: owner.token, json: { email: 'member-wh@acme.test', role: 'member' } });
-    const member = await app.api('POST', '/api/invitations/accept', { json: { token: invite.body.token, password: 'member password long' } });
+    const member = await acceptInvitation(app, { token: invite.body.token, password: 'member password long' });
     expect((await app.api('GET', '/api/webhooks', { token: member.body.token })).status).toBe(403);
     expect((await createEndpoint(receiver.url, ALL_TYPES, member.body.token)).status).toBe(403);
 

@@ -1,7 +1,7 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestApp, type TestApp } from '../helpers/test-app.js';
-import { signUpInBrowser, WebClient } from '../helpers/web-client.js';
+import { confirmInBrowser, signUpInBrowser, WebClient } from '../helpers/web-client.js';
 
 let app: TestApp;
 let owner: Awaited<ReturnType<typeof signUpInBrowser>>;
@@ -205,8 +205,10 @@ describe('suppression list and settings', () => {
     const code = /<code>([A-Za-z0-9_-]{20,})<\/code>/.exec(invited.text)![1]!;
     const member = new WebClient(app);
     await member.get('/invitations/accept');
-    const joined = await member.post('/invitations/accept', { token: code, password: 'member-password-long', name: 'Mem <Ber>' });
-    expect(joined.status).toBe(303);
+    const asked = await member.post('/invitations/accept', { token: code, password: 'member-password-long', name: 'Mem <Ber>' });
+    expect([asked.status, asked.location]).toEqual([303, '/signup/verify']);
+    const joined = await confirmInBrowser(app, member, 'member@example.com');
+    expect(joined.location).toBe('/app/mailboxes?notice=welcome');
     const memberView = await member.get('/app/suppressions?email=blocked%40example.com');
     expect(memberView.text).toContain('admins remove');
     const refused = await member.post(`/app/suppressions/${id}/remove`, { note: 'let me' });

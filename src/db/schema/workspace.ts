@@ -114,14 +114,20 @@ export const authAttempts = pgTable(
   (t) => [index('auth_attempts_kind_subject_at_idx').on(t.kind, t.subject, t.at), index('auth_attempts_at_idx').on(t.at)],
 );
 
-/** A signup waiting for its address to be proven: nothing exists until the mailed link is used. */
+/**
+ * A new account waiting for its address to be proven: nothing exists until the mailed code is
+ * used. A signup names the workspace it creates; an invitation accepted by an address without an
+ * account names the invitation instead (an invitation's token is handed to the inviter, so it
+ * proves nothing about the address).
+ */
 export const signupRequests = pgTable(
   'signup_requests',
   {
     id: id(),
     email: text('email').notNull(),
     name: text('name'),
-    workspaceName: text('workspace_name').notNull(),
+    workspaceName: text('workspace_name'),
+    invitationId: uuid('invitation_id').references(() => invitations.id, { onDelete: 'cascade' }),
     passwordHash: text('password_hash').notNull(),
     tokenHash: text('token_hash').notNull().unique(),
     expiresAt: timestamp('expires_at', { withTimezone: true }).notNull(),
