@@ -4,6 +4,7 @@ import { parseId } from '../http/params.js';
 import { parseInput } from '../http/validate.js';
 import { authOf, requireRole } from './auth.middleware.js';
 import type { AuthService } from './auth.service.js';
+import { MAX_DEVICE_TOKEN_LENGTH } from './login-devices.js';
 
 /** Login addresses are trimmed and matched case-insensitively. */
 const email = z.string().trim().toLowerCase().pipe(z.email().max(254));
@@ -20,7 +21,7 @@ export const loginBody = z.object({
   password: z.string().max(200),
   workspaceId: z.uuid().optional(),
   /** What an earlier login answered as `deviceToken`: this client is throttled as a known device. */
-  deviceToken: z.string().max(2048).optional(),
+  deviceToken: z.string().max(MAX_DEVICE_TOKEN_LENGTH).optional(),
 });
 export const inviteBody = z.object({ email, role: z.enum(['owner', 'admin', 'member']).default('member') });
 export const workspaceBody = z

@@ -216,8 +216,8 @@ export function createAuthService(deps: {
      */
     async login(input: { email: string; password: string; workspaceId?: string; deviceToken?: string }, clientAddress: string) {
       const email = normalizeLoginEmail(input.email);
-      const release = await throttle.admitLogin(email, clientAddress, devices.deviceOf(input.deviceToken, email));
       const user = await repo.findUserByEmail(email);
+      const release = await throttle.admitLogin(email, clientAddress, devices.deviceOf(input.deviceToken, user));
       // Unknown accounts are checked against a decoy hash: both failures take as long.
       const passwordOk = await verifyPassword(input.password, user?.passwordHash ?? DECOY_PASSWORD_HASH);
       if (!user || !passwordOk) throw new UnauthorizedError('invalid_credentials', 'Email or password is incorrect');
@@ -228,7 +228,7 @@ export function createAuthService(deps: {
       await release();
       await repo.touchActivity(user.id, now(), { login: true });
       // A fresh device token each time: it renews the device's standing (LOGIN_DEVICE_TTL_SECONDS).
-      return { token: issueSession(user.id, membership.workspaceId, user.sessionVersion), deviceToken: devices.issue(email) };
+      return { token: issueSession(user.id, membership.workspaceId, user.sessionVersion), deviceToken: devices.issue(user) };
     },
 
     /** Resolves a bearer token to who is calling, checking the membership on every request (P-17). */
@@ -254,6 +254,11 @@ export function createAuthService(deps: {
       const membership = await repo.findMembership(workspaceId, userId);
       if (!membership || membership.sessionVersion !== sessionVersion) return undefined;
       return { userId, workspaceId, role: membership.role, session: { kind: 'web', version: sessionVersion } };
+    },
+
+    /** A device token for the person of this session (a browser that signed up or joined by invitation knows the password too). */
+    deviceTokenFor(auth: AuthContext): string {
+      return devices.issue({ id: auth.userId, sessionVersion: auth.session!.version });
     },
 
     async me(auth: AuthContext) {

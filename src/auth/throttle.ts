@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { and, eq, gt, lt, sql } from 'drizzle-orm';
+import { and, eq, gt, inArray, lt, sql } from 'drizzle-orm';
 import type { Db } from '../db/connect.js';
 import { authAttempts } from '../db/schema.js';
 import { TooManyRequestsError } from '../errors.js';
@@ -22,7 +22,7 @@ export interface ThrottleLimits {
   signup: { maxPerAddress: number; windowSeconds: number };
 }
 
-const subjectOf = (kind: 'account' | 'address' | 'device', value: string) => createHash('sha256').update(`${kind}:${value}`).digest('hex');
+const subjectOf = (kind: 'account' | 'address' | 'device' | 'recheck', value: string) => createHash('sha256').update(`${kind}:${value}`).digest('hex');
 
 export function createAuthThrottle(db: Db, limits: ThrottleLimits, now: () => Date = () => new Date()) {
   const longestWindowMs = 1000 * Math.max(limits.login.windowSeconds, limits.login.addressWindowSeconds, limits.signup.windowSeconds);
@@ -79,6 +79,26 @@ export function createAuthThrottle(db: Db, limits: ThrottleLimits, now: () => Da
       if (byAddress > login.maxPerAddress) throw new TooManyRequestsError('Too many login attempts from your network; try again later', login.addressWindowSeconds);
       return async () => {
         await db.delete(authAttempts).where(sql`${authAttempts.id} in (${accountId}::uuid, ${addressId}::uuid)`);
+      };
+    },
+
+    /**
+     * A signed-in person's password re-check (password-recheck.ts). Counted like a login on the
+     * account and the client address (so a stolen session's guesses hold strangers' logins too),
+     * but refused past the account's limit of re-checks by this user, or the address's limit
+     * (sessions stolen from many accounts, guessing from one place): strangers' wrong passwords
+     * elsewhere, which lock the account's logins, never keep its owner from changing the password.
+     */
+    async admitPasswordRecheck(user: { id: string; email: string }, clientAddress: string): Promise<() => Promise<void>> {
+      const { login } = limits;
+      const recheck = subjectOf('recheck', user.id);
+      const address = subjectOf('address', clientAddress);
+      const ids = await record('login', [recheck, subjectOf('account', user.email), address]);
+      const [byUser, byAddress] = await Promise.all([countSince('login', recheck, login.windowSeconds), countSince('login', address, login.addressWindowSeconds)]);
+      if (byUser > login.maxPerAccount) throw new TooManyRequestsError('Too many wrong passwords; try again later', login.windowSeconds);
+      if (byAddress > login.maxPerAddress) throw new TooManyRequestsError('Too many login attempts from your network; try again later', login.addressWindowSeconds);
+      return async () => {
+        await db.delete(authAttempts).where(inArray(authAttempts.id, ids));
       };
     },
 

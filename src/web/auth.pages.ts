@@ -6,12 +6,17 @@ import { html } from './html.js';
 import { csrfField, renderPublicPage } from './layout.js';
 import { safeNext, type WebContext } from './web.middleware.js';
 
-/** Turns an API session token (what login/verify/accept return) into a browser session and its cookie. */
+/**
+ * Turns an API session token (what login/verify/accept return) into a browser session and its
+ * cookie, and makes this browser a known device of the person (auth/login-devices.ts): whoever
+ * got here gave the account's password.
+ */
 async function startBrowserSession(ctx: WebContext, res: Response, apiToken: string) {
   const member = await ctx.auth.authenticate(apiToken);
   // The token's version: a password change committed after this check still ends the new session.
   const { cookieValue, expiresAt } = await ctx.webSessions.start({ ...member, sessionVersion: member.session!.version });
   ctx.cookies.session.set(res, cookieValue, expiresAt);
+  ctx.cookies.device.set(res, ctx.auth.deviceTokenFor(member));
 }
 
 const field = (label: string, name: string, type: string, options: { value?: string; autocomplete?: string; required?: boolean; hint?: string } = {}) =>
@@ -44,9 +49,8 @@ ${field('Password', 'password', 'password', { autocomplete: 'current-password' }
     const next = safeNext(input.next);
     try {
       const credentials = { email: input.email ?? '', password: input.password ?? '', deviceToken: ctx.cookies.device.read(req) };
-      const { token, deviceToken } = await ctx.auth.login(parseInput(loginBody, credentials), clientAddress(req));
+      const { token } = await ctx.auth.login(parseInput(loginBody, credentials), clientAddress(req));
       await startBrowserSession(ctx, res, token);
-      ctx.cookies.device.set(res, deviceToken);
       res.redirect(303, next ?? '/app?notice=signed_in');
     } catch (error) {
       const problem = formProblem(error, res);

@@ -1,5 +1,5 @@
 import type { CookieOptions, Request, Response } from 'express';
-import { LOGIN_DEVICE_TTL_SECONDS } from '../auth/login-devices.js';
+import { LOGIN_DEVICE_TTL_SECONDS, MAX_DEVICE_TOKEN_LENGTH } from '../auth/login-devices.js';
 
 /** One cookie's value from the Cookie header (no parser dependency for a few names). */
 export function readCookie(req: Request, name: string): string | undefined {
@@ -30,7 +30,11 @@ export function webCookies(secure: boolean) {
     },
     /** The device token of the last sign-in here (login-devices.ts): this browser's sign-ins are throttled as a known device's. */
     device: {
-      read: (req: Request) => readCookie(req, device),
+      // Anything longer than a token is not ours (nor a reason to refuse the sign-in): no device.
+      read: (req: Request) => {
+        const value = readCookie(req, device);
+        return value && value.length <= MAX_DEVICE_TOKEN_LENGTH ? value : undefined;
+      },
       set: (res: Response, value: string) => res.cookie(device, value, { ...base, maxAge: LOGIN_DEVICE_TTL_SECONDS * 1000 }),
     },
     /** A random per-browser value that anonymous forms' CSRF tokens are tied to (sign in, sign up). */

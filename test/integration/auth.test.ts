@@ -127,7 +127,8 @@ describe('signup and login', () => {
 
   it("a stranger's wrong passwords lock the account for unknown clients, never for a device that signed in before; a device's own failures are limited", async () => {
     const user = await signUp(app);
-    const login = (json: Record<string, unknown>) => app.api('POST', '/api/auth/login', { json: { email: user.email, ...json } });
+    // From a client address of this test's own (TRUST_PROXY=loopback): the per-address count is not the subject here.
+    const login = (json: Record<string, unknown>) => app.api('POST', '/api/auth/login', { json: { email: user.email, ...json }, headers: { 'x-forwarded-for': '198.51.100.21' } });
     const first = await login({ password: user.password });
     expect(first.status).toBe(200);
     const deviceToken = first.body.deviceToken as string;
@@ -159,7 +160,30 @@ describe('signup and login', () => {
     expect([limited.status, limited.body.error?.code]).toEqual([429, 'too_many_requests']);
     expect(limited.headers.get('retry-after')).toBeTruthy();
     // Another known device of the same person is not held by that one.
-    expect((await login({ password: user.password, deviceToken: known.body.deviceToken })).status).toBe(200);
+    const second = await login({ password: user.password, deviceToken: known.body.deviceToken });
+    expect(second.status).toBe(200);
+
+    // A new password ends every device token of the account: each is an unknown client again.
+    const changed = await app.api('PATCH', '/api/me', { token: second.body.token, json: { currentPassword: user.password, newPassword: 'a brand new password 1' } });
+    expect(changed.status).toBe(200);
+    const stale = await login({ password: 'a brand new password 1', deviceToken: second.body.deviceToken });
+    expect([stale.status, stale.body.error?.code]).toEqual([429, 'too_many_requests']);
+  });
+
+  it("strangers' wrong passwords never keep a signed-in owner from changing the password; the owner's own wrong re-checks are limited", async () => {
+    const user = await signUp(app);
+    const stranger = { 'x-forwarded-for': '198.51.100.22' };
+    for (let i = 0; i < 3; i += 1) expect((await app.api('POST', '/api/auth/login', { json: { email: user.email, password: `stranger ${i}` }, headers: stranger })).status).toBe(401);
+    expect((await app.api('POST', '/api/auth/login', { json: { email: user.email, password: user.password }, headers: stranger })).status).toBe(429);
+    const change = (currentPassword: string) => app.api('PATCH', '/api/me', { token: user.token, json: { currentPassword, newPassword: 'rotated under attack 1' }, headers: { 'x-forwarded-for': '198.51.100.23' } });
+    for (let i = 0; i < 3; i += 1) expect((await change(`thief guess ${i}`)).status).toBe(403);
+    const held = await change(user.password);
+    expect([held.status, held.body.error?.code]).toEqual([429, 'too_many_requests']);
+
+    const owner = await signUp(app);
+    for (let i = 0; i < 5; i += 1) await app.api('POST', '/api/auth/login', { json: { email: owner.email, password: `stranger ${i}` }, headers: stranger });
+    const rotated = await app.api('PATCH', '/api/me', { token: owner.token, json: { currentPassword: owner.password, newPassword: 'rotated under attack 1' }, headers: { 'x-forwarded-for': '198.51.100.24' } });
+    expect(rotated.status).toBe(200);
   });
 });
 
@@ -212,11 +236,13 @@ describe('invitations and roles', () => {
     const victim = await signUp(app);
     const eve = await signUp(app);
     const invite = await app.api('POST', '/api/invitations', { token: eve.token, json: { email: victim.email, role: 'member' } });
-    for (let i = 0; i < 3; i += 1) expect((await acceptInvitation(app, { token: invite.body.token, password: `guess number ${i}` })).status).toBe(401);
-    const limited = await acceptInvitation(app, { token: invite.body.token, password: victim.password });
+    const eveAddress = { 'x-forwarded-for': '198.51.100.25' };
+    const accept = (password: string) => app.api('POST', '/api/invitations/accept', { json: { token: invite.body.token, password }, headers: eveAddress });
+    for (let i = 0; i < 3; i += 1) expect((await accept(`guess number ${i}`)).status).toBe(401);
+    const limited = await accept(victim.password);
     expect([limited.status, limited.body.error?.code]).toEqual([429, 'too_many_requests']);
     // The same count as the login's: the account is held there too.
-    expect((await app.api('POST', '/api/auth/login', { json: { email: victim.email, password: victim.password } })).status).toBe(429);
+    expect((await app.api('POST', '/api/auth/login', { json: { email: victim.email, password: victim.password }, headers: { 'x-forwarded-for': '198.51.100.26' } })).status).toBe(429);
     const members = await app.api('GET', '/api/members', { token: eve.token });
     expect(members.body.members.map((m: { email: string }) => m.email)).not.toContain(victim.email);
   });

@@ -315,7 +315,7 @@ describe('Account page', () => {
       const refused = await guarded.browser.post('/app/account/close', { password });
       expect(refused.status).toBe(429);
       expect(refused.headers.get('retry-after')).toBe(String(windowSeconds));
-      expect(refused.text).toMatch(/role="alert">Too many login attempts for this account/);
+      expect(refused.text).toMatch(/role="alert">Too many wrong passwords/);
     }
     // The password form counts against the same limit: the right current password is refused too.
     const password = await guarded.browser.post('/app/account/password', { currentPassword: guarded.password, newPassword: 'another-password-99', repeatPassword: 'another-password-99' });

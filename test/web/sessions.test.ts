@@ -99,6 +99,14 @@ describe('web sessions', () => {
     await browser.get('/signin');
     const again = await browser.post('/signin', { email: owner.email, password: owner.password, next: '/app/contacts' });
     expect([again.status, again.location]).toEqual([303, '/app/contacts']);
+
+    // A browser that signed up is a known device too; a device cookie no token could be is ignored, not a 400.
+    const { browser: signedUp, email } = await signUpInBrowser(app);
+    expect(signedUp.cookies.has('inboxtrail_device')).toBe(true);
+    elsewhere.cookies.set('inboxtrail_device', 'x'.repeat(3000));
+    await elsewhere.get('/signin');
+    const strange = await elsewhere.post('/signin', { email, password: 'a-long-enough-password' });
+    expect(strange.status).toBe(303);
   });
 
   it('a next= that leaves /app is ignored (no open redirect)', async () => {
