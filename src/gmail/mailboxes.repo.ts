@@ -78,17 +78,27 @@ function mailboxQueries(db: Db) {
       return row!;
     },
 
-    /** active → needs_reconnect once (a second caller changes nothing), with its webhook event, in one transaction. */
-    async markNeedsReconnect(id: string, values: Partial<NewMailbox>): Promise<MailboxRow | undefined> {
+    /**
+     * active → needs_reconnect once (a second caller changes nothing), with its webhook event, in
+     * one transaction; only while the mailbox is live and still holds `grant` (the refresh token,
+     * encrypted, that failed). Otherwise: 'stale' when it was disconnected or connected again with
+     * a new grant since (that failure says nothing about the mailbox now), 'already' when another
+     * caller marked it.
+     */
+    async markNeedsReconnect(id: string, grant: string, values: Partial<NewMailbox>): Promise<'marked' | 'already' | 'stale'> {
       return db.transaction(async (txRaw) => {
         const tx = txRaw as unknown as Db;
         const [row] = await tx
           .update(mailboxes)
           .set({ ...values, status: 'needs_reconnect' })
-          .where(and(eq(mailboxes.id, id), eq(mailboxes.status, 'active')))
+          .where(and(eq(mailboxes.id, id), eq(mailboxes.status, 'active'), live, eq(mailboxes.refreshTokenEnc, grant)))
           .returning();
-        if (row) await recordMailboxNeedsReconnect(tx, row);
-        return row;
+        if (row) {
+          await recordMailboxNeedsReconnect(tx, row);
+          return 'marked';
+        }
+        const [now] = await tx.select({ grant: mailboxes.refreshTokenEnc }).from(mailboxes).where(and(eq(mailboxes.id, id), live)).limit(1);
+        return now && now.grant === grant ? 'already' : 'stale';
       });
     },
 

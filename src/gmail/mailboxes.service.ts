@@ -109,12 +109,15 @@ export function createMailboxService(deps: MailboxServiceDeps) {
     };
   }
 
-  async function markNeedsReconnect(mailbox: MailboxRow, reason: string) {
-    if (mailbox.status === 'needs_reconnect') return;
-    await repo.markNeedsReconnect(mailbox.id, { statusReason: reason, accessTokenEnc: null, accessTokenExpiresAt: null });
+  /** What Google's refusal of this grant means for the mailbox now (repo.markNeedsReconnect). */
+  async function markNeedsReconnect(mailbox: MailboxRow, reason: string): Promise<'marked' | 'already' | 'stale'> {
+    if (mailbox.status === 'needs_reconnect') return 'already';
+    const outcome = await repo.markNeedsReconnect(mailbox.id, mailbox.refreshTokenEnc, { statusReason: reason, accessTokenEnc: null, accessTokenExpiresAt: null });
+    if (outcome !== 'marked') return outcome;
     await deps.pacer.forget(mailbox.id);
     clients.delete(mailbox.id);
     logger.warn({ mailboxId: mailbox.id, reason }, 'mailbox needs reconnecting; its Gmail work is paused');
+    return outcome;
   }
 
   /**
@@ -347,13 +350,20 @@ export function createMailboxService(deps: MailboxServiceDeps) {
 
     /**
      * Runs Gmail work for a mailbox. A revoked grant (invalid_grant, admin policy…) marks the
-     * mailbox needs_reconnect, which pauses its work until the owner connects it again.
+     * mailbox needs_reconnect, which pauses its work until the owner connects it again — unless
+     * that grant is no longer the mailbox's (reconnected or disconnected meanwhile): then the
+     * failure is a `temporary` one, reason `grant_replaced`.
      */
     async withGmail<T>(mailbox: MailboxRow, work: (api: MailboxGmail) => Promise<T>): Promise<T> {
       try {
         return await work(apiFor(mailbox));
       } catch (error) {
-        if (error instanceof GmailError && error.kind === 'auth_revoked') await markNeedsReconnect(mailbox, error.reason ?? 'auth_revoked');
+        if (error instanceof GmailError && error.kind === 'auth_revoked' && (await markNeedsReconnect(mailbox, error.reason ?? 'auth_revoked')) === 'stale') {
+          // The grant that failed was replaced (a reconnect) or the mailbox disconnected while this
+          // call ran: the mailbox is not marked, and its callers retry as after any passing failure
+          // (a send is requeued, not its campaign paused), meeting the mailbox as it is now.
+          throw new GmailError('temporary', 'the mailbox was reconnected or disconnected while this call ran', { reason: 'grant_replaced', cause: error });
+        }
         if (error instanceof GmailError && error.reason === 'invalid_client') {
           logger.error({ alert: 'google_oauth_client_rejected', mailboxId: mailbox.id }, 'Google rejected our OAuth client (invalid_client): check GOOGLE_CLIENT_ID and GOOGLE_CLIENT_SECRET');
         }

@@ -1,6 +1,7 @@
 import { sql } from 'drizzle-orm';
 import { describe, expect, it } from 'vitest';
 import { LIMITED_USE_DISCLOSURE } from '../../src/gmail/disclosure.js';
+import { createMailboxesRepo } from '../../src/gmail/mailboxes.repo.js';
 import { createTokenCipher } from '../../src/gmail/token-cipher.js';
 import { connectMailbox, connectedMailbox, cookiesFrom } from '../helpers/gmail.js';
 import { countRows, snapshotCounts } from '../helpers/test-db.js';
@@ -141,6 +142,43 @@ describe('connecting Gmail', () => {
       }
     }
     expect((await connectMailbox(ctx.app, ctx.owner.token, 'outage@acme.test')).response.status).toBe(201);
+  });
+
+  it("Google refusing a grant the mailbox no longer holds (reconnected, or disconnected, while a call ran) leaves the mailbox as it is now: a temporary failure, never needs_reconnect", async () => {
+    const { mailboxes } = ctx.app.services;
+    const mailboxesRepo = createMailboxesRepo(ctx.app.database.db);
+    const statusOf = async (id: string) =>
+      ((await ctx.app.database.db.execute(sql`select status, refresh_token_enc, deleted_at is not null as deleted from mailboxes where id = ${id}::uuid`)) as unknown as {
+        rows: { status: string; refresh_token_enc: string; deleted: boolean }[];
+      }).rows[0]!;
+    // A call that began before: the row as it read it, its access token gone so that it refreshes with its grant.
+    const inFlight = async (id: string) => ({ ...(await mailboxesRepo.findByIdUnscoped(id))!, accessTokenEnc: null, accessTokenExpiresAt: null });
+
+    const mailbox = await connectedMailbox(ctx.app, ctx.owner.token, 'regrant@acme.test');
+    const before = await inFlight(mailbox.id);
+    expect((await connectedMailbox(ctx.app, ctx.owner.token, 'regrant@acme.test')).id).toBe(mailbox.id);
+    const reconnected = await statusOf(mailbox.id);
+    expect(reconnected.refresh_token_enc).not.toBe(before.refreshTokenEnc);
+    ctx.app.sandbox.control.injectFault({ kind: 'invalidGrant', mailbox: 'regrant@acme.test' });
+    const stale = await mailboxes.withGmail(before, (api) => api.getProfile()).catch((error: unknown) => error);
+    expect(stale).toMatchObject({ name: 'GmailError', kind: 'temporary', reason: 'grant_replaced' });
+    expect(await statusOf(mailbox.id)).toEqual(reconnected);
+
+    const leaving = await connectedMailbox(ctx.app, ctx.owner.token, 'leaving-midcall@acme.test');
+    const running = await inFlight(leaving.id);
+    expect((await ctx.app.api('DELETE', `/api/mailboxes/${leaving.id}`, { token: ctx.owner.token })).status).toBe(204);
+    // Disconnecting revoked the grant at Google: the running call's refresh gets invalid_grant.
+    const gone = await mailboxes.withGmail(running, (api) => api.getProfile()).catch((error: unknown) => error);
+    expect(gone).toMatchObject({ kind: 'temporary', reason: 'grant_replaced' });
+    expect(await statusOf(leaving.id)).toMatchObject({ status: 'active', deleted: true });
+    const events = (await ctx.app.database.db.execute(sql`select count(*)::int as n from webhook_events where type = 'mailbox.needs_reconnect'`)) as unknown as { rows: { n: number }[] };
+    expect(events.rows[0]!.n).toBe(0);
+
+    // The grant the mailbox does hold, refused: marked as before.
+    ctx.app.sandbox.control.injectFault({ kind: 'invalidGrant', mailbox: 'regrant@acme.test' });
+    const current = await inFlight(mailbox.id);
+    expect(await mailboxes.withGmail(current, (api) => api.getProfile()).catch((error: unknown) => error)).toMatchObject({ kind: 'auth_revoked' });
+    expect((await statusOf(mailbox.id)).status).toBe('needs_reconnect');
   });
 
   it('connect CSRF: a victim who approves the attacker\'s consent URL is refused, and nothing is stored', async () => {
