@@ -114,6 +114,20 @@ describe('loadConfig', () => {
     expect(configError({ ...secrets, TOKEN_ENCRYPTION_KEYS: `v1:${KEY},v1:${KEY}` }).problems[0]).toMatch(/unique/);
   });
 
+  it('TOKEN_ENCRYPTION_ACTIVE_VERSION picks the key that encrypts (a new key can be deployed to decrypt only first); an unknown version is an error', async () => {
+    const { createTokenCipher } = await import('./gmail/token-cipher.js');
+    const keys = `v1:${KEY},v2:${Buffer.alloc(32, 2).toString('base64')}`;
+    const staged = loadConfig({ ...secrets, TOKEN_ENCRYPTION_KEYS: keys, TOKEN_ENCRYPTION_ACTIVE_VERSION: 'v1' });
+    expect(staged.tokenEncryptionKeys.map((k) => k.version)).toEqual(['v2', 'v1']);
+    // What the staged process writes, a process that has only v1 still reads.
+    const written = createTokenCipher(staged.tokenEncryptionKeys).encrypt('refresh-token', 'mailbox:m:refresh');
+    expect(written.startsWith('v1.')).toBe(true);
+    expect(createTokenCipher([{ version: 'v1', key: Buffer.from(KEY, 'base64') }]).decrypt(written, 'mailbox:m:refresh')).toBe('refresh-token');
+    expect(configError({ ...secrets, TOKEN_ENCRYPTION_KEYS: keys, TOKEN_ENCRYPTION_ACTIVE_VERSION: 'v3' }).problems).toEqual([
+      'TOKEN_ENCRYPTION_ACTIVE_VERSION: must name a version of TOKEN_ENCRYPTION_KEYS',
+    ]);
+  });
+
   it('takes pglite:<dir> and an RS256 key pair; a half-configured pair or Google client is an error', () => {
     const config = loadConfig({ ...secrets, DATABASE_URL: 'pglite:/tmp/x', JWT_PRIVATE_KEY: '-----BEGIN PRIVATE KEY-----x', JWT_PUBLIC_KEY: '-----BEGIN PUBLIC KEY-----y' });
     expect(config.database).toEqual({ kind: 'pglite', dir: '/tmp/x' });

@@ -24,6 +24,7 @@ export interface Config {
   readonly jwt:
     | { readonly algorithm: 'HS256'; readonly secret: string; readonly ttlSeconds: number }
     | { readonly algorithm: 'RS256'; readonly privateKey: string; readonly publicKey: string; readonly ttlSeconds: number };
+  /** Every configured key; the last one encrypts (TOKEN_ENCRYPTION_ACTIVE_VERSION, else the last listed). */
   readonly tokenEncryptionKeys: readonly { readonly version: string; readonly key: Buffer }[];
   readonly trackingSecrets: readonly { readonly version: string; readonly secret: string }[];
   readonly google: {
@@ -171,6 +172,10 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     env = filled.data;
     generatedSecrets.push(...missingSecrets);
   }
+  const activeVersion = env.TOKEN_ENCRYPTION_ACTIVE_VERSION;
+  if (activeVersion && env.TOKEN_ENCRYPTION_KEYS && !env.TOKEN_ENCRYPTION_KEYS.some((k) => k.version === activeVersion)) {
+    problems.push('TOKEN_ENCRYPTION_ACTIVE_VERSION: must name a version of TOKEN_ENCRYPTION_KEYS');
+  }
   if (env.ROLE !== 'all') {
     // Separate web and worker processes share everything through one PostgreSQL server and one Gmail.
     if (!env.DATABASE_URL || env.DATABASE_URL.startsWith('pglite:')) {
@@ -211,7 +216,10 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     dataDir: env.DATA_DIR,
     database,
     jwt,
-    tokenEncryptionKeys: env.TOKEN_ENCRYPTION_KEYS!,
+    // The key that encrypts is the list's last: with TOKEN_ENCRYPTION_ACTIVE_VERSION, that one is moved to the end.
+    tokenEncryptionKeys: activeVersion
+      ? [...env.TOKEN_ENCRYPTION_KEYS!.filter((k) => k.version !== activeVersion), env.TOKEN_ENCRYPTION_KEYS!.find((k) => k.version === activeVersion)!]
+      : env.TOKEN_ENCRYPTION_KEYS!,
     trackingSecrets: env.TRACKING_SECRET!,
     google: {
       clientId: env.GOOGLE_CLIENT_ID,

@@ -23,6 +23,7 @@ export const envSchema = z.object({
   JWT_PUBLIC_KEY: z.string().includes('PUBLIC KEY', { message: 'must be a PEM public key' }).optional(),
   JWT_TTL_SECONDS: z.coerce.number().int().min(60).max(86_400).default(3600),
   TOKEN_ENCRYPTION_KEYS: encryptionKeyList.optional(),
+  TOKEN_ENCRYPTION_ACTIVE_VERSION: z.string().optional(),
   TRACKING_SECRET: signingSecretList.optional(),
   GOOGLE_CLIENT_ID: z.string().optional(),
   GOOGLE_CLIENT_SECRET: z.string().optional(),
