@@ -123,7 +123,9 @@ const LONG_OPAQUE_SEGMENT = /(?<=\/)(?![0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a
  * contacts). Compared as the server reads them: decoded (`%71` is `q`), in any case, without a
  * `[]` suffix (`q[]=`).
  */
-const SECRET_KEYS = new Set(['code', 'state', 'token', 'access_token', 'id_token', 'code_verifier', 'password', 'email', 'loginhint', 'login_hint', 'q']);
+const SECRET_KEYS = new Set(['code', 'state', 'email', 'loginhint', 'login_hint', 'q']);
+/** A key or header name that names a credential, whatever the rest of it (`deviceToken`, `api_key`, `x-auth-token`, `client_secret`…). */
+const CREDENTIAL_NAME = /token|secret|passw|api[_-]?key|credential|signature|auth|session|cookie|verifier/i;
 /** An address, plain or encoded (once or twice): a query value, a key or a path segment holding one is redacted whole. */
 const ADDRESS = /@|%40|%2540/i;
 /** `scheme://[userinfo@]host`: the host is kept, a user and password never. */
@@ -173,7 +175,7 @@ function redactParam(param: string, depth: number): string {
   }
   key = key.toLowerCase().replace(/\[.*$/, '');
   if (key === 'next') return `${rawKey}=${redactNestedUrl(value, depth)}`;
-  return SECRET_KEYS.has(key) || ADDRESS.test(value) || ADDRESS.test(rawKey) ? `${rawKey}=[redacted]` : param;
+  return SECRET_KEYS.has(key) || CREDENTIAL_NAME.test(key) || ADDRESS.test(value) || ADDRESS.test(rawKey) ? `${rawKey}=[redacted]` : param;
 }
 
 /** A `next=` value: decoded (again while it was encoded more than once), redacted, encoded once. */
@@ -186,4 +188,21 @@ function redactNestedUrl(encoded: string, depth: number): string {
   } catch {
     return '[redacted]'; // not decodable: nothing readable to keep
   }
+}
+
+/**
+ * A request's headers fit for a log line: those that hold a URL (Referer, Origin) redacted as
+ * URLs are; any other whose name names a credential (a custom `X-Auth-Token`…) or whose value
+ * holds an address (a client can put one in `User-Agent` or `X-Forwarded-For`) redacted whole.
+ * Authorization, cookies and the known credential headers are removed before (REDACTED_PATHS).
+ */
+export function redactHeaders(headers: Record<string, unknown>): Record<string, unknown> {
+  const redacted: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    const text = Array.isArray(value) ? value.join(', ') : value;
+    if (typeof text !== 'string') redacted[name] = value;
+    else if (name === 'referer' || name === 'origin') redacted[name] = redactUrl(text);
+    else redacted[name] = CREDENTIAL_NAME.test(name) || ADDRESS.test(text) ? '[redacted]' : value;
+  }
+  return redacted;
 }

@@ -22,7 +22,7 @@ import { grantsRoutes } from '../privacy/grants.routes.js';
 import { NotFoundError, errorMiddleware } from '../errors.js';
 import { privacyRoutes } from '../privacy/privacy.routes.js';
 import { metricsMiddleware, metricsRoute } from './metrics.js';
-import { redactUrl, serializeError } from '../logger.js';
+import { redactHeaders, redactUrl, serializeError } from '../logger.js';
 import { rejectBadText } from './text.js';
 import { apiKeysRoutes } from '../api-keys/api-keys.routes.js';
 import { looksLikeApiKey } from '../api-keys/api-keys.service.js';
@@ -83,7 +83,7 @@ export function createApp(deps: AppDeps, services: Services = createServices(dep
           ...req,
           url: redactUrl(req.url),
           query: undefined,
-          headers: req.headers && withUrlHeadersRedacted(req.headers),
+          headers: req.headers && redactHeaders(req.headers),
         }),
         // A redirect's Location may carry what the request's URL did (sign-in's `next`, a token path).
         res: (res: { headers?: Record<string, unknown> }) =>
@@ -179,12 +179,3 @@ export function createHttpServer(app: Express, services: Services): Server {
   });
 }
 
-/** The request headers that hold a URL, redacted by the request URL's rules (logger.ts `redactUrl`). */
-function withUrlHeadersRedacted(headers: Record<string, unknown>): Record<string, unknown> {
-  const redacted = { ...headers };
-  for (const name of ['referer', 'origin']) {
-    const value = headers[name];
-    if (typeof value === 'string') redacted[name] = redactUrl(value);
-  }
-  return redacted;
-}

@@ -151,4 +151,16 @@ describe('issue 9: the worst cases of the hostile run leave nothing secret in th
     }
     expect(logs).toContain('https://[redacted]@elsewhere.example/x?y=1');
   });
+
+  it("a second attacker's findings: an address in User-Agent or X-Forwarded-For, a custom credential header, a credential-named query key", async () => {
+    await app.api('GET', '/healthz2', { headers: { 'user-agent': 'ua-leak@x.org', 'x-forwarded-for': 'xff-leak@x.org', 'x-auth-token': 'custom-header-leak' } });
+    await app.api('GET', '/healthz2?deviceToken=device-query-leak&api_key=apikey-query-leak&client_secret=secret-query-leak&page=2');
+    const logs = app.logs.join('');
+    for (const secret of ['ua-leak', 'xff-leak', 'custom-header-leak', 'device-query-leak', 'apikey-query-leak', 'secret-query-leak']) {
+      expect([secret, logs.includes(secret)]).toEqual([secret, false]);
+    }
+    // What is not a credential or an address stays readable.
+    expect(logs).toContain('page=2');
+    expect(logs).toMatch(/"user-agent":"\[redacted\]"/);
+  });
 });
