@@ -5,7 +5,7 @@ import { BlockList, isIP, type LookupFunction } from 'node:net';
  * SSRF guard. In production a webhook never reaches loopback, link-local (cloud metadata at
  * 169.254.169.254), private, carrier-grade NAT, unique-local, multicast or otherwise
  * reserved addresses, v4 or v6 — nor a v6 form embedding a v4 address (`::ffff:127.0.0.1`,
- * NAT64, 6to4, Teredo; a v4-mapped address is judged by the v4 rules). A literal IP is checked as written; a name is checked at connect
+ * v4-translated `::ffff:0:7f00:1`, NAT64, 6to4, Teredo; a v4-mapped address is judged by the v4 rules). A literal IP is checked as written; a name is checked at connect
  * time by the socket's own `lookup` (below), so the address checked is the address
  * connected to: no second resolution for DNS rebinding to slip into. Redirects are never
  * followed (sender.ts).
@@ -35,6 +35,7 @@ for (const [network, prefix] of [
   ['::', 128], // unspecified
   ['::1', 128], // loopback
   ['::', 96], // v4-compatible (deprecated)
+  ['::ffff:0:0:0', 96], // v4-translated (SIIT, RFC 2765): `::ffff:0:7f00:1` embeds 127.0.0.1
   ['64:ff9b::', 96], // NAT64
   ['64:ff9b:1::', 48],
   ['100::', 64], // discard

@@ -51,6 +51,7 @@ describe('SSRF guard', () => {
     'http://[fd00::1]/hook',
     'http://[fe80::1]/hook',
     'http://[64:ff9b::7f00:1]/hook',
+    'https://[::ffff:0:7f00:1]/hook', // v4-translated 127.0.0.1 (an attacker's finding)
     'http://localhost/hook',
     'http://vm/hook', // /etc/hosts: 127.0.0.1
     'http://nothing-here.invalid/hook',
