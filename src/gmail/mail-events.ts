@@ -62,6 +62,8 @@ export function parseMessageIds(value: string | undefined): string[] {
 }
 
 const DAEMON_SENDER = /^(mailer-daemon|postmaster|mail-daemon|mailerdaemon)@/i;
+/** A mail system's own address (mailer-daemon@, postmaster@…), the usual author of a delivery notice. */
+export const isDaemonSender = (address: string | undefined) => Boolean(address && DAEMON_SENDER.test(address));
 /** Subjects only delivery notices use (a person's mail with such a subject is still read as metadata only if it is not one). */
 const NOTICE_SUBJECT =
   /^\s*(delivery status notification|undeliver(able|ed mail)|mail delivery failed|failure notice|returned mail:|delivery status notification:|non[- ]?deliver(y|able)|delivery failure|delivery (has )?failed|message not delivered|warning: could not send message|postmaster notify)/i;

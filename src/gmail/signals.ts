@@ -1,5 +1,6 @@
 import type { Config } from '../config.js';
 import type { FailedRecipient, NoticeFormat } from './bounces/types.js';
+import { isDaemonSender } from './mail-events.js';
 import type { OriginalMessage, SyncQueries } from './sync.repo.js';
 
 /*
@@ -32,6 +33,33 @@ export interface BounceMatching {
   unmatched: FailedRecipient[];
   /** Recipients the named message of ours was never sent to (and no recent send to them either): never acted on. */
   notSent: FailedRecipient[];
+  /** Recipients of a notice that names no message of ours and is not from a mail system that may report on them (mayReportOn). */
+  unverified: FailedRecipient[];
+}
+
+/** Google's own notices (we send through Gmail): its mailer-daemon reports on any recipient. */
+const PROVIDER_NOTICE_DOMAINS = new Set(['googlemail.com', 'google.com', 'gmail.com']);
+/** Second-level labels under a country code that are not an organization (`example.co.uk`). */
+const PUBLIC_SECOND_LEVEL = new Set(['ac', 'co', 'com', 'edu', 'gov', 'ne', 'net', 'or', 'org']);
+const domainOf = (address: string) => address.slice(address.lastIndexOf('@') + 1).toLowerCase();
+function organizationOf(domain: string): string {
+  const labels = domain.split('.');
+  const count = labels.length >= 3 && labels.at(-1)!.length === 2 && PUBLIC_SECOND_LEVEL.has(labels.at(-2)!) ? 3 : 2;
+  return labels.slice(-count).join('.');
+}
+
+/**
+ * Whether a notice that names no message of ours may still be matched to our latest send to
+ * `address`: only a mail system's own address (mailer-daemon@, postmaster@) of Google (whose
+ * mailer-daemon reports what Gmail could not deliver) or of the address's own organization
+ * (`postmaster@mx.contoso.test` on `ann@contoso.test`). Anyone else writing "Undeliverable: …"
+ * could otherwise suppress any address this mailbox mailed lately. Spoofing those senders meets
+ * Gmail's own checks (DMARC) before the mail reaches the inbox sync reads.
+ */
+export function mayReportOn(notifier: string | undefined, address: string): boolean {
+  if (!notifier || !isDaemonSender(notifier)) return false;
+  const from = domainOf(notifier);
+  return PROVIDER_NOTICE_DOMAINS.has(from) || organizationOf(from) === organizationOf(domainOf(address));
 }
 
 const sentTo = (m: OriginalMessage) => new Set([...m.toAddresses, ...m.ccAddresses, ...m.bccAddresses].map((a) => a.toLowerCase()));
@@ -44,32 +72,38 @@ export function createSignals(config: SignalsConfig) {
      * Which send of ours each failed recipient is about: the message the notice names (its
      * quoted Message-ID or threading headers) if that message went to the address; else our
      * latest send to the address from this mailbox within BOUNCE_MATCH_WINDOW_DAYS before the
-     * notice. Only this mailbox's own sends count: a notice naming an address it never sent
-     * to is not acted on (forged notices cannot suppress anyone).
+     * notice, when the notice comes from a mail system that may report on the address
+     * (mayReportOn). Only this mailbox's own sends count: a notice naming an address it never
+     * sent to is not acted on.
      */
     async matchBounce(
       repo: Pick<SyncQueries, 'findOutboundByRfc822Ids' | 'latestSendTo'>,
-      input: { workspaceId: string; mailboxId: string; at: Date; candidateIds: string[]; recipients: FailedRecipient[] },
+      input: { workspaceId: string; mailboxId: string; at: Date; candidateIds: string[]; recipients: FailedRecipient[]; notifier?: string },
     ): Promise<BounceMatching> {
       const named = await repo.findOutboundByRfc822Ids(input.workspaceId, input.candidateIds, input.mailboxId);
       const ordered = input.candidateIds.flatMap((id) => named.filter((m) => m.rfc822MessageId === id));
       const window = { from: new Date(input.at.getTime() - config.matchWindowDays * DAY_MS), to: new Date(input.at.getTime() + MATCH_SKEW_MS) };
       const groups = new Map<string, BounceMatch>();
-      const result: BounceMatching = { matches: [], unmatched: [], notSent: [] };
+      const result: BounceMatching = { matches: [], unmatched: [], notSent: [], unverified: [] };
       for (const found of input.recipients) {
         // A forward or alias: the report's Original-Recipient is the address we sent to, and the one acted on.
         const addresses = [...new Set([found.originalRecipient, found.address].filter((a): a is string => Boolean(a)))];
         let original: OriginalMessage | undefined;
         let address = found.address;
+        let verified = ordered.length > 0;
         for (const candidate of addresses) {
-          original = ordered.find((m) => sentTo(m).has(candidate)) ?? (await repo.latestSendTo(input.workspaceId, input.mailboxId, candidate, window));
+          original = ordered.find((m) => sentTo(m).has(candidate));
+          if (!original && mayReportOn(input.notifier, candidate)) {
+            verified = true;
+            original = await repo.latestSendTo(input.workspaceId, input.mailboxId, candidate, window);
+          }
           if (original) {
             address = candidate;
             break;
           }
         }
         if (!original) {
-          (ordered.length > 0 ? result.notSent : result.unmatched).push(found);
+          (ordered.length > 0 ? result.notSent : verified ? result.unmatched : result.unverified).push(found);
           continue;
         }
         const recipient = address === found.address ? found : { ...found, address, originalRecipient: undefined, finalRecipient: found.address };

@@ -18,6 +18,8 @@ export type SkipReason =
   | 'unmatchedNotice'
   /** A bounce notice naming an address this mailbox never sent to (forged or misrouted): it suppresses nothing. */
   | 'recipientNotSent'
+  /** A bounce notice that names no message of ours, from no mail system that may report on its addresses (signals.ts mayReportOn): it suppresses nothing. */
+  | 'unverifiedNotice'
   /** Deleted between listing and reading. */
   | 'gone'
   /** Holds a value the database refuses whatever the retry (sync.service.ts): skipped so that the mail after it is read. */
@@ -28,7 +30,7 @@ export type SignalKind = 'reply' | 'autoReply' | 'bounce' | 'delay';
 /** Resyncs that found more mail since the last sync than they read (GMAIL_RESYNC_MAX_MESSAGES). */
 type GapCount = 'resyncGaps';
 
-export const SKIP_REASONS: readonly SkipReason[] = ['ignoredLabel', 'ownSend', 'notContact', 'unparsedNotice', 'unmatchedNotice', 'recipientNotSent', 'gone', 'unstorable'];
+export const SKIP_REASONS: readonly SkipReason[] = ['ignoredLabel', 'ownSend', 'notContact', 'unparsedNotice', 'unmatchedNotice', 'recipientNotSent', 'unverifiedNotice', 'gone', 'unstorable'];
 export const SIGNAL_KINDS: readonly SignalKind[] = ['reply', 'autoReply', 'bounce', 'delay'];
 
 /** One pass's counts: `read` messages fetched, `kept` stored, signals recorded, skips by reason. */

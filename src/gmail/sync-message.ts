@@ -117,10 +117,12 @@ export function createMessageSync(deps: MessageSyncDeps) {
             at,
             candidateIds: classification.originalMessageIds,
             recipients: classification.notice.recipients,
+            notifier: from[0],
           })
         : undefined;
     if (bounce) {
       if (bounce.unmatched.length > 0) result.unmatchedNotice = 1;
+      if (bounce.unverified.length > 0) result.unverifiedNotice = 1;
       if (bounce.notSent.length > 0) {
         result.recipientNotSent = 1;
         logger.warn({ mailboxId: mailbox.id, gmailMessageId: gmailId, recipients: bounce.notSent.length }, 'a bounce notice named addresses this mailbox never sent to; ignored');
@@ -128,7 +130,7 @@ export function createMessageSync(deps: MessageSyncDeps) {
     }
     const contacts = await repo.contactsAmong(mailbox.workspaceId, contactAddresses(mailbox, [...from, ...to, ...cc]));
     if (contacts.length === 0 && !original && !bounce?.matches.length) {
-      if (!result.unparsedNotice && !result.unmatchedNotice && !result.recipientNotSent) result.notContact = 1;
+      if (!result.unparsedNotice && !result.unmatchedNotice && !result.recipientNotSent && !result.unverifiedNotice) result.notContact = 1;
       return result;
     }
 

@@ -228,6 +228,26 @@ describe('bounces through the sandbox', () => {
     expect(after.skipped.unparsedNotice - before.skipped.unparsedNotice).toBe(1);
     expect(after.read).toBeGreaterThan(before.read);
   });
+
+  it('a notice naming no message of ours counts only from a mail system that may report on the address: a stranger writing "Undeliverable" about someone we mailed suppresses nothing', async () => {
+    const { ids, emails } = await contacts(['pranked', 'gone']);
+    const [pranked, gone] = emails as [string, string];
+    const campaign = await runCampaign('B6 mailed', ids);
+    const before = await health();
+    const notice = (address: string) => `Delivery to the following recipient failed permanently:\n\n     ${address}\n\nThe error that the other server returned was: 550 5.1.1 User unknown\n`;
+    // An auditor's forgery: anyone's address, a notice's subject, our recipient named, no Message-ID.
+    await ctx.app.sandbox.control.deliverInbound(SENDER, { from: 'prankster@evil.test', subject: 'Undeliverable: Hello', text: notice(pranked) });
+    // A mail system's address, but of another organization than the address's.
+    await ctx.app.sandbox.control.deliverInbound(SENDER, { from: 'MAILER-DAEMON@evil.test', subject: 'Undeliverable: Hello', text: notice(pranked) });
+    // The address's own organization's mail system: a real notice that quotes nothing.
+    await ctx.app.sandbox.control.deliverInbound(SENDER, { from: 'Mail Delivery System <postmaster@mx1.contoso.test>', subject: 'Undeliverable: Hello', text: notice(gone) });
+    await sync();
+    expect(await suppressed(pranked)).toBe(false);
+    expect(await suppressed(gone)).toBe(true);
+    expect((await stats(campaign)).bounced).toBe(1);
+    const after = await health();
+    expect(after.skipped.unverifiedNotice - before.skipped.unverifiedNotice).toBe(2);
+  });
 });
 
 describe('replies, automatic replies and sequences', () => {
@@ -284,7 +304,7 @@ describe('replies, automatic replies and sequences', () => {
     expect(view.signals.bounce).toBeGreaterThanOrEqual(4);
     expect(view.signals.delay).toBeGreaterThanOrEqual(1);
     expect(view.resyncGaps).toBe(0);
-    expect(Object.keys(view.skipped).sort()).toEqual(['gone', 'ignoredLabel', 'notContact', 'ownSend', 'recipientNotSent', 'unmatchedNotice', 'unparsedNotice', 'unstorable']);
+    expect(Object.keys(view.skipped).sort()).toEqual(['gone', 'ignoredLabel', 'notContact', 'ownSend', 'recipientNotSent', 'unmatchedNotice', 'unparsedNotice', 'unstorable', 'unverifiedNotice']);
   });
 });
 
