@@ -67,12 +67,13 @@ function authQueries(db: Db) {
       await db.insert(memberships).values({ workspaceId, userId, role }).onConflictDoNothing();
     },
 
-    /** A membership of a live user in a live workspace (closing either ends every access at once). */
+    /** A live workspace. */
     async findWorkspace(id: string): Promise<WorkspaceRow | undefined> {
       const [row] = await db.select().from(workspaces).where(and(eq(workspaces.id, id), isNull(workspaces.deletedAt))).limit(1);
       return row;
     },
 
+    /** A membership of a live user in a live workspace (closing either ends every access at once). */
     async findMembership(workspaceId: string, userId: string) {
       const [row] = await db
         .select({ role: memberships.role, workspace: workspaces, sessionsNotBefore: users.sessionsNotBefore, sessionVersion: users.sessionVersion })
