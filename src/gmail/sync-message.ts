@@ -107,8 +107,11 @@ export function createMessageSync(deps: MessageSyncDeps) {
     const classification = classifyMessage({ direction, headers, notice });
     const at = meta.internalDate ?? parseDate(headers['date']) ?? now();
 
-    const original =
+    const replied =
       classification.type === 'reply' ? pickOriginal(classification, await repo.findOutboundByRfc822Ids(mailbox.workspaceId, classification.originalMessageIds)) : undefined;
+    // A teammate answering on the thread (an internal reply-all) is not the recipient replying:
+    // it neither stops the recipient's sequence nor counts in the campaign's replies.
+    const original = replied && !(from[0] && (await repo.isTeammate(mailbox.workspaceId, from[0]))) ? replied : undefined;
     const bounce =
       classification.type === 'bounce'
         ? await signals.matchBounce(repo, {

@@ -1,7 +1,8 @@
 import { and, asc, desc, eq, gte, inArray, isNull, lte, ne, or, sql } from 'drizzle-orm';
 import { createFollowUpRules } from '../campaigns/follow-ups.repo.js';
 import { inTransaction, type Db } from '../db/connect.js';
-import { contacts, mailboxes, mailEvents, messageContacts, messages } from '../db/schema.js';
+import { contacts, mailboxes, mailEvents, memberships, messageContacts, messages, users } from '../db/schema.js';
+import { rowsOf } from '../db/pg-array.js';
 import { recordMailSignal } from '../webhooks/facts.js';
 import { createSuppressionRepo } from '../suppression/suppression.repo.js';
 import type { AddressHasher } from '../suppression/address-hash.js';
@@ -56,6 +57,19 @@ function syncQueries(db: Db, hashAddress: AddressHasher) {
      * Whether this mailbox already records a message we sent with this Message-ID (sync
      * finding our own send in SENT, possibly before the send ledger stored Gmail's id).
      */
+    /** Whether an address is one of the workspace's own people: a member's login or a connected mailbox. */
+    async isTeammate(workspaceId: string, address: string): Promise<boolean> {
+      const [row] = rowsOf<{ teammate: boolean }>(
+        await db.execute(sql`select exists (
+            select 1 from ${memberships} m join ${users} u on u.id = m.user_id
+            where m.workspace_id = ${workspaceId}::uuid and u.email = ${address} and u.deleted_at is null
+          ) or exists (
+            select 1 from ${mailboxes} b where b.workspace_id = ${workspaceId}::uuid and lower(b.email) = ${address} and b.deleted_at is null
+          ) as teammate`),
+      );
+      return row?.teammate === true;
+    },
+
     async isOwnSend(workspaceId: string, mailboxId: string, rfc822MessageId: string): Promise<boolean> {
       const [row] = await db
         .select({ id: messages.id })

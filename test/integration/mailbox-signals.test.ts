@@ -251,6 +251,21 @@ describe('bounces through the sandbox', () => {
 });
 
 describe('replies, automatic replies and sequences', () => {
+  it("a teammate answering on the thread (the workspace's own member) is not the recipient replying: no reply event, the sequence goes on", async () => {
+    const { ids, emails } = await contacts(['discussed']);
+    const [discussed] = emails as [string];
+    const campaign = await runCampaign('S0 internal', ids, [{ afterDays: 0, text: 'Just following up' }], { firstStepOnly: true });
+    const original = received(discussed, 'S0 internal');
+    // The owner (a member of this workspace) replies on the thread, from another client.
+    await ctx.app.sandbox.control.deliverInbound(SENDER, { from: ctx.owner.email, subject: 'Re: S0 internal', inReplyTo: original.messageId, references: original.messageId, text: 'Looping in the team' });
+    await sync();
+    expect((await stats(campaign)).replied).toBe(0);
+    expect(await query(sql`select type from mail_events where recipient = ${ctx.owner.email}`)).toEqual([]);
+    await ctx.app.services.sendWorker.runUntilIdle();
+    const step = await query<{ status: string }>(sql`select status::text as status from campaign_sends where campaign_id = ${campaign}::uuid and step = 1`);
+    expect(step).toEqual([{ status: 'sent' }]);
+  });
+
   it('an out-of-office is not a reply and does not stop the sequence (it waits 3 days); a human reply stops it', async () => {
     const { ids, emails } = await contacts(['away', 'human', 'silent']);
     const [away, human] = emails as [string, string, string];
