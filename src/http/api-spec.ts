@@ -140,6 +140,7 @@ export const ERROR_STATUS: Record<string, number> = {
   account_mail_unavailable: 503,
   push_verification_unavailable: 503,
   google_client_misconfigured: 503,
+  google_unavailable: 503,
 };
 
 /** Codes any route of that access may answer, on top of its own. */
