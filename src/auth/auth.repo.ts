@@ -138,18 +138,30 @@ function authQueries(db: Db) {
      */
     async findUsableInvitation(by: { tokenHash: string } | { id: string }, now: Date, lock = false): Promise<InvitationRow | undefined> {
       const which = 'id' in by ? eq(invitations.id, by.id) : eq(invitations.tokenHash, by.tokenHash);
+      // Of a live workspace: a closed one's invitations lead nowhere.
+      const live = sql`exists (select 1 from ${workspaces} w where w.id = ${invitations.workspaceId} and w.deleted_at is null)`;
       const query = db
         .select()
         .from(invitations)
-        .where(and(which, isNull(invitations.acceptedAt), gt(invitations.expiresAt, now)))
+        .where(and(which, isNull(invitations.acceptedAt), gt(invitations.expiresAt, now), live))
         .limit(1);
-      const [row] = lock ? await query.for('update') : await query;
+      const [row] = lock ? await query.for('update', { of: invitations }) : await query;
       return row;
     },
 
-    /** Earlier pending acceptances of this invitation: only the newest mailed code counts. */
-    async deleteSignupRequestsOfInvitation(invitationId: string): Promise<void> {
+    /**
+     * Makes room for a new pending acceptance of this invitation: false (nothing changed) while
+     * one made after `mailedAfter` waits; else any older one is deleted (its code no longer works).
+     */
+    async replaceSignupRequestOfInvitation(invitationId: string, mailedAfter: Date): Promise<boolean> {
+      const [recent] = await db
+        .select({ id: signupRequests.id })
+        .from(signupRequests)
+        .where(and(eq(signupRequests.invitationId, invitationId), gt(signupRequests.createdAt, mailedAfter)))
+        .limit(1);
+      if (recent) return false;
       await db.delete(signupRequests).where(eq(signupRequests.invitationId, invitationId));
+      return true;
     },
 
     async markInvitationAccepted(id: string, at: Date): Promise<void> {

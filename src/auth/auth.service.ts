@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { Config } from '../config.js';
 import { isUniqueViolation } from '../db/pg-errors.js';
 import type { Role } from '../db/schema.js';
-import { ConflictError, ForbiddenError, NotFoundError, UnauthorizedError } from '../errors.js';
+import { ConflictError, ForbiddenError, NotFoundError, UnauthorizedError, ValidationError } from '../errors.js';
 import { createProfileCorrection } from './profile.js';
 import type { AuthRepo, InvitationRow, UserRow, WorkspaceRow } from './auth.repo.js';
 import { DECOY_PASSWORD_HASH, hashPassword, verifyPassword } from './passwords.js';
@@ -40,6 +40,8 @@ export interface AuthContext {
 
 const INVITATION_TTL_MS = 7 * 24 * 3600 * 1000;
 const SIGNUP_TTL_MS = 24 * 3600 * 1000;
+/** Accepting an invitation for a new address mails its code at most this often. */
+const INVITATION_MAIL_INTERVAL_MS = 10 * 60 * 1000;
 const ROLE_RANK: Record<Role, number> = { member: 0, admin: 1, owner: 2 };
 
 /** Login addresses are matched case-insensitively. */
@@ -187,16 +189,22 @@ export function createAuthService(deps: {
      * The code from the confirmation mail creates the user and: for a signup, its workspace and
      * the owner membership; for an invitation accepted by a new address, the invited membership.
      */
-    async verifySignup(input: { code: string }) {
+    async verifySignup(input: { code: string; password?: string }) {
+      // Hashed before the transaction (scrypt is slow); used only when the code is an invitation's.
+      const chosenPasswordHash = input.password === undefined ? undefined : await hashPassword(input.password);
       try {
         const { user, workspace, role } = await repo.transaction(async (tx) => {
           const request = await tx.takeSignupRequest(hashInvitationToken(input.code), now());
           if (!request) throw new NotFoundError('Signup code', 'signup_code_invalid');
           const invitation = request.invitationId ? await tx.findUsableInvitation({ id: request.invitationId }, now(), true) : undefined;
           if (request.invitationId && !invitation) throw new NotFoundError('Invitation', 'invitation_not_found');
+          // Joining by invitation, the password is chosen by whoever holds the code mailed to the
+          // address, never by whoever accepted the invitation (its token went to the inviter).
+          if (invitation && !chosenPasswordHash) throw new ValidationError([{ field: 'password', message: 'choose the password of your new account with the code' }]);
           // Someone else confirmed this address first (two pending requests): the account exists now.
           if (await tx.findUserByEmail(request.email)) throw new ConflictError('email_taken', 'An account with this email already exists; log in instead');
-          const user = await tx.insertUser({ email: request.email, name: request.name, passwordHash: request.passwordHash });
+          const passwordHash = invitation ? chosenPasswordHash! : request.passwordHash;
+          const user = await tx.insertUser({ email: request.email, name: request.name, passwordHash });
           if (invitation) return { user, ...(await joinInvitedWorkspace(tx, invitation, user.id)) };
           const workspace = await tx.insertWorkspace(request.workspaceName ?? 'My workspace');
           await tx.insertMembership(workspace.id, user.id, 'owner');
@@ -338,32 +346,36 @@ export function createAuthService(deps: {
      * and name wait in a pending request, and the code mailed to the address creates the account
      * and the membership (`verifySignup`): 202 `verification_sent`.
      */
-    async acceptInvitation(input: { token: string; password: string; name?: string }, clientAddress: string) {
+    async acceptInvitation(input: { token: string; password?: string; name?: string }, clientAddress: string) {
       const invitation = await repo.findUsableInvitation({ tokenHash: hashInvitationToken(input.token) }, now());
       if (!invitation) throw new NotFoundError('Invitation', 'invitation_not_found');
       const existing = await repo.findUserByEmail(invitation.email);
       if (!existing) {
         await throttle.admitSignup(clientAddress);
-        await repo.deleteSignupRequestsOfInvitation(invitation.id);
-        const workspace = await repo.findWorkspace(invitation.workspaceId);
-        await mailConfirmationCode(
-          {
-            email: invitation.email,
-            name: input.name ?? null,
-            invitationId: invitation.id,
-            passwordHash: await hashPassword(input.password),
-            expiresAt: new Date(Math.min(now().getTime() + SIGNUP_TTL_MS, invitation.expiresAt.getTime())),
-          },
-          {
-            subject: `Confirm your address to join ${workspace?.name ?? 'a workspace'} on inboxtrail`,
-            purpose: 'join the workspace you were invited to',
-            ignore: 'If you did not accept an invitation, ignore this mail: no account is made without this code.',
-          },
-        );
+        // One mail per invitation per INVITATION_MAIL_INTERVAL_MS: accepting again and again
+        // (anyone holding the token) neither floods the address nor voids the code it holds.
+        if (await repo.replaceSignupRequestOfInvitation(invitation.id, new Date(now().getTime() - INVITATION_MAIL_INTERVAL_MS))) {
+          const workspace = await repo.findWorkspace(invitation.workspaceId);
+          await mailConfirmationCode(
+            {
+              email: invitation.email,
+              name: input.name ?? null,
+              invitationId: invitation.id,
+              // None yet: it is chosen with the code (verifySignup). An empty hash matches no password.
+              passwordHash: '',
+              expiresAt: new Date(Math.min(now().getTime() + SIGNUP_TTL_MS, invitation.expiresAt.getTime())),
+            },
+            {
+              subject: `Confirm your address to join ${workspace?.name ?? 'a workspace'} on inboxtrail`,
+              purpose: 'join the workspace you were invited to, with the password you choose there',
+              ignore: 'If you were not expecting an invitation, ignore this mail: no account is made without this code.',
+            },
+          );
+        }
         return { status: 'verification_sent' as const, message: 'Check your inbox: we sent a mail to the invited address with the next step.' };
       }
       const release = await throttle.admitLogin(invitation.email, clientAddress);
-      if (!(await verifyPassword(input.password, existing.passwordHash))) throw new UnauthorizedError('invalid_credentials', 'Email or password is incorrect');
+      if (!(await verifyPassword(input.password ?? '', existing.passwordHash))) throw new UnauthorizedError('invalid_credentials', 'Email or password is incorrect');
       const result = await repo.transaction(async (tx) => {
         const locked = await tx.findUsableInvitation({ id: invitation.id }, now(), true);
         if (!locked) throw new NotFoundError('Invitation', 'invitation_not_found');

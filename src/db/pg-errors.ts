@@ -20,16 +20,20 @@ export async function onceMoreAfterUniqueViolation<T>(work: () => Promise<T>): P
 /** The SQLSTATE of a database error (Drizzle wraps the driver's in `cause`). */
 export function sqlStateOf(error: unknown): string | undefined {
   const e = error as { code?: unknown; cause?: unknown } | null;
-  if (typeof e?.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code)) return e.code;
+  // Five characters, at least one a digit: a SQLSTATE, not a Node error code (EPIPE).
+  if (typeof e?.code === 'string' && /^(?=.*\d)[0-9A-Z]{5}$/.test(e.code)) return e.code;
   return e?.cause !== undefined && e.cause !== e ? sqlStateOf(e.cause) : undefined;
 }
 
 /**
- * A value the database will never take, however often it is retried: a data exception (class
- * 22: a NUL in text, an invalid escape in JSON…) or a value too large for an index (54000).
- * Not a failure of the database itself (a lost connection, a deadlock), which a retry can cure.
+ * Text the database will never take, however often it is retried: a NUL or a byte sequence it
+ * cannot hold (22021, 22P05: in text, in JSON), a value longer than its column (22001), or too
+ * large for an index (54000). Only these: other data exceptions (a bad uuid, date or number) are
+ * our own bugs, which must fail loudly rather than be skipped, and a failure of the database
+ * itself (a lost connection, a deadlock) is cured by a retry.
  */
+const UNSTORABLE_TEXT = new Set(['22021', '22P05', '22001', '54000']);
 export function isUnstorableValue(error: unknown): boolean {
   const state = sqlStateOf(error);
-  return state !== undefined && (state.startsWith('22') || state === '54000');
+  return state !== undefined && UNSTORABLE_TEXT.has(state);
 }

@@ -110,8 +110,11 @@ export function createMessageSync(deps: MessageSyncDeps) {
     const replied =
       classification.type === 'reply' ? pickOriginal(classification, await repo.findOutboundByRfc822Ids(mailbox.workspaceId, classification.originalMessageIds)) : undefined;
     // A teammate answering on the thread (an internal reply-all) is not the recipient replying:
-    // it neither stops the recipient's sequence nor counts in the campaign's replies.
-    const original = replied && !(from[0] && (await repo.isTeammate(mailbox.workspaceId, from[0]))) ? replied : undefined;
+    // it neither stops the recipient's sequence nor counts in the campaign's replies. A teammate
+    // the message went to (a campaign to a member's address) does reply.
+    const teammateOnThread = (sender: string) =>
+      ![...replied!.toAddresses, ...replied!.ccAddresses, ...replied!.bccAddresses].some((a) => a.toLowerCase() === sender) && repo.isTeammate(mailbox.workspaceId, sender);
+    const original = replied && !(from[0] && (await teammateOnThread(from[0]))) ? replied : undefined;
     const bounce =
       classification.type === 'bounce'
         ? await signals.matchBounce(repo, {

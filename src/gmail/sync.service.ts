@@ -31,7 +31,11 @@ export const FULL_SYNC_MAX_MESSAGES = 500;
  * beyond it the oldest are not read and the mailbox's sync says so (`lastError`, health `resyncGaps`).
  */
 const RESYNC_MARGIN_SECONDS = 24 * 3600;
-/** More changes than this since the last sync: a full sync (newest first) is cheaper than catching up. */
+/**
+ * More changes than this since the last sync: a resync (everything since the last sync, newest
+ * first) instead of following history page by page. Both read about the same messages; the
+ * resync's listing is one query, and it is bounded (GMAIL_RESYNC_MAX_MESSAGES) where history is not.
+ */
 export const MAX_INCREMENTAL_CHANGES = 2_000;
 /** Metadata fetches in flight per mailbox; the pacer still meters every one of them. */
 const FETCH_CONCURRENCY = 4;

@@ -81,31 +81,36 @@ ${field('Workspace name', 'workspaceName', 'text', { value: state.values?.worksp
     }
   });
 
-  const verifyForm = (req: Request, error?: string) => html`<h1>Check your inbox</h1>
-<p>We sent a mail to the address you gave with a confirmation code. Paste it here to finish creating your account (it works once, for 24 hours).</p>${errorNotice(error)}
+  // Joining by invitation, the password is chosen here, with the code (whoever accepted the invitation may not be its addressee).
+  const verifyForm = (req: Request, state: { invited: boolean; error?: string }) => html`<h1>Check your inbox</h1>
+<p>We sent a mail to the ${state.invited ? 'invited address' : 'address you gave'} with a confirmation code. Paste it here to finish creating your account (it works once, for 24 hours).</p>${errorNotice(state.error)}
 <form class="stack" method="post" action="/signup/verify">${csrfField(req.browser!.csrfToken)}
+${state.invited ? html`<input type="hidden" name="invited" value="1">` : ''}
 ${field('Confirmation code', 'code', 'text', { autocomplete: 'one-time-code' })}
+${state.invited ? field('Choose a password', 'password', 'password', { autocomplete: 'new-password', hint: '(at least 10 characters)' }) : ''}
 <div class="actions"><button type="submit">Create my account</button></div></form>`;
 
-  router.get('/signup/verify', (req, res) => page(req, res, 'Confirm your address', verifyForm(req)));
+  router.get('/signup/verify', (req, res) => page(req, res, 'Confirm your address', verifyForm(req, { invited: req.query.invited === '1' })));
 
   router.post('/signup/verify', async (req, res) => {
+    const input = formInput(req);
+    const invited = input.invited === '1';
     try {
-      const { token } = await ctx.auth.verifySignup(parseInput(verifyBody, formInput(req)));
+      const { token } = await ctx.auth.verifySignup(parseInput(verifyBody, { code: input.code ?? '', ...(invited ? { password: input.password ?? '' } : {}) }));
       await startBrowserSession(ctx, res, token);
       res.redirect(303, '/app/mailboxes?notice=welcome');
     } catch (error) {
       const problem = formProblem(error, res);
-      page(req, res, 'Confirm your address', verifyForm(req, problem.status === 404 ? 'That code is not valid or has expired.' : problem.message), problem.status);
+      page(req, res, 'Confirm your address', verifyForm(req, { invited, error: problem.status === 404 ? 'That code is not valid or has expired.' : problem.message }), problem.status);
     }
   });
 
   const acceptForm = (req: Request, state: { name?: string; error?: string }) => html`<h1>Join a workspace</h1>
-<p>Paste the invitation code you were given. If you already have an account, give its password; otherwise choose one, and confirm with the code we then mail to the invited address.</p>${errorNotice(state.error)}
+<p>Paste the invitation code you were given. If you already have an account, give its password; if not, leave it empty: we mail a code to the invited address, and you choose your password with it.</p>${errorNotice(state.error)}
 <form class="stack" method="post" action="/invitations/accept">${csrfField(req.browser!.csrfToken)}
 ${field('Invitation code', 'token', 'text', { autocomplete: 'off' })}
 ${field('Your name', 'name', 'text', { value: state.name, autocomplete: 'name', required: false, hint: '(new accounts, optional)' })}
-${field('Password', 'password', 'password', { autocomplete: 'current-password', hint: '(at least 10 characters)' })}
+${field('Password', 'password', 'password', { autocomplete: 'current-password', required: false, hint: '(of your account, if you have one)' })}
 <div class="actions"><button type="submit">Join</button></div></form>`;
 
   router.get('/invitations/accept', (req, res) => page(req, res, 'Accept an invitation', acceptForm(req, {})));
@@ -115,7 +120,7 @@ ${field('Password', 'password', 'password', { autocomplete: 'current-password', 
     try {
       const accepted = await ctx.auth.acceptInvitation(parseInput(acceptBody, input), clientAddress(req));
       // A new address proves itself with the mailed code first (the same page as a signup's).
-      if (!accepted.token) return res.redirect(303, '/signup/verify');
+      if (!accepted.token) return res.redirect(303, '/signup/verify?invited=1');
       await startBrowserSession(ctx, res, accepted.token);
       res.redirect(303, '/app?notice=signed_in');
     } catch (error) {

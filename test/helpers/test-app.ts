@@ -153,16 +153,16 @@ export async function signUp(app: TestApp, overrides: { email?: string; password
 }
 
 /** Confirms the newest signup of `email` with the code from its (in-memory) confirmation mail, like its owner would. */
-export async function verifySignup(app: TestApp, email: string) {
+export async function verifySignup(app: TestApp, email: string, password?: string) {
   const code = lastSignupCode(app.services.accountMailer.outbox ?? [], email.trim().toLowerCase());
   if (!code) throw new Error(`no signup confirmation mail to ${email}`);
-  return app.api('POST', '/api/auth/signup/verify', { json: { code } });
+  return app.api('POST', '/api/auth/signup/verify', { json: { code, ...(password === undefined ? {} : { password }) } });
 }
 
 /**
  * Accepts an invitation as its invitee would: an existing account with its password (201 at
- * once); a new address then confirms with the code mailed to it (the 201 of signup/verify).
- * Any other answer is returned as it came.
+ * once); a new address then confirms with the code mailed to it, choosing `password` there (the
+ * 201 of signup/verify). Any other answer is returned as it came.
  */
 export async function acceptInvitation(app: TestApp, json: { token: string; password: string; name?: string }) {
   const accepted = await app.api('POST', '/api/invitations/accept', { json });
@@ -171,7 +171,7 @@ export async function acceptInvitation(app: TestApp, json: { token: string; pass
   const invited = await app.database.db.execute(sql`select email from invitations where token_hash = ${tokenHash}`);
   const email = (invited as unknown as { rows: { email: string }[] }).rows[0]?.email;
   if (!email) throw new Error('no invitation of that token');
-  return verifySignup(app, email);
+  return verifySignup(app, email, json.password);
 }
 
 /**

@@ -95,12 +95,15 @@ export async function signUpInBrowser(app: TestApp, overrides: { email?: string;
   return { browser, email, password };
 }
 
-/** Pastes the code mailed to `email` on the confirmation page, as its owner would (signup, or an invitation to a new address). */
-export async function confirmInBrowser(app: TestApp, browser: WebClient, email: string) {
-  await browser.get('/signup/verify');
+/**
+ * Pastes the code mailed to `email` on the confirmation page, as its owner would: a signup's, or
+ * (with `invitedPassword`, the password chosen there) an invitation's to a new address.
+ */
+export async function confirmInBrowser(app: TestApp, browser: WebClient, email: string, invitedPassword?: string) {
+  await browser.get(invitedPassword === undefined ? '/signup/verify' : '/signup/verify?invited=1');
   const code = lastSignupCode(app.services.accountMailer.outbox ?? [], email);
   if (!code) throw new Error(`no confirmation code mailed to ${email}`);
-  const done = await browser.post('/signup/verify', { code });
+  const done = await browser.post('/signup/verify', invitedPassword === undefined ? { code } : { code, invited: '1', password: invitedPassword });
   if (done.status !== 303) throw new Error(`confirmation failed: ${done.status} ${done.text}`);
   return done;
 }
@@ -115,9 +118,9 @@ export async function memberInBrowser(app: TestApp, ownerBrowser: WebClient): Pr
   if (!code) throw new Error(`no invitation code on the settings page: ${invited.status}`);
   const member = new WebClient(app);
   await member.get('/invitations/accept');
-  const accepted = await member.post('/invitations/accept', { token: code, password: 'member-password-long' });
-  if (accepted.status !== 303 || accepted.location !== '/signup/verify') throw new Error(`invitation not accepted: ${accepted.status} ${accepted.text}`);
-  // A new address: the code mailed to it finishes joining.
-  await confirmInBrowser(app, member, email);
+  const accepted = await member.post('/invitations/accept', { token: code, password: '' });
+  if (accepted.status !== 303 || accepted.location !== '/signup/verify?invited=1') throw new Error(`invitation not accepted: ${accepted.status} ${accepted.text}`);
+  // A new address: the code mailed to it, with the password chosen there, finishes joining.
+  await confirmInBrowser(app, member, email, 'member-password-long');
   return member;
 }

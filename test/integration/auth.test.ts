@@ -196,7 +196,7 @@ describe('invitations and roles', () => {
     expect(asked.map((a) => a.status)).toEqual([202, 202]);
     const codes = (app.services.accountMailer.outbox ?? []).filter((m) => m.to === email && m.subject.startsWith('Confirm')).map((m) => /code is:\n\n(\S+)/.exec(m.text)![1]!);
     expect(codes).toHaveLength(2);
-    const confirmed = await Promise.all(codes.map((code) => app.api('POST', '/api/auth/signup/verify', { json: { code } })));
+    const confirmed = await Promise.all(codes.map((code) => app.api('POST', '/api/auth/signup/verify', { json: { code, password: 'joint password 123' } })));
     expect(confirmed.map((c) => c.status).sort()).toEqual([201, 409]);
     expect(confirmed.find((c) => c.status === 409)!.body.error.code).toBe('email_taken');
     const joined = confirmed.find((c) => c.status === 201)!.body;
@@ -210,26 +210,65 @@ describe('invitations and roles', () => {
     expect(second.body.user.id).toBe(joined.user.id);
   });
 
-  it('an invitation cannot make an account in another person\'s name: a new address gets nothing until the code mailed to it is used', async () => {
+  it("an invitation cannot make an account in another person's name: the address's owner chooses its password with the code mailed to it", async () => {
     const owner = await signUp(app);
     const email = `ceo-${Date.now()}@bigcorp.example`;
     const invite = await app.api('POST', '/api/invitations', { token: owner.token, json: { email, role: 'member' } });
-    // The inviter holds the token and accepts it with a password of their choosing.
+    const mailsTo = () => (app.services.accountMailer.outbox ?? []).filter((m) => m.to === email && m.subject.startsWith('Confirm your address to join'));
+    // The inviter holds the token and accepts it first, with a password of their choosing.
     const squat = await app.api('POST', '/api/invitations/accept', { json: { token: invite.body.token, password: 'inviter chose this' } });
     expect([squat.status, squat.body.status]).toEqual([202, 'verification_sent']);
-    const users = (await app.database.db.execute(sql`select count(*)::int as n from users where email = ${email}`)) as unknown as { rows: { n: number }[] };
-    expect(users.rows[0]!.n).toBe(0);
+    const users = async () => ((await app.database.db.execute(sql`select count(*)::int as n from users where email = ${email}`)) as unknown as { rows: { n: number }[] }).rows[0]!.n;
+    expect(await users()).toBe(0);
     expect((await app.api('POST', '/api/auth/login', { json: { email, password: 'inviter chose this' } })).status).toBe(401);
-    // The code went to the invited address only; the real owner can still sign up.
-    const mails = (app.services.accountMailer.outbox ?? []).filter((m) => m.text.includes('join the workspace you were invited to'));
-    expect(mails.at(-1)!.to).toBe(email);
-    expect((await app.api('POST', '/api/auth/signup', { json: { email, password: 'the real owner 123', workspaceName: 'Big' } })).status).toBe(202);
-    const signedUp = await verifySignup(app, email);
-    expect(signedUp.status).toBe(201);
-    // A pending acceptance of that address, confirmed late, finds the account made: 409, nothing taken over.
-    const late = (app.services.accountMailer.outbox ?? []).find((m) => m.to === email && m.text.includes('join the workspace you were invited to'))!;
-    const lateCode = /code is:\n\n(\S+)/.exec(late.text)![1]!;
-    expect((await app.api('POST', '/api/auth/signup/verify', { json: { code: lateCode } })).status).toBe(409);
+    // Accepting again and again mails nothing more for a while (no flood, the code mailed stays good).
+    for (let i = 0; i < 3; i += 1) expect((await app.api('POST', '/api/invitations/accept', { json: { token: invite.body.token } })).status).toBe(202);
+    expect(mailsTo()).toHaveLength(1);
+    expect(mailsTo()[0]!.text).toContain('with the password you choose there');
+
+    // The code works only with a password chosen by whoever holds it: the address's owner.
+    const code = /code is:\n\n(\S+)/.exec(mailsTo()[0]!.text)![1]!;
+    const withoutPassword = await app.api('POST', '/api/auth/signup/verify', { json: { code } });
+    expect([withoutPassword.status, withoutPassword.body.error?.code]).toEqual([400, 'validation_failed']);
+    const joined = await app.api('POST', '/api/auth/signup/verify', { json: { code, password: 'the real owner 123' } });
+    expect(joined.status).toBe(201);
+    expect(joined.body.workspace.id).toBe(owner.workspaceId);
+    expect((await app.api('POST', '/api/auth/login', { json: { email, password: 'inviter chose this' } })).status).toBe(401);
+    expect((await app.api('POST', '/api/auth/login', { json: { email, password: 'the real owner 123' } })).status).toBe(200);
+    expect(await users()).toBe(1);
+  });
+
+  it('a new address that signed up on its own meanwhile: the invitation code finds the account made (409), and the invitation then joins with its password', async () => {
+    const owner = await signUp(app);
+    const email = `both-ways-${Date.now()}@example.com`;
+    const invite = await app.api('POST', '/api/invitations', { token: owner.token, json: { email, role: 'member' } });
+    expect((await app.api('POST', '/api/invitations/accept', { json: { token: invite.body.token } })).status).toBe(202);
+    const invitationMail = (app.services.accountMailer.outbox ?? []).filter((m) => m.to === email).at(-1)!;
+    expect((await app.api('POST', '/api/auth/signup', { json: { email, password: 'signed up myself 1', workspaceName: 'Mine' } })).status).toBe(202);
+    expect((await verifySignup(app, email)).status).toBe(201);
+    const late = await app.api('POST', '/api/auth/signup/verify', { json: { code: /code is:\n\n(\S+)/.exec(invitationMail.text)![1]!, password: 'another choice 12' } });
+    expect([late.status, late.body.error?.code]).toEqual([409, 'email_taken']);
+    expect((await acceptInvitation(app, { token: invite.body.token, password: 'signed up myself 1' })).status).toBe(201);
+  });
+
+  it('an invitation of a workspace closed since leads nowhere: 404, no mail, no account, never a 500', async () => {
+    const owner = await signUp(app);
+    const member = await signUp(app);
+    const newcomer = `closed-ws-${Date.now()}@example.com`;
+    const invites = await Promise.all([newcomer, member.email].map(async (email) => (await app.api('POST', '/api/invitations', { token: owner.token, json: { email, role: 'member' } })).body.token as string));
+    // Asked before the closure: the code is mailed, then the workspace closes.
+    expect((await app.api('POST', '/api/invitations/accept', { json: { token: invites[0], password: 'newcomer password 1' } })).status).toBe(202);
+    await app.database.db.execute(sql`update workspaces set deleted_at = now() where id = ${owner.workspaceId}::uuid`);
+    const confirmed = await verifySignup(app, newcomer);
+    expect([confirmed.status, confirmed.body.error?.code]).toEqual([404, 'invitation_not_found']);
+    const mailsBefore = (app.services.accountMailer.outbox ?? []).length;
+    for (const [token, password] of [[invites[0], 'newcomer password 1'], [invites[1], member.password]] as const) {
+      const refused = await app.api('POST', '/api/invitations/accept', { json: { token, password } });
+      expect([refused.status, refused.body.error?.code]).toEqual([404, 'invitation_not_found']);
+    }
+    expect((app.services.accountMailer.outbox ?? []).length).toBe(mailsBefore);
+    const users = (await app.database.db.execute(sql`select count(*)::int as n from users where email = ${newcomer}`)) as unknown as { rows: { n: number }[] };
+    expect(users.rows[0]!.n).toBe(0);
   });
 
   it('accepting for an existing account is throttled like a login: guessing its password through an invitation meets the same limit', async () => {

@@ -75,9 +75,14 @@ describe('a message the database cannot store', () => {
 
   it('a message the database still refuses is skipped and counted (unstorable): the history id moves on and the mail after it is read', async () => {
     const db = ctx.app.database.db;
-    // The database refusing one message's value, as it would a value no cleaning foresaw.
+    // The database refusing one message's text, as it would text no cleaning foresaw (22P05: a
+    // character it cannot hold); any other data error is a bug of ours and fails the pass (below).
     await db.execute(sql`create function refuse_poison_pill() returns trigger language plpgsql as $$
-      begin if new.subject = 'poison pill' then raise exception 'refused' using errcode = '22023'; end if; return new; end $$`);
+      begin
+        if new.subject = 'poison pill' then raise exception 'refused' using errcode = '22P05'; end if;
+        if new.subject = 'our bug' then raise exception 'refused' using errcode = '22P02'; end if;
+        return new;
+      end $$`);
     await db.execute(sql`create trigger refuse_poison_pill before insert on messages for each row execute function refuse_poison_pill()`);
     try {
       await ctx.app.sandbox.control.deliverInbound(ALICE, { from: BOB, subject: 'poison pill', text: 'x' });
@@ -96,8 +101,16 @@ describe('a message the database cannot store', () => {
       const logs = ctx.app.logs.join('');
       expect(logs).toContain('counted as unstorable');
       expect(logs).not.toContain('poison pill');
-    } finally {
+
+      // A data error that is not about the text (an invalid uuid: our bug) is never skipped: the pass fails, the history id stays.
+      await ctx.app.sandbox.control.deliverInbound(ALICE, { from: BOB, subject: 'our bug', text: 'x' });
+      expect(await sync(ctx.alice.id)).toMatchObject({ status: 'failed', kind: 'internal' });
+      expect((await mailboxView(ctx.alice.id)).sync.health.skipped.unstorable).toBe(skippedBefore + 1);
       await db.execute(sql`drop trigger refuse_poison_pill on messages`);
+      expect(await sync(ctx.alice.id)).toMatchObject({ status: 'synced', kept: 1 });
+      expect((await syncedRows(ctx.alice.id)).map((r) => r.subject)).toContain('our bug');
+    } finally {
+      await db.execute(sql`drop trigger if exists refuse_poison_pill on messages`);
       await db.execute(sql`drop function refuse_poison_pill()`);
     }
   });

@@ -99,7 +99,7 @@ describe('OpenAPI response schemas match the real answers', () => {
     const invited = await call('POST /api/invitations', 201, { json: { email: invitedEmail, role: 'member' } });
     await call('GET /api/invitations', 200);
     await call('POST /api/invitations/accept', 202, { token: '', json: { token: invited.token, password: 'another-long-password', name: 'Mo' } });
-    const joined = await call('POST /api/auth/signup/verify', 201, { token: '', json: { code: lastSignupCode(app.services.accountMailer.outbox ?? [], invitedEmail) } });
+    const joined = await call('POST /api/auth/signup/verify', 201, { token: '', json: { code: lastSignupCode(app.services.accountMailer.outbox ?? [], invitedEmail), password: 'another-long-password' } });
     const existing = await signUp(app);
     const existingInvited = await call('POST /api/invitations', 201, { json: { email: existing.email, role: 'member' } });
     await call('POST /api/invitations/accept', 201, { token: '', json: { token: existingInvited.token, password: existing.password } });
