@@ -1,23 +1,28 @@
-import { createHash, randomBytes } from 'node:crypto';
 import type { Config } from '../config.js';
 import { isUniqueViolation } from '../db/pg-errors.js';
 import type { Role } from '../db/schema.js';
 import { ConflictError, ForbiddenError, NotFoundError, UnauthorizedError, ValidationError } from '../errors.js';
+import {
+  createConfirmationMail,
+  hashOneTimeCode,
+  joinInvitedWorkspace,
+  memberEvent,
+  normalizeLoginEmail,
+  presentUser,
+  presentWorkspace,
+  ROLE_RANK,
+  SIGNUP_TTL_MS,
+  type AuthTx,
+} from './auth-common.js';
+import { createInvitations } from './invitations.js';
 import { createProfileCorrection } from './profile.js';
-import type { AuthRepo, InvitationRow, UserRow, WorkspaceRow } from './auth.repo.js';
+import type { AuthRepo } from './auth.repo.js';
 import { DECOY_PASSWORD_HASH, hashPassword, verifyPassword } from './passwords.js';
 import { sessionEnded, type SessionTokens } from './sessions.js';
 import type { AccountMailer } from './account-mail.js';
 import type { AuthThrottle } from './throttle.js';
 import type { LoginDevices } from './login-devices.js';
 import type { ApiScope } from '../http/api-spec.js';
-import type { AuditEntry } from '../privacy/audit.js';
-import { actorOf } from './actor.js';
-
-/** An audit row for a change the caller made to the workspace's membership. */
-function memberEvent(auth: AuthContext, action: string, subjectType: string, subjectId: string): AuditEntry {
-  return { workspaceId: auth.workspaceId, actor: actorOf(auth), action, subjectType, subjectId, requestId: auth.requestId };
-}
 
 export interface AuthContext {
   userId: string;
@@ -36,36 +41,6 @@ export interface AuthContext {
    * carries the token's version (web-sessions.service.ts).
    */
   session?: { kind: 'token' | 'web'; version: number };
-}
-
-const INVITATION_TTL_MS = 7 * 24 * 3600 * 1000;
-const SIGNUP_TTL_MS = 24 * 3600 * 1000;
-/** Accepting an invitation for a new address mails its code at most this often. */
-const INVITATION_MAIL_INTERVAL_MS = 10 * 60 * 1000;
-const ROLE_RANK: Record<Role, number> = { member: 0, admin: 1, owner: 2 };
-
-/** Login addresses are matched case-insensitively. */
-export const normalizeLoginEmail = (email: string) => email.trim().toLowerCase();
-const hashInvitationToken = (token: string) => createHash('sha256').update(token).digest('hex');
-
-
-export function presentUser(user: UserRow) {
-  return { id: user.id, email: user.email, name: user.name, createdAt: user.createdAt };
-}
-
-export function presentWorkspace(workspace: WorkspaceRow) {
-  return { id: workspace.id, name: workspace.name, postalAddress: workspace.postalAddress, createdAt: workspace.createdAt };
-}
-
-function presentInvitation(invitation: InvitationRow) {
-  return {
-    id: invitation.id,
-    email: invitation.email,
-    role: invitation.role,
-    expiresAt: invitation.expiresAt,
-    acceptedAt: invitation.acceptedAt,
-    createdAt: invitation.createdAt,
-  };
 }
 
 export function createAuthService(deps: {
@@ -89,48 +64,7 @@ export function createAuthService(deps: {
    * change committed meanwhile has already ended, whenever it is signed.
    */
   const issueSession = (userId: string, workspaceId: string, sessionVersion: number) => sessions.sign({ userId, workspaceId, sessionVersion });
-
-  type AuthTx = Parameters<Parameters<AuthRepo['transaction']>[0]>[0];
-
-  /**
-   * A new account's request waits for its address to be proven: stored (the code's hash only)
-   * and the code mailed. A mail that fails leaves nothing behind (the request answers an error).
-   */
-  async function mailConfirmationCode(
-    request: Omit<Parameters<AuthRepo['insertSignupRequest']>[0], 'tokenHash'>,
-    mail: { subject: string; purpose: string; ignore: string },
-  ) {
-    const code = randomBytes(24).toString('base64url');
-    const tokenHash = hashInvitationToken(code);
-    await repo.deleteExpiredSignupRequests(now());
-    await repo.insertSignupRequest({ ...request, tokenHash });
-    try {
-      await mailer.send({
-        to: request.email,
-        subject: mail.subject,
-        text: `Your confirmation code is:\n\n${code}\n\nIt works once, for 24 hours: paste it on the confirmation page (/signup/verify) to ${mail.purpose}, or send POST /api/auth/signup/verify {"code": "…"}. ${mail.ignore}`,
-      });
-    } catch (error) {
-      await repo.takeSignupRequest(tokenHash, now());
-      throw error;
-    }
-  }
-
-  /** The invited membership, the invitation marked accepted, and its audit entry; `invitation` locked by the caller. */
-  async function joinInvitedWorkspace(tx: AuthTx, invitation: InvitationRow, userId: string) {
-    await tx.insertMembership(invitation.workspaceId, userId, invitation.role);
-    await tx.markInvitationAccepted(invitation.id, now());
-    await tx.audit({
-      workspaceId: invitation.workspaceId,
-      actor: `user:${userId}`,
-      action: 'member.joined',
-      subjectType: 'user',
-      subjectId: userId,
-      detail: { invitationId: invitation.id, role: invitation.role, invitedBy: invitation.invitedBy },
-    });
-    const membership = await tx.findMembership(invitation.workspaceId, userId);
-    return { workspace: membership!.workspace, role: membership!.role };
-  }
+  const mailConfirmationCode = createConfirmationMail(repo, mailer, now);
 
   /**
    * Runs a change to one membership under the workspace's membership lock, after the checks
@@ -158,6 +92,8 @@ export function createAuthService(deps: {
   return {
     // P-12 correction of one's own profile (profile.ts): updateProfile, confirmEmail.
     ...createProfileCorrection({ repo, throttle, mailer, config: deps.config, present: presentUser, issueSession, now }),
+    // Invitations (invitations.ts): invite, listInvitations, revokeInvitation, acceptInvitation.
+    ...createInvitations({ repo, throttle, mailConfirmationCode, issueSession, now }),
 
     /**
      * Signup never says whether an address already has an account (issue 9): every valid
@@ -194,7 +130,7 @@ export function createAuthService(deps: {
       const chosenPasswordHash = input.password === undefined ? undefined : await hashPassword(input.password);
       try {
         const { user, workspace, role } = await repo.transaction(async (tx) => {
-          const request = await tx.takeSignupRequest(hashInvitationToken(input.code), now());
+          const request = await tx.takeSignupRequest(hashOneTimeCode(input.code), now());
           if (!request) throw new NotFoundError('Signup code', 'signup_code_invalid');
           const invitation = request.invitationId ? await tx.findUsableInvitation({ id: request.invitationId }, now(), true) : undefined;
           if (request.invitationId && !invitation) throw new NotFoundError('Invitation', 'invitation_not_found');
@@ -205,7 +141,7 @@ export function createAuthService(deps: {
           if (await tx.findUserByEmail(request.email)) throw new ConflictError('email_taken', 'An account with this email already exists; log in instead');
           const passwordHash = invitation ? chosenPasswordHash! : request.passwordHash;
           const user = await tx.insertUser({ email: request.email, name: request.name, passwordHash });
-          if (invitation) return { user, ...(await joinInvitedWorkspace(tx, invitation, user.id)) };
+          if (invitation) return { user, ...(await joinInvitedWorkspace(tx, invitation, user.id, now())) };
           const workspace = await tx.insertWorkspace(request.workspaceName ?? 'My workspace');
           await tx.insertMembership(workspace.id, user.id, 'owner');
           return { user, workspace, role: 'owner' as const };
@@ -286,25 +222,6 @@ export function createAuthService(deps: {
       return repo.listMembers(auth.workspaceId);
     },
 
-    /** Admins invite; nobody can hand out a role above their own. The token is shown once. */
-    async invite(auth: AuthContext, input: { email: string; role: Role }) {
-      if (ROLE_RANK[input.role] > ROLE_RANK[auth.role]) throw new ForbiddenError('You cannot invite someone to a role above your own');
-      const token = randomBytes(32).toString('base64url');
-      const invitation = await repo.transaction(async (tx) => {
-        const row = await tx.insertInvitation({
-          workspaceId: auth.workspaceId,
-          email: normalizeLoginEmail(input.email),
-          role: input.role,
-          tokenHash: hashInvitationToken(token),
-          invitedBy: auth.userId,
-          expiresAt: new Date(now().getTime() + INVITATION_TTL_MS),
-        });
-        await tx.audit({ ...memberEvent(auth, 'member.invited', 'invitation', row.id), detail: { role: row.role } });
-        return row;
-      });
-      return { invitation: presentInvitation(invitation), token };
-    },
-
     /**
      * Owners and admins change a member's role: never above their own, never of someone
      * ranked above them, never leaving the workspace without an owner. Audited.
@@ -327,73 +244,6 @@ export function createAuthService(deps: {
       });
     },
 
-    async listInvitations(auth: AuthContext) {
-      return (await repo.listPendingInvitations(auth.workspaceId, now())).map(presentInvitation);
-    },
-
-    async revokeInvitation(auth: AuthContext, invitationId: string) {
-      await repo.transaction(async (tx) => {
-        if (!(await tx.deleteInvitation(auth.workspaceId, invitationId))) throw new NotFoundError('Invitation');
-        await tx.audit(memberEvent(auth, 'invitation.revoked', 'invitation', invitationId));
-      });
-    },
-
-    /**
-     * Accepting joins the invited address to the workspace. An existing account proves itself
-     * with its password, throttled like a login (the token's holder could be anyone the inviter
-     * gave it to). A new address must prove itself first: its token went to the inviter, so
-     * anyone holding it could otherwise make an account in another person's name. The password
-     * and name wait in a pending request, and the code mailed to the address creates the account
-     * and the membership (`verifySignup`): 202 `verification_sent`.
-     */
-    async acceptInvitation(input: { token: string; password?: string; name?: string }, clientAddress: string) {
-      const invitation = await repo.findUsableInvitation({ tokenHash: hashInvitationToken(input.token) }, now());
-      if (!invitation) throw new NotFoundError('Invitation', 'invitation_not_found');
-      const existing = await repo.findUserByEmail(invitation.email);
-      if (!existing) {
-        await throttle.admitSignup(clientAddress);
-        // One mail per invitation per INVITATION_MAIL_INTERVAL_MS: accepting again and again
-        // (anyone holding the token) neither floods the address nor voids the code it holds.
-        if (await repo.replaceSignupRequestOfInvitation(invitation.id, new Date(now().getTime() - INVITATION_MAIL_INTERVAL_MS))) {
-          const workspace = await repo.findWorkspace(invitation.workspaceId);
-          await mailConfirmationCode(
-            {
-              email: invitation.email,
-              name: input.name ?? null,
-              invitationId: invitation.id,
-              // None yet: it is chosen with the code (verifySignup). An empty hash matches no password.
-              passwordHash: '',
-              expiresAt: new Date(Math.min(now().getTime() + SIGNUP_TTL_MS, invitation.expiresAt.getTime())),
-            },
-            {
-              subject: `Confirm your address to join ${workspace?.name ?? 'a workspace'} on inboxtrail`,
-              purpose: 'join the workspace you were invited to, with the password you choose there',
-              ignore: 'If you were not expecting an invitation, ignore this mail: no account is made without this code.',
-            },
-          );
-        }
-        return { status: 'verification_sent' as const, message: 'Check your inbox: we sent a mail to the invited address with the next step.' };
-      }
-      const release = await throttle.admitLogin(invitation.email, clientAddress);
-      if (!(await verifyPassword(input.password ?? '', existing.passwordHash))) throw new UnauthorizedError('invalid_credentials', 'Email or password is incorrect');
-      const result = await repo.transaction(async (tx) => {
-        const locked = await tx.findUsableInvitation({ id: invitation.id }, now(), true);
-        if (!locked) throw new NotFoundError('Invitation', 'invitation_not_found');
-        // The account checked above, unchanged since (not closed, no new password meanwhile).
-        const user = await tx.findUserByEmail(locked.email);
-        if (!user || user.id !== existing.id || user.passwordHash !== existing.passwordHash) {
-          throw new UnauthorizedError('invalid_credentials', 'Email or password is incorrect');
-        }
-        return { user, ...(await joinInvitedWorkspace(tx, locked, user.id)) };
-      });
-      await release();
-      return {
-        token: issueSession(result.user.id, result.workspace.id, result.user.sessionVersion),
-        user: presentUser(result.user),
-        workspace: presentWorkspace(result.workspace),
-        role: result.role,
-      };
-    },
   };
 }
 

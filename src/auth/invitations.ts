@@ -1,0 +1,128 @@
+import { randomBytes } from 'node:crypto';
+import type { Role } from '../db/schema.js';
+import { ForbiddenError, NotFoundError, UnauthorizedError } from '../errors.js';
+import { hashOneTimeCode, joinInvitedWorkspace, memberEvent, normalizeLoginEmail, presentUser, presentWorkspace, ROLE_RANK, SIGNUP_TTL_MS, type MailConfirmationCode } from './auth-common.js';
+import type { AuthRepo, InvitationRow } from './auth.repo.js';
+import type { AuthContext } from './auth.service.js';
+import { verifyPassword } from './passwords.js';
+import type { AuthThrottle } from './throttle.js';
+
+/*
+ * Invitations (README.md "Invitations"): an owner or admin invites an address with a role; the
+ * token is shown once to the inviter, who hands it on. Accepting joins the workspace: an
+ * existing account by its password, a new address by the code mailed to it (verifySignup in
+ * auth.service.ts creates the account, with the password chosen there, and the membership).
+ */
+
+const INVITATION_TTL_MS = 7 * 24 * 3600 * 1000;
+/** Accepting an invitation for a new address mails its code at most this often. */
+const INVITATION_MAIL_INTERVAL_MS = 10 * 60 * 1000;
+
+function presentInvitation(invitation: InvitationRow) {
+  return {
+    id: invitation.id,
+    email: invitation.email,
+    role: invitation.role,
+    expiresAt: invitation.expiresAt,
+    acceptedAt: invitation.acceptedAt,
+    createdAt: invitation.createdAt,
+  };
+}
+
+export function createInvitations(deps: {
+  repo: AuthRepo;
+  throttle: AuthThrottle;
+  mailConfirmationCode: MailConfirmationCode;
+  issueSession: (userId: string, workspaceId: string, sessionVersion: number) => string;
+  now: () => Date;
+}) {
+  const { repo, throttle, mailConfirmationCode, issueSession, now } = deps;
+  return {
+    /** Admins invite; nobody can hand out a role above their own. The token is shown once. */
+    async invite(auth: AuthContext, input: { email: string; role: Role }) {
+      if (ROLE_RANK[input.role] > ROLE_RANK[auth.role]) throw new ForbiddenError('You cannot invite someone to a role above your own');
+      const token = randomBytes(32).toString('base64url');
+      const invitation = await repo.transaction(async (tx) => {
+        const row = await tx.insertInvitation({
+          workspaceId: auth.workspaceId,
+          email: normalizeLoginEmail(input.email),
+          role: input.role,
+          tokenHash: hashOneTimeCode(token),
+          invitedBy: auth.userId,
+          expiresAt: new Date(now().getTime() + INVITATION_TTL_MS),
+        });
+        await tx.audit({ ...memberEvent(auth, 'member.invited', 'invitation', row.id), detail: { role: row.role } });
+        return row;
+      });
+      return { invitation: presentInvitation(invitation), token };
+    },
+
+    async listInvitations(auth: AuthContext) {
+      return (await repo.listPendingInvitations(auth.workspaceId, now())).map(presentInvitation);
+    },
+
+    async revokeInvitation(auth: AuthContext, invitationId: string) {
+      await repo.transaction(async (tx) => {
+        if (!(await tx.deleteInvitation(auth.workspaceId, invitationId))) throw new NotFoundError('Invitation');
+        await tx.audit(memberEvent(auth, 'invitation.revoked', 'invitation', invitationId));
+      });
+    },
+
+    /**
+     * Accepting joins the invited address to the workspace. An existing account proves itself
+     * with its password, throttled like a login (the token's holder could be anyone the inviter
+     * gave it to). A new address must prove itself first: its token went to the inviter, so
+     * anyone holding it could otherwise make an account in another person's name. The password
+     * and name wait in a pending request, and the code mailed to the address creates the account
+     * and the membership (`verifySignup`): 202 `verification_sent`.
+     */
+    async acceptInvitation(input: { token: string; password?: string; name?: string }, clientAddress: string) {
+      const invitation = await repo.findUsableInvitation({ tokenHash: hashOneTimeCode(input.token) }, now());
+      if (!invitation) throw new NotFoundError('Invitation', 'invitation_not_found');
+      const existing = await repo.findUserByEmail(invitation.email);
+      if (!existing) {
+        await throttle.admitSignup(clientAddress);
+        // One mail per invitation per INVITATION_MAIL_INTERVAL_MS: accepting again and again
+        // (anyone holding the token) neither floods the address nor voids the code it holds.
+        if (await repo.replaceSignupRequestOfInvitation(invitation.id, new Date(now().getTime() - INVITATION_MAIL_INTERVAL_MS))) {
+          const workspace = await repo.findWorkspace(invitation.workspaceId);
+          await mailConfirmationCode(
+            {
+              email: invitation.email,
+              name: input.name ?? null,
+              invitationId: invitation.id,
+              // None yet: it is chosen with the code (verifySignup). An empty hash matches no password.
+              passwordHash: '',
+              expiresAt: new Date(Math.min(now().getTime() + SIGNUP_TTL_MS, invitation.expiresAt.getTime())),
+            },
+            {
+              subject: `Confirm your address to join ${workspace?.name ?? 'a workspace'} on inboxtrail`,
+              purpose: 'join the workspace you were invited to, with the password you choose there',
+              ignore: 'If you were not expecting an invitation, ignore this mail: no account is made without this code.',
+            },
+          );
+        }
+        return { status: 'verification_sent' as const, message: 'Check your inbox: we sent a mail to the invited address with the next step.' };
+      }
+      const release = await throttle.admitLogin(invitation.email, clientAddress);
+      if (!(await verifyPassword(input.password ?? '', existing.passwordHash))) throw new UnauthorizedError('invalid_credentials', 'Email or password is incorrect');
+      const result = await repo.transaction(async (tx) => {
+        const locked = await tx.findUsableInvitation({ id: invitation.id }, now(), true);
+        if (!locked) throw new NotFoundError('Invitation', 'invitation_not_found');
+        // The account checked above, unchanged since (not closed, no new password meanwhile).
+        const user = await tx.findUserByEmail(locked.email);
+        if (!user || user.id !== existing.id || user.passwordHash !== existing.passwordHash) {
+          throw new UnauthorizedError('invalid_credentials', 'Email or password is incorrect');
+        }
+        return { user, ...(await joinInvitedWorkspace(tx, locked, user.id, now())) };
+      });
+      await release();
+      return {
+        token: issueSession(result.user.id, result.workspace.id, result.user.sessionVersion),
+        user: presentUser(result.user),
+        workspace: presentWorkspace(result.workspace),
+        role: result.role,
+      };
+    },
+  };
+}
