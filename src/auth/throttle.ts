@@ -50,36 +50,48 @@ export function createAuthThrottle(db: Db, limits: ThrottleLimits, now: () => Da
     return Number(row?.n ?? 0);
   }
 
+  /** A window that refuses this attempt (429) once it holds more than `max` of the subject's. */
+  interface Limit {
+    subject: string;
+    max: number;
+    windowSeconds: number;
+    message: string;
+  }
+
+  /**
+   * Records one attempt under each subject (`counted`: recorded, never refusing by itself) and
+   * refuses it past any limit; resolves to a release that deletes this attempt's records (a
+   * success never counts against anyone).
+   */
+  async function admit(kind: string, limited: Limit[], counted: string[] = []): Promise<() => Promise<void>> {
+    const ids = await record(kind, [...limited.map((l) => l.subject), ...counted]);
+    const counts = await Promise.all(limited.map((l) => countSince(kind, l.subject, l.windowSeconds)));
+    limited.forEach((limit, i) => {
+      if (counts[i]! > limit.max) throw new TooManyRequestsError(limit.message, limit.windowSeconds);
+    });
+    return async () => {
+      await db.delete(authAttempts).where(inArray(authAttempts.id, ids));
+    };
+  }
+
+  const { login } = limits;
+  const perAccount = (subject: string, message: string): Limit => ({ subject, max: login.maxPerAccount, windowSeconds: login.windowSeconds, message });
+  const perAddress = (clientAddress: string): Limit => ({
+    subject: subjectOf('address', clientAddress),
+    max: login.maxPerAddress,
+    windowSeconds: login.addressWindowSeconds,
+    message: 'Too many login attempts from your network; try again later',
+  });
+
   return {
     /**
      * Counts this login attempt and refuses it (429) when either window is full; with
      * `knownDevice` (a device id from a verified device token) the device's window only.
      * Returns a release function to call after a successful login.
      */
-    async admitLogin(email: string, clientAddress: string, knownDevice?: string): Promise<() => Promise<void>> {
-      const { login } = limits;
-      if (knownDevice !== undefined) {
-        const device = subjectOf('device', knownDevice);
-        const [deviceId] = await record('login', [device]);
-        if ((await countSince('login', device, login.windowSeconds)) > login.maxPerAccount) {
-          throw new TooManyRequestsError('Too many login attempts from this device; try again later', login.windowSeconds);
-        }
-        return async () => {
-          await db.delete(authAttempts).where(eq(authAttempts.id, deviceId!));
-        };
-      }
-      const account = subjectOf('account', email);
-      const address = subjectOf('address', clientAddress);
-      const [accountId, addressId] = await record('login', [account, address]);
-      const [byAccount, byAddress] = await Promise.all([
-        countSince('login', account, login.windowSeconds),
-        countSince('login', address, login.addressWindowSeconds),
-      ]);
-      if (byAccount > login.maxPerAccount) throw new TooManyRequestsError('Too many login attempts for this account; try again later', login.windowSeconds);
-      if (byAddress > login.maxPerAddress) throw new TooManyRequestsError('Too many login attempts from your network; try again later', login.addressWindowSeconds);
-      return async () => {
-        await db.delete(authAttempts).where(sql`${authAttempts.id} in (${accountId}::uuid, ${addressId}::uuid)`);
-      };
+    admitLogin(email: string, clientAddress: string, knownDevice?: string): Promise<() => Promise<void>> {
+      if (knownDevice !== undefined) return admit('login', [perAccount(subjectOf('device', knownDevice), 'Too many login attempts from this device; try again later')]);
+      return admit('login', [perAccount(subjectOf('account', email), 'Too many login attempts for this account; try again later'), perAddress(clientAddress)]);
     },
 
     /**
@@ -89,25 +101,13 @@ export function createAuthThrottle(db: Db, limits: ThrottleLimits, now: () => Da
      * (sessions stolen from many accounts, guessing from one place): strangers' wrong passwords
      * elsewhere, which lock the account's logins, never keep its owner from changing the password.
      */
-    async admitPasswordRecheck(user: { id: string; email: string }, clientAddress: string): Promise<() => Promise<void>> {
-      const { login } = limits;
-      const recheck = subjectOf('recheck', user.id);
-      const address = subjectOf('address', clientAddress);
-      const ids = await record('login', [recheck, subjectOf('account', user.email), address]);
-      const [byUser, byAddress] = await Promise.all([countSince('login', recheck, login.windowSeconds), countSince('login', address, login.addressWindowSeconds)]);
-      if (byUser > login.maxPerAccount) throw new TooManyRequestsError('Too many wrong passwords; try again later', login.windowSeconds);
-      if (byAddress > login.maxPerAddress) throw new TooManyRequestsError('Too many login attempts from your network; try again later', login.addressWindowSeconds);
-      return async () => {
-        await db.delete(authAttempts).where(inArray(authAttempts.id, ids));
-      };
+    admitPasswordRecheck(user: { id: string; email: string }, clientAddress: string): Promise<() => Promise<void>> {
+      return admit('login', [perAccount(subjectOf('recheck', user.id), 'Too many wrong passwords; try again later'), perAddress(clientAddress)], [subjectOf('account', user.email)]);
     },
 
     async admitSignup(clientAddress: string): Promise<void> {
-      const address = subjectOf('address', clientAddress);
-      await record('signup', [address]);
-      if ((await countSince('signup', address, limits.signup.windowSeconds)) > limits.signup.maxPerAddress) {
-        throw new TooManyRequestsError('Too many signups from your network; try again later', limits.signup.windowSeconds);
-      }
+      const { maxPerAddress, windowSeconds } = limits.signup;
+      await admit('signup', [{ subject: subjectOf('address', clientAddress), max: maxPerAddress, windowSeconds, message: 'Too many signups from your network; try again later' }]);
     },
   };
 }
