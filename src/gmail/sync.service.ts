@@ -103,8 +103,9 @@ export function createSyncService(deps: SyncServiceDeps) {
   const lastAttempt = new Map<string, number>();
 
   /**
-   * One message; one the database refuses whatever the retry (isUnstorableValue: a stranger's
-   * crafted header) is skipped and counted (`unstorable`), its transaction rolled back. Failing
+   * One message; one holding text the database cannot store whatever the retry (isUnstorableValue:
+   * a stranger's crafted header no cleaning foresaw) is skipped and counted (`unstorable`), its
+   * transaction rolled back; any other failure still fails the pass. Failing
    * the pass for it would fail every pass after it at the same message: the history id would
    * never move again, and no reply or bounce after it would ever be read.
    */
@@ -113,7 +114,7 @@ export function createSyncService(deps: SyncServiceDeps) {
       return await messageSync.processMessage(mailbox, api, gmailId);
     } catch (error) {
       if (!isUnstorableValue(error)) throw error;
-      logger.warn({ mailboxId: mailbox.id, gmailMessageId: gmailId, sqlState: sqlStateOf(error) }, 'a message holds a value the database refuses; skipped, counted as unstorable');
+      logger.warn({ mailboxId: mailbox.id, gmailMessageId: gmailId, sqlState: sqlStateOf(error) }, 'a message holds text the database cannot store; skipped, counted as unstorable');
       return { read: 1, unstorable: 1 };
     }
   }
