@@ -31,19 +31,26 @@ export function memberEvent(auth: AuthContext, action: string, subjectType: stri
 
 export type AuthTx = Parameters<Parameters<AuthRepo['transaction']>[0]>[0];
 
+type SignupRequest = Parameters<AuthRepo['insertSignupRequest']>[0];
+
 /**
  * A new account's request waits for its address to be proven: stored (the code's hash only)
  * and the code mailed. A mail that fails leaves nothing behind (the request answers an error).
+ * `store` may decline (false: nothing stored, nothing mailed); resolves to whether it mailed.
  */
 export function createConfirmationMail(repo: AuthRepo, mailer: AccountMailer, now: () => Date) {
   return async function mailConfirmationCode(
-    request: Omit<Parameters<AuthRepo['insertSignupRequest']>[0], 'tokenHash'>,
+    request: Omit<SignupRequest, 'tokenHash'>,
     mail: { subject: string; purpose: string; ignore: string },
-  ) {
+    store: (request: SignupRequest) => Promise<boolean> = async (row) => {
+      await repo.insertSignupRequest(row);
+      return true;
+    },
+  ): Promise<boolean> {
     const code = randomBytes(24).toString('base64url');
     const tokenHash = hashOneTimeCode(code);
     await repo.deleteExpiredSignupRequests(now());
-    await repo.insertSignupRequest({ ...request, tokenHash });
+    if (!(await store({ ...request, tokenHash }))) return false;
     try {
       await mailer.send({
         to: request.email,
@@ -54,6 +61,7 @@ export function createConfirmationMail(repo: AuthRepo, mailer: AccountMailer, no
       await repo.takeSignupRequest(tokenHash, now());
       throw error;
     }
+    return true;
   };
 }
 export type MailConfirmationCode = ReturnType<typeof createConfirmationMail>;

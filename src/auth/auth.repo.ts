@@ -1,4 +1,4 @@
-import { and, asc, eq, gt, isNull, lte, sql } from 'drizzle-orm';
+import { and, asc, eq, gt, isNull, lte, sql, type SQL } from 'drizzle-orm';
 import { inTransaction, type Db } from '../db/connect.js';
 import { invitations, memberships, signupRequests, users, webSessions, workspaces, type Role } from '../db/schema.js';
 import { recordAudit, type AuditEntry } from '../privacy/audit.js';
@@ -6,6 +6,19 @@ import { recordAudit, type AuditEntry } from '../privacy/audit.js';
 export type UserRow = typeof users.$inferSelect;
 export type WorkspaceRow = typeof workspaces.$inferSelect;
 export type InvitationRow = typeof invitations.$inferSelect;
+
+/**
+ * An invitation still stands only while its workspace is open and its inviter is still a member
+ * ranked at least as high as the role it offers: a removed or demoted admin's invitations lead
+ * nowhere (they could otherwise prepare a way back in).
+ */
+const rank = (role: SQL) => sql`(case ${role} when 'owner' then 2 when 'admin' then 1 else 0 end)`;
+const invitationStillValid = sql`exists (select 1 from ${workspaces} w where w.id = ${invitations.workspaceId} and w.deleted_at is null)
+  and exists (
+    select 1 from ${memberships} m join ${users} u on u.id = m.user_id
+    where m.workspace_id = ${invitations.workspaceId} and m.user_id = ${invitations.invitedBy} and u.deleted_at is null
+      and ${rank(sql`m.role`)} >= ${rank(sql`${invitations.role}`)}
+  )`;
 export type SignupRequestRow = typeof signupRequests.$inferSelect;
 
 /** last_active_at is precise to this much: finer would write the users row on every request. */
@@ -128,7 +141,7 @@ function authQueries(db: Db) {
       return db
         .select()
         .from(invitations)
-        .where(and(eq(invitations.workspaceId, workspaceId), isNull(invitations.acceptedAt), gt(invitations.expiresAt, now)))
+        .where(and(eq(invitations.workspaceId, workspaceId), isNull(invitations.acceptedAt), gt(invitations.expiresAt, now), invitationStillValid))
         .orderBy(asc(invitations.createdAt));
     },
 
@@ -138,30 +151,34 @@ function authQueries(db: Db) {
      */
     async findUsableInvitation(by: { tokenHash: string } | { id: string }, now: Date, lock = false): Promise<InvitationRow | undefined> {
       const which = 'id' in by ? eq(invitations.id, by.id) : eq(invitations.tokenHash, by.tokenHash);
-      // Of a live workspace: a closed one's invitations lead nowhere.
-      const live = sql`exists (select 1 from ${workspaces} w where w.id = ${invitations.workspaceId} and w.deleted_at is null)`;
       const query = db
         .select()
         .from(invitations)
-        .where(and(which, isNull(invitations.acceptedAt), gt(invitations.expiresAt, now), live))
+        .where(and(which, isNull(invitations.acceptedAt), gt(invitations.expiresAt, now), invitationStillValid))
         .limit(1);
       const [row] = lock ? await query.for('update', { of: invitations }) : await query;
       return row;
     },
 
     /**
-     * Makes room for a new pending acceptance of this invitation: false (nothing changed) while
-     * one made after `mailedAfter` waits; else any older one is deleted (its code no longer works).
+     * Stores a new pending acceptance of this invitation in place of any older one (whose code
+     * then no longer works), unless one made after `mailedAfter` waits: false, nothing changed.
+     * Under the invitation's row lock, so accepts arriving together store (and mail) one.
      */
-    async replaceSignupRequestOfInvitation(invitationId: string, mailedAfter: Date): Promise<boolean> {
-      const [recent] = await db
-        .select({ id: signupRequests.id })
-        .from(signupRequests)
-        .where(and(eq(signupRequests.invitationId, invitationId), gt(signupRequests.createdAt, mailedAfter)))
-        .limit(1);
-      if (recent) return false;
-      await db.delete(signupRequests).where(eq(signupRequests.invitationId, invitationId));
-      return true;
+    async replaceSignupRequestOfInvitation(request: typeof signupRequests.$inferInsert & { invitationId: string }, mailedAfter: Date): Promise<boolean> {
+      return db.transaction(async (txRaw) => {
+        const tx = txRaw as unknown as Db;
+        await tx.select({ id: invitations.id }).from(invitations).where(eq(invitations.id, request.invitationId)).for('update');
+        const [recent] = await tx
+          .select({ id: signupRequests.id })
+          .from(signupRequests)
+          .where(and(eq(signupRequests.invitationId, request.invitationId), gt(signupRequests.createdAt, mailedAfter)))
+          .limit(1);
+        if (recent) return false;
+        await tx.delete(signupRequests).where(eq(signupRequests.invitationId, request.invitationId));
+        await tx.insert(signupRequests).values(request);
+        return true;
+      });
     },
 
     async markInvitationAccepted(id: string, at: Date): Promise<void> {

@@ -29,12 +29,20 @@ export const workspaceBody = z
   .partial()
   .strict()
   .refine((v) => Object.keys(v).length > 0, 'give at least one field to change');
-/** `password`: an existing account's (a new address chooses its own with the mailed code). */
-export const acceptBody = z.object({ token: z.string().min(1).max(200), password: z.string().max(200).optional(), name: z.string().trim().min(1).max(200).optional() });
+/**
+ * `password`: an existing account's (a new address chooses its own, and its name, with the mailed
+ * code: `name` here is accepted and not used); `deviceToken`: as at login.
+ */
+export const acceptBody = z.object({
+  token: z.string().min(1).max(200),
+  password: z.string().max(200).optional(),
+  name: z.string().trim().min(1).max(200).optional(),
+  deviceToken: z.string().max(MAX_DEVICE_TOKEN_LENGTH).optional(),
+});
 export const roleBody = z.object({ role: z.enum(['owner', 'admin', 'member']) }).strict();
 
-/** `password`: required to join by invitation (chosen by whoever holds the mailed code); a signup chose it before. */
-export const verifyBody = z.object({ code: z.string().min(1).max(200), password: password.optional() });
+/** `password` (and `name`): chosen here to join by invitation (by whoever holds the mailed code); a signup chose them before. */
+export const verifyBody = z.object({ code: z.string().min(1).max(200), password: password.optional(), name: z.string().trim().min(1).max(200).optional() });
 /** P-12 correction of one's own profile (profile.ts): a new password or address needs the current password. */
 export const profileBody = z
   .object({

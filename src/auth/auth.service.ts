@@ -93,7 +93,7 @@ export function createAuthService(deps: {
     // P-12 correction of one's own profile (profile.ts): updateProfile, confirmEmail.
     ...createProfileCorrection({ repo, throttle, mailer, config: deps.config, present: presentUser, issueSession, now }),
     // Invitations (invitations.ts): invite, listInvitations, revokeInvitation, acceptInvitation.
-    ...createInvitations({ repo, throttle, mailConfirmationCode, issueSession, now }),
+    ...createInvitations({ repo, throttle, devices, mailConfirmationCode, issueSession, now }),
 
     /**
      * Signup never says whether an address already has an account (issue 9): every valid
@@ -125,7 +125,7 @@ export function createAuthService(deps: {
      * The code from the confirmation mail creates the user and: for a signup, its workspace and
      * the owner membership; for an invitation accepted by a new address, the invited membership.
      */
-    async verifySignup(input: { code: string; password?: string }) {
+    async verifySignup(input: { code: string; password?: string; name?: string }) {
       // Hashed before the transaction (scrypt is slow); used only when the code is an invitation's.
       const chosenPasswordHash = input.password === undefined ? undefined : await hashPassword(input.password);
       try {
@@ -140,7 +140,7 @@ export function createAuthService(deps: {
           // Someone else confirmed this address first (two pending requests): the account exists now.
           if (await tx.findUserByEmail(request.email)) throw new ConflictError('email_taken', 'An account with this email already exists; log in instead');
           const passwordHash = invitation ? chosenPasswordHash! : request.passwordHash;
-          const user = await tx.insertUser({ email: request.email, name: request.name, passwordHash });
+          const user = await tx.insertUser({ email: request.email, name: invitation ? (input.name ?? null) : request.name, passwordHash });
           if (invitation) return { user, ...(await joinInvitedWorkspace(tx, invitation, user.id, now())) };
           const workspace = await tx.insertWorkspace(request.workspaceName ?? 'My workspace');
           await tx.insertMembership(workspace.id, user.id, 'owner');

@@ -5,6 +5,7 @@ import { hashOneTimeCode, joinInvitedWorkspace, memberEvent, normalizeLoginEmail
 import type { AuthRepo, InvitationRow } from './auth.repo.js';
 import type { AuthContext } from './auth.service.js';
 import { verifyPassword } from './passwords.js';
+import type { LoginDevices } from './login-devices.js';
 import type { AuthThrottle } from './throttle.js';
 
 /*
@@ -32,11 +33,12 @@ function presentInvitation(invitation: InvitationRow) {
 export function createInvitations(deps: {
   repo: AuthRepo;
   throttle: AuthThrottle;
+  devices: LoginDevices;
   mailConfirmationCode: MailConfirmationCode;
   issueSession: (userId: string, workspaceId: string, sessionVersion: number) => string;
   now: () => Date;
 }) {
-  const { repo, throttle, mailConfirmationCode, issueSession, now } = deps;
+  const { repo, throttle, devices, mailConfirmationCode, issueSession, now } = deps;
   return {
     /** Admins invite; nobody can hand out a role above their own. The token is shown once. */
     async invite(auth: AuthContext, input: { email: string; role: Role }) {
@@ -72,39 +74,41 @@ export function createInvitations(deps: {
      * Accepting joins the invited address to the workspace. An existing account proves itself
      * with its password, throttled like a login (the token's holder could be anyone the inviter
      * gave it to). A new address must prove itself first: its token went to the inviter, so
-     * anyone holding it could otherwise make an account in another person's name. The password
-     * and name wait in a pending request, and the code mailed to the address creates the account
-     * and the membership (`verifySignup`): 202 `verification_sent`.
+     * anyone holding it could otherwise make an account in another person's name. A pending
+     * request waits, and the code mailed to the address, with the password and name chosen there,
+     * creates the account and the membership (`verifySignup`): 202 `verification_sent`.
      */
-    async acceptInvitation(input: { token: string; password?: string; name?: string }, clientAddress: string) {
+    async acceptInvitation(input: { token: string; password?: string; name?: string; deviceToken?: string }, clientAddress: string) {
       const invitation = await repo.findUsableInvitation({ tokenHash: hashOneTimeCode(input.token) }, now());
       if (!invitation) throw new NotFoundError('Invitation', 'invitation_not_found');
       const existing = await repo.findUserByEmail(invitation.email);
       if (!existing) {
         await throttle.admitSignup(clientAddress);
-        // One mail per invitation per INVITATION_MAIL_INTERVAL_MS: accepting again and again
-        // (anyone holding the token) neither floods the address nor voids the code it holds.
-        if (await repo.replaceSignupRequestOfInvitation(invitation.id, new Date(now().getTime() - INVITATION_MAIL_INTERVAL_MS))) {
-          const workspace = await repo.findWorkspace(invitation.workspaceId);
-          await mailConfirmationCode(
-            {
-              email: invitation.email,
-              name: input.name ?? null,
-              invitationId: invitation.id,
-              // None yet: it is chosen with the code (verifySignup). An empty hash matches no password.
-              passwordHash: '',
-              expiresAt: new Date(Math.min(now().getTime() + SIGNUP_TTL_MS, invitation.expiresAt.getTime())),
-            },
-            {
-              subject: `Confirm your address to join ${workspace?.name ?? 'a workspace'} on inboxtrail`,
-              purpose: 'join the workspace you were invited to, with the password you choose there',
-              ignore: 'If you were not expecting an invitation, ignore this mail: no account is made without this code.',
-            },
-          );
-        }
+        const workspace = await repo.findWorkspace(invitation.workspaceId);
+        // One mail per invitation per INVITATION_MAIL_INTERVAL_MS, also when accepts arrive
+        // together (anyone holding the token): neither a flood nor a voided code.
+        const mailedAfter = new Date(now().getTime() - INVITATION_MAIL_INTERVAL_MS);
+        await mailConfirmationCode(
+          {
+            email: invitation.email,
+            // The name and the password are chosen with the code (verifySignup), by the address's owner.
+            name: null,
+            invitationId: invitation.id,
+            // An empty hash matches no password.
+            passwordHash: '',
+            expiresAt: new Date(Math.min(now().getTime() + SIGNUP_TTL_MS, invitation.expiresAt.getTime())),
+          },
+          {
+            subject: `Confirm your address to join ${workspace?.name ?? 'a workspace'} on inboxtrail`,
+            purpose: 'join the workspace you were invited to, with the password you choose there',
+            ignore: 'If you were not expecting an invitation, ignore this mail: no account is made without this code.',
+          },
+          (request) => repo.replaceSignupRequestOfInvitation({ ...request, invitationId: invitation.id }, mailedAfter),
+        );
         return { status: 'verification_sent' as const, message: 'Check your inbox: we sent a mail to the invited address with the next step.' };
       }
-      const release = await throttle.admitLogin(invitation.email, clientAddress);
+      // A known device of the account (login-devices.ts) is counted per device, as at sign-in.
+      const release = await throttle.admitLogin(invitation.email, clientAddress, devices.deviceOf(input.deviceToken, existing));
       if (!(await verifyPassword(input.password ?? '', existing.passwordHash))) throw new UnauthorizedError('invalid_credentials', 'Email or password is incorrect');
       const result = await repo.transaction(async (tx) => {
         const locked = await tx.findUsableInvitation({ id: invitation.id }, now(), true);

@@ -87,7 +87,8 @@ ${field('Workspace name', 'workspaceName', 'text', { value: state.values?.worksp
 <form class="stack" method="post" action="/signup/verify">${csrfField(req.browser!.csrfToken)}
 ${state.invited ? html`<input type="hidden" name="invited" value="1">` : ''}
 ${field('Confirmation code', 'code', 'text', { autocomplete: 'one-time-code' })}
-${state.invited ? field('Choose a password', 'password', 'password', { autocomplete: 'new-password', hint: '(at least 10 characters)' }) : ''}
+${state.invited ? html`${field('Your name', 'name', 'text', { autocomplete: 'name', required: false, hint: '(optional)' })}
+${field('Choose a password', 'password', 'password', { autocomplete: 'new-password', hint: '(at least 10 characters)' })}` : ''}
 <div class="actions"><button type="submit">Create my account</button></div></form>`;
 
   router.get('/signup/verify', (req, res) => page(req, res, 'Confirm your address', verifyForm(req, { invited: req.query.invited === '1' })));
@@ -96,7 +97,8 @@ ${state.invited ? field('Choose a password', 'password', 'password', { autocompl
     const input = formInput(req);
     const invited = input.invited === '1';
     try {
-      const { token } = await ctx.auth.verifySignup(parseInput(verifyBody, { code: input.code ?? '', ...(invited ? { password: input.password ?? '' } : {}) }));
+      const chosen = invited ? { password: input.password ?? '', ...(input.name ? { name: input.name } : {}) } : {};
+      const { token } = await ctx.auth.verifySignup(parseInput(verifyBody, { code: input.code ?? '', ...chosen }));
       await startBrowserSession(ctx, res, token);
       res.redirect(303, '/app/mailboxes?notice=welcome');
     } catch (error) {
@@ -105,11 +107,10 @@ ${state.invited ? field('Choose a password', 'password', 'password', { autocompl
     }
   });
 
-  const acceptForm = (req: Request, state: { name?: string; error?: string }) => html`<h1>Join a workspace</h1>
-<p>Paste the invitation code you were given. If you already have an account, give its password; if not, leave it empty: we mail a code to the invited address, and you choose your password with it.</p>${errorNotice(state.error)}
+  const acceptForm = (req: Request, state: { error?: string }) => html`<h1>Join a workspace</h1>
+<p>Paste the invitation code you were given. If you already have an account, give its password; if not, leave it empty: we mail a code to the invited address, and you choose your name and password with it.</p>${errorNotice(state.error)}
 <form class="stack" method="post" action="/invitations/accept">${csrfField(req.browser!.csrfToken)}
 ${field('Invitation code', 'token', 'text', { autocomplete: 'off' })}
-${field('Your name', 'name', 'text', { value: state.name, autocomplete: 'name', required: false, hint: '(new accounts, optional)' })}
 ${field('Password', 'password', 'password', { autocomplete: 'current-password', required: false, hint: '(of your account, if you have one)' })}
 <div class="actions"><button type="submit">Join</button></div></form>`;
 
@@ -118,7 +119,7 @@ ${field('Password', 'password', 'password', { autocomplete: 'current-password', 
   router.post('/invitations/accept', async (req, res) => {
     const input = formInput(req);
     try {
-      const accepted = await ctx.auth.acceptInvitation(parseInput(acceptBody, input), clientAddress(req));
+      const accepted = await ctx.auth.acceptInvitation(parseInput(acceptBody, { ...input, deviceToken: ctx.cookies.device.read(req) }), clientAddress(req));
       // A new address proves itself with the mailed code first (the same page as a signup's).
       if (!accepted.token) return res.redirect(303, '/signup/verify?invited=1');
       await startBrowserSession(ctx, res, accepted.token);
@@ -126,7 +127,7 @@ ${field('Password', 'password', 'password', { autocomplete: 'current-password', 
     } catch (error) {
       const problem = formProblem(error, res);
       const message = problem.status === 404 ? 'That invitation code is not valid, was already used, or has expired.' : problem.message;
-      page(req, res, 'Accept an invitation', acceptForm(req, { name: input.name, error: message }), problem.status);
+      page(req, res, 'Accept an invitation', acceptForm(req, { error: message }), problem.status);
     }
   });
 

@@ -97,13 +97,13 @@ export async function signUpInBrowser(app: TestApp, overrides: { email?: string;
 
 /**
  * Pastes the code mailed to `email` on the confirmation page, as its owner would: a signup's, or
- * (with `invitedPassword`, the password chosen there) an invitation's to a new address.
+ * (with `invited`: the password and name chosen there) an invitation's to a new address.
  */
-export async function confirmInBrowser(app: TestApp, browser: WebClient, email: string, invitedPassword?: string) {
-  await browser.get(invitedPassword === undefined ? '/signup/verify' : '/signup/verify?invited=1');
+export async function confirmInBrowser(app: TestApp, browser: WebClient, email: string, invited?: { password: string; name?: string }) {
+  await browser.get(invited === undefined ? '/signup/verify' : '/signup/verify?invited=1');
   const code = lastSignupCode(app.services.accountMailer.outbox ?? [], email);
   if (!code) throw new Error(`no confirmation code mailed to ${email}`);
-  const done = await browser.post('/signup/verify', invitedPassword === undefined ? { code } : { code, invited: '1', password: invitedPassword });
+  const done = await browser.post('/signup/verify', invited === undefined ? { code } : { code, invited: '1', ...invited });
   if (done.status !== 303) throw new Error(`confirmation failed: ${done.status} ${done.text}`);
   return done;
 }
@@ -121,6 +121,6 @@ export async function memberInBrowser(app: TestApp, ownerBrowser: WebClient): Pr
   const accepted = await member.post('/invitations/accept', { token: code, password: '' });
   if (accepted.status !== 303 || accepted.location !== '/signup/verify?invited=1') throw new Error(`invitation not accepted: ${accepted.status} ${accepted.text}`);
   // A new address: the code mailed to it, with the password chosen there, finishes joining.
-  await confirmInBrowser(app, member, email, 'member-password-long');
+  await confirmInBrowser(app, member, email, { password: 'member-password-long' });
   return member;
 }

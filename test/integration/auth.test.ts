@@ -221,8 +221,9 @@ describe('invitations and roles', () => {
     const users = async () => ((await app.database.db.execute(sql`select count(*)::int as n from users where email = ${email}`)) as unknown as { rows: { n: number }[] }).rows[0]!.n;
     expect(await users()).toBe(0);
     expect((await app.api('POST', '/api/auth/login', { json: { email, password: 'inviter chose this' } })).status).toBe(401);
-    // Accepting again and again mails nothing more for a while (no flood, the code mailed stays good).
-    for (let i = 0; i < 3; i += 1) expect((await app.api('POST', '/api/invitations/accept', { json: { token: invite.body.token } })).status).toBe(202);
+    // Accepting again and again, even all at once, mails nothing more for a while (no flood, the code mailed stays good).
+    const again = await Promise.all(Array.from({ length: 6 }, (_, i) => app.api('POST', '/api/invitations/accept', { json: { token: invite.body.token }, headers: { 'x-forwarded-for': `198.51.100.${40 + i}` } })));
+    expect(again.map((a) => a.status)).toEqual([202, 202, 202, 202, 202, 202]);
     expect(mailsTo()).toHaveLength(1);
     expect(mailsTo()[0]!.text).toContain('with the password you choose there');
 
@@ -230,9 +231,10 @@ describe('invitations and roles', () => {
     const code = /code is:\n\n(\S+)/.exec(mailsTo()[0]!.text)![1]!;
     const withoutPassword = await app.api('POST', '/api/auth/signup/verify', { json: { code } });
     expect([withoutPassword.status, withoutPassword.body.error?.code]).toEqual([400, 'validation_failed']);
-    const joined = await app.api('POST', '/api/auth/signup/verify', { json: { code, password: 'the real owner 123' } });
+    const joined = await app.api('POST', '/api/auth/signup/verify', { json: { code, password: 'the real owner 123', name: 'The Real Owner' } });
     expect(joined.status).toBe(201);
     expect(joined.body.workspace.id).toBe(owner.workspaceId);
+    expect(joined.body.user.name).toBe('The Real Owner');
     expect((await app.api('POST', '/api/auth/login', { json: { email, password: 'inviter chose this' } })).status).toBe(401);
     expect((await app.api('POST', '/api/auth/login', { json: { email, password: 'the real owner 123' } })).status).toBe(200);
     expect(await users()).toBe(1);
@@ -269,6 +271,39 @@ describe('invitations and roles', () => {
     expect((app.services.accountMailer.outbox ?? []).length).toBe(mailsBefore);
     const users = (await app.database.db.execute(sql`select count(*)::int as n from users where email = ${newcomer}`)) as unknown as { rows: { n: number }[] };
     expect(users.rows[0]!.n).toBe(0);
+  });
+
+  it("a removed or demoted inviter's invitations lead nowhere: an admin cannot prepare a way back in", async () => {
+    const owner = await signUp(app);
+    const admin = await signUp(app);
+    const adminInvite = await app.api('POST', '/api/invitations', { token: owner.token, json: { email: admin.email, role: 'admin' } });
+    const asAdmin = await acceptInvitation(app, { token: adminInvite.body.token, password: admin.password });
+    expect(asAdmin.body.role).toBe('admin');
+    const invites = await Promise.all(['back-door', 'side-door'].map(async (name) => {
+      const email = `${name}-${Date.now()}@example.com`;
+      const made = await app.api('POST', '/api/invitations', { token: asAdmin.body.token, json: { email, role: 'admin' } });
+      expect(made.status).toBe(201);
+      return { email, token: made.body.token as string };
+    }));
+    // One asked for its code before the admin was removed: the code then leads nowhere either.
+    expect((await app.api('POST', '/api/invitations/accept', { json: { token: invites[1]!.token } })).status).toBe(202);
+    expect((await app.api('PATCH', `/api/members/${admin.userId}`, { token: owner.token, json: { role: 'member' } })).status).toBe(200);
+    for (const { token } of invites) expect((await app.api('POST', '/api/invitations/accept', { json: { token } })).body.error?.code).toBe('invitation_not_found');
+    const late = await verifySignup(app, invites[1]!.email, 'side door password 1');
+    expect([late.status, late.body.error?.code]).toEqual([404, 'invitation_not_found']);
+    expect((await app.api('GET', '/api/invitations', { token: owner.token })).body.invitations).toEqual([]);
+  });
+
+  it('an existing account accepting from a known device is not held by strangers locking the account', async () => {
+    const owner = await signUp(app);
+    const member = await signUp(app);
+    const invite = await app.api('POST', '/api/invitations', { token: owner.token, json: { email: member.email, role: 'member' } });
+    const device = (await app.api('POST', '/api/auth/login', { json: { email: member.email, password: member.password } })).body.deviceToken as string;
+    const stranger = { 'x-forwarded-for': '198.51.100.31' };
+    for (let i = 0; i < 4; i += 1) await app.api('POST', '/api/auth/login', { json: { email: member.email, password: `stranger ${i}` }, headers: stranger });
+    expect((await app.api('POST', '/api/invitations/accept', { json: { token: invite.body.token, password: member.password }, headers: stranger })).status).toBe(429);
+    const joined = await app.api('POST', '/api/invitations/accept', { json: { token: invite.body.token, password: member.password, deviceToken: device } });
+    expect(joined.status).toBe(201);
   });
 
   it('accepting for an existing account is throttled like a login: guessing its password through an invitation meets the same limit', async () => {

@@ -205,11 +205,11 @@ describe('suppression list and settings', () => {
     const code = /<code>([A-Za-z0-9_-]{20,})<\/code>/.exec(invited.text)![1]!;
     const member = new WebClient(app);
     await member.get('/invitations/accept');
-    const asked = await member.post('/invitations/accept', { token: code, password: '', name: 'Mem <Ber>' });
+    const asked = await member.post('/invitations/accept', { token: code, password: '' });
     expect([asked.status, asked.location]).toEqual([303, '/signup/verify?invited=1']);
     // The code step asks for the new account's password, and refuses to go on without one.
     expect((await member.get('/signup/verify?invited=1')).text).toContain('Choose a password');
-    const joined = await confirmInBrowser(app, member, 'member@example.com', 'member-password-long');
+    const joined = await confirmInBrowser(app, member, 'member@example.com', { password: 'member-password-long', name: 'Mem <Ber>' });
     expect(joined.location).toBe('/app/mailboxes?notice=welcome');
     const memberView = await member.get('/app/suppressions?email=blocked%40example.com');
     expect(memberView.text).toContain('admins remove');
