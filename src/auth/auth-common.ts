@@ -5,6 +5,7 @@ import { actorOf } from './actor.js';
 import type { AccountMailer } from './account-mail.js';
 import type { AuthRepo, InvitationRow, UserRow, WorkspaceRow } from './auth.repo.js';
 import type { AuthContext } from './auth.service.js';
+import type { AuthThrottle } from './throttle.js';
 
 /* What signup, invitations and the other account flows (auth.service.ts, invitations.ts) share. */
 
@@ -36,9 +37,10 @@ type SignupRequest = Parameters<AuthRepo['insertSignupRequest']>[0];
 /**
  * A new account's request waits for its address to be proven: stored (the code's hash only)
  * and the code mailed. A mail that fails leaves nothing behind (the request answers an error).
- * `store` may decline (false: nothing stored, nothing mailed); resolves to whether it mailed.
+ * `store` may decline (false: nothing stored, nothing mailed), and so may the address's hourly
+ * limit of account mail (throttle.ts `mayMail`); resolves to whether it mailed.
  */
-export function createConfirmationMail(repo: AuthRepo, mailer: AccountMailer, now: () => Date) {
+export function createConfirmationMail(repo: AuthRepo, mailer: AccountMailer, throttle: Pick<AuthThrottle, 'mayMail'>, now: () => Date) {
   return async function mailConfirmationCode(
     request: Omit<SignupRequest, 'tokenHash'>,
     mail: { subject: string; purpose: string; ignore: string },
@@ -50,7 +52,13 @@ export function createConfirmationMail(repo: AuthRepo, mailer: AccountMailer, no
     const code = randomBytes(24).toString('base64url');
     const tokenHash = hashOneTimeCode(code);
     await repo.deleteExpiredSignupRequests(now());
-    if (!(await store({ ...request, tokenHash }))) return false;
+    // Past the address's hourly limit: answered as always, nothing stored, nothing mailed.
+    const quota = await throttle.mayMail(request.email);
+    if (!quota.allowed) return false;
+    if (!(await store({ ...request, tokenHash }))) {
+      await quota.undo();
+      return false;
+    }
     try {
       await mailer.send({
         to: request.email,
@@ -59,6 +67,7 @@ export function createConfirmationMail(repo: AuthRepo, mailer: AccountMailer, no
       });
     } catch (error) {
       await repo.takeSignupRequest(tokenHash, now());
+      await quota.undo();
       throw error;
     }
     return true;

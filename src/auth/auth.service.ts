@@ -64,7 +64,7 @@ export function createAuthService(deps: {
    * change committed meanwhile has already ended, whenever it is signed.
    */
   const issueSession = (userId: string, workspaceId: string, sessionVersion: number) => sessions.sign({ userId, workspaceId, sessionVersion });
-  const mailConfirmationCode = createConfirmationMail(repo, mailer, now);
+  const mailConfirmationCode = createConfirmationMail(repo, mailer, throttle, now);
 
   /**
    * Runs a change to one membership under the workspace's membership lock, after the checks
@@ -107,7 +107,8 @@ export function createAuthService(deps: {
       const email = normalizeLoginEmail(input.email);
       const passwordHash = await hashPassword(input.password);
       if (await repo.findUserByEmail(email)) {
-        await mailer.send({
+        // The owner's note counts against the address's hourly limit too (throttle.ts mayMail).
+        if ((await throttle.mayMail(email)).allowed) await mailer.send({
           to: email,
           subject: 'Someone tried to create an inboxtrail account with your address',
           text: 'An inboxtrail account already uses this address, so no new account was created.\n\nIf it was you, log in with your password instead. If it was not you, you can ignore this mail: nothing changed.',

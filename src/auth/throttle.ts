@@ -22,10 +22,18 @@ export interface ThrottleLimits {
   signup: { maxPerAddress: number; windowSeconds: number };
 }
 
-const subjectOf = (kind: 'account' | 'address' | 'device' | 'recheck', value: string) => createHash('sha256').update(`${kind}:${value}`).digest('hex');
+/**
+ * Confirmation codes and notes mailed to one address (signups, invitations accepted for it), at
+ * most this many an hour, whoever asks and from however many client addresses: nobody can use
+ * us to flood an address. Past it the request is answered as always and nothing is mailed.
+ */
+const ACCOUNT_MAILS_PER_RECIPIENT = 5;
+const ACCOUNT_MAIL_WINDOW_SECONDS = 3600;
+
+const subjectOf = (kind: 'account' | 'address' | 'device' | 'recheck' | 'recipient', value: string) => createHash('sha256').update(`${kind}:${value}`).digest('hex');
 
 export function createAuthThrottle(db: Db, limits: ThrottleLimits, now: () => Date = () => new Date()) {
-  const longestWindowMs = 1000 * Math.max(limits.login.windowSeconds, limits.login.addressWindowSeconds, limits.signup.windowSeconds);
+  const longestWindowMs = 1000 * Math.max(limits.login.windowSeconds, limits.login.addressWindowSeconds, limits.signup.windowSeconds, ACCOUNT_MAIL_WINDOW_SECONDS);
   let sinceSweep = 0;
 
   async function record(kind: string, subjects: string[]): Promise<string[]> {
@@ -103,6 +111,21 @@ export function createAuthThrottle(db: Db, limits: ThrottleLimits, now: () => Da
      */
     admitPasswordRecheck(user: { id: string; email: string }, clientAddress: string): Promise<() => Promise<void>> {
       return admit('login', [perAccount(subjectOf('recheck', user.id), 'Too many wrong passwords; try again later'), perAddress(clientAddress)], [subjectOf('account', user.email)]);
+    },
+
+    /**
+     * Whether account mail may go to this address now (ACCOUNT_MAILS_PER_RECIPIENT); counts it
+     * when so, and `undo` takes the count back (a mail that was not sent after all).
+     */
+    async mayMail(recipient: string): Promise<{ allowed: boolean; undo: () => Promise<void> }> {
+      const subject = subjectOf('recipient', recipient);
+      const [id] = await record('mail', [subject]);
+      const undo = async () => {
+        await db.delete(authAttempts).where(eq(authAttempts.id, id!));
+      };
+      if ((await countSince('mail', subject, ACCOUNT_MAIL_WINDOW_SECONDS)) <= ACCOUNT_MAILS_PER_RECIPIENT) return { allowed: true, undo };
+      await undo();
+      return { allowed: false, undo };
     },
 
     async admitSignup(clientAddress: string): Promise<void> {

@@ -253,6 +253,25 @@ describe('invitations and roles', () => {
     expect((await acceptInvitation(app, { token: invite.body.token, password: 'signed up myself 1' })).status).toBe(201);
   });
 
+  it('nobody can use us to flood an address: at most 5 account mails an hour go to one address, whatever asks and from wherever; the answers stay the same', async () => {
+    const email = `flooded-${Date.now()}@example.com`;
+    const mailsTo = () => (app.services.accountMailer.outbox ?? []).filter((m) => m.to === email).length;
+    const signups = [];
+    for (let i = 0; i < 4; i += 1) {
+      signups.push(await app.api('POST', '/api/auth/signup', { json: { email, password: 'flood password 1', workspaceName: 'F' }, headers: { 'x-forwarded-for': `198.51.100.${60 + i}` } }));
+    }
+    const owners = await Promise.all([signUp(app), signUp(app), signUp(app)]);
+    const accepts = [];
+    for (const [i, owner] of owners.entries()) {
+      const invite = await app.api('POST', '/api/invitations', { token: owner.token, json: { email, role: 'member' } });
+      accepts.push(await app.api('POST', '/api/invitations/accept', { json: { token: invite.body.token }, headers: { 'x-forwarded-for': `198.51.100.${70 + i}` } }));
+    }
+    expect([...signups, ...accepts].map((r) => r.status)).toEqual([202, 202, 202, 202, 202, 202, 202]);
+    expect(mailsTo()).toBe(5);
+    // A code that was mailed still works.
+    expect((await verifySignup(app, email, 'flood password 1')).status).toBe(201);
+  });
+
   it('an invitation of a workspace closed since leads nowhere: 404, no mail, no account, never a 500', async () => {
     const owner = await signUp(app);
     const member = await signUp(app);
