@@ -2,6 +2,7 @@ import { and, asc, eq, gt, isNull, lte, sql, type SQL } from 'drizzle-orm';
 import { inTransaction, type Db } from '../db/connect.js';
 import { invitations, memberships, signupRequests, users, webSessions, workspaces, type Role } from '../db/schema.js';
 import { recordAudit, type AuditEntry } from '../privacy/audit.js';
+import { ROLE_RANK } from './auth-common.js';
 
 export type UserRow = typeof users.$inferSelect;
 export type WorkspaceRow = typeof workspaces.$inferSelect;
@@ -12,7 +13,7 @@ export type InvitationRow = typeof invitations.$inferSelect;
  * ranked at least as high as the role it offers: a removed or demoted admin's invitations lead
  * nowhere (they could otherwise prepare a way back in).
  */
-const rank = (role: SQL) => sql`(case ${role} when 'owner' then 2 when 'admin' then 1 else 0 end)`;
+const rank = (role: SQL) => sql`(case ${role} ${sql.raw(Object.entries(ROLE_RANK).map(([name, n]) => `when '${name}' then ${n}`).join(' '))} end)`;
 const invitationStillValid = sql`exists (select 1 from ${workspaces} w where w.id = ${invitations.workspaceId} and w.deleted_at is null)
   and exists (
     select 1 from ${memberships} m join ${users} u on u.id = m.user_id

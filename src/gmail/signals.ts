@@ -62,7 +62,8 @@ export function mayReportOn(notifier: string | undefined, address: string): bool
   return PROVIDER_NOTICE_DOMAINS.has(from) || organizationOf(from) === organizationOf(domainOf(address));
 }
 
-const sentTo = (m: OriginalMessage) => new Set([...m.toAddresses, ...m.ccAddresses, ...m.bccAddresses].map((a) => a.toLowerCase()));
+/** Every address a message of ours went to (To, Cc, Bcc), lowercased. */
+export const sentTo = (m: OriginalMessage) => new Set([...m.toAddresses, ...m.ccAddresses, ...m.bccAddresses].map((a) => a.toLowerCase()));
 
 export type SignalsConfig = Config['signals'];
 

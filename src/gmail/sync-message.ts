@@ -6,7 +6,7 @@ import type { GmailMessageMetadata, MailboxGmail } from './gmail-client.js';
 import { GmailError } from './gmail-errors.js';
 import type { MailboxRow } from './mailboxes.repo.js';
 import { SYNC_METADATA_HEADERS, classifyMessage, looksLikeDsn, parseAddressList, parseMessageIds, type MailClassification } from './mail-events.js';
-import type { createSignals } from './signals.js';
+import { sentTo, type createSignals } from './signals.js';
 import type { SkipReason, SyncHealthCounts } from './sync-health.js';
 import { parseDate } from './sync-support.js';
 import type { OriginalMessage, SyncRepo } from './sync.repo.js';
@@ -112,8 +112,7 @@ export function createMessageSync(deps: MessageSyncDeps) {
     // A teammate answering on the thread (an internal reply-all) is not the recipient replying:
     // it neither stops the recipient's sequence nor counts in the campaign's replies. A teammate
     // the message went to (a campaign to a member's address) does reply.
-    const teammateOnThread = (sender: string) =>
-      ![...replied!.toAddresses, ...replied!.ccAddresses, ...replied!.bccAddresses].some((a) => a.toLowerCase() === sender) && repo.isTeammate(mailbox.workspaceId, sender);
+    const teammateOnThread = (sender: string) => !sentTo(replied!).has(sender) && repo.isTeammate(mailbox.workspaceId, sender);
     const original = replied && !(from[0] && (await teammateOnThread(from[0]))) ? replied : undefined;
     const bounce =
       classification.type === 'bounce'
