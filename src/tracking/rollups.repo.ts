@@ -2,7 +2,8 @@ import { sql, type SQL } from 'drizzle-orm';
 import type { Db } from '../db/connect.js';
 import type { Classification } from './classify.js';
 import { pgArray, rowsOf } from '../db/pg-array.js';
-import { ALL_LINKS, applyUpgrades, planRollups, type CampaignDelta, type RecipientDelta, type RollupPlan, type SendState, type WindowSend } from './rollups.js';
+import { applyUpgrades, planRollups, type CampaignDelta, type RecipientDelta, type RollupPlan, type SendState, type WindowSend } from './rollups.js';
+import { countWindow, parsePending, summarizeSends, type PendingBatch, type PendingText, type SendSummary } from './rollup-window.js';
 
 /*
  * The rollup pass (rules in rollups.ts): off the event write path (events.repo.ts writes
@@ -11,19 +12,22 @@ import { ALL_LINKS, applyUpgrades, planRollups, type CampaignDelta, type Recipie
  *      locked`, so that passes of several processes never take the same row, and the
  *      campaigns' transaction-scoped advisory locks, in hash order: passes over one campaign
  *      are serialized, each sees the rollups of the ones before it);
- *   2. one read statement (one snapshot, taken after the locks): the claimed events grouped
- *      by send, in SQL, keeping only the sends whose rollup state the window can change (a
- *      human event, or a non-human open at or before the stored first human click): each
- *      one's recipient (a send that no longer exists — contact purged, campaign deleted — is
- *      left out, its events deleted with it), its stored state, and for the sends whose
- *      human-click upgrade may move, the latest non-human open at or before the first human
- *      click. Every claimed event is committed already, so that lookup sees them all;
- *   3. plan the send states and upgrades in JavaScript (planRollups/applyUpgrades, one row per
- *      send, none per event), then one statement deletes the claimed rows and, from what they
- *      held, counts the additive part in SQL (events by type and verdict, human events per
- *      recipient, of sends that still exist), adds the upgrades' moves, and writes send
- *      states, recipient counts and campaign rollups. The events' arrays never leave the
- *      database.
+ *      The claim returns the rows' events as text (send, time, type, link, verdict);
+ *   2. in JavaScript (rollup-window.ts), the window summed per send: its earliest human click,
+ *      human open and other open. Then one read statement (one snapshot, taken after the
+ *      locks), one probe or two per send, never per event: each send's recipient (a send that
+ *      no longer exists — contact purged, campaign deleted — has none: its events are not
+ *      counted, they were deleted with it), and for the sends whose rollup state the window
+ *      can change (a human event, or a non-human open at or before the stored first human
+ *      click) their stored state and, where the human-click upgrade may move, the latest
+ *      non-human open at or before the first human click. Every claimed event is committed
+ *      already, so that lookup sees them all;
+ *   3. plan in JavaScript: the send states and upgrades (rollups.ts planRollups/applyUpgrades,
+ *      one row per send) and the additive counts (rollup-window.ts: events by campaign, type,
+ *      link and verdict, human events per recipient, of sends that still exist). Then one
+ *      statement deletes the claimed rows and writes send states (only those that changed),
+ *      recipient counts and campaign rollups. Summing in SQL what is now summed here was
+ *      two thirds of a pass on PGlite (BENCHMARKS.md, issue 14 eighteenth pass).
  * Committed together or not at all: a pending row is counted exactly once, whichever process
  * takes it, and a pass that fails (or a process killed mid-pass) leaves its rows for the next.
  * A window of thousands of events aggregates: many events of one send or recipient are one
@@ -81,18 +85,23 @@ export interface RollupPassResult {
 
 const ms = (column: string) => sql.raw(`round(extract(epoch from ${column}) * 1000)::float8`);
 
-/** A claimed pending row: one writer batch of one campaign (its events stay in the database). */
-interface PendingRecord {
-  id: string;
-  events: number;
-}
+/**
+ * A pending row's events as text, for rollup-window.ts: uuids, times (epoch milliseconds, in
+ * the stored order), types, links (a null as '') and verdicts, each comma-separated. Text is
+ * the cheapest form to hand over: no per-element parsing by the driver.
+ */
+const PENDING_TEXT = sql.raw(`p.id::text as id, p.events, p.workspace_id::text as workspace_id, p.campaign_id::text as campaign_id,
+  array_to_string(p.send_ids, ',') as send_ids,
+  (select string_agg((extract(epoch from u.at) * 1000)::text, ',' order by u.n) from unnest(p.at) with ordinality as u(at, n)) as at_ms,
+  array_to_string(p.types, ',') as types, array_to_string(p.link_indexes, ',', '') as link_indexes,
+  array_to_string(p.classifications, ',') as classifications`);
 
 /**
- * Step 1: the oldest pending rows, up to `maxEvents` events (at least one row). Claimed rows
- * are this transaction's until it ends (a server: locked), so the next statements read and
- * delete exactly these.
+ * Step 1: the oldest pending rows, up to `maxEvents` events (at least one row), with their
+ * events. Claimed rows are this transaction's until it ends (a server: locked), so the write
+ * statement deletes exactly these.
  */
-async function claim(tx: Db, maxEvents: number, singleConnection: boolean): Promise<PendingRecord[]> {
+async function claim(tx: Db, maxEvents: number, singleConnection: boolean): Promise<PendingBatch[]> {
   // An embedded database has one connection, held by this transaction: nobody to skip or wait for.
   const window = singleConnection
     ? sql`
@@ -113,62 +122,69 @@ async function claim(tx: Db, maxEvents: number, singleConnection: boolean): Prom
         union all
         select pg_advisory_xact_lock(${ROLLUP_LOCK_CLASS}::int, h) from (select distinct hashtext(campaign_id::text) as h from win order by 1) l
       )`;
-  return rowsOf<PendingRecord>(
+  return rowsOf<PendingText>(
     await tx.execute(sql`
       with ${window}
-      select p.id::text as id, p.events
+      select ${PENDING_TEXT}
       from win join tracking_rollup_pending p on p.id = win.id
       ${singleConnection ? sql`` : sql`where (select count(*) from locks) >= 0`}
       order by p.id`),
-  );
+  ).map(parsePending);
+}
+
+/** The pending rows `ids` with their events, unclaimed (for the ingest bench's EXPLAIN). */
+export async function readPending(tx: Db, ids: readonly string[]): Promise<PendingBatch[]> {
+  return rowsOf<PendingText>(await tx.execute(sql`select ${PENDING_TEXT} from tracking_rollup_pending p where p.id = any(${pgArray(ids)}::bigint[]) order by p.id`)).map(parsePending);
 }
 
 /**
- * Step 2 (see above), one snapshot taken after the locks: one row per claimed send that still
- * exists and whose state the window can change, with its recipient, the window's earliest
- * times, its stored state and (when its upgrade may move) the verdict of its latest non-human
- * open at or before its first human click.
+ * Step 2 (see above), one snapshot taken after the locks, over the window's sends as
+ * rollup-window.ts summed them (`sends`, in that order). Per send: its recipient, if it still
+ * exists; and, when the window can change its state (a human event, or a non-human open at or
+ * before the stored first human click), its stored state and (when its upgrade may move) the
+ * verdict of its latest non-human open at or before its first human click.
+ * One row of comma-separated columns in the order of `sends` (ReadColumns), not a row per
+ * send: PGlite hands each result row over at ~10 µs, about what the statement costs per send.
  */
-export function readStatement(ids: readonly string[]) {
+export function readStatement(sends: readonly SendSummary[]) {
   const mayMove = sql.raw('(p.click_at is not null and p.may_move and (p.open_at is null or p.open_at > p.click_at))');
+  const column = (pick: (send: SendSummary) => string | number | null) => pgArray(sends.map(pick));
+  // Each column: one value per send, in order ('' for none: string_agg skips nulls, the order must hold).
+  const list = (value: SQL) => sql`string_agg(coalesce((${value})::text, ''), ',' order by p.ord)`;
   return sql`
-    with ev as (
-      select p.workspace_id, p.campaign_id, u.send_id, u.at, u.type, u.classification
-      from tracking_rollup_pending p
-      cross join lateral unnest(p.send_ids, p.at, p.types, p.classifications) as u(send_id, at, type, classification)
-      where p.id = any(${pgArray(ids)}::bigint[])
+    with b as (
+      select ord, send_id, workspace_id, to_timestamp(hc / 1000.0) as human_click, to_timestamp(ho / 1000.0) as human_open, to_timestamp(oo / 1000.0) as other_open
+      from unnest(${column((x) => x.sendId)}::uuid[], ${column((x) => x.workspaceId)}::uuid[], ${column((x) => x.firstHumanClickMs)}::float8[],
+                  ${column((x) => x.firstHumanOpenMs)}::float8[], ${column((x) => x.firstNonHumanOpenMs)}::float8[]) with ordinality as w(send_id, workspace_id, hc, ho, oo, ord)
     ),
-    b as (
-      select send_id, workspace_id, campaign_id,
-             min(at) filter (where type = 'click' and classification = 'human') as human_click,
-             min(at) filter (where type = 'open' and classification = 'human') as human_open,
-             min(at) filter (where type = 'open' and classification <> 'human') as other_open
-      from ev group by send_id, workspace_id, campaign_id
+    -- A send that no longer exists has no recipient: its events were deleted with it.
+    present as (
+      select b.*, cs.recipient_id from b left join lateral ${existingSendRecipient(sql`b.send_id`, sql`b.workspace_id`)} cs on true
     ),
-    -- Per send whose state this window can change: its stored state, its first human click
-    -- after this window, and whether its upgrade may move (a superset of what rollups.ts
-    -- re-judges; anything outside it is looked up on its own). The others (no human event,
-    -- no open at or before a stored click) only add counts: the write statement's, in SQL.
+    -- Per send: its stored state, its first human click after this window, and whether its
+    -- upgrade may move (a superset of what rollups.ts re-judges; anything outside it is looked
+    -- up on its own).
     per_send as (
-      select b.send_id, b.workspace_id, b.campaign_id, b.human_click, b.human_open, b.other_open,
-             st.send_id as state_send_id, st.first_human_click_at, st.first_human_open_at, st.upgraded_class,
+      select b.*, st.send_id as state_send_id, st.first_human_click_at, st.first_human_open_at, st.upgraded_class,
              least(st.first_human_click_at, b.human_click) as click_at, least(st.first_human_open_at, b.human_open) as open_at,
              st.send_id is null or least(st.first_human_click_at, b.human_click) is distinct from st.first_human_click_at
                or least(st.first_human_open_at, b.human_open) is distinct from st.first_human_open_at
-               or coalesce(b.other_open <= least(st.first_human_click_at, b.human_click), false) as may_move
-      from b
-      left join lateral (select * from tracking_send_rollups where send_id = b.send_id and workspace_id = b.workspace_id limit 1) st on true
-      where b.human_click is not null or b.human_open is not null or b.other_open <= st.first_human_click_at
+               or coalesce(b.other_open <= least(st.first_human_click_at, b.human_click), false) as may_move,
+             b.recipient_id is not null and coalesce(b.human_click is not null or b.human_open is not null or b.other_open <= st.first_human_click_at, false) as changes
+      from present b
+      left join lateral (select * from tracking_send_rollups where send_id = b.send_id and workspace_id = b.workspace_id and b.recipient_id is not null limit 1) st on true
     )
-    select p.send_id, p.workspace_id, p.campaign_id, cs.recipient_id, p.state_send_id, p.upgraded_class::text as upgraded_class,
-           ${ms('p.human_click')} as window_click_ms, ${ms('p.human_open')} as window_open_ms, ${ms('p.other_open')} as window_other_open_ms,
-           ${ms('p.first_human_click_at')} as click_ms, ${ms('p.first_human_open_at')} as open_ms,
-           ${ms('p.click_at')} as lookup_click_ms, ${mayMove} as looked_up,
+    select ${list(sql`p.recipient_id`)} as recipients,
+           ${list(sql`case when p.changes then 'y' end`)} as changes,
+           ${list(sql`case when p.changes and p.state_send_id is not null then 'y' end`)} as stored,
+           ${list(sql`case when p.changes then p.upgraded_class end`)} as upgraded,
+           ${list(sql`case when p.changes then ${ms('p.first_human_click_at')} end`)} as click_ms,
+           ${list(sql`case when p.changes then ${ms('p.first_human_open_at')} end`)} as open_ms,
+           ${list(sql`case when p.changes and ${mayMove} then 'y' end`)} as looked_up,
+           ${list(sql`case when p.changes and ${mayMove} then ${ms('p.click_at')} end`)} as lookup_click_ms,
            -- Only for the sends whose upgrade may move (a case: the probe runs for those only).
-           case when ${mayMove} then (${latestNonHumanOpen(sql`p.send_id`, sql`p.click_at`)}) end as lookup_class
-    from per_send p
-    -- A send that no longer exists is left out: its events were deleted with it.
-    join lateral ${existingSendRecipient(sql`p.send_id`, sql`p.workspace_id`)} cs on true`;
+           ${list(sql`case when p.changes and ${mayMove} then (${latestNonHumanOpen(sql`p.send_id`, sql`p.click_at`)}) end`)} as lookup_class
+    from per_send p`;
 }
 
 /**
@@ -215,42 +231,61 @@ export async function rollUpPending(db: Db, options: { singleConnection?: boolea
     await passWithoutJit(tx, options.singleConnection ?? false);
     const records = await claim(tx, maxEvents, options.singleConnection ?? false);
     if (records.length === 0) return { records: 0, events: 0, skipped: 0, full: false };
-    const ids = records.map((r) => String(r.id));
+    const ids = records.map((r) => r.id);
 
-    const plan = await planWindow(tx, ids);
-    const [written] = rowsOf<{ counted: number }>(await tx.execute(rollupWriteStatement(plan, ids)));
-    const counted = Number(written?.counted ?? 0);
-    const claimedEvents = records.reduce((sum, record) => sum + Number(record.events), 0);
+    const { plan, counted } = await planWindow(tx, records);
+    await tx.execute(rollupWriteStatement(plan, ids));
+    const claimedEvents = records.reduce((sum, record) => sum + record.events, 0);
     return { records: ids.length, events: counted, skipped: claimedEvents - counted, full: claimedEvents >= maxEvents || ids.length === CLAIM_ROWS };
   });
 }
 
+/** The read statement's one row: a comma-separated column each, one value per send ('' for none). */
+const READ_COLUMNS = ['recipients', 'changes', 'stored', 'upgraded', 'click_ms', 'open_ms', 'looked_up', 'lookup_click_ms', 'lookup_class'] as const;
+type ReadColumn = (typeof READ_COLUMNS)[number];
+type ReadColumns = Record<ReadColumn, string | null>;
+
+/** A window planned: the plan (send states, upgrades, every count) and the events it counted. */
+export interface PlannedWindow {
+  plan: RollupPlan;
+  counted: number;
+}
+
 /**
- * Step 2 and the plan of step 3 (above), over the claimed pending rows `ids`: the read
- * statement, then the send states and upgrades planned in JavaScript. Exported for the ingest
- * bench (EXPLAIN).
+ * Step 2 and the plan of step 3 (above), over the claimed pending rows: the sends summed in
+ * JavaScript, the read statement, then the send states and upgrades planned (rollups.ts) and
+ * the additive counts added to them (rollup-window.ts). Exported for the ingest bench (EXPLAIN).
  */
-export async function planWindow(tx: Db, ids: readonly string[]): Promise<RollupPlan> {
+export async function planWindow(tx: Db, batches: readonly PendingBatch[]): Promise<PlannedWindow> {
+  const sends = summarizeSends(batches);
   const window: WindowSend[] = [];
   const known = new Map<string, SendState>();
+  const recipientOf = new Map<string, string>();
   const found = new Map<string, { clickMs: number; classification: Classification | null }>();
-  const msOf = (value: unknown) => (value === null || value === undefined ? null : Number(value));
-  for (const r of rowsOf<Record<string, unknown>>(await tx.execute(readStatement(ids)))) {
-    const send = {
-      sendId: String(r.send_id),
-      workspaceId: String(r.workspace_id),
-      campaignId: String(r.campaign_id),
-      recipientId: String(r.recipient_id),
-    };
-    window.push({ ...send, firstHumanClickMs: msOf(r.window_click_ms), firstHumanOpenMs: msOf(r.window_open_ms), firstNonHumanOpenMs: msOf(r.window_other_open_ms) });
-    if (r.state_send_id) {
-      known.set(send.sendId, { ...send, firstHumanClickMs: msOf(r.click_ms), firstHumanOpenMs: msOf(r.open_ms), upgradedClass: (r.upgraded_class ?? null) as Classification | null });
+  const summaries = [...sends.values()];
+  const [read] = rowsOf<ReadColumns>(await tx.execute(readStatement(summaries)));
+  const column = Object.fromEntries(READ_COLUMNS.map((name) => [name, (read?.[name] ?? '').split(',')])) as Record<ReadColumn, string[]>;
+  const msOf = (value: string | undefined) => (value ? Number(value) : null);
+  summaries.forEach((summary, i) => {
+    const recipientId = column.recipients[i];
+    if (!recipientId) return;
+    const send = { sendId: summary.sendId, workspaceId: summary.workspaceId, campaignId: summary.campaignId, recipientId };
+    recipientOf.set(send.sendId, recipientId);
+    if (!column.changes[i]) return;
+    window.push({ ...send, firstHumanClickMs: summary.firstHumanClickMs, firstHumanOpenMs: summary.firstHumanOpenMs, firstNonHumanOpenMs: summary.firstNonHumanOpenMs });
+    if (column.stored[i]) {
+      known.set(send.sendId, {
+        ...send,
+        firstHumanClickMs: msOf(column.click_ms[i]),
+        firstHumanOpenMs: msOf(column.open_ms[i]),
+        upgradedClass: (column.upgraded[i] || null) as Classification | null,
+      });
     }
-    if (r.looked_up) found.set(send.sendId, { clickMs: Number(r.lookup_click_ms), classification: (r.lookup_class ?? null) as Classification | null });
-  }
+    if (column.looked_up[i]) found.set(send.sendId, { clickMs: Number(column.lookup_click_ms[i]), classification: (column.lookup_class[i] || null) as Classification | null });
+  });
   const plan = planRollups(window, known);
   applyUpgrades(plan, known, await latestOpensBeforeClicks(tx, plan.lookups, found));
-  return plan;
+  return { plan, counted: countWindow(plan, batches, recipientOf) };
 }
 
 /**
@@ -275,11 +310,10 @@ async function latestOpensBeforeClicks(
 }
 
 /**
- * Step 3's statement: the claimed pending rows deleted, and from what they held (events of
- * sends that still exist) the additive counts, plus the upgrades' moves from the plan: send
- * states, recipient counts (a count leaving 0 is one more unique human, one coming back to 0
- * one less) and campaign rows. Rows are written in key order, so that two passes never lock
- * the same rows in opposite orders. One row: the events counted.
+ * Step 3's statement: the claimed pending rows deleted, and the plan written: send states,
+ * recipient counts (a count leaving 0 is one more unique human, one coming back to 0 one
+ * less) and campaign rows. Rows are written in key order, so that two passes never lock the
+ * same rows in opposite orders.
  */
 export function rollupWriteStatement(plan: RollupPlan, pendingIds: readonly string[]) {
   const states = [...plan.states.values()].sort((a, b) => (a.sendId < b.sendId ? -1 : a.sendId > b.sendId ? 1 : 0));
@@ -288,47 +322,27 @@ export function rollupWriteStatement(plan: RollupPlan, pendingIds: readonly stri
   const s = <T extends string | number | null>(pick: (state: SendState) => T) => pgArray(states.map(pick));
   const r = <T extends string | number | null>(pick: (row: RecipientDelta) => T) => pgArray(recipients.map(pick));
   const c = <T extends string | number | null>(pick: (row: CampaignDelta) => T) => pgArray(campaigns.map(pick));
-  // Each event counts for its type over every link (-1) and, a click, for its link too.
-  const perLink = sql.raw(`cross join lateral (values (${ALL_LINKS}), (case when e.type = 'click' then e.link_index end)) as l(link_index)`);
   // Data-modifying CTEs run exactly once whether or not they are read; "states" is referenced anyway.
   return sql`
     with done as (
       delete from tracking_rollup_pending where id = any(${pgArray(pendingIds)}::bigint[])
-      returning workspace_id, campaign_id, send_ids, types, link_indexes, classifications
     ),
-    ev as (
-      select d.workspace_id, d.campaign_id, u.send_id, u.type, u.link_index, u.classification
-      from done d cross join lateral unnest(d.send_ids, d.types, d.link_indexes, d.classifications) as u(send_id, type, link_index, classification)
-    ),
-    -- The sends that still exist (the others' events were deleted with them: not counted);
-    -- materialized: one primary-key probe per send, not one per event.
-    present as materialized (
-      select s.send_id, cs.recipient_id from (select distinct send_id, workspace_id from ev) s
-      join lateral ${existingSendRecipient(sql`s.send_id`, sql`s.workspace_id`)} cs on true
-    ),
-    counted as materialized (select ev.*, present.recipient_id from ev join present on present.send_id = ev.send_id),
     states as (
       insert into tracking_send_rollups (send_id, workspace_id, campaign_id, recipient_id, first_human_click_at, first_human_open_at, upgraded_class)
       select send_id, workspace_id, campaign_id, recipient_id, to_timestamp(click_ms / 1000.0), to_timestamp(open_ms / 1000.0), upgraded::hit_classification
       from unnest(${s((x) => x.sendId)}::uuid[], ${s((x) => x.workspaceId)}::uuid[], ${s((x) => x.campaignId)}::uuid[], ${s((x) => x.recipientId)}::uuid[],
                   ${s((x) => x.firstHumanClickMs)}::float8[], ${s((x) => x.firstHumanOpenMs)}::float8[], ${s((x) => x.upgradedClass)}::text[])
            as u(send_id, workspace_id, campaign_id, recipient_id, click_ms, open_ms, upgraded)
-      where u.send_id in (select send_id from present)
+      -- A second guard beside the locks (above): never a state for a send that is gone.
+      where exists ${existingSendRecipient(sql`u.send_id`, sql`u.workspace_id`)}
       on conflict (send_id, workspace_id) do update set first_human_click_at = excluded.first_human_click_at,
         first_human_open_at = excluded.first_human_open_at, upgraded_class = excluded.upgraded_class
       returning 1
     ),
     rin as (
-      select workspace_id, campaign_id, recipient_id, type, link_index, sum(n)::int as n from (
-        select e.workspace_id, e.campaign_id, e.recipient_id, e.type::text as type, l.link_index, count(*) as n
-        from counted e ${perLink}
-        where e.classification = 'human' and l.link_index is not null
-        group by 1, 2, 3, 4, 5
-        union all
-        select * from unnest(${r((x) => x.workspaceId)}::uuid[], ${r((x) => x.campaignId)}::uuid[], ${r((x) => x.recipientId)}::uuid[],
-                             ${r((x) => x.type)}::text[], ${r((x) => x.linkIndex)}::int[], ${r((x) => x.humanEvents)}::int[])
-      ) d
-      group by 1, 2, 3, 4, 5 having sum(n) <> 0
+      select * from unnest(${r((x) => x.workspaceId)}::uuid[], ${r((x) => x.campaignId)}::uuid[], ${r((x) => x.recipientId)}::uuid[],
+                           ${r((x) => x.type)}::text[], ${r((x) => x.linkIndex)}::int[], ${r((x) => x.humanEvents)}::int[])
+             as u(workspace_id, campaign_id, recipient_id, type, link_index, n)
     ),
     rec as (
       insert into tracking_recipient_rollups as t (workspace_id, campaign_id, recipient_id, type, link_index, human_events)
@@ -345,31 +359,17 @@ export function rollupWriteStatement(plan: RollupPlan, pendingIds: readonly stri
       group by 1, 2, 3
     ),
     cin as (
-      select workspace_id, campaign_id, type, link_index, sum(human) as human, sum(machine) as machine, sum(unknown) as unknown from (
-        select e.workspace_id, e.campaign_id, e.type::text as type, l.link_index,
-               count(*) filter (where e.classification = 'human') as human,
-               count(*) filter (where e.classification = 'machine') as machine,
-               count(*) filter (where e.classification = 'unknown') as unknown
-        from counted e ${perLink}
-        where l.link_index is not null
-        group by 1, 2, 3, 4
-        union all
-        select * from unnest(${c((x) => x.workspaceId)}::uuid[], ${c((x) => x.campaignId)}::uuid[], ${c((x) => x.type)}::text[], ${c((x) => x.linkIndex)}::int[],
-                             ${c((x) => x.human)}::bigint[], ${c((x) => x.machine)}::bigint[], ${c((x) => x.unknown)}::bigint[])
-      ) d
-      group by 1, 2, 3, 4
-    ),
-    campaign_rows as (
-      insert into tracking_rollups as t (workspace_id, campaign_id, type, link_index, human, machine, unknown, unique_human)
-      select cin.workspace_id, cin.campaign_id, cin.type::tracking_event_type, cin.link_index, cin.human, cin.machine, cin.unknown, coalesce(uniq.d, 0)
-      from cin left join uniq on uniq.campaign_id = cin.campaign_id and uniq.type = cin.type and uniq.link_index = cin.link_index
-      where (select count(*) from states) >= 0
-      order by cin.campaign_id, cin.type, cin.link_index
-      on conflict (campaign_id, type, link_index, workspace_id) do update set human = t.human + excluded.human, machine = t.machine + excluded.machine,
-        unknown = t.unknown + excluded.unknown, unique_human = t.unique_human + excluded.unique_human
-      returning 1
+      select * from unnest(${c((x) => x.workspaceId)}::uuid[], ${c((x) => x.campaignId)}::uuid[], ${c((x) => x.type)}::text[], ${c((x) => x.linkIndex)}::int[],
+                           ${c((x) => x.human)}::bigint[], ${c((x) => x.machine)}::bigint[], ${c((x) => x.unknown)}::bigint[])
+             as u(workspace_id, campaign_id, type, link_index, human, machine, unknown)
     )
-    select (select count(*)::int from counted) as counted, (select count(*)::int from campaign_rows) as campaign_rows`;
+    insert into tracking_rollups as t (workspace_id, campaign_id, type, link_index, human, machine, unknown, unique_human)
+    select cin.workspace_id, cin.campaign_id, cin.type::tracking_event_type, cin.link_index, cin.human, cin.machine, cin.unknown, coalesce(uniq.d, 0)
+    from cin left join uniq on uniq.campaign_id = cin.campaign_id and uniq.type = cin.type and uniq.link_index = cin.link_index
+    where (select count(*) from states) >= 0
+    order by cin.campaign_id, cin.type, cin.link_index
+    on conflict (campaign_id, type, link_index, workspace_id) do update set human = t.human + excluded.human, machine = t.machine + excluded.machine,
+      unknown = t.unknown + excluded.unknown, unique_human = t.unique_human + excluded.unique_human`;
 }
 
 /** Per send: the verdict of its latest non-human open at or before the given time (larger id on a tie). */

@@ -17,9 +17,8 @@ import type { Classification, HitType } from './classify.js';
  *
  * Only events actually inserted have a pending record, and the pass that counts a record
  * deletes it in the same transaction, so nothing counts twice. The additive part — events by
- * type and verdict per campaign and link, human events per recipient — is counted by the
- * pass's write statement in SQL, straight from the pending records (rollups.repo.ts): no
- * per-event work here. What needs rules is here, per send: the upgrade is kept per send (its
+ * type and verdict per campaign and link, human events per recipient — is summed from the
+ * pending records by rollup-window.ts, into the same plan. What needs rules is here, per send: the upgrade is kept per send (its
  * first human click and open, and the verdict of the open it upgraded), and re-judged from the send's stored opens whenever an event could move it.
  * Passes over one campaign are serialized (a transaction-scoped advisory lock), so each
  * re-judgement sees every rollup before it; the stored opens it reads may include events
@@ -80,10 +79,10 @@ export interface RecipientDelta {
 export const ALL_LINKS = -1;
 
 export interface RollupPlan {
-  /** The upgrades' moves only (the additive counts are the write statement's). */
+  /** The upgrades' moves (rollups.ts) and the additive counts (rollup-window.ts countWindow). */
   campaign: Map<string, CampaignDelta>;
   recipient: Map<string, RecipientDelta>;
-  /** Send states after this batch, by send id (every send with a human event in the window, and those re-judged). */
+  /** Send states after this batch, by send id: those the window changed, and those re-judged (their upgrade may move). */
   states: Map<string, SendState>;
   /** Sends whose upgrade must be re-judged from their stored opens, with their first human click. */
   recheck: { sendId: string; firstHumanClickMs: number }[];
@@ -94,7 +93,7 @@ export interface RollupPlan {
 /** The earlier of two optional times. */
 const earliest = (a: number | null, b: number | null) => (a === null ? b : b === null || a <= b ? a : b);
 
-function addCampaign(plan: RollupPlan, workspaceId: string, campaignId: string, type: HitType, linkIndex: number, cls: Classification, n: number) {
+export function addCampaign(plan: RollupPlan, workspaceId: string, campaignId: string, type: HitType, linkIndex: number, cls: Classification, n: number) {
   const key = `${campaignId}|${type}|${linkIndex}`;
   let delta = plan.campaign.get(key);
   if (!delta) {
@@ -104,7 +103,7 @@ function addCampaign(plan: RollupPlan, workspaceId: string, campaignId: string, 
   delta[cls] += n;
 }
 
-function addRecipient(plan: RollupPlan, state: Pick<SendState, 'workspaceId' | 'campaignId' | 'recipientId'>, type: HitType, linkIndex: number, n: number) {
+export function addRecipient(plan: RollupPlan, state: Pick<SendState, 'workspaceId' | 'campaignId' | 'recipientId'>, type: HitType, linkIndex: number, n: number) {
   const key = `${state.campaignId}|${state.recipientId}|${type}|${linkIndex}`;
   const delta = plan.recipient.get(key);
   if (delta) delta.humanEvents += n;
@@ -132,7 +131,11 @@ export function planRollups(window: readonly WindowSend[], known: ReadonlyMap<st
         firstHumanOpenMs: earliest(before?.firstHumanOpenMs ?? null, send.firstHumanOpenMs),
         upgradedClass: before?.upgradedClass ?? null,
       };
-      plan.states.set(send.sendId, after);
+      // A later human event leaves the state as it was: nothing to write (a row update each
+      // was half of a pass's writes, BENCHMARKS.md issue 14 eighteenth pass).
+      if (before === undefined || before.firstHumanClickMs !== after.firstHumanClickMs || before.firstHumanOpenMs !== after.firstHumanOpenMs) {
+        plan.states.set(send.sendId, after);
+      }
     }
     if (!after || after.firstHumanClickMs === null) continue;
     const click = after.firstHumanClickMs;
