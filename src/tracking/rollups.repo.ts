@@ -143,14 +143,17 @@ export async function readPending(tx: Db, ids: readonly string[]): Promise<Pendi
  * exists; and, when the window can change its state (a human event, or a non-human open at or
  * before the stored first human click), its stored state and (when its upgrade may move) the
  * verdict of its latest non-human open at or before its first human click.
- * One row of comma-separated columns in the order of `sends` (ReadColumns), not a row per
- * send: PGlite hands each result row over at ~10 µs, about what the statement costs per send.
+ * One row, not one per send: `sends`, per send in the order given, its recipient ('' when it
+ * is gone), 'y' when the window can change its state, 'y' when it has a stored state, the
+ * upgraded open's verdict, the stored first human click and open (ms), 'y' when the upgrade
+ * was looked up, for which click (ms), and the verdict found — space-separated. PGlite hands
+ * each result row over at ~10 µs, about what the statement costs per send.
  */
 export function readStatement(sends: readonly SendSummary[]) {
   const mayMove = sql.raw('(p.click_at is not null and p.may_move and (p.open_at is null or p.open_at > p.click_at))');
   const column = (pick: (send: SendSummary) => string | number | null) => pgArray(sends.map(pick));
-  // Each column: one value per send, in order ('' for none: string_agg skips nulls, the order must hold).
-  const list = (value: SQL) => sql`string_agg(coalesce((${value})::text, ''), ',' order by p.ord)`;
+  // A send's fields, space-separated ('' for none: concat_ws skips nulls, the positions must hold).
+  const fields = (values: SQL[]) => sql.join(values.map((value) => sql`coalesce((${value})::text, '')`), sql`, `);
   return sql`
     with b as (
       select ord, send_id, workspace_id, to_timestamp(hc / 1000.0) as human_click, to_timestamp(ho / 1000.0) as human_open, to_timestamp(oo / 1000.0) as other_open
@@ -174,16 +177,19 @@ export function readStatement(sends: readonly SendSummary[]) {
       from present b
       left join lateral (select * from tracking_send_rollups where send_id = b.send_id and workspace_id = b.workspace_id and b.recipient_id is not null limit 1) st on true
     )
-    select ${list(sql`p.recipient_id`)} as recipients,
-           ${list(sql`case when p.changes then 'y' end`)} as changes,
-           ${list(sql`case when p.changes and p.state_send_id is not null then 'y' end`)} as stored,
-           ${list(sql`case when p.changes then p.upgraded_class end`)} as upgraded,
-           ${list(sql`case when p.changes then ${ms('p.first_human_click_at')} end`)} as click_ms,
-           ${list(sql`case when p.changes then ${ms('p.first_human_open_at')} end`)} as open_ms,
-           ${list(sql`case when p.changes and ${mayMove} then 'y' end`)} as looked_up,
-           ${list(sql`case when p.changes and ${mayMove} then ${ms('p.click_at')} end`)} as lookup_click_ms,
-           -- Only for the sends whose upgrade may move (a case: the probe runs for those only).
-           ${list(sql`case when p.changes and ${mayMove} then (${latestNonHumanOpen(sql`p.send_id`, sql`p.click_at`)}) end`)} as lookup_class
+    -- One aggregate, one sort (PostgreSQL before 16 sorts each ordered aggregate on its own).
+    select string_agg(concat_ws(' ', ${fields([
+      sql`p.recipient_id`,
+      sql`case when p.changes then 'y' end`,
+      sql`case when p.changes and p.state_send_id is not null then 'y' end`,
+      sql`case when p.changes then p.upgraded_class end`,
+      sql`case when p.changes then ${ms('p.first_human_click_at')} end`,
+      sql`case when p.changes then ${ms('p.first_human_open_at')} end`,
+      sql`case when p.changes and ${mayMove} then 'y' end`,
+      sql`case when p.changes and ${mayMove} then ${ms('p.click_at')} end`,
+      // Only for the sends whose upgrade may move (a case: the probe runs for those only).
+      sql`case when p.changes and ${mayMove} then (${latestNonHumanOpen(sql`p.send_id`, sql`p.click_at`)}) end`,
+    ])}), ',' order by p.ord) as sends
     from per_send p`;
 }
 
@@ -240,11 +246,6 @@ export async function rollUpPending(db: Db, options: { singleConnection?: boolea
   });
 }
 
-/** The read statement's one row: a comma-separated column each, one value per send ('' for none). */
-const READ_COLUMNS = ['recipients', 'changes', 'stored', 'upgraded', 'click_ms', 'open_ms', 'looked_up', 'lookup_click_ms', 'lookup_class'] as const;
-type ReadColumn = (typeof READ_COLUMNS)[number];
-type ReadColumns = Record<ReadColumn, string | null>;
-
 /** A window planned: the plan (send states, upgrades, every count) and the events it counted. */
 export interface PlannedWindow {
   plan: RollupPlan;
@@ -263,26 +264,24 @@ export async function planWindow(tx: Db, batches: readonly PendingBatch[]): Prom
   const recipientOf = new Map<string, string>();
   const found = new Map<string, { clickMs: number; classification: Classification | null }>();
   const summaries = [...sends.values()];
-  const [read] = rowsOf<ReadColumns>(await tx.execute(readStatement(summaries)));
-  const column = Object.fromEntries(READ_COLUMNS.map((name) => [name, (read?.[name] ?? '').split(',')])) as Record<ReadColumn, string[]>;
+  const [read] = rowsOf<{ sends: string | null }>(await tx.execute(readStatement(summaries)));
+  const answers = (read?.sends ?? '').split(',');
   const msOf = (value: string | undefined) => (value ? Number(value) : null);
-  summaries.forEach((summary, i) => {
-    const recipientId = column.recipients[i];
-    if (!recipientId) return;
-    const send = { sendId: summary.sendId, workspaceId: summary.workspaceId, campaignId: summary.campaignId, recipientId };
-    recipientOf.set(send.sendId, recipientId);
-    if (!column.changes[i]) return;
-    window.push({ ...send, firstHumanClickMs: summary.firstHumanClickMs, firstHumanOpenMs: summary.firstHumanOpenMs, firstNonHumanOpenMs: summary.firstNonHumanOpenMs });
-    if (column.stored[i]) {
-      known.set(send.sendId, {
-        ...send,
-        firstHumanClickMs: msOf(column.click_ms[i]),
-        firstHumanOpenMs: msOf(column.open_ms[i]),
-        upgradedClass: (column.upgraded[i] || null) as Classification | null,
-      });
+  // Objects written out, not spread: a spread of a non-literal object cost ~2 µs each here,
+  // 4 of the pass's ~10 ms of JavaScript (BENCHMARKS.md, issue 14 eighteenth pass).
+  for (let i = 0; i < summaries.length; i += 1) {
+    const { sendId, workspaceId, campaignId, firstHumanClickMs, firstHumanOpenMs, firstNonHumanOpenMs } = summaries[i]!;
+    const [recipientId, changes, stored, upgraded, clickMs, openMs, lookedUp, lookupClickMs, lookupClass] = (answers[i] ?? '').split(' ');
+    if (!recipientId) continue;
+    recipientOf.set(sendId, recipientId);
+    if (!changes) continue;
+    window.push({ sendId, workspaceId, campaignId, recipientId, firstHumanClickMs, firstHumanOpenMs, firstNonHumanOpenMs });
+    if (stored) {
+      const upgradedClass = (upgraded || null) as Classification | null;
+      known.set(sendId, { sendId, workspaceId, campaignId, recipientId, firstHumanClickMs: msOf(clickMs), firstHumanOpenMs: msOf(openMs), upgradedClass });
     }
-    if (column.looked_up[i]) found.set(send.sendId, { clickMs: Number(column.lookup_click_ms[i]), classification: (column.lookup_class[i] || null) as Classification | null });
-  });
+    if (lookedUp) found.set(sendId, { clickMs: Number(lookupClickMs), classification: (lookupClass || null) as Classification | null });
+  }
   const plan = planRollups(window, known);
   applyUpgrades(plan, known, await latestOpensBeforeClicks(tx, plan.lookups, found));
   return { plan, counted: countWindow(plan, batches, recipientOf) };
@@ -344,20 +343,19 @@ export function rollupWriteStatement(plan: RollupPlan, pendingIds: readonly stri
                            ${r((x) => x.type)}::text[], ${r((x) => x.linkIndex)}::int[], ${r((x) => x.humanEvents)}::int[])
              as u(workspace_id, campaign_id, recipient_id, type, link_index, n)
     ),
+    -- Each row returns its count before (human_events - last_delta) and after this pass: a
+    -- count leaving 0 is one more unique human, one coming back to 0 one less.
     rec as (
-      insert into tracking_recipient_rollups as t (workspace_id, campaign_id, recipient_id, type, link_index, human_events)
-      select workspace_id, campaign_id, recipient_id, type::tracking_event_type, link_index, n from rin
+      insert into tracking_recipient_rollups as t (workspace_id, campaign_id, recipient_id, type, link_index, human_events, last_delta)
+      select workspace_id, campaign_id, recipient_id, type::tracking_event_type, link_index, n, n from rin
       order by campaign_id, recipient_id, type, link_index
-      on conflict (campaign_id, recipient_id, type, link_index, workspace_id) do update set human_events = t.human_events + excluded.human_events
-      returning t.campaign_id, t.recipient_id, t.type::text as type, t.link_index, t.human_events
+      on conflict (campaign_id, recipient_id, type, link_index, workspace_id) do update
+        set human_events = t.human_events + excluded.human_events, last_delta = excluded.human_events
+      returning t.campaign_id, t.type::text as type, t.link_index,
+        case when t.human_events - t.last_delta <= 0 and t.human_events > 0 then 1
+             when t.human_events - t.last_delta > 0 and t.human_events <= 0 then -1 else 0 end as d
     ),
-    uniq as (
-      select rec.campaign_id, rec.type, rec.link_index,
-             sum(case when rec.human_events - rin.n <= 0 and rec.human_events > 0 then 1
-                      when rec.human_events - rin.n > 0 and rec.human_events <= 0 then -1 else 0 end) as d
-      from rec join rin on rin.campaign_id = rec.campaign_id and rin.recipient_id = rec.recipient_id and rin.type = rec.type and rin.link_index = rec.link_index
-      group by 1, 2, 3
-    ),
+    uniq as (select campaign_id, type, link_index, sum(d) as d from rec group by 1, 2, 3),
     cin as (
       select * from unnest(${c((x) => x.workspaceId)}::uuid[], ${c((x) => x.campaignId)}::uuid[], ${c((x) => x.type)}::text[], ${c((x) => x.linkIndex)}::int[],
                            ${c((x) => x.human)}::bigint[], ${c((x) => x.machine)}::bigint[], ${c((x) => x.unknown)}::bigint[])

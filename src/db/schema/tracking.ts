@@ -72,6 +72,9 @@ export const trackingRecipientRollups = pgTable(
     type: trackingEventTypeEnum('type').notNull(),
     linkIndex: integer('link_index').notNull(),
     humanEvents: integer('human_events').notNull().default(0),
+    // What the last pass added to human_events: its RETURNING then tells the count before and
+    // after (a unique human more or less) without joining its input back (rollups.repo.ts).
+    lastDelta: integer('last_delta').notNull().default(0),
   },
   (t) => [primaryKey({ name: 'tracking_recipient_rollups_pk', columns: [t.campaignId, t.recipientId, t.type, t.linkIndex, t.workspaceId] })],
 );
