@@ -40,6 +40,12 @@ describe('a rollup window summed in JavaScript', () => {
     });
   });
 
+  it('a one-event row keeps one value per column, its null link too', () => {
+    const batch = parsePending({ id: '8', events: 1, workspace_id: 'w', campaign_id: 'c', send_ids: 's1', at_ms: '5', types: 'open', link_indexes: '', classifications: 'human' });
+    expect(batch.linkIndexes).toEqual([null]);
+    expect(batch.sendIds).toEqual(['s1']);
+  });
+
   it('counts each event of a send that still exists once per campaign row and, human, per recipient row; the same as counting event by event', () => {
     const rand = seededRandom(14);
     const pick = <T>(values: readonly T[]) => values[Math.floor(rand() * values.length)]!;

@@ -37,9 +37,9 @@ export interface PendingBatch {
   classifications: Classification[];
 }
 
-const split = (text: string | null) => (text ? text.split(',') : []);
-
 export function parsePending(row: PendingText): PendingBatch {
+  // One value per event: a one-event row's null link is the empty string, one value too.
+  const split = (text: string | null) => (Number(row.events) === 0 || text === null ? [] : text.split(','));
   return {
     id: String(row.id),
     events: Number(row.events),
@@ -103,7 +103,7 @@ function count(counts: Map<number, number>, key: number) {
  * The additive counts, into the plan beside the upgrades' moves: each event of a send that
  * still exists (`recipientOf`: send id → recipient) counts for its campaign by type and
  * verdict over every link (-1) and, a click, for its link too; a human one also for its
- * recipient. Resolves to the events counted (the others' sends are gone, their events with them).
+ * recipient. Returns the events counted (the others' sends are gone, their events with them).
  */
 export function countWindow(plan: RollupPlan, batches: readonly PendingBatch[], recipientOf: ReadonlyMap<string, string>): number {
   let counted = 0;

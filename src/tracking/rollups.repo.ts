@@ -15,9 +15,9 @@ import { countWindow, parsePending, summarizeSends, type PendingBatch, type Pend
  *      The claim returns the rows' events as text (send, time, type, link, verdict);
  *   2. in JavaScript (rollup-window.ts), the window summed per send: its earliest human click,
  *      human open and other open. Then one read statement (one snapshot, taken after the
- *      locks), one probe or two per send, never per event: each send's recipient (a send that
- *      no longer exists — contact purged, campaign deleted — has none: its events are not
- *      counted, they were deleted with it), and for the sends whose rollup state the window
+ *      locks), up to three index probes per send, never per event: each send's recipient (a
+ *      send that no longer exists — contact purged, campaign deleted — has none: its events
+ *      are not counted, they were deleted with it), and for the sends whose rollup state the window
  *      can change (a human event, or a non-human open at or before the stored first human
  *      click) their stored state and, where the human-click upgrade may move, the latest
  *      non-human open at or before the first human click. Every claimed event is committed
@@ -38,8 +38,11 @@ import { countWindow, parsePending, summarizeSends, type PendingBatch, type Pend
  * holds shared for the workspaces of its window (`lockWorkspaceRollups`: one lock, whatever
  * the number of campaigns): a pass and a purge of the same data run one after the other, so a
  * pass never writes rollup rows back for sends a purge deleted meanwhile (it sees them gone
- * and skips them), and the purge deletes whatever the pass committed. As a second guard, the
- * write statement writes send states only for sends that still exist.
+ * and skips them), and the purge deletes whatever the pass committed. So every path that
+ * deletes sends, recipients or campaigns must take these locks before it deletes (today the
+ * three purges in privacy/purge.repo.ts do): the recipient and campaign rows are written from
+ * what the read statement saw. As a second guard for send states only, the write statement
+ * writes them only for sends that still exist.
  */
 
 /** Advisory lock class of campaign rollup writers (the second key is hashtext(campaign id)). */
@@ -332,7 +335,8 @@ export function rollupWriteStatement(plan: RollupPlan, pendingIds: readonly stri
       from unnest(${s((x) => x.sendId)}::uuid[], ${s((x) => x.workspaceId)}::uuid[], ${s((x) => x.campaignId)}::uuid[], ${s((x) => x.recipientId)}::uuid[],
                   ${s((x) => x.firstHumanClickMs)}::float8[], ${s((x) => x.firstHumanOpenMs)}::float8[], ${s((x) => x.upgradedClass)}::text[])
            as u(send_id, workspace_id, campaign_id, recipient_id, click_ms, open_ms, upgraded)
-      -- A second guard beside the locks (above): never a state for a send that is gone.
+      -- A second guard for send states only (recipient and campaign rows rely on the locks
+      -- alone, see above): never a state for a send that is gone.
       where exists ${existingSendRecipient(sql`u.send_id`, sql`u.workspace_id`)}
       on conflict (send_id, workspace_id) do update set first_human_click_at = excluded.first_human_click_at,
         first_human_open_at = excluded.first_human_open_at, upgraded_class = excluded.upgraded_class

@@ -18,8 +18,9 @@ import type { Classification, HitType } from './classify.js';
  * Only events actually inserted have a pending record, and the pass that counts a record
  * deletes it in the same transaction, so nothing counts twice. The additive part — events by
  * type and verdict per campaign and link, human events per recipient — is summed from the
- * pending records by rollup-window.ts, into the same plan. What needs rules is here, per send: the upgrade is kept per send (its
- * first human click and open, and the verdict of the open it upgraded), and re-judged from the send's stored opens whenever an event could move it.
+ * pending records by rollup-window.ts, into the same plan. What needs rules is here, per
+ * send: the upgrade is kept per send (its first human click and open, and the verdict of the
+ * open it upgraded), and re-judged from the send's stored opens whenever an event could move it.
  * Passes over one campaign are serialized (a transaction-scoped advisory lock), so each
  * re-judgement sees every rollup before it; the stored opens it reads may include events
  * still pending in a later window — their own pass re-judges again and the counts converge
@@ -30,8 +31,9 @@ import type { Classification, HitType } from './classify.js';
  */
 
 /**
- * One send of the pass's window, aggregated by SQL (rollups.repo.ts): its send still exists,
- * and the window holds a human event of it or a non-human open that may move its upgrade.
+ * One send of the pass's window, summed by rollup-window.ts (summarizeSends) and kept by the
+ * read statement (rollups.repo.ts): its send still exists, and the window holds a human event
+ * of it or a non-human open that may move its upgrade.
  * Times are the earliest of each kind in the window (null: none).
  */
 export interface WindowSend {
