@@ -1,5 +1,5 @@
 import type { Classification, HitType } from './classify.js';
-import { addCampaign, addRecipient, ALL_LINKS, type RollupPlan } from './rollups.js';
+import { addCampaign, addRecipient, ALL_LINKS, earliest, type RollupPlan } from './rollups.js';
 
 /*
  * A rollup pass's window in JavaScript (rollups.repo.ts): the claimed pending rows' events,
@@ -65,8 +65,6 @@ export interface SendSummary {
   firstNonHumanOpenMs: number | null;
 }
 
-const earlier = (current: number | null, at: number) => (current === null || at < current ? at : current);
-
 /** Per send of the window, its earliest human click, human open and other open. */
 export function summarizeSends(batches: readonly PendingBatch[]): Map<string, SendSummary> {
   const sends = new Map<string, SendSummary>();
@@ -81,9 +79,9 @@ export function summarizeSends(batches: readonly PendingBatch[]): Map<string, Se
       const human = batch.classifications[i] === 'human';
       const at = batch.atMs[i]!;
       if (batch.types[i] === 'click') {
-        if (human) send.firstHumanClickMs = earlier(send.firstHumanClickMs, at);
-      } else if (human) send.firstHumanOpenMs = earlier(send.firstHumanOpenMs, at);
-      else send.firstNonHumanOpenMs = earlier(send.firstNonHumanOpenMs, at);
+        if (human) send.firstHumanClickMs = earliest(send.firstHumanClickMs, at);
+      } else if (human) send.firstHumanOpenMs = earliest(send.firstHumanOpenMs, at);
+      else send.firstNonHumanOpenMs = earliest(send.firstNonHumanOpenMs, at);
     }
   }
   return sends;

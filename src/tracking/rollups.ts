@@ -93,7 +93,7 @@ export interface RollupPlan {
 }
 
 /** The earlier of two optional times. */
-const earliest = (a: number | null, b: number | null) => (a === null ? b : b === null || a <= b ? a : b);
+export const earliest = (a: number | null, b: number | null) => (a === null ? b : b === null || a <= b ? a : b);
 
 export function addCampaign(plan: RollupPlan, workspaceId: string, campaignId: string, type: HitType, linkIndex: number, cls: Classification, n: number) {
   const key = `${campaignId}|${type}|${linkIndex}`;
