@@ -7,6 +7,7 @@ import type { Readable } from 'node:stream';
 import { importContactsCsv } from './contacts-import.js';
 import type { ColumnMapping } from './import-columns.js';
 import { deletionRequested, purgeDate, requesterOf } from '../privacy/deletion.js';
+import { seesMessageSubject } from '../privacy/gmail-guard.js';
 import type { ConsentRow, ContactFields, ContactRow, ContactsRepo } from './contacts.repo.js';
 
 export type AttributeValue = string | number | boolean | null;
@@ -93,8 +94,6 @@ export function createContactsService(deps: {
       const [history, mail] = await Promise.all([repo.listConsents(auth.workspaceId, id), repo.listMessagesOfContact(auth.workspaceId, id)]);
       const consentEntries = history.map((c) => ({ type: 'consent' as const, at: c.at, status: c.status, source: c.source, actor: c.actor }));
       const messageEntries = mail.map((m) => {
-        // P-03: a subject is message content; only the mailbox's owner sees it, others see that mail happened.
-        const mine = m.sentBy === auth.userId || m.mailboxOwner === auth.userId;
         return {
           type: 'message' as const,
           at: m.at,
@@ -104,7 +103,7 @@ export function createContactsService(deps: {
           from: m.fromAddress,
           to: m.toAddresses,
           cc: m.ccAddresses,
-          subject: mine ? m.subject : null,
+          subject: seesMessageSubject(auth, m) ? m.subject : null,
           events: m.events.map((e) => ({
             type: e.type,
             at: new Date(e.at),

@@ -9,6 +9,7 @@ import { GmailError } from '../gmail/gmail-errors.js';
 import type { MailboxesRepo, MailboxRow } from '../gmail/mailboxes.repo.js';
 import type { MailboxService } from '../gmail/mailboxes.service.js';
 import { errorNameOf, type Logger } from '../logger.js';
+import { seesMessageSubject } from '../privacy/gmail-guard.js';
 import type { MessageRow, MessagesRepo } from './messages.repo.js';
 
 export interface OneToOneMail {
@@ -33,7 +34,8 @@ function presentStatus(message: MessageRow) {
   return message.status;
 }
 
-function presentMessage(message: MessageRow) {
+/** `seesSubject`: whether the caller may see its subject (gmail-guard.ts seesMessageSubject, P-03); null otherwise. */
+function presentMessage(message: MessageRow, seesSubject: boolean) {
   return {
     id: message.id,
     status: presentStatus(message),
@@ -44,7 +46,7 @@ function presentMessage(message: MessageRow) {
     from: message.fromAddress,
     to: message.toAddresses,
     cc: message.ccAddresses,
-    subject: message.subject,
+    subject: seesSubject ? message.subject : null,
     at: message.at,
   };
 }
@@ -159,7 +161,8 @@ export function createMessagesService(deps: MessagesServiceDeps) {
     async get(auth: AuthContext, id: string) {
       const row = await repo.findById(auth.workspaceId, id);
       if (!row || row.direction !== 'outbound') throw new NotFoundError('Message');
-      return presentMessage(row);
+      const mailbox = row.sentBy !== auth.userId && row.mailboxId ? await deps.mailboxRepo.findByIdUnscoped(row.mailboxId) : undefined;
+      return presentMessage(row, seesMessageSubject(auth, { sentBy: row.sentBy, mailboxOwner: mailbox?.userId }));
     },
 
     /** 201 with the sent message, or 202 while its outcome is being resolved. */
@@ -273,7 +276,7 @@ export function createMessagesService(deps: MessagesServiceDeps) {
         logger.warn({ messageId: claimed.id, errorName: errorNameOf(error) }, '1:1 send claimed but its outcome not recorded; recovery resolves it');
         outcome = claimed;
       }
-      return { pending: outcome.status !== 'sent', message: presentMessage(outcome) };
+      return { pending: outcome.status !== 'sent', message: presentMessage(outcome, true) };
     },
   };
 }

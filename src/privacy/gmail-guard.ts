@@ -67,6 +67,16 @@ export class ContentAccessRefusedError extends AppError {
 }
 
 /**
+ * Whether a member sees a message's subject where the message is listed or looked up (a
+ * contact's timeline, `GET /api/messages/:id`): the member who connected its mailbox (the
+ * owner of its content) and the member who sent it. A subject is content (P-03): anyone else
+ * sees that mail happened, and reads the subject with the body through `readContent`, on a basis.
+ */
+export function seesMessageSubject(auth: AuthContext, message: { sentBy: string | null; mailboxOwner: string | null | undefined }): boolean {
+  return message.sentBy === auth.userId || (message.mailboxOwner != null && message.mailboxOwner === auth.userId);
+}
+
+/**
  * The rules, without I/O: `hasActiveGrant` answers whether the reader holds an unexpired,
  * unrevoked grant for this message (asked only for basis `grant`).
  */

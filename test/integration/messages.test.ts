@@ -54,6 +54,19 @@ describe('1:1 mail', () => {
     expect(JSON.stringify(seen)).not.toContain('Confidential offer');
   });
 
+  it('P-03 GET /api/messages/:id shows a message\'s subject to its sender, and to other members only its status', async () => {
+    const invite = await app.api('POST', '/api/invitations', { token: owner.token, json: { email: 'teammate@acme.test' } });
+    const teammate = await acceptInvitation(app, { token: invite.body.token, password: 'teammate password' });
+    const sent = await send({ to: 'bob@contoso.test', subject: 'Salary review', text: 'x' });
+    expect(sent.status).toBe(201);
+    const asSender = await app.api('GET', `/api/messages/${sent.body.id}`, { token: owner.token });
+    expect(asSender.body).toMatchObject({ status: 'sent', subject: 'Salary review' });
+    const asTeammate = await app.api('GET', `/api/messages/${sent.body.id}`, { token: teammate.body.token });
+    expect(asTeammate.status).toBe(200);
+    expect(asTeammate.body).toMatchObject({ id: sent.body.id, status: 'sent', subject: null });
+    expect(JSON.stringify(asTeammate.body)).not.toContain('Salary review');
+  });
+
   it('a reply stays in the thread with In-Reply-To and References', async () => {
     const first = await send({ to: 'bob@contoso.test', subject: 'Thread start', text: 'one' });
     const reply = await send({ to: 'bob@contoso.test', subject: 'Re: Thread start', text: 'two', inReplyTo: first.body.id });
