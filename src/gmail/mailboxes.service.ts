@@ -105,6 +105,7 @@ export function createMailboxService(deps: MailboxServiceDeps) {
         messagesSeen: mailbox.messagesSeen,
         watchExpiresAt: mailbox.watchExpiresAt,
         health: presentHealth(mailbox.syncHealth),
+        lastGap: mailbox.lastSyncGap ?? null,
       },
     };
   }

@@ -3,6 +3,7 @@
  * visible (GET /api/mailboxes → sync.health). Stored flat in mailboxes.sync_health (jsonb);
  * each sync pass adds its counts in one atomic update.
  */
+import type { SyncGap } from '../db/schema.js';
 
 /** Why a message read from Gmail was not kept or not turned into a signal. */
 export type SkipReason =
@@ -38,6 +39,11 @@ export type SyncHealthCounts = Record<'read' | 'kept' | SkipReason | SignalKind 
 
 export function emptyHealth(): SyncHealthCounts {
   return Object.fromEntries(['read', 'kept', 'resyncGaps', ...SKIP_REASONS, ...SIGNAL_KINDS].map((k) => [k, 0])) as SyncHealthCounts;
+}
+
+/** A resync's gap as the pass's `lastError` says it (the mailbox keeps the gap itself in `lastSyncGap`). */
+export function describeSyncGap(gap: SyncGap): string {
+  return `gap: more than ${gap.read} messages arrived since the last sync on ${gap.since.slice(0, 10)}; the newest ${gap.read} were read, older ones were not`;
 }
 
 /** The API's view of the stored counters. */

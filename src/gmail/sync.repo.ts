@@ -6,7 +6,8 @@ import { rowsOf } from '../db/pg-array.js';
 import { recordMailSignal } from '../webhooks/facts.js';
 import { createSuppressionRepo } from '../suppression/suppression.repo.js';
 import type { AddressHasher } from '../suppression/address-hash.js';
-import type { SyncHealthCounts } from './sync-health.js';
+import type { SyncGap } from '../db/schema.js';
+import { describeSyncGap, type SyncHealthCounts } from './sync-health.js';
 
 type NewMessage = typeof messages.$inferInsert;
 type NewMailEvent = typeof mailEvents.$inferInsert;
@@ -194,14 +195,16 @@ function syncQueries(db: Db, hashAddress: AddressHasher) {
      * Success: counters add up, and history moves forward only (a second process, or a push
      * racing a poll, never moves it back). No `historyId`: history is left as it is.
      */
-    async recordSyncSuccess(mailboxId: string, input: { historyId?: string; seen: number; at: Date; health?: SyncHealthCounts; warning?: string }): Promise<void> {
+    async recordSyncSuccess(mailboxId: string, input: { historyId?: string; seen: number; at: Date; health?: SyncHealthCounts; gap?: SyncGap }): Promise<void> {
       const next = input.historyId && /^\d+$/.test(input.historyId) ? input.historyId : undefined;
       const added = Object.entries(input.health ?? {}).filter(([, n]) => n > 0);
       await db
         .update(mailboxes)
         .set({
           lastSyncAt: input.at,
-          lastSyncError: input.warning ?? null,
+          // A gap is said in the pass's error until the next pass, and kept in lastSyncGap.
+          lastSyncError: input.gap ? describeSyncGap(input.gap) : null,
+          ...(input.gap ? { lastSyncGap: input.gap } : {}),
           messagesSeen: sql`${mailboxes.messagesSeen} + ${input.seen}`,
           // Each counter added in place, so two processes syncing at once never lose each other's counts.
           ...(added.length > 0

@@ -9,6 +9,7 @@ import type { MailboxesRepo, MailboxRow } from './mailboxes.repo.js';
 import type { MailboxService } from './mailboxes.service.js';
 import type { MailboxPacer } from './pacer.js';
 import { createSignals } from './signals.js';
+import type { SyncGap } from '../db/schema.js';
 import { emptyHealth, type SyncHealthCounts } from './sync-health.js';
 import type { SyncLeases } from './sync-leases.js';
 import type { GmailGuard } from '../privacy/gmail-guard.js';
@@ -80,8 +81,8 @@ interface PassResult extends PassTotals {
   mode: SyncMode;
   resynced: boolean;
   historyId?: string;
-  /** Kept as the mailbox's `lastError` although the pass succeeded: what it could not read. */
-  warning?: string;
+  /** A resync's gap: kept as the mailbox's `lastError` until the next pass, and as its `lastSyncGap` until a later gap replaces it. */
+  gap?: SyncGap;
 }
 
 
@@ -153,18 +154,12 @@ export function createSyncService(deps: SyncServiceDeps) {
     } while (pageToken && ids.length < max);
     // Oldest first, as history would have delivered them: an original tends to be stored before its replies.
     const totals = await processIds(mailbox, api, ids.slice(0, max).reverse());
-    const gap = since !== undefined && pageToken !== undefined;
+    const gap = since !== undefined && pageToken !== undefined ? { at: now().toISOString(), since: new Date(since * 1000).toISOString(), read: max } : undefined;
     if (gap) {
       totals.health.resyncGaps += 1;
       logger.warn({ mailboxId: mailbox.id, read: max }, 'more mail since the last sync than a resync reads; the oldest was not read');
     }
-    return {
-      mode: 'full',
-      resynced,
-      historyId: profile.historyId || undefined,
-      ...totals,
-      ...(gap ? { warning: `gap: more than ${max} messages arrived since the last sync on ${new Date(since * 1000).toISOString().slice(0, 10)}; the newest ${max} were read, older ones were not` } : {}),
-    };
+    return { mode: 'full', resynced, historyId: profile.historyId || undefined, ...totals, ...(gap ? { gap } : {}) };
   }
 
   /** Added message ids since `startHistoryId`, or undefined when there are too many to catch up on. */
@@ -211,7 +206,7 @@ export function createSyncService(deps: SyncServiceDeps) {
       // withGmail marks the mailbox needs_reconnect when Google says the grant is gone.
       const result = await mailboxes.withGmail(mailbox, (api) => syncPass(mailbox, api));
       // History advances only here, after every message up to it was processed.
-      await repo.recordSyncSuccess(mailbox.id, { historyId: result.historyId, seen: result.examined, at: now(), health: result.health, warning: result.warning });
+      await repo.recordSyncSuccess(mailbox.id, { historyId: result.historyId, seen: result.examined, at: now(), health: result.health, gap: result.gap });
       logger.info(
         { mailboxId: mailbox.id, mode: result.mode, resynced: result.resynced, examined: result.examined, kept: result.kept, events: result.events },
         'mailbox synced',

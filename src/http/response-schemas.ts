@@ -210,6 +210,8 @@ export const mailbox = z.object({
     messagesSeen: count,
     watchExpiresAt: instant.nullable(),
     health: z.object({ read: count, kept: count, resyncGaps: count, signals: countsBy(SIGNAL_KINDS), skipped: countsBy(SKIP_REASONS) }),
+    /** The latest resync that could not read everything since the last sync; kept after later syncs (that mail stays unread). */
+    lastGap: z.object({ at: instant, since: instant, read: count }).nullable(),
   }),
 });
 export const mailboxesResponse = z.object({ mailboxes: z.array(mailbox) });

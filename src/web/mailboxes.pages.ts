@@ -1,6 +1,8 @@
 import { Router } from 'express';
 import { z } from 'zod';
 import { setConnectCookie } from '../gmail/gmail.routes.js';
+import type { SyncGap } from '../db/schema.js';
+import { describeSyncGap } from '../gmail/sync-health.js';
 import { parseId } from '../http/params.js';
 import { parseInput } from '../http/validate.js';
 import { html } from './html.js';
@@ -14,6 +16,21 @@ const connectQuery = z.object({
 const continueQuery = connectQuery.extend({ acknowledge: z.string().max(50) });
 
 const when = (date: Date | string | null | undefined) => (date ? new Date(date).toISOString().replace('T', ' ').slice(0, 16) + ' UTC' : '—');
+
+type MailboxSync = { lastError: string | null; lastGap: SyncGap | null };
+
+/**
+ * The last pass's error, and the latest resync gap for as long as the mailbox exists: a later
+ * sync clears the error, but the mail the resync did not read stays unread.
+ */
+function syncProblems(sync: MailboxSync) {
+  const gap = sync.lastGap;
+  const error = sync.lastError && !(gap && sync.lastError === describeSyncGap(gap)) ? html`<br><span class="status bad">${sync.lastError}</span>` : '';
+  const gapNote = gap
+    ? html`<br><span class="status bad">Not read: mail between ${when(gap.since)} and the oldest of the ${gap.read} newest messages a resync read on ${when(gap.at)} (more had arrived than a resync reads). Replies and bounces in it were not seen.</span>`
+    : '';
+  return html`${error}${gapNote}`;
+}
 
 /**
  * Mailboxes: each connected Gmail with its health, and connecting one from the browser —
@@ -41,7 +58,7 @@ export function mailboxPages(ctx: WebContext): Router {
   ${m.statusReason ? html`<br><span class="muted">${m.statusReason}</span>` : ''}
   <br><a class="button" href="${reconnectHref}">Reconnect</a>`}</td>
 <td>${m.sync.enabled
-        ? html`on · last ${when(m.sync.lastSuccessAt)}<br><span class="muted">${m.sync.messagesSeen} messages seen, ${m.sync.health.kept} kept</span>${m.sync.lastError ? html`<br><span class="status bad">${m.sync.lastError}</span>` : ''}`
+        ? html`on · last ${when(m.sync.lastSuccessAt)}<br><span class="muted">${m.sync.messagesSeen} messages seen, ${m.sync.health.kept} kept</span>${syncProblems(m.sync)}`
         : html`off`}</td>
 <td>${m.sentToday} of ${m.dailyBudget} sent in the last 24 h<br><span class="muted">pace: at most ${ctx.config.gmail.sendsPerMinute} a minute${paused ? html`; paused by Gmail until ${when(new Date(paused))}` : ''}</span></td>
 <td><form class="inline" method="post" action="/app/mailboxes/${m.id}/disconnect">${csrfField(req.browser!.csrfToken)}<button type="submit" class="secondary">Disconnect</button></form></td>

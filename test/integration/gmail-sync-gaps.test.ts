@@ -1,6 +1,7 @@
 import { sql } from 'drizzle-orm';
 import { describe, expect, it } from 'vitest';
 import { ALICE, BOB, useSyncApp } from '../helpers/gmail-sync.js';
+import { WebClient } from '../helpers/web-client.js';
 
 /*
  * Sync never loses mail silently: when Gmail no longer has the mailbox's history, the resync
@@ -30,6 +31,7 @@ describe('a lost history id', () => {
     const view = await mailboxView(ctx.alice.id);
     expect(view.sync.lastError).toBeNull();
     expect(view.sync.health.resyncGaps).toBe(0);
+    expect(view.sync.lastGap).toBeNull();
   });
 
   it('more mail since the last sync than GMAIL_RESYNC_MAX_MESSAGES: the newest are read, and the gap is shown, not silent', async () => {
@@ -47,7 +49,24 @@ describe('a lost history id', () => {
     const view = await mailboxView(ctx.alice.id);
     expect(view.sync.lastError).toMatch(/^gap: more than 520 messages arrived since the last sync on \d{4}-\d{2}-\d{2}/);
     expect(view.sync.health.resyncGaps).toBe(1);
+    expect(view.sync.lastGap).toEqual({ at: expect.any(String), since: expect.any(String), read: RESYNC_MAX });
+    // From the last sync, a day earlier for clocks, to now.
+    expect(Date.parse(view.sync.lastGap.since)).toBeLessThan(Date.parse(view.sync.lastGap.at) - 23 * 3600_000);
     expect(ctx.app.logs.join('')).toContain('more mail since the last sync than a resync reads');
+  });
+
+  it('the next sync clears the pass error, but the gap stays shown: that mail stays unread', async () => {
+    const gap = (await mailboxView(ctx.alice.id)).sync.lastGap;
+    await deliverFromBob(1, 'after the gap');
+    expect(await sync(ctx.alice.id)).toMatchObject({ status: 'synced', mode: 'incremental', kept: 1 });
+    const view = await mailboxView(ctx.alice.id);
+    expect(view.sync.lastError).toBeNull();
+    expect(view.sync.lastGap).toEqual(gap);
+    const browser = new WebClient(ctx.app);
+    await browser.get('/signin');
+    expect((await browser.post('/signin', { email: ctx.owner.email, password: ctx.owner.password })).status).toBe(303);
+    const page = await browser.get('/app/mailboxes');
+    expect(page.text).toContain(`Not read: mail between ${gap.since.replace('T', ' ').slice(0, 16)} UTC`);
   });
 });
 

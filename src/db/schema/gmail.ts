@@ -6,6 +6,18 @@ import { users, workspaceRef } from './workspace.js';
 
 /** Connected Gmail mailboxes, the mail they sent and received, what sync found in them, and the limits every process shares per mailbox. */
 
+/**
+ * A resync that found more mail since the last sync than it reads (GMAIL_RESYNC_MAX_MESSAGES):
+ * when it ran (`at`), from when it looked (`since`: the last sync, a day earlier for clocks), and
+ * how many of the newest it read (`read`). Mail between `since` and the oldest of those was not
+ * read: no reply or bounce in it was seen. ISO times.
+ */
+export interface SyncGap {
+  at: string;
+  since: string;
+  read: number;
+}
+
 export const mailboxStatusEnum = pgEnum('mailbox_status', ['active', 'needs_reconnect']);
 export const mailboxKindEnum = pgEnum('mailbox_kind', ['workspace', 'consumer']);
 
@@ -38,6 +50,11 @@ export const mailboxes = pgTable(
     messagesSeen: integer('messages_seen').notNull().default(0),
     /** Counters of what sync read, kept and skipped (and why): `SyncHealthCounts` in gmail/sync-health.ts. */
     syncHealth: jsonb('sync_health').$type<Record<string, number>>().notNull().default({}),
+    /**
+     * The latest resync that could not read everything since the last sync (SyncGap). Kept after
+     * later syncs succeed: the mail it did not read stays unread.
+     */
+    lastSyncGap: jsonb('last_sync_gap').$type<SyncGap>(),
     connectedAt: timestamp('connected_at', { withTimezone: true }).notNull().defaultNow(),
     createdAt: createdAt(),
     /** P-13: set on disconnect (after revoking at Google); hidden at once, purged after `purgeAfter`. */
