@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Config } from '../config.js';
 import { isUniqueViolation } from '../db/pg-errors.js';
 import type { Role } from '../db/schema.js';
@@ -40,7 +41,17 @@ export interface AuthContext {
    * user and gives this caller a new one (profile.ts); a web session started from a token
    * carries the token's version (web-sessions.service.ts).
    */
-  session?: { kind: 'token' | 'web'; version: number };
+  session?: {
+    kind: 'token' | 'web';
+    version: number;
+    /**
+     * This one session among the person's, and no secret: the SHA-256 of the bearer token, or
+     * `web:` and the web session's id. Password re-checks are counted per session
+     * (throttle.ts admitPasswordRecheck), so a stolen session's guesses never use up its
+     * owner's re-checks in another session.
+     */
+    key: string;
+  };
 }
 
 export function createAuthService(deps: {
@@ -188,17 +199,17 @@ export function createAuthService(deps: {
         throw new UnauthorizedError('invalid_token', 'The bearer token is not valid');
       }
       await repo.touchActivity(claims.userId, now());
-      return { userId: claims.userId, workspaceId: claims.workspaceId, role: membership.role, session: { kind: 'token', version: claims.sessionVersion } };
+      return { userId: claims.userId, workspaceId: claims.workspaceId, role: membership.role, session: { kind: 'token', version: claims.sessionVersion, key: createHash('sha256').update(bearerToken).digest('hex') } };
     },
 
     /**
      * Who a signed-in browser is (a web session names a user, a workspace and the session version
      * it started at): the membership and the version are re-read every time, like `authenticate`.
      */
-    async memberContext(userId: string, workspaceId: string, sessionVersion: number): Promise<AuthContext | undefined> {
+    async memberContext(userId: string, workspaceId: string, sessionVersion: number, sessionKey: string): Promise<AuthContext | undefined> {
       const membership = await repo.findMembership(workspaceId, userId);
       if (!membership || membership.sessionVersion !== sessionVersion) return undefined;
-      return { userId, workspaceId, role: membership.role, session: { kind: 'web', version: sessionVersion } };
+      return { userId, workspaceId, role: membership.role, session: { kind: 'web', version: sessionVersion, key: sessionKey } };
     },
 
     /** A device token for the person of this session (a browser that signed up or joined by invitation knows the password too). */

@@ -94,7 +94,7 @@ export function createProfileCorrection(deps: ProfileDeps) {
       const user = await repo.findUserById(auth.userId);
       if (!user) throw new UnauthorizedError();
       const wantsNewEmail = input.email !== undefined && input.email !== user.email;
-      if (input.newPassword !== undefined || wantsNewEmail) await proveCurrentPassword(throttle, user, input.currentPassword, clientAddress);
+      if (input.newPassword !== undefined || wantsNewEmail) await proveCurrentPassword(throttle, user, input.currentPassword, auth, clientAddress);
 
       // The mail first: if the relay refuses the new address (or is down), the answer is an error,
       // so nothing else of the request may have been written yet.

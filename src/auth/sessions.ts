@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { Config } from '../config.js';
 import { UnauthorizedError } from '../errors.js';
 import { createSignedTokens, isExpiredTokenError } from './signed-tokens.js';
@@ -25,8 +26,12 @@ export const sessionEnded = (session: VerifiedSession, notBefore: Date | null | 
 export function createSessionTokens(options: Config['jwt']) {
   const tokens = createSignedTokens(options, { audience: 'inboxtrail-api', ttlSeconds: options.ttlSeconds });
   return {
+    /**
+     * A random token id (`jti`): two sessions issued in the same second are two tokens, so each
+     * is one session to what counts per session (AuthContext.session.key, the token's SHA-256).
+     */
     sign(claims: SessionClaims): string {
-      return tokens.sign({ wid: claims.workspaceId, sv: claims.sessionVersion }, claims.userId);
+      return tokens.sign({ wid: claims.workspaceId, sv: claims.sessionVersion }, claims.userId, randomUUID());
     },
 
     verify(token: string): VerifiedSession {

@@ -105,12 +105,16 @@ export function createAuthThrottle(db: Db, limits: ThrottleLimits, now: () => Da
     /**
      * A signed-in person's password re-check (password-recheck.ts). Counted like a login on the
      * account and the client address (so a stolen session's guesses hold strangers' logins too),
-     * but refused past the account's limit of re-checks by this user, or the address's limit
-     * (sessions stolen from many accounts, guessing from one place): strangers' wrong passwords
-     * elsewhere, which lock the account's logins, never keep its owner from changing the password.
+     * but refused past the account's limit of re-checks in this session (`sessionKey`:
+     * AuthContext.session.key), or the address's limit (sessions stolen from many accounts,
+     * guessing from one place). Per session, not per person: a session is only had by proving
+     * the password (or a new device's mailed code), so a thief holding one gets that one's
+     * guesses, and the owner signed in elsewhere (a known device's login is not held by the
+     * account's window) can still change the password, which ends the thief's session. Nor do
+     * strangers' wrong logins, which lock the account's logins, count here.
      */
-    admitPasswordRecheck(user: { id: string; email: string }, clientAddress: string): Promise<() => Promise<void>> {
-      return admit('login', [perAccount(subjectOf('recheck', user.id), 'Too many wrong passwords; try again later'), perAddress(clientAddress)], [subjectOf('account', user.email)]);
+    admitPasswordRecheck(user: { email: string }, sessionKey: string, clientAddress: string): Promise<() => Promise<void>> {
+      return admit('login', [perAccount(subjectOf('recheck', sessionKey), 'Too many wrong passwords; try again later'), perAddress(clientAddress)], [subjectOf('account', user.email)]);
     },
 
     /**

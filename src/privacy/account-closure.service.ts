@@ -68,7 +68,7 @@ export function createAccountClosureService(deps: {
     async closeOwnAccount(auth: AuthContext, input: { password: string }, clientAddress: string): Promise<ClosureResult> {
       const user = await repo.findLiveUser(auth.userId);
       if (!user) throw new NotFoundError('Account');
-      await proveCurrentPassword(deps.throttle, user, input.password, clientAddress);
+      await proveCurrentPassword(deps.throttle, user, input.password, auth, clientAddress);
       return close(user.id, actorOf(auth), purgeDate(now(), deps.purgeAfterDays), auth.requestId);
     },
 

@@ -43,7 +43,7 @@ export function createWebSessionsService(deps: { repo: WebSessionsRepo; auth: Au
       const row = await repo.findByTokenHash(hashCookieValue(cookieValue));
       if (!row || row.expiresAt.getTime() <= now().getTime()) return { state: 'ended' };
       // A password change since the session started (another version) has ended it.
-      const context = await auth.memberContext(row.userId, row.workspaceId, row.sessionVersion);
+      const context = await auth.memberContext(row.userId, row.workspaceId, row.sessionVersion, `web:${row.id}`);
       if (!context) return { state: 'ended' };
       return { state: 'active', auth: context, expiresAt: row.expiresAt };
     },

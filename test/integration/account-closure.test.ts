@@ -165,6 +165,26 @@ describe('P-13 account closure: the password re-check is throttled like a login'
     expect(limited.sandbox.control.getMailbox(gmailAddress)!.grants).not.toEqual([]);
   });
 
+  it("P-13 a stolen session's wrong guesses hold that session only: its owner, signed in elsewhere, still changes the password, which ends the stolen one", async () => {
+    const owner = await signUp(limited);
+    // The owner's other session (another device), started before the theft.
+    const elsewhere = await limited.api('POST', '/api/auth/login', { json: { email: owner.email, password: owner.password } });
+    expect(elsewhere.status).toBe(200);
+    expect(elsewhere.body.token).not.toBe(owner.token);
+    const stolen = owner.token;
+    const { maxFailures } = limited.config.login;
+    for (let i = 0; i < maxFailures; i += 1) expect((await closeAccount(stolen, `guess ${i}`, `198.51.100.${20 + i}`)).status).toBe(403);
+    expect((await closeAccount(stolen, owner.password, '198.51.100.40')).status).toBe(429);
+    const changed = await limited.api('PATCH', '/api/me', {
+      token: elsewhere.body.token,
+      json: { currentPassword: owner.password, newPassword: 'a fresh long password' },
+      headers: { 'x-forwarded-for': '198.51.100.41' },
+    });
+    expect(changed.status, changed.text).toBe(200);
+    expect((await limited.api('GET', '/api/me', { token: stolen })).status).toBe(401);
+    expect((await limited.api('GET', '/api/me', { token: changed.body.token })).status).toBe(200);
+  });
+
   it('P-13 guesses spread over accounts meet the per-address limit; the address is req.ip (X-Forwarded-For from a trusted proxy)', async () => {
     const [a, b, c] = await Promise.all([signUp(limited), signUp(limited), signUp(limited)]);
     const spray = '203.0.113.7';
