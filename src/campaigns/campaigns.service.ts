@@ -83,13 +83,34 @@ export function createCampaignsService(deps: {
     return campaign;
   }
 
+  /**
+   * Campaigns send from the caller's own mailbox; an admin or owner may use any of the
+   * workspace's. Checked on every act of a member that makes mail go out from a mailbox or
+   * changes who gets it or what is kept of it: saving a draft, its recipients, launching,
+   * resuming and deleting. Pausing and cancelling stay open to every member: stopping mail is
+   * always safe.
+   */
+  function assertMaySendFrom(auth: AuthContext, mailbox: { userId: string }) {
+    if (mailbox.userId !== auth.userId && auth.role === 'member') {
+      throw new ForbiddenError('Campaigns send from your own mailbox; an admin may use any of the workspace');
+    }
+  }
+
+  /** A saved campaign that the caller may act on as its sender (assertMaySendFrom). One whose mailbox is gone protects nobody's: launching it fails on its own. */
+  async function requireSendableCampaign(auth: AuthContext, id: string): Promise<CampaignRow> {
+    const campaign = await requireCampaign(auth, id);
+    if (auth.role === 'member' && campaign.mailboxId) {
+      const mailbox = await deps.mailboxRepo.findById(auth.workspaceId, campaign.mailboxId);
+      if (mailbox) assertMaySendFrom(auth, mailbox);
+    }
+    return campaign;
+  }
+
   /** Everything a saved campaign must satisfy; each problem is named in one 422. */
   async function validate(auth: AuthContext, input: CampaignInput) {
     const mailbox = await deps.mailboxRepo.findById(auth.workspaceId, input.mailboxId);
     if (!mailbox) throw new NotFoundError('Mailbox');
-    if (mailbox.userId !== auth.userId && auth.role === 'member') {
-      throw new ForbiddenError('Campaigns send from your own mailbox; an admin may use any of the workspace');
-    }
+    assertMaySendFrom(auth, mailbox);
     if ('contactIds' in input.audience) {
       const unique = [...new Set(input.audience.contactIds)];
       if ((await repo.countContacts(auth.workspaceId, unique)) !== unique.length) {
@@ -195,7 +216,7 @@ export function createCampaignsService(deps: {
     },
 
     async update(auth: AuthContext, id: string, input: CampaignInput) {
-      const campaign = await requireCampaign(auth, id);
+      const campaign = await requireSendableCampaign(auth, id);
       if (campaign.status !== 'draft') throw notEditable();
       await validate(auth, input);
       const updated = await repo.transaction(async (tx) => {
@@ -212,7 +233,7 @@ export function createCampaignsService(deps: {
      * the address, as any import) and the draft's audience becomes exactly those contacts.
      */
     async importRecipients(auth: AuthContext, id: string, csv: Readable) {
-      const campaign = await requireCampaign(auth, id);
+      const campaign = await requireSendableCampaign(auth, id);
       if (campaign.status !== 'draft') throw notEditable('Only a draft can take recipients');
       const addresses = new Set<string>();
       const report = await deps.contacts.importCsv(auth, csv, { onAddress: (email) => addresses.add(email.toLowerCase()) });
@@ -254,7 +275,7 @@ export function createCampaignsService(deps: {
     },
 
     async launch(auth: AuthContext, id: string, options: { startAt?: Date }) {
-      const campaign = await requireCampaign(auth, id);
+      const campaign = await requireSendableCampaign(auth, id);
       if (campaign.status !== 'draft') throw new ConflictError('campaign_not_draft', `A ${campaign.status} campaign cannot be launched`);
       const mailbox = campaign.mailboxId ? await deps.mailboxRepo.findById(auth.workspaceId, campaign.mailboxId) : undefined;
       if (!mailbox) throw new UnprocessableError('mailbox_missing', 'The campaign has no connected mailbox');
@@ -298,7 +319,7 @@ export function createCampaignsService(deps: {
     },
 
     async resume(auth: AuthContext, id: string) {
-      const campaign = await requireCampaign(auth, id);
+      const campaign = await requireSendableCampaign(auth, id);
       if (campaign.statusReason === 'mailbox_needs_reconnect') {
         const mailbox = campaign.mailboxId ? await deps.mailboxRepo.findById(auth.workspaceId, campaign.mailboxId) : undefined;
         if (mailbox?.status !== 'active') throw new ConflictError('mailbox_needs_reconnect', 'Reconnect the mailbox first');
@@ -315,7 +336,7 @@ export function createCampaignsService(deps: {
      * after `purgeAfterDays`. Its queued sends are skipped after that, as for a cancel.
      */
     async remove(auth: AuthContext, id: string) {
-      const campaign = await requireCampaign(auth, id);
+      const campaign = await requireSendableCampaign(auth, id);
       const at = now();
       const purgeAfter = purgeDate(at, deps.purgeAfterDays);
       const stopped = await repo.transaction(async (tx) => {
