@@ -155,14 +155,20 @@ export function createMessagesService(deps: MessagesServiceDeps) {
     return resolved;
   }
 
+  /** Whether the caller sees this message's subject (gmail-guard.ts seesMessageSubject): they sent it or own its mailbox. */
+  async function seesSubjectOf(auth: AuthContext, message: MessageRow): Promise<boolean> {
+    if (message.sentBy === auth.userId) return true;
+    const mailbox = message.mailboxId ? await deps.mailboxRepo.findByIdUnscoped(message.mailboxId) : undefined;
+    return seesMessageSubject(auth, { sentBy: message.sentBy, mailboxOwner: mailbox?.userId });
+  }
+
   return {
     recoverExpired,
 
     async get(auth: AuthContext, id: string) {
       const row = await repo.findById(auth.workspaceId, id);
       if (!row || row.direction !== 'outbound') throw new NotFoundError('Message');
-      const mailbox = row.sentBy !== auth.userId && row.mailboxId ? await deps.mailboxRepo.findByIdUnscoped(row.mailboxId) : undefined;
-      return presentMessage(row, seesMessageSubject(auth, { sentBy: row.sentBy, mailboxOwner: mailbox?.userId }));
+      return presentMessage(row, await seesSubjectOf(auth, row));
     },
 
     /** 201 with the sent message, or 202 while its outcome is being resolved. */
@@ -175,7 +181,9 @@ export function createMessagesService(deps: MessagesServiceDeps) {
       let replyTo: MessageRow | undefined;
       if (mail.inReplyTo) {
         replyTo = await repo.findById(auth.workspaceId, mail.inReplyTo);
-        if (!replyTo) throw new NotFoundError('Message being replied to');
+        // One answers mail one may read: a teammate's message (its Message-ID, its thread) is not
+        // the caller's to reply to, and answers as if it did not exist.
+        if (!replyTo || !(await seesSubjectOf(auth, replyTo))) throw new NotFoundError('Message being replied to');
       }
 
       const recipients = [...mail.to, ...mail.cc, ...mail.bcc];

@@ -65,6 +65,15 @@ describe('1:1 mail', () => {
     expect(asTeammate.status).toBe(200);
     expect(asTeammate.body).toMatchObject({ id: sent.body.id, status: 'sent', subject: null });
     expect(JSON.stringify(asTeammate.body)).not.toContain('Salary review');
+
+    // Nor can the teammate answer it from a mailbox of their own (its Message-ID, its thread): 404, nothing sent.
+    const theirs = await connectedMailbox(app, teammate.body.token, 'teammate@acme.test');
+    const reply = await app.api('POST', '/api/messages', {
+      token: teammate.body.token,
+      json: { mailboxId: theirs.id, to: 'bob@contoso.test', subject: 'Re: Salary review', text: 'y', inReplyTo: sent.body.id },
+    });
+    expect([reply.status, reply.body.error?.code]).toEqual([404, 'not_found']);
+    expect(app.sandbox.control.listMessages('teammate@acme.test', { labelId: 'SENT' })).toEqual([]);
   });
 
   it('a reply stays in the thread with In-Reply-To and References', async () => {
