@@ -20,7 +20,7 @@ type KeyedTable = PgTable & { id: AnyPgColumn };
 type ExportRow = { id: string } & Record<string, unknown>;
 
 /** The chosen columns of every row of `table` matching `where`, a page at a time in id order (`id > last id`). */
-export function keysetRows(db: Db, table: KeyedTable, columns: Record<string, AnyPgColumn>, where: SQL | undefined): AsyncIterable<ExportRow> {
+export function keysetRows(db: Db, table: KeyedTable, columns: Record<string, AnyPgColumn | SQL.Aliased>, where: SQL | undefined): AsyncIterable<ExportRow> {
   return pagesOf<ExportRow>(EXPORT_PAGE_SIZE, async (after) => {
     const rows = await db
       .select(columns)

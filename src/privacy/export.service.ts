@@ -18,12 +18,16 @@ export type DataKind = (typeof DATA_KINDS)[number];
 
 const FORMAT = 'inboxtrail-export/1';
 
-/** The sections of a subject scope, in DATA_KINDS order, only the kinds asked for. */
-export function subjectSections(repo: SubjectDataRepo, scope: ResolvedScope, contacts: ContactRecord[], kinds: readonly DataKind[]): ExportSection[] {
+/**
+ * The sections of a subject scope, in DATA_KINDS order, only the kinds asked for.
+ * `subjectsFor`: mail subjects only where that member sent the mail or owns its mailbox (P-03:
+ * a subject is content); a legal disclosure, which has a stated basis and case reference, omits it.
+ */
+export function subjectSections(repo: SubjectDataRepo, scope: ResolvedScope, contacts: ContactRecord[], kinds: readonly DataKind[], subjectsFor?: string): ExportSection[] {
   const readers: Record<DataKind, () => unknown> = {
     contacts: () => contacts,
     consents: () => repo.consents(scope),
-    messages: () => repo.messages(scope),
+    messages: () => repo.messages(scope, subjectsFor),
     mail_events: () => repo.mailEvents(scope),
     campaign_sends: () => repo.campaignSends(scope),
     tracking_events: () => repo.trackingEvents(scope),
@@ -81,7 +85,13 @@ export function createExportService(deps: { self: SelfExportRepo; subjects: Subj
         subjectId: contacts[0]?.id ?? null,
         detail: { kind: 'data_subject', contactIds: scope.resolvedContactIds },
       });
-      return [['format', FORMAT], ['exportedAt', now().toISOString()], ['email', email], ...subjectSections(subjects, scope, contacts, DATA_KINDS)];
+      return [
+        ['format', FORMAT],
+        ['exportedAt', now().toISOString()],
+        ['email', email],
+        ['note', "A message's subject is shown only where you sent it or it is in your mailbox (P-03); a legal request (POST /api/privacy/legal-requests, with a basis and case reference) discloses the others."],
+        ...subjectSections(subjects, scope, contacts, DATA_KINDS, auth.userId),
+      ];
     },
   };
 }

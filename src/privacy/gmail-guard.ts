@@ -1,7 +1,9 @@
+import { sql, type SQL } from 'drizzle-orm';
 import { Counter, type Registry } from 'prom-client';
 import { actorOf } from '../auth/actor.js';
 import type { AuthContext } from '../auth/auth.service.js';
 import { AppError } from '../errors.js';
+import { mailboxes, messages } from '../db/schema.js';
 import type { AuditEntry } from './audit.js';
 import type { GrantsRepo } from './grants.repo.js';
 
@@ -74,6 +76,16 @@ export class ContentAccessRefusedError extends AppError {
  */
 export function seesMessageSubject(auth: AuthContext, message: { sentBy: string | null; mailboxOwner: string | null | undefined }): boolean {
   return message.sentBy === auth.userId || (message.mailboxOwner != null && message.mailboxOwner === auth.userId);
+}
+
+/**
+ * The same rule for rows read in SQL (a data subject export streams them): `messages.subject`
+ * where `readerUserId` sent the message or owns its mailbox, else null.
+ */
+export function subjectSeenBy(readerUserId: string): SQL.Aliased<string | null> {
+  return sql<string | null>`case when ${messages.sentBy} = ${readerUserId}::uuid
+    or exists (select 1 from ${mailboxes} where ${mailboxes.id} = ${messages.mailboxId} and ${mailboxes.userId} = ${readerUserId}::uuid)
+    then ${messages.subject} end`.as('subject');
 }
 
 /**

@@ -7,6 +7,7 @@ import { inUuidList } from '../db/sql-lists.js';
 import { contactRecordColumns } from '../contacts/contact-columns.js';
 import { recordAudit, type AuditEntry } from './audit.js';
 import { addressIn, keysetRows, messageMetadata } from './export.repo.js';
+import { subjectSeenBy } from './gmail-guard.js';
 
 /*
  * What is held about some people (addresses, contacts) and/or some mailboxes of one
@@ -99,8 +100,10 @@ export function createSubjectDataRepo(db: Db) {
     },
 
     /** Message metadata (bodies are never stored; Gmail content is not exported). */
-    messages(scope: ResolvedScope) {
-      return keysetRows(db, messages, messageMetadata, and(messageScope(scope), within(messages.at, scope)));
+    /** `readerUserId`: subjects only of mail that person sent or that is in their mailbox (gmail-guard.ts subjectSeenBy); without it, every subject (a legal disclosure). */
+    messages(scope: ResolvedScope, readerUserId?: string) {
+      const columns = readerUserId ? { ...messageMetadata, subject: subjectSeenBy(readerUserId) } : messageMetadata;
+      return keysetRows(db, messages, columns, and(messageScope(scope), within(messages.at, scope)));
     },
 
     /** Replies, bounces and delays about the messages in scope (and, when people are named, about them). */

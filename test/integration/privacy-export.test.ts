@@ -153,6 +153,23 @@ describe('data subject export for one recipient address (P-12)', () => {
     expect(app.logs.join('\n').toLowerCase()).not.toContain(email.toLowerCase());
   });
 
+  it("P-03 P-12 the export shows a message's subject only where the admin sent it or owns its mailbox; the rest are listed without", async () => {
+    const email = `mixed-${randomUUID()}@contoso.test`;
+    const at = new Date('2025-07-01T10:00:00Z');
+    const membersMailbox = await connectedMailbox(app, member.token, `member-box-${randomUUID()}@acme.test`);
+    const theirs = await seedSubjectData(db(), { workspaceId: owner.workspaceId, email, at, mailboxId: membersMailbox.id, sentBy: member.userId });
+    const mine = await seedSubjectData(db(), { workspaceId: owner.workspaceId, email, at, sentBy: owner.userId });
+    const subjectOf = async (id: string) => (await db().select({ subject: messages.subject }).from(messages).where(eq(messages.id, id)))[0]!.subject!;
+
+    const response = await fetch(`${app.baseUrl}/api/privacy/recipients/export?email=${encodeURIComponent(email)}`, { headers: { authorization: `Bearer ${owner.token}` } });
+    expect(response.status).toBe(200);
+    const { text } = await readChunked(response);
+    const byId = new Map((JSON.parse(text).messages as { id: string; subject: string | null }[]).map((m) => [m.id, m]));
+    expect(byId.get(theirs.messageId)).toMatchObject({ subject: null });
+    expect(text).not.toContain(await subjectOf(theirs.messageId));
+    expect(byId.get(mine.messageId)).toMatchObject({ subject: await subjectOf(mine.messageId) });
+  });
+
   it('P-12 a member cannot export a recipient, and a bad address is a 400 that records nothing', async () => {
     const before = (await auditOf(owner.workspaceId, 'privacy.exported')).length;
     const asMember = await app.api('GET', `/api/privacy/recipients/export?email=x@contoso.test`, { token: member.token });
