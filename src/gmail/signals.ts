@@ -1,3 +1,4 @@
+import { getDomain } from 'tldts';
 import type { Config } from '../config.js';
 import type { FailedRecipient, NoticeFormat } from './bounces/types.js';
 import { isDaemonSender } from './mail-events.js';
@@ -39,13 +40,15 @@ export interface BounceMatching {
 
 /** Google's own notices (we send through Gmail): its mailer-daemon reports on any recipient. */
 const PROVIDER_NOTICE_DOMAINS = new Set(['googlemail.com', 'google.com', 'gmail.com']);
-/** Second-level labels under a country code that are not an organization (`example.co.uk`). */
-const PUBLIC_SECOND_LEVEL = new Set(['ac', 'co', 'com', 'edu', 'gov', 'ne', 'net', 'or', 'org']);
 const domainOf = (address: string) => address.slice(address.lastIndexOf('@') + 1).toLowerCase();
+/**
+ * The organization a domain belongs to: its registrable domain by the Public Suffix List
+ * (tldts), private suffixes included, so `mx.example.co.uk` is `example.co.uk` and
+ * `alice.github.io` is not `bob.github.io`. A name the list cannot place (a bare suffix, one
+ * label) is only itself.
+ */
 function organizationOf(domain: string): string {
-  const labels = domain.split('.');
-  const count = labels.length >= 3 && labels.at(-1)!.length === 2 && PUBLIC_SECOND_LEVEL.has(labels.at(-2)!) ? 3 : 2;
-  return labels.slice(-count).join('.');
+  return getDomain(domain, { allowPrivateDomains: true }) ?? domain;
 }
 
 /**
