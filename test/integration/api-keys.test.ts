@@ -81,10 +81,10 @@ const EXPECTED_SCOPE: Record<string, 'read' | 'send' | 'admin' | 'session'> = {
   'POST /api/me/email/verify': 'session',
   'GET /api/privacy/export': 'session',
   'GET /api/privacy/recipients/export': 'admin',
-  'POST /api/privacy/legal-requests': 'admin',
-  'GET /api/privacy/legal-requests': 'admin',
-  'GET /api/privacy/legal-requests/:id': 'admin',
-  'GET /api/privacy/legal-requests/:id/disclosure': 'admin',
+  'POST /api/privacy/legal-requests': 'session',
+  'GET /api/privacy/legal-requests': 'session',
+  'GET /api/privacy/legal-requests/:id': 'session',
+  'GET /api/privacy/legal-requests/:id/disclosure': 'session',
 };
 
 describe('API keys', () => {
