@@ -87,8 +87,8 @@ export function createCampaignsService(deps: {
    * Campaigns send from the caller's own mailbox; an admin or owner may use any of the
    * workspace's. Checked on every act of a member that makes mail go out from a mailbox or
    * changes who gets it or what is kept of it: saving a draft, its recipients, launching,
-   * resuming and deleting. Pausing and cancelling stay open to every member: stopping mail is
-   * always safe.
+   * resuming, deleting, and cancelling a draft (which ends it unsent). Pausing and cancelling a
+   * campaign under way stay open to every member: stopping mail is always safe.
    */
   function assertMaySendFrom(auth: AuthContext, mailbox: { userId: string }) {
     if (mailbox.userId !== auth.userId && auth.role === 'member') {
@@ -99,11 +99,14 @@ export function createCampaignsService(deps: {
   /** A saved campaign that the caller may act on as its sender (assertMaySendFrom). One whose mailbox is gone protects nobody's: launching it fails on its own. */
   async function requireSendableCampaign(auth: AuthContext, id: string): Promise<CampaignRow> {
     const campaign = await requireCampaign(auth, id);
-    if (auth.role === 'member' && campaign.mailboxId) {
-      const mailbox = await deps.mailboxRepo.findById(auth.workspaceId, campaign.mailboxId);
-      if (mailbox) assertMaySendFrom(auth, mailbox);
-    }
+    await assertSenderOf(auth, campaign);
     return campaign;
+  }
+
+  async function assertSenderOf(auth: AuthContext, campaign: CampaignRow): Promise<void> {
+    if (auth.role !== 'member' || !campaign.mailboxId) return;
+    const mailbox = await deps.mailboxRepo.findById(auth.workspaceId, campaign.mailboxId);
+    if (mailbox) assertMaySendFrom(auth, mailbox);
   }
 
   /** Everything a saved campaign must satisfy; each problem is named in one 422. */
@@ -358,6 +361,8 @@ export function createCampaignsService(deps: {
      */
     async cancel(auth: AuthContext, id: string) {
       const campaign = await requireCampaign(auth, id);
+      // A draft sends nothing yet: cancelling it only ends its sender's unsent work.
+      if (campaign.status === 'draft') await assertSenderOf(auth, campaign);
       const cancelled = await repo.transition(campaign.id, ['draft', 'scheduled', 'sending', 'paused'], {
         status: 'cancelled',
         statusReason: 'cancelled_by_user',

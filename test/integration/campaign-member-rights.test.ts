@@ -8,8 +8,8 @@ import { acceptInvitation, useAppWithOwner } from '../helpers/test-app.js';
  * Campaigns send from the caller's own mailbox; an admin or owner may use any of the
  * workspace's (campaigns.service.ts assertMaySendFrom). A member must not be able to make
  * another person's mailbox send — by giving that person's draft recipients of their own,
- * launching it or resuming it — nor change or delete it; stopping mail (pause, cancel) is
- * every member's to do.
+ * launching it or resuming it — nor change, delete or (as a draft) cancel it; stopping mail
+ * under way (pause, cancel) is every member's to do.
  */
 
 const ctx = useAppWithOwner();
@@ -38,7 +38,7 @@ const ledgerRows = async (campaignId: string) =>
   rowsOf(await ctx.app.database.db.execute(sql`select 1 from campaign_sends where campaign_id = ${campaignId}::uuid`)).length;
 
 describe("a member and another person's campaign", () => {
-  it("cannot give it recipients, change, launch or delete it: 403, and nothing changes or is sent", async () => {
+  it('cannot give its draft recipients, change, launch, cancel or delete it: 403, and nothing changes or is sent', async () => {
     const draft = await ownersDraft();
     const as = (method: string, path: string, options: Record<string, unknown> = {}) => ctx.app.api(method, path, { token: memberToken, ...options });
 
@@ -48,8 +48,10 @@ describe("a member and another person's campaign", () => {
       await as('PATCH', `/api/campaigns/${draft.id}`, { json: { name: 'Taken over', kind: 'transactional', mailboxId: ownerMailbox.id, subject: 'Notice', text: 'x', contactIds: [clientId] } }),
       await as('POST', `/api/campaigns/${draft.id}/launch`, { json: {} }),
       await as('DELETE', `/api/campaigns/${draft.id}`),
+      // A draft sends nothing: cancelling it would only end its sender's work.
+      await as('POST', `/api/campaigns/${draft.id}/cancel`),
     ];
-    expect(attempts.map((r) => [r.status, r.body?.error?.code])).toEqual(Array(4).fill([403, 'forbidden']));
+    expect(attempts.map((r) => [r.status, r.body?.error?.code])).toEqual(Array(5).fill([403, 'forbidden']));
 
     const after = await ctx.app.api('GET', `/api/campaigns/${draft.id}`, { token: ctx.owner.token });
     expect(after.body).toMatchObject({ status: 'draft', name: 'Owner notice', audience: draft.audience });
@@ -58,7 +60,7 @@ describe("a member and another person's campaign", () => {
     expect(await ledgerRows(draft.id)).toBe(0);
   });
 
-  it('may pause and cancel it (stopping mail is always safe), but not resume it', async () => {
+  it('may pause and cancel it once launched (stopping mail is always safe), but not resume it', async () => {
     const draft = await ownersDraft();
     const launched = await ctx.app.api('POST', `/api/campaigns/${draft.id}/launch`, { token: ctx.owner.token, json: { startAt: new Date(Date.now() + 3600_000).toISOString() } });
     expect(launched.body.status).toBe('scheduled');
