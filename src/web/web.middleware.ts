@@ -167,7 +167,8 @@ export async function sendAppPage(ctx: WebContext, req: Request, res: Response, 
     csrfToken: req.browser!.csrfToken,
     sandboxInboxUrl: ctx.sandboxInboxUrl,
     section: page.section,
-    notice: noticeKey ? NOTICES[noticeKey] : undefined,
+    // Own keys only: `?notice=constructor` must not find what every object inherits.
+    notice: noticeKey && Object.hasOwn(NOTICES, noticeKey) ? NOTICES[noticeKey] : undefined,
   };
   res.status(page.status ?? 200).type('html').send(renderAppPage(page.title, frame, page.body));
 }

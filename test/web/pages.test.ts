@@ -50,6 +50,15 @@ describe('every app page', () => {
     const missing = await owner.browser.get('/app/contacts/00000000-0000-4000-8000-000000000000');
     expect(missing.status).toBe(404);
   });
+
+  it('a notice is shown only for its own names: ?notice=constructor and the like show none', async () => {
+    expect((await owner.browser.get('/app/mailboxes?notice=campaign_launch')).text).toContain('The campaign is launched.');
+    for (const name of ['constructor', 'toString', '__proto__', 'hasOwnProperty']) {
+      const page = await owner.browser.get(`/app/mailboxes?notice=${name}`);
+      expect(page.status).toBe(200);
+      expect(page.text).not.toMatch(/native code|\[object Object\]/);
+    }
+  });
 });
 
 describe('contacts', () => {
