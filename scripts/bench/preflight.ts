@@ -42,7 +42,7 @@ const VALID_ADDRESS = `'^[^@[:space:]]+@[^@[:space:]]+[.][^@[:space:]]+$'`;
 /** Hash joins: every suppression of the workspace, and each contact's latest consent by DISTINCT ON. */
 const hashBaseline = (workspaceId: string, audience: SQL) => sql`
   with audience as (select id, email from contacts where workspace_id = ${workspaceId}::uuid and ${audience}),
-  latest as (select distinct on (contact_id) contact_id, status from consents where workspace_id = ${workspaceId}::uuid order by contact_id, at desc, id desc),
+  latest as (select distinct on (contact_id) contact_id, status from consents where workspace_id = ${workspaceId}::uuid order by contact_id, at desc, seq desc),
   blocked as (select distinct lower(email) as email from suppressions where workspace_id = ${workspaceId}::uuid and scope in ('all', ${`topic:${TOPIC}`}))
   select count(*)::int as total,
     count(*) filter (where invalid)::int as invalid,
@@ -62,7 +62,7 @@ const probeBaseline = (workspaceId: string, audience: SQL) => sql`
         left join lateral (select true as hit from suppressions sp where sp.workspace_id = c.workspace_id and lower(sp.email) = lower(c.email)
                            and sp.scope in ('all', ${`topic:${TOPIC}`}) limit 1) s on true
         left join lateral (select cs.status from consents cs where cs.workspace_id = c.workspace_id and cs.contact_id = c.id
-                           order by cs.at desc, cs.id desc limit 1) l on true
+                           order by cs.at desc, cs.seq desc limit 1) l on true
         where c.workspace_id = ${workspaceId}::uuid and ${audience}) x`;
 
 async function runRaw(db: Db, query: SQL) {

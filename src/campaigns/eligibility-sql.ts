@@ -9,7 +9,7 @@ import { sql, type SQL } from 'drizzle-orm';
  * - suppressions: `suppressions_workspace_email_scope_unique (workspace_id, lower(email), scope)`,
  *   and for an entry whose contact was purged (address cleared, keyed hash kept, P-13)
  *   `suppressions_workspace_hash_scope_unique (workspace_id, address_hash, scope)`;
- * - consents: `consents_latest_idx (workspace_id, contact_id, at, id)` — the latest record is
+ * - consents: `consents_latest_idx (contact_id, workspace_id, at, seq)` — the latest record is
  *   the last index entry of (workspace, contact), found without a sort.
  * A lookup that omits the workspace cannot use either (each contact then scanned every
  * consent of the database: 600× slower at 100k contacts, see BENCHMARKS.md).
@@ -48,7 +48,7 @@ export const PROBE_ONLY = sql` offset 0`;
 
 /**
  * SQL: does the contact's latest consent record say opted_in (P-10)? The latest is the one
- * with the greatest `at`, and on a tie the greatest id. Pass the workspace when the caller
+ * with the greatest `at`, and on a tie the one written last (the greatest `seq`, migration 0041). Pass the workspace when the caller
  * has it; without it, it is read from the contact (a primary-key lookup) so the index still serves.
  */
 export const optedInSql = (
@@ -57,7 +57,7 @@ export const optedInSql = (
 ) => sql`coalesce((
   select cs.status = 'opted_in' from consents cs
   where cs.workspace_id = ${workspaceId} and cs.contact_id = ${contactId}
-  order by cs.at desc, cs.id desc limit 1), false)`;
+  order by cs.at desc, cs.seq desc limit 1), false)`;
 
 /** SQL: an address preflight counts as invalid (it would never be attempted by a person). */
 export const invalidAddressSql = (email: SQL) => sql`(${email} !~ '^[^@[:space:]]+@[^@[:space:]]+[.][^@[:space:]]+$')`;

@@ -153,15 +153,18 @@ function contactQueries(db: Db, hashAddress: AddressHasher) {
           await tx.execute(sql`
             with appended as (
               insert into consents (workspace_id, contact_id, status, source, policy_version, actor, at)
-              select c.workspace_id, c.id, v.status, v.source, ${by.policyVersion}, ${by.actor}, coalesce(v.at, clock_timestamp())
-              from (values ${values}) as v(email, status, source, at)
+              select c.workspace_id, c.id, v.status, v.source, ${by.policyVersion}, ${by.actor}, v.at
+              -- Never later than now: a time a few minutes ahead (clock skew, allowed by the
+              -- import) would otherwise outrank a withdrawal recorded in those minutes.
+              from (select email, status, source, least(coalesce(at, clock_timestamp()), clock_timestamp()) as at
+                    from (values ${values}) as given(email, status, source, at)) v
               join contacts c on c.workspace_id = ${workspaceId}::uuid and lower(c.email) = lower(v.email) and c.deleted_at is null
               where v.status is distinct from (
                   select l.status from consents l where l.workspace_id = c.workspace_id and l.contact_id = c.id
-                  order by l.at desc, l.id desc limit 1)
+                  order by l.at desc, l.seq desc limit 1)
                 and not exists (
                   select 1 from consents d where d.workspace_id = c.workspace_id and d.contact_id = c.id and d.status = v.status and d.at = v.at)
-              returning id, workspace_id, contact_id, status, source, at
+              returning id, workspace_id, contact_id, status, source, at, seq
             )${importedConsentChangedCtes()}
             select count(*)::int as appended from appended`),
         );
@@ -196,7 +199,7 @@ function contactQueries(db: Db, hashAddress: AddressHasher) {
         .select()
         .from(consents)
         .where(and(eq(consents.workspaceId, workspaceId), eq(consents.contactId, contactId)))
-        .orderBy(desc(consents.at), desc(consents.id));
+        .orderBy(desc(consents.at), desc(consents.seq));
     },
 
     /**
@@ -254,7 +257,7 @@ function contactQueries(db: Db, hashAddress: AddressHasher) {
         .selectDistinctOn([consents.contactId])
         .from(consents)
         .where(and(eq(consents.workspaceId, workspaceId), inUuidList(consents.contactId, contactIds)))
-        .orderBy(consents.contactId, desc(consents.at), desc(consents.id));
+        .orderBy(consents.contactId, desc(consents.at), desc(consents.seq));
       return new Map(rows.map((row) => [row.contactId, row]));
     },
   };

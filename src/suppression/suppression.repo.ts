@@ -237,7 +237,7 @@ function suppressionListQueries(db: Db, hashAddress: AddressHasher) {
         .select({ status: consents.status })
         .from(consents)
         .where(and(eq(consents.workspaceId, workspaceId), eq(consents.contactId, contactId)))
-        .orderBy(desc(consents.at), desc(consents.id))
+        .orderBy(desc(consents.at), desc(consents.seq))
         .limit(1);
       return row?.status;
     },

@@ -102,7 +102,7 @@ export async function recordConsentChanged(executor: Executor, consent: { worksp
 
 /**
  * For the CSV import's one-statement append: CTEs over `appended` (INSERT INTO consents …
- * RETURNING workspace_id, contact_id, status, source, at), the same `consent.changed` as
+ * RETURNING workspace_id, contact_id, status, source, at, seq), the same `consent.changed` as
  * recordConsentChanged for each record that became its contact's consent. A record dated before
  * the contact's latest is kept as history only, so it reports nothing. Starts with a comma.
  */
@@ -114,8 +114,8 @@ export function importedConsentChangedCtes(): SQL {
       from appended a
       join contacts c on c.id = a.contact_id and c.workspace_id = a.workspace_id
       -- The statement sees the history as it was before this append: a newer record there wins,
-      -- by the same (at, id) order that decides the contact's current consent.
-      where not exists (select 1 from consents o where o.workspace_id = a.workspace_id and o.contact_id = a.contact_id and (o.at, o.id) > (a.at, a.id))`)}`;
+      -- by the same (at, seq) order that decides the contact's current consent.
+      where not exists (select 1 from consents o where o.workspace_id = a.workspace_id and o.contact_id = a.contact_id and (o.at, o.seq) > (a.at, a.seq))`)}`;
 }
 
 interface SuppressionFact {

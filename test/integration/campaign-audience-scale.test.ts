@@ -9,7 +9,7 @@ import { useAppWithOwner } from '../helpers/test-app.js';
  * Preflight's set-based counts against a brute-force recount in JavaScript, over a seeded
  * random workspace full of the cases that are easy to get wrong: mixed-case addresses on
  * either side, topic and workspace-wide suppressions, suppressions of another workspace,
- * consent records tied on time (the greater id wins), contacts never asked, invalid
+ * consent records tied on time (the one written later wins), contacts never asked, invalid
  * addresses. Then audiences of contact ids beyond the 65,535 bind parameters a statement
  * may carry: preflight and launch must still count and write every one.
  */
@@ -42,7 +42,8 @@ interface Contact {
 }
 interface Consent {
   contactId: string;
-  id: string;
+  /** The order it was written in (consents.seq): on a tie of `at`, the later written wins. */
+  seq: number;
   at: number;
   status: 'opted_in' | 'opted_out';
 }
@@ -56,7 +57,7 @@ function bruteForce(audience: Contact[], consents: Consent[], suppressed: Map<st
     const scopes = suppressed.get(contact.email.toLowerCase()) ?? new Set();
     const latest = consents
       .filter((c) => c.contactId === contact.id)
-      .sort((x, y) => y.at - x.at || (y.id > x.id ? 1 : y.id < x.id ? -1 : 0))[0];
+      .sort((x, y) => y.at - x.at || y.seq - x.seq)[0];
     if (!VALID.test(contact.email)) counts.invalid += 1;
     else if (scopes.has('all') || (topic !== null && scopes.has(`topic:${topic}`))) counts.suppressed += 1;
     else if (kind === 'marketing' && latest?.status !== 'opted_in') counts.missingConsent += 1;
@@ -101,10 +102,10 @@ describe('preflight at scale', () => {
       for (let r = 0; r < records; r += 1) {
         const at = pick(instants);
         const status = rand() < 0.6 ? 'opted_in' : 'opted_out';
-        const [row] = await rows<{ id: string }>(sql`
+        const [row] = await rows<{ seq: string }>(sql`
           insert into consents (workspace_id, contact_id, status, source, policy_version, actor, at)
-          values (${workspaceId}::uuid, ${contact.id}::uuid, ${status}, 'test', '1', 'test', ${new Date(at).toISOString()}::timestamptz) returning id::text`);
-        consents.push({ contactId: contact.id, id: row!.id, at, status });
+          values (${workspaceId}::uuid, ${contact.id}::uuid, ${status}, 'test', '1', 'test', ${new Date(at).toISOString()}::timestamptz) returning seq::text`);
+        consents.push({ contactId: contact.id, seq: Number(row!.seq), at, status });
       }
     }
     for (const contact of contacts) {

@@ -63,6 +63,37 @@ describe('CSV import with a consent column', () => {
     expect(shown.body.consent).toMatchObject({ status: 'opted_out', source: 'crm sync' });
   });
 
+  it('P-11 of two records at the same time, the one written later wins: a later file withdrawing consent at the same date always does', async () => {
+    const people = Array.from({ length: 12 }, (_, i) => `tie${i}@example.com`);
+    const file = (status: string) => ['email,consent,consent_at', ...people.map((email) => `${email},${status},2026-12-01`)].join('\n');
+    expect((await importCsv(file('opted_in'))).body).toMatchObject({ consents: 12, failed: 0 });
+    expect((await importCsv(file('opted_out'))).body).toMatchObject({ consents: 12, failed: 0 });
+    const ids = await Promise.all(people.map(async (email) => (await historyOf(email)).contact!.id));
+    const shown = await Promise.all(ids.map(async (id) => (await ctx.app.api('GET', `/api/contacts/${id}`, { token: ctx.owner.token })).body.consent.status));
+    expect(shown).toEqual(Array(12).fill('opted_out'));
+
+    // And what a campaign decides by (campaigns/eligibility-sql.ts): nobody is eligible.
+    const mailbox = await connectedMailbox(ctx.app, ctx.owner.token, 'ties@acme.test');
+    const campaign = await ctx.app.api('POST', '/api/campaigns', {
+      token: ctx.owner.token,
+      json: { name: 'Ties', kind: 'marketing', mailboxId: mailbox.id, subject: 'News', text: 'Hi', contactIds: ids },
+    });
+    const preflight = await ctx.app.api('POST', `/api/campaigns/${campaign.body.id}/preflight`, { token: ctx.owner.token });
+    expect(preflight.body).toMatchObject({ total: 12, eligible: 0, missingConsent: 12 });
+  });
+
+  it('P-11 a consent time a few minutes ahead (clock skew) is stored as now: a withdrawal right after it still wins', async () => {
+    const ahead = new Date(Date.now() + 4 * 60_000).toISOString();
+    const before = Date.now();
+    expect((await importCsv(`email,consent,consent_at\nfut@example.com,opted_in,${ahead}\n`)).body).toMatchObject({ consents: 1, failed: 0 });
+    const { contact, history } = await historyOf('fut@example.com');
+    expect(history[0]!.at.getTime()).toBeLessThanOrEqual(Date.now());
+    expect(history[0]!.at.getTime()).toBeGreaterThanOrEqual(before - 1000);
+    const withdrawn = await ctx.app.api('POST', `/api/contacts/${contact!.id}/consents`, { token: ctx.owner.token, json: { status: 'opted_out', source: 'phone call' } });
+    expect(withdrawn.status).toBe(201);
+    expect((await ctx.app.api('GET', `/api/contacts/${contact!.id}`, { token: ctx.owner.token })).body.consent.status).toBe('opted_out');
+  });
+
   it('bad consent values are row errors, and those rows change nothing', async () => {
     const csv = [
       'email,consent,consent_at',

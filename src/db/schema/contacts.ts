@@ -1,5 +1,5 @@
 import { sql, type SQL } from 'drizzle-orm';
-import { index, jsonb, pgEnum, pgTable, text, timestamp, uniqueIndex, uuid, type AnyPgColumn } from 'drizzle-orm/pg-core';
+import { bigint, index, jsonb, pgEnum, pgTable, text, timestamp, uniqueIndex, uuid, type AnyPgColumn } from 'drizzle-orm/pg-core';
 import { id, createdAt } from './columns.js';
 import { workspaceRef } from './workspace.js';
 
@@ -66,11 +66,17 @@ export const consents = pgTable(
     actor: text('actor').notNull(),
     // clock_timestamp, not now(): two records in one transaction still get an order.
     at: timestamp('at', { withTimezone: true }).notNull().default(sql`clock_timestamp()`),
+    /**
+     * The order records were written in (migration 0041): of two records at the same time (an
+     * import's date-only values are all midnight), the one written later is the latest. The
+     * random `id` broke such ties by chance, so a later opt-out could lose to an earlier opt-in.
+     */
+    seq: bigint('seq', { mode: 'number' }).notNull().generatedAlwaysAsIdentity(),
   },
   // The latest record of a contact is the last entry of (contact, workspace): no sort
   // (campaigns/eligibility-sql.ts). Contact first (migration 0027): every lookup names both,
   // and the foreign key's cascade when a contact is deleted names the contact alone.
-  (t) => [index('consents_latest_idx').on(t.contactId, t.workspaceId, t.at, t.id)],
+  (t) => [index('consents_latest_idx').on(t.contactId, t.workspaceId, t.at, t.seq)],
 );
 
 export type ConsentStatus = (typeof consentStatusEnum.enumValues)[number];
