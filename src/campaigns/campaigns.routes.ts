@@ -8,6 +8,7 @@ import type { IdempotentRoute } from '../idempotency/idempotency.middleware.js';
 import type { CampaignsService } from './campaigns.service.js';
 import { segmentSchema } from './segment.js';
 import { isValidTimeZone } from './sending-window.js';
+import { TOPIC_NAME, TOPIC_RULE } from '../suppression/topics.js';
 
 const headerText = z.string().min(1).max(998).refine((v) => !/[\r\n]/.test(v), 'must not contain line breaks');
 const body = z.string().max(2 * 1024 * 1024);
@@ -35,7 +36,7 @@ export const campaignBody = z
     subject: headerText,
     html: body.optional(),
     text: body.optional(),
-    topic: z.string().trim().regex(/^[a-z0-9][a-z0-9_-]{0,49}$/, 'lowercase letters, digits, - and _').optional(),
+    topic: z.string().trim().regex(TOPIC_NAME, TOPIC_RULE).optional(),
     contactIds: z.array(z.uuid()).min(1).max(100_000).optional(),
     segment: segmentSchema.optional(),
     steps: z.array(step).max(10).default([]),

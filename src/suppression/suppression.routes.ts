@@ -7,12 +7,16 @@ import { parseId } from '../http/params.js';
 import { pageCursorField } from '../http/cursor.js';
 import { parseInput } from '../http/validate.js';
 import type { SuppressionService } from './suppression.service.js';
+import { TOPIC_NAME, TOPIC_RULE } from './topics.js';
 
-/** `all`, or `topic:<name>` with a name of printable characters (it is shown on the preference page). */
-const scopeField = z.union([
-  z.literal('all'),
-  z.string().regex(/^topic:[^\s\p{Cc}](?:[^\p{Cc}]{0,98}[^\s\p{Cc}])?$/u, 'must be all or topic:<name> (1–100 printable characters)'),
-]);
+/** `all`, or `topic:<name>` with a campaign topic's name (topics.ts), case-insensitively: `topic:News` is `topic:news`. */
+const scopeField = z
+  .string()
+  .trim()
+  .transform((scope) => scope.toLowerCase())
+  .refine((scope) => scope === 'all' || (scope.startsWith('topic:') && TOPIC_NAME.test(scope.slice('topic:'.length))), {
+    message: `must be all or topic:<name>, the name a campaign topic (${TOPIC_RULE})`,
+  });
 
 export const listSuppressionsQuery = z.object({
   limit: z.coerce.number().int().min(1).max(500).default(50),

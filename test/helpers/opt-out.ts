@@ -41,7 +41,7 @@ export function useOptOutApp() {
   const codec = () => createTokenCodec(ctx.app.config.trackingSecrets);
   const urls = () => createTrackingUrls(codec(), '');
 
-  async function seedCampaign(workspaceId: string, topic: string | null = 'Newsletter') {
+  async function seedCampaign(workspaceId: string, topic: string | null = 'newsletter') {
     const [row] = await db()
       .insert(campaigns)
       .values({ workspaceId, name: `Campaign ${topic}`, kind: 'marketing', subject: 'Hello', audience: { contactIds: [] }, topic })
@@ -66,7 +66,7 @@ export function useOptOutApp() {
   async function seedMailedAddress(email: string, options: { workspace?: Workspace; topic?: string | null; contact?: boolean } = {}) {
     const workspace = options.workspace ?? ctx.owner;
     const contactId = options.contact === false ? undefined : await seedContact(workspace.token, email);
-    const campaignId = await seedCampaign(workspace.workspaceId, options.topic === undefined ? 'Newsletter' : options.topic);
+    const campaignId = await seedCampaign(workspace.workspaceId, options.topic === undefined ? 'newsletter' : options.topic);
     const recipientId = await seedRecipient(workspace.workspaceId, email);
     return { contactId, campaignId, recipientId, path: urls().unsubscribe(recipientId, campaignId), prefs: urls().preferences(recipientId, campaignId) };
   }

@@ -31,7 +31,7 @@ describe('preference center (P-09, P-11)', () => {
     expect(page.headers.get('cache-control')).toBe('no-store');
     expect(page.text).toContain('p•••@example.test');
     expect(page.text).not.toContain('prefs.view');
-    expect(page.text).toContain('<input type="checkbox" name="subscribed" value="Newsletter" checked>');
+    expect(page.text).toContain('<input type="checkbox" name="subscribed" value="newsletter" checked>');
     expect(page.text).toContain('<input type="checkbox" name="subscribed" value="Product news" checked>');
     expect(page.text).toContain('value="unsubscribe-all"');
     expect(page.text).not.toContain('<script');
@@ -42,26 +42,26 @@ describe('preference center (P-09, P-11)', () => {
     const mailed = await seedMailedAddress('topics@example.test');
     const repo = createSuppressionRepo(db(), createAddressHasher(ctx.app.config.privacy.suppressionHashKey));
     const res = await save(mailed.prefs, [
-      ['topics', 'Newsletter'],
+      ['topics', 'newsletter'],
       ['topics', 'Product news'],
       ['subscribed', 'Product news'],
       ['action', 'save'],
     ]);
     expect(res.status).toBe(200);
     expect(res.text).toContain('Your choices are saved');
-    expect(res.text).toContain('<input type="checkbox" name="subscribed" value="Newsletter">');
-    expect(await entriesOf(ctx.owner.workspaceId, 'topics@example.test')).toMatchObject([{ scope: 'topic:Newsletter', reason: 'unsubscribe', source: 'preference-center' }]);
+    expect(res.text).toContain('<input type="checkbox" name="subscribed" value="newsletter">');
+    expect(await entriesOf(ctx.owner.workspaceId, 'topics@example.test')).toMatchObject([{ scope: 'topic:newsletter', reason: 'unsubscribe', source: 'preference-center' }]);
     const email = ['topics@example.test'];
-    expect(await repo.findSuppressed(ctx.owner.workspaceId, email, 'Newsletter')).toEqual(new Set(email));
+    expect(await repo.findSuppressed(ctx.owner.workspaceId, email, 'newsletter')).toEqual(new Set(email));
     expect(await repo.findSuppressed(ctx.owner.workspaceId, email, 'Product news')).toEqual(new Set());
     expect(await repo.findSuppressed(ctx.owner.workspaceId, email)).toEqual(new Set());
     // A topic choice is not a withdrawal of consent as a whole.
     expect((await consentsOf(mailed.contactId!)).map((c) => c.status)).toEqual(['opted_in']);
 
     const undo = await save(mailed.prefs, [
-      ['topics', 'Newsletter'],
+      ['topics', 'newsletter'],
       ['topics', 'Product news'],
-      ['subscribed', 'Newsletter'],
+      ['subscribed', 'newsletter'],
       ['subscribed', 'Product news'],
     ]);
     expect(undo.status).toBe(200);
@@ -98,22 +98,22 @@ describe('preference center (P-09, P-11)', () => {
     await db().insert(suppressions).values({ workspaceId: ctx.owner.workspaceId, email: 'bounced@example.test', reason: 'bounce', source: 'dsn' });
     const complaint = await ctx.app.api('POST', '/api/suppressions', {
       token: ctx.owner.token,
-      json: { email: 'bounced@example.test', reason: 'complaint', scope: 'topic:Newsletter' },
+      json: { email: 'bounced@example.test', reason: 'complaint', scope: 'topic:newsletter' },
     });
     expect(complaint.status).toBe(201);
 
     const page = await ctx.app.api('GET', mailed.prefs);
     expect(page.text).toContain('could not be delivered');
     expect(page.text).not.toContain('value="resubscribe-all"');
-    expect(page.text).toContain('value="Newsletter" disabled aria-describedby="topic-0-why">');
+    expect(page.text).toContain('value="newsletter" disabled aria-describedby="topic-0-why">');
 
     const before = await snapshotCounts(db());
     const again = await save(mailed.prefs, [['action', 'resubscribe-all']]);
     expect(again.status).toBe(409);
     expect(again.text).toContain('Nothing was changed');
     const topic = await save(mailed.prefs, [
-      ['topics', 'Newsletter'],
-      ['subscribed', 'Newsletter'],
+      ['topics', 'newsletter'],
+      ['subscribed', 'newsletter'],
     ]);
     expect(topic.status).toBe(409);
     expect(await snapshotCounts(db())).toEqual(before);
@@ -133,8 +133,8 @@ describe('preference center (P-09, P-11)', () => {
     const before = await snapshotCounts(db());
     const cases: [string, string][][] = [
       [['topics', 'No such topic']],
-      [['topics', 'Newsletter'], ['subscribed', 'Product news']],
-      [['topics', 'Newsletter'], ['extra', '1']],
+      [['topics', 'newsletter'], ['subscribed', 'Product news']],
+      [['topics', 'newsletter'], ['extra', '1']],
       [['action', 'delete-everything']],
       [['action', 'save'], ['action', 'unsubscribe-all']],
     ];

@@ -56,10 +56,11 @@ describe('/api/suppressions', () => {
     ]);
   });
 
-  it('a topic scope is its own entry beside the workspace-wide one', async () => {
+  it('a topic scope is its own entry beside the workspace-wide one, named as campaign topics are (case-insensitively)', async () => {
     const topic = await add({ email: 'someone@example.test', scope: 'topic:Newsletter', reason: 'complaint' });
     expect(topic.status).toBe(201);
-    expect(topic.body).toMatchObject({ scope: 'topic:Newsletter', reason: 'complaint' });
+    // Campaign topics are lowercase: stored as typed, `topic:Newsletter` could never match one.
+    expect(topic.body).toMatchObject({ scope: 'topic:newsletter', reason: 'complaint' });
   });
 
   it('lists newest first, filters by email and reason, and pages with a cursor', async () => {
@@ -71,9 +72,9 @@ describe('/api/suppressions', () => {
     expect(second.body.suppressions[0].email).toBe('page1@example.test');
 
     const byEmail = await app.api('GET', '/api/suppressions?email=SOMEONE@example.test', { token: owner.token });
-    expect(byEmail.body.suppressions.map((s: { scope: string }) => s.scope).sort()).toEqual(['all', 'topic:Newsletter']);
+    expect(byEmail.body.suppressions.map((s: { scope: string }) => s.scope).sort()).toEqual(['all', 'topic:newsletter']);
     const complaints = await app.api('GET', '/api/suppressions?reason=complaint', { token: owner.token });
-    expect(complaints.body.suppressions).toMatchObject([{ email: 'someone@example.test', scope: 'topic:Newsletter' }]);
+    expect(complaints.body.suppressions).toMatchObject([{ email: 'someone@example.test', scope: 'topic:newsletter' }]);
     const none = await app.api('GET', '/api/suppressions?reason=bounce', { token: owner.token });
     expect(none.body).toEqual({ suppressions: [], nextCursor: null });
   });
@@ -89,6 +90,7 @@ describe('/api/suppressions', () => {
       [{ email: 'a@example.test', scope: 'everything' }, 'scope'],
       [{ email: 'a@example.test', scope: 'topic:' }, 'scope'],
       [{ email: 'a@example.test', scope: 'topic: padded ' }, 'scope'],
+      [{ email: 'a@example.test', scope: 'topic:two words' }, 'scope'],
       [{ email: 'a@example.test', note: '' }, 'note'],
       [{ email: 'a@example.test', createdBy: 'me' }, '(body)'],
     ];
@@ -193,6 +195,6 @@ describe('/api/suppressions', () => {
       .select()
       .from(suppressions)
       .where(and(eq(suppressions.workspaceId, owner.workspaceId), eq(sql`lower(${suppressions.email})`, 'blocked@example.test')));
-    expect(rows.map((r) => r.scope)).toEqual(['topic:Newsletter']);
+    expect(rows.map((r) => r.scope)).toEqual(['topic:newsletter']);
   });
 });
