@@ -33,6 +33,7 @@ export const REASONS = {
   noUserAgent: 'no_user_agent',
   tooSoonAfterSend: 'too_soon_after_send',
   allLinksAtOnce: 'all_links_at_once',
+  prefetch: 'prefetch',
   noMachineSignal: 'no_machine_signal',
   /** Set by stats, never stored: a machine/unknown open counted human because of a later human click. */
   upgradedByHumanClick: 'upgraded_by_human_click',
@@ -50,6 +51,8 @@ export interface HitFacts {
   honeypot?: boolean;
   /** Click that is part of a burst covering the message's links within a second. */
   linkBurst?: boolean;
+  /** The client said it fetched ahead of a person (Sec-Purpose: prefetch and its kin): a browser's or a mail app's preload, not a read or a click. */
+  prefetch?: boolean;
 }
 
 /** Shared between hits (frozen): never change one. */
@@ -111,6 +114,7 @@ export function createClassifier(options: ClassifierOptions) {
     let machine = 0;
     let unknown = 0;
     if (hit.method === 'HEAD') machine |= HEAD_REQUEST;
+    if (hit.prefetch) machine |= PREFETCH;
     if (hit.type === 'click' && hit.honeypot) machine |= HONEYPOT;
     if (hit.type === 'open' && hit.ip && options.isAppleMppIp(hit.ip)) machine |= APPLE_MPP_IP;
 
@@ -167,6 +171,7 @@ const REASON_ORDER = [
   REASONS.noUserAgent,
   REASONS.tooSoonAfterSend,
   REASONS.allLinksAtOnce,
+  REASONS.prefetch,
 ] as const;
 const bit = (reason: (typeof REASON_ORDER)[number]) => 1 << REASON_ORDER.indexOf(reason);
 const HEAD_REQUEST = bit(REASONS.headRequest);
@@ -179,6 +184,7 @@ const BOT_USER_AGENT = bit(REASONS.botUserAgent);
 const NO_USER_AGENT = bit(REASONS.noUserAgent);
 const TOO_SOON_AFTER_SEND = bit(REASONS.tooSoonAfterSend);
 const ALL_LINKS_AT_ONCE = bit(REASONS.allLinksAtOnce);
+const PREFETCH = bit(REASONS.prefetch);
 
 const reasonsOf = (mask: number) => REASON_ORDER.filter((_, i) => mask & (1 << i));
 const verdicts = new Map<number, Verdict>();

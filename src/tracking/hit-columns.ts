@@ -23,6 +23,8 @@ const HONEYPOT = 2;
 const LINK_BURST = 4;
 /** An open whose send was gone when its batch was prepared: counted once, not again on a retry. */
 const UNRESOLVED_COUNTED = 8;
+/** The client said it fetched ahead of a person (RawHit.prefetch). */
+const PREFETCH = 16;
 
 /** Hits by column: `length` slots of each column (a chunk of the queue, or a batch taken from it). */
 interface Columns {
@@ -62,7 +64,7 @@ function copySlot(from: Columns, fromAt: number, to: Columns, toAt: number): voi
 /** One slot as the hit it was pushed as. */
 function itemAt(columns: Columns, at: number): QueuedHit {
   const flags = columns.flags[at]!;
-  const hit = { atMs: columns.atMs[at]!, method: columns.method[at]!, ip: columns.ip[at], userAgent: columns.userAgent[at] };
+  const hit = { atMs: columns.atMs[at]!, method: columns.method[at]!, ip: columns.ip[at], userAgent: columns.userAgent[at], ...((flags & PREFETCH) !== 0 ? { prefetch: true } : {}) };
   const id = columns.id[at];
   return flags & CLICK
     ? { kind: 'click', id, send: columns.subject[at] as ResolvedSend, linkIndex: columns.linkIndex[at]!, honeypot: (flags & HONEYPOT) !== 0, linkBurst: (flags & LINK_BURST) !== 0, hit }
@@ -90,6 +92,10 @@ export class HitBatch {
 
   isLinkBurst(at: number): boolean {
     return (this.columns.flags[at]! & LINK_BURST) !== 0;
+  }
+
+  isPrefetch(at: number): boolean {
+    return (this.columns.flags[at]! & PREFETCH) !== 0;
   }
 
   /** True the first time it is asked for a slot (a retried batch does not count its unresolved opens again). */
@@ -141,12 +147,13 @@ export class HitColumns {
     const chunk = this.chunks[this.chunks.length - 1]!;
     const at = this.tail;
     const { hit } = item;
+    const prefetch = hit.prefetch ? PREFETCH : 0;
     if (item.kind === 'click') {
-      chunk.flags[at] = CLICK | (item.honeypot ? HONEYPOT : 0) | (item.linkBurst ? LINK_BURST : 0);
+      chunk.flags[at] = CLICK | (item.honeypot ? HONEYPOT : 0) | (item.linkBurst ? LINK_BURST : 0) | prefetch;
       chunk.subject[at] = item.send;
       chunk.linkIndex[at] = item.linkIndex;
     } else {
-      chunk.flags[at] = 0;
+      chunk.flags[at] = prefetch;
       chunk.subject[at] = item.sendId;
     }
     chunk.atMs[at] = hit.atMs;

@@ -19,6 +19,8 @@ export interface RawHit {
   method: string;
   ip?: string;
   userAgent?: string;
+  /** The client said it fetched ahead of a person (tracking-handler.ts isPrefetch). */
+  prefetch?: boolean;
 }
 
 /**
@@ -133,8 +135,8 @@ export function createRecorder(options: RecorderOptions) {
         const ip = columns.ip[at];
         const userAgent = columns.userAgent[at];
         const verdict = click
-          ? classify({ type: 'click', method, atMs, ip, userAgent, sentAtMs: send.sentAtMs, honeypot: batch.isHoneypot(at), linkBurst: batch.isLinkBurst(at) })
-          : classify({ type: 'open', method, atMs, ip, userAgent, sentAtMs: send.sentAtMs });
+          ? classify({ type: 'click', method, atMs, ip, userAgent, sentAtMs: send.sentAtMs, prefetch: batch.isPrefetch(at), honeypot: batch.isHoneypot(at), linkBurst: batch.isLinkBurst(at) })
+          : classify({ type: 'open', method, atMs, ip, userAgent, sentAtMs: send.sentAtMs, prefetch: batch.isPrefetch(at) });
         events.id.push((columns.id[at] ??= newId()));
         events.workspaceId.push(send.workspaceId);
         events.campaignId.push(send.campaignId);

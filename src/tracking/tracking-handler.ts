@@ -69,6 +69,21 @@ export type TrackingHandler = (req: IncomingMessage, res: ServerResponse) => boo
  * A request header read from the raw list: `req.headers` builds an object of every header
  * on first use, which the pixel does not need. Lowercase name; first occurrence.
  */
+/**
+ * A client fetching ahead of a person says so: `Sec-Purpose: prefetch` (Chromium, with
+ * `;prerender` for a prerender), `Purpose: prefetch` (older Chromium), `X-Purpose: preview`
+ * (Safari's previews), `X-Moz: prefetch` (Firefox). Such a hit is no read and no click.
+ */
+export function isPrefetch(req: IncomingMessage): boolean {
+  // One pass over the raw headers, not req.headers: building that object costs the pixel path.
+  const raw = req.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) {
+    const key = raw[i]!.toLowerCase();
+    if ((key === 'sec-purpose' || key === 'purpose' || key === 'x-purpose' || key === 'x-moz') && /\b(prefetch|preview)\b/i.test(raw[i + 1]!)) return true;
+  }
+  return false;
+}
+
 export function rawHeader(req: IncomingMessage, name: string): string | undefined {
   const raw = req.rawHeaders;
   for (let i = 0; i < raw.length; i += 2) {
@@ -107,12 +122,11 @@ export function createTrackingHandler(deps: TrackingHandlerDeps): TrackingHandle
     interned.set(value, value);
     return value;
   };
-  const rawHit = (req: IncomingMessage, method: string): RawHit => ({
-    atMs: now(),
-    method,
-    ip: intern(deps.clientIp(req)),
-    userAgent: intern(rawHeader(req, 'user-agent')),
-  });
+  const rawHit = (req: IncomingMessage, method: string): RawHit => {
+    const hit: RawHit = { atMs: now(), method, ip: intern(deps.clientIp(req)), userAgent: intern(rawHeader(req, 'user-agent')) };
+    if (isPrefetch(req)) hit.prefetch = true;
+    return hit;
+  };
 
   const sendPage = (res: ServerResponse, method: string, route: string, status: number, body: Buffer, extra: Record<string, string> = {}) => {
     if (res.headersSent) return;

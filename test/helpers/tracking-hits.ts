@@ -80,8 +80,8 @@ export function trackingHits(ctx: { app: TestApp }) {
     return { campaignId, sends, urls, honeypotIndex };
   }
 
-  async function hit(path: string, options: { method?: string; ua?: string | null; ip?: string } = {}) {
-    const headers: Record<string, string> = {};
+  async function hit(path: string, options: { method?: string; ua?: string | null; ip?: string; headers?: Record<string, string> } = {}) {
+    const headers: Record<string, string> = { ...options.headers };
     if (options.ua !== null) headers['user-agent'] = options.ua ?? UA.chrome;
     // The test client is on loopback, which TRUST_PROXY trusts: X-Forwarded-For names the client.
     if (options.ip) headers['x-forwarded-for'] = options.ip;

@@ -101,6 +101,24 @@ describe('GET /t/c/:token — a click goes only to the stored link (invariant 4,
     expect(res.headers.get('location')).toBe(seeded.urls[2]);
   });
 
+  it('a prefetch says so (Sec-Purpose, Purpose, X-Purpose, X-Moz): answered as any hit, recorded as a machine (prefetch), never a read or a click', async () => {
+    const fresh = await seedCampaign(ctx.owner.workspaceId, { sends: 5 });
+    const prefetches: Record<string, string>[] = [{ 'sec-purpose': 'prefetch;prerender' }, { purpose: 'prefetch' }, { 'x-purpose': 'preview' }, { 'x-moz': 'prefetch' }];
+    for (const [i, headers] of prefetches.entries()) {
+      expect((await hit(pathOf(urls().click(fresh.sends[i]!.id, 0)), { headers })).status).toBe(302);
+      expectPixel(await hit(pathOf(urls().openPixel(fresh.sends[i]!.id)), { headers }));
+    }
+    // The fifth person, in the same browser without a purpose header: a person.
+    await hit(pathOf(urls().click(fresh.sends[4]!.id, 0)));
+    await tracking().flush();
+    const events = await eventsOf(fresh.campaignId);
+    expect(events).toHaveLength(9);
+    for (const event of events) {
+      if (event.send_id === fresh.sends[4]!.id) expect([event.classification, event.reasons]).toEqual(['human', ['no_machine_signal']]);
+      else expect([event.type, event.classification, event.reasons]).toEqual([event.type, 'machine', ['prefetch']]);
+    }
+  });
+
   it('open-redirect attempts of every shape: 404 or the stored URL, never anywhere else', async () => {
     const send = seeded.sends[0]!.id;
     const token = pathOf(urls().click(send, 0)).slice('/t/c/'.length);
