@@ -31,8 +31,10 @@ const tokenOf = (value: string | string[] | undefined) => (typeof value === 'str
  * RFC 8058 §3.1: the one-click POST carries `List-Unsubscribe=One-Click`. The page's own
  * button sends `confirm=yes`. A POST with neither (a stray or empty request) changes nothing.
  */
+/** Values compared without surrounding white space: some senders end the one-click body with a line break. */
 function isUnsubscribeRequest(form: FormFields): boolean {
-  return Boolean(form.get('List-Unsubscribe')?.includes('One-Click') || form.get('confirm')?.includes('yes'));
+  const says = (name: string, value: string) => Boolean(form.get(name)?.some((given) => given.trim() === value));
+  return says('List-Unsubscribe', 'One-Click') || says('confirm', 'yes');
 }
 
 function parsePreferenceChoices(form: FormFields): PreferenceChoices {

@@ -44,6 +44,13 @@ describe('RFC 8058 one-click unsubscribe (P-09)', () => {
     expect(await entriesOf(ctx.owner.workspaceId, 'bruno@example.test')).toMatchObject([{ scope: 'all', source: `campaign:${mailed.campaignId}` }]);
   });
 
+  it('P-09 a one-click body that ends in a line break (some senders add one) works the same', async () => {
+    const mailed = await seedMailedAddress('crlf@example.test');
+    const res = await ctx.app.api('POST', mailed.path, { body: 'List-Unsubscribe=One-Click\r\n', headers: FORM });
+    expect(res.status, res.text.slice(0, 200)).toBe(200);
+    expect(await entriesOf(ctx.owner.workspaceId, 'crlf@example.test')).toMatchObject([{ scope: 'all', source: `campaign:${mailed.campaignId}` }]);
+  });
+
   it('P-09 a token without a campaign records source unsubscribe-link', async () => {
     const recipientId = await seedRecipient(ctx.owner.workspaceId, 'nocampaign@example.test');
     const res = await oneClick(urls().unsubscribe(recipientId));
