@@ -258,6 +258,8 @@ export const suppression = z.object({
   source: z.string().nullable(),
   createdBy: id.nullable(),
   createdAt: instant,
+  /** A user's complaint or manual reason over the recipient's own opt-out: the recipient can no longer undo it. */
+  heldReason: z.enum(suppressionReasonEnum.enumValues).nullable(),
 });
 export const suppressionsPage = page('suppressions', suppression);
 

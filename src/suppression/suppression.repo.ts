@@ -150,11 +150,39 @@ function suppressionListQueries(db: Db, hashAddress: AddressHasher) {
       return row;
     },
 
-    /** Callers run this inside their transaction (with the audit row), so its webhook event commits with it. */
-    async deleteEntry(workspaceId: string, id: string): Promise<SuppressionRow | undefined> {
+    /**
+     * A user's reason over the recipient's own entry (`ownReasons`: the reasons a recipient may
+     * undo), under the address lock; undefined when the entry is gone or held already.
+     */
+    async holdEntry(workspaceId: string, entry: SuppressionRow, reason: SuppressionReason, ownReasons: readonly SuppressionReason[]): Promise<SuppressionRow | undefined> {
+      const [row] = await underAddressLock(
+        db,
+        (tx) => lockAddresses(tx, workspaceId, entry.email ? [entry.email] : []),
+        (tx) =>
+          tx
+            .update(suppressions)
+            .set({ heldReason: reason })
+            .where(and(eq(suppressions.workspaceId, workspaceId), eq(suppressions.id, entry.id), isNull(suppressions.heldReason), inArray(suppressions.reason, [...ownReasons])))
+            .returning(),
+      );
+      return row;
+    },
+
+    /**
+     * Callers run this inside their transaction (with the audit row), so its webhook event
+     * commits with it. `unheldOf`: only an entry of those reasons that no user's reason holds
+     * (a recipient's own removal); undefined when there was none.
+     */
+    async deleteEntry(workspaceId: string, id: string, only?: { unheldOf: readonly SuppressionReason[] }): Promise<SuppressionRow | undefined> {
       const [row] = await db
         .delete(suppressions)
-        .where(and(eq(suppressions.workspaceId, workspaceId), eq(suppressions.id, id)))
+        .where(
+          and(
+            eq(suppressions.workspaceId, workspaceId),
+            eq(suppressions.id, id),
+            only ? and(isNull(suppressions.heldReason), inArray(suppressions.reason, [...only.unheldOf])) : undefined,
+          ),
+        )
         .returning();
       if (row) await recordSuppressionRemoved(db, row);
       return row;

@@ -24,6 +24,10 @@ const topicOf = (scope: string) => (scope.startsWith('topic:') ? scope.slice('to
 const RECIPIENT_REMOVABLE: readonly SuppressionReason[] = ['unsubscribe'];
 /** Rows that record the recipient's own wish: an admin removes them only with new consent evidence. */
 const NEEDS_CONSENT_EVIDENCE: readonly SuppressionReason[] = ['unsubscribe', 'complaint'];
+/** Whether the recipient may undo this entry themself: their own opt-out, unless a CRM user's reason holds it too. */
+const recipientMayRemove = (row: SuppressionRow) => RECIPIENT_REMOVABLE.includes(row.reason) && row.heldReason === null;
+/** The reason a recipient is shown for an entry they cannot undo: what holds it, else its own. */
+const lockReason = (row: SuppressionRow) => row.heldReason ?? row.reason;
 
 export const PREFERENCE_ACTIONS = ['save', 'unsubscribe-all', 'resubscribe-all'] as const;
 export type PreferenceAction = (typeof PREFERENCE_ACTIONS)[number];
@@ -66,6 +70,7 @@ export function presentSuppression(row: SuppressionRow) {
     source: row.source,
     createdBy: row.createdBy,
     createdAt: row.createdAt,
+    heldReason: row.heldReason,
   };
 }
 
@@ -171,10 +176,10 @@ export function createSuppressionService(deps: { repo: SuppressionListRepo; code
     const all = byScope.get(ALL);
     return {
       ...viewOf(target),
-      everything: { suppressed: Boolean(all), reason: all?.reason, lockedByOthers: Boolean(all && !RECIPIENT_REMOVABLE.includes(all.reason)) },
+      everything: { suppressed: Boolean(all), reason: all && lockReason(all), lockedByOthers: Boolean(all && !recipientMayRemove(all)) },
       topics: knownTopics(entries, campaignTopics).map((name) => {
         const row = byScope.get(topicScope(name));
-        return { name, subscribed: !row, reason: row?.reason, lockedByOthers: Boolean(row && !RECIPIENT_REMOVABLE.includes(row.reason)) };
+        return { name, subscribed: !row, reason: row && lockReason(row), lockedByOthers: Boolean(row && !recipientMayRemove(row)) };
       }),
       tracking,
     };
@@ -255,8 +260,9 @@ export function createSuppressionService(deps: { repo: SuppressionListRepo; code
         let addedAll = false;
 
         const remove = async (row: SuppressionRow) => {
-          if (!RECIPIENT_REMOVABLE.includes(row.reason)) throw refuseResubscribe(target.workspaceName);
-          await tx.deleteEntry(target.workspaceId, row.id);
+          if (!recipientMayRemove(row)) throw refuseResubscribe(target.workspaceName);
+          // Only as it was read: a user's reason added since holds it (holdEntry).
+          if (!(await tx.deleteEntry(target.workspaceId, row.id, { unheldOf: RECIPIENT_REMOVABLE }))) throw refuseResubscribe(target.workspaceName);
           await tx.insertAudit({
             workspaceId: target.workspaceId,
             actor,
@@ -315,11 +321,30 @@ export function createSuppressionService(deps: { repo: SuppressionListRepo; code
       return { suppressions: page.map(presentSuppression), nextCursor: rows.length > query.limit ? encodeCursor(page[page.length - 1]!) : null };
     },
 
-    /** Adding is always safe, so any member may. Idempotent on (address, scope): the existing entry is kept and returned. */
+    /**
+     * Adding is always safe, so any member may. Idempotent on (address, scope): the existing
+     * entry is kept and returned — and when it is the recipient's own opt-out, this user's
+     * reason holds it (`heldReason`, audited), so the recipient can no longer undo it.
+     */
     async add(auth: AuthContext, input: { email: string; reason: 'manual' | 'complaint'; scope: string; note?: string }) {
       return repo.transaction(async (tx) => {
+        const audited = (row: SuppressionRow, extra: Record<string, unknown>) =>
+          tx.insertAudit({
+            workspaceId: auth.workspaceId,
+            actor: actorOf(auth),
+            requestId: auth.requestId,
+            action: 'suppression.added',
+            subjectType: 'suppression',
+            subjectId: row.id,
+            detail: { ...entryDetail(row), ...extra, ...(input.note ? { note: input.note } : {}) },
+          });
         const existing = await tx.findEntry(auth.workspaceId, input.email, input.scope);
-        if (existing) return { created: false, suppression: presentSuppression(existing) };
+        const held = existing && recipientMayRemove(existing) ? await tx.holdEntry(auth.workspaceId, existing, input.reason, RECIPIENT_REMOVABLE) : undefined;
+        if (held) {
+          await audited(held, { heldReason: input.reason });
+          return { created: false, suppression: presentSuppression(held) };
+        }
+        if (existing && !recipientMayRemove(existing)) return { created: false, suppression: presentSuppression(existing) };
         const row = await tx.insertEntry({
           workspaceId: auth.workspaceId,
           email: input.email,
@@ -332,15 +357,7 @@ export function createSuppressionService(deps: { repo: SuppressionListRepo; code
           // Someone added the same entry a moment ago: theirs stands.
           return { created: false, suppression: presentSuppression((await tx.findEntry(auth.workspaceId, input.email, input.scope))!) };
         }
-        await tx.insertAudit({
-          workspaceId: auth.workspaceId,
-          actor: actorOf(auth),
-          requestId: auth.requestId,
-          action: 'suppression.added',
-          subjectType: 'suppression',
-          subjectId: row.id,
-          detail: { ...entryDetail(row), ...(input.note ? { note: input.note } : {}) },
-        });
+        await audited(row, {});
         return { created: true, suppression: presentSuppression(row) };
       });
     },

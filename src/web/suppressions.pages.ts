@@ -35,7 +35,7 @@ export function suppressionPages(ctx: WebContext): Router {
     const token = req.browser!.csrfToken;
     const admin = auth.role !== 'member';
     const rows = page.suppressions.map(
-      (s) => html`<tr><td>${s.email}</td><td>${s.scope === 'all' ? 'all mail' : s.scope}</td><td>${REASON_LABELS[s.reason] ?? s.reason}<br><span class="muted">via ${s.source}</span></td><td>${when(s.createdAt)}</td>
+      (s) => html`<tr><td>${s.email}</td><td>${s.scope === 'all' ? 'all mail' : s.scope}</td><td>${REASON_LABELS[s.reason] ?? s.reason}${s.heldReason ? html`, held by ${REASON_LABELS[s.heldReason] ?? s.heldReason}` : ''}<br><span class="muted">via ${s.source}</span></td><td>${when(s.createdAt)}</td>
 <td>${admin ? html`<form class="stack" method="post" action="/app/suppressions/${s.id}/remove">${csrfField(token)}
 <label>Note <input name="note" required></label>
 ${s.reason === 'unsubscribe' || s.reason === 'complaint' ? html`<label>Where the new consent came from <input name="consentSource" required></label>` : ''}

@@ -93,6 +93,28 @@ describe('preference center (P-09, P-11)', () => {
     expect(actions).toEqual(['suppression.added', 'suppression.removed']);
   });
 
+  it("P-08 a user's complaint after the recipient's own opt-out holds it: kept, audited, and no longer the recipient's to undo", async () => {
+    const mailed = await seedMailedAddress('held@example.test');
+    expect((await oneClick(mailed.path)).status).toBe(200);
+    const complaint = await ctx.app.api('POST', '/api/suppressions', {
+      token: ctx.owner.token,
+      json: { email: 'held@example.test', reason: 'complaint', note: 'abusive reply by phone' },
+    });
+    expect(complaint.status).toBe(200);
+    // The entry stays the recipient's opt-out (the campaign's unsubscribe count, the consent evidence its removal needs), held by the complaint.
+    expect(complaint.body).toMatchObject({ scope: 'all', reason: 'unsubscribe', source: `campaign:${mailed.campaignId}`, heldReason: 'complaint' });
+    const audit = (await auditOf(ctx.owner.workspaceId)).filter((a) => a.subjectId === complaint.body.id && a.actor === `user:${ctx.owner.userId}`);
+    expect(audit).toMatchObject([{ action: 'suppression.added', detail: { heldReason: 'complaint', note: 'abusive reply by phone' } }]);
+
+    const page = await ctx.app.api('GET', mailed.prefs);
+    expect(page.text).not.toContain('value="resubscribe-all"');
+    const before = await snapshotCounts(db());
+    const back = await save(mailed.prefs, [['action', 'resubscribe-all']]);
+    expect(back.status).toBe(409);
+    expect(await snapshotCounts(db())).toEqual(before);
+    expect(await entriesOf(ctx.owner.workspaceId, 'held@example.test')).toMatchObject([{ reason: 'unsubscribe', heldReason: 'complaint' }]);
+  });
+
   it('re-subscribing is refused for entries the recipient did not make (bounce, complaint): nothing changes', async () => {
     const mailed = await seedMailedAddress('bounced@example.test');
     await db().insert(suppressions).values({ workspaceId: ctx.owner.workspaceId, email: 'bounced@example.test', reason: 'bounce', source: 'dsn' });

@@ -23,6 +23,12 @@ export const suppressions = pgTable(
     source: text('source'),
     createdBy: uuid('created_by').references(() => users.id, { onDelete: 'set null' }),
     createdAt: createdAt(),
+    /**
+     * A CRM user's reason (`complaint`, `manual`) added over the recipient's own opt-out (migration
+     * 0042): the entry keeps its reason and source (the campaign's unsubscribe count, the consent
+     * evidence its removal needs), and the recipient can no longer undo it from the preference page.
+     */
+    heldReason: suppressionReasonEnum('held_reason'),
   },
   (t) => [
     uniqueIndex('suppressions_workspace_email_scope_unique').on(t.workspaceId, sql`lower(${t.email})`, t.scope),
