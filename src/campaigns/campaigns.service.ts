@@ -60,6 +60,9 @@ function presentCampaign(campaign: CampaignRow) {
   };
 }
 
+/** Whether the caller may send from a mailbox connected by `ownerUserId`: their own, or any as an admin or owner (the service's rule; the web app hides what it refuses). */
+export const maySendFrom = (auth: Pick<AuthContext, 'userId' | 'role'>, ownerUserId: string) => ownerUserId === auth.userId || auth.role !== 'member';
+
 export function createCampaignsService(deps: {
   repo: CampaignsRepo;
   contacts: ContactsService;
@@ -91,7 +94,7 @@ export function createCampaignsService(deps: {
    * campaign under way stay open to every member: stopping mail is always safe.
    */
   function assertMaySendFrom(auth: AuthContext, mailbox: { userId: string }) {
-    if (mailbox.userId !== auth.userId && auth.role === 'member') {
+    if (!maySendFrom(auth, mailbox.userId)) {
       throw new ForbiddenError('Campaigns send from your own mailbox; an admin may use any of the workspace');
     }
   }

@@ -45,15 +45,17 @@ ${
 }`;
 }
 
-function lifecycleButtons(campaign: CampaignDetail, csrfToken: string): SafeHtml {
+/** `maySend`: the viewer may act as the campaign's sender (campaigns.service.ts maySendFrom); else only stopping mail under way is offered. */
+function lifecycleButtons(campaign: CampaignDetail, csrfToken: string, maySend: boolean): SafeHtml {
   const post = (action: string, label: string, style = '') =>
     html`<form class="inline" method="post" action="/app/campaigns/${campaign.id}/${action}">${csrfField(csrfToken)}<button type="submit"${style ? html` class="${style}"` : ''}>${label}</button></form>`;
   const status = campaign.status;
   return html`<div class="actions">
-${status === 'draft' ? html`<a class="button" href="/app/campaigns/${campaign.id}/edit">Edit</a>${post('preflight', 'Check before launch')}` : ''}
+${status === 'draft' && maySend ? html`<a class="button" href="/app/campaigns/${campaign.id}/edit">Edit</a>${post('preflight', 'Check before launch')}` : ''}
 ${status === 'sending' || status === 'scheduled' ? post('pause', 'Pause', 'secondary') : ''}
-${status === 'paused' ? post('resume', 'Resume') : ''}
-${FINISHED.includes(status) ? '' : post('cancel', 'Cancel campaign', 'danger')}
+${status === 'paused' && maySend ? post('resume', 'Resume') : ''}
+${FINISHED.includes(status) || (status === 'draft' && !maySend) ? '' : post('cancel', 'Cancel campaign', 'danger')}
+${maySend ? '' : html`<p class="muted">This campaign sends from a teammate's mailbox: only they or an admin can change, launch, resume or delete it.</p>`}
 ${status === 'draft' ? '' : html`<a class="button secondary" href="/app/campaigns/${campaign.id}/results">Results</a>`}
 </div>`;
 }
@@ -85,11 +87,11 @@ function describeAudience(audience: CampaignDetail['audience']): string {
 
 type SegmentCondition = { field: string; op: string; value?: unknown };
 
-export function campaignDetail(campaign: CampaignDetail, options: { csrfToken: string; mailboxEmail?: string; preflight?: SafeHtml }): SafeHtml {
+export function campaignDetail(campaign: CampaignDetail, options: { csrfToken: string; mailboxEmail?: string; preflight?: SafeHtml; maySend?: boolean }): SafeHtml {
   const window = campaign.sendingWindow;
   return html`<p class="muted"><a href="/app/campaigns">Campaigns</a></p>
 <h1>${campaign.name} <span class="status">${campaign.status}</span></h1>
-${lifecycleButtons(campaign, options.csrfToken)}
+${lifecycleButtons(campaign, options.csrfToken, options.maySend ?? true)}
 ${options.preflight ?? ''}
 <dl class="facts">
 <dt>Kind</dt><dd>${campaign.kind}${campaign.topic ? ` · topic ${campaign.topic}` : ''}</dd>

@@ -1,6 +1,7 @@
 import { Router, type Request, type Response } from 'express';
 import { z } from 'zod';
 import { campaignBody } from '../campaigns/campaigns.routes.js';
+import { maySendFrom } from '../campaigns/campaigns.service.js';
 import { parseId } from '../http/params.js';
 import { parseInput } from '../http/validate.js';
 import { MAIL_FRAME_POLICY } from './csp.js';
@@ -58,7 +59,9 @@ export function campaignPages(ctx: WebContext): Router {
     const auth = signedIn(req);
     const campaign = await campaigns.get(auth, id);
     const mailbox = (await mailboxes.list(auth)).find((m) => m.id === campaign.mailboxId);
-    const body = html`${errorNotice(extra.error)}${campaignDetail(campaign, { csrfToken: req.browser!.csrfToken, mailboxEmail: mailbox?.email, preflight: extra.preflight })}`;
+    // A campaign of a teammate's mailbox shows a member no buttons the service would refuse (a mailbox gone protects nobody's).
+    const maySend = !mailbox || maySendFrom(auth, mailbox.ownerUserId);
+    const body = html`${errorNotice(extra.error)}${campaignDetail(campaign, { csrfToken: req.browser!.csrfToken, mailboxEmail: mailbox?.email, preflight: extra.preflight, maySend })}`;
     await page(req, res, campaign.name, body, extra.status);
   }
 

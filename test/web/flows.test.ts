@@ -1,7 +1,8 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestApp, type TestApp } from '../helpers/test-app.js';
-import { confirmInBrowser, signUpInBrowser, WebClient } from '../helpers/web-client.js';
+import { connectedMailbox } from '../helpers/gmail.js';
+import { confirmInBrowser, memberInBrowser, signUpInBrowser, WebClient } from '../helpers/web-client.js';
 
 let app: TestApp;
 let owner: Awaited<ReturnType<typeof signUpInBrowser>>;
@@ -240,5 +241,30 @@ describe('suppression list and settings', () => {
     const empty = await owner.browser.post('/app/settings/workspace', { name: '', postalAddress: '' });
     expect(empty.status).toBe(400);
     expect((await app.api('GET', '/api/me', { token: ownerToken })).body.workspace.name).toBe('Acme & Co');
+  });
+});
+
+describe("a campaign of a teammate's mailbox", () => {
+  it('shows a member no button the service would refuse (edit, check and launch, cancel a draft, resume), and says why', async () => {
+    const mailbox = await connectedMailbox(app, ownerToken, 'owner-campaigns@acme.test');
+    const contact = await app.api('POST', '/api/contacts', { token: ownerToken, json: { email: 'teammate-view@contoso.test' } });
+    const draft = await app.api('POST', '/api/campaigns', {
+      token: ownerToken,
+      json: { name: 'Owner draft', kind: 'transactional', mailboxId: mailbox.id, subject: 'Hi', text: 'x', contactIds: [contact.body.id] },
+    });
+    expect(draft.status, draft.text).toBe(201);
+    const path = `/app/campaigns/${draft.body.id}`;
+
+    const asOwner = await owner.browser.get(path);
+    expect(asOwner.text).toContain(`href="${path}/edit"`);
+    expect(asOwner.text).toContain(`action="${path}/cancel"`);
+
+    const member = await memberInBrowser(app, owner.browser);
+    const asMember = await member.get(path);
+    expect(asMember.status).toBe(200);
+    expect(asMember.text).not.toContain(`href="${path}/edit"`);
+    expect(asMember.text).not.toContain(`action="${path}/preflight"`);
+    expect(asMember.text).not.toContain(`action="${path}/cancel"`);
+    expect(asMember.text).toContain("sends from a teammate's mailbox");
   });
 });
