@@ -74,12 +74,14 @@ export type TrackingHandler = (req: IncomingMessage, res: ServerResponse) => boo
  * `;prerender` for a prerender), `Purpose: prefetch` (older Chromium), `X-Purpose: preview`
  * (Safari's previews), `X-Moz: prefetch` (Firefox). Such a hit is no read and no click.
  */
+const PURPOSE_HEADERS = new Set(['sec-purpose', 'purpose', 'x-purpose', 'x-moz']);
 export function isPrefetch(req: IncomingMessage): boolean {
-  // One pass over the raw headers, not req.headers: building that object costs the pixel path.
+  // One pass over the raw headers, not req.headers (building that object costs the pixel path);
+  // like rawHeader, a key is lowercased only when its length could match (5 to 11 characters).
   const raw = req.rawHeaders;
   for (let i = 0; i < raw.length; i += 2) {
-    const key = raw[i]!.toLowerCase();
-    if ((key === 'sec-purpose' || key === 'purpose' || key === 'x-purpose' || key === 'x-moz') && /\b(prefetch|preview)\b/i.test(raw[i + 1]!)) return true;
+    const key = raw[i]!;
+    if (key.length >= 5 && key.length <= 11 && PURPOSE_HEADERS.has(key.toLowerCase()) && /\b(prefetch|preview)\b/i.test(raw[i + 1]!)) return true;
   }
   return false;
 }
