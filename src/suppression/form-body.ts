@@ -16,14 +16,35 @@ const FORM_TYPES = ['application/x-www-form-urlencoded', 'multipart/form-data'];
  * the latter). Multipart is read up to a bound and parsed by the platform's own FormData
  * parser (undici), so no extra dependency handles untrusted input. Files are ignored.
  */
-export async function readFormFields(req: Request): Promise<FormFields> {
+export async function readFormFields(req: Request, options: { plainText?: boolean } = {}): Promise<FormFields> {
   const empty = !req.headers['content-type'] && !req.headers['transfer-encoding'] && Number(req.headers['content-length'] ?? 0) === 0;
   if (empty) return new Map();
+  if (options.plainText && (!req.headers['content-type'] || req.is('text/plain'))) return parsePlainText(req);
   const kind = req.is(FORM_TYPES);
   if (kind === null) return new Map();
   if (kind === false) throw new UnsupportedMediaTypeError(FORM_TYPES.join(' or '));
   if (kind === 'multipart/form-data') return parseMultipart(req);
   return fromParsedBody(req.body);
+}
+
+/**
+ * A body in the browser's `text/plain` form encoding (`name=value`, one field a line), or with
+ * no content type at all: RFC 8058 names the two form types, but a client that sends
+ * `List-Unsubscribe=One-Click` as plain text still means it, and a lost opt-out is worse than a
+ * lenient parser. Read up to the multipart bound; the same text rule applies.
+ */
+async function parsePlainText(req: Request): Promise<FormFields> {
+  const body = await readBodyUpTo(req, MAX_MULTIPART_BYTES);
+  const fields: FormFields = new Map();
+  for (const line of body.toString('utf8').split(/\r?\n/)) {
+    const at = line.indexOf('=');
+    if (at <= 0) continue;
+    const [name, value] = [line.slice(0, at), line.slice(at + 1)];
+    assertCleanText(name, '(field name)');
+    assertCleanText(value, name);
+    fields.set(name, [...(fields.get(name) ?? []), value]);
+  }
+  return fields;
 }
 
 function fromParsedBody(body: unknown): FormFields {
@@ -43,11 +64,7 @@ function fromParsedBody(body: unknown): FormFields {
  * callers apply the text rule (http/text.ts) to what they keep. The web app's uploads use it too.
  */
 export async function readMultipartForm(req: Request, limit: number): Promise<FormData> {
-  const tooLarge = () => new AppError('payload_too_large', 413, 'The request body is too large');
-  if (Number(req.headers['content-length'] ?? 0) > limit) throw tooLarge();
-  const body = await readBounded(req, limit).catch((error: unknown) => {
-    throw error === TOO_LARGE ? tooLarge() : error;
-  });
+  const body = await readBodyUpTo(req, limit);
   try {
     return await new Response(body, { headers: { 'content-type': req.headers['content-type']! } }).formData();
   } catch {
@@ -69,6 +86,15 @@ async function parseMultipart(req: Request): Promise<FormFields> {
 }
 
 const TOO_LARGE = Symbol('too large');
+
+/** The raw body, 413 as soon as it is (or says it will be) larger than `limit`. */
+async function readBodyUpTo(req: Request, limit: number): Promise<Buffer> {
+  const tooLarge = () => new AppError('payload_too_large', 413, 'The request body is too large');
+  if (Number(req.headers['content-length'] ?? 0) > limit) throw tooLarge();
+  return readBounded(req, limit).catch((error: unknown) => {
+    throw error === TOO_LARGE ? tooLarge() : error;
+  });
+}
 
 /**
  * The body, or a rejection as soon as it passes `limit`. The rest is then drained and

@@ -175,6 +175,20 @@ describe('RFC 8058 one-click unsubscribe (P-09)', () => {
     }
   });
 
+  it('P-09 a one-click POST sent as text/plain, or with no content type, still opts out', async () => {
+    // fetch names a string body text/plain itself; bytes go with no content type at all.
+    for (const [address, body] of [
+      ['plain@example.test', `${ONE_CLICK}\r\n`],
+      ['untyped@example.test', new TextEncoder().encode(ONE_CLICK)],
+    ] as const) {
+      const mailed = await seedMailedAddress(address);
+      const res = await ctx.app.api('POST', mailed.path, { body });
+      expect(res.status, address).toBe(200);
+      expect(res.text).toContain('You are unsubscribed');
+      expect(await entriesOf(ctx.owner.workspaceId, address)).toHaveLength(1);
+    }
+  });
+
   it('a POST without the One-Click field, of another content type, or too large → 4xx and nothing changes', async () => {
     const mailed = await seedMailedAddress('strict@example.test');
     const before = await snapshotCounts(db());
@@ -184,7 +198,9 @@ describe('RFC 8058 one-click unsubscribe (P-09)', () => {
       { body: 'confirm=no', headers: FORM, status: 400 },
       { body: undefined, headers: {}, status: 400 },
       { body: JSON.stringify({ 'List-Unsubscribe': 'One-Click' }), headers: { 'content-type': 'application/json' }, status: 415 },
-      { body: ONE_CLICK, headers: { 'content-type': 'text/plain' }, status: 415 },
+      { body: 'List-Unsubscribe=Maybe\r\n', headers: { 'content-type': 'text/plain' }, status: 400 },
+      { body: ONE_CLICK, headers: { 'content-type': 'text/csv' }, status: 415 },
+      { body: `List-Unsubscribe=${'a'.repeat(70_000)}`, headers: { 'content-type': 'text/plain' }, status: 413 },
       { body: '--x\r\nbroken', headers: { 'content-type': 'multipart/form-data; boundary=x' }, status: 400 },
       { body: `--x\r\nContent-Disposition: form-data; name="pad"\r\n\r\n${'a'.repeat(70_000)}\r\n--x--\r\n`, headers: { 'content-type': 'multipart/form-data; boundary=x' }, status: 413 },
     ];
