@@ -68,6 +68,21 @@ function grantQueries(db: Db) {
         .limit(limit);
     },
 
+    /** The grants on one message that a member gave or received, newest first. */
+    async listForMessage(workspaceId: string, messageId: string, userId: string): Promise<GmailAccessGrantRow[]> {
+      return db
+        .select()
+        .from(gmailAccessGrants)
+        .where(
+          and(
+            eq(gmailAccessGrants.workspaceId, workspaceId),
+            eq(gmailAccessGrants.messageId, messageId),
+            or(eq(gmailAccessGrants.grantedBy, userId), eq(gmailAccessGrants.granteeUserId, userId)),
+          ),
+        )
+        .orderBy(desc(gmailAccessGrants.createdAt), desc(gmailAccessGrants.id));
+    },
+
     /** Revokes a grant that is not revoked yet; undefined when it was already. */
     async revoke(workspaceId: string, id: string, revokedBy: string, at: Date): Promise<GmailAccessGrantRow | undefined> {
       const [row] = await db

@@ -82,6 +82,17 @@ export function createGrantsService(deps: GrantsServiceDeps) {
       return (await repo.listForUser(auth.workspaceId, auth.userId, limit)).map((g) => present(g, auth));
     },
 
+    /**
+     * One message's grants as its reader sees them (the message page): whether the caller owns
+     * its mailbox (and so may grant), and the grants on it the caller gave or received.
+     */
+    async forMessage(auth: AuthContext, messageId: string) {
+      const message = await repo.findMessageWithOwner(auth.workspaceId, messageId);
+      if (!message) return { owner: false, grants: [] };
+      const rows = await repo.listForMessage(auth.workspaceId, message.messageId, auth.userId);
+      return { owner: message.ownerUserId === auth.userId, grants: rows.map((g) => present(g, auth)) };
+    },
+
     async revoke(auth: AuthContext, grantId: string) {
       const grant = await repo.findById(auth.workspaceId, grantId);
       if (!grant || (grant.grantedBy !== auth.userId && grant.granteeUserId !== auth.userId)) throw new NotFoundError('Grant');

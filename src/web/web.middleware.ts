@@ -154,6 +154,8 @@ const NOTICES: Record<string, string> = {
   campaign_pause: 'The campaign is paused. Nothing more is sent until you resume it.',
   campaign_resume: 'The campaign is sending again.',
   campaign_cancel: 'The campaign is cancelled. Messages not yet sent will not be sent.',
+  grant_created: 'Your teammate may read this message until the date shown.',
+  grant_revoked: 'Access withdrawn: your teammate can no longer read this message.',
   redelivery_queued: 'The event is queued to be delivered again (same event id).',
 };
 
