@@ -204,8 +204,21 @@ function authQueries(db: Db) {
     },
 
     /** Every membership of the workspace, locked until the transaction ends: role changes and removals serialize (the last owner stays). */
-    async lockMemberships(workspaceId: string): Promise<{ userId: string; role: Role }[]> {
-      return db.select({ userId: memberships.userId, role: memberships.role }).from(memberships).where(eq(memberships.workspaceId, workspaceId)).for('update');
+    /**
+     * Locks the workspace, then its memberships, for a change to one of them; `live`: the
+     * member's account is not closed. The workspace row is what account closure locks
+     * (account-closure.repo.ts), so a co-owner closing their account and a change here take
+     * turns; the memberships are read after that lock, in a statement of their own, so a
+     * closure that committed meanwhile is seen.
+     */
+    async lockMemberships(workspaceId: string): Promise<{ userId: string; role: Role; live: boolean }[]> {
+      await db.select({ id: workspaces.id }).from(workspaces).where(eq(workspaces.id, workspaceId)).for('update');
+      return db
+        .select({ userId: memberships.userId, role: memberships.role, live: sql<boolean>`${users.deletedAt} is null` })
+        .from(memberships)
+        .innerJoin(users, eq(users.id, memberships.userId))
+        .where(eq(memberships.workspaceId, workspaceId))
+        .for('update', { of: memberships });
     },
 
     async updateRole(workspaceId: string, userId: string, role: Role): Promise<void> {

@@ -93,7 +93,8 @@ export function createAuthService(deps: {
       const target = members.find((m) => m.userId === userId);
       if (!target) throw new NotFoundError('Member');
       if (ROLE_RANK[target.role] > ROLE_RANK[auth.role]) throw new ForbiddenError('You cannot change a member ranked above you');
-      if (takesOwner && target.role === 'owner' && members.filter((m) => m.role === 'owner').length === 1) {
+      // Owners whose accounts are closed own nothing any more: they do not count.
+      if (takesOwner && target.role === 'owner' && target.live && members.filter((m) => m.role === 'owner' && m.live).length === 1) {
         throw new ConflictError('last_owner', 'A workspace keeps at least one owner: make someone else owner first');
       }
       await change(tx, target);

@@ -115,6 +115,51 @@ describe('P-13 account closure', () => {
     const members = await app.api('GET', '/api/members', { token: coOwnerToken });
     expect(members.body.members.map((m: { userId: string }) => m.userId)).not.toContain(first.userId);
   });
+
+  it('P-13 an owner whose co-owner closed their account is the last owner: they can neither step down nor leave', async () => {
+    const first = await signUp(app);
+    const coOwnerEmail = `coowner-${Date.now()}@example.com`;
+    const coOwnerToken = await join(first, coOwnerEmail, 'owner');
+    await join(first, `admin-${Date.now()}@example.com`, 'member');
+    const closed = await app.api('POST', '/api/privacy/delete-account', { token: coOwnerToken, json: { password: 'member password long' } });
+    expect(closed.status, closed.text).toBe(200);
+    expect(closed.body.closedWorkspaceIds).toEqual([]);
+
+    const demoted = await app.api('PATCH', `/api/members/${first.userId}`, { token: first.token, json: { role: 'admin' } });
+    expect(demoted.status, demoted.text).toBe(409);
+    expect(demoted.body.error.code).toBe('last_owner');
+    const left = await app.api('DELETE', `/api/members/${first.userId}`, { token: first.token });
+    expect(left.status).toBe(409);
+    expect(left.body.error.code).toBe('last_owner');
+    const owners = (await app.api('GET', '/api/members', { token: first.token })).body.members.filter((m: { role: string }) => m.role === 'owner');
+    expect(owners.map((m: { userId: string }) => m.userId)).toEqual([first.userId]);
+  });
+
+  it('P-13 an owner stepping down while their co-owner closes their account, at the same moment: the workspace keeps a live owner or is closed with them', async () => {
+    for (let round = 0; round < 6; round += 1) {
+      const first = await signUp(app);
+      const coOwnerToken = await join(first, `race-${round}-${Date.now()}@example.com`, 'owner');
+      const [closed, demoted] = await Promise.all([
+        app.api('POST', '/api/privacy/delete-account', { token: coOwnerToken, json: { password: 'member password long' } }),
+        app.api('PATCH', `/api/members/${first.userId}`, { token: first.token, json: { role: 'admin' } }),
+      ]);
+      expect(closed.status, closed.text).toBe(200);
+      const workspace = rowsOf<{ deleted_at: Date | null }>(await db().execute(sql`select deleted_at from workspaces where id = ${first.workspaceId}`))[0]!;
+      const liveOwners = rowsOf<{ n: number }>(
+        await db().execute(sql`select count(*)::int as n from memberships m join users u on u.id = m.user_id
+          where m.workspace_id = ${first.workspaceId} and m.role = 'owner' and u.deleted_at is null`),
+      )[0]!.n;
+      if (demoted.status === 200) {
+        // The step-down went first: the co-owner was then its sole owner, and the workspace closed with them.
+        expect(closed.body.closedWorkspaceIds).toEqual([first.workspaceId]);
+        expect(workspace.deleted_at).not.toBeNull();
+      } else {
+        expect(demoted.body.error.code).toBe('last_owner');
+        expect(workspace.deleted_at).toBeNull();
+        expect(liveOwners).toBe(1);
+      }
+    }
+  });
 });
 
 describe('P-13 account closure: the password re-check is throttled like a login', () => {
