@@ -84,8 +84,10 @@ export class TooManyRequestsError extends AppError {
   constructor(
     message: string,
     readonly retryAfterSeconds?: number,
+    more?: Record<string, unknown>,
   ) {
-    super('too_many_requests', 429, message, retryAfterSeconds ? { retryAfterSeconds } : undefined);
+    const details = { ...(retryAfterSeconds ? { retryAfterSeconds } : {}), ...more };
+    super('too_many_requests', 429, message, Object.keys(details).length > 0 ? details : undefined);
   }
 }
 

@@ -265,10 +265,12 @@ export function createMessagesService(deps: MessagesServiceDeps) {
           // Refused before the gate (the pacer's pause is too long, the grant is dead): nothing was recorded or sent.
           if (!claimed) throw gmailFailure(error);
           if (error.reason === SEND_OUTCOME_UNKNOWN) return resolveUnknownOutcome(mailbox, claimed);
-          // Gmail answered with a definite failure, so the message did not go out: record why.
-          await repo.updateLeased(claimed.id, workerId, { status: 'failed', errorCode: error.kind, leaseOwner: null, leaseExpiresAt: null });
+          // Gmail answered with a definite failure, so the message did not go out: record why, and
+          // name that record in the answer (its id, for GET /api/messages/:id): the error is not
+          // "nothing happened" — an attempt was refused — and a retry may safely send again.
+          const failed = await repo.updateLeased(claimed.id, workerId, { status: 'failed', errorCode: error.kind, leaseOwner: null, leaseExpiresAt: null });
           logger.warn({ messageId: claimed.id, kind: error.kind, status: error.status, reason: error.reason }, '1:1 send failed');
-          throw gmailFailure(error);
+          throw gmailFailure(error, failed ? { messageId: failed.id } : undefined);
         }
       };
 
@@ -289,11 +291,12 @@ export function createMessagesService(deps: MessagesServiceDeps) {
   };
 }
 
-function gmailFailure(error: GmailError): AppError {
-  if (error.kind === 'auth_revoked') return new ConflictError('mailbox_needs_reconnect', 'Google no longer accepts this mailbox’s access; reconnect it');
-  if (error.kind === 'rate_limited') return new TooManyRequestsError('Gmail is rate limiting this mailbox; try again shortly', error.retryAfterSeconds);
-  if (error.kind === 'permanent') return new AppError('gmail_rejected', 422, 'Gmail refused the message');
-  return new AppError('gmail_unavailable', 503, 'Gmail did not answer; the message was not sent');
+/** The answer to a definite Gmail failure; `recorded`: the failed message row the attempt left, named in `details`. */
+function gmailFailure(error: GmailError, recorded?: { messageId: string }): AppError {
+  if (error.kind === 'auth_revoked') return new ConflictError('mailbox_needs_reconnect', 'Google no longer accepts this mailbox’s access; reconnect it', recorded);
+  if (error.kind === 'rate_limited') return new TooManyRequestsError('Gmail is rate limiting this mailbox; try again shortly', error.retryAfterSeconds, recorded);
+  if (error.kind === 'permanent') return new AppError('gmail_rejected', 422, 'Gmail refused the message', recorded);
+  return new AppError('gmail_unavailable', 503, 'Gmail did not answer; the message was not sent', recorded);
 }
 
 export type MessagesService = ReturnType<typeof createMessagesService>;

@@ -156,6 +156,23 @@ describe('1:1 mail', () => {
     expect(listed).toMatchObject({ dailyBudget: 1, sentToday: 1 });
   });
 
+  it('Gmail refusing a message (400) → 422 gmail_rejected naming the failed record; a retry with the same Idempotency-Key tries again', async () => {
+    const mailbox = await connectedMailbox(app, owner.token, 'refused@acme.test');
+    app.sandbox.control.injectFault({ kind: 'googleError', endpoint: 'send', status: 400, reason: 'invalidArgument', message: 'Invalid To header', times: 1 });
+    const send = () =>
+      app.api('POST', '/api/messages', { token: owner.token, json: { mailboxId: mailbox.id, to: 'bob@contoso.test', subject: 'refused once', text: 'x' }, headers: { 'Idempotency-Key': 'refused-once' } });
+    const refused = await send();
+    expect(refused.status).toBe(422);
+    expect(refused.body.error.code).toBe('gmail_rejected');
+    const record = await app.api('GET', `/api/messages/${refused.body.error.details.messageId}`, { token: owner.token });
+    expect(record.body).toMatchObject({ status: 'failed', subject: 'refused once' });
+    // Nothing went out, so the key is free: the retry sends, once.
+    const retried = await send();
+    expect(retried.status).toBe(201);
+    expect(retried.body.id).not.toBe(record.body.id);
+    expect(app.sandbox.control.listMessages('bob@contoso.test').filter((m) => m.subject === 'refused once')).toHaveLength(1);
+  });
+
   it('invalid_grant marks the mailbox needs_reconnect, records the failure, and reconnecting heals it', async () => {
     const fragile = await connectedMailbox(app, owner.token, 'fragile@acme.test');
     app.sandbox.control.revokeAccess('fragile@acme.test');
@@ -165,8 +182,10 @@ describe('1:1 mail', () => {
     expect(res.body.error.code).toBe('mailbox_needs_reconnect');
     const listed = (await app.api('GET', '/api/mailboxes', { token: owner.token })).body.mailboxes.find((m: { id: string }) => m.id === fragile.id);
     expect(listed).toMatchObject({ status: 'needs_reconnect' });
-    const failed = (await app.database.db.execute(sql`select status, error_code from messages where subject = 'lost?'`)) as unknown as { rows: unknown[] };
-    expect(failed.rows).toEqual([{ status: 'failed', error_code: 'auth_revoked' }]);
+    const failed = (await app.database.db.execute(sql`select id, status, error_code from messages where subject = 'lost?'`)) as unknown as { rows: { id: string }[] };
+    expect(failed.rows).toEqual([{ id: expect.any(String), status: 'failed', error_code: 'auth_revoked' }]);
+    // The answer names the record the refused attempt left.
+    expect(res.body.error.details).toEqual({ messageId: failed.rows[0]!.id });
 
     const again = await app.api('POST', '/api/messages', { token: owner.token, json: { mailboxId: fragile.id, to: 'bob@contoso.test', subject: 'paused', text: 'x' } });
     expect(again.body.error.code).toBe('mailbox_needs_reconnect');
