@@ -3,6 +3,20 @@ import type { Db } from '../db/connect.js';
 import { apiKeys, type ApiKeyRow } from '../db/schema.js';
 import { recordAudit, type AuditEntry } from '../privacy/audit.js';
 
+/**
+ * Revokes every live key a member created in a workspace, in the caller's transaction (the
+ * member's removal, auth.service.ts): a key acts for its creator only while they are a member,
+ * and one left unrevoked would come back to life if they were invited again.
+ */
+export async function revokeKeysOfMember(db: Db, workspaceId: string, userId: string, at: Date): Promise<string[]> {
+  const rows = await db
+    .update(apiKeys)
+    .set({ revokedAt: at })
+    .where(and(eq(apiKeys.workspaceId, workspaceId), eq(apiKeys.createdBy, userId), isNull(apiKeys.revokedAt)))
+    .returning({ id: apiKeys.id });
+  return rows.map((r) => r.id);
+}
+
 export function createApiKeysRepo(db: Db) {
   return {
     /** The key row and its audit entry commit together (the audit names the new key's id). */

@@ -1,6 +1,7 @@
 import { and, asc, eq, gt, isNull, lte, sql, type SQL } from 'drizzle-orm';
 import { inTransaction, type Db } from '../db/connect.js';
 import { invitations, memberships, signupRequests, users, webSessions, workspaces, type Role } from '../db/schema.js';
+import { revokeKeysOfMember } from '../api-keys/api-keys.repo.js';
 import { recordAudit, type AuditEntry } from '../privacy/audit.js';
 import { ROLE_RANK } from './auth-common.js';
 
@@ -203,9 +204,9 @@ function authQueries(db: Db) {
       await db.delete(signupRequests).where(lte(signupRequests.expiresAt, now));
     },
 
-    /** Every membership of the workspace, locked until the transaction ends: role changes and removals serialize (the last owner stays). */
     /**
-     * Locks the workspace, then its memberships, for a change to one of them; `live`: the
+     * Every membership of the workspace, locked until the transaction ends, so role changes and
+     * removals serialize (the last owner stays). Locks the workspace first, then its memberships; `live`: the
      * member's account is not closed. The workspace row is what account closure locks
      * (account-closure.repo.ts), so a co-owner closing their account and a change here take
      * turns; the memberships are read after that lock, in a statement of their own, so a
@@ -227,6 +228,11 @@ function authQueries(db: Db) {
 
     async deleteMembership(workspaceId: string, userId: string): Promise<void> {
       await db.delete(memberships).where(and(eq(memberships.workspaceId, workspaceId), eq(memberships.userId, userId)));
+    },
+
+    /** A removed member's API keys go with the membership (api-keys.repo.ts); resolves to the keys revoked. */
+    revokeApiKeysOf(workspaceId: string, userId: string, at: Date): Promise<string[]> {
+      return revokeKeysOfMember(db, workspaceId, userId, at);
     },
 
     /** Membership changes are evidence (issue 11): written in the transaction that makes them. */

@@ -254,6 +254,9 @@ export function createAuthService(deps: {
       await changeMembership(auth, userId, true, async (tx, target) => {
         await tx.deleteMembership(auth.workspaceId, userId);
         await tx.audit({ ...memberEvent(auth, 'member.removed', 'user', userId), detail: { role: target.role } });
+        for (const keyId of await tx.revokeApiKeysOf(auth.workspaceId, userId, now())) {
+          await tx.audit({ ...memberEvent(auth, 'api_key.revoked', 'api_key', keyId), detail: { reason: 'member_removed' } });
+        }
       });
     },
 

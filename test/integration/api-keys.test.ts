@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { eq } from 'drizzle-orm';
+import { and, eq } from 'drizzle-orm';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { apiKeys, auditLog, consents } from '../../src/db/schema.js';
 import { API_ROUTES } from '../../src/http/api-routes.js';
@@ -147,6 +147,27 @@ describe('API keys', () => {
     expect(member.status).toBe(201);
     const refused = await ctx.app.api('POST', '/api/api-keys', { token: member.body.token, json: { name: 'mine', scopes: ['read'] } });
     expect([refused.status, refused.body.error.code]).toEqual([403, 'forbidden']);
+  });
+
+  it("removing a member revokes their keys (listed revoked, audited); inviting them back does not bring a key back", async () => {
+    const email = `admin-${Date.now()}@example.com`;
+    const invite = await ctx.app.api('POST', '/api/invitations', { token: ctx.owner.token, json: { email, role: 'admin' } });
+    const admin = await acceptInvitation(ctx.app, { token: invite.body.token, password: 'a-long-admin-password' });
+    expect(admin.status).toBe(201);
+    const created = await ctx.app.api('POST', '/api/api-keys', { token: admin.body.token, json: { name: 'admin key', scopes: ['admin'] } });
+    expect(created.status).toBe(201);
+    expect((await ctx.app.api('GET', '/api/me', { token: created.body.key })).status).toBe(200);
+
+    expect((await ctx.app.api('DELETE', `/api/members/${admin.body.user.id}`, { token: ctx.owner.token })).status).toBe(204);
+    const listed = (await ctx.app.api('GET', '/api/api-keys', { token: ctx.owner.token })).body.apiKeys.find((k: { id: string }) => k.id === created.body.id);
+    expect(listed.revokedAt).not.toBeNull();
+    const audited = await ctx.app.database.db.select({ detail: auditLog.detail }).from(auditLog).where(and(eq(auditLog.action, 'api_key.revoked'), eq(auditLog.subjectId, created.body.id)));
+    expect(audited.map((r) => (r.detail as { reason: string }).reason)).toEqual(['member_removed']);
+
+    const again = await ctx.app.api('POST', '/api/invitations', { token: ctx.owner.token, json: { email, role: 'admin' } });
+    expect((await acceptInvitation(ctx.app, { token: again.body.token, password: 'a-long-admin-password' })).status).toBe(201);
+    const after = await ctx.app.api('GET', '/api/me', { token: created.body.key });
+    expect([after.status, after.body.error.code]).toEqual([401, 'api_key_revoked']);
   });
 
   it('a revoked key is refused on its very next request', async () => {
