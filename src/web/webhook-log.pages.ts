@@ -50,7 +50,7 @@ ${state.secret ? html`<div class="notice" role="status"><p>New signing secret (i
 <tr><th scope="row">Events</th><td>${endpoint.eventTypes.join(', ')}</td></tr>
 <tr><th scope="row">Status</th><td>${endpoint.enabled ? endpoint.status : 'disabled'}${endpoint.consecutiveFailures ? html` <span class="muted">(${endpoint.consecutiveFailures} failed attempt${endpoint.consecutiveFailures === 1 ? '' : 's'} in a row since ${when(endpoint.failingSince)})</span>` : ''}</td></tr>
 <tr><th scope="row">Last success</th><td>${when(endpoint.lastSuccessAt)}</td></tr>
-<tr><th scope="row">Previous secret</th><td>${endpoint.previousSecretExpiresAt && endpoint.previousSecretExpiresAt > new Date() ? html`still signs until ${when(endpoint.previousSecretExpiresAt)}` : 'none'}</td></tr>
+<tr><th scope="row">Replaced secrets</th><td>${endpoint.previousSecretExpiresAt && endpoint.previousSecretExpiresAt > new Date() ? html`still sign (the last until ${when(endpoint.previousSecretExpiresAt)})` : 'none'}</td></tr>
 </tbody></table>
 <form class="inline" method="post" action="${path}/rotate-secret">${csrfField(token)}<button type="submit" class="secondary">Rotate signing secret</button></form>
 <h2>Delivery log</h2>

@@ -5,7 +5,7 @@ import type { WebhookEventBody, WebhookEventType } from './events.js';
 import { nextAttemptAt } from './retry-schedule.js';
 import type { AttemptResult, WebhookSender } from './sender.js';
 import { SIGNATURE_HEADER, signatureHeader } from './signature.js';
-import { secretContext } from './webhooks.service.js';
+import { secretContext, secretsInGrace } from './webhooks.service.js';
 import type { ClaimedDelivery, WebhooksRepo } from './webhooks.repo.js';
 
 /*
@@ -63,9 +63,7 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions) {
   /** The secrets that sign now: the current one, and the previous one during its grace period. */
   function signingSecrets(claim: ClaimedDelivery, at: Date): string[] {
     const secrets = [cipher.decrypt(claim.secretCiphertext, secretContext(claim.endpointId, 'secret'))];
-    if (claim.previousSecretCiphertext && claim.previousSecretExpiresAt && claim.previousSecretExpiresAt > at) {
-      secrets.push(cipher.decrypt(claim.previousSecretCiphertext, secretContext(claim.endpointId, 'previous')));
-    }
+    for (const retired of secretsInGrace(claim.retiredSecrets, at)) secrets.push(cipher.decrypt(retired.ciphertext, secretContext(claim.endpointId, 'previous')));
     return secrets;
   }
 

@@ -1,7 +1,7 @@
 import { and, desc, eq, getTableColumns, inArray, sql } from 'drizzle-orm';
 import { inTransaction, type Db } from '../db/connect.js';
 import { rowsOf } from '../db/pg-array.js';
-import { webhookDeliveries, webhookDeliveryAttempts, webhookEndpoints, webhookEvents } from '../db/schema.js';
+import { webhookDeliveries, webhookDeliveryAttempts, webhookEndpoints, webhookEvents, type RetiredSecret } from '../db/schema.js';
 import { cursorTimestamp, olderThanCursor, type PageCursor } from '../http/cursor.js';
 import { recordAudit, type AuditEntry } from '../privacy/audit.js';
 import type { AttemptResult } from './sender.js';
@@ -24,12 +24,14 @@ export interface ClaimedDelivery {
   createdAt: Date;
   url: string;
   secretCiphertext: string;
-  previousSecretCiphertext: string | null;
-  previousSecretExpiresAt: Date | null;
+  retiredSecrets: RetiredSecret[];
   eventType: string;
   occurredAt: Date;
   data: Record<string, unknown>;
 }
+
+/** A jsonb column as a driver returns it: parsed already (node-postgres, PGlite) or as text. */
+const jsonOf = <T>(value: unknown): T => (typeof value === 'string' ? JSON.parse(value) : value) as T;
 
 /** Endpoints and their delivery log, scoped by workspace (invariant 7); the worker's claims are not (it serves every workspace). */
 function webhookQueries(db: Db) {
@@ -45,6 +47,16 @@ function webhookQueries(db: Db) {
         .from(webhookEndpoints)
         .where(and(eq(webhookEndpoints.workspaceId, workspaceId), eq(webhookEndpoints.id, id)))
         .limit(1);
+      return row;
+    },
+
+    /** The endpoint, locked until the transaction ends: two rotations at once take turns (neither's secret is lost). */
+    async lockEndpoint(workspaceId: string, id: string): Promise<WebhookEndpointRow | undefined> {
+      const [row] = await db
+        .select()
+        .from(webhookEndpoints)
+        .where(and(eq(webhookEndpoints.workspaceId, workspaceId), eq(webhookEndpoints.id, id)))
+        .for('update');
       return row;
     },
 
@@ -142,7 +154,7 @@ function webhookQueries(db: Db) {
             returning d.id, d.workspace_id, d.endpoint_id, d.event_id, d.attempts, d.created_at
           )
           select c.id, c.workspace_id, c.endpoint_id, c.event_id, c.attempts, c.created_at,
-                 e.url, e.secret_ciphertext, e.previous_secret_ciphertext, e.previous_secret_expires_at,
+                 e.url, e.secret_ciphertext, e.retired_secrets,
                  ev.type as event_type, ev.occurred_at, ev.data
           from claimed c
           join webhook_endpoints e on e.id = c.endpoint_id
@@ -158,11 +170,10 @@ function webhookQueries(db: Db) {
         createdAt: date(r.created_at)!,
         url: String(r.url),
         secretCiphertext: String(r.secret_ciphertext),
-        previousSecretCiphertext: (r.previous_secret_ciphertext as string | null) ?? null,
-        previousSecretExpiresAt: date(r.previous_secret_expires_at),
+        retiredSecrets: jsonOf<RetiredSecret[]>(r.retired_secrets),
         eventType: String(r.event_type),
         occurredAt: date(r.occurred_at)!,
-        data: (typeof r.data === 'string' ? JSON.parse(r.data) : r.data) as Record<string, unknown>,
+        data: jsonOf<Record<string, unknown>>(r.data),
       }));
     },
 

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { actorOf } from '../auth/actor.js';
 import type { AuthContext } from '../auth/auth.service.js';
+import type { RetiredSecret } from '../db/schema.js';
 import { ConflictError, NotFoundError, UnprocessableError } from '../errors.js';
 import type { TokenCipherMethods } from '../gmail/token-cipher.js';
 import { encodeCursor, type PageCursor } from '../http/cursor.js';
@@ -19,6 +20,16 @@ import type { DeliveryStatus, WebhookEndpointRow, WebhooksRepo } from './webhook
 /** The sealed secret is bound to its endpoint: copied into another row it no longer decrypts. */
 export const secretContext = (endpointId: string, which: 'secret' | 'previous') => `webhook:${endpointId}:${which}`;
 
+/**
+ * At most this many replaced secrets sign beside the current one. Each rotation keeps the one it
+ * replaces for the grace period, and the earlier ones keep theirs (a receiver may still hold any
+ * of them); past this many in one grace period, the oldest stops signing first.
+ */
+export const MAX_SECRETS_IN_GRACE = 5;
+
+/** The replaced secrets that still sign at `at`. */
+export const secretsInGrace = (retired: RetiredSecret[], at: Date) => retired.filter((r) => new Date(r.expiresAt).getTime() > at.getTime());
+
 export function presentEndpoint(row: WebhookEndpointRow) {
   return {
     id: row.id,
@@ -31,7 +42,8 @@ export function presentEndpoint(row: WebhookEndpointRow) {
     failingSince: row.failingSince,
     lastSuccessAt: row.lastSuccessAt,
     disabledAt: row.disabledAt,
-    previousSecretExpiresAt: row.previousSecretExpiresAt,
+    // When the last replaced secret stops signing (null: none was ever replaced).
+    previousSecretExpiresAt: row.retiredSecrets.length ? new Date(Math.max(...row.retiredSecrets.map((r) => new Date(r.expiresAt).getTime()))) : null,
     createdAt: row.createdAt,
   };
 }
@@ -144,19 +156,25 @@ export function createWebhooksService(deps: {
     },
 
     /** A new secret, shown once; the old one keeps signing (a second `v1=`) for the grace period. */
+    /**
+     * A new secret signs from now on; the one it replaces keeps signing for the grace period, and
+     * so do secrets replaced earlier whose grace has not ended (at most MAX_SECRETS_IN_GRACE).
+     * Under the endpoint's lock: two rotations at once take turns, and neither's secret is lost.
+     */
     async rotateSecret(auth: AuthContext, id: string) {
-      const current = await requireEndpoint(auth, id);
       const secret = newWebhookSecret();
-      const oldSecret = cipher.decrypt(current.secretCiphertext, secretContext(id, 'secret'));
-      const graceEnds = new Date(now().getTime() + deps.secretGraceMs);
       const row = await repo.transaction(async (tx) => {
-        const updated = await tx.updateEndpoint(auth.workspaceId, id, {
-          secretCiphertext: cipher.encrypt(secret, secretContext(id, 'secret')),
-          previousSecretCiphertext: cipher.encrypt(oldSecret, secretContext(id, 'previous')),
-          previousSecretExpiresAt: graceEnds,
-        });
+        const current = await tx.lockEndpoint(auth.workspaceId, id);
+        if (!current) throw notFound();
+        const at = now();
+        const replaced = {
+          ciphertext: cipher.encrypt(cipher.decrypt(current.secretCiphertext, secretContext(id, 'secret')), secretContext(id, 'previous')),
+          expiresAt: new Date(at.getTime() + deps.secretGraceMs).toISOString(),
+        };
+        const retiredSecrets = [...secretsInGrace(current.retiredSecrets, at), replaced].slice(-MAX_SECRETS_IN_GRACE);
+        const updated = await tx.updateEndpoint(auth.workspaceId, id, { secretCiphertext: cipher.encrypt(secret, secretContext(id, 'secret')), retiredSecrets });
         if (!updated) throw notFound();
-        await tx.insertAudit(audit(auth, 'webhook.secret_rotated', id, { previousSecretExpiresAt: graceEnds.toISOString() }));
+        await tx.insertAudit(audit(auth, 'webhook.secret_rotated', id, { previousSecretExpiresAt: replaced.expiresAt, secretsInGrace: retiredSecrets.length }));
         return updated;
       });
       return { ...presentEndpoint(row), secret };

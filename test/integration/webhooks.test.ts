@@ -61,6 +61,7 @@ const createEndpoint = (url: string, eventTypes = ALL_TYPES, token = owner.token
 
 describe('outbound webhooks', () => {
   let endpoint: { id: string; secret: string };
+  let firstSecret: string;
   const eventIds: string[] = [];
 
   it('an owner creates an endpoint; the secret is shown once, stored sealed', async () => {
@@ -151,7 +152,38 @@ describe('outbound webhooks', () => {
     expect(verifySignatureHeader(header, rotated.body.secret, request.body)).toBe(true);
     expect(verifySignatureHeader(header, endpoint.secret, request.body)).toBe(true);
     expect(verifySignatureHeader(header, 'whsec_someone-else', request.body)).toBe(false);
+    firstSecret = endpoint.secret;
     endpoint = rotated.body;
+  });
+
+  it('a second rotation inside the grace period keeps every earlier secret signing; two at once both sign', async () => {
+    const second = await app.api('POST', `/api/webhooks/${endpoint.id}/rotate-secret`, { token: owner.token });
+    expect(second.status).toBe(200);
+    const [a, b] = await Promise.all([1, 2].map(() => app.api('POST', `/api/webhooks/${endpoint.id}/rotate-secret`, { token: owner.token })));
+    expect([a!.status, b!.status]).toEqual([200, 200]);
+    const delivered = async (email: string) => {
+      const before = receiver.received.length;
+      await app.api('POST', '/api/suppressions', { token: owner.token, json: { email } });
+      await deliverUntil(() => receiver.received.length > before);
+      const request = receiver.received.at(-1)!;
+      return { header: String(request.headers['inboxtrail-signature']), body: request.body };
+    };
+    const signed = await delivered('rotated-twice@contoso.test');
+    // The current secret and the four it replaced, the very first among them.
+    expect(signed.header.match(/v1=/g)).toHaveLength(5);
+    for (const secret of [firstSecret, endpoint.secret, second.body.secret, a!.body.secret, b!.body.secret]) {
+      expect(verifySignatureHeader(signed.header, secret, signed.body)).toBe(true);
+    }
+
+    // Past MAX_SECRETS_IN_GRACE (5) replaced secrets, the oldest stops signing first.
+    await app.api('POST', `/api/webhooks/${endpoint.id}/rotate-secret`, { token: owner.token });
+    const last = await app.api('POST', `/api/webhooks/${endpoint.id}/rotate-secret`, { token: owner.token });
+    const capped = await delivered('rotated-often@contoso.test');
+    expect(capped.header.match(/v1=/g)).toHaveLength(6);
+    expect(verifySignatureHeader(capped.header, last.body.secret, capped.body)).toBe(true);
+    expect(verifySignatureHeader(capped.header, endpoint.secret, capped.body)).toBe(true);
+    expect(verifySignatureHeader(capped.header, firstSecret, capped.body)).toBe(false);
+    endpoint = last.body;
   });
 
   it('nothing arrives once the endpoint is disabled, not even what was already queued; enabling resumes it', async () => {

@@ -5,6 +5,12 @@ import { users, workspaceRef } from './workspace.js';
 
 /** Outbound webhooks (src/webhooks/README.md): endpoints, the event outbox, deliveries and their attempts. */
 
+/** A signing secret replaced by a rotation: sealed, and the instant (ISO 8601) it stops signing. */
+export interface RetiredSecret {
+  ciphertext: string;
+  expiresAt: string;
+}
+
 /** `healthy`; `failing` since the first failed attempt after a success; `disabled_after_failures` once failure lasted too long. */
 export const webhookEndpointStatusEnum = pgEnum('webhook_endpoint_status', ['healthy', 'failing', 'disabled_after_failures']);
 /** `pending` until a 2xx (`delivered`) or until the retry window ends (`failed`). */
@@ -20,9 +26,12 @@ export const webhookEndpoints = pgTable(
     eventTypes: text('event_types').array().notNull(),
     /** The signing secret, sealed by the token cipher (context `webhook:<id>:secret`): signing needs it back. */
     secretCiphertext: text('secret_ciphertext').notNull(),
-    /** The secret before the last rotation, still signed with until `previous_secret_expires_at`. */
-    previousSecretCiphertext: text('previous_secret_ciphertext'),
-    previousSecretExpiresAt: timestamp('previous_secret_expires_at', { withTimezone: true }),
+    /**
+     * Secrets replaced by rotations and still in their grace period, each sealed like the secret
+     * (context `webhook:<id>:previous`) with the time it stops signing; every one of them signs
+     * each delivery beside the current secret until then (webhooks.service.ts rotateSecret).
+     */
+    retiredSecrets: jsonb('retired_secrets').$type<RetiredSecret[]>().notNull().default(sql`'[]'::jsonb`),
     enabled: boolean('enabled').notNull().default(true),
     status: webhookEndpointStatusEnum('status').notNull().default('healthy'),
     consecutiveFailures: integer('consecutive_failures').notNull().default(0),
