@@ -1,3 +1,4 @@
+import { sql, type SQL, type SQLWrapper } from 'drizzle-orm';
 /** Raw-SQL helpers shared by repos: the rows of a result, and arrays bound as one parameter. */
 type Rows<T> = { rows: T[] };
 
@@ -19,3 +20,10 @@ export function pgArray(values: readonly (string | number | null)[]): string {
   }
   return `${out}}`;
 }
+
+/**
+ * `expression = any($1::text[])`: a list from outside (a mail's headers, say) bound as one
+ * parameter. An IN list binds one per value, and PostgreSQL takes at most 65,535 a statement:
+ * one mail naming 70,000 message ids would fail the statement every time it was read.
+ */
+export const anyOf = (expression: SQLWrapper, values: readonly string[]): SQL => sql`${expression} = any(${pgArray(values)}::text[])`;

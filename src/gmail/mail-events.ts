@@ -40,12 +40,18 @@ export type MailClassification =
 export { isAutomaticReply };
 
 /** Bare addresses of an address header (To: "Bob" <bob@x>, carol@y), lowercased, groups flattened. */
+/**
+ * At most this many addresses of one header are kept. No real mail names more; a header naming
+ * tens of thousands (anyone can send one) would otherwise be stored and matched address by address.
+ */
+export const MAX_HEADER_ADDRESSES = 1000;
+
 export function parseAddressList(value: string | undefined): string[] {
   if (!value) return [];
   const flat = addressparser(value, { flatten: true })
     .map((entry) => entry.address?.trim().toLowerCase() ?? '')
     .filter((address) => address.includes('@'));
-  return [...new Set(flat)];
+  return [...new Set(flat)].slice(0, MAX_HEADER_ADDRESSES);
 }
 
 const MAX_MESSAGE_ID_LENGTH = 998;

@@ -83,12 +83,14 @@ export function createMessageSync(deps: MessageSyncDeps) {
     if (meta.labelIds.some((l) => SKIPPED_LABELS.has(l))) return skipped('ignoredLabel');
 
     const headers = meta.headers;
-    const own = mailbox.email.toLowerCase();
     const from = parseAddressList(headers['from']);
     const to = parseAddressList(headers['to']);
     const cc = parseAddressList(headers['cc']);
-    // In SENT, or from the mailbox itself: sent by the owner (from here or any other client).
-    const direction = meta.labelIds.includes('SENT') || from[0] === own ? 'outbound' : 'inbound';
+    // Sent by the owner (from here or any other client) is what Gmail labels SENT. A From of the
+    // mailbox's own address proves nothing — anyone can write it — and mail taken for ours would
+    // be matched by notices (a stranger's forged bounce suppressing a contact) and count against
+    // the daily budget.
+    const direction = meta.labelIds.includes('SENT') ? 'outbound' : 'inbound';
     const rfc822MessageId = parseMessageIds(headers['message-id'])[0];
     // A message we sent ourselves is recorded already (the send ledger owns that row).
     if (rfc822MessageId && (await repo.isOwnSend(mailbox.workspaceId, mailbox.id, rfc822MessageId))) return skipped('ownSend');

@@ -2,7 +2,7 @@ import { and, asc, desc, eq, gte, inArray, isNull, lte, ne, or, sql } from 'driz
 import { createFollowUpRules } from '../campaigns/follow-ups.repo.js';
 import { inTransaction, type Db } from '../db/connect.js';
 import { contacts, mailboxes, mailEvents, memberships, messageContacts, messages, users } from '../db/schema.js';
-import { rowsOf } from '../db/pg-array.js';
+import { anyOf, rowsOf } from '../db/pg-array.js';
 import { recordMailSignal } from '../webhooks/facts.js';
 import { createSuppressionRepo } from '../suppression/suppression.repo.js';
 import type { AddressHasher } from '../suppression/address-hash.js';
@@ -40,7 +40,7 @@ function syncQueries(db: Db, hashAddress: AddressHasher) {
       const rows = await db
         .select({ id: messages.gmailMessageId })
         .from(messages)
-        .where(and(eq(messages.mailboxId, mailboxId), inArray(messages.gmailMessageId, gmailIds)));
+        .where(and(eq(messages.mailboxId, mailboxId), anyOf(messages.gmailMessageId, gmailIds)));
       return new Set(rows.map((r) => r.id!));
     },
 
@@ -51,7 +51,7 @@ function syncQueries(db: Db, hashAddress: AddressHasher) {
       return db
         .select({ id: contacts.id, email: sql<string>`lower(${contacts.email})` })
         .from(contacts)
-        .where(and(eq(contacts.workspaceId, workspaceId), inArray(sql`lower(${contacts.email})`, lowered), isNull(contacts.deletedAt)));
+        .where(and(eq(contacts.workspaceId, workspaceId), anyOf(sql`lower(${contacts.email})`, lowered), isNull(contacts.deletedAt)));
     },
 
     /**
@@ -102,7 +102,7 @@ function syncQueries(db: Db, hashAddress: AddressHasher) {
           and(
             eq(messages.workspaceId, workspaceId),
             eq(messages.direction, 'outbound'),
-            inArray(messages.rfc822MessageId, rfc822MessageIds),
+            anyOf(messages.rfc822MessageId, rfc822MessageIds),
             mailboxId ? eq(messages.mailboxId, mailboxId) : undefined,
           ),
         )

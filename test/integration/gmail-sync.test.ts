@@ -296,3 +296,27 @@ describe('P-06 disconnect', () => {
     expect(await query(sql`select email from suppressions where email = 'gone@contoso.test'`)).toHaveLength(1);
   });
 });
+
+describe('hostile mail cannot stop sync or pass for ours', () => {
+  it('a message naming 70,000 message ids and 2,000 addresses is kept (addresses capped), and the pass succeeds', async () => {
+    const hostile = await connectedMailbox(ctx.app, ctx.owner.token, 'hostile@acme.test', { sync: true });
+    expect(await sync(hostile.id)).toMatchObject({ status: 'synced' });
+    const references = Array.from({ length: 70_000 }, (_, i) => `<${i.toString(36)}@f>`).join(' ');
+    const crowd = [BOB, ...Array.from({ length: 2_000 }, (_, i) => `n${i}@crowd.test`)].join(', ');
+    const raw = `From: anyone@flood.test\r\nTo: ${crowd}\r\nSubject: Flood\r\nMessage-ID: <flood-1@flood.test>\r\nReferences: ${references}\r\n\r\nx\r\n`;
+    await ctx.app.sandbox.control.deliverInbound('hostile@acme.test', { raw });
+    expect(await sync(hostile.id)).toMatchObject({ status: 'synced', kept: 1 });
+    const [row] = await query<{ n: number }>(sql`select cardinality(to_addresses) as n from messages where mailbox_id = ${hostile.id}::uuid and subject = 'Flood'`);
+    expect(row!.n).toBe(1000);
+    expect((await mailboxView(hostile.id)).sync.lastError).toBeNull();
+  });
+
+  it("mail in the inbox whose From is the mailbox's own address is inbound: it is not taken for ours, nor counted in today's sends", async () => {
+    const forged = await connectedMailbox(ctx.app, ctx.owner.token, 'forged@acme.test', { sync: true });
+    const before = (await mailboxView(forged.id)).sentToday;
+    await ctx.app.sandbox.control.deliverInbound('forged@acme.test', { from: 'forged@acme.test', to: CAROL, subject: 'Not ours', text: 'x' });
+    expect(await sync(forged.id)).toMatchObject({ status: 'synced', kept: 1 });
+    expect(await query(sql`select direction from messages where mailbox_id = ${forged.id}::uuid and subject = 'Not ours'`)).toEqual([{ direction: 'inbound' }]);
+    expect((await mailboxView(forged.id)).sentToday).toBe(before);
+  });
+});
