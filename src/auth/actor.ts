@@ -9,3 +9,6 @@ export function actorOf(auth: AuthContext): string {
   if (auth.apiKeyId) return `key:${auth.apiKeyId}`;
   return `user:${auth.userId}`;
 }
+
+/** The person a mail went to, acting through the links in it (unsubscribe, preference center): no account, no prefix. */
+export const RECIPIENT_ACTOR = 'recipient';

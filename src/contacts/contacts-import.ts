@@ -55,6 +55,8 @@ export interface ImportReport {
   unchanged: number;
   /** Consent records appended (rows whose consent was already the latest add none). */
   consents: number;
+  /** Rows saying `opted_in` for a contact whose latest record is their own opt-out: nothing appended (theirs to undo). */
+  optOutsKept: number;
   failed: number;
   errors: ImportRowError[];
   errorsTruncated: boolean;
@@ -157,7 +159,7 @@ export async function importContactsCsv(repo: ImportRepo, workspaceId: string, i
 async function writeRows(repo: ImportRepo, workspaceId: string, file: string, columns: Column[], options: ImportOptions): Promise<ImportReport> {
   const { onAddress } = options;
   const now = options.now ?? (() => new Date());
-  const report: ImportReport = { rows: 0, created: 0, updated: 0, unchanged: 0, consents: 0, failed: 0, errors: [], errorsTruncated: false };
+  const report: ImportReport = { rows: 0, created: 0, updated: 0, unchanged: 0, consents: 0, optOutsKept: 0, failed: 0, errors: [], errorsTruncated: false };
   const fail = (error: ImportRowError) => {
     report.failed += 1;
     if (report.errors.length < MAX_REPORTED_ERRORS) report.errors.push(error);
@@ -176,7 +178,9 @@ async function writeRows(repo: ImportRepo, workspaceId: string, file: string, co
     report.updated += updated;
     report.unchanged += batchRows - created - updated;
     if (batchConsents.size > 0) {
-      report.consents += await repo.recordImportedConsents(workspaceId, [...batchConsents.values()], options.consent);
+      const recorded = await repo.recordImportedConsents(workspaceId, [...batchConsents.values()], options.consent);
+      report.consents += recorded.appended;
+      report.optOutsKept += recorded.optOutsKept;
     }
     batch = new Map();
     batchConsents = new Map();

@@ -1,5 +1,6 @@
 import { and, desc, eq, getTableColumns, ilike, isNull, sql } from 'drizzle-orm';
 import { recordAudit, type AuditEntry } from '../privacy/audit.js';
+import { RECIPIENT_ACTOR } from '../auth/actor.js';
 import type { AddressHasher } from '../suppression/address-hash.js';
 import { inUuidList } from '../db/sql-lists.js';
 import { cursorTimestamp, olderThanCursor, type PageCursor } from '../http/cursor.js';
@@ -140,8 +141,8 @@ function contactQueries(db: Db, hashAddress: AddressHasher) {
       workspaceId: string,
       rows: { email: string; status: ConsentStatus; source: string; at: Date | null }[],
       by: { policyVersion: string; actor: string },
-    ): Promise<number> {
-      if (rows.length === 0) return 0;
+    ): Promise<{ appended: number; optOutsKept: number }> {
+      if (rows.length === 0) return { appended: 0, optOutsKept: 0 };
       const values = sql.join(
         rows.map((r) => sql`(${r.email}, ${r.status}::consent_status, ${r.source}, ${r.at ? r.at.toISOString() : null}::timestamptz)`),
         sql`, `,
@@ -149,26 +150,34 @@ function contactQueries(db: Db, hashAddress: AddressHasher) {
       return db.transaction(async (tx) => {
         await lockAddresses(tx as unknown as Db, workspaceId, rows.map((r) => r.email));
         // The webhook events commit with the records they report (same statement).
-        const [result] = rowsOf<{ appended: number }>(
+        const [result] = rowsOf<{ appended: number; opt_outs_kept: number }>(
           await tx.execute(sql`
-            with appended as (
-              insert into consents (workspace_id, contact_id, status, source, policy_version, actor, at)
-              select c.workspace_id, c.id, v.status, v.source, ${by.policyVersion}, ${by.actor}, v.at
+            with given as materialized (
+              select c.workspace_id, c.id as contact_id, v.status, v.source, v.at, latest.status as latest_status,
+                     -- A recipient's own opt-out (the unsubscribe link, the preference center) is theirs to
+                     -- undo: a file saying "opted in", perhaps exported before they left, does not.
+                     coalesce(v.status = 'opted_in' and latest.status = 'opted_out' and latest.actor = ${RECIPIENT_ACTOR}, false) as recipients_opt_out
               -- Never later than now: a time a few minutes ahead (clock skew, allowed by the
               -- import) would otherwise outrank a withdrawal recorded in those minutes.
               from (select email, status, source, least(coalesce(at, clock_timestamp()), clock_timestamp()) as at
                     from (values ${values}) as given(email, status, source, at)) v
               join contacts c on c.workspace_id = ${workspaceId}::uuid and lower(c.email) = lower(v.email) and c.deleted_at is null
-              where v.status is distinct from (
-                  select l.status from consents l where l.workspace_id = c.workspace_id and l.contact_id = c.id
-                  order by l.at desc, l.seq desc limit 1)
+              left join lateral (
+                select l.status, l.actor from consents l where l.workspace_id = c.workspace_id and l.contact_id = c.id
+                order by l.at desc, l.seq desc limit 1) latest on true
+            ),
+            appended as (
+              insert into consents (workspace_id, contact_id, status, source, policy_version, actor, at)
+              select g.workspace_id, g.contact_id, g.status, g.source, ${by.policyVersion}, ${by.actor}, g.at
+              from given g
+              where g.status is distinct from g.latest_status and not g.recipients_opt_out
                 and not exists (
-                  select 1 from consents d where d.workspace_id = c.workspace_id and d.contact_id = c.id and d.status = v.status and d.at = v.at)
+                  select 1 from consents d where d.workspace_id = g.workspace_id and d.contact_id = g.contact_id and d.status = g.status and d.at = g.at)
               returning id, workspace_id, contact_id, status, source, at, seq
             )${importedConsentChangedCtes()}
-            select count(*)::int as appended from appended`),
+            select (select count(*)::int from appended) as appended, (select count(*)::int from given where recipients_opt_out) as opt_outs_kept`),
         );
-        return result!.appended;
+        return { appended: result!.appended, optOutsKept: result!.opt_outs_kept };
       });
     },
 

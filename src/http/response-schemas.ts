@@ -176,6 +176,7 @@ export const importReport = z.object({
   updated: count,
   unchanged: count,
   consents: count,
+  optOutsKept: count,
   failed: count,
   errors: z.array(
     z.object({

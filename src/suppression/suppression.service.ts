@@ -1,4 +1,4 @@
-import { actorOf } from '../auth/actor.js';
+import { actorOf, RECIPIENT_ACTOR } from '../auth/actor.js';
 import { encodeCursor, type PageCursor } from '../http/cursor.js';
 import type { AuthContext } from '../auth/auth.service.js';
 import type { ConsentStatus } from '../db/schema.js';
@@ -222,7 +222,7 @@ export function createSuppressionService(deps: { repo: SuppressionListRepo; code
         // The stats count a campaign's unsubscribes from exactly this source.
         const source = target.campaignId ? `campaign:${target.campaignId}` : 'unsubscribe-link';
         const added = await addEntry(tx, target, ALL, source, 'unsubscribe-link');
-        await recordConsent(tx, { workspaceId: target.workspaceId, email: target.email, status: 'opted_out', source: 'unsubscribe-link', actor: 'recipient', alsoContactIds: moved });
+        await recordConsent(tx, { workspaceId: target.workspaceId, email: target.email, status: 'opted_out', source: 'unsubscribe-link', actor: RECIPIENT_ACTOR, alsoContactIds: moved });
         return { ...viewOf(target), added: Boolean(added) };
       });
     },
@@ -295,7 +295,7 @@ export function createSuppressionService(deps: { repo: SuppressionListRepo; code
         }
 
         // Consent follows the workspace-wide state only: a topic choice neither withdraws nor gives it.
-        const base = { workspaceId: target.workspaceId, email: target.email, source: 'preference-center', actor: 'recipient' };
+        const base = { workspaceId: target.workspaceId, email: target.email, source: 'preference-center', actor: RECIPIENT_ACTOR };
         if (addedAll) await recordConsent(tx, { ...base, status: 'opted_out', alsoContactIds: moved });
         else if (removed > 0 && !byScope.has(ALL)) await recordConsent(tx, { ...base, status: 'opted_in' });
 

@@ -82,6 +82,7 @@ Importing the same file again changes nothing: contacts are matched on their add
 <tr><th scope="row">Rows</th><td>${report.rows}</td></tr><tr><th scope="row">Created</th><td>${report.created}</td></tr>
 <tr><th scope="row">Updated</th><td>${report.updated}</td></tr><tr><th scope="row">Unchanged</th><td>${report.unchanged}</td></tr>
 <tr><th scope="row">Failed</th><td>${report.failed}</td></tr><tr><th scope="row">Consent records added</th><td>${report.consents}</td></tr>
+${report.optOutsKept ? html`<tr><th scope="row">Opt-outs kept</th><td>${report.optOutsKept} <span class="muted">(the file said opted in, but these people opted out themselves: only they can undo that)</span></td></tr>` : ''}
 </tbody></table>
 ${report.errors.length ? html`<h2>Rows with problems</h2><ul>${report.errors.map((p) => html`<li>line ${p.line}: ${p.code}: ${p.message}</li>`)}</ul>${report.errorsTruncated ? html`<p class="muted">Only the first problems are listed.</p>` : ''}` : ''}
 <div class="actions"><a class="button" href="/app/contacts">See the contacts</a><a href="/app/contacts/import">Import another file</a></div>`,

@@ -237,6 +237,22 @@ describe('RFC 8058 one-click unsubscribe (P-09)', () => {
 });
 
 describe('after opting out (P-08, P-11)', () => {
+  it("P-11 a CSV import saying opted_in does not undo a recipient's own opt-out", async () => {
+    const importCsv = (csv: string) => ctx.app.api('POST', '/api/contacts/import', { token: ctx.owner.token, body: csv, headers: { 'content-type': 'text/csv' } });
+    const latest = async (contactId: string) => (await consentsOf(contactId)).at(-1)!;
+
+    const mailed = await seedMailedAddress('kept.out@example.test');
+    expect((await oneClick(mailed.path)).status).toBe(200);
+    const report = await importCsv('email,consent\nkept.out@example.test,opted_in\n');
+    expect(report.body).toMatchObject({ consents: 0, optOutsKept: 1, failed: 0 });
+    expect(await latest(mailed.contactId!)).toMatchObject({ status: 'opted_out', actor: 'recipient' });
+
+    // An opt-out recorded by a member (not the recipient) is the CRM's own record: a later file may change it.
+    const member = await seedMailedAddress('crm.out@example.test');
+    await ctx.app.api('POST', `/api/contacts/${member.contactId}/consents`, { token: ctx.owner.token, json: { status: 'opted_out', source: 'phone call' } });
+    expect((await importCsv('email,consent\ncrm.out@example.test,opted_in\n')).body).toMatchObject({ consents: 1, optOutsKept: 0 });
+  });
+
   it('P-08 1:1 mail to an address that opted out is refused with 409 recipient_suppressed, whatever its case', async () => {
     const mailbox = await connectedMailbox(ctx.app, ctx.owner.token, 'sender@acme-outdoor.test');
     ctx.app.sandbox.control.createMailbox({ email: 'optout.person@example.test' });
