@@ -9,12 +9,22 @@ import { MAX_DEVICE_TOKEN_LENGTH } from './login-devices.js';
 /** Login addresses are trimmed and matched case-insensitively. */
 const email = z.string().trim().toLowerCase().pipe(z.email().max(254));
 const password = z.string().min(10, 'must be at least 10 characters').max(200);
+/**
+ * A person's or a workspace's name: one line. Both go into the subjects and display names of
+ * the mail we send (invitations, codes); a line break in one would start a header of its own.
+ */
+const personOrWorkspaceName = z
+  .string()
+  .trim()
+  .min(1)
+  .max(200)
+  .refine((v) => !/[\r\n\u2028\u2029]/.test(v), 'must be one line');
 
 export const signupBody = z.object({
   email,
   password,
-  workspaceName: z.string().trim().min(1).max(200),
-  name: z.string().trim().min(1).max(200).optional(),
+  workspaceName: personOrWorkspaceName,
+  name: personOrWorkspaceName.optional(),
 });
 export const loginBody = z.object({
   email: z.string().max(254),
@@ -25,7 +35,7 @@ export const loginBody = z.object({
 });
 export const inviteBody = z.object({ email, role: z.enum(['owner', 'admin', 'member']).default('member') });
 export const workspaceBody = z
-  .object({ name: z.string().trim().min(1).max(200), postalAddress: z.string().trim().min(5).max(500).nullable() })
+  .object({ name: personOrWorkspaceName, postalAddress: z.string().trim().min(5).max(500).nullable() })
   .partial()
   .strict()
   .refine((v) => Object.keys(v).length > 0, 'give at least one field to change');
@@ -36,17 +46,17 @@ export const workspaceBody = z
 export const acceptBody = z.object({
   token: z.string().min(1).max(200),
   password: z.string().max(200).optional(),
-  name: z.string().trim().min(1).max(200).optional(),
+  name: personOrWorkspaceName.optional(),
   deviceToken: z.string().max(MAX_DEVICE_TOKEN_LENGTH).optional(),
 });
 export const roleBody = z.object({ role: z.enum(['owner', 'admin', 'member']) }).strict();
 
 /** `password` (and `name`): chosen here to join by invitation (by whoever holds the mailed code); a signup chose them before. */
-export const verifyBody = z.object({ code: z.string().min(1).max(200), password: password.optional(), name: z.string().trim().min(1).max(200).optional() });
+export const verifyBody = z.object({ code: z.string().min(1).max(200), password: password.optional(), name: personOrWorkspaceName.optional() });
 /** P-12 correction of one's own profile (profile.ts): a new password or address needs the current password. */
 export const profileBody = z
   .object({
-    name: z.string().trim().min(1).max(200).nullable().optional(),
+    name: personOrWorkspaceName.nullable().optional(),
     email: email.optional(),
     currentPassword: z.string().max(200).optional(),
     newPassword: password.optional(),

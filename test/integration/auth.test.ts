@@ -187,6 +187,22 @@ describe('signup and login', () => {
   });
 });
 
+describe('names go into mail: one line only', () => {
+  it('a workspace or person name with a line break is a 400 and changes nothing (it would start a header in the invitation mail)', async () => {
+    const owner = await signUp(app);
+    const forged = 'Acme\r\nBcc: victim@example.com\r\n\r\nYour confirmation code is: FAKE';
+    const before = await snapshotCounts(app.database.db);
+    const renamed = await app.api('PATCH', '/api/workspace', { token: owner.token, json: { name: forged } });
+    expect([renamed.status, renamed.body.error.code]).toEqual([400, 'validation_failed']);
+    const signup = await app.api('POST', '/api/auth/signup', { json: { email: `lines-${Date.now()}@example.com`, password: 'a long enough password', workspaceName: forged } });
+    expect(signup.status).toBe(400);
+    const named = await app.api('PATCH', '/api/me', { token: owner.token, json: { name: 'Ann\u2028Bcc: x@example.com' } });
+    expect(named.status).toBe(400);
+    expect(await snapshotCounts(app.database.db)).toEqual(before);
+    expect((await app.api('GET', '/api/me', { token: owner.token })).body.workspace.name).not.toContain('Bcc');
+  });
+});
+
 describe('invitations and roles', () => {
   it('two invitations of one new address confirmed at the same moment: one account, never a 500; the other invitation then joins with its password', async () => {
     const email = `twice-${Date.now()}@example.com`;
