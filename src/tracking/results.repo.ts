@@ -50,6 +50,8 @@ export function createResultsRepo(db: Db) {
           left join contacts c on c.id = s.contact_id and c.workspace_id = s.workspace_id
           where s.workspace_id = ${workspaceId} and s.campaign_id = ${campaignId}
             and (${after}::uuid is null or s.id > ${after}::uuid)
+            -- A deleted contact leaves every list at once (P-13), before the purge removes their sends.
+            and (c.id is null or c.deleted_at is null)
           order by s.id
           limit ${limit}`),
       );

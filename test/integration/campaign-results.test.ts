@@ -95,6 +95,11 @@ describe('campaign results', () => {
     const results = await app.services.results.campaignResults({ userId: owner.userId, workspaceId: owner.workspaceId, role: 'owner' }, campaignId);
     expect(results.sendsOverTime.points.reduce((n, p) => n + p.sent, 0)).toBe(2);
     expect(results.stats.unsubscribed).toBe(1);
+
+    // P-13: a deleted contact leaves the download at once, before the purge.
+    expect((await app.api('DELETE', `/api/contacts/${second!.id}`, { token: owner.token })).status).toBe(204);
+    const after = parseCsv((await app.api('GET', `/api/campaigns/${campaignId}/results.csv`, { token: owner.token })).text);
+    expect(after.slice(1).map((r) => r[0])).toEqual([first!.email]);
   });
 
   it('pages through a large campaign: every send once, in one streamed download', async () => {
