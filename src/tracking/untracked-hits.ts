@@ -1,9 +1,10 @@
 import { sql } from 'drizzle-orm';
 
 /*
- * Hits from recipients who refused tracking (preference center, contacts.tracking_refused_at).
- * Their new mail carries no pixel and no tracked link, but mail sent before they asked still
- * does. Such a hit is still answered as usual (the pixel, the redirect: invariant 4); at
+ * Hits from recipients who refused tracking (preference center, contacts.tracking_refused_at),
+ * and hits on mail to a contact since deleted (P-13: from the deletion on, nothing new is
+ * collected about them; the purge later removes what was). Their new mail carries no pixel and
+ * no tracked link, but mail sent before they asked (or were deleted) still does. Such a hit is still answered as usual (the pixel, the redirect: invariant 4); at
  * write time, inside the event writer's one write statement (events.repo.ts), it is left
  * out of the insert and only counted per campaign and type in `untracked_hit_counts`: no
  * event row, no IP, no user agent, no per-recipient rollup, no webhook. A batch retried after
@@ -12,18 +13,24 @@ import { sql } from 'drizzle-orm';
  *
  * Why the check is read in the write statement, not kept as a flag on campaign_sends
  * (issue 14): the statement already probes each hit's send by primary key (for its
- * recipient); the check adds one probe of `contacts_tracking_refused_idx` (migration 0019), a
- * partial index holding only contacts who refused — usually empty, a few pages at most — so
+ * recipient); the check adds one probe of `contacts_untracked_idx` (migrations 0019, 0044), a
+ * partial index holding only contacts who refused or were deleted (the purge takes those away
+ * within PURGE_AFTER_DAYS) — usually empty, a few pages at most — so
  * it costs the batch no statement and next to no time (BENCHMARKS.md, issue 14 third pass).
  * A flag would save that probe but must be kept right by every path that can change the
  * answer — the preference change, a contact's address edited, a contact created, merged,
  * deleted or purged, a send created — each one a place to forget; the join cannot be wrong.
  */
 
-/** For the send row `cs` of a hit: does its address belong to a contact of the workspace who refused tracking? */
+/**
+ * For the send row `cs` of a hit: does its address belong to a contact of the workspace who
+ * refused tracking, or was the send's own contact deleted? (Only that contact: someone added
+ * again later at the same address is a new contact, tracked as any other.)
+ */
 export const sendRefusedTracking = sql`exists (
   select 1 from contacts c
-  where c.workspace_id = cs.workspace_id and lower(c.email) = lower(cs.email) and c.tracking_refused_at is not null)`;
+  where c.workspace_id = cs.workspace_id and lower(c.email) = lower(cs.email)
+    and (c.tracking_refused_at is not null or (c.deleted_at is not null and c.id = cs.contact_id)))`;
 
 /**
  * A data-modifying CTE over `source` (a CTE with workspace_id, campaign_id, type and a boolean

@@ -153,3 +153,37 @@ describe("don't track my opens and clicks", () => {
     expect((await ctx.app.api('POST', prefs, { body: 'action=save&tracking=refuse', headers: FORM })).status).toBe(400);
   });
 });
+
+describe('P-13 a deleted contact', () => {
+  it("P-13 hits on mail sent before a contact's deletion are answered and only counted; a new contact at the same address is tracked as any other", async () => {
+    const [gone, stays] = await fixtures.audience(2, { prefix: 'gone' });
+    const campaignId = await sendCampaign(`Before deletion ${randomUUID()}`, [gone!.id, stays!.id]);
+    const subject = (await ctx.app.api('GET', `/api/campaigns/${campaignId}`, { token: ctx.owner.token })).body.subject;
+    await ctx.app.database.db.execute(sql`update campaign_sends set sent_at = now() - interval '1 hour' where campaign_id = ${campaignId}::uuid`);
+    expect((await ctx.app.api('DELETE', `/api/contacts/${gone!.id}`, { token: ctx.owner.token })).status).toBe(204);
+
+    const browser = { 'user-agent': 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36' };
+    const open = (email: string) => fetch(`${ctx.app.baseUrl}${PIXEL.exec(received(email, subject).html!)![0]}`, { headers: browser });
+    expect((await open(gone!.email)).status).toBe(200);
+    expect((await open(stays!.email)).status).toBe(200);
+    await ctx.app.services.tracking.flush();
+    const ledger = await fixtures.ledger(campaignId);
+    const sendOf = (email: string) => ledger.find((row) => row.email === email)!.id;
+    const events = await ctx.app.database.db.select().from(trackingEvents).where(eq(trackingEvents.campaignId, campaignId));
+    expect(events.filter((e) => e.sendId === sendOf(gone!.email))).toEqual([]);
+    expect(events.filter((e) => e.sendId === sendOf(stays!.email))).toHaveLength(1);
+    const counts = await ctx.app.database.db.select().from(untrackedHitCounts).where(eq(untrackedHitCounts.campaignId, campaignId));
+    expect(counts.map((c) => [c.type, c.hits])).toEqual([['open', 1]]);
+
+    // The same address, added again: a new contact, whose mail is tracked.
+    const again = await ctx.app.api('POST', '/api/contacts', { token: ctx.owner.token, json: { email: gone!.email } });
+    expect(again.status).toBe(201);
+    await ctx.app.api('POST', `/api/contacts/${again.body.id}/consents`, { token: ctx.owner.token, json: { status: 'opted_in', source: 'signup-form' } });
+    const later = await sendCampaign(`After ${randomUUID()}`, [again.body.id]);
+    const laterSubject = (await ctx.app.api('GET', `/api/campaigns/${later}`, { token: ctx.owner.token })).body.subject;
+    await ctx.app.database.db.execute(sql`update campaign_sends set sent_at = now() - interval '1 hour' where campaign_id = ${later}::uuid`);
+    expect((await fetch(`${ctx.app.baseUrl}${PIXEL.exec(received(gone!.email, laterSubject).html!)![0]}`, { headers: browser })).status).toBe(200);
+    await ctx.app.services.tracking.flush();
+    expect(await ctx.app.database.db.select().from(trackingEvents).where(eq(trackingEvents.campaignId, later))).toHaveLength(1);
+  });
+});

@@ -39,8 +39,8 @@ export const contacts = pgTable(
     uniqueIndex('contacts_workspace_email_unique').on(t.workspaceId, sql`lower(${t.email})`).where(sql`${t.deletedAt} is null`),
     index('contacts_purge_after_idx').on(t.purgeAfter).where(sql`${t.purgeAfter} is not null`),
     index('contacts_workspace_created_idx').on(t.workspaceId, t.createdAt, t.id),
-    // Only contacts who refused tracking: the event writer's per-hit probe (migration 0019).
-    index('contacts_tracking_refused_idx').on(t.workspaceId, sql`lower(${t.email})`).where(sql`${t.trackingRefusedAt} is not null`),
+    // Only contacts who refused tracking or were deleted: the event writer's per-hit probe (migrations 0019, 0044).
+    index('contacts_untracked_idx').on(t.workspaceId, sql`lower(${t.email})`).where(sql`${t.trackingRefusedAt} is not null or ${t.deletedAt} is not null`),
     // Contact search: trigrams of contactSearchText (pg_trgm, migration 0030). The operator class
     // rides in the expression (drizzle's `.op()` is for plain columns). New entries wait in a
     // pending list of at most 256 kB, merged into the index when it fills: every search reads
