@@ -62,9 +62,25 @@ export interface ImportReport {
   errorsTruncated: boolean;
 }
 
-const PARSE_OPTIONS = { bom: true, skip_empty_lines: true, trim: true, relax_column_count: true, info: true, max_record_size: 64 * 1024 } as const;
+const PARSE_OPTIONS = { bom: true, skip_empty_lines: true, trim: true, relax_column_count: true, raw: true, max_record_size: 64 * 1024 } as const;
 
-type CsvRecords = AsyncIterable<{ record: string[]; info: { lines: number } }>;
+type CsvRecords = AsyncIterable<{ record: string[]; raw: string }>;
+
+const lineBreaks = (text: string) => text.match(/\r\n|\r|\n/g)?.length ?? 0;
+
+/**
+ * The line each record starts on, from the records' own text (`raw`: the records laid end to end
+ * are the file, each with the skipped empty lines before it and its line break after it). The
+ * parser's `info.lines` is where a record ends, and counts a CR LF inside a quoted value as two.
+ */
+function lineCounter() {
+  let next = 1;
+  return (raw: string) => {
+    const start = next + lineBreaks(/^[\r\n]*/.exec(raw)![0]);
+    next += lineBreaks(raw);
+    return start;
+  };
+}
 
 const tooLarge = () => new AppError('payload_too_large', 413, `A CSV file may be at most ${MAX_IMPORT_BYTES / 1024 / 1024} MB`);
 
@@ -189,13 +205,14 @@ async function writeRows(repo: ImportRepo, workspaceId: string, file: string, co
   };
 
   let header = true;
-  for await (const { record, info } of records(file)) {
+  const startLine = lineCounter();
+  for await (const { record, raw } of records(file)) {
+    const line = startLine(raw);
     if (header) {
       header = false;
       continue;
     }
     report.rows += 1;
-    const line = info.lines;
     if (record.length > columns.length) {
       fail({ line, code: 'malformed_row', message: `has ${record.length} values for ${columns.length} columns` });
       continue;

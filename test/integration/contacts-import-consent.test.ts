@@ -122,6 +122,14 @@ describe('CSV import with a consent column', () => {
     expect((await historyOf('oli@example.com')).history).toMatchObject([{ status: 'opted_in', at: new Date('2024-02-29T00:00:00Z') }]);
     expect((await historyOf('jo@example.com')).history).toMatchObject([{ status: 'opted_in' }]);
 
+    // A row is named by the line it starts on, also after a value holding line breaks and an empty line.
+    const multiline = await importCsv('email,consent_source,consent\nlen@example.com,"a\r\nsource over\nthree lines",maybe\n\nbad-address,x,opted_in\r\nmia@example.com,,never\n');
+    expect(multiline.body.errors.map((e: { line: number; code: string }) => [e.line, e.code])).toEqual([
+      [2, 'invalid_consent'],
+      [6, 'invalid_email'],
+      [7, 'invalid_consent'],
+    ]);
+
     const headerless = await importCsv('email,consent_source\nkim@example.com,form\n');
     expect([headerless.status, headerless.body.error.code]).toEqual([400, 'validation_failed']);
   });
