@@ -174,6 +174,13 @@ function contactQueries(db: Db, hashAddress: AddressHasher) {
                 and not exists (
                   select 1 from consents d where d.workspace_id = g.workspace_id and d.contact_id = g.contact_id and d.status = g.status and d.at = g.at)
               returning id, workspace_id, contact_id, status, source, at, seq
+            ),
+            -- Every consent record is evidence (POLICY.md "Evidence"): the compliance report reads it here.
+            consent_audit as (
+              insert into audit_log (workspace_id, actor, action, subject_type, subject_id, detail)
+              select workspace_id, ${by.actor}, 'consent.recorded', 'contact', contact_id::text,
+                     jsonb_build_object('consentId', id, 'status', status, 'source', source, 'policyVersion', ${by.policyVersion}::text)
+              from appended
             )${importedConsentChangedCtes()}
             select (select count(*)::int from appended) as appended, (select count(*)::int from given where recipients_opt_out) as opt_outs_kept`),
         );

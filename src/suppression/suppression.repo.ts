@@ -270,13 +270,22 @@ function suppressionListQueries(db: Db, hashAddress: AddressHasher) {
       return row?.status;
     },
 
-    async insertConsent(values: { workspaceId: string; contactId: string; status: ConsentStatus; source: string; policyVersion: string; actor: string }) {
+    /** Appends a consent record with its webhook event and its audit row (`auditActor`: who, as the audit log names them). */
+    async insertConsent(values: { workspaceId: string; contactId: string; status: ConsentStatus; source: string; policyVersion: string; actor: string }, auditActor: string) {
       await underAddressLock(
         db,
         (tx) => lockContactAddress(tx, values.contactId),
         async (tx) => {
-          await tx.insert(consents).values(values);
+          const [row] = await tx.insert(consents).values(values).returning({ id: consents.id });
           await recordConsentChanged(tx, values);
+          await recordAudit(tx, {
+            workspaceId: values.workspaceId,
+            actor: auditActor,
+            action: 'consent.recorded',
+            subjectType: 'contact',
+            subjectId: values.contactId,
+            detail: { consentId: row!.id, status: values.status, source: values.source, policyVersion: values.policyVersion },
+          });
         },
       );
     },

@@ -127,14 +127,14 @@ export function createSuppressionService(deps: { repo: SuppressionListRepo; code
    */
   async function recordConsent(
     q: SuppressionListQueries,
-    entry: { workspaceId: string; email: string; status: ConsentStatus; source: string; actor: string; evenIfUnchanged?: boolean; alsoContactIds?: string[] },
+    entry: { workspaceId: string; email: string; status: ConsentStatus; source: string; actor: string; auditActor: string; evenIfUnchanged?: boolean; alsoContactIds?: string[] },
   ) {
     const contactIds = new Set(entry.alsoContactIds);
     const byAddress = await q.findContactIdByEmail(entry.workspaceId, entry.email);
     if (byAddress) contactIds.add(byAddress);
     for (const contactId of contactIds) {
       if (!entry.evenIfUnchanged && (await q.latestConsentStatus(entry.workspaceId, contactId)) === entry.status) continue;
-      await q.insertConsent({ workspaceId: entry.workspaceId, contactId, status: entry.status, source: entry.source, policyVersion, actor: entry.actor });
+      await q.insertConsent({ workspaceId: entry.workspaceId, contactId, status: entry.status, source: entry.source, policyVersion, actor: entry.actor }, entry.auditActor);
     }
   }
 
@@ -222,7 +222,15 @@ export function createSuppressionService(deps: { repo: SuppressionListRepo; code
         // The stats count a campaign's unsubscribes from exactly this source.
         const source = target.campaignId ? `campaign:${target.campaignId}` : 'unsubscribe-link';
         const added = await addEntry(tx, target, ALL, source, 'unsubscribe-link');
-        await recordConsent(tx, { workspaceId: target.workspaceId, email: target.email, status: 'opted_out', source: 'unsubscribe-link', actor: RECIPIENT_ACTOR, alsoContactIds: moved });
+        await recordConsent(tx, {
+          workspaceId: target.workspaceId,
+          email: target.email,
+          status: 'opted_out',
+          source: 'unsubscribe-link',
+          actor: RECIPIENT_ACTOR,
+          auditActor: `recipient:${target.recipientId}`,
+          alsoContactIds: moved,
+        });
         return { ...viewOf(target), added: Boolean(added) };
       });
     },
@@ -295,7 +303,7 @@ export function createSuppressionService(deps: { repo: SuppressionListRepo; code
         }
 
         // Consent follows the workspace-wide state only: a topic choice neither withdraws nor gives it.
-        const base = { workspaceId: target.workspaceId, email: target.email, source: 'preference-center', actor: RECIPIENT_ACTOR };
+        const base = { workspaceId: target.workspaceId, email: target.email, source: 'preference-center', actor: RECIPIENT_ACTOR, auditActor: `recipient:${target.recipientId}` };
         if (addedAll) await recordConsent(tx, { ...base, status: 'opted_out', alsoContactIds: moved });
         else if (removed > 0 && !byScope.has(ALL)) await recordConsent(tx, { ...base, status: 'opted_in' });
 
@@ -395,6 +403,7 @@ export function createSuppressionService(deps: { repo: SuppressionListRepo; code
             status: 'opted_in',
             source: input.consentSource,
             actor: actorOf(auth),
+            auditActor: actorOf(auth),
             evenIfUnchanged: true,
           });
         }

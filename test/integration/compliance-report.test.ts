@@ -1,7 +1,10 @@
 import { parse } from 'csv-parse/sync';
 import { sql } from 'drizzle-orm';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { recipients } from '../../src/db/schema.js';
 import { recordAudit } from '../../src/privacy/audit.js';
+import { createTokenCodec } from '../../src/tracking/tokens.js';
+import { createTrackingUrls } from '../../src/tracking/urls.js';
 import { connectedMailbox } from '../helpers/gmail.js';
 import { acceptInvitation, signUp, useAppWithOwner } from '../helpers/test-app.js';
 
@@ -121,6 +124,22 @@ describe('compliance report', () => {
     expect(refused.status).toBe(403);
     expect(refused.body.error.code).toBe('forbidden');
     expect((await ctx.app.api('GET', '/api/compliance/report')).status).toBe(401);
+  });
+
+  it("P-11 consent records from a CSV import and from a recipient's own opt-out are in the report too", async () => {
+    const { app, owner } = ctx;
+    const imported = await app.api('POST', '/api/contacts/import', { token: owner.token, body: 'email,consent\nevidence@example.com,opted_in\n', headers: { 'content-type': 'text/csv' } });
+    expect(imported.body.consents).toBe(1);
+    const contactId = (await app.api('GET', '/api/contacts?q=evidence%40example.com', { token: owner.token })).body.contacts[0].id as string;
+    const [recipient] = await app.database.db.insert(recipients).values({ workspaceId: owner.workspaceId, email: 'evidence@example.com' }).returning({ id: recipients.id });
+    const unsubscribe = createTrackingUrls(createTokenCodec(app.config.trackingSecrets), '').unsubscribe(recipient!.id);
+    expect((await app.api('POST', unsubscribe, { body: 'List-Unsubscribe=One-Click', headers: { 'content-type': 'application/x-www-form-urlencoded' } })).status).toBe(200);
+
+    const entries = (await report()).body.sections.consentChanges.filter((e: { subjectId: string }) => e.subjectId === contactId);
+    expect(entries.map((e: { actor: string; detail: { status: string; source: string } }) => [e.actor, e.detail.status, e.detail.source])).toEqual([
+      [`import:user:${owner.userId}`, 'opted_in', 'csv import'],
+      [`recipient:${recipient!.id}`, 'opted_out', 'unsubscribe-link'],
+    ]);
   });
 
   it('pages through more rows than one page', async () => {
