@@ -114,6 +114,11 @@ function authQueries(db: Db) {
     },
 
     /** The user's oldest membership: where a login lands when it names no workspace. */
+    /** The user's row, locked until the transaction ends. */
+    async lockUser(userId: string): Promise<void> {
+      await db.select({ id: users.id }).from(users).where(eq(users.id, userId)).for('update');
+    },
+
     async findFirstMembership(userId: string) {
       const [row] = await db
         .select({ workspaceId: memberships.workspaceId })

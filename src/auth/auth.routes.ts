@@ -33,6 +33,8 @@ export const loginBody = z.object({
   /** What an earlier login answered as `deviceToken`: this client is throttled as a known device. */
   deviceToken: z.string().max(MAX_DEVICE_TOKEN_LENGTH).optional(),
 });
+/** An account in no workspace making one of its own (own-workspace.ts): the login's credentials and the new workspace's name. */
+export const ownWorkspaceBody = loginBody.omit({ workspaceId: true }).extend({ workspaceName: personOrWorkspaceName }).strict();
 export const inviteBody = z.object({ email, role: z.enum(['owner', 'admin', 'member']).default('member') });
 export const workspaceBody = z
   .object({ name: personOrWorkspaceName, postalAddress: z.string().trim().min(5).max(500).nullable() })
@@ -83,6 +85,9 @@ export function publicAuthRoutes(auth: AuthService): Router {
   });
   router.post('/auth/login', async (req, res) => {
     res.json(await auth.login(parseInput(loginBody, req.body), clientAddress(req)));
+  });
+  router.post('/auth/workspaces', async (req, res) => {
+    res.status(201).json(await auth.createOwnWorkspace(parseInput(ownWorkspaceBody, req.body), clientAddress(req)));
   });
   router.post('/invitations/accept', async (req, res) => {
     const result = await auth.acceptInvitation(parseInput(acceptBody, req.body), clientAddress(req));

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { Config } from '../config.js';
 import { isUniqueViolation } from '../db/pg-errors.js';
 import type { Role } from '../db/schema.js';
-import { ConflictError, ForbiddenError, NotFoundError, UnauthorizedError, ValidationError } from '../errors.js';
+import { AppError, ConflictError, ForbiddenError, NotFoundError, UnauthorizedError, ValidationError } from '../errors.js';
 import {
   createConfirmationMail,
   hashOneTimeCode,
@@ -16,6 +16,7 @@ import {
   type AuthTx,
 } from './auth-common.js';
 import { createInvitations } from './invitations.js';
+import { createOwnWorkspaces } from './own-workspace.js';
 import { createProfileCorrection } from './profile.js';
 import type { AuthRepo } from './auth.repo.js';
 import { DECOY_PASSWORD_HASH, hashPassword, verifyPassword } from './passwords.js';
@@ -106,6 +107,8 @@ export function createAuthService(deps: {
     ...createProfileCorrection({ repo, throttle, mailer, config: deps.config, present: presentUser, issueSession, now }),
     // Invitations (invitations.ts): invite, listInvitations, revokeInvitation, acceptInvitation.
     ...createInvitations({ repo, throttle, devices, mailConfirmationCode, issueSession, now }),
+    // An account in no workspace makes one of its own (own-workspace.ts): createOwnWorkspace.
+    ...createOwnWorkspaces({ repo, throttle, devices, issueSession, now }),
 
     /**
      * Signup never says whether an address already has an account (issue 9): every valid
@@ -181,7 +184,13 @@ export function createAuthService(deps: {
       const membership = input.workspaceId
         ? await repo.findMembership(input.workspaceId, user.id).then((m) => (m ? { workspaceId: input.workspaceId! } : undefined))
         : await repo.findFirstMembership(user.id);
-      if (!membership) throw new UnauthorizedError('invalid_credentials', 'Email or password is incorrect');
+      if (!membership) {
+        if (input.workspaceId) throw new UnauthorizedError('invalid_credentials', 'Email or password is incorrect');
+        // The right password of an account in no workspace (removed from its last one): not a
+        // failed attempt, and not a dead end — it may make a workspace of its own (own-workspace.ts).
+        await release();
+        throw new AppError('no_workspace', 403, 'Your account is not a member of any workspace any more. Ask to be invited again, or create a workspace of your own.');
+      }
       await release();
       await repo.touchActivity(user.id, now(), { login: true });
       // A fresh device token each time: it renews the device's standing (LOGIN_DEVICE_TTL_SECONDS).

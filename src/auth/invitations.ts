@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Role } from '../db/schema.js';
-import { ForbiddenError, NotFoundError, UnauthorizedError } from '../errors.js';
+import { ConflictError, ForbiddenError, NotFoundError, UnauthorizedError } from '../errors.js';
 import { hashOneTimeCode, joinInvitedWorkspace, memberEvent, normalizeLoginEmail, presentUser, presentWorkspace, ROLE_RANK, SIGNUP_TTL_MS, type MailConfirmationCode } from './auth-common.js';
 import type { AuthRepo, InvitationRow } from './auth.repo.js';
 import type { AuthContext } from './auth.service.js';
@@ -16,6 +16,8 @@ import type { AuthThrottle } from './throttle.js';
  */
 
 const INVITATION_TTL_MS = 7 * 24 * 3600 * 1000;
+
+const alreadyMember = () => new ConflictError('already_member', 'This address is already a member of the workspace; change their role on the members list instead');
 /** Accepting an invitation for a new address mails its code at most this often. */
 const INVITATION_MAIL_INTERVAL_MS = 10 * 60 * 1000;
 
@@ -43,6 +45,9 @@ export function createInvitations(deps: {
     /** Admins invite; nobody can hand out a role above their own. The token is shown once. */
     async invite(auth: AuthContext, input: { email: string; role: Role }) {
       if (ROLE_RANK[input.role] > ROLE_RANK[auth.role]) throw new ForbiddenError('You cannot invite someone to a role above your own');
+      // A member already: accepting would change nothing (their role stays), so say so now.
+      const invitee = await repo.findUserByEmail(normalizeLoginEmail(input.email));
+      if (invitee && (await repo.findMembership(auth.workspaceId, invitee.id))) throw alreadyMember();
       const token = randomBytes(32).toString('base64url');
       const invitation = await repo.transaction(async (tx) => {
         const row = await tx.insertInvitation({
@@ -118,6 +123,8 @@ export function createInvitations(deps: {
         if (!user || user.id !== existing.id || user.passwordHash !== existing.passwordHash) {
           throw new UnauthorizedError('invalid_credentials', 'Email or password is incorrect');
         }
+        // Joined meanwhile (another invitation): this one would be used up and change nothing.
+        if (await tx.findMembership(locked.workspaceId, user.id)) throw alreadyMember();
         return { user, ...(await joinInvitedWorkspace(tx, locked, user.id, now())) };
       });
       await release();

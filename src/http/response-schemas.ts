@@ -49,6 +49,8 @@ export const loginResponse = z.object({
   token: z.string(),
   deviceToken: z.string().describe('send it as `deviceToken` with later logins from this client: they are throttled per device, so failures of others never lock it out'),
 });
+/** An account in no workspace making one of its own: the session and device token of a login, and what it now belongs to. */
+export const ownWorkspaceResponse = sessionResponse.extend({ deviceToken: loginResponse.shape.deviceToken });
 export const meResponse = z.object({
   user,
   workspace,

@@ -1,5 +1,6 @@
 import { Router, type Request, type Response } from 'express';
-import { acceptBody, clientAddress, loginBody, signupBody, verifyBody } from '../auth/auth.routes.js';
+import { acceptBody, clientAddress, loginBody, ownWorkspaceBody, signupBody, verifyBody } from '../auth/auth.routes.js';
+import { AppError } from '../errors.js';
 import { parseInput } from '../http/validate.js';
 import { errorNotice, formInput, formProblem } from './forms.js';
 import { html } from './html.js';
@@ -54,7 +55,31 @@ ${field('Password', 'password', 'password', { autocomplete: 'current-password' }
       res.redirect(303, next ?? '/app?notice=signed_in');
     } catch (error) {
       const problem = formProblem(error, res);
-      page(req, res, 'Sign in', signinForm(req, { email: input.email, error: problem.message, next }), problem.status);
+      // The right password, but no workspace left: offer one of their own (auth/own-workspace.ts).
+      const noWorkspace = error instanceof AppError && error.code === 'no_workspace';
+      page(req, res, 'Sign in', noWorkspace ? ownWorkspaceForm(req, { email: input.email, info: problem.message }) : signinForm(req, { email: input.email, error: problem.message, next }), problem.status);
+    }
+  });
+
+  const ownWorkspaceForm = (req: Request, state: { email?: string; workspaceName?: string; info?: string; error?: string }) => html`<h1>Create a workspace</h1>
+${state.info ? html`<p class="notice" role="status">${state.info}</p>` : ''}${errorNotice(state.error)}
+<form class="stack" method="post" action="/signin/workspace">${csrfField(req.browser!.csrfToken)}
+${field('Email', 'email', 'email', { value: state.email, autocomplete: 'username' })}
+${field('Password', 'password', 'password', { autocomplete: 'current-password', hint: '(again)' })}
+${field('Workspace name', 'workspaceName', 'text', { value: state.workspaceName, autocomplete: 'organization' })}
+<div class="actions"><button type="submit">Create and sign in</button></div></form>
+<p class="muted">In your own workspace you can also download your data or close your account (Account). Invited again? <a href="/invitations/accept">Accept the invitation</a>.</p>`;
+
+  router.post('/signin/workspace', async (req, res) => {
+    const input = formInput(req);
+    try {
+      const credentials = { email: input.email ?? '', password: input.password ?? '', workspaceName: input.workspaceName ?? '', deviceToken: ctx.cookies.device.read(req) };
+      const { token } = await ctx.auth.createOwnWorkspace(parseInput(ownWorkspaceBody, credentials), clientAddress(req));
+      await startBrowserSession(ctx, res, token);
+      res.redirect(303, '/app?notice=welcome');
+    } catch (error) {
+      const problem = formProblem(error, res);
+      page(req, res, 'Create a workspace', ownWorkspaceForm(req, { email: input.email, workspaceName: input.workspaceName, error: problem.message }), problem.status);
     }
   });
 

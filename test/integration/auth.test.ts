@@ -226,6 +226,50 @@ describe('invitations and roles', () => {
     expect(second.body.user.id).toBe(joined.user.id);
   });
 
+  it('P-12 a member removed from their only workspace still reaches their account: login says no_workspace (never counted as a failure), and they make a workspace of their own', async () => {
+    const owner = await signUp(app);
+    const email = `removed-${Date.now()}@example.com`;
+    const invite = await app.api('POST', '/api/invitations', { token: owner.token, json: { email, role: 'member' } });
+    const joined = await acceptInvitation(app, { token: invite.body.token, password: 'member password 123' });
+    expect(joined.status).toBe(201);
+    expect((await app.api('DELETE', `/api/members/${joined.body.user.id}`, { token: owner.token })).status).toBe(204);
+
+    // More right-password logins than LOGIN_MAX_FAILURES (3 here): each is the same 403, never a 429.
+    for (let i = 0; i < 4; i += 1) {
+      const login = await app.api('POST', '/api/auth/login', { json: { email, password: 'member password 123' } });
+      expect([login.status, login.body.error.code]).toEqual([403, 'no_workspace']);
+    }
+    const wrong = await app.api('POST', '/api/auth/workspaces', { json: { email, password: 'not the password', workspaceName: 'Mine' } });
+    expect([wrong.status, wrong.body.error.code]).toEqual([401, 'invalid_credentials']);
+    const [made, twice] = await Promise.all(
+      [1, 2].map(() => app.api('POST', '/api/auth/workspaces', { json: { email, password: 'member password 123', workspaceName: 'Mine' } })),
+    );
+    expect([made!.status, twice!.status].sort()).toEqual([201, 409]);
+    const created = made!.status === 201 ? made! : twice!;
+    expect(created.body).toMatchObject({ role: 'owner', workspace: { name: 'Mine' }, user: { id: joined.body.user.id } });
+    expect((made!.status === 409 ? made! : twice!).body.error.code).toBe('has_workspace');
+    // Their own data is theirs again to export (P-12), and login works as for anyone.
+    expect((await app.api('GET', '/api/privacy/export', { token: created.body.token })).status).toBe(200);
+    expect((await app.api('POST', '/api/auth/login', { json: { email, password: 'member password 123' } })).status).toBe(200);
+    // An account that has a workspace signs in instead.
+    const again = await app.api('POST', '/api/auth/workspaces', { json: { email: owner.email, password: owner.password, workspaceName: 'Second' } });
+    expect([again.status, again.body.error.code]).toEqual([409, 'has_workspace']);
+  });
+
+  it('inviting someone who is a member already is 409 already_member; an invitation they accept after joining is too, and leaves their role as it was', async () => {
+    const owner = await signUp(app);
+    const email = `member-twice-${Date.now()}@example.com`;
+    const first = await app.api('POST', '/api/invitations', { token: owner.token, json: { email, role: 'member' } });
+    const second = await app.api('POST', '/api/invitations', { token: owner.token, json: { email, role: 'owner' } });
+    expect((await acceptInvitation(app, { token: first.body.token, password: 'member password 123' })).status).toBe(201);
+    const again = await app.api('POST', '/api/invitations', { token: owner.token, json: { email: email.toUpperCase(), role: 'admin' } });
+    expect([again.status, again.body.error.code]).toEqual([409, 'already_member']);
+    const late = await acceptInvitation(app, { token: second.body.token, password: 'member password 123' });
+    expect([late.status, late.body.error.code]).toEqual([409, 'already_member']);
+    const members = (await app.api('GET', '/api/members', { token: owner.token })).body.members as { email: string; role: string }[];
+    expect(members.find((m) => m.email === email)!.role).toBe('member');
+  });
+
   it("an invitation cannot make an account in another person's name: the address's owner chooses its password with the code mailed to it", async () => {
     const owner = await signUp(app);
     const email = `ceo-${Date.now()}@bigcorp.example`;

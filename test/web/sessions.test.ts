@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { signUp, startTestApp, type TestApp } from '../helpers/test-app.js';
+import { acceptInvitation, signUp, startTestApp, type TestApp } from '../helpers/test-app.js';
 import { signUpInBrowser, WebClient } from '../helpers/web-client.js';
 
 let app: TestApp;
@@ -71,6 +71,27 @@ describe('web sessions', () => {
     expect(accepted.status).toBe(303);
     expect(accepted.location).toBe('/app/contacts');
     expect(browser.cookies.has('inboxtrail_session')).toBe(true);
+  });
+
+  it('P-12 someone removed from their only workspace is offered a workspace of their own at sign-in, and lands in it', async () => {
+    const owner = await signUp(app);
+    const email = `web-removed-${Date.now()}@example.com`;
+    const invite = await app.api('POST', '/api/invitations', { token: owner.token, json: { email, role: 'member' } });
+    const joined = await acceptInvitation(app, { token: invite.body.token, password: 'member password 123' });
+    expect((await app.api('DELETE', `/api/members/${joined.body.user.id}`, { token: owner.token })).status).toBe(204);
+
+    const browser = new WebClient(app);
+    await browser.get('/signin');
+    const offered = await browser.post('/signin', { email, password: 'member password 123' });
+    expect(offered.status).toBe(403);
+    expect(offered.text).toContain('not a member of any workspace');
+    expect(offered.text).toContain('action="/signin/workspace"');
+    expect(browser.cookies.has('inboxtrail_session')).toBe(false);
+    const made = await browser.post('/signin/workspace', { email, password: 'member password 123', workspaceName: 'My own' });
+    expect(made).toMatchObject({ status: 303, location: '/app?notice=welcome' });
+    const home = await browser.get('/app/account');
+    expect(home.status).toBe(200);
+    expect(home.text).toContain('My own');
   });
 
   it("a browser that signed in before keeps signing in while a stranger's wrong passwords lock the account for others", async () => {

@@ -1,0 +1,49 @@
+import { ConflictError, UnauthorizedError } from '../errors.js';
+import { normalizeLoginEmail, presentUser, presentWorkspace } from './auth-common.js';
+import type { AuthRepo } from './auth.repo.js';
+import type { LoginDevices } from './login-devices.js';
+import { DECOY_PASSWORD_HASH, verifyPassword } from './passwords.js';
+import type { AuthThrottle } from './throttle.js';
+
+/*
+ * An account that belongs to no workspace any more — removed from its last one, or its
+ * workspaces closed with their owners' accounts — still has a password, its data and its rights
+ * (P-12: to export it, correct it, close the account). Login answers it 403 `no_workspace`; here
+ * it signs in by making a workspace of its own, as signup would have. Proven by the password,
+ * throttled like a login.
+ */
+export function createOwnWorkspaces(deps: {
+  repo: AuthRepo;
+  throttle: AuthThrottle;
+  devices: LoginDevices;
+  issueSession: (userId: string, workspaceId: string, sessionVersion: number) => string;
+  now: () => Date;
+}) {
+  const { repo, throttle, devices, issueSession, now } = deps;
+  return {
+    async createOwnWorkspace(input: { email: string; password: string; workspaceName: string; deviceToken?: string }, clientAddress: string) {
+      const email = normalizeLoginEmail(input.email);
+      const user = await repo.findUserByEmail(email);
+      const release = await throttle.admitLogin(email, clientAddress, devices.deviceOf(input.deviceToken, user));
+      const passwordOk = await verifyPassword(input.password, user?.passwordHash ?? DECOY_PASSWORD_HASH);
+      if (!user || !passwordOk) throw new UnauthorizedError('invalid_credentials', 'Email or password is incorrect');
+      const workspace = await repo.transaction(async (tx) => {
+        // Two requests at once make one workspace: the second sees the first's membership.
+        await tx.lockUser(user.id);
+        if (await tx.findFirstMembership(user.id)) throw new ConflictError('has_workspace', 'This account belongs to a workspace: sign in instead');
+        const created = await tx.insertWorkspace(input.workspaceName);
+        await tx.insertMembership(created.id, user.id, 'owner');
+        return created;
+      });
+      await release();
+      await repo.touchActivity(user.id, now(), { login: true });
+      return {
+        token: issueSession(user.id, workspace.id, user.sessionVersion),
+        deviceToken: devices.issue(user),
+        user: presentUser(user),
+        workspace: presentWorkspace(workspace),
+        role: 'owner' as const,
+      };
+    },
+  };
+}
