@@ -10,6 +10,25 @@ import type { SyncGap } from '../db/schema.js';
 import { describeSyncGap, type SyncHealthCounts } from './sync-health.js';
 
 type NewMessage = typeof messages.$inferInsert;
+
+/**
+ * The columns that add a pass's counts to a mailbox: each counter added in place, so two
+ * processes syncing at once never lose each other's counts.
+ */
+function healthAdded(seen: number, health: SyncHealthCounts | undefined) {
+  const added = Object.entries(health ?? {}).filter(([, n]) => n > 0);
+  return {
+    messagesSeen: sql`${mailboxes.messagesSeen} + ${seen}`,
+    ...(added.length > 0
+      ? {
+          syncHealth: sql`${mailboxes.syncHealth} || jsonb_build_object(${sql.join(
+            added.map(([key, n]) => sql`${key}::text, coalesce((${mailboxes.syncHealth} ->> ${key}::text)::int, 0) + ${n}::int`),
+            sql`, `,
+          )})`,
+        }
+      : {}),
+  };
+}
 type NewMailEvent = typeof mailEvents.$inferInsert;
 
 /** Our own message a reply or bounce is about: just what the rules need. */
@@ -195,9 +214,13 @@ function syncQueries(db: Db, hashAddress: AddressHasher) {
      * Success: counters add up, and history moves forward only (a second process, or a push
      * racing a poll, never moves it back). No `historyId`: history is left as it is.
      */
+    /** A failed pass's counts of what it stored (sync.service.ts processIds); nothing else of the mailbox moves. */
+    async recordSyncHealth(mailboxId: string, input: { seen: number; health: SyncHealthCounts }): Promise<void> {
+      await db.update(mailboxes).set(healthAdded(input.seen, input.health)).where(eq(mailboxes.id, mailboxId));
+    },
+
     async recordSyncSuccess(mailboxId: string, input: { historyId?: string; seen: number; at: Date; health?: SyncHealthCounts; gap?: SyncGap }): Promise<void> {
       const next = input.historyId && /^\d+$/.test(input.historyId) ? input.historyId : undefined;
-      const added = Object.entries(input.health ?? {}).filter(([, n]) => n > 0);
       await db
         .update(mailboxes)
         .set({
@@ -205,16 +228,7 @@ function syncQueries(db: Db, hashAddress: AddressHasher) {
           // A gap is said in the pass's error until the next pass, and kept in lastSyncGap.
           lastSyncError: input.gap ? describeSyncGap(input.gap) : null,
           ...(input.gap ? { lastSyncGap: input.gap } : {}),
-          messagesSeen: sql`${mailboxes.messagesSeen} + ${input.seen}`,
-          // Each counter added in place, so two processes syncing at once never lose each other's counts.
-          ...(added.length > 0
-            ? {
-                syncHealth: sql`${mailboxes.syncHealth} || jsonb_build_object(${sql.join(
-                  added.map(([key, n]) => sql`${key}::text, coalesce((${mailboxes.syncHealth} ->> ${key}::text)::int, 0) + ${n}::int`),
-                  sql`, `,
-                )})`,
-              }
-            : {}),
+          ...healthAdded(input.seen, input.health),
           ...(next
             ? {
                 // CASE evaluates in order, so the numeric cast only meets a numeric string.

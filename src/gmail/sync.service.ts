@@ -120,7 +120,12 @@ export function createSyncService(deps: SyncServiceDeps) {
     }
   }
 
-  async function processIds(mailbox: MailboxRow, api: MailboxGmail, gmailIds: string[]): Promise<PassTotals> {
+  /**
+   * `stored`: the counts of the messages this pass stored (kept), added as they are. A pass that
+   * fails after storing some adds those (runSync): its retry skips what is stored already, so
+   * it would never count them; what was read and not stored is read, and counted, again.
+   */
+  async function processIds(mailbox: MailboxRow, api: MailboxGmail, gmailIds: string[], stored: SyncHealthCounts): Promise<PassTotals> {
     const health = emptyHealth();
     const unique = [...new Set(gmailIds)];
     const todo: string[] = [];
@@ -131,7 +136,10 @@ export function createSyncService(deps: SyncServiceDeps) {
     }
     await eachLimited(todo, FETCH_CONCURRENCY, async (gmailId) => {
       const result = await processOrSkip(mailbox, api, gmailId);
-      for (const [key, n] of Object.entries(result) as [keyof SyncHealthCounts, number][]) health[key] += n;
+      for (const [key, n] of Object.entries(result) as [keyof SyncHealthCounts, number][]) {
+        health[key] += n;
+        if (result.kept) stored[key] += n;
+      }
     });
     return { examined: health.read, kept: health.kept, events: health.reply + health.autoReply + health.bounce + health.delay, health };
   }
@@ -140,7 +148,7 @@ export function createSyncService(deps: SyncServiceDeps) {
    * A first sync reads the newest mail (FULL_SYNC_QUERY); a resync everything since the last
    * successful one (GMAIL_RESYNC_MAX_MESSAGES), so that losing the history id loses no reply or bounce.
    */
-  async function fullSync(mailbox: MailboxRow, api: MailboxGmail, resynced: boolean): Promise<PassResult> {
+  async function fullSync(mailbox: MailboxRow, api: MailboxGmail, resynced: boolean, stored: SyncHealthCounts): Promise<PassResult> {
     const since = resynced && mailbox.lastSyncAt ? Math.floor(mailbox.lastSyncAt.getTime() / 1000) - RESYNC_MARGIN_SECONDS : undefined;
     const [query, max] = since === undefined ? [FULL_SYNC_QUERY, FULL_SYNC_MAX_MESSAGES] : [`after:${since}`, deps.config.gmail.resyncMaxMessages];
     // The history id from before listing: anything that arrives while we list is picked up next time.
@@ -153,7 +161,7 @@ export function createSyncService(deps: SyncServiceDeps) {
       pageToken = page.nextPageToken;
     } while (pageToken && ids.length < max);
     // Oldest first, as history would have delivered them: an original tends to be stored before its replies.
-    const totals = await processIds(mailbox, api, ids.slice(0, max).reverse());
+    const totals = await processIds(mailbox, api, ids.slice(0, max).reverse(), stored);
     const gap = since !== undefined && pageToken !== undefined ? { at: now().toISOString(), since: new Date(since * 1000).toISOString(), read: max } : undefined;
     if (gap) {
       totals.health.resyncGaps += 1;
@@ -177,8 +185,8 @@ export function createSyncService(deps: SyncServiceDeps) {
     return { ids, historyId };
   }
 
-  async function syncPass(mailbox: MailboxRow, api: MailboxGmail): Promise<PassResult> {
-    if (!mailbox.historyId) return fullSync(mailbox, api, false);
+  async function syncPass(mailbox: MailboxRow, api: MailboxGmail, stored: SyncHealthCounts): Promise<PassResult> {
+    if (!mailbox.historyId) return fullSync(mailbox, api, false, stored);
     let changes: Awaited<ReturnType<typeof listChanges>>;
     try {
       changes = await listChanges(api, mailbox.historyId);
@@ -186,13 +194,13 @@ export function createSyncService(deps: SyncServiceDeps) {
       if (!(error instanceof GmailError) || error.kind !== 'not_found') throw error;
       // Gmail keeps history for about a week; an older start id is a 404 and means "sync everything again".
       logger.info({ mailboxId: mailbox.id }, 'stored history id is too old for Gmail; doing a full resync');
-      return fullSync(mailbox, api, true);
+      return fullSync(mailbox, api, true, stored);
     }
     if (!changes) {
       logger.info({ mailboxId: mailbox.id, limit: MAX_INCREMENTAL_CHANGES }, 'too many changes since the last sync; doing a full resync');
-      return fullSync(mailbox, api, true);
+      return fullSync(mailbox, api, true, stored);
     }
-    const totals = await processIds(mailbox, api, changes.ids);
+    const totals = await processIds(mailbox, api, changes.ids, stored);
     return { mode: 'incremental', resynced: false, historyId: changes.historyId, ...totals };
   }
 
@@ -202,9 +210,10 @@ export function createSyncService(deps: SyncServiceDeps) {
     if (!mailbox.syncEnabled || !mailbox.scopes.includes(GMAIL_SCOPES.readonly)) return { status: 'skipped', reason: 'sync_disabled' };
     if (mailbox.status !== 'active') return { status: 'skipped', reason: 'needs_reconnect' };
     lastAttempt.set(mailbox.id, now().getTime());
+    const stored = emptyHealth();
     try {
       // withGmail marks the mailbox needs_reconnect when Google says the grant is gone.
-      const result = await mailboxes.withGmail(mailbox, (api) => syncPass(mailbox, api));
+      const result = await mailboxes.withGmail(mailbox, (api) => syncPass(mailbox, api, stored));
       // History advances only here, after every message up to it was processed.
       await repo.recordSyncSuccess(mailbox.id, { historyId: result.historyId, seen: result.examined, at: now(), health: result.health, gap: result.gap });
       logger.info(
@@ -213,6 +222,8 @@ export function createSyncService(deps: SyncServiceDeps) {
       );
       return { status: 'synced', mode: result.mode, examined: result.examined, kept: result.kept, events: result.events, resynced: result.resynced };
     } catch (error) {
+      // What the pass stored stays, and so do its counts (processIds); history stays where it was.
+      if (stored.kept > 0) await repo.recordSyncHealth(mailbox.id, { seen: stored.read, health: stored }).catch(() => undefined);
       if (error instanceof GmailError) {
         await repo.recordSyncFailure(mailbox.id, describeSyncFailure(error)).catch(() => undefined);
         logger.warn({ mailboxId: mailbox.id, kind: error.kind, status: error.status, reason: error.reason }, 'mailbox sync failed; history kept for the next try');
