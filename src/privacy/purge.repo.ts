@@ -106,7 +106,10 @@ function purgeQueries(db: Db) {
         sql`delete from tracking_recipient_rollups where ${ws} and recipient_id = any(${uuidArray(recipientIds)})
             and campaign_id in (select id from campaigns where ${ws})`,
       );
+      // Per-campaign totals stay (they name nobody): the ledger's trigger keeps these outcomes counted (migration 0045).
+      await db.execute(sql`select set_config('inboxtrail.keep_send_counts', 'on', true)`);
       removed.sends = await countAffected(db, sql`delete from campaign_sends where ${ws} and id = any(${uuidArray(sendIds)})`);
+      await db.execute(sql`select set_config('inboxtrail.keep_send_counts', 'off', true)`);
       removed.mailEvents = await countAffected(
         db,
         sql`delete from mail_events where ${ws} and (message_id = any(${messages}) ${addressIsFree ? sql`or lower(recipient) = ${address}` : sql``})`,

@@ -92,11 +92,14 @@ export function createStatsRepo(db: Db) {
       return { bounced: n('bounced'), hardBounced: n('hardBounced'), softBounced: n('softBounced'), delayed: n('delayed'), replied: n('replied'), autoReplied: n('autoReplied') };
     },
 
-    /** Addresses that unsubscribed from this campaign's mail (the opt-out pages record `campaign:<id>` as the source). */
+    /**
+     * Addresses that unsubscribed from this campaign's mail (the opt-out pages record `campaign:<id>`
+     * as the source). A purged person's entry keeps only its keyed hash, and still counts.
+     */
     async unsubscribedCount(workspaceId: string, campaignId: string): Promise<number> {
       const [row] = rowsOf<{ n: number }>(
         await db.execute(sql`
-          select count(distinct lower(email))::int as n from suppressions
+          select count(distinct coalesce(lower(email), address_hash))::int as n from suppressions
           where workspace_id = ${workspaceId} and reason = 'unsubscribe' and source = ${`campaign:${campaignId}`}`),
       );
       return Number(row?.n ?? 0);

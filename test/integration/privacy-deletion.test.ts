@@ -122,8 +122,10 @@ describe('P-13 deletion and purge', () => {
     const { contact, campaignId } = await mailedAndOptedOut();
     const address = contact.email.toLowerCase();
     // The click came seconds after the send, so its verdict may be machine; what matters is that the totals survive the purge.
-    const clicksBefore = (await api('GET', `/api/campaigns/${campaignId}/stats`)).body.clicks;
+    const statsBefore = (await api('GET', `/api/campaigns/${campaignId}/stats`)).body;
+    const clicksBefore = statsBefore.clicks;
     expect(clicksBefore.human + clicksBefore.machine + clicksBefore.unknown).toBe(1);
+    expect(statsBefore.sent).toBe(1);
     expect(Object.keys(await tablesMentioning(db(), address)).sort()).toEqual(
       expect.arrayContaining(['campaign_sends', 'contacts', 'messages', 'recipients', 'suppressions']),
     );
@@ -147,8 +149,11 @@ describe('P-13 deletion and purge', () => {
       const [completed] = (await auditActions(contact.id)).filter((a) => a.action === 'deletion.completed');
       expect(completed!.detail).toMatchObject({ removed: { contacts: 1, recipients: 1, sends: 1, consents: 2, suppressionAddressesHashed: 1 } });
       expect((completed!.detail.removed as Record<string, number>).trackingEvents).toBeGreaterThanOrEqual(2);
-      // The campaign's aggregate counts stay (they name nobody).
-      expect((await api('GET', `/api/campaigns/${campaignId}/stats`)).body.clicks).toEqual(clicksBefore);
+      // The campaign's aggregate counts stay (they name nobody): the sent total too, beside the clicks it explains.
+      const statsAfter = (await api('GET', `/api/campaigns/${campaignId}/stats`)).body;
+      expect(statsAfter.clicks).toEqual(clicksBefore);
+      expect(statsAfter.sent).toBe(statsBefore.sent);
+      expect(statsAfter.unsubscribed).toBe(statsBefore.unsubscribed);
 
       // Purging again finds nothing: idempotent.
       expect(await app.services.purge.runOnce()).toEqual({ mailbox: 0, contact: 0, campaign: 0, workspace: 0, user: 0 });
