@@ -16,10 +16,10 @@ import type { AuthThrottle } from './throttle.js';
  */
 
 const INVITATION_TTL_MS = 7 * 24 * 3600 * 1000;
-
-const alreadyMember = () => new ConflictError('already_member', 'This address is already a member of the workspace; change their role on the members list instead');
 /** Accepting an invitation for a new address mails its code at most this often. */
 const INVITATION_MAIL_INTERVAL_MS = 10 * 60 * 1000;
+
+const alreadyMember = () => new ConflictError('already_member', 'This address is already a member of the workspace; change their role on the members list instead');
 
 function presentInvitation(invitation: InvitationRow) {
   return {

@@ -27,6 +27,8 @@ export function createOwnWorkspaces(deps: {
       const release = await throttle.admitLogin(email, clientAddress, devices.deviceOf(input.deviceToken, user));
       const passwordOk = await verifyPassword(input.password, user?.passwordHash ?? DECOY_PASSWORD_HASH);
       if (!user || !passwordOk) throw new UnauthorizedError('invalid_credentials', 'Email or password is incorrect');
+      // The password was right: whatever follows, this attempt is not a failure.
+      await release();
       const workspace = await repo.transaction(async (tx) => {
         // Two requests at once make one workspace: the second sees the first's membership.
         await tx.lockUser(user.id);
@@ -35,7 +37,6 @@ export function createOwnWorkspaces(deps: {
         await tx.insertMembership(created.id, user.id, 'owner');
         return created;
       });
-      await release();
       await repo.touchActivity(user.id, now(), { login: true });
       return {
         token: issueSession(user.id, workspace.id, user.sessionVersion),
