@@ -79,12 +79,15 @@ export async function recordMailSignal(executor: Executor, mailEventId: string):
              case when me.type in ('reply', 'auto_reply') then 'reply' else 'bounce' end as type,
              me.at as occurred_at,
              jsonb_build_object('messageId', me.message_id, 'campaignId', cs.campaign_id,
-                                'contactId', coalesce(cs.contact_id, c.id), 'email', coalesce(cs.email, c.email)) ||
+                                'contactId', coalesce(sc.id, c.id), 'email', coalesce(sc.email, c.email)) ||
              case when me.type in ('reply', 'auto_reply') then jsonb_build_object('automatic', me.type = 'auto_reply')
                   else jsonb_build_object('kind', case when me.type = 'delay' then 'delay' else coalesce(me.detail ->> 'kind', 'hard') end) end as data
       from mail_events me
       left join lateral (select campaign_id, contact_id, email from campaign_sends where message_id = me.message_id and workspace_id = me.workspace_id limit 1) cs on true
-      left join lateral (select id, email from contacts where workspace_id = me.workspace_id and lower(email) = lower(me.recipient) limit 1) c on true
+      -- Only a live contact is named (P-13: a deleted one has left every API, webhooks too): the
+      -- send's own, else the workspace's contact with the address.
+      left join lateral (select id, email from contacts where id = cs.contact_id and workspace_id = me.workspace_id and deleted_at is null) sc on true
+      left join lateral (select id, email from contacts where workspace_id = me.workspace_id and lower(email) = lower(me.recipient) and deleted_at is null limit 1) c on true
       where me.id = ${mailEventId}::uuid`,
   );
 }

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCampaignsRepo } from '../../src/campaigns/campaigns.repo.js';
 import { createSendLedgerRepo, type SendLease } from '../../src/campaigns/send-ledger.repo.js';
 import { WEBHOOK_EVENT_TYPES, webhookEventBodySchema, webhookEventCatalogue } from '../../src/webhooks/events.js';
+import { recordMailSignal } from '../../src/webhooks/facts.js';
 import { verifySignatureHeader } from '../../src/webhooks/signature.js';
 import { connectedMailbox } from '../helpers/gmail.js';
 import { useAppWithOwner } from '../helpers/test-app.js';
@@ -101,6 +102,13 @@ describe('every event type from its fact', () => {
     expect(eventsOf('suppression.added').map((e) => `${e.data.email}:${e.data.reason}`).sort()).toEqual(['gone@contoso.test:bounce', 'reader@contoso.test:unsubscribe']);
     expect(eventsOf('unsubscribe')).toEqual([expect.objectContaining({ data: expect.objectContaining({ email: 'reader@contoso.test', campaignId }) })]);
     expect(eventsOf('consent.changed').filter((e) => e.data.status === 'opted_out').map((e) => e.data.email)).toEqual(['reader@contoso.test']);
+
+    // P-13: the bounce's contact deleted, a later notice about the same send names nobody.
+    expect((await ctx.app.api('DELETE', `/api/contacts/${ids[2]}`, { token: ctx.owner.token })).status).toBe(204);
+    const [bounceEvent] = await query<{ id: string }>(sql`select me.id from mail_events me join campaign_sends cs on cs.message_id = me.message_id where cs.campaign_id = ${campaignId}::uuid and me.type = 'bounce'`);
+    await recordMailSignal(ctx.app.database.db, bounceEvent!.id);
+    await deliverAll();
+    expect(eventsOf('bounce').at(-1)!.data).toMatchObject({ contactId: null, email: null, campaignId });
   });
 
   it('1:1 mail: sent, and failed when the mailbox lost its grant (which also needs a reconnect)', async () => {
