@@ -105,6 +105,13 @@ describe('OpenAPI response schemas match the real answers', () => {
     await call('POST /api/invitations/accept', 201, { token: '', json: { token: existingInvited.token, password: existing.password } });
     await call('PATCH /api/members/:id', 200, { path: `/api/members/${joined.user.id}`, json: { role: 'admin' } });
     memberId = joined.user.id;
+    // An account removed from its only workspace makes one of its own.
+    const loneEmail = `lone-${Date.now()}@example.com`;
+    const lone = await call('POST /api/invitations', 201, { json: { email: loneEmail, role: 'member' } });
+    await call('POST /api/invitations/accept', 202, { token: '', json: { token: lone.token, password: 'lone-long-password' } });
+    const loneJoined = await call('POST /api/auth/signup/verify', 201, { token: '', json: { code: lastSignupCode(app.services.accountMailer.outbox ?? [], loneEmail), password: 'lone-long-password' } });
+    expect((await app.api('DELETE', `/api/members/${loneJoined.user.id}`, { token: owner.token })).status).toBe(204);
+    await call('POST /api/auth/workspaces', 201, { token: '', json: { email: loneEmail, password: 'lone-long-password', workspaceName: 'Lone' } });
     await call('POST /api/auth/login', 200, { token: '', json: { email: owner.email, password: owner.password } });
     await call('POST /api/auth/signup', 202, { token: '', json: { email: owner.email, password: 'whatever-long-enough', workspaceName: 'X' } });
     const newcomer = `newcomer-${Date.now()}@example.com`;
