@@ -114,9 +114,10 @@ function authQueries(db: Db) {
     },
 
     /** The user's oldest membership: where a login lands when it names no workspace. */
-    /** The user's row, locked until the transaction ends. */
-    async lockUser(userId: string): Promise<void> {
-      await db.select({ id: users.id }).from(users).where(eq(users.id, userId)).for('update');
+    /** The user's row, locked until the transaction ends; false when the account is closed (or gone). */
+    async lockLiveUser(userId: string): Promise<boolean> {
+      const rows = await db.select({ id: users.id }).from(users).where(and(eq(users.id, userId), isNull(users.deletedAt))).for('update');
+      return rows.length > 0;
     },
 
     async findFirstMembership(userId: string) {

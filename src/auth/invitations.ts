@@ -115,6 +115,8 @@ export function createInvitations(deps: {
       // A known device of the account (login-devices.ts) is counted per device, as at sign-in.
       const release = await throttle.admitLogin(invitation.email, clientAddress, devices.deviceOf(input.deviceToken, existing));
       if (!(await verifyPassword(input.password ?? '', existing.passwordHash))) throw new UnauthorizedError('invalid_credentials', 'Email or password is incorrect');
+      // The password was right: whatever follows (already_member, say), this attempt is not a failure.
+      await release();
       const result = await repo.transaction(async (tx) => {
         const locked = await tx.findUsableInvitation({ id: invitation.id }, now(), true);
         if (!locked) throw new NotFoundError('Invitation', 'invitation_not_found');
@@ -127,7 +129,6 @@ export function createInvitations(deps: {
         if (await tx.findMembership(locked.workspaceId, user.id)) throw alreadyMember();
         return { user, ...(await joinInvitedWorkspace(tx, locked, user.id, now())) };
       });
-      await release();
       return {
         token: issueSession(result.user.id, result.workspace.id, result.user.sessionVersion),
         user: presentUser(result.user),

@@ -30,8 +30,9 @@ export function createOwnWorkspaces(deps: {
       // The password was right: whatever follows, this attempt is not a failure.
       await release();
       const workspace = await repo.transaction(async (tx) => {
-        // Two requests at once make one workspace: the second sees the first's membership.
-        await tx.lockUser(user.id);
+        // Two requests at once make one workspace: the second sees the first's membership. An
+        // account closed while its password was checked makes none (its purge would leave it behind).
+        if (!(await tx.lockLiveUser(user.id))) throw new UnauthorizedError('invalid_credentials', 'Email or password is incorrect');
         if (await tx.findFirstMembership(user.id)) throw new ConflictError('has_workspace', 'This account belongs to a workspace: sign in instead');
         const created = await tx.insertWorkspace(input.workspaceName);
         await tx.insertMembership(created.id, user.id, 'owner');

@@ -121,7 +121,10 @@ function readBounded(req: Request, limit: number): Promise<Buffer> {
       ended = true;
       if (!over) resolve(Buffer.concat(chunks));
     });
-    req.once('error', reject);
+    // The client went away mid-body (a reset): a 400 to nobody, not a failure of ours.
+    req.once('error', () => {
+      if (!over) reject(new AppError('request_aborted', 400, 'The request was aborted'));
+    });
     req.once('close', () => {
       if (!ended && !over) reject(new AppError('request_aborted', 400, 'The request was aborted'));
     });
