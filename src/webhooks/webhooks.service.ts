@@ -172,7 +172,13 @@ export function createWebhooksService(deps: {
           expiresAt: new Date(at.getTime() + deps.secretGraceMs).toISOString(),
         };
         const retiredSecrets = [...secretsInGrace(current.retiredSecrets, at), replaced].slice(-MAX_SECRETS_IN_GRACE);
-        const updated = await tx.updateEndpoint(auth.workspaceId, id, { secretCiphertext: cipher.encrypt(secret, secretContext(id, 'secret')), retiredSecrets });
+        const updated = await tx.updateEndpoint(auth.workspaceId, id, {
+          secretCiphertext: cipher.encrypt(secret, secretContext(id, 'secret')),
+          retiredSecrets,
+          // For the release before migration 0043, still running during a rolling deploy (schema/webhooks.ts).
+          previousSecretCiphertext: replaced.ciphertext,
+          previousSecretExpiresAt: new Date(replaced.expiresAt),
+        });
         if (!updated) throw notFound();
         await tx.insertAudit(audit(auth, 'webhook.secret_rotated', id, { previousSecretExpiresAt: replaced.expiresAt, secretsInGrace: retiredSecrets.length }));
         return updated;

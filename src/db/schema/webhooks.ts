@@ -32,6 +32,13 @@ export const webhookEndpoints = pgTable(
      * each delivery beside the current secret until then (webhooks.service.ts rotateSecret).
      */
     retiredSecrets: jsonb('retired_secrets').$type<RetiredSecret[]>().notNull().default(sql`'[]'::jsonb`),
+    /**
+     * Before migration 0043: the one secret replaced by the last rotation. Kept for one release
+     * (its delivery workers read it during a rolling deploy) and still written with the newest
+     * replaced secret; nothing here reads it. A later release drops both.
+     */
+    previousSecretCiphertext: text('previous_secret_ciphertext'),
+    previousSecretExpiresAt: timestamp('previous_secret_expires_at', { withTimezone: true }),
     enabled: boolean('enabled').notNull().default(true),
     status: webhookEndpointStatusEnum('status').notNull().default('healthy'),
     consecutiveFailures: integer('consecutive_failures').notNull().default(0),
