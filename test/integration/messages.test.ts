@@ -196,7 +196,7 @@ describe('1:1 mail', () => {
   });
 
   it('only the person who connected a mailbox sends 1:1 mail from it; another workspace gets 404', async () => {
-    const invite = await app.api('POST', '/api/invitations', { token: owner.token, json: { email: 'teammate@acme.test', role: 'admin' } });
+    const invite = await app.api('POST', '/api/invitations', { token: owner.token, json: { email: 'admin-teammate@acme.test', role: 'admin' } });
     const teammate = await acceptInvitation(app, { token: invite.body.token, password: 'teammate password' });
     const byTeammate = await send({ to: 'bob@contoso.test', subject: 'x', text: 'x' }, teammate.body.token);
     expect(byTeammate.status).toBe(403);

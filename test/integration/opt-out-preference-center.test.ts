@@ -90,7 +90,8 @@ describe('preference center (P-09, P-11)', () => {
       .filter((a) => a.actor === `recipient:${mailed.recipientId}`)
       .map((a) => a.action)
       .sort();
-    expect(actions).toEqual(['suppression.added', 'suppression.removed']);
+    // Both consent records are evidence too (the compliance report reads the audit log).
+    expect(actions).toEqual(['consent.recorded', 'consent.recorded', 'suppression.added', 'suppression.removed']);
   });
 
   it("P-08 a user's complaint after the recipient's own opt-out holds it: kept, audited, and no longer the recipient's to undo", async () => {
