@@ -79,6 +79,21 @@ export function createAuthService(deps: {
   const mailConfirmationCode = createConfirmationMail(repo, mailer, throttle, now);
 
   /**
+   * A login's proof, for login and for an account making a workspace of its own: the account of
+   * this address and its password, throttled (throttle.ts; a known device counted per device).
+   * Unknown accounts are checked against a decoy hash: both failures take as long. Resolves to
+   * the user and the release that takes this attempt off the count.
+   */
+  async function checkCredentials(input: { email: string; password: string; deviceToken?: string }, clientAddress: string) {
+    const email = normalizeLoginEmail(input.email);
+    const user = await repo.findUserByEmail(email);
+    const release = await throttle.admitLogin(email, clientAddress, devices.deviceOf(input.deviceToken, user));
+    const passwordOk = await verifyPassword(input.password, user?.passwordHash ?? DECOY_PASSWORD_HASH);
+    if (!user || !passwordOk) throw new UnauthorizedError('invalid_credentials', 'Email or password is incorrect');
+    return { user, release };
+  }
+
+  /**
    * Runs a change to one membership under the workspace's membership lock, after the checks
    * every such change shares: the target exists, is not ranked above the caller, and — when
    * the change takes an owner away (`takesOwner`) — is not the last owner.
@@ -108,7 +123,7 @@ export function createAuthService(deps: {
     // Invitations (invitations.ts): invite, listInvitations, revokeInvitation, acceptInvitation.
     ...createInvitations({ repo, throttle, devices, mailConfirmationCode, issueSession, now }),
     // An account in no workspace makes one of its own (own-workspace.ts): createOwnWorkspace.
-    ...createOwnWorkspaces({ repo, throttle, devices, issueSession, now }),
+    ...createOwnWorkspaces({ repo, checkCredentials, devices, issueSession, now }),
 
     /**
      * Signup never says whether an address already has an account (issue 9): every valid
@@ -175,12 +190,7 @@ export function createAuthService(deps: {
      * are throttled per account and per client address (throttle.ts) before any check.
      */
     async login(input: { email: string; password: string; workspaceId?: string; deviceToken?: string }, clientAddress: string) {
-      const email = normalizeLoginEmail(input.email);
-      const user = await repo.findUserByEmail(email);
-      const release = await throttle.admitLogin(email, clientAddress, devices.deviceOf(input.deviceToken, user));
-      // Unknown accounts are checked against a decoy hash: both failures take as long.
-      const passwordOk = await verifyPassword(input.password, user?.passwordHash ?? DECOY_PASSWORD_HASH);
-      if (!user || !passwordOk) throw new UnauthorizedError('invalid_credentials', 'Email or password is incorrect');
+      const { user, release } = await checkCredentials(input, clientAddress);
       const membership = input.workspaceId
         ? await repo.findMembership(input.workspaceId, user.id).then((m) => (m ? { workspaceId: input.workspaceId! } : undefined))
         : await repo.findFirstMembership(user.id);

@@ -1,9 +1,7 @@
 import { ConflictError, UnauthorizedError } from '../errors.js';
-import { normalizeLoginEmail, presentUser, presentWorkspace } from './auth-common.js';
-import type { AuthRepo } from './auth.repo.js';
+import { presentUser, presentWorkspace } from './auth-common.js';
+import type { AuthRepo, UserRow } from './auth.repo.js';
 import type { LoginDevices } from './login-devices.js';
-import { DECOY_PASSWORD_HASH, verifyPassword } from './passwords.js';
-import type { AuthThrottle } from './throttle.js';
 
 /*
  * An account that belongs to no workspace any more — removed from its last one, or its
@@ -14,19 +12,16 @@ import type { AuthThrottle } from './throttle.js';
  */
 export function createOwnWorkspaces(deps: {
   repo: AuthRepo;
-  throttle: AuthThrottle;
+  /** Login's own check of the address and password (auth.service.ts). */
+  checkCredentials: (input: { email: string; password: string; deviceToken?: string }, clientAddress: string) => Promise<{ user: UserRow; release: () => Promise<void> }>;
   devices: LoginDevices;
   issueSession: (userId: string, workspaceId: string, sessionVersion: number) => string;
   now: () => Date;
 }) {
-  const { repo, throttle, devices, issueSession, now } = deps;
+  const { repo, checkCredentials, devices, issueSession, now } = deps;
   return {
     async createOwnWorkspace(input: { email: string; password: string; workspaceName: string; deviceToken?: string }, clientAddress: string) {
-      const email = normalizeLoginEmail(input.email);
-      const user = await repo.findUserByEmail(email);
-      const release = await throttle.admitLogin(email, clientAddress, devices.deviceOf(input.deviceToken, user));
-      const passwordOk = await verifyPassword(input.password, user?.passwordHash ?? DECOY_PASSWORD_HASH);
-      if (!user || !passwordOk) throw new UnauthorizedError('invalid_credentials', 'Email or password is incorrect');
+      const { user, release } = await checkCredentials(input, clientAddress);
       // The password was right: whatever follows, this attempt is not a failure.
       await release();
       const workspace = await repo.transaction(async (tx) => {
