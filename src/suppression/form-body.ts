@@ -1,6 +1,6 @@
 import type { Request } from 'express';
 import { AppError, UnsupportedMediaTypeError, ValidationError } from '../errors.js';
-import { assertCleanText } from '../http/text.js';
+import { assertCleanText, isCleanText } from '../http/text.js';
 
 /** A submitted HTML form: each field name with every value it was given, in order. */
 export type FormFields = Map<string, string[]>;
@@ -31,20 +31,41 @@ export async function readFormFields(req: Request, options: { plainText?: boolea
  * A body in the browser's `text/plain` form encoding (`name=value`, one field a line), or with
  * no content type at all: RFC 8058 names the two form types, but a client that sends
  * `List-Unsubscribe=One-Click` as plain text still means it, and a lost opt-out is worse than a
- * lenient parser. Read up to the multipart bound; the same text rule applies.
+ * lenient parser. Read up to the multipart bound, in the charset it names (or its byte-order
+ * mark says: UTF-16 from some clients), UTF-8 otherwise. A line that breaks the text rule
+ * (http/text.ts) is skipped, not the whole body: only the One-Click line matters here, and a
+ * stray control character elsewhere must not lose it.
  */
 async function parsePlainText(req: Request): Promise<FormFields> {
-  const body = await readBodyUpTo(req, MAX_MULTIPART_BYTES);
+  const text = decodePlainText(await readBodyUpTo(req, MAX_MULTIPART_BYTES), charsetOf(req.headers['content-type']));
   const fields: FormFields = new Map();
-  for (const line of body.toString('utf8').split(/\r?\n/)) {
+  for (const line of text.split(/\r?\n/)) {
     const at = line.indexOf('=');
-    if (at <= 0) continue;
+    if (at <= 0 || !isCleanText(line)) continue;
     const [name, value] = [line.slice(0, at), line.slice(at + 1)];
-    assertCleanText(name, '(field name)');
-    assertCleanText(value, name);
     fields.set(name, [...(fields.get(name) ?? []), value]);
   }
   return fields;
+}
+
+/** The `charset` parameter of a content type, lowercased; undefined when none is named. */
+function charsetOf(contentType: string | undefined): string | undefined {
+  const match = /;\s*charset\s*=\s*"?([^";\s]+)"?/i.exec(contentType ?? '');
+  return match?.[1]?.toLowerCase();
+}
+
+/**
+ * Bytes as text: a byte-order mark wins (it is what the bytes are), then the named charset,
+ * then UTF-8. A charset TextDecoder does not know is a 415: we cannot read what was meant.
+ */
+function decodePlainText(body: Buffer, charset: string | undefined): string {
+  const bom = body[0] === 0xff && body[1] === 0xfe ? 'utf-16le' : body[0] === 0xfe && body[1] === 0xff ? 'utf-16be' : undefined;
+  const label = bom ?? charset ?? 'utf-8';
+  try {
+    return new TextDecoder(label).decode(body);
+  } catch {
+    throw new UnsupportedMediaTypeError('text/plain in a known charset (UTF-8, UTF-16, ISO-8859-1)');
+  }
 }
 
 function fromParsedBody(body: unknown): FormFields {

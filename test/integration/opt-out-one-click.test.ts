@@ -189,6 +189,21 @@ describe('RFC 8058 one-click unsubscribe (P-09)', () => {
     }
   });
 
+  it('P-09 a plain-text one-click in UTF-16, or with a stray control character on another line, still opts out', async () => {
+    const utf16le = (text: string) => Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(text, 'utf16le')]);
+    const utf16beNoBom = (text: string) => Buffer.from(text, 'utf16le').swap16();
+    for (const [address, body, contentType] of [
+      ['bom16@example.test', utf16le(`${ONE_CLICK}\r\n`), 'text/plain'],
+      ['be16@example.test', utf16beNoBom(ONE_CLICK), 'text/plain; charset=UTF-16BE'],
+      ['stray@example.test', Buffer.from(`note=a\u0000b\r\n${ONE_CLICK}\r\n`), 'text/plain'],
+    ] as const) {
+      const mailed = await seedMailedAddress(address);
+      const res = await ctx.app.api('POST', mailed.path, { body: new Uint8Array(body), headers: { 'content-type': contentType } });
+      expect(res.status, address).toBe(200);
+      expect(await entriesOf(ctx.owner.workspaceId, address)).toHaveLength(1);
+    }
+  });
+
   it('a POST without the One-Click field, of another content type, or too large → 4xx and nothing changes', async () => {
     const mailed = await seedMailedAddress('strict@example.test');
     const before = await snapshotCounts(db());
@@ -200,6 +215,8 @@ describe('RFC 8058 one-click unsubscribe (P-09)', () => {
       { body: JSON.stringify({ 'List-Unsubscribe': 'One-Click' }), headers: { 'content-type': 'application/json' }, status: 415 },
       { body: 'List-Unsubscribe=Maybe\r\n', headers: { 'content-type': 'text/plain' }, status: 400 },
       { body: ONE_CLICK, headers: { 'content-type': 'text/csv' }, status: 415 },
+      { body: ONE_CLICK, headers: { 'content-type': 'text/plain; charset=x-no-such-charset' }, status: 415 },
+      { body: 'List-Unsubscribe=One-\u0000Click', headers: { 'content-type': 'text/plain' }, status: 400 },
       { body: `List-Unsubscribe=${'a'.repeat(70_000)}`, headers: { 'content-type': 'text/plain' }, status: 413 },
       { body: '--x\r\nbroken', headers: { 'content-type': 'multipart/form-data; boundary=x' }, status: 400 },
       { body: `--x\r\nContent-Disposition: form-data; name="pad"\r\n\r\n${'a'.repeat(70_000)}\r\n--x--\r\n`, headers: { 'content-type': 'multipart/form-data; boundary=x' }, status: 413 },
