@@ -13,8 +13,8 @@ import type { ClaimInput, GateResult, SendCandidate, SendLease, SendLedgerRepo, 
 import { createSendPreparation, type BatchContext, type Prepared } from './send-preparation.js';
 import { createSendRecovery, recoveryOwnerOf, type SendRecorder } from './send-recovery.js';
 import { isInsideWindow } from './sending-window.js';
+import { DAY_MS } from '../time.js';
 
-const DAY_MS = 24 * 3600 * 1000;
 const MAX_ATTEMPTS = 5;
 /** How long a round's sent records wait for its slowest answer before going without it. */
 const ROUND_RECORD_WAIT_MS = 1_000;

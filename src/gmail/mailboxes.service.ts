@@ -15,12 +15,12 @@ import type { AuditEntry } from '../privacy/audit.js';
 import { deletionRequested, purgeDate, requesterOf } from '../privacy/deletion.js';
 import { errorNameOf } from '../logger.js';
 import { onceMoreAfterUniqueViolation } from '../db/pg-errors.js';
+import { DAY_MS } from '../time.js';
 
 const CONSUMER_DOMAINS = new Set(['gmail.com', 'googlemail.com']);
 const OAUTH_STATE_TTL_SECONDS = 600;
 /** RFC 7636 S256: base64url(SHA-256(verifier)). */
 const challengeOf = (verifier: string) => createHash('sha256').update(verifier).digest('base64url');
-const DAY_MS = 24 * 3600 * 1000;
 
 
 export interface MailboxServiceDeps {

@@ -3,6 +3,7 @@ import type { Config } from '../config.js';
 import type { FailedRecipient, NoticeFormat } from './bounces/types.js';
 import { isDaemonSender } from './mail-events.js';
 import type { OriginalMessage, SyncQueries } from './sync.repo.js';
+import { DAY_MS } from '../time.js';
 
 /*
  * What mail read from a mailbox does to mail we sent (see README.md "Signals"):
@@ -18,7 +19,6 @@ import type { OriginalMessage, SyncQueries } from './sync.repo.js';
  * its effects (suppression through the suppression repo, follow-up dates) commit together.
  */
 
-const DAY_MS = 86_400_000;
 /** Clock skew between our send time and the notice's: a notice may look a little older than the send it reports. */
 const MATCH_SKEW_MS = 3_600_000;
 

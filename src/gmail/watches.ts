@@ -5,8 +5,8 @@ import type { MailboxRow } from './mailboxes.repo.js';
 import type { MailboxService } from './mailboxes.service.js';
 import { safeErrorFields } from './sync-support.js';
 import type { SyncRepo } from './sync.repo.js';
+import { DAY_MS } from '../time.js';
 
-const DAY_MS = 86_400_000;
 /** Gmail watches last 7 days; a watch with less than 6 left is renewed, so each one is renewed about daily. */
 const WATCH_RENEW_BEFORE_MS = 6 * DAY_MS;
 

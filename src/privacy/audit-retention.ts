@@ -1,9 +1,9 @@
 import { sql } from 'drizzle-orm';
 import type { Db } from '../db/connect.js';
+import { DAY_MS } from '../time.js';
 
 /** Rows deleted per transaction: short locks, bounded memory, however much is due. */
 const PURGE_BATCH = 5_000;
-const DAY_MS = 24 * 3600 * 1000;
 
 /**
  * The one way audit rows leave the database: past their retention (AUDIT_RETENTION_DAYS).

@@ -2,13 +2,13 @@ import type { AuthContext } from '../auth/auth.service.js';
 import { ForbiddenError, ValidationError } from '../errors.js';
 import type { ComplianceRepo, ReportAuditRow, ReportCursor } from './compliance.repo.js';
 import type { PolicyVersionsRepo } from './policy-versions.repo.js';
+import { DAY_MS } from '../time.js';
 
 /** A report covers at most this many days: the range bounds what one request reads. */
 export const REPORT_MAX_DAYS = 366;
 /** JSON is built in memory, so it stops here (`truncated: true`); the CSV streams every row. */
 export const REPORT_JSON_MAX_ENTRIES = 10_000;
 const PAGE_SIZE = 1_000;
-const DAY_MS = 24 * 3600 * 1000;
 
 /** Report sections, each the audit actions it lists (first match wins; the rest land in `other`). */
 const SECTIONS = [

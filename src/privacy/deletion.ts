@@ -1,6 +1,7 @@
 import { actorOf } from '../auth/actor.js';
 import type { AuthContext } from '../auth/auth.service.js';
 import type { AuditEntry } from './audit.js';
+import { DAY_MS } from '../time.js';
 
 /*
  * The two audit actions of P-13, shared by every kind of deletion so that the compliance
@@ -10,7 +11,6 @@ import type { AuditEntry } from './audit.js';
 
 export type DeletedSubject = 'contact' | 'campaign' | 'mailbox' | 'user' | 'workspace';
 
-const DAY_MS = 86_400_000;
 
 /** When an item deleted at `at` is purged: `days` later (PURGE_AFTER_DAYS, at most 30). */
 export const purgeDate = (at: Date, days: number) => new Date(at.getTime() + days * DAY_MS);

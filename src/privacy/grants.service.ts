@@ -3,10 +3,10 @@ import type { AuthContext } from '../auth/auth.service.js';
 import type { GmailAccessGrantRow } from '../db/schema.js';
 import { ConflictError, ForbiddenError, NotFoundError, UnprocessableError } from '../errors.js';
 import type { GrantsRepo } from './grants.repo.js';
+import { DAY_MS } from '../time.js';
 
 /** A grant is for a task, not forever: at most this long. */
 export const MAX_GRANT_DAYS = 90;
-const DAY_MS = 24 * 3600 * 1000;
 
 export interface GrantsServiceDeps {
   repo: GrantsRepo;

@@ -2,6 +2,7 @@ import type { AccountMailer } from '../auth/account-mail.js';
 import type { Logger } from '../logger.js';
 import type { AccountClosureService } from './account-closure.service.js';
 import type { RetentionRepo } from './retention.repo.js';
+import { DAY_MS } from '../time.js';
 
 /*
  * Retention windows, applied by the daily privacy job before the purge:
@@ -14,7 +15,6 @@ import type { RetentionRepo } from './retention.repo.js';
  * (Raw IPs and user agents of tracking hits have their own sweep: tracking/retention.ts.)
  */
 
-const DAY_MS = 86_400_000;
 const YEAR_MS = 365.25 * DAY_MS;
 const BATCH = 200;
 

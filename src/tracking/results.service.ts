@@ -4,6 +4,7 @@ import type { Classification } from './classify.js';
 import type { RecipientSendRow, ResultsRepo } from './results.repo.js';
 import type { StatsRepo } from './stats.repo.js';
 import { judgeSendEvents, type StatsService } from './stats.service.js';
+import { HOUR_MS, DAY_MS } from '../time.js';
 
 /*
  * What a campaign's results page and its CSV download show: the campaign stats (the same
@@ -11,8 +12,6 @@ import { judgeSendEvents, type StatsService } from './stats.service.js';
  * recipient's opens and clicks judged by the same rule as the stats (judgeSendEvents).
  */
 
-const HOUR_MS = 3_600_000;
-const DAY_MS = 24 * HOUR_MS;
 /** Past three days of sending, hours become too many bars to read: days instead. */
 const HOURLY_SPAN_LIMIT_MS = 3 * DAY_MS;
 const PAGE_SIZE = 500;

@@ -11,8 +11,8 @@ import { when } from './format.js';
 import { html, type SafeHtml } from './html.js';
 import { csrfField } from './layout.js';
 import { sendAppPage, signedIn, signedInAdmin, type WebContext } from './web.middleware.js';
+import { DAY_MS } from '../time.js';
 
-const DAY_MS = 24 * 60 * 60 * 1000;
 const REPORT_DEFAULT_DAYS = 90;
 
 const day = (d: Date) => d.toISOString().slice(0, 10);

@@ -8,8 +8,8 @@ import { when } from './format.js';
 import { html, type SafeHtml } from './html.js';
 import { csrfField } from './layout.js';
 import { sendAppPage, signedInAdmin, type WebContext } from './web.middleware.js';
+import { DAY_MS } from '../time.js';
 
-const DAY_MS = 24 * 60 * 60 * 1000;
 const PATH = '/app/settings/legal-requests';
 
 /** A textarea of ids or addresses: one per line (commas and spaces separate too). */

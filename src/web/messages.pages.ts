@@ -11,10 +11,10 @@ import { contactName, when } from './format.js';
 import { html } from './html.js';
 import { csrfField } from './layout.js';
 import { sendAppPage, signedIn, type WebContext } from './web.middleware.js';
+import { DAY_MS } from '../time.js';
 
 type MessageAccess = Awaited<ReturnType<GrantsService['forMessage']>>;
 
-const DAY_MS = 24 * 3600 * 1000;
 const grantDaysForm = z.object({ days: z.coerce.number().int().min(1).max(MAX_GRANT_DAYS) });
 
 /**

@@ -41,22 +41,17 @@ function webhookQueries(db: Db) {
       return row!;
     },
 
-    async findEndpoint(workspaceId: string, id: string): Promise<WebhookEndpointRow | undefined> {
-      const [row] = await db
+    /**
+     * The endpoint; with `lock`, locked until the transaction ends: two rotations at once take
+     * turns (neither's secret is lost).
+     */
+    async findEndpoint(workspaceId: string, id: string, options: { lock?: boolean } = {}): Promise<WebhookEndpointRow | undefined> {
+      const query = db
         .select()
         .from(webhookEndpoints)
         .where(and(eq(webhookEndpoints.workspaceId, workspaceId), eq(webhookEndpoints.id, id)))
         .limit(1);
-      return row;
-    },
-
-    /** The endpoint, locked until the transaction ends: two rotations at once take turns (neither's secret is lost). */
-    async lockEndpoint(workspaceId: string, id: string): Promise<WebhookEndpointRow | undefined> {
-      const [row] = await db
-        .select()
-        .from(webhookEndpoints)
-        .where(and(eq(webhookEndpoints.workspaceId, workspaceId), eq(webhookEndpoints.id, id)))
-        .for('update');
+      const [row] = options.lock ? await query.for('update') : await query;
       return row;
     },
 

@@ -164,7 +164,7 @@ export function createWebhooksService(deps: {
     async rotateSecret(auth: AuthContext, id: string) {
       const secret = newWebhookSecret();
       const row = await repo.transaction(async (tx) => {
-        const current = await tx.lockEndpoint(auth.workspaceId, id);
+        const current = await tx.findEndpoint(auth.workspaceId, id, { lock: true });
         if (!current) throw notFound();
         const at = now();
         const replaced = {
