@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { maskEmailAddress } from './suppression.service.js';
+import { maskEmailAddress } from './recipient-view.js';
 
 describe('maskEmailAddress', () => {
   it('keeps the first character and the domain, nothing else of the local part', () => {

@@ -5,7 +5,8 @@ import type { ConsentStatus } from '../db/schema.js';
 import { ConflictError, NotFoundError, ValidationError } from '../errors.js';
 import type { TokenCodec } from '../tracking/tokens.js';
 import type { SuppressionListQueries, SuppressionListRepo, SuppressionReason, SuppressionRow } from './suppression.repo.js';
-import { applyTrackingChoice, trackingViewOf, type TrackingChoice, type TrackingView } from './tracking-preference.js';
+import { applyTrackingChoice, trackingViewOf, type TrackingView } from './tracking-preference.js';
+import { maskEmailAddress, type PreferenceChoices, type PreferencesView, type RecipientView } from './recipient-view.js';
 
 /*
  * The suppression list (P-08) and the recipient's side of it (P-09, P-11): one-click
@@ -28,38 +29,6 @@ const NEEDS_CONSENT_EVIDENCE: readonly SuppressionReason[] = ['unsubscribe', 'co
 const recipientMayRemove = (row: SuppressionRow) => RECIPIENT_REMOVABLE.includes(row.reason) && row.heldReason === null;
 /** The reason a recipient is shown for an entry they cannot undo: what holds it, else its own. */
 const lockReason = (row: SuppressionRow) => row.heldReason ?? row.reason;
-
-export const PREFERENCE_ACTIONS = ['save', 'unsubscribe-all', 'resubscribe-all'] as const;
-export type PreferenceAction = (typeof PREFERENCE_ACTIONS)[number];
-
-export interface PreferenceChoices {
-  action: PreferenceAction;
-  /** The topics the submitted form showed: only these are changed. */
-  topics: string[];
-  /** Among `topics`, those the recipient keeps (the rest are opted out of). */
-  subscribed: string[];
-  /** "Don't track my opens and clicks" (tracking-preference.ts); absent: unchanged. */
-  tracking?: TrackingChoice;
-}
-
-/** The recipient as the pages show them: never the full address (a forwarded mail should not reveal it). */
-export interface RecipientView {
-  workspaceName: string;
-  maskedEmail: string;
-}
-
-export interface PreferencesView extends RecipientView {
-  everything: { suppressed: boolean; reason?: SuppressionReason; lockedByOthers: boolean };
-  topics: { name: string; subscribed: boolean; lockedByOthers: boolean; reason?: SuppressionReason }[];
-  tracking?: TrackingView;
-}
-
-/** `alice@example.com` → `a•••@example.com`: enough for the person to recognise, little for anyone else. */
-export function maskEmailAddress(email: string): string {
-  const at = email.lastIndexOf('@');
-  if (at <= 0) return '•••';
-  return `${email.slice(0, 1)}•••${email.slice(at)}`;
-}
 
 export function presentSuppression(row: SuppressionRow) {
   return {

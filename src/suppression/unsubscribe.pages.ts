@@ -1,6 +1,6 @@
 import { html, type SafeHtml } from '../web/html.js';
 import { renderPage } from '../web/layout.js';
-import type { PreferencesView, RecipientView } from './suppression.service.js';
+import type { PreferencesView, RecipientView } from './recipient-view.js';
 
 /*
  * The recipient's pages. No scripts, no external assets, no cookies: every button is a

@@ -1,7 +1,8 @@
 import { Router, type ErrorRequestHandler, type RequestHandler, type Response } from 'express';
 import { toAppError, ValidationError } from '../errors.js';
 import { readFormFields, type FormFields } from './form-body.js';
-import { PREFERENCE_ACTIONS, type PreferenceAction, type PreferenceChoices, type SuppressionService } from './suppression.service.js';
+import { PREFERENCE_ACTIONS, type PreferenceAction, type PreferenceChoices } from './recipient-view.js';
+import type { SuppressionService } from './suppression.service.js';
 import { TRACKING_CHOICES, type TrackingChoice } from './tracking-preference.js';
 import { preferencesPage, problemPage, unsubscribeQuestionPage, unsubscribedPage } from './unsubscribe.pages.js';
 
