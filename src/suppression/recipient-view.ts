@@ -26,7 +26,8 @@ export interface RecipientView {
 }
 
 export interface PreferencesView extends RecipientView {
-  everything: { suppressed: boolean; reason?: SuppressionReason; lockedByOthers: boolean };
+  /** `own`: the recipient's own opt-out is recorded (an entry a user or a bounce made may stop the mail without it). */
+  everything: { suppressed: boolean; own: boolean; reason?: SuppressionReason; lockedByOthers: boolean };
   topics: { name: string; subscribed: boolean; lockedByOthers: boolean; reason?: SuppressionReason }[];
   tracking?: TrackingView;
 }

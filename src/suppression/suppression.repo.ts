@@ -1,10 +1,10 @@
 import { recordAudit, type AuditEntry } from '../privacy/audit.js';
-import { and, asc, desc, eq, getTableColumns, inArray, isNotNull, isNull, or, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, getTableColumns, inArray, isNotNull, isNull, ne, or, sql } from 'drizzle-orm';
 import type { AddressHasher } from './address-hash.js';
 import { cursorTimestamp, olderThanCursor, type PageCursor } from '../http/cursor.js';
 import { inTransaction, type Db } from '../db/connect.js';
 import { lockAddresses, lockAddressesAndContacts, lockContactAddress, underAddressLock } from './address-lock.js';
-import { recordConsentChanged, recordSuppressionAdded, recordSuppressionRemoved } from '../webhooks/facts.js';
+import { recordConsentChanged, recordRecipientUnsubscribed, recordSuppressionAdded, recordSuppressionRemoved } from '../webhooks/facts.js';
 import { campaignSends, campaigns, consents, contacts, recipients, suppressions, workspaces, type ConsentStatus } from '../db/schema.js';
 
 export type SuppressionReason = (typeof suppressions.$inferInsert)['reason'];
@@ -93,12 +93,16 @@ function suppressionListQueries(db: Db, hashAddress: AddressHasher) {
       return row?.name;
     },
 
-    /** Topics the workspace's campaigns use, for the preference center. */
+    /**
+     * Topics of the workspace's launched campaigns (scheduled or later), for the preference
+     * center: a draft's topic is the sender's plan, not yet anyone's mail, and not shown to
+     * every recipient.
+     */
     async listCampaignTopics(workspaceId: string): Promise<string[]> {
       const rows = await db
         .selectDistinct({ topic: campaigns.topic })
         .from(campaigns)
-        .where(and(eq(campaigns.workspaceId, workspaceId), isNotNull(campaigns.topic), isNull(campaigns.deletedAt)));
+        .where(and(eq(campaigns.workspaceId, workspaceId), isNotNull(campaigns.topic), isNull(campaigns.deletedAt), ne(campaigns.status, 'draft')));
       return rows.map((r) => r.topic!);
     },
 
@@ -164,6 +168,31 @@ function suppressionListQueries(db: Db, hashAddress: AddressHasher) {
             .set({ heldReason: reason })
             .where(and(eq(suppressions.workspaceId, workspaceId), eq(suppressions.id, entry.id), isNull(suppressions.heldReason), inArray(suppressions.reason, [...ownReasons])))
             .returning(),
+      );
+      return row;
+    },
+
+    /**
+     * The recipient's own opt-out over an entry a user or a bounce made (any reason but
+     * `unsubscribe`): the entry becomes the recipient's — reason `unsubscribe` and their link's
+     * `source` (a campaign's unsubscribe count) — and keeps the other reason as `held_reason`,
+     * so it still cannot be undone from the preference page and an admin removes it only with
+     * consent evidence. Under the address lock, with the `unsubscribe` webhook event; undefined
+     * when there is no such entry (none, or the recipient's own already).
+     */
+    async adoptEntry(workspaceId: string, email: string, scope: string, source: string): Promise<SuppressionRow | undefined> {
+      const [row] = await underAddressLock(
+        db,
+        (tx) => lockAddresses(tx, workspaceId, [email]),
+        async (tx) => {
+          const adopted = await tx
+            .update(suppressions)
+            .set({ reason: 'unsubscribe', source, heldReason: sql`${suppressions.reason}` })
+            .where(and(eq(suppressions.workspaceId, workspaceId), ofAddress(email), eq(suppressions.scope, scope), ne(suppressions.reason, 'unsubscribe')))
+            .returning();
+          if (adopted[0]) await recordRecipientUnsubscribed(tx, adopted[0]);
+          return adopted;
+        },
       );
       return row;
     },
@@ -242,14 +271,17 @@ function suppressionListQueries(db: Db, hashAddress: AddressHasher) {
     /** The opt-out locks of these addresses and contacts at once, in key order (address-lock.ts). */
     lockAddressesAndContacts: (workspaceId: string, emails: string[], contactIds: string[]) => lockAddressesAndContacts(db, workspaceId, emails, contactIds),
 
-    /** The contact's "don't track my opens and clicks" state (tracking-preference.ts). */
-    async findContactTracking(workspaceId: string, email: string): Promise<{ id: string; trackingRefusedAt: Date | null } | undefined> {
-      const [row] = await db
+    /**
+     * The "don't track my opens and clicks" state (tracking-preference.ts) of the live contact
+     * with this address and of the live contacts `alsoIds`, in id order.
+     */
+    async findContactsTracking(workspaceId: string, email: string, alsoIds: readonly string[]): Promise<{ id: string; trackingRefusedAt: Date | null }[]> {
+      const byAddress = eq(sql`lower(${contacts.email})`, email.toLowerCase());
+      return db
         .select({ id: contacts.id, trackingRefusedAt: contacts.trackingRefusedAt })
         .from(contacts)
-        .where(and(eq(contacts.workspaceId, workspaceId), eq(sql`lower(${contacts.email})`, email.toLowerCase())))
-        .limit(1);
-      return row;
+        .where(and(eq(contacts.workspaceId, workspaceId), isNull(contacts.deletedAt), alsoIds.length > 0 ? or(byAddress, inArray(contacts.id, [...alsoIds])) : byAddress))
+        .orderBy(asc(contacts.id));
     },
 
     async setContactTrackingRefused(workspaceId: string, contactId: string, refusedAt: Date | null): Promise<void> {

@@ -126,7 +126,10 @@ export function createSuppressionService(deps: { repo: SuppressionListRepo; code
     source: string,
     via: string,
   ): Promise<SuppressionRow | undefined> {
-    const row = await q.insertEntry({ workspaceId: target.workspaceId, email: target.email, scope, reason: 'unsubscribe', source, createdBy: null });
+    const inserted = await q.insertEntry({ workspaceId: target.workspaceId, email: target.email, scope, reason: 'unsubscribe', source, createdBy: null });
+    // An entry a user or a bounce made already stops the mail: the recipient's wish is recorded on it (adoptEntry).
+    const adopted = inserted ? undefined : await q.adoptEntry(target.workspaceId, target.email, scope, source);
+    const row = inserted ?? adopted;
     if (row) {
       await q.insertAudit({
         workspaceId: target.workspaceId,
@@ -134,7 +137,7 @@ export function createSuppressionService(deps: { repo: SuppressionListRepo; code
         action: 'suppression.added',
         subjectType: 'suppression',
         subjectId: row.id,
-        detail: { ...entryDetail(row), via },
+        detail: { ...entryDetail(row), via, ...(adopted ? { heldReason: adopted.heldReason } : {}) },
       });
     }
     return row;
@@ -145,7 +148,7 @@ export function createSuppressionService(deps: { repo: SuppressionListRepo; code
     const all = byScope.get(ALL);
     return {
       ...viewOf(target),
-      everything: { suppressed: Boolean(all), reason: all && lockReason(all), lockedByOthers: Boolean(all && !recipientMayRemove(all)) },
+      everything: { suppressed: Boolean(all), own: all?.reason === 'unsubscribe', reason: all && lockReason(all), lockedByOthers: Boolean(all && !recipientMayRemove(all)) },
       topics: knownTopics(entries, campaignTopics).map((name) => {
         const row = byScope.get(topicScope(name));
         return { name, subscribed: !row, reason: row && lockReason(row), lockedByOthers: Boolean(row && !recipientMayRemove(row)) };
@@ -176,8 +179,9 @@ export function createSuppressionService(deps: { repo: SuppressionListRepo; code
     /** What the unsubscribe page shows. Reads only: mail scanners prefetch this URL. */
     async unsubscribePage(token: string): Promise<RecipientView & { alreadySuppressed: boolean }> {
       const target = await resolveToken(repo, token);
+      // Only the recipient's own opt-out: over a user's or a bounce's entry the button still records theirs.
       const all = await repo.findEntry(target.workspaceId, target.email, ALL);
-      return { ...viewOf(target), alreadySuppressed: Boolean(all) };
+      return { ...viewOf(target), alreadySuppressed: all?.reason === 'unsubscribe' };
     },
 
     /**
@@ -209,7 +213,7 @@ export function createSuppressionService(deps: { repo: SuppressionListRepo; code
       const [entries, topics, tracking] = await Promise.all([
         repo.listEntriesOfAddress(target.workspaceId, target.email),
         repo.listCampaignTopics(target.workspaceId),
-        trackingViewOf(repo, target.workspaceId, target.email),
+        trackingViewOf(repo, target),
       ]);
       return preferencesView(target, entries, topics, tracking);
     },
@@ -235,6 +239,7 @@ export function createSuppressionService(deps: { repo: SuppressionListRepo; code
         let added = 0;
         let removed = 0;
         let addedAll = false;
+        let removedAll = false;
 
         const remove = async (row: SuppressionRow) => {
           if (!recipientMayRemove(row)) throw refuseResubscribe(target.workspaceName);
@@ -255,13 +260,16 @@ export function createSuppressionService(deps: { repo: SuppressionListRepo; code
         if (choices.action === 'unsubscribe-all') {
           // Like the one-click link, an opt-out from everything is counted for the campaign whose mail led here.
           const source = target.campaignId ? `campaign:${target.campaignId}` : 'preference-center';
-          if (!byScope.has(ALL) && (await addEntry(tx, target, ALL, source, 'preference-center'))) {
+          if (byScope.get(ALL)?.reason !== 'unsubscribe' && (await addEntry(tx, target, ALL, source, 'preference-center'))) {
             added += 1;
             addedAll = true;
           }
         } else if (choices.action === 'resubscribe-all') {
           const all = byScope.get(ALL);
-          if (all) await remove(all);
+          if (all) {
+            await remove(all);
+            removedAll = true;
+          }
         } else {
           for (const topic of shown) {
             const row = byScope.get(topicScope(topic));
@@ -271,15 +279,16 @@ export function createSuppressionService(deps: { repo: SuppressionListRepo; code
           }
         }
 
-        // Consent follows the workspace-wide state only: a topic choice neither withdraws nor gives it.
+        // Consent follows the workspace-wide entry only: a topic choice neither withdraws nor gives
+        // it (checking a topic again must not undo an opt-out the sender recorded, say by phone).
         const base = { workspaceId: target.workspaceId, email: target.email, source: 'preference-center', actor: RECIPIENT_ACTOR, auditActor: `recipient:${target.recipientId}` };
         if (addedAll) await recordConsent(tx, { ...base, status: 'opted_out', alsoContactIds: moved });
-        else if (removed > 0 && !byScope.has(ALL)) await recordConsent(tx, { ...base, status: 'opted_in' });
+        else if (removedAll) await recordConsent(tx, { ...base, status: 'opted_in' });
 
         const trackingChanged = choices.tracking ? await applyTrackingChoice(tx, target, choices.tracking, now()) : 0;
 
         const after = await tx.listEntriesOfAddress(target.workspaceId, target.email);
-        const tracking = await trackingViewOf(tx, target.workspaceId, target.email);
+        const tracking = await trackingViewOf(tx, target);
         return { ...preferencesView(target, after, [...known], tracking), changed: added + removed + trackingChanged };
       });
     },

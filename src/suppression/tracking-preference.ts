@@ -3,8 +3,9 @@ import type { SuppressionListQueries } from './suppression.repo.js';
 
 /*
  * "Don't track my opens and clicks" (Soffront: recipients may restrict collection). The
- * choice is kept on the workspace's contact with the address (`contacts.tracking_refused_at`),
- * so it holds for every campaign of that workspace: their mail goes out with no pixel and no
+ * choice is kept on the workspace's live contact with the address, and on the contacts the
+ * link's mail was sent for when their address changed since (`contacts.tracking_refused_at`;
+ * contactsOf below), so it holds for every campaign of that workspace: their mail goes out with no pixel and no
  * rewritten links (campaigns/campaign-mail.ts), and a hit from older mail is kept only as a
  * count (tracking/untracked-hits.ts). An address that is no contact has nowhere to keep it,
  * so the preference center offers it only to contacts.
@@ -22,30 +23,48 @@ export interface TrackingView {
   refused: boolean;
 }
 
-export async function trackingViewOf(q: SuppressionListQueries, workspaceId: string, email: string): Promise<TrackingView | undefined> {
-  const contact = await q.findContactTracking(workspaceId, email);
-  return contact ? { refused: contact.trackingRefusedAt !== null } : undefined;
+/** Whose choice it is: the recipient of the link, and the campaign it came with, if any. */
+export interface TrackingTarget {
+  workspaceId: string;
+  email: string;
+  recipientId: string;
+  campaignId?: string;
 }
 
-/** Applies the choice inside the preference center's transaction; returns 1 when it changed something. */
-export async function applyTrackingChoice(
-  q: SuppressionListQueries,
-  target: { workspaceId: string; email: string; recipientId: string },
-  choice: TrackingChoice,
-  now: Date,
-): Promise<number> {
-  const contact = await q.findContactTracking(target.workspaceId, target.email);
-  if (!contact) throw new ValidationError([{ field: 'tracking', message: 'is not offered for this address' }]);
+/**
+ * The contacts the choice is kept on: the live contact with the address, and the contacts
+ * whose campaign mail went to it before their address changed (the opt-out's rule,
+ * suppression.service.ts movedContacts) — the person who follows the link is theirs.
+ */
+async function contactsOf(q: SuppressionListQueries, target: TrackingTarget) {
+  const moved = await q.findContactsMovedFromRecipient(target.workspaceId, target.recipientId, target.campaignId);
+  return q.findContactsTracking(target.workspaceId, target.email, moved);
+}
+
+/** Refused only when every one of those contacts refused: a choice left half applied shows as not made. */
+export async function trackingViewOf(q: SuppressionListQueries, target: TrackingTarget): Promise<TrackingView | undefined> {
+  const found = await contactsOf(q, target);
+  return found.length > 0 ? { refused: found.every((contact) => contact.trackingRefusedAt !== null) } : undefined;
+}
+
+/** Applies the choice inside the preference center's transaction; returns how many contacts it changed. */
+export async function applyTrackingChoice(q: SuppressionListQueries, target: TrackingTarget, choice: TrackingChoice, now: Date): Promise<number> {
+  const found = await contactsOf(q, target);
+  if (found.length === 0) throw new ValidationError([{ field: 'tracking', message: 'is not offered for this address' }]);
   const refuse = choice === 'refuse';
-  if (refuse === (contact.trackingRefusedAt !== null)) return 0;
-  await q.setContactTrackingRefused(target.workspaceId, contact.id, refuse ? now : null);
-  await q.insertAudit({
-    workspaceId: target.workspaceId,
-    actor: `recipient:${target.recipientId}`,
-    action: refuse ? 'tracking.refused' : 'tracking.allowed',
-    subjectType: 'contact',
-    subjectId: contact.id,
-    detail: { via: 'preference-center' },
-  });
-  return 1;
+  let changed = 0;
+  for (const contact of found) {
+    if (refuse === (contact.trackingRefusedAt !== null)) continue;
+    await q.setContactTrackingRefused(target.workspaceId, contact.id, refuse ? now : null);
+    await q.insertAudit({
+      workspaceId: target.workspaceId,
+      actor: `recipient:${target.recipientId}`,
+      action: refuse ? 'tracking.refused' : 'tracking.allowed',
+      subjectType: 'contact',
+      subjectId: contact.id,
+      detail: { via: 'preference-center' },
+    });
+    changed += 1;
+  }
+  return changed;
 }

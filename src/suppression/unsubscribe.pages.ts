@@ -93,7 +93,7 @@ ${notice ? html`<p class="notice" role="status"><strong>${notice}</strong></p>` 
 ${status}
 ${topics}
 ${tracking}
-${everything.suppressed ? '' : html`<div class="actions"><button type="submit" name="action" value="unsubscribe-all">Unsubscribe from everything</button></div>`}
+${everything.own ? '' : html`<div class="actions"><button type="submit" name="action" value="unsubscribe-all">Unsubscribe from everything</button></div>`}
 </form>`,
   );
 }

@@ -13,8 +13,9 @@ import { sql } from 'drizzle-orm';
  *
  * Why the check is read in the write statement, not kept as a flag on campaign_sends
  * (issue 14): the statement already probes each hit's send by primary key (for its
- * recipient); the check adds one probe of `contacts_untracked_idx` (migrations 0019, 0044), a
- * partial index holding only contacts who refused or were deleted (the purge takes those away
+ * recipient); the check adds two probes of partial indexes holding only contacts who refused
+ * or were deleted (`contacts_untracked_idx` by address, `contacts_untracked_id_idx` by id;
+ * migrations 0019, 0044, 0046) (the purge takes those away
  * within PURGE_AFTER_DAYS) — usually empty, a few pages at most — so
  * it costs the batch no statement and next to no time (BENCHMARKS.md, issue 14 third pass).
  * A flag would save that probe but must be kept right by every path that can change the
@@ -24,13 +25,17 @@ import { sql } from 'drizzle-orm';
 
 /**
  * For the send row `cs` of a hit: does its address belong to a contact of the workspace who
- * refused tracking, or was the send's own contact deleted? (Only that contact: someone added
- * again later at the same address is a new contact, tracked as any other.)
+ * refused tracking, or did the send's own contact refuse (its address may have changed since
+ * the send) or get deleted? (Only that contact: someone added again later at the same address
+ * is a new contact, tracked as any other.) Two probes of partial indexes that hold only such
+ * contacts (migrations 0044, 0046): by address, and by the send's contact id.
  */
-export const sendRefusedTracking = sql`exists (
+export const sendRefusedTracking = sql`(exists (
   select 1 from contacts c
-  where c.workspace_id = cs.workspace_id and lower(c.email) = lower(cs.email)
-    and (c.tracking_refused_at is not null or (c.deleted_at is not null and c.id = cs.contact_id)))`;
+  where c.workspace_id = cs.workspace_id and lower(c.email) = lower(cs.email) and c.tracking_refused_at is not null
+) or exists (
+  select 1 from contacts c
+  where c.workspace_id = cs.workspace_id and c.id = cs.contact_id and (c.tracking_refused_at is not null or c.deleted_at is not null)))`;
 
 /**
  * A data-modifying CTE over `source` (a CTE with workspace_id, campaign_id, type and a boolean

@@ -144,6 +144,11 @@ export async function recordSuppressionAdded(executor: Executor, row: Suppressio
   await recordWebhookEvents(executor, events);
 }
 
+/** A recipient's own opt-out over an entry that already stopped their mail (suppression.repo.ts adoptEntry): no new entry, their wish. */
+export async function recordRecipientUnsubscribed(executor: Executor, row: SuppressionFact): Promise<void> {
+  await recordWebhookEvents(executor, [{ workspaceId: row.workspaceId, type: 'unsubscribe', occurredAt: new Date(), data: suppressionData(row) }]);
+}
+
 export async function recordSuppressionRemoved(executor: Executor, row: SuppressionFact): Promise<void> {
   await recordWebhookEvents(executor, [{ workspaceId: row.workspaceId, type: 'suppression.removed', occurredAt: new Date(), data: suppressionData(row) }]);
 }

@@ -34,7 +34,7 @@ describe.skipIf(!hasChromium)('recipient pages in a real browser', () => {
     for (const topic of topics) {
       const [row] = await db
         .insert(campaigns)
-        .values({ workspaceId: owner.workspaceId, name: `About ${topic}`, kind: 'marketing', subject: 'Hello', audience: { contactIds: [] }, topic })
+        .values({ workspaceId: owner.workspaceId, name: `About ${topic}`, kind: 'marketing', subject: 'Hello', audience: { contactIds: [] }, topic, status: 'completed' })
         .returning({ id: campaigns.id });
       campaignIds.push(row!.id);
     }

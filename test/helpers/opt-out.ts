@@ -41,10 +41,10 @@ export function useOptOutApp() {
   const codec = () => createTokenCodec(ctx.app.config.trackingSecrets);
   const urls = () => createTrackingUrls(codec(), '');
 
-  async function seedCampaign(workspaceId: string, topic: string | null = 'newsletter') {
+  async function seedCampaign(workspaceId: string, topic: string | null = 'newsletter', options: { status?: 'draft' | 'completed' } = {}) {
     const [row] = await db()
       .insert(campaigns)
-      .values({ workspaceId, name: `Campaign ${topic}`, kind: 'marketing', subject: 'Hello', audience: { contactIds: [] }, topic })
+      .values({ workspaceId, name: `Campaign ${topic}`, kind: 'marketing', subject: 'Hello', audience: { contactIds: [] }, topic, status: options.status ?? 'completed' })
       .returning({ id: campaigns.id });
     return row!.id;
   }

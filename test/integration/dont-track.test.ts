@@ -154,6 +154,57 @@ describe("don't track my opens and clicks", () => {
   });
 });
 
+describe("don't track: the person, not only the address", () => {
+  const browser = { 'user-agent': 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36' };
+
+  it("a refusal holds for hits on the contact's older mail after its address changed, and the old mail's page still offers and applies the choice", async () => {
+    const [person, other] = await fixtures.audience(2, { prefix: 'dntmove' });
+    const campaignId = await sendCampaign(`Before the move ${randomUUID()}`, [person!.id, other!.id]);
+    const subject = (await ctx.app.api('GET', `/api/campaigns/${campaignId}`, { token: ctx.owner.token })).body.subject;
+    await ctx.app.database.db.execute(sql`update campaign_sends set sent_at = now() - interval '1 hour' where campaign_id = ${campaignId}::uuid`);
+    const oldMail = received(person!.email, subject);
+    const prefs = pathOf(/Choose what you receive: (\S+)/.exec(oldMail.text)![1]!);
+    expect((await ctx.app.api('POST', prefs, { body: 'action=save&tracking=refuse', headers: FORM })).status).toBe(200);
+
+    const moved = await ctx.app.api('PATCH', `/api/contacts/${person!.id}`, { token: ctx.owner.token, json: { email: `moved-${randomUUID()}@example.test` } });
+    expect(moved.status, moved.text).toBe(200);
+    expect((await fetch(`${ctx.app.baseUrl}${PIXEL.exec(oldMail.html!)![0]}`, { headers: browser })).status).toBe(200);
+    expect((await fetch(`${ctx.app.baseUrl}${PIXEL.exec(received(other!.email, subject).html!)![0]}`, { headers: browser })).status).toBe(200);
+    await ctx.app.services.tracking.flush();
+    const ledger = await fixtures.ledger(campaignId);
+    const sendOf = (email: string) => ledger.find((row) => row.email === email)!.id;
+    const events = await ctx.app.database.db.select().from(trackingEvents).where(eq(trackingEvents.campaignId, campaignId));
+    expect(events.filter((e) => e.sendId === sendOf(person!.email))).toEqual([]);
+    expect(events.filter((e) => e.sendId === sendOf(other!.email))).toHaveLength(1);
+    expect((await ctx.app.database.db.select().from(untrackedHitCounts).where(eq(untrackedHitCounts.campaignId, campaignId))).map((c) => [c.type, c.hits])).toEqual([['open', 1]]);
+
+    // The old mail's page is still the moved contact's: it shows the choice and applies it there.
+    const page = await ctx.app.api('GET', prefs);
+    expect(page.text).toMatch(/value="refuse" checked/);
+    const allowed = await ctx.app.api('POST', prefs, { body: 'action=save&tracking=allow', headers: FORM });
+    expect(allowed.status, allowed.text).toBe(200);
+    const [after] = await ctx.app.database.db.select().from(contacts).where(eq(contacts.id, person!.id));
+    expect(after!.trackingRefusedAt).toBeNull();
+  });
+
+  it('the choice is kept on the live contact at the address, never on a deleted one', async () => {
+    const [first] = await fixtures.audience(1, { prefix: 'dntdel' });
+    const subject = `Before re-adding ${randomUUID()}`;
+    await sendCampaign(subject, [first!.id]);
+    const prefs = pathOf(/Choose what you receive: (\S+)/.exec(received(first!.email, subject).text)![1]!);
+    expect((await ctx.app.api('DELETE', `/api/contacts/${first!.id}`, { token: ctx.owner.token })).status).toBe(204);
+    const again = await ctx.app.api('POST', '/api/contacts', { token: ctx.owner.token, json: { email: first!.email } });
+    expect(again.status).toBe(201);
+
+    const saved = await ctx.app.api('POST', prefs, { body: 'action=save&tracking=refuse', headers: FORM });
+    expect(saved.status, saved.text).toBe(200);
+    expect(saved.text).toMatch(/value="refuse" checked/);
+    const rows = await ctx.app.database.db.select().from(contacts).where(eq(contacts.workspaceId, ctx.owner.workspaceId));
+    expect(rows.find((c) => c.id === again.body.id)!.trackingRefusedAt).not.toBeNull();
+    expect(rows.find((c) => c.id === first!.id)!.trackingRefusedAt).toBeNull();
+  });
+});
+
 describe('P-13 a deleted contact', () => {
   it("P-13 hits on mail sent before a contact's deletion are answered and only counted; a new contact at the same address is tracked as any other", async () => {
     const [gone, stays] = await fixtures.audience(2, { prefix: 'gone' });

@@ -143,12 +143,66 @@ describe('preference center (P-09, P-11)', () => {
     expect(await entriesOf(ctx.owner.workspaceId, 'bounced@example.test')).toHaveLength(2);
   });
 
-  it('a one-click opt-out after a bounce still records the recipient\'s withdrawal (P-11), without a second entry', async () => {
+  it('a one-click opt-out after a bounce records the recipient\'s withdrawal (P-11) on the entry, without a second one', async () => {
     const mailed = await seedMailedAddress('bounced.then.out@example.test');
     await db().insert(suppressions).values({ workspaceId: ctx.owner.workspaceId, email: 'bounced.then.out@example.test', reason: 'bounce', source: 'dsn' });
     expect((await oneClick(mailed.path)).status).toBe(200);
-    expect(await entriesOf(ctx.owner.workspaceId, 'bounced.then.out@example.test')).toMatchObject([{ reason: 'bounce' }]);
+    expect(await entriesOf(ctx.owner.workspaceId, 'bounced.then.out@example.test')).toMatchObject([
+      { reason: 'unsubscribe', heldReason: 'bounce', source: `campaign:${mailed.campaignId}` },
+    ]);
     expect((await consentsOf(mailed.contactId!)).map((c) => c.status)).toEqual(['opted_in', 'opted_out']);
+  });
+
+  it("P-08 a recipient's opt-out over a user's manual entry becomes theirs: counted for the campaign, held by the manual reason, removable only with consent evidence", async () => {
+    const address = 'manual.then.out@example.test';
+    const mailed = await seedMailedAddress(address);
+    const manual = await ctx.app.api('POST', '/api/suppressions', { token: ctx.owner.token, json: { email: address, reason: 'manual', note: 'pause' } });
+    expect(manual.status).toBe(201);
+    // Their mail is stopped already, but their own wish is not recorded: both pages still offer it.
+    expect((await ctx.app.api('GET', mailed.path)).text).toContain(`action="${mailed.path}"`);
+    expect((await ctx.app.api('GET', mailed.prefs)).text).toContain('value="unsubscribe-all"');
+
+    expect((await oneClick(mailed.path)).status).toBe(200);
+    expect(await entriesOf(ctx.owner.workspaceId, address)).toMatchObject([
+      { id: manual.body.id, scope: 'all', reason: 'unsubscribe', heldReason: 'manual', source: `campaign:${mailed.campaignId}` },
+    ]);
+    const audit = (await auditOf(ctx.owner.workspaceId)).filter((a) => a.subjectId === manual.body.id && a.actor === `recipient:${mailed.recipientId}`);
+    expect(audit).toMatchObject([{ action: 'suppression.added', detail: { heldReason: 'manual', via: 'unsubscribe-link' } }]);
+    expect((await ctx.app.api('GET', mailed.prefs)).text).not.toContain('value="unsubscribe-all"');
+    expect((await ctx.app.api('GET', mailed.path)).text).toContain('You are unsubscribed');
+    // A replay changes nothing more.
+    const before = await snapshotCounts(db());
+    expect((await oneClick(mailed.path)).status).toBe(200);
+    expect(await snapshotCounts(db())).toEqual(before);
+
+    // Removing the entry now needs the recipient's new consent, not a note alone.
+    const removal = await ctx.app.api('DELETE', `/api/suppressions/${manual.body.id}`, { token: ctx.owner.token, json: { note: 'fixed' } });
+    expect(removal.status).toBe(400);
+    expect(await entriesOf(ctx.owner.workspaceId, address)).toHaveLength(1);
+  });
+
+  it("P-11 checking a topic again gives no consent: an opt-out the sender recorded stands", async () => {
+    const mailed = await seedMailedAddress('phone.out@example.test');
+    const phone = await ctx.app.api('POST', `/api/contacts/${mailed.contactId}/consents`, { token: ctx.owner.token, json: { status: 'opted_out', source: 'phone call' } });
+    expect(phone.status).toBe(201);
+    expect((await save(mailed.prefs, [['topics', 'newsletter'], ['action', 'save']])).status).toBe(200);
+    expect((await save(mailed.prefs, [['topics', 'newsletter'], ['subscribed', 'newsletter'], ['action', 'save']])).status).toBe(200);
+    expect(await entriesOf(ctx.owner.workspaceId, 'phone.out@example.test')).toEqual([]);
+    expect((await consentsOf(mailed.contactId!)).map((c) => [c.status, c.source])).toEqual([
+      ['opted_in', 'signup-form'],
+      ['opted_out', 'phone call'],
+    ]);
+  });
+
+  it("a draft's topic is not shown to recipients: it is the sender's plan, nobody's mail yet", async () => {
+    await seedCampaign(ctx.owner.workspaceId, 'acquisition-plan', { status: 'draft' });
+    const mailed = await seedMailedAddress('draft.topics@example.test');
+    const page = await ctx.app.api('GET', mailed.prefs);
+    expect(page.status).toBe(200);
+    expect(page.text).toContain('value="newsletter"');
+    expect(page.text).not.toContain('acquisition-plan');
+    const refused = await save(mailed.prefs, [['topics', 'acquisition-plan'], ['action', 'save']]);
+    expect(refused.status).toBe(400);
   });
 
   it('a form naming unknown topics or fields → 400 page and nothing changes', async () => {

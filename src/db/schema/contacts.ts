@@ -41,6 +41,8 @@ export const contacts = pgTable(
     index('contacts_workspace_created_idx').on(t.workspaceId, t.createdAt, t.id),
     // Only contacts who refused tracking or were deleted: the event writer's per-hit probe (migrations 0019, 0044).
     index('contacts_untracked_idx').on(t.workspaceId, sql`lower(${t.email})`).where(sql`${t.trackingRefusedAt} is not null or ${t.deletedAt} is not null`),
+    // The same contacts by id: a send's own contact who refused tracking after its address changed (migration 0046).
+    index('contacts_untracked_id_idx').on(t.workspaceId, t.id).where(sql`${t.trackingRefusedAt} is not null or ${t.deletedAt} is not null`),
     // Contact search: trigrams of contactSearchText (pg_trgm, migration 0030). The operator class
     // rides in the expression (drizzle's `.op()` is for plain columns). New entries wait in a
     // pending list of at most 256 kB, merged into the index when it fills: every search reads
