@@ -36,6 +36,7 @@ import { contentSecurityPolicy } from '../web/csp.js';
 import { webErrorPage, type WebContext } from '../web/web.middleware.js';
 import { WEB_PATHS, webRoutes } from '../web/web.routes.js';
 import { APP_PAGE_GROUPS } from '../web/pages.js';
+import { isAppReadableForm } from './form-body.js';
 import { createServices, type AppDeps, type Services } from '../app.js';
 
 /*
@@ -99,7 +100,8 @@ export function createApp(deps: AppDeps, services: Services = createServices(dep
   // 1:1 mail may carry up to Gmail's 35 MB; every other JSON body is small.
   app.use('/api/messages', express.json({ limit: '36mb' }));
   app.use(express.json({ limit: '1mb' }));
-  app.use(express.urlencoded({ extended: false, limit: '100kb' }));
+  // Forms in UTF-8 or ISO-8859-1; another charset is left to the route (http/form-body.ts), not a 415.
+  app.use(express.urlencoded({ extended: false, limit: '100kb', type: (req) => isAppReadableForm(req) }));
   // One rule for every string a client sends: no NUL, no lone surrogate (400 invalid_text).
   app.use(rejectBadText());
 

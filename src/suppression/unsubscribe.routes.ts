@@ -1,6 +1,6 @@
 import { Router, type ErrorRequestHandler, type RequestHandler, type Response } from 'express';
 import { toAppError, ValidationError } from '../errors.js';
-import { readFormFields, type FormFields } from './form-body.js';
+import { readFormFields, type FormFields } from '../http/form-body.js';
 import { PREFERENCE_ACTIONS, type PreferenceAction, type PreferenceChoices } from './recipient-view.js';
 import type { SuppressionService } from './suppression.service.js';
 import { TRACKING_CHOICES, type TrackingChoice } from './tracking-preference.js';

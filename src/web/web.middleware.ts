@@ -4,7 +4,7 @@ import type { Config } from '../config.js';
 import type { AuthContext, AuthService } from '../auth/auth.service.js';
 import { AppError, ForbiddenError, toAppError } from '../errors.js';
 import { assertCleanText } from '../http/text.js';
-import { readMultipartForm } from '../suppression/form-body.js';
+import { readMultipartForm } from '../http/form-body.js';
 import type { Logger } from '../logger.js';
 import { html } from './html.js';
 import type { WebCookies } from './cookies.js';

@@ -1,6 +1,7 @@
+import type { IncomingMessage } from 'node:http';
 import type { Request } from 'express';
 import { AppError, UnsupportedMediaTypeError, ValidationError } from '../errors.js';
-import { assertCleanText, isCleanText } from '../http/text.js';
+import { assertCleanText, isCleanText } from './text.js';
 
 /** A submitted HTML form: each field name with every value it was given, in order. */
 export type FormFields = Map<string, string[]>;
@@ -24,7 +25,34 @@ export async function readFormFields(req: Request, options: { plainText?: boolea
   if (kind === null) return new Map();
   if (kind === false) throw new UnsupportedMediaTypeError(FORM_TYPES.join(' or '));
   if (kind === 'multipart/form-data') return parseMultipart(req);
+  // The app's parser reads only UTF-8 and ISO-8859-1 forms (isAppReadableForm); another charset is read here.
+  if (req.body === undefined) return parseUrlencoded(req);
   return fromParsedBody(req.body);
+}
+
+/**
+ * Whether the app's urlencoded parser (http/express-app.ts) should read this body: a form in
+ * the charsets it knows (UTF-8, ISO-8859-1, or none named). It answers any other with a 415
+ * before a route runs, and an RFC 8058 client naming `us-ascii` or `windows-1252` would lose its
+ * opt-out to that, so such a body is left unread for readFormFields.
+ */
+export function isAppReadableForm(req: IncomingMessage): boolean {
+  const contentType = req.headers['content-type'] ?? '';
+  if (!/^\s*application\/x-www-form-urlencoded\s*(;|$)/i.test(contentType)) return false;
+  const charset = charsetOf(contentType);
+  return charset === undefined || charset === 'utf-8' || charset === 'iso-8859-1';
+}
+
+/** A urlencoded body in another charset (isAppReadableForm): decoded by its label, then read as a form. */
+async function parseUrlencoded(req: Request): Promise<FormFields> {
+  const text = decodePlainText(await readBodyUpTo(req, MAX_MULTIPART_BYTES), charsetOf(req.headers['content-type']));
+  const fields: FormFields = new Map();
+  for (const [name, value] of new URLSearchParams(text)) {
+    assertCleanText(name, '(field name)');
+    assertCleanText(value, name);
+    fields.set(name, [...(fields.get(name) ?? []), value]);
+  }
+  return fields;
 }
 
 /**
@@ -57,6 +85,7 @@ function charsetOf(contentType: string | undefined): string | undefined {
 /**
  * Bytes as text: a byte-order mark wins (it is what the bytes are), then the named charset,
  * then UTF-8. A charset TextDecoder does not know is a 415: we cannot read what was meant.
+ * (TextDecoder reads `us-ascii` as windows-1252, its superset.)
  */
 function decodePlainText(body: Buffer, charset: string | undefined): string {
   const bom = body[0] === 0xff && body[1] === 0xfe ? 'utf-16le' : body[0] === 0xfe && body[1] === 0xff ? 'utf-16be' : undefined;
