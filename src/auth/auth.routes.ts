@@ -1,7 +1,7 @@
 import { Router, type Request, type RequestHandler } from 'express';
 import { z } from 'zod';
 import { parseId } from '../http/params.js';
-import { parseInput } from '../http/validate.js';
+import { parseInput, entityId } from '../http/validate.js';
 import { authOf, requireRole } from './auth.middleware.js';
 import type { AuthService } from './auth.service.js';
 import { MAX_DEVICE_TOKEN_LENGTH } from './login-devices.js';
@@ -29,7 +29,7 @@ export const signupBody = z.object({
 export const loginBody = z.object({
   email: z.string().max(254),
   password: z.string().max(200),
-  workspaceId: z.uuid().optional(),
+  workspaceId: entityId.optional(),
   /** What an earlier login answered as `deviceToken`: this client is throttled as a known device. */
   deviceToken: z.string().max(MAX_DEVICE_TOKEN_LENGTH).optional(),
 });

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { authOf } from '../auth/auth.middleware.js';
 import { assertCsvUpload } from '../contacts/contacts.routes.js';
 import { parseId } from '../http/params.js';
-import { isoInstant, parseInput } from '../http/validate.js';
+import { isoInstant, parseInput, entityId } from '../http/validate.js';
 import type { IdempotentRoute } from '../idempotency/idempotency.middleware.js';
 import type { CampaignsService } from './campaigns.service.js';
 import { segmentSchema } from './segment.js';
@@ -32,12 +32,12 @@ export const campaignBody = z
   .object({
     name: z.string().trim().min(1).max(200),
     kind: z.enum(['marketing', 'transactional']),
-    mailboxId: z.uuid(),
+    mailboxId: entityId,
     subject: headerText,
     html: body.optional(),
     text: body.optional(),
     topic: z.string().trim().regex(TOPIC_NAME, TOPIC_RULE).optional(),
-    contactIds: z.array(z.uuid()).min(1).max(100_000).optional(),
+    contactIds: z.array(entityId).min(1).max(100_000).optional(),
     segment: segmentSchema.optional(),
     steps: z.array(step).max(10).default([]),
     startAt: isoInstant.optional(),

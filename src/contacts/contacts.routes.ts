@@ -6,7 +6,7 @@ import { pageCursorField } from '../http/cursor.js';
 import { parseId } from '../http/params.js';
 import { parseInput } from '../http/validate.js';
 import { MAX_IMPORT_BYTES } from './contacts-import.js';
-import type { ContactsService } from './contacts.service.js';
+import { MAX_CONTACT_ATTRIBUTES, type ContactsService } from './contacts.service.js';
 import { emailAddressField } from './email-address.js';
 import { ATTRIBUTE_NAME, ATTRIBUTE_NAME_RULE } from './import-columns.js';
 
@@ -16,7 +16,7 @@ const attributes = z
     z.string().regex(ATTRIBUTE_NAME, `attribute names are ${ATTRIBUTE_NAME_RULE}`),
     z.union([z.string().max(2000), z.number(), z.boolean(), z.null()]),
   )
-  .refine((value) => Object.keys(value).length <= 100, 'at most 100 attributes');
+  .refine((value) => Object.keys(value).length <= MAX_CONTACT_ATTRIBUTES, `at most ${MAX_CONTACT_ATTRIBUTES} attributes`);
 
 export const createContactBody = z.object({ email: emailAddressField, firstName: name.optional(), lastName: name.optional(), attributes: attributes.optional() });
 export const patchContactBody = z

@@ -2,7 +2,7 @@ import { actorOf } from '../auth/actor.js';
 import { encodeCursor, type PageCursor } from '../http/cursor.js';
 import type { AuthContext } from '../auth/auth.service.js';
 import type { ConsentStatus } from '../db/schema.js';
-import { ConflictError, NotFoundError } from '../errors.js';
+import { ConflictError, NotFoundError, ValidationError } from '../errors.js';
 import type { Readable } from 'node:stream';
 import { importContactsCsv } from './contacts-import.js';
 import type { ColumnMapping } from './import-columns.js';
@@ -30,6 +30,9 @@ function presentContact(contact: ContactRow, consent: ConsentRow | undefined) {
   };
 }
 
+
+/** Attributes one contact may hold (a request may name as many: contacts.routes.ts). */
+export const MAX_CONTACT_ATTRIBUTES = 100;
 
 /** JSON merge patch (RFC 7396) for attributes: a null value removes the key. */
 function mergeAttributes(current: Record<string, unknown>, patch: Record<string, AttributeValue>) {
@@ -123,10 +126,12 @@ export function createContactsService(deps: {
     ) {
       const existing = await requireContact(auth, id);
       const { attributes, ...rest } = patch;
-      const updated = await repo.update(auth.workspaceId, id, {
-        ...rest,
-        ...(attributes ? { attributes: mergeAttributes(existing.attributes, attributes) } : {}),
-      });
+      const merged = attributes ? mergeAttributes(existing.attributes, attributes) : undefined;
+      // The request's own limit is per request; this one is the contact's, whatever patches came before.
+      if (merged && Object.keys(merged).length > MAX_CONTACT_ATTRIBUTES) {
+        throw new ValidationError([{ field: 'attributes', message: `a contact has at most ${MAX_CONTACT_ATTRIBUTES} attributes; remove some (a null value removes one)` }]);
+      }
+      const updated = await repo.update(auth.workspaceId, id, { ...rest, ...(merged ? { attributes: merged } : {}) });
       if (updated === 'conflict') throw duplicate(patch.email!);
       if (!updated) throw new NotFoundError('Contact');
       const latest = await repo.latestConsents(auth.workspaceId, [id]);

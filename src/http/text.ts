@@ -1,5 +1,5 @@
 import type { RequestHandler } from 'express';
-import { InvalidTextError } from '../errors.js';
+import { InvalidTextError, ValidationError } from '../errors.js';
 
 /**
  * Text PostgreSQL cannot store (U+0000) or that is not Unicode at all (a UTF-16 surrogate
@@ -12,11 +12,19 @@ const BAD_TEXT = /\u0000|[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])
 
 export const isCleanText = (text: string): boolean => !BAD_TEXT.test(text);
 
-/** The path of the first string (value or key) holding bad text, or undefined when all are clean. */
+/**
+ * No body of ours nests deeper than this. Deeper is refused (400), not walked: left unchecked it
+ * would hide bad text, and code that walks a body by recursion (a hash of it, a serializer)
+ * overflowed the stack on a few kilobytes of brackets (a 500).
+ */
+export const MAX_BODY_DEPTH = 64;
+
+/** The path of the first string (value or key) holding bad text, or undefined when all are clean. Throws past MAX_BODY_DEPTH. */
 export function findBadText(value: unknown, path: string[] = [], depth = 0): string | undefined {
   const here = () => (path.length > 0 ? path.join('.') : '(body)');
   if (typeof value === 'string') return isCleanText(value) ? undefined : here();
-  if (value === null || typeof value !== 'object' || depth > 64) return undefined;
+  if (value === null || typeof value !== 'object') return undefined;
+  if (depth >= MAX_BODY_DEPTH) throw new ValidationError([{ field: here(), message: `is nested more than ${MAX_BODY_DEPTH} levels deep` }]);
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i += 1) {
       const found = findBadText(value[i], [...path, String(i)], depth + 1);

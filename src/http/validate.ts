@@ -1,17 +1,28 @@
 import { z } from 'zod';
 import { ValidationError } from '../errors.js';
 
-/** Parses request input against a schema, or throws a 400 naming every bad field. */
+/** At most this many problems are named in one answer: a 300 KB array of bad items made a 15 MB error. */
+const MAX_ISSUES = 20;
+
+/** Parses request input against a schema, or throws a 400 naming the bad fields (the first MAX_ISSUES, then how many more). */
 export function parseInput<S extends z.ZodType>(schema: S, input: unknown): z.output<S> {
   const result = schema.safeParse(input);
   if (result.success) return result.data;
-  throw new ValidationError(
-    result.error.issues.map((issue) => ({
-      field: issue.path.length > 0 ? issue.path.join('.') : '(body)',
-      message: issue.message,
-    })),
-  );
+  const { issues } = result.error;
+  const named = issues.slice(0, MAX_ISSUES).map((issue) => ({
+    field: issue.path.length > 0 ? issue.path.join('.') : '(body)',
+    message: issue.message,
+  }));
+  if (issues.length > MAX_ISSUES) named.push({ field: '(body)', message: `and ${issues.length - MAX_ISSUES} more problems` });
+  throw new ValidationError(named);
 }
+
+/**
+ * An id a client sends: a UUID in any case, lowercased as PostgreSQL prints it, so that two
+ * spellings of one id compare equal in our code too (a self-grant in capitals passed the
+ * self check; an audience naming one contact in both cases was refused as unknown ids).
+ */
+export const entityId = z.uuid().transform((id) => id.toLowerCase());
 
 /**
  * An ISO 8601 instant with its offset, inside years 1970–9999. JavaScript accepts

@@ -4,7 +4,7 @@ import { authOf } from '../auth/auth.middleware.js';
 import { emailAddressField } from '../contacts/email-address.js';
 import type { MessageContentReader } from '../gmail/message-content.js';
 import { parseId } from '../http/params.js';
-import { parseInput } from '../http/validate.js';
+import { parseInput, entityId } from '../http/validate.js';
 import type { IdempotentRoute } from '../idempotency/idempotency.middleware.js';
 import { CONTENT_PURPOSES } from '../privacy/gmail-guard.js';
 import type { MessagesService } from './messages.service.js';
@@ -17,14 +17,14 @@ const headerText = z.string().max(998).refine((v) => !/[\r\n]/.test(v), 'must no
 
 export const sendMessageBody = z
   .object({
-    mailboxId: z.uuid(),
+    mailboxId: entityId,
     to: addressList,
     cc: addressList.optional(),
     bcc: addressList.optional(),
     subject: headerText,
     text: z.string().optional(),
     html: z.string().optional(),
-    inReplyTo: z.uuid().optional(),
+    inReplyTo: entityId.optional(),
   })
   .strict()
   .refine((m) => m.text !== undefined || m.html !== undefined, { message: 'give text, html or both', path: ['text'] })

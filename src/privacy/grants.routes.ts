@@ -2,13 +2,13 @@ import { Router, type RequestHandler } from 'express';
 import { z } from 'zod';
 import { authOf } from '../auth/auth.middleware.js';
 import { parseId } from '../http/params.js';
-import { isoInstant, parseInput } from '../http/validate.js';
+import { isoInstant, parseInput, entityId } from '../http/validate.js';
 import type { GrantsService } from './grants.service.js';
 
 export const grantBody = z
   .object({
-    messageId: z.uuid(),
-    granteeUserId: z.uuid(),
+    messageId: entityId,
+    granteeUserId: entityId,
     expiresAt: isoInstant,
     reason: z.string().trim().min(1).max(500).optional(),
   })

@@ -2,7 +2,7 @@ import { Router, type RequestHandler, type Response } from 'express';
 import { z } from 'zod';
 import { authOf, requireRole } from '../auth/auth.middleware.js';
 import { parseId } from '../http/params.js';
-import { isoInstant, parseInput } from '../http/validate.js';
+import { isoInstant, parseInput, entityId } from '../http/validate.js';
 import { DATA_KINDS, type ExportService } from './export.service.js';
 import { writeJsonDocument, type ExportSection } from './json-stream.js';
 import type { LegalRequestsService } from './legal-requests.service.js';
@@ -18,9 +18,9 @@ export const legalRequestBody = z
     reference: text(200),
     scope: z
       .object({
-        contactIds: z.array(z.uuid().transform((id) => id.toLowerCase())).max(1000).default([]),
+        contactIds: z.array(entityId).max(1000).default([]),
         addresses: z.array(email).max(1000).default([]),
-        mailboxIds: z.array(z.uuid().transform((id) => id.toLowerCase())).max(100).default([]),
+        mailboxIds: z.array(entityId).max(100).default([]),
         from: isoInstant,
         to: isoInstant,
         kinds: z.array(z.enum(DATA_KINDS)).min(1).max(DATA_KINDS.length),

@@ -363,7 +363,9 @@ export function createSuppressionService(deps: { repo: SuppressionListRepo; code
             { field: 'consentSource', message: `is required to remove a ${entry.reason} entry: say where the recipient's new consent came from` },
           ]);
         }
-        await tx.deleteEntry(auth.workspaceId, id);
+        // Two removals at once both read the entry; only the one whose delete found it goes on
+        // (one audit row, one consent record), the other is a 404 as if it came later.
+        if (!(await tx.deleteEntry(auth.workspaceId, id))) throw new NotFoundError('Suppression');
         await tx.insertAudit({
           workspaceId: auth.workspaceId,
           actor: actorOf(auth),

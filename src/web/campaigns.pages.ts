@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { campaignBody } from '../campaigns/campaigns.routes.js';
 import { maySendFrom } from '../campaigns/campaigns.service.js';
 import { parseId } from '../http/params.js';
-import { parseInput } from '../http/validate.js';
+import { parseInput, entityId } from '../http/validate.js';
 import { MAIL_FRAME_POLICY } from './csp.js';
 import { campaignBodyFromForm, emptyForm, formFromCampaign, readCampaignForm, type CampaignFormValues, type FormBody } from './campaign-form.js';
 import { campaignEditor } from './campaign-editor.view.js';
@@ -18,7 +18,7 @@ import { sendAppPage, signedIn, type WebContext } from './web.middleware.js';
  */
 
 const PREVIEW_CONTACTS = 50;
-const contactQuery = z.object({ contact: z.uuid().optional() });
+const contactQuery = z.object({ contact: entityId.optional() });
 
 export function campaignPages(ctx: WebContext): Router {
   const router = Router();

@@ -93,6 +93,16 @@ describe('campaign drafts', () => {
     expect(res.body.error.code).toBe('validation_failed');
   });
 
+  it('one contact named twice, in two cases, is one recipient', async () => {
+    const contact = (await ctx.app.api('POST', '/api/contacts', { token: ctx.owner.token, json: { email: 'twice.named@x.test' } })).body;
+    const res = await ctx.app.api('POST', '/api/campaigns', {
+      token: ctx.owner.token,
+      json: { name: 'x', kind: 'marketing', mailboxId: mailbox.id.toUpperCase(), subject: 'Hi', text: 'x', contactIds: [contact.id, contact.id.toUpperCase()] },
+    });
+    expect(res.status, res.text).toBe(201);
+    expect(new Set(res.body.audience.contactIds)).toEqual(new Set([contact.id]));
+  });
+
   it("refuses another workspace's contacts or mailbox", async () => {
     const stranger = await signUp(ctx.app);
     const theirs = (await ctx.app.api('POST', '/api/contacts', { token: stranger.token, json: { email: 'theirs@x.test' } })).body.id;

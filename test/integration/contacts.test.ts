@@ -53,6 +53,21 @@ describe('contacts CRUD', () => {
     expect(unknownField.status).toBe(400);
   });
 
+  it('a contact holds at most 100 attributes, however many patches add them; a patch removing some makes room', async () => {
+    const full = Object.fromEntries(Array.from({ length: 100 }, (_, i) => [`a${i}`, i]));
+    const contact = (await create({ email: 'many.attributes@example.com', attributes: full })).body;
+    const patch = (attributes: Record<string, unknown>) => ctx.app.api('PATCH', `/api/contacts/${contact.id}`, { token: ctx.owner.token, json: { attributes } });
+    const over = await patch({ more: 'x' });
+    expect(over.status).toBe(400);
+    expect(over.body.error.details).toEqual([expect.objectContaining({ field: 'attributes' })]);
+    const stored = await ctx.app.api('GET', `/api/contacts/${contact.id}`, { token: ctx.owner.token });
+    expect(Object.keys(stored.body.attributes)).toHaveLength(100);
+    const swapped = await patch({ a0: null, more: 'x' });
+    expect(swapped.status).toBe(200);
+    expect(Object.keys(swapped.body.attributes)).toHaveLength(100);
+    expect(swapped.body.attributes.more).toBe('x');
+  });
+
   it('DELETE removes the contact and its consent history', async () => {
     const contact = (await create({ email: 'bye@example.com' })).body;
     await ctx.app.api('POST', `/api/contacts/${contact.id}/consents`, { token: ctx.owner.token, json: { status: 'opted_in', source: 'form' } });

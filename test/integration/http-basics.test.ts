@@ -116,6 +116,32 @@ describe('issue 9: the smaller items', () => {
     expect(await ok.text()).toContain('http_requests_total');
   });
 
+  it('a 400 names at most 20 problems and says how many more: 100,000 bad items made a 15 MB answer', async () => {
+    const res = await ctx.app.api('POST', '/api/campaigns', { token: ctx.owner.token, json: { name: 'x', contactIds: Array<number>(100_000).fill(0) } });
+    expect(res.status).toBe(400);
+    expect(res.body.error.details).toHaveLength(21);
+    expect(res.body.error.details[20].message).toMatch(/^and \d+ more problems$/);
+    expect(res.text.length).toBeLessThan(10_000);
+  });
+
+  it('a body nested deeper than 64 levels is a 400 and changes nothing, with or without an Idempotency-Key (it was a 500 with one)', async () => {
+    const before = await snapshotCounts(ctx.app.database.db);
+    const deep = `{"name":"x","x":${'['.repeat(5000)}${']'.repeat(5000)}}`;
+    const variants: Record<string, string>[] = [{ 'content-type': 'application/json' }, { 'content-type': 'application/json', 'idempotency-key': 'deep-1' }];
+    for (const headers of variants) {
+      for (const path of ['/api/campaigns', '/api/messages']) {
+        const res = await ctx.app.api('POST', path, { token: ctx.owner.token, body: deep, headers });
+        expect(res.status, `${path} ${JSON.stringify(headers)}`).toBe(400);
+        expect(res.body.error.code).toBe('validation_failed');
+      }
+    }
+    // 64 levels are still read (and refused by the route's own schema, not by depth).
+    const shallow = await ctx.app.api('POST', '/api/campaigns', { token: ctx.owner.token, json: { name: 'x', x: JSON.parse(`${'['.repeat(62)}${']'.repeat(62)}`) } });
+    expect(shallow.status).toBe(400);
+    expect(JSON.stringify(shallow.body)).not.toContain('levels deep');
+    expect(await snapshotCounts(ctx.app.database.db)).toEqual(before);
+  });
+
   it.each(['/u/some-token', '/U/some-token', '/p/some-token'])('%s answers body-parser 413 and 415 as its HTML page', async (path) => {
     const big = await ctx.app.api('POST', path, { body: `List-Unsubscribe=${'x'.repeat(200 * 1024)}`, headers: { 'content-type': 'application/x-www-form-urlencoded' } });
     expect(big.status).toBe(413);

@@ -179,6 +179,8 @@ describe('P-03 access grants', () => {
     const cases: [string, Record<string, unknown>, number, string][] = [
       [admin.token, { messageId, granteeUserId: member.userId, expiresAt: inDays(1) }, 403, 'forbidden'],
       [owner.token, { messageId, granteeUserId: owner.userId, expiresAt: inDays(1) }, 422, 'grant_to_self'],
+      // The same id in capitals is the same person.
+      [owner.token, { messageId, granteeUserId: owner.userId.toUpperCase(), expiresAt: inDays(1) }, 422, 'grant_to_self'],
       [owner.token, { messageId, granteeUserId: stranger.userId, expiresAt: inDays(1) }, 422, 'grantee_not_member'],
       [owner.token, { messageId, granteeUserId: member.userId, expiresAt: inDays(-1) }, 422, 'invalid_grant_expiry'],
       [owner.token, { messageId, granteeUserId: member.userId, expiresAt: inDays(91) }, 422, 'invalid_grant_expiry'],

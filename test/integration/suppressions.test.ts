@@ -152,6 +152,18 @@ describe('/api/suppressions', () => {
     expect((await auditFor(row!.id))[0]).toMatchObject({ action: 'suppression.removed', detail: { consentSource: 'signed form 2026-11-20' } });
   });
 
+  it('removals of one entry at once: one 204, the others 404, one audit row and one consent record (a server ran them all)', async () => {
+    const contact = (await app.api('POST', '/api/contacts', { token: owner.token, json: { email: 'removed.twice@example.test' } })).body;
+    const [row] = await db()
+      .insert(suppressions)
+      .values({ workspaceId: owner.workspaceId, email: 'removed.twice@example.test', reason: 'complaint', source: 'api' })
+      .returning();
+    const answers = await Promise.all(Array.from({ length: 12 }, () => remove(row!.id, { note: 'n', consentSource: 'form' })));
+    expect(answers.map((a) => a.status).sort()).toEqual([204, ...Array<number>(11).fill(404)]);
+    expect((await auditFor(row!.id)).filter((a) => a.action === 'suppression.removed')).toHaveLength(1);
+    expect(await db().select().from(consents).where(eq(consents.contactId, contact.id))).toHaveLength(1);
+  });
+
   it('invariant 7: another workspace\'s entry is a 404 and stays; its list shows none of ours', async () => {
     const theirs = (await add({ email: 'theirs@example.test' }, otherOwner.token)).body;
     const before = await snapshotCounts(db());
