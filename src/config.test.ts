@@ -21,6 +21,7 @@ const secrets = {
   TRACKING_SECRET: 't'.repeat(40),
   SUPPRESSION_HASH_KEY: 'h'.repeat(40),
 };
+const google = { GOOGLE_CLIENT_ID: 'client.apps.googleusercontent.com', GOOGLE_CLIENT_SECRET: 'client-secret', GOOGLE_REDIRECT_URI: 'https://mail.example.com/api/gmail/callback' };
 
 function configError(env: Record<string, string>): ConfigError {
   try {
@@ -80,11 +81,12 @@ describe('loadConfig', () => {
       'TRACKING_SECRET: required when NODE_ENV=production',
       'SUPPRESSION_HASH_KEY: required when NODE_ENV=production',
       'PUBLIC_BASE_URL: required when NODE_ENV=production',
+      'GOOGLE_CLIENT_ID, GOOGLE_CLIENT_SECRET and GOOGLE_REDIRECT_URI: required when NODE_ENV=production (without them Gmail is the built-in sandbox and mail reaches nobody)',
     ]);
   });
 
   it('production with Gmail push on requires GMAIL_PUSH_SERVICE_ACCOUNT (else any Google-signed account would be accepted)', () => {
-    const base = { NODE_ENV: 'production', PUBLIC_BASE_URL: 'https://mail.example.com/', ...secrets };
+    const base = { NODE_ENV: 'production', PUBLIC_BASE_URL: 'https://mail.example.com/', ...secrets, ...google };
     const error = configError({ ...base, GMAIL_PUSH_TOPIC: 'projects/p/topics/t' });
     expect(error.problems).toEqual([expect.stringMatching(/^GMAIL_PUSH_SERVICE_ACCOUNT: required/)]);
     expect(() => loadConfig({ ...base, GMAIL_PUSH_TOPIC: 'projects/p/topics/t', GMAIL_PUSH_SERVICE_ACCOUNT: 'push@p.iam.gserviceaccount.com' })).not.toThrow();
@@ -96,7 +98,7 @@ describe('loadConfig', () => {
   });
 
   it('production with everything set boots, generating nothing', () => {
-    const config = loadConfig({ NODE_ENV: 'production', PUBLIC_BASE_URL: 'https://mail.example.com/', DATABASE_URL: 'postgres://u@db/x', ...secrets });
+    const config = loadConfig({ NODE_ENV: 'production', PUBLIC_BASE_URL: 'https://mail.example.com/', DATABASE_URL: 'postgres://u@db/x', ...secrets, ...google });
     expect(config.generatedSecrets).toEqual([]);
     expect(config.publicBaseUrl).toBe('https://mail.example.com');
     expect(config.database).toEqual({ kind: 'postgres', url: 'postgres://u@db/x', connectTimeoutMs: 2_000, statementTimeoutMs: 10_000 });

@@ -161,6 +161,8 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
   if (env.NODE_ENV === 'production') {
     for (const name of missingSecrets) problems.push(`${name}: required when NODE_ENV=production`);
     if (!env.PUBLIC_BASE_URL) problems.push('PUBLIC_BASE_URL: required when NODE_ENV=production');
+    // Without a Google client the service runs the built-in sandbox: "sent" mail would reach nobody.
+    if (googleSet === 0) problems.push('GOOGLE_CLIENT_ID, GOOGLE_CLIENT_SECRET and GOOGLE_REDIRECT_URI: required when NODE_ENV=production (without them Gmail is the built-in sandbox and mail reaches nobody)');
     // Without it the webhook would take a push signed for ANY Google service account.
     if ((env.GMAIL_PUSH_TOPIC || env.GMAIL_PUSH_AUDIENCE) && !env.GMAIL_PUSH_SERVICE_ACCOUNT) {
       problems.push('GMAIL_PUSH_SERVICE_ACCOUNT: required when NODE_ENV=production and push is on (GMAIL_PUSH_TOPIC or GMAIL_PUSH_AUDIENCE set)');

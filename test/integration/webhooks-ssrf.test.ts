@@ -157,7 +157,14 @@ describe('SSRF guard', () => {
   });
 
   it('production refuses WEBHOOKS_ALLOW_PRIVATE_TARGETS=true, and private targets are off by default', () => {
-    const production = { ...TEST_ENV, NODE_ENV: 'production', DATA_DIR: '/nonexistent-inboxtrail' };
+    const production = {
+      ...TEST_ENV,
+      NODE_ENV: 'production',
+      DATA_DIR: '/nonexistent-inboxtrail',
+      GOOGLE_CLIENT_ID: 'client.apps.googleusercontent.com',
+      GOOGLE_CLIENT_SECRET: 'client-secret',
+      GOOGLE_REDIRECT_URI: 'https://mail.example.com/api/gmail/callback',
+    };
     expect(() => loadConfig({ ...production, WEBHOOKS_ALLOW_PRIVATE_TARGETS: 'true' })).toThrow(ConfigError);
     expect(() => loadConfig({ ...production, WEBHOOKS_ALLOW_PRIVATE_TARGETS: 'true' })).toThrow(/WEBHOOKS_ALLOW_PRIVATE_TARGETS/);
     expect(loadConfig(production).webhooks.allowPrivateTargets).toBe(false);
