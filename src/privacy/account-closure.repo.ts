@@ -23,24 +23,42 @@ function closureQueries(db: Db) {
     },
 
     /**
-     * Of the workspaces the user owns, those with no other live owner: they close with the
-     * account. The workspaces are locked first (in id order), so two co-owners closing at
-     * the same moment cannot each leave the workspace to the other.
+     * Of the workspaces the user owns, those with no other live owner, each with its successor:
+     * the other live member who would own it (the highest role, then the longest a member), or
+     * none when nobody else uses it. The workspaces are locked first (in id order), so two
+     * co-owners closing at the same moment cannot each leave the workspace to the other, and a
+     * member joining meanwhile waits.
      */
-    async soleOwnedWorkspaces(userId: string): Promise<string[]> {
+    async soleOwnedWorkspaces(userId: string): Promise<{ workspaceId: string; name: string; successorId: string | null; successorRole: string | null }[]> {
       await db.execute(sql`
         select w.id from workspaces w join memberships m on m.workspace_id = w.id
         where m.user_id = ${userId}::uuid and m.role = 'owner' and w.deleted_at is null
         order by w.id for update of w`);
-      return rowsOf<{ workspace_id: string }>(
+      return rowsOf<{ workspace_id: string; name: string; successor_id: string | null; successor_role: string | null }>(
         await db.execute(sql`
-          select m.workspace_id from memberships m join workspaces w on w.id = m.workspace_id
+          select m.workspace_id, w.name, s.user_id as successor_id, s.role::text as successor_role
+          from memberships m join workspaces w on w.id = m.workspace_id
+          left join lateral (
+            select o.user_id, o.role from memberships o join users u on u.id = o.user_id
+            where o.workspace_id = m.workspace_id and o.user_id <> m.user_id and u.deleted_at is null
+            order by case o.role when 'owner' then 0 when 'admin' then 1 else 2 end, o.created_at, o.user_id limit 1
+          ) s on true
           where m.user_id = ${userId}::uuid and m.role = 'owner' and w.deleted_at is null
             and not exists (
               select 1 from memberships o join users u on u.id = o.user_id
               where o.workspace_id = m.workspace_id and o.role = 'owner' and o.user_id <> m.user_id and u.deleted_at is null)
           order by m.workspace_id`),
-      ).map((r) => String(r.workspace_id));
+      ).map((r) => ({
+        workspaceId: String(r.workspace_id),
+        name: String(r.name),
+        successorId: r.successor_id === null ? null : String(r.successor_id),
+        successorRole: r.successor_role === null ? null : String(r.successor_role),
+      }));
+    },
+
+    /** Makes a member the workspace's owner (an inactive sole owner's successor). */
+    async makeOwner(workspaceId: string, userId: string): Promise<void> {
+      await db.execute(sql`update memberships set role = 'owner' where workspace_id = ${workspaceId}::uuid and user_id = ${userId}::uuid`);
     },
 
     /** Marks the account closed: every session issued before `at` is refused from now on. */

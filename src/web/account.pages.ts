@@ -72,7 +72,7 @@ ${codeStep}
 <h2 id="data">Your data</h2>
 <p><a class="button secondary" href="/app/account/export.json" download>Download my data</a> <span class="muted">(JSON: your account, memberships and what you did)</span></p>
 <h2 id="close">Close my account</h2>
-<p>Your sessions end at once and your account is purged after the waiting period. Workspaces where you are the only member are closed with it.</p>${problem('close')}
+<p>Your sessions end at once and your account is purged after the waiting period. A workspace where you are the only member is closed with it. A workspace you own alone that others still use is not: make one of them an owner (or remove them) first, or closing is refused.</p>${problem('close')}
 <form class="stack" method="post" action="${action('/app/account/close', 'close')}">${csrfField(token)}
 <label>Password <input type="password" name="password" required autocomplete="current-password"></label>
 <div class="actions"><button type="submit" class="danger">Close my account</button></div></form>`;

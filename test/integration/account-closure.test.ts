@@ -58,7 +58,16 @@ describe('P-13 account closure', () => {
     expect(second.status).toBe(200);
     const bystanderContact = await app.api('POST', '/api/contacts', { token: bystander.token, json: { email: 'kept@bystander.test' } });
 
+    // A workspace someone else still uses is not closed under them: refused, and Google is told nothing.
     const revokesBefore = app.sandbox.control.callCounts().revoke;
+    const refused = await app.api('POST', '/api/privacy/delete-account', { token: owner.token, json: { password: owner.password } });
+    expect(refused.status, refused.text).toBe(409);
+    expect(refused.body.error).toMatchObject({ code: 'workspace_has_members', details: { workspaceIds: [owner.workspaceId] } });
+    expect(app.sandbox.control.callCounts().revoke).toBe(revokesBefore);
+    expect((await app.api('GET', '/api/me', { token: memberToken })).status).toBe(200);
+    const member = (await app.api('GET', '/api/members', { token: owner.token })).body.members.find((m: { email: string }) => m.email === memberEmail);
+    expect((await app.api('DELETE', `/api/members/${member.userId}`, { token: owner.token })).status).toBe(204);
+
     const closed = await app.api('POST', '/api/privacy/delete-account', { token: owner.token, json: { password: owner.password } });
     expect(closed.status, closed.text).toBe(200);
     expect(closed.body).toEqual({ status: 'closed', purgeAfter: new Date(clock + 30 * DAY).toISOString(), closedWorkspaceIds: [owner.workspaceId] });
@@ -66,8 +75,8 @@ describe('P-13 account closure', () => {
     // Google saw the revocation at once.
     expect(app.sandbox.control.callCounts().revoke).toBe(revokesBefore + 1);
     expect(app.sandbox.control.getMailbox(gmailAddress)!.grants).toEqual([]);
-    // Every session ends at once: both of the owner's, and the member's in the closed workspace.
-    for (const token of [owner.token, second.body.token as string, memberToken]) {
+    // Every session ends at once: both of the owner's.
+    for (const token of [owner.token, second.body.token as string]) {
       const me = await app.api('GET', '/api/me', { token });
       expect(me.status).toBe(401);
     }
@@ -135,7 +144,7 @@ describe('P-13 account closure', () => {
     expect(owners.map((m: { userId: string }) => m.userId)).toEqual([first.userId]);
   });
 
-  it('P-13 an owner stepping down while their co-owner closes their account, at the same moment: the workspace keeps a live owner or is closed with them', async () => {
+  it('P-13 an owner stepping down while their co-owner closes their account, at the same moment: the workspace keeps a live owner', async () => {
     for (let round = 0; round < 6; round += 1) {
       const first = await signUp(app);
       const coOwnerToken = await join(first, `race-${round}-${Date.now()}@example.com`, 'owner');
@@ -143,20 +152,21 @@ describe('P-13 account closure', () => {
         app.api('POST', '/api/privacy/delete-account', { token: coOwnerToken, json: { password: 'member password long' } }),
         app.api('PATCH', `/api/members/${first.userId}`, { token: first.token, json: { role: 'admin' } }),
       ]);
-      expect(closed.status, closed.text).toBe(200);
       const workspace = rowsOf<{ deleted_at: Date | null }>(await db().execute(sql`select deleted_at from workspaces where id = ${first.workspaceId}`))[0]!;
       const liveOwners = rowsOf<{ n: number }>(
         await db().execute(sql`select count(*)::int as n from memberships m join users u on u.id = m.user_id
           where m.workspace_id = ${first.workspaceId} and m.role = 'owner' and u.deleted_at is null`),
       )[0]!.n;
+      // Either way the workspace stays with one live owner: never closed under the member who stepped down.
+      expect(workspace.deleted_at).toBeNull();
+      expect(liveOwners).toBe(1);
       if (demoted.status === 200) {
-        // The step-down went first: the co-owner was then its sole owner, and the workspace closed with them.
-        expect(closed.body.closedWorkspaceIds).toEqual([first.workspaceId]);
-        expect(workspace.deleted_at).not.toBeNull();
+        // The step-down went first: the co-owner was then its sole owner, and others use it.
+        expect(closed.status, closed.text).toBe(409);
+        expect(closed.body.error.code).toBe('workspace_has_members');
       } else {
+        expect(closed.status, closed.text).toBe(200);
         expect(demoted.body.error.code).toBe('last_owner');
-        expect(workspace.deleted_at).toBeNull();
-        expect(liveOwners).toBe(1);
       }
     }
   });

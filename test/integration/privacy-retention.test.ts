@@ -2,7 +2,7 @@ import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rowsOf } from '../../src/db/pg-array.js';
 import { tablesMentioning } from '../helpers/all-tables.js';
-import { signUp, startTestApp, type TestApp } from '../helpers/test-app.js';
+import { acceptInvitation, signUp, startTestApp, type TestApp } from '../helpers/test-app.js';
 
 /*
  * Retention windows on the app's clock: consent history kept for its legal period
@@ -85,5 +85,40 @@ describe('retention', () => {
     expect(Object.keys(await tablesMentioning(db(), gone.userId))).toEqual(['audit_log']);
     expect(Object.keys(await tablesMentioning(db(), returning.email))).toEqual(['users']);
     clock = start;
+  });
+
+  it("P-15 an inactive sole owner's workspace that a teammate still uses is handed to them, not closed under them", async () => {
+    const owner = await signUp(app, { email: `absent-owner-${Date.now()}@example.com` });
+    const invite = await app.api('POST', '/api/invitations', { token: owner.token, json: { email: `still-here-${Date.now()}@example.com`, role: 'admin' } });
+    expect(invite.status, invite.text).toBe(201);
+    const joined = await acceptInvitation(app, { token: invite.body.token, password: 'teammate password long' });
+    expect(joined.status, joined.text).toBe(201);
+    const contact = await app.api('POST', '/api/contacts', { token: owner.token, json: { email: 'kept-by-teammate@example.test' } });
+    expect(contact.status).toBe(201);
+    try {
+      // The owner is warned and never comes back; the teammate signs in shortly before the horizon.
+      clock = start + 7 * YEAR - 29 * DAY;
+      await app.services.retention.runOnce();
+      clock = start + 7 * YEAR - 10 * DAY;
+      const teammate = await app.api('POST', '/api/auth/login', { json: { email: joined.body.user.email, password: 'teammate password long', workspaceId: owner.workspaceId } });
+      expect(teammate.status, teammate.text).toBe(200);
+      clock = start + 7 * YEAR + 2 * DAY;
+      await app.services.retention.runOnce();
+      const [state] = rowsOf<{ owner_closed: boolean; workspace_open: boolean; teammate_role: string }>(
+        await db().execute(sql`select
+          (select deleted_at is not null from users where id = ${owner.userId}::uuid) as owner_closed,
+          (select deleted_at is null from workspaces where id = ${owner.workspaceId}::uuid) as workspace_open,
+          (select role::text from memberships where workspace_id = ${owner.workspaceId}::uuid and user_id = ${joined.body.user.id}::uuid) as teammate_role`),
+      );
+      expect(state).toEqual({ owner_closed: true, workspace_open: true, teammate_role: 'owner' });
+      const audit = rowsOf<{ actor: string; detail: Record<string, unknown> }>(
+        await db().execute(sql`select actor, detail from audit_log where workspace_id = ${owner.workspaceId}::uuid and action = 'member.role_changed'`),
+      );
+      expect(audit).toEqual([{ actor: 'system:inactivity', detail: { from: 'admin', to: 'owner', reason: 'sole_owner_closed' } }]);
+      const stillThere = await app.api('GET', `/api/contacts/${contact.body.id}`, { token: teammate.body.token });
+      expect(stillThere.status).toBe(200);
+    } finally {
+      clock = start;
+    }
   });
 });
