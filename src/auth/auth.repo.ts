@@ -131,6 +131,16 @@ function authQueries(db: Db) {
       return row;
     },
 
+    /** The live workspaces a user belongs to, in the order they joined them. */
+    async listWorkspacesOf(userId: string): Promise<{ workspaceId: string; name: string }[]> {
+      return db
+        .select({ workspaceId: workspaces.id, name: workspaces.name })
+        .from(memberships)
+        .innerJoin(workspaces, eq(workspaces.id, memberships.workspaceId))
+        .where(and(eq(memberships.userId, userId), isNull(workspaces.deletedAt)))
+        .orderBy(asc(memberships.createdAt), asc(workspaces.id));
+    },
+
     async listMembers(workspaceId: string) {
       return db
         .select({ userId: users.id, email: users.email, name: users.name, role: memberships.role, since: memberships.createdAt })

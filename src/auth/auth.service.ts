@@ -232,6 +232,9 @@ export function createAuthService(deps: {
       return { userId, workspaceId, role: membership.role, session: { kind: 'web', version: sessionVersion, key: sessionKey } };
     },
 
+    /** The workspaces the signed-in person belongs to (the web app's switcher). */
+    workspacesOf: (auth: AuthContext) => repo.listWorkspacesOf(auth.userId),
+
     /** A device token for the person of this session (a browser that signed up or joined by invitation knows the password too). */
     deviceTokenFor(auth: AuthContext): string {
       return devices.issue({ id: auth.userId, sessionVersion: auth.session!.version });

@@ -1,8 +1,9 @@
 import { Router, type Request, type Response } from 'express';
 import { clientAddress, emailCodeBody, profileBody } from '../auth/auth.routes.js';
 import { EMAIL_CODE_SENT_MESSAGE } from '../auth/profile.js';
-import { ValidationError } from '../errors.js';
-import { parseInput } from '../http/validate.js';
+import { z } from 'zod';
+import { NotFoundError, ValidationError } from '../errors.js';
+import { entityId, parseInput } from '../http/validate.js';
 import { closeBody } from '../privacy/account-closure.routes.js';
 import { streamJson } from '../privacy/privacy.routes.js';
 import { formInput, formRunner, pageForms, type FormError } from './forms.js';
@@ -10,6 +11,8 @@ import { when } from './format.js';
 import { html, type SafeHtml } from './html.js';
 import { csrfField, renderPublicPage } from './layout.js';
 import { sendAppPage, signedIn, type WebContext } from './web.middleware.js';
+
+const switchWorkspaceBody = z.object({ workspaceId: entityId });
 
 interface PageState {
   /** A 4xx of one form, shown above that form only. */
@@ -126,6 +129,19 @@ ${codeStep}
       await auth.confirmEmail(signedIn(req), parseInput(emailCodeBody, { code: field(req, 'code') }).code);
       res.redirect(303, '/app/account?notice=email_changed');
     });
+  });
+
+  // Another of the person's workspaces (the switcher in the page frame): a new browser session
+  // there, on the same session version, and this one ended. Not a member of it (any more): 404.
+  router.post('/account/workspace', async (req, res) => {
+    const member = signedIn(req);
+    const { workspaceId } = parseInput(switchWorkspaceBody, { workspaceId: field(req, 'workspaceId') });
+    const version = member.session!.version;
+    if (!(await auth.memberContext(member.userId, workspaceId, version, 'switch'))) throw new NotFoundError('Workspace');
+    const { cookieValue, expiresAt } = await ctx.webSessions.start({ userId: member.userId, workspaceId, sessionVersion: version });
+    await ctx.webSessions.end(ctx.cookies.session.read(req));
+    ctx.cookies.session.set(res, cookieValue, expiresAt);
+    res.redirect(303, '/app?notice=workspace_switched');
   });
 
   // The same document as GET /api/privacy/export, as a download.

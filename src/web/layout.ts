@@ -33,6 +33,9 @@ export interface AppFrame {
   section?: NavSection;
   /** A one-line message carried over a redirect (`?notice=`), from a fixed list, never free text. */
   notice?: string;
+  /** Every workspace the person belongs to, and which one this session is in: a switcher when there are several. */
+  workspaces: { workspaceId: string; name: string }[];
+  workspaceId: string;
 }
 
 export type NavSection = 'mailboxes' | 'contacts' | 'campaigns' | 'suppressions' | 'settings' | 'account';
@@ -49,6 +52,14 @@ const NAV: { section: NavSection; href: string; label: string }[] = [
 /** A form's hidden CSRF field (see csrf.ts); every form of the app carries one. */
 export const csrfField = (token: string) => html`<input type="hidden" name="_csrf" value="${token}">`;
 
+/** For a person in several workspaces: choose another one (account.pages.ts starts a session there). */
+function workspaceSwitcher(frame: AppFrame) {
+  if (frame.workspaces.length < 2) return '';
+  return html`<form method="post" action="/app/account/workspace" class="switch">${csrfField(frame.csrfToken)}<label for="switch-workspace" class="visually-hidden">Workspace</label><select id="switch-workspace" name="workspaceId">${frame.workspaces.map(
+    (w) => html`<option value="${w.workspaceId}"${w.workspaceId === frame.workspaceId ? new SafeHtml(' selected') : ''}>${w.name}</option>`,
+  )}</select><button type="submit" class="link">Switch workspace</button></form>`;
+}
+
 /** The page of a signed-in user: sandbox banner, navigation, sign-out, then the content. */
 export function renderAppPage(title: string, frame: AppFrame, body: SafeHtml): string {
   const banner = frame.sandboxInboxUrl
@@ -57,7 +68,7 @@ export function renderAppPage(title: string, frame: AppFrame, body: SafeHtml): s
   const nav = html`<header class="topbar"><nav aria-label="Main">
 <a class="brand" href="/app">inboxtrail</a>
 ${NAV.map((item) => html`<a href="${item.href}"${item.section === frame.section ? new SafeHtml(' aria-current="page"') : ''}>${item.label}</a>`)}
-<span class="who"><span>${frame.userEmail} · ${frame.workspaceName}</span>
+<span class="who"><span>${frame.userEmail} · ${frame.workspaceName}</span>${workspaceSwitcher(frame)}
 <form method="post" action="/signout">${csrfField(frame.csrfToken)}<button type="submit" class="link">Sign out</button></form></span>
 </nav></header>`;
   const notice = frame.notice ? html`<p class="notice" role="status">${frame.notice}</p>` : '';

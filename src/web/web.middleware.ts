@@ -157,11 +157,13 @@ const NOTICES: Record<string, string> = {
   grant_created: 'Your teammate may read this message until the date shown.',
   grant_revoked: 'Access withdrawn: your teammate can no longer read this message.',
   redelivery_queued: 'The event is queued to be delivered again (same event id).',
+  workspace_switched: 'You are now in this workspace.',
 };
 
 /** Renders an app page inside the shared frame for the signed-in person. */
 export async function sendAppPage(ctx: WebContext, req: Request, res: Response, page: { title: string; section?: NavSection; body: ReturnType<typeof html>; status?: number }) {
-  const me = await ctx.auth.me(signedIn(req));
+  const member = signedIn(req);
+  const [me, workspaces] = await Promise.all([ctx.auth.me(member), ctx.auth.workspacesOf(member)]);
   const noticeKey = typeof req.query.notice === 'string' ? req.query.notice : undefined;
   const frame: AppFrame = {
     userEmail: me.user.email,
@@ -171,6 +173,8 @@ export async function sendAppPage(ctx: WebContext, req: Request, res: Response, 
     section: page.section,
     // Own keys only: `?notice=constructor` must not find what every object inherits.
     notice: noticeKey && Object.hasOwn(NOTICES, noticeKey) ? NOTICES[noticeKey] : undefined,
+    workspaces,
+    workspaceId: member.workspaceId,
   };
   res.status(page.status ?? 200).type('html').send(renderAppPage(page.title, frame, page.body));
 }

@@ -73,6 +73,42 @@ describe('web sessions', () => {
     expect(browser.cookies.has('inboxtrail_session')).toBe(true);
   });
 
+  it('a person in two workspaces switches between them from the page frame; a workspace they are not in is a 404', async () => {
+    const person = await signUp(app, { workspaceName: 'Home base' });
+    const other = await signUp(app, { workspaceName: 'Client team' });
+    const stranger = await signUp(app, { workspaceName: 'Not theirs' });
+    const invite = await app.api('POST', '/api/invitations', { token: other.token, json: { email: person.email, role: 'member' } });
+    expect((await acceptInvitation(app, { token: invite.body.token, password: person.password })).status).toBe(201);
+
+    const browser = new WebClient(app);
+    await browser.get('/signin');
+    expect((await browser.post('/signin', { email: person.email, password: person.password })).status).toBe(303);
+    const home = await browser.get('/app/account');
+    expect(home.text).toContain(`${person.email} · Home base`);
+    expect(home.text).toContain(`<option value="${other.workspaceId}">Client team</option>`);
+    expect(home.text).not.toContain('Not theirs');
+
+    const before = browser.cookies.get('inboxtrail_session');
+    const refused = await browser.post('/app/account/workspace', { workspaceId: stranger.workspaceId });
+    expect(refused.status).toBe(404);
+    expect(browser.cookies.get('inboxtrail_session')).toBe(before);
+
+    await browser.get('/app/account');
+    const switched = await browser.post('/app/account/workspace', { workspaceId: other.workspaceId.toUpperCase() });
+    expect(switched).toMatchObject({ status: 303, location: '/app?notice=workspace_switched' });
+    expect(browser.cookies.get('inboxtrail_session')).not.toBe(before);
+    expect(await sessionCount(person.email)).toBe(1);
+    const there = await browser.get('/app/account');
+    expect(there.text).toContain(`${person.email} · Client team`);
+    // The old cookie's session ended with the switch.
+    const stale = new WebClient(app);
+    stale.cookies.set('inboxtrail_session', before!);
+    expect((await stale.get('/app/account')).status).toBe(303);
+
+    // Someone in one workspace sees no switcher.
+    expect((await signUpInBrowser(app)).browser.lastPage).not.toContain('Switch workspace');
+  });
+
   it('P-12 someone removed from their only workspace is offered a workspace of their own at sign-in, and lands in it', async () => {
     const owner = await signUp(app);
     const email = `web-removed-${Date.now()}@example.com`;
