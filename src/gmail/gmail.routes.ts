@@ -7,6 +7,7 @@ import { readCookie } from '../web/cookies.js';
 import { html } from '../web/html.js';
 import { renderPage } from '../web/layout.js';
 import type { MailboxService } from './mailboxes.service.js';
+import { AppError } from '../errors.js';
 
 export const connectQuery = z.object({
   sync: z.enum(['true', 'false']).default('false').transform((v) => v === 'true'),
@@ -24,6 +25,14 @@ export const patchMailboxBody = z.object({ dailyBudget: z.number().int().min(1).
 const wantsJson = (req: Request) => req.accepts(['html', 'json']) === 'json';
 
 const CONNECT_COOKIE = 'inboxtrail_gmail_connect';
+/** The web app's notice (web.middleware.ts NOTICES) for a browser whose connection failed, by error code. */
+const CONNECT_NOTICES: Record<string, string> = {
+  consent_denied: 'connect_denied',
+  invalid_state: 'connect_expired',
+  connection_not_started_here: 'connect_expired',
+  scope_not_granted: 'connect_scopes',
+  google_unavailable: 'connect_unavailable',
+};
 const CALLBACK_PATH = '/api/gmail/callback';
 
 /**
@@ -76,7 +85,17 @@ export function gmailRoutes(mailboxes: MailboxService, authenticated: RequestHan
   router.get('/gmail/callback', async (req, res) => {
     const browserSecret = readCookie(req, CONNECT_COOKIE);
     res.clearCookie(CONNECT_COOKIE, { path: CALLBACK_PATH, httpOnly: true, sameSite: 'lax', secure: secureCookies });
-    const mailbox = await mailboxes.completeConnection(parseInput(callbackQuery, req.query), browserSecret);
+    let mailbox;
+    try {
+      mailbox = await mailboxes.completeConnection(parseInput(callbackQuery, req.query), browserSecret);
+    } catch (error) {
+      // A browser goes back to the mailboxes page with what went wrong, not to a JSON error it
+      // cannot leave (consent denied, a connect link expired or opened elsewhere, Google down).
+      const notice = error instanceof AppError && !wantsJson(req) ? CONNECT_NOTICES[error.code] ?? (error.status < 500 ? 'connect_failed' : undefined) : undefined;
+      if (!notice) throw error;
+      res.redirect(303, `/app/mailboxes?notice=${notice}`);
+      return;
+    }
     if (wantsJson(req)) {
       res.status(201).json(mailbox);
       return;

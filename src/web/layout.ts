@@ -12,6 +12,7 @@ function document(title: string, body: SafeHtml): string {
 <meta name="robots" content="noindex">
 <title>${title}</title>
 <link rel="stylesheet" href="${STYLESHEET_PATH}">
+<link rel="icon" href="/assets/favicon.svg" type="image/svg+xml">
 </head>
 <body>${body}</body>
 </html>`.value;

@@ -158,6 +158,11 @@ const NOTICES: Record<string, string> = {
   grant_revoked: 'Access withdrawn: your teammate can no longer read this message.',
   redelivery_queued: 'The event is queued to be delivered again (same event id).',
   workspace_switched: 'You are now in this workspace.',
+  connect_denied: 'Gmail was not connected: access was not granted on Google\'s page.',
+  connect_expired: 'Gmail was not connected: that connect link expired or was opened in another browser. Connect again from here.',
+  connect_scopes: 'Gmail was not connected: every permission asked for is needed. Connect again and leave them all ticked.',
+  connect_unavailable: 'Gmail was not connected: Google did not answer. Try again in a minute.',
+  connect_failed: 'Gmail was not connected. Connect again from here.',
 };
 
 /** Renders an app page inside the shared frame for the signed-in person. */

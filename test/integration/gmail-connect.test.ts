@@ -207,9 +207,14 @@ describe('connecting Gmail', () => {
     const victimStart = await ctx.app.api('GET', '/api/gmail/connect', { token: ctx.owner.token, headers: { accept: 'application/json' } });
     const other = await ctx.app.api('GET', `/api/gmail/callback${callback.search}`, { headers: { accept: 'application/json', cookie: cookiesFrom(victimStart) } });
     expect([other.status, other.body.error.code]).toEqual([400, 'connection_not_started_here']);
-    // An HTML browser gets the same refusal.
+    // A browser is refused too, and taken back to the mailboxes page saying so (not left on a JSON error).
     const page = await ctx.app.api('GET', `/api/gmail/callback${callback.search}`, { headers: { accept: 'text/html' } });
-    expect(page.status).toBe(400);
+    expect(page.status).toBe(303);
+    expect(page.headers.get('location')).toBe('/app/mailboxes?notice=connect_expired');
+    // Someone denying access on Google's page after starting a connection: the same way back, saying so.
+    const victimState = new URL(victimStart.body.url).searchParams.get('state')!;
+    const denied = await ctx.app.api('GET', `/api/gmail/callback?error=access_denied&state=${encodeURIComponent(victimState)}`, { headers: { accept: 'text/html', cookie: cookiesFrom(victimStart) } });
+    expect(denied.headers.get('location')).toBe('/app/mailboxes?notice=connect_denied');
     expect(await counts()).toEqual(before);
     const listed = await ctx.app.api('GET', '/api/mailboxes', { token: attacker.token });
     expect(listed.body.mailboxes).toEqual([]);

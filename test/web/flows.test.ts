@@ -49,6 +49,21 @@ describe('mailboxes', () => {
     expect(stored!.disclosure_version).toBe('2026-11-01');
   });
 
+  it('a long campaign template saves from the editor (a 100 kB form limit refused it with a bare 413); past the web limit it is still a 413', async () => {
+    const mailbox = await connectedMailbox(app, ownerToken, `long-template-${Date.now()}@acme.test`);
+    const html = `<table>${'<tr><td style="padding:4px">row</td></tr>'.repeat(8_000)}</table>`;
+    expect(html.length).toBeGreaterThan(300_000);
+    await owner.browser.get('/app/campaigns/new');
+    const fields = { name: 'Long template', kind: 'transactional', mailboxId: mailbox.id, subject: 'Hi', html, text: '', audience: 'all', intent: 'save' };
+    const saved = await owner.browser.post('/app/campaigns', fields);
+    expect(saved.status, saved.text.slice(0, 300)).toBe(303);
+    const id = /\/app\/campaigns\/([0-9a-f-]{36})/.exec(saved.location!)![1]!;
+    expect((await app.api('GET', `/api/campaigns/${id}`, { token: ownerToken })).body.html).toBe(html);
+    await owner.browser.get('/app/campaigns/new');
+    const tooLarge = await owner.browser.post('/app/campaigns', { ...fields, html: 'x'.repeat(5 * 1024 * 1024) });
+    expect(tooLarge.status).toBe(413);
+  });
+
   it('skipping the disclosure (an old or made-up version) shows it again instead of going to Google', async () => {
     const res = await owner.browser.get('/app/mailboxes/connect/continue?sync=false&acknowledge=1999-01-01');
     expect(res.status).toBe(303);
