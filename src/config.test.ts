@@ -104,6 +104,16 @@ describe('loadConfig', () => {
     expect(config.database).toEqual({ kind: 'postgres', url: 'postgres://u@db/x', connectTimeoutMs: 2_000, statementTimeoutMs: 10_000 });
   });
 
+  it('TRACKING_SECRET: a version given twice, or named and bare entries mixed, is refused at boot (old links would stop working)', () => {
+    const a = 'a'.repeat(40);
+    const b = 'b'.repeat(40);
+    for (const value of [`v1:${a},v1:${b}`, `v2:${b},${a}`, `${a},v1:${b}`, `v256:${a}`, `v1:${a},v01:${b}`]) {
+      expect(configError({ ...secrets, TRACKING_SECRET: value, DATA_DIR: tempDir() }).problems, value).toEqual([expect.stringMatching(/^TRACKING_SECRET: /)]);
+    }
+    expect(loadConfig({ ...secrets, TRACKING_SECRET: `v1:${a},v2:${b}`, DATA_DIR: tempDir() }).trackingSecrets.map((s) => s.version)).toEqual(['v1', 'v2']);
+    expect(loadConfig({ ...secrets, TRACKING_SECRET: `${a},${b}`, DATA_DIR: tempDir() }).trackingSecrets.map((s) => s.version)).toEqual(['v1', 'v2']);
+  });
+
   it('treats blank variables as unset (a copied .env.example boots)', () => {
     const config = loadConfig({ ...secrets, PORT: '', DATABASE_URL: '', GOOGLE_CLIENT_ID: '' });
     expect(config.port).toBe(3000);

@@ -39,6 +39,18 @@ export function marketingFooter(links: { unsubscribe: string; preferences: strin
 }
 
 /**
+ * A mail body with the footer inside its document: before the last `</body>` (or `</html>`)
+ * when the template is a whole document — after it, some clients drop or misplace what follows
+ * — else at the end.
+ */
+export function withFooter(html: string, footerHtml: string): string {
+  const closing = /<\/body\s*>|<\/html\s*>/gi;
+  let at = -1;
+  for (let match = closing.exec(html); match; match = closing.exec(html)) if (at < 0 || /^<\/body/i.test(match[0])) at = match.index;
+  return at < 0 ? `${html}${footerHtml}` : `${html.slice(0, at)}${footerHtml}${html.slice(at)}`;
+}
+
+/**
  * One recipient's message: merge fields filled, and for marketing mail the tracking
  * rewrite (unless the recipient refused tracking), a visible unsubscribe link, the preference center, the postal address, and
  * RFC 8058 one-click headers. Transactional mail carries none of those.
@@ -68,7 +80,8 @@ export function buildCampaignMail(input: {
     if (html !== undefined) {
       const linkIndexByUrl = new Map(input.links.filter((l) => !l.honeypot).map((l) => [l.url, l.linkIndex]));
       const honeypotIndex = input.links.find((l) => l.honeypot)?.linkIndex;
-      html = input.tracked ? renderTrackedHtml(`${html}${footer.html}`, { sendId: send.id, linkIndexByUrl, honeypotIndex, urls }) : `${html}${footer.html}`;
+      const withItsFooter = withFooter(html, footer.html);
+      html = input.tracked ? renderTrackedHtml(withItsFooter, { sendId: send.id, linkIndexByUrl, honeypotIndex, urls }) : withItsFooter;
     }
     text = `${text}${footer.text}`;
     headers['List-Unsubscribe'] = `<${unsubscribe}>`;

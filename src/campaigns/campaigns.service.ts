@@ -10,7 +10,7 @@ import type { Logger } from '../logger.js';
 import { extractLinks } from '../tracking/rewrite.js';
 import type { CampaignRow, CampaignsRepo } from './campaigns.repo.js';
 import type { CancelledSends } from './cancelled-sends.js';
-import { marketingFooter, renderContent, stepContent } from './campaign-mail.js';
+import { marketingFooter, withFooter, renderContent, stepContent } from './campaign-mail.js';
 import { isInsideWindow, nextWindowOpening } from './sending-window.js';
 import { checkTemplate, type MergeContact } from './templates.js';
 import { deletionRequested, purgeDate, requesterOf } from '../privacy/deletion.js';
@@ -188,7 +188,7 @@ export function createCampaignsService(deps: {
     const preview = { contactId: contact.id, to: contact.email, subject: rendered.subject, html: rendered.html, text: rendered.text, problems };
     if (content.kind !== 'marketing') return preview;
     const footer = marketingFooter({ unsubscribe: '#unsubscribe', preferences: '#preferences' }, (await repo.postalAddressOf(auth.workspaceId)) ?? '');
-    return { ...preview, html: preview.html === undefined ? undefined : `${preview.html}${footer.html}`, text: `${preview.text}${footer.text}` };
+    return { ...preview, html: preview.html === undefined ? undefined : withFooter(preview.html, footer.html), text: `${preview.text}${footer.text}` };
   }
 
   const service = {

@@ -28,15 +28,31 @@ export const encryptionKeyList = z.string().transform((raw, ctx) => {
   return keys;
 });
 
-/** `v1:<secret>,v2:<secret>` or one bare secret (taken as v1); the last one signs, all verify. */
+/**
+ * `v1:<secret>,v2:<secret>` or bare secrets (taken as v1, v2… in order); the last one signs, all
+ * verify. A link carries its key's version, so a list that gives one version twice, or mixes
+ * named and bare entries (whose positions then name versions too), could silently stop old links
+ * working — unsubscribe links included: refused at boot.
+ */
 export const signingSecretList = z.string().transform((raw, ctx) => {
   const entries = raw.split(',').map((s) => s.trim()).filter(Boolean);
+  const named = entries.map((entry) => /^v(\d+):(.+)$/.exec(entry));
   const secrets = entries.map((entry, index) => {
-    const match = /^(v\d+):(.+)$/.exec(entry);
-    return match ? { version: match[1]!, secret: match[2]! } : { version: `v${index + 1}`, secret: entry };
+    const match = named[index];
+    return match ? { version: `v${Number(match[1])}`, secret: match[2]! } : { version: `v${index + 1}`, secret: entry };
   });
-  if (secrets.length === 0 || secrets.some((s) => s.secret.length < 32)) {
-    ctx.addIssue({ code: 'custom', message: 'each secret must be at least 32 characters' });
+  const problem =
+    secrets.length === 0 || secrets.some((s) => s.secret.length < 32)
+      ? 'each secret must be at least 32 characters'
+      : named.some(Boolean) && !named.every(Boolean)
+        ? 'name every version (v1:…,v2:…) or none: a bare secret beside named ones takes its position as its version'
+        : secrets.some((s) => Number(s.version.slice(1)) > 255)
+          ? 'versions go from v0 to v255'
+          : new Set(secrets.map((s) => s.version)).size !== secrets.length
+            ? 'each version may be given once'
+            : undefined;
+  if (problem) {
+    ctx.addIssue({ code: 'custom', message: problem });
     return z.NEVER;
   }
   return secrets;

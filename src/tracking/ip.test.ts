@@ -14,6 +14,12 @@ describe('addresses', () => {
     expect(normalizeIp('2001:DB8::1')).toBe('2001:db8::1');
     expect(normalizeIp('[2001:db8::1]')).toBe('2001:db8::1');
     expect(normalizeIp('fe80::1%eth0')).toBe('fe80::1');
+    // A port some proxies append, and an IPv4-mapped address written in hex (an Apple relay's 172.224.226.5).
+    expect(normalizeIp('172.224.226.5:443')).toBe('172.224.226.5');
+    expect(normalizeIp('[2001:db8::1]:8443')).toBe('2001:db8::1');
+    expect(normalizeIp('::ffff:ace0:e205')).toBe('172.224.226.5');
+    expect(normalizeIp('::FFFF:AC10:1')).toBe('172.16.0.1');
+    expect(normalizeIp('2001:db8::1:443')).toBe('2001:db8::1:443');
     expect(normalizeIp('unknown')).toBeUndefined();
     expect(normalizeIp('1.2.3.4, 5.6.7.8')).toBeUndefined();
     expect(normalizeIp(undefined)).toBeUndefined();

@@ -12,13 +12,23 @@ import { isIPv4, isIPv6 } from 'node:net';
 export function normalizeIp(raw: string | undefined): string | undefined {
   if (!raw) return undefined;
   let ip = raw.trim();
-  if (ip.startsWith('[') && ip.endsWith(']')) ip = ip.slice(1, -1);
+  // Some proxies append the client's port ("203.0.113.5:443", "[2001:db8::1]:443"): the address is what counts.
+  const bracketed = /^\[([^\]]+)\](?::\d{1,5})?$/.exec(ip);
+  const v4WithPort = /^(\d{1,3}(?:\.\d{1,3}){3}):\d{1,5}$/.exec(ip);
+  if (bracketed) ip = bracketed[1]!;
+  else if (v4WithPort) ip = v4WithPort[1]!;
   const zone = ip.indexOf('%');
   if (zone >= 0) ip = ip.slice(0, zone);
   if (isIPv4(ip)) return ip;
   if (!isIPv6(ip)) return undefined;
   const lower = ip.toLowerCase();
   if (lower.startsWith('::ffff:') && isIPv4(lower.slice(7))) return lower.slice(7);
+  // IPv4-mapped written in hex (::ffff:ace0:e205 is 172.224.226.5): the IPv4 address, as the dotted form gives.
+  const hexMapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(lower);
+  if (hexMapped) {
+    const [high, low] = [parseInt(hexMapped[1]!, 16), parseInt(hexMapped[2]!, 16)];
+    return `${high >> 8}.${high & 255}.${low >> 8}.${low & 255}`;
+  }
   return lower;
 }
 

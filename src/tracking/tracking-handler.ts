@@ -227,8 +227,18 @@ export function createTrackingHandler(deps: TrackingHandlerDeps): TrackingHandle
     );
   }
 
+  /**
+   * The request target as a path: RFC 9112 §3.2.2 has servers accept the absolute form
+   * (`GET http://host/t/o/….gif`), which a proxy may send; the pixel must be answered then too.
+   */
+  function originForm(target: string | undefined): string | undefined {
+    if (target === undefined || target.startsWith('/')) return target;
+    const scheme = /^https?:\/\/[^/?#]*/i.exec(target);
+    return scheme ? target.slice(scheme[0].length) || '/' : target;
+  }
+
   return function handleTracking(req, res) {
-    const url = req.url;
+    const url = originForm(req.url);
     if (url === undefined || !url.startsWith('/t/')) return false;
     const method = req.method ?? 'GET';
     const queryAt = url.indexOf('?');

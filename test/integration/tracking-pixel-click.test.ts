@@ -77,6 +77,17 @@ describe('GET /t/o/:token — the pixel answers whatever happens', () => {
   });
 });
 
+describe('a request target in absolute form (RFC 9112 §3.2.2, as a proxy may send it)', () => {
+  it('is answered like its path: the pixel, and the click to its stored link', async () => {
+    const seeded = await seedCampaign(ctx.owner.workspaceId);
+    const pixel = await rawGet(`http://localhost${pathOf(urls().openPixel(seeded.sends[0]!.id))}`);
+    expect(pixel.status).toBe(200);
+    const click = await rawGet(`http://localhost${pathOf(urls().click(seeded.sends[0]!.id, 0))}`);
+    expect(click.status).toBe(302);
+    expect(click.location).toBe(seeded.urls[0]);
+  });
+});
+
 describe('GET /t/c/:token — a click goes only to the stored link (invariant 4, no open redirect)', () => {
   let seeded: Seeded;
   let other: Seeded;
