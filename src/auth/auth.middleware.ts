@@ -30,6 +30,8 @@ const scopeMissing = (message: string) => new AppError('api_key_scope_missing', 
  */
 export function requireAuth(auth: AuthService, apiKeys?: ApiKeyAuth): RequestHandler {
   return async (req, _res, next) => {
+    // Already authenticated for this request (a path that must know its caller before reading a large body).
+    if (req.auth) return next();
     const header = req.headers.authorization;
     const match = header ? /^Bearer\s+(\S+)$/i.exec(header) : null;
     if (!match) throw new UnauthorizedError('unauthorized', 'An Authorization: Bearer token is required');

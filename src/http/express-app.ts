@@ -97,8 +97,12 @@ export function createApp(deps: AppDeps, services: Services = createServices(dep
   app.use(metricsMiddleware(metrics));
   // Strict CSP for every page: scripts and styles only as files from our own origin, nothing inline (src/web/csp.ts).
   app.use(helmet({ contentSecurityPolicy: contentSecurityPolicy(webCookiesSecure(config)) }));
-  // 1:1 mail may carry up to Gmail's 35 MB; every other JSON body is small.
-  app.use('/api/messages', express.json({ limit: '36mb' }));
+  // A session token or an API key; a key's scopes are checked against the route registry.
+  const authenticated = requireAuth(auth, { looksLikeApiKey, authenticate: services.apiKeys.authenticate, accessOf: createAccessLookup(API_ROUTES) });
+  // 1:1 mail may carry up to Gmail's 35 MB; every other JSON body is small. Every /api/messages
+  // route needs a caller, so the caller is known before 35 MB are parsed (an anonymous client
+  // could make the server parse them for a 401); the routes then find req.auth set.
+  app.use('/api/messages', authenticated, express.json({ limit: '36mb' }));
   app.use(express.json({ limit: '1mb' }));
   // Forms in UTF-8 or ISO-8859-1; another charset is left to the route (http/form-body.ts), not a 415.
   // The web app's editor and compose forms carry whole mail bodies (the API takes 2 MB of campaign
@@ -125,8 +129,6 @@ export function createApp(deps: AppDeps, services: Services = createServices(dep
 
   // Each feature router guards its own path prefixes, so that an unknown /api path
   // is a 404 for everyone rather than a 401 that hides it.
-  // A session token or an API key; a key's scopes are checked against the route registry.
-  const authenticated = requireAuth(auth, { looksLikeApiKey, authenticate: services.apiKeys.authenticate, accessOf: createAccessLookup(API_ROUTES) });
   const idempotent = idempotentRoute(services.idempotency);
   app.use('/api', publicAuthRoutes(auth));
   app.use('/api', openApiRoutes(buildOpenApiDocument(API_ROUTES, API_WEBHOOKS, config.publicBaseUrl)));

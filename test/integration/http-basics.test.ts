@@ -116,6 +116,12 @@ describe('issue 9: the smaller items', () => {
     expect(await ok.text()).toContain('http_requests_total');
   });
 
+  it('POST /api/messages knows its caller before it reads a body of up to 35 MB: without one, 401 (the body is not parsed)', async () => {
+    const res = await ctx.app.api('POST', '/api/messages', { body: `{"to": ["${'x'.repeat(2_000_000)}"`, headers: { 'content-type': 'application/json' } });
+    expect(res.status).toBe(401);
+    expect(res.body.error.code).toBe('unauthorized');
+  });
+
   it('a 400 names at most 20 problems and says how many more: 100,000 bad items made a 15 MB answer', async () => {
     const res = await ctx.app.api('POST', '/api/campaigns', { token: ctx.owner.token, json: { name: 'x', contactIds: Array<number>(100_000).fill(0) } });
     expect(res.status).toBe(400);
