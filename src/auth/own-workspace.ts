@@ -4,8 +4,8 @@ import type { AuthRepo, UserRow } from './auth.repo.js';
 import type { LoginDevices } from './login-devices.js';
 
 /*
- * An account that belongs to no workspace any more — removed from its last one, or its
- * workspaces closed with their owners' accounts — still has a password, its data and its rights
+ * An account that belongs to no workspace any more — removed from its last one (an owner's
+ * closure no longer closes a workspace others use) — still has a password, its data and its rights
  * (P-12: to export it, correct it, close the account). Login answers it 403 `no_workspace`; here
  * it signs in by making a workspace of its own, as signup would have. Proven by the password,
  * throttled like a login.

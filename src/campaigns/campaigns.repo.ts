@@ -55,6 +55,20 @@ function campaignQueries(db: Db) {
         .limit(200);
     },
 
+    /**
+     * Locks a live campaign's row for its deletion (undefined: gone). Taken before anything else,
+     * so a launch in flight commits first (and the deletion then sees it scheduled and cancels it)
+     * or waits and then finds the campaign deleted (transition: live campaigns only).
+     */
+    async lockForDeletion(workspaceId: string, id: string): Promise<boolean> {
+      const rows = await db
+        .select({ id: campaigns.id })
+        .from(campaigns)
+        .where(and(eq(campaigns.workspaceId, workspaceId), eq(campaigns.id, id), isNull(campaigns.deletedAt)))
+        .for('update');
+      return rows.length > 0;
+    },
+
     /** P-13: hidden at once, purged after `purgeAfter`; false if it was already gone. */
     async markDeleted(workspaceId: string, id: string, at: Date, purgeAfter: Date): Promise<boolean> {
       const rows = await db
@@ -81,7 +95,7 @@ function campaignQueries(db: Db) {
     },
 
     /**
-     * Moves a campaign between states only from the expected ones (a lost race changes nothing).
+     * Moves a live campaign between states only from the expected ones (a lost race changes nothing).
      * `unchanged`: the fields a caller checked before (a launch: the kind and the mailbox) must
      * still hold, or nothing changes — an edit committed in between.
      */
@@ -101,6 +115,8 @@ function campaignQueries(db: Db) {
             and(
               eq(campaigns.id, id),
               inArray(campaigns.status, from),
+              // A deleted campaign never changes state again (a launch racing its deletion must not send).
+              isNull(campaigns.deletedAt),
               unchanged ? eq(campaigns.kind, unchanged.kind) : undefined,
               unchanged ? (unchanged.mailboxId === null ? isNull(campaigns.mailboxId) : eq(campaigns.mailboxId, unchanged.mailboxId)) : undefined,
             ),

@@ -346,6 +346,8 @@ export function createCampaignsService(deps: {
       const at = now();
       const purgeAfter = purgeDate(at, deps.purgeAfterDays);
       const stopped = await repo.transaction(async (tx) => {
+        // The row first: a launch racing this deletion either committed (cancelled below) or now fails.
+        if (!(await tx.lockForDeletion(auth.workspaceId, campaign.id))) throw new NotFoundError('Campaign');
         const row = await tx.transition(campaign.id, ['scheduled', 'sending', 'paused'], { status: 'cancelled', statusReason: 'deleted', skippingQueuedSince: at });
         if (!(await tx.markDeleted(auth.workspaceId, campaign.id, at, purgeAfter))) throw new NotFoundError('Campaign');
         await tx.audit(deletionRequested(requesterOf(auth), 'campaign', campaign.id, purgeAfter));

@@ -126,10 +126,14 @@ export function createSuppressionService(deps: { repo: SuppressionListRepo; code
     source: string,
     via: string,
   ): Promise<SuppressionRow | undefined> {
-    const inserted = await q.insertEntry({ workspaceId: target.workspaceId, email: target.email, scope, reason: 'unsubscribe', source, createdBy: null });
-    // An entry a user or a bounce made already stops the mail: the recipient's wish is recorded on it (adoptEntry).
+    const entry = { workspaceId: target.workspaceId, email: target.email, scope, reason: 'unsubscribe' as const, source, createdBy: null };
+    const inserted = await q.insertEntry(entry);
+    // An entry a user or a bounce made already stops the mail: the recipient's wish is recorded on
+    // it (adoptEntry). Neither inserted nor adopted: the entry is theirs already — or it was
+    // removed in between, and then it is inserted now (the address lock is held from here on).
+    const previous = inserted ? undefined : await q.findEntry(target.workspaceId, target.email, scope);
     const adopted = inserted ? undefined : await q.adoptEntry(target.workspaceId, target.email, scope, source);
-    const row = inserted ?? adopted;
+    const row = inserted ?? adopted ?? (previous?.reason === 'unsubscribe' ? undefined : await q.insertEntry(entry));
     if (row) {
       await q.insertAudit({
         workspaceId: target.workspaceId,
@@ -137,7 +141,7 @@ export function createSuppressionService(deps: { repo: SuppressionListRepo; code
         action: 'suppression.added',
         subjectType: 'suppression',
         subjectId: row.id,
-        detail: { ...entryDetail(row), via, ...(adopted ? { heldReason: adopted.heldReason } : {}) },
+        detail: { ...entryDetail(row), via, ...(adopted ? { heldReason: adopted.heldReason, previousSource: previous?.source } : {}) },
       });
     }
     return row;
@@ -356,7 +360,12 @@ export function createSuppressionService(deps: { repo: SuppressionListRepo; code
      */
     async remove(auth: AuthContext, id: string, input: { note: string; consentSource?: string }) {
       await repo.transaction(async (tx) => {
-        const entry = await tx.findEntryById(auth.workspaceId, id);
+        // Under the address's opt-out lock, then read again: a recipient's opt-out adopting this
+        // entry meanwhile (adoptEntry) either committed first — its reason now asks for consent
+        // evidence — or waits for this removal and then makes an entry of its own.
+        const seen = await tx.findEntryById(auth.workspaceId, id);
+        if (seen?.email) await tx.lockAddressesAndContacts(auth.workspaceId, [seen.email], []);
+        const entry = seen?.email ? await tx.findEntryById(auth.workspaceId, id) : seen;
         if (!entry) throw new NotFoundError('Suppression');
         if (NEEDS_CONSENT_EVIDENCE.includes(entry.reason) && !input.consentSource) {
           throw new ValidationError([

@@ -3,9 +3,9 @@ import type { SuppressionListQueries } from './suppression.repo.js';
 
 /*
  * "Don't track my opens and clicks" (Soffront: recipients may restrict collection). The
- * choice is kept on the workspace's live contact with the address, and on the contacts the
- * link's mail was sent for when their address changed since (`contacts.tracking_refused_at`;
- * contactsOf below), so it holds for every campaign of that workspace: their mail goes out with no pixel and no
+ * choice is kept on the workspace's live contact with the address, and a refusal also on the
+ * contacts the link's mail was sent for when their address changed since
+ * (`contacts.tracking_refused_at`; contactsOf below), so it holds for every campaign of that workspace: their mail goes out with no pixel and no
  * rewritten links (campaigns/campaign-mail.ts), and a hit from older mail is kept only as a
  * count (tracking/untracked-hits.ts). An address that is no contact has nowhere to keep it,
  * so the preference center offers it only to contacts.
@@ -32,19 +32,24 @@ export interface TrackingTarget {
 }
 
 /**
- * The contacts the choice is kept on: the live contact with the address, and the contacts
- * whose campaign mail went to it before their address changed (the opt-out's rule,
- * suppression.service.ts movedContacts) — the person who follows the link is theirs.
+ * The contacts a refusal is kept on: the live contact with the address, and the contacts whose
+ * campaign mail went to it before their address changed (the opt-out's rule,
+ * suppression.service.ts movedContacts) — the person who follows the link may be theirs.
+ * Allowing again is the other direction: it reaches only the contact at the link's address. A
+ * moved contact's refusal is never undone through a link that now reaches someone else (links
+ * are forwarded; the address may be another person's since).
  */
 async function contactsOf(q: SuppressionListQueries, target: TrackingTarget) {
   const moved = await q.findContactsMovedFromRecipient(target.workspaceId, target.recipientId, target.campaignId);
-  return q.findContactsTracking(target.workspaceId, target.email, moved);
+  const found = await q.findContactsTracking(target.workspaceId, target.email, moved);
+  const movedIds = new Set(moved);
+  return found.map((contact) => ({ ...contact, moved: movedIds.has(contact.id) }));
 }
 
-/** Refused only when every one of those contacts refused: a choice left half applied shows as not made. */
+/** Refused when any of those contacts refused: a refusal is never shown as an allowance. */
 export async function trackingViewOf(q: SuppressionListQueries, target: TrackingTarget): Promise<TrackingView | undefined> {
   const found = await contactsOf(q, target);
-  return found.length > 0 ? { refused: found.every((contact) => contact.trackingRefusedAt !== null) } : undefined;
+  return found.length > 0 ? { refused: found.some((contact) => contact.trackingRefusedAt !== null) } : undefined;
 }
 
 /** Applies the choice inside the preference center's transaction; returns how many contacts it changed. */
@@ -54,7 +59,7 @@ export async function applyTrackingChoice(q: SuppressionListQueries, target: Tra
   const refuse = choice === 'refuse';
   let changed = 0;
   for (const contact of found) {
-    if (refuse === (contact.trackingRefusedAt !== null)) continue;
+    if (refuse === (contact.trackingRefusedAt !== null) || (!refuse && contact.moved)) continue;
     await q.setContactTrackingRefused(target.workspaceId, contact.id, refuse ? now : null);
     await q.insertAudit({
       workspaceId: target.workspaceId,

@@ -157,7 +157,7 @@ describe("don't track my opens and clicks", () => {
 describe("don't track: the person, not only the address", () => {
   const browser = { 'user-agent': 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36' };
 
-  it("a refusal holds for hits on the contact's older mail after its address changed, and the old mail's page still offers and applies the choice", async () => {
+  it("a refusal holds for hits on the contact's older mail after its address changed; the old mail's page shows it and cannot undo it", async () => {
     const [person, other] = await fixtures.audience(2, { prefix: 'dntmove' });
     const campaignId = await sendCampaign(`Before the move ${randomUUID()}`, [person!.id, other!.id]);
     const subject = (await ctx.app.api('GET', `/api/campaigns/${campaignId}`, { token: ctx.owner.token })).body.subject;
@@ -178,13 +178,20 @@ describe("don't track: the person, not only the address", () => {
     expect(events.filter((e) => e.sendId === sendOf(other!.email))).toHaveLength(1);
     expect((await ctx.app.database.db.select().from(untrackedHitCounts).where(eq(untrackedHitCounts.campaignId, campaignId))).map((c) => [c.type, c.hits])).toEqual([['open', 1]]);
 
-    // The old mail's page is still the moved contact's: it shows the choice and applies it there.
+    // The old mail's page shows the refusal; someone now at the old address cannot undo it from there
+    // (a link may be forwarded, the address another person's since): allowing reaches only the contact at it.
     const page = await ctx.app.api('GET', prefs);
     expect(page.text).toMatch(/value="refuse" checked/);
-    const allowed = await ctx.app.api('POST', prefs, { body: 'action=save&tracking=allow', headers: FORM });
+    const newcomer = await ctx.app.api('POST', '/api/contacts', { token: ctx.owner.token, json: { email: person!.email } });
+    expect(newcomer.status).toBe(201);
+    const allowed = await ctx.app.api('POST', prefs, { body: 'action=unsubscribe-all&tracking=allow', headers: FORM });
     expect(allowed.status, allowed.text).toBe(200);
     const [after] = await ctx.app.database.db.select().from(contacts).where(eq(contacts.id, person!.id));
-    expect(after!.trackingRefusedAt).toBeNull();
+    expect(after!.trackingRefusedAt).not.toBeNull();
+    // A refusal from that page still reaches both.
+    expect((await ctx.app.api('POST', prefs, { body: 'action=save&tracking=refuse', headers: FORM })).status).toBe(200);
+    const [atAddress] = await ctx.app.database.db.select().from(contacts).where(eq(contacts.id, newcomer.body.id));
+    expect(atAddress!.trackingRefusedAt).not.toBeNull();
   });
 
   it('the choice is kept on the live contact at the address, never on a deleted one', async () => {

@@ -181,6 +181,23 @@ describe('preference center (P-09, P-11)', () => {
     expect(await entriesOf(ctx.owner.workspaceId, address)).toHaveLength(1);
   });
 
+  it('P-08 a recipient opting out while an admin removes the manual entry: the opt-out is kept whichever commits first', async () => {
+    for (let round = 0; round < 6; round += 1) {
+      const address = `race.${round}.${Date.now()}@example.test`;
+      const mailed = await seedMailedAddress(address);
+      const manual = await ctx.app.api('POST', '/api/suppressions', { token: ctx.owner.token, json: { email: address, reason: 'manual' } });
+      const [unsubscribed, removed] = await Promise.all([
+        oneClick(mailed.path),
+        ctx.app.api('DELETE', `/api/suppressions/${manual.body.id}`, { token: ctx.owner.token, json: { note: 'cleanup' } }),
+      ]);
+      expect(unsubscribed.status).toBe(200);
+      // The removal either came first (204, and the opt-out made an entry of its own) or met the
+      // recipient's entry (400: their opt-out needs consent evidence to remove).
+      expect([204, 400]).toContain(removed.status);
+      expect(await entriesOf(ctx.owner.workspaceId, address), `round ${round}: removal ${removed.status}`).toMatchObject([{ scope: 'all', reason: 'unsubscribe' }]);
+    }
+  });
+
   it("P-11 checking a topic again gives no consent: an opt-out the sender recorded stands", async () => {
     const mailed = await seedMailedAddress('phone.out@example.test');
     const phone = await ctx.app.api('POST', `/api/contacts/${mailed.contactId}/consents`, { token: ctx.owner.token, json: { status: 'opted_out', source: 'phone call' } });

@@ -1,0 +1,50 @@
+import { sql } from 'drizzle-orm';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { rowsOf } from '../../src/db/pg-array.js';
+import { campaignFixtures } from '../helpers/campaign-fixtures.js';
+import { connectedMailbox } from '../helpers/gmail.js';
+import { useAppWithOwner } from '../helpers/test-app.js';
+
+/*
+ * A draft deleted while it is being launched: the deletion answered 204 while the launch
+ * scheduled the campaign anyway, hidden from its owner (404 to every call) and sending to its
+ * whole audience, with nothing left to stop it. Now the deletion locks the row first and the
+ * launch moves only a live campaign: either the launch wins and the deletion cancels it, or
+ * the deletion wins and the launch changes nothing.
+ */
+
+const ctx = useAppWithOwner();
+const fixtures = campaignFixtures(() => ({ app: ctx.app, token: ctx.owner.token, workspaceId: ctx.owner.workspaceId }));
+let mailboxId: string;
+
+beforeAll(async () => {
+  mailboxId = (await connectedMailbox(ctx.app, ctx.owner.token, `delete-race-${Date.now()}@acme.test`)).id;
+  await ctx.app.api('PATCH', '/api/workspace', { token: ctx.owner.token, json: { postalAddress: 'Acme Inc., 1 Main St, Springfield' } });
+});
+
+describe('deleting a draft while it is launched', () => {
+  it('a deleted campaign is never left scheduled or sending, whichever commits first', async () => {
+    const contacts = await fixtures.audience(2, { prefix: 'delrace' });
+    // A start in the future: the invariant is about the state, not about the worker's timing.
+    const startAt = new Date(Date.now() + 3_600_000).toISOString();
+    for (let round = 0; round < 8; round += 1) {
+      const draft = await ctx.app.api('POST', '/api/campaigns', {
+        token: ctx.owner.token,
+        json: { name: `Race ${round}`, kind: 'marketing', mailboxId, subject: 'Hi', text: 'Hello', contactIds: contacts.map((c) => c.id), startAt },
+      });
+      expect(draft.status, draft.text).toBe(201);
+      const [launched, deleted] = await Promise.all([
+        ctx.app.api('POST', `/api/campaigns/${draft.body.id}/launch`, { token: ctx.owner.token, json: {} }),
+        ctx.app.api('DELETE', `/api/campaigns/${draft.body.id}`, { token: ctx.owner.token }),
+      ]);
+      expect([200, 404, 409], launched.text).toContain(launched.status);
+      expect(deleted.status, deleted.text).toBe(204);
+      const [row] = rowsOf<{ status: string; deleted: boolean }>(
+        await ctx.app.database.db.execute(sql`select status::text as status, deleted_at is not null as deleted from campaigns where id = ${draft.body.id}::uuid`),
+      );
+      expect(row!.deleted).toBe(true);
+      expect(['draft', 'cancelled'], `round ${round}: launch ${launched.status}`).toContain(row!.status);
+      if (launched.status === 200) expect(row!.status).toBe('cancelled');
+    }
+  });
+});
