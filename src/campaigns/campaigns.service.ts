@@ -63,6 +63,9 @@ function presentCampaign(campaign: CampaignRow) {
 /** Whether the caller may send from a mailbox connected by `ownerUserId`: their own, or any as an admin or owner (the service's rule; the web app hides what it refuses). */
 export const maySendFrom = (auth: Pick<AuthContext, 'userId' | 'role'>, ownerUserId: string) => ownerUserId === auth.userId || auth.role !== 'member';
 
+/** Distinct links a campaign may hold across its steps (each is tracked: a row of campaign_links). */
+export const MAX_TRACKED_LINKS = 1_000;
+
 export function createCampaignsService(deps: {
   repo: CampaignsRepo;
   contacts: ContactsService;
@@ -135,6 +138,12 @@ export function createCampaignsService(deps: {
       ]),
     ];
     const problems = templates.flatMap(([where, template]) => (template ? checkTemplate(template, known).map((p) => ({ where, ...p })) : []));
+    // Every distinct link is a row of campaign_links, written in one statement: past ~13,000 it
+    // went over PostgreSQL's 65,535 parameters (a 500). No real mail needs a thousand.
+    const linkCount = linksOf(input).length - 1;
+    if (linkCount > MAX_TRACKED_LINKS) {
+      throw new UnprocessableError('too_many_links', `A campaign may hold at most ${MAX_TRACKED_LINKS} distinct links across its steps; it holds ${linkCount}`);
+    }
     if (problems.length > 0) {
       throw new UnprocessableError('unknown_merge_field', `Unknown merge field: ${problems.map((p) => `${p.field} in ${p.where}`).join(', ')}`, problems);
     }
@@ -244,6 +253,9 @@ export function createCampaignsService(deps: {
       const addresses = new Set<string>();
       const report = await deps.contacts.importCsv(auth, csv, { onAddress: (email) => addresses.add(email.toLowerCase()) });
       const contactIds = await repo.contactIdsByEmails(auth.workspaceId, [...addresses]);
+      // A file none of whose rows names a contact (every row refused) leaves the draft as it was:
+      // an empty audience is one the API itself refuses.
+      if (contactIds.length === 0) throw new UnprocessableError('no_recipients', 'No row of the file names a contact to send to; the draft keeps its audience', { import: report });
       if (!(await repo.updateDraft(campaign.id, { audience: { contactIds } }))) throw notEditable('Only a draft can take recipients');
       return { import: report, recipients: contactIds.length };
     },

@@ -12,6 +12,12 @@ describe('merge-field templates', () => {
     expect(renderTemplate('{{x | "say \\"hi\\""}}', nobody, 'text')).toBe('say "hi"');
   });
 
+  it("an attribute named like an object's own machinery is only the contact's: never inherited code text", () => {
+    const withOne = { ...nobody, attributes: { constructor: 'Acme' } };
+    expect(renderTemplate('from {{constructor}}', withOne, 'text')).toBe('from Acme');
+    expect(renderTemplate('from {{constructor | "none"}} {{toString}}{{hasOwnProperty}}{{__proto__ | "-"}}', nobody, 'text')).toBe('from none -');
+  });
+
   it('escapes values in HTML so contact data never becomes markup', () => {
     expect(renderTemplate('<p>{{companyName}}</p>', ada, 'html')).toBe('<p>Engines &amp; &lt;Co&gt;</p>');
   });

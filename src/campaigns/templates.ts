@@ -44,7 +44,9 @@ export function checkTemplate(template: string, knownAttributes: ReadonlySet<str
 }
 
 function valueOf(contact: MergeContact, field: string): string {
-  const raw = field === 'email' ? contact.email : field === 'firstName' ? contact.firstName : field === 'lastName' ? contact.lastName : contact.attributes[field];
+  // An attribute only if the contact has it: `{{constructor}}` must not find what every object inherits.
+  const attribute = Object.hasOwn(contact.attributes, field) ? contact.attributes[field] : undefined;
+  const raw = field === 'email' ? contact.email : field === 'firstName' ? contact.firstName : field === 'lastName' ? contact.lastName : attribute;
   return raw === null || raw === undefined ? '' : String(raw);
 }
 

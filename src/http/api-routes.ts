@@ -95,12 +95,12 @@ export const API_ROUTES: ApiRoute[] = [
   route('get', '/api/compliance/report', { tag: 'privacy', summary: 'The evidence report from the audit log (JSON, or CSV with format=csv)', access: 'admin', roles: ['owner', 'admin'], query: reportQuery, produces: 'application/json', responses: { 200: 'the report' } }),
 
   // Campaigns
-  route('post', '/api/campaigns', { tag: 'campaigns', summary: 'Create a draft', access: 'send', body: campaignBody, idempotent: true, responses: { 201: json('the draft', R.campaign) }, errors: ['unknown_merge_field', 'unknown_contacts', 'mailbox_missing'] }),
+  route('post', '/api/campaigns', { tag: 'campaigns', summary: 'Create a draft', access: 'send', body: campaignBody, idempotent: true, responses: { 201: json('the draft', R.campaign) }, errors: ['unknown_merge_field', 'unknown_contacts', 'mailbox_missing', 'too_many_links'] }),
   route('get', '/api/campaigns', { tag: 'campaigns', summary: 'List campaigns', access: 'read', responses: { 200: json('the campaigns', R.campaignsResponse) } }),
   route('get', '/api/campaigns/:id', { tag: 'campaigns', summary: 'A campaign and its progress', access: 'read', responses: campaignState }),
-  route('patch', '/api/campaigns/:id', { tag: 'campaigns', summary: 'Change a draft', access: 'send', body: campaignBody, responses: { 200: json('the draft', R.campaign) }, errors: ['campaign_not_editable', 'unknown_merge_field', 'unknown_contacts', 'mailbox_missing'] }),
+  route('patch', '/api/campaigns/:id', { tag: 'campaigns', summary: 'Change a draft', access: 'send', body: campaignBody, responses: { 200: json('the draft', R.campaign) }, errors: ['campaign_not_editable', 'unknown_merge_field', 'unknown_contacts', 'mailbox_missing', 'too_many_links'] }),
   route('delete', '/api/campaigns/:id', { tag: 'campaigns', summary: 'Delete a campaign: a running one is cancelled, it disappears at once and is purged later (P-13)', access: 'send', responses: { 204: 'deleted' } }),
-  route('post', '/api/campaigns/:id/recipients', { tag: 'campaigns', summary: "A draft's audience from a CSV file", access: 'send', body: 'csv', responses: { 200: json('the contacts import report and the audience size', R.recipientsImportResponse) }, errors: ['campaign_not_editable', 'request_aborted'] }),
+  route('post', '/api/campaigns/:id/recipients', { tag: 'campaigns', summary: "A draft's audience from a CSV file", access: 'send', body: 'csv', responses: { 200: json('the contacts import report and the audience size', R.recipientsImportResponse) }, errors: ['campaign_not_editable', 'request_aborted', 'no_recipients'] }),
   route('post', '/api/campaigns/:id/preflight', { tag: 'campaigns', summary: 'Count eligible / suppressed / missing consent / invalid', access: 'read', responses: { 200: json('the counts and one rendered sample', R.preflightResponse) } }),
   route('post', '/api/campaigns/:id/launch', { tag: 'campaigns', summary: 'Launch a draft', access: 'send', body: launchBody, idempotent: true, responses: campaignState, errors: ['campaign_not_draft', 'campaign_changed', 'postal_address_required', 'mailbox_needs_reconnect'] }),
   lifecycle('pause', ['campaign_not_running']),

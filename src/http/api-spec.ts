@@ -133,6 +133,8 @@ export const ERROR_STATUS: Record<string, number> = {
   invalid_grant_expiry: 422,
   unknown_merge_field: 422,
   unknown_contacts: 422,
+  no_recipients: 422,
+  too_many_links: 422,
   postal_address_required: 422,
   mailbox_missing: 422,
   gmail_rejected: 422,

@@ -465,6 +465,25 @@ describe('a consent opt-out of a contact whose address changed after its campaig
   });
 });
 
+describe('links', () => {
+  it('a campaign may hold 1,000 distinct links; more is a 422 and nothing is stored (13,107 were a 500: past 65,535 parameters)', async () => {
+    const body = (n: number) => Array.from({ length: n }, (_, i) => `<a href="https://e.test/${i}">x</a>`).join('');
+    const before = await snapshotCounts(ctx.app.database.db);
+    const many = await ctx.app.api('POST', '/api/campaigns', {
+      token: ctx.owner.token,
+      json: { name: 'Links', kind: 'transactional', mailboxId: mailbox.id, subject: 'Hi', html: body(13_107), contactIds: await audience(1) },
+    });
+    expect(many.status).toBe(422);
+    expect(many.body.error.code).toBe('too_many_links');
+    expect((await snapshotCounts(ctx.app.database.db)).campaigns).toBe(before.campaigns);
+    const enough = await ctx.app.api('POST', '/api/campaigns', {
+      token: ctx.owner.token,
+      json: { name: 'Links', kind: 'transactional', mailboxId: mailbox.id, subject: 'Hi', html: body(1_000), contactIds: await audience(1) },
+    });
+    expect(enough.status, enough.text).toBe(201);
+  });
+});
+
 describe('recipients from a CSV file', () => {
   it('imports the rows as contacts and makes exactly them the draft\'s audience', async () => {
     const campaign = await createCampaign({ kind: 'transactional', subject: 'CSV1', contactIds: await audience(1) });
@@ -476,5 +495,10 @@ describe('recipients from a CSV file', () => {
     expect(preflight.body).toMatchObject({ total: 2, eligible: 2 });
     const wrongType = await ctx.app.api('POST', `/api/campaigns/${campaign.id}/recipients`, { token: ctx.owner.token, json: {} });
     expect(wrongType.status).toBe(415);
+    // A file every row of which is refused leaves the audience as it was.
+    const refused = await ctx.app.api('POST', `/api/campaigns/${campaign.id}/recipients`, { token: ctx.owner.token, body: 'email\nnot-an-address\n', headers: { 'content-type': 'text/csv' } });
+    expect(refused.status).toBe(422);
+    expect(refused.body.error).toMatchObject({ code: 'no_recipients', details: { import: { failed: 1 } } });
+    expect((await ctx.app.api('POST', `/api/campaigns/${campaign.id}/preflight`, { token: ctx.owner.token })).body).toMatchObject({ total: 2 });
   });
 });
