@@ -73,8 +73,26 @@ function authQueries(db: Db) {
       return row!;
     },
 
+    /**
+     * Names the workspace or sets its postal address. Clearing the address changes nothing
+     * (undefined) while a marketing campaign is scheduled, sending or paused: its mail must
+     * carry one (launch refuses marketing without it), and the next batch would go out bare.
+     */
     async updateWorkspace(id: string, values: { name?: string; postalAddress?: string | null }): Promise<WorkspaceRow | undefined> {
-      const [row] = await db.update(workspaces).set(values).where(eq(workspaces.id, id)).returning();
+      const clearing = 'postalAddress' in values && !values.postalAddress;
+      const [row] = await db
+        .update(workspaces)
+        .set(values)
+        .where(
+          and(
+            eq(workspaces.id, id),
+            clearing
+              ? sql`not exists (select 1 from campaigns c where c.workspace_id = ${id}::uuid and c.kind = 'marketing'
+                  and c.status in ('scheduled', 'sending', 'paused') and c.deleted_at is null)`
+              : undefined,
+          ),
+        )
+        .returning();
       return row;
     },
 

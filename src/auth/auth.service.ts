@@ -250,7 +250,11 @@ export function createAuthService(deps: {
     /** Owners and admins name the workspace and set the postal address marketing mail carries. */
     async updateWorkspace(auth: AuthContext, patch: { name?: string; postalAddress?: string | null }) {
       if (auth.role === 'member') throw new ForbiddenError('Only owners and admins change the workspace');
-      return presentWorkspace((await repo.updateWorkspace(auth.workspaceId, patch))!);
+      const updated = await repo.updateWorkspace(auth.workspaceId, patch);
+      if (!updated) {
+        throw new ConflictError('postal_address_in_use', 'Marketing campaigns of this workspace are still sending with its postal address: give another address, or finish or cancel them first');
+      }
+      return presentWorkspace(updated);
     },
 
     async listMembers(auth: AuthContext) {

@@ -110,6 +110,7 @@ export const ERROR_STATUS: Record<string, number> = {
   grant_already_revoked: 409,
   webhook_endpoint_disabled: 409,
   last_owner: 409,
+  postal_address_in_use: 409,
   workspace_has_members: 409,
   campaign_not_editable: 409,
   campaign_not_draft: 409,
