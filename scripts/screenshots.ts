@@ -68,7 +68,7 @@ async function main() {
   const auth = { authorization: `Bearer ${account.token}` };
   await api('PATCH', '/api/workspace', { name: OWNER.workspaceName, postalAddress: '1 Trail Road, Boulder CO 80302' }, auth);
   sandbox.control.createMailbox({ email: 'news@acme.test' });
-  const { res: start, json: connectStart } = await api('GET', '/api/gmail/connect?sync=false&loginHint=news%40acme.test', undefined, { ...auth, accept: 'application/json' });
+  const { res: start, json: connectStart } = await api('GET', '/api/gmail/connect?sync=true&loginHint=news%40acme.test', undefined, { ...auth, accept: 'application/json' });
   const consent = await fetch(connectStart.url, { redirect: 'manual' });
   const callback = new URL(consent.headers.get('location')!);
   const cookie = start.headers.getSetCookie().map((c) => c.split(';')[0]).join('; ');

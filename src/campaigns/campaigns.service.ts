@@ -298,6 +298,11 @@ export function createCampaignsService(deps: {
       const mailbox = campaign.mailboxId ? await deps.mailboxRepo.findById(auth.workspaceId, campaign.mailboxId) : undefined;
       if (!mailbox) throw new UnprocessableError('mailbox_missing', 'The campaign has no connected mailbox');
       if (mailbox.status !== 'active') throw new ConflictError('mailbox_needs_reconnect', 'Reconnect the mailbox before launching');
+      // A sequence stops for whoever replied or bounced, which only a mailbox we may read can tell
+      // us: from a send-only one every follow-up would go out regardless.
+      if (campaign.steps.length > 0 && !mailbox.syncEnabled) {
+        throw new UnprocessableError('follow_ups_need_sync', 'Follow-up steps stop when someone replies or a mail bounces, which a send-only mailbox cannot see: connect it with sync, or remove the steps');
+      }
       if (campaign.kind === 'marketing' && !(await repo.postalAddressOf(auth.workspaceId))) {
         throw new UnprocessableError('postal_address_required', 'Marketing mail carries the sender’s postal address: set it with PATCH /api/workspace');
       }

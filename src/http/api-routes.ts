@@ -102,7 +102,7 @@ export const API_ROUTES: ApiRoute[] = [
   route('delete', '/api/campaigns/:id', { tag: 'campaigns', summary: 'Delete a campaign: a running one is cancelled, it disappears at once and is purged later (P-13)', access: 'send', responses: { 204: 'deleted' } }),
   route('post', '/api/campaigns/:id/recipients', { tag: 'campaigns', summary: "A draft's audience from a CSV file", access: 'send', body: 'csv', responses: { 200: json('the contacts import report and the audience size', R.recipientsImportResponse) }, errors: ['campaign_not_editable', 'request_aborted', 'no_recipients'] }),
   route('post', '/api/campaigns/:id/preflight', { tag: 'campaigns', summary: 'Count eligible / suppressed / missing consent / invalid', access: 'read', responses: { 200: json('the counts and one rendered sample', R.preflightResponse) } }),
-  route('post', '/api/campaigns/:id/launch', { tag: 'campaigns', summary: 'Launch a draft', access: 'send', body: launchBody, idempotent: true, responses: campaignState, errors: ['campaign_not_draft', 'campaign_changed', 'postal_address_required', 'mailbox_needs_reconnect'] }),
+  route('post', '/api/campaigns/:id/launch', { tag: 'campaigns', summary: 'Launch a draft', access: 'send', body: launchBody, idempotent: true, responses: campaignState, errors: ['campaign_not_draft', 'campaign_changed', 'postal_address_required', 'mailbox_needs_reconnect', 'follow_ups_need_sync'] }),
   lifecycle('pause', ['campaign_not_running']),
   lifecycle('resume', ['campaign_not_paused']),
   lifecycle('cancel', ['campaign_finished']),

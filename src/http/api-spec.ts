@@ -136,6 +136,7 @@ export const ERROR_STATUS: Record<string, number> = {
   unknown_contacts: 422,
   no_recipients: 422,
   too_many_links: 422,
+  follow_ups_need_sync: 422,
   postal_address_required: 422,
   mailbox_missing: 422,
   gmail_rejected: 422,

@@ -40,7 +40,7 @@ beforeAll(async () => {
   app = await startTestApp({ now: () => new Date(clock) });
   owner = await signUp(app);
   auth = { userId: owner.userId, workspaceId: owner.workspaceId, role: 'owner' };
-  mailbox = await connectedMailbox(app, owner.token, `cancel-sender-${Date.now()}@acme.test`);
+  mailbox = await connectedMailbox(app, owner.token, `cancel-sender-${Date.now()}@acme.test`, { sync: true });
   await app.api('PATCH', '/api/workspace', { token: owner.token, json: { postalAddress: '1 Main St' } });
 });
 afterAll(async () => {

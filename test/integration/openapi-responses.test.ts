@@ -175,7 +175,7 @@ describe('OpenAPI response schemas match the real answers', () => {
   });
 
   it('campaigns through their life, with stats and the timeline of a recipient who opened and clicked', async () => {
-    const mailbox = await connectedMailbox(app, owner.token, `campaigns-${Date.now()}@acme.test`);
+    const mailbox = await connectedMailbox(app, owner.token, `campaigns-${Date.now()}@acme.test`, { sync: true });
     const [first, second] = await fixtures.audience(2);
     const draft = {
       name: 'Launch',

@@ -85,6 +85,19 @@ describe('Gmail faults on messages.send', { timeout: 90_000 }, () => {
     expect(rows.every((r) => stored.has(r.gmail_message_id!))).toBe(true);
   });
 
+  it('send-only mailbox: a campaign with follow-up steps is refused at launch (it could not see who replied or bounced)', async () => {
+    const [person] = await fx.audience(1, { prefix: 'gate-steps' });
+    const draft = await ctx.app.api('POST', '/api/campaigns', {
+      token: ctx.owner.token,
+      json: { name: 'Steps', kind: 'transactional', mailboxId: sendOnly.id, subject: 'Hi', text: 'Hello', contactIds: [person!.id], steps: [{ afterDays: 2, text: 'Again' }] },
+    });
+    expect(draft.status, draft.text).toBe(201);
+    const launch = await ctx.app.api('POST', `/api/campaigns/${draft.body.id}/launch`, { token: ctx.owner.token, json: {} });
+    expect(launch.status).toBe(422);
+    expect(launch.body.error.code).toBe('follow_ups_need_sync');
+    expect((await ctx.app.api('GET', `/api/campaigns/${draft.body.id}`, { token: ctx.owner.token })).body.status).toBe('draft');
+  });
+
   it('send-only mailbox: a timed-out send is `outcome_unknown` (it cannot be searched), the others go out once', async () => {
     const people = await fx.audience(3);
     const campaignId = await fx.launched(sendOnly.id, 'G4 send-only', people.map((p) => p.id));
