@@ -209,9 +209,9 @@ export function createSendWorker(deps: SendWorkerDeps) {
    * pacer then grants a round in one store call, the gate claims it in one statement and the
    * sent records go together (group-commit.ts) — a few statements per round instead of three
    * per message (issue #14). A rate limit or revoked grant stops the batch: no new round
-   * starts. A send's own error (the database, a bug) is logged and stops the batch too, once
-   * the rest of its round has finished. Unstarted rows keep their `queued` state; their
-   * reservation is given back.
+   * starts, nor once the campaign's sending window has closed. A send's own error (the database,
+   * a bug) is logged and stops the batch too, once the rest of its round has finished. Unstarted
+   * rows keep their `queued` state; their reservation is given back.
    */
   async function sendBatch(batch: BatchContext, candidates: SendCandidate[]): Promise<number> {
     let next = 0;
@@ -222,7 +222,9 @@ export function createSendWorker(deps: SendWorkerDeps) {
     // records (the worker is otherwise idle then: rendering has no side effect, so a round
     // rendered and never started costs nothing but the work).
     let preparing = prepareRound(0);
-    while (!stop && !stopping && next < candidates.length) {
+    // The sending window is asked again before each round, not only before the batch: at a slow
+    // pace a batch of 50 outlasted the window's close by minutes.
+    while (!stop && !stopping && next < candidates.length && isInsideWindow(batch.campaign.sendingWindow, now())) {
       const round = candidates.slice(next, next + concurrency);
       next += round.length;
       // Rendered first, then started in the same tick, so that the round reaches the pacer together.

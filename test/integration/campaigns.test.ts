@@ -351,6 +351,29 @@ describe('sending', () => {
     expect(new Date(state.progress.nextSendAt).getTime()).toBeGreaterThan(Date.now());
   });
 
+  it('stops between rounds when its sending window closes, not after the whole batch', async () => {
+    const ids = await audience(12);
+    const today = new Date().getUTCDay() || 7;
+    const campaign = await createCampaign({ subject: 'W10 closing', contactIds: ids, sendingWindow: { days: [today], startHour: 0, endHour: 24, timeZone: 'UTC' } });
+    await launch(campaign.id);
+    // The clock jumps to tomorrow (outside the window) as soon as the first message reaches Gmail.
+    let clock = Date.now();
+    const sends = () => ctx.app.sandbox.control.calls({ endpoint: 'send', mailbox: SENDER }).length;
+    const before = sends();
+    let watching = true;
+    const watcher = (async () => {
+      while (watching && sends() === before) await new Promise((resolve) => setImmediate(resolve));
+      clock += 86_400_000;
+    })();
+    const sent = await worker(ctx.app, { now: () => new Date(clock) }).tick();
+    watching = false;
+    await watcher;
+    expect(sent).toBeGreaterThan(0);
+    expect(sent).toBeLessThan(12);
+    expect((await getCampaign(campaign.id)).progress).toMatchObject({ sent, queued: 12 - sent });
+    await ctx.app.api('POST', `/api/campaigns/${campaign.id}/cancel`, { token: ctx.owner.token });
+  });
+
   it('marketing launch needs the postal address; a launched campaign cannot be launched or edited again', async () => {
     const other = await signUp(ctx.app);
     const otherBox = await connectedMailbox(ctx.app, other.token, 'nofooter@acme.test');
