@@ -302,7 +302,9 @@ export function createSendLedgerRepo(db: Db, options: SendLedgerOptions = {}) {
             from i where s.id = i.id and s.status = 'sending' and s.lease_owner = i.owner and s.attempts = i.attempt
             returning s.id, s.workspace_id, s.campaign_id, s.step, s.contact_id, s.recipient_id, s.email, s.message_id, s.sent_at),
           m as (
-            update messages ms set status = 'sent', gmail_message_id = i.gmail_id, gmail_thread_id = i.thread_id, at = i.at, subject = i.subject
+            -- The subject the claim stored is the rendered one; recovery, which resolves a send
+            -- without rendering it again, passes only its step's template: the stored one stays.
+            update messages ms set status = 'sent', gmail_message_id = i.gmail_id, gmail_thread_id = i.thread_id, at = i.at, subject = coalesce(ms.subject, i.subject)
             from i join ledger l on l.id = i.id where ms.id = i.message_row_id)${nextSteps}${campaignSendOutcomeCtes('message.sent', 'sent_at')}
           select id from ledger`),
       );

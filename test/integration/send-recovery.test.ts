@@ -189,6 +189,28 @@ describe('recovery of expired sends', { timeout: 90_000 }, () => {
     expect(await sendCountMismatches(db())).toEqual([]);
   });
 
+  it('a send resolved by recovery keeps the subject it went out with, not its template', async () => {
+    const [person] = await fx.audience(1, { prefix: 'recsub' });
+    const campaignId = await fx.launched(healthy.id, 'R9 for {{firstName | "you"}}', [person!.id]);
+    const crashing = separateWorker(ctx.app, {
+      leaseMs: 2_000,
+      concurrency: 1,
+      afterGmailAccepted: () => {
+        throw new Error('process died');
+      },
+    });
+    await crashing.tick();
+    const rescuer = separateWorker(ctx.app, { workerId: 'rescuer-9' });
+    expect(await rescuer.recoverStuck(new Date(Date.now() + 3_000))).toBe(1);
+    const sentSubjects = ctx.app.sandbox.control.listMessages(HEALTHY, { labelId: 'SENT' }).filter((m) => m.to.includes(person!.email)).map((m) => m.subject);
+    const stored = rowsOf<{ subject: string }>(
+      await db().execute(sql`select m.subject from campaign_sends s join messages m on m.id = s.message_id where s.campaign_id = ${campaignId}::uuid`),
+    );
+    expect(sentSubjects).toHaveLength(1);
+    expect(sentSubjects[0]).not.toContain('{{');
+    expect(stored.map((r) => r.subject)).toEqual(sentSubjects);
+  });
+
   it('1:1 sends: those of a mailbox waiting to be reconnected do not hold up a healthy mailbox’s', async () => {
     await setMailboxStatus(stuck.id, 'needs_reconnect');
     const stuckIds = (
