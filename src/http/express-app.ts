@@ -36,7 +36,7 @@ import { contentSecurityPolicy } from '../web/csp.js';
 import { webErrorPage, type WebContext } from '../web/web.middleware.js';
 import { WEB_PATHS, webRoutes } from '../web/web.routes.js';
 import { APP_PAGE_GROUPS } from '../web/pages.js';
-import { isAppReadableForm } from './form-body.js';
+import { isAppReadableForm, isWebAppPath } from './form-body.js';
 import { createServices, type AppDeps, type Services } from '../app.js';
 
 /*
@@ -105,10 +105,9 @@ export function createApp(deps: AppDeps, services: Services = createServices(dep
   app.use('/api/messages', authenticated, express.json({ limit: '36mb' }));
   app.use(express.json({ limit: '1mb' }));
   // Forms in UTF-8 or ISO-8859-1; another charset is left to the route (http/form-body.ts), not a 415.
-  // The web app's editor and compose forms carry whole mail bodies (the API takes 2 MB of campaign
-  // HTML): 100 kB refused a long template with a bare 413 and lost what was typed.
-  app.use('/app', express.urlencoded({ extended: false, limit: '4mb', type: (req) => isAppReadableForm(req) }));
-  app.use(express.urlencoded({ extended: false, limit: '100kb', type: (req) => isAppReadableForm(req) }));
+  // The web app's own forms (/app) are read by its router once the browser is signed in (larger:
+  // they carry whole mail bodies; web.routes.ts).
+  app.use(express.urlencoded({ extended: false, limit: '100kb', type: (req) => isAppReadableForm(req) && !isWebAppPath(req.url) }));
   // One rule for every string a client sends: no NUL, no lone surrogate (400 invalid_text).
   app.use(rejectBadText());
 

@@ -43,6 +43,9 @@ export function isAppReadableForm(req: IncomingMessage): boolean {
   return charset === undefined || charset === 'utf-8' || charset === 'iso-8859-1';
 }
 
+/** The signed-in web app's paths, whose forms its own router reads (web.routes.ts). */
+export const isWebAppPath = (url: string | undefined) => /^\/app(\/|\?|$)/.test(url ?? '');
+
 /** A urlencoded body in another charset (isAppReadableForm): decoded by its label, then read as a form. */
 async function parseUrlencoded(req: Request): Promise<FormFields> {
   const text = decodePlainText(await readBodyUpTo(req, MAX_MULTIPART_BYTES), charsetOf(req.headers['content-type']));

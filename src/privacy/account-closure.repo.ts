@@ -25,14 +25,18 @@ function closureQueries(db: Db) {
     /**
      * Of the workspaces the user owns, those with no other live owner, each with its successor:
      * the other live member who would own it (the highest role, then the longest a member), or
-     * none when nobody else uses it. The workspaces are locked first (in id order), so two
-     * co-owners closing at the same moment cannot each leave the workspace to the other, and a
-     * member joining meanwhile waits.
+     * none when nobody else uses it. The user's workspaces are locked first (in id order), so
+     * two co-owners closing at the same moment cannot each leave the workspace to the other, a
+     * member joining meanwhile waits, and a successor closing their own account meanwhile is
+     * either seen closed or closes after the handover (then as the workspace's owner).
      */
     async soleOwnedWorkspaces(userId: string): Promise<{ workspaceId: string; name: string; successorId: string | null; successorRole: string | null }[]> {
+      // Every workspace the user belongs to, not only those they own: a member closing at the same
+      // moment as an owner who would hand them the workspace takes turns with that handover (one
+      // sees the other committed: never an owner who is already closed).
       await db.execute(sql`
         select w.id from workspaces w join memberships m on m.workspace_id = w.id
-        where m.user_id = ${userId}::uuid and m.role = 'owner' and w.deleted_at is null
+        where m.user_id = ${userId}::uuid and w.deleted_at is null
         order by w.id for update of w`);
       return rowsOf<{ workspace_id: string; name: string; successor_id: string | null; successor_role: string | null }>(
         await db.execute(sql`

@@ -1,6 +1,8 @@
 import { fileURLToPath } from 'node:url';
 import express, { Router } from 'express';
 import { NotFoundError } from '../errors.js';
+import { isAppReadableForm } from '../http/form-body.js';
+import { rejectBadText } from '../http/text.js';
 import { authPages } from './auth.pages.js';
 import { browserState, multipartForms, requireCsrf, requireSignedIn, type WebContext } from './web.middleware.js';
 
@@ -10,6 +12,8 @@ const PUBLIC_FORM_PATHS = ['/signin', '/signup', '/invitations/accept'];
 
 /** Page groups under /app, each a router of its own (mailboxes, contacts, …), added by the composition root. */
 export type AppPageGroup = (ctx: WebContext) => Router;
+
+const appForms = express.urlencoded({ extended: false, limit: '10mb', type: (req) => isAppReadableForm(req) });
 
 /**
  * The web app: static assets, then per request the session and CSRF state, then the
@@ -29,8 +33,11 @@ export function webRoutes(ctx: WebContext, pageGroups: AppPageGroup[]): Router {
   router.use([...PUBLIC_FORM_PATHS, '/signout'], requireCsrf);
   router.use(authPages(ctx));
 
-  // Signed-in first, then the token: a form posted after the session ended goes to sign-in and changes nothing.
-  router.use('/app', requireSignedIn, multipartForms, requireCsrf);
+  // Signed-in first, then the form, then the token: a form posted after the session ended goes to
+  // sign-in and changes nothing, and nobody signed out makes us read one. The editor's and
+  // compose's forms carry whole mail bodies (the API takes 2 MB each of a campaign's HTML and text,
+  // which form encoding can double): 100 kB refused a long template with a bare 413.
+  router.use('/app', requireSignedIn, appForms, rejectBadText(), multipartForms, requireCsrf);
   router.get('/app', (req, res) => res.redirect(303, `/app/mailboxes${new URL(req.originalUrl, 'http://local').search}`));
   for (const group of pageGroups) router.use('/app', group(ctx));
   router.use('/app', (req) => {

@@ -49,7 +49,7 @@ describe('mailboxes', () => {
     expect(stored!.disclosure_version).toBe('2026-11-01');
   });
 
-  it('a long campaign template saves from the editor (a 100 kB form limit refused it with a bare 413); past the web limit it is still a 413', async () => {
+  it('a long campaign template saves from the editor (a 100 kB form limit refused it with a bare 413); past the web limit it is a 413, and only for someone signed in', async () => {
     const mailbox = await connectedMailbox(app, ownerToken, `long-template-${Date.now()}@acme.test`);
     const html = `<table>${'<tr><td style="padding:4px">row</td></tr>'.repeat(8_000)}</table>`;
     expect(html.length).toBeGreaterThan(300_000);
@@ -60,8 +60,13 @@ describe('mailboxes', () => {
     const id = /\/app\/campaigns\/([0-9a-f-]{36})/.exec(saved.location!)![1]!;
     expect((await app.api('GET', `/api/campaigns/${id}`, { token: ownerToken })).body.html).toBe(html);
     await owner.browser.get('/app/campaigns/new');
-    const tooLarge = await owner.browser.post('/app/campaigns', { ...fields, html: 'x'.repeat(5 * 1024 * 1024) });
+    const tooLarge = await owner.browser.post('/app/campaigns', { ...fields, html: 'x'.repeat(11 * 1024 * 1024) });
     expect(tooLarge.status).toBe(413);
+    // Nobody signed in makes us read such a form: sign-in first.
+    const stranger = new WebClient(app);
+    const unread = await stranger.request('POST', '/app/campaigns', new URLSearchParams({ html: 'x'.repeat(11 * 1024 * 1024) }));
+    expect(unread.status).toBe(303);
+    expect(unread.location).toMatch(/^\/signin/);
   });
 
   it('skipping the disclosure (an old or made-up version) shows it again instead of going to Google', async () => {
