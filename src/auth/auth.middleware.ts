@@ -29,9 +29,11 @@ const scopeMissing = (message: string) => new AppError('api_key_scope_missing', 
  * sessions only, refuses every key).
  */
 export function requireAuth(auth: AuthService, apiKeys?: ApiKeyAuth): RequestHandler {
+  const authenticatedHere = new WeakSet<object>();
   return async (req, _res, next) => {
-    // Already authenticated for this request (a path that must know its caller before reading a large body).
-    if (req.auth) return next();
+    // Already authenticated by this guard for this request (a path that must know its caller
+    // before it reads a large body); an auth set by anything else counts for nothing here.
+    if (authenticatedHere.has(req)) return next();
     const header = req.headers.authorization;
     const match = header ? /^Bearer\s+(\S+)$/i.exec(header) : null;
     if (!match) throw new UnauthorizedError('unauthorized', 'An Authorization: Bearer token is required');
@@ -45,6 +47,7 @@ export function requireAuth(auth: AuthService, apiKeys?: ApiKeyAuth): RequestHan
     } else {
       req.auth = { ...(await auth.authenticate(token)), requestId: String(req.id) };
     }
+    authenticatedHere.add(req);
     next();
   };
 }

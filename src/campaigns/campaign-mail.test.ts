@@ -12,6 +12,7 @@ describe('withFooter', () => {
   it('uses the last closing body tag, then a closing html tag, else the end', () => {
     expect(withFooter('<body>a</body><body>b</body>', footer)).toBe('<body>a</body><body>b<p>Unsubscribe</p></body>');
     expect(withFooter('<html>Hi</html>', footer)).toBe('<html>Hi<p>Unsubscribe</p></html>');
+    expect(withFooter('<html>a</html><html>b</html>', footer)).toBe('<html>a</html><html>b<p>Unsubscribe</p></html>');
     expect(withFooter('<p>Hi</p>', footer)).toBe('<p>Hi</p><p>Unsubscribe</p>');
   });
 });

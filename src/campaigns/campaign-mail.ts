@@ -44,9 +44,14 @@ export function marketingFooter(links: { unsubscribe: string; preferences: strin
  * — else at the end.
  */
 export function withFooter(html: string, footerHtml: string): string {
-  const closing = /<\/body\s*>|<\/html\s*>/gi;
-  let at = -1;
-  for (let match = closing.exec(html); match; match = closing.exec(html)) if (at < 0 || /^<\/body/i.test(match[0])) at = match.index;
+  const closing = /<\/(body|html)\s*>/gi;
+  let lastBody = -1;
+  let lastHtml = -1;
+  for (let match = closing.exec(html); match; match = closing.exec(html)) {
+    if (match[1]!.toLowerCase() === 'body') lastBody = match.index;
+    else lastHtml = match.index;
+  }
+  const at = lastBody >= 0 ? lastBody : lastHtml;
   return at < 0 ? `${html}${footerHtml}` : `${html.slice(0, at)}${footerHtml}${html.slice(at)}`;
 }
 

@@ -127,7 +127,8 @@ export function createApp(deps: AppDeps, services: Services = createServices(dep
   app.use('/webhooks', pushRoutes(push));
 
   // Each feature router guards its own path prefixes, so that an unknown /api path
-  // is a 404 for everyone rather than a 401 that hides it.
+  // is a 404 for everyone rather than a 401 that hides it (under /api/messages, whose caller is
+  // known before its large bodies are read, an anonymous caller gets the 401 first).
   const idempotent = idempotentRoute(services.idempotency);
   app.use('/api', publicAuthRoutes(auth));
   app.use('/api', openApiRoutes(buildOpenApiDocument(API_ROUTES, API_WEBHOOKS, config.publicBaseUrl)));
