@@ -127,8 +127,11 @@ export function createContactsService(deps: {
       const existing = await requireContact(auth, id);
       const { attributes, ...rest } = patch;
       const merged = attributes ? mergeAttributes(existing.attributes, attributes) : undefined;
-      // The request's own limit is per request; this one is the contact's, whatever patches came before.
-      if (merged && Object.keys(merged).length > MAX_CONTACT_ATTRIBUTES) {
+      // The request's own limit is per request; this one is the contact's, whatever patches came
+      // before. A patch that does not add to a contact already past it (a CSV import merges without
+      // this check) still goes through: removing some must stay possible.
+      const count = merged ? Object.keys(merged).length : 0;
+      if (merged && count > MAX_CONTACT_ATTRIBUTES && count > Object.keys(existing.attributes).length) {
         throw new ValidationError([{ field: 'attributes', message: `a contact has at most ${MAX_CONTACT_ATTRIBUTES} attributes; remove some (a null value removes one)` }]);
       }
       const updated = await repo.update(auth.workspaceId, id, { ...rest, ...(merged ? { attributes: merged } : {}) });

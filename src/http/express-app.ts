@@ -101,7 +101,7 @@ export function createApp(deps: AppDeps, services: Services = createServices(dep
   const authenticated = requireAuth(auth, { looksLikeApiKey, authenticate: services.apiKeys.authenticate, accessOf: createAccessLookup(API_ROUTES) });
   // 1:1 mail may carry up to Gmail's 35 MB; every other JSON body is small. Every /api/messages
   // route needs a caller, so the caller is known before 35 MB are parsed (an anonymous client
-  // could make the server parse them for a 401); the routes then find req.auth set.
+  // could make the server parse them for a 401); the routes' own guard then lets it pass.
   app.use('/api/messages', authenticated, express.json({ limit: '36mb' }));
   app.use(express.json({ limit: '1mb' }));
   // Forms in UTF-8 or ISO-8859-1; another charset is left to the route (http/form-body.ts), not a 415.

@@ -66,6 +66,12 @@ describe('contacts CRUD', () => {
     expect(swapped.status).toBe(200);
     expect(Object.keys(swapped.body.attributes)).toHaveLength(100);
     expect(swapped.body.attributes.more).toBe('x');
+    // A contact past the limit (an import merges attributes without this check) may still lose some.
+    await ctx.app.database.db.execute(sql`update contacts set attributes = attributes || '{"x1":1,"x2":2}'::jsonb where id = ${contact.id}::uuid`);
+    const trimmed = await patch({ x1: null });
+    expect(trimmed.status, trimmed.text).toBe(200);
+    expect(Object.keys(trimmed.body.attributes)).toHaveLength(101);
+    expect((await patch({ x3: 'grows' })).status).toBe(400);
   });
 
   it('DELETE removes the contact and its consent history', async () => {
