@@ -50,11 +50,7 @@ export const isWebAppPath = (url: string | undefined) => /^\/app(\/|\?|$)/.test(
 async function parseUrlencoded(req: Request): Promise<FormFields> {
   const text = decodePlainText(await readBodyUpTo(req, MAX_MULTIPART_BYTES), charsetOf(req.headers['content-type']));
   const fields: FormFields = new Map();
-  for (const [name, value] of new URLSearchParams(text)) {
-    assertCleanText(name, '(field name)');
-    assertCleanText(value, name);
-    fields.set(name, [...(fields.get(name) ?? []), value]);
-  }
+  for (const [name, value] of new URLSearchParams(text)) addField(fields, name, value);
   return fields;
 }
 
@@ -73,8 +69,7 @@ async function parsePlainText(req: Request): Promise<FormFields> {
   for (const line of text.split(/\r?\n/)) {
     const at = line.indexOf('=');
     if (at <= 0 || !isCleanText(line)) continue;
-    const [name, value] = [line.slice(0, at), line.slice(at + 1)];
-    fields.set(name, [...(fields.get(name) ?? []), value]);
+    addField(fields, line.slice(0, at), line.slice(at + 1));
   }
   return fields;
 }
@@ -98,6 +93,16 @@ function decodePlainText(body: Buffer, charset: string | undefined): string {
   } catch {
     throw new UnsupportedMediaTypeError('text/plain in a known charset (UTF-8, UTF-16, ISO-8859-1)');
   }
+}
+
+/**
+ * One field of a body this module parses itself (not the app's parsers): the same edge rule as
+ * every other body (http/text.ts), then appended to the values of its name.
+ */
+function addField(fields: FormFields, name: string, value: string): void {
+  assertCleanText(name, '(field name)');
+  assertCleanText(value, name);
+  fields.set(name, [...(fields.get(name) ?? []), value]);
 }
 
 function fromParsedBody(body: unknown): FormFields {
@@ -130,10 +135,7 @@ async function parseMultipart(req: Request): Promise<FormFields> {
   const fields: FormFields = new Map();
   for (const [name, value] of form.entries()) {
     if (typeof value !== 'string') continue;
-    // The same edge rule as every other body (http/text.ts); multipart is parsed here, not by the app.
-    assertCleanText(name, '(field name)');
-    assertCleanText(value, name);
-    fields.set(name, [...(fields.get(name) ?? []), value]);
+    addField(fields, name, value);
   }
   return fields;
 }
