@@ -6,6 +6,9 @@ import { contacts } from '../db/schema.js';
  * (privacy). A column added to what a person is told about themselves belongs here.
  */
 
+/** Attributes one contact may hold: a request may name as many (contacts.routes.ts), an import's columns too (import-columns.ts). */
+export const MAX_CONTACT_ATTRIBUTES = 100;
+
 /** Who the contact is and what a template may merge (`{{firstName}}`, `{{attributes.x}}`). */
 export const contactMergeColumns = {
   id: contacts.id,

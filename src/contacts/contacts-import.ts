@@ -10,6 +10,7 @@ import { AppError, ValidationError } from '../errors.js';
 import { isCleanText } from '../http/text.js';
 import type { ContactsQueries, ImportedContact } from './contacts.repo.js';
 import { normalizeEmailAddress } from './email-address.js';
+import { MAX_CONTACT_ATTRIBUTES } from './contact-columns.js';
 import { parseConsentCells, resolveColumns, type Column, type ColumnMapping, type ImportedConsent } from './import-columns.js';
 
 export { headerToFieldName } from './import-columns.js';
@@ -44,7 +45,7 @@ const MAX_VALUE_LENGTH = 2_000;
 export interface ImportRowError {
   /** 1-based line of the file the row starts on (line 1 is the header). */
   line: number;
-  code: 'invalid_email' | 'value_too_long' | 'malformed_row' | 'invalid_text' | 'invalid_consent' | 'invalid_consent_at';
+  code: 'invalid_email' | 'value_too_long' | 'malformed_row' | 'invalid_text' | 'invalid_consent' | 'invalid_consent_at' | 'too_many_attributes';
   message: string;
 }
 
@@ -152,7 +153,7 @@ async function checkFile(file: string, mapping?: ColumnMapping): Promise<Column[
 type ImportRepo = Pick<ContactsQueries, 'upsertImported' | 'recordImportedConsents'>;
 
 export interface ImportOptions {
-  /** Sees the normalized address of every good row (a campaign built from a file uses it). */
+  /** Sees the normalized address of every row written, once its batch is (a campaign built from a file uses it). */
   onAddress?: (email: string) => void;
   /** Column header → meaning, for an import UI's mapping step; other columns are read by their header. */
   mapping?: ColumnMapping;
@@ -176,29 +177,47 @@ async function writeRows(repo: ImportRepo, workspaceId: string, file: string, co
   const { onAddress } = options;
   const now = options.now ?? (() => new Date());
   const report: ImportReport = { rows: 0, created: 0, updated: 0, unchanged: 0, consents: 0, optOutsKept: 0, failed: 0, errors: [], errorsTruncated: false };
-  const fail = (error: ImportRowError) => {
-    report.failed += 1;
+  /** Counts `rows` failed rows (all of one address's, when a batch refuses it) and reports the error once. */
+  const fail = (error: ImportRowError, rows = 1) => {
+    report.failed += rows;
     if (report.errors.length < MAX_REPORTED_ERRORS) report.errors.push(error);
     else report.errorsTruncated = true;
   };
 
   // Rows of one batch are keyed by lowercased address: a repeat inside the batch merges into one row.
   let batch = new Map<string, ImportedContact>();
+  // The line of each address's last row in the batch: a refused contact is reported there.
+  let batchLines = new Map<string, number>();
   // The last consent a batch gives each address (a later row about the same person wins).
   let batchConsents = new Map<string, ImportedConsent & { email: string }>();
   let batchRows = 0;
+  // How many rows of the batch each address had (a refused address fails them all; one is reported).
+  let batchRowsOf = new Map<string, number>();
   const flush = async () => {
     if (batch.size === 0) return;
-    const { created, updated } = await repo.upsertImported(workspaceId, [...batch.values()]);
+    const { created, updated, refused } = await repo.upsertImported(workspaceId, [...batch.values()]);
     report.created += created;
     report.updated += updated;
-    report.unchanged += batchRows - created - updated;
+    let refusedRows = 0;
+    for (const email of refused) {
+      const key = email.toLowerCase();
+      const rows = batchRowsOf.get(key)!;
+      refusedRows += rows;
+      // Its consent column is still recorded: what the person chose is about them, not about the
+      // attributes, and an opt-out must never be lost to a problem of another column.
+      fail({ line: batchLines.get(key)!, code: 'too_many_attributes', message: `would give the contact more than ${MAX_CONTACT_ATTRIBUTES} attributes: its fields were not written (a consent it gives was)` }, rows);
+    }
+    report.unchanged += batchRows - created - updated - refusedRows;
+    const refusedKeys = new Set(refused.map((email) => email.toLowerCase()));
+    for (const [key, row] of batch) if (!refusedKeys.has(key)) onAddress?.(row.email);
     if (batchConsents.size > 0) {
       const recorded = await repo.recordImportedConsents(workspaceId, [...batchConsents.values()], options.consent);
       report.consents += recorded.appended;
       report.optOutsKept += recorded.optOutsKept;
     }
     batch = new Map();
+    batchLines = new Map();
+    batchRowsOf = new Map();
     batchConsents = new Map();
     batchRows = 0;
     await yieldToOthers();
@@ -254,7 +273,8 @@ async function writeRows(repo: ImportRepo, workspaceId: string, file: string, co
     if (consent.consent) batchConsents.set(key, { ...consent.consent, email });
     const earlier = batch.get(key);
     batch.set(key, earlier ? { ...earlier, ...row, email, attributes: { ...earlier.attributes, ...row.attributes } } : { ...row, email });
-    onAddress?.(email);
+    batchLines.set(key, line);
+    batchRowsOf.set(key, (batchRowsOf.get(key) ?? 0) + 1);
     batchRows += 1;
     if (batch.size >= BATCH_SIZE) await flush();
   }

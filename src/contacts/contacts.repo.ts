@@ -1,4 +1,4 @@
-import { and, desc, eq, getTableColumns, ilike, isNull, sql } from 'drizzle-orm';
+import { and, desc, eq, getTableColumns, ilike, isNull, sql, type SQL } from 'drizzle-orm';
 import { recordAudit, type AuditEntry } from '../privacy/audit.js';
 import { RECIPIENT_ACTOR } from '../auth/actor.js';
 import type { AddressHasher } from '../suppression/address-hash.js';
@@ -11,6 +11,7 @@ import { CUSTOM_PLAN } from '../db/plan-hints.js';
 import { campaignSends, consents, contacts, contactSearchText, mailboxes, mailEvents, messageContacts, messages, type ConsentStatus } from '../db/schema.js';
 import { importedConsentChangedCtes, recordConsentChanged } from '../webhooks/facts.js';
 import { rowsOf } from '../db/pg-array.js';
+import { MAX_CONTACT_ATTRIBUTES } from './contact-columns.js';
 
 export type ContactRow = typeof contacts.$inferSelect;
 export type ConsentRow = typeof consents.$inferSelect;
@@ -106,8 +107,13 @@ function contactQueries(db: Db, hashAddress: AddressHasher) {
      * Names given overwrite, names left blank keep what was there, attributes merge.
      * Rows that would change nothing are not touched, so re-importing a file is a no-op.
      */
-    async upsertImported(workspaceId: string, rows: ImportedContact[]): Promise<{ created: number; updated: number }> {
-      if (rows.length === 0) return { created: 0, updated: 0 };
+    /**
+     * Writes a batch of imported rows: new addresses are created, known ones merged (a name the
+     * row leaves empty is kept, attributes are added to). A row that would grow its contact past
+     * MAX_CONTACT_ATTRIBUTES is refused whole and its address returned, as PATCH refuses it.
+     */
+    async upsertImported(workspaceId: string, rows: ImportedContact[]): Promise<{ created: number; updated: number; refused: string[] }> {
+      if (rows.length === 0) return { created: 0, updated: 0, refused: [] };
       const values = sql.join(
         rows.map(
           (r) =>
@@ -115,19 +121,33 @@ function contactQueries(db: Db, hashAddress: AddressHasher) {
         ),
         sql`, `,
       );
-      const result = (await db.execute(sql`
-        insert into contacts as c (workspace_id, email, address_hash, first_name, last_name, attributes)
-        values ${values}
-        on conflict (workspace_id, lower(email)) where deleted_at is null do update set
-          first_name = coalesce(excluded.first_name, c.first_name),
-          last_name = coalesce(excluded.last_name, c.last_name),
-          attributes = c.attributes || excluded.attributes,
-          updated_at = now()
-        where (c.first_name, c.last_name, c.attributes) is distinct from
-              (coalesce(excluded.first_name, c.first_name), coalesce(excluded.last_name, c.last_name), c.attributes || excluded.attributes)
-        returning (xmax = 0) as inserted`)) as unknown as { rows: { inserted: boolean }[] };
-      const inserted = result.rows.filter((r) => r.inserted).length;
-      return { created: inserted, updated: result.rows.length - inserted };
+      const keyCount = (json: SQL) => sql`(select count(*) from jsonb_object_keys(${json}))`;
+      const result = rowsOf<{ outcome: 'created' | 'updated' | 'refused'; email: string }>(
+        await db.execute(sql`
+          with given (workspace_id, email, address_hash, first_name, last_name, attributes) as (values ${values}),
+          refused as (
+            select g.email from given g
+            join contacts c on c.workspace_id = g.workspace_id and lower(c.email) = lower(g.email) and c.deleted_at is null
+            where ${keyCount(sql`c.attributes || g.attributes`)} > greatest(${MAX_CONTACT_ATTRIBUTES}, ${keyCount(sql`c.attributes`)})
+          ),
+          upserted as (
+            insert into contacts as c (workspace_id, email, address_hash, first_name, last_name, attributes)
+            select * from given where email not in (select email from refused)
+            on conflict (workspace_id, lower(email)) where deleted_at is null do update set
+              first_name = coalesce(excluded.first_name, c.first_name),
+              last_name = coalesce(excluded.last_name, c.last_name),
+              attributes = c.attributes || excluded.attributes,
+              updated_at = now()
+            where (c.first_name, c.last_name, c.attributes) is distinct from
+                  (coalesce(excluded.first_name, c.first_name), coalesce(excluded.last_name, c.last_name), c.attributes || excluded.attributes)
+            returning (xmax = 0) as inserted, email
+          )
+          select case when inserted then 'created' else 'updated' end as outcome, email from upserted
+          union all
+          select 'refused', email from refused`),
+      );
+      const count = (outcome: string) => result.filter((r) => r.outcome === outcome).length;
+      return { created: count('created'), updated: count('updated'), refused: result.filter((r) => r.outcome === 'refused').map((r) => r.email) };
     },
 
     /**

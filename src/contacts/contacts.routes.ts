@@ -6,7 +6,8 @@ import { pageCursorField } from '../http/cursor.js';
 import { parseId } from '../http/params.js';
 import { parseInput } from '../http/validate.js';
 import { MAX_IMPORT_BYTES } from './contacts-import.js';
-import { MAX_CONTACT_ATTRIBUTES, type ContactsService } from './contacts.service.js';
+import { MAX_CONTACT_ATTRIBUTES } from './contact-columns.js';
+import type { ContactsService } from './contacts.service.js';
 import { emailAddressField } from './email-address.js';
 import { ATTRIBUTE_NAME, ATTRIBUTE_NAME_RULE } from './import-columns.js';
 

@@ -6,6 +6,7 @@ import { ConflictError, NotFoundError, ValidationError } from '../errors.js';
 import type { Readable } from 'node:stream';
 import { importContactsCsv } from './contacts-import.js';
 import type { ColumnMapping } from './import-columns.js';
+import { MAX_CONTACT_ATTRIBUTES } from './contact-columns.js';
 import { deletionRequested, purgeDate, requesterOf } from '../privacy/deletion.js';
 import { seesMessageSubject } from '../privacy/gmail-guard.js';
 import type { ConsentRow, ContactFields, ContactRow, ContactsRepo } from './contacts.repo.js';
@@ -30,9 +31,6 @@ function presentContact(contact: ContactRow, consent: ConsentRow | undefined) {
   };
 }
 
-
-/** Attributes one contact may hold (a request may name as many: contacts.routes.ts). */
-export const MAX_CONTACT_ATTRIBUTES = 100;
 
 /** JSON merge patch (RFC 7396) for attributes: a null value removes the key. */
 function mergeAttributes(current: Record<string, unknown>, patch: Record<string, AttributeValue>) {

@@ -1,6 +1,7 @@
 import { ValidationError } from '../errors.js';
 import { startOfCalendarDay } from '../http/validate.js';
 import type { ConsentStatus } from '../db/schema.js';
+import { MAX_CONTACT_ATTRIBUTES } from './contact-columns.js';
 
 /*
  * What each CSV column means. By default the header says it ("E-mail" → email, "First Name"
@@ -96,6 +97,9 @@ export function resolveColumns(headers: string[], mapping?: ColumnMapping): Colu
     }
     firstHeaderOf.set(column.name, headers[i]!);
   });
+  if (firstHeaderOf.size > MAX_CONTACT_ATTRIBUTES) {
+    throw new ValidationError([{ field: 'header', message: `${firstHeaderOf.size} attribute columns: a contact holds at most ${MAX_CONTACT_ATTRIBUTES} (map the others to "ignore")` }]);
+  }
   return columns;
 }
 

@@ -183,7 +183,7 @@ export const importReport = z.object({
   errors: z.array(
     z.object({
       line: z.number().int().min(1),
-      code: z.enum(['invalid_email', 'value_too_long', 'malformed_row', 'invalid_text', 'invalid_consent', 'invalid_consent_at']),
+      code: z.enum(['invalid_email', 'value_too_long', 'malformed_row', 'invalid_text', 'invalid_consent', 'invalid_consent_at', 'too_many_attributes']),
       message: z.string(),
     }),
   ),
