@@ -20,6 +20,11 @@ describe('addresses', () => {
     expect(normalizeIp('::ffff:ace0:e205')).toBe('172.224.226.5');
     expect(normalizeIp('::FFFF:AC10:1')).toBe('172.16.0.1');
     expect(normalizeIp('2001:db8::1:443')).toBe('2001:db8::1:443');
+    // Every spelling of one address is one stored address.
+    expect(normalizeIp('2001:0DB8:0000:0000:0000:0000:0000:0001')).toBe('2001:db8::1');
+    expect(normalizeIp('0:0:0:0:0:ffff:1.2.3.4')).toBe('1.2.3.4');
+    expect(normalizeIp('0000:0000:0000:0000:0000:FFFF:AC10:0001')).toBe('172.16.0.1');
+    expect(normalizeIp('[0:0:0:0:0:ffff:ace0:e205]:443')).toBe('172.224.226.5');
     expect(normalizeIp('unknown')).toBeUndefined();
     expect(normalizeIp('1.2.3.4, 5.6.7.8')).toBeUndefined();
     expect(normalizeIp(undefined)).toBeUndefined();

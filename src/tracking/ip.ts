@@ -22,14 +22,20 @@ export function normalizeIp(raw: string | undefined): string | undefined {
   if (isIPv4(ip)) return ip;
   if (!isIPv6(ip)) return undefined;
   const lower = ip.toLowerCase();
+  // The common case, a dual-stack socket's view of an IPv4 client, without the parse below.
   if (lower.startsWith('::ffff:') && isIPv4(lower.slice(7))) return lower.slice(7);
-  // IPv4-mapped written in hex (::ffff:ace0:e205 is 172.224.226.5): the IPv4 address, as the dotted form gives.
-  const hexMapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(lower);
+  // One spelling per address (RFC 5952: lowercase, no leading zeros, the longest zero run as ::),
+  // from the URL parser: 2001:0db8:0:0::1 and 0:0:0:0:0:ffff:1.2.3.4 are stored, counted and
+  // matched against the proxy ranges as 2001:db8::1 and 1.2.3.4.
+  const canonical = URL.canParse(`http://[${lower}]`) ? new URL(`http://[${lower}]`).hostname.slice(1, -1) : undefined;
+  if (!canonical) return undefined;
+  // IPv4-mapped (the parser writes it in hex: ::ffff:ace0:e205 is 172.224.226.5): the IPv4 address.
+  const hexMapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(canonical);
   if (hexMapped) {
     const [high, low] = [parseInt(hexMapped[1]!, 16), parseInt(hexMapped[2]!, 16)];
     return `${high >> 8}.${high & 255}.${low >> 8}.${low & 255}`;
   }
-  return lower;
+  return canonical;
 }
 
 /** IPv4 dotted quad → unsigned 32-bit integer. The input must be a valid IPv4 address. */
