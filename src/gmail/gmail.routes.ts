@@ -32,6 +32,7 @@ const CONNECT_NOTICES: Record<string, string> = {
   connection_not_started_here: 'connect_expired',
   scope_not_granted: 'connect_scopes',
   google_unavailable: 'connect_unavailable',
+  mailbox_connected_by_another: 'connect_taken',
 };
 const CALLBACK_PATH = '/api/gmail/callback';
 

@@ -3,7 +3,7 @@ import { releaseParkedSends } from '../campaigns/parked-sends.js';
 import { recordAudit, type AuditEntry } from '../privacy/audit.js';
 import { inTransaction, type Db } from '../db/connect.js';
 import { rowsOf } from '../db/pg-array.js';
-import { mailboxes, messages, usedOauthStates } from '../db/schema.js';
+import { mailboxes, memberships, messages, usedOauthStates, users, workspaces } from '../db/schema.js';
 import { recordMailboxNeedsReconnect } from '../webhooks/facts.js';
 
 export type MailboxRow = typeof mailboxes.$inferSelect;
@@ -41,6 +41,24 @@ function mailboxQueries(db: Db) {
         .where(and(eq(mailboxes.workspaceId, workspaceId), eq(mailboxes.id, id), live))
         .for('update');
       return rows.length > 0;
+    },
+
+    /**
+     * The member finishing a Gmail connection, if they still are one (live user, live workspace),
+     * with what ends their sessions; the membership and the user stay locked (for share) until the
+     * transaction ends, so a removal, a closure or a password change either came first and is
+     * seen here, or waits for the connection to be stored and then finds it.
+     */
+    async lockConnectingMember(workspaceId: string, userId: string): Promise<{ sessionVersion: number; sessionsNotBefore: Date | null } | undefined> {
+      const [row] = await db
+        .select({ sessionVersion: users.sessionVersion, sessionsNotBefore: users.sessionsNotBefore })
+        .from(memberships)
+        .innerJoin(users, eq(users.id, memberships.userId))
+        .innerJoin(workspaces, eq(workspaces.id, memberships.workspaceId))
+        .where(and(eq(memberships.workspaceId, workspaceId), eq(memberships.userId, userId), isNull(users.deletedAt), isNull(workspaces.deletedAt)))
+        .for('share', { of: [memberships, users] })
+        .limit(1);
+      return row;
     },
 
     async findByEmailUnscoped(email: string): Promise<MailboxRow[]> {

@@ -185,7 +185,8 @@ export function createMailboxService(deps: MailboxServiceDeps) {
       const scopes = scopesFor(options.sync);
       const browserSecret = randomBytes(32).toString('base64url');
       const codeChallenge = challengeOf(browserSecret);
-      const state = states.sign({ wid: auth.workspaceId, sync: options.sync, dv: disclosure.version, pkce: codeChallenge }, auth.userId, randomUUID());
+      // `sv`: the session version it was started at — a password change meanwhile refuses the callback.
+      const state = states.sign({ wid: auth.workspaceId, sync: options.sync, dv: disclosure.version, pkce: codeChallenge, sv: auth.session?.version }, auth.userId, randomUUID());
       return {
         disclosure,
         scopes,
@@ -244,7 +245,19 @@ export function createMailboxService(deps: MailboxServiceDeps) {
       }
 
       const save = () => repo.transaction(async (tx) => {
+        // The state was signed up to 10 minutes ago: whoever started it must still be a member now,
+        // with the sessions they had (removal, account closure and a password change end it).
+        const member = await tx.lockConnectingMember(workspaceId, userId);
+        const startedAt = (claims.iat ?? 0) * 1000;
+        if (!member || (typeof claims.sv === 'number' && claims.sv !== member.sessionVersion) || (member.sessionsNotBefore && startedAt < member.sessionsNotBefore.getTime())) {
+          throw new AppError('invalid_state', 400, 'Whoever started this connection can no longer connect mailboxes here; sign in and start connecting again');
+        }
         const existing = await tx.findByEmail(workspaceId, granted.email);
+        // Another member's connection of this address is theirs: reconnecting it would hand over
+        // their sending, their grants and their mail's subjects (P-03). They, or an admin, disconnect it first.
+        if (existing && existing.userId !== userId) {
+          throw new ConflictError('mailbox_connected_by_another', 'Another member of this workspace has connected this Gmail address; it can be connected again once they (or an admin) disconnect it');
+        }
         const id = existing?.id ?? randomUUID();
         const refreshToken = granted.refreshToken;
         if (!refreshToken && !existing) {

@@ -70,7 +70,7 @@ export const API_ROUTES: ApiRoute[] = [
 
   // Gmail
   route('get', '/api/gmail/connect', { tag: 'gmail', summary: 'Limited Use disclosure, then Google consent', access: 'session', query: connectQuery, produces: 'text/html', responses: { 200: 'the disclosure page, or {disclosure,scopes,url} as JSON', 302: "to Google's consent" } }),
-  route('get', '/api/gmail/callback', { tag: 'gmail', summary: 'Google comes back here', access: 'public', query: callbackQuery, produces: 'text/html', responses: { 200: 'a page', 201: 'the mailbox (JSON)' }, errors: ['connection_not_started_here', 'code_exchange_failed', 'consent_denied', 'invalid_state', 'scope_not_granted', 'no_refresh_token', 'google_unavailable', 'google_client_misconfigured'] }),
+  route('get', '/api/gmail/callback', { tag: 'gmail', summary: 'Google comes back here', access: 'public', query: callbackQuery, produces: 'text/html', responses: { 200: 'a page', 201: 'the mailbox (JSON)' }, errors: ['connection_not_started_here', 'code_exchange_failed', 'consent_denied', 'invalid_state', 'scope_not_granted', 'no_refresh_token', 'google_unavailable', 'google_client_misconfigured', 'mailbox_connected_by_another'] }),
   route('get', '/api/mailboxes', { tag: 'gmail', summary: 'Connected mailboxes', access: 'read', responses: { 200: json('the mailboxes', R.mailboxesResponse) } }),
   route('patch', '/api/mailboxes/:id', { tag: 'gmail', summary: "Set a mailbox's daily budget", access: 'admin', body: patchMailboxBody, responses: mailboxDailyBudget }),
   route('delete', '/api/mailboxes/:id', { tag: 'gmail', summary: 'Disconnect (revokes at Google, deletes synced data)', access: 'admin', responses: { 204: 'disconnected' } }),

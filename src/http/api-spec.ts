@@ -107,6 +107,7 @@ export const ERROR_STATUS: Record<string, number> = {
   no_workspace: 403,
   recipient_suppressed: 409,
   mailbox_needs_reconnect: 409,
+  mailbox_connected_by_another: 409,
   grant_already_revoked: 409,
   webhook_endpoint_disabled: 409,
   last_owner: 409,

@@ -94,6 +94,9 @@ export function createAccountClosureService(deps: {
       return closing;
     });
     await deps.endWebSessions(userId);
+    // Once more: a Gmail connection the user finished between the first pass and the closure's
+    // commit is stored (the callback refuses a closed account only from then on).
+    await mailboxes.disconnectAllOf({ userId }, actor, requestId);
     for (const workspaceId of closedWorkspaceIds) await mailboxes.disconnectAllOf({ workspaceId }, actor, requestId);
     return { status: 'closed', purgeAfter, closedWorkspaceIds };
   }

@@ -162,6 +162,7 @@ const NOTICES: Record<string, string> = {
   connect_expired: 'Gmail was not connected: that connect link expired or was opened in another browser. Connect again from here.',
   connect_scopes: 'Gmail was not connected: every permission asked for is needed. Connect again and leave them all ticked.',
   connect_unavailable: 'Gmail was not connected: Google did not answer. Try again in a minute.',
+  connect_taken: 'Gmail was not connected: another member of this workspace has connected that address. They, or an admin, can disconnect it first.',
   connect_failed: 'Gmail was not connected. Connect again from here.',
 };
 

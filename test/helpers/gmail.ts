@@ -12,6 +12,12 @@ export function cookiesFrom(response: { headers: Headers }): string {
  * query to our callback route with the cookie the connect step set, as the browser would.
  */
 export async function connectMailbox(app: TestApp, token: string, email: string, options: { sync?: boolean } = {}) {
+  const { start, callbackQuery, finish } = await approveConnection(app, token, email, options);
+  return { start, callbackQuery, response: await finish() };
+}
+
+/** The connection up to Google's answer; `finish()` opens the callback, as the browser would, whenever the test says. */
+export async function approveConnection(app: TestApp, token: string, email: string, options: { sync?: boolean } = {}) {
   if (!app.sandbox.control.getMailbox(email)) app.sandbox.control.createMailbox({ email });
   const start = await app.api('GET', `/api/gmail/connect?sync=${options.sync ?? false}&loginHint=${encodeURIComponent(email)}`, {
     token,
@@ -21,8 +27,8 @@ export async function connectMailbox(app: TestApp, token: string, email: string,
   const consent = await fetch(start.body.url, { redirect: 'manual' });
   expect(consent.status).toBe(302);
   const callback = new URL(consent.headers.get('location')!);
-  const done = await app.api('GET', `/api/gmail/callback${callback.search}`, { headers: { accept: 'application/json', cookie: cookiesFrom(start) } });
-  return { start, callbackQuery: callback.search, response: done };
+  const finish = () => app.api('GET', `/api/gmail/callback${callback.search}`, { headers: { accept: 'application/json', cookie: cookiesFrom(start) } });
+  return { start, callbackQuery: callback.search, finish };
 }
 
 export async function connectedMailbox(app: TestApp, token: string, email: string, options: { sync?: boolean } = {}) {

@@ -1,0 +1,98 @@
+import { sql } from 'drizzle-orm';
+import { describe, expect, it } from 'vitest';
+import { approveConnection, connectedMailbox, cookiesFrom } from '../helpers/gmail.js';
+import { acceptInvitation, useAppWithOwner } from '../helpers/test-app.js';
+
+/*
+ * A Gmail connection takes up to 10 minutes between "connect" and Google's answer, and it stores
+ * a mailbox for whoever started it. An attacker's findings: a member removed (or an account
+ * closed) in those minutes still got a live mailbox in the workspace, and a member who could pass
+ * Google's consent as a teammate's address took over the teammate's connection — their sending,
+ * their grants and their mail's subjects (P-03).
+ */
+
+const ctx = useAppWithOwner();
+const PASSWORD = 'a long enough password';
+
+async function join(email: string) {
+  const invite = await ctx.app.api('POST', '/api/invitations', { token: ctx.owner.token, json: { email, role: 'member' } });
+  expect(invite.status, invite.text).toBe(201);
+  const accepted = await acceptInvitation(ctx.app, { token: invite.body.token, password: PASSWORD });
+  expect(accepted.status, accepted.text).toBe(201);
+  return { token: accepted.body.token as string, userId: accepted.body.user.id as string };
+}
+
+const liveMailboxesAt = async (email: string) =>
+  (
+    (await ctx.app.database.db.execute(sql`select user_id from mailboxes where lower(email) = ${email} and deleted_at is null`)) as unknown as {
+      rows: { user_id: string }[];
+    }
+  ).rows;
+
+describe('finishing a Gmail connection', () => {
+  it('a member removed while Google asked for consent gets no mailbox: the callback is a 400 and stores nothing', async () => {
+    const member = await join('leaver@acme.test');
+    const pending = await approveConnection(ctx.app, member.token, 'leaver.gmail@acme.test');
+    expect((await ctx.app.api('DELETE', `/api/members/${member.userId}`, { token: ctx.owner.token })).status).toBe(204);
+
+    const done = await pending.finish();
+    expect(done.status, done.text).toBe(400);
+    expect(done.body.error.code).toBe('invalid_state');
+    expect(await liveMailboxesAt('leaver.gmail@acme.test')).toEqual([]);
+  });
+
+  it('an account closed while Google asked for consent gets no mailbox', async () => {
+    const member = await join('closer@acme.test');
+    const pending = await approveConnection(ctx.app, member.token, 'closer.gmail@acme.test');
+    const closed = await ctx.app.api('POST', '/api/privacy/delete-account', { token: member.token, json: { password: PASSWORD } });
+    expect(closed.status, closed.text).toBe(200);
+
+    expect((await pending.finish()).status).toBe(400);
+    expect(await liveMailboxesAt('closer.gmail@acme.test')).toEqual([]);
+  });
+
+  it('a password change since the connection started refuses it (a stolen session cannot finish one)', async () => {
+    const member = await join('rotator@acme.test');
+    const pending = await approveConnection(ctx.app, member.token, 'rotator.gmail@acme.test');
+    const changed = await ctx.app.api('PATCH', '/api/me', { token: member.token, json: { currentPassword: PASSWORD, newPassword: 'another long password' } });
+    expect(changed.status, changed.text).toBe(200);
+
+    expect((await pending.finish()).status).toBe(400);
+    expect(await liveMailboxesAt('rotator.gmail@acme.test')).toEqual([]);
+  });
+
+  it("a teammate's connected address is theirs: connecting it again as someone else is a 409 that changes nothing, and its owner keeps it", async () => {
+    const owned = await connectedMailbox(ctx.app, ctx.owner.token, 'owned.gmail@acme.test');
+    const member = await join('taker@acme.test');
+
+    const taken = await (await approveConnection(ctx.app, member.token, 'owned.gmail@acme.test')).finish();
+    expect(taken.status, taken.text).toBe(409);
+    expect(taken.body.error.code).toBe('mailbox_connected_by_another');
+    expect(await liveMailboxesAt('owned.gmail@acme.test')).toEqual([{ user_id: ctx.owner.userId }]);
+    const listed = await ctx.app.api('GET', '/api/mailboxes', { token: ctx.owner.token });
+    expect(listed.body.mailboxes.find((m: { id: string }) => m.id === owned.id)).toMatchObject({ status: 'active' });
+
+    // Its owner reconnecting it is still a reconnect of the same row.
+    const again = await (await approveConnection(ctx.app, ctx.owner.token, 'owned.gmail@acme.test')).finish();
+    expect(again.status, again.text).toBe(201);
+    expect(again.body.id).toBe(owned.id);
+
+    // Once disconnected, the address is free for anyone who holds it.
+    expect((await ctx.app.api('DELETE', `/api/mailboxes/${owned.id}`, { token: ctx.owner.token })).status).toBe(204);
+    const fresh = await (await approveConnection(ctx.app, member.token, 'owned.gmail@acme.test')).finish();
+    expect(fresh.status, fresh.text).toBe(201);
+    expect(fresh.body.id).not.toBe(owned.id);
+  });
+
+  it('a browser whose connection is refused that way lands on the mailboxes page with a notice, not on JSON', async () => {
+    await connectedMailbox(ctx.app, ctx.owner.token, 'shown.gmail@acme.test');
+    const member = await join('browser-taker@acme.test');
+    const pending = await approveConnection(ctx.app, member.token, 'shown.gmail@acme.test');
+    const callback = await fetch(`${ctx.app.baseUrl}/api/gmail/callback${pending.callbackQuery}`, {
+      headers: { accept: 'text/html', cookie: cookiesFrom(pending.start) },
+      redirect: 'manual',
+    });
+    expect(callback.status).toBe(303);
+    expect(callback.headers.get('location')).toContain('notice=connect_taken');
+  });
+});
