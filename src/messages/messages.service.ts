@@ -9,7 +9,7 @@ import { GmailError } from '../gmail/gmail-errors.js';
 import type { MailboxesRepo, MailboxRow } from '../gmail/mailboxes.repo.js';
 import type { MailboxService } from '../gmail/mailboxes.service.js';
 import { errorNameOf, type Logger } from '../logger.js';
-import { seesMessageSubject } from '../privacy/gmail-guard.js';
+import { isOwnMessage, seesMessageSubject } from '../privacy/gmail-guard.js';
 import type { MessageRow, MessagesRepo } from './messages.repo.js';
 
 export interface OneToOneMail {
@@ -155,11 +155,10 @@ export function createMessagesService(deps: MessagesServiceDeps) {
     return resolved;
   }
 
-  /** Whether the caller sees this message's subject (gmail-guard.ts seesMessageSubject): they sent it or own its mailbox. */
-  async function seesSubjectOf(auth: AuthContext, message: MessageRow): Promise<boolean> {
-    if (message.sentBy === auth.userId) return true;
+  /** Who this message's mail belongs to (its sender, its mailbox's owner), as gmail-guard.ts's rules take it. */
+  async function ownersOf(message: MessageRow) {
     const mailbox = message.mailboxId ? await deps.mailboxRepo.findByIdUnscoped(message.mailboxId) : undefined;
-    return seesMessageSubject(auth, { sentBy: message.sentBy, mailboxOwner: mailbox?.userId });
+    return { sentBy: message.sentBy, mailboxOwner: mailbox?.userId };
   }
 
   return {
@@ -168,7 +167,7 @@ export function createMessagesService(deps: MessagesServiceDeps) {
     async get(auth: AuthContext, id: string) {
       const row = await repo.findById(auth.workspaceId, id);
       if (!row || row.direction !== 'outbound') throw new NotFoundError('Message');
-      return presentMessage(row, await seesSubjectOf(auth, row));
+      return presentMessage(row, seesMessageSubject(auth, await ownersOf(row)));
     },
 
     /** 201 with the sent message, or 202 while its outcome is being resolved. */
@@ -183,7 +182,7 @@ export function createMessagesService(deps: MessagesServiceDeps) {
         replyTo = await repo.findById(auth.workspaceId, mail.inReplyTo);
         // One answers mail one may read: a teammate's message (its Message-ID, its thread) is not
         // the caller's to reply to, and answers as if it did not exist.
-        if (!replyTo || !(await seesSubjectOf(auth, replyTo))) throw new NotFoundError('Message being replied to');
+        if (!replyTo || !isOwnMessage(auth, await ownersOf(replyTo))) throw new NotFoundError('Message being replied to');
       }
 
       const recipients = [...mail.to, ...mail.cc, ...mail.bcc];

@@ -21,9 +21,10 @@ const FORMAT = 'inboxtrail-export/1';
 /**
  * The sections of a subject scope, in DATA_KINDS order, only the kinds asked for.
  * `subjectsFor`: mail subjects only where that member sent the mail or owns its mailbox (P-03:
- * a subject is content); a legal disclosure, which has a stated basis and case reference, omits it.
+ * a subject is content), none when null (an API key); a legal disclosure, which has a stated
+ * basis and case reference, omits it.
  */
-export function subjectSections(repo: SubjectDataRepo, scope: ResolvedScope, contacts: ContactRecord[], kinds: readonly DataKind[], subjectsFor?: string): ExportSection[] {
+export function subjectSections(repo: SubjectDataRepo, scope: ResolvedScope, contacts: ContactRecord[], kinds: readonly DataKind[], subjectsFor?: string | null): ExportSection[] {
   const readers: Record<DataKind, () => unknown> = {
     contacts: () => contacts,
     consents: () => repo.consents(scope),
@@ -89,8 +90,8 @@ export function createExportService(deps: { self: SelfExportRepo; subjects: Subj
         ['format', FORMAT],
         ['exportedAt', now().toISOString()],
         ['email', email],
-        ['note', "A message's subject is shown only where you sent it or it is in your mailbox (P-03); a legal request (POST /api/privacy/legal-requests, with a basis and case reference) discloses the others."],
-        ...subjectSections(subjects, scope, contacts, DATA_KINDS, auth.userId),
+        ['note', "A message's subject is shown only where you sent it or it is in your mailbox, and never to an API key (P-03); a legal request (POST /api/privacy/legal-requests, with a basis and case reference) discloses the others."],
+        ...subjectSections(subjects, scope, contacts, DATA_KINDS, auth.apiKeyId === undefined ? auth.userId : null),
       ];
     },
   };

@@ -68,14 +68,22 @@ export class ContentAccessRefusedError extends AppError {
   }
 }
 
-/**
- * Whether a member sees a message's subject where the message is listed or looked up (a
- * contact's timeline, `GET /api/messages/:id`): the member who connected its mailbox (the
- * owner of its content) and the member who sent it. A subject is content (P-03): anyone else
- * sees that mail happened, and reads the subject with the body through `readContent`, on a basis.
- */
-export function seesMessageSubject(auth: AuthContext, message: { sentBy: string | null; mailboxOwner: string | null | undefined }): boolean {
+type MessageOwners = { sentBy: string | null; mailboxOwner: string | null | undefined };
+
+/** The caller's own mail: they sent it, or connected its mailbox (the owner of its content). One replies only to one's own. */
+export function isOwnMessage(auth: AuthContext, message: MessageOwners): boolean {
   return message.sentBy === auth.userId || (message.mailboxOwner != null && message.mailboxOwner === auth.userId);
+}
+
+/**
+ * Whether the caller sees a message's subject where the message is listed or looked up (a
+ * contact's timeline, `GET /api/messages/:id`): a person, in their own mail. A subject is
+ * content (P-03): anyone else sees that mail happened, and reads the subject with the body
+ * through `readContent`, on a basis. An API key acts for its member but is no person: content
+ * is read by one (the content routes refuse keys; src/api-keys/README.md), so a key sees none.
+ */
+export function seesMessageSubject(auth: AuthContext, message: MessageOwners): boolean {
+  return auth.apiKeyId === undefined && isOwnMessage(auth, message);
 }
 
 /**

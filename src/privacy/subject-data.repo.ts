@@ -100,9 +100,14 @@ export function createSubjectDataRepo(db: Db) {
     },
 
     /** Message metadata (bodies are never stored; Gmail content is not exported). */
-    /** `readerUserId`: subjects only of mail that person sent or that is in their mailbox (gmail-guard.ts subjectSeenBy); without it, every subject (a legal disclosure). */
-    messages(scope: ResolvedScope, readerUserId?: string) {
-      const columns = readerUserId ? { ...messageMetadata, subject: subjectSeenBy(readerUserId) } : messageMetadata;
+    /**
+     * `readerUserId`: subjects only of mail that person sent or that is in their mailbox
+     * (gmail-guard.ts subjectSeenBy); null: none (an API key reads no content); without it,
+     * every subject (a legal disclosure).
+     */
+    messages(scope: ResolvedScope, readerUserId?: string | null) {
+      const columns =
+        readerUserId === undefined ? messageMetadata : { ...messageMetadata, subject: readerUserId === null ? sql<null>`null::text`.as('subject') : subjectSeenBy(readerUserId) };
       return keysetRows(db, messages, columns, and(messageScope(scope), within(messages.at, scope)));
     },
 

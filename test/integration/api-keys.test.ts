@@ -4,6 +4,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { apiKeys, auditLog, consents } from '../../src/db/schema.js';
 import { API_ROUTES } from '../../src/http/api-routes.js';
 import { authenticatedApiRoutes, expectEveryRouteCovered, routeKey } from '../helpers/routes.js';
+import { connectedMailbox } from '../helpers/gmail.js';
 import { acceptInvitation, useAppWithOwner } from '../helpers/test-app.js';
 
 const ctx = useAppWithOwner();
@@ -207,4 +208,31 @@ describe('API keys', () => {
     const created = await ctx.app.database.db.select().from(auditLog).where(eq(auditLog.subjectId, keys.admin.id));
     expect(created).toMatchObject([{ action: 'api_key.created', actor: `user:${ctx.owner.userId}` }]);
   });
+
+  it("P-03 a key sees that its member's mail happened, never its subject (content is read by a person); it may still reply in the thread", async () => {
+    const mailbox = await connectedMailbox(ctx.app, ctx.owner.token, 'keyed-sender@acme.test');
+    ctx.app.sandbox.control.createMailbox({ email: 'keyed-reader@contoso.test' });
+    const contact = await ctx.app.api('POST', '/api/contacts', { token: ctx.owner.token, json: { email: 'keyed-reader@contoso.test' } });
+    const sent = await ctx.app.api('POST', '/api/messages', { token: ctx.owner.token, json: { mailboxId: mailbox.id, to: 'keyed-reader@contoso.test', subject: 'KEYED-SUBJECT', text: 'hello' } });
+    expect(sent.status, sent.text).toBe(201);
+
+    expect((await ctx.app.api('GET', `/api/messages/${sent.body.id}`, { token: ctx.owner.token })).body.subject).toBe('KEYED-SUBJECT');
+    const byKey = await ctx.app.api('GET', `/api/messages/${sent.body.id}`, { token: keys.read.key });
+    expect(byKey.status).toBe(200);
+    expect(byKey.body).toMatchObject({ id: sent.body.id, status: 'sent', subject: null });
+    const timeline = await ctx.app.api('GET', `/api/contacts/${contact.body.id}`, { token: keys.read.key });
+    expect(timeline.body.timeline.some((item: { kind?: string; type?: string }) => JSON.stringify(item).includes(sent.body.id))).toBe(true);
+    expect(JSON.stringify(timeline.body)).not.toContain('KEYED-SUBJECT');
+    expect(JSON.stringify((await ctx.app.api('GET', `/api/contacts/${contact.body.id}`, { token: ctx.owner.token })).body)).toContain('KEYED-SUBJECT');
+    const exportedTo = async (token: string) => (await fetch(`${ctx.app.baseUrl}/api/privacy/recipients/export?email=keyed-reader%40contoso.test`, { headers: { authorization: `Bearer ${token}` } })).text();
+    expect(await exportedTo(ctx.owner.token)).toContain('KEYED-SUBJECT');
+    const byAdminKey = await exportedTo(keys.admin.key);
+    expect(byAdminKey).toContain(sent.body.id);
+    expect(byAdminKey).not.toContain('KEYED-SUBJECT');
+
+    const reply = await ctx.app.api('POST', '/api/messages', { token: keys.send.key, json: { mailboxId: mailbox.id, to: 'keyed-reader@contoso.test', subject: 'Re: follow-up', text: 'again', inReplyTo: sent.body.id } });
+    expect(reply.status, reply.text).toBe(201);
+    expect(reply.body.threadId).toBe(sent.body.threadId);
+  });
 });
+
