@@ -16,6 +16,14 @@ describe('sending window', () => {
     expect(nextWindowOpening(weekdaysNineToFive, new Date('2026-11-21T12:00:00Z')).toISOString()).toBe('2026-11-23T08:00:00.000Z');
   });
 
+  it('finds the opening on the local hour in zones whose offset is not whole hours', () => {
+    const from = new Date('2026-11-21T12:00:00Z'); // a Saturday everywhere below
+    // Monday 09:00 in Kolkata (+05:30) is 03:30 UTC; in Kathmandu (+05:45) 03:15; in Chatham (+13:45 in its summer) Sunday 19:15 UTC.
+    expect(nextWindowOpening({ ...weekdaysNineToFive, timeZone: 'Asia/Kolkata' }, from).toISOString()).toBe('2026-11-23T03:30:00.000Z');
+    expect(nextWindowOpening({ ...weekdaysNineToFive, timeZone: 'Asia/Kathmandu' }, from).toISOString()).toBe('2026-11-23T03:15:00.000Z');
+    expect(nextWindowOpening({ ...weekdaysNineToFive, timeZone: 'Pacific/Chatham' }, from).toISOString()).toBe('2026-11-22T19:15:00.000Z');
+  });
+
   it('checks time zones', () => {
     expect(isValidTimeZone('America/New_York')).toBe(true);
     expect(isValidTimeZone('Mars/Olympus')).toBe(false);
