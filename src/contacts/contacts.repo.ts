@@ -5,7 +5,7 @@ import type { AddressHasher } from '../suppression/address-hash.js';
 import { inUuidList } from '../db/sql-lists.js';
 import { cursorTimestamp, olderThanCursor, type PageCursor } from '../http/cursor.js';
 import { inTransaction, type Db } from '../db/connect.js';
-import { lockAddresses, lockContactAddress, underAddressLock } from '../suppression/address-lock.js';
+import { lockAddressesWithTheirContacts, lockContactAddress, underAddressLock } from '../suppression/address-lock.js';
 import { isUniqueViolation } from '../db/pg-errors.js';
 import { CUSTOM_PLAN } from '../db/plan-hints.js';
 import { campaignSends, consents, contacts, contactSearchText, mailboxes, mailEvents, messageContacts, messages, type ConsentStatus } from '../db/schema.js';
@@ -168,7 +168,7 @@ function contactQueries(db: Db, hashAddress: AddressHasher) {
         sql`, `,
       );
       return db.transaction(async (tx) => {
-        await lockAddresses(tx as unknown as Db, workspaceId, rows.map((r) => r.email));
+        await lockAddressesWithTheirContacts(tx as unknown as Db, workspaceId, rows.map((r) => r.email));
         // The webhook events commit with the records they report (same statement).
         const [result] = rowsOf<{ appended: number; opt_outs_kept: number }>(
           await tx.execute(sql`

@@ -41,6 +41,18 @@ const contactAddresses = (contactIds: SQL) => sql`
   union all
   select s.workspace_id, s.email from campaign_sends s where s.contact_id = any(${contactIds}) and s.status in ('queued', 'sending')`;
 
+/**
+ * Consents given by address (a CSV import): those addresses, and for the live contacts at them
+ * what lockContactAddress takes — a contact whose address changed since a launch has its unsent
+ * sends, and their claims, under the old one.
+ */
+export async function lockAddressesWithTheirContacts(db: Db, workspaceId: string, emails: string[]): Promise<void> {
+  const distinct = [...new Set(emails.map((e) => e.toLowerCase()))];
+  if (distinct.length === 0) return;
+  const contactIds = sql`array(select c.id from contacts c where c.workspace_id = ${workspaceId}::uuid and lower(c.email) = any(${pgArray(distinct)}::text[]) and c.deleted_at is null)`;
+  await lockRows(db, sql`${givenAddresses(workspaceId, distinct)} union all ${contactAddresses(contactIds)}`);
+}
+
 /** Takes the locks of these (workspace_id, email) rows, in key order, in one statement. */
 const lockRows = (db: Db, rows: SQL) =>
   db.execute(sql`
