@@ -97,7 +97,9 @@ export function createSignals(config: SignalsConfig) {
         let verified = ordered.length > 0;
         for (const candidate of addresses) {
           original = ordered.find((m) => sentTo(m).has(candidate));
-          if (!original && mayReportOn(input.notifier, candidate)) {
+          // A notice that names a message of ours reports on that message's recipients only: its
+          // text may quote a stranger's words (the remote server's answer) naming anyone else.
+          if (!original && ordered.length === 0 && mayReportOn(input.notifier, candidate)) {
             verified = true;
             original = await repo.latestSendTo(input.workspaceId, input.mailboxId, candidate, window);
           }

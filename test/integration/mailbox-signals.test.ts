@@ -229,6 +229,28 @@ describe('bounces through the sandbox', () => {
     expect(after.read).toBeGreaterThan(before.read);
   });
 
+  it("a recipient's server cannot get someone else we mailed suppressed by naming them in its answer, which Google's notice quotes", async () => {
+    const { ids, emails } = await contacts(['mischief', 'bystander']);
+    const [mischief, bystander] = emails as [string, string];
+    const campaign = await runCampaign('B5b quoted', ids);
+    const theirs = sentCopy(mischief, 'B5b quoted');
+    for (const form of ['text', 'report'] as const) {
+      await ctx.app.sandbox.control.deliverBounce(SENDER, {
+        originalId: theirs.id,
+        recipient: mischief,
+        kind: 'soft',
+        form,
+        diagnostic: `550 5.1.1 Your message wasn't delivered to ${bystander} because the address couldn't be found`,
+      });
+    }
+    await sync();
+    expect(await suppressed(bystander)).toBe(false);
+    // The address the notice is about is the one its report names, on its own mail.
+    expect((await stats(campaign)).bounces).toMatchObject({ soft: 1 });
+    const events = await query<{ email: string }>(sql`select distinct s.email from mail_events e join campaign_sends s on s.message_id = e.message_id where s.campaign_id = ${campaign}::uuid and e.type = 'bounce'`);
+    expect(events.map((e) => e.email)).toEqual([mischief]);
+  });
+
   it('a notice naming no message of ours counts only from a mail system that may report on the address: a stranger writing "Undeliverable" about someone we mailed suppresses nothing', async () => {
     const { ids, emails } = await contacts(['pranked', 'gone']);
     const [pranked, gone] = emails as [string, string];

@@ -9,14 +9,16 @@ type Headers = Record<string, string>;
 /**
  * Subjects that out-of-office and other auto-responders start with, in the languages we
  * meet most. Anchored at the start of the subject as received: a person's answer reads
- * "Re: …", so a campaign titled "Out of office tips" answered by a person never matches.
+ * "Re: …", so a campaign titled "Out of office tips" answered by a person never matches. A tag
+ * in brackets may come first ("[Auto-Reply] …"), and the words may be hyphenated or cut to "OOO".
  */
 const AUTO_REPLY_SUBJECT = new RegExp(
-  '^\\s*(?:' +
+  '^\\s*[[(]?\\s*(?:' +
     [
       String.raw`auto(matic|matische|matisch|matique|matica|mático|matico)?[ -]?(reply|response|respon[sd]e?|antwort|antwoord|réponse|reponse|risposta|respuesta|resposta|svar)`,
       String.raw`autoreply`,
-      String.raw`out of (the )?office`,
+      String.raw`out[ -]of[ -](the[ -])?office`,
+      String.raw`ooo\b`,
       String.raw`(away|on vacation|on holiday|on leave|absent)\b`,
       String.raw`(abwesenheitsnotiz|abwesend|nicht im büro|außer haus)`,
       String.raw`(réponse automatique|absence du bureau|absent du bureau|message d'absence)`,

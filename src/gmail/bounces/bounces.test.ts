@@ -66,6 +66,15 @@ describe('bounce reader: the fixture table', () => {
     );
     expect((await readBounceNotice(raw))!.recipients.map((r) => r.address)).toEqual(['bob@x.test']);
   });
+
+  it("reads Gmail's failed recipients from Google's own words, never from the remote server's answer it quotes", async () => {
+    const raw = Buffer.from(
+      'From: Mail Delivery Subsystem <mailer-daemon@googlemail.com>\nTo: alice@acme.test\nSubject: Delivery Status Notification (Failure)\n\n' +
+        "** Address not found **\n\nYour message wasn't delivered to mischief@evil.test because the address couldn't be found.\n\n" +
+        "The response was:\n\n550 5.1.1 Your message wasn't delivered to bystander@big.test because the address couldn't be found\n",
+    );
+    expect((await readBounceNotice(raw))!.recipients.map((r) => r.address)).toEqual(['mischief@evil.test']);
+  });
 });
 
 describe('status codes and classes', () => {
@@ -117,6 +126,11 @@ describe('automatic replies', () => {
     ['Dutch', { subject: 'Automatisch antwoord: Hello' }, true],
     ['Swedish', { subject: 'Autosvar: Hello' }, true],
     ['Japanese', { subject: '自動返信: Hello' }, true],
+    ['hyphenated', { subject: 'Out-of-office: Hello' }, true],
+    ['"OOO"', { subject: 'OOO: Hello' }, true],
+    ['a bracketed tag', { subject: '[Auto-Reply] Hello' }, true],
+    ['a parenthesized tag', { subject: '(Out of Office) Hello' }, true],
+    ['a word that starts with ooo', { subject: 'Ooooh, nice offer' }, false],
     ['a person answering a campaign about out-of-office etiquette', { subject: 'Re: Out of office etiquette' }, false],
     ['a person', { subject: 'Re: Hello' }, false],
   ];

@@ -69,13 +69,19 @@ const gmailText: ProseFamily = {
   read(report) {
     const delayed = /has been delayed|temporary problem delivering|Message not delivered yet|will retry for/i.test(report);
     // Old notices wrap the remote answer in boilerplate ("…rejected by the recipient domain…"): keep only the answer.
+    const remoteAnswer = /The error that the other server returned was:|Technical details of (permanent|temporary) failure:|The response (from the remote server )?was:/i;
     const details =
       section(report, /The error that the other server returned was:/i) ??
       section(report, /Technical details of (permanent|temporary) failure:/i) ??
       section(report, /The response (from the remote server )?was:/i);
-    const listed = section(report, /Delivery to the following recipients? (failed permanently|has been delayed):?/i, /\n\s*\n\s*(?![ \t]*\S+@)/) ?? '';
+    // Recipients are read from Google's own words only, before the remote server's answer: that
+    // answer is a stranger's text ("550 Your message wasn't delivered to someone-else@…") and may
+    // name anyone.
+    const answerAt = report.search(remoteAnswer);
+    const googleText = answerAt === -1 ? report : report.slice(0, answerAt);
+    const listed = section(googleText, /Delivery to the following recipients? (failed permanently|has been delayed):?/i, /\n\s*\n\s*(?![ \t]*\S+@)/) ?? '';
     const addresses = [...listed.matchAll(new RegExp(ADDRESS, 'g'))].map((m) => m[0].toLowerCase());
-    for (const m of report.matchAll(new RegExp(String.raw`(?:wasn't delivered to|delivering your message to)\s+(${ADDRESS})`, 'gi'))) addresses.push(m[1]!.toLowerCase());
+    for (const m of googleText.matchAll(new RegExp(String.raw`(?:wasn't delivered to|delivering your message to)\s+(${ADDRESS})`, 'gi'))) addresses.push(m[1]!.toLowerCase());
     return recipients(
       [...new Set(addresses)].map((address) => ({ address, text: [] })),
       delayed ? 'delayed' : 'failed',
