@@ -154,7 +154,7 @@ export function createServices(deps: AppDeps) {
     now: deps.now,
     currentDisclosure: () => policyVersions.currentDisclosure(),
     // Push from the first minute: a mailbox connected with sync is watched at once (sync is built just below).
-    onConnected: (mailbox) => sync.mailboxConnected(mailbox),
+    onConnected: (mailbox, how) => sync.mailboxConnected(mailbox, how),
   });
   // One name per process on every lease it holds (campaign sends and 1:1 sends alike).
   const workerId = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;

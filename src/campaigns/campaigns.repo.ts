@@ -14,6 +14,7 @@ import { audienceWhere, firstStepSql, preflightCountsSql } from './audience-sql.
 import { rowsOf } from '../db/pg-array.js';
 import { readSendCounts, unfinishedSendsSql } from './send-counts.repo.js';
 import { recordAudit, type AuditEntry } from '../privacy/audit.js';
+import { MAILBOX_PAUSES } from './mailbox-hold.js';
 import { campaignStatusChangedCtes, recordCampaignStatusChanged } from '../webhooks/facts.js';
 
 export type CampaignRow = typeof campaigns.$inferSelect;
@@ -289,8 +290,9 @@ function campaignQueries(db: Db) {
         .where(sql`${campaigns.status} = 'sending' or (${campaigns.status} = 'scheduled' and coalesce(${campaigns.startAt}, now()) <= ${now.toISOString()}::timestamptz)`);
     },
 
-    async pausedForReconnect(): Promise<CampaignRow[]> {
-      return db.select().from(campaigns).where(and(eq(campaigns.status, 'paused'), eq(campaigns.statusReason, 'mailbox_needs_reconnect')));
+    /** Campaigns the send worker paused for their mailbox (mailbox-hold.ts), which it resumes itself. */
+    async pausedForMailbox(): Promise<CampaignRow[]> {
+      return db.select().from(campaigns).where(and(eq(campaigns.status, 'paused'), inArray(campaigns.statusReason, [...MAILBOX_PAUSES])));
     },
 
     /** Counts by state from the ledger's counters, and the next due send (one index probe). */

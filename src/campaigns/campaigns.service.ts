@@ -12,6 +12,7 @@ import type { CampaignRow, CampaignsRepo } from './campaigns.repo.js';
 import type { CancelledSends } from './cancelled-sends.js';
 import { marketingFooter, withFooter, renderContent, stepContent } from './campaign-mail.js';
 import { isInsideWindow, nextWindowOpening } from './sending-window.js';
+import { mailboxHold, type MailboxHold } from './mailbox-hold.js';
 import { checkTemplate, type MergeContact } from './templates.js';
 import { deletionRequested, purgeDate, requesterOf } from '../privacy/deletion.js';
 
@@ -171,6 +172,14 @@ export function createCampaignsService(deps: {
     };
   }
 
+  /** A campaign its mailbox cannot serve now (mailbox-hold.ts) is refused, saying what to do first. */
+  function refuseHold(hold: MailboxHold | undefined, doing: 'launching' | 'resuming') {
+    if (hold === 'mailbox_needs_reconnect') throw new ConflictError('mailbox_needs_reconnect', `Reconnect the mailbox before ${doing}`);
+    if (hold === 'follow_ups_need_sync') {
+      throw new UnprocessableError('follow_ups_need_sync', 'Follow-up steps stop when someone replies or a mail bounces, which a send-only mailbox cannot see: connect it with sync, or remove the steps');
+    }
+  }
+
   /** Why a sending campaign is not sending right now, in words a sender understands. */
   async function waitingFor(campaign: CampaignRow, nextDueAt: Date | null): Promise<string | null> {
     if (campaign.status === 'paused') return campaign.statusReason ?? 'paused';
@@ -178,7 +187,8 @@ export function createCampaignsService(deps: {
     if (campaign.status !== 'sending') return null;
     const mailbox = campaign.mailboxId ? await deps.mailboxRepo.findByIdUnscoped(campaign.mailboxId) : undefined;
     if (!mailbox) return 'mailbox_disconnected';
-    if (mailbox.status !== 'active') return 'mailbox_needs_reconnect';
+    const hold = mailboxHold(campaign, mailbox);
+    if (hold) return hold;
     if (!isInsideWindow(campaign.sendingWindow, now())) return 'sending_window';
     if ((await deps.mailboxes.remainingBudget(mailbox)) <= 0) return 'daily_budget';
     if (await deps.pacer.pauseEndsAt(mailbox.id)) return 'gmail_rate_limit';
@@ -297,12 +307,7 @@ export function createCampaignsService(deps: {
       if (campaign.status !== 'draft') throw new ConflictError('campaign_not_draft', `A ${campaign.status} campaign cannot be launched`);
       const mailbox = campaign.mailboxId ? await deps.mailboxRepo.findById(auth.workspaceId, campaign.mailboxId) : undefined;
       if (!mailbox) throw new UnprocessableError('mailbox_missing', 'The campaign has no connected mailbox');
-      if (mailbox.status !== 'active') throw new ConflictError('mailbox_needs_reconnect', 'Reconnect the mailbox before launching');
-      // A sequence stops for whoever replied or bounced, which only a mailbox we may read can tell
-      // us: from a send-only one every follow-up would go out regardless.
-      if (campaign.steps.length > 0 && !mailbox.syncEnabled) {
-        throw new UnprocessableError('follow_ups_need_sync', 'Follow-up steps stop when someone replies or a mail bounces, which a send-only mailbox cannot see: connect it with sync, or remove the steps');
-      }
+      refuseHold(mailboxHold(campaign, mailbox), 'launching');
       if (campaign.kind === 'marketing' && !(await repo.postalAddressOf(auth.workspaceId))) {
         throw new UnprocessableError('postal_address_required', 'Marketing mail carries the sender’s postal address: set it with PATCH /api/workspace');
       }
@@ -343,10 +348,9 @@ export function createCampaignsService(deps: {
 
     async resume(auth: AuthContext, id: string) {
       const campaign = await requireSendableCampaign(auth, id);
-      if (campaign.statusReason === 'mailbox_needs_reconnect') {
-        const mailbox = campaign.mailboxId ? await deps.mailboxRepo.findById(auth.workspaceId, campaign.mailboxId) : undefined;
-        if (mailbox?.status !== 'active') throw new ConflictError('mailbox_needs_reconnect', 'Reconnect the mailbox first');
-      }
+      const mailbox = campaign.mailboxId ? await deps.mailboxRepo.findById(auth.workspaceId, campaign.mailboxId) : undefined;
+      // Whatever paused it: a mailbox that cannot serve it now would only pause it again.
+      if (mailbox) refuseHold(mailboxHold(campaign, mailbox), 'resuming');
       if (!(await repo.transition(campaign.id, ['paused'], { status: 'sending', statusReason: null }))) {
         throw new ConflictError('campaign_not_paused', `A ${campaign.status} campaign cannot be resumed`);
       }

@@ -13,6 +13,7 @@ import type { ClaimInput, GateResult, SendCandidate, SendLease, SendLedgerRepo, 
 import { createSendPreparation, type BatchContext, type Prepared } from './send-preparation.js';
 import { createSendRecovery, recoveryOwnerOf, type SendRecorder } from './send-recovery.js';
 import { isInsideWindow } from './sending-window.js';
+import { mailboxHold, unreadSinceConnected, type MailboxHold } from './mailbox-hold.js';
 import { DAY_MS } from '../time.js';
 
 const MAX_ATTEMPTS = 5;
@@ -85,9 +86,9 @@ export function createSendWorker(deps: SendWorkerDeps) {
   const reserved = new Set<string>();
   const running = new Set<Promise<unknown>>();
 
-  async function pauseForReconnect(campaign: CampaignRow) {
-    await repo.transition(campaign.id, ['sending', 'scheduled'], { status: 'paused', statusReason: 'mailbox_needs_reconnect' });
-    logger.warn({ campaignId: campaign.id }, 'campaign paused: its mailbox must be reconnected');
+  async function pauseFor(campaign: CampaignRow, hold: MailboxHold) {
+    await repo.transition(campaign.id, ['sending', 'scheduled'], { status: 'paused', statusReason: hold });
+    logger.warn({ campaignId: campaign.id, reason: hold }, 'campaign paused until its mailbox can serve it');
   }
 
   /*
@@ -163,7 +164,7 @@ export function createSendWorker(deps: SendWorkerDeps) {
       if (!(error instanceof GmailError)) throw error;
       if (!track.lease) {
         // Refused before the gate (the pacer's pause is too long, the token is dead): nothing was claimed.
-        if (error.kind === 'auth_revoked') await pauseForReconnect(campaign);
+        if (error.kind === 'auth_revoked') await pauseFor(campaign, 'mailbox_needs_reconnect');
         return 'stop';
       }
       return recordFailure(campaign, mailbox, candidate, track.lease, error);
@@ -187,7 +188,7 @@ export function createSendWorker(deps: SendWorkerDeps) {
     }
     if (error.kind === 'auth_revoked') {
       await ledger.requeue(lease, now(), 'auth_revoked');
-      await pauseForReconnect(campaign);
+      await pauseFor(campaign, 'mailbox_needs_reconnect');
       return 'stop';
     }
     if (error.kind === 'rate_limited' || error.kind === 'temporary') {
@@ -259,8 +260,9 @@ export function createSendWorker(deps: SendWorkerDeps) {
       if (!(await repo.transition(campaign.id, ['scheduled'], { status: 'sending', statusReason: null }))) return 0;
       campaign = { ...campaign, status: 'sending' };
     }
-    if (mailbox.status !== 'active') {
-      await pauseForReconnect(campaign);
+    const hold = mailboxHold(campaign, mailbox);
+    if (hold) {
+      await pauseFor(campaign, hold);
       return 0;
     }
     let sent = 0;
@@ -281,9 +283,14 @@ export function createSendWorker(deps: SendWorkerDeps) {
   async function tick(): Promise<number> {
     if (stopping) return 0;
     const pass = (async () => {
-      for (const paused of await repo.pausedForReconnect()) {
+      for (const paused of await repo.pausedForMailbox()) {
         const mailbox = paused.mailboxId ? await deps.mailboxRepo.findByIdUnscoped(paused.mailboxId) : undefined;
-        if (mailbox?.status === 'active') await repo.transition(paused.id, ['paused'], { status: 'sending', statusReason: null });
+        if (!mailbox) continue;
+        // Reconnected: it resumes once a sync has read what arrived meanwhile — a reply there stops
+        // a follow-up that would otherwise go out first (the reconnect starts that sync at once).
+        const hold = mailboxHold(paused, mailbox) ?? (unreadSinceConnected(mailbox) ? 'mailbox_syncing' : undefined);
+        if (!hold) await repo.transition(paused.id, ['paused'], { status: 'sending', statusReason: null });
+        else if (hold !== paused.statusReason) await repo.transition(paused.id, ['paused'], { status: 'paused', statusReason: hold });
       }
       const byMailbox = new Map<string, CampaignRow[]>();
       for (const campaign of await repo.activeCampaigns(now())) {

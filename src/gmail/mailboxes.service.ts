@@ -33,8 +33,11 @@ export interface MailboxServiceDeps {
   now?: () => Date;
   /** The disclosure of the policy version in force, as published in the database (P-05, P-18); default: the text shipped in disclosure.ts. */
   currentDisclosure?: () => Promise<{ version: string; title: string; points: readonly string[] }>;
-  /** Called once a mailbox is stored by the OAuth callback (new or reconnected): the sync sets its push watch. */
-  onConnected?: (mailbox: MailboxRow) => void;
+  /**
+   * Called once a mailbox is stored by the OAuth callback: the sync sets its push watch, and on a
+   * reconnect (`reconnected`) reads at once what arrived while it could not.
+   */
+  onConnected?: (mailbox: MailboxRow, how: { reconnected: boolean }) => void;
 }
 
 /**
@@ -288,9 +291,9 @@ export function createMailboxService(deps: MailboxServiceDeps) {
           detail: { scopes: common.scopes, policyVersion: common.disclosureVersion, sync: common.syncEnabled },
         });
         // Reconnecting an address updates its row: same id, history and budget, never a duplicate.
-        if (existing) return (await tx.update(existing.id, common))!;
+        if (existing) return { mailbox: (await tx.update(existing.id, common))!, reconnected: true };
         const kind = CONSUMER_DOMAINS.has(granted.email.split('@')[1]!.toLowerCase()) ? 'consumer' : 'workspace';
-        return tx.insert({
+        const mailbox = await tx.insert({
           id,
           workspaceId,
           email: granted.email,
@@ -299,13 +302,14 @@ export function createMailboxService(deps: MailboxServiceDeps) {
           refreshTokenEnc: tokens.refreshTokenEnc!,
           ...common,
         });
+        return { mailbox, reconnected: false };
       });
       // Two consents of one address finishing at once (two tabs) both find no row; the one that
       // inserts second saves again, now as a reconnect of the row the first made.
-      const mailbox = await onceMoreAfterUniqueViolation(save);
+      const { mailbox, reconnected } = await onceMoreAfterUniqueViolation(save);
       await releaseParked(mailbox.id);
       await deps.pacer.forget(mailbox.id);
-      deps.onConnected?.(mailbox);
+      deps.onConnected?.(mailbox, { reconnected });
       return present(mailbox);
     },
 

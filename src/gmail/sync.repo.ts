@@ -12,6 +12,15 @@ import { describeSyncGap, type SyncHealthCounts } from './sync-health.js';
 type NewMessage = typeof messages.$inferInsert;
 
 /**
+ * Messages of this mailbox's address in this workspace, whichever row of it they were sent from:
+ * a disconnected mailbox connected again is a new row, and its sync must still know our earlier
+ * sends from it (not store them again as synced copies) and match notices and replies to them.
+ */
+const fromSameAddressAs = (mailboxId: string) =>
+  sql`${messages.mailboxId} in (select other.id from ${mailboxes} this join ${mailboxes} other
+        on other.workspace_id = this.workspace_id and lower(other.email) = lower(this.email) where this.id = ${mailboxId}::uuid)`;
+
+/**
  * The columns that add a pass's counts to a mailbox: each counter added in place, so two
  * processes syncing at once never lose each other's counts.
  */
@@ -94,12 +103,12 @@ function syncQueries(db: Db, hashAddress: AddressHasher) {
       const [row] = await db
         .select({ id: messages.id })
         .from(messages)
-        // workspace + Message-ID is indexed; the mailbox narrows it to this mailbox's sends.
+        // workspace + Message-ID is indexed; the address narrows it to sends from this mailbox (any row of it).
         .where(
           and(
             eq(messages.workspaceId, workspaceId),
             eq(messages.rfc822MessageId, rfc822MessageId),
-            eq(messages.mailboxId, mailboxId),
+            fromSameAddressAs(mailboxId),
             eq(messages.synced, false),
           ),
         )
@@ -122,7 +131,7 @@ function syncQueries(db: Db, hashAddress: AddressHasher) {
             eq(messages.workspaceId, workspaceId),
             eq(messages.direction, 'outbound'),
             anyOf(messages.rfc822MessageId, rfc822MessageIds),
-            mailboxId ? eq(messages.mailboxId, mailboxId) : undefined,
+            mailboxId ? fromSameAddressAs(mailboxId) : undefined,
           ),
         )
         // Prefer the row of our own send over a synced copy of it.
@@ -141,7 +150,7 @@ function syncQueries(db: Db, hashAddress: AddressHasher) {
         .where(
           and(
             eq(messages.workspaceId, workspaceId),
-            eq(messages.mailboxId, mailboxId),
+            fromSameAddressAs(mailboxId),
             eq(messages.direction, 'outbound'),
             inArray(messages.status, ['sent', 'sending']),
             gte(messages.at, window.from),

@@ -323,7 +323,15 @@ export function createSyncService(deps: SyncServiceDeps) {
     },
 
     renewWatches: watches.renewWatches,
-    mailboxConnected: watches.mailboxConnected,
+    /**
+     * A mailbox stored by the OAuth callback: watched at once; reconnected, also synced at once —
+     * a reply that arrived while it could not be read must stop a follow-up, and the campaigns
+     * paused for the reconnect resume only after this sync (campaigns/mailbox-hold.ts).
+     */
+    mailboxConnected(mailbox: MailboxRow, how: { reconnected: boolean }): void {
+      watches.mailboxConnected(mailbox);
+      if (how.reconnected && mailbox.syncEnabled) void syncMailbox(mailbox.id);
+    },
 
     /** Shutdown, once waiting for running syncs is over: another process may sync these mailboxes now. */
     async releaseLeases(): Promise<void> {

@@ -293,7 +293,7 @@ export const campaignWithProgress = campaign.extend({
   progress: countsBy(SEND_STATES).extend({
     skippedBecause: z.record(z.string(), count),
     nextSendAt: instant.nullable(),
-    /** `start_time`, `sending_window`, `daily_budget`, `mailbox_needs_reconnect`, `gmail_rate_limit`, `next_step_schedule`, a pause reason …; null when sending. */
+    /** `start_time`, `sending_window`, `daily_budget`, `mailbox_needs_reconnect`, `follow_ups_need_sync`, `mailbox_syncing`, `gmail_rate_limit`, `next_step_schedule`, a pause reason …; null when sending. */
     waitingFor: z.string().nullable(),
   }),
 });

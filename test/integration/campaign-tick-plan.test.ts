@@ -56,10 +56,10 @@ it(`finds the campaigns to serve without reading the ${FINISHED} finished ones`,
   expect(found.map((c) => c.status).sort()).toEqual(['scheduled', 'sending', 'sending']);
 });
 
-it(`finds the campaigns paused for a reconnect without reading the ${FINISHED} finished ones`, async () => {
-  const plan = await explainBuilt(database.db, (capture) => createCampaignsRepo(capture).pausedForReconnect());
+it(`finds the campaigns paused for their mailbox without reading the ${FINISHED} finished ones`, async () => {
+  const plan = await explainBuilt(database.db, (capture) => createCampaignsRepo(capture).pausedForMailbox());
   expect(plan).not.toMatch(/Seq Scan on campaigns/);
   expect(largestRead(plan), plan).toBeLessThanOrEqual(12);
-  const found = await createCampaignsRepo(database.db).pausedForReconnect();
+  const found = await createCampaignsRepo(database.db).pausedForMailbox();
   expect(found.map((c) => c.statusReason)).toEqual(['mailbox_needs_reconnect']);
 });

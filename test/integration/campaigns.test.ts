@@ -336,6 +336,8 @@ describe('sending', () => {
     expect(paused.progress).toMatchObject({ sent: 0, queued: 2, waitingFor: 'mailbox_needs_reconnect' });
 
     await connectedMailbox(ctx.app, ctx.owner.token, 'fragile-sender@acme.test', { sync: true });
+    // It resumes once the sync the reconnect starts has read what arrived meanwhile.
+    await ctx.app.services.sync.idle();
     await w.runUntilIdle();
     expect((await getCampaign(res.body.id)).progress).toMatchObject({ sent: 2, queued: 0 });
   });

@@ -1,0 +1,110 @@
+import { sql } from 'drizzle-orm';
+import { expect, it } from 'vitest';
+import { connectedMailbox } from '../helpers/gmail.js';
+import { useAppWithOwner } from '../helpers/test-app.js';
+
+/*
+ * A mailbox that needed reconnecting, or was disconnected and connected again, and what its
+ * campaigns do then (an attacker's findings): a reply that arrived while the mailbox could not be
+ * read must stop a follow-up, a send-only reconnect must not leave a sequence sending blind, and a
+ * mailbox connected again must still know the mail it sent before.
+ */
+
+const ctx = useAppWithOwner();
+let seq = 0;
+
+async function query<T = Record<string, unknown>>(statement: ReturnType<typeof sql>): Promise<T[]> {
+  return ((await ctx.app.database.db.execute(statement)) as unknown as { rows: T[] }).rows;
+}
+
+async function contact(name: string) {
+  seq += 1;
+  const email = `${name}-${seq}@contoso.test`;
+  ctx.app.sandbox.control.createMailbox({ email });
+  const created = await ctx.app.api('POST', '/api/contacts', { token: ctx.owner.token, json: { email } });
+  return { id: created.body.id as string, email };
+}
+
+/** A campaign with one follow-up due at once, its first step sent. */
+async function sequence(mailboxId: string, contactId: string, subject: string) {
+  const created = await ctx.app.api('POST', '/api/campaigns', {
+    token: ctx.owner.token,
+    json: { name: subject, kind: 'transactional', mailboxId, subject, text: 'Hello', contactIds: [contactId], steps: [{ afterDays: 0, text: 'Following up' }] },
+  });
+  expect(created.status, created.text).toBe(201);
+  expect((await ctx.app.api('POST', `/api/campaigns/${created.body.id}/launch`, { token: ctx.owner.token, json: {} })).status).toBe(200);
+  await ctx.app.services.sendWorker.tick();
+  return created.body.id as string;
+}
+
+const campaignOf = async (id: string) => (await ctx.app.api('GET', `/api/campaigns/${id}`, { token: ctx.owner.token })).body;
+const followUp = async (campaignId: string) =>
+  (await query<{ status: string; skip_reason: string | null }>(sql`select status::text as status, skip_reason from campaign_sends where campaign_id = ${campaignId}::uuid and step = 1`))[0];
+const received = (email: string, subject: string) => ctx.app.sandbox.control.listMessages(email).find((m) => m.subject.includes(subject))!;
+
+function loseAccess(sender: string) {
+  ctx.app.sandbox.control.revokeAccess(sender);
+  ctx.app.sandbox.control.expireAccessTokens(sender);
+}
+
+it('a reply that arrived while the mailbox needed reconnecting stops the follow-up: the campaign resumes only after the reconnect has read it', async () => {
+  const sender = 'reconnect-reply@acme.test';
+  const mailbox = await connectedMailbox(ctx.app, ctx.owner.token, sender, { sync: true });
+  const rita = await contact('rita');
+  const campaign = await sequence(mailbox.id, rita.id, 'R1 hello');
+  await ctx.app.services.sync.syncMailbox(mailbox.id);
+
+  loseAccess(sender);
+  await ctx.app.services.sendWorker.tick();
+  expect(await campaignOf(campaign)).toMatchObject({ status: 'paused', statusReason: 'mailbox_needs_reconnect' });
+  await ctx.app.sandbox.control.reply(rita.email, received(rita.email, 'R1 hello').id, { text: 'Not interested, do not write again' });
+
+  await connectedMailbox(ctx.app, ctx.owner.token, sender, { sync: true });
+  // The worker right after the reconnect: the campaign waits for the sync the reconnect started.
+  await ctx.app.services.sendWorker.runUntilIdle();
+  expect(await followUp(campaign)).toMatchObject({ status: 'queued' });
+  await ctx.app.services.sync.idle();
+  await ctx.app.services.sendWorker.runUntilIdle();
+  expect(await followUp(campaign)).toMatchObject({ status: 'skipped', skip_reason: 'replied' });
+  expect((await campaignOf(campaign)).status).toBe('completed');
+});
+
+it('a sequence whose mailbox is reconnected send-only pauses (follow_ups_need_sync) instead of sending follow-ups nobody can stop; with sync again it resumes', async () => {
+  const sender = 'reconnect-sendonly@acme.test';
+  const mailbox = await connectedMailbox(ctx.app, ctx.owner.token, sender, { sync: true });
+  const dave = await contact('dave');
+  const campaign = await sequence(mailbox.id, dave.id, 'R2 hello');
+  await query(sql`update campaign_sends set due_at = now() + interval '1 day' where campaign_id = ${campaign}::uuid and step = 1`);
+
+  await connectedMailbox(ctx.app, ctx.owner.token, sender, { sync: false });
+  await ctx.app.services.sendWorker.tick();
+  expect(await campaignOf(campaign)).toMatchObject({ status: 'paused', statusReason: 'follow_ups_need_sync' });
+  const resumed = await ctx.app.api('POST', `/api/campaigns/${campaign}/resume`, { token: ctx.owner.token, json: {} });
+  expect(resumed.status).toBe(422);
+  expect(resumed.body.error.code).toBe('follow_ups_need_sync');
+
+  await connectedMailbox(ctx.app, ctx.owner.token, sender, { sync: true });
+  await ctx.app.services.sync.idle();
+  await ctx.app.services.sendWorker.tick();
+  expect(await campaignOf(campaign)).toMatchObject({ status: 'sending' });
+  expect(await followUp(campaign)).toMatchObject({ status: 'queued' });
+});
+
+it('a mailbox disconnected and connected again knows the mail it sent before: not stored again as a synced copy, and a bounce of it reaches the campaign', async () => {
+  const sender = 'reconnect-bounce@acme.test';
+  const first = await connectedMailbox(ctx.app, ctx.owner.token, sender, { sync: true });
+  const yan = await contact('yan');
+  const campaign = await sequence(first.id, yan.id, 'R3 hello');
+  expect((await ctx.app.api('DELETE', `/api/mailboxes/${first.id}`, { token: ctx.owner.token })).status).toBe(204);
+
+  const again = await connectedMailbox(ctx.app, ctx.owner.token, sender, { sync: true });
+  expect(again.id).not.toBe(first.id);
+  await ctx.app.services.sync.idle();
+  const sent = ctx.app.sandbox.control.listMessages(sender, { labelId: 'SENT' }).find((m) => m.subject.includes('R3 hello'))!;
+  await ctx.app.sandbox.control.deliverBounce(sender, { originalId: sent.id, recipient: yan.email, kind: 'hard' });
+  await ctx.app.services.sync.syncMailbox(again.id);
+
+  const copies = await query<{ synced: boolean }>(sql`select synced from messages where subject = 'R3 hello' and workspace_id = ${ctx.owner.workspaceId}::uuid`);
+  expect(copies).toEqual([{ synced: false }]);
+  expect((await ctx.app.api('GET', `/api/campaigns/${campaign}/stats`, { token: ctx.owner.token })).body).toMatchObject({ bounced: 1 });
+});
