@@ -40,7 +40,7 @@ export function createComplianceRepo(db: Db) {
           left join lateral (
             select c.at from audit_log c
             where r.action = 'deletion.requested' and c.workspace_id = r.workspace_id and c.action = 'deletion.completed'
-              and c.subject_type = r.subject_type and c.subject_id is not distinct from r.subject_id and c.at >= r.at
+              and c.subject_type = r.subject_type and coalesce(c.subject_id, '') = coalesce(r.subject_id, '') and c.at >= r.at
             order by c.at limit 1
           ) done on true
           where r.workspace_id = ${workspaceId}::uuid and r.at >= ${from.toISOString()}::timestamptz and r.at < ${to.toISOString()}::timestamptz

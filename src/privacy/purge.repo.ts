@@ -30,10 +30,15 @@ export interface DueItem {
 
 const uuidArray = (ids: string[]) => sql`${pgArray(ids)}::uuid[]`;
 
-/** Messages of a workspace that name the address as sender or recipient (bare, or as `Name <address>`). */
+/**
+ * Messages of a workspace that name the address as sender or recipient (bare, or as `Name <address>`):
+ * found through the index of every message's bare addresses (migration 0047), the exists() the exact rule.
+ */
 const messagesNamingSql = (workspaceId: string, address: string) => sql`
   select m.id from messages m
-  where m.workspace_id = ${workspaceId}::uuid and exists (
+  where m.workspace_id = ${workspaceId}::uuid
+    and message_bare_addresses(m.from_address, m.to_addresses, m.cc_addresses, m.bcc_addresses) @> array[${address}]::text[]
+    and exists (
     select 1 from unnest(array[m.from_address] || m.to_addresses || m.cc_addresses || m.bcc_addresses) a(x)
     where lower(x) = ${address} or right(lower(x), ${address.length + 2}) = ${`<${address}>`})`;
 

@@ -59,7 +59,10 @@ function both(byAddress: SQL | undefined, byMailbox: SQL | undefined): SQL {
 function messageScope(scope: ResolvedScope): SQL {
   const involves = aboutPeople(scope, (addresses) => {
     const list = pgArray(addresses);
-    return sql`(lower(${messages.fromAddress}) = any(${list}::text[]) or exists (select 1 from unnest(${messages.toAddresses} || ${messages.ccAddresses} || ${messages.bccAddresses}) as a(address) where lower(a.address) = any(${list}::text[])))`;
+    // The index of every message's bare addresses (migration 0047) finds the candidates; the exact
+    // rule (an address as written, not inside `Name <…>`) decides, as it always did.
+    return sql`(message_bare_addresses(${messages.fromAddress}, ${messages.toAddresses}, ${messages.ccAddresses}, ${messages.bccAddresses}) && ${list}::text[]
+      and (lower(${messages.fromAddress}) = any(${list}::text[]) or exists (select 1 from unnest(${messages.toAddresses} || ${messages.ccAddresses} || ${messages.bccAddresses}) as a(address) where lower(a.address) = any(${list}::text[]))))`;
   });
   const byMailbox = scope.mailboxIds.length === 0 ? undefined : inUuidList(messages.mailboxId, scope.mailboxIds);
   return and(eq(messages.workspaceId, scope.workspaceId), both(involves, byMailbox))!;

@@ -9,7 +9,7 @@ import { createTestDatabase } from '../helpers/test-db.js';
 /*
  * Every tick (once a second, in every worker process) the send worker asks which campaigns it
  * may serve (`activeCampaigns`: sending, or scheduled and due) and which paused ones wait for a
- * reconnected mailbox (`pausedForReconnect`). Campaigns of every workspace stay in the table
+ * mailbox to serve them again (`pausedForMailbox`). Campaigns of every workspace stay in the table
  * when they finish, so a read of the whole table grows with every campaign ever sent; the
  * partial index of running campaigns (migration 0032) holds only the few that are not finished.
  * EXPLAIN (ANALYZE, BUFFERS) of the statements as the repo builds them, on the test database

@@ -27,5 +27,10 @@ export const auditLog = pgTable(
     index('audit_log_workspace_at_idx').on(t.workspaceId, t.at),
     index('audit_log_at_idx').on(t.at),
     index('audit_log_workspace_action_at_idx').on(t.workspaceId, t.action, t.at),
+    // The compliance report finds each deletion request's completion by subject (migration 0047):
+    // `is not distinct from` on subject_id could not use an index, coalesce(…, '') can.
+    index('audit_log_deletion_completed_idx')
+      .on(t.workspaceId, t.subjectType, sql`coalesce(${t.subjectId}, '')`, t.at)
+      .where(sql`${t.action} = 'deletion.completed'`),
   ],
 );

@@ -116,6 +116,10 @@ export const messages = pgTable(
     index('messages_lease_idx').on(t.leaseExpiresAt).where(sql`${t.status} = 'sending' and ${t.leaseExpiresAt} is not null`),
     index('messages_workspace_rfc822_idx').on(t.workspaceId, t.rfc822MessageId),
     index('messages_mailbox_at_idx').on(t.mailboxId, t.direction, t.at),
+    // Every address a message names, lowercased and bare (`Name <a@b>` → `a@b`), for the lookups
+    // by person: a contact's purge and a data subject's export (migration 0047, which defines
+    // the function). Without it each one read every message of the workspace.
+    index('messages_bare_addresses_idx').using('gin', sql`message_bare_addresses(${t.fromAddress}, ${t.toAddresses}, ${t.ccAddresses}, ${t.bccAddresses})`),
   ],
 );
 
