@@ -2,7 +2,7 @@ import { and, asc, eq, or, sql, type SQL } from 'drizzle-orm';
 import type { AnyPgColumn } from 'drizzle-orm/pg-core';
 import type { Db } from '../db/connect.js';
 import { pgArray } from '../db/pg-array.js';
-import { campaignSends, campaigns, consents, contacts, mailEvents, messages, suppressions, trackingEvents } from '../db/schema.js';
+import { campaignSends, campaigns, consents, contacts, mailEvents, messages, recipients, suppressions, trackingEvents } from '../db/schema.js';
 import { inUuidList } from '../db/sql-lists.js';
 import { contactRecordColumns } from '../contacts/contact-columns.js';
 import { recordAudit, type AuditEntry } from './audit.js';
@@ -69,7 +69,14 @@ function messageScope(scope: ResolvedScope): SQL {
 }
 
 function sendScope(scope: ResolvedScope): SQL {
-  const byAddress = aboutPeople(scope, (addresses) => addressIn(campaignSends.email, addresses));
+  // Through the address's recipient row (indexed by address) and the ledger's index led by it;
+  // lower(campaign_sends.email) has no index, and alone it read every send of the workspace.
+  const byAddress = aboutPeople(
+    scope,
+    (addresses) =>
+      sql`(${campaignSends.recipientId} in (select ${recipients.id} from ${recipients} where ${recipients.workspaceId} = ${scope.workspaceId} and ${addressIn(recipients.email, addresses)})
+        and ${addressIn(campaignSends.email, addresses)})`,
+  );
   const byMailbox =
     scope.mailboxIds.length === 0
       ? undefined
