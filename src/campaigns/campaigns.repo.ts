@@ -1,4 +1,5 @@
-import { and, asc, desc, eq, inArray, isNull, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, getTableColumns, inArray, isNull, sql } from 'drizzle-orm';
+import { cursorTimestamp, olderThanCursor, type PageCursor } from '../http/cursor.js';
 import { inTransaction, type Db } from '../db/connect.js';
 import { ANALYZE_THRESHOLD } from '../db/embedded-maintenance.js';
 import { inUuidList } from '../db/sql-lists.js';
@@ -47,13 +48,14 @@ function campaignQueries(db: Db) {
      */
     findByIdIncludingDeleted: (workspaceId: string, id: string) => byId(workspaceId, id, 'included'),
 
-    async list(workspaceId: string): Promise<CampaignRow[]> {
+    /** Newest first, keyset-paginated on (created_at, id) like the contacts (http/cursor.ts). */
+    async list(workspaceId: string, options: { limit: number; before?: PageCursor }) {
       return db
-        .select()
+        .select({ ...getTableColumns(campaigns), cursorAt: cursorTimestamp(campaigns.createdAt) })
         .from(campaigns)
-        .where(and(eq(campaigns.workspaceId, workspaceId), isNull(campaigns.deletedAt)))
-        .orderBy(desc(campaigns.createdAt))
-        .limit(200);
+        .where(and(eq(campaigns.workspaceId, workspaceId), isNull(campaigns.deletedAt), options.before ? olderThanCursor(campaigns.createdAt, campaigns.id, options.before) : undefined))
+        .orderBy(desc(campaigns.createdAt), desc(campaigns.id))
+        .limit(options.limit);
     },
 
     /**

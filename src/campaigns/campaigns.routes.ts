@@ -2,6 +2,7 @@ import { Router, type RequestHandler } from 'express';
 import { z } from 'zod';
 import { authOf } from '../auth/auth.middleware.js';
 import { assertCsvUpload } from '../contacts/contacts.routes.js';
+import { pageCursorField } from '../http/cursor.js';
 import { parseId } from '../http/params.js';
 import { isoInstant, parseInput, entityId } from '../http/validate.js';
 import type { IdempotentRoute } from '../idempotency/idempotency.middleware.js';
@@ -48,6 +49,11 @@ export const campaignBody = z
   .refine((c) => (c.contactIds === undefined) !== (c.segment === undefined), { message: 'give exactly one of contactIds or segment', path: ['contactIds'] })
   .transform(({ contactIds, segment, ...rest }) => ({ ...rest, audience: contactIds ? { contactIds } : { segment: segment! } }));
 
+export const listCampaignsQuery = z.object({
+  limit: z.coerce.number().int().min(1).max(500).default(100),
+  cursor: pageCursorField.optional(),
+});
+
 export const launchBody = z.object({ startAt: isoInstant.optional() }).strict();
 
 export function campaignsRoutes(campaigns: CampaignsService, authenticated: RequestHandler, idempotent: IdempotentRoute): Router {
@@ -57,7 +63,7 @@ export function campaignsRoutes(campaigns: CampaignsService, authenticated: Requ
     res.status(201).json(await campaigns.create(authOf(req), parseInput(campaignBody, req.body)));
   });
   router.get('/campaigns', async (req, res) => {
-    res.json({ campaigns: await campaigns.list(authOf(req)) });
+    res.json(await campaigns.list(authOf(req), parseInput(listCampaignsQuery, req.query)));
   });
   router.delete('/campaigns/:id', async (req, res) => {
     await campaigns.remove(authOf(req), parseId(req.params.id, 'Campaign'));

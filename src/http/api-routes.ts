@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { createApiKeyBody } from '../api-keys/api-keys.routes.js';
 import { acceptBody, emailCodeBody, inviteBody, profileBody, roleBody, loginBody, ownWorkspaceBody, signupBody, verifyBody, workspaceBody } from '../auth/auth.routes.js';
-import { campaignBody, launchBody } from '../campaigns/campaigns.routes.js';
+import { campaignBody, launchBody, listCampaignsQuery } from '../campaigns/campaigns.routes.js';
 import { consentBody, createContactBody, listContactsQuery, patchContactBody } from '../contacts/contacts.routes.js';
 import { callbackQuery, connectQuery, patchMailboxBody } from '../gmail/gmail.routes.js';
 import { contentQuery, sendMessageBody } from '../messages/messages.routes.js';
@@ -96,7 +96,7 @@ export const API_ROUTES: ApiRoute[] = [
 
   // Campaigns
   route('post', '/api/campaigns', { tag: 'campaigns', summary: 'Create a draft', access: 'send', body: campaignBody, idempotent: true, responses: { 201: json('the draft', R.campaign) }, errors: ['unknown_merge_field', 'unknown_contacts', 'mailbox_missing', 'too_many_links'] }),
-  route('get', '/api/campaigns', { tag: 'campaigns', summary: 'List campaigns', access: 'read', responses: { 200: json('the campaigns', R.campaignsResponse) } }),
+  route('get', '/api/campaigns', { tag: 'campaigns', summary: 'List campaigns, newest first, a page at a time (`limit`, `cursor`: the `nextCursor` of the page before)', access: 'read', query: listCampaignsQuery, responses: { 200: json('a page of campaigns and the next page\'s cursor (null: the last)', R.campaignsResponse) } }),
   route('get', '/api/campaigns/:id', { tag: 'campaigns', summary: 'A campaign and its progress', access: 'read', responses: campaignState }),
   route('patch', '/api/campaigns/:id', { tag: 'campaigns', summary: 'Change a draft', access: 'send', body: campaignBody, responses: { 200: json('the draft', R.campaign) }, errors: ['campaign_not_editable', 'unknown_merge_field', 'unknown_contacts', 'mailbox_missing', 'too_many_links'] }),
   route('delete', '/api/campaigns/:id', { tag: 'campaigns', summary: 'Delete a campaign: a running one is cancelled, it disappears at once and is purged later (P-13)', access: 'send', responses: { 204: 'deleted' } }),

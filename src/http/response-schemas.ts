@@ -287,7 +287,7 @@ export const campaign = z.object({
   completedAt: instant.nullable(),
   createdAt: instant,
 });
-export const campaignsResponse = z.object({ campaigns: z.array(campaign) });
+export const campaignsResponse = page('campaigns', campaign);
 /** The campaign with its progress: sends by state, skips by reason, the next send time and why it waits. */
 export const campaignWithProgress = campaign.extend({
   progress: countsBy(SEND_STATES).extend({

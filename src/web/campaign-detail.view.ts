@@ -1,5 +1,6 @@
 import type { CampaignsService } from '../campaigns/campaigns.service.js';
 import { html, SafeHtml } from './html.js';
+import { pager } from './format.js';
 import { csrfField } from './layout.js';
 import { OP_LABELS, VALUELESS_OPS } from './campaign-form.js';
 
@@ -9,7 +10,7 @@ import { OP_LABELS, VALUELESS_OPS } from './campaign-form.js';
  */
 
 type CampaignDetail = Awaited<ReturnType<CampaignsService['get']>>;
-type CampaignSummary = Awaited<ReturnType<CampaignsService['list']>>[number];
+type CampaignPage = Awaited<ReturnType<CampaignsService['list']>>;
 type Preflight = Awaited<ReturnType<CampaignsService['preflight']>>;
 type Preview = Awaited<ReturnType<CampaignsService['preview']>>;
 
@@ -33,7 +34,7 @@ export const WAITING_TEXT: Record<string, string> = {
 const FINISHED = ['completed', 'cancelled'];
 export const PROGRESS_STATES = ['queued', 'sending', 'sent', 'failed', 'skipped'] as const;
 
-export function campaignList(campaigns: CampaignSummary[]): SafeHtml {
+export function campaignList({ campaigns, nextCursor }: CampaignPage, isFirstPage: boolean): SafeHtml {
   return html`<h1>Campaigns</h1>
 <div class="actions"><a class="button" href="/app/campaigns/new">New campaign</a></div>
 ${
@@ -44,7 +45,8 @@ ${
 <tbody>${campaigns.map(
         (c) => html`<tr><td><a href="/app/campaigns/${c.id}">${c.name}</a></td><td>${c.kind}</td><td><span class="status">${c.status}</span></td><td>${when(c.createdAt)}</td><td>${when(c.launchedAt)}</td></tr>`,
       )}</tbody></table>`
-}`;
+}
+${pager('/app/campaigns', {}, nextCursor, isFirstPage)}`;
 }
 
 /** `maySend`: the viewer may act as the campaign's sender (campaigns.service.ts maySendFrom); else only stopping mail under way is offered. */

@@ -1,6 +1,6 @@
 import { Router, type Request, type Response } from 'express';
 import { z } from 'zod';
-import { campaignBody } from '../campaigns/campaigns.routes.js';
+import { campaignBody, listCampaignsQuery } from '../campaigns/campaigns.routes.js';
 import { maySendFrom } from '../campaigns/campaigns.service.js';
 import { parseId } from '../http/params.js';
 import { parseInput, entityId } from '../http/validate.js';
@@ -17,6 +17,8 @@ import { sendAppPage, signedIn, type WebContext } from './web.middleware.js';
  * launch / pause / resume / cancel. Every action calls the campaigns service the API calls.
  */
 
+/** Campaigns a page of the list shows. */
+const CAMPAIGN_PAGE_SIZE = 50;
 const PREVIEW_CONTACTS = 50;
 const contactQuery = z.object({ contact: entityId.optional() });
 
@@ -66,7 +68,8 @@ export function campaignPages(ctx: WebContext): Router {
   }
 
   router.get('/campaigns', async (req, res) => {
-    await page(req, res, 'Campaigns', campaignList(await campaigns.list(signedIn(req))));
+    const query = parseInput(listCampaignsQuery, { ...req.query, limit: String(CAMPAIGN_PAGE_SIZE) });
+    await page(req, res, 'Campaigns', campaignList(await campaigns.list(signedIn(req), query), !query.cursor));
   });
 
   router.get('/campaigns/new', async (req, res) => {

@@ -133,6 +133,32 @@ describe('campaign drafts', () => {
     expect(res.body.sample.text).toContain('the news [https://acme.test/news]');
   });
 
+  it('the list pages through every campaign, newest first, however many there are; a forged cursor is a 400', async () => {
+    // 230 drafts at once, some in the same microsecond (the cursor carries the id too).
+    await ctx.app.database.db.execute(sql`
+      insert into campaigns (workspace_id, name, kind, subject, text, status, audience, created_at)
+      select ${ctx.owner.workspaceId}::uuid, 'paged ' || g, 'transactional', 'Hi', 'x', 'draft', '{"contactIds":[]}', now() - (g / 3) * interval '1 second'
+      from generate_series(1, 230) g`);
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    let pages = 0;
+    do {
+      const res: { status: number; text: string; body: { campaigns: { id: string }[]; nextCursor: string | null } } = await ctx.app.api('GET', `/api/campaigns?limit=100${cursor ? `&cursor=${cursor}` : ''}`, { token: ctx.owner.token });
+      expect(res.status, res.text).toBe(200);
+      expect(res.body.campaigns.length).toBeLessThanOrEqual(100);
+      seen.push(...res.body.campaigns.map((c: { id: string }) => c.id));
+      cursor = res.body.nextCursor;
+      pages += 1;
+    } while (cursor);
+    const all = (await ctx.app.database.db.execute(sql`select id from campaigns where workspace_id = ${ctx.owner.workspaceId}::uuid and deleted_at is null`)) as unknown as { rows: { id: string }[] };
+    expect(new Set(seen).size).toBe(seen.length);
+    expect(seen.sort()).toEqual(all.rows.map((r) => r.id).sort());
+    expect(pages).toBeGreaterThanOrEqual(3);
+    const forged = await ctx.app.api('GET', '/api/campaigns?cursor=bm90LWEtY3Vyc29y', { token: ctx.owner.token });
+    expect(forged.status).toBe(400);
+    await ctx.app.database.db.execute(sql`delete from campaigns where name like 'paged %' and workspace_id = ${ctx.owner.workspaceId}::uuid`);
+  });
+
   it('selects recipients by a segment over attributes', async () => {
     const ids = await audience(4, { prefix: 'seg' });
     const campaign = await createCampaign({ segment: { all: [{ field: 'attributes.plan', op: 'eq', value: 'pro' }, { field: 'email', op: 'contains', value: `seg${seq}-` }] } });

@@ -1,3 +1,4 @@
+import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signUp, startTestApp, type TestApp } from '../helpers/test-app.js';
 import { signUpInBrowser, WebClient } from '../helpers/web-client.js';
@@ -10,7 +11,7 @@ beforeAll(async () => {
   owner = await signUpInBrowser(app);
   // The same owner through the API, for setup the pages are not under test for.
   const login = await app.api('POST', '/api/auth/login', { json: { email: owner.email, password: owner.password } });
-  apiOwner = { token: login.body.token } as typeof apiOwner;
+  apiOwner = { token: login.body.token, workspaceId: (await app.api('GET', '/api/me', { token: login.body.token })).body.workspace.id } as typeof apiOwner;
 });
 afterAll(async () => {
   await app?.close();
@@ -90,6 +91,18 @@ describe('contacts', () => {
     expect(second.text).not.toContain('rel="next"');
     const none = await owner.browser.get('/app/contacts?q=nobody-has-this-name');
     expect(none.text).toContain('No contact matches that search.');
+  });
+
+  it('the campaign list pages too (50 a page): every campaign can be reached, not only the newest 200', async () => {
+    await app.database.db.execute(sql`
+      insert into campaigns (workspace_id, name, kind, subject, text, status, audience)
+      select ${apiOwner.workspaceId}::uuid, 'paged-' || g, 'transactional', 'Hi', 'x', 'draft', '{"contactIds":[]}' from generate_series(1, 52) g`);
+    const first = await owner.browser.get('/app/campaigns');
+    expect(first.text.match(/>paged-\d+<\/a>/g)).toHaveLength(50);
+    const next = /href="(\/app\/campaigns\?cursor=[^"]+)" rel="next"/.exec(first.text)![1]!;
+    const second = await owner.browser.get(next);
+    expect(second.text.match(/>paged-\d+<\/a>/g)).toHaveLength(2);
+    expect(second.text).toContain('First page');
   });
 
   it('adds a contact from the form; a bad address is shown on the form and stores nothing', async () => {
