@@ -300,14 +300,20 @@ export function createGmailClient(settings: GoogleClientSettings, pacer: Mailbox
           return Buffer.from(data.raw ?? '', 'base64url');
         },
 
-        /** Messages added since `startHistoryId`; a GmailError of kind not_found means "too old: resync". */
+        /**
+         * Messages added since `startHistoryId`, and those taken out of Spam since ("Not spam"): a
+         * reply or a notice that arrived in Spam was skipped then and must be read now. A GmailError
+         * of kind not_found means "too old: resync".
+         */
         async listAddedSince(startHistoryId: string, pageToken?: string): Promise<GmailHistoryPage> {
           const { data } = await paced(GMAIL_QUOTA_UNITS.history, () =>
-            api.users.history.list({ userId: 'me', startHistoryId, historyTypes: ['messageAdded'], pageToken }, CALL_OPTIONS),
+            api.users.history.list({ userId: 'me', startHistoryId, historyTypes: ['messageAdded', 'labelRemoved'], pageToken }, CALL_OPTIONS),
           );
-          const addedMessages = (data.history ?? []).flatMap((h) =>
-            (h.messagesAdded ?? []).map((a) => ({ id: a.message?.id ?? '', threadId: a.message?.threadId ?? '', labelIds: a.message?.labelIds ?? [] })),
-          );
+          const asListed = (m: { id?: string | null; threadId?: string | null; labelIds?: string[] | null } | undefined) => ({ id: m?.id ?? '', threadId: m?.threadId ?? '', labelIds: m?.labelIds ?? [] });
+          const addedMessages = (data.history ?? []).flatMap((h) => [
+            ...(h.messagesAdded ?? []).map((a) => asListed(a.message)),
+            ...(h.labelsRemoved ?? []).filter((r) => r.labelIds?.includes('SPAM')).map((r) => asListed(r.message)),
+          ]);
           return { addedMessages: addedMessages.filter((m) => m.id), historyId: data.historyId ?? startHistoryId, nextPageToken: data.nextPageToken ?? undefined };
         },
 

@@ -182,7 +182,8 @@ export function createSyncService(deps: SyncServiceDeps) {
       pageToken = page.nextPageToken;
       if (ids.length > MAX_INCREMENTAL_CHANGES) return undefined;
     } while (pageToken);
-    return { ids, historyId };
+    // A message can come twice (added, then taken out of Spam): read once.
+    return { ids: [...new Set(ids)], historyId };
   }
 
   async function syncPass(mailbox: MailboxRow, api: MailboxGmail, stored: SyncHealthCounts): Promise<PassResult> {

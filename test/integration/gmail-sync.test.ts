@@ -119,6 +119,23 @@ describe('replies and bounces to mail we sent', () => {
     expect(await query(sql`select id from mail_events where message_id = ${sent.body.id}::uuid`)).toHaveLength(1);
   });
 
+  it('a reply that landed in Spam is skipped, and read by the next sync once it is marked "Not spam"', async () => {
+    const sent = await ctx.app.api('POST', '/api/messages', { token: ctx.owner.token, json: { mailboxId: ctx.alice.id, to: BOB, subject: 'Spam-bound offer', text: 'x' } });
+    expect(sent.status).toBe(201);
+    await sync(ctx.alice.id);
+    const bobsCopy = ctx.app.sandbox.control.listMessages(BOB).find((m) => m.subject === 'Spam-bound offer')!;
+    await ctx.app.sandbox.control.reply(BOB, bobsCopy.id, { text: 'Yes, but my mail lands in your spam' });
+    const inAlice = ctx.app.sandbox.control.listMessages(ALICE).find((m) => m.subject === 'Re: Spam-bound offer')!;
+    ctx.app.sandbox.control.modifyLabels(ALICE, inAlice.id, { add: ['SPAM'], remove: ['INBOX'] });
+    await sync(ctx.alice.id);
+    const replies = () => query(sql`select id from mail_events where message_id = ${sent.body.id}::uuid and type = 'reply'`);
+    expect(await replies()).toHaveLength(0);
+
+    ctx.app.sandbox.control.modifyLabels(ALICE, inAlice.id, { add: ['INBOX'], remove: ['SPAM'] });
+    expect(await sync(ctx.alice.id)).toMatchObject({ status: 'synced', mode: 'incremental', events: 1 });
+    expect(await replies()).toHaveLength(1);
+  });
+
   it('a hard bounce becomes a bounce event and suppresses the address; the next send to it is 409', async () => {
     ctx.app.sandbox.control.setBouncingAddress('gone@contoso.test', 'hard');
     const sent = await ctx.app.api('POST', '/api/messages', { token: ctx.owner.token, json: { mailboxId: ctx.alice.id, to: 'gone@contoso.test', subject: 'Hello?', text: 'x' } });
