@@ -60,9 +60,10 @@ it('a reply that arrived while the mailbox needed reconnecting stops the follow-
   await ctx.app.sandbox.control.reply(rita.email, received(rita.email, 'R1 hello').id, { text: 'Not interested, do not write again' });
 
   await connectedMailbox(ctx.app, ctx.owner.token, sender, { sync: true });
-  // The worker right after the reconnect: the campaign waits for the sync the reconnect started.
+  // The worker right after the reconnect: the campaign waits for the sync the reconnect started
+  // (if that sync is already done, it has read the reply): the follow-up never goes out.
   await ctx.app.services.sendWorker.runUntilIdle();
-  expect(await followUp(campaign)).toMatchObject({ status: 'queued' });
+  expect(['queued', 'skipped']).toContain((await followUp(campaign))!.status);
   await ctx.app.services.sync.idle();
   await ctx.app.services.sendWorker.runUntilIdle();
   expect(await followUp(campaign)).toMatchObject({ status: 'skipped', skip_reason: 'replied' });
