@@ -12,6 +12,8 @@ const RETENTION_SWEEP_MS = 6 * 3_600_000;
 const PARTITION_PERIOD_MS = 24 * 3_600_000;
 /** How often Idempotency-Key answers past their 24 hours are deleted. */
 const IDEMPOTENCY_SWEEP_MS = 3_600_000;
+/** A disconnected mailbox whose revocation Google did not answer is asked again this often. */
+const REVOCATION_RETRY_MS = 3_600_000;
 /** Deleted items are purged (and retention windows applied) once a day. */
 const PURGE_PERIOD_MS = 24 * 3_600_000;
 /** Tokens are re-encrypted under the current key once per key version and hour, by one process. */
@@ -151,6 +153,12 @@ export function startJobs(input: { services: Services; config: Config; logger: L
   scheduled('privacy-purge', PURGE_PERIOD_MS, async () => {
     await services.retention.runOnce();
     await services.purge.runOnce();
+  });
+
+  // P-06: a disconnect whose revocation Google did not answer is asked again, hourly, until the purge.
+  scheduled('gmail-revocation-retry', REVOCATION_RETRY_MS, async () => {
+    const settled = await services.mailboxes.retryRevocations();
+    if (settled > 0) logger.info({ settled }, 'revocations at Google retried');
   });
 
   // PGlite has no autovacuum and no checkpointer: without these its planner never had statistics,

@@ -1,4 +1,4 @@
-import { and, asc, eq, gt, isNull, sql } from 'drizzle-orm';
+import { and, asc, eq, gt, isNull, ne, or, sql } from 'drizzle-orm';
 import type { Db } from '../db/connect.js';
 import { rowsOf } from '../db/pg-array.js';
 import { mailboxes } from '../db/schema.js';
@@ -22,8 +22,9 @@ export function createKeyRotationRepo(db: Db) {
       return db
         .select(columns)
         .from(mailboxes)
-        // A deleted mailbox's tokens are already wiped (revoked at Google); it waits only for the purge.
-        .where(and(isNull(mailboxes.deletedAt), afterId ? gt(mailboxes.id, afterId) : undefined))
+        // A deleted mailbox's tokens are wiped once revoked at Google; one whose revocation waits
+        // for Google to answer (mailboxes.service.ts retryRevocations) keeps its refresh token until then.
+        .where(and(or(isNull(mailboxes.deletedAt), ne(mailboxes.refreshTokenEnc, '')), afterId ? gt(mailboxes.id, afterId) : undefined))
         .orderBy(asc(mailboxes.id))
         .limit(limit);
     },

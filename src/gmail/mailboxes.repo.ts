@@ -1,4 +1,4 @@
-import { and, asc, eq, isNull, sql } from 'drizzle-orm';
+import { and, asc, eq, isNotNull, isNull, ne, sql } from 'drizzle-orm';
 import { releaseParkedSends } from '../campaigns/parked-sends.js';
 import { recordAudit, type AuditEntry } from '../privacy/audit.js';
 import { inTransaction, type Db } from '../db/connect.js';
@@ -148,11 +148,41 @@ function mailboxQueries(db: Db) {
      * P-13: the mailbox is marked deleted and purged after `purgeAfter`; its tokens (already
      * revoked at Google) are wiped now, and nothing syncs or sends from it any more.
      */
-    async markDeleted(workspaceId: string, id: string, at: Date, purgeAfter: Date): Promise<boolean> {
+    async markDeleted(workspaceId: string, id: string, at: Date, purgeAfter: Date, options: { revokeLater: boolean }): Promise<boolean> {
       const rows = await db
         .update(mailboxes)
-        .set({ deletedAt: at, purgeAfter, refreshTokenEnc: '', accessTokenEnc: null, accessTokenExpiresAt: null, syncEnabled: false, watchExpiresAt: null, historyId: null })
+        .set({
+          deletedAt: at,
+          purgeAfter,
+          // Kept only while Google still has to be asked to revoke it (retryRevocations), for nothing else.
+          refreshTokenEnc: options.revokeLater ? sql`${mailboxes.refreshTokenEnc}` : '',
+          accessTokenEnc: null,
+          accessTokenExpiresAt: null,
+          syncEnabled: false,
+          watchExpiresAt: null,
+          historyId: null,
+        })
         .where(and(eq(mailboxes.workspaceId, workspaceId), eq(mailboxes.id, id), live))
+        .returning({ id: mailboxes.id });
+      return rows.length > 0;
+    },
+
+    /** Disconnected mailboxes whose grant Google has not yet confirmed revoked: their refresh token is kept for that alone. */
+    async listRevocationsPending(limit: number): Promise<MailboxRow[]> {
+      return db
+        .select()
+        .from(mailboxes)
+        .where(and(isNotNull(mailboxes.deletedAt), ne(mailboxes.refreshTokenEnc, '')))
+        .orderBy(asc(mailboxes.deletedAt))
+        .limit(limit);
+    },
+
+    /** The refresh token of a disconnected mailbox, wiped once Google revoked it (or it cannot be asked). */
+    async wipeRefreshToken(id: string): Promise<boolean> {
+      const rows = await db
+        .update(mailboxes)
+        .set({ refreshTokenEnc: '' })
+        .where(and(eq(mailboxes.id, id), isNotNull(mailboxes.deletedAt), ne(mailboxes.refreshTokenEnc, '')))
         .returning({ id: mailboxes.id });
       return rows.length > 0;
     },

@@ -49,21 +49,32 @@ export function createMailboxService(deps: MailboxServiceDeps) {
   const now = deps.now ?? (() => new Date());
   const states = createSignedTokens(deps.config.jwt, { audience: 'inboxtrail-gmail-oauth-state', ttlSeconds: OAUTH_STATE_TTL_SECONDS });
 
-  async function revokeAndRemove(mailbox: MailboxRow, auditEntry: (purgeAfter: Date) => AuditEntry) {
-    let revokedAtGoogle = true;
+  /**
+   * Asks Google to revoke the mailbox's grant: `revoked`, `retry` (Google did not answer: ask again
+   * later) or `failed` (it cannot be asked: the token cannot be read, or Google refused for good).
+   */
+  async function revokeAtGoogle(mailbox: MailboxRow): Promise<'revoked' | 'retry' | 'failed'> {
     try {
       await gmail.revoke(cipher.decrypt(mailbox.refreshTokenEnc, tokenContext(mailbox.id, 'refresh')));
+      return 'revoked';
     } catch (error) {
-      // Deleting our copy must not depend on Google answering; the grant dies with the unused token anyway.
-      revokedAtGoogle = false;
-      logger.warn({ mailboxId: mailbox.id, err: error }, 'revoking at Google failed; deleting the mailbox regardless');
+      const retry = error instanceof GmailError && (error.kind === 'temporary' || error.kind === 'rate_limited');
+      logger.warn({ mailboxId: mailbox.id, err: error }, retry ? 'Google did not answer the revocation; it is asked again later' : 'revoking at Google failed');
+      return retry ? 'retry' : 'failed';
     }
+  }
+
+  async function revokeAndRemove(mailbox: MailboxRow, auditEntry: (purgeAfter: Date) => AuditEntry) {
+    // Deleting our copy does not wait for Google: when Google does not answer, the encrypted
+    // refresh token stays on the deleted row for one use only, asking again (retryRevocations).
+    const revocation = await revokeAtGoogle(mailbox);
+    const revokedAtGoogle = revocation === 'revoked';
     const at = now();
     const purgeAfter = purgeDate(at, deps.config.privacy.purgeAfterDays);
     await repo.transaction(async (tx) => {
       await tx.lockById(mailbox.workspaceId, mailbox.id);
       await tx.deleteSyncedMessages(mailbox.id);
-      if (await tx.markDeleted(mailbox.workspaceId, mailbox.id, at, purgeAfter)) {
+      if (await tx.markDeleted(mailbox.workspaceId, mailbox.id, at, purgeAfter, { revokeLater: revocation === 'retry' })) {
         const requested = auditEntry(purgeAfter);
         // The compliance report lists scopes per mailbox from these rows (P-01, P-18).
         await tx.audit({
@@ -73,7 +84,7 @@ export function createMailboxService(deps: MailboxServiceDeps) {
           action: 'mailbox.disconnected',
           subjectType: 'mailbox',
           subjectId: mailbox.id,
-          detail: { scopes: mailbox.scopes, policyVersion: mailbox.disclosureVersion, ownerUserId: mailbox.userId, revokedAtGoogle },
+          detail: { scopes: mailbox.scopes, policyVersion: mailbox.disclosureVersion, ownerUserId: mailbox.userId, revokedAtGoogle, ...(revocation === 'retry' ? { revocationRetried: true } : {}) },
         });
         await tx.audit(requested);
       }
@@ -351,6 +362,28 @@ export function createMailboxService(deps: MailboxServiceDeps) {
       for (const mailbox of await repo.listLiveOf(owner)) {
         await revokeAndRemove(mailbox, (purgeAfter) => deletionRequested({ workspaceId: mailbox.workspaceId, actor, requestId }, 'mailbox', mailbox.id, purgeAfter));
       }
+    },
+
+    /**
+     * The hourly job: disconnected mailboxes whose revocation Google did not answer are asked again;
+     * once revoked (or past asking) the token is wiped and that is audited. Returns how many were settled.
+     */
+    async retryRevocations(limit = 100): Promise<number> {
+      let settled = 0;
+      for (const mailbox of await repo.listRevocationsPending(limit)) {
+        const revocation = await revokeAtGoogle(mailbox);
+        if (revocation === 'retry' || !(await repo.wipeRefreshToken(mailbox.id))) continue;
+        settled += 1;
+        await repo.audit({
+          workspaceId: mailbox.workspaceId,
+          actor: 'system:worker',
+          action: 'mailbox.revocation_retried',
+          subjectType: 'mailbox',
+          subjectId: mailbox.id,
+          detail: { revokedAtGoogle: revocation === 'revoked' },
+        });
+      }
+      return settled;
     },
 
     /** A mailbox of the caller's workspace that the caller may send from (the owner of the connection). */

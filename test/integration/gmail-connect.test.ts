@@ -287,6 +287,33 @@ describe('connecting Gmail', () => {
     expect((await ctx.app.api('GET', '/api/mailboxes', { token: ctx.owner.token })).body.mailboxes.map((m: { id: string }) => m.id)).not.toContain(mailbox.id);
   });
 
+  it('P-06 a disconnect Google did not answer is revoked later: the token stays, encrypted, for that alone, and is wiped once Google revoked the grant', async () => {
+    const mailbox = await connectedMailbox(ctx.app, ctx.owner.token, 'revoke-later@acme.test');
+    const outage = ctx.app.sandbox.control.injectFault({ kind: 'backendError', status: 500, endpoint: 'revoke', times: 1000 });
+    expect((await ctx.app.api('DELETE', `/api/mailboxes/${mailbox.id}`, { token: ctx.owner.token })).status).toBe(204);
+    expect((await ctx.app.api('GET', '/api/mailboxes', { token: ctx.owner.token })).body.mailboxes.map((m: { id: string }) => m.id)).not.toContain(mailbox.id);
+    expect(ctx.app.sandbox.control.getMailbox('revoke-later@acme.test')!.grants).not.toEqual([]);
+    const tokenOf = async () =>
+      ((await ctx.app.database.db.execute(sql`select refresh_token_enc from mailboxes where id = ${mailbox.id}::uuid`)) as unknown as { rows: { refresh_token_enc: string }[] }).rows[0]!.refresh_token_enc;
+    expect(await tokenOf()).not.toBe('');
+
+    // Still down: nothing changes. Google answers again: revoked, wiped, audited.
+    expect(await ctx.app.services.mailboxes.retryRevocations()).toBe(0);
+    ctx.app.sandbox.control.removeFault(outage.id);
+    expect(await ctx.app.services.mailboxes.retryRevocations()).toBe(1);
+    expect(ctx.app.sandbox.control.getMailbox('revoke-later@acme.test')!.grants).toEqual([]);
+    expect(await tokenOf()).toBe('');
+    const audit = (await ctx.app.database.db.execute(
+      sql`select action, detail from audit_log where subject_id = ${mailbox.id} and action like 'mailbox.%' order by at`,
+    )) as unknown as { rows: { action: string; detail: Record<string, unknown> }[] };
+    expect(audit.rows).toMatchObject([
+      { action: 'mailbox.connected' },
+      { action: 'mailbox.disconnected', detail: { revokedAtGoogle: false, revocationRetried: true } },
+      { action: 'mailbox.revocation_retried', detail: { revokedAtGoogle: true } },
+    ]);
+    expect(await ctx.app.services.mailboxes.retryRevocations()).toBe(0);
+  });
+
   it('key rotation re-encrypts every token under the new key, and the mailbox keeps working', async () => {
     const mailbox = await connectedMailbox(ctx.app, ctx.owner.token, 'rotate@acme.test');
     const newKey = `v2:${Buffer.alloc(32, 9).toString('base64')}`;
