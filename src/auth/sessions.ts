@@ -19,7 +19,7 @@ export interface VerifiedSession extends SessionClaims {
 }
 
 /** A session issued before its user's `sessions_not_before` has ended (account closure). */
-export const sessionEnded = (session: VerifiedSession, notBefore: Date | null | undefined) =>
+export const sessionEnded = (session: Pick<VerifiedSession, 'issuedAt'>, notBefore: Date | null | undefined) =>
   !!notBefore && session.issuedAt.getTime() < notBefore.getTime();
 
 /** Bearer tokens of CRM users: short-lived, naming the user and the workspace they act in. */

@@ -50,6 +50,10 @@ function mailboxQueries(db: Db) {
      * seen here, or waits for the connection to be stored and then finds it.
      */
     async lockConnectingMember(workspaceId: string, userId: string): Promise<{ sessionVersion: number; sessionsNotBefore: Date | null } | undefined> {
+      // The workspace first, as every membership change and a closure lock it (auth.repo.ts
+      // lockMemberships, account-closure.repo.ts): the new mailbox's foreign key takes it later,
+      // and taken after the membership it deadlocked with a removal that had the workspace already.
+      await db.select({ id: workspaces.id }).from(workspaces).where(eq(workspaces.id, workspaceId)).for('key share');
       const [row] = await db
         .select({ sessionVersion: users.sessionVersion, sessionsNotBefore: users.sessionsNotBefore })
         .from(memberships)

@@ -1,5 +1,6 @@
 import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import type { AuthContext } from '../auth/auth.service.js';
+import { sessionEnded } from '../auth/sessions.js';
 import { createSignedTokens } from '../auth/signed-tokens.js';
 import type { Config } from '../config.js';
 import { AppError, ConflictError, ForbiddenError, NotFoundError } from '../errors.js';
@@ -262,8 +263,8 @@ export function createMailboxService(deps: MailboxServiceDeps) {
         // The state was signed up to 10 minutes ago: whoever started it must still be a member now,
         // with the sessions they had (removal, account closure and a password change end it).
         const member = await tx.lockConnectingMember(workspaceId, userId);
-        const startedAt = (claims.iat ?? 0) * 1000;
-        if (!member || (typeof claims.sv === 'number' && claims.sv !== member.sessionVersion) || (member.sessionsNotBefore && startedAt < member.sessionsNotBefore.getTime())) {
+        const started = { issuedAt: new Date((claims.iat ?? 0) * 1000) };
+        if (!member || (typeof claims.sv === 'number' && claims.sv !== member.sessionVersion) || sessionEnded(started, member.sessionsNotBefore)) {
           throw new AppError('invalid_state', 400, 'Whoever started this connection can no longer connect mailboxes here; sign in and start connecting again');
         }
         const existing = await tx.findByEmail(workspaceId, granted.email);

@@ -1,4 +1,5 @@
 import { sql } from 'drizzle-orm';
+import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { approveConnection, connectedMailbox, cookiesFrom } from '../helpers/gmail.js';
 import { acceptInvitation, useAppWithOwner } from '../helpers/test-app.js';
@@ -95,4 +96,35 @@ describe('finishing a Gmail connection', () => {
     expect(callback.status).toBe(303);
     expect(callback.headers.get('location')).toContain('notice=connect_taken');
   });
+
+  // Server only: on PGlite nothing runs beside the callback. A removal holds the workspace and then
+  // locks the memberships (auth.repo.ts lockMemberships); the callback took the membership first and
+  // the workspace last (its new row's foreign key): a deadlock, one side a 500 (a reviewer's repro).
+  it.runIf(process.env.TEST_DATABASE_URL)('a removal under way when the callback stores the mailbox: the callback waits for it, then refuses (400), no deadlock', async () => {
+    const member = await join('racer@acme.test');
+    const pending = await approveConnection(ctx.app, member.token, 'racer.gmail@acme.test');
+    const removal = new pg.Client({ connectionString: (ctx.app.database as unknown as { url: string }).url });
+    await removal.connect();
+    try {
+      await removal.query('begin');
+      await removal.query('select id from workspaces where id = $1 for update', [ctx.owner.workspaceId]);
+      const finished = pending.finish();
+      // Until the callback waits on a lock (or 5 s).
+      for (let i = 0; i < 100; i += 1) {
+        const waiting = await removal.query(`select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock' and pid <> pg_backend_pid()`);
+        if (waiting.rows[0].n > 0) break;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      await removal.query('select user_id from memberships where workspace_id = $1 for update', [ctx.owner.workspaceId]);
+      await removal.query('delete from memberships where workspace_id = $1 and user_id = $2', [ctx.owner.workspaceId, member.userId]);
+      await removal.query('commit');
+      const done = await finished;
+      expect(done.status, done.text).toBe(400);
+      expect(done.body.error.code).toBe('invalid_state');
+      expect(await liveMailboxesAt('racer.gmail@acme.test')).toEqual([]);
+    } finally {
+      await removal.end();
+    }
+  });
 });
+
