@@ -13,7 +13,7 @@ import type { CampaignRow, CampaignsRepo } from './campaigns.repo.js';
 import type { CancelledSends } from './cancelled-sends.js';
 import { marketingFooter, withFooter, renderContent, stepContent } from './campaign-mail.js';
 import { isInsideWindow, nextWindowOpening } from './sending-window.js';
-import { mailboxHold, type MailboxHold } from './mailbox-hold.js';
+import { mailboxHold, refuseHold } from './mailbox-hold.js';
 import { checkTemplate, type MergeContact } from './templates.js';
 import { deletionRequested, purgeDate, requesterOf } from '../privacy/deletion.js';
 
@@ -171,14 +171,6 @@ export function createCampaignsService(deps: {
       startAt: input.startAt ?? null,
       sendingWindow: input.sendingWindow ?? null,
     };
-  }
-
-  /** A campaign its mailbox cannot serve now (mailbox-hold.ts) is refused, saying what to do first. */
-  function refuseHold(hold: MailboxHold | undefined, doing: 'launching' | 'resuming') {
-    if (hold === 'mailbox_needs_reconnect') throw new ConflictError('mailbox_needs_reconnect', `Reconnect the mailbox before ${doing}`);
-    if (hold === 'follow_ups_need_sync') {
-      throw new UnprocessableError('follow_ups_need_sync', 'Follow-up steps stop when someone replies or a mail bounces, which a send-only mailbox cannot see: connect it with sync, or remove the steps');
-    }
   }
 
   /** Why a sending campaign is not sending right now, in words a sender understands. */

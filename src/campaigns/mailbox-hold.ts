@@ -1,27 +1,42 @@
+import { ConflictError, UnprocessableError } from '../errors.js';
+import { GMAIL_SCOPES } from '../gmail/gmail-client.js';
 import type { MailboxRow } from '../gmail/mailboxes.repo.js';
 
 /**
- * Why a campaign may not send from its mailbox right now, the one rule the launch, the send
- * worker and a resume share:
- *  - `mailbox_needs_reconnect`: Google no longer accepts its grant;
+ * Why a campaign may not send from its mailbox right now, the one rule the launch, a resume, the
+ * send worker and the campaign's `waitingFor` share:
+ *  - `mailbox_needs_reconnect`: Google no longer accepts its grant (the worker pauses the campaign);
  *  - `follow_ups_need_sync`: the campaign has follow-up steps, which stop for whoever replied or
- *    bounced, and the mailbox is send-only (connected, or reconnected, without read access):
- *    every follow-up would go out regardless.
+ *    bounced, and the mailbox cannot be read (connected, or reconnected, send-only): every
+ *    follow-up would go out regardless (launch and resume refuse; the worker pauses);
+ *  - `mailbox_syncing`: a sequence whose mailbox was reconnected and has not been read since — a
+ *    reply that arrived while it could not be read must stop a follow-up first. The reconnect
+ *    starts that sync at once; meanwhile the campaign waits (the worker sends nothing for it, a
+ *    paused one resumes after). A sync that keeps failing keeps it waiting: the mailbox shows why.
  */
-export type MailboxHold = 'mailbox_needs_reconnect' | 'follow_ups_need_sync';
+export type MailboxHold = 'mailbox_needs_reconnect' | 'follow_ups_need_sync' | 'mailbox_syncing';
 
-export function mailboxHold(campaign: { steps: readonly unknown[] }, mailbox: Pick<MailboxRow, 'status' | 'syncEnabled'>): MailboxHold | undefined {
+type HeldMailbox = Pick<MailboxRow, 'status' | 'syncEnabled' | 'scopes' | 'lastSyncAt' | 'connectedAt'>;
+
+/** What sync needs to read the mailbox at all (sync.service.ts skips a mailbox without both). */
+const canBeRead = (mailbox: HeldMailbox) => mailbox.syncEnabled && mailbox.scopes.includes(GMAIL_SCOPES.readonly);
+
+export function mailboxHold(campaign: { steps: readonly unknown[] }, mailbox: HeldMailbox): MailboxHold | undefined {
   if (mailbox.status !== 'active') return 'mailbox_needs_reconnect';
-  if (campaign.steps.length > 0 && !mailbox.syncEnabled) return 'follow_ups_need_sync';
+  if (campaign.steps.length === 0) return undefined;
+  if (!canBeRead(mailbox)) return 'follow_ups_need_sync';
+  // Read before, then (re)connected since its last good sync: what came meanwhile is unread.
+  if (mailbox.lastSyncAt && mailbox.lastSyncAt < mailbox.connectedAt) return 'mailbox_syncing';
   return undefined;
 }
 
-/**
- * The worker's own pauses, which it lifts itself: the two holds above, and `mailbox_syncing` —
- * reconnected, but what arrived while it could not be read (a reply, a bounce) is not read yet.
- */
-export const MAILBOX_PAUSES = ['mailbox_needs_reconnect', 'follow_ups_need_sync', 'mailbox_syncing'] as const;
+/** Launching or resuming a campaign its mailbox cannot serve is refused, saying what to do first; one waiting for a sync is not (it sends once that is done). */
+export function refuseHold(hold: MailboxHold | undefined, doing: 'launching' | 'resuming'): void {
+  if (hold === 'mailbox_needs_reconnect') throw new ConflictError('mailbox_needs_reconnect', `Reconnect the mailbox before ${doing}`);
+  if (hold === 'follow_ups_need_sync') {
+    throw new UnprocessableError('follow_ups_need_sync', 'Follow-up steps stop when someone replies or a mail bounces, which a send-only mailbox cannot see: connect it with sync, or remove the steps');
+  }
+}
 
-/** A mailbox with sync whose last good sync is older than its (re)connection: mail may wait unread. */
-export const unreadSinceConnected = (mailbox: Pick<MailboxRow, 'syncEnabled' | 'lastSyncAt' | 'connectedAt'>) =>
-  mailbox.syncEnabled && !(mailbox.lastSyncAt && mailbox.lastSyncAt >= mailbox.connectedAt);
+/** The worker's own pauses, which it lifts itself once `mailboxHold` is clear. */
+export const MAILBOX_PAUSES = ['mailbox_needs_reconnect', 'follow_ups_need_sync', 'mailbox_syncing'] as const;

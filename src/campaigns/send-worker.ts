@@ -13,7 +13,7 @@ import type { ClaimInput, GateResult, SendCandidate, SendLease, SendLedgerRepo, 
 import { createSendPreparation, type BatchContext, type Prepared } from './send-preparation.js';
 import { createSendRecovery, recoveryOwnerOf, type SendRecorder } from './send-recovery.js';
 import { isInsideWindow } from './sending-window.js';
-import { mailboxHold, unreadSinceConnected, type MailboxHold } from './mailbox-hold.js';
+import { mailboxHold, type MailboxHold } from './mailbox-hold.js';
 import { DAY_MS } from '../time.js';
 
 const MAX_ATTEMPTS = 5;
@@ -86,7 +86,7 @@ export function createSendWorker(deps: SendWorkerDeps) {
   const reserved = new Set<string>();
   const running = new Set<Promise<unknown>>();
 
-  async function pauseFor(campaign: CampaignRow, hold: MailboxHold) {
+  async function pauseFor(campaign: CampaignRow, hold: Exclude<MailboxHold, 'mailbox_syncing'>) {
     await repo.transition(campaign.id, ['sending', 'scheduled'], { status: 'paused', statusReason: hold });
     logger.warn({ campaignId: campaign.id, reason: hold }, 'campaign paused until its mailbox can serve it');
   }
@@ -261,6 +261,8 @@ export function createSendWorker(deps: SendWorkerDeps) {
       campaign = { ...campaign, status: 'sending' };
     }
     const hold = mailboxHold(campaign, mailbox);
+    // Reading a reconnected mailbox takes seconds: the campaign waits as it is, not paused and resumed.
+    if (hold === 'mailbox_syncing') return 0;
     if (hold) {
       await pauseFor(campaign, hold);
       return 0;
@@ -286,9 +288,9 @@ export function createSendWorker(deps: SendWorkerDeps) {
       for (const paused of await repo.pausedForMailbox()) {
         const mailbox = paused.mailboxId ? await deps.mailboxRepo.findByIdUnscoped(paused.mailboxId) : undefined;
         if (!mailbox) continue;
-        // Reconnected: it resumes once a sync has read what arrived meanwhile — a reply there stops
-        // a follow-up that would otherwise go out first (the reconnect starts that sync at once).
-        const hold = mailboxHold(paused, mailbox) ?? (unreadSinceConnected(mailbox) ? 'mailbox_syncing' : undefined);
+        // Reconnected: a sequence resumes once a sync has read what arrived meanwhile — a reply
+        // there stops a follow-up that would otherwise go out first (the reconnect starts that sync).
+        const hold = mailboxHold(paused, mailbox);
         if (!hold) await repo.transition(paused.id, ['paused'], { status: 'sending', statusReason: null });
         else if (hold !== paused.statusReason) await repo.transition(paused.id, ['paused'], { status: 'paused', statusReason: hold });
       }
