@@ -59,6 +59,9 @@ function organizationOf(domain: string): string {
  * could otherwise suppress any address this mailbox mailed lately. Spoofing those senders meets
  * Gmail's own checks (DMARC) before the mail reaches the inbox sync reads.
  */
+/** A notice from Google's own mail system (we send through Gmail). */
+const isProviderNotice = (notifier: string | undefined) => Boolean(notifier && isDaemonSender(notifier) && PROVIDER_NOTICE_DOMAINS.has(domainOf(notifier)));
+
 export function mayReportOn(notifier: string | undefined, address: string): boolean {
   if (!notifier || !isDaemonSender(notifier)) return false;
   const from = domainOf(notifier);
@@ -97,9 +100,11 @@ export function createSignals(config: SignalsConfig) {
         let verified = ordered.length > 0;
         for (const candidate of addresses) {
           original = ordered.find((m) => sentTo(m).has(candidate));
-          // A notice that names a message of ours reports on that message's recipients only: its
-          // text may quote a stranger's words (the remote server's answer) naming anyone else.
-          if (!original && ordered.length === 0 && mayReportOn(input.notifier, candidate)) {
+          // A notice that names a message of ours reports on that message's recipients — unless it
+          // is Google's own (someone added in Gmail to our thread): an organization's postmaster
+          // quoting our message may be quoting anyone. (Google's prose is read for recipients only
+          // in its own words: prose-families.ts.)
+          if (!original && (ordered.length === 0 || isProviderNotice(input.notifier)) && mayReportOn(input.notifier, candidate)) {
             verified = true;
             original = await repo.latestSendTo(input.workspaceId, input.mailboxId, candidate, window);
           }
