@@ -50,7 +50,8 @@ export const campaignBody = z
   .transform(({ contactIds, segment, ...rest }) => ({ ...rest, audience: contactIds ? { contactIds } : { segment: segment! } }));
 
 export const listCampaignsQuery = z.object({
-  limit: z.coerce.number().int().min(1).max(500).default(100),
+  // 200 by default: what the list gave before it paged, so a client that reads one page sees the same.
+  limit: z.coerce.number().int().min(1).max(500).default(200),
   cursor: pageCursorField.optional(),
 });
 

@@ -40,6 +40,8 @@ export function createComplianceRepo(db: Db) {
           left join lateral (
             select c.at from audit_log c
             where r.action = 'deletion.requested' and c.workspace_id = r.workspace_id and c.action = 'deletion.completed'
+              -- coalesce, not "is not distinct from", so that the partial index (migration 0047) serves
+              -- it; subject ids are ids, never '', so a missing one still matches only a missing one.
               and c.subject_type = r.subject_type and coalesce(c.subject_id, '') = coalesce(r.subject_id, '') and c.at >= r.at
             order by c.at limit 1
           ) done on true

@@ -18,7 +18,7 @@ const AUTO_REPLY_SUBJECT = new RegExp(
       String.raw`auto(matic|matische|matisch|matique|matica|mático|matico)?[ -]?(reply|response|respon[sd]e?|antwort|antwoord|réponse|reponse|risposta|respuesta|resposta|svar)`,
       String.raw`autoreply`,
       String.raw`out[ -]of[ -](the[ -])?office`,
-      String.raw`ooo\b`,
+      String.raw`ooo(?=\s*[:\-\])]|\s)`,
       String.raw`(away|on vacation|on holiday|on leave|absent)\b`,
       String.raw`(abwesenheitsnotiz|abwesend|nicht im büro|außer haus)`,
       String.raw`(réponse automatique|absence du bureau|absent du bureau|message d'absence)`,

@@ -131,6 +131,8 @@ describe('automatic replies', () => {
     ['a bracketed tag', { subject: '[Auto-Reply] Hello' }, true],
     ['a parenthesized tag', { subject: '(Out of Office) Hello' }, true],
     ['a word that starts with ooo', { subject: 'Ooooh, nice offer' }, false],
+    ['an exclamation, not a tag', { subject: 'Ooo, nice offer' }, false],
+    ['"OOO" and a date', { subject: 'OOO until Monday' }, true],
     ['a person answering a campaign about out-of-office etiquette', { subject: 'Re: Out of office etiquette' }, false],
     ['a person', { subject: 'Re: Hello' }, false],
   ];
