@@ -99,14 +99,15 @@ function campaignQueries(db: Db) {
 
     /**
      * Moves a live campaign between states only from the expected ones (a lost race changes nothing).
-     * `unchanged`: the fields a caller checked before (a launch: the kind and the mailbox) must
-     * still hold, or nothing changes — an edit committed in between.
+     * `unchanged`: the fields a caller checked before (a launch: the kind and the mailbox; the
+     * worker lifting its own pause: the reason it read) must still hold, or nothing changes — an
+     * edit, or a person's pause, committed in between.
      */
     async transition(
       id: string,
       from: CampaignRow['status'][],
       values: Partial<NewCampaign> & { status: CampaignRow['status'] },
-      unchanged?: Pick<CampaignRow, 'kind' | 'mailboxId'>,
+      unchanged?: Partial<Pick<CampaignRow, 'kind' | 'mailboxId' | 'statusReason'>>,
     ) {
       // The state it leaves is read under the row lock, for the webhook event that commits with the change.
       return db.transaction(async (txRaw) => {
@@ -120,8 +121,9 @@ function campaignQueries(db: Db) {
               inArray(campaigns.status, from),
               // A deleted campaign never changes state again (a launch racing its deletion must not send).
               isNull(campaigns.deletedAt),
-              unchanged ? eq(campaigns.kind, unchanged.kind) : undefined,
-              unchanged ? (unchanged.mailboxId === null ? isNull(campaigns.mailboxId) : eq(campaigns.mailboxId, unchanged.mailboxId)) : undefined,
+              unchanged?.kind !== undefined ? eq(campaigns.kind, unchanged.kind) : undefined,
+              unchanged?.mailboxId !== undefined ? (unchanged.mailboxId === null ? isNull(campaigns.mailboxId) : eq(campaigns.mailboxId, unchanged.mailboxId)) : undefined,
+              unchanged?.statusReason ? eq(campaigns.statusReason, unchanged.statusReason) : undefined,
             ),
           )
           .for('update');

@@ -291,8 +291,10 @@ export function createSendWorker(deps: SendWorkerDeps) {
         // Reconnected: a sequence resumes once a sync has read what arrived meanwhile — a reply
         // there stops a follow-up that would otherwise go out first (the reconnect starts that sync).
         const hold = mailboxHold(paused, mailbox);
-        if (!hold) await repo.transition(paused.id, ['paused'], { status: 'sending', statusReason: null });
-        else if (hold !== paused.statusReason) await repo.transition(paused.id, ['paused'], { status: 'paused', statusReason: hold });
+        // Only from the pause it read: one a person made meanwhile is theirs to lift.
+        const ownPause = { statusReason: paused.statusReason };
+        if (!hold) await repo.transition(paused.id, ['paused'], { status: 'sending', statusReason: null }, ownPause);
+        else if (hold !== paused.statusReason) await repo.transition(paused.id, ['paused'], { status: 'paused', statusReason: hold }, ownPause);
       }
       const byMailbox = new Map<string, CampaignRow[]>();
       for (const campaign of await repo.activeCampaigns(now())) {
