@@ -99,6 +99,17 @@ function syncQueries(db: Db, hashAddress: AddressHasher) {
       return row?.teammate === true;
     },
 
+    /** The last good sync of this address's earlier connections in the workspace (disconnected rows, until their purge). */
+    async lastSyncOfEarlierConnections(mailboxId: string): Promise<Date | undefined> {
+      const [row] = rowsOf<{ at: string | Date | null }>(
+        await db.execute(sql`
+          select max(other.last_sync_at) as at from ${mailboxes} this
+          join ${mailboxes} other on other.workspace_id = this.workspace_id and lower(other.email) = lower(this.email) and other.id <> this.id
+          where this.id = ${mailboxId}::uuid`),
+      );
+      return row?.at ? new Date(row.at) : undefined;
+    },
+
     async isOwnSend(workspaceId: string, mailboxId: string, rfc822MessageId: string): Promise<boolean> {
       const [row] = await db
         .select({ id: messages.id })

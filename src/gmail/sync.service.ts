@@ -1,4 +1,5 @@
 import type { Config } from '../config.js';
+import { DAY_MS } from '../time.js';
 import type { Logger } from '../logger.js';
 import { GMAIL_SCOPES, type MailboxGmail } from './gmail-client.js';
 import { GmailError } from './gmail-errors.js';
@@ -26,6 +27,8 @@ import { createMessageSync, SKIPPED_LABELS } from './sync-message.js';
 /** What a mailbox's first sync reads: the newest messages of the last 90 days, at most 500 of them. */
 export const FULL_SYNC_QUERY = 'newer_than:90d';
 export const FULL_SYNC_MAX_MESSAGES = 500;
+/** How far back FULL_SYNC_QUERY reaches: an address connected again is read from its earlier connection's last sync only within it. */
+const FIRST_SYNC_REACH_MS = 90 * DAY_MS;
 /**
  * A resync (the stored history id is lost: too old for Gmail, or too many changes) reads every
  * message since the last successful sync, a day earlier for clocks, up to GMAIL_RESYNC_MAX_MESSAGES;
@@ -146,10 +149,13 @@ export function createSyncService(deps: SyncServiceDeps) {
 
   /**
    * A first sync reads the newest mail (FULL_SYNC_QUERY); a resync everything since the last
-   * successful one (GMAIL_RESYNC_MAX_MESSAGES), so that losing the history id loses no reply or bounce.
+   * successful one (GMAIL_RESYNC_MAX_MESSAGES), so that losing the history id loses no reply or
+   * bounce. `from`: where a resync starts (the mailbox's last good sync), or where the first sync
+   * of an address connected again starts (its earlier connection's last good sync, at most
+   * FULL_SYNC_QUERY's 90 days back): read as a resync, its gap shown when there is more.
    */
-  async function fullSync(mailbox: MailboxRow, api: MailboxGmail, resynced: boolean, stored: SyncHealthCounts): Promise<PassResult> {
-    const since = resynced && mailbox.lastSyncAt ? Math.floor(mailbox.lastSyncAt.getTime() / 1000) - RESYNC_MARGIN_SECONDS : undefined;
+  async function fullSync(mailbox: MailboxRow, api: MailboxGmail, resynced: boolean, stored: SyncHealthCounts, from?: Date | null): Promise<PassResult> {
+    const since = from ? Math.floor(from.getTime() / 1000) - RESYNC_MARGIN_SECONDS : undefined;
     const [query, max] = since === undefined ? [FULL_SYNC_QUERY, FULL_SYNC_MAX_MESSAGES] : [`after:${since}`, deps.config.gmail.resyncMaxMessages];
     // The history id from before listing: anything that arrives while we list is picked up next time.
     const profile = await api.getProfile();
@@ -187,7 +193,13 @@ export function createSyncService(deps: SyncServiceDeps) {
   }
 
   async function syncPass(mailbox: MailboxRow, api: MailboxGmail, stored: SyncHealthCounts): Promise<PassResult> {
-    if (!mailbox.historyId) return fullSync(mailbox, api, false, stored);
+    if (!mailbox.historyId) {
+      // Disconnected and connected again: what arrived since the earlier connection last read it
+      // (a reply, a bounce) is read, not only the newest 500 — and if there is more, the gap shows.
+      const earlier = await repo.lastSyncOfEarlierConnections(mailbox.id);
+      const from = earlier && earlier.getTime() > now().getTime() - FIRST_SYNC_REACH_MS ? earlier : undefined;
+      return fullSync(mailbox, api, false, stored, from);
+    }
     let changes: Awaited<ReturnType<typeof listChanges>>;
     try {
       changes = await listChanges(api, mailbox.historyId);
@@ -195,11 +207,11 @@ export function createSyncService(deps: SyncServiceDeps) {
       if (!(error instanceof GmailError) || error.kind !== 'not_found') throw error;
       // Gmail keeps history for about a week; an older start id is a 404 and means "sync everything again".
       logger.info({ mailboxId: mailbox.id }, 'stored history id is too old for Gmail; doing a full resync');
-      return fullSync(mailbox, api, true, stored);
+      return fullSync(mailbox, api, true, stored, mailbox.lastSyncAt);
     }
     if (!changes) {
       logger.info({ mailboxId: mailbox.id, limit: MAX_INCREMENTAL_CHANGES }, 'too many changes since the last sync; doing a full resync');
-      return fullSync(mailbox, api, true, stored);
+      return fullSync(mailbox, api, true, stored, mailbox.lastSyncAt);
     }
     const totals = await processIds(mailbox, api, changes.ids, stored);
     return { mode: 'incremental', resynced: false, historyId: changes.historyId, ...totals };

@@ -115,3 +115,24 @@ it('a mailbox disconnected and connected again knows the mail it sent before: no
   expect(copies).toEqual([{ synced: false }]);
   expect((await ctx.app.api('GET', `/api/campaigns/${campaign}/stats`, { token: ctx.owner.token })).body).toMatchObject({ bounced: 1 });
 });
+
+it('an address connected again reads what arrived since its earlier connection last synced, not only the newest 500: a reply there is found', async () => {
+  const sender = 'reconnect-gap@acme.test';
+  const first = await connectedMailbox(ctx.app, ctx.owner.token, sender, { sync: true });
+  const carl = await contact('carl');
+  const sent = await ctx.app.api('POST', '/api/messages', { token: ctx.owner.token, json: { mailboxId: first.id, to: carl.email, subject: 'R4 offer', text: 'x' } });
+  expect(sent.status, sent.text).toBe(201);
+  await ctx.app.services.sync.syncMailbox(first.id);
+  expect((await ctx.app.api('DELETE', `/api/mailboxes/${first.id}`, { token: ctx.owner.token })).status).toBe(204);
+
+  await ctx.app.sandbox.control.reply(carl.email, received(carl.email, 'R4 offer').id, { text: 'Interested, call me' });
+  for (let i = 0; i < 505; i += 1) await ctx.app.sandbox.control.deliverInbound(sender, { from: `news${i}@nowhere.test`, subject: `Newsletter ${i}`, text: 'x' });
+
+  const again = await connectedMailbox(ctx.app, ctx.owner.token, sender, { sync: true });
+  const outcome = await ctx.app.services.sync.syncMailbox(again.id);
+  expect(outcome).toMatchObject({ status: 'synced', mode: 'full' });
+  // The 505 newsletters, the reply and our own message of the day before (the resync's margin): more than a first sync's 500.
+  expect((outcome as { examined: number }).examined).toBeGreaterThan(500);
+  const replies = await query(sql`select id from mail_events where message_id = ${sent.body.id}::uuid and type = 'reply'`);
+  expect(replies).toHaveLength(1);
+}, 60_000);
