@@ -30,6 +30,18 @@ export function mailboxHold(campaign: { steps: readonly unknown[] }, mailbox: He
   return undefined;
 }
 
+/**
+ * The worker lifting a pause of its own asks one thing more of a sequence's mailbox: a good sync
+ * since it was (re)connected, even when it was never read at all. (`mailboxHold` lets a mailbox
+ * never read send: a new connection has missed nothing, and its first sync comes with the poller.
+ * One reconnected after its sync had never succeeded has: an attacker's finding.)
+ */
+export function resumeHold(campaign: { steps: readonly unknown[] }, mailbox: HeldMailbox): MailboxHold | undefined {
+  const hold = mailboxHold(campaign, mailbox);
+  if (hold || campaign.steps.length === 0) return hold;
+  return mailbox.lastSyncAt ? undefined : 'mailbox_syncing';
+}
+
 /** Launching or resuming a campaign its mailbox cannot serve is refused, saying what to do first; one waiting for a sync is not (it sends once that is done). */
 export function refuseHold(hold: MailboxHold | undefined, doing: 'launching' | 'resuming'): void {
   if (hold === 'mailbox_needs_reconnect') throw new ConflictError('mailbox_needs_reconnect', `Reconnect the mailbox before ${doing}`);

@@ -13,7 +13,7 @@ import type { ClaimInput, GateResult, SendCandidate, SendLease, SendLedgerRepo, 
 import { createSendPreparation, type BatchContext, type Prepared } from './send-preparation.js';
 import { createSendRecovery, recoveryOwnerOf, type SendRecorder } from './send-recovery.js';
 import { isInsideWindow } from './sending-window.js';
-import { mailboxHold, type MailboxHold } from './mailbox-hold.js';
+import { mailboxHold, resumeHold, type MailboxHold } from './mailbox-hold.js';
 import { DAY_MS } from '../time.js';
 
 const MAX_ATTEMPTS = 5;
@@ -290,7 +290,7 @@ export function createSendWorker(deps: SendWorkerDeps) {
         if (!mailbox) continue;
         // Reconnected: a sequence resumes once a sync has read what arrived meanwhile — a reply
         // there stops a follow-up that would otherwise go out first (the reconnect starts that sync).
-        const hold = mailboxHold(paused, mailbox);
+        const hold = resumeHold(paused, mailbox);
         // Only from the pause it read: one a person made meanwhile is theirs to lift.
         const ownPause = { statusReason: paused.statusReason };
         if (!hold) await repo.transition(paused.id, ['paused'], { status: 'sending', statusReason: null }, ownPause);

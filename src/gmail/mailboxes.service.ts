@@ -52,9 +52,13 @@ export function createMailboxService(deps: MailboxServiceDeps) {
 
   /**
    * Asks Google to revoke the mailbox's grant: `revoked`, `retry` (Google did not answer: ask again
-   * later) or `failed` (it cannot be asked: the token cannot be read, or Google refused for good).
+   * later), `failed` (it cannot be asked: the token cannot be read, or Google refused for good) or
+   * `in_use`: Google's grant is the Google account's for our client, whichever token revokes it,
+   * so while the same address is connected elsewhere (another workspace, or connected again
+   * here) revoking would disconnect that too — our copy is wiped and Google is not asked.
    */
-  async function revokeAtGoogle(mailbox: MailboxRow): Promise<'revoked' | 'retry' | 'failed'> {
+  async function revokeAtGoogle(mailbox: MailboxRow): Promise<'revoked' | 'retry' | 'failed' | 'in_use'> {
+    if ((await repo.findByEmailUnscoped(mailbox.email)).some((other) => other.id !== mailbox.id)) return 'in_use';
     try {
       await gmail.revoke(cipher.decrypt(mailbox.refreshTokenEnc, tokenContext(mailbox.id, 'refresh')));
       return 'revoked';
@@ -85,7 +89,14 @@ export function createMailboxService(deps: MailboxServiceDeps) {
           action: 'mailbox.disconnected',
           subjectType: 'mailbox',
           subjectId: mailbox.id,
-          detail: { scopes: mailbox.scopes, policyVersion: mailbox.disclosureVersion, ownerUserId: mailbox.userId, revokedAtGoogle, ...(revocation === 'retry' ? { revocationRetried: true } : {}) },
+          detail: {
+            scopes: mailbox.scopes,
+            policyVersion: mailbox.disclosureVersion,
+            ownerUserId: mailbox.userId,
+            revokedAtGoogle,
+            ...(revocation === 'retry' ? { revocationRetried: true } : {}),
+            ...(revocation === 'in_use' ? { grantInUse: true } : {}),
+          },
         });
         await tx.audit(requested);
       }
@@ -381,7 +392,7 @@ export function createMailboxService(deps: MailboxServiceDeps) {
           action: 'mailbox.revocation_retried',
           subjectType: 'mailbox',
           subjectId: mailbox.id,
-          detail: { revokedAtGoogle: revocation === 'revoked' },
+          detail: { revokedAtGoogle: revocation === 'revoked', ...(revocation === 'in_use' ? { grantInUse: true } : {}) },
         });
       }
       return settled;

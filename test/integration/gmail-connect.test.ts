@@ -314,6 +314,33 @@ describe('connecting Gmail', () => {
     expect(await ctx.app.services.mailboxes.retryRevocations()).toBe(0);
   });
 
+  it("P-06 Google's grant is the account's: while the address is connected elsewhere (another workspace, or connected again here) a disconnect and a revocation retry wipe our copy without revoking it", async () => {
+    const address = 'shared-grant@acme.test';
+    const other = await signUp(ctx.app, { email: `other-${Date.now()}@contoso.test`, workspaceName: 'Other' });
+    const mine = await connectedMailbox(ctx.app, ctx.owner.token, address);
+    const theirs = await connectedMailbox(ctx.app, other.token, address);
+    const grants = () => ctx.app.sandbox.control.getMailbox(address)!.grants;
+
+    // Workspace A disconnects: B's connection (the same Google grant) goes on.
+    expect((await ctx.app.api('DELETE', `/api/mailboxes/${mine.id}`, { token: ctx.owner.token })).status).toBe(204);
+    expect(grants()).not.toEqual([]);
+    ctx.app.sandbox.control.expireAccessTokens(address);
+    ctx.app.sandbox.control.createMailbox({ email: 'grant-reader@contoso.test' });
+    const sent = await ctx.app.api('POST', '/api/messages', { token: other.token, json: { mailboxId: theirs.id, to: 'grant-reader@contoso.test', subject: 'still here', text: 'x' } });
+    expect(sent.status, sent.text).toBe(201);
+
+    // B disconnects while Google is down, then connects again: the retry must not revoke the new grant.
+    const outage = ctx.app.sandbox.control.injectFault({ kind: 'backendError', status: 500, endpoint: 'revoke', times: 'always' });
+    expect((await ctx.app.api('DELETE', `/api/mailboxes/${theirs.id}`, { token: other.token })).status).toBe(204);
+    ctx.app.sandbox.control.removeFault(outage.id);
+    const again = await connectedMailbox(ctx.app, other.token, address);
+    expect(await ctx.app.services.mailboxes.retryRevocations()).toBe(1);
+    expect(grants()).not.toEqual([]);
+    ctx.app.sandbox.control.expireAccessTokens(address);
+    const after = await ctx.app.api('POST', '/api/messages', { token: other.token, json: { mailboxId: again.id, to: 'grant-reader@contoso.test', subject: 'after the retry', text: 'x' } });
+    expect(after.status, after.text).toBe(201);
+  });
+
   it('key rotation re-encrypts every token under the new key, and the mailbox keeps working', async () => {
     const mailbox = await connectedMailbox(ctx.app, ctx.owner.token, 'rotate@acme.test');
     const newKey = `v2:${Buffer.alloc(32, 9).toString('base64')}`;

@@ -136,3 +136,26 @@ it('an address connected again reads what arrived since its earlier connection l
   const replies = await query(sql`select id from mail_events where message_id = ${sent.body.id}::uuid and type = 'reply'`);
   expect(replies).toHaveLength(1);
 }, 60_000);
+
+it('a sequence paused for a reconnect of a mailbox never read at all (its sync failing) waits for a good sync before the worker resumes it', async () => {
+  const sender = 'reconnect-unread@acme.test';
+  const mailbox = await connectedMailbox(ctx.app, ctx.owner.token, sender, { sync: true });
+  const rose = await contact('rose');
+  const campaign = await sequence(mailbox.id, rose.id, 'R5 hello');
+  const broken = ctx.app.sandbox.control.injectFault({ kind: 'backendError', status: 500, endpoint: 'profile', mailbox: sender, times: 'always' });
+
+  loseAccess(sender);
+  await ctx.app.services.sendWorker.tick();
+  expect(await campaignOf(campaign)).toMatchObject({ status: 'paused', statusReason: 'mailbox_needs_reconnect' });
+  await ctx.app.sandbox.control.reply(rose.email, received(rose.email, 'R5 hello').id, { text: 'Please stop' });
+  await connectedMailbox(ctx.app, ctx.owner.token, sender, { sync: true });
+  await ctx.app.services.sync.idle();
+  await ctx.app.services.sendWorker.runUntilIdle();
+  expect(await campaignOf(campaign)).toMatchObject({ status: 'paused', statusReason: 'mailbox_syncing' });
+  expect(await followUp(campaign)).toMatchObject({ status: 'queued' });
+
+  ctx.app.sandbox.control.removeFault(broken.id);
+  await ctx.app.services.sync.syncMailbox(mailbox.id);
+  await ctx.app.services.sendWorker.runUntilIdle();
+  expect(await followUp(campaign)).toMatchObject({ status: 'skipped', skip_reason: 'replied' });
+}, 60_000);
