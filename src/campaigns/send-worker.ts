@@ -287,7 +287,11 @@ export function createSendWorker(deps: SendWorkerDeps) {
     const pass = (async () => {
       for (const paused of await repo.pausedForMailbox()) {
         const mailbox = paused.mailboxId ? await deps.mailboxRepo.findByIdUnscoped(paused.mailboxId) : undefined;
-        if (!mailbox) continue;
+        if (!mailbox) {
+          // Disconnected meanwhile: say so (a reconnect is a new mailbox; nothing lifts this pause but a person).
+          await repo.transition(paused.id, ['paused'], { status: 'paused', statusReason: 'mailbox_disconnected' }, { statusReason: paused.statusReason });
+          continue;
+        }
         // Reconnected: a sequence resumes once a sync has read what arrived meanwhile — a reply
         // there stops a follow-up that would otherwise go out first (the reconnect starts that sync).
         const hold = resumeHold(paused, mailbox);

@@ -159,3 +159,16 @@ it('a sequence paused for a reconnect of a mailbox never read at all (its sync f
   await ctx.app.services.sendWorker.runUntilIdle();
   expect(await followUp(campaign)).toMatchObject({ status: 'skipped', skip_reason: 'replied' });
 }, 60_000);
+
+it('a campaign paused for a reconnect whose mailbox is then disconnected says so (mailbox_disconnected), not that it waits for a reconnect', async () => {
+  const sender = 'reconnect-gone@acme.test';
+  const mailbox = await connectedMailbox(ctx.app, ctx.owner.token, sender, { sync: true });
+  const gus = await contact('gus');
+  const campaign = await sequence(mailbox.id, gus.id, 'R6 hello');
+  loseAccess(sender);
+  await ctx.app.services.sendWorker.tick();
+  expect(await campaignOf(campaign)).toMatchObject({ status: 'paused', statusReason: 'mailbox_needs_reconnect' });
+  expect((await ctx.app.api('DELETE', `/api/mailboxes/${mailbox.id}`, { token: ctx.owner.token })).status).toBe(204);
+  await ctx.app.services.sendWorker.tick();
+  expect(await campaignOf(campaign)).toMatchObject({ status: 'paused', statusReason: 'mailbox_disconnected', progress: { waitingFor: 'mailbox_disconnected' } });
+});
