@@ -6,14 +6,14 @@ import type { Config } from '../config.js';
 import { AppError, ConflictError, ForbiddenError, NotFoundError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { LIMITED_USE_DISCLOSURE } from './disclosure.js';
+import { createMailboxRevocation } from './mailbox-revocation.js';
 import { GMAIL_SCOPES, IDENTITY_SCOPES, type GmailClient, type MailboxGmail } from './gmail-client.js';
 import { GmailError } from './gmail-errors.js';
 import type { MailboxesRepo, MailboxRow } from './mailboxes.repo.js';
 import type { MailboxPacer } from './pacer.js';
 import { presentHealth } from './sync-health.js';
 import { tokenContext, type TokenCipher } from './token-cipher.js';
-import type { AuditEntry } from '../privacy/audit.js';
-import { deletionRequested, purgeDate, requesterOf } from '../privacy/deletion.js';
+import { deletionRequested, requesterOf } from '../privacy/deletion.js';
 import { errorNameOf } from '../logger.js';
 import { onceMoreAfterUniqueViolation } from '../db/pg-errors.js';
 import { DAY_MS } from '../time.js';
@@ -50,60 +50,20 @@ export function createMailboxService(deps: MailboxServiceDeps) {
   const now = deps.now ?? (() => new Date());
   const states = createSignedTokens(deps.config.jwt, { audience: 'inboxtrail-gmail-oauth-state', ttlSeconds: OAUTH_STATE_TTL_SECONDS });
 
-  /**
-   * Asks Google to revoke the mailbox's grant: `revoked`, `retry` (Google did not answer: ask again
-   * later), `failed` (it cannot be asked: the token cannot be read, or Google refused for good) or
-   * `in_use`: Google's grant is the Google account's for our client, whichever token revokes it,
-   * so while the same address is connected elsewhere (another workspace, or connected again
-   * here) revoking would disconnect that too — our copy is wiped and Google is not asked.
-   */
-  async function revokeAtGoogle(mailbox: MailboxRow): Promise<'revoked' | 'retry' | 'failed' | 'in_use'> {
-    if ((await repo.findByEmailUnscoped(mailbox.email)).some((other) => other.id !== mailbox.id)) return 'in_use';
-    try {
-      await gmail.revoke(cipher.decrypt(mailbox.refreshTokenEnc, tokenContext(mailbox.id, 'refresh')));
-      return 'revoked';
-    } catch (error) {
-      const retry = error instanceof GmailError && (error.kind === 'temporary' || error.kind === 'rate_limited');
-      logger.warn({ mailboxId: mailbox.id, err: error }, retry ? 'Google did not answer the revocation; it is asked again later' : 'revoking at Google failed');
-      return retry ? 'retry' : 'failed';
-    }
-  }
-
-  async function revokeAndRemove(mailbox: MailboxRow, auditEntry: (purgeAfter: Date) => AuditEntry) {
-    // Deleting our copy does not wait for Google: when Google does not answer, the encrypted
-    // refresh token stays on the deleted row for one use only, asking again (retryRevocations).
-    const revocation = await revokeAtGoogle(mailbox);
-    const revokedAtGoogle = revocation === 'revoked';
-    const at = now();
-    const purgeAfter = purgeDate(at, deps.config.privacy.purgeAfterDays);
-    await repo.transaction(async (tx) => {
-      await tx.lockById(mailbox.workspaceId, mailbox.id);
-      await tx.deleteSyncedMessages(mailbox.id);
-      if (await tx.markDeleted(mailbox.workspaceId, mailbox.id, at, purgeAfter, { revokeLater: revocation === 'retry' })) {
-        const requested = auditEntry(purgeAfter);
-        // The compliance report lists scopes per mailbox from these rows (P-01, P-18).
-        await tx.audit({
-          workspaceId: mailbox.workspaceId,
-          actor: requested.actor,
-          requestId: requested.requestId,
-          action: 'mailbox.disconnected',
-          subjectType: 'mailbox',
-          subjectId: mailbox.id,
-          detail: {
-            scopes: mailbox.scopes,
-            policyVersion: mailbox.disclosureVersion,
-            ownerUserId: mailbox.userId,
-            revokedAtGoogle,
-            ...(revocation === 'retry' ? { revocationRetried: true } : {}),
-            ...(revocation === 'in_use' ? { grantInUse: true } : {}),
-          },
-        });
-        await tx.audit(requested);
-      }
-    });
-    await deps.pacer.forget(mailbox.id);
-    clients.delete(mailbox.id);
-  }
+  // Disconnection: revoking at Google, or later when Google does not answer (mailbox-revocation.ts).
+  const revocation = createMailboxRevocation({
+    repo,
+    gmail,
+    cipher,
+    logger,
+    purgeAfterDays: deps.config.privacy.purgeAfterDays,
+    now,
+    afterRemoved: async (mailboxId) => {
+      await deps.pacer.forget(mailboxId);
+      clients.delete(mailboxId);
+    },
+  });
+  const revokeAndRemove = revocation.revokeAndRemove;
 
   /** P-01: only what the enabled features need — sending always, reading only with sync. */
   const scopesFor = (sync: boolean) => [...IDENTITY_SCOPES, GMAIL_SCOPES.send, ...(sync ? [GMAIL_SCOPES.readonly] : [])];
@@ -376,27 +336,8 @@ export function createMailboxService(deps: MailboxServiceDeps) {
       }
     },
 
-    /**
-     * The hourly job: disconnected mailboxes whose revocation Google did not answer are asked again;
-     * once revoked (or past asking) the token is wiped and that is audited. Returns how many were settled.
-     */
-    async retryRevocations(limit = 100): Promise<number> {
-      let settled = 0;
-      for (const mailbox of await repo.listRevocationsPending(limit)) {
-        const revocation = await revokeAtGoogle(mailbox);
-        if (revocation === 'retry' || !(await repo.wipeRefreshToken(mailbox.id))) continue;
-        settled += 1;
-        await repo.audit({
-          workspaceId: mailbox.workspaceId,
-          actor: 'system:worker',
-          action: 'mailbox.revocation_retried',
-          subjectType: 'mailbox',
-          subjectId: mailbox.id,
-          detail: { revokedAtGoogle: revocation === 'revoked', ...(revocation === 'in_use' ? { grantInUse: true } : {}) },
-        });
-      }
-      return settled;
-    },
+    /** The hourly job: revocations Google did not answer, asked again (mailbox-revocation.ts). */
+    retryRevocations: revocation.retryRevocations,
 
     /** A mailbox of the caller's workspace that the caller may send from (the owner of the connection). */
     async requireSendable(auth: AuthContext, id: string): Promise<MailboxRow> {

@@ -1,0 +1,105 @@
+import type { Logger } from '../logger.js';
+import type { AuditEntry } from '../privacy/audit.js';
+import { purgeDate } from '../privacy/deletion.js';
+import type { GmailClient } from './gmail-client.js';
+import { GmailError } from './gmail-errors.js';
+import type { MailboxesRepo, MailboxRow } from './mailboxes.repo.js';
+import { tokenContext, type TokenCipher } from './token-cipher.js';
+
+/*
+ * P-06, P-13: a disconnected mailbox's grant is revoked at Google and our copy deleted. Deleting
+ * does not wait for Google: when Google does not answer, the encrypted refresh token stays on the
+ * deleted row for one use only, and the hourly job asks again (`retryRevocations`) until Google
+ * answers or the row is purged. Google's grant is the Google account's for our client, whichever
+ * of its tokens revokes it: while the address is connected elsewhere, it is not revoked at all.
+ */
+
+type Revocation = 'revoked' | 'retry' | 'failed' | 'in_use';
+
+export function createMailboxRevocation(deps: {
+  repo: MailboxesRepo;
+  gmail: Pick<GmailClient, 'revoke'>;
+  cipher: TokenCipher;
+  logger: Logger;
+  purgeAfterDays: number;
+  now: () => Date;
+  /** What the service forgets of a mailbox once it is gone (its pacer state, its cached client). */
+  afterRemoved: (mailboxId: string) => Promise<void>;
+}) {
+  const { repo, gmail, cipher, logger, now } = deps;
+
+  /**
+   * Asks Google to revoke the mailbox's grant: `revoked`, `retry` (Google did not answer: ask again
+   * later), `failed` (it cannot be asked: the token cannot be read, or Google refused for good) or
+   * `in_use`: while the same address is connected elsewhere (another workspace, or connected again
+   * here) revoking would disconnect that too — our copy is wiped and Google is not asked.
+   */
+  async function revokeAtGoogle(mailbox: MailboxRow): Promise<Revocation> {
+    if ((await repo.findByEmailUnscoped(mailbox.email)).some((other) => other.id !== mailbox.id)) return 'in_use';
+    try {
+      await gmail.revoke(cipher.decrypt(mailbox.refreshTokenEnc, tokenContext(mailbox.id, 'refresh')));
+      return 'revoked';
+    } catch (error) {
+      const retry = error instanceof GmailError && (error.kind === 'temporary' || error.kind === 'rate_limited');
+      logger.warn({ mailboxId: mailbox.id, err: error }, retry ? 'Google did not answer the revocation; it is asked again later' : 'revoking at Google failed');
+      return retry ? 'retry' : 'failed';
+    }
+  }
+
+  return {
+    /** Revokes at Google (or leaves that to the retry job), then deletes the synced data and the tokens and marks the mailbox deleted, audited. */
+    async revokeAndRemove(mailbox: MailboxRow, auditEntry: (purgeAfter: Date) => AuditEntry) {
+      const revocation = await revokeAtGoogle(mailbox);
+      const at = now();
+      const purgeAfter = purgeDate(at, deps.purgeAfterDays);
+      await repo.transaction(async (tx) => {
+        await tx.lockById(mailbox.workspaceId, mailbox.id);
+        await tx.deleteSyncedMessages(mailbox.id);
+        if (await tx.markDeleted(mailbox.workspaceId, mailbox.id, at, purgeAfter, { revokeLater: revocation === 'retry' })) {
+          const requested = auditEntry(purgeAfter);
+          // The compliance report lists scopes per mailbox from these rows (P-01, P-18).
+          await tx.audit({
+            workspaceId: mailbox.workspaceId,
+            actor: requested.actor,
+            requestId: requested.requestId,
+            action: 'mailbox.disconnected',
+            subjectType: 'mailbox',
+            subjectId: mailbox.id,
+            detail: {
+              scopes: mailbox.scopes,
+              policyVersion: mailbox.disclosureVersion,
+              ownerUserId: mailbox.userId,
+              revokedAtGoogle: revocation === 'revoked',
+              ...(revocation === 'retry' ? { revocationRetried: true } : {}),
+              ...(revocation === 'in_use' ? { grantInUse: true } : {}),
+            },
+          });
+          await tx.audit(requested);
+        }
+      });
+      await deps.afterRemoved(mailbox.id);
+    },
+
+    /**
+     * The hourly job: disconnected mailboxes whose revocation Google did not answer are asked again;
+     * once revoked (or past asking) the token is wiped and that is audited. Returns how many were settled.
+     */
+    async retryRevocations(limit = 100): Promise<number> {
+      let settled = 0;
+      for (const mailbox of await repo.listRevocationsPending(limit)) {
+        const revocation = await revokeAtGoogle(mailbox);
+        if (revocation === 'retry' || !(await repo.wipeRefreshToken(mailbox.id))) continue;
+        settled += 1;
+        await repo.audit({
+          workspaceId: mailbox.workspaceId,
+          actor: 'system:worker',
+          action: 'mailbox.revocation_retried',
+          subjectType: 'mailbox',
+          subjectId: mailbox.id,
+          detail: { revokedAtGoogle: revocation === 'revoked', ...(revocation === 'in_use' ? { grantInUse: true } : {}) },
+        });
+      }
+      return settled;
+    },
+  };
+}
