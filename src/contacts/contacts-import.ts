@@ -186,13 +186,12 @@ async function writeRows(repo: ImportRepo, workspaceId: string, file: string, co
 
   // Rows of one batch are keyed by lowercased address: a repeat inside the batch merges into one row.
   let batch = new Map<string, ImportedContact>();
-  // The line of each address's last row in the batch: a refused contact is reported there.
-  let batchLines = new Map<string, number>();
+  // Per address of the batch: its rows, and the line of its last one (a refused contact fails
+  // them all and is reported once, there).
+  let batchRowsOf = new Map<string, { rows: number; line: number }>();
   // The last consent a batch gives each address (a later row about the same person wins).
   let batchConsents = new Map<string, ImportedConsent & { email: string }>();
   let batchRows = 0;
-  // How many rows of the batch each address had (a refused address fails them all; one is reported).
-  let batchRowsOf = new Map<string, number>();
   const flush = async () => {
     if (batch.size === 0) return;
     const { created, updated, refused } = await repo.upsertImported(workspaceId, [...batch.values()]);
@@ -201,22 +200,21 @@ async function writeRows(repo: ImportRepo, workspaceId: string, file: string, co
     let refusedRows = 0;
     for (const email of refused) {
       const key = email.toLowerCase();
-      const rows = batchRowsOf.get(key)!;
+      const { rows, line } = batchRowsOf.get(key)!;
       refusedRows += rows;
+      batch.delete(key);
       // Its consent column is still recorded: what the person chose is about them, not about the
       // attributes, and an opt-out must never be lost to a problem of another column.
-      fail({ line: batchLines.get(key)!, code: 'too_many_attributes', message: `would give the contact more than ${MAX_CONTACT_ATTRIBUTES} attributes: its fields were not written (a consent it gives was)` }, rows);
+      fail({ line, code: 'too_many_attributes', message: `would give the contact more than ${MAX_CONTACT_ATTRIBUTES} attributes: its fields were not written (a consent it gives was)` }, rows);
     }
     report.unchanged += batchRows - created - updated - refusedRows;
-    const refusedKeys = new Set(refused.map((email) => email.toLowerCase()));
-    for (const [key, row] of batch) if (!refusedKeys.has(key)) onAddress?.(row.email);
+    for (const row of batch.values()) onAddress?.(row.email);
     if (batchConsents.size > 0) {
       const recorded = await repo.recordImportedConsents(workspaceId, [...batchConsents.values()], options.consent);
       report.consents += recorded.appended;
       report.optOutsKept += recorded.optOutsKept;
     }
     batch = new Map();
-    batchLines = new Map();
     batchRowsOf = new Map();
     batchConsents = new Map();
     batchRows = 0;
@@ -273,8 +271,7 @@ async function writeRows(repo: ImportRepo, workspaceId: string, file: string, co
     if (consent.consent) batchConsents.set(key, { ...consent.consent, email });
     const earlier = batch.get(key);
     batch.set(key, earlier ? { ...earlier, ...row, email, attributes: { ...earlier.attributes, ...row.attributes } } : { ...row, email });
-    batchLines.set(key, line);
-    batchRowsOf.set(key, (batchRowsOf.get(key) ?? 0) + 1);
+    batchRowsOf.set(key, { rows: (batchRowsOf.get(key)?.rows ?? 0) + 1, line });
     batchRows += 1;
     if (batch.size >= BATCH_SIZE) await flush();
   }

@@ -27,8 +27,12 @@ export function normalizeIp(raw: string | undefined): string | undefined {
   // One spelling per address (RFC 5952: lowercase, no leading zeros, the longest zero run as ::),
   // from the URL parser: 2001:0db8:0:0::1 and 0:0:0:0:0:ffff:1.2.3.4 are stored, counted and
   // matched against the proxy ranges as 2001:db8::1 and 1.2.3.4.
-  const canonical = URL.canParse(`http://[${lower}]`) ? new URL(`http://[${lower}]`).hostname.slice(1, -1) : undefined;
-  if (!canonical) return undefined;
+  let canonical: string;
+  try {
+    canonical = new URL(`http://[${lower}]`).hostname.slice(1, -1);
+  } catch {
+    return undefined;
+  }
   // IPv4-mapped (the parser writes it in hex: ::ffff:ace0:e205 is 172.224.226.5): the IPv4 address.
   const hexMapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(canonical);
   if (hexMapped) {
