@@ -96,6 +96,9 @@ const cases: Case[] = [
   ['contacts: consents of one contact', (db, d) => createContactsRepo(db, hash).listConsents(d.big.workspaceId, d.contactId)],
   ['suppressions: first page (50)', (db, d) => createSuppressionListRepo(db, hash).listEntries(d.big.workspaceId, { limit: 50 })],
   ['suppressions: first page, reason unsubscribe (50)', (db, d) => createSuppressionListRepo(db, hash).listEntries(d.big.workspaceId, { limit: 50, reason: 'unsubscribe' })],
+  // A filter no entry matches: without an index led by it, the page walks the whole list looking for 50.
+  ['suppressions: first page, a reason none has (50)', (db, d) => createSuppressionListRepo(db, hash).listEntries(d.big.workspaceId, { limit: 50, reason: 'complaint' })],
+  ['suppressions: first page, a topic none has (50)', (db, d) => createSuppressionListRepo(db, hash).listEntries(d.big.workspaceId, { limit: 50, scope: 'topic:none' })],
   ['suppressions: entries of one address', (db, d) => createSuppressionListRepo(db, hash).listEntriesOfAddress(d.big.workspaceId, d.contactEmail)],
   ['webhooks: delivery log first page (50)', (db, d) => createWebhooksRepo(db).listDeliveries(d.big.workspaceId, d.endpointId, { limit: 50 })],
   ['webhooks: outbox claim (50)', (db) => createWebhooksRepo(db).claimDue('plans', new Date(), new Date(Date.now() + 60_000), 50)],
@@ -115,6 +118,15 @@ const cases: Case[] = [
     for (const rows of [repo.messagesSent(d.big.userId), repo.suppressionsRecorded(d.big.userId), repo.consentsRecorded(d.big.userId), repo.auditRows(d.big.userId)]) {
       for await (const _ of rows) break;
     }
+  }],
+  // A second member of the large workspace who did almost nothing: each part of their export
+  // should read their rows, not every row of the table in id order.
+  ['privacy export of a user (self export, every page), a member who recorded little', async (db, d) => {
+    const repo = createSelfExportRepo(db);
+    for (const rows of [repo.messagesSent(d.small.userId), repo.campaignsCreated(d.small.userId), repo.suppressionsRecorded(d.small.userId), repo.consentsRecorded(d.small.userId), repo.auditRows(d.small.userId)]) await drain(rows);
+  }, async (db, d) => {
+    await db.execute(sql`insert into memberships (workspace_id, user_id, role) values (${d.big.workspaceId}::uuid, ${d.small.userId}::uuid, 'member')`);
+    return () => db.execute(sql`delete from memberships where workspace_id = ${d.big.workspaceId}::uuid and user_id = ${d.small.userId}::uuid`);
   }],
   ['mailbox sync: reply/bounce lookups', async (db, d) => {
     const repo = createSyncRepo(db, hash);
@@ -193,6 +205,12 @@ const cases: Case[] = [
   ['purge: the campaign (rolled back)', async (db, d) => {
     await db.execute(sql`update campaigns set deleted_at = now() where id = ${d.campaignId}::uuid`);
     await createPurgeRepo(db).purgeCampaign(d.campaignId);
+  }],
+  // A closed account: its row's delete sets null every column naming it (messages they sent,
+  // campaigns and entries they made) and cascades to its memberships and sessions.
+  ['purge: one closed account (rolled back)', async (db, d) => {
+    await db.execute(sql`update users set deleted_at = now() where id = ${d.small.userId}::uuid`);
+    await createPurgeRepo(db).purgeUser(d.small.userId);
   }],
   ['purge: a closed workspace of 300 contacts beside the large one', (db, d) => createPurgeRepo(db).purgeWorkspace(d.small.workspaceId)],
 ];

@@ -1,4 +1,4 @@
-import { and, asc, eq, gt, inArray, or, sql, type SQL } from 'drizzle-orm';
+import { and, asc, eq, gt, inArray, sql, type SQL } from 'drizzle-orm';
 import type { AnyPgColumn, PgTable } from 'drizzle-orm/pg-core';
 import type { Db } from '../db/connect.js';
 import { pgArray } from '../db/pg-array.js';
@@ -109,18 +109,23 @@ export function createSelfExportRepo(db: Db) {
       }, and(eq(campaigns.createdBy, userId), inArray(campaigns.workspaceId, workspacesOf(userId))));
     },
 
-    /** Consent records they made by hand (`user:<id>`) or by an import they ran (`import:<id>`). */
-    consentsRecorded(userId: string) {
-      const mine = or(eq(consents.actor, `user:${userId}`), eq(consents.actor, `import:${userId}`));
-      return keysetRows(db, consents, {
-        id: consents.id,
-        workspaceId: consents.workspaceId,
-        contactId: consents.contactId,
-        status: consents.status,
-        source: consents.source,
-        policyVersion: consents.policyVersion,
-        at: consents.at,
-      }, and(mine, inArray(consents.workspaceId, workspacesOf(userId))));
+    /**
+     * Consent records they made by hand (`user:<id>`), then by an import they ran
+     * (`import:user:<id>`, contacts.service.ts): one keyset each, so each pages along the actor
+     * index (an `or` of the two would sort all of a large importer's records for every page).
+     */
+    async *consentsRecorded(userId: string) {
+      for (const actor of [`user:${userId}`, `import:user:${userId}`]) {
+        yield* keysetRows(db, consents, {
+          id: consents.id,
+          workspaceId: consents.workspaceId,
+          contactId: consents.contactId,
+          status: consents.status,
+          source: consents.source,
+          policyVersion: consents.policyVersion,
+          at: consents.at,
+        }, and(eq(consents.actor, actor), inArray(consents.workspaceId, workspacesOf(userId))));
+      }
     },
 
     suppressionsRecorded(userId: string) {

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { and, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { auditLog, mailboxes, messages, users } from '../../src/db/schema.js';
+import { auditLog, contacts, mailboxes, messages, users } from '../../src/db/schema.js';
 import { EXPORT_PAGE_SIZE } from '../../src/privacy/export.repo.js';
 import { connectedMailbox } from '../helpers/gmail.js';
 import { readChunked, seedSubjectData } from '../helpers/subject-data.js';
@@ -53,6 +53,10 @@ describe('the caller exports their own data (P-12)', () => {
     await app.api('POST', `/api/contacts/${contact.body.id}/consents`, { token: owner.token, json: { status: 'opted_in', source: 'trade fair' } });
     const suppression = await app.api('POST', '/api/suppressions', { token: owner.token, json: { email: `s-${randomUUID()}@contoso.test` } });
     expect(suppression.status, suppression.text).toBe(201);
+    // A consent their import recorded is theirs too (actor `import:<user>`, read as its own part).
+    const importedEmail = `i-${randomUUID()}@contoso.test`;
+    const imported = await app.api('POST', '/api/contacts/import', { token: owner.token, body: `email,consent\n${importedEmail},opted_in\n`, headers: { 'content-type': 'text/csv' } });
+    expect(imported.status, imported.text).toBeLessThan(300);
 
     // Many rows: several pages of sent-mail metadata, so the document cannot be one query's worth.
     const many = EXPORT_PAGE_SIZE * 4 + 17;
@@ -91,7 +95,11 @@ describe('the caller exports their own data (P-12)', () => {
     expect(doc.messagesSent).toHaveLength(many);
     expect(new Set(doc.messagesSent.map((m: { id: string }) => m.id)).size).toBe(many);
     expect(doc.campaignsCreated.map((c: { id: string }) => c.id)).toEqual([campaign.body.id]);
-    expect(doc.consentsRecorded).toEqual([expect.objectContaining({ contactId: contact.body.id, status: 'opted_in', source: 'trade fair' })]);
+    const [importedContact] = await db().select({ id: contacts.id }).from(contacts).where(eq(contacts.email, importedEmail));
+    expect(doc.consentsRecorded).toEqual([
+      expect.objectContaining({ contactId: contact.body.id, status: 'opted_in', source: 'trade fair' }),
+      expect.objectContaining({ contactId: importedContact!.id, status: 'opted_in' }),
+    ]);
     expect(doc.suppressionsRecorded).toEqual([expect.objectContaining({ id: suppression.body.suppression?.id ?? suppression.body.id })]);
     expect(doc.auditLog.length).toBeGreaterThan(0);
     expect(doc.auditLog.every((row: { workspaceId: string }) => row.workspaceId === owner.workspaceId)).toBe(true);

@@ -32,5 +32,10 @@ export const auditLog = pgTable(
     index('audit_log_deletion_completed_idx')
       .on(t.workspaceId, t.subjectType, sql`coalesce(${t.subjectId}, '')`, t.at)
       .where(sql`${t.action} = 'deletion.completed'`),
+    // A user's own export reads what they did, in id order (migration 0048): without it, every
+    // tenant's audit rows.
+    index('audit_log_actor_idx').on(t.actor, t.id),
+    // A closed account's purge finds the workspaces its closure was recorded in (migration 0048).
+    index('audit_log_deletion_requested_idx').on(t.subjectType, t.subjectId).where(sql`${t.action} = 'deletion.requested'`),
   ],
 );

@@ -63,6 +63,8 @@ export const campaigns = pgTable(
   },
   (t) => [
     index('campaigns_workspace_idx').on(t.workspaceId, t.createdAt),
+    // What a user created (migration 0048): their own export, and their account's purge (`set null`).
+    index('campaigns_created_by_idx').on(t.createdBy, t.id).where(sql`${t.createdBy} is not null`),
     index('campaigns_purge_after_idx').on(t.purgeAfter).where(sql`${t.purgeAfter} is not null`),
     // The send worker's questions every tick (campaigns.repo `activeCampaigns`,
     // `pausedForReconnect`; migration 0032): only campaigns not yet finished are in it, so the

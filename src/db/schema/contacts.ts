@@ -64,7 +64,7 @@ export const consents = pgTable(
     status: consentStatusEnum('status').notNull(),
     source: text('source').notNull(),
     policyVersion: text('policy_version').notNull(),
-    /** `user:<id>`, `import:<user id>`, `recipient` … who recorded it. */
+    /** `user:<id>`, `import:user:<id>` or `import:key:<id>`, `recipient:<id>` … who recorded it. */
     actor: text('actor').notNull(),
     // clock_timestamp, not now(): two records in one transaction still get an order.
     at: timestamp('at', { withTimezone: true }).notNull().default(sql`clock_timestamp()`),
@@ -78,7 +78,8 @@ export const consents = pgTable(
   // The latest record of a contact is the last entry of (contact, workspace): no sort
   // (campaigns/eligibility-sql.ts). Contact first (migration 0027): every lookup names both,
   // and the foreign key's cascade when a contact is deleted names the contact alone.
-  (t) => [index('consents_latest_idx').on(t.contactId, t.workspaceId, t.at, t.seq)],
+  // A user's own export reads the records they made, in id order (migration 0048).
+  (t) => [index('consents_latest_idx').on(t.contactId, t.workspaceId, t.at, t.seq), index('consents_actor_idx').on(t.actor, t.id)],
 );
 
 export type ConsentStatus = (typeof consentStatusEnum.enumValues)[number];

@@ -116,6 +116,9 @@ export const messages = pgTable(
     index('messages_lease_idx').on(t.leaseExpiresAt).where(sql`${t.status} = 'sending' and ${t.leaseExpiresAt} is not null`),
     index('messages_workspace_rfc822_idx').on(t.workspaceId, t.rfc822MessageId),
     index('messages_mailbox_at_idx').on(t.mailboxId, t.direction, t.at),
+    // What a user sent (migration 0048): their own export (P-12), and their account's purge (the
+    // foreign key's `set null`), which read every tenant's messages without it.
+    index('messages_sent_by_idx').on(t.sentBy, t.id).where(sql`${t.sentBy} is not null`),
     // Every address a message names, lowercased and bare (`Name <a@b>` → `a@b`), for the lookups
     // by person: a contact's purge and a data subject's export (migration 0047, which defines
     // the function). Without it each one read every message of the workspace.

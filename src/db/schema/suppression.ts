@@ -37,5 +37,14 @@ export const suppressions = pgTable(
     index('suppressions_unsubscribe_source_idx').on(t.workspaceId, t.source).where(sql`${t.reason} = 'unsubscribe'`),
     // The list's pages, newest first (migration 0027): a page reads its rows, not the workspace's whole list sorted.
     index('suppressions_workspace_created_idx').on(t.workspaceId, t.createdAt, t.id),
+    // The same pages filtered by reason or by a topic (migration 0048): a filter few entries match
+    // walked the whole list looking for a page's worth. Topics only (`all` is most of the list, a
+    // page of it is found at once): the send gate's probe asks for `all` or the campaign's topic,
+    // and with `all` in the index its generic plan chose it over the unique address indexes.
+    index('suppressions_workspace_reason_created_idx').on(t.workspaceId, t.reason, t.createdAt, t.id),
+    index('suppressions_workspace_topic_created_idx').on(t.workspaceId, t.scope, t.createdAt, t.id).where(sql`${t.scope} <> 'all'`),
+    // A user's own export (P-12) and their account's purge (the foreign key's `set null`) find the
+    // entries they made (migration 0048); both read the whole table without it, every tenant's.
+    index('suppressions_created_by_idx').on(t.createdBy, t.id).where(sql`${t.createdBy} is not null`),
   ],
 );
