@@ -17,7 +17,11 @@ export interface GateRow {
   lease_expired: boolean;
   attempts: number;
   campaign_status: string;
-  /** Why it must not go out (invariant 1, P-10, a reply or bounce to an earlier step), or null. */
+  /**
+   * Why it must not go out (invariant 1, P-10, a reply or bounce to an earlier step, or the
+   * contact's address changed since launch: the address was taken off the contact, and the
+   * consent checked is the contact's, not the address's — it may be someone else's now), or null.
+   */
   skip_reason: string | null;
 }
 
@@ -53,6 +57,7 @@ export function gateSql(sendIds: string[], campaign: CampaignRow, laterSteps: bo
       case
         when ${suppressedSql(sql`s.workspace_id`, sql`s.email`, sql`(select r.address_hash from recipients r where r.id = s.recipient_id)`, campaign.topic, { probesOnly: true })} then 'suppressed'
         when s.contact_id is null or exists (select 1 from contacts dc where dc.id = s.contact_id and dc.deleted_at is not null${PROBE_ONLY}) then 'contact_deleted'
+        when exists (select 1 from contacts ac where ac.id = s.contact_id and lower(ac.email) <> lower(s.email)${PROBE_ONLY}) then 'address_changed'
         when ${consent} then 'no_consent'
         when ${earlier('reply')} then 'replied'
         when ${earlier('bounce')} then 'bounced'
