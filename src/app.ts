@@ -120,7 +120,9 @@ export function createServices(deps: AppDeps) {
     },
     deps.now,
   );
-  const auth = createAuthService({ repo: createAuthRepo(db), sessions, throttle, devices: createLoginDevices(config.jwt), mailer: accountMailer, config, now: deps.now, policyOf: (caller) => policyVersions.acceptedBy(caller) });
+  const auth = createAuthService({ repo: createAuthRepo(db), sessions, throttle, devices: createLoginDevices(config.jwt), mailer: accountMailer, config, now: deps.now, policyOf: (caller) => policyVersions.acceptedBy(caller),
+    // `mailboxes` is made below; a member leaving calls it long after.
+    disconnectMailboxesOf: (owner, actor, requestId) => mailboxes.disconnectAllOf(owner, actor, requestId) });
   // One metrics registry per app instance; the tracking paths count into it without Express.
   const metrics = createMetrics();
   const tracking = createTracking({ config, database, logger, registry: metrics.registry, requests: metrics.requests });

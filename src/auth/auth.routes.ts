@@ -119,6 +119,11 @@ export function authRoutes(auth: AuthService, authenticated: RequestHandler): Ro
     const userId = parseId(req.params.id, 'Member');
     res.json(await auth.changeRole(authOf(req), userId, parseInput(roleBody, req.body).role));
   });
+  // Before `/members/:id`: any member leaves on their own; removing someone else takes an admin.
+  router.delete('/members/me', async (req, res) => {
+    await auth.leaveWorkspace(authOf(req));
+    res.status(204).end();
+  });
   router.delete('/members/:id', requireRole('owner', 'admin'), async (req, res) => {
     await auth.removeMember(authOf(req), parseId(req.params.id, 'Member'));
     res.status(204).end();

@@ -24,6 +24,7 @@ import { sessionEnded, type SessionTokens } from './sessions.js';
 import type { AccountMailer } from './account-mail.js';
 import type { AuthThrottle } from './throttle.js';
 import type { LoginDevices } from './login-devices.js';
+import { actorOf } from './actor.js';
 import type { ApiScope } from '../http/api-spec.js';
 
 export interface AuthContext {
@@ -66,6 +67,11 @@ export function createAuthService(deps: {
   now?: () => Date;
   /** P-18: the policy version in force and the one the caller accepted (privacy/policy-versions.ts). */
   policyOf?: (auth: AuthContext) => Promise<unknown>;
+  /**
+   * Disconnects (revokes at Google, wipes our copy) the mailboxes one member connected in one
+   * workspace: what leaving it does to them (gmail/mailboxes.service.ts `disconnectAllOf`).
+   */
+  disconnectMailboxesOf: (owner: { workspaceId: string; userId: string }, actor: string, requestId?: string) => Promise<void>;
 }) {
   const { repo, sessions, throttle, devices, mailer } = deps;
   const now = deps.now ?? (() => new Date());
@@ -105,16 +111,29 @@ export function createAuthService(deps: {
     change: (tx: AuthTx, target: { userId: string; role: Role }) => Promise<void>,
   ) {
     await repo.transaction(async (tx) => {
-      const members = await tx.lockMemberships(auth.workspaceId);
-      const target = members.find((m) => m.userId === userId);
-      if (!target) throw new NotFoundError('Member');
-      if (ROLE_RANK[target.role] > ROLE_RANK[auth.role]) throw new ForbiddenError('You cannot change a member ranked above you');
-      // Owners whose accounts are closed own nothing any more: they do not count.
-      if (takesOwner && target.role === 'owner' && target.live && members.filter((m) => m.role === 'owner' && m.live).length === 1) {
-        throw new ConflictError('last_owner', 'A workspace keeps at least one owner: make someone else owner first');
-      }
+      const target = checkedTarget(auth, userId, takesOwner, await tx.lockMemberships(auth.workspaceId));
       await change(tx, target);
     });
+  }
+
+  function checkedTarget(auth: AuthContext, userId: string, takesOwner: boolean, members: { userId: string; role: Role; live: boolean }[]) {
+    const target = members.find((m) => m.userId === userId);
+    if (!target) throw new NotFoundError('Member');
+    if (ROLE_RANK[target.role] > ROLE_RANK[auth.role]) throw new ForbiddenError('You cannot change a member ranked above you');
+    // Owners whose accounts are closed own nothing any more: they do not count.
+    if (takesOwner && target.role === 'owner' && target.live && members.filter((m) => m.role === 'owner' && m.live).length === 1) {
+      throw new ConflictError('last_owner', 'A workspace keeps at least one owner: make someone else owner first');
+    }
+    return target;
+  }
+
+  /** A membership's removal: the row, its audit row, and the API keys the member made there (revoked, audited). */
+  async function removeMembership(tx: AuthTx, auth: AuthContext, target: { userId: string; role: Role }) {
+    await tx.deleteMembership(auth.workspaceId, target.userId);
+    await tx.audit({ ...memberEvent(auth, 'member.removed', 'user', target.userId), detail: { role: target.role } });
+    for (const keyId of await tx.revokeApiKeysOf(auth.workspaceId, target.userId, now())) {
+      await tx.audit({ ...memberEvent(auth, 'api_key.revoked', 'api_key', keyId), detail: { reason: 'member_removed' } });
+    }
   }
 
   return {
@@ -277,13 +296,23 @@ export function createAuthService(deps: {
 
     /** Owners and admins remove a member (themselves too), never one ranked above them, never the last owner. Audited. */
     async removeMember(auth: AuthContext, userId: string) {
-      await changeMembership(auth, userId, true, async (tx, target) => {
-        await tx.deleteMembership(auth.workspaceId, userId);
-        await tx.audit({ ...memberEvent(auth, 'member.removed', 'user', userId), detail: { role: target.role } });
-        for (const keyId of await tx.revokeApiKeysOf(auth.workspaceId, userId, now())) {
-          await tx.audit({ ...memberEvent(auth, 'api_key.revoked', 'api_key', keyId), detail: { reason: 'member_removed' } });
-        }
-      });
+      await changeMembership(auth, userId, true, (tx, target) => removeMembership(tx, auth, target));
+    },
+
+    /**
+     * The caller leaves the workspace, whatever their role; its last owner cannot (409
+     * `last_owner`). The mailboxes they connected there are disconnected (revoked at Google
+     * unless connected elsewhere too): their Gmail was connected for their work here. Google
+     * first, as account closure does, after the owner check, so a refused leave touches no
+     * mailbox; once more after the removal commits, for a connection that finished in between
+     * (the callback re-checks the membership under the same lock: none can finish after).
+     */
+    async leaveWorkspace(auth: AuthContext) {
+      const disconnect = () => deps.disconnectMailboxesOf({ workspaceId: auth.workspaceId, userId: auth.userId }, actorOf(auth), auth.requestId);
+      await repo.transaction(async (tx) => checkedTarget(auth, auth.userId, true, await tx.lockMemberships(auth.workspaceId)));
+      await disconnect();
+      await changeMembership(auth, auth.userId, true, (tx, target) => removeMembership(tx, auth, target));
+      await disconnect();
     },
 
   };

@@ -192,9 +192,11 @@ function mailboxQueries(db: Db) {
     },
 
     /** Every live mailbox a user connected (in any workspace), or of a workspace: account closure revokes them all. */
-    async listLiveOf(owner: { userId: string } | { workspaceId: string }): Promise<MailboxRow[]> {
-      const whose = 'userId' in owner ? eq(mailboxes.userId, owner.userId) : eq(mailboxes.workspaceId, owner.workspaceId);
-      return db.select().from(mailboxes).where(and(whose, live));
+    /** Live mailboxes of a user (everywhere), of a workspace, or of a user in one workspace. */
+    async listLiveOf(owner: { userId?: string; workspaceId?: string }): Promise<MailboxRow[]> {
+      const whose = [owner.userId ? eq(mailboxes.userId, owner.userId) : undefined, owner.workspaceId ? eq(mailboxes.workspaceId, owner.workspaceId) : undefined];
+      if (!whose.some(Boolean)) throw new Error('listLiveOf needs a user or a workspace');
+      return db.select().from(mailboxes).where(and(...whose, live));
     },
 
     /**

@@ -330,7 +330,7 @@ export function createMailboxService(deps: MailboxServiceDeps) {
      * mailbox of a workspace that closes, revoked at Google and removed the same way.
      * `actor` names who closed it in the audit rows (`user:<id>`, `system:inactivity`).
      */
-    async disconnectAllOf(owner: { userId: string } | { workspaceId: string }, actor: string, requestId?: string) {
+    async disconnectAllOf(owner: { userId: string; workspaceId?: string } | { workspaceId: string }, actor: string, requestId?: string) {
       for (const mailbox of await repo.listLiveOf(owner)) {
         await revokeAndRemove(mailbox, (purgeAfter) => deletionRequested({ workspaceId: mailbox.workspaceId, actor, requestId }, 'mailbox', mailbox.id, purgeAfter));
       }

@@ -23,14 +23,14 @@ interface PageState {
   name?: string;
 }
 
-type AccountForm = 'profile' | 'password' | 'email' | 'verify' | 'close';
+type AccountForm = 'profile' | 'password' | 'email' | 'verify' | 'leave' | 'close';
 
 /**
  * Account: what a signed-in person changes about themselves, whatever their role — name,
  * password, login address (two steps: the code mailed to the new address comes back on this
- * page), their data export (P-12) and closing the account. The same services and schemas
- * as PATCH /api/me, POST /api/me/email/verify, GET /api/privacy/export and
- * POST /api/privacy/delete-account; passwords and codes travel only in POST bodies and are never
+ * page), their data export (P-12), leaving the workspace and closing the account. The same
+ * services and schemas as PATCH /api/me, POST /api/me/email/verify, GET /api/privacy/export,
+ * DELETE /api/members/me and POST /api/privacy/delete-account; passwords and codes travel only in POST bodies and are never
  * written back into a page.
  */
 export function accountPages(ctx: WebContext): Router {
@@ -40,7 +40,7 @@ export function accountPages(ctx: WebContext): Router {
 
   const page = async (req: Request, state: PageState = {}): Promise<SafeHtml> => {
     const member = signedIn(req);
-    const [{ user }, emailChangePending] = await Promise.all([auth.me(member), auth.emailChangePending(member)]);
+    const [{ user, workspace }, emailChangePending] = await Promise.all([auth.me(member), auth.emailChangePending(member)]);
     const token = req.browser!.csrfToken;
     const { notice: problem, action } = pageForms(state.error);
     // The code step only while a change is pending (or to say why a code was refused): a link to
@@ -74,6 +74,10 @@ ${problem('email')}
 ${codeStep}
 <h2 id="data">Your data</h2>
 <p><a class="button secondary" href="/app/account/export.json" download>Download my data</a> <span class="muted">(JSON: your account, memberships and what you did)</span></p>
+<h2 id="leave">Leave ${workspace.name}</h2>
+<p>You stop being a member of this workspace; your account and your other workspaces stay. The Gmail mailboxes you connected here are disconnected (a campaign sending from one pauses) and the API keys you made here stop working. Its last owner cannot leave: make someone else an owner first.</p>${problem('leave')}
+<form class="stack" method="post" action="${action('/app/account/leave', 'leave')}">${csrfField(token)}
+<div class="actions"><button type="submit" class="danger">Leave ${workspace.name}</button></div></form>
 <h2 id="close">Close my account</h2>
 <p>Your sessions end at once and your account is purged after the waiting period. A workspace where you are the only member is closed with it. A workspace you own alone that others still use is not: make one of them an owner (or remove them) first, or closing is refused.</p>${problem('close')}
 <form class="stack" method="post" action="${action('/app/account/close', 'close')}">${csrfField(token)}
@@ -147,6 +151,20 @@ ${codeStep}
   // The same document as GET /api/privacy/export, as a download.
   router.get('/account/export.json', async (req, res) => {
     await streamJson(res, 'inboxtrail-export.json', await privacyExports.exportSelf(signedIn(req)));
+  });
+
+  // Leaving ends this browser's session here (it was this workspace's); the person signs in
+  // again for another of their workspaces, or to make one.
+  router.post('/account/leave', async (req, res) => {
+    await onForm('leave')(req, res, async () => {
+      const member = signedIn(req);
+      const { workspace } = await auth.me(member);
+      await auth.leaveWorkspace(member);
+      await ctx.webSessions.end(ctx.cookies.session.read(req));
+      ctx.cookies.session.clear(res);
+      const body = html`<h1>You left ${workspace.name}</h1><p>You are signed out of it. Your account stays: sign in to open another of your workspaces, or to make one.</p><p><a href="/signin">Sign in page</a></p>`;
+      res.status(200).type('html').send(renderPublicPage('Left the workspace', body, ctx.sandboxInboxUrl));
+    });
   });
 
   router.post('/account/close', async (req, res) => {

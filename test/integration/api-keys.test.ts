@@ -62,6 +62,7 @@ const EXPECTED_SCOPE: Record<string, 'read' | 'send' | 'admin' | 'session'> = {
   'POST /api/suppressions': 'send',
   'DELETE /api/suppressions/:id': 'admin',
   'PATCH /api/members/:id': 'admin',
+  'DELETE /api/members/me': 'session',
   'DELETE /api/members/:id': 'admin',
   'POST /api/grants': 'session',
   'GET /api/grants': 'session',

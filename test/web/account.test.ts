@@ -6,7 +6,7 @@ import { memberInBrowser, signUpInBrowser, WebClient } from '../helpers/web-clie
 
 /*
  * The account page (/app/account): name, password, login address with the mailed code, the
- * data export as a download, account closure — through the services of PATCH /api/me,
+ * data export as a download, leaving the workspace, account closure — through the services of PATCH /api/me,
  * POST /api/me/email/verify, GET /api/privacy/export and account closure, on a real socket
  * and database. Every refusal shows on the form with the API's status and changes nothing.
  */
@@ -212,6 +212,7 @@ describe('Account page', () => {
       '/app/account/password#password-error',
       '/app/account/email#email-error',
       '/app/account/email/verify#verify-error',
+      '/app/account/leave#leave-error',
       '/app/account/close#close-error',
     ]);
     expect(page).not.toMatch(/ id="[^"]*-error"/);
@@ -220,6 +221,8 @@ describe('Account page', () => {
       password: await person.browser.post('/app/account/password', { currentPassword: 'wrong-password', newPassword: 'another-long-one', repeatPassword: 'another-long-one' }),
       email: await person.browser.post('/app/account/email', { email: 'not an address', currentPassword: person.password }),
       verify: await person.browser.post('/app/account/email/verify', { code: 'not-a-code' }),
+      // The workspace's only owner cannot leave it (409 last_owner).
+      leave: await person.browser.post('/app/account/leave', {}),
       close: await person.browser.post('/app/account/close', { password: 'wrong-password' }),
     };
     for (const [form, answer] of Object.entries(refused)) {
@@ -285,6 +288,22 @@ describe('Account page', () => {
     expect((await person.browser.post('/app/settings/close-account', { password: person.password }, { csrf: null })).status).toBe(403);
     const anonymous = await fetch(`${app.baseUrl}/app/settings/export.json`, { redirect: 'manual' });
     expect([anonymous.status, anonymous.headers.get('location')]).toEqual([303, '/signin?next=%2Fapp%2Fsettings%2Fexport.json']);
+  });
+
+  it('a member leaves the workspace from the account page: signed out of it, no longer a member, the account still there', async () => {
+    const owner = await signUpInBrowser(app);
+    const member = await memberInBrowser(app, owner.browser);
+    const page = await member.get(ACCOUNT);
+    expect(page.text).toContain('<h2 id="leave">Leave ');
+    const left = await member.post('/app/account/leave', {});
+    expect(left.status, left.text).toBe(200);
+    expect(left.text).toContain('<h1>You left ');
+    const after = await member.get(ACCOUNT);
+    expect([after.status, after.location]).toEqual([303, '/signin?next=%2Fapp%2Faccount']);
+    // The owner is the workspace's only member again.
+    const members = rowsOf<{ n: number }>(await app.database.db.execute(sql`
+      select count(*)::int as n from memberships where workspace_id = (select m.workspace_id from memberships m join users u on u.id = m.user_id where u.email = ${owner.email})`));
+    expect(members).toEqual([{ n: 1 }]);
   });
 
   it('closing the account needs the right password; then the session is over', async () => {

@@ -1,0 +1,94 @@
+import { and, eq } from 'drizzle-orm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { auditLog, mailboxes } from '../../src/db/schema.js';
+import { connectedMailbox } from '../helpers/gmail.js';
+import { acceptInvitation, signUp, startTestApp, type TestApp } from '../helpers/test-app.js';
+
+/*
+ * A member leaves a workspace on their own (DELETE /api/members/me): whatever their role, except
+ * its last owner. The mailboxes they connected there are disconnected (revoked at Google, our
+ * copy wiped), the API keys they made there revoked, and their session no longer reaches it.
+ */
+
+let app: TestApp;
+const db = () => app.database.db;
+
+beforeAll(async () => {
+  app = await startTestApp();
+});
+afterAll(async () => {
+  await app?.close();
+});
+
+async function join(owner: { token: string }, role: 'member' | 'admin' | 'owner') {
+  const email = `${role}-${Math.random().toString(36).slice(2)}@example.com`;
+  const invite = await app.api('POST', '/api/invitations', { token: owner.token, json: { email, role } });
+  expect(invite.status, invite.text).toBe(201);
+  const accepted = await acceptInvitation(app, { token: invite.body.token, password: 'member password long' });
+  expect(accepted.status, accepted.text).toBe(201);
+  return { token: accepted.body.token as string, userId: accepted.body.user.id as string, email };
+}
+
+const liveMailbox = async (id: string) => (await db().select({ deletedAt: mailboxes.deletedAt, refresh: mailboxes.refreshTokenEnc }).from(mailboxes).where(eq(mailboxes.id, id)))[0];
+
+describe('leaving a workspace', () => {
+  it('its last owner cannot leave: 409 last_owner, and Google is told nothing', async () => {
+    const owner = await signUp(app);
+    const mailbox = await connectedMailbox(app, owner.token, `last-owner-${Date.now()}@acme.test`);
+    const revokes = app.sandbox.control.callCounts().revoke;
+    const refused = await app.api('DELETE', '/api/members/me', { token: owner.token });
+    expect(refused.status, refused.text).toBe(409);
+    expect(refused.body.error.code).toBe('last_owner');
+    expect(app.sandbox.control.callCounts().revoke).toBe(revokes);
+    expect((await liveMailbox(mailbox.id))?.deletedAt).toBeNull();
+    expect((await app.api('GET', '/api/me', { token: owner.token })).status).toBe(200);
+  });
+
+  it('an admin leaves: their mailbox here is disconnected at Google, their keys revoked, their session ends here; the owner\'s mailbox stays', async () => {
+    const owner = await signUp(app);
+    const ownersMailbox = await connectedMailbox(app, owner.token, `owner-${Date.now()}@acme.test`);
+    const admin = await join(owner, 'admin');
+    const adminsMailbox = await connectedMailbox(app, admin.token, `admin-${Date.now()}@acme.test`);
+    const key = await app.api('POST', '/api/api-keys', { token: admin.token, json: { name: 'crm', scopes: ['read'] } });
+    expect(key.status, key.text).toBe(201);
+
+    // A key acts for its member but is no person: it cannot make them leave.
+    const byKey = await app.api('DELETE', '/api/members/me', { token: key.body.key });
+    expect(byKey.status, byKey.text).toBe(403);
+
+    const revokes = app.sandbox.control.callCounts().revoke;
+    const left = await app.api('DELETE', '/api/members/me', { token: admin.token });
+    expect(left.status, left.text).toBe(204);
+
+    expect(app.sandbox.control.callCounts().revoke).toBe(revokes + 1);
+    const gone = await liveMailbox(adminsMailbox.id);
+    expect(gone?.deletedAt).not.toBeNull();
+    expect(gone?.refresh).toBe('');
+    expect((await liveMailbox(ownersMailbox.id))?.deletedAt).toBeNull();
+    const listed = (await app.api('GET', '/api/mailboxes', { token: owner.token })).body.mailboxes.map((m: { id: string }) => m.id);
+    expect(listed).toEqual([ownersMailbox.id]);
+
+    expect((await app.api('GET', '/api/me', { token: admin.token })).status).toBe(401);
+    expect((await app.api('GET', '/api/contacts', { token: key.body.key })).status).toBe(401);
+    const members = (await app.api('GET', '/api/members', { token: owner.token })).body.members.map((m: { userId: string }) => m.userId);
+    expect(members).not.toContain(admin.userId);
+
+    const audit = await db().select().from(auditLog).where(and(eq(auditLog.workspaceId, owner.workspaceId), eq(auditLog.subjectId, admin.userId)));
+    expect(audit.find((row) => row.action === 'member.removed')).toMatchObject({ actor: `user:${admin.userId}`, detail: { role: 'admin' } });
+    const mailboxAudit = await db().select().from(auditLog).where(and(eq(auditLog.workspaceId, owner.workspaceId), eq(auditLog.subjectId, adminsMailbox.id)));
+    expect(mailboxAudit.map((row) => row.action)).toContain('deletion.requested');
+
+    // Leaving twice: the token no longer reaches the workspace.
+    expect((await app.api('DELETE', '/api/members/me', { token: admin.token })).status).toBe(401);
+  });
+
+  it('one of two owners leaves; the other stays owner', async () => {
+    const owner = await signUp(app);
+    const second = await join(owner, 'owner');
+    expect((await app.api('DELETE', '/api/members/me', { token: owner.token })).status).toBe(204);
+    const members = (await app.api('GET', '/api/members', { token: second.token })).body.members as { userId: string; role: string }[];
+    expect(members).toEqual([expect.objectContaining({ userId: second.userId, role: 'owner' })]);
+    const refused = await app.api('DELETE', '/api/members/me', { token: second.token });
+    expect(refused.status).toBe(409);
+  });
+});
