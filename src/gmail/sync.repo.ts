@@ -11,14 +11,17 @@ import { describeSyncGap, type SyncHealthCounts } from './sync-health.js';
 
 type NewMessage = typeof messages.$inferInsert;
 
+/** `from … where`: the mailbox (`this`) and every row of its address in its workspace (`other`), itself included. */
+const rowsOfSameAddress = (mailboxId: string) =>
+  sql`from ${mailboxes} this join ${mailboxes} other on other.workspace_id = this.workspace_id and lower(other.email) = lower(this.email)
+      where this.id = ${mailboxId}::uuid`;
+
 /**
  * Messages of this mailbox's address in this workspace, whichever row of it they were sent from:
  * a disconnected mailbox connected again is a new row, and its sync must still know our earlier
  * sends from it (not store them again as synced copies) and match notices and replies to them.
  */
-const fromSameAddressAs = (mailboxId: string) =>
-  sql`${messages.mailboxId} in (select other.id from ${mailboxes} this join ${mailboxes} other
-        on other.workspace_id = this.workspace_id and lower(other.email) = lower(this.email) where this.id = ${mailboxId}::uuid)`;
+const fromSameAddressAs = (mailboxId: string) => sql`${messages.mailboxId} in (select other.id ${rowsOfSameAddress(mailboxId)})`;
 
 /**
  * The columns that add a pass's counts to a mailbox: each counter added in place, so two
@@ -103,9 +106,7 @@ function syncQueries(db: Db, hashAddress: AddressHasher) {
     async lastSyncOfEarlierConnections(mailboxId: string): Promise<Date | undefined> {
       const [row] = rowsOf<{ at: string | Date | null }>(
         await db.execute(sql`
-          select max(other.last_sync_at) as at from ${mailboxes} this
-          join ${mailboxes} other on other.workspace_id = this.workspace_id and lower(other.email) = lower(this.email) and other.id <> this.id
-          where this.id = ${mailboxId}::uuid`),
+          select max(other.last_sync_at) as at ${rowsOfSameAddress(mailboxId)} and other.id <> this.id`),
       );
       return row?.at ? new Date(row.at) : undefined;
     },

@@ -1,6 +1,7 @@
 import { sql, type SQL } from 'drizzle-orm';
 import { inTransaction, type Db } from '../db/connect.js';
 import { pgArray, rowsOf } from '../db/pg-array.js';
+import { messageBareAddresses, messages } from '../db/schema.js';
 import { lockAddresses } from '../suppression/address-lock.js';
 import { lockCampaignRollups, lockWorkspaceRollups } from '../tracking/rollups.repo.js';
 import { recordAudit, type AuditEntry } from './audit.js';
@@ -35,11 +36,11 @@ const uuidArray = (ids: string[]) => sql`${pgArray(ids)}::uuid[]`;
  * found through the index of every message's bare addresses (migration 0047), the exists() the exact rule.
  */
 const messagesNamingSql = (workspaceId: string, address: string) => sql`
-  select m.id from messages m
-  where m.workspace_id = ${workspaceId}::uuid
-    and message_bare_addresses(m.from_address, m.to_addresses, m.cc_addresses, m.bcc_addresses) @> array[${address}]::text[]
+  select ${messages.id} from ${messages}
+  where ${messages.workspaceId} = ${workspaceId}::uuid
+    and ${messageBareAddresses(messages)} @> array[${address}]::text[]
     and exists (
-    select 1 from unnest(array[m.from_address] || m.to_addresses || m.cc_addresses || m.bcc_addresses) a(x)
+    select 1 from unnest(array[${messages.fromAddress}] || ${messages.toAddresses} || ${messages.ccAddresses} || ${messages.bccAddresses}) a(x)
     where lower(x) = ${address} or right(lower(x), ${address.length + 2}) = ${`<${address}>`})`;
 
 function purgeQueries(db: Db) {

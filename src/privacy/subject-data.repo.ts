@@ -2,7 +2,7 @@ import { and, asc, eq, or, sql, type SQL } from 'drizzle-orm';
 import type { AnyPgColumn } from 'drizzle-orm/pg-core';
 import type { Db } from '../db/connect.js';
 import { pgArray } from '../db/pg-array.js';
-import { campaignSends, campaigns, consents, contacts, mailEvents, messages, recipients, suppressions, trackingEvents } from '../db/schema.js';
+import { campaignSends, campaigns, consents, contacts, mailEvents, messageBareAddresses, messages, recipients, suppressions, trackingEvents } from '../db/schema.js';
 import { inUuidList } from '../db/sql-lists.js';
 import { contactRecordColumns } from '../contacts/contact-columns.js';
 import { recordAudit, type AuditEntry } from './audit.js';
@@ -61,7 +61,7 @@ function messageScope(scope: ResolvedScope): SQL {
     const list = pgArray(addresses);
     // The index of every message's bare addresses (migration 0047) finds the candidates; the exact
     // rule (an address as written, not inside `Name <…>`) decides, as it always did.
-    return sql`(message_bare_addresses(${messages.fromAddress}, ${messages.toAddresses}, ${messages.ccAddresses}, ${messages.bccAddresses}) && ${list}::text[]
+    return sql`(${messageBareAddresses(messages)} && ${list}::text[]
       and (lower(${messages.fromAddress}) = any(${list}::text[]) or exists (select 1 from unnest(${messages.toAddresses} || ${messages.ccAddresses} || ${messages.bccAddresses}) as a(address) where lower(a.address) = any(${list}::text[]))))`;
   });
   const byMailbox = scope.mailboxIds.length === 0 ? undefined : inUuidList(messages.mailboxId, scope.mailboxIds);

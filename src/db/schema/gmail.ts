@@ -1,10 +1,20 @@
 import { sql } from 'drizzle-orm';
-import { boolean, doublePrecision, index, integer, jsonb, pgEnum, pgTable, primaryKey, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
+import { type AnyPgColumn, boolean, doublePrecision, index, integer, jsonb, pgEnum, pgTable, primaryKey, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
 import { id, createdAt } from './columns.js';
 import { contacts } from './contacts.js';
 import { users, workspaceRef } from './workspace.js';
 
 /** Connected Gmail mailboxes, the mail they sent and received, what sync found in them, and the limits every process shares per mailbox. */
+
+type MessageAddressColumns = Record<'fromAddress' | 'toAddresses' | 'ccAddresses' | 'bccAddresses', AnyPgColumn>;
+
+/**
+ * Every address a message names, lowercased and bare (`Name <a@b>` → `a@b`): the expression
+ * `messages_bare_addresses_idx` indexes (migration 0047 defines the function). One definition for
+ * the index and the lookups by person, since the planner uses the index only for this exact
+ * expression.
+ */
+export const messageBareAddresses = (m: MessageAddressColumns) => sql`message_bare_addresses(${m.fromAddress}, ${m.toAddresses}, ${m.ccAddresses}, ${m.bccAddresses})`;
 
 /**
  * A resync that found more mail since the last sync than it reads (GMAIL_RESYNC_MAX_MESSAGES):
@@ -122,7 +132,7 @@ export const messages = pgTable(
     // Every address a message names, lowercased and bare (`Name <a@b>` → `a@b`), for the lookups
     // by person: a contact's purge and a data subject's export (migration 0047, which defines
     // the function). Without it each one read every message of the workspace.
-    index('messages_bare_addresses_idx').using('gin', sql`message_bare_addresses(${t.fromAddress}, ${t.toAddresses}, ${t.ccAddresses}, ${t.bccAddresses})`),
+    index('messages_bare_addresses_idx').using('gin', messageBareAddresses(t)),
   ],
 );
 
