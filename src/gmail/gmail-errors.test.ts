@@ -59,7 +59,8 @@ describe('classifyGoogleFailure', () => {
     { status: 404, reason: 'notFound', kind: 'not_found' },
     { status: 400, reason: 'invalidArgument', kind: 'permanent' },
     { status: 400, reason: 'failedPrecondition', kind: 'permanent' },
-    { status: 400, oauthError: 'invalid_request', kind: 'permanent' },
+    // A malformed token request is ours to fix, as invalid_client: retried later, never a failure for good.
+    { status: 400, oauthError: 'invalid_request', kind: 'temporary', retryAfterSeconds: 300 },
     { status: 403, reason: 'forbidden', kind: 'permanent' },
     { status: 403, kind: 'permanent' },
     { status: 409, kind: 'permanent' },

@@ -77,11 +77,18 @@ const MISSING_SCOPE_REASONS = new Set(['insufficientPermissions', 'ACCESS_TOKEN_
 const REVOKED_OAUTH_ERRORS = new Set(['invalid_grant', 'admin_policy_enforced', 'unauthorized_client', 'invalid_token']);
 
 /**
- * `invalid_client`: Google does not know our client id/secret. No user's grant is at fault
- * and no reconnect would help, so no mailbox is flipped to needs_reconnect; the work is
- * retried later like any outage, and an alert is logged (mailboxes.service.ts).
+ * `invalid_client`: Google does not know our client id/secret; `invalid_request` to a token
+ * refresh: our request was malformed (a parameter missing or unsupported — the grant itself
+ * would be `invalid_grant`). No user's grant is at fault and no reconnect would help, so no
+ * mailbox is flipped to needs_reconnect and nothing is failed for good (a 1:1 send was a 422
+ * `gmail_rejected`, "Gmail refused the message"): the work is retried later like any outage,
+ * and an alert is logged (mailboxes.service.ts). A code exchange's `invalid_request` can come
+ * from the browser's own request, so connecting still answers it as a refused code.
  */
-const OUR_CONFIGURATION_OAUTH_ERRORS = new Set(['invalid_client']);
+const OUR_CONFIGURATION_OAUTH_ERRORS = new Set(['invalid_client', 'invalid_request']);
+
+/** Whether Google's OAuth answer blames our configuration or our request, not the user's grant (above). */
+export const isOurOAuthConfigurationError = (reason: string | undefined) => reason !== undefined && OUR_CONFIGURATION_OAUTH_ERRORS.has(reason);
 
 const TEMPORARY_OAUTH_ERRORS = new Set(['temporarily_unavailable', 'server_error']);
 
@@ -337,7 +344,7 @@ export function toGmailError(error: unknown): GmailError {
     const message = typeof error.message === 'string' ? error.message : '';
     // The refresh path rethrows with `message` set to the OAuth error even when data is gone.
     const oauthError =
-      answer.oauthError ?? (REVOKED_OAUTH_ERRORS.has(message) || TEMPORARY_OAUTH_ERRORS.has(message) ? message : undefined);
+      answer.oauthError ?? ([REVOKED_OAUTH_ERRORS, TEMPORARY_OAUTH_ERRORS, OUR_CONFIGURATION_OAUTH_ERRORS].some((set) => set.has(message)) ? message : undefined);
     const networkCode = status === undefined ? (findNetworkCode(error) ?? findNetworkMessage(error)) : undefined;
     const retryAfter = readHeader(error.response?.headers, 'retry-after') ?? answer.retryAfterInMessage;
     const { kind, retryAfterSeconds } = classifyGoogleFailure({

@@ -8,7 +8,7 @@ import type { Logger } from '../logger.js';
 import { LIMITED_USE_DISCLOSURE } from './disclosure.js';
 import { createMailboxRevocation } from './mailbox-revocation.js';
 import { GMAIL_SCOPES, IDENTITY_SCOPES, type GmailClient, type MailboxGmail } from './gmail-client.js';
-import { GmailError } from './gmail-errors.js';
+import { GmailError, isOurOAuthConfigurationError } from './gmail-errors.js';
 import type { MailboxesRepo, MailboxRow } from './mailboxes.repo.js';
 import type { MailboxPacer } from './pacer.js';
 import { presentHealth } from './sync-health.js';
@@ -216,7 +216,7 @@ export function createMailboxService(deps: MailboxServiceDeps) {
           logger.error({ alert: 'google_oauth_client_rejected' }, 'Google rejected our OAuth client (invalid_client): check GOOGLE_CLIENT_ID and GOOGLE_CLIENT_SECRET');
           throw new AppError('google_client_misconfigured', 503, 'Connecting Gmail is unavailable right now because of a configuration problem on our side; try again later');
         }
-        if (error instanceof GmailError && (error.kind === 'auth_revoked' || error.kind === 'permanent')) {
+        if (error instanceof GmailError && (error.kind === 'auth_revoked' || error.kind === 'permanent' || error.reason === 'invalid_request')) {
           throw new AppError('code_exchange_failed', 400, 'Google refused the authorization code; start connecting again');
         }
         if (error instanceof GmailError) {
@@ -370,6 +370,8 @@ export function createMailboxService(deps: MailboxServiceDeps) {
         }
         if (error instanceof GmailError && error.reason === 'invalid_client') {
           logger.error({ alert: 'google_oauth_client_rejected', mailboxId: mailbox.id }, 'Google rejected our OAuth client (invalid_client): check GOOGLE_CLIENT_ID and GOOGLE_CLIENT_SECRET');
+        } else if (error instanceof GmailError && isOurOAuthConfigurationError(error.reason)) {
+          logger.error({ alert: 'google_oauth_request_rejected', mailboxId: mailbox.id, reason: error.reason }, 'Google rejected our token request as malformed: the work is retried later');
         }
         throw error;
       }
