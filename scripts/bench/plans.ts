@@ -93,7 +93,7 @@ const cases: Case[] = [
   // Two characters give no trigram, and no contact has them: the worst case of a short search.
   ['contacts: search, two characters none has (50)', (db, d) => createContactsRepo(db, hash).list(d.big.workspaceId, { limit: 50, search: 'zq' })],
   ['contacts: timeline of one contact', (db, d) => createContactsRepo(db, hash).listMessagesOfContact(d.big.workspaceId, d.contactId)],
-  ['contacts: consents of one contact', (db, d) => createContactsRepo(db, hash).listConsents(d.big.workspaceId, d.contactId)],
+  ['contacts: consents of one contact', (db, d) => createContactsRepo(db, hash).listConsents(d.big.workspaceId, d.contactId, { limit: 200 })],
   ['suppressions: first page (50)', (db, d) => createSuppressionListRepo(db, hash).listEntries(d.big.workspaceId, { limit: 50 })],
   ['suppressions: first page, reason unsubscribe (50)', (db, d) => createSuppressionListRepo(db, hash).listEntries(d.big.workspaceId, { limit: 50, reason: 'unsubscribe' })],
   // A filter no entry matches: without an index led by it, the page walks the whole list looking for 50.

@@ -23,3 +23,6 @@ export const contactRecipientColumns = { ...contactMergeColumns, trackingRefused
 
 /** A contact as the data-subject export and legal disclosures show it. */
 export const contactRecordColumns = { ...contactRecipientColumns, createdAt: contacts.createdAt, updatedAt: contacts.updatedAt } as const;
+
+/** How many of the newest consent records, and of the newest messages, a contact's page shows (its timeline). */
+export const TIMELINE_ENTRIES = 200;

@@ -11,7 +11,7 @@ import { CUSTOM_PLAN } from '../db/plan-hints.js';
 import { campaignSends, consents, contacts, contactSearchText, mailboxes, mailEvents, messageContacts, messages, type ConsentStatus } from '../db/schema.js';
 import { importedConsentChangedCtes, recordConsentChanged } from '../webhooks/facts.js';
 import { rowsOf } from '../db/pg-array.js';
-import { MAX_CONTACT_ATTRIBUTES } from './contact-columns.js';
+import { MAX_CONTACT_ATTRIBUTES, TIMELINE_ENTRIES } from './contact-columns.js';
 
 export type ContactRow = typeof contacts.$inferSelect;
 export type ConsentRow = typeof consents.$inferSelect;
@@ -230,12 +230,24 @@ function contactQueries(db: Db, hashAddress: AddressHasher) {
       );
     },
 
-    async listConsents(workspaceId: string, contactId: string): Promise<ConsentRow[]> {
+    /**
+     * A page of the contact's consent history, newest first (the order that decides the latest:
+     * `at`, then `seq`), along the index `consents_latest_idx`. The cursor names a record by its
+     * time and id; the next page starts below that record's (at, seq). Should retention have
+     * deleted it meanwhile, below its time and any seq: a record of that very instant may show
+     * twice, none is lost.
+     */
+    async listConsents(workspaceId: string, contactId: string, page: { limit: number; before?: PageCursor }): Promise<(ConsentRow & { cursorAt: string })[]> {
+      const after = page.before
+        ? sql`(${consents.at}, ${consents.seq}) < (${page.before.createdAt}::timestamptz,
+              coalesce((select c.seq from consents c where c.id = ${page.before.id}::uuid and c.contact_id = ${contactId}::uuid), 9223372036854775807))`
+        : undefined;
       return db
-        .select()
+        .select({ ...getTableColumns(consents), cursorAt: cursorTimestamp(consents.at) })
         .from(consents)
-        .where(and(eq(consents.workspaceId, workspaceId), eq(consents.contactId, contactId)))
-        .orderBy(desc(consents.at), desc(consents.seq));
+        .where(and(eq(consents.contactId, contactId), eq(consents.workspaceId, workspaceId), after))
+        .orderBy(desc(consents.at), desc(consents.seq))
+        .limit(page.limit);
     },
 
     /**
@@ -283,7 +295,7 @@ function contactQueries(db: Db, hashAddress: AddressHasher) {
           ),
         )
         .orderBy(desc(messages.at))
-        .limit(200);
+        .limit(TIMELINE_ENTRIES);
     },
 
     /** The latest record per contact: that is each contact's consent (P-11). */

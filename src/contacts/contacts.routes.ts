@@ -30,6 +30,11 @@ export const listContactsQuery = z.object({
   cursor: pageCursorField.optional(),
   q: z.string().trim().min(1).max(200).optional(),
 });
+export const listConsentsQuery = z.object({
+  // 200 by default: the contact page's share of the history; before paging the answer held it all.
+  limit: z.coerce.number().int().min(1).max(1000).default(200),
+  cursor: pageCursorField.optional(),
+});
 export const consentBody = z.object({
   status: z.enum(['opted_in', 'opted_out']),
   source: z.string().trim().min(1).max(200),
@@ -73,7 +78,7 @@ export function contactsRoutes(contacts: ContactsService, authenticated: Request
     res.status(204).end();
   });
   router.get('/contacts/:id/consents', async (req, res) => {
-    res.json({ consents: await contacts.listConsents(authOf(req), parseId(req.params.id, 'Contact')) });
+    res.json(await contacts.listConsents(authOf(req), parseId(req.params.id, 'Contact'), parseInput(listConsentsQuery, req.query)));
   });
   router.post('/contacts/:id/consents', async (req, res) => {
     const id = parseId(req.params.id, 'Contact');

@@ -6,7 +6,7 @@ import { ConflictError, NotFoundError, ValidationError } from '../errors.js';
 import type { Readable } from 'node:stream';
 import { importContactsCsv } from './contacts-import.js';
 import type { ColumnMapping } from './import-columns.js';
-import { MAX_CONTACT_ATTRIBUTES } from './contact-columns.js';
+import { MAX_CONTACT_ATTRIBUTES, TIMELINE_ENTRIES } from './contact-columns.js';
 import { deletionRequested, purgeDate, requesterOf } from '../privacy/deletion.js';
 import { seesMessageSubject } from '../privacy/gmail-guard.js';
 import type { ConsentRow, ContactFields, ContactRow, ContactsRepo } from './contacts.repo.js';
@@ -92,7 +92,9 @@ export function createContactsService(deps: {
     /** One contact with its timeline: everything that happened to it, newest first. */
     async get(auth: AuthContext, id: string) {
       const contact = await requireContact(auth, id);
-      const [history, mail] = await Promise.all([repo.listConsents(auth.workspaceId, id), repo.listMessagesOfContact(auth.workspaceId, id)]);
+      // The newest of each, as the messages always were: a long consent history (one record per
+      // import that changed it, per preference-center visit) pages on GET …/consents instead.
+      const [history, mail] = await Promise.all([repo.listConsents(auth.workspaceId, id, { limit: TIMELINE_ENTRIES }), repo.listMessagesOfContact(auth.workspaceId, id)]);
       const consentEntries = history.map((c) => ({ type: 'consent' as const, at: c.at, status: c.status, source: c.source, actor: c.actor }));
       const messageEntries = mail.map((m) => {
         return {
@@ -188,9 +190,15 @@ export function createContactsService(deps: {
       return importContactsCsv(repo, auth.workspaceId, csv, { ...options, consent: { policyVersion: deps.policyVersion, actor: `import:${actorOf(auth)}` } });
     },
 
-    async listConsents(auth: AuthContext, contactId: string) {
+    /** The consent history, newest first, a page at a time (`nextCursor` null on the last). */
+    async listConsents(auth: AuthContext, contactId: string, query: { limit: number; cursor?: PageCursor }) {
       await requireContact(auth, contactId);
-      return (await repo.listConsents(auth.workspaceId, contactId)).map((c) => presentConsent(c)!);
+      const rows = await repo.listConsents(auth.workspaceId, contactId, { limit: query.limit + 1, before: query.cursor });
+      const page = rows.slice(0, query.limit);
+      return {
+        consents: page.map((c) => presentConsent(c)!),
+        nextCursor: rows.length > query.limit ? encodeCursor(page[page.length - 1]!) : null,
+      };
     },
   };
 }

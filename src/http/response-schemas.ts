@@ -118,7 +118,7 @@ export const contact = z.object({
   updatedAt: instant,
 });
 export const contactsPage = page('contacts', contact);
-export const consentsResponse = z.object({ consents: z.array(consent) });
+export const consentsResponse = page('consents', consent);
 
 /** Human opens or clicks first, machine and unknown beside them (src/tracking/stats.service.ts). */
 export const engagementCounts = z.object({ human: count, machine: count, unknown: count, uniqueHuman: count });
