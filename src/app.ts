@@ -122,7 +122,10 @@ export function createServices(deps: AppDeps) {
   );
   const auth = createAuthService({ repo: createAuthRepo(db), sessions, throttle, devices: createLoginDevices(config.jwt), mailer: accountMailer, config, now: deps.now, policyOf: (caller) => policyVersions.acceptedBy(caller),
     // `mailboxes` is made below; a member leaving calls it long after.
-    disconnectMailboxesOf: (owner, actor, requestId) => mailboxes.disconnectAllOf(owner, actor, requestId) });
+    memberMailboxes: {
+      removeWithin: (tx, owner, actor, requestId) => mailboxes.removeMemberMailboxesWithin(tx, owner, actor, requestId),
+      revokeRemoved: (removed) => mailboxes.revokeRemoved(removed),
+    } });
   // One metrics registry per app instance; the tracking paths count into it without Express.
   const metrics = createMetrics();
   const tracking = createTracking({ config, database, logger, registry: metrics.registry, requests: metrics.requests });

@@ -28,6 +28,9 @@ const ACTIVITY_GRANULARITY_MS = 3_600_000;
 
 function authQueries(db: Db) {
   return {
+    /** The connection these queries run on (inside `transaction`, the transaction): other features' writes that must commit with a membership change share it (a unit of work). */
+    unitOfWork: db,
+
     async findUserByEmail(email: string): Promise<UserRow | undefined> {
       // A closed account (P-13) is gone for sign-in at once; its address may sign up again.
       const [row] = await db.select().from(users).where(and(eq(users.email, email), isNull(users.deletedAt))).limit(1);

@@ -25,6 +25,8 @@ import type { AccountMailer } from './account-mail.js';
 import type { AuthThrottle } from './throttle.js';
 import type { LoginDevices } from './login-devices.js';
 import { actorOf } from './actor.js';
+import type { Db } from '../db/connect.js';
+import type { MailboxRow } from '../gmail/mailboxes.repo.js';
 import type { ApiScope } from '../http/api-spec.js';
 
 export interface AuthContext {
@@ -68,10 +70,13 @@ export function createAuthService(deps: {
   /** P-18: the policy version in force and the one the caller accepted (privacy/policy-versions.ts). */
   policyOf?: (auth: AuthContext) => Promise<unknown>;
   /**
-   * Disconnects (revokes at Google, wipes our copy) the mailboxes one member connected in one
-   * workspace: what leaving it does to them (gmail/mailboxes.service.ts `disconnectAllOf`).
+   * What leaving a workspace does to the mailboxes the member connected there (gmail/mailboxes.service.ts):
+   * removed inside the leave's transaction (`within`, given it), then revoked at Google after the commit.
    */
-  disconnectMailboxesOf: (owner: { workspaceId: string; userId: string }, actor: string, requestId?: string) => Promise<void>;
+  memberMailboxes: {
+    removeWithin: (db: Db, owner: { workspaceId: string; userId: string }, actor: string, requestId?: string) => Promise<MailboxRow[]>;
+    revokeRemoved: (mailboxes: MailboxRow[]) => Promise<void>;
+  };
 }) {
   const { repo, sessions, throttle, devices, mailer } = deps;
   const now = deps.now ?? (() => new Date());
@@ -134,6 +139,26 @@ export function createAuthService(deps: {
     for (const keyId of await tx.revokeApiKeysOf(auth.workspaceId, target.userId, now())) {
       await tx.audit({ ...memberEvent(auth, 'api_key.revoked', 'api_key', keyId), detail: { reason: 'member_removed' } });
     }
+  }
+
+  /**
+   * The caller leaves the workspace, whatever their role; its last owner cannot (409
+   * `last_owner`). The mailboxes they connected there are disconnected (revoked at Google
+   * unless connected elsewhere too): their Gmail was connected for their work here. One
+   * transaction under the membership lock checks, removes the membership and the mailboxes
+   * together, so a refused leave (two owners leaving at once) touches no mailbox, and a
+   * connection finishing meanwhile waits for the lock and then finds no membership (the
+   * callback re-checks it under that lock). Google is asked after the commit; if that never
+   * happens (a crash), the kept token is revoked by the hourly job.
+   */
+  async function leaveWorkspace(auth: AuthContext) {
+    let removed: MailboxRow[] = [];
+    await repo.transaction(async (tx) => {
+      const target = checkedTarget(auth, auth.userId, true, await tx.lockMemberships(auth.workspaceId));
+      await removeMembership(tx, auth, target);
+      removed = await deps.memberMailboxes.removeWithin(tx.unitOfWork, { workspaceId: auth.workspaceId, userId: auth.userId }, actorOf(auth), auth.requestId);
+    });
+    await deps.memberMailboxes.revokeRemoved(removed);
   }
 
   return {
@@ -294,26 +319,20 @@ export function createAuthService(deps: {
       return { userId, role };
     },
 
-    /** Owners and admins remove a member (themselves too), never one ranked above them, never the last owner. Audited. */
+    /**
+     * Owners and admins remove a member, never one ranked above them, never the last owner.
+     * Audited. Removing oneself is leaving (below: one's mailboxes there go too), which a person
+     * does, not an API key acting for them.
+     */
     async removeMember(auth: AuthContext, userId: string) {
+      if (userId === auth.userId) {
+        if (auth.apiKeyId) throw new ForbiddenError('An API key cannot remove the member it acts for: they leave the workspace from their account');
+        return leaveWorkspace(auth);
+      }
       await changeMembership(auth, userId, true, (tx, target) => removeMembership(tx, auth, target));
     },
 
-    /**
-     * The caller leaves the workspace, whatever their role; its last owner cannot (409
-     * `last_owner`). The mailboxes they connected there are disconnected (revoked at Google
-     * unless connected elsewhere too): their Gmail was connected for their work here. Google
-     * first, as account closure does, after the owner check, so a refused leave touches no
-     * mailbox; once more after the removal commits, for a connection that finished in between
-     * (the callback re-checks the membership under the same lock: none can finish after).
-     */
-    async leaveWorkspace(auth: AuthContext) {
-      const disconnect = () => deps.disconnectMailboxesOf({ workspaceId: auth.workspaceId, userId: auth.userId }, actorOf(auth), auth.requestId);
-      await repo.transaction(async (tx) => checkedTarget(auth, auth.userId, true, await tx.lockMemberships(auth.workspaceId)));
-      await disconnect();
-      await changeMembership(auth, auth.userId, true, (tx, target) => removeMembership(tx, auth, target));
-      await disconnect();
-    },
+    leaveWorkspace,
 
   };
 }

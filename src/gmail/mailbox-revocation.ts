@@ -3,7 +3,8 @@ import type { AuditEntry } from '../privacy/audit.js';
 import { purgeDate } from '../privacy/deletion.js';
 import type { GmailClient } from './gmail-client.js';
 import { GmailError } from './gmail-errors.js';
-import type { MailboxesRepo, MailboxRow } from './mailboxes.repo.js';
+import type { Db } from '../db/connect.js';
+import { createMailboxesRepo, type MailboxesRepo, type MailboxRow } from './mailboxes.repo.js';
 import { tokenContext, type TokenCipher } from './token-cipher.js';
 
 /*
@@ -46,38 +47,82 @@ export function createMailboxRevocation(deps: {
     }
   }
 
+  /**
+   * In the caller's transaction: the mailbox's synced data deleted, the row marked deleted (its
+   * refresh token kept when Google is still to be asked), audited. False when it was gone already.
+   */
+  async function removeRow(tx: Omit<MailboxesRepo, 'transaction'>, mailbox: MailboxRow, revocation: Revocation | 'pending', auditEntry: (purgeAfter: Date) => AuditEntry): Promise<boolean> {
+    const at = now();
+    const purgeAfter = purgeDate(at, deps.purgeAfterDays);
+    await tx.lockById(mailbox.workspaceId, mailbox.id);
+    await tx.deleteSyncedMessages(mailbox.id);
+    if (!(await tx.markDeleted(mailbox.workspaceId, mailbox.id, at, purgeAfter, { revokeLater: revocation === 'retry' || revocation === 'pending' }))) return false;
+    const requested = auditEntry(purgeAfter);
+    // The compliance report lists scopes per mailbox from these rows (P-01, P-18).
+    await tx.audit({
+      workspaceId: mailbox.workspaceId,
+      actor: requested.actor,
+      requestId: requested.requestId,
+      action: 'mailbox.disconnected',
+      subjectType: 'mailbox',
+      subjectId: mailbox.id,
+      detail: {
+        scopes: mailbox.scopes,
+        policyVersion: mailbox.disclosureVersion,
+        ownerUserId: mailbox.userId,
+        revokedAtGoogle: revocation === 'revoked',
+        ...(revocation === 'retry' ? { revocationRetried: true } : {}),
+        ...(revocation === 'pending' ? { revocationAfterCommit: true } : {}),
+        ...(revocation === 'in_use' ? { grantInUse: true } : {}),
+      },
+    });
+    await tx.audit(requested);
+    return true;
+  }
+
+  /** Google asked again about a removed mailbox's kept token; wiped once it answered (or cannot be asked), audited. */
+  async function settleRevocation(mailbox: MailboxRow): Promise<boolean> {
+    const revocation = await revokeAtGoogle(mailbox);
+    if (revocation === 'retry' || !(await repo.wipeRefreshToken(mailbox.id))) return false;
+    await repo.audit({
+      workspaceId: mailbox.workspaceId,
+      actor: 'system:worker',
+      action: 'mailbox.revocation_retried',
+      subjectType: 'mailbox',
+      subjectId: mailbox.id,
+      detail: { revokedAtGoogle: revocation === 'revoked', ...(revocation === 'in_use' ? { grantInUse: true } : {}) },
+    });
+    return true;
+  }
+
   return {
     /** Revokes at Google (or leaves that to the retry job), then deletes the synced data and the tokens and marks the mailbox deleted, audited. */
     async revokeAndRemove(mailbox: MailboxRow, auditEntry: (purgeAfter: Date) => AuditEntry) {
       const revocation = await revokeAtGoogle(mailbox);
-      const at = now();
-      const purgeAfter = purgeDate(at, deps.purgeAfterDays);
-      await repo.transaction(async (tx) => {
-        await tx.lockById(mailbox.workspaceId, mailbox.id);
-        await tx.deleteSyncedMessages(mailbox.id);
-        if (await tx.markDeleted(mailbox.workspaceId, mailbox.id, at, purgeAfter, { revokeLater: revocation === 'retry' })) {
-          const requested = auditEntry(purgeAfter);
-          // The compliance report lists scopes per mailbox from these rows (P-01, P-18).
-          await tx.audit({
-            workspaceId: mailbox.workspaceId,
-            actor: requested.actor,
-            requestId: requested.requestId,
-            action: 'mailbox.disconnected',
-            subjectType: 'mailbox',
-            subjectId: mailbox.id,
-            detail: {
-              scopes: mailbox.scopes,
-              policyVersion: mailbox.disclosureVersion,
-              ownerUserId: mailbox.userId,
-              revokedAtGoogle: revocation === 'revoked',
-              ...(revocation === 'retry' ? { revocationRetried: true } : {}),
-              ...(revocation === 'in_use' ? { grantInUse: true } : {}),
-            },
-          });
-          await tx.audit(requested);
-        }
-      });
+      await repo.transaction((tx) => removeRow(tx, mailbox, revocation, auditEntry));
       await deps.afterRemoved(mailbox.id);
+    },
+
+    /**
+     * A member's mailboxes of one workspace, removed inside the caller's transaction (`db`), so
+     * they go with the change that removes them (a member leaving) or not at all; Google is asked
+     * after the commit (`revokeRemoved`), and should that never happen, by the hourly job.
+     */
+    async removeWithin(db: Db, owner: { workspaceId: string; userId: string }, auditEntry: (mailbox: MailboxRow, purgeAfter: Date) => AuditEntry): Promise<MailboxRow[]> {
+      const tx = createMailboxesRepo(db);
+      const removed: MailboxRow[] = [];
+      for (const mailbox of await tx.listLiveOf(owner)) {
+        if (await removeRow(tx, mailbox, 'pending', (purgeAfter) => auditEntry(mailbox, purgeAfter))) removed.push(mailbox);
+      }
+      return removed;
+    },
+
+    /** After `removeWithin` committed: Google asked now, and what the service keeps of each forgotten. */
+    async revokeRemoved(mailboxes: MailboxRow[]) {
+      for (const mailbox of mailboxes) {
+        await settleRevocation(mailbox).catch((error: unknown) => logger.warn({ mailboxId: mailbox.id, err: error }, 'revoking a removed mailbox failed; the hourly job asks again'));
+        await deps.afterRemoved(mailbox.id);
+      }
     },
 
     /**
@@ -86,19 +131,7 @@ export function createMailboxRevocation(deps: {
      */
     async retryRevocations(limit = 100): Promise<number> {
       let settled = 0;
-      for (const mailbox of await repo.listRevocationsPending(limit)) {
-        const revocation = await revokeAtGoogle(mailbox);
-        if (revocation === 'retry' || !(await repo.wipeRefreshToken(mailbox.id))) continue;
-        settled += 1;
-        await repo.audit({
-          workspaceId: mailbox.workspaceId,
-          actor: 'system:worker',
-          action: 'mailbox.revocation_retried',
-          subjectType: 'mailbox',
-          subjectId: mailbox.id,
-          detail: { revokedAtGoogle: revocation === 'revoked', ...(revocation === 'in_use' ? { grantInUse: true } : {}) },
-        });
-      }
+      for (const mailbox of await repo.listRevocationsPending(limit)) if (await settleRevocation(mailbox)) settled += 1;
       return settled;
     },
   };

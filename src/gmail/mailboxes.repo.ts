@@ -191,12 +191,14 @@ function mailboxQueries(db: Db) {
       return rows.length > 0;
     },
 
-    /** Every live mailbox a user connected (in any workspace), or of a workspace: account closure revokes them all. */
-    /** Live mailboxes of a user (everywhere), of a workspace, or of a user in one workspace. */
-    async listLiveOf(owner: { userId?: string; workspaceId?: string }): Promise<MailboxRow[]> {
-      const whose = [owner.userId ? eq(mailboxes.userId, owner.userId) : undefined, owner.workspaceId ? eq(mailboxes.workspaceId, owner.workspaceId) : undefined];
-      if (!whose.some(Boolean)) throw new Error('listLiveOf needs a user or a workspace');
-      return db.select().from(mailboxes).where(and(...whose, live));
+    /**
+     * Every live mailbox a user connected (in any workspace), of a workspace (account closure
+     * revokes them all), or of a user in one workspace (a member leaving it).
+     */
+    async listLiveOf(owner: { userId: string; workspaceId?: string } | { workspaceId: string }): Promise<MailboxRow[]> {
+      const byUser = 'userId' in owner ? eq(mailboxes.userId, owner.userId) : undefined;
+      const byWorkspace = owner.workspaceId !== undefined ? eq(mailboxes.workspaceId, owner.workspaceId) : undefined;
+      return db.select().from(mailboxes).where(and(byUser, byWorkspace, live));
     },
 
     /**

@@ -7,6 +7,7 @@ import { AppError, ConflictError, ForbiddenError, NotFoundError } from '../error
 import type { Logger } from '../logger.js';
 import { LIMITED_USE_DISCLOSURE } from './disclosure.js';
 import { createMailboxRevocation } from './mailbox-revocation.js';
+import type { Db } from '../db/connect.js';
 import { GMAIL_SCOPES, IDENTITY_SCOPES, type GmailClient, type MailboxGmail } from './gmail-client.js';
 import { GmailError, isOurOAuthConfigurationError } from './gmail-errors.js';
 import type { MailboxesRepo, MailboxRow } from './mailboxes.repo.js';
@@ -330,11 +331,20 @@ export function createMailboxService(deps: MailboxServiceDeps) {
      * mailbox of a workspace that closes, revoked at Google and removed the same way.
      * `actor` names who closed it in the audit rows (`user:<id>`, `system:inactivity`).
      */
-    async disconnectAllOf(owner: { userId: string; workspaceId?: string } | { workspaceId: string }, actor: string, requestId?: string) {
+    async disconnectAllOf(owner: { userId: string } | { workspaceId: string }, actor: string, requestId?: string) {
       for (const mailbox of await repo.listLiveOf(owner)) {
         await revokeAndRemove(mailbox, (purgeAfter) => deletionRequested({ workspaceId: mailbox.workspaceId, actor, requestId }, 'mailbox', mailbox.id, purgeAfter));
       }
     },
+
+    /**
+     * A member leaving: their mailboxes of the workspace removed in the leave's own transaction
+     * (`db`), audited as disconnected by `actor`; `revokeRemoved` asks Google after the commit.
+     */
+    removeMemberMailboxesWithin(db: Db, owner: { workspaceId: string; userId: string }, actor: string, requestId?: string) {
+      return revocation.removeWithin(db, owner, (mailbox, purgeAfter) => deletionRequested({ workspaceId: mailbox.workspaceId, actor, requestId }, 'mailbox', mailbox.id, purgeAfter));
+    },
+    revokeRemoved: revocation.revokeRemoved,
 
     /** The hourly job: revocations Google did not answer, asked again (mailbox-revocation.ts). */
     retryRevocations: revocation.retryRevocations,

@@ -82,6 +82,33 @@ describe('leaving a workspace', () => {
     expect((await app.api('DELETE', '/api/members/me', { token: admin.token })).status).toBe(401);
   });
 
+  it('the last two owners leave at once: one leaves, the other is refused and keeps their mailbox (a reviewer\'s repro)', async () => {
+    const owner = await signUp(app);
+    const second = await join(owner, 'owner');
+    const first = await connectedMailbox(app, owner.token, `race-1-${Date.now()}@acme.test`);
+    const other = await connectedMailbox(app, second.token, `race-2-${Date.now()}@acme.test`);
+    const revokes = app.sandbox.control.callCounts().revoke;
+    const answers = await Promise.all([owner.token, second.token].map((token) => app.api('DELETE', '/api/members/me', { token })));
+    expect(answers.map((a) => a.status).sort()).toEqual([204, 409]);
+    const [refusedMailbox, leftMailbox] = answers[0]!.status === 409 ? [first, other] : [other, first];
+    expect((await liveMailbox(refusedMailbox.id))?.deletedAt).toBeNull();
+    expect((await liveMailbox(leftMailbox.id))?.deletedAt).not.toBeNull();
+    expect(app.sandbox.control.callCounts().revoke).toBe(revokes + 1);
+  });
+
+  it('an admin removing themselves by id leaves (their mailbox goes too); an API key cannot remove its own member', async () => {
+    const owner = await signUp(app);
+    const admin = await join(owner, 'admin');
+    const mailbox = await connectedMailbox(app, admin.token, `self-${Date.now()}@acme.test`);
+    const key = await app.api('POST', '/api/api-keys', { token: admin.token, json: { name: 'ops', scopes: ['admin'] } });
+    expect(key.status, key.text).toBe(201);
+    const byKey = await app.api('DELETE', `/api/members/${admin.userId}`, { token: key.body.key });
+    expect(byKey.status, byKey.text).toBe(403);
+    expect((await liveMailbox(mailbox.id))?.deletedAt).toBeNull();
+    expect((await app.api('DELETE', `/api/members/${admin.userId}`, { token: admin.token })).status).toBe(204);
+    expect((await liveMailbox(mailbox.id))?.deletedAt).not.toBeNull();
+  });
+
   it('one of two owners leaves; the other stays owner', async () => {
     const owner = await signUp(app);
     const second = await join(owner, 'owner');

@@ -64,7 +64,7 @@ export const consents = pgTable(
     status: consentStatusEnum('status').notNull(),
     source: text('source').notNull(),
     policyVersion: text('policy_version').notNull(),
-    /** `user:<id>`, `import:user:<id>` or `import:key:<id>`, `recipient:<id>` … who recorded it. */
+    /** `user:<id>`, `key:<id>`, `import:user:<id>` or `import:key:<id>`, `recipient` (the unsubscribe link, the preference center) … who recorded it. */
     actor: text('actor').notNull(),
     // clock_timestamp, not now(): two records in one transaction still get an order.
     at: timestamp('at', { withTimezone: true }).notNull().default(sql`clock_timestamp()`),
