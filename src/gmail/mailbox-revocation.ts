@@ -126,6 +126,18 @@ export function createMailboxRevocation(deps: {
     },
 
     /**
+     * A grant Google just issued for a connection we then refused to store (whoever started it is
+     * no longer a member; the address is a teammate's; sending was not allowed): revoked, so it
+     * does not stay listed at Google for an app that will never use it — unless the address is
+     * connected anywhere, since Google's grant is the account's and revoking it would cut that
+     * connection too. Best effort: a failure is logged, and the grant is then the user's to remove.
+     */
+    async revokeUnstoredGrant(email: string, token: string) {
+      if ((await repo.findByEmailUnscoped(email)).length > 0) return;
+      await gmail.revoke(token).catch((error: unknown) => logger.warn({ err: error }, 'revoking a grant that was not stored failed'));
+    },
+
+    /**
      * The hourly job: disconnected mailboxes whose revocation Google did not answer are asked again;
      * once revoked (or past asking) the token is wiped and that is audited. Returns how many were settled.
      */

@@ -227,8 +227,13 @@ export function createMailboxService(deps: MailboxServiceDeps) {
         }
         throw error;
       }
+      // From here on Google holds a grant for us: refused (a 4xx), it is revoked unless the address is connected somewhere.
+      const refuseGrant = async (error: unknown): Promise<never> => {
+        if (error instanceof AppError && error.status < 500) await revocation.revokeUnstoredGrant(granted.email, granted.refreshToken ?? granted.accessToken);
+        throw error;
+      };
       if (!granted.scopes.includes(GMAIL_SCOPES.send)) {
-        throw new AppError('scope_not_granted', 400, 'Sending permission was not granted; connect again and allow sending');
+        await refuseGrant(new AppError('scope_not_granted', 400, 'Sending permission was not granted; connect again and allow sending'));
       }
 
       const save = () => repo.transaction(async (tx) => {
@@ -290,7 +295,7 @@ export function createMailboxService(deps: MailboxServiceDeps) {
       });
       // Two consents of one address finishing at once (two tabs) both find no row; the one that
       // inserts second saves again, now as a reconnect of the row the first made.
-      const { mailbox, reconnected } = await onceMoreAfterUniqueViolation(save);
+      const { mailbox, reconnected } = await onceMoreAfterUniqueViolation(save).catch(refuseGrant);
       await releaseParked(mailbox.id);
       await deps.pacer.forget(mailbox.id);
       deps.onConnected?.(mailbox, { reconnected });

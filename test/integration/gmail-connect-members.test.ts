@@ -31,15 +31,18 @@ const liveMailboxesAt = async (email: string) =>
   ).rows;
 
 describe('finishing a Gmail connection', () => {
-  it('a member removed while Google asked for consent gets no mailbox: the callback is a 400 and stores nothing', async () => {
+  it('a member removed while Google asked for consent gets no mailbox: the callback is a 400 and stores nothing, and the grant Google issued is revoked', async () => {
     const member = await join('leaver@acme.test');
     const pending = await approveConnection(ctx.app, member.token, 'leaver.gmail@acme.test');
     expect((await ctx.app.api('DELETE', `/api/members/${member.userId}`, { token: ctx.owner.token })).status).toBe(204);
 
+    const revokes = ctx.app.sandbox.control.callCounts().revoke;
     const done = await pending.finish();
     expect(done.status, done.text).toBe(400);
     expect(done.body.error.code).toBe('invalid_state');
     expect(await liveMailboxesAt('leaver.gmail@acme.test')).toEqual([]);
+    // Not left listed at Google for an app that will never use it.
+    expect(ctx.app.sandbox.control.callCounts().revoke).toBe(revokes + 1);
   });
 
   it('an account closed while Google asked for consent gets no mailbox', async () => {
@@ -66,8 +69,11 @@ describe('finishing a Gmail connection', () => {
     const owned = await connectedMailbox(ctx.app, ctx.owner.token, 'owned.gmail@acme.test');
     const member = await join('taker@acme.test');
 
+    const revokes = ctx.app.sandbox.control.callCounts().revoke;
     const taken = await (await approveConnection(ctx.app, member.token, 'owned.gmail@acme.test')).finish();
     expect(taken.status, taken.text).toBe(409);
+    // Google's grant is the account's: revoking the refused one would cut the owner's connection.
+    expect(ctx.app.sandbox.control.callCounts().revoke).toBe(revokes);
     expect(taken.body.error.code).toBe('mailbox_connected_by_another');
     expect(await liveMailboxesAt('owned.gmail@acme.test')).toEqual([{ user_id: ctx.owner.userId }]);
     const listed = await ctx.app.api('GET', '/api/mailboxes', { token: ctx.owner.token });
