@@ -13,8 +13,11 @@ import { acceptInvitation, signUp, startTestApp, type TestApp } from '../helpers
  * until it is added to one of the tables. Public routes (registry access `public`) need no table.
  */
 
-/** Routes that act only on the caller's own account: account-closure.test.ts proves closing A leaves B untouched. */
-const SELF_ROUTES = ['POST /api/privacy/delete-account'];
+/**
+ * Routes that act only on the caller's own account or membership: account-closure.test.ts proves
+ * closing A leaves B untouched; leave-workspace.test.ts that leaving touches only the leaver's own.
+ */
+const SELF_ROUTES = ['POST /api/privacy/delete-account', 'DELETE /api/members/me'];
 
 let app: TestApp;
 let a: Awaited<ReturnType<typeof signUp>>;
