@@ -77,6 +77,7 @@ ${codeStep}
 <h2 id="leave">Leave ${workspace.name}</h2>
 <p>You stop being a member of this workspace; your account and your other workspaces stay. The Gmail mailboxes you connected here are disconnected (a campaign sending from one pauses) and the API keys you made here stop working. Its last owner cannot leave: make someone else an owner first.</p>${problem('leave')}
 <form class="stack" method="post" action="${action('/app/account/leave', 'leave')}">${csrfField(token)}
+<label class="choice"><input type="checkbox" name="confirm" value="yes" required> I understand: my mailboxes here are disconnected and I need a new invitation to come back</label>
 <div class="actions"><button type="submit" class="danger">Leave ${workspace.name}</button></div></form>
 <h2 id="close">Close my account</h2>
 <p>Your sessions end at once and your account is purged after the waiting period. A workspace where you are the only member is closed with it. A workspace you own alone that others still use is not: make one of them an owner (or remove them) first, or closing is refused.</p>${problem('close')}
@@ -157,6 +158,8 @@ ${codeStep}
   // again for another of their workspaces, or to make one.
   router.post('/account/leave', async (req, res) => {
     await onForm('leave')(req, res, async () => {
+      // One click must not disconnect someone's Gmail: the box is required by the browser, and here.
+      if (field(req, 'confirm') !== 'yes') throw new ValidationError([{ field: 'confirm', message: 'tick the box to confirm that you leave' }]);
       const member = signedIn(req);
       const { workspace } = await auth.me(member);
       await auth.leaveWorkspace(member);

@@ -222,7 +222,7 @@ describe('Account page', () => {
       email: await person.browser.post('/app/account/email', { email: 'not an address', currentPassword: person.password }),
       verify: await person.browser.post('/app/account/email/verify', { code: 'not-a-code' }),
       // The workspace's only owner cannot leave it (409 last_owner).
-      leave: await person.browser.post('/app/account/leave', {}),
+      leave: await person.browser.post('/app/account/leave', { confirm: 'yes' }),
       close: await person.browser.post('/app/account/close', { password: 'wrong-password' }),
     };
     for (const [form, answer] of Object.entries(refused)) {
@@ -295,7 +295,12 @@ describe('Account page', () => {
     const member = await memberInBrowser(app, owner.browser);
     const page = await member.get(ACCOUNT);
     expect(page.text).toContain('<h2 id="leave">Leave ');
-    const left = await member.post('/app/account/leave', {});
+    // Unconfirmed: a 400 on the form, and still a member.
+    const unconfirmed = await member.post('/app/account/leave', {});
+    expect(unconfirmed.status).toBe(400);
+    expect(unconfirmed.text).toMatch(/id="leave-error" class="notice error" role="alert">The request is not valid: confirm:/);
+    expect((await member.get(ACCOUNT)).status).toBe(200);
+    const left = await member.post('/app/account/leave', { confirm: 'yes' });
     expect(left.status, left.text).toBe(200);
     expect(left.text).toContain('<h1>You left ');
     const after = await member.get(ACCOUNT);
