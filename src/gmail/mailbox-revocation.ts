@@ -54,8 +54,14 @@ export function createMailboxRevocation(deps: {
   async function removeRow(tx: Omit<MailboxesRepo, 'transaction'>, mailbox: MailboxRow, revocation: Revocation | 'pending', auditEntry: (purgeAfter: Date) => AuditEntry): Promise<boolean> {
     const at = now();
     const purgeAfter = purgeDate(at, deps.purgeAfterDays);
-    await tx.lockById(mailbox.workspaceId, mailbox.id);
-    await tx.deleteSyncedMessages(mailbox.id);
+    // Pending (a member leaving, inside their membership change): no row lock and no bulk delete
+    // there — the change holds its workspace's row, which every insert naming the workspace waits
+    // for; a `for update` of the mailbox would also deadlock with a sync insert holding its key
+    // share. Its synced data is deleted after the commit (`revokeRemoved`, else the hourly job).
+    if (revocation !== 'pending') {
+      await tx.lockById(mailbox.workspaceId, mailbox.id);
+      await tx.deleteSyncedMessages(mailbox.id);
+    }
     if (!(await tx.markDeleted(mailbox.workspaceId, mailbox.id, at, purgeAfter, { revokeLater: revocation === 'retry' || revocation === 'pending' }))) return false;
     const requested = auditEntry(purgeAfter);
     // The compliance report lists scopes per mailbox from these rows (P-01, P-18).
@@ -80,8 +86,13 @@ export function createMailboxRevocation(deps: {
     return true;
   }
 
-  /** Google asked again about a removed mailbox's kept token; wiped once it answered (or cannot be asked), audited. */
+  /**
+   * Google asked again about a removed mailbox's kept token; wiped once it answered (or cannot be
+   * asked), audited. Its synced data is deleted first (already gone unless it was removed inside
+   * another change's transaction, `removeWithin`).
+   */
   async function settleRevocation(mailbox: MailboxRow): Promise<boolean> {
+    await repo.deleteSyncedMessages(mailbox.id);
     const revocation = await revokeAtGoogle(mailbox);
     if (revocation === 'retry' || !(await repo.wipeRefreshToken(mailbox.id))) return false;
     await repo.audit({
@@ -105,7 +116,8 @@ export function createMailboxRevocation(deps: {
 
     /**
      * A member's mailboxes of one workspace, removed inside the caller's transaction (`db`), so
-     * they go with the change that removes them (a member leaving) or not at all; Google is asked
+     * they go with the change that removes them (a member leaving) or not at all: marked deleted,
+     * the refresh token kept for one use, audited. Their synced data is deleted and Google asked
      * after the commit (`revokeRemoved`), and should that never happen, by the hourly job.
      */
     async removeWithin(db: Db, owner: { workspaceId: string; userId: string }, auditEntry: (mailbox: MailboxRow, purgeAfter: Date) => AuditEntry): Promise<MailboxRow[]> {
