@@ -2,6 +2,7 @@ import { and, asc, eq, gt, isNull, lte, sql, type SQL } from 'drizzle-orm';
 import { inTransaction, type Db } from '../db/connect.js';
 import { invitations, memberships, signupRequests, users, webSessions, workspaces, type Role } from '../db/schema.js';
 import { revokeKeysOfMember } from '../api-keys/api-keys.repo.js';
+import { revokeGrantsOfMember } from '../privacy/grants.repo.js';
 import { recordAudit, type AuditEntry } from '../privacy/audit.js';
 import { ROLE_RANK } from './auth-common.js';
 
@@ -270,6 +271,11 @@ function authQueries(db: Db) {
     /** A removed member's API keys go with the membership (api-keys.repo.ts); resolves to the keys revoked. */
     revokeApiKeysOf(workspaceId: string, userId: string, at: Date): Promise<string[]> {
       return revokeKeysOfMember(db, workspaceId, userId, at);
+    },
+
+    /** And the access grants they received or gave (privacy/grants.repo.ts); resolves to the grants revoked. */
+    revokeGrantsOf(workspaceId: string, userId: string, at: Date) {
+      return revokeGrantsOfMember(db, workspaceId, userId, at);
     },
 
     /** Membership changes are evidence (issue 11): written in the transaction that makes them. */

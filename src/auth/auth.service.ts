@@ -132,12 +132,22 @@ export function createAuthService(deps: {
     return target;
   }
 
-  /** A membership's removal: the row, its audit row, and the API keys the member made there (revoked, audited). */
+  /**
+   * A membership's removal: the row, its audit row, the API keys the member made there and the
+   * Gmail access grants they received or gave there (revoked, audited): invited back, they bring
+   * none of them back.
+   */
   async function removeMembership(tx: AuthTx, auth: AuthContext, target: { userId: string; role: Role }) {
     await tx.deleteMembership(auth.workspaceId, target.userId);
     await tx.audit({ ...memberEvent(auth, 'member.removed', 'user', target.userId), detail: { role: target.role } });
     for (const keyId of await tx.revokeApiKeysOf(auth.workspaceId, target.userId, now())) {
       await tx.audit({ ...memberEvent(auth, 'api_key.revoked', 'api_key', keyId), detail: { reason: 'member_removed' } });
+    }
+    for (const grant of await tx.revokeGrantsOf(auth.workspaceId, target.userId, now())) {
+      await tx.audit({
+        ...memberEvent(auth, 'grant.revoked', 'gmail_access_grant', grant.id),
+        detail: { messageId: grant.messageId, granteeUserId: grant.granteeUserId, reason: 'member_removed' },
+      });
     }
   }
 

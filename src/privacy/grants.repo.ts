@@ -3,6 +3,25 @@ import { inTransaction, type Db } from '../db/connect.js';
 import { gmailAccessGrants, mailboxes, memberships, messages, type GmailAccessGrantRow } from '../db/schema.js';
 import { recordAudit, type AuditEntry } from './audit.js';
 
+/**
+ * A member leaving or removed: the access grants they received, and those they gave (they can no
+ * longer revoke them), end with the membership — invited back, they bring none back (P-03).
+ * Resolves to the grants revoked, for the caller's audit rows.
+ */
+export async function revokeGrantsOfMember(db: Db, workspaceId: string, userId: string, at: Date) {
+  return db
+    .update(gmailAccessGrants)
+    .set({ revokedAt: at })
+    .where(
+      and(
+        eq(gmailAccessGrants.workspaceId, workspaceId),
+        or(eq(gmailAccessGrants.granteeUserId, userId), eq(gmailAccessGrants.grantedBy, userId)),
+        isNull(gmailAccessGrants.revokedAt),
+      ),
+    )
+    .returning({ id: gmailAccessGrants.id, messageId: gmailAccessGrants.messageId, granteeUserId: gmailAccessGrants.granteeUserId });
+}
+
 /** Access grants to Gmail content, and the facts the guard needs about a message. */
 function grantQueries(db: Db) {
   return {

@@ -1,6 +1,6 @@
 import { and, eq } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { auditLog, mailboxes } from '../../src/db/schema.js';
+import { auditLog, mailboxes, messages } from '../../src/db/schema.js';
 import { connectedMailbox } from '../helpers/gmail.js';
 import { acceptInvitation, signUp, startTestApp, type TestApp } from '../helpers/test-app.js';
 
@@ -107,6 +107,61 @@ describe('leaving a workspace', () => {
     expect((await liveMailbox(mailbox.id))?.deletedAt).toBeNull();
     expect((await app.api('DELETE', `/api/members/${admin.userId}`, { token: admin.token })).status).toBe(204);
     expect((await liveMailbox(mailbox.id))?.deletedAt).not.toBeNull();
+  });
+
+  it('P-06 the leaver\'s synced mail is deleted after the commit; should the process die before, the hourly revocation job deletes it and asks Google', async () => {
+    const owner = await signUp(app);
+    const member = await join(owner, 'member');
+    const synced = (mailboxId: string) => db().select({ id: messages.id }).from(messages).where(and(eq(messages.mailboxId, mailboxId), eq(messages.synced, true)));
+    const copy = (mailboxId: string, n: number) => ({
+      workspaceId: owner.workspaceId, mailboxId, direction: 'inbound' as const, status: 'received' as const, synced: true,
+      gmailMessageId: `g-${mailboxId}-${n}`, fromAddress: 'someone@else.test', toAddresses: ['x@acme.test'], subject: 'private',
+    });
+
+    const first = await connectedMailbox(app, member.token, `synced-${Date.now()}@acme.test`, { sync: true });
+    await db().insert(messages).values([copy(first.id, 1), copy(first.id, 2)]);
+    expect((await app.api('DELETE', '/api/members/me', { token: member.token })).status).toBe(204);
+    expect(await synced(first.id)).toEqual([]);
+
+    // The crash window: the leave committed, nothing after it ran.
+    const again = await join(owner, 'member');
+    const second = await connectedMailbox(app, again.token, `crashed-${Date.now()}@acme.test`, { sync: true });
+    await db().insert(messages).values([copy(second.id, 1)]);
+    await db().transaction(async (tx) => {
+      await app.services.mailboxes.removeMemberMailboxesWithin(tx as unknown as typeof app.database.db, { workspaceId: owner.workspaceId, userId: again.userId }, `user:${again.userId}`);
+    });
+    expect(await synced(second.id)).toHaveLength(1);
+    expect((await liveMailbox(second.id))?.refresh).not.toBe('');
+    const revokes = app.sandbox.control.callCounts().revoke;
+    await app.services.mailboxes.retryRevocations();
+    expect(await synced(second.id)).toEqual([]);
+    expect((await liveMailbox(second.id))?.refresh).toBe('');
+    expect(app.sandbox.control.callCounts().revoke).toBe(revokes + 1);
+  });
+
+  it('P-03 the Gmail access grants a leaver received end with the membership: invited back, they read nothing with them (an attacker\'s finding)', async () => {
+    const owner = await signUp(app);
+    const mailbox = await connectedMailbox(app, owner.token, `granting-${Date.now()}@acme.test`, { sync: true });
+    app.sandbox.control.createMailbox({ email: 'friend@elsewhere.test' });
+    const sent = await app.api('POST', '/api/messages', { token: owner.token, json: { mailboxId: mailbox.id, to: 'friend@elsewhere.test', subject: 'Granted', text: 'GRANTED-BODY' } });
+    expect(sent.status, sent.text).toBe(201);
+    const member = await join(owner, 'member');
+    const grant = await app.api('POST', '/api/grants', { token: owner.token, json: { messageId: sent.body.id, granteeUserId: member.userId, expiresAt: new Date(Date.now() + 86_400_000).toISOString() } });
+    expect(grant.status, grant.text).toBe(201);
+    const read = (token: string) => app.api('GET', `/api/messages/${sent.body.id}/content?basis=grant`, { token });
+    expect((await read(member.token)).status).toBe(200);
+
+    expect((await app.api('DELETE', '/api/members/me', { token: member.token })).status).toBe(204);
+    const invite = await app.api('POST', '/api/invitations', { token: owner.token, json: { email: member.email, role: 'member' } });
+    const back = await acceptInvitation(app, { token: invite.body.token, password: 'member password long' });
+    expect(back.status, back.text).toBe(201);
+    const again = await read(back.body.token);
+    expect(again.status).toBe(403);
+    expect(again.body.error.code).toBe('no_active_grant');
+    const given = (await app.api('GET', '/api/grants', { token: owner.token })).body.grants as { id: string; status: string }[];
+    expect(given.find((g) => g.id === grant.body.id)?.status).toBe('revoked');
+    const audit = await db().select().from(auditLog).where(and(eq(auditLog.workspaceId, owner.workspaceId), eq(auditLog.subjectId, grant.body.id), eq(auditLog.action, 'grant.revoked')));
+    expect(audit).toEqual([expect.objectContaining({ actor: `user:${member.userId}`, detail: expect.objectContaining({ reason: 'member_removed' }) })]);
   });
 
   it('one of two owners leaves; the other stays owner', async () => {
