@@ -9,14 +9,16 @@ import type { MailboxRow } from '../gmail/mailboxes.repo.js';
  *  - `follow_ups_need_sync`: the campaign has follow-up steps, which stop for whoever replied or
  *    bounced, and the mailbox cannot be read (connected, or reconnected, send-only): every
  *    follow-up would go out regardless (launch and resume refuse; the worker pauses);
- *  - `mailbox_syncing`: a sequence whose mailbox was reconnected and has not been read since — a
- *    reply that arrived while it could not be read must stop a follow-up first. The reconnect
- *    starts that sync at once; meanwhile the campaign waits (the worker sends nothing for it, a
- *    paused one resumes after). A sync that keeps failing keeps it waiting: the mailbox shows why.
+ *  - `mailbox_syncing`: a sequence whose mailbox was reconnected and has not been read since, or
+ *    whose latest sync pass failed — a reply that arrived while it could not be read must stop a
+ *    follow-up first (an attacker's finding: with sync failing, a follow-up went to someone who had
+ *    replied). The reconnect starts that sync at once, and a failed pass is retried at the next
+ *    poll; meanwhile the campaign waits (the worker sends nothing for it, a paused one resumes
+ *    after). A sync that keeps failing keeps it waiting: the mailbox shows why.
  */
 export type MailboxHold = 'mailbox_needs_reconnect' | 'follow_ups_need_sync' | 'mailbox_syncing';
 
-type HeldMailbox = Pick<MailboxRow, 'status' | 'syncEnabled' | 'scopes' | 'lastSyncAt' | 'connectedAt'>;
+type HeldMailbox = Pick<MailboxRow, 'status' | 'syncEnabled' | 'scopes' | 'lastSyncAt' | 'lastSyncFailedAt' | 'connectedAt'>;
 
 /** What sync needs to read the mailbox at all (sync.service.ts skips a mailbox without both). */
 const canBeRead = (mailbox: HeldMailbox) => mailbox.syncEnabled && mailbox.scopes.includes(GMAIL_SCOPES.readonly);
@@ -27,6 +29,8 @@ export function mailboxHold(campaign: { steps: readonly unknown[] }, mailbox: He
   if (!canBeRead(mailbox)) return 'follow_ups_need_sync';
   // Read before, then (re)connected since its last good sync: what came meanwhile is unread.
   if (mailbox.lastSyncAt && mailbox.lastSyncAt < mailbox.connectedAt) return 'mailbox_syncing';
+  // The latest pass failed: unread since then (or never read at all, its first pass failing).
+  if (mailbox.lastSyncFailedAt && (!mailbox.lastSyncAt || mailbox.lastSyncFailedAt > mailbox.lastSyncAt)) return 'mailbox_syncing';
   return undefined;
 }
 

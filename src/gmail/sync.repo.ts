@@ -263,9 +263,9 @@ function syncQueries(db: Db, hashAddress: AddressHasher) {
         .where(eq(mailboxes.id, mailboxId));
     },
 
-    /** Failure: the reason is shown to the mailbox's workspace; history and counters stay. */
-    async recordSyncFailure(mailboxId: string, reason: string): Promise<void> {
-      await db.update(mailboxes).set({ lastSyncError: reason }).where(eq(mailboxes.id, mailboxId));
+    /** Failure: the reason is shown to the mailbox's workspace, and when (sequences wait until a pass succeeds); history and counters stay. */
+    async recordSyncFailure(mailboxId: string, reason: string, at: Date): Promise<void> {
+      await db.update(mailboxes).set({ lastSyncError: reason, lastSyncFailedAt: at }).where(eq(mailboxes.id, mailboxId));
     },
 
     /** Syncing mailboxes whose push watch is missing or expires before `before`. */

@@ -238,7 +238,7 @@ export function createSyncService(deps: SyncServiceDeps) {
       // What the pass stored stays, and so do its counts (processIds); history stays where it was.
       if (stored.kept > 0) await repo.recordSyncHealth(mailbox.id, { seen: stored.read, health: stored }).catch(() => undefined);
       if (error instanceof GmailError) {
-        await repo.recordSyncFailure(mailbox.id, describeSyncFailure(error)).catch(() => undefined);
+        await repo.recordSyncFailure(mailbox.id, describeSyncFailure(error), now()).catch(() => undefined);
         logger.warn({ mailboxId: mailbox.id, kind: error.kind, status: error.status, reason: error.reason }, 'mailbox sync failed; history kept for the next try');
         return { status: 'failed', kind: error.kind };
       }
@@ -248,7 +248,7 @@ export function createSyncService(deps: SyncServiceDeps) {
         return { status: 'skipped', reason: 'unknown_mailbox' };
       }
       logger.error({ mailboxId: mailbox.id, ...safeErrorFields(error) }, 'mailbox sync failed');
-      await repo.recordSyncFailure(mailbox.id, 'internal: sync failed on our side; it is retried at the next poll').catch(() => undefined);
+      await repo.recordSyncFailure(mailbox.id, 'internal: sync failed on our side; it is retried at the next poll', now()).catch(() => undefined);
       return { status: 'failed', kind: 'internal' };
     }
   }

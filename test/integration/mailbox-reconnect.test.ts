@@ -172,3 +172,37 @@ it('a campaign paused for a reconnect whose mailbox is then disconnected says so
   await ctx.app.services.sendWorker.tick();
   expect(await campaignOf(campaign)).toMatchObject({ status: 'paused', statusReason: 'mailbox_disconnected', progress: { waitingFor: 'mailbox_disconnected' } });
 });
+
+it('a sequence waits while its mailbox\'s sync is failing: a reply that arrived meanwhile stops the follow-up once a pass succeeds (an attacker\'s finding)', async () => {
+  const sender = 'failing-sync@acme.test';
+  const mailbox = await connectedMailbox(ctx.app, ctx.owner.token, sender, { sync: true });
+  const fay = await contact('fay');
+  const created = await ctx.app.api('POST', '/api/campaigns', {
+    token: ctx.owner.token,
+    json: { name: 'F1 hello', kind: 'transactional', mailboxId: mailbox.id, subject: 'F1 hello', text: 'Hello', contactIds: [fay.id], steps: [{ afterDays: 1, text: 'Following up' }] },
+  });
+  expect((await ctx.app.api('POST', `/api/campaigns/${created.body.id}/launch`, { token: ctx.owner.token, json: {} })).status).toBe(200);
+  const campaign = created.body.id as string;
+  await ctx.app.services.sendWorker.tick();
+  await ctx.app.services.sync.syncMailbox(mailbox.id);
+
+  // Gmail stops answering this mailbox's sync; Fay answers.
+  const faults = (['history', 'list'] as const).map((endpoint) => ctx.app.sandbox.control.injectFault({ kind: 'backendError', status: 503, endpoint, mailbox: sender, times: 'always' }));
+  await ctx.app.sandbox.control.reply(fay.email, received(fay.email, 'F1 hello').id, { text: 'Please stop' });
+  await ctx.app.services.sync.syncMailbox(mailbox.id);
+  const [row] = await query<{ failed: boolean }>(sql`select last_sync_failed_at > last_sync_at as failed from mailboxes where id = ${mailbox.id}::uuid`);
+  expect(row!.failed).toBe(true);
+
+  // The follow-up falls due while the mailbox cannot be read: it waits, the campaign says why.
+  await query(sql`update campaign_sends set due_at = now() where campaign_id = ${campaign}::uuid and step = 1`);
+  await ctx.app.services.sendWorker.runUntilIdle();
+  expect(await followUp(campaign)).toMatchObject({ status: 'queued' });
+  expect(await campaignOf(campaign)).toMatchObject({ status: 'sending', progress: { waitingFor: 'mailbox_syncing' } });
+
+  // Sync works again: it reads the reply, and the follow-up is skipped for it.
+  for (const fault of faults) ctx.app.sandbox.control.removeFault(fault.id);
+  await ctx.app.services.sync.syncMailbox(mailbox.id);
+  await ctx.app.services.sendWorker.runUntilIdle();
+  expect(await followUp(campaign)).toMatchObject({ status: 'skipped', skip_reason: 'replied' });
+  expect(ctx.app.sandbox.control.listMessages(fay.email).filter((m) => m.from?.includes(sender))).toHaveLength(1);
+});

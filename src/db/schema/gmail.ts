@@ -57,6 +57,12 @@ export const mailboxes = pgTable(
     watchExpiresAt: timestamp('watch_expires_at', { withTimezone: true }),
     lastSyncAt: timestamp('last_sync_at', { withTimezone: true }),
     lastSyncError: text('last_sync_error'),
+    /**
+     * When a sync pass last failed (migration 0049). Later than `lastSyncAt`: the mailbox has not
+     * been read since, and a sequence from it waits (campaigns/mailbox-hold.ts): a reply that
+     * arrived meanwhile must stop a follow-up first. (`lastSyncError` also carries a good pass's gap note.)
+     */
+    lastSyncFailedAt: timestamp('last_sync_failed_at', { withTimezone: true }),
     messagesSeen: integer('messages_seen').notNull().default(0),
     /** Counters of what sync read, kept and skipped (and why): `SyncHealthCounts` in gmail/sync-health.ts. */
     syncHealth: jsonb('sync_health').$type<Record<string, number>>().notNull().default({}),
