@@ -1,5 +1,8 @@
+import { createHash, randomBytes } from 'node:crypto';
 import { Router } from 'express';
+import { actorOf } from '../auth/actor.js';
 import { z } from 'zod';
+import { AppError } from '../errors.js';
 import { parseId } from '../http/params.js';
 import { parseInput } from '../http/validate.js';
 import { sendMessageBody } from '../messages/messages.routes.js';
@@ -17,6 +20,10 @@ type MessageAccess = Awaited<ReturnType<GrantsService['forMessage']>>;
 
 const grantDaysForm = z.object({ days: z.coerce.number().int().min(1).max(MAX_GRANT_DAYS) });
 
+/** The compose form's one-time key (random, base64url), its Idempotency-Key: a double submit sends once. */
+const SEND_KEY = /^[A-Za-z0-9_-]{22,64}$/;
+const COMPOSE_ROUTE = 'POST /app/contacts/:id/compose';
+
 /**
  * 1:1 mail from a contact's page (the same `messages.send` as POST /api/messages: the
  * suppression gate, the budget and the at-most-once send all apply), and reading a message:
@@ -25,7 +32,7 @@ const grantDaysForm = z.object({ days: z.coerce.number().int().min(1).max(MAX_GR
  */
 export function messagePages(ctx: WebContext): Router {
   const router = Router();
-  const { contacts, mailboxes, messages, messageContent, grants, auth: accounts } = ctx.services;
+  const { contacts, mailboxes, messages, messageContent, grants, idempotency, auth: accounts } = ctx.services;
 
   const composeForm = async (req: Parameters<typeof signedIn>[0], contactId: string, values: Record<string, string> = {}, error?: string) => {
     const auth = signedIn(req);
@@ -37,6 +44,7 @@ export function messagePages(ctx: WebContext): Router {
       body: html`<h1>Write to ${contactName(contact)}</h1>${errorNotice(error)}
 ${own.length === 0 ? html`<p>You have no active Gmail mailbox to send from. <a href="/app/mailboxes">Connect one</a> first.</p>` : html`
 <form class="stack" method="post" action="/app/contacts/${contact.id}/compose">${csrfField(req.browser!.csrfToken)}
+<input type="hidden" name="sendKey" value="${values.sendKey && SEND_KEY.test(values.sendKey) ? values.sendKey : randomBytes(16).toString('base64url')}">
 <label>From <select name="mailboxId">${own.map((m) => html`<option value="${m.id}"${values.mailboxId === m.id ? html` selected` : ''}>${m.email}</option>`)}</select></label>
 <label>To <input value="${contact.email}" readonly></label>
 <label>Subject <input name="subject" value="${values.subject ?? ''}" maxlength="998" required></label>
@@ -54,14 +62,28 @@ ${own.length === 0 ? html`<p>You have no active Gmail mailbox to send from. <a h
     const auth = signedIn(req);
     const contactId = parseId(req.params.id, 'Contact');
     const input = formInput(req);
+    // The form's key, as the API's Idempotency-Key (src/idempotency): a second submit of the same
+    // form (a double click, a reload after a slow answer) gets the first one's outcome, never a
+    // second mail. Only a success is kept: after a refusal the corrected form sends.
+    const key = input.sendKey && SEND_KEY.test(input.sendKey) ? input.sendKey : undefined;
+    const scope = key ? { workspaceId: auth.workspaceId, caller: actorOf(auth), route: COMPOSE_ROUTE, key } : undefined;
+    let started = false;
     try {
       const contact = await contacts.get(auth, contactId);
       const mail = parseInput(sendMessageBody, { mailboxId: input.mailboxId, to: contact.email, subject: input.subject ?? '', text: input.text ?? '' });
+      if (scope) {
+        const start = await idempotency.begin(scope, createHash('sha256').update(JSON.stringify([contactId, mail])).digest('hex'));
+        if (start.kind === 'replay') return res.redirect(303, `/app/contacts/${contactId}?notice=${(start.body as { pending?: boolean }).pending ? 'send_pending' : 'sent'}`);
+        started = true;
+      }
       const { pending } = await messages.send(auth, mail);
+      if (scope) await idempotency.finish(scope, 201, { pending });
       res.redirect(303, `/app/contacts/${contactId}?notice=${pending ? 'send_pending' : 'sent'}`);
     } catch (error) {
+      if (scope && started) await idempotency.finish(scope, formProblem(error).status, null).catch(() => undefined);
       const problem = formProblem(error);
-      const page = await composeForm(req, contactId, input, problem.message);
+      const underWay = error instanceof AppError && error.code === 'idempotency_in_progress';
+      const page = await composeForm(req, contactId, input, underWay ? 'This mail is being sent already (the form was sent twice): see the contact\'s page in a moment.' : problem.message);
       await sendAppPage(ctx, req, res, { ...page, section: 'contacts', status: problem.status });
     }
   });

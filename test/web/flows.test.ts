@@ -120,6 +120,27 @@ describe('compose and read 1:1 mail from a contact page', () => {
     expect(frame.headers.get('content-security-policy')).not.toContain('script-src');
   });
 
+  it('the form carries a one-time key: the same form submitted twice, even at once, sends one mail (an attacker\'s note); a new form sends again', async () => {
+    app.sandbox.control.createMailbox({ email: 'twice@example.com' });
+    const contact = await app.api('POST', '/api/contacts', { token: ownerToken, json: { email: 'twice@example.com' } });
+    const compose = await owner.browser.get(`/app/contacts/${contact.body.id}/compose`);
+    const mailboxId = /<option value="([0-9a-f-]{36})"/.exec(compose.text)![1]!;
+    const sendKey = /name="sendKey" value="([A-Za-z0-9_-]+)"/.exec(compose.text)![1]!;
+    const form = { mailboxId, subject: 'Only once', text: 'Hello', sendKey };
+    const answers = await Promise.all([owner.browser.post(`/app/contacts/${contact.body.id}/compose`, form), owner.browser.post(`/app/contacts/${contact.body.id}/compose`, form)]);
+    // One sends; the other is told it is under way (409) or, once done, gets the same outcome.
+    expect(answers.map((a) => a.status).sort()).toEqual(answers.some((a) => a.status === 409) ? [303, 409] : [303, 303]);
+    const again = await owner.browser.post(`/app/contacts/${contact.body.id}/compose`, form);
+    expect(again.location).toBe(`/app/contacts/${contact.body.id}?notice=sent`);
+    expect(app.sandbox.control.listMessages('twice@example.com').filter((m) => m.subject === 'Only once')).toHaveLength(1);
+
+    const fresh = await owner.browser.get(`/app/contacts/${contact.body.id}/compose`);
+    const otherKey = /name="sendKey" value="([A-Za-z0-9_-]+)"/.exec(fresh.text)![1]!;
+    expect(otherKey).not.toBe(sendKey);
+    expect((await owner.browser.post(`/app/contacts/${contact.body.id}/compose`, { ...form, sendKey: otherKey })).status).toBe(303);
+    expect(app.sandbox.control.listMessages('twice@example.com').filter((m) => m.subject === 'Only once')).toHaveLength(2);
+  });
+
   it('P-08 a suppressed recipient is refused on the form and nothing is sent', async () => {
     const contact = await app.api('POST', '/api/contacts', { token: ownerToken, json: { email: 'gone@example.com' } });
     await app.api('POST', '/api/suppressions', { token: ownerToken, json: { email: 'gone@example.com' } });
