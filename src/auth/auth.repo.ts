@@ -172,6 +172,15 @@ function authQueries(db: Db) {
         .orderBy(asc(memberships.createdAt));
     },
 
+    /** Invitations the workspace made since `since` (the daily limit); its own index, then the time. */
+    async countInvitationsSince(workspaceId: string, since: Date): Promise<number> {
+      const [row] = await db
+        .select({ n: sql<number>`count(*)::int` })
+        .from(invitations)
+        .where(and(eq(invitations.workspaceId, workspaceId), gt(invitations.createdAt, since)));
+      return Number(row?.n ?? 0);
+    },
+
     async insertInvitation(values: typeof invitations.$inferInsert): Promise<InvitationRow> {
       const [row] = await db.insert(invitations).values(values).returning();
       return row!;

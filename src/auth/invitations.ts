@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { Role } from '../db/schema.js';
-import { ConflictError, ForbiddenError, NotFoundError, UnauthorizedError } from '../errors.js';
+import { ConflictError, ForbiddenError, NotFoundError, TooManyRequestsError, UnauthorizedError } from '../errors.js';
 import { hashOneTimeCode, joinInvitedWorkspace, memberEvent, normalizeLoginEmail, presentUser, presentWorkspace, ROLE_RANK, SIGNUP_TTL_MS, type MailConfirmationCode } from './auth-common.js';
 import type { AuthRepo, InvitationRow } from './auth.repo.js';
 import type { AuthContext } from './auth.service.js';
@@ -18,6 +18,13 @@ import type { AuthThrottle } from './throttle.js';
 const INVITATION_TTL_MS = 7 * 24 * 3600 * 1000;
 /** Accepting an invitation for a new address mails its code at most this often. */
 const INVITATION_MAIL_INTERVAL_MS = 10 * 60 * 1000;
+/**
+ * Invitations one workspace makes in 24 hours. Each can make us mail a code to any address
+ * (accepting it for a new address): per address that is limited already, across addresses this
+ * is what stops a workspace from using our mail to reach a list of strangers.
+ */
+export const INVITATIONS_PER_DAY = 100;
+const DAY_MS = 24 * 3600 * 1000;
 
 const alreadyMember = () => new ConflictError('already_member', 'This address is already a member of the workspace; change their role on the members list instead');
 
@@ -48,6 +55,9 @@ export function createInvitations(deps: {
       // A member already: accepting would change nothing (their role stays), so say so now.
       const invitee = await repo.findUserByEmail(normalizeLoginEmail(input.email));
       if (invitee && (await repo.findMembership(auth.workspaceId, invitee.id))) throw alreadyMember();
+      if ((await repo.countInvitationsSince(auth.workspaceId, new Date(now().getTime() - DAY_MS))) >= INVITATIONS_PER_DAY) {
+        throw new TooManyRequestsError(`A workspace makes at most ${INVITATIONS_PER_DAY} invitations a day; try again later`, 3600);
+      }
       const token = randomBytes(32).toString('base64url');
       const invitation = await repo.transaction(async (tx) => {
         const row = await tx.insertInvitation({

@@ -51,7 +51,7 @@ export const API_ROUTES: ApiRoute[] = [
   route('delete', '/api/members/me', { tag: 'auth', summary: 'Leave the workspace (audited): the mailboxes you connected here are disconnected, the API keys you made here revoked; its last owner cannot', access: 'session', responses: { 204: 'left' }, errors: ['last_owner'] }),
   route('delete', '/api/members/:id', { tag: 'auth', summary: 'Remove a member (audited)', access: 'admin', roles: ['owner', 'admin'], responses: { 204: 'removed' } }),
   route('get', '/api/invitations', { tag: 'auth', summary: 'Open invitations', access: 'admin', roles: ['owner', 'admin'], responses: { 200: json('open invitations', R.invitationsResponse) } }),
-  route('post', '/api/invitations', { tag: 'auth', summary: 'Invite someone (the token is shown once)', access: 'admin', roles: ['owner', 'admin'], body: inviteBody, responses: { 201: json('the invitation and its one-time token', R.invitationCreatedResponse) }, errors: ['already_member'] }),
+  route('post', '/api/invitations', { tag: 'auth', summary: 'Invite someone (the token is shown once)', access: 'admin', roles: ['owner', 'admin'], body: inviteBody, responses: { 201: json('the invitation and its one-time token', R.invitationCreatedResponse) }, errors: ['already_member', 'too_many_requests'] }),
   route('delete', '/api/invitations/:id', { tag: 'auth', summary: 'Revoke an invitation', access: 'admin', roles: ['owner', 'admin'], responses: { 204: 'revoked' } }),
 
   // API keys
