@@ -155,18 +155,26 @@ export function createAuthService(deps: {
    * The caller leaves the workspace, whatever their role; its last owner cannot (409
    * `last_owner`). The mailboxes they connected there are disconnected (revoked at Google
    * unless connected elsewhere too): their Gmail was connected for their work here. One
-   * transaction under the membership lock checks, removes the membership and the mailboxes
-   * together, so a refused leave (two owners leaving at once) touches no mailbox, and a
-   * connection finishing meanwhile waits for the lock and then finds no membership (the
-   * callback re-checks it under that lock). Google is asked after the commit; if that never
-   * happens (a crash), the kept token is revoked by the hourly job.
+   * transaction removes the mailboxes and, under the membership lock, checks and removes the
+   * membership, so a refused leave (two owners leaving at once) touches no mailbox, and a
+   * connection finishing after the lock finds no membership (the callback re-checks it under
+   * that lock). Google is asked after the commit; if that never happens (a crash), the kept
+   * token is revoked by the hourly job.
    */
   async function leaveWorkspace(auth: AuthContext) {
+    const owner = { workspaceId: auth.workspaceId, userId: auth.userId };
+    const removeMailboxes = (tx: AuthTx) => deps.memberMailboxes.removeWithin(tx.unitOfWork, owner, actorOf(auth), auth.requestId);
     let removed: MailboxRow[] = [];
     await repo.transaction(async (tx) => {
+      // The mailboxes' rows before the workspace's: the order sync, recovery and the send claim
+      // take them in (a mailbox row, then the workspace's key share for what they insert). The
+      // other way round, the membership lock's `for update` of the workspace deadlocked with a
+      // sync insert (a reviewer's repro). A refused leave rolls these back.
+      removed = await removeMailboxes(tx);
       const target = checkedTarget(auth, auth.userId, true, await tx.lockMemberships(auth.workspaceId));
       await removeMembership(tx, auth, target);
-      removed = await deps.memberMailboxes.removeWithin(tx.unitOfWork, { workspaceId: auth.workspaceId, userId: auth.userId }, actorOf(auth), auth.requestId);
+      // One connected in between committed before the workspace lock; none can commit after it.
+      removed.push(...(await removeMailboxes(tx)));
     });
     await deps.memberMailboxes.revokeRemoved(removed);
   }

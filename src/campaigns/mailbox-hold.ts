@@ -37,8 +37,9 @@ export function mailboxHold(campaign: { steps: readonly unknown[] }, mailbox: He
 /**
  * The worker lifting a pause of its own asks one thing more of a sequence's mailbox: a good sync
  * since it was (re)connected, even when it was never read at all. (`mailboxHold` lets a mailbox
- * never read send: a new connection has missed nothing, and its first sync comes with the poller.
- * One reconnected after its sync had never succeeded has: an attacker's finding.)
+ * never read send while no pass of it has failed: a new connection has missed nothing, and its
+ * first sync comes with the poller. One reconnected after its sync had never succeeded has: an
+ * attacker's finding.)
  */
 export function resumeHold(campaign: { steps: readonly unknown[] }, mailbox: HeldMailbox): MailboxHold | undefined {
   const hold = mailboxHold(campaign, mailbox);

@@ -143,6 +143,9 @@ export function createMailboxRevocation(deps: {
      * does not stay listed at Google for an app that will never use it — unless the address is
      * connected anywhere, since Google's grant is the account's and revoking it would cut that
      * connection too. Best effort: a failure is logged, and the grant is then the user's to remove.
+     * Nothing locks between the check and the revocation: a connection of the same address
+     * committing in that moment elsewhere would lose its grant (and show needs_reconnect at its
+     * next call) — a window of one request to Google, taken over leaving grants behind.
      */
     async revokeUnstoredGrant(email: string, token: string) {
       if ((await repo.findByEmailUnscoped(email)).length > 0) return;

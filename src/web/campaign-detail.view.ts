@@ -23,7 +23,7 @@ export const WAITING_TEXT: Record<string, string> = {
   paused: 'paused',
   mailbox_disconnected: 'the mailbox was disconnected',
   mailbox_needs_reconnect: 'the mailbox needs to be reconnected',
-  mailbox_syncing: 'the reconnected mailbox is reading what arrived meanwhile (a reply stops a follow-up)',
+  mailbox_syncing: 'waiting until the mailbox has been read: it was reconnected, or its last sync failed (the Mailboxes page says why); a reply stops a follow-up',
   follow_ups_need_sync: 'its follow-ups need a mailbox connected with sync (replies and bounces stop them)',
   sending_window: 'outside its sending window',
   daily_budget: "the mailbox's daily budget is used up",

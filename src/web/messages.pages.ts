@@ -67,25 +67,35 @@ ${own.length === 0 ? html`<p>You have no active Gmail mailbox to send from. <a h
     // second mail. Only a success is kept: after a refusal the corrected form sends.
     const key = input.sendKey && SEND_KEY.test(input.sendKey) ? input.sendKey : undefined;
     const scope = key ? { workspaceId: auth.workspaceId, caller: actorOf(auth), route: COMPOSE_ROUTE, key } : undefined;
+    const outcome = (pending: boolean | undefined) => res.redirect(303, `/app/contacts/${contactId}?notice=${pending ? 'send_pending' : 'sent'}`);
     let started = false;
+    let sent: { pending: boolean } | undefined;
     try {
       const contact = await contacts.get(auth, contactId);
       const mail = parseInput(sendMessageBody, { mailboxId: input.mailboxId, to: contact.email, subject: input.subject ?? '', text: input.text ?? '' });
       if (scope) {
         const start = await idempotency.begin(scope, createHash('sha256').update(JSON.stringify([contactId, mail])).digest('hex'));
-        if (start.kind === 'replay') return res.redirect(303, `/app/contacts/${contactId}?notice=${(start.body as { pending?: boolean }).pending ? 'send_pending' : 'sent'}`);
+        if (start.kind === 'replay') return outcome((start.body as { pending?: boolean }).pending);
         started = true;
       }
-      const { pending } = await messages.send(auth, mail);
-      if (scope) await idempotency.finish(scope, 201, { pending });
-      res.redirect(303, `/app/contacts/${contactId}?notice=${pending ? 'send_pending' : 'sent'}`);
+      sent = { pending: (await messages.send(auth, mail)).pending };
     } catch (error) {
       if (scope && started) await idempotency.finish(scope, formProblem(error).status, null).catch(() => undefined);
       const problem = formProblem(error);
-      const underWay = error instanceof AppError && error.code === 'idempotency_in_progress';
-      const page = await composeForm(req, contactId, input, underWay ? 'This mail is being sent already (the form was sent twice): see the contact\'s page in a moment.' : problem.message);
-      await sendAppPage(ctx, req, res, { ...page, section: 'contacts', status: problem.status });
+      const code = error instanceof AppError ? error.code : undefined;
+      // A form used once already (the Back button) and changed: it gets a new key to send as new mail.
+      const values = code === 'idempotency_key_reused' ? { ...input, sendKey: '' } : input;
+      const message =
+        code === 'idempotency_in_progress' ? "This mail is being sent already (the form was sent twice): see the contact's page in a moment."
+        : code === 'idempotency_key_reused' ? 'This form was sent already, with other text. Send it again to send this as a new mail.'
+        : problem.message;
+      const page = await composeForm(req, contactId, values, message);
+      return sendAppPage(ctx, req, res, { ...page, section: 'contacts', status: problem.status });
     }
+    // Sent: the key is never freed now (a failure to record the outcome leaves it in progress,
+    // refusing a resubmit, rather than letting the same form send a second mail).
+    if (scope) await idempotency.finish(scope, 201, sent).catch((error: unknown) => req.log.error({ err: error }, 'idempotency record of a web send not written'));
+    outcome(sent.pending);
   });
 
   /** The basis the signed-in person reads a message on: their own mail needs none; a teammate's, an active grant. */

@@ -1,4 +1,5 @@
 import { and, eq } from 'drizzle-orm';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { auditLog, mailboxes, messages } from '../../src/db/schema.js';
 import { connectedMailbox } from '../helpers/gmail.js';
@@ -162,6 +163,38 @@ describe('leaving a workspace', () => {
     expect(given.find((g) => g.id === grant.body.id)?.status).toBe('revoked');
     const audit = await db().select().from(auditLog).where(and(eq(auditLog.workspaceId, owner.workspaceId), eq(auditLog.subjectId, grant.body.id), eq(auditLog.action, 'grant.revoked')));
     expect(audit).toEqual([expect.objectContaining({ actor: `user:${member.userId}`, detail: expect.objectContaining({ reason: 'member_removed' }) })]);
+  });
+
+  it.runIf(process.env.TEST_DATABASE_URL)('a leave meeting a sync insert of the leaver\'s mailbox waits for it, no deadlock (a reviewer\'s repro)', async () => {
+    const owner = await signUp(app);
+    const member = await join(owner, 'member');
+    const mailbox = await connectedMailbox(app, member.token, `syncing-${Date.now()}@acme.test`, { sync: true });
+    const sync = new pg.Client({ connectionString: (app.database as unknown as { url: string }).url });
+    await sync.connect();
+    try {
+      // What sync's insertSyncedMessage does: the mailbox row for share, then a message naming the workspace.
+      await sync.query('begin');
+      await sync.query('select id from mailboxes where id = $1 and deleted_at is null for share', [mailbox.id]);
+      const leaving = app.api('DELETE', '/api/members/me', { token: member.token });
+      for (let i = 0; i < 100; i += 1) {
+        const waiting = await sync.query(`select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock' and pid <> pg_backend_pid()`);
+        if (waiting.rows[0].n > 0) break;
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      await sync.query(
+        `insert into messages (workspace_id, mailbox_id, direction, status, synced, gmail_message_id, from_address, to_addresses)
+         values ($1, $2, 'inbound', 'received', true, 'g-race', 'a@b.test', '{}')`,
+        [owner.workspaceId, mailbox.id],
+      );
+      await sync.query('commit');
+      const left = await leaving;
+      expect(left.status, left.text).toBe(204);
+      expect((await liveMailbox(mailbox.id))?.deletedAt).not.toBeNull();
+      // The synced copy the sync committed first is deleted after the leave's commit.
+      expect(await db().select({ id: messages.id }).from(messages).where(and(eq(messages.mailboxId, mailbox.id), eq(messages.synced, true)))).toEqual([]);
+    } finally {
+      await sync.end();
+    }
   });
 
   it('one of two owners leaves; the other stays owner', async () => {

@@ -139,6 +139,15 @@ describe('compose and read 1:1 mail from a contact page', () => {
     expect(otherKey).not.toBe(sendKey);
     expect((await owner.browser.post(`/app/contacts/${contact.body.id}/compose`, { ...form, sendKey: otherKey })).status).toBe(303);
     expect(app.sandbox.control.listMessages('twice@example.com').filter((m) => m.subject === 'Only once')).toHaveLength(2);
+
+    // The Back button: the sent form, changed and sent again, is refused once and comes back with a new key.
+    const changed = await owner.browser.post(`/app/contacts/${contact.body.id}/compose`, { ...form, text: 'Changed my mind' });
+    expect(changed.status).toBe(422);
+    expect(changed.text).toContain('This form was sent already');
+    const newKey = /name="sendKey" value="([A-Za-z0-9_-]+)"/.exec(changed.text)![1]!;
+    expect(newKey).not.toBe(sendKey);
+    expect((await owner.browser.post(`/app/contacts/${contact.body.id}/compose`, { ...form, text: 'Changed my mind', sendKey: newKey })).status).toBe(303);
+    expect(app.sandbox.control.listMessages('twice@example.com').filter((m) => m.subject === 'Only once')).toHaveLength(3);
   });
 
   it('P-08 a suppressed recipient is refused on the form and nothing is sent', async () => {
