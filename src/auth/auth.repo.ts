@@ -1,6 +1,6 @@
 import { and, asc, eq, gt, isNull, lte, sql, type SQL } from 'drizzle-orm';
 import { inTransaction, type Db } from '../db/connect.js';
-import { invitations, memberships, signupRequests, users, webSessions, workspaces, type Role } from '../db/schema.js';
+import { auditLog, invitations, memberships, signupRequests, users, webSessions, workspaces, type Role } from '../db/schema.js';
 import { revokeKeysOfMember } from '../api-keys/api-keys.repo.js';
 import { revokeGrantsOfMember } from '../privacy/grants.repo.js';
 import { recordAudit, type AuditEntry } from '../privacy/audit.js';
@@ -172,13 +172,21 @@ function authQueries(db: Db) {
         .orderBy(asc(memberships.createdAt));
     },
 
-    /** Invitations the workspace made since `since` (the daily limit); its own index, then the time. */
-    async countInvitationsSince(workspaceId: string, since: Date): Promise<number> {
+    /**
+     * The invitations the workspace made since `since`, and when the oldest of them was made (the
+     * daily limit), under a lock of the workspace's row held to the end of the transaction, so
+     * invitations made at once are counted one after another. Counted from the audit log's
+     * `member.invited` rows (its index by workspace, action and time): a revoked invitation's
+     * row is deleted, its audit row stays, and it counts.
+     */
+    async lockInvitationsSince(workspaceId: string, since: Date): Promise<{ count: number; oldest: Date | null }> {
+      // `no key update`: inserts naming the workspace (their foreign keys' key share) do not wait for it.
+      await db.select({ id: workspaces.id }).from(workspaces).where(eq(workspaces.id, workspaceId)).for('no key update');
       const [row] = await db
-        .select({ n: sql<number>`count(*)::int` })
-        .from(invitations)
-        .where(and(eq(invitations.workspaceId, workspaceId), gt(invitations.createdAt, since)));
-      return Number(row?.n ?? 0);
+        .select({ n: sql<number>`count(*)::int`, oldest: sql<string | null>`min(${auditLog.at})` })
+        .from(auditLog)
+        .where(and(eq(auditLog.workspaceId, workspaceId), eq(auditLog.action, 'member.invited'), gt(auditLog.at, since)));
+      return { count: Number(row?.n ?? 0), oldest: row?.oldest ? new Date(row.oldest) : null };
     },
 
     async insertInvitation(values: typeof invitations.$inferInsert): Promise<InvitationRow> {

@@ -55,11 +55,15 @@ export function createInvitations(deps: {
       // A member already: accepting would change nothing (their role stays), so say so now.
       const invitee = await repo.findUserByEmail(normalizeLoginEmail(input.email));
       if (invitee && (await repo.findMembership(auth.workspaceId, invitee.id))) throw alreadyMember();
-      if ((await repo.countInvitationsSince(auth.workspaceId, new Date(now().getTime() - DAY_MS))) >= INVITATIONS_PER_DAY) {
-        throw new TooManyRequestsError(`A workspace makes at most ${INVITATIONS_PER_DAY} invitations a day; try again later`, 3600);
-      }
       const token = randomBytes(32).toString('base64url');
       const invitation = await repo.transaction(async (tx) => {
+        const at = now();
+        const made = await tx.lockInvitationsSince(auth.workspaceId, new Date(at.getTime() - DAY_MS));
+        if (made.count >= INVITATIONS_PER_DAY) {
+          // Until the oldest of the day's invitations leaves the window (a whole second at least).
+          const freeIn = made.oldest ? Math.max(1, Math.ceil((made.oldest.getTime() + DAY_MS - at.getTime()) / 1000)) : 3600;
+          throw new TooManyRequestsError(`A workspace makes at most ${INVITATIONS_PER_DAY} invitations a day; try again later`, freeIn);
+        }
         const row = await tx.insertInvitation({
           workspaceId: auth.workspaceId,
           email: normalizeLoginEmail(input.email),
