@@ -94,6 +94,22 @@ const cases: Case[] = [
   ['contacts: search, two characters none has (50)', (db, d) => createContactsRepo(db, hash).list(d.big.workspaceId, { limit: 50, search: 'zq' })],
   ['contacts: timeline of one contact', (db, d) => createContactsRepo(db, hash).listMessagesOfContact(d.big.workspaceId, d.contactId)],
   ['contacts: consents of one contact', (db, d) => createContactsRepo(db, hash).listConsents(d.big.workspaceId, d.contactId, { limit: 200 })],
+  // A long history (one record per import that changed it, per preference-center visit): its
+  // first page and a page from its middle, 200 each, along consents_latest_idx.
+  ['contacts: consents of a contact with 3,000 records, first and a middle page (200)', async (db, d) => {
+    const repo = createContactsRepo(db, hash);
+    const first = await repo.listConsents(d.big.workspaceId, d.contactId, { limit: 1_500 });
+    const middle = first[first.length - 1]!;
+    await repo.listConsents(d.big.workspaceId, d.contactId, { limit: 200 });
+    await repo.listConsents(d.big.workspaceId, d.contactId, { limit: 200, before: { createdAt: middle.cursorAt, id: middle.id } });
+  }, async (db, d) => {
+    await db.execute(sql`
+      insert into consents (workspace_id, contact_id, status, source, policy_version, actor, at)
+      select ${d.big.workspaceId}::uuid, ${d.contactId}::uuid, case when g % 2 = 0 then 'opted_in' else 'opted_out' end::consent_status,
+             'bench', '2026-11-01', 'recipient', now() - g * interval '1 hour'
+      from generate_series(1, 3000) g`);
+    return () => db.execute(sql`delete from consents where contact_id = ${d.contactId}::uuid and source = 'bench'`);
+  }],
   ['suppressions: first page (50)', (db, d) => createSuppressionListRepo(db, hash).listEntries(d.big.workspaceId, { limit: 50 })],
   ['suppressions: first page, reason unsubscribe (50)', (db, d) => createSuppressionListRepo(db, hash).listEntries(d.big.workspaceId, { limit: 50, reason: 'unsubscribe' })],
   // A filter no entry matches: without an index led by it, the page walks the whole list looking for 50.
