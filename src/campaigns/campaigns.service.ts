@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import { encodeCursor, type PageCursor } from '../http/cursor.js';
+import { keysetPage, type PageCursor } from '../http/cursor.js';
 import type { AuthContext } from '../auth/auth.service.js';
 import type { ContactsService } from '../contacts/contacts.service.js';
 import type { CampaignAudience, CampaignStep, SendingWindow } from '../db/schema.js';
@@ -216,9 +216,8 @@ export function createCampaignsService(deps: {
 
     /** A page of campaigns, newest first; `nextCursor` names the next one (null: the last). */
     async list(auth: AuthContext, query: { limit: number; cursor?: PageCursor }) {
-      const rows = await repo.list(auth.workspaceId, { limit: query.limit + 1, before: query.cursor });
-      const page = rows.slice(0, query.limit);
-      return { campaigns: page.map(presentCampaign), nextCursor: rows.length > query.limit ? encodeCursor(page[page.length - 1]!) : null };
+      const { page, nextCursor } = keysetPage(await repo.list(auth.workspaceId, { limit: query.limit + 1, before: query.cursor }), query.limit);
+      return { campaigns: page.map(presentCampaign), nextCursor };
     },
 
     /** The campaign with its progress: counts by state, the next send time, and why it waits. */

@@ -1,5 +1,5 @@
 import { actorOf } from '../auth/actor.js';
-import { encodeCursor, type PageCursor } from '../http/cursor.js';
+import { keysetPage, type PageCursor } from '../http/cursor.js';
 import type { AuthContext } from '../auth/auth.service.js';
 import type { ConsentStatus } from '../db/schema.js';
 import { ConflictError, NotFoundError, ValidationError } from '../errors.js';
@@ -81,12 +81,9 @@ export function createContactsService(deps: {
         before: query.cursor,
         search: query.q,
       });
-      const page = rows.slice(0, query.limit);
+      const { page, nextCursor } = keysetPage(rows, query.limit);
       const latest = await repo.latestConsents(auth.workspaceId, page.map((c) => c.id));
-      return {
-        contacts: page.map((c) => presentContact(c, latest.get(c.id))),
-        nextCursor: rows.length > query.limit ? encodeCursor(page[page.length - 1]!) : null,
-      };
+      return { contacts: page.map((c) => presentContact(c, latest.get(c.id))), nextCursor };
     },
 
     /** One contact with its timeline: everything that happened to it, newest first. */
@@ -193,12 +190,8 @@ export function createContactsService(deps: {
     /** The consent history, newest first, a page at a time (`nextCursor` null on the last). */
     async listConsents(auth: AuthContext, contactId: string, query: { limit: number; cursor?: PageCursor }) {
       await requireContact(auth, contactId);
-      const rows = await repo.listConsents(auth.workspaceId, contactId, { limit: query.limit + 1, before: query.cursor });
-      const page = rows.slice(0, query.limit);
-      return {
-        consents: page.map((c) => presentConsent(c)!),
-        nextCursor: rows.length > query.limit ? encodeCursor(page[page.length - 1]!) : null,
-      };
+      const { page, nextCursor } = keysetPage(await repo.listConsents(auth.workspaceId, contactId, { limit: query.limit + 1, before: query.cursor }), query.limit);
+      return { consents: page.map((c) => presentConsent(c)!), nextCursor };
     },
   };
 }

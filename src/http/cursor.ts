@@ -23,6 +23,15 @@ export const olderThanCursor = (createdAt: AnyColumn, id: AnyColumn, cursor: Pag
 
 export const encodeCursor = (row: { cursorAt: string; id: string }) => Buffer.from(`${row.cursorAt}|${row.id}`).toString('base64url');
 
+/**
+ * A page from rows read with `limit + 1`: the first `limit`, and the cursor of the last of them
+ * when the extra row shows there is more (null on the last page).
+ */
+export function keysetPage<T extends { cursorAt: string; id: string }>(rows: T[], limit: number): { page: T[]; nextCursor: string | null } {
+  const page = rows.slice(0, limit);
+  return { page, nextCursor: rows.length > limit ? encodeCursor(page[page.length - 1]!) : null };
+}
+
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 /** Four-digit years only (what `cursorTimestamp` prints); fractions up to microseconds. */
 const TIMESTAMP = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?Z$/;

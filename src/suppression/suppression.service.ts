@@ -1,5 +1,5 @@
 import { actorOf, RECIPIENT_ACTOR } from '../auth/actor.js';
-import { encodeCursor, type PageCursor } from '../http/cursor.js';
+import { keysetPage, type PageCursor } from '../http/cursor.js';
 import type { AuthContext } from '../auth/auth.service.js';
 import type { ConsentStatus } from '../db/schema.js';
 import { ConflictError, NotFoundError, ValidationError } from '../errors.js';
@@ -307,8 +307,8 @@ export function createSuppressionService(deps: { repo: SuppressionListRepo; code
         reason: query.reason,
         scope: query.scope,
       });
-      const page = rows.slice(0, query.limit);
-      return { suppressions: page.map(presentSuppression), nextCursor: rows.length > query.limit ? encodeCursor(page[page.length - 1]!) : null };
+      const { page, nextCursor } = keysetPage(rows, query.limit);
+      return { suppressions: page.map(presentSuppression), nextCursor };
     },
 
     /**
