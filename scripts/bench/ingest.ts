@@ -16,6 +16,10 @@
  *
  *   npm run bench -- ingest                                   # PGlite, batches of 250 and 1,000
  *   BENCH_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres npm run bench -- ingest   # server, 1,000 and 5,000
+ *
+ * BENCH_WEBHOOKS=1: a webhook endpoint listens for opens and clicks, so the write path also
+ * writes an outbox row and a delivery for every event (none otherwise: no endpoint, nothing
+ * built). The raw insert stays the events alone.
  */
 import { randomUUID } from 'node:crypto';
 import { sql } from 'drizzle-orm';
@@ -42,6 +46,7 @@ const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const RATE = Number(process.env.BENCH_RATE ?? (SERVER_URL ? 20_000 : 2_000));
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const WINDOW = Number(process.env.BENCH_WINDOW ?? DEFAULT_ROLLUP_WINDOW);
+const WEBHOOKS = process.env.BENCH_WEBHOOKS === '1';
 const UA = 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36';
 
 
@@ -62,6 +67,11 @@ async function main() {
     await database.migrate();
     const { workspaceId, campaignId, sends } = await seedBenchCampaign(db, 'Bench ingest', SENDS);
     await db.execute(sql`create table bench_raw_events (like tracking_events including all)`);
+    if (WEBHOOKS) {
+      await db.execute(sql`
+        insert into webhook_endpoints (workspace_id, url, event_types, secret_ciphertext)
+        values (${workspaceId}::uuid, 'https://hooks.example.com/in', '{open,click}', 'x')`);
+    }
 
     // Realistic rows: 70% opens, clicks over 5 links; ~30% human, 50% machine, 20% unknown; times moving forward.
     let clock = Date.now() - 3600_000;
@@ -125,7 +135,7 @@ async function main() {
 
     console.log(machine());
     console.log(
-      `database: ${label}; ${SENDS.toLocaleString('en')} sends, ${ROWS.toLocaleString('en')} events per run, batches of ${BATCHES.join(' and ')}, rollup windows of ${WINDOW.toLocaleString('en')} events, ${ROUNDS} rounds alternating\n`,
+      `database: ${label}; ${SENDS.toLocaleString('en')} sends, ${ROWS.toLocaleString('en')} events per run, batches of ${BATCHES.join(' and ')}, rollup windows of ${WINDOW.toLocaleString('en')} events, ${ROUNDS} rounds alternating${WEBHOOKS ? '; an endpoint listens for opens and clicks (an outbox row and a delivery per event)' : ''}\n`,
     );
     // Warm-up, then alternate (so that neither side always gets the warmer cache or the quieter moment).
     await rawInsert(db, eventColumnsOf(makeRows(BATCH)));

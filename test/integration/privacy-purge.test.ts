@@ -163,7 +163,10 @@ describe('P-13 purge', () => {
     expect((await api('DELETE', `/api/contacts/${target.id}`)).status).toBe(204);
     // A webhook event about her written after the delete (an open on a send that still exists): it goes with the purge too.
     await db().execute(sql`insert into webhook_events (workspace_id, type, occurred_at, data)
-      values (${owner.workspaceId}::uuid, 'email.opened', now(), ${JSON.stringify({ contactId: target.id, email: target.email })}::jsonb)`);
+      values (${owner.workspaceId}::uuid, 'email.opened', now(), ${JSON.stringify({ contactId: target.id, email: target.email })}::jsonb),
+             -- One naming only her address (in another case), one only her contact id (an older address): each branch of the purge's delete.
+             (${owner.workspaceId}::uuid, 'suppression.created', now(), ${JSON.stringify({ suppressionId: null, email: target.email.toUpperCase() })}::jsonb),
+             (${owner.workspaceId}::uuid, 'consent.recorded', now(), ${JSON.stringify({ contactId: target.id, email: 'her-old-address@example.net' })}::jsonb)`);
     clock = start + 30 * DAY + 1000;
     try {
       expect((await app.services.purge.runOnce()).contact).toBe(1);
@@ -195,7 +198,7 @@ describe('P-13 purge', () => {
       const [completed] = rowsOf<{ detail: { removed: Record<string, number> } }>(
         await db().execute(sql`select detail from audit_log where action = 'deletion.completed' and subject_id = ${target.id}`),
       );
-      expect(completed!.detail.removed).toMatchObject({ campaignSegmentsScrubbed: 5, legalRequestAddressesHashed: 1, webhookEvents: 1 });
+      expect(completed!.detail.removed).toMatchObject({ campaignSegmentsScrubbed: 5, legalRequestAddressesHashed: 1, webhookEvents: 3 });
     } finally {
       clock = start;
     }

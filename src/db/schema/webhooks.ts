@@ -63,7 +63,17 @@ export const webhookEvents = pgTable(
     data: jsonb('data').$type<Record<string, unknown>>().notNull(),
     createdAt: createdAt(),
   },
-  (t) => [index('webhook_events_workspace_created_idx').on(t.workspaceId, t.createdAt)],
+  (t) => [
+    index('webhook_events_workspace_created_idx').on(t.workspaceId, t.createdAt),
+    // A contact's purge finds the events about them by these two (privacy/purge.repo.ts); it read
+    // the workspace's whole outbox (up to 30 days of events) for each contact purged.
+    index('webhook_events_contact_idx')
+      .on(t.workspaceId, sql`(${t.data} ->> 'contactId')`)
+      .where(sql`${t.data} ? 'contactId'`),
+    index('webhook_events_email_idx')
+      .on(t.workspaceId, sql`lower(${t.data} ->> 'email')`)
+      .where(sql`${t.data} ? 'email'`),
+  ],
 );
 
 /** One event owed to one endpoint; claimed by a worker under a lease, retried with backoff. */
