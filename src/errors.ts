@@ -1,5 +1,6 @@
 import type { ErrorRequestHandler } from 'express';
 import type { Logger } from 'pino';
+import { sqlStateOf } from './db/pg-errors.js';
 
 /**
  * The one error hierarchy. Services throw these; the single middleware below turns
@@ -7,6 +8,9 @@ import type { Logger } from 'pino';
  * written for the client and must never carry a secret or a mail body.
  */
 export class AppError extends Error {
+  /** Sent as `Retry-After` when set: when the same request may succeed. */
+  readonly retryAfterSeconds?: number;
+
   constructor(
     readonly code: string,
     readonly status: number,
@@ -83,13 +87,29 @@ export class UnprocessableError extends AppError {
 export class TooManyRequestsError extends AppError {
   constructor(
     message: string,
-    readonly retryAfterSeconds?: number,
+    override readonly retryAfterSeconds?: number,
     more?: Record<string, unknown>,
   ) {
     const details = { ...(retryAfterSeconds ? { retryAfterSeconds } : {}), ...more };
     super('too_many_requests', 429, message, Object.keys(details).length > 0 ? details : undefined);
   }
 }
+
+/**
+ * The database gave up on this request's transaction because another one held what it needed
+ * the other way round (a deadlock, 40P01) or changed it under a stricter isolation (40001). The
+ * transaction was rolled back, and the same request will most likely pass on its own a moment
+ * later: a conflict of timing between two requests, not a fault of ours to page anyone about.
+ * Only a step in its own transaction is undone; the message does not promise that nothing
+ * before it was kept.
+ */
+export class ConcurrentChangeError extends AppError {
+  override readonly retryAfterSeconds = 1;
+  constructor(readonly sqlState: string) {
+    super('concurrent_change', 409, 'Another request was changing the same records at the same moment; try again');
+  }
+}
+const CONCURRENCY_STATES = new Set(['40P01', '40001']);
 
 export class UnsupportedMediaTypeError extends AppError {
   constructor(expected: string) {
@@ -115,6 +135,8 @@ interface HttpErrorLike {
 
 export function toAppError(error: unknown): AppError {
   if (error instanceof AppError) return error;
+  const sqlState = sqlStateOf(error);
+  if (sqlState && CONCURRENCY_STATES.has(sqlState)) return new ConcurrentChangeError(sqlState);
   const httpError = error as HttpErrorLike | null;
   const status = httpError?.status ?? httpError?.statusCode;
   if (status && status >= 400 && status < 500) {
@@ -131,13 +153,12 @@ export function errorMiddleware(logger: Logger): ErrorRequestHandler {
       // The original error goes to the log (redacted by the logger), never to the client.
       (req.log ?? logger).error({ err: error }, 'request failed');
     }
+    logConcurrentChange(appError, req.log ?? logger);
     if (res.headersSent) return;
     // Answered before the body was read to its end (a refused upload): this connection
     // carries unread bytes, so it must not be reused for the client's next request.
     if (!req.complete) res.setHeader('Connection', 'close');
-    if (appError instanceof TooManyRequestsError && appError.retryAfterSeconds) {
-      res.setHeader('Retry-After', String(appError.retryAfterSeconds));
-    }
+    if (appError.retryAfterSeconds) res.setHeader('Retry-After', String(appError.retryAfterSeconds));
     res.status(appError.status).json({
       error: {
         code: appError.code,
@@ -146,4 +167,9 @@ export function errorMiddleware(logger: Logger): ErrorRequestHandler {
       },
     });
   };
+}
+
+/** Counted in the log by its SQLSTATE alone (the driver's message may quote the rows' values): frequent ones point at a lock order to fix. */
+export function logConcurrentChange(appError: AppError, logger: Pick<Logger, 'warn'>): void {
+  if (appError instanceof ConcurrentChangeError) logger.warn({ sqlState: appError.sqlState }, 'request lost a lock race; answered 409 concurrent_change');
 }

@@ -122,6 +122,7 @@ export const ERROR_STATUS: Record<string, number> = {
   read_access_not_granted: 409,
   send_taken_over: 409,
   idempotency_in_progress: 409,
+  concurrent_change: 409,
   resubscribe_not_allowed: 409,
   payload_too_large: 413,
   message_too_large: 413,
@@ -154,7 +155,7 @@ export const ERROR_STATUS: Record<string, number> = {
 
 /** Codes any route of that access may answer, on top of its own. */
 export function commonErrors(route: ApiRoute): string[] {
-  const codes = ['invalid_text', 'internal_error'];
+  const codes = ['invalid_text', 'internal_error', 'concurrent_change'];
   if (route.body || route.query) codes.push('validation_failed');
   if (route.body && route.body !== 'csv') codes.push('invalid_json', 'payload_too_large');
   if (route.body === 'csv') codes.push('unsupported_media_type', 'payload_too_large');

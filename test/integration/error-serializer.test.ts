@@ -48,6 +48,40 @@ describe('one error serializer for every log line', () => {
     expect(logs).not.toMatch(/params|select/i);
   });
 
+  it('a deadlock or serialization failure raised by the database is 409 concurrent_change with Retry-After, logged by its SQLSTATE alone', async () => {
+    const database = await createTestDatabase();
+    const errors: unknown[] = [];
+    try {
+      for (const state of ['40P01', '40001']) {
+        try {
+          // The database's own error, its message quoting a value (as a deadlock's detail can).
+          await database.db.execute(sql.raw(`do $$ begin raise exception 'lost a race over victim@secret.example' using errcode = '${state}'; end $$`));
+        } catch (e) {
+          errors.push(e);
+        }
+      }
+    } finally {
+      await database.close();
+    }
+    expect(errors).toHaveLength(2);
+    for (const error of errors) {
+      const { logger, text } = capture();
+      const headers: Record<string, string> = {};
+      let body: unknown;
+      const res = Object.assign(fakeRes(), {
+        setHeader: (name: string, value: string) => void (headers[name.toLowerCase()] = value),
+        json: (value: unknown) => void (body = value),
+      });
+      errorMiddleware(logger)(error, { log: undefined, complete: true } as unknown as Request, res, () => {});
+      expect(res.statusCode).toBe(409);
+      expect(body).toMatchObject({ error: { code: 'concurrent_change' } });
+      expect(headers['retry-after']).toBe('1');
+      expect(text()).toMatch(/"sqlState":"40(P01|001)"/);
+      expect(text()).not.toContain('victim@secret.example');
+      expect(JSON.stringify(body)).not.toContain('victim@secret.example');
+    }
+  });
+
   it('a unique violation keeps its constraint and table; other errors keep type, message and a few scalars, never a property bag', () => {
     const unique = Object.assign(new Error('Failed query: insert … params: a@b.example'), {
       cause: {

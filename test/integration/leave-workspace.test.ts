@@ -197,6 +197,44 @@ describe('leaving a workspace', () => {
     }
   });
 
+  it.runIf(process.env.TEST_DATABASE_URL)('a leave that the database picks as a deadlock\'s victim is 409 concurrent_change with Retry-After, changes nothing, and passes when retried', async () => {
+    const owner = await signUp(app);
+    const member = await join(owner, 'member');
+    const mailbox = await connectedMailbox(app, member.token, `deadlock-${Date.now()}@acme.test`);
+    const other = new pg.Client({ connectionString: (app.database as unknown as { url: string }).url });
+    await other.connect();
+    try {
+      // This session detects deadlocks late, so the request's session (1 s) is the one that does.
+      await other.query(`set deadlock_timeout = '20s'`);
+      await other.query('begin');
+      await other.query('select id from workspaces where id = $1 for update', [owner.workspaceId]);
+      // The leave marks its mailbox first, then waits here for the workspace's row...
+      const leaving = app.api('DELETE', '/api/members/me', { token: member.token });
+      let waiting = 0;
+      for (let i = 0; i < 200 && waiting === 0; i += 1) {
+        waiting = (await other.query(`select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock' and pid <> pg_backend_pid()`)).rows[0].n;
+        if (waiting === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      expect(waiting).toBe(1);
+      // ...and this session now wants the mailbox's row: each waits for the other.
+      const locking = other.query('select id from mailboxes where id = $1 for update', [mailbox.id]);
+      const refused = await leaving;
+      await locking;
+      await other.query('rollback');
+      expect(refused.status, refused.text).toBe(409);
+      expect(refused.body.error.code).toBe('concurrent_change');
+      expect(refused.headers.get('retry-after')).toBe('1');
+      expect((await liveMailbox(mailbox.id))?.deletedAt).toBeNull();
+      expect((await app.api('GET', '/api/me', { token: member.token })).status).toBe(200);
+
+      const left = await app.api('DELETE', '/api/members/me', { token: member.token });
+      expect(left.status, left.text).toBe(204);
+      expect((await liveMailbox(mailbox.id))?.deletedAt).not.toBeNull();
+    } finally {
+      await other.end();
+    }
+  });
+
   it('one of two owners leaves; the other stays owner', async () => {
     const owner = await signUp(app);
     const second = await join(owner, 'owner');
