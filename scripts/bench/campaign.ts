@@ -184,6 +184,7 @@ async function runPipeline(sandboxUrl: string, target: TargetName, recipients: n
     mailboxes: timed(services.mailboxes, 'mailboxes'),
     pacer,
     urls: services.trackingUrls,
+    findSentCopy: services.findSentCopy,
     logger: createLogger('silent'),
     batchSize,
   });

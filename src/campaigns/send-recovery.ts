@@ -1,7 +1,7 @@
 import { GMAIL_SCOPES, SEND_OUTCOME_UNKNOWN } from '../gmail/gmail-client.js';
 import { GmailError } from '../gmail/gmail-errors.js';
 import type { MailboxesRepo, MailboxRow } from '../gmail/mailboxes.repo.js';
-import type { MailboxService } from '../gmail/mailboxes.service.js';
+import type { FindSentCopy } from '../gmail/sent-copy.js';
 import type { Logger } from '../logger.js';
 import type { CampaignRow, CampaignsRepo } from './campaigns.repo.js';
 import type { SendCandidate, SendLease, SendLedgerRepo, SentInput } from './send-ledger.repo.js';
@@ -41,12 +41,13 @@ export interface SendRecoveryDeps {
   repo: CampaignsRepo;
   ledger: SendLedgerRepo;
   mailboxRepo: MailboxesRepo;
-  mailboxes: MailboxService;
   logger: Logger;
   workerId: string;
   leaseMs: number;
   resolveDelayMs?: number;
   recorder: SendRecorder;
+  /** Did Gmail store it: the search, then what sync saw, with a sync pass before the verdict (gmail/sent-copy.ts). */
+  findSentCopy: FindSentCopy;
   now: () => Date;
   /** More recovery of the same kind elsewhere (1:1 sends), run after the campaign ledger's. */
   alsoRecover?: () => Promise<number>;
@@ -61,7 +62,7 @@ export interface SendRecoveryDeps {
  * `failed/outcome_unknown`: at most once wins over at least once.
  */
 export function createSendRecovery(deps: SendRecoveryDeps) {
-  const { repo, ledger, mailboxes, logger, workerId, now } = deps;
+  const { repo, ledger, logger, workerId, now } = deps;
   const resolveDelayMs = deps.resolveDelayMs ?? 15_000;
   /** Each look waits four times longer than the one before: Gmail's index usually needs seconds, rarely minutes. */
   const lookDelay = (looksDone: number) => resolveDelayMs * 4 ** looksDone;
@@ -116,10 +117,11 @@ export function createSendRecovery(deps: SendRecoveryDeps) {
       attempts: row.attempts,
     };
     try {
-      const found = await mailboxes.withGmail(mailbox, (gmail) => gmail.findByRfc822MessageId(send.rfc822MessageId));
-      if (found.length > 0) {
-        await deps.recorder.recordSent(campaign, send, lease, found[0]!, campaign.subject, mailbox);
-      } else if (row.resolve_looks + 1 < RESOLVE_LOOKS) {
+      const lastLook = row.resolve_looks + 1 >= RESOLVE_LOOKS;
+      const found = await deps.findSentCopy(mailbox, { rfc822MessageId: send.rfc822MessageId, messageRowId: row.message_id ?? null }, lastLook);
+      if (found) {
+        await deps.recorder.recordSent(campaign, send, lease, found, campaign.subject, mailbox);
+      } else if (!lastLook) {
         await scheduleLook(lease, row.resolve_looks + 1);
         return false;
       } else {

@@ -5,6 +5,7 @@ import { GmailError } from '../gmail/gmail-errors.js';
 import type { MailboxesRepo, MailboxRow } from '../gmail/mailboxes.repo.js';
 import type { MailboxService } from '../gmail/mailboxes.service.js';
 import type { MailboxPacer } from '../gmail/pacer.js';
+import type { FindSentCopy } from '../gmail/sent-copy.js';
 import { errorNameOf, type Logger } from '../logger.js';
 import type { TrackingUrls } from '../tracking/urls.js';
 import type { CampaignRow, CampaignsRepo } from './campaigns.repo.js';
@@ -42,6 +43,8 @@ export interface SendWorkerDeps {
   /** Wait before the first mailbox search for a send of unknown outcome; default 15 s. */
   resolveDelayMs?: number;
   now?: () => Date;
+  /** Recovery's question "did Gmail store it" (gmail/sent-copy.ts), wired by the composition root. */
+  findSentCopy: FindSentCopy;
   /** More sends to resolve in the same pass (1:1 mail), wired by the composition root. */
   alsoRecover?: () => Promise<number>;
   /** Test seam: runs after Gmail accepted a message and before the ledger records it (a crash there). */

@@ -93,7 +93,14 @@ export function createMessageSync(deps: MessageSyncDeps) {
     const direction = meta.labelIds.includes('SENT') ? 'outbound' : 'inbound';
     const rfc822MessageId = parseMessageIds(headers['message-id'])[0];
     // A message we sent ourselves is recorded already (the send ledger owns that row).
-    if (rfc822MessageId && (await repo.isOwnSend(mailbox.workspaceId, mailbox.id, rfc822MessageId))) return skipped('ownSend');
+    const own = rfc822MessageId ? await repo.findOwnSend(mailbox.workspaceId, mailbox.id, rfc822MessageId) : undefined;
+    if (own) {
+      // Gmail stored a send whose answer we never had: the proof recovery needs when the
+      // search index lags (sent-copy.ts). Only sent mail: anyone who received it knows its
+      // Message-ID and could mail it back in.
+      if (own.open && direction === 'outbound') await repo.recordSeenSend(own.id, { id: meta.id || gmailId, threadId: meta.threadId });
+      return skipped('ownSend');
+    }
 
     const result: MessageResult = { read: 1 };
     let notice: BounceNotice | undefined;

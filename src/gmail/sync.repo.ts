@@ -3,6 +3,7 @@ import { createFollowUpRules } from '../campaigns/follow-ups.repo.js';
 import { inTransaction, type Db } from '../db/connect.js';
 import { contacts, mailboxes, mailEvents, memberships, messageContacts, messages, users } from '../db/schema.js';
 import { anyOf, rowsOf } from '../db/pg-array.js';
+import { isUniqueViolation } from '../db/pg-errors.js';
 import { recordMailSignal } from '../webhooks/facts.js';
 import { createSuppressionRepo } from '../suppression/suppression.repo.js';
 import type { AddressHasher } from '../suppression/address-hash.js';
@@ -111,9 +112,15 @@ function syncQueries(db: Db, hashAddress: AddressHasher) {
       return row?.at ? new Date(row.at) : undefined;
     },
 
-    async isOwnSend(workspaceId: string, mailboxId: string, rfc822MessageId: string): Promise<boolean> {
+    /**
+     * Our own send with this Message-ID from this mailbox's address, if any; `open` when its
+     * outcome is still unknown (`sending`, no Gmail id yet): a send retried after recovery
+     * reuses its Message-ID, so the open row comes first.
+     */
+    async findOwnSend(workspaceId: string, mailboxId: string, rfc822MessageId: string): Promise<{ id: string; open: boolean } | undefined> {
+      const open = sql<boolean>`${messages.status} = 'sending' and ${messages.gmailMessageId} is null`;
       const [row] = await db
-        .select({ id: messages.id })
+        .select({ id: messages.id, open })
         .from(messages)
         // workspace + Message-ID is indexed; the address narrows it to sends from this mailbox (any row of it).
         .where(
@@ -124,8 +131,36 @@ function syncQueries(db: Db, hashAddress: AddressHasher) {
             eq(messages.synced, false),
           ),
         )
+        .orderBy(desc(open))
         .limit(1);
-      return row !== undefined;
+      return row && { id: row.id, open: row.open === true };
+    },
+
+    /**
+     * Sync met a send of ours among the mailbox's sent mail while its outcome is still open:
+     * Gmail stored it. Its Gmail ids are kept on the row for recovery (sent-copy.ts), which
+     * settles the send; only an open row, so no later outcome is touched.
+     */
+    async recordSeenSend(messageRowId: string, gmail: { id: string; threadId: string }): Promise<void> {
+      try {
+        await db
+          .update(messages)
+          .set({ gmailMessageId: gmail.id, gmailThreadId: gmail.threadId })
+          .where(and(eq(messages.id, messageRowId), eq(messages.status, 'sending'), isNull(messages.gmailMessageId)));
+      } catch (error) {
+        // Another row of the mailbox holds that Gmail id already: nothing to add, and a failure
+        // here would fail every pass at this message, so sync would never move past it.
+        if (!isUniqueViolation(error)) throw error;
+      }
+    },
+
+    /** The Gmail ids sync recorded on a send still `sending` (recordSeenSend), if it did. */
+    async seenSend(messageRowId: string): Promise<{ id: string; threadId: string } | undefined> {
+      const [row] = await db
+        .select({ id: messages.gmailMessageId, threadId: messages.gmailThreadId })
+        .from(messages)
+        .where(and(eq(messages.id, messageRowId), eq(messages.status, 'sending')));
+      return row?.id ? { id: row.id, threadId: row.threadId ?? '' } : undefined;
     },
 
     /**

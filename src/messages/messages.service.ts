@@ -8,6 +8,7 @@ import { GMAIL_SCOPES, SEND_OUTCOME_UNKNOWN } from '../gmail/gmail-client.js';
 import { GmailError } from '../gmail/gmail-errors.js';
 import type { MailboxesRepo, MailboxRow } from '../gmail/mailboxes.repo.js';
 import type { MailboxService } from '../gmail/mailboxes.service.js';
+import type { FindSentCopy } from '../gmail/sent-copy.js';
 import { errorNameOf, type Logger } from '../logger.js';
 import { isOwnMessage, seesMessageSubject } from '../privacy/gmail-guard.js';
 import type { MessageRow, MessagesRepo } from './messages.repo.js';
@@ -57,6 +58,8 @@ const IN_REQUEST_LOOK_MAX_MS = 5_000;
 export interface MessagesServiceDeps {
   repo: MessagesRepo;
   mailboxes: MailboxService;
+  /** Recovery's question "did Gmail store it" (gmail/sent-copy.ts), wired by the composition root. */
+  findSentCopy: FindSentCopy;
   mailboxRepo: Pick<MailboxesRepo, 'findByIdUnscoped'>;
   logger: Logger;
   /** This process's name on the leases it holds. */
@@ -94,19 +97,20 @@ export function createMessagesService(deps: MessagesServiceDeps) {
   const lookDelay = (looksDone: number) => resolveDelayMs * 4 ** looksDone;
   const after = (ms: number) => new Date(now().getTime() + ms);
 
-  /** One mailbox search: the row's new state, or undefined when the mailbox could not be asked. */
+  /** One look (a mailbox search, then what sync saw: gmail/sent-copy.ts): the row's new state, or undefined when the mailbox could not be asked. */
   async function look(mailbox: MailboxRow, row: MessageRow, owner: string, looksDone: number): Promise<MessageRow | undefined> {
+    const lastLook = looksDone + 1 >= RESOLVE_LOOKS;
     let found;
     try {
-      found = await mailboxes.withGmail(mailbox, (gmail) => gmail.findByRfc822MessageId(row.rfc822MessageId!));
+      found = await deps.findSentCopy(mailbox, { rfc822MessageId: row.rfc822MessageId!, messageRowId: row.id }, lastLook);
     } catch (error) {
       logger.warn({ messageId: row.id, err: error instanceof GmailError ? error.message : 'error' }, 'could not search the mailbox for a 1:1 send yet');
       return undefined;
     }
-    if (found.length > 0) {
-      return repo.updateLeased(row.id, owner, { status: 'sent', gmailMessageId: found[0]!.id, gmailThreadId: found[0]!.threadId, leaseOwner: null, leaseExpiresAt: null });
+    if (found) {
+      return repo.updateLeased(row.id, owner, { status: 'sent', gmailMessageId: found.id, gmailThreadId: found.threadId, leaseOwner: null, leaseExpiresAt: null });
     }
-    if (looksDone + 1 >= RESOLVE_LOOKS) {
+    if (lastLook) {
       // Searched RESOLVE_LOOKS times, spread over minutes: it did not go out. Never re-sent by us.
       return repo.updateLeased(row.id, owner, { status: 'failed', errorCode: 'not_sent', leaseOwner: null, leaseExpiresAt: null });
     }

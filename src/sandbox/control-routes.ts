@@ -152,6 +152,10 @@ export function controlRoutes(control: SandboxControl): Router {
   router.post('/mailboxes/:email/history/truncate', (req, res) => {
     res.json({ oldestHistoryId: control.truncateHistory(mailbox(req)) });
   });
+  router.put('/mailboxes/:email/search-index-lag', (req, res) => {
+    control.setSearchIndexLag(mailbox(req), parse(z.object({ ms: z.number().int().min(0) }), req.body).ms);
+    res.status(204).end();
+  });
   router.post('/mailboxes/:email/revoke', (req, res) => {
     res.json({ revokedGrants: control.revokeAccess(mailbox(req)) });
   });

@@ -113,6 +113,12 @@ export interface SandboxControl {
 
   /** Drops all history so far: startHistoryId below the current id now gets 404. Returns the new oldest id. */
   truncateHistory(email: string): string;
+  /**
+   * From now on, `q=` searches of this mailbox miss messages stored less than `ms` ago (0 ends
+   * it), as Gmail's search index can lag behind its store; history, get and label listings see
+   * them at once.
+   */
+  setSearchIndexLag(email: string, ms: number): void;
   /** Expires live access tokens now (all or one mailbox's); refresh tokens still work. Returns how many. */
   expireAccessTokens(email?: string): number;
   /** As if the person removed the app in their Google account: every grant of the mailbox ends. */
@@ -283,6 +289,9 @@ export function createControl(ctx: SandboxContext): SandboxControl {
 
     truncateHistory(email) {
       return String(store.truncateHistory(store.get(email)));
+    },
+    setSearchIndexLag(email, ms) {
+      store.get(email).searchIndexLagMs = ms;
     },
     expireAccessTokens: (email) => oauth.expireAccessTokens(email),
     revokeAccess: (email) => oauth.revokeMailbox(email),

@@ -234,6 +234,8 @@ export function gmailRoutes(ctx: SandboxContext): Router {
         .messagesOf(mailbox)
         .filter((m) => includeSpamTrash || !(m.labelIds.includes('SPAM') || m.labelIds.includes('TRASH')))
         .filter((m) => labelIds.every((l) => m.labelIds.includes(l)))
+        // A search reads Gmail's index, which may not hold a message stored a moment ago.
+        .filter((m) => !q || m.internalDate + mailbox.searchIndexLagMs <= ctx.now().getTime())
         .filter((m) => query.matches(m));
       const { page, nextPageToken } = paginate(matching, req);
       return {

@@ -82,6 +82,8 @@ export interface Mailbox {
   historyId: number;
   /** A startHistoryId below this is gone (404), as when Gmail no longer has that history. */
   oldestHistoryId: number;
+  /** How long a stored message stays out of `q=` searches (0: none), as Gmail's search index can lag behind its store. */
+  searchIndexLagMs: number;
   messages: Map<string, StoredMessage>;
   history: HistoryRecord[];
   /** Normalised RFC 822 Message-ID → Gmail ids in this mailbox, for threading and rfc822msgid:. */
@@ -167,6 +169,7 @@ export class MailStore {
       createdAt: this.now(),
       historyId,
       oldestHistoryId: historyId,
+      searchIndexLagMs: 0,
       messages: new Map(),
       history: [],
       byMessageId: new Map(),

@@ -17,6 +17,7 @@ export function separateWorker(app: TestApp, overrides: Partial<SendWorkerDeps> 
     mailboxes: app.services.mailboxes,
     pacer: app.services.pacer,
     urls: app.services.trackingUrls,
+    findSentCopy: app.services.findSentCopy,
     logger: createLogger('silent'),
     ...overrides,
   });
@@ -106,7 +107,24 @@ export function campaignFixtures(get: () => { app: TestApp; token: string; works
     throw new Error(`campaign ${campaignId} did not complete within ${deadlineMs} ms: ${JSON.stringify(await ledger(campaignId))}`);
   }
 
-  return { audience, launched, sentTo, ledger, drain, campaignStatus };
+  /** A launched campaign of one contact whose worker died right after Gmail accepted its message: `sending`, its lease `leaseMs` long. */
+  async function crashedAfterGmail(sender: { id: string; email: string }, subject: string, options: { prefix: string; leaseMs?: number }) {
+    const [person] = await audience(1, { prefix: options.prefix });
+    const campaignId = await launched(sender.id, subject, [person!.id]);
+    const crashing = separateWorker(get().app, {
+      leaseMs: options.leaseMs ?? 2_000,
+      concurrency: 1,
+      afterGmailAccepted: () => {
+        throw new Error('process died');
+      },
+    });
+    await crashing.tick();
+    expect((await ledger(campaignId)).map((r) => r.status)).toEqual(['sending']);
+    expect(sentTo(sender.email, subject).get(person!.email)).toBe(1);
+    return { campaignId, person: person! };
+  }
+
+  return { audience, launched, sentTo, ledger, drain, campaignStatus, crashedAfterGmail };
 }
 
 /** A small seeded generator (mulberry32): a failing random schedule can be replayed. */

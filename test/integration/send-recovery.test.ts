@@ -46,21 +46,7 @@ const setMailboxStatus = (id: string, status: 'active' | 'needs_reconnect') =>
 const gmailCalls = (mailbox: string) => ctx.app.sandbox.control.calls({ mailbox }).length;
 
 /** A launched campaign of one contact whose worker died right after Gmail accepted its message: `sending`, lease of 2 s. */
-async function crashedAfterGmail(subject: string, sender: { id: string; email: string } = { id: healthy.id, email: HEALTHY }) {
-  const [person] = await fx.audience(1, { prefix: 'rec' });
-  const campaignId = await fx.launched(sender.id, subject, [person!.id]);
-  const crashing = separateWorker(ctx.app, {
-    leaseMs: 2_000,
-    concurrency: 1,
-    afterGmailAccepted: () => {
-      throw new Error('process died');
-    },
-  });
-  await crashing.tick();
-  expect((await fx.ledger(campaignId)).map((r) => r.status)).toEqual(['sending']);
-  expect(fx.sentTo(sender.email, subject).get(person!.email)).toBe(1);
-  return { campaignId, person: person! };
-}
+const crashedAfterGmail = (subject: string, sender: { id: string; email: string } = { id: healthy.id, email: HEALTHY }) => fx.crashedAfterGmail(sender, subject, { prefix: 'rec' });
 
 /** `n` sends of a campaign from the stuck mailbox, claimed by a worker that died long ago. */
 async function seedStuckSends(n: number): Promise<string> {
@@ -343,6 +329,7 @@ describe('a reconnect makes the parked sends due', { timeout: 90_000 }, () => {
       repo: createMessagesRepo(db(), createAddressHasher(ctx.app.config.privacy.suppressionHashKey)),
       mailboxes: ctx.app.services.mailboxes,
       mailboxRepo: staleMailboxes(),
+      findSentCopy: ctx.app.services.findSentCopy,
       logger: createLogger('silent'),
       workerId: 'rescuer-8',
     });
