@@ -14,6 +14,9 @@ export const SYNC_METADATA_HEADERS = [
   'From',
   'To',
   'Cc',
+  // Kept only on sent mail: Gmail keeps it on the sender's copy, so a bounce of a Bcc recipient of
+  // mail sent from another client matches; on received mail it is anyone's word.
+  'Bcc',
   'Subject',
   'Date',
   'Message-ID',

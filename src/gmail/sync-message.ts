@@ -91,6 +91,8 @@ export function createMessageSync(deps: MessageSyncDeps) {
     // be matched by notices (a stranger's forged bounce suppressing a contact) and count against
     // the daily budget.
     const direction = meta.labelIds.includes('SENT') ? 'outbound' : 'inbound';
+    // The sender's own copy keeps its Bcc (never shown); on received mail a Bcc header is anyone's word.
+    const bcc = direction === 'outbound' ? parseAddressList(headers['bcc']) : [];
     const rfc822MessageId = parseMessageIds(headers['message-id'])[0];
     // A message we sent ourselves is recorded already (the send ledger owns that row).
     const own = rfc822MessageId ? await repo.findOwnSend(mailbox.workspaceId, mailbox.id, rfc822MessageId) : undefined;
@@ -142,7 +144,7 @@ export function createMessageSync(deps: MessageSyncDeps) {
         logger.warn({ mailboxId: mailbox.id, gmailMessageId: gmailId, recipients: bounce.notSent.length }, 'a bounce notice named addresses this mailbox never sent to; ignored');
       }
     }
-    const contacts = await repo.contactsAmong(mailbox.workspaceId, contactAddresses(mailbox, [...from, ...to, ...cc]));
+    const contacts = await repo.contactsAmong(mailbox.workspaceId, contactAddresses(mailbox, [...from, ...to, ...cc, ...bcc]));
     if (contacts.length === 0 && !original && !bounce?.matches.length) {
       if (!result.unparsedNotice && !result.unmatchedNotice && !result.recipientNotSent && !result.unverifiedNotice) result.notContact = 1;
       return result;
@@ -163,6 +165,7 @@ export function createMessageSync(deps: MessageSyncDeps) {
           fromAddress: from[0] ?? '',
           toAddresses: to,
           ccAddresses: cc,
+          bccAddresses: bcc,
           at,
         },
         contacts.map((c) => c.id),

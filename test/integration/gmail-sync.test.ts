@@ -156,6 +156,38 @@ describe('replies and bounces to mail we sent', () => {
     expect(timeline.find((e: { messageId: string }) => e.messageId === sent.body.id).events).toMatchObject([{ type: 'bounce' }]);
   });
 
+  it('a hard bounce of a Bcc recipient of mail sent from another client suppresses the address; the Bcc is kept, never shown', async () => {
+    const hidden = 'hidden-bcc@contoso.test';
+    const created = await ctx.app.api('POST', '/api/contacts', { token: ctx.owner.token, json: { email: hidden } });
+    expect(created.status, created.text).toBe(201);
+    ctx.app.sandbox.control.setBouncingAddress(hidden, 'hard');
+    // Alice writes from Gmail itself: the sent copy keeps its Bcc header, as Gmail's does.
+    await ctx.app.sandbox.control.sendAs(ALICE, { to: 'someone-open@contoso.test', bcc: hidden, subject: 'Bcc from Gmail', text: 'x' });
+    expect(await sync(ctx.alice.id)).toMatchObject({ status: 'synced', events: 1 });
+
+    const suppressions = await query(sql`select email, reason from suppressions where workspace_id = ${ctx.owner.workspaceId}::uuid and email = ${hidden}`);
+    expect(suppressions).toEqual([{ email: hidden, reason: 'bounce' }]);
+    const [stored] = await query<{ id: string; bcc_addresses: string[] }>(
+      sql`select id, bcc_addresses from messages where synced and subject = 'Bcc from Gmail' and mailbox_id = ${ctx.alice.id}::uuid`,
+    );
+    expect(stored!.bcc_addresses).toEqual([hidden]);
+    // On her timeline (she was sent it), and no answer of the API names the Bcc.
+    const contact = (await ctx.app.api('GET', `/api/contacts/${created.body.id}`, { token: ctx.owner.token })).body;
+    const entry = contact.timeline.find((e: { messageId: string }) => e.messageId === stored!.id);
+    expect(entry.events).toMatchObject([{ type: 'bounce' }]);
+    const message = await ctx.app.api('GET', `/api/messages/${stored!.id}`, { token: ctx.owner.token });
+    expect(JSON.stringify(entry) + message.text).not.toContain(hidden);
+  });
+
+  it('a Bcc header on received mail is not believed (only the sender\'s own copy keeps one)', async () => {
+    const decoy = 'decoy-bcc@contoso.test';
+    ctx.app.sandbox.control.setBouncingAddress(decoy, 'hard');
+    await ctx.app.sandbox.control.deliverInbound(ALICE, { from: BOB, to: ALICE, subject: 'Inbound with a Bcc', text: 'x', headers: { Bcc: decoy } });
+    expect(await sync(ctx.alice.id)).toMatchObject({ status: 'synced' });
+    const [stored] = await query<{ bcc_addresses: string[] }>(sql`select bcc_addresses from messages where synced and subject = 'Inbound with a Bcc'`);
+    expect(stored!.bcc_addresses).toEqual([]);
+  });
+
   it('a delay notice is recorded as a delay and does not suppress, also when the report carries the whole original', async () => {
     const sent = await ctx.app.api('POST', '/api/messages', { token: ctx.owner.token, json: { mailboxId: ctx.alice.id, to: 'full@contoso.test', subject: 'Quota', text: 'SECRET-ORIGINAL' } });
     await ctx.app.sandbox.control.deliverBounce(ALICE, { originalMessageId: `<${sent.body.messageId}>`, kind: 'delay', includeOriginal: 'full' });
