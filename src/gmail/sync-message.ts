@@ -144,8 +144,11 @@ export function createMessageSync(deps: MessageSyncDeps) {
         logger.warn({ mailboxId: mailbox.id, gmailMessageId: gmailId, recipients: bounce.notSent.length }, 'a bounce notice named addresses this mailbox never sent to; ignored');
       }
     }
-    const contacts = await repo.contactsAmong(mailbox.workspaceId, contactAddresses(mailbox, [...from, ...to, ...cc, ...bcc]));
-    if (contacts.length === 0 && !original && !bounce?.matches.length) {
+    const contacts = await repo.contactsAmong(mailbox.workspaceId, contactAddresses(mailbox, [...from, ...to, ...cc]));
+    // A contact only in Bcc: the mail is kept (a bounce of theirs must match it) but not put on
+    // their timeline, which teammates see and which would show them as the hidden recipient.
+    const bccOnly = contacts.length === 0 && bcc.length > 0 ? await repo.contactsAmong(mailbox.workspaceId, contactAddresses(mailbox, bcc)) : [];
+    if (contacts.length === 0 && bccOnly.length === 0 && !original && !bounce?.matches.length) {
       if (!result.unparsedNotice && !result.unmatchedNotice && !result.recipientNotSent && !result.unverifiedNotice) result.notContact = 1;
       return result;
     }
