@@ -36,7 +36,7 @@ import { processOwner } from './process-owner.js';
 import { createPushService } from './gmail/push.service.js';
 import { createSyncRepo } from './gmail/sync.repo.js';
 import { createSyncService } from './gmail/sync.service.js';
-import { createSentCopyFinder } from './gmail/sent-copy.js';
+import { createSentCopies } from './gmail/sent-copy.js';
 import { createTokenCipher } from './gmail/token-cipher.js';
 import { createKeyRotation } from './gmail/key-rotation.js';
 import { createKeyRotationRepo } from './gmail/key-rotation.repo.js';
@@ -166,14 +166,17 @@ export function createServices(deps: AppDeps) {
   const workerId = `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`;
   const sendGate = { workerId, leaseMs: config.sending.leaseMs, resolveDelayMs: config.sending.resolveDelayMs };
   const syncRepo = createSyncRepo(db, hashAddress);
-  // Recovery's "did Gmail store it": the search, then what sync saw, with a sync pass before a verdict (sync is built just below).
-  const findSentCopy = createSentCopyFinder({
+  // Recovery's "did Gmail store it": the search, what sync saw, and on the last look the sent mail itself (sync is built just below).
+  const sentCopies = createSentCopies({
     withGmail: (mailbox, work) => mailboxes.withGmail(mailbox, work),
     seenBySync: (messageRowId) => syncRepo.seenSend(messageRowId),
-    syncNow: (mailboxId) => sync.syncMailbox(mailboxId),
+    claimedAt: (messageRowId) => syncRepo.sendClaimedAt(messageRowId),
+    knownGmailIds: (mailboxId, gmailIds) => syncRepo.knownGmailIds(mailboxId, gmailIds),
+    requestSync: (mailboxId) => sync.syncInBackground(mailboxId),
     logger,
+    now: deps.now,
   });
-  const messages = createMessagesService({ repo: messagesRepo, mailboxes, mailboxRepo: mailboxesRepo, findSentCopy, logger, ...sendGate, now: deps.now });
+  const messages = createMessagesService({ repo: messagesRepo, mailboxes, mailboxRepo: mailboxesRepo, sentCopies, logger, ...sendGate, now: deps.now });
   const sync = createSyncService({
     repo: syncRepo,
     mailboxesRepo,
@@ -221,7 +224,7 @@ export function createServices(deps: AppDeps) {
     urls: trackingUrls,
     logger,
     ...sendGate,
-    findSentCopy,
+    sentCopies,
     alsoRecover: () => messages.recoverExpired(),
     now: deps.now,
   });
@@ -283,7 +286,7 @@ export function createServices(deps: AppDeps) {
   });
   // A campaign's results page and per-recipient CSV (the web app and the API alike).
   const results = createResultsService({ repo: createResultsRepo(db), statsRepo: createStatsRepo(db), stats: tracking.stats });
-  return { auth, accountMailer, contacts, mailboxes, messages, findSentCopy, sync, push, messageContent, campaigns, cancelledSends, sendWorker, trackingUrls, suppressions, pacer, metrics, tracking, jobSchedule, apiKeys, idempotency, contentGuard, grants, auditRetention, policyVersions, compliance, privacyExports, legalRequests, keyRotation, purge, accountClosure, retention, webhooks, webhookDelivery, webSessions, results, embeddedMaintenance };
+  return { auth, accountMailer, contacts, mailboxes, messages, sentCopies, sync, push, messageContent, campaigns, cancelledSends, sendWorker, trackingUrls, suppressions, pacer, metrics, tracking, jobSchedule, apiKeys, idempotency, contentGuard, grants, auditRetention, policyVersions, compliance, privacyExports, legalRequests, keyRotation, purge, accountClosure, retention, webhooks, webhookDelivery, webSessions, results, embeddedMaintenance };
 }
 
 export type Services = ReturnType<typeof createServices>;

@@ -1,6 +1,6 @@
 import type { ErrorRequestHandler } from 'express';
 import type { Logger } from 'pino';
-import { sqlStateOf } from './db/pg-errors.js';
+import { isConcurrencyFailure, sqlStateOf } from './db/pg-errors.js';
 
 /**
  * The one error hierarchy. Services throw these; the single middleware below turns
@@ -109,7 +109,6 @@ export class ConcurrentChangeError extends AppError {
     super('concurrent_change', 409, 'Another request was changing the same records at the same moment; try again');
   }
 }
-const CONCURRENCY_STATES = new Set(['40P01', '40001']);
 
 export class UnsupportedMediaTypeError extends AppError {
   constructor(expected: string) {
@@ -135,8 +134,7 @@ interface HttpErrorLike {
 
 export function toAppError(error: unknown): AppError {
   if (error instanceof AppError) return error;
-  const sqlState = sqlStateOf(error);
-  if (sqlState && CONCURRENCY_STATES.has(sqlState)) return new ConcurrentChangeError(sqlState);
+  if (isConcurrencyFailure(error)) return new ConcurrentChangeError(sqlStateOf(error)!);
   const httpError = error as HttpErrorLike | null;
   const status = httpError?.status ?? httpError?.statusCode;
   if (status && status >= 400 && status < 500) {
@@ -153,8 +151,12 @@ export function errorMiddleware(logger: Logger): ErrorRequestHandler {
       // The original error goes to the log (redacted by the logger), never to the client.
       (req.log ?? logger).error({ err: error }, 'request failed');
     }
+    if (res.headersSent) {
+      // The answer had begun (a streamed export): the client got a cut-off body, which is ours to look into.
+      if (appError.status < 500) (req.log ?? logger).error({ err: error }, 'request failed after its answer began');
+      return;
+    }
     logConcurrentChange(appError, req.log ?? logger);
-    if (res.headersSent) return;
     // Answered before the body was read to its end (a refused upload): this connection
     // carries unread bytes, so it must not be reused for the client's next request.
     if (!req.complete) res.setHeader('Connection', 'close');

@@ -184,7 +184,7 @@ async function runPipeline(sandboxUrl: string, target: TargetName, recipients: n
     mailboxes: timed(services.mailboxes, 'mailboxes'),
     pacer,
     urls: services.trackingUrls,
-    findSentCopy: services.findSentCopy,
+    sentCopies: services.sentCopies,
     logger: createLogger('silent'),
     batchSize,
   });

@@ -338,6 +338,23 @@ export function createSendLedgerRepo(db: Db, options: SendLedgerOptions = {}) {
     },
 
     /**
+     * Recovery's "not sent": `requeue`, unless sync recorded a Gmail copy on the attempt's row
+     * (gmail/sent-copy.ts): then false. The delete comes first, on that condition, so a record
+     * being written now is waited for and seen; the ledger follows the delete (or no row at all).
+     */
+    async requeueUnsent(lease: SendLease, dueAt: Date): Promise<boolean> {
+      const row = sql`${lease.messageRowId}::uuid`;
+      const [changed] = rowsOf<{ n: number }>(
+        await db.execute(sql`
+          with m as (delete from messages where id = ${row} and gmail_message_id is null and exists (select 1 from campaign_sends where ${fence(lease)}) returning id),
+          ledger as (update campaign_sends set status = 'queued', due_at = ${ts(dueAt)}, error_code = 'recovered_unsent', message_id = null, lease_owner = null, lease_expires_at = null, resolve_looks = 0
+            where ${fence(lease)} and (exists (select 1 from m) or not exists (select 1 from messages where id = ${row})) returning id)
+          select count(*)::int as n from ledger`),
+      );
+      return Number(changed?.n ?? 0) > 0;
+    },
+
+    /**
      * Gmail gave no clear answer: the send stays `sending` under this lease until `lookAt`,
      * when recovery (in any process) searches the mailbox for it. Never retried before that.
      */

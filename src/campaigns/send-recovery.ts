@@ -1,7 +1,7 @@
 import { GMAIL_SCOPES, SEND_OUTCOME_UNKNOWN } from '../gmail/gmail-client.js';
 import { GmailError } from '../gmail/gmail-errors.js';
 import type { MailboxesRepo, MailboxRow } from '../gmail/mailboxes.repo.js';
-import type { FindSentCopy } from '../gmail/sent-copy.js';
+import type { SentCopies } from '../gmail/sent-copy.js';
 import type { Logger } from '../logger.js';
 import type { CampaignRow, CampaignsRepo } from './campaigns.repo.js';
 import type { SendCandidate, SendLease, SendLedgerRepo, SentInput } from './send-ledger.repo.js';
@@ -47,7 +47,7 @@ export interface SendRecoveryDeps {
   resolveDelayMs?: number;
   recorder: SendRecorder;
   /** Did Gmail store it: the search, then what sync saw, with a sync pass before the verdict (gmail/sent-copy.ts). */
-  findSentCopy: FindSentCopy;
+  sentCopies: SentCopies;
   now: () => Date;
   /** More recovery of the same kind elsewhere (1:1 sends), run after the campaign ledger's. */
   alsoRecover?: () => Promise<number>;
@@ -72,7 +72,8 @@ export function createSendRecovery(deps: SendRecoveryDeps) {
     await ledger.awaitResolution(lease, new Date(now().getTime() + lookDelay(looksDone)), looksDone);
   }
 
-  async function resolveOne(row: Awaited<ReturnType<SendLedgerRepo['expiredLeases']>>[number], asOf: Date): Promise<boolean> {
+  /** `round`: when this recovery pass began (its last looks share one sync pass per mailbox). */
+  async function resolveOne(row: Awaited<ReturnType<SendLedgerRepo['expiredLeases']>>[number], asOf: Date, round: Date): Promise<boolean> {
     // A campaign deleted while this send was in flight still needs the answer (did it go
     // out?); its ledger goes with the purge later.
     const campaign = await repo.findByIdIncludingDeleted(row.workspace_id, row.campaign_id);
@@ -117,15 +118,18 @@ export function createSendRecovery(deps: SendRecoveryDeps) {
       attempts: row.attempts,
     };
     try {
-      const lastLook = row.resolve_looks + 1 >= RESOLVE_LOOKS;
-      const found = await deps.findSentCopy(mailbox, { rfc822MessageId: send.rfc822MessageId, messageRowId: row.message_id ?? null }, lastLook);
+      const lastLook = row.resolve_looks + 1 >= RESOLVE_LOOKS ? { round } : undefined;
+      const messageRowId = row.message_id ?? null;
+      const found = await deps.sentCopies.find(mailbox, { rfc822MessageId: send.rfc822MessageId, messageRowId }, lastLook);
       if (found) {
         await deps.recorder.recordSent(campaign, send, lease, found, campaign.subject, mailbox);
       } else if (!lastLook) {
         await scheduleLook(lease, row.resolve_looks + 1);
         return false;
-      } else {
-        await ledger.requeue(lease, now(), 'recovered_unsent');
+      } else if (!(await ledger.requeueUnsent(lease, now()))) {
+        // Sync recorded it between the last look and the verdict (or the lease was lost: then nothing is seen here either).
+        const seen = messageRowId ? await deps.sentCopies.seenBySync(messageRowId) : undefined;
+        if (seen) await deps.recorder.recordSent(campaign, send, lease, seen, campaign.subject, mailbox);
       }
       return true;
     } catch (error) {
@@ -138,8 +142,9 @@ export function createSendRecovery(deps: SendRecoveryDeps) {
   /** One pass over expired leases as of `asOf` (default now); returns how many sends it resolved. */
   async function recoverExpired(asOf: Date = now()): Promise<number> {
     let resolved = 0;
+    const round = now();
     for (const row of await ledger.expiredLeases(asOf)) {
-      if (await resolveOne(row, asOf)) resolved += 1;
+      if (await resolveOne(row, asOf, round)) resolved += 1;
     }
     if (deps.alsoRecover) resolved += await deps.alsoRecover();
     return resolved;

@@ -5,7 +5,7 @@ import { GmailError } from '../gmail/gmail-errors.js';
 import type { MailboxesRepo, MailboxRow } from '../gmail/mailboxes.repo.js';
 import type { MailboxService } from '../gmail/mailboxes.service.js';
 import type { MailboxPacer } from '../gmail/pacer.js';
-import type { FindSentCopy } from '../gmail/sent-copy.js';
+import type { SentCopies } from '../gmail/sent-copy.js';
 import { errorNameOf, type Logger } from '../logger.js';
 import type { TrackingUrls } from '../tracking/urls.js';
 import type { CampaignRow, CampaignsRepo } from './campaigns.repo.js';
@@ -44,7 +44,7 @@ export interface SendWorkerDeps {
   resolveDelayMs?: number;
   now?: () => Date;
   /** Recovery's question "did Gmail store it" (gmail/sent-copy.ts), wired by the composition root. */
-  findSentCopy: FindSentCopy;
+  sentCopies: SentCopies;
   /** More sends to resolve in the same pass (1:1 mail), wired by the composition root. */
   alsoRecover?: () => Promise<number>;
   /** Test seam: runs after Gmail accepted a message and before the ledger records it (a crash there). */

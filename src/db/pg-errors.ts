@@ -16,6 +16,30 @@ export async function onceMoreAfterUniqueViolation<T>(work: () => Promise<T>): P
   }
 }
 
+/**
+ * The database gave up the transaction: a deadlock (40P01: it held what another wanted, the other
+ * way round) or a serialization failure (40001). Nothing of that transaction was kept.
+ */
+export function isConcurrencyFailure(error: unknown): boolean {
+  const state = sqlStateOf(error);
+  return state === '40P01' || state === '40001';
+}
+
+/**
+ * Runs `work` — one transaction and nothing outside the database, so that a retry repeats nothing
+ * already done — again when the database gave it up to another (isConcurrencyFailure), up to
+ * `attempts` runs in all. For what must not be lost to a race, such as a recipient's opt-out.
+ */
+export async function againAfterConcurrencyFailure<T>(work: () => Promise<T>, attempts = 3): Promise<T> {
+  for (let run = 1; ; run += 1) {
+    try {
+      return await work();
+    } catch (error) {
+      if (run >= attempts || !isConcurrencyFailure(error)) throw error;
+    }
+  }
+}
+
 /** The SQLSTATE of a database error (Drizzle wraps the driver's in `cause`). */
 export function sqlStateOf(error: unknown): string | undefined {
   const e = error as { code?: unknown; cause?: unknown } | null;

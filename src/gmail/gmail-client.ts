@@ -266,10 +266,14 @@ export function createGmailClient(settings: GoogleClientSettings, pacer: Mailbox
           return { id: data.id ?? '', threadId: data.threadId ?? '' };
         },
 
-        /** Gmail ids of messages in the mailbox with this RFC 822 Message-ID (crash recovery, invariant 3). */
+        /**
+         * Gmail ids of the mailbox's sent mail with this RFC 822 Message-ID (crash recovery,
+         * invariant 3). Sent only: a copy delivered into the inbox (anyone who got the message
+         * can mail it back in) does not show that this mailbox sent it.
+         */
         async findByRfc822MessageId(rfc822MessageId: string) {
           const { data } = await paced(GMAIL_QUOTA_UNITS.list, () =>
-            api.users.messages.list({ userId: 'me', q: `rfc822msgid:${rfc822MessageId}`, includeSpamTrash: true }, CALL_OPTIONS),
+            api.users.messages.list({ userId: 'me', q: `rfc822msgid:${rfc822MessageId}`, labelIds: ['SENT'], includeSpamTrash: true }, CALL_OPTIONS),
           );
           return (data.messages ?? []).map((m) => ({ id: m.id ?? '', threadId: m.threadId ?? '' }));
         },

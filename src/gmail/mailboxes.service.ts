@@ -16,7 +16,7 @@ import { presentHealth } from './sync-health.js';
 import { tokenContext, type TokenCipher } from './token-cipher.js';
 import { deletionRequested, requesterOf } from '../privacy/deletion.js';
 import { errorNameOf } from '../logger.js';
-import { onceMoreAfterUniqueViolation } from '../db/pg-errors.js';
+import { isConcurrencyFailure, onceMoreAfterUniqueViolation } from '../db/pg-errors.js';
 import { DAY_MS } from '../time.js';
 
 const CONSUMER_DOMAINS = new Set(['gmail.com', 'googlemail.com']);
@@ -227,9 +227,14 @@ export function createMailboxService(deps: MailboxServiceDeps) {
         }
         throw error;
       }
-      // From here on Google holds a grant for us: refused (a 4xx), it is revoked unless the address is connected somewhere.
+      // From here on Google holds a grant for us: refused (a 4xx), or not stored because the
+      // database gave the save up to a concurrent change (a deadlock), it is revoked unless the
+      // address is connected somewhere. That callback cannot be retried (its state is spent):
+      // the person starts connecting again.
       const refuseGrant = async (error: unknown): Promise<never> => {
-        if (error instanceof AppError && error.status < 500) await revocation.revokeUnstoredGrant(granted.email, granted.refreshToken ?? granted.accessToken);
+        const lostRace = isConcurrencyFailure(error);
+        if (lostRace || (error instanceof AppError && error.status < 500)) await revocation.revokeUnstoredGrant(granted.email, granted.refreshToken ?? granted.accessToken);
+        if (lostRace) throw new ConflictError('concurrent_change', 'Another change to this workspace happened at the same moment; start connecting Gmail again');
         throw error;
       };
       if (!granted.scopes.includes(GMAIL_SCOPES.send)) {

@@ -1,66 +1,123 @@
 import type { Logger } from '../logger.js';
 import { GMAIL_SCOPES, type MailboxGmail } from './gmail-client.js';
 import type { MailboxRow } from './mailboxes.repo.js';
+import { parseMessageIds } from './mail-events.js';
 
 export interface GmailIds {
   id: string;
   threadId: string;
 }
 
-/** The longest a last look waits for the mailbox's sync pass before it judges without it. */
-export const SENT_COPY_SYNC_WAIT_MS = 60_000;
+/** The last look reads at most this many of the newest sent messages we do not hold; past it, it judges by what it read. */
+export const SENT_SCAN_MAX_MESSAGES = 300;
+const SENT_SCAN_PAGE = 100;
+/** Gmail's internalDate is when Gmail stored the message, a moment after the claim: a margin for clocks. */
+const SCAN_MARGIN_MS = 10 * 60_000;
 
 export interface SentCopyDeps {
   withGmail: <T>(mailbox: MailboxRow, work: (api: MailboxGmail) => Promise<T>) => Promise<T>;
   /** The Gmail ids sync recorded on a send of ours it met among the mailbox's sent mail (sync.repo.ts `seenSend`). */
   seenBySync: (messageRowId: string) => Promise<GmailIds | undefined>;
-  /** One sync pass of the mailbox now, or the one already running for it (sync.service.ts `syncMailbox`). */
-  syncNow: (mailboxId: string) => Promise<{ status: string }>;
+  /** When the send's message row was written: its claim. */
+  claimedAt: (messageRowId: string) => Promise<Date | undefined>;
+  /** Which of these Gmail ids we hold already for the mailbox (sync.repo.ts `knownGmailIds`): our recorded sends and synced mail. */
+  knownGmailIds: (mailboxId: string, gmailIds: string[]) => Promise<Set<string>>;
+  /** Asks for a sync pass of the mailbox in the background (sync.service.ts `syncInBackground`). */
+  requestSync: (mailboxId: string) => void;
   logger: Logger;
-  syncWaitMs?: number;
+  now?: () => Date;
 }
+
+type ScanResult = { found: Map<string, GmailIds>; reachedBack: number; complete: boolean };
 
 /**
  * Did Gmail store a send of ours whose answer we never had (a timeout, a crash)? Invariant 3:
  * found means sent, never sent again. Asked by recovery, campaign and 1:1 alike, once per look.
  *
- * 1. The search `rfc822msgid:<ours>`. It reads Gmail's search index, which can lag behind what
- *    Gmail stores: a message stored but not yet indexed is "not found".
- * 2. What sync saw. Sync reads the mailbox's history, Gmail's own record of what it stored,
- *    and records the Gmail ids on a send of ours it meets there whose outcome is still open.
- * 3. On the last look, before "not found" becomes the verdict (campaign sends are then queued
- *    again, a 1:1 send reported not sent), the mailbox's sync runs first, and (2) is asked again.
- *    So a message Gmail stored before that pass read its history is found, however far behind
- *    the search index is. A pass that cannot finish in time (Gmail failing, a long resync, another
- *    process's pass) leaves the verdict to (1) and (2) as they stand, as before this rule; what
- *    Gmail stores later still is beyond anything we can ask.
+ * 1. The search `rfc822msgid:<ours>` among sent mail. It reads Gmail's search index, which can
+ *    lag behind what Gmail stores: a message stored but not yet indexed is "not found". A copy
+ *    delivered into the inbox (mail to oneself, or sent back in by anyone who got it) is not
+ *    proof that this mailbox sent it.
+ * 2. What sync saw. Sync reads the mailbox's history, Gmail's own record of what it stored, and
+ *    records the Gmail ids on a send of ours it meets among the mailbox's sent mail while its
+ *    outcome is open. A look that misses asks for a sync pass in the background.
+ * 3. On the last look, before "not found" becomes the verdict (a campaign send is then queued
+ *    again, a 1:1 send reported not sent): the mailbox's sent mail listed by its label, which
+ *    is not a search, newest first, back to the send's claim, skipping what we hold already,
+ *    each message's Message-ID read. Sync alone is not enough there: a resync (history expired,
+ *    or more changes than a pass reads, which anyone can cause by mailing the mailbox) lists by
+ *    search too, and then moves past the copy. One listing per mailbox serves all the last
+ *    looks of one recovery pass (`round`); at most 300 messages are read, past which the verdict
+ *    goes by what was read (logged). The verdicts give way to a record sync writes at that very
+ *    moment (send-ledger.repo.ts `requeueUnsent`, messages.service.ts). What Gmail stores later
+ *    still is beyond anything we can ask.
  */
-export function createSentCopyFinder(deps: SentCopyDeps) {
-  const syncWaitMs = deps.syncWaitMs ?? SENT_COPY_SYNC_WAIT_MS;
+export function createSentCopies(deps: SentCopyDeps) {
+  const now = deps.now ?? (() => new Date());
+  /** The last listing of each mailbox's sent mail, and the recovery pass it was made in. */
+  const scans = new Map<string, { round: number; result: Promise<ScanResult> }>();
 
-  async function syncWithin(mailbox: MailboxRow): Promise<string> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<string>((resolve) => {
-      timer = setTimeout(() => resolve('timed_out'), syncWaitMs);
-    });
-    try {
-      return await Promise.race([deps.syncNow(mailbox.id).then((outcome) => outcome.status), timeout]);
-    } finally {
-      clearTimeout(timer);
-    }
+  async function scanSent(mailbox: MailboxRow, back: number): Promise<ScanResult> {
+    const found = new Map<string, GmailIds>();
+    let reachedBack = Number.POSITIVE_INFINITY;
+    let read = 0;
+    let pageToken: string | undefined;
+    do {
+      const page = await deps.withGmail(mailbox, (gmail) => gmail.listMessageIds({ labelIds: ['SENT'], maxResults: SENT_SCAN_PAGE, pageToken }));
+      const known = await deps.knownGmailIds(mailbox.id, page.ids);
+      for (const id of page.ids) {
+        if (known.has(id)) continue;
+        if (read >= SENT_SCAN_MAX_MESSAGES) return { found, reachedBack, complete: false };
+        read += 1;
+        const meta = await deps.withGmail(mailbox, (gmail) => gmail.getMetadata(id, ['Message-ID']));
+        const messageId = parseMessageIds(meta.headers['message-id'])[0];
+        if (messageId) found.set(messageId, { id: meta.id || id, threadId: meta.threadId });
+        const stored = meta.internalDate?.getTime();
+        if (stored !== undefined) reachedBack = Math.min(reachedBack, stored);
+        // Newest first: what comes after this one was stored before the claim.
+        if (stored !== undefined && stored < back) return { found, reachedBack, complete: true };
+      }
+      pageToken = page.nextPageToken;
+    } while (pageToken);
+    return { found, reachedBack: Number.NEGATIVE_INFINITY, complete: true };
   }
 
-  return async function findSentCopy(mailbox: MailboxRow, send: { rfc822MessageId: string; messageRowId: string | null }, lastLook: boolean): Promise<GmailIds | undefined> {
-    const found = await deps.withGmail(mailbox, (gmail) => gmail.findByRfc822MessageId(send.rfc822MessageId));
-    if (found.length > 0) return found[0];
+  /** This recovery pass's listing of the mailbox's sent mail, reaching back to `back`. */
+  async function sentSince(mailbox: MailboxRow, back: number, round: Date): Promise<ScanResult> {
+    const last = scans.get(mailbox.id);
+    if (last && last.round === round.getTime()) {
+      const result = await last.result;
+      if (!result.complete || result.reachedBack <= back) return result;
+    }
+    const result = scanSent(mailbox, back);
+    // One entry per mailbox, replaced by the next pass's: nothing is kept long.
+    scans.set(mailbox.id, { round: round.getTime(), result });
+    result.catch(() => scans.get(mailbox.id)?.result === result && scans.delete(mailbox.id));
+    return result;
+  }
+
+  /** `lastLook`: the time the recovery pass making it began, or undefined for an earlier look. */
+  async function find(mailbox: MailboxRow, send: { rfc822MessageId: string; messageRowId: string | null }, lastLook: { round: Date } | undefined): Promise<GmailIds | undefined> {
+    const searched = await deps.withGmail(mailbox, (gmail) => gmail.findByRfc822MessageId(send.rfc822MessageId));
+    if (searched.length > 0) return searched[0];
     if (!send.messageRowId) return undefined;
     const seen = await deps.seenBySync(send.messageRowId);
-    const readable = mailbox.syncEnabled && mailbox.scopes.includes(GMAIL_SCOPES.readonly);
-    if (seen || !lastLook || !readable) return seen;
-    const outcome = await syncWithin(mailbox);
-    if (outcome !== 'synced') deps.logger.warn({ mailboxId: mailbox.id, sync: outcome }, 'a send not found by search is judged without a fresh sync pass');
+    if (seen) return seen;
+    const readable = mailbox.scopes.includes(GMAIL_SCOPES.readonly);
+    if (!readable) return undefined;
+    if (!lastLook) {
+      if (mailbox.syncEnabled) deps.requestSync(mailbox.id);
+      return undefined;
+    }
+    const claimedAt = (await deps.claimedAt(send.messageRowId)) ?? now();
+    const scan = await sentSince(mailbox, claimedAt.getTime() - SCAN_MARGIN_MS, lastLook.round);
+    const listed = scan.found.get(send.rfc822MessageId);
+    if (listed) return listed;
+    if (!scan.complete) deps.logger.warn({ mailboxId: mailbox.id, read: SENT_SCAN_MAX_MESSAGES }, 'more sent mail since a send of unknown outcome than the last look reads; judged by what it read');
     return deps.seenBySync(send.messageRowId);
-  };
+  }
+
+  return { find, seenBySync: deps.seenBySync };
 }
 
-export type FindSentCopy = ReturnType<typeof createSentCopyFinder>;
+export type SentCopies = ReturnType<typeof createSentCopies>;

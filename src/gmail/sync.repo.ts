@@ -154,6 +154,12 @@ function syncQueries(db: Db, hashAddress: AddressHasher) {
       }
     },
 
+    /** When a send's message row was written (its claim): how far back recovery's last look reads sent mail (sent-copy.ts). */
+    async sendClaimedAt(messageRowId: string): Promise<Date | undefined> {
+      const [row] = await db.select({ at: messages.createdAt }).from(messages).where(eq(messages.id, messageRowId));
+      return row?.at;
+    },
+
     /** The Gmail ids sync recorded on a send still `sending` (recordSeenSend), if it did. */
     async seenSend(messageRowId: string): Promise<{ id: string; threadId: string } | undefined> {
       const [row] = await db

@@ -55,12 +55,13 @@ function messageQueries(db: Db, hashAddress: AddressHasher) {
      * A change to a 1:1 send this worker holds: only while it is `sending` under this
      * lease, so a worker whose lease was taken over changes nothing (fencing).
      */
-    async updateLeased(id: string, owner: string, values: Partial<NewMessage>): Promise<MessageRow | undefined> {
+    /** `unseen`: only while sync has not recorded a Gmail copy of it (gmail/sent-copy.ts): a "not sent" verdict gives way to that record. */
+    async updateLeased(id: string, owner: string, values: Partial<NewMessage>, options: { unseen?: boolean } = {}): Promise<MessageRow | undefined> {
       const change = (tx: Db) =>
         tx
           .update(messages)
           .set(values)
-          .where(and(eq(messages.id, id), eq(messages.status, 'sending'), eq(messages.leaseOwner, owner)))
+          .where(and(eq(messages.id, id), eq(messages.status, 'sending'), eq(messages.leaseOwner, owner), options.unseen ? isNull(messages.gmailMessageId) : undefined))
           .returning();
       if (values.status !== 'sent' && values.status !== 'failed') return (await change(db))[0];
       // An outcome: its webhook event commits with it.

@@ -8,7 +8,7 @@ import { GMAIL_SCOPES, SEND_OUTCOME_UNKNOWN } from '../gmail/gmail-client.js';
 import { GmailError } from '../gmail/gmail-errors.js';
 import type { MailboxesRepo, MailboxRow } from '../gmail/mailboxes.repo.js';
 import type { MailboxService } from '../gmail/mailboxes.service.js';
-import type { FindSentCopy } from '../gmail/sent-copy.js';
+import type { SentCopies } from '../gmail/sent-copy.js';
 import { errorNameOf, type Logger } from '../logger.js';
 import { isOwnMessage, seesMessageSubject } from '../privacy/gmail-guard.js';
 import type { MessageRow, MessagesRepo } from './messages.repo.js';
@@ -59,7 +59,7 @@ export interface MessagesServiceDeps {
   repo: MessagesRepo;
   mailboxes: MailboxService;
   /** Recovery's question "did Gmail store it" (gmail/sent-copy.ts), wired by the composition root. */
-  findSentCopy: FindSentCopy;
+  sentCopies: SentCopies;
   mailboxRepo: Pick<MailboxesRepo, 'findByIdUnscoped'>;
   logger: Logger;
   /** This process's name on the leases it holds. */
@@ -98,21 +98,25 @@ export function createMessagesService(deps: MessagesServiceDeps) {
   const after = (ms: number) => new Date(now().getTime() + ms);
 
   /** One look (a mailbox search, then what sync saw: gmail/sent-copy.ts): the row's new state, or undefined when the mailbox could not be asked. */
-  async function look(mailbox: MailboxRow, row: MessageRow, owner: string, looksDone: number): Promise<MessageRow | undefined> {
-    const lastLook = looksDone + 1 >= RESOLVE_LOOKS;
+  async function look(mailbox: MailboxRow, row: MessageRow, owner: string, looksDone: number, round = now()): Promise<MessageRow | undefined> {
+    const lastLook = looksDone + 1 >= RESOLVE_LOOKS ? { round } : undefined;
     let found;
     try {
-      found = await deps.findSentCopy(mailbox, { rfc822MessageId: row.rfc822MessageId!, messageRowId: row.id }, lastLook);
+      found = await deps.sentCopies.find(mailbox, { rfc822MessageId: row.rfc822MessageId!, messageRowId: row.id }, lastLook);
     } catch (error) {
       logger.warn({ messageId: row.id, err: error instanceof GmailError ? error.message : 'error' }, 'could not search the mailbox for a 1:1 send yet');
       return undefined;
     }
-    if (found) {
-      return repo.updateLeased(row.id, owner, { status: 'sent', gmailMessageId: found.id, gmailThreadId: found.threadId, leaseOwner: null, leaseExpiresAt: null });
-    }
+    const markSent = (ids: { id: string; threadId: string }) =>
+      repo.updateLeased(row.id, owner, { status: 'sent', gmailMessageId: ids.id, gmailThreadId: ids.threadId, leaseOwner: null, leaseExpiresAt: null });
+    if (found) return markSent(found);
     if (lastLook) {
       // Searched RESOLVE_LOOKS times, spread over minutes: it did not go out. Never re-sent by us.
-      return repo.updateLeased(row.id, owner, { status: 'failed', errorCode: 'not_sent', leaseOwner: null, leaseExpiresAt: null });
+      // Unless sync records it at this very moment: the verdict gives way (updateLeased's `unseen`).
+      const failed = await repo.updateLeased(row.id, owner, { status: 'failed', errorCode: 'not_sent', leaseOwner: null, leaseExpiresAt: null }, { unseen: true });
+      if (failed) return failed;
+      const seen = await deps.sentCopies.seenBySync(row.id);
+      return seen ? markSent(seen) : undefined;
     }
     return repo.updateLeased(row.id, owner, { resolveLooks: looksDone + 1, leaseExpiresAt: after(lookDelay(looksDone + 1)) });
   }
@@ -138,6 +142,7 @@ export function createMessagesService(deps: MessagesServiceDeps) {
   /** Recovery of 1:1 sends whose lease expired (run with the campaign ledger's recovery). */
   async function recoverExpired(asOf: Date = now()): Promise<number> {
     let resolved = 0;
+    const round = now();
     for (const row of await repo.expiredLeases(asOf)) {
       const mailbox = row.mailboxId ? await deps.mailboxRepo.findByIdUnscoped(row.mailboxId) : undefined;
       // A mailbox waiting to be reconnected cannot be searched: the send stays `sending`, no
@@ -153,7 +158,7 @@ export function createMessagesService(deps: MessagesServiceDeps) {
         resolved += 1;
         continue;
       }
-      const result = await look(mailbox, row, recoveryOwner, row.resolveLooks);
+      const result = await look(mailbox, row, recoveryOwner, row.resolveLooks, round);
       if (result && result.status !== 'sending') resolved += 1;
     }
     return resolved;

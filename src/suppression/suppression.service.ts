@@ -2,6 +2,7 @@ import { actorOf, RECIPIENT_ACTOR } from '../auth/actor.js';
 import { keysetPage, type PageCursor } from '../http/cursor.js';
 import type { AuthContext } from '../auth/auth.service.js';
 import type { ConsentStatus } from '../db/schema.js';
+import { againAfterConcurrencyFailure } from '../db/pg-errors.js';
 import { ConflictError, NotFoundError, ValidationError } from '../errors.js';
 import type { TokenCodec } from '../tracking/tokens.js';
 import type { SuppressionListQueries, SuppressionListRepo, SuppressionReason, SuppressionRow } from './suppression.repo.js';
@@ -193,7 +194,8 @@ export function createSuppressionService(deps: { repo: SuppressionListRepo; code
      * Idempotent; resolves only once the transaction has committed (invariant 2).
      */
     async unsubscribe(token: string): Promise<RecipientView & { added: boolean }> {
-      return repo.transaction(async (tx) => {
+      // A mail provider does not retry a one-click POST: a transaction lost to a race runs again here.
+      return againAfterConcurrencyFailure(() => repo.transaction(async (tx) => {
         const target = await resolveToken(tx, token);
         const moved = await movedContacts(tx, target);
         // The stats count a campaign's unsubscribes from exactly this source.
@@ -209,7 +211,7 @@ export function createSuppressionService(deps: { repo: SuppressionListRepo; code
           alsoContactIds: moved,
         });
         return { ...viewOf(target), added: Boolean(added) };
-      });
+      }));
     },
 
     async preferences(token: string): Promise<PreferencesView> {
@@ -227,7 +229,7 @@ export function createSuppressionService(deps: { repo: SuppressionListRepo; code
      * entry the recipient did not make, changes nothing.
      */
     async savePreferences(token: string, choices: PreferenceChoices): Promise<PreferencesView & { changed: number }> {
-      return repo.transaction(async (tx) => {
+      return againAfterConcurrencyFailure(() => repo.transaction(async (tx) => {
         const target = await resolveToken(tx, token);
         const moved = choices.action === 'unsubscribe-all' ? await movedContacts(tx, target) : [];
         const entries = await tx.listEntriesOfAddress(target.workspaceId, target.email);
@@ -294,7 +296,7 @@ export function createSuppressionService(deps: { repo: SuppressionListRepo; code
         const after = await tx.listEntriesOfAddress(target.workspaceId, target.email);
         const tracking = await trackingViewOf(tx, target);
         return { ...preferencesView(target, after, [...known], tracking), changed: added + removed + trackingChanged };
-      });
+      }));
     },
 
     /* ------------------------------------------------------------- the workspace's list (/api) */

@@ -65,6 +65,7 @@ export const unsubscribeErrorPage: ErrorRequestHandler = (error, req, res, _next
   if (req.log) logConcurrentChange(appError, req.log);
   if (res.headersSent) return;
   res.setHeader('Cache-Control', 'no-store');
+  if (appError.retryAfterSeconds) res.setHeader('Retry-After', String(appError.retryAfterSeconds));
   sendPage(res, appError.status, problemPage(appError.status, appError.message));
 };
 

@@ -193,6 +193,7 @@ export function webErrorPage(ctx: WebContext): ErrorRequestHandler {
     logConcurrentChange(appError, req.log ?? ctx.logger);
     if (res.headersSent) return;
     if (!req.complete) res.setHeader('Connection', 'close');
+    if (appError.retryAfterSeconds) res.setHeader('Retry-After', String(appError.retryAfterSeconds));
     const title = appError.status === 403 ? 'Not allowed' : appError.status === 404 ? 'Not found' : appError.status >= 500 ? 'Something went wrong' : 'Not accepted';
     const body = html`<h1>${title}</h1><p>${appError.message}</p><p class="muted">Code: <code>${appError.code}</code></p>
 <div class="actions"><a class="button" href="/app">Back to the app</a></div>`;

@@ -17,7 +17,7 @@ export function separateWorker(app: TestApp, overrides: Partial<SendWorkerDeps> 
     mailboxes: app.services.mailboxes,
     pacer: app.services.pacer,
     urls: app.services.trackingUrls,
-    findSentCopy: app.services.findSentCopy,
+    sentCopies: app.services.sentCopies,
     logger: createLogger('silent'),
     ...overrides,
   });

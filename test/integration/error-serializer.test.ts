@@ -3,6 +3,7 @@ import { sql } from 'drizzle-orm';
 import type { Request, Response } from 'express';
 import { describe, expect, it } from 'vitest';
 import { createTestDatabase } from '../helpers/test-db.js';
+import { againAfterConcurrencyFailure } from '../../src/db/pg-errors.js';
 import { errorMiddleware } from '../../src/errors.js';
 import { createLogger, serializeError } from '../../src/logger.js';
 import { unsubscribeErrorPage } from '../../src/suppression/unsubscribe.routes.js';
@@ -79,6 +80,42 @@ describe('one error serializer for every log line', () => {
       expect(text()).toMatch(/"sqlState":"40(P01|001)"/);
       expect(text()).not.toContain('victim@secret.example');
       expect(JSON.stringify(body)).not.toContain('victim@secret.example');
+    }
+  });
+
+  it('a transaction the database gives up is run again, up to three runs in all; any other error at once', async () => {
+    const database = await createTestDatabase();
+    try {
+      await database.db.execute(sql`create table tries (n int)`);
+      let runs = 0;
+      /** A transaction that writes a row, then is given up by the database (`state`) in its first `failures` runs. */
+      const work = (failures: number, state = '40P01') => async () => {
+        runs += 1;
+        await database.db.transaction(async (tx) => {
+          await tx.execute(sql`insert into tries values (1)`);
+          if (runs <= failures) await tx.execute(sql.raw(`do $$ begin raise exception 'lost' using errcode = '${state}'; end $$`));
+        });
+        return 'committed';
+      };
+      const rows = async () => ((await database.db.execute(sql`select count(*)::int as n from tries`)) as unknown as { rows: { n: number }[] }).rows[0]!.n;
+      const attempt = async (failures: number, state?: string) => {
+        runs = 0;
+        await database.db.execute(sql`delete from tries`);
+        return againAfterConcurrencyFailure(work(failures, state));
+      };
+      // Two runs given up (a deadlock, a serialization failure), the third commits: one row, each lost run rolled back whole.
+      await expect(attempt(2)).resolves.toBe('committed');
+      expect([runs, await rows()]).toEqual([3, 1]);
+      await expect(attempt(2, '40001')).resolves.toBe('committed');
+      expect([runs, await rows()]).toEqual([3, 1]);
+      // Given up every time: the third failure is the answer.
+      await expect(attempt(3)).rejects.toMatchObject({ cause: expect.objectContaining({ code: '40P01' }) });
+      expect([runs, await rows()]).toEqual([3, 0]);
+      // Any other failure is not run again.
+      await expect(attempt(3, '23505')).rejects.toBeDefined();
+      expect([runs, await rows()]).toEqual([1, 0]);
+    } finally {
+      await database.close();
     }
   });
 

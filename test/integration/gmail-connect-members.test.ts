@@ -45,6 +45,28 @@ describe('finishing a Gmail connection', () => {
     expect(ctx.app.sandbox.control.callCounts().revoke).toBe(revokes + 1);
   });
 
+  it('a save the database gives up to a concurrent change (40001) stores nothing, revokes the fresh grant, and says to connect again (an attacker\'s finding)', async () => {
+    const pending = await approveConnection(ctx.app, ctx.owner.token, 'raced.gmail@acme.test');
+    // The database's own serialization failure, raised inside the save's transaction.
+    const db = ctx.app.database.db;
+    await db.execute(sql`create function lose_the_race() returns trigger language plpgsql as $$ begin raise exception 'could not serialize access' using errcode = '40001'; end $$`);
+    await db.execute(sql`create trigger lose_the_race before insert on mailboxes for each row execute function lose_the_race()`);
+    const revokes = ctx.app.sandbox.control.callCounts().revoke;
+    try {
+      const done = await pending.finish();
+      expect(done.status, done.text).toBe(409);
+      expect(done.body.error.code).toBe('concurrent_change');
+      expect(done.body.error.message).toMatch(/connecting Gmail again/);
+      expect(done.headers.get('retry-after')).toBeNull();
+    } finally {
+      await db.execute(sql`drop trigger lose_the_race on mailboxes`);
+      await db.execute(sql`drop function lose_the_race()`);
+    }
+    expect(await liveMailboxesAt('raced.gmail@acme.test')).toEqual([]);
+    // Left at Google it would be listed for an app that never stored it, and no job would find it.
+    expect(ctx.app.sandbox.control.callCounts().revoke).toBe(revokes + 1);
+  });
+
   it('an account closed while Google asked for consent gets no mailbox', async () => {
     const member = await join('closer@acme.test');
     const pending = await approveConnection(ctx.app, member.token, 'closer.gmail@acme.test');
@@ -117,7 +139,7 @@ describe('finishing a Gmail connection', () => {
       const finished = pending.finish();
       // Until the callback waits on a lock (or 5 s).
       for (let i = 0; i < 100; i += 1) {
-        const waiting = await removal.query(`select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock' and pid <> pg_backend_pid()`);
+        const waiting = await removal.query(`select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock' and pid <> pg_backend_pid()`);
         if (waiting.rows[0].n > 0) break;
         await new Promise((resolve) => setTimeout(resolve, 50));
       }

@@ -177,7 +177,7 @@ describe('leaving a workspace', () => {
       await sync.query('select id from mailboxes where id = $1 and deleted_at is null for share', [mailbox.id]);
       const leaving = app.api('DELETE', '/api/members/me', { token: member.token });
       for (let i = 0; i < 100; i += 1) {
-        const waiting = await sync.query(`select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock' and pid <> pg_backend_pid()`);
+        const waiting = await sync.query(`select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock' and pid <> pg_backend_pid()`);
         if (waiting.rows[0].n > 0) break;
         await new Promise((resolve) => setTimeout(resolve, 50));
       }
@@ -212,7 +212,7 @@ describe('leaving a workspace', () => {
       const leaving = app.api('DELETE', '/api/members/me', { token: member.token });
       let waiting = 0;
       for (let i = 0; i < 200 && waiting === 0; i += 1) {
-        waiting = (await other.query(`select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock' and pid <> pg_backend_pid()`)).rows[0].n;
+        waiting = (await other.query(`select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock' and pid <> pg_backend_pid()`)).rows[0].n;
         if (waiting === 0) await new Promise((resolve) => setTimeout(resolve, 10));
       }
       expect(waiting).toBe(1);

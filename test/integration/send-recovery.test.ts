@@ -329,7 +329,7 @@ describe('a reconnect makes the parked sends due', { timeout: 90_000 }, () => {
       repo: createMessagesRepo(db(), createAddressHasher(ctx.app.config.privacy.suppressionHashKey)),
       mailboxes: ctx.app.services.mailboxes,
       mailboxRepo: staleMailboxes(),
-      findSentCopy: ctx.app.services.findSentCopy,
+      sentCopies: ctx.app.services.sentCopies,
       logger: createLogger('silent'),
       workerId: 'rescuer-8',
     });

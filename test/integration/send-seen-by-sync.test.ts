@@ -4,6 +4,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { RESOLVE_LOOKS } from '../../src/campaigns/send-recovery.js';
 import { messages } from '../../src/db/schema.js';
 import { createMailboxesRepo } from '../../src/gmail/mailboxes.repo.js';
+import { createSentCopies, type SentCopies, type SentCopyDeps } from '../../src/gmail/sent-copy.js';
+import { createSyncRepo } from '../../src/gmail/sync.repo.js';
 import { createLogger } from '../../src/logger.js';
 import { createMessagesRepo } from '../../src/messages/messages.repo.js';
 import { createMessagesService } from '../../src/messages/messages.service.js';
@@ -42,14 +44,17 @@ const searches = () => ctx.app.sandbox.control.calls({ mailbox: SENDER, endpoint
 const crashedAfterGmail = (subject: string) => fx.crashedAfterGmail({ id: sender.id, email: SENDER }, subject, { prefix: 'seen', leaseMs: 1_000 });
 
 describe('a send Gmail stored but its search does not show yet', { timeout: 90_000 }, () => {
-  it('campaign: the last look syncs the mailbox, finds it in history, and records it sent; no second copy', async () => {
+  it('campaign: a look that misses has the mailbox synced, which finds it in history; recorded sent, no second copy', async () => {
     const subject = 'S1 stored, not indexed';
     const { campaignId, person } = await crashedAfterGmail(subject);
     const rescuer = separateWorker(ctx.app, { workerId: 'rescuer-s1', resolveDelayMs: 1 });
     const before = searches();
-    for (let look = 0; look < RESOLVE_LOOKS; look += 1) await rescuer.recoverStuck(later());
-    // Every look searched, and missed.
-    expect(searches() - before).toBeGreaterThanOrEqual(RESOLVE_LOOKS);
+    for (let look = 0; look < RESOLVE_LOOKS; look += 1) {
+      await rescuer.recoverStuck(later());
+      await ctx.app.services.sync.idle();
+    }
+    // It was searched for (and the index, an hour behind, did not have it): what sync read found it.
+    expect(searches() - before).toBeGreaterThanOrEqual(1);
     const [row] = await fx.ledger(campaignId);
     expect(row).toMatchObject({ status: 'sent', attempts: 1 });
     const stored = ctx.app.sandbox.control.listMessages(SENDER, { labelId: 'SENT' }).filter((m) => m.subject === subject);
@@ -70,7 +75,7 @@ describe('a send Gmail stored but its search does not show yet', { timeout: 90_0
     expect((await fx.ledger(campaignId))[0]).toMatchObject({ status: 'sent', attempts: 1 });
   });
 
-  it('1:1: the last look syncs the mailbox and records the send sent, not "not sent"', async () => {
+  it('1:1: found by what sync read, or the last look\'s listing of Sent; recorded sent, not "not sent"', async () => {
     const subject = 'S3 one to one';
     const row = await openOneToOne(subject);
     await ctx.app.sandbox.control.sendAs(SENDER, { to: 'someone@contoso.test', subject, text: 'hi', messageId: `<${row.rfc822MessageId}>` });
@@ -93,21 +98,145 @@ describe('a send Gmail stored but its search does not show yet', { timeout: 90_0
   });
 });
 
+/*
+ * A sync writing its record between the last look's read and the verdict (another process's
+ * pass, or one that outlived the wait): the verdict gives way to it. The record is written by a
+ * real sync pass, run right after the last look's final read.
+ */
+describe('a sync record landing just before the verdict', { timeout: 90_000 }, () => {
+  /**
+   * Sent copies whose last look lists nothing (every id counts as held already) and whose looks
+   * ask for no sync; a real sync pass runs right after the `n`-th read of what sync saw.
+   */
+  function syncRightAfterRead(n: number) {
+    let reads = 0;
+    const plain = sentCopiesWith();
+    return sentCopiesWith({
+      knownGmailIds: async (_mailboxId, ids) => new Set(ids),
+      requestSync: () => {},
+      seenBySync: async (messageRowId) => {
+        const seen = await plain.seenBySync(messageRowId);
+        reads += 1;
+        if (reads === n) expect((await ctx.app.services.sync.syncMailbox(sender.id)).status).toBe('synced');
+        return seen;
+      },
+    });
+  }
+
+  it('campaign: the send is recorded sent, not queued again', async () => {
+    const subject = 'S5 recorded at the verdict';
+    const { campaignId, person } = await crashedAfterGmail(subject);
+    // One read per look, two on the last: the fourth read is the last look's final one.
+    const rescuer = separateWorker(ctx.app, { workerId: 'rescuer-s5', resolveDelayMs: 1, sentCopies: syncRightAfterRead(RESOLVE_LOOKS + 1) });
+    for (let look = 0; look < RESOLVE_LOOKS; look += 1) await rescuer.recoverStuck(later());
+    expect((await fx.ledger(campaignId))[0]).toMatchObject({ status: 'sent', attempts: 1 });
+    await separateWorker(ctx.app, { workerId: 'after-s5' }).tick();
+    expect(fx.sentTo(SENDER, subject).get(person.email)).toBe(1);
+  });
+
+  it('1:1: the send is recorded sent, not reported not sent', async () => {
+    const subject = 'S6 one to one recorded at the verdict';
+    const row = await openOneToOne(subject);
+    await ctx.app.sandbox.control.sendAs(SENDER, { to: 'someone@contoso.test', subject, text: 'hi', messageId: `<${row.rfc822MessageId}>` });
+    const recovery = oneToOneRecovery('rescuer-s6', syncRightAfterRead(RESOLVE_LOOKS + 1));
+    for (let look = 0; look < RESOLVE_LOOKS; look += 1) await recovery.recoverExpired(later());
+    expect(await messageRow(row.id)).toMatchObject({ status: 'sent', errorCode: null });
+  });
+});
+
+describe('the search counts sent mail only', { timeout: 90_000 }, () => {
+  it('a copy mailed back into the inbox (search index current) is not taken for the send: not sent', async () => {
+    const OTHER = 'seen-by-sync-current@acme.test';
+    const other = await connectedMailbox(ctx.app, ctx.owner.token, OTHER, { sync: true });
+    const row = await openOneToOne('S7 inbound copy', { id: other.id, email: OTHER });
+    await ctx.app.sandbox.control.deliverInbound(OTHER, { from: 'someone@contoso.test', subject: 'S7 inbound copy', text: 'x', messageId: `<${row.rfc822MessageId}>` });
+    const recovery = oneToOneRecovery('rescuer-s7');
+    for (let look = 0; look < RESOLVE_LOOKS; look += 1) await recovery.recoverExpired(later());
+    expect(await messageRow(row.id)).toMatchObject({ status: 'failed', errorCode: 'not_sent', gmailMessageId: null });
+  });
+});
+
+describe('the last look lists the sent mail itself', { timeout: 90_000 }, () => {
+  it('when sync saw nothing (it never ran): the send is found there; recorded sent, one copy', async () => {
+    const subject = 'S8 found by the last look';
+    const { campaignId, person } = await crashedAfterGmail(subject);
+    const rescuer = separateWorker(ctx.app, { workerId: 'rescuer-s8', resolveDelayMs: 1, sentCopies: sentCopiesWith({ requestSync: () => {} }) });
+    for (let look = 0; look < RESOLVE_LOOKS; look += 1) await rescuer.recoverStuck(later());
+    const [row] = await fx.ledger(campaignId);
+    expect(row).toMatchObject({ status: 'sent', attempts: 1 });
+    expect(row!.gmail_message_id).toBe(ctx.app.sandbox.control.listMessages(SENDER, { labelId: 'SENT' }).find((m) => m.subject === subject)!.id);
+    await separateWorker(ctx.app, { workerId: 'after-s8' }).tick();
+    expect(fx.sentTo(SENDER, subject).get(person.email)).toBe(1);
+  });
+
+  it('when a resync moved past the copy (history gone, read by search): found all the same (an attacker\'s finding)', async () => {
+    const subject = 'S10 behind a resync';
+    const { campaignId, person } = await crashedAfterGmail(subject);
+    ctx.app.sandbox.control.truncateHistory(SENDER);
+    expect(await ctx.app.services.sync.syncMailbox(sender.id)).toMatchObject({ status: 'synced', mode: 'full', resynced: true });
+    const rescuer = separateWorker(ctx.app, { workerId: 'rescuer-s10', resolveDelayMs: 1 });
+    for (let look = 0; look < RESOLVE_LOOKS; look += 1) {
+      await rescuer.recoverStuck(later());
+      await ctx.app.services.sync.idle();
+    }
+    expect((await fx.ledger(campaignId))[0]).toMatchObject({ status: 'sent', attempts: 1 });
+    await separateWorker(ctx.app, { workerId: 'after-s10' }).tick();
+    expect(fx.sentTo(SENDER, subject).get(person.email)).toBe(1);
+  });
+
+  it('of three sends of one mailbox in one recovery pass, none stored: one listing serves all three, each queued again', async () => {
+    // Gmail answers 500 and stores nothing: three sends of unknown outcome, none to be found.
+    const fault = ctx.app.sandbox.control.injectFault({ kind: 'backendError', status: 500, endpoint: 'send', mailbox: SENDER, times: 'always' });
+    const campaignIds: string[] = [];
+    try {
+      for (const n of [1, 2, 3]) {
+        const [person] = await fx.audience(1, { prefix: `s9-${n}` });
+        campaignIds.push(await fx.launched(sender.id, `S9 not stored ${n}`, [person!.id]));
+      }
+      await separateWorker(ctx.app, { workerId: 'failing-s9', concurrency: 1 }).tick();
+    } finally {
+      ctx.app.sandbox.control.removeFault(fault.id);
+    }
+    for (const id of campaignIds) expect((await fx.ledger(id))[0]).toMatchObject({ status: 'sending', error_code: 'outcome_unknown' });
+    const rescuer = separateWorker(ctx.app, { workerId: 'rescuer-s9', resolveDelayMs: 1, sentCopies: sentCopiesWith({ requestSync: () => {} }) });
+    for (let look = 0; look < RESOLVE_LOOKS - 1; look += 1) await rescuer.recoverStuck(later());
+    const listsBefore = searches();
+    await rescuer.recoverStuck(later());
+    for (const id of campaignIds) expect((await fx.ledger(id))[0]).toMatchObject({ status: 'queued', error_code: 'recovered_unsent' });
+    // Three searches, one listing of Sent.
+    expect(searches() - listsBefore).toBe(4);
+  });
+});
+
+/** The app's sent copies as app.ts wires them, with some parts replaced. */
+function sentCopiesWith(overrides: Partial<SentCopyDeps> = {}): SentCopies {
+  const syncRepo = createSyncRepo(db(), createAddressHasher(ctx.app.config.privacy.suppressionHashKey));
+  return createSentCopies({
+    withGmail: (mailbox, work) => ctx.app.services.mailboxes.withGmail(mailbox, work),
+    seenBySync: (messageRowId) => syncRepo.seenSend(messageRowId),
+    claimedAt: (messageRowId) => syncRepo.sendClaimedAt(messageRowId),
+    knownGmailIds: (mailboxId, gmailIds) => syncRepo.knownGmailIds(mailboxId, gmailIds),
+    requestSync: (mailboxId) => ctx.app.services.sync.syncInBackground(mailboxId),
+    logger: createLogger('silent'),
+    ...overrides,
+  });
+}
+
 const messageRow = async (id: string) => (await db().select().from(messages).where(eq(messages.id, id)))[0]!;
 
-/** A 1:1 send from SENDER whose worker died: `sending`, its lease expired a minute ago. */
-async function openOneToOne(subject: string) {
+/** A 1:1 send from this mailbox (SENDER's by default) whose worker died: `sending`, its lease expired a minute ago. */
+async function openOneToOne(subject: string, from: { id: string; email: string } = { id: sender.id, email: SENDER }) {
   ctx.app.sandbox.control.createMailbox({ email: 'someone@contoso.test' });
   const [row] = await db()
     .insert(messages)
     .values({
       workspaceId: ctx.owner.workspaceId,
-      mailboxId: sender.id,
+      mailboxId: from.id,
       direction: 'outbound',
       status: 'sending',
       rfc822MessageId: `${randomUUID()}@acme.test`,
       subject,
-      fromAddress: SENDER,
+      fromAddress: from.email,
       toAddresses: ['someone@contoso.test'],
       leaseOwner: 'dead-worker',
       leaseExpiresAt: new Date(Date.now() - 60_000),
@@ -117,12 +246,12 @@ async function openOneToOne(subject: string) {
 }
 
 /** The 1:1 recovery as the app wires it, its looks a millisecond apart. */
-function oneToOneRecovery(workerId: string) {
+function oneToOneRecovery(workerId: string, sentCopies: SentCopies = ctx.app.services.sentCopies) {
   return createMessagesService({
     repo: createMessagesRepo(db(), createAddressHasher(ctx.app.config.privacy.suppressionHashKey)),
     mailboxes: ctx.app.services.mailboxes,
     mailboxRepo: createMailboxesRepo(db()),
-    findSentCopy: ctx.app.services.findSentCopy,
+    sentCopies,
     logger: createLogger('silent'),
     workerId,
     resolveDelayMs: 1,
