@@ -171,7 +171,7 @@ export function createServices(deps: AppDeps) {
     withGmail: (mailbox, work) => mailboxes.withGmail(mailbox, work),
     seenBySync: (messageRowId) => syncRepo.seenSend(messageRowId),
     claimedAt: (messageRowId) => syncRepo.sendClaimedAt(messageRowId),
-    knownGmailIds: (mailboxId, gmailIds) => syncRepo.knownGmailIds(mailboxId, gmailIds),
+    heldGmailIds: (mailboxId, gmailIds) => syncRepo.heldGmailIds(mailboxId, gmailIds),
     requestSync: (mailboxId) => sync.syncInBackground(mailboxId),
     logger,
     now: deps.now,

@@ -346,7 +346,7 @@ export function createSendLedgerRepo(db: Db, options: SendLedgerOptions = {}) {
       const row = sql`${lease.messageRowId}::uuid`;
       const [changed] = rowsOf<{ n: number }>(
         await db.execute(sql`
-          with m as (delete from messages where id = ${row} and gmail_message_id is null and exists (select 1 from campaign_sends where ${fence(lease)}) returning id),
+          with m as (delete from messages where id = ${row} and gmail_message_id is null and exists (select 1 from campaign_sends where ${fence(lease)} for update) returning id),
           ledger as (update campaign_sends set status = 'queued', due_at = ${ts(dueAt)}, error_code = 'recovered_unsent', message_id = null, lease_owner = null, lease_expires_at = null, resolve_looks = 0
             where ${fence(lease)} and (exists (select 1 from m) or not exists (select 1 from messages where id = ${row})) returning id)
           select count(*)::int as n from ledger`),

@@ -1,7 +1,7 @@
 import { GMAIL_SCOPES, SEND_OUTCOME_UNKNOWN } from '../gmail/gmail-client.js';
 import { GmailError } from '../gmail/gmail-errors.js';
 import type { MailboxesRepo, MailboxRow } from '../gmail/mailboxes.repo.js';
-import type { SentCopies } from '../gmail/sent-copy.js';
+import { UNDECIDED, type SentCopies } from '../gmail/sent-copy.js';
 import type { Logger } from '../logger.js';
 import type { CampaignRow, CampaignsRepo } from './campaigns.repo.js';
 import type { SendCandidate, SendLease, SendLedgerRepo, SentInput } from './send-ledger.repo.js';
@@ -121,7 +121,10 @@ export function createSendRecovery(deps: SendRecoveryDeps) {
       const lastLook = row.resolve_looks + 1 >= RESOLVE_LOOKS ? { round } : undefined;
       const messageRowId = row.message_id ?? null;
       const found = await deps.sentCopies.find(mailbox, { rfc822MessageId: send.rfc822MessageId, messageRowId }, lastLook);
-      if (found) {
+      if (found === UNDECIDED) {
+        // Too much sent since to tell: at most once wins, as for a mailbox that cannot be read.
+        await ledger.markFailed(lease, SEND_OUTCOME_UNKNOWN);
+      } else if (found) {
         await deps.recorder.recordSent(campaign, send, lease, found, campaign.subject, mailbox);
       } else if (!lastLook) {
         await scheduleLook(lease, row.resolve_looks + 1);

@@ -278,10 +278,10 @@ export function createGmailClient(settings: GoogleClientSettings, pacer: Mailbox
           return (data.messages ?? []).map((m) => ({ id: m.id ?? '', threadId: m.threadId ?? '' }));
         },
 
-        async listMessageIds(input: { query?: string; labelIds?: string[]; pageToken?: string; maxResults?: number }) {
+        async listMessageIds(input: { query?: string; labelIds?: string[]; pageToken?: string; maxResults?: number; includeSpamTrash?: boolean }) {
           const { data } = await paced(GMAIL_QUOTA_UNITS.list, () =>
             api.users.messages.list(
-              { userId: 'me', q: input.query, labelIds: input.labelIds, pageToken: input.pageToken, maxResults: input.maxResults },
+              { userId: 'me', q: input.query, labelIds: input.labelIds, pageToken: input.pageToken, maxResults: input.maxResults, includeSpamTrash: input.includeSpamTrash },
               CALL_OPTIONS,
             ),
           );

@@ -1,5 +1,6 @@
 import type { Logger } from '../logger.js';
 import { GMAIL_SCOPES, type MailboxGmail } from './gmail-client.js';
+import { GmailError } from './gmail-errors.js';
 import type { MailboxRow } from './mailboxes.repo.js';
 import { parseMessageIds } from './mail-events.js';
 
@@ -8,11 +9,14 @@ export interface GmailIds {
   threadId: string;
 }
 
-/** The last look reads at most this many of the newest sent messages we do not hold; past it, it judges by what it read. */
+/** The last look reads at most this many of the newest sent messages we do not hold, and lists at most this many pages; past either it cannot tell. */
 export const SENT_SCAN_MAX_MESSAGES = 300;
+const SENT_SCAN_MAX_PAGES = 10;
 const SENT_SCAN_PAGE = 100;
 /** Gmail's internalDate is when Gmail stored the message, a moment after the claim: a margin for clocks. */
 const SCAN_MARGIN_MS = 10 * 60_000;
+/** The last look could not read far enough back to tell (see `find`): at most once wins, as for a mailbox that cannot be read. */
+export const UNDECIDED = 'undecided' as const;
 
 export interface SentCopyDeps {
   withGmail: <T>(mailbox: MailboxRow, work: (api: MailboxGmail) => Promise<T>) => Promise<T>;
@@ -20,8 +24,8 @@ export interface SentCopyDeps {
   seenBySync: (messageRowId: string) => Promise<GmailIds | undefined>;
   /** When the send's message row was written: its claim. */
   claimedAt: (messageRowId: string) => Promise<Date | undefined>;
-  /** Which of these Gmail ids we hold already for the mailbox (sync.repo.ts `knownGmailIds`): our recorded sends and synced mail. */
-  knownGmailIds: (mailboxId: string, gmailIds: string[]) => Promise<Set<string>>;
+  /** Which of these Gmail ids we hold already for the mailbox, with their times (sync.repo.ts `heldGmailIds`): our recorded sends and synced mail. */
+  heldGmailIds: (mailboxId: string, gmailIds: string[]) => Promise<Map<string, Date>>;
   /** Asks for a sync pass of the mailbox in the background (sync.service.ts `syncInBackground`). */
   requestSync: (mailboxId: string) => void;
   logger: Logger;
@@ -46,9 +50,13 @@ type ScanResult = { found: Map<string, GmailIds>; reachedBack: number; complete:
  *    is not a search, newest first, back to the send's claim, skipping what we hold already,
  *    each message's Message-ID read. Sync alone is not enough there: a resync (history expired,
  *    or more changes than a pass reads, which anyone can cause by mailing the mailbox) lists by
- *    search too, and then moves past the copy. One listing per mailbox serves all the last
- *    looks of one recovery pass (`round`); at most 300 messages are read, past which the verdict
- *    goes by what was read (logged). The verdicts give way to a record sync writes at that very
+ *    search too, and then moves past the copy. The messages we hold give their time from our
+ *    rows; one listing per mailbox serves all the last looks of one recovery pass (`round`).
+ *    At most 300 messages are read and 10 pages listed: a listing that cannot reach back to the
+ *    claim cannot tell, and the send's outcome stays unknown (UNDECIDED: failed, outcome_unknown,
+ *    never sent again), as for a mailbox that cannot be read. We take the label listing to be
+ *    newest first and not to lag as search does; Google documents neither, and the sandbox
+ *    models it so. The verdicts give way to a record sync writes at that very
  *    moment (send-ledger.repo.ts `requeueUnsent`, messages.service.ts). What Gmail stores later
  *    still is beyond anything we can ask.
  */
@@ -62,24 +70,34 @@ export function createSentCopies(deps: SentCopyDeps) {
     let reachedBack = Number.POSITIVE_INFINITY;
     let read = 0;
     let pageToken: string | undefined;
-    do {
-      const page = await deps.withGmail(mailbox, (gmail) => gmail.listMessageIds({ labelIds: ['SENT'], maxResults: SENT_SCAN_PAGE, pageToken }));
-      const known = await deps.knownGmailIds(mailbox.id, page.ids);
+    for (let pages = 0; pages < SENT_SCAN_MAX_PAGES; pages += 1) {
+      // Trash too: a copy the person deleted was sent all the same.
+      const page = await deps.withGmail(mailbox, (gmail) => gmail.listMessageIds({ labelIds: ['SENT'], includeSpamTrash: true, maxResults: SENT_SCAN_PAGE, pageToken }));
+      const held = await deps.heldGmailIds(mailbox.id, page.ids);
       for (const id of page.ids) {
-        if (known.has(id)) continue;
-        if (read >= SENT_SCAN_MAX_MESSAGES) return { found, reachedBack, complete: false };
-        read += 1;
-        const meta = await deps.withGmail(mailbox, (gmail) => gmail.getMetadata(id, ['Message-ID']));
-        const messageId = parseMessageIds(meta.headers['message-id'])[0];
-        if (messageId) found.set(messageId, { id: meta.id || id, threadId: meta.threadId });
-        const stored = meta.internalDate?.getTime();
-        if (stored !== undefined) reachedBack = Math.min(reachedBack, stored);
+        let stored = held.get(id)?.getTime();
+        if (stored === undefined) {
+          if (read >= SENT_SCAN_MAX_MESSAGES) return { found, reachedBack, complete: false };
+          read += 1;
+          const meta = await deps.withGmail(mailbox, (gmail) => gmail.getMetadata(id, ['Message-ID'])).catch((error: unknown) => {
+            // Deleted for good between the listing and the read: nothing to find in it.
+            if (error instanceof GmailError && error.kind === 'not_found') return undefined;
+            throw error;
+          });
+          if (!meta) continue;
+          const messageId = parseMessageIds(meta.headers['message-id'])[0];
+          if (messageId && !found.has(messageId)) found.set(messageId, { id: meta.id || id, threadId: meta.threadId });
+          stored = meta.internalDate?.getTime();
+        }
+        if (stored === undefined) continue;
+        reachedBack = Math.min(reachedBack, stored);
         // Newest first: what comes after this one was stored before the claim.
-        if (stored !== undefined && stored < back) return { found, reachedBack, complete: true };
+        if (stored < back) return { found, reachedBack, complete: true };
       }
       pageToken = page.nextPageToken;
-    } while (pageToken);
-    return { found, reachedBack: Number.NEGATIVE_INFINITY, complete: true };
+      if (!pageToken) return { found, reachedBack: Number.NEGATIVE_INFINITY, complete: true };
+    }
+    return { found, reachedBack, complete: false };
   }
 
   /** This recovery pass's listing of the mailbox's sent mail, reaching back to `back`. */
@@ -96,8 +114,15 @@ export function createSentCopies(deps: SentCopyDeps) {
     return result;
   }
 
-  /** `lastLook`: the time the recovery pass making it began, or undefined for an earlier look. */
-  async function find(mailbox: MailboxRow, send: { rfc822MessageId: string; messageRowId: string | null }, lastLook: { round: Date } | undefined): Promise<GmailIds | undefined> {
+  /**
+   * `lastLook`: the time the recovery pass making it began, or undefined for an earlier look.
+   * UNDECIDED only from a last look whose listing could not reach back to the claim.
+   */
+  async function find(
+    mailbox: MailboxRow,
+    send: { rfc822MessageId: string; messageRowId: string | null },
+    lastLook: { round: Date } | undefined,
+  ): Promise<GmailIds | typeof UNDECIDED | undefined> {
     const searched = await deps.withGmail(mailbox, (gmail) => gmail.findByRfc822MessageId(send.rfc822MessageId));
     if (searched.length > 0) return searched[0];
     if (!send.messageRowId) return undefined;
@@ -111,10 +136,11 @@ export function createSentCopies(deps: SentCopyDeps) {
     }
     const claimedAt = (await deps.claimedAt(send.messageRowId)) ?? now();
     const scan = await sentSince(mailbox, claimedAt.getTime() - SCAN_MARGIN_MS, lastLook.round);
-    const listed = scan.found.get(send.rfc822MessageId);
+    const listed = scan.found.get(send.rfc822MessageId) ?? (await deps.seenBySync(send.messageRowId));
     if (listed) return listed;
-    if (!scan.complete) deps.logger.warn({ mailboxId: mailbox.id, read: SENT_SCAN_MAX_MESSAGES }, 'more sent mail since a send of unknown outcome than the last look reads; judged by what it read');
-    return deps.seenBySync(send.messageRowId);
+    if (scan.complete) return undefined;
+    deps.logger.warn({ mailboxId: mailbox.id }, 'more sent mail since a send of unknown outcome than the last look reads: its outcome stays unknown');
+    return UNDECIDED;
   }
 
   return { find, seenBySync: deps.seenBySync };

@@ -62,18 +62,24 @@ const originalColumns = { id: messages.id, rfc822MessageId: messages.rfc822Messa
  * all of it or none, and a message already stored is never processed twice.
  */
 function syncQueries(db: Db, hashAddress: AddressHasher) {
+  /** Which of these Gmail ids the mailbox's rows hold already (ours or synced), with each one's time (when sent or received). */
+  async function heldGmailIds(mailboxId: string, gmailIds: string[]): Promise<Map<string, Date>> {
+    if (gmailIds.length === 0) return new Map();
+    const rows = await db
+      .select({ id: messages.gmailMessageId, at: messages.at })
+      .from(messages)
+      .where(and(eq(messages.mailboxId, mailboxId), anyOf(messages.gmailMessageId, gmailIds)));
+    return new Map(rows.map((r) => [r.id!, r.at]));
+  }
+
   return {
     ...createSuppressionRepo(db, hashAddress),
     ...createFollowUpRules(db),
+    heldGmailIds,
 
     /** Which of these Gmail ids this mailbox already holds (ours or synced): no need to fetch them again. */
     async knownGmailIds(mailboxId: string, gmailIds: string[]): Promise<Set<string>> {
-      if (gmailIds.length === 0) return new Set();
-      const rows = await db
-        .select({ id: messages.gmailMessageId })
-        .from(messages)
-        .where(and(eq(messages.mailboxId, mailboxId), anyOf(messages.gmailMessageId, gmailIds)));
-      return new Set(rows.map((r) => r.id!));
+      return new Set((await heldGmailIds(mailboxId, gmailIds)).keys());
     },
 
     /** Contacts of the workspace among these addresses (compared lowercased). */

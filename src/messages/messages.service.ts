@@ -8,7 +8,7 @@ import { GMAIL_SCOPES, SEND_OUTCOME_UNKNOWN } from '../gmail/gmail-client.js';
 import { GmailError } from '../gmail/gmail-errors.js';
 import type { MailboxesRepo, MailboxRow } from '../gmail/mailboxes.repo.js';
 import type { MailboxService } from '../gmail/mailboxes.service.js';
-import type { SentCopies } from '../gmail/sent-copy.js';
+import { UNDECIDED, type SentCopies } from '../gmail/sent-copy.js';
 import { errorNameOf, type Logger } from '../logger.js';
 import { isOwnMessage, seesMessageSubject } from '../privacy/gmail-guard.js';
 import type { MessageRow, MessagesRepo } from './messages.repo.js';
@@ -109,6 +109,10 @@ export function createMessagesService(deps: MessagesServiceDeps) {
     }
     const markSent = (ids: { id: string; threadId: string }) =>
       repo.updateLeased(row.id, owner, { status: 'sent', gmailMessageId: ids.id, gmailThreadId: ids.threadId, leaseOwner: null, leaseExpiresAt: null });
+    if (found === UNDECIDED) {
+      // Too much sent since to tell: reported as a send whose outcome is unknown, never sent again by us.
+      return repo.updateLeased(row.id, owner, { status: 'failed', errorCode: SEND_OUTCOME_UNKNOWN, leaseOwner: null, leaseExpiresAt: null });
+    }
     if (found) return markSent(found);
     if (lastLook) {
       // Searched RESOLVE_LOOKS times, spread over minutes: it did not go out. Never re-sent by us.

@@ -4,7 +4,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { RESOLVE_LOOKS } from '../../src/campaigns/send-recovery.js';
 import { messages } from '../../src/db/schema.js';
 import { createMailboxesRepo } from '../../src/gmail/mailboxes.repo.js';
-import { createSentCopies, type SentCopies, type SentCopyDeps } from '../../src/gmail/sent-copy.js';
+import { createSentCopies, SENT_SCAN_MAX_MESSAGES, type SentCopies, type SentCopyDeps } from '../../src/gmail/sent-copy.js';
 import { createSyncRepo } from '../../src/gmail/sync.repo.js';
 import { createLogger } from '../../src/logger.js';
 import { createMessagesRepo } from '../../src/messages/messages.repo.js';
@@ -112,7 +112,7 @@ describe('a sync record landing just before the verdict', { timeout: 90_000 }, (
     let reads = 0;
     const plain = sentCopiesWith();
     return sentCopiesWith({
-      knownGmailIds: async (_mailboxId, ids) => new Set(ids),
+      heldGmailIds: async (_mailboxId, ids) => new Map(ids.map((id) => [id, new Date(0)])),
       requestSync: () => {},
       seenBySync: async (messageRowId) => {
         const seen = await plain.seenBySync(messageRowId);
@@ -169,6 +169,18 @@ describe('the last look lists the sent mail itself', { timeout: 90_000 }, () => 
     expect(fx.sentTo(SENDER, subject).get(person.email)).toBe(1);
   });
 
+  it('when the person moved the copy to Trash: found all the same, one copy (a reviewer\'s finding)', async () => {
+    const subject = 'S11 copy in Trash';
+    const { campaignId, person } = await crashedAfterGmail(subject);
+    const copy = ctx.app.sandbox.control.listMessages(SENDER, { labelId: 'SENT' }).find((m) => m.subject === subject)!;
+    ctx.app.sandbox.control.modifyLabels(SENDER, copy.id, { add: ['TRASH'] });
+    const rescuer = separateWorker(ctx.app, { workerId: 'rescuer-s11', resolveDelayMs: 1, sentCopies: sentCopiesWith({ requestSync: () => {} }) });
+    for (let look = 0; look < RESOLVE_LOOKS; look += 1) await rescuer.recoverStuck(later());
+    expect((await fx.ledger(campaignId))[0]).toMatchObject({ status: 'sent', attempts: 1, gmail_message_id: copy.id });
+    await separateWorker(ctx.app, { workerId: 'after-s11' }).tick();
+    expect(fx.sentTo(SENDER, subject).get(person.email)).toBe(1);
+  });
+
   it('when a resync moved past the copy (history gone, read by search): found all the same (an attacker\'s finding)', async () => {
     const subject = 'S10 behind a resync';
     const { campaignId, person } = await crashedAfterGmail(subject);
@@ -208,6 +220,32 @@ describe('the last look lists the sent mail itself', { timeout: 90_000 }, () => 
   });
 });
 
+describe('a last look that cannot read back to the claim', { timeout: 120_000 }, () => {
+  it('more unknown sent mail since than it reads: the outcome stays unknown (failed, outcome_unknown), never sent again', async () => {
+    const BUSY = 'seen-by-sync-busy@acme.test';
+    const busy = await connectedMailbox(ctx.app, ctx.owner.token, BUSY, { sync: true });
+    const fault = ctx.app.sandbox.control.injectFault({ kind: 'backendError', status: 500, endpoint: 'send', mailbox: BUSY, times: 'always' });
+    const [person] = await fx.audience(1, { prefix: 's12' });
+    const campaignId = await fx.launched(busy.id, 'S12 not stored', [person!.id]);
+    try {
+      await separateWorker(ctx.app, { workerId: 'failing-s12', concurrency: 1 }).tick();
+    } finally {
+      ctx.app.sandbox.control.removeFault(fault.id);
+    }
+    expect((await fx.ledger(campaignId))[0]).toMatchObject({ status: 'sending', error_code: 'outcome_unknown' });
+    // The person writes more mail from Gmail since than a last look reads.
+    for (let i = 0; i <= SENT_SCAN_MAX_MESSAGES; i += 1) await ctx.app.sandbox.control.sendAs(BUSY, { to: 'someone@contoso.test', subject: `S12 other ${i}`, text: 'x' });
+    const rescuer = separateWorker(ctx.app, { workerId: 'rescuer-s12', resolveDelayMs: 1, sentCopies: sentCopiesWith({ requestSync: () => {} }) });
+    const reads = () => ctx.app.sandbox.control.calls({ mailbox: BUSY, endpoint: 'get' }).length;
+    const readsBefore = reads();
+    for (let look = 0; look < RESOLVE_LOOKS; look += 1) await rescuer.recoverStuck(later());
+    expect((await fx.ledger(campaignId))[0]).toMatchObject({ status: 'failed', error_code: 'outcome_unknown' });
+    expect(reads() - readsBefore).toBe(SENT_SCAN_MAX_MESSAGES);
+    await separateWorker(ctx.app, { workerId: 'after-s12' }).tick();
+    expect(fx.sentTo(BUSY, 'S12 not stored').get(person!.email)).toBeUndefined();
+  });
+});
+
 /** The app's sent copies as app.ts wires them, with some parts replaced. */
 function sentCopiesWith(overrides: Partial<SentCopyDeps> = {}): SentCopies {
   const syncRepo = createSyncRepo(db(), createAddressHasher(ctx.app.config.privacy.suppressionHashKey));
@@ -215,7 +253,7 @@ function sentCopiesWith(overrides: Partial<SentCopyDeps> = {}): SentCopies {
     withGmail: (mailbox, work) => ctx.app.services.mailboxes.withGmail(mailbox, work),
     seenBySync: (messageRowId) => syncRepo.seenSend(messageRowId),
     claimedAt: (messageRowId) => syncRepo.sendClaimedAt(messageRowId),
-    knownGmailIds: (mailboxId, gmailIds) => syncRepo.knownGmailIds(mailboxId, gmailIds),
+    heldGmailIds: (mailboxId, gmailIds) => syncRepo.heldGmailIds(mailboxId, gmailIds),
     requestSync: (mailboxId) => ctx.app.services.sync.syncInBackground(mailboxId),
     logger: createLogger('silent'),
     ...overrides,
