@@ -15,6 +15,12 @@ const SENT_SCAN_MAX_PAGES = 10;
 const SENT_SCAN_PAGE = 100;
 /** Gmail's internalDate is when Gmail stored the message, a moment after the claim: a margin for clocks. */
 const SCAN_MARGIN_MS = 10 * 60_000;
+/**
+ * A message we hold is dated by our row: a 1:1 send's row by its claim, which may come minutes
+ * before Gmail stored it (retries). Taken as stored up to an hour after that date, so that it
+ * never ends a walk early.
+ */
+const HELD_SLACK_MS = 60 * 60_000;
 /** The last look could not read far enough back to tell (see `find`): at most once wins, as for a mailbox that cannot be read. */
 export const UNDECIDED = 'undecided' as const;
 
@@ -32,7 +38,23 @@ export interface SentCopyDeps {
   now?: () => Date;
 }
 
-type ScanResult = { found: Map<string, GmailIds>; reachedBack: number; complete: boolean };
+/** One recovery pass's walk down a mailbox's sent mail, newest first: resumed, never started over, for an older claim. */
+interface SentWalk {
+  round: number;
+  /** Message-ID → Gmail ids of what was read. */
+  found: Map<string, GmailIds>;
+  /** The oldest storage time walked past (held messages at their latest). */
+  reachedBack: number;
+  /** The rest of the page being walked, what of it we hold, and the next page. */
+  buffer: string[];
+  held: Map<string, Date>;
+  nextPageToken: string | undefined;
+  end: boolean;
+  pages: number;
+  reads: number;
+  /** Walks of one mailbox run one after another. */
+  queue: Promise<unknown>;
+}
 
 /**
  * Did Gmail store a send of ours whose answer we never had (a timeout, a crash)? Invariant 3:
@@ -51,9 +73,10 @@ type ScanResult = { found: Map<string, GmailIds>; reachedBack: number; complete:
  *    each message's Message-ID read. Sync alone is not enough there: a resync (history expired,
  *    or more changes than a pass reads, which anyone can cause by mailing the mailbox) lists by
  *    search too, and then moves past the copy. The messages we hold give their time from our
- *    rows; one listing per mailbox serves all the last looks of one recovery pass (`round`).
- *    At most 300 messages are read and 10 pages listed: a listing that cannot reach back to the
- *    claim cannot tell, and the send's outcome stays unknown (UNDECIDED: failed, outcome_unknown,
+ *    rows (taken as up to an hour later: a 1:1 row is dated at its claim). One walk per mailbox
+ *    serves all the last looks of one recovery pass (`round`), carried further back for an
+ *    older claim, never started over; at most 300 messages are read and 10 pages listed in it.
+ *    A walk that cannot reach back to the claim cannot tell, and the send's outcome stays unknown (UNDECIDED: failed, outcome_unknown,
  *    never sent again), as for a mailbox that cannot be read. We take the label listing to be
  *    newest first and not to lag as search does; Google documents neither, and the sandbox
  *    models it so. The verdicts give way to a record sync writes at that very
@@ -62,56 +85,59 @@ type ScanResult = { found: Map<string, GmailIds>; reachedBack: number; complete:
  */
 export function createSentCopies(deps: SentCopyDeps) {
   const now = deps.now ?? (() => new Date());
-  /** The last listing of each mailbox's sent mail, and the recovery pass it was made in. */
-  const scans = new Map<string, { round: number; result: Promise<ScanResult> }>();
+  /** Each mailbox's walk of the current recovery pass (one entry per mailbox, replaced by the next pass's). */
+  const walks = new Map<string, SentWalk>();
 
-  async function scanSent(mailbox: MailboxRow, back: number): Promise<ScanResult> {
-    const found = new Map<string, GmailIds>();
-    let reachedBack = Number.POSITIVE_INFINITY;
-    let read = 0;
-    let pageToken: string | undefined;
-    for (let pages = 0; pages < SENT_SCAN_MAX_PAGES; pages += 1) {
-      // Trash too: a copy the person deleted was sent all the same.
-      const page = await deps.withGmail(mailbox, (gmail) => gmail.listMessageIds({ labelIds: ['SENT'], includeSpamTrash: true, maxResults: SENT_SCAN_PAGE, pageToken }));
-      const held = await deps.heldGmailIds(mailbox.id, page.ids);
-      for (const id of page.ids) {
-        let stored = held.get(id)?.getTime();
-        if (stored === undefined) {
-          if (read >= SENT_SCAN_MAX_MESSAGES) return { found, reachedBack, complete: false };
-          read += 1;
-          const meta = await deps.withGmail(mailbox, (gmail) => gmail.getMetadata(id, ['Message-ID'])).catch((error: unknown) => {
-            // Deleted for good between the listing and the read: nothing to find in it.
-            if (error instanceof GmailError && error.kind === 'not_found') return undefined;
-            throw error;
-          });
-          if (!meta) continue;
-          const messageId = parseMessageIds(meta.headers['message-id'])[0];
-          if (messageId && !found.has(messageId)) found.set(messageId, { id: meta.id || id, threadId: meta.threadId });
-          stored = meta.internalDate?.getTime();
-        }
-        if (stored === undefined) continue;
-        reachedBack = Math.min(reachedBack, stored);
-        // Newest first: what comes after this one was stored before the claim.
-        if (stored < back) return { found, reachedBack, complete: true };
-      }
-      pageToken = page.nextPageToken;
-      if (!pageToken) return { found, reachedBack: Number.NEGATIVE_INFINITY, complete: true };
-    }
-    return { found, reachedBack, complete: false };
+  function walkOf(mailboxId: string, round: Date): SentWalk {
+    const existing = walks.get(mailboxId);
+    if (existing?.round === round.getTime()) return existing;
+    const walk: SentWalk = { round: round.getTime(), found: new Map(), reachedBack: Number.POSITIVE_INFINITY, buffer: [], held: new Map(), nextPageToken: undefined, end: false, pages: 0, reads: 0, queue: Promise.resolve() };
+    walks.set(mailboxId, walk);
+    return walk;
   }
 
-  /** This recovery pass's listing of the mailbox's sent mail, reaching back to `back`. */
-  async function sentSince(mailbox: MailboxRow, back: number, round: Date): Promise<ScanResult> {
-    const last = scans.get(mailbox.id);
-    if (last && last.round === round.getTime()) {
-      const result = await last.result;
-      if (!result.complete || result.reachedBack <= back) return result;
+  /** Walks on until past `back`: true when it got there (or to the end), false at the caps. */
+  async function walkBack(mailbox: MailboxRow, walk: SentWalk, back: number): Promise<boolean> {
+    for (;;) {
+      if (walk.reachedBack < back) return true;
+      if (walk.buffer.length === 0) {
+        if (walk.end) return true;
+        if (walk.pages >= SENT_SCAN_MAX_PAGES) return false;
+        // Trash too: a copy the person deleted was sent all the same.
+        const page = await deps.withGmail(mailbox, (gmail) => gmail.listMessageIds({ labelIds: ['SENT'], includeSpamTrash: true, maxResults: SENT_SCAN_PAGE, pageToken: walk.nextPageToken }));
+        walk.held = await deps.heldGmailIds(mailbox.id, page.ids);
+        walk.buffer = [...page.ids];
+        walk.nextPageToken = page.nextPageToken;
+        walk.end = !page.nextPageToken;
+        walk.pages += 1;
+        continue;
+      }
+      const id = walk.buffer[0]!;
+      const heldAt = walk.held.get(id);
+      let stored = heldAt ? heldAt.getTime() + HELD_SLACK_MS : undefined;
+      if (!heldAt) {
+        if (walk.reads >= SENT_SCAN_MAX_MESSAGES) return false;
+        const meta = await deps.withGmail(mailbox, (gmail) => gmail.getMetadata(id, ['Message-ID'])).catch((error: unknown) => {
+          // Deleted for good between the listing and the read: nothing to find in it.
+          if (error instanceof GmailError && error.kind === 'not_found') return undefined;
+          throw error;
+        });
+        walk.reads += 1;
+        const messageId = meta && parseMessageIds(meta.headers['message-id'])[0];
+        if (meta && messageId && !walk.found.has(messageId)) walk.found.set(messageId, { id: meta.id || id, threadId: meta.threadId });
+        stored = meta?.internalDate?.getTime();
+      }
+      walk.buffer.shift();
+      if (stored !== undefined) walk.reachedBack = Math.min(walk.reachedBack, stored);
     }
-    const result = scanSent(mailbox, back);
-    // One entry per mailbox, replaced by the next pass's: nothing is kept long.
-    scans.set(mailbox.id, { round: round.getTime(), result });
-    result.catch(() => scans.get(mailbox.id)?.result === result && scans.delete(mailbox.id));
-    return result;
+  }
+
+  /** This recovery pass's walk of the mailbox's sent mail, carried on to `back`: true when it got there. */
+  async function sentSince(mailbox: MailboxRow, back: number, round: Date): Promise<{ walk: SentWalk; complete: boolean }> {
+    const walk = walkOf(mailbox.id, round);
+    const run = walk.queue.then(() => walkBack(mailbox, walk, back));
+    walk.queue = run.catch(() => undefined);
+    return { walk, complete: await run };
   }
 
   /**
@@ -136,7 +162,7 @@ export function createSentCopies(deps: SentCopyDeps) {
     }
     const claimedAt = (await deps.claimedAt(send.messageRowId)) ?? now();
     const scan = await sentSince(mailbox, claimedAt.getTime() - SCAN_MARGIN_MS, lastLook.round);
-    const listed = scan.found.get(send.rfc822MessageId) ?? (await deps.seenBySync(send.messageRowId));
+    const listed = scan.walk.found.get(send.rfc822MessageId) ?? (await deps.seenBySync(send.messageRowId));
     if (listed) return listed;
     if (scan.complete) return undefined;
     deps.logger.warn({ mailboxId: mailbox.id }, 'more sent mail since a send of unknown outcome than the last look reads: its outcome stays unknown');

@@ -1,8 +1,9 @@
 import { randomUUID } from 'node:crypto';
-import { eq } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { RESOLVE_LOOKS } from '../../src/campaigns/send-recovery.js';
 import { messages } from '../../src/db/schema.js';
+import { rowsOf } from '../../src/db/pg-array.js';
 import { createMailboxesRepo } from '../../src/gmail/mailboxes.repo.js';
 import { createSentCopies, SENT_SCAN_MAX_MESSAGES, type SentCopies, type SentCopyDeps } from '../../src/gmail/sent-copy.js';
 import { createSyncRepo } from '../../src/gmail/sync.repo.js';
@@ -178,6 +179,32 @@ describe('the last look lists the sent mail itself', { timeout: 90_000 }, () => 
     for (let look = 0; look < RESOLVE_LOOKS; look += 1) await rescuer.recoverStuck(later());
     expect((await fx.ledger(campaignId))[0]).toMatchObject({ status: 'sent', attempts: 1, gmail_message_id: copy.id });
     await separateWorker(ctx.app, { workerId: 'after-s11' }).tick();
+    expect(fx.sentTo(SENDER, subject).get(person.email)).toBe(1);
+  });
+
+  it('a message we hold, dated by our row well before Gmail stored it, does not end the walk early (a reviewer\'s finding)', async () => {
+    const subject = 'S13 behind a held message';
+    const { campaignId, person } = await crashedAfterGmail(subject);
+    const [open] = rowsOf<{ message_id: string }>(await db().execute(sql`select message_id from campaign_sends where campaign_id = ${campaignId}::uuid`));
+    await db().execute(sql`update messages set created_at = now() - interval '6 minutes' where id = ${open!.message_id}::uuid`);
+    // Sent after our copy, held by a 1:1 row dated 40 minutes back (a row is dated at its claim).
+    const later1to1 = await ctx.app.sandbox.control.sendAs(SENDER, { to: 'someone@contoso.test', subject: 'S13 held', text: 'x' });
+    await db().insert(messages).values({
+      workspaceId: ctx.owner.workspaceId,
+      mailboxId: sender.id,
+      direction: 'outbound',
+      status: 'sent',
+      rfc822MessageId: `${randomUUID()}@acme.test`,
+      gmailMessageId: later1to1.id,
+      subject: 'S13 held',
+      fromAddress: SENDER,
+      toAddresses: ['someone@contoso.test'],
+      at: new Date(Date.now() - 40 * 60_000),
+    });
+    const rescuer = separateWorker(ctx.app, { workerId: 'rescuer-s13', resolveDelayMs: 1, sentCopies: sentCopiesWith({ requestSync: () => {} }) });
+    for (let look = 0; look < RESOLVE_LOOKS; look += 1) await rescuer.recoverStuck(later());
+    expect((await fx.ledger(campaignId))[0]).toMatchObject({ status: 'sent', attempts: 1 });
+    await separateWorker(ctx.app, { workerId: 'after-s13' }).tick();
     expect(fx.sentTo(SENDER, subject).get(person.email)).toBe(1);
   });
 
