@@ -76,12 +76,12 @@ interface SentWalk {
  *    rows (taken as up to an hour later: a 1:1 row is dated at its claim). One walk per mailbox
  *    serves all the last looks of one recovery pass (`round`), carried further back for an
  *    older claim, never started over; at most 300 messages are read and 10 pages listed in it.
- *    A walk that cannot reach back to the claim cannot tell, and the send's outcome stays unknown (UNDECIDED: failed, outcome_unknown,
- *    never sent again), as for a mailbox that cannot be read. We take the label listing to be
- *    newest first and not to lag as search does; Google documents neither, and the sandbox
- *    models it so. The verdicts give way to a record sync writes at that very
- *    moment (send-ledger.repo.ts `requeueUnsent`, messages.service.ts). What Gmail stores later
- *    still is beyond anything we can ask.
+ *    A walk that cannot reach back to the claim cannot tell, and the send's outcome stays
+ *    unknown (UNDECIDED: failed, outcome_unknown, never sent again), as for a mailbox that
+ *    cannot be read. We take the label listing to be newest first and not to lag as search
+ *    does; Google documents neither, and the sandbox models it so. The verdicts give way to a
+ *    record sync writes at that very moment (send-ledger.repo.ts `requeueUnsent`,
+ *    messages.service.ts). What Gmail stores later still is beyond anything we can ask.
  */
 export function createSentCopies(deps: SentCopyDeps) {
   const now = deps.now ?? (() => new Date());
