@@ -1,4 +1,4 @@
-import type { ErrorRequestHandler } from 'express';
+import type { ErrorRequestHandler, Response } from 'express';
 import type { Logger } from 'pino';
 import { isConcurrencyFailure, sqlStateOf } from './db/pg-errors.js';
 
@@ -156,11 +156,10 @@ export function errorMiddleware(logger: Logger): ErrorRequestHandler {
       if (appError.status < 500) (req.log ?? logger).error({ err: error }, 'request failed after its answer began');
       return;
     }
-    logConcurrentChange(appError, req.log ?? logger);
+    prepareErrorAnswer(appError, res, req.log ?? logger);
     // Answered before the body was read to its end (a refused upload): this connection
     // carries unread bytes, so it must not be reused for the client's next request.
     if (!req.complete) res.setHeader('Connection', 'close');
-    if (appError.retryAfterSeconds) res.setHeader('Retry-After', String(appError.retryAfterSeconds));
     res.status(appError.status).json({
       error: {
         code: appError.code,
@@ -171,7 +170,12 @@ export function errorMiddleware(logger: Logger): ErrorRequestHandler {
   };
 }
 
-/** Counted in the log by its SQLSTATE alone (the driver's message may quote the rows' values): frequent ones point at a lock order to fix. */
-export function logConcurrentChange(appError: AppError, logger: Pick<Logger, 'warn'>): void {
-  if (appError instanceof ConcurrentChangeError) logger.warn({ sqlState: appError.sqlState }, 'request lost a lock race; answered 409 concurrent_change');
+/**
+ * What every error answer (JSON, web page, opt-out page) does before its body: `Retry-After`
+ * when the error names one, and a lost lock race counted in the log by its SQLSTATE alone (the
+ * driver's message may quote the rows' values): frequent ones point at a lock order to fix.
+ */
+export function prepareErrorAnswer(appError: AppError, res: Pick<Response, 'setHeader'>, logger: Pick<Logger, 'warn'> | undefined): void {
+  if (appError.retryAfterSeconds) res.setHeader('Retry-After', String(appError.retryAfterSeconds));
+  if (appError instanceof ConcurrentChangeError) logger?.warn({ sqlState: appError.sqlState }, 'request lost a lock race; answered 409 concurrent_change');
 }

@@ -46,7 +46,7 @@ export interface SendRecoveryDeps {
   leaseMs: number;
   resolveDelayMs?: number;
   recorder: SendRecorder;
-  /** Did Gmail store it: the search, then what sync saw, with a sync pass before the verdict (gmail/sent-copy.ts). */
+  /** Did Gmail store it: the search, what sync saw, and on the last look a listing of Sent (gmail/sent-copy.ts). */
   sentCopies: SentCopies;
   now: () => Date;
   /** More recovery of the same kind elsewhere (1:1 sends), run after the campaign ledger's. */
@@ -72,7 +72,7 @@ export function createSendRecovery(deps: SendRecoveryDeps) {
     await ledger.awaitResolution(lease, new Date(now().getTime() + lookDelay(looksDone)), looksDone);
   }
 
-  /** `round`: when this recovery pass began (its last looks share one sync pass per mailbox). */
+  /** `round`: when this recovery pass began (its last looks share one walk of each mailbox's Sent). */
   async function resolveOne(row: Awaited<ReturnType<SendLedgerRepo['expiredLeases']>>[number], asOf: Date, round: Date): Promise<boolean> {
     // A campaign deleted while this send was in flight still needs the answer (did it go
     // out?); its ledger goes with the purge later.

@@ -97,7 +97,7 @@ export function createMessagesService(deps: MessagesServiceDeps) {
   const lookDelay = (looksDone: number) => resolveDelayMs * 4 ** looksDone;
   const after = (ms: number) => new Date(now().getTime() + ms);
 
-  /** One look (a mailbox search, then what sync saw: gmail/sent-copy.ts): the row's new state, or undefined when the mailbox could not be asked. */
+  /** One look (a search, what sync saw, on the last look a listing of Sent: gmail/sent-copy.ts): the row's new state, or undefined when the mailbox could not be asked. */
   async function look(mailbox: MailboxRow, row: MessageRow, owner: string, looksDone: number, round = now()): Promise<MessageRow | undefined> {
     const lastLook = looksDone + 1 >= RESOLVE_LOOKS ? { round } : undefined;
     let found;

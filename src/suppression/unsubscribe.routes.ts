@@ -1,5 +1,5 @@
 import { Router, type ErrorRequestHandler, type RequestHandler, type Response } from 'express';
-import { logConcurrentChange, toAppError, ValidationError } from '../errors.js';
+import { prepareErrorAnswer, toAppError, ValidationError } from '../errors.js';
 import { readFormFields, type FormFields } from '../http/form-body.js';
 import { PREFERENCE_ACTIONS, type PreferenceAction, type PreferenceChoices } from './recipient-view.js';
 import type { SuppressionService } from './suppression.service.js';
@@ -62,10 +62,9 @@ function parsePreferenceChoices(form: FormFields): PreferenceChoices {
 export const unsubscribeErrorPage: ErrorRequestHandler = (error, req, res, _next) => {
   const appError = toAppError(error);
   if (appError.status >= 500) req.log?.error({ err: error }, 'opt-out request failed');
-  if (req.log) logConcurrentChange(appError, req.log);
   if (res.headersSent) return;
   res.setHeader('Cache-Control', 'no-store');
-  if (appError.retryAfterSeconds) res.setHeader('Retry-After', String(appError.retryAfterSeconds));
+  prepareErrorAnswer(appError, res, req.log);
   sendPage(res, appError.status, problemPage(appError.status, appError.message));
 };
 

@@ -2,7 +2,7 @@ import type { ErrorRequestHandler, Request, RequestHandler, Response } from 'exp
 import type { Services } from '../app.js';
 import type { Config } from '../config.js';
 import type { AuthContext, AuthService } from '../auth/auth.service.js';
-import { AppError, ForbiddenError, logConcurrentChange, toAppError } from '../errors.js';
+import { AppError, ForbiddenError, prepareErrorAnswer, toAppError } from '../errors.js';
 import { assertCleanText } from '../http/text.js';
 import { readMultipartForm } from '../http/form-body.js';
 import type { Logger } from '../logger.js';
@@ -190,10 +190,9 @@ export function webErrorPage(ctx: WebContext): ErrorRequestHandler {
   return (error, req, res, _next) => {
     const appError = toAppError(error);
     if (appError.status >= 500) (req.log ?? ctx.logger).error({ err: error }, 'page failed');
-    logConcurrentChange(appError, req.log ?? ctx.logger);
     if (res.headersSent) return;
     if (!req.complete) res.setHeader('Connection', 'close');
-    if (appError.retryAfterSeconds) res.setHeader('Retry-After', String(appError.retryAfterSeconds));
+    prepareErrorAnswer(appError, res, req.log ?? ctx.logger);
     const title = appError.status === 403 ? 'Not allowed' : appError.status === 404 ? 'Not found' : appError.status >= 500 ? 'Something went wrong' : 'Not accepted';
     const body = html`<h1>${title}</h1><p>${appError.message}</p><p class="muted">Code: <code>${appError.code}</code></p>
 <div class="actions"><a class="button" href="/app">Back to the app</a></div>`;
