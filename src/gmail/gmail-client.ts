@@ -87,6 +87,8 @@ export interface GmailHistoryPage {
 
 /** GmailError reason of a send that got no answer: it may have gone out. */
 export const SEND_OUTCOME_UNKNOWN = 'outcome_unknown';
+/** A 1:1 send that recovery looked for, as long as it looks, and did not find: reported not sent (never sent again by us). */
+export const ONE_TO_ONE_NOT_SENT = 'not_sent';
 
 /** Network failures that happen before a request is sent. */
 const NEVER_LEFT = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN']);

@@ -4,13 +4,21 @@ import { inTransaction, type Db } from '../db/connect.js';
 import { contacts, mailboxes, mailEvents, memberships, messageContacts, messages, users } from '../db/schema.js';
 import { anyOf, rowsOf } from '../db/pg-array.js';
 import { isUniqueViolation } from '../db/pg-errors.js';
-import { recordMailSignal } from '../webhooks/facts.js';
+import { campaignSendOutcomeCtes, oneToOneOutcomeEvent, recordMailSignal } from '../webhooks/facts.js';
+import { recordWebhookEvents } from '../webhooks/outbox.js';
+import { ONE_TO_ONE_NOT_SENT, SEND_OUTCOME_UNKNOWN } from './gmail-client.js';
 import { createSuppressionRepo } from '../suppression/suppression.repo.js';
 import type { AddressHasher } from '../suppression/address-hash.js';
 import type { SyncGap } from '../db/schema.js';
 import { describeSyncGap, type SyncHealthCounts } from './sync-health.js';
 
 type NewMessage = typeof messages.$inferInsert;
+
+/**
+ * A send recovery gave up on, which sync may still find in Sent (recordLateSent): its outcome
+ * unknown for good, or a 1:1 send judged not sent. Never a failure Gmail answered.
+ */
+const givenUpSend = sql`${messages.status} = 'failed' and ${messages.errorCode} in (${SEND_OUTCOME_UNKNOWN}, ${ONE_TO_ONE_NOT_SENT}) and ${messages.gmailMessageId} is null`;
 
 /** `from … where`: the mailbox (`this`) and every row of its address in its workspace (`other`), itself included. */
 const rowsOfSameAddress = (mailboxId: string) =>
@@ -121,12 +129,14 @@ function syncQueries(db: Db, hashAddress: AddressHasher) {
     /**
      * Our own send with this Message-ID from this mailbox's address, if any; `open` when its
      * outcome is still unknown (`sending`, no Gmail id yet): a send retried after recovery
-     * reuses its Message-ID, so the open row comes first.
+     * reuses its Message-ID, so the open row comes first. `givenUp`: recovery settled it as
+     * not sent, or its outcome as unknown for good (recordLateSent).
      */
-    async findOwnSend(workspaceId: string, mailboxId: string, rfc822MessageId: string): Promise<{ id: string; open: boolean } | undefined> {
+    async findOwnSend(workspaceId: string, mailboxId: string, rfc822MessageId: string): Promise<{ id: string; open: boolean; givenUp: boolean } | undefined> {
       const open = sql<boolean>`${messages.status} = 'sending' and ${messages.gmailMessageId} is null`;
+      const givenUp = sql<boolean>`${givenUpSend}`;
       const [row] = await db
-        .select({ id: messages.id, open })
+        .select({ id: messages.id, open, givenUp })
         .from(messages)
         // workspace + Message-ID is indexed; the address narrows it to sends from this mailbox (any row of it).
         .where(
@@ -137,9 +147,41 @@ function syncQueries(db: Db, hashAddress: AddressHasher) {
             eq(messages.synced, false),
           ),
         )
-        .orderBy(desc(open))
+        .orderBy(desc(open), desc(givenUp))
         .limit(1);
-      return row && { id: row.id, open: row.open === true };
+      return row && { id: row.id, open: row.open === true, givenUp: row.givenUp === true };
+    },
+
+    /**
+     * Sync met, among the mailbox's sent mail, a send of ours that recovery had given up on: a
+     * 1:1 "not sent", or an outcome left unknown for good (a last look that could not read back
+     * far enough; a send-only mailbox connected again with reading). Gmail stored it, so it went
+     * out: its message row becomes `sent`, with Gmail's ids and the time Gmail dated it, and so
+     * does a campaign send's ledger row (its counters follow by trigger), with the `message.sent`
+     * webhook event a sent outcome has. A sequence's next step is not queued: the sequence ended
+     * when the outcome was given up, and a follow-up days late is not what was planned. Inside
+     * `transaction`, so a 1:1 row's event commits with it. False when nothing was given up
+     * (already settled), or when another row of the mailbox holds that Gmail id.
+     */
+    async recordLateSent(messageRowId: string, gmail: { id: string; threadId: string }, at: Date): Promise<boolean> {
+      const [row] = rowsOf<{ id: string; workspace_id: string; mailbox_id: string | null; campaign: boolean }>(
+        await db.execute(sql`
+          with m as (
+            update messages set status = 'sent', error_code = null, gmail_message_id = ${gmail.id}, gmail_thread_id = ${gmail.threadId}, at = ${at.toISOString()}::timestamptz
+            where id = ${messageRowId}::uuid and ${givenUpSend}
+              and not exists (select 1 from messages held where held.mailbox_id = messages.mailbox_id and held.gmail_message_id = ${gmail.id} and held.workspace_id = messages.workspace_id)
+            returning id, workspace_id, mailbox_id),
+          ledger as (
+            update campaign_sends s set status = 'sent', error_code = null, gmail_message_id = ${gmail.id}, gmail_thread_id = ${gmail.threadId}, sent_at = ${at.toISOString()}::timestamptz
+            from m where s.message_id = m.id and s.status = 'failed' and s.error_code = ${SEND_OUTCOME_UNKNOWN}
+            returning s.id, s.workspace_id, s.campaign_id, s.step, s.contact_id, s.recipient_id, s.email, s.message_id, s.sent_at)${campaignSendOutcomeCtes('message.sent', 'sent_at')}
+          select m.id, m.workspace_id, m.mailbox_id, exists (select 1 from ledger) as campaign from m`),
+      );
+      if (!row) return false;
+      if (!row.campaign) {
+        await recordWebhookEvents(db, [oneToOneOutcomeEvent({ id: row.id, workspaceId: row.workspace_id, mailboxId: row.mailbox_id, status: 'sent', errorCode: null })]);
+      }
+      return true;
     },
 
     /**

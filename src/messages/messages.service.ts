@@ -4,7 +4,7 @@ import type { AuthContext } from '../auth/auth.service.js';
 import { RESOLVE_LOOKS, recoveryOwnerOf, UNSEARCHABLE_RECHECK_MS } from '../campaigns/send-recovery.js';
 import { ConflictError, NotFoundError, AppError, TooManyRequestsError } from '../errors.js';
 import { composeMime, newMessageId } from '../gmail/compose-mime.js';
-import { GMAIL_SCOPES, SEND_OUTCOME_UNKNOWN } from '../gmail/gmail-client.js';
+import { GMAIL_SCOPES, ONE_TO_ONE_NOT_SENT, SEND_OUTCOME_UNKNOWN } from '../gmail/gmail-client.js';
 import { GmailError } from '../gmail/gmail-errors.js';
 import type { MailboxesRepo, MailboxRow } from '../gmail/mailboxes.repo.js';
 import type { MailboxService } from '../gmail/mailboxes.service.js';
@@ -117,7 +117,7 @@ export function createMessagesService(deps: MessagesServiceDeps) {
     if (lastLook) {
       // Searched RESOLVE_LOOKS times, spread over minutes: it did not go out. Never re-sent by us.
       // Unless sync records it at this very moment: the verdict gives way (updateLeased's `unseen`).
-      const failed = await repo.updateLeased(row.id, owner, { status: 'failed', errorCode: 'not_sent', leaseOwner: null, leaseExpiresAt: null }, { unseen: true });
+      const failed = await repo.updateLeased(row.id, owner, { status: 'failed', errorCode: ONE_TO_ONE_NOT_SENT, leaseOwner: null, leaseExpiresAt: null }, { unseen: true });
       if (failed) return failed;
       const seen = await deps.sentCopies.seenBySync(row.id);
       return seen ? markSent(seen) : undefined;

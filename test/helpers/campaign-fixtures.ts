@@ -72,7 +72,7 @@ export function campaignFixtures(get: () => { app: TestApp; token: string; works
 
   async function ledger(campaignId: string) {
     const result = (await get().app.database.db.execute(sql`
-      select id, email, status, error_code, skip_reason, gmail_message_id, claimed_at, attempts, lease_owner
+      select id, email, status, error_code, skip_reason, gmail_message_id, message_id, claimed_at, attempts, lease_owner
       from campaign_sends where campaign_id = ${campaignId}::uuid order by email`)) as unknown as {
       rows: {
         id: string;
@@ -81,6 +81,7 @@ export function campaignFixtures(get: () => { app: TestApp; token: string; works
         error_code: string | null;
         skip_reason: string | null;
         gmail_message_id: string | null;
+        message_id: string | null;
         claimed_at: Date | string | null;
         attempts: number;
         lease_owner: string | null;

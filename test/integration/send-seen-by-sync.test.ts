@@ -1,18 +1,13 @@
 import { randomUUID } from 'node:crypto';
-import { eq, sql } from 'drizzle-orm';
+import { sql } from 'drizzle-orm';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { RESOLVE_LOOKS } from '../../src/campaigns/send-recovery.js';
 import { messages } from '../../src/db/schema.js';
 import { rowsOf } from '../../src/db/pg-array.js';
-import { createMailboxesRepo } from '../../src/gmail/mailboxes.repo.js';
-import { createSentCopies, SENT_SCAN_MAX_MESSAGES, type SentCopies, type SentCopyDeps } from '../../src/gmail/sent-copy.js';
-import { createSyncRepo } from '../../src/gmail/sync.repo.js';
-import { createLogger } from '../../src/logger.js';
-import { createMessagesRepo } from '../../src/messages/messages.repo.js';
-import { createMessagesService } from '../../src/messages/messages.service.js';
-import { createAddressHasher } from '../../src/suppression/address-hash.js';
+import { SENT_SCAN_MAX_MESSAGES } from '../../src/gmail/sent-copy.js';
 import { campaignFixtures, separateWorker } from '../helpers/campaign-fixtures.js';
 import { connectedMailbox } from '../helpers/gmail.js';
+import { sentCopyFixtures } from '../helpers/sent-copies.js';
 import { useAppWithOwner } from '../helpers/test-app.js';
 
 /*
@@ -30,10 +25,7 @@ const HOUR = 3_600_000;
 let sender: { id: string };
 
 beforeAll(async () => {
-  sender = await connectedMailbox(ctx.app, ctx.owner.token, SENDER, { sync: true });
-  await ctx.app.api('PATCH', '/api/workspace', { token: ctx.owner.token, json: { postalAddress: 'Acme Inc., 1 Main St, Springfield' } });
-  // Its first pass (a full listing) now, so that later passes read history.
-  expect((await ctx.app.services.sync.syncMailbox(sender.id)).status).toBe('synced');
+  sender = await syncedSender(SENDER);
   ctx.app.sandbox.control.setSearchIndexLag(SENDER, HOUR);
 });
 
@@ -42,6 +34,9 @@ const later = () => new Date(Date.now() + HOUR);
 const searches = () => ctx.app.sandbox.control.calls({ mailbox: SENDER, endpoint: 'list' }).length;
 
 /** A campaign of one contact whose worker died right after Gmail accepted its message. */
+const { sentCopiesWith, messageRow, oneToOneRecovery, syncedSender, ...copies } = sentCopyFixtures(() => ({ app: ctx.app, token: ctx.owner.token, workspaceId: ctx.owner.workspaceId }));
+/** A 1:1 send from this mailbox (SENDER's by default) whose worker died. */
+const openOneToOne = (subject: string, from = { id: sender.id, email: SENDER }) => copies.openOneToOne(subject, from);
 const crashedAfterGmail = (subject: string) => fx.crashedAfterGmail({ id: sender.id, email: SENDER }, subject, { prefix: 'seen', leaseMs: 1_000 });
 
 describe('a send Gmail stored but its search does not show yet', { timeout: 90_000 }, () => {
@@ -272,53 +267,3 @@ describe('a last look that cannot read back to the claim', { timeout: 120_000 },
     expect(fx.sentTo(BUSY, 'S12 not stored').get(person!.email)).toBeUndefined();
   });
 });
-
-/** The app's sent copies as app.ts wires them, with some parts replaced. */
-function sentCopiesWith(overrides: Partial<SentCopyDeps> = {}): SentCopies {
-  const syncRepo = createSyncRepo(db(), createAddressHasher(ctx.app.config.privacy.suppressionHashKey));
-  return createSentCopies({
-    withGmail: (mailbox, work) => ctx.app.services.mailboxes.withGmail(mailbox, work),
-    seenBySync: (messageRowId) => syncRepo.seenSend(messageRowId),
-    claimedAt: (messageRowId) => syncRepo.sendClaimedAt(messageRowId),
-    heldGmailIds: (mailboxId, gmailIds) => syncRepo.heldGmailIds(mailboxId, gmailIds),
-    requestSync: (mailboxId) => ctx.app.services.sync.syncInBackground(mailboxId),
-    logger: createLogger('silent'),
-    ...overrides,
-  });
-}
-
-const messageRow = async (id: string) => (await db().select().from(messages).where(eq(messages.id, id)))[0]!;
-
-/** A 1:1 send from this mailbox (SENDER's by default) whose worker died: `sending`, its lease expired a minute ago. */
-async function openOneToOne(subject: string, from: { id: string; email: string } = { id: sender.id, email: SENDER }) {
-  ctx.app.sandbox.control.createMailbox({ email: 'someone@contoso.test' });
-  const [row] = await db()
-    .insert(messages)
-    .values({
-      workspaceId: ctx.owner.workspaceId,
-      mailboxId: from.id,
-      direction: 'outbound',
-      status: 'sending',
-      rfc822MessageId: `${randomUUID()}@acme.test`,
-      subject,
-      fromAddress: from.email,
-      toAddresses: ['someone@contoso.test'],
-      leaseOwner: 'dead-worker',
-      leaseExpiresAt: new Date(Date.now() - 60_000),
-    })
-    .returning();
-  return row!;
-}
-
-/** The 1:1 recovery as the app wires it, its looks a millisecond apart. */
-function oneToOneRecovery(workerId: string, sentCopies: SentCopies = ctx.app.services.sentCopies) {
-  return createMessagesService({
-    repo: createMessagesRepo(db(), createAddressHasher(ctx.app.config.privacy.suppressionHashKey)),
-    mailboxes: ctx.app.services.mailboxes,
-    mailboxRepo: createMailboxesRepo(db()),
-    sentCopies,
-    logger: createLogger('silent'),
-    workerId,
-    resolveDelayMs: 1,
-  });
-}
