@@ -6,15 +6,17 @@ import { gateSql, type GateRow } from './gate-sql.js';
 import { pgArray, rowsOf } from '../db/pg-array.js';
 import { GENERIC_PLAN } from '../db/plan-hints.js';
 import { campaignSendOutcomeCtes } from '../webhooks/facts.js';
-import { takeOverTerms, withoutParkedMark, type ParkedFor } from './parked-sends.js';
+import { withoutParkedMark } from './parked-sends.js';
+import { changeLeasedSend, fence, ts, type SendLease } from './ledger-fence.js';
+import { createLedgerRecoveryQueries } from './send-ledger-recovery.repo.js';
+
+export type { SendLease } from './ledger-fence.js';
 
 /*
- * The send ledger's state machine (see README.md, "Lifecycle of a send"). Every change of a
- * row in `sending` is fenced by (status, lease owner, attempt): a worker whose lease was
- * taken over changes nothing, so a late answer never overwrites a newer outcome.
+ * The send ledger's state machine (see README.md, "Lifecycle of a send"): reservation, the
+ * claim, and the outcomes. Every change of a row in `sending` passes its lease's fence
+ * (ledger-fence.ts); recovery's queries are in send-ledger-recovery.repo.ts, part of this repo.
  */
-
-const ts = (at: Date) => sql`${at.toISOString()}::timestamptz`;
 
 /**
  * The campaign states from which a campaign may still send (campaigns.service.ts): `paused`
@@ -33,14 +35,6 @@ export interface SendCandidate {
   rfc822MessageId: string;
   /** Attempts made before this one. */
   attempts: number;
-}
-
-/** The fence of a claimed send: who holds it, for which attempt, and its messages row. */
-export interface SendLease {
-  id: string;
-  owner: string;
-  attempt: number;
-  messageRowId: string;
 }
 
 export type GateResult =
@@ -85,21 +79,7 @@ export interface SendLedgerOptions {
 }
 
 export function createSendLedgerRepo(db: Db, options: SendLedgerOptions = {}) {
-  const fence = (lease: SendLease) =>
-    sql`id = ${lease.id}::uuid and status = 'sending' and lease_owner = ${lease.owner} and attempts = ${lease.attempt}`;
-
-  /**
-   * One statement: the fenced change of the ledger row, then `alsoDo` (CTEs that act only
-   * `where exists (select 1 from ledger)`). True when the lease still held.
-   */
-  async function changeLeased(lease: SendLease, set: SQL, alsoDo: SQL = sql``): Promise<boolean> {
-    const [row] = rowsOf<{ n: number }>(
-      await db.execute(sql`
-        with ledger as (update campaign_sends set ${set} where ${fence(lease)} returning id, workspace_id, campaign_id, step, contact_id, email, message_id)${alsoDo}
-        select count(*)::int as n from ledger`),
-    );
-    return Number(row?.n ?? 0) > 0;
-  }
+  const changeLeased = (lease: SendLease, set: SQL, alsoDo?: SQL) => changeLeasedSend(db, lease, set, alsoDo);
 
   const repo = {
     /**
@@ -336,79 +316,7 @@ export function createSendLedgerRepo(db: Db, options: SendLedgerOptions = {}) {
           m as (delete from messages where id = ${lease.messageRowId}::uuid and exists (select 1 from ledger))`,
       );
     },
-
-    /**
-     * Recovery's "not sent": `requeue`, unless sync recorded a Gmail copy on the attempt's row
-     * (gmail/sent-copy.ts): then false. The delete comes first, on that condition, so a record
-     * being written now is waited for and seen; the ledger follows the delete (or no row at all).
-     */
-    async requeueUnsent(lease: SendLease, dueAt: Date): Promise<boolean> {
-      const row = sql`${lease.messageRowId}::uuid`;
-      const [changed] = rowsOf<{ n: number }>(
-        await db.execute(sql`
-          with m as (delete from messages where id = ${row} and gmail_message_id is null and exists (select 1 from campaign_sends where ${fence(lease)} for update) returning id),
-          ledger as (update campaign_sends set status = 'queued', due_at = ${ts(dueAt)}, error_code = 'recovered_unsent', message_id = null, lease_owner = null, lease_expires_at = null, resolve_looks = 0
-            where ${fence(lease)} and (exists (select 1 from m) or not exists (select 1 from messages where id = ${row})) returning id)
-          select count(*)::int as n from ledger`),
-      );
-      return Number(changed?.n ?? 0) > 0;
-    },
-
-    /**
-     * Gmail gave no clear answer: the send stays `sending` under this lease until `lookAt`,
-     * when recovery (in any process) searches the mailbox for it. Never retried before that.
-     */
-    async awaitResolution(lease: SendLease, lookAt: Date, looks: number): Promise<boolean> {
-      return changeLeased(lease, sql`error_code = 'outcome_unknown', resolve_looks = ${looks}, lease_expires_at = ${ts(lookAt)}`);
-    },
-
-    /**
-     * Sends in `sending` whose lease has expired: their worker crashed, or their outcome is
-     * waiting for a mailbox search. Rows claimed before leases existed count after two minutes.
-     */
-    async expiredLeases(now: Date, limit = 100) {
-      return rowsOf<{
-        id: string;
-        workspace_id: string;
-        campaign_id: string;
-        step: number;
-        contact_id: string | null;
-        recipient_id: string;
-        email: string;
-        rfc822_message_id: string;
-        message_id: string | null;
-        attempts: number;
-        lease_owner: string | null;
-        resolve_looks: number;
-      }>(
-        await db.execute(sql`
-          select id, workspace_id, campaign_id, step, contact_id, recipient_id, email, rfc822_message_id, message_id, attempts, lease_owner, resolve_looks
-          from campaign_sends
-          where status = 'sending'
-            and (lease_expires_at < ${ts(now)} or (lease_expires_at is null and claimed_at < ${ts(new Date(now.getTime() - 120_000))}))
-          order by lease_expires_at nulls first
-          limit ${limit}`),
-      ).map((r) => ({ ...r, attempts: Number(r.attempts), resolve_looks: Number(r.resolve_looks) }));
-    },
-
-    /**
-     * Takes over an expired lease (only if it is still the expired one seen): from here on
-     * this worker's lease fences the row; the old owner, if alive, can change nothing.
-     * `parkedFor`: the send is parked until its mailbox can be searched (parked-sends.ts).
-     */
-    async takeOver(input: { id: string; oldOwner: string | null; attempt: number; owner: string; now: Date; until: Date; parkedFor?: ParkedFor }): Promise<boolean> {
-      const parking = takeOverTerms(input.parkedFor);
-      const [row] = rowsOf<{ n: number }>(
-        await db.execute(sql`
-          with ledger as (
-            update campaign_sends set lease_owner = ${input.owner}, lease_expires_at = ${ts(input.until)}, error_code = ${parking.errorCode}
-            where id = ${input.id}::uuid and status = 'sending' and lease_owner is not distinct from ${input.oldOwner}
-              and attempts = ${input.attempt} and coalesce(lease_expires_at < ${ts(input.now)}, true) and ${parking.condition}
-            returning id)
-          select count(*)::int as n from ledger`),
-      );
-      return Number(row?.n ?? 0) > 0;
-    },
+    ...createLedgerRecoveryQueries(db),
   };
   return repo;
 }

@@ -1,0 +1,87 @@
+import { sql } from 'drizzle-orm';
+import type { Db } from '../db/connect.js';
+import { rowsOf } from '../db/pg-array.js';
+import { changeLeasedSend, fence, ts, type SendLease } from './ledger-fence.js';
+import { takeOverTerms, type ParkedFor } from './parked-sends.js';
+
+/*
+ * The send ledger's side of recovery (send-recovery.ts; README.md "Honest outcomes"): sends
+ * whose lease expired, taken over by a new owner, left waiting for the next look at the
+ * mailbox, or queued again when Gmail has no copy. Part of the ledger repo (send-ledger.repo.ts).
+ */
+export function createLedgerRecoveryQueries(db: Db) {
+  return {
+    /**
+     * Recovery's "not sent": `requeue`, unless sync recorded a Gmail copy on the attempt's row
+     * (gmail/sent-copy.ts): then false. The delete comes first, on that condition, so a record
+     * being written now is waited for and seen; the ledger follows the delete (or no row at all).
+     */
+    async requeueUnsent(lease: SendLease, dueAt: Date): Promise<boolean> {
+      const row = sql`${lease.messageRowId}::uuid`;
+      const [changed] = rowsOf<{ n: number }>(
+        await db.execute(sql`
+          with m as (delete from messages where id = ${row} and gmail_message_id is null and exists (select 1 from campaign_sends where ${fence(lease)} for update) returning id),
+          ledger as (update campaign_sends set status = 'queued', due_at = ${ts(dueAt)}, error_code = 'recovered_unsent', message_id = null, lease_owner = null, lease_expires_at = null, resolve_looks = 0
+            where ${fence(lease)} and (exists (select 1 from m) or not exists (select 1 from messages where id = ${row})) returning id)
+          select count(*)::int as n from ledger`),
+      );
+      return Number(changed?.n ?? 0) > 0;
+    },
+
+    /**
+     * Gmail gave no clear answer: the send stays `sending` under this lease until `lookAt`,
+     * when recovery (in any process) searches the mailbox for it. Never retried before that.
+     */
+    async awaitResolution(lease: SendLease, lookAt: Date, looks: number): Promise<boolean> {
+      return changeLeasedSend(db, lease, sql`error_code = 'outcome_unknown', resolve_looks = ${looks}, lease_expires_at = ${ts(lookAt)}`);
+    },
+
+    /**
+     * Sends in `sending` whose lease has expired: their worker crashed, or their outcome is
+     * waiting for a mailbox search. Rows claimed before leases existed count after two minutes.
+     */
+    async expiredLeases(now: Date, limit = 100) {
+      return rowsOf<{
+        id: string;
+        workspace_id: string;
+        campaign_id: string;
+        step: number;
+        contact_id: string | null;
+        recipient_id: string;
+        email: string;
+        rfc822_message_id: string;
+        message_id: string | null;
+        attempts: number;
+        lease_owner: string | null;
+        resolve_looks: number;
+      }>(
+        await db.execute(sql`
+          select id, workspace_id, campaign_id, step, contact_id, recipient_id, email, rfc822_message_id, message_id, attempts, lease_owner, resolve_looks
+          from campaign_sends
+          where status = 'sending'
+            and (lease_expires_at < ${ts(now)} or (lease_expires_at is null and claimed_at < ${ts(new Date(now.getTime() - 120_000))}))
+          order by lease_expires_at nulls first
+          limit ${limit}`),
+      ).map((r) => ({ ...r, attempts: Number(r.attempts), resolve_looks: Number(r.resolve_looks) }));
+    },
+
+    /**
+     * Takes over an expired lease (only if it is still the expired one seen): from here on
+     * this worker's lease fences the row; the old owner, if alive, can change nothing.
+     * `parkedFor`: the send is parked until its mailbox can be searched (parked-sends.ts).
+     */
+    async takeOver(input: { id: string; oldOwner: string | null; attempt: number; owner: string; now: Date; until: Date; parkedFor?: ParkedFor }): Promise<boolean> {
+      const parking = takeOverTerms(input.parkedFor);
+      const [row] = rowsOf<{ n: number }>(
+        await db.execute(sql`
+          with ledger as (
+            update campaign_sends set lease_owner = ${input.owner}, lease_expires_at = ${ts(input.until)}, error_code = ${parking.errorCode}
+            where id = ${input.id}::uuid and status = 'sending' and lease_owner is not distinct from ${input.oldOwner}
+              and attempts = ${input.attempt} and coalesce(lease_expires_at < ${ts(input.now)}, true) and ${parking.condition}
+            returning id)
+          select count(*)::int as n from ledger`),
+      );
+      return Number(row?.n ?? 0) > 0;
+    },
+  };
+}
