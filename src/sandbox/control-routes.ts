@@ -135,6 +135,10 @@ export function controlRoutes(control: SandboxControl): Router {
     const body = parse(z.object({ add: z.array(z.string()).optional(), remove: z.array(z.string()).optional() }), req.body);
     res.json(control.modifyLabels(mailbox(req), param(req, 'id'), body));
   });
+  router.put('/mailboxes/:email/messages/:id/internal-date', (req, res) => {
+    const body = parse(z.object({ at: z.string().datetime() }), req.body);
+    res.json(control.setInternalDate(mailbox(req), param(req, 'id'), new Date(body.at)));
+  });
   router.post('/mailboxes/:email/messages/:id/reply', async (req, res) => {
     const body = parse(z.object({ text: z.string(), html: z.string().optional() }), req.body);
     res.status(201).json(await control.reply(mailbox(req), param(req, 'id'), body));

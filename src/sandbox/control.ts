@@ -105,6 +105,11 @@ export interface SandboxControl {
   /** From now on, sending to this address bounces back to the sender (null stops it). */
   setBouncingAddress(address: string, kind: BounceKind | null, status?: string, form?: NoticeForm): void;
   modifyLabels(email: string, id: string, change: { add?: string[]; remove?: string[] }): MessageInfo;
+  /**
+   * Dates a stored message as if Gmail had stored it at `at` (as `messages.import` can): label
+   * listings order by it, newest first, and searches filter by it. Tests of what spans time.
+   */
+  setInternalDate(email: string, id: string, at: Date): MessageInfo;
 
   injectFault(rule: FaultRule): ActiveFault;
   listFaults(): ActiveFault[];
@@ -280,6 +285,11 @@ export function createControl(ctx: SandboxContext): SandboxControl {
     },
     modifyLabels(email, id, change) {
       return messageInfo(store.modifyLabels(store.get(email), id, change.add ?? [], change.remove ?? []));
+    },
+    setInternalDate(email, id, at) {
+      const message = store.message(store.get(email), id);
+      message.internalDate = at.getTime();
+      return messageInfo(message);
     },
 
     injectFault: (rule) => faults.add(rule),

@@ -55,7 +55,7 @@ export function sentCopyFixtures(get: () => { app: TestApp; token: string; works
         leaseExpiresAt: new Date(Date.now() - 60_000),
       })
       .returning();
-    return row!;
+    return { ...row!, rfc822MessageId: row!.rfc822MessageId! };
   }
 
   /** The 1:1 recovery as the app wires it, its looks a millisecond apart. */

@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { sql } from 'drizzle-orm';
+import { eq, sql } from 'drizzle-orm';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { RESOLVE_LOOKS } from '../../src/campaigns/send-recovery.js';
 import { messages } from '../../src/db/schema.js';
 import { rowsOf } from '../../src/db/pg-array.js';
+import { createMailboxesRepo } from '../../src/gmail/mailboxes.repo.js';
 import { SENT_SCAN_MAX_MESSAGES } from '../../src/gmail/sent-copy.js';
 import { campaignFixtures, separateWorker } from '../helpers/campaign-fixtures.js';
 import { connectedMailbox } from '../helpers/gmail.js';
@@ -239,6 +240,38 @@ describe('the last look lists the sent mail itself', { timeout: 90_000 }, () => 
     for (const id of campaignIds) expect((await fx.ledger(id))[0]).toMatchObject({ status: 'queued', error_code: 'recovered_unsent' });
     // Three searches, one listing of Sent.
     expect(searches() - listsBefore).toBe(4);
+  });
+});
+
+describe('one walk of Sent per mailbox and recovery pass', { timeout: 90_000 }, () => {
+  it('a last look for an older claim carries the walk on from where the previous one stopped, never over again; both found', async () => {
+    const WALK = 'seen-by-sync-walk@acme.test';
+    const box = await syncedSender(WALK);
+    const mailbox = (await createMailboxesRepo(db()).findById(ctx.owner.workspaceId, box.id))!;
+    ctx.app.sandbox.control.setSearchIndexLag(WALK, HOUR);
+    const minutesAgo = (minutes: number) => new Date(Date.now() - minutes * 60_000);
+    const storedAt = async (subject: string, at: Date, messageId?: string) => {
+      const copy = await ctx.app.sandbox.control.sendAs(WALK, { to: 'someone@contoso.test', subject, text: 'x', ...(messageId ? { messageId: `<${messageId}>` } : {}) });
+      return ctx.app.sandbox.control.setInternalDate(WALK, copy.id, at);
+    };
+    // Newest first in Sent: the newer send's copy, 150 of the person's own from 25 minutes ago, the older send's copy from 40.
+    const older = await openOneToOne('S16 older', { id: box.id, email: WALK });
+    await db().update(messages).set({ createdAt: minutesAgo(40) }).where(eq(messages.id, older.id));
+    const olderCopy = await storedAt('S16 older', minutesAgo(40), older.rfc822MessageId);
+    for (let i = 0; i < 150; i += 1) await storedAt(`S16 other ${i}`, minutesAgo(25));
+    const newer = await openOneToOne('S16 newer', { id: box.id, email: WALK });
+    const newerCopy = await storedAt('S16 newer', new Date(), newer.rfc822MessageId);
+
+    const copies = sentCopiesWith({ requestSync: () => {} });
+    const calls = (endpoint: 'list' | 'get') => ctx.app.sandbox.control.calls({ mailbox: WALK, endpoint }).length;
+    const round = { round: new Date() };
+    const [lists, gets] = [calls('list'), calls('get')];
+    expect(await copies.find(mailbox, { rfc822MessageId: newer.rfc822MessageId, messageRowId: newer.id }, round)).toMatchObject({ id: newerCopy.id });
+    // Its search, one page; read back just past its claim (less 10 minutes): its copy and the first of the others.
+    expect([calls('list') - lists, calls('get') - gets]).toEqual([2, 2]);
+    expect(await copies.find(mailbox, { rfc822MessageId: older.rfc822MessageId, messageRowId: older.id }, round)).toMatchObject({ id: olderCopy.id });
+    // Its search and the second page only; every message read once in all (152), none again.
+    expect([calls('list') - lists, calls('get') - gets]).toEqual([4, 152]);
   });
 });
 

@@ -77,6 +77,13 @@ describe('control API over HTTP', () => {
     const listed = await control<{ messages: MessageInfo[] }>('GET', '/mailboxes/alice@acme.test/messages?labelId=INBOX');
     expect(listed.json.messages.map((m) => m.subject)).toEqual(['Delivery Status Notification (Failure)', 'Raw one', 'Re: Hello']);
 
+    // Dated back (as messages.import can): the listing, newest first, puts it last.
+    const dated = await control<MessageInfo>('PUT', `/mailboxes/alice@acme.test/messages/${bounce.json.id}/internal-date`, { at: '2026-01-02T03:04:05.000Z' });
+    expect(dated.json.internalDate).toBe('2026-01-02T03:04:05.000Z');
+    expect((await control<{ messages: MessageInfo[] }>('GET', '/mailboxes/alice@acme.test/messages?labelId=INBOX')).json.messages.map((m) => m.subject)).toEqual(['Raw one', 'Re: Hello', 'Delivery Status Notification (Failure)']);
+    expect((await control('PUT', `/mailboxes/alice@acme.test/messages/${bounce.json.id}/internal-date`, { at: 'yesterday' })).status).toBe(400);
+    expect((await control('PUT', '/mailboxes/alice@acme.test/messages/ffff/internal-date', { at: '2026-01-02T03:04:05.000Z' })).status).toBe(404);
+
     const before = sandbox.control.getMailbox('alice@acme.test')!;
     const truncated = await control<{ oldestHistoryId: string }>('POST', '/mailboxes/alice@acme.test/history/truncate');
     expect(truncated.json.oldestHistoryId).toBe(before.historyId);
