@@ -1,6 +1,8 @@
 import { sql } from 'drizzle-orm';
 import type { Db } from '../db/connect.js';
 import { rowsOf } from '../db/pg-array.js';
+import { SEND_OUTCOME_UNKNOWN } from '../gmail/gmail-client.js';
+import { campaignSendOutcomeCtes } from '../webhooks/facts.js';
 import { changeLeasedSend, fence, ts, type SendLease } from './ledger-fence.js';
 import { takeOverTerms, type ParkedFor } from './parked-sends.js';
 
@@ -23,6 +25,28 @@ export function createLedgerRecoveryQueries(db: Db) {
           with m as (delete from messages where id = ${row} and gmail_message_id is null and exists (select 1 from campaign_sends where ${fence(lease)} for update) returning id),
           ledger as (update campaign_sends set status = 'queued', due_at = ${ts(dueAt)}, error_code = 'recovered_unsent', message_id = null, lease_owner = null, lease_expires_at = null, resolve_looks = 0
             where ${fence(lease)} and (exists (select 1 from m) or not exists (select 1 from messages where id = ${row})) returning id)
+          select count(*)::int as n from ledger`),
+      );
+      return Number(changed?.n ?? 0) > 0;
+    },
+
+    /**
+     * Recovery's "cannot tell" (a last look that could not read back to the claim):
+     * `failed/outcome_unknown`, never sent again, with its `message.failed` event — unless sync
+     * recorded a Gmail copy on the attempt's row: then false, as `requeueUnsent`. The message
+     * row changes first, on that condition, the ledger row locked before it (the order purges
+     * and outcomes lock in), and the ledger follows that change (or no message row at all).
+     */
+    async markUnknownUnseen(lease: SendLease): Promise<boolean> {
+      const row = sql`${lease.messageRowId}::uuid`;
+      const [changed] = rowsOf<{ n: number }>(
+        await db.execute(sql`
+          with m as (
+            update messages set status = 'failed', error_code = ${SEND_OUTCOME_UNKNOWN}
+            where id = ${row} and gmail_message_id is null and exists (select 1 from campaign_sends where ${fence(lease)} for update) returning id),
+          ledger as (update campaign_sends set status = 'failed', error_code = ${SEND_OUTCOME_UNKNOWN}, lease_owner = null, lease_expires_at = null
+            where ${fence(lease)} and (exists (select 1 from m) or not exists (select 1 from messages where id = ${row}))
+            returning id, workspace_id, campaign_id, step, contact_id, email, message_id)${campaignSendOutcomeCtes('message.failed', new Date(), SEND_OUTCOME_UNKNOWN)}
           select count(*)::int as n from ledger`),
       );
       return Number(changed?.n ?? 0) > 0;

@@ -121,15 +121,18 @@ export function createSendRecovery(deps: SendRecoveryDeps) {
       const lastLook = row.resolve_looks + 1 >= RESOLVE_LOOKS ? { round } : undefined;
       const messageRowId = row.message_id ?? null;
       const found = await deps.sentCopies.find(mailbox, { rfc822MessageId: send.rfc822MessageId, messageRowId }, lastLook);
-      if (found === UNDECIDED) {
-        // Too much sent since to tell: at most once wins, as for a mailbox that cannot be read.
-        await ledger.markFailed(lease, SEND_OUTCOME_UNKNOWN);
-      } else if (found) {
+      if (found && found !== UNDECIDED) {
         await deps.recorder.recordSent(campaign, send, lease, found, campaign.subject, mailbox);
-      } else if (!lastLook) {
+        return true;
+      }
+      if (!lastLook) {
         await scheduleLook(lease, row.resolve_looks + 1);
         return false;
-      } else if (!(await ledger.requeueUnsent(lease, now()))) {
+      }
+      // The verdict: too much sent since to tell (at most once wins, as for a mailbox that cannot
+      // be read), or not sent (queued again). Either gives way to a record sync wrote meanwhile.
+      const settled = found === UNDECIDED ? await ledger.markUnknownUnseen(lease) : await ledger.requeueUnsent(lease, now());
+      if (!settled) {
         // Sync recorded it between the last look and the verdict (or the lease was lost: then nothing is seen here either).
         const seen = messageRowId ? await deps.sentCopies.seenBySync(messageRowId) : undefined;
         if (seen) await deps.recorder.recordSent(campaign, send, lease, seen, campaign.subject, mailbox);

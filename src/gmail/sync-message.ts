@@ -100,11 +100,14 @@ export function createMessageSync(deps: MessageSyncDeps) {
       // Gmail stored a send whose answer we never had: the proof recovery needs when the
       // search index lags (sent-copy.ts). Only sent mail: anyone who received it knows its
       // Message-ID and could mail it back in.
-      const gmail = { id: meta.id || gmailId, threadId: meta.threadId };
-      if (own.open && direction === 'outbound') await repo.recordSeenSend(own.id, gmail);
-      // One recovery gave up on (not sent, or its outcome unknown for good): it went out after all.
-      if (own.givenUp && direction === 'outbound' && (await repo.transaction((tx) => tx.recordLateSent(own.id, gmail, meta.internalDate ?? now())))) {
-        logger.info({ mailboxId: mailbox.id, messageId: own.id }, 'a send recovery had given up on was found in Sent: recorded sent');
+      if (direction === 'outbound') {
+        const gmail = { id: meta.id || gmailId, threadId: meta.threadId };
+        // Not recorded for recovery: it may have given up on it, now or since `own` was read
+        // (not sent, or its outcome unknown for good). It went out after all.
+        const seen = own.open && (await repo.recordSeenSend(own.id, gmail));
+        if (!seen && (await repo.transaction((tx) => tx.recordLateSent(own.id, gmail, meta.internalDate ?? now())))) {
+          logger.info({ mailboxId: mailbox.id, messageId: own.id }, 'a send recovery had given up on was found in Sent: recorded sent');
+        }
       }
       return skipped('ownSend');
     }

@@ -129,14 +129,13 @@ function syncQueries(db: Db, hashAddress: AddressHasher) {
     /**
      * Our own send with this Message-ID from this mailbox's address, if any; `open` when its
      * outcome is still unknown (`sending`, no Gmail id yet): a send retried after recovery
-     * reuses its Message-ID, so the open row comes first. `givenUp`: recovery settled it as
-     * not sent, or its outcome as unknown for good (recordLateSent).
+     * reuses its Message-ID, so the open row comes first, then one recovery gave up on
+     * (recordLateSent).
      */
-    async findOwnSend(workspaceId: string, mailboxId: string, rfc822MessageId: string): Promise<{ id: string; open: boolean; givenUp: boolean } | undefined> {
+    async findOwnSend(workspaceId: string, mailboxId: string, rfc822MessageId: string): Promise<{ id: string; open: boolean } | undefined> {
       const open = sql<boolean>`${messages.status} = 'sending' and ${messages.gmailMessageId} is null`;
-      const givenUp = sql<boolean>`${givenUpSend}`;
       const [row] = await db
-        .select({ id: messages.id, open, givenUp })
+        .select({ id: messages.id, open })
         .from(messages)
         // workspace + Message-ID is indexed; the address narrows it to sends from this mailbox (any row of it).
         .where(
@@ -147,9 +146,9 @@ function syncQueries(db: Db, hashAddress: AddressHasher) {
             eq(messages.synced, false),
           ),
         )
-        .orderBy(desc(open), desc(givenUp))
+        .orderBy(desc(open), desc(sql`${givenUpSend}`))
         .limit(1);
-      return row && { id: row.id, open: row.open === true, givenUp: row.givenUp === true };
+      return row && { id: row.id, open: row.open === true };
     },
 
     /**
@@ -164,6 +163,9 @@ function syncQueries(db: Db, hashAddress: AddressHasher) {
      * (already settled), or when another row of the mailbox holds that Gmail id.
      */
     async recordLateSent(messageRowId: string, gmail: { id: string; threadId: string }, at: Date): Promise<boolean> {
+      // A campaign send's ledger row is locked before its message row, the order purges and the
+      // ledger's outcomes lock in (else the two could deadlock).
+      await db.execute(sql`select 1 from campaign_sends where message_id = ${messageRowId}::uuid for update`);
       const [row] = rowsOf<{ id: string; workspace_id: string; mailbox_id: string | null; campaign: boolean }>(
         await db.execute(sql`
           with m as (
@@ -187,18 +189,21 @@ function syncQueries(db: Db, hashAddress: AddressHasher) {
     /**
      * Sync met a send of ours among the mailbox's sent mail while its outcome is still open:
      * Gmail stored it. Its Gmail ids are kept on the row for recovery (sent-copy.ts), which
-     * settles the send; only an open row, so no later outcome is touched.
+     * settles the send; only an open row, so no later outcome is touched. True when recorded.
      */
-    async recordSeenSend(messageRowId: string, gmail: { id: string; threadId: string }): Promise<void> {
+    async recordSeenSend(messageRowId: string, gmail: { id: string; threadId: string }): Promise<boolean> {
       try {
-        await db
+        const recorded = await db
           .update(messages)
           .set({ gmailMessageId: gmail.id, gmailThreadId: gmail.threadId })
-          .where(and(eq(messages.id, messageRowId), eq(messages.status, 'sending'), isNull(messages.gmailMessageId)));
+          .where(and(eq(messages.id, messageRowId), eq(messages.status, 'sending'), isNull(messages.gmailMessageId)))
+          .returning({ id: messages.id });
+        return recorded.length > 0;
       } catch (error) {
         // Another row of the mailbox holds that Gmail id already: nothing to add, and a failure
         // here would fail every pass at this message, so sync would never move past it.
         if (!isUniqueViolation(error)) throw error;
+        return false;
       }
     },
 

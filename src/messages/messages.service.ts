@@ -109,20 +109,16 @@ export function createMessagesService(deps: MessagesServiceDeps) {
     }
     const markSent = (ids: { id: string; threadId: string }) =>
       repo.updateLeased(row.id, owner, { status: 'sent', gmailMessageId: ids.id, gmailThreadId: ids.threadId, leaseOwner: null, leaseExpiresAt: null });
-    if (found === UNDECIDED) {
-      // Too much sent since to tell: reported as a send whose outcome is unknown, never sent again by us.
-      return repo.updateLeased(row.id, owner, { status: 'failed', errorCode: SEND_OUTCOME_UNKNOWN, leaseOwner: null, leaseExpiresAt: null });
-    }
-    if (found) return markSent(found);
-    if (lastLook) {
-      // Searched RESOLVE_LOOKS times, spread over minutes: it did not go out. Never re-sent by us.
-      // Unless sync records it at this very moment: the verdict gives way (updateLeased's `unseen`).
-      const failed = await repo.updateLeased(row.id, owner, { status: 'failed', errorCode: ONE_TO_ONE_NOT_SENT, leaseOwner: null, leaseExpiresAt: null }, { unseen: true });
-      if (failed) return failed;
-      const seen = await deps.sentCopies.seenBySync(row.id);
-      return seen ? markSent(seen) : undefined;
-    }
-    return repo.updateLeased(row.id, owner, { resolveLooks: looksDone + 1, leaseExpiresAt: after(lookDelay(looksDone + 1)) });
+    if (found && found !== UNDECIDED) return markSent(found);
+    if (!lastLook) return repo.updateLeased(row.id, owner, { resolveLooks: looksDone + 1, leaseExpiresAt: after(lookDelay(looksDone + 1)) });
+    // The verdict, never re-sent by us: too much sent since to tell (its outcome unknown), or,
+    // looked for RESOLVE_LOOKS times over minutes, it did not go out. Unless sync records it at
+    // this very moment: the verdict gives way (updateLeased's `unseen`).
+    const errorCode = found === UNDECIDED ? SEND_OUTCOME_UNKNOWN : ONE_TO_ONE_NOT_SENT;
+    const failed = await repo.updateLeased(row.id, owner, { status: 'failed', errorCode, leaseOwner: null, leaseExpiresAt: null }, { unseen: true });
+    if (failed) return failed;
+    const seen = await deps.sentCopies.seenBySync(row.id);
+    return seen ? markSent(seen) : undefined;
   }
 
   /**

@@ -2,7 +2,12 @@ import { sql } from 'drizzle-orm';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { RESOLVE_LOOKS } from '../../src/campaigns/send-recovery.js';
 import { rowsOf } from '../../src/db/pg-array.js';
-import { SENT_SCAN_MAX_MESSAGES } from '../../src/gmail/sent-copy.js';
+import { createMailboxesRepo } from '../../src/gmail/mailboxes.repo.js';
+import { SENT_SCAN_MAX_MESSAGES, UNDECIDED } from '../../src/gmail/sent-copy.js';
+import { createSyncRepo, type SyncRepo } from '../../src/gmail/sync.repo.js';
+import { createSyncService } from '../../src/gmail/sync.service.js';
+import { createLogger } from '../../src/logger.js';
+import { createAddressHasher } from '../../src/suppression/address-hash.js';
 import { campaignFixtures, separateWorker } from '../helpers/campaign-fixtures.js';
 import { connectedMailbox } from '../helpers/gmail.js';
 import { sendCountMismatches } from '../helpers/send-counts.js';
@@ -101,5 +106,88 @@ describe('a send recovery gave up on, met later in Sent', { timeout: 120_000 }, 
     const stored = ctx.app.sandbox.control.listMessages(SEND_ONLY, { labelId: 'SENT' }).filter((m) => m.subject === subject);
     expect((await fx.ledger(campaignId))[0]).toMatchObject({ status: 'sent', error_code: null, gmail_message_id: stored[0]!.id });
     expect(await sendCountMismatches(db())).toEqual([]);
+  });
+});
+
+/*
+ * The verdicts and sync's record racing (a reviewer's findings): whichever commits first, a
+ * send Gmail stored ends `sent`.
+ */
+describe('a verdict and sync meeting the copy at the same moment', { timeout: 120_000 }, () => {
+  /** The app's sync, with some of its repo's queries replaced. */
+  function syncWith(overrides: Partial<SyncRepo>) {
+    const repo: SyncRepo = { ...createSyncRepo(db(), createAddressHasher(ctx.app.config.privacy.suppressionHashKey)), ...overrides };
+    const { services, config } = ctx.app;
+    return createSyncService({ repo, mailboxesRepo: createMailboxesRepo(db()), mailboxes: services.mailboxes, pacer: services.pacer, config, guard: services.contentGuard, logger: createLogger('silent') });
+  }
+
+  it('1:1: "not sent" commits after sync read the send as open, before it recorded the copy: recorded sent all the same', async () => {
+    const subject = 'S17 verdict inside the sync step';
+    const row = await openOneToOne(subject, { id: sender.id, email: SENDER });
+    await ctx.app.sandbox.control.sendAs(SENDER, { to: 'someone@contoso.test', subject, text: 'hi', messageId: `<${row.rfc822MessageId}>` });
+    const plain = createSyncRepo(db(), createAddressHasher(ctx.app.config.privacy.suppressionHashKey));
+    const racing = syncWith({
+      recordSeenSend: async (id, gmail) => {
+        // Recovery's last look (its walk missed the copy) commits its verdict right now.
+        await db().execute(sql`update messages set status = 'failed', error_code = 'not_sent', lease_owner = null, lease_expires_at = null
+          where id = ${id}::uuid and status = 'sending' and gmail_message_id is null`);
+        return plain.recordSeenSend(id, gmail);
+      },
+    });
+    expect((await racing.syncMailbox(sender.id)).status).toBe('synced');
+    expect(await messageRow(row.id)).toMatchObject({ status: 'sent', errorCode: null });
+  });
+
+  it('campaign: sync records the copy after the last look could not tell, before its verdict: recorded sent, not failed', async () => {
+    const BUSY = 'settled-late-race@acme.test';
+    const busy = await syncedSender(BUSY);
+    ctx.app.sandbox.control.setSearchIndexLag(BUSY, HOUR);
+    const subject = 'S18 recorded before the verdict';
+    const { campaignId, person } = await fx.crashedAfterGmail({ id: busy.id, email: BUSY }, subject, { prefix: 's18', leaseMs: 1_000 });
+    for (let i = 0; i <= SENT_SCAN_MAX_MESSAGES; i += 1) await ctx.app.sandbox.control.sendAs(BUSY, { to: 'someone@contoso.test', subject: `S18 other ${i}`, text: 'x' });
+    const copies = sentCopiesWith({ requestSync: () => {} });
+    let looks = 0;
+    const racing = {
+      ...copies,
+      find: async (...args: Parameters<typeof copies.find>) => {
+        const found = await copies.find(...args);
+        looks += 1;
+        if (looks === RESOLVE_LOOKS) {
+          expect(found).toBe(UNDECIDED);
+          expect((await ctx.app.services.sync.syncMailbox(busy.id)).status).toBe('synced');
+        }
+        return found;
+      },
+    };
+    const rescuer = separateWorker(ctx.app, { workerId: 'rescuer-s18', resolveDelayMs: 1, sentCopies: racing });
+    for (let look = 0; look < RESOLVE_LOOKS; look += 1) await rescuer.recoverStuck(later());
+    const stored = ctx.app.sandbox.control.listMessages(BUSY, { labelId: 'SENT' }).filter((m) => m.subject === subject);
+    expect((await fx.ledger(campaignId))[0]).toMatchObject({ status: 'sent', error_code: null, gmail_message_id: stored[0]!.id });
+    expect(await sendCountMismatches(db())).toEqual([]);
+    await separateWorker(ctx.app, { workerId: 'after-s18' }).tick();
+    expect(fx.sentTo(BUSY, subject).get(person.email)).toBe(1);
+  });
+
+  it.runIf(process.env.TEST_DATABASE_URL)('recording it late locks the ledger row before the message row, as a purge does: no deadlock', async () => {
+    const SEND_ONLY = 'settled-late-lock-order@acme.test';
+    const sendOnly = await connectedMailbox(ctx.app, ctx.owner.token, SEND_ONLY);
+    const { campaignId } = await fx.crashedAfterGmail({ id: sendOnly.id, email: SEND_ONLY }, 'S19 lock order', { prefix: 's19', leaseMs: 1_000 });
+    await separateWorker(ctx.app, { workerId: 'rescuer-s19', resolveDelayMs: 1 }).recoverStuck(later());
+    const [send] = await fx.ledger(campaignId);
+    expect(send).toMatchObject({ status: 'failed', error_code: 'outcome_unknown' });
+    const repo = createSyncRepo(db(), createAddressHasher(ctx.app.config.privacy.suppressionHashKey));
+    const outcome = (work: Promise<unknown>) => work.then((value) => ({ value }), (error: { cause?: { code?: string } }) => ({ error: error.cause?.code ?? String(error) }));
+    // As a purge: the ledger row locked first, then (a moment later) its message row deleted.
+    const purge = outcome(
+      db().transaction(async (tx) => {
+        await tx.execute(sql`select id from campaign_sends where id = ${send!.id}::uuid for update`);
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        await tx.execute(sql`delete from messages where id = ${send!.message_id}::uuid`);
+      }),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    const late = outcome(repo.transaction((tx) => tx.recordLateSent(send!.message_id!, { id: 'gmail-late', threadId: 'thread-late' }, new Date())));
+    expect(await purge).toEqual({ value: undefined });
+    expect(await late).toEqual({ value: false });
   });
 });
