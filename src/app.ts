@@ -225,7 +225,7 @@ export function createServices(deps: AppDeps) {
     logger,
     ...sendGate,
     sentCopies,
-    alsoRecover: () => messages.recoverExpired(),
+    alsoRecover: (asOf, round) => messages.recoverExpired(asOf, round),
     now: deps.now,
   });
   const suppressions = createSuppressionService({

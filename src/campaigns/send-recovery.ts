@@ -49,8 +49,11 @@ export interface SendRecoveryDeps {
   /** Did Gmail store it: the search, what sync saw, and on the last look a listing of Sent (gmail/sent-copy.ts). */
   sentCopies: SentCopies;
   now: () => Date;
-  /** More recovery of the same kind elsewhere (1:1 sends), run after the campaign ledger's. */
-  alsoRecover?: () => Promise<number>;
+  /**
+   * More recovery of the same kind elsewhere (1:1 sends), run after the campaign ledger's, in
+   * the same pass (`round`): its last looks carry on the same walk of each mailbox's Sent.
+   */
+  alsoRecover?: (asOf: Date, round: Date) => Promise<number>;
 }
 
 /**
@@ -152,7 +155,7 @@ export function createSendRecovery(deps: SendRecoveryDeps) {
     for (const row of await ledger.expiredLeases(asOf)) {
       if (await resolveOne(row, asOf, round)) resolved += 1;
     }
-    if (deps.alsoRecover) resolved += await deps.alsoRecover();
+    if (deps.alsoRecover) resolved += await deps.alsoRecover(asOf, round);
     return resolved;
   }
 

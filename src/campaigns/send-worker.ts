@@ -45,8 +45,8 @@ export interface SendWorkerDeps {
   now?: () => Date;
   /** Recovery's question "did Gmail store it" (gmail/sent-copy.ts), wired by the composition root. */
   sentCopies: SentCopies;
-  /** More sends to resolve in the same pass (1:1 mail), wired by the composition root. */
-  alsoRecover?: () => Promise<number>;
+  /** More sends to resolve in the same pass (1:1 mail), wired by the composition root (send-recovery.ts). */
+  alsoRecover?: (asOf: Date, round: Date) => Promise<number>;
   /** Test seam: runs after Gmail accepted a message and before the ledger records it (a crash there). */
   afterGmailAccepted?: (sendId: string) => void | Promise<void>;
 }

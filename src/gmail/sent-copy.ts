@@ -74,8 +74,9 @@ interface SentWalk {
  *    or more changes than a pass reads, which anyone can cause by mailing the mailbox) lists by
  *    search too, and then moves past the copy. The messages we hold give their time from our
  *    rows (taken as up to an hour later: a 1:1 row is dated at its claim). One walk per mailbox
- *    serves all the last looks of one recovery pass (`round`), carried further back for an
- *    older claim, never started over; at most 300 messages are read and 10 pages listed in it.
+ *    serves all the last looks of one recovery pass (`round`, campaign and 1:1 sends alike),
+ *    carried further back for an older claim, never started over; at most 300 messages are
+ *    read and 10 pages listed in it.
  *    A walk that cannot reach back to the claim cannot tell, and the send's outcome stays
  *    unknown (UNDECIDED: failed, outcome_unknown, never sent again), as for a mailbox that
  *    cannot be read. We take the label listing to be newest first and not to lag as search

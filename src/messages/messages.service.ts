@@ -139,10 +139,12 @@ export function createMessagesService(deps: MessagesServiceDeps) {
     return (await repo.updateLeased(claimed.id, workerId, { resolveLooks: 1, leaseExpiresAt: after(lookDelay(1)) })) ?? claimed;
   }
 
-  /** Recovery of 1:1 sends whose lease expired (run with the campaign ledger's recovery). */
-  async function recoverExpired(asOf: Date = now()): Promise<number> {
+  /**
+   * Recovery of 1:1 sends whose lease expired, run with the campaign ledger's recovery in its
+   * pass (`round`: one walk of each mailbox's Sent serves the last looks of both).
+   */
+  async function recoverExpired(asOf: Date = now(), round: Date = now()): Promise<number> {
     let resolved = 0;
-    const round = now();
     for (const row of await repo.expiredLeases(asOf)) {
       const mailbox = row.mailboxId ? await deps.mailboxRepo.findByIdUnscoped(row.mailboxId) : undefined;
       // A mailbox waiting to be reconnected cannot be searched: the send stays `sending`, no

@@ -275,6 +275,28 @@ describe('one walk of Sent per mailbox and recovery pass', { timeout: 90_000 }, 
   });
 });
 
+describe('one walk of Sent per mailbox for the campaign and 1:1 recoveries of a pass', { timeout: 90_000 }, () => {
+  it('a campaign send and a 1:1 send of one mailbox at their last looks in one pass: one listing serves both; both recorded sent', async () => {
+    const SHARED = 'seen-by-sync-shared-walk@acme.test';
+    const box = await syncedSender(SHARED);
+    ctx.app.sandbox.control.setSearchIndexLag(SHARED, HOUR);
+    const { campaignId } = await fx.crashedAfterGmail({ id: box.id, email: SHARED }, 'S20 campaign', { prefix: 's20', leaseMs: 1_000 });
+    const oneToOne = await copies.openOneToOne('S20 one to one', { id: box.id, email: SHARED });
+    await ctx.app.sandbox.control.sendAs(SHARED, { to: 'someone@contoso.test', subject: 'S20 one to one', text: 'hi', messageId: `<${oneToOne.rfc822MessageId}>` });
+    // As app.ts wires them: one sent-copies instance; the 1:1 recovery runs in the campaign recovery's pass.
+    const shared = sentCopiesWith({ requestSync: () => {} });
+    const oneToOneSide = oneToOneRecovery('rescuer-s20-1to1', shared);
+    const rescuer = separateWorker(ctx.app, { workerId: 'rescuer-s20', resolveDelayMs: 1, sentCopies: shared, alsoRecover: (asOf, round) => oneToOneSide.recoverExpired(asOf, round) });
+    const calls = (endpoint: 'list' | 'get') => ctx.app.sandbox.control.calls({ mailbox: SHARED, endpoint }).length;
+    const [lists, gets] = [calls('list'), calls('get')];
+    for (let look = 0; look < RESOLVE_LOOKS; look += 1) await rescuer.recoverStuck(later());
+    expect((await fx.ledger(campaignId))[0]).toMatchObject({ status: 'sent', attempts: 1 });
+    expect(await messageRow(oneToOne.id)).toMatchObject({ status: 'sent', errorCode: null });
+    // A search per look and send (2 × RESOLVE_LOOKS), one page of Sent listed, each copy read once.
+    expect([calls('list') - lists, calls('get') - gets]).toEqual([2 * RESOLVE_LOOKS + 1, 2]);
+  });
+});
+
 describe('a last look that cannot read back to the claim', { timeout: 120_000 }, () => {
   it('more unknown sent mail since than it reads: the outcome stays unknown (failed, outcome_unknown), never sent again', async () => {
     const BUSY = 'seen-by-sync-busy@acme.test';
