@@ -25,12 +25,17 @@ async function recordFromSelect(executor: Executor, source: SQL): Promise<void> 
  */
 export function campaignSendOutcomeCtes(type: 'message.sent' | 'message.failed', at: Date | 'sent_at', errorCode?: string): SQL {
   const error = errorCode === undefined ? sql`'{}'::jsonb` : sql`jsonb_build_object('errorCode', ${errorCode}::text)`;
-  const occurredAt = at === 'sent_at' ? sql`sent_at` : sql`${at.toISOString()}::timestamptz`;
+  const occurredAt = at === 'sent_at' ? sql`l.sent_at` : sql`${at.toISOString()}::timestamptz`;
+  // Only a live contact is named, with the address the send went to (P-13: a deleted contact
+  // has left every API, webhooks too — as in recordMailSignal): an outcome recorded after the
+  // deletion (a send in flight then, or one settled days later) names neither.
   return sql`,
     ${webhookOutboxCtes(sql`
-      select workspace_id, ${type}::text as type, ${occurredAt} as occurred_at,
-             jsonb_build_object('messageId', message_id, 'campaignId', campaign_id, 'sendId', id, 'step', step, 'contactId', contact_id, 'email', email) || ${error} as data
-      from ledger`)}`;
+      select l.workspace_id, ${type}::text as type, ${occurredAt} as occurred_at,
+             jsonb_build_object('messageId', l.message_id, 'campaignId', l.campaign_id, 'sendId', l.id, 'step', l.step,
+                                'contactId', c.id, 'email', case when c.id is not null then l.email end) || ${error} as data
+      from ledger l
+      left join contacts c on c.id = l.contact_id and c.workspace_id = l.workspace_id and c.deleted_at is null`)}`;
 }
 
 /** A 1:1 message that reached its outcome (`sent` or `failed`). */

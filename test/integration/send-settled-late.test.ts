@@ -97,15 +97,20 @@ describe('a send recovery gave up on, met later in Sent', { timeout: 120_000 }, 
     const SEND_ONLY = 'settled-late-send-only@acme.test';
     const sendOnly = await connectedMailbox(ctx.app, ctx.owner.token, SEND_ONLY);
     const subject = 'S15 unknown on a send-only mailbox';
-    const { campaignId } = await fx.crashedAfterGmail({ id: sendOnly.id, email: SEND_ONLY }, subject, { prefix: 's15', leaseMs: 1_000 });
+    const { campaignId, person } = await fx.crashedAfterGmail({ id: sendOnly.id, email: SEND_ONLY }, subject, { prefix: 's15', leaseMs: 1_000 });
     await separateWorker(ctx.app, { workerId: 'rescuer-s15', resolveDelayMs: 1 }).recoverStuck(later());
     expect((await fx.ledger(campaignId))[0]).toMatchObject({ status: 'failed', error_code: 'outcome_unknown' });
+    // Meanwhile the contact was deleted: the late event names no one (P-13, as reply and bounce events).
+    expect((await ctx.app.api('DELETE', `/api/contacts/${person.id}`, { token: ctx.owner.token })).status).toBe(204);
 
     const reading = await connectedMailbox(ctx.app, ctx.owner.token, SEND_ONLY, { sync: true });
     expect((await ctx.app.services.sync.syncMailbox(reading.id)).status).toBe('synced');
     const stored = ctx.app.sandbox.control.listMessages(SEND_ONLY, { labelId: 'SENT' }).filter((m) => m.subject === subject);
-    expect((await fx.ledger(campaignId))[0]).toMatchObject({ status: 'sent', error_code: null, gmail_message_id: stored[0]!.id });
+    const [settled] = await fx.ledger(campaignId);
+    expect(settled).toMatchObject({ status: 'sent', error_code: null, gmail_message_id: stored[0]!.id });
     expect(await sendCountMismatches(db())).toEqual([]);
+    const [event] = rowsOf<{ data: Record<string, unknown> }>(await db().execute(sql`select data from webhook_events where type = 'message.sent' and data->>'sendId' = ${settled!.id}`));
+    expect(event!.data).toMatchObject({ sendId: settled!.id, campaignId, contactId: null, email: null });
   });
 });
 
