@@ -56,13 +56,15 @@ export function gateSql(sendIds: string[], campaign: CampaignRow, laterSteps: bo
       s.email, s.contact_id, s.rfc822_message_id, (select c.status from campaigns c where c.id = s.campaign_id for share) as campaign_status,
       case
         when ${suppressedSql(sql`s.workspace_id`, sql`s.email`, sql`(select r.address_hash from recipients r where r.id = s.recipient_id)`, campaign.topic, { probesOnly: true })} then 'suppressed'
-        when s.contact_id is null or exists (select 1 from contacts dc where dc.id = s.contact_id and dc.deleted_at is not null${PROBE_ONLY}) then 'contact_deleted'
-        when exists (select 1 from contacts ac where ac.id = s.contact_id and lower(ac.email) <> lower(s.email)${PROBE_ONLY}) then 'address_changed'
+        when s.contact_id is null or ct.deleted_at is not null then 'contact_deleted'
+        when lower(ct.email) <> lower(s.email) then 'address_changed'
         when ${consent} then 'no_consent'
         when ${earlier('reply')} then 'replied'
         when ${earlier('bounce')} then 'bounced'
       end as skip_reason
     from campaign_sends s
+    -- The send's contact read once, by its key, for both of its checks (deleted, address changed).
+    left join lateral (select c.deleted_at, c.email from contacts c where c.id = s.contact_id${PROBE_ONLY}) ct on true
     where s.id = any(${pgArray(sendIds)}::uuid[])
     order by s.id
     for update of s`;

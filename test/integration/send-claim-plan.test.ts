@@ -70,6 +70,8 @@ describe('the send claim’s generic plan (PGlite)', () => {
     // workspace and scope, the address a filter; the re-plan after 100 runs or 5 s
     // (pglite-prepared.ts) gives it its own index once the list has rows.
     expect(plan).toMatch(/suppressions_workspace_hash_scope_unique on suppressions sh\s.*\n\s+Index Cond: \(\(workspace_id = s\.workspace_id\) AND \(address_hash = /);
+    // The send's contact, read once by its key for both of its checks (deleted; address changed).
+    expect([...plan.matchAll(/ on contacts /g)], plan).toHaveLength(1);
     if (step > 0) for (const probe of earlierStepProbes(plan)) expect(ONE_DESCENT, plan).toContain(probe);
     if (step > 0) expect(earlierStepProbes(plan), plan).toHaveLength(2);
   });
