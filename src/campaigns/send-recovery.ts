@@ -1,4 +1,4 @@
-import { GMAIL_SCOPES, SEND_OUTCOME_UNKNOWN } from '../gmail/gmail-client.js';
+import { GMAIL_SCOPES } from '../gmail/gmail-client.js';
 import { GmailError } from '../gmail/gmail-errors.js';
 import type { MailboxesRepo, MailboxRow } from '../gmail/mailboxes.repo.js';
 import { UNDECIDED, type SentCopies } from '../gmail/sent-copy.js';
@@ -106,10 +106,6 @@ export function createSendRecovery(deps: SendRecoveryDeps) {
     });
     if (!taken || !searchable) return false;
     const lease: SendLease = { id: row.id, owner: workerId, attempt: row.attempts, messageRowId: row.message_id ?? NO_MESSAGE_ROW };
-    if (!mailbox || !mailbox.scopes.includes(GMAIL_SCOPES.readonly)) {
-      await ledger.markFailed(lease, SEND_OUTCOME_UNKNOWN);
-      return true;
-    }
     const send: SendCandidate = {
       id: row.id,
       campaignId: row.campaign_id,
@@ -120,9 +116,24 @@ export function createSendRecovery(deps: SendRecoveryDeps) {
       rfc822MessageId: row.rfc822_message_id,
       attempts: row.attempts,
     };
+    const messageRowId = row.message_id ?? null;
+    /**
+     * A verdict (`failed/outcome_unknown`, or queued again) gives way to a copy sync recorded on
+     * the attempt's row — before the mailbox lost read access, or at this very moment: then
+     * the send is recorded sent. (Lease lost: nothing is seen here either.)
+     */
+    const verdict = async (settled: Promise<boolean>) => {
+      if (await settled) return;
+      const seen = messageRowId ? await deps.sentCopies.seenBySync(messageRowId) : undefined;
+      if (seen && mailbox) await deps.recorder.recordSent(campaign, send, lease, seen, campaign.subject, mailbox);
+    };
     try {
+      if (!mailbox || !mailbox.scopes.includes(GMAIL_SCOPES.readonly)) {
+        // Cannot be asked: at most once wins over at least once.
+        await verdict(ledger.markUnknownUnseen(lease));
+        return true;
+      }
       const lastLook = row.resolve_looks + 1 >= RESOLVE_LOOKS ? { round } : undefined;
-      const messageRowId = row.message_id ?? null;
       const found = await deps.sentCopies.find(mailbox, { rfc822MessageId: send.rfc822MessageId, messageRowId }, lastLook);
       if (found && found !== UNDECIDED) {
         await deps.recorder.recordSent(campaign, send, lease, found, campaign.subject, mailbox);
@@ -132,14 +143,8 @@ export function createSendRecovery(deps: SendRecoveryDeps) {
         await scheduleLook(lease, row.resolve_looks + 1);
         return false;
       }
-      // The verdict: too much sent since to tell (at most once wins, as for a mailbox that cannot
-      // be read), or not sent (queued again). Either gives way to a record sync wrote meanwhile.
-      const settled = found === UNDECIDED ? await ledger.markUnknownUnseen(lease) : await ledger.requeueUnsent(lease, now());
-      if (!settled) {
-        // Sync recorded it between the last look and the verdict (or the lease was lost: then nothing is seen here either).
-        const seen = messageRowId ? await deps.sentCopies.seenBySync(messageRowId) : undefined;
-        if (seen) await deps.recorder.recordSent(campaign, send, lease, seen, campaign.subject, mailbox);
-      }
+      // Too much sent since to tell (at most once wins, as for a mailbox that cannot be read), or not sent: queued again.
+      await verdict(found === UNDECIDED ? ledger.markUnknownUnseen(lease) : ledger.requeueUnsent(lease, now()));
       return true;
     } catch (error) {
       // The lease is ours until it expires; the next pass (here or elsewhere) looks again.

@@ -157,10 +157,12 @@ function syncQueries(db: Db, hashAddress: AddressHasher) {
      * far enough; a send-only mailbox connected again with reading). Gmail stored it, so it went
      * out: its message row becomes `sent`, with Gmail's ids and the time Gmail dated it, and so
      * does a campaign send's ledger row (its counters follow by trigger), with the `message.sent`
-     * webhook event a sent outcome has. A sequence's next step is not queued: the sequence ended
-     * when the outcome was given up, and a follow-up days late is not what was planned. Inside
-     * `transaction`, so a 1:1 row's event commits with it. False when nothing was given up
-     * (already settled), or when another row of the mailbox holds that Gmail id.
+     * webhook event a sent outcome has, dated now: it corrects the `message.failed` sent before,
+     * and a consumer ordering by `occurredAt` must see it last. A sequence's next step is not
+     * queued: the sequence ended when the outcome was given up, and a follow-up days late is not
+     * what was planned. Inside `transaction`, so a 1:1 row's event commits with it. False when
+     * nothing was given up (already settled), or when another row of the mailbox holds that
+     * Gmail id.
      */
     async recordLateSent(messageRowId: string, gmail: { id: string; threadId: string }, at: Date): Promise<boolean> {
       // A campaign send's ledger row is locked before its message row, the order purges and the
@@ -176,7 +178,7 @@ function syncQueries(db: Db, hashAddress: AddressHasher) {
           ledger as (
             update campaign_sends s set status = 'sent', error_code = null, gmail_message_id = ${gmail.id}, gmail_thread_id = ${gmail.threadId}, sent_at = ${at.toISOString()}::timestamptz
             from m where s.message_id = m.id and s.status = 'failed' and s.error_code = ${SEND_OUTCOME_UNKNOWN}
-            returning s.id, s.workspace_id, s.campaign_id, s.step, s.contact_id, s.recipient_id, s.email, s.message_id, s.sent_at)${campaignSendOutcomeCtes('message.sent', 'sent_at')}
+            returning s.id, s.workspace_id, s.campaign_id, s.step, s.contact_id, s.recipient_id, s.email, s.message_id)${campaignSendOutcomeCtes('message.sent', new Date())}
           select m.id, m.workspace_id, m.mailbox_id, exists (select 1 from ledger) as campaign from m`),
       );
       if (!row) return false;

@@ -107,18 +107,26 @@ export function createMessagesService(deps: MessagesServiceDeps) {
       logger.warn({ messageId: row.id, err: error instanceof GmailError ? error.message : 'error' }, 'could not search the mailbox for a 1:1 send yet');
       return undefined;
     }
-    const markSent = (ids: { id: string; threadId: string }) =>
-      repo.updateLeased(row.id, owner, { status: 'sent', gmailMessageId: ids.id, gmailThreadId: ids.threadId, leaseOwner: null, leaseExpiresAt: null });
-    if (found && found !== UNDECIDED) return markSent(found);
+    if (found && found !== UNDECIDED) return markSent(row, owner, found);
     if (!lastLook) return repo.updateLeased(row.id, owner, { resolveLooks: looksDone + 1, leaseExpiresAt: after(lookDelay(looksDone + 1)) });
-    // The verdict, never re-sent by us: too much sent since to tell (its outcome unknown), or,
-    // looked for RESOLVE_LOOKS times over minutes, it did not go out. Unless sync records it at
-    // this very moment: the verdict gives way (updateLeased's `unseen`).
-    const errorCode = found === UNDECIDED ? SEND_OUTCOME_UNKNOWN : ONE_TO_ONE_NOT_SENT;
+    // Never re-sent by us: too much sent since to tell (its outcome unknown), or, looked for
+    // RESOLVE_LOOKS times over minutes, it did not go out.
+    return verdict(row, owner, found === UNDECIDED ? SEND_OUTCOME_UNKNOWN : ONE_TO_ONE_NOT_SENT);
+  }
+
+  const markSent = (row: MessageRow, owner: string, ids: { id: string; threadId: string }) =>
+    repo.updateLeased(row.id, owner, { status: 'sent', gmailMessageId: ids.id, gmailThreadId: ids.threadId, leaseOwner: null, leaseExpiresAt: null });
+
+  /**
+   * A verdict (`failed`, `errorCode`) that gives way to a copy sync recorded on the row — before
+   * the mailbox lost read access, or at this very moment (updateLeased's `unseen`): then the
+   * send is recorded sent.
+   */
+  async function verdict(row: MessageRow, owner: string, errorCode: string): Promise<MessageRow | undefined> {
     const failed = await repo.updateLeased(row.id, owner, { status: 'failed', errorCode, leaseOwner: null, leaseExpiresAt: null }, { unseen: true });
     if (failed) return failed;
     const seen = await deps.sentCopies.seenBySync(row.id);
-    return seen ? markSent(seen) : undefined;
+    return seen ? markSent(row, owner, seen) : undefined;
   }
 
   /**
@@ -128,9 +136,7 @@ export function createMessagesService(deps: MessagesServiceDeps) {
    * A send-only mailbox cannot be asked: the message is recorded `outcome_unknown`.
    */
   async function resolveUnknownOutcome(mailbox: MailboxRow, claimed: MessageRow): Promise<MessageRow> {
-    if (!mailbox.scopes.includes(GMAIL_SCOPES.readonly)) {
-      return (await repo.updateLeased(claimed.id, workerId, { status: 'failed', errorCode: SEND_OUTCOME_UNKNOWN, leaseOwner: null, leaseExpiresAt: null })) ?? claimed;
-    }
+    if (!mailbox.scopes.includes(GMAIL_SCOPES.readonly)) return (await verdict(claimed, workerId, SEND_OUTCOME_UNKNOWN)) ?? claimed;
     await repo.updateLeased(claimed.id, workerId, { errorCode: SEND_OUTCOME_UNKNOWN, leaseExpiresAt: after(lookDelay(0) + leaseMs) });
     await sleep(Math.min(lookDelay(0), IN_REQUEST_LOOK_MAX_MS));
     const after1 = await look(mailbox, claimed, workerId, 0);
@@ -156,8 +162,8 @@ export function createMessagesService(deps: MessagesServiceDeps) {
       if (!(await repo.takeOver(row, recoveryOwner, asOf, after(searchable ? leaseMs : UNSEARCHABLE_RECHECK_MS), parkedFor))) continue;
       if (!searchable) continue;
       if (!mailbox || !mailbox.scopes.includes(GMAIL_SCOPES.readonly)) {
-        await repo.updateLeased(row.id, recoveryOwner, { status: 'failed', errorCode: SEND_OUTCOME_UNKNOWN, leaseOwner: null, leaseExpiresAt: null });
-        resolved += 1;
+        // Cannot be asked: at most once wins over at least once.
+        if (await verdict(row, recoveryOwner, SEND_OUTCOME_UNKNOWN)) resolved += 1;
         continue;
       }
       const result = await look(mailbox, row, recoveryOwner, row.resolveLooks, round);

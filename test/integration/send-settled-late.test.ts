@@ -2,6 +2,7 @@ import { sql } from 'drizzle-orm';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { RESOLVE_LOOKS } from '../../src/campaigns/send-recovery.js';
 import { rowsOf } from '../../src/db/pg-array.js';
+import { GMAIL_SCOPES } from '../../src/gmail/gmail-client.js';
 import { createMailboxesRepo } from '../../src/gmail/mailboxes.repo.js';
 import { SENT_SCAN_MAX_MESSAGES, UNDECIDED } from '../../src/gmail/sent-copy.js';
 import { createSyncRepo, type SyncRepo } from '../../src/gmail/sync.repo.js';
@@ -38,7 +39,7 @@ describe('a send recovery gave up on, met later in Sent', { timeout: 120_000 }, 
   beforeAll(async () => {
     await db().execute(sql`
       insert into webhook_endpoints (workspace_id, url, event_types, secret_ciphertext)
-      values (${ctx.owner.workspaceId}::uuid, 'https://hooks.example.com/late-sent', '{message.sent}', 'x')`);
+      values (${ctx.owner.workspaceId}::uuid, 'https://hooks.example.com/late-sent', '{message.sent,message.failed}', 'x')`);
   });
   const sentEvents = async (key: 'messageId' | 'sendId', id: string) =>
     rowsOf<{ n: number }>(await db().execute(sql`select count(*)::int as n from webhook_events where type = 'message.sent' and data->>${key} = ${id}`))[0]!.n;
@@ -111,6 +112,48 @@ describe('a send recovery gave up on, met later in Sent', { timeout: 120_000 }, 
     expect(await sendCountMismatches(db())).toEqual([]);
     const [event] = rowsOf<{ data: Record<string, unknown> }>(await db().execute(sql`select data from webhook_events where type = 'message.sent' and data->>'sendId' = ${settled!.id}`));
     expect(event!.data).toMatchObject({ sendId: settled!.id, campaignId, contactId: null, email: null });
+    // Dated when it was found: after the message.failed it corrects, for a consumer ordering by occurredAt.
+    const events = rowsOf<{ type: string }>(await db().execute(sql`select type from webhook_events where data->>'sendId' = ${settled!.id} order by occurred_at`));
+    expect(events.map((e) => e.type)).toEqual(['message.failed', 'message.sent']);
+  });
+});
+
+/*
+ * Sync recorded a send's copy for recovery, then the mailbox lost read access (its grant
+ * revoked, then connected again send-only: the same row, its scopes replaced) before recovery
+ * looked (an attacker's finding): "cannot be asked" gives way to the copy already recorded.
+ */
+describe('a copy sync recorded, then the mailbox cannot be read', { timeout: 120_000 }, () => {
+  const readingNoMore = (mailboxId: string) =>
+    db().execute(sql`update mailboxes set scopes = array_remove(scopes, ${GMAIL_SCOPES.readonly}), sync_enabled = false where id = ${mailboxId}::uuid`);
+
+  it('campaign: recorded sent, not failed/outcome_unknown', async () => {
+    const MAILBOX = 'settled-late-seen-then-send-only@acme.test';
+    const box = await syncedSender(MAILBOX);
+    ctx.app.sandbox.control.setSearchIndexLag(MAILBOX, HOUR);
+    const { campaignId, person } = await fx.crashedAfterGmail({ id: box.id, email: MAILBOX }, 'S21 seen, then send-only', { prefix: 's21', leaseMs: 1_000 });
+    expect((await ctx.app.services.sync.syncMailbox(box.id)).status).toBe('synced');
+    const [open] = await fx.ledger(campaignId);
+    const seen = (await messageRow(open!.message_id!)).gmailMessageId;
+    expect(seen).not.toBeNull();
+    await readingNoMore(box.id);
+    await separateWorker(ctx.app, { workerId: 'rescuer-s21', resolveDelayMs: 1 }).recoverStuck(later());
+    expect((await fx.ledger(campaignId))[0]).toMatchObject({ status: 'sent', error_code: null, gmail_message_id: seen });
+    expect(await sendCountMismatches(db())).toEqual([]);
+    await separateWorker(ctx.app, { workerId: 'after-s21' }).tick();
+    expect(fx.sentTo(MAILBOX, 'S21 seen, then send-only').get(person.email)).toBe(1);
+  });
+
+  it('1:1: recorded sent, not failed/outcome_unknown', async () => {
+    const MAILBOX = 'settled-late-seen-then-send-only-1to1@acme.test';
+    const box = await syncedSender(MAILBOX);
+    ctx.app.sandbox.control.setSearchIndexLag(MAILBOX, HOUR);
+    const row = await openOneToOne('S22 seen, then send-only', { id: box.id, email: MAILBOX });
+    const copy = await ctx.app.sandbox.control.sendAs(MAILBOX, { to: 'someone@contoso.test', subject: 'S22 seen, then send-only', text: 'hi', messageId: `<${row.rfc822MessageId}>` });
+    expect((await ctx.app.services.sync.syncMailbox(box.id)).status).toBe('synced');
+    await readingNoMore(box.id);
+    await oneToOneRecovery('rescuer-s22').recoverExpired(later());
+    expect(await messageRow(row.id)).toMatchObject({ status: 'sent', errorCode: null, gmailMessageId: copy.id });
   });
 });
 
