@@ -9,7 +9,7 @@ import { recordWebhookEvents } from '../webhooks/outbox.js';
 import { ONE_TO_ONE_NOT_SENT, SEND_OUTCOME_UNKNOWN } from './gmail-client.js';
 import { createSuppressionRepo } from '../suppression/suppression.repo.js';
 import type { AddressHasher } from '../suppression/address-hash.js';
-import type { SyncGap } from '../db/schema.js';
+import type { ResyncCheckpoint, SyncGap } from '../db/schema.js';
 import { describeSyncGap, type SyncHealthCounts } from './sync-health.js';
 
 type NewMessage = typeof messages.$inferInsert;
@@ -344,6 +344,7 @@ function syncQueries(db: Db, hashAddress: AddressHasher) {
           lastSyncAt: input.at,
           // A gap is said in the pass's error until the next pass, and kept in lastSyncGap.
           lastSyncError: input.gap ? describeSyncGap(input.gap) : null,
+          resyncCheckpoint: null,
           ...(input.gap ? { lastSyncGap: input.gap } : {}),
           ...healthAdded(input.seen, input.health),
           ...(next
@@ -357,6 +358,11 @@ function syncQueries(db: Db, hashAddress: AddressHasher) {
             : {}),
         })
         .where(eq(mailboxes.id, mailboxId));
+    },
+
+    /** How far the running resync got (sync.service.ts): kept if the pass fails, cleared by a good one. */
+    async recordResyncCheckpoint(mailboxId: string, checkpoint: ResyncCheckpoint): Promise<void> {
+      await db.update(mailboxes).set({ resyncCheckpoint: checkpoint }).where(eq(mailboxes.id, mailboxId));
     },
 
     /** Failure: the reason is shown to the mailbox's workspace, and when (sequences wait until a pass succeeds); history and counters stay. */

@@ -33,6 +33,8 @@ const FIRST_SYNC_REACH_MS = 90 * DAY_MS;
  * A resync (the stored history id is lost: too old for Gmail, or too many changes) reads every
  * message since the last successful sync, a day earlier for clocks, up to GMAIL_RESYNC_MAX_MESSAGES;
  * beyond it the oldest are not read and the mailbox's sync says so (`lastError`, health `resyncGaps`).
+ * It records how far it got (RESYNC_CHECKPOINT_EVERY): a resync that fails part way is not read
+ * from the start again, so one too large to finish between two failures still finishes.
  */
 const RESYNC_MARGIN_SECONDS = 24 * 3600;
 /**
@@ -43,6 +45,8 @@ const RESYNC_MARGIN_SECONDS = 24 * 3600;
 export const MAX_INCREMENTAL_CHANGES = 2_000;
 /** Metadata fetches in flight per mailbox; the pacer still meters every one of them. */
 const FETCH_CONCURRENCY = 4;
+/** A resync records how far it got every this many messages read (one row update each). */
+const RESYNC_CHECKPOINT_EVERY = 200;
 const LIST_PAGE_SIZE = 100;
 
 export type SyncMode = 'full' | 'incremental';
@@ -128,7 +132,14 @@ export function createSyncService(deps: SyncServiceDeps) {
    * fails after storing some adds those (runSync): its retry skips what is stored already, so
    * it would never count them; what was read and not stored is read, and counted, again.
    */
-  async function processIds(mailbox: MailboxRow, api: MailboxGmail, gmailIds: string[], stored: SyncHealthCounts): Promise<PassTotals> {
+  async function processIds(
+    mailbox: MailboxRow,
+    api: MailboxGmail,
+    gmailIds: string[],
+    stored: SyncHealthCounts,
+    /** Told, now and then, the last id of the unbroken run of `gmailIds` read so far (a resync's checkpoint). */
+    progress?: (throughId: string) => Promise<void>,
+  ): Promise<PassTotals> {
     const health = emptyHealth();
     const unique = [...new Set(gmailIds)];
     const todo: string[] = [];
@@ -137,11 +148,26 @@ export function createSyncService(deps: SyncServiceDeps) {
       const known = await repo.knownGmailIds(mailbox.id, chunk);
       todo.push(...chunk.filter((id) => !known.has(id)));
     }
-    await eachLimited(todo, FETCH_CONCURRENCY, async (gmailId) => {
-      const result = await processOrSkip(mailbox, api, gmailId);
+    // Read FETCH_CONCURRENCY at a time, so they finish out of order: the run told is unbroken.
+    const done = new Array<boolean>(todo.length).fill(false);
+    let through = 0;
+    let told = 0;
+    let telling = Promise.resolve();
+    await eachLimited([...todo.keys()], FETCH_CONCURRENCY, async (index) => {
+      const result = await processOrSkip(mailbox, api, todo[index]!);
       for (const [key, n] of Object.entries(result) as [keyof SyncHealthCounts, number][]) {
         health[key] += n;
         if (result.kept) stored[key] += n;
+      }
+      if (!progress) return;
+      done[index] = true;
+      while (through < todo.length && done[through]) through += 1;
+      if (through - told >= RESYNC_CHECKPOINT_EVERY) {
+        told = through;
+        const throughId = todo[through - 1]!;
+        // One after another, so a later checkpoint is never overwritten by an earlier one.
+        telling = telling.then(() => progress(throughId));
+        await telling;
       }
     });
     return { examined: health.read, kept: health.kept, events: health.reply + health.autoReply + health.bounce + health.delay, health };
@@ -167,7 +193,15 @@ export function createSyncService(deps: SyncServiceDeps) {
       pageToken = page.nextPageToken;
     } while (pageToken && ids.length < max);
     // Oldest first, as history would have delivered them: an original tends to be stored before its replies.
-    const totals = await processIds(mailbox, api, ids.slice(0, max).reverse(), stored);
+    const ordered = ids.slice(0, max).reverse();
+    // An earlier try of this same resync (the same window) read this far before it failed or its
+    // process died: it goes on after that (what arrived since lists at the end), not from the start.
+    const checkpoint = mailbox.resyncCheckpoint;
+    const resumeAt = since !== undefined && checkpoint?.since === since ? ordered.indexOf(checkpoint.throughId) + 1 : 0;
+    if (resumeAt > 0) logger.info({ mailboxId: mailbox.id, alreadyRead: resumeAt, left: ordered.length - resumeAt }, 'resuming an interrupted resync');
+    const progress =
+      since === undefined ? undefined : (throughId: string) => repo.recordResyncCheckpoint(mailbox.id, { since, throughId, at: now().toISOString() });
+    const totals = await processIds(mailbox, api, ordered.slice(resumeAt), stored, progress);
     const gap = since !== undefined && pageToken !== undefined ? { at: now().toISOString(), since: new Date(since * 1000).toISOString(), read: max } : undefined;
     if (gap) {
       totals.health.resyncGaps += 1;

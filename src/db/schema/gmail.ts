@@ -28,6 +28,16 @@ export interface SyncGap {
   read: number;
 }
 
+/**
+ * A resync's progress (gmail/sync.service.ts): of the messages its window lists (`after:<since>`,
+ * epoch seconds), oldest first, every one up to and including `throughId` was read.
+ */
+export interface ResyncCheckpoint {
+  since: number;
+  throughId: string;
+  at: string;
+}
+
 export const mailboxStatusEnum = pgEnum('mailbox_status', ['active', 'needs_reconnect']);
 export const mailboxKindEnum = pgEnum('mailbox_kind', ['workspace', 'consumer']);
 
@@ -71,6 +81,11 @@ export const mailboxes = pgTable(
      * later syncs succeed: the mail it did not read stays unread.
      */
     lastSyncGap: jsonb('last_sync_gap').$type<SyncGap>(),
+    /**
+     * How far an unfinished resync got (ResyncCheckpoint, migration 0051): the next resync of the
+     * same window goes on after it instead of reading everything again. Cleared by a good pass.
+     */
+    resyncCheckpoint: jsonb('resync_checkpoint').$type<ResyncCheckpoint>(),
     connectedAt: timestamp('connected_at', { withTimezone: true }).notNull().defaultNow(),
     createdAt: createdAt(),
     /** P-13: set on disconnect (after revoking at Google); hidden at once, purged after `purgeAfter`. */
