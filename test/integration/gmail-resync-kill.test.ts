@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -6,7 +5,8 @@ import { eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mailboxes, messages } from '../../src/db/schema.js';
 import { connectedMailbox } from '../helpers/gmail.js';
-import { signUp, startTestApp, TEST_ENV, type TestApp } from '../helpers/test-app.js';
+import { signUp, startTestApp, type TestApp } from '../helpers/test-app.js';
+import { startWorkerProcess } from '../helpers/worker-process.js';
 import { createTestDatabase } from '../helpers/test-db.js';
 
 /*
@@ -16,7 +16,6 @@ import { createTestDatabase } from '../helpers/test-db.js';
  * that runs here, over the same PostgreSQL server database; its reads are paced (quota) so that
  * the kill lands mid-resync. Needs the server: two processes cannot share an in-process PGlite.
  */
-const root = path.resolve(import.meta.dirname, '../..');
 const server = process.env.TEST_DATABASE_URL;
 const MAILBOX = 'resync-killed@acme.test';
 const CONTACT = 'kim@contoso.test';
@@ -52,28 +51,12 @@ describe.skipIf(!server)('kill -9 of a process in the middle of a resync (Postgr
     const reads = () => app.sandbox.control.calls({ mailbox: MAILBOX, endpoint: 'get' }).length;
     const checkpoint = async () => (await app.database.db.select({ at: mailboxes.resyncCheckpoint }).from(mailboxes).where(eq(mailboxes.id, mailbox.id)))[0]!.at;
 
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-      cwd: root,
-      env: {
-        PATH: process.env.PATH ?? '',
-        ...TEST_ENV,
-        LOG_LEVEL: 'warn',
-        PORT: '0',
-        HOST: '127.0.0.1',
-        DATA_DIR: dataDir,
-        DATABASE_URL: databaseUrl,
-        // It polls the mailbox at once and resyncs it: 5 quota units a read, ~200 reads a second.
-        GMAIL_SYNC_POLL_SECONDS: '1',
-        GMAIL_QUOTA_UNITS_PER_MINUTE: '60000',
-        ...app.sandbox.env(),
-        GOOGLE_REDIRECT_URI: 'http://127.0.0.1:1/api/gmail/callback',
-      },
-      stdio: ['ignore', 'pipe', 'pipe'],
+    const { child, exited, output } = startWorkerProcess(app, {
+      databaseUrl,
+      dataDir,
+      // It polls the mailbox at once and resyncs it: 5 quota units a read, ~200 reads a second.
+      env: { GMAIL_SYNC_POLL_SECONDS: '1', GMAIL_QUOTA_UNITS_PER_MINUTE: '60000' },
     });
-    let output = '';
-    child.stdout!.on('data', (chunk) => (output += String(chunk)));
-    child.stderr!.on('data', (chunk) => (output += String(chunk)));
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
 
     // Killed once it recorded its second checkpoint (400 messages read, oldest first).
     const deadline = Date.now() + 90_000;
@@ -82,7 +65,7 @@ describe.skipIf(!server)('kill -9 of a process in the middle of a resync (Postgr
       const at = await checkpoint();
       if (at && first && at.throughId !== first) break;
       if (at) first ??= at.throughId;
-      if (Date.now() > deadline) throw new Error(`no second checkpoint: ${output}`);
+      if (Date.now() > deadline) throw new Error(`no second checkpoint: ${output()}`);
       await sleep(20);
     }
     child.kill('SIGKILL');

@@ -1,4 +1,3 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
@@ -7,7 +6,8 @@ import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { campaignFixtures, seededRandom } from '../helpers/campaign-fixtures.js';
 import { connectedMailbox } from '../helpers/gmail.js';
-import { signUp, startTestApp, TEST_ENV, type TestApp } from '../helpers/test-app.js';
+import { signUp, startTestApp, type TestApp } from '../helpers/test-app.js';
+import { startWorkerProcess } from '../helpers/worker-process.js';
 import { sendCountMismatches } from '../helpers/send-counts.js';
 import { createTestDatabase } from '../helpers/test-db.js';
 
@@ -25,7 +25,6 @@ import { createTestDatabase } from '../helpers/test-db.js';
  * the integration suite against TEST_DATABASE_URL, as CI does.
  */
 
-const root = path.resolve(import.meta.dirname, '../..');
 const server = process.env.TEST_DATABASE_URL;
 const TRIALS_PER_KIND = Number(process.env.KILL_TRIALS_PER_KIND ?? 10);
 const RECIPIENTS = 16;
@@ -66,34 +65,19 @@ describe.skipIf(!server)('kill -9 of a sending worker process (PostgreSQL server
   });
 
   /** The worker process: the real entry point, its own pacer and leases, our database and sandbox. */
-  function startWorker(): { child: ChildProcess; exited: Promise<void>; output: () => string } {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-      cwd: root,
+  const startWorker = () =>
+    startWorkerProcess(app, {
+      databaseUrl,
+      dataDir,
       env: {
-        PATH: process.env.PATH ?? '',
-        ...TEST_ENV,
         ...GATE_ENV,
-        LOG_LEVEL: 'warn',
-        PORT: '0',
-        HOST: '127.0.0.1',
-        DATA_DIR: dataDir,
-        DATABASE_URL: databaseUrl,
         GMAIL_SYNC_POLL_SECONDS: '0',
         // Pace and quota are not under test here (processes.test.ts covers them): unpaced, the
         // worker keeps several sends in flight, which is where a kill must land.
         GMAIL_SENDS_PER_MINUTE: '1000000',
         GMAIL_QUOTA_UNITS_PER_MINUTE: '1000000000',
-        ...app.sandbox.env(),
-        GOOGLE_REDIRECT_URI: 'http://127.0.0.1:1/api/gmail/callback',
       },
-      stdio: ['ignore', 'pipe', 'pipe'],
     });
-    let output = '';
-    child.stdout!.on('data', (chunk) => (output += String(chunk)));
-    child.stderr!.on('data', (chunk) => (output += String(chunk)));
-    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-    return { child, exited, output: () => output };
-  }
 
   /** Contacts written straight into the database (the API is not under test here), opted in. */
   async function recipients(trial: number): Promise<string[]> {
