@@ -33,9 +33,13 @@ export function campaignSendOutcomeCtes(type: 'message.sent' | 'message.failed',
     ${webhookOutboxCtes(sql`
       select l.workspace_id, ${type}::text as type, ${occurredAt} as occurred_at,
              jsonb_build_object('messageId', l.message_id, 'campaignId', l.campaign_id, 'sendId', l.id, 'step', l.step,
-                                'contactId', c.id, 'email', case when c.id is not null then l.email end) || ${error} as data
+                                'contactId', case when c.live then c.id end, 'email', case when c.live then l.email end) || ${error} as data
       from ledger l
-      left join contacts c on c.id = l.contact_id and c.workspace_id = l.workspace_id and c.deleted_at is null`)}`;
+      -- A lateral lookup by the key alone, with a limit: one primary-key probe per send. Never a
+      -- hash join over every contact, nor (with the workspace and deleted_at in its condition) the
+      -- workspace's whole live-address index, which a plan made on small tables picks and keeps.
+      left join lateral (
+        select c.id, c.deleted_at is null and c.workspace_id = l.workspace_id as live from contacts c where c.id = l.contact_id limit 1) c on true`)}`;
 }
 
 /** A 1:1 message that reached its outcome (`sent` or `failed`). */
@@ -84,14 +88,16 @@ export async function recordMailSignal(executor: Executor, mailEventId: string):
              case when me.type in ('reply', 'auto_reply') then 'reply' else 'bounce' end as type,
              me.at as occurred_at,
              jsonb_build_object('messageId', me.message_id, 'campaignId', cs.campaign_id,
-                                'contactId', coalesce(sc.id, c.id), 'email', coalesce(sc.email, c.email)) ||
+                                'contactId', case when sc.live then sc.id else c.id end, 'email', case when sc.live then sc.email else c.email end) ||
              case when me.type in ('reply', 'auto_reply') then jsonb_build_object('automatic', me.type = 'auto_reply')
                   else jsonb_build_object('kind', case when me.type = 'delay' then 'delay' else coalesce(me.detail ->> 'kind', 'hard') end) end as data
       from mail_events me
       left join lateral (select campaign_id, contact_id, email from campaign_sends where message_id = me.message_id and workspace_id = me.workspace_id limit 1) cs on true
       -- Only a live contact is named (P-13: a deleted one has left every API, webhooks too): the
-      -- send's own, else the workspace's contact with the address.
-      left join lateral (select id, email from contacts where id = cs.contact_id and workspace_id = me.workspace_id and deleted_at is null) sc on true
+      -- send's own, else the workspace's contact with the address. The send's own by its key
+      -- alone (a plan made on small tables read the workspace's live-address index for it).
+      left join lateral (
+        select id, email, deleted_at is null and workspace_id = me.workspace_id as live from contacts where id = cs.contact_id limit 1) sc on true
       left join lateral (select id, email from contacts where workspace_id = me.workspace_id and lower(email) = lower(me.recipient) and deleted_at is null limit 1) c on true
       where me.id = ${mailEventId}::uuid`,
   );
