@@ -122,17 +122,18 @@ export function createSendRecovery(deps: SendRecoveryDeps) {
      * the attempt's row — before the mailbox lost read access, or at this very moment: then
      * the send is recorded sent. (Lease lost: nothing is seen here either.)
      */
-    const verdict = async (settled: Promise<boolean>) => {
-      if (await settled) return;
+    const verdict = async (settled: Promise<boolean>): Promise<boolean> => {
+      if (await settled) return true;
       const seen = messageRowId ? await deps.sentCopies.seenBySync(messageRowId) : undefined;
-      if (seen && mailbox) await deps.recorder.recordSent(campaign, send, lease, seen, campaign.subject, mailbox);
+      if (!seen) return false;
+      // Its mailbox gone (disconnected since): recorded on its own, no next step to queue.
+      if (!mailbox) return ledger.markSent(lease, seen, now(), campaign.subject);
+      await deps.recorder.recordSent(campaign, send, lease, seen, campaign.subject, mailbox);
+      return true;
     };
     try {
-      if (!mailbox || !mailbox.scopes.includes(GMAIL_SCOPES.readonly)) {
-        // Cannot be asked: at most once wins over at least once.
-        await verdict(ledger.markUnknownUnseen(lease));
-        return true;
-      }
+      // Cannot be asked: at most once wins over at least once.
+      if (!mailbox || !mailbox.scopes.includes(GMAIL_SCOPES.readonly)) return await verdict(ledger.markUnknownUnseen(lease));
       const lastLook = row.resolve_looks + 1 >= RESOLVE_LOOKS ? { round } : undefined;
       const found = await deps.sentCopies.find(mailbox, { rfc822MessageId: send.rfc822MessageId, messageRowId }, lastLook);
       if (found && found !== UNDECIDED) {
@@ -144,8 +145,7 @@ export function createSendRecovery(deps: SendRecoveryDeps) {
         return false;
       }
       // Too much sent since to tell (at most once wins, as for a mailbox that cannot be read), or not sent: queued again.
-      await verdict(found === UNDECIDED ? ledger.markUnknownUnseen(lease) : ledger.requeueUnsent(lease, now()));
-      return true;
+      return await verdict(found === UNDECIDED ? ledger.markUnknownUnseen(lease) : ledger.requeueUnsent(lease, now()));
     } catch (error) {
       // The lease is ours until it expires; the next pass (here or elsewhere) looks again.
       logger.warn({ sendId: row.id, err: error instanceof GmailError ? error.message : 'error' }, 'could not resolve a send yet');

@@ -144,6 +144,22 @@ describe('a copy sync recorded, then the mailbox cannot be read', { timeout: 120
     expect(fx.sentTo(MAILBOX, 'S21 seen, then send-only').get(person.email)).toBe(1);
   });
 
+  it('campaign, its mailbox disconnected since: recorded sent, not left sending (a reviewer\'s finding)', async () => {
+    const MAILBOX = 'settled-late-seen-then-gone@acme.test';
+    const box = await syncedSender(MAILBOX);
+    ctx.app.sandbox.control.setSearchIndexLag(MAILBOX, HOUR);
+    const { campaignId } = await fx.crashedAfterGmail({ id: box.id, email: MAILBOX }, 'S23 seen, then gone', { prefix: 's23', leaseMs: 1_000 });
+    expect((await ctx.app.services.sync.syncMailbox(box.id)).status).toBe('synced');
+    const [open] = await fx.ledger(campaignId);
+    const seen = (await messageRow(open!.message_id!)).gmailMessageId;
+    expect(seen).not.toBeNull();
+    // Disconnected: the row stays until its purge, no longer live.
+    await db().execute(sql`update mailboxes set deleted_at = now(), purge_after = now() + interval '30 days', sync_enabled = false where id = ${box.id}::uuid`);
+    expect(await separateWorker(ctx.app, { workerId: 'rescuer-s23', resolveDelayMs: 1 }).recoverStuck(later())).toBe(1);
+    expect((await fx.ledger(campaignId))[0]).toMatchObject({ status: 'sent', error_code: null, gmail_message_id: seen });
+    expect(await sendCountMismatches(db())).toEqual([]);
+  });
+
   it('1:1: recorded sent, not failed/outcome_unknown', async () => {
     const MAILBOX = 'settled-late-seen-then-send-only-1to1@acme.test';
     const box = await syncedSender(MAILBOX);
