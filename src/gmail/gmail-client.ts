@@ -318,7 +318,8 @@ export function createGmailClient(settings: GoogleClientSettings, pacer: Mailbox
           const asListed = (m: { id?: string | null; threadId?: string | null; labelIds?: string[] | null } | undefined) => ({ id: m?.id ?? '', threadId: m?.threadId ?? '', labelIds: m?.labelIds ?? [] });
           const addedMessages = (data.history ?? []).flatMap((h) => [
             ...(h.messagesAdded ?? []).map((a) => asListed(a.message)),
-            ...(h.labelsRemoved ?? []).filter((r) => r.labelIds?.includes('SPAM')).map((r) => asListed(r.message)),
+            // Taken out of Spam or Trash: listed by no query while there, it may not have been read.
+            ...(h.labelsRemoved ?? []).filter((r) => r.labelIds?.some((l) => l === 'SPAM' || l === 'TRASH')).map((r) => asListed(r.message)),
           ]);
           return { addedMessages: addedMessages.filter((m) => m.id), historyId: data.historyId ?? startHistoryId, nextPageToken: data.nextPageToken ?? undefined };
         },

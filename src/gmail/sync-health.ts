@@ -41,6 +41,16 @@ export function emptyHealth(): SyncHealthCounts {
   return Object.fromEntries(['read', 'kept', 'resyncGaps', ...SKIP_REASONS, ...SIGNAL_KINDS].map((k) => [k, 0])) as SyncHealthCounts;
 }
 
+/** Adds a message's (or a run's) counts to `target`. */
+export function addHealth(target: SyncHealthCounts, counts: Partial<SyncHealthCounts>): void {
+  for (const [key, n] of Object.entries(counts) as [keyof SyncHealthCounts, number][]) target[key] += n;
+}
+
+/** `counts` less what was recorded of them already. */
+export function healthLess(counts: SyncHealthCounts, recorded: SyncHealthCounts): SyncHealthCounts {
+  return Object.fromEntries(Object.entries(counts).map(([key, n]) => [key, n - recorded[key as keyof SyncHealthCounts]])) as SyncHealthCounts;
+}
+
 /** A resync's gap as the pass's `lastError` says it (the mailbox keeps the gap itself in `lastSyncGap`). */
 export function describeSyncGap(gap: SyncGap): string {
   return `gap: more than ${gap.read} messages arrived since the last sync on ${gap.since.slice(0, 10)}; the newest ${gap.read} were read, older ones were not`;

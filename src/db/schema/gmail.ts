@@ -29,12 +29,14 @@ export interface SyncGap {
 }
 
 /**
- * A resync's progress (gmail/sync.service.ts): of the messages its window lists (`after:<since>`,
- * epoch seconds), oldest first, every one up to and including `throughId` was read.
+ * A resync's progress (gmail/sync-pass.ts): of the messages its window listed (`after:<since>`,
+ * epoch seconds) as of `historyId` (the try's start), oldest first, every one up to and including
+ * `throughId` was read. What entered the listing later is in the history since `historyId`.
  */
 export interface ResyncCheckpoint {
   since: number;
   throughId: string;
+  historyId: string;
   at: string;
 }
 
