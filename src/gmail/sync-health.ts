@@ -46,11 +46,6 @@ export function addHealth(target: SyncHealthCounts, counts: Partial<SyncHealthCo
   for (const [key, n] of Object.entries(counts) as [keyof SyncHealthCounts, number][]) target[key] += n;
 }
 
-/** `counts` less what was recorded of them already. */
-export function healthLess(counts: SyncHealthCounts, recorded: SyncHealthCounts): SyncHealthCounts {
-  return Object.fromEntries(Object.entries(counts).map(([key, n]) => [key, n - recorded[key as keyof SyncHealthCounts]])) as SyncHealthCounts;
-}
-
 /** A resync's gap as the pass's `lastError` says it (the mailbox keeps the gap itself in `lastSyncGap`). */
 export function describeSyncGap(gap: SyncGap): string {
   return `gap: more than ${gap.read} messages arrived since the last sync on ${gap.since.slice(0, 10)}; the newest ${gap.read} were read, older ones were not`;

@@ -49,8 +49,11 @@ export interface PassTotals {
   kept: number;
   events: number;
   health: SyncHealthCounts;
-  /** Of `health`, what the pass recorded already, with its resync checkpoints. */
-  recorded: SyncHealthCounts;
+  /**
+   * A resumed resync's counts of what earlier tries read and did not keep, up to the checkpoint
+   * it went on from (never read again): added with this pass's own when it succeeds.
+   */
+  inherited?: SyncHealthCounts;
 }
 
 export interface PassResult extends PassTotals {
@@ -61,8 +64,8 @@ export interface PassResult extends PassTotals {
   gap?: SyncGap;
 }
 
-/** A resync's progress reported to its checkpoint: false when it could not be recorded (the counts then stay with the pass). */
-type Progress = (throughId: string, counts: SyncHealthCounts) => Promise<boolean>;
+/** A resync's progress for its checkpoint: the run read so far, and the counts of its messages not kept since the last report. */
+type Progress = (throughId: string, counts: SyncHealthCounts) => Promise<void>;
 
 export interface SyncPassDeps {
   repo: SyncRepo;
@@ -97,11 +100,10 @@ export function createSyncPass(deps: SyncPassDeps) {
    * fails after storing some adds those (runSync): its retry skips what is stored already, so
    * it would never count them; what was read and not stored is read, and counted, again — but a
    * resync's checkpoint (`progress`: the last id of the unbroken run of `gmailIds` read, now and
-   * then) records the counts of that run's messages not stored, as the next try never reads them.
+   * then) keeps the counts of that run's messages not stored, as the next try never reads them.
    */
   async function processIds(mailbox: MailboxRow, api: MailboxGmail, gmailIds: string[], stored: SyncHealthCounts, progress?: Progress): Promise<PassTotals> {
     const health = emptyHealth();
-    const recorded = emptyHealth();
     const unique = [...new Set(gmailIds)];
     const todo: string[] = [];
     for (let i = 0; i < unique.length; i += 500) {
@@ -113,7 +115,7 @@ export function createSyncPass(deps: SyncPassDeps) {
     const results: (MessageResult | undefined)[] = new Array(todo.length);
     let through = 0;
     let told = 0;
-    let recordedThrough = 0;
+    let reportedThrough = 0;
     let telling = Promise.resolve();
     await eachLimited([...todo.keys()], FETCH_CONCURRENCY, async (index) => {
       const result = await processOrSkip(mailbox, api, todo[index]!);
@@ -126,16 +128,15 @@ export function createSyncPass(deps: SyncPassDeps) {
       told = through;
       const upTo = through;
       // One after another, so a later checkpoint is never overwritten by an earlier one.
-      telling = telling.then(async () => {
+      telling = telling.then(() => {
         const counts = emptyHealth();
-        for (let i = recordedThrough; i < upTo; i += 1) if (!results[i]!.kept) addHealth(counts, results[i]!);
-        if (!(await progress(todo[upTo - 1]!, counts))) return;
-        recordedThrough = upTo;
-        addHealth(recorded, counts);
+        for (let i = reportedThrough; i < upTo; i += 1) if (!results[i]!.kept) addHealth(counts, results[i]!);
+        reportedThrough = upTo;
+        return progress(todo[upTo - 1]!, counts);
       });
       await telling;
     });
-    return { examined: health.read, kept: health.kept, events: health.reply + health.autoReply + health.bounce + health.delay, health, recorded };
+    return { examined: health.read, kept: health.kept, events: health.reply + health.autoReply + health.bounce + health.delay, health };
   }
 
   /** Added message ids since `startHistoryId` (or taken out of Spam or Trash), or undefined when there are too many to catch up on. */
@@ -173,13 +174,20 @@ export function createSyncPass(deps: SyncPassDeps) {
    * message left the listing, or that history is gone or too long.
    */
   async function resumePoint(mailbox: MailboxRow, api: MailboxGmail, ordered: string[], since: number) {
+    const fromTheStart = { at: 0, first: [] as string[], counts: emptyHealth() };
     const checkpoint = mailbox.resyncCheckpoint;
-    if (!checkpoint?.historyId || checkpoint.since !== since) return { at: 0, first: [] };
+    if (!checkpoint?.historyId || checkpoint.since !== since) return fromTheStart;
     const at = ordered.indexOf(checkpoint.throughId) + 1;
     const changed = at > 0 ? await changesSince(api, checkpoint.historyId) : undefined;
-    if (!changed) return { at: 0, first: [] };
+    if (!changed) return fromTheStart;
     logger.info({ mailboxId: mailbox.id, alreadyRead: at, left: ordered.length - at, changedSince: changed.ids.length }, 'resuming an interrupted resync');
-    return { at, first: changed.ids };
+    const rest = new Set(ordered.slice(at));
+    // What the listing holds after the checkpoint is read there, in its order: only what sits
+    // before it comes first (else a checkpoint written while reading these would name a message
+    // near the end of the listing, and the next try skip everything before it: a reviewer's finding).
+    const counts = emptyHealth();
+    addHealth(counts, checkpoint.counts ?? {});
+    return { at, first: changed.ids.filter((id) => !rest.has(id)), counts };
   }
 
   /**
@@ -197,7 +205,9 @@ export function createSyncPass(deps: SyncPassDeps) {
     const ids: string[] = [];
     let pageToken: string | undefined;
     do {
-      const page = await api.listMessageIds({ query, maxResults: Math.min(LIST_PAGE_SIZE, max - ids.length), pageToken });
+      // Trash too, not Spam: a reply deleted before this pass was still answered (history, which
+      // an incremental pass reads, has it as added; a listing leaves Trash out unless asked).
+      const page = await api.listMessageIds({ query: `${query} -in:spam`, includeSpamTrash: true, maxResults: Math.min(LIST_PAGE_SIZE, max - ids.length), pageToken });
       ids.push(...page.ids);
       pageToken = page.nextPageToken;
     } while (pageToken && ids.length < max);
@@ -210,19 +220,21 @@ export function createSyncPass(deps: SyncPassDeps) {
       const resume = await resumePoint(mailbox, api, ordered, since);
       const rest = ordered.slice(resume.at);
       const listed = new Set(rest);
-      // A checkpoint names a message of the listing only, once what came first was all read.
+      // The counts a checkpoint keeps: what every try read up to it and did not keep.
+      const counted = emptyHealth();
+      addHealth(counted, resume.counts);
       const progress: Progress = async (throughId, counts) => {
-        if (!listed.has(throughId) || !profile.historyId) return false;
+        addHealth(counted, counts);
+        // A checkpoint names a message of the listing only, once what came first was all read.
+        if (!listed.has(throughId) || !profile.historyId) return;
         try {
-          await repo.recordResyncCheckpoint(mailbox.id, { since, throughId, historyId: profile.historyId, at: now().toISOString() }, counts);
-          return true;
+          await repo.recordResyncCheckpoint(mailbox.id, { since, throughId, historyId: profile.historyId, at: now().toISOString(), counts: counted });
         } catch (error) {
           // Bookkeeping: the pass goes on (a later failure then reads more again).
           logger.warn({ mailboxId: mailbox.id, sqlState: sqlStateOf(error) }, 'a resync checkpoint could not be recorded');
-          return false;
         }
       };
-      totals = await processIds(mailbox, api, [...resume.first, ...rest], stored, progress);
+      totals = { ...(await processIds(mailbox, api, [...resume.first, ...rest], stored, progress)), inherited: resume.counts };
     }
     const gap = since !== undefined && pageToken !== undefined ? { at: now().toISOString(), since: new Date(since * 1000).toISOString(), read: max } : undefined;
     if (gap) {

@@ -360,16 +360,9 @@ function syncQueries(db: Db, hashAddress: AddressHasher) {
         .where(eq(mailboxes.id, mailboxId));
     },
 
-    /**
-     * How far the running resync got (sync-pass.ts), kept if the pass fails and cleared by a good
-     * one; with the counts of what it read up to there and did not store, which the next try does
-     * not read again. One update: the two never part.
-     */
-    async recordResyncCheckpoint(mailboxId: string, checkpoint: ResyncCheckpoint, counts: SyncHealthCounts): Promise<void> {
-      await db
-        .update(mailboxes)
-        .set({ resyncCheckpoint: checkpoint, ...healthAdded(counts.read, counts) })
-        .where(eq(mailboxes.id, mailboxId));
+    /** How far the running resync got (sync-pass.ts): kept if the pass fails, cleared by a good one. */
+    async recordResyncCheckpoint(mailboxId: string, checkpoint: ResyncCheckpoint): Promise<void> {
+      await db.update(mailboxes).set({ resyncCheckpoint: checkpoint }).where(eq(mailboxes.id, mailboxId));
     },
 
     /** Failure: the reason is shown to the mailbox's workspace, and when (sequences wait until a pass succeeds); history and counters stay. */

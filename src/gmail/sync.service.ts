@@ -8,7 +8,7 @@ import type { MailboxesRepo, MailboxRow } from './mailboxes.repo.js';
 import type { MailboxService } from './mailboxes.service.js';
 import type { MailboxPacer } from './pacer.js';
 import { createSignals } from './signals.js';
-import { emptyHealth, healthLess } from './sync-health.js';
+import { addHealth, emptyHealth } from './sync-health.js';
 import type { SyncLeases } from './sync-leases.js';
 import type { GmailGuard } from '../privacy/gmail-guard.js';
 import type { SyncRepo } from './sync.repo.js';
@@ -82,8 +82,9 @@ export function createSyncService(deps: SyncServiceDeps) {
       // withGmail marks the mailbox needs_reconnect when Google says the grant is gone.
       const result = await mailboxes.withGmail(mailbox, (api) => syncPass(mailbox, api, stored));
       // History advances only here, after every message up to it was processed.
-      // What its resync checkpoints recorded already is not added again.
-      const health = healthLess(result.health, result.recorded);
+      // With a resumed resync's counts of what earlier tries read up to its checkpoint.
+      const health = result.health;
+      if (result.inherited) addHealth(health, result.inherited);
       await repo.recordSyncSuccess(mailbox.id, { historyId: result.historyId, seen: health.read, at: now(), health, gap: result.gap });
       logger.info(
         { mailboxId: mailbox.id, mode: result.mode, resynced: result.resynced, examined: result.examined, kept: result.kept, events: result.events },

@@ -1,7 +1,6 @@
-import { eq, sql } from 'drizzle-orm';
+import { sql } from 'drizzle-orm';
 import { describe, expect, it } from 'vitest';
-import { mailboxes } from '../../src/db/schema.js';
-import type { ActiveFault } from '../../src/sandbox/faults.js';
+import { resyncFixtures } from '../helpers/gmail-resync.js';
 import { ALICE, BOB, useSyncApp } from '../helpers/gmail-sync.js';
 
 /*
@@ -15,32 +14,7 @@ import { ALICE, BOB, useSyncApp } from '../helpers/gmail-sync.js';
  */
 const ctx = useSyncApp();
 const { sync, syncedRows, mailboxView, query } = ctx;
-const reads = () => ctx.app.sandbox.control.calls({ mailbox: ALICE, endpoint: 'get' }).length;
-const checkpointOf = async () => (await ctx.app.database.db.select({ at: mailboxes.resyncCheckpoint }).from(mailboxes).where(eq(mailboxes.id, ctx.alice.id)))[0]!.at;
-const deliver = async (count: number, label: string, fromContactEvery = 0) => {
-  for (let i = 0; i < count; i += 1) {
-    const from = fromContactEvery && i % fromContactEvery === 0 ? BOB : `stranger-${label}-${i}@elsewhere.test`;
-    await ctx.app.sandbox.control.deliverInbound(ALICE, { from, subject: `${label} ${i}`, text: 'x' });
-  }
-};
-
-/** A resync whose reads start failing once `after` of them were made: the failed try. */
-async function resyncFailingAfter(after: number) {
-  ctx.app.sandbox.control.truncateHistory(ALICE);
-  const start = reads();
-  let fault: ActiveFault | undefined;
-  const watch = setInterval(() => {
-    if (!fault && reads() - start >= after) fault = ctx.app.sandbox.control.injectFault({ kind: 'backendError', endpoint: 'get', mailbox: ALICE, times: 'always' });
-  }, 1);
-  try {
-    expect(await sync(ctx.alice.id)).toMatchObject({ status: 'failed' });
-  } finally {
-    clearInterval(watch);
-    if (fault) ctx.app.sandbox.control.removeFault(fault.id);
-  }
-  expect(await checkpointOf()).toMatchObject({ throughId: expect.any(String), historyId: expect.any(String) });
-  return reads() - start;
-}
+const { reads, checkpointOf, deliver, unreadInWindow, resyncFailingAfter } = resyncFixtures(ctx);
 
 describe('a resync that fails part way', () => {
   it('a reply taken out of Spam between the two tries (before the checkpoint in the listing) is read (a reviewer\'s finding)', { timeout: 120_000 }, async () => {
@@ -67,10 +41,7 @@ describe('a resync that fails part way', () => {
     const healthBefore = (await mailboxView(ctx.alice.id)).sync.health;
     // Mostly strangers' mail (read, not kept), every tenth message from a contact (kept).
     await deliver(MESSAGES, 'while away', 10);
-    // The window (a day before the last sync to now) holds every message of the mailbox: what
-    // the resync reads is what is neither stored already nor in Spam.
-    const stored = new Set((await query<{ id: string }>(sql`select gmail_message_id as id from messages where mailbox_id = ${ctx.alice.id}::uuid`)).map((r) => r.id));
-    const toRead = ctx.app.sandbox.control.listMessages(ALICE).filter((m) => !m.labelIds.includes('SPAM') && !stored.has(m.id)).length;
+    const toRead = await unreadInWindow();
     // Gmail starts failing every read once the resync has read half of the window.
     const firstTry = await resyncFailingAfter(toRead / 2);
 

@@ -32,12 +32,15 @@ export interface SyncGap {
  * A resync's progress (gmail/sync-pass.ts): of the messages its window listed (`after:<since>`,
  * epoch seconds) as of `historyId` (the try's start), oldest first, every one up to and including
  * `throughId` was read. What entered the listing later is in the history since `historyId`.
+ * `counts`: what the tries read up to there and did not keep (sync health), added when one
+ * succeeds — not before, so that a try that must start over does not count them twice.
  */
 export interface ResyncCheckpoint {
   since: number;
   throughId: string;
   historyId: string;
   at: string;
+  counts?: Record<string, number>;
 }
 
 export const mailboxStatusEnum = pgEnum('mailbox_status', ['active', 'needs_reconnect']);
