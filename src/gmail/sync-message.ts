@@ -70,17 +70,30 @@ export function createMessageSync(deps: MessageSyncDeps) {
     }
   }
 
-  /** The per-message step, shared by full and incremental sync. */
-  async function processMessage(mailbox: MailboxRow, api: MailboxGmail, gmailId: string): Promise<MessageResult> {
+  /**
+   * The per-message step, shared by full and incremental sync. `later`: received mail that is
+   * about other mail (a notice, a reply) is handed back with what was read of it (`deferred`),
+   * to be processed once the rest of its batch is (sync-pass.ts): the mail it is about may be in
+   * the same batch — a message written in Gmail and its bounce — and must be stored first, or
+   * the notice matched nothing and its hard bounce suppressed no one. `meta`: read already.
+   */
+  async function processMessage(
+    mailbox: MailboxRow,
+    api: MailboxGmail,
+    gmailId: string,
+    options: { later?: boolean; meta?: GmailMessageMetadata } = {},
+  ): Promise<MessageResult | { deferred: GmailMessageMetadata }> {
     let meta: GmailMessageMetadata;
     try {
-      meta = await api.getMetadata(gmailId, [...SYNC_METADATA_HEADERS]);
+      meta = options.meta ?? (await api.getMetadata(gmailId, [...SYNC_METADATA_HEADERS]));
     } catch (error) {
       // Deleted between listing and fetching: nothing to keep.
       if (error instanceof GmailError && error.kind === 'not_found') return skipped('gone', false);
       throw error;
     }
     if (meta.labelIds.some((l) => SKIPPED_LABELS.has(l))) return skipped('ignoredLabel');
+    const aboutOtherMail = !meta.labelIds.includes('SENT') && (looksLikeDsn(meta.headers) || Boolean(meta.headers['in-reply-to'] || meta.headers['references']));
+    if (options.later && aboutOtherMail) return { deferred: meta };
 
     const headers = meta.headers;
     const from = parseAddressList(headers['from']);

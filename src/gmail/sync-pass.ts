@@ -1,7 +1,7 @@
 import type { Config } from '../config.js';
 import { DAY_MS } from '../time.js';
 import type { Logger } from '../logger.js';
-import type { MailboxGmail } from './gmail-client.js';
+import type { GmailMessageMetadata, MailboxGmail } from './gmail-client.js';
 import { GmailError } from './gmail-errors.js';
 import { isUnstorableValue, sqlStateOf } from '../db/pg-errors.js';
 import { eachLimited } from './sync-support.js';
@@ -26,7 +26,7 @@ const FIRST_SYNC_REACH_MS = 90 * DAY_MS;
  * A resync (the stored history id is lost: too old for Gmail, or too many changes) reads every
  * message since the last successful sync, a day earlier for clocks, up to GMAIL_RESYNC_MAX_MESSAGES;
  * beyond it the oldest are not read and the mailbox's sync says so (`lastError`, health `resyncGaps`).
- * It records how far it got (RESYNC_CHECKPOINT_EVERY): a resync that fails part way is not read
+ * It records how far it got (after each BATCH): a resync that fails part way is not read
  * from the start again, so one too large to finish between two failures still finishes.
  */
 const RESYNC_MARGIN_SECONDS = 24 * 3600;
@@ -38,8 +38,11 @@ const RESYNC_MARGIN_SECONDS = 24 * 3600;
 export const MAX_INCREMENTAL_CHANGES = 2_000;
 /** Metadata fetches in flight per mailbox; the pacer still meters every one of them. */
 const FETCH_CONCURRENCY = 4;
-/** A resync records how far it got every this many messages read (one row update each). */
-const RESYNC_CHECKPOINT_EVERY = 200;
+/**
+ * Messages are read in batches of this many (received mail about other mail last in each), and a
+ * resync records how far it got after each (one row update).
+ */
+const BATCH = 200;
 const LIST_PAGE_SIZE = 100;
 
 export type SyncMode = 'full' | 'incremental';
@@ -64,7 +67,7 @@ export interface PassResult extends PassTotals {
   gap?: SyncGap;
 }
 
-/** A resync's progress for its checkpoint: the run read so far, and the counts of its messages not kept since the last report. */
+/** A resync's progress for its checkpoint: the last message of a batch read, and the counts of the batch's messages not kept. */
 type Progress = (throughId: string, counts: SyncHealthCounts) => Promise<void>;
 
 export interface SyncPassDeps {
@@ -85,9 +88,9 @@ export function createSyncPass(deps: SyncPassDeps) {
    * the pass for it would fail every pass after it at the same message: the history id would
    * never move again, and no reply or bounce after it would ever be read.
    */
-  async function processOrSkip(mailbox: MailboxRow, api: MailboxGmail, gmailId: string): Promise<MessageResult> {
+  async function processOrSkip(mailbox: MailboxRow, api: MailboxGmail, gmailId: string, options: Parameters<typeof messageSync.processMessage>[3] = {}) {
     try {
-      return await messageSync.processMessage(mailbox, api, gmailId);
+      return await messageSync.processMessage(mailbox, api, gmailId, options);
     } catch (error) {
       if (!isUnstorableValue(error)) throw error;
       logger.warn({ mailboxId: mailbox.id, gmailMessageId: gmailId, sqlState: sqlStateOf(error) }, 'a message holds text the database cannot store; skipped, counted as unstorable');
@@ -96,11 +99,14 @@ export function createSyncPass(deps: SyncPassDeps) {
   }
 
   /**
+   * The messages in batches of BATCH, oldest first, FETCH_CONCURRENCY at a time; in each batch,
+   * received mail about other mail (notices, replies) after the rest, so that mail written in
+   * Gmail is stored before its bounce is matched to it (sync-message.ts `later`).
    * `stored`: the counts of the messages this pass stored (kept), added as they are. A pass that
    * fails after storing some adds those (runSync): its retry skips what is stored already, so
    * it would never count them; what was read and not stored is read, and counted, again — but a
-   * resync's checkpoint (`progress`: the last id of the unbroken run of `gmailIds` read, now and
-   * then) keeps the counts of that run's messages not stored, as the next try never reads them.
+   * resync's checkpoint (`progress`, after each batch: its last id, and the counts of its
+   * messages not stored) keeps them, as the next try never reads that batch again.
    */
   async function processIds(mailbox: MailboxRow, api: MailboxGmail, gmailIds: string[], stored: SyncHealthCounts, progress?: Progress): Promise<PassTotals> {
     const health = emptyHealth();
@@ -111,31 +117,24 @@ export function createSyncPass(deps: SyncPassDeps) {
       const known = await repo.knownGmailIds(mailbox.id, chunk);
       todo.push(...chunk.filter((id) => !known.has(id)));
     }
-    // Read FETCH_CONCURRENCY at a time, so they finish out of order: the run reported is unbroken.
-    const results: (MessageResult | undefined)[] = new Array(todo.length);
-    let through = 0;
-    let told = 0;
-    let reportedThrough = 0;
-    let telling = Promise.resolve();
-    await eachLimited([...todo.keys()], FETCH_CONCURRENCY, async (index) => {
-      const result = await processOrSkip(mailbox, api, todo[index]!);
-      addHealth(health, result);
-      if (result.kept) addHealth(stored, result);
-      if (!progress) return;
-      results[index] = result;
-      while (through < todo.length && results[through]) through += 1;
-      if (through - told < RESYNC_CHECKPOINT_EVERY) return;
-      told = through;
-      const upTo = through;
-      // One after another, so a later checkpoint is never overwritten by an earlier one.
-      telling = telling.then(() => {
-        const counts = emptyHealth();
-        for (let i = reportedThrough; i < upTo; i += 1) if (!results[i]!.kept) addHealth(counts, results[i]!);
-        reportedThrough = upTo;
-        return progress(todo[upTo - 1]!, counts);
+    for (let start = 0; start < todo.length; start += BATCH) {
+      const batch = todo.slice(start, start + BATCH);
+      const notKept = emptyHealth();
+      const count = (result: MessageResult) => {
+        addHealth(health, result);
+        addHealth(result.kept ? stored : notKept, result);
+      };
+      const later: { id: string; meta: GmailMessageMetadata }[] = [];
+      await eachLimited(batch, FETCH_CONCURRENCY, async (id) => {
+        const result = await processOrSkip(mailbox, api, id, { later: true });
+        if ('deferred' in result) later.push({ id, meta: result.deferred });
+        else count(result);
       });
-      await telling;
-    });
+      await eachLimited(later, FETCH_CONCURRENCY, async ({ id, meta }) => {
+        count((await processOrSkip(mailbox, api, id, { meta })) as MessageResult);
+      });
+      if (progress) await progress(batch.at(-1)!, notKept);
+    }
     return { examined: health.read, kept: health.kept, events: health.reply + health.autoReply + health.bounce + health.delay, health };
   }
 
