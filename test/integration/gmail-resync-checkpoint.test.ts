@@ -8,7 +8,7 @@ import { ALICE, BOB, useSyncApp } from '../helpers/gmail-sync.js';
  * fails part way — Gmail failing for a while, the process killed by a deploy — used to start
  * over from the first message, so a large resync could keep failing at the same place and
  * never finish, the mailbox's sequences waiting all along. It now records how far it got
- * (`mailboxes.resync_checkpoint`, every 200 messages read), and the next try of the same
+ * (`mailboxes.resync_checkpoint`, after each batch of 200 read), and the next try of the same
  * window goes on after that — first reading what entered the window since the first try began
  * (history since then), and with the counts of what was read before recorded once.
  */
@@ -48,7 +48,7 @@ describe('a resync that fails part way', () => {
     const secondStart = reads();
     expect(await sync(ctx.alice.id)).toMatchObject({ status: 'synced', resynced: true });
     const secondTry = reads() - secondStart;
-    // The first try read about half and recorded a checkpoint every 200: the second goes on after
+    // The first try read about half and recorded a checkpoint after each batch of 200: the second goes on after
     // the last, reading the rest but what the first stored — from the start, it read all but that.
     expect(firstTry).toBeGreaterThanOrEqual(toRead / 2);
     expect(secondTry).toBeLessThanOrEqual(toRead - 200 * Math.floor(toRead / 2 / 200));
