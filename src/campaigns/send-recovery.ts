@@ -58,11 +58,12 @@ export interface SendRecoveryDeps {
 
 /**
  * Sends whose lease expired: their worker died mid-send, or Gmail gave no clear answer and
- * the mailbox is due to be searched. Invariant 3: a send is resolved by searching the
- * mailbox for its Message-ID (`rfc822msgid:`) — found means sent; absent after
- * RESOLVE_LOOKS searches spread out for Gmail's index means not sent, and it is queued
- * again. A mailbox that cannot be read (send-only) cannot be asked, so such a send ends
- * `failed/outcome_unknown`: at most once wins over at least once.
+ * the mailbox is due to be searched. Invariant 3: a send is resolved by looking for its
+ * Message-ID in the mailbox (gmail/sent-copy.ts) — found means sent; absent after
+ * RESOLVE_LOOKS looks spread out for Gmail's index means not sent, and it is queued again.
+ * A mailbox that cannot be read (send-only) cannot be asked, so such a send ends
+ * `failed/outcome_unknown`: at most once wins over at least once. Every verdict gives way to
+ * a copy sync recorded on the attempt's row (then it is sent).
  */
 export function createSendRecovery(deps: SendRecoveryDeps) {
   const { repo, ledger, logger, workerId, now } = deps;
