@@ -1,4 +1,4 @@
-import { sql } from 'drizzle-orm';
+import { sql, type SQL } from 'drizzle-orm';
 import type { Db } from '../db/connect.js';
 import { rowsOf } from '../db/pg-array.js';
 import { SEND_OUTCOME_UNKNOWN } from '../gmail/gmail-client.js';
@@ -12,45 +12,52 @@ import { takeOverTerms, type ParkedFor } from './parked-sends.js';
  * mailbox, or queued again when Gmail has no copy. Part of the ledger repo (send-ledger.repo.ts).
  */
 export function createLedgerRecoveryQueries(db: Db) {
+  /**
+   * A verdict that gives way to a record sync writes on the attempt's row (gmail/sent-copy.ts):
+   * `messageChange` (a delete or an update of `messages`) runs first, only while that row holds
+   * no Gmail id, and locks the ledger row before it (the order purges and outcomes lock in), so
+   * a record being written now is waited for and seen; the ledger (`ledgerSet`, then `alsoDo`'s
+   * CTEs) follows that change, or no message row at all. False when the row was seen (or the
+   * lease lost).
+   */
+  async function unlessSeen(lease: SendLease, messageChange: SQL, ledgerSet: SQL, alsoDo: SQL = sql``): Promise<boolean> {
+    const row = sql`${lease.messageRowId}::uuid`;
+    const [changed] = rowsOf<{ n: number }>(
+      await db.execute(sql`
+        with m as (${messageChange} where id = ${row} and gmail_message_id is null and exists (select 1 from campaign_sends where ${fence(lease)} for update) returning id),
+        ledger as (update campaign_sends set ${ledgerSet}
+          where ${fence(lease)} and (exists (select 1 from m) or not exists (select 1 from messages where id = ${row}))
+          returning id, workspace_id, campaign_id, step, contact_id, email, message_id)${alsoDo}
+        select count(*)::int as n from ledger`),
+    );
+    return Number(changed?.n ?? 0) > 0;
+  }
+
   return {
     /**
      * Recovery's "not sent": `requeue`, unless sync recorded a Gmail copy on the attempt's row
-     * (gmail/sent-copy.ts): then false. The delete comes first, on that condition, so a record
-     * being written now is waited for and seen; the ledger follows the delete (or no row at all).
+     * (gmail/sent-copy.ts): then false (`unlessSeen`).
      */
-    async requeueUnsent(lease: SendLease, dueAt: Date): Promise<boolean> {
-      const row = sql`${lease.messageRowId}::uuid`;
-      const [changed] = rowsOf<{ n: number }>(
-        await db.execute(sql`
-          with m as (delete from messages where id = ${row} and gmail_message_id is null and exists (select 1 from campaign_sends where ${fence(lease)} for update) returning id),
-          ledger as (update campaign_sends set status = 'queued', due_at = ${ts(dueAt)}, error_code = 'recovered_unsent', message_id = null, lease_owner = null, lease_expires_at = null, resolve_looks = 0
-            where ${fence(lease)} and (exists (select 1 from m) or not exists (select 1 from messages where id = ${row})) returning id)
-          select count(*)::int as n from ledger`),
-      );
-      return Number(changed?.n ?? 0) > 0;
-    },
+    requeueUnsent: (lease: SendLease, dueAt: Date) =>
+      unlessSeen(
+        lease,
+        sql`delete from messages`,
+        sql`status = 'queued', due_at = ${ts(dueAt)}, error_code = 'recovered_unsent', message_id = null, lease_owner = null, lease_expires_at = null, resolve_looks = 0`,
+      ),
 
     /**
-     * Recovery's "cannot tell" (a last look that could not read back to the claim):
-     * `failed/outcome_unknown`, never sent again, with its `message.failed` event — unless sync
-     * recorded a Gmail copy on the attempt's row: then false, as `requeueUnsent`. The message
-     * row changes first, on that condition, the ledger row locked before it (the order purges
-     * and outcomes lock in), and the ledger follows that change (or no message row at all).
+     * Recovery's "cannot tell" (a last look that could not read back to the claim; a mailbox
+     * that cannot be read): `failed/outcome_unknown`, never sent again, with its
+     * `message.failed` event — unless sync recorded a Gmail copy on the attempt's row: then
+     * false (`unlessSeen`).
      */
-    async markUnknownUnseen(lease: SendLease): Promise<boolean> {
-      const row = sql`${lease.messageRowId}::uuid`;
-      const [changed] = rowsOf<{ n: number }>(
-        await db.execute(sql`
-          with m as (
-            update messages set status = 'failed', error_code = ${SEND_OUTCOME_UNKNOWN}
-            where id = ${row} and gmail_message_id is null and exists (select 1 from campaign_sends where ${fence(lease)} for update) returning id),
-          ledger as (update campaign_sends set status = 'failed', error_code = ${SEND_OUTCOME_UNKNOWN}, lease_owner = null, lease_expires_at = null
-            where ${fence(lease)} and (exists (select 1 from m) or not exists (select 1 from messages where id = ${row}))
-            returning id, workspace_id, campaign_id, step, contact_id, email, message_id)${campaignSendOutcomeCtes('message.failed', new Date(), SEND_OUTCOME_UNKNOWN)}
-          select count(*)::int as n from ledger`),
-      );
-      return Number(changed?.n ?? 0) > 0;
-    },
+    markUnknownUnseen: (lease: SendLease) =>
+      unlessSeen(
+        lease,
+        sql`update messages set status = 'failed', error_code = ${SEND_OUTCOME_UNKNOWN}`,
+        sql`status = 'failed', error_code = ${SEND_OUTCOME_UNKNOWN}, lease_owner = null, lease_expires_at = null`,
+        campaignSendOutcomeCtes('message.failed', new Date(), SEND_OUTCOME_UNKNOWN),
+      ),
 
     /**
      * Gmail gave no clear answer: the send stays `sending` under this lease until `lookAt`,
