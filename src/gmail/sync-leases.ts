@@ -8,6 +8,19 @@ import { rowsOf } from '../db/pg-array.js';
  * syncs once more before it lets go, so a push that arrives mid-sync is never lost. A process
  * that dies keeps the lease only until it expires.
  */
+/**
+ * Thrown inside a pass whose lease another process now holds (it expired: renewals failed for
+ * its whole length, the process stalled): the pass stops before reading or writing more, so two
+ * processes never go on syncing one mailbox side by side (each message counted twice, two
+ * checkpoints written over each other).
+ */
+export class SyncLeaseLost extends Error {
+  constructor() {
+    super('the mailbox sync lease was taken by another process');
+    this.name = 'SyncLeaseLost';
+  }
+}
+
 export interface SyncLeases {
   /** True when this process now holds the mailbox's sync lease (or already did). */
   acquire(mailboxId: string): Promise<boolean>;

@@ -69,6 +69,12 @@ export interface PassResult extends PassTotals {
 
 /** A resync's progress for its checkpoint: the last message of a batch read, and the counts of the batch's messages not kept. */
 type Progress = (throughId: string, counts: SyncHealthCounts) => Promise<void>;
+/**
+ * Called before each batch and before a checkpoint: throws (sync-leases.ts SyncLeaseLost) when
+ * another process took the mailbox's sync lease, so the pass stops there.
+ */
+export type LeaseCheck = () => Promise<void>;
+const noLease: LeaseCheck = async () => undefined;
 
 export interface SyncPassDeps {
   repo: SyncRepo;
@@ -108,7 +114,7 @@ export function createSyncPass(deps: SyncPassDeps) {
    * resync's checkpoint (`progress`, after each batch: its last id, and the counts of its
    * messages not stored) keeps them, as the next try never reads that batch again.
    */
-  async function processIds(mailbox: MailboxRow, api: MailboxGmail, gmailIds: string[], stored: SyncHealthCounts, progress?: Progress): Promise<PassTotals> {
+  async function processIds(mailbox: MailboxRow, api: MailboxGmail, gmailIds: string[], stored: SyncHealthCounts, held: LeaseCheck, progress?: Progress): Promise<PassTotals> {
     const health = emptyHealth();
     const unique = [...new Set(gmailIds)];
     const todo: string[] = [];
@@ -118,6 +124,7 @@ export function createSyncPass(deps: SyncPassDeps) {
       todo.push(...chunk.filter((id) => !known.has(id)));
     }
     for (let start = 0; start < todo.length; start += BATCH) {
+      await held();
       const batch = todo.slice(start, start + BATCH);
       const notKept = emptyHealth();
       const count = (result: MessageResult) => {
@@ -133,7 +140,10 @@ export function createSyncPass(deps: SyncPassDeps) {
       await eachLimited(later, FETCH_CONCURRENCY, async ({ id, meta }) => {
         count((await processOrSkip(mailbox, api, id, { meta })) as MessageResult);
       });
-      if (progress) await progress(batch.at(-1)!, notKept);
+      if (progress) {
+        await held();
+        await progress(batch.at(-1)!, notKept);
+      }
     }
     return { examined: health.read, kept: health.kept, events: health.reply + health.autoReply + health.bounce + health.delay, health };
   }
@@ -196,7 +206,7 @@ export function createSyncPass(deps: SyncPassDeps) {
    * of an address connected again starts (its earlier connection's last good sync, at most
    * FULL_SYNC_QUERY's 90 days back): read as a resync, its gap shown when there is more.
    */
-  async function fullSync(mailbox: MailboxRow, api: MailboxGmail, resynced: boolean, stored: SyncHealthCounts, from?: Date | null): Promise<PassResult> {
+  async function fullSync(mailbox: MailboxRow, api: MailboxGmail, resynced: boolean, stored: SyncHealthCounts, held: LeaseCheck, from?: Date | null): Promise<PassResult> {
     const since = from ? Math.floor(from.getTime() / 1000) - RESYNC_MARGIN_SECONDS : undefined;
     const [query, max] = since === undefined ? [FULL_SYNC_QUERY, FULL_SYNC_MAX_MESSAGES] : [`after:${since}`, deps.config.gmail.resyncMaxMessages];
     // The history id from before listing: anything that arrives while we list is picked up next time.
@@ -214,7 +224,7 @@ export function createSyncPass(deps: SyncPassDeps) {
     const ordered = ids.slice(0, max).reverse();
     let totals: PassTotals;
     if (since === undefined) {
-      totals = await processIds(mailbox, api, ordered, stored);
+      totals = await processIds(mailbox, api, ordered, stored, held);
     } else {
       const resume = await resumePoint(mailbox, api, ordered, since);
       const rest = ordered.slice(resume.at);
@@ -233,7 +243,7 @@ export function createSyncPass(deps: SyncPassDeps) {
           logger.warn({ mailboxId: mailbox.id, sqlState: sqlStateOf(error) }, 'a resync checkpoint could not be recorded');
         }
       };
-      totals = { ...(await processIds(mailbox, api, [...resume.first, ...rest], stored, progress)), inherited: resume.counts };
+      totals = { ...(await processIds(mailbox, api, [...resume.first, ...rest], stored, held, progress)), inherited: resume.counts };
     }
     const gap = since !== undefined && pageToken !== undefined ? { at: now().toISOString(), since: new Date(since * 1000).toISOString(), read: max } : undefined;
     if (gap) {
@@ -243,13 +253,13 @@ export function createSyncPass(deps: SyncPassDeps) {
     return { mode: 'full', resynced, historyId: profile.historyId || undefined, ...totals, ...(gap ? { gap } : {}) };
   }
 
-  async function syncPass(mailbox: MailboxRow, api: MailboxGmail, stored: SyncHealthCounts): Promise<PassResult> {
+  async function syncPass(mailbox: MailboxRow, api: MailboxGmail, stored: SyncHealthCounts, held: LeaseCheck = noLease): Promise<PassResult> {
     if (!mailbox.historyId) {
       // Disconnected and connected again: what arrived since the earlier connection last read it
       // (a reply, a bounce) is read, not only the newest 500 — and if there is more, the gap shows.
       const earlier = await repo.lastSyncOfEarlierConnections(mailbox.id);
       const from = earlier && earlier.getTime() > now().getTime() - FIRST_SYNC_REACH_MS ? earlier : undefined;
-      return fullSync(mailbox, api, false, stored, from);
+      return fullSync(mailbox, api, false, stored, held, from);
     }
     let changes: Awaited<ReturnType<typeof listChanges>>;
     try {
@@ -258,13 +268,13 @@ export function createSyncPass(deps: SyncPassDeps) {
       if (!(error instanceof GmailError) || error.kind !== 'not_found') throw error;
       // Gmail keeps history for about a week; an older start id is a 404 and means "sync everything again".
       logger.info({ mailboxId: mailbox.id }, 'stored history id is too old for Gmail; doing a full resync');
-      return fullSync(mailbox, api, true, stored, mailbox.lastSyncAt);
+      return fullSync(mailbox, api, true, stored, held, mailbox.lastSyncAt);
     }
     if (!changes) {
       logger.info({ mailboxId: mailbox.id, limit: MAX_INCREMENTAL_CHANGES }, 'too many changes since the last sync; doing a full resync');
-      return fullSync(mailbox, api, true, stored, mailbox.lastSyncAt);
+      return fullSync(mailbox, api, true, stored, held, mailbox.lastSyncAt);
     }
-    const totals = await processIds(mailbox, api, changes.ids, stored);
+    const totals = await processIds(mailbox, api, changes.ids, stored, held);
     return { mode: 'incremental', resynced: false, historyId: changes.historyId, ...totals };
   }
 

@@ -9,11 +9,11 @@ import type { MailboxService } from './mailboxes.service.js';
 import type { MailboxPacer } from './pacer.js';
 import { createSignals } from './signals.js';
 import { addHealth, emptyHealth } from './sync-health.js';
-import type { SyncLeases } from './sync-leases.js';
+import { SyncLeaseLost, type SyncLeases } from './sync-leases.js';
 import type { GmailGuard } from '../privacy/gmail-guard.js';
 import type { SyncRepo } from './sync.repo.js';
 import { createMessageSync } from './sync-message.js';
-import { createSyncPass, type SyncMode } from './sync-pass.js';
+import { createSyncPass, type LeaseCheck, type SyncMode } from './sync-pass.js';
 
 export { FULL_SYNC_MAX_MESSAGES, FULL_SYNC_QUERY, MAX_INCREMENTAL_CHANGES, type SyncMode } from './sync-pass.js';
 
@@ -28,7 +28,7 @@ export { FULL_SYNC_MAX_MESSAGES, FULL_SYNC_QUERY, MAX_INCREMENTAL_CHANGES, type 
 export type SyncOutcome =
   | { status: 'synced'; mode: SyncMode; examined: number; kept: number; events: number; resynced: boolean }
   | { status: 'failed'; kind: GmailError['kind'] | 'internal' }
-  | { status: 'skipped'; reason: 'unknown_mailbox' | 'sync_disabled' | 'needs_reconnect' | 'running_elsewhere' };
+  | { status: 'skipped'; reason: 'unknown_mailbox' | 'sync_disabled' | 'needs_reconnect' | 'running_elsewhere' | 'lease_lost' };
 
 export interface SyncServiceDeps {
   repo: SyncRepo;
@@ -71,7 +71,8 @@ export function createSyncService(deps: SyncServiceDeps) {
   /** When this process last tried each mailbox (success or not): the poller's spacing. */
   const lastAttempt = new Map<string, number>();
 
-  async function runSync(mailboxId: string): Promise<SyncOutcome> {
+  /** One pass; `held` (under a lease) stops it where another process took the mailbox's lease. */
+  async function runSync(mailboxId: string, held?: LeaseCheck): Promise<SyncOutcome> {
     const mailbox = await mailboxesRepo.findByIdUnscoped(mailboxId);
     if (!mailbox) return { status: 'skipped', reason: 'unknown_mailbox' };
     if (!mailbox.syncEnabled || !mailbox.scopes.includes(GMAIL_SCOPES.readonly)) return { status: 'skipped', reason: 'sync_disabled' };
@@ -80,11 +81,13 @@ export function createSyncService(deps: SyncServiceDeps) {
     const stored = emptyHealth();
     try {
       // withGmail marks the mailbox needs_reconnect when Google says the grant is gone.
-      const result = await mailboxes.withGmail(mailbox, (api) => syncPass(mailbox, api, stored));
+      const result = await mailboxes.withGmail(mailbox, (api) => syncPass(mailbox, api, stored, held));
       // History advances only here, after every message up to it was processed.
       // With a resumed resync's counts of what earlier tries read up to its checkpoint.
       const health = result.health;
       if (result.inherited) addHealth(health, result.inherited);
+      // Still ours (and extended by a lease's length): no other process records this mailbox's sync meanwhile.
+      await held?.();
       await repo.recordSyncSuccess(mailbox.id, { historyId: result.historyId, seen: health.read, at: now(), health, gap: result.gap });
       logger.info(
         { mailboxId: mailbox.id, mode: result.mode, resynced: result.resynced, examined: result.examined, kept: result.kept, events: result.events },
@@ -94,6 +97,11 @@ export function createSyncService(deps: SyncServiceDeps) {
     } catch (error) {
       // What the pass stored stays, and so do its counts (processIds); history stays where it was.
       if (stored.kept > 0) await repo.recordSyncHealth(mailbox.id, { seen: stored.read, health: stored }).catch(() => undefined);
+      if (error instanceof SyncLeaseLost) {
+        // The process holding the lease now goes on from the stored history id; it skips what this pass stored.
+        logger.warn({ mailboxId: mailbox.id }, 'mailbox sync stopped: another process took its lease (this one stalled past it)');
+        return { status: 'skipped', reason: 'lease_lost' };
+      }
       if (error instanceof GmailError) {
         await repo.recordSyncFailure(mailbox.id, describeSyncFailure(error), now()).catch(() => undefined);
         logger.warn({ mailboxId: mailbox.id, kind: error.kind, status: error.status, reason: error.reason }, 'mailbox sync failed; history kept for the next try');
@@ -118,12 +126,21 @@ export function createSyncService(deps: SyncServiceDeps) {
       await leases.request(mailboxId);
       return { status: 'skipped', reason: 'running_elsewhere' };
     }
-    const renewal = setInterval(() => void leases.renew(mailboxId).catch(() => undefined), LEASE_RENEW_MS).unref();
+    // Renewed in the background (a batch can wait long on Gmail) and checked by the pass before
+    // each batch and before it records its end: a lease found lost stops the pass (SyncLeaseLost).
+    let lost = false;
+    const renewal = setInterval(() => void leases.renew(mailboxId).then((ours) => void (lost ||= !ours), () => undefined), LEASE_RENEW_MS).unref();
+    const held: LeaseCheck = async () => {
+      if (lost || !(await leases.renew(mailboxId))) {
+        lost = true;
+        throw new SyncLeaseLost();
+      }
+    };
     let outcome: SyncOutcome = { status: 'skipped', reason: 'unknown_mailbox' };
     try {
       for (let pass = 0; pass < MAX_PASSES_PER_LEASE; pass++) {
-        outcome = await runSync(mailboxId);
-        if (!(await leases.release(mailboxId))) break;
+        outcome = await runSync(mailboxId, held);
+        if (lost || !(await leases.release(mailboxId))) break;
         if (pass + 1 < MAX_PASSES_PER_LEASE && !(await leases.acquire(mailboxId))) break;
       }
     } finally {
