@@ -120,6 +120,15 @@ describe('loadConfig', () => {
     expect(config.google.clientId).toBeUndefined();
   });
 
+  it('.env.example lists every variable the service reads, and nothing it does not', async () => {
+    const { envSchema } = await import('./config/schema.js');
+    const example = readFileSync(path.join(import.meta.dirname, '..', '.env.example'), 'utf8');
+    const listed = new Set([...example.matchAll(/^([A-Z][A-Z0-9_]+)=/gm)].map((m) => m[1]!));
+    expect([...Object.keys(envSchema.shape)].filter((name) => !listed.has(name))).toEqual([]);
+    // INBOXTRAIL_*: read by the command-line client (`npm run campaign`), not by the service.
+    expect([...listed].filter((name) => !(name in envSchema.shape) && !name.startsWith('INBOXTRAIL_'))).toEqual([]);
+  });
+
   it('parses versioned encryption keys (the last one encrypts) and refuses duplicates', () => {
     const two = loadConfig({ ...secrets, TOKEN_ENCRYPTION_KEYS: `v1:${KEY}, v2:${Buffer.alloc(32, 2).toString('base64')}` });
     expect(two.tokenEncryptionKeys.map((k) => k.version)).toEqual(['v1', 'v2']);

@@ -2,8 +2,9 @@ import { z } from 'zod';
 import { encryptionKeyList, optionalUrl, signingSecretList } from './parsers.js';
 
 /**
- * Every environment variable the service reads, with its rule and default. `.env.example` and the
- * README's configuration table list the same names; src/config.ts maps the parsed values to `Config`.
+ * Every environment variable the service reads, with its rule and default. `.env.example` lists
+ * every name (config.test.ts checks it), the README's configuration table the ones most often set;
+ * src/config.ts maps the parsed values to `Config`.
  */
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;

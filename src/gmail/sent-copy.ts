@@ -81,7 +81,7 @@ interface SentWalk {
  *    unknown (UNDECIDED: failed, outcome_unknown, never sent again), as for a mailbox that
  *    cannot be read. We take the label listing to be newest first and not to lag as search
  *    does; Google documents neither, and the sandbox models it so. The verdicts give way to a
- *    record sync writes at that very moment (send-ledger.repo.ts `requeueUnsent`,
+ *    record sync writes at that very moment (send-ledger-recovery.repo.ts `requeueUnsent`,
  *    messages.service.ts). What Gmail stores later still is beyond anything we can ask.
  */
 export function createSentCopies(deps: SentCopyDeps) {

@@ -23,7 +23,7 @@ export type SkipReason =
   | 'unverifiedNotice'
   /** Deleted between listing and reading. */
   | 'gone'
-  /** Holds text the database cannot store whatever the retry (sync.service.ts): skipped so that the mail after it is read. */
+  /** Holds text the database cannot store whatever the retry (sync-pass.ts): skipped so that the mail after it is read. */
   | 'unstorable';
 
 export type SignalKind = 'reply' | 'autoReply' | 'bounce' | 'delay';

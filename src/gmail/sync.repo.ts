@@ -100,10 +100,6 @@ function syncQueries(db: Db, hashAddress: AddressHasher) {
         .where(and(eq(contacts.workspaceId, workspaceId), anyOf(sql`lower(${contacts.email})`, lowered), isNull(contacts.deletedAt)));
     },
 
-    /**
-     * Whether this mailbox already records a message we sent with this Message-ID (sync
-     * finding our own send in SENT, possibly before the send ledger stored Gmail's id).
-     */
     /** Whether an address is one of the workspace's own people: a member's login or a connected mailbox. */
     async isTeammate(workspaceId: string, address: string): Promise<boolean> {
       const [row] = rowsOf<{ teammate: boolean }>(
@@ -327,15 +323,15 @@ function syncQueries(db: Db, hashAddress: AddressHasher) {
       return inserted.length > 0;
     },
 
-    /**
-     * Success: counters add up, and history moves forward only (a second process, or a push
-     * racing a poll, never moves it back). No `historyId`: history is left as it is.
-     */
-    /** A failed pass's counts of what it stored (sync.service.ts processIds); nothing else of the mailbox moves. */
+    /** A failed pass's counts of what it stored (sync-pass.ts processIds); nothing else of the mailbox moves. */
     async recordSyncHealth(mailboxId: string, input: { seen: number; health: SyncHealthCounts }): Promise<void> {
       await db.update(mailboxes).set(healthAdded(input.seen, input.health)).where(eq(mailboxes.id, mailboxId));
     },
 
+    /**
+     * Success: counters add up, and history moves forward only (a second process, or a push
+     * racing a poll, never moves it back). No `historyId`: history is left as it is.
+     */
     async recordSyncSuccess(mailboxId: string, input: { historyId?: string; seen: number; at: Date; health?: SyncHealthCounts; gap?: SyncGap }): Promise<void> {
       const next = input.historyId && /^\d+$/.test(input.historyId) ? input.historyId : undefined;
       await db

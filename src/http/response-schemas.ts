@@ -221,7 +221,7 @@ export const mailboxesResponse = z.object({ mailboxes: z.array(mailbox) });
 
 // Mail (src/messages)
 
-/** One outbound message: `pending` until Gmail confirms, `outcome_unknown` when it never did on a send-only mailbox. */
+/** One outbound message: `pending` until Gmail confirms, `outcome_unknown` when it never did and the mailbox could not tell (send-only, or more sent since than recovery reads). */
 export const message = z.object({
   id,
   status: z.enum(['pending', 'outcome_unknown', 'sent', 'failed']),

@@ -28,7 +28,7 @@ export interface OneToOneMail {
 /** Gmail's limit for a message sent through the API. */
 export const MAX_MESSAGE_BYTES = 35 * 1024 * 1024;
 
-/** `outcome_unknown`: Gmail never confirmed it and the mailbox cannot be searched (send-only); check Sent before sending again. */
+/** `outcome_unknown`: Gmail never confirmed it and the mailbox could not tell (send-only, or more sent since than recovery's listing reads); check Sent before sending again. */
 function presentStatus(message: MessageRow) {
   if (message.status === 'sending') return 'pending' as const;
   if (message.status === 'failed' && message.errorCode === SEND_OUTCOME_UNKNOWN) return 'outcome_unknown' as const;
