@@ -60,7 +60,7 @@ export interface CallRecord {
   at: string;
   /** When the request arrived (before any injected latency): "was this send started after X?". */
   receivedAt: string;
-  /** messages.send that stored a message: its id, to tie the call to the message. */
+  /** messages.send that stored a message, or messages.get: the message's id, to tie the call to the message. */
   messageId?: string;
 }
 

@@ -167,6 +167,8 @@ export function gmailRoutes(ctx: SandboxContext): Router {
         const mailbox = ctx.store.find(token.email);
         if (!mailbox) throw gmailErrors.unauthenticated();
         call.mailbox = mailbox.email;
+        // A read names its message too: tests can tell which message a slowed or failed read was.
+        if (endpoint === 'get') call.messageId = String(req.params['id'] ?? '');
         if (ctx.enforceScopes && !token.scopes.some((s) => allowed.includes(s))) throw gmailErrors.insufficientScopes();
 
         const fault = ctx.faults.decide(endpoint, mailbox.email, ctx.now());

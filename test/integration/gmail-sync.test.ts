@@ -184,11 +184,15 @@ describe('replies and bounces to mail we sent', () => {
     const gone = 'slow-copy-gone@contoso.test';
     expect((await ctx.app.api('POST', '/api/contacts', { token: ctx.owner.token, json: { email: gone } })).status).toBe(201);
     ctx.app.sandbox.control.setBouncingAddress(gone, 'hard');
-    await ctx.app.sandbox.control.sendAs(ALICE, { to: gone, subject: 'Slow copy', text: 'x' });
     // The pass reads the sent copy first (oldest first): Gmail answers that read slowly, so the
     // notice's read and match would come before the copy is stored (a flaky CI run found it).
+    const copy = await ctx.app.sandbox.control.sendAs(ALICE, { to: gone, subject: 'Slow copy', text: 'x' });
+    const readsBefore = ctx.app.sandbox.control.calls({ mailbox: ALICE, endpoint: 'get' }).length;
     ctx.app.sandbox.control.injectFault({ kind: 'latency', ms: 400, endpoint: 'get', mailbox: ALICE, times: 1 });
     expect(await sync(ctx.alice.id)).toMatchObject({ status: 'synced', events: 1 });
+    // The slowed read was the sent copy's (else this test proves nothing about the ordering).
+    const slowed = ctx.app.sandbox.control.calls({ mailbox: ALICE, endpoint: 'get' }).slice(readsBefore).filter((c) => Date.parse(c.at) - Date.parse(c.receivedAt) >= 400);
+    expect(slowed.map((c) => c.messageId)).toEqual([copy.id]);
     expect(await query(sql`select email from suppressions where workspace_id = ${ctx.owner.workspaceId}::uuid and email = ${gone}`)).toHaveLength(1);
   });
 
