@@ -100,12 +100,32 @@ export function createMailboxService(deps: MailboxServiceDeps) {
   /** What Google's refusal of this grant means for the mailbox now (repo.markNeedsReconnect). */
   async function markNeedsReconnect(mailbox: MailboxRow, reason: string): Promise<'marked' | 'already' | 'stale'> {
     if (mailbox.status === 'needs_reconnect') return 'already';
-    const outcome = await repo.markNeedsReconnect(mailbox.id, mailbox.refreshTokenEnc, { statusReason: reason, accessTokenEnc: null, accessTokenExpiresAt: null });
+    const mark = (grant: string) => repo.markNeedsReconnect(mailbox.id, grant, { statusReason: reason, accessTokenEnc: null, accessTokenExpiresAt: null });
+    let outcome = await mark(mailbox.refreshTokenEnc);
+    if (outcome === 'stale') {
+      // A key rotation (npm run rotate-keys) seals the same grant again under the new key: another
+      // ciphertext, the same refresh token. That is the grant Google refused, not a new one.
+      const resealed = await resealedGrant(mailbox);
+      if (resealed) outcome = await mark(resealed);
+    }
     if (outcome !== 'marked') return outcome;
     await deps.pacer.forget(mailbox.id);
     clients.delete(mailbox.id);
     logger.warn({ mailboxId: mailbox.id, reason }, 'mailbox needs reconnecting; its Gmail work is paused');
     return outcome;
+  }
+
+  /** The live row's sealed refresh token when it holds the very token `mailbox` held, sealed anew (a key rotation). */
+  async function resealedGrant(mailbox: MailboxRow): Promise<string | undefined> {
+    const current = await repo.findByIdUnscoped(mailbox.id);
+    if (!current || current.refreshTokenEnc === mailbox.refreshTokenEnc) return undefined;
+    const context = tokenContext(mailbox.id, 'refresh');
+    try {
+      return cipher.decrypt(current.refreshTokenEnc, context) === cipher.decrypt(mailbox.refreshTokenEnc, context) ? current.refreshTokenEnc : undefined;
+    } catch {
+      // A key retired meanwhile: it cannot be told, so it counts as another grant (the call is retried).
+      return undefined;
+    }
   }
 
   /**

@@ -2,7 +2,7 @@ import { sql } from 'drizzle-orm';
 import { describe, expect, it } from 'vitest';
 import { LIMITED_USE_DISCLOSURE } from '../../src/gmail/disclosure.js';
 import { createMailboxesRepo } from '../../src/gmail/mailboxes.repo.js';
-import { createTokenCipher } from '../../src/gmail/token-cipher.js';
+import { createTokenCipher, tokenContext } from '../../src/gmail/token-cipher.js';
 import { connectMailbox, connectedMailbox, cookiesFrom } from '../helpers/gmail.js';
 import { countRows, snapshotCounts } from '../helpers/test-db.js';
 import { signUp, startTestApp, TEST_ENV, useAppWithOwner } from '../helpers/test-app.js';
@@ -174,9 +174,14 @@ describe('connecting Gmail', () => {
     const events = (await ctx.app.database.db.execute(sql`select count(*)::int as n from webhook_events where type = 'mailbox.needs_reconnect'`)) as unknown as { rows: { n: number }[] };
     expect(events.rows[0]!.n).toBe(0);
 
-    // The grant the mailbox does hold, refused: marked as before.
+    // The grant the mailbox does hold, refused: marked as before — also when a key rotation sealed
+    // it anew while the call ran (another ciphertext, the same refresh token: not a new grant).
     ctx.app.sandbox.control.injectFault({ kind: 'invalidGrant', mailbox: 'regrant@acme.test' });
     const current = await inFlight(mailbox.id);
+    const cipher = createTokenCipher(ctx.app.config.tokenEncryptionKeys);
+    const resealed = cipher.encrypt(cipher.decrypt(current.refreshTokenEnc, tokenContext(mailbox.id, 'refresh')), tokenContext(mailbox.id, 'refresh'));
+    expect(resealed).not.toBe(current.refreshTokenEnc);
+    await ctx.app.database.db.execute(sql`update mailboxes set refresh_token_enc = ${resealed} where id = ${mailbox.id}::uuid`);
     expect(await mailboxes.withGmail(current, (api) => api.getProfile()).catch((error: unknown) => error)).toMatchObject({ kind: 'auth_revoked' });
     expect((await statusOf(mailbox.id)).status).toBe('needs_reconnect');
   });
