@@ -124,8 +124,14 @@ const LONG_OPAQUE_SEGMENT = /(?<=\/)(?![0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a
  * `[]` suffix (`q[]=`).
  */
 const SECRET_KEYS = new Set(['code', 'state', 'email', 'loginhint', 'login_hint', 'q']);
-/** A key or header name that names a credential, whatever the rest of it (`deviceToken`, `api_key`, `x-auth-token`, `client_secret`…). */
-const CREDENTIAL_NAME = /token|secret|passw|api[_-]?key|credential|signature|auth|session|cookie|verifier/i;
+/** A key or header name that names a credential, whatever the rest of it (`deviceToken`, `api_key`, `x-auth-token`, `client_secret`, `key`, `access_key`…). */
+const CREDENTIAL_NAME = /token|secret|passw|api[_-]?key|(?:^|[_-])key$|credential|signature|auth|session|cookie|verifier/i;
+/**
+ * A query value that looks like a credential whatever its name: our API keys (`itk_…`), or any
+ * long opaque run (a token under a name no rule foresaw; cursors too, which carry nothing
+ * worth reading in a log). UUIDs, which name rows, stay readable.
+ */
+const OPAQUE_VALUE = /^(?:itk_.*|(?![0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$)[A-Za-z0-9_%.~-]{32,})$/i;
 /** An address, plain or encoded (once or twice): a query value, a key or a path segment holding one is redacted whole. */
 const ADDRESS = /@|%40|%2540/i;
 /** `scheme://[userinfo@]host`: the host is kept, a user and password never. */
@@ -175,7 +181,7 @@ function redactParam(param: string, depth: number): string {
   }
   key = key.toLowerCase().replace(/\[.*$/, '');
   if (key === 'next') return `${rawKey}=${redactNestedUrl(value, depth)}`;
-  return SECRET_KEYS.has(key) || CREDENTIAL_NAME.test(key) || ADDRESS.test(value) || ADDRESS.test(rawKey) ? `${rawKey}=[redacted]` : param;
+  return SECRET_KEYS.has(key) || CREDENTIAL_NAME.test(key) || ADDRESS.test(value) || ADDRESS.test(rawKey) || OPAQUE_VALUE.test(value) ? `${rawKey}=[redacted]` : param;
 }
 
 /** A `next=` value: decoded (again while it was encoded more than once), redacted, encoded once. */

@@ -163,4 +163,17 @@ describe('issue 9: the worst cases of the hostile run leave nothing secret in th
     expect(logs).toContain('page=2');
     expect(logs).toMatch(/"user-agent":"\[redacted\]"/);
   });
+
+  it("a third attacker's finding: an API key in a query key no rule named (key=, access_key=, x=) is redacted by its shape", async () => {
+    const owner = await signUp(app);
+    const created = await app.api('POST', '/api/api-keys', { token: owner.token, json: { name: 'in a url', scopes: ['read'] } });
+    const key: string = created.body.key;
+    const secretPart = key.slice(created.body.prefix.length);
+    for (const name of ['key', 'access_key', 'x']) await app.api('GET', `/api/contacts?${name}=${key}&limit=5`, { token: key });
+    await app.api('GET', `/healthz2?opaque=${'Q'.repeat(20)}${secretPart}`);
+    const logs = app.logs.join('');
+    expect(logs).toContain('limit=5');
+    expect(logs).toContain('x=[redacted]');
+    expect(logs).not.toContain(secretPart);
+  });
 });
