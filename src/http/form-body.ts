@@ -17,17 +17,25 @@ const FORM_TYPES = ['application/x-www-form-urlencoded', 'multipart/form-data'];
  * the latter). Multipart is read up to a bound and parsed by the platform's own FormData
  * parser (undici), so no extra dependency handles untrusted input. Files are ignored.
  */
-export async function readFormFields(req: Request, options: { plainText?: boolean } = {}): Promise<FormFields> {
+export async function readFormFields(req: Request, options: { oneClick?: boolean } = {}): Promise<FormFields> {
   const empty = !req.headers['content-type'] && !req.headers['transfer-encoding'] && Number(req.headers['content-length'] ?? 0) === 0;
   if (empty) return new Map();
-  if (options.plainText && (!req.headers['content-type'] || req.is('text/plain'))) return parsePlainText(req);
+  if (options.oneClick && (!req.headers['content-type'] || req.is('text/plain'))) return parsePlainText(req);
   const kind = req.is(FORM_TYPES);
   if (kind === null) return new Map();
   if (kind === false) throw new UnsupportedMediaTypeError(FORM_TYPES.join(' or '));
-  if (kind === 'multipart/form-data') return parseMultipart(req);
+  // One-click (RFC 8058): a field that breaks the text rule is skipped, not the whole body (as
+  // for plain text below): only `List-Unsubscribe=One-Click` matters, and a lost opt-out is worse.
+  const add = options.oneClick ? addCleanField : addField;
+  if (kind === 'multipart/form-data') return parseMultipart(req, add);
   // The app's parser reads only UTF-8 and ISO-8859-1 forms (isAppReadableForm); another charset is read here.
-  if (req.body === undefined) return parseUrlencoded(req);
-  return fromParsedBody(req.body);
+  if (req.body === undefined) return parseUrlencoded(req, add);
+  return fromParsedBody(req.body, add);
+}
+
+/** A field that breaks the text rule is left out (one-click: see readFormFields). */
+function addCleanField(fields: FormFields, name: string, value: string): void {
+  if (isCleanText(name) && isCleanText(value)) addField(fields, name, value);
 }
 
 /**
@@ -43,14 +51,17 @@ export function isAppReadableForm(req: IncomingMessage): boolean {
   return charset === undefined || charset === 'utf-8' || charset === 'iso-8859-1';
 }
 
+/** The one-click opt-out's path (`POST /u/:token`, suppression/unsubscribe.routes.ts; routes match in any case). */
+export const isOneClickPath = (path: string) => /^\/u\/[^/]+\/?$/i.test(path);
+
 /** The signed-in web app's paths, whose forms its own router reads (web.routes.ts). */
 export const isWebAppPath = (url: string | undefined) => /^\/app(\/|\?|$)/.test(url ?? '');
 
 /** A urlencoded body in another charset (isAppReadableForm): decoded by its label, then read as a form. */
-async function parseUrlencoded(req: Request): Promise<FormFields> {
+async function parseUrlencoded(req: Request, add: AddField): Promise<FormFields> {
   const text = decodePlainText(await readBodyUpTo(req, MAX_MULTIPART_BYTES), charsetOf(req.headers['content-type']));
   const fields: FormFields = new Map();
-  for (const [name, value] of new URLSearchParams(text)) addField(fields, name, value);
+  for (const [name, value] of new URLSearchParams(text)) add(fields, name, value);
   return fields;
 }
 
@@ -105,12 +116,15 @@ function addField(fields: FormFields, name: string, value: string): void {
   fields.set(name, [...(fields.get(name) ?? []), value]);
 }
 
-function fromParsedBody(body: unknown): FormFields {
+type AddField = (fields: FormFields, name: string, value: string) => void;
+
+/** The app's parsed urlencoded body (its text rule already applied to it, except for one-click: http/text.ts). */
+function fromParsedBody(body: unknown, add: AddField): FormFields {
   const fields: FormFields = new Map();
   if (body === undefined || body === null) return fields;
   for (const [name, value] of Object.entries(body as Record<string, unknown>)) {
-    if (typeof value === 'string') fields.set(name, [value]);
-    else if (Array.isArray(value) && value.every((v) => typeof v === 'string')) fields.set(name, value as string[]);
+    if (typeof value === 'string') add(fields, name, value);
+    else if (Array.isArray(value) && value.every((v) => typeof v === 'string')) for (const v of value as string[]) add(fields, name, v);
     else throw new ValidationError([{ field: name, message: 'is not a plain form field' }]);
   }
   return fields;
@@ -130,12 +144,12 @@ export async function readMultipartForm(req: Request, limit: number): Promise<Fo
   }
 }
 
-async function parseMultipart(req: Request): Promise<FormFields> {
+async function parseMultipart(req: Request, add: AddField): Promise<FormFields> {
   const form = await readMultipartForm(req, MAX_MULTIPART_BYTES);
   const fields: FormFields = new Map();
   for (const [name, value] of form.entries()) {
     if (typeof value !== 'string') continue;
-    addField(fields, name, value);
+    add(fields, name, value);
   }
   return fields;
 }

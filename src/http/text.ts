@@ -1,4 +1,4 @@
-import type { RequestHandler } from 'express';
+import type { Request, RequestHandler } from 'express';
 import { InvalidTextError, ValidationError } from '../errors.js';
 
 /**
@@ -46,9 +46,14 @@ export function assertCleanText(value: unknown, field: string): void {
   if (found) throw new InvalidTextError(found);
 }
 
-/** Runs after the body parsers: the query string and the parsed body, before any route. */
-export function rejectBadText(): RequestHandler {
+/**
+ * Runs after the body parsers: the query string and the parsed body, before any route.
+ * `except`: requests a route reads leniently itself (the one-click opt-out: a stray bad field
+ * beside `List-Unsubscribe=One-Click` must not lose the opt-out; http/form-body.ts skips it).
+ */
+export function rejectBadText(options: { except?: (req: Request) => boolean } = {}): RequestHandler {
   return (req, _res, next) => {
+    if (options.except?.(req)) return next();
     const inQuery = findBadText(req.query, ['query']);
     if (inQuery) throw new InvalidTextError(inQuery);
     const inBody = findBadText(req.body);

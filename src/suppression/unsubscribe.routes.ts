@@ -81,7 +81,7 @@ export function unsubscribeRoutes(suppressions: SuppressionService): Router {
   /** RFC 8058 one-click, and the page's button. 200 only after the suppression has committed; no redirect. */
   router.post('/u/:token', async (req, res) => {
     const token = tokenOf(req.params.token);
-    const form = await readFormFields(req, { plainText: true });
+    const form = await readFormFields(req, { oneClick: true });
     if (!isUnsubscribeRequest(form)) {
       throw new ValidationError([{ field: 'List-Unsubscribe', message: 'must be One-Click (or confirm=yes from the page)' }]);
     }

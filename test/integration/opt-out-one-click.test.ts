@@ -189,13 +189,21 @@ describe('RFC 8058 one-click unsubscribe (P-09)', () => {
     }
   });
 
-  it('P-09 a one-click in UTF-16, US-ASCII or windows-1252, or with a stray control character on another line, still opts out', async () => {
+  it('P-09 a one-click in UTF-16, US-ASCII or windows-1252, or with a stray control character in another field (any encoding), still opts out', async () => {
     const utf16le = (text: string) => Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(text, 'utf16le')]);
     const utf16beNoBom = (text: string) => Buffer.from(text, 'utf16le').swap16();
     for (const [address, body, contentType] of [
       ['bom16@example.test', utf16le(`${ONE_CLICK}\r\n`), 'text/plain'],
       ['be16@example.test', utf16beNoBom(ONE_CLICK), 'text/plain; charset=UTF-16BE'],
       ['stray@example.test', Buffer.from(`note=a\u0000b\r\n${ONE_CLICK}\r\n`), 'text/plain'],
+      // The same stray field in the two encodings RFC 8058 names (an attacker's finding: 400, the opt-out lost).
+      ['stray-form@example.test', Buffer.from(`${ONE_CLICK}&utm=%00`), 'application/x-www-form-urlencoded'],
+      ['stray-form-name@example.test', Buffer.from(`${ONE_CLICK}&%00=x`), 'application/x-www-form-urlencoded; charset=us-ascii'],
+      [
+        'stray-multipart@example.test',
+        Buffer.from(`--XyZ\r\nContent-Disposition: form-data; name="List-Unsubscribe"\r\n\r\nOne-Click\r\n--XyZ\r\nContent-Disposition: form-data; name="x"\r\n\r\na\u0000b\r\n--XyZ--\r\n`),
+        'multipart/form-data; boundary=XyZ',
+      ],
       // A form in a charset the app's own form parser does not read (it answered 415, losing the opt-out).
       ['ascii@example.test', Buffer.from(ONE_CLICK), 'application/x-www-form-urlencoded; charset=us-ascii'],
       ['cp1252@example.test', Buffer.from(ONE_CLICK), 'application/x-www-form-urlencoded; charset=windows-1252'],
