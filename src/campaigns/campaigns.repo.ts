@@ -15,6 +15,7 @@ import { audienceWhere, firstStepSql, preflightCountsSql } from './audience-sql.
 import { rowsOf } from '../db/pg-array.js';
 import { readSendCounts, unfinishedSendsSql } from './send-counts.repo.js';
 import { recordAudit, type AuditEntry } from '../privacy/audit.js';
+import { holdAddressChanges } from '../suppression/address-lock.js';
 import { MAILBOX_PAUSES } from './mailbox-hold.js';
 import { campaignStatusChangedCtes, recordCampaignStatusChanged } from '../webhooks/facts.js';
 
@@ -206,6 +207,8 @@ function campaignQueries(db: Db) {
      */
     async materializeFirstStep(campaign: CampaignRow, senderDomain: string, dueAt: Date): Promise<number> {
       const statements = firstStepSql(campaign, senderDomain, dueAt);
+      // No contact's address changes between the two statements (address-lock.ts): in the launch's transaction.
+      await holdAddressChanges(db, campaign.workspaceId);
       await db.execute(statements.recipients);
       return Number(rowsOf<{ n: number }>(await db.execute(statements.sends))[0]!.n);
     },

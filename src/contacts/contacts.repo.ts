@@ -5,7 +5,7 @@ import type { AddressHasher } from '../suppression/address-hash.js';
 import { inUuidList } from '../db/sql-lists.js';
 import { cursorTimestamp, olderThanCursor, type PageCursor } from '../http/cursor.js';
 import { inTransaction, type Db } from '../db/connect.js';
-import { lockAddressesWithTheirContacts, lockContactAddress, underAddressLock } from '../suppression/address-lock.js';
+import { lockAddressChange, lockAddressesWithTheirContacts, lockContactAddress, underAddressLock } from '../suppression/address-lock.js';
 import { isUniqueViolation } from '../db/pg-errors.js';
 import { CUSTOM_PLAN } from '../db/plan-hints.js';
 import { campaignSends, consents, contacts, contactSearchText, mailboxes, mailEvents, messageContacts, messages, type ConsentStatus } from '../db/schema.js';
@@ -75,15 +75,23 @@ function contactQueries(db: Db, hashAddress: AddressHasher) {
       }
     },
 
-    /** Returns 'conflict' when the new address belongs to another contact. */
+    /**
+     * Returns 'conflict' when the new address belongs to another contact. A new address is
+     * written under the locks of an address change (suppression/address-lock.ts lockAddressChange:
+     * launches in progress, opt-outs and sends of the old and the new address).
+     */
     async update(workspaceId: string, id: string, fields: Partial<ContactFields>): Promise<ContactRow | undefined | 'conflict'> {
-      try {
-        const [row] = await db
+      const write = async (tx: Db) => {
+        const [row] = await tx
           .update(contacts)
           .set({ ...fields, ...(fields.email ? { addressHash: hashAddress(fields.email) } : {}), updatedAt: new Date() })
           .where(and(visible(workspaceId), eq(contacts.id, id)))
           .returning();
         return row;
+      };
+      try {
+        const email = fields.email;
+        return email ? await underAddressLock(db, (tx) => lockAddressChange(tx, workspaceId, id, email), write) : await write(db);
       } catch (error) {
         if (isUniqueViolation(error)) return 'conflict';
         throw error;

@@ -76,6 +76,33 @@ export async function lockAddressesAndContacts(db: Db, workspaceId: string, emai
 }
 
 /**
+ * A contact's address changes under a lock of the workspace, taken shared by every launch
+ * in progress (audience-sql.ts reads the audience's addresses twice, its recipients and then its
+ * sends joined to them by address: a change committing between the two statements left that
+ * contact out of the campaign with no ledger row, an attacker's finding). Launches share it; a
+ * change waits for the launches in progress and they wait for it (milliseconds). Nothing that
+ * holds an address lock takes this one, so it adds no deadlock.
+ */
+const addressChangesKey = (workspaceId: string) => sql`hashtextextended('contact-address-changes:' || ${workspaceId}::text, 0)`;
+
+/** A launch's hold (above): no contact of the workspace changes its address until its transaction ends. */
+export async function holdAddressChanges(db: Db, workspaceId: string): Promise<void> {
+  await db.execute(sql`select pg_advisory_xact_lock_shared(${addressChangesKey(workspaceId)})`);
+}
+
+/**
+ * Before a contact's address changes, in its transaction: the workspace's address-change lock
+ * (above), then the opt-out locks of the contact's addresses (now, and of its unsent sends) and
+ * of the new one. An opt-out by the old address (a recipient's link) then either committed first
+ * — the change carries the contact's new consent record with it — or comes after and finds the
+ * contact moved from the address its mail went to (suppression.service.ts movedContacts).
+ */
+export async function lockAddressChange(db: Db, workspaceId: string, contactId: string, newEmail: string): Promise<void> {
+  await db.execute(sql`select pg_advisory_xact_lock(${addressChangesKey(workspaceId)})`);
+  await lockAddressesAndContacts(db, workspaceId, [newEmail], [contactId]);
+}
+
+/**
  * Runs an opt-out write under the address lock. Inside a caller's transaction this is a
  * savepoint and the lock lasts until the caller commits; alone it is its own transaction.
  */

@@ -247,8 +247,10 @@ function suppressionListQueries(db: Db, hashAddress: AddressHasher) {
 
     /**
      * The person an opt-out link names, when their contact's address changed since: the live
-     * contacts whose campaign mail (of `campaignId`, the link's, when it names one) was sent to
-     * this recipient's address, and that have another address now.
+     * contacts whose campaign mail (of `campaignId`, the link's, when it names one) was for this
+     * recipient's address, and that have another address now. Whatever the send's state: the link
+     * is in mail that reached someone, and a send whose outcome was never recorded (`sending`,
+     * `failed/outcome_unknown`) may be that mail (only `sent` counted before: an attacker's finding).
      */
     async findContactsMovedFromRecipient(workspaceId: string, recipientId: string, campaignId: string | undefined): Promise<string[]> {
       const rows = await db
@@ -260,7 +262,6 @@ function suppressionListQueries(db: Db, hashAddress: AddressHasher) {
           and(
             eq(campaignSends.workspaceId, workspaceId),
             eq(campaignSends.recipientId, recipientId),
-            eq(campaignSends.status, 'sent'),
             campaignId ? eq(campaignSends.campaignId, campaignId) : undefined,
             sql`lower(${contacts.email}) <> lower(${recipients.email})`,
           ),

@@ -112,11 +112,16 @@ export function createSuppressionService(deps: { repo: SuppressionListRepo; code
    * An opt-out through a recipient's link is also the person's whose campaign mail went to that
    * address: their contact, when its address changed since, is opted out too (marketing to the
    * new address then needs a new opt-in; the suppression entry stays the address's). The
-   * address and those contacts are locked first, together (address-lock.ts).
+   * address is locked before the contacts that moved from it are read: an address change takes
+   * that lock too (address-lock.ts lockAddressChange), so one committing meanwhile is seen here —
+   * read first, a contact moving between the read and the lock was in neither lookup, and its
+   * opt-out was lost (an attacker's finding). Then those contacts' locks, all in one key order
+   * (the address's again: held already).
    */
   async function movedContacts(q: SuppressionListQueries, target: TokenTarget): Promise<string[]> {
+    await q.lockAddressesAndContacts(target.workspaceId, [target.email], []);
     const moved = await q.findContactsMovedFromRecipient(target.workspaceId, target.recipientId, target.campaignId);
-    await q.lockAddressesAndContacts(target.workspaceId, [target.email], moved);
+    if (moved.length > 0) await q.lockAddressesAndContacts(target.workspaceId, [target.email], moved);
     return moved;
   }
 

@@ -1,0 +1,173 @@
+import pg from 'pg';
+import { sql } from 'drizzle-orm';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { campaignFixtures } from '../helpers/campaign-fixtures.js';
+import { connectedMailbox } from '../helpers/gmail.js';
+import { useAppWithOwner } from '../helpers/test-app.js';
+import { createTokenCodec } from '../../src/tracking/tokens.js';
+import { createTrackingUrls } from '../../src/tracking/urls.js';
+
+/*
+ * A contact's address changing (PATCH /api/contacts/:id) while an opt-out or a launch runs —
+ * an attacker's three findings, each of which mailed or dropped a person:
+ *   - the one-click opt-out of mail sent to x, racing the move of its contact C from x to y:
+ *     the opt-out read "contacts moved from x" (none yet), the move committed, and then it found
+ *     no contact at x either. x was suppressed, but C kept its opt-in and the next campaign
+ *     mailed y. Now the move takes the opt-out locks of x and y, and the opt-out reads the moved
+ *     contacts only once it holds x's (suppression/address-lock.ts lockAddressChange).
+ *   - the same opt-out from mail whose send the ledger could not confirm (failed/outcome_unknown):
+ *     only `sent` sends counted as "mail to x for C".
+ *   - a launch writes recipients, then sends joined to them by address: a move committing
+ *     between the two statements left C with no ledger row at all. Launches now hold the
+ *     workspace's address-change lock shared; a move takes it exclusively.
+ * The races need a server (PGlite runs one transaction at a time); the rest runs on both.
+ */
+const ctx = useAppWithOwner({ env: { GMAIL_SEND_TIMEOUT_SECONDS: '1', SEND_LEASE_SECONDS: '2', SEND_RESOLVE_DELAY_SECONDS: '0.15' } });
+const fixtures = campaignFixtures(() => ({ app: ctx.app, token: ctx.owner.token, workspaceId: ctx.owner.workspaceId }));
+const SENDER = 'moves@acme.test';
+const SEND_ONLY = 'moves-send-only@acme.test';
+let mailboxId: string;
+let sendOnlyId: string;
+const onServer = Boolean(process.env.TEST_DATABASE_URL);
+const serverUrl = () => (ctx.app.database as unknown as { url?: string }).url;
+
+beforeAll(async () => {
+  mailboxId = (await connectedMailbox(ctx.app, ctx.owner.token, SENDER, { sync: true })).id;
+  sendOnlyId = (await connectedMailbox(ctx.app, ctx.owner.token, SEND_ONLY, { sync: false })).id;
+  await ctx.app.api('PATCH', '/api/workspace', { token: ctx.owner.token, json: { postalAddress: 'Acme Inc., 1 Main St, Springfield' } });
+});
+
+const rows = async <T>(q: ReturnType<typeof sql>) => ((await ctx.app.database.db.execute(q)) as unknown as { rows: T[] }).rows;
+const latestConsent = async (contactId: string) =>
+  (await rows<{ status: string }>(sql`select status from consents where contact_id = ${contactId}::uuid order by at desc, seq desc limit 1`))[0]?.status;
+
+/** Contact C at x, opted in, mailed by a campaign from `from`: x has a recipient row, and the mail an unsubscribe link. */
+async function mailedContact(tag: string, from = { id: () => mailboxId, email: SENDER }, beforeDrain?: () => void) {
+  const [contact] = await fixtures.audience(1, { prefix: tag });
+  const subject = `First ${tag} ${Date.now()}`;
+  const campaignId = await fixtures.launched(from.id(), subject, [contact!.id]);
+  beforeDrain?.();
+  await fixtures.drain(campaignId);
+  const [recipient] = await rows<{ id: string }>(sql`select id from recipients where workspace_id = ${ctx.owner.workspaceId}::uuid and lower(email) = lower(${contact!.email})`);
+  const path = createTrackingUrls(createTokenCodec(ctx.app.config.trackingSecrets), '').unsubscribe(recipient!.id, campaignId);
+  return { contact: contact!, campaignId, path, subject };
+}
+
+const oneClick = (path: string) => ctx.app.api('POST', path, { body: 'List-Unsubscribe=One-Click', headers: { 'content-type': 'application/x-www-form-urlencoded' } });
+const newAddress = (tag: string) => {
+  const y = `${tag}-new-${Date.now()}@contoso.test`;
+  ctx.app.sandbox.control.createMailbox({ email: y });
+  return y;
+};
+const move = (contactId: string, y: string) => ctx.app.api('PATCH', `/api/contacts/${contactId}`, { token: ctx.owner.token, json: { email: y } });
+
+/** A second campaign to C: what reached the new address. */
+async function mailedAgain(contactId: string, tag: string, from = { id: () => mailboxId, email: SENDER }) {
+  const subject = `Second ${tag} ${Date.now()}`;
+  const campaignId = await fixtures.launched(from.id(), subject, [contactId]);
+  await fixtures.drain(campaignId);
+  return fixtures.sentTo(from.email, subject);
+}
+
+/** Another connection holding `lockSql` in an open transaction; `release` commits (or rolls back) it. */
+async function holding(lockSql: string, params: unknown[]) {
+  const holder = new pg.Client({ connectionString: serverUrl() });
+  await holder.connect();
+  await holder.query('begin');
+  await holder.query(lockSql, params);
+  const waiters = async (locktype: string) =>
+    Number((await holder.query(`select count(*)::int as n from pg_locks where locktype = $1 and not granted`, [locktype])).rows[0].n);
+  return {
+    /** Until `n` statements wait for a lock of this type (at most 5 s). */
+    async waitFor(locktype: string, n: number) {
+      for (const deadline = Date.now() + 5_000; (await waiters(locktype)) < n && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 20));
+    },
+    async release(how: 'commit' | 'rollback' = 'commit') {
+      await holder.query(how);
+      await holder.end();
+    },
+  };
+}
+const addressLock = `select pg_advisory_xact_lock(hashtextextended($1::uuid::text || ':' || lower($2), 0))`;
+
+describe('a contact\'s address changing while it opts out or is launched to', () => {
+  it('opt-out, then the move; the move, then the opt-out: either way C is opted out and y is not mailed', async () => {
+    for (const optOutFirst of [true, false]) {
+      const tag = optOutFirst ? 'seq-a' : 'seq-b';
+      const { contact, path } = await mailedContact(tag);
+      const y = newAddress(tag);
+      if (optOutFirst) expect((await oneClick(path)).status).toBe(200);
+      expect((await move(contact.id, y)).status).toBe(200);
+      if (!optOutFirst) expect((await oneClick(path)).status).toBe(200);
+      expect(await latestConsent(contact.id)).toBe('opted_out');
+      expect((await mailedAgain(contact.id, tag)).get(y)).toBeUndefined();
+    }
+  });
+
+  it.runIf(onServer)('the move committing while the opt-out waits for x\'s lock: C is opted out, y is not mailed (server)', async () => {
+    const { contact, path } = await mailedContact('held');
+    // Someone holds x's opt-out lock for a moment (a send claim to x, an import's consents, another opt-out).
+    const holder = await holding(addressLock, [ctx.owner.workspaceId, contact.email]);
+    const optOut = oneClick(path);
+    await holder.waitFor('advisory', 1);
+    const y = newAddress('held');
+    const moved = move(contact.id, y);
+    await holder.waitFor('advisory', 2);
+    await holder.release();
+    expect((await optOut).status).toBe(200);
+    expect((await moved).status).toBe(200);
+    expect(await latestConsent(contact.id)).toBe('opted_out');
+    expect((await mailedAgain(contact.id, 'held')).get(y)).toBeUndefined();
+  });
+
+  it.runIf(onServer)('the opt-out and the move fired together, 8 rounds: C is opted out every time (server)', async () => {
+    for (let round = 0; round < 8; round += 1) {
+      const { contact, path } = await mailedContact(`both${round}`);
+      const y = newAddress(`both${round}`);
+      const [optOut, moved] = await Promise.all([oneClick(path), new Promise((r) => setTimeout(r, round % 4)).then(() => move(contact.id, y))]);
+      expect([optOut.status, moved.status]).toEqual([200, 200]);
+      expect([round, await latestConsent(contact.id)]).toEqual([round, 'opted_out']);
+    }
+  });
+
+  it('an opt-out from mail whose send the ledger could not confirm (outcome_unknown) opts out the contact that moved since', { timeout: 60_000 }, async () => {
+    const sendOnly = { id: () => sendOnlyId, email: SEND_ONLY };
+    // Gmail answers after the send timeout: the mail arrives, the ledger says failed/outcome_unknown (a send-only mailbox cannot be searched).
+    const { contact, path, subject, campaignId } = await mailedContact('unknown', sendOnly, () =>
+      ctx.app.sandbox.control.injectFault({ kind: 'latency', ms: 1_500, endpoint: 'send', mailbox: SEND_ONLY, times: 1 }),
+    );
+    await new Promise((r) => setTimeout(r, 700));
+    expect(fixtures.sentTo(SEND_ONLY, subject).get(contact.email)).toBe(1);
+    expect((await fixtures.ledger(campaignId)).map((r) => [r.status, r.error_code])).toEqual([['failed', 'outcome_unknown']]);
+    const y = newAddress('unknown');
+    expect((await move(contact.id, y)).status).toBe(200);
+    expect((await oneClick(path)).status).toBe(200);
+    expect(await latestConsent(contact.id)).toBe('opted_out');
+    expect((await mailedAgain(contact.id, 'unknown', sendOnly)).get(y)).toBeUndefined();
+  });
+
+  it.runIf(onServer)('a move while a launch is between its two statements waits for the launch: the contact keeps its ledger row (server)', async () => {
+    const [mover, other] = await fixtures.audience(2, { prefix: 'launch-move' });
+    const subject = `Launch move ${Date.now()}`;
+    const draft = await ctx.app.api('POST', '/api/campaigns', {
+      token: ctx.owner.token,
+      json: { name: subject, kind: 'marketing', mailboxId, subject, html: '<p>Hi</p>', contactIds: [mover!.id, other!.id] },
+    });
+    expect(draft.status, draft.text).toBe(201);
+    // Another transaction writing the other contact's recipient row (a second launch to an overlapping audience) holds the launch's first statement.
+    const holder = await holding('insert into recipients (workspace_id, email) values ($1, $2)', [ctx.owner.workspaceId, other!.email]);
+    const launch = ctx.app.api('POST', `/api/campaigns/${draft.body.id}/launch`, { token: ctx.owner.token, json: {} });
+    await holder.waitFor('transactionid', 1);
+    const y = newAddress('launch-move');
+    const moved = move(mover!.id, y);
+    await holder.waitFor('advisory', 1);
+    await holder.release('rollback');
+    expect((await launch).status).toBe(200);
+    expect((await moved).status).toBe(200);
+    await fixtures.drain(draft.body.id);
+    // Launched for x before the move: its send is skipped (address_changed), not lost without a trace.
+    const ledger = await fixtures.ledger(draft.body.id);
+    expect(ledger.map((r) => r.email).sort()).toEqual([mover!.email, other!.email].sort());
+    expect(ledger.find((r) => r.email === mover!.email)).toMatchObject({ status: 'skipped', skip_reason: 'address_changed' });
+  });
+});
