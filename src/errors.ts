@@ -78,6 +78,17 @@ export class ConflictError extends AppError {
   }
 }
 
+/** A conflict with work in progress that will end by itself: the same request passes a little later (Retry-After). */
+export class BusyError extends AppError {
+  constructor(
+    code: string,
+    message: string,
+    override readonly retryAfterSeconds: number,
+  ) {
+    super(code, 409, message, { retryAfterSeconds });
+  }
+}
+
 export class UnprocessableError extends AppError {
   constructor(code: string, message: string, details?: unknown) {
     super(code, 422, message, details);

@@ -128,10 +128,11 @@ const SECRET_KEYS = new Set(['code', 'state', 'email', 'loginhint', 'login_hint'
 const CREDENTIAL_NAME = /token|secret|passw|api[_-]?key|(?:^|[_-])key$|credential|signature|auth|session|cookie|verifier/i;
 /**
  * A query value that looks like a credential whatever its name: our API keys (`itk_…`), or any
- * long opaque run (a token under a name no rule foresaw; cursors too, which carry nothing
- * worth reading in a log). UUIDs, which name rows, stay readable.
+ * long opaque run, base64 and OAuth codes (`4/0A…`) included (a token under a name no rule
+ * foresaw; cursors too, and long encoded text, which carry nothing worth keeping in a log).
+ * UUIDs, which name rows, stay readable.
  */
-const OPAQUE_VALUE = /^(?:itk_.*|(?![0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$)[A-Za-z0-9_%.~-]{32,})$/i;
+const OPAQUE_VALUE = /^(?:itk_.*|(?![0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$)[A-Za-z0-9_%.~+/=-]{32,})$/i;
 /** An address, plain or encoded (once or twice): a query value, a key or a path segment holding one is redacted whole. */
 const ADDRESS = /@|%40|%2540/i;
 /** `scheme://[userinfo@]host`: the host is kept, a user and password never. */

@@ -6,7 +6,7 @@ import { inUuidList } from '../db/sql-lists.js';
 import { cursorTimestamp, olderThanCursor, type PageCursor } from '../http/cursor.js';
 import { inTransaction, type Db } from '../db/connect.js';
 import { lockAddressChange, lockAddressesWithTheirContacts, lockContactAddress, underAddressLock } from '../suppression/address-lock.js';
-import { isUniqueViolation } from '../db/pg-errors.js';
+import { isUniqueViolation, sqlStateOf } from '../db/pg-errors.js';
 import { CUSTOM_PLAN } from '../db/plan-hints.js';
 import { campaignSends, consents, contacts, contactSearchText, mailboxes, mailEvents, messageContacts, messages, type ConsentStatus } from '../db/schema.js';
 import { importedConsentChangedCtes, recordConsentChanged } from '../webhooks/facts.js';
@@ -76,24 +76,30 @@ function contactQueries(db: Db, hashAddress: AddressHasher) {
     },
 
     /**
-     * Returns 'conflict' when the new address belongs to another contact. A new address is
-     * written under the locks of an address change (suppression/address-lock.ts lockAddressChange:
-     * launches in progress, opt-outs and sends of the old and the new address).
+     * Returns 'conflict' when the new address belongs to another contact, 'busy' when a launch
+     * in progress kept the change waiting too long. A new address (not the same in another case)
+     * is written under the locks of an address change (suppression/address-lock.ts
+     * lockAddressChange: launches in progress, opt-outs and sends of the old and the new address);
+     * the same address, as a client sending the whole record back writes it, takes none.
      */
-    async update(workspaceId: string, id: string, fields: Partial<ContactFields>): Promise<ContactRow | undefined | 'conflict'> {
-      const write = async (tx: Db) => {
+    async update(workspaceId: string, id: string, fields: Partial<ContactFields>): Promise<ContactRow | undefined | 'conflict' | 'busy'> {
+      const write = async (tx: Db, unless?: SQL) => {
         const [row] = await tx
           .update(contacts)
           .set({ ...fields, ...(fields.email ? { addressHash: hashAddress(fields.email) } : {}), updatedAt: new Date() })
-          .where(and(visible(workspaceId), eq(contacts.id, id)))
+          .where(and(visible(workspaceId), eq(contacts.id, id), unless))
           .returning();
         return row;
       };
+      const email = fields.email;
       try {
-        const email = fields.email;
-        return email ? await underAddressLock(db, (tx) => lockAddressChange(tx, workspaceId, id, email), write) : await write(db);
+        if (!email) return await write(db);
+        // Only while its address is the same (any case); else, or gone, the locked way.
+        const unchanged = await write(db, eq(sql`lower(${contacts.email})`, email.toLowerCase()));
+        return unchanged ?? (await underAddressLock(db, (tx) => lockAddressChange(tx, workspaceId, id, email), (tx) => write(tx)));
       } catch (error) {
         if (isUniqueViolation(error)) return 'conflict';
+        if (sqlStateOf(error) === '55P03') return 'busy';
         throw error;
       }
     },

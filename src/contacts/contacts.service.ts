@@ -2,7 +2,8 @@ import { actorOf } from '../auth/actor.js';
 import { keysetPage, type PageCursor } from '../http/cursor.js';
 import type { AuthContext } from '../auth/auth.service.js';
 import type { ConsentStatus } from '../db/schema.js';
-import { ConflictError, NotFoundError, ValidationError } from '../errors.js';
+import { BusyError, ConflictError, NotFoundError, ValidationError } from '../errors.js';
+import { ADDRESS_CHANGE_WAIT_SECONDS } from '../suppression/address-lock.js';
 import type { Readable } from 'node:stream';
 import { importContactsCsv } from './contacts-import.js';
 import type { ColumnMapping } from './import-columns.js';
@@ -133,6 +134,9 @@ export function createContactsService(deps: {
       }
       const updated = await repo.update(auth.workspaceId, id, { ...rest, ...(merged ? { attributes: merged } : {}) });
       if (updated === 'conflict') throw duplicate(patch.email!);
+      if (updated === 'busy') {
+        throw new BusyError('audience_being_launched', 'A campaign launch is writing this workspace\'s audience; change the address again in a few seconds', ADDRESS_CHANGE_WAIT_SECONDS);
+      }
       if (!updated) throw new NotFoundError('Contact');
       const latest = await repo.latestConsents(auth.workspaceId, [id]);
       return presentContact(updated, latest.get(id));

@@ -26,6 +26,19 @@ export function isConcurrencyFailure(error: unknown): boolean {
 }
 
 /**
+ * Thrown by a transaction that found, once it held its locks, that what it read before taking
+ * them had changed: it is given up like a serialization failure (SQLSTATE 40001), so that
+ * againAfterConcurrencyFailure runs it again.
+ */
+export class ReadChangedBeforeLock extends Error {
+  readonly code = '40001';
+  constructor(what: string) {
+    super(`${what} changed before its locks were taken; the transaction runs again`);
+    this.name = 'ReadChangedBeforeLock';
+  }
+}
+
+/**
  * Runs `work` — one transaction and nothing outside the database, so that a retry repeats nothing
  * already done — again when the database gave it up to another (isConcurrencyFailure), up to
  * `attempts` runs in all. For what must not be lost to a race, such as a recipient's opt-out.

@@ -128,8 +128,16 @@ export function createSyncService(deps: SyncServiceDeps) {
     }
     // Renewed in the background (a batch can wait long on Gmail) and checked by the pass before
     // each batch and before it records its end: a lease found lost stops the pass (SyncLeaseLost).
+    // A renewal's answer counts only for the lease it was asked under: one asked between a pass's
+    // release and the next acquire finds no owner, which is not a loss (a reviewer's finding).
     let lost = false;
-    const renewal = setInterval(() => void leases.renew(mailboxId).then((ours) => void (lost ||= !ours), () => undefined), LEASE_RENEW_MS).unref();
+    let lease = 1;
+    let holding = true;
+    const renewal = setInterval(() => {
+      if (!holding) return;
+      const askedUnder = lease;
+      void leases.renew(mailboxId).then((ours) => void (lost ||= !ours && holding && askedUnder === lease), () => undefined);
+    }, LEASE_RENEW_MS).unref();
     const held: LeaseCheck = async () => {
       if (lost || !(await leases.renew(mailboxId))) {
         lost = true;
@@ -140,8 +148,12 @@ export function createSyncService(deps: SyncServiceDeps) {
     try {
       for (let pass = 0; pass < MAX_PASSES_PER_LEASE; pass++) {
         outcome = await runSync(mailboxId, held);
-        if (lost || !(await leases.release(mailboxId))) break;
+        if (lost) break;
+        holding = false;
+        lease += 1;
+        if (!(await leases.release(mailboxId))) break;
         if (pass + 1 < MAX_PASSES_PER_LEASE && !(await leases.acquire(mailboxId))) break;
+        holding = true;
       }
     } finally {
       clearInterval(renewal);

@@ -2,7 +2,7 @@ import { actorOf, RECIPIENT_ACTOR } from '../auth/actor.js';
 import { keysetPage, type PageCursor } from '../http/cursor.js';
 import type { AuthContext } from '../auth/auth.service.js';
 import type { ConsentStatus } from '../db/schema.js';
-import { againAfterConcurrencyFailure } from '../db/pg-errors.js';
+import { againAfterConcurrencyFailure, ReadChangedBeforeLock } from '../db/pg-errors.js';
 import { ConflictError, NotFoundError, ValidationError } from '../errors.js';
 import type { TokenCodec } from '../tracking/tokens.js';
 import type { SuppressionListQueries, SuppressionListRepo, SuppressionReason, SuppressionRow } from './suppression.repo.js';
@@ -111,18 +111,27 @@ export function createSuppressionService(deps: { repo: SuppressionListRepo; code
   /**
    * An opt-out through a recipient's link is also the person's whose campaign mail went to that
    * address: their contact, when its address changed since, is opted out too (marketing to the
-   * new address then needs a new opt-in; the suppression entry stays the address's). The
-   * address is locked before the contacts that moved from it are read: an address change takes
-   * that lock too (address-lock.ts lockAddressChange), so one committing meanwhile is seen here —
-   * read first, a contact moving between the read and the lock was in neither lookup, and its
-   * opt-out was lost (an attacker's finding). Then those contacts' locks, all in one key order
-   * (the address's again: held already).
+   * new address then needs a new opt-in; the suppression entry stays the address's).
+   * Everyone it touches is locked at once, in one key order (address-lock.ts): the address, the
+   * contacts that moved from it and the contact at it, with their addresses and those of their
+   * unsent sends — taken one after another, a claim or a 1:1 send locking two of them the other
+   * way round deadlocked with it (a reviewer's finding). Then read again: an address change takes
+   * the same locks (lockAddressChange), so once they are held no contact moves; one that moved
+   * between the first read and the locks makes the transaction run again (40001: the caller's
+   * againAfterConcurrencyFailure). Reading only before the lock, a contact moving in between was
+   * in neither lookup and kept its opt-in (an attacker's finding).
    */
   async function movedContacts(q: SuppressionListQueries, target: TokenTarget): Promise<string[]> {
-    await q.lockAddressesAndContacts(target.workspaceId, [target.email], []);
-    const moved = await q.findContactsMovedFromRecipient(target.workspaceId, target.recipientId, target.campaignId);
-    if (moved.length > 0) await q.lockAddressesAndContacts(target.workspaceId, [target.email], moved);
-    return moved;
+    const read = async () => {
+      const moved = await q.findContactsMovedFromRecipient(target.workspaceId, target.recipientId, target.campaignId);
+      const atAddress = await q.findContactIdByEmail(target.workspaceId, target.email);
+      return { moved, touched: atAddress ? [...moved, atAddress] : moved };
+    };
+    const before = await read();
+    await q.lockAddressesAndContacts(target.workspaceId, [target.email], before.touched);
+    const after = await read();
+    if (after.touched.some((id) => !before.touched.includes(id))) throw new ReadChangedBeforeLock('the contacts at or moved from this address');
+    return after.moved;
   }
 
   async function addEntry(
@@ -236,7 +245,10 @@ export function createSuppressionService(deps: { repo: SuppressionListRepo; code
     async savePreferences(token: string, choices: PreferenceChoices): Promise<PreferencesView & { changed: number }> {
       return againAfterConcurrencyFailure(() => repo.transaction(async (tx) => {
         const target = await resolveToken(tx, token);
-        const moved = choices.action === 'unsubscribe-all' ? await movedContacts(tx, target) : [];
+        // Under the locks of everyone an opt-out or a tracking choice reaches (movedContacts): a
+        // contact moving meanwhile is found on one side of its move (a reviewer's finding: the
+        // tracking choice read the contacts unlocked, and a move in between lost a refusal).
+        const moved = choices.action === 'unsubscribe-all' || choices.tracking ? await movedContacts(tx, target) : [];
         const entries = await tx.listEntriesOfAddress(target.workspaceId, target.email);
         const known = new Set(knownTopics(entries, await tx.listCampaignTopics(target.workspaceId)));
         const shown = [...new Set(choices.topics)];

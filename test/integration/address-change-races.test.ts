@@ -170,4 +170,64 @@ describe('a contact\'s address changing while it opts out or is launched to', ()
     expect(ledger.map((r) => r.email).sort()).toEqual([mover!.email, other!.email].sort());
     expect(ledger.find((r) => r.email === mover!.email)).toMatchObject({ status: 'skipped', skip_reason: 'address_changed' });
   });
+
+  it.runIf(onServer)('the opt-out of x whose contact moved to y takes x and y in one key order: no deadlock with a locker of both (a reviewer\'s finding; server)', async () => {
+    const { contact, path } = await mailedContact('inversion');
+    const keyOf = async (email: string) =>
+      BigInt((await rows<{ k: string }>(sql`select hashtextextended(${ctx.owner.workspaceId}::uuid::text || ':' || lower(${email}), 0)::text as k`))[0]!.k);
+    const xKey = await keyOf(contact.email);
+    // A new address whose lock comes before x's in key order.
+    let y = newAddress('inversion');
+    while ((await keyOf(y)) >= xKey) y = newAddress(`inversion${Math.random().toString(36).slice(2, 6)}`);
+    expect((await move(contact.id, y)).status).toBe(200);
+    // Another transaction locking [y, x] in key order (a claim batch, 1:1 mail to both, an import's consents) holds y.
+    const other = new pg.Client({ connectionString: serverUrl() });
+    await other.connect();
+    const deadlocks = async () => {
+      await other.query('select pg_stat_clear_snapshot()');
+      return Number((await other.query('select deadlocks from pg_stat_database where datname = current_database()')).rows[0].deadlocks);
+    };
+    const before = await deadlocks();
+    await other.query('begin');
+    await other.query(addressLock, [ctx.owner.workspaceId, y]);
+    const optOut = oneClick(path);
+    const waiting = async () => Number((await other.query(`select count(*)::int as n from pg_locks where locktype = 'advisory' and not granted`)).rows[0].n);
+    for (const deadline = Date.now() + 5_000; (await waiting()) < 1 && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 20));
+    // The opt-out waits for y. Holding x already (taken before y), it would deadlock with this next lock.
+    let otherError: string | undefined;
+    try {
+      await other.query(addressLock, [ctx.owner.workspaceId, contact.email]);
+    } catch (error) {
+      otherError = (error as { code?: string }).code;
+    }
+    await other.query(otherError ? 'rollback' : 'commit');
+    expect((await optOut).status).toBe(200);
+    await new Promise((r) => setTimeout(r, 1_200)); // the statistics are flushed within a second
+    const after = await deadlocks();
+    await other.end();
+    expect({ otherError, deadlocks: after - before }).toEqual({ otherError: undefined, deadlocks: 0 });
+    expect(await latestConsent(contact.id)).toBe('opted_out');
+  });
+
+  it.runIf(onServer)('a launch in progress: the same address sent back does not wait; a new one waits 3 s at most, then 409 with Retry-After and nothing changed (a reviewer\'s finding; server)', { timeout: 30_000 }, async () => {
+    const [contact] = await fixtures.audience(1, { prefix: 'patch-wait' });
+    // A launch in progress holds the workspace's address-change lock shared (one of 100,000: about 5 s on a server).
+    const launch = await holding(`select pg_advisory_xact_lock_shared(hashtextextended('contact-address-changes:' || $1::text, 0))`, [ctx.owner.workspaceId]);
+    try {
+      // A CRM sync sending the whole record back: the same address (another case), a new first name.
+      let started = Date.now();
+      const same = await ctx.app.api('PATCH', `/api/contacts/${contact!.id}`, { token: ctx.owner.token, json: { email: contact!.email.toUpperCase(), firstName: 'Renamed' } });
+      expect({ status: same.status, fast: Date.now() - started < 1_000 }).toEqual({ status: 200, fast: true });
+      started = Date.now();
+      const moved = await move(contact!.id, newAddress('patch-wait'));
+      const waited = Date.now() - started;
+      expect([moved.status, moved.body.error?.code, moved.headers.get('retry-after')]).toEqual([409, 'audience_being_launched', '3']);
+      expect(waited).toBeGreaterThanOrEqual(2_900);
+      expect(waited).toBeLessThan(6_000);
+      const [row] = await rows<{ email: string; first_name: string }>(sql`select email, first_name from contacts where id = ${contact!.id}::uuid`);
+      expect({ email: row!.email.toLowerCase(), firstName: row!.first_name }).toEqual({ email: contact!.email.toLowerCase(), firstName: 'Renamed' });
+    } finally {
+      await launch.release();
+    }
+  });
 });

@@ -1,5 +1,11 @@
 import { sql } from 'drizzle-orm';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
+import { createMailboxesRepo } from '../../src/gmail/mailboxes.repo.js';
+import { createSyncLeases } from '../../src/gmail/sync-leases.js';
+import { createSyncRepo } from '../../src/gmail/sync.repo.js';
+import { createSyncService } from '../../src/gmail/sync.service.js';
+import { createAddressHasher } from '../../src/suppression/address-hash.js';
+import { createLogger } from '../../src/logger.js';
 import { resyncFixtures } from '../helpers/gmail-resync.js';
 import { useSyncApp } from '../helpers/gmail-sync.js';
 
@@ -64,5 +70,50 @@ describe('a sync whose lease another process took', () => {
     // Every message counted once: what the stopped pass stored with it, the rest by the next pass.
     expect(health.read - healthBefore.read).toBe(MESSAGES);
     expect(health.kept - healthBefore.kept).toBe(MESSAGES / 10);
+  });
+
+  it('a background renewal between two passes of one lease (no owner then) is no loss: the next pass syncs and lets go (a reviewer\'s finding)', async () => {
+    expect(await sync(ctx.alice.id)).toMatchObject({ status: 'synced' });
+    const db = ctx.app.database.db;
+    const real = createSyncLeases(db, 'between-passes');
+    // The 30 s renewal, fired by hand at the moment chosen below.
+    let renewalTick: (() => void) | undefined;
+    const realSetInterval = globalThis.setInterval;
+    const spy = vi.spyOn(globalThis, 'setInterval').mockImplementation(((fn: () => void, ms: number) => {
+      if (ms === 30_000) renewalTick = fn;
+      return realSetInterval(() => undefined, 1e9);
+    }) as typeof setInterval);
+    let releases = 0;
+    const leases = {
+      ...real,
+      async release(id: string) {
+        const again = await real.release(id);
+        releases += 1;
+        if (releases > 1) return again;
+        // The renewal comes due between the release and the next acquire, and a push asked for another pass.
+        renewalTick!();
+        await new Promise((r) => setTimeout(r, 200));
+        return true;
+      },
+    };
+    const service = createSyncService({
+      repo: createSyncRepo(db, createAddressHasher(ctx.app.config.privacy.suppressionHashKey)),
+      mailboxesRepo: createMailboxesRepo(db),
+      mailboxes: ctx.app.services.mailboxes,
+      pacer: ctx.app.services.pacer,
+      config: ctx.app.config,
+      leases,
+      guard: { readContent: async () => undefined } as never,
+      logger: createLogger('silent'),
+    });
+    let outcome;
+    try {
+      outcome = await service.syncMailbox(ctx.alice.id);
+    } finally {
+      spy.mockRestore();
+    }
+    expect(releases).toBe(2);
+    const [row] = await query<{ sync_owner: string | null }>(sql`select sync_owner from mailbox_limits where mailbox_id = ${ctx.alice.id}::uuid`);
+    expect({ outcome, owner: row!.sync_owner }).toEqual({ outcome: expect.objectContaining({ status: 'synced' }), owner: null });
   });
 });

@@ -170,10 +170,12 @@ describe('issue 9: the worst cases of the hostile run leave nothing secret in th
     const key: string = created.body.key;
     const secretPart = key.slice(created.body.prefix.length);
     for (const name of ['key', 'access_key', 'x']) await app.api('GET', `/api/contacts?${name}=${key}&limit=5`, { token: key });
-    await app.api('GET', `/healthz2?opaque=${'Q'.repeat(20)}${secretPart}`);
+    await app.api('GET', `/healthz2?opaque=${'Q'.repeat(20)}${secretPart}&oauthish=4/0AfJohXl${'b'.repeat(30)}&b64=${'c'.repeat(30)}%2B%2F%3D`);
     const logs = app.logs.join('');
     expect(logs).toContain('limit=5');
     expect(logs).toContain('x=[redacted]');
     expect(logs).not.toContain(secretPart);
+    expect(logs).not.toContain('b'.repeat(30));
+    expect(logs).not.toContain('c'.repeat(30));
   });
 });
