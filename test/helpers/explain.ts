@@ -9,8 +9,8 @@ export const literal = (value: unknown) => (value === null || value === undefine
 
 /**
  * The statement a repo call builds, captured and not run: `call` gets a handle that only records
- * what it is asked to run (through `execute` or the query builder), so it must send one statement,
- * and what it does with the empty answer does not matter.
+ * what it is asked to run (through `execute` or the query builder) and answers every statement
+ * with no rows; the last statement it sends is kept.
  */
 export async function captureBuilt(call: (capture: Db) => Promise<unknown>): Promise<{ sql: string; params: unknown[] }> {
   let captured: { sql: string; params: unknown[] } | undefined;
@@ -23,7 +23,11 @@ export async function captureBuilt(call: (capture: Db) => Promise<unknown>): Pro
 
 /** EXPLAIN (ANALYZE, BUFFERS) on `db`, as text, of the statement a repo call builds (captureBuilt), planned for its values. */
 export async function explainBuilt(db: Db, call: (capture: Db) => Promise<unknown>): Promise<string> {
-  const query = await captureBuilt(call);
+  return explainText(db, await captureBuilt(call));
+}
+
+/** EXPLAIN (ANALYZE, BUFFERS) on `db`, as text, of a captured statement, its parameters written in. */
+export async function explainText(db: Db, query: { sql: string; params: unknown[] }): Promise<string> {
   const text = query.sql.replace(/\$(\d+)/g, (_m, i: string) => literal(query.params[Number(i) - 1]));
   return rowsOf<Record<string, string>>(await db.execute(sql.raw(`explain (analyze, buffers) ${text}`)))
     .map((r) => Object.values(r)[0]!)

@@ -43,12 +43,16 @@ export const contacts = pgTable(
     index('contacts_untracked_idx').on(t.workspaceId, sql`lower(${t.email})`).where(sql`${t.trackingRefusedAt} is not null or ${t.deletedAt} is not null`),
     // The same contacts by id: a send's own contact who refused tracking after its address changed (migration 0046).
     index('contacts_untracked_id_idx').on(t.workspaceId, t.id).where(sql`${t.trackingRefusedAt} is not null or ${t.deletedAt} is not null`),
-    // Contact search: trigrams of contactSearchText (pg_trgm, migration 0030). The operator class
-    // rides in the expression (drizzle's `.op()` is for plain columns). New entries wait in a
-    // pending list of at most 256 kB, merged into the index when it fills: every search reads
-    // that list, and PGlite has no autovacuum to merge it sooner (without the list an import
-    // took twice as long; with the default 4 MB a search could read 512 pages of it).
-    index('contacts_search_trgm_idx').using('gin', sql`${contactSearchText(t)} gin_trgm_ops`).with({ fastupdate: true, gin_pending_list_limit: 256 }),
+    // Contact search: the workspace and the trigrams of contactSearchText in one GIN index
+    // (btree_gin and pg_trgm; migrations 0030, 0052), so a search reads only its workspace's
+    // matches, however common the text is in other workspaces. The operator class rides in the
+    // expression (drizzle's `.op()` is for plain columns). New entries wait in a pending list of
+    // at most 256 kB, merged into the index when it fills: every search reads that list, and
+    // PGlite has no autovacuum to merge it sooner (without the list an import took twice as
+    // long; with the default 4 MB a search could read 512 pages of it).
+    index('contacts_search_workspace_trgm_idx')
+      .using('gin', t.workspaceId, sql`${contactSearchText(t)} gin_trgm_ops`)
+      .with({ fastupdate: true, gin_pending_list_limit: 256 }),
   ],
 );
 
