@@ -117,11 +117,11 @@ function contactQueries(db: Db, hashAddress: AddressHasher) {
      * the same address, as a client sending the whole record back writes it, takes none.
      */
     async update(workspaceId: string, id: string, fields: Partial<ContactFields>): Promise<ContactRow | undefined | 'conflict' | 'busy'> {
-      const write = async (tx: Db, unless?: SQL) => {
+      const write = async (tx: Db, onlyIf?: SQL) => {
         const [row] = await tx
           .update(contacts)
           .set({ ...fields, ...(fields.email ? { addressHash: hashAddress(fields.email) } : {}), updatedAt: new Date() })
-          .where(and(visible(workspaceId), eq(contacts.id, id), unless))
+          .where(and(visible(workspaceId), eq(contacts.id, id), onlyIf))
           .returning();
         return row;
       };
