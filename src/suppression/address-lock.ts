@@ -81,7 +81,7 @@ export async function lockAddressesAndContacts(db: Db, workspaceId: string, emai
  * sends joined to them by address: a change committing between the two statements left that
  * contact out of the campaign with no ledger row, an attacker's finding). Launches share it; a
  * change waits for the launches in progress — a launch of 100,000 holds it about 5 s on a
- * server, so a change waits at most ADDRESS_CHANGE_WAIT and is then refused (lock_timeout,
+ * server, so a change waits at most ADDRESS_CHANGE_WAIT_SECONDS, then is refused (lock_timeout,
  * 55P03: a 409 with Retry-After) — and launches wait for a change (milliseconds). Nothing that
  * holds an address lock takes this one, so it adds no deadlock.
  */
@@ -101,7 +101,7 @@ export async function holdAddressChanges(db: Db, workspaceId: string): Promise<v
  * contact moved from the address its mail went to (suppression.service.ts movedContacts).
  */
 export async function lockAddressChange(db: Db, workspaceId: string, contactId: string, newEmail: string): Promise<void> {
-  // Any lock of this transaction: the opt-out locks below are held for milliseconds.
+  // For every lock this transaction waits for (others hold the opt-out locks below for milliseconds).
   await db.execute(sql.raw(`set local lock_timeout = '${ADDRESS_CHANGE_WAIT_SECONDS}s'`));
   await db.execute(sql`select pg_advisory_xact_lock(${addressChangesKey(workspaceId)})`);
   await lockAddressesAndContacts(db, workspaceId, [newEmail], [contactId]);
