@@ -1,4 +1,4 @@
-import { and, desc, eq, getTableColumns, ilike, inArray, isNull, sql, type SQL } from 'drizzle-orm';
+import { and, desc, eq, getTableColumns, ilike, isNull, sql, type SQL } from 'drizzle-orm';
 import { recordAudit, type AuditEntry } from '../privacy/audit.js';
 import { RECIPIENT_ACTOR } from '../auth/actor.js';
 import type { AddressHasher } from '../suppression/address-hash.js';
@@ -89,13 +89,14 @@ function contactQueries(db: Db, hashAddress: AddressHasher) {
       if (walked.length === options.limit) return walked;
       // 2. Else every match in the workspace, by the index of the workspace and the trigrams
       // (migration 0052): a materialized list without order or limit, which the planner reads by
-      // that index rather than the walk; its newest page by key. Planned for its text (CUSTOM_PLAN).
-      const ids = rowsOf<{ id: string }>(
-        await db.execute(sql`${sql.raw(CUSTOM_PLAN)}
-          with found as materialized (select ${contacts.id} as id, ${contacts.createdAt} as created_at from ${contacts} where ${and(...conditions, matches)})
-          select id from found order by created_at desc, id desc limit ${options.limit}`),
-      ).map((r) => r.id);
-      return ids.length === 0 ? [] : page(and(visible(workspaceId), inArray(contacts.id, ids)));
+      // that index rather than the walk; its newest page, and those rows — in one statement, so
+      // one snapshot (in two, a contact deleted or renamed in between cut the page short, which
+      // ends the client's paging, or showed a non-match: an attacker's finding). Planned for its
+      // text (CUSTOM_PLAN).
+      const newestMatches = sql`${sql.raw(CUSTOM_PLAN)} ${contacts.id} in (
+        with found as materialized (select ${contacts.id} as id, ${contacts.createdAt} as created_at from ${contacts} where ${and(...conditions, matches)})
+        select id from found order by created_at desc, id desc limit ${options.limit})`;
+      return page(and(visible(workspaceId), newestMatches));
     },
 
     /** Returns undefined when the address already belongs to a contact of the workspace. */

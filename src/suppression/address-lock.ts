@@ -101,9 +101,10 @@ export async function holdAddressChanges(db: Db, workspaceId: string): Promise<v
  * contact moved from the address its mail went to (suppression.service.ts movedContacts).
  */
 export async function lockAddressChange(db: Db, workspaceId: string, contactId: string, newEmail: string): Promise<void> {
-  // For every lock this transaction waits for (others hold the opt-out locks below for milliseconds).
+  // The wait for launches only: a 55P03 means a launch (the opt-out locks and the row wait as usual).
   await db.execute(sql.raw(`set local lock_timeout = '${ADDRESS_CHANGE_WAIT_SECONDS}s'`));
   await db.execute(sql`select pg_advisory_xact_lock(${addressChangesKey(workspaceId)})`);
+  await db.execute(sql.raw(`set local lock_timeout = 0`));
   await lockAddressesAndContacts(db, workspaceId, [newEmail], [contactId]);
 }
 

@@ -230,4 +230,17 @@ describe('a contact\'s address changing while it opts out or is launched to', ()
       await launch.release();
     }
   });
+
+  it.runIf(onServer)('a PATCH waiting 4 s for the contact\'s row (no launch) waits and succeeds: the 3 s bound is the launches\' alone (an attacker\'s finding; server)', { timeout: 30_000 }, async () => {
+    const [contact] = await fixtures.audience(1, { prefix: 'row-wait' });
+    const rowHolder = await holding('select id from contacts where id = $1 for update', [contact!.id]);
+    const y = newAddress('row-wait');
+    const started = Date.now();
+    const moved = move(contact!.id, y);
+    await new Promise((r) => setTimeout(r, 4_000));
+    await rowHolder.release();
+    const res = await moved;
+    expect([res.status, res.body.email]).toEqual([200, y]);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(3_900);
+  });
 });
