@@ -64,7 +64,7 @@ export const API_ROUTES: ApiRoute[] = [
   route('post', '/api/contacts', { tag: 'contacts', summary: 'Create a contact', access: 'send', body: createContactBody, responses: { 201: json('the contact', R.contact) }, errors: ['contact_exists'] }),
   route('post', '/api/contacts/import', { tag: 'contacts', summary: 'Import a CSV file (optional consent column)', access: 'send', body: 'csv', responses: { 200: json('the import report', R.importReport) }, errors: ['request_aborted'] }),
   route('get', '/api/contacts/:id', { tag: 'contacts', summary: 'A contact with its timeline', access: 'read', responses: { 200: json('the contact with its timeline and campaign mail', R.contactDetail) } }),
-  route('patch', '/api/contacts/:id', { tag: 'contacts', summary: 'Change a contact', access: 'send', body: patchContactBody, responses: { 200: json('the contact', R.contact) }, errors: ['contact_exists'] }),
+  route('patch', '/api/contacts/:id', { tag: 'contacts', summary: 'Change a contact', access: 'send', body: patchContactBody, responses: { 200: json('the contact', R.contact) }, errors: ['contact_exists', 'audience_being_launched'] }),
   route('delete', '/api/contacts/:id', { tag: 'contacts', summary: 'Delete a contact', access: 'send', responses: { 204: 'deleted' } }),
   route('get', '/api/contacts/:id/consents', { tag: 'contacts', summary: "A contact's consent history", access: 'read', responses: { 200: json('the consent history, newest first', R.consentsResponse) } }),
   route('post', '/api/contacts/:id/consents', { tag: 'contacts', summary: 'Append a consent record', access: 'send', body: consentBody, responses: { 201: json('the consent record', R.consent) } }),

@@ -101,6 +101,7 @@ export const ERROR_STATUS: Record<string, number> = {
   invitation_not_found: 404,
   link_not_found: 404,
   contact_exists: 409,
+  audience_being_launched: 409,
   email_taken: 409,
   already_member: 409,
   has_workspace: 409,
