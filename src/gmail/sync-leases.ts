@@ -22,6 +22,8 @@ export class SyncLeaseLost extends Error {
 }
 
 export interface SyncLeases {
+  /** This process's name on the leases it holds (mailbox_limits.sync_owner). */
+  readonly owner: string;
   /** True when this process now holds the mailbox's sync lease (or already did). */
   acquire(mailboxId: string): Promise<boolean>;
   /** Extends a lease this process holds; false if it was lost (expired and taken). */
@@ -37,6 +39,8 @@ export interface SyncLeases {
 
 export function createSyncLeases(db: Db, owner: string, leaseMs = 120_000): SyncLeases {
   return {
+    owner,
+
     async acquire(mailboxId) {
       const rows = rowsOf(
         await db.execute(sql`

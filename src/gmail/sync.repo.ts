@@ -332,9 +332,19 @@ function syncQueries(db: Db, hashAddress: AddressHasher) {
      * Success: counters add up, and history moves forward only (a second process, or a push
      * racing a poll, never moves it back). No `historyId`: history is left as it is.
      */
-    async recordSyncSuccess(mailboxId: string, input: { historyId?: string; seen: number; at: Date; health?: SyncHealthCounts; gap?: SyncGap }): Promise<void> {
+    /**
+     * With `leaseOwner`, only while that process holds the mailbox's sync lease (sync-leases.ts),
+     * checked in this very statement: false when another took it (nothing recorded).
+     */
+    async recordSyncSuccess(
+      mailboxId: string,
+      input: { historyId?: string; seen: number; at: Date; health?: SyncHealthCounts; gap?: SyncGap; leaseOwner?: string },
+    ): Promise<boolean> {
       const next = input.historyId && /^\d+$/.test(input.historyId) ? input.historyId : undefined;
-      await db
+      const leaseHeld = input.leaseOwner
+        ? sql`exists (select 1 from mailbox_limits l where l.mailbox_id = ${mailboxes.id} and l.sync_owner = ${input.leaseOwner})`
+        : undefined;
+      const recorded = await db
         .update(mailboxes)
         .set({
           lastSyncAt: input.at,
@@ -353,7 +363,9 @@ function syncQueries(db: Db, hashAddress: AddressHasher) {
               }
             : {}),
         })
-        .where(eq(mailboxes.id, mailboxId));
+        .where(and(eq(mailboxes.id, mailboxId), leaseHeld))
+        .returning({ id: mailboxes.id });
+      return recorded.length > 0;
     },
 
     /** How far the running resync got (sync-pass.ts): kept if the pass fails, cleared by a good one. */

@@ -86,9 +86,13 @@ export function createSyncService(deps: SyncServiceDeps) {
       // With a resumed resync's counts of what earlier tries read up to its checkpoint.
       const health = result.health;
       if (result.inherited) addHealth(health, result.inherited);
-      // Still ours (and extended by a lease's length): no other process records this mailbox's sync meanwhile.
+      // Still ours (and extended by a lease's length), and checked again in the very statement
+      // that records the end: no other process records this mailbox's sync meanwhile.
       await held?.();
-      await repo.recordSyncSuccess(mailbox.id, { historyId: result.historyId, seen: health.read, at: now(), health, gap: result.gap });
+      const leaseOwner = held ? deps.leases?.owner : undefined;
+      if (!(await repo.recordSyncSuccess(mailbox.id, { historyId: result.historyId, seen: health.read, at: now(), health, gap: result.gap, leaseOwner }))) {
+        throw new SyncLeaseLost();
+      }
       logger.info(
         { mailboxId: mailbox.id, mode: result.mode, resynced: result.resynced, examined: result.examined, kept: result.kept, events: result.events },
         'mailbox synced',

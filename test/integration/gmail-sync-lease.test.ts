@@ -20,6 +20,19 @@ const ctx = useSyncApp();
 const { sync, syncedRows, mailboxView, query } = ctx;
 const { reads, deliver } = resyncFixtures(ctx);
 
+/** A second sync service on the app's database, as another process's, with these leases. */
+const syncServiceWith = (leases: ReturnType<typeof createSyncLeases>) =>
+  createSyncService({
+    repo: createSyncRepo(ctx.app.database.db, createAddressHasher(ctx.app.config.privacy.suppressionHashKey)),
+    mailboxesRepo: createMailboxesRepo(ctx.app.database.db),
+    mailboxes: ctx.app.services.mailboxes,
+    pacer: ctx.app.services.pacer,
+    config: ctx.app.config,
+    leases,
+    guard: { readContent: async () => undefined } as never,
+    logger: createLogger('silent'),
+  });
+
 const mailboxState = async () =>
   (await query<{ history_id: string; last_sync_at: Date }>(sql`select history_id, last_sync_at from mailboxes where id = ${ctx.alice.id}::uuid`))[0]!;
 
@@ -96,16 +109,7 @@ describe('a sync whose lease another process took', () => {
         return true;
       },
     };
-    const service = createSyncService({
-      repo: createSyncRepo(db, createAddressHasher(ctx.app.config.privacy.suppressionHashKey)),
-      mailboxesRepo: createMailboxesRepo(db),
-      mailboxes: ctx.app.services.mailboxes,
-      pacer: ctx.app.services.pacer,
-      config: ctx.app.config,
-      leases,
-      guard: { readContent: async () => undefined } as never,
-      logger: createLogger('silent'),
-    });
+    const service = syncServiceWith(leases);
     let outcome;
     try {
       outcome = await service.syncMailbox(ctx.alice.id);
@@ -115,5 +119,28 @@ describe('a sync whose lease another process took', () => {
     expect(releases).toBe(2);
     const [row] = await query<{ sync_owner: string | null }>(sql`select sync_owner from mailbox_limits where mailbox_id = ${ctx.alice.id}::uuid`);
     expect({ outcome, owner: row!.sync_owner }).toEqual({ outcome: expect.objectContaining({ status: 'synced' }), owner: null });
+  });
+
+  it('a lease taken between the last check and recording the end records nothing: the end is fenced in its own statement (a reviewer\'s finding)', async () => {
+    expect(await sync(ctx.alice.id)).toMatchObject({ status: 'synced' });
+    const before = await mailboxState();
+    const db = ctx.app.database.db;
+    const real = createSyncLeases(db, 'fenced-end');
+    const leases = {
+      ...real,
+      async acquire(id: string) {
+        const ours = await real.acquire(id);
+        // Another process takes the lease right away: this one stalled past it. Its renewals
+        // stand for ones answered just before the takeover (the window a check cannot close).
+        await db.execute(sql`update mailbox_limits set sync_owner = 'another-host:1:0000', sync_lease_until = clock_timestamp() + interval '2 minutes' where mailbox_id = ${id}::uuid`);
+        return ours;
+      },
+      renew: async () => true,
+    };
+    const service = syncServiceWith(leases);
+    await deliver(3, 'fenced');
+    expect(await service.syncMailbox(ctx.alice.id)).toEqual({ status: 'skipped', reason: 'lease_lost' });
+    expect(await mailboxState()).toEqual(before);
+    await query(sql`update mailbox_limits set sync_owner = null, sync_lease_until = null where mailbox_id = ${ctx.alice.id}::uuid`);
   });
 });
