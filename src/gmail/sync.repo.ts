@@ -1,4 +1,4 @@
-import { and, asc, desc, eq, gte, inArray, isNull, lte, ne, or, sql } from 'drizzle-orm';
+import { and, asc, desc, eq, gte, inArray, isNull, lte, ne, sql } from 'drizzle-orm';
 import { createFollowUpRules } from '../campaigns/follow-ups.repo.js';
 import { inTransaction, type Db } from '../db/connect.js';
 import { contacts, mailboxes, mailEvents, memberships, messageContacts, messages, users } from '../db/schema.js';
@@ -9,8 +9,7 @@ import { recordWebhookEvents } from '../webhooks/outbox.js';
 import { ONE_TO_ONE_NOT_SENT, SEND_OUTCOME_UNKNOWN } from './gmail-client.js';
 import { createSuppressionRepo } from '../suppression/suppression.repo.js';
 import type { AddressHasher } from '../suppression/address-hash.js';
-import type { ResyncCheckpoint, SyncGap } from '../db/schema.js';
-import { describeSyncGap, type SyncHealthCounts } from './sync-health.js';
+import { syncStateQueries } from './sync-state.repo.js';
 
 type NewMessage = typeof messages.$inferInsert;
 
@@ -32,24 +31,6 @@ const rowsOfSameAddress = (mailboxId: string) =>
  */
 const fromSameAddressAs = (mailboxId: string) => sql`${messages.mailboxId} in (select other.id ${rowsOfSameAddress(mailboxId)})`;
 
-/**
- * The columns that add a pass's counts to a mailbox: each counter added in place, so two
- * processes syncing at once never lose each other's counts.
- */
-function healthAdded(seen: number, health: SyncHealthCounts | undefined) {
-  const added = Object.entries(health ?? {}).filter(([, n]) => n > 0);
-  return {
-    messagesSeen: sql`${mailboxes.messagesSeen} + ${seen}`,
-    ...(added.length > 0
-      ? {
-          syncHealth: sql`${mailboxes.syncHealth} || jsonb_build_object(${sql.join(
-            added.map(([key, n]) => sql`${key}::text, coalesce((${mailboxes.syncHealth} ->> ${key}::text)::int, 0) + ${n}::int`),
-            sql`, `,
-          )})`,
-        }
-      : {}),
-  };
-}
 type NewMailEvent = typeof mailEvents.$inferInsert;
 
 /** Our own message a reply or bounce is about: just what the rules need. */
@@ -83,6 +64,7 @@ function syncQueries(db: Db, hashAddress: AddressHasher) {
   return {
     ...createSuppressionRepo(db, hashAddress),
     ...createFollowUpRules(db),
+    ...syncStateQueries(db),
     heldGmailIds,
 
     /** Which of these Gmail ids this mailbox already holds (ours or synced): no need to fetch them again. */
@@ -323,78 +305,6 @@ function syncQueries(db: Db, hashAddress: AddressHasher) {
       return inserted.length > 0;
     },
 
-    /** A failed pass's counts of what it stored (sync-pass.ts processIds); nothing else of the mailbox moves. */
-    async recordSyncHealth(mailboxId: string, input: { seen: number; health: SyncHealthCounts }): Promise<void> {
-      await db.update(mailboxes).set(healthAdded(input.seen, input.health)).where(eq(mailboxes.id, mailboxId));
-    },
-
-    /**
-     * Success: counters add up, and history moves forward only (a second process, or a push
-     * racing a poll, never moves it back). No `historyId`: history is left as it is.
-     */
-    /**
-     * With `leaseOwner`, only while that process holds the mailbox's sync lease (sync-leases.ts),
-     * checked in this very statement: false when another took it (nothing recorded).
-     */
-    async recordSyncSuccess(
-      mailboxId: string,
-      input: { historyId?: string; seen: number; at: Date; health?: SyncHealthCounts; gap?: SyncGap; leaseOwner?: string },
-    ): Promise<boolean> {
-      const next = input.historyId && /^\d+$/.test(input.historyId) ? input.historyId : undefined;
-      const leaseHeld = input.leaseOwner
-        ? sql`exists (select 1 from mailbox_limits l where l.mailbox_id = ${mailboxes.id} and l.sync_owner = ${input.leaseOwner})`
-        : undefined;
-      const recorded = await db
-        .update(mailboxes)
-        .set({
-          lastSyncAt: input.at,
-          // A gap is said in the pass's error until the next pass, and kept in lastSyncGap.
-          lastSyncError: input.gap ? describeSyncGap(input.gap) : null,
-          resyncCheckpoint: null,
-          ...(input.gap ? { lastSyncGap: input.gap } : {}),
-          ...healthAdded(input.seen, input.health),
-          ...(next
-            ? {
-                // CASE evaluates in order, so the numeric cast only meets a numeric string.
-                historyId: sql`case when ${mailboxes.historyId} is null then ${next}
-                  when ${mailboxes.historyId} !~ '^[0-9]+$' then ${next}
-                  when ${mailboxes.historyId}::numeric < ${next}::numeric then ${next}
-                  else ${mailboxes.historyId} end`,
-              }
-            : {}),
-        })
-        .where(and(eq(mailboxes.id, mailboxId), leaseHeld))
-        .returning({ id: mailboxes.id });
-      return recorded.length > 0;
-    },
-
-    /** How far the running resync got (sync-pass.ts): kept if the pass fails, cleared by a good one. */
-    async recordResyncCheckpoint(mailboxId: string, checkpoint: ResyncCheckpoint): Promise<void> {
-      await db.update(mailboxes).set({ resyncCheckpoint: checkpoint }).where(eq(mailboxes.id, mailboxId));
-    },
-
-    /** Failure: the reason is shown to the mailbox's workspace, and when (sequences wait until a pass succeeds); history and counters stay. */
-    async recordSyncFailure(mailboxId: string, reason: string, at: Date): Promise<void> {
-      await db.update(mailboxes).set({ lastSyncError: reason, lastSyncFailedAt: at }).where(eq(mailboxes.id, mailboxId));
-    },
-
-    /** Syncing mailboxes whose push watch is missing or expires before `before`. */
-    async listWatchesDue(before: Date) {
-      return db
-        .select()
-        .from(mailboxes)
-        .where(
-          and(
-            eq(mailboxes.syncEnabled, true),
-            eq(mailboxes.status, 'active'),
-            or(isNull(mailboxes.watchExpiresAt), lte(mailboxes.watchExpiresAt, before)),
-          ),
-        );
-    },
-
-    async recordWatch(mailboxId: string, expiresAt: Date | null): Promise<void> {
-      await db.update(mailboxes).set({ watchExpiresAt: expiresAt }).where(eq(mailboxes.id, mailboxId));
-    },
   };
 }
 

@@ -140,7 +140,7 @@ export function createSyncService(deps: SyncServiceDeps) {
     const renewal = setInterval(() => {
       if (!holding) return;
       const askedUnder = lease;
-      void leases.renew(mailboxId).then((ours) => void (lost ||= !ours && holding && askedUnder === lease), () => undefined);
+      void leases.renew(mailboxId).then((ours) => void (lost ||= !ours && askedUnder === lease), () => undefined);
     }, LEASE_RENEW_MS).unref();
     const held: LeaseCheck = async () => {
       if (lost || !(await leases.renew(mailboxId))) {
