@@ -1,52 +1,22 @@
-import { actorOf, RECIPIENT_ACTOR } from '../auth/actor.js';
-import { keysetPage, type PageCursor } from '../http/cursor.js';
-import type { AuthContext } from '../auth/auth.service.js';
-import type { ConsentStatus } from '../db/schema.js';
+import { RECIPIENT_ACTOR } from '../auth/actor.js';
 import { againAfterConcurrencyFailure, ReadChangedBeforeLock } from '../db/pg-errors.js';
 import { ConflictError, NotFoundError, ValidationError } from '../errors.js';
 import type { TokenCodec } from '../tracking/tokens.js';
-import type { SuppressionListQueries, SuppressionListRepo, SuppressionReason, SuppressionRow } from './suppression.repo.js';
+import type { SuppressionListQueries, SuppressionListRepo, SuppressionRow } from './suppression.repo.js';
 import { applyTrackingChoice, trackingViewOf, type TrackingView } from './tracking-preference.js';
+import { createSuppressionListService } from './suppression-list.service.js';
+import { ALL, entryDetail, lockReason, recipientMayRemove, RECIPIENT_REMOVABLE, recordConsent, topicOf, topicScope, type ReachedContacts } from './suppression-rules.js';
 import { maskEmailAddress, type PreferenceChoices, type PreferencesView, type RecipientView } from './recipient-view.js';
 
 /*
  * The suppression list (P-08) and the recipient's side of it (P-09, P-11): one-click
- * unsubscribe, the preference center, and the workspace's own list behind /api.
+ * unsubscribe and the preference center here; the workspace's own list behind /api in
+ * suppression-list.service.ts, the rules both share in suppression-rules.ts.
  *
  * Every change is one transaction that writes the suppression row, the audit row and,
  * when the address is a contact, the consent record; callers answer only after it has
  * committed (invariant 2).
  */
-
-export const ALL = 'all';
-export const topicScope = (topic: string) => `topic:${topic}`;
-const topicOf = (scope: string) => (scope.startsWith('topic:') ? scope.slice('topic:'.length) : undefined);
-
-/** Rows the recipient made themself: only these may they undo (never a bounce, complaint or a sender's manual entry). */
-const RECIPIENT_REMOVABLE: readonly SuppressionReason[] = ['unsubscribe'];
-/** Rows that record the recipient's own wish: an admin removes them only with new consent evidence. */
-const NEEDS_CONSENT_EVIDENCE: readonly SuppressionReason[] = ['unsubscribe', 'complaint'];
-/** Whether the recipient may undo this entry themself: their own opt-out, unless a CRM user's reason holds it too. */
-const recipientMayRemove = (row: SuppressionRow) => RECIPIENT_REMOVABLE.includes(row.reason) && row.heldReason === null;
-/** The reason a recipient is shown for an entry they cannot undo: what holds it, else its own. */
-const lockReason = (row: SuppressionRow) => row.heldReason ?? row.reason;
-
-export function presentSuppression(row: SuppressionRow) {
-  return {
-    id: row.id,
-    email: row.email,
-    scope: row.scope,
-    reason: row.reason,
-    source: row.source,
-    createdBy: row.createdBy,
-    createdAt: row.createdAt,
-    heldReason: row.heldReason,
-  };
-}
-
-/** The audit log outlives every deletion (P-13), so it names the address only by its keyed hash. */
-const entryDetail = (row: SuppressionRow) => ({ addressHash: row.addressHash, scope: row.scope, reason: row.reason, source: row.source, createdAt: row.createdAt });
-
 
 /** Every bad, forged, truncated or orphaned link gets the same answer, which says nothing about why. */
 const linkNotFound = () => new NotFoundError('Link', 'link_not_found');
@@ -80,6 +50,8 @@ export function createSuppressionService(deps: { repo: SuppressionListRepo; code
     const workspaceName = await q.findWorkspaceName(recipient.workspaceId);
     if (workspaceName === undefined) throw linkNotFound();
     return {
+    ...createSuppressionListService({ repo, policyVersion }),
+
       recipientId: recipient.id,
       workspaceId: recipient.workspaceId,
       email: recipient.email,
@@ -89,24 +61,6 @@ export function createSuppressionService(deps: { repo: SuppressionListRepo; code
   }
 
   const viewOf = (target: TokenTarget): RecipientView => ({ workspaceName: target.workspaceName, maskedEmail: maskEmailAddress(target.email) });
-
-  /**
-   * Appends a consent record for the workspace's contact with this address, if there is one,
-   * and for the contacts in `alsoContactIds` (movedContacts), unless a contact's latest record
-   * already says the same (so a replayed opt-out adds nothing).
-   */
-  async function recordConsent(
-    q: SuppressionListQueries,
-    entry: { workspaceId: string; email: string; status: ConsentStatus; source: string; actor: string; auditActor: string; evenIfUnchanged?: boolean; alsoContactIds?: string[] },
-  ) {
-    const contactIds = new Set(entry.alsoContactIds);
-    const byAddress = await q.findContactIdByEmail(entry.workspaceId, entry.email);
-    if (byAddress) contactIds.add(byAddress);
-    for (const contactId of contactIds) {
-      if (!entry.evenIfUnchanged && (await q.latestConsentStatus(entry.workspaceId, contactId)) === entry.status) continue;
-      await q.insertConsent({ workspaceId: entry.workspaceId, contactId, status: entry.status, source: entry.source, policyVersion, actor: entry.actor }, entry.auditActor);
-    }
-  }
 
   /**
    * An opt-out through a recipient's link is also the person's whose campaign mail went to that
@@ -121,17 +75,17 @@ export function createSuppressionService(deps: { repo: SuppressionListRepo; code
    * againAfterConcurrencyFailure). Reading only before the lock, a contact moving in between was
    * in neither lookup and kept its opt-in (an attacker's finding).
    */
-  async function movedContacts(q: SuppressionListQueries, target: TokenTarget): Promise<string[]> {
+  async function movedContacts(q: SuppressionListQueries, target: TokenTarget): Promise<ReachedContacts> {
     const read = async () => {
       const moved = await q.findContactsMovedFromRecipient(target.workspaceId, target.recipientId, target.campaignId);
       const atAddress = await q.findContactIdByEmail(target.workspaceId, target.email);
-      return { moved, touched: atAddress ? [...moved, atAddress] : moved };
+      return { moved, atAddress, touched: atAddress ? [...moved, atAddress] : moved };
     };
     const before = await read();
     await q.lockAddressesAndContacts(target.workspaceId, [target.email], before.touched);
     const after = await read();
     if (after.touched.some((id) => !before.touched.includes(id))) throw new ReadChangedBeforeLock('the contacts at or moved from this address');
-    return after.moved;
+    return { moved: after.moved, atAddress: after.atAddress };
   }
 
   async function addEntry(
@@ -193,6 +147,8 @@ export function createSuppressionService(deps: { repo: SuppressionListRepo; code
     );
 
   return {
+    ...createSuppressionListService({ repo, policyVersion }),
+
     /* ------------------------------------------------ the recipient's side (token is the credential) */
 
     /** What the unsubscribe page shows. Reads only: mail scanners prefetch this URL. */
@@ -211,18 +167,18 @@ export function createSuppressionService(deps: { repo: SuppressionListRepo; code
       // A mail provider does not retry a one-click POST: a transaction lost to a race runs again here.
       return againAfterConcurrencyFailure(() => repo.transaction(async (tx) => {
         const target = await resolveToken(tx, token);
-        const moved = await movedContacts(tx, target);
+        const reached = await movedContacts(tx, target);
         // The stats count a campaign's unsubscribes from exactly this source.
         const source = target.campaignId ? `campaign:${target.campaignId}` : 'unsubscribe-link';
         const added = await addEntry(tx, target, ALL, source, 'unsubscribe-link');
-        await recordConsent(tx, {
+        await recordConsent(tx, policyVersion, {
           workspaceId: target.workspaceId,
           email: target.email,
           status: 'opted_out',
           source: 'unsubscribe-link',
           actor: RECIPIENT_ACTOR,
           auditActor: `recipient:${target.recipientId}`,
-          alsoContactIds: moved,
+          reached,
         });
         return { ...viewOf(target), added: Boolean(added) };
       }));
@@ -248,7 +204,7 @@ export function createSuppressionService(deps: { repo: SuppressionListRepo; code
         // Under the locks of everyone an opt-out or a tracking choice reaches (movedContacts): a
         // contact moving meanwhile is found on one side of its move (a reviewer's finding: the
         // tracking choice read the contacts unlocked, and a move in between lost a refusal).
-        const moved = choices.action === 'unsubscribe-all' || choices.tracking ? await movedContacts(tx, target) : [];
+        const reached = choices.action === 'unsubscribe-all' || choices.tracking ? await movedContacts(tx, target) : undefined;
         const entries = await tx.listEntriesOfAddress(target.workspaceId, target.email);
         const known = new Set(knownTopics(entries, await tx.listCampaignTopics(target.workspaceId)));
         const shown = [...new Set(choices.topics)];
@@ -305,8 +261,8 @@ export function createSuppressionService(deps: { repo: SuppressionListRepo; code
         // Consent follows the workspace-wide entry only: a topic choice neither withdraws nor gives
         // it (checking a topic again must not undo an opt-out the sender recorded, say by phone).
         const base = { workspaceId: target.workspaceId, email: target.email, source: 'preference-center', actor: RECIPIENT_ACTOR, auditActor: `recipient:${target.recipientId}` };
-        if (addedAll) await recordConsent(tx, { ...base, status: 'opted_out', alsoContactIds: moved });
-        else if (removedAll) await recordConsent(tx, { ...base, status: 'opted_in' });
+        if (addedAll) await recordConsent(tx, policyVersion, { ...base, status: 'opted_out', reached });
+        else if (removedAll) await recordConsent(tx, policyVersion, { ...base, status: 'opted_in' });
 
         const trackingChanged = choices.tracking ? await applyTrackingChoice(tx, target, choices.tracking, now()) : 0;
 
@@ -316,108 +272,9 @@ export function createSuppressionService(deps: { repo: SuppressionListRepo; code
       }));
     },
 
-    /* ------------------------------------------------------------- the workspace's list (/api) */
-
-    async list(auth: AuthContext, query: { limit: number; cursor?: PageCursor; email?: string; reason?: SuppressionReason; scope?: string }) {
-      const rows = await repo.listEntries(auth.workspaceId, {
-        limit: query.limit + 1,
-        before: query.cursor,
-        email: query.email,
-        reason: query.reason,
-        scope: query.scope,
-      });
-      const { page, nextCursor } = keysetPage(rows, query.limit);
-      return { suppressions: page.map(presentSuppression), nextCursor };
-    },
-
-    /**
-     * Adding is always safe, so any member may. Idempotent on (address, scope): the existing
-     * entry is kept and returned — and when it is the recipient's own opt-out, this user's
-     * reason holds it (`heldReason`, audited), so the recipient can no longer undo it.
-     */
-    async add(auth: AuthContext, input: { email: string; reason: 'manual' | 'complaint'; scope: string; note?: string }) {
-      return repo.transaction(async (tx) => {
-        const audited = (row: SuppressionRow, extra: Record<string, unknown>) =>
-          tx.insertAudit({
-            workspaceId: auth.workspaceId,
-            actor: actorOf(auth),
-            requestId: auth.requestId,
-            action: 'suppression.added',
-            subjectType: 'suppression',
-            subjectId: row.id,
-            detail: { ...entryDetail(row), ...extra, ...(input.note ? { note: input.note } : {}) },
-          });
-        const existing = await tx.findEntry(auth.workspaceId, input.email, input.scope);
-        const held = existing && recipientMayRemove(existing) ? await tx.holdEntry(auth.workspaceId, existing, input.reason, RECIPIENT_REMOVABLE) : undefined;
-        if (held) {
-          await audited(held, { heldReason: input.reason });
-          return { created: false, suppression: presentSuppression(held) };
-        }
-        if (existing && !recipientMayRemove(existing)) return { created: false, suppression: presentSuppression(existing) };
-        const row = await tx.insertEntry({
-          workspaceId: auth.workspaceId,
-          email: input.email,
-          scope: input.scope,
-          reason: input.reason,
-          source: 'api',
-          createdBy: auth.userId,
-        });
-        if (!row) {
-          // Someone added the same entry a moment ago: theirs stands.
-          return { created: false, suppression: presentSuppression((await tx.findEntry(auth.workspaceId, input.email, input.scope))!) };
-        }
-        await audited(row, {});
-        return { created: true, suppression: presentSuppression(row) };
-      });
-    },
-
-    /**
-     * Admins only (the route checks the role), with a note. An entry that records the
-     * recipient's own wish (unsubscribe, complaint) also needs the new consent's source:
-     * that is the evidence the recipient asked to be mailed again, and it is appended to
-     * the contact's consent history.
-     */
-    async remove(auth: AuthContext, id: string, input: { note: string; consentSource?: string }) {
-      await repo.transaction(async (tx) => {
-        // Under the address's opt-out lock, then read again: a recipient's opt-out adopting this
-        // entry meanwhile (adoptEntry) either committed first — its reason now asks for consent
-        // evidence — or waits for this removal and then makes an entry of its own.
-        const seen = await tx.findEntryById(auth.workspaceId, id);
-        if (seen?.email) await tx.lockAddressesAndContacts(auth.workspaceId, [seen.email], []);
-        const entry = seen?.email ? await tx.findEntryById(auth.workspaceId, id) : seen;
-        if (!entry) throw new NotFoundError('Suppression');
-        if (NEEDS_CONSENT_EVIDENCE.includes(entry.reason) && !input.consentSource) {
-          throw new ValidationError([
-            { field: 'consentSource', message: `is required to remove a ${entry.reason} entry: say where the recipient's new consent came from` },
-          ]);
-        }
-        // Two removals at once both read the entry; only the one whose delete found it goes on
-        // (one audit row, one consent record), the other is a 404 as if it came later.
-        if (!(await tx.deleteEntry(auth.workspaceId, id))) throw new NotFoundError('Suppression');
-        await tx.insertAudit({
-          workspaceId: auth.workspaceId,
-          actor: actorOf(auth),
-          requestId: auth.requestId,
-          action: 'suppression.removed',
-          subjectType: 'suppression',
-          subjectId: entry.id,
-          detail: { note: input.note, entry: entryDetail(entry), ...(input.consentSource ? { consentSource: input.consentSource } : {}) },
-        });
-        // A purged entry (hash only) has no contact left to record the consent on.
-        if (input.consentSource && entry.email !== null && !(await tx.findEntry(auth.workspaceId, entry.email, ALL))) {
-          await recordConsent(tx, {
-            workspaceId: auth.workspaceId,
-            email: entry.email,
-            status: 'opted_in',
-            source: input.consentSource,
-            actor: actorOf(auth),
-            auditActor: actorOf(auth),
-            evenIfUnchanged: true,
-          });
-        }
-      });
-    },
   };
 }
 
 export type SuppressionService = ReturnType<typeof createSuppressionService>;
+
+export { ALL, presentSuppression, topicScope } from './suppression-rules.js';
