@@ -2,6 +2,7 @@ import { and, desc, eq, isNull, lt, or } from 'drizzle-orm';
 import type { Db } from '../db/connect.js';
 import { apiKeys, type ApiKeyRow } from '../db/schema.js';
 import { recordAudit, type AuditEntry } from '../privacy/audit.js';
+import { lockLiveManager } from '../auth/member-lock.js';
 
 /**
  * Revokes every live key a member created in a workspace, in the caller's transaction (the
@@ -19,9 +20,15 @@ export async function revokeKeysOfMember(db: Db, workspaceId: string, userId: st
 
 export function createApiKeysRepo(db: Db) {
   return {
-    /** The key row and its audit entry commit together (the audit names the new key's id). */
-    async insert(values: { workspaceId: string; createdBy: string; name: string; scopes: string[]; keyHash: string; keyPrefix: string }, audit: (id: string) => AuditEntry): Promise<ApiKeyRow> {
+    /**
+     * The key row and its audit entry commit together (the audit names the new key's id), while
+     * its creator is still an owner or admin, checked under their membership's lock
+     * (member-lock.ts): a removal revokes the member's keys, and one made while it ran survived
+     * it. Undefined when the creator no longer may.
+     */
+    async insert(values: { workspaceId: string; createdBy: string; name: string; scopes: string[]; keyHash: string; keyPrefix: string }, audit: (id: string) => AuditEntry): Promise<ApiKeyRow | undefined> {
       return db.transaction(async (tx) => {
+        if (!(await lockLiveManager(tx, values.workspaceId, values.createdBy))) return undefined;
         const [row] = await tx.insert(apiKeys).values(values).returning();
         await recordAudit(tx, audit(row!.id));
         return row!;

@@ -70,6 +70,7 @@ export function createApiKeysService(deps: { repo: ApiKeysRepo; authRepo: Pick<A
           requestId: auth.requestId,
         }),
       );
+      if (!row) throw new ForbiddenError('Only owners and admins of this workspace manage API keys');
       // The only time the key is ever shown.
       return { ...presentApiKey(row), key };
     },
@@ -103,7 +104,9 @@ export function createApiKeysService(deps: { repo: ApiKeysRepo; authRepo: Pick<A
       if (!row) throw new UnauthorizedError('invalid_token', 'The API key is not valid');
       if (row.revokedAt) throw new UnauthorizedError('api_key_revoked', 'The API key has been revoked');
       const membership = await authRepo.findMembership(row.workspaceId, row.createdBy);
-      if (!membership) throw new UnauthorizedError('invalid_token', 'The API key is not valid');
+      // A key acts within the membership it was made in: one from an earlier membership of the
+      // same person (removed, invited back) never comes back, whatever revoked it or failed to.
+      if (!membership || row.createdAt.getTime() < membership.createdAt.getTime()) throw new UnauthorizedError('invalid_token', 'The API key is not valid');
       const scopes = row.scopes as ApiScope[];
       await touchLastUsed(row);
       return {

@@ -3,6 +3,7 @@ import { inTransaction, type Db } from '../db/connect.js';
 import { auditLog, invitations, memberships, signupRequests, users, webSessions, workspaces, type Role } from '../db/schema.js';
 import { revokeKeysOfMember } from '../api-keys/api-keys.repo.js';
 import { revokeGrantsOfMember } from '../privacy/grants.repo.js';
+import { disableEndpointsVouchedBy } from '../webhooks/webhooks.repo.js';
 import { recordAudit, type AuditEntry } from '../privacy/audit.js';
 import { ROLE_RANK } from './auth-common.js';
 
@@ -113,7 +114,7 @@ function authQueries(db: Db) {
     /** A membership of a live user in a live workspace (closing either ends every access at once). */
     async findMembership(workspaceId: string, userId: string) {
       const [row] = await db
-        .select({ role: memberships.role, workspace: workspaces, sessionsNotBefore: users.sessionsNotBefore, sessionVersion: users.sessionVersion })
+        .select({ role: memberships.role, createdAt: memberships.createdAt, workspace: workspaces, sessionsNotBefore: users.sessionsNotBefore, sessionVersion: users.sessionVersion })
         .from(memberships)
         .innerJoin(workspaces, eq(workspaces.id, memberships.workspaceId))
         .innerJoin(users, eq(users.id, memberships.userId))
@@ -293,6 +294,11 @@ function authQueries(db: Db) {
     /** And the access grants they received or gave (privacy/grants.repo.ts); resolves to the grants revoked. */
     revokeGrantsOf(workspaceId: string, userId: string, at: Date) {
       return revokeGrantsOfMember(db, workspaceId, userId, at);
+    },
+
+    /** A removed member's webhook endpoints are turned off with the membership (webhooks.repo.ts); resolves to their ids. */
+    disableWebhooksOf(workspaceId: string, userId: string, at: Date): Promise<string[]> {
+      return disableEndpointsVouchedBy(db, workspaceId, userId, at);
     },
 
     /** Membership changes are evidence (issue 11): written in the transaction that makes them. */

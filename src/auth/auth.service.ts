@@ -135,7 +135,8 @@ export function createAuthService(deps: {
   /**
    * A membership's removal: the row, its audit row, the API keys the member made there and the
    * Gmail access grants they received or gave there (revoked, audited): invited back, they bring
-   * none of them back.
+   * none of them back. The webhook endpoints they vouch for are turned off (audited): they send the
+   * workspace's data where this member said, and would go on doing so for someone no longer here.
    */
   async function removeMembership(tx: AuthTx, auth: AuthContext, target: { userId: string; role: Role }) {
     await tx.deleteMembership(auth.workspaceId, target.userId);
@@ -148,6 +149,9 @@ export function createAuthService(deps: {
         ...memberEvent(auth, 'grant.revoked', 'gmail_access_grant', grant.id),
         detail: { messageId: grant.messageId, granteeUserId: grant.granteeUserId, reason: 'member_removed' },
       });
+    }
+    for (const endpointId of await tx.disableWebhooksOf(auth.workspaceId, target.userId, now())) {
+      await tx.audit({ ...memberEvent(auth, 'webhook.endpoint_disabled', 'webhook_endpoint', endpointId), detail: { reason: 'member_removed', userId: target.userId } });
     }
   }
 

@@ -3,8 +3,9 @@ import { releaseParkedSends } from '../campaigns/parked-sends.js';
 import { recordAudit, type AuditEntry } from '../privacy/audit.js';
 import { inTransaction, type Db } from '../db/connect.js';
 import { rowsOf } from '../db/pg-array.js';
-import { mailboxes, memberships, messages, usedOauthStates, users, workspaces } from '../db/schema.js';
+import { mailboxes, messages, usedOauthStates } from '../db/schema.js';
 import { recordMailboxNeedsReconnect } from '../webhooks/facts.js';
+import { lockLiveMembers, type LockedMember } from '../auth/member-lock.js';
 
 export type MailboxRow = typeof mailboxes.$inferSelect;
 export type NewMailbox = typeof mailboxes.$inferInsert;
@@ -43,26 +44,10 @@ function mailboxQueries(db: Db) {
       return rows.length > 0;
     },
 
-    /**
-     * The member finishing a Gmail connection, if they still are one (live user, live workspace),
-     * with what ends their sessions; the membership and the user stay locked (for share) until the
-     * transaction ends, so a removal, a closure or a password change either came first and is
-     * seen here, or waits for the connection to be stored and then finds it.
-     */
-    async lockConnectingMember(workspaceId: string, userId: string): Promise<{ sessionVersion: number; sessionsNotBefore: Date | null } | undefined> {
-      // The workspace first, as every membership change and a closure lock it (auth.repo.ts
-      // lockMemberships, account-closure.repo.ts): the new mailbox's foreign key takes it later,
-      // and taken after the membership it deadlocked with a removal that had the workspace already.
-      await db.select({ id: workspaces.id }).from(workspaces).where(eq(workspaces.id, workspaceId)).for('key share');
-      const [row] = await db
-        .select({ sessionVersion: users.sessionVersion, sessionsNotBefore: users.sessionsNotBefore })
-        .from(memberships)
-        .innerJoin(users, eq(users.id, memberships.userId))
-        .innerJoin(workspaces, eq(workspaces.id, memberships.workspaceId))
-        .where(and(eq(memberships.workspaceId, workspaceId), eq(memberships.userId, userId), isNull(users.deletedAt), isNull(workspaces.deletedAt)))
-        .for('share', { of: [memberships, users] })
-        .limit(1);
-      return row;
+    /** The member finishing a Gmail connection, if they still are one, locked until the transaction ends (auth/member-lock.ts). */
+    async lockConnectingMember(workspaceId: string, userId: string): Promise<LockedMember | undefined> {
+      const [member] = await lockLiveMembers(db, workspaceId, [userId]);
+      return member;
     },
 
     async findByEmailUnscoped(email: string): Promise<MailboxRow[]> {

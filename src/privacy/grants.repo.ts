@@ -1,7 +1,8 @@
 import { and, desc, eq, gt, isNull, or } from 'drizzle-orm';
 import { inTransaction, type Db } from '../db/connect.js';
-import { gmailAccessGrants, mailboxes, memberships, messages, type GmailAccessGrantRow } from '../db/schema.js';
+import { gmailAccessGrants, mailboxes, messages, type GmailAccessGrantRow } from '../db/schema.js';
 import { recordAudit, type AuditEntry } from './audit.js';
+import { lockLiveMembers } from '../auth/member-lock.js';
 
 /**
  * A member leaving or removed: the access grants they received, and those they gave (they can no
@@ -36,13 +37,9 @@ function grantQueries(db: Db) {
       return row;
     },
 
-    async isMember(workspaceId: string, userId: string): Promise<boolean> {
-      const [row] = await db
-        .select({ userId: memberships.userId })
-        .from(memberships)
-        .where(and(eq(memberships.workspaceId, workspaceId), eq(memberships.userId, userId)))
-        .limit(1);
-      return Boolean(row);
+    /** Those of `userIds` who are live members of the workspace, locked until the transaction ends (auth/member-lock.ts). */
+    lockMembers(workspaceId: string, userIds: string[]) {
+      return lockLiveMembers(db, workspaceId, userIds);
     },
 
     async insert(values: typeof gmailAccessGrants.$inferInsert): Promise<GmailAccessGrantRow> {

@@ -46,14 +46,18 @@ export function createGrantsService(deps: GrantsServiceDeps) {
       if (!message) throw new NotFoundError('Message');
       if (message.ownerUserId !== auth.userId) throw new ForbiddenError('Only the owner of the mailbox can grant access to its mail');
       if (input.granteeUserId === auth.userId) throw new UnprocessableError('grant_to_self', 'You already read your own mail');
-      if (!(await repo.isMember(auth.workspaceId, input.granteeUserId))) {
-        throw new UnprocessableError('grantee_not_member', 'Access can be granted only to a member of this workspace');
-      }
       const at = now();
       if (input.expiresAt.getTime() <= at.getTime() || input.expiresAt.getTime() > at.getTime() + MAX_GRANT_DAYS * DAY_MS) {
         throw new UnprocessableError('invalid_grant_expiry', `expiresAt must be in the future and at most ${MAX_GRANT_DAYS} days away`);
       }
       const grant = await repo.transaction(async (tx) => {
+        // Both still members, under their memberships' locks (auth/member-lock.ts): a removal
+        // revokes the grants a member gave or received, and one made while it ran survived it.
+        const members = await tx.lockMembers(auth.workspaceId, [auth.userId, input.granteeUserId]);
+        if (!members.some((m) => m.userId === auth.userId)) throw new ForbiddenError('You are no longer a member of this workspace');
+        if (!members.some((m) => m.userId === input.granteeUserId)) {
+          throw new UnprocessableError('grantee_not_member', 'Access can be granted only to a member of this workspace');
+        }
         const row = await tx.insert({
           workspaceId: auth.workspaceId,
           messageId: message.messageId,

@@ -5,6 +5,7 @@ import { webhookDeliveries, webhookDeliveryAttempts, webhookEndpoints, webhookEv
 import { cursorTimestamp, olderThanCursor, type PageCursor } from '../http/cursor.js';
 import { recordAudit, type AuditEntry } from '../privacy/audit.js';
 import type { AttemptResult } from './sender.js';
+import { lockLiveManager } from '../auth/member-lock.js';
 
 export type WebhookEndpointRow = typeof webhookEndpoints.$inferSelect;
 export type NewWebhookEndpoint = typeof webhookEndpoints.$inferInsert;
@@ -33,9 +34,29 @@ export interface ClaimedDelivery {
 /** A jsonb column as a driver returns it: parsed already (node-postgres, PGlite) or as text. */
 const jsonOf = <T>(value: unknown): T => (typeof value === 'string' ? JSON.parse(value) : value) as T;
 
+/**
+ * A member leaving or removed: the enabled endpoints they vouch for (set the URL of, or last
+ * turned on) are turned off, in the caller's transaction (auth.service.ts removeMembership) — they
+ * send the workspace's data where that member said. What they are owed waits, as for any disabled
+ * endpoint, until an owner or admin turns them on again (and vouches for them). Resolves to their ids.
+ */
+export async function disableEndpointsVouchedBy(db: Db, workspaceId: string, userId: string, at: Date): Promise<string[]> {
+  const rows = await db
+    .update(webhookEndpoints)
+    .set({ enabled: false, disabledAt: at })
+    .where(and(eq(webhookEndpoints.workspaceId, workspaceId), eq(webhookEndpoints.vouchedBy, userId), eq(webhookEndpoints.enabled, true)))
+    .returning({ id: webhookEndpoints.id });
+  return rows.map((r) => r.id);
+}
+
 /** Endpoints and their delivery log, scoped by workspace (invariant 7); the worker's claims are not (it serves every workspace). */
 function webhookQueries(db: Db) {
   return {
+    /** Whether this user may vouch for an endpoint (a live owner or admin), locked until the transaction ends (auth/member-lock.ts). */
+    lockVoucher(workspaceId: string, userId: string): Promise<boolean> {
+      return lockLiveManager(db, workspaceId, userId);
+    },
+
     async insertEndpoint(values: NewWebhookEndpoint & { id: string }): Promise<WebhookEndpointRow> {
       const [row] = await db.insert(webhookEndpoints).values(values).returning();
       return row!;

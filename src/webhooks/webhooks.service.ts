@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { actorOf } from '../auth/actor.js';
 import type { AuthContext } from '../auth/auth.service.js';
 import type { RetiredSecret } from '../db/schema.js';
-import { ConflictError, NotFoundError, UnprocessableError } from '../errors.js';
+import { ConflictError, ForbiddenError, NotFoundError, UnprocessableError } from '../errors.js';
 import type { TokenCipherMethods } from '../gmail/token-cipher.js';
 import { encodeCursor, type PageCursor } from '../http/cursor.js';
 import type { WebhookEventType } from './events.js';
@@ -42,6 +42,7 @@ export function presentEndpoint(row: WebhookEndpointRow) {
     failingSince: row.failingSince,
     lastSuccessAt: row.lastSuccessAt,
     disabledAt: row.disabledAt,
+    vouchedBy: row.vouchedBy,
     // When the last replaced secret stops signing (null: none was ever replaced).
     previousSecretExpiresAt: row.retiredSecrets.length ? new Date(Math.max(...row.retiredSecrets.map((r) => new Date(r.expiresAt).getTime()))) : null,
     createdAt: row.createdAt,
@@ -65,6 +66,8 @@ export function createWebhooksService(deps: {
   const { repo, cipher } = deps;
   const now = deps.now ?? (() => new Date());
   const notFound = () => new NotFoundError('Webhook endpoint', 'webhook_not_found');
+  /** Checked again under the membership's lock: a removal that committed since the request began. */
+  const noLongerManager = () => new ForbiddenError('Only owners and admins of this workspace manage webhooks');
 
   async function checkedUrl(raw: string): Promise<string> {
     const url = new URL(raw);
@@ -103,6 +106,7 @@ export function createWebhooksService(deps: {
       const id = randomUUID();
       const secret = newWebhookSecret();
       const row = await repo.transaction(async (tx) => {
+        if (!(await tx.lockVoucher(auth.workspaceId, auth.userId))) throw noLongerManager();
         const inserted = await tx.insertEndpoint({
           id,
           workspaceId: auth.workspaceId,
@@ -112,6 +116,7 @@ export function createWebhooksService(deps: {
           secretCiphertext: cipher.encrypt(secret, secretContext(id, 'secret')),
           enabled: input.enabled ?? true,
           createdBy: auth.userId,
+          vouchedBy: auth.userId,
         });
         await tx.insertAudit(audit(auth, 'webhook.endpoint_created', id, { eventTypes: inserted.eventTypes }));
         return inserted;
@@ -133,8 +138,12 @@ export function createWebhooksService(deps: {
       const url = patch.url === undefined ? undefined : await checkedUrl(patch.url);
       // Turning an endpoint back on starts it healthy: its past failures were judged already.
       const reenabled = patch.enabled === true && !current.enabled;
+      // Where it sends, or that it sends again, is now this member's word (removeMembership turns it off with them).
+      const vouches = url !== undefined || reenabled;
       const row = await repo.transaction(async (tx) => {
+        if (vouches && !(await tx.lockVoucher(auth.workspaceId, auth.userId))) throw noLongerManager();
         const updated = await tx.updateEndpoint(auth.workspaceId, id, {
+          ...(vouches ? { vouchedBy: auth.userId } : {}),
           ...(url === undefined ? {} : { url }),
           ...(patch.eventTypes === undefined ? {} : { eventTypes: [...new Set(patch.eventTypes)] }),
           ...(patch.description === undefined ? {} : { description: patch.description }),

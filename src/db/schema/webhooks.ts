@@ -46,6 +46,11 @@ export const webhookEndpoints = pgTable(
     lastSuccessAt: timestamp('last_success_at', { withTimezone: true }),
     disabledAt: timestamp('disabled_at', { withTimezone: true }),
     createdBy: uuid('created_by').references(() => users.id, { onDelete: 'set null' }),
+    /**
+     * The member who answers for where it sends the workspace's data: whoever set its URL or last
+     * turned it on. Their leaving or removal turns it off (auth.service.ts removeMembership).
+     */
+    vouchedBy: uuid('vouched_by').references(() => users.id, { onDelete: 'set null' }),
     createdAt: createdAt(),
   },
   (t) => [index('webhook_endpoints_workspace_idx').on(t.workspaceId)],
