@@ -253,9 +253,7 @@ export function createMessagesService(deps: MessagesServiceDeps) {
               leaseOwner: workerId,
               leaseExpiresAt: after(leaseMs),
             },
-            // On the timelines of To and Cc only, as sync files the same mail (sync-message.ts): a
-            // timeline is read by teammates and would show a Bcc contact as the hidden recipient.
-            [...mail.to, ...mail.cc],
+            recipients,
           );
         });
         if (!claimed) throw new SendRefused(new ConflictError('send_taken_over', 'This send was taken over by recovery; check the message for its outcome'));
