@@ -17,6 +17,10 @@ export interface GateRow {
   lease_expired: boolean;
   attempts: number;
   campaign_status: string;
+  /** Its mailbox is connected and may send (not disconnected, not waiting to be reconnected): otherwise the gate halts. */
+  mailbox_sending: boolean;
+  /** Still due at the gate's `now`: an automatic reply may have moved a follow-up later since it was reserved. */
+  due: boolean;
   /**
    * Why it must not go out (invariant 1, P-10, a reply or bounce to an earlier step, or the
    * contact's address changed since launch: the address was taken off the contact, and the
@@ -24,6 +28,20 @@ export interface GateRow {
    */
   skip_reason: string | null;
 }
+
+/**
+ * Before the gate statement, in its transaction (a server's; PGlite runs one statement at a time):
+ * the workspace's key, then the mailbox row, both shared. In this order because the claim's
+ * messages row takes the workspace's key (a foreign key) and a member leaving locks the workspace
+ * before it marks their mailboxes deleted: mailbox first, the two waited for each other.
+ */
+/** A campaign whose mailbox is gone (its `mailbox_id` set null): no row has this id, so the gate halts. */
+export const NO_MAILBOX = '00000000-0000-0000-0000-000000000000';
+
+export const lockSendingMailboxSql = (workspaceId: string, mailboxId: string): SQL[] => [
+  sql`select 1 from workspaces where id = ${workspaceId}::uuid for key share`,
+  sql`select 1 from mailboxes where id = ${mailboxId}::uuid for share`,
+];
 
 /**
  * SQL: the rows (locked, in id order), their campaign's state and the verdict of every
@@ -42,8 +60,14 @@ export interface GateRow {
  * claimed after the cancel had answered — and its mail went out after the user was told the
  * campaign was cancelled (a cancel no longer waits for the campaign's queued rows itself:
  * cancelled-sends.ts).
+ *
+ * The mailbox is read the same way (`for share`), and the caller locked it so already, after the
+ * workspace's key (lockSendingMailbox): a disconnect that commits while the claim waits is seen,
+ * and halts it — read from the snapshot, a worker went on claiming and sending from a mailbox
+ * whose disconnect had answered, through a token Google had not revoked (the address connected in
+ * another workspace: an attacker's finding).
  */
-export function gateSql(sendIds: string[], campaign: CampaignRow, laterSteps: boolean, now: Date): SQL {
+export function gateSql(sendIds: string[], campaign: CampaignRow, mailboxId: string, laterSteps: boolean, now: Date): SQL {
   const consent = campaign.kind === 'marketing' ? sql`not ${optedInSql(sql`s.contact_id`, sql`s.workspace_id`)}` : sql`false`;
   const earlier = (type: 'reply' | 'bounce') =>
     !laterSteps
@@ -54,6 +78,8 @@ export function gateSql(sendIds: string[], campaign: CampaignRow, laterSteps: bo
   return sql`
     select s.id, s.status, s.lease_owner, coalesce(s.lease_expires_at < ${now.toISOString()}::timestamptz, true) as lease_expired, s.attempts,
       s.email, s.contact_id, s.rfc822_message_id, (select c.status from campaigns c where c.id = s.campaign_id for share) as campaign_status,
+      coalesce((select m.status = 'active' and m.deleted_at is null from mailboxes m where m.id = ${mailboxId}::uuid for share), false) as mailbox_sending,
+      s.due_at <= ${now.toISOString()}::timestamptz as due,
       case
         when ${suppressedSql(sql`s.workspace_id`, sql`s.email`, sql`(select r.address_hash from recipients r where r.id = s.recipient_id)`, campaign.topic, { probesOnly: true })} then 'suppressed'
         when s.contact_id is null or ct.deleted_at is not null then 'contact_deleted'

@@ -2,7 +2,7 @@ import { sql, type SQL } from 'drizzle-orm';
 import type { Db } from '../db/connect.js';
 import { lockAddresses } from '../suppression/address-lock.js';
 import type { CampaignRow } from './campaigns.repo.js';
-import { gateSql, type GateRow } from './gate-sql.js';
+import { gateSql, lockSendingMailboxSql, NO_MAILBOX, type GateRow } from './gate-sql.js';
 import { pgArray, rowsOf } from '../db/pg-array.js';
 import { GENERIC_PLAN } from '../db/plan-hints.js';
 import { campaignSendOutcomeCtes } from '../webhooks/facts.js';
@@ -158,7 +158,10 @@ export function createSendLedgerRepo(db: Db, options: SendLedgerOptions = {}) {
       const { campaign, mailbox, owner, now, leaseUntil } = inputs[0]!;
       const ids = inputs.map((i) => i.candidate.id);
       const gate = async (tx: Db): Promise<GateResult[]> => {
-        if (!options.serializedEngine) await lockAddresses(tx, campaign.workspaceId, inputs.map((i) => i.candidate.email));
+        if (!options.serializedEngine) {
+          await lockAddresses(tx, campaign.workspaceId, inputs.map((i) => i.candidate.email));
+          for (const statement of lockSendingMailboxSql(campaign.workspaceId, mailbox.id)) await tx.execute(statement);
+        }
         // One statement: the re-checks, then per row either `skipped` with the reason or the
         // claim (messages row, `sending` under this lease); nothing for a row another worker
         // holds or when the campaign stopped. No message_contacts row: the ledger row already
@@ -169,10 +172,11 @@ export function createSendLedgerRepo(db: Db, options: SendLedgerOptions = {}) {
             with i as (
               select * from unnest(${pgArray(ids)}::uuid[], ${pgArray(inputs.map((x) => x.messageRowId))}::uuid[], ${pgArray(inputs.map((x) => x.subject))}::text[])
                 as i(send_id, message_row_id, subject)),
-            g as (${gateSql(ids, campaign, inputs.some((x) => x.candidate.step > 0), now)}),
+            g as (${gateSql(ids, campaign, mailbox.id, inputs.some((x) => x.candidate.step > 0), now)}),
             v as (
               select g.*, i.message_row_id, i.subject,
-                g.status = 'queued' and (g.lease_owner is null or g.lease_owner = ${owner} or g.lease_expired) and g.campaign_status = 'sending' as claimable
+                g.status = 'queued' and (g.lease_owner is null or g.lease_owner = ${owner} or g.lease_expired) and g.due
+                  and g.campaign_status = 'sending' and g.mailbox_sending as claimable
               from g join i on i.send_id = g.id),
             sk as (
               update campaign_sends s set status = 'skipped', skip_reason = v.skip_reason, lease_owner = null, lease_expires_at = null
@@ -187,13 +191,14 @@ export function createSendLedgerRepo(db: Db, options: SendLedgerOptions = {}) {
               update campaign_sends s set status = 'sending', lease_owner = ${owner}, lease_expires_at = ${ts(leaseUntil)},
                 attempts = v.attempts + 1, claimed_at = ${ts(now)}, message_id = m.id, resolve_looks = 0, error_code = ${withoutParkedMark(sql`s.error_code`)}
               from v join m on m.id = v.message_row_id where s.id = v.id)
-            select id, status, lease_owner, lease_expired, attempts, campaign_status, skip_reason from v`),
+            select id, status, lease_owner, lease_expired, attempts, campaign_status, mailbox_sending, due, skip_reason from v`),
         );
         const byId = new Map(rows.map((r) => [r.id, r]));
         return all.map((input): GateResult => {
           const row = first.get(input.candidate.id) === input ? byId.get(input.candidate.id) : undefined;
-          if (!row || row.status !== 'queued' || (row.lease_owner !== null && row.lease_owner !== owner && !row.lease_expired)) return { kind: 'lost' };
-          if (row.campaign_status !== 'sending') return { kind: 'halted' };
+          // Not due (any more): an automatic reply moved this follow-up later after it was reserved (follow-ups.repo.ts deferFollowUps).
+          if (!row || row.status !== 'queued' || (row.lease_owner !== null && row.lease_owner !== owner && !row.lease_expired) || !row.due) return { kind: 'lost' };
+          if (row.campaign_status !== 'sending' || !row.mailbox_sending) return { kind: 'halted' };
           if (row.skip_reason) return { kind: 'skipped', reason: row.skip_reason };
           return { kind: 'go', lease: { id: input.candidate.id, owner, attempt: Number(row.attempts) + 1, messageRowId: input.messageRowId } };
         });
@@ -215,9 +220,11 @@ export function createSendLedgerRepo(db: Db, options: SendLedgerOptions = {}) {
       return db.transaction(async (txRaw) => {
         const tx = txRaw as unknown as Db;
         await lockAddresses(tx, campaign.workspaceId, [send.email]);
-        const [row] = rowsOf<GateRow>(await tx.execute(gateSql([lease.id], campaign, send.step > 0, now)));
+        const mailboxId = campaign.mailboxId ?? NO_MAILBOX;
+        for (const statement of lockSendingMailboxSql(campaign.workspaceId, mailboxId)) await tx.execute(statement);
+        const [row] = rowsOf<GateRow>(await tx.execute(gateSql([lease.id], campaign, mailboxId, send.step > 0, now)));
         if (!row || row.status !== 'sending' || row.lease_owner !== lease.owner || Number(row.attempts) !== lease.attempt) return { kind: 'lost' } as const;
-        if (row.campaign_status !== 'sending') return { kind: 'halted' } as const;
+        if (row.campaign_status !== 'sending' || !row.mailbox_sending) return { kind: 'halted' } as const;
         const reason = row.skip_reason;
         if (reason) {
           await tx.execute(sql`

@@ -60,9 +60,15 @@ const lockRows = (db: Db, rows: SQL) =>
       select distinct ${lockKey(sql`a.workspace_id`, sql`a.email`)} as k from (${rows}) a
     ) keys order by k`);
 
-/** The same lock for a contact (above: its address now and those of its unsent campaign sends). */
-export async function lockContactAddress(db: Db, contactId: string): Promise<void> {
-  await lockRows(db, contactAddresses(sql`array[${contactId}]::uuid[]`));
+/**
+ * The same lock for a contact (above: its address now and those of its unsent campaign sends);
+ * with `workspaceId`, only when the contact is that workspace's (an id from a request).
+ */
+export async function lockContactAddress(db: Db, contactId: string, workspaceId?: string): Promise<void> {
+  const ids = workspaceId
+    ? sql`array(select c.id from contacts c where c.id = ${contactId}::uuid and c.workspace_id = ${workspaceId}::uuid)`
+    : sql`array[${contactId}]::uuid[]`;
+  await lockRows(db, contactAddresses(ids));
 }
 
 /**

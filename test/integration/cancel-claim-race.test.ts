@@ -1,11 +1,8 @@
-import { randomUUID } from 'node:crypto';
 import { sql } from 'drizzle-orm';
-import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { AuthContext } from '../../src/auth/auth.service.js';
-import { createCampaignsRepo, type CampaignRow } from '../../src/campaigns/campaigns.repo.js';
-import { createSendLedgerRepo } from '../../src/campaigns/send-ledger.repo.js';
 import { rowsOf } from '../../src/db/pg-array.js';
+import { claimWhileRowHeld, firstSendClaim } from '../helpers/claim-race.js';
 import { connectedMailbox } from '../helpers/gmail.js';
 import { campaignFixtures } from '../helpers/campaign-fixtures.js';
 import { signUp, startTestApp, type TestApp } from '../helpers/test-app.js';
@@ -50,40 +47,13 @@ it.runIf(process.env.TEST_DATABASE_URL)('no claim goes out after the cancel has 
     select ${owner.workspaceId}::uuid, ${campaignId}::uuid, 0, r.id, r.email, gen_random_uuid()::text || '@acme.test', 'queued', now() - interval '1 minute' from r`);
   const [contact] = await fixtures.audience(1, { prefix: 'race' });
   await db().execute(sql`update campaign_sends set contact_id = ${contact!.id}::uuid, email = ${contact!.email} where id = (select id from campaign_sends where campaign_id = ${campaignId}::uuid order by id limit 1)`);
-  const [x] = rowsOf<{ id: string; recipient_id: string; email: string; rfc822_message_id: string }>(
-    await db().execute(sql`select id, recipient_id, email, rfc822_message_id from campaign_sends where campaign_id = ${campaignId}::uuid order by id limit 1`),
+  const { verdict, decidedFirst, answer } = await claimWhileRowHeld(
+    app,
+    await firstSendClaim(app, owner.workspaceId, campaignId, mailbox, contact!.id),
+    () => app.services.campaigns.cancel(auth, campaignId),
   );
-  const campaign = (await createCampaignsRepo(db()).findById(owner.workspaceId, campaignId)) as CampaignRow;
-
-  // Another session holds the row a moment (e.g. another worker's reserveDue statement).
-  const other = new pg.Client({ connectionString: (app.database as unknown as { url: string }).url });
-  await other.connect();
-  await other.query('begin');
-  await other.query('select 1 from campaign_sends where id = $1 for update', [x!.id]);
-
-  const ledger = createSendLedgerRepo(db());
-  const now = new Date();
-  const claim = ledger.claim({
-    campaign,
-    mailbox,
-    candidate: { id: x!.id, campaignId, step: 0, contactId: contact!.id, recipientId: x!.recipient_id, email: x!.email, rfc822MessageId: x!.rfc822_message_id, attempts: 0 },
-    owner: 'w1',
-    messageRowId: randomUUID(),
-    subject: 'Race',
-    now,
-    leaseUntil: new Date(now.getTime() + 60_000),
-  });
-  let claimSettledAt = Infinity;
-  const claimed = claim.finally(() => (claimSettledAt = performance.now()));
-  await new Promise((r) => setTimeout(r, 300)); // the gate statement is now waiting for the row
-  let cancelAnsweredAt = Infinity;
-  const cancelled = app.services.campaigns.cancel(auth, campaignId).finally(() => (cancelAnsweredAt = performance.now()));
-  await new Promise((r) => setTimeout(r, 300)); // the cancel has answered, or waits for the claim
-  await other.query('commit');
-  await other.end();
-  const verdict = await claimed;
-  expect((await cancelled).status).toBe('cancelled');
+  expect(answer.status).toBe('cancelled');
   // Either the claim saw the cancel, or it was decided (committed) before the cancel answered.
-  if (verdict.kind === 'go') expect(claimSettledAt).toBeLessThan(cancelAnsweredAt);
+  if (verdict.kind === 'go') expect(decidedFirst).toBe(true);
   else expect(verdict.kind).toBe('halted');
 });
