@@ -72,20 +72,27 @@ export function createProfileCorrection(deps: ProfileDeps) {
     });
 
   async function requestEmailChange(user: UserRow, newEmail: string) {
-    if (await repo.findUserByEmail(newEmail)) {
-      await mailer.send({
-        to: newEmail,
-        subject: 'Someone asked to use your address for another inboxtrail account',
-        text: 'An inboxtrail account already uses this address, so it cannot be given to another one. Nothing changed. If this was not you, you can ignore this mail.',
-      });
-      return;
+    // Any signed-in person names the address, so it meets the per-recipient limit of account mail
+    // (throttle.ts mayMail) as signup does: past it the caller is answered as always and nothing
+    // is mailed, whether or not the address has an account (the answer must not tell which).
+    const quota = await throttle.mayMail(newEmail);
+    if (!quota.allowed) return;
+    const mail = (await repo.findUserByEmail(newEmail))
+      ? {
+          subject: 'Someone asked to use your address for another inboxtrail account',
+          text: 'An inboxtrail account already uses this address, so it cannot be given to another one. Nothing changed. If this was not you, you can ignore this mail.',
+        }
+      : {
+          subject: 'Confirm your new inboxtrail login address',
+          text: `Your confirmation code is:\n\n${emailCodes.sign({ from: user.email, to: newEmail }, user.id)}\n\nIt works for 24 hours: enter it on your Account page in the inboxtrail web app, or POST /api/me/email/verify {"code": "…"}, while signed in. If you did not ask for this, ignore this mail: nothing changes.`,
+        };
+    try {
+      await mailer.send({ to: newEmail, ...mail });
+    } catch (error) {
+      // Not sent: it does not use up the address's hour.
+      await quota.undo();
+      throw error;
     }
-    const code = emailCodes.sign({ from: user.email, to: newEmail }, user.id);
-    await mailer.send({
-      to: newEmail,
-      subject: 'Confirm your new inboxtrail login address',
-      text: `Your confirmation code is:\n\n${code}\n\nIt works for 24 hours: enter it on your Account page in the inboxtrail web app, or POST /api/me/email/verify {"code": "…"}, while signed in. If you did not ask for this, ignore this mail: nothing changes.`,
-    });
   }
 
   return {
@@ -95,6 +102,9 @@ export function createProfileCorrection(deps: ProfileDeps) {
       if (!user) throw new UnauthorizedError();
       const wantsNewEmail = input.email !== undefined && input.email !== user.email;
       if (input.newPassword !== undefined || wantsNewEmail) await proveCurrentPassword(throttle, user, input.currentPassword, auth, clientAddress);
+      // Each request mails an address the caller chose: besides each address's own limit, one
+      // person asks for only so many an hour (429), so one account cannot mail a list of strangers.
+      if (wantsNewEmail) await throttle.admitEmailChange(user.id);
 
       // The mail first: if the relay refuses the new address (or is down), the answer is an error,
       // so nothing else of the request may have been written yet.

@@ -30,10 +30,18 @@ export interface ThrottleLimits {
 const ACCOUNT_MAILS_PER_RECIPIENT = 5;
 const ACCOUNT_MAIL_WINDOW_SECONDS = 3600;
 
-const subjectOf = (kind: 'account' | 'address' | 'device' | 'recheck' | 'recipient', value: string) => createHash('sha256').update(`${kind}:${value}`).digest('hex');
+/**
+ * Requests for a new login address one user makes an hour (profile.ts): each mails an address
+ * the user typed in, so each address's limit above is not enough to stop one account from
+ * reaching a list of strangers.
+ */
+export const EMAIL_CHANGES_PER_USER = 10;
+const EMAIL_CHANGE_WINDOW_SECONDS = 3600;
+
+const subjectOf = (kind: 'account' | 'address' | 'device' | 'recheck' | 'recipient' | 'user', value: string) => createHash('sha256').update(`${kind}:${value}`).digest('hex');
 
 export function createAuthThrottle(db: Db, limits: ThrottleLimits, now: () => Date = () => new Date()) {
-  const longestWindowMs = 1000 * Math.max(limits.login.windowSeconds, limits.login.addressWindowSeconds, limits.signup.windowSeconds, ACCOUNT_MAIL_WINDOW_SECONDS);
+  const longestWindowMs = 1000 * Math.max(limits.login.windowSeconds, limits.login.addressWindowSeconds, limits.signup.windowSeconds, ACCOUNT_MAIL_WINDOW_SECONDS, EMAIL_CHANGE_WINDOW_SECONDS);
   let sinceSweep = 0;
 
   async function record(kind: string, subjects: string[]): Promise<string[]> {
@@ -130,6 +138,11 @@ export function createAuthThrottle(db: Db, limits: ThrottleLimits, now: () => Da
       if ((await countSince('mail', subject, ACCOUNT_MAIL_WINDOW_SECONDS)) <= ACCOUNT_MAILS_PER_RECIPIENT) return { allowed: true, undo };
       await undo();
       return { allowed: false, undo };
+    },
+
+    /** A request for a new login address (profile.ts): refused (429) past EMAIL_CHANGES_PER_USER in the hour. */
+    async admitEmailChange(userId: string): Promise<void> {
+      await admit('email-change', [{ subject: subjectOf('user', userId), max: EMAIL_CHANGES_PER_USER, windowSeconds: EMAIL_CHANGE_WINDOW_SECONDS, message: 'Too many requests for a new login address; try again later' }]);
     },
 
     async admitSignup(clientAddress: string): Promise<void> {

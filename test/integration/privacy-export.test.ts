@@ -281,4 +281,33 @@ describe('correction: PATCH /api/me (P-12)', () => {
     expect(toOwner.at(-1)!.text).not.toMatch(/code is/);
     expect((await app.api('GET', '/api/me', { token: person.token })).body.user.email).toBe(person.email);
   });
+
+  it('asking for a new login address mails that address at most 5 times an hour, with or without an account, answering the same; one person asks at most 10 times an hour', async () => {
+    const mailsTo = (to: string) => app.services.accountMailer.outbox!.filter((m) => m.to === to);
+    const ask = (person: { token: string; password: string }, email: string) =>
+      app.api('PATCH', '/api/me', { token: person.token, json: { email, currentPassword: person.password } });
+    const stranger = `stranger-${randomUUID()}@example.org`;
+    // An address with an account: its own signup code was one of its 5 mails this hour.
+    const account = await signUp(app);
+    for (const [i, target] of [stranger, account.email].entries()) {
+      const asker = await signUp(app, { password: `asker password ${i}` });
+      for (let n = 0; n < 8; n += 1) {
+        const asked = await ask(asker, target);
+        expect([asked.status, asked.body.email?.status], asked.text).toEqual([200, 'verification_sent']);
+      }
+    }
+    expect(mailsTo(stranger).map((m) => m.subject)).toEqual(Array(5).fill('Confirm your new inboxtrail login address'));
+    expect(mailsTo(account.email).filter((m) => m.subject.startsWith('Someone asked'))).toHaveLength(4);
+    expect(mailsTo(account.email)).toHaveLength(5);
+
+    // Many addresses, one person: ten requests an hour, then 429 and nothing mailed.
+    const sprayer = await signUp(app, { password: 'sprayer password' });
+    const targets = Array.from({ length: 11 }, (_, i) => `list-${i}-${randomUUID()}@example.org`);
+    for (const target of targets.slice(0, 10)) expect((await ask(sprayer, target)).status).toBe(200);
+    const refused = await ask(sprayer, targets[10]!);
+    expect([refused.status, refused.body.error?.code]).toEqual([429, 'too_many_requests']);
+    expect(refused.headers.get('retry-after')).toBeTruthy();
+    expect(mailsTo(targets[10]!)).toHaveLength(0);
+    expect(targets.slice(0, 10).every((t) => mailsTo(t).length === 1)).toBe(true);
+  });
 });
