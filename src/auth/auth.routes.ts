@@ -91,7 +91,7 @@ export function publicAuthRoutes(auth: AuthService): Router {
   });
   router.post('/invitations/accept', async (req, res) => {
     const result = await auth.acceptInvitation(parseInput(acceptBody, req.body), clientAddress(req));
-    res.status(result.token ? 201 : 202).json(result);
+    res.status('token' in result ? 201 : 202).json(result);
   });
   return router;
 }

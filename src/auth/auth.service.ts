@@ -187,7 +187,7 @@ export function createAuthService(deps: {
     // P-12 correction of one's own profile (profile.ts): updateProfile, confirmEmail.
     ...createProfileCorrection({ repo, throttle, mailer, config: deps.config, present: presentUser, issueSession, now }),
     // Invitations (invitations.ts): invite, listInvitations, revokeInvitation, acceptInvitation.
-    ...createInvitations({ repo, throttle, devices, mailConfirmationCode, issueSession, now }),
+    ...createInvitations({ repo, throttle, devices, mailer, mailConfirmationCode, issueSession, now }),
     // An account in no workspace makes one of its own (own-workspace.ts): createOwnWorkspace.
     ...createOwnWorkspaces({ repo, checkCredentials, devices, issueSession, now }),
 

@@ -108,7 +108,9 @@ ${field('Workspace name', 'workspaceName', 'text', { value: state.values?.worksp
 
   // Joining by invitation, the password is chosen here, with the code (whoever accepted the invitation may not be its addressee).
   const verifyForm = (req: Request, state: { invited: boolean; error?: string }) => html`<h1>Check your inbox</h1>
-<p>We sent a mail to the ${state.invited ? 'invited address' : 'address you gave'} with a confirmation code. Paste it here to finish creating your account (it works once, for 24 hours).</p>${errorNotice(state.error)}
+${state.invited
+    ? html`<p>We sent a mail to the invited address with the next step. If the address has no account yet, the mail holds a confirmation code: paste it here and choose your password (it works once, for 24 hours). If it already has one, the mail tells you how to join with that account's password.</p>`
+    : html`<p>We sent a mail to the address you gave with a confirmation code. Paste it here to finish creating your account (it works once, for 24 hours).</p>`}${errorNotice(state.error)}
 <form class="stack" method="post" action="/signup/verify">${csrfField(req.browser!.csrfToken)}
 ${state.invited ? html`<input type="hidden" name="invited" value="1">` : ''}
 ${field('Confirmation code', 'code', 'text', { autocomplete: 'one-time-code' })}
@@ -145,8 +147,9 @@ ${field('Password', 'password', 'password', { autocomplete: 'current-password', 
     const input = formInput(req);
     try {
       const accepted = await ctx.auth.acceptInvitation(parseInput(acceptBody, { ...input, deviceToken: ctx.cookies.device.read(req) }), clientAddress(req));
-      // A new address proves itself with the mailed code first (the same page as a signup's).
-      if (!accepted.token) return res.redirect(303, '/signup/verify?invited=1');
+      // No account's password proven: the mail says what next (a new address's code is typed in on
+      // the same page as a signup's; an existing account is told to come back with its password).
+      if (!('token' in accepted)) return res.redirect(303, '/signup/verify?invited=1');
       await startBrowserSession(ctx, res, accepted.token);
       res.redirect(303, '/app?notice=signed_in');
     } catch (error) {

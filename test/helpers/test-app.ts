@@ -161,17 +161,20 @@ export async function verifySignup(app: TestApp, email: string, password?: strin
 
 /**
  * Accepts an invitation as its invitee would: an existing account with its password (201 at
- * once); a new address then confirms with the code mailed to it, choosing `password` there (the
- * 201 of signup/verify). Any other answer is returned as it came.
+ * once); a new address without one (as the web form asks: a password given there would be a
+ * failed login on the address), then confirms with the code mailed to it, choosing `password`
+ * there (the 201 of signup/verify). Any other answer — the 202 of an existing account whose
+ * password was wrong, too — is returned as it came.
  */
 export async function acceptInvitation(app: TestApp, json: { token: string; password: string; name?: string }) {
-  const accepted = await app.api('POST', '/api/invitations/accept', { json });
-  if (accepted.status !== 202) return accepted;
   const tokenHash = createHash('sha256').update(json.token).digest('hex');
-  const invited = await app.database.db.execute(sql`select email from invitations where token_hash = ${tokenHash}`);
-  const email = (invited as unknown as { rows: { email: string }[] }).rows[0]?.email;
-  if (!email) throw new Error('no invitation of that token');
-  return verifySignup(app, email, json.password);
+  const invited = await app.database.db.execute(
+    sql`select email, exists (select 1 from users u where u.email = i.email and u.deleted_at is null) as "hasAccount" from invitations i where token_hash = ${tokenHash}`,
+  );
+  const row = (invited as unknown as { rows: { email: string; hasAccount: boolean }[] }).rows[0];
+  const accepted = await app.api('POST', '/api/invitations/accept', { json: row && !row.hasAccount ? { token: json.token } : json });
+  if (accepted.status !== 202 || !row || row.hasAccount) return accepted;
+  return verifySignup(app, row.email, json.password);
 }
 
 /**

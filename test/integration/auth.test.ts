@@ -208,7 +208,7 @@ describe('invitations and roles', () => {
     const email = `twice-${Date.now()}@example.com`;
     const owners = await Promise.all([signUp(app), signUp(app)]);
     const tokens = await Promise.all(owners.map(async (owner) => (await app.api('POST', '/api/invitations', { token: owner.token, json: { email, role: 'member' } })).body.token as string));
-    const asked = await Promise.all(tokens.map((token) => app.api('POST', '/api/invitations/accept', { json: { token, password: 'joint password 123' } })));
+    const asked = await Promise.all(tokens.map((token) => app.api('POST', '/api/invitations/accept', { json: { token } })));
     expect(asked.map((a) => a.status)).toEqual([202, 202]);
     const codes = (app.services.accountMailer.outbox ?? []).filter((m) => m.to === email && m.subject.startsWith('Confirm')).map((m) => /code is:\n\n(\S+)/.exec(m.text)![1]!);
     expect(codes).toHaveLength(2);
@@ -220,7 +220,8 @@ describe('invitations and roles', () => {
     expect(users.rows[0]!.n).toBe(1);
 
     const otherToken = tokens[owners.findIndex((o) => o.workspaceId !== joined.workspace.id)]!;
-    expect((await acceptInvitation(app, { token: otherToken, password: 'another password 123' })).status).toBe(401);
+    // A wrong password is answered like no account at all (202), never 401: the inviter holds the token.
+    expect((await acceptInvitation(app, { token: otherToken, password: 'another password 123' })).status).toBe(202);
     const second = await acceptInvitation(app, { token: otherToken, password: 'joint password 123' });
     expect(second.status).toBe(201);
     expect(second.body.user.id).toBe(joined.user.id);
@@ -304,7 +305,6 @@ describe('invitations and roles', () => {
     expect([squat.status, squat.body.status]).toEqual([202, 'verification_sent']);
     const users = async () => ((await app.database.db.execute(sql`select count(*)::int as n from users where email = ${email}`)) as unknown as { rows: { n: number }[] }).rows[0]!.n;
     expect(await users()).toBe(0);
-    expect((await app.api('POST', '/api/auth/login', { json: { email, password: 'inviter chose this' } })).status).toBe(401);
     // Accepting again and again, even all at once, mails nothing more for a while (no flood, the code mailed stays good).
     const again = await Promise.all(Array.from({ length: 6 }, (_, i) => app.api('POST', '/api/invitations/accept', { json: { token: invite.body.token }, headers: { 'x-forwarded-for': `198.51.100.${40 + i}` } })));
     expect(again.map((a) => a.status)).toEqual([202, 202, 202, 202, 202, 202]);
@@ -397,6 +397,63 @@ describe('invitations and roles', () => {
     expect((await app.api('GET', '/api/invitations', { token: owner.token })).body.invitations).toEqual([]);
   });
 
+  it('accepting an invitation never tells its holder whether the address has an account: the same 202 without a password, with a wrong one, and the same 429 past the limit', async () => {
+    const inviter = await signUp(app);
+    const member = await signUp(app);
+    const nobody = `nobody-${Date.now()}@example.com`;
+    const invite = async (email: string) => (await app.api('POST', '/api/invitations', { token: inviter.token, json: { email, role: 'member' } })).body.token as string;
+    const mailsTo = (to: string) => (app.services.accountMailer.outbox ?? []).filter((m) => m.to === to);
+    const tokens = { member: await invite(member.email), nobody: await invite(nobody) };
+
+    // No password: the same answer for both, again and again, and no failed login on the account.
+    for (let i = 0; i < 5; i += 1) {
+      const [forMember, forNobody] = await Promise.all([tokens.member, tokens.nobody].map((token) => app.api('POST', '/api/invitations/accept', { json: { token }, headers: { 'x-forwarded-for': `198.51.100.${110 + i}` } })));
+      expect([forMember!.status, forMember!.body]).toEqual([forNobody!.status, forNobody!.body]);
+      expect(forMember!.body.status).toBe('verification_sent');
+    }
+    expect((await app.api('POST', '/api/auth/login', { json: { email: member.email, password: member.password }, headers: { 'x-forwarded-for': '198.51.100.120' } })).status).toBe(200);
+
+    // Each address is told its next step: a code for the new one; the account a note with the
+    // invitation code to use with its password (no credential: the mailbox alone joins nothing).
+    expect(mailsTo(nobody).map((m) => m.subject)).toEqual(['Confirm your address to join a workspace on inboxtrail']);
+    const notes = mailsTo(member.email).filter((m) => m.subject === 'An invitation to join a workspace on inboxtrail');
+    // Its own signup code was one of the address's 5 mails this hour.
+    expect(notes).toHaveLength(4);
+    expect(notes[0]!.text).not.toMatch(/code is/);
+    const mailed = /Invitation code:\n\n(\S+)/.exec(notes[0]!.text)![1]!;
+    expect(mailed).toBe(tokens.member);
+    const joined = await app.api('POST', '/api/invitations/accept', { json: { token: mailed, password: member.password } });
+    expect([joined.status, joined.body.workspace?.id]).toEqual([201, inviter.workspaceId]);
+
+    // Wrong passwords: counted as failed logins on either address, answered alike, 429 at the same point.
+    const other = await signUp(app);
+    const pair = { account: await invite(other.email), none: await invite(`none-${Date.now()}@example.com`) };
+    const answers = { account: [] as unknown[], none: [] as unknown[] };
+    for (const [kind, token] of Object.entries(pair) as ['account' | 'none', string][]) {
+      for (let i = 0; i < 4; i += 1) {
+        const res = await app.api('POST', '/api/invitations/accept', { json: { token, password: `guess number ${i}` }, headers: { 'x-forwarded-for': kind === 'account' ? '198.51.100.121' : '198.51.100.122' } });
+        answers[kind].push([res.status, res.body.status ?? res.body.error?.code]);
+      }
+    }
+    expect(answers.account).toEqual(answers.none);
+    expect(answers.account).toEqual([[202, 'verification_sent'], [202, 'verification_sent'], [202, 'verification_sent'], [429, 'too_many_requests']]);
+  });
+
+  it("the workspace's name, its owner's text, is never in the subject of invitation mail: only in the body, quoted and cut short", async () => {
+    const bait = 'URGENT: your account is suspended - call +1 800 555 0100 to restore access';
+    const inviter = await signUp(app, { workspaceName: bait });
+    const member = await signUp(app);
+    const newcomer = `bait-${Date.now()}@example.com`;
+    for (const email of [newcomer, member.email]) {
+      const invite = await app.api('POST', '/api/invitations', { token: inviter.token, json: { email, role: 'member' } });
+      expect((await app.api('POST', '/api/invitations/accept', { json: { token: invite.body.token } })).status).toBe(202);
+      const mail = (app.services.accountMailer.outbox ?? []).filter((m) => m.to === email).at(-1)!;
+      expect(mail.subject).toMatch(/^(Confirm your address to join|An invitation to join) a workspace on inboxtrail$/);
+      expect(mail.text).toContain(`the workspace named “${bait.slice(0, 59)}…”`);
+      expect(mail.text).not.toContain(bait);
+    }
+  });
+
   it('an existing account accepting from a known device is not held by strangers locking the account', async () => {
     const owner = await signUp(app);
     const member = await signUp(app);
@@ -415,7 +472,8 @@ describe('invitations and roles', () => {
     const invite = await app.api('POST', '/api/invitations', { token: eve.token, json: { email: victim.email, role: 'member' } });
     const eveAddress = { 'x-forwarded-for': '198.51.100.25' };
     const accept = (password: string) => app.api('POST', '/api/invitations/accept', { json: { token: invite.body.token, password }, headers: eveAddress });
-    for (let i = 0; i < 3; i += 1) expect((await accept(`guess number ${i}`)).status).toBe(401);
+    // Each wrong guess is answered as for an address without an account (202), and counted.
+    for (let i = 0; i < 3; i += 1) expect((await accept(`guess number ${i}`)).body.status).toBe('verification_sent');
     const limited = await accept(victim.password);
     expect([limited.status, limited.body.error?.code]).toEqual([429, 'too_many_requests']);
     // The same count as the login's: the account is held there too.
@@ -452,7 +510,7 @@ describe('invitations and roles', () => {
     const ownerB = await signUp(app);
     const invite = await app.api('POST', '/api/invitations', { token: ownerA.token, json: { email: ownerB.email, role: 'member' } });
     const wrong = await acceptInvitation(app, { token: invite.body.token, password: 'definitely wrong pw' });
-    expect(wrong.status).toBe(401);
+    expect([wrong.status, wrong.body.status]).toEqual([202, 'verification_sent']);
     const right = await acceptInvitation(app, { token: invite.body.token, password: ownerB.password });
     expect(right.status).toBe(201);
     expect(right.body.workspace.id).toBe(ownerA.workspaceId);

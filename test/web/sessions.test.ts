@@ -73,6 +73,22 @@ describe('web sessions', () => {
     expect(browser.cookies.has('inboxtrail_session')).toBe(true);
   });
 
+  it('an existing account joins on the invitation page with its password; without it (or with a wrong one) the page says what a new address hears: check the mail', async () => {
+    const person = await signUp(app);
+    const inviter = await signUp(app, { workspaceName: 'Inviting team' });
+    const invite = await app.api('POST', '/api/invitations', { token: inviter.token, json: { email: person.email, role: 'member' } });
+    const browser = new WebClient(app);
+    await browser.get('/invitations/accept');
+    for (const password of ['', 'not the password at all']) {
+      const asked = await browser.post('/invitations/accept', { token: invite.body.token, password });
+      expect([asked.status, asked.location]).toEqual([303, '/signup/verify?invited=1']);
+    }
+    expect((await browser.get('/signup/verify?invited=1')).text).toContain('If it already has one, the mail tells you how to join');
+    const joined = await browser.post('/invitations/accept', { token: invite.body.token, password: person.password });
+    expect([joined.status, joined.location]).toEqual([303, '/app?notice=signed_in']);
+    expect((await browser.get('/app/account')).text).toContain(`${person.email} · Inviting team`);
+  });
+
   it('a person in two workspaces switches between them from the page frame; a workspace they are not in is a 404', async () => {
     const person = await signUp(app, { workspaceName: 'Home base' });
     const other = await signUp(app, { workspaceName: 'Client team' });
