@@ -232,6 +232,8 @@ export function createServices(deps: AppDeps) {
     repo: createSuppressionListRepo(db, hashAddress),
     codec: tokenCodec,
     policyVersion: config.policyVersion,
+    // Undoing an opt-out through a link is confirmed by mail to the address (account mail, capped per address).
+    resubscribe: { jwt: config.jwt, mailer: accountMailer, throttle, publicBaseUrl: config.publicBaseUrl },
     now: deps.now,
   });
   // P-13: the purge job removes for real what was deleted more than PURGE_AFTER_DAYS ago.

@@ -6,7 +6,9 @@ import { errorNameOf, type Logger } from '../logger.js';
 
 /**
  * Mail the service itself sends to account holders (signup confirmation, "someone tried
- * to sign up with your address"). Not Gmail: these go out before anyone connected one.
+ * to sign up with your address"), and to a recipient asked to confirm undoing their opt-out
+ * (suppression/resubscribe.service.ts). Not Gmail: these go out before anyone connected one,
+ * and a recipient's confirmation is ours, not a workspace's mail.
  *  - `SMTP_URL` set: sent over SMTP from `MAIL_FROM`.
  *  - otherwise, in development and production: appended to `<DATA_DIR>/outbox.txt` (a
  *    file the operator reads; never a log line, since the mail carries a code);

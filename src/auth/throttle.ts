@@ -14,6 +14,8 @@ import { TooManyRequestsError } from '../errors.js';
  *    are counted per device instead, with the account's limit: a stranger's failures,
  *    which lock the account and the stranger's network, never lock its owner's devices.
  *  - signup: requests per client address.
+ *  - mail to one address: account mail an hour, and confirmations that undo a recipient's
+ *    opt-out a day (mayMail, mayMailResubscribe).
  * Subjects are stored hashed: the table is a counter, not a log of who tried what.
  */
 
@@ -29,6 +31,14 @@ export interface ThrottleLimits {
  */
 const ACCOUNT_MAILS_PER_RECIPIENT = 5;
 const ACCOUNT_MAIL_WINDOW_SECONDS = 3600;
+/**
+ * Confirmations that undo a recipient's opt-out (suppression/resubscribe.service.ts), at most
+ * this many a day to one address, whoever asks through whichever workspace's link: the person
+ * opted out, so strangers holding their old mail must not be able to keep mailing them. Each
+ * mail's link works for a day, so one is all the owner of the address needs.
+ */
+const RESUBSCRIBE_MAILS_PER_RECIPIENT = 3;
+const RESUBSCRIBE_MAIL_WINDOW_SECONDS = 24 * 3600;
 
 /**
  * Requests for a new login address one user makes an hour (profile.ts): each mails an address
@@ -40,8 +50,14 @@ const EMAIL_CHANGE_WINDOW_SECONDS = 3600;
 
 const subjectOf = (kind: 'account' | 'address' | 'device' | 'recheck' | 'recipient' | 'user', value: string) => createHash('sha256').update(`${kind}:${value}`).digest('hex');
 
+/** `undo` takes the count back (a mail that was not sent after all). */
+export interface MailQuota {
+  allowed: boolean;
+  undo: () => Promise<void>;
+}
+
 export function createAuthThrottle(db: Db, limits: ThrottleLimits, now: () => Date = () => new Date()) {
-  const longestWindowMs = 1000 * Math.max(limits.login.windowSeconds, limits.login.addressWindowSeconds, limits.signup.windowSeconds, ACCOUNT_MAIL_WINDOW_SECONDS, EMAIL_CHANGE_WINDOW_SECONDS);
+  const longestWindowMs = 1000 * Math.max(limits.login.windowSeconds, limits.login.addressWindowSeconds, limits.signup.windowSeconds, ACCOUNT_MAIL_WINDOW_SECONDS, EMAIL_CHANGE_WINDOW_SECONDS, RESUBSCRIBE_MAIL_WINDOW_SECONDS);
   let sinceSweep = 0;
 
   async function record(kind: string, subjects: string[]): Promise<string[]> {
@@ -90,6 +106,18 @@ export function createAuthThrottle(db: Db, limits: ThrottleLimits, now: () => Da
     };
   }
 
+  /** Counts a mail to `recipient` under `kind`; refused (and not counted) past `max` in the window. */
+  async function mayMailWithin(kind: string, recipient: string, max: number, windowSeconds: number): Promise<MailQuota> {
+    const subject = subjectOf('recipient', recipient);
+    const [id] = await record(kind, [subject]);
+    const undo = async () => {
+      await db.delete(authAttempts).where(eq(authAttempts.id, id!));
+    };
+    if ((await countSince(kind, subject, windowSeconds)) <= max) return { allowed: true, undo };
+    await undo();
+    return { allowed: false, undo };
+  }
+
   const { login } = limits;
   const perAccount = (subject: string, message: string): Limit => ({ subject, max: login.maxPerAccount, windowSeconds: login.windowSeconds, message });
   const perAddress = (clientAddress: string): Limit => ({
@@ -129,15 +157,13 @@ export function createAuthThrottle(db: Db, limits: ThrottleLimits, now: () => Da
      * Whether account mail may go to this address now (ACCOUNT_MAILS_PER_RECIPIENT); counts it
      * when so, and `undo` takes the count back (a mail that was not sent after all).
      */
-    async mayMail(recipient: string): Promise<{ allowed: boolean; undo: () => Promise<void> }> {
-      const subject = subjectOf('recipient', recipient);
-      const [id] = await record('mail', [subject]);
-      const undo = async () => {
-        await db.delete(authAttempts).where(eq(authAttempts.id, id!));
-      };
-      if ((await countSince('mail', subject, ACCOUNT_MAIL_WINDOW_SECONDS)) <= ACCOUNT_MAILS_PER_RECIPIENT) return { allowed: true, undo };
-      await undo();
-      return { allowed: false, undo };
+    mayMail(recipient: string): Promise<MailQuota> {
+      return mayMailWithin('mail', recipient, ACCOUNT_MAILS_PER_RECIPIENT, ACCOUNT_MAIL_WINDOW_SECONDS);
+    },
+
+    /** Whether a confirmation that undoes an opt-out may go to this address now (RESUBSCRIBE_MAILS_PER_RECIPIENT a day); like mayMail. */
+    mayMailResubscribe(recipient: string): Promise<MailQuota> {
+      return mayMailWithin('resubscribe-mail', recipient, RESUBSCRIBE_MAILS_PER_RECIPIENT, RESUBSCRIBE_MAIL_WINDOW_SECONDS);
     },
 
     /** A request for a new login address (profile.ts): refused (429) past EMAIL_CHANGES_PER_USER in the hour. */

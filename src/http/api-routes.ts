@@ -127,7 +127,9 @@ export const API_ROUTES: ApiRoute[] = [
   route('get', '/u/:token', { tag: 'recipients', summary: 'Unsubscribe page (changes nothing)', access: 'public', produces: 'text/html', responses: { 200: 'the page' } }),
   route('post', '/u/:token', { tag: 'recipients', summary: 'Unsubscribe, RFC 8058 one-click', access: 'public', produces: 'text/html', responses: { 200: 'unsubscribed (committed first)' } }),
   route('get', '/p/:token', { tag: 'recipients', summary: 'Preference center', access: 'public', produces: 'text/html', responses: { 200: 'the page' } }),
-  route('post', '/p/:token', { tag: 'recipients', summary: 'Save preferences', access: 'public', produces: 'text/html', responses: { 200: 'the page' } }),
+  route('post', '/p/:token', { tag: 'recipients', summary: 'Save preferences (opt-outs at once; undoing one mails the address a link to confirm)', access: 'public', produces: 'text/html', responses: { 200: 'the page (an undo: "confirm with the link we mailed")', 503: 'the page: the rest saved, the confirmation mail not sent' } }),
+  route('get', '/p/confirm/:token', { tag: 'recipients', summary: 'The mailed link that confirms undoing an opt-out: a page with one button (changes nothing)', access: 'public', produces: 'text/html', responses: { 200: 'the page', 410: 'expired (a page; nothing changed)' } }),
+  route('post', '/p/confirm/:token', { tag: 'recipients', summary: 'Undo exactly the opt-outs the mailed link names (once; again changes nothing)', access: 'public', produces: 'text/html', responses: { 200: 'done, or nothing left to do (the page)', 409: 'held by the sender or a bounce (a page; nothing changed)', 410: 'expired (a page; nothing changed)' } }),
   route('get', '/t/o/:token', { tag: 'recipients', summary: 'Open pixel (always a 43-byte GIF)', access: 'public', produces: 'image/gif', responses: { 200: 'the pixel' } }),
   route('get', '/t/c/:token', { tag: 'recipients', summary: 'Click redirect (only to the stored link)', access: 'public', produces: 'text/html', responses: { 302: 'to the link', 404: 'unknown link' } }),
 ];

@@ -125,6 +125,7 @@ export const ERROR_STATUS: Record<string, number> = {
   idempotency_in_progress: 409,
   concurrent_change: 409,
   resubscribe_not_allowed: 409,
+  confirmation_expired: 410,
   payload_too_large: 413,
   message_too_large: 413,
   unsupported_media_type: 415,

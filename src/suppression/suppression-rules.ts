@@ -1,4 +1,5 @@
 import type { ConsentStatus } from '../db/schema.js';
+import { ConflictError } from '../errors.js';
 import type { SuppressionListQueries, SuppressionReason, SuppressionRow } from './suppression.repo.js';
 
 /*
@@ -23,6 +24,13 @@ export interface ReachedContacts {
 
 /** Whether the recipient may undo this entry themself: their own opt-out, unless a CRM user's reason holds it too. */
 export const recipientMayRemove = (row: SuppressionRow) => RECIPIENT_REMOVABLE.includes(row.reason) && row.heldReason === null;
+/** A recipient asked to undo an entry they did not make (or one a user's reason now holds): nothing changes. */
+export const refuseResubscribe = (workspaceName: string) =>
+  new ConflictError(
+    'resubscribe_not_allowed',
+    `Mail to this address was stopped by ${workspaceName} or because of a delivery problem, so it cannot be turned back on here. Please contact ${workspaceName}.`,
+  );
+
 /** The reason a recipient is shown for an entry they cannot undo: what holds it, else its own. */
 export const lockReason = (row: SuppressionRow) => row.heldReason ?? row.reason;
 

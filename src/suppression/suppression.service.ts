@@ -1,92 +1,38 @@
 import { RECIPIENT_ACTOR } from '../auth/actor.js';
-import { againAfterConcurrencyFailure, ReadChangedBeforeLock } from '../db/pg-errors.js';
-import { ConflictError, NotFoundError, ValidationError } from '../errors.js';
+import { againAfterConcurrencyFailure } from '../db/pg-errors.js';
+import { ValidationError } from '../errors.js';
 import type { TokenCodec } from '../tracking/tokens.js';
 import type { SuppressionListQueries, SuppressionListRepo, SuppressionRow } from './suppression.repo.js';
 import { applyTrackingChoice, trackingViewOf, type TrackingView } from './tracking-preference.js';
 import { createSuppressionListService } from './suppression-list.service.js';
-import { ALL, entryDetail, lockReason, recipientMayRemove, RECIPIENT_REMOVABLE, recordConsent, topicOf, topicScope, type ReachedContacts } from './suppression-rules.js';
-import { maskEmailAddress, type PreferenceChoices, type PreferencesView, type RecipientView } from './recipient-view.js';
+import { ALL, entryDetail, lockReason, recipientMayRemove, recordConsent, refuseResubscribe, topicOf, topicScope } from './suppression-rules.js';
+import { auditRecipientChange, movedContacts, resolveToken as resolveRecipientToken, viewOf, type TokenTarget } from './recipient-target.js';
+import type { PreferenceChoices, PreferencesView, RecipientView } from './recipient-view.js';
+import { createResubscribeConfirmation, MAX_ENTRIES_PER_CONFIRMATION, type ResubscribeRequest } from './resubscribe.service.js';
 
 /*
  * The suppression list (P-08) and the recipient's side of it (P-09, P-11): one-click
- * unsubscribe and the preference center here; the workspace's own list behind /api in
- * suppression-list.service.ts, the rules both share in suppression-rules.ts.
+ * unsubscribe and the preference center here (whom a link speaks for: recipient-target.ts; the
+ * mailed confirmation that undoes an opt-out: resubscribe.service.ts); the workspace's own list
+ * behind /api in suppression-list.service.ts, the rules both share in suppression-rules.ts.
  *
  * Every change is one transaction that writes the suppression row, the audit row and,
  * when the address is a contact, the consent record; callers answer only after it has
  * committed (invariant 2).
  */
 
-/** Every bad, forged, truncated or orphaned link gets the same answer, which says nothing about why. */
-const linkNotFound = () => new NotFoundError('Link', 'link_not_found');
-
-export function createSuppressionService(deps: { repo: SuppressionListRepo; codec: TokenCodec; policyVersion: string; now?: () => Date }) {
+export function createSuppressionService(deps: {
+  repo: SuppressionListRepo;
+  codec: TokenCodec;
+  policyVersion: string;
+  /** Undoing an opt-out through a link: confirmed by the address itself (resubscribe.service.ts). */
+  resubscribe: Omit<Parameters<typeof createResubscribeConfirmation>[0], 'repo' | 'codec' | 'policyVersion'>;
+  now?: () => Date;
+}) {
   const { repo, codec, policyVersion } = deps;
   const now = deps.now ?? (() => new Date());
-
-  interface TokenTarget {
-    recipientId: string;
-    workspaceId: string;
-    email: string;
-    campaignId?: string;
-    workspaceName: string;
-  }
-
-  /**
-   * A token names a recipient row (which outlives campaigns and contacts) and maybe the
-   * campaign it was sent with. The workspace is the recipient's; a campaign that still
-   * exists must belong to it, a deleted one no longer matters.
-   */
-  async function resolveToken(q: SuppressionListQueries, token: string): Promise<TokenTarget> {
-    const decoded = codec.decode(token, 'unsubscribe');
-    if (!decoded || decoded.kind !== 'unsubscribe') throw linkNotFound();
-    const recipient = await q.findRecipientById(decoded.recipientId);
-    if (!recipient) throw linkNotFound();
-    if (decoded.campaignId) {
-      const campaignWorkspace = await q.findCampaignWorkspaceId(decoded.campaignId);
-      if (campaignWorkspace !== undefined && campaignWorkspace !== recipient.workspaceId) throw linkNotFound();
-    }
-    const workspaceName = await q.findWorkspaceName(recipient.workspaceId);
-    if (workspaceName === undefined) throw linkNotFound();
-    return {
-    ...createSuppressionListService({ repo, policyVersion }),
-
-      recipientId: recipient.id,
-      workspaceId: recipient.workspaceId,
-      email: recipient.email,
-      campaignId: decoded.campaignId,
-      workspaceName,
-    };
-  }
-
-  const viewOf = (target: TokenTarget): RecipientView => ({ workspaceName: target.workspaceName, maskedEmail: maskEmailAddress(target.email) });
-
-  /**
-   * An opt-out through a recipient's link is also the person's whose campaign mail went to that
-   * address: their contact, when its address changed since, is opted out too (marketing to the
-   * new address then needs a new opt-in; the suppression entry stays the address's).
-   * Everyone it touches is locked at once, in one key order (address-lock.ts): the address, the
-   * contacts that moved from it and the contact at it, with their addresses and those of their
-   * unsent sends — taken one after another, a claim or a 1:1 send locking two of them the other
-   * way round deadlocked with it (a reviewer's finding). Then read again: an address change takes
-   * the same locks (lockAddressChange), so once they are held no contact moves; one that moved
-   * between the first read and the locks makes the transaction run again (40001: the caller's
-   * againAfterConcurrencyFailure). Reading only before the lock, a contact moving in between was
-   * in neither lookup and kept its opt-in (an attacker's finding).
-   */
-  async function movedContacts(q: SuppressionListQueries, target: TokenTarget): Promise<ReachedContacts> {
-    const read = async () => {
-      const moved = await q.findContactsMovedFromRecipient(target.workspaceId, target.recipientId, target.campaignId);
-      const atAddress = await q.findContactIdByEmail(target.workspaceId, target.email);
-      return { moved, atAddress, touched: atAddress ? [...moved, atAddress] : moved };
-    };
-    const before = await read();
-    await q.lockAddressesAndContacts(target.workspaceId, [target.email], before.touched);
-    const after = await read();
-    if (after.touched.some((id) => !before.touched.includes(id))) throw new ReadChangedBeforeLock('the contacts at or moved from this address');
-    return { moved: after.moved, atAddress: after.atAddress };
-  }
+  const resubscribe = createResubscribeConfirmation({ ...deps.resubscribe, repo, codec, policyVersion });
+  const resolveToken = (q: SuppressionListQueries, token: string) => resolveRecipientToken(q, codec, token);
 
   async function addEntry(
     q: SuppressionListQueries,
@@ -104,14 +50,7 @@ export function createSuppressionService(deps: { repo: SuppressionListRepo; code
     const adopted = inserted ? undefined : await q.adoptEntry(target.workspaceId, target.email, scope, source);
     const row = inserted ?? adopted ?? (previous?.reason === 'unsubscribe' ? undefined : await q.insertEntry(entry));
     if (row) {
-      await q.insertAudit({
-        workspaceId: target.workspaceId,
-        actor: `recipient:${target.recipientId}`,
-        action: 'suppression.added',
-        subjectType: 'suppression',
-        subjectId: row.id,
-        detail: { ...entryDetail(row), via, ...(adopted ? { heldReason: adopted.heldReason, previousSource: previous?.source } : {}) },
-      });
+      await auditRecipientChange(q, target, 'suppression.added', row, { ...entryDetail(row), via, ...(adopted ? { heldReason: adopted.heldReason, previousSource: previous?.source } : {}) });
     }
     return row;
   }
@@ -139,12 +78,6 @@ export function createSuppressionService(deps: { repo: SuppressionListRepo; code
     }
     return [...topics].sort((a, b) => a.localeCompare(b));
   }
-
-  const refuseResubscribe = (workspaceName: string) =>
-    new ConflictError(
-      'resubscribe_not_allowed',
-      `Mail to this address was stopped by ${workspaceName} or because of a delivery problem, so it cannot be turned back on here. Please contact ${workspaceName}.`,
-    );
 
   return {
     ...createSuppressionListService({ repo, policyVersion }),
@@ -196,10 +129,12 @@ export function createSuppressionService(deps: { repo: SuppressionListRepo; code
 
     /**
      * Applies the preference center's form. All or nothing: an unknown topic, or undoing an
-     * entry the recipient did not make, changes nothing.
+     * entry the recipient did not make, changes nothing. Opt-outs apply at once; undoing one of
+     * the recipient's own (resubscribe-all, a topic checked again) is not applied here but
+     * mailed to the address to confirm (resubscribe.service.ts), after the rest has committed.
      */
-    async savePreferences(token: string, choices: PreferenceChoices): Promise<PreferencesView & { changed: number }> {
-      return againAfterConcurrencyFailure(() => repo.transaction(async (tx) => {
+    async savePreferences(token: string, choices: PreferenceChoices): Promise<PreferencesView & { changed: number; resubscribe?: ResubscribeRequest }> {
+      const saved = await againAfterConcurrencyFailure(() => repo.transaction(async (tx) => {
         const target = await resolveToken(tx, token);
         // Under the locks of everyone an opt-out or a tracking choice reaches (movedContacts): a
         // contact moving meanwhile is found on one side of its move (a reviewer's finding: the
@@ -214,26 +149,13 @@ export function createSuppressionService(deps: { repo: SuppressionListRepo; code
         }
 
         const byScope = new Map(entries.map((e) => [e.scope, e]));
-        const actor = `recipient:${target.recipientId}`;
         let added = 0;
-        let removed = 0;
         let addedAll = false;
-        let removedAll = false;
-
-        const remove = async (row: SuppressionRow) => {
+        /** The recipient's own entries the form asks to undo: confirmed by mail, never removed here. */
+        const toUndo: SuppressionRow[] = [];
+        const undo = (row: SuppressionRow) => {
           if (!recipientMayRemove(row)) throw refuseResubscribe(target.workspaceName);
-          // Only as it was read: a user's reason added since holds it (holdEntry).
-          if (!(await tx.deleteEntry(target.workspaceId, row.id, { unheldOf: RECIPIENT_REMOVABLE }))) throw refuseResubscribe(target.workspaceName);
-          await tx.insertAudit({
-            workspaceId: target.workspaceId,
-            actor,
-            action: 'suppression.removed',
-            subjectType: 'suppression',
-            subjectId: row.id,
-            detail: { entry: entryDetail(row), via: 'preference-center' },
-          });
-          byScope.delete(row.scope);
-          removed += 1;
+          toUndo.push(row);
         };
 
         if (choices.action === 'unsubscribe-all') {
@@ -245,33 +167,48 @@ export function createSuppressionService(deps: { repo: SuppressionListRepo; code
           }
         } else if (choices.action === 'resubscribe-all') {
           const all = byScope.get(ALL);
-          if (all) {
-            await remove(all);
-            removedAll = true;
-          }
+          if (all) undo(all);
         } else {
           for (const topic of shown) {
             const row = byScope.get(topicScope(topic));
             const wanted = choices.subscribed.includes(topic);
             if (!wanted && !row && (await addEntry(tx, target, topicScope(topic), 'preference-center', 'preference-center'))) added += 1;
-            if (wanted && row) await remove(row);
+            if (wanted && row) undo(row);
           }
+        }
+        if (toUndo.length > MAX_ENTRIES_PER_CONFIRMATION) {
+          throw new ValidationError([{ field: 'subscribed', message: `at most ${MAX_ENTRIES_PER_CONFIRMATION} topics can be turned back on at once` }]);
         }
 
         // Consent follows the workspace-wide entry only: a topic choice neither withdraws nor gives
         // it (checking a topic again must not undo an opt-out the sender recorded, say by phone).
-        const base = { workspaceId: target.workspaceId, email: target.email, source: 'preference-center', actor: RECIPIENT_ACTOR, auditActor: `recipient:${target.recipientId}` };
-        if (addedAll) await recordConsent(tx, policyVersion, { ...base, status: 'opted_out', reached });
-        else if (removedAll) await recordConsent(tx, policyVersion, { ...base, status: 'opted_in' });
+        if (addedAll) {
+          await recordConsent(tx, policyVersion, {
+            workspaceId: target.workspaceId,
+            email: target.email,
+            status: 'opted_out',
+            source: 'preference-center',
+            actor: RECIPIENT_ACTOR,
+            auditActor: `recipient:${target.recipientId}`,
+            reached,
+          });
+        }
 
         const trackingChanged = choices.tracking ? await applyTrackingChoice(tx, target, choices.tracking, now()) : 0;
 
         const after = await tx.listEntriesOfAddress(target.workspaceId, target.email);
         const tracking = await trackingViewOf(tx, target);
-        return { ...preferencesView(target, after, [...known], tracking), changed: added + removed + trackingChanged };
+        return { target, toUndo, view: { ...preferencesView(target, after, [...known], tracking), changed: added + trackingChanged } };
       }));
+      // Mailed only once the rest is durable, and never inside the transaction (a slow relay would hold the address lock).
+      if (saved.toUndo.length === 0) return saved.view;
+      return { ...saved.view, resubscribe: await resubscribe.requestConfirmation(saved.target, saved.toUndo) };
     },
 
+    /** The mailed link's page: what its button would undo. Reads only. */
+    resubscribePage: (token: string) => resubscribe.confirmationPage(token),
+    /** The mailed link's button: undoes what the token names (resubscribe.service.ts). */
+    confirmResubscribe: (token: string) => resubscribe.confirm(token),
   };
 }
 

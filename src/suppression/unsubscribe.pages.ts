@@ -1,6 +1,7 @@
 import { html, type SafeHtml } from '../web/html.js';
 import { renderPage } from '../web/layout.js';
 import type { PreferencesView, RecipientView } from './recipient-view.js';
+import type { ResubscribeRequest, ResubscribeView } from './resubscribe.service.js';
 
 /*
  * The recipient's pages. No scripts, no external assets, no cookies: every button is a
@@ -95,6 +96,87 @@ ${topics}
 ${tracking}
 ${everything.own ? '' : html`<div class="actions"><button type="submit" name="action" value="unsubscribe-all">Unsubscribe from everything</button></div>`}
 </form>`,
+  );
+}
+
+/** "all email from X" / `the topics "a" and "b"`: what an undo would turn back on. */
+function undoneText(workspaceName: string, what: { everything: boolean; topics: string[] }): string {
+  const parts = what.everything ? [`all email from ${workspaceName}`] : [];
+  if (what.topics.length > 0) {
+    const names = what.topics.map((t) => `"${t}"`);
+    const list = names.length === 1 ? names[0]! : `${names.slice(0, -1).join(', ')} and ${names.at(-1)!}`;
+    parts.push(`${names.length === 1 ? 'the topic' : 'the topics'} ${list}`);
+  }
+  return parts.join(' and ');
+}
+
+/**
+ * What a saved preference form says (role="status"): what was saved, and, when it asked to undo
+ * an opt-out, that the address has to confirm it first — it is never undone by the form itself.
+ */
+export function preferencesNotice(view: RecipientView & { changed: number; resubscribe?: ResubscribeRequest }): string {
+  const request = view.resubscribe;
+  if (!request) return view.changed > 0 ? 'Your choices are saved.' : 'Nothing needed to change.';
+  const saved = view.changed > 0 ? 'Your other choices are saved. ' : '';
+  const what = undoneText(view.workspaceName, request);
+  if (request.outcome === 'mailed') {
+    return `${saved}To receive ${what} again, please confirm: we sent a link to ${view.maskedEmail}. It works for 24 hours, and until it is used you stay unsubscribed.`;
+  }
+  if (request.outcome === 'recently_mailed') {
+    return `${saved}We already sent links to confirm this to ${view.maskedEmail} today and send no more for now: please use the link in one of those mails. Until then you stay unsubscribed.`;
+  }
+  return `${saved}The mail to confirm this could not be sent just now, so you stay unsubscribed from ${what}. Please try again in a few minutes.`;
+}
+
+/** The page of the mailed link (GET): what its one button turns back on. It changes nothing by itself. */
+export function resubscribeQuestionPage(view: ResubscribeView, token: string): string {
+  const back = html`<p class="muted"><a href="/p/${view.preferencesToken}">Manage your email preferences</a></p>`;
+  if (!view.everything && view.topics.length === 0) {
+    return renderPage(
+      'Nothing to confirm',
+      html`<h1>Nothing to confirm</h1>
+<p>This link was used already, or these choices changed since. Nothing was changed.</p>
+${back}`,
+    );
+  }
+  if (view.lockedByOthers) {
+    return renderPage(
+      'Cannot be turned back on here',
+      html`<h1>This cannot be turned back on here</h1>
+<p>Mail to ${view.maskedEmail} was stopped by ${view.workspaceName} or because of a delivery problem. Please contact ${view.workspaceName}.</p>
+${back}`,
+    );
+  }
+  return renderPage(
+    `Receive email from ${view.workspaceName} again?`,
+    html`<h1>Receive email again?</h1>
+<p>Turn back on ${undoneText(view.workspaceName, view)} to ${view.maskedEmail}?</p>
+<form method="post" action="/p/confirm/${token}">
+<input type="hidden" name="confirm" value="yes">
+<div class="actions"><button type="submit">Yes, send me this email again</button></div>
+</form>
+<p class="muted">Not you, or changed your mind? Leave this page: nothing changes, and you stay unsubscribed.</p>
+${back}`,
+  );
+}
+
+/** After the mailed link's button (POST): what was turned back on, announced (role="status"). */
+export function resubscribedPage(view: ResubscribeView & { removed: number }): string {
+  const back = html`<p class="muted"><a href="/p/${view.preferencesToken}">Manage your email preferences</a></p>`;
+  if (view.removed === 0) {
+    return renderPage(
+      'Nothing needed to change',
+      html`<h1>Nothing to confirm</h1>
+<p role="status">Nothing needed to change: this link was used already, or these choices changed since.</p>
+${back}`,
+    );
+  }
+  const done = `Confirmed: ${undoneText(view.workspaceName, view)} to ${view.maskedEmail} is turned back on.`;
+  return renderPage(
+    `${done} Email preferences`,
+    html`<h1>You will receive email again</h1>
+<p class="notice" role="status"><strong>${done}</strong></p>
+${back}`,
   );
 }
 

@@ -4,13 +4,15 @@ import { readFormFields, type FormFields } from '../http/form-body.js';
 import { PREFERENCE_ACTIONS, type PreferenceAction, type PreferenceChoices } from './recipient-view.js';
 import type { SuppressionService } from './suppression.service.js';
 import { TRACKING_CHOICES, type TrackingChoice } from './tracking-preference.js';
-import { preferencesPage, problemPage, unsubscribeQuestionPage, unsubscribedPage } from './unsubscribe.pages.js';
+import { preferencesNotice, preferencesPage, problemPage, resubscribedPage, resubscribeQuestionPage, unsubscribeQuestionPage, unsubscribedPage } from './unsubscribe.pages.js';
 
 /*
  * The recipient's public pages: /u/<token> (unsubscribe, RFC 8058 one-click) and
- * /p/<token> (preference center). Not under /api and without login, session, cookie or
- * CSRF token: the token in the URL is the credential, and mail providers POST the
- * one-click request from their own servers.
+ * /p/<token> (preference center), and /p/confirm/<token> (the mailed link that confirms undoing
+ * an opt-out). Not under /api and without login, session, cookie or CSRF token: the token in
+ * the URL is the credential, and mail providers POST the one-click request from their own
+ * servers. A link from a campaign's mail is no proof of who holds it (mail is forwarded), so
+ * it only ever stops mail; turning it back on takes the address's own confirmation.
  */
 
 const MAX_TOPIC_FIELDS = 500;
@@ -98,7 +100,22 @@ export function unsubscribeRoutes(suppressions: SuppressionService): Router {
     const token = tokenOf(req.params.token);
     const choices = parsePreferenceChoices(await readFormFields(req));
     const view = await suppressions.savePreferences(token, choices);
-    sendPage(res, 200, preferencesPage(view, token, view.changed > 0 ? 'Your choices are saved.' : 'Nothing needed to change.'));
+    // The rest of the form is saved either way; a 503 says only the confirmation mail did not go.
+    sendPage(res, view.resubscribe?.outcome === 'mail_unavailable' ? 503 : 200, preferencesPage(view, token, preferencesNotice(view)));
+  });
+
+  /** The mailed confirmation's page: what its one button turns back on. Never changes anything: scanners fetch links. */
+  router.get('/p/confirm/:token', async (req, res) => {
+    const token = tokenOf(req.params.token);
+    sendPage(res, 200, resubscribeQuestionPage(await suppressions.resubscribePage(token), token));
+  });
+
+  /** The button: undoes exactly what the token names, once; again, nothing changes. */
+  router.post('/p/confirm/:token', async (req, res) => {
+    const token = tokenOf(req.params.token);
+    const form = await readFormFields(req);
+    if (!form.get('confirm')?.some((value) => value.trim() === 'yes')) throw new ValidationError([{ field: 'confirm', message: 'must be yes (the page\'s button)' }]);
+    sendPage(res, 200, resubscribedPage(await suppressions.confirmResubscribe(token)));
   });
 
   router.use(['/u', '/p'], unsubscribeErrorPage);

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { campaigns, recipients } from '../../src/db/schema.js';
+import { RESUBSCRIBE_MAIL_SUBJECT } from '../../src/suppression/resubscribe.service.js';
 import { createTrackingUrls } from '../../src/tracking/urls.js';
 import { createTokenCodec } from '../../src/tracking/tokens.js';
 import { hasChromium, newPage, seriousAxeViolations, useBrowser } from '../helpers/browser.js';
@@ -7,9 +8,10 @@ import { signUp, startTestApp, type TestApp } from '../helpers/test-app.js';
 
 /*
  * The recipient's pages in a real browser with JavaScript off: the unsubscribe question and
- * its button, the preference center by keyboard alone, a phone-sized screen, nothing loaded
- * from anywhere else and no cookie set, HTML in a sender's name shown as text, and an
- * axe-core scan with no serious or critical violation (P-09).
+ * its button, the preference center by keyboard alone, subscribing again through the mailed
+ * confirmation link, a phone-sized screen, nothing loaded from anywhere else and no cookie set,
+ * HTML in a sender's name shown as text, and an axe-core scan with no serious or critical
+ * violation (P-09).
  */
 
 const NASTY_NAME = 'Acme <img src=x onerror="document.title=1"> & Co';
@@ -96,6 +98,43 @@ describe.skipIf(!hasChromium)('recipient pages in a real browser', () => {
     await page.context().close();
   });
 
+  /** The mailed confirmation link (its path on this app: PUBLIC_BASE_URL is not this test's port). */
+  function confirmationLink(email: string): string {
+    const mail = (app.services.accountMailer.outbox ?? []).filter((m) => m.to === email && m.subject === RESUBSCRIBE_MAIL_SUBJECT).at(-1)!;
+    return `${app.baseUrl}${new URL(/^(https?:\/\/\S+\/p\/confirm\/\S+)$/m.exec(mail.text)![1]!).pathname}`;
+  }
+
+  it('P-11 subscribing again, by keyboard with JavaScript off: the page announces the mailed confirmation, and only its link\'s button turns mail back on', async () => {
+    const { unsubscribe, preferences } = await mailedAddress('again@example.com');
+    const page = await newPage(ctx.browser, { javaScriptEnabled: false });
+    const requested: string[] = [];
+    page.on('request', (request) => requested.push(request.url()));
+    await page.goto(unsubscribe);
+    await page.getByRole('button', { name: 'Unsubscribe' }).click();
+    await page.waitForURL(unsubscribe);
+
+    await page.goto(preferences);
+    await page.getByRole('button', { name: 'Subscribe me again' }).focus();
+    await page.keyboard.press('Enter');
+    await page.waitForLoadState('load');
+    await expect(page.getByRole('status').textContent()).resolves.toContain('please confirm: we sent a link to a•••@example.com');
+    expect(await isSuppressed('again@example.com')).toBe(true);
+
+    await page.goto(confirmationLink('again@example.com'));
+    await expect(page.getByRole('heading', { level: 1 }).textContent()).resolves.toBe('Receive email again?');
+    expect(await isSuppressed('again@example.com')).toBe(true);
+    await page.getByRole('button', { name: 'Yes, send me this email again' }).focus();
+    await page.keyboard.press('Enter');
+    await page.waitForLoadState('load');
+    await expect(page.getByRole('status').textContent()).resolves.toContain('is turned back on');
+    expect(await isSuppressed('again@example.com')).toBe(false);
+
+    const origin = new URL(app.baseUrl).origin;
+    expect(requested.every((url) => new URL(url).origin === origin)).toBe(true);
+    expect(await page.context().cookies()).toEqual([]);
+    await page.context().close();
+  });
+
   it('the pages fit a phone screen without sideways scrolling, with buttons big enough to tap', async () => {
     const { unsubscribe, preferences } = await mailedAddress('phone@example.com');
     const page = await newPage(ctx.browser, { viewport: { width: 360, height: 740 }, isMobile: true, hasTouch: true, deviceScaleFactor: 2 });
@@ -113,7 +152,7 @@ describe.skipIf(!hasChromium)('recipient pages in a real browser', () => {
     await page.context().close();
   });
 
-  it('axe-core finds no serious or critical violation on the recipient pages (question, done, preferences, bad link)', async () => {
+  it('axe-core finds no serious or critical violation on the recipient pages (question, done, preferences, subscribing again and its confirmation, bad link)', async () => {
     const { unsubscribe, preferences } = await mailedAddress('axe@example.com');
     const page = await newPage(ctx.browser);
     const scanned: Record<string, unknown[]> = {};
@@ -126,9 +165,18 @@ describe.skipIf(!hasChromium)('recipient pages in a real browser', () => {
     scanned.unsubscribedEverything = await seriousAxeViolations(page);
     await page.goto(unsubscribe);
     scanned.alreadyUnsubscribed = await seriousAxeViolations(page);
+    await page.goto(preferences);
+    await page.getByRole('button', { name: 'Subscribe me again' }).click();
+    await page.waitForLoadState('load');
+    scanned.confirmationMailed = await seriousAxeViolations(page);
+    await page.goto(confirmationLink('axe@example.com'));
+    scanned.confirmQuestion = await seriousAxeViolations(page);
+    await page.getByRole('button', { name: 'Yes, send me this email again' }).click();
+    await page.waitForLoadState('load');
+    scanned.confirmed = await seriousAxeViolations(page);
     await page.goto(`${app.baseUrl}/u/not-a-token`);
     scanned.badLink = await seriousAxeViolations(page);
-    expect(scanned).toEqual({ question: [], preferences: [], unsubscribedEverything: [], alreadyUnsubscribed: [], badLink: [] });
+    expect(scanned).toEqual({ question: [], preferences: [], unsubscribedEverything: [], alreadyUnsubscribed: [], confirmationMailed: [], confirmQuestion: [], confirmed: [], badLink: [] });
     await page.context().close();
   });
 });

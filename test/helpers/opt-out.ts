@@ -1,6 +1,7 @@
 import { and, eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, expect } from 'vitest';
 import { auditLog, campaigns, consents, recipients, suppressions } from '../../src/db/schema.js';
+import { RESUBSCRIBE_MAIL_SUBJECT } from '../../src/suppression/resubscribe.service.js';
 import { createTokenCodec } from '../../src/tracking/tokens.js';
 import { createTrackingUrls } from '../../src/tracking/urls.js';
 import { signUp, startTestApp, type TestApp } from './test-app.js';
@@ -88,5 +89,18 @@ export function useOptOutApp() {
     return db().select().from(consents).where(eq(consents.contactId, contactId)).orderBy(consents.at);
   }
 
-  return Object.assign(ctx, { db, codec, urls, seedCampaign, seedRecipient, seedMailedAddress, oneClick, entriesOf, auditOf, consentsOf });
+  /** The mails to `email` that ask to confirm undoing an opt-out (resubscribe.service.ts), oldest first. */
+  const confirmationMails = (email: string) => (ctx.app.services.accountMailer.outbox ?? []).filter((m) => m.to === email && m.subject === RESUBSCRIBE_MAIL_SUBJECT);
+
+  /** The path of the newest confirmation link mailed to `email`. */
+  function confirmationPath(email: string): string {
+    const mail = confirmationMails(email).at(-1);
+    expect(mail, `a confirmation mail to ${email}`).toBeDefined();
+    return new URL(/^(https?:\/\/\S+\/p\/confirm\/\S+)$/m.exec(mail!.text)![1]!).pathname;
+  }
+
+  /** The mailed link's button. */
+  const confirm = (path: string, body = 'confirm=yes') => ctx.app.api('POST', path, { body, headers: FORM });
+
+  return Object.assign(ctx, { db, codec, urls, seedCampaign, seedRecipient, seedMailedAddress, oneClick, entriesOf, auditOf, consentsOf, confirmationMails, confirmationPath, confirm });
 }

@@ -9,12 +9,13 @@ import { snapshotCounts } from '../helpers/test-db.js';
 /*
  * The recipient's preference center (P-09, P-11): topics with this address's state, a topic
  * opt-out and its undoing, everything off and on again, entries the recipient did not make,
- * and forms that name what does not exist. One-click and the unsubscribe page:
+ * and forms that name what does not exist. An undo is confirmed by the mailed link (here as a
+ * step; its own cases in opt-out-resubscribe.test.ts). One-click and the unsubscribe page:
  * opt-out-one-click.test.ts.
  */
 
 const ctx = useOptOutApp();
-const { db, urls, seedCampaign, seedRecipient, seedMailedAddress, oneClick, entriesOf, auditOf, consentsOf } = ctx;
+const { db, urls, seedCampaign, seedRecipient, seedMailedAddress, oneClick, entriesOf, auditOf, consentsOf, confirmationPath, confirm } = ctx;
 
 
 describe('preference center (P-09, P-11)', () => {
@@ -65,12 +66,15 @@ describe('preference center (P-09, P-11)', () => {
       ['subscribed', 'Product news'],
     ]);
     expect(undo.status).toBe(200);
+    // Undone only once the address confirms it (the mailed link's button).
+    expect(await entriesOf(ctx.owner.workspaceId, 'topics@example.test')).toHaveLength(1);
+    expect((await confirm(confirmationPath('topics@example.test'))).status).toBe(200);
     expect(await entriesOf(ctx.owner.workspaceId, 'topics@example.test')).toEqual([]);
     const audit = (await auditOf(ctx.owner.workspaceId)).filter((a) => (a.detail as { entry?: { addressHash?: string } }).entry?.addressHash === createAddressHasher(ctx.app.config.privacy.suppressionHashKey)('topics@example.test'));
-    expect(audit).toMatchObject([{ action: 'suppression.removed', actor: `recipient:${mailed.recipientId}` }]);
+    expect(audit).toMatchObject([{ action: 'suppression.removed', actor: `recipient:${mailed.recipientId}`, detail: { via: 'preference-center-confirmed' } }]);
   });
 
-  it('P-11 unsubscribe from everything, then subscribe again: both recorded as consent, both audited', async () => {
+  it('P-11 unsubscribe from everything, then subscribe again (confirmed by the mailed link): both recorded as consent, both audited', async () => {
     const mailed = await seedMailedAddress('everything@example.test');
     const out = await save(mailed.prefs, [['action', 'unsubscribe-all']]);
     expect(out.status).toBe(200);
@@ -80,11 +84,14 @@ describe('preference center (P-09, P-11)', () => {
 
     const back = await save(mailed.prefs, [['action', 'resubscribe-all']]);
     expect(back.status).toBe(200);
+    expect(back.text).toContain('please confirm: we sent a link to e•••@example.test');
+    expect(await entriesOf(ctx.owner.workspaceId, 'everything@example.test')).toHaveLength(1);
+    expect((await confirm(confirmationPath('everything@example.test'))).status).toBe(200);
     expect(await entriesOf(ctx.owner.workspaceId, 'everything@example.test')).toEqual([]);
     expect((await consentsOf(mailed.contactId!)).map((c) => [c.status, c.source, c.actor])).toEqual([
       ['opted_in', 'signup-form', `user:${ctx.owner.userId}`],
       ['opted_out', 'preference-center', 'recipient'],
-      ['opted_in', 'preference-center', 'recipient'],
+      ['opted_in', 'preference-center-confirmed', 'recipient'],
     ]);
     const actions = (await auditOf(ctx.owner.workspaceId))
       .filter((a) => a.actor === `recipient:${mailed.recipientId}`)
@@ -204,6 +211,7 @@ describe('preference center (P-09, P-11)', () => {
     expect(phone.status).toBe(201);
     expect((await save(mailed.prefs, [['topics', 'newsletter'], ['action', 'save']])).status).toBe(200);
     expect((await save(mailed.prefs, [['topics', 'newsletter'], ['subscribed', 'newsletter'], ['action', 'save']])).status).toBe(200);
+    expect((await confirm(confirmationPath('phone.out@example.test'))).status).toBe(200);
     expect(await entriesOf(ctx.owner.workspaceId, 'phone.out@example.test')).toEqual([]);
     expect((await consentsOf(mailed.contactId!)).map((c) => [c.status, c.source])).toEqual([
       ['opted_in', 'signup-form'],
@@ -253,6 +261,7 @@ describe('preference center (P-09, P-11)', () => {
       ['subscribed', 'Short-lived'],
     ]);
     expect(undo.status).toBe(200);
+    expect((await confirm(confirmationPath('short.lived@example.test'))).status).toBe(200);
     expect(await entriesOf(ctx.owner.workspaceId, 'short.lived@example.test')).toEqual([]);
   });
 });
