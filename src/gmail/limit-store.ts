@@ -36,7 +36,7 @@ export type TakeOutcome =
   | { kind: 'wait'; waitMs: number }
   /** A rate-limit pause holds for waitMs more. */
   | { kind: 'paused'; waitMs: number }
-  /** The mailbox has sent its daily budget in the last 24 hours. */
+  /** The mailbox's Gmail account (every record of its address) has sent its daily budget in the last 24 hours. */
   | { kind: 'budget_exhausted' }
   /** No such mailbox (disconnected meanwhile). */
   | { kind: 'unknown_mailbox' };
@@ -56,8 +56,9 @@ export interface LimitStore {
   /** ms epoch the pause lasts until, or undefined. */
   pausedUntil(mailboxId: string, now?: number): Promise<number | undefined>;
   /**
-   * The daily budget changed: count the sent messages again at the next send. `tx`: the
-   * transaction that changes the budget (the SQL store writes in it: both commit or neither).
+   * The daily budget changed: count the sent messages again at the next send (of any record of
+   * the address). `tx`: the transaction that changes the budget (the SQL store writes in it:
+   * both commit or neither).
    */
   budgetChanged(mailboxId: string, tx?: Db): Promise<void>;
   /**
@@ -128,11 +129,23 @@ export function createMemoryLimitStore(clock: () => number = Date.now): LimitSto
 
 const at = (now: number | undefined) => (now === undefined ? null : new Date(now).toISOString());
 
-/** The real store: the `mailbox_limits` row, shared by every process on the database. */
+/**
+ * The budget's headroom is the Gmail address's, shared by every record of it in any workspace
+ * (`mailbox_budget_accounts`, migration 0054): the next send from any of them counts again.
+ */
+const countAgain = (mailboxId: string) =>
+  sql`update mailbox_budget_accounts set budget_used = null, budget_counted_at = null
+    where address = (select lower(email) from mailboxes where id = ${mailboxId}::uuid)`;
+
+/**
+ * The real store: the `mailbox_limits` row, shared by every process on the database, and for the
+ * daily budget the `mailbox_budget_accounts` row of the mailbox's address, shared by every record
+ * of that Gmail account (reconnected, or connected in other workspaces).
+ */
 export function createSqlLimitStore(db: Db): LimitStore {
   return {
     async take(mailboxId, units, send, policy, now, count = 1, counted = false) {
-      // Migration 0023's version: one locked step for a group of calls (`granted` of `count`), new sends or counted ones.
+      // Migration 0054's version: one locked step for a group of calls (`granted` of `count`), new sends or counted ones; the budget is the address's.
       const [row] = rowsOf<{ outcome: string; wait_ms: number | string; granted: number | string }>(
         await db.execute(sql`select outcome, wait_ms, granted from mailbox_take_units(
           ${mailboxId}::uuid, ${units}::double precision, ${send}::boolean,
@@ -178,13 +191,14 @@ export function createSqlLimitStore(db: Db): LimitStore {
     },
 
     async budgetChanged(mailboxId, tx = db) {
-      await tx.execute(sql`update mailbox_limits set budget_left = null, budget_counted_at = null where mailbox_id = ${mailboxId}::uuid`);
+      await tx.execute(countAgain(mailboxId));
     },
 
     async forget(mailboxId, now) {
-      await db.execute(sql`update mailbox_limits set paused_until = null, budget_left = null, budget_counted_at = null,
+      await db.execute(sql`update mailbox_limits set paused_until = null,
           quota_at = least(quota_at, coalesce(${at(now)}::timestamptz, clock_timestamp()))
         where mailbox_id = ${mailboxId}::uuid`);
+      await db.execute(countAgain(mailboxId));
     },
   };
 }

@@ -187,14 +187,27 @@ function mailboxQueries(db: Db) {
     },
 
     /**
-     * What the daily budget counts as sent since `since` (Gmail's limit is a rolling 24 h): the
-     * mailbox's outbound mail that is or may be out, plus what a purge deleted meanwhile; the
-     * rule is migration 0026's `mailbox_budget_used`, the pacer's. With `atMost` the count stops
-     * there: "is any budget left" never scans more than the budget.
+     * What the workspace sent from the mailbox's address since `since` (the API's `sentToday`):
+     * the outbound mail of this record and of its earlier ones in the workspace (disconnected and
+     * connected again) that is or may be out, plus what a purge deleted meanwhile — the pacer's
+     * rule (migration 0054's `mailbox_budget_used`), but never another workspace's sends.
      */
-    async countSentSince(mailboxId: string, since: Date, atMost?: number): Promise<number> {
+    async countSentSince(mailboxId: string, since: Date): Promise<number> {
       const [row] = rowsOf<{ n: number }>(
-        await db.execute(sql`select mailbox_budget_used(${mailboxId}::uuid, ${since.toISOString()}::timestamptz, ${atMost ?? null}::integer) as n`),
+        await db.execute(sql`select mailbox_budget_used(${mailboxId}::uuid, ${since.toISOString()}::timestamptz, null::integer) as n`),
+      );
+      return Number(row?.n ?? 0);
+    },
+
+    /**
+     * How many more sends the mailbox's Gmail account may make in the 24 h since `since`: the
+     * lowest budget set on a live record of the address, less what every record of it sent, in
+     * any workspace (`mailbox_budget_left`, migration 0054; the count stops at the budget). The
+     * number stays inside the service: another workspace's sends must not be shown.
+     */
+    async budgetLeftSince(mailboxId: string, since: Date): Promise<number> {
+      const [row] = rowsOf<{ n: number }>(
+        await db.execute(sql`select mailbox_budget_left(${mailboxId}::uuid, ${since.toISOString()}::timestamptz) as n`),
       );
       return Number(row?.n ?? 0);
     },

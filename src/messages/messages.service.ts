@@ -191,7 +191,9 @@ export function createMessagesService(deps: MessagesServiceDeps) {
     async send(auth: AuthContext, mail: OneToOneMail): Promise<{ pending: boolean; message: ReturnType<typeof presentMessage> }> {
       const mailbox = await mailboxes.requireSendable(auth, mail.mailboxId);
       if ((await mailboxes.remainingBudget(mailbox)) <= 0) {
-        throw new TooManyRequestsError(`This mailbox has sent its daily budget of ${mailbox.dailyBudget} messages; try again later`);
+        // No numbers: the budget is the Gmail account's, and what used it up may be another
+        // workspace's mail from the same address (or its lower budget).
+        throw new TooManyRequestsError('The daily sending budget of this Gmail account is used up; try again later');
       }
 
       let replyTo: MessageRow | undefined;

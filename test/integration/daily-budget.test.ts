@@ -88,24 +88,26 @@ describe('the daily budget', () => {
       ctx.app.api('POST', '/api/messages', { token: ctx.owner.token, json: { mailboxId: mailbox.id, to: 'dave-budget@contoso.test', subject: `Atomic ${i}`, text: 'x' } });
     expect((await send(1)).status).toBe(201);
     const state = async () =>
-      rowsOf<{ daily_budget: number; budget_left: number | null }>(
-        await db().execute(sql`select m.daily_budget, l.budget_left from mailboxes m join mailbox_limits l on l.mailbox_id = m.id where m.id = ${mailbox.id}`),
+      rowsOf<{ daily_budget: number; budget_used: number | null }>(
+        await db().execute(
+          sql`select m.daily_budget, a.budget_used from mailboxes m join mailbox_budget_accounts a on a.address = lower(m.email) where m.id = ${mailbox.id}`,
+        ),
       )[0];
-    // The pacer's headroom, counted from the budget of 5: four more sends.
-    expect(await state()).toEqual({ daily_budget: 5, budget_left: 4 });
-    // A real failure of the second write: a constraint (this mailbox's headroom may not be reset) rejects it.
-    await db().execute(sql.raw(`alter table mailbox_limits add constraint test_keep_headroom check (mailbox_id <> '${mailbox.id}' or budget_left is not null) not valid`));
+    // The pacer's headroom (the address's, migration 0054): one used of the budget of 5.
+    expect(await state()).toEqual({ daily_budget: 5, budget_used: 1 });
+    // A real failure of the second write: a constraint (this address's headroom may not be reset) rejects it.
+    await db().execute(sql.raw(`alter table mailbox_budget_accounts add constraint test_keep_headroom check (address <> '${sender}' or budget_used is not null) not valid`));
     try {
       const refused = await ctx.app.api('PATCH', `/api/mailboxes/${mailbox.id}`, { token: ctx.owner.token, json: { dailyBudget: 1 } });
       expect(refused.status).toBe(500);
-      // Not the new budget with the old headroom (four more sends under a budget of one).
-      expect(await state()).toEqual({ daily_budget: 5, budget_left: 4 });
+      // Not the new budget with the old headroom.
+      expect(await state()).toEqual({ daily_budget: 5, budget_used: 1 });
     } finally {
-      await db().execute(sql`alter table mailbox_limits drop constraint test_keep_headroom`);
+      await db().execute(sql`alter table mailbox_budget_accounts drop constraint test_keep_headroom`);
     }
     const patched = await ctx.app.api('PATCH', `/api/mailboxes/${mailbox.id}`, { token: ctx.owner.token, json: { dailyBudget: 1 } });
     expect(patched.body.dailyBudget).toBe(1);
-    expect(await state()).toEqual({ daily_budget: 1, budget_left: null });
+    expect(await state()).toEqual({ daily_budget: 1, budget_used: null });
     expect((await send(2)).status).toBe(429);
   });
 

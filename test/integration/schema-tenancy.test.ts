@@ -21,6 +21,8 @@ const GLOBAL_TABLES: Record<string, string> = {
   auth_attempts: 'login and signup throttling by account address and client address, before any workspace is chosen: a reference table',
   job_schedule: 'one row per periodic job, shared by every process: coordination, not tenant data (stays on the coordinator)',
   mailbox_limits: "one row per mailbox (keyed by the mailbox's random UUID): quota, pace and sync lease that workers update by mailbox id alone; on Citus it would gain workspace_id to sit beside its mailbox",
+  mailbox_budget_accounts:
+    "the daily budget's headroom of one Gmail address, shared by its mailboxes in every workspace (Gmail's limit is the account's): a reference table, or on the coordinator",
   signup_requests: 'pending signups: the workspace is created only when the code comes back; a reference table',
   policy_versions: 'the service-wide privacy policy versions and their Gmail disclosure text (P-18): one policy for every workspace, a reference table',
 };

@@ -100,6 +100,9 @@ export const mailboxes = pgTable(
   (t) => [
     uniqueIndex('mailboxes_workspace_email_unique').on(t.workspaceId, sql`lower(${t.email})`).where(sql`${t.deletedAt} is null`),
     index('mailboxes_purge_after_idx').on(t.purgeAfter).where(sql`${t.purgeAfter} is not null`),
+    // Every record of one Gmail address, in any workspace, live or disconnected (migration 0054):
+    // the daily budget is the Google account's, so its count and its lock find them by address.
+    index('mailboxes_address_idx').on(sql`lower(${t.email})`),
   ],
 );
 
@@ -219,9 +222,11 @@ export type MailboxStatus = (typeof mailboxStatusEnum.enumValues)[number];
 
 /**
  * Invariant 10: one row per mailbox shared by every process. Its quota and sends-per-minute
- * buckets, daily-budget headroom and rate-limit pause are changed only by the
- * `mailbox_take_units` function (migrations 0006, 0020, 0023) and gmail/limit-store.ts; `sync_*` is the
- * lease of the one sync that may run for the mailbox.
+ * buckets and rate-limit pause are changed only by the `mailbox_take_units` function
+ * (migrations 0006, 0020, 0023, 0054) and gmail/limit-store.ts; `sync_*` is the lease of the one
+ * sync that may run for the mailbox. The daily budget's headroom is the address's since 0054
+ * (`mailbox_budget_accounts`); `budget_*` here are no longer read (kept for the previous
+ * release's processes during a rolling deploy, which still write them).
  */
 export const mailboxLimits = pgTable('mailbox_limits', {
   mailboxId: uuid('mailbox_id')
@@ -261,3 +266,20 @@ export const mailboxPurgedSends = pgTable(
   },
   (t) => [primaryKey({ name: 'mailbox_purged_sends_pk', columns: [t.mailboxId, t.minute, t.workspaceId] })],
 );
+
+/**
+ * The daily budget's shared state per Gmail address (lower-cased), migration 0054: Gmail's daily
+ * limit is the account's, and one address can have several mailbox records at once (connected
+ * again after a disconnect, connected in several workspaces). `mailbox_take_units` locks this row
+ * for every new send from any of them, so its headroom is taken one grant at a time across every
+ * process and workspace. Not a workspace's data: what it holds (a count, and when it was taken)
+ * is shown to no one. Deleted with the address's last mailbox record (a trigger).
+ */
+export const mailboxBudgetAccounts = pgTable('mailbox_budget_accounts', {
+  address: text('address').primaryKey(),
+  /** What the last count found used in the 24 h before it, plus every unit granted since; null: count again at the next send. */
+  budgetUsed: integer('budget_used'),
+  budgetCountedAt: timestamp('budget_counted_at', { withTimezone: true }),
+  /** The last grant of a unit: a count waits until that send's claim (its `sending` row) can be seen. */
+  budgetGrantedAt: timestamp('budget_granted_at', { withTimezone: true }),
+});
