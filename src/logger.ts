@@ -109,11 +109,12 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
 export type { Logger };
 
 /**
- * Path prefixes whose next segment is a credential (recipient tokens). Express routes
- * case-insensitively and Node keeps doubled slashes, so `/U/<token>` and `//t/c/<token>`
- * reach the same handlers and must be redacted the same way.
+ * Path prefixes whose next segment is a credential (recipient tokens; the mailed confirmation of
+ * undoing an opt-out, `/p/confirm/<token>`, a signed token whose dots the opaque-segment rule
+ * below would stop at). Express routes case-insensitively and Node keeps doubled slashes, so
+ * `/U/<token>` and `//t/c/<token>` reach the same handlers and must be redacted the same way.
  */
-const TOKEN_PATH = /^(\/+(?:u|p|t\/+o|t\/+c)\/+)[^/?#]+/i;
+const TOKEN_PATH = /^(\/+(?:u|p(?:\/+confirm)?|t\/+o|t\/+c)\/+)[^/?#]+/i;
 /** Any other long base64url segment is taken for a token too (UUIDs, which name rows, stay readable). */
 const LONG_OPAQUE_SEGMENT = /(?<=\/)(?![0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?:[/?#]|$))[A-Za-z0-9_%-]{32,}(?=[/?#.]|$)/gi;
 /**

@@ -49,10 +49,16 @@ describe('secrets never reach a log line (invariant 6)', () => {
     const token = 'ThisIsARecipientTokenThatMustNotBeLogged123';
     await app.api('GET', `/u/${token}`);
     await app.api('GET', `/p/${token}`);
+    // The mailed confirmation's signed token: dotted, so the rule for long opaque segments alone stopped at its first dot.
+    const signed = 'eyJhbGciOiJIUzI1NiJ9.eyJyZWNpcGllbnQiOiJ4In0.SignedConfirmationSignature';
+    await app.api('GET', `/p/confirm/${signed}`);
     await app.api('GET', '/api/gmail/callback?code=4/0SecretOAuthCodeValue&state=SecretStateValue', { headers: { accept: 'application/json' } });
     const logs = app.logs.join('');
     expect(logs).toContain('/u/[token]');
     expect(logs).not.toContain(token);
+    expect(logs).toContain('/p/confirm/[token]');
+    expect(logs).not.toContain('SignedConfirmationSignature');
+    expect(logs).not.toContain('eyJyZWNpcGllbnQiOiJ4In0');
     expect(logs).not.toContain('SecretOAuthCodeValue');
     expect(logs).not.toContain('SecretStateValue');
   });
