@@ -29,19 +29,17 @@ export interface GateRow {
   skip_reason: string | null;
 }
 
-/**
- * Before the gate statement, in its transaction (a server's; PGlite runs one statement at a time):
- * the workspace's key, then the mailbox row, both shared. In this order because the claim's
- * messages row takes the workspace's key (a foreign key) and a member leaving locks the workspace
- * before it marks their mailboxes deleted: mailbox first, the two waited for each other.
- */
 /** A campaign whose mailbox is gone (its `mailbox_id` set null): no row has this id, so the gate halts. */
 export const NO_MAILBOX = '00000000-0000-0000-0000-000000000000';
 
-export const lockSendingMailboxSql = (workspaceId: string, mailboxId: string): SQL[] => [
-  sql`select 1 from workspaces where id = ${workspaceId}::uuid for key share`,
-  sql`select 1 from mailboxes where id = ${mailboxId}::uuid for share`,
-];
+/**
+ * Before the gate statement, in its transaction (a server's; PGlite runs one statement at a time):
+ * the mailbox row, shared. The claim takes the workspace's key later (its messages row's foreign
+ * key), so mailbox before workspace — the order a member leaving takes them in (their mailboxes
+ * marked deleted, then the workspace locked for the membership change). The workspace first
+ * deadlocked with that leave (a reviewer's finding).
+ */
+export const lockSendingMailboxSql = (mailboxId: string): SQL => sql`select 1 from mailboxes where id = ${mailboxId}::uuid for share`;
 
 /**
  * SQL: the rows (locked, in id order), their campaign's state and the verdict of every

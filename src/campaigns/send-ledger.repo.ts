@@ -160,7 +160,7 @@ export function createSendLedgerRepo(db: Db, options: SendLedgerOptions = {}) {
       const gate = async (tx: Db): Promise<GateResult[]> => {
         if (!options.serializedEngine) {
           await lockAddresses(tx, campaign.workspaceId, inputs.map((i) => i.candidate.email));
-          for (const statement of lockSendingMailboxSql(campaign.workspaceId, mailbox.id)) await tx.execute(statement);
+          await tx.execute(lockSendingMailboxSql(mailbox.id));
         }
         // One statement: the re-checks, then per row either `skipped` with the reason or the
         // claim (messages row, `sending` under this lease); nothing for a row another worker
@@ -221,7 +221,7 @@ export function createSendLedgerRepo(db: Db, options: SendLedgerOptions = {}) {
         const tx = txRaw as unknown as Db;
         await lockAddresses(tx, campaign.workspaceId, [send.email]);
         const mailboxId = campaign.mailboxId ?? NO_MAILBOX;
-        for (const statement of lockSendingMailboxSql(campaign.workspaceId, mailboxId)) await tx.execute(statement);
+        await tx.execute(lockSendingMailboxSql(mailboxId));
         const [row] = rowsOf<GateRow>(await tx.execute(gateSql([lease.id], campaign, mailboxId, send.step > 0, now)));
         if (!row || row.status !== 'sending' || row.lease_owner !== lease.owner || Number(row.attempts) !== lease.attempt) return { kind: 'lost' } as const;
         if (row.campaign_status !== 'sending' || !row.mailbox_sending) return { kind: 'halted' } as const;

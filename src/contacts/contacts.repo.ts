@@ -139,9 +139,9 @@ function contactQueries(db: Db, hashAddress: AddressHasher) {
       }
     },
 
-    /** P-13: marks the contact deleted (hidden at once) and when the purge removes it; false if there was none to delete. */
     /**
-     * In the caller's transaction, under the contact's address locks (as an opt-out): a send claim
+     * P-13: marks the contact deleted (hidden at once) and when the purge removes it; false if there
+     * was none to delete. In the caller's transaction, under the contact's address locks (as an opt-out): a send claim
      * holding them either committed first or, after this commits, finds the contact deleted.
      * Without them a claim whose statement began before the delete and waited on a send's row lock
      * claimed after the delete had answered, and the mail went out (an attacker's finding).

@@ -167,6 +167,12 @@ export function createResubscribeConfirmation(deps: {
     async confirm(token: string): Promise<ResubscribeView & { removed: number }> {
       return againAfterConcurrencyFailure(() =>
         repo.transaction(async (tx) => {
+          // Under the address's opt-out lock, then read again, as every removal: a one-click opt-out
+          // at the same moment either committed first (its entry is not one this token names, and
+          // stays) or waits and then finds no entry and makes its own — seen without the lock as
+          // "already opted out", it would have been lost (a reviewer's finding).
+          const first = await resolve(tx, token);
+          await tx.lockAddressesAndContacts(first.target.workspaceId, [first.target.email], []);
           const { target, rows } = await resolve(tx, token);
           const removed: SuppressionRow[] = [];
           for (const row of rows) {

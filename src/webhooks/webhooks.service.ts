@@ -138,8 +138,11 @@ export function createWebhooksService(deps: {
       const url = patch.url === undefined ? undefined : await checkedUrl(patch.url);
       // Turning an endpoint back on starts it healthy: its past failures were judged already.
       const reenabled = patch.enabled === true && !current.enabled;
-      // Where it sends, or that it sends again, is now this member's word (removeMembership turns it off with them).
-      const vouches = url !== undefined || reenabled;
+      // Where it sends, or that it sends (again), is now this member's word (removeMembership turns
+      // it off with them), checked under their membership's lock — whatever the endpoint's state
+      // read above: a removal committing in between turned it off, and an `enabled: true` judged
+      // "already on" from that read turned it back on for the removed member (a reviewer's finding).
+      const vouches = url !== undefined || patch.enabled === true;
       const row = await repo.transaction(async (tx) => {
         if (vouches && !(await tx.lockVoucher(auth.workspaceId, auth.userId))) throw noLongerManager();
         const updated = await tx.updateEndpoint(auth.workspaceId, id, {

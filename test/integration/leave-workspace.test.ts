@@ -1,6 +1,8 @@
-import { and, eq } from 'drizzle-orm';
+import { and, eq, sql } from 'drizzle-orm';
+import { PgDialect } from 'drizzle-orm/pg-core';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { lockSendingMailboxSql } from '../../src/campaigns/gate-sql.js';
 import { auditLog, mailboxes, messages } from '../../src/db/schema.js';
 import { connectedMailbox } from '../helpers/gmail.js';
 import { acceptInvitation, signUp, startTestApp, type TestApp } from '../helpers/test-app.js';
@@ -243,5 +245,35 @@ describe('leaving a workspace', () => {
     expect(members).toEqual([expect.objectContaining({ userId: second.userId, role: 'owner' })]);
     const refused = await app.api('DELETE', '/api/members/me', { token: second.token });
     expect(refused.status).toBe(409);
+  });
+
+  /*
+   * A send claim locks its mailbox shared, then (its messages row's foreign key) the workspace's
+   * key; a member leaving marks their mailboxes deleted, then locks the workspace. Taken the other
+   * way round by the claim (the workspace first), the two deadlocked and the leave answered 409 (a
+   * reviewer's finding). Server only: PGlite runs one statement at a time.
+   */
+  it.runIf(process.env.TEST_DATABASE_URL)('a member leaving while a send claim of their mailbox holds its locks waits for it, then leaves', async () => {
+    const owner = await signUp(app);
+    const member = await join(owner, 'admin');
+    const mailbox = await connectedMailbox(app, member.token, `leaving-${Date.now()}@acme.test`);
+    const claim = new pg.Client({ connectionString: (app.database as unknown as { url: string }).url });
+    await claim.connect();
+    try {
+      await claim.query('begin');
+      const lock = lockSendingMailboxSql(mailbox.id);
+      await db().execute(sql`select 1`); // the app's pool is warm
+      await claim.query(new PgDialect().sqlToQuery(lock).sql, new PgDialect().sqlToQuery(lock).params);
+      const leaving = app.api('DELETE', '/api/members/me', { token: member.token });
+      await new Promise((resolve) => setTimeout(resolve, 1000)); // the leave now waits for the mailbox row
+      // The claim's messages row takes the workspace's key: it must not wait for the leave.
+      await claim.query('select 1 from workspaces where id = $1 for key share', [owner.workspaceId]);
+      await claim.query('commit');
+      const left = await leaving;
+      expect(left.status, left.text).toBe(204);
+      expect((await liveMailbox(mailbox.id))?.deletedAt).not.toBeNull();
+    } finally {
+      await claim.end();
+    }
   });
 });

@@ -142,6 +142,24 @@ describe('what a removed member made stays ended', () => {
     expect(reenabled.body).toMatchObject({ enabled: true, vouchedBy: owner.userId });
   });
 
+  it('a request authenticated before its member\'s removal and run after it makes, re-enables or repoints nothing', async () => {
+    const owner = await signUp(app);
+    const admin = await invite(owner, 'stale-admin@example.com', 'admin');
+    const hook = await app.api('POST', '/api/webhooks', { token: admin.token, json: { url: `${receiver.url}/stale`, eventTypes: ['suppression.added'] } });
+    const stale = { userId: admin.userId, workspaceId: owner.workspaceId, role: 'admin' as const };
+    expect((await app.api('DELETE', `/api/members/${admin.userId}`, { token: owner.token })).status).toBe(204);
+    // What the routes would run for a request that passed authentication a moment before the removal committed.
+    await expect(app.services.webhooks.update(stale, hook.body.id, { enabled: true })).rejects.toMatchObject({ status: 403 });
+    // Even on an endpoint read as on already: the removal may turn it off between that read and the write.
+    const owners = await app.api('POST', '/api/webhooks', { token: owner.token, json: { url: `${receiver.url}/owners`, eventTypes: ['suppression.added'] } });
+    await expect(app.services.webhooks.update(stale, owners.body.id, { enabled: true })).rejects.toMatchObject({ status: 403 });
+    await expect(app.services.webhooks.update(stale, hook.body.id, { url: `${receiver.url}/elsewhere` })).rejects.toMatchObject({ status: 403 });
+    await expect(app.services.webhooks.create(stale, { url: `${receiver.url}/new`, eventTypes: ['suppression.added'] })).rejects.toMatchObject({ status: 403 });
+    await expect(app.services.apiKeys.create(stale, { name: 'late', scopes: ['read'] })).rejects.toMatchObject({ status: 403 });
+    const endpoint = await app.api('GET', `/api/webhooks/${hook.body.id}`, { token: owner.token });
+    expect(endpoint.body).toMatchObject({ enabled: false, url: `${receiver.url}/stale` });
+  });
+
   it('an endpoint made while its creator is removed is refused or turned off', async () => {
     const owner = await signUp(app);
     for (let i = 0; i < TRIES; i++) {
