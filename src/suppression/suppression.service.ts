@@ -3,7 +3,7 @@ import { againAfterConcurrencyFailure } from '../db/pg-errors.js';
 import { ValidationError } from '../errors.js';
 import type { TokenCodec } from '../tracking/tokens.js';
 import type { SuppressionListQueries, SuppressionListRepo, SuppressionRow } from './suppression.repo.js';
-import { applyTrackingChoice, trackingViewOf, type TrackingView } from './tracking-preference.js';
+import { refusalsToAllow, refuseTracking, trackingViewOf, type TrackingRefusal, type TrackingView } from './tracking-preference.js';
 import { createSuppressionListService } from './suppression-list.service.js';
 import { ALL, entryDetail, lockReason, recipientMayRemove, recordConsent, refuseResubscribe, topicOf, topicScope } from './suppression-rules.js';
 import { auditRecipientChange, movedContacts, resolveToken as resolveRecipientToken, viewOf, type TokenTarget } from './recipient-target.js';
@@ -129,9 +129,10 @@ export function createSuppressionService(deps: {
 
     /**
      * Applies the preference center's form. All or nothing: an unknown topic, or undoing an
-     * entry the recipient did not make, changes nothing. Opt-outs apply at once; undoing one of
-     * the recipient's own (resubscribe-all, a topic checked again) is not applied here but
-     * mailed to the address to confirm (resubscribe.service.ts), after the rest has committed.
+     * entry the recipient did not make, changes nothing. Opt-outs and a tracking refusal apply at
+     * once; undoing one of the recipient's own (resubscribe-all, a topic checked again) or
+     * allowing tracking again is not applied here but mailed to the address to confirm, one mail
+     * for the form (resubscribe.service.ts), after the rest has committed.
      */
     async savePreferences(token: string, choices: PreferenceChoices): Promise<PreferencesView & { changed: number; resubscribe?: ResubscribeRequest }> {
       const saved = await againAfterConcurrencyFailure(() => repo.transaction(async (tx) => {
@@ -194,18 +195,21 @@ export function createSuppressionService(deps: {
           });
         }
 
-        const trackingChanged = choices.tracking ? await applyTrackingChoice(tx, target, choices.tracking, now()) : 0;
+        // A refusal applies at once; allowing again clears nothing here (refusalsToAllow: only the
+        // contact at the link's address), it is confirmed by mail with the rest.
+        const trackingChanged = choices.tracking === 'refuse' ? await refuseTracking(tx, target, now()) : 0;
+        const toAllow: TrackingRefusal[] = choices.tracking === 'allow' ? await refusalsToAllow(tx, target) : [];
 
         const after = await tx.listEntriesOfAddress(target.workspaceId, target.email);
         const tracking = await trackingViewOf(tx, target);
-        return { target, toUndo, view: { ...preferencesView(target, after, [...known], tracking), changed: added + trackingChanged } };
+        return { target, toUndo, toAllow, view: { ...preferencesView(target, after, [...known], tracking), changed: added + trackingChanged } };
       }));
       // Mailed only once the rest is durable, and never inside the transaction (a slow relay would hold the address lock).
-      if (saved.toUndo.length === 0) return saved.view;
-      return { ...saved.view, resubscribe: await resubscribe.requestConfirmation(saved.target, saved.toUndo) };
+      if (saved.toUndo.length === 0 && saved.toAllow.length === 0) return saved.view;
+      return { ...saved.view, resubscribe: await resubscribe.requestConfirmation(saved.target, saved.toUndo, saved.toAllow) };
     },
 
-    /** The mailed link's page: what its button would undo. Reads only. */
+    /** The mailed link's page: what its button would undo (opt-outs, a tracking refusal). Reads only. */
     resubscribePage: (token: string) => resubscribe.confirmationPage(token),
     /** The mailed link's button: undoes what the token names (resubscribe.service.ts). */
     confirmResubscribe: (token: string) => resubscribe.confirm(token),

@@ -8,7 +8,9 @@ import type { SuppressionListQueries } from './suppression.repo.js';
  * (`contacts.tracking_refused_at`; contactsOf below), so it holds for every campaign of that workspace: their mail goes out with no pixel and no
  * rewritten links (campaigns/campaign-mail.ts), and a hit from older mail is kept only as a
  * count (tracking/untracked-hits.ts). An address that is no contact has nowhere to keep it,
- * so the preference center offers it only to contacts.
+ * so the preference center offers it only to contacts. A refusal applies at once; allowing
+ * again takes the address's confirmation, mailed like undoing an opt-out (resubscribe.service.ts):
+ * a link from the mail is no proof of who holds it.
  *
  * It is audited like every preference change, but it is not a consent record: consent
  * history is about receiving marketing mail (latest record wins), and refusing tracking must
@@ -35,9 +37,10 @@ export interface TrackingTarget {
  * The contacts a refusal is kept on: the live contact with the address, and the contacts whose
  * campaign mail went to it before their address changed (the opt-out's rule,
  * suppression.service.ts movedContacts) — the person who follows the link may be theirs.
- * Allowing again is the other direction: it reaches only the contact at the link's address. A
- * moved contact's refusal is never undone through a link that now reaches someone else (links
- * are forwarded; the address may be another person's since).
+ * Allowing again is the other direction: it reaches only the contact at the link's address, and
+ * only once the address confirmed it (refusalsToAllow). A moved contact's refusal is never undone
+ * through a link that now reaches someone else (links are forwarded; the address may be another
+ * person's since).
  */
 async function contactsOf(q: SuppressionListQueries, target: TrackingTarget) {
   const moved = await q.findContactsMovedFromRecipient(target.workspaceId, target.recipientId, target.campaignId);
@@ -52,24 +55,61 @@ export async function trackingViewOf(q: SuppressionListQueries, target: Tracking
   return found.length > 0 ? { refused: found.some((contact) => contact.trackingRefusedAt !== null) } : undefined;
 }
 
-/** Applies the choice inside the preference center's transaction; returns how many contacts it changed. */
-export async function applyTrackingChoice(q: SuppressionListQueries, target: TrackingTarget, choice: TrackingChoice, now: Date): Promise<number> {
+/** A refusal an allowance would clear: the contact and when it refused (so a later refusal is another one). */
+export interface TrackingRefusal {
+  contactId: string;
+  refusedAt: Date;
+}
+
+/**
+ * The refusals allowing tracking through this link may clear (inside the caller's transaction,
+ * under the preference center's locks): those of the contact at the link's address, never a
+ * moved contact's. Allowing is not applied by the form: it is mailed to the address to confirm
+ * (resubscribe.service.ts), like undoing an opt-out. 400 where there is no contact to keep a
+ * choice on.
+ */
+export async function refusalsToAllow(q: SuppressionListQueries, target: TrackingTarget): Promise<TrackingRefusal[]> {
   const found = await contactsOf(q, target);
   if (found.length === 0) throw new ValidationError([{ field: 'tracking', message: 'is not offered for this address' }]);
-  const refuse = choice === 'refuse';
+  return found.filter((contact) => !contact.moved && contact.trackingRefusedAt !== null).map((contact) => ({ contactId: contact.id, refusedAt: contact.trackingRefusedAt! }));
+}
+
+/**
+ * Of the refusals a confirmation names, those still there as they were (the same contact, still
+ * at the link's address, the same refusal): a refusal cleared since, or made again, is not
+ * this one.
+ */
+export async function refusalsStillSet(q: SuppressionListQueries, target: TrackingTarget, named: readonly { contactId: string; refusedAtMs: number }[]): Promise<string[]> {
+  if (named.length === 0) return [];
+  const current = await contactsOf(q, target);
+  return current
+    .filter((contact) => !contact.moved && named.some((n) => n.contactId === contact.id && n.refusedAtMs === contact.trackingRefusedAt?.getTime()))
+    .map((contact) => contact.id);
+}
+
+async function auditTracking(q: SuppressionListQueries, target: TrackingTarget, contactId: string, action: 'tracking.refused' | 'tracking.allowed', via: string) {
+  await q.insertAudit({ workspaceId: target.workspaceId, actor: `recipient:${target.recipientId}`, action, subjectType: 'contact', subjectId: contactId, detail: { via } });
+}
+
+/** A refusal, applied at once inside the preference center's transaction; returns how many contacts it changed. */
+export async function refuseTracking(q: SuppressionListQueries, target: TrackingTarget, now: Date): Promise<number> {
+  const found = await contactsOf(q, target);
+  if (found.length === 0) throw new ValidationError([{ field: 'tracking', message: 'is not offered for this address' }]);
   let changed = 0;
   for (const contact of found) {
-    if (refuse === (contact.trackingRefusedAt !== null) || (!refuse && contact.moved)) continue;
-    await q.setContactTrackingRefused(target.workspaceId, contact.id, refuse ? now : null);
-    await q.insertAudit({
-      workspaceId: target.workspaceId,
-      actor: `recipient:${target.recipientId}`,
-      action: refuse ? 'tracking.refused' : 'tracking.allowed',
-      subjectType: 'contact',
-      subjectId: contact.id,
-      detail: { via: 'preference-center' },
-    });
+    if (contact.trackingRefusedAt !== null) continue;
+    await q.setContactTrackingRefused(target.workspaceId, contact.id, now);
+    await auditTracking(q, target, contact.id, 'tracking.refused', 'preference-center');
     changed += 1;
   }
   return changed;
+}
+
+/** Clears these contacts' refusals (refusalsStillSet, under the caller's locks), audited `tracking.allowed` with `via`. */
+export async function allowTracking(q: SuppressionListQueries, target: TrackingTarget, contactIds: readonly string[], via: string): Promise<number> {
+  for (const contactId of contactIds) {
+    await q.setContactTrackingRefused(target.workspaceId, contactId, null);
+    await auditTracking(q, target, contactId, 'tracking.allowed', via);
+  }
+  return contactIds.length;
 }

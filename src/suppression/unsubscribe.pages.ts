@@ -110,28 +110,49 @@ function undoneText(workspaceName: string, what: { everything: boolean; topics: 
   return parts.join(' and ');
 }
 
+/** What a confirmation would turn back on, in the words of each page (`tracking`: allowing opens and clicks to be seen again). */
+function askedText(view: RecipientView, what: { everything: boolean; topics: string[]; tracking: boolean }) {
+  const undone = undoneText(view.workspaceName, what);
+  const track = `${view.workspaceName} see when you open its email and click its links`;
+  const join = (...parts: string[]) => parts.filter(Boolean).join(', and ');
+  return {
+    undone,
+    /** "To …, please confirm" */
+    wanted: join(undone && `receive ${undone} again`, what.tracking ? `let ${track} again` : ''),
+    /** What stays as it is until the link's button is pressed. */
+    stays: join(undone && 'you stay unsubscribed', what.tracking ? 'your opens and clicks stay untracked' : ''),
+    staysFrom: join(undone && `you stay unsubscribed from ${undone}`, what.tracking ? 'your opens and clicks stay untracked' : ''),
+    question: undone
+      ? join(`Turn back on ${undone} to ${view.maskedEmail}`, what.tracking ? `let ${track} again` : '')
+      : `Let ${view.workspaceName} see again when ${view.maskedEmail} opens its email and clicks its links`,
+    done: join(undone && `${undone} to ${view.maskedEmail} is turned back on`, what.tracking ? `${view.workspaceName} may see again when you open its email and click its links` : ''),
+  };
+}
+
 /**
  * What a saved preference form says (role="status"): what was saved, and, when it asked to undo
- * an opt-out, that the address has to confirm it first — it is never undone by the form itself.
+ * an opt-out or to allow tracking again, that the address has to confirm it first — it is never
+ * applied by the form itself.
  */
 export function preferencesNotice(view: RecipientView & { changed: number; resubscribe?: ResubscribeRequest }): string {
   const request = view.resubscribe;
   if (!request) return view.changed > 0 ? 'Your choices are saved.' : 'Nothing needed to change.';
   const saved = view.changed > 0 ? 'Your other choices are saved. ' : '';
-  const what = undoneText(view.workspaceName, request);
+  const asked = askedText(view, request);
   if (request.outcome === 'mailed') {
-    return `${saved}To receive ${what} again, please confirm: we sent a link to ${view.maskedEmail}. It works for 24 hours, and until it is used you stay unsubscribed.`;
+    return `${saved}To ${asked.wanted}, please confirm: we sent a link to ${view.maskedEmail}. It works for 24 hours, and until it is used ${asked.stays}.`;
   }
   if (request.outcome === 'recently_mailed') {
-    return `${saved}We already sent links to confirm this to ${view.maskedEmail} today and send no more for now: please use the link in one of those mails. Until then you stay unsubscribed.`;
+    return `${saved}We already sent links to confirm this to ${view.maskedEmail} today and send no more for now: please use the link in one of those mails. Until then ${asked.stays}.`;
   }
-  return `${saved}The mail to confirm this could not be sent just now, so you stay unsubscribed from ${what}. Please try again in a few minutes.`;
+  return `${saved}The mail to confirm this could not be sent just now, so ${asked.staysFrom}. Please try again in a few minutes.`;
 }
 
 /** The page of the mailed link (GET): what its one button turns back on. It changes nothing by itself. */
 export function resubscribeQuestionPage(view: ResubscribeView, token: string): string {
   const back = html`<p class="muted"><a href="/p/${view.preferencesToken}">Manage your email preferences</a></p>`;
-  if (!view.everything && view.topics.length === 0) {
+  const asked = askedText(view, view);
+  if (!asked.undone && !view.tracking) {
     return renderPage(
       'Nothing to confirm',
       html`<h1>Nothing to confirm</h1>
@@ -147,23 +168,26 @@ ${back}`,
 ${back}`,
     );
   }
+  const [title, heading, button] = !asked.undone
+    ? [`Allow ${view.workspaceName} to track opens and clicks again?`, 'Allow tracking again?', 'Yes, allow tracking again']
+    : [`Receive email from ${view.workspaceName} again?`, 'Receive email again?', view.tracking ? 'Yes, turn these back on' : 'Yes, send me this email again'];
   return renderPage(
-    `Receive email from ${view.workspaceName} again?`,
-    html`<h1>Receive email again?</h1>
-<p>Turn back on ${undoneText(view.workspaceName, view)} to ${view.maskedEmail}?</p>
+    title,
+    html`<h1>${heading}</h1>
+<p>${asked.question}?</p>
 <form method="post" action="/p/confirm/${token}">
 <input type="hidden" name="confirm" value="yes">
-<div class="actions"><button type="submit">Yes, send me this email again</button></div>
+<div class="actions"><button type="submit">${button}</button></div>
 </form>
-<p class="muted">Not you, or changed your mind? Leave this page: nothing changes, and you stay unsubscribed.</p>
+<p class="muted">Not you, or changed your mind? Leave this page: nothing changes, and ${asked.stays}.</p>
 ${back}`,
   );
 }
 
 /** After the mailed link's button (POST): what was turned back on, announced (role="status"). */
-export function resubscribedPage(view: ResubscribeView & { removed: number }): string {
+export function resubscribedPage(view: ResubscribeView & { changed: number }): string {
   const back = html`<p class="muted"><a href="/p/${view.preferencesToken}">Manage your email preferences</a></p>`;
-  if (view.removed === 0) {
+  if (view.changed === 0) {
     return renderPage(
       'Nothing needed to change',
       html`<h1>Nothing to confirm</h1>
@@ -171,10 +195,11 @@ export function resubscribedPage(view: ResubscribeView & { removed: number }): s
 ${back}`,
     );
   }
-  const done = `Confirmed: ${undoneText(view.workspaceName, view)} to ${view.maskedEmail} is turned back on.`;
+  const asked = askedText(view, view);
+  const done = `Confirmed: ${asked.done}.`;
   return renderPage(
     `${done} Email preferences`,
-    html`<h1>You will receive email again</h1>
+    html`<h1>${asked.undone ? 'You will receive email again' : 'Tracking is allowed again'}</h1>
 <p class="notice" role="status"><strong>${done}</strong></p>
 ${back}`,
   );

@@ -9,10 +9,10 @@ import { preferencesNotice, preferencesPage, problemPage, resubscribedPage, resu
 /*
  * The recipient's public pages: /u/<token> (unsubscribe, RFC 8058 one-click) and
  * /p/<token> (preference center), and /p/confirm/<token> (the mailed link that confirms undoing
- * an opt-out). Not under /api and without login, session, cookie or CSRF token: the token in
+ * an opt-out or allowing tracking again). Not under /api and without login, session, cookie or CSRF token: the token in
  * the URL is the credential, and mail providers POST the one-click request from their own
  * servers. A link from a campaign's mail is no proof of who holds it (mail is forwarded), so
- * it only ever stops mail; turning it back on takes the address's own confirmation.
+ * it only ever stops mail (or tracking); turning it back on takes the address's own confirmation.
  */
 
 const MAX_TOPIC_FIELDS = 500;

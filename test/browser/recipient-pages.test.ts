@@ -1,15 +1,17 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { campaigns, recipients } from '../../src/db/schema.js';
-import { RESUBSCRIBE_MAIL_SUBJECT } from '../../src/suppression/resubscribe.service.js';
+import { eq } from 'drizzle-orm';
+import { campaigns, contacts, recipients } from '../../src/db/schema.js';
+import { RESUBSCRIBE_MAIL_SUBJECT, TRACKING_MAIL_SUBJECT } from '../../src/suppression/resubscribe.service.js';
 import { createTrackingUrls } from '../../src/tracking/urls.js';
 import { createTokenCodec } from '../../src/tracking/tokens.js';
+import type { Page } from 'playwright-core';
 import { hasChromium, newPage, seriousAxeViolations, useBrowser } from '../helpers/browser.js';
 import { signUp, startTestApp, type TestApp } from '../helpers/test-app.js';
 
 /*
  * The recipient's pages in a real browser with JavaScript off: the unsubscribe question and
- * its button, the preference center by keyboard alone, subscribing again through the mailed
- * confirmation link, a phone-sized screen, nothing loaded from anywhere else and no cookie set,
+ * its button, the preference center by keyboard alone, subscribing again and allowing tracking
+ * again through the mailed confirmation link, a phone-sized screen, nothing loaded from anywhere else and no cookie set,
  * HTML in a sender's name shown as text, and an axe-core scan with no serious or critical
  * violation (P-09).
  */
@@ -99,8 +101,8 @@ describe.skipIf(!hasChromium)('recipient pages in a real browser', () => {
   });
 
   /** The mailed confirmation link (its path on this app: PUBLIC_BASE_URL is not this test's port). */
-  function confirmationLink(email: string): string {
-    const mail = (app.services.accountMailer.outbox ?? []).filter((m) => m.to === email && m.subject === RESUBSCRIBE_MAIL_SUBJECT).at(-1)!;
+  function confirmationLink(email: string, subject = RESUBSCRIBE_MAIL_SUBJECT): string {
+    const mail = (app.services.accountMailer.outbox ?? []).filter((m) => m.to === email && m.subject === subject).at(-1)!;
     return `${app.baseUrl}${new URL(/^(https?:\/\/\S+\/p\/confirm\/\S+)$/m.exec(mail.text)![1]!).pathname}`;
   }
 
@@ -133,6 +135,65 @@ describe.skipIf(!hasChromium)('recipient pages in a real browser', () => {
     expect(requested.every((url) => new URL(url).origin === origin)).toBe(true);
     expect(await page.context().cookies()).toEqual([]);
     await page.context().close();
+  });
+
+  it('allowing tracking again, by keyboard with JavaScript off: the page announces the mailed confirmation, and only its link\'s button allows it; no serious axe violation', async () => {
+    const email = 'tracked@example.com';
+    const { preferences } = await mailedAddress(email);
+    const contact = await app.api('POST', '/api/contacts', { token: owner.token, json: { email } });
+    expect(contact.status).toBe(201);
+    const refusedAt = async () => (await app.database.db.select({ at: contacts.trackingRefusedAt }).from(contacts).where(eq(contacts.id, contact.body.id)))[0]!.at;
+    const refuse = (page: Page) => page.getByRole('radio', { name: "Don't track my opens and clicks" });
+    const allow = (page: Page) => page.getByRole('radio', { name: /may see when I open their email/ });
+    /** Submits by Enter on the focused button and waits for the page it answers with (the page before had a status too). */
+    async function pressEnter(page: Page) {
+      const navigated = page.waitForEvent('framenavigated', (frame) => frame === page.mainFrame());
+      await page.keyboard.press('Enter');
+      await navigated;
+      await page.waitForLoadState('load');
+    }
+
+    const page = await newPage(ctx.browser, { javaScriptEnabled: false });
+    await page.goto(preferences);
+    await refuse(page).check();
+    await page.getByRole('button', { name: 'Save my choices' }).last().focus();
+    await pressEnter(page);
+    await expect(page.getByRole('status').textContent()).resolves.toContain('Your choices are saved.');
+    await allow(page).focus();
+    await page.keyboard.press('Space');
+    await page.getByRole('button', { name: 'Save my choices' }).last().focus();
+    await pressEnter(page);
+    await expect(page.getByRole('status').textContent()).resolves.toContain('please confirm: we sent a link to t•••@example.com');
+    await expect(refuse(page).isChecked()).resolves.toBe(true);
+    expect(await refusedAt()).not.toBeNull();
+
+    await page.goto(confirmationLink(email, TRACKING_MAIL_SUBJECT));
+    await expect(page.getByRole('heading', { level: 1 }).textContent()).resolves.toBe('Allow tracking again?');
+    expect(await refusedAt()).not.toBeNull();
+    await page.getByRole('button', { name: 'Yes, allow tracking again' }).focus();
+    await pressEnter(page);
+    await expect(page.getByRole('status').textContent()).resolves.toContain('may see again when you open its email and click its links');
+    expect(await refusedAt()).toBeNull();
+    expect(await page.context().cookies()).toEqual([]);
+    await page.context().close();
+
+    // The same pages scanned by axe (it needs JavaScript on to run).
+    const scanning = await newPage(ctx.browser);
+    await scanning.goto(preferences);
+    await refuse(scanning).check();
+    await scanning.getByRole('button', { name: 'Save my choices' }).last().focus();
+    await pressEnter(scanning);
+    await allow(scanning).check();
+    await scanning.getByRole('button', { name: 'Save my choices' }).last().focus();
+    await pressEnter(scanning);
+    const scanned: Record<string, unknown[]> = { mailed: await seriousAxeViolations(scanning) };
+    await scanning.goto(confirmationLink(email, TRACKING_MAIL_SUBJECT));
+    scanned.question = await seriousAxeViolations(scanning);
+    await scanning.getByRole('button', { name: 'Yes, allow tracking again' }).focus();
+    await pressEnter(scanning);
+    scanned.confirmed = await seriousAxeViolations(scanning);
+    expect(scanned).toEqual({ mailed: [], question: [], confirmed: [] });
+    await scanning.context().close();
   });
 
   it('the pages fit a phone screen without sideways scrolling, with buttons big enough to tap', async () => {

@@ -1,7 +1,7 @@
 import { and, eq, sql } from 'drizzle-orm';
 import { afterAll, beforeAll, expect } from 'vitest';
 import { auditLog, campaigns, consents, recipients, suppressions } from '../../src/db/schema.js';
-import { RESUBSCRIBE_MAIL_SUBJECT } from '../../src/suppression/resubscribe.service.js';
+import { RESUBSCRIBE_MAIL_SUBJECT, TRACKING_MAIL_SUBJECT } from '../../src/suppression/resubscribe.service.js';
 import { createTokenCodec } from '../../src/tracking/tokens.js';
 import { createTrackingUrls } from '../../src/tracking/urls.js';
 import { signUp, startTestApp, type TestApp } from './test-app.js';
@@ -89,8 +89,9 @@ export function useOptOutApp() {
     return db().select().from(consents).where(eq(consents.contactId, contactId)).orderBy(consents.at);
   }
 
-  /** The mails to `email` that ask to confirm undoing an opt-out (resubscribe.service.ts), oldest first. */
-  const confirmationMails = (email: string) => (ctx.app.services.accountMailer.outbox ?? []).filter((m) => m.to === email && m.subject === RESUBSCRIBE_MAIL_SUBJECT);
+  /** The mails to `email` that ask to confirm undoing an opt-out or allowing tracking again (resubscribe.service.ts), oldest first. */
+  const confirmationMails = (email: string) =>
+    (ctx.app.services.accountMailer.outbox ?? []).filter((m) => m.to === email && (m.subject === RESUBSCRIBE_MAIL_SUBJECT || m.subject === TRACKING_MAIL_SUBJECT));
 
   /** The path of the newest confirmation link mailed to `email`. */
   function confirmationPath(email: string): string {

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { and, eq, sql } from 'drizzle-orm';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { auditLog, consents, contacts, trackingEvents, untrackedHitCounts } from '../../src/db/schema.js';
+import { TRACKING_MAIL_SUBJECT } from '../../src/suppression/resubscribe.service.js';
 import { campaignFixtures } from '../helpers/campaign-fixtures.js';
 import { connectedMailbox } from '../helpers/gmail.js';
 import { useAppWithOwner } from '../helpers/test-app.js';
@@ -124,7 +125,7 @@ describe("don't track my opens and clicks", () => {
     expect(mail.html).toContain('href="https://acme.test/offer"');
   });
 
-  it('allowing tracking again is saved and audited; a bad value or an address that is no contact changes nothing', async () => {
+  it('allowing tracking again takes the mailed confirmation, then is saved and audited; a bad value or an address that is no contact changes nothing', async () => {
     const [person] = await fixtures.audience(1, { prefix: 'dnt2' });
     const subject = `Third ${randomUUID()}`;
     await sendCampaign(subject, [person!.id]);
@@ -138,12 +139,19 @@ describe("don't track my opens and clicks", () => {
     expect(untouched!.trackingRefusedAt).toBeNull();
 
     expect((await ctx.app.api('POST', prefs, { body: 'action=save&tracking=refuse', headers: FORM })).status).toBe(200);
+    // The form only mails the address a link (a link from the mail is no proof of who holds it); its button allows.
     const allowed = await ctx.app.api('POST', prefs, { body: 'action=save&tracking=allow', headers: FORM });
-    expect(allowed.text).toContain('Your choices are saved.');
+    expect(allowed.text).toContain('please confirm: we sent a link to');
+    const [pending] = await ctx.app.database.db.select().from(contacts).where(eq(contacts.id, person!.id));
+    expect(pending!.trackingRefusedAt).not.toBeNull();
+    const mail = (ctx.app.services.accountMailer.outbox ?? []).filter((m) => m.to === person!.email && m.subject === TRACKING_MAIL_SUBJECT);
+    expect(mail).toHaveLength(1);
+    const link = pathOf(/^(https?:\/\/\S+\/p\/confirm\/\S+)$/m.exec(mail[0]!.text)![1]!);
+    expect((await ctx.app.api('POST', link, { body: 'confirm=yes', headers: FORM })).text).toContain('may see again when you open its email and click its links');
     const [after] = await ctx.app.database.db.select().from(contacts).where(eq(contacts.id, person!.id));
     expect(after!.trackingRefusedAt).toBeNull();
     const audit = await ctx.app.database.db.select().from(auditLog).where(and(eq(auditLog.subjectId, person!.id), eq(auditLog.action, 'tracking.allowed')));
-    expect(audit).toHaveLength(1);
+    expect(audit).toMatchObject([{ detail: { via: 'preference-center-confirmed' } }]);
 
     // The contact is gone (the address is only a recipient now): the choice is not offered, and posting it is refused.
     await ctx.app.database.db.delete(contacts).where(eq(contacts.id, person!.id));
@@ -188,6 +196,8 @@ describe("don't track: the person, not only the address", () => {
     expect(allowed.status, allowed.text).toBe(200);
     const [after] = await ctx.app.database.db.select().from(contacts).where(eq(contacts.id, person!.id));
     expect(after!.trackingRefusedAt).not.toBeNull();
+    // Nothing there for a confirmation to clear either: no mail.
+    expect((ctx.app.services.accountMailer.outbox ?? []).filter((m) => m.subject === TRACKING_MAIL_SUBJECT && m.to === person!.email)).toEqual([]);
     // A refusal from that page still reaches both.
     expect((await ctx.app.api('POST', prefs, { body: 'action=save&tracking=refuse', headers: FORM })).status).toBe(200);
     const [atAddress] = await ctx.app.database.db.select().from(contacts).where(eq(contacts.id, newcomer.body.id));
