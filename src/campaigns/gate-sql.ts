@@ -34,12 +34,13 @@ export const NO_MAILBOX = '00000000-0000-0000-0000-000000000000';
 
 /**
  * Before the gate statement, in its transaction (a server's; PGlite runs one statement at a time):
- * the mailbox row, shared. The claim takes the workspace's key later (its messages row's foreign
+ * the mailbox row, shared (1:1 mail's claim takes it too, and reads its answer: messages.service.ts). The claim takes the workspace's key later (its messages row's foreign
  * key), so mailbox before workspace — the order a member leaving takes them in (their mailboxes
  * marked deleted, then the workspace locked for the membership change). The workspace first
  * deadlocked with that leave (a reviewer's finding).
  */
-export const lockSendingMailboxSql = (mailboxId: string): SQL => sql`select 1 from mailboxes where id = ${mailboxId}::uuid for share`;
+export const lockSendingMailboxSql = (mailboxId: string): SQL =>
+  sql`select status = 'active' and deleted_at is null as sending, deleted_at is not null as gone from mailboxes where id = ${mailboxId}::uuid for share`;
 
 /**
  * SQL: the rows (locked, in id order), their campaign's state and the verdict of every

@@ -4,6 +4,8 @@ import { inTransaction, type Db } from '../db/connect.js';
 import { contacts, messageContacts, messages } from '../db/schema.js';
 import type { AddressHasher } from '../suppression/address-hash.js';
 import { lockAddresses } from '../suppression/address-lock.js';
+import { lockSendingMailboxSql } from '../campaigns/gate-sql.js';
+import { rowsOf } from '../db/pg-array.js';
 import { createSuppressionRepo } from '../suppression/suppression.repo.js';
 import { oneToOneOutcomeEvent } from '../webhooks/facts.js';
 import { recordWebhookEvents } from '../webhooks/outbox.js';
@@ -17,6 +19,11 @@ function messageQueries(db: Db, hashAddress: AddressHasher) {
 
     /** Invariant 1: the gate's lock on every recipient address (see suppression/address-lock.ts). */
     lockAddresses: (workspaceId: string, emails: string[]) => lockAddresses(db, workspaceId, emails),
+    /** The mailbox, locked shared until the transaction ends (gate-sql.ts): whether it may still send, or is gone. */
+    async lockSendingMailbox(mailboxId: string): Promise<{ sending: boolean; gone: boolean }> {
+      const [row] = rowsOf<{ sending: boolean; gone: boolean }>(await db.execute(lockSendingMailboxSql(mailboxId)));
+      return row ?? { sending: false, gone: true };
+    },
 
     async findById(workspaceId: string, id: string): Promise<MessageRow | undefined> {
       const [row] = await db

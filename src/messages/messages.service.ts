@@ -229,6 +229,13 @@ export function createMessagesService(deps: MessagesServiceDeps) {
       const beforeAttempt = async () => {
         claimed = await repo.transaction(async (tx) => {
           await tx.lockAddresses(auth.workspaceId, recipients);
+          // Still connected, under its row's share lock (as the campaign gate): a disconnect that
+          // answered while this send waited for its turn ends it here, before anything is sent.
+          const state = await tx.lockSendingMailbox(mailbox.id);
+          if (!state.sending) {
+            if (claimed) await tx.deleteLeased(claimed.id, workerId);
+            throw new SendRefused(state.gone ? new NotFoundError('Mailbox') : new ConflictError('mailbox_needs_reconnect', 'This mailbox must be reconnected before it can send'));
+          }
           const suppressed = await tx.findSuppressed(auth.workspaceId, recipients);
           if (suppressed.size > 0) {
             if (claimed) await tx.deleteLeased(claimed.id, workerId);

@@ -47,3 +47,27 @@ it('no send is claimed from a mailbox after its disconnect answered; the campaig
   const state = await ctx.app.api('GET', `/api/campaigns/${campaignId}`, { token: ctx.owner.token });
   expect(state.body).toMatchObject({ status: 'paused', statusReason: 'mailbox_disconnected' });
 }, 60_000);
+
+it('1:1 mail waiting for its turn at a mailbox that is disconnected meanwhile is not sent: 404, nothing claimed after the disconnect answered', async () => {
+  const address = `shared-one-${Date.now()}@acme.test`;
+  const mailbox = await connectedMailbox(ctx.app, ctx.owner.token, address);
+  const other = await signUp(ctx.app);
+  await connectedMailbox(ctx.app, other.token, address); // Google's grant stays: the disconnect cannot revoke it
+  ctx.app.sandbox.control.createMailbox({ email: 'one-to-one@contoso.test' });
+  // At 120 a minute the sends take turns half a second apart: the later ones wait in the pacer.
+  const sends = Array.from({ length: 4 }, (_, i) =>
+    ctx.app.api('POST', '/api/messages', { token: ctx.owner.token, json: { mailboxId: mailbox.id, to: 'one-to-one@contoso.test', subject: `Turn ${i}`, text: 'x' } }),
+  );
+  await new Promise((r) => setTimeout(r, 200));
+  expect((await ctx.app.api('DELETE', `/api/mailboxes/${mailbox.id}`, { token: ctx.owner.token })).status).toBe(204);
+  const disconnectedAt = new Date();
+  const answers = await Promise.all(sends);
+  expect(answers.filter((a) => a.status === 404).length, answers.map((a) => a.status).join(',')).toBeGreaterThan(0);
+  for (const answer of answers) expect([201, 404]).toContain(answer.status);
+  const claimedAfter = ((await ctx.app.database.db.execute(
+    sql`select 1 from messages where mailbox_id = ${mailbox.id}::uuid and direction = 'outbound' and created_at > ${disconnectedAt.toISOString()}::timestamptz`,
+  )) as unknown as { rows: unknown[] }).rows;
+  expect(claimedAfter).toEqual([]);
+  const delivered = ctx.app.sandbox.control.listMessages('one-to-one@contoso.test').filter((m) => m.subject.startsWith('Turn '));
+  expect(delivered.length).toBe(answers.filter((a) => a.status === 201).length);
+}, 60_000);
