@@ -60,8 +60,8 @@ export const lockSendingMailboxSql = (mailboxId: string): SQL =>
  * campaign was cancelled (a cancel no longer waits for the campaign's queued rows itself:
  * cancelled-sends.ts).
  *
- * The mailbox is read the same way (`for share`), and the caller locked it so already, after the
- * workspace's key (lockSendingMailbox): a disconnect that commits while the claim waits is seen,
+ * The mailbox is read the same way (`for share`), and the caller locked it so already, before the
+ * workspace's key (lockSendingMailboxSql): a disconnect that commits while the claim waits is seen,
  * and halts it — read from the snapshot, a worker went on claiming and sending from a mailbox
  * whose disconnect had answered, through a token Google had not revoked (the address connected in
  * another workspace: an attacker's finding).

@@ -227,20 +227,23 @@ export function createMessagesService(deps: MessagesServiceDeps) {
       let claimed: MessageRow | undefined;
       /** The gate, inside the pacer's turn right before each attempt. */
       const beforeAttempt = async () => {
-        claimed = await repo.transaction(async (tx) => {
+        // A refusal is returned, not thrown, from the transaction: a retry's claim deleted there
+        // must commit (thrown, it was rolled back, and the row stayed `sending` for recovery to
+        // report as unknown — a reviewer's finding).
+        let refusal: AppError | undefined;
+        const refuse = async (tx: { deleteLeased: MessagesRepo['deleteLeased'] }, error: AppError) => {
+          if (claimed) await tx.deleteLeased(claimed.id, workerId);
+          refusal = error;
+          return undefined;
+        };
+        const row = await repo.transaction(async (tx) => {
           await tx.lockAddresses(auth.workspaceId, recipients);
           // Still connected, under its row's share lock (as the campaign gate): a disconnect that
           // answered while this send waited for its turn ends it here, before anything is sent.
           const state = await tx.lockSendingMailbox(mailbox.id);
-          if (!state.sending) {
-            if (claimed) await tx.deleteLeased(claimed.id, workerId);
-            throw new SendRefused(state.gone ? new NotFoundError('Mailbox') : new ConflictError('mailbox_needs_reconnect', 'This mailbox must be reconnected before it can send'));
-          }
+          if (!state.sending) return refuse(tx, state.gone ? new NotFoundError('Mailbox') : new ConflictError('mailbox_needs_reconnect', 'This mailbox must be reconnected before it can send'));
           const suppressed = await tx.findSuppressed(auth.workspaceId, recipients);
-          if (suppressed.size > 0) {
-            if (claimed) await tx.deleteLeased(claimed.id, workerId);
-            throw new SendRefused(new ConflictError('recipient_suppressed', 'A recipient opted out of mail from this workspace', { recipients: [...suppressed] }));
-          }
+          if (suppressed.size > 0) return refuse(tx, new ConflictError('recipient_suppressed', 'A recipient opted out of mail from this workspace', { recipients: [...suppressed] }));
           // A retry's renewal: a live lease, never parked (campaigns/parked-sends.ts).
           if (claimed) return tx.updateLeased(claimed.id, workerId, { leaseExpiresAt: after(leaseMs), errorCode: null });
           return tx.insertWithContacts(
@@ -265,6 +268,11 @@ export function createMessagesService(deps: MessagesServiceDeps) {
             recipients,
           );
         });
+        if (refusal) {
+          claimed = undefined;
+          throw new SendRefused(refusal);
+        }
+        claimed = row;
         if (!claimed) throw new SendRefused(new ConflictError('send_taken_over', 'This send was taken over by recovery; check the message for its outcome'));
       };
 

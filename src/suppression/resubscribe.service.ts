@@ -208,9 +208,11 @@ export function createResubscribeConfirmation(deps: {
           // the same moment either committed first (its entry is not one this token names, and
           // stays) or waits and then finds no entry and makes its own — seen without the lock as
           // "already opted out", it would have been lost (a reviewer's finding).
+          // movedContacts always: with the address it locks the contacts the consent record reaches
+          // (and their unsent sends' addresses) in one key order — the address alone first, the
+          // consent's own locks after, could deadlock with a claim or a move taking both (a reviewer's finding).
           const first = await resolve(tx, token);
-          if (first.refusals.length > 0) await movedContacts(tx, first.target);
-          else await tx.lockAddressesAndContacts(first.target.workspaceId, [first.target.email], []);
+          await movedContacts(tx, first.target);
           const { target, rows, refusals } = await resolve(tx, token);
           const removed: SuppressionRow[] = [];
           for (const row of rows) {

@@ -73,8 +73,12 @@ export function createSuppressionListService(deps: { repo: SuppressionListRepo; 
         // Under the address's opt-out lock, then read again: a recipient's opt-out adopting this
         // entry meanwhile (adoptEntry) either committed first — its reason now asks for consent
         // evidence — or waits for this removal and then makes an entry of its own.
+        // With the contact at the address (whose consent record the removal may append, and whose
+        // unsent sends' addresses that takes), all in one key order: the address alone first could
+        // deadlock with a claim or a move taking both (a reviewer's finding).
         const seen = await tx.findEntryById(auth.workspaceId, id);
-        if (seen?.email) await tx.lockAddressesAndContacts(auth.workspaceId, [seen.email], []);
+        const contactAt = seen?.email ? await tx.findContactIdByEmail(auth.workspaceId, seen.email) : undefined;
+        if (seen?.email) await tx.lockAddressesAndContacts(auth.workspaceId, [seen.email], contactAt ? [contactAt] : []);
         const entry = seen?.email ? await tx.findEntryById(auth.workspaceId, id) : seen;
         if (!entry) throw new NotFoundError('Suppression');
         if (NEEDS_CONSENT_EVIDENCE.includes(entry.reason) && !input.consentSource) {

@@ -134,17 +134,21 @@ export function createWebhooksService(deps: {
     },
 
     async update(auth: AuthContext, id: string, patch: Partial<EndpointInput>) {
-      const current = await requireEndpoint(auth, id);
+      await requireEndpoint(auth, id);
       const url = patch.url === undefined ? undefined : await checkedUrl(patch.url);
-      // Turning an endpoint back on starts it healthy: its past failures were judged already.
-      const reenabled = patch.enabled === true && !current.enabled;
       // Where it sends, or that it sends (again), is now this member's word (removeMembership turns
-      // it off with them), checked under their membership's lock — whatever the endpoint's state
-      // read above: a removal committing in between turned it off, and an `enabled: true` judged
-      // "already on" from that read turned it back on for the removed member (a reviewer's finding).
+      // it off with them), checked under their membership's lock — whatever the endpoint's state:
+      // a removal committing meanwhile turns it off, and an `enabled: true` judged "already on"
+      // from an earlier read turned it back on for the removed member (a reviewer's finding).
       const vouches = url !== undefined || patch.enabled === true;
       const row = await repo.transaction(async (tx) => {
         if (vouches && !(await tx.lockVoucher(auth.workspaceId, auth.userId))) throw noLongerManager();
+        // Read locked (after the membership, the order a removal takes them in): turning an
+        // endpoint back on starts it healthy, its past failures judged already — decided from what
+        // it is now, not from a read a removal or an automatic disable may have overtaken.
+        const current = await tx.findEndpoint(auth.workspaceId, id, { lock: true });
+        if (!current) throw notFound();
+        const reenabled = patch.enabled === true && !current.enabled;
         const updated = await tx.updateEndpoint(auth.workspaceId, id, {
           ...(vouches ? { vouchedBy: auth.userId } : {}),
           ...(url === undefined ? {} : { url }),

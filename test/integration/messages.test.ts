@@ -138,6 +138,21 @@ describe('1:1 mail', () => {
     expect(app.sandbox.control.listMessages('bob@contoso.test').filter((m) => m.subject === 'After the storm')).toHaveLength(1);
   });
 
+  it('a retry refused after a 429 pause (the recipient opted out meanwhile) leaves no record behind: 409, nothing sent, no row', async () => {
+    app.sandbox.control.injectFault({ kind: 'rateLimit', endpoint: 'send', retryAfterSeconds: 1, times: 1 });
+    const sends = sentCount();
+    const pending = send({ to: 'carol-late@contoso.test', subject: 'Refused on retry', text: 'x' });
+    // While the send waits out Gmail's Retry-After, the address opts out.
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    await app.database.db.execute(sql`insert into suppressions (workspace_id, email, reason) values (${owner.workspaceId}::uuid, 'carol-late@contoso.test', 'unsubscribe')`);
+    const res = await pending;
+    expect([res.status, res.body.error?.code]).toEqual([409, 'recipient_suppressed']);
+    expect(sentCount()).toBe(sends);
+    // Rolled back with the refusal, the claimed row stayed `sending` for recovery to call unknown.
+    const rows = ((await app.database.db.execute(sql`select status from messages where subject = 'Refused on retry'`)) as unknown as { rows: unknown[] }).rows;
+    expect(rows).toEqual([]);
+  });
+
   it('refreshes an expired access token transparently', async () => {
     expect(app.sandbox.control.expireAccessTokens('alice@acme.test')).toBeGreaterThan(0);
     const tokenCalls = app.sandbox.control.callCounts().token;
