@@ -60,7 +60,7 @@ export const webhookEndpointResponse = z.object({
   failingSince: instant.nullable(),
   lastSuccessAt: instant.nullable(),
   disabledAt: instant.nullable(),
-  /** The member who answers for where it sends (set its URL or last turned it on); their leaving turns it off. Null once their account is gone. */
+  /** The member who answers for where it sends (set its URL or last sent `enabled: true` for it); their leaving turns it off. Null once their account is gone. */
   vouchedBy: z.uuid().nullable(),
   previousSecretExpiresAt: instant.nullable(),
   createdAt: instant,
