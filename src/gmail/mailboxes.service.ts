@@ -43,6 +43,9 @@ export interface MailboxServiceDeps {
   onConnected?: (mailbox: MailboxRow, how: { reconnected: boolean }) => void;
 }
 
+/** A mailbox Google no longer accepts: the senders' one answer (requireSendable, and 1:1 mail's claim). */
+export const mailboxNeedsReconnect = () => new ConflictError('mailbox_needs_reconnect', 'This mailbox must be reconnected before it can send');
+
 /**
  * Connected Gmail mailboxes: the OAuth connection (disclosure first, signed single-use
  * state), encrypted token storage, token health, and disconnection.
@@ -322,7 +325,7 @@ export function createMailboxService(deps: MailboxServiceDeps) {
       const mailbox = await repo.findById(auth.workspaceId, id);
       if (!mailbox) throw new NotFoundError('Mailbox');
       if (mailbox.userId !== auth.userId) throw new ForbiddenError('Only the person who connected this mailbox can send 1:1 mail from it');
-      if (mailbox.status !== 'active') throw new ConflictError('mailbox_needs_reconnect', 'This mailbox must be reconnected before it can send');
+      if (mailbox.status !== 'active') throw mailboxNeedsReconnect();
       return mailbox;
     },
 

@@ -7,7 +7,7 @@ import { composeMime, newMessageId } from '../gmail/compose-mime.js';
 import { GMAIL_SCOPES, ONE_TO_ONE_NOT_SENT, SEND_OUTCOME_UNKNOWN } from '../gmail/gmail-client.js';
 import { GmailError } from '../gmail/gmail-errors.js';
 import type { MailboxesRepo, MailboxRow } from '../gmail/mailboxes.repo.js';
-import type { MailboxService } from '../gmail/mailboxes.service.js';
+import { mailboxNeedsReconnect, type MailboxService } from '../gmail/mailboxes.service.js';
 import { UNDECIDED, type SentCopies } from '../gmail/sent-copy.js';
 import { errorNameOf, type Logger } from '../logger.js';
 import { isOwnMessage, seesMessageSubject } from '../privacy/gmail-guard.js';
@@ -241,7 +241,7 @@ export function createMessagesService(deps: MessagesServiceDeps) {
           // Still connected, under its row's share lock (as the campaign gate): a disconnect that
           // answered while this send waited for its turn ends it here, before anything is sent.
           const state = await tx.lockSendingMailbox(mailbox.id);
-          if (!state.sending) return refuse(tx, state.gone ? new NotFoundError('Mailbox') : new ConflictError('mailbox_needs_reconnect', 'This mailbox must be reconnected before it can send'));
+          if (!state.sending) return refuse(tx, state.gone ? new NotFoundError('Mailbox') : mailboxNeedsReconnect());
           const suppressed = await tx.findSuppressed(auth.workspaceId, recipients);
           if (suppressed.size > 0) return refuse(tx, new ConflictError('recipient_suppressed', 'A recipient opted out of mail from this workspace', { recipients: [...suppressed] }));
           // A retry's renewal: a live lease, never parked (campaigns/parked-sends.ts).
