@@ -131,11 +131,15 @@ const at = (now: number | undefined) => (now === undefined ? null : new Date(now
 
 /**
  * The budget's headroom is the Gmail address's, shared by every record of it in any workspace
- * (`mailbox_budget_accounts`, migration 0054): the next send from any of them counts again.
+ * (`mailbox_budget_accounts`, migration 0054), beside each workspace's own
+ * (`mailbox_budget_workspaces`, migration 0055): the next send from any of them counts both again.
+ * The account's row first, as `mailbox_take_units` locks them.
  */
-const countAgain = (mailboxId: string) =>
-  sql`update mailbox_budget_accounts set budget_used = null, budget_counted_at = null
-    where address = (select lower(email) from mailboxes where id = ${mailboxId}::uuid)`;
+const countAgain = async (db: Db, mailboxId: string) => {
+  const address = sql`(select lower(email) from mailboxes where id = ${mailboxId}::uuid)`;
+  await db.execute(sql`update mailbox_budget_accounts set budget_used = null, budget_counted_at = null where address = ${address}`);
+  await db.execute(sql`update mailbox_budget_workspaces set budget_used = null, budget_counted_at = null where address = ${address}`);
+};
 
 /**
  * The real store: the `mailbox_limits` row, shared by every process on the database, and for the
@@ -191,14 +195,14 @@ export function createSqlLimitStore(db: Db): LimitStore {
     },
 
     async budgetChanged(mailboxId, tx = db) {
-      await tx.execute(countAgain(mailboxId));
+      await countAgain(tx, mailboxId);
     },
 
     async forget(mailboxId, now) {
       await db.execute(sql`update mailbox_limits set paused_until = null,
           quota_at = least(quota_at, coalesce(${at(now)}::timestamptz, clock_timestamp()))
         where mailbox_id = ${mailboxId}::uuid`);
-      await db.execute(countAgain(mailboxId));
+      await countAgain(db, mailboxId);
     },
   };
 }

@@ -200,10 +200,11 @@ function mailboxQueries(db: Db) {
     },
 
     /**
-     * How many more sends the mailbox's Gmail account may make in the 24 h since `since`: the
-     * lowest budget set on a live record of the address, less what every record of it sent, in
-     * any workspace (`mailbox_budget_left`, migration 0054; the count stops at the budget). The
-     * number stays inside the service: another workspace's sends must not be shown.
+     * How many more sends the mailbox may make in the 24 h since `since`: the lesser of its Gmail
+     * account's headroom (the highest budget set on a live record of the address, less what every
+     * record of it sent, in any workspace) and its workspace's (the workspace's own budget, less
+     * what its records of the address sent): `mailbox_budget_left`, migration 0055. The number
+     * stays inside the service: another workspace's sends must not be shown.
      */
     async budgetLeftSince(mailboxId: string, since: Date): Promise<number> {
       const [row] = rowsOf<{ n: number }>(

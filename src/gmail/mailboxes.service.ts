@@ -277,7 +277,7 @@ export function createMailboxService(deps: MailboxServiceDeps) {
       const mailbox = await repo.findById(auth.workspaceId, id);
       if (!mailbox) throw new NotFoundError('Mailbox');
       if (mailbox.userId !== auth.userId && auth.role === 'member') throw new ForbiddenError('Only the mailbox owner or an admin can change it');
-      // The shared daily-budget headroom (the address's mailbox_budget_accounts row) is counted
+      // The daily-budget headrooms (the address's and the workspace's rows) are counted
       // again from the next send, reset in the transaction that changes the budget, so a failure
       // leaves the old budget and its headroom together, never the new budget with the old headroom.
       const updated = await repo.updateTogether(id, patch, (tx) => (patch.dailyBudget !== undefined ? deps.pacer.budgetChanged(id, tx) : Promise.resolve()));
@@ -330,9 +330,9 @@ export function createMailboxService(deps: MailboxServiceDeps) {
     },
 
     /**
-     * Sends the mailbox's Gmail account has left today (Gmail's limit is the account's: every
-     * record of the address, in every workspace, under the lowest budget set on one). For the
-     * senders' decisions only: shown to a user it would tell them about another workspace's mail.
+     * Sends the mailbox has left today: the lesser of its Gmail account's headroom (every record
+     * of the address, in every workspace) and its workspace's own. For the senders' decisions
+     * only: shown to a user it would tell them about another workspace's mail.
      */
     async remainingBudget(mailbox: MailboxRow): Promise<number> {
       return repo.budgetLeftSince(mailbox.id, new Date(now().getTime() - DAY_MS));

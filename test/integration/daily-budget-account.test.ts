@@ -62,28 +62,37 @@ it('one address connected in two workspaces sends its budget once, in parallel t
   expect((await listed(other.token, b.id)).sentToday).toBe(3 - sentByA);
 }, 60_000);
 
-it("the lowest budget set on a live record of the address applies to all of them; the address's row goes with its last record", async () => {
-  const address = 'lowest-budget@acme.test';
+it("a workspace's budget limits its own sends, never another workspace's; the account sends at most the highest; the rows go with their records", async () => {
+  const address = 'own-budget@acme.test';
   const a = await connectedMailbox(ctx.app, ctx.owner.token, address);
   const other = await signUp(ctx.app);
   const b = await connectedMailbox(ctx.app, other.token, address);
+  // An admin of B (who need not own the Gmail account) sets 1: B sends one, A is not throttled
+  // (0054 applied the lowest budget of any workspace to all: A's second send was refused).
   expect((await ctx.app.api('PATCH', `/api/mailboxes/${b.id}`, { token: other.token, json: { dailyBudget: 1 } })).status).toBe(200);
-  expect((await send(ctx.owner.token, a.id, 'low0')).status).toBe(201);
-  expect((await send(ctx.owner.token, a.id, 'low1')).status).toBe(429);
-  expect((await send(other.token, b.id, 'low2')).status).toBe(429);
-  expect(sentFrom(address)).toBe(1);
+  expect((await send(ctx.owner.token, a.id, 'own0')).status).toBe(201);
+  expect((await send(other.token, b.id, 'own1')).status).toBe(201);
+  expect((await send(other.token, b.id, 'own2')).status).toBe(429);
+  expect((await send(ctx.owner.token, a.id, 'own3')).status).toBe(201);
+  // The account's budget (the highest set on a live record: 3) counts both workspaces' sends.
+  expect((await send(ctx.owner.token, a.id, 'own4')).status).toBe(429);
+  expect(sentFrom(address)).toBe(3);
+  expect((await listed(ctx.owner.token, a.id)).sentToday).toBe(2);
+  expect((await listed(other.token, b.id)).sentToday).toBe(1);
 
-  // B disconnected: its budget no longer applies, A's (3) does, counting what A sent.
+  // Purged, both records: nothing is kept about the address, in the account's row or a workspace's.
+  const rows = async () =>
+    rowsOf<{ accounts: number; workspaces: number }>(
+      await db().execute(sql`select (select count(*)::int from mailbox_budget_accounts where address = ${address}) as accounts,
+        (select count(*)::int from mailbox_budget_workspaces where address = ${address}) as workspaces`),
+    )[0]!;
+  expect(await rows()).toEqual({ accounts: 1, workspaces: 2 });
   expect((await ctx.app.api('DELETE', `/api/mailboxes/${b.id}`, { token: other.token })).status).toBe(204);
-  expect((await send(ctx.owner.token, a.id, 'low3')).status).toBe(201);
-  expect(sentFrom(address)).toBe(2);
-
-  // Purged, both records: nothing is kept about the address.
   expect((await ctx.app.api('DELETE', `/api/mailboxes/${a.id}`, { token: ctx.owner.token })).status).toBe(204);
-  const accountRows = async () =>
-    Number(rowsOf<{ n: number }>(await db().execute(sql`select count(*)::int as n from mailbox_budget_accounts where address = ${address}`))[0]!.n);
-  expect(await accountRows()).toBe(1);
+  await db().execute(sql`update mailboxes set purge_after = now() - interval '1 minute' where id = ${b.id}`);
+  expect((await ctx.app.services.purge.runOnce()).mailbox).toBe(1);
+  expect(await rows()).toEqual({ accounts: 1, workspaces: 1 });
   await db().execute(sql`update mailboxes set purge_after = now() - interval '1 minute' where lower(email) = ${address}`);
-  expect((await ctx.app.services.purge.runOnce()).mailbox).toBe(2);
-  expect(await accountRows()).toBe(0);
+  expect((await ctx.app.services.purge.runOnce()).mailbox).toBe(1);
+  expect(await rows()).toEqual({ accounts: 0, workspaces: 0 });
 }, 60_000);

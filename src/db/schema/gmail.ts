@@ -283,3 +283,23 @@ export const mailboxBudgetAccounts = pgTable('mailbox_budget_accounts', {
   /** The last grant of a unit: a count waits until that send's claim (its `sending` row) can be seen. */
   budgetGrantedAt: timestamp('budget_granted_at', { withTimezone: true }),
 });
+
+/**
+ * A workspace's own daily budget of a Gmail address (migration 0055): the headroom of the sends
+ * that workspace's records of the address may make, beside the account's
+ * (`mailbox_budget_accounts`). A budget one workspace sets limits its own sends only: it never
+ * throttles the same account connected in another workspace (an attacker's finding: the lowest
+ * budget of any workspace used to apply to all). `mailbox_take_units` locks this row after the
+ * account's. Deleted with the workspace's last record of the address (a trigger) or the workspace.
+ */
+export const mailboxBudgetWorkspaces = pgTable(
+  'mailbox_budget_workspaces',
+  {
+    address: text('address').notNull(),
+    workspaceId: workspaceRef(),
+    /** What the last count found this workspace sent in the 24 h before it, plus every unit granted since; null: count again. */
+    budgetUsed: integer('budget_used'),
+    budgetCountedAt: timestamp('budget_counted_at', { withTimezone: true }),
+  },
+  (t) => [primaryKey({ name: 'mailbox_budget_workspaces_pk', columns: [t.address, t.workspaceId] })],
+);
