@@ -119,7 +119,7 @@ export interface Config {
   readonly generatedSecrets: readonly string[];
   /** Issue 11 (privacy guard): how long evidence is kept. */
   readonly audit: { readonly retentionDays: number };
-  /** The web app (src/web/): session lifetime; cookies are Secure when PUBLIC_BASE_URL is https. */
+  /** The web app (src/web/): session lifetime; cookies are Secure and `__Host-` in production or when PUBLIC_BASE_URL is https. */
   readonly web: { readonly sessionTtlMs: number };
 }
 

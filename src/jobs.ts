@@ -46,7 +46,7 @@ export interface Jobs {
 }
 
 /** The send worker's graceful stop, present once the worker has one (it hands unstarted claims back). */
-type StoppableSendWorker = { stop?: () => Promise<void> };
+type StoppableSendWorker = { stop?: (deadlineMs: number) => Promise<void> };
 
 /**
  * Background work of a worker process (ROLE=worker or all), started by main.ts: campaign
@@ -203,9 +203,12 @@ export function startJobs(input: { services: Services; config: Config; logger: L
       stopped = true;
       for (const timer of timers) clearInterval(timer);
       const sendWorker = services.sendWorker as StoppableSendWorker;
-      const settled = Promise.allSettled([...running, services.sync.idle(), sendWorker.stop?.(), services.webhookDelivery.idle()]);
+      const graceMs = options.graceMs ?? STOP_GRACE_MS;
+      // The send worker gets the same grace: waiting longer than the caller does would record
+      // an answer arriving after the grace against a database that is being closed.
+      const settled = Promise.allSettled([...running, services.sync.idle(), sendWorker.stop?.(graceMs), services.webhookDelivery.idle()]);
       let grace: NodeJS.Timeout | undefined;
-      await Promise.race([settled, new Promise<void>((resolve) => (grace = setTimeout(resolve, options.graceMs ?? STOP_GRACE_MS).unref()))]);
+      await Promise.race([settled, new Promise<void>((resolve) => (grace = setTimeout(resolve, graceMs).unref()))]);
       clearTimeout(grace);
       // Syncs still running are abandoned with the database: let another process take their mailboxes now.
       await services.sync.releaseLeases().catch(() => undefined);

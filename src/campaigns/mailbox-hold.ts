@@ -1,6 +1,7 @@
-import { ConflictError, UnprocessableError } from '../errors.js';
+import { UnprocessableError } from '../errors.js';
 import { GMAIL_SCOPES } from '../gmail/gmail-client.js';
 import type { MailboxRow } from '../gmail/mailboxes.repo.js';
+import { mailboxNeedsReconnect } from '../gmail/mailboxes.service.js';
 
 /**
  * Why a campaign may not send from its mailbox right now, the one rule the launch, a resume, the
@@ -49,7 +50,7 @@ export function resumeHold(campaign: { steps: readonly unknown[] }, mailbox: Hel
 
 /** Launching or resuming a campaign its mailbox cannot serve is refused, saying what to do first; one waiting for a sync is not (it sends once that is done). */
 export function refuseHold(hold: MailboxHold | undefined, doing: 'launching' | 'resuming'): void {
-  if (hold === 'mailbox_needs_reconnect') throw new ConflictError('mailbox_needs_reconnect', `Reconnect the mailbox before ${doing}`);
+  if (hold === 'mailbox_needs_reconnect') throw mailboxNeedsReconnect(`Reconnect the mailbox before ${doing}`);
   if (hold === 'follow_ups_need_sync') {
     throw new UnprocessableError('follow_ups_need_sync', 'Follow-up steps stop when someone replies or a mail bounces, which a send-only mailbox cannot see: connect it with sync, or remove the steps');
   }

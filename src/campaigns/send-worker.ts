@@ -354,10 +354,10 @@ export function createSendWorker(deps: SendWorkerDeps) {
    * Graceful shutdown (called by jobs.ts on SIGTERM). At once: no new claim, reservations
    * given back, sends claimed but not in a request (waiting out a 429 pause) requeued.
    * Then waits for requests in flight to get their answer and be recorded, up to
-   * `deadlineMs`; whatever is still in flight after that is left to its lease (recovery
-   * searches the mailbox for it). Resolves; never throws.
+   * `deadlineMs` (jobs.ts passes its shutdown grace); whatever is still in flight after that is
+   * left to its lease (recovery searches the mailbox for it). Resolves; never throws.
    */
-  async function stop(deadlineMs = 4_000): Promise<void> {
+  async function stop(deadlineMs: number): Promise<void> {
     stopping = true;
     const handBack: Promise<unknown>[] = [];
     for (const track of tracked.values()) {

@@ -44,7 +44,11 @@ export interface MailboxServiceDeps {
 }
 
 /** A mailbox Google no longer accepts: the senders' one answer (requireSendable, and 1:1 mail's claim). */
-export const mailboxNeedsReconnect = () => new ConflictError('mailbox_needs_reconnect', 'This mailbox must be reconnected before it can send');
+/** The one answer for a mailbox Google no longer accepts (or not yet again): 409 `mailbox_needs_reconnect`. */
+export const mailboxNeedsReconnect = (message = 'This mailbox must be reconnected before it can send', details?: unknown) =>
+  new ConflictError('mailbox_needs_reconnect', message, details);
+/** What a refused call says when Google has just refused the mailbox's grant. */
+export const GRANT_REFUSED_MESSAGE = 'Google no longer accepts this mailbox’s access; reconnect it';
 
 /**
  * Connected Gmail mailboxes: the OAuth connection (disclosure first, signed single-use

@@ -6,7 +6,7 @@ import type { ContentBasis, ContentPurpose, GmailGuard } from '../privacy/gmail-
 import { GMAIL_SCOPES } from './gmail-client.js';
 import { GmailError } from './gmail-errors.js';
 import type { MailboxesRepo } from './mailboxes.repo.js';
-import type { MailboxService } from './mailboxes.service.js';
+import { GRANT_REFUSED_MESSAGE, mailboxNeedsReconnect, type MailboxService } from './mailboxes.service.js';
 
 export interface MessageContent {
   id: string;
@@ -72,7 +72,7 @@ export function createMessageContentReader(deps: MessageContentDeps) {
       const target = { workspaceId: auth.workspaceId, mailboxId: mailbox.id, ownerUserId: mailbox.userId, messageId: message.id, gmailMessageId: message.gmailMessageId };
 
       const raw = await guard.readContent({ reader: { kind: 'member', auth }, ...request }, target, async () => {
-        if (mailbox.status !== 'active') throw new ConflictError('mailbox_needs_reconnect', 'This mailbox must be reconnected before its mail can be read');
+        if (mailbox.status !== 'active') throw mailboxNeedsReconnect('This mailbox must be reconnected before its mail can be read');
         // Without read access Gmail answers 403, which would pause the mailbox: ask for the permission instead.
         if (!mailbox.scopes.includes(GMAIL_SCOPES.readonly)) {
           throw new ConflictError('read_access_not_granted', 'Reading mail needs this mailbox connected with sync turned on');
@@ -82,7 +82,7 @@ export function createMessageContentReader(deps: MessageContentDeps) {
         } catch (error) {
           if (!(error instanceof GmailError)) throw error;
           if (error.kind === 'not_found') throw new NotFoundError('Message');
-          if (error.kind === 'auth_revoked') throw new ConflictError('mailbox_needs_reconnect', 'Google no longer accepts this mailbox’s access; reconnect it');
+          if (error.kind === 'auth_revoked') throw mailboxNeedsReconnect(GRANT_REFUSED_MESSAGE);
           if (error.kind === 'rate_limited') throw new TooManyRequestsError('Gmail is rate limiting this mailbox; try again shortly', error.retryAfterSeconds);
           if (error.kind === 'temporary') throw new AppError('gmail_unavailable', 503, 'Gmail did not answer; try again shortly');
           throw new AppError('gmail_error', 502, 'Gmail refused to return this message');

@@ -7,7 +7,7 @@ import { composeMime, newMessageId } from '../gmail/compose-mime.js';
 import { GMAIL_SCOPES, ONE_TO_ONE_NOT_SENT, SEND_OUTCOME_UNKNOWN } from '../gmail/gmail-client.js';
 import { GmailError } from '../gmail/gmail-errors.js';
 import type { MailboxesRepo, MailboxRow } from '../gmail/mailboxes.repo.js';
-import { mailboxNeedsReconnect, type MailboxService } from '../gmail/mailboxes.service.js';
+import { GRANT_REFUSED_MESSAGE, mailboxNeedsReconnect, type MailboxService } from '../gmail/mailboxes.service.js';
 import { UNDECIDED, type SentCopies } from '../gmail/sent-copy.js';
 import { errorNameOf, type Logger } from '../logger.js';
 import { isOwnMessage, seesMessageSubject } from '../privacy/gmail-guard.js';
@@ -326,7 +326,7 @@ export function createMessagesService(deps: MessagesServiceDeps) {
 
 /** The answer to a definite Gmail failure; `recorded`: the failed message row the attempt left, named in `details`. */
 function gmailFailure(error: GmailError, recorded?: { messageId: string }): AppError {
-  if (error.kind === 'auth_revoked') return new ConflictError('mailbox_needs_reconnect', 'Google no longer accepts this mailbox’s access; reconnect it', recorded);
+  if (error.kind === 'auth_revoked') return mailboxNeedsReconnect(GRANT_REFUSED_MESSAGE, recorded);
   if (error.kind === 'rate_limited') return new TooManyRequestsError('Gmail is rate limiting this mailbox; try again shortly', error.retryAfterSeconds, recorded);
   if (error.kind === 'permanent') return new AppError('gmail_rejected', 422, 'Gmail refused the message', recorded);
   return new AppError('gmail_unavailable', 503, 'Gmail did not answer; the message was not sent', recorded);
