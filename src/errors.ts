@@ -140,8 +140,12 @@ interface HttpErrorLike {
   status?: number;
   statusCode?: number;
   type?: string;
+  /** zlib's code (`Z_DATA_ERROR`, `Z_BUF_ERROR`) when a compressed body does not inflate. */
+  code?: string;
   expose?: boolean;
 }
+
+const BODY_NOT_INFLATED = { code: 'invalid_body_encoding', message: 'The request body is not valid for its Content-Encoding' };
 
 export function toAppError(error: unknown): AppError {
   if (error instanceof AppError) return error;
@@ -149,7 +153,7 @@ export function toAppError(error: unknown): AppError {
   const httpError = error as HttpErrorLike | null;
   const status = httpError?.status ?? httpError?.statusCode;
   if (status && status >= 400 && status < 500) {
-    const known = httpError?.type ? BODY_PARSER_CODES[httpError.type] : undefined;
+    const known = httpError?.type ? BODY_PARSER_CODES[httpError.type] : httpError?.code?.startsWith('Z_') ? BODY_NOT_INFLATED : undefined;
     return new AppError(known?.code ?? 'bad_request', status, known?.message ?? 'The request could not be processed');
   }
   return new AppError('internal_error', 500, 'Something went wrong on our side');

@@ -64,7 +64,7 @@ export function campaignsRoutes(campaigns: CampaignsService, authenticated: Requ
     res.status(201).json(await campaigns.create(authOf(req), parseInput(campaignBody, req.body)));
   });
   router.get('/campaigns', async (req, res) => {
-    res.json(await campaigns.list(authOf(req), parseInput(listCampaignsQuery, req.query)));
+    res.json(await campaigns.list(authOf(req), parseInput(listCampaignsQuery, req.query, '(query)')));
   });
   router.delete('/campaigns/:id', async (req, res) => {
     await campaigns.remove(authOf(req), parseId(req.params.id, 'Campaign'));

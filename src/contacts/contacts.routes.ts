@@ -61,7 +61,7 @@ export function contactsRoutes(contacts: ContactsService, authenticated: Request
     res.json(await contacts.importCsv(authOf(req), req));
   });
   router.get('/contacts', async (req, res) => {
-    res.json(await contacts.list(authOf(req), parseInput(listContactsQuery, req.query)));
+    res.json(await contacts.list(authOf(req), parseInput(listContactsQuery, req.query, '(query)')));
   });
   router.post('/contacts', async (req, res) => {
     res.status(201).json(await contacts.create(authOf(req), parseInput(createContactBody, req.body)));
@@ -78,7 +78,7 @@ export function contactsRoutes(contacts: ContactsService, authenticated: Request
     res.status(204).end();
   });
   router.get('/contacts/:id/consents', async (req, res) => {
-    res.json(await contacts.listConsents(authOf(req), parseId(req.params.id, 'Contact'), parseInput(listConsentsQuery, req.query)));
+    res.json(await contacts.listConsents(authOf(req), parseId(req.params.id, 'Contact'), parseInput(listConsentsQuery, req.query, '(query)')));
   });
   router.post('/contacts/:id/consents', async (req, res) => {
     const id = parseId(req.params.id, 'Contact');

@@ -19,8 +19,8 @@ export type Column =
 const OWN_FIELDS = ['email', 'firstName', 'lastName', 'consent', 'consentSource', 'consentAt'] as const;
 type OwnField = (typeof OWN_FIELDS)[number];
 /** Attribute names double as merge-field names in templates ({{companyName}}): identifiers. The API's rule too (contacts.routes.ts). */
-export const ATTRIBUTE_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
-export const ATTRIBUTE_NAME_RULE = 'letters, digits and _, not starting with a digit, at most 64';
+export const ATTRIBUTE_NAME = /^(?!__proto__$)[A-Za-z_][A-Za-z0-9_]{0,63}$/;
+export const ATTRIBUTE_NAME_RULE = 'letters, digits and _, not starting with a digit, at most 64, not __proto__';
 
 /** Header spellings (lowercased, separators removed) that mean one of the contact's own fields. */
 const FIELD_ALIASES: Record<string, OwnField> = {

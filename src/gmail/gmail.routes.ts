@@ -60,7 +60,7 @@ export function gmailRoutes(mailboxes: MailboxService, authenticated: RequestHan
    * and must show it; browsers get a page whose button leads on to Google.
    */
   router.get('/gmail/connect', async (req, res) => {
-    const query = parseInput(connectQuery, req.query);
+    const query = parseInput(connectQuery, req.query, '(query)');
     const start = await mailboxes.startConnection(authOf(req), { sync: query.sync, loginHint: query.loginHint });
     setConnectCookie(res, start, secureCookies);
     if (wantsJson(req)) {
@@ -88,7 +88,7 @@ export function gmailRoutes(mailboxes: MailboxService, authenticated: RequestHan
     res.clearCookie(CONNECT_COOKIE, { path: CALLBACK_PATH, httpOnly: true, sameSite: 'lax', secure: secureCookies });
     let mailbox;
     try {
-      mailbox = await mailboxes.completeConnection(parseInput(callbackQuery, req.query), browserSecret);
+      mailbox = await mailboxes.completeConnection(parseInput(callbackQuery, req.query, '(query)'), browserSecret);
     } catch (error) {
       // A browser goes back to the mailboxes page with what went wrong, not to a JSON error it
       // cannot leave (consent denied, a connect link expired or opened elsewhere, Google down).

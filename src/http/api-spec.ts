@@ -67,6 +67,7 @@ export const ERROR_STATUS: Record<string, number> = {
   invalid_text: 400,
   bad_request: 400,
   request_aborted: 400,
+  invalid_body_encoding: 400,
   unsupported_encoding: 415,
   unsupported_charset: 415,
   connection_not_started_here: 400,
@@ -159,7 +160,11 @@ export const ERROR_STATUS: Record<string, number> = {
 export function commonErrors(route: ApiRoute): string[] {
   const codes = ['invalid_text', 'internal_error', 'concurrent_change'];
   if (route.body || route.query) codes.push('validation_failed');
-  if (route.body && route.body !== 'csv') codes.push('invalid_json', 'payload_too_large');
+  // What the body parser answers: JSON that does not parse, too large, a Content-Encoding or
+  // charset it cannot read, a compressed body that does not inflate, a body cut short.
+  if (route.body && route.body !== 'csv') {
+    codes.push('invalid_json', 'payload_too_large', 'unsupported_encoding', 'unsupported_charset', 'invalid_body_encoding', 'request_aborted');
+  }
   if (route.body === 'csv') codes.push('unsupported_media_type', 'payload_too_large');
   if (route.access !== 'public') codes.push('unauthorized', 'invalid_token', 'api_key_revoked', 'forbidden');
   if (route.access !== 'public' && route.access !== 'session') codes.push('api_key_scope_missing');

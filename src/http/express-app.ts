@@ -169,6 +169,10 @@ export function createApp(deps: AppDeps, services: Services = createServices(dep
   app.use(vendorAssets());
   app.use(webRoutes(web, APP_PAGE_GROUPS));
 
+  // A path or method nobody serves: a 404 with a code, as under /api, in the page of its part of
+  // the site below (the recipient's page, the web app's, JSON elsewhere). The path is not echoed:
+  // under /u and /p it holds a recipient's token.
+  app.use((_req, _res, next) => next(new NotFoundError('Route', 'route_not_found')));
   // Errors raised before the router (body parser 413/415, invalid_text) still get the recipient's HTML page.
   app.use(['/u', '/p'], unsubscribeErrorPage);
   app.use(WEB_PATHS, webErrorPage(web));

@@ -58,7 +58,7 @@ export function messagesRoutes(messages: MessagesService, content: MessageConten
   /** The body, fetched from Gmail through the privacy guard (owner, or a stated basis); never stored and never cached. */
   router.get('/messages/:id/content', async (req, res) => {
     const id = parseId(req.params.id, 'Message');
-    const message = await content.readMessageContent(authOf(req), id, parseInput(contentQuery, req.query));
+    const message = await content.readMessageContent(authOf(req), id, parseInput(contentQuery, req.query, '(query)'));
     res.setHeader('Cache-Control', 'no-store');
     res.json(message);
   });

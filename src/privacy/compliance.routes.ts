@@ -38,7 +38,7 @@ export function complianceRoutes(compliance: ComplianceService, authenticated: R
   const router = Router();
   router.use('/compliance', authenticated);
   router.get('/compliance/report', requireRole('owner', 'admin'), async (req, res) => {
-    const query = parseInput(reportQuery, req.query);
+    const query = parseInput(reportQuery, req.query, '(query)');
     const range = compliance.rangeOf(query);
     const auth = authOf(req);
     res.setHeader('Cache-Control', 'no-store');

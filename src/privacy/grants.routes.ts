@@ -23,7 +23,7 @@ export function grantsRoutes(grants: GrantsService, authenticated: RequestHandle
     res.status(201).json(await grants.grant(authOf(req), parseInput(grantBody, req.body)));
   });
   router.get('/grants', async (req, res) => {
-    res.json({ grants: await grants.list(authOf(req), parseInput(listGrantsQuery, req.query).limit) });
+    res.json({ grants: await grants.list(authOf(req), parseInput(listGrantsQuery, req.query, '(query)').limit) });
   });
   router.delete('/grants/:id', async (req, res) => {
     await grants.revoke(authOf(req), parseId(req.params.id, 'Grant'));

@@ -63,7 +63,7 @@ export function privacyRoutes(exports: ExportService, legal: LegalRequestsServic
   });
 
   router.get('/privacy/recipients/export', admins, async (req, res) => {
-    const { email: address } = parseInput(recipientQuery, req.query);
+    const { email: address } = parseInput(recipientQuery, req.query, '(query)');
     await streamJson(res, 'inboxtrail-recipient-export.json', await exports.exportRecipient(authOf(req), address));
   });
 

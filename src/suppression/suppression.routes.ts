@@ -48,7 +48,7 @@ export function suppressionRoutes(suppressions: SuppressionService, authenticate
   router.use('/suppressions', authenticated);
 
   router.get('/suppressions', async (req, res) => {
-    res.json(await suppressions.list(authOf(req), parseInput(listSuppressionsQuery, req.query)));
+    res.json(await suppressions.list(authOf(req), parseInput(listSuppressionsQuery, req.query, '(query)')));
   });
   router.post('/suppressions', async (req, res) => {
     const { created, suppression } = await suppressions.add(authOf(req), parseInput(addSuppressionBody, req.body));

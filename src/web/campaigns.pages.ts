@@ -106,7 +106,7 @@ export function campaignPages(ctx: WebContext): Router {
   });
 
   router.get('/campaigns/:id/preview', async (req, res) => {
-    const { contact } = parseInput(contactQuery, req.query);
+    const { contact } = parseInput(contactQuery, req.query, '(query)');
     const preview = await campaigns.previewSaved(signedIn(req), parseId(req.params.id, 'Campaign'), contact);
     res.set('Content-Security-Policy', MAIL_FRAME_POLICY).type('html').send(previewDocument(preview));
   });

@@ -78,7 +78,7 @@ ${list.length === 0 ? html`<p>No Gmail mailbox is connected yet. Connect one to 
 
   /** P-05: the disclosure, right before Google's consent; the version shown travels with the next step. */
   router.get('/mailboxes/connect', async (req, res) => {
-    const query = parseInput(connectQuery, req.query);
+    const query = parseInput(connectQuery, req.query, '(query)');
     // The text of the policy version in force, as published in the database (P-18).
     const disclosure = await ctx.services.policyVersions.currentDisclosure();
     const next = new URLSearchParams({ sync: String(query.sync), acknowledge: disclosure.version });
@@ -101,7 +101,7 @@ ${list.length === 0 ? html`<p>No Gmail mailbox is connected yet. Connect one to 
    * hop is Google (a form posting to us and redirecting there would be blocked by form-action).
    */
   router.get('/mailboxes/connect/continue', async (req, res) => {
-    const query = parseInput(continueQuery, req.query);
+    const query = parseInput(continueQuery, req.query, '(query)');
     // A disclosure the person did not see (an old link, a guessed URL) is shown again first.
     if (query.acknowledge !== (await ctx.services.policyVersions.currentDisclosure()).version) {
       res.redirect(303, `/app/mailboxes/connect?${new URLSearchParams({ sync: String(query.sync), ...(query.loginHint ? { loginHint: query.loginHint } : {}) })}`);

@@ -33,7 +33,7 @@ export function webhooksRoutes(webhooks: WebhooksService, authenticated: Request
   });
   router.get('/webhooks/:id/deliveries', async (req, res) => {
     const id = endpointId(req.params.id);
-    res.json(await webhooks.deliveries(authOf(req), id, parseInput(webhookDeliveriesQuery, req.query)));
+    res.json(await webhooks.deliveries(authOf(req), id, parseInput(webhookDeliveriesQuery, req.query, '(query)')));
   });
   router.post('/webhooks/:id/events/:eventId/redeliver', async (req, res) => {
     const id = endpointId(req.params.id);

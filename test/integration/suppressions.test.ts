@@ -92,7 +92,7 @@ describe('/api/suppressions', () => {
       [{ email: 'a@example.test', scope: 'topic: padded ' }, 'scope'],
       [{ email: 'a@example.test', scope: 'topic:two words' }, 'scope'],
       [{ email: 'a@example.test', note: '' }, 'note'],
-      [{ email: 'a@example.test', createdBy: 'me' }, '(body)'],
+      [{ email: 'a@example.test', createdBy: 'me' }, 'createdBy'],
     ];
     for (const [json, field] of cases) {
       const res = await add(json);

@@ -344,7 +344,7 @@ describe('/api/webhooks access and input', () => {
     [{ url: 'https://user:pw@example.com/x', eventTypes: ['open'] }, 'url'],
     [{ url: 'https://example.com/x', eventTypes: [] }, 'eventTypes'],
     [{ url: 'https://example.com/x', eventTypes: ['opened'] }, 'eventTypes.0'],
-    [{ url: 'https://example.com/x', eventTypes: ['open'], secret: 'mine' }, '(body)'],
+    [{ url: 'https://example.com/x', eventTypes: ['open'], secret: 'mine' }, 'secret'],
   ])('bad input %j is a 400 naming %s, and creates nothing', async (json, field) => {
     const before = (await app.api('GET', '/api/webhooks', { token: owner.token })).body.endpoints.length;
     const res = await app.api('POST', '/api/webhooks', { token: owner.token, json });
