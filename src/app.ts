@@ -119,6 +119,8 @@ export function createServices(deps: AppDeps) {
       },
       signup: config.signup,
     },
+    // Attempts' subjects (addresses, client IPs) are keyed like the suppression hashes, under a key derived from the same secret.
+    config.privacy.suppressionHashKey,
     deps.now,
   );
   const auth = createAuthService({ repo: createAuthRepo(db), sessions, throttle, devices: createLoginDevices(config.jwt), mailer: accountMailer, config, now: deps.now, policyOf: (caller) => policyVersions.acceptedBy(caller),
@@ -288,7 +290,7 @@ export function createServices(deps: AppDeps) {
   });
   // A campaign's results page and per-recipient CSV (the web app and the API alike).
   const results = createResultsService({ repo: createResultsRepo(db), statsRepo: createStatsRepo(db), stats: tracking.stats });
-  return { auth, accountMailer, contacts, mailboxes, messages, sentCopies, sync, push, messageContent, campaigns, cancelledSends, sendWorker, trackingUrls, suppressions, pacer, metrics, tracking, jobSchedule, apiKeys, idempotency, contentGuard, grants, auditRetention, policyVersions, compliance, privacyExports, legalRequests, keyRotation, purge, accountClosure, retention, webhooks, webhookDelivery, webSessions, results, embeddedMaintenance };
+  return { auth, throttle, accountMailer, contacts, mailboxes, messages, sentCopies, sync, push, messageContent, campaigns, cancelledSends, sendWorker, trackingUrls, suppressions, pacer, metrics, tracking, jobSchedule, apiKeys, idempotency, contentGuard, grants, auditRetention, policyVersions, compliance, privacyExports, legalRequests, keyRotation, purge, accountClosure, retention, webhooks, webhookDelivery, webSessions, results, embeddedMaintenance };
 }
 
 export type Services = ReturnType<typeof createServices>;

@@ -12,6 +12,8 @@ const RETENTION_SWEEP_MS = 6 * 3_600_000;
 const PARTITION_PERIOD_MS = 24 * 3_600_000;
 /** How often Idempotency-Key answers past their 24 hours are deleted. */
 const IDEMPOTENCY_SWEEP_MS = 3_600_000;
+/** How often login, signup and account-mail attempts past their window are deleted (a row outlives its window by at most this). */
+const AUTH_ATTEMPTS_SWEEP_MS = 3_600_000;
 /** A disconnected mailbox whose revocation Google did not answer is asked again this often. */
 const REVOCATION_RETRY_MS = 3_600_000;
 /** Deleted items are purged (and retention windows applied) once a day. */
@@ -147,6 +149,12 @@ export function startJobs(input: { services: Services; config: Config; logger: L
   scheduled('idempotency-keys-sweep', IDEMPOTENCY_SWEEP_MS, async () => {
     const deleted = await services.idempotency.sweepExpired();
     if (deleted > 0) logger.info({ deleted }, 'expired idempotency keys deleted');
+  });
+
+  // P-13: throttle attempts count only within their window; past it they are deleted, however few new attempts come in.
+  scheduled('auth-attempts-sweep', AUTH_ATTEMPTS_SWEEP_MS, async () => {
+    const deleted = await services.throttle.sweepExpired();
+    if (deleted > 0) logger.info({ deleted }, 'auth attempts past their window deleted');
   });
 
   // P-13, P-15: retention windows (consent history, inactive accounts), then deleted items past their purge date are removed for real, once a day.

@@ -1,5 +1,5 @@
-import { createHash } from 'node:crypto';
-import { and, eq, gt, inArray, lt, sql } from 'drizzle-orm';
+import { createHmac } from 'node:crypto';
+import { and, eq, gt, inArray, lt, notInArray, sql } from 'drizzle-orm';
 import type { Db } from '../db/connect.js';
 import { authAttempts } from '../db/schema.js';
 import { TooManyRequestsError } from '../errors.js';
@@ -16,7 +16,9 @@ import { TooManyRequestsError } from '../errors.js';
  *  - signup: requests per client address.
  *  - mail to one address: account mail an hour, and confirmations that undo a recipient's
  *    opt-out a day (mayMail, mayMailResubscribe).
- * Subjects are stored hashed: the table is a counter, not a log of who tried what.
+ * Subjects are stored as keyed hashes (subjectHasher), and every row is deleted once its kind's
+ * window has passed (sweepExpired, an hourly job): the table is a counter, not a log of who
+ * tried what, and nothing in it outlives the window it is counted in.
  */
 
 export interface ThrottleLimits {
@@ -48,7 +50,20 @@ const RESUBSCRIBE_MAIL_WINDOW_SECONDS = 24 * 3600;
 export const EMAIL_CHANGES_PER_USER = 10;
 const EMAIL_CHANGE_WINDOW_SECONDS = 3600;
 
-const subjectOf = (kind: 'account' | 'address' | 'device' | 'recheck' | 'recipient' | 'user', value: string) => createHash('sha256').update(`${kind}:${value}`).digest('hex');
+type SubjectKind = 'account' | 'address' | 'device' | 'recheck' | 'recipient' | 'user';
+
+/**
+ * HMAC-SHA256 of `kind:value` under a key derived from SUPPRESSION_HASH_KEY for this purpose
+ * alone. Subjects are addresses, client IPs and device ids: a bare SHA-256 of them is confirmed
+ * by hashing a list of candidates (P-13: a closed account's address must not be matchable after
+ * the purge), a keyed one only by who holds the key. The purpose key keeps these subjects
+ * apart from the address hashes kept for good (suppressions, contacts). Changing the key only
+ * resets the counts of the windows then open.
+ */
+export function subjectHasher(secret: string) {
+  const key = createHmac('sha256', secret).update('inboxtrail:auth-attempts:subject').digest();
+  return (kind: SubjectKind, value: string) => createHmac('sha256', key).update(`${kind}:${value}`).digest('hex');
+}
 
 /** `undo` takes the count back (a mail that was not sent after all). */
 export interface MailQuota {
@@ -56,29 +71,36 @@ export interface MailQuota {
   undo: () => Promise<void>;
 }
 
-export function createAuthThrottle(db: Db, limits: ThrottleLimits, now: () => Date = () => new Date()) {
-  const longestWindowMs = 1000 * Math.max(limits.login.windowSeconds, limits.login.addressWindowSeconds, limits.signup.windowSeconds, ACCOUNT_MAIL_WINDOW_SECONDS, EMAIL_CHANGE_WINDOW_SECONDS, RESUBSCRIBE_MAIL_WINDOW_SECONDS);
-  let sinceSweep = 0;
+/** `subjectKey`: the server secret subjects are keyed under (SUPPRESSION_HASH_KEY, see subjectHasher). */
+export function createAuthThrottle(db: Db, limits: ThrottleLimits, subjectKey: string, now: () => Date = () => new Date()) {
+  const subjectOf = subjectHasher(subjectKey);
+  /**
+   * How long each kind's rows count: the longest window any limit reads them in. The one place
+   * that says it, so the sweep deletes a row as soon as no limit can count it any more.
+   */
+  const windowSecondsOf = {
+    login: Math.max(limits.login.windowSeconds, limits.login.addressWindowSeconds),
+    signup: limits.signup.windowSeconds,
+    mail: ACCOUNT_MAIL_WINDOW_SECONDS,
+    'resubscribe-mail': RESUBSCRIBE_MAIL_WINDOW_SECONDS,
+    'email-change': EMAIL_CHANGE_WINDOW_SECONDS,
+  };
+  type Kind = keyof typeof windowSecondsOf;
+  const before = (seconds: number) => new Date(now().getTime() - seconds * 1000);
 
-  async function record(kind: string, subjects: string[]): Promise<string[]> {
+  async function record(kind: Kind, subjects: string[]): Promise<string[]> {
     const rows = await db
       .insert(authAttempts)
       .values(subjects.map((subject) => ({ kind, subject, at: now() })))
       .returning({ id: authAttempts.id });
-    // Expired rows go as new ones come; a bounded delete every so often keeps the table small.
-    sinceSweep += 1;
-    if (sinceSweep >= 50) {
-      sinceSweep = 0;
-      await db.delete(authAttempts).where(lt(authAttempts.at, new Date(now().getTime() - longestWindowMs)));
-    }
     return rows.map((r) => r.id);
   }
 
-  async function countSince(kind: string, subject: string, windowSeconds: number): Promise<number> {
+  async function countSince(kind: Kind, subject: string, windowSeconds: number): Promise<number> {
     const [row] = await db
       .select({ n: sql<number>`count(*)::int` })
       .from(authAttempts)
-      .where(and(eq(authAttempts.kind, kind), eq(authAttempts.subject, subject), gt(authAttempts.at, new Date(now().getTime() - windowSeconds * 1000))));
+      .where(and(eq(authAttempts.kind, kind), eq(authAttempts.subject, subject), gt(authAttempts.at, before(windowSeconds))));
     return Number(row?.n ?? 0);
   }
 
@@ -95,7 +117,7 @@ export function createAuthThrottle(db: Db, limits: ThrottleLimits, now: () => Da
    * refuses it past any limit; resolves to a release that deletes this attempt's records (a
    * success never counts against anyone).
    */
-  async function admit(kind: string, limited: Limit[], counted: string[] = []): Promise<() => Promise<void>> {
+  async function admit(kind: Kind, limited: Limit[], counted: string[] = []): Promise<() => Promise<void>> {
     const ids = await record(kind, [...limited.map((l) => l.subject), ...counted]);
     const counts = await Promise.all(limited.map((l) => countSince(kind, l.subject, l.windowSeconds)));
     limited.forEach((limit, i) => {
@@ -107,7 +129,7 @@ export function createAuthThrottle(db: Db, limits: ThrottleLimits, now: () => Da
   }
 
   /** Counts a mail to `recipient` under `kind`; refused (and not counted) past `max` in the window. */
-  async function mayMailWithin(kind: string, recipient: string, max: number, windowSeconds: number): Promise<MailQuota> {
+  async function mayMailWithin(kind: Kind, recipient: string, max: number, windowSeconds: number): Promise<MailQuota> {
     const subject = subjectOf('recipient', recipient);
     const [id] = await record(kind, [subject]);
     const undo = async () => {
@@ -128,6 +150,23 @@ export function createAuthThrottle(db: Db, limits: ThrottleLimits, now: () => Da
   });
 
   return {
+    /**
+     * Deletes every attempt past its kind's window (jobs.ts, hourly), and any row of a kind no
+     * longer written once past the longest window: however few attempts come in after it, no
+     * row outlives its window by more than a sweep period. Resolves to how many went.
+     */
+    async sweepExpired(): Promise<number> {
+      const kinds = Object.entries(windowSecondsOf);
+      let deleted = 0;
+      for (const [kind, seconds] of kinds) {
+        deleted += (await db.delete(authAttempts).where(and(eq(authAttempts.kind, kind), lt(authAttempts.at, before(seconds)))).returning({ id: authAttempts.id })).length;
+      }
+      const longest = Math.max(...kinds.map(([, seconds]) => seconds));
+      const unknown = and(notInArray(authAttempts.kind, kinds.map(([kind]) => kind)), lt(authAttempts.at, before(longest)));
+      deleted += (await db.delete(authAttempts).where(unknown).returning({ id: authAttempts.id })).length;
+      return deleted;
+    },
+
     /**
      * Counts this login attempt and refuses it (429) when either window is full; with
      * `knownDevice` (a device id from a verified device token) the device's window only.
