@@ -150,7 +150,8 @@ describe('bounce detection (DSN)', () => {
     expect(notice.recipients[0]!.diagnostic).toMatch(/^550-5\.1\.1 The email account that you tried to reach does not exist\.$/);
     expect(classifyMessage({ direction: 'inbound', headers: headersOf(GMAIL_HARD_DSN), notice })).toEqual({
       type: 'bounce',
-      originalMessageIds: ['orig-1@acme.test'],
+      quotedMessageId: 'orig-1@acme.test',
+      threadingIds: ['orig-1@acme.test'],
       notice,
     });
   });
@@ -164,7 +165,7 @@ describe('bounce detection (DSN)', () => {
     ]);
     const classified = classifyMessage({ direction: 'inbound', headers: headersOf(POSTFIX_MIXED_DSN), notice });
     // No In-Reply-To/References on this one: the quoted original is the only link.
-    expect(classified).toMatchObject({ type: 'bounce', originalMessageIds: ['orig-2@acme.test'] });
+    expect(classified).toMatchObject({ type: 'bounce', quotedMessageId: 'orig-2@acme.test', threadingIds: [] });
   });
 
   it('a delivery-status with only successes is not a bounce, and a notice the reader cannot read is neither', () => {
@@ -175,7 +176,7 @@ describe('bounce detection (DSN)', () => {
 
   it('a notice that names no original message still is a bounce: the sync matches it by recipient and time', async () => {
     const notice = { format: 'x-failed-recipients' as const, recipients: [{ address: 'a@x.test', action: 'failed' as const, class: 'hard' as const, reason: 'unknown_user' as const }] };
-    expect(classifyMessage({ direction: 'inbound', headers: { from: 'mailer-daemon@x.test' }, notice })).toEqual({ type: 'bounce', originalMessageIds: [], notice });
+    expect(classifyMessage({ direction: 'inbound', headers: { from: 'mailer-daemon@x.test' }, notice })).toEqual({ type: 'bounce', threadingIds: [], notice });
   });
 });
 

@@ -35,8 +35,13 @@ export const SYNC_METADATA_HEADERS = [
 export type MessageHeaders = Record<string, string>;
 
 export type MailClassification =
-  /** `originalMessageIds` may be empty: the sync then matches each recipient to our latest send to it. */
-  | { type: 'bounce'; originalMessageIds: string[]; notice: BounceNotice }
+  /**
+   * `quotedMessageId`: the Message-ID of the bounced message the notice quotes (attached or
+   * inline), which alone says which message bounced. `threadingIds`: the notice's own
+   * In-Reply-To/References, looked at only when it quotes none. Neither: the sync matches each
+   * recipient to our latest send to it (signals.ts).
+   */
+  | { type: 'bounce'; quotedMessageId?: string; threadingIds: string[]; notice: BounceNotice }
   | { type: 'reply'; originalMessageIds: string[]; automatic: boolean }
   | { type: 'other' };
 
@@ -91,8 +96,8 @@ export function looksLikeDsn(headers: MessageHeaders): boolean {
 }
 
 /**
- * What an inbound message means for mail we sent. `originalMessageIds` are the candidates
- * for "the message of ours it is about", best first. A notice is a bounce when the reader
+ * What an inbound message means for mail we sent. A reply's `originalMessageIds` are the
+ * candidates for "the message of ours it is about", best first. A notice is a bounce when the reader
  * found a failed or delayed recipient in it; a notice it could not read is neither (the
  * sync counts it as unparsed). Outbound mail is never a reply or a bounce.
  */
@@ -102,8 +107,8 @@ export function classifyMessage(input: { direction: 'inbound' | 'outbound'; head
   const threading = [...parseMessageIds(headers['in-reply-to']), ...parseMessageIds(headers['references']).reverse()];
 
   if (input.notice) {
-    const originalMessageIds = unique([...(input.notice.originalMessageId ? [input.notice.originalMessageId] : []), ...threading]);
-    return { type: 'bounce', originalMessageIds, notice: input.notice };
+    const quoted = input.notice.originalMessageId;
+    return { type: 'bounce', ...(quoted ? { quotedMessageId: quoted } : {}), threadingIds: unique(threading), notice: input.notice };
   }
   if (looksLikeDsn(headers)) return { type: 'other' };
 

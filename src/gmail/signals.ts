@@ -30,7 +30,11 @@ export interface BounceMatch {
 
 export interface BounceMatching {
   matches: BounceMatch[];
-  /** Recipients for whom no send of ours from this mailbox was found at all. */
+  /**
+   * Recipients for whom no send of ours from this mailbox was found at all — among them every
+   * recipient of a notice that quotes a message that is not one of ours (another workspace's
+   * send from the same Gmail address, mail written in Gmail we never stored).
+   */
   unmatched: FailedRecipient[];
   /** Recipients the named message of ours was never sent to (and no recent send to them either): never acted on. */
   notSent: FailedRecipient[];
@@ -76,19 +80,24 @@ export type SignalsConfig = Config['signals'];
 export function createSignals(config: SignalsConfig) {
   return {
     /**
-     * Which send of ours each failed recipient is about: the message the notice names (its
-     * quoted Message-ID or threading headers) if that message went to the address; else our
-     * latest send to the address from this mailbox within BOUNCE_MATCH_WINDOW_DAYS before the
-     * notice, when the notice comes from a mail system that may report on the address
-     * (mayReportOn). Only this mailbox's own sends count: a notice naming an address it never
-     * sent to is not acted on.
+     * Which send of ours each failed recipient is about. A notice that quotes the bounced
+     * message's Message-ID (`quotedId`) is about that message only: if it is this mailbox's send
+     * to the address, that one; else nothing (`unmatched` when it is no message of ours) — never
+     * "some other send to the address", which would pin another workspace's bounce, or one of
+     * mail written in Gmail, on ours. Only a notice that quotes none is matched by its threading
+     * headers, then by our latest send to the address from this mailbox within
+     * BOUNCE_MATCH_WINDOW_DAYS before the notice, when it comes from a mail system that may
+     * report on the address (mayReportOn). A notice naming an address this mailbox never sent to
+     * is not acted on.
      */
     async matchBounce(
       repo: Pick<SyncQueries, 'findOutboundByRfc822Ids' | 'latestSendTo'>,
-      input: { workspaceId: string; mailboxId: string; at: Date; candidateIds: string[]; recipients: FailedRecipient[]; notifier?: string },
+      input: { workspaceId: string; mailboxId: string; at: Date; quotedId?: string; threadingIds: string[]; recipients: FailedRecipient[]; notifier?: string },
     ): Promise<BounceMatching> {
-      const named = await repo.findOutboundByRfc822Ids(input.workspaceId, input.candidateIds, input.mailboxId);
-      const ordered = input.candidateIds.flatMap((id) => named.filter((m) => m.rfc822MessageId === id));
+      const quoted = Boolean(input.quotedId);
+      const candidateIds = input.quotedId ? [input.quotedId] : input.threadingIds;
+      const named = await repo.findOutboundByRfc822Ids(input.workspaceId, candidateIds, input.mailboxId);
+      const ordered = candidateIds.flatMap((id) => named.filter((m) => m.rfc822MessageId === id));
       const window = { from: new Date(input.at.getTime() - config.matchWindowDays * DAY_MS), to: new Date(input.at.getTime() + MATCH_SKEW_MS) };
       const groups = new Map<string, BounceMatch>();
       const result: BounceMatching = { matches: [], unmatched: [], notSent: [], unverified: [] };
@@ -100,11 +109,11 @@ export function createSignals(config: SignalsConfig) {
         let verified = ordered.length > 0;
         for (const candidate of addresses) {
           original = ordered.find((m) => sentTo(m).has(candidate));
-          // A notice that names a message of ours reports on that message's recipients — unless it
-          // is Google's own (someone added in Gmail to our thread): an organization's postmaster
-          // quoting our message may be quoting anyone. (Google's prose is read for recipients only
-          // in its own words: prose-families.ts.)
-          if (!original && (ordered.length === 0 || isProviderNotice(input.notifier)) && mayReportOn(input.notifier, candidate)) {
+          // Only a notice that quotes no original looks further. One whose threading headers name
+          // a message of ours reports on that message's recipients — unless it is Google's own
+          // (someone added in Gmail to our thread): an organization's postmaster may be quoting
+          // anyone. (Google's prose is read for recipients only in its own words: prose-families.ts.)
+          if (!original && !quoted && (ordered.length === 0 || isProviderNotice(input.notifier)) && mayReportOn(input.notifier, candidate)) {
             verified = true;
             original = await repo.latestSendTo(input.workspaceId, input.mailboxId, candidate, window);
           }
@@ -114,7 +123,7 @@ export function createSignals(config: SignalsConfig) {
           }
         }
         if (!original) {
-          (ordered.length > 0 ? result.notSent : verified ? result.unmatched : result.unverified).push(found);
+          (ordered.length > 0 ? result.notSent : verified || quoted ? result.unmatched : result.unverified).push(found);
           continue;
         }
         const recipient = address === found.address ? found : { ...found, address, originalRecipient: undefined, finalRecipient: found.address };

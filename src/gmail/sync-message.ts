@@ -152,7 +152,8 @@ export function createMessageSync(deps: MessageSyncDeps) {
             workspaceId: mailbox.workspaceId,
             mailboxId: mailbox.id,
             at,
-            candidateIds: classification.originalMessageIds,
+            ...(classification.quotedMessageId ? { quotedId: classification.quotedMessageId } : {}),
+            threadingIds: classification.threadingIds,
             recipients: classification.notice.recipients,
             notifier: from[0],
           })
