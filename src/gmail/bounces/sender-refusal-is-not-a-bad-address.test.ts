@@ -114,6 +114,11 @@ describe('the recipient is still hard when the report or the words say the recip
     ['Postfix with its own 5.1.1 (relay recipient table)', `550 5.1.1 <${RECIPIENT}>: Recipient address rejected: User unknown in relay recipient table`, '5.1.1'],
     ["Gmail's 5.1.1", '550-5.1.1 The email account that you tried to reach does not exist.', '5.1.1'],
     ['a generic 5.0.0 with unknown-user words', '550 No such user here', '5.0.0'],
+    [
+      "Microsoft 365's Directory-Based Edge Blocking (its 'access denied' means no such recipient)",
+      '550 5.4.1 Recipient address rejected: Access denied. AS(201806281) [DM6NAM10FT012.eop-nam10.prod.protection.outlook.com]',
+      '5.4.1',
+    ],
   ])('%s', async (_name, diagnostic, status) => {
     const r = await onlyRecipient(report(diagnostic, status));
     expect({ class: r.class, reason: r.reason }).toEqual({ class: 'hard', reason: 'unknown_user' });

@@ -41,6 +41,9 @@ const SENDER_SIDE =
  * also speaks of blocks, spam or policy is not one that says the recipient is unknown.
  */
 const PROSE: [BounceReason, RegExp][] = [
+  // Microsoft 365's Directory-Based Edge Blocking ("550 5.4.1 Recipient address rejected: Access
+  // denied"): the tenant has no such recipient. Its "access denied" is not a policy block.
+  ['unknown_user', /recipient address rejected: access denied/i],
   ['policy', /blocked|spam|blacklist|block ?list|(?<!not )listed (at|in|on|by)|policy|access denied|not allowed|authentication (required|failed)|\b(dmarc|spf)\b/i],
   [
     'unknown_user',
