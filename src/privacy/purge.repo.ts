@@ -5,6 +5,7 @@ import { messageBareAddresses, messages } from '../db/schema.js';
 import { lockAddresses } from '../suppression/address-lock.js';
 import { lockCampaignRollups, lockWorkspaceRollups } from '../tracking/rollups.repo.js';
 import { recordAudit, type AuditEntry } from './audit.js';
+import { addressesKnownBy } from './contact-addresses.js';
 import { countAffected, eraseAddressReferences } from './purge-references.js';
 
 /*
@@ -59,30 +60,29 @@ function purgeQueries(db: Db) {
     audit: (entry: AuditEntry) => recordAudit(db, entry),
 
     /**
-     * A deleted contact and everything that names it. What is keyed by the address (the
+     * A deleted contact and everything that names it. What is keyed by an address (the
      * recipient row, its sends and tracking, mail that names the address, the suppression
      * entry's address, the address as a value in a campaign's segment or a legal request's
-     * scope) goes only when no live contact of the workspace has the same address again —
-     * then it is that contact's history. The suppression entry stays, as the keyed hash
-     * alone: the opt-out outlives the contact.
+     * scope) goes for every address the contact was known by — its address now and those its
+     * campaign mail went to before an address change (contact-addresses.ts) — except one a live
+     * contact of the workspace holds now: then it is that contact's history. The suppression
+     * entry stays, as the keyed hash alone: the opt-out outlives the contact.
      */
     async purgeContact(contactId: string, addressHash: (email: string) => string): Promise<{ workspaceId: string; removed: Record<string, number> } | undefined> {
-      const [contact] = rowsOf<{ workspace_id: string; email: string; deleted_at: unknown }>(
-        await db.execute(sql`select workspace_id, email, deleted_at from contacts where id = ${contactId}::uuid for update`),
+      const [contact] = rowsOf<{ workspace_id: string; deleted_at: unknown }>(
+        await db.execute(sql`select workspace_id, deleted_at from contacts where id = ${contactId}::uuid for update`),
       );
       if (!contact || contact.deleted_at === null) return undefined;
       const workspaceId = String(contact.workspace_id);
-      const address = String(contact.email).toLowerCase();
-      // A concurrent opt-out or send claim for this address waits until the purge committed.
-      await lockAddresses(db, workspaceId, [address]);
-      const [twin] = rowsOf<{ live: boolean }>(
-        await db.execute(sql`select exists (select 1 from contacts where workspace_id = ${workspaceId}::uuid and lower(email) = ${address} and deleted_at is null) as live`),
-      );
-      const addressIsFree = !twin?.live;
+      // A concurrent opt-out or send claim for one of its addresses waits until the purge committed.
+      await lockAddresses(db, workspaceId, (await addressesKnownBy(db, workspaceId, [contactId])).map((k) => k.address));
+      // Read again under the locks: an address change to one of them (it takes that lock) has committed, or waits.
+      const free = (await addressesKnownBy(db, workspaceId, [contactId])).filter((k) => !k.heldByAnother).map((k) => k.address);
+      const freeList = sql`${pgArray(free)}::text[]`;
 
-      const recipientIds = addressIsFree
-        ? rowsOf<{ id: string }>(await db.execute(sql`select id from recipients where workspace_id = ${workspaceId}::uuid and lower(email) = ${address}`)).map((r) => String(r.id))
-        : [];
+      const recipientIds = rowsOf<{ id: string }>(
+        await db.execute(sql`select id from recipients where workspace_id = ${workspaceId}::uuid and lower(email) = any(${freeList})`),
+      ).map((r) => String(r.id));
       const sends = rowsOf<{ id: string; message_id: string | null; campaign_id: string }>(
         await db.execute(sql`
           select id, message_id, campaign_id from campaign_sends
@@ -96,7 +96,7 @@ function purgeQueries(db: Db) {
       const messageIds = new Set(sends.filter((s) => s.message_id).map((s) => String(s.message_id)));
       const linked = rowsOf<{ id: string }>(await db.execute(sql`select message_id as id from message_contacts where contact_id = ${contactId}::uuid`));
       for (const m of linked) messageIds.add(String(m.id));
-      if (addressIsFree) for (const m of rowsOf<{ id: string }>(await db.execute(messagesNamingSql(workspaceId, address)))) messageIds.add(String(m.id));
+      for (const address of free) for (const m of rowsOf<{ id: string }>(await db.execute(messagesNamingSql(workspaceId, address)))) messageIds.add(String(m.id));
       const messages = uuidArray([...messageIds]);
 
       const removed: Record<string, number> = {};
@@ -116,10 +116,7 @@ function purgeQueries(db: Db) {
       await db.execute(sql`select set_config('inboxtrail.keep_send_counts', 'on', true)`);
       removed.sends = await countAffected(db, sql`delete from campaign_sends where ${ws} and id = any(${uuidArray(sendIds)})`);
       await db.execute(sql`select set_config('inboxtrail.keep_send_counts', 'off', true)`);
-      removed.mailEvents = await countAffected(
-        db,
-        sql`delete from mail_events where ${ws} and (message_id = any(${messages}) ${addressIsFree ? sql`or lower(recipient) = ${address}` : sql``})`,
-      );
+      removed.mailEvents = await countAffected(db, sql`delete from mail_events where ${ws} and (message_id = any(${messages}) or lower(recipient) = any(${freeList}))`);
       await keepBudgetCounts(db, messages);
       removed.messages = await countAffected(db, sql`delete from messages where ${ws} and id = any(${messages})`);
       // Webhook events about them (written before or after the delete; deliveries go with them):
@@ -128,15 +125,16 @@ function purgeQueries(db: Db) {
         db,
         // Each branch names its index's predicate (`data ? …`, migration 0050), or the planner cannot use it.
         sql`delete from webhook_events where ${ws} and ((data ? 'contactId' and data ->> 'contactId' = ${contactId})
-            ${addressIsFree ? sql`or (data ? 'email' and lower(data ->> 'email') = ${address})` : sql``})`,
+            or (data ? 'email' and lower(data ->> 'email') = any(${freeList})))`,
       );
       removed.recipients = await countAffected(db, sql`delete from recipients where ${ws} and id = any(${uuidArray(recipientIds)})`);
-      if (addressIsFree) {
-        removed.suppressionAddressesHashed = await countAffected(
+      removed.suppressionAddressesHashed = 0;
+      for (const address of free) {
+        removed.suppressionAddressesHashed += await countAffected(
           db,
           sql`update suppressions set email = null, address_hash = ${addressHash(address)} where ${ws} and lower(email) = ${address}`,
         );
-        Object.assign(removed, await eraseAddressReferences(db, workspaceId, address, addressHash(address)));
+        for (const [kind, n] of Object.entries(await eraseAddressReferences(db, workspaceId, address, addressHash(address)))) removed[kind] = (removed[kind] ?? 0) + n;
       }
       const [consentRow] = rowsOf<{ n: number }>(await db.execute(sql`select count(*)::int as n from consents where contact_id = ${contactId}::uuid`));
       removed.consents = Number(consentRow?.n ?? 0);
