@@ -12,7 +12,8 @@ import { pgArray, rowsOf } from '../db/pg-array.js';
  * no address here.
  *
  * An address a live contact outside these holds now is that contact's, not theirs: the purge
- * keeps it (`heldByAnother`).
+ * keeps it and an export leaves it out (`heldByAnother`). The purge and the data-subject
+ * export both ask here, so what a purge removes as a person's is what their export shows.
  */
 
 export interface KnownAddress {

@@ -6,6 +6,7 @@ import { campaignSends, campaigns, consents, contacts, mailEvents, messageBareAd
 import { inUuidList } from '../db/sql-lists.js';
 import { contactRecordColumns } from '../contacts/contact-columns.js';
 import { recordAudit, type AuditEntry } from './audit.js';
+import { addressesKnownBy } from './contact-addresses.js';
 import { addressIn, keysetRows, messageMetadata } from './export.repo.js';
 import { subjectSeenBy } from './gmail-guard.js';
 
@@ -56,13 +57,30 @@ function both(byAddress: SQL | undefined, byMailbox: SQL | undefined): SQL {
   return and(byAddress, byMailbox)!;
 }
 
+/**
+ * The mail of the scope's contacts by id, whatever address it went to (a contact's address
+ * changes; its mail from before stays its own): the timeline's two links (contacts/README.md),
+ * message_contacts for 1:1 and synced mail, the ledger for campaign mail.
+ */
+function messagesOfContacts(scope: ResolvedScope): SQL | undefined {
+  if (scope.resolvedContactIds.length === 0) return undefined;
+  const ids = sql`${pgArray(scope.resolvedContactIds)}::uuid[]`;
+  // `= any(array(…))`, here and in sendScope: beside the address rule in an OR, an `in (subquery)`
+  // is a filter on every row of the workspace; an array is an index condition (a BitmapOr).
+  return sql`${messages.id} = any(array(
+    select mc.message_id from message_contacts mc where mc.contact_id = any(${ids}) and mc.workspace_id = ${scope.workspaceId}::uuid
+    union all
+    select s.message_id from campaign_sends s where s.contact_id = any(${ids}) and s.workspace_id = ${scope.workspaceId}::uuid and s.message_id is not null))`;
+}
+
 function messageScope(scope: ResolvedScope): SQL {
   const involves = aboutPeople(scope, (addresses) => {
     const list = pgArray(addresses);
     // The index of every message's bare addresses (migration 0047) finds the candidates; the exact
     // rule (an address as written, not inside `Name <…>`) decides, as it always did.
-    return sql`(${messageBareAddresses(messages)} && ${list}::text[]
+    const named = sql`(${messageBareAddresses(messages)} && ${list}::text[]
       and (lower(${messages.fromAddress}) = any(${list}::text[]) or exists (select 1 from unnest(${messages.toAddresses} || ${messages.ccAddresses} || ${messages.bccAddresses}) as a(address) where lower(a.address) = any(${list}::text[]))))`;
+    return or(named, messagesOfContacts(scope))!;
   });
   const byMailbox = scope.mailboxIds.length === 0 ? undefined : inUuidList(messages.mailboxId, scope.mailboxIds);
   return and(eq(messages.workspaceId, scope.workspaceId), both(involves, byMailbox))!;
@@ -71,17 +89,19 @@ function messageScope(scope: ResolvedScope): SQL {
 function sendScope(scope: ResolvedScope): SQL {
   // Through the address's recipient row (indexed by address) and the ledger's index led by it;
   // lower(campaign_sends.email) has no index, and alone it read every send of the workspace.
-  const byAddress = aboutPeople(
-    scope,
-    (addresses) =>
-      sql`(${campaignSends.recipientId} in (select ${recipients.id} from ${recipients} where ${recipients.workspaceId} = ${scope.workspaceId} and ${addressIn(recipients.email, addresses)})
+  // Or by the contact's id (campaign_sends_contact_idx): its sends from before an address change.
+  const byPeople = aboutPeople(scope, (addresses) =>
+    or(
+      sql`(${campaignSends.recipientId} = any(array(select ${recipients.id} from ${recipients} where ${recipients.workspaceId} = ${scope.workspaceId} and ${addressIn(recipients.email, addresses)}))
         and ${addressIn(campaignSends.email, addresses)})`,
+      scope.resolvedContactIds.length === 0 ? undefined : inUuidList(campaignSends.contactId, scope.resolvedContactIds),
+    )!,
   );
   const byMailbox =
     scope.mailboxIds.length === 0
       ? undefined
       : sql`${campaignSends.campaignId} in (select ${campaigns.id} from ${campaigns} where ${campaigns.workspaceId} = ${scope.workspaceId} and ${inUuidList(campaigns.mailboxId, scope.mailboxIds)})`;
-  return and(eq(campaignSends.workspaceId, scope.workspaceId), both(byAddress, byMailbox))!;
+  return and(eq(campaignSends.workspaceId, scope.workspaceId), both(byPeople, byMailbox))!;
 }
 
 export function createSubjectDataRepo(db: Db) {
@@ -99,7 +119,12 @@ export function createSubjectDataRepo(db: Db) {
             .where(and(eq(contacts.workspaceId, scope.workspaceId), named))
             .orderBy(asc(contacts.id))
         : [];
-      const addresses = [...new Set([...scope.addresses, ...found.map((c) => c.email.toLowerCase())])];
+      // Their addresses now and those their campaign mail went to before an address change, but
+      // not one another live contact holds now: that is the other person's (contact-addresses.ts).
+      const known = await addressesKnownBy(db, scope.workspaceId, found.map((c) => c.id));
+      const addresses = [
+        ...new Set([...scope.addresses, ...found.map((c) => c.email.toLowerCase()), ...known.filter((k) => !k.heldByAnother).map((k) => k.address)]),
+      ];
       const namesPeople = scope.namesPeople ?? scope.addresses.length + scope.contactIds.length > 0;
       return { scope: { ...scope, addresses, namesPeople, resolvedContactIds: found.map((c) => c.id) }, contacts: found };
     },

@@ -6,6 +6,7 @@ import { createTrackingUrls } from '../../src/tracking/urls.js';
 import { tablesMentioning } from '../helpers/all-tables.js';
 import { campaignFixtures } from '../helpers/campaign-fixtures.js';
 import { connectedMailbox } from '../helpers/gmail.js';
+import { readChunked } from '../helpers/subject-data.js';
 import { signUp, startTestApp, type TestApp } from '../helpers/test-app.js';
 
 /*
@@ -72,6 +73,12 @@ async function purgedLater<T>(check: () => Promise<T>): Promise<T> {
   }
 }
 
+async function exportOf(address: string) {
+  const response = await fetch(`${app.baseUrl}/api/privacy/recipients/export?email=${encodeURIComponent(address)}`, { headers: { authorization: `Bearer ${owner.token}` } });
+  expect(response.status).toBe(200);
+  return JSON.parse((await readChunked(response)).text);
+}
+
 describe('P-13 the purge of a contact whose address changed', () => {
   it('P-13 a contact whose address changed leaves nothing of its old address after the purge (recipient row, opt-out in plain text)', async () => {
     const { contact, oldAddress, newAddress, campaignId, send } = await mailedThenMoved('moved', { optOut: true });
@@ -105,5 +112,50 @@ describe('P-13 the purge of a contact whose address changed', () => {
       heir: (await api('GET', `/api/contacts/${heir.body.id}`)).status,
     }));
     expect(after).toEqual({ sends: 0, recipients: 1, suppressions: 1, heir: 200 });
+  });
+});
+
+describe('P-12 / P-16 the history of a contact from before an address change', () => {
+  it('P-12 the export of a contact includes the campaign mail and tracking the workspace holds under that contact, from before an address change', async () => {
+    const { contact, oldAddress, newAddress, send } = await mailedThenMoved('dsar-moved');
+    const doc = await exportOf(newAddress);
+    expect(doc.contacts.map((c: { id: string }) => c.id)).toEqual([contact.id]);
+    // The ledger row names this contact by id (the purge deletes it as theirs), and its open is theirs too.
+    expect({
+      sends: doc.campaign_sends.map((s: { id: string }) => s.id),
+      trackingEvents: doc.tracking_events.length,
+      messagesTo: doc.messages.map((m: { toAddresses: string[] }) => m.toAddresses),
+    }).toEqual({ sends: [send.id], trackingEvents: 1, messagesTo: [[oldAddress]] });
+  });
+
+  it('P-12 an old address another live contact holds now is not exported with the contact that left it: that contact’s opt-out stays out', async () => {
+    const { contact, oldAddress, newAddress, send } = await mailedThenMoved('dsar-handed-on');
+    expect((await api('POST', '/api/contacts', { email: oldAddress })).status).toBe(201);
+    expect((await api('POST', '/api/suppressions', { email: oldAddress })).status).toBe(201);
+    const doc = await exportOf(newAddress);
+    expect({
+      contacts: doc.contacts.map((c: { id: string }) => c.id),
+      sends: doc.campaign_sends.map((s: { id: string }) => s.id),
+      suppressions: doc.suppressions,
+    }).toEqual({ contacts: [contact.id], sends: [send.id], suppressions: [] });
+  });
+
+  it('P-16 a legal request naming a contact by id discloses its campaign mail and tracking from before an address change', async () => {
+    const { contact, send } = await mailedThenMoved('legal-moved');
+    const recorded = await api('POST', '/api/privacy/legal-requests', {
+      authority: 'Amtsgericht Berlin',
+      legalBasis: 'Court order',
+      reference: 'AZ 1/26',
+      scope: { contactIds: [contact.id], from: new Date(clock - DAY).toISOString(), to: new Date(clock + DAY).toISOString(), kinds: ['campaign_sends', 'tracking_events', 'messages'] },
+    });
+    expect(recorded.status, recorded.text).toBe(201);
+    const response = await fetch(`${app.baseUrl}/api/privacy/legal-requests/${recorded.body.id}/disclosure`, { headers: { authorization: `Bearer ${owner.token}` } });
+    expect(response.status).toBe(200);
+    const doc = JSON.parse((await readChunked(response)).text);
+    expect({
+      sends: doc.campaign_sends.map((s: { id: string }) => s.id),
+      trackingEvents: doc.tracking_events.length,
+      messages: doc.messages.length,
+    }).toEqual({ sends: [send.id], trackingEvents: 1, messages: 1 });
   });
 });
