@@ -5,11 +5,20 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../logger.js';
-import { SAMPLE_EGRESS_FILE, buildRangeSet, createAppleMppRanges, parseEgressCsv } from './apple-mpp.js';
+import { APPLE_EGRESS_URL, SAMPLE_EGRESS_FILE, appleMppSource, buildRangeSet, createAppleMppRanges, parseEgressCsv } from './apple-mpp.js';
 
 const logger = createLogger('silent');
 const dir = mkdtempSync(path.join(os.tmpdir(), 'apple-mpp-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('where the Apple table comes from', () => {
+  it("production without APPLE_MPP_RANGES loads Apple's list, not the sample; elsewhere the sample; a set value always wins", () => {
+    expect(appleMppSource(undefined, 'production')).toBe(APPLE_EGRESS_URL);
+    expect(appleMppSource(undefined, 'development')).toBe(SAMPLE_EGRESS_FILE);
+    expect(appleMppSource(undefined, 'test')).toBe(SAMPLE_EGRESS_FILE);
+    expect(appleMppSource('/srv/apple.csv', 'production')).toBe('/srv/apple.csv');
+  });
+});
 
 describe("Apple's egress CSV", () => {
   it('parses prefixes of both families and counts junk lines', () => {

@@ -14,12 +14,22 @@ import { ipv4ToNumber, ipv6ToBigInt, normalizeIp } from './ip.js';
  * The list has ~300k lines, so lookups use merged, sorted ranges and a binary search.
  *
  * The same ranges carry iCloud Private Relay browsing: a *click* from them is a person
- * in Safari, so only opens are judged by this table (classify.ts).
+ * in Safari, so only opens are judged by this table, and not an open whose agent is
+ * Safari's (classify.ts).
  */
 
 export const APPLE_EGRESS_URL = 'https://mask-api.icloud.com/egress-ip-ranges.csv';
 /** A small excerpt of Apple's file, shipped for tests and as the default table. */
 export const SAMPLE_EGRESS_FILE = fileURLToPath(new URL('./data/apple-egress-ip-ranges.sample.csv', import.meta.url));
+
+/**
+ * Where the table comes from: `APPLE_MPP_RANGES` when set; else, in production, Apple's own
+ * list (the sample recognises almost no real traffic: with it MPP opens would count as people);
+ * else the sample, so that development and tests run without network.
+ */
+export function appleMppSource(configured: string | undefined, env: string): string {
+  return configured ?? (env === 'production' ? APPLE_EGRESS_URL : SAMPLE_EGRESS_FILE);
+}
 
 export interface IpRangeSet {
   contains(ip: string): boolean;

@@ -39,6 +39,8 @@ describe('classification table (real user agents)', () => {
     ['open, Yahoo mail proxy', hit({ userAgent: UA.yahooProxy }), 'unknown', ['yahoo_mail_proxy']],
     ['open, Apple Mail through Mail Privacy Protection (IPv4)', hit({ userAgent: UA.appleMailMac, ip: APPLE_IP }), 'machine', ['apple_mpp_ip']],
     ['open, Apple Mail through Mail Privacy Protection (IPv6)', hit({ userAgent: UA.appleMailIphone, ip: APPLE_IP6 }), 'machine', ['apple_mpp_ip']],
+    ['open, Safari through iCloud Private Relay (Apple address, Safari agent: a person browsing, not MPP)', hit({ userAgent: UA.safariIos, ip: APPLE_IP }), 'human', ['no_machine_signal']],
+    ['open, Safari through Private Relay 3 s after sending', hit({ userAgent: UA.safariIos, ip: APPLE_IP6, atMs: SENT + 3_000 }), 'machine', ['too_soon_after_send']],
     ['open, Apple Mail without MPP (home address)', hit({ userAgent: UA.appleMailMac }), 'human', ['no_machine_signal']],
     ['open, Outlook for Windows', hit({ userAgent: UA.outlookWindows }), 'human', ['no_machine_signal']],
     ['open, Outlook desktop', hit({ userAgent: UA.outlookDesktop }), 'human', ['no_machine_signal']],
@@ -67,6 +69,8 @@ describe('classification table (real user agents)', () => {
     ['click, Go http client', hit({ type: 'click', userAgent: UA.goHttp }), 'machine', ['bot_user_agent']],
     ['click, no user agent', hit({ type: 'click', userAgent: undefined }), 'machine', ['no_user_agent']],
     ['click, HEAD', hit({ type: 'click', method: 'HEAD' }), 'machine', ['head_request']],
+    ['click, same client as a HEAD or honeypot hit of the send', hit({ type: 'click', sameClientAsMachine: true }), 'machine', ['same_client_as_machine']],
+    ['open, sameClientAsMachine is for clicks only', hit({ sameClientAsMachine: true }), 'human', ['no_machine_signal']],
     ['click, the honeypot (from a browser agent)', hit({ type: 'click', honeypot: true }), 'machine', ['honeypot']],
     ['click, Gmail proxy agent on a link', hit({ type: 'click', userAgent: UA.gmailProxy }), 'machine', ['google_image_proxy']],
   ] as const)('%s → %s %j', (_name, facts, classification, reasons) => {

@@ -7,9 +7,12 @@ import { TtlLru } from './lru.js';
  * by the recorder, which sees the neighbouring hits). Every verdict carries short,
  * stable reasons, stored with the event and shown in stats.
  *
- *   machine  any machine signal: HEAD request, the honeypot link, an Apple Mail Privacy
- *            Protection address (opens only), a link scanner or generic bot user agent,
- *            a hit within seconds of sending, every link of the message at once.
+ *   machine  any machine signal: HEAD request, the honeypot link, a click from the same
+ *            client (address and agent) as a HEAD or honeypot hit of the send within
+ *            seconds (worked out by the recorder), an Apple Mail Privacy Protection
+ *            address (opens, unless Safari's agent says it is Private Relay browsing), a
+ *            link scanner or generic bot user agent, a hit within seconds of sending,
+ *            every link of the message at once.
  *   unknown  no machine signal, but the hit comes through a mail provider's image proxy
  *            that fetches on the reader's behalf (Gmail, Yahoo), or carries no user agent:
  *            probably a person opening, but nothing proves it.
@@ -34,6 +37,7 @@ export const REASONS = {
   tooSoonAfterSend: 'too_soon_after_send',
   allLinksAtOnce: 'all_links_at_once',
   prefetch: 'prefetch',
+  sameClientAsMachine: 'same_client_as_machine',
   noMachineSignal: 'no_machine_signal',
   /** Set by stats, never stored: a machine/unknown open counted human because of a later human click. */
   upgradedByHumanClick: 'upgraded_by_human_click',
@@ -53,6 +57,8 @@ export interface HitFacts {
   linkBurst?: boolean;
   /** The client said it fetched ahead of a person (Sec-Purpose: prefetch and its kin): a browser's or a mail app's preload, not a read or a click. */
   prefetch?: boolean;
+  /** Click from the same address and agent as a HEAD or honeypot hit of the same send, within SAME_CLIENT_WINDOW_MS (recorder.ts). */
+  sameClientAsMachine?: boolean;
 }
 
 /** Shared between hits (frozen): never change one. */
@@ -76,6 +82,13 @@ const SCANNER_AGENTS =
  * before (or instead of) handing it to the browser.
  */
 const OFFICE_AGENT = /\bms-office\b|\bmsoffice\b|microsoft office\/|microsoft outlook/i;
+
+/**
+ * Safari says `Version/<n> … Safari/<n>`; Mail's web view (the agent of Apple Mail and of
+ * Mail Privacy Protection's fetches) says neither. Through an Apple egress address, Safari is
+ * a person browsing with iCloud Private Relay, not Mail Privacy Protection (apple-mpp.ts).
+ */
+const SAFARI_AGENT = /\bVersion\/\d[\d.]*\b.*\bSafari\/\d/;
 
 export function agentKind(userAgent: string | undefined): AgentKind {
   if (!userAgent || !userAgent.trim()) return 'none';
@@ -116,9 +129,9 @@ export function createClassifier(options: ClassifierOptions) {
     if (hit.method === 'HEAD') machine |= HEAD_REQUEST;
     if (hit.prefetch) machine |= PREFETCH;
     if (hit.type === 'click' && hit.honeypot) machine |= HONEYPOT;
-    if (hit.type === 'open' && hit.ip && options.isAppleMppIp(hit.ip)) machine |= APPLE_MPP_IP;
-
     const kind = kindOf(hit.userAgent);
+    // Apple's ranges carry Private Relay browsing too: Safari there is judged by what else is known.
+    if (hit.type === 'open' && hit.ip && options.isAppleMppIp(hit.ip) && !(kind === 'client' && SAFARI_AGENT.test(hit.userAgent!))) machine |= APPLE_MPP_IP;
     switch (kind) {
       case 'google_image_proxy':
         if (hit.type === 'open') unknown |= GOOGLE_IMAGE_PROXY;
@@ -149,6 +162,7 @@ export function createClassifier(options: ClassifierOptions) {
 
     if (hit.sentAtMs !== null && hit.atMs - hit.sentAtMs < tooSoonMs) machine |= TOO_SOON_AFTER_SEND;
     if (hit.type === 'click' && hit.linkBurst) machine |= ALL_LINKS_AT_ONCE;
+    if (hit.type === 'click' && hit.sameClientAsMachine) machine |= SAME_CLIENT_AS_MACHINE;
     return verdictOf(machine, unknown);
   };
 }
@@ -172,6 +186,7 @@ const REASON_ORDER = [
   REASONS.tooSoonAfterSend,
   REASONS.allLinksAtOnce,
   REASONS.prefetch,
+  REASONS.sameClientAsMachine,
 ] as const;
 const bit = (reason: (typeof REASON_ORDER)[number]) => 1 << REASON_ORDER.indexOf(reason);
 const HEAD_REQUEST = bit(REASONS.headRequest);
@@ -185,6 +200,7 @@ const NO_USER_AGENT = bit(REASONS.noUserAgent);
 const TOO_SOON_AFTER_SEND = bit(REASONS.tooSoonAfterSend);
 const ALL_LINKS_AT_ONCE = bit(REASONS.allLinksAtOnce);
 const PREFETCH = bit(REASONS.prefetch);
+const SAME_CLIENT_AS_MACHINE = bit(REASONS.sameClientAsMachine);
 
 const reasonsOf = (mask: number) => REASON_ORDER.filter((_, i) => mask & (1 << i));
 const verdicts = new Map<number, Verdict>();
@@ -209,6 +225,12 @@ export type Classify = ReturnType<typeof createClassifier>;
 
 /** Distinct links that must be hit within the window for a burst; campaign links span every step, so a step's mail may hold fewer. */
 export const BURST_WINDOW_MS = 1_000;
+/**
+ * A HEAD or a honeypot hit is a machine, and so is every click of the same send from the same
+ * address and agent this close to it, before or after (a scanner clicks the button, then the
+ * hidden link; a link checker sends HEAD, then GET). Clicks are held this long (recorder.ts).
+ */
+export const SAME_CLIENT_WINDOW_MS = 10_000;
 export function burstThreshold(contentLinkCount: number): number | undefined {
   // One link cannot form a burst; three distinct links inside a second is beyond a person.
   return contentLinkCount < 2 ? undefined : Math.min(contentLinkCount, 3);

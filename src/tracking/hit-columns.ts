@@ -25,6 +25,8 @@ const LINK_BURST = 4;
 const UNRESOLVED_COUNTED = 8;
 /** The client said it fetched ahead of a person (RawHit.prefetch). */
 const PREFETCH = 16;
+/** A click from the same client as a HEAD or honeypot hit of its send, close in time (recorder.ts). */
+const SAME_CLIENT_AS_MACHINE = 32;
 
 /** Hits by column: `length` slots of each column (a chunk of the queue, or a batch taken from it). */
 interface Columns {
@@ -67,7 +69,7 @@ function itemAt(columns: Columns, at: number): QueuedHit {
   const hit = { atMs: columns.atMs[at]!, method: columns.method[at]!, ip: columns.ip[at], userAgent: columns.userAgent[at], ...((flags & PREFETCH) !== 0 ? { prefetch: true } : {}) };
   const id = columns.id[at];
   return flags & CLICK
-    ? { kind: 'click', id, send: columns.subject[at] as ResolvedSend, linkIndex: columns.linkIndex[at]!, honeypot: (flags & HONEYPOT) !== 0, linkBurst: (flags & LINK_BURST) !== 0, hit }
+    ? { kind: 'click', id, send: columns.subject[at] as ResolvedSend, linkIndex: columns.linkIndex[at]!, honeypot: (flags & HONEYPOT) !== 0, linkBurst: (flags & LINK_BURST) !== 0, sameClientAsMachine: (flags & SAME_CLIENT_AS_MACHINE) !== 0, hit }
     : { kind: 'open', id, sendId: columns.subject[at] as string, hit };
 }
 
@@ -92,6 +94,10 @@ export class HitBatch {
 
   isLinkBurst(at: number): boolean {
     return (this.columns.flags[at]! & LINK_BURST) !== 0;
+  }
+
+  isSameClientAsMachine(at: number): boolean {
+    return (this.columns.flags[at]! & SAME_CLIENT_AS_MACHINE) !== 0;
   }
 
   isPrefetch(at: number): boolean {
@@ -149,7 +155,7 @@ export class HitColumns {
     const { hit } = item;
     const prefetch = hit.prefetch ? PREFETCH : 0;
     if (item.kind === 'click') {
-      chunk.flags[at] = CLICK | (item.honeypot ? HONEYPOT : 0) | (item.linkBurst ? LINK_BURST : 0) | prefetch;
+      chunk.flags[at] = CLICK | (item.honeypot ? HONEYPOT : 0) | (item.linkBurst ? LINK_BURST : 0) | (item.sameClientAsMachine ? SAME_CLIENT_AS_MACHINE : 0) | prefetch;
       chunk.subject[at] = item.send;
       chunk.linkIndex[at] = item.linkIndex;
     } else {

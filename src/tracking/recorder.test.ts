@@ -133,6 +133,53 @@ describe('recorder', () => {
     recorder.close();
   });
 
+  it('a honeypot or HEAD hit marks the same client\'s clicks of the send within 10 s, before or after, and no one else\'s', async () => {
+    const { recorder, cache, rows, tick, now } = setup();
+    const send = (await cache.resolve(SEND))!;
+    const scanner = { method: 'GET', userAgent: CHROME, ip: '40.94.32.5' };
+    recorder.click(send, 0, { atMs: now(), ...scanner }); // 9 s before the honeypot hit
+    tick(9_000);
+    recorder.click(send, 0, { atMs: now(), ...scanner, ip: '203.0.113.9' }); // a person elsewhere
+    recorder.click(send, 0, { atMs: now(), ...scanner, userAgent: `${CHROME} Edg/124.0` }); // another agent
+    recorder.click(send, 3, { atMs: now(), ...scanner }); // the honeypot
+    tick(9_500);
+    recorder.click(send, 1, { atMs: now(), ...scanner }); // 9.5 s after
+    tick(1_000);
+    recorder.click(send, 2, { atMs: now(), ...scanner }); // 10.5 s after: too far
+    recorder.click(send, 2, { atMs: now(), ...scanner, method: 'HEAD' }); // a HEAD: machine itself, and evidence
+    tick(8_000);
+    recorder.click(send, 1, { atMs: now(), ...scanner }); // 8 s after the HEAD
+    recorder.close();
+    expect((await rows()).map((r) => [r.linkIndex, r.ip, r.method, r.classification, r.reasons])).toEqual([
+      [0, '40.94.32.5', 'GET', 'machine', ['same_client_as_machine']],
+      [0, '203.0.113.9', 'GET', 'human', ['no_machine_signal']],
+      [0, '40.94.32.5', 'GET', 'human', ['no_machine_signal']],
+      [3, '40.94.32.5', 'GET', 'machine', ['honeypot']],
+      [1, '40.94.32.5', 'GET', 'machine', ['same_client_as_machine']],
+      [2, '40.94.32.5', 'GET', 'machine', ['same_client_as_machine']],
+      [2, '40.94.32.5', 'HEAD', 'machine', ['head_request']],
+      [1, '40.94.32.5', 'GET', 'machine', ['same_client_as_machine']],
+    ]);
+  });
+
+  it('holds clicks 10 s (the same-client window), and a pixel HEAD is evidence too', async () => {
+    const { recorder, cache, queued, tick, now } = setup();
+    const send = (await cache.resolve(SEND))!;
+    recorder.open(SEND, { atMs: now(), method: 'HEAD', userAgent: CHROME, ip: '40.94.32.5' });
+    recorder.click(send, 0, { atMs: now() + 1, method: 'GET', userAgent: CHROME, ip: '40.94.32.5' });
+    tick(9_000);
+    await new Promise((r) => setTimeout(r, 1_100)); // the release timer runs; the click is not due
+    expect(recorder.held).toBe(1);
+    tick(2_000);
+    await new Promise((r) => setTimeout(r, 1_100));
+    expect(recorder.held).toBe(0);
+    expect(queued.map((q) => (q.kind === 'click' ? ['click', q.sameClientAsMachine] : ['open', q.hit.method]))).toEqual([
+      ['open', 'HEAD'],
+      ['click', true],
+    ]);
+    recorder.close();
+  });
+
   it('a batch prepared again (its write failed and is retried) keeps the ids it was given the first time', async () => {
     const { recorder, cache, queued, batchOf, now } = setup();
     const send = (await cache.resolve(SEND))!;

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { BURST_WINDOW_MS, burstThreshold, inLinkBurst, type Classify } from './classify.js';
+import { BURST_WINDOW_MS, SAME_CLIENT_WINDOW_MS, burstThreshold, inLinkBurst, type Classify } from './classify.js';
 import { HitColumns, type HitBatch } from './hit-columns.js';
 import { TtlLru } from './lru.js';
 import type { ResolvedSend, SendCache } from './send-cache.js';
@@ -8,10 +8,14 @@ import { emptyEventColumns, type EventColumns } from './event-columns.js';
 /*
  * Between the HTTP handler and the event writer. Opens are queued raw and resolved +
  * classified at flush time, in batches (an open never waits for the database). Clicks
- * arrive resolved (the redirect needed the link) and are held for one burst window, so
- * that "every link of the message within a second" can be judged with the hits on both
- * sides of each click (the recent clicks of each send are kept in a bounded map); their
- * verdict and event are then made at flush time too, off the request path.
+ * arrive resolved (the redirect needed the link) and are held SAME_CLIENT_WINDOW_MS (10 s),
+ * so that the rules about neighbouring hits see the hits on both sides of each click:
+ * "every link of the message within a second" (the recent clicks of each send are kept in
+ * a bounded map), and "the same client as a HEAD or honeypot hit of the send within 10 s"
+ * (a scanner clicks the button, then the hidden link 100 ms later; the machine evidence of
+ * each send is kept in another bounded map, only for sends that have some). Their verdict
+ * and event are then made at flush time too, off the request path. Both maps live in this
+ * process: hits of one scanner answered by two processes are judged apart (README, limits).
  */
 
 export interface RawHit {
@@ -31,9 +35,15 @@ export interface RawHit {
  */
 export type QueuedHit =
   | { kind: 'open'; id?: string; sendId: string; hit: RawHit }
-  | { kind: 'click'; id?: string; send: ResolvedSend; linkIndex: number; honeypot: boolean; linkBurst: boolean; hit: RawHit };
+  | { kind: 'click'; id?: string; send: ResolvedSend; linkIndex: number; honeypot: boolean; linkBurst: boolean; sameClientAsMachine?: boolean; hit: RawHit };
 
 type QueuedClick = Extract<QueuedHit, { kind: 'click' }>;
+
+interface MachineHit {
+  atMs: number;
+  ip: string;
+  userAgent: string | undefined;
+}
 
 /** Stored user agents are capped: enough to classify and audit, not a place for junk. */
 const MAX_USER_AGENT = 512;
@@ -44,7 +54,10 @@ export interface RecorderOptions {
   push: (item: QueuedHit) => void;
   /** A valid token whose send no longer exists (deleted campaign): dropped and counted. */
   onUnresolved?: (type: 'open' | 'click') => void;
+  /** How long a click is held before its neighbours are judged (default SAME_CLIENT_WINDOW_MS). */
   holdMs?: number;
+  /** Held clicks at most; beyond it the oldest is judged early, with what is known (default 200,000). */
+  maxHeld?: number;
   now?: () => number;
   newId?: () => string;
 }
@@ -53,11 +66,38 @@ export function createRecorder(options: RecorderOptions) {
   const { cache, classify, push } = options;
   const now = options.now ?? Date.now;
   const newId = options.newId ?? randomUUID;
-  const holdMs = options.holdMs ?? BURST_WINDOW_MS;
-  /** Per send, per content link: the times of its last few clicks (honeypot hits are not kept). */
-  const recentClicks = new TtlLru<string, Map<number, number[]>>(50_000, 10 * BURST_WINDOW_MS, now);
+  const holdMs = options.holdMs ?? SAME_CLIENT_WINDOW_MS;
+  const maxHeld = options.maxHeld ?? 200_000;
+  /**
+   * Per send, per content link: the times of its last few clicks (honeypot hits are not kept).
+   * Kept until the last click of the send has been released (each click renews its send's entry).
+   */
+  const recentClicksTtl = holdMs + 2 * BURST_WINDOW_MS;
+  const recentClicks = new TtlLru<string, Map<number, number[]>>(50_000, recentClicksTtl, now);
   const PER_LINK = 8;
-  /** Clicks waiting out their burst window, by column (hit-columns.ts: thousands a second live ~1 s). */
+  /**
+   * Per send with any: its last few HEAD and honeypot hits (time, address, agent), kept until a
+   * click they could mark has been released (a click SAME_CLIENT_WINDOW_MS later, held holdMs).
+   */
+  const machineHits = new TtlLru<string, MachineHit[]>(50_000, SAME_CLIENT_WINDOW_MS + holdMs + 2 * BURST_WINDOW_MS, now);
+  const PER_SEND_MACHINE_HITS = 8;
+  const rememberMachineHit = (sendId: string, hit: RawHit) => {
+    // Without an address nothing says a later hit is the same client.
+    if (hit.ip === undefined) return;
+    const list = machineHits.get(sendId) ?? [];
+    list.push({ atMs: hit.atMs, ip: hit.ip, userAgent: hit.userAgent });
+    if (list.length > PER_SEND_MACHINE_HITS) list.shift();
+    machineHits.set(sendId, list);
+  };
+  /** Strings are interned by the handler (one per distinct agent and address), so === is cheap. */
+  const nearMachineHit = (sendId: string, hit: RawHit) => {
+    if (hit.ip === undefined || machineHits.size === 0) return false;
+    const list = machineHits.get(sendId);
+    if (!list) return false;
+    for (const m of list) if (m.ip === hit.ip && m.userAgent === hit.userAgent && Math.abs(m.atMs - hit.atMs) <= SAME_CLIENT_WINDOW_MS) return true;
+    return false;
+  };
+  /** Clicks waiting out their hold, by column (hit-columns.ts: thousands a second live ~10 s). */
   const held = new HitColumns();
 
   /** Cheap first: fewer distinct links ever clicked than needed (the usual case) is no burst. */
@@ -73,6 +113,8 @@ export function createRecorder(options: RecorderOptions) {
     const required = burstThreshold(send.links.contentLinkCount);
     // Only the burst needs the neighbours (known now); the verdict and the row are made at flush time.
     click.linkBurst = !honeypot && required !== undefined && burstAround(recentClicks.get(send.sendId), hit.atMs, required);
+    // A HEAD or honeypot hit is a machine by itself; the rule is for the same client's other clicks.
+    click.sameClientAsMachine = !honeypot && hit.method !== 'HEAD' && nearMachineHit(send.sendId, hit);
     push(click);
   };
 
@@ -81,22 +123,22 @@ export function createRecorder(options: RecorderOptions) {
     while (held.length > 0 && (all || held.headAtMs()! <= due)) release(held.shift() as QueuedClick);
   };
 
-  const timer = setInterval(() => releaseHeld(false), Math.max(50, Math.floor(holdMs / 4)));
+  const timer = setInterval(() => releaseHeld(false), Math.min(1_000, Math.max(50, Math.floor(holdMs / 4))));
   timer.unref();
 
   return {
     open(sendId: string, hit: RawHit): void {
+      if (hit.method === 'HEAD') rememberMachineHit(sendId, hit);
       push({ kind: 'open', sendId, hit });
     },
 
     click(send: ResolvedSend, linkIndex: number, hit: RawHit): void {
       const honeypot = send.links.byIndex.get(linkIndex)?.honeypot ?? false;
+      if (honeypot || hit.method === 'HEAD') rememberMachineHit(send.sendId, hit);
       if (!honeypot) {
-        let recent = recentClicks.get(send.sendId);
-        if (!recent) {
-          recent = new Map();
-          recentClicks.set(send.sendId, recent);
-        }
+        // Renewed on every click: the entry must outlive the hold of the send's last click.
+        const recent = recentClicks.get(send.sendId) ?? new Map<number, number[]>();
+        recentClicks.set(send.sendId, recent);
         const times = recent.get(linkIndex);
         if (!times) recent.set(linkIndex, [hit.atMs]);
         else {
@@ -105,6 +147,7 @@ export function createRecorder(options: RecorderOptions) {
           if (times.length > PER_LINK) times.shift();
         }
       }
+      if (held.length >= maxHeld) release(held.shift() as QueuedClick);
       held.push({ kind: 'click', send, linkIndex, honeypot, linkBurst: false, hit });
     },
 
@@ -135,7 +178,7 @@ export function createRecorder(options: RecorderOptions) {
         const ip = columns.ip[at];
         const userAgent = columns.userAgent[at];
         const verdict = click
-          ? classify({ type: 'click', method, atMs, ip, userAgent, sentAtMs: send.sentAtMs, prefetch: batch.isPrefetch(at), honeypot: batch.isHoneypot(at), linkBurst: batch.isLinkBurst(at) })
+          ? classify({ type: 'click', method, atMs, ip, userAgent, sentAtMs: send.sentAtMs, prefetch: batch.isPrefetch(at), honeypot: batch.isHoneypot(at), linkBurst: batch.isLinkBurst(at), sameClientAsMachine: batch.isSameClientAsMachine(at) })
           : classify({ type: 'open', method, atMs, ip, userAgent, sentAtMs: send.sentAtMs, prefetch: batch.isPrefetch(at) });
         events.id.push((columns.id[at] ??= newId()));
         events.workspaceId.push(send.workspaceId);
@@ -153,7 +196,7 @@ export function createRecorder(options: RecorderOptions) {
       return events;
     },
 
-    /** Clicks waiting out their burst window. */
+    /** Clicks waiting out their hold (SAME_CLIENT_WINDOW_MS). */
     get held(): number {
       return held.length;
     },

@@ -4,7 +4,7 @@ import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Config } from '../config.js';
 import type { Database } from '../db/connect.js';
 import type { Logger } from '../logger.js';
-import { SAMPLE_EGRESS_FILE, createAppleMppRanges } from './apple-mpp.js';
+import { SAMPLE_EGRESS_FILE, appleMppSource, createAppleMppRanges } from './apple-mpp.js';
 import { createClassifier } from './classify.js';
 import { createEventWriter } from './event-writer.js';
 import { HitColumns, type HitBatch } from './hit-columns.js';
@@ -56,7 +56,8 @@ export function createTracking(deps: TrackingDeps) {
   const urls = createTrackingUrls(codec, config.publicBaseUrl);
   const repo = createTrackingRepo(database.db, { singleConnection: database.kind === 'pglite' });
 
-  const source = settings.appleMppRanges ?? SAMPLE_EGRESS_FILE;
+  const source = appleMppSource(settings.appleMppRanges, config.env);
+  if (source === SAMPLE_EGRESS_FILE && config.env !== 'test') logger.info('APPLE_MPP_RANGES unset: Apple Mail Privacy Protection is judged from a sample of a few ranges (development); set it to Apple\'s list');
   const appleMpp = createAppleMppRanges({
     source,
     logger,
@@ -154,7 +155,7 @@ export function createTracking(deps: TrackingDeps) {
   writerBacklog.size = () => writer.size;
   new Gauge({
     name: 'tracking_events_buffered',
-    help: 'Tracking events waiting to be written (including clicks held for burst detection)',
+    help: 'Tracking events waiting to be written (including clicks held 10 s for the burst and same-client rules)',
     registers: [registry],
     collect() {
       this.set(writer.size + recorder.held);
