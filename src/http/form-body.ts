@@ -1,6 +1,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { Request } from 'express';
 import { AppError, UnsupportedMediaTypeError, ValidationError } from '../errors.js';
+import { parseMultipartFields } from './multipart.js';
 import { assertCleanText, isCleanText } from './text.js';
 
 /** A submitted HTML form: each field name with every value it was given, in order. */
@@ -14,8 +15,8 @@ const FORM_TYPES = ['application/x-www-form-urlencoded', 'multipart/form-data'];
 /**
  * Reads a form posted as `application/x-www-form-urlencoded` (already parsed by the app's
  * body parser) or `multipart/form-data` (RFC 8058 allows both; some mail providers send
- * the latter). Multipart is read up to a bound and parsed by the platform's own FormData
- * parser (undici), so no extra dependency handles untrusted input. Files are ignored.
+ * the latter). Multipart is read up to a bound and parsed by our own lenient reader
+ * (http/multipart.ts: undici's refuses valid bodies some clients send). Files are ignored.
  */
 export async function readFormFields(req: Request, options: { oneClick?: boolean } = {}): Promise<FormFields> {
   const empty = !req.headers['content-type'] && !req.headers['transfer-encoding'] && Number(req.headers['content-length'] ?? 0) === 0;
@@ -133,7 +134,8 @@ function fromParsedBody(body: unknown, add: AddField): FormFields {
 /**
  * A multipart/form-data body read up to `limit` bytes and parsed by the platform's FormData
  * parser: 413 past the limit, 400 when it is not multipart. Files are in it as File objects;
- * callers apply the text rule (http/text.ts) to what they keep. The web app's uploads use it too.
+ * callers apply the text rule (http/text.ts) to what they keep. The web app's uploads use it (our
+ * own browser pages post them); the recipient's pages use the lenient reader (parseMultipart).
  */
 export async function readMultipartForm(req: Request, limit: number): Promise<FormData> {
   const body = await readBodyUpTo(req, limit);
@@ -144,13 +146,14 @@ export async function readMultipartForm(req: Request, limit: number): Promise<Fo
   }
 }
 
+/**
+ * A recipient page's multipart body, read by our lenient parser (http/multipart.ts), not
+ * undici's: bodies RFC 7578 allows and undici refuses (an unquoted name, a preamble) lost opt-outs.
+ */
 async function parseMultipart(req: Request, add: AddField): Promise<FormFields> {
-  const form = await readMultipartForm(req, MAX_MULTIPART_BYTES);
+  const body = await readBodyUpTo(req, MAX_MULTIPART_BYTES);
   const fields: FormFields = new Map();
-  for (const [name, value] of form.entries()) {
-    if (typeof value !== 'string') continue;
-    add(fields, name, value);
-  }
+  for (const { name, value } of parseMultipartFields(body, req.headers['content-type'] ?? '')) add(fields, name, value);
   return fields;
 }
 

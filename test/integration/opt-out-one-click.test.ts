@@ -44,6 +44,25 @@ describe('RFC 8058 one-click unsubscribe (P-09)', () => {
     expect(await entriesOf(ctx.owner.workspaceId, 'bruno@example.test')).toMatchObject([{ scope: 'all', source: `campaign:${mailed.campaignId}` }]);
   });
 
+  it('P-09 a one-click multipart body that RFC 7578/2046/2183 allow in any of its unusual forms opts out (.NET\'s unquoted name, a preamble, an epilogue, padding, Form-Data)', async () => {
+    // undici's FormData parser refused each of these: a 400 and the opt-out lost (an attacker's finding; undici#4660).
+    const part = (disposition: string) => `Content-Disposition: ${disposition}\r\n\r\nOne-Click\r\n`;
+    const net = '4b39ed14-752b-480a-9846-fc0019132d15';
+    for (const [address, body, contentType] of [
+      // What .NET's `new MultipartFormDataContent { { new StringContent("One-Click"), "List-Unsubscribe" } }` sends.
+      ['dotnet@example.test', `--${net}\r\nContent-Type: text/plain; charset=utf-8\r\n${part('form-data; name=List-Unsubscribe')}--${net}--\r\n`, `multipart/form-data; boundary="${net}"`],
+      ['preamble@example.test', `This is a multi-part message in MIME format.\r\n--b1\r\n${part('form-data; name="List-Unsubscribe"')}--b1--\r\n`, 'multipart/form-data; boundary=b1'],
+      ['nospace@example.test', `--b2\r\n${part('form-data;name="List-Unsubscribe"')}--b2--\r\n`, 'multipart/form-data; boundary=b2'],
+      ['epilogue@example.test', `--b3\r\n${part('form-data; name="List-Unsubscribe"')}--b3--\r\nan epilogue, ignored`, 'multipart/form-data; boundary=b3'],
+      ['padding@example.test', `--b4  \r\n${part('Form-Data; name="List-Unsubscribe"')}--b4--`, 'multipart/form-data; boundary=b4'],
+    ] as const) {
+      const mailed = await seedMailedAddress(address);
+      const res = await ctx.app.api('POST', mailed.path, { body, headers: { 'content-type': contentType } });
+      expect(res.status, `${address}: ${res.text.replace(/<[^>]+>/g, ' ').replace(/\s+/g, ' ').slice(0, 160)}`).toBe(200);
+      expect(await entriesOf(ctx.owner.workspaceId, address)).toMatchObject([{ scope: 'all', source: `campaign:${mailed.campaignId}` }]);
+    }
+  });
+
   it('P-09 a one-click body that ends in a line break (some senders add one) works the same', async () => {
     const mailed = await seedMailedAddress('crlf@example.test');
     const res = await ctx.app.api('POST', mailed.path, { body: 'List-Unsubscribe=One-Click\r\n', headers: FORM });
@@ -231,6 +250,9 @@ describe('RFC 8058 one-click unsubscribe (P-09)', () => {
       { body: 'List-Unsubscribe=One-\u0000Click', headers: { 'content-type': 'text/plain' }, status: 400 },
       { body: `List-Unsubscribe=${'a'.repeat(70_000)}`, headers: { 'content-type': 'text/plain' }, status: 413 },
       { body: '--x\r\nbroken', headers: { 'content-type': 'multipart/form-data; boundary=x' }, status: 400 },
+      { body: ONE_CLICK, headers: { 'content-type': 'multipart/form-data; boundary=x' }, status: 400 },
+      { body: '--x\r\nContent-Disposition: form-data; name=List-Unsubscribe\r\n\r\nOne-Click\r\n--x--', headers: { 'content-type': 'multipart/form-data' }, status: 400 },
+      { body: '--x\r\nContent-Disposition: form-data; name=a\r\n\r\n1\r\n'.repeat(1001) + '--x--', headers: { 'content-type': 'multipart/form-data; boundary=x' }, status: 413 },
       { body: `--x\r\nContent-Disposition: form-data; name="pad"\r\n\r\n${'a'.repeat(70_000)}\r\n--x--\r\n`, headers: { 'content-type': 'multipart/form-data; boundary=x' }, status: 413 },
     ];
     for (const c of cases) {
