@@ -139,7 +139,7 @@ function campaignQueries(db: Db) {
       });
     },
 
-    async replaceLinks(campaign: { id: string; workspaceId: string }, links: { url: string; honeypot: boolean }[]) {
+    async replaceLinks(campaign: { id: string; workspaceId: string }, links: { url: string; honeypot: boolean; steps: number[] | null }[]) {
       await db.delete(campaignLinks).where(eq(campaignLinks.campaignId, campaign.id));
       if (links.length > 0) {
         await db.insert(campaignLinks).values(links.map((l, linkIndex) => ({ workspaceId: campaign.workspaceId, campaignId: campaign.id, linkIndex, ...l })));

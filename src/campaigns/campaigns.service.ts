@@ -151,10 +151,18 @@ export function createCampaignsService(deps: {
     }
   }
 
-  /** The numbered links of every body, plus the honeypot (machines follow it, people never see it). */
+  /**
+   * The numbered links of every body, each with the steps whose mail holds it (the burst rule
+   * counts one mail's links: tracking/classify.ts), plus the honeypot (machines follow it,
+   * people never see it; in every mail).
+   */
   function linksOf(input: CampaignInput) {
-    const urls = [...new Set([input.html, ...input.steps.map((s) => s.html)].flatMap((html) => (html ? extractLinks(html) : [])))];
-    return [...urls.map((url) => ({ url, honeypot: false })), { url: `${deps.publicBaseUrl}/`, honeypot: true }];
+    const stepsByUrl = new Map<string, number[]>();
+    [input.html, ...input.steps.map((s) => s.html)].forEach((html, step) => {
+      for (const url of html ? extractLinks(html) : []) stepsByUrl.set(url, [...(stepsByUrl.get(url) ?? []), step]);
+    });
+    const links: { url: string; honeypot: boolean; steps: number[] | null }[] = [...stepsByUrl].map(([url, steps]) => ({ url, honeypot: false, steps }));
+    return [...links, { url: `${deps.publicBaseUrl}/`, honeypot: true, steps: null }];
   }
 
   function fields(input: CampaignInput) {

@@ -3,11 +3,11 @@ import { describe, expect, it } from 'vitest';
 import { createCampaignSendIndex } from './campaign-send-index.js';
 
 describe('campaign send index (clicks during an outage)', () => {
-  it('finds every send of a held campaign by binary search, with its sent time, and nothing else', () => {
+  it('finds every send of a held campaign by binary search, with its sent time and step, and nothing else', () => {
     const index = createCampaignSendIndex();
-    const rows = Array.from({ length: 500 }, (_, i) => ({ id: randomUUID(), workspaceId: 'w1', sentAtMs: i % 7 === 0 ? null : 1_000 + i }));
+    const rows = Array.from({ length: 500 }, (_, i) => ({ id: randomUUID(), workspaceId: 'w1', step: i % 11, sentAtMs: i % 7 === 0 ? null : 1_000 + i }));
     index.set('c1', rows);
-    for (const row of rows) expect(index.get(row.id)).toEqual({ workspaceId: 'w1', campaignId: 'c1', sentAtMs: row.sentAtMs });
+    for (const row of rows) expect(index.get(row.id)).toEqual({ workspaceId: 'w1', campaignId: 'c1', sentAtMs: row.sentAtMs, step: row.step });
     expect(index.get(randomUUID())).toBeUndefined();
     expect(index.get('not-a-uuid')).toBeUndefined();
     expect(index.get(rows[3]!.id.toUpperCase())).toMatchObject({ campaignId: 'c1' });
@@ -16,7 +16,7 @@ describe('campaign send index (clicks during an outage)', () => {
   it('stays within its bound: the campaign loaded longest ago goes first; a reload replaces', () => {
     let clock = 0;
     const index = createCampaignSendIndex({ maxSends: 250, now: () => clock });
-    const make = (n: number) => Array.from({ length: n }, () => ({ id: randomUUID(), workspaceId: 'w', sentAtMs: 1 }));
+    const make = (n: number) => Array.from({ length: n }, () => ({ id: randomUUID(), workspaceId: 'w', step: 0, sentAtMs: 1 }));
     const a = make(100);
     const b = make(100);
     index.set('a', a);

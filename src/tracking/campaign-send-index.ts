@@ -6,7 +6,8 @@
  * reloaded while hits keep coming (new sends of a running campaign).
  *
  * Per campaign: the send ids as sorted 16-byte keys in one Buffer and their sent times
- * in a Float64Array (24 bytes a send: 1,000,000 sends ≈ 24 MB), found by binary search.
+ * in a Float64Array, their steps in a Uint8Array (25 bytes a send: 1,000,000 sends ≈ 25 MB),
+ * found by binary search.
  * The total is bounded; the campaign loaded longest ago goes first.
  */
 
@@ -14,12 +15,15 @@ export interface IndexedSend {
   workspaceId: string;
   campaignId: string;
   sentAtMs: number | null;
+  step: number;
 }
 
 interface CampaignSends {
   workspaceId: string;
   ids: Buffer;
   sentAtMs: Float64Array;
+  /** A campaign has at most 11 steps (campaigns.routes.ts): a byte each. */
+  steps: Uint8Array;
   loadedAtMs: number;
 }
 
@@ -29,6 +33,7 @@ const keyOf = (uuid: string) => Buffer.from(uuid.replace(/-/g, ''), 'hex');
 export interface CampaignSendRow {
   id: string;
   workspaceId: string;
+  step: number;
   /** Sent time, or claim time while it goes out; null when neither is known. */
   sentAtMs: number | null;
 }
@@ -61,10 +66,11 @@ export function createCampaignSendIndex(options: { maxSends?: number; now?: () =
         campaigns.delete(campaignId);
       }
       if (rows.length === 0 || rows.length > maxSends) return;
-      const sorted = rows.map((r) => ({ hex: r.id.replace(/-/g, '').toLowerCase(), sentAtMs: r.sentAtMs })).sort((a, b) => (a.hex < b.hex ? -1 : a.hex > b.hex ? 1 : 0));
+      const sorted = rows.map((r) => ({ hex: r.id.replace(/-/g, '').toLowerCase(), sentAtMs: r.sentAtMs, step: r.step })).sort((a, b) => (a.hex < b.hex ? -1 : a.hex > b.hex ? 1 : 0));
       const ids = Buffer.from(sorted.map((r) => r.hex).join(''), 'hex');
       const sentAtMs = new Float64Array(sorted.map((r) => r.sentAtMs ?? Number.NaN));
-      campaigns.set(campaignId, { workspaceId: rows[0]!.workspaceId, ids, sentAtMs, loadedAtMs: now() });
+      const steps = Uint8Array.from(sorted, (r) => r.step);
+      campaigns.set(campaignId, { workspaceId: rows[0]!.workspaceId, ids, sentAtMs, steps, loadedAtMs: now() });
       total += rows.length;
       for (const [oldest, entry] of campaigns) {
         if (total <= maxSends) break;
@@ -86,7 +92,7 @@ export function createCampaignSendIndex(options: { maxSends?: number; now?: () =
         const at = find(entry, key);
         if (at < 0) continue;
         const sentAtMs = entry.sentAtMs[at]!;
-        return { workspaceId: entry.workspaceId, campaignId, sentAtMs: Number.isNaN(sentAtMs) ? null : sentAtMs };
+        return { workspaceId: entry.workspaceId, campaignId, sentAtMs: Number.isNaN(sentAtMs) ? null : sentAtMs, step: entry.steps[at]! };
       }
       return undefined;
     },

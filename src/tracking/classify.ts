@@ -223,7 +223,7 @@ function verdictOf(machine: number, unknown: number): Verdict {
 
 export type Classify = ReturnType<typeof createClassifier>;
 
-/** Distinct links that must be hit within the window for a burst; campaign links span every step, so a step's mail may hold fewer. */
+/** Distinct links that must be hit within the window for a burst, from the links of the mail that was hit (its step's: send-cache.ts contentLinkCountOf). */
 export const BURST_WINDOW_MS = 1_000;
 /**
  * A HEAD or a honeypot hit is a machine, and so is every click of the same send from the same

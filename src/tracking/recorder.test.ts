@@ -1,13 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { createClassifier } from './classify.js';
 import { createRecorder, type QueuedHit } from './recorder.js';
-import { createSendCache } from './send-cache.js';
+import { contentLinkCountOf, createSendCache } from './send-cache.js';
 import type { EventColumns } from './event-columns.js';
 import { HitColumns } from './hit-columns.js';
 import type { LinkRow, SendRow, TrackingEventRow } from './tracking.repo.js';
 
 const CHROME = 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36';
 const SEND = '11111111-1111-4111-8111-111111111111';
+/** The same campaign's follow-up (step 1) to the same person: its mail holds links 4 and 5 only. */
+const FOLLOW_UP = '33333333-3333-4333-8333-333333333333';
 const CAMPAIGN = '22222222-2222-4222-8222-222222222222';
 const T0 = Date.UTC(2026, 10, 3, 12);
 
@@ -18,9 +20,13 @@ const eventRowsOf = (columns: EventColumns): TrackingEventRow[] =>
 function setup() {
   let clock = T0;
   const queries: string[] = [];
-  const sends: SendRow[] = [{ id: SEND, workspaceId: 'w', campaignId: CAMPAIGN, sentAt: new Date(T0 - 3600_000), claimedAt: null }];
-  const links: LinkRow[] = [0, 1, 2].map((i) => ({ campaignId: CAMPAIGN, linkIndex: i, url: `https://shop.example.com/${i}`, honeypot: false }));
-  links.push({ campaignId: CAMPAIGN, linkIndex: 3, url: 'https://t.example.net/', honeypot: true });
+  const sends: SendRow[] = [
+    { id: SEND, workspaceId: 'w', campaignId: CAMPAIGN, sentAt: new Date(T0 - 3600_000), claimedAt: null, step: 0 },
+    { id: FOLLOW_UP, workspaceId: 'w', campaignId: CAMPAIGN, sentAt: new Date(T0 - 3600_000), claimedAt: null, step: 1 },
+  ];
+  const links: LinkRow[] = [0, 1, 2].map((i) => ({ campaignId: CAMPAIGN, linkIndex: i, url: `https://shop.example.com/${i}`, honeypot: false, steps: [0] }));
+  links.push({ campaignId: CAMPAIGN, linkIndex: 3, url: 'https://t.example.net/', honeypot: true, steps: null });
+  for (const i of [4, 5]) links.push({ campaignId: CAMPAIGN, linkIndex: i, url: `https://shop.example.com/${i}`, honeypot: false, steps: [1] });
   const cache = createSendCache({
     now: () => clock,
     repo: {
@@ -117,6 +123,41 @@ describe('recorder', () => {
       [1, 'human'],
       [2, 'human'],
     ]);
+  });
+
+  it('the burst needs the links of the mail that was hit (its step), not of the whole sequence', async () => {
+    const { recorder, cache, rows, now } = setup();
+    const first = (await cache.resolve(SEND))!;
+    const followUp = (await cache.resolve(FOLLOW_UP))!;
+    expect([contentLinkCountOf(first), contentLinkCountOf(followUp)]).toEqual([3, 2]);
+    // Both links of the follow-up within 100 ms: every link of that mail at once.
+    recorder.click(followUp, 4, { atMs: now(), method: 'GET', userAgent: CHROME });
+    recorder.click(followUp, 5, { atMs: now() + 100, method: 'GET', userAgent: CHROME });
+    // Two of the first mail's three links at once: a quick person, not yet every link.
+    recorder.click(first, 0, { atMs: now(), method: 'GET', userAgent: CHROME });
+    recorder.click(first, 1, { atMs: now() + 100, method: 'GET', userAgent: CHROME });
+    recorder.releaseAll();
+    expect((await rows()).map((r) => [r.linkIndex, r.classification])).toEqual([
+      [4, 'machine'],
+      [5, 'machine'],
+      [0, 'human'],
+      [1, 'human'],
+    ]);
+    recorder.close();
+  });
+
+  it('links whose steps are unknown (written before migration 0057) count in every step', async () => {
+    const link = (linkIndex: number, steps: number[] | null): LinkRow => ({ campaignId: CAMPAIGN, linkIndex, url: `https://shop.example.com/${linkIndex}`, honeypot: false, steps });
+    const links = [link(0, null), link(1, null), link(2, [1]), { ...link(3, null), honeypot: true }];
+    const sendOf = (id: string, step: number): SendRow => ({ id, workspaceId: 'w', campaignId: CAMPAIGN, sentAt: new Date(T0), claimedAt: null, step });
+    const cache = createSendCache({
+      repo: {
+        findSendWithLinks: async (id) => ({ send: sendOf(id, id === SEND ? 0 : 1), links }),
+        findSends: async () => [],
+        findLinks: async () => links,
+      },
+    });
+    expect([contentLinkCountOf((await cache.resolve(SEND))!), contentLinkCountOf((await cache.resolve(FOLLOW_UP))!)]).toEqual([2, 3]);
   });
 
   it('a honeypot hit is a machine and does not count as a content link', async () => {

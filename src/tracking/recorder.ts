@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { BURST_WINDOW_MS, SAME_CLIENT_WINDOW_MS, burstThreshold, inLinkBurst, type Classify } from './classify.js';
 import { HitColumns, type HitBatch } from './hit-columns.js';
 import { TtlLru } from './lru.js';
-import type { ResolvedSend, SendCache } from './send-cache.js';
+import { contentLinkCountOf, type ResolvedSend, type SendCache } from './send-cache.js';
 import { emptyEventColumns, type EventColumns } from './event-columns.js';
 
 /*
@@ -110,7 +110,7 @@ export function createRecorder(options: RecorderOptions) {
 
   const release = (click: QueuedClick) => {
     const { send, honeypot, hit } = click;
-    const required = burstThreshold(send.links.contentLinkCount);
+    const required = burstThreshold(contentLinkCountOf(send));
     // Only the burst needs the neighbours (known now); the verdict and the row are made at flush time.
     click.linkBurst = !honeypot && required !== undefined && burstAround(recentClicks.get(send.sendId), hit.atMs, required);
     // A HEAD or honeypot hit is a machine by itself; the rule is for the same client's other clicks.

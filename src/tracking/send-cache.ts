@@ -22,15 +22,26 @@ export interface LinkTarget {
 
 export interface CampaignLinks {
   byIndex: ReadonlyMap<number, LinkTarget>;
-  /** Links a person can see (the honeypot excluded): the base of the "every link at once" rule. */
-  contentLinkCount: number;
+  /**
+   * Links a person can see (the honeypot excluded) in each step's mail: the base of the "every
+   * link at once" rule, which counts the mail that was scanned, not the whole sequence. Links
+   * whose steps are not known (written before migration 0057) are counted in every step.
+   */
+  contentLinksByStep: ReadonlyMap<number, number>;
+  contentLinksInEveryStep: number;
   loadedAtMs: number;
 }
+
+/** The links a person can see in the mail of this send's step. */
+export const contentLinkCountOf = (send: { step: number; links: CampaignLinks }) =>
+  send.links.contentLinksInEveryStep + (send.links.contentLinksByStep.get(send.step) ?? 0);
 
 export interface SendInfo {
   sendId: string;
   workspaceId: string;
   campaignId: string;
+  /** Which mail of the sequence (0 the first): its links are the burst rule's base. */
+  step: number;
   /** Sent time, or claim time while it is still going out; null when neither is known. */
   sentAtMs: number | null;
 }
@@ -106,15 +117,22 @@ export function createSendCache(options: SendCacheOptions) {
 
   const rememberSend = (row: SendRow) => {
     const sentAt = row.sentAt ?? row.claimedAt;
-    const info: SendInfo = { sendId: row.id, workspaceId: row.workspaceId, campaignId: row.campaignId, sentAtMs: sentAt ? sentAt.getTime() : null };
+    const info: SendInfo = { sendId: row.id, workspaceId: row.workspaceId, campaignId: row.campaignId, step: row.step, sentAtMs: sentAt ? sentAt.getTime() : null };
     sends.set(row.id, info, row.sentAt ? ttlMs : unsentTtlMs);
     indexCampaign(row.campaignId);
     return info;
   };
   const rememberLinks = (campaignId: string, rows: readonly LinkRow[]) => {
     const byIndex = new Map<number, LinkTarget>();
-    for (const row of rows) byIndex.set(row.linkIndex, { url: row.url, location: locationOf(row.url), honeypot: row.honeypot });
-    const links: CampaignLinks = { byIndex, contentLinkCount: rows.filter((r) => !r.honeypot).length, loadedAtMs: now() };
+    const contentLinksByStep = new Map<number, number>();
+    let contentLinksInEveryStep = 0;
+    for (const row of rows) {
+      byIndex.set(row.linkIndex, { url: row.url, location: locationOf(row.url), honeypot: row.honeypot });
+      if (row.honeypot) continue;
+      if (row.steps === null) contentLinksInEveryStep += 1;
+      else for (const step of new Set(row.steps)) contentLinksByStep.set(step, (contentLinksByStep.get(step) ?? 0) + 1);
+    }
+    const links: CampaignLinks = { byIndex, contentLinksByStep, contentLinksInEveryStep, loadedAtMs: now() };
     campaigns.set(campaignId, links);
     return links;
   };

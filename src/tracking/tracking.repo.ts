@@ -32,6 +32,8 @@ export interface SendRow {
   campaignId: string;
   sentAt: Date | null;
   claimedAt: Date | null;
+  /** Which mail of the sequence: 0 the first, 1 the first follow-up … */
+  step: number;
 }
 
 export interface LinkRow {
@@ -39,7 +41,13 @@ export interface LinkRow {
   linkIndex: number;
   url: string;
   honeypot: boolean;
+  /** The steps whose mail holds the link; null: every step (the honeypot, rows written before migration 0057). */
+  steps: readonly number[] | null;
 }
+
+/** An int[] column: an array from PGlite and pg alike (a `{0,1}` literal read too, should a driver leave it text). */
+const toSteps = (value: unknown): number[] | null =>
+  Array.isArray(value) ? value.map(Number) : typeof value === 'string' ? value.replace(/[{}]/g, '').split(',').filter(Boolean).map(Number) : null;
 
 const toDate = (value: unknown): Date | null => (value === null || value === undefined ? null : value instanceof Date ? value : new Date(String(value)));
 
@@ -50,7 +58,7 @@ export function createTrackingRepo(db: Db, options: { singleConnection?: boolean
     async findSendWithLinks(sendId: string): Promise<{ send: SendRow; links: LinkRow[] } | undefined> {
       const rows = rowsOf<Record<string, unknown>>(
         await db.execute(sql`
-          select s.id, s.workspace_id, s.campaign_id, s.sent_at, s.claimed_at, l.link_index, l.url, l.honeypot
+          select s.id, s.workspace_id, s.campaign_id, s.sent_at, s.claimed_at, s.step, l.link_index, l.url, l.honeypot, l.steps
           from campaign_sends s left join campaign_links l on l.campaign_id = s.campaign_id
           where s.id = ${sendId}`),
       );
@@ -62,10 +70,11 @@ export function createTrackingRepo(db: Db, options: { singleConnection?: boolean
         campaignId: String(first.campaign_id),
         sentAt: toDate(first.sent_at),
         claimedAt: toDate(first.claimed_at),
+        step: Number(first.step),
       };
       const links = rows
         .filter((r) => r.link_index !== null && r.link_index !== undefined)
-        .map((r) => ({ campaignId: send.campaignId, linkIndex: Number(r.link_index), url: String(r.url), honeypot: Boolean(r.honeypot) }));
+        .map((r) => ({ campaignId: send.campaignId, linkIndex: Number(r.link_index), url: String(r.url), honeypot: Boolean(r.honeypot), steps: toSteps(r.steps) }));
       return { send, links };
     },
 
@@ -73,7 +82,7 @@ export function createTrackingRepo(db: Db, options: { singleConnection?: boolean
       if (sendIds.length === 0) return [];
       const rows = rowsOf<Record<string, unknown>>(
         await db.execute(sql`
-          select id, workspace_id, campaign_id, sent_at, claimed_at from campaign_sends
+          select id, workspace_id, campaign_id, sent_at, claimed_at, step from campaign_sends
           where id = any(${pgArray(sendIds)}::uuid[])`),
       );
       return rows.map((r) => ({
@@ -82,27 +91,28 @@ export function createTrackingRepo(db: Db, options: { singleConnection?: boolean
         campaignId: String(r.campaign_id),
         sentAt: toDate(r.sent_at),
         claimedAt: toDate(r.claimed_at),
+        step: Number(r.step),
       }));
     },
 
-    /** Every send of a campaign (the outage index, campaign-send-index.ts): id, workspace, sent or claim time. */
+    /** Every send of a campaign (the outage index, campaign-send-index.ts): id, workspace, step, sent or claim time. */
     async findCampaignSends(campaignId: string): Promise<CampaignSendRow[]> {
-      const rows = rowsOf<{ id: string; workspace_id: string; at_ms: number | string | null }>(
+      const rows = rowsOf<{ id: string; workspace_id: string; step: number; at_ms: number | string | null }>(
         await db.execute(sql`
-          select id, workspace_id, round(extract(epoch from coalesce(sent_at, claimed_at)) * 1000)::float8 as at_ms
+          select id, workspace_id, step, round(extract(epoch from coalesce(sent_at, claimed_at)) * 1000)::float8 as at_ms
           from campaign_sends where campaign_id = ${campaignId}`),
       );
-      return rows.map((r) => ({ id: String(r.id), workspaceId: String(r.workspace_id), sentAtMs: r.at_ms === null ? null : Number(r.at_ms) }));
+      return rows.map((r) => ({ id: String(r.id), workspaceId: String(r.workspace_id), step: Number(r.step), sentAtMs: r.at_ms === null ? null : Number(r.at_ms) }));
     },
 
     async findLinks(campaignIds: readonly string[]): Promise<LinkRow[]> {
       if (campaignIds.length === 0) return [];
       const rows = rowsOf<Record<string, unknown>>(
         await db.execute(sql`
-          select campaign_id, link_index, url, honeypot from campaign_links
+          select campaign_id, link_index, url, honeypot, steps from campaign_links
           where campaign_id = any(${pgArray(campaignIds)}::uuid[])`),
       );
-      return rows.map((r) => ({ campaignId: String(r.campaign_id), linkIndex: Number(r.link_index), url: String(r.url), honeypot: Boolean(r.honeypot) }));
+      return rows.map((r) => ({ campaignId: String(r.campaign_id), linkIndex: Number(r.link_index), url: String(r.url), honeypot: Boolean(r.honeypot), steps: toSteps(r.steps) }));
     },
 
     /**

@@ -1,6 +1,9 @@
+import { randomUUID } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import { describe, expect, it } from 'vitest';
-import { campaignSends } from '../../src/db/schema.js';
+import { rowsOf } from '../../src/db/pg-array.js';
+import { campaignSends, recipients } from '../../src/db/schema.js';
+import { connectedMailbox } from '../helpers/gmail.js';
 import { useAppWithOwner } from '../helpers/test-app.js';
 import { HOME_IP, pathOf, trackingHits, UA } from '../helpers/tracking-hits.js';
 
@@ -27,6 +30,46 @@ describe('recording and classification', () => {
       [2, 'machine', true],
       [3, 'machine', true],
     ]);
+  });
+
+  it('in a sequence, a scanner following every link of one mail at once is a machine: the rule counts that step\'s links, not the sequence\'s', async () => {
+    // Two links a mail, four in the sequence: the threshold was min(4, 3) = 3, never met by one mail (an attacker's finding).
+    const mailbox = await connectedMailbox(ctx.app, ctx.owner.token, 'sequence@acme.test');
+    const contact = await ctx.app.api('POST', '/api/contacts', { token: ctx.owner.token, json: { email: 'buyer@contoso.test' } });
+    const step0 = '<p><a href="https://shop.example.com/spring">Shop</a> <a href="https://shop.example.com/lookbook">Lookbook</a></p>';
+    const step1 = '<p><a href="https://shop.example.com/spring">Shop</a> <a href="https://shop.example.com/faq">FAQ</a></p>';
+    const created = await ctx.app.api('POST', '/api/campaigns', {
+      token: ctx.owner.token,
+      json: { name: 'Sequence', kind: 'marketing', mailboxId: mailbox.id, subject: 'Spring', html: step0, contactIds: [contact.body.id], steps: [{ afterDays: 3, html: step1 }] },
+    });
+    expect(created.status, JSON.stringify(created.body)).toBe(201);
+    const campaignId = created.body.id as string;
+    const links = rowsOf<{ link_index: number; url: string; steps: number[] | null }>(await db().execute(sql`select link_index, url, steps from campaign_links where campaign_id = ${campaignId} and not honeypot`));
+    expect(links.map((l) => [l.url.split('/').pop(), l.steps])).toEqual([['spring', [0, 1]], ['lookbook', [0]], ['faq', [1]]]);
+    const indexOf = (path: string) => links.find((l) => l.url.endsWith(path))!.link_index;
+    const [recipient] = await db().insert(recipients).values({ workspaceId: ctx.owner.workspaceId, email: 'buyer@contoso.test' }).returning({ id: recipients.id });
+    const sendOf = async (step: number) => {
+      const [row] = await db()
+        .insert(campaignSends)
+        .values({ workspaceId: ctx.owner.workspaceId, campaignId, step, contactId: contact.body.id, recipientId: recipient!.id, email: 'buyer@contoso.test', status: 'sent', rfc822MessageId: `${randomUUID()}@inboxtrail.test`, sentAt: new Date(Date.now() - 120_000) })
+        .returning({ id: campaignSends.id });
+      return row!.id;
+    };
+    const [first, followUp] = [await sendOf(0), await sendOf(1)];
+
+    // The scanner follows both links of each mail within the same moment.
+    await Promise.all(['/spring', '/lookbook'].map((path) => hit(pathOf(urls().click(first, indexOf(path))), { ua: UA.chrome, ip: '40.107.22.50' })));
+    await Promise.all(['/spring', '/faq'].map((path) => hit(pathOf(urls().click(followUp, indexOf(path))), { ua: UA.chrome, ip: '40.107.22.50' })));
+    await tracking().flush();
+    const events = await eventsOf(campaignId);
+    expect(events.map((e) => [e.send_id === first ? 0 : 1, e.classification, e.reasons.includes('all_links_at_once')]).sort()).toEqual([
+      [0, 'machine', true],
+      [0, 'machine', true],
+      [1, 'machine', true],
+      [1, 'machine', true],
+    ]);
+    const stats = (await ctx.app.api('GET', `/api/campaigns/${campaignId}/stats`, { token: ctx.owner.token })).body;
+    expect(stats.clicks).toMatchObject({ human: 0, uniqueHuman: 0, machine: 4 });
   });
 
   it('a hit on a send deleted after its token was cached leaves no event (a purged send stays gone)', async () => {

@@ -86,6 +86,12 @@ export const campaignLinks = pgTable(
     url: text('url').notNull(),
     /** The hidden link no person sees: any hit on it is a machine. */
     honeypot: boolean('honeypot').notNull().default(false),
+    /**
+     * The steps whose mail holds the link (0 the first mail, 1 the first follow-up …): the
+     * "every link at once" rule counts the links of the mail that was scanned, not of the whole
+     * sequence (migration 0057). Null for the honeypot (in every mail) and rows written before.
+     */
+    steps: integer('steps').array(),
   },
   (t) => [primaryKey({ columns: [t.campaignId, t.linkIndex, t.workspaceId] })],
 );
