@@ -1,7 +1,8 @@
 import { and, eq, isNull, sql, type SQL } from 'drizzle-orm';
 import { inUuidList } from '../db/sql-lists.js';
 import { contacts, type CampaignAudience, type campaigns } from '../db/schema.js';
-import { invalidAddressSql, optedInSql, suppressedSql } from './eligibility-sql.js';
+import { invalidAddressSql, optedInSql } from './eligibility-sql.js';
+import { suppressedSql } from '../suppression/suppressed-sql.js';
 import { segmentWhere, type Segment } from './segment.js';
 
 /** What these statements read of a campaign. */

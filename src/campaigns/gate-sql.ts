@@ -1,13 +1,15 @@
 import { sql, type SQL } from 'drizzle-orm';
 import { pgArray } from '../db/pg-array.js';
 import type { CampaignRow } from './campaigns.repo.js';
-import { optedInSql, PROBE_ONLY, suppressedSql } from './eligibility-sql.js';
+import { optedInSql } from './eligibility-sql.js';
+import { PROBE_ONLY } from '../db/plan-hints.js';
+import { suppressedSql } from '../suppression/suppressed-sql.js';
 
 /*
  * The send gate's re-check, as SQL (send-ledger.repo.ts claims and re-checks with it): the
  * rows of a group of sends, locked, with their campaign's state and the reason each must not
- * go out, if any. The rules themselves (suppression, consent) are eligibility-sql.ts's, shared
- * with preflight and launch.
+ * go out, if any. The rules themselves are shared with preflight and launch: suppression is
+ * suppression/suppressed-sql.ts's (1:1 mail's claim uses it too), consent eligibility-sql.ts's.
  */
 
 /** What the gate reads of one send. */

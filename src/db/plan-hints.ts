@@ -1,3 +1,5 @@
+import { sql } from 'drizzle-orm';
+
 /**
  * A statement that starts with this comment is run with a generic plan on the embedded
  * database (`pglite-prepared.ts`): planned once, not again for every call. For statements
@@ -17,3 +19,14 @@ export const GENERIC_PLAN = '/* generic plan */';
  * "Contact search by trigram"). A server ignores it (its driver prepares nothing).
  */
 export const CUSTOM_PLAN = '/* custom plan */';
+
+/**
+ * Appended to an `exists (…)` subquery: it stays an index probe per row. Without it PostgreSQL
+ * may plan the alternative of hashing the subquery's whole table once per statement — cheap
+ * while the table is small, and on PGlite a generic plan (the send claim's, above) chosen then
+ * is kept as the table grows (no autovacuum, no re-plan): the claim then read every
+ * workspace's suppressions each round (4 ms → 340 ms a claim after 300,000 suppressions were
+ * added; BENCHMARKS.md, "sixth pass"). `offset 0` keeps PostgreSQL from turning the EXISTS into
+ * a hashable `= ANY` at all.
+ */
+export const PROBE_ONLY = sql` offset 0`;

@@ -1,6 +1,9 @@
 import { recordAudit, type AuditEntry } from '../privacy/audit.js';
 import { and, asc, desc, eq, getTableColumns, inArray, isNotNull, isNull, ne, or, sql } from 'drizzle-orm';
 import type { AddressHasher } from './address-hash.js';
+import { addressKey } from '../contacts/email-address.js';
+import { pgArray, rowsOf } from '../db/pg-array.js';
+import { suppressedSql } from './suppressed-sql.js';
 import { cursorTimestamp, olderThanCursor, type PageCursor } from '../http/cursor.js';
 import { inTransaction, type Db } from '../db/connect.js';
 import { lockAddresses, lockAddressesAndContacts, lockContactAddress, underAddressLock } from './address-lock.js';
@@ -11,31 +14,25 @@ export type SuppressionReason = (typeof suppressions.$inferInsert)['reason'];
 
 /**
  * The workspace's suppression list (P-08). `findSuppressed` is called inside the
- * transaction that claims a send, so a send and an opt-out cannot pass each other.
+ * transaction that claims a send, after its address locks, so a send and an opt-out cannot
+ * pass each other.
  */
 export function createSuppressionRepo(db: Db, hashAddress: AddressHasher) {
   return {
     /**
-     * Addresses (lowercased) among `emails` that must not be mailed. Topic scopes are for
-     * campaigns with that topic. An entry matches by its address or, once its contact was
-     * purged and only the keyed hash is left, by that hash.
+     * The addresses among `emails` that must not be mailed (as their comparison keys,
+     * `addressKey`), by the one rule campaigns use too (suppressed-sql.ts): each address and
+     * its keyed hash probed, `topic` adding that topic's scope.
      */
     async findSuppressed(workspaceId: string, emails: string[], topic?: string): Promise<Set<string>> {
-      if (emails.length === 0) return new Set();
-      const scopes = topic ? ['all', `topic:${topic}`] : ['all'];
-      const lowered = [...new Set(emails.map((e) => e.toLowerCase()))];
-      const byHash = new Map(lowered.map((e) => [hashAddress(e), e]));
-      const rows = await db
-        .select({ email: sql<string | null>`lower(${suppressions.email})`, addressHash: suppressions.addressHash })
-        .from(suppressions)
-        .where(
-          and(
-            eq(suppressions.workspaceId, workspaceId),
-            or(inArray(sql`lower(${suppressions.email})`, lowered), inArray(suppressions.addressHash, [...byHash.keys()])),
-            inArray(suppressions.scope, scopes),
-          ),
-        );
-      return new Set(rows.map((r) => (r.addressHash && byHash.get(r.addressHash)) || r.email!));
+      const keys = [...new Set(emails.map(addressKey))];
+      if (keys.length === 0) return new Set();
+      const rows = rowsOf<{ email: string }>(
+        await db.execute(sql`
+          select a.email from unnest(${pgArray(keys)}::text[], ${pgArray(keys.map(hashAddress))}::text[]) as a(email, address_hash)
+          where ${suppressedSql(sql`${workspaceId}::uuid`, sql`a.email`, sql`a.address_hash`, topic ?? null, { probesOnly: true })}`),
+      );
+      return new Set(rows.map((r) => r.email));
     },
 
     /** Idempotent: suppressing an address twice keeps the first entry. */
@@ -68,7 +65,7 @@ export type RecipientRow = typeof recipients.$inferSelect;
 function suppressionListQueries(db: Db, hashAddress: AddressHasher) {
   /** The entries of one address: by the address itself, or by its keyed hash once the address was purged. */
   const ofAddress = (email: string) =>
-    or(eq(sql`lower(${suppressions.email})`, email.toLowerCase()), eq(suppressions.addressHash, hashAddress(email)))!;
+    or(eq(sql`lower(${suppressions.email})`, addressKey(email)), eq(suppressions.addressHash, hashAddress(email)))!;
   return {
     ...createSuppressionRepo(db, hashAddress),
 
