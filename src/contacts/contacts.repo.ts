@@ -6,15 +6,16 @@ import { inUuidList } from '../db/sql-lists.js';
 import { cursorTimestamp, olderThanCursor, type PageCursor } from '../http/cursor.js';
 import { inTransaction, type Db } from '../db/connect.js';
 import { lockAddressChange, lockAddressesWithTheirContacts, lockContactAddress, underAddressLock } from '../suppression/address-lock.js';
+import { appendConsent, latestConsentSql, newestConsentFirst, type ConsentRow, type ConsentValues } from './consent-records.js';
 import { isUniqueViolation, sqlStateOf } from '../db/pg-errors.js';
 import { CUSTOM_PLAN } from '../db/plan-hints.js';
 import { campaignSends, consents, contacts, contactSearchText, mailboxes, mailEvents, messageContacts, messages, type ConsentStatus } from '../db/schema.js';
-import { importedConsentChangedCtes, recordConsentChanged } from '../webhooks/facts.js';
+import { importedConsentChangedCtes } from '../webhooks/facts.js';
 import { rowsOf } from '../db/pg-array.js';
 import { MAX_CONTACT_ATTRIBUTES, TIMELINE_ENTRIES } from './contact-columns.js';
 
 export type ContactRow = typeof contacts.$inferSelect;
-export type ConsentRow = typeof consents.$inferSelect;
+export type { ConsentRow };
 
 export interface ContactFields {
   email: string;
@@ -238,9 +239,7 @@ function contactQueries(db: Db, hashAddress: AddressHasher) {
               from (select email, status, source, least(coalesce(at, clock_timestamp()), clock_timestamp()) as at
                     from (values ${values}) as given(email, status, source, at)) v
               join contacts c on c.workspace_id = ${workspaceId}::uuid and lower(c.email) = lower(v.email) and c.deleted_at is null
-              left join lateral (
-                select l.status, l.actor from consents l where l.workspace_id = c.workspace_id and l.contact_id = c.id
-                order by l.at desc, l.seq desc limit 1) latest on true
+              left join lateral (${latestConsentSql(sql`c.workspace_id`, sql`c.id`, sql`cs.status, cs.actor`)}) latest on true
             ),
             appended as (
               insert into consents (workspace_id, contact_id, status, source, policy_version, actor, at)
@@ -264,27 +263,8 @@ function contactQueries(db: Db, hashAddress: AddressHasher) {
       });
     },
 
-    async insertConsent(values: {
-      workspaceId: string;
-      contactId: string;
-      status: ConsentStatus;
-      source: string;
-      policyVersion: string;
-      actor: string;
-    }, auditOf?: (consent: ConsentRow) => AuditEntry): Promise<ConsentRow> {
-      // An opt-out and a send's claim for this contact's address serialize (invariant 1).
-      return underAddressLock(
-        db,
-        (tx) => lockContactAddress(tx, values.contactId),
-        async (tx) => {
-          const [row] = await tx.insert(consents).values(values).returning();
-          // The evidence and the webhook event commit with the consent they record.
-          if (auditOf) await recordAudit(tx, auditOf(row!));
-          await recordConsentChanged(tx, values);
-          return row!;
-        },
-      );
-    },
+    /** consent-records.ts: under the contact's opt-out locks, with its audit row and webhook event. */
+    appendConsent: (values: ConsentValues, audit: { actor: string; requestId?: string | null }) => appendConsent(db, values, audit),
 
     /**
      * A page of the contact's consent history, newest first (the order that decides the latest:
@@ -302,7 +282,7 @@ function contactQueries(db: Db, hashAddress: AddressHasher) {
         .select({ ...getTableColumns(consents), cursorAt: cursorTimestamp(consents.at) })
         .from(consents)
         .where(and(eq(consents.contactId, contactId), eq(consents.workspaceId, workspaceId), after))
-        .orderBy(desc(consents.at), desc(consents.seq))
+        .orderBy(newestConsentFirst())
         .limit(page.limit);
     },
 
@@ -361,7 +341,7 @@ function contactQueries(db: Db, hashAddress: AddressHasher) {
         .selectDistinctOn([consents.contactId])
         .from(consents)
         .where(and(eq(consents.workspaceId, workspaceId), inUuidList(consents.contactId, contactIds)))
-        .orderBy(consents.contactId, desc(consents.at), desc(consents.seq));
+        .orderBy(consents.contactId, newestConsentFirst());
       return new Map(rows.map((row) => [row.contactId, row]));
     },
   };

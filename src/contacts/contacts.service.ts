@@ -159,7 +159,7 @@ export function createContactsService(deps: {
     /** Consent is history (P-11): a new record is appended, none is ever edited. */
     async recordConsent(auth: AuthContext, contactId: string, input: { status: ConsentStatus; source: string; policyVersion?: string }) {
       await requireContact(auth, contactId);
-      const consent = await repo.insertConsent(
+      const consent = await repo.appendConsent(
         {
           workspaceId: auth.workspaceId,
           contactId,
@@ -168,15 +168,7 @@ export function createContactsService(deps: {
           policyVersion: input.policyVersion ?? deps.policyVersion,
           actor: actorOf(auth),
         },
-        (row) => ({
-          workspaceId: auth.workspaceId,
-          actor: actorOf(auth),
-          action: 'consent.recorded',
-          subjectType: 'contact',
-          subjectId: contactId,
-          detail: { consentId: row.id, status: row.status, source: row.source, policyVersion: row.policyVersion },
-          requestId: auth.requestId,
-        }),
+        { actor: actorOf(auth), requestId: auth.requestId },
       );
       return presentConsent(consent);
     },

@@ -65,6 +65,6 @@ export async function recordConsent(
   if (byAddress) contactIds.add(byAddress);
   for (const contactId of contactIds) {
     if (!entry.evenIfUnchanged && (await q.latestConsentStatus(entry.workspaceId, contactId)) === entry.status) continue;
-    await q.insertConsent({ workspaceId: entry.workspaceId, contactId, status: entry.status, source: entry.source, policyVersion, actor: entry.actor }, entry.auditActor);
+    await q.appendConsent({ workspaceId: entry.workspaceId, contactId, status: entry.status, source: entry.source, policyVersion, actor: entry.actor }, entry.auditActor);
   }
 }

@@ -4,11 +4,12 @@ import type { AddressHasher } from './address-hash.js';
 import { addressKey } from '../contacts/email-address.js';
 import { pgArray, rowsOf } from '../db/pg-array.js';
 import { suppressedSql } from './suppressed-sql.js';
+import { appendConsent, latestConsentStatus, type ConsentValues } from '../contacts/consent-records.js';
 import { cursorTimestamp, olderThanCursor, type PageCursor } from '../http/cursor.js';
 import { inTransaction, type Db } from '../db/connect.js';
-import { lockAddresses, lockAddressesAndContacts, lockContactAddress, underAddressLock } from './address-lock.js';
-import { recordConsentChanged, recordRecipientUnsubscribed, recordSuppressionAdded, recordSuppressionRemoved } from '../webhooks/facts.js';
-import { campaignSends, campaigns, consents, contacts, recipients, suppressions, workspaces, type ConsentStatus } from '../db/schema.js';
+import { lockAddresses, lockAddressesAndContacts, underAddressLock } from './address-lock.js';
+import { recordRecipientUnsubscribed, recordSuppressionAdded, recordSuppressionRemoved } from '../webhooks/facts.js';
+import { campaignSends, campaigns, contacts, recipients, suppressions, workspaces } from '../db/schema.js';
 
 export type SuppressionReason = (typeof suppressions.$inferInsert)['reason'];
 
@@ -289,36 +290,11 @@ function suppressionListQueries(db: Db, hashAddress: AddressHasher) {
         .where(and(eq(contacts.workspaceId, workspaceId), eq(contacts.id, contactId)));
     },
 
-    /** The contact's current consent: its latest record (P-11). */
-    async latestConsentStatus(workspaceId: string, contactId: string): Promise<ConsentStatus | undefined> {
-      const [row] = await db
-        .select({ status: consents.status })
-        .from(consents)
-        .where(and(eq(consents.workspaceId, workspaceId), eq(consents.contactId, contactId)))
-        .orderBy(desc(consents.at), desc(consents.seq))
-        .limit(1);
-      return row?.status;
-    },
+    /** The contact's current consent (contacts/consent-records.ts, which owns the history). */
+    latestConsentStatus: (workspaceId: string, contactId: string) => latestConsentStatus(db, workspaceId, contactId),
 
-    /** Appends a consent record with its webhook event and its audit row (`auditActor`: who, as the audit log names them). */
-    async insertConsent(values: { workspaceId: string; contactId: string; status: ConsentStatus; source: string; policyVersion: string; actor: string }, auditActor: string) {
-      await underAddressLock(
-        db,
-        (tx) => lockContactAddress(tx, values.contactId),
-        async (tx) => {
-          const [row] = await tx.insert(consents).values(values).returning({ id: consents.id });
-          await recordConsentChanged(tx, values);
-          await recordAudit(tx, {
-            workspaceId: values.workspaceId,
-            actor: auditActor,
-            action: 'consent.recorded',
-            subjectType: 'contact',
-            subjectId: values.contactId,
-            detail: { consentId: row!.id, status: values.status, source: values.source, policyVersion: values.policyVersion },
-          });
-        },
-      );
-    },
+    /** Appends a consent record in this transaction (contacts/consent-records.ts: its locks, audit row and webhook event). */
+    appendConsent: (values: ConsentValues, auditActor: string) => appendConsent(db, values, { actor: auditActor }),
 
     async insertAudit(entry: AuditEntry) {
       await recordAudit(db, entry);

@@ -80,7 +80,7 @@ export const consents = pgTable(
     seq: bigint('seq', { mode: 'number' }).notNull().generatedAlwaysAsIdentity(),
   },
   // The latest record of a contact is the last entry of (contact, workspace): no sort
-  // (campaigns/eligibility-sql.ts). Contact first (migration 0027): every lookup names both,
+  // (contacts/consent-records.ts latestConsentSql). Contact first (migration 0027): every lookup names both,
   // and the foreign key's cascade when a contact is deleted names the contact alone.
   // A user's own export reads the records they made, in id order (migration 0048).
   (t) => [index('consents_latest_idx').on(t.contactId, t.workspaceId, t.at, t.seq), index('consents_actor_idx').on(t.actor, t.id)],
