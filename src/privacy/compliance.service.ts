@@ -2,6 +2,7 @@ import type { AuthContext } from '../auth/auth.service.js';
 import { ForbiddenError, ValidationError } from '../errors.js';
 import type { ComplianceRepo, ReportAuditRow, ReportCursor } from './compliance.repo.js';
 import type { PolicyVersionsRepo } from './policy-versions.repo.js';
+import { csvLine } from '../http/csv-download.js';
 import { DAY_MS } from '../time.js';
 
 /** A report covers at most this many days: the range bounds what one request reads. */
@@ -53,14 +54,6 @@ export type ReportEntry = ReturnType<typeof presentEntry>;
 
 const CSV_COLUMNS = ['section', 'at', 'action', 'actor', 'subject_type', 'subject_id', 'basis', 'purpose', 'case_reference', 'completed_at', 'request_id', 'detail'];
 
-/** RFC 4180 quoting, and a leading quote mark on text a spreadsheet would run as a formula. */
-function csvCell(value: unknown): string {
-  if (value === null || value === undefined) return '';
-  let text = value instanceof Date ? value.toISOString() : typeof value === 'object' ? JSON.stringify(value) : String(value);
-  if (/^[=+\-@\t\r]/.test(text)) text = `'${text}`;
-  return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
-}
-const csvLine = (cells: unknown[]) => `${cells.map(csvCell).join(',')}\r\n`;
 
 /**
  * The compliance evidence report (POLICY.md "Evidence", issue 11): built from the audit log

@@ -1,19 +1,10 @@
+import { csvCell } from '../http/csv-download.js';
 import type { RecipientResult } from './results.service.js';
 
 /*
- * The per-recipient results as CSV (RFC 4180), written a page at a time. A cell that a
- * spreadsheet would read as a formula (= + - @, or a tab/carriage return before one) is
- * prefixed with a quote character, so opening the file never runs anything a contact typed.
+ * The per-recipient results as CSV (RFC 4180), written a page at a time; each cell through
+ * http/csv-download.ts `csvCell`, the spreadsheet-formula guard every CSV download shares.
  */
-
-const FORMULA_START = /^[=+\-@\t\r]/;
-
-export function csvCell(value: string | number | boolean | Date | null): string {
-  if (value === null) return '';
-  let text = value instanceof Date ? value.toISOString() : String(value);
-  if (typeof value === 'string' && FORMULA_START.test(text)) text = `'${text}`;
-  return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
-}
 
 export const RESULTS_CSV_HEADER = [
   'email',
