@@ -219,7 +219,7 @@ export function createServices(deps: AppDeps) {
   });
   const sendWorker = createSendWorker({
     repo: campaignsRepo,
-    ledger: createSendLedgerRepo(db, { serializedEngine: database.kind === 'pglite' }),
+    ledger: createSendLedgerRepo(db, { serializedEngine: database.kind === 'pglite', autoReplyDelayDays: config.signals.autoReplyFollowUpDelayDays }),
     mailboxRepo: mailboxesRepo,
     mailboxes,
     pacer,

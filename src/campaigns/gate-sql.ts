@@ -1,6 +1,7 @@
 import { sql, type SQL } from 'drizzle-orm';
 import { pgArray } from '../db/pg-array.js';
 import type { CampaignRow } from './campaigns.repo.js';
+import { autoReplyHoldSql } from './auto-reply-hold-sql.js';
 import { optedInSql } from './eligibility-sql.js';
 import { PROBE_ONLY } from '../db/plan-hints.js';
 import { suppressedSql } from '../suppression/suppressed-sql.js';
@@ -21,7 +22,13 @@ export interface GateRow {
   campaign_status: string;
   /** Its mailbox is connected and may send (not disconnected, not waiting to be reconnected): otherwise the gate halts. */
   mailbox_sending: boolean;
-  /** Still due at the gate's `now`: an automatic reply may have moved a follow-up later since it was reserved. */
+  /**
+   * Until when an automatic reply to an earlier step holds this step (auto-reply-hold-sql.ts),
+   * or null. Read here, not only when the reply is recorded: it may have come while the step
+   * it answers was in flight, or while this one was claimed.
+   */
+  held_until: Date | string | null;
+  /** Due at the gate's `now`: its `due_at` has come and no automatic reply holds it (`held_until`). */
   due: boolean;
   /**
    * Why it must not go out (invariant 1, P-10, a reply or bounce to an earlier step, or the
@@ -49,8 +56,8 @@ export const lockSendingMailboxSql = (mailboxId: string): SQL =>
  * re-check, as one select; the single place where the rules of invariant 1 and P-10 meet the
  * ledger. Run under the address locks, which the caller took earlier in the same transaction
  * (so this statement's snapshot already sees any opt-out that committed before). Only the
- * checks that can apply are in it: a first step has no earlier step to have been answered or
- * bounced, and a transactional campaign needs no consent (the gate runs per message group: a
+ * checks that can apply are in it: a first step has no earlier step to have been answered,
+ * auto-answered or bounced, and a transactional campaign needs no consent (the gate runs per message group: a
  * smaller statement is a cheaper plan). All rows are of `campaign`.
  *
  * The campaign's state is read with a share lock on its row (`for share`): a pause, cancel or
@@ -68,7 +75,7 @@ export const lockSendingMailboxSql = (mailboxId: string): SQL =>
  * whose disconnect had answered, through a token Google had not revoked (the address connected in
  * another workspace: an attacker's finding).
  */
-export function gateSql(sendIds: string[], campaign: CampaignRow, mailboxId: string, laterSteps: boolean, now: Date): SQL {
+export function gateSql(sendIds: string[], campaign: CampaignRow, mailboxId: string, laterSteps: boolean, now: Date, autoReplyDelayDays: number): SQL {
   const consent = campaign.kind === 'marketing' ? sql`not ${optedInSql(sql`s.contact_id`, sql`s.workspace_id`)}` : sql`false`;
   const earlier = (type: 'reply' | 'bounce') =>
     !laterSteps
@@ -76,11 +83,16 @@ export function gateSql(sendIds: string[], campaign: CampaignRow, mailboxId: str
       : sql`s.step > 0 and exists (select 1 from campaign_sends p join mail_events e on e.message_id = p.message_id and e.type = ${type}
                       ${type === 'reply' ? sql`and coalesce((e.detail ->> 'automatic')::boolean, false) = false` : sql``}
                     where p.campaign_id = s.campaign_id and p.recipient_id = s.recipient_id and p.step < s.step${PROBE_ONLY})`;
+  const hold = laterSteps
+    ? autoReplyHoldSql({ campaignId: sql`s.campaign_id`, recipientId: sql`s.recipient_id`, step: sql`s.step` }, autoReplyDelayDays)
+    : sql`(select null::timestamptz as until)`;
+  const at = sql`${now.toISOString()}::timestamptz`;
   return sql`
-    select s.id, s.status, s.lease_owner, coalesce(s.lease_expires_at < ${now.toISOString()}::timestamptz, true) as lease_expired, s.attempts,
+    select s.id, s.status, s.lease_owner, coalesce(s.lease_expires_at < ${at}, true) as lease_expired, s.attempts,
       s.email, s.contact_id, s.rfc822_message_id, (select c.status from campaigns c where c.id = s.campaign_id for share) as campaign_status,
       coalesce((select m.status = 'active' and m.deleted_at is null from mailboxes m where m.id = ${mailboxId}::uuid for share), false) as mailbox_sending,
-      s.due_at <= ${now.toISOString()}::timestamptz as due,
+      hold.until as held_until,
+      s.due_at <= ${at} and coalesce(hold.until <= ${at}, true) as due,
       case
         when ${suppressedSql(sql`s.workspace_id`, sql`s.email`, sql`(select r.address_hash from recipients r where r.id = s.recipient_id)`, campaign.topic, { probesOnly: true })} then 'suppressed'
         when s.contact_id is null or ct.deleted_at is not null then 'contact_deleted'
@@ -92,6 +104,8 @@ export function gateSql(sendIds: string[], campaign: CampaignRow, mailboxId: str
     from campaign_sends s
     -- The send's contact read once, by its key, for both of its checks (deleted, address changed).
     left join lateral (select c.deleted_at, c.email from contacts c where c.id = s.contact_id${PROBE_ONLY}) ct on true
+    -- An aggregate: evaluated once per send (a subquery in the select list would run for each use).
+    left join lateral ${hold} hold on true
     where s.id = any(${pgArray(sendIds)}::uuid[])
     order by s.id
     for update of s`;

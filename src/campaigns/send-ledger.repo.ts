@@ -3,6 +3,8 @@ import type { Db } from '../db/connect.js';
 import { lockAddresses } from '../suppression/address-lock.js';
 import type { CampaignRow } from './campaigns.repo.js';
 import { gateSql, lockSendingMailboxSql, NO_MAILBOX, type GateRow } from './gate-sql.js';
+import { autoReplyHoldSql } from './auto-reply-hold-sql.js';
+import { DEFAULT_AUTO_REPLY_FOLLOW_UP_DELAY_DAYS } from '../config/schema.js';
 import { pgArray, rowsOf } from '../db/pg-array.js';
 import { GENERIC_PLAN } from '../db/plan-hints.js';
 import { campaignSendOutcomeCtes } from '../webhooks/facts.js';
@@ -41,7 +43,7 @@ export type GateResult =
   | { kind: 'go'; lease: SendLease }
   /** Must not be sent (opt-out, consent, reply, bounce, contact deleted): recorded `skipped`. */
   | { kind: 'skipped'; reason: string }
-  /** Another worker has it, or it is no longer due: leave it alone. */
+  /** Another worker has it, or it is no longer due (an automatic reply holds it: its row is queued for then): leave it alone. */
   | { kind: 'lost' }
   /** The campaign stopped sending (paused, cancelled): leave the row queued. */
   | { kind: 'halted' };
@@ -76,9 +78,15 @@ export interface SendLedgerOptions {
    * lock is what provides that serialization.
    */
   serializedEngine?: boolean;
+  /**
+   * AUTO_REPLY_FOLLOW_UP_DELAY_DAYS: how long an automatic reply holds a recipient's later steps
+   * (auto-reply-hold-sql.ts). The service passes its configuration; unset, the configuration's default.
+   */
+  autoReplyDelayDays?: number;
 }
 
 export function createSendLedgerRepo(db: Db, options: SendLedgerOptions = {}) {
+  const autoReplyDelayDays = options.autoReplyDelayDays ?? DEFAULT_AUTO_REPLY_FOLLOW_UP_DELAY_DAYS;
   const changeLeased = (lease: SendLease, set: SQL, alsoDo?: SQL) => changeLeasedSend(db, lease, set, alsoDo);
 
   const repo = {
@@ -157,6 +165,16 @@ export function createSendLedgerRepo(db: Db, options: SendLedgerOptions = {}) {
       if (inputs.length === 0) return [];
       const { campaign, mailbox, owner, now, leaseUntil } = inputs[0]!;
       const ids = inputs.map((i) => i.candidate.id);
+      const laterSteps = inputs.some((x) => x.candidate.step > 0);
+      // A queued row an automatic reply holds (requeued after a 429 or by recovery while the reply
+      // came: nothing else moved it) gets the time it is held until, so it is not reserved again
+      // and again before then, and progress shows when it goes.
+      const held = laterSteps
+        ? sql`,
+            held as (
+              update campaign_sends s set due_at = v.held_until
+              from v where s.id = v.id and v.status = 'queued' and v.held_until > ${ts(now)} and s.due_at < v.held_until)`
+        : sql``;
       const gate = async (tx: Db): Promise<GateResult[]> => {
         if (!options.serializedEngine) {
           await lockAddresses(tx, campaign.workspaceId, inputs.map((i) => i.candidate.email));
@@ -172,7 +190,7 @@ export function createSendLedgerRepo(db: Db, options: SendLedgerOptions = {}) {
             with i as (
               select * from unnest(${pgArray(ids)}::uuid[], ${pgArray(inputs.map((x) => x.messageRowId))}::uuid[], ${pgArray(inputs.map((x) => x.subject))}::text[])
                 as i(send_id, message_row_id, subject)),
-            g as (${gateSql(ids, campaign, mailbox.id, inputs.some((x) => x.candidate.step > 0), now)}),
+            g as (${gateSql(ids, campaign, mailbox.id, laterSteps, now, autoReplyDelayDays)}),
             v as (
               select g.*, i.message_row_id, i.subject,
                 g.status = 'queued' and (g.lease_owner is null or g.lease_owner = ${owner} or g.lease_expired) and g.due
@@ -190,13 +208,14 @@ export function createSendLedgerRepo(db: Db, options: SendLedgerOptions = {}) {
             u as (
               update campaign_sends s set status = 'sending', lease_owner = ${owner}, lease_expires_at = ${ts(leaseUntil)},
                 attempts = v.attempts + 1, claimed_at = ${ts(now)}, message_id = m.id, resolve_looks = 0, error_code = ${withoutParkedMark(sql`s.error_code`)}
-              from v join m on m.id = v.message_row_id where s.id = v.id)
-            select id, status, lease_owner, lease_expired, attempts, campaign_status, mailbox_sending, due, skip_reason from v`),
+              from v join m on m.id = v.message_row_id where s.id = v.id)${held}
+            select id, status, lease_owner, lease_expired, attempts, campaign_status, mailbox_sending, held_until, due, skip_reason from v`),
         );
         const byId = new Map(rows.map((r) => [r.id, r]));
         return all.map((input): GateResult => {
           const row = first.get(input.candidate.id) === input ? byId.get(input.candidate.id) : undefined;
-          // Not due (any more): an automatic reply moved this follow-up later after it was reserved (follow-ups.repo.ts deferFollowUps).
+          // Not due (any more): an automatic reply moved this follow-up later after it was reserved
+          // (follow-ups.repo.ts deferFollowUps), or holds it (auto-reply-hold-sql.ts; `held` above).
           if (!row || row.status !== 'queued' || (row.lease_owner !== null && row.lease_owner !== owner && !row.lease_expired) || !row.due) return { kind: 'lost' };
           if (row.campaign_status !== 'sending' || !row.mailbox_sending) return { kind: 'halted' };
           if (row.skip_reason) return { kind: 'skipped', reason: row.skip_reason };
@@ -214,7 +233,10 @@ export function createSendLedgerRepo(db: Db, options: SendLedgerOptions = {}) {
 
     /**
      * The gate again for a send this worker already holds, before a retry (after a 429
-     * pause): an opt-out that arrived during the pause wins; otherwise the lease is renewed.
+     * pause): an opt-out that arrived during the pause wins; an automatic reply to an earlier
+     * step recorded meanwhile hands the send back to the queue until the time it holds it
+     * (its messages row deleted: nothing went out), `lost` to this worker; otherwise the lease
+     * is renewed.
      */
     async recheck(lease: SendLease, campaign: CampaignRow, send: { email: string; step: number }, now: Date, leaseUntil: Date): Promise<GateResult> {
       return db.transaction(async (txRaw) => {
@@ -222,7 +244,7 @@ export function createSendLedgerRepo(db: Db, options: SendLedgerOptions = {}) {
         await lockAddresses(tx, campaign.workspaceId, [send.email]);
         const mailboxId = campaign.mailboxId ?? NO_MAILBOX;
         await tx.execute(lockSendingMailboxSql(mailboxId));
-        const [row] = rowsOf<GateRow>(await tx.execute(gateSql([lease.id], campaign, mailboxId, send.step > 0, now)));
+        const [row] = rowsOf<GateRow>(await tx.execute(gateSql([lease.id], campaign, mailboxId, send.step > 0, now, autoReplyDelayDays)));
         if (!row || row.status !== 'sending' || row.lease_owner !== lease.owner || Number(row.attempts) !== lease.attempt) return { kind: 'lost' } as const;
         if (row.campaign_status !== 'sending' || !row.mailbox_sending) return { kind: 'halted' } as const;
         const reason = row.skip_reason;
@@ -233,6 +255,15 @@ export function createSendLedgerRepo(db: Db, options: SendLedgerOptions = {}) {
           await tx.execute(sql`delete from messages where id = ${lease.messageRowId}::uuid`);
           return { kind: 'skipped', reason } as const;
         }
+        if (!row.due) {
+          const heldUntil = row.held_until === null ? sql`null` : ts(new Date(row.held_until));
+          await tx.execute(sql`
+            update campaign_sends set status = 'queued', due_at = greatest(due_at, ${heldUntil}), lease_owner = null, lease_expires_at = null,
+              message_id = null, error_code = null, resolve_looks = 0
+            where ${fence(lease)}`);
+          await tx.execute(sql`delete from messages where id = ${lease.messageRowId}::uuid`);
+          return { kind: 'lost' } as const;
+        }
         await tx.execute(sql`update campaign_sends set lease_expires_at = ${ts(leaseUntil)}, error_code = ${withoutParkedMark()} where ${fence(lease)}`);
         return { kind: 'go', lease } as const;
       });
@@ -242,9 +273,10 @@ export function createSendLedgerRepo(db: Db, options: SendLedgerOptions = {}) {
      * For each accepted message: the ledger row, its messages row and (for a sequence) the
      * next step's row, all in one statement whatever the number of messages (group-commit.ts
      * gathers the lanes' outcomes); per input, false when its lease was lost (nothing of it
-     * changed). The next step is due `next.dueAt`, gets its own Message-ID, and goes in the
-     * same thread. Each `message.sent` event carries its own message's sent time (`at`, when
-     * Gmail answered it), not the group's.
+     * changed). The next step is due `next.dueAt` — or later, when an automatic reply to
+     * this or an earlier step was recorded while it was in flight (auto-reply-hold-sql.ts) —,
+     * gets its own Message-ID, and goes in the same thread. Each `message.sent` event carries
+     * its own message's sent time (`at`, when Gmail answered it), not the group's.
      */
     async markSentMany(inputs: SentInput[]): Promise<boolean[]> {
       if (inputs.length === 0) return [];
@@ -270,7 +302,8 @@ export function createSendLedgerRepo(db: Db, options: SendLedgerOptions = {}) {
             select c.id, c.status, c.deleted_at from campaigns c where c.id = any(array(select l.campaign_id from ledger l))),
           nx as (
             insert into campaign_sends (workspace_id, campaign_id, step, contact_id, recipient_id, email, rfc822_message_id, due_at)
-            select l.workspace_id, l.campaign_id, l.step + 1, l.contact_id, l.recipient_id, l.email, gen_random_uuid()::text || '@' || i.sender_domain, i.next_due
+            select l.workspace_id, l.campaign_id, l.step + 1, l.contact_id, l.recipient_id, l.email, gen_random_uuid()::text || '@' || i.sender_domain,
+                   greatest(i.next_due, ${autoReplyHoldSql({ campaignId: sql`l.campaign_id`, recipientId: sql`l.recipient_id`, step: sql`l.step + 1` }, autoReplyDelayDays)})
             from ledger l join i on i.id = l.id join campaign on campaign.id = l.campaign_id
             where i.next_due is not null and campaign.status in ${MAY_STILL_SEND} and campaign.deleted_at is null
             on conflict do nothing)`

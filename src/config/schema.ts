@@ -7,6 +7,9 @@ import { encryptionKeyList, optionalUrl, signingSecretList } from './parsers.js'
  * src/config.ts maps the parsed values to `Config`.
  */
 
+/** AUTO_REPLY_FOLLOW_UP_DELAY_DAYS when unset (also the send ledger's when not told: send-ledger.repo.ts). */
+export const DEFAULT_AUTO_REPLY_FOLLOW_UP_DELAY_DAYS = 3;
+
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 export const envSchema = z.object({
@@ -44,7 +47,7 @@ export const envSchema = z.object({
   BOUNCE_SOFT_LIMIT: z.coerce.number().int().min(1).max(100).default(3),
   BOUNCE_SOFT_WINDOW_DAYS: z.coerce.number().int().min(1).max(365).default(30),
   BOUNCE_MATCH_WINDOW_DAYS: z.coerce.number().int().min(1).max(60).default(7),
-  AUTO_REPLY_FOLLOW_UP_DELAY_DAYS: z.coerce.number().int().min(0).max(60).default(3),
+  AUTO_REPLY_FOLLOW_UP_DELAY_DAYS: z.coerce.number().int().min(0).max(60).default(DEFAULT_AUTO_REPLY_FOLLOW_UP_DELAY_DAYS),
   GMAIL_SENDS_PER_MINUTE: z.coerce.number().int().min(1).max(1_000_000).default(60),
   GMAIL_QUOTA_UNITS_PER_MINUTE: z.coerce.number().int().min(100).max(1_000_000_000).default(15_000),
   ROLE: z.enum(['all', 'web', 'worker'], { message: 'must be all, web or worker' }).default('all'),

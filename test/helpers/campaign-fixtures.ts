@@ -12,7 +12,7 @@ export function separateWorker(app: TestApp, overrides: Partial<SendWorkerDeps> 
   const db = app.database.db;
   return createSendWorker({
     repo: createCampaignsRepo(db),
-    ledger: createSendLedgerRepo(db, { serializedEngine: app.database.kind === 'pglite' }),
+    ledger: createSendLedgerRepo(db, { serializedEngine: app.database.kind === 'pglite', autoReplyDelayDays: app.config.signals.autoReplyFollowUpDelayDays }),
     mailboxRepo: createMailboxesRepo(db),
     mailboxes: app.services.mailboxes,
     pacer: app.services.pacer,

@@ -39,7 +39,7 @@ export async function claimWhileRowHeld<T>(app: TestApp, input: ClaimInput, mean
     await other.query('begin');
     await other.query('select 1 from campaign_sends where id = $1 for update', [input.candidate.id]);
     let claimSettledAt = Infinity;
-    const claimed = createSendLedgerRepo(app.database.db).claim(input).finally(() => (claimSettledAt = performance.now()));
+    const claimed = createSendLedgerRepo(app.database.db, { autoReplyDelayDays: app.config.signals.autoReplyFollowUpDelayDays }).claim(input).finally(() => (claimSettledAt = performance.now()));
     await new Promise((resolve) => setTimeout(resolve, 300)); // the gate statement now waits for the row
     let answeredAt = Infinity;
     const answered = meanwhile().finally(() => (answeredAt = performance.now()));

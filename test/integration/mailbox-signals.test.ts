@@ -325,8 +325,10 @@ describe('replies, automatic replies and sequences', () => {
     expect(byEmail.get(away)).toMatchObject({ status: 'queued' });
     expect(new Date(byEmail.get(away)!.due_at).getTime()).toBeGreaterThan(Date.now() + 2.9 * 86_400_000);
 
-    // Three days later it goes out.
+    // Three days later it goes out: the follow-up due, the out-of-office three days old (the gate
+    // reads the out-of-office too: auto-reply-hold-sql.ts).
     await query(sql`update campaign_sends set due_at = now() where campaign_id = ${campaign}::uuid and email = ${away} and step = 1`);
+    await query(sql`update mail_events set at = at - interval '3 days' where type = 'auto_reply' and recipient = ${away}`);
     await ctx.app.services.sendWorker.runUntilIdle();
     expect((await query<{ status: string }>(sql`select status::text as status from campaign_sends where campaign_id = ${campaign}::uuid and email = ${away} and step = 1`))[0]!.status).toBe('sent');
   });

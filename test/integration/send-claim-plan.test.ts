@@ -57,7 +57,7 @@ async function claimPlan(campaign: Partial<CampaignRow>, step: number): Promise<
 describe('the send claim’s generic plan (PGlite)', () => {
   it.each([
     ['a first step of a marketing campaign', { kind: 'marketing' as const }, 0],
-    ['a later step (reply and bounce checks)', { kind: 'marketing' as const }, 1],
+    ['a later step (reply, bounce and automatic-reply checks)', { kind: 'marketing' as const }, 1],
     ['a transactional campaign', { kind: 'transactional' as const, topic: null }, 0],
   ])('%s: no re-check scans or hashes suppressions, contacts, campaigns, consents, recipients or mail events, planned on empty tables', async (_name, campaign, step) => {
     const plan = await claimPlan(campaign, step);
@@ -73,12 +73,14 @@ describe('the send claim’s generic plan (PGlite)', () => {
     // The send's contact, read once by its key for both of its checks (deleted; address changed).
     expect([...plan.matchAll(/ on contacts /g)], plan).toHaveLength(1);
     if (step > 0) for (const probe of earlierStepProbes(plan)) expect(ONE_DESCENT, plan).toContain(probe);
-    if (step > 0) expect(earlierStepProbes(plan), plan).toHaveLength(2);
+    // Reply, bounce, and the automatic reply that holds the step (auto-reply-hold-sql.ts).
+    if (step > 0) expect(earlierStepProbes(plan), plan).toHaveLength(3);
+    if (step > 0) expect(plan, plan).toMatch(/Index (?:Only )?Scan using mail_events_source_unique on mail_events ar\s.*\n\s+Index Cond: \(\(message_id = p(?:_\d+)?\.message_id\) AND \(type = 'auto_reply'/);
   });
 });
 
 /**
- * The index conditions of the reply and bounce checks' lookups of a recipient's earlier sends
+ * The index conditions of the reply, bounce and automatic-reply checks' lookups of a recipient's earlier sends
  * (`campaign_sends p`), as EXPLAIN prints them: in the index's column order. Campaign and
  * recipient must come first, both equalities: then the step range is searched within one
  * recipient's entries, one descent. With the step before the recipient (the key until
@@ -93,7 +95,7 @@ const ONE_DESCENT = ['((recipient_id = s.recipient_id) AND (campaign_id = s.camp
 
 /**
  * The same lookups with rows in the tables, as the claim runs: 3,000 recipients whose first step
- * was sent (every 10th answered, every 15th bounced), the second step queued, statistics taken.
+ * was sent (every 10th answered, every 15th bounced, every 7th auto-answered), the second step queued, statistics taken.
  * EXPLAIN (ANALYZE, BUFFERS) of the claim of four second-step sends: on PGlite its generic plan,
  * on a server (TEST_DATABASE_URL) the custom plan of its values. The campaign is paused, so the
  * statement writes nothing; every re-check is still evaluated.
@@ -105,11 +107,11 @@ describe('a later step’s claim with 3,000 recipients, as it runs', () => {
   });
   afterAll(() => data?.close());
 
-  it('reads one recipient’s earlier sends per reply or bounce check: one index descent, a few pages', async () => {
+  it('reads one recipient’s earlier sends per reply, bounce or automatic-reply check: one index descent, a few pages', async () => {
     const { campaign, sends } = await seedSecondStep(data.db, 3_000);
     const plan = (await explainAnalyzed(data, await claimStatement(campaign, 1, sends))).join('\n');
     const probes = [...plan.matchAll(/Index (?:Only )?Scan using \S+ on campaign_sends p(?:_\d+)?\s.*loops=(\d+)\)\n((?:\s{10,}(?!->)\S.*\n?)*)/g)];
-    expect(probes, plan).toHaveLength(2);
+    expect(probes, plan).toHaveLength(3);
     for (const [, loops, details] of probes) {
       expect(details, plan).toMatch(/Index Cond: \(\((campaign_id = s\.campaign_id\) AND \(recipient_id = s\.recipient_id|recipient_id = s\.recipient_id\) AND \(campaign_id = s\.campaign_id)\)/);
       // Per check: two index pages, the earlier send's heap page, now and then the next leaf
@@ -121,6 +123,22 @@ describe('a later step’s claim with 3,000 recipients, as it runs', () => {
       const searches = /Index Searches: (\d+)/.exec(details!);
       if (searches) expect(Number(searches[1]), plan).toBe(Number(loops));
     }
+  });
+
+  it('queues a next step after the automatic-reply hold read by index probes: the recipient’s earlier sends by the key, their automatic replies by message', async () => {
+    const { campaign } = await seedSecondStep(data.db, 3_000);
+    const [first] = rowsOf<{ id: string }>(await data.db.execute(sql`select id from campaign_sends where campaign_id = ${campaign.id}::uuid and step = 0 limit 1`));
+    const next = { campaign, send: {} as SendCandidate, senderDomain: 'acme.test', dueAt: new Date() };
+    // A lease no row holds: the record changes nothing, and the next step's insert is planned all the same.
+    const query = await captureBuilt((capture) =>
+      createSendLedgerRepo(capture).markSentMany([{ lease: { id: first!.id, owner: 'plan', attempt: 99, messageRowId: randomUUID() }, gmail: { id: 'g', threadId: 't' }, at: new Date(), subject: 's', next }]),
+    );
+    const plan = rowsOf<Record<string, string>>(
+      await data.db.execute(sql.raw(`explain ${query.sql.replace(/\$(\d+)/g, (_m, i: string) => literal(query.params[Number(i) - 1]))}`)),
+    ).map((r) => Object.values(r)[0]!).join('\n');
+    expect(plan).toMatch(/Index (?:Only )?Scan using campaign_sends_recipient_campaign_step_unique on campaign_sends p\s.*\n\s+Index Cond: \(\(recipient_id = (l(?:_\d+)?)\.recipient_id\) AND \(campaign_id = \1\.campaign_id\) AND \(step < \(\1\.step \+ 1\)\)\)/);
+    expect(plan).toMatch(/Index (?:Only )?Scan using mail_events_source_unique on mail_events ar\s.*\n\s+Index Cond: \(\(message_id = p\.message_id\) AND \(type = 'auto_reply'/);
+    expect(plan).not.toMatch(/Seq Scan on (mail_events|campaign_sends p)\b/);
   });
 });
 
@@ -145,7 +163,7 @@ async function seedSecondStep(db: Db, recipients: number): Promise<{ campaign: C
       select r.workspace_id, ${campaign.id}::uuid, ${step}, c.id, r.id, r.email, gen_random_uuid()::text || '@plan.test', ${status}::send_status
       from recipients r join contacts c on c.workspace_id = r.workspace_id and c.email = r.email where r.workspace_id = ${workspaceId}::uuid`);
   }
-  // The first step's messages, and the replies and bounces to some of them.
+  // The first step's messages, and the replies, bounces and automatic replies to some of them.
   await db.execute(sql`
     insert into messages (workspace_id, direction, status, rfc822_message_id, from_address, to_addresses)
     select workspace_id, 'outbound', 'sent', rfc822_message_id, 'sender@acme.test', array[email] from campaign_sends where campaign_id = ${campaign.id}::uuid and step = 0`);
@@ -156,7 +174,7 @@ async function seedSecondStep(db: Db, recipients: number): Promise<{ campaign: C
     insert into mail_events (workspace_id, message_id, type, source_gmail_message_id, recipient)
     select s.workspace_id, s.message_id, t.type::mail_event_type, 'src-' || s.id, s.email
     from (select *, row_number() over (order by email) n from campaign_sends where campaign_id = ${campaign.id}::uuid and step = 0) s
-    join (values (10, 'reply'), (15, 'bounce')) t(every, type) on s.n % t.every = 0`);
+    join (values (10, 'reply'), (15, 'bounce'), (7, 'auto_reply')) t(every, type) on s.n % t.every = 0`);
   await db.execute(sql`analyze`);
   const sends = rowsOf<{ id: string; contact_id: string; recipient_id: string; email: string }>(
     await db.execute(sql`select id, contact_id, recipient_id, email from campaign_sends where campaign_id = ${campaign.id}::uuid and step = 1 order by email limit 4`),

@@ -1,0 +1,40 @@
+import { sql, type SQL } from 'drizzle-orm';
+
+/*
+ * The sequence rule for automatic replies, as SQL: the one place that says how long an
+ * out-of-office holds a contact's later steps. An automatic reply to an earlier step of the
+ * campaign holds each later step of that recipient until AUTO_REPLY_FOLLOW_UP_DELAY_DAYS after
+ * the reply. Read where a step is decided, not only where the reply is recorded: the
+ * out-of-office usually arrives within seconds, while the step it answers is still in flight
+ * (Gmail accepted it, its `sent` record not yet written — or a crash left it to recovery), so
+ * the next step's row does not exist yet, or while that next step is itself claimed (waiting
+ * out a 429). follow-ups.repo.ts `deferFollowUps` moves the rows that are queued when the reply
+ * is recorded; the gate (gate-sql.ts; its claim and its re-check before a retry) and the
+ * queuing of a next step (send-ledger.repo.ts `markSentMany`) read this for the rest.
+ */
+
+/** Where a step stands: its campaign, recipient and step number, as SQL of the statement reading it. */
+export interface StepRef {
+  campaignId: SQL;
+  recipientId: SQL;
+  step: SQL;
+}
+
+/**
+ * SQL: a one-row subquery, `(select … as until)`, the time before which this step must not go
+ * out because of an automatic reply to an earlier step of the same recipient (null: none, or
+ * the delay is 0). Usable as a scalar (`greatest(x, <this>)`) or a lateral relation. Per step:
+ * one descent of the ledger's key `(recipient_id, campaign_id, step, workspace_id)` to the
+ * recipient's earlier sends, then their automatic replies by message and type
+ * (`mail_events_source_unique`) — index probes, like the gate's reply and bounce checks.
+ * The delay is counted in seconds, written into the statement (a number from the config):
+ * `interval '1 day'` added to a timestamptz follows the session's time zone across a
+ * daylight-saving change.
+ */
+export function autoReplyHoldSql(target: StepRef, delayDays: number): SQL {
+  if (delayDays <= 0) return sql`(select null::timestamptz as until)`;
+  const delay = sql.raw(`interval '${Math.round(delayDays * 86_400)} seconds'`);
+  return sql`(select max(ar.at) + ${delay} as until
+    from campaign_sends p join mail_events ar on ar.message_id = p.message_id and ar.type = 'auto_reply'
+    where p.campaign_id = ${target.campaignId} and p.recipient_id = ${target.recipientId} and p.step < ${target.step})`;
+}
