@@ -10,6 +10,7 @@ import type { MailboxPacer } from '../gmail/pacer.js';
 import type { Logger } from '../logger.js';
 import { extractLinks } from '../tracking/rewrite.js';
 import type { CampaignRow, CampaignsRepo } from './campaigns.repo.js';
+import { presentCampaign } from './campaign-presenter.js';
 import type { CancelledSends } from './cancelled-sends.js';
 import { marketingFooter, withFooter, renderContent, stepContent } from './campaign-mail.js';
 import { isInsideWindow, nextWindowOpening } from './sending-window.js';
@@ -39,28 +40,6 @@ export interface PreviewContent {
 }
 
 const notEditable = (message = 'Only a draft can be edited') => new ConflictError('campaign_not_editable', message);
-
-function presentCampaign(campaign: CampaignRow) {
-  return {
-    id: campaign.id,
-    name: campaign.name,
-    kind: campaign.kind,
-    status: campaign.status,
-    statusReason: campaign.statusReason,
-    mailboxId: campaign.mailboxId,
-    subject: campaign.subject,
-    html: campaign.html,
-    text: campaign.text,
-    topic: campaign.topic,
-    audience: campaign.audience,
-    steps: campaign.steps,
-    startAt: campaign.startAt,
-    sendingWindow: campaign.sendingWindow,
-    launchedAt: campaign.launchedAt,
-    completedAt: campaign.completedAt,
-    createdAt: campaign.createdAt,
-  };
-}
 
 /** Whether the caller may send from a mailbox connected by `ownerUserId`: their own, or any as an admin or owner (the service's rule; the web app hides what it refuses). */
 export const maySendFrom = (auth: Pick<AuthContext, 'userId' | 'role'>, ownerUserId: string) => ownerUserId === auth.userId || auth.role !== 'member';
@@ -349,12 +328,22 @@ export function createCampaignsService(deps: {
       return service.get(auth, id);
     },
 
+    /**
+     * A campaign whose mailbox was disconnected continues from the address's mailbox connected
+     * again (a new record: before, nothing could lift that pause, and the campaign's queued sends
+     * could only be cancelled); without one, 409 `mailbox_disconnected`.
+     */
     async resume(auth: AuthContext, id: string) {
       const campaign = await requireSendableCampaign(auth, id);
-      const mailbox = campaign.mailboxId ? await deps.mailboxRepo.findById(auth.workspaceId, campaign.mailboxId) : undefined;
+      const mailbox = campaign.mailboxId
+        ? ((await deps.mailboxRepo.findById(auth.workspaceId, campaign.mailboxId)) ?? (await deps.mailboxRepo.findLiveSameAddress(auth.workspaceId, campaign.mailboxId)))
+        : undefined;
+      if (!mailbox) throw new ConflictError('mailbox_disconnected', "The campaign's mailbox was disconnected: connect the same Gmail address again, then resume");
+      assertMaySendFrom(auth, mailbox);
       // Whatever paused it: a mailbox that cannot serve it now would only pause it again.
-      if (mailbox) refuseHold(mailboxHold(campaign, mailbox), 'resuming');
-      if (!(await repo.transition(campaign.id, ['paused'], { status: 'sending', statusReason: null }))) {
+      refuseHold(mailboxHold(campaign, mailbox), 'resuming');
+      // From the mailbox it read: an edit committed in between changes nothing here.
+      if (!(await repo.transition(campaign.id, ['paused'], { status: 'sending', statusReason: null, mailboxId: mailbox.id }, { mailboxId: campaign.mailboxId }))) {
         throw new ConflictError('campaign_not_paused', `A ${campaign.status} campaign cannot be resumed`);
       }
       return service.get(auth, id);

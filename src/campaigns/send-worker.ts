@@ -291,7 +291,7 @@ export function createSendWorker(deps: SendWorkerDeps) {
       for (const paused of await repo.pausedForMailbox()) {
         const mailbox = paused.mailboxId ? await deps.mailboxRepo.findByIdUnscoped(paused.mailboxId) : undefined;
         if (!mailbox) {
-          // Disconnected meanwhile: say so (a reconnect is a new mailbox; nothing lifts this pause but a person).
+          // Disconnected meanwhile: say so (a reconnect is a new mailbox; only a person's resume lifts this pause, continuing from it).
           await repo.transition(paused.id, ['paused'], { status: 'paused', statusReason: 'mailbox_disconnected' }, { statusReason: paused.statusReason });
           continue;
         }

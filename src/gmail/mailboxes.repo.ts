@@ -24,6 +24,22 @@ function mailboxQueries(db: Db) {
       return row;
     },
 
+    /**
+     * The live mailbox of the workspace connected with the same Gmail address as `id`, which may
+     * be disconnected (kept until its purge): a reconnect makes a new record, and what the old
+     * one was doing (a campaign) can continue from it — the same Google account, its threads
+     * and its replies.
+     */
+    async findLiveSameAddress(workspaceId: string, id: string): Promise<MailboxRow | undefined> {
+      const [row] = rowsOf<{ id: string }>(
+        await db.execute(sql`select o.id from mailboxes m
+          join mailboxes o on lower(o.email) = lower(m.email) and o.workspace_id = m.workspace_id and o.deleted_at is null
+          where m.id = ${id}::uuid and m.workspace_id = ${workspaceId}::uuid
+          order by o.created_at desc limit 1`),
+      );
+      return row ? this.findById(workspaceId, row.id) : undefined;
+    },
+
     /** For background work (sync, push) that starts from a mailbox id or address, not from a user. */
     async findByIdUnscoped(id: string): Promise<MailboxRow | undefined> {
       const [row] = await db.select().from(mailboxes).where(and(eq(mailboxes.id, id), live)).limit(1);

@@ -105,7 +105,7 @@ export const API_ROUTES: ApiRoute[] = [
   route('post', '/api/campaigns/:id/preflight', { tag: 'campaigns', summary: 'Count eligible / suppressed / missing consent / invalid', access: 'read', responses: { 200: json('the counts and one rendered sample', R.preflightResponse) } }),
   route('post', '/api/campaigns/:id/launch', { tag: 'campaigns', summary: 'Launch a draft', access: 'send', body: launchBody, idempotent: true, responses: campaignState, errors: ['campaign_not_draft', 'campaign_changed', 'postal_address_required', 'mailbox_needs_reconnect', 'follow_ups_need_sync'] }),
   lifecycle('pause', ['campaign_not_running']),
-  lifecycle('resume', ['campaign_not_paused', 'mailbox_needs_reconnect', 'follow_ups_need_sync']),
+  lifecycle('resume', ['campaign_not_paused', 'mailbox_needs_reconnect', 'follow_ups_need_sync', 'mailbox_disconnected']),
   lifecycle('cancel', ['campaign_finished']),
   route('get', '/api/campaigns/:id/results.csv', { tag: 'campaigns', summary: 'Per-recipient results as CSV, streamed (cells that a spreadsheet would run as a formula are quoted)', access: 'read', produces: 'text/csv', responses: { 200: 'the CSV' } }),
   route('get', '/api/campaigns/:id/stats', { tag: 'campaigns', summary: 'Campaign stats (human first, machine beside)', access: 'read', responses: { 200: json('the stats', R.campaignStats) } }),

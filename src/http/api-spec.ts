@@ -123,6 +123,7 @@ export const ERROR_STATUS: Record<string, number> = {
   campaign_finished: 409,
   read_access_not_granted: 409,
   send_taken_over: 409,
+  mailbox_disconnected: 409,
   idempotency_in_progress: 409,
   concurrent_change: 409,
   resubscribe_not_allowed: 409,

@@ -21,7 +21,7 @@ export const WAITING_TEXT: Record<string, string> = {
   start_time: 'waiting for its start time',
   paused_by_user: 'paused by you',
   paused: 'paused',
-  mailbox_disconnected: 'the mailbox was disconnected',
+  mailbox_disconnected: 'the mailbox was disconnected: connect the same Gmail address again, then resume',
   mailbox_needs_reconnect: 'the mailbox needs to be reconnected',
   mailbox_syncing: 'waiting until the mailbox has been read: it was reconnected, or its last sync failed (the Mailboxes page says why); a reply stops a follow-up',
   follow_ups_need_sync: 'its follow-ups need a mailbox connected with sync (replies and bounces stop them)',

@@ -206,3 +206,37 @@ it('a sequence waits while its mailbox\'s sync is failing: a reply that arrived 
   expect(await followUp(campaign)).toMatchObject({ status: 'skipped', skip_reason: 'replied' });
   expect(ctx.app.sandbox.control.listMessages(fay.email).filter((m) => m.from?.includes(sender))).toHaveLength(1);
 });
+
+it('a campaign whose mailbox was disconnected resumes from the same address connected again (409 mailbox_disconnected until then); the rest goes out once, from the new mailbox', async () => {
+  const sender = 'disconnected-resume@acme.test';
+  const mailbox = await connectedMailbox(ctx.app, ctx.owner.token, sender);
+  const people = [await contact('hal'), await contact('ivy'), await contact('jo')];
+  const subject = `R7 hello ${Date.now()}`;
+  const created = await ctx.app.api('POST', '/api/campaigns', {
+    token: ctx.owner.token,
+    json: { name: subject, kind: 'transactional', mailboxId: mailbox.id, subject, text: 'Hello', contactIds: people.map((p) => p.id) },
+  });
+  const campaign = created.body.id as string;
+  expect((await ctx.app.api('POST', `/api/campaigns/${campaign}/launch`, { token: ctx.owner.token, json: {} })).status).toBe(200);
+  expect((await ctx.app.api('DELETE', `/api/mailboxes/${mailbox.id}`, { token: ctx.owner.token })).status).toBe(204);
+  await ctx.app.services.sendWorker.tick();
+  expect(await campaignOf(campaign)).toMatchObject({ status: 'paused', statusReason: 'mailbox_disconnected' });
+
+  // Before: the resume answered 200, the worker paused it again, and nothing could ever send the rest.
+  const early = await ctx.app.api('POST', `/api/campaigns/${campaign}/resume`, { token: ctx.owner.token, json: {} });
+  expect([early.status, early.body.error?.code]).toEqual([409, 'mailbox_disconnected']);
+  expect(await campaignOf(campaign)).toMatchObject({ status: 'paused', mailboxId: mailbox.id });
+
+  const again = await connectedMailbox(ctx.app, ctx.owner.token, sender);
+  expect(again.id).not.toBe(mailbox.id);
+  const resumed = await ctx.app.api('POST', `/api/campaigns/${campaign}/resume`, { token: ctx.owner.token, json: {} });
+  expect(resumed.status, resumed.text).toBe(200);
+  expect(resumed.body).toMatchObject({ status: 'sending', mailboxId: again.id });
+  await ctx.app.services.sendWorker.runUntilIdle();
+  for (const person of people) {
+    expect(ctx.app.sandbox.control.listMessages(person.email).filter((m) => m.subject === subject)).toHaveLength(1);
+  }
+  const fromNew = await query<{ n: number }>(sql`select count(*)::int as n from messages where mailbox_id = ${again.id}::uuid and direction = 'outbound' and status = 'sent'`);
+  expect(fromNew[0]!.n).toBe(3);
+  expect(await campaignOf(campaign)).toMatchObject({ status: 'completed' });
+}, 60_000);
