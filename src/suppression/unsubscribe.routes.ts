@@ -28,7 +28,12 @@ const sendPage = (res: Response, status: number, page: string) => {
   res.status(status).type('html').send(page);
 };
 
-const tokenOf = (value: string | string[] | undefined) => (typeof value === 'string' ? value : '');
+/**
+ * The token of a recipient's link. Punctuation a mail client's link detection may take in at its
+ * end (a link ending a sentence: `…/u/<token>.`, or `<…/u/<token>>`) is dropped: no token ends
+ * in one of these (their segments are base64url), and a link that breaks costs an opt-out.
+ */
+const tokenOf = (value: string | string[] | undefined) => (typeof value === 'string' ? value.replace(/[.,;:!?)\]>'"]+$/, '') : '');
 
 /**
  * RFC 8058 §3.1: the one-click POST carries `List-Unsubscribe=One-Click`. The page's own

@@ -63,6 +63,18 @@ describe('RFC 8058 one-click unsubscribe (P-09)', () => {
     }
   });
 
+  it('P-09 a link with punctuation a mail client took in at its end (a sentence\'s full stop, a closing bracket) still works', async () => {
+    const mailed = await seedMailedAddress('trailing@example.test');
+    for (const suffix of ['.', '>', ').', '%3E']) {
+      const page = await ctx.app.api('GET', `${mailed.path}${suffix}`);
+      expect(page.status, suffix).toBe(200);
+      expect(page.text).toContain('Unsubscribe');
+    }
+    expect((await oneClick(`${mailed.path}.`)).status).toBe(200);
+    expect(await entriesOf(ctx.owner.workspaceId, 'trailing@example.test')).toHaveLength(1);
+    expect((await ctx.app.api('GET', `${mailed.prefs},`)).status).toBe(200);
+  });
+
   it('P-09 a one-click body that ends in a line break (some senders add one) works the same', async () => {
     const mailed = await seedMailedAddress('crlf@example.test');
     const res = await ctx.app.api('POST', mailed.path, { body: 'List-Unsubscribe=One-Click\r\n', headers: FORM });
