@@ -83,8 +83,13 @@ function readPart(body: Buffer, text: string, start: number, end: number): Multi
   let headerEnd: number;
   let valueStart: number;
   if (text.startsWith('\r\n', start) || text[start] === '\n') return undefined; // no headers: no name
-  const crlf = text.indexOf('\r\n\r\n', start);
-  const lf = text.indexOf('\n\n', start);
+  // Searched within the part only: to the body's end, each of 1,000 parts searched up to 64 KB
+  // (a crafted body took 0.3 s of the answering thread, before its token was checked).
+  const part = text.slice(start, end);
+  const crlfAt = part.indexOf('\r\n\r\n');
+  const lfAt = part.indexOf('\n\n');
+  const crlf = crlfAt < 0 ? -1 : start + crlfAt;
+  const lf = lfAt < 0 ? -1 : start + lfAt;
   if (crlf >= 0 && crlf < end && (lf < 0 || crlf <= lf)) {
     headerEnd = crlf;
     valueStart = crlf + 4;

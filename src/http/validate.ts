@@ -10,12 +10,23 @@ const MAX_ISSUES = 20;
  * passed as an empty record: the value vanished without a word. It is never a name we accept.
  */
 function protoKeyPath(input: unknown): string | undefined {
-  const stack: { value: unknown; path: string[] }[] = [{ value: input, path: [] }];
+  // Objects only, each with a link to its parent: the path is built for a hit alone (copying it
+  // for every value made a 1 MB body cost seconds, before any schema refused it).
+  interface Visit { value: object; key: string; parent?: Visit }
+  const stack: Visit[] = [];
+  const visit = (value: unknown, key: string, parent?: Visit) => {
+    if (value !== null && typeof value === 'object') stack.push({ value, key, parent });
+  };
+  visit(input, '');
   while (stack.length > 0) {
-    const { value, path } = stack.pop()!;
-    if (value === null || typeof value !== 'object') continue;
-    if (Object.hasOwn(value, '__proto__')) return [...path, '__proto__'].join('.');
-    for (const [key, child] of Object.entries(value)) stack.push({ value: child, path: [...path, key] });
+    const at = stack.pop()!;
+    if (Object.hasOwn(at.value, '__proto__')) {
+      const path = ['__proto__'];
+      for (let v: Visit | undefined = at; v?.parent; v = v.parent) path.unshift(v.key);
+      return path.join('.');
+    }
+    if (Array.isArray(at.value)) at.value.forEach((child, index) => visit(child, String(index), at));
+    else for (const key in at.value) visit((at.value as Record<string, unknown>)[key], key, at);
   }
   return undefined;
 }

@@ -73,13 +73,16 @@ export function createRecorder(options: RecorderOptions) {
    * Kept until the last click of the send has been released (each click renews its send's entry).
    */
   const recentClicksTtl = holdMs + 2 * BURST_WINDOW_MS;
-  const recentClicks = new TtlLru<string, Map<number, number[]>>(50_000, recentClicksTtl, now);
+  // Entries must outlive the hold of every held click: sized for as many sends as clicks may be
+  // held (a 50,000 cap lost a burst's neighbours at ~4,200 clicking sends a second with a 10 s hold).
+  const neighbourSends = Math.max(50_000, maxHeld);
+  const recentClicks = new TtlLru<string, Map<number, number[]>>(neighbourSends, recentClicksTtl, now);
   const PER_LINK = 8;
   /**
    * Per send with any: its last few HEAD and honeypot hits (time, address, agent), kept until a
    * click they could mark has been released (a click SAME_CLIENT_WINDOW_MS later, held holdMs).
    */
-  const machineHits = new TtlLru<string, MachineHit[]>(50_000, SAME_CLIENT_WINDOW_MS + holdMs + 2 * BURST_WINDOW_MS, now);
+  const machineHits = new TtlLru<string, MachineHit[]>(neighbourSends, SAME_CLIENT_WINDOW_MS + holdMs + 2 * BURST_WINDOW_MS, now);
   const PER_SEND_MACHINE_HITS = 8;
   const rememberMachineHit = (sendId: string, hit: RawHit) => {
     // Without an address nothing says a later hit is the same client.
