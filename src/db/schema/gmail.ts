@@ -300,6 +300,8 @@ export const mailboxBudgetWorkspaces = pgTable(
     /** What the last count found this workspace sent in the 24 h before it, plus every unit granted since; null: count again. */
     budgetUsed: integer('budget_used'),
     budgetCountedAt: timestamp('budget_counted_at', { withTimezone: true }),
+    /** This workspace's last grant (migration 0058): its own count waits for that send's claim only, not for other workspaces' grants. */
+    budgetGrantedAt: timestamp('budget_granted_at', { withTimezone: true }),
   },
   (t) => [primaryKey({ name: 'mailbox_budget_workspaces_pk', columns: [t.address, t.workspaceId] })],
 );
