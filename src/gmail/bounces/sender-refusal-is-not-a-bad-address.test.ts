@@ -115,6 +115,11 @@ describe('the recipient is still hard when the report or the words say the recip
     ["Gmail's 5.1.1", '550-5.1.1 The email account that you tried to reach does not exist.', '5.1.1'],
     ['a generic 5.0.0 with unknown-user words', '550 No such user here', '5.0.0'],
     [
+      "an unknown user answered through Barracuda's hosted filter (its host's name is no block list)",
+      `550 5.1.1 <${RECIPIENT}>: Recipient address rejected: User unknown in virtual mailbox table (in reply to RCPT TO command) host d1234.ess.barracudanetworks.com`,
+      '5.1.1',
+    ],
+    [
       "Microsoft 365's Directory-Based Edge Blocking (its 'access denied' means no such recipient)",
       '550 5.4.1 Recipient address rejected: Access denied. AS(201806281) [DM6NAM10FT012.eop-nam10.prod.protection.outlook.com]',
       '5.4.1',

@@ -28,12 +28,13 @@ const REPLY_CODE = /(?<![\w.-])([45])([0-5])\d(?=[ -][A-Za-z<#]|$)/m;
 /**
  * Wording that says the SENDER's side was refused — our user's address or domain (sender
  * verify, callout, MAIL FROM), the sending host or IP (client host, HELO, reverse DNS/PTR, block
- * lists), or its authentication (SPF, DKIM, DMARC). Such a refusal says nothing about the
- * recipient's address, whatever code or "does not exist" / "not found" it quotes (that is the
+ * lists — Barracuda's by its list's domain, barracudacentral: its hosted filter relays ordinary
+ * "user unknown" answers from barracudanetworks.com hosts), or its authentication (SPF, DKIM,
+ * DMARC). Such a refusal says nothing about the recipient's address, whatever code or "does not exist" / "not found" it quotes (that is the
  * sender's domain, or our host's name): it wins over every other reading and is `policy`, soft.
  */
 const SENDER_SIDE =
-  /\bsender\b|verif(y|ication) failed|\bcallout\b|client host|(after|in reply to) mail from|mail from (domain|address)|\bmail from:? ?<?\S+>? (was )?(rejected|refused|denied)|\b(helo|ehlo)\b|reverse (dns|lookup|hostname)|\brdns\b|\bptr\b|relay(ing)? (access )?(denied|not (allowed|permitted))|unable to relay|\b(spf|dkim|dmarc)\b|block ?list|black ?list|\b(dnsbl|rbl)\b|spamhaus|spamcop|barracuda|blocked using|your (ip|host|server|mail server)\b|\bip address\b/i;
+  /\bsender\b|verif(y|ication) failed|\bcallout\b|client host|(after|in reply to) mail from|mail from (domain|address)|\bmail from:? ?<?\S+>? (was )?(rejected|refused|denied)|\b(helo|ehlo)\b|reverse (dns|lookup|hostname)|\brdns\b|\bptr\b|relay(ing)? (access )?(denied|not (allowed|permitted))|unable to relay|\b(spf|dkim|dmarc)\b|block ?list|black ?list|\b(dnsbl|rbl)\b|spamhaus|spamcop|barracudacentral|blocked using|your (ip|host|server|mail server)\b|\bip address\b/i;
 
 /**
  * Prose readings, first match wins. `policy` comes before `unknown_user` on purpose: "address
