@@ -89,6 +89,8 @@ const OFFICE_AGENT = /\bms-office\b|\bmsoffice\b|microsoft office\/|microsoft ou
  * a person browsing with iCloud Private Relay, not Mail Privacy Protection (apple-mpp.ts).
  */
 const SAFARI_AGENT = /\bVersion\/\d[\d.]*\b.*\bSafari\/\d/;
+/** Safari's agent is ~150 characters: a longer one is read no further (the pattern backtracks on a crafted 16 KB one). */
+const isSafariAgent = (userAgent: string) => SAFARI_AGENT.test(userAgent.slice(0, 512));
 
 export function agentKind(userAgent: string | undefined): AgentKind {
   if (!userAgent || !userAgent.trim()) return 'none';
@@ -131,7 +133,7 @@ export function createClassifier(options: ClassifierOptions) {
     if (hit.type === 'click' && hit.honeypot) machine |= HONEYPOT;
     const kind = kindOf(hit.userAgent);
     // Apple's ranges carry Private Relay browsing too: Safari there is judged by what else is known.
-    if (hit.type === 'open' && hit.ip && options.isAppleMppIp(hit.ip) && !(kind === 'client' && SAFARI_AGENT.test(hit.userAgent!))) machine |= APPLE_MPP_IP;
+    if (hit.type === 'open' && hit.ip && options.isAppleMppIp(hit.ip) && !(kind === 'client' && isSafariAgent(hit.userAgent!))) machine |= APPLE_MPP_IP;
     switch (kind) {
       case 'google_image_proxy':
         if (hit.type === 'open') unknown |= GOOGLE_IMAGE_PROXY;
