@@ -19,31 +19,65 @@ export const isCleanText = (text: string): boolean => !BAD_TEXT.test(text);
  */
 export const MAX_BODY_DEPTH = 64;
 
-/** The path of the first string (value or key) holding bad text, or undefined when all are clean. Throws past MAX_BODY_DEPTH. */
-export function findBadText(value: unknown, path: string[] = [], depth = 0): string | undefined {
-  const here = () => (path.length > 0 ? path.join('.') : '(body)');
-  if (typeof value === 'string') return isCleanText(value) ? undefined : here();
-  if (value === null || typeof value !== 'object') return undefined;
-  if (depth >= MAX_BODY_DEPTH) throw new ValidationError([{ field: here(), message: `is nested more than ${MAX_BODY_DEPTH} levels deep` }]);
-  if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i += 1) {
-      const found = findBadText(value[i], [...path, String(i)], depth + 1);
+/**
+ * What one walk of a body found: text PostgreSQL cannot store, or an own `__proto__` key.
+ * JSON.parse makes `__proto__` an ordinary key, but zod's records skip it before checking it, so
+ * `{"attributes": {"__proto__": …}}` passed as an empty record: the value vanished without a
+ * word. It is never a name we accept. Both are found in the walk the text rule makes anyway (a
+ * second walk of every body for the key alone cost as much again).
+ */
+export type BodyProblem = { kind: 'bad_text'; path: string } | { kind: 'proto_key'; path: string };
+
+/**
+ * The first problem in a value (strings, keys, nested objects and arrays), or undefined. Throws
+ * past MAX_BODY_DEPTH. `path` is the walk's one stack of names, joined only for a hit: copying it
+ * for every value made a 1 MB body of numbers nested 62 deep cost ~90 ms, 30× its JSON.stringify.
+ */
+export function findBodyProblem(value: unknown, path: string[] = []): BodyProblem | undefined {
+  const base = path.length;
+  const walk = (node: unknown): BodyProblem | undefined => {
+    const here = () => (path.length > 0 ? path.join('.') : '(body)');
+    if (typeof node === 'string') return isCleanText(node) ? undefined : { kind: 'bad_text', path: here() };
+    if (node === null || typeof node !== 'object') return undefined;
+    if (path.length - base >= MAX_BODY_DEPTH) throw new ValidationError([{ field: here(), message: `is nested more than ${MAX_BODY_DEPTH} levels deep` }]);
+    if (Array.isArray(node)) {
+      for (let i = 0; i < node.length; i += 1) {
+        const child = node[i];
+        if (child === null || (typeof child !== 'object' && typeof child !== 'string')) continue;
+        path.push(String(i));
+        const found = walk(child);
+        path.pop();
+        if (found) return found;
+      }
+      return undefined;
+    }
+    for (const key of Object.keys(node)) {
+      // A bad key is named by its position, never echoed (it is the bad text itself).
+      if (!isCleanText(key)) return { kind: 'bad_text', path: [...path, '(key)'].join('.') };
+      if (key === '__proto__') return { kind: 'proto_key', path: [...path, key].join('.') };
+      path.push(key);
+      const found = walk((node as Record<string, unknown>)[key]);
+      path.pop();
       if (found) return found;
     }
     return undefined;
+  };
+  try {
+    return walk(value);
+  } finally {
+    path.length = base;
   }
-  for (const [key, child] of Object.entries(value)) {
-    // A bad key is named by its position, never echoed (it is the bad text itself).
-    if (!isCleanText(key)) return [...path, '(key)'].join('.');
-    const found = findBadText(child, [...path, key], depth + 1);
-    if (found) return found;
-  }
-  return undefined;
 }
 
-export function assertCleanText(value: unknown, field: string): void {
-  const found = findBadText(value, field ? [field] : []);
-  if (found) throw new InvalidTextError(found);
+/** Throws the 400 a problem of a client's input answers. */
+function refuse(problem: BodyProblem): never {
+  if (problem.kind === 'bad_text') throw new InvalidTextError(problem.path);
+  throw new ValidationError([{ field: problem.path, message: '__proto__ is not accepted as a name' }]);
+}
+
+/** For one string a reader takes apart itself (a CSV cell, a multipart field): 400 `invalid_text` naming `field`. */
+export function assertCleanText(text: string, field: string): void {
+  if (!isCleanText(text)) throw new InvalidTextError(field);
 }
 
 /**
@@ -54,10 +88,10 @@ export function assertCleanText(value: unknown, field: string): void {
 export function rejectBadText(options: { except?: (req: Request) => boolean } = {}): RequestHandler {
   return (req, _res, next) => {
     if (options.except?.(req)) return next();
-    const inQuery = findBadText(req.query, ['query']);
-    if (inQuery) throw new InvalidTextError(inQuery);
-    const inBody = findBadText(req.body);
-    if (inBody) throw new InvalidTextError(inBody);
+    const inQuery = findBodyProblem(req.query, ['query']);
+    if (inQuery) refuse(inQuery);
+    const inBody = findBodyProblem(req.body);
+    if (inBody) refuse(inBody);
     next();
   };
 }
