@@ -7,7 +7,7 @@ import type { CampaignLinks, ResolvedSend } from './send-cache.js';
  * A reviewer's finding: clicks are held 10 s (SAME_CLIENT_WINDOW_MS; was 1 s) and up to 200,000 of them,
  * but the recent clicks the burst rule needs were kept for at most 50,000 sends
  * (`recentClicks`, and likewise `machineHits`). A send's entry must outlive the hold of its last
- * click (~12 s), so from ~4,200 clicking sends a second (50,000 / 12 s; the README speaks of
+ * click (~12 s), so from ~4,200 clicking sends a second (50,000 / 12 s; EVENT-WRITER.md speaks of
  * "thousands of hits a second") a scanner's burst is evicted before its clicks are judged, and
  * the scanner's three clicks are stored as three human ones. With the 1 s hold the same loss
  * needed ~25,000 clicking sends a second. The held-clicks bound (200,000) and the neighbour

@@ -15,7 +15,8 @@ import { emptyEventColumns, type EventColumns } from './event-columns.js';
  * (a scanner clicks the button, then the hidden link 100 ms later; the machine evidence of
  * each send is kept in another bounded map, only for sends that have some). Their verdict
  * and event are then made at flush time too, off the request path. Both maps live in this
- * process: hits of one scanner answered by two processes are judged apart (README, limits).
+ * process: hits of one scanner answered by two processes are judged apart (CLASSIFICATION.md,
+ * "Limits of the classification").
  */
 
 export interface RawHit {

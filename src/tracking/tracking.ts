@@ -113,7 +113,7 @@ export function createTracking(deps: TrackingDeps) {
     // The pass runs on a database thread (database-thread-tasks.ts: PGlite's own, or a server's task thread): its rows and
     // plan never touch the answering thread's heap. Full windows on PGlite under load too: a window's cost is mostly per
     // send and per statement, so smaller ones recorded fewer events a second; what an uncached click then waits for is in
-    // README.md (rollup runner) and BENCHMARKS.md (issue 14, fourteenth pass).
+    // ROLLUPS.md (rollup runner) and BENCHMARKS.md (issue 14, fourteenth pass).
     pass: () => database.runTask('rollUpPending', { maxEvents: DEFAULT_ROLLUP_WINDOW }),
     logger,
     eagerEvents: DEFAULT_ROLLUP_WINDOW,

@@ -9,7 +9,7 @@ export const classificationEnum = pgEnum('hit_classification', ['human', 'machin
 
 /**
  * Raw opens and clicks, each classified with its reasons. IP and user agent are dropped after the retention window (P-14).
- * Partitioned by month of `at` in SQL (migration 0018; Drizzle does not model partitioning, see src/tracking/README.md),
+ * Partitioned by month of `at` in SQL (migration 0018; Drizzle does not model partitioning, see src/tracking/RETENTION-AND-PARTITIONS.md),
  * hence the primary key (id, at): the time is fixed when the hit is answered, the id when its batch is first prepared (a retried batch keeps both).
  */
 export const trackingEvents = pgTable(
