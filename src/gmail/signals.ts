@@ -6,7 +6,7 @@ import type { OriginalMessage, SyncQueries } from './sync.repo.js';
 import { DAY_MS } from '../time.js';
 
 /*
- * What mail read from a mailbox does to mail we sent (see README.md "Signals"):
+ * What mail read from a mailbox does to mail we sent (see README.md "Signals" and SIGNALS.md):
  *
  *   reply       a person answered            → mail_events(reply); the campaign sequence stops
  *   auto_reply  an out-of-office or robot    → mail_events(auto_reply); the next step waits
