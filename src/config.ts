@@ -65,7 +65,7 @@ export interface Config {
     /** An automatic reply pushes that contact's next campaign step back by this many days (0: no change); it never stops the sequence. */
     readonly autoReplyFollowUpDelayDays: number;
   };
-  /** The send gate (campaigns/README.md, "Lifecycle of a send"). */
+  /** The send gate (campaigns/README.md, "Lifecycle of a send"; campaigns/SEND-LEDGER.md). */
   readonly sending: { readonly leaseMs: number; readonly resolveDelayMs: number };
   readonly sandboxPort: number;
   readonly logLevel: Env['LOG_LEVEL'];

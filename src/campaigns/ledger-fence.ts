@@ -3,8 +3,8 @@ import type { Db } from '../db/connect.js';
 import { rowsOf } from '../db/pg-array.js';
 
 /*
- * The fence every change of a `sending` ledger row passes (see README.md, "Lifecycle of a
- * send"): (status, lease owner, attempt). A worker whose lease was taken over changes
+ * The fence every change of a `sending` ledger row passes (see SEND-LEDGER.md,
+ * "Fencing"): (status, lease owner, attempt). A worker whose lease was taken over changes
  * nothing, so a late answer never overwrites a newer outcome.
  */
 

@@ -3,8 +3,9 @@ import type { Db } from '../db/connect.js';
 import { rowsOf } from '../db/pg-array.js';
 
 /*
- * Sends parked by recovery because their mailbox could not be searched (README.md, "Crash
- * recovery"), for campaign sends (`campaign_sends`) and 1:1 sends (`messages`) alike.
+ * Sends parked by recovery because their mailbox could not be searched (RECOVERY.md,
+ * "Failures" and "Reconnect"), for campaign sends (`campaign_sends`) and 1:1 sends
+ * (`messages`) alike.
  *
  * Recovery takes such a send over for UNSEARCHABLE_RECHECK_MS and leaves it `sending`. When
  * the mailbox is reconnected, those sends are made due at once — but only those: a send held

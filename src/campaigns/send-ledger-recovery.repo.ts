@@ -7,7 +7,7 @@ import { changeLeasedSend, fence, ts, type SendLease } from './ledger-fence.js';
 import { takeOverTerms, type ParkedFor } from './parked-sends.js';
 
 /*
- * The send ledger's side of recovery (send-recovery.ts; README.md "Honest outcomes"): sends
+ * The send ledger's side of recovery (send-recovery.ts; RECOVERY.md "Honest outcomes"): sends
  * whose lease expired, taken over by a new owner, left waiting for the next look at the
  * mailbox, or queued again when Gmail has no copy. Part of the ledger repo (send-ledger.repo.ts).
  */

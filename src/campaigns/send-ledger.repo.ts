@@ -15,9 +15,9 @@ import { createLedgerRecoveryQueries } from './send-ledger-recovery.repo.js';
 export type { SendLease } from './ledger-fence.js';
 
 /*
- * The send ledger's state machine (see README.md, "Lifecycle of a send"): reservation, the
- * claim, and the outcomes. Every change of a row in `sending` passes its lease's fence
- * (ledger-fence.ts); recovery's queries are in send-ledger-recovery.repo.ts, part of this repo.
+ * The send ledger's state machine (see README.md, "Lifecycle of a send", and SEND-LEDGER.md):
+ * reservation, the claim, and the outcomes. Every change of a row in `sending` passes its
+ * lease's fence (ledger-fence.ts); recovery's queries are in send-ledger-recovery.repo.ts, part of this repo.
  */
 
 /**

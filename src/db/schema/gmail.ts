@@ -136,7 +136,7 @@ export const messages = pgTable(
     bccAddresses: text('bcc_addresses').array().notNull().default(sql`'{}'::text[]`),
     sentBy: uuid('sent_by').references(() => users.id, { onDelete: 'set null' }),
     errorCode: text('error_code'),
-    /** 1:1 sends: the worker holding the `sending` row, until when (see campaigns/README.md, leases). */
+    /** 1:1 sends: the worker holding the `sending` row, until when (see campaigns/SEND-LEDGER.md, leases). */
     leaseOwner: text('lease_owner'),
     leaseExpiresAt: timestamp('lease_expires_at', { withTimezone: true }),
     /** Mailbox searches already made for a send whose outcome is unknown. */
