@@ -10,8 +10,8 @@ import type { CampaignLinks, ResolvedSend } from './send-cache.js';
  * click (~12 s), so from ~4,200 clicking sends a second (50,000 / 12 s; EVENT-WRITER.md speaks of
  * "thousands of hits a second") a scanner's burst is evicted before its clicks are judged, and
  * the scanner's three clicks are stored as three human ones. With the 1 s hold the same loss
- * needed ~25,000 clicking sends a second. The held-clicks bound (200,000) and the neighbour
- * maps' bound (50,000 sends) must agree.
+ * needed ~25,000 clicking sends a second. The neighbour maps are now sized to the held-clicks
+ * bound (recorder.ts: the larger of 50,000 sends and maxHeld), so the two agree.
  */
 const CHROME = 'Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36';
 const T0 = Date.UTC(2026, 10, 3, 12);
