@@ -5,6 +5,7 @@ import { autoReplyHoldSql } from './auto-reply-hold-sql.js';
 import { optedInSql } from './eligibility-sql.js';
 import { PROBE_ONLY } from '../db/plan-hints.js';
 import { suppressedSql } from '../suppression/suppressed-sql.js';
+import { isInsideWindow } from './sending-window.js';
 
 /*
  * The send gate's re-check, as SQL (send-ledger.repo.ts claims and re-checks with it): the
@@ -28,7 +29,13 @@ export interface GateRow {
    * it answers was in flight, or while this one was claimed.
    */
   held_until: Date | string | null;
-  /** Due at the gate's `now`: its `due_at` has come and no automatic reply holds it (`held_until`). */
+  /**
+   * Due at the gate's `now`: its `due_at` has come, no automatic reply holds it (`held_until`),
+   * and the campaign's sending window is open. The window is read here, at the last decision
+   * before the Gmail request (the claim, and the re-check before a retry), not only by the worker
+   * before a round: the pacer may hold a send up to a minute between the two, and a retry waits
+   * out Gmail's pause, so a send read in the window before a round left after its close.
+   */
   due: boolean;
   /**
    * Why it must not go out (invariant 1, P-10, a reply or bounce to an earlier step, or the
@@ -87,12 +94,14 @@ export function gateSql(sendIds: string[], campaign: CampaignRow, mailboxId: str
     ? autoReplyHoldSql({ campaignId: sql`s.campaign_id`, recipientId: sql`s.recipient_id`, step: sql`s.step` }, autoReplyDelayDays)
     : sql`(select null::timestamptz as until)`;
   const at = sql`${now.toISOString()}::timestamptz`;
+  // A launched campaign's window never changes (only drafts are edited): the campaign row the caller holds is its window.
+  const windowOpen = sql.raw(isInsideWindow(campaign.sendingWindow, now) ? 'true' : 'false');
   return sql`
     select s.id, s.status, s.lease_owner, coalesce(s.lease_expires_at < ${at}, true) as lease_expired, s.attempts,
       s.email, s.contact_id, s.rfc822_message_id, (select c.status from campaigns c where c.id = s.campaign_id for share) as campaign_status,
       coalesce((select m.status = 'active' and m.deleted_at is null from mailboxes m where m.id = ${mailboxId}::uuid for share), false) as mailbox_sending,
       hold.until as held_until,
-      s.due_at <= ${at} and coalesce(hold.until <= ${at}, true) as due,
+      ${windowOpen} and s.due_at <= ${at} and coalesce(hold.until <= ${at}, true) as due,
       case
         when ${suppressedSql(sql`s.workspace_id`, sql`s.email`, sql`(select r.address_hash from recipients r where r.id = s.recipient_id)`, campaign.topic, { probesOnly: true })} then 'suppressed'
         when s.contact_id is null or ct.deleted_at is not null then 'contact_deleted'

@@ -43,7 +43,11 @@ export type GateResult =
   | { kind: 'go'; lease: SendLease }
   /** Must not be sent (opt-out, consent, reply, bounce, contact deleted): recorded `skipped`. */
   | { kind: 'skipped'; reason: string }
-  /** Another worker has it, or it is no longer due (an automatic reply holds it: its row is queued for then): leave it alone. */
+  /**
+   * Another worker has it, or it is not due now (an automatic reply holds it: its row is queued
+   * for then; or its campaign's sending window has closed: its row stays queued, reserved again
+   * once the window opens): leave it alone.
+   */
   | { kind: 'lost' }
   /** The campaign stopped sending (paused, cancelled): leave the row queued. */
   | { kind: 'halted' };
@@ -234,9 +238,10 @@ export function createSendLedgerRepo(db: Db, options: SendLedgerOptions = {}) {
     /**
      * The gate again for a send this worker already holds, before a retry (after a 429
      * pause): an opt-out that arrived during the pause wins; an automatic reply to an earlier
-     * step recorded meanwhile hands the send back to the queue until the time it holds it
-     * (its messages row deleted: nothing went out), `lost` to this worker; otherwise the lease
-     * is renewed.
+     * step recorded meanwhile, or the close of the campaign's sending window, hands the send
+     * back to the queue (until the time the reply holds it; a closed window leaves its due time,
+     * and the worker reserves nothing outside the window) — its messages row deleted: nothing
+     * went out —, `lost` to this worker; otherwise the lease is renewed.
      */
     async recheck(lease: SendLease, campaign: CampaignRow, send: { email: string; step: number }, now: Date, leaseUntil: Date): Promise<GateResult> {
       return db.transaction(async (txRaw) => {

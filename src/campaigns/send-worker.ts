@@ -227,7 +227,8 @@ export function createSendWorker(deps: SendWorkerDeps) {
     // rendered and never started costs nothing but the work).
     let preparing = prepareRound(0);
     // The sending window is asked again before each round, not only before the batch: at a slow
-    // pace a batch of 50 outlasted the window's close by minutes.
+    // pace a batch of 50 outlasted the window's close by minutes. This only saves the rendering
+    // and the quota: the gate reads the window again at the claim and before each retry (gate-sql.ts).
     while (!stop && !stopping && next < candidates.length && isInsideWindow(batch.campaign.sendingWindow, now())) {
       const round = candidates.slice(next, next + concurrency);
       next += round.length;
