@@ -140,7 +140,8 @@ function mainThreadCpuMs(): number {
  * RSS from the seeding and launch through the send.
  */
 async function runPipeline(sandboxUrl: string, target: TargetName, recipients: number, memoryLimits: boolean) {
-  const config = loadConfig({ ...serviceEnv(sandboxUrl), GMAIL_DAILY_BUDGET_WORKSPACE: '10000' });
+  // The mailbox's budget is seedCampaign's (as many as there are recipients).
+  const config = loadConfig(serviceEnv(sandboxUrl));
   // The service's default pool (10): the lanes, the pacer and the gate each hold a connection for a
   // moment. No statement timeout: seeding a million contacts is one long statement.
   const opened = await openBenchDatabase(target, { poolSize: 10, statementTimeoutMs: 3_600_000 });

@@ -10,6 +10,14 @@ import { encryptionKeyList, optionalUrl, signingSecretList } from './parsers.js'
 /** AUTO_REPLY_FOLLOW_UP_DELAY_DAYS when unset (also the send ledger's when not told: send-ledger.repo.ts). */
 export const DEFAULT_AUTO_REPLY_FOLLOW_UP_DELAY_DAYS = 3;
 
+/**
+ * Gmail's own daily sending limit per kind of account (Google Workspace; consumer Gmail). No
+ * budget may exceed it: a higher one is refused (`PATCH /api/mailboxes/:id`), and one stored before
+ * that refusal is counted at the limit — by migration 0059's `mailbox_gmail_daily_limit`, which
+ * holds the same numbers (daily-budget-gmail-limit.test.ts checks they agree).
+ */
+export const GMAIL_DAILY_SEND_LIMITS = { workspace: 2_000, consumer: 500 } as const;
+
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 export const envSchema = z.object({
@@ -40,8 +48,8 @@ export const envSchema = z.object({
   GMAIL_PUSH_SERVICE_ACCOUNT: z.email().optional(),
   GMAIL_PUSH_TOPIC: z.string().regex(/^projects\/[^/]+\/topics\/[^/]+$/, 'must be projects/<project>/topics/<topic>').optional(),
   GOOGLE_CERTS_URL: optionalUrl,
-  GMAIL_DAILY_BUDGET_WORKSPACE: z.coerce.number().int().min(1).max(10_000).default(2000),
-  GMAIL_DAILY_BUDGET_CONSUMER: z.coerce.number().int().min(1).max(10_000).default(500),
+  GMAIL_DAILY_BUDGET_WORKSPACE: z.coerce.number().int().min(1).max(GMAIL_DAILY_SEND_LIMITS.workspace).default(GMAIL_DAILY_SEND_LIMITS.workspace),
+  GMAIL_DAILY_BUDGET_CONSUMER: z.coerce.number().int().min(1).max(GMAIL_DAILY_SEND_LIMITS.consumer).default(GMAIL_DAILY_SEND_LIMITS.consumer),
   GMAIL_SYNC_POLL_SECONDS: z.coerce.number().int().min(0).default(300),
   GMAIL_RESYNC_MAX_MESSAGES: z.coerce.number().int().min(1).max(1_000_000).default(50_000),
   BOUNCE_SOFT_LIMIT: z.coerce.number().int().min(1).max(100).default(3),

@@ -6,8 +6,9 @@ import { parseInput } from '../http/validate.js';
 import { readCookie } from '../web/cookies.js';
 import { html } from '../web/html.js';
 import { renderPage } from '../web/layout.js';
-import type { MailboxService } from './mailboxes.service.js';
+import { OVER_GMAIL_DAILY_LIMIT, type MailboxService } from './mailboxes.service.js';
 import { AppError } from '../errors.js';
+import { GMAIL_DAILY_SEND_LIMITS } from '../config/schema.js';
 
 export const connectQuery = z.object({
   sync: z.enum(['true', 'false']).default('false').transform((v) => v === 'true'),
@@ -20,7 +21,20 @@ export const callbackQuery = z.object({
   state: z.string().max(4000).optional(),
   error: z.string().max(200).optional(),
 });
-export const patchMailboxBody = z.object({ dailyBudget: z.number().int().min(1).max(10_000) }).strict();
+/**
+ * Never above Gmail's own daily limit: the account's budget is the highest set in any workspace
+ * it is connected in (gmail/README.md, "Daily budget"). The limit of the mailbox's kind (500 for
+ * consumer Gmail) is the service's check; this is the higher, Google Workspace's.
+ */
+export const patchMailboxBody = z
+  .object({
+    dailyBudget: z
+      .number()
+      .int()
+      .min(1)
+      .max(GMAIL_DAILY_SEND_LIMITS.workspace, OVER_GMAIL_DAILY_LIMIT),
+  })
+  .strict();
 
 const wantsJson = (req: Request) => req.accepts(['html', 'json']) === 'json';
 

@@ -3,7 +3,8 @@ import type { AuthContext } from '../auth/auth.service.js';
 import { sessionEnded } from '../auth/sessions.js';
 import { createSignedTokens } from '../auth/signed-tokens.js';
 import type { Config } from '../config.js';
-import { AppError, ConflictError, ForbiddenError, NotFoundError } from '../errors.js';
+import { AppError, ConflictError, ForbiddenError, NotFoundError, ValidationError } from '../errors.js';
+import { GMAIL_DAILY_SEND_LIMITS } from '../config/schema.js';
 import type { Logger } from '../logger.js';
 import { LIMITED_USE_DISCLOSURE } from './disclosure.js';
 import { createMailboxAccess } from './mailbox-access.js';
@@ -21,6 +22,8 @@ import { isConcurrencyFailure, onceMoreAfterUniqueViolation } from '../db/pg-err
 import { DAY_MS } from '../time.js';
 
 const CONSUMER_DOMAINS = new Set(['gmail.com', 'googlemail.com']);
+/** What a daily budget above Gmail's own limit is told (the route's schema, for any mailbox; `update`, for the mailbox's kind). */
+export const OVER_GMAIL_DAILY_LIMIT = `must be at most Gmail's daily sending limit: ${GMAIL_DAILY_SEND_LIMITS.workspace} for a Google Workspace account, ${GMAIL_DAILY_SEND_LIMITS.consumer} for consumer Gmail`;
 const OAUTH_STATE_TTL_SECONDS = 600;
 /** RFC 7636 S256: base64url(SHA-256(verifier)). */
 const challengeOf = (verifier: string) => createHash('sha256').update(verifier).digest('base64url');
@@ -92,7 +95,8 @@ export function createMailboxService(deps: MailboxServiceDeps) {
       disclosureVersion: mailbox.disclosureVersion,
       /** P-18: the policy version this mailbox was connected under (the disclosure shown was that version's). */
       policyVersion: mailbox.disclosureVersion,
-      dailyBudget: mailbox.dailyBudget,
+      // As it is counted: a budget stored above Gmail's limit before it was refused counts at the limit (migration 0059).
+      dailyBudget: Math.min(mailbox.dailyBudget, GMAIL_DAILY_SEND_LIMITS[mailbox.kind]),
       sentToday,
       ownerUserId: mailbox.userId,
       connectedAt: mailbox.connectedAt,
@@ -281,6 +285,10 @@ export function createMailboxService(deps: MailboxServiceDeps) {
       const mailbox = await repo.findById(auth.workspaceId, id);
       if (!mailbox) throw new NotFoundError('Mailbox');
       if (mailbox.userId !== auth.userId && auth.role === 'member') throw new ForbiddenError('Only the mailbox owner or an admin can change it');
+      const limit = GMAIL_DAILY_SEND_LIMITS[mailbox.kind];
+      if (patch.dailyBudget !== undefined && patch.dailyBudget > limit) {
+        throw new ValidationError([{ field: 'dailyBudget', message: OVER_GMAIL_DAILY_LIMIT }]);
+      }
       // The daily-budget headrooms (the address's and the workspace's rows) are counted
       // again from the next send, reset in the transaction that changes the budget, so a failure
       // leaves the old budget and its headroom together, never the new budget with the old headroom.
