@@ -9,6 +9,7 @@ import { drizzle as drizzlePglite } from 'drizzle-orm/pglite';
 import { migrate as migratePglite } from 'drizzle-orm/pglite/migrator';
 import pg from 'pg';
 import type { DatabaseThreadTaskArgs, DatabaseThreadTaskName, DatabaseThreadTaskResult } from './database-thread-tasks.js';
+import { lockDataDir } from './dir-lock.js';
 import { PgliteThread } from './pglite-thread.js';
 import { TaskThread } from './task-thread.js';
 import * as schema from './schema.js';
@@ -71,9 +72,15 @@ const MIGRATION_LOCK_ID = 7_316_205_901;
 
 export async function connect(target: DatabaseTarget): Promise<Database> {
   if (target.kind === 'pglite') {
-    if (target.dir && !target.dir.startsWith('memory://')) mkdirSync(target.dir, { recursive: true });
+    const onDisk = Boolean(target.dir && !target.dir.startsWith('memory://'));
+    if (onDisk) mkdirSync(target.dir!, { recursive: true });
+    // One process per dir (dir-lock.ts): taken before the engine opens it, released once it is closed.
+    const unlock = onDisk ? lockDataDir(target.dir!) : () => undefined;
     // The engine runs on a worker thread (pglite-thread.ts), so SQL never holds up answering.
-    const client = await PgliteThread.start({ dataDir: target.dir, loadDataDir: target.loadDataDir, statementStats: target.statementStats });
+    const client = await PgliteThread.start({ dataDir: target.dir, loadDataDir: target.loadDataDir, statementStats: target.statementStats }).catch((error: unknown) => {
+      unlock();
+      throw error;
+    });
     const db = drizzlePglite({ client: client as unknown as PGlite, schema });
     return {
       db: db as unknown as Db,
@@ -85,7 +92,7 @@ export async function connect(target: DatabaseTarget): Promise<Database> {
       dumpDataDir: (compression) => client.dumpDataDir(compression),
       runTask: (name, args) => client.runTask(name, args),
       // The open worker keeps the process alive; closing ends it (a second close is a no-op).
-      close: () => client.close(),
+      close: () => client.close().finally(unlock),
     };
   }
 

@@ -1,9 +1,10 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { spawnWithOutput, waitForHealth } from '../helpers/spawned.js';
 
 /*
  * `npm start` as a newcomer runs it: npm itself, a real process tree (npm, then the script's
@@ -39,13 +40,9 @@ async function freePort(): Promise<number> {
 
 function run(env: Record<string, string>): { child: ChildProcess; output: () => string; exited: Promise<number | null> } {
   // A process group of its own (detached), so that afterAll can end everything npm started; the test itself signals npm alone.
-  const child = spawn('npm', ['start'], { cwd: root, detached: true, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? os.tmpdir(), ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  started.push(child);
-  let output = '';
-  child.stdout!.on('data', (chunk) => (output += String(chunk)));
-  child.stderr!.on('data', (chunk) => (output += String(chunk)));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  return { child, output: () => output, exited };
+  const proc = spawnWithOutput('npm', ['start'], { cwd: root, detached: true, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? os.tmpdir(), ...env } });
+  started.push(proc.child);
+  return proc;
 }
 
 describe('npm start', () => {
@@ -55,11 +52,7 @@ describe('npm start', () => {
     const port = await freePort();
     const sandboxPort = await freePort();
     const proc = run({ DATA_DIR: dataDir, PORT: String(port), SANDBOX_PORT: String(sandboxPort) });
-    let health: Response | undefined;
-    for (let i = 0; i < 120 && !health; i += 1) {
-      health = await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => undefined);
-      if (!health) await new Promise((r) => setTimeout(r, 250));
-    }
+    const health = await waitForHealth(port, 120);
     expect(health?.status).toBe(200);
     const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
     expect(ready.status).toBe(200);
@@ -83,11 +76,7 @@ describe('npm start', () => {
     dirs.push(dataDir);
     const port = await freePort();
     const proc = run({ DATA_DIR: dataDir, PORT: String(port), SANDBOX_PORT: String(await freePort()) });
-    let health: Response | undefined;
-    for (let i = 0; i < 120 && !health; i += 1) {
-      health = await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => undefined);
-      if (!health) await new Promise((r) => setTimeout(r, 250));
-    }
+    const health = await waitForHealth(port, 120);
     expect(health?.status).toBe(200);
     process.kill(-proc.child.pid!, 'SIGINT');
     expect(await proc.exited).toBe(0);
