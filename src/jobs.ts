@@ -119,7 +119,8 @@ export function startJobs(input: { services: Services; config: Config; logger: L
   timers.push(setInterval(skipCancelled, CANCEL_SWEEP_MS).unref());
 
   // Outbound webhooks: every worker process delivers; claims under a lease keep them apart (src/webhooks/README.md).
-  const deliverWebhooks = guarded('webhook-delivery', () => services.webhookDelivery.tick());
+  // The pump claims into free slots and returns: requests settle on their own, each refilling its slot.
+  const deliverWebhooks = guarded('webhook-delivery', () => services.webhookDelivery.pump());
   timers.push(setInterval(deliverWebhooks, WEBHOOK_TICK_MS).unref());
 
   scheduled('webhook-retention', RETENTION_SWEEP_MS, async () => {
@@ -214,7 +215,7 @@ export function startJobs(input: { services: Services; config: Config; logger: L
       const graceMs = options.graceMs ?? STOP_GRACE_MS;
       // The send worker gets the same grace: waiting longer than the caller does would record
       // an answer arriving after the grace against a database that is being closed.
-      const settled = Promise.allSettled([...running, services.sync.idle(), sendWorker.stop?.(graceMs), services.webhookDelivery.idle()]);
+      const settled = Promise.allSettled([...running, services.sync.idle(), sendWorker.stop?.(graceMs), services.webhookDelivery.stop()]);
       let grace: NodeJS.Timeout | undefined;
       await Promise.race([settled, new Promise<void>((resolve) => (grace = setTimeout(resolve, graceMs).unref()))]);
       clearTimeout(grace);

@@ -21,6 +21,13 @@ const PURGE_BATCH = 5_000;
 /** Deliveries one tick claims; they are sent concurrently. */
 const CLAIM_BATCH = 20;
 /**
+ * The running loop (pump): requests one process has open at once, and at most this many of them
+ * for one workspace, so a workspace whose receiver answers slowly holds a share of the slots,
+ * never all of them, and everyone else's events go on flowing past its backlog.
+ */
+export const DELIVERY_SLOTS = 32;
+export const WORKSPACE_SLOTS = 8;
+/**
  * A claim lasts twice the request's own timeout plus 10 s for the bookkeeping around it (a busy
  * database): only a dead worker's lease expires. Too short a lease is not unsafe — the late
  * worker's result is fenced off — but it sends the event twice.
@@ -59,6 +66,12 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions) {
   const { repo, cipher, logger, workerId } = options;
   const now = options.now ?? (() => new Date());
   const inFlight = new Set<Promise<unknown>>();
+  /** The running loop's open requests, by workspace. */
+  const open = new Map<string, number>();
+  let openTotal = 0;
+  let pumping: Promise<void> | undefined;
+  let pumpAgain = false;
+  let stopped = false;
 
   /** The secrets that sign now: the current one, and the previous one during its grace period. */
   function signingSecrets(claim: ClaimedDelivery, at: Date): string[] {
@@ -141,7 +154,70 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions) {
     await settle(claim, result);
   }
 
+  /** One request of the running loop: holds its workspace's slot until settled, then refills. */
+  function launch(claim: ClaimedDelivery) {
+    open.set(claim.workspaceId, (open.get(claim.workspaceId) ?? 0) + 1);
+    openTotal += 1;
+    const work = deliver(claim)
+      .catch((error: unknown) => logger.error({ errorName: errorNameOf(error) }, 'webhook delivery bookkeeping failed'))
+      .finally(() => {
+        const left = (open.get(claim.workspaceId) ?? 1) - 1;
+        if (left > 0) open.set(claim.workspaceId, left);
+        else open.delete(claim.workspaceId);
+        openTotal -= 1;
+        inFlight.delete(work);
+        if (!stopped) void refill();
+      });
+    inFlight.add(work);
+  }
+
+  /** Claims into free slots until nothing more is due or the slots are full; one claim at a time. */
+  async function claimIntoSlots() {
+    do {
+      pumpAgain = false;
+      const free = DELIVERY_SLOTS - openTotal;
+      if (free <= 0 || stopped) return;
+      const at = now();
+      const full = [...open].filter(([, n]) => n >= WORKSPACE_SLOTS).map(([workspaceId]) => workspaceId);
+      const claims = await repo.claimDue(workerId, at, new Date(at.getTime() + leaseMsFor(options.timeoutMs)), free, { perWorkspace: WORKSPACE_SLOTS, skipWorkspaces: full });
+      // A workspace's share counts what it already has open: the claim may give it up to a full share more.
+      for (const claim of claims) launch(claim);
+      if (claims.length === free) pumpAgain = true;
+    } while (pumpAgain);
+  }
+
+  /**
+   * The worker's running loop (jobs.ts, every second, and again as each request settles):
+   * claims into free slots and returns without waiting for the requests. Unlike `tick`, a slow
+   * receiver holds only its own slots: a batch waited for its slowest request, and a workspace
+   * whose receiver took the whole timeout made every other workspace's events wait with it.
+   */
+  function refill(): Promise<void> {
+    if (pumping) {
+      pumpAgain = true;
+      return pumping;
+    }
+    pumping = claimIntoSlots()
+      .catch((error: unknown) => logger.error({ errorName: errorNameOf(error) }, 'webhook deliveries could not be claimed'))
+      .finally(() => {
+        pumping = undefined;
+      });
+    return pumping;
+  }
+
   return {
+    pump(): Promise<void> {
+      stopped = false;
+      return refill();
+    },
+
+    /** Stops the running loop from claiming more; resolves when its requests are settled. */
+    async stop(): Promise<void> {
+      stopped = true;
+      await pumping;
+      await Promise.allSettled([...inFlight]);
+    },
+
     /** Claims what is due and delivers it; resolves when this batch is settled. Returns how many were claimed. */
     async tick(): Promise<number> {
       const at = now();

@@ -1,6 +1,6 @@
 import { and, desc, eq, getTableColumns, inArray, sql } from 'drizzle-orm';
 import { inTransaction, type Db } from '../db/connect.js';
-import { rowsOf } from '../db/pg-array.js';
+import { pgArray, rowsOf } from '../db/pg-array.js';
 import { webhookDeliveries, webhookDeliveryAttempts, webhookEndpoints, webhookEvents, type RetiredSecret } from '../db/schema.js';
 import { cursorTimestamp, olderThanCursor, type PageCursor } from '../http/cursor.js';
 import { recordAudit, type AuditEntry } from '../privacy/audit.js';
@@ -14,6 +14,15 @@ export type WebhookAttemptRow = typeof webhookDeliveryAttempts.$inferSelect;
 export type DeliveryStatus = WebhookDeliveryRow['status'];
 
 const ts = (at: Date) => sql`${at.toISOString()}::timestamptz`;
+
+/**
+ * Shares of one claim (claimDue): at most `perWorkspace` rows of any one workspace, none of the
+ * workspaces in `skipWorkspaces` (those already holding their share of the worker's requests).
+ */
+export interface ClaimFairness {
+  perWorkspace?: number;
+  skipWorkspaces?: readonly string[];
+}
 
 /** A delivery a worker claimed, with what it needs to send it. */
 export interface ClaimedDelivery {
@@ -152,15 +161,34 @@ function webhookQueries(db: Db) {
      * `FOR UPDATE SKIP LOCKED`: processes never claim the same row). A lease that expired —
      * its worker died mid-request — makes the row claimable again: at-least-once.
      */
-    async claimDue(owner: string, now: Date, leaseUntil: Date, limit: number): Promise<ClaimedDelivery[]> {
+    async claimDue(owner: string, now: Date, leaseUntil: Date, limit: number, fairness: ClaimFairness = {}): Promise<ClaimedDelivery[]> {
+      const perWorkspace = Math.min(limit, fairness.perWorkspace ?? limit);
+      const skip = fairness.skipWorkspaces ?? [];
+      // Fair shares: the earliest due rows of each enabled endpoint (one probe of
+      // webhook_deliveries_endpoint_due_idx each, migration 0060), then at most `perWorkspace` of
+      // each workspace — its first from every workspace, then its second… — so one workspace's
+      // backlog cannot fill a claim while another's event waits behind it. Ranked before the
+      // lock (FOR UPDATE takes no window function); a row another worker claimed meanwhile is skipped.
       const rows = rowsOf<Record<string, unknown>>(
         await db.execute(sql`
-          with due as (
+          with candidates as (
+            select p.id, p.next_attempt_at,
+                   row_number() over (partition by e.workspace_id order by p.next_attempt_at) as share
+            from webhook_endpoints e
+            cross join lateral (
+              select d.id, d.next_attempt_at from webhook_deliveries d
+              where d.endpoint_id = e.id and d.status = 'pending' and d.next_attempt_at <= ${ts(now)}
+                and (d.lease_expires_at is null or d.lease_expires_at <= ${ts(now)})
+              order by d.next_attempt_at
+              limit ${perWorkspace}
+            ) p
+            where e.enabled and e.workspace_id <> all(${pgArray(skip)}::uuid[])
+          ),
+          due as (
             select d.id from webhook_deliveries d
-            join webhook_endpoints e on e.id = d.endpoint_id and e.enabled
-            where d.status = 'pending' and d.next_attempt_at <= ${ts(now)}
-              and (d.lease_expires_at is null or d.lease_expires_at <= ${ts(now)})
-            order by d.next_attempt_at
+            join candidates c on c.id = d.id and c.share <= ${perWorkspace}
+            where d.status = 'pending' and (d.lease_expires_at is null or d.lease_expires_at <= ${ts(now)})
+            order by c.share, c.next_attempt_at
             limit ${limit}
             for update of d skip locked
           ),

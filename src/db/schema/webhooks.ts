@@ -107,6 +107,8 @@ export const webhookDeliveries = pgTable(
   },
   (t) => [
     index('webhook_deliveries_due_idx').on(t.nextAttemptAt).where(sql`${t.status} = 'pending'`),
+    // The claim's probe per enabled endpoint (webhooks.repo.ts claimDue: fair shares), migration 0060.
+    index('webhook_deliveries_endpoint_due_idx').on(t.endpointId, t.nextAttemptAt).where(sql`${t.status} = 'pending'`),
     index('webhook_deliveries_endpoint_idx').on(t.workspaceId, t.endpointId, t.createdAt),
     index('webhook_deliveries_event_idx').on(t.eventId),
   ],
