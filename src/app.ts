@@ -138,6 +138,8 @@ export function createServices(deps: AppDeps) {
     purgeAfterDays: config.privacy.purgeAfterDays,
     now: deps.now,
     campaignEngagement: (workspaceId, contactId) => tracking.stats.contactTimeline(workspaceId, contactId),
+    // `apiKeys` is made below; an import asks long after.
+    recheckCaller: (caller) => (caller.apiKeyId ? apiKeys.recheck(caller) : auth.recheck(caller)),
   });
   const pacer = deps.pacer ?? new MailboxPacer({
       store: createSqlLimitStore(db),

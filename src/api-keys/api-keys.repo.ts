@@ -39,6 +39,11 @@ export function createApiKeysRepo(db: Db) {
       return db.select().from(apiKeys).where(eq(apiKeys.workspaceId, workspaceId)).orderBy(desc(apiKeys.createdAt));
     },
 
+    async findById(id: string): Promise<ApiKeyRow | undefined> {
+      const [row] = await db.select().from(apiKeys).where(eq(apiKeys.id, id)).limit(1);
+      return row;
+    },
+
     async findByHash(keyHash: string): Promise<ApiKeyRow | undefined> {
       const [row] = await db.select().from(apiKeys).where(eq(apiKeys.keyHash, keyHash)).limit(1);
       return row;

@@ -100,13 +100,7 @@ export function createApiKeysService(deps: { repo: ApiKeysRepo; authRepo: Pick<A
      * still a member; without the `admin` scope it never has more than a member's role.
      */
     async authenticate(key: string): Promise<AuthContext> {
-      const row = KEY_SHAPE.test(key) ? await repo.findByHash(hashApiKey(key)) : undefined;
-      if (!row) throw new UnauthorizedError('invalid_token', 'The API key is not valid');
-      if (row.revokedAt) throw new UnauthorizedError('api_key_revoked', 'The API key has been revoked');
-      const membership = await authRepo.findMembership(row.workspaceId, row.createdBy);
-      // A key acts within the membership it was made in: one from an earlier membership of the
-      // same person (removed, invited back) never comes back, whatever revoked it or failed to.
-      if (!membership || row.createdAt.getTime() < membership.createdAt.getTime()) throw new UnauthorizedError('invalid_token', 'The API key is not valid');
+      const { row, membership } = await liveKey(KEY_SHAPE.test(key) ? await repo.findByHash(hashApiKey(key)) : undefined);
       const scopes = row.scopes as ApiScope[];
       await touchLastUsed(row);
       return {
@@ -117,7 +111,26 @@ export function createApiKeysService(deps: { repo: ApiKeysRepo; authRepo: Pick<A
         scopes,
       };
     },
+
+    /**
+     * Work a key started that outlasts its request's first moment (a CSV import's batches) asks
+     * again before each step: a key revoked meanwhile stops it there, as `authenticate` would.
+     */
+    async recheck(auth: AuthContext): Promise<void> {
+      await liveKey(auth.apiKeyId ? await repo.findById(auth.apiKeyId) : undefined);
+    },
   };
+
+  /** The key and the membership it acts within; throws when the key is unknown, revoked, or its member gone. */
+  async function liveKey(row: ApiKeyRow | undefined) {
+    if (!row) throw new UnauthorizedError('invalid_token', 'The API key is not valid');
+    if (row.revokedAt) throw new UnauthorizedError('api_key_revoked', 'The API key has been revoked');
+    const membership = await authRepo.findMembership(row.workspaceId, row.createdBy);
+    // A key acts within the membership it was made in: one from an earlier membership of the
+    // same person (removed, invited back) never comes back, whatever revoked it or failed to.
+    if (!membership || row.createdAt.getTime() < membership.createdAt.getTime()) throw new UnauthorizedError('invalid_token', 'The API key is not valid');
+    return { row, membership };
+  }
 
   async function touchLastUsed(row: ApiKeyRow) {
     const at = now();

@@ -289,6 +289,18 @@ export function createAuthService(deps: {
     },
 
     /**
+     * A person's request whose work outlasts its first moment (a CSV import's batches) asks again
+     * before each step: removed from the workspace, or every session ended (a new password, the
+     * account closed) since, it stops there, as `authenticate` would refuse the next request.
+     */
+    async recheck(auth: AuthContext): Promise<void> {
+      const membership = await repo.findMembership(auth.workspaceId, auth.userId);
+      if (!membership || (auth.session && auth.session.version !== membership.sessionVersion)) {
+        throw new UnauthorizedError('invalid_token', 'The session has ended');
+      }
+    },
+
+    /**
      * Who a signed-in browser is (a web session names a user, a workspace and the session version
      * it started at): the membership and the version are re-read every time, like `authenticate`.
      */

@@ -159,6 +159,8 @@ export interface ImportOptions {
   mapping?: ColumnMapping;
   /** Who records the consents (`import:<actor>`) and under which policy version (P-18). */
   consent: { policyVersion: string; actor: string };
+  /** Asked before each batch is written; throwing stops the import there (its earlier batches stay). */
+  beforeBatch?: () => Promise<void>;
   now?: () => Date;
 }
 
@@ -194,6 +196,7 @@ async function writeRows(repo: ImportRepo, workspaceId: string, file: string, co
   let batchRows = 0;
   const flush = async () => {
     if (batch.size === 0) return;
+    await options.beforeBatch?.();
     const { created, updated, refused } = await repo.upsertImported(workspaceId, [...batch.values()]);
     report.created += created;
     report.updated += updated;

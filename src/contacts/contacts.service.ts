@@ -51,6 +51,8 @@ export function createContactsService(deps: {
   now?: () => Date;
   /** Opens and clicks of each campaign mail the contact got, human numbers first (from tracking). */
   campaignEngagement?: (workspaceId: string, contactId: string) => Promise<unknown[]>;
+  /** Throws when the caller no longer may act (a key revoked, a member removed): asked before each batch of an import. */
+  recheckCaller?: (auth: AuthContext) => Promise<void>;
 }) {
   const { repo } = deps;
   const now = deps.now ?? (() => new Date());
@@ -180,7 +182,13 @@ export function createContactsService(deps: {
      */
     importCsv(auth: AuthContext, csv: Readable, options: { onAddress?: (email: string) => void; mapping?: ColumnMapping } = {}) {
       // No transaction around the file: see contacts-import.ts (batches, each atomic and idempotent).
-      return importContactsCsv(repo, auth.workspaceId, csv, { ...options, consent: { policyVersion: deps.policyVersion, actor: `import:${actorOf(auth)}` } });
+      // A key revoked or a member removed while the file is written stops it at the next batch.
+      const { recheckCaller } = deps;
+      return importContactsCsv(repo, auth.workspaceId, csv, {
+        ...options,
+        consent: { policyVersion: deps.policyVersion, actor: `import:${actorOf(auth)}` },
+        beforeBatch: recheckCaller && (() => recheckCaller(auth)),
+      });
     },
 
     /** The consent history, newest first, a page at a time (`nextCursor` null on the last). */
