@@ -178,9 +178,7 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions) {
       const free = DELIVERY_SLOTS - openTotal;
       if (free <= 0 || stopped) return;
       const at = now();
-      const full = [...open].filter(([, n]) => n >= WORKSPACE_SLOTS).map(([workspaceId]) => workspaceId);
-      const claims = await repo.claimDue(workerId, at, new Date(at.getTime() + leaseMsFor(options.timeoutMs)), free, { perWorkspace: WORKSPACE_SLOTS, skipWorkspaces: full });
-      // A workspace's share counts what it already has open: the claim may give it up to a full share more.
+      const claims = await repo.claimDue(workerId, at, new Date(at.getTime() + leaseMsFor(options.timeoutMs)), free, { perWorkspace: WORKSPACE_SLOTS, open });
       for (const claim of claims) launch(claim);
       if (claims.length === free) pumpAgain = true;
     } while (pumpAgain);

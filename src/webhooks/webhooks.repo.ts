@@ -16,12 +16,12 @@ export type DeliveryStatus = WebhookDeliveryRow['status'];
 const ts = (at: Date) => sql`${at.toISOString()}::timestamptz`;
 
 /**
- * Shares of one claim (claimDue): at most `perWorkspace` rows of any one workspace, none of the
- * workspaces in `skipWorkspaces` (those already holding their share of the worker's requests).
+ * Shares of one claim (claimDue): no workspace ends up with more than `perWorkspace` requests
+ * open, counting those the worker already has `open` (workspace id → how many).
  */
 export interface ClaimFairness {
   perWorkspace?: number;
-  skipWorkspaces?: readonly string[];
+  open?: ReadonlyMap<string, number>;
 }
 
 /** A delivery a worker claimed, with what it needs to send it. */
@@ -163,16 +163,18 @@ function webhookQueries(db: Db) {
      */
     async claimDue(owner: string, now: Date, leaseUntil: Date, limit: number, fairness: ClaimFairness = {}): Promise<ClaimedDelivery[]> {
       const perWorkspace = Math.min(limit, fairness.perWorkspace ?? limit);
-      const skip = fairness.skipWorkspaces ?? [];
+      const open = [...(fairness.open ?? new Map<string, number>())];
+      const full = open.filter(([, n]) => n >= perWorkspace).map(([workspaceId]) => workspaceId);
       // Fair shares: the earliest due rows of each enabled endpoint (one probe of
-      // webhook_deliveries_endpoint_due_idx each, migration 0060), then at most `perWorkspace` of
-      // each workspace — its first from every workspace, then its second… — so one workspace's
-      // backlog cannot fill a claim while another's event waits behind it. Ranked before the
-      // lock (FOR UPDATE takes no window function); a row another worker claimed meanwhile is skipped.
+      // webhook_deliveries_endpoint_due_idx each, migration 0060), then of each workspace no more
+      // than its share less what it already has open — the workspace with the fewest first — so
+      // one workspace's backlog cannot fill a claim while another's event waits behind it. Ranked
+      // before the lock (FOR UPDATE takes no window function); a row another worker claimed
+      // meanwhile is skipped.
       const rows = rowsOf<Record<string, unknown>>(
         await db.execute(sql`
           with candidates as (
-            select p.id, p.next_attempt_at,
+            select p.id, p.next_attempt_at, e.workspace_id,
                    row_number() over (partition by e.workspace_id order by p.next_attempt_at) as share
             from webhook_endpoints e
             cross join lateral (
@@ -182,13 +184,19 @@ function webhookQueries(db: Db) {
               order by d.next_attempt_at
               limit ${perWorkspace}
             ) p
-            where e.enabled and e.workspace_id <> all(${pgArray(skip)}::uuid[])
+            where e.enabled and e.workspace_id <> all(${pgArray(full)}::uuid[])
+          ),
+          ranked as (
+            select c.id, c.next_attempt_at, c.share + coalesce(o.n, 0) as slot
+            from candidates c
+            left join unnest(${pgArray(open.map(([workspaceId]) => workspaceId))}::uuid[], ${pgArray(open.map(([, n]) => n))}::int[]) as o(workspace_id, n)
+              on o.workspace_id = c.workspace_id
           ),
           due as (
             select d.id from webhook_deliveries d
-            join candidates c on c.id = d.id and c.share <= ${perWorkspace}
+            join ranked r on r.id = d.id and r.slot <= ${perWorkspace}
             where d.status = 'pending' and (d.lease_expires_at is null or d.lease_expires_at <= ${ts(now)})
-            order by c.share, c.next_attempt_at
+            order by r.slot, r.next_attempt_at
             limit ${limit}
             for update of d skip locked
           ),
