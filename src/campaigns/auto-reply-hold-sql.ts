@@ -1,4 +1,7 @@
 import { sql, type SQL } from 'drizzle-orm';
+import type { Db } from '../db/connect.js';
+import { pgArray } from '../db/pg-array.js';
+import { lockAddressesOfSends } from '../suppression/address-lock.js';
 
 /*
  * The sequence rule for automatic replies, as SQL: the one place that says how long an
@@ -11,6 +14,12 @@ import { sql, type SQL } from 'drizzle-orm';
  * out a 429). follow-ups.repo.ts `deferFollowUps` moves the rows that are queued when the reply
  * is recorded; the gate (gate-sql.ts; its claim and its re-check before a retry) and the
  * queuing of a next step (send-ledger.repo.ts `markSentMany`) read this for the rest.
+ *
+ * The recording and the queuing are ordered by one lock (holdOrderLock below): read in the
+ * queuing's statement from its snapshot, an out-of-office that sync committed after that
+ * snapshot but before the new row committed was missed by both sides — the queuing did not see
+ * the reply, and deferFollowUps did not see the row — and the follow-up was queued `afterDays`
+ * after the send instead of after the hold.
  */
 
 /** Where a step stands: its campaign, recipient and step number, as SQL of the statement reading it. */
@@ -38,3 +47,23 @@ export function autoReplyHoldSql(target: StepRef, delayDays: number): SQL {
     from campaign_sends p join mail_events ar on ar.message_id = p.message_id and ar.type = 'auto_reply'
     where p.campaign_id = ${target.campaignId} and p.recipient_id = ${target.recipientId} and p.step < ${target.step})`;
 }
+
+/**
+ * The one order between recording an automatic reply and queuing a next step of the recipient
+ * it answered (each in its transaction, before the statement that reads the hold or moves the
+ * queued steps; PGlite runs each statement and transaction alone, so the record skips it
+ * there): both take the recipient's address lock (suppression/address-lock.ts, the lock the
+ * gate's claim and an opt-out take), so whichever comes second starts its statement after the
+ * first committed and sees it — the queuing sees the reply and holds the step, or deferFollowUps
+ * sees the new row and moves it. Per address: unrelated addresses never wait for each other; a
+ * group's records take theirs in one statement, in key order (no deadlock with a group claim). A
+ * person's reply needs none: the gate reads it before each step, so a step queued beside it is
+ * skipped `replied` at its claim.
+ */
+export const holdOrderLock = {
+  /** Before queuing the next steps of these sends (send-ledger.repo.ts markSentMany). */
+  ofSends: (tx: Db, sendIds: string[]) => lockAddressesOfSends(tx, sql`s.id = any(${pgArray(sendIds)}::uuid[])`),
+  /** Before recording an automatic reply to this message and moving its recipient's later steps (follow-ups.repo.ts lockForAutoReply). */
+  ofMessage: (tx: Db, workspaceId: string, messageId: string) =>
+    lockAddressesOfSends(tx, sql`s.message_id = ${messageId}::uuid and s.workspace_id = ${workspaceId}::uuid`),
+};

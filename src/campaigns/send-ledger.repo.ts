@@ -3,7 +3,7 @@ import type { Db } from '../db/connect.js';
 import { lockAddresses } from '../suppression/address-lock.js';
 import type { CampaignRow } from './campaigns.repo.js';
 import { gateSql, lockSendingMailboxSql, NO_MAILBOX, type GateRow } from './gate-sql.js';
-import { autoReplyHoldSql } from './auto-reply-hold-sql.js';
+import { autoReplyHoldSql, holdOrderLock } from './auto-reply-hold-sql.js';
 import { DEFAULT_AUTO_REPLY_FOLLOW_UP_DELAY_DAYS } from '../config/schema.js';
 import { pgArray, rowsOf } from '../db/pg-array.js';
 import { GENERIC_PLAN } from '../db/plan-hints.js';
@@ -281,7 +281,9 @@ export function createSendLedgerRepo(db: Db, options: SendLedgerOptions = {}) {
      * changed). The next step is due `next.dueAt` — or later, when an automatic reply to
      * this or an earlier step was recorded while it was in flight (auto-reply-hold-sql.ts) —,
      * gets its own Message-ID, and goes in the same thread. Each `message.sent` event carries
-     * its own message's sent time (`at`, when Gmail answered it), not the group's.
+     * its own message's sent time (`at`, when Gmail answered it), not the group's. On a server,
+     * when a next step's hold is to be read, the statement runs in a transaction after the
+     * address locks of those sends (holdOrderLock: ordered with sync recording an out-of-office).
      */
     async markSentMany(inputs: SentInput[]): Promise<boolean[]> {
       if (inputs.length === 0) return [];
@@ -313,8 +315,8 @@ export function createSendLedgerRepo(db: Db, options: SendLedgerOptions = {}) {
             where i.next_due is not null and campaign.status in ${MAY_STILL_SEND} and campaign.deleted_at is null
             on conflict do nothing)`
         : sql``;
-      const rows = rowsOf<{ id: string }>(
-        await db.execute(sql`
+      const record = async (tx: Db) => rowsOf<{ id: string }>(
+        await tx.execute(sql`
           with i as (
             select * from unnest(${col((x) => x.lease.id)}::uuid[], ${col((x) => x.lease.owner)}::text[], ${col((x) => x.lease.attempt)}::int[],
                                  ${col((x) => x.lease.messageRowId)}::uuid[], ${col((x) => x.gmail.id)}::text[], ${col((x) => x.gmail.threadId)}::text[],
@@ -333,6 +335,18 @@ export function createSendLedgerRepo(db: Db, options: SendLedgerOptions = {}) {
             from i join ledger l on l.id = i.id where ms.id = i.message_row_id)${nextSteps}${campaignSendOutcomeCtes('message.sent', 'sent_at')}
           select id from ledger`),
       );
+      // The next steps' hold is read after the recipients' address locks, in a statement of its
+      // own: an out-of-office sync records meanwhile is either seen by it or sees the new rows
+      // (holdOrderLock). Only for next steps with a hold to read.
+      const holding = options.serializedEngine || autoReplyDelayDays <= 0 ? [] : inputs.filter((x) => x.next).map((x) => x.lease.id);
+      const rows =
+        holding.length === 0
+          ? await record(db)
+          : await db.transaction(async (txRaw) => {
+              const tx = txRaw as unknown as Db;
+              await holdOrderLock.ofSends(tx, holding);
+              return record(tx);
+            });
       const changed = new Set(rows.map((r) => r.id));
       return inputs.map((x) => changed.has(x.lease.id));
     },

@@ -140,6 +140,9 @@ export function createSignals(config: SignalsConfig) {
       tx: SyncQueries,
       input: { workspaceId: string; original: OriginalMessage; sourceGmailMessageId: string; from?: string; automatic: boolean; syncedMessageId: string; at: Date },
     ): Promise<{ recorded: boolean; deferred: number }> {
+      const holds = input.automatic && config.autoReplyFollowUpDelayDays > 0;
+      // Ordered with a sent record that queues this recipient's next step (auto-reply-hold-sql.ts holdOrderLock).
+      if (holds) await tx.lockForAutoReply(input.workspaceId, input.original.id);
       const recorded = await tx.insertMailEvent({
         workspaceId: input.workspaceId,
         messageId: input.original.id,
@@ -150,7 +153,7 @@ export function createSignals(config: SignalsConfig) {
         at: input.at,
       });
       let deferred = 0;
-      if (recorded && input.automatic && config.autoReplyFollowUpDelayDays > 0) {
+      if (recorded && holds) {
         deferred = await tx.deferFollowUps(input.workspaceId, input.original.id, new Date(input.at.getTime() + config.autoReplyFollowUpDelayDays * DAY_MS));
       }
       return { recorded, deferred };

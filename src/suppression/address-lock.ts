@@ -10,7 +10,8 @@ import { pgArray } from '../db/pg-array.js';
  * "<workspace id>:<lower(address)>" (a collision only makes two addresses wait for each
  * other). Held until the transaction ends: call these inside the transaction that claims
  * or writes the opt-out. Works the same on PGlite (one connection, so it never waits) and
- * on a server.
+ * on a server. The same lock orders an out-of-office's deferral of a recipient's follow-ups and
+ * the sent record that queues the next one (campaigns/auto-reply-hold-sql.ts holdOrderLock).
  */
 const lockKey = (workspaceId: SQL, email: SQL) => sql`hashtextextended(${workspaceId}::text || ':' || lower(${email}), 0)`;
 
@@ -52,6 +53,12 @@ export async function lockAddressesWithTheirContacts(db: Db, workspaceId: string
   const contactIds = sql`array(select c.id from contacts c where c.workspace_id = ${workspaceId}::uuid and lower(c.email) = any(${pgArray(distinct)}::text[]) and c.deleted_at is null)`;
   await lockRows(db, sql`${givenAddresses(workspaceId, distinct)} union all ${contactAddresses(contactIds)}`);
 }
+
+/**
+ * The address locks of the campaign sends a condition on `campaign_sends s` picks (their
+ * workspace and the address the ledger holds, which the gate's claim of them locks too).
+ */
+export const lockAddressesOfSends = (db: Db, sends: SQL) => lockRows(db, sql`select s.workspace_id, s.email from campaign_sends s where ${sends}`);
 
 /** Takes the locks of these (workspace_id, email) rows, in key order, in one statement. */
 const lockRows = (db: Db, rows: SQL) =>

@@ -15,8 +15,12 @@ export const literal = (value: unknown) => (value === null || value === undefine
 export async function captureBuilt(call: (capture: Db) => Promise<unknown>): Promise<{ sql: string; params: unknown[] }> {
   let captured: { sql: string; params: unknown[] } | undefined;
   const capture = drizzle(async (text, params) => ((captured = { sql: text, params }), { rows: [] }));
-  // `execute` answers as the app's drivers do ({ rows }), which the repos read.
-  Object.assign(capture, { execute: async (query: SQL) => ((captured = new PgDialect().sqlToQuery(query)), { rows: [] }) });
+  // `execute` answers as the app's drivers do ({ rows }), which the repos read; a transaction's
+  // work runs on the same handle (its statements before the last, such as locks, are not kept).
+  Object.assign(capture, {
+    execute: async (query: SQL) => ((captured = new PgDialect().sqlToQuery(query)), { rows: [] }),
+    transaction: async (work: (tx: unknown) => Promise<unknown>) => work(capture),
+  });
   await call(capture as unknown as Db);
   return captured!;
 }
