@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { holdOrderLock } from '../../src/campaigns/auto-reply-hold-sql.js';
 import type { CampaignRow } from '../../src/campaigns/campaigns.repo.js';
 import { createSendLedgerRepo, type SendCandidate } from '../../src/campaigns/send-ledger.repo.js';
 import { connect, type Database, type Db } from '../../src/db/connect.js';
@@ -139,6 +140,22 @@ describe('a later step’s claim with 3,000 recipients, as it runs', () => {
     expect(plan).toMatch(/Index (?:Only )?Scan using campaign_sends_recipient_campaign_step_unique on campaign_sends p\s.*\n\s+Index Cond: \(\(recipient_id = (l(?:_\d+)?)\.recipient_id\) AND \(campaign_id = \1\.campaign_id\) AND \(step < \(\1\.step \+ 1\)\)\)/);
     expect(plan).toMatch(/Index (?:Only )?Scan using mail_events_source_unique on mail_events ar\s.*\n\s+Index Cond: \(\(message_id = p\.message_id\) AND \(type = 'auto_reply'/);
     expect(plan).not.toMatch(/Seq Scan on (mail_events|campaign_sends p)\b/);
+  });
+
+  it('finds the addresses a record and an out-of-office lock (holdOrderLock) by key: the sends by id, the answered one by its message', async () => {
+    const { campaign, sends } = await seedSecondStep(data.db, 3_000);
+    const [answered] = rowsOf<{ message_id: string }>(await data.db.execute(sql`select message_id from campaign_sends where campaign_id = ${campaign.id}::uuid and step = 0 limit 1`));
+    const planOf = async (lock: (capture: Db) => Promise<unknown>) => {
+      const query = await captureBuilt(lock);
+      return rowsOf<Record<string, string>>(
+        await data.db.execute(sql.raw(`explain ${query.sql.replace(/\$(\d+)/g, (_m, i: string) => literal(query.params[Number(i) - 1]))}`)),
+      ).map((r) => Object.values(r)[0]!).join('\n');
+    };
+    const record = await planOf((capture) => holdOrderLock.ofSends(capture, sends.map((x) => x.id)));
+    expect(record).toMatch(/Index Scan (?:using|on) campaign_sends_pkey\b/);
+    const reply = await planOf((capture) => holdOrderLock.ofMessage(capture, campaign.workspaceId, answered!.message_id));
+    expect(reply).toMatch(/Index Scan (?:using|on) campaign_sends_message_idx\b/);
+    for (const plan of [record, reply]) expect(plan).not.toMatch(/Seq Scan on campaign_sends/);
   });
 });
 
