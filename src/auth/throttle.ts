@@ -1,8 +1,10 @@
 import { createHmac } from 'node:crypto';
+import { isIPv6 } from 'node:net';
 import { and, eq, gt, inArray, lt, notInArray, sql } from 'drizzle-orm';
 import type { Db } from '../db/connect.js';
 import { authAttempts } from '../db/schema.js';
 import { TooManyRequestsError } from '../errors.js';
+import { ipv6ToBigInt, normalizeIp } from '../tracking/ip.js';
 
 /*
  * Abuse limits for the public auth routes, shared by every process through PostgreSQL:
@@ -63,6 +65,20 @@ type SubjectKind = 'account' | 'address' | 'device' | 'recheck' | 'recipient' | 
 export function subjectHasher(secret: string) {
   const key = createHmac('sha256', secret).update('inboxtrail:auth-attempts:subject').digest();
   return (kind: SubjectKind, value: string) => createHmac('sha256', key).update(`${kind}:${value}`).digest('hex');
+}
+
+/**
+ * The network a client address is counted under: an IPv4 address as itself (also when a
+ * dual-stack socket or a proxy writes it as IPv4-mapped IPv6), an IPv6 address by its /64.
+ * A /64 is what one host, one home or one cloud VM is given: counted per address, its owner
+ * could rotate through 2^64 of them and never meet the per-address limit. Anything that is not
+ * an address is counted as written.
+ */
+export function clientNetwork(address: string): string {
+  const ip = normalizeIp(address);
+  if (!ip) return address;
+  if (!isIPv6(ip)) return ip;
+  return `${(ipv6ToBigInt(ip) >> 64n).toString(16).padStart(16, '0')}::/64`;
 }
 
 /** `undo` takes the count back (a mail that was not sent after all). */
@@ -143,7 +159,7 @@ export function createAuthThrottle(db: Db, limits: ThrottleLimits, subjectKey: s
   const { login } = limits;
   const perAccount = (subject: string, message: string): Limit => ({ subject, max: login.maxPerAccount, windowSeconds: login.windowSeconds, message });
   const perAddress = (clientAddress: string): Limit => ({
-    subject: subjectOf('address', clientAddress),
+    subject: subjectOf('address', clientNetwork(clientAddress)),
     max: login.maxPerAddress,
     windowSeconds: login.addressWindowSeconds,
     message: 'Too many login attempts from your network; try again later',
@@ -212,7 +228,7 @@ export function createAuthThrottle(db: Db, limits: ThrottleLimits, subjectKey: s
 
     async admitSignup(clientAddress: string): Promise<void> {
       const { maxPerAddress, windowSeconds } = limits.signup;
-      await admit('signup', [{ subject: subjectOf('address', clientAddress), max: maxPerAddress, windowSeconds, message: 'Too many signups from your network; try again later' }]);
+      await admit('signup', [{ subject: subjectOf('address', clientNetwork(clientAddress)), max: maxPerAddress, windowSeconds, message: 'Too many signups from your network; try again later' }]);
     },
   };
 }

@@ -35,6 +35,30 @@ describe('login throttling', () => {
     expect((await login(a, victims[0]!.email, victims[0]!.password)).status).toBe(429);
   });
 
+  it('an IPv6 client is counted by its /64 (what one host is given): rotating the host bits, or an IPv4 client written as IPv4-mapped IPv6, is the same network', async () => {
+    const app = await startTestApp({ env: { TRUST_PROXY: 'loopback', LOGIN_MAX_ATTEMPTS_PER_ADDRESS: '5' } });
+    try {
+      const statuses: number[] = [];
+      for (let i = 0; i < 8; i += 1) {
+        // What a trusted proxy says the client was: one /64, a different address each time (as any IPv6 host can).
+        const res = await login(app, `v6-sprayed${i}@example.com`, 'Summer2026!', `2001:db8:1:2:${(i + 1).toString(16)}:${i}::${i + 7}`);
+        statuses.push(res.status);
+      }
+      expect(statuses).toEqual([401, 401, 401, 401, 401, 429, 429, 429]);
+      // Another /64 is another network.
+      expect((await login(app, 'v6-other@example.com', 'Summer2026!', '2001:db8:1:3::1')).status).toBe(401);
+
+      const mapped: number[] = [];
+      for (let i = 0; i < 6; i += 1) {
+        const forwarded = i % 2 ? '198.51.100.9' : i % 4 ? '::ffff:198.51.100.9' : '::ffff:c633:6409';
+        mapped.push((await login(app, `v4-sprayed${i}@example.com`, 'Summer2026!', forwarded)).status);
+      }
+      expect(mapped).toEqual([401, 401, 401, 401, 401, 429]);
+    } finally {
+      await app.close();
+    }
+  });
+
   it('per account across processes: a guesser spread over two processes is stopped at LOGIN_MAX_FAILURES', async () => {
     const app = await startTestApp({ env: { TRUST_PROXY: 'loopback', LOGIN_MAX_FAILURES: '4' } });
     const other = await startTestApp({ env: { TRUST_PROXY: 'loopback', LOGIN_MAX_FAILURES: '4' }, database: app.database });
