@@ -1,4 +1,4 @@
-import { Router } from 'express';
+import { Router, type Request } from 'express';
 import { z } from 'zod';
 import { setConnectCookie } from '../gmail/gmail.routes.js';
 import type { SyncGap } from '../db/schema.js';
@@ -16,6 +16,19 @@ const connectQuery = z.object({
 const continueQuery = connectQuery.extend({ acknowledge: z.string().max(50) });
 
 const when = (date: Date | string | null | undefined) => (date ? new Date(date).toISOString().replace('T', ' ').slice(0, 16) + ' UTC' : '—');
+
+/**
+ * Whether a navigation came from one of our own pages (Fetch Metadata): a browser says
+ * `Sec-Fetch-Site: same-origin` then, and `cross-site`, `same-site` or `none` (typed in, a
+ * bookmark) otherwise. The continue step is a GET (see below), so another site can link to it
+ * with the current version in the query: without this, that link took the person straight to
+ * Google's consent, past a disclosure the mailbox would then record as read (P-05). A client
+ * that sends no such header (an old browser) cannot be told apart and goes on as before.
+ */
+const cameFromOurPage = (req: Request) => {
+  const site = req.get('sec-fetch-site');
+  return site === undefined || site === 'same-origin';
+};
 
 type MailboxSync = { lastError: string | null; lastGap: SyncGap | null };
 
@@ -102,8 +115,9 @@ ${list.length === 0 ? html`<p>No Gmail mailbox is connected yet. Connect one to 
    */
   router.get('/mailboxes/connect/continue', async (req, res) => {
     const query = parseInput(continueQuery, req.query, '(query)');
-    // A disclosure the person did not see (an old link, a guessed URL) is shown again first.
-    if (query.acknowledge !== (await ctx.services.policyVersions.currentDisclosure()).version) {
+    // A disclosure the person did not see (an old link, a guessed URL, a link on another site or
+    // typed in) is shown again first: the mailbox records that its owner read this version.
+    if (!cameFromOurPage(req) || query.acknowledge !== (await ctx.services.policyVersions.currentDisclosure()).version) {
       res.redirect(303, `/app/mailboxes/connect?${new URLSearchParams({ sync: String(query.sync), ...(query.loginHint ? { loginHint: query.loginHint } : {}) })}`);
       return;
     }

@@ -75,6 +75,21 @@ describe('mailboxes', () => {
     expect(res.location).toBe('/app/mailboxes/connect?sync=false');
   });
 
+  it('P-05 a link from another site to the continue step (current version and all) shows the disclosure first: no Google, no connection started', async () => {
+    const version = (await app.services.policyVersions.currentDisclosure()).version;
+    for (const site of ['cross-site', 'same-site', 'none']) {
+      const res = await owner.browser.request('GET', `/app/mailboxes/connect/continue?sync=true&acknowledge=${version}`, undefined, { 'sec-fetch-site': site });
+      expect(res.status, site).toBe(303);
+      expect(res.location, site).toBe('/app/mailboxes/connect?sync=true');
+      expect(res.headers.getSetCookie().join('\n'), site).not.toMatch(/connect/i);
+    }
+    // The disclosure page's own button (a same-origin navigation) goes on to Google.
+    const page = await owner.browser.get('/app/mailboxes/connect?sync=true');
+    const next = /href="(\/app\/mailboxes\/connect\/continue\?[^"]+)"/.exec(page.text)![1]!.replace(/&amp;/g, '&');
+    const toGoogle = await owner.browser.request('GET', next, undefined, { 'sec-fetch-site': 'same-origin' });
+    expect(toGoogle.location!.startsWith(app.sandbox.urls.authorize)).toBe(true);
+  });
+
   it('a mailbox that needs reconnecting shows it, with a one-click reconnect straight to Google', async () => {
     await app.database.db.execute(sql`update mailboxes set status = 'needs_reconnect', status_reason = 'invalid_grant' where email = 'owner-web@acme.test'`);
     const page = await owner.browser.get('/app/mailboxes');
