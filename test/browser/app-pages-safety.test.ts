@@ -8,7 +8,8 @@ import { startWebhookReceiver, type WebhookReceiver } from '../helpers/webhook-r
 /*
  * The app's pages in a real browser: an axe-core scan of the main pages finds no serious or
  * critical violation; a form posted without its CSRF token (from another site, or with the
- * token stripped) is refused and changes nothing; HTML typed into names shows as text.
+ * token stripped) is refused and changes nothing; HTML typed into names shows as text; a link
+ * from another site cannot skip the Gmail disclosure (the browser's Sec-Fetch-Site tells).
  */
 
 const NASTY = '<img src=x onerror="document.title=\'owned\'">Spring';
@@ -125,6 +126,27 @@ describe.skipIf(!hasChromium)('app pages: accessibility, CSRF, escaping', () => 
 
     const draft = await app.api('GET', `/api/campaigns/${draftId}`, { token: owner.token });
     expect(draft.body.status).toBe('draft');
+    await page.context().close();
+  });
+
+  it('P-05 a link from another site to the Gmail connect step opens the disclosure, not Google; its own button goes on', async () => {
+    const page = await signedInPage(ctx.browser, app.baseUrl, owner);
+    const version = (await app.services.policyVersions.currentDisclosure()).version;
+    const toGoogle: string[] = [];
+    page.on('request', (request) => {
+      if (request.url().startsWith(app.sandbox.urls.authorize)) toGoogle.push(request.url());
+    });
+    // Another origin (the sandbox's port) links to the step with the current version, as a page anyone could write.
+    await page.goto(app.sandbox.urls.inbox);
+    const continueUrl = `${app.baseUrl}/app/mailboxes/connect/continue?sync=true&acknowledge=${version}`;
+    await page.evaluate(`location.href = ${JSON.stringify(continueUrl)}`);
+    await page.waitForURL(`${app.baseUrl}/app/mailboxes/connect?sync=true`);
+    await expect(page.getByRole('heading', { level: 1 }).textContent()).resolves.toContain('How inboxtrail uses your Gmail');
+    expect(toGoogle).toEqual([]);
+
+    // Read here, the disclosure's own button (our page → our page) leads on to Google's consent.
+    await Promise.all([page.waitForRequest((r) => r.url().startsWith(app.sandbox.urls.authorize)), page.getByRole('link', { name: /continue to Google/ }).click()]);
+    expect(toGoogle).toHaveLength(1);
     await page.context().close();
   });
 });
