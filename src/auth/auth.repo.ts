@@ -282,8 +282,15 @@ function authQueries(db: Db) {
       await db.update(memberships).set({ role }).where(and(eq(memberships.workspaceId, workspaceId), eq(memberships.userId, userId)));
     },
 
+    /**
+     * The membership and the person's browser sessions in that workspace: a session is re-checked
+     * against the membership on every request, so without a membership it is refused anyway, but
+     * invited back, the person would get every old session back (a lost laptop's, a stolen cookie)
+     * — they bring none back, as with their API keys.
+     */
     async deleteMembership(workspaceId: string, userId: string): Promise<void> {
       await db.delete(memberships).where(and(eq(memberships.workspaceId, workspaceId), eq(memberships.userId, userId)));
+      await db.delete(webSessions).where(and(eq(webSessions.workspaceId, workspaceId), eq(webSessions.userId, userId)));
     },
 
     /** A removed member's API keys go with the membership (api-keys.repo.ts); resolves to the keys revoked. */

@@ -240,6 +240,50 @@ describe('web sessions', () => {
     expect(res.location).toMatch(/^\/signin\?expired=1/);
   });
 
+  it('a removed member invited back does not get the old browser sessions back (nor those of a member who left)', async () => {
+    const person = await signUp(app);
+    const owner = await signUp(app, { workspaceName: 'Team that removes' });
+    const personId = (await app.api('GET', '/api/me', { token: person.token })).body.user.id as string;
+    const join = async () => {
+      const invite = await app.api('POST', '/api/invitations', { token: owner.token, json: { email: person.email, role: 'member' } });
+      const browser = new WebClient(app);
+      await browser.get('/invitations/accept');
+      const joined = await browser.post('/invitations/accept', { token: invite.body.token, password: person.password });
+      expect([joined.status, joined.location]).toEqual([303, '/app?notice=signed_in']);
+      // A copy of that cookie somewhere else (a lost laptop, a stolen cookie) is the same session.
+      const copy = new WebClient(app);
+      for (const [name, value] of browser.cookies) copy.cookies.set(name, value);
+      expect((await copy.get('/app/account')).text).toContain('Team that removes');
+      return { browser, copy };
+    };
+
+    // An ended session's app page is a 303 to sign-in; a live one, the page (200).
+    const signedOutAt = async (browser: WebClient) => {
+      const res = await browser.get('/app/mailboxes');
+      return `${res.status} ${res.location ?? ''}`;
+    };
+
+    const first = await join();
+    expect((await app.api('DELETE', `/api/members/${personId}`, { token: owner.token })).status).toBe(204);
+    await join();
+    expect(await signedOutAt(first.copy)).toMatch(/^303 \/signin\?expired=1/);
+
+    // Leaving from one browser: the person's other browsers in that workspace do not come back either.
+    expect((await app.api('DELETE', `/api/members/${personId}`, { token: owner.token })).status).toBe(204);
+    const second = await join();
+    const teamId = (await app.api('GET', '/api/me', { token: owner.token })).body.workspace.id as string;
+    const elsewhere = new WebClient(app);
+    await elsewhere.get('/signin');
+    await elsewhere.post('/signin', { email: person.email, password: person.password });
+    await elsewhere.get('/app/account');
+    expect((await elsewhere.post('/app/account/workspace', { workspaceId: teamId })).status).toBe(303);
+    expect((await elsewhere.get('/app/account')).text).toContain('Team that removes');
+    await second.browser.get('/app/account');
+    expect((await second.browser.post('/app/account/leave', { confirm: 'yes' })).status).toBe(200);
+    await join();
+    expect(await signedOutAt(elsewhere)).toMatch(/^303 \/signin\?expired=1/);
+  });
+
   it('ending every session of a user (account closure) signs out all their browsers', async () => {
     const { browser, email, password } = await signUpInBrowser(app);
     const second = new WebClient(app);
