@@ -10,12 +10,15 @@ import { safeNext, type WebContext } from './web.middleware.js';
 /**
  * Turns an API session token (what login/verify/accept return) into a browser session and its
  * cookie, and makes this browser a known device of the person (auth/login-devices.ts): whoever
- * got here gave the account's password.
+ * got here gave the account's password. The session this browser had (signed in as someone
+ * else, or in another workspace) ends: its cookie is replaced here, and its row would otherwise
+ * keep working for anyone holding a copy of that cookie until it expires.
  */
-async function startBrowserSession(ctx: WebContext, res: Response, apiToken: string) {
+async function startBrowserSession(ctx: WebContext, req: Request, res: Response, apiToken: string) {
   const member = await ctx.auth.authenticate(apiToken);
   // The token's version: a password change committed after this check still ends the new session.
   const { cookieValue, expiresAt } = await ctx.webSessions.start({ ...member, sessionVersion: member.session!.version });
+  await ctx.webSessions.end(ctx.cookies.session.read(req));
   ctx.cookies.session.set(res, cookieValue, expiresAt);
   ctx.cookies.device.set(res, ctx.auth.deviceTokenFor(member));
 }
@@ -51,7 +54,7 @@ ${field('Password', 'password', 'password', { autocomplete: 'current-password' }
     try {
       const credentials = { email: input.email ?? '', password: input.password ?? '', deviceToken: ctx.cookies.device.read(req) };
       const { token } = await ctx.auth.login(parseInput(loginBody, credentials), clientAddress(req));
-      await startBrowserSession(ctx, res, token);
+      await startBrowserSession(ctx, req, res, token);
       res.redirect(303, next ?? '/app?notice=signed_in');
     } catch (error) {
       const problem = formProblem(error, res);
@@ -75,7 +78,7 @@ ${field('Workspace name', 'workspaceName', 'text', { value: state.workspaceName,
     try {
       const credentials = { email: input.email ?? '', password: input.password ?? '', workspaceName: input.workspaceName ?? '', deviceToken: ctx.cookies.device.read(req) };
       const { token } = await ctx.auth.createOwnWorkspace(parseInput(ownWorkspaceBody, credentials), clientAddress(req));
-      await startBrowserSession(ctx, res, token);
+      await startBrowserSession(ctx, req, res, token);
       res.redirect(303, '/app?notice=welcome');
     } catch (error) {
       const problem = formProblem(error, res);
@@ -126,7 +129,7 @@ ${field('Choose a password', 'password', 'password', { autocomplete: 'new-passwo
     try {
       const chosen = invited ? { password: input.password ?? '', ...(input.name ? { name: input.name } : {}) } : {};
       const { token } = await ctx.auth.verifySignup(parseInput(verifyBody, { code: input.code ?? '', ...chosen }));
-      await startBrowserSession(ctx, res, token);
+      await startBrowserSession(ctx, req, res, token);
       res.redirect(303, '/app/mailboxes?notice=welcome');
     } catch (error) {
       const problem = formProblem(error, res);
@@ -150,7 +153,7 @@ ${field('Password', 'password', 'password', { autocomplete: 'current-password', 
       // No account's password proven: the mail says what next (a new address's code is typed in on
       // the same page as a signup's; an existing account is told to come back with its password).
       if (!('token' in accepted)) return res.redirect(303, '/signup/verify?invited=1');
-      await startBrowserSession(ctx, res, accepted.token);
+      await startBrowserSession(ctx, req, res, accepted.token);
       res.redirect(303, '/app?notice=signed_in');
     } catch (error) {
       const problem = formProblem(error, res);

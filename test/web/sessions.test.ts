@@ -284,6 +284,33 @@ describe('web sessions', () => {
     expect(await signedOutAt(elsewhere)).toMatch(/^303 \/signin\?expired=1/);
   });
 
+  it('signing in again in a browser (as someone else, or by joining with an invitation) ends the session it had', async () => {
+    const first = await signUpInBrowser(app);
+    const second = await signUp(app);
+    const browser = first.browser;
+    // A copy of the first session's cookie (a shared computer's next user, a copied cookie).
+    const copy = new WebClient(app);
+    for (const [name, value] of browser.cookies) copy.cookies.set(name, value);
+    expect((await copy.get('/app/account')).status).toBe(200);
+
+    await browser.get('/app/account');
+    const signedIn = await browser.post('/signin', { email: second.email, password: second.password });
+    expect(signedIn.status).toBe(303);
+    expect((await browser.get('/app/account')).text).toContain(second.email);
+    expect(await sessionCount(first.email)).toBe(0);
+    expect((await copy.get('/app/account')).status).toBe(303);
+
+    // The invitation page is open to a signed-in browser too: joining starts a session, and ends the one it had.
+    const invite = await app.api('POST', '/api/invitations', { token: second.token, json: { email: first.email, role: 'member' } });
+    const copyOfSecond = new WebClient(app);
+    for (const [name, value] of browser.cookies) copyOfSecond.cookies.set(name, value);
+    await browser.get('/invitations/accept');
+    const joined = await browser.post('/invitations/accept', { token: invite.body.token, password: first.password });
+    expect([joined.status, joined.location]).toEqual([303, '/app?notice=signed_in']);
+    expect(await sessionCount(second.email)).toBe(0);
+    expect((await copyOfSecond.get('/app/account')).status).toBe(303);
+  });
+
   it('ending every session of a user (account closure) signs out all their browsers', async () => {
     const { browser, email, password } = await signUpInBrowser(app);
     const second = new WebClient(app);
