@@ -277,6 +277,7 @@ export function createServices(deps: AppDeps) {
     repo: webhooksRepo,
     cipher: webhookSecrets,
     allowPrivateTargets: config.webhooks.allowPrivateTargets,
+    requireHttps: config.webhooks.requireHttps,
     secretGraceMs: config.webhooks.secretGraceMs,
     now: deps.now,
   });

@@ -103,6 +103,11 @@ export interface Config {
   readonly webhooks: {
     /** Lets deliveries reach loopback and private addresses: tests only, never in production. */
     readonly allowPrivateTargets: boolean;
+    /**
+     * Endpoints must be https (in production): payloads carry recipients' addresses and the
+     * signature; the README promised an HTTPS endpoint while http:// was accepted everywhere.
+     */
+    readonly requireHttps: boolean;
     readonly timeoutMs: number;
     /** First retry after about this long, doubling each time (with jitter), until `retryWindowMs` after the event. */
     readonly retryBaseMs: number;
@@ -279,6 +284,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
     },
     webhooks: {
       allowPrivateTargets: env.WEBHOOKS_ALLOW_PRIVATE_TARGETS === 'true',
+      requireHttps: env.NODE_ENV === 'production',
       timeoutMs: env.WEBHOOKS_TIMEOUT_MS,
       retryBaseMs: Math.round(env.WEBHOOKS_RETRY_BASE_SECONDS * 1000),
       retryWindowMs: Math.round(env.WEBHOOKS_RETRY_WINDOW_HOURS * 3_600_000),

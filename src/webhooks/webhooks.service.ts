@@ -60,6 +60,8 @@ export function createWebhooksService(deps: {
   repo: WebhooksRepo;
   cipher: TokenCipherMethods;
   allowPrivateTargets: boolean;
+  /** Refuse http:// endpoints (production): see config.webhooks.requireHttps. */
+  requireHttps?: boolean;
   secretGraceMs: number;
   now?: () => Date;
 }) {
@@ -71,6 +73,11 @@ export function createWebhooksService(deps: {
 
   async function checkedUrl(raw: string): Promise<string> {
     const url = new URL(raw);
+    if (deps.requireHttps && url.protocol !== 'https:') {
+      throw new UnprocessableError('webhook_target_not_allowed', 'Webhook endpoints must use https: events carry recipients\' addresses', [
+        { field: 'url', message: 'must be an https URL' },
+      ]);
+    }
     try {
       await assertAllowedTarget(url, deps.allowPrivateTargets);
     } catch (error) {

@@ -5,6 +5,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../src/config.js';
 import { createWebhookSender } from '../../src/webhooks/sender.js';
 import { isBlockedAddress } from '../../src/webhooks/target-guard.js';
+import { createWebhooksRepo } from '../../src/webhooks/webhooks.repo.js';
+import { createWebhooksService } from '../../src/webhooks/webhooks.service.js';
+import { createTokenCipher } from '../../src/gmail/token-cipher.js';
+import { rowsOf } from '../../src/db/pg-array.js';
 import { signUp, startTestApp, TEST_ENV, type TestApp } from '../helpers/test-app.js';
 import { startWebhookReceiver, type WebhookReceiver } from '../helpers/webhook-receiver.js';
 
@@ -169,5 +173,29 @@ describe('SSRF guard', () => {
     expect(() => loadConfig({ ...production, WEBHOOKS_ALLOW_PRIVATE_TARGETS: 'true' })).toThrow(/WEBHOOKS_ALLOW_PRIVATE_TARGETS/);
     expect(loadConfig(production).webhooks.allowPrivateTargets).toBe(false);
     expect(app.config.webhooks.allowPrivateTargets).toBe(false);
+    expect(loadConfig(production).webhooks.requireHttps).toBe(true);
+    expect(app.config.webhooks.requireHttps).toBe(false);
+  });
+
+  it('in production an http:// endpoint is refused (422, nothing created or changed); https:// is taken', async () => {
+    // The README promised an HTTPS endpoint while http:// was accepted everywhere: events carry
+    // recipients' addresses. The production service, over this test's database.
+    const production = createWebhooksService({
+      repo: createWebhooksRepo(app.database.db),
+      cipher: createTokenCipher(app.config.tokenEncryptionKeys),
+      allowPrivateTargets: false,
+      requireHttps: true,
+      secretGraceMs: 0,
+    });
+    const auth = { userId: owner.userId, workspaceId: owner.workspaceId, role: 'owner' as const };
+    const count = async () => Number(rowsOf<{ n: number }>(await app.database.db.execute(sql`select count(*)::int as n from webhook_endpoints where workspace_id = ${owner.workspaceId}::uuid`))[0]!.n);
+    const before = await count();
+    await expect(production.create(auth, { url: 'http://93.184.215.14/hook', eventTypes: ['open'] })).rejects.toMatchObject({ code: 'webhook_target_not_allowed', details: [{ field: 'url' }] });
+    expect(await count()).toBe(before);
+    const created = await production.create(auth, { url: 'https://93.184.215.14/hook', eventTypes: ['open'] });
+    expect(await count()).toBe(before + 1);
+    await expect(production.update(auth, created.id, { url: 'http://93.184.215.14/other' })).rejects.toMatchObject({ code: 'webhook_target_not_allowed' });
+    const [row] = rowsOf<{ url: string }>(await app.database.db.execute(sql`select url from webhook_endpoints where id = ${created.id}::uuid`));
+    expect(row!.url).toBe('https://93.184.215.14/hook');
   });
 });
