@@ -149,4 +149,38 @@ describe('event writer', () => {
     expect(inserted).toEqual([10, 5]);
     await writer.close();
   });
+  it('close() ends a drain already running at its own deadline (a shutdown), and counts and reports what is left', async () => {
+    // 30 batches of 10 at ~20 ms each: ~600 ms to write them all; close() gets 100 ms.
+    const inserted: number[] = [];
+    const counts = { dropped: 0 };
+    const writer = createEventWriter<number>({
+      prepare: (items) => eventColumnsOf(items.map(row)),
+      insert: async (events) => {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        inserted.push(...events.atMs);
+      },
+      logger,
+      batchSize: 10,
+      hooks: { dropped: (n) => (counts.dropped += n) },
+    });
+    for (let i = 0; i < 300; i += 1) writer.push(i);
+    void writer.flush();
+    const started = Date.now();
+    const { lost, unsettled } = await writer.close({ timeoutMs: 100 });
+    // It stopped by its deadline (plus the batch in flight then), not after writing everything:
+    // the caller (main.ts) closes the database after it, and the process stops at a hard deadline.
+    expect(Date.now() - started).toBeLessThan(300);
+    expect(lost).toBeGreaterThan(0);
+    expect(unsettled).toBe(0);
+    expect(counts.dropped).toBe(lost);
+    expect(inserted.length + lost).toBe(300);
+  });
+
+  it('stop() writes everything in the largest statements, whatever the backlog (a shutdown: the fewest statements)', async () => {
+    const { writer, inserted } = batchSizeRecorder({ batchSize: 10, maxBatchSize: 100 });
+    for (let i = 0; i < 250; i += 1) writer.push(i);
+    expect(await writer.stop()).toBe(0);
+    expect(inserted).toEqual([100, 100, 50]);
+    await writer.close();
+  });
 });

@@ -116,7 +116,7 @@ export function createEventWriter<T, B extends WriterBatch<B>>(options: EventWri
   const retryMaxMs = options.retryMaxMs ?? 15_000;
   const intervalMs = options.intervalMs ?? 1_000;
   /** Rows for the next statement: a quarter of the backlog, within [batchSize, maxBatchSize]. */
-  const batchNow = () => Math.min(maxBatchSize, Math.max(batchSize, Math.floor(size() / 4)));
+  const batchNow = () => (stopping ? maxBatchSize : Math.min(maxBatchSize, Math.max(batchSize, Math.floor(size() / 4))));
 
   const queue = options.queue ?? (new Queue<T>() as unknown as WriterQueue<T, B>);
   /** The batch whose write failed: retried before anything else, never dropped (it may have landed). */
@@ -132,6 +132,16 @@ export function createEventWriter<T, B extends WriterBatch<B>>(options: EventWri
     recoveredMessage: 'tracking events are being written again',
   });
   let closed = false;
+  /** Items of the batch being written (neither queued nor lost until its write settles). */
+  let inFlight = 0;
+  /**
+   * Stopping (stop() or close()): the largest statements, whatever waits. Each statement has a
+   * fixed cost (a round trip and a commit; on PGlite also its planning), and at a stop nothing
+   * answered waits behind one: a backlog of held clicks took twice as many statements otherwise.
+   */
+  let stopping = false;
+  /** No batch starts after this (close()'s deadline): a drain already running stops there too. */
+  let stopAt = Number.POSITIVE_INFINITY;
 
   const enforceBound = () => {
     if (size() <= maxBuffer) return;
@@ -152,11 +162,13 @@ export function createEventWriter<T, B extends WriterBatch<B>>(options: EventWri
   /** Writes batches until empty or a failure; true unless a write failed. */
   async function drain(ignoreBackoff: boolean): Promise<boolean> {
     while (size() > 0) {
+      if (now() >= stopAt) return false;
       if (!ignoreBackoff && now() < backoff.retryAt) return false;
       const room = batchNow() - (retrying?.length ?? 0);
       // The failed batch goes first, topped up with newer items (the same ids: what landed is skipped).
       const batch = !retrying ? queue.take(room) : room > 0 && queue.length > 0 ? retrying.concat(queue.take(room)) : retrying;
       retrying = undefined;
+      inFlight = batch.length;
       try {
         const { inserted, prepared } = await write(batch);
         hooks.written?.(typeof inserted === 'number' ? inserted : prepared);
@@ -168,6 +180,8 @@ export function createEventWriter<T, B extends WriterBatch<B>>(options: EventWri
         hooks.failed?.();
         backoff.failed(error, { buffered: size() });
         return false;
+      } finally {
+        inFlight = 0;
       }
       // Let requests through between batches.
       await new Promise<void>((resolve) => setImmediate(resolve));
@@ -205,6 +219,16 @@ export function createEventWriter<T, B extends WriterBatch<B>>(options: EventWri
       return size();
     },
 
+    /**
+     * The start of a shutdown: writes everything now, in the largest statements, until empty or
+     * a failure (then close() retries); resolves to how many items are still waiting.
+     */
+    async stop(): Promise<number> {
+      stopping = true;
+      await run(true);
+      return size();
+    },
+
     /** Writes everything now (one attempt, backoff ignored); resolves to how many items are still waiting. */
     async flush(): Promise<number> {
       await run(true);
@@ -215,20 +239,29 @@ export function createEventWriter<T, B extends WriterBatch<B>>(options: EventWri
      * Stops the timer and writes what is left, retrying until `timeoutMs`; whatever is
      * still unwritten then is counted as dropped and logged.
      */
-    async close({ timeoutMs = 5_000 }: { timeoutMs?: number } = {}): Promise<void> {
+    async close({ timeoutMs = 5_000 }: { timeoutMs?: number } = {}): Promise<{ lost: number; unsettled: number }> {
       clearInterval(timer);
       const deadline = now() + timeoutMs;
+      // Also ends a drain started before (a flush at the start of a shutdown) at the deadline,
+      // between two batches: the caller's own deadline (the process's) comes after this one.
+      stopAt = deadline;
+      stopping = true;
       while (size() > 0 && now() < deadline) {
         if (await run(true)) continue;
+        if (now() >= deadline) break;
         await new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, Math.min(backoff.delayMs, deadline - now()))));
       }
+      // A batch in flight at the deadline is awaited until then (it may still land); one that
+      // has not settled by then (a hung database) is reported apart: it may have landed.
+      if (inFlight > 0 && draining) await Promise.race([draining, new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, deadline - now())).unref())]);
       closed = true;
+      let lost = 0;
       if (size() > 0) {
-        const lost = queue.dropOldest(queue.length) + (retrying?.length ?? 0);
+        lost = queue.dropOldest(queue.length) + (retrying?.length ?? 0);
         retrying = undefined;
         hooks.dropped?.(lost, 'shutdown');
-        logger.error({ lost }, 'tracking events could not be written before shutdown');
       }
+      return { lost, unsettled: inFlight };
     },
   };
 }
@@ -236,6 +269,11 @@ export function createEventWriter<T, B extends WriterBatch<B>>(options: EventWri
 export interface EventWriter<T = unknown> {
   push(item: T): void;
   readonly size: number;
+  stop(): Promise<number>;
   flush(): Promise<number>;
-  close(options?: { timeoutMs?: number }): Promise<void>;
+  /**
+   * Resolves to how many items were left unwritten at the deadline (`lost`, counted as dropped,
+   * reason `shutdown`) and how many were still being written (`unsettled`: they may have landed).
+   */
+  close(options?: { timeoutMs?: number }): Promise<{ lost: number; unsettled: number }>;
 }

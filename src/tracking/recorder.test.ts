@@ -234,4 +234,17 @@ describe('recorder', () => {
     expect(again).toEqual(first);
     recorder.close();
   });
+  it('close() (a shutdown) judges every held click now, and a click answered after it is judged at once, not held', async () => {
+    const { recorder, cache, queued, now } = setup();
+    const send = (await cache.resolve(SEND))!;
+    recorder.click(send, 0, { atMs: now(), method: 'GET', userAgent: CHROME, ip: '198.51.100.7' });
+    recorder.click(send, 1, { atMs: now(), method: 'GET', userAgent: CHROME, ip: '198.51.100.7' });
+    expect(recorder.held).toBe(2);
+    expect(recorder.close()).toBe(2);
+    expect(queued.filter((q) => q.kind === 'click')).toHaveLength(2);
+    // A request that was in flight at the stop: nobody would release it later.
+    recorder.click(send, 2, { atMs: now(), method: 'GET', userAgent: CHROME, ip: '198.51.100.7' });
+    expect(recorder.held).toBe(0);
+    expect(queued.filter((q) => q.kind === 'click')).toHaveLength(3);
+  });
 });

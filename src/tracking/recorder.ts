@@ -129,6 +129,8 @@ export function createRecorder(options: RecorderOptions) {
 
   const timer = setInterval(() => releaseHeld(false), Math.min(1_000, Math.max(50, Math.floor(holdMs / 4))));
   timer.unref();
+  /** False once closed: a click answered after that (a request in flight at shutdown) is judged at once. */
+  let holding = true;
 
   return {
     open(sendId: string, hit: RawHit): void {
@@ -151,6 +153,7 @@ export function createRecorder(options: RecorderOptions) {
           if (times.length > PER_LINK) times.shift();
         }
       }
+      if (!holding) return release({ kind: 'click', send, linkIndex, honeypot, linkBurst: false, hit });
       if (held.length >= maxHeld) release(held.shift() as QueuedClick);
       held.push({ kind: 'click', send, linkIndex, honeypot, linkBurst: false, hit });
     },
@@ -210,9 +213,17 @@ export function createRecorder(options: RecorderOptions) {
       releaseHeld(true);
     },
 
-    close(): void {
+    /**
+     * Shutdown: judges every held click now, with what is known so far, and holds no later
+     * one (a request still in flight): the writer gets them all at once. Returns how many
+     * were released.
+     */
+    close(): number {
       clearInterval(timer);
+      holding = false;
+      const released = held.length;
       releaseHeld(true);
+      return released;
     },
   };
 }

@@ -109,4 +109,13 @@ describe('rollup runner', () => {
     expect(state.pending).toBe(0);
     await runner.close();
   });
+  it('stop() (a shutdown: the writer first) starts no pass after writes; close() later rolls up what is pending', async () => {
+    const { runner, state, write } = harness({ intervalMs: 10 });
+    runner.stop();
+    write(30);
+    await sleep(100);
+    expect(state.passes).toBe(0);
+    await runner.close({ timeoutMs: 2_000 });
+    expect(state.pending).toBe(0);
+  });
 });

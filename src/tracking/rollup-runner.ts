@@ -135,6 +135,13 @@ export function createRollupRunner(options: RollupRunnerOptions) {
     timer.unref();
   }
 
+  function stopPasses(): void {
+    closed = true;
+    clearInterval(sweep);
+    if (timer) clearTimeout(timer);
+    timer = undefined;
+  }
+
   const sweep = setInterval(() => {
     if (!running && now() >= backoff.retryAt) void exclusive(false);
   }, options.sweepMs ?? 10_000);
@@ -157,11 +164,14 @@ export function createRollupRunner(options: RollupRunnerOptions) {
      * Stops the timers and rolls up what is pending, starting no pass (nor retry) after
      * `timeoutMs`: what is left stays pending for the next process (its sweep).
      */
+    /**
+     * Starts no pass from now on (a pass running finishes): at shutdown the database's time goes
+     * to the event writer first; close() rolls up with what time is left after it.
+     */
+    stop: stopPasses,
+
     async close({ timeoutMs = 5_000 }: { timeoutMs?: number } = {}): Promise<void> {
-      closed = true;
-      clearInterval(sweep);
-      if (timer) clearTimeout(timer);
-      timer = undefined;
+      stopPasses();
       const deadline = now() + timeoutMs;
       while (!(await exclusive(true, deadline)) && now() < deadline) {
         await new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, Math.min(backoff.delayMs, deadline - now()))));
