@@ -179,8 +179,9 @@ export function startJobs(input: { services: Services; config: Config; logger: L
         const tables = await work();
         if (tables.length > 0) logger.info({ job: name, tables: tables.length, ms: Math.round(performance.now() - started) }, 'embedded database maintenance done');
       });
-    maintenance('embedded-analyze', EMBEDDED_ANALYZE_PERIOD_MS, () => services.embeddedMaintenance.analyze());
-    maintenance('embedded-vacuum', EMBEDDED_VACUUM_PERIOD_MS, () => services.embeddedMaintenance.vacuum());
+    // A table at a time, none started once stopping: at a stop the engine is the tracking writer's.
+    maintenance('embedded-analyze', EMBEDDED_ANALYZE_PERIOD_MS, () => services.embeddedMaintenance.analyze({ stopping: () => stopped }));
+    maintenance('embedded-vacuum', EMBEDDED_VACUUM_PERIOD_MS, () => services.embeddedMaintenance.vacuum({ stopping: () => stopped }));
     scheduled('embedded-checkpoint', EMBEDDED_CHECKPOINT_CHECK_MS, async () => {
       const started = performance.now();
       const done = await services.embeddedMaintenance.checkpoint();

@@ -35,6 +35,15 @@ export const CHECKPOINT_WAL_BYTES = 512 * 1024 * 1024;
 export const CHECKPOINT_MAX_AGE_MS = 5 * 60_000;
 const WAL_SEGMENT_BYTES = 16 * 1024 * 1024;
 
+export interface MaintenanceOptions {
+  /**
+   * True once the process is stopping: no further table is started (what is left stays due for
+   * the next run). The one engine thread is then the event writer's: the clicks held for the
+   * classifier are written at a stop (src/tracking/README.md "Shutdown").
+   */
+  stopping?: () => boolean;
+}
+
 export function createEmbeddedMaintenance(database: Pick<Database, 'db' | 'kind'>) {
   const embedded = database.kind === 'pglite';
   const { db } = database;
@@ -67,17 +76,27 @@ export function createEmbeddedMaintenance(database: Pick<Database, 'db' | 'kind'
      * own statistics when it has none yet or one of its partitions was due. Returns the tables
      * analysed (none on a server).
      */
-    async analyze(): Promise<string[]> {
+    async analyze(options: MaintenanceOptions = {}): Promise<string[]> {
       if (!embedded) return [];
+      const stopping = options.stopping ?? (() => false);
       const due = await tablesWhere('r', sql`s.last_analyze is null
         or s.n_mod_since_analyze > ${ANALYZE_THRESHOLD.rows}::float8 + ${ANALYZE_THRESHOLD.fraction}::float8 * s.n_live_tup`);
       const parents = await tablesWhere('p', sql`s.last_analyze is null or exists (
         select 1 from pg_inherits i join pg_class p on p.oid = i.inhrelid join pg_namespace n on n.oid = p.relnamespace
         where i.inhparent = c.oid and format('%I.%I', n.nspname, p.relname) = any(${pgArray(due)}::text[]))`);
-      for (const name of due) await db.execute(sql.raw(`analyze ${name}`));
+      const done: string[] = [];
+      for (const name of due) {
+        if (stopping()) return done;
+        await db.execute(sql.raw(`analyze ${name}`));
+        done.push(name);
+      }
       // ONLY: the partitions were analysed above (or did not change); this samples the parent's rows for its own statistics.
-      for (const name of parents) await db.execute(sql.raw(`analyze only ${name}`));
-      return [...due, ...parents];
+      for (const name of parents) {
+        if (stopping()) return done;
+        await db.execute(sql.raw(`analyze only ${name}`));
+        done.push(name);
+      }
+      return done;
     },
 
     /**
@@ -105,13 +124,19 @@ export function createEmbeddedMaintenance(database: Pick<Database, 'db' | 'kind'
     },
 
     /** VACUUM (not FULL: nothing locked against reads, nothing rewritten) of each table due; returns them (none on a server). */
-    async vacuum(): Promise<string[]> {
+    async vacuum(options: MaintenanceOptions = {}): Promise<string[]> {
       if (!embedded) return [];
+      const stopping = options.stopping ?? (() => false);
       const due = await tablesWhere('r', sql`s.last_vacuum is null
         or s.n_dead_tup > ${VACUUM_THRESHOLD.rows}::float8 + ${VACUUM_THRESHOLD.fraction}::float8 * s.n_live_tup
         or age(c.relfrozenxid) > ${FREEZE_AGE}::int`);
-      for (const name of due) await db.execute(sql.raw(`vacuum ${name}`));
-      return due;
+      const done: string[] = [];
+      for (const name of due) {
+        if (stopping()) return done;
+        await db.execute(sql.raw(`vacuum ${name}`));
+        done.push(name);
+      }
+      return done;
     },
   };
 }

@@ -67,6 +67,18 @@ it('analyses the embedded database’s changed tables, so a search reads its ind
   expect(await maintenance.vacuum()).toEqual(['public.contacts']);
 });
 
+it('a process that is stopping starts no further table (the engine is the tracking writer\'s then); what is left stays due', async () => {
+  const maintenance = createEmbeddedMaintenance(database);
+  if (database.kind !== 'pglite') return;
+  await maintenance.analyze();
+  await maintenance.vacuum();
+  await database.db.execute(sql`update contacts set last_name = last_name || '!' where workspace_id = ${workspaceId}::uuid and email like 'p1%'`);
+  expect(await maintenance.analyze({ stopping: () => true })).toEqual([]);
+  expect(await maintenance.vacuum({ stopping: () => true })).toEqual([]);
+  expect(await maintenance.analyze()).toEqual(['public.contacts']);
+  expect(await maintenance.vacuum()).toEqual(['public.contacts']);
+});
+
 it('checkpoints the embedded database once enough WAL was written (PGlite has no checkpointer), not when idle; a server is left to its own', async () => {
   const maintenance = createEmbeddedMaintenance(database);
   if (database.kind !== 'pglite') {
