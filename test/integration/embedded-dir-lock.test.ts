@@ -1,9 +1,10 @@
-import type { ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { connect } from '../../src/db/connect.js';
+import { HEARTBEAT_MS, STALE_MS } from '../../src/db/dir-lock.js';
 import { spawnWithOutput, waitForHealth } from '../helpers/spawned.js';
 import { freePort } from '../helpers/test-app.js';
 
@@ -63,5 +64,57 @@ describe('an embedded data dir is used by one process at a time', () => {
     const again = await connect({ kind: 'pglite', dir });
     await again.ping();
     await again.close();
+  }, 60_000);
+
+  /*
+   * A pid means a process only in its own pid space: a second container on the same volume
+   * (`docker run … node dist/scripts/purge.js` beside the service) has its own, where the
+   * service's pid is nobody — or itself, both being pid 1. Such a process took a live service's
+   * lock over (and removed it at its exit). A lock from another space is judged by its age: its
+   * holder keeps it fresh.
+   */
+  const canUnshare = process.platform === 'linux' && spawnSync('unshare', ['-pf', '--mount-proc', 'true']).status === 0;
+  it.skipIf(!canUnshare)('a process in another pid namespace (another container on the volume) is refused too', async () => {
+    const dir = path.join(mkdtempSync(path.join(os.tmpdir(), 'inboxtrail-dirlock-')), 'pglite');
+    dirs.push(path.dirname(dir));
+    const held = await connect({ kind: 'pglite', dir });
+    try {
+      const other = spawnWithOutput('unshare', ['-pf', '--mount-proc', process.execPath, '--import', 'tsx', 'scripts/migrate.ts'], {
+        cwd: root,
+        env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? os.tmpdir(), DATABASE_URL: `pglite:${dir}` },
+      });
+      started.push(other.child);
+      expect(await other.exited, other.output()).toBe(1);
+      expect(other.output()).toContain(`is open in another process (pid ${process.pid} in another container, host or boot`);
+      expect(existsSync(`${dir}.lock`), 'the holder’s lock is still there').toBe(true);
+      await held.ping();
+    } finally {
+      await held.close();
+    }
+  }, 60_000);
+
+  it('a lock from another pid space counts while its heartbeat is fresh, whatever its pid is here; once stale it is taken over', async () => {
+    const dir = path.join(mkdtempSync(path.join(os.tmpdir(), 'inboxtrail-dirlock-')), 'pglite');
+    dirs.push(path.dirname(dir));
+    const lock = `${dir}.lock`;
+    const gone = spawnSync(process.execPath, ['-e', '']).pid!; // a pid nobody has here now
+    writeFileSync(lock, `${gone}\nanother-boot/pid:[1]\n`);
+    await expect(connect({ kind: 'pglite', dir })).rejects.toThrow(`is open in another process (pid ${gone} in another container, host or boot`);
+
+    // Its holder stopped touching it (died there): past STALE_MS it is taken over, though the pid lives here.
+    writeFileSync(lock, `${process.ppid}\nanother-boot/pid:[1]\n`);
+    const old = new Date(Date.now() - STALE_MS - 1_000);
+    utimesSync(lock, old, old);
+    const database = await connect({ kind: 'pglite', dir });
+    try {
+      expect(readFileSync(lock, 'utf8').split('\n')[0]).toBe(String(process.pid));
+      // This holder keeps its own lock fresh for the others to judge.
+      utimesSync(lock, old, old);
+      await new Promise((resolve) => setTimeout(resolve, HEARTBEAT_MS + 1_000));
+      expect(Date.now() - statSync(lock).mtimeMs).toBeLessThan(HEARTBEAT_MS + 1_000);
+    } finally {
+      await database.close();
+    }
+    expect(existsSync(lock)).toBe(false);
   }, 60_000);
 });
