@@ -167,7 +167,13 @@ export function createSendLedgerRepo(db: Db, options: SendLedgerOptions = {}) {
       for (const input of all) if (!first.has(input.candidate.id)) first.set(input.candidate.id, input);
       const inputs = [...first.values()];
       if (inputs.length === 0) return [];
-      const { campaign, mailbox, owner, now, leaseUntil } = inputs[0]!;
+      const { campaign, mailbox, owner } = inputs[0]!;
+      // The group's time is its latest member's: the statement runs after every member reached the
+      // gate, and the first one's time may be seconds old by then (the others queued behind a
+      // running claim) — judged at it, a send that reached the gate after its window closed was claimed.
+      const latest = (time: (input: ClaimInput) => Date) => new Date(Math.max(...inputs.map((input) => time(input).getTime())));
+      const now = latest((input) => input.now);
+      const leaseUntil = latest((input) => input.leaseUntil);
       const ids = inputs.map((i) => i.candidate.id);
       const laterSteps = inputs.some((x) => x.candidate.step > 0);
       // A queued row an automatic reply holds (requeued after a 429 or by recovery while the reply

@@ -1,5 +1,7 @@
 import { sql } from 'drizzle-orm';
 import { beforeAll, expect, it } from 'vitest';
+import { createCampaignsRepo } from '../../src/campaigns/campaigns.repo.js';
+import { createSendLedgerRepo } from '../../src/campaigns/send-ledger.repo.js';
 import { campaignFixtures, separateWorker } from '../helpers/campaign-fixtures.js';
 import { connectedMailbox } from '../helpers/gmail.js';
 import { useAppWithOwner } from '../helpers/test-app.js';
@@ -112,3 +114,33 @@ it('a claimed send waiting out a 429 past the window’s close goes back to the 
   expect((await fx.ledger(campaignId)).map((r) => r.status)).toEqual(['sent']);
   expect(await messageRowsOf(campaignId)).toEqual(['sent']);
 });
+
+it('a group claim is judged at its latest member’s time: a send that reached the gate after the close is not claimed behind one from before it', async () => {
+  // Claims that reach the gate while another runs wait and go together (group-commit.ts): the
+  // first one's time is the oldest, seconds old on a busy database by the time the statement runs.
+  const subject = `Window group ${Date.now()}`;
+  const people = await fx.audience(2, { prefix: 'wgroup' });
+  const campaignId = await fx.launched(mailbox.id, subject, people.map((p) => p.id), { sendingWindow: MONDAYS });
+  const campaign = (await createCampaignsRepo(ctx.app.database.db).findById(ctx.owner.workspaceId, campaignId))!;
+  const ledger = createSendLedgerRepo(ctx.app.database.db);
+  const closing = nextMondayNoon() + 12 * 3_600_000; // Tuesday 00:00 UTC
+  const before = new Date(closing - 1_000);
+  const after = new Date(closing + 1_000);
+  const candidates = await ledger.reserveDue(campaign, 'worker-wg', 10, before, new Date(before.getTime() + 60_000));
+  expect(candidates).toHaveLength(2);
+  const input = (candidate: (typeof candidates)[number], now: Date) => ({
+    campaign,
+    mailbox,
+    candidate,
+    owner: 'worker-wg',
+    messageRowId: crypto.randomUUID(),
+    subject,
+    now,
+    leaseUntil: new Date(now.getTime() + 60_000),
+  });
+  const verdicts = await ledger.claimMany([input(candidates[0]!, before), input(candidates[1]!, after)]);
+  expect(verdicts.map((v) => v.kind)).toEqual(['lost', 'lost']);
+  expect((await fx.ledger(campaignId)).map((r) => r.status)).toEqual(['queued', 'queued']);
+  expect(await messageRowsOf(campaignId)).toEqual([]);
+});
+
