@@ -97,6 +97,12 @@ describe('loadConfig', () => {
     expect(loadConfig({ WEBHOOKS_EVENT_RETENTION_DAYS: '30', DATA_DIR: tempDir() }).webhooks.eventRetentionMs).toBe(30 * 86_400_000);
   });
 
+  it('refuses a default daily budget above Gmail’s own limit (2000 Google Workspace, 500 consumer), naming it; the limits themselves boot', () => {
+    const problems = configError({ GMAIL_DAILY_BUDGET_WORKSPACE: '2001', GMAIL_DAILY_BUDGET_CONSUMER: '501', DATA_DIR: tempDir() }).problems;
+    expect(problems.map((p) => p.split(':')[0])).toEqual(['GMAIL_DAILY_BUDGET_WORKSPACE', 'GMAIL_DAILY_BUDGET_CONSUMER']);
+    expect(loadConfig({ GMAIL_DAILY_BUDGET_WORKSPACE: '2000', GMAIL_DAILY_BUDGET_CONSUMER: '500', DATA_DIR: tempDir() }).gmail.dailyBudget).toEqual({ workspace: 2000, consumer: 500 });
+  });
+
   it('production with everything set boots, generating nothing', () => {
     const config = loadConfig({ NODE_ENV: 'production', PUBLIC_BASE_URL: 'https://mail.example.com/', DATABASE_URL: 'postgres://u@db/x', ...secrets, ...google });
     expect(config.generatedSecrets).toEqual([]);
