@@ -23,7 +23,7 @@ export const callbackQuery = z.object({
 });
 /**
  * Never above Gmail's own daily limit: the account's budget is the highest set in any workspace
- * it is connected in (gmail/README.md, "Daily budget"). The limit of the mailbox's kind (500 for
+ * it is connected in (gmail/LIMITS-AND-SENDING.md, "Daily budget"). The limit of the mailbox's kind (500 for
  * consumer Gmail) is the service's check; this is the higher, Google Workspace's.
  */
 export const patchMailboxBody = z

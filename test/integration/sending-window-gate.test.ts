@@ -7,7 +7,7 @@ import { connectedMailbox } from '../helpers/gmail.js';
 import { useAppWithOwner } from '../helpers/test-app.js';
 
 /*
- * No campaign mail leaves after its sending window has closed (campaigns/README.md, "The gate").
+ * No campaign mail leaves after its sending window has closed (campaigns/SEND-LEDGER.md, "The gate").
  * The worker asks the window before each round, but a send then waits in the mailbox's pacer (its
  * pace: up to a minute) before its claim, and a claimed send waits out Gmail's 429 before its retry;
  * the window was not read at either, so a send read inside the window went out after its close.
