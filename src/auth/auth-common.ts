@@ -88,5 +88,5 @@ export async function joinInvitedWorkspace(tx: AuthTx, invitation: InvitationRow
     detail: { invitationId: invitation.id, role: invitation.role, invitedBy: invitation.invitedBy },
   });
   const membership = await tx.findMembership(invitation.workspaceId, userId);
-  return { workspace: membership!.workspace, role: membership!.role };
+  return { workspace: membership!.workspace, role: membership!.role, membership: membership!.stamp };
 }

@@ -25,6 +25,14 @@ const invitationStillValid = sql`exists (select 1 from ${workspaces} w where w.i
   )`;
 export type SignupRequestRow = typeof signupRequests.$inferSelect;
 
+/**
+ * Which membership of a person this is, for a session token to name (sessions.ts, claim `mbr`):
+ * memberships have no id, and a removal followed by an invitation makes a new row. Its creation
+ * time as stored — microseconds since the epoch, as text: exact (a JS Date would drop the
+ * microseconds) and compared only for equality, so the app's clock never meets the database's.
+ */
+const membershipStamp = sql<string>`(extract(epoch from ${memberships.createdAt}) * 1000000)::bigint::text`;
+
 /** last_active_at is precise to this much: finer would write the users row on every request. */
 const ACTIVITY_GRANULARITY_MS = 3_600_000;
 
@@ -101,8 +109,10 @@ function authQueries(db: Db) {
       return row;
     },
 
-    async insertMembership(workspaceId: string, userId: string, role: Role): Promise<void> {
-      await db.insert(memberships).values({ workspaceId, userId, role }).onConflictDoNothing();
+    /** Resolves to the new membership's stamp (undefined when the person was a member already). */
+    async insertMembership(workspaceId: string, userId: string, role: Role): Promise<string | undefined> {
+      const [row] = await db.insert(memberships).values({ workspaceId, userId, role }).onConflictDoNothing().returning({ stamp: membershipStamp });
+      return row?.stamp;
     },
 
     /** A live workspace. */
@@ -114,7 +124,7 @@ function authQueries(db: Db) {
     /** A membership of a live user in a live workspace (closing either ends every access at once). */
     async findMembership(workspaceId: string, userId: string) {
       const [row] = await db
-        .select({ role: memberships.role, createdAt: memberships.createdAt, workspace: workspaces, sessionsNotBefore: users.sessionsNotBefore, sessionVersion: users.sessionVersion })
+        .select({ role: memberships.role, createdAt: memberships.createdAt, stamp: membershipStamp, workspace: workspaces, sessionsNotBefore: users.sessionsNotBefore, sessionVersion: users.sessionVersion })
         .from(memberships)
         .innerJoin(workspaces, eq(workspaces.id, memberships.workspaceId))
         .innerJoin(users, eq(users.id, memberships.userId))
@@ -145,7 +155,7 @@ function authQueries(db: Db) {
 
     async findFirstMembership(userId: string) {
       const [row] = await db
-        .select({ workspaceId: memberships.workspaceId })
+        .select({ workspaceId: memberships.workspaceId, stamp: membershipStamp })
         .from(memberships)
         .innerJoin(workspaces, eq(workspaces.id, memberships.workspaceId))
         .where(and(eq(memberships.userId, userId), isNull(workspaces.deletedAt)))

@@ -20,7 +20,7 @@ import { createOwnWorkspaces } from './own-workspace.js';
 import { createProfileCorrection } from './profile.js';
 import type { AuthRepo } from './auth.repo.js';
 import { DECOY_PASSWORD_HASH, hashPassword, verifyPassword } from './passwords.js';
-import { sessionEnded, type SessionTokens } from './sessions.js';
+import { sessionEnded, type IssueSession, type SessionTokens } from './sessions.js';
 import type { AccountMailer } from './account-mail.js';
 import type { AuthThrottle } from './throttle.js';
 import type { LoginDevices } from './login-devices.js';
@@ -55,6 +55,12 @@ export interface AuthContext {
      * owner's re-checks in another session.
      */
     key: string;
+    /**
+     * The membership's stamp (auth.repo.ts `membershipStamp`) the session was checked against:
+     * a token issued for this session (a password change's successor) names it, and work that
+     * outlasts the request (`recheck`) stops when the person was removed and invited back.
+     */
+    membership: string;
   };
 }
 
@@ -84,9 +90,10 @@ export function createAuthService(deps: {
   /**
    * `sessionVersion`: users.session_version as read with the password hash (or user row) the
    * session is granted on, so a login that checked the old password signs a token that a password
-   * change committed meanwhile has already ended, whenever it is signed.
+   * change committed meanwhile has already ended, whenever it is signed. `membership`: the stamp
+   * of the membership it is granted in, read or written with it (a removal ends the session).
    */
-  const issueSession = (userId: string, workspaceId: string, sessionVersion: number) => sessions.sign({ userId, workspaceId, sessionVersion });
+  const issueSession: IssueSession = (userId, workspaceId, sessionVersion, membership) => sessions.sign({ userId, workspaceId, sessionVersion, membership });
   const mailConfirmationCode = createConfirmationMail(repo, mailer, throttle, now);
 
   /**
@@ -226,7 +233,7 @@ export function createAuthService(deps: {
       // Hashed before the transaction (scrypt is slow); used only when the code is an invitation's.
       const chosenPasswordHash = input.password === undefined ? undefined : await hashPassword(input.password);
       try {
-        const { user, workspace, role } = await repo.transaction(async (tx) => {
+        const { user, workspace, role, membership } = await repo.transaction(async (tx) => {
           const request = await tx.takeSignupRequest(hashOneTimeCode(input.code), now());
           if (!request) throw new NotFoundError('Signup code', 'signup_code_invalid');
           const invitation = request.invitationId ? await tx.findUsableInvitation({ id: request.invitationId }, now(), true) : undefined;
@@ -240,10 +247,11 @@ export function createAuthService(deps: {
           const user = await tx.insertUser({ email: request.email, name: invitation ? (input.name ?? null) : request.name, passwordHash });
           if (invitation) return { user, ...(await joinInvitedWorkspace(tx, invitation, user.id, now())) };
           const workspace = await tx.insertWorkspace(request.workspaceName ?? 'My workspace');
-          await tx.insertMembership(workspace.id, user.id, 'owner');
-          return { user, workspace, role: 'owner' as const };
+          // A workspace made just now has no member yet: the insert always makes one.
+          const membership = (await tx.insertMembership(workspace.id, user.id, 'owner'))!;
+          return { user, workspace, role: 'owner' as const, membership };
         });
-        return { token: issueSession(user.id, workspace.id, user.sessionVersion), user: presentUser(user), workspace: presentWorkspace(workspace), role };
+        return { token: issueSession(user.id, workspace.id, user.sessionVersion, membership), user: presentUser(user), workspace: presentWorkspace(workspace), role };
       } catch (error) {
         // Two confirmations racing for one address: the unique index decides, the loser gets the same 409.
         if (isUniqueViolation(error)) throw new ConflictError('email_taken', 'An account with this email already exists; log in instead');
@@ -258,7 +266,7 @@ export function createAuthService(deps: {
     async login(input: { email: string; password: string; workspaceId?: string; deviceToken?: string }, clientAddress: string) {
       const { user, release } = await checkCredentials(input, clientAddress);
       const membership = input.workspaceId
-        ? await repo.findMembership(input.workspaceId, user.id).then((m) => (m ? { workspaceId: input.workspaceId! } : undefined))
+        ? await repo.findMembership(input.workspaceId, user.id).then((m) => (m ? { workspaceId: input.workspaceId!, stamp: m.stamp } : undefined))
         : await repo.findFirstMembership(user.id);
       if (!membership) {
         if (input.workspaceId) throw new UnauthorizedError('invalid_credentials', 'Email or password is incorrect');
@@ -270,7 +278,7 @@ export function createAuthService(deps: {
       await release();
       await repo.touchActivity(user.id, now(), { login: true });
       // A fresh device token each time: it renews the device's standing (LOGIN_DEVICE_TTL_SECONDS).
-      return { token: issueSession(user.id, membership.workspaceId, user.sessionVersion), deviceToken: devices.issue(user) };
+      return { token: issueSession(user.id, membership.workspaceId, user.sessionVersion, membership.stamp), deviceToken: devices.issue(user) };
     },
 
     /** Resolves a bearer token to who is calling, checking the membership on every request (P-17). */
@@ -278,14 +286,21 @@ export function createAuthService(deps: {
       const claims = sessions.verify(bearerToken);
       const membership = await repo.findMembership(claims.workspaceId, claims.userId);
       if (!membership) throw new UnauthorizedError('invalid_token', 'The bearer token is not valid');
-      // Ended by a password change since it was issued (the user's version moved on), or by the
+      // Ended by a password change since it was issued (the user's version moved on), by the
       // account's closure (JWT `iat` has whole seconds: a session issued in the second of a
-      // closure counts as before it).
-      if (claims.sessionVersion !== membership.sessionVersion || sessionEnded(claims, membership.sessionsNotBefore)) {
+      // closure counts as before it), or with the membership it was issued for (removed, the
+      // person invited back since: another membership). A token from before tokens named their
+      // membership is taken for the current one until it expires.
+      if (
+        claims.sessionVersion !== membership.sessionVersion ||
+        sessionEnded(claims, membership.sessionsNotBefore) ||
+        (claims.membership !== undefined && claims.membership !== membership.stamp)
+      ) {
         throw new UnauthorizedError('invalid_token', 'The bearer token is not valid');
       }
       await repo.touchActivity(claims.userId, now());
-      return { userId: claims.userId, workspaceId: claims.workspaceId, role: membership.role, session: { kind: 'token', version: claims.sessionVersion, key: createHash('sha256').update(bearerToken).digest('hex') } };
+      const key = createHash('sha256').update(bearerToken).digest('hex');
+      return { userId: claims.userId, workspaceId: claims.workspaceId, role: membership.role, session: { kind: 'token', version: claims.sessionVersion, key, membership: membership.stamp } };
     },
 
     /**
@@ -295,7 +310,7 @@ export function createAuthService(deps: {
      */
     async recheck(auth: AuthContext): Promise<void> {
       const membership = await repo.findMembership(auth.workspaceId, auth.userId);
-      if (!membership || (auth.session && auth.session.version !== membership.sessionVersion)) {
+      if (!membership || (auth.session && (auth.session.version !== membership.sessionVersion || auth.session.membership !== membership.stamp))) {
         throw new UnauthorizedError('invalid_token', 'The session has ended');
       }
     },
@@ -307,7 +322,7 @@ export function createAuthService(deps: {
     async memberContext(userId: string, workspaceId: string, sessionVersion: number, sessionKey: string): Promise<AuthContext | undefined> {
       const membership = await repo.findMembership(workspaceId, userId);
       if (!membership || membership.sessionVersion !== sessionVersion) return undefined;
-      return { userId, workspaceId, role: membership.role, session: { kind: 'web', version: sessionVersion, key: sessionKey } };
+      return { userId, workspaceId, role: membership.role, session: { kind: 'web', version: sessionVersion, key: sessionKey, membership: membership.stamp } };
     },
 
     /** The workspaces the signed-in person belongs to (the web app's switcher). */

@@ -7,6 +7,7 @@ import type { AuthRepo, InvitationRow, UserRow } from './auth.repo.js';
 import type { AuthContext } from './auth.service.js';
 import { DECOY_PASSWORD_HASH, verifyPassword } from './passwords.js';
 import type { LoginDevices } from './login-devices.js';
+import type { IssueSession } from './sessions.js';
 import type { AuthThrottle } from './throttle.js';
 
 /*
@@ -56,7 +57,7 @@ export function createInvitations(deps: {
   devices: LoginDevices;
   mailer: AccountMailer;
   mailConfirmationCode: MailConfirmationCode;
-  issueSession: (userId: string, workspaceId: string, sessionVersion: number) => string;
+  issueSession: IssueSession;
   now: () => Date;
 }) {
   const { repo, throttle, devices, mailer, mailConfirmationCode, issueSession, now } = deps;
@@ -96,7 +97,7 @@ export function createInvitations(deps: {
       return { user, ...(await joinInvitedWorkspace(tx, locked, user.id, now())) };
     });
     return {
-      token: issueSession(result.user.id, result.workspace.id, result.user.sessionVersion),
+      token: issueSession(result.user.id, result.workspace.id, result.user.sessionVersion, result.membership),
       user: presentUser(result.user),
       workspace: presentWorkspace(result.workspace),
       role: result.role,

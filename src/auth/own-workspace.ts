@@ -2,6 +2,7 @@ import { ConflictError, UnauthorizedError } from '../errors.js';
 import { presentUser, presentWorkspace } from './auth-common.js';
 import type { AuthRepo, UserRow } from './auth.repo.js';
 import type { LoginDevices } from './login-devices.js';
+import type { IssueSession } from './sessions.js';
 
 /*
  * An account that belongs to no workspace any more — removed from its last one (an owner's
@@ -15,7 +16,7 @@ export function createOwnWorkspaces(deps: {
   /** Login's own check of the address and password (auth.service.ts). */
   checkCredentials: (input: { email: string; password: string; deviceToken?: string }, clientAddress: string) => Promise<{ user: UserRow; release: () => Promise<void> }>;
   devices: LoginDevices;
-  issueSession: (userId: string, workspaceId: string, sessionVersion: number) => string;
+  issueSession: IssueSession;
   now: () => Date;
 }) {
   const { repo, checkCredentials, devices, issueSession, now } = deps;
@@ -30,12 +31,12 @@ export function createOwnWorkspaces(deps: {
         if (!(await tx.lockLiveUser(user.id))) throw new UnauthorizedError('invalid_credentials', 'Email or password is incorrect');
         if (await tx.findFirstMembership(user.id)) throw new ConflictError('has_workspace', 'This account belongs to a workspace: sign in instead');
         const created = await tx.insertWorkspace(input.workspaceName);
-        await tx.insertMembership(created.id, user.id, 'owner');
-        return created;
+        // A workspace made just now has no member yet: the insert always makes one.
+        return { ...created, membership: (await tx.insertMembership(created.id, user.id, 'owner'))! };
       });
       await repo.touchActivity(user.id, now(), { login: true });
       return {
-        token: issueSession(user.id, workspace.id, user.sessionVersion),
+        token: issueSession(user.id, workspace.id, user.sessionVersion, workspace.membership),
         deviceToken: devices.issue(user),
         user: presentUser(user),
         workspace: presentWorkspace(workspace),

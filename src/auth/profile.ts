@@ -7,6 +7,7 @@ import type { AuthQueries, AuthRepo, UserRow } from './auth.repo.js';
 import type { AuthContext } from './auth.service.js';
 import { proveCurrentPassword } from './password-recheck.js';
 import { hashPassword } from './passwords.js';
+import type { IssueSession } from './sessions.js';
 import { createSignedTokens, isExpiredTokenError } from './signed-tokens.js';
 import type { AuthThrottle } from './throttle.js';
 
@@ -50,7 +51,7 @@ export interface ProfileDeps {
   config: Pick<Config, 'jwt'>;
   present: (user: UserRow) => unknown;
   /** A bearer session token for the user at this session version. */
-  issueSession: (userId: string, workspaceId: string, sessionVersion: number) => string;
+  issueSession: IssueSession;
   now: () => Date;
 }
 
@@ -136,7 +137,7 @@ export function createProfileCorrection(deps: ProfileDeps) {
         user: deps.present(updated),
         // The caller's own session has just ended with the others: a token caller gets its successor
         // here; a web caller's page starts a new web session at `sessionVersion` (account.pages.ts).
-        ...(sessionVersion !== undefined && auth.session?.kind === 'token' ? { token: deps.issueSession(auth.userId, auth.workspaceId, sessionVersion) } : {}),
+        ...(sessionVersion !== undefined && auth.session?.kind === 'token' ? { token: deps.issueSession(auth.userId, auth.workspaceId, sessionVersion, auth.session.membership) } : {}),
         ...(sessionVersion !== undefined && auth.session?.kind === 'web' ? { sessionVersion } : {}),
         ...(wantsNewEmail ? { email: { status: 'verification_sent' as const, message: EMAIL_CODE_SENT_MESSAGE } } : {}),
       };

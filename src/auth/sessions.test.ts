@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { AppError } from '../errors.js';
 import { createSessionTokens, sessionEnded } from './sessions.js';
 
-const claims = { userId: '11111111-1111-4111-8111-111111111111', workspaceId: '22222222-2222-4222-8222-222222222222', sessionVersion: 0 };
+const claims = { userId: '11111111-1111-4111-8111-111111111111', workspaceId: '22222222-2222-4222-8222-222222222222', sessionVersion: 0, membership: '1796549566822123' };
 const codeOf = (fn: () => unknown) => {
   try {
     fn();
@@ -61,6 +61,17 @@ describe('session version (claim sv)', () => {
     expect(hs.verify(legacy).sessionVersion).toBe(0);
     const odd = jwt.sign({ wid: claims.workspaceId, sv: '1' }, 's'.repeat(40), { algorithm: 'HS256', subject: claims.userId, issuer: 'inboxtrail', audience: 'inboxtrail-api' });
     expect(codeOf(() => hs.verify(odd))).toBe('invalid_token');
+  });
+});
+
+describe('membership (claim mbr)', () => {
+  const hs = createSessionTokens({ algorithm: 'HS256', secret: 's'.repeat(40), ttlSeconds: 600 });
+  const signed = (extra: object) => jwt.sign({ wid: claims.workspaceId, ...extra }, 's'.repeat(40), { algorithm: 'HS256', subject: claims.userId, issuer: 'inboxtrail', audience: 'inboxtrail-api' });
+
+  it('round-trips the membership stamp exactly; a token from before (no mbr) names none; a malformed one is refused', () => {
+    expect(hs.verify(hs.sign(claims)).membership).toBe('1796549566822123');
+    expect(hs.verify(signed({ sv: 0 })).membership).toBeUndefined();
+    expect(codeOf(() => hs.verify(signed({ mbr: 1796549566822123 })))).toBe('invalid_token');
   });
 });
 

@@ -11,11 +11,22 @@ export interface SessionClaims {
    * granted on; a password change raises the user's version, which ends the session (claim `sv`).
    */
   sessionVersion: number;
+  /**
+   * The membership it was issued for, as `membershipStamp` (auth.repo.ts) reads it: removed and
+   * invited back, the person has another membership, and this session ended with the first one
+   * (claim `mbr`). Compared for equality with the stored value, never as a time.
+   */
+  membership: string;
 }
 
+/** Signs a bearer session token for a user in a workspace, at a session version, in a membership (its stamp). */
+export type IssueSession = (userId: string, workspaceId: string, sessionVersion: number, membership: string) => string;
+
 /** What a verified session says, with when it was issued (closing an account refuses every older session). */
-export interface VerifiedSession extends SessionClaims {
+export interface VerifiedSession extends Omit<SessionClaims, 'membership'> {
   issuedAt: Date;
+  /** Undefined for a token signed before tokens named their membership (see `verify`). */
+  membership: string | undefined;
 }
 
 /** A session issued before its user's `sessions_not_before` has ended (account closure). */
@@ -31,7 +42,7 @@ export function createSessionTokens(options: Config['jwt']) {
      * is one session to what counts per session (AuthContext.session.key, the token's SHA-256).
      */
     sign(claims: SessionClaims): string {
-      return tokens.sign({ wid: claims.workspaceId, sv: claims.sessionVersion }, claims.userId, randomUUID());
+      return tokens.sign({ wid: claims.workspaceId, sv: claims.sessionVersion, mbr: claims.membership }, claims.userId, randomUUID());
     },
 
     verify(token: string): VerifiedSession {
@@ -40,8 +51,13 @@ export function createSessionTokens(options: Config['jwt']) {
         // Tokens signed before session versions existed carry no `sv`: they count as version 0,
         // the version every user started at, so they work until the user's next password change.
         const sv = payload.sv ?? 0;
-        if (typeof payload.wid !== 'string' || typeof payload.iat !== 'number' || !Number.isSafeInteger(sv)) throw new Error('malformed claims');
-        return { userId: payload.sub!, workspaceId: payload.wid, sessionVersion: sv as number, issuedAt: new Date(payload.iat * 1000) };
+        // Tokens signed before they named their membership carry no `mbr`: accepted for the
+        // membership there is now, until they expire (JWT_TTL_SECONDS), like before.
+        const mbr = payload.mbr;
+        if (typeof payload.wid !== 'string' || typeof payload.iat !== 'number' || !Number.isSafeInteger(sv) || (mbr !== undefined && typeof mbr !== 'string')) {
+          throw new Error('malformed claims');
+        }
+        return { userId: payload.sub!, workspaceId: payload.wid, sessionVersion: sv as number, membership: mbr, issuedAt: new Date(payload.iat * 1000) };
       } catch (error) {
         const expired = isExpiredTokenError(error);
         throw new UnauthorizedError(

@@ -5,6 +5,8 @@ import { countRows, snapshotCounts } from '../helpers/test-db.js';
 import { acceptInvitation, signUp, startTestApp, TEST_ENV, verifySignup, type TestApp } from '../helpers/test-app.js';
 
 let app: TestApp;
+/** The membership a session token names (claim `mbr`, src/auth/sessions.ts). */
+const membershipClaim = (token: string) => (jwt.decode(token) as jwt.JwtPayload).mbr as unknown;
 
 beforeAll(async () => {
   app = await startTestApp({ env: { LOGIN_MAX_FAILURES: '3' } });
@@ -251,6 +253,7 @@ describe('invitations and roles', () => {
     expect((made!.status === 409 ? made! : twice!).body.error.code).toBe('has_workspace');
     // Their own data is theirs again to export (P-12), and login works as for anyone.
     expect((await app.api('GET', '/api/privacy/export', { token: created.body.token })).status).toBe(200);
+    expect(membershipClaim(created.body.token)).toMatch(/^\d{16}$/);
     expect((await app.api('POST', '/api/auth/login', { json: { email, password: 'member password 123' } })).status).toBe(200);
     // An account that has a workspace signs in instead; its right password, answered 409, is no failed attempt.
     for (let i = 0; i < 4; i += 1) {
@@ -258,6 +261,61 @@ describe('invitations and roles', () => {
       expect([again.status, again.body.error.code]).toEqual([409, 'has_workspace']);
     }
     expect((await app.api('POST', '/api/auth/login', { json: { email: owner.email, password: owner.password } })).status).toBe(200);
+  });
+
+  it("a member removed and invited back within a token's lifetime gets none of their old bearer tokens back; the new ones work", async () => {
+    const owner = await signUp(app);
+    const person = await signUp(app);
+    const join = async () => {
+      const invite = await app.api('POST', '/api/invitations', { token: owner.token, json: { email: person.email, role: 'member' } });
+      const joined = await acceptInvitation(app, { token: invite.body.token, password: person.password });
+      expect(joined.status).toBe(201);
+      return joined.body.token as string;
+    };
+    const loginThere = async () => {
+      const login = await app.api('POST', '/api/auth/login', { json: { email: person.email, password: person.password, workspaceId: owner.workspaceId } });
+      expect(login.status).toBe(200);
+      return login.body.token as string;
+    };
+    const statusOf = async (token: string) => {
+      const res = await app.api('GET', '/api/me', { token });
+      return `${res.status} ${res.body.error?.code ?? res.body.workspace.id}`;
+    };
+    const remove = async () => expect((await app.api('DELETE', `/api/members/${person.userId}`, { token: owner.token })).status).toBe(204);
+
+    // Tokens of the first membership: the invitation's and a login's.
+    const accepted = await join();
+    const loggedIn = await loginThere();
+    // A request of that membership still running (a CSV import rechecks before each batch).
+    const inFlight = await app.services.auth.authenticate(loggedIn);
+    await remove();
+    const rejoined = await join();
+    // Refused as a session a password change ended is (invalid_token); the new membership's token works.
+    for (const old of [accepted, loggedIn]) expect(await statusOf(old)).toBe('401 invalid_token');
+    await expect(app.services.auth.recheck(inFlight)).rejects.toMatchObject({ code: 'invalid_token' });
+    expect(await statusOf(rejoined)).toBe(`200 ${owner.workspaceId}`);
+    expect(await statusOf(await loginThere())).toBe(`200 ${owner.workspaceId}`);
+    // The person's own workspace (signup's token) is another membership, untouched.
+    expect(await statusOf(person.token)).toBe(`200 ${person.workspaceId}`);
+
+    // A password change's successor token names the membership too; leaving ends it like a removal.
+    const changed = await app.api('PATCH', '/api/me', { token: rejoined, json: { currentPassword: person.password, newPassword: 'a-new-long-password' } });
+    expect(changed.status).toBe(200);
+    person.password = 'a-new-long-password';
+    const successor = changed.body.token as string;
+    expect(await statusOf(successor)).toBe(`200 ${owner.workspaceId}`);
+    // A token signed before memberships were named in tokens (no claim) works until it expires.
+    const legacy = jwt.sign({ wid: owner.workspaceId, sv: 1 }, TEST_ENV.JWT_SECRET, { algorithm: 'HS256', subject: person.userId, issuer: 'inboxtrail', audience: 'inboxtrail-api', expiresIn: 60 });
+    expect(await statusOf(legacy)).toBe(`200 ${owner.workspaceId}`);
+    expect((await app.api('DELETE', '/api/members/me', { token: successor })).status).toBe(204);
+    const third = await join();
+    expect(await statusOf(successor)).toBe('401 invalid_token');
+    expect(await statusOf(third)).toBe(`200 ${owner.workspaceId}`);
+
+    // Every way a token is issued names the membership: signup, invitation, login (chosen
+    // workspace or the default one), a password change's successor (own workspace: the P-12 test).
+    const defaultLogin = await app.api('POST', '/api/auth/login', { json: { email: person.email, password: person.password } });
+    for (const token of [person.token, accepted, loggedIn, successor, defaultLogin.body.token]) expect(membershipClaim(token)).toMatch(/^\d{16}$/);
   });
 
   it('P-13 an account closed while it asks for a workspace of its own gets none (it would outlive the purge)', async () => {

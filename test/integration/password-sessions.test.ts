@@ -128,10 +128,12 @@ describe('a new password ends every other session', () => {
     // What a login that verified the old password before the commit signs afterwards: the old
     // version (read with the old hash), stamped a minute after the change.
     const sessions = createSessionTokens(app.config.jwt);
+    // The same membership as the signup's session: only the version differs.
+    const membership = (await app.services.auth.authenticate(changed.body.token)).session!.membership;
     vi.useFakeTimers({ toFake: ['Date'] });
     vi.setSystemTime(Date.now() + 60_000);
-    const late = sessions.sign({ userId: person.userId, workspaceId: person.workspaceId, sessionVersion: 0 });
-    const current = sessions.sign({ userId: person.userId, workspaceId: person.workspaceId, sessionVersion: 1 });
+    const late = sessions.sign({ userId: person.userId, workspaceId: person.workspaceId, sessionVersion: 0, membership });
+    const current = sessions.sign({ userId: person.userId, workspaceId: person.workspaceId, sessionVersion: 1, membership });
     vi.useRealTimers();
     const refused = await app.api('GET', '/api/me', { token: late });
     expect([refused.status, refused.body.error.code]).toEqual([401, 'invalid_token']);
