@@ -6,6 +6,8 @@ import { revokeGrantsOfMember } from '../privacy/grants.repo.js';
 import { disableEndpointsVouchedBy } from '../webhooks/webhooks.repo.js';
 import { recordAudit, type AuditEntry } from '../privacy/audit.js';
 import { ROLE_RANK } from './auth-common.js';
+// Which membership of a person this is, for a session token to name (sessions.ts, claim `mbr`).
+import { membershipStamp } from './member-lock.js';
 
 export type UserRow = typeof users.$inferSelect;
 export type WorkspaceRow = typeof workspaces.$inferSelect;
@@ -24,14 +26,6 @@ const invitationStillValid = sql`exists (select 1 from ${workspaces} w where w.i
       and ${rank(sql`m.role`)} >= ${rank(sql`${invitations.role}`)}
   )`;
 export type SignupRequestRow = typeof signupRequests.$inferSelect;
-
-/**
- * Which membership of a person this is, for a session token to name (sessions.ts, claim `mbr`):
- * memberships have no id, and a removal followed by an invitation makes a new row. Its creation
- * time as stored — microseconds since the epoch, as text: exact (a JS Date would drop the
- * microseconds) and compared only for equality, so the app's clock never meets the database's.
- */
-const membershipStamp = sql<string>`(extract(epoch from ${memberships.createdAt}) * 1000000)::bigint::text`;
 
 /** last_active_at is precise to this much: finer would write the users row on every request. */
 const ACTIVITY_GRANULARITY_MS = 3_600_000;

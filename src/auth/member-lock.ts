@@ -1,12 +1,22 @@
-import { and, eq, inArray, isNull } from 'drizzle-orm';
+import { and, eq, inArray, isNull, sql } from 'drizzle-orm';
 import type { Db } from '../db/connect.js';
 import { memberships, users, workspaces, type Role } from '../db/schema.js';
+
+/**
+ * A membership's stamp: its `created_at` in microseconds as text, exactly as stored (exact on
+ * PostgreSQL ≥ 14; a JS Date drops the microseconds). Removed and invited back, a person has
+ * another membership with another stamp; sessions and connections started in the first name its
+ * stamp and end with it. Only ever compared for equality, never as a time.
+ */
+export const membershipStamp = sql<string>`(extract(epoch from ${memberships.createdAt}) * 1000000)::bigint::text`;
 
 export interface LockedMember {
   userId: string;
   role: Role;
   sessionVersion: number;
   sessionsNotBefore: Date | null;
+  /** The membership's stamp (membershipStamp). */
+  membership: string;
 }
 
 /**
@@ -24,7 +34,7 @@ export async function lockLiveMembers(db: Db, workspaceId: string, userIds: read
   if (userIds.length === 0) return [];
   await db.select({ id: workspaces.id }).from(workspaces).where(eq(workspaces.id, workspaceId)).for('key share');
   return db
-    .select({ userId: memberships.userId, role: memberships.role, sessionVersion: users.sessionVersion, sessionsNotBefore: users.sessionsNotBefore })
+    .select({ userId: memberships.userId, role: memberships.role, sessionVersion: users.sessionVersion, sessionsNotBefore: users.sessionsNotBefore, membership: membershipStamp })
     .from(memberships)
     .innerJoin(users, eq(users.id, memberships.userId))
     .innerJoin(workspaces, eq(workspaces.id, memberships.workspaceId))

@@ -143,7 +143,7 @@ export function createMailboxService(deps: MailboxServiceDeps) {
       const browserSecret = randomBytes(32).toString('base64url');
       const codeChallenge = challengeOf(browserSecret);
       // `sv`: the session version it was started at — a password change meanwhile refuses the callback.
-      const state = states.sign({ wid: auth.workspaceId, sync: options.sync, dv: disclosure.version, pkce: codeChallenge, sv: auth.session?.version }, auth.userId, randomUUID());
+      const state = states.sign({ wid: auth.workspaceId, sync: options.sync, dv: disclosure.version, pkce: codeChallenge, sv: auth.session?.version, mbr: auth.session?.membership }, auth.userId, randomUUID());
       return {
         disclosure,
         scopes,
@@ -213,10 +213,12 @@ export function createMailboxService(deps: MailboxServiceDeps) {
 
       const save = () => repo.transaction(async (tx) => {
         // The state was signed up to 10 minutes ago: whoever started it must still be a member now,
-        // with the sessions they had (removal, account closure and a password change end it).
+        // with the sessions they had (removal, account closure and a password change end it), in
+        // the membership they started it in (removed and invited back meanwhile, it is another).
         const member = await tx.lockConnectingMember(workspaceId, userId);
         const started = { issuedAt: new Date((claims.iat ?? 0) * 1000) };
-        if (!member || (typeof claims.sv === 'number' && claims.sv !== member.sessionVersion) || sessionEnded(started, member.sessionsNotBefore)) {
+        const otherMembership = typeof claims.mbr === 'string' && claims.mbr !== member?.membership;
+        if (!member || otherMembership || (typeof claims.sv === 'number' && claims.sv !== member.sessionVersion) || sessionEnded(started, member.sessionsNotBefore)) {
           throw new AppError('invalid_state', 400, 'Whoever started this connection can no longer connect mailboxes here; sign in and start connecting again');
         }
         const existing = await tx.findByEmail(workspaceId, granted.email);

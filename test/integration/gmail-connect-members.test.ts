@@ -45,6 +45,28 @@ describe('finishing a Gmail connection', () => {
     expect(ctx.app.sandbox.control.callCounts().revoke).toBe(revokes + 1);
   });
 
+  it('a member removed and invited back while Google asked for consent gets no mailbox from the connection started in the old membership', async () => {
+    // Membership and session version both look right again after the invitation back; only the
+    // membership the connection was started in tells (a reviewer's note, beside bearer tokens).
+    const member = await join('returner@acme.test');
+    const pending = await approveConnection(ctx.app, member.token, 'returner.gmail@acme.test');
+    expect((await ctx.app.api('DELETE', `/api/members/${member.userId}`, { token: ctx.owner.token })).status).toBe(204);
+    const invite = await ctx.app.api('POST', '/api/invitations', { token: ctx.owner.token, json: { email: 'returner@acme.test', role: 'member' } });
+    expect(invite.status, invite.text).toBe(201);
+    const back = await acceptInvitation(ctx.app, { token: invite.body.token, password: PASSWORD });
+    expect(back.status, back.text).toBe(201);
+
+    const done = await pending.finish();
+    expect(done.status, done.text).toBe(400);
+    expect(done.body.error.code).toBe('invalid_state');
+    expect(await liveMailboxesAt('returner.gmail@acme.test')).toEqual([]);
+    // A connection started in the new membership goes through.
+    const again = await approveConnection(ctx.app, back.body.token as string, 'returner.gmail@acme.test');
+    const connected = await again.finish();
+    expect(connected.status, connected.text).toBeLessThan(400);
+    expect(await liveMailboxesAt('returner.gmail@acme.test')).toEqual([{ user_id: member.userId }]);
+  });
+
   it('a save the database gives up to a concurrent change (40001) stores nothing, revokes the fresh grant, and says to connect again (an attacker\'s finding)', async () => {
     const pending = await approveConnection(ctx.app, ctx.owner.token, 'raced.gmail@acme.test');
     // The database's own serialization failure, raised inside the save's transaction.
