@@ -1,14 +1,19 @@
 import { createHash } from 'node:crypto';
-import type { RequestHandler } from 'express';
+import type { RequestHandler, Response } from 'express';
 import { actorOf } from '../auth/actor.js';
 import { authOf } from '../auth/auth.middleware.js';
 import { ValidationError } from '../errors.js';
-import type { IdempotencyService } from './idempotency.service.js';
+import type { IdempotencyScope } from './idempotency.repo.js';
+import type { IdempotencyService, ResumeClaimed } from './idempotency.service.js';
 
 /** Printable ASCII, as Stripe and the IETF draft use: a UUID or any opaque string the client makes. */
 const KEY_SHAPE = /^[\x21-\x7e]{1,255}$/;
 
-export type IdempotentRoute = (route: string) => RequestHandler;
+/** `resume`: a route whose request claims a message (POST /api/messages) answers a key a crash left `in_progress` from it. */
+export type IdempotentRoute = (route: string, options?: { resume?: (req: Parameters<RequestHandler>[0], messageId: string) => ReturnType<ResumeClaimed> }) => RequestHandler;
+
+/** The key of the request being served, for a route that links what it claims to it (idempotency.repo.ts linkMessage); undefined without the header. */
+export const idempotencyScopeOf = (res: Response): IdempotencyScope | undefined => res.locals.idempotencyScope as IdempotencyScope | undefined;
 
 /**
  * `Idempotency-Key` for one route (named by its pattern, e.g. `POST /api/campaigns/:id/launch`).
@@ -17,7 +22,7 @@ export type IdempotentRoute = (route: string) => RequestHandler;
  * stored (or the key freed) before it is sent, so a retry can never see a half-written entry.
  */
 export function idempotentRoute(service: IdempotencyService): IdempotentRoute {
-  return (route) => async (req, res, next) => {
+  return (route, options) => async (req, res, next) => {
     const key = req.header('idempotency-key');
     if (key === undefined) return next();
     if (!KEY_SHAPE.test(key)) throw new ValidationError([{ field: 'Idempotency-Key', message: 'must be 1–255 printable ASCII characters' }]);
@@ -27,12 +32,14 @@ export function idempotentRoute(service: IdempotencyService): IdempotentRoute {
     const requestHash = createHash('sha256')
       .update(`${req.method} ${new URL(req.originalUrl, 'http://local').pathname}\n${JSON.stringify(req.body ?? null)}`)
       .digest('hex');
-    const start = await service.begin(scope, requestHash);
+    const resume = options?.resume;
+    const start = await service.begin(scope, requestHash, resume && ((messageId) => resume(req, messageId)));
     if (start.kind === 'replay') {
       res.setHeader('Idempotent-Replayed', 'true');
       res.status(start.status).json(start.body);
       return;
     }
+    res.locals.idempotencyScope = scope;
     const send = res.json.bind(res);
     res.json = (body: unknown) => {
       service

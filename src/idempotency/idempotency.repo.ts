@@ -46,6 +46,18 @@ export function createIdempotencyRepo(db: Db) {
         .where(and(matches(scope), eq(idempotencyKeys.state, 'in_progress')));
     },
 
+    /**
+     * Links the key of a request still running to the 1:1 send it claimed: called with the
+     * claim's own transaction (messages.repo.ts), so the message never exists without its key
+     * knowing it, and a retry after a crash can answer its state.
+     */
+    async linkMessage(scope: IdempotencyScope, messageId: string): Promise<void> {
+      await db
+        .update(idempotencyKeys)
+        .set({ messageId })
+        .where(and(matches(scope), eq(idempotencyKeys.state, 'in_progress')));
+    },
+
     /** Drops every answer past its window; returns how many. */
     async deleteExpired(at: Date): Promise<number> {
       return (await db.delete(idempotencyKeys).where(lte(idempotencyKeys.expiresAt, at)).returning({ key: idempotencyKeys.key })).length;

@@ -1,10 +1,17 @@
-import { ConflictError, UnprocessableError } from '../errors.js';
+import { AppError, ConflictError, UnprocessableError } from '../errors.js';
 import type { IdempotencyRepo, IdempotencyScope } from './idempotency.repo.js';
 
 /** An answer is replayed for 24 hours after the first request. */
 export const IDEMPOTENCY_WINDOW_MS = 24 * 3600 * 1000;
 
 export type IdempotencyStart = { kind: 'first' } | { kind: 'replay'; status: number; body: unknown };
+
+/**
+ * The answer for a key left `in_progress` whose request linked a message (a 1:1 send's claim):
+ * that message's state as the route answers it, or undefined while the first request may still
+ * be running. Throws the route's error when the message shows that nothing went out.
+ */
+export type ResumeClaimed = (messageId: string) => Promise<{ status: number; body: unknown } | undefined>;
 
 /**
  * The rules of `Idempotency-Key`: the first request with a key runs; while it runs, the same
@@ -17,8 +24,18 @@ export function createIdempotencyService(deps: { repo: IdempotencyRepo; now?: ()
   const { repo } = deps;
   const now = deps.now ?? (() => new Date());
 
+  /** An error answer means nothing went out: the key is freed, as the first request would have (finish). */
+  async function resumeOrRelease(scope: IdempotencyScope, messageId: string, resume: ResumeClaimed) {
+    try {
+      return await resume(messageId);
+    } catch (error) {
+      if (error instanceof AppError) await repo.release(scope);
+      throw error;
+    }
+  }
+
   return {
-    async begin(scope: IdempotencyScope, requestHash: string): Promise<IdempotencyStart> {
+    async begin(scope: IdempotencyScope, requestHash: string, resume?: ResumeClaimed): Promise<IdempotencyStart> {
       const at = now();
       if (await repo.claim(scope, requestHash, at, new Date(at.getTime() + IDEMPOTENCY_WINDOW_MS))) return { kind: 'first' };
       const existing = await repo.find(scope);
@@ -31,7 +48,15 @@ export function createIdempotencyService(deps: { repo: IdempotencyRepo; now?: ()
         throw new UnprocessableError('idempotency_key_reused', 'This Idempotency-Key was used with a different request; use a new key');
       }
       if (existing.state === 'in_progress') {
-        throw new ConflictError('idempotency_in_progress', 'A request with this Idempotency-Key is being processed; retry shortly');
+        // A crash leaves the key here for its whole window; the message the first request claimed
+        // tells what happened. The route is never run again for this key.
+        const answer = existing.messageId && resume ? await resumeOrRelease(scope, existing.messageId, resume) : undefined;
+        if (answer) return { kind: 'replay', ...answer };
+        throw new ConflictError(
+          'idempotency_in_progress',
+          'A request with this Idempotency-Key is being processed; retry shortly',
+          existing.messageId ? { messageId: existing.messageId } : undefined,
+        );
       }
       return { kind: 'replay', status: existing.responseStatus ?? 200, body: existing.responseBody };
     },

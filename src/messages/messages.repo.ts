@@ -6,6 +6,7 @@ import type { AddressHasher } from '../suppression/address-hash.js';
 import { lockAddresses } from '../suppression/address-lock.js';
 import { lockSendingMailboxSql } from '../campaigns/gate-sql.js';
 import { rowsOf } from '../db/pg-array.js';
+import { createIdempotencyRepo } from '../idempotency/idempotency.repo.js';
 import { createSuppressionRepo } from '../suppression/suppression.repo.js';
 import { oneToOneOutcomeEvent } from '../webhooks/facts.js';
 import { recordWebhookEvents } from '../webhooks/outbox.js';
@@ -16,6 +17,9 @@ export type NewMessage = typeof messages.$inferInsert;
 function messageQueries(db: Db, hashAddress: AddressHasher) {
   return {
     ...createSuppressionRepo(db, hashAddress),
+
+    /** The request's Idempotency-Key learns the send it claimed, in the claim's transaction (idempotency/README.md). */
+    linkIdempotencyKey: createIdempotencyRepo(db).linkMessage,
 
     /** Invariant 1: the gate's lock on every recipient address (see suppression/address-lock.ts). */
     lockAddresses: (workspaceId: string, emails: string[]) => lockAddresses(db, workspaceId, emails),

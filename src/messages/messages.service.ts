@@ -5,10 +5,11 @@ import { RESOLVE_LOOKS, recoveryOwnerOf, UNSEARCHABLE_RECHECK_MS } from '../camp
 import { ConflictError, NotFoundError, AppError, TooManyRequestsError } from '../errors.js';
 import { composeMime, newMessageId } from '../gmail/compose-mime.js';
 import { GMAIL_SCOPES, ONE_TO_ONE_NOT_SENT, SEND_OUTCOME_UNKNOWN } from '../gmail/gmail-client.js';
-import { GmailError } from '../gmail/gmail-errors.js';
+import { GmailError, type GmailErrorKind } from '../gmail/gmail-errors.js';
 import type { MailboxesRepo, MailboxRow } from '../gmail/mailboxes.repo.js';
 import { GRANT_REFUSED_MESSAGE, mailboxNeedsReconnect, type MailboxService } from '../gmail/mailboxes.service.js';
 import { UNDECIDED, type SentCopies } from '../gmail/sent-copy.js';
+import type { IdempotencyScope } from '../idempotency/idempotency.repo.js';
 import { errorNameOf, type Logger } from '../logger.js';
 import { isOwnMessage, seesMessageSubject } from '../privacy/gmail-guard.js';
 import type { MessageRow, MessagesRepo } from './messages.repo.js';
@@ -187,8 +188,27 @@ export function createMessagesService(deps: MessagesServiceDeps) {
       return presentMessage(row, seesMessageSubject(auth, await ownersOf(row)));
     },
 
-    /** 201 with the sent message, or 202 while its outcome is being resolved. */
-    async send(auth: AuthContext, mail: OneToOneMail): Promise<{ pending: boolean; message: ReturnType<typeof presentMessage> }> {
+    /**
+     * The answer to a retry whose Idempotency-Key a crash left `in_progress` with this claimed send:
+     * undefined while its first request may still be running (it holds the send's live lease — a
+     * live send never outlasts it, config.ts — and recovery has not taken it over); then the
+     * message's state as send answers it (201 `sent`, 202 otherwise), or, when Gmail refused it
+     * (nothing went out), the error send threw naming it.
+     */
+    async answerOfClaim(auth: AuthContext, id: string): Promise<{ status: number; body: ReturnType<typeof presentMessage> } | undefined> {
+      const row = await repo.findById(auth.workspaceId, id);
+      if (!row) return undefined;
+      // Recovery's lease (recoveryOwnerOf) means the request's own ended.
+      const requestHolds = row.leaseOwner !== null && !row.leaseOwner.endsWith(recoveryOwnerOf(''));
+      if (row.status === 'sending' && requestHolds && row.leaseExpiresAt !== null && row.leaseExpiresAt > now()) return undefined;
+      // Recovery's verdicts are no refusal: Gmail never said no, so the state is answered as it stands.
+      const refusedBy = row.status === 'failed' && row.errorCode !== SEND_OUTCOME_UNKNOWN && row.errorCode !== ONE_TO_ONE_NOT_SENT ? row.errorCode : null;
+      if (refusedBy) throw gmailFailure({ kind: refusedBy as GmailErrorKind }, { messageId: row.id });
+      return { status: row.status === 'sent' ? 201 : 202, body: presentMessage(row, true) };
+    },
+
+    /** 201 with the sent message, or 202 while its outcome is being resolved. `idempotencyKey`: the request's key, linked to the claim. */
+    async send(auth: AuthContext, mail: OneToOneMail, options: { idempotencyKey?: IdempotencyScope } = {}): Promise<{ pending: boolean; message: ReturnType<typeof presentMessage> }> {
       const mailbox = await mailboxes.requireSendable(auth, mail.mailboxId);
       if ((await mailboxes.remainingBudget(mailbox)) <= 0) {
         // No numbers: the budget is the Gmail account's, and what used it up may be another
@@ -246,7 +266,7 @@ export function createMessagesService(deps: MessagesServiceDeps) {
           if (suppressed.size > 0) return refuse(tx, new ConflictError('recipient_suppressed', 'A recipient opted out of mail from this workspace', { recipients: [...suppressed] }));
           // A retry's renewal: a live lease, never parked (campaigns/parked-sends.ts).
           if (claimed) return tx.updateLeased(claimed.id, workerId, { leaseExpiresAt: after(leaseMs), errorCode: null });
-          return tx.insertWithContacts(
+          const inserted = await tx.insertWithContacts(
             {
               id: messageRowId,
               workspaceId: auth.workspaceId,
@@ -267,6 +287,8 @@ export function createMessagesService(deps: MessagesServiceDeps) {
             },
             recipients,
           );
+          if (options.idempotencyKey) await tx.linkIdempotencyKey(options.idempotencyKey, inserted.id);
+          return inserted;
         });
         if (refusal) {
           claimed = undefined;
@@ -324,8 +346,8 @@ export function createMessagesService(deps: MessagesServiceDeps) {
   };
 }
 
-/** The answer to a definite Gmail failure; `recorded`: the failed message row the attempt left, named in `details`. */
-function gmailFailure(error: GmailError, recorded?: { messageId: string }): AppError {
+/** The answer to a definite Gmail failure (or the failed row's `errorCode` it recorded); `recorded`: the failed message row the attempt left, named in `details`. */
+function gmailFailure(error: Pick<GmailError, 'kind'> & { retryAfterSeconds?: number }, recorded?: { messageId: string }): AppError {
   if (error.kind === 'auth_revoked') return mailboxNeedsReconnect(GRANT_REFUSED_MESSAGE, recorded);
   if (error.kind === 'rate_limited') return new TooManyRequestsError('Gmail is rate limiting this mailbox; try again shortly', error.retryAfterSeconds, recorded);
   if (error.kind === 'permanent') return new AppError('gmail_rejected', 422, 'Gmail refused the message', recorded);

@@ -1,10 +1,9 @@
 import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { spawnWithOutput, waitForHealth } from '../helpers/spawned.js';
+import { freePort, spawnWithOutput, waitForHealth } from '../helpers/spawned.js';
 
 /*
  * `npm start` as a newcomer runs it: npm itself, a real process tree (npm, then the script's
@@ -28,15 +27,6 @@ afterAll(() => {
   }
   for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
 });
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 function run(env: Record<string, string>): { child: ChildProcess; output: () => string; exited: Promise<number | null> } {
   // A process group of its own (detached), so that afterAll can end everything npm started; the test itself signals npm alone.

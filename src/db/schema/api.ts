@@ -1,5 +1,6 @@
 import { index, integer, jsonb, pgTable, primaryKey, text, timestamp, uuid } from 'drizzle-orm/pg-core';
 import { createdAt, id } from './columns.js';
+import { messages } from './gmail.js';
 import { users, workspaceRef } from './workspace.js';
 
 /** Server-to-server access: API keys and the Idempotency-Key answers kept for replay. */
@@ -43,8 +44,18 @@ export const idempotencyKeys = pgTable(
     responseBody: jsonb('response_body'),
     createdAt: createdAt(),
     expiresAt: timestamp('expires_at', { withTimezone: true }).notNull(),
+    /**
+     * The 1:1 send this request claimed, linked in the claim's transaction: after a crash the key
+     * stays `in_progress`, and a retry answers this message's state instead (idempotency/README.md).
+     */
+    messageId: uuid('message_id').references(() => messages.id, { onDelete: 'set null' }),
   },
-  (t) => [primaryKey({ columns: [t.workspaceId, t.caller, t.route, t.key] }), index('idempotency_keys_expires_at_idx').on(t.expiresAt)],
+  (t) => [
+    primaryKey({ columns: [t.workspaceId, t.caller, t.route, t.key] }),
+    index('idempotency_keys_expires_at_idx').on(t.expiresAt),
+    // Deleting a message (a gate refusal's claim, a purge) looks up the keys that name it.
+    index('idempotency_keys_message_id_idx').on(t.messageId),
+  ],
 );
 
 export type ApiKeyRow = typeof apiKeys.$inferSelect;
