@@ -10,6 +10,10 @@ import type { IdempotencyService, ResumeClaimed } from './idempotency.service.js
 const KEY_SHAPE = /^[\x21-\x7e]{1,255}$/;
 
 /** `resume`: a route whose request claims a message (POST /api/messages) answers a key a crash left `in_progress` from it. */
+/** What a key stands for: the method, the concrete path (the same key on another campaign's launch is another request) and the JSON body. */
+export const requestHashOf = (method: string, pathname: string, body: unknown): string =>
+  createHash('sha256').update(`${method} ${pathname}\n${JSON.stringify(body ?? null)}`).digest('hex');
+
 export type IdempotentRoute = (route: string, options?: { resume?: (req: Parameters<RequestHandler>[0], messageId: string) => ReturnType<ResumeClaimed> }) => RequestHandler;
 
 /** The key of the request being served, for a route that links what it claims to it (idempotency.repo.ts linkMessage); undefined without the header. */
@@ -28,10 +32,7 @@ export function idempotentRoute(service: IdempotencyService): IdempotentRoute {
     if (!KEY_SHAPE.test(key)) throw new ValidationError([{ field: 'Idempotency-Key', message: 'must be 1–255 printable ASCII characters' }]);
     const auth = authOf(req);
     const scope = { workspaceId: auth.workspaceId, caller: actorOf(auth), route, key };
-    // The concrete path counts: the same key on another campaign's launch is another request.
-    const requestHash = createHash('sha256')
-      .update(`${req.method} ${new URL(req.originalUrl, 'http://local').pathname}\n${JSON.stringify(req.body ?? null)}`)
-      .digest('hex');
+    const requestHash = requestHashOf(req.method, new URL(req.originalUrl, 'http://local').pathname, req.body);
     const resume = options?.resume;
     const start = await service.begin(scope, requestHash, resume && ((messageId) => resume(req, messageId)));
     if (start.kind === 'replay') {

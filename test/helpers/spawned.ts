@@ -1,5 +1,4 @@
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
-import { createServer } from 'node:net';
 
 /** A real child process with everything it prints collected, and its exit code. */
 export function spawnWithOutput(command: string, args: string[], options: SpawnOptions): { child: ChildProcess; output: () => string; exited: Promise<number | null> } {
@@ -19,14 +18,4 @@ export async function waitForHealth(port: number, tries = 240): Promise<Response
     await new Promise((r) => setTimeout(r, 250));
   }
   return undefined;
-}
-
-/** A port free on 127.0.0.1 right now, for a child process that must listen on a known one. */
-export async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
 }

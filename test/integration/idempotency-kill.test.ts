@@ -3,8 +3,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectedMailbox } from '../helpers/gmail.js';
-import { freePort, waitForHealth } from '../helpers/spawned.js';
-import { signUp, startTestApp, type TestApp } from '../helpers/test-app.js';
+import { waitForHealth } from '../helpers/spawned.js';
+import { freePort, signUp, startTestApp, type TestApp } from '../helpers/test-app.js';
 import { startWorkerProcess } from '../helpers/worker-process.js';
 import { createTestDatabase } from '../helpers/test-db.js';
 

@@ -3,6 +3,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { campaignFixtures } from '../helpers/campaign-fixtures.js';
 import { connectedMailbox } from '../helpers/gmail.js';
 import { useAppWithOwner } from '../helpers/test-app.js';
+import { requestHashOf } from '../../src/idempotency/idempotency.middleware.js';
 
 const ctx = useAppWithOwner();
 const fixtures = campaignFixtures(() => ({ app: ctx.app, token: ctx.owner.token, workspaceId: ctx.owner.workspaceId }));
@@ -55,6 +56,44 @@ describe('Idempotency-Key', () => {
     expect(retried.body.id).toBe((a.status === 201 ? a : b).body.id);
     expect(inbox('idem-rcpt@contoso.test', 'Raced')).toHaveLength(1);
     expect(ctx.app.sandbox.control.callCounts({ successfulOnly: true }).send - sendsBefore).toBe(1);
+  });
+
+  it('a retry while the first is inside Gmail, after its claim: 409 naming the message the first then answers', async () => {
+    ctx.app.sandbox.control.injectFault({ kind: 'latency', ms: 700, endpoint: 'send', times: 1 });
+    const first = send('Claimed first', 'key-claimed');
+    // The gate claims the send, linking the key, before the request goes to Gmail (which holds it 700 ms).
+    const linked = sql`select 1 from idempotency_keys where key = 'key-claimed' and state = 'in_progress' and message_id is not null`;
+    while (((await ctx.app.database.db.execute(linked)) as unknown as { rows: unknown[] }).rows.length === 0) await new Promise((r) => setTimeout(r, 5));
+    const retry = await send('Claimed first', 'key-claimed');
+    expect([retry.status, retry.body.error.code]).toEqual([409, 'idempotency_in_progress']);
+    const answered = await first;
+    expect(answered.status).toBe(201);
+    expect(retry.body.error.details).toEqual({ messageId: answered.body.id });
+    expect(inbox('idem-rcpt@contoso.test', 'Claimed first')).toHaveLength(1);
+  });
+
+  it('a send Gmail refused whose request died before freeing its key: the retry answers the refusal naming it, frees the key, and sends nothing', async () => {
+    ctx.app.sandbox.control.injectFault({ kind: 'googleError', endpoint: 'send', status: 400, reason: 'invalidArgument', message: 'Invalid To header', times: 1 });
+    const refused = await send('Refused, then a crash', 'key-refused');
+    expect([refused.status, refused.body.error.code]).toEqual([422, 'gmail_rejected']);
+    const messageId = refused.body.error.details.messageId as string;
+    // What a kill -9 between recording the refusal and freeing the key leaves (idempotency-kill.test.ts kills for real):
+    // the key in_progress, linked by the claim to the failed record.
+    const body = { mailboxId, to: 'idem-rcpt@contoso.test', subject: 'Refused, then a crash', text: 'hello' };
+    await ctx.app.database.db.execute(sql`
+      insert into idempotency_keys (workspace_id, caller, route, key, request_hash, state, expires_at, message_id)
+      values (${ctx.owner.workspaceId}::uuid, ${`user:${ctx.owner.userId}`}, 'POST /api/messages', 'key-refused',
+              ${requestHashOf('POST', '/api/messages', body)}, 'in_progress', now() + interval '1 day', ${messageId}::uuid)`);
+    const sendsBefore = ctx.app.sandbox.control.calls({ endpoint: 'send' }).length;
+
+    const retry = await send('Refused, then a crash', 'key-refused');
+    expect([retry.status, retry.body.error.code, retry.body.error.details]).toEqual([422, 'gmail_rejected', { messageId }]);
+    expect(ctx.app.sandbox.control.calls({ endpoint: 'send' })).toHaveLength(sendsBefore);
+    // The key is free again, as the refused request itself would have left it: the next retry sends.
+    const again = await send('Refused, then a crash', 'key-refused');
+    expect(again.status).toBe(201);
+    expect(again.body.id).not.toBe(messageId);
+    expect(inbox('idem-rcpt@contoso.test', 'Refused, then a crash')).toHaveLength(1);
   });
 
   it('five identical requests at once without latency still send exactly once', async () => {

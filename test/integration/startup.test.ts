@@ -3,7 +3,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { freePort, spawnWithOutput, waitForHealth } from '../helpers/spawned.js';
+import { spawnWithOutput, waitForHealth } from '../helpers/spawned.js';
+import { freePort } from '../helpers/test-app.js';
 
 /*
  * `npm start` as a newcomer runs it: npm itself, a real process tree (npm, then the script's
