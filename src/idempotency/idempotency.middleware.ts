@@ -44,7 +44,7 @@ export function idempotentRoute(service: IdempotencyService): IdempotentRoute {
     const send = res.json.bind(res);
     res.json = (body: unknown) => {
       service
-        .finish(scope, res.statusCode, body)
+        .finish(scope, start.claimedAt, res.statusCode, body)
         .catch((error: unknown) => req.log.error({ err: error }, 'idempotency record not written'))
         .finally(() => send(body));
       return res;

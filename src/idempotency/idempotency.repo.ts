@@ -1,4 +1,4 @@
-import { and, eq, lte } from 'drizzle-orm';
+import { and, eq, lte, type SQL } from 'drizzle-orm';
 import type { Db } from '../db/connect.js';
 import { idempotencyKeys, type IdempotencyKeyRow } from '../db/schema.js';
 
@@ -16,6 +16,17 @@ const matches = (scope: IdempotencyScope) =>
     eq(idempotencyKeys.route, scope.route),
     eq(idempotencyKeys.key, scope.key),
   );
+
+/**
+ * Which claim of a key a write is for: a key freed (a refusal) can be claimed again at once by a
+ * retry, and a write meant for the claim before must not end that one (it would let a third
+ * request run the route beside it). `claimedAt`: the claim's own `created_at` (written from the
+ * app's Date, so it compares exactly); `messageId`: the send that claim linked.
+ */
+export type ClaimOf = { claimedAt: Date } | { messageId: string };
+
+const claimOf = (claim: ClaimOf): SQL =>
+  'claimedAt' in claim ? eq(idempotencyKeys.createdAt, claim.claimedAt) : eq(idempotencyKeys.messageId, claim.messageId);
 
 export function createIdempotencyRepo(db: Db) {
   return {
@@ -39,11 +50,11 @@ export function createIdempotencyRepo(db: Db) {
       return row;
     },
 
-    async complete(scope: IdempotencyScope, status: number, body: unknown): Promise<void> {
+    async complete(scope: IdempotencyScope, claim: ClaimOf, status: number, body: unknown): Promise<void> {
       await db
         .update(idempotencyKeys)
         .set({ state: 'completed', responseStatus: status, responseBody: body ?? null })
-        .where(and(matches(scope), eq(idempotencyKeys.state, 'in_progress')));
+        .where(and(matches(scope), eq(idempotencyKeys.state, 'in_progress'), claimOf(claim)));
     },
 
     /**
@@ -63,8 +74,9 @@ export function createIdempotencyRepo(db: Db) {
       return (await db.delete(idempotencyKeys).where(lte(idempotencyKeys.expiresAt, at)).returning({ key: idempotencyKeys.key })).length;
     },
 
-    async release(scope: IdempotencyScope): Promise<void> {
-      await db.delete(idempotencyKeys).where(and(matches(scope), eq(idempotencyKeys.state, 'in_progress')));
+    /** Frees the key of this claim (never a later claim of the same key: ClaimOf). */
+    async release(scope: IdempotencyScope, claim: ClaimOf): Promise<void> {
+      await db.delete(idempotencyKeys).where(and(matches(scope), eq(idempotencyKeys.state, 'in_progress'), claimOf(claim)));
     },
   };
 }

@@ -4,7 +4,8 @@ import type { IdempotencyRepo, IdempotencyScope } from './idempotency.repo.js';
 /** An answer is replayed for 24 hours after the first request. */
 export const IDEMPOTENCY_WINDOW_MS = 24 * 3600 * 1000;
 
-export type IdempotencyStart = { kind: 'first' } | { kind: 'replay'; status: number; body: unknown };
+/** `claimedAt`: which claim of the key this request holds, for `finish` (idempotency.repo.ts ClaimOf). */
+export type IdempotencyStart = { kind: 'first'; claimedAt: Date } | { kind: 'replay'; status: number; body: unknown };
 
 /**
  * The answer for a key left `in_progress` whose request linked a message (a 1:1 send's claim):
@@ -24,12 +25,16 @@ export function createIdempotencyService(deps: { repo: IdempotencyRepo; now?: ()
   const { repo } = deps;
   const now = deps.now ?? (() => new Date());
 
-  /** An error answer means nothing went out: the key is freed, as the first request would have (finish). */
+  /**
+   * An error answer means nothing went out: the key is freed, as the first request would have
+   * (finish) — only while it is still the claim linked to this message: the first request, alive
+   * after all, may have freed it meanwhile and a retry claimed it again for a send of its own.
+   */
   async function resumeOrRelease(scope: IdempotencyScope, messageId: string, resume: ResumeClaimed) {
     try {
       return await resume(messageId);
     } catch (error) {
-      if (error instanceof AppError) await repo.release(scope);
+      if (error instanceof AppError) await repo.release(scope, { messageId });
       throw error;
     }
   }
@@ -37,11 +42,11 @@ export function createIdempotencyService(deps: { repo: IdempotencyRepo; now?: ()
   return {
     async begin(scope: IdempotencyScope, requestHash: string, resume?: ResumeClaimed): Promise<IdempotencyStart> {
       const at = now();
-      if (await repo.claim(scope, requestHash, at, new Date(at.getTime() + IDEMPOTENCY_WINDOW_MS))) return { kind: 'first' };
+      if (await repo.claim(scope, requestHash, at, new Date(at.getTime() + IDEMPOTENCY_WINDOW_MS))) return { kind: 'first', claimedAt: at };
       const existing = await repo.find(scope);
       // Released or expired between our insert and this read: try once more.
       if (!existing) {
-        if (await repo.claim(scope, requestHash, at, new Date(at.getTime() + IDEMPOTENCY_WINDOW_MS))) return { kind: 'first' };
+        if (await repo.claim(scope, requestHash, at, new Date(at.getTime() + IDEMPOTENCY_WINDOW_MS))) return { kind: 'first', claimedAt: at };
         throw new ConflictError('idempotency_in_progress', 'A request with this Idempotency-Key is being processed; retry shortly');
       }
       if (existing.requestHash !== requestHash) {
@@ -66,9 +71,10 @@ export function createIdempotencyService(deps: { repo: IdempotencyRepo; now?: ()
       return repo.deleteExpired(now());
     },
 
-    /** Keeps a successful answer for replay, or frees the key after a refusal. */
-    finish(scope: IdempotencyScope, status: number, body: unknown): Promise<void> {
-      return status >= 200 && status < 300 ? repo.complete(scope, status, body) : repo.release(scope);
+    /** Keeps a successful answer for replay, or frees the key after a refusal: the key as this request claimed it (`claimedAt`, from begin). */
+    finish(scope: IdempotencyScope, claimedAt: Date, status: number, body: unknown): Promise<void> {
+      const claim = { claimedAt };
+      return status >= 200 && status < 300 ? repo.complete(scope, claim, status, body) : repo.release(scope, claim);
     },
   };
 }

@@ -68,7 +68,7 @@ ${own.length === 0 ? html`<p>You have no active Gmail mailbox to send from. <a h
     const key = input.sendKey && SEND_KEY.test(input.sendKey) ? input.sendKey : undefined;
     const scope = key ? { workspaceId: auth.workspaceId, caller: actorOf(auth), route: COMPOSE_ROUTE, key } : undefined;
     const outcome = (pending: boolean | undefined) => res.redirect(303, `/app/contacts/${contactId}?notice=${pending ? 'send_pending' : 'sent'}`);
-    let started = false;
+    let started: Date | undefined;
     let sent: { pending: boolean } | undefined;
     try {
       const contact = await contacts.get(auth, contactId);
@@ -76,11 +76,11 @@ ${own.length === 0 ? html`<p>You have no active Gmail mailbox to send from. <a h
       if (scope) {
         const start = await idempotency.begin(scope, createHash('sha256').update(JSON.stringify([contactId, mail])).digest('hex'));
         if (start.kind === 'replay') return outcome((start.body as { pending?: boolean }).pending);
-        started = true;
+        started = start.claimedAt;
       }
       sent = { pending: (await messages.send(auth, mail)).pending };
     } catch (error) {
-      if (scope && started) await idempotency.finish(scope, formProblem(error).status, null).catch(() => undefined);
+      if (scope && started) await idempotency.finish(scope, started, formProblem(error).status, null).catch(() => undefined);
       const problem = formProblem(error);
       const code = error instanceof AppError ? error.code : undefined;
       // A form used once already (the Back button) and changed: it gets a new key to send as new mail.
@@ -94,7 +94,7 @@ ${own.length === 0 ? html`<p>You have no active Gmail mailbox to send from. <a h
     }
     // Sent: the key is never freed now (a failure to record the outcome leaves it in progress,
     // refusing a resubmit, rather than letting the same form send a second mail).
-    if (scope) await idempotency.finish(scope, 201, sent).catch((error: unknown) => req.log.error({ err: error }, 'idempotency record of a web send not written'));
+    if (scope && started) await idempotency.finish(scope, started, 201, sent).catch((error: unknown) => req.log.error({ err: error }, 'idempotency record of a web send not written'));
     outcome(sent.pending);
   });
 

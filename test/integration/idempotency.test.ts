@@ -3,7 +3,10 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { campaignFixtures } from '../helpers/campaign-fixtures.js';
 import { connectedMailbox } from '../helpers/gmail.js';
 import { useAppWithOwner } from '../helpers/test-app.js';
+import { AppError } from '../../src/errors.js';
 import { requestHashOf } from '../../src/idempotency/idempotency.middleware.js';
+import { createIdempotencyRepo } from '../../src/idempotency/idempotency.repo.js';
+import { createIdempotencyService } from '../../src/idempotency/idempotency.service.js';
 
 const ctx = useAppWithOwner();
 const fixtures = campaignFixtures(() => ({ app: ctx.app, token: ctx.owner.token, workspaceId: ctx.owner.workspaceId }));
@@ -94,6 +97,41 @@ describe('Idempotency-Key', () => {
     expect(again.status).toBe(201);
     expect(again.body.id).not.toBe(messageId);
     expect(inbox('idem-rcpt@contoso.test', 'Refused, then a crash')).toHaveLength(1);
+  });
+
+  it('a retry answering a refusal frees only the claim it read: a retry that claimed the key again meanwhile keeps it, also when the first request finishes late', async () => {
+    ctx.app.sandbox.control.injectFault({ kind: 'googleError', endpoint: 'send', status: 400, reason: 'invalidArgument', message: 'Invalid To header', times: 1 });
+    const refused = await send('Refused, raced', 'key-refused-raced');
+    expect([refused.status, refused.body.error.code]).toEqual([422, 'gmail_rejected']);
+    const messageId = refused.body.error.details.messageId as string;
+    // Each claim a second apart, as claims of one key are (a Gmail call lies between them).
+    let clock = Date.now();
+    const repo = createIdempotencyRepo(ctx.app.database.db);
+    const service = createIdempotencyService({ repo, now: () => new Date((clock += 1000)) });
+    const scope = { workspaceId: ctx.owner.workspaceId, caller: `user:${ctx.owner.userId}`, route: 'POST /api/messages', key: 'key-race' };
+
+    // The first request claims the key and links the send Gmail refused; it is still alive.
+    const first = await service.begin(scope, 'hash');
+    if (first.kind !== 'first') throw new Error('expected the first claim');
+    await repo.linkMessage(scope, messageId);
+    // Retry A reads the key (in progress, linked) and asks the message; meanwhile the first
+    // request answers its refusal (freeing its key) and retry B claims the key for a send of its own.
+    let second: Awaited<ReturnType<typeof service.begin>> | undefined;
+    const retry = service.begin(scope, 'hash', async (id) => {
+      await service.finish(scope, first.claimedAt, 422, null);
+      second = await service.begin(scope, 'hash');
+      throw new AppError('gmail_rejected', 422, 'Gmail refused the message', { messageId: id });
+    });
+    await expect(retry).rejects.toMatchObject({ code: 'gmail_rejected' });
+    expect(second?.kind).toBe('first');
+    // B's claim stands: without it a third request would run the route beside B (a second mail).
+    expect(await repo.find(scope)).toMatchObject({ state: 'in_progress', messageId: null });
+    // A finish of the first claim arriving after B's claim leaves B's alone too.
+    await service.finish(scope, first.claimedAt, 422, null);
+    expect(await repo.find(scope)).toMatchObject({ state: 'in_progress' });
+    if (second?.kind !== 'first') throw new Error('expected the second claim');
+    await service.finish(scope, second.claimedAt, 201, { id: 'b' });
+    expect(await repo.find(scope)).toMatchObject({ state: 'completed', responseStatus: 201 });
   });
 
   it('five identical requests at once without latency still send exactly once', async () => {
