@@ -62,12 +62,20 @@ export function deliveryBody(claim: Pick<ClaimedDelivery, 'eventId' | 'eventType
   return JSON.stringify(body);
 }
 
+/** Adds `by` to a key's count, dropping the key at zero (the claim is sent only keys with requests open). */
+function count(counts: Map<string, number>, key: string, by: number) {
+  const n = (counts.get(key) ?? 0) + by;
+  if (n > 0) counts.set(key, n);
+  else counts.delete(key);
+}
+
 export function createDeliveryWorker(options: DeliveryWorkerOptions) {
   const { repo, cipher, logger, workerId } = options;
   const now = options.now ?? (() => new Date());
   const inFlight = new Set<Promise<unknown>>();
   /** The running loop's open requests, by workspace. */
   const open = new Map<string, number>();
+  const openByEndpoint = new Map<string, number>();
   let openTotal = 0;
   let pumping: Promise<void> | undefined;
   let pumpAgain = false;
@@ -156,14 +164,14 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions) {
 
   /** One request of the running loop: holds its workspace's slot until settled, then refills. */
   function launch(claim: ClaimedDelivery) {
-    open.set(claim.workspaceId, (open.get(claim.workspaceId) ?? 0) + 1);
+    count(open, claim.workspaceId, 1);
+    count(openByEndpoint, claim.endpointId, 1);
     openTotal += 1;
     const work = deliver(claim)
       .catch((error: unknown) => logger.error({ errorName: errorNameOf(error) }, 'webhook delivery bookkeeping failed'))
       .finally(() => {
-        const left = (open.get(claim.workspaceId) ?? 1) - 1;
-        if (left > 0) open.set(claim.workspaceId, left);
-        else open.delete(claim.workspaceId);
+        count(open, claim.workspaceId, -1);
+        count(openByEndpoint, claim.endpointId, -1);
         openTotal -= 1;
         inFlight.delete(work);
         if (!stopped) void refill();
@@ -178,7 +186,7 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions) {
       const free = DELIVERY_SLOTS - openTotal;
       if (free <= 0 || stopped) return;
       const at = now();
-      const claims = await repo.claimDue(workerId, at, new Date(at.getTime() + leaseMsFor(options.timeoutMs)), free, { perWorkspace: WORKSPACE_SLOTS, open });
+      const claims = await repo.claimDue(workerId, at, new Date(at.getTime() + leaseMsFor(options.timeoutMs)), free, { perWorkspace: WORKSPACE_SLOTS, open, openByEndpoint });
       for (const claim of claims) launch(claim);
       if (claims.length === free) pumpAgain = true;
     } while (pumpAgain);

@@ -22,6 +22,8 @@ const ts = (at: Date) => sql`${at.toISOString()}::timestamptz`;
 export interface ClaimFairness {
   perWorkspace?: number;
   open?: ReadonlyMap<string, number>;
+  /** The same requests by endpoint (endpoint id → how many): a workspace's share goes round its endpoints. */
+  openByEndpoint?: ReadonlyMap<string, number>;
 }
 
 /** A delivery a worker claimed, with what it needs to send it. */
@@ -165,17 +167,21 @@ function webhookQueries(db: Db) {
       const perWorkspace = Math.min(limit, fairness.perWorkspace ?? limit);
       const open = [...(fairness.open ?? new Map<string, number>())];
       const full = open.filter(([, n]) => n >= perWorkspace).map(([workspaceId]) => workspaceId);
+      const openByEndpoint = [...(fairness.openByEndpoint ?? new Map<string, number>())];
       // Fair shares: the earliest due rows of each enabled endpoint (one probe of
       // webhook_deliveries_endpoint_due_idx each, migration 0060), then of each workspace no more
       // than its share less what it already has open — the workspace with the fewest first — so
-      // one workspace's backlog cannot fill a claim while another's event waits behind it. Ranked
-      // before the lock (FOR UPDATE takes no window function); a row another worker claimed
-      // meanwhile is skipped.
+      // one workspace's backlog cannot fill a claim while another's event waits behind it. Within a
+      // workspace the share goes round its endpoints, those with the fewest open first (`turn`):
+      // by due time alone every slot a slow endpoint freed went to the oldest row — its own
+      // backlog, due with the same events as its siblings' — and held the workspace's other
+      // endpoints to its pace. Ranked before the lock (FOR UPDATE takes no window function); a row
+      // another worker claimed meanwhile is skipped.
       const rows = rowsOf<Record<string, unknown>>(
         await db.execute(sql`
           with candidates as (
             select p.id, p.next_attempt_at, e.workspace_id,
-                   row_number() over (partition by e.workspace_id order by p.next_attempt_at) as share
+                   row_number() over (partition by e.id order by p.next_attempt_at) + coalesce(oe.n, 0) as turn
             from webhook_endpoints e
             cross join lateral (
               select d.id, d.next_attempt_at from webhook_deliveries d
@@ -184,11 +190,18 @@ function webhookQueries(db: Db) {
               order by d.next_attempt_at
               limit ${perWorkspace}
             ) p
+            left join unnest(${pgArray(openByEndpoint.map(([endpointId]) => endpointId))}::uuid[], ${pgArray(openByEndpoint.map(([, n]) => n))}::int[]) as oe(endpoint_id, n)
+              on oe.endpoint_id = e.id
             where e.enabled and e.workspace_id <> all(${pgArray(full)}::uuid[])
+          ),
+          shares as (
+            select c.id, c.next_attempt_at, c.workspace_id,
+                   row_number() over (partition by c.workspace_id order by c.turn, c.next_attempt_at) as share
+            from candidates c
           ),
           ranked as (
             select c.id, c.next_attempt_at, c.share + coalesce(o.n, 0) as slot
-            from candidates c
+            from shares c
             left join unnest(${pgArray(open.map(([workspaceId]) => workspaceId))}::uuid[], ${pgArray(open.map(([, n]) => n))}::int[]) as o(workspace_id, n)
               on o.workspace_id = c.workspace_id
           ),

@@ -78,3 +78,35 @@ describe('webhook delivery across workspaces', () => {
     expect(slowSeen.maxOpen).toBeLessThanOrEqual(WORKSPACE_SLOTS);
   }, 60_000);
 });
+
+describe('webhook delivery across one workspace\'s endpoints', () => {
+  // Both endpoints get every event, so their rows are due at the same times; ranked by due time
+  // alone, each slot the slow endpoint freed went to whichever row was oldest — its own backlog or
+  // the fast endpoint's next — and the fast receiver was held to the slow one's pace.
+  it("a slow endpoint's backlog does not hold up the same workspace's other endpoint", async () => {
+    const other = await startWebhookReceiver();
+    try {
+      const c = await signUp(app);
+      expect((await app.api('POST', '/api/webhooks', { token: c.token, json: { url: slowUrl, eventTypes: ['suppression.added'] } })).status).toBe(201);
+      expect((await app.api('POST', '/api/webhooks', { token: c.token, json: { url: other.url, eventTypes: ['suppression.added'] } })).status).toBe(201);
+      for (let i = 0; i < BACKLOG; i += 1) {
+        expect((await app.api('POST', '/api/suppressions', { token: c.token, json: { email: `both${i}@example.com` } })).status).toBe(201);
+      }
+      const jobs = startJobs({ services: app.services, config: app.config, logger: createLogger('silent') });
+      const started = Date.now();
+      let allMs = Number.POSITIVE_INFINITY;
+      try {
+        while (Date.now() - started < 20_000 && allMs === Number.POSITIVE_INFINITY) {
+          if (other.delivered().length >= BACKLOG) allMs = Date.now() - started;
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+      } finally {
+        await jobs.stop({ graceMs: 3_000 });
+      }
+      // Held to the slow endpoint's pace it took ~11 s (45 rows, 8 slots, 2 s each); on its own share, ~3 s.
+      expect(allMs).toBeLessThan(7_000);
+    } finally {
+      await other.close();
+    }
+  }, 60_000);
+});
