@@ -160,6 +160,28 @@ export function createSignals(config: SignalsConfig) {
     },
 
     /**
+     * Every match of one notice (sync's transaction for it). The recipients' address locks are
+     * taken first, together, in key order: one by one with each suppression, in the notice's
+     * order, they deadlocked with a group's claim or sent record (holdOrderLock), which take
+     * theirs in key order — each side held one and waited for the other, and the server failed
+     * one of them (bounce-lock-order.test.ts).
+     */
+    async recordBounces(
+      tx: SyncQueries,
+      input: { workspaceId: string; matches: BounceMatch[]; sourceGmailMessageId: string; format: NoticeFormat; syncedMessageId: string; at: Date },
+    ): Promise<{ bounces: number; delays: number }> {
+      const { matches, ...common } = input;
+      const total = { bounces: 0, delays: 0 };
+      await tx.lockAddresses(input.workspaceId, matches.flatMap((m) => m.recipients.map((r) => r.address)));
+      for (const match of matches) {
+        const recorded = await this.recordBounce(tx, { ...common, match });
+        total.bounces += recorded.bounces;
+        total.delays += recorded.delays;
+      }
+      return total;
+    },
+
+    /**
      * One event per failed recipient of a matched send. Hard → suppressed now; soft → counted,
      * suppressed once BOUNCE_SOFT_LIMIT soft bounces of the address fall within the window;
      * delay → recorded only.

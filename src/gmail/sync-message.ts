@@ -201,8 +201,8 @@ export function createMessageSync(deps: MessageSyncDeps) {
         const reply = await signals.recordReply(tx, { ...common, original, from: from[0], automatic: classification.automatic });
         if (reply.recorded) result[classification.automatic ? 'autoReply' : 'reply'] = 1;
       }
-      for (const match of bounce?.matches ?? []) {
-        const recorded = await signals.recordBounce(tx, { ...common, match, format: (classification as { notice: BounceNotice }).notice.format });
+      if (bounce?.matches.length) {
+        const recorded = await signals.recordBounces(tx, { ...common, matches: bounce.matches, format: (classification as { notice: BounceNotice }).notice.format });
         result.bounce = (result.bounce ?? 0) + recorded.bounces;
         result.delay = (result.delay ?? 0) + recorded.delays;
       }

@@ -7,6 +7,7 @@ import { isUniqueViolation } from '../db/pg-errors.js';
 import { campaignSendOutcomeCtes, oneToOneOutcomeEvent, recordMailSignal } from '../webhooks/facts.js';
 import { recordWebhookEvents } from '../webhooks/outbox.js';
 import { ONE_TO_ONE_NOT_SENT, SEND_OUTCOME_UNKNOWN } from './gmail-client.js';
+import { lockAddresses } from '../suppression/address-lock.js';
 import { createSuppressionRepo } from '../suppression/suppression.repo.js';
 import type { AddressHasher } from '../suppression/address-hash.js';
 import { syncStateQueries } from './sync-state.repo.js';
@@ -66,6 +67,8 @@ function syncQueries(db: Db, hashAddress: AddressHasher) {
     ...createFollowUpRules(db),
     ...syncStateQueries(db),
     heldGmailIds,
+    /** Opt-out locks of several addresses at once, in key order (suppression/address-lock.ts): before a notice's suppressions. */
+    lockAddresses: (workspaceId: string, emails: string[]) => lockAddresses(db, workspaceId, emails),
 
     /** Which of these Gmail ids this mailbox already holds (ours or synced): no need to fetch them again. */
     async knownGmailIds(mailboxId: string, gmailIds: string[]): Promise<Set<string>> {
