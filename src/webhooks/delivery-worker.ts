@@ -187,6 +187,9 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions) {
       if (free <= 0 || stopped) return;
       const at = now();
       const claims = await repo.claimDue(workerId, at, new Date(at.getTime() + leaseMsFor(options.timeoutMs)), free, { perWorkspace: WORKSPACE_SLOTS, open, openByEndpoint });
+      // Stopped while the claim ran (SIGTERM): no request starts now — it would outlast the
+      // stop's grace, be abandoned with its lease held, and be sent again by another worker.
+      if (stopped) return repo.releaseClaims(claims, workerId);
       for (const claim of claims) launch(claim);
       if (claims.length === free) pumpAgain = true;
     } while (pumpAgain);

@@ -243,6 +243,19 @@ function webhookQueries(db: Db) {
     },
 
     /**
+     * Hands back claims never attempted (a stop came while the claim ran): lease cleared and the
+     * attempt uncounted, fenced like recordAttempt, so the next claim sends them at once and as
+     * the same attempt.
+     */
+    async releaseClaims(claims: ClaimedDelivery[], owner: string): Promise<void> {
+      if (claims.length === 0) return;
+      await db.execute(sql`
+        update webhook_deliveries d set lease_owner = null, lease_expires_at = null, attempts = d.attempts - 1
+        from unnest(${pgArray(claims.map((c) => c.id))}::uuid[], ${pgArray(claims.map((c) => c.attempt))}::int[]) as c(id, attempt)
+        where d.id = c.id and d.lease_owner = ${owner} and d.attempts = c.attempt`);
+    },
+
+    /**
      * The attempt's log row and the delivery's new state, only while this worker still holds
      * the lease for this attempt (fencing: a late worker changes nothing). Returns false then.
      * `next`: when to try again; undefined on success, `null` when the retry window is over.

@@ -1,4 +1,5 @@
 import { createServer, type Server } from 'node:http';
+import { sql } from 'drizzle-orm';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startJobs } from '../../src/jobs.js';
@@ -107,6 +108,36 @@ describe('webhook delivery across one workspace\'s endpoints', () => {
       expect(allMs).toBeLessThan(7_000);
     } finally {
       await other.close();
+    }
+  }, 60_000);
+});
+
+describe('the delivery loop at a stop', () => {
+  // A claim running when the loop was stopped (SIGTERM) launched its requests anyway: POSTs
+  // started inside the stop's grace, abandoned at the exit with their leases held (2 × timeout +
+  // 10 s), and sent again by another worker afterwards.
+  it('a claim that returns after stop() sends nothing: its deliveries are handed back, unattempted', async () => {
+    const receiver = await startWebhookReceiver();
+    try {
+      const d = await signUp(app);
+      expect((await app.api('POST', '/api/webhooks', { token: d.token, json: { url: receiver.url, eventTypes: ['suppression.added'] } })).status).toBe(201);
+      expect((await app.api('POST', '/api/suppressions', { token: d.token, json: { email: 'stopping@example.com' } })).status).toBe(201);
+      const worker = app.services.webhookDelivery;
+      const pumped = worker.pump();
+      // The claim's statement is on its way; the stop comes before its answer.
+      await worker.stop();
+      await pumped;
+      expect(receiver.delivered()).toHaveLength(0);
+      const rows = ((await app.database.db.execute(sql`
+        select d.status::text as status, d.attempts, d.lease_expires_at is null as free from webhook_deliveries d
+        join webhook_endpoints e on e.id = d.endpoint_id where e.workspace_id = ${d.workspaceId}::uuid`)) as unknown as { rows: unknown[] }).rows;
+      expect(rows).toEqual([{ status: 'pending', attempts: 0, free: true }]);
+      // Given back, not lost: the next loop delivers it.
+      await worker.pump();
+      await worker.stop();
+      expect(receiver.delivered()).toHaveLength(1);
+    } finally {
+      await receiver.close();
     }
   }, 60_000);
 });
