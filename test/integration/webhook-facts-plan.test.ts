@@ -53,7 +53,7 @@ describe('webhook facts read a send’s contact by its key (generic plans, PGlit
 describe('the delivery claim (generic plan, PGlite)', () => {
   it("reads each enabled endpoint's due deliveries through its own index, not every due row", async () => {
     const { createWebhooksRepo } = await import('../../src/webhooks/webhooks.repo.js');
-    const plan = await genericPlan((capture) => createWebhooksRepo(capture).claimDue('plan', new Date(), new Date(), 32, { perWorkspace: 8, open: new Map([[randomUUID(), 8], [randomUUID(), 3]]) }));
+    const plan = await genericPlan((capture) => createWebhooksRepo(capture).claimDue('plan', new Date(), new Date(), 32, { perWorkspace: 8, open: new Map([[randomUUID(), 8], [randomUUID(), 3]]), openByEndpoint: new Map([[randomUUID(), 3]]) }));
     expect(plan).toMatch(/Index Scan using webhook_deliveries_endpoint_due_idx on webhook_deliveries/);
     expect(plan).not.toMatch(/webhook_deliveries_due_idx/);
   });
