@@ -12,6 +12,8 @@ import type { SendCandidate, SendLease, SendLedgerRepo, SentInput } from './send
  * lease checks after recovery took it over here, as it cannot after a take-over elsewhere.
  */
 export const recoveryOwnerOf = (workerId: string) => `${workerId}/recovery`;
+/** Whether a lease is held by a recovery (recoveryOwnerOf), not by the request or worker that claimed the send. */
+export const isRecoveryOwner = (owner: string) => owner.endsWith(recoveryOwnerOf(''));
 
 /** Mailbox searches before a send of unknown outcome counts as not sent (read-scope mailboxes); the 1:1 recovery too. */
 export const RESOLVE_LOOKS = 3;

@@ -9,11 +9,11 @@ import type { IdempotencyService, ResumeClaimed } from './idempotency.service.js
 /** Printable ASCII, as Stripe and the IETF draft use: a UUID or any opaque string the client makes. */
 const KEY_SHAPE = /^[\x21-\x7e]{1,255}$/;
 
-/** `resume`: a route whose request claims a message (POST /api/messages) answers a key a crash left `in_progress` from it. */
 /** What a key stands for: the method, the concrete path (the same key on another campaign's launch is another request) and the JSON body. */
 export const requestHashOf = (method: string, pathname: string, body: unknown): string =>
   createHash('sha256').update(`${method} ${pathname}\n${JSON.stringify(body ?? null)}`).digest('hex');
 
+/** `resume`: a route whose request claims a message (POST /api/messages) answers a key a crash left `in_progress` from it. */
 export type IdempotentRoute = (route: string, options?: { resume?: (req: Parameters<RequestHandler>[0], messageId: string) => ReturnType<ResumeClaimed> }) => RequestHandler;
 
 /** The key of the request being served, for a route that links what it claims to it (idempotency.repo.ts linkMessage); undefined without the header. */

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { AuthContext } from '../auth/auth.service.js';
-import { RESOLVE_LOOKS, recoveryOwnerOf, UNSEARCHABLE_RECHECK_MS } from '../campaigns/send-recovery.js';
+import { isRecoveryOwner, RESOLVE_LOOKS, recoveryOwnerOf, UNSEARCHABLE_RECHECK_MS } from '../campaigns/send-recovery.js';
 import { ConflictError, NotFoundError, AppError, TooManyRequestsError } from '../errors.js';
 import { composeMime, newMessageId } from '../gmail/compose-mime.js';
 import { GMAIL_SCOPES, ONE_TO_ONE_NOT_SENT, SEND_OUTCOME_UNKNOWN } from '../gmail/gmail-client.js';
@@ -198,8 +198,8 @@ export function createMessagesService(deps: MessagesServiceDeps) {
     async answerOfClaim(auth: AuthContext, id: string): Promise<{ status: number; body: ReturnType<typeof presentMessage> } | undefined> {
       const row = await repo.findById(auth.workspaceId, id);
       if (!row) return undefined;
-      // Recovery's lease (recoveryOwnerOf) means the request's own ended.
-      const requestHolds = row.leaseOwner !== null && !row.leaseOwner.endsWith(recoveryOwnerOf(''));
+      // Recovery's lease means the request's own ended.
+      const requestHolds = row.leaseOwner !== null && !isRecoveryOwner(row.leaseOwner);
       if (row.status === 'sending' && requestHolds && row.leaseExpiresAt !== null && row.leaseExpiresAt > now()) return undefined;
       // Recovery's verdicts are no refusal: Gmail never said no, so the state is answered as it stands.
       const refusedBy = row.status === 'failed' && row.errorCode !== SEND_OUTCOME_UNKNOWN && row.errorCode !== ONE_TO_ONE_NOT_SENT ? row.errorCode : null;

@@ -161,15 +161,15 @@ export function createRollupRunner(options: RollupRunnerOptions) {
     },
 
     /**
-     * Stops the timers and rolls up what is pending, starting no pass (nor retry) after
-     * `timeoutMs`: what is left stays pending for the next process (its sweep).
-     */
-    /**
      * Starts no pass from now on (a pass running finishes): at shutdown the database's time goes
      * to the event writer first; close() rolls up with what time is left after it.
      */
     stop: stopPasses,
 
+    /**
+     * Stops the timers and rolls up what is pending, starting no pass (nor retry) after
+     * `timeoutMs`: what is left stays pending for the next process (its sweep).
+     */
     async close({ timeoutMs = 5_000 }: { timeoutMs?: number } = {}): Promise<void> {
       stopPasses();
       const deadline = now() + timeoutMs;

@@ -257,11 +257,6 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions) {
         if (purged < PURGE_BATCH) return total;
       }
     },
-
-    /** Waits for deliveries in flight (their leases would otherwise have to expire first). */
-    async idle(): Promise<void> {
-      await Promise.allSettled([...inFlight]);
-    },
   };
 }
 
