@@ -258,7 +258,7 @@ export function createServices(deps: AppDeps) {
   const embeddedMaintenance = createEmbeddedMaintenance(database);
   // Server-to-server callers: API keys, and Idempotency-Key answers kept for replay.
   const apiKeys = createApiKeysService({ repo: createApiKeysRepo(db), authRepo: createAuthRepo(db), now: deps.now });
-  const idempotency = createIdempotencyService({ repo: createIdempotencyRepo(db), now: deps.now });
+  const idempotency = createIdempotencyService({ repo: createIdempotencyRepo(db), now: deps.now, leaseMs: config.sending.leaseMs });
   // Privacy: exports (P-12) and legal requests (P-16) read one subject-data repo.
   const subjectData = createSubjectDataRepo(db);
   const privacyExports = createExportService({ self: createSelfExportRepo(db), subjects: subjectData, now: deps.now });

@@ -3,7 +3,7 @@ import type { RequestHandler, Response } from 'express';
 import { actorOf } from '../auth/actor.js';
 import { authOf } from '../auth/auth.middleware.js';
 import { ValidationError } from '../errors.js';
-import type { IdempotencyScope } from './idempotency.repo.js';
+import type { IdempotencyClaim } from './idempotency.repo.js';
 import type { IdempotencyService, ResumeClaimed } from './idempotency.service.js';
 
 /** Printable ASCII, as Stripe and the IETF draft use: a UUID or any opaque string the client makes. */
@@ -13,11 +13,15 @@ const KEY_SHAPE = /^[\x21-\x7e]{1,255}$/;
 export const requestHashOf = (method: string, pathname: string, body: unknown): string =>
   createHash('sha256').update(`${method} ${pathname}\n${JSON.stringify(body ?? null)}`).digest('hex');
 
-/** `resume`: a route whose request claims a message (POST /api/messages) answers a key a crash left `in_progress` from it. */
+/**
+ * `resume`: a route whose request links what it does to its key in the same transaction (POST
+ * /api/messages: the send's claim) answers a key a crash left `in_progress` from that message, and
+ * a retry takes over a key whose request died before linking anything (idempotency.service.ts begin).
+ */
 export type IdempotentRoute = (route: string, options?: { resume?: (req: Parameters<RequestHandler>[0], messageId: string) => ReturnType<ResumeClaimed> }) => RequestHandler;
 
-/** The key of the request being served, for a route that links what it claims to it (idempotency.repo.ts linkMessage); undefined without the header. */
-export const idempotencyScopeOf = (res: Response): IdempotencyScope | undefined => res.locals.idempotencyScope as IdempotencyScope | undefined;
+/** The key of the request being served and its claim of it, for a route that links what it claims to it (idempotency.repo.ts lockClaim, linkMessage); undefined without the header. */
+export const idempotencyClaimOf = (res: Response): IdempotencyClaim | undefined => res.locals.idempotencyClaim as IdempotencyClaim | undefined;
 
 /**
  * `Idempotency-Key` for one route (named by its pattern, e.g. `POST /api/campaigns/:id/launch`).
@@ -40,9 +44,13 @@ export function idempotentRoute(service: IdempotencyService): IdempotentRoute {
       res.status(start.status).json(start.body);
       return;
     }
-    res.locals.idempotencyScope = scope;
+    const claim = { scope, claimedAt: start.claimedAt };
+    res.locals.idempotencyClaim = claim;
+    // Proof that this request is alive until it links its send (a retry may take over a key whose lease ran out).
+    const stopLease = resume ? service.keepLease(claim, (error: unknown) => req.log.warn({ err: error }, 'idempotency lease not renewed')) : undefined;
     const send = res.json.bind(res);
     res.json = (body: unknown) => {
+      stopLease?.();
       service
         .finish(scope, start.claimedAt, res.statusCode, body)
         .catch((error: unknown) => req.log.error({ err: error }, 'idempotency record not written'))

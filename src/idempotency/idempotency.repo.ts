@@ -1,4 +1,4 @@
-import { and, eq, lte, type SQL } from 'drizzle-orm';
+import { and, eq, isNotNull, isNull, lt, lte, type SQL } from 'drizzle-orm';
 import type { Db } from '../db/connect.js';
 import { idempotencyKeys, type IdempotencyKeyRow } from '../db/schema.js';
 
@@ -25,6 +25,12 @@ const matches = (scope: IdempotencyScope) =>
  */
 export type ClaimOf = { claimedAt: Date } | { messageId: string };
 
+/** A request's hold on its key: the key, and which claim of it (`created_at`, see ClaimOf). */
+export interface IdempotencyClaim {
+  scope: IdempotencyScope;
+  claimedAt: Date;
+}
+
 const claimOf = (claim: ClaimOf): SQL =>
   'claimedAt' in claim ? eq(idempotencyKeys.createdAt, claim.claimedAt) : eq(idempotencyKeys.messageId, claim.messageId);
 
@@ -35,11 +41,12 @@ export function createIdempotencyRepo(db: Db) {
      * inserted `in_progress`), false when a live row exists. An expired row is dropped first.
      * Two racing requests both try the insert; the primary key lets exactly one through.
      */
-    async claim(scope: IdempotencyScope, requestHash: string, at: Date, expiresAt: Date): Promise<boolean> {
+    /** `leaseExpiresAt`: for a route that links its side effect, the liveness of this request until it does (takeOver). */
+    async claim(scope: IdempotencyScope, requestHash: string, at: Date, expiresAt: Date, leaseExpiresAt: Date | null = null): Promise<boolean> {
       await db.delete(idempotencyKeys).where(and(matches(scope), lte(idempotencyKeys.expiresAt, at)));
       const inserted = await db
         .insert(idempotencyKeys)
-        .values({ ...scope, requestHash, state: 'in_progress', createdAt: at, expiresAt })
+        .values({ ...scope, requestHash, state: 'in_progress', createdAt: at, expiresAt, leaseExpiresAt })
         .onConflictDoNothing()
         .returning({ key: idempotencyKeys.key });
       return inserted.length === 1;
@@ -50,23 +57,74 @@ export function createIdempotencyRepo(db: Db) {
       return row;
     },
 
+    /**
+     * A retry takes over the key of a request that is provably gone and did nothing: still the
+     * claim the retry read (`seenClaimedAt`), `in_progress`, no message linked, its lease set and
+     * expired. One statement, so two retries cannot both take it, and a claim linking its message
+     * at the same moment wins or loses whole (the link runs in the claim's transaction and holds
+     * the row). The key becomes this retry's claim: `created_at` is `at` (so the gone request's
+     * late finish or link matches nothing), a new window and a live lease.
+     */
+    async takeOver(scope: IdempotencyScope, seenClaimedAt: Date, at: Date, expiresAt: Date, leaseExpiresAt: Date): Promise<boolean> {
+      const taken = await db
+        .update(idempotencyKeys)
+        .set({ createdAt: at, expiresAt, leaseExpiresAt })
+        .where(
+          and(
+            matches(scope),
+            eq(idempotencyKeys.state, 'in_progress'),
+            eq(idempotencyKeys.createdAt, seenClaimedAt),
+            isNull(idempotencyKeys.messageId),
+            isNotNull(idempotencyKeys.leaseExpiresAt),
+            lt(idempotencyKeys.leaseExpiresAt, at),
+          ),
+        )
+        .returning({ key: idempotencyKeys.key });
+      return taken.length === 1;
+    },
+
+    /** Keeps the lease of a request still running and not linked yet; false once the key is no longer this claim's or is linked (nothing left to renew). */
+    async renewLease(claim: IdempotencyClaim, leaseExpiresAt: Date): Promise<boolean> {
+      const renewed = await db
+        .update(idempotencyKeys)
+        .set({ leaseExpiresAt })
+        .where(and(matches(claim.scope), eq(idempotencyKeys.state, 'in_progress'), claimOf(claim), isNotNull(idempotencyKeys.leaseExpiresAt)))
+        .returning({ key: idempotencyKeys.key });
+      return renewed.length === 1;
+    },
+
     async complete(scope: IdempotencyScope, claim: ClaimOf, status: number, body: unknown): Promise<void> {
       await db
         .update(idempotencyKeys)
-        .set({ state: 'completed', responseStatus: status, responseBody: body ?? null })
+        .set({ state: 'completed', responseStatus: status, responseBody: body ?? null, leaseExpiresAt: null })
         .where(and(matches(scope), eq(idempotencyKeys.state, 'in_progress'), claimOf(claim)));
     },
 
     /**
-     * Links the key of a request still running to the 1:1 send it claimed: called with the
-     * claim's own transaction (messages.repo.ts), so the message never exists without its key
-     * knowing it, and a retry after a crash can answer its state.
+     * Whether the key is still this request's claim, locked until the transaction ends: the send
+     * claim asks it first, in its own transaction (messages.repo.ts), and claims nothing when a
+     * retry took the key over meanwhile (this request had looked gone: a stall outlasted its lease).
      */
-    async linkMessage(scope: IdempotencyScope, messageId: string): Promise<void> {
+    async lockClaim(claim: IdempotencyClaim): Promise<boolean> {
+      const held = await db
+        .select({ key: idempotencyKeys.key })
+        .from(idempotencyKeys)
+        .where(and(matches(claim.scope), eq(idempotencyKeys.state, 'in_progress'), claimOf(claim)))
+        .for('update');
+      return held.length === 1;
+    },
+
+    /**
+     * Links the key of a request still running to the 1:1 send it claimed: called with the
+     * claim's own transaction after lockClaim (messages.repo.ts), so the message never exists
+     * without its key knowing it, and a retry after a crash can answer its state. The lease ends
+     * here: from now on the send's own lease tells whether the request may still be running.
+     */
+    async linkMessage(claim: IdempotencyClaim, messageId: string): Promise<void> {
       await db
         .update(idempotencyKeys)
-        .set({ messageId })
-        .where(and(matches(scope), eq(idempotencyKeys.state, 'in_progress')));
+        .set({ messageId, leaseExpiresAt: null })
+        .where(and(matches(claim.scope), eq(idempotencyKeys.state, 'in_progress'), claimOf(claim)));
     },
 
     /** Drops every answer past its window; returns how many. */

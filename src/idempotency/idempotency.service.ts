@@ -1,8 +1,11 @@
 import { AppError, ConflictError, UnprocessableError } from '../errors.js';
-import type { IdempotencyRepo, IdempotencyScope } from './idempotency.repo.js';
+import type { IdempotencyClaim, IdempotencyRepo, IdempotencyScope } from './idempotency.repo.js';
 
 /** An answer is replayed for 24 hours after the first request. */
 export const IDEMPOTENCY_WINDOW_MS = 24 * 3600 * 1000;
+
+/** How long a request's key lease lasts without renewal (the composition root passes SEND_LEASE_SECONDS); it is renewed at each third. */
+const DEFAULT_LEASE_MS = 240_000;
 
 /** `claimedAt`: which claim of the key this request holds, for `finish` (idempotency.repo.ts ClaimOf). */
 export type IdempotencyStart = { kind: 'first'; claimedAt: Date } | { kind: 'replay'; status: number; body: unknown };
@@ -21,9 +24,11 @@ export type ResumeClaimed = (messageId: string) => Promise<{ status: number; bod
  * a different request is a client bug (422 `idempotency_key_reused`). Only successful answers
  * are kept: a refused request changed nothing, so the key is free again for a corrected one.
  */
-export function createIdempotencyService(deps: { repo: IdempotencyRepo; now?: () => Date }) {
+export function createIdempotencyService(deps: { repo: IdempotencyRepo; now?: () => Date; leaseMs?: number }) {
   const { repo } = deps;
   const now = deps.now ?? (() => new Date());
+  const leaseMs = deps.leaseMs ?? DEFAULT_LEASE_MS;
+  const later = (at: Date, ms: number) => new Date(at.getTime() + ms);
 
   /**
    * An error answer means nothing went out: the key is freed, as the first request would have
@@ -40,23 +45,35 @@ export function createIdempotencyService(deps: { repo: IdempotencyRepo; now?: ()
   }
 
   return {
+    /**
+     * `resume`: the route links its side effect to the key in that effect's own transaction (a 1:1
+     * send's claim: messages.repo.ts). Only then does the key carry a lease until the link, and only
+     * then may a retry take over a key whose request is gone (lease expired) and linked nothing:
+     * nothing was done, so the route runs for the retry. A route whose effect may commit unlinked
+     * (creating or launching a campaign) never takes over: its crashed key stays 409 until it expires.
+     */
     async begin(scope: IdempotencyScope, requestHash: string, resume?: ResumeClaimed): Promise<IdempotencyStart> {
       const at = now();
-      if (await repo.claim(scope, requestHash, at, new Date(at.getTime() + IDEMPOTENCY_WINDOW_MS))) return { kind: 'first', claimedAt: at };
+      const windowEnd = later(at, IDEMPOTENCY_WINDOW_MS);
+      const lease = resume ? later(at, leaseMs) : null;
+      if (await repo.claim(scope, requestHash, at, windowEnd, lease)) return { kind: 'first', claimedAt: at };
       const existing = await repo.find(scope);
       // Released or expired between our insert and this read: try once more.
       if (!existing) {
-        if (await repo.claim(scope, requestHash, at, new Date(at.getTime() + IDEMPOTENCY_WINDOW_MS))) return { kind: 'first', claimedAt: at };
+        if (await repo.claim(scope, requestHash, at, windowEnd, lease)) return { kind: 'first', claimedAt: at };
         throw new ConflictError('idempotency_in_progress', 'A request with this Idempotency-Key is being processed; retry shortly');
       }
       if (existing.requestHash !== requestHash) {
         throw new UnprocessableError('idempotency_key_reused', 'This Idempotency-Key was used with a different request; use a new key');
       }
       if (existing.state === 'in_progress') {
-        // A crash leaves the key here for its whole window; the message the first request claimed
-        // tells what happened. The route is never run again for this key.
+        // A crash leaves the key here; the message the first request claimed tells what happened,
+        // and the route is never run again for it. With no message linked and the lease over,
+        // the first request is gone and did nothing: this retry takes the key and runs the route.
         const answer = existing.messageId && resume ? await resumeOrRelease(scope, existing.messageId, resume) : undefined;
         if (answer) return { kind: 'replay', ...answer };
+        const gone = resume && !existing.messageId && existing.leaseExpiresAt !== null && existing.leaseExpiresAt < at;
+        if (gone && (await repo.takeOver(scope, existing.createdAt, at, windowEnd, lease!))) return { kind: 'first', claimedAt: at };
         throw new ConflictError(
           'idempotency_in_progress',
           'A request with this Idempotency-Key is being processed; retry shortly',
@@ -64,6 +81,21 @@ export function createIdempotencyService(deps: { repo: IdempotencyRepo; now?: ()
         );
       }
       return { kind: 'replay', status: existing.responseStatus ?? 200, body: existing.responseBody };
+    },
+
+    /**
+     * Renews the lease of a request that will link its side effect (begin's `resume`) while it
+     * runs, until it links it or the key is no longer its claim; returns the stop for its answer.
+     * A renewal that fails (the database unreachable for a while) may let the lease lapse under a
+     * live request: a retry then takes the key over, and this request's claim refuses to send
+     * (lockClaim), so the mail still goes out once.
+     */
+    keepLease(claim: IdempotencyClaim, onError: (error: unknown) => void): () => void {
+      const timer = setInterval(() => {
+        repo.renewLease(claim, later(now(), leaseMs)).then((held) => held || clearInterval(timer), onError);
+      }, leaseMs / 3);
+      timer.unref();
+      return () => clearInterval(timer);
     },
 
     /** The periodic sweep (src/jobs.ts): answers past their 24 hours are of no use to anyone. */

@@ -15,11 +15,14 @@ export type MessageRow = typeof messages.$inferSelect;
 export type NewMessage = typeof messages.$inferInsert;
 
 function messageQueries(db: Db, hashAddress: AddressHasher) {
+  const idempotencyKeys = createIdempotencyRepo(db);
   return {
     ...createSuppressionRepo(db, hashAddress),
 
+    /** Whether the request's Idempotency-Key is still its claim (a retry may have taken it over), locked for the claim's transaction. */
+    lockIdempotencyClaim: idempotencyKeys.lockClaim,
     /** The request's Idempotency-Key learns the send it claimed, in the claim's transaction (idempotency/README.md). */
-    linkIdempotencyKey: createIdempotencyRepo(db).linkMessage,
+    linkIdempotencyKey: idempotencyKeys.linkMessage,
 
     /** Invariant 1: the gate's lock on every recipient address (see suppression/address-lock.ts). */
     lockAddresses: (workspaceId: string, emails: string[]) => lockAddresses(db, workspaceId, emails),

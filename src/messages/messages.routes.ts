@@ -5,7 +5,7 @@ import { emailAddressField } from '../contacts/email-address.js';
 import type { MessageContentReader } from '../gmail/message-content.js';
 import { parseId } from '../http/params.js';
 import { parseInput, entityId } from '../http/validate.js';
-import { idempotencyScopeOf, type IdempotentRoute } from '../idempotency/idempotency.middleware.js';
+import { idempotencyClaimOf, type IdempotentRoute } from '../idempotency/idempotency.middleware.js';
 import { CONTENT_PURPOSES } from '../privacy/gmail-guard.js';
 import type { MessagesService } from './messages.service.js';
 
@@ -50,7 +50,7 @@ export function messagesRoutes(messages: MessagesService, content: MessageConten
   // A retry of a request that crashed after claiming its send answers that message's state (idempotency/README.md).
   const resume = (req: Parameters<RequestHandler>[0], messageId: string) => messages.answerOfClaim(authOf(req), messageId);
   router.post('/messages', idempotent('POST /api/messages', { resume }), async (req, res) => {
-    const { pending, message } = await messages.send(authOf(req), parseInput(sendMessageBody, req.body), { idempotencyKey: idempotencyScopeOf(res) });
+    const { pending, message } = await messages.send(authOf(req), parseInput(sendMessageBody, req.body), { idempotencyKey: idempotencyClaimOf(res) });
     // 202: the outcome is not known yet (Gmail did not confirm in time, or recording its answer failed); GET /api/messages/:id shows it once it is.
     res.status(pending ? 202 : 201).json(message);
   });

@@ -9,7 +9,7 @@ import { GmailError, type GmailErrorKind } from '../gmail/gmail-errors.js';
 import type { MailboxesRepo, MailboxRow } from '../gmail/mailboxes.repo.js';
 import { GRANT_REFUSED_MESSAGE, mailboxNeedsReconnect, type MailboxService } from '../gmail/mailboxes.service.js';
 import { UNDECIDED, type SentCopies } from '../gmail/sent-copy.js';
-import type { IdempotencyScope } from '../idempotency/idempotency.repo.js';
+import type { IdempotencyClaim } from '../idempotency/idempotency.repo.js';
 import { errorNameOf, type Logger } from '../logger.js';
 import { isOwnMessage, seesMessageSubject } from '../privacy/gmail-guard.js';
 import type { MessageRow, MessagesRepo } from './messages.repo.js';
@@ -207,8 +207,8 @@ export function createMessagesService(deps: MessagesServiceDeps) {
       return { status: row.status === 'sent' ? 201 : 202, body: presentMessage(row, true) };
     },
 
-    /** 201 with the sent message, or 202 while its outcome is being resolved. `idempotencyKey`: the request's key, linked to the claim. */
-    async send(auth: AuthContext, mail: OneToOneMail, options: { idempotencyKey?: IdempotencyScope } = {}): Promise<{ pending: boolean; message: ReturnType<typeof presentMessage> }> {
+    /** 201 with the sent message, or 202 while its outcome is being resolved. `idempotencyKey`: the request's claim of its key, linked to the send's claim. */
+    async send(auth: AuthContext, mail: OneToOneMail, options: { idempotencyKey?: IdempotencyClaim } = {}): Promise<{ pending: boolean; message: ReturnType<typeof presentMessage> }> {
       const mailbox = await mailboxes.requireSendable(auth, mail.mailboxId);
       if ((await mailboxes.remainingBudget(mailbox)) <= 0) {
         // No numbers: the budget is the Gmail account's, and what used it up may be another
@@ -266,6 +266,9 @@ export function createMessagesService(deps: MessagesServiceDeps) {
           if (suppressed.size > 0) return refuse(tx, new ConflictError('recipient_suppressed', 'A recipient opted out of mail from this workspace', { recipients: [...suppressed] }));
           // A retry's renewal: a live lease, never parked (campaigns/parked-sends.ts).
           if (claimed) return tx.updateLeased(claimed.id, workerId, { leaseExpiresAt: after(leaseMs), errorCode: null });
+          // A retry took the key over while this request stalled past its key's lease (idempotency/README.md):
+          // the retry sends, this one claims nothing.
+          if (options.idempotencyKey && !(await tx.lockIdempotencyClaim(options.idempotencyKey))) return refuse(tx, keyTakenOver());
           const inserted = await tx.insertWithContacts(
             {
               id: messageRowId,
@@ -345,6 +348,9 @@ export function createMessagesService(deps: MessagesServiceDeps) {
     },
   };
 }
+
+/** A retry holds the request's Idempotency-Key now: its answer is the key's (nothing was sent here). */
+const keyTakenOver = () => new ConflictError('idempotency_in_progress', 'A retry with this Idempotency-Key took it over while this request waited; nothing was sent by this request, retry for the answer');
 
 /** The answer to a definite Gmail failure (or the failed row's `errorCode` it recorded); `recorded`: the failed message row the attempt left, named in `details`. */
 function gmailFailure(error: Pick<GmailError, 'kind'> & { retryAfterSeconds?: number }, recorded?: { messageId: string }): AppError {

@@ -19,6 +19,10 @@ import { createTestDatabase } from '../helpers/test-db.js';
  * until recovery settles it, 201 `sent` after), replayed, and never a second mail. Before the
  * key was linked to the message, every retry was a bare 409 for 24 hours.
  *
+ * Killed before its claim instead (A waits for a token refresh the sandbox holds), A linked no
+ * message: while A's key lease could still be a live request, a bare 409; once it is over, B
+ * takes the key over and sends, once. Before the lease, that key was a bare 409 for 24 hours.
+ *
  * Needs the PostgreSQL server (two processes cannot share an in-process PGlite).
  */
 
@@ -126,5 +130,49 @@ describe.skipIf(!server)('Idempotency-Key after kill -9 of the sending process (
     await sleep(GMAIL_LATENCY_MS);
     expect(app.sandbox.control.listMessages(sender, { labelId: 'SENT' }).filter((m) => m.subject === subject)).toHaveLength(1);
     expect(sendCalls()).toBe(callsAtKill);
+  }, 120_000);
+
+  it('a retry from a fresh process takes over the key of a process killed before its claim, and the mail goes out once', async () => {
+    const sender = 'idem-killed-early@acme.test';
+    const mailbox = await connectedMailbox(app, token, sender);
+    // Its access token is due: A's send first waits for a refresh, which the sandbox holds, before the pacer's turn and the claim.
+    await app.database.db.execute(sql`update mailboxes set access_token_expires_at = now() where id = ${mailbox.id}::uuid`);
+    const subject = `Killed before its claim ${Date.now()}`;
+    const mail = { mailboxId: mailbox.id, to: 'pat@contoso.test', subject, text: 'Hello' };
+    const key = `crm-early-${Date.now()}`;
+    const [a, b] = await Promise.all([serviceProcess(), serviceProcess()]);
+    for (const p of [a, b]) expect(await waitForHealth(p.port), p.output()).toBeDefined();
+
+    app.sandbox.control.injectFault({ kind: 'latency', ms: 3_000, endpoint: 'token', mailbox: sender, times: 1 });
+    const first = post(a.port, key, mail).catch(() => undefined);
+    const deadline = Date.now() + 30_000;
+    const leased = sql`select 1 from idempotency_keys where key = ${key} and lease_expires_at is not null and message_id is null`;
+    while (rowsOf(await app.database.db.execute(leased)).length === 0) {
+      if (Date.now() > deadline) throw new Error(`A never took the key: ${a.output()}`);
+      await sleep(5);
+    }
+    await sleep(300);
+    a.child.kill('SIGKILL');
+    await a.exited;
+    expect(await first).toBeUndefined();
+
+    // B, at once: A's lease could still be a live request; nothing is linked to name.
+    const early = await answerOf(await post(b.port, key, mail));
+    expect([early.status, early.body.error.code, early.body.error.details]).toEqual([409, 'idempotency_in_progress', undefined]);
+
+    // Once A's lease is over, B takes the key over and runs the send.
+    let later = early;
+    while (later.status === 409) {
+      if (Date.now() > deadline) throw new Error(`still 409 after the lease: ${JSON.stringify(later.body)}`);
+      await sleep(200);
+      later = await answerOf(await post(b.port, key, mail));
+    }
+    expect([later.status, later.replayed]).toEqual([201, null]);
+    expect(later.body).toMatchObject({ status: 'sent', subject });
+    const replay = await answerOf(await post(b.port, key, mail));
+    expect([replay.status, replay.replayed, replay.body.id]).toEqual([201, 'true', later.body.id]);
+
+    expect(app.sandbox.control.listMessages(sender, { labelId: 'SENT' }).filter((m) => m.subject === subject)).toHaveLength(1);
+    expect(app.sandbox.control.calls({ endpoint: 'send', mailbox: sender })).toHaveLength(1);
   }, 120_000);
 });

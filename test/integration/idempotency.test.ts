@@ -4,6 +4,7 @@ import { campaignFixtures } from '../helpers/campaign-fixtures.js';
 import { connectedMailbox } from '../helpers/gmail.js';
 import { useAppWithOwner } from '../helpers/test-app.js';
 import { AppError } from '../../src/errors.js';
+import { rowsOf } from '../../src/db/pg-array.js';
 import { requestHashOf } from '../../src/idempotency/idempotency.middleware.js';
 import { createIdempotencyRepo } from '../../src/idempotency/idempotency.repo.js';
 import { createIdempotencyService } from '../../src/idempotency/idempotency.service.js';
@@ -25,6 +26,21 @@ function send(subject: string, key: string | undefined, to = 'idem-rcpt@contoso.
     json: { mailboxId, to, subject, text: 'hello' },
     headers: key ? { 'idempotency-key': key } : {},
   });
+}
+
+/**
+ * What a kill -9 mid-request leaves (idempotency-kill.test.ts kills for real): the key `in_progress`,
+ * `messageId` linked by a send's claim or none, and `lease` (`interval` SQL from now) the request's
+ * liveness before its claim, or none. `created_at` to the millisecond, as the app's Date writes it (a claim is told by it).
+ */
+async function leaveKey(key: string, subject: string, left: { messageId?: string; lease?: string; route?: string; path?: string; json?: unknown } = {}) {
+  const json = left.json ?? { mailboxId, to: 'idem-rcpt@contoso.test', subject, text: 'hello' };
+  const lease = left.lease === undefined ? sql`null` : sql`now() + ${left.lease}::interval`;
+  await ctx.app.database.db.execute(sql`
+    insert into idempotency_keys (workspace_id, caller, route, key, request_hash, state, created_at, expires_at, message_id, lease_expires_at)
+    values (${ctx.owner.workspaceId}::uuid, ${`user:${ctx.owner.userId}`}, ${left.route ?? 'POST /api/messages'}, ${key},
+            ${requestHashOf('POST', left.path ?? '/api/messages', json)}, 'in_progress', date_trunc('milliseconds', now()) - interval '10 minutes', now() + interval '1 day',
+            ${left.messageId ?? null}::uuid, ${lease})`);
 }
 
 describe('Idempotency-Key', () => {
@@ -82,11 +98,7 @@ describe('Idempotency-Key', () => {
     const messageId = refused.body.error.details.messageId as string;
     // What a kill -9 between recording the refusal and freeing the key leaves (idempotency-kill.test.ts kills for real):
     // the key in_progress, linked by the claim to the failed record.
-    const body = { mailboxId, to: 'idem-rcpt@contoso.test', subject: 'Refused, then a crash', text: 'hello' };
-    await ctx.app.database.db.execute(sql`
-      insert into idempotency_keys (workspace_id, caller, route, key, request_hash, state, expires_at, message_id)
-      values (${ctx.owner.workspaceId}::uuid, ${`user:${ctx.owner.userId}`}, 'POST /api/messages', 'key-refused',
-              ${requestHashOf('POST', '/api/messages', body)}, 'in_progress', now() + interval '1 day', ${messageId}::uuid)`);
+    await leaveKey('key-refused', 'Refused, then a crash', { messageId });
     const sendsBefore = ctx.app.sandbox.control.calls({ endpoint: 'send' }).length;
 
     const retry = await send('Refused, then a crash', 'key-refused');
@@ -113,7 +125,7 @@ describe('Idempotency-Key', () => {
     // The first request claims the key and links the send Gmail refused; it is still alive.
     const first = await service.begin(scope, 'hash');
     if (first.kind !== 'first') throw new Error('expected the first claim');
-    await repo.linkMessage(scope, messageId);
+    await repo.linkMessage({ scope, claimedAt: first.claimedAt }, messageId);
     // Retry A reads the key (in progress, linked) and asks the message; meanwhile the first
     // request answers its refusal (freeing its key) and retry B claims the key for a send of its own.
     let second: Awaited<ReturnType<typeof service.begin>> | undefined;
@@ -221,5 +233,92 @@ describe('Idempotency-Key', () => {
     const shown = await ctx.app.api('GET', `/api/messages/${first.body.id}`, { token: ctx.owner.token });
     expect(shown.body.status).toBe('sent');
     expect(inbox(to, 'Stored late')).toHaveLength(1);
+  });
+
+  it('a request that died before claiming its send: 409 while its lease is live; once it is over, a retry takes the key over and the mail goes out once', async () => {
+    const db = ctx.app.database.db;
+    await leaveKey('key-gone', 'Gone before its claim', { lease: '1 minute' });
+    const live = await send('Gone before its claim', 'key-gone');
+    expect([live.status, live.body.error.code, live.body.error.details]).toEqual([409, 'idempotency_in_progress', undefined]);
+
+    await db.execute(sql`update idempotency_keys set lease_expires_at = now() - interval '1 second' where key = 'key-gone'`);
+    const sendsBefore = ctx.app.sandbox.control.callCounts({ successfulOnly: true }).send;
+    const taken = await send('Gone before its claim', 'key-gone');
+    expect([taken.status, taken.body.status, taken.headers.get('idempotent-replayed')]).toEqual([201, 'sent', null]);
+    const again = await send('Gone before its claim', 'key-gone');
+    expect([again.status, again.body.id, again.headers.get('idempotent-replayed')]).toEqual([201, taken.body.id, 'true']);
+    expect(inbox('idem-rcpt@contoso.test', 'Gone before its claim')).toHaveLength(1);
+    expect(ctx.app.sandbox.control.callCounts({ successfulOnly: true }).send - sendsBefore).toBe(1);
+    const [row] = rowsOf<{ state: string; message_id: string; lease_expires_at: unknown }>(
+      await db.execute(sql`select state, message_id, lease_expires_at from idempotency_keys where key = 'key-gone'`),
+    );
+    expect(row).toEqual({ state: 'completed', message_id: taken.body.id, lease_expires_at: null });
+  });
+
+  it('no takeover without proof that the request is gone and did nothing: a key without a lease, and the campaign routes, stay 409', async () => {
+    // No lease: written before migration 0062, or its send's claim linked a message since deleted (the link ends the lease).
+    await leaveKey('key-no-lease', 'No lease');
+    const unleased = await send('No lease', 'key-no-lease');
+    expect([unleased.status, unleased.body.error.code]).toEqual([409, 'idempotency_in_progress']);
+    // A draft may have been created without its key knowing: a retry must not create a second one.
+    const draft = { name: 'Crashed draft', kind: 'transactional', mailboxId, subject: 'Crashed', text: 'Hi', contactIds: [] };
+    await leaveKey('campaign-gone', '', { route: 'POST /api/campaigns', path: '/api/campaigns', json: draft, lease: '-1 minute' });
+    const retry = await ctx.app.api('POST', '/api/campaigns', { token: ctx.owner.token, json: draft, headers: { 'idempotency-key': 'campaign-gone' } });
+    expect([retry.status, retry.body.error.code]).toEqual([409, 'idempotency_in_progress']);
+    expect(inbox('idem-rcpt@contoso.test', 'No lease')).toHaveLength(0);
+    const all = await ctx.app.api('GET', '/api/campaigns', { token: ctx.owner.token });
+    expect(all.body.campaigns.filter((c: { name: string }) => c.name === 'Crashed draft')).toHaveLength(0);
+  });
+
+  it('a request stalled before its claim past its lease: a retry takes the key over and sends; the stalled one then claims nothing (409); one mail', async () => {
+    const db = ctx.app.database.db;
+    // A mailbox not used yet whose access token is due: the request first waits for a refresh,
+    // which the sandbox holds, before the pacer's turn and the claim.
+    const box = (await connectedMailbox(ctx.app, ctx.owner.token, 'idem-stalled@acme.test')).id;
+    await db.execute(sql`update mailboxes set access_token_expires_at = now() where id = ${box}::uuid`);
+    if (!ctx.app.sandbox.control.getMailbox('idem-rcpt@contoso.test')) ctx.app.sandbox.control.createMailbox({ email: 'idem-rcpt@contoso.test' });
+    const post = () => ctx.app.api('POST', '/api/messages', { token: ctx.owner.token, json: { mailboxId: box, to: 'idem-rcpt@contoso.test', subject: 'Stalled before its claim', text: 'hi' }, headers: { 'idempotency-key': 'key-stalled' } });
+    ctx.app.sandbox.control.injectFault({ kind: 'latency', ms: 2_000, endpoint: 'token', mailbox: 'idem-stalled@acme.test', times: 1 });
+    const sendsBefore = ctx.app.sandbox.control.callCounts({ successfulOnly: true }).send;
+    const stalled = post();
+    const leased = sql`select 1 from idempotency_keys where key = 'key-stalled' and lease_expires_at > now()`;
+    while (rowsOf(await db.execute(leased)).length === 0) await new Promise((r) => setTimeout(r, 5));
+    const live = await post();
+    expect([live.status, live.body.error?.code]).toEqual([409, 'idempotency_in_progress']);
+
+    // Its renewals stop for longer than the lease (a stall, the database out of reach): the lease runs out.
+    await db.execute(sql`update idempotency_keys set lease_expires_at = now() - interval '1 second' where key = 'key-stalled'`);
+    const taken = await post();
+    expect([taken.status, taken.headers.get('idempotent-replayed')]).toEqual([201, null]);
+    const late = await stalled;
+    expect([late.status, late.body.error?.code]).toEqual([409, 'idempotency_in_progress']);
+    const replay = await post();
+    expect([replay.status, replay.body.id, replay.headers.get('idempotent-replayed')]).toEqual([201, taken.body.id, 'true']);
+    expect(inbox('idem-rcpt@contoso.test', 'Stalled before its claim')).toHaveLength(1);
+    expect(ctx.app.sandbox.control.callCounts({ successfulOnly: true }).send - sendsBefore).toBe(1);
+  });
+
+  it('two retries finding the lease over: exactly one takes the key; the gone claim then locks, renews and finishes nothing', async () => {
+    let clock = Date.now();
+    const repo = createIdempotencyRepo(ctx.app.database.db);
+    const service = createIdempotencyService({ repo, now: () => new Date((clock += 1000)), leaseMs: 60_000 });
+    const scope = { workspaceId: ctx.owner.workspaceId, caller: `user:${ctx.owner.userId}`, route: 'POST /api/messages', key: 'key-takeover-race' };
+    const resume = async () => undefined;
+    const gone = await service.begin(scope, 'hash', resume);
+    if (gone.kind !== 'first') throw new Error('expected the first claim');
+    clock += 120_000;
+    const retries = await Promise.allSettled([service.begin(scope, 'hash', resume), service.begin(scope, 'hash', resume)]);
+    const taken = retries.flatMap((r) => (r.status === 'fulfilled' && r.value.kind === 'first' ? [r.value] : []));
+    expect(taken).toHaveLength(1);
+    expect(retries.find((r) => r.status === 'rejected')).toMatchObject({ reason: { code: 'idempotency_in_progress' } });
+
+    const goneClaim = { scope, claimedAt: gone.claimedAt };
+    expect(await repo.lockClaim(goneClaim)).toBe(false);
+    expect(await repo.renewLease(goneClaim, new Date(clock + 60_000))).toBe(false);
+    await service.finish(scope, gone.claimedAt, 422, null);
+    expect(await repo.find(scope)).toMatchObject({ state: 'in_progress', createdAt: taken[0]!.claimedAt });
+    expect(await repo.lockClaim({ scope, claimedAt: taken[0]!.claimedAt })).toBe(true);
+    await service.finish(scope, taken[0]!.claimedAt, 201, { id: 'taken' });
+    expect(await repo.find(scope)).toMatchObject({ state: 'completed', responseStatus: 201, leaseExpiresAt: null });
   });
 });

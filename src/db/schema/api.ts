@@ -49,6 +49,12 @@ export const idempotencyKeys = pgTable(
      * stays `in_progress`, and a retry answers this message's state instead (idempotency/README.md).
      */
     messageId: uuid('message_id').references(() => messages.id, { onDelete: 'set null' }),
+    /**
+     * While a request that links its side effect (POST /api/messages) runs and has not linked it
+     * yet: renewed by a timer, cleared by the link. Expired and unlinked, its request is gone and
+     * did nothing, and a retry may take the key over; null, never (idempotency/README.md).
+     */
+    leaseExpiresAt: timestamp('lease_expires_at', { withTimezone: true }),
   },
   (t) => [
     primaryKey({ columns: [t.workspaceId, t.caller, t.route, t.key] }),
