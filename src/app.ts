@@ -278,13 +278,19 @@ export function createServices(deps: AppDeps) {
     cipher: webhookSecrets,
     allowPrivateTargets: config.webhooks.allowPrivateTargets,
     requireHttps: config.webhooks.requireHttps,
+    maxEndpointsPerWorkspace: config.webhooks.maxEndpointsPerWorkspace,
     secretGraceMs: config.webhooks.secretGraceMs,
     now: deps.now,
   });
   const webhookDelivery = createDeliveryWorker({
     repo: webhooksRepo,
     cipher: webhookSecrets,
-    send: createWebhookSender({ timeoutMs: config.webhooks.timeoutMs, maxResponseBytes: 64 * 1024, allowPrivateTargets: config.webhooks.allowPrivateTargets }),
+    send: createWebhookSender({
+      timeoutMs: config.webhooks.timeoutMs,
+      maxResponseBytes: 64 * 1024,
+      allowPrivateTargets: config.webhooks.allowPrivateTargets,
+      requireHttps: config.webhooks.requireHttps,
+    }),
     logger: logger.child({ component: 'webhooks' }),
     mailer: accountMailer,
     workerId,

@@ -117,6 +117,8 @@ export interface Config {
     readonly disableAfterMs: number;
     /** After a secret rotation, the old secret signs too for this long. */
     readonly secretGraceMs: number;
+    /** Creating more endpoints than this in one workspace is refused (409 `webhook_endpoint_limit`). */
+    readonly maxEndpointsPerWorkspace: number;
     /** Events (with their deliveries and log) are deleted this long after they were written, once nothing is pending. */
     readonly eventRetentionMs: number;
   };
@@ -291,6 +293,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): Config {
       disableAfterFailures: env.WEBHOOKS_DISABLE_AFTER_FAILURES,
       disableAfterMs: Math.round(env.WEBHOOKS_DISABLE_AFTER_HOURS * 3_600_000),
       secretGraceMs: Math.round(env.WEBHOOKS_SECRET_GRACE_HOURS * 3_600_000),
+      maxEndpointsPerWorkspace: env.WEBHOOKS_MAX_ENDPOINTS_PER_WORKSPACE,
       eventRetentionMs: env.WEBHOOKS_EVENT_RETENTION_DAYS * 86_400_000,
     },
     generatedSecrets,

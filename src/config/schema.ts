@@ -110,6 +110,8 @@ export const envSchema = z.object({
   WEBHOOKS_DISABLE_AFTER_FAILURES: z.coerce.number().int().min(1).max(1_000_000).default(50),
   WEBHOOKS_DISABLE_AFTER_HOURS: z.coerce.number().min(0).max(24 * 30).default(72),
   WEBHOOKS_SECRET_GRACE_HOURS: z.coerce.number().min(0).max(24 * 30).default(24),
+  /** Every endpoint is one more delivery of each event it subscribes to: a workspace has at most this many. */
+  WEBHOOKS_MAX_ENDPOINTS_PER_WORKSPACE: z.coerce.number().int().min(1).max(1000).default(20),
   // At most 30, like PURGE_AFTER_DAYS: an event's payload names a contact's address, and a
   // deleted contact's address must be gone within 30 days (P-13).
   WEBHOOKS_EVENT_RETENTION_DAYS: z.coerce.number().int().min(1).max(30).default(30),

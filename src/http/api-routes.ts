@@ -111,7 +111,7 @@ export const API_ROUTES: ApiRoute[] = [
   route('get', '/api/campaigns/:id/stats', { tag: 'campaigns', summary: 'Campaign stats (human first, machine beside)', access: 'read', responses: { 200: json('the stats', R.campaignStats) } }),
 
   // Outbound webhooks (src/webhooks/README.md)
-  route('post', '/api/webhooks', { tag: 'webhooks', summary: 'Add an endpoint (its signing secret is in this answer only)', access: 'admin', roles: ['owner', 'admin'], body: createWebhookBody, responses: { 201: json('the endpoint with its secret', R.webhookEndpointWithSecretResponse) }, errors: ['webhook_target_not_allowed'] }),
+  route('post', '/api/webhooks', { tag: 'webhooks', summary: 'Add an endpoint (its signing secret is in this answer only)', access: 'admin', roles: ['owner', 'admin'], body: createWebhookBody, responses: { 201: json('the endpoint with its secret', R.webhookEndpointWithSecretResponse) }, errors: ['webhook_target_not_allowed', 'webhook_endpoint_limit'] }),
   route('get', '/api/webhooks', { tag: 'webhooks', summary: "The workspace's endpoints", access: 'admin', roles: ['owner', 'admin'], responses: { 200: json('the endpoints', R.webhookEndpointListResponse) } }),
   route('get', '/api/webhooks/:id', { tag: 'webhooks', summary: 'One endpoint', access: 'admin', roles: ['owner', 'admin'], responses: { 200: json('the endpoint', R.webhookEndpointResponse) }, errors: ['webhook_not_found'] }),
   route('patch', '/api/webhooks/:id', { tag: 'webhooks', summary: 'Change an endpoint (URL, event types, enabled)', access: 'admin', roles: ['owner', 'admin'], body: updateWebhookBody, responses: { 200: json('the endpoint', R.webhookEndpointResponse) }, errors: ['webhook_not_found', 'webhook_target_not_allowed'] }),

@@ -112,6 +112,7 @@ export const ERROR_STATUS: Record<string, number> = {
   mailbox_connected_by_another: 409,
   grant_already_revoked: 409,
   webhook_endpoint_disabled: 409,
+  webhook_endpoint_limit: 409,
   last_owner: 409,
   postal_address_in_use: 409,
   workspace_has_members: 409,

@@ -93,7 +93,7 @@ ${problem('new-api-key')}<form id="new-api-key" class="stack" method="post" acti
 <div class="actions"><button type="submit">Create key</button></div></form>
 <h2 id="webhooks">Webhooks</h2>${problem('webhooks')}
 ${endpoints.length ? html`<table><thead><tr><th scope="col">URL</th><th scope="col">Events</th><th scope="col">Status</th><th scope="col"><span class="muted">Actions</span></th></tr></thead><tbody>
-${endpoints.map((e) => html`<tr><td><a href="/app/settings/webhooks/${e.id}">${e.url}</a></td><td>${e.eventTypes.join(', ')}</td><td>${e.enabled ? e.status : 'disabled'}</td>
+${endpoints.map((e) => html`<tr><td><a href="/app/settings/webhooks/${e.id}">${e.url}</a></td><td>${e.eventTypes.join(', ')}</td><td>${e.enabled ? e.status : 'disabled'}${e.needsHttpsUrl ? html` <span class="status bad">needs an https URL</span>` : ''}</td>
 <td><form class="inline" method="post" action="${action(`/app/settings/webhooks/${e.id}/${e.enabled ? 'disable' : 'enable'}`, 'webhooks')}">${csrfField(token)}<button type="submit" class="secondary">${e.enabled ? 'Disable' : 'Enable'}</button></form>
 <form class="inline" method="post" action="${action(`/app/settings/webhooks/${e.id}/delete`, 'webhooks')}">${csrfField(token)}<button type="submit" class="secondary">Delete</button></form></td></tr>`)}
 </tbody></table>` : html`<p class="muted">No webhook endpoints yet.</p>`}

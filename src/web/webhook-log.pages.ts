@@ -46,7 +46,7 @@ export function webhookLogPages(ctx: WebContext): Router {
 <p><a href="/app/settings/integrations">Back to integrations</a></p>${errorNotice(state.error)}
 ${state.secret ? html`<div class="notice" role="status"><p>New signing secret (it is shown only now; store it somewhere safe). The old one keeps signing until ${when(endpoint.previousSecretExpiresAt)}:</p><p><code>${state.secret}</code></p></div>` : ''}
 <table><tbody>
-<tr><th scope="row">URL</th><td>${endpoint.url}</td></tr>
+<tr><th scope="row">URL</th><td>${endpoint.url}${endpoint.needsHttpsUrl ? html` <span class="status bad">needs an https URL: nothing is sent to http:// (change it with PATCH /api/webhooks/${endpoint.id})</span>` : ''}</td></tr>
 <tr><th scope="row">Events</th><td>${endpoint.eventTypes.join(', ')}</td></tr>
 <tr><th scope="row">Status</th><td>${endpoint.enabled ? endpoint.status : 'disabled'}${endpoint.consecutiveFailures ? html` <span class="muted">(${endpoint.consecutiveFailures} failed attempt${endpoint.consecutiveFailures === 1 ? '' : 's'} in a row since ${when(endpoint.failingSince)})</span>` : ''}</td></tr>
 <tr><th scope="row">Last success</th><td>${when(endpoint.lastSuccessAt)}</td></tr>

@@ -45,6 +45,8 @@ export interface DeliveryWorkerOptions {
   retryWindowMs: number;
   disableAfterFailures: number;
   disableAfterMs: number;
+  /** Deliveries go only to https URLs (production): the disable notice says so for an http:// endpoint. */
+  requireHttps?: boolean;
   /** Tells the workspace's owners and admins when an endpoint is disabled (account mail). */
   mailer?: AccountMailer;
   now?: () => Date;
@@ -134,7 +136,10 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions) {
   /** The notice names the endpoint by id and host only: a URL's path or query may hold the customer's own token. */
   async function notifyDisabled(endpoint: { id: string; workspaceId: string; url: string; consecutiveFailures: number; failingSince: Date | null }) {
     if (!options.mailer) return;
-    const host = new URL(endpoint.url).host;
+    const url = new URL(endpoint.url);
+    const host = url.host;
+    // Its failures were ours to refuse, not the receiver's: say what fixes it.
+    const needsHttps = options.requireHttps && url.protocol !== 'https:';
     for (const to of await repo.adminEmails(endpoint.workspaceId)) {
       await options.mailer.send({
         to,
@@ -142,6 +147,7 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions) {
         text: [
           `The webhook endpoint ${endpoint.id} (${host}) kept failing — ${endpoint.consecutiveFailures} attempts in a row`,
           `since ${endpoint.failingSince?.toISOString() ?? 'recently'} — so it was disabled. Nothing is sent to it until it is enabled again.`,
+          ...(needsHttps ? ['', 'Its URL is http://: events are delivered to https URLs only. Change its URL to https (PATCH /api/webhooks/<id> {"url": "https://…"}).'] : []),
           '',
           'Its delivery log (GET /api/webhooks/<id>/deliveries) shows each attempt. Once the receiver works again,',
           'enable it with PATCH /api/webhooks/<id> {"enabled": true}: deliveries still within their retry window resume.',

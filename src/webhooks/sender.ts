@@ -1,15 +1,19 @@
 import http from 'node:http';
 import https from 'node:https';
+import { DnsTimeoutError, webhookResolver, type DnsOptions } from './host-resolver.js';
 import { guardedLookup, isBlockedAddress, literalAddressOf, TargetRefusedError } from './target-guard.js';
 
 /*
  * One HTTP POST of a signed delivery. Never follows a redirect (a 3xx is a failed attempt:
  * following it could lead anywhere the guard would refuse), gives up after `timeoutMs` in
  * all (connect, headers and body), and reads at most `maxResponseBytes` of the answer,
- * which is discarded: only the status code is kept.
+ * which is discarded: only the status code is kept. With `requireHttps` (production) an
+ * `http://` target is never connected to (`https_required`): an endpoint saved before https
+ * was required is kept, but nothing goes to it in plaintext.
  */
 
-export type AttemptOutcome = 'delivered' | 'http_error' | 'redirect_not_followed' | 'timeout' | 'network_error' | 'refused_target';
+export const ATTEMPT_OUTCOMES = ['delivered', 'http_error', 'redirect_not_followed', 'timeout', 'network_error', 'refused_target', 'https_required'] as const;
+export type AttemptOutcome = (typeof ATTEMPT_OUTCOMES)[number];
 
 export interface AttemptResult {
   outcome: AttemptOutcome;
@@ -22,10 +26,14 @@ export interface SenderOptions {
   maxResponseBytes: number;
   /** Tests and local development only (refused in production by config.ts). */
   allowPrivateTargets: boolean;
+  /** Refuse `http://` targets (production): config.webhooks.requireHttps. */
+  requireHttps?: boolean;
+  /** How names are resolved when private targets are refused (host-resolver.ts); tests name their own DNS server. */
+  dns?: DnsOptions;
 }
 
 export function createWebhookSender(options: SenderOptions) {
-  const lookup = guardedLookup(options.allowPrivateTargets);
+  const lookup = guardedLookup(options.allowPrivateTargets, webhookResolver(options.allowPrivateTargets, options.dns));
 
   return async function post(target: string, body: string, headers: Record<string, string>): Promise<AttemptResult> {
     const startedAt = performance.now();
@@ -35,6 +43,7 @@ export function createWebhookSender(options: SenderOptions) {
       latencyMs: Math.round(performance.now() - startedAt),
     });
     const url = new URL(target);
+    if (options.requireHttps && url.protocol !== 'https:') return done('https_required');
     const literal = literalAddressOf(url);
     // Node never calls `lookup` for a literal IP: that case is checked here.
     if (literal && !options.allowPrivateTargets && isBlockedAddress(literal)) return done('refused_target');
@@ -70,7 +79,9 @@ export function createWebhookSender(options: SenderOptions) {
         },
       );
       const timer = setTimeout(() => finish(done('timeout')), options.timeoutMs);
-      request.on('error', (error) => finish(done(error instanceof TargetRefusedError ? 'refused_target' : 'network_error')));
+      request.on('error', (error) =>
+        finish(done(error instanceof TargetRefusedError ? 'refused_target' : error instanceof DnsTimeoutError ? 'timeout' : 'network_error')),
+      );
       request.end(body);
     });
   };

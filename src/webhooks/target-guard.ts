@@ -1,5 +1,5 @@
-import { lookup as dnsLookup } from 'node:dns/promises';
 import { BlockList, isIP, type LookupFunction } from 'node:net';
+import { DnsTimeoutError, webhookResolver, type ResolveHost } from './host-resolver.js';
 
 /*
  * SSRF guard. In production a webhook never reaches loopback, link-local (cloud metadata at
@@ -8,7 +8,8 @@ import { BlockList, isIP, type LookupFunction } from 'node:net';
  * v4-translated `::ffff:0:7f00:1`, NAT64, 6to4, Teredo; a v4-mapped address is judged by the v4 rules). A literal IP is checked as written; a name is checked at connect
  * time by the socket's own `lookup` (below), so the address checked is the address
  * connected to: no second resolution for DNS rebinding to slip into. Redirects are never
- * followed (sender.ts).
+ * followed (sender.ts). Names are resolved by `host-resolver.ts`: c-ares, off the thread pool,
+ * whenever private targets are refused.
  */
 
 const BLOCKED = new BlockList();
@@ -75,9 +76,9 @@ export class TargetRefusedError extends Error {
  * A `lookup` for http(s).request that resolves the name and refuses the connection if any
  * address it resolves to is blocked; the socket then connects to exactly what was checked.
  */
-export function guardedLookup(allowPrivate: boolean): LookupFunction {
+export function guardedLookup(allowPrivate: boolean, resolve: ResolveHost = webhookResolver(allowPrivate)): LookupFunction {
   return (hostname, options, callback) => {
-    dnsLookup(hostname, { all: true, family: options.family as number | undefined })
+    resolve(hostname, options.family as number | undefined)
       .then((addresses) => {
         if (addresses.length === 0) throw Object.assign(new Error('no address'), { code: 'ENOTFOUND' });
         if (!allowPrivate && addresses.some((a) => isBlockedAddress(a.address))) throw new TargetRefusedError();
@@ -92,7 +93,7 @@ export function guardedLookup(allowPrivate: boolean): LookupFunction {
  * The check when an endpoint is saved: a literal address must be allowed, and a name must
  * resolve, to allowed addresses only. (Delivery checks again at connect time: names move.)
  */
-export async function assertAllowedTarget(url: URL, allowPrivate: boolean): Promise<void> {
+export async function assertAllowedTarget(url: URL, allowPrivate: boolean, resolve: ResolveHost = webhookResolver(allowPrivate)): Promise<void> {
   if (allowPrivate) return;
   const literal = literalAddressOf(url);
   if (literal) {
@@ -101,9 +102,9 @@ export async function assertAllowedTarget(url: URL, allowPrivate: boolean): Prom
   }
   let addresses: { address: string }[];
   try {
-    addresses = await dnsLookup(url.hostname, { all: true });
-  } catch {
-    throw new TargetRefusedError('The webhook URL host does not resolve');
+    addresses = await resolve(url.hostname);
+  } catch (error) {
+    throw new TargetRefusedError(error instanceof DnsTimeoutError ? 'The webhook URL host did not resolve in time (its DNS did not answer)' : 'The webhook URL host does not resolve');
   }
   if (addresses.length === 0 || addresses.some((a) => isBlockedAddress(a.address))) throw new TargetRefusedError();
 }

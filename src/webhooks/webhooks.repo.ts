@@ -15,6 +15,9 @@ export type DeliveryStatus = WebhookDeliveryRow['status'];
 
 const ts = (at: Date) => sql`${at.toISOString()}::timestamptz`;
 
+/** Advisory lock class of a workspace's endpoint count (second key: hashtext(workspace id)); "whep". */
+const ENDPOINT_COUNT_LOCK_CLASS = 0x77686570;
+
 /**
  * Shares of one claim (claimDue): no workspace ends up with more than `perWorkspace` requests
  * open, counting those the worker already has `open` (workspace id → how many).
@@ -66,6 +69,17 @@ function webhookQueries(db: Db) {
     /** Whether this user may vouch for an endpoint (a live owner or admin), locked until the transaction ends (auth/member-lock.ts). */
     lockVoucher(workspaceId: string, userId: string): Promise<boolean> {
       return lockLiveManager(db, workspaceId, userId);
+    },
+
+    /**
+     * How many endpoints the workspace has, counted under a transaction-scoped lock of its
+     * endpoint count: two creates at the limit take turns, and the second counts the first's
+     * row. A lock of its own (no other path takes it), after the voucher's locks: no cycle.
+     */
+    async lockEndpointCount(workspaceId: string): Promise<number> {
+      await db.execute(sql`select pg_advisory_xact_lock(${ENDPOINT_COUNT_LOCK_CLASS}::int, hashtext(${workspaceId}::text))`);
+      const [row] = rowsOf<{ n: number }>(await db.execute(sql`select count(*)::int as n from webhook_endpoints where workspace_id = ${workspaceId}::uuid`));
+      return Number(row!.n);
     },
 
     async insertEndpoint(values: NewWebhookEndpoint & { id: string }): Promise<WebhookEndpointRow> {

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { pageCursorField } from '../http/cursor.js';
 import { webhookEventTypeSchema } from './events.js';
+import { ATTEMPT_OUTCOMES } from './sender.js';
 
 /*
  * Request and response bodies of /api/webhooks, exported for the OpenAPI document (the
@@ -63,6 +64,12 @@ export const webhookEndpointResponse = z.object({
   /** The member who answers for where it sends (set its URL or last sent `enabled: true` for it); their leaving turns it off. Null once their account is gone. */
   vouchedBy: z.uuid().nullable(),
   previousSecretExpiresAt: instant.nullable(),
+  /**
+   * True when deliveries require https (production) and this endpoint's URL is http:// (saved
+   * before that rule): nothing is sent to it — each attempt is logged `https_required` — until its
+   * URL is changed to https.
+   */
+  needsHttpsUrl: z.boolean(),
   createdAt: instant,
 });
 
@@ -89,7 +96,7 @@ export const webhookDeliveryLogResponse = z.object({
       log: z.array(
         z.object({
           attempt: z.number().int(),
-          outcome: z.enum(['delivered', 'http_error', 'redirect_not_followed', 'timeout', 'network_error', 'refused_target']),
+          outcome: z.enum(ATTEMPT_OUTCOMES),
           responseStatus: z.number().int().nullable(),
           latencyMs: z.number().int(),
           at: instant,

@@ -6,6 +6,7 @@ import { ConflictError, ForbiddenError, NotFoundError, UnprocessableError } from
 import type { TokenCipherMethods } from '../gmail/token-cipher.js';
 import { encodeCursor, type PageCursor } from '../http/cursor.js';
 import type { WebhookEventType } from './events.js';
+import { webhookResolver, type DnsOptions } from './host-resolver.js';
 import { newWebhookSecret } from './signature.js';
 import { assertAllowedTarget, TargetRefusedError } from './target-guard.js';
 import type { DeliveryStatus, WebhookEndpointRow, WebhooksRepo } from './webhooks.repo.js';
@@ -30,7 +31,8 @@ export const MAX_SECRETS_IN_GRACE = 5;
 /** The replaced secrets that still sign at `at`. */
 export const secretsInGrace = (retired: RetiredSecret[], at: Date) => retired.filter((r) => new Date(r.expiresAt).getTime() > at.getTime());
 
-export function presentEndpoint(row: WebhookEndpointRow) {
+/** `requireHttps`: deliveries go only to https URLs (production); an http:// endpoint saved before shows it needs one. */
+export function presentEndpoint(row: WebhookEndpointRow, requireHttps = false) {
   return {
     id: row.id,
     url: row.url,
@@ -45,6 +47,7 @@ export function presentEndpoint(row: WebhookEndpointRow) {
     vouchedBy: row.vouchedBy,
     // When the last replaced secret stops signing (null: none was ever replaced).
     previousSecretExpiresAt: row.retiredSecrets.length ? new Date(Math.max(...row.retiredSecrets.map((r) => new Date(r.expiresAt).getTime()))) : null,
+    needsHttpsUrl: requireHttps && new URL(row.url).protocol !== 'https:',
     createdAt: row.createdAt,
   };
 }
@@ -62,6 +65,10 @@ export function createWebhooksService(deps: {
   allowPrivateTargets: boolean;
   /** Refuse http:// endpoints (production): see config.webhooks.requireHttps. */
   requireHttps?: boolean;
+  /** At most this many endpoints a workspace (config.webhooks.maxEndpointsPerWorkspace). */
+  maxEndpointsPerWorkspace: number;
+  /** How names are resolved when private targets are refused (host-resolver.ts); tests name their own DNS server. */
+  dns?: DnsOptions;
   secretGraceMs: number;
   now?: () => Date;
 }) {
@@ -70,6 +77,8 @@ export function createWebhooksService(deps: {
   const notFound = () => new NotFoundError('Webhook endpoint', 'webhook_not_found');
   /** Checked again under the membership's lock: a removal that committed since the request began. */
   const noLongerManager = () => new ForbiddenError('Only owners and admins of this workspace manage webhooks');
+  const resolveHost = webhookResolver(deps.allowPrivateTargets, deps.dns);
+  const present = (row: WebhookEndpointRow) => presentEndpoint(row, deps.requireHttps ?? false);
 
   async function checkedUrl(raw: string): Promise<string> {
     const url = new URL(raw);
@@ -79,7 +88,7 @@ export function createWebhooksService(deps: {
       ]);
     }
     try {
-      await assertAllowedTarget(url, deps.allowPrivateTargets);
+      await assertAllowedTarget(url, deps.allowPrivateTargets, resolveHost);
     } catch (error) {
       if (error instanceof TargetRefusedError) {
         throw new UnprocessableError('webhook_target_not_allowed', `${error.message}: webhooks may not reach loopback, link-local or private networks`, [
@@ -114,6 +123,14 @@ export function createWebhooksService(deps: {
       const secret = newWebhookSecret();
       const row = await repo.transaction(async (tx) => {
         if (!(await tx.lockVoucher(auth.workspaceId, auth.userId))) throw noLongerManager();
+        // Each endpoint is a fan-out target of every event and a share of the delivery slots:
+        // counted under the workspace's lock, so two creates at the limit cannot both pass.
+        if ((await tx.lockEndpointCount(auth.workspaceId)) >= deps.maxEndpointsPerWorkspace) {
+          throw new ConflictError(
+            'webhook_endpoint_limit',
+            `A workspace has at most ${deps.maxEndpointsPerWorkspace} webhook endpoints: delete one (or subscribe an existing one to more event types) first`,
+          );
+        }
         const inserted = await tx.insertEndpoint({
           id,
           workspaceId: auth.workspaceId,
@@ -129,15 +146,15 @@ export function createWebhooksService(deps: {
         return inserted;
       });
       // The only time the secret is shown (besides a rotation).
-      return { ...presentEndpoint(row), secret };
+      return { ...present(row), secret };
     },
 
     async list(auth: AuthContext) {
-      return { endpoints: (await repo.listEndpoints(auth.workspaceId)).map(presentEndpoint) };
+      return { endpoints: (await repo.listEndpoints(auth.workspaceId)).map(present) };
     },
 
     async get(auth: AuthContext, id: string) {
-      return presentEndpoint(await requireEndpoint(auth, id));
+      return present(await requireEndpoint(auth, id));
     },
 
     async update(auth: AuthContext, id: string, patch: Partial<EndpointInput>) {
@@ -168,7 +185,7 @@ export function createWebhooksService(deps: {
         await tx.insertAudit(audit(auth, 'webhook.endpoint_updated', id, { fields: Object.keys(patch).sort() }));
         return updated;
       });
-      return presentEndpoint(row);
+      return present(row);
     },
 
     async remove(auth: AuthContext, id: string) {
@@ -206,7 +223,7 @@ export function createWebhooksService(deps: {
         await tx.insertAudit(audit(auth, 'webhook.secret_rotated', id, { previousSecretExpiresAt: replaced.expiresAt, secretsInGrace: retiredSecrets.length }));
         return updated;
       });
-      return { ...presentEndpoint(row), secret };
+      return { ...present(row), secret };
     },
 
     /** The delivery log of one endpoint: each delivery with every attempt (status, latency, response code). */

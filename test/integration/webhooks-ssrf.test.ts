@@ -90,10 +90,16 @@ describe('SSRF guard', () => {
     (port: number) => `http://127.0.0.1:${port}/hooks`,
     (port: number) => `http://[::ffff:127.0.0.1]:${port}/hooks`,
     (port: number) => `http://localhost:${port}/hooks`,
-    (port: number) => `http://vm:${port}/hooks`,
+    (port: number) => `http://api.localhost:${port}/hooks`,
   ])('the sender refuses %s without connecting', async (target) => {
     const result = await guarded(target(receiver.port), '{}', {});
     expect(result.outcome).toBe('refused_target');
+    expect(receiver.received).toHaveLength(0);
+  });
+
+  it('the guard asks DNS only (off the thread pool): a name only /etc/hosts knows (vm → 127.0.0.1) does not resolve and is not connected to', async () => {
+    const result = await guarded(`http://vm:${receiver.port}/hooks`, '{}', {});
+    expect(result.outcome).toBe('network_error');
     expect(receiver.received).toHaveLength(0);
   });
 
@@ -185,6 +191,7 @@ describe('SSRF guard', () => {
       cipher: createTokenCipher(app.config.tokenEncryptionKeys),
       allowPrivateTargets: false,
       requireHttps: true,
+      maxEndpointsPerWorkspace: 20,
       secretGraceMs: 0,
     });
     const auth = { userId: owner.userId, workspaceId: owner.workspaceId, role: 'owner' as const };
