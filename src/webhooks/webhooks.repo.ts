@@ -114,6 +114,26 @@ function webhookQueries(db: Db) {
       return row;
     },
 
+    /**
+     * Makes the endpoint's pending deliveries due at `at` (a new URL: what failed at the old one is
+     * tried at once, not after a backoff of up to 6 h). Rows a worker holds are left to it; the
+     * retry window, counted from each delivery's creation, is unchanged.
+     */
+    async makePendingDue(workspaceId: string, endpointId: string, at: Date): Promise<void> {
+      await db
+        .update(webhookDeliveries)
+        .set({ nextAttemptAt: at })
+        .where(
+          and(
+            eq(webhookDeliveries.workspaceId, workspaceId),
+            eq(webhookDeliveries.endpointId, endpointId),
+            eq(webhookDeliveries.status, 'pending'),
+            sql`${webhookDeliveries.nextAttemptAt} > ${ts(at)}`,
+            sql`${webhookDeliveries.leaseExpiresAt} is null`,
+          ),
+        );
+    },
+
     async deleteEndpoint(workspaceId: string, id: string): Promise<boolean> {
       const rows = await db
         .delete(webhookEndpoints)

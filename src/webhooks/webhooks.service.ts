@@ -182,6 +182,9 @@ export function createWebhooksService(deps: {
           ...(reenabled ? { status: 'healthy' as const, consecutiveFailures: 0, failingSince: null, disabledAt: null } : {}),
         });
         if (!updated) throw notFound();
+        // A changed URL is how a receiver is fixed (e.g. http:// → https:// once https is required):
+        // what it is still owed goes out now, not at a retry hours away.
+        if (url !== undefined && url !== current.url) await tx.makePendingDue(auth.workspaceId, id, now());
         await tx.insertAudit(audit(auth, 'webhook.endpoint_updated', id, { fields: Object.keys(patch).sort() }));
         return updated;
       });
