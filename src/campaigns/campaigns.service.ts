@@ -222,6 +222,17 @@ export function createCampaignsService(deps: {
       };
     },
 
+    /**
+     * A draft the caller may change, for an editor to show: refused as `update` would refuse its
+     * save (403 `forbidden` for a member on a teammate's mailbox's campaign, 409 past the draft),
+     * so no page offers an editor whose save is then refused.
+     */
+    async getEditable(auth: AuthContext, id: string) {
+      const campaign = await requireSendableCampaign(auth, id);
+      if (campaign.status !== 'draft') throw notEditable();
+      return presentCampaign(campaign);
+    },
+
     async update(auth: AuthContext, id: string, input: CampaignInput) {
       const campaign = await requireSendableCampaign(auth, id);
       if (campaign.status !== 'draft') throw notEditable();

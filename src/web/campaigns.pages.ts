@@ -32,7 +32,9 @@ export function campaignPages(ctx: WebContext): Router {
 
   async function renderEditor(req: Request, res: Response, options: { title: string; action: string; values: CampaignFormValues & { contactIds?: string[] }; previewContactId?: string; error?: string; status?: number }) {
     const auth = signedIn(req);
-    const [boxes, people] = await Promise.all([mailboxes.list(auth), contacts.list(auth, { limit: PREVIEW_CONTACTS })]);
+    const [all, people] = await Promise.all([mailboxes.list(auth), contacts.list(auth, { limit: PREVIEW_CONTACTS })]);
+    // Only the mailboxes the save would take (a member: their own), so "Send from" offers no refusal.
+    const boxes = all.filter((m) => maySendFrom(auth, m.ownerUserId));
     const values = { ...options.values, mailboxId: options.values.mailboxId || (boxes.find((m) => m.status === 'active')?.id ?? '') };
     const editor = campaignEditor({ csrfToken: req.browser!.csrfToken, action: options.action, values, mailboxes: boxes, contacts: people.contacts, previewContactId: options.previewContactId, error: options.error });
     await page(req, res, options.title, html`<h1>${options.title}</h1>${editor}`, options.status);
@@ -95,7 +97,16 @@ export function campaignPages(ctx: WebContext): Router {
 
   router.get('/campaigns/:id/edit', async (req, res) => {
     const id = parseId(req.params.id, 'Campaign');
-    const campaign = await campaigns.get(signedIn(req), id);
+    // The save's own rule (campaigns.getEditable): a member on a teammate's mailbox's campaign, or
+    // a campaign past its draft, gets the campaign's page with why and the refusal's status, not an
+    // editor whose save is refused. That page is the read-only view they can still use (Pause, Cancel).
+    let campaign;
+    try {
+      campaign = await campaigns.getEditable(signedIn(req), id);
+    } catch (error) {
+      const problem = formProblem(error);
+      return showCampaign(req, res, id, { error: problem.message, status: problem.status });
+    }
     await renderEditor(req, res, { title: 'Edit campaign', action: `/app/campaigns/${id}`, values: formFromCampaign(campaign) });
   });
 
