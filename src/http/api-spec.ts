@@ -92,6 +92,8 @@ export const ERROR_STATUS: Record<string, number> = {
   purpose_refused: 403,
   no_active_grant: 403,
   aggregate_has_no_content: 403,
+  // The web app's downloads (web/fetch-site.ts): a session-cookie GET another site started.
+  cross_site_download: 403,
   not_found: 404,
   route_not_found: 404,
   signup_code_invalid: 404,

@@ -11,6 +11,7 @@ import { when } from './format.js';
 import { html, type SafeHtml } from './html.js';
 import { csrfField, renderPublicPage } from './layout.js';
 import { sendAppPage, signedIn, type WebContext } from './web.middleware.js';
+import { refuseCrossSiteDownload } from './fetch-site.js';
 
 const switchWorkspaceBody = z.object({ workspaceId: entityId });
 
@@ -150,7 +151,7 @@ ${codeStep}
   });
 
   // The same document as GET /api/privacy/export, as a download.
-  router.get('/account/export.json', async (req, res) => {
+  router.get('/account/export.json', refuseCrossSiteDownload, async (req, res) => {
     await streamJson(res, 'inboxtrail-export.json', await privacyExports.exportSelf(signedIn(req)));
   });
 

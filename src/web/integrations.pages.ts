@@ -12,6 +12,7 @@ import { html, type SafeHtml } from './html.js';
 import { csrfField } from './layout.js';
 import { sendAppPage, signedIn, signedInAdmin, type WebContext } from './web.middleware.js';
 import { DAY_MS } from '../time.js';
+import { refuseCrossSiteDownload } from './fetch-site.js';
 
 const REPORT_DEFAULT_DAYS = 90;
 
@@ -168,7 +169,7 @@ ${problem('compliance-report')}<form id="compliance-report-range" class="inline"
   });
 
   // Date fields (YYYY-MM-DD) → the API's instants: from the start of `from` to the end of `to` (UTC).
-  router.get('/settings/compliance-report.csv', async (req, res) => {
+  router.get('/settings/compliance-report.csv', refuseCrossSiteDownload, async (req, res) => {
     const auth = signedInAdmin(req, 'read the compliance report');
     const dateParam = (name: string) => (typeof req.query[name] === 'string' && req.query[name] ? (req.query[name] as string) : undefined);
     const fromDay = dateParam('from');

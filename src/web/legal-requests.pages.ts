@@ -9,6 +9,7 @@ import { html, type SafeHtml } from './html.js';
 import { csrfField } from './layout.js';
 import { sendAppPage, signedInAdmin, type WebContext } from './web.middleware.js';
 import { DAY_MS } from '../time.js';
+import { refuseCrossSiteDownload } from './fetch-site.js';
 
 const PATH = '/app/settings/legal-requests';
 
@@ -103,7 +104,7 @@ ${boxes.length ? html`<fieldset><legend>Mailboxes</legend>${boxes.map((b) => htm
     });
   });
 
-  router.get('/settings/legal-requests/:id/disclosure.json', async (req, res) => {
+  router.get('/settings/legal-requests/:id/disclosure.json', refuseCrossSiteDownload, async (req, res) => {
     const auth = signedInAdmin(req, WHAT);
     const id = parseId(req.params.id, 'Legal request');
     await streamJson(res, `inboxtrail-legal-disclosure-${id}.json`, await legalRequests.disclose(auth, id));

@@ -1,4 +1,4 @@
-import { Router, type Request } from 'express';
+import { Router } from 'express';
 import { z } from 'zod';
 import { setConnectCookie } from '../gmail/gmail.routes.js';
 import type { SyncGap } from '../db/schema.js';
@@ -6,6 +6,7 @@ import { describeSyncGap } from '../gmail/sync-health.js';
 import { parseId } from '../http/params.js';
 import { parseInput } from '../http/validate.js';
 import { html } from './html.js';
+import { cameFromOurPage } from './fetch-site.js';
 import { csrfField } from './layout.js';
 import { sendAppPage, signedIn, type WebContext } from './web.middleware.js';
 
@@ -16,19 +17,6 @@ const connectQuery = z.object({
 const continueQuery = connectQuery.extend({ acknowledge: z.string().max(50) });
 
 const when = (date: Date | string | null | undefined) => (date ? new Date(date).toISOString().replace('T', ' ').slice(0, 16) + ' UTC' : '—');
-
-/**
- * Whether a navigation came from one of our own pages (Fetch Metadata): a browser says
- * `Sec-Fetch-Site: same-origin` then, and `cross-site`, `same-site` or `none` (typed in, a
- * bookmark) otherwise. The continue step is a GET (see below), so another site can link to it
- * with the current version in the query: without this, that link took the person straight to
- * Google's consent, past a disclosure the mailbox would then record as read (P-05). A client
- * that sends no such header (an old browser) cannot be told apart and goes on as before.
- */
-const cameFromOurPage = (req: Request) => {
-  const site = req.get('sec-fetch-site');
-  return site === undefined || site === 'same-origin';
-};
 
 type MailboxSync = { lastError: string | null; lastGap: SyncGap | null };
 
@@ -116,7 +104,9 @@ ${list.length === 0 ? html`<p>No Gmail mailbox is connected yet. Connect one to 
   router.get('/mailboxes/connect/continue', async (req, res) => {
     const query = parseInput(continueQuery, req.query, '(query)');
     // A disclosure the person did not see (an old link, a guessed URL, a link on another site or
-    // typed in) is shown again first: the mailbox records that its owner read this version.
+    // typed in) is shown again first: the mailbox records that its owner read this version. The
+    // step is a GET, so without the Fetch Metadata check (fetch-site.ts) another site's link with the
+    // current version in its query took the person straight to Google's consent, past it (P-05).
     if (!cameFromOurPage(req) || query.acknowledge !== (await ctx.services.policyVersions.currentDisclosure()).version) {
       res.redirect(303, `/app/mailboxes/connect?${new URLSearchParams({ sync: String(query.sync), ...(query.loginHint ? { loginHint: query.loginHint } : {}) })}`);
       return;

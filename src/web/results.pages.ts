@@ -5,6 +5,7 @@ import { resultsCsv } from '../tracking/results-csv.js';
 import { html } from './html.js';
 import { resultsPage } from './results.view.js';
 import { sendAppPage, signedIn, type WebContext } from './web.middleware.js';
+import { refuseCrossSiteDownload } from './fetch-site.js';
 
 /** A campaign's results page and its per-recipient CSV: the results service the API uses. */
 export function resultsPages(ctx: WebContext): Router {
@@ -19,7 +20,7 @@ export function resultsPages(ctx: WebContext): Router {
     await sendAppPage(ctx, req, res, { title: `Results: ${campaign.name}`, section: 'campaigns', body: html`<link rel="stylesheet" href="/assets/campaigns.css">${body}` });
   });
 
-  router.get('/campaigns/:id/results.csv', async (req, res) => {
+  router.get('/campaigns/:id/results.csv', refuseCrossSiteDownload, async (req, res) => {
     const id = parseId(req.params.id, 'Campaign');
     const pages = await results.recipientResults(signedIn(req), id);
     await streamCsvDownload(res, `campaign-${id}-results.csv`, resultsCsv(pages));
