@@ -36,7 +36,7 @@ import { contentSecurityPolicy } from '../web/csp.js';
 import { webErrorPage, type WebContext } from '../web/web.middleware.js';
 import { WEB_PATHS, webRoutes } from '../web/web.routes.js';
 import { APP_PAGE_GROUPS } from '../web/pages.js';
-import { isAppReadableForm, isOneClickPath, isWebAppPath } from './form-body.js';
+import { isAppReadableForm, isOneClickPath, isWebAppPath, refuseUnacceptedFieldNames } from './form-body.js';
 import { createServices, type AppDeps, type Services } from '../app.js';
 
 /*
@@ -107,7 +107,7 @@ export function createApp(deps: AppDeps, services: Services = createServices(dep
   // Forms in UTF-8 or ISO-8859-1; another charset is left to the route (http/form-body.ts), not a 415.
   // The web app's own forms (/app) are read by its router once the browser is signed in (larger:
   // they carry whole mail bodies; web.routes.ts).
-  app.use(express.urlencoded({ extended: false, limit: '100kb', type: (req) => isAppReadableForm(req) && !isWebAppPath(req.url) }));
+  app.use(express.urlencoded({ extended: false, limit: '100kb', type: (req) => isAppReadableForm(req) && !isWebAppPath(req.url), verify: refuseUnacceptedFieldNames }));
   // One rule for every string a client sends: no NUL, no lone surrogate (400 invalid_text) —
   // but a one-click opt-out (POST /u/…) skips a bad field itself rather than lose the opt-out
   // (http/form-body.ts readFormFields `oneClick`; its route reads nothing from the query).

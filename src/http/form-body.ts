@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Request } from 'express';
 import { AppError, UnsupportedMediaTypeError, ValidationError } from '../errors.js';
 import { parseMultipartFields } from './multipart.js';
-import { assertCleanText, isCleanText } from './text.js';
+import { assertAcceptedFieldName, assertCleanText, isAcceptedFieldName, isCleanText } from './text.js';
 
 /** A submitted HTML form: each field name with every value it was given, in order. */
 export type FormFields = Map<string, string[]>;
@@ -34,9 +34,9 @@ export async function readFormFields(req: Request, options: { oneClick?: boolean
   return fromParsedBody(req.body, add);
 }
 
-/** A field that breaks the text rule is left out (one-click: see readFormFields). */
+/** A field that breaks the text rule, or has a name we never accept, is left out (one-click: see readFormFields). */
 function addCleanField(fields: FormFields, name: string, value: string): void {
-  if (isCleanText(name) && isCleanText(value)) addField(fields, name, value);
+  if (isCleanText(name) && isCleanText(value) && isAcceptedFieldName(name)) addField(fields, name, value);
 }
 
 /**
@@ -50,6 +50,30 @@ export function isAppReadableForm(req: IncomingMessage): boolean {
   if (!/^\s*application\/x-www-form-urlencoded\s*(;|$)/i.test(contentType)) return false;
   const charset = charsetOf(contentType);
   return charset === undefined || charset === 'utf-8' || charset === 'iso-8859-1';
+}
+
+/**
+ * The app's urlencoded parsers' `verify` (express-app.ts, the web app's forms): their parser (qs)
+ * drops a field named `__proto__` without a word, so the raw body is looked at first and such a
+ * field answered as in every other body (http/text.ts isAcceptedFieldName: 400 `validation_failed`).
+ * Names are compared decoded (`%5F%5Fproto%5F%5F` is the same field); `__proto__[a]` is kept by
+ * the parser as that name, an ordinary one.
+ */
+export function refuseUnacceptedFieldNames(req: IncomingMessage, _res: unknown, body: Buffer): void {
+  // One-click reads its form leniently (readFormFields `oneClick`): the field is skipped there, and the opt-out goes through.
+  if (isOneClickPath((req.url ?? '').split('?')[0]!)) return;
+  for (const pair of body.toString('latin1').split('&')) {
+    const end = pair.indexOf('=');
+    const raw = (end < 0 ? pair : pair.slice(0, end)).replace(/\+/g, ' ');
+    if (!raw.includes('proto') && !raw.includes('%')) continue;
+    let name = raw;
+    try {
+      name = decodeURIComponent(raw);
+    } catch {
+      // Not UTF-8 percent-encoding: the parser reads it another way, never as `__proto__`.
+    }
+    assertAcceptedFieldName(name);
+  }
 }
 
 /** The one-click opt-out's path (`POST /u/:token`, suppression/unsubscribe.routes.ts; routes match in any case). */
@@ -108,11 +132,12 @@ function decodePlainText(body: Buffer, charset: string | undefined): string {
 }
 
 /**
- * One field of a body this module parses itself (not the app's parsers): the same edge rule as
- * every other body (http/text.ts), then appended to the values of its name.
+ * One field of a body this module parses itself (not the app's parsers): the same edge rules as
+ * every other body (http/text.ts: the text, and no `__proto__` name), then appended to the values of its name.
  */
 function addField(fields: FormFields, name: string, value: string): void {
   assertCleanText(name, '(field name)');
+  assertAcceptedFieldName(name);
   assertCleanText(value, name);
   fields.set(name, [...(fields.get(name) ?? []), value]);
 }

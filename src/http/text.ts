@@ -72,7 +72,23 @@ export function findBodyProblem(value: unknown, path: string[] = []): BodyProble
 /** Throws the 400 a problem of a client's input answers. */
 function refuse(problem: BodyProblem): never {
   if (problem.kind === 'bad_text') throw new InvalidTextError(problem.path);
-  throw new ValidationError([{ field: problem.path, message: '__proto__ is not accepted as a name' }]);
+  throw protoKeyRefused(problem.path);
+}
+
+const protoKeyRefused = (field: string) => new ValidationError([{ field, message: '__proto__ is not accepted as a name' }]);
+
+/**
+ * Whether a form field's name is one we accept: not `__proto__` (see BodyProblem), the rule of
+ * JSON and urlencoded bodies, for the form readers that take a body apart themselves (multipart,
+ * plain text). An object built from such a form dropped the field without a word (assigning a
+ * string to `__proto__` does nothing). `constructor` and `prototype` are left as ordinary names:
+ * they become own keys (of a Map, or of a plain object) and change nothing, and JSON takes them.
+ */
+export const isAcceptedFieldName = (name: string): boolean => name !== '__proto__';
+
+/** A form field's name: 400 `validation_failed` naming it, as the same key in a JSON or urlencoded body (isAcceptedFieldName). */
+export function assertAcceptedFieldName(name: string): void {
+  if (!isAcceptedFieldName(name)) throw protoKeyRefused(name);
 }
 
 /** For one string a reader takes apart itself (a CSV cell, a multipart field): 400 `invalid_text` naming `field`. */

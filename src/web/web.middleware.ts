@@ -3,7 +3,7 @@ import type { Services } from '../app.js';
 import type { Config } from '../config.js';
 import type { AuthContext, AuthService } from '../auth/auth.service.js';
 import { AppError, ForbiddenError, prepareErrorAnswer, toAppError } from '../errors.js';
-import { assertCleanText } from '../http/text.js';
+import { assertAcceptedFieldName, assertCleanText } from '../http/text.js';
 import { readMultipartForm } from '../http/form-body.js';
 import type { Logger } from '../logger.js';
 import { html } from './html.js';
@@ -93,6 +93,8 @@ export const multipartForms: RequestHandler = async (req, _res, next) => {
   for (const [name, value] of form.entries()) {
     const text = typeof value === 'string' ? value : await value.text();
     assertCleanText(name, '(field name)');
+    // `body.__proto__ = text` would drop the field without a word: refused, as in a urlencoded form.
+    assertAcceptedFieldName(name);
     assertCleanText(text, name);
     body[name] = text;
   }

@@ -1,7 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import express, { Router } from 'express';
 import { NotFoundError } from '../errors.js';
-import { isAppReadableForm } from '../http/form-body.js';
+import { isAppReadableForm, refuseUnacceptedFieldNames } from '../http/form-body.js';
 import { rejectBadText } from '../http/text.js';
 import { authPages } from './auth.pages.js';
 import { browserState, multipartForms, requireCsrf, requireSignedIn, type WebContext } from './web.middleware.js';
@@ -13,7 +13,7 @@ const PUBLIC_FORM_PATHS = ['/signin', '/signup', '/invitations/accept'];
 /** Page groups under /app, each a router of its own (mailboxes, contacts, …), added by the composition root. */
 export type AppPageGroup = (ctx: WebContext) => Router;
 
-const appForms = express.urlencoded({ extended: false, limit: '10mb', type: (req) => isAppReadableForm(req) });
+const appForms = express.urlencoded({ extended: false, limit: '10mb', type: (req) => isAppReadableForm(req), verify: refuseUnacceptedFieldNames });
 
 /**
  * The web app: static assets, then per request the session and CSRF state, then the
