@@ -138,8 +138,9 @@ export function createServices(deps: AppDeps) {
     purgeAfterDays: config.privacy.purgeAfterDays,
     now: deps.now,
     campaignEngagement: (workspaceId, contactId) => tracking.stats.contactTimeline(workspaceId, contactId),
-    // `apiKeys` is made below; an import asks long after.
-    recheckCaller: (caller) => (caller.apiKeyId ? apiKeys.recheck(caller) : auth.recheck(caller)),
+    // `apiKeys` and `webSessions` are made below; an import asks long after. A browser's import
+    // also stops when that browser signs out (its web session row is gone).
+    recheckCaller: (caller) => (caller.apiKeyId ? apiKeys.recheck(caller) : caller.session?.kind === 'web' ? webSessions.recheck(caller) : auth.recheck(caller)),
   });
   const pacer = deps.pacer ?? new MailboxPacer({
       store: createSqlLimitStore(db),

@@ -164,6 +164,22 @@ export interface ImportOptions {
   now?: () => Date;
 }
 
+/**
+ * The import stopped before its end because its caller may no longer act (`beforeBatch` threw:
+ * signed out, removed, a key revoked). Answered with the cause's code and status, and with
+ * `details.import`: the report as of the last batch written, whose `rows` are the first rows of
+ * the file, every one of them dealt with; nothing after them was written. Importing the same file
+ * again finishes it (the rows already written come out unchanged).
+ */
+export class ImportStoppedError extends AppError {
+  constructor(
+    cause: AppError,
+    readonly written: ImportReport,
+  ) {
+    super(cause.code, cause.status, `${cause.message}: the import stopped after the first ${written.rows} rows of the file; nothing after them was imported`, { import: written });
+  }
+}
+
 export async function importContactsCsv(repo: ImportRepo, workspaceId: string, input: Readable, options: ImportOptions): Promise<ImportReport> {
   const { file, cleanup } = await spool(input);
   try {
@@ -194,9 +210,20 @@ async function writeRows(repo: ImportRepo, workspaceId: string, file: string, co
   // The last consent a batch gives each address (a later row about the same person wins).
   let batchConsents = new Map<string, ImportedConsent & { email: string }>();
   let batchRows = 0;
+  // The report as of the last batch written (errors are only appended: their count is enough).
+  let written = { ...report, errorCount: 0 };
+  const stoppedAt = (): ImportReport => {
+    const { errorCount, ...counts } = written;
+    return { ...counts, errors: report.errors.slice(0, errorCount) };
+  };
   const flush = async () => {
     if (batch.size === 0) return;
-    await options.beforeBatch?.();
+    try {
+      await options.beforeBatch?.();
+    } catch (error) {
+      if (error instanceof AppError) throw new ImportStoppedError(error, stoppedAt());
+      throw error;
+    }
     const { created, updated, refused } = await repo.upsertImported(workspaceId, [...batch.values()]);
     report.created += created;
     report.updated += updated;
@@ -221,6 +248,7 @@ async function writeRows(repo: ImportRepo, workspaceId: string, file: string, co
     batchRowsOf = new Map();
     batchConsents = new Map();
     batchRows = 0;
+    written = { ...report, errorCount: report.errors.length };
     await yieldToOthers();
   };
 

@@ -1,17 +1,26 @@
 import { Readable } from 'node:stream';
-import { Router, type Request } from 'express';
+import { Router, type Request, type Response } from 'express';
 import { z } from 'zod';
 import type { AuthContext } from '../auth/auth.service.js';
+import { ImportStoppedError, type ImportReport } from '../contacts/contacts-import.js';
 import { parseInput } from '../http/validate.js';
 import { attributeName, COLUMN_TARGETS, guessChoice, parseCsvText, TARGET_LABELS, toMapping, type ColumnMapping } from './csv-mapping.js';
 import { errorNotice, formProblem } from './forms.js';
 import { html, type SafeHtml } from './html.js';
-import { csrfField } from './layout.js';
+import { csrfField, renderPublicPage } from './layout.js';
 import { sendAppPage, signedIn, WEB_UPLOAD_MAX_BYTES, type WebContext } from './web.middleware.js';
 
 const PREVIEW_ROWS = 5;
 const uploadForm = z.object({ file: z.string().min(1, 'choose a CSV file') });
 const importForm = z.object({ csv: z.string().min(1) });
+
+/** An import's counts (finished, or stopped part way). */
+const reportTable = (report: ImportReport): SafeHtml => html`<table><tbody>
+<tr><th scope="row">Rows</th><td>${report.rows}</td></tr><tr><th scope="row">Created</th><td>${report.created}</td></tr>
+<tr><th scope="row">Updated</th><td>${report.updated}</td></tr><tr><th scope="row">Unchanged</th><td>${report.unchanged}</td></tr>
+<tr><th scope="row">Failed</th><td>${report.failed}</td></tr><tr><th scope="row">Consent records added</th><td>${report.consents}</td></tr>
+${report.optOutsKept ? html`<tr><th scope="row">Opt-outs kept</th><td>${report.optOutsKept} <span class="muted">(the file said opted in, but these people opted out themselves: only they can undo that)</span></td></tr>` : ''}
+</tbody></table>`;
 
 /**
  * CSV import from the browser in three steps: upload, a preview of the first rows with a
@@ -46,6 +55,25 @@ Importing the same file again changes nothing: contacts are matched on their add
 <div class="actions"><button type="submit">Import ${csv.rows.length} rows</button><a href="/app/contacts/import">Choose another file</a></div></form>`;
   };
 
+  /**
+   * The session ended while the file was written (signed out in another tab, removed, a password
+   * changed): the import stopped before its next batch (contacts.importCsv rechecks the caller per
+   * batch). Said on a page of its own, outside the app's frame (nobody is signed in), with what
+   * was written and how to finish; the browser's cookie is left alone (it may hold a new session).
+   */
+  const sendStopped = (req: Request, res: Response, stopped: ImportStoppedError) => {
+    const report = stopped.written;
+    req.log.info({ code: stopped.code, rows: report.rows, created: report.created, updated: report.updated }, 'contacts import stopped: the session ended');
+    const body = html`<h1>Import stopped</h1>
+<p role="alert">Your session ended while the file was being imported (you signed out, or your access to the workspace changed), so the import stopped there.</p>
+<p>The first ${report.rows} rows of the file were dealt with; nothing after them was imported.</p>
+${reportTable(report)}
+<p>To finish, sign in and import the same file again: contacts are matched on their address, so the rows already imported come out unchanged.</p>
+<p class="muted">Code: <code>${stopped.code}</code></p>
+<div class="actions"><a class="button" href="/signin?next=%2Fapp%2Fcontacts%2Fimport">Sign in</a></div>`;
+    res.status(stopped.status).set('Cache-Control', 'no-store').type('html').send(renderPublicPage('Import stopped', body, ctx.sandboxInboxUrl));
+  };
+
   router.get('/contacts/import', async (req, res) => {
     await sendAppPage(ctx, req, res, { title: 'Import contacts', section: 'contacts', body: uploadPage(req) });
   });
@@ -70,6 +98,7 @@ Importing the same file again changes nothing: contacts are matched on their add
     try {
       report = await importMapped(auth, form.csv, mapping);
     } catch (error) {
+      if (error instanceof ImportStoppedError) return sendStopped(req, res, error);
       const problem = formProblem(error);
       await sendAppPage(ctx, req, res, { title: 'Check the columns', section: 'contacts', status: problem.status, body: mappingPage(req, form.csv, problem.message) });
       return;
@@ -78,12 +107,7 @@ Importing the same file again changes nothing: contacts are matched on their add
       title: 'Import finished',
       section: 'contacts',
       body: html`<h1>Import finished</h1>
-<table><tbody>
-<tr><th scope="row">Rows</th><td>${report.rows}</td></tr><tr><th scope="row">Created</th><td>${report.created}</td></tr>
-<tr><th scope="row">Updated</th><td>${report.updated}</td></tr><tr><th scope="row">Unchanged</th><td>${report.unchanged}</td></tr>
-<tr><th scope="row">Failed</th><td>${report.failed}</td></tr><tr><th scope="row">Consent records added</th><td>${report.consents}</td></tr>
-${report.optOutsKept ? html`<tr><th scope="row">Opt-outs kept</th><td>${report.optOutsKept} <span class="muted">(the file said opted in, but these people opted out themselves: only they can undo that)</span></td></tr>` : ''}
-</tbody></table>
+${reportTable(report)}
 ${report.errors.length ? html`<h2>Rows with problems</h2><ul>${report.errors.map((p) => html`<li>line ${p.line}: ${p.code}: ${p.message}</li>`)}</ul>${report.errorsTruncated ? html`<p class="muted">Only the first problems are listed.</p>` : ''}` : ''}
 <div class="actions"><a class="button" href="/app/contacts">See the contacts</a><a href="/app/contacts/import">Import another file</a></div>`,
     });

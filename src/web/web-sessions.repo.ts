@@ -1,4 +1,4 @@
-import { eq, lte } from 'drizzle-orm';
+import { and, eq, gt, lte } from 'drizzle-orm';
 import type { Db } from '../db/connect.js';
 import { webSessions } from '../db/schema.js';
 
@@ -15,6 +15,12 @@ export function createWebSessionsRepo(db: Db) {
     async findByTokenHash(tokenHash: string): Promise<WebSessionRow | undefined> {
       const [row] = await db.select().from(webSessions).where(eq(webSessions.tokenHash, tokenHash)).limit(1);
       return row;
+    },
+
+    /** Whether the session of this id is still there (not signed out, not expired at `now`). */
+    async isLive(id: string, now: Date): Promise<boolean> {
+      const [row] = await db.select({ id: webSessions.id }).from(webSessions).where(and(eq(webSessions.id, id), gt(webSessions.expiresAt, now))).limit(1);
+      return row !== undefined;
     },
 
     async deleteByTokenHash(tokenHash: string): Promise<void> {

@@ -1,5 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { AuthContext, AuthService } from '../auth/auth.service.js';
+import { UnauthorizedError } from '../errors.js';
 import type { WebSessionsRepo } from './web-sessions.repo.js';
 
 /** What a browser's session cookie resolves to. */
@@ -8,6 +9,9 @@ export type SessionLookup =
   /** The cookie named a session that ended (expired, signed out elsewhere, membership removed). */
   | { state: 'ended' }
   | { state: 'active'; auth: AuthContext; expiresAt: Date };
+
+/** A web session's `AuthContext.session.key`: this prefix and the row's id. */
+const WEB_KEY_PREFIX = 'web:';
 
 const hashCookieValue = (value: string) => createHash('sha256').update(value).digest('hex');
 /** A cookie value is 32 random bytes in base64url; anything else is not worth a query. */
@@ -43,9 +47,20 @@ export function createWebSessionsService(deps: { repo: WebSessionsRepo; auth: Au
       const row = await repo.findByTokenHash(hashCookieValue(cookieValue));
       if (!row || row.expiresAt.getTime() <= now().getTime()) return { state: 'ended' };
       // A password change since the session started (another version) has ended it.
-      const context = await auth.memberContext(row.userId, row.workspaceId, row.sessionVersion, `web:${row.id}`);
+      const context = await auth.memberContext(row.userId, row.workspaceId, row.sessionVersion, `${WEB_KEY_PREFIX}${row.id}`);
       if (!context) return { state: 'ended' };
       return { state: 'active', auth: context, expiresAt: row.expiresAt };
+    },
+
+    /**
+     * For work that outlasts its request (a CSV import, batch by batch): throws 401 `invalid_token`
+     * once this browser session has ended — signed out, expired — or the membership or password
+     * has (auth.recheck), so signing out stops such work the way removal does.
+     */
+    async recheck(caller: AuthContext): Promise<void> {
+      const key = caller.session?.kind === 'web' ? caller.session.key : undefined;
+      if (key && !(await repo.isLive(key.slice(WEB_KEY_PREFIX.length), now()))) throw new UnauthorizedError('invalid_token', 'The session has ended');
+      await auth.recheck(caller);
     },
 
     async end(cookieValue: string | undefined): Promise<void> {

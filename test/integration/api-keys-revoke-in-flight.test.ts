@@ -48,6 +48,8 @@ describe('a caller revoked during its import', () => {
     expect(atRevocation).toBeLessThan(ROWS / 2);
     expect({ status: answer.status, code: answer.body?.error?.code }).toEqual({ status: 401, code: 'api_key_revoked' });
     expect(written).toBeLessThanOrEqual(atRevocation + BATCH);
+    // How far it got: the report as of the last batch written (the first `rows` rows of the file).
+    expect(answer.body.error.details.import).toMatchObject({ rows: written, created: written, failed: 0 });
     expect((await app.api('GET', '/api/contacts', { token: created.body.key })).status).toBe(401);
   }, 120_000);
 
