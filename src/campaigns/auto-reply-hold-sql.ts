@@ -49,21 +49,24 @@ export function autoReplyHoldSql(target: StepRef, delayDays: number): SQL {
 }
 
 /**
- * The one order between recording an automatic reply and queuing a next step of the recipient
- * it answered (each in its transaction, before the statement that reads the hold or moves the
- * queued steps; PGlite runs each statement and transaction alone, so the record skips it
- * there): both take the recipient's address lock (suppression/address-lock.ts, the lock the
- * gate's claim and an opt-out take), so whichever comes second starts its statement after the
- * first committed and sees it — the queuing sees the reply and holds the step, or deferFollowUps
- * sees the new row and moves it. Per address: unrelated addresses never wait for each other; a
- * group's records take theirs in one statement, in key order (no deadlock with a group claim). A
- * person's reply needs none: the gate reads it before each step, so a step queued beside it is
- * skipped `replied` at its claim.
+ * The one order between recording a reply — a person's or an automatic one — and queuing a next
+ * step of the recipient it answered (each in its transaction, before the statement that reads
+ * the reply or moves the queued steps; PGlite runs each statement and transaction alone, so the
+ * record skips it there): both take the recipient's address lock (suppression/address-lock.ts,
+ * the lock the gate's claim and an opt-out take), so whichever comes second starts its statement
+ * after the first committed and sees it — the queuing sees the reply and holds the step (an
+ * out-of-office) or writes it `skipped` (a person's reply), or the reply's deferFollowUps /
+ * skipRepliedFollowUps sees the new row and moves or skips it. Per address: unrelated addresses
+ * never wait for each other; a group's records take theirs in one statement, in key order (no
+ * deadlock with a group claim); a reply's transaction takes the one of the send it answers, and
+ * only then the campaign's row (completing it), as the gate takes the address locks before its
+ * share lock on that row. The gate still reads a person's reply before each step (belt and
+ * braces: a step claimed while the reply was recorded is skipped `replied` at its re-check).
  */
 export const holdOrderLock = {
-  /** Before queuing the next steps of these sends (send-ledger.repo.ts markSentMany). */
+  /** Before queuing the next steps of these sends (send-ledger.repo.ts markSentMany; a server's, when any has a next step). */
   ofSends: (tx: Db, sendIds: string[]) => lockAddressesOfSends(tx, sql`s.id = any(${pgArray(sendIds)}::uuid[])`),
-  /** Before recording an automatic reply to this message and moving its recipient's later steps (follow-ups.repo.ts lockForAutoReply). */
+  /** Before recording a reply to this message and moving or skipping its recipient's later steps (follow-ups.repo.ts lockForReply). */
   ofMessage: (tx: Db, workspaceId: string, messageId: string) =>
     lockAddressesOfSends(tx, sql`s.message_id = ${messageId}::uuid and s.workspace_id = ${workspaceId}::uuid`),
 };

@@ -25,6 +25,22 @@ export type SendRow = typeof campaignSends.$inferSelect;
 
 
 
+/**
+ * A sending campaign with nothing queued or in flight becomes `completed` (with its
+ * `campaign.status_changed` event). The worker asks it of every sending campaign each tick; sync
+ * asks it when a person's reply skipped a recipient's follow-ups (follow-ups.repo.ts), in that
+ * transaction. The campaigns.repo method below says why it reads the counters.
+ */
+export async function completeIfDone(db: Db, campaignId: string, at: Date): Promise<void> {
+  await db.execute(sql`
+    with done as (
+      update campaigns set status = 'completed', completed_at = ${at.toISOString()}::timestamptz, updated_at = now()
+      where id = ${campaignId} and status = 'sending'
+        and ${unfinishedSendsSql(campaignId)} = 0
+      returning id, workspace_id)${campaignStatusChangedCtes('sending', 'completed')}
+    select 1`);
+}
+
 function campaignQueries(db: Db) {
   async function byId(workspaceId: string, id: string, deleted: 'hidden' | 'included'): Promise<CampaignRow | undefined> {
     const [row] = await db
@@ -269,15 +285,7 @@ function campaignQueries(db: Db) {
      * queued row — its sent step and other campaigns' rows stored before — each tick while a
      * next step waited (BENCHMARKS.md, "ninth pass").
      */
-    async completeIfDone(campaignId: string, at: Date) {
-      await db.execute(sql`
-        with done as (
-          update campaigns set status = 'completed', completed_at = ${at.toISOString()}::timestamptz, updated_at = now()
-          where id = ${campaignId} and status = 'sending'
-            and ${unfinishedSendsSql(campaignId)} = 0
-          returning id, workspace_id)${campaignStatusChangedCtes('sending', 'completed')}
-        select 1`);
-    },
+    completeIfDone: (campaignId: string, at: Date) => completeIfDone(db, campaignId, at),
 
     /** The earlier step's send to this recipient: its thread and Message-ID carry the follow-up. */
     async previousStep(campaignId: string, recipientId: string, step: number): Promise<SendRow | undefined> {

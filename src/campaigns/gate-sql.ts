@@ -1,7 +1,7 @@
 import { sql, type SQL } from 'drizzle-orm';
 import { pgArray } from '../db/pg-array.js';
 import type { CampaignRow } from './campaigns.repo.js';
-import { autoReplyHoldSql } from './auto-reply-hold-sql.js';
+import { autoReplyHoldSql, type StepRef } from './auto-reply-hold-sql.js';
 import { optedInSql } from './eligibility-sql.js';
 import { PROBE_ONLY } from '../db/plan-hints.js';
 import { suppressedSql } from '../suppression/suppressed-sql.js';
@@ -45,6 +45,23 @@ export interface GateRow {
   skip_reason: string | null;
 }
 
+/** What stops a recipient's later steps when it answers an earlier one: a person's reply, or a bounce. */
+export type EarlierAnswer = 'reply' | 'bounce';
+
+/**
+ * SQL: whether a person replied to (`reply`; an automatic reply is no reply) or a bounce came
+ * back from an earlier step of this step's recipient in its campaign — the rule that stops a
+ * sequence. One descent of the ledger's key to the recipient's earlier sends, then their mail
+ * events by message and type. The gate asks it before each step; the sent record asks it of the
+ * next step it queues (send-ledger.repo.ts markSentMany: a reply recorded while the step was in
+ * flight, or awaiting recovery, writes that step `skipped` at once).
+ */
+export function earlierStepAnsweredSql(target: StepRef, type: EarlierAnswer): SQL {
+  return sql`exists (select 1 from campaign_sends p join mail_events e on e.message_id = p.message_id and e.type = ${type}
+                      ${type === 'reply' ? sql`and coalesce((e.detail ->> 'automatic')::boolean, false) = false` : sql``}
+                    where p.campaign_id = ${target.campaignId} and p.recipient_id = ${target.recipientId} and p.step < ${target.step}${PROBE_ONLY})`;
+}
+
 /** A campaign whose mailbox is gone (its `mailbox_id` set null): no row has this id, so the gate halts. */
 export const NO_MAILBOX = '00000000-0000-0000-0000-000000000000';
 
@@ -84,15 +101,9 @@ export const lockSendingMailboxSql = (mailboxId: string): SQL =>
  */
 export function gateSql(sendIds: string[], campaign: CampaignRow, mailboxId: string, laterSteps: boolean, now: Date, autoReplyDelayDays: number): SQL {
   const consent = campaign.kind === 'marketing' ? sql`not ${optedInSql(sql`s.contact_id`, sql`s.workspace_id`)}` : sql`false`;
-  const earlier = (type: 'reply' | 'bounce') =>
-    !laterSteps
-      ? sql`false`
-      : sql`s.step > 0 and exists (select 1 from campaign_sends p join mail_events e on e.message_id = p.message_id and e.type = ${type}
-                      ${type === 'reply' ? sql`and coalesce((e.detail ->> 'automatic')::boolean, false) = false` : sql``}
-                    where p.campaign_id = s.campaign_id and p.recipient_id = s.recipient_id and p.step < s.step${PROBE_ONLY})`;
-  const hold = laterSteps
-    ? autoReplyHoldSql({ campaignId: sql`s.campaign_id`, recipientId: sql`s.recipient_id`, step: sql`s.step` }, autoReplyDelayDays)
-    : sql`(select null::timestamptz as until)`;
+  const step: StepRef = { campaignId: sql`s.campaign_id`, recipientId: sql`s.recipient_id`, step: sql`s.step` };
+  const earlier = (type: EarlierAnswer) => (!laterSteps ? sql`false` : sql`s.step > 0 and ${earlierStepAnsweredSql(step, type)}`);
+  const hold = laterSteps ? autoReplyHoldSql(step, autoReplyDelayDays) : sql`(select null::timestamptz as until)`;
   const at = sql`${now.toISOString()}::timestamptz`;
   // A launched campaign's window never changes (only drafts are edited): the campaign row the caller holds is its window.
   const windowOpen = sql.raw(isInsideWindow(campaign.sendingWindow, now) ? 'true' : 'false');

@@ -2,7 +2,7 @@ import { sql, type SQL } from 'drizzle-orm';
 import type { Db } from '../db/connect.js';
 import { lockAddresses } from '../suppression/address-lock.js';
 import type { CampaignRow } from './campaigns.repo.js';
-import { gateSql, lockSendingMailboxSql, NO_MAILBOX, type GateRow } from './gate-sql.js';
+import { earlierStepAnsweredSql, gateSql, lockSendingMailboxSql, NO_MAILBOX, type GateRow } from './gate-sql.js';
 import { autoReplyHoldSql, holdOrderLock } from './auto-reply-hold-sql.js';
 import { DEFAULT_AUTO_REPLY_FOLLOW_UP_DELAY_DAYS } from '../config/schema.js';
 import { pgArray, rowsOf } from '../db/pg-array.js';
@@ -287,9 +287,11 @@ export function createSendLedgerRepo(db: Db, options: SendLedgerOptions = {}) {
      * changed). The next step is due `next.dueAt` — or later, when an automatic reply to
      * this or an earlier step was recorded while it was in flight (auto-reply-hold-sql.ts) —,
      * gets its own Message-ID, and goes in the same thread. Each `message.sent` event carries
-     * its own message's sent time (`at`, when Gmail answered it), not the group's. On a server,
-     * when a next step's hold is to be read, the statement runs in a transaction after the
-     * address locks of those sends (holdOrderLock: ordered with sync recording an out-of-office).
+     * its own message's sent time (`at`, when Gmail answered it), not the group's. A next step
+     * whose recipient already replied to this or an earlier step is written `skipped` (`replied`).
+     * On a server, when there are next steps, the statement runs in a transaction after the
+     * address locks of those sends (holdOrderLock: ordered with sync recording a reply or an
+     * out-of-office).
      */
     async markSentMany(inputs: SentInput[]): Promise<boolean[]> {
       if (inputs.length === 0) return [];
@@ -309,15 +311,23 @@ export function createSendLedgerRepo(db: Db, options: SendLedgerOptions = {}) {
       // the queued next step in one commit, so no sweep sees neither; the gate claims nothing of
       // a cancelled campaign meanwhile. The lock would only save that rare row, at the cost of
       // every record waiting on the campaign row's writers. (PGlite runs one statement at a time.)
+      // A person who replied to this step or an earlier one while it was in flight (or awaiting
+      // recovery) gets the next step written `skipped` (`replied`): queued, it waited `afterDays`
+      // for the gate to skip it, the campaign `sending` meanwhile (follow-ups.repo.ts skips the
+      // steps queued when the reply is recorded; this, the ones queued after).
+      const nextStep = { campaignId: sql`l.campaign_id`, recipientId: sql`l.recipient_id`, step: sql`l.step + 1` };
       const nextSteps = inputs.some((x) => x.next)
         ? sql`,
           campaign as materialized (
             select c.id, c.status, c.deleted_at from campaigns c where c.id = any(array(select l.campaign_id from ledger l))),
           nx as (
-            insert into campaign_sends (workspace_id, campaign_id, step, contact_id, recipient_id, email, rfc822_message_id, due_at)
+            insert into campaign_sends (workspace_id, campaign_id, step, contact_id, recipient_id, email, rfc822_message_id, due_at, status, skip_reason)
             select l.workspace_id, l.campaign_id, l.step + 1, l.contact_id, l.recipient_id, l.email, gen_random_uuid()::text || '@' || i.sender_domain,
-                   greatest(i.next_due, ${autoReplyHoldSql({ campaignId: sql`l.campaign_id`, recipientId: sql`l.recipient_id`, step: sql`l.step + 1` }, autoReplyDelayDays)})
+                   greatest(i.next_due, ${autoReplyHoldSql(nextStep, autoReplyDelayDays)}),
+                   case when answered.replied then 'skipped' else 'queued' end::send_status, case when answered.replied then 'replied' end
             from ledger l join i on i.id = l.id join campaign on campaign.id = l.campaign_id
+              -- Once per row (offset 0: not pulled up into each of its two uses).
+              cross join lateral (select ${earlierStepAnsweredSql(nextStep, 'reply')} as replied offset 0) answered
             where i.next_due is not null and campaign.status in ${MAY_STILL_SEND} and campaign.deleted_at is null
             on conflict do nothing)`
         : sql``;
@@ -341,10 +351,10 @@ export function createSendLedgerRepo(db: Db, options: SendLedgerOptions = {}) {
             from i join ledger l on l.id = i.id where ms.id = i.message_row_id)${nextSteps}${campaignSendOutcomeCtes('message.sent', 'sent_at')}
           select id from ledger`),
       );
-      // The next steps' hold is read after the recipients' address locks, in a statement of its
-      // own: an out-of-office sync records meanwhile is either seen by it or sees the new rows
-      // (holdOrderLock). Only for next steps with a hold to read.
-      const holding = options.serializedEngine || autoReplyDelayDays <= 0 ? [] : inputs.filter((x) => x.next).map((x) => x.lease.id);
+      // The next steps' hold and replies are read after the recipients' address locks, in a
+      // statement of its own: a reply or out-of-office sync records meanwhile is either seen by it
+      // or sees the new rows (holdOrderLock). Only for records with next steps.
+      const holding = options.serializedEngine ? [] : inputs.filter((x) => x.next).map((x) => x.lease.id);
       const rows =
         holding.length === 0
           ? await record(db)

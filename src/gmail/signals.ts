@@ -8,7 +8,8 @@ import { DAY_MS } from '../time.js';
 /*
  * What mail read from a mailbox does to mail we sent (see README.md "Signals" and SIGNALS.md):
  *
- *   reply       a person answered            → mail_events(reply); the campaign sequence stops
+ *   reply       a person answered            → mail_events(reply); the campaign sequence stops:
+ *                                               queued later steps skipped `replied` at once
  *   auto_reply  an out-of-office or robot    → mail_events(auto_reply); the next step waits
  *                                               AUTO_REPLY_FOLLOW_UP_DELAY_DAYS, never stops
  *   bounce      delivery failed (hard|soft)  → mail_events(bounce); hard suppresses at once,
@@ -135,14 +136,20 @@ export function createSignals(config: SignalsConfig) {
       return result;
     },
 
-    /** A reply to one of our messages: a person's, or an automatic one that pushes follow-ups back. */
+    /**
+     * A reply to one of our messages: a person's ends the recipient's sequence in the campaign it
+     * answers (its queued later steps skipped `replied` now, the campaign completed if nothing is
+     * left); an automatic one pushes them back. Both first take the answered recipient's address
+     * lock, ordered with a sent record queuing that recipient's next step (auto-reply-hold-sql.ts
+     * holdOrderLock): whichever comes second sees the first.
+     */
     async recordReply(
       tx: SyncQueries,
       input: { workspaceId: string; original: OriginalMessage; sourceGmailMessageId: string; from?: string; automatic: boolean; syncedMessageId: string; at: Date },
-    ): Promise<{ recorded: boolean; deferred: number }> {
+    ): Promise<{ recorded: boolean; deferred: number; skipped: number }> {
       const holds = input.automatic && config.autoReplyFollowUpDelayDays > 0;
-      // Ordered with a sent record that queues this recipient's next step (auto-reply-hold-sql.ts holdOrderLock).
-      if (holds) await tx.lockForAutoReply(input.workspaceId, input.original.id);
+      const stops = !input.automatic;
+      if (holds || stops) await tx.lockForReply(input.workspaceId, input.original.id);
       const recorded = await tx.insertMailEvent({
         workspaceId: input.workspaceId,
         messageId: input.original.id,
@@ -153,10 +160,13 @@ export function createSignals(config: SignalsConfig) {
         at: input.at,
       });
       let deferred = 0;
+      let skipped = 0;
       if (recorded && holds) {
         deferred = await tx.deferFollowUps(input.workspaceId, input.original.id, new Date(input.at.getTime() + config.autoReplyFollowUpDelayDays * DAY_MS));
       }
-      return { recorded, deferred };
+      // Completed as of now: the reply's own time may be hours old (a sync catching up).
+      if (recorded && stops) skipped = await tx.skipRepliedFollowUps(input.workspaceId, input.original.id, new Date());
+      return { recorded, deferred, skipped };
     },
 
     /**

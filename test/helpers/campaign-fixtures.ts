@@ -23,6 +23,17 @@ export function separateWorker(app: TestApp, overrides: Partial<SendWorkerDeps> 
   });
 }
 
+/** A worker that dies right after Gmail accepts each message (before its sent record): its sends stay `sending`, their leases `leaseMs` long. */
+export function crashingWorker(app: TestApp, leaseMs: number) {
+  return separateWorker(app, {
+    leaseMs,
+    concurrency: 1,
+    afterGmailAccepted: () => {
+      throw new Error('process died');
+    },
+  });
+}
+
 /**
  * Campaign set-up the send tests share: contacts that are real sandbox mailboxes (so they
  * really receive mail), a campaign over them, and what the sender's SENT folder holds.
@@ -112,14 +123,7 @@ export function campaignFixtures(get: () => { app: TestApp; token: string; works
   async function crashedAfterGmail(sender: { id: string; email: string }, subject: string, options: { prefix: string; leaseMs?: number }) {
     const [person] = await audience(1, { prefix: options.prefix });
     const campaignId = await launched(sender.id, subject, [person!.id]);
-    const crashing = separateWorker(get().app, {
-      leaseMs: options.leaseMs ?? 2_000,
-      concurrency: 1,
-      afterGmailAccepted: () => {
-        throw new Error('process died');
-      },
-    });
-    await crashing.tick();
+    await crashingWorker(get().app, options.leaseMs ?? 2_000).tick();
     expect((await ledger(campaignId)).map((r) => r.status)).toEqual(['sending']);
     expect(sentTo(sender.email, subject).get(person!.email)).toBe(1);
     return { campaignId, person: person! };

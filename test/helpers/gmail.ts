@@ -36,3 +36,19 @@ export async function connectedMailbox(app: TestApp, token: string, email: strin
   if (response.status !== 201) throw new Error(`connect failed: ${response.status} ${response.text}`);
   return response.body as { id: string; email: string; status: string; scopes: string[] };
 }
+
+/**
+ * The recipient answers the campaign message with this subject in the sender's mailbox (what
+ * sync reads next): a person's reply, or (`automatic`) an out-of-office, threaded to it.
+ */
+export async function recipientAnswers(app: TestApp, sender: string, recipient: string, subject: string, automatic = false): Promise<void> {
+  const original = app.sandbox.control.listMessages(recipient).find((m) => m.subject.includes(subject))!;
+  await app.sandbox.control.deliverInbound(sender, {
+    from: recipient,
+    subject: automatic ? `Automatic reply: ${subject}` : `Re: ${subject}`,
+    inReplyTo: original.messageId,
+    references: original.messageId,
+    ...(automatic ? { headers: { 'Auto-Submitted': 'auto-replied', 'X-Autoreply': 'yes' } } : {}),
+    text: automatic ? 'I am out of the office until next week.' : 'Thanks, not interested.',
+  });
+}

@@ -1,7 +1,7 @@
 import { sql } from 'drizzle-orm';
 import { beforeAll, expect, it } from 'vitest';
-import { campaignFixtures, separateWorker } from '../helpers/campaign-fixtures.js';
-import { connectedMailbox } from '../helpers/gmail.js';
+import { campaignFixtures, crashingWorker, separateWorker } from '../helpers/campaign-fixtures.js';
+import { connectedMailbox, recipientAnswers } from '../helpers/gmail.js';
 import { useAppWithOwner } from '../helpers/test-app.js';
 
 /*
@@ -41,17 +41,7 @@ async function launchOneFollowUp(subject: string, afterDays: number) {
 }
 
 /** The recipient's out-of-office to step 0 arrives in the sender's mailbox (what sync will read). */
-async function outOfOfficeArrives(person: { email: string }, subject: string) {
-  const original = ctx.app.sandbox.control.listMessages(person.email).find((m) => m.subject.includes(subject))!;
-  await ctx.app.sandbox.control.deliverInbound(SENDER, {
-    from: person.email,
-    subject: `Automatic reply: ${subject}`,
-    inReplyTo: original.messageId,
-    references: original.messageId,
-    headers: { 'Auto-Submitted': 'auto-replied', 'X-Autoreply': 'yes' },
-    text: 'I am out of the office until next week.',
-  });
-}
+const outOfOfficeArrives = (person: { email: string }, subject: string) => recipientAnswers(ctx.app, SENDER, person.email, subject, true);
 
 /** When sync recorded the recipient's out-of-office. */
 async function autoReplyRecordedAt(person: { email: string }): Promise<Date> {
@@ -100,14 +90,7 @@ it('an out-of-office recorded while the step it answers awaits its sent record h
 it('an out-of-office recorded while a crashed worker’s step awaits recovery holds the follow-up: a worker a day later sends nothing', async () => {
   const subject = `OOO crash ${Date.now()}`;
   const { campaignId, person } = await launchOneFollowUp(subject, 1);
-  const crashing = separateWorker(ctx.app, {
-    leaseMs: 1_500,
-    concurrency: 1,
-    afterGmailAccepted: () => {
-      throw new Error('process died');
-    },
-  });
-  await crashing.tick();
+  await crashingWorker(ctx.app, 1_500).tick();
   expect((await fx.ledger(campaignId)).map((r) => r.status)).toEqual(['sending']);
   const autoReplyAt = await outOfOfficeIsSynced(person, subject);
   await new Promise((r) => setTimeout(r, 1_800));

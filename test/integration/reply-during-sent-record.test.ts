@@ -2,7 +2,7 @@ import { sql } from 'drizzle-orm';
 import pg from 'pg';
 import { beforeAll, expect, it } from 'vitest';
 import { campaignFixtures, separateWorker } from '../helpers/campaign-fixtures.js';
-import { connectedMailbox } from '../helpers/gmail.js';
+import { connectedMailbox, recipientAnswers } from '../helpers/gmail.js';
 import { useAppWithOwner } from '../helpers/test-app.js';
 
 /*
@@ -12,9 +12,9 @@ import { useAppWithOwner } from '../helpers/test-app.js';
  * before the new row committed was seen by neither side — deferFollowUps could not see the row,
  * the record had not seen the reply — and the follow-up was queued `afterDays` after the send,
  * not 3 days after the out-of-office. Now both take the recipient's address lock first
- * (holdOrderLock): the later one sees the earlier. A person's reply needs no lock: the gate reads
- * it before each step, so the follow-up queued beside it is skipped at its claim (the second
- * case guards that).
+ * (holdOrderLock): the later one sees the earlier. A person's reply takes it too: its sync skips
+ * the recipient's queued follow-ups at once, so it must see the one the record queues (the second
+ * case; the gate would still skip it at its claim, but days later, the campaign `sending` till then).
  *
  * Made deterministic with a second session: it holds the send's ledger row, so the record's
  * statement, its snapshot taken, waits inside it; sync records the reply meanwhile; then the row
@@ -46,17 +46,7 @@ async function launchOneFollowUp(subject: string) {
 }
 
 /** The recipient answers step 0 (a person, or an out-of-office) in the sender's mailbox. */
-async function answerArrives(person: { email: string }, subject: string, automatic: boolean) {
-  const original = ctx.app.sandbox.control.listMessages(person.email).find((m) => m.subject.includes(subject))!;
-  await ctx.app.sandbox.control.deliverInbound(SENDER, {
-    from: person.email,
-    subject: automatic ? `Automatic reply: ${subject}` : `Re: ${subject}`,
-    inReplyTo: original.messageId,
-    references: original.messageId,
-    ...(automatic ? { headers: { 'Auto-Submitted': 'auto-replied', 'X-Autoreply': 'yes' } } : {}),
-    text: automatic ? 'I am out of the office until next week.' : 'Thanks, not interested.',
-  });
-}
+const answerArrives = (person: { email: string }, subject: string, automatic: boolean) => recipientAnswers(ctx.app, SENDER, person.email, subject, automatic);
 
 /** Polls a question of the server (another session's view) until it says yes. */
 async function until(client: pg.Client, question: string, params: unknown[], what: string) {
@@ -135,15 +125,16 @@ it.runIf(process.env.TEST_DATABASE_URL)('an out-of-office committed while its st
   expect(copiesReceived(person, subject)).toBe(1);
 }, 60_000);
 
-it.runIf(process.env.TEST_DATABASE_URL)('a person’s reply committed while its step’s sent record is written: the follow-up queued beside it never goes out', async () => {
+it.runIf(process.env.TEST_DATABASE_URL)('a person’s reply committed while its step’s sent record is written: the follow-up queued beside it is skipped at once, and never goes out', async () => {
   const subject = `Reply record race ${Date.now()}`;
-  const { campaignId, person } = await answerDuringSentRecord(subject, false);
-  // The follow-up's day comes: the gate reads the reply and skips it.
+  const { campaignId, person, followUp } = await answerDuringSentRecord(subject, false);
+  // Sync waited for the record's address lock, then found the follow-up it queued and skipped it
+  // (follow-ups.repo.ts skipRepliedFollowUps), completing the campaign in its transaction —
+  // before, it stayed queued a day and the campaign `sending` until the gate skipped it.
+  expect(followUp).toMatchObject({ status: 'skipped', skip_reason: 'replied' });
+  expect((await ctx.app.api('GET', `/api/campaigns/${campaignId}`, { token: ctx.owner.token })).body.status).toBe('completed');
+  // The follow-up's day comes: nothing goes out.
   const later = new Date(Date.now() + DAY + 60_000);
   await separateWorker(ctx.app, { concurrency: 1, now: () => later }).tick();
-  const [followUp] = await query<{ status: string; skip_reason: string | null }>(
-    sql`select status::text as status, skip_reason from campaign_sends where campaign_id = ${campaignId}::uuid and step = 1`,
-  );
-  expect(followUp).toEqual({ status: 'skipped', skip_reason: 'replied' });
   expect(copiesReceived(person, subject), 'the recipient holds step 0 only').toBe(1);
 }, 60_000);

@@ -3,6 +3,7 @@ import { sql } from 'drizzle-orm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { holdOrderLock } from '../../src/campaigns/auto-reply-hold-sql.js';
 import type { CampaignRow } from '../../src/campaigns/campaigns.repo.js';
+import { createFollowUpRules } from '../../src/campaigns/follow-ups.repo.js';
 import { createSendLedgerRepo, type SendCandidate } from '../../src/campaigns/send-ledger.repo.js';
 import { connect, type Database, type Db } from '../../src/db/connect.js';
 import { rowsOf } from '../../src/db/pg-array.js';
@@ -140,6 +141,8 @@ describe('a later step’s claim with 3,000 recipients, as it runs', () => {
     expect(plan).toMatch(/Index (?:Only )?Scan using campaign_sends_recipient_campaign_step_unique on campaign_sends p\s.*\n\s+Index Cond: \(\(recipient_id = (l(?:_\d+)?)\.recipient_id\) AND \(campaign_id = \1\.campaign_id\) AND \(step < \(\1\.step \+ 1\)\)\)/);
     expect(plan).toMatch(/Index (?:Only )?Scan using mail_events_source_unique on mail_events ar\s.*\n\s+Index Cond: \(\(message_id = p\.message_id\) AND \(type = 'auto_reply'/);
     expect(plan).not.toMatch(/Seq Scan on (mail_events|campaign_sends p)\b/);
+    // The sent record's reply check of the next step (written `skipped` when a person replied meanwhile): the same probes, once per row.
+    expect(plan.match(/Index Scan using mail_events_source_unique on mail_events e\S*\s.*\n\s+Index Cond: \(\(message_id = p\S*\.message_id\) AND \(type = 'reply'/g)).toHaveLength(1);
   });
 
   it('finds the addresses a record and an out-of-office lock (holdOrderLock) by key: the sends by id, the answered one by its message', async () => {
@@ -155,7 +158,10 @@ describe('a later step’s claim with 3,000 recipients, as it runs', () => {
     expect(record).toMatch(/Index Scan (?:using|on) campaign_sends_pkey\b/);
     const reply = await planOf((capture) => holdOrderLock.ofMessage(capture, campaign.workspaceId, answered!.message_id));
     expect(reply).toMatch(/Index Scan (?:using|on) campaign_sends_message_idx\b/);
-    for (const plan of [record, reply]) expect(plan).not.toMatch(/Seq Scan on campaign_sends/);
+    // A person's reply skips the recipient's queued later steps: the answered send by its message, then theirs by index.
+    const skip = await planOf((capture) => createFollowUpRules(capture).skipRepliedFollowUps(campaign.workspaceId, answered!.message_id, new Date()));
+    expect(skip).toMatch(/Index Scan (?:using|on) campaign_sends_message_idx on campaign_sends p\b/);
+    for (const plan of [record, reply, skip]) expect(plan).not.toMatch(/Seq Scan on campaign_sends/);
   });
 });
 

@@ -11,7 +11,7 @@ import { createLogger } from '../../src/logger.js';
 import { createMessagesRepo } from '../../src/messages/messages.repo.js';
 import { createMessagesService } from '../../src/messages/messages.service.js';
 import { createAddressHasher } from '../../src/suppression/address-hash.js';
-import { campaignFixtures, separateWorker } from '../helpers/campaign-fixtures.js';
+import { campaignFixtures, crashingWorker, separateWorker } from '../helpers/campaign-fixtures.js';
 import { connectedMailbox } from '../helpers/gmail.js';
 import { sendCountMismatches } from '../helpers/send-counts.js';
 import { useAppWithOwner } from '../helpers/test-app.js';
@@ -178,14 +178,7 @@ describe('recovery of expired sends', { timeout: 90_000 }, () => {
   it('a send resolved by recovery keeps the subject it went out with, not its template', async () => {
     const [person] = await fx.audience(1, { prefix: 'recsub' });
     const campaignId = await fx.launched(healthy.id, 'R9 for {{firstName | "you"}}', [person!.id]);
-    const crashing = separateWorker(ctx.app, {
-      leaseMs: 2_000,
-      concurrency: 1,
-      afterGmailAccepted: () => {
-        throw new Error('process died');
-      },
-    });
-    await crashing.tick();
+    await crashingWorker(ctx.app, 2_000).tick();
     const rescuer = separateWorker(ctx.app, { workerId: 'rescuer-9' });
     expect(await rescuer.recoverStuck(new Date(Date.now() + 3_000))).toBe(1);
     const sentSubjects = ctx.app.sandbox.control.listMessages(HEALTHY, { labelId: 'SENT' }).filter((m) => m.to.includes(person!.email)).map((m) => m.subject);

@@ -1,0 +1,153 @@
+import { sql } from 'drizzle-orm';
+import { beforeAll, expect, it } from 'vitest';
+import { readSendCounts, recountSendsFromLedger } from '../../src/campaigns/send-counts.repo.js';
+import { campaignFixtures, crashingWorker, separateWorker } from '../helpers/campaign-fixtures.js';
+import { connectedMailbox, recipientAnswers } from '../helpers/gmail.js';
+import { useAppWithOwner } from '../helpers/test-app.js';
+
+/*
+ * A person's reply ends the recipient's sequence when it is recorded, not when each later step
+ * comes due. Before, sync only wrote the `reply` event: the follow-up stayed `queued` until its
+ * day (`afterDays` later), the gate then skipped it `replied`, and only then did the campaign
+ * complete — a campaign whose every recipient had answered showed `sending` for days, with
+ * follow-ups "queued" for people who had already replied. Now the reply's transaction skips that
+ * recipient's queued later steps of the campaign (reason `replied`, as the gate's) and completes
+ * the campaign when nothing is left; a next step queued after the reply (its step's sent record
+ * or recovery came later) is written `skipped` at once. An out-of-office still only holds the
+ * follow-ups (auto-reply-hold-sql.ts). Both databases.
+ */
+const ctx = useAppWithOwner({ env: { AUTO_REPLY_FOLLOW_UP_DELAY_DAYS: '3' } });
+const fx = campaignFixtures(() => ({ app: ctx.app, token: ctx.owner.token, workspaceId: ctx.owner.workspaceId }));
+const SENDER = `reply-ends-${Date.now()}@acme.test`;
+const DAY = 86_400_000;
+let mailbox: { id: string; email: string };
+
+const query = async <T = Record<string, unknown>>(s: ReturnType<typeof sql>) => ((await ctx.app.database.db.execute(s)) as unknown as { rows: T[] }).rows;
+
+beforeAll(async () => {
+  mailbox = await connectedMailbox(ctx.app, ctx.owner.token, SENDER, { sync: true });
+  await ctx.app.services.sync.syncMailbox(mailbox.id);
+});
+
+/** A launched transactional campaign: step 0, then one follow-up 3 days later. */
+async function launchTwoSteps(subject: string, people: number) {
+  const audience = await fx.audience(people, { prefix: 'rs' });
+  const created = await ctx.app.api('POST', '/api/campaigns', {
+    token: ctx.owner.token,
+    json: { name: subject, kind: 'transactional', mailboxId: mailbox.id, subject, text: 'Hello', contactIds: audience.map((p) => p.id), steps: [{ afterDays: 3, text: 'Just following up' }] },
+  });
+  expect(created.status, created.text).toBe(201);
+  const campaignId = created.body.id as string;
+  expect((await ctx.app.api('POST', `/api/campaigns/${campaignId}/launch`, { token: ctx.owner.token, json: {} })).status).toBe(200);
+  return { campaignId, audience };
+}
+
+/** The recipient answers step 0 in the sender's mailbox: a person, or an out-of-office. */
+const answerArrives = (person: { email: string }, subject: string, automatic = false) => recipientAnswers(ctx.app, SENDER, person.email, subject, automatic);
+
+const sync = () => ctx.app.services.sync.syncMailbox(mailbox.id);
+
+async function followUps(campaignId: string) {
+  return query<{ email: string; status: string; skip_reason: string | null; due_at: Date }>(
+    sql`select email, status::text as status, skip_reason, due_at from campaign_sends where campaign_id = ${campaignId}::uuid and step = 1 order by email`,
+  );
+}
+
+async function campaign(campaignId: string) {
+  const res = await ctx.app.api('GET', `/api/campaigns/${campaignId}`, { token: ctx.owner.token });
+  expect(res.status, res.text).toBe(200);
+  return res.body as { status: string; completedAt: string | null; progress: { queued: number; sending: number; skipped: number; sent: number; skippedBecause: Record<string, number>; nextSendAt: string | null } };
+}
+
+/** The counters (what progress shows) equal a recount of the ledger. */
+async function expectCountersRight(campaignId: string) {
+  const db = ctx.app.database.db;
+  expect(await readSendCounts(db, campaignId)).toEqual(await recountSendsFromLedger(db, campaignId));
+}
+
+const copiesReceived = (person: { email: string }, subject: string) => ctx.app.sandbox.control.listMessages(person.email).filter((m) => m.subject.includes(subject)).length;
+
+it('a person’s reply to step 0 skips the queued follow-up when sync records it, and the campaign completes at once', async () => {
+  const subject = `Reply ends ${Date.now()}`;
+  const { campaignId, audience } = await launchTwoSteps(subject, 1);
+  const person = audience[0]!;
+  await separateWorker(ctx.app, { concurrency: 1 }).tick();
+  expect((await followUps(campaignId)).map((r) => r.status)).toEqual(['queued']);
+  expect((await campaign(campaignId)).status).toBe('sending');
+
+  await answerArrives(person, subject);
+  await sync();
+
+  // No worker has run since: the reply's own transaction did it.
+  expect((await followUps(campaignId)).map((r) => [r.status, r.skip_reason])).toEqual([['skipped', 'replied']]);
+  const after = await campaign(campaignId);
+  expect(after.status, 'nothing left to send: completed, not `sending` for 3 days').toBe('completed');
+  expect(after.completedAt).not.toBeNull();
+  expect(after.progress).toMatchObject({ queued: 0, sending: 0, sent: 1, skipped: 1, skippedBecause: { replied: 1 }, nextSendAt: null });
+  await expectCountersRight(campaignId);
+  // Days later nothing goes out.
+  await separateWorker(ctx.app, { concurrency: 1, now: () => new Date(Date.now() + 3 * DAY + 60_000) }).tick();
+  expect(copiesReceived(person, subject)).toBe(1);
+});
+
+it('one of two recipients replies: only their follow-up is skipped; an out-of-office holds the other’s, and the campaign goes on sending', async () => {
+  const subject = `Reply and OOO ${Date.now()}`;
+  const { campaignId, audience } = await launchTwoSteps(subject, 2);
+  const [replier, away] = [audience[0]!, audience[1]!];
+  await separateWorker(ctx.app, { concurrency: 2 }).tick();
+  const queuedAt = new Map((await followUps(campaignId)).map((r) => [r.email, new Date(r.due_at).getTime()]));
+
+  await answerArrives(replier, subject);
+  await answerArrives(away, subject, true);
+  await sync();
+
+  const rows = new Map((await followUps(campaignId)).map((r) => [r.email, r]));
+  expect(rows.get(replier.email)).toMatchObject({ status: 'skipped', skip_reason: 'replied' });
+  // The out-of-office moves the follow-up (3 days after it) and stops nothing.
+  expect(rows.get(away.email)).toMatchObject({ status: 'queued', skip_reason: null });
+  expect(new Date(rows.get(away.email)!.due_at).getTime()).toBeGreaterThanOrEqual(queuedAt.get(away.email)!);
+  const after = await campaign(campaignId);
+  expect(after.status).toBe('sending');
+  expect(after.progress).toMatchObject({ queued: 1, skipped: 1, skippedBecause: { replied: 1 } });
+  await expectCountersRight(campaignId);
+
+  // A worker before the follow-up's day: nothing to send, and not completed.
+  await separateWorker(ctx.app, { concurrency: 1 }).tick();
+  expect((await campaign(campaignId)).status).toBe('sending');
+});
+
+it('a reply recorded while step 0 awaits its sent record: the follow-up is written skipped, and the next tick completes the campaign', async () => {
+  const subject = `Reply before record ${Date.now()}`;
+  const { campaignId, audience } = await launchTwoSteps(subject, 1);
+  const person = audience[0]!;
+  const worker = separateWorker(ctx.app, {
+    concurrency: 1,
+    // Between Gmail's accept and the sent record: the follow-up's row does not exist yet.
+    afterGmailAccepted: async () => {
+      await answerArrives(person, subject);
+      await sync();
+    },
+  });
+  await worker.tick();
+  expect((await followUps(campaignId)).map((r) => [r.status, r.skip_reason])).toEqual([['skipped', 'replied']]);
+  // The tick that recorded the send asked afterwards whether the campaign was done.
+  expect((await campaign(campaignId)).status).toBe('completed');
+  await expectCountersRight(campaignId);
+});
+
+it('a reply recorded while a crashed worker’s step 0 awaits recovery: the follow-up recovery records is skipped, and the campaign completes', async () => {
+  const subject = `Reply before recovery ${Date.now()}`;
+  const { campaignId, audience } = await launchTwoSteps(subject, 1);
+  const person = audience[0]!;
+  await crashingWorker(ctx.app, 1_500).tick();
+  expect((await fx.ledger(campaignId)).map((r) => r.status)).toEqual(['sending']);
+  await answerArrives(person, subject);
+  await sync();
+  await new Promise((r) => setTimeout(r, 1_800));
+  expect(await ctx.app.services.sendWorker.recoverStuck()).toBe(1);
+  expect((await followUps(campaignId)).map((r) => [r.status, r.skip_reason])).toEqual([['skipped', 'replied']]);
+  await separateWorker(ctx.app, { concurrency: 1 }).tick();
+  expect((await campaign(campaignId)).status).toBe('completed');
+  await expectCountersRight(campaignId);
+  expect(copiesReceived(person, subject)).toBe(1);
+});
