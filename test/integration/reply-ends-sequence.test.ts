@@ -14,7 +14,10 @@ import { useAppWithOwner } from '../helpers/test-app.js';
  * recipient's queued later steps of the campaign (reason `replied`, as the gate's) and completes
  * the campaign when nothing is left; a next step queued after the reply (its step's sent record
  * or recovery came later) is written `skipped` at once. An out-of-office still only holds the
- * follow-ups (auto-reply-hold-sql.ts). Both databases.
+ * follow-ups (auto-reply-hold-sql.ts). Both databases. The last case is a guard, not a
+ * regression test: replies synced while group claims and sent records run, checked on the
+ * server against its own deadlock count (the reply's transaction takes the recipient's address
+ * lock, then its rows, then the campaign's row — holdOrderLock).
  */
 const ctx = useAppWithOwner({ env: { AUTO_REPLY_FOLLOW_UP_DELAY_DAYS: '3' } });
 const fx = campaignFixtures(() => ({ app: ctx.app, token: ctx.owner.token, workspaceId: ctx.owner.workspaceId }));
@@ -29,12 +32,12 @@ beforeAll(async () => {
   await ctx.app.services.sync.syncMailbox(mailbox.id);
 });
 
-/** A launched transactional campaign: step 0, then one follow-up 3 days later. */
-async function launchTwoSteps(subject: string, people: number) {
+/** A launched transactional campaign: step 0, then one follow-up `afterDays` (3) later. */
+async function launchTwoSteps(subject: string, people: number, afterDays = 3) {
   const audience = await fx.audience(people, { prefix: 'rs' });
   const created = await ctx.app.api('POST', '/api/campaigns', {
     token: ctx.owner.token,
-    json: { name: subject, kind: 'transactional', mailboxId: mailbox.id, subject, text: 'Hello', contactIds: audience.map((p) => p.id), steps: [{ afterDays: 3, text: 'Just following up' }] },
+    json: { name: subject, kind: 'transactional', mailboxId: mailbox.id, subject, text: 'Hello', contactIds: audience.map((p) => p.id), steps: [{ afterDays, text: 'Just following up' }] },
   });
   expect(created.status, created.text).toBe(201);
   const campaignId = created.body.id as string;
@@ -151,3 +154,53 @@ it('a reply recorded while a crashed worker’s step 0 awaits recovery: the foll
   await expectCountersRight(campaignId);
   expect(copiesReceived(person, subject)).toBe(1);
 });
+
+/** Deadlocks the server has detected in the test's database so far (its cumulative statistics, read fresh). */
+async function deadlocks(): Promise<number> {
+  await query(sql`select pg_stat_clear_snapshot()`);
+  const [row] = await query<{ n: number }>(sql`select deadlocks::int as n from pg_stat_database where datname = current_database()`);
+  return row!.n;
+}
+
+it('replies synced while a worker sends both steps in rounds of four: no deadlock, every follow-up sent or skipped `replied`, the campaign completes', async () => {
+  const onServer = Boolean(process.env.TEST_DATABASE_URL);
+  const before = onServer ? await deadlocks() : 0;
+  const subject = `Reply storm ${Date.now()}`;
+  // Follow-ups due at once: group claims and sent records of both steps run while sync records replies.
+  const { campaignId, audience } = await launchTwoSteps(subject, 12, 0);
+  const worker = separateWorker(ctx.app, { concurrency: 4 });
+  const answered = new Set<string>();
+  let sending = true;
+  const sends = (async () => {
+    try {
+      for (let i = 0; i < 200 && (await worker.tick()) + (await fx.ledger(campaignId)).filter((r) => r.status === 'queued').length > 0; i += 1);
+    } finally {
+      sending = false;
+    }
+  })();
+  const replies = (async () => {
+    while (sending || answered.size < audience.length) {
+      for (const person of audience) {
+        if (answered.has(person.email) || copiesReceived(person, subject) === 0) continue;
+        await answerArrives(person, subject);
+        answered.add(person.email);
+      }
+      await sync();
+      if (!sending && answered.size < audience.length) break;
+    }
+  })();
+  await Promise.all([sends, replies]);
+  await sync();
+  await separateWorker(ctx.app, { concurrency: 4 }).tick();
+
+  const steps = await followUps(campaignId);
+  expect(steps).toHaveLength(audience.length);
+  for (const row of steps) expect([['sent', null], ['skipped', 'replied']]).toContainEqual([row.status, row.skip_reason]);
+  expect(steps.filter((r) => r.status === 'skipped').length, 'some replies came while the follow-ups were queued').toBeGreaterThan(0);
+  expect((await campaign(campaignId)).status).toBe('completed');
+  await expectCountersRight(campaignId);
+  if (onServer) {
+    await new Promise((r) => setTimeout(r, 1_500)); // backends flush their statistics at most once a second
+    expect(await deadlocks(), 'deadlocks the server detected').toBe(before);
+  }
+}, 120_000);
