@@ -41,6 +41,11 @@ const WEBHOOK_TICK_MS = 1_000;
  * and missed the deadline.
  */
 export const STOP_GRACE_MS = 3_000;
+/**
+ * After the grace, releasing this process's sync leases waits at most this long: one update,
+ * unless a long statement holds the database (then the leases expire on their own).
+ */
+export const LEASE_RELEASE_WAIT_MS = 250;
 
 export interface Jobs {
   /** Stops starting work, asks the send worker to hand back what it has not started, waits for running work up to `graceMs`. */
@@ -221,7 +226,7 @@ export function startJobs(input: { services: Services; config: Config; logger: L
       await Promise.race([settled, new Promise<void>((resolve) => (grace = setTimeout(resolve, graceMs).unref()))]);
       clearTimeout(grace);
       // Syncs still running are abandoned with the database: let another process take their mailboxes now.
-      await services.sync.releaseLeases().catch(() => undefined);
+      await services.sync.releaseLeases({ timeoutMs: LEASE_RELEASE_WAIT_MS }).catch(() => undefined);
     },
   };
 }

@@ -102,8 +102,25 @@ export function createLogger(level: string, destination?: DestinationStream): Lo
       redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
       base: { service: 'inboxtrail' },
     },
-    destination,
+    destination ?? stdoutDestination(),
   );
+}
+
+/**
+ * Standard output, as pino writes it by default, but fallen silent once it cannot be written:
+ * a closed pipe (EPIPE, which pino handles itself) or a closed terminal (EIO). Closing the
+ * terminal of `npm start` sends SIGHUP, and the stop's first log line then failed with EIO:
+ * pino's stream threw it as an unhandled 'error' and, flushing at exit, retried the write every
+ * 100 ms forever — the process stopped listening but never exited, holding the data dir.
+ */
+function stdoutDestination(): DestinationStream {
+  const stream = pino.destination({ fd: 1 });
+  const mute = () => undefined;
+  stream.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EIO' && error.code !== 'EPIPE') throw error; // as before: unhandled
+    Object.assign(stream, { write: mute, flushSync: mute, end: mute, destroy: mute });
+  });
+  return stream;
 }
 
 export type { Logger };

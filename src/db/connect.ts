@@ -13,6 +13,7 @@ import { lockDataDir } from './dir-lock.js';
 import { PgliteThread } from './pglite-thread.js';
 import { TaskThread } from './task-thread.js';
 import * as schema from './schema.js';
+import { settlesWithin } from '../time.js';
 
 /** The Drizzle handle every repo takes; a transaction has the same shape. */
 export type Db = PgDatabase<PgQueryResultHKT, typeof schema>;
@@ -55,7 +56,13 @@ export interface Database {
   migrate(): Promise<void>;
   /** Throws unless the database answers a trivial query. */
   ping(): Promise<void>;
-  close(): Promise<void>;
+  /**
+   * Closes the database. With `timeoutMs` (a stop's deadline), resolves to false when it could
+   * not close cleanly in time and was let go anyway: the embedded engine's thread ended
+   * mid-statement (the next open recovers from the WAL, as after a crash; nothing committed is
+   * lost, nothing uncommitted kept), a server's connections dropped (the server rolls back).
+   */
+  close(options?: { timeoutMs?: number }): Promise<boolean | void>;
   /** The embedded engine's data dir as a tarball (tests snapshot a migrated one); undefined on a server. */
   dumpDataDir?(compression?: 'none' | 'gzip' | 'auto'): Promise<Blob>;
   /**
@@ -92,7 +99,7 @@ export async function connect(target: DatabaseTarget): Promise<Database> {
       dumpDataDir: (compression) => client.dumpDataDir(compression),
       runTask: (name, args) => client.runTask(name, args),
       // The open worker keeps the process alive; closing ends it (a second close is a no-op).
-      close: () => client.close().finally(unlock),
+      close: (options) => client.close(options).finally(unlock),
     };
   }
 
@@ -154,8 +161,12 @@ export async function connect(target: DatabaseTarget): Promise<Database> {
       await db.execute(sql`select 1`);
     },
     runTask: (name, args) => tasks.runTask(name, args),
-    close: async () => {
-      await Promise.all([tasks.close().catch(() => undefined), pool.end().catch(() => undefined)]);
+    close: async (options) => {
+      const timeoutMs = options?.timeoutMs ?? Number.POSITIVE_INFINITY;
+      // pool.end() waits for every client checked out (a transaction still running): past the
+      // deadline the process exits, and its connections with it.
+      const [tasksClosed, poolClosed] = await Promise.all([tasks.close({ timeoutMs }).catch(() => true), settlesWithin(pool.end(), timeoutMs)]);
+      return tasksClosed && poolClosed;
     },
   };
 }

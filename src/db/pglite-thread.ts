@@ -59,7 +59,7 @@ function checkOptions(options: QueryOptions | undefined) {
 export class PgliteThread implements PgliteClient {
   private readonly port: WorkerPort;
   private nextTransaction = 0;
-  private closing: Promise<void> | undefined;
+  private closing: Promise<boolean> | undefined;
 
   private constructor(port: WorkerPort) {
     this.port = port;
@@ -129,16 +129,13 @@ export class PgliteThread implements PgliteClient {
     return new Blob([bytes]);
   }
 
-  /** Closes the database and ends the thread; a second call waits for the first. */
-  close(): Promise<void> {
-    this.closing ??= (async () => {
-      try {
-        if (!this.port.gone) await this.ask({ op: 'close' });
-      } finally {
-        this.port.gone ??= new Error('PGlite is closed');
-        await this.port.worker.terminate();
-      }
-    })();
+  /**
+   * Closes the database and ends the thread; a second call waits for the first. Resolves to
+   * whether the engine closed within `timeoutMs` (WorkerPort.close: past it the thread is ended
+   * as a crash would end it, and the next open recovers).
+   */
+  close(options: { timeoutMs?: number } = {}): Promise<boolean> {
+    this.closing ??= this.port.close('PGlite', options.timeoutMs);
     return this.closing;
   }
 

@@ -37,16 +37,10 @@ export class TaskThread {
     return this.port;
   }
 
-  /** Ends the thread (its pool first); a task after this fails. */
-  async close(): Promise<void> {
+  /** Ends the thread (its pool first; within `timeoutMs`, else the thread and its connections anyway); a task after this fails. */
+  async close(options: { timeoutMs?: number } = {}): Promise<boolean> {
     this.closed = true;
     const port = await this.port?.catch(() => undefined);
-    if (!port) return;
-    try {
-      if (!port.gone) await port.ask({ op: 'close' });
-    } finally {
-      port.gone ??= new Error('the database task thread is closed');
-      await port.worker.terminate();
-    }
+    return port ? port.close('the database task thread', options.timeoutMs) : true;
   }
 }

@@ -2,6 +2,7 @@ import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import { Worker, type WorkerOptions } from 'node:worker_threads';
 import { messages, type QueryOptions } from '@electric-sql/pglite';
+import { settlesWithin } from '../time.js';
 import { DATABASE_ERROR_FIELDS, type Request, type Response, type Started, type WireError } from './thread-protocol.js';
 
 /*
@@ -94,6 +95,26 @@ export class WorkerPort {
     this.pending.delete(response.id);
     if (response.ok) pending.resolve(response.value);
     else pending.reject(toError(response.error, pending));
+  }
+
+  /**
+   * Asks the worker to close what it holds and ends it; resolves to whether it answered within
+   * `timeoutMs` (default: no limit). Past it the thread is ended anyway, mid-statement if need be:
+   * on the embedded database that is a crash (the next open replays the WAL; a transaction not
+   * committed is gone), on a server the connections drop and the server rolls back what was open.
+   * A statement cannot be cut short otherwise: PGlite runs it synchronously on that thread.
+   */
+  async close(what: string, timeoutMs = Number.POSITIVE_INFINITY): Promise<boolean> {
+    try {
+      if (this.gone) return true;
+      const closing = this.ask({ op: 'close' });
+      if (!(await settlesWithin(closing, timeoutMs))) return false;
+      await closing; // a close that failed throws, as before
+      return true;
+    } finally {
+      this.gone ??= new Error(`${what} is closed`);
+      await this.worker.terminate();
+    }
   }
 
   /** The worker is gone: nothing pending will be answered. */

@@ -1,5 +1,6 @@
 import type { Config } from '../config.js';
 import type { Logger } from '../logger.js';
+import { settlesWithin } from '../time.js';
 import { GMAIL_SCOPES } from './gmail-client.js';
 import { GmailError } from './gmail-errors.js';
 import { describeSyncFailure, eachLimited, safeErrorFields } from './sync-support.js';
@@ -236,9 +237,13 @@ export function createSyncService(deps: SyncServiceDeps) {
       if (how.reconnected && mailbox.syncEnabled) void syncMailbox(mailbox.id);
     },
 
-    /** Shutdown, once waiting for running syncs is over: another process may sync these mailboxes now. */
-    async releaseLeases(): Promise<void> {
-      await deps.leases?.releaseAll();
+    /**
+     * Shutdown, once waiting for running syncs is over: another process may sync these mailboxes
+     * now. Waits at most `timeoutMs` (default: as long as it takes): a database held by a long
+     * statement kept a stop here past its deadline; a lease not released expires on its own (2 min).
+     */
+    async releaseLeases(options: { timeoutMs?: number } = {}): Promise<void> {
+      if (deps.leases) await settlesWithin(deps.leases.releaseAll(), options.timeoutMs ?? Number.POSITIVE_INFINITY);
     },
 
     /** Resolves when no sync is running or queued in this process (tests, shutdown). */

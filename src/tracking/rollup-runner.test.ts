@@ -118,4 +118,28 @@ describe('rollup runner', () => {
     await runner.close({ timeoutMs: 2_000 });
     expect(state.pending).toBe(0);
   });
+
+  it('close() waits for a pass still running no longer than its deadline (it waited for it without one: a long pass pushed a stop past its 5 s)', async () => {
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let passes = 0;
+    const runner = createRollupRunner({
+      pass: async () => {
+        passes += 1;
+        await held; // a pass that outlasts the stop (a big window, a lock, a slow disk)
+        return { records: 1, events: 1, skipped: 0, full: false };
+      },
+      logger,
+      sweepMs: 60_000,
+    });
+    runner.written(1); // a pass after writes, started before the stop
+    await vi.waitFor(() => expect(passes).toBe(1), { timeout: 900, interval: 5 });
+    const started = Date.now();
+    expect(await runner.close({ timeoutMs: 200 })).toBe(false);
+    expect(Date.now() - started).toBeLessThan(1_000);
+    // It was let go, not cut: it still settles; nothing more starts.
+    release();
+    await sleep(100);
+    expect(passes).toBe(1);
+  });
 });

@@ -1,4 +1,5 @@
 import type { Logger } from '../logger.js';
+import { settlesWithin } from '../time.js';
 import { createWriteBackoff } from './write-backoff.js';
 import type { RollupPassResult } from './rollups.repo.js';
 
@@ -72,6 +73,8 @@ export function createRollupRunner(options: RollupRunnerOptions) {
     recoveredMessage: 'tracking rollups are being written again',
   });
   let closed = false;
+  /** Set when close() stopped waiting for a pass: its end (committed or not) is not this process's concern any more. */
+  let abandoned = false;
 
   /** One pass; undefined when it failed (logged, counted, backoff set). */
   async function passOnce(): Promise<RollupPassResult | undefined> {
@@ -84,6 +87,8 @@ export function createRollupRunner(options: RollupRunnerOptions) {
       backoff.succeeded();
       return result;
     } catch (error) {
+      // A pass close() gave up on fails when the database is let go: nothing to retry or report.
+      if (abandoned) return undefined;
       hooks.failed?.();
       backoff.failed(error);
       return undefined;
@@ -168,14 +173,23 @@ export function createRollupRunner(options: RollupRunnerOptions) {
 
     /**
      * Stops the timers and rolls up what is pending, starting no pass (nor retry) after
-     * `timeoutMs`: what is left stays pending for the next process (its sweep).
+     * `timeoutMs`, and waiting no longer than that for one still running (one started before
+     * the stop, a long one: it was waited for without a limit, past the stop's deadline). A pass
+     * is one transaction: one given up on either commits later or is rolled back when the
+     * database is let go (main.ts closes it with what is left of the deadline), and its pending
+     * rows stay for the next process's sweep. Resolves to false when it gave up on one.
      */
-    async close({ timeoutMs = 5_000 }: { timeoutMs?: number } = {}): Promise<void> {
+    async close({ timeoutMs = 5_000 }: { timeoutMs?: number } = {}): Promise<boolean> {
       stopPasses();
       const deadline = now() + timeoutMs;
-      while (!(await exclusive(true, deadline)) && now() < deadline) {
-        await new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, Math.min(backoff.delayMs, deadline - now()))));
-      }
+      const rolledUp = (async () => {
+        while (!(await exclusive(true, deadline)) && now() < deadline) {
+          await new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, Math.min(backoff.delayMs, deadline - now()))));
+        }
+      })();
+      const settled = await settlesWithin(rolledUp, timeoutMs);
+      abandoned = !settled;
+      return settled;
     },
   };
 }

@@ -255,8 +255,9 @@ export function createTracking(deps: TrackingDeps) {
       beginShutdown();
       const { lost, unsettled } = await writer.close({ timeoutMs });
       const writtenMs = shutdown!.writtenMs ?? Date.now() - shutdown!.startedAt;
-      await rollups.close({ timeoutMs: Math.max(0, deadline - Date.now()) });
-      const report = { heldClicks: shutdown!.released, buffered: shutdown!.buffered, lost, unsettled, writtenMs, ms: Date.now() - shutdown!.startedAt };
+      // A pass still running at the deadline is left to commit or roll back (its rows then stay pending).
+      const rolledUp = await rollups.close({ timeoutMs: Math.max(0, deadline - Date.now()) });
+      const report = { heldClicks: shutdown!.released, buffered: shutdown!.buffered, lost, unsettled, writtenMs, ...(rolledUp ? {} : { rollupPassUnsettled: true }), ms: Date.now() - shutdown!.startedAt };
       if (lost + unsettled > 0) logger.error(report, 'tracking events could not be written before shutdown');
       else logger.info(report, 'tracking events written at shutdown');
     },

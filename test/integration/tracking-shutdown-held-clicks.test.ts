@@ -1,18 +1,16 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { sql } from 'drizzle-orm';
-import { afterAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
-import { connect, type Database } from '../../src/db/connect.js';
 import { rowsOf } from '../../src/db/pg-array.js';
 import { createTokenCodec } from '../../src/tracking/tokens.js';
 import { seededRandom } from '../helpers/campaign-fixtures.js';
 import { seedSentCampaign } from '../helpers/seed-campaign.js';
-import { createTestDatabase } from '../helpers/test-db.js';
+import { openSharedDatabase, spawnMain } from '../helpers/main-process.js';
 import { TEST_ENV, freePort } from '../helpers/test-app.js';
 import { UA } from '../helpers/tracking-hits.js';
 
@@ -24,7 +22,6 @@ import { UA } from '../helpers/tracking-hits.js';
  * click answered with a redirect is a stored click event.
  */
 
-const root = path.resolve(import.meta.dirname, '../..');
 const server = process.env.TEST_DATABASE_URL;
 /** First a few opens (not held: written within a second), so that the writer — and on a server its task thread, started on first use — is warm before the clicks. */
 const WARM_UP_OPENS = 20;
@@ -50,20 +47,6 @@ afterAll(async () => {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-function spawnService(env: Record<string, string>): { child: ChildProcess; exited: Promise<number | null>; output: () => string } {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-    cwd: root,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? os.tmpdir(), ...TEST_ENV, LOG_LEVEL: 'info', HOST: '127.0.0.1', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  cleanups.push(() => child.exitCode === null && child.kill('SIGKILL'));
-  let output = '';
-  child.stdout!.on('data', (chunk) => (output += String(chunk)));
-  child.stderr!.on('data', (chunk) => (output += String(chunk)));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  return { child, exited, output: () => output };
-}
-
 /** One GET over a keep-alive agent; resolves to the status, or undefined when the connection failed. */
 function get(agent: http.Agent, port: number, pathname: string): Promise<number | undefined> {
   return new Promise((resolve) => {
@@ -76,17 +59,9 @@ function get(agent: http.Agent, port: number, pathname: string): Promise<number 
   });
 }
 
-/** A migrated database the child process can open: the server's test copy, or PGlite on disk (one process at a time). */
-async function openDatabase(dir?: string): Promise<{ database: Database; url: string }> {
-  if (server) {
-    const database = await createTestDatabase();
-    return { database, url: database.url! };
-  }
-  if (dir) return { database: await connect({ kind: 'pglite', dir }), url: `pglite:${dir}` };
-  const fresh = mkdtempSync(path.join(os.tmpdir(), 'inboxtrail-shutdown-'));
-  cleanups.push(() => rmSync(fresh, { recursive: true, force: true }));
-  return { database: await connect({ kind: 'pglite', dir: fresh, loadDataDir: new Blob([readFileSync(inject('pgliteTemplateDump'))]) }), url: `pglite:${fresh}` };
-}
+const cleanup = (undo: () => Promise<unknown> | unknown) => cleanups.push(undo);
+const spawnService = (env: Record<string, string>) => spawnMain(env, cleanup);
+const openDatabase = (dir?: string) => openSharedDatabase(cleanup, dir);
 
 describe('graceful shutdown of tracking', () => {
   it('SIGTERM while 2,200 clicks are held, a slow request holds the HTTP grace and the database writes ~1,000 events a second: every click answered with a redirect is stored', async () => {
