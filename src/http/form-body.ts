@@ -56,8 +56,9 @@ export function isAppReadableForm(req: IncomingMessage): boolean {
  * The app's urlencoded parsers' `verify` (express-app.ts, the web app's forms): their parser (qs)
  * drops a field named `__proto__` without a word, so the raw body is looked at first and such a
  * field answered as in every other body (http/text.ts isAcceptedFieldName: 400 `validation_failed`).
- * Names are compared decoded (`%5F%5Fproto%5F%5F` is the same field); `__proto__[a]` is kept by
- * the parser as that name, an ordinary one.
+ * Names are compared as the parser reads them: decoded (`%5F%5Fproto%5F%5F` is the same field)
+ * and without one pair of wrapping brackets (`[__proto__]` too); `__proto__[a]` and
+ * `[[__proto__]]` are kept by the parser as those names, ordinary ones.
  */
 export function refuseUnacceptedFieldNames(req: IncomingMessage, _res: unknown, body: Buffer): void {
   // One-click reads its form leniently (readFormFields `oneClick`): the field is skipped there, and the opt-out goes through.
@@ -72,7 +73,9 @@ export function refuseUnacceptedFieldNames(req: IncomingMessage, _res: unknown, 
     } catch {
       // Not UTF-8 percent-encoding: the parser reads it another way, never as `__proto__`.
     }
-    assertAcceptedFieldName(name);
+    // qs keeps a key whole here (depth 0) but strips one pair of wrapping brackets from it
+    // (stripWrappingBrackets): `[__proto__]` is read, and dropped, as `__proto__`.
+    assertAcceptedFieldName(name.startsWith('[') && name.endsWith(']') ? name.slice(1, -1) : name);
   }
 }
 

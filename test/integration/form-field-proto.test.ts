@@ -48,6 +48,21 @@ describe('a form field named __proto__', () => {
     expect(await entriesOf(ctx.owner.workspaceId, 'proto-prefs@example.test')).toMatchObject([{ scope: 'all' }]);
   });
 
+  it('urlencoded `[__proto__]`: the parser (qs) strips one pair of wrapping brackets and drops it as `__proto__`, so it is refused alike', async () => {
+    const mailed = await seedMailedAddress('proto-brackets@example.test');
+    const before = await snapshotCounts(db());
+    for (const body of ['[__proto__]=x&action=unsubscribe-all', '%5B__proto__%5D=x&action=unsubscribe-all', '%5B%5F%5Fproto%5F%5F%5D=x&action=unsubscribe-all']) {
+      const res = await ctx.app.api('POST', mailed.prefs, { body, headers: FORM });
+      expect([body, res.status]).toEqual([body, 400]);
+      expect(res.text).toContain('__proto__ is not accepted as a name');
+    }
+    expect(await entriesOf(ctx.owner.workspaceId, 'proto-brackets@example.test')).toEqual([]);
+    expect(await snapshotCounts(db())).toEqual(before);
+    // Only one pair is stripped: `[[__proto__]]` is kept as `[__proto__]`, an ordinary name this form does not have.
+    const nested = await ctx.app.api('POST', mailed.prefs, { body: '[[__proto__]]=x&action=unsubscribe-all', headers: FORM });
+    expect(nested.text).not.toContain('__proto__ is not accepted as a name');
+  });
+
   it('one-click (RFC 8058), multipart or urlencoded: the field is skipped and the opt-out goes through', async () => {
     const fields: [string, string][] = [['__proto__', 'x'], ['List-Unsubscribe', 'One-Click']];
     for (const [address, body] of [['proto-oneclick@example.test', multipart(fields)], ['proto-oneclick-form@example.test', new URLSearchParams(fields).toString()]] as const) {
