@@ -9,6 +9,7 @@
  *   BENCH_TARGETS=server BENCH_DATABASE_URL=postgres://… npm run bench -- campaign
  *   BENCH_RECIPIENTS=1000000 BENCH_SEND_SLICE=20000 npm run bench -- campaign   (launch it all, send a slice)
  *   BENCH_PGSS=1 BENCH_TARGETS=pglite npm run bench -- campaign   (and what the engine's own statements cost: pg_stat_statements)
+ *   BENCH_STEPS=1,2 BENCH_RECIPIENTS=10000 BENCH_WORKER_RECIPIENTS=0 npm run bench -- campaign   (a single step, then a two-step sequence)
  *
  * Targets (BENCH_TARGETS, default pglite,server): in-memory PGlite, and a database of its own
  * on the server at BENCH_DATABASE_URL (default the local one; created and dropped). The
@@ -21,6 +22,15 @@
  * RSS from seeding through the send (sampled every 50 ms). For memory figures run one size per
  * process: RSS does not shrink back after a run. BENCH_MEMORY_LIMITS=1 also runs the pipeline
  * with the pacer's limits in memory (one process, no sharing).
+ *
+ * BENCH_STEPS (default 1; a list runs each in turn, beside the same baseline): the campaign is
+ * a sequence of that many steps, each later step due BENCH_STEP_AFTER_DAYS (default 0: at once)
+ * after the recipient's previous one went out, so the run sends recipients × steps messages
+ * and measures what a later step adds: the claim's re-checks of a later step (replies, the
+ * out-of-office hold), the thread of the previous step, and the sent record that queues the
+ * next step (on a server, in a transaction after the recipients' address locks: holdOrderLock).
+ * Such a row is labelled `<target>, N steps`, and followed by each step's own msg/s (its
+ * messages over the span of their `sent_at`).
  *
  * Then, for BENCH_WORKER_RECIPIENTS (default 5000; 0 skips), the same campaign sent by one and
  * by two `npm run worker` processes against the PostgreSQL server at BENCH_DATABASE_URL
@@ -66,6 +76,10 @@ const memoryLimitsToo = process.env.BENCH_MEMORY_LIMITS === '1';
 /** Audience sizes for the runs with worker processes against a PostgreSQL server (0 skips them). */
 const workerSizes = (process.env.BENCH_WORKER_RECIPIENTS ?? '5000').split(',').map(Number).filter((n) => n > 0);
 const serverUrl = SERVER_URL;
+/** Steps of the campaign's sequence, one run each (BENCH_STEPS=1,2); a later step is due BENCH_STEP_AFTER_DAYS after the one before. */
+const stepCounts = (process.env.BENCH_STEPS ?? '1').split(',').map(Number);
+const stepAfterDays = Number(process.env.BENCH_STEP_AFTER_DAYS ?? '0');
+if (stepCounts.some((n) => !Number.isInteger(n) || n < 1 || n > 11)) throw new Error('BENCH_STEPS: step counts from 1 to 11');
 
 /** BENCH_EXPLAIN_CLAIM=1: after the PGlite run, the generic plan PGlite keeps for the send claim (EXPLAIN (GENERIC_PLAN), PostgreSQL 16+). */
 const explainClaim = process.env.BENCH_EXPLAIN_CLAIM === '1';
@@ -139,7 +153,7 @@ function mainThreadCpuMs(): number {
  * database runs in this process and counts, with the server it does not), and peak heap and
  * RSS from the seeding and launch through the send.
  */
-async function runPipeline(sandboxUrl: string, target: TargetName, recipients: number, memoryLimits: boolean) {
+async function runPipeline(sandboxUrl: string, target: TargetName, recipients: number, memoryLimits: boolean, steps: number) {
   // The mailbox's budget is seedCampaign's (as many as there are recipients).
   const config = loadConfig(serviceEnv(sandboxUrl));
   // The service's default pool (10): the lanes, the pacer and the gate each hold a connection for a
@@ -169,7 +183,7 @@ async function runPipeline(sandboxUrl: string, target: TargetName, recipients: n
   const services = createServices({ config, database, logger: createLogger('silent'), google, pacer });
   const stopPeak = peakTracker();
   const launchStarted = performance.now();
-  const seeded = await seedCampaign(services, database, { recipients, mailboxEmail: 'sender@acme.test', domain: 'bench.test' });
+  const seeded = await seedCampaign(services, database, { recipients, mailboxEmail: 'sender@acme.test', domain: 'bench.test', steps, afterDays: stepAfterDays });
   const launchSeconds = (performance.now() - launchStarted) / 1000;
 
   const counting = statementStats && (await startStatementStats(database.db));
@@ -203,8 +217,21 @@ async function runPipeline(sandboxUrl: string, target: TargetName, recipients: n
     await printStatementStats(database.db, { name: 'msg', count: sent });
   }
   if (explainClaim && database.kind === 'pglite') await printClaimPlan(database.db, seeded);
+  const perStep = steps > 1 ? await stepRates(database.db, seeded.campaignId) : [];
   await opened.close();
-  return { sent, seconds, launchSeconds, cpuPerMessageMs: cpu / Math.max(1, sent), mainThreadPerMessageMs: mainCpu / Math.max(1, sent), peak };
+  return { sent, seconds, launchSeconds, cpuPerMessageMs: cpu / Math.max(1, sent), mainThreadPerMessageMs: mainCpu / Math.max(1, sent), peak, perStep };
+}
+
+/**
+ * Each step's messages sent and their rate over the span of their `sent_at` (first to last
+ * Gmail answer of the step). The worker sends the steps one after the other (a batch takes the
+ * earliest due first, and a later step is due only once its previous one went out).
+ */
+async function stepRates(db: Db, campaignId: string) {
+  const result = (await db.execute(sql`
+    select step, count(*)::int as n, extract(epoch from max(sent_at) - min(sent_at))::float8 as span
+    from campaign_sends where campaign_id = ${campaignId}::uuid and status = 'sent' group by step order by step`)) as unknown as { rows: { step: number; n: number; span: number }[] };
+  return result.rows.map((r) => ({ step: Number(r.step), sent: Number(r.n), rate: Number(r.n) / Math.max(Number(r.span), 1e-3) }));
 }
 
 /** The same number of messages, composed the same way, posted straight to the sandbox. */
@@ -314,15 +341,16 @@ try {
     const baseline = await runBaseline(sandbox.url, baselineMessages > 0 ? baselineMessages : sendSlice > 0 ? Math.min(size, sendSlice) : size);
     const bRate = baseline.sent / baseline.seconds;
     for (const target of targets) {
-      for (const memoryLimits of memoryLimitsToo ? [false, true] : [false]) {
-        const pipeline = await runPipeline(sandbox.url, target, size, memoryLimits);
+      for (const [memoryLimits, steps] of (memoryLimitsToo ? [false, true] : [false]).flatMap((m) => stepCounts.map((n) => [m, n] as const))) {
+        const pipeline = await runPipeline(sandbox.url, target, size, memoryLimits, steps);
         if (!pipeline) continue;
         const pRate = pipeline.sent / pipeline.seconds;
-        const label = `${target}${memoryLimits ? ' (limits in memory)' : ''}`;
+        const label = `${target}${steps > 1 ? `, ${steps} steps` : ''}${memoryLimits ? ' (limits in memory)' : ''}`;
         console.log(
           `${label} | ${size} | ${pipeline.launchSeconds.toFixed(1)} | ${pRate.toFixed(0)} | ${bRate.toFixed(0)} | ${(pRate / bRate).toFixed(2)} | ${pipeline.cpuPerMessageMs.toFixed(2)} ms, ${baseline.cpuPerMessageMs.toFixed(2)} ms (${(pipeline.cpuPerMessageMs - baseline.cpuPerMessageMs).toFixed(2)} ms; main thread ${pipeline.mainThreadPerMessageMs.toFixed(2)} ms) | ${mb(pipeline.peak.heap)}, ${mb(baseline.peak.heap)} | ${mb(pipeline.peak.rss)}, ${mb(baseline.peak.rss)}   (${machine().replace(/^.*load/, 'load')})`,
         );
-        const expected = sendSlice > 0 ? Math.min(size, sendSlice) : size;
+        if (pipeline.perStep.length > 0) console.log(`  per step: ${pipeline.perStep.map((s) => `step ${s.step + 1} ${s.sent} sent, ${s.rate.toFixed(0)} msg/s`).join('; ')}`);
+        const expected = sendSlice > 0 ? Math.min(size * steps, sendSlice) : size * steps;
         if (pipeline.sent < expected) console.log(`  ! pipeline sent ${pipeline.sent} of ${expected}`);
       }
     }

@@ -5,7 +5,10 @@
  * workspace; then the claim statement of one round (four sends of the last step) is EXPLAINed
  * (ANALYZE, BUFFERS) in a transaction that is rolled back, and so is `deferFollowUps` (an
  * automatic reply to a first-step message). Prints the plan lines of the re-checks' lookups and
- * the buffer totals: read the buffers, not the times.
+ * the buffer totals: read the buffers, not the times. Then the sent record of four sends of the
+ * last step that queues a next step (send-ledger.repo.ts `markSentMany`, as a server runs it:
+ * the recipients' address locks — holdOrderLock — then the record with the next step's hold read),
+ * both statements EXPLAINed (ANALYZE, BUFFERS) as custom plans, rolled back.
  *
  *   npm run bench -- claim-steps
  *   BENCH_TARGETS=pglite BENCH_CLAIM_RECIPIENTS=100000 BENCH_CLAIM_PLANS=1 npm run bench -- claim-steps   (whole plans)
@@ -22,6 +25,7 @@ import type { CampaignRow } from '../../src/campaigns/campaigns.repo.js';
 import { createFollowUpRules } from '../../src/campaigns/follow-ups.repo.js';
 import { createSendLedgerRepo } from '../../src/campaigns/send-ledger.repo.js';
 import type { Db } from '../../src/db/connect.js';
+import { pgArray } from '../../src/db/pg-array.js';
 import { analyze, fmt, machineLine, openBenchDatabase, rowsOf, seedContacts, seedSuppressions, seedWorkspace, targets, type TargetName } from './audience-data.js';
 
 const RECIPIENTS = Number(process.env.BENCH_CLAIM_RECIPIENTS ?? 100_000);
@@ -113,12 +117,53 @@ const literal = (value: unknown) => (value === null || value === undefined ? 'nu
 
 class Rollback extends Error {}
 
-/** EXPLAIN lines of a statement, run and rolled back: as a generic plan (target pglite) or a custom one (server). */
-async function explainClaim(db: Db, target: TargetName, query: { sql: string; params: unknown[] }): Promise<string[]> {
+/**
+ * The sent record of four queued sends of `step` as the server's repo builds it (captured, not
+ * run): the address-lock statement, then the record, which queues step + 1 for each (due now,
+ * with its out-of-office hold read). `prepare` puts those sends in flight (claimed, with their
+ * `messages` rows), in the transaction that explains the record.
+ */
+async function sentRecordStatements(db: Db, campaign: CampaignRow, mailboxId: string, step: number) {
+  const sends = rowsOf<{ id: string; contact_id: string; recipient_id: string; email: string; rfc822_message_id: string }>(
+    await db.execute(sql`
+      select id, contact_id, recipient_id, email, rfc822_message_id from campaign_sends
+      where campaign_id = ${campaign.id}::uuid and step = ${step} and status = 'queued' order by email desc limit 4`),
+  );
+  const inputs = sends.map((s, i) => {
+    const send = { id: s.id, campaignId: campaign.id, step, contactId: s.contact_id, recipientId: s.recipient_id, email: s.email, rfc822MessageId: s.rfc822_message_id, attempts: 0 };
+    return {
+      lease: { id: s.id, owner: 'bench', attempt: 1, messageRowId: randomUUID() },
+      gmail: { id: `g${i}`, threadId: `t${i}` },
+      at: new Date(),
+      subject: 'Hi',
+      next: { campaign, send, senderDomain: 'acme.test', dueAt: new Date() },
+    };
+  });
+  const captured: SQL[] = [];
+  const capture = { execute: async (q: SQL) => (captured.push(q), { rows: [] }), transaction: async (run: (tx: Db) => Promise<unknown>) => run(capture) } as unknown as Db;
+  await createSendLedgerRepo(capture, { serializedEngine: false }).markSentMany(inputs);
+  if (captured.length !== 2) throw new Error(`expected the lock and the record, captured ${captured.length} statements`);
+  const [lock, record] = captured.map((q) => new PgDialect().sqlToQuery(q));
+  const prepare = async (tx: Db) => {
+    await tx.execute(sql`
+      update campaign_sends set status = 'sending', lease_owner = 'bench', attempts = 1, lease_expires_at = now() + interval '1 minute'
+      where id = any(${pgArray(inputs.map((x) => x.lease.id))}::uuid[])`);
+    await tx.execute(sql`
+      insert into messages (id, workspace_id, mailbox_id, direction, status, rfc822_message_id, subject, from_address, to_addresses, sent_by)
+      select m.id, ${campaign.workspaceId}::uuid, ${mailboxId}::uuid, 'outbound', 'sending', s.rfc822_message_id, 'Hi', 'sender@acme.test', array[s.email], ${campaign.createdBy}::uuid
+      from unnest(${pgArray(inputs.map((x) => x.lease.messageRowId))}::uuid[], ${pgArray(inputs.map((x) => x.lease.id))}::uuid[]) as m(id, send_id)
+      join campaign_sends s on s.id = m.send_id`);
+  };
+  return { lock: lock!, record: record!, prepare };
+}
+
+/** EXPLAIN lines of a statement, run and rolled back: as a generic plan (target pglite) or a custom one (server); after `before`, in the same transaction. */
+async function explainClaim(db: Db, target: TargetName, query: { sql: string; params: unknown[] }, before?: (tx: Db) => Promise<void>): Promise<string[]> {
   let lines: string[] = [];
   await db
     .transaction(async (txRaw) => {
       const tx = txRaw as unknown as Db;
+      await before?.(tx);
       const plan = async (statement: string) => rowsOf<Record<string, string>>(await tx.execute(sql.raw(statement))).map((r) => Object.values(r)[0]!);
       if (target === 'pglite') {
         await tx.execute(sql.raw(`prepare bench_claim as ${query.sql}`));
@@ -158,7 +203,8 @@ function summary(lines: string[]): string[] {
 console.log(`claim-steps: ${fmt(RECIPIENTS)} contacts, ${fmt(SUPPRESSIONS)} suppressions in the workspace; ${machineLine()}`);
 for (const target of targets) {
   for (const steps of [2, 3]) {
-    const bench = await openBenchDatabase(target);
+    // No statement timeout: seeding 100,000 contacts is one statement, past 10 s on a loaded host.
+    const bench = await openBenchDatabase(target, { statementTimeoutMs: 3_600_000 });
     if (!bench) break;
     try {
       const { db } = bench.database;
@@ -181,6 +227,15 @@ for (const target of targets) {
       await createFollowUpRules(capture).deferFollowUps(answered!.workspace_id, answered!.message_id, new Date(Date.now() + 86_400_000));
       const deferLines = await explainClaim(db, 'server', new PgDialect().sqlToQuery(deferral!));
       console.log(`  deferFollowUps (custom plan):\n${deferLines.filter((l) => /campaign_sends|Index Cond|Filter|Buffers|Execution Time/.test(l)).join('\n')}`);
+      // The sent record of four sends of the last step, queuing a next one (twice each: the first warms the cache).
+      const recordOf = await sentRecordStatements(db, campaign, ws.mailboxId, steps - 1);
+      await explainClaim(db, 'server', recordOf.lock);
+      const lockLines = await explainClaim(db, 'server', recordOf.lock);
+      await explainClaim(db, 'server', recordOf.record, recordOf.prepare);
+      const recordLines = await explainClaim(db, 'server', recordOf.record, recordOf.prepare);
+      const recordSummary = (lines: string[]) => (WHOLE_PLANS ? lines : lines.filter((l, i) => i === 0 || /->|Index Cond|Filter|Buffers|Execution Time|Planning Time/.test(l)));
+      console.log(`  sent record of 4 sends of step ${steps - 1}, queuing step ${steps} (custom plans): the address locks (holdOrderLock)\n${recordSummary(lockLines).join('\n')}`);
+      console.log(`  the record:\n${recordSummary(recordLines).join('\n')}`);
       if (target === 'pglite') {
         const client = (bench.database.db as unknown as { $client: { exec(query: string): Promise<{ rows: { 'QUERY PLAN': string }[] }[]> } }).$client;
         const [generic] = await client.exec(`explain (generic_plan) ${query.sql}`);

@@ -88,16 +88,21 @@ export interface SeededCampaign {
 /**
  * A workspace whose owner connected `mailboxEmail` (with read access when `sync`), N opted-in
  * contacts r<i>@<domain>, and a marketing campaign to all of them, launched: its sends are due now.
+ * `steps` (default 1): a sequence of that many steps, each later one due `afterDays` (default 0:
+ * at once) after the recipient's previous step was sent, from a mailbox connected with sync (by
+ * default; launch refuses a sequence otherwise). The daily budget covers every step.
  */
 export async function seedCampaign(
   services: Services,
   database: Database,
-  options: { recipients: number; mailboxEmail: string; domain: string; sync?: boolean; dailyBudget?: number },
+  options: { recipients: number; mailboxEmail: string; domain: string; sync?: boolean; dailyBudget?: number; steps?: number; afterDays?: number },
 ): Promise<SeededCampaign> {
   const { auth, workspace } = await benchAccount(services, `owner-${randomBytes(4).toString('hex')}@${options.domain}`);
   await services.auth.updateWorkspace(auth, { postalAddress: '1 Bench Street, Testville' });
-  const mailbox = await benchMailbox(services, auth, { sync: options.sync ?? false, loginHint: options.mailboxEmail });
-  const dailyBudget = options.dailyBudget ?? options.recipients + 10;
+  const steps = options.steps ?? 1;
+  // A sequence needs a mailbox sync can read (follow-ups stop on a reply): launch refuses a send-only one.
+  const mailbox = await benchMailbox(services, auth, { sync: options.sync ?? steps > 1, loginHint: options.mailboxEmail });
+  const dailyBudget = options.dailyBudget ?? options.recipients * steps + 10;
   // A benchmark sends more in a day than Gmail allows (it measures the pipeline, not Gmail): in its
   // own database, and only there, budgets count past Gmail's limit (migration 0059).
   if (dailyBudget > GMAIL_DAILY_SEND_LIMITS.workspace) {
@@ -119,7 +124,11 @@ export async function seedCampaign(
     subject: 'Hello {{firstName | "there"}}',
     html: '<p>Hi {{firstName}}, read <a href="https://acme.test/post">the post</a> about {{plan}}.</p>',
     audience: { segment: { all: [{ field: 'email', op: 'contains', value: `@${options.domain}` }] } },
-    steps: [],
+    steps: Array.from({ length: steps - 1 }, (_, i) => ({
+      afterDays: options.afterDays ?? 0,
+      subject: `Step ${i + 2}: still there, {{firstName | "friend"}}?`,
+      html: `<p>Hi {{firstName}}, a follow-up (${i + 2}) on <a href="https://acme.test/post">the post</a> about {{plan}}.</p>`,
+    })),
   });
   await services.campaigns.launch(auth, campaign.id, {});
   return { workspaceId: workspace.id, mailboxId: mailbox.id, mailboxEmail: mailbox.email, campaignId: campaign.id };
