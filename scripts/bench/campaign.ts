@@ -81,7 +81,12 @@ const stepCounts = (process.env.BENCH_STEPS ?? '1').split(',').map(Number);
 const stepAfterDays = Number(process.env.BENCH_STEP_AFTER_DAYS ?? '0');
 if (stepCounts.some((n) => !Number.isInteger(n) || n < 1 || n > 11)) throw new Error('BENCH_STEPS: step counts from 1 to 11');
 
-/** BENCH_EXPLAIN_CLAIM=1: after the PGlite run, the generic plan PGlite keeps for the send claim (EXPLAIN (GENERIC_PLAN), PostgreSQL 16+). */
+/**
+ * BENCH_EXPLAIN_CLAIM=1: after the PGlite run, the generic plan PGlite keeps for the send claim
+ * (EXPLAIN (GENERIC_PLAN), PostgreSQL 16+); after a server run, EXPLAIN (ANALYZE, BUFFERS) of the
+ * claim as the server plans it (its values written in), in a transaction rolled back. Of the
+ * campaign's last step: with BENCH_STEPS, a later step's re-checks.
+ */
 const explainClaim = process.env.BENCH_EXPLAIN_CLAIM === '1';
 /** BENCH_PHASES=1: wall time per repository and limit-store method the pipeline called (where a message's time goes). */
 const phases = process.env.BENCH_PHASES === '1';
@@ -91,10 +96,12 @@ const phases = process.env.BENCH_PHASES === '1';
  * as a generic plan over the ledger the run just sent: the plan every round uses
  * (`GENERIC_PLAN`, plan-hints.ts), which must stay index probes as the audience grows.
  */
-async function printClaimPlan(db: Db, seeded: { workspaceId: string; campaignId: string; mailboxId: string; mailboxEmail: string }) {
+async function printClaimPlan(db: Db, kind: 'pglite' | 'postgres', seeded: { workspaceId: string; campaignId: string; mailboxId: string; mailboxEmail: string }) {
   const campaign = (await createCampaignsRepo(db).findById(seeded.workspaceId, seeded.campaignId))!;
-  const rows = (await db.execute(sql`select id, contact_id, recipient_id, email, rfc822_message_id from campaign_sends where campaign_id = ${seeded.campaignId}::uuid limit 4`)) as unknown as {
-    rows: { id: string; contact_id: string; recipient_id: string; email: string; rfc822_message_id: string }[];
+  const rows = (await db.execute(sql`
+    select id, step, contact_id, recipient_id, email, rfc822_message_id from campaign_sends
+    where campaign_id = ${seeded.campaignId}::uuid and step = ${campaign.steps.length} limit 4`)) as unknown as {
+    rows: { id: string; step: number; contact_id: string; recipient_id: string; email: string; rfc822_message_id: string }[];
   };
   let captured: SQL | undefined;
   const capture = { execute: async (query: SQL) => ((captured = query), { rows: [] }) } as unknown as Db;
@@ -102,7 +109,7 @@ async function printClaimPlan(db: Db, seeded: { workspaceId: string; campaignId:
     rows.rows.map((r) => ({
       campaign,
       mailbox: { id: seeded.mailboxId, email: seeded.mailboxEmail },
-      candidate: { id: r.id, campaignId: campaign.id, step: 0, contactId: r.contact_id, recipientId: r.recipient_id, email: r.email, rfc822MessageId: r.rfc822_message_id, attempts: 0 },
+      candidate: { id: r.id, campaignId: campaign.id, step: Number(r.step), contactId: r.contact_id, recipientId: r.recipient_id, email: r.email, rfc822MessageId: r.rfc822_message_id, attempts: 0 },
       owner: 'explain',
       messageRowId: randomUUID(),
       subject: 'explain',
@@ -110,7 +117,26 @@ async function printClaimPlan(db: Db, seeded: { workspaceId: string; campaignId:
       leaseUntil: new Date(),
     })),
   );
-  const text = new PgDialect().sqlToQuery(captured!).sql;
+  const query = new PgDialect().sqlToQuery(captured!);
+  if (kind === 'postgres') {
+    const literal = (value: unknown) => (value === null || value === undefined ? 'null' : `'${String(value).replace(/'/g, "''")}'`);
+    const text = query.sql.replace(/\$(\d+)/g, (_m, i: string) => literal(query.params[Number(i) - 1]));
+    let lines: string[] = [];
+    await db
+      .transaction(async (tx) => {
+        for (let i = 0; i < 2; i += 1) {
+          const result = (await tx.execute(sql.raw(`explain (analyze, buffers) ${text}`))) as unknown as { rows: { 'QUERY PLAN': string }[] };
+          lines = result.rows.map((r) => r['QUERY PLAN']);
+        }
+        throw new Error('rollback');
+      })
+      .catch((error: unknown) => {
+        if ((error as Error).message !== 'rollback') throw error;
+      });
+    console.log(`  the claim of 4 sends of step ${campaign.steps.length + 1} (server, custom plan, second run):\n${lines.map((l) => `    ${l}`).join('\n')}`);
+    return;
+  }
+  const text = query.sql;
   // A simple-protocol query: the extended one would ask for the $n parameters a generic plan leaves open.
   const client = (db as unknown as { $client: { exec(query: string): Promise<{ rows: { 'QUERY PLAN': string }[] }[]> } }).$client;
   const [plan] = await client.exec(`explain (generic_plan) ${text}`);
@@ -216,7 +242,7 @@ async function runPipeline(sandboxUrl: string, target: TargetName, recipients: n
     console.log(`  ${target}, ${recipients}: the engine's statements (pg_stat_statements, ${sent} messages)`);
     await printStatementStats(database.db, { name: 'msg', count: sent });
   }
-  if (explainClaim && database.kind === 'pglite') await printClaimPlan(database.db, seeded);
+  if (explainClaim) await printClaimPlan(database.db, database.kind, seeded);
   const perStep = steps > 1 ? await stepRates(database.db, seeded.campaignId) : [];
   await opened.close();
   return { sent, seconds, launchSeconds, cpuPerMessageMs: cpu / Math.max(1, sent), mainThreadPerMessageMs: mainCpu / Math.max(1, sent), peak, perStep };
