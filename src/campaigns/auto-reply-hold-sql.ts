@@ -1,6 +1,7 @@
 import { sql, type SQL } from 'drizzle-orm';
 import type { Db } from '../db/connect.js';
 import { pgArray } from '../db/pg-array.js';
+import { PROBE_ONLY } from '../db/plan-hints.js';
 import { lockAddressesOfSends } from '../suppression/address-lock.js';
 
 /*
@@ -30,6 +31,21 @@ export interface StepRef {
 }
 
 /**
+ * SQL: the recipient's earlier sends in its campaign, as a relation `p` (their `message_id`), for
+ * a join to their mail events. Fenced (`offset 0`), so the planner takes the sends first, by the
+ * ledger's key (recipient, campaign, step), and only then their events by message. Joined
+ * unfenced, it could reach them the other way round — walking the index on `message_id`, every
+ * sent row of the ledger filtered by recipient, for each check of each send — and did whenever the
+ * ledger's statistics were the launch's (no send had a message id yet, so that index looked
+ * empty): a step started before the next ANALYZE was claimed in O(ledger) per send
+ * (send-claim-plan.test.ts; BENCHMARKS.md, "A sequence's second step").
+ */
+export function earlierSendsSql(target: StepRef): SQL {
+  return sql`(select p.message_id from campaign_sends p
+              where p.campaign_id = ${target.campaignId} and p.recipient_id = ${target.recipientId} and p.step < ${target.step}${PROBE_ONLY}) p`;
+}
+
+/**
  * SQL: a one-row subquery, `(select … as until)`, the time before which this step must not go
  * out because of an automatic reply to an earlier step of the same recipient (null: none, or
  * the delay is 0). Usable as a scalar (`greatest(x, <this>)`) or a lateral relation. Per step:
@@ -44,8 +60,7 @@ export function autoReplyHoldSql(target: StepRef, delayDays: number): SQL {
   if (delayDays <= 0) return sql`(select null::timestamptz as until)`;
   const delay = sql.raw(`interval '${Math.round(delayDays * 86_400)} seconds'`);
   return sql`(select max(ar.at) + ${delay} as until
-    from campaign_sends p join mail_events ar on ar.message_id = p.message_id and ar.type = 'auto_reply'
-    where p.campaign_id = ${target.campaignId} and p.recipient_id = ${target.recipientId} and p.step < ${target.step})`;
+    from ${earlierSendsSql(target)} join mail_events ar on ar.message_id = p.message_id and ar.type = 'auto_reply')`;
 }
 
 /**

@@ -1,7 +1,7 @@
 import { sql, type SQL } from 'drizzle-orm';
 import { pgArray } from '../db/pg-array.js';
 import type { CampaignRow } from './campaigns.repo.js';
-import { autoReplyHoldSql, type StepRef } from './auto-reply-hold-sql.js';
+import { autoReplyHoldSql, earlierSendsSql, type StepRef } from './auto-reply-hold-sql.js';
 import { optedInSql } from './eligibility-sql.js';
 import { PROBE_ONLY } from '../db/plan-hints.js';
 import { suppressedSql } from '../suppression/suppressed-sql.js';
@@ -57,9 +57,8 @@ export type EarlierAnswer = 'reply' | 'bounce';
  * flight, or awaiting recovery, writes that step `skipped` at once).
  */
 export function earlierStepAnsweredSql(target: StepRef, type: EarlierAnswer): SQL {
-  return sql`exists (select 1 from campaign_sends p join mail_events e on e.message_id = p.message_id and e.type = ${type}
-                      ${type === 'reply' ? sql`and coalesce((e.detail ->> 'automatic')::boolean, false) = false` : sql``}
-                    where p.campaign_id = ${target.campaignId} and p.recipient_id = ${target.recipientId} and p.step < ${target.step}${PROBE_ONLY})`;
+  return sql`exists (select 1 from ${earlierSendsSql(target)} join mail_events e on e.message_id = p.message_id and e.type = ${type}
+                      ${type === 'reply' ? sql`and coalesce((e.detail ->> 'automatic')::boolean, false) = false` : sql``}${PROBE_ONLY})`;
 }
 
 /** A campaign whose mailbox is gone (its `mailbox_id` set null): no row has this id, so the gate halts. */
