@@ -88,6 +88,8 @@ export interface Mailbox {
   history: HistoryRecord[];
   /** Normalised RFC 822 Message-ID → Gmail ids in this mailbox, for threading and rfc822msgid:. */
   byMessageId: Map<string, string[]>;
+  /** The threads of the stored messages (messages are never deleted): a send's `threadId` check and threadsTotal without a walk of every message. */
+  threadIds: Set<string>;
   attachments: Map<string, Buffer>;
   watch?: Watch;
 }
@@ -173,6 +175,7 @@ export class MailStore {
       messages: new Map(),
       history: [],
       byMessageId: new Map(),
+      threadIds: new Set(),
       attachments: new Map(),
     };
     this.mailboxes.set(email, mailbox);
@@ -255,6 +258,7 @@ export class MailStore {
       snippet: snippetOf(summary.text || summary.subject),
     };
     mailbox.messages.set(id, message);
+    mailbox.threadIds.add(message.threadId);
     if (summary.messageId) {
       const key = normalizeMessageId(summary.messageId);
       mailbox.byMessageId.set(key, [...(mailbox.byMessageId.get(key) ?? []), id]);
@@ -277,7 +281,7 @@ export class MailStore {
   /** What `messages.send` does: a SENT copy here, an INBOX copy in each sandbox recipient. */
   async send(fromEmail: string, input: Buffer, threadId?: string): Promise<SendResult> {
     const sender = this.get(fromEmail);
-    if (threadId !== undefined && ![...sender.messages.values()].some((m) => m.threadId === threadId)) {
+    if (threadId !== undefined && !sender.threadIds.has(threadId)) {
       throw new MailStoreError('invalid', 'Invalid thread_id value');
     }
     const raw = this.completeOutgoing(sender, input);
@@ -397,7 +401,7 @@ export class MailStore {
   }
 
   threadsTotal(mailbox: Mailbox): number {
-    return new Set([...mailbox.messages.values()].map((m) => m.threadId)).size;
+    return mailbox.threadIds.size;
   }
 
   reset(): void {

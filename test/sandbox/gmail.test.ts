@@ -165,6 +165,19 @@ describe('messages.send and rfc822msgid search', () => {
     expect(googleReason(error)).toBe('invalidArgument');
   });
 
+  it('sends into a thread of the sender only by a thread id it has, and counts threads in the profile', async () => {
+    const { sent } = await sendFromAlice({ messageId: '<thread-1@inboxtrail.test>' });
+    const followUp = await composeRaw({ from: 'alice@acme.test', to: 'bob@contoso.test', subject: 'Re: Quarterly numbers', text: 'again', messageId: '<thread-2@inboxtrail.test>' });
+    const inThread = await alice.api.users.messages.send({ userId: 'me', requestBody: { raw: base64url(followUp), threadId: sent.threadId! } });
+    expect(inThread.data.threadId).toBe(sent.threadId);
+    // A thread id the mailbox does not have is refused, as Gmail refuses it.
+    const strange = await composeRaw({ from: 'bob@contoso.test', to: 'alice@acme.test', subject: 'x', text: 'x' });
+    const error = await failure(bob.api.users.messages.send({ userId: 'me', requestBody: { raw: base64url(strange), threadId: 'ffffffffffffffff' } }));
+    expect(error.status).toBe(400);
+    await sendFromAlice({ messageId: '<thread-3@inboxtrail.test>', subject: 'Another' });
+    expect((await alice.api.users.getProfile({ userId: 'me' })).data.threadsTotal).toBe(2);
+  });
+
   it('pages through messages.list with maxResults and pageToken, newest first', async () => {
     for (let i = 0; i < 5; i++) await sendFromAlice({ messageId: `<page-${i}@inboxtrail.test>`, subject: `n${i}` });
     const seen: string[] = [];
