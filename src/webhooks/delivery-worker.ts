@@ -105,11 +105,20 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions) {
   async function settle(claim: ClaimedDelivery, result: AttemptResult) {
     const at = now();
     const delivered = result.outcome === 'delivered';
-    const next = delivered
+    const scheduled = delivered
       ? undefined
       : nextAttemptAt({ attempt: claim.attempt, createdAt: claim.createdAt, now: at, baseMs: options.retryBaseMs, windowMs: options.retryWindowMs });
     const disabled = await repo.transaction(async (tx) => {
+      // The URL changed while this attempt was at the old one (the endpoint's row first: ordered
+      // with the change, which makes the deliveries no worker holds due). Its failure says nothing
+      // of the new URL: the delivery is due now, within its window, and the endpoint's health and
+      // its automatic disable are left alone — counted, the failure of the URL just replaced
+      // could disable the endpoint its owner had fixed, and the delivery waited out its backoff.
+      const url = await tx.lockEndpointUrl(claim.endpointId);
+      const moved = url !== undefined && url !== claim.url;
+      const next = moved && scheduled ? at : scheduled;
       if (!(await tx.recordAttempt(claim, workerId, result, at, next))) return undefined;
+      if (moved) return undefined;
       await tx.markEndpointHealth(claim.endpointId, delivered, at);
       if (delivered) return undefined;
       const row = await tx.disableIfFailedTooLong(claim.endpointId, options.disableAfterFailures, new Date(at.getTime() - options.disableAfterMs), at);

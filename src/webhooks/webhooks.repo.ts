@@ -290,6 +290,18 @@ function webhookQueries(db: Db) {
     },
 
     /**
+     * The endpoint's URL now, its row locked for the settling of an attempt (delivery-worker.ts
+     * settle), before the delivery's row: a URL change (webhooks.service.ts update, which locks
+     * this row and then makes the pending deliveries due) either committed before — and the
+     * attempt, made at the old URL, is told so — or waits until the attempt is recorded and then
+     * finds its delivery pending. Undefined: the endpoint is gone.
+     */
+    async lockEndpointUrl(endpointId: string): Promise<string | undefined> {
+      const [row] = await db.select({ url: webhookEndpoints.url }).from(webhookEndpoints).where(eq(webhookEndpoints.id, endpointId)).for('no key update');
+      return row?.url;
+    },
+
+    /**
      * The attempt's log row and the delivery's new state, only while this worker still holds
      * the lease for this attempt (fencing: a late worker changes nothing). Returns false then.
      * `next`: when to try again; undefined on success, `null` when the retry window is over.

@@ -117,6 +117,53 @@ describe('http:// endpoints when https is required', () => {
     expect(plain.received).toHaveLength(0);
   });
 
+  it('a delivery in flight when its endpoint gets a new URL: due at once after its attempt at the old URL ends, which does not count against the new one', async () => {
+    const repo = createWebhooksRepo(app.database.db);
+    const member = await signUp(app);
+    const service = createWebhooksService({ repo, cipher: createTokenCipher(app.config.tokenEncryptionKeys), allowPrivateTargets: true, maxEndpointsPerWorkspace: 20, secretGraceMs: 0 });
+    const memberAuth = { userId: member.userId, workspaceId: member.workspaceId, role: 'owner' as const };
+    // Retries an hour apart; the old receiver holds the request until the sender gives up (1 s).
+    const worker = createDeliveryWorker({
+      repo,
+      cipher: createTokenCipher(app.config.tokenEncryptionKeys),
+      send: createWebhookSender({ timeoutMs: 1_000, maxResponseBytes: 1024, allowPrivateTargets: true }),
+      logger: createLogger('silent'),
+      workerId: 'url-change-in-flight',
+      timeoutMs: 1_000,
+      retryBaseMs: 3_600_000,
+      retryWindowMs: 24 * 3_600_000,
+      disableAfterFailures: 1,
+      disableAfterMs: 0,
+    });
+    const old = await startWebhookReceiver([{ hangMs: 5_000 }]);
+    const fixed = await startWebhookReceiver();
+    try {
+      const created = await app.api('POST', '/api/webhooks', { token: member.token, json: { url: old.url, eventTypes: ['suppression.added'] } });
+      expect(created.status).toBe(201);
+      const id = created.body.id as string;
+      expect((await app.api('POST', '/api/suppressions', { token: member.token, json: { email: 'in-flight@contoso.test' } })).status).toBe(201);
+
+      const ticking = worker.tick();
+      while (old.received.length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+      // The URL changes while the attempt at the old one is held.
+      expect((await app.api('PATCH', `/api/webhooks/${id}`, { token: member.token, json: { url: fixed.url } })).status).toBe(200);
+      expect(await ticking).toBe(1);
+
+      // What it is owed goes to the new URL now, not at the retry an hour away; the old URL's
+      // timeout neither marks the new one failing nor disables it (one failure disables here).
+      expect((await service.get(memberAuth, id)).status).not.toBe('disabled_after_failures');
+      expect(await worker.tick()).toBe(1);
+      expect(fixed.delivered()).toMatchObject([{ type: 'suppression.added', data: { email: 'in-flight@contoso.test' } }]);
+      const log = await service.deliveries(memberAuth, id, { limit: 10 });
+      expect(log.deliveries[0]).toMatchObject({ status: 'delivered', attempts: 2 });
+      expect(log.deliveries[0]!.log.map((a) => a.outcome)).toEqual(['timeout', 'delivered']);
+      expect(await service.get(memberAuth, id)).toMatchObject({ status: 'healthy', consecutiveFailures: 0, enabled: true });
+    } finally {
+      await old.close();
+      await fixed.close();
+    }
+  });
+
   it('a delivery still owed to an http:// endpoint when the retry window ends is failed, with the reason in the log', async () => {
     const worker = productionWorker('https-required-window', 20, 0);
     const other = await signUp(app);
