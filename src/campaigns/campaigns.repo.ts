@@ -7,12 +7,12 @@ import { contactMergeColumns, contactRecipientColumns } from '../contacts/contac
 import {
   campaignLinks,
   campaigns,
-  campaignSends,
   contacts,
   workspaces,
 } from '../db/schema.js';
 import { audienceWhere, firstStepSql, preflightCountsSql } from './audience-sql.js';
-import { rowsOf } from '../db/pg-array.js';
+import { pgArray, rowsOf } from '../db/pg-array.js';
+import { GENERIC_PLAN } from '../db/plan-hints.js';
 import { readSendCounts, unfinishedSendsSql } from './send-counts.repo.js';
 import { recordAudit, type AuditEntry } from '../privacy/audit.js';
 import { holdAddressChanges } from '../suppression/address-lock.js';
@@ -21,7 +21,14 @@ import { campaignStatusChangedCtes, recordCampaignStatusChanged } from '../webho
 
 export type CampaignRow = typeof campaigns.$inferSelect;
 export type NewCampaign = typeof campaigns.$inferInsert;
-export type SendRow = typeof campaignSends.$inferSelect;
+/** A follow-up's (recipient, step) and the send of its step before: what threads the follow-up. */
+export interface EarlierSend {
+  recipientId: string;
+  /** The follow-up's step (the earlier send's is one less). */
+  step: number;
+  rfc822MessageId: string;
+  gmailThreadId: string | null;
+}
 
 
 
@@ -287,14 +294,26 @@ function campaignQueries(db: Db) {
      */
     completeIfDone: (campaignId: string, at: Date) => completeIfDone(db, campaignId, at),
 
-    /** The earlier step's send to this recipient: its thread and Message-ID carry the follow-up. */
-    async previousStep(campaignId: string, recipientId: string, step: number): Promise<SendRow | undefined> {
-      const [row] = await db
-        .select()
-        .from(campaignSends)
-        .where(and(eq(campaignSends.campaignId, campaignId), eq(campaignSends.recipientId, recipientId), eq(campaignSends.step, step - 1)))
-        .limit(1);
-      return row;
+    /**
+     * For each follow-up of a batch, its recipient's send of the step before (what threads it:
+     * the Message-ID it answers, the Gmail thread it joins), in one statement for the whole batch
+     * instead of one per message (issue #14). One probe of the ledger's key (recipient, campaign,
+     * step) per follow-up: the lateral subquery with its `limit` is run per row of the list, so
+     * the campaign's ledger is never read whole, whatever its size or statistics. The lists are
+     * bound as one array parameter each (an audience can exceed the 65,535 parameters a statement carries).
+     * A follow-up whose earlier send is missing has no row.
+     */
+    async earlierSends(campaignId: string, followUps: readonly { recipientId: string; step: number }[]): Promise<EarlierSend[]> {
+      if (followUps.length === 0) return [];
+      const rows = rowsOf<{ recipient_id: string; step: number; rfc822_message_id: string; gmail_thread_id: string | null }>(
+        await db.execute(sql`${sql.raw(GENERIC_PLAN)} select f.recipient_id, f.step, p.rfc822_message_id, p.gmail_thread_id
+          from unnest(${pgArray(followUps.map((f) => f.recipientId))}::uuid[], ${pgArray(followUps.map((f) => f.step))}::int[]) as f(recipient_id, step)
+          cross join lateral (
+            select p.rfc822_message_id, p.gmail_thread_id from campaign_sends p
+            where p.recipient_id = f.recipient_id and p.campaign_id = ${campaignId} and p.step = f.step - 1
+            limit 1) p`),
+      );
+      return rows.map((r) => ({ recipientId: r.recipient_id, step: Number(r.step), rfc822MessageId: r.rfc822_message_id, gmailThreadId: r.gmail_thread_id }));
     },
 
     /** Campaigns the worker should look at: sending, or scheduled and due to start. */

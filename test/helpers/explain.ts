@@ -1,7 +1,7 @@
 import { sql, type SQL } from 'drizzle-orm';
 import { PgDialect } from 'drizzle-orm/pg-core';
 import { drizzle } from 'drizzle-orm/pg-proxy';
-import type { Db } from '../../src/db/connect.js';
+import type { Database, Db } from '../../src/db/connect.js';
 import { rowsOf } from '../../src/db/pg-array.js';
 
 /** A parameter written into SQL text. */
@@ -36,4 +36,22 @@ export async function explainText(db: Db, query: { sql: string; params: unknown[
   return rowsOf<Record<string, string>>(await db.execute(sql.raw(`explain (analyze, buffers) ${text}`)))
     .map((r) => Object.values(r)[0]!)
     .join('\n');
+}
+
+/**
+ * EXPLAIN (ANALYZE, BUFFERS) of a captured statement as each database runs it, as lines: PGlite
+ * plans it generically (a GENERIC_PLAN statement, pglite-prepared.ts); the server's driver sends
+ * it unnamed and it is planned for its values (written in here).
+ */
+export async function explainAsRun(target: Database, query: { sql: string; params: unknown[] }): Promise<string[]> {
+  const plan = async (statement: string) => rowsOf<Record<string, string>>(await target.db.execute(sql.raw(statement))).map((r) => Object.values(r)[0]!);
+  if (target.kind !== 'pglite') return plan(`explain (analyze, buffers) ${query.sql.replace(/\$(\d+)/g, (_m, i: string) => literal(query.params[Number(i) - 1]))}`);
+  await target.db.execute(sql.raw(`prepare explained_plan as ${query.sql}`));
+  await target.db.execute(sql.raw('set plan_cache_mode = force_generic_plan'));
+  try {
+    return await plan(`explain (analyze, buffers) execute explained_plan(${query.params.map(literal).join(', ')})`);
+  } finally {
+    await target.db.execute(sql.raw('reset plan_cache_mode'));
+    await target.db.execute(sql.raw('deallocate explained_plan'));
+  }
 }

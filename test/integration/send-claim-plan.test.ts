@@ -7,7 +7,7 @@ import { createFollowUpRules } from '../../src/campaigns/follow-ups.repo.js';
 import { createSendLedgerRepo, type SendCandidate } from '../../src/campaigns/send-ledger.repo.js';
 import { connect, type Database, type Db } from '../../src/db/connect.js';
 import { rowsOf } from '../../src/db/pg-array.js';
-import { captureBuilt, literal } from '../helpers/explain.js';
+import { captureBuilt, explainAsRun, literal } from '../helpers/explain.js';
 import { createTestDatabase } from '../helpers/test-db.js';
 
 /*
@@ -111,7 +111,7 @@ describe('a later step’s claim with 3,000 recipients, as it runs', () => {
 
   it('reads one recipient’s earlier sends per reply, bounce or automatic-reply check: one index descent, a few pages', async () => {
     const { campaign, sends } = await seedSecondStep(data.db, 3_000);
-    const plan = (await explainAnalyzed(data, await claimStatement(campaign, 1, sends))).join('\n');
+    const plan = (await explainAsRun(data, await claimStatement(campaign, 1, sends))).join('\n');
     const probes = [...plan.matchAll(/Index (?:Only )?Scan using \S+ on campaign_sends p(?:_\d+)?\s.*loops=(\d+)\)\n((?:\s{10,}(?!->)\S.*\n?)*)/g)];
     expect(probes, plan).toHaveLength(3);
     for (const [, loops, details] of probes) {
@@ -183,7 +183,7 @@ describe('a later step’s claim with the launch’s statistics (no ANALYZE sinc
 
   it('still reads one recipient’s earlier sends per check by the key, not the message index', async () => {
     const { campaign, sends } = await seedSecondStep(data.db, 3_000, { statisticsAtLaunch: true });
-    const plan = (await explainAnalyzed(data, await claimStatement(campaign, 1, sends))).join('\n');
+    const plan = (await explainAsRun(data, await claimStatement(campaign, 1, sends))).join('\n');
     expect(plan).not.toMatch(/campaign_sends_message_idx on campaign_sends p\b/);
     const probes = [...plan.matchAll(/Index (?:Only )?Scan using \S+ on campaign_sends p(?:_\d+)?\s.*loops=(\d+)\)\n((?:\s{10,}(?!->)\S.*\n?)*)/g)];
     expect(probes, plan).toHaveLength(3);
@@ -242,22 +242,4 @@ async function seedSecondStep(db: Db, recipients: number, options: { statisticsA
     await db.execute(sql`select id, contact_id, recipient_id, email from campaign_sends where campaign_id = ${campaign.id}::uuid and step = 1 order by email limit 4`),
   ).map((r) => ({ id: r.id, contactId: r.contact_id, recipientId: r.recipient_id, email: r.email }));
   return { campaign, sends };
-}
-
-/**
- * EXPLAIN (ANALYZE, BUFFERS) of the claim as each database runs it: PGlite plans it generically
- * (GENERIC_PLAN, pglite-prepared.ts); the server's driver sends it unnamed and it is planned for
- * its values (written in here).
- */
-async function explainAnalyzed(target: Database, query: { sql: string; params: unknown[] }): Promise<string[]> {
-  const plan = async (statement: string) => rowsOf<Record<string, string>>(await target.db.execute(sql.raw(statement))).map((r) => Object.values(r)[0]!);
-  if (target.kind !== 'pglite') return plan(`explain (analyze, buffers) ${query.sql.replace(/\$(\d+)/g, (_m, i: string) => literal(query.params[Number(i) - 1]))}`);
-  await target.db.execute(sql.raw(`prepare claim_plan as ${query.sql}`));
-  await target.db.execute(sql.raw('set plan_cache_mode = force_generic_plan'));
-  try {
-    return await plan(`explain (analyze, buffers) execute claim_plan(${query.params.map(literal).join(', ')})`);
-  } finally {
-    await target.db.execute(sql.raw('reset plan_cache_mode'));
-    await target.db.execute(sql.raw('deallocate claim_plan'));
-  }
 }
