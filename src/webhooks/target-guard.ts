@@ -64,9 +64,19 @@ export function literalAddressOf(url: URL): string | undefined {
   return isIP(host) ? host : undefined;
 }
 
+/**
+ * Why a target was refused: its address is one we never reach (`blocked`), or its name gave no
+ * address to judge (`unresolved`: no such name; `dns_timeout`: its DNS did not answer). The owner
+ * fixes these differently (another URL, the host name, their DNS), so the message says which.
+ */
+export type TargetRefusal = 'blocked' | 'unresolved' | 'dns_timeout';
+
 export class TargetRefusedError extends Error {
   readonly code = 'refused_target';
-  constructor(message = 'The webhook URL resolves to an address that is not allowed') {
+  constructor(
+    message = 'The webhook URL resolves to an address that is not allowed',
+    readonly reason: TargetRefusal = 'blocked',
+  ) {
     super(message);
     this.name = 'TargetRefusedError';
   }
@@ -100,11 +110,14 @@ export async function assertAllowedTarget(url: URL, allowPrivate: boolean, resol
     if (isBlockedAddress(literal)) throw new TargetRefusedError('The webhook URL points at an address that is not allowed');
     return;
   }
+  const unresolved = () => new TargetRefusedError(`The webhook URL host could not be resolved: DNS has no address for ${url.hostname}`, 'unresolved');
   let addresses: { address: string }[];
   try {
     addresses = await resolve(url.hostname);
   } catch (error) {
-    throw new TargetRefusedError(error instanceof DnsTimeoutError ? 'The webhook URL host did not resolve in time (its DNS did not answer)' : 'The webhook URL host does not resolve');
+    if (error instanceof DnsTimeoutError) throw new TargetRefusedError('The webhook URL host did not resolve in time (its DNS did not answer)', 'dns_timeout');
+    throw unresolved();
   }
-  if (addresses.length === 0 || addresses.some((a) => isBlockedAddress(a.address))) throw new TargetRefusedError();
+  if (addresses.length === 0) throw unresolved();
+  if (addresses.some((a) => isBlockedAddress(a.address))) throw new TargetRefusedError();
 }

@@ -8,7 +8,7 @@ import { encodeCursor, type PageCursor } from '../http/cursor.js';
 import type { WebhookEventType } from './events.js';
 import { webhookResolver, type DnsOptions } from './host-resolver.js';
 import { newWebhookSecret } from './signature.js';
-import { assertAllowedTarget, TargetRefusedError } from './target-guard.js';
+import { assertAllowedTarget, TargetRefusedError, type TargetRefusal } from './target-guard.js';
 import type { DeliveryStatus, WebhookEndpointRow, WebhooksRepo } from './webhooks.repo.js';
 
 /*
@@ -30,6 +30,19 @@ export const MAX_SECRETS_IN_GRACE = 5;
 
 /** The replaced secrets that still sign at `at`. */
 export const secretsInGrace = (retired: RetiredSecret[], at: Date) => retired.filter((r) => new Date(r.expiresAt).getTime() > at.getTime());
+
+/**
+ * A refused target's 422, by why: only an address we never reach names the private networks; a
+ * host that did not resolve says so (it was told "may not reach private networks", which sent
+ * people hunting for a private address their public name never had).
+ */
+const REFUSAL_DETAIL: Record<TargetRefusal, string> = {
+  blocked: 'must reach a public address',
+  unresolved: 'host must resolve in DNS',
+  dns_timeout: "host's DNS must answer",
+};
+const refusalMessage = (error: TargetRefusedError) =>
+  error.reason === 'blocked' ? `${error.message}: webhooks may not reach loopback, link-local or private networks` : error.message;
 
 /** `requireHttps`: deliveries go only to https URLs (production); an http:// endpoint saved before shows it needs one. */
 export function presentEndpoint(row: WebhookEndpointRow, requireHttps = false) {
@@ -90,11 +103,9 @@ export function createWebhooksService(deps: {
     try {
       await assertAllowedTarget(url, deps.allowPrivateTargets, resolveHost);
     } catch (error) {
-      if (error instanceof TargetRefusedError) {
-        throw new UnprocessableError('webhook_target_not_allowed', `${error.message}: webhooks may not reach loopback, link-local or private networks`, [
-          { field: 'url', message: 'must reach a public address' },
-        ]);
-      }
+      // One code for every refused target (clients and tests key on it, and an unresolvable host is
+      // not a target we send to either); the message and the field's detail say which fix is needed.
+      if (error instanceof TargetRefusedError) throw new UnprocessableError('webhook_target_not_allowed', refusalMessage(error), [{ field: 'url', message: REFUSAL_DETAIL[error.reason] }]);
       throw error;
     }
     return url.toString();

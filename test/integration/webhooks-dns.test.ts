@@ -99,6 +99,22 @@ describe('webhook name resolution off the thread pool', () => {
     expect(dns.queries).toEqual(expect.arrayContaining(['A rebind.customer.test', 'AAAA rebind.customer.test', 'A api.customer.test']));
   });
 
+  it('a host DNS has no address for is refused with a 422 that says it could not be resolved, not that it is private; a private one still says so', async () => {
+    const service = productionService({ servers: [dns.server] });
+    const unknown = await service.create(auth(), { url: 'https://no-such-host.customer.test/in', eventTypes: ['open'] }).catch((error: unknown) => error);
+    expect(unknown).toMatchObject({ status: 422, code: 'webhook_target_not_allowed', details: [{ field: 'url', message: 'host must resolve in DNS' }] });
+    expect((unknown as Error).message).toMatch(/could not be resolved: DNS has no address for no-such-host\.customer\.test/);
+    expect((unknown as Error).message).not.toMatch(/private|loopback/);
+    // Changing an endpoint's URL goes through the same check.
+    const created = await service.create(auth(), { url: 'https://api.customer.test/unknown-host-case', eventTypes: ['open'] });
+    const patched = await service.update(auth(), created.id, { url: 'https://no-such-host.customer.test/in' }).catch((error: unknown) => error);
+    expect((patched as Error).message).toMatch(/could not be resolved/);
+    expect((await service.get(auth(), created.id)).url).toBe('https://api.customer.test/unknown-host-case');
+    const loopback = await service.create(auth(), { url: 'https://rebind.customer.test/in', eventTypes: ['open'] }).catch((error: unknown) => error);
+    expect(loopback).toMatchObject({ status: 422, code: 'webhook_target_not_allowed', details: [{ field: 'url', message: 'must reach a public address' }] });
+    expect((loopback as Error).message).toMatch(/private networks/);
+  });
+
   it('an endpoint whose DNS never answers is refused after a bounded time with a clear 422, and password checks meanwhile finish at once', async () => {
     const service = productionService({ servers: [silentDns.server], tryTimeoutMs: 200, tries: 1, deadlineMs: 1_500 });
     const sender = createWebhookSender({ timeoutMs: 5_000, maxResponseBytes: 1024, allowPrivateTargets: false, dns: { servers: [silentDns.server], tryTimeoutMs: 200, tries: 1, deadlineMs: 1_500 } });
