@@ -78,3 +78,24 @@ export function pageForms<Form extends string>(error: FormError<Form> | undefine
     action: (path: string, form: Form) => `${path}#${id(form)}`,
   };
 }
+
+/**
+ * A refused webhook URL as it goes back into the form: without a user name or password (the
+ * API refuses URLs carrying them, and a password sent must not come back in a page). Text that
+ * is not an http(s) URL keeps no "@", since credentials could hide there in a shape URL cannot read.
+ */
+export function urlWithoutCredentials(typed: string): string {
+  let url: URL | undefined;
+  try {
+    url = new URL(typed);
+  } catch {
+    // Not a URL at all (URL.parse would say so without throwing, but only from Node 20.18).
+  }
+  if (url && (url.protocol === 'http:' || url.protocol === 'https:')) {
+    if (url.username === '' && url.password === '') return typed;
+    url.username = '';
+    url.password = '';
+    return url.href;
+  }
+  return typed.includes('@') ? '' : typed;
+}

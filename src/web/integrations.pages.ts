@@ -6,7 +6,7 @@ import { isoInstant, parseInput, startOfCalendarDay } from '../http/validate.js'
 import { reportQuery, sendReportCsv } from '../privacy/compliance.routes.js';
 import { WEBHOOK_EVENT_TYPES } from '../webhooks/events.js';
 import { createWebhookBody } from '../webhooks/webhooks.schemas.js';
-import { checked, formInput, formRunner, pageForms, ticked, type FormError } from './forms.js';
+import { checked, formInput, formRunner, pageForms, ticked, urlWithoutCredentials, type FormError } from './forms.js';
 import { when } from './format.js';
 import { html, type SafeHtml } from './html.js';
 import { csrfField } from './layout.js';
@@ -38,27 +38,6 @@ interface PageState {
   /** A secret shown on this answer only (an API key or a webhook signing secret), never in a URL. */
   secret?: { label: string; value: string };
   sent?: SentForms;
-}
-
-/**
- * A refused webhook URL as it goes back into the form: without a user name or password (the
- * API refuses URLs carrying them, and a password sent must not come back in a page). Text that
- * is not an http(s) URL keeps no "@", since credentials could hide there in a shape URL cannot read.
- */
-function urlWithoutCredentials(typed: string): string {
-  let url: URL | undefined;
-  try {
-    url = new URL(typed);
-  } catch {
-    // Not a URL at all (URL.parse would say so without throwing, but only from Node 20.18).
-  }
-  if (url && (url.protocol === 'http:' || url.protocol === 'https:')) {
-    if (url.username === '' && url.password === '') return typed;
-    url.username = '';
-    url.password = '';
-    return url.href;
-  }
-  return typed.includes('@') ? '' : typed;
 }
 
 /**
@@ -95,7 +74,8 @@ ${problem('new-api-key')}<form id="new-api-key" class="stack" method="post" acti
 <h2 id="webhooks">Webhooks</h2>${problem('webhooks')}
 ${endpoints.length ? html`<table><thead><tr><th scope="col">URL</th><th scope="col">Events</th><th scope="col">Status</th><th scope="col"><span class="muted">Actions</span></th></tr></thead><tbody>
 ${endpoints.map((e) => html`<tr><td><a href="/app/settings/webhooks/${e.id}">${e.url}</a></td><td>${e.eventTypes.join(', ')}</td><td>${e.enabled ? e.status : 'disabled'}${e.needsHttpsUrl ? html` <span class="status bad">needs an https URL</span>` : ''}</td>
-<td><form class="inline" method="post" action="${action(`/app/settings/webhooks/${e.id}/${e.enabled ? 'disable' : 'enable'}`, 'webhooks')}">${csrfField(token)}<button type="submit" class="secondary">${e.enabled ? 'Disable' : 'Enable'}</button></form>
+<td><a class="button secondary" href="/app/settings/webhooks/${e.id}#url">Change URL</a>
+<form class="inline" method="post" action="${action(`/app/settings/webhooks/${e.id}/${e.enabled ? 'disable' : 'enable'}`, 'webhooks')}">${csrfField(token)}<button type="submit" class="secondary">${e.enabled ? 'Disable' : 'Enable'}</button></form>
 <form class="inline" method="post" action="${action(`/app/settings/webhooks/${e.id}/delete`, 'webhooks')}">${csrfField(token)}<button type="submit" class="secondary">Delete</button></form></td></tr>`)}
 </tbody></table>` : html`<p class="muted">No webhook endpoints yet.</p>`}
 ${problem('new-webhook')}<form id="new-webhook" class="stack" method="post" action="${action('/app/settings/webhooks', 'new-webhook')}">${csrfField(token)}

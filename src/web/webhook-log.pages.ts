@@ -1,8 +1,8 @@
 import { Router, type Request, type Response } from 'express';
 import { parseId } from '../http/params.js';
 import { parseInput } from '../http/validate.js';
-import { webhookDeliveriesQuery } from '../webhooks/webhooks.schemas.js';
-import { errorNotice, formRunner } from './forms.js';
+import { updateWebhookBody, webhookDeliveriesQuery } from '../webhooks/webhooks.schemas.js';
+import { errorNotice, formInput, formRunner, pageForms, urlWithoutCredentials } from './forms.js';
 import { pager, when } from './format.js';
 import { html, type SafeHtml } from './html.js';
 import { csrfField } from './layout.js';
@@ -13,13 +13,16 @@ const DELIVERY_STATUSES = ['pending', 'delivered', 'failed'] as const;
 
 interface PageState {
   error?: string;
+  /** A refused URL change: its message (above the URL form) and the URL as typed, less any credentials. */
+  url?: { error: string; typed: string };
   /** The new signing secret, on the answer to the rotation only (never in a URL). */
   secret?: string;
 }
 
 /**
  * Settings → one webhook endpoint (owners/admins): its health, its delivery log with every
- * attempt, redelivery of one event, and secret rotation — the same service and schemas as
+ * attempt, a change of its URL, redelivery of one event, and secret rotation — the same service
+ * and schemas as PATCH /api/webhooks/:id (`url`: the SSRF guard, https in production),
  * GET /api/webhooks/:id/deliveries, POST …/events/:eventId/redeliver and POST …/rotate-secret.
  */
 export function webhookLogPages(ctx: WebContext): Router {
@@ -36,6 +39,8 @@ export function webhookLogPages(ctx: WebContext): Router {
     const log = await webhooks.deliveries(auth, id, parseInput(webhookDeliveriesQuery, { status, cursor, limit: String(PAGE_SIZE) }));
     const token = req.browser!.csrfToken;
     const path = `/app/settings/webhooks/${id}`;
+    // The URL form's refusal shows above it, and the page answering it opens there (pageForms).
+    const urlForm = pageForms(state.url ? { form: 'url', message: state.url.error } : undefined);
     const rows = log.deliveries.map(
       (d) => html`<tr><td>${d.eventType}<br><span class="muted">${d.eventId}</span></td><td>${when(d.occurredAt)}</td>
 <td>${d.status}${d.manual ? html` <span class="muted">(redelivery)</span>` : ''}${d.status === 'pending' ? html`<br><span class="muted">next try ${when(d.nextAttemptAt)}</span>` : ''}</td>
@@ -46,12 +51,17 @@ export function webhookLogPages(ctx: WebContext): Router {
 <p><a href="/app/settings/integrations">Back to integrations</a></p>${errorNotice(state.error)}
 ${state.secret ? html`<div class="notice" role="status"><p>New signing secret (it is shown only now; store it somewhere safe). The old one keeps signing until ${when(endpoint.previousSecretExpiresAt)}:</p><p><code>${state.secret}</code></p></div>` : ''}
 <table><tbody>
-<tr><th scope="row">URL</th><td>${endpoint.url}${endpoint.needsHttpsUrl ? html` <span class="status bad">needs an https URL: nothing is sent to http:// (change it with PATCH /api/webhooks/${endpoint.id})</span>` : ''}</td></tr>
+<tr><th scope="row">URL</th><td>${endpoint.url}${endpoint.needsHttpsUrl ? html` <span class="status bad">needs an https URL: nothing is sent to http:// (change it below)</span>` : ''}</td></tr>
 <tr><th scope="row">Events</th><td>${endpoint.eventTypes.join(', ')}</td></tr>
 <tr><th scope="row">Status</th><td>${endpoint.enabled ? endpoint.status : 'disabled'}${endpoint.consecutiveFailures ? html` <span class="muted">(${endpoint.consecutiveFailures} failed attempt${endpoint.consecutiveFailures === 1 ? '' : 's'} in a row since ${when(endpoint.failingSince)})</span>` : ''}</td></tr>
 <tr><th scope="row">Last success</th><td>${when(endpoint.lastSuccessAt)}</td></tr>
 <tr><th scope="row">Replaced secrets</th><td>${endpoint.previousSecretExpiresAt && endpoint.previousSecretExpiresAt > new Date() ? html`still sign (the last until ${when(endpoint.previousSecretExpiresAt)})` : 'none'}</td></tr>
 </tbody></table>
+<h2 id="url">Change the URL</h2>${urlForm.notice('url')}
+<form id="url-form" class="inline" method="post" action="${urlForm.action(`${path}/url`, 'url')}">${csrfField(token)}
+<label>URL <input type="url" name="url" value="${state.url ? urlWithoutCredentials(state.url.typed) : endpoint.url}" required maxlength="2000"></label>
+<button type="submit">Save URL</button></form>
+<p class="muted">Deliveries still owed to this endpoint go to the new URL at once.</p>
 <form class="inline" method="post" action="${path}/rotate-secret">${csrfField(token)}<button type="submit" class="secondary">Rotate signing secret</button></form>
 <h2>Delivery log</h2>
 <form class="inline" method="get" action="${path}">
@@ -73,6 +83,19 @@ ${pager(path, { status }, log.nextCursor, !cursor)}`;
     await onForm(req, res, async () => {
       const rotated = await webhooks.rotateSecret(auth, endpointId(req));
       await send(req, res, await page(req, { secret: rotated.secret }));
+    });
+  });
+
+  // PATCH /api/webhooks/:id's `url`, through the same schema and service (the SSRF guard, https in
+  // production, the caller vouching for the endpoint): a refusal is the page again, with its 4xx.
+  router.post('/settings/webhooks/:id/url', async (req, res) => {
+    const auth = signedInAdmin(req, 'manage webhooks');
+    const typed = formInput(req).url ?? '';
+    const urlForm = formRunner(async (req, res, problem) => send(req, res, await page(req, { url: { error: problem.message, typed } }), problem.status));
+    await urlForm(req, res, async () => {
+      const id = endpointId(req);
+      await webhooks.update(auth, id, parseInput(updateWebhookBody, { url: typed }));
+      res.redirect(303, `/app/settings/webhooks/${id}?notice=saved`);
     });
   });
 

@@ -283,6 +283,51 @@ describe('Settings → integrations and privacy', () => {
     expect((await member.post('/app/settings/api-keys', { name: 'sneaky', scopes: 'admin' })).status).toBe(403);
   });
 
+  it("an endpoint's URL is changed from its page (the API's PATCH rules); a refused URL is the form again with its 4xx, nothing changed", async () => {
+    const token = (await app.api('POST', '/api/auth/login', { json: { email: owner.email, password: owner.password } })).body.token as string;
+    await owner.browser.get(INTEGRATIONS);
+    const added = await postForm(owner.browser, '/app/settings/webhooks', [['url', 'https://93.184.215.14/before'], ['eventTypes', 'open']]);
+    expect(added.status).toBe(201);
+    const id = new RegExp('href="/app/settings/webhooks/([0-9a-f-]{36})#url">Change URL</a>').exec(added.text)![1]!;
+    const urlOf = async () => (await app.api('GET', `/api/webhooks/${id}`, { token })).body.url as string;
+    const endpointPage = `/app/settings/webhooks/${id}`;
+
+    const form = await owner.browser.get(endpointPage);
+    expect(fieldValue(form.text, 'url')).toBe('https://93.184.215.14/before');
+    const action = actionOf(form.text, `${endpointPage}/url`)!;
+    expect(action).toBe(`${endpointPage}/url#url-error`);
+    const changed = await postForm(owner.browser, action.split('#')[0]!, [['url', 'https://93.184.215.15/after']]);
+    expect([changed.status, changed.location]).toEqual([303, `${endpointPage}?notice=saved`]);
+    expect(await urlOf()).toBe('https://93.184.215.15/after');
+
+    for (const [typed, status, says, shown] of [
+      ['http://127.0.0.1:9/hook', 422, /private networks/, 'http://127.0.0.1:9/hook'],
+      ['ftp://example.com/x', 400, /http\(s\) URL/, 'ftp://example.com/x'],
+      ['https://someone:hunter2@93.184.215.16/x', 400, /user name or password/, 'https://93.184.215.16/x'],
+      ['', 400, /url/, ''],
+    ] as const) {
+      await owner.browser.get(endpointPage);
+      const refused = await postForm(owner.browser, `${endpointPage}/url`, [['url', typed]]);
+      expect([typed, refused.status]).toEqual([typed, status]);
+      expect(refused.headers.get('content-type')).toContain('text/html');
+      expect(refused.text).toMatch(new RegExp(`${ALERT_AT('url-error')}[^<]*`));
+      expect(new RegExp(`${ALERT_AT('url-error')}([^<]*)`).exec(refused.text)![1]).toMatch(says);
+      expect(refused.text).toMatch(/role="alert">[^<]*<\/p>\s*<form id="url-form"/);
+      expect(fieldValue(refused.text, 'url')).toBe(shown);
+      expect(refused.text).not.toContain('hunter2');
+      expect(await urlOf()).toBe('https://93.184.215.15/after');
+    }
+    // Someone else's endpoint, or none: the error page's 404, nothing changed.
+    const gone = await postForm(owner.browser, '/app/settings/webhooks/00000000-0000-4000-8000-000000000000/url', [['url', 'https://93.184.215.17/x']]);
+    expect(gone.status).toBe(404);
+
+    const member = await memberInBrowser(app, owner.browser);
+    await member.get(INTEGRATIONS);
+    const memberTry = await member.post(`${endpointPage}/url`, { url: 'https://93.184.215.18/member' });
+    expect(memberTry.status).toBe(403);
+    expect(await urlOf()).toBe('https://93.184.215.15/after');
+  });
+
   it('a form posted without the CSRF token is refused and changes nothing', async () => {
     await owner.browser.get(INTEGRATIONS);
     const refused = await owner.browser.post('/app/settings/api-keys', { name: 'forged', scopes: 'admin' }, { csrf: null });
