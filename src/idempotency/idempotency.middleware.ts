@@ -38,21 +38,21 @@ export function idempotentRoute(service: IdempotencyService): IdempotentRoute {
     const scope = { workspaceId: auth.workspaceId, caller: actorOf(auth), route, key };
     const requestHash = requestHashOf(req.method, new URL(req.originalUrl, 'http://local').pathname, req.body);
     const resume = options?.resume;
-    const start = await service.begin(scope, requestHash, resume && ((messageId) => resume(req, messageId)));
-    if (start.kind === 'replay') {
+    // With `resume`, a lease proves this request alive until it links its send (a retry may take over a key whose lease ran out).
+    const held = await service.hold(scope, requestHash, {
+      resume: resume && ((messageId) => resume(req, messageId)),
+      onLeaseError: (error: unknown) => req.log.warn({ err: error }, 'idempotency lease not renewed'),
+    });
+    if (held.kind === 'replay') {
       res.setHeader('Idempotent-Replayed', 'true');
-      res.status(start.status).json(start.body);
+      res.status(held.status).json(held.body);
       return;
     }
-    const claim = { scope, claimedAt: start.claimedAt };
-    res.locals.idempotencyClaim = claim;
-    // Proof that this request is alive until it links its send (a retry may take over a key whose lease ran out).
-    const stopLease = resume ? service.keepLease(claim, (error: unknown) => req.log.warn({ err: error }, 'idempotency lease not renewed')) : undefined;
+    res.locals.idempotencyClaim = held.claim;
     const send = res.json.bind(res);
     res.json = (body: unknown) => {
-      stopLease?.();
-      service
-        .finish(scope, start.claimedAt, res.statusCode, body)
+      held
+        .finish(res.statusCode, body)
         .catch((error: unknown) => req.log.error({ err: error }, 'idempotency record not written'))
         .finally(() => send(body));
       return res;

@@ -6,6 +6,8 @@ import { AppError } from '../errors.js';
 import { parseId } from '../http/params.js';
 import { parseInput } from '../http/validate.js';
 import { sendMessageBody } from '../messages/messages.routes.js';
+import type { HeldKey } from '../idempotency/idempotency.service.js';
+import type { OneToOneMail } from '../messages/messages.service.js';
 import { grantBody } from '../privacy/grants.routes.js';
 import { MAX_GRANT_DAYS, type GrantsService } from '../privacy/grants.service.js';
 import { MAIL_FRAME_POLICY } from './csp.js';
@@ -23,6 +25,9 @@ const grantDaysForm = z.object({ days: z.coerce.number().int().min(1).max(MAX_GR
 /** The compose form's one-time key (random, base64url), its Idempotency-Key: a double submit sends once. */
 const SEND_KEY = /^[A-Za-z0-9_-]{22,64}$/;
 const COMPOSE_ROUTE = 'POST /app/contacts/:id/compose';
+
+/** What the compose form's key stands for: the contact and the mail as the API's schema reads it. */
+export const composeRequestHash = (contactId: string, mail: OneToOneMail) => createHash('sha256').update(JSON.stringify([contactId, mail])).digest('hex');
 
 /**
  * 1:1 mail from a contact's page (the same `messages.send` as POST /api/messages: the
@@ -68,19 +73,25 @@ ${own.length === 0 ? html`<p>You have no active Gmail mailbox to send from. <a h
     const key = input.sendKey && SEND_KEY.test(input.sendKey) ? input.sendKey : undefined;
     const scope = key ? { workspaceId: auth.workspaceId, caller: actorOf(auth), route: COMPOSE_ROUTE, key } : undefined;
     const outcome = (pending: boolean | undefined) => res.redirect(303, `/app/contacts/${contactId}?notice=${pending ? 'send_pending' : 'sent'}`);
-    let started: Date | undefined;
+    let held: Extract<HeldKey, { kind: 'first' }> | undefined;
     let sent: { pending: boolean } | undefined;
     try {
       const contact = await contacts.get(auth, contactId);
       const mail = parseInput(sendMessageBody, { mailboxId: input.mailboxId, to: contact.email, subject: input.subject ?? '', text: input.text ?? '' });
       if (scope) {
-        const start = await idempotency.begin(scope, createHash('sha256').update(JSON.stringify([contactId, mail])).digest('hex'));
-        if (start.kind === 'replay') return outcome((start.body as { pending?: boolean }).pending);
-        started = start.claimedAt;
+        // As POST /api/messages (idempotency.service.ts hold): the key holds a lease until the send's
+        // claim links its message, so a resubmit after a crash before the claim takes the key over
+        // and sends, and one after the claim answers that message's state (202: pending).
+        const start = await idempotency.hold(scope, composeRequestHash(contactId, mail), {
+          resume: (messageId) => messages.answerOfClaim(auth, messageId),
+          onLeaseError: (error: unknown) => req.log.warn({ err: error }, 'idempotency lease of a web send not renewed'),
+        });
+        if (start.kind === 'replay') return outcome(start.status === 202 || (start.body as { pending?: boolean } | null)?.pending === true);
+        held = start;
       }
-      sent = { pending: (await messages.send(auth, mail)).pending };
+      sent = { pending: (await messages.send(auth, mail, { idempotencyKey: held?.claim })).pending };
     } catch (error) {
-      if (scope && started) await idempotency.finish(scope, started, formProblem(error).status, null).catch(() => undefined);
+      if (held) await held.finish(formProblem(error).status, null).catch(() => undefined);
       const problem = formProblem(error);
       const code = error instanceof AppError ? error.code : undefined;
       // A form used once already (the Back button) and changed: it gets a new key to send as new mail.
@@ -94,7 +105,7 @@ ${own.length === 0 ? html`<p>You have no active Gmail mailbox to send from. <a h
     }
     // Sent: the key is never freed now (a failure to record the outcome leaves it in progress,
     // refusing a resubmit, rather than letting the same form send a second mail).
-    if (scope && started) await idempotency.finish(scope, started, 201, sent).catch((error: unknown) => req.log.error({ err: error }, 'idempotency record of a web send not written'));
+    if (held) await held.finish(sent.pending ? 202 : 201, sent).catch((error: unknown) => req.log.error({ err: error }, 'idempotency record of a web send not written'));
     outcome(sent.pending);
   });
 
