@@ -1,4 +1,5 @@
 import type { CampaignStep, SendingWindow } from '../db/schema.js';
+import { tickedIn } from './forms.js';
 
 /*
  * The campaign editor's form ⇄ the API's campaign body. The page posts flat fields (one
@@ -61,11 +62,6 @@ export interface CampaignFormValues {
 export type FormBody = Record<string, unknown>;
 
 const text = (body: FormBody, name: string) => (typeof body[name] === 'string' ? (body[name] as string) : '');
-/** A repeated field (checkboxes) as a list, whether the parser gave one value or several. */
-const list = (body: FormBody, name: string) => {
-  const value = body[name];
-  return (Array.isArray(value) ? value : value === undefined ? [] : [value]).filter((v): v is string => typeof v === 'string');
-};
 const MAX_ROWS = 50;
 
 export function emptyForm(): CampaignFormValues {
@@ -114,7 +110,7 @@ export function readCampaignForm(body: FormBody): CampaignFormValues {
     steps,
     startAt: text(body, 'startAt'),
     windowEnabled: text(body, 'windowEnabled') === 'on',
-    windowDays: list(body, 'windowDays').map(Number).filter((d) => Number.isInteger(d)),
+    windowDays: tickedIn(body, 'windowDays').map(Number).filter((d) => Number.isInteger(d)),
     windowStart: text(body, 'windowStart'),
     windowEnd: text(body, 'windowEnd'),
     timeZone: text(body, 'timeZone').trim() || 'UTC',

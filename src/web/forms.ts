@@ -1,5 +1,5 @@
 import type { Request, Response } from 'express';
-import { AppError, TooManyRequestsError } from '../errors.js';
+import { AppError, TooManyRequestsError, ValidationError } from '../errors.js';
 import { html } from './html.js';
 
 /**
@@ -42,9 +42,35 @@ export function formRunner(show: (req: Request, res: Response, problem: { status
   };
 }
 
+/**
+ * The checkbox groups of our forms: the only fields a page sends more than once. Every other field
+ * is one value, and a page reads it as one (formInput, the CSRF check); sent twice, the parsers
+ * gave either the last value (multipart) or a list the page then dropped as "not a string"
+ * (urlencoded: an optional field lost, a required one "missing", two CSRF tokens "out of date").
+ * `refuseRepeatedFields` refuses that (400) for both encodings; a new group is added here, and
+ * `ticked` takes only these names, so a group cannot be read without being allowed to repeat.
+ */
+export const CHECKBOX_GROUPS = ['scopes', 'eventTypes', 'mailboxIds', 'kinds', 'windowDays'] as const;
+export type CheckboxGroup = (typeof CHECKBOX_GROUPS)[number];
+const isCheckboxGroup = (name: string): name is CheckboxGroup => (CHECKBOX_GROUPS as readonly string[]).includes(name);
+
+/**
+ * A posted form (urlencoded or multipart, parsed to one value or a list of the values of a name):
+ * a field other than a checkbox group given more than once is a 400 `validation_failed` naming it,
+ * before the CSRF check or any page reads the form. Browsers never send one such form of ours.
+ */
+export function assertSingleValuedFields(body: unknown): void {
+  if (body === null || typeof body !== 'object') return;
+  const repeated = Object.entries(body as Record<string, unknown>).filter(([name, value]) => Array.isArray(value) && !isCheckboxGroup(name));
+  if (repeated.length) throw new ValidationError(repeated.map(([field]) => ({ field, message: 'was sent more than once (a form field takes one value)' })));
+}
+
 /** Checkbox groups arrive as a string (one ticked) or an array (several); none ticked is absent. */
-export function ticked(req: Request, name: string): string[] {
-  const value = ((req.body ?? {}) as Record<string, unknown>)[name];
+export const ticked = (req: Request, name: CheckboxGroup): string[] => tickedIn(req.body, name);
+
+/** `ticked` of a posted body (the campaign editor reads its form as a body). */
+export function tickedIn(body: unknown, name: CheckboxGroup): string[] {
+  const value = ((body ?? {}) as Record<string, unknown>)[name];
   if (typeof value === 'string') return [value];
   return Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : [];
 }

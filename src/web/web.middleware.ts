@@ -6,6 +6,7 @@ import { AppError, ForbiddenError, prepareErrorAnswer, toAppError } from '../err
 import { assertAcceptedFieldName, assertCleanText } from '../http/text.js';
 import { readMultipartForm } from '../http/form-body.js';
 import type { Logger } from '../logger.js';
+import { assertSingleValuedFields } from './forms.js';
 import { html } from './html.js';
 import type { WebCookies } from './cookies.js';
 import { CSRF_FIELD, csrfTokenFor, csrfTokenMatches, newBrowserSecret } from './csrf.js';
@@ -70,6 +71,15 @@ export function browserState(ctx: WebContext): RequestHandler {
   };
 }
 
+/**
+ * Every posted form of the web app, whatever its encoding: a field other than a checkbox group
+ * sent twice is a 400 (forms.ts assertSingleValuedFields), before the CSRF check reads the token.
+ */
+export const refuseRepeatedFields: RequestHandler = (req, _res, next) => {
+  if (req.method === 'POST') assertSingleValuedFields(req.body);
+  next();
+};
+
 /** Every state-changing request of the web app: the form's token must match this browser. */
 export const requireCsrf: RequestHandler = (req, _res, next) => {
   if (req.method === 'GET' || req.method === 'HEAD') return next();
@@ -84,19 +94,22 @@ export const WEB_UPLOAD_MAX_BYTES = 5 * 1024 * 1024;
 /**
  * Forms with a file (the CSV import) arrive as multipart/form-data: read up to
  * WEB_UPLOAD_MAX_BYTES into req.body, files as text, so requireCsrf and the pages see one
- * shape. The same text rule as every other body applies (no NUL, no lone surrogate).
+ * shape — a name given several values as a list of them, as the urlencoded parser gives it (it
+ * kept only the last, silently), for refuseRepeatedFields to judge. The same text rule as every
+ * other body applies (no NUL, no lone surrogate).
  */
 export const multipartForms: RequestHandler = async (req, _res, next) => {
   if (req.method !== 'POST' || !req.is('multipart/form-data')) return next();
   const form = await readMultipartForm(req, WEB_UPLOAD_MAX_BYTES);
-  const body: Record<string, string> = {};
+  const body: Record<string, string | string[]> = {};
   for (const [name, value] of form.entries()) {
     const text = typeof value === 'string' ? value : await value.text();
     assertCleanText(name, '(field name)');
     // `body.__proto__ = text` would drop the field without a word: refused, as in a urlencoded form.
     assertAcceptedFieldName(name);
     assertCleanText(text, name);
-    body[name] = text;
+    const before = Object.hasOwn(body, name) ? body[name]! : undefined;
+    body[name] = before === undefined ? text : [...(Array.isArray(before) ? before : [before]), text];
   }
   req.body = body;
   next();
