@@ -1,17 +1,28 @@
 import { sql } from 'drizzle-orm';
 import type { Db } from '../db/connect.js';
-import { rowsOf } from '../db/pg-array.js';
+import { pgArray, rowsOf } from '../db/pg-array.js';
+import { suppressedSql } from '../suppression/suppressed-sql.js';
 import { holdOrderLock } from './auto-reply-hold-sql.js';
 import { completeIfDone } from './campaigns.repo.js';
 
 /*
- * Sequence rules that mail read from the mailbox applies to queued follow-ups. Written by
- * the sync inside its own transaction (the event and its effect commit together). A person's
- * reply ends the recipient's sequence at once (skipRepliedFollowUps); an out-of-office holds it
- * (deferFollowUps). A bounce needs nothing here: the claim checks mail_events before each step
- * (and a hard bounce's suppression is checked there too). The gate still reads the reply before
- * each step (gate-sql.ts): a step queued or claimed beside the reply is skipped there.
+ * Sequence rules applied to queued follow-ups by what ends or holds a recipient's sequence, in
+ * the transaction that records it (the event and its effect commit together). A person's reply
+ * (sync), a hard bounce (sync: the address suppressed) and an opt-out (the recipient's link or
+ * preference center) end it at once (skipFollowUps); an out-of-office holds it (deferFollowUps).
+ * A soft bounce or a delay changes nothing here. The gate still reads each rule before each step
+ * (gate-sql.ts): a step queued or claimed beside the reply or the opt-out is skipped there.
  */
+/**
+ * Why a recipient's queued later steps end before their day, with whose they are: the gate's own
+ * reasons for them (gate-sql.ts), so a step skipped early is counted as the gate would have.
+ */
+export type EndedSequence =
+  /** A person replied to our message `messageId`: its recipient, in its campaign. */
+  | { reason: 'replied'; messageId: string }
+  /** These addresses were suppressed (a bounce, an opt-out): theirs, wherever the gate now refuses them. */
+  | { reason: 'suppressed'; emails: string[] };
+
 export function createFollowUpRules(db: Db) {
   return {
     /**
@@ -44,25 +55,51 @@ export function createFollowUpRules(db: Db) {
     },
 
     /**
-     * A person's reply to one of our campaign messages: that recipient's later steps of the
-     * campaign, still queued (reserved by a worker or not: its claim then finds the row no longer
-     * queued), become `skipped` with the gate's reason, `replied`; the counters follow by trigger
-     * (send-counts.repo.ts). Then the campaign completes if nothing is left queued or in flight
-     * (completeIfDone, `at`): before, the follow-ups waited `afterDays` to be skipped by the gate,
-     * and a campaign everyone had answered showed `sending`, follow-ups queued, for days. Returns
-     * how many were skipped. After lockForReply, in the same transaction; the campaign row is
-     * locked (updated) only when it completes, after the address lock, as the gate takes them.
+     * A recipient's sequence ends now, not when each later step comes due: their later steps
+     * still queued (reserved by a worker or not: its claim then finds the row no longer queued)
+     * become `skipped` with the reason the gate would give each at its claim (gate-sql.ts), so the
+     * counts by reason are the same as before, only earlier; the counters follow by trigger
+     * (send-counts.repo.ts). Then each campaign touched completes if nothing is left queued or in
+     * flight (completeIfDone, `at`): before, the follow-ups waited `afterDays` to be skipped by
+     * the gate, and a campaign nobody was left to mail showed `sending`, follow-ups queued, for
+     * days.
+     *
+     * - `replied`: a person's reply to `messageId` — its recipient's later steps in its campaign.
+     * - `suppressed`: these addresses were just suppressed (a hard bounce, a recipient's opt-out)
+     *   — their later steps in every campaign of the workspace that the gate's own rule
+     *   (suppressed-sql.ts, with each campaign's topic) now refuses: an `all` entry reaches every
+     *   campaign, a topic's only that topic's, and nothing the gate would still send is skipped.
+     *
+     * Only in a campaign the gate may still claim from (scheduled, sending, paused): a cancelled
+     * or deleted one's queued sends are its sweep's, `cancelled` (CANCEL-AND-DELETION.md). A first
+     * step is left to the gate: it is the campaign's own run, not a sequence waiting for days.
+     *
+     * After the recipients' address locks, in the same transaction (lockForReply; a bounce's and an
+     * opt-out's own): a sent record queuing a next step (holdOrderLock) or a claim of these
+     * addresses commits before this reads the queued steps, or starts after this commits and
+     * sees the reply or the entry. The campaign row is locked (updated) only when it completes,
+     * after the address locks and the ledger's rows, as the gate takes them. Returns how many
+     * were skipped.
      */
-    async skipRepliedFollowUps(workspaceId: string, messageId: string, at: Date): Promise<number> {
-      const rows = rowsOf<{ campaign_id: string }>(
-        await db.execute(sql`
-          update campaign_sends s set status = 'skipped', skip_reason = 'replied', lease_owner = null, lease_expires_at = null
-          from campaign_sends p
-          where p.workspace_id = ${workspaceId} and p.message_id = ${messageId}
-            and s.workspace_id = p.workspace_id and s.campaign_id = p.campaign_id and s.recipient_id = p.recipient_id
-            and s.step > p.step and s.status = 'queued'
-          returning s.campaign_id`),
-      );
+    async skipFollowUps(workspaceId: string, ended: EndedSequence, at: Date): Promise<number> {
+      if (ended.reason === 'suppressed' && ended.emails.length === 0) return 0;
+      const mayStillSend = sql`c.id = s.campaign_id and c.status in ('scheduled', 'sending', 'paused')`;
+      const skip = sql`update campaign_sends s set status = 'skipped', skip_reason = ${ended.reason}, lease_owner = null, lease_expires_at = null`;
+      const statement =
+        ended.reason === 'replied'
+          ? sql`${skip}
+              from campaign_sends p, campaigns c
+              where p.workspace_id = ${workspaceId} and p.message_id = ${ended.messageId}
+                and s.workspace_id = p.workspace_id and s.campaign_id = p.campaign_id and s.recipient_id = p.recipient_id
+                and s.step > p.step and s.status = 'queued' and ${mayStillSend}
+              returning s.campaign_id`
+          : sql`${skip}
+              from recipients r, campaigns c
+              where r.workspace_id = ${workspaceId} and lower(r.email) = any(${pgArray(ended.emails.map((e) => e.toLowerCase()))}::text[])
+                and s.recipient_id = r.id and s.workspace_id = r.workspace_id and s.step > 0 and s.status = 'queued' and ${mayStillSend}
+                and ${suppressedSql(sql`s.workspace_id`, sql`s.email`, sql`r.address_hash`, sql`c.topic`, { probesOnly: true })}
+              returning s.campaign_id`;
+      const rows = rowsOf<{ campaign_id: string }>(await db.execute(statement));
       for (const campaignId of new Set(rows.map((r) => String(r.campaign_id)))) await completeIfDone(db, campaignId, at);
       return rows.length;
     },

@@ -13,7 +13,8 @@ import { DAY_MS } from '../time.js';
  *   auto_reply  an out-of-office or robot    → mail_events(auto_reply); the next step waits
  *                                               AUTO_REPLY_FOLLOW_UP_DELAY_DAYS, never stops
  *   bounce      delivery failed (hard|soft)  → mail_events(bounce); hard suppresses at once,
- *                                               soft after BOUNCE_SOFT_LIMIT in BOUNCE_SOFT_WINDOW_DAYS
+ *                                               soft after BOUNCE_SOFT_LIMIT in BOUNCE_SOFT_WINDOW_DAYS;
+ *                                               once suppressed, queued later steps skipped `suppressed`
  *   delay       still being retried          → mail_events(delay); nothing else
  *
  * Everything here runs inside the sync's transaction for that message, so the event and
@@ -165,7 +166,7 @@ export function createSignals(config: SignalsConfig) {
         deferred = await tx.deferFollowUps(input.workspaceId, input.original.id, new Date(input.at.getTime() + config.autoReplyFollowUpDelayDays * DAY_MS));
       }
       // Completed as of now: the reply's own time may be hours old (a sync catching up).
-      if (recorded && stops) skipped = await tx.skipRepliedFollowUps(input.workspaceId, input.original.id, new Date());
+      if (recorded && stops) skipped = await tx.skipFollowUps(input.workspaceId, { reason: 'replied', messageId: input.original.id }, new Date());
       return { recorded, deferred, skipped };
     },
 
@@ -175,19 +176,30 @@ export function createSignals(config: SignalsConfig) {
      * order, they deadlocked with a group's claim or sent record (holdOrderLock), which take
      * theirs in key order — each side held one and waited for the other, and the server failed
      * one of them (bounce-lock-order.test.ts).
+     *
+     * An address the notice suppressed (a hard bounce, or the soft bounce that reached the limit)
+     * ends its sequences now: its queued later steps that the gate would refuse are skipped
+     * `suppressed`, the gate's reason, and their campaigns complete if nothing is left
+     * (follow-ups.repo.ts skipFollowUps) — after the address locks and every event, the campaign
+     * rows last, as a reply's transaction and the gate take them. Before, they stayed queued until
+     * their day and the campaign `sending`. A soft bounce below the limit and a delay end nothing.
      */
     async recordBounces(
       tx: SyncQueries,
       input: { workspaceId: string; matches: BounceMatch[]; sourceGmailMessageId: string; format: NoticeFormat; syncedMessageId: string; at: Date },
-    ): Promise<{ bounces: number; delays: number }> {
+    ): Promise<{ bounces: number; delays: number; skipped: number }> {
       const { matches, ...common } = input;
-      const total = { bounces: 0, delays: 0 };
+      const total = { bounces: 0, delays: 0, skipped: 0 };
+      const suppressed: string[] = [];
       await tx.lockAddresses(input.workspaceId, matches.flatMap((m) => m.recipients.map((r) => r.address)));
       for (const match of matches) {
         const recorded = await this.recordBounce(tx, { ...common, match });
         total.bounces += recorded.bounces;
         total.delays += recorded.delays;
+        suppressed.push(...recorded.suppressed);
       }
+      // Completed as of now, like a reply's: the notice's own time may be hours old.
+      total.skipped = await tx.skipFollowUps(input.workspaceId, { reason: 'suppressed', emails: suppressed }, new Date());
       return total;
     },
 

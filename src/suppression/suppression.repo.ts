@@ -10,6 +10,7 @@ import { inTransaction, type Db } from '../db/connect.js';
 import { lockAddresses, lockAddressesAndContacts, underAddressLock } from './address-lock.js';
 import { recordRecipientUnsubscribed, recordSuppressionAdded, recordSuppressionRemoved } from '../webhooks/facts.js';
 import { campaignSends, campaigns, contacts, recipients, suppressions, workspaces } from '../db/schema.js';
+import { createFollowUpRules } from '../campaigns/follow-ups.repo.js';
 
 export type SuppressionReason = (typeof suppressions.$inferInsert)['reason'];
 
@@ -266,6 +267,16 @@ function suppressionListQueries(db: Db, hashAddress: AddressHasher) {
         );
       return rows.map((r) => r.id);
     },
+
+    /**
+     * The sequences an opt-out of this address ends now: its queued later steps that the gate
+     * would refuse (the entries just written, each campaign's topic) skipped `suppressed`, their
+     * campaigns completed if nothing is left (campaigns/follow-ups.repo.ts skipFollowUps). Last
+     * in the opt-out's transaction: after its address locks and entries, the ledger's rows, then
+     * a completed campaign's row, the order the gate takes them in.
+     */
+    endSuppressedSequences: (workspaceId: string, email: string, at: Date) =>
+      createFollowUpRules(db).skipFollowUps(workspaceId, { reason: 'suppressed', emails: [email] }, at),
 
     /** The opt-out locks of these addresses and contacts at once, in key order (address-lock.ts). */
     lockAddressesAndContacts: (workspaceId: string, emails: string[], contactIds: string[]) => lockAddressesAndContacts(db, workspaceId, emails, contactIds),

@@ -159,9 +159,15 @@ describe('a later step’s claim with 3,000 recipients, as it runs', () => {
     const reply = await planOf((capture) => holdOrderLock.ofMessage(capture, campaign.workspaceId, answered!.message_id));
     expect(reply).toMatch(/Index Scan (?:using|on) campaign_sends_message_idx\b/);
     // A person's reply skips the recipient's queued later steps: the answered send by its message, then theirs by index.
-    const skip = await planOf((capture) => createFollowUpRules(capture).skipRepliedFollowUps(campaign.workspaceId, answered!.message_id, new Date()));
+    const skip = await planOf((capture) => createFollowUpRules(capture).skipFollowUps(campaign.workspaceId, { reason: 'replied', messageId: answered!.message_id }, new Date()));
     expect(skip).toMatch(/Index Scan (?:using|on) campaign_sends_message_idx on campaign_sends p\b/);
-    for (const plan of [record, reply, skip]) expect(plan).not.toMatch(/Seq Scan on campaign_sends/);
+    // A hard bounce or an opt-out skips the address's queued later steps: its recipient row by the
+    // address, then its sends by the ledger's key — never a walk of the ledger or the recipients.
+    const suppressed = await planOf((capture) => createFollowUpRules(capture).skipFollowUps(campaign.workspaceId, { reason: 'suppressed', emails: [sends[0]!.email] }, new Date()));
+    expect(suppressed).toMatch(/Index Scan (?:using|on) recipients_workspace_email_unique on recipients r\b/);
+    expect(suppressed).toMatch(/Index Scan (?:using|on) campaign_sends_recipient_campaign_step_unique on campaign_sends s\b/);
+    expect(suppressed).not.toMatch(/Seq Scan on recipients/);
+    for (const plan of [record, reply, skip, suppressed]) expect(plan).not.toMatch(/Seq Scan on campaign_sends/);
   });
 });
 

@@ -1,0 +1,176 @@
+import { sql } from 'drizzle-orm';
+import { beforeAll, expect, it } from 'vitest';
+import { createTokenCodec } from '../../src/tracking/tokens.js';
+import { createTrackingUrls } from '../../src/tracking/urls.js';
+import { separateWorker } from '../helpers/campaign-fixtures.js';
+import { connectedMailbox } from '../helpers/gmail.js';
+import { sequenceEndChecks } from '../helpers/sequence-end.js';
+import { useAppWithOwner } from '../helpers/test-app.js';
+
+/*
+ * A hard bounce and an opt-out end the recipient's sequence when they are recorded, as a
+ * person's reply does (reply-ends-sequence.test.ts), not when each later step comes due. Before,
+ * sync suppressed the bounced address and the one-click POST wrote the opt-out, and nothing
+ * else: the follow-up stayed `queued` until its day (`afterDays` later), the gate then skipped
+ * it `suppressed`, and only then did the campaign complete — a campaign nobody was left to mail
+ * showed `sending`, with follow-ups "queued", for days. Now the bounce's and the opt-out's own
+ * transaction skips them with the gate's reason (`suppressed`: counts by reason as before, only
+ * earlier) and completes the campaign when nothing is left. Only what the gate would refuse: a
+ * topic's opt-out leaves another topic's follow-up queued, and a soft bounce below the limit or
+ * a delay ends nothing (a guard: it passed before too). Both databases. The last case is a guard,
+ * not a regression test: one-click opt-outs while group claims and sent records run, checked on
+ * the server against its own deadlock count (the opt-out takes the address locks, then the
+ * ledger's rows, then a completed campaign's row — the gate's order).
+ */
+const ctx = useAppWithOwner({ env: { BOUNCE_SOFT_LIMIT: '3' } });
+const { fx, query, followUps, campaign, expectCountersRight, copiesReceived, sendBeside } = sequenceEndChecks(ctx);
+const SENDER = `suppression-ends-${Date.now()}@acme.test`;
+const DAY = 86_400_000;
+let mailbox: { id: string; email: string };
+
+beforeAll(async () => {
+  mailbox = await connectedMailbox(ctx.app, ctx.owner.token, SENDER, { sync: true });
+  await ctx.app.services.sync.syncMailbox(mailbox.id);
+});
+
+/** A launched transactional campaign to `people`: step 0, then one follow-up `afterDays` (3) later. */
+async function launchTwoSteps(subject: string, people: { id: string }[], topic?: string, afterDays = 3) {
+  const created = await ctx.app.api('POST', '/api/campaigns', {
+    token: ctx.owner.token,
+    json: { name: subject, kind: 'transactional', mailboxId: mailbox.id, subject, text: 'Hello', contactIds: people.map((p) => p.id), steps: [{ afterDays, text: 'Just following up' }], ...(topic ? { topic } : {}) },
+  });
+  expect(created.status, created.text).toBe(201);
+  const campaignId = created.body.id as string;
+  expect((await ctx.app.api('POST', `/api/campaigns/${campaignId}/launch`, { token: ctx.owner.token, json: {} })).status).toBe(200);
+  return campaignId;
+}
+
+const sync = () => ctx.app.services.sync.syncMailbox(mailbox.id);
+const sendDue = () => separateWorker(ctx.app, { concurrency: 2 }).tick();
+
+/** Gmail's notice about step 0 to `person`, in the sender's mailbox (what sync reads next). */
+async function noticeArrives(person: { email: string }, subject: string, kind: 'hard' | 'soft' | 'delay') {
+  const original = ctx.app.sandbox.control.listMessages(SENDER, { labelId: 'SENT' }).find((m) => m.subject.includes(subject) && m.to.includes(person.email))!;
+  await ctx.app.sandbox.control.deliverBounce(SENDER, { originalId: original.id, kind, form: 'report' });
+}
+
+/** The recipient's links from a campaign's mail: one-click unsubscribe and the preference center. */
+async function linksOf(campaignId: string, person: { email: string }) {
+  const [send] = await query<{ recipient_id: string }>(sql`select recipient_id from campaign_sends where campaign_id = ${campaignId}::uuid and email = ${person.email} limit 1`);
+  const urls = createTrackingUrls(createTokenCodec(ctx.app.config.trackingSecrets), '');
+  return { unsubscribe: urls.unsubscribe(send!.recipient_id, campaignId), preferences: urls.preferences(send!.recipient_id, campaignId) };
+}
+const FORM = { 'content-type': 'application/x-www-form-urlencoded' };
+
+it('a hard bounce of step 0 skips the queued follow-up `suppressed` when sync records it, and the campaign completes at once', async () => {
+  const subject = `Hard bounce ends ${Date.now()}`;
+  const [person] = await fx.audience(1, { prefix: 'hb' });
+  const campaignId = await launchTwoSteps(subject, [person!]);
+  await sendDue();
+  expect((await followUps(campaignId)).map((r) => r.status)).toEqual(['queued']);
+  expect((await campaign(campaignId)).status).toBe('sending');
+
+  await noticeArrives(person!, subject, 'hard');
+  await sync();
+
+  // No worker has run since: the bounce's own transaction did it, with the reason the gate gives a suppressed address.
+  expect((await followUps(campaignId)).map((r) => [r.status, r.skip_reason])).toEqual([['skipped', 'suppressed']]);
+  const after = await campaign(campaignId);
+  expect(after.status, 'nothing left to send: completed, not `sending` for 3 days').toBe('completed');
+  expect(after.completedAt).not.toBeNull();
+  expect(after.progress).toMatchObject({ queued: 0, sending: 0, sent: 1, skipped: 1, skippedBecause: { suppressed: 1 }, nextSendAt: null });
+  await expectCountersRight(campaignId);
+  await separateWorker(ctx.app, { concurrency: 1, now: () => new Date(Date.now() + 3 * DAY + 60_000) }).tick();
+  expect(copiesReceived(person!, subject)).toBe(1);
+});
+
+it('a soft bounce below the limit and a delay end nothing: the follow-ups stay queued and the campaign sending', async () => {
+  const subject = `Soft bounce goes on ${Date.now()}`;
+  const [full, slow] = await fx.audience(2, { prefix: 'sb' });
+  const campaignId = await launchTwoSteps(subject, [full!, slow!]);
+  await sendDue();
+
+  await noticeArrives(full!, subject, 'soft');
+  await noticeArrives(slow!, subject, 'delay');
+  await sync();
+
+  const [bounces] = await query<{ n: number }>(sql`select count(*)::int as n from mail_events where type in ('bounce', 'delay') and recipient in (${full!.email}, ${slow!.email})`);
+  expect(bounces!.n, 'both notices were recorded').toBe(2);
+  expect((await followUps(campaignId)).map((r) => [r.status, r.skip_reason])).toEqual([
+    ['queued', null],
+    ['queued', null],
+  ]);
+  expect((await campaign(campaignId)).status).toBe('sending');
+  await expectCountersRight(campaignId);
+});
+
+it('a one-click opt-out (RFC 8058) skips the queued follow-ups `suppressed` in the same transaction — of every campaign to the address — and completes the campaigns', async () => {
+  const stamp = Date.now();
+  const [person, other] = await fx.audience(2, { prefix: 'oc' });
+  const first = await launchTwoSteps(`One-click A ${stamp}`, [person!]);
+  // Another campaign's sequence to the same address, and one to someone else.
+  const second = await launchTwoSteps(`One-click B ${stamp}`, [person!, other!]);
+  await sendDue();
+  await sendDue();
+  expect([...(await followUps(first)), ...(await followUps(second))].map((r) => r.status)).toEqual(['queued', 'queued', 'queued']);
+
+  const { unsubscribe } = await linksOf(first, person!);
+  const optOut = await ctx.app.api('POST', unsubscribe, { body: 'List-Unsubscribe=One-Click', headers: FORM });
+  expect(optOut.status, optOut.text).toBe(200);
+
+  // Answered after the commit: no worker or sync ran since.
+  expect((await followUps(first)).map((r) => [r.status, r.skip_reason])).toEqual([['skipped', 'suppressed']]);
+  const a = await campaign(first);
+  expect(a.status).toBe('completed');
+  expect(a.progress).toMatchObject({ queued: 0, sending: 0, sent: 1, skipped: 1, skippedBecause: { suppressed: 1 }, nextSendAt: null });
+  // An `all` opt-out stops the address's mail from every campaign: the other campaign's follow-up to them too, not the other person's.
+  const rows = new Map((await followUps(second)).map((r) => [r.email, r]));
+  expect(rows.get(person!.email)).toMatchObject({ status: 'skipped', skip_reason: 'suppressed' });
+  expect(rows.get(other!.email)).toMatchObject({ status: 'queued', skip_reason: null });
+  expect((await campaign(second)).status).toBe('sending');
+  for (const id of [first, second]) await expectCountersRight(id);
+  await separateWorker(ctx.app, { concurrency: 2, now: () => new Date(Date.now() + 3 * DAY + 60_000) }).tick();
+  expect(copiesReceived(person!, `One-click A ${stamp}`) + copiesReceived(person!, `One-click B ${stamp}`)).toBe(2);
+  expect(copiesReceived(other!, `One-click B ${stamp}`)).toBe(2);
+});
+
+it('a topic’s opt-out in the preference center skips only that topic’s follow-ups: another topic’s, which the gate would send, stays queued', async () => {
+  const stamp = Date.now();
+  const [person] = await fx.audience(1, { prefix: 'tp' });
+  const news = await launchTwoSteps(`Topic news ${stamp}`, [person!], 'news');
+  const deals = await launchTwoSteps(`Topic deals ${stamp}`, [person!], 'deals');
+  await sendDue();
+  await sendDue();
+
+  const { preferences } = await linksOf(news, person!);
+  const fields: [string, string][] = [['action', 'save'], ['topics', 'news'], ['topics', 'deals'], ['subscribed', 'deals']];
+  const saved = await ctx.app.api('POST', preferences, { body: new URLSearchParams(fields).toString(), headers: FORM });
+  expect(saved.status, saved.text).toBe(200);
+
+  expect((await followUps(news)).map((r) => [r.status, r.skip_reason])).toEqual([['skipped', 'suppressed']]);
+  expect((await campaign(news)).status).toBe('completed');
+  expect((await followUps(deals)).map((r) => [r.status, r.skip_reason])).toEqual([['queued', null]]);
+  expect((await campaign(deals)).status).toBe('sending');
+  for (const id of [news, deals]) await expectCountersRight(id);
+});
+
+it('one-click opt-outs while a worker sends both steps in rounds of four: no deadlock, every follow-up sent or skipped `suppressed`, the campaign completes', async () => {
+  const subject = `Opt-out storm ${Date.now()}`;
+  const audience = await fx.audience(12, { prefix: 'os' });
+  // Follow-ups due at once: group claims and sent records of both steps run while the opt-outs commit.
+  const campaignId = await launchTwoSteps(subject, audience, undefined, 0);
+  const optedOut = new Set<string>();
+  const optOuts = async (sending: () => boolean) => {
+    while (optedOut.size < audience.length) {
+      for (const person of audience) {
+        if (optedOut.has(person.email) || copiesReceived(person, subject) === 0) continue;
+        const res = await ctx.app.api('POST', (await linksOf(campaignId, person)).unsubscribe, { body: 'List-Unsubscribe=One-Click', headers: FORM });
+        expect(res.status, res.text).toBe(200);
+        optedOut.add(person.email);
+      }
+      if (!sending()) break;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  };
+  expect(await sendBeside(campaignId, 'suppressed', optOuts)).toHaveLength(audience.length);
+}, 120_000);
