@@ -56,6 +56,9 @@ async function claimPlan(campaign: Partial<CampaignRow>, step: number): Promise<
   return plan!.rows.map((r) => r['QUERY PLAN']).join('\n');
 }
 
+/** Each case below seeds 3,000 recipients and their sends: ~5 s on a quiet host, 25–30 s on a loaded one. */
+const SEEDS_3000 = { timeout: 120_000 };
+
 describe('the send claim’s generic plan (PGlite)', () => {
   it.each([
     ['a first step of a marketing campaign', { kind: 'marketing' as const }, 0],
@@ -102,7 +105,7 @@ const ONE_DESCENT = ['((recipient_id = s.recipient_id) AND (campaign_id = s.camp
  * on a server (TEST_DATABASE_URL) the custom plan of its values. The campaign is paused, so the
  * statement writes nothing; every re-check is still evaluated.
  */
-describe('a later step’s claim with 3,000 recipients, as it runs', () => {
+describe('a later step’s claim with 3,000 recipients, as it runs', SEEDS_3000, () => {
   let data: Database;
   beforeAll(async () => {
     data = await createTestDatabase();
@@ -180,7 +183,7 @@ describe('a later step’s claim with 3,000 recipients, as it runs', () => {
  * each send: 48,159 buffers and 58 ms for one claim at 4,000 sends on a server, and a second step
  * of 10,000 that did not finish on PGlite (BENCHMARKS.md, "A sequence's second step").
  */
-describe('a later step’s claim with the launch’s statistics (no ANALYZE since the first step was sent)', () => {
+describe('a later step’s claim with the launch’s statistics (no ANALYZE since the first step was sent)', SEEDS_3000, () => {
   let data: Database;
   beforeAll(async () => {
     data = await createTestDatabase();
