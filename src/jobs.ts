@@ -1,6 +1,7 @@
 import type { Services } from './app.js';
 import type { Config } from './config.js';
 import { errorNameOf, type Logger } from './logger.js';
+import { settlesWithin } from './time.js';
 
 /** The poller looks for due mailboxes at least this often, so a newly connected one does not wait a whole interval. */
 const MAX_TICK_MS = 30_000;
@@ -221,10 +222,7 @@ export function startJobs(input: { services: Services; config: Config; logger: L
       const graceMs = options.graceMs ?? STOP_GRACE_MS;
       // The send worker gets the same grace: waiting longer than the caller does would record
       // an answer arriving after the grace against a database that is being closed.
-      const settled = Promise.allSettled([...running, services.sync.idle(), sendWorker.stop?.(graceMs), services.webhookDelivery.stop()]);
-      let grace: NodeJS.Timeout | undefined;
-      await Promise.race([settled, new Promise<void>((resolve) => (grace = setTimeout(resolve, graceMs).unref()))]);
-      clearTimeout(grace);
+      await settlesWithin(Promise.allSettled([...running, services.sync.idle(), sendWorker.stop?.(graceMs), services.webhookDelivery.stop()]), graceMs);
       // Syncs still running are abandoned with the database: let another process take their mailboxes now.
       await services.sync.releaseLeases({ timeoutMs: LEASE_RELEASE_WAIT_MS }).catch(() => undefined);
     },

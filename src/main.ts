@@ -7,6 +7,7 @@ import { resolveGoogle } from './gmail/google-settings.js';
 import { connect } from './db/connect.js';
 import { LEASE_RELEASE_WAIT_MS, startJobs, STOP_GRACE_MS, type Jobs } from './jobs.js';
 import { createLogger } from './logger.js';
+import { settlesWithin } from './time.js';
 
 /** Everything left after SIGTERM must be done by then (orchestrators kill at 10 s or less; we promise 5). */
 const SHUTDOWN_DEADLINE_MS = 4_800;
@@ -106,14 +107,12 @@ async function main() {
     // No new hit comes in now: the held clicks (up to 10 s of them) are judged and written from
     // here on, beside the grace below, not after it (then ~1.2 s was left for them).
     services.tracking.beginShutdown();
-    let grace: NodeJS.Timeout | undefined;
     await Promise.all([
-      Promise.race([httpClosed, new Promise<void>((resolve) => (grace = setTimeout(resolve, STOP_GRACE_MS)))]).then(() => server?.closeAllConnections()),
+      settlesWithin(httpClosed, STOP_GRACE_MS).then(() => server?.closeAllConnections()),
       // A web process runs the syncs its push notifications start; a worker's jobs.stop waits for them itself.
-      jobs ? jobs.stop({ graceMs: STOP_GRACE_MS }) : Promise.race([services.sync.idle(), new Promise((resolve) => setTimeout(resolve, STOP_GRACE_MS).unref())]),
+      jobs ? jobs.stop({ graceMs: STOP_GRACE_MS }) : settlesWithin(services.sync.idle(), STOP_GRACE_MS),
     ]);
     if (!jobs) await services.sync.releaseLeases({ timeoutMs: LEASE_RELEASE_WAIT_MS }).catch(() => undefined);
-    clearTimeout(grace);
     // The rest of the buffered tracking events are written before the database goes away (an
     // open PGlite worker would also keep the process alive forever); the log says what was lost.
     await services.tracking.close({ timeoutMs: Math.max(100, left() - 600) });

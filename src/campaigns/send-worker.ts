@@ -15,7 +15,7 @@ import { createSendPreparation, type BatchContext, type Prepared } from './send-
 import { createSendRecovery, recoveryOwnerOf, type SendRecorder } from './send-recovery.js';
 import { isInsideWindow } from './sending-window.js';
 import { mailboxHold, resumeHold, type MailboxHold } from './mailbox-hold.js';
-import { DAY_MS } from '../time.js';
+import { DAY_MS, settlesWithin } from '../time.js';
 
 const MAX_ATTEMPTS = 5;
 /** How long a round's sent records wait for its slowest answer before going without it. */
@@ -365,12 +365,7 @@ export function createSendWorker(deps: SendWorkerDeps) {
       if (track.lease && track.state === 'refused') handBack.push(ledger.requeue(track.lease, now(), 'handed_back'));
     }
     handBack.push(ledger.releaseReservations(workerId, [...reserved]));
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, deadlineMs);
-    });
-    await Promise.race([Promise.allSettled([...handBack, ...running]), deadline]);
-    clearTimeout(timer);
+    await settlesWithin(Promise.allSettled([...handBack, ...running]), deadlineMs);
   }
 
   return {

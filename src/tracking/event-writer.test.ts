@@ -1,3 +1,7 @@
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { createLogger } from '../logger.js';
 import { createEventWriter } from './event-writer.js';
@@ -174,6 +178,22 @@ describe('event writer', () => {
     expect(unsettled).toBe(0);
     expect(counts.dropped).toBe(lost);
     expect(inserted.length + lost).toBe(300);
+  });
+
+  it('close() waits out its deadline for a batch in flight even when nothing else keeps the process alive', async () => {
+    // A write that never settles and holds no handle: the wait's own timer is all that keeps the
+    // process running. An unref()'d one let it exit mid-close, before close() answered (and
+    // before a shutdown closed its database); close() answers at its deadline instead.
+    const writer = path.join(path.dirname(fileURLToPath(import.meta.url)), 'event-writer.ts');
+    const script = `import(${JSON.stringify(writer)}).then(async ({ createEventWriter }) => {
+      const writer = createEventWriter({ prepare: (items) => ({ id: items }), insert: () => new Promise(() => {}), logger: { warn() {}, error() {}, info() {} } });
+      writer.push(1);
+      void writer.stop();
+      await new Promise((resolve) => setImmediate(resolve)); // the drain has taken the item: it is in flight
+      console.log(JSON.stringify(await writer.close({ timeoutMs: 200 })));
+    });`;
+    const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { timeout: 20_000 });
+    expect(JSON.parse(stdout.trim())).toEqual({ lost: 0, unsettled: 1 });
   });
 
   it('stop() writes everything in the largest statements, whatever the backlog (a shutdown: the fewest statements)', async () => {

@@ -1,4 +1,5 @@
 import type { Logger } from '../logger.js';
+import { settlesWithin } from '../time.js';
 import type { EventColumns } from './event-columns.js';
 import { createWriteBackoff } from './write-backoff.js';
 
@@ -254,7 +255,7 @@ export function createEventWriter<T, B extends WriterBatch<B>>(options: EventWri
       }
       // A batch in flight at the deadline is awaited until then (it may still land); one that
       // has not settled by then (a hung database) is reported apart: it may have landed.
-      if (inFlight > 0 && draining) await Promise.race([draining, new Promise<void>((resolve) => setTimeout(resolve, Math.max(0, deadline - now())).unref())]);
+      if (inFlight > 0 && draining) await settlesWithin(draining, deadline - now());
       closed = true;
       let lost = 0;
       if (size() > 0) {
