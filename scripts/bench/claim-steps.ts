@@ -6,7 +6,7 @@
  * (ANALYZE, BUFFERS) in a transaction that is rolled back, and so is `deferFollowUps` (an
  * automatic reply to a first-step message). Prints the plan lines of the re-checks' lookups and
  * the buffer totals: read the buffers, not the times. Then the sent record of four sends of the
- * last step that queues a next step (send-ledger.repo.ts `markSentMany`, as a server runs it:
+ * last step that queues a next step (send-ledger-outcomes.repo.ts `markSentMany`, as a server runs it:
  * the recipients' address locks — holdOrderLock — then the record with the next step's hold read),
  * both statements EXPLAINed (ANALYZE, BUFFERS) as custom plans, rolled back.
  *

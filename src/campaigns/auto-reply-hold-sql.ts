@@ -14,7 +14,7 @@ import { lockAddressesOfSends } from '../suppression/address-lock.js';
  * the next step's row does not exist yet, or while that next step is itself claimed (waiting
  * out a 429). follow-ups.repo.ts `deferFollowUps` moves the rows that are queued when the reply
  * is recorded; the gate (gate-sql.ts; its claim and its re-check before a retry) and the
- * queuing of a next step (send-ledger.repo.ts `markSentMany`) read this for the rest.
+ * queuing of a next step (send-ledger-outcomes.repo.ts `markSentMany`) read this for the rest.
  *
  * The recording and the queuing are ordered by one lock (holdOrderLock below): read in the
  * queuing's statement from its snapshot, an out-of-office that sync committed after that
@@ -79,7 +79,7 @@ export function autoReplyHoldSql(target: StepRef, delayDays: number): SQL {
  * braces: a step claimed while the reply was recorded is skipped `replied` at its re-check).
  */
 export const holdOrderLock = {
-  /** Before queuing the next steps of these sends (send-ledger.repo.ts markSentMany; a server's, when any has a next step). */
+  /** Before queuing the next steps of these sends (send-ledger-outcomes.repo.ts markSentMany; a server's, when any has a next step). */
   ofSends: (tx: Db, sendIds: string[]) => lockAddressesOfSends(tx, sql`s.id = any(${pgArray(sendIds)}::uuid[])`),
   /** Before recording a reply to this message and moving or skipping its recipient's later steps (follow-ups.repo.ts lockForReply). */
   ofMessage: (tx: Db, workspaceId: string, messageId: string) =>

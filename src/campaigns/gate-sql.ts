@@ -8,7 +8,7 @@ import { suppressedSql } from '../suppression/suppressed-sql.js';
 import { isInsideWindow } from './sending-window.js';
 
 /*
- * The send gate's re-check, as SQL (send-ledger.repo.ts claims and re-checks with it): the
+ * The send gate's re-check, as SQL (send-ledger-claim.repo.ts claims and re-checks with it): the
  * rows of a group of sends, locked, with their campaign's state and the reason each must not
  * go out, if any. The rules themselves are shared with preflight and launch: suppression is
  * suppression/suppressed-sql.ts's (1:1 mail's claim uses it too), consent eligibility-sql.ts's.
@@ -53,7 +53,7 @@ export type EarlierAnswer = 'reply' | 'bounce';
  * back from an earlier step of this step's recipient in its campaign — the rule that stops a
  * sequence. One descent of the ledger's key to the recipient's earlier sends, then their mail
  * events by message and type. The gate asks it before each step; the sent record asks it of the
- * next step it queues (send-ledger.repo.ts markSentMany: a reply recorded while the step was in
+ * next step it queues (send-ledger-outcomes.repo.ts markSentMany: a reply recorded while the step was in
  * flight, or awaiting recovery, writes that step `skipped` at once).
  */
 export function earlierStepAnsweredSql(target: StepRef, type: EarlierAnswer): SQL {

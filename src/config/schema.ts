@@ -7,7 +7,7 @@ import { encryptionKeyList, optionalUrl, signingSecretList } from './parsers.js'
  * src/config.ts maps the parsed values to `Config`.
  */
 
-/** AUTO_REPLY_FOLLOW_UP_DELAY_DAYS when unset (also the send ledger's when not told: send-ledger.repo.ts). */
+/** AUTO_REPLY_FOLLOW_UP_DELAY_DAYS when unset (also the send ledger's when not told: send-ledger.repo.ts createSendLedgerRepo). */
 export const DEFAULT_AUTO_REPLY_FOLLOW_UP_DELAY_DAYS = 3;
 
 /**

@@ -20,7 +20,7 @@ import { useAppWithOwner } from '../helpers/test-app.js';
  * Invariant 3 for sends whose worker died, whatever became of their campaign or mailbox:
  * every send in flight is resolved by a mailbox search, and sends that cannot be searched
  * now (their mailbox waits to be reconnected) never hold up the others'. Recovery reads
- * the oldest expired leases first, 100 a pass (send-ledger.repo.ts expiredLeases).
+ * the oldest expired leases first, 100 a pass (send-ledger-recovery.repo.ts expiredLeases).
  */
 const ctx = useAppWithOwner();
 const fx = campaignFixtures(() => ({ app: ctx.app, token: ctx.owner.token, workspaceId: ctx.owner.workspaceId }));
