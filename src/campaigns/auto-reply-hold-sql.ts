@@ -71,7 +71,7 @@ export function autoReplyHoldSql(target: StepRef, delayDays: number): SQL {
  * the lock the gate's claim and an opt-out take), so whichever comes second starts its statement
  * after the first committed and sees it — the queuing sees the reply and holds the step (an
  * out-of-office) or writes it `skipped` (a person's reply), or the reply's deferFollowUps /
- * skipRepliedFollowUps sees the new row and moves or skips it. Per address: unrelated addresses
+ * skipFollowUps sees the new row and moves or skips it. Per address: unrelated addresses
  * never wait for each other; a group's records take theirs in one statement, in key order (no
  * deadlock with a group claim); a reply's transaction takes the one of the send it answers, and
  * only then the campaign's row (completing it), as the gate takes the address locks before its
@@ -79,7 +79,10 @@ export function autoReplyHoldSql(target: StepRef, delayDays: number): SQL {
  * braces: a step claimed while the reply was recorded is skipped `replied` at its re-check).
  */
 export const holdOrderLock = {
-  /** Before queuing the next steps of these sends (send-ledger-outcomes.repo.ts markSentMany; a server's, when any has a next step). */
+  /**
+   * Before queuing the next steps of these sends (send-ledger-outcomes.repo.ts markSentMany; a server's, when any has a next step),
+   * or a claimed send again (requeue-unless-replied.ts: a person's reply meanwhile writes it skipped instead).
+   */
   ofSends: (tx: Db, sendIds: string[]) => lockAddressesOfSends(tx, sql`s.id = any(${pgArray(sendIds)}::uuid[])`),
   /** Before recording a reply to this message and moving or skipping its recipient's later steps (follow-ups.repo.ts lockForReply). */
   ofMessage: (tx: Db, workspaceId: string, messageId: string) =>

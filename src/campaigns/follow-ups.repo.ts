@@ -12,6 +12,8 @@ import { completeIfDone } from './campaigns.repo.js';
  * preference center) end it at once (skipFollowUps); an out-of-office holds it (deferFollowUps).
  * A soft bounce or a delay changes nothing here. The gate still reads each rule before each step
  * (gate-sql.ts): a step queued or claimed beside the reply or the opt-out is skipped there.
+ * A step claimed when the reply is recorded and then handed back to the queue unsent (a 429,
+ * recovery finding no copy) is written skipped by its requeue (requeue-unless-replied.ts).
  */
 /**
  * Why a recipient's queued later steps end before their day, with whose they are: the gate's own

@@ -5,8 +5,9 @@ import { earlierStepAnsweredSql } from './gate-sql.js';
 import { autoReplyHoldSql, holdOrderLock } from './auto-reply-hold-sql.js';
 import { pgArray, rowsOf } from '../db/pg-array.js';
 import { campaignSendOutcomeCtes } from '../webhooks/facts.js';
-import { changeLeasedSend, ts, type SendLease } from './ledger-fence.js';
+import { changeLeasedSend, type SendLease } from './ledger-fence.js';
 import type { SendCandidate } from './send-ledger-reservation.repo.js';
+import { requeuedUnlessRepliedSet, requeueUnlessReplied } from './requeue-unless-replied.js';
 
 /*
  * The send ledger's outcomes of an attempt (README.md, "Lifecycle of a send"): `sent` (with a
@@ -138,14 +139,14 @@ export function createLedgerOutcomeQueries(db: Db, options: { serializedEngine?:
       );
     },
 
-    /** Back to the queue: nothing went out. The attempt's messages row goes away with it. */
+    /**
+     * Back to the queue: nothing went out. The attempt's messages row goes away with it. A send
+     * whose recipient replied to an earlier step while it was claimed is written `skipped`
+     * (`replied`) instead, and its campaign completes if nothing is left (requeue-unless-replied.ts).
+     */
     async requeue(lease: SendLease, dueAt: Date, errorCode: string): Promise<boolean> {
-      return changeLeased(
-        lease,
-        sql`status = 'queued', due_at = ${ts(dueAt)}, error_code = ${errorCode}, message_id = null, lease_owner = null, lease_expires_at = null, resolve_looks = 0`,
-        sql`,
-          m as (delete from messages where id = ${lease.messageRowId}::uuid and exists (select 1 from ledger))`,
-      );
+      const deleteMessageRow = sql`, m as (delete from messages where id = ${lease.messageRowId}::uuid and exists (select 1 from ledger))`;
+      return requeueUnlessReplied(db, lease, options.serializedEngine === true, (tx) => changeLeasedSend(tx, lease, requeuedUnlessRepliedSet(dueAt, errorCode), deleteMessageRow));
     },
   };
   return queries;

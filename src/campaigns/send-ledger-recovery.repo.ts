@@ -5,25 +5,26 @@ import { SEND_OUTCOME_UNKNOWN } from '../gmail/gmail-client.js';
 import { campaignSendOutcomeCtes } from '../webhooks/facts.js';
 import { changeLeasedSend, fence, ts, type SendLease } from './ledger-fence.js';
 import { takeOverTerms, type ParkedFor } from './parked-sends.js';
+import { requeuedUnlessRepliedSet, requeueUnlessReplied } from './requeue-unless-replied.js';
 
 /*
  * The send ledger's side of recovery (send-recovery.ts; RECOVERY.md "Honest outcomes"): sends
  * whose lease expired, taken over by a new owner, left waiting for the next look at the
  * mailbox, or queued again when Gmail has no copy. Part of the ledger repo (send-ledger.repo.ts).
  */
-export function createLedgerRecoveryQueries(db: Db) {
+export function createLedgerRecoveryQueries(db: Db, options: { serializedEngine?: boolean } = {}) {
   /**
    * A verdict that gives way to a record sync writes on the attempt's row (gmail/sent-copy.ts):
    * `messageChange` (a delete or an update of `messages`) runs first, only while that row holds
    * no Gmail id, and locks the ledger row before it (the order purges and outcomes lock in), so
    * a record being written now is waited for and seen; the ledger (`ledgerSet`, then `alsoDo`'s
    * CTEs) follows that change, or no message row at all. False when the row was seen (or the
-   * lease lost).
+   * lease lost). `on`: the transaction to run in.
    */
-  async function unlessSeen(lease: SendLease, messageChange: SQL, ledgerSet: SQL, alsoDo: SQL = sql``): Promise<boolean> {
+  async function unlessSeen(on: Db, lease: SendLease, messageChange: SQL, ledgerSet: SQL, alsoDo: SQL = sql``): Promise<boolean> {
     const row = sql`${lease.messageRowId}::uuid`;
     const [changed] = rowsOf<{ n: number }>(
-      await db.execute(sql`
+      await on.execute(sql`
         with m as (${messageChange} where id = ${row} and gmail_message_id is null and exists (select 1 from campaign_sends where ${fence(lease)} for update) returning id),
         ledger as (update campaign_sends set ${ledgerSet}
           where ${fence(lease)} and (exists (select 1 from m) or not exists (select 1 from messages where id = ${row}))
@@ -35,14 +36,13 @@ export function createLedgerRecoveryQueries(db: Db) {
 
   return {
     /**
-     * Recovery's "not sent": `requeue`, unless sync recorded a Gmail copy on the attempt's row
-     * (gmail/sent-copy.ts): then false (`unlessSeen`).
+     * Recovery's "not sent": `requeue` — `skipped` (`replied`) if the recipient replied to an
+     * earlier step meanwhile (requeue-unless-replied.ts) —, unless sync recorded a Gmail copy on
+     * the attempt's row (gmail/sent-copy.ts): then false (`unlessSeen`).
      */
     requeueUnsent: (lease: SendLease, dueAt: Date) =>
-      unlessSeen(
-        lease,
-        sql`delete from messages`,
-        sql`status = 'queued', due_at = ${ts(dueAt)}, error_code = 'recovered_unsent', message_id = null, lease_owner = null, lease_expires_at = null, resolve_looks = 0`,
+      requeueUnlessReplied(db, lease, options.serializedEngine === true, (tx) =>
+        unlessSeen(tx, lease, sql`delete from messages`, requeuedUnlessRepliedSet(dueAt, 'recovered_unsent')),
       ),
 
     /**
@@ -53,6 +53,7 @@ export function createLedgerRecoveryQueries(db: Db) {
      */
     markUnknownUnseen: (lease: SendLease) =>
       unlessSeen(
+        db,
         lease,
         sql`update messages set status = 'failed', error_code = ${SEND_OUTCOME_UNKNOWN}`,
         sql`status = 'failed', error_code = ${SEND_OUTCOME_UNKNOWN}, lease_owner = null, lease_expires_at = null`,

@@ -39,7 +39,7 @@ export function createSendLedgerRepo(db: Db, options: SendLedgerOptions = {}) {
     ...createLedgerReservationQueries(db),
     ...createLedgerClaimQueries(db, resolved),
     ...createLedgerOutcomeQueries(db, resolved),
-    ...createLedgerRecoveryQueries(db),
+    ...createLedgerRecoveryQueries(db, resolved),
   };
 }
 

@@ -129,7 +129,7 @@ it.runIf(process.env.TEST_DATABASE_URL)('a person’s reply committed while its 
   const subject = `Reply record race ${Date.now()}`;
   const { campaignId, person, followUp } = await answerDuringSentRecord(subject, false);
   // Sync waited for the record's address lock, then found the follow-up it queued and skipped it
-  // (follow-ups.repo.ts skipRepliedFollowUps), completing the campaign in its transaction —
+  // (follow-ups.repo.ts skipFollowUps), completing the campaign in its transaction —
   // before, it stayed queued a day and the campaign `sending` until the gate skipped it.
   expect(followUp).toMatchObject({ status: 'skipped', skip_reason: 'replied' });
   expect((await ctx.app.api('GET', `/api/campaigns/${campaignId}`, { token: ctx.owner.token })).body.status).toBe('completed');
