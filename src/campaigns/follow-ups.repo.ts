@@ -3,13 +3,15 @@ import type { Db } from '../db/connect.js';
 import { pgArray, rowsOf } from '../db/pg-array.js';
 import { suppressedSql } from '../suppression/suppressed-sql.js';
 import { holdOrderLock } from './auto-reply-hold-sql.js';
+import { standingRefusalArms } from './gate-sql.js';
 import { completeIfDone } from './campaigns.repo.js';
 
 /*
  * Sequence rules applied to queued follow-ups by what ends or holds a recipient's sequence, in
  * the transaction that records it (the event and its effect commit together). A person's reply
- * (sync), a hard bounce (sync: the address suppressed) and an opt-out (the recipient's link or
- * preference center) end it at once (skipFollowUps); an out-of-office holds it (deferFollowUps).
+ * (sync), any new suppression entry (a hard bounce, a recipient's opt-out, a user's entry: written
+ * by suppression.repo.ts, which calls this) and a consent withdrawal (consent-records.ts) end it
+ * at once (skipFollowUps); an out-of-office holds it (deferFollowUps).
  * A soft bounce or a delay changes nothing here. The gate still reads each rule before each step
  * (gate-sql.ts): a step queued or claimed beside the reply or the opt-out is skipped there.
  * A step claimed when the reply is recorded and then handed back to the queue unsent (a 429,
@@ -22,8 +24,10 @@ import { completeIfDone } from './campaigns.repo.js';
 export type EndedSequence =
   /** A person replied to our message `messageId`: its recipient, in its campaign. */
   | { reason: 'replied'; messageId: string }
-  /** These addresses were suppressed (a bounce, an opt-out): theirs, wherever the gate now refuses them. */
-  | { reason: 'suppressed'; emails: string[] };
+  /** These addresses were suppressed (a bounce, an opt-out, a user's entry): theirs, wherever the gate now refuses them. */
+  | { reason: 'suppressed'; emails: string[] }
+  /** These contacts' consent was withdrawn (their latest record no longer `opted_in`): theirs, in marketing campaigns the gate now refuses them for. */
+  | { reason: 'no_consent'; contactIds: string[] };
 
 export function createFollowUpRules(db: Db) {
   return {
@@ -67,28 +71,42 @@ export function createFollowUpRules(db: Db) {
      * days.
      *
      * - `replied`: a person's reply to `messageId` — its recipient's later steps in its campaign.
-     * - `suppressed`: these addresses were just suppressed (a hard bounce, a recipient's opt-out)
-     *   — their later steps in every campaign of the workspace that the gate's own rule
+     * - `suppressed`: these addresses were just suppressed (a hard bounce, a recipient's opt-out,
+     *   an entry a user added; suppression.repo.ts calls this wherever an entry is written) —
+     *   their later steps in every campaign of the workspace that the gate's own rule
      *   (suppressed-sql.ts, with each campaign's topic) now refuses: an `all` entry reaches every
      *   campaign, a topic's only that topic's, and nothing the gate would still send is skipped.
+     * - `no_consent`: these contacts' consent was just withdrawn (consent-records.ts, the CSV
+     *   import) — their later steps that the gate's verdict (gate-sql.ts standingRefusalArms, each
+     *   campaign's kind and topic) now refuses `no_consent`: marketing campaigns only, and not a
+     *   step the gate would refuse for an earlier reason (suppressed, its contact moved): that
+     *   one is left to its own rule. One statement for the lot (an import's batch), along
+     *   `campaign_sends_contact_idx`.
      *
      * Only in a campaign the gate may still claim from (scheduled, sending, paused): a cancelled
      * or deleted one's queued sends are its sweep's, `cancelled` (CANCEL-AND-DELETION.md). A first
      * step is left to the gate: it is the campaign's own run, not a sequence waiting for days.
      *
-     * After the recipients' address locks, in the same transaction (lockForReply; a bounce's and an
-     * opt-out's own): a sent record queuing a next step (holdOrderLock) or a claim of these
+     * After the recipients' address locks, in the same transaction (lockForReply; the entry's
+     * write's own; a consent record's contact locks): a sent record queuing a next step (holdOrderLock) or a claim of these
      * addresses commits before this reads the queued steps, or starts after this commits and
      * sees the reply or the entry. The campaign row is locked (updated) only when it completes,
      * after the address locks and the ledger's rows, as the gate takes them. Returns how many
      * were skipped.
      */
     async skipFollowUps(workspaceId: string, ended: EndedSequence, at: Date): Promise<number> {
-      if (ended.reason === 'suppressed' && ended.emails.length === 0) return 0;
+      if ((ended.reason === 'suppressed' ? ended.emails : ended.reason === 'no_consent' ? ended.contactIds : [ended.messageId]).length === 0) return 0;
       const mayStillSend = sql`c.id = s.campaign_id and c.status in ('scheduled', 'sending', 'paused')`;
       const skip = sql`update campaign_sends s set status = 'skipped', skip_reason = ${ended.reason}, lease_owner = null, lease_expires_at = null`;
       const statement =
-        ended.reason === 'replied'
+        ended.reason === 'no_consent'
+          ? sql`${skip}
+              from campaigns c, contacts ct
+              where s.contact_id = any(${pgArray(ended.contactIds)}::uuid[]) and s.workspace_id = ${workspaceId}
+                and s.step > 0 and s.status = 'queued' and ${mayStillSend} and c.kind = 'marketing' and ct.id = s.contact_id
+                and (case ${standingRefusalArms({ topic: sql`c.topic`, consentNeeded: true })} end) = 'no_consent'
+              returning s.campaign_id`
+          : ended.reason === 'replied'
           ? sql`${skip}
               from campaign_sends p, campaigns c
               where p.workspace_id = ${workspaceId} and p.message_id = ${ended.messageId}

@@ -61,6 +61,25 @@ export function earlierStepAnsweredSql(target: StepRef, type: EarlierAnswer): SQ
                       ${type === 'reply' ? sql`and coalesce((e.detail ->> 'automatic')::boolean, false) = false` : sql``}${PROBE_ONLY})`;
 }
 
+/**
+ * SQL: the `when … then …` arms of the gate's verdict that do not depend on the send's earlier
+ * steps, in the gate's order — suppressed (invariant 1), its contact deleted, its contact's
+ * address changed since launch, no consent (P-10, marketing only). Over `campaign_sends s` and its
+ * contact joined as `ct` (deleted_at, email). The gate's statement ends its `case` with them; what
+ * ends a sequence before its day (follow-ups.repo.ts skipFollowUps) asks them of queued steps, so
+ * a step skipped early is one the gate would skip, with the reason it would give. `topic`: the
+ * campaign's (a value, or SQL of the statement); `consentNeeded`: whether the campaign is
+ * marketing (a value, or SQL).
+ */
+export function standingRefusalArms(campaign: { topic: SQL | string | null; consentNeeded: SQL | boolean }): SQL {
+  const optedOut = sql`not ${optedInSql(sql`s.contact_id`, sql`s.workspace_id`)}`;
+  const consent = campaign.consentNeeded === false ? sql`false` : campaign.consentNeeded === true ? optedOut : sql`(${campaign.consentNeeded} and ${optedOut})`;
+  return sql`when ${suppressedSql(sql`s.workspace_id`, sql`s.email`, sql`(select r.address_hash from recipients r where r.id = s.recipient_id)`, campaign.topic, { probesOnly: true })} then 'suppressed'
+        when s.contact_id is null or ct.deleted_at is not null then 'contact_deleted'
+        when lower(ct.email) <> lower(s.email) then 'address_changed'
+        when ${consent} then 'no_consent'`;
+}
+
 /** A campaign whose mailbox is gone (its `mailbox_id` set null): no row has this id, so the gate halts. */
 export const NO_MAILBOX = '00000000-0000-0000-0000-000000000000';
 
@@ -99,7 +118,6 @@ export const lockSendingMailboxSql = (mailboxId: string): SQL =>
  * another workspace: an attacker's finding).
  */
 export function gateSql(sendIds: string[], campaign: CampaignRow, mailboxId: string, laterSteps: boolean, now: Date, autoReplyDelayDays: number): SQL {
-  const consent = campaign.kind === 'marketing' ? sql`not ${optedInSql(sql`s.contact_id`, sql`s.workspace_id`)}` : sql`false`;
   const step: StepRef = { campaignId: sql`s.campaign_id`, recipientId: sql`s.recipient_id`, step: sql`s.step` };
   const earlier = (type: EarlierAnswer) => (!laterSteps ? sql`false` : sql`s.step > 0 and ${earlierStepAnsweredSql(step, type)}`);
   const hold = laterSteps ? autoReplyHoldSql(step, autoReplyDelayDays) : sql`(select null::timestamptz as until)`;
@@ -113,10 +131,7 @@ export function gateSql(sendIds: string[], campaign: CampaignRow, mailboxId: str
       hold.until as held_until,
       ${windowOpen} and s.due_at <= ${at} and coalesce(hold.until <= ${at}, true) as due,
       case
-        when ${suppressedSql(sql`s.workspace_id`, sql`s.email`, sql`(select r.address_hash from recipients r where r.id = s.recipient_id)`, campaign.topic, { probesOnly: true })} then 'suppressed'
-        when s.contact_id is null or ct.deleted_at is not null then 'contact_deleted'
-        when lower(ct.email) <> lower(s.email) then 'address_changed'
-        when ${consent} then 'no_consent'
+        ${standingRefusalArms({ topic: campaign.topic, consentNeeded: campaign.kind === 'marketing' })}
         when ${earlier('reply')} then 'replied'
         when ${earlier('bounce')} then 'bounced'
       end as skip_reason

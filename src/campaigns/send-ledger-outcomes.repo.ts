@@ -1,6 +1,7 @@
 import { sql, type SQL } from 'drizzle-orm';
 import type { Db } from '../db/connect.js';
 import type { CampaignRow } from './campaigns.repo.js';
+import { suppressedSql } from '../suppression/suppressed-sql.js';
 import { earlierStepAnsweredSql } from './gate-sql.js';
 import { autoReplyHoldSql, holdOrderLock } from './auto-reply-hold-sql.js';
 import { pgArray, rowsOf } from '../db/pg-array.js';
@@ -71,20 +72,28 @@ export function createLedgerOutcomeQueries(db: Db, options: { serializedEngine?:
       // A person who replied to this step or an earlier one while it was in flight (or awaiting
       // recovery) gets the next step written `skipped` (`replied`): queued, it waited `afterDays`
       // for the gate to skip it, the campaign `sending` meanwhile (follow-ups.repo.ts skips the
-      // steps queued when the reply is recorded; this, the ones queued after).
+      // steps queued when the reply is recorded; this, the ones queued after). So does an address
+      // suppressed meanwhile (a bounce, an opt-out, a user's entry) for the campaign's topic:
+      // `skipped` `suppressed`, by the gate's own rule (suppressed-sql.ts) and before a reply,
+      // the gate's order of reasons. The entry's write skipped the steps queued then
+      // (suppression.repo.ts); this, the one its sent record queues after.
       const nextStep = { campaignId: sql`l.campaign_id`, recipientId: sql`l.recipient_id`, step: sql`l.step + 1` };
+      const nextSuppressed = suppressedSql(sql`l.workspace_id`, sql`l.email`, sql`(select r.address_hash from recipients r where r.id = l.recipient_id)`, sql`campaign.topic`, {
+        probesOnly: true,
+      });
       const nextSteps = inputs.some((x) => x.next)
         ? sql`,
           campaign as materialized (
-            select c.id, c.status, c.deleted_at from campaigns c where c.id = any(array(select l.campaign_id from ledger l))),
+            select c.id, c.status, c.deleted_at, c.topic from campaigns c where c.id = any(array(select l.campaign_id from ledger l))),
           nx as (
             insert into campaign_sends (workspace_id, campaign_id, step, contact_id, recipient_id, email, rfc822_message_id, due_at, status, skip_reason)
             select l.workspace_id, l.campaign_id, l.step + 1, l.contact_id, l.recipient_id, l.email, gen_random_uuid()::text || '@' || i.sender_domain,
                    greatest(i.next_due, ${autoReplyHoldSql(nextStep, autoReplyDelayDays)}),
-                   case when answered.replied then 'skipped' else 'queued' end::send_status, case when answered.replied then 'replied' end
+                   case when ended.reason is null then 'queued' else 'skipped' end::send_status, ended.reason
             from ledger l join i on i.id = l.id join campaign on campaign.id = l.campaign_id
               -- Once per row (offset 0: not pulled up into each of its two uses).
-              cross join lateral (select ${earlierStepAnsweredSql(nextStep, 'reply')} as replied offset 0) answered
+              cross join lateral (select case when ${nextSuppressed} then 'suppressed'
+                                              when ${earlierStepAnsweredSql(nextStep, 'reply')} then 'replied' end as reason offset 0) ended
             where i.next_due is not null and campaign.status in ${MAY_STILL_SEND} and campaign.deleted_at is null
             on conflict do nothing)`
         : sql``;

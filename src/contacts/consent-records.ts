@@ -5,6 +5,7 @@ import { consents, type ConsentStatus } from '../db/schema.js';
 import { recordAudit } from '../privacy/audit.js';
 import { lockContactAddress, underAddressLock } from '../suppression/address-lock.js';
 import { recordConsentChanged } from '../webhooks/facts.js';
+import { createFollowUpRules } from '../campaigns/follow-ups.repo.js';
 
 /*
  * A contact's consent history (P-10, P-11, P-18): the one way a record is appended, and the one
@@ -50,11 +51,23 @@ export interface ConsentValues {
 }
 
 /**
+ * A withdrawal (records appended `opted_out`) ends these contacts' sequences it stops, in the
+ * transaction that appends them, after their opt-out locks: their queued later steps in marketing
+ * campaigns that the gate now refuses `no_consent` are skipped with that reason, and a campaign
+ * with nothing left completes (campaigns/follow-ups.repo.ts skipFollowUps; the gate's verdict,
+ * gate-sql.ts, so a step it would still send, or refuse for another reason, stays). The single
+ * append and the import's batch both end here. Before, the follow-ups waited for their day.
+ */
+export const endWithdrawnSequences = (db: Db, workspaceId: string, contactIds: string[]) =>
+  createFollowUpRules(db).skipFollowUps(workspaceId, { reason: 'no_consent', contactIds }, new Date());
+
+/**
  * Appends one consent record under the contact's opt-out locks (address-lock.ts: its address and
  * those of its unsent sends, so an opt-out and a send's claim serialize, invariant 1), with its
  * evidence — a `consent.recorded` audit row, `audit.actor` as the audit log names who (the
- * compliance report reads it) — and its `consent.changed` webhook event. Inside the caller's
- * transaction (`db`) it is a savepoint and all of it commits with the caller; alone, its own.
+ * compliance report reads it) — and its `consent.changed` webhook event; an opt-out ends the
+ * contact's follow-ups it stops (endWithdrawnSequences). Inside the caller's transaction (`db`)
+ * it is a savepoint and all of it commits with the caller; alone, its own.
  */
 export function appendConsent(db: Db, values: ConsentValues, audit: { actor: string; requestId?: string | null }): Promise<ConsentRow> {
   return underAddressLock(
@@ -72,6 +85,7 @@ export function appendConsent(db: Db, values: ConsentValues, audit: { actor: str
         requestId: audit.requestId,
       });
       await recordConsentChanged(tx, values);
+      if (values.status === 'opted_out') await endWithdrawnSequences(tx, values.workspaceId, [values.contactId]);
       return row!;
     },
   );

@@ -6,7 +6,7 @@ import { inUuidList } from '../db/sql-lists.js';
 import { cursorTimestamp, olderThanCursor, type PageCursor } from '../http/cursor.js';
 import { inTransaction, type Db } from '../db/connect.js';
 import { lockAddressChange, lockAddressesWithTheirContacts, lockContactAddress, underAddressLock } from '../suppression/address-lock.js';
-import { appendConsent, latestConsentSql, newestConsentFirst, type ConsentRow, type ConsentValues } from './consent-records.js';
+import { appendConsent, endWithdrawnSequences, latestConsentSql, newestConsentFirst, type ConsentRow, type ConsentValues } from './consent-records.js';
 import { isUniqueViolation, sqlStateOf } from '../db/pg-errors.js';
 import { CUSTOM_PLAN } from '../db/plan-hints.js';
 import { campaignSends, consents, contacts, contactSearchText, mailboxes, mailEvents, messageContacts, messages, type ConsentStatus } from '../db/schema.js';
@@ -227,7 +227,7 @@ function contactQueries(db: Db, hashAddress: AddressHasher) {
       return db.transaction(async (tx) => {
         await lockAddressesWithTheirContacts(tx as unknown as Db, workspaceId, rows.map((r) => r.email));
         // The webhook events commit with the records they report (same statement).
-        const [result] = rowsOf<{ appended: number; opt_outs_kept: number }>(
+        const [result] = rowsOf<{ appended: number; opt_outs_kept: number; withdrawn: string[] | null }>(
           await tx.execute(sql`
             with given as materialized (
               select c.workspace_id, c.id as contact_id, v.status, v.source, v.at, latest.status as latest_status,
@@ -257,8 +257,11 @@ function contactQueries(db: Db, hashAddress: AddressHasher) {
                      jsonb_build_object('consentId', id, 'status', status, 'source', source, 'policyVersion', ${by.policyVersion}::text)
               from appended
             )${importedConsentChangedCtes()}
-            select (select count(*)::int from appended) as appended, (select count(*)::int from given where recipients_opt_out) as opt_outs_kept`),
+            select (select count(*)::int from appended) as appended, (select count(*)::int from given where recipients_opt_out) as opt_outs_kept,
+                   array(select distinct contact_id::text from appended where status = 'opted_out') as withdrawn`),
         );
+        // The batch's withdrawals end the follow-ups they stop, in one statement, after the address locks (consent-records.ts).
+        await endWithdrawnSequences(tx as unknown as Db, workspaceId, (result!.withdrawn ?? []).map(String));
         return { appended: result!.appended, optOutsKept: result!.opt_outs_kept };
       });
     },

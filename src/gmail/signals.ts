@@ -179,27 +179,24 @@ export function createSignals(config: SignalsConfig) {
      *
      * An address the notice suppressed (a hard bounce, or the soft bounce that reached the limit)
      * ends its sequences now: its queued later steps that the gate would refuse are skipped
-     * `suppressed`, the gate's reason, and their campaigns complete if nothing is left
-     * (follow-ups.repo.ts skipFollowUps) — after the address locks and every event, the campaign
-     * rows last, as a reply's transaction and the gate take them. Before, they stayed queued until
-     * their day and the campaign `sending`. A soft bounce below the limit and a delay end nothing.
+     * `suppressed`, the gate's reason, and their campaigns complete if nothing is left — the
+     * entry's own write does it (suppression.repo.ts `suppress`, as every write of an entry),
+     * under the address locks taken here first, then the ledger's rows, then a campaign's row,
+     * as a reply's transaction and the gate take them. Before, they stayed queued until their day
+     * and the campaign `sending`. A soft bounce below the limit and a delay end nothing.
      */
     async recordBounces(
       tx: SyncQueries,
       input: { workspaceId: string; matches: BounceMatch[]; sourceGmailMessageId: string; format: NoticeFormat; syncedMessageId: string; at: Date },
-    ): Promise<{ bounces: number; delays: number; skipped: number }> {
+    ): Promise<{ bounces: number; delays: number }> {
       const { matches, ...common } = input;
-      const total = { bounces: 0, delays: 0, skipped: 0 };
-      const suppressed: string[] = [];
+      const total = { bounces: 0, delays: 0 };
       await tx.lockAddresses(input.workspaceId, matches.flatMap((m) => m.recipients.map((r) => r.address)));
       for (const match of matches) {
         const recorded = await this.recordBounce(tx, { ...common, match });
         total.bounces += recorded.bounces;
         total.delays += recorded.delays;
-        suppressed.push(...recorded.suppressed);
       }
-      // Completed as of now, like a reply's: the notice's own time may be hours old.
-      total.skipped = await tx.skipFollowUps(input.workspaceId, { reason: 'suppressed', emails: suppressed }, new Date());
       return total;
     },
 

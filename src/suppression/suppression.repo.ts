@@ -15,6 +15,19 @@ import { createFollowUpRules } from '../campaigns/follow-ups.repo.js';
 export type SuppressionReason = (typeof suppressions.$inferInsert)['reason'];
 
 /**
+ * Every write that makes an address suppressed ends, in its own transaction, the sequences the
+ * entry stops (called here, by the functions that write entries, so no caller can forget one — a
+ * bounce, a recipient's opt-out, an entry a user adds through the API or the web page): the
+ * address's queued later steps that the gate would now refuse (the gate's own rule, each
+ * campaign's topic) become `skipped` `suppressed`, and a campaign with nothing left completes
+ * (campaigns/follow-ups.repo.ts skipFollowUps). Under the address lock the write took first, then
+ * the ledger's rows, then a completed campaign's row: the gate's order. Before, they stayed
+ * queued until their day and the campaign showed `sending` with nobody left to mail.
+ */
+const endSequencesOf = (tx: Db, workspaceId: string, email: string) =>
+  createFollowUpRules(tx).skipFollowUps(workspaceId, { reason: 'suppressed', emails: [email] }, new Date());
+
+/**
  * The workspace's suppression list (P-08). `findSuppressed` is called inside the
  * transaction that claims a send, after its address locks, so a send and an opt-out cannot
  * pass each other.
@@ -37,7 +50,7 @@ export function createSuppressionRepo(db: Db, hashAddress: AddressHasher) {
       return new Set(rows.map((r) => r.email));
     },
 
-    /** Idempotent: suppressing an address twice keeps the first entry. */
+    /** Idempotent: suppressing an address twice keeps the first entry. The address's follow-ups end (endSequencesOf). */
     async suppress(entry: { workspaceId: string; email: string; reason: SuppressionReason; source?: string; scope?: string; createdBy?: string }) {
       await underAddressLock(
         db,
@@ -48,7 +61,9 @@ export function createSuppressionRepo(db: Db, hashAddress: AddressHasher) {
             .values({ ...entry, scope: entry.scope ?? 'all', addressHash: hashAddress(entry.email) })
             .onConflictDoNothing()
             .returning();
-          if (row) await recordSuppressionAdded(tx, row);
+          if (!row) return;
+          await recordSuppressionAdded(tx, row);
+          await endSequencesOf(tx, entry.workspaceId, entry.email);
         },
       );
     },
@@ -137,7 +152,8 @@ function suppressionListQueries(db: Db, hashAddress: AddressHasher) {
     /**
      * Inserts the entry unless (address, scope) is already listed; returns the new row, or
      * undefined when it existed. A concurrent insert of the same entry waits on the unique
-     * index and then finds the first one's row, so replays serialize here.
+     * index and then finds the first one's row, so replays serialize here. A new entry ends
+     * the address's follow-ups it stops (endSequencesOf).
      */
     async insertEntry(entry: { workspaceId: string; email: string; scope: string; reason: SuppressionReason; source: string; createdBy?: string | null }) {
       // Under the address lock: a send being claimed for this address finishes its claim first (invariant 1).
@@ -146,7 +162,10 @@ function suppressionListQueries(db: Db, hashAddress: AddressHasher) {
         (tx) => lockAddresses(tx, entry.workspaceId, [entry.email]),
         async (tx) => {
           const inserted = await tx.insert(suppressions).values({ ...entry, addressHash: hashAddress(entry.email) }).onConflictDoNothing().returning();
-          if (inserted[0]) await recordSuppressionAdded(tx, inserted[0]);
+          if (inserted[0]) {
+            await recordSuppressionAdded(tx, inserted[0]);
+            await endSequencesOf(tx, entry.workspaceId, entry.email);
+          }
           return inserted;
         },
       );
@@ -189,7 +208,11 @@ function suppressionListQueries(db: Db, hashAddress: AddressHasher) {
             .set({ reason: 'unsubscribe', source, heldReason: sql`${suppressions.reason}` })
             .where(and(eq(suppressions.workspaceId, workspaceId), ofAddress(email), eq(suppressions.scope, scope), ne(suppressions.reason, 'unsubscribe')))
             .returning();
-          if (adopted[0]) await recordRecipientUnsubscribed(tx, adopted[0]);
+          if (adopted[0]) {
+            await recordRecipientUnsubscribed(tx, adopted[0]);
+            // The entry stopped the mail already; an entry older than the rule above may have left follow-ups queued.
+            await endSequencesOf(tx, workspaceId, email);
+          }
           return adopted;
         },
       );
@@ -267,16 +290,6 @@ function suppressionListQueries(db: Db, hashAddress: AddressHasher) {
         );
       return rows.map((r) => r.id);
     },
-
-    /**
-     * The sequences an opt-out of this address ends now: its queued later steps that the gate
-     * would refuse (the entries just written, each campaign's topic) skipped `suppressed`, their
-     * campaigns completed if nothing is left (campaigns/follow-ups.repo.ts skipFollowUps). Last
-     * in the opt-out's transaction: after its address locks and entries, the ledger's rows, then
-     * a completed campaign's row, the order the gate takes them in.
-     */
-    endSuppressedSequences: (workspaceId: string, email: string, at: Date) =>
-      createFollowUpRules(db).skipFollowUps(workspaceId, { reason: 'suppressed', emails: [email] }, at),
 
     /** The opt-out locks of these addresses and contacts at once, in key order (address-lock.ts). */
     lockAddressesAndContacts: (workspaceId: string, emails: string[], contactIds: string[]) => lockAddressesAndContacts(db, workspaceId, emails, contactIds),

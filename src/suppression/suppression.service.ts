@@ -113,8 +113,6 @@ export function createSuppressionService(deps: {
           auditActor: `recipient:${target.recipientId}`,
           reached,
         });
-        // The person's queued follow-ups end now, not each on its day (the campaign completes if nobody is left).
-        await tx.endSuppressedSequences(target.workspaceId, target.email, now());
         return { ...viewOf(target), added: Boolean(added) };
       }));
     },
@@ -201,9 +199,6 @@ export function createSuppressionService(deps: {
         // contact at the link's address), it is confirmed by mail with the rest.
         const trackingChanged = choices.tracking === 'refuse' ? await refuseTracking(tx, target, now()) : 0;
         const toAllow: TrackingRefusal[] = choices.tracking === 'allow' ? await refusalsToAllow(tx, target) : [];
-        // An opt-out (everything, or a topic) ends the queued follow-ups it stops now, as the one-click
-        // link does; last, so a completed campaign's row is the last lock taken.
-        if (added > 0) await tx.endSuppressedSequences(target.workspaceId, target.email, now());
 
         const after = await tx.listEntriesOfAddress(target.workspaceId, target.email);
         const tracking = await trackingViewOf(tx, target);

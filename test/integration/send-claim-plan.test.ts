@@ -132,6 +132,11 @@ describe('a later step’s claim with 3,000 recipients, as it runs', SEEDS_3000,
 
   it('queues a next step after the automatic-reply hold read by index probes: the recipient’s earlier sends by the key, their automatic replies by message', async () => {
     const { campaign } = await seedSecondStep(data.db, 3_000);
+    // A list with entries (on an empty one any plan reads nothing): every 5th address opted out.
+    await data.db.execute(sql`
+      insert into suppressions (workspace_id, email, address_hash, scope, reason)
+      select workspace_id, email, address_hash, 'all', 'unsubscribe' from recipients where workspace_id = ${campaign.workspaceId}::uuid and right(split_part(email, '@', 1), 1) in ('0', '5')`);
+    await data.db.execute(sql`analyze suppressions`);
     const [first] = rowsOf<{ id: string }>(await data.db.execute(sql`select id from campaign_sends where campaign_id = ${campaign.id}::uuid and step = 0 limit 1`));
     const next = { campaign, send: {} as SendCandidate, senderDomain: 'acme.test', dueAt: new Date() };
     // A lease no row holds: the record changes nothing, and the next step's insert is planned all the same.
@@ -146,6 +151,10 @@ describe('a later step’s claim with 3,000 recipients, as it runs', SEEDS_3000,
     expect(plan).not.toMatch(/Seq Scan on (mail_events|campaign_sends p)\b/);
     // The sent record's reply check of the next step (written `skipped` when a person replied meanwhile): the same probes, once per row.
     expect(plan.match(/Index Scan using mail_events_source_unique on mail_events e\S*\s.*\n\s+Index Cond: \(\(message_id = p\S*\.message_id\) AND \(type = 'reply'/g)).toHaveLength(1);
+    // …and its suppression check (written `skipped` `suppressed` when the address was suppressed meanwhile): the list probed by
+    // workspace and address or hash, the recipient's hash by its key — never a walk of the list or the recipients.
+    expect(plan).toMatch(/Index (?:Only )?Scan using suppressions_workspace_hash_scope_unique on suppressions sh\b/);
+    expect(plan).not.toMatch(/Seq Scan on (suppressions|recipients)\b/);
   });
 
   it('finds the addresses a record and an out-of-office lock (holdOrderLock) by key: the sends by id, the answered one by its message', async () => {
@@ -170,7 +179,12 @@ describe('a later step’s claim with 3,000 recipients, as it runs', SEEDS_3000,
     expect(suppressed).toMatch(/Index Scan (?:using|on) recipients_workspace_email_unique on recipients r\b/);
     expect(suppressed).toMatch(/Index Scan (?:using|on) campaign_sends_recipient_campaign_step_unique on campaign_sends s\b/);
     expect(suppressed).not.toMatch(/Seq Scan on recipients/);
-    for (const plan of [record, reply, skip, suppressed]) expect(plan).not.toMatch(/Seq Scan on campaign_sends/);
+    // A consent withdrawn (one contact, or an import's batch) skips the contacts' queued later steps: their sends by the contact index.
+    const contactIds = sends.slice(0, 2).map((x) => x.contactId!);
+    const withdrawn = await planOf((capture) => createFollowUpRules(capture).skipFollowUps(campaign.workspaceId, { reason: 'no_consent', contactIds }, new Date()));
+    expect(withdrawn).toMatch(/Index Scan (?:using|on) campaign_sends_contact_idx\b/);
+    expect(withdrawn).not.toMatch(/Seq Scan on (contacts|consents|recipients)\b/);
+    for (const plan of [record, reply, skip, suppressed, withdrawn]) expect(plan).not.toMatch(/Seq Scan on campaign_sends/);
   });
 });
 

@@ -17,10 +17,16 @@ import { useAppWithOwner } from '../helpers/test-app.js';
  * transaction skips them with the gate's reason (`suppressed`: counts by reason as before, only
  * earlier) and completes the campaign when nothing is left. Only what the gate would refuse: a
  * topic's opt-out leaves another topic's follow-up queued, and a soft bounce below the limit or
- * a delay ends nothing (a guard: it passed before too). Both databases. The last case is a guard,
+ * a delay ends nothing (a guard: it passed before too). Both databases. The storm case is a guard,
  * not a regression test: one-click opt-outs while group claims and sent records run, checked on
  * the server against its own deadlock count (the opt-out takes the address locks, then the
  * ledger's rows, then a completed campaign's row — the gate's order).
+ *
+ * The cases after it: an entry a user adds through the API (all, or a topic), a consent
+ * withdrawn through the API (marketing follow-ups skipped `no_consent`, the gate's reason; a
+ * transactional one stays) or by a CSV import's batch, and an opt-out that lands while step 0 is
+ * in flight (its sent record queues the follow-up `skipped` `suppressed`). Before, each left the
+ * follow-ups queued until their day, the campaign `sending`.
  */
 const ctx = useAppWithOwner({ env: { BOUNCE_SOFT_LIMIT: '3' } });
 const { fx, query, followUps, campaign, expectCountersRight, copiesReceived, sendBeside } = sequenceEndChecks(ctx);
@@ -30,18 +36,21 @@ let mailbox: { id: string; email: string };
 
 beforeAll(async () => {
   mailbox = await connectedMailbox(ctx.app, ctx.owner.token, SENDER, { sync: true });
+  // Marketing mail carries the sender's postal address (the consent cases launch marketing campaigns).
+  expect((await ctx.app.api('PATCH', '/api/workspace', { token: ctx.owner.token, json: { postalAddress: 'Acme Inc., 1 Main St, Springfield' } })).status).toBe(200);
   await ctx.app.services.sync.syncMailbox(mailbox.id);
 });
 
-/** A launched transactional campaign to `people`: step 0, then one follow-up `afterDays` (3) later. */
-async function launchTwoSteps(subject: string, people: { id: string }[], topic?: string, afterDays = 3) {
+/** A launched campaign (transactional unless told) to `people`: step 0, then one follow-up `afterDays` (3) later. */
+async function launchTwoSteps(subject: string, people: { id: string }[], topic?: string, afterDays = 3, kind: 'transactional' | 'marketing' = 'transactional') {
   const created = await ctx.app.api('POST', '/api/campaigns', {
     token: ctx.owner.token,
-    json: { name: subject, kind: 'transactional', mailboxId: mailbox.id, subject, text: 'Hello', contactIds: people.map((p) => p.id), steps: [{ afterDays, text: 'Just following up' }], ...(topic ? { topic } : {}) },
+    json: { name: subject, kind, mailboxId: mailbox.id, subject, text: 'Hello', contactIds: people.map((p) => p.id), steps: [{ afterDays, text: 'Just following up' }], ...(topic ? { topic } : {}) },
   });
   expect(created.status, created.text).toBe(201);
   const campaignId = created.body.id as string;
-  expect((await ctx.app.api('POST', `/api/campaigns/${campaignId}/launch`, { token: ctx.owner.token, json: {} })).status).toBe(200);
+  const launched = await ctx.app.api('POST', `/api/campaigns/${campaignId}/launch`, { token: ctx.owner.token, json: {} });
+  expect(launched.status, launched.text).toBe(200);
   return campaignId;
 }
 
@@ -174,3 +183,83 @@ it('one-click opt-outs while a worker sends both steps in rounds of four: no dea
   };
   expect(await sendBeside(campaignId, 'suppressed', optOuts)).toHaveLength(audience.length);
 }, 120_000);
+
+it('an address a user suppresses through the API skips its queued follow-up `suppressed` in that request, and the campaign completes', async () => {
+  const subject = `API entry ends ${Date.now()}`;
+  const [person, other] = await fx.audience(2, { prefix: 'ap' });
+  const campaignId = await launchTwoSteps(subject, [person!]);
+  const news = await launchTwoSteps(`${subject} news`, [other!], 'news');
+  await sendDue();
+  await sendDue();
+
+  const added = await ctx.app.api('POST', '/api/suppressions', { token: ctx.owner.token, json: { email: person!.email.toUpperCase(), reason: 'manual' } });
+  expect(added.status, added.text).toBe(201);
+  // A topic's entry for the other person: their `news` follow-up ends too (the web page adds through the same service).
+  expect((await ctx.app.api('POST', '/api/suppressions', { token: ctx.owner.token, json: { email: other!.email, scope: 'topic:news' } })).status).toBe(201);
+
+  expect((await followUps(campaignId)).map((r) => [r.status, r.skip_reason])).toEqual([['skipped', 'suppressed']]);
+  const after = await campaign(campaignId);
+  expect(after.status, 'nothing left to send: completed at once').toBe('completed');
+  expect(after.progress).toMatchObject({ queued: 0, sending: 0, sent: 1, skipped: 1, skippedBecause: { suppressed: 1 } });
+  expect((await followUps(news)).map((r) => [r.status, r.skip_reason])).toEqual([['skipped', 'suppressed']]);
+  expect((await campaign(news)).status).toBe('completed');
+  for (const id of [campaignId, news]) await expectCountersRight(id);
+});
+
+it('a consent withdrawn through the API skips the contact’s marketing follow-ups `no_consent` at once; a transactional one, which the gate still sends, stays queued', async () => {
+  const stamp = Date.now();
+  const [person] = await fx.audience(1, { prefix: 'cw' });
+  const marketing = await launchTwoSteps(`Consent marketing ${stamp}`, [person!], undefined, 3, 'marketing');
+  const transactional = await launchTwoSteps(`Consent receipt ${stamp}`, [person!]);
+  await sendDue();
+  await sendDue();
+  expect([...(await followUps(marketing)), ...(await followUps(transactional))].map((r) => r.status)).toEqual(['queued', 'queued']);
+
+  const withdrawn = await ctx.app.api('POST', `/api/contacts/${person!.id}/consents`, { token: ctx.owner.token, json: { status: 'opted_out', source: 'phone call' } });
+  expect(withdrawn.status, withdrawn.text).toBe(201);
+
+  // The gate's reason for a marketing step without consent (P-10).
+  expect((await followUps(marketing)).map((r) => [r.status, r.skip_reason])).toEqual([['skipped', 'no_consent']]);
+  const after = await campaign(marketing);
+  expect(after.status).toBe('completed');
+  expect(after.progress).toMatchObject({ queued: 0, sending: 0, sent: 1, skipped: 1, skippedBecause: { no_consent: 1 } });
+  expect((await followUps(transactional)).map((r) => [r.status, r.skip_reason])).toEqual([['queued', null]]);
+  expect((await campaign(transactional)).status).toBe('sending');
+  for (const id of [marketing, transactional]) await expectCountersRight(id);
+});
+
+it('a CSV import withdrawing consent skips the contacts’ marketing follow-ups `no_consent` in its batch; a contact whose record it does not change keeps theirs', async () => {
+  const subject = `Import withdraws ${Date.now()}`;
+  const [gone, left, stays] = await fx.audience(3, { prefix: 'iw' });
+  const campaignId = await launchTwoSteps(subject, [gone!, left!, stays!], undefined, 3, 'marketing');
+  await sendDue();
+
+  const file = ['email,consent,consent_source', `${gone!.email},opted_out,crm sync`, `${left!.email},opted_out,crm sync`, `${stays!.email},opted_in,crm sync`].join('\n');
+  const imported = await ctx.app.api('POST', '/api/contacts/import', { token: ctx.owner.token, body: file, headers: { 'content-type': 'text/csv' } });
+  expect(imported.status, imported.text).toBe(200);
+
+  const rows = new Map((await followUps(campaignId)).map((r) => [r.email, [r.status, r.skip_reason]]));
+  expect(rows.get(gone!.email)).toEqual(['skipped', 'no_consent']);
+  expect(rows.get(left!.email)).toEqual(['skipped', 'no_consent']);
+  expect(rows.get(stays!.email)).toEqual(['queued', null]);
+  expect((await campaign(campaignId)).status).toBe('sending');
+  await expectCountersRight(campaignId);
+});
+
+it('an opt-out while step 0 is in flight: its sent record writes the follow-up `skipped` `suppressed`, and the tick completes the campaign', async () => {
+  const subject = `Opt-out before record ${Date.now()}`;
+  const [person] = await fx.audience(1, { prefix: 'if' });
+  const campaignId = await launchTwoSteps(subject, [person!]);
+  const worker = separateWorker(ctx.app, {
+    concurrency: 1,
+    // Between Gmail's accept and the sent record: the follow-up's row does not exist yet, so the opt-out finds nothing queued.
+    afterGmailAccepted: async () => {
+      const res = await ctx.app.api('POST', (await linksOf(campaignId, person!)).unsubscribe, { body: 'List-Unsubscribe=One-Click', headers: FORM });
+      expect(res.status, res.text).toBe(200);
+    },
+  });
+  await worker.tick();
+  expect((await followUps(campaignId)).map((r) => [r.status, r.skip_reason])).toEqual([['skipped', 'suppressed']]);
+  expect((await campaign(campaignId)).status).toBe('completed');
+  await expectCountersRight(campaignId);
+});
