@@ -12,8 +12,10 @@ import { completeIfDone } from './campaigns.repo.js';
  * (sync), any new suppression entry (a hard bounce, a recipient's opt-out, a user's entry: written
  * by suppression.repo.ts, which calls this) and a consent withdrawal (consent-records.ts) end it
  * at once (skipFollowUps); an out-of-office holds it (deferFollowUps).
- * A soft bounce or a delay changes nothing here. The gate still reads each rule before each step
- * (gate-sql.ts): a step queued or claimed beside the reply or the opt-out is skipped there.
+ * Any other bounce of a message (a soft one below the limit) ends its recipient's sequence in
+ * its campaign (`bounced`, as the gate); a delay changes nothing here. The gate still reads each
+ * rule before each step (gate-sql.ts): a step queued or claimed beside the reply or the opt-out
+ * is skipped there.
  * A step claimed when the reply is recorded and then handed back to the queue unsent (a 429,
  * recovery finding no copy) is written skipped by its requeue (requeue-unless-replied.ts).
  */
@@ -24,6 +26,8 @@ import { completeIfDone } from './campaigns.repo.js';
 export type EndedSequence =
   /** A person replied to our message `messageId`: its recipient, in its campaign. */
   | { reason: 'replied'; messageId: string }
+  /** Our message `messageId` bounced, soft or hard (the gate skips after any bounce): its recipient, in its campaign. */
+  | { reason: 'bounced'; messageId: string }
   /** These addresses were suppressed (a bounce, an opt-out, a user's entry): theirs, wherever the gate now refuses them. */
   | { reason: 'suppressed'; emails: string[] }
   /** These contacts' consent was withdrawn (their latest record no longer `opted_in`): theirs, in marketing campaigns the gate now refuses them for. */
@@ -71,6 +75,8 @@ export function createFollowUpRules(db: Db) {
      * days.
      *
      * - `replied`: a person's reply to `messageId` — its recipient's later steps in its campaign.
+     * - `bounced`: a bounce of `messageId`, soft included — the same steps (the gate skips a later
+     *   step after any bounce of an earlier one, gate-sql.ts).
      * - `suppressed`: these addresses were just suppressed (a hard bounce, a recipient's opt-out,
      *   an entry a user added; suppression.repo.ts calls this wherever an entry is written) —
      *   their later steps in every campaign of the workspace that the gate's own rule
@@ -106,7 +112,7 @@ export function createFollowUpRules(db: Db) {
                 and s.step > 0 and s.status = 'queued' and ${mayStillSend} and c.kind = 'marketing' and ct.id = s.contact_id
                 and (case ${standingRefusalArms({ topic: sql`c.topic`, consentNeeded: true })} end) = 'no_consent'
               returning s.campaign_id`
-          : ended.reason === 'replied'
+          : ended.reason === 'replied' || ended.reason === 'bounced'
           ? sql`${skip}
               from campaign_sends p, campaigns c
               where p.workspace_id = ${workspaceId} and p.message_id = ${ended.messageId}

@@ -14,7 +14,8 @@ import { DAY_MS } from '../time.js';
  *                                               AUTO_REPLY_FOLLOW_UP_DELAY_DAYS, never stops
  *   bounce      delivery failed (hard|soft)  → mail_events(bounce); hard suppresses at once,
  *                                               soft after BOUNCE_SOFT_LIMIT in BOUNCE_SOFT_WINDOW_DAYS;
- *                                               once suppressed, queued later steps skipped `suppressed`
+ *                                               once suppressed, queued later steps skipped `suppressed`;
+ *                                               any bounce: the message's later steps skipped `bounced`
  *   delay       still being retried          → mail_events(delay); nothing else
  *
  * Everything here runs inside the sync's transaction for that message, so the event and
@@ -183,7 +184,9 @@ export function createSignals(config: SignalsConfig) {
      * entry's own write does it (suppression.repo.ts `suppress`, as every write of an entry),
      * under the address locks taken here first, then the ledger's rows, then a campaign's row,
      * as a reply's transaction and the gate take them. Before, they stayed queued until their day
-     * and the campaign `sending`. A soft bounce below the limit and a delay end nothing.
+     * and the campaign `sending`. Any bounce of a message, a soft one below
+     * the limit too, ends its recipient's sequence in its campaign (`bounced`, the gate's reason
+     * after any bounce of an earlier step), after the events; a delay ends nothing.
      */
     async recordBounces(
       tx: SyncQueries,
@@ -197,6 +200,14 @@ export function createSignals(config: SignalsConfig) {
         total.bounces += recorded.bounces;
         total.delays += recorded.delays;
       }
+      // Any bounce of a message (a soft one below the limit too) ends its recipient's sequence in its
+      // campaign: the gate skips those steps `bounced`. After the entries' own `suppressed` skips, the
+      // gate's first reason; their rows are of addresses this transaction holds the locks of. A
+      // notice read again finds nothing queued. Completed as of now, like a reply's: the notice's
+      // own time may be hours old.
+      const at = new Date();
+      const bounced = new Set(matches.filter((m) => m.recipients.some((r) => r.class !== 'delay')).map((m) => m.original.id));
+      for (const messageId of bounced) await tx.skipFollowUps(input.workspaceId, { reason: 'bounced', messageId }, at);
       return total;
     },
 

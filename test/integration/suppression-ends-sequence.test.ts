@@ -16,10 +16,11 @@ import { useAppWithOwner } from '../helpers/test-app.js';
  * showed `sending`, with follow-ups "queued", for days. Now the bounce's and the opt-out's own
  * transaction skips them with the gate's reason (`suppressed`: counts by reason as before, only
  * earlier) and completes the campaign when nothing is left. Only what the gate would refuse: a
- * topic's opt-out leaves another topic's follow-up queued, and a soft bounce below the limit or
- * a delay ends nothing (a guard: it passed before too). Both databases. The storm case is a guard,
- * not a regression test: one-click opt-outs while group claims and sent records run, checked on
- * the server against its own deadlock count (the opt-out takes the address locks, then the
+ * topic's opt-out leaves another topic's follow-up queued, and a soft bounce below the limit
+ * suppresses nothing, but the gate skips a later step after any bounce (`bounced`): that
+ * follow-up too is skipped when the notice is synced; a delay ends nothing. Both databases. The
+ * storms are guards, not regression tests: one-click opt-outs (or soft bounces) while group
+ * claims and sent records run, checked on the server against its own deadlock count (the opt-out takes the address locks, then the
  * ledger's rows, then a completed campaign's row — the gate's order).
  *
  * The cases after it: an entry a user adds through the API (all, or a topic), a consent
@@ -93,8 +94,11 @@ it('a hard bounce of step 0 skips the queued follow-up `suppressed` when sync re
   expect(copiesReceived(person!, subject)).toBe(1);
 });
 
-it('a soft bounce below the limit and a delay end nothing: the follow-ups stay queued and the campaign sending', async () => {
-  const subject = `Soft bounce goes on ${Date.now()}`;
+it('a soft bounce below the limit ends that sequence at once (`bounced`, the gate\'s reason), suppressing nothing; a delay ends nothing', async () => {
+  // The gate skips a later step after any bounce of an earlier one (`bounced`, gate-sql.ts), a
+  // soft one too: left queued, the soft-bounced follow-up waited its `afterDays` to be skipped,
+  // and the campaign showed it queued — and `sending` — until then (an attacker's finding).
+  const subject = `Soft bounce ends ${Date.now()}`;
   const [full, slow] = await fx.audience(2, { prefix: 'sb' });
   const campaignId = await launchTwoSteps(subject, [full!, slow!]);
   await sendDue();
@@ -105,11 +109,37 @@ it('a soft bounce below the limit and a delay end nothing: the follow-ups stay q
 
   const [bounces] = await query<{ n: number }>(sql`select count(*)::int as n from mail_events where type in ('bounce', 'delay') and recipient in (${full!.email}, ${slow!.email})`);
   expect(bounces!.n, 'both notices were recorded').toBe(2);
-  expect((await followUps(campaignId)).map((r) => [r.status, r.skip_reason])).toEqual([
-    ['queued', null],
-    ['queued', null],
-  ]);
+  const [entries] = await query<{ n: number }>(sql`select count(*)::int as n from suppressions where lower(email) in (${full!.email}, ${slow!.email})`);
+  expect(entries!.n, 'below the limit: nobody suppressed').toBe(0);
+  expect((await followUps(campaignId)).map((r) => [r.email, r.status, r.skip_reason])).toEqual(
+    [
+      [full!.email, 'skipped', 'bounced'],
+      [slow!.email, 'queued', null],
+    ].sort((a, b) => String(a[0]).localeCompare(String(b[0]))),
+  );
   expect((await campaign(campaignId)).status).toBe('sending');
+  await expectCountersRight(campaignId);
+
+  // On its day the delayed recipient's follow-up goes; the campaign then completes.
+  await separateWorker(ctx.app, { concurrency: 2, now: () => new Date(Date.now() + 3 * DAY + 60_000) }).tick();
+  expect(copiesReceived(full!, subject)).toBe(1);
+  expect(copiesReceived(slow!, subject)).toBe(2);
+  expect((await campaign(campaignId)).status).toBe('completed');
+  await expectCountersRight(campaignId);
+});
+
+it('a soft bounce of the only recipient left completes the campaign at once; the same notice read again changes nothing', async () => {
+  const subject = `Soft bounce completes ${Date.now()}`;
+  const [person] = await fx.audience(1, { prefix: 'sc' });
+  const campaignId = await launchTwoSteps(subject, [person!]);
+  await sendDue();
+  await noticeArrives(person!, subject, 'soft');
+  await sync();
+  expect((await followUps(campaignId)).map((r) => [r.status, r.skip_reason])).toEqual([['skipped', 'bounced']]);
+  const done = await campaign(campaignId);
+  expect(done.status).toBe('completed');
+  expect(done.progress).toMatchObject({ queued: 0, sending: 0, sent: 1, skipped: 1, skippedBecause: { bounced: 1 }, nextSendAt: null });
+  await sync();
   await expectCountersRight(campaignId);
 });
 
@@ -163,24 +193,34 @@ it('a topic’s opt-out in the preference center skips only that topic’s follo
   for (const id of [news, deals]) await expectCountersRight(id);
 });
 
+/**
+ * What runs beside the worker in a storm: `act` once for each person, as soon as they have the
+ * first step, pass after pass (`afterPass` ends each) until everyone is done or the worker stops.
+ */
+const onceEachWhenMailed = (audience: { email: string }[], subject: string, act: (person: { email: string }) => Promise<void>, afterPass?: () => Promise<unknown>) =>
+  async (sending: () => boolean) => {
+    const done = new Set<string>();
+    while (done.size < audience.length) {
+      for (const person of audience) {
+        if (done.has(person.email) || copiesReceived(person, subject) === 0) continue;
+        await act(person);
+        done.add(person.email);
+      }
+      await afterPass?.();
+      if (!sending()) break;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  };
+
 it('one-click opt-outs while a worker sends both steps in rounds of four: no deadlock, every follow-up sent or skipped `suppressed`, the campaign completes', async () => {
   const subject = `Opt-out storm ${Date.now()}`;
   const audience = await fx.audience(12, { prefix: 'os' });
   // Follow-ups due at once: group claims and sent records of both steps run while the opt-outs commit.
   const campaignId = await launchTwoSteps(subject, audience, undefined, 0);
-  const optedOut = new Set<string>();
-  const optOuts = async (sending: () => boolean) => {
-    while (optedOut.size < audience.length) {
-      for (const person of audience) {
-        if (optedOut.has(person.email) || copiesReceived(person, subject) === 0) continue;
-        const res = await ctx.app.api('POST', (await linksOf(campaignId, person)).unsubscribe, { body: 'List-Unsubscribe=One-Click', headers: FORM });
-        expect(res.status, res.text).toBe(200);
-        optedOut.add(person.email);
-      }
-      if (!sending()) break;
-      await new Promise((r) => setTimeout(r, 10));
-    }
-  };
+  const optOuts = onceEachWhenMailed(audience, subject, async (person) => {
+    const res = await ctx.app.api('POST', (await linksOf(campaignId, person)).unsubscribe, { body: 'List-Unsubscribe=One-Click', headers: FORM });
+    expect(res.status, res.text).toBe(200);
+  });
   expect(await sendBeside(campaignId, 'suppressed', optOuts)).toHaveLength(audience.length);
 }, 120_000);
 
@@ -263,3 +303,12 @@ it('an opt-out while step 0 is in flight: its sent record writes the follow-up `
   expect((await campaign(campaignId)).status).toBe('completed');
   await expectCountersRight(campaignId);
 });
+
+it('soft bounces synced while a worker sends both steps in rounds of four: no deadlock, every follow-up sent or skipped `bounced`, the campaign completes', async () => {
+  const subject = `Soft bounce storm ${Date.now()}`;
+  const audience = await fx.audience(8, { prefix: 'ss' });
+  // Follow-ups due at once: group claims and sent records of both steps run while the bounces commit.
+  const campaignId = await launchTwoSteps(subject, audience, undefined, 0);
+  const bounces = onceEachWhenMailed(audience, subject, (person) => noticeArrives(person, subject, 'soft'), sync);
+  expect(await sendBeside(campaignId, 'bounced', bounces, sync)).toHaveLength(audience.length);
+}, 120_000);
