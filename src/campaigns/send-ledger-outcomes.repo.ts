@@ -46,7 +46,8 @@ export function createLedgerOutcomeQueries(db: Db, options: { serializedEngine?:
      * this or an earlier step was recorded while it was in flight (auto-reply-hold-sql.ts) —,
      * gets its own Message-ID, and goes in the same thread. Each `message.sent` event carries
      * its own message's sent time (`at`, when Gmail answered it), not the group's. A next step
-     * whose recipient already replied to this or an earlier step is written `skipped` (`replied`).
+     * the gate would already refuse (the address suppressed, a reply to or a bounce of this or an
+     * earlier step) is written `skipped` with the gate's reason.
      * On a server, when there are next steps, the statement runs in a transaction after the
      * address locks of those sends (holdOrderLock: ordered with sync recording a reply or an
      * out-of-office).
@@ -76,7 +77,8 @@ export function createLedgerOutcomeQueries(db: Db, options: { serializedEngine?:
       // suppressed meanwhile (a bounce, an opt-out, a user's entry) for the campaign's topic:
       // `skipped` `suppressed`, by the gate's own rule (suppressed-sql.ts) and before a reply,
       // the gate's order of reasons. The entry's write skipped the steps queued then
-      // (suppression.repo.ts); this, the one its sent record queues after.
+      // (suppression.repo.ts); this, the one its sent record queues after. And a bounce of this step
+      // or an earlier one, after a reply: the gate's last reason of the three (`bounced`).
       const nextStep = { campaignId: sql`l.campaign_id`, recipientId: sql`l.recipient_id`, step: sql`l.step + 1` };
       const nextSuppressed = suppressedSql(sql`l.workspace_id`, sql`l.email`, sql`(select r.address_hash from recipients r where r.id = l.recipient_id)`, sql`campaign.topic`, {
         probesOnly: true,
@@ -93,7 +95,8 @@ export function createLedgerOutcomeQueries(db: Db, options: { serializedEngine?:
             from ledger l join i on i.id = l.id join campaign on campaign.id = l.campaign_id
               -- Once per row (offset 0: not pulled up into each of its two uses).
               cross join lateral (select case when ${nextSuppressed} then 'suppressed'
-                                              when ${earlierStepAnsweredSql(nextStep, 'reply')} then 'replied' end as reason offset 0) ended
+                                              when ${earlierStepAnsweredSql(nextStep, 'reply')} then 'replied'
+                                              when ${earlierStepAnsweredSql(nextStep, 'bounce')} then 'bounced' end as reason offset 0) ended
             where i.next_due is not null and campaign.status in ${MAY_STILL_SEND} and campaign.deleted_at is null
             on conflict do nothing)`
         : sql``;

@@ -1,7 +1,7 @@
 import { sql } from 'drizzle-orm';
 import { expect } from 'vitest';
 import { readSendCounts, recountSendsFromLedger } from '../../src/campaigns/send-counts.repo.js';
-import { campaignFixtures, separateWorker } from './campaign-fixtures.js';
+import { campaignFixtures, crashingWorker, separateWorker } from './campaign-fixtures.js';
 import type { TestApp } from './test-app.js';
 
 /*
@@ -73,5 +73,23 @@ export function sequenceEndChecks(ctx: { app: TestApp; owner: { token: string; w
     return steps;
   }
 
-  return { fx, query, followUps, campaign, expectCountersRight, copiesReceived, sendBeside };
+  /**
+   * Step 0 of a one-person campaign accepted by Gmail by a worker that then died, `meanwhile`
+   * recorded while it awaits recovery, then recovery (which writes the follow-up): the follow-up
+   * is `skipped` with `reason`, and the campaign completes after one more tick, one copy sent.
+   */
+  async function recoveredAfter(campaignId: string, person: { email: string }, subject: string, reason: string, meanwhile: () => Promise<unknown>) {
+    await crashingWorker(ctx.app, 1_500).tick();
+    expect((await fx.ledger(campaignId)).map((r) => r.status)).toEqual(['sending']);
+    await meanwhile();
+    await new Promise((r) => setTimeout(r, 1_800));
+    expect(await ctx.app.services.sendWorker.recoverStuck()).toBe(1);
+    expect((await followUps(campaignId)).map((r) => [r.status, r.skip_reason])).toEqual([['skipped', reason]]);
+    await separateWorker(ctx.app, { concurrency: 1 }).tick();
+    expect((await campaign(campaignId)).status).toBe('completed');
+    await expectCountersRight(campaignId);
+    expect(copiesReceived(person, subject)).toBe(1);
+  }
+
+  return { fx, query, followUps, campaign, expectCountersRight, copiesReceived, sendBeside, recoveredAfter };
 }

@@ -1,5 +1,5 @@
 import { beforeAll, expect, it } from 'vitest';
-import { crashingWorker, separateWorker } from '../helpers/campaign-fixtures.js';
+import { separateWorker } from '../helpers/campaign-fixtures.js';
 import { connectedMailbox, recipientAnswers } from '../helpers/gmail.js';
 import { sequenceEndChecks } from '../helpers/sequence-end.js';
 import { useAppWithOwner } from '../helpers/test-app.js';
@@ -19,7 +19,7 @@ import { useAppWithOwner } from '../helpers/test-app.js';
  * lock, then its rows, then the campaign's row — holdOrderLock).
  */
 const ctx = useAppWithOwner({ env: { AUTO_REPLY_FOLLOW_UP_DELAY_DAYS: '3' } });
-const { fx, followUps, campaign, expectCountersRight, copiesReceived, sendBeside } = sequenceEndChecks(ctx);
+const { fx, followUps, campaign, expectCountersRight, copiesReceived, sendBeside, recoveredAfter } = sequenceEndChecks(ctx);
 const SENDER = `reply-ends-${Date.now()}@acme.test`;
 const DAY = 86_400_000;
 let mailbox: { id: string; email: string };
@@ -119,17 +119,10 @@ it('a reply recorded while a crashed worker’s step 0 awaits recovery: the foll
   const subject = `Reply before recovery ${Date.now()}`;
   const { campaignId, audience } = await launchTwoSteps(subject, 1);
   const person = audience[0]!;
-  await crashingWorker(ctx.app, 1_500).tick();
-  expect((await fx.ledger(campaignId)).map((r) => r.status)).toEqual(['sending']);
-  await answerArrives(person, subject);
-  await sync();
-  await new Promise((r) => setTimeout(r, 1_800));
-  expect(await ctx.app.services.sendWorker.recoverStuck()).toBe(1);
-  expect((await followUps(campaignId)).map((r) => [r.status, r.skip_reason])).toEqual([['skipped', 'replied']]);
-  await separateWorker(ctx.app, { concurrency: 1 }).tick();
-  expect((await campaign(campaignId)).status).toBe('completed');
-  await expectCountersRight(campaignId);
-  expect(copiesReceived(person, subject)).toBe(1);
+  await recoveredAfter(campaignId, person, subject, 'replied', async () => {
+    await answerArrives(person, subject);
+    await sync();
+  });
 });
 
 it('replies synced while a worker sends both steps in rounds of four: no deadlock, every follow-up sent or skipped `replied`, the campaign completes', async () => {

@@ -30,7 +30,7 @@ import { useAppWithOwner } from '../helpers/test-app.js';
  * follow-ups queued until their day, the campaign `sending`.
  */
 const ctx = useAppWithOwner({ env: { BOUNCE_SOFT_LIMIT: '3' } });
-const { fx, query, followUps, campaign, expectCountersRight, copiesReceived, sendBeside } = sequenceEndChecks(ctx);
+const { fx, query, followUps, campaign, expectCountersRight, copiesReceived, sendBeside, recoveredAfter } = sequenceEndChecks(ctx);
 const SENDER = `suppression-ends-${Date.now()}@acme.test`;
 const DAY = 86_400_000;
 let mailbox: { id: string; email: string };
@@ -173,6 +173,36 @@ it('a one-click opt-out (RFC 8058) skips the queued follow-ups `suppressed` in t
   expect(copiesReceived(other!, `One-click B ${stamp}`)).toBe(2);
 });
 
+it('an opt-out committed while step 0 is in flight (Gmail accepted, not yet recorded): the follow-up the sent record writes is `skipped` `suppressed`, and the campaign completes', async () => {
+  // The opt-out's skip finds no follow-up yet: the sent record writes it after. It was written
+  // `queued` (only a reply made it `skipped`), waited its day for the gate to skip it, and the
+  // campaign showed `sending` meanwhile (an attacker's finding). A link from any earlier mail does this.
+  const subject = `Opt-out in flight ${Date.now()}`;
+  const [person] = await fx.audience(1, { prefix: 'if' });
+  const campaignId = await launchTwoSteps(subject, [person!]);
+  const worker = separateWorker(ctx.app, {
+    concurrency: 1,
+    afterGmailAccepted: async () => {
+      const res = await ctx.app.api('POST', (await linksOf(campaignId, person!)).unsubscribe, { body: 'List-Unsubscribe=One-Click', headers: FORM });
+      expect(res.status, res.text).toBe(200);
+    },
+  });
+  await worker.tick();
+  expect((await followUps(campaignId)).map((r) => [r.status, r.skip_reason])).toEqual([['skipped', 'suppressed']]);
+  expect((await campaign(campaignId)).status).toBe('completed');
+  await expectCountersRight(campaignId);
+});
+
+it('a soft bounce recorded while step 0 awaits recovery: the follow-up recovery writes is `skipped` `bounced`', async () => {
+  const subject = `Soft bounce before recovery ${Date.now()}`;
+  const [person] = await fx.audience(1, { prefix: 'br' });
+  const campaignId = await launchTwoSteps(subject, [person!]);
+  await recoveredAfter(campaignId, person!, subject, 'bounced', async () => {
+    await noticeArrives(person!, subject, 'soft');
+    await sync();
+  });
+});
+
 it('a topic’s opt-out in the preference center skips only that topic’s follow-ups: another topic’s, which the gate would send, stays queued', async () => {
   const stamp = Date.now();
   const [person] = await fx.audience(1, { prefix: 'tp' });
@@ -283,24 +313,6 @@ it('a CSV import withdrawing consent skips the contacts’ marketing follow-ups 
   expect(rows.get(left!.email)).toEqual(['skipped', 'no_consent']);
   expect(rows.get(stays!.email)).toEqual(['queued', null]);
   expect((await campaign(campaignId)).status).toBe('sending');
-  await expectCountersRight(campaignId);
-});
-
-it('an opt-out while step 0 is in flight: its sent record writes the follow-up `skipped` `suppressed`, and the tick completes the campaign', async () => {
-  const subject = `Opt-out before record ${Date.now()}`;
-  const [person] = await fx.audience(1, { prefix: 'if' });
-  const campaignId = await launchTwoSteps(subject, [person!]);
-  const worker = separateWorker(ctx.app, {
-    concurrency: 1,
-    // Between Gmail's accept and the sent record: the follow-up's row does not exist yet, so the opt-out finds nothing queued.
-    afterGmailAccepted: async () => {
-      const res = await ctx.app.api('POST', (await linksOf(campaignId, person!)).unsubscribe, { body: 'List-Unsubscribe=One-Click', headers: FORM });
-      expect(res.status, res.text).toBe(200);
-    },
-  });
-  await worker.tick();
-  expect((await followUps(campaignId)).map((r) => [r.status, r.skip_reason])).toEqual([['skipped', 'suppressed']]);
-  expect((await campaign(campaignId)).status).toBe('completed');
   await expectCountersRight(campaignId);
 });
 
