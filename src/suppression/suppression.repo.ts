@@ -27,6 +27,12 @@ export type SuppressionReason = (typeof suppressions.$inferInsert)['reason'];
 const endSequencesOf = (tx: Db, workspaceId: string, email: string) =>
   createFollowUpRules(tx).skipFollowUps(workspaceId, { reason: 'suppressed', emails: [email] }, new Date());
 
+/** A new entry of `email` written: its `suppression.added` fact, then the sequences it stops (endSequencesOf). */
+async function entryAdded(tx: Db, row: typeof suppressions.$inferSelect, email: string): Promise<void> {
+  await recordSuppressionAdded(tx, row);
+  await endSequencesOf(tx, row.workspaceId, email);
+}
+
 /**
  * The workspace's suppression list (P-08). `findSuppressed` is called inside the
  * transaction that claims a send, after its address locks, so a send and an opt-out cannot
@@ -61,9 +67,7 @@ export function createSuppressionRepo(db: Db, hashAddress: AddressHasher) {
             .values({ ...entry, scope: entry.scope ?? 'all', addressHash: hashAddress(entry.email) })
             .onConflictDoNothing()
             .returning();
-          if (!row) return;
-          await recordSuppressionAdded(tx, row);
-          await endSequencesOf(tx, entry.workspaceId, entry.email);
+          if (row) await entryAdded(tx, row, entry.email);
         },
       );
     },
@@ -162,10 +166,7 @@ function suppressionListQueries(db: Db, hashAddress: AddressHasher) {
         (tx) => lockAddresses(tx, entry.workspaceId, [entry.email]),
         async (tx) => {
           const inserted = await tx.insert(suppressions).values({ ...entry, addressHash: hashAddress(entry.email) }).onConflictDoNothing().returning();
-          if (inserted[0]) {
-            await recordSuppressionAdded(tx, inserted[0]);
-            await endSequencesOf(tx, entry.workspaceId, entry.email);
-          }
+          if (inserted[0]) await entryAdded(tx, inserted[0], entry.email);
           return inserted;
         },
       );
