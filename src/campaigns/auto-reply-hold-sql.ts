@@ -81,7 +81,7 @@ export function autoReplyHoldSql(target: StepRef, delayDays: number): SQL {
 export const holdOrderLock = {
   /**
    * Before queuing the next steps of these sends (send-ledger-outcomes.repo.ts markSentMany; a server's, when any has a next step),
-   * or a claimed send again (requeue-unless-replied.ts: a person's reply meanwhile writes it skipped instead).
+   * or a claimed send again (requeue-unless-refused.ts: a reply, an entry or a withdrawal meanwhile writes it skipped instead).
    */
   ofSends: (tx: Db, sendIds: string[]) => lockAddressesOfSends(tx, sql`s.id = any(${pgArray(sendIds)}::uuid[])`),
   /** Before recording a reply to this message and moving or skipping its recipient's later steps (follow-ups.repo.ts lockForReply). */

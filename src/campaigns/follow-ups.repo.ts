@@ -3,7 +3,7 @@ import type { Db } from '../db/connect.js';
 import { pgArray, rowsOf } from '../db/pg-array.js';
 import { suppressedSql } from '../suppression/suppressed-sql.js';
 import { holdOrderLock } from './auto-reply-hold-sql.js';
-import { standingRefusalArms } from './gate-sql.js';
+import { MAY_STILL_SEND, standingRefusalArms } from './gate-sql.js';
 import { completeIfDone } from './campaigns.repo.js';
 
 /*
@@ -17,7 +17,8 @@ import { completeIfDone } from './campaigns.repo.js';
  * rule before each step (gate-sql.ts): a step queued or claimed beside the reply or the opt-out
  * is skipped there.
  * A step claimed when the reply is recorded and then handed back to the queue unsent (a 429,
- * recovery finding no copy) is written skipped by its requeue (requeue-unless-replied.ts).
+ * recovery finding no copy) is written skipped by its requeue (requeue-unless-refused.ts), as is
+ * one claimed when a suppression, a consent withdrawal or a bounce is recorded.
  */
 /**
  * Why a recipient's queued later steps end before their day, with whose they are: the gate's own
@@ -102,7 +103,7 @@ export function createFollowUpRules(db: Db) {
      */
     async skipFollowUps(workspaceId: string, ended: EndedSequence, at: Date): Promise<number> {
       if ((ended.reason === 'suppressed' ? ended.emails : ended.reason === 'no_consent' ? ended.contactIds : [ended.messageId]).length === 0) return 0;
-      const mayStillSend = sql`c.id = s.campaign_id and c.status in ('scheduled', 'sending', 'paused')`;
+      const mayStillSend = sql`c.id = s.campaign_id and c.status in ${MAY_STILL_SEND}`;
       const skip = sql`update campaign_sends s set status = 'skipped', skip_reason = ${ended.reason}, lease_owner = null, lease_expires_at = null`;
       const statement =
         ended.reason === 'no_consent'

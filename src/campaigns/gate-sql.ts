@@ -52,26 +52,31 @@ export type EarlierAnswer = 'reply' | 'bounce';
  * SQL: whether a person replied to (`reply`; an automatic reply is no reply) or a bounce came
  * back from an earlier step of this step's recipient in its campaign — the rule that stops a
  * sequence. One descent of the ledger's key to the recipient's earlier sends, then their mail
- * events by message and type. The gate asks it before each step; the sent record asks it of the
- * next step it queues (send-ledger-outcomes.repo.ts markSentMany: a reply recorded while the step was in
- * flight, or awaiting recovery, writes that step `skipped` at once).
+ * events by message and type. The gate asks it before each step (refusalArms), and so does every
+ * step decided outside a claim (refusedNowSql).
  */
 export function earlierStepAnsweredSql(target: StepRef, type: EarlierAnswer): SQL {
   return sql`exists (select 1 from ${earlierSendsSql(target)} join mail_events e on e.message_id = p.message_id and e.type = ${type}
                       ${type === 'reply' ? sql`and coalesce((e.detail ->> 'automatic')::boolean, false) = false` : sql``}${PROBE_ONLY})`;
 }
 
+/** How the gate's verdict reads a campaign: its topic, and whether it needs consent (marketing) — values, or SQL of the statement. */
+export interface RefusalCampaign {
+  topic: SQL | string | null;
+  consentNeeded: SQL | boolean;
+}
+
 /**
  * SQL: the `when … then …` arms of the gate's verdict that do not depend on the send's earlier
  * steps, in the gate's order — suppressed (invariant 1), its contact deleted, its contact's
  * address changed since launch, no consent (P-10, marketing only). Over `campaign_sends s` and its
- * contact joined as `ct` (deleted_at, email). The gate's statement ends its `case` with them; what
+ * contact joined as `ct` (deleted_at, email). The gate's statement opens its `case` with them; what
  * ends a sequence before its day (follow-ups.repo.ts skipFollowUps) asks them of queued steps, so
  * a step skipped early is one the gate would skip, with the reason it would give. `topic`: the
  * campaign's (a value, or SQL of the statement); `consentNeeded`: whether the campaign is
  * marketing (a value, or SQL).
  */
-export function standingRefusalArms(campaign: { topic: SQL | string | null; consentNeeded: SQL | boolean }): SQL {
+export function standingRefusalArms(campaign: RefusalCampaign): SQL {
   const optedOut = sql`not ${optedInSql(sql`s.contact_id`, sql`s.workspace_id`)}`;
   const consent = campaign.consentNeeded === false ? sql`false` : campaign.consentNeeded === true ? optedOut : sql`(${campaign.consentNeeded} and ${optedOut})`;
   return sql`when ${suppressedSql(sql`s.workspace_id`, sql`s.email`, sql`(select r.address_hash from recipients r where r.id = s.recipient_id)`, campaign.topic, { probesOnly: true })} then 'suppressed'
@@ -79,6 +84,51 @@ export function standingRefusalArms(campaign: { topic: SQL | string | null; cons
         when lower(ct.email) <> lower(s.email) then 'address_changed'
         when ${consent} then 'no_consent'`;
 }
+
+/**
+ * SQL: every `when … then …` arm of the gate's verdict, in its order — the standing ones
+ * (standingRefusalArms), then a person's reply to an earlier step (`replied`), then a bounce of
+ * one (`bounced`). Over `campaign_sends s` and its contact `ct`, as standingRefusalArms.
+ * `laterSteps` false: the statement holds first steps only, which have no earlier step (the
+ * gate's cheaper plan).
+ */
+export function refusalArms(campaign: RefusalCampaign, laterSteps = true): SQL {
+  const step: StepRef = { campaignId: sql`s.campaign_id`, recipientId: sql`s.recipient_id`, step: sql`s.step` };
+  const earlier = (type: EarlierAnswer) => (!laterSteps ? sql`false` : sql`s.step > 0 and ${earlierStepAnsweredSql(step, type)}`);
+  return sql`${standingRefusalArms(campaign)}
+        when ${earlier('reply')} then 'replied'
+        when ${earlier('bounce')} then 'bounced'`;
+}
+
+/** A step being decided outside the claim, as SQL of the statement deciding it: what the gate's verdict reads of its ledger row. */
+export interface DecidedStep extends StepRef {
+  workspaceId: SQL;
+  email: SQL;
+  contactId: SQL;
+}
+
+/**
+ * SQL: the reason the gate would refuse this step now — its own verdict (refusalArms: same
+ * arms, same order, same reason names) — or null. For a step decided where no claim runs: the
+ * next step a sent record writes (send-ledger-outcomes.repo.ts markSentMany) and a claimed send
+ * handed back unsent (requeue-unless-refused.ts). Written `queued` when the gate would refuse it
+ * at its claim, it only waited — `afterDays`, or a Retry-After of up to hours — for that verdict,
+ * its campaign `sending` meanwhile. A scalar subquery: the step's row as a one-row `s` of the
+ * given columns, its contact read once by key.
+ */
+export function refusedNowSql(target: DecidedStep, campaign: RefusalCampaign): SQL {
+  return sql`(select case ${refusalArms(campaign)} end
+    from (select ${target.workspaceId} as workspace_id, ${target.campaignId} as campaign_id, ${target.recipientId} as recipient_id,
+                 ${target.step} as step, ${target.email} as email, ${target.contactId} as contact_id) s
+    left join lateral (select k.deleted_at, k.email from contacts k where k.id = s.contact_id${PROBE_ONLY}) ct on true)`;
+}
+
+/**
+ * The campaign states from which a campaign may still send (campaigns.service.ts): `paused`
+ * resumes to `sending`, `scheduled` starts; `completed` and `cancelled` (a deletion cancels) are
+ * final — a cancelled campaign's unsent steps are its sweep's (`cancelled`), not the verdict's.
+ */
+export const MAY_STILL_SEND = sql.raw(`('scheduled', 'sending', 'paused')`);
 
 /** A campaign whose mailbox is gone (its `mailbox_id` set null): no row has this id, so the gate halts. */
 export const NO_MAILBOX = '00000000-0000-0000-0000-000000000000';
@@ -119,7 +169,6 @@ export const lockSendingMailboxSql = (mailboxId: string): SQL =>
  */
 export function gateSql(sendIds: string[], campaign: CampaignRow, mailboxId: string, laterSteps: boolean, now: Date, autoReplyDelayDays: number): SQL {
   const step: StepRef = { campaignId: sql`s.campaign_id`, recipientId: sql`s.recipient_id`, step: sql`s.step` };
-  const earlier = (type: EarlierAnswer) => (!laterSteps ? sql`false` : sql`s.step > 0 and ${earlierStepAnsweredSql(step, type)}`);
   const hold = laterSteps ? autoReplyHoldSql(step, autoReplyDelayDays) : sql`(select null::timestamptz as until)`;
   const at = sql`${now.toISOString()}::timestamptz`;
   // A launched campaign's window never changes (only drafts are edited): the campaign row the caller holds is its window.
@@ -130,11 +179,7 @@ export function gateSql(sendIds: string[], campaign: CampaignRow, mailboxId: str
       coalesce((select m.status = 'active' and m.deleted_at is null from mailboxes m where m.id = ${mailboxId}::uuid for share), false) as mailbox_sending,
       hold.until as held_until,
       ${windowOpen} and s.due_at <= ${at} and coalesce(hold.until <= ${at}, true) as due,
-      case
-        ${standingRefusalArms({ topic: campaign.topic, consentNeeded: campaign.kind === 'marketing' })}
-        when ${earlier('reply')} then 'replied'
-        when ${earlier('bounce')} then 'bounced'
-      end as skip_reason
+      case ${refusalArms({ topic: campaign.topic, consentNeeded: campaign.kind === 'marketing' }, laterSteps)} end as skip_reason
     from campaign_sends s
     -- The send's contact read once, by its key, for both of its checks (deleted, address changed).
     left join lateral (select c.deleted_at, c.email from contacts c where c.id = s.contact_id${PROBE_ONLY}) ct on true

@@ -1,14 +1,13 @@
 import { sql, type SQL } from 'drizzle-orm';
 import type { Db } from '../db/connect.js';
 import type { CampaignRow } from './campaigns.repo.js';
-import { suppressedSql } from '../suppression/suppressed-sql.js';
-import { earlierStepAnsweredSql } from './gate-sql.js';
+import { MAY_STILL_SEND, refusedNowSql, type DecidedStep } from './gate-sql.js';
 import { autoReplyHoldSql, holdOrderLock } from './auto-reply-hold-sql.js';
 import { pgArray, rowsOf } from '../db/pg-array.js';
 import { campaignSendOutcomeCtes } from '../webhooks/facts.js';
 import { changeLeasedSend, type SendLease } from './ledger-fence.js';
 import type { SendCandidate } from './send-ledger-reservation.repo.js';
-import { requeuedUnlessRepliedSet, requeueUnlessReplied } from './requeue-unless-replied.js';
+import { requeuedUnlessRefusedSet, requeueUnlessRefused } from './requeue-unless-refused.js';
 
 /*
  * The send ledger's outcomes of an attempt (README.md, "Lifecycle of a send"): `sent` (with a
@@ -16,12 +15,6 @@ import { requeuedUnlessRepliedSet, requeueUnlessReplied } from './requeue-unless
  * (ledger-fence.ts). Recovery's verdicts are in send-ledger-recovery.repo.ts. Part of the
  * ledger repo (send-ledger.repo.ts).
  */
-
-/**
- * The campaign states from which a campaign may still send (campaigns.service.ts): `paused`
- * resumes to `sending`, `scheduled` starts; `completed` and `cancelled` (a deletion cancels) are final.
- */
-const MAY_STILL_SEND = sql.raw(`('scheduled', 'sending', 'paused')`);
 
 /** A message Gmail accepted, to record `sent` (with its sequence's next step, if any). */
 export interface SentInput {
@@ -46,8 +39,9 @@ export function createLedgerOutcomeQueries(db: Db, options: { serializedEngine?:
      * this or an earlier step was recorded while it was in flight (auto-reply-hold-sql.ts) —,
      * gets its own Message-ID, and goes in the same thread. Each `message.sent` event carries
      * its own message's sent time (`at`, when Gmail answered it), not the group's. A next step
-     * the gate would already refuse (the address suppressed, a reply to or a bounce of this or an
-     * earlier step) is written `skipped` with the gate's reason.
+     * the gate would already refuse (gate-sql.ts refusedNowSql: the address suppressed, the
+     * contact deleted or moved, consent withdrawn for a marketing campaign, a reply to or a bounce
+     * of this or an earlier step) is written `skipped` with the gate's reason.
      * On a server, when there are next steps, the statement runs in a transaction after the
      * address locks of those sends (holdOrderLock: ordered with sync recording a reply or an
      * out-of-office).
@@ -70,23 +64,25 @@ export function createLedgerOutcomeQueries(db: Db, options: { serializedEngine?:
       // the queued next step in one commit, so no sweep sees neither; the gate claims nothing of
       // a cancelled campaign meanwhile. The lock would only save that rare row, at the cost of
       // every record waiting on the campaign row's writers. (PGlite runs one statement at a time.)
-      // A person who replied to this step or an earlier one while it was in flight (or awaiting
-      // recovery) gets the next step written `skipped` (`replied`): queued, it waited `afterDays`
-      // for the gate to skip it, the campaign `sending` meanwhile (follow-ups.repo.ts skips the
-      // steps queued when the reply is recorded; this, the ones queued after). So does an address
-      // suppressed meanwhile (a bounce, an opt-out, a user's entry) for the campaign's topic:
-      // `skipped` `suppressed`, by the gate's own rule (suppressed-sql.ts) and before a reply,
-      // the gate's order of reasons. The entry's write skipped the steps queued then
-      // (suppression.repo.ts); this, the one its sent record queues after. And a bounce of this step
-      // or an earlier one, after a reply: the gate's last reason of the three (`bounced`).
-      const nextStep = { campaignId: sql`l.campaign_id`, recipientId: sql`l.recipient_id`, step: sql`l.step + 1` };
-      const nextSuppressed = suppressedSql(sql`l.workspace_id`, sql`l.email`, sql`(select r.address_hash from recipients r where r.id = l.recipient_id)`, sql`campaign.topic`, {
-        probesOnly: true,
-      });
+      // A next step the gate would refuse now is written `skipped` with the gate's reason, by the
+      // gate's own verdict (gate-sql.ts refusedNowSql: its arms, its order): an address suppressed
+      // while this step was in flight (or awaiting recovery) for the campaign's topic, the contact
+      // deleted or moved, consent withdrawn (marketing only), a person's reply to or a bounce of
+      // this step or an earlier one. Queued, it waited `afterDays` for the gate to skip it, the
+      // campaign `sending` meanwhile: what recorded the reason skipped the steps queued then
+      // (follow-ups.repo.ts skipFollowUps); this, the one queued after.
+      const nextStep: DecidedStep = {
+        workspaceId: sql`l.workspace_id`,
+        campaignId: sql`l.campaign_id`,
+        recipientId: sql`l.recipient_id`,
+        step: sql`l.step + 1`,
+        email: sql`l.email`,
+        contactId: sql`l.contact_id`,
+      };
       const nextSteps = inputs.some((x) => x.next)
         ? sql`,
           campaign as materialized (
-            select c.id, c.status, c.deleted_at, c.topic from campaigns c where c.id = any(array(select l.campaign_id from ledger l))),
+            select c.id, c.status, c.deleted_at, c.topic, c.kind from campaigns c where c.id = any(array(select l.campaign_id from ledger l))),
           nx as (
             insert into campaign_sends (workspace_id, campaign_id, step, contact_id, recipient_id, email, rfc822_message_id, due_at, status, skip_reason)
             select l.workspace_id, l.campaign_id, l.step + 1, l.contact_id, l.recipient_id, l.email, gen_random_uuid()::text || '@' || i.sender_domain,
@@ -94,9 +90,7 @@ export function createLedgerOutcomeQueries(db: Db, options: { serializedEngine?:
                    case when ended.reason is null then 'queued' else 'skipped' end::send_status, ended.reason
             from ledger l join i on i.id = l.id join campaign on campaign.id = l.campaign_id
               -- Once per row (offset 0: not pulled up into each of its two uses).
-              cross join lateral (select case when ${nextSuppressed} then 'suppressed'
-                                              when ${earlierStepAnsweredSql(nextStep, 'reply')} then 'replied'
-                                              when ${earlierStepAnsweredSql(nextStep, 'bounce')} then 'bounced' end as reason offset 0) ended
+              cross join lateral (select ${refusedNowSql(nextStep, { topic: sql`campaign.topic`, consentNeeded: sql`campaign.kind = 'marketing'` })} as reason offset 0) ended
             where i.next_due is not null and campaign.status in ${MAY_STILL_SEND} and campaign.deleted_at is null
             on conflict do nothing)`
         : sql``;
@@ -153,12 +147,13 @@ export function createLedgerOutcomeQueries(db: Db, options: { serializedEngine?:
 
     /**
      * Back to the queue: nothing went out. The attempt's messages row goes away with it. A send
-     * whose recipient replied to an earlier step while it was claimed is written `skipped`
-     * (`replied`) instead, and its campaign completes if nothing is left (requeue-unless-replied.ts).
+     * the gate would refuse now (a reply, a suppression, a consent withdrawal or a bounce recorded
+     * while it was claimed) is written `skipped` with the gate's reason instead, and its campaign
+     * completes if nothing is left (requeue-unless-refused.ts).
      */
     async requeue(lease: SendLease, dueAt: Date, errorCode: string): Promise<boolean> {
       const deleteMessageRow = sql`, m as (delete from messages where id = ${lease.messageRowId}::uuid and exists (select 1 from ledger))`;
-      return requeueUnlessReplied(db, lease, options.serializedEngine === true, (tx) => changeLeasedSend(tx, lease, requeuedUnlessRepliedSet(dueAt, errorCode), deleteMessageRow));
+      return requeueUnlessRefused(db, lease, options.serializedEngine === true, (tx) => changeLeasedSend(tx, lease, requeuedUnlessRefusedSet(dueAt, errorCode), deleteMessageRow));
     },
   };
   return queries;

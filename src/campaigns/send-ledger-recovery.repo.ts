@@ -5,7 +5,7 @@ import { SEND_OUTCOME_UNKNOWN } from '../gmail/gmail-client.js';
 import { campaignSendOutcomeCtes } from '../webhooks/facts.js';
 import { changeLeasedSend, fence, ts, type SendLease } from './ledger-fence.js';
 import { takeOverTerms, type ParkedFor } from './parked-sends.js';
-import { requeuedUnlessRepliedSet, requeueUnlessReplied } from './requeue-unless-replied.js';
+import { requeuedUnlessRefusedSet, requeueUnlessRefused } from './requeue-unless-refused.js';
 
 /*
  * The send ledger's side of recovery (send-recovery.ts; RECOVERY.md "Honest outcomes"): sends
@@ -36,13 +36,14 @@ export function createLedgerRecoveryQueries(db: Db, options: { serializedEngine?
 
   return {
     /**
-     * Recovery's "not sent": `requeue` — `skipped` (`replied`) if the recipient replied to an
-     * earlier step meanwhile (requeue-unless-replied.ts) —, unless sync recorded a Gmail copy on
-     * the attempt's row (gmail/sent-copy.ts): then false (`unlessSeen`).
+     * Recovery's "not sent": `requeue` — `skipped` with the gate's reason if it would refuse the
+     * send now, a reply, a suppression, a consent withdrawal or a bounce recorded meanwhile
+     * (requeue-unless-refused.ts) —, unless sync recorded a Gmail copy on the attempt's row
+     * (gmail/sent-copy.ts): then false (`unlessSeen`).
      */
     requeueUnsent: (lease: SendLease, dueAt: Date) =>
-      requeueUnlessReplied(db, lease, options.serializedEngine === true, (tx) =>
-        unlessSeen(tx, lease, sql`delete from messages`, requeuedUnlessRepliedSet(dueAt, 'recovered_unsent')),
+      requeueUnlessRefused(db, lease, options.serializedEngine === true, (tx) =>
+        unlessSeen(tx, lease, sql`delete from messages`, requeuedUnlessRefusedSet(dueAt, 'recovered_unsent')),
       ),
 
     /**

@@ -14,7 +14,8 @@ import { useAppWithOwner } from '../helpers/test-app.js';
  * went back to the queue due at Retry-After — or, found unsent by recovery, due at once. No mail
  * went out (the gate skipped it then), but the campaign showed `sending`, a follow-up queued for
  * someone who had answered, until then (an attacker's finding). Now the requeue writes it
- * `skipped` (`replied`) by the gate's rule and completes the campaign (requeue-unless-replied.ts).
+ * `skipped` (`replied`) by the gate's rule and completes the campaign (requeue-unless-refused.ts;
+ * a suppression, a consent withdrawal or a bounce meanwhile: refused-in-flight.test.ts).
  * Both databases; the last case, the race with the reply's transaction, on the server only
  * (PGlite runs each statement and transaction alone: nothing interleaves there).
  */

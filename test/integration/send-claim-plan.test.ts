@@ -155,6 +155,9 @@ describe('a later step’s claim with 3,000 recipients, as it runs', SEEDS_3000,
     // workspace and address or hash, the recipient's hash by its key — never a walk of the list or the recipients.
     expect(plan).toMatch(/Index (?:Only )?Scan using suppressions_workspace_hash_scope_unique on suppressions sh\b/);
     expect(plan).not.toMatch(/Seq Scan on (suppressions|recipients)\b/);
+    // …and the rest of the gate's verdict (gate-sql.ts refusedNowSql): the contact by its key, its latest consent by workspace and contact.
+    expect(plan).toMatch(/Index Scan using contacts_pkey on contacts k\b/);
+    expect(plan).not.toMatch(/Seq Scan on (contacts|consents)\b/);
   });
 
   it('finds the addresses a record and an out-of-office lock (holdOrderLock) by key: the sends by id, the answered one by its message', async () => {
