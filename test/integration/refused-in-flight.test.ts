@@ -15,7 +15,8 @@ import { useAppWithOwner } from '../helpers/test-app.js';
  * the gate skipped it on its day — minutes to hours after a 429, days for a follow-up. Now both
  * ask the gate's own verdict (gate-sql.ts refusedNowSql) and write it `skipped` with the gate's
  * reason, the campaign completing if nothing is left. A transactional campaign needs no consent:
- * its next step stays queued. Both databases.
+ * its next step stays queued; a cancelled campaign's handed-back step is its sweep's (`cancelled`).
+ * Both databases.
  */
 const ctx = useAppWithOwner();
 const { fx, query, followUps, campaign, expectCountersRight, copiesReceived } = sequenceEndChecks(ctx);
@@ -165,4 +166,22 @@ it('consent withdrawn while step 0 of a transactional campaign is in flight: the
   expect(copiesReceived(person, subject)).toBe(2);
   await expectCompleted(campaignId, {});
   expect((await campaign(campaignId)).progress.skipped).toBe(0);
+}, 30_000);
+
+it('a cancelled campaign’s claimed step handed back after an opt-out goes back `queued`, for the cancel’s sweep: `cancelled`, not the verdict’s reason', async () => {
+  // The verdict is asked only while the campaign may still send, as skipFollowUps asks it: a
+  // cancelled campaign's unsent steps are all its sweep's, counted `cancelled`.
+  const subject = `Cancelled during 429 ${Date.now()}`;
+  const { campaignId, person } = await launchTwoSteps(subject, 'transactional');
+  await separateWorker(ctx.app, { concurrency: 1 }).tick();
+  await duringClaimThen429(campaignId, 1, async () => {
+    await suppress(person.email);
+    const res = await ctx.app.api('POST', `/api/campaigns/${campaignId}/cancel`, { token: ctx.owner.token, json: {} });
+    expect(res.status, res.text).toBe(200);
+  });
+  expect(await stepRow(campaignId, 1)).toMatchObject({ status: 'queued', skip_reason: null });
+  await ctx.app.services.cancelledSends.sweep();
+  expect(await stepRow(campaignId, 1)).toMatchObject({ status: 'skipped', skip_reason: 'cancelled' });
+  expect((await campaign(campaignId)).status).toBe('cancelled');
+  await expectCountersRight(campaignId);
 }, 30_000);
