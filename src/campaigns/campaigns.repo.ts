@@ -33,17 +33,33 @@ export interface EarlierSend {
 
 
 /**
- * A sending campaign with nothing queued or in flight becomes `completed` (with its
- * `campaign.status_changed` event). The worker asks it of every sending campaign each tick; sync
- * asks it when a person's reply skipped a recipient's follow-ups (follow-ups.repo.ts), in that
- * transaction. The campaigns.repo method below says why it reads the counters.
+ * Sending campaigns with nothing queued or in flight become `completed` (with their
+ * `campaign.status_changed` events). The worker asks it of every sending campaign each tick
+ * (the repo method below, in a transaction of its own); sync asks it when a reply, a bounce or a
+ * suppression skipped recipients' follow-ups (follow-ups.repo.ts), and a requeue that wrote its
+ * send skipped (requeue-unless-replied.ts), in their transactions. The repo method below says why
+ * it reads the counters.
+ *
+ * In a transaction, two statements: the campaigns' rows are locked first (in id order, as the
+ * one UPDATE would have locked them), and only then does a new statement ask what is left. Asked
+ * in the one UPDATE, the question was read from the statement's snapshot, taken before any lock:
+ * two transactions that each finished the last rows the other had not committed yet (two last
+ * replies at once) each still counted the other's row, and neither completed the campaign, which
+ * stayed `sending` until a worker's tick. Now the second waits for the first's lock, and under
+ * READ COMMITTED its new statement sees what the first committed. The row is taken after the
+ * callers' address locks and ledger rows, as the gate takes them (its share lock on the
+ * campaign's row, gate-sql.ts); it is held until the caller commits, so a gate's claim of the
+ * campaign waits for the rest of that transaction (a few statements).
  */
-export async function completeIfDone(db: Db, campaignId: string, at: Date): Promise<void> {
-  await db.execute(sql`
+export async function completeIfDone(tx: Db, campaignIds: readonly string[], at: Date): Promise<void> {
+  if (campaignIds.length === 0) return;
+  const ids = sql`${pgArray([...campaignIds])}::uuid[]`;
+  await tx.execute(sql`select id from campaigns where id = any(${ids}) and status = 'sending' order by id for no key update`);
+  await tx.execute(sql`
     with done as (
       update campaigns set status = 'completed', completed_at = ${at.toISOString()}::timestamptz, updated_at = now()
-      where id = ${campaignId} and status = 'sending'
-        and ${unfinishedSendsSql(campaignId)} = 0
+      where id = any(${ids}) and status = 'sending'
+        and ${unfinishedSendsSql(sql`campaigns.id`)} = 0
       returning id, workspace_id)${campaignStatusChangedCtes('sending', 'completed')}
     select 1`);
 }
@@ -292,7 +308,7 @@ function campaignQueries(db: Db) {
      * queued row — its sent step and other campaigns' rows stored before — each tick while a
      * next step waited (BENCHMARKS.md, "ninth pass").
      */
-    completeIfDone: (campaignId: string, at: Date) => completeIfDone(db, campaignId, at),
+    completeIfDone: (campaignId: string, at: Date) => db.transaction((tx) => completeIfDone(tx as unknown as Db, [campaignId], at)),
 
     /**
      * For each follow-up of a batch, its recipient's send of the step before (what threads it:

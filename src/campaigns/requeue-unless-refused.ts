@@ -72,7 +72,7 @@ export async function requeueUnlessRefused(db: Db, lease: SendLease, serializedE
     const [row] = rowsOf<{ campaign_id: string; skipped: boolean }>(
       await tx.execute(sql`select campaign_id, status = 'skipped' as skipped from campaign_sends where id = ${lease.id}::uuid`),
     );
-    if (row?.skipped) await completeIfDone(tx, String(row.campaign_id), new Date());
+    if (row?.skipped) await completeIfDone(tx, [String(row.campaign_id)], new Date());
     return true;
   });
 }
