@@ -212,8 +212,9 @@ export function createCampaignsService(deps: {
       const campaign = await requireCampaign(auth, id);
       const { counts, nextDueAt } = await repo.progress(campaign.id);
       const waiting = await waitingFor(campaign, nextDueAt);
+      // Nothing queued, no next send (a scheduled campaign's is its start time).
       const nextSendAt =
-        campaign.status === 'sending' || campaign.status === 'scheduled'
+        (campaign.status === 'sending' && nextDueAt) || campaign.status === 'scheduled'
           ? nextWindowOpening(campaign.sendingWindow, new Date(Math.max(now().getTime(), (nextDueAt ?? campaign.startAt ?? now()).getTime())))
           : null;
       return {
@@ -357,6 +358,8 @@ export function createCampaignsService(deps: {
       if (!(await repo.transition(campaign.id, ['paused'], { status: 'sending', statusReason: null, mailboxId: mailbox.id }, { mailboxId: campaign.mailboxId }))) {
         throw new ConflictError('campaign_not_paused', `A ${campaign.status} campaign cannot be resumed`);
       }
+      // What replies skipped while it was paused may have been all it had left: completed now, not at a tick.
+      await repo.completeIfDone(campaign.id, now());
       return service.get(auth, id);
     },
 
