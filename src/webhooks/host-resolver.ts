@@ -39,6 +39,24 @@ export class DnsTimeoutError extends Error {
   }
 }
 
+/**
+ * A lookup that failed on the resolving side, not a name found missing: the server answered
+ * SERVFAIL or REFUSED, or refused the connection (c-ares `ESERVFAIL`, `EREFUSED`,
+ * `ECONNREFUSED`; getaddrinfo's `EAI_AGAIN`). The host may well exist: the owner should try
+ * again, not hunt for a typo.
+ */
+export class DnsLookupFailedError extends Error {
+  constructor(
+    hostname: string,
+    readonly code: string,
+  ) {
+    super(`DNS lookup for ${hostname} failed (${code})`);
+    this.name = 'DnsLookupFailedError';
+  }
+}
+
+const LOOKUP_FAILED_CODES = new Set(['ESERVFAIL', 'EREFUSED', 'ECONNREFUSED', 'EAI_AGAIN']);
+
 const notFound = (hostname: string) => Object.assign(new Error(`${hostname} does not resolve`), { code: 'ENOTFOUND', hostname });
 const isLocalhostName = (hostname: string) => /(^|\.)localhost\.?$/i.test(hostname);
 
@@ -58,8 +76,11 @@ export function dnsResolver(options: DnsOptions = {}): ResolveHost {
       ...(v6.status === 'fulfilled' ? v6.value.map((address) => ({ address, family: 6 })) : []),
     ];
     if (addresses.length > 0) return addresses;
-    const timedOut = [v4, v6].some((r) => r.status === 'rejected' && (r.reason as NodeJS.ErrnoException).code === 'ETIMEOUT');
-    throw timedOut ? new DnsTimeoutError(hostname) : notFound(hostname);
+    const codes = [v4, v6].flatMap((r) => (r.status === 'rejected' ? [String((r.reason as NodeJS.ErrnoException).code)] : []));
+    if (codes.includes('ETIMEOUT')) throw new DnsTimeoutError(hostname);
+    // One family failing is enough to say nothing: its answer might have been the address.
+    const failed = codes.find((code) => LOOKUP_FAILED_CODES.has(code));
+    throw failed ? new DnsLookupFailedError(hostname, failed) : notFound(hostname);
   }
 
   return async (hostname, family = 0) => {

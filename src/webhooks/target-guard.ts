@@ -1,5 +1,5 @@
 import { BlockList, isIP, type LookupFunction } from 'node:net';
-import { DnsTimeoutError, webhookResolver, type ResolveHost } from './host-resolver.js';
+import { DnsLookupFailedError, DnsTimeoutError, webhookResolver, type ResolveHost } from './host-resolver.js';
 
 /*
  * SSRF guard. In production a webhook never reaches loopback, link-local (cloud metadata at
@@ -66,10 +66,12 @@ export function literalAddressOf(url: URL): string | undefined {
 
 /**
  * Why a target was refused: its address is one we never reach (`blocked`), or its name gave no
- * address to judge (`unresolved`: no such name; `dns_timeout`: its DNS did not answer). The owner
- * fixes these differently (another URL, the host name, their DNS), so the message says which.
+ * address to judge (`unresolved`: no such name; `dns_timeout`: its DNS did not answer;
+ * `dns_failed`: the lookup failed — SERVFAIL, REFUSED, a resolver refusing connections — and the
+ * name may exist). The owner fixes these differently (another URL, the host name, their DNS,
+ * trying again), so the message says which.
  */
-export type TargetRefusal = 'blocked' | 'unresolved' | 'dns_timeout';
+export type TargetRefusal = 'blocked' | 'unresolved' | 'dns_timeout' | 'dns_failed';
 
 export class TargetRefusedError extends Error {
   readonly code = 'refused_target';
@@ -116,6 +118,9 @@ export async function assertAllowedTarget(url: URL, allowPrivate: boolean, resol
     addresses = await resolve(url.hostname);
   } catch (error) {
     if (error instanceof DnsTimeoutError) throw new TargetRefusedError('The webhook URL host did not resolve in time (its DNS did not answer)', 'dns_timeout');
+    // Not "could not be resolved": the name may well exist. Refused all the same, as a timeout is —
+    // a saved endpoint is one seen to resolve to allowed addresses — but as something to retry.
+    if (error instanceof DnsLookupFailedError) throw new TargetRefusedError(`The webhook URL host could not be checked: DNS lookup failed for ${url.hostname} (${error.code}); try again`, 'dns_failed');
     throw unresolved();
   }
   if (addresses.length === 0) throw unresolved();

@@ -40,6 +40,7 @@ const REFUSAL_DETAIL: Record<TargetRefusal, string> = {
   blocked: 'must reach a public address',
   unresolved: 'host must resolve in DNS',
   dns_timeout: "host's DNS must answer",
+  dns_failed: 'DNS lookup failed; try again',
 };
 const refusalMessage = (error: TargetRefusedError) =>
   error.reason === 'blocked' ? `${error.message}: webhooks may not reach loopback, link-local or private networks` : error.message;

@@ -2,8 +2,9 @@ import dgram from 'node:dgram';
 
 /*
  * A DNS server on 127.0.0.1 over UDP for tests: answers A queries from a table (AAAA: no
- * records; an unknown name: NXDOMAIN), or, `silent`, never answers at all — a customer's
- * DNS that hangs.
+ * records; an unknown name: NXDOMAIN; a name whose entry is `servfail` or `refused`: that
+ * response code, to every question — a resolver that failed, not a name that is missing), or,
+ * `silent`, never answers at all — a customer's DNS that hangs.
  */
 
 export interface FakeDns {
@@ -16,8 +17,9 @@ export interface FakeDns {
 
 const TYPE_A = 1;
 const TYPE_AAAA = 28;
+const FAILURE_RCODES = { servfail: 2, refused: 5 } as const;
 
-export async function startFakeDns(answers: Record<string, string[]>, options: { silent?: boolean } = {}): Promise<FakeDns> {
+export async function startFakeDns(answers: Record<string, string[] | keyof typeof FAILURE_RCODES>, options: { silent?: boolean } = {}): Promise<FakeDns> {
   const socket = dgram.createSocket('udp4');
   const queries: string[] = [];
   socket.on('message', (query, from) => {
@@ -33,11 +35,13 @@ export async function startFakeDns(answers: Record<string, string[]>, options: {
     queries.push(`${type === TYPE_A ? 'A' : type === TYPE_AAAA ? 'AAAA' : type} ${name}`);
     if (options.silent) return;
     const question = query.subarray(12, at + 5);
-    const known = answers[name];
+    const entry = answers[name];
+    const known = Array.isArray(entry) ? entry : undefined;
     const records = type === TYPE_A && known ? known : [];
+    const rcode = typeof entry === 'string' ? FAILURE_RCODES[entry] : known ? 0 : 3; // NXDOMAIN when unknown
     const header = Buffer.alloc(12);
     header.writeUInt16BE(query.readUInt16BE(0), 0); // id
-    header.writeUInt16BE(0x8180 | (known ? 0 : 3), 2); // response, recursion desired + available; NXDOMAIN when unknown
+    header.writeUInt16BE(0x8180 | rcode, 2); // response, recursion desired + available
     header.writeUInt16BE(1, 4);
     header.writeUInt16BE(records.length, 6);
     const rrs = records.map((address) => {

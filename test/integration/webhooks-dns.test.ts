@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import dgram from 'node:dgram';
 import { closeSync, constants, openSync, promises as fsp, unlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -31,7 +32,12 @@ beforeAll(async () => {
   app = await startTestApp();
   owner = await signUp(app);
   receiver = await startWebhookReceiver();
-  dns = await startFakeDns({ 'api.customer.test': ['93.184.215.14'], 'rebind.customer.test': ['127.0.0.1'] });
+  dns = await startFakeDns({
+    'api.customer.test': ['93.184.215.14'],
+    'rebind.customer.test': ['127.0.0.1'],
+    'servfail.customer.test': 'servfail',
+    'refused.customer.test': 'refused',
+  });
   silentDns = await startFakeDns({}, { silent: true });
 }, 60_000);
 afterAll(async () => {
@@ -137,5 +143,28 @@ describe('webhook name resolution off the thread pool', () => {
     expect(took).toBeGreaterThanOrEqual(150);
     expect(took).toBeLessThan(3_000);
     expect(silentDns.queries.filter((q) => q.startsWith('A hangs-'))).toHaveLength(12);
+  });
+
+  it('a lookup that failed (SERVFAIL, REFUSED, the resolver refusing connections) is refused at save as a DNS failure to retry, not a missing name; at delivery it is a network error', async () => {
+    // A port nothing listens on: the resolver's query is refused (ICMP port unreachable).
+    const closed = dgram.createSocket('udp4');
+    await new Promise<void>((resolve) => closed.bind(0, '127.0.0.1', resolve));
+    const closedServer = `127.0.0.1:${closed.address().port}`;
+    await new Promise<void>((resolve) => closed.close(() => resolve()));
+    const cases = [
+      { servers: [dns.server], host: 'servfail.customer.test', code: 'ESERVFAIL' },
+      { servers: [dns.server], host: 'refused.customer.test', code: 'EREFUSED' },
+      { servers: [closedServer], host: 'api.customer.test', code: 'ECONNREFUSED' },
+    ];
+    for (const { servers, host, code } of cases) {
+      const options = { servers, tryTimeoutMs: 500, tries: 1 };
+      const refused = await productionService(options).create(auth(), { url: `https://${host}/in`, eventTypes: ['open'] }).catch((error: unknown) => error);
+      // Before: "could not be resolved: DNS has no address for …", `host must resolve in DNS`.
+      expect(refused, code).toMatchObject({ status: 422, code: 'webhook_target_not_allowed', details: [{ field: 'url', message: 'DNS lookup failed; try again' }] });
+      expect((refused as Error).message).toBe(`The webhook URL host could not be checked: DNS lookup failed for ${host} (${code}); try again`);
+      const sender = createWebhookSender({ timeoutMs: 2_000, maxResponseBytes: 1024, allowPrivateTargets: false, dns: options });
+      expect(await sender(`https://${host}/in`, '{}', {}), code).toMatchObject({ outcome: 'network_error' });
+    }
+    expect(dns.queries).toEqual(expect.arrayContaining(['A servfail.customer.test', 'A refused.customer.test']));
   });
 });
