@@ -37,7 +37,7 @@ export interface EarlierSend {
  * `campaign.status_changed` events). The worker asks it of every sending campaign each tick
  * (the repo method below, in a transaction of its own); sync asks it when a reply, a bounce or a
  * suppression skipped recipients' follow-ups (follow-ups.repo.ts), and a requeue that wrote its
- * send skipped (requeue-unless-replied.ts), in their transactions. The repo method below says why
+ * send skipped (requeue-unless-refused.ts), in their transactions. The repo method below says why
  * it reads the counters.
  *
  * In a transaction, two statements: the campaigns' rows are locked first (in id order, as the
