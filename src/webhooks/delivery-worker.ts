@@ -109,12 +109,13 @@ export function createDeliveryWorker(options: DeliveryWorkerOptions) {
       ? undefined
       : nextAttemptAt({ attempt: claim.attempt, createdAt: claim.createdAt, now: at, baseMs: options.retryBaseMs, windowMs: options.retryWindowMs });
     const disabled = await repo.transaction(async (tx) => {
-      // The URL changed while this attempt was at the old one (the endpoint's row first: ordered
-      // with the change, which makes the deliveries no worker holds due). Its failure says nothing
+      // The URL changed while this attempt was at the old one (the endpoint's row first, after
+      // its workspace's key: ordered with the change, which makes the deliveries no worker holds
+      // due, and with a workspace's purge). Its failure says nothing
       // of the new URL: the delivery is due now, within its window, and the endpoint's health and
       // its automatic disable are left alone — counted, the failure of the URL just replaced
       // could disable the endpoint its owner had fixed, and the delivery waited out its backoff.
-      const url = await tx.lockEndpointUrl(claim.endpointId);
+      const url = await tx.lockEndpointUrl(claim.workspaceId, claim.endpointId);
       const moved = url !== undefined && url !== claim.url;
       const next = moved && scheduled ? at : scheduled;
       if (!(await tx.recordAttempt(claim, workerId, result, at, next))) return undefined;

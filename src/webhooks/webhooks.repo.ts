@@ -1,7 +1,7 @@
 import { and, desc, eq, getTableColumns, inArray, sql } from 'drizzle-orm';
 import { inTransaction, type Db } from '../db/connect.js';
 import { pgArray, rowsOf } from '../db/pg-array.js';
-import { webhookDeliveries, webhookDeliveryAttempts, webhookEndpoints, webhookEvents, type RetiredSecret } from '../db/schema.js';
+import { webhookDeliveries, webhookDeliveryAttempts, webhookEndpoints, webhookEvents, workspaces, type RetiredSecret } from '../db/schema.js';
 import { cursorTimestamp, olderThanCursor, type PageCursor } from '../http/cursor.js';
 import { recordAudit, type AuditEntry } from '../privacy/audit.js';
 import type { AttemptResult } from './sender.js';
@@ -294,9 +294,16 @@ function webhookQueries(db: Db) {
      * settle), before the delivery's row: a URL change (webhooks.service.ts update, which locks
      * this row and then makes the pending deliveries due) either committed before — and the
      * attempt, made at the old URL, is told so — or waits until the attempt is recorded and then
-     * finds its delivery pending. Undefined: the endpoint is gone.
+     * finds its delivery pending. Undefined: the endpoint (or its workspace) is gone.
+     *
+     * The workspace's key first (`key share`, what the attempt log's foreign key takes anyway):
+     * whatever holds the workspace's row and then changes its endpoints — a workspace's purge
+     * (its delete cascades to them), a member's removal (the endpoints they vouch for turned
+     * off) — locks in that order. Taken last, as the attempt's insert did, each side held what
+     * the other waited for (a deadlock, 40P01); now the settle waits before it holds anything.
      */
-    async lockEndpointUrl(endpointId: string): Promise<string | undefined> {
+    async lockEndpointUrl(workspaceId: string, endpointId: string): Promise<string | undefined> {
+      await db.select({ id: workspaces.id }).from(workspaces).where(eq(workspaces.id, workspaceId)).for('key share');
       const [row] = await db.select({ url: webhookEndpoints.url }).from(webhookEndpoints).where(eq(webhookEndpoints.id, endpointId)).for('no key update');
       return row?.url;
     },
