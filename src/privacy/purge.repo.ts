@@ -1,5 +1,6 @@
 import { sql, type SQL } from 'drizzle-orm';
 import { inTransaction, type Db } from '../db/connect.js';
+import { ReadChangedBeforeLock } from '../db/pg-errors.js';
 import { pgArray, rowsOf } from '../db/pg-array.js';
 import { messageBareAddresses, messages } from '../db/schema.js';
 import { lockAddresses } from '../suppression/address-lock.js';
@@ -69,15 +70,26 @@ function purgeQueries(db: Db) {
      * entry stays, as the keyed hash alone: the opt-out outlives the contact.
      */
     async purgeContact(contactId: string, addressHash: (email: string) => string): Promise<{ workspaceId: string; removed: Record<string, number> } | undefined> {
-      const [contact] = rowsOf<{ workspace_id: string; deleted_at: unknown }>(
-        await db.execute(sql`select workspace_id, deleted_at from contacts where id = ${contactId}::uuid for update`),
-      );
-      if (!contact || contact.deleted_at === null) return undefined;
-      const workspaceId = String(contact.workspace_id);
+      const contactRow = async (lock: SQL) =>
+        rowsOf<{ workspace_id: string; deleted_at: unknown }>(await db.execute(sql`select workspace_id, deleted_at from contacts where id = ${contactId}::uuid ${lock}`))[0];
+      const seen = await contactRow(sql``);
+      if (!seen || seen.deleted_at === null) return undefined;
+      const workspaceId = String(seen.workspace_id);
       // A concurrent opt-out or send claim for one of its addresses waits until the purge committed.
-      await lockAddresses(db, workspaceId, (await addressesKnownBy(db, workspaceId, [contactId])).map((k) => k.address));
-      // Read again under the locks: an address change to one of them (it takes that lock) has committed, or waits.
-      const free = (await addressesKnownBy(db, workspaceId, [contactId])).filter((k) => !k.heldByAnother).map((k) => k.address);
+      // The address locks before the contact's row, the order of every other taker of both: a
+      // sent record takes its recipient's address lock, then its next step's row takes the
+      // contact's key (a foreign key). The other way round, a purge holding the contact's row
+      // waited for a sent record's address lock while the record waited for the row (a deadlock).
+      const locked = (await addressesKnownBy(db, workspaceId, [contactId])).map((k) => k.address);
+      await lockAddresses(db, workspaceId, locked);
+      const contact = await contactRow(sql`for update`);
+      if (!contact || contact.deleted_at === null) return undefined;
+      // Read again under the locks: an address change to one of them (it takes that lock) has
+      // committed, or waits. One the contact was known by only since the first read is not
+      // locked: the purge runs again (purge.service.ts), its locks taken in order.
+      const known = await addressesKnownBy(db, workspaceId, [contactId]);
+      if (known.some((k) => !locked.includes(k.address))) throw new ReadChangedBeforeLock("The contact's addresses");
+      const free = known.filter((k) => !k.heldByAnother).map((k) => k.address);
       const freeList = sql`${pgArray(free)}::text[]`;
 
       const recipientIds = rowsOf<{ id: string }>(

@@ -1,3 +1,4 @@
+import { againAfterConcurrencyFailure } from '../db/pg-errors.js';
 import type { Logger } from '../logger.js';
 import type { AddressHasher } from '../suppression/address-hash.js';
 import { deletionCompleted } from './deletion.js';
@@ -20,9 +21,12 @@ export function createPurgeService(deps: { repo: PurgeRepo; hashAddress: Address
   const { repo, hashAddress } = deps;
   const now = deps.now ?? (() => new Date());
 
-  /** Purges one item in its own transaction; false when it was no longer there to purge (another run took it). */
+  /**
+   * Purges one item in its own transaction; false when it was no longer there to purge (another
+   * run took it). Run again when it read something that changed before its locks (ReadChangedBeforeLock).
+   */
   async function purgeItem(kind: PurgeKind, id: string, purgeAfter: Date): Promise<boolean> {
-    return repo.transaction(async (tx: PurgeQueries) => {
+    return againAfterConcurrencyFailure(() => repo.transaction(async (tx: PurgeQueries) => {
       if (kind === 'user') {
         const done = await tx.purgeUser(id);
         if (!done) return false;
@@ -40,7 +44,7 @@ export function createPurgeService(deps: { repo: PurgeRepo; hashAddress: Address
       if (!done) return false;
       await tx.audit(deletionCompleted(done.workspaceId, kind, id, purgeAfter, done.removed));
       return true;
-    });
+    }));
   }
 
   return {
