@@ -212,6 +212,12 @@ export function createMailboxService(deps: MailboxServiceDeps) {
       }
 
       const save = () => repo.transaction(async (tx) => {
+        // The address's row first, then the workspace's (the member lock below): the order of a
+        // member leaving (their mailboxes marked, then the workspace's row), sync and the send
+        // claim. The other way round, a reconnect meeting its owner's leave deadlocked: the
+        // callback held the workspace's key and waited for the mailbox the leave had marked,
+        // the leave held that and waited for the workspace's row (a server log; one side a 409).
+        const existing = await tx.findByEmail(workspaceId, granted.email);
         // The state was signed up to 10 minutes ago: whoever started it must still be a member now,
         // with the sessions they had (removal, account closure and a password change end it), in
         // the membership they started it in (removed and invited back meanwhile, it is another).
@@ -221,7 +227,6 @@ export function createMailboxService(deps: MailboxServiceDeps) {
         if (!member || otherMembership || (typeof claims.sv === 'number' && claims.sv !== member.sessionVersion) || sessionEnded(started, member.sessionsNotBefore)) {
           throw new AppError('invalid_state', 400, 'Whoever started this connection can no longer connect mailboxes here; sign in and start connecting again');
         }
-        const existing = await tx.findByEmail(workspaceId, granted.email);
         // Another member's connection of this address is theirs: reconnecting it would hand over
         // their sending, their grants and their mail's subjects (P-03). They, or an admin, disconnect it first.
         if (existing && existing.userId !== userId) {

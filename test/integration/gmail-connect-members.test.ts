@@ -1,7 +1,9 @@
 import { sql } from 'drizzle-orm';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
+import { rowsOf } from '../../src/db/pg-array.js';
 import { approveConnection, connectedMailbox, cookiesFrom } from '../helpers/gmail.js';
+import { waitForLockWaiters } from '../helpers/lock-waiters.js';
 import { acceptInvitation, useAppWithOwner } from '../helpers/test-app.js';
 
 /*
@@ -178,3 +180,46 @@ describe('finishing a Gmail connection', () => {
   });
 });
 
+
+/*
+ * A member reconnecting their mailbox while they leave the workspace (two tabs). The leave marks
+ * their mailboxes deleted, then locks the workspace's row (`for update`, the membership lock); the
+ * callback locked the workspace's key (lockLiveMembers), then the mailbox's row (`for update`):
+ * met in between, each waited for the other — the deadlock a server log showed, one side a 409.
+ * The callback now locks the mailbox's row first, the order of the leave, sync and the send claim.
+ * Forced: a third session holds the workspace's row (`no key update`: the leave's lock waits for
+ * it, the callback's key share does not) until both wait. Server only: nothing interleaves on PGlite.
+ */
+describe('reconnecting while leaving', () => {
+  it.runIf(process.env.TEST_DATABASE_URL)('the callback waits for the leave, then refuses (400); the leave passes; no deadlock', async () => {
+    const member = await join('reconnect-leaver@acme.test');
+    const mailbox = await connectedMailbox(ctx.app, member.token, 'leaver.gmail@acme.test');
+    const pending = await approveConnection(ctx.app, member.token, 'leaver.gmail@acme.test');
+    const url = (ctx.app.database as unknown as { url: string }).url;
+    const holder = new pg.Client({ connectionString: url });
+    const watcher = new pg.Client({ connectionString: url });
+    await Promise.all([holder.connect(), watcher.connect()]);
+    const waiters = (n: number) => waitForLockWaiters(watcher, n);
+    try {
+      await holder.query('begin');
+      await holder.query('select id from workspaces where id = $1 for no key update', [ctx.owner.workspaceId]);
+      // The leave marks the mailbox, then waits here for the workspace's row…
+      const leaving = ctx.app.api('DELETE', '/api/members/me', { token: member.token });
+      await waiters(1);
+      // …and the callback comes in meanwhile.
+      const finished = pending.finish();
+      await waiters(2);
+      await holder.query('commit');
+      const [left, done] = await Promise.all([leaving, finished]);
+      expect(left.status, left.text).toBe(204);
+      expect(done.status, done.text).toBe(400);
+      expect(done.body.error.code).toBe('invalid_state');
+      expect(await liveMailboxesAt('leaver.gmail@acme.test')).toEqual([]);
+      const [row] = rowsOf<{ deleted: boolean }>(await ctx.app.database.db.execute(sql`select deleted_at is not null as deleted from mailboxes where id = ${mailbox.id}::uuid`));
+      expect(row?.deleted).toBe(true);
+    } finally {
+      await holder.query('rollback').catch(() => undefined);
+      await Promise.all([holder.end(), watcher.end()]);
+    }
+  }, 30_000);
+});
