@@ -91,5 +91,5 @@ export function sequenceEndChecks(ctx: { app: TestApp; owner: { token: string; w
     expect(copiesReceived(person, subject)).toBe(1);
   }
 
-  return { fx, query, followUps, campaign, expectCountersRight, copiesReceived, sendBeside, recoveredAfter };
+  return { fx, query, followUps, campaign, expectCountersRight, copiesReceived, deadlocks, sendBeside, recoveredAfter };
 }
