@@ -32,6 +32,9 @@ export interface EarlierSend {
 
 
 
+/** completeIfDone's advisory lock class ('cplt'): a key space of its own. */
+const COMPLETION_LOCK_CLASS = 0x63706c74; // 'cplt'
+
 /**
  * Sending campaigns with nothing queued or in flight become `completed` (with their
  * `campaign.status_changed` events). The worker asks it of every sending campaign each tick
@@ -40,21 +43,27 @@ export interface EarlierSend {
  * send skipped (requeue-unless-refused.ts), in their transactions. The repo method below says why
  * it reads the counters.
  *
- * In a transaction, two statements: the campaigns' rows are locked first (in id order, as the
- * one UPDATE would have locked them), and only then does a new statement ask what is left. Asked
- * in the one UPDATE, the question was read from the statement's snapshot, taken before any lock:
- * two transactions that each finished the last rows the other had not committed yet (two last
- * replies at once) each still counted the other's row, and neither completed the campaign, which
- * stayed `sending` until a worker's tick. Now the second waits for the first's lock, and under
- * READ COMMITTED its new statement sees what the first committed. The row is taken after the
- * callers' address locks and ledger rows, as the gate takes them (its share lock on the
- * campaign's row, gate-sql.ts); it is held until the caller commits, so a gate's claim of the
- * campaign waits for the rest of that transaction (a few statements).
+ * In a transaction, two statements: a lock of the campaign's completion question is taken first
+ * (a transaction-scoped advisory lock per campaign, in key order), and only then does a new
+ * statement ask what is left. Asked in the one UPDATE alone, the question was read from the
+ * statement's snapshot, taken before any lock: two transactions that each finished the last rows
+ * the other had not committed yet (two last replies at once) each still counted the other's row,
+ * and neither completed the campaign, which stayed `sending` until a worker's tick. Now the second
+ * waits for the first's lock, and under READ COMMITTED its new statement sees what the first
+ * committed.
+ *
+ * Not the campaign's row: its callers have written the ledger (and so the counters' rows of
+ * their slot) before they ask, and the gate holds the row (its share lock, gate-sql.ts) before it
+ * writes the counters. Locked whenever it was asked, a reply beside a claim of the same campaign
+ * on the same counter slot deadlocked (40P01), with sends still queued and nothing to complete.
+ * The row is updated only when the campaign completes — nothing queued or in flight, so no claim
+ * of it is writing — as it was before. Only callers of this take this lock.
  */
 export async function completeIfDone(tx: Db, campaignIds: readonly string[], at: Date): Promise<void> {
   if (campaignIds.length === 0) return;
   const ids = sql`${pgArray([...campaignIds])}::uuid[]`;
-  await tx.execute(sql`select id from campaigns where id = any(${ids}) and status = 'sending' order by id for no key update`);
+  await tx.execute(sql`
+    select pg_advisory_xact_lock(${COMPLETION_LOCK_CLASS}::int, h) from (select distinct hashtext(id::text) as h from unnest(${ids}) id order by 1) l`);
   await tx.execute(sql`
     with done as (
       update campaigns set status = 'completed', completed_at = ${at.toISOString()}::timestamptz, updated_at = now()

@@ -97,11 +97,12 @@ export function createFollowUpRules(db: Db) {
      * After the recipients' address locks, in the same transaction (lockForReply; the entry's
      * write's own; a consent record's contact locks): a sent record queuing a next step (holdOrderLock) or a claim of these
      * addresses commits before this reads the queued steps, or starts after this commits and
-     * sees the reply or the entry. The rows of the campaigns touched are then locked
-     * (completeIfDone, completing or not, in id order), after the address locks and the ledger's
-     * rows, as the gate takes them: of two transactions skipping a campaign's last follow-ups at
-     * once, the second waits for the first and sees what it committed. Returns how many were
-     * skipped.
+     * sees the reply or the entry. The completion locks of the campaigns touched are then taken
+     * (completeIfDone, completing or not, in key order; advisory, not the campaigns' rows, which
+     * the gate holds before it writes the counters this skip has written): of two transactions
+     * skipping a campaign's last follow-ups at once, the second waits for the first and sees what
+     * it committed. A campaign's row is updated only when it completes, after the address locks
+     * and the ledger's rows, as the gate takes them. Returns how many were skipped.
      */
     async skipFollowUps(workspaceId: string, ended: EndedSequence, at: Date): Promise<number> {
       if ((ended.reason === 'suppressed' ? ended.emails : ended.reason === 'no_consent' ? ended.contactIds : [ended.messageId]).length === 0) return 0;

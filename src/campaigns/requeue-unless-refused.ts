@@ -61,8 +61,8 @@ export function requeuedUnlessRefusedSet(dueAt: Date, errorCode: string): SQL {
  * skip the queued steps, the gate before its claim) — so either the reply, entry or withdrawal
  * committed first and the requeue's statement sees it, or its skip comes after and finds the row
  * queued. Without it, one committed while the requeue's statement ran was seen by neither. Then,
- * the send written skipped, the campaign's row (after the address lock, as the reply and the gate
- * take them): completed if nothing is left.
+ * the send written skipped, the campaign's completion question (completeIfDone, after the address
+ * lock, as the reply takes it): completed if nothing is left.
  */
 export async function requeueUnlessRefused(db: Db, lease: SendLease, serializedEngine: boolean, change: (tx: Db) => Promise<boolean>): Promise<boolean> {
   return db.transaction(async (txRaw) => {

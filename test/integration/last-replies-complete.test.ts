@@ -4,6 +4,7 @@ import pg from 'pg';
 import { beforeAll, expect, it } from 'vitest';
 import { createCampaignsRepo } from '../../src/campaigns/campaigns.repo.js';
 import { createFollowUpRules } from '../../src/campaigns/follow-ups.repo.js';
+import { gateSql } from '../../src/campaigns/gate-sql.js';
 import type { Db } from '../../src/db/connect.js';
 import { separateWorker } from '../helpers/campaign-fixtures.js';
 import { connectedMailbox } from '../helpers/gmail.js';
@@ -16,8 +17,8 @@ import { useAppWithOwner } from '../helpers/test-app.js';
  * the campaign is done (completeIfDone). Asked in one UPDATE, the answer came from the statement's
  * snapshot, taken before the other had committed: each counted the other's row still queued and
  * neither completed the campaign — it showed `sending` until a worker's tick. Likewise the tick's
- * own question, asked while a reply's transaction was still open. Now the campaign's row is locked
- * first and a new statement asks, so whichever comes second sees the first's commit.
+ * own question, asked while a reply's transaction was still open. Now the campaign's completion lock
+ * is taken first and a new statement asks, so whichever comes second sees the first's commit.
  *
  * Deterministic with sessions of the test's own: the first reply's transaction is held open after
  * its question, the second runs meanwhile (and, fixed, waits for the first's lock), then the
@@ -134,4 +135,75 @@ it.runIf(onServer)('the worker’s tick asks while a reply’s transaction is op
   });
   expect((await campaign(campaignId)).status, 'completed by the tick that waited, not left `sending`').toBe('completed');
   await expectCountersRight(campaignId);
+}, 60_000);
+
+/** A database error's code (drizzle wraps the driver's error as its cause). */
+const errorCode = (error: unknown) => String((error as { code?: string }).code ?? (error as { cause?: { code?: string } }).cause?.code);
+
+/** Two sessions of their own writing the same counter slot (`pg_backend_pid() % 32`): backends' pids come in turn. */
+async function sameSlotSessions(): Promise<[pg.Client, pg.Client]> {
+  const open = async () => {
+    const client = new pg.Client({ connectionString: databaseUrl() });
+    await client.connect();
+    return { client, slot: Number((await client.query('select pg_backend_pid() % 32 as slot')).rows[0].slot) };
+  };
+  const first = await open();
+  for (let i = 0; i < 500; i += 1) {
+    const other = await open();
+    if (other.slot === first.slot) return [first.client, other.client];
+    await other.client.end();
+  }
+  await first.client.end();
+  throw new Error('no second session on the same counter slot');
+}
+
+/*
+ * A claim of one recipient's follow-up holds the campaign's row (the gate's share lock) and then
+ * writes the counters; a reply of the other recipient, on the same counter slot, wrote the
+ * counters (its skip) and then asked completeIfDone. Had the question locked the campaign's row
+ * whenever it asked, each waited for the other (40P01, one side's work lost) — with something
+ * still queued, so there was nothing to complete.
+ */
+it.runIf(onServer)('a reply beside a claim of the campaign on the same counter slot: both commit, no deadlock', async () => {
+  const { campaignId, messageIds } = await bothFollowUpsQueued(`Reply beside claim ${Date.now()}`);
+  const [claim, reply] = await sameSlotSessions();
+  const watcher = new pg.Client({ connectionString: databaseUrl() });
+  await watcher.connect();
+  try {
+    const [other] = (
+      await claim.query(
+        `select id from campaign_sends where campaign_id = $1 and step = 1 and recipient_id = (select recipient_id from campaign_sends where message_id = $2)`,
+        [campaignId, messageIds[1]],
+      )
+    ).rows;
+    const row = await createCampaignsRepo(ctx.app.database.db).findById(ctx.owner.workspaceId, campaignId);
+    await claim.query('begin');
+    // The gate's own statement: the campaign's row (share), then the follow-up's.
+    await drizzle(claim).execute(gateSql([String(other.id)], row!, mailbox.id, true, new Date(), 3));
+    let finished = false;
+    const replied = (async () => {
+      await reply.query('begin');
+      const skipped = await replySkips(reply, messageIds[0]!);
+      await reply.query('commit');
+      return skipped;
+    })().finally(() => (finished = true));
+    replied.catch(() => undefined);
+    const deadline = Date.now() + 15_000;
+    const waitsForALock = `select exists (select 1 from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock') as yes`;
+    while (!finished && (await watcher.query(waitsForALock)).rows[0].yes !== true) {
+      if (Date.now() > deadline) throw new Error('the reply neither finished nor waited');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    // The claim's write, as the gate's statement makes it: the counters' row of the reply's slot.
+    const claimed = claim.query(`update campaign_sends set status = 'sending', lease_owner = 'test', lease_expires_at = now() + interval '1 minute' where id = $1`, [other.id]);
+    const outcomes = await Promise.allSettled([replied, claimed]);
+    expect(outcomes.map((o) => (o.status === 'rejected' ? errorCode(o.reason) : 'ok'))).toEqual(['ok', 'ok']);
+    await claim.query('commit');
+    expect((await followUps(campaignId)).map((r) => [r.status, r.skip_reason])).toEqual([['skipped', 'replied'], ['sending', null]]);
+    expect((await campaign(campaignId)).status).toBe('sending');
+    await expectCountersRight(campaignId);
+  } finally {
+    await claim.query('rollback').catch(() => undefined);
+    await Promise.all([claim.end(), reply.end(), watcher.end()]);
+  }
 }, 60_000);
