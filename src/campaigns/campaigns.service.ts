@@ -2,14 +2,13 @@ import type { Readable } from 'node:stream';
 import { keysetPage, type PageCursor } from '../http/cursor.js';
 import type { AuthContext } from '../auth/auth.service.js';
 import type { ContactsService } from '../contacts/contacts.service.js';
-import type { CampaignAudience, CampaignStep, SendingWindow } from '../db/schema.js';
 import { ConflictError, ForbiddenError, NotFoundError, UnprocessableError } from '../errors.js';
 import type { MailboxesRepo } from '../gmail/mailboxes.repo.js';
 import type { MailboxService } from '../gmail/mailboxes.service.js';
 import type { MailboxPacer } from '../gmail/pacer.js';
 import type { Logger } from '../logger.js';
-import { extractLinks } from '../tracking/rewrite.js';
 import type { CampaignRow, CampaignsRepo } from './campaigns.repo.js';
+import { campaignFields, campaignLinksOf, MAX_TRACKED_LINKS, type CampaignInput, type PreviewContent } from './campaign-input.js';
 import { presentCampaign } from './campaign-presenter.js';
 import type { CancelledSends } from './cancelled-sends.js';
 import { marketingFooter, withFooter, renderContent, stepContent } from './campaign-mail.js';
@@ -18,34 +17,10 @@ import { mailboxHold, refuseHold } from './mailbox-hold.js';
 import { checkTemplate, type MergeContact } from './templates.js';
 import { deletionRequested, purgeDate, requesterOf } from '../privacy/deletion.js';
 
-export interface CampaignInput {
-  name: string;
-  kind: 'marketing' | 'transactional';
-  mailboxId: string;
-  subject: string;
-  html?: string;
-  text?: string;
-  topic?: string;
-  audience: CampaignAudience;
-  steps: CampaignStep[];
-  startAt?: Date;
-  sendingWindow?: SendingWindow;
-}
-
-export interface PreviewContent {
-  kind: CampaignInput['kind'];
-  subject: string;
-  html?: string;
-  text?: string;
-}
-
 const notEditable = (message = 'Only a draft can be edited') => new ConflictError('campaign_not_editable', message);
 
 /** Whether the caller may send from a mailbox connected by `ownerUserId`: their own, or any as an admin or owner (the service's rule; the web app hides what it refuses). */
 export const maySendFrom = (auth: Pick<AuthContext, 'userId' | 'role'>, ownerUserId: string) => ownerUserId === auth.userId || auth.role !== 'member';
-
-/** Distinct links a campaign may hold across its steps (each is tracked: a row of campaign_links). */
-export const MAX_TRACKED_LINKS = 1_000;
 
 export function createCampaignsService(deps: {
   repo: CampaignsRepo;
@@ -121,43 +96,13 @@ export function createCampaignsService(deps: {
     const problems = templates.flatMap(([where, template]) => (template ? checkTemplate(template, known).map((p) => ({ where, ...p })) : []));
     // Every distinct link is a row of campaign_links, written in one statement: past ~13,000 it
     // went over PostgreSQL's 65,535 parameters (a 500). No real mail needs a thousand.
-    const linkCount = linksOf(input).length - 1;
+    const linkCount = campaignLinksOf(input, deps.publicBaseUrl).length - 1;
     if (linkCount > MAX_TRACKED_LINKS) {
       throw new UnprocessableError('too_many_links', `A campaign may hold at most ${MAX_TRACKED_LINKS} distinct links across its steps; it holds ${linkCount}`);
     }
     if (problems.length > 0) {
       throw new UnprocessableError('unknown_merge_field', `Unknown merge field: ${problems.map((p) => `${p.field} in ${p.where}`).join(', ')}`, problems);
     }
-  }
-
-  /**
-   * The numbered links of every body, each with the steps whose mail holds it (the burst rule
-   * counts one mail's links: tracking/classify.ts), plus the honeypot (machines follow it,
-   * people never see it; in every mail).
-   */
-  function linksOf(input: CampaignInput) {
-    const stepsByUrl = new Map<string, number[]>();
-    [input.html, ...input.steps.map((s) => s.html)].forEach((html, step) => {
-      for (const url of html ? extractLinks(html) : []) stepsByUrl.set(url, [...(stepsByUrl.get(url) ?? []), step]);
-    });
-    const links: { url: string; honeypot: boolean; steps: number[] | null }[] = [...stepsByUrl].map(([url, steps]) => ({ url, honeypot: false, steps }));
-    return [...links, { url: `${deps.publicBaseUrl}/`, honeypot: true, steps: null }];
-  }
-
-  function fields(input: CampaignInput) {
-    return {
-      name: input.name,
-      kind: input.kind,
-      mailboxId: input.mailboxId,
-      subject: input.subject,
-      html: input.html ?? null,
-      text: input.text ?? null,
-      topic: input.topic ?? null,
-      audience: input.audience,
-      steps: input.steps,
-      startAt: input.startAt ?? null,
-      sendingWindow: input.sendingWindow ?? null,
-    };
   }
 
   /** Why a sending campaign is not sending right now, in words a sender understands. */
@@ -194,8 +139,8 @@ export function createCampaignsService(deps: {
     async create(auth: AuthContext, input: CampaignInput) {
       await validate(auth, input);
       const campaign = await repo.transaction(async (tx) => {
-        const row = await tx.insert({ workspaceId: auth.workspaceId, createdBy: auth.userId, ...fields(input) });
-        await tx.replaceLinks(row, linksOf(input));
+        const row = await tx.insert({ workspaceId: auth.workspaceId, createdBy: auth.userId, ...campaignFields(input) });
+        await tx.replaceLinks(row, campaignLinksOf(input, deps.publicBaseUrl));
         return row;
       });
       return presentCampaign(campaign);
@@ -239,9 +184,9 @@ export function createCampaignsService(deps: {
       if (campaign.status !== 'draft') throw notEditable();
       await validate(auth, input);
       const updated = await repo.transaction(async (tx) => {
-        const row = await tx.updateDraft(campaign.id, fields(input));
+        const row = await tx.updateDraft(campaign.id, campaignFields(input));
         if (!row) throw notEditable();
-        await tx.replaceLinks(campaign, linksOf(input));
+        await tx.replaceLinks(campaign, campaignLinksOf(input, deps.publicBaseUrl));
         return row;
       });
       return presentCampaign(updated);

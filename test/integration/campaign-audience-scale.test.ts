@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { CampaignInput } from '../../src/campaigns/campaigns.service.js';
+import type { CampaignInput } from '../../src/campaigns/campaign-input.js';
 import { connectedMailbox } from '../helpers/gmail.js';
 import { scheduledReceipt } from '../helpers/seed-campaign.js';
 import { useAppWithOwner } from '../helpers/test-app.js';
