@@ -74,6 +74,16 @@ async function twoSessions(): Promise<[pg.Client, pg.Client, pg.Client[]]> {
   return [first.client, second.client, opened];
 }
 
+/** Resolves once `finished()` or some session waits for a lock (seen from `watcher`, outside a transaction); throws after 15 s. */
+async function finishedOrWaiting(watcher: pg.Client, finished: () => boolean, who: string): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  const waitsForALock = `select exists (select 1 from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock') as yes`;
+  while (!finished() && (await watcher.query(waitsForALock)).rows[0].yes !== true) {
+    if (Date.now() > deadline) throw new Error(`${who} neither finished nor waited`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 /**
  * The reply to `messageId` skips its follow-up in a transaction of session A, which asks whether
  * the campaign is done and stays open; meanwhile `beside` runs on session B. A commits once
@@ -89,12 +99,7 @@ async function besideReplyHeldOpen<T>(messageId: string, beside: (b: pg.Client) 
     expect(await replySkips(a, messageId)).toBe(1);
     let finished = false;
     const running = beside(b).finally(() => (finished = true));
-    const deadline = Date.now() + 15_000;
-    const waitsForALock = `select exists (select 1 from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock') as yes`;
-    while (!finished && (await watcher.query(waitsForALock)).rows[0].yes !== true) {
-      if (Date.now() > deadline) throw new Error('session B neither finished nor waited');
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    await finishedOrWaiting(watcher, () => finished, 'session B');
     await a.query('commit');
     return await running;
   } finally {
@@ -188,12 +193,7 @@ it.runIf(onServer)('a reply beside a claim of the campaign on the same counter s
       return skipped;
     })().finally(() => (finished = true));
     replied.catch(() => undefined);
-    const deadline = Date.now() + 15_000;
-    const waitsForALock = `select exists (select 1 from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock') as yes`;
-    while (!finished && (await watcher.query(waitsForALock)).rows[0].yes !== true) {
-      if (Date.now() > deadline) throw new Error('the reply neither finished nor waited');
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    await finishedOrWaiting(watcher, () => finished, 'the reply');
     // The claim's write, as the gate's statement makes it: the counters' row of the reply's slot.
     const claimed = claim.query(`update campaign_sends set status = 'sending', lease_owner = 'test', lease_expires_at = now() + interval '1 minute' where id = $1`, [other.id]);
     const outcomes = await Promise.allSettled([replied, claimed]);
