@@ -2,12 +2,14 @@ import type pg from 'pg';
 
 /**
  * Resolves once `n` sessions of the database (other than `watcher`'s) wait for a lock; throws
- * after 10 s. `watcher` must not be inside a transaction: there pg_stat_activity is read once
- * and then repeated, and the count never moves.
+ * after 10 s. `watcher` may be inside a transaction: there pg_stat_activity is a snapshot taken at
+ * its first read and repeated until cleared (pg_stat_clear_snapshot, before each read), so a
+ * count read without clearing it never moves.
  */
 export async function waitForLockWaiters(watcher: pg.Client, n: number): Promise<void> {
   const deadline = Date.now() + 10_000;
   for (;;) {
+    await watcher.query('select pg_stat_clear_snapshot()');
     const { rows } = await watcher.query(`select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock' and pid <> pg_backend_pid()`);
     if (rows[0].n >= n) return;
     if (Date.now() > deadline) throw new Error(`expected ${n} sessions waiting for a lock, saw ${rows[0].n}`);

@@ -161,12 +161,8 @@ describe('finishing a Gmail connection', () => {
       await removal.query('begin');
       await removal.query('select id from workspaces where id = $1 for update', [ctx.owner.workspaceId]);
       const finished = pending.finish();
-      // Until the callback waits on a lock (or 5 s).
-      for (let i = 0; i < 100; i += 1) {
-        const waiting = await removal.query(`select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock' and pid <> pg_backend_pid()`);
-        if (waiting.rows[0].n > 0) break;
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
+      // Until the callback waits on the workspace's lock.
+      await waitForLockWaiters(removal, 1);
       await removal.query('select user_id from memberships where workspace_id = $1 for update', [ctx.owner.workspaceId]);
       await removal.query('delete from memberships where workspace_id = $1 and user_id = $2', [ctx.owner.workspaceId, member.userId]);
       await removal.query('commit');

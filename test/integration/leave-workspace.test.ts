@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { lockSendingMailboxSql } from '../../src/campaigns/gate-sql.js';
 import { auditLog, mailboxes, messages } from '../../src/db/schema.js';
 import { connectedMailbox } from '../helpers/gmail.js';
+import { waitForLockWaiters } from '../helpers/lock-waiters.js';
 import { acceptInvitation, signUp, startTestApp, type TestApp } from '../helpers/test-app.js';
 
 /*
@@ -178,11 +179,7 @@ describe('leaving a workspace', () => {
       await sync.query('begin');
       await sync.query('select id from mailboxes where id = $1 and deleted_at is null for share', [mailbox.id]);
       const leaving = app.api('DELETE', '/api/members/me', { token: member.token });
-      for (let i = 0; i < 100; i += 1) {
-        const waiting = await sync.query(`select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock' and pid <> pg_backend_pid()`);
-        if (waiting.rows[0].n > 0) break;
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
+      await waitForLockWaiters(sync, 1);
       await sync.query(
         `insert into messages (workspace_id, mailbox_id, direction, status, synced, gmail_message_id, from_address, to_addresses)
          values ($1, $2, 'inbound', 'received', true, 'g-race', 'a@b.test', '{}')`,
@@ -212,12 +209,7 @@ describe('leaving a workspace', () => {
       await other.query('select id from workspaces where id = $1 for update', [owner.workspaceId]);
       // The leave marks its mailbox first, then waits here for the workspace's row...
       const leaving = app.api('DELETE', '/api/members/me', { token: member.token });
-      let waiting = 0;
-      for (let i = 0; i < 200 && waiting === 0; i += 1) {
-        waiting = (await other.query(`select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock' and pid <> pg_backend_pid()`)).rows[0].n;
-        if (waiting === 0) await new Promise((resolve) => setTimeout(resolve, 10));
-      }
-      expect(waiting).toBe(1);
+      await waitForLockWaiters(other, 1);
       // ...and this session now wants the mailbox's row: each waits for the other.
       const locking = other.query('select id from mailboxes where id = $1 for update', [mailbox.id]);
       const refused = await leaving;
