@@ -60,6 +60,9 @@ export function earlierStepAnsweredSql(target: StepRef, type: EarlierAnswer): SQ
                       ${type === 'reply' ? sql`and coalesce((e.detail ->> 'automatic')::boolean, false) = false` : sql``}${PROBE_ONLY})`;
 }
 
+/** The send being judged, as the gate's statements name its ledger row: `campaign_sends s`. */
+const LEDGER_ROW: StepRef = { campaignId: sql`s.campaign_id`, recipientId: sql`s.recipient_id`, step: sql`s.step` };
+
 /** How the gate's verdict reads a campaign: its topic, and whether it needs consent (marketing) — values, or SQL of the statement. */
 export interface RefusalCampaign {
   topic: SQL | string | null;
@@ -93,8 +96,7 @@ export function standingRefusalArms(campaign: RefusalCampaign): SQL {
  * gate's cheaper plan).
  */
 export function refusalArms(campaign: RefusalCampaign, laterSteps = true): SQL {
-  const step: StepRef = { campaignId: sql`s.campaign_id`, recipientId: sql`s.recipient_id`, step: sql`s.step` };
-  const earlier = (type: EarlierAnswer) => (!laterSteps ? sql`false` : sql`s.step > 0 and ${earlierStepAnsweredSql(step, type)}`);
+  const earlier = (type: EarlierAnswer) => (!laterSteps ? sql`false` : sql`s.step > 0 and ${earlierStepAnsweredSql(LEDGER_ROW, type)}`);
   return sql`${standingRefusalArms(campaign)}
         when ${earlier('reply')} then 'replied'
         when ${earlier('bounce')} then 'bounced'`;
@@ -168,8 +170,7 @@ export const lockSendingMailboxSql = (mailboxId: string): SQL =>
  * another workspace: an attacker's finding).
  */
 export function gateSql(sendIds: string[], campaign: CampaignRow, mailboxId: string, laterSteps: boolean, now: Date, autoReplyDelayDays: number): SQL {
-  const step: StepRef = { campaignId: sql`s.campaign_id`, recipientId: sql`s.recipient_id`, step: sql`s.step` };
-  const hold = laterSteps ? autoReplyHoldSql(step, autoReplyDelayDays) : sql`(select null::timestamptz as until)`;
+  const hold = laterSteps ? autoReplyHoldSql(LEDGER_ROW, autoReplyDelayDays) : sql`(select null::timestamptz as until)`;
   const at = sql`${now.toISOString()}::timestamptz`;
   // A launched campaign's window never changes (only drafts are edited): the campaign row the caller holds is its window.
   const windowOpen = sql.raw(isInsideWindow(campaign.sendingWindow, now) ? 'true' : 'false');

@@ -42,8 +42,7 @@ export class DnsTimeoutError extends Error {
 /**
  * A lookup that failed on the resolving side, not a name found missing: the server answered
  * SERVFAIL or REFUSED, or refused the connection (c-ares `ESERVFAIL`, `EREFUSED`,
- * `ECONNREFUSED`; getaddrinfo's `EAI_AGAIN`). The host may well exist: the owner should try
- * again, not hunt for a typo.
+ * `ECONNREFUSED`). The host may well exist: the owner should try again, not hunt for a typo.
  */
 export class DnsLookupFailedError extends Error {
   constructor(
@@ -55,7 +54,7 @@ export class DnsLookupFailedError extends Error {
   }
 }
 
-const LOOKUP_FAILED_CODES = new Set(['ESERVFAIL', 'EREFUSED', 'ECONNREFUSED', 'EAI_AGAIN']);
+const LOOKUP_FAILED_CODES = new Set(['ESERVFAIL', 'EREFUSED', 'ECONNREFUSED']);
 
 const notFound = (hostname: string) => Object.assign(new Error(`${hostname} does not resolve`), { code: 'ENOTFOUND', hostname });
 const isLocalhostName = (hostname: string) => /(^|\.)localhost\.?$/i.test(hostname);
