@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { sql } from 'drizzle-orm';
 import type { Db } from '../db/connect.js';
 import { pgArray, rowsOf } from '../db/pg-array.js';
@@ -34,8 +35,44 @@ export type EndedSequence =
   /** These contacts' consent was withdrawn (their latest record no longer `opted_in`): theirs, in marketing campaigns the gate now refuses them for. */
   | { reason: 'no_consent'; contactIds: string[] };
 
+/** The campaigns a unit of work's skips touched, whose completion it asks once, at its end (oneCompletionQuestion). */
+interface CompletionsAsked {
+  ids: Set<string>;
+  at: Date;
+  open: boolean;
+}
+const unitOfWork = new AsyncLocalStorage<CompletionsAsked>();
+
+/**
+ * Runs `work` — the part of a transaction (`db`) that may end sequences more than once: each skip
+ * of a notice's bounces and suppressions, a form's topics, an opt-out's entry and its consent
+ * records — and then asks the completion of every campaign its skips touched, once, in key order
+ * (completeIfDone). Asked after each skip, a transaction took the completion locks one call at a
+ * time, in the order of its notice or form: campaign B, then A, while another took A, then B — and
+ * each waited for the other (40P01, one of them rolled back: completion-lock-order.test.ts). Within
+ * a unit already under way (nested), `work` joins it.
+ */
+export async function oneCompletionQuestion<T>(db: Db, work: () => Promise<T>): Promise<T> {
+  if (unitOfWork.getStore()?.open) return work();
+  const asked: CompletionsAsked = { ids: new Set(), at: new Date(0), open: true };
+  const result = await unitOfWork.run(asked, work).finally(() => (asked.open = false));
+  await completeIfDone(db, [...asked.ids], asked.at);
+  return result;
+}
+
+/** A skip's completion question: left to the unit of work it is part of (oneCompletionQuestion), else asked now. */
+async function askCompletion(db: Db, campaignIds: string[], at: Date): Promise<void> {
+  const asked = unitOfWork.getStore();
+  if (!asked?.open) return completeIfDone(db, campaignIds, at);
+  for (const id of campaignIds) asked.ids.add(id);
+  if (at > asked.at) asked.at = at;
+}
+
 export function createFollowUpRules(db: Db) {
   return {
+    /** oneCompletionQuestion in this transaction. */
+    oneCompletionQuestion: <T>(work: () => Promise<T>) => oneCompletionQuestion(db, work),
+
     /**
      * First in the transaction that records a reply (a person's, or an automatic one that holds)
      * to one of our messages, before its event: the answered recipient's lock (holdOrderLock,
@@ -97,8 +134,9 @@ export function createFollowUpRules(db: Db) {
      * After the recipients' address locks, in the same transaction (lockForReply; the entry's
      * write's own; a consent record's contact locks): a sent record queuing a next step (holdOrderLock) or a claim of these
      * addresses commits before this reads the queued steps, or starts after this commits and
-     * sees the reply or the entry. The completion locks of the campaigns touched are then taken
-     * (completeIfDone, completing or not, in key order; advisory, not the campaigns' rows, which
+     * sees the reply or the entry. The completion locks of the campaigns touched are then taken —
+     * at the end of the unit of work, when this skip is part of one that may skip again
+     * (oneCompletionQuestion) — (completeIfDone, completing or not, in key order; advisory, not the campaigns' rows, which
      * the gate holds before it writes the counters this skip has written): of two transactions
      * skipping a campaign's last follow-ups at once, the second waits for the first and sees what
      * it committed. A campaign's row is updated only when it completes, after the address locks
@@ -130,7 +168,7 @@ export function createFollowUpRules(db: Db) {
                 and ${suppressedSql(sql`s.workspace_id`, sql`s.email`, sql`r.address_hash`, sql`c.topic`, { probesOnly: true })}
               returning s.campaign_id`;
       const rows = rowsOf<{ campaign_id: string }>(await db.execute(statement));
-      await completeIfDone(db, [...new Set(rows.map((r) => String(r.campaign_id)))], at);
+      await askCompletion(db, [...new Set(rows.map((r) => String(r.campaign_id)))], at);
       return rows.length;
     },
   };

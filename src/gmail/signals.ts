@@ -186,7 +186,11 @@ export function createSignals(config: SignalsConfig) {
      * as a reply's transaction and the gate take them. Before, they stayed queued until their day
      * and the campaign `sending`. Any bounce of a message, a soft one below
      * the limit too, ends its recipient's sequence in its campaign (`bounced`, the gate's reason
-     * after any bounce of an earlier step), after the events; a delay ends nothing.
+     * after any bounce of an earlier step), after the events; a delay ends nothing. The campaigns
+     * all these skips touched are asked whether they are done once, at the end, in key order
+     * (follow-ups.repo.ts oneCompletionQuestion): asked after each skip, in the notice's order, two
+     * notices naming sends of the same two campaigns in opposite orders deadlocked on the
+     * completion locks (completion-lock-order.test.ts).
      */
     async recordBounces(
       tx: SyncQueries,
@@ -195,19 +199,22 @@ export function createSignals(config: SignalsConfig) {
       const { matches, ...common } = input;
       const total = { bounces: 0, delays: 0 };
       await tx.lockAddresses(input.workspaceId, matches.flatMap((m) => m.recipients.map((r) => r.address)));
-      for (const match of matches) {
-        const recorded = await this.recordBounce(tx, { ...common, match });
-        total.bounces += recorded.bounces;
-        total.delays += recorded.delays;
-      }
-      // Any bounce of a message (a soft one below the limit too) ends its recipient's sequence in its
-      // campaign: the gate skips those steps `bounced`. After the entries' own `suppressed` skips, the
-      // gate's first reason; their rows are of addresses this transaction holds the locks of. A
-      // notice read again finds nothing queued. Completed as of now, like a reply's: the notice's
-      // own time may be hours old.
-      const at = new Date();
-      const bounced = new Set(matches.filter((m) => m.recipients.some((r) => r.class !== 'delay')).map((m) => m.original.id));
-      for (const messageId of bounced) await tx.skipFollowUps(input.workspaceId, { reason: 'bounced', messageId }, at);
+      // Each suppression and each bounce below skips; their campaigns' completion is asked once, at the end, in key order.
+      await tx.oneCompletionQuestion(async () => {
+        for (const match of matches) {
+          const recorded = await this.recordBounce(tx, { ...common, match });
+          total.bounces += recorded.bounces;
+          total.delays += recorded.delays;
+        }
+        // Any bounce of a message (a soft one below the limit too) ends its recipient's sequence in its
+        // campaign: the gate skips those steps `bounced`. After the entries' own `suppressed` skips, the
+        // gate's first reason; their rows are of addresses this transaction holds the locks of. A
+        // notice read again finds nothing queued. Completed as of now, like a reply's: the notice's
+        // own time may be hours old.
+        const at = new Date();
+        const bounced = new Set(matches.filter((m) => m.recipients.some((r) => r.class !== 'delay')).map((m) => m.original.id));
+        for (const messageId of bounced) await tx.skipFollowUps(input.workspaceId, { reason: 'bounced', messageId }, at);
+      });
       return total;
     },
 

@@ -10,7 +10,7 @@ import { inTransaction, type Db } from '../db/connect.js';
 import { lockAddresses, lockAddressesAndContacts, underAddressLock } from './address-lock.js';
 import { recordRecipientUnsubscribed, recordSuppressionAdded, recordSuppressionRemoved } from '../webhooks/facts.js';
 import { campaignSends, campaigns, contacts, recipients, suppressions, workspaces } from '../db/schema.js';
-import { createFollowUpRules } from '../campaigns/follow-ups.repo.js';
+import { createFollowUpRules, oneCompletionQuestion } from '../campaigns/follow-ups.repo.js';
 
 export type SuppressionReason = (typeof suppressions.$inferInsert)['reason'];
 
@@ -317,6 +317,9 @@ function suppressionListQueries(db: Db, hashAddress: AddressHasher) {
 
     /** The contact's current consent (contacts/consent-records.ts, which owns the history). */
     latestConsentStatus: (workspaceId: string, contactId: string) => latestConsentStatus(db, workspaceId, contactId),
+
+    /** Runs `work` (entries, consent records) with one completion question at its end, for all its skips (campaigns/follow-ups.repo.ts oneCompletionQuestion). */
+    oneCompletionQuestion: <T>(work: () => Promise<T>) => oneCompletionQuestion(db, work),
 
     /** Appends a consent record in this transaction (contacts/consent-records.ts: its locks, audit row and webhook event). */
     appendConsent: (values: ConsentValues, auditActor: string) => appendConsent(db, values, { actor: auditActor }),

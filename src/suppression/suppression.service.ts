@@ -98,7 +98,8 @@ export function createSuppressionService(deps: {
      */
     async unsubscribe(token: string): Promise<RecipientView & { added: boolean }> {
       // A mail provider does not retry a one-click POST: a transaction lost to a race runs again here.
-      return againAfterConcurrencyFailure(() => repo.transaction(async (tx) => {
+      // Its entry and its consent records each end sequences: one completion question for both (oneCompletionQuestion).
+      return againAfterConcurrencyFailure(() => repo.transaction((tx) => tx.oneCompletionQuestion(async () => {
         const target = await resolveToken(tx, token);
         const reached = await movedContacts(tx, target);
         // The stats count a campaign's unsubscribes from exactly this source.
@@ -114,7 +115,7 @@ export function createSuppressionService(deps: {
           reached,
         });
         return { ...viewOf(target), added: Boolean(added) };
-      }));
+      })));
     },
 
     async preferences(token: string): Promise<PreferencesView> {
@@ -135,7 +136,10 @@ export function createSuppressionService(deps: {
      * for the form (resubscribe.service.ts), after the rest has committed.
      */
     async savePreferences(token: string, choices: PreferenceChoices): Promise<PreferencesView & { changed: number; resubscribe?: ResubscribeRequest }> {
-      const saved = await againAfterConcurrencyFailure(() => repo.transaction(async (tx) => {
+      // Each topic's entry (and an opt-out's consent records) ends sequences: one completion question
+      // for all, in key order (oneCompletionQuestion) — per topic, in the form's order, two forms
+      // naming two topics in opposite orders deadlocked.
+      const saved = await againAfterConcurrencyFailure(() => repo.transaction((tx) => tx.oneCompletionQuestion(async () => {
         const target = await resolveToken(tx, token);
         // Under the locks of everyone an opt-out or a tracking choice reaches (movedContacts): a
         // contact moving meanwhile is found on one side of its move (a reviewer's finding: the
@@ -203,7 +207,7 @@ export function createSuppressionService(deps: {
         const after = await tx.listEntriesOfAddress(target.workspaceId, target.email);
         const tracking = await trackingViewOf(tx, target);
         return { target, toUndo, toAllow, view: { ...preferencesView(target, after, [...known], tracking), changed: added + trackingChanged } };
-      }));
+      })));
       // Mailed only once the rest is durable, and never inside the transaction (a slow relay would hold the address lock).
       if (saved.toUndo.length === 0 && saved.toAllow.length === 0) return saved.view;
       return { ...saved.view, resubscribe: await resubscribe.requestConfirmation(saved.target, saved.toUndo, saved.toAllow) };

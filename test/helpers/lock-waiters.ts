@@ -1,4 +1,4 @@
-import type pg from 'pg';
+import pg from 'pg';
 
 /**
  * Resolves once `n` sessions of the database (other than `watcher`'s) wait for a lock; throws
@@ -15,4 +15,24 @@ export async function waitForLockWaiters(watcher: pg.Client, n: number): Promise
     if (Date.now() > deadline) throw new Error(`expected ${n} sessions waiting for a lock, saw ${rows[0].n}`);
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
+}
+
+/**
+ * Two sessions of their own on the database at `url` that write different slots of the send
+ * counters (send-counts.repo.ts, `pg_backend_pid() % 32`): on one slot two writers of a campaign
+ * wait for each other's counter rows, whatever else a test orders — and a third, on any slot, to
+ * watch or hold locks. `opened`: every session opened (to end), the three among them.
+ */
+export async function twoCounterSlots(url: string): Promise<{ first: pg.Client; second: pg.Client; third: pg.Client; opened: pg.Client[] }> {
+  const opened: pg.Client[] = [];
+  const open = async () => {
+    const client = new pg.Client({ connectionString: url });
+    await client.connect();
+    opened.push(client);
+    return { client, slot: Number((await client.query('select pg_backend_pid() % 32 as slot')).rows[0].slot) };
+  };
+  const first = await open();
+  let second = await open();
+  while (second.slot === first.slot) second = await open();
+  return { first: first.client, second: second.client, third: (await open()).client, opened };
 }

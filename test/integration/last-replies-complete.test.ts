@@ -8,6 +8,7 @@ import { gateSql } from '../../src/campaigns/gate-sql.js';
 import type { Db } from '../../src/db/connect.js';
 import { separateWorker } from '../helpers/campaign-fixtures.js';
 import { connectedMailbox } from '../helpers/gmail.js';
+import { twoCounterSlots } from '../helpers/lock-waiters.js';
 import { sequenceEndChecks } from '../helpers/sequence-end.js';
 import { useAppWithOwner } from '../helpers/test-app.js';
 
@@ -59,21 +60,6 @@ async function replySkips(client: pg.Client, messageId: string) {
   return rules.skipFollowUps(ctx.owner.workspaceId, { reason: 'replied', messageId }, new Date());
 }
 
-/** Two sessions of their own on the test's database, writing different counter slots. */
-async function twoSessions(): Promise<[pg.Client, pg.Client, pg.Client[]]> {
-  const opened: pg.Client[] = [];
-  const open = async () => {
-    const client = new pg.Client({ connectionString: databaseUrl() });
-    await client.connect();
-    opened.push(client);
-    return { client, slot: Number((await client.query('select pg_backend_pid() % 32 as slot')).rows[0].slot) };
-  };
-  const first = await open();
-  let second = await open();
-  while (second.slot === first.slot) second = await open();
-  return [first.client, second.client, opened];
-}
-
 /** Resolves once `finished()` or some session waits for a lock (seen from `watcher`, outside a transaction); throws after 15 s. */
 async function finishedOrWaiting(watcher: pg.Client, finished: () => boolean, who: string): Promise<void> {
   const deadline = Date.now() + 15_000;
@@ -90,10 +76,7 @@ async function finishedOrWaiting(watcher: pg.Client, finished: () => boolean, wh
  * `beside` has finished or waits for a lock (seen from a third session); returns what it returned.
  */
 async function besideReplyHeldOpen<T>(messageId: string, beside: (b: pg.Client) => Promise<T>): Promise<T> {
-  const [a, b, opened] = await twoSessions();
-  const watcher = new pg.Client({ connectionString: databaseUrl() });
-  await watcher.connect();
-  opened.push(watcher);
+  const { first: a, second: b, third: watcher, opened } = await twoCounterSlots(databaseUrl());
   try {
     await a.query('begin');
     expect(await replySkips(a, messageId)).toBe(1);
