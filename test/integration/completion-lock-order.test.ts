@@ -6,6 +6,9 @@ import type { Db } from '../../src/db/connect.js';
 import { createSignals } from '../../src/gmail/signals.js';
 import { createSyncRepo } from '../../src/gmail/sync.repo.js';
 import { createAddressHasher } from '../../src/suppression/address-hash.js';
+import { createSuppressionListRepo } from '../../src/suppression/suppression.repo.js';
+import { createSuppressionService } from '../../src/suppression/suppression.service.js';
+import { createTokenCodec } from '../../src/tracking/tokens.js';
 import { separateWorker } from '../helpers/campaign-fixtures.js';
 import { connectedMailbox } from '../helpers/gmail.js';
 import { twoCounterSlots, waitForLockWaiters } from '../helpers/lock-waiters.js';
@@ -20,10 +23,12 @@ import { useAppWithOwner } from '../helpers/test-app.js';
  * form) naming the same two campaigns in opposite orders each held one campaign's lock and waited
  * for the other's: a deadlock (40P01), one transaction rolled back. Now the skips of a unit of work
  * ask completion once, at its end, for all the campaigns they touched, in key order
- * (follow-ups.repo.ts oneCompletionQuestion).
+ * (follow-ups.repo.ts oneCompletionQuestion). The same for a preference-center form opting out of
+ * two topics (suppression.service.ts savePreferences: an entry, and its skip, per topic, in the
+ * form's order).
  *
  * Deterministic with sessions of the test's own: a third session holds the row of the second
- * notice's last follow-up, so that notice stops after its first campaign's skip; the first notice
+ * notice's (or form's) last follow-up, so that it stops after its first campaign's skip; the first
  * runs meanwhile (and, unfixed, waits for that campaign's lock, holding the other's); then the row
  * is let go. The two notices run on different counter slots (`pg_backend_pid() % 32`): on one
  * slot they would wait for each other's counter rows, whatever the completion locks did. Server
@@ -31,7 +36,7 @@ import { useAppWithOwner } from '../helpers/test-app.js';
  */
 const onServer = Boolean(process.env.TEST_DATABASE_URL);
 const ctx = useAppWithOwner();
-const { fx, query, followUps, campaign, expectCountersRight } = sequenceEndChecks(ctx);
+const { fx, query, followUps, campaign, expectCountersRight, deadlocks } = sequenceEndChecks(ctx);
 const SENDER = `completion-order-${Date.now()}@acme.test`;
 let mailbox: { id: string; email: string };
 
@@ -50,59 +55,120 @@ async function sentTo(campaignId: string, email: string) {
   return { id: String(row!.id), rfc822MessageId: row!.rfc822_message_id, toAddresses: [email], ccAddresses: [], bccAddresses: [], at: row!.at };
 }
 
-it.runIf(onServer)('two bounce notices naming sends of the same two campaigns in opposite orders: both commit, no deadlock (server)', async () => {
-  const people = await fx.audience(4, { prefix: 'clo' });
+/**
+ * Two sending campaigns from the mailbox, each with the follow-ups of `people` queued (each
+ * person in both when `both`, else two per campaign), `low` the one whose completion lock sorts
+ * first (completeIfDone: hashtext of its id); each campaign's follow-up addresses, in order.
+ */
+async function twoCampaigns(people: { id: string }[], both: boolean, topics: [string, string] | [undefined, undefined] = [undefined, undefined]) {
   const subject = `Completion order ${Date.now()}`;
-  const launch = (name: string, who: { id: string }[]) => fx.launched(mailbox.id, `${subject} ${name}`, who.map((p) => p.id), { kind: 'transactional', steps: [{ afterDays: 3, text: 'Just following up' }] });
-  const ids = [await launch('one', people.slice(0, 2)), await launch('two', people.slice(2))];
+  const kind = topics[0] ? 'marketing' : 'transactional';
+  const launch = (i: number, who: { id: string }[]) =>
+    fx.launched(mailbox.id, `${subject} ${i}`, who.map((p) => p.id), { kind, steps: [{ afterDays: 3, text: 'Just following up' }], ...(topics[i] ? { topic: topics[i] } : {}) });
+  const ids = [await launch(0, both ? people : people.slice(0, 2)), await launch(1, both ? people : people.slice(2))];
   await separateWorker(ctx.app, { concurrency: 4 }).tick();
   for (const id of ids) expect((await followUps(id)).map((r) => r.status)).toEqual(['queued', 'queued']);
-  // `low` is the campaign whose completion lock sorts first (completeIfDone: hashtext of its id).
   const [order] = await query<{ swapped: boolean }>(sql`select hashtext(${ids[0]}::text) > hashtext(${ids[1]}::text) as swapped`);
-  const [low, high] = order!.swapped ? [ids[1]!, ids[0]!] : [ids[0]!, ids[1]!];
-  const recipients = async (id: string) => (await followUps(id)).map((r) => r.email);
-  const [[lowA, lowB], [highA, highB]] = [await recipients(low), await recipients(high)];
+  const [low, high] = order!.swapped ? [1, 0] : [0, 1];
+  const addresses = async (id: string) => (await followUps(id)).map((r) => r.email);
+  return {
+    ids,
+    low: { id: ids[low]!, topic: topics[low], to: await addresses(ids[low]!) },
+    high: { id: ids[high]!, topic: topics[high], to: await addresses(ids[high]!) },
+  };
+}
 
-  const signals = createSignals(ctx.app.config.signals);
-  const hasher = createAddressHasher(ctx.app.config.privacy.suppressionHashKey);
-  const hard = (address: string) => ({ address, action: 'failed' as const, status: '5.1.1', class: 'hard' as const, reason: 'unknown_user' as const });
-  /** One notice, synced on `client`: a hard bounce of each (campaign, address), in this order. */
-  const notice = (client: pg.Client, named: [string, string][]) =>
-    (async () => {
-      const matches = await Promise.all(named.map(async ([id, address]) => ({ original: await sentTo(id, address!), recipients: [hard(address!)] })));
-      return createSyncRepo(drizzle(client) as unknown as Db, hasher).transaction((tx) =>
-        signals.recordBounces(tx, { workspaceId: ctx.owner.workspaceId, matches, sourceGmailMessageId: `dsn-${named[0]![1]}`, format: 'rfc3464', syncedMessageId: matches[0]!.original.id, at: new Date() }),
-      );
-    })().then(() => 'ok', (error: { code?: string; cause?: { code?: string } }) => error.code ?? error.cause?.code ?? String(error));
+/** What a unit of work on its session came to: `ok`, or its error's SQLSTATE (drizzle wraps the driver's error as its cause). */
+const outcome = (work: Promise<unknown>) => work.then(() => 'ok', (error: { code?: string; cause?: { code?: string } }) => error.code ?? error.cause?.code ?? String(error));
 
+/**
+ * `second` runs on its session until it meets `held` (a follow-up row a third session holds), after
+ * its skip of the low campaign; `first`, on another counter slot, runs meanwhile until it finishes
+ * or waits for a lock (unfixed: the low campaign's completion lock, holding the high one's); then
+ * the row is let go. Both outcomes, and the deadlocks the server detected meanwhile (a form's
+ * transaction lost to one runs again: againAfterConcurrencyFailure).
+ */
+async function opposed(held: { campaignId: string; email: string }, first: (client: pg.Client) => Promise<unknown>, second: (client: pg.Client) => Promise<unknown>) {
   const { first: x, second: y, third: holder, opened } = await twoCounterSlots(databaseUrl());
+  const before = await deadlocks();
   try {
-    // The second notice's last follow-up (the high campaign's) is held, so that notice stops there…
     await holder.query('begin');
-    await holder.query(`select id from campaign_sends where campaign_id = $1 and step = 1 and email = $2 for update`, [high, highB]);
-    const second = notice(y, [[low, lowB!], [high, highB!]]);
+    await holder.query(`select id from campaign_sends where campaign_id = $1 and step = 1 and email = $2 for update`, [held.campaignId, held.email]);
+    const secondDone = outcome(second(y));
     await waitForLockWaiters(holder, 1);
-    // …after its skip of the low campaign; the first notice names the high campaign first.
     let finished = false;
-    const first = notice(x, [[high, highA!], [low, lowA!]]).finally(() => (finished = true));
+    const firstDone = outcome(first(x)).finally(() => (finished = true));
     const deadline = Date.now() + 15_000;
     while (!finished) {
       await holder.query('select pg_stat_clear_snapshot()');
       const { rows } = await holder.query(`select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock' and pid <> pg_backend_pid()`);
-      if (rows[0].n >= 2) break; // unfixed: it waits for the low campaign's completion lock, holding the high one's
-      if (Date.now() > deadline) throw new Error('the first notice neither finished nor waited');
+      if (rows[0].n >= 2) break;
+      if (Date.now() > deadline) throw new Error('the first unit neither finished nor waited');
       await new Promise((r) => setTimeout(r, 20));
     }
     await holder.query('commit');
-    expect({ first: await first, second: await second }).toEqual({ first: 'ok', second: 'ok' });
+    const outcomes = { first: await firstDone, second: await secondDone };
+    await new Promise((r) => setTimeout(r, 1_500)); // backends flush their statistics at most once a second
+    return { ...outcomes, deadlocks: (await deadlocks()) - before };
   } finally {
     await holder.query('rollback').catch(() => undefined);
     await Promise.all(opened.map((c) => c.end()));
   }
+}
+
+/** Every follow-up of both campaigns skipped with `reason`, both completed (no worker has run since), the counters right. */
+async function expectBothCompleted(ids: string[], reason: string) {
   for (const id of ids) {
-    expect((await followUps(id)).map((r) => [r.status, r.skip_reason])).toEqual([['skipped', 'suppressed'], ['skipped', 'suppressed']]);
-    // Nothing left, and no worker has run since: completed by whichever notice committed second.
+    expect((await followUps(id)).map((r) => [r.status, r.skip_reason])).toEqual([['skipped', reason], ['skipped', reason]]);
     expect((await campaign(id)).status).toBe('completed');
     await expectCountersRight(id);
   }
+}
+
+const hasher = () => createAddressHasher(ctx.app.config.privacy.suppressionHashKey);
+
+it.runIf(onServer)('two bounce notices naming sends of the same two campaigns in opposite orders: both commit, no deadlock (server)', async () => {
+  const { ids, low, high } = await twoCampaigns(await fx.audience(4, { prefix: 'clo' }), false);
+  const signals = createSignals(ctx.app.config.signals);
+  const hard = (address: string) => ({ address, action: 'failed' as const, status: '5.1.1', class: 'hard' as const, reason: 'unknown_user' as const });
+  /** One notice, synced on `client`: a hard bounce of each (campaign, address), in this order. */
+  const notice = (named: [string, string][]) => async (client: pg.Client) => {
+    const matches = await Promise.all(named.map(async ([id, address]) => ({ original: await sentTo(id, address), recipients: [hard(address)] })));
+    return createSyncRepo(drizzle(client) as unknown as Db, hasher()).transaction((tx) =>
+      signals.recordBounces(tx, { workspaceId: ctx.owner.workspaceId, matches, sourceGmailMessageId: `dsn-${named[0]![1]}`, format: 'rfc3464', syncedMessageId: matches[0]!.original.id, at: new Date() }),
+    );
+  };
+  // The first notice names the high campaign first; the second, the low one.
+  const outcomes = await opposed(
+    { campaignId: high.id, email: high.to[1]! },
+    notice([[high.id, high.to[0]!], [low.id, low.to[0]!]]),
+    notice([[low.id, low.to[1]!], [high.id, high.to[1]!]]),
+  );
+  expect(outcomes).toEqual({ first: 'ok', second: 'ok', deadlocks: 0 });
+  await expectBothCompleted(ids, 'suppressed');
+}, 90_000);
+
+it.runIf(onServer)('two preference-center forms opting out of the same two topics in opposite orders: both commit, no deadlock (server)', async () => {
+  // Marketing mail carries the sender's postal address.
+  expect((await ctx.app.api('PATCH', '/api/workspace', { token: ctx.owner.token, json: { postalAddress: 'Acme Inc., 1 Main St, Springfield' } })).status).toBe(200);
+  const people = await fx.audience(2, { prefix: 'clp' });
+  const { ids, low, high } = await twoCampaigns(people, true, ['news', 'deals']);
+  const codec = createTokenCodec(ctx.app.config.trackingSecrets);
+  /** The form of the person at `email` (their link from the low campaign), opting out of these topics, in this order, on `client`. */
+  const form = (email: string, topics: string[]) => async (client: pg.Client) => {
+    const [send] = await query<{ recipient_id: string }>(sql`select recipient_id from campaign_sends where campaign_id = ${low.id}::uuid and email = ${email} limit 1`);
+    const service = createSuppressionService({
+      repo: createSuppressionListRepo(drizzle(client) as unknown as Db, hasher()),
+      codec,
+      policyVersion: ctx.app.config.policyVersion,
+      // Undoing an opt-out is mailed; these forms undo nothing, so nothing is mailed.
+      resubscribe: { jwt: ctx.app.config.jwt, mailer: undefined as never, throttle: undefined as never, publicBaseUrl: '' },
+    });
+    return service.savePreferences(codec.encode({ kind: 'unsubscribe', recipientId: String(send!.recipient_id), campaignId: low.id }), { action: 'save', topics, subscribed: [] });
+  };
+  // Both people are in both campaigns; the first form names the high campaign's topic first.
+  const [a, b] = low.to;
+  const outcomes = await opposed({ campaignId: high.id, email: b! }, form(a!, [high.topic!, low.topic!]), form(b!, [low.topic!, high.topic!]));
+  expect(outcomes).toEqual({ first: 'ok', second: 'ok', deadlocks: 0 });
+  await expectBothCompleted(ids, 'suppressed');
 }, 90_000);
