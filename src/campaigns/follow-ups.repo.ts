@@ -4,7 +4,7 @@ import type { Db } from '../db/connect.js';
 import { pgArray, rowsOf } from '../db/pg-array.js';
 import { suppressedSql } from '../suppression/suppressed-sql.js';
 import { holdOrderLock } from './auto-reply-hold-sql.js';
-import { MAY_STILL_SEND, standingRefusalArms } from './gate-sql.js';
+import { mayStillSendSql, standingRefusalArms } from './gate-sql.js';
 import { completeIfDone } from './campaigns.repo.js';
 
 /*
@@ -144,7 +144,7 @@ export function createFollowUpRules(db: Db) {
      */
     async skipFollowUps(workspaceId: string, ended: EndedSequence, at: Date): Promise<number> {
       if ((ended.reason === 'suppressed' ? ended.emails : ended.reason === 'no_consent' ? ended.contactIds : [ended.messageId]).length === 0) return 0;
-      const mayStillSend = sql`c.id = s.campaign_id and c.status in ${MAY_STILL_SEND}`;
+      const mayStillSend = sql`c.id = s.campaign_id and ${mayStillSendSql(sql`c`)}`;
       const skip = sql`update campaign_sends s set status = 'skipped', skip_reason = ${ended.reason}, lease_owner = null, lease_expires_at = null`;
       const statement =
         ended.reason === 'no_consent'

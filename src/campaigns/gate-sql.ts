@@ -126,11 +126,17 @@ export function refusedNowSql(target: DecidedStep, campaign: RefusalCampaign): S
 }
 
 /**
- * The campaign states from which a campaign may still send (campaigns.service.ts): `paused`
- * resumes to `sending`, `scheduled` starts; `completed` and `cancelled` (a deletion cancels) are
- * final — a cancelled campaign's unsent steps are its sweep's (`cancelled`), not the verdict's.
+ * SQL: whether the campaign row `campaign` (its alias in the statement) may still send — what
+ * decides, outside a claim, whether a step is the verdict's (follow-ups.repo.ts skipFollowUps,
+ * requeue-unless-refused.ts, the next step of send-ledger-outcomes.repo.ts markSentMany): its
+ * state one from which it sends (`paused` resumes to `sending`, `scheduled` starts; `completed`
+ * and `cancelled` are final — a cancelled campaign's unsent steps are its sweep's, `cancelled`),
+ * and not deleted. A deleted campaign is never in those states (campaigns.service.ts `remove`
+ * cancels a running one in the transaction that marks it deleted, under its row lock, and
+ * `transition` moves no deleted campaign), so `deleted_at` changes no answer; it is said anyway,
+ * in this one place, so that the three agree by construction rather than by that rule.
  */
-export const MAY_STILL_SEND = sql.raw(`('scheduled', 'sending', 'paused')`);
+export const mayStillSendSql = (campaign: SQL): SQL => sql`(${campaign}.status in ('scheduled', 'sending', 'paused') and ${campaign}.deleted_at is null)`;
 
 /** A campaign whose mailbox is gone (its `mailbox_id` set null): no row has this id, so the gate halts. */
 export const NO_MAILBOX = '00000000-0000-0000-0000-000000000000';

@@ -3,7 +3,7 @@ import type { Db } from '../db/connect.js';
 import { rowsOf } from '../db/pg-array.js';
 import { holdOrderLock } from './auto-reply-hold-sql.js';
 import { completeIfDone } from './campaigns.repo.js';
-import { MAY_STILL_SEND, refusedNowSql, type DecidedStep } from './gate-sql.js';
+import { mayStillSendSql, refusedNowSql, type DecidedStep } from './gate-sql.js';
 import { ts, type SendLease } from './ledger-fence.js';
 
 /*
@@ -25,7 +25,7 @@ import { ts, type SendLease } from './ledger-fence.js';
  * a claimed one is being decided now, and queued again it only waits, up to hours, for that
  * same verdict.
  *
- * Only while the campaign may still send (MAY_STILL_SEND, not deleted): a cancelled campaign's
+ * Only while the campaign may still send (gate-sql.ts mayStillSendSql): a cancelled campaign's
  * send goes back `queued` for the cancel's sweep (`cancelled`), as skipFollowUps leaves it.
  */
 
@@ -50,7 +50,7 @@ export function requeuedUnlessRefusedSet(dueAt: Date, errorCode: string): SQL {
   return sql`(status, skip_reason, error_code) = (
       select (case when a.reason is null then 'queued' else 'skipped' end)::send_status, a.reason, case when a.reason is null then ${errorCode} end
       from (select (select ${refused} from campaigns rc
-                    where rc.id = campaign_sends.campaign_id and rc.status in ${MAY_STILL_SEND} and rc.deleted_at is null) as reason) a),
+                    where rc.id = campaign_sends.campaign_id and ${mayStillSendSql(sql`rc`)}) as reason) a),
     due_at = ${ts(dueAt)}, message_id = null, lease_owner = null, lease_expires_at = null, resolve_looks = 0`;
 }
 

@@ -1,7 +1,7 @@
 import { sql, type SQL } from 'drizzle-orm';
 import type { Db } from '../db/connect.js';
 import type { CampaignRow } from './campaigns.repo.js';
-import { MAY_STILL_SEND, refusedNowSql, type DecidedStep } from './gate-sql.js';
+import { mayStillSendSql, refusedNowSql, type DecidedStep } from './gate-sql.js';
 import { autoReplyHoldSql, holdOrderLock } from './auto-reply-hold-sql.js';
 import { pgArray, rowsOf } from '../db/pg-array.js';
 import { campaignSendOutcomeCtes } from '../webhooks/facts.js';
@@ -50,8 +50,8 @@ export function createLedgerOutcomeQueries(db: Db, options: { serializedEngine?:
       if (inputs.length === 0) return [];
       const col = <T extends string | number | null>(f: (x: SentInput) => T) => pgArray(inputs.map(f));
       // Only when a sequence has a next step: an INSERT in the statement fires the counters' insert trigger even for no rows.
-      // The next step is queued only while its campaign may still send it (MAY_STILL_SEND, not
-      // deleted): a send in flight when its campaign was cancelled, deleted or completed is
+      // The next step is queued only while its campaign may still send it (gate-sql.ts
+      // mayStillSendSql): a send in flight when its campaign was cancelled, deleted or completed is
       // recorded `sent` and queues nothing for the cancel's sweep to skip; a paused campaign's
       // still gets it, for when it resumes. `campaign`: the statement's campaigns (one in practice:
       // records group by campaign and mailbox) read by key, one primary-key probe; MATERIALIZED
@@ -91,7 +91,7 @@ export function createLedgerOutcomeQueries(db: Db, options: { serializedEngine?:
             from ledger l join i on i.id = l.id join campaign on campaign.id = l.campaign_id
               -- Once per row (offset 0: not pulled up into each of its two uses).
               cross join lateral (select ${refusedNowSql(nextStep, { topic: sql`campaign.topic`, consentNeeded: sql`campaign.kind = 'marketing'` })} as reason offset 0) ended
-            where i.next_due is not null and campaign.status in ${MAY_STILL_SEND} and campaign.deleted_at is null
+            where i.next_due is not null and ${mayStillSendSql(sql`campaign`)}
             on conflict do nothing)`
         : sql``;
       const record = async (tx: Db) => rowsOf<{ id: string }>(

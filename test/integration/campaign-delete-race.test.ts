@@ -48,3 +48,38 @@ describe('deleting a draft while it is launched', () => {
     }
   });
 });
+
+/*
+ * What decides a step outside a claim asks whether its campaign may still send — a state from
+ * which it sends and not deleted (gate-sql.ts mayStillSendSql: skipFollowUps, a requeue, a sent
+ * record's next step). `deleted_at` changes none of their answers because no deleted campaign is
+ * ever in such a state: the deletion cancels a running one in the transaction that marks it
+ * deleted. This holds that rule up for each state from which a campaign may still send.
+ */
+describe('deleting a campaign that may still send', () => {
+  it('a scheduled, a sending and a paused campaign, once deleted, are each cancelled: none is left in a state that may still send', async () => {
+    const contacts = await fixtures.audience(1, { prefix: 'delstate' });
+    const launch = async (name: string, more: Record<string, unknown>) => {
+      const draft = await ctx.app.api('POST', '/api/campaigns', {
+        token: ctx.owner.token,
+        json: { name, kind: 'marketing', mailboxId, subject: 'Hi', text: 'Hello', contactIds: contacts.map((c) => c.id), ...more },
+      });
+      expect(draft.status, draft.text).toBe(201);
+      const launched = await ctx.app.api('POST', `/api/campaigns/${draft.body.id}/launch`, { token: ctx.owner.token, json: {} });
+      expect(launched.status, launched.text).toBe(200);
+      return draft.body.id as string;
+    };
+    const scheduled = await launch('Scheduled', { startAt: new Date(Date.now() + 3_600_000).toISOString() });
+    const sending = await launch('Sending', {});
+    const paused = await launch('Paused', {});
+    expect((await ctx.app.api('POST', `/api/campaigns/${paused}/pause`, { token: ctx.owner.token })).status).toBe(200);
+    const ids = [scheduled, sending, paused];
+    const states = async () =>
+      rowsOf<{ id: string; status: string; deleted: boolean }>(
+        await ctx.app.database.db.execute(sql`select id, status::text as status, deleted_at is not null as deleted from campaigns where id = any(${`{${ids.join(',')}}`}::uuid[]) order by array_position(${`{${ids.join(',')}}`}::uuid[], id)`),
+      ).map((r) => [r.status, r.deleted]);
+    expect(await states()).toEqual([['scheduled', false], ['sending', false], ['paused', false]]);
+    for (const id of ids) expect((await ctx.app.api('DELETE', `/api/campaigns/${id}`, { token: ctx.owner.token })).status).toBe(204);
+    expect(await states()).toEqual([['cancelled', true], ['cancelled', true], ['cancelled', true]]);
+  });
+});
