@@ -6,7 +6,8 @@ import { sequenceEndChecks } from '../helpers/sequence-end.js';
 import { useAppWithOwner } from '../helpers/test-app.js';
 
 /*
- * What ends a sequence — a suppression entry, a consent withdrawal, a bounce — recorded while a
+ * What ends a sequence — a suppression entry, a consent withdrawal, a bounce, the contact deleted
+ * or moved to another address — recorded while a
  * step of it is in flight, where the recording's own skip (follow-ups.repo.ts skipFollowUps, of
  * *queued* steps) cannot reach: the claimed step handed back unsent (a 429 whose Retry-After
  * outlasts the pacer's wait, or recovery finding no copy), and the next step a sent record writes.
@@ -141,6 +142,39 @@ it('consent withdrawn while a marketing follow-up awaits recovery (Gmail answere
   await expectCompleted(campaignId, { no_consent: 1 });
 }, 30_000);
 
+/*
+ * The gate's standing reasons about the contact (gate-sql.ts standingRefusalArms): deleted, or
+ * moved to another address since launch (the consent checked is the contact's, and the old
+ * address may be someone else's now). Nothing skips a queued step when they happen — only the
+ * gate's verdict does, at the claim, the requeue and the sent record. Transactional campaigns, so
+ * that no consent rule stands behind them.
+ */
+const deleteContact = async (contactId: string) => {
+  const res = await ctx.app.api('DELETE', `/api/contacts/${contactId}`, { token: ctx.owner.token });
+  expect(res.status, res.text).toBe(204);
+};
+const moveContact = async (contactId: string) => {
+  const res = await ctx.app.api('PATCH', `/api/contacts/${contactId}`, { token: ctx.owner.token, json: { email: `moved-${Date.now()}@contoso.test` } });
+  expect(res.status, res.text).toBe(200);
+};
+const standing = [
+  { what: 'the contact deleted', reason: 'contact_deleted', change: deleteContact },
+  { what: "the contact's address changed", reason: 'address_changed', change: moveContact },
+];
+
+for (const { what, reason, change } of standing) {
+  it(`${what} while the follow-up is claimed, then 429: the requeue writes it \`skipped\` \`${reason}\` and the campaign completes`, async () => {
+    const subject = `${reason} during 429 ${Date.now()}`;
+    const { campaignId, person } = await launchTwoSteps(subject, 'transactional');
+    await separateWorker(ctx.app, { concurrency: 1 }).tick();
+    expect((await stepRow(campaignId, 1)).status).toBe('queued');
+    await duringClaimThen429(campaignId, 1, () => change(person.id));
+    expect(await stepRow(campaignId, 1)).toMatchObject({ status: 'skipped', skip_reason: reason });
+    await expectCompleted(campaignId, { [reason]: 1 });
+    expect(copiesReceived(person, subject)).toBe(1);
+  }, 30_000);
+}
+
 /** Step 0 sent with `meanwhile` run after Gmail accepted it, before its sent record. */
 async function sendStepZeroWhile(meanwhile: () => Promise<void>) {
   await separateWorker(ctx.app, { concurrency: 1, afterGmailAccepted: meanwhile }).tick();
@@ -155,6 +189,17 @@ it('consent withdrawn while step 0 of a marketing campaign is in flight: the fol
   await expectCompleted(campaignId, { no_consent: 1 });
   expect(copiesReceived(person, subject)).toBe(1);
 }, 30_000);
+
+for (const { what, reason, change } of standing) {
+  it(`${what} while step 0 is in flight: the follow-up its sent record writes is \`skipped\` \`${reason}\`, and the campaign completes`, async () => {
+    const subject = `${reason} in flight ${Date.now()}`;
+    const { campaignId, person } = await launchTwoSteps(subject, 'transactional');
+    await sendStepZeroWhile(() => change(person.id));
+    expect((await followUps(campaignId)).map((r) => [r.status, r.skip_reason])).toEqual([['skipped', reason]]);
+    await expectCompleted(campaignId, { [reason]: 1 });
+    expect(copiesReceived(person, subject)).toBe(1);
+  }, 30_000);
+}
 
 it('consent withdrawn while step 0 of a transactional campaign is in flight: the follow-up is queued (no consent needed) and goes', async () => {
   const subject = `Consent in flight, receipt ${Date.now()}`;
