@@ -14,7 +14,9 @@ import { useAppWithOwner } from '../helpers/test-app.js';
  * Each test drives the worker's clock: the window is Mondays (UTC), the clock starts on a Monday
  * noon, moves to Tuesday while a send waits, and to the next Monday to reopen the window.
  */
-const ctx = useAppWithOwner({ pacer: { sendsPerMinute: 60 } }); // one send a second: the second of a round waits ~1 s for its grant
+/** The app's clock, when a check reads the campaign's progress at the worker's time; the real time otherwise. */
+let appTime: number | undefined;
+const ctx = useAppWithOwner({ pacer: { sendsPerMinute: 60 }, now: () => new Date(appTime ?? Date.now()) }); // one send a second: the second of a round waits ~1 s for its grant
 const fx = campaignFixtures(() => ({ app: ctx.app, token: ctx.owner.token, workspaceId: ctx.owner.workspaceId }));
 const SENDER = `window-gate-${Date.now()}@acme.test`;
 const DAY = 86_400_000;
@@ -76,7 +78,13 @@ it('a send held by the pacer past the window’s close is not claimed; it goes o
   const ledger = await fx.ledger(campaignId);
   expect(ledger.map((r) => r.status).sort()).toEqual(['queued', 'sent']);
   expect(await messageRowsOf(campaignId), 'no messages row for the send that did not go').toEqual(['sent']);
-  expect((await ctx.app.api('GET', `/api/campaigns/${campaignId}`, { token: ctx.owner.token })).body.progress).toMatchObject({ waitingFor: 'sending_window' });
+  // Read at the worker's Tuesday: at the real time (a Monday, some weeks) the window is open.
+  appTime = clock;
+  try {
+    expect((await ctx.app.api('GET', `/api/campaigns/${campaignId}`, { token: ctx.owner.token })).body.progress).toMatchObject({ waitingFor: 'sending_window' });
+  } finally {
+    appTime = undefined;
+  }
 
   // Still Tuesday: nothing goes. The next Monday: the rest, each exactly once.
   expect(await worker.tick()).toBe(0);
