@@ -7,6 +7,9 @@ import { useAppWithOwner } from '../helpers/test-app.js';
 import { createTokenCodec } from '../../src/tracking/tokens.js';
 import { createTrackingUrls } from '../../src/tracking/urls.js';
 
+/** SQL: this database's oid, to read its locks from pg_locks (the whole server's). */
+const THIS_DATABASE = '(select oid from pg_database where datname = current_database())';
+
 /*
  * A contact's address changing (PATCH /api/contacts/:id) while an opt-out or a launch runs —
  * an attacker's three findings, each of which mailed or dropped a person:
@@ -76,7 +79,9 @@ async function holding(lockSql: string, params: unknown[]) {
   await holder.query('begin');
   await holder.query(lockSql, params);
   const waiters = async (locktype: string) =>
-    Number((await holder.query(`select count(*)::int as n from pg_locks where locktype = $1 and not granted`, [locktype])).rows[0].n);
+    // This database's waits only (pg_locks is the whole server's, and other test files run beside this one): an
+    // advisory lock names its database; a row's transaction id does not, and that wait is for this holder.
+    Number((await holder.query(`select count(*)::int as n from pg_locks where locktype = $1 and not granted and (database = ${THIS_DATABASE} or pg_backend_pid() = any(pg_blocking_pids(pid)))`, [locktype])).rows[0].n);
   return {
     /** Until `n` statements wait for a lock of this type (at most 5 s). */
     async waitFor(locktype: string, n: number) {
@@ -191,7 +196,7 @@ describe('a contact\'s address changing while it opts out or is launched to', ()
     await other.query('begin');
     await other.query(addressLock, [ctx.owner.workspaceId, y]);
     const optOut = oneClick(path);
-    const waiting = async () => Number((await other.query(`select count(*)::int as n from pg_locks where locktype = 'advisory' and not granted`)).rows[0].n);
+    const waiting = async () => Number((await other.query(`select count(*)::int as n from pg_locks where locktype = 'advisory' and not granted and database = ${THIS_DATABASE}`)).rows[0].n);
     for (const deadline = Date.now() + 5_000; (await waiting()) < 1 && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 20));
     // The opt-out waits for y. Holding x already (taken before y), it would deadlock with this next lock.
     let otherError: string | undefined;

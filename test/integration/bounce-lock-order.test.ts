@@ -73,7 +73,8 @@ it.runIf(onServer)("a notice naming two recipients in the reverse of their locks
     ).then((r) => ({ ok: true as const, r }), (error: unknown) => ({ ok: false as const, error }));
     // …sync's transaction waits for it…
     const deadline = Date.now() + 15_000;
-    while (!(await watch.query(`select 1 from pg_locks where locktype = 'advisory' and not granted`)).rowCount) {
+    // This database's waits only: pg_locks is the whole server's, and other test files run beside this one.
+    while (!(await watch.query(`select 1 from pg_locks where locktype = 'advisory' and not granted and database = (select oid from pg_database where datname = current_database())`)).rowCount) {
       if (Date.now() > deadline) throw new Error('sync never waited for the lock');
       await new Promise((r) => setTimeout(r, 20));
     }

@@ -121,7 +121,7 @@ async function settledOrWaiting(promise: Promise<unknown>, like: string, on: 'ad
     if (settled) return 'settled';
     const waiting = await count(sql`
       select count(*)::int as n from pg_stat_activity a join pg_locks l on l.pid = a.pid and not l.granted
-      where a.query like ${like} and (l.locktype = 'advisory') = ${on === 'advisory'}`);
+      where a.datname = current_database() and a.query like ${like} and (l.locktype = 'advisory') = ${on === 'advisory'}`);
     if (waiting > 0) return 'waiting';
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
