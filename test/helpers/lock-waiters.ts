@@ -1,18 +1,20 @@
 import pg from 'pg';
 
 /**
- * Resolves once `n` sessions of the database (other than `watcher`'s) wait for a lock; throws
- * after 10 s. `watcher` may be inside a transaction: there pg_stat_activity is a snapshot taken at
- * its first read and repeated until cleared (pg_stat_clear_snapshot, before each read), so a
+ * Resolves once `n` sessions of the database (other than `watcher`'s) wait for a lock, or as soon
+ * as `orUntil()` is true (the awaited session finished without waiting); throws after `timeoutMs`
+ * (default 10 s). `watcher` may be inside a transaction: there pg_stat_activity is a snapshot taken
+ * at its first read and repeated until cleared (pg_stat_clear_snapshot, before each read), so a
  * count read without clearing it never moves.
  */
-export async function waitForLockWaiters(watcher: pg.Client, n: number): Promise<void> {
-  const deadline = Date.now() + 10_000;
+export async function waitForLockWaiters(watcher: pg.Client, n: number, options: { orUntil?: () => boolean; timeoutMs?: number } = {}): Promise<void> {
+  const deadline = Date.now() + (options.timeoutMs ?? 10_000);
   for (;;) {
+    if (options.orUntil?.()) return;
     await watcher.query('select pg_stat_clear_snapshot()');
     const { rows } = await watcher.query(`select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock' and pid <> pg_backend_pid()`);
     if (rows[0].n >= n) return;
-    if (Date.now() > deadline) throw new Error(`expected ${n} sessions waiting for a lock, saw ${rows[0].n}`);
+    if (Date.now() > deadline) throw new Error(`expected ${n} sessions waiting for a lock${options.orUntil ? ' (or to finish)' : ''}, saw ${rows[0].n}`);
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
 }

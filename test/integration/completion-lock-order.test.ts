@@ -98,14 +98,8 @@ async function opposed(held: { campaignId: string; email: string }, first: (clie
     await waitForLockWaiters(holder, 1);
     let finished = false;
     const firstDone = outcome(first(x)).finally(() => (finished = true));
-    const deadline = Date.now() + 15_000;
-    while (!finished) {
-      await holder.query('select pg_stat_clear_snapshot()');
-      const { rows } = await holder.query(`select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock' and pid <> pg_backend_pid()`);
-      if (rows[0].n >= 2) break;
-      if (Date.now() > deadline) throw new Error('the first unit neither finished nor waited');
-      await new Promise((r) => setTimeout(r, 20));
-    }
+    // The first unit finished, or waits beside the second.
+    await waitForLockWaiters(holder, 2, { orUntil: () => finished, timeoutMs: 15_000 });
     await holder.query('commit');
     const outcomes = { first: await firstDone, second: await secondDone };
     await new Promise((r) => setTimeout(r, 1_500)); // backends flush their statistics at most once a second

@@ -8,7 +8,7 @@ import { gateSql } from '../../src/campaigns/gate-sql.js';
 import type { Db } from '../../src/db/connect.js';
 import { separateWorker } from '../helpers/campaign-fixtures.js';
 import { connectedMailbox } from '../helpers/gmail.js';
-import { twoCounterSlots } from '../helpers/lock-waiters.js';
+import { twoCounterSlots, waitForLockWaiters } from '../helpers/lock-waiters.js';
 import { sequenceEndChecks } from '../helpers/sequence-end.js';
 import { useAppWithOwner } from '../helpers/test-app.js';
 
@@ -60,16 +60,6 @@ async function replySkips(client: pg.Client, messageId: string) {
   return rules.skipFollowUps(ctx.owner.workspaceId, { reason: 'replied', messageId }, new Date());
 }
 
-/** Resolves once `finished()` or some session waits for a lock (seen from `watcher`, outside a transaction); throws after 15 s. */
-async function finishedOrWaiting(watcher: pg.Client, finished: () => boolean, who: string): Promise<void> {
-  const deadline = Date.now() + 15_000;
-  const waitsForALock = `select exists (select 1 from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock') as yes`;
-  while (!finished() && (await watcher.query(waitsForALock)).rows[0].yes !== true) {
-    if (Date.now() > deadline) throw new Error(`${who} neither finished nor waited`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 /**
  * The reply to `messageId` skips its follow-up in a transaction of session A, which asks whether
  * the campaign is done and stays open; meanwhile `beside` runs on session B. A commits once
@@ -82,7 +72,7 @@ async function besideReplyHeldOpen<T>(messageId: string, beside: (b: pg.Client) 
     expect(await replySkips(a, messageId)).toBe(1);
     let finished = false;
     const running = beside(b).finally(() => (finished = true));
-    await finishedOrWaiting(watcher, () => finished, 'session B');
+    await waitForLockWaiters(watcher, 1, { orUntil: () => finished, timeoutMs: 15_000 });
     await a.query('commit');
     return await running;
   } finally {
@@ -176,7 +166,7 @@ it.runIf(onServer)('a reply beside a claim of the campaign on the same counter s
       return skipped;
     })().finally(() => (finished = true));
     replied.catch(() => undefined);
-    await finishedOrWaiting(watcher, () => finished, 'the reply');
+    await waitForLockWaiters(watcher, 1, { orUntil: () => finished, timeoutMs: 15_000 });
     // The claim's write, as the gate's statement makes it: the counters' row of the reply's slot.
     const claimed = claim.query(`update campaign_sends set status = 'sending', lease_owner = 'test', lease_expires_at = now() + interval '1 minute' where id = $1`, [other.id]);
     const outcomes = await Promise.allSettled([replied, claimed]);
