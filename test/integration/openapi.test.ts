@@ -47,6 +47,8 @@ describe('OpenAPI 3.1 document', () => {
     expect(body.additionalProperties).toBe(false);
     expect(send.parameters.map((p: { name: string }) => p.name)).toContain('Idempotency-Key');
     expect(send.responses['409']['x-error-codes']).toEqual(expect.arrayContaining(['recipient_suppressed', 'idempotency_in_progress']));
+    // Demoting or removing the workspace's last owner is 409 last_owner (auth.service.ts checkedTarget), as leaving is.
+    for (const method of ['patch', 'delete']) expect(doc.paths['/api/members/{id}'][method].responses['409']?.['x-error-codes'], method).toContain('last_owner');
     expect(send.security).toEqual([{ session: [] }, { apiKey: ['send'] }]);
     const list = doc.paths['/api/contacts'].get.parameters.map((p: { name: string; in: string }) => `${p.in}:${p.name}`);
     expect(list).toEqual(expect.arrayContaining(['query:limit', 'query:cursor', 'query:q']));
