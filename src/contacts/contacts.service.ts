@@ -146,7 +146,7 @@ export function createContactsService(deps: {
 
     /**
      * P-13: the contact disappears from every API at once and is purged for real after
-     * `purgeAfterDays` (privacy/purge.ts). Its opt-outs stay in the suppression list.
+     * `purgeAfterDays` (privacy/purge.service.ts). Its opt-outs stay in the suppression list.
      */
     async remove(auth: AuthContext, id: string) {
       const at = now();

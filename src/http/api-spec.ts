@@ -33,7 +33,7 @@ export interface ApiRoute {
   query?: z.ZodType;
   /** A JSON body schema, or `'csv'` for a text/csv upload. */
   body?: z.ZodType | 'csv';
-  /** Takes an `Idempotency-Key` header (see src/api/idempotency.ts). */
+  /** Takes an `Idempotency-Key` header (see src/idempotency/idempotency.middleware.ts). */
   idempotent?: boolean;
   /**
    * Success statuses and what each returns: words, or words and the zod schema of the JSON

@@ -1,6 +1,6 @@
 import { html, SafeHtml } from './html.js';
 
-/** The stylesheet every page links (served by assets.routes.ts; the CSP forbids inline styles). */
+/** The stylesheet every page links (served under /assets by web.routes.ts; the CSP forbids inline styles). */
 export const STYLESHEET_PATH = '/assets/app.css';
 
 function document(title: string, body: SafeHtml): string {
