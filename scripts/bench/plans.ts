@@ -219,7 +219,8 @@ const cases: Case[] = [
   }],
   ['purge: one contact', (db, d) => createPurgeRepo(db).purgeContact(d.deletedContactId, hash)],
   ['purge: the campaign (rolled back)', async (db, d) => {
-    await db.execute(sql`update campaigns set deleted_at = now() where id = ${d.campaignId}::uuid`);
+    // As its deletion leaves it: cancelled as well (a deleted campaign never sends: migration 0063).
+    await db.execute(sql`update campaigns set deleted_at = now(), status = 'cancelled', status_reason = 'deleted' where id = ${d.campaignId}::uuid`);
     await createPurgeRepo(db).purgeCampaign(d.campaignId);
   }],
   // A closed account: its row's delete sets null every column naming it (messages they sent,

@@ -133,8 +133,9 @@ export function refusedNowSql(target: DecidedStep, campaign: RefusalCampaign): S
  * and `cancelled` are final — a cancelled campaign's unsent steps are its sweep's, `cancelled`),
  * and not deleted. A deleted campaign is never in those states (campaigns.service.ts `remove`
  * cancels a running one in the transaction that marks it deleted, under its row lock, and
- * `transition` moves no deleted campaign), so `deleted_at` changes no answer; it is said anyway,
- * in this one place, so that the three agree by construction rather than by that rule.
+ * `transition` moves no deleted campaign; the database refuses any other write that would leave
+ * one there: the check `campaigns_deleted_not_running`, migration 0063), so `deleted_at` changes
+ * no answer; it is said anyway, in this one place, so that the three agree by construction.
  */
 export const mayStillSendSql = (campaign: SQL): SQL => sql`(${campaign}.status in ('scheduled', 'sending', 'paused') and ${campaign}.deleted_at is null)`;
 

@@ -81,5 +81,24 @@ describe('deleting a campaign that may still send', () => {
     expect(await states()).toEqual([['scheduled', false], ['sending', false], ['paused', false]]);
     for (const id of ids) expect((await ctx.app.api('DELETE', `/api/campaigns/${id}`, { token: ctx.owner.token })).status).toBe(204);
     expect(await states()).toEqual([['cancelled', true], ['cancelled', true], ['cancelled', true]]);
+    // Nothing a client can ask moves a deleted campaign again (nor meets the database's rule, a
+    // 500: migration 0063): each is unknown, as the campaign is to every API once deleted.
+    for (const id of ids) {
+      for (const action of ['launch', 'resume', 'pause', 'cancel']) {
+        const answer = await ctx.app.api('POST', `/api/campaigns/${id}/${action}`, { token: ctx.owner.token, json: {} });
+        expect(answer.status, `${action}: ${answer.text}`).toBe(404);
+      }
+    }
+    expect(await states()).toEqual([['cancelled', true], ['cancelled', true], ['cancelled', true]]);
+    // A deleted draft stays a draft: the one deleted campaign a launch could take to a running state.
+    const draft = await ctx.app.api('POST', '/api/campaigns', {
+      token: ctx.owner.token,
+      json: { name: 'Draft', kind: 'marketing', mailboxId, subject: 'Hi', text: 'Hello', contactIds: contacts.map((c) => c.id) },
+    });
+    expect((await ctx.app.api('DELETE', `/api/campaigns/${draft.body.id}`, { token: ctx.owner.token })).status).toBe(204);
+    const launched = await ctx.app.api('POST', `/api/campaigns/${draft.body.id}/launch`, { token: ctx.owner.token, json: {} });
+    expect(launched.status, launched.text).toBe(404);
+    const [row] = rowsOf<{ status: string }>(await ctx.app.database.db.execute(sql`select status::text as status from campaigns where id = ${draft.body.id}::uuid`));
+    expect(row!.status).toBe('draft');
   });
 });

@@ -63,7 +63,8 @@ async function seed(kind: Kind) {
     // Live for now: from its deletion on, its hits are only counted (untracked-hits.ts), so it is deleted right before its purge (below).
     [{ id: itemId }] = rowsOf<{ id: string }>(await db().execute(sql`insert into contacts (workspace_id, email) values (${workspaceId}, ${email}) returning id`)) as [{ id: string }];
   } else if (kind === 'campaign') {
-    await db().execute(sql`update campaigns set deleted_at = now() where id = ${itemId}`);
+    // As its deletion leaves it: cancelled as well (a deleted campaign never sends: migration 0063).
+    await db().execute(sql`update campaigns set deleted_at = now(), status = 'cancelled', status_reason = 'deleted' where id = ${itemId}`);
   } else {
     itemId = workspaceId;
     await db().execute(sql`update workspaces set deleted_at = now() where id = ${workspaceId}`);

@@ -177,7 +177,8 @@ describe('the rollup pass, off the write path', () => {
     for (let n = 0; n < 10; n += 1) await repo.insertEvents([...goneEvents.slice(n * 12, n * 12 + 12), ...keptEvents.slice(n * 30, n * 30 + 30)]);
     expect(await pendingEvents(db())).toBe(420);
 
-    await db().execute(sql`update campaigns set deleted_at = now() where id = ${gone.campaignId}`);
+    // As its deletion leaves it: cancelled as well (a deleted campaign never sends: migration 0063).
+    await db().execute(sql`update campaigns set deleted_at = now(), status = 'cancelled', status_reason = 'deleted' where id = ${gone.campaignId}`);
     // The campaign's purge deletes its pending records (120 events) itself; the contact's leaves them to the pass.
     expect((await purge.purgeCampaign(gone.campaignId))?.removed.trackingRollupPending).toBeGreaterThan(0);
     expect(await pendingEvents(db())).toBe(300);

@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm';
-import { bigint, boolean, index, integer, jsonb, pgEnum, pgTable, primaryKey, smallint, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
+import { bigint, boolean, check, index, integer, jsonb, pgEnum, pgTable, primaryKey, smallint, text, timestamp, uniqueIndex, uuid } from 'drizzle-orm/pg-core';
 import { id, createdAt } from './columns.js';
 import { contacts } from './contacts.js';
 import { mailboxes, messages } from './gmail.js';
@@ -71,6 +71,10 @@ export const campaigns = pgTable(
     // question costs the same however many campaigns every workspace has ever sent.
     index('campaigns_running_idx').on(t.status, t.startAt).where(sql`${t.status} in ('scheduled', 'sending', 'paused')`),
     index('campaigns_skipping_queued_idx').on(t.skippingQueuedSince).where(sql`${t.skippingQueuedSince} is not null`),
+    // A deleted campaign never sends (migration 0063): its deletion cancels it in the transaction
+    // that marks it, and `transition` moves no deleted campaign. Held by the database as well, so
+    // that no later path which forgets the second half can leave one scheduled, sending or paused.
+    check('campaigns_deleted_not_running', sql`${t.deletedAt} is null or ${t.status} not in ('scheduled', 'sending', 'paused')`),
   ],
 );
 
