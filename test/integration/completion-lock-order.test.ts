@@ -25,7 +25,8 @@ import { useAppWithOwner } from '../helpers/test-app.js';
  * ask completion once, at its end, for all the campaigns they touched, in key order
  * (follow-ups.repo.ts oneCompletionQuestion). The same for a preference-center form opting out of
  * two topics (suppression.service.ts savePreferences: an entry, and its skip, per topic, in the
- * form's order).
+ * form's order), and for an opt-out through a link whose entry and consent records end sequences
+ * in two campaigns (unsubscribe: a contact whose address changed away from the opted-out one).
  *
  * Deterministic with sessions of the test's own: a third session holds the row of the second
  * notice's (or form's) last follow-up, so that it stops after its first campaign's skip; the first
@@ -121,6 +122,23 @@ async function expectBothCompleted(ids: string[], reason: string) {
 
 const hasher = () => createAddressHasher(ctx.app.config.privacy.suppressionHashKey);
 
+/** The recipient's side of the suppression service (their links' opt-out and form) on `client`. */
+function recipientPages(client: pg.Client) {
+  return createSuppressionService({
+    repo: createSuppressionListRepo(drizzle(client) as unknown as Db, hasher()),
+    codec: createTokenCodec(ctx.app.config.trackingSecrets),
+    policyVersion: ctx.app.config.policyVersion,
+    // Undoing an opt-out is mailed; these tests undo nothing, so nothing is mailed.
+    resubscribe: { jwt: ctx.app.config.jwt, mailer: undefined as never, throttle: undefined as never, publicBaseUrl: '' },
+  });
+}
+
+/** The token of the links in the mail `campaignId` sent to `email` (its recipient row, that campaign). */
+async function linkOf(campaignId: string, email: string): Promise<string> {
+  const [send] = await query<{ recipient_id: string }>(sql`select recipient_id from campaign_sends where campaign_id = ${campaignId}::uuid and email = ${email} limit 1`);
+  return createTokenCodec(ctx.app.config.trackingSecrets).encode({ kind: 'unsubscribe', recipientId: String(send!.recipient_id), campaignId });
+}
+
 it.runIf(onServer)('two bounce notices naming sends of the same two campaigns in opposite orders: both commit, no deadlock (server)', async () => {
   const { ids, low, high } = await twoCampaigns(await fx.audience(4, { prefix: 'clo' }), false);
   const signals = createSignals(ctx.app.config.signals);
@@ -147,22 +165,67 @@ it.runIf(onServer)('two preference-center forms opting out of the same two topic
   expect((await ctx.app.api('PATCH', '/api/workspace', { token: ctx.owner.token, json: { postalAddress: 'Acme Inc., 1 Main St, Springfield' } })).status).toBe(200);
   const people = await fx.audience(2, { prefix: 'clp' });
   const { ids, low, high } = await twoCampaigns(people, true, ['news', 'deals']);
-  const codec = createTokenCodec(ctx.app.config.trackingSecrets);
   /** The form of the person at `email` (their link from the low campaign), opting out of these topics, in this order, on `client`. */
-  const form = (email: string, topics: string[]) => async (client: pg.Client) => {
-    const [send] = await query<{ recipient_id: string }>(sql`select recipient_id from campaign_sends where campaign_id = ${low.id}::uuid and email = ${email} limit 1`);
-    const service = createSuppressionService({
-      repo: createSuppressionListRepo(drizzle(client) as unknown as Db, hasher()),
-      codec,
-      policyVersion: ctx.app.config.policyVersion,
-      // Undoing an opt-out is mailed; these forms undo nothing, so nothing is mailed.
-      resubscribe: { jwt: ctx.app.config.jwt, mailer: undefined as never, throttle: undefined as never, publicBaseUrl: '' },
-    });
-    return service.savePreferences(codec.encode({ kind: 'unsubscribe', recipientId: String(send!.recipient_id), campaignId: low.id }), { action: 'save', topics, subscribed: [] });
-  };
+  const form = (email: string, topics: string[]) => async (client: pg.Client) =>
+    recipientPages(client).savePreferences(await linkOf(low.id, email), { action: 'save', topics, subscribed: [] });
   // Both people are in both campaigns; the first form names the high campaign's topic first.
   const [a, b] = low.to;
   const outcomes = await opposed({ campaignId: high.id, email: b! }, form(a!, [high.topic!, low.topic!]), form(b!, [low.topic!, high.topic!]));
   expect(outcomes).toEqual({ first: 'ok', second: 'ok', deadlocks: 0 });
   await expectBothCompleted(ids, 'suppressed');
+}, 90_000);
+
+/*
+ * An opt-out through a link (suppression.service.ts unsubscribe) skips twice in its transaction:
+ * the address's entry ends the address's sequences (suppressed), and the consent it withdraws ends
+ * those of the contacts it reaches (no_consent). Those reach other campaigns only for a contact whose
+ * address changed away from the opted-out one (movedContacts): its sends before the move are under
+ * the old address (the entry's skip), its sends since under the new one (the consent's skip). So
+ * one opt-out asks the completion of the campaign that mailed the old address and of the one that
+ * mailed the new address — unwrapped, in that order, one question each.
+ */
+it.runIf(onServer)('an opt-out whose entry and consent end sequences in two campaigns, beside an opt-out asking both in key order: both commit, no deadlock (server)', async () => {
+  expect((await ctx.app.api('PATCH', '/api/workspace', { token: ctx.owner.token, json: { postalAddress: 'Acme Inc., 1 Main St, Springfield' } })).status).toBe(200);
+  const [moving, staying] = await fx.audience(2, { prefix: 'clu' });
+  const subject = `Completion order opt-out ${Date.now()}`;
+  const drafts: string[] = [];
+  for (const i of [0, 1]) {
+    const draft = await ctx.app.api('POST', '/api/campaigns', {
+      token: ctx.owner.token,
+      json: { name: `${subject} ${i}`, kind: 'marketing', mailboxId: mailbox.id, subject: `${subject} ${i}`, text: 'Hello', contactIds: [moving!.id, staying!.id], steps: [{ afterDays: 3, text: 'Just following up' }] },
+    });
+    expect(draft.status, draft.text).toBe(201);
+    drafts.push(draft.body.id as string);
+  }
+  // Roles by key order, so that the unwrapped opt-out asks out of it: the campaign that mailed the
+  // old address sorts last (its question comes first), the one that mailed the new address first.
+  const [order] = await query<{ swapped: boolean }>(sql`select hashtext(${drafts[0]}::text) > hashtext(${drafts[1]}::text) as swapped`);
+  const [low, high] = order!.swapped ? [drafts[1]!, drafts[0]!] : [drafts[0]!, drafts[1]!];
+  const launchAndSend = async (id: string) => {
+    const launched = await ctx.app.api('POST', `/api/campaigns/${id}/launch`, { token: ctx.owner.token, json: {} });
+    expect(launched.status, launched.text).toBe(200);
+    await separateWorker(ctx.app, { concurrency: 4 }).tick();
+    expect((await followUps(id)).map((r) => r.status)).toEqual(['queued', 'queued']);
+  };
+  await launchAndSend(high);
+  const newAddress = `clu-moved-${Date.now()}@contoso.test`;
+  ctx.app.sandbox.control.createMailbox({ email: newAddress });
+  const moved = await ctx.app.api('PATCH', `/api/contacts/${moving!.id}`, { token: ctx.owner.token, json: { email: newAddress } });
+  expect(moved.status, moved.text).toBe(200);
+  await launchAndSend(low);
+
+  const optOut = (token: Promise<string>) => async (client: pg.Client) => recipientPages(client).unsubscribe(await token);
+  // The moved person's opt-out from the old address's mail stops at their new address's follow-up
+  // (held), its old address's already skipped; the other person's opt-out skips theirs in both
+  // campaigns in one statement and asks both at once, in key order: low, then high.
+  const outcomes = await opposed({ campaignId: low, email: newAddress }, optOut(linkOf(low, staying!.email)), optOut(linkOf(high, moving!.email)));
+  expect(outcomes).toEqual({ first: 'ok', second: 'ok', deadlocks: 0 });
+
+  const skipped = async (id: string) => Object.fromEntries((await followUps(id)).map((r) => [r.email, [r.status, r.skip_reason]]));
+  expect(await skipped(high)).toEqual({ [moving!.email]: ['skipped', 'suppressed'], [staying!.email]: ['skipped', 'suppressed'] });
+  expect(await skipped(low)).toEqual({ [newAddress]: ['skipped', 'no_consent'], [staying!.email]: ['skipped', 'suppressed'] });
+  for (const id of [low, high]) {
+    expect((await campaign(id)).status).toBe('completed');
+    await expectCountersRight(id);
+  }
 }, 90_000);
