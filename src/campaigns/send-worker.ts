@@ -60,7 +60,10 @@ class GateClosed extends Error {
   }
 }
 
-/** Where one send stands in this process: only `refused` may be handed back by stop() (no request is running). */
+/**
+ * Where one send stands in this process: of the claimed ones, only `refused` may be requeued by
+ * stop() (no request is running). An unclaimed one's reservation is in the worker's `reserved`.
+ */
 interface Tracked {
   lease?: SendLease;
   state: 'waiting' | 'gating' | 'in_flight' | 'refused';
@@ -86,7 +89,13 @@ export function createSendWorker(deps: SendWorkerDeps) {
 
   let stopping = false;
   const tracked = new Map<string, Tracked>();
+  /**
+   * Reserved sends neither claimed (nor skipped) at the gate nor given back yet: unstarted, in the
+   * pacer, at the gate, or left unclaimed. Given back once, by their batch's end or stop().
+   */
   const reserved = new Set<string>();
+  /** Those of `ids` still in `reserved`, taken out of it: the ones to give back now. */
+  const takeReserved = (ids: Iterable<string>) => [...ids].filter((id) => reserved.delete(id));
   const running = new Set<Promise<unknown>>();
 
   async function pauseFor(campaign: CampaignRow, hold: Exclude<MailboxHold, 'mailbox_syncing'>) {
@@ -128,7 +137,6 @@ export function createSendWorker(deps: SendWorkerDeps) {
     const { candidate, mail, raw, previous } = prepared;
     const track: Tracked = { state: 'waiting' };
     tracked.set(candidate.id, track);
-    reserved.delete(candidate.id);
 
     /** The gate: claim on the first attempt, re-check (and renew the lease) before each retry. */
     const beforeAttempt = async () => {
@@ -137,6 +145,8 @@ export function createSendWorker(deps: SendWorkerDeps) {
       const verdict = track.lease
         ? await ledger.recheck(track.lease, campaign, candidate, now(), after(leaseMs))
         : await claimTogether({ campaign, mailbox, candidate, owner: workerId, messageRowId: randomUUID(), subject: mail.subject, now: now(), leaseUntil: after(leaseMs) });
+      // Claimed, or written skipped: no reservation is left to give back (the row is no longer queued).
+      if (verdict.kind === 'go' || verdict.kind === 'skipped') reserved.delete(candidate.id);
       if (verdict.kind !== 'go') throw new GateClosed(verdict);
       track.lease = verdict.lease;
       if (stopping) throw new GateClosed({ kind: 'stopping' });
@@ -166,7 +176,8 @@ export function createSendWorker(deps: SendWorkerDeps) {
       }
       if (!(error instanceof GmailError)) throw error;
       if (!track.lease) {
-        // Refused before the gate (the pacer's pause is too long, the token is dead): nothing was claimed.
+        // Refused before the gate (the pacer's pause is too long, the token is dead): nothing was
+        // claimed; its reservation is given back with its batch's (runCampaign).
         if (error.kind === 'auth_revoked') await pauseFor(campaign, 'mailbox_needs_reconnect');
         return 'stop';
       }
@@ -215,7 +226,7 @@ export function createSendWorker(deps: SendWorkerDeps) {
    * per message (issue #14). A rate limit or revoked grant stops the batch: no new round
    * starts, nor once the campaign's sending window has closed. A send's own error (the database,
    * a bug) is logged and stops the batch too, once the rest of its round has finished. Unstarted
-   * rows keep their `queued` state; their reservation is given back.
+   * rows keep their `queued` state; their reservation is given back (runCampaign).
    */
   async function sendBatch(batch: BatchContext, candidates: SendCandidate[]): Promise<number> {
     let next = 0;
@@ -253,9 +264,6 @@ export function createSendWorker(deps: SendWorkerDeps) {
         logger.error({ sendId: round[i]!.id, errorName: errorNameOf(error) }, 'a send failed outside Gmail; its lease decides what happens to it');
       });
     }
-    const unstarted = candidates.slice(next).map((c) => c.id);
-    for (const id of unstarted) reserved.delete(id);
-    await ledger.releaseReservations(workerId, unstarted);
     return sent;
   }
 
@@ -277,8 +285,15 @@ export function createSendWorker(deps: SendWorkerDeps) {
       const candidates = budget > 0 && !stopping ? await ledger.reserveDue(campaign, workerId, Math.min(batchSize, budget), now(), after(leaseMs)) : [];
       if (candidates.length > 0) {
         for (const c of candidates) reserved.add(c.id);
-        const batch = await preparation.batchContext(campaign, mailbox, candidates);
-        sent = await sendBatch(batch, candidates);
+        try {
+          const batch = await preparation.batchContext(campaign, mailbox, candidates);
+          sent = await sendBatch(batch, candidates);
+        } finally {
+          // What the batch left unclaimed (unstarted, not rendered, refused before the gate, closed at
+          // it) goes back in one statement: another worker may take it now, not after the lease. None
+          // when all were claimed (an empty release runs no statement); stop() may have given it back.
+          await ledger.releaseReservations(workerId, takeReserved(candidates.map((c) => c.id)));
+        }
       }
     }
     await repo.completeIfDone(campaign.id, now());
@@ -352,11 +367,13 @@ export function createSendWorker(deps: SendWorkerDeps) {
   }
 
   /**
-   * Graceful shutdown (called by jobs.ts on SIGTERM). At once: no new claim, reservations
-   * given back, sends claimed but not in a request (waiting out a 429 pause) requeued.
-   * Then waits for requests in flight to get their answer and be recorded, up to
-   * `deadlineMs` (jobs.ts passes its shutdown grace); whatever is still in flight after that is
-   * left to its lease (recovery searches the mailbox for it). Resolves; never throws.
+   * Graceful shutdown (called by jobs.ts on SIGTERM). At once: no new claim, every unclaimed
+   * reservation given back (unstarted, in the pacer, at the gate: a claim running meanwhile wins
+   * by its own conditions, its row `sending`, and the gate's stopping check hands it back), sends
+   * claimed but not in a request (waiting out a 429 pause) requeued. Then waits for requests in
+   * flight to get their answer and be recorded, up to `deadlineMs` (jobs.ts passes its shutdown
+   * grace); whatever is still in flight after that is left to its lease (recovery searches the
+   * mailbox for it). Resolves; never throws.
    */
   async function stop(deadlineMs: number): Promise<void> {
     stopping = true;
@@ -364,7 +381,7 @@ export function createSendWorker(deps: SendWorkerDeps) {
     for (const track of tracked.values()) {
       if (track.lease && track.state === 'refused') handBack.push(ledger.requeue(track.lease, now(), 'handed_back'));
     }
-    handBack.push(ledger.releaseReservations(workerId, [...reserved]));
+    handBack.push(ledger.releaseReservations(workerId, takeReserved(reserved)));
     await settlesWithin(Promise.allSettled([...handBack, ...running]), deadlineMs);
   }
 

@@ -1,0 +1,133 @@
+import { sql } from 'drizzle-orm';
+import { beforeAll, expect, it } from 'vitest';
+import { createCampaignsRepo } from '../../src/campaigns/campaigns.repo.js';
+import { createSendLedgerRepo } from '../../src/campaigns/send-ledger.repo.js';
+import type { SendWorkerDeps } from '../../src/campaigns/send-worker.js';
+import { rowsOf } from '../../src/db/pg-array.js';
+import { campaignFixtures, separateWorker } from '../helpers/campaign-fixtures.js';
+import { connectedMailbox } from '../helpers/gmail.js';
+import { useAppWithOwner } from '../helpers/test-app.js';
+
+/*
+ * A send the worker reserved (its row `queued`, the worker's lease_owner, 240 s) and that leaves
+ * the worker without a claim gives its reservation back at once (SEND-LEDGER.md, "Reservation"
+ * and "Shutdown"): refused before the gate, stopped at the gate, or still waiting in the pacer
+ * when stop() comes. Until then such a row stayed reserved for the whole lease, so after a
+ * deploy's SIGTERM no other worker could take it for four minutes.
+ *
+ * Every mailbox is paced here at 20 sends a minute: of a round of three, the first send goes at
+ * once and the others wait in the pacer 3 s and 6 s — the time the tests act in (the first send's
+ * accepted answer says the others are waiting: the pace holds them at least 3 s after it).
+ */
+const ctx = useAppWithOwner({ pacer: { sendsPerMinute: 20 } });
+const fx = campaignFixtures(() => ({ app: ctx.app, token: ctx.owner.token, workspaceId: ctx.owner.workspaceId }));
+const LEASE_MS = 240_000;
+
+beforeAll(async () => {
+  await ctx.app.api('PATCH', '/api/workspace', { token: ctx.owner.token, json: { postalAddress: 'Acme Inc., 1 Main St, Springfield' } });
+});
+
+/** A campaign of `n` from a mailbox of its own (the pace and a 429's pause are a mailbox's). */
+async function campaignOf(n: number, name: string) {
+  const email = `${name}-${Date.now().toString(36)}@acme.test`;
+  const mailbox = await connectedMailbox(ctx.app, ctx.owner.token, email, { sync: false });
+  const people = await fx.audience(n, { prefix: name });
+  const campaignId = await fx.launched(mailbox.id, `Release ${name}`, people.map((p) => p.id));
+  return { email, campaignId };
+}
+
+const worker = (workerId: string, overrides: Partial<SendWorkerDeps> = {}) =>
+  separateWorker(ctx.app, { workerId, leaseMs: LEASE_MS, concurrency: 3, batchSize: 3, ...overrides });
+
+/** A worker whose first accepted send resolves `firstAccepted`: the round's other sends wait in the pacer then. */
+function watchedWorker(workerId: string) {
+  let accepted!: () => void;
+  const firstAccepted = new Promise<void>((resolve) => (accepted = resolve));
+  return { firstAccepted, w: worker(workerId, { afterGmailAccepted: () => accepted() }) };
+}
+
+async function leases(campaignId: string) {
+  return rowsOf<{ id: string; status: string; lease_owner: string | null; lease_expires_at: unknown; attempts: number }>(
+    await ctx.app.database.db.execute(sql`
+      select id, status, lease_owner, lease_expires_at, attempts from campaign_sends where campaign_id = ${campaignId}::uuid order by email`),
+  );
+}
+
+/** Rows another worker can reserve now: the given-back ones (a reservation still held is not among them). */
+async function takenByAnother(campaignId: string) {
+  const campaign = (await createCampaignsRepo(ctx.app.database.db).findById(ctx.owner.workspaceId, campaignId))!;
+  const t = new Date();
+  return createSendLedgerRepo(ctx.app.database.db).reserveDue(campaign, 'another-worker', 10, t, new Date(t.getTime() + LEASE_MS));
+}
+
+const released = (r: { status: string; lease_owner: string | null; lease_expires_at: unknown }) =>
+  r.status === 'queued' && r.lease_owner === null && r.lease_expires_at === null;
+
+it('a send refused before the gate (its mailbox\'s grant revoked) gives its reservation back', { timeout: 30_000 }, async () => {
+  const { email, campaignId } = await campaignOf(2, 'dead-token');
+  ctx.app.sandbox.control.revokeAccess(email);
+  ctx.app.sandbox.control.expireAccessTokens(email);
+  expect(await worker('dead-token-worker').tick()).toBe(0);
+  expect(await fx.campaignStatus(campaignId)).toBe('paused');
+  const rows = await leases(campaignId);
+  // The first send, claimed, meets the expired access token (401) and then the dead grant: requeued
+  // (auth_revoked). The second, behind it in the pacer, fails to refresh the token before its
+  // gate: never claimed. Neither is left held.
+  expect(rows.map((r) => r.attempts).sort()).toEqual([0, 1]);
+  expect(rows.every(released), JSON.stringify(rows)).toBe(true);
+});
+
+it('a send refused before the gate (the mailbox paused by a 429 for longer than the worker waits) gives its reservation back', { timeout: 30_000 }, async () => {
+  const { email, campaignId } = await campaignOf(2, 'long-pause');
+  // The first send's 429 pauses the mailbox 60 s, longer than the pacer waits in-process (5 s
+  // here): it is requeued for then. The second, waiting for the pace, is refused by the pause.
+  ctx.app.sandbox.control.injectFault({ kind: 'rateLimit', endpoint: 'send', mailbox: email, retryAfterSeconds: 60, times: 1 });
+  expect(await worker('long-pause-worker', { concurrency: 2, batchSize: 2 }).tick()).toBe(0);
+  const rows = await leases(campaignId);
+  expect(rows.map((r) => r.attempts).sort()).toEqual([0, 1]);
+  // Both queued, neither held: the requeued one (claimed, then refused by Gmail) and the one never claimed.
+  expect(rows.every(released), JSON.stringify(rows)).toBe(true);
+  expect(ctx.app.sandbox.control.calls({ endpoint: 'send', mailbox: email })).toHaveLength(1);
+});
+
+it('sends stopped at the gate (the campaign paused while they waited in the pacer) give their reservations back', { timeout: 30_000 }, async () => {
+  const { campaignId } = await campaignOf(3, 'halted');
+  const { firstAccepted, w } = watchedWorker('halted-worker');
+  const ticking = w.tick();
+  await firstAccepted;
+  const paused = await ctx.app.api('POST', `/api/campaigns/${campaignId}/pause`, { token: ctx.owner.token, json: {} });
+  expect(paused.status, paused.text).toBe(200);
+  expect(await ticking).toBe(1);
+  const rows = await leases(campaignId);
+  expect(rows.filter((r) => r.status === 'sent')).toHaveLength(1);
+  const unsent = rows.filter((r) => r.status !== 'sent');
+  expect(unsent).toHaveLength(2);
+  expect(unsent.every(released), JSON.stringify(rows)).toBe(true);
+  expect(unsent.every((r) => r.attempts === 0)).toBe(true);
+});
+
+it('stop() gives back at once the reservations of sends waiting in the pacer, before the batch ends', { timeout: 30_000 }, async () => {
+  const { email, campaignId } = await campaignOf(3, 'stop-in-pacer');
+  const { firstAccepted, w } = watchedWorker('stop-in-pacer-worker');
+  let batchEnded = false;
+  const ticking = w.tick().finally(() => (batchEnded = true));
+  await firstAccepted;
+  const waiting = (await leases(campaignId)).filter((r) => r.status === 'queued');
+  expect(waiting).toHaveLength(2);
+  expect(waiting.every((r) => r.lease_owner === 'stop-in-pacer-worker')).toBe(true);
+  // The deadline of a deploy's shutdown grace, shorter than the pacer's waits: stop() returns
+  // while the batch still waits on the pacer (the next grant comes 3 s after the first send).
+  await w.stop(1_000);
+  expect(batchEnded).toBe(false);
+  const atStop = (await leases(campaignId)).filter((r) => waiting.some((x) => x.id === r.id));
+  expect(atStop.every(released), JSON.stringify(atStop)).toBe(true);
+
+  // The waiting sends, granted after the stop, are stopped at the gate: nothing is claimed or sent.
+  expect(await ticking).toBe(1);
+  const rows = await leases(campaignId);
+  expect(rows.filter((r) => r.status === 'sent')).toHaveLength(1);
+  expect(rows.filter((r) => r.status !== 'sent').every((r) => released(r) && r.attempts === 0), JSON.stringify(rows)).toBe(true);
+  expect(ctx.app.sandbox.control.calls({ endpoint: 'send', mailbox: email })).toHaveLength(1);
+  // Another worker takes them at once, not after the stopped worker's lease.
+  expect((await takenByAnother(campaignId)).map((c) => c.id).sort()).toEqual(waiting.map((r) => r.id).sort());
+});
