@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import type { Db } from '../db/connect.js';
-import { rowsOf } from '../db/pg-array.js';
+import { pgArray, rowsOf } from '../db/pg-array.js';
 import type { CampaignRow } from './campaigns.repo.js';
 import { ts } from './ledger-fence.js';
 
@@ -72,15 +72,18 @@ export function createLedgerReservationQueries(db: Db) {
       }));
     },
 
-    /** Gives back reservations of rows never claimed (shutdown): another worker may take them at once. */
+    /**
+     * Gives back reservations of rows never claimed (a batch's end, a shutdown): another worker
+     * may take them at once. The ids are one array parameter: a shutdown gives back every batch
+     * of the process at once (one per mailbox sending), and one parameter per id met the
+     * protocol's limit of 65,535 past some 1,300 mailboxes — the statement failed and every
+     * reservation stayed held for its lease.
+     */
     async releaseReservations(owner: string, ids: string[]): Promise<void> {
       if (ids.length === 0) return;
       await db.execute(sql`
         update campaign_sends set lease_owner = null, lease_expires_at = null
-        where status = 'queued' and lease_owner = ${owner} and id in (${sql.join(
-          ids.map((id) => sql`${id}::uuid`),
-          sql`, `,
-        )})`);
+        where status = 'queued' and lease_owner = ${owner} and id = any(${pgArray(ids)}::uuid[])`);
     },
   };
 }

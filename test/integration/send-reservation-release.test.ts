@@ -131,3 +131,18 @@ it('stop() gives back at once the reservations of sends waiting in the pacer, be
   // Another worker takes them at once, not after the stopped worker's lease.
   expect((await takenByAnother(campaignId)).map((c) => c.id).sort()).toEqual(waiting.map((r) => r.id).sort());
 });
+
+it('a shutdown gives back more reservations than a statement has parameters (one per sending mailbox\'s batch)', { timeout: 60_000 }, async () => {
+  const { campaignId } = await campaignOf(2, 'many-mailboxes');
+  const campaign = (await createCampaignsRepo(ctx.app.database.db).findById(ctx.owner.workspaceId, campaignId))!;
+  const ledger = createSendLedgerRepo(ctx.app.database.db);
+  const t = new Date();
+  const held = await ledger.reserveDue(campaign, 'many-worker', 2, t, new Date(t.getTime() + LEASE_MS));
+  expect(held).toHaveLength(2);
+  // What stop() hands over when some 1,400 mailboxes each have a batch of 50 reserved: 70,000
+  // ids, past the protocol's 65,535 parameters. The others' rows are elsewhere; ids suffice.
+  const others = Array.from({ length: 70_000 - held.length }, (_, i) => `00000000-0000-4000-8000-${i.toString(16).padStart(12, '0')}`);
+  await ledger.releaseReservations('many-worker', [...others, ...held.map((c) => c.id)]);
+  const rows = await leases(campaignId);
+  expect(rows.every(released), JSON.stringify(rows)).toBe(true);
+});
