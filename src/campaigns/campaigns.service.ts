@@ -261,7 +261,10 @@ export function createCampaignsService(deps: {
           { kind: campaign.kind, mailboxId: campaign.mailboxId },
         );
         if (!row) {
-          if ((await tx.findById(auth.workspaceId, campaign.id))?.status === 'draft') {
+          const current = await tx.findById(auth.workspaceId, campaign.id);
+          // Deleted while it was being launched (the deletion committed first): gone, as to every other call.
+          if (!current) throw new NotFoundError('Campaign');
+          if (current.status === 'draft') {
             throw new ConflictError('campaign_changed', 'The draft was edited while it was being launched; check it and launch again');
           }
           throw new ConflictError('campaign_not_draft', 'The campaign was launched already');
