@@ -86,9 +86,11 @@ export function createApp(deps: AppDeps, services: Services = createServices(dep
           query: undefined,
           headers: req.headers && redactHeaders(req.headers),
         }),
-        // A redirect's Location may carry what the request's URL did (sign-in's `next`, a token path).
-        res: (res: { headers?: Record<string, unknown> }) =>
-          typeof res.headers?.location === 'string' ? { ...res, headers: { ...res.headers, location: redactUrl(res.headers.location) } } : res,
+        // The status, and a redirect's Location (redacted: it may carry what the request's URL did,
+        // sign-in's `next`, a token path). Not the other response headers: the same on every
+        // answer (a page's CSP alone is a kilobyte), they buried each request's line.
+        res: (res: { statusCode?: number; headers?: Record<string, unknown> }) =>
+          typeof res.headers?.location === 'string' ? { statusCode: res.statusCode, headers: { location: redactUrl(res.headers.location) } } : { statusCode: res.statusCode },
         // pino-http installs its own error serializer unless given one: ours drops query parameters.
         err: serializeError,
       },

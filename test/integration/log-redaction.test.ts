@@ -119,6 +119,15 @@ describe('issue 9: the worst cases of the hostile run leave nothing secret in th
     await app.api('GET', '/api/contacts?other=next-leak-7@example.org');
     const logs = app.logs.join('');
     expect(logs).toContain('"location":"/signin?next=');
+    // A request's line carries its answer's status and Location, not the headers every answer has.
+    const answered = app.logs.filter((line) => line.includes('"res":'));
+    expect(answered.length).toBeGreaterThan(0);
+    for (const line of answered) {
+      const { res } = JSON.parse(line) as { res: { statusCode: number; headers?: Record<string, string> } };
+      expect(typeof res.statusCode).toBe('number');
+      expect(Object.keys(res.headers ?? {}).filter((name) => name !== 'location')).toEqual([]);
+    }
+    expect(logs).not.toContain('content-security-policy');
     for (const secret of ['next-leak-1', 'next-leak-2', 'next-leak-3', 'next-leak-4', 'next-leak-5', 'next-leak-6', 'next-leak-7', token]) expect([secret, logs.includes(secret)]).toEqual([secret, false]);
   });
 
