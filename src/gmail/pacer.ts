@@ -1,5 +1,5 @@
 import { GmailError } from './gmail-errors.js';
-import { createMemoryLimitStore, type LimitPolicy, type LimitStore } from './limit-store.js';
+import { createMemoryLimitStore, type LimitPolicy, type LimitStore, type TakeOutcome } from './limit-store.js';
 import type { Db } from '../db/connect.js';
 
 /**
@@ -75,6 +75,33 @@ interface Waiter {
   reject: (error: unknown) => void;
   /** Told when its turn waits out the mailbox's pause (see `run`'s `onPaused`). */
   onPaused?: () => void;
+  /** Its caller gives up when this aborts (see `run`'s `signal`). */
+  signal?: AbortSignal;
+  /** In a store call now: an abort no longer takes it out of its queue, the store's answer decides. */
+  asking?: boolean;
+}
+
+/** What a store answer that neither grants nor waits in-process tells the head of the queue. */
+function refusalOf(outcome: Exclude<TakeOutcome, { kind: 'granted' | 'wait' }>): GmailError {
+  switch (outcome.kind) {
+    case 'budget_exhausted':
+      return new GmailError('rate_limited', 'The mailbox has sent its daily budget', { reason: 'daily_budget', retryAfterSeconds: BUDGET_RETRY_SECONDS });
+    case 'unknown_mailbox':
+      return new GmailError('permanent', 'The mailbox is no longer connected', { reason: 'mailbox_gone' });
+    case 'paused':
+      return new GmailError('rate_limited', 'Gmail mailbox is paused by a rate limit', { reason: 'mailbox_paused', retryAfterSeconds: Math.ceil(outcome.waitMs / 1000) });
+  }
+}
+
+/** `wait`, cut short by the signal: rejected with its reason as soon as it aborts. */
+function unlessAborted(wait: Promise<void>, signal: AbortSignal | undefined): Promise<void> {
+  if (!signal) return wait;
+  return new Promise<void>((resolve, reject) => {
+    const leave = () => reject(signal.reason);
+    if (signal.aborted) return leave();
+    signal.addEventListener('abort', leave, { once: true });
+    void wait.finally(() => signal.removeEventListener('abort', leave)).then(resolve, reject);
+  });
 }
 
 const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -136,13 +163,27 @@ export class MailboxPacer {
    * claim it (its `sending` row) inside `call`, after the grant. `alreadyCounted`, asked before
    * each attempt, says the send's row exists (claimed in an earlier attempt): the retry then
    * takes quota and pace only, not a second unit.
+   *
+   * `signal`: the caller gives up (a send worker that stops). While the call waits for its turn —
+   * queued, or at the head between two store calls — or waits out a retry's backoff, an abort
+   * takes it out at once: `run` rejects with `signal.reason`, having taken nothing (no units, no
+   * pace slot, no unit of the budget); the next in line is served as before. Once the store is
+   * being asked for its grant, the answer decides: granted, the call runs (the caller's own
+   * check refuses it — the send gate sees the worker stopping — and the units it took are
+   * spent); not granted, it leaves then.
    */
-  async run<T>(mailboxId: string, units: number, call: () => Promise<T>, options: { send?: boolean; alreadyCounted?: () => boolean; onPaused?: () => void } = {}): Promise<T> {
+  async run<T>(
+    mailboxId: string,
+    units: number,
+    call: () => Promise<T>,
+    options: { send?: boolean; alreadyCounted?: () => boolean; onPaused?: () => void; signal?: AbortSignal } = {},
+  ): Promise<T> {
     if (!Number.isFinite(units) || units < 0 || units > this.policy.burstUnits) {
       throw new RangeError(`units must be between 0 and ${this.policy.burstUnits}`);
     }
+    const { signal } = options;
     for (let attempt = 1; ; attempt++) {
-      await this.takeTurn(mailboxId, units, options.send === true, options.alreadyCounted?.() === true, options.onPaused);
+      await this.takeTurn(mailboxId, units, options.send === true, options.alreadyCounted?.() === true, options.onPaused, signal);
       try {
         return await call();
       } catch (error) {
@@ -151,7 +192,7 @@ export class MailboxPacer {
         const delayMs = Math.max(retryAfterMs, this.jitteredBackoff(attempt));
         if (error.kind === 'rate_limited') await this.store.pause(mailboxId, delayMs, this.now?.());
         if (attempt >= this.maxAttempts || delayMs > this.maxDelayMs) throw error;
-        await this.sleep(delayMs);
+        await unlessAborted(this.sleep(delayMs), signal);
       }
     }
   }
@@ -187,18 +228,34 @@ export class MailboxPacer {
    * sends go one by one, evenly spaced. A refusal (daily budget, long pause, mailbox gone)
    * goes to the head only: the next in line asks again, as each caller always did. A group
    * is all new sends or all counted ones (retries), as the store takes the budget for a group.
+   * A caller whose signal aborts leaves its queue at once unless it is in a store call (`run`).
    */
-  private takeTurn(mailboxId: string, units: number, send: boolean, counted: boolean, onPaused?: () => void): Promise<void> {
+  private takeTurn(mailboxId: string, units: number, send: boolean, counted: boolean, onPaused?: () => void, signal?: AbortSignal): Promise<void> {
     const queue = `${mailboxId}:${send ? 'send' : 'other'}`;
     return new Promise<void>((resolve, reject) => {
-      const waiters = this.waiting.get(queue);
-      if (waiters) {
-        waiters.push({ units, counted, resolve, reject, onPaused });
-        return;
-      }
-      const fresh = [{ units, counted, resolve, reject, onPaused }];
-      this.waiting.set(queue, fresh);
-      void this.serve(queue, mailboxId, send, fresh);
+      if (signal?.aborted) return reject(signal.reason);
+      const existing = this.waiting.get(queue);
+      const waiters = existing ?? [];
+      const leave = () => {
+        // Being asked for: serve drops it after the answer unless granted.
+        if (waiter.asking) return;
+        const at = waiters.indexOf(waiter);
+        if (at >= 0) waiters.splice(at, 1)[0]!.reject(signal!.reason);
+      };
+      const settled = () => signal?.removeEventListener('abort', leave);
+      const waiter: Waiter = {
+        units,
+        counted,
+        onPaused,
+        signal,
+        resolve: () => (settled(), resolve()),
+        reject: (error) => (settled(), reject(error)),
+      };
+      signal?.addEventListener('abort', leave, { once: true });
+      waiters.push(waiter);
+      if (existing) return;
+      this.waiting.set(queue, waiters);
+      void this.serve(queue, mailboxId, send, waiters);
     });
   }
 
@@ -212,42 +269,31 @@ export class MailboxPacer {
         const joins = (w: Waiter) => w.units === head.units && w.counted === head.counted;
         while (count < waiters.length && joins(waiters[count]!) && (count + 1) * head.units <= this.policy.burstUnits) count += 1;
       }
-      try {
+      // From here until the answer, an abort does not take these out: a grant is taken for them.
+      const asking = waiters.slice(0, count);
+      for (const w of asking) w.asking = true;
+      const answer = await this.store
+        .take(mailboxId, head.units, send, this.policy, this.now?.(), count, head.counted)
+        .catch((error: unknown) => ({ kind: 'failed' as const, error }));
+      for (const w of asking) w.asking = false;
+      if (answer.kind === 'granted') {
+        // Those that gave up meanwhile run too (the grant decides, see `run`): the asking ones lead the queue.
+        for (const waiter of waiters.splice(0, Math.max(1, answer.count))) waiter.resolve();
+        continue;
+      }
+      // Not granted: whoever gave up while the store answered leaves now, before any wait.
+      for (const w of asking) if (w.signal?.aborted && waiters.includes(w)) waiters.splice(waiters.indexOf(w), 1)[0]!.reject(w.signal.reason);
+      if (answer.kind === 'wait') {
+        await this.sleep(Math.max(1, Math.ceil(answer.waitMs)));
+      } else if (answer.kind === 'paused' && answer.waitMs <= this.maxDelayMs) {
         // A pause holds every call queued behind it: each is told (a send's round stops waiting for it).
-        const granted = await this.takeUnits(mailboxId, head.units, send, count, head.counted, () => waiters.forEach((w) => w.onPaused?.()));
-        for (const waiter of waiters.splice(0, Math.max(1, granted))) waiter.resolve();
-      } catch (error) {
-        waiters.shift()!.reject(error);
+        waiters.forEach((w) => w.onPaused?.());
+        await this.sleep(answer.waitMs);
+      } else if (waiters[0] === head) {
+        // A refusal, or the store failed: the head's alone (unless it gave up meanwhile); the next in line asks again.
+        waiters.shift()!.reject(answer.kind === 'failed' ? answer.error : refusalOf(answer));
       }
     }
     this.waiting.delete(queue);
-  }
-
-  /** Resolves with how many of `count` calls were granted (at least one). */
-  private async takeUnits(mailboxId: string, units: number, send: boolean, count: number, counted: boolean, onPaused: () => void): Promise<number> {
-    for (;;) {
-      const outcome = await this.store.take(mailboxId, units, send, this.policy, this.now?.(), count, counted);
-      switch (outcome.kind) {
-        case 'granted':
-          return outcome.count;
-        case 'budget_exhausted':
-          throw new GmailError('rate_limited', 'The mailbox has sent its daily budget', { reason: 'daily_budget', retryAfterSeconds: BUDGET_RETRY_SECONDS });
-        case 'unknown_mailbox':
-          throw new GmailError('permanent', 'The mailbox is no longer connected', { reason: 'mailbox_gone' });
-        case 'paused':
-          if (outcome.waitMs > this.maxDelayMs) {
-            throw new GmailError('rate_limited', 'Gmail mailbox is paused by a rate limit', {
-              reason: 'mailbox_paused',
-              retryAfterSeconds: Math.ceil(outcome.waitMs / 1000),
-            });
-          }
-          onPaused();
-          await this.sleep(outcome.waitMs);
-          break;
-        case 'wait':
-          await this.sleep(Math.max(1, Math.ceil(outcome.waitMs)));
-          break;
-      }
-    }
   }
 }
