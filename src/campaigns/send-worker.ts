@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { hostname } from 'node:os';
 import { GMAIL_SCOPES, SEND_OUTCOME_UNKNOWN } from '../gmail/gmail-client.js';
 import { GmailError } from '../gmail/gmail-errors.js';
@@ -88,6 +89,10 @@ export function createSendWorker(deps: SendWorkerDeps) {
   const after = (ms: number) => new Date(now().getTime() + ms);
 
   let stopping = false;
+  // Aborted by stop() with the gate's own "stopping": a send waiting in the pacer leaves at once, as
+  // if stopped at the gate, taking no quota, pace or budget. Every waiting send listens: no limit.
+  const stopped = new AbortController();
+  setMaxListeners(0, stopped.signal);
   const tracked = new Map<string, Tracked>();
   /**
    * Reserved sends neither claimed (nor skipped) at the gate nor given back yet: unstarted, in the
@@ -162,13 +167,15 @@ export function createSendWorker(deps: SendWorkerDeps) {
       // Held behind the mailbox's pause (another send of the round met a 429): the round's answered
       // sends are recorded without waiting for this one (it goes out after the pause, recorded alone).
       const onPaused = () => round.leave();
-      const sent = await mailboxes.withGmail(mailbox, (gmail) => gmail.sendRaw(raw, previous?.gmailThreadId ?? undefined, { beforeAttempt, onRefused, onPaused }));
+      const options = { beforeAttempt, onRefused, onPaused, signal: stopped.signal };
+      const sent = await mailboxes.withGmail(mailbox, (gmail) => gmail.sendRaw(raw, previous?.gmailThreadId ?? undefined, options));
       await deps.afterGmailAccepted?.(candidate.id);
       await recorder.recordSent(campaign, candidate, track.lease!, sent, mail.subject, mailbox, round.submit);
       return 'sent';
     } catch (error) {
       // Failed or stopped: the round's other records do not wait for this send's own writes below.
       round.leave();
+      // Stopped at the gate, or while waiting in the pacer (`stopped`'s reason): the same outcome.
       if (error instanceof GateClosed) {
         const { kind } = error.verdict;
         if ((kind === 'stopping' || kind === 'halted') && track.lease) await ledger.requeue(track.lease, now(), 'handed_back');
@@ -370,7 +377,8 @@ export function createSendWorker(deps: SendWorkerDeps) {
    * Graceful shutdown (called by jobs.ts on SIGTERM). At once: no new claim, every unclaimed
    * reservation given back (unstarted, in the pacer, at the gate: a claim running meanwhile wins
    * by its own conditions, its row `sending`, and the gate's stopping check hands it back), sends
-   * claimed but not in a request (waiting out a 429 pause) requeued. Then waits for requests in
+   * claimed but not in a request (waiting out a 429 pause) requeued, sends waiting in the pacer
+   * out of it (`stopped`: no grant taken, their pass ends without them). Then waits for requests in
    * flight to get their answer and be recorded, up to `deadlineMs` (jobs.ts passes its shutdown
    * grace); whatever is still in flight after that is left to its lease (recovery searches the
    * mailbox for it). Resolves; never throws.
@@ -382,6 +390,7 @@ export function createSendWorker(deps: SendWorkerDeps) {
       if (track.lease && track.state === 'refused') handBack.push(ledger.requeue(track.lease, now(), 'handed_back'));
     }
     handBack.push(ledger.releaseReservations(workerId, takeReserved(reserved)));
+    stopped.abort(new GateClosed({ kind: 'stopping' }));
     await settlesWithin(Promise.allSettled([...handBack, ...running]), deadlineMs);
   }
 

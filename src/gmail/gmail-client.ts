@@ -42,6 +42,11 @@ export interface SendOptions {
   onRefused?: () => void;
   /** The send waits out the mailbox's pause (another send's rate limit) before its attempt: nothing went out yet. */
   onPaused?: () => void;
+  /**
+   * The sender gives up (its worker stops): a send still waiting in the pacer leaves at once,
+   * rejected with `signal.reason` and having taken no quota, pace or budget (`MailboxPacer.run`).
+   */
+  signal?: AbortSignal;
 }
 
 export const GOOGLE_DEFAULT_ENDPOINTS: GoogleEndpoints = {
@@ -264,7 +269,7 @@ export function createGmailClient(settings: GoogleClientSettings, pacer: Mailbox
               options.onRefused?.();
               throw gmailError;
             }
-          }, { send: true, alreadyCounted: () => claimed, onPaused: options.onPaused });
+          }, { send: true, alreadyCounted: () => claimed, onPaused: options.onPaused, signal: options.signal });
           return { id: data.id ?? '', threadId: data.threadId ?? '' };
         },
 

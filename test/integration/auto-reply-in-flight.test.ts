@@ -146,7 +146,10 @@ it('a follow-up handed back on shutdown while an out-of-office holds it is queue
   // SIGTERM during the pause: the claimed follow-up is requeued, due now (the requeue knows nothing of the out-of-office).
   await worker.stop(4_000);
   expect((await followUp(campaignId)).status).toBe('queued');
-  await pass; // the mailbox's pause is over
+  // The pass ends at once (the follow-up leaves its retry's wait in the pacer); the next worker
+  // must find the mailbox's 429 pause over, so wait for the pacer's next turn (after the pause).
+  await pass;
+  await ctx.app.services.pacer.run(mailbox.id, 0, async () => undefined);
   // Another worker reserves it (due now) and its claim finds it held: it does not go out, and is
   // queued for its time — not reserved again and again until then, nor shown due now.
   await separateWorker(ctx.app, { concurrency: 1 }).tick();

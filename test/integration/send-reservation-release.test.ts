@@ -13,7 +13,9 @@ import { useAppWithOwner } from '../helpers/test-app.js';
  * the worker without a claim gives its reservation back at once (SEND-LEDGER.md, "Reservation"
  * and "Shutdown"): refused before the gate, stopped at the gate, or still waiting in the pacer
  * when stop() comes. Until then such a row stayed reserved for the whole lease, so after a
- * deploy's SIGTERM no other worker could take it for four minutes.
+ * deploy's SIGTERM no other worker could take it for four minutes. A send waiting in the pacer
+ * also leaves it at once on stop(), taking no grant (quota, pace, daily budget): it used to wait
+ * for its grant, spend it, and only then be refused at the gate, past the shutdown grace.
  *
  * Every mailbox is paced here at 20 sends a minute: of a round of three, the first send goes at
  * once and the others wait in the pacer 3 s and 6 s — the time the tests act in (the first send's
@@ -33,7 +35,7 @@ async function campaignOf(n: number, name: string) {
   const mailbox = await connectedMailbox(ctx.app, ctx.owner.token, email, { sync: false });
   const people = await fx.audience(n, { prefix: name });
   const campaignId = await fx.launched(mailbox.id, `Release ${name}`, people.map((p) => p.id));
-  return { email, campaignId };
+  return { email, mailboxId: mailbox.id, campaignId };
 }
 
 const worker = (workerId: string, overrides: Partial<SendWorkerDeps> = {}) =>
@@ -106,27 +108,49 @@ it('sends stopped at the gate (the campaign paused while they waited in the pace
   expect(unsent.every((r) => r.attempts === 0)).toBe(true);
 });
 
-it('stop() gives back at once the reservations of sends waiting in the pacer, before the batch ends', { timeout: 30_000 }, async () => {
-  const { email, campaignId } = await campaignOf(3, 'stop-in-pacer');
+/** What the mailbox's grants have taken: its quota and pace (mailbox_limits) and its daily budget (the address's and the workspace's). */
+async function limitsOf(mailboxId: string) {
+  const [row] = rowsOf<Record<string, unknown>>(
+    await ctx.app.database.db.execute(sql`
+      select l.quota_units, l.quota_at, l.send_tokens, l.send_at, a.budget_used as account_used, w.budget_used as workspace_used
+      from mailboxes m join mailbox_limits l on l.mailbox_id = m.id
+      join mailbox_budget_accounts a on a.address = lower(m.email)
+      join mailbox_budget_workspaces w on w.address = lower(m.email) and w.workspace_id = m.workspace_id
+      where m.id = ${mailboxId}::uuid`),
+  );
+  return row;
+}
+
+it('stop() takes the sends waiting in the pacer out of it at once: the pass ends, they take no grant, their reservations go back', { timeout: 30_000 }, async () => {
+  const { email, mailboxId, campaignId } = await campaignOf(3, 'stop-in-pacer');
   const { firstAccepted, w } = watchedWorker('stop-in-pacer-worker');
-  let batchEnded = false;
-  const ticking = w.tick().finally(() => (batchEnded = true));
+  let passEnded = false;
+  const ticking = w.tick().finally(() => (passEnded = true));
   await firstAccepted;
   const waiting = (await leases(campaignId)).filter((r) => r.status === 'queued');
   expect(waiting).toHaveLength(2);
   expect(waiting.every((r) => r.lease_owner === 'stop-in-pacer-worker')).toBe(true);
-  // The deadline of a deploy's shutdown grace, shorter than the pacer's waits: stop() returns
-  // while the batch still waits on the pacer (the next grant comes 3 s after the first send).
-  await w.stop(1_000);
-  expect(batchEnded).toBe(false);
-  const atStop = (await leases(campaignId)).filter((r) => waiting.some((x) => x.id === r.id));
-  expect(atStop.every(released), JSON.stringify(atStop)).toBe(true);
+  // The first send's grant is taken; the other two wait for the pace (3 s and 6 s after it), taking nothing.
+  const atStop = await limitsOf(mailboxId);
+  expect(atStop).toMatchObject({ account_used: 1, workspace_used: 1 });
 
-  // The waiting sends, granted after the stop, are stopped at the gate: nothing is claimed or sent.
+  // A deploy's shutdown grace longer than the pace's next grant: stop() returns once the pass has
+  // ended, and it ends at once (the waiting sends leave the pacer), not after the pacer's waits.
+  const stoppedAt = Date.now();
+  await w.stop(5_000);
+  expect(Date.now() - stoppedAt).toBeLessThan(1_000);
+  expect(passEnded).toBe(true);
   expect(await ticking).toBe(1);
+  expect(await limitsOf(mailboxId)).toEqual(atStop);
   const rows = await leases(campaignId);
   expect(rows.filter((r) => r.status === 'sent')).toHaveLength(1);
   expect(rows.filter((r) => r.status !== 'sent').every((r) => released(r) && r.attempts === 0), JSON.stringify(rows)).toBe(true);
+
+  // Nothing of the stopped worker is left in the pacer to take a grant later: a send asking after
+  // the stop (a retry's, holding its budget unit already) is served next, at the pace's next slot,
+  // and the budget is still the first send's alone.
+  const later = await ctx.app.services.pacer.run(mailboxId, 100, () => limitsOf(mailboxId), { send: true, alreadyCounted: () => true });
+  expect(later).toMatchObject({ account_used: 1, workspace_used: 1 });
   expect(ctx.app.sandbox.control.calls({ endpoint: 'send', mailbox: email })).toHaveLength(1);
   // Another worker takes them at once, not after the stopped worker's lease.
   expect((await takenByAnother(campaignId)).map((c) => c.id).sort()).toEqual(waiting.map((r) => r.id).sort());
