@@ -1,7 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import { hostname } from 'node:os';
-import { GMAIL_SCOPES, SEND_OUTCOME_UNKNOWN } from '../gmail/gmail-client.js';
 import { GmailError } from '../gmail/gmail-errors.js';
 import type { MailboxesRepo, MailboxRow } from '../gmail/mailboxes.repo.js';
 import type { MailboxService } from '../gmail/mailboxes.service.js';
@@ -14,11 +13,11 @@ import { groupCommit, roundCommit, type RoundMember } from './group-commit.js';
 import type { ClaimInput, GateResult, SendCandidate, SendLease, SendLedgerRepo, SentInput } from './send-ledger.repo.js';
 import { createSendPreparation, type BatchContext, type Prepared } from './send-preparation.js';
 import { createSendRecovery, recoveryOwnerOf, type SendRecorder } from './send-recovery.js';
+import { createFailureRecorder, type Outcome } from './send-failure.js';
 import { isInsideWindow } from './sending-window.js';
 import { mailboxHold, resumeHold, type MailboxHold } from './mailbox-hold.js';
 import { DAY_MS, settlesWithin } from '../time.js';
 
-const MAX_ATTEMPTS = 5;
 /** How long a round's sent records wait for its slowest answer before going without it. */
 const ROUND_RECORD_WAIT_MS = 1_000;
 
@@ -70,7 +69,6 @@ interface Tracked {
   state: 'waiting' | 'gating' | 'in_flight' | 'refused';
 }
 
-type Outcome = 'sent' | 'next' | 'stop';
 
 /**
  * Drains the send ledger (see README.md, "Lifecycle of a send"). Per campaign that may send
@@ -134,6 +132,7 @@ export function createSendWorker(deps: SendWorkerDeps) {
     },
   };
   const recovery = createSendRecovery({ ...deps, workerId: recoveryOwnerOf(workerId), leaseMs, recorder, now });
+  const recordFailure = createFailureRecorder({ ledger, logger, now, scheduleLook: recovery.scheduleLook, pauseFor });
   const preparation = createSendPreparation(repo, deps.urls);
 
   /** `round`: this send's place in its round's sent-record barrier (left as soon as it will not record soon). */
@@ -192,37 +191,6 @@ export function createSendWorker(deps: SendWorkerDeps) {
     } finally {
       tracked.delete(candidate.id);
     }
-  }
-
-  async function recordFailure(campaign: CampaignRow, mailbox: MailboxRow, send: SendCandidate, lease: SendLease, error: GmailError): Promise<Outcome> {
-    if (error.reason === SEND_OUTCOME_UNKNOWN) {
-      // It may have gone out: never retried blindly. A mailbox that can be read is searched
-      // later (Gmail's index lags); one that cannot is at most once: outcome_unknown.
-      if (mailbox.scopes.includes(GMAIL_SCOPES.readonly)) {
-        await recovery.scheduleLook(lease, 0);
-        logger.warn({ sendId: send.id }, 'send outcome unknown; the mailbox will be searched for it');
-      } else {
-        await ledger.markFailed(lease, SEND_OUTCOME_UNKNOWN);
-        logger.warn({ sendId: send.id }, 'send outcome unknown on a send-only mailbox; recorded outcome_unknown');
-      }
-      return 'stop';
-    }
-    if (error.kind === 'auth_revoked') {
-      await ledger.requeue(lease, now(), 'auth_revoked');
-      await pauseFor(campaign, 'mailbox_needs_reconnect');
-      return 'stop';
-    }
-    if (error.kind === 'rate_limited' || error.kind === 'temporary') {
-      if (lease.attempt >= MAX_ATTEMPTS) {
-        await ledger.markFailed(lease, error.kind);
-        return 'next';
-      }
-      const waitMs = error.retryAfterSeconds ? error.retryAfterSeconds * 1000 : 30_000 * 2 ** (lease.attempt - 1);
-      await ledger.requeue(lease, after(waitMs), error.kind);
-      return 'stop';
-    }
-    await ledger.markFailed(lease, error.reason ?? error.kind);
-    return 'next';
   }
 
   /**
