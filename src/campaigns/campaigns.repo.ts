@@ -134,14 +134,14 @@ function campaignQueries(db: Db) {
     audit: (entry: AuditEntry) => recordAudit(db, entry),
 
     /**
-     * Changes a campaign only while it is a draft: an edit that lost a race with its launch (the
-     * launch committed between the caller's read and this write) changes nothing (undefined).
+     * Changes a campaign only while it is a live draft: an edit that lost a race with its launch
+     * or its deletion (committed between the caller's read and this write) changes nothing (undefined).
      */
     async updateDraft(id: string, values: Partial<NewCampaign>): Promise<CampaignRow | undefined> {
       const [row] = await db
         .update(campaigns)
         .set({ ...values, updatedAt: new Date() })
-        .where(and(eq(campaigns.id, id), eq(campaigns.status, 'draft')))
+        .where(and(eq(campaigns.id, id), eq(campaigns.status, 'draft'), isNull(campaigns.deletedAt)))
         .returning();
       return row;
     },

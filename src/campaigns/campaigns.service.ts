@@ -18,6 +18,9 @@ import { checkTemplate, type MergeContact } from './templates.js';
 import { deletionRequested, purgeDate, requesterOf } from '../privacy/deletion.js';
 
 const notEditable = (message = 'Only a draft can be edited') => new ConflictError('campaign_not_editable', message);
+/** Why a draft's write changed nothing: deleted meanwhile (gone, 404, as to every other call), else launched (409). */
+const lostDraftWrite = async (repo: Pick<CampaignsRepo, 'findById'>, workspaceId: string, id: string, message?: string) =>
+  (await repo.findById(workspaceId, id)) ? notEditable(message) : new NotFoundError('Campaign');
 
 /** Whether the caller may send from a mailbox connected by `ownerUserId`: their own, or any as an admin or owner (the service's rule; the web app hides what it refuses). */
 export const maySendFrom = (auth: Pick<AuthContext, 'userId' | 'role'>, ownerUserId: string) => ownerUserId === auth.userId || auth.role !== 'member';
@@ -185,7 +188,7 @@ export function createCampaignsService(deps: {
       await validate(auth, input);
       const updated = await repo.transaction(async (tx) => {
         const row = await tx.updateDraft(campaign.id, campaignFields(input));
-        if (!row) throw notEditable();
+        if (!row) throw await lostDraftWrite(tx, auth.workspaceId, campaign.id);
         await tx.replaceLinks(campaign, campaignLinksOf(input, deps.publicBaseUrl));
         return row;
       });
@@ -205,7 +208,7 @@ export function createCampaignsService(deps: {
       // A file none of whose rows names a contact (every row refused) leaves the draft as it was:
       // an empty audience is one the API itself refuses.
       if (contactIds.length === 0) throw new UnprocessableError('no_recipients', 'No row of the file names a contact to send to; the draft keeps its audience', { import: report });
-      if (!(await repo.updateDraft(campaign.id, { audience: { contactIds } }))) throw notEditable('Only a draft can take recipients');
+      if (!(await repo.updateDraft(campaign.id, { audience: { contactIds } }))) throw await lostDraftWrite(repo, auth.workspaceId, campaign.id, 'Only a draft can take recipients');
       return { import: report, recipients: contactIds.length };
     },
 

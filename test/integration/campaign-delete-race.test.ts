@@ -51,35 +51,42 @@ describe('deleting a draft while it is launched', () => {
   });
 
   // Lock waits need a server (PGlite runs one transaction at a time).
-  it.skipIf(!process.env.TEST_DATABASE_URL)('a launch that waited behind the deletion answers 404, as every call on a deleted campaign does — not 409 "launched already"', async () => {
-    const contacts = await fixtures.audience(1, { prefix: 'dellaunch' });
-    const draft = await ctx.app.api('POST', '/api/campaigns', {
-      token: ctx.owner.token,
-      json: { name: 'Deleted while launched', kind: 'marketing', mailboxId, subject: 'Hi', text: 'Hello', contactIds: contacts.map((c) => c.id) },
+  const draftJson = (name: string, contactIds: string[]) => ({ name, kind: 'marketing', mailboxId, subject: 'Hi', text: 'Hello', contactIds });
+  const writesBehindTheDeletion = [
+    { what: 'a launch', request: (id: string) => ctx.app.api('POST', `/api/campaigns/${id}/launch`, { token: ctx.owner.token, json: {} }) },
+    { what: 'an edit', request: (id: string, contactIds: string[]) => ctx.app.api('PATCH', `/api/campaigns/${id}`, { token: ctx.owner.token, json: { ...draftJson('Edited', contactIds), subject: 'Edited' } }) },
+  ];
+  for (const { what, request } of writesBehindTheDeletion) {
+    it.skipIf(!process.env.TEST_DATABASE_URL)(`${what} that waited behind the draft's deletion answers 404, as every call on a deleted campaign does, and changes nothing`, async () => {
+      const contacts = await fixtures.audience(1, { prefix: 'delwrite' });
+      const contactIds = contacts.map((c) => c.id);
+      const draft = await ctx.app.api('POST', '/api/campaigns', { token: ctx.owner.token, json: draftJson(`Deleted during ${what}`, contactIds) });
+      expect(draft.status, draft.text).toBe(201);
+      const url = (ctx.app.database as unknown as { url: string }).url;
+      const [holder, watcher] = [new pg.Client({ connectionString: url }), new pg.Client({ connectionString: url })];
+      await Promise.all([holder.connect(), watcher.connect()]);
+      try {
+        // The campaign's row held, so that the deletion queues for it first and the write (its
+        // checks read already) behind it: the deletion commits, then the write finds it gone.
+        await holder.query('begin');
+        await holder.query('select 1 from campaigns where id = $1 for update', [draft.body.id]);
+        const deleting = ctx.app.api('DELETE', `/api/campaigns/${draft.body.id}`, { token: ctx.owner.token });
+        await waitForLockWaiters(watcher, 1);
+        const writing = request(draft.body.id, contactIds);
+        await waitForLockWaiters(watcher, 2);
+        await holder.query('commit');
+        const [deleted, written] = await Promise.all([deleting, writing]);
+        expect(deleted.status, deleted.text).toBe(204);
+        expect([written.status, written.body?.error?.code], written.text).toEqual([404, 'not_found']);
+        const [row] = rowsOf<{ status: string; subject: string }>(
+          await ctx.app.database.db.execute(sql`select status::text as status, subject from campaigns where id = ${draft.body.id}::uuid`),
+        );
+        expect(row).toEqual({ status: 'draft', subject: 'Hi' });
+      } finally {
+        await Promise.all([holder.end(), watcher.end()]);
+      }
     });
-    expect(draft.status, draft.text).toBe(201);
-    const url = (ctx.app.database as unknown as { url: string }).url;
-    const [holder, watcher] = [new pg.Client({ connectionString: url }), new pg.Client({ connectionString: url })];
-    await Promise.all([holder.connect(), watcher.connect()]);
-    try {
-      // The campaign's row held, so that the deletion queues for it first and the launch (its
-      // checks read already) behind it: the deletion commits, then the launch's move finds it gone.
-      await holder.query('begin');
-      await holder.query('select 1 from campaigns where id = $1 for update', [draft.body.id]);
-      const deleting = ctx.app.api('DELETE', `/api/campaigns/${draft.body.id}`, { token: ctx.owner.token });
-      await waitForLockWaiters(watcher, 1);
-      const launching = ctx.app.api('POST', `/api/campaigns/${draft.body.id}/launch`, { token: ctx.owner.token, json: {} });
-      await waitForLockWaiters(watcher, 2);
-      await holder.query('commit');
-      const [deleted, launched] = await Promise.all([deleting, launching]);
-      expect(deleted.status, deleted.text).toBe(204);
-      expect([launched.status, launched.body?.error?.code], launched.text).toEqual([404, 'not_found']);
-      const [row] = rowsOf<{ status: string }>(await ctx.app.database.db.execute(sql`select status::text as status from campaigns where id = ${draft.body.id}::uuid`));
-      expect(row!.status).toBe('draft');
-    } finally {
-      await Promise.all([holder.end(), watcher.end()]);
-    }
-  });
+  }
 });
 
 /*
