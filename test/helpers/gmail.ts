@@ -1,3 +1,4 @@
+import { sql } from 'drizzle-orm';
 import { expect } from 'vitest';
 import type { TestApp } from './test-app.js';
 
@@ -51,4 +52,14 @@ export async function recipientAnswers(app: TestApp, sender: string, recipient: 
     ...(automatic ? { headers: { 'Auto-Submitted': 'auto-replied', 'X-Autoreply': 'yes' } } : {}),
     text: automatic ? 'I am out of the office until next week.' : 'Thanks, not interested.',
   });
+}
+
+/**
+ * Ends the mailbox's rate-limit pause (a 429 the test caused, limit-store.ts `pause`) and nothing
+ * else. `pacer.forget`, a reconnect's reset, also asks for the daily budget to be counted again,
+ * and that recount holds the next send until the last grant is budgetClaimGraceMs old.
+ */
+export async function liftPause(app: TestApp, mailboxId: string): Promise<void> {
+  await app.database.db.execute(sql`update mailbox_limits set paused_until = null, quota_at = least(quota_at, clock_timestamp())
+    where mailbox_id = ${mailboxId}::uuid`);
 }

@@ -81,7 +81,19 @@ export async function startTestApp(
   // Gmail is always the sandbox over real HTTP, auto-approving consent like a person who clicks Allow.
   const google = await resolveGoogle(config, { autoApprove: options.autoApprove ?? true, sandboxPort: 0 });
   // The service's pacer (limits shared through the database), with short backoffs and neither a sends-per-minute pace nor Gmail's quota unless a test sets one (pacer.test.ts and processes.test.ts test those).
-  const pacer = new MailboxPacer({ store: createSqlLimitStore(database.db), baseDelayMs: 5, maxDelayMs: 5_000, sendsPerMinute: 1e6, unitsPerMinute: 1e9, ...options.pacer });
+  // A short claim grace: a reconnect, a disconnect or a budget change has the daily budget counted again, and that recount holds the
+  // next send until the last grant is the grace old (10 s in service). A grant here is claimed within milliseconds; one claimed
+  // later than 250 ms while a recount runs would be counted one short, so the tests that fill a budget with concurrent sends set
+  // their own grace (daily-budget*.test.ts).
+  const pacer = new MailboxPacer({
+    store: createSqlLimitStore(database.db),
+    baseDelayMs: 5,
+    maxDelayMs: 5_000,
+    sendsPerMinute: 1e6,
+    unitsPerMinute: 1e9,
+    budgetClaimGraceMs: 250,
+    ...options.pacer,
+  });
   const deps = { config, database, logger: createLogger(config.logLevel, sink), google, pacer, now: options.now };
   const services = createServices(deps);
   const app = createApp(deps, services);

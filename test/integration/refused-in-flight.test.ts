@@ -1,7 +1,7 @@
 import { sql } from 'drizzle-orm';
 import { beforeAll, expect, it } from 'vitest';
 import { separateWorker } from '../helpers/campaign-fixtures.js';
-import { connectedMailbox } from '../helpers/gmail.js';
+import { connectedMailbox, liftPause } from '../helpers/gmail.js';
 import { sequenceEndChecks } from '../helpers/sequence-end.js';
 import { useAppWithOwner } from '../helpers/test-app.js';
 
@@ -68,7 +68,7 @@ async function duringClaimThen429(campaignId: string, step: number, meanwhile: (
     await pass;
   } finally {
     ctx.app.sandbox.control.clearFaults();
-    await ctx.app.services.pacer.forget(mailbox.id); // the 429's pause of the mailbox
+    await liftPause(ctx.app, mailbox.id); // the 429's pause of the mailbox
   }
 }
 

@@ -3,7 +3,7 @@ import pg from 'pg';
 import { beforeAll, expect, it } from 'vitest';
 import { readSendCounts, recountSendsFromLedger } from '../../src/campaigns/send-counts.repo.js';
 import { campaignFixtures, separateWorker } from '../helpers/campaign-fixtures.js';
-import { connectedMailbox, recipientAnswers } from '../helpers/gmail.js';
+import { connectedMailbox, liftPause, recipientAnswers } from '../helpers/gmail.js';
 import { useAppWithOwner } from '../helpers/test-app.js';
 
 /*
@@ -91,7 +91,7 @@ it('a reply recorded while the follow-up’s request is under way, then Gmail an
     await expectSequenceEnded(campaignId, person, subject);
   } finally {
     ctx.app.sandbox.control.clearFaults();
-    await ctx.app.services.pacer.forget(mailbox.id); // the 429's pause of the mailbox
+    await liftPause(ctx.app, mailbox.id); // the 429's pause of the mailbox
   }
 }, 30_000);
 
@@ -144,7 +144,7 @@ it.runIf(process.env.TEST_DATABASE_URL)('a reply committed while the follow-up i
     try {
       const self = `pid <> pg_backend_pid() and datname = current_database() and wait_event_type = 'Lock'`;
       await until(asks(`select exists (select 1 from pg_stat_activity where ${self} and wait_event = 'transactionid') as yes`, []), 'the requeue waits for the row');
-      await ctx.app.services.pacer.forget(mailbox.id); // the 429's pause, so that sync can read the mailbox
+      await liftPause(ctx.app, mailbox.id); // the 429's pause, so that sync can read the mailbox
       await recipientAnswers(ctx.app, SENDER, person.email, subject);
       synced = ctx.app.services.sync.syncMailbox(mailbox.id);
       // Committed — or, under the fix, waiting for the requeue's address lock.
@@ -161,6 +161,6 @@ it.runIf(process.env.TEST_DATABASE_URL)('a reply committed while the follow-up i
   } finally {
     await other.end();
     ctx.app.sandbox.control.clearFaults();
-    await ctx.app.services.pacer.forget(mailbox.id);
+    await liftPause(ctx.app, mailbox.id);
   }
 }, 30_000);

@@ -26,8 +26,9 @@ import { useAppWithOwner } from '../helpers/test-app.js';
  * Steady by design: a fixed seed and round count, and the 429's pause ends by itself — Retry-After
  * 1 s is longer than the pacer's longest in-process wait here (maxDelayMs, the harness's pacer
  * option), so the send is requeued due in 1 s and the mailbox waits 1 s. Lifting the pause with
- * `pacer.forget` instead counts the daily budget again, which waits until the last grant is
- * budgetClaimGraceMs (10 s) old: the ~10 s stalls that kept an earlier version out of CI.
+ * `pacer.forget` instead counted the daily budget again, which waited until the last grant was
+ * budgetClaimGraceMs old (then 10 s in the test app too): the ~10 s stalls that kept an earlier
+ * version out of CI.
  */
 const SEED = 0x5e9e4d;
 const ROUNDS = 24;
