@@ -69,7 +69,6 @@ interface Tracked {
   state: 'waiting' | 'gating' | 'in_flight' | 'refused';
 }
 
-
 /**
  * Drains the send ledger (see README.md, "Lifecycle of a send"). Per campaign that may send
  * now, a batch of due rows is reserved (still `queued`), rendered, and handed to the

@@ -146,6 +146,13 @@ const countAgain = async (db: Db, mailboxId: string) => {
  * daily budget the `mailbox_budget_accounts` row of the mailbox's address, shared by every record
  * of that Gmail account (reconnected, or connected in other workspaces).
  */
+/** Ends the mailbox's rate-limit pause and nothing else (`forget` also has the daily budget counted again). */
+export async function liftPause(db: Db, mailboxId: string, now?: number): Promise<void> {
+  await db.execute(sql`update mailbox_limits set paused_until = null,
+      quota_at = least(quota_at, coalesce(${at(now)}::timestamptz, clock_timestamp()))
+    where mailbox_id = ${mailboxId}::uuid`);
+}
+
 export function createSqlLimitStore(db: Db): LimitStore {
   return {
     async take(mailboxId, units, send, policy, now, count = 1, counted = false) {
@@ -199,9 +206,7 @@ export function createSqlLimitStore(db: Db): LimitStore {
     },
 
     async forget(mailboxId, now) {
-      await db.execute(sql`update mailbox_limits set paused_until = null,
-          quota_at = least(quota_at, coalesce(${at(now)}::timestamptz, clock_timestamp()))
-        where mailbox_id = ${mailboxId}::uuid`);
+      await liftPause(db, mailboxId, now);
       await countAgain(db, mailboxId);
     },
   };

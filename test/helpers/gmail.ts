@@ -1,5 +1,5 @@
-import { sql } from 'drizzle-orm';
 import { expect } from 'vitest';
+import { liftPause as liftMailboxPause } from '../../src/gmail/limit-store.js';
 import type { TestApp } from './test-app.js';
 
 /** The `name=value` of each cookie a response sets, as a browser would send them back. */
@@ -60,6 +60,5 @@ export async function recipientAnswers(app: TestApp, sender: string, recipient: 
  * and that recount holds the next send until the last grant is budgetClaimGraceMs old.
  */
 export async function liftPause(app: TestApp, mailboxId: string): Promise<void> {
-  await app.database.db.execute(sql`update mailbox_limits set paused_until = null, quota_at = least(quota_at, clock_timestamp())
-    where mailbox_id = ${mailboxId}::uuid`);
+  await liftMailboxPause(app.database.db, mailboxId);
 }
