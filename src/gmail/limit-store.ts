@@ -141,11 +141,6 @@ const countAgain = async (db: Db, mailboxId: string) => {
   await db.execute(sql`update mailbox_budget_workspaces set budget_used = null, budget_counted_at = null where address = ${address}`);
 };
 
-/**
- * The real store: the `mailbox_limits` row, shared by every process on the database, and for the
- * daily budget the `mailbox_budget_accounts` row of the mailbox's address, shared by every record
- * of that Gmail account (reconnected, or connected in other workspaces).
- */
 /** Ends the mailbox's rate-limit pause and nothing else (`forget` also has the daily budget counted again). */
 export async function liftPause(db: Db, mailboxId: string, now?: number): Promise<void> {
   await db.execute(sql`update mailbox_limits set paused_until = null,
@@ -153,6 +148,11 @@ export async function liftPause(db: Db, mailboxId: string, now?: number): Promis
     where mailbox_id = ${mailboxId}::uuid`);
 }
 
+/**
+ * The real store: the `mailbox_limits` row, shared by every process on the database, and for the
+ * daily budget the `mailbox_budget_accounts` row of the mailbox's address, shared by every record
+ * of that Gmail account (reconnected, or connected in other workspaces).
+ */
 export function createSqlLimitStore(db: Db): LimitStore {
   return {
     async take(mailboxId, units, send, policy, now, count = 1, counted = false) {
