@@ -102,6 +102,8 @@ describe.each(harness.stores)('MailboxPacer: a caller that gives up ($name)', (s
     // Told to wait for the pace in the answer it was asking for: it leaves with that answer, at 0, not after the wait.
     expect(waited[1]).toEqual({ status: 'rejected', reason: { error: stopping, at: 0 } });
     expect(ran).toEqual([0]);
+    // And no caller being left, the mailbox's queue does not sleep out that wait.
+    expect(clock.timersLeft).toBe(0);
 
     // Asked again once the pace allows a send: granted, so the call runs although it gave up meanwhile (the caller's own check refuses it).
     const late = new AbortController();
@@ -135,5 +137,33 @@ describe.each(harness.stores)('MailboxPacer: a caller that gives up ($name)', (s
     expect(clock.pacerSleeps).toEqual([4_950]);
     expect(outcome[0]).toEqual({ error: stopping, at: 1_000 });
     expect(calls).toBe(1);
+    expect(clock.timersLeft).toBe(0);
+  });
+
+  it('wakes the queue from its wait once the last caller waiting has left: no timer is left behind, and a later caller is served in its turn', async () => {
+    const clock = new VirtualClock(store.make);
+    const limits = clock.store();
+    const pacer = clock.pacer({ sendsPerMinute: 60, store: limits });
+    const [a, b] = await store.mailboxes(2);
+    const sent = (mailboxId: string, signal?: AbortSignal) =>
+      pacer.run(mailboxId, 100, async () => clock.time, { ...SEND, signal }).catch((error: unknown) => (error === stopping ? `left@${clock.time}` : error));
+    const paced = new AbortController();
+    const paused = new AbortController();
+    const outcomes = await clock.drive(
+      Promise.all([
+        sent(a!),
+        // Told to wait for the pace until 1 s.
+        sent(a!, paced.signal),
+        // The other mailbox paused for 30 s (a 429 seen by any process).
+        limits.pause(b!, 30_000, 0).then(() => sent(b!, paused.signal)),
+        clock.at(500, async () => (paced.abort(stopping), paused.abort(stopping), 'aborted')),
+      ]),
+    );
+    expect(outcomes).toEqual([0, 'left@500', 'left@500', 'aborted']);
+    // Before, each queue slept out its wait with no caller left (until 1 s, and 30 s): its timer kept the process up.
+    expect(clock.timersLeft).toBe(0);
+    expect(clock.pacerSleeps.toSorted((x, y) => x - y)).toEqual([1_000, 30_000]);
+    // A send that comes later starts the queue again and waits for its pace as before.
+    expect(await clock.drive(clock.at(600, () => sent(a!)))).toBe(1_000);
   });
 });

@@ -1,3 +1,4 @@
+import { setTimeout as delay } from 'node:timers/promises';
 import { GmailError } from './gmail-errors.js';
 import { createMemoryLimitStore, type LimitPolicy, type LimitStore, type TakeOutcome } from './limit-store.js';
 import type { Db } from '../db/connect.js';
@@ -57,7 +58,8 @@ export interface PacerOptions {
   maxDelayMs?: number;
   /** ms clock for tests (also handed to the store); default: the store's clock (the database's, for the SQL store). */
   now?: () => number;
-  sleep?: (ms: number) => Promise<void>;
+  /** Waits `ms`; an abort of `signal` ends the wait early, its timer cleared (so none is left to keep the process up). */
+  sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
   /** For jitter, default Math.random. */
   random?: () => number;
 }
@@ -104,7 +106,7 @@ function unlessAborted(wait: Promise<void>, signal: AbortSignal | undefined): Pr
   });
 }
 
-const defaultSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+const defaultSleep = (ms: number, signal?: AbortSignal) => delay(ms, undefined, { signal }).catch(() => undefined);
 
 function requireNumber(name: string, value: number, min: number): number {
   if (!Number.isFinite(value) || value < min) throw new RangeError(`${name} must be a finite number ≥ ${min}`);
@@ -117,7 +119,7 @@ export class MailboxPacer {
   private readonly baseDelayMs: number;
   private readonly maxDelayMs: number;
   private readonly now?: () => number;
-  private readonly sleep: (ms: number) => Promise<void>;
+  private readonly sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
   private readonly random: () => number;
   private readonly store: LimitStore;
   /**
@@ -125,6 +127,8 @@ export class MailboxPacer {
    * Sends queue apart from other calls, so that reads (sync) never wait behind sends held back by the pace.
    */
   private readonly waiting = new Map<string, Waiter[]>();
+  /** Per queue, the wait its serve loop is sleeping out (at most one): aborted to wake the loop. */
+  private readonly naps = new Map<string, AbortController>();
 
   constructor(options: PacerOptions = {}) {
     const unitsPerMinute = requireNumber('unitsPerMinute', options.unitsPerMinute ?? 15_000, Number.MIN_VALUE);
@@ -192,7 +196,7 @@ export class MailboxPacer {
         const delayMs = Math.max(retryAfterMs, this.jitteredBackoff(attempt));
         if (error.kind === 'rate_limited') await this.store.pause(mailboxId, delayMs, this.now?.());
         if (attempt >= this.maxAttempts || delayMs > this.maxDelayMs) throw error;
-        await unlessAborted(this.sleep(delayMs), signal);
+        await unlessAborted(this.sleep(delayMs, signal), signal);
       }
     }
   }
@@ -241,6 +245,8 @@ export class MailboxPacer {
         if (waiter.asking) return;
         const at = waiters.indexOf(waiter);
         if (at >= 0) waiters.splice(at, 1)[0]!.reject(signal!.reason);
+        // The last caller gone: its serve loop wakes and ends, leaving no timer behind.
+        if (waiters.length === 0) this.naps.get(queue)?.abort();
       };
       const settled = () => signal?.removeEventListener('abort', leave);
       const waiter: Waiter = {
@@ -283,17 +289,30 @@ export class MailboxPacer {
       }
       // Not granted: whoever gave up while the store answered leaves now, before any wait.
       for (const w of asking) if (w.signal?.aborted && waiters.includes(w)) waiters.splice(waiters.indexOf(w), 1)[0]!.reject(w.signal.reason);
+      if (waiters.length === 0) break;
       if (answer.kind === 'wait') {
-        await this.sleep(Math.max(1, Math.ceil(answer.waitMs)));
+        await this.nap(queue, Math.max(1, Math.ceil(answer.waitMs)));
       } else if (answer.kind === 'paused' && answer.waitMs <= this.maxDelayMs) {
         // A pause holds every call queued behind it: each is told (a send's round stops waiting for it).
         waiters.forEach((w) => w.onPaused?.());
-        await this.sleep(answer.waitMs);
+        await this.nap(queue, answer.waitMs);
       } else if (waiters[0] === head) {
         // A refusal, or the store failed: the head's alone (unless it gave up meanwhile); the next in line asks again.
         waiters.shift()!.reject(answer.kind === 'failed' ? answer.error : refusalOf(answer));
       }
     }
     this.waiting.delete(queue);
+  }
+
+  /** The serve loop's wait, cut short when its last caller leaves (the loop then ends, or serves a caller come meanwhile). */
+  private async nap(queue: string, ms: number): Promise<void> {
+    const nap = new AbortController();
+    this.naps.set(queue, nap);
+    try {
+      // Raced with the abort too: a `sleep` passed in that ignores the signal still wakes the loop.
+      await Promise.race([this.sleep(ms, nap.signal), new Promise<void>((resolve) => nap.signal.addEventListener('abort', () => resolve(), { once: true }))]);
+    } finally {
+      this.naps.delete(queue);
+    }
   }
 }

@@ -25,10 +25,19 @@ export class VirtualClock {
 
   readonly now = () => this.time;
 
-  readonly sleep = (ms: number) =>
+  /** An abort of `signal` takes the timer away and ends the wait then, as the pacer's default sleep clears its timer. */
+  readonly sleep = (ms: number, signal?: AbortSignal) =>
     new Promise<void>((resolve) => {
-      this.timers.push({ at: this.time + ms, seq: this.seq++, resolve });
+      if (signal?.aborted) return resolve();
+      const timer = { at: this.time + ms, seq: this.seq++, resolve };
+      this.timers.push(timer);
+      signal?.addEventListener('abort', () => ((this.timers = this.timers.filter((t) => t !== timer)), resolve()), { once: true });
     });
+
+  /** Timers still set: a wait nobody needs any more should leave none. */
+  get timersLeft(): number {
+    return this.timers.length;
+  }
 
   /** A store whose calls the clock waits for before moving time on (a database answers in real time). */
   store(): LimitStore {
@@ -64,9 +73,9 @@ export class VirtualClock {
   pacer(options: PacerOptions = {}): MailboxPacer {
     return new MailboxPacer({
       now: this.now,
-      sleep: (ms) => {
+      sleep: (ms, signal) => {
         this.pacerSleeps.push(ms);
-        return this.sleep(ms);
+        return this.sleep(ms, signal);
       },
       store: options.store ?? this.store(),
       ...options,
