@@ -38,7 +38,7 @@ export type TakeOutcome =
   | { kind: 'paused'; waitMs: number }
   /** The mailbox's Gmail account (every record of its address) has sent its daily budget in the last 24 hours. */
   | { kind: 'budget_exhausted' }
-  /** No such mailbox (disconnected meanwhile). */
+  /** No such mailbox (purged), or for a new send (not `counted`), its mailbox disconnected meanwhile (marked deleted: migration 0064). */
   | { kind: 'unknown_mailbox' };
 
 export interface LimitStore {

@@ -83,13 +83,16 @@ interface Waiter {
   asking?: boolean;
 }
 
+/** The reason of the refusal of a call whose mailbox was purged, or of a new send whose mailbox was disconnected (marked deleted). */
+export const MAILBOX_GONE = 'mailbox_gone';
+
 /** What a store answer that neither grants nor waits in-process tells the head of the queue. */
 function refusalOf(outcome: Exclude<TakeOutcome, { kind: 'granted' | 'wait' }>): GmailError {
   switch (outcome.kind) {
     case 'budget_exhausted':
       return new GmailError('rate_limited', 'The mailbox has sent its daily budget', { reason: 'daily_budget', retryAfterSeconds: BUDGET_RETRY_SECONDS });
     case 'unknown_mailbox':
-      return new GmailError('permanent', 'The mailbox is no longer connected', { reason: 'mailbox_gone' });
+      return new GmailError('permanent', 'The mailbox is no longer connected', { reason: MAILBOX_GONE });
     case 'paused':
       return new GmailError('rate_limited', 'Gmail mailbox is paused by a rate limit', { reason: 'mailbox_paused', retryAfterSeconds: Math.ceil(outcome.waitMs / 1000) });
   }
@@ -214,9 +217,15 @@ export class MailboxPacer {
     return this.store.budgetChanged(mailboxId, tx);
   }
 
-  /** A reconnect (or revoked grant): lift any pause and count the budget again; quota already spent stays spent. A disconnect deletes the row with the mailbox. */
-  forget(mailboxId: string): Promise<void> {
-    return this.store.forget(mailboxId, this.now?.());
+  /**
+   * A reconnect, a disconnect (or a revoked grant): lift any pause and count the budget again;
+   * quota already spent stays spent. This process's callers of the mailbox then ask the store at
+   * once instead of sleeping out a wait it answered before: a pause lifted, or — disconnected —
+   * a send refused (`mailbox_gone`).
+   */
+  async forget(mailboxId: string): Promise<void> {
+    await this.store.forget(mailboxId, this.now?.());
+    for (const queue of [`${mailboxId}:send`, `${mailboxId}:other`]) this.naps.get(queue)?.abort();
   }
 
   /** Full jitter: anywhere between 0 and the exponential cap, so retrying callers spread out. */
@@ -304,7 +313,7 @@ export class MailboxPacer {
     this.waiting.delete(queue);
   }
 
-  /** The serve loop's wait, cut short when its last caller leaves (the loop then ends, or serves a caller come meanwhile). */
+  /** The serve loop's wait, cut short when its last caller leaves or `forget` wakes it (the loop then asks again, or ends). */
   private async nap(queue: string, ms: number): Promise<void> {
     const nap = new AbortController();
     this.naps.set(queue, nap);

@@ -8,6 +8,7 @@ import { GMAIL_SCOPES, ONE_TO_ONE_NOT_SENT, SEND_OUTCOME_UNKNOWN } from '../gmai
 import { GmailError, type GmailErrorKind } from '../gmail/gmail-errors.js';
 import type { MailboxesRepo, MailboxRow } from '../gmail/mailboxes.repo.js';
 import { GRANT_REFUSED_MESSAGE, mailboxNeedsReconnect, type MailboxService } from '../gmail/mailboxes.service.js';
+import { MAILBOX_GONE } from '../gmail/pacer.js';
 import { UNDECIDED, type SentCopies } from '../gmail/sent-copy.js';
 import type { IdempotencyClaim } from '../idempotency/idempotency.repo.js';
 import { errorNameOf, type Logger } from '../logger.js';
@@ -320,8 +321,9 @@ export function createMessagesService(deps: MessagesServiceDeps) {
         } catch (error) {
           if (error instanceof SendRefused) throw error.appError;
           if (!(error instanceof GmailError)) throw error;
-          // Refused before the gate (the pacer's pause is too long, the grant is dead): nothing was recorded or sent.
-          if (!claimed) throw gmailFailure(error);
+          // Refused before the gate (the pacer's pause is too long, the grant is dead, or the mailbox
+          // was disconnected while the send waited its turn: 404, as from the gate): nothing was recorded or sent.
+          if (!claimed) throw error.reason === MAILBOX_GONE ? new NotFoundError('Mailbox') : gmailFailure(error);
           if (error.reason === SEND_OUTCOME_UNKNOWN) return resolveUnknownOutcome(mailbox, claimed);
           // Gmail answered with a definite failure, so the message did not go out: record why, and
           // name that record in the answer (its id, for GET /api/messages/:id): the error is not

@@ -1,0 +1,74 @@
+import { sql } from 'drizzle-orm';
+import { beforeAll, expect, it } from 'vitest';
+import { rowsOf } from '../../src/db/pg-array.js';
+import { campaignFixtures, separateWorker } from '../helpers/campaign-fixtures.js';
+import { connectedMailbox } from '../helpers/gmail.js';
+import { useAppWithOwner } from '../helpers/test-app.js';
+
+/*
+ * Sends waiting in the pacer when their mailbox is disconnected leave it at once, taking nothing
+ * (gmail/LIMITS-AND-SENDING.md): the store refuses a send of a mailbox marked deleted (migration
+ * 0064), and the disconnect's `forget` wakes this process's waiting sends to ask. Before, the
+ * disconnect's reset of the daily headroom made them wait for its recount until the last grant
+ * was budgetClaimGraceMs old (10 s, the service's default, set here), then took quota, a pace slot
+ * and a unit of the address's budget each, and only the send gate refused them (`halted`). Their
+ * ledger rows end as at the gate: queued, the reservation given back, the campaign paused
+ * `mailbox_disconnected` by the next tick.
+ *
+ * Paced at 20 sends a minute: of a round of three, the first goes at once and the others wait in
+ * the pacer 3 s and 6 s.
+ */
+const ctx = useAppWithOwner({ pacer: { sendsPerMinute: 20, budgetClaimGraceMs: 10_000 } });
+const fx = campaignFixtures(() => ({ app: ctx.app, token: ctx.owner.token, workspaceId: ctx.owner.workspaceId }));
+
+beforeAll(async () => {
+  await ctx.app.api('PATCH', '/api/workspace', { token: ctx.owner.token, json: { postalAddress: 'Acme Inc., 1 Main St, Springfield' } });
+});
+
+async function ledgerOf(campaignId: string) {
+  return rowsOf<{ status: string; lease_owner: string | null; lease_expires_at: unknown; attempts: number }>(
+    await ctx.app.database.db.execute(sql`
+      select status::text as status, lease_owner, lease_expires_at, attempts from campaign_sends where campaign_id = ${campaignId}::uuid order by email`),
+  );
+}
+
+/** What the mailbox's grants have taken: its quota and pace (mailbox_limits) and the address's daily budget. */
+async function limitsOf(mailboxId: string) {
+  const [row] = rowsOf<Record<string, unknown>>(
+    await ctx.app.database.db.execute(sql`
+      select l.quota_units, l.quota_at, l.send_tokens, l.send_at, a.budget_used as account_used
+      from mailboxes m join mailbox_limits l on l.mailbox_id = m.id join mailbox_budget_accounts a on a.address = lower(m.email)
+      where m.id = ${mailboxId}::uuid`),
+  );
+  return row;
+}
+
+it('sends waiting in the pacer leave it at once when their mailbox is disconnected, take nothing, and their rows end as at the gate', { timeout: 30_000 }, async () => {
+  const email = `disconnect-waiting-${Date.now().toString(36)}@acme.test`;
+  const mailbox = await connectedMailbox(ctx.app, ctx.owner.token, email, { sync: false });
+  const people = await fx.audience(3, { prefix: 'dw' });
+  const campaignId = await fx.launched(mailbox.id, 'Disconnect while waiting', people.map((p) => p.id));
+  let accepted!: () => void;
+  const firstAccepted = new Promise<void>((resolve) => (accepted = resolve));
+  const worker = separateWorker(ctx.app, { workerId: 'disconnect-waiting-worker', concurrency: 3, batchSize: 3, afterGmailAccepted: () => accepted() });
+  const ticking = worker.tick();
+  await firstAccepted;
+  const before = await limitsOf(mailbox.id);
+  expect(before).toMatchObject({ account_used: 1 });
+
+  expect((await ctx.app.api('DELETE', `/api/mailboxes/${mailbox.id}`, { token: ctx.owner.token })).status).toBe(204);
+  const disconnectedAt = Date.now();
+  expect(await ticking).toBe(1);
+  // Before: about 10 s (the recount's grace from the first send's grant), then a grant each.
+  expect(Date.now() - disconnectedAt).toBeLessThan(2_000);
+  // No quota, pace or budget taken for them: the headroom stays as the disconnect reset it.
+  expect(await limitsOf(mailbox.id)).toEqual({ ...before, account_used: null });
+
+  const rows = await ledgerOf(campaignId);
+  expect(rows.filter((r) => r.status === 'sent')).toHaveLength(1);
+  const unsent = rows.filter((r) => r.status !== 'sent');
+  expect(unsent, JSON.stringify(rows)).toEqual(Array.from({ length: 2 }, () => ({ status: 'queued', lease_owner: null, lease_expires_at: null, attempts: 0 })));
+  expect(ctx.app.sandbox.control.calls({ endpoint: 'send', mailbox: email })).toHaveLength(1);
+  await worker.tick();
+  expect((await ctx.app.api('GET', `/api/campaigns/${campaignId}`, { token: ctx.owner.token })).body).toMatchObject({ status: 'paused', statusReason: 'mailbox_disconnected' });
+});
