@@ -131,8 +131,11 @@ describe('webhook name resolution off the thread pool', () => {
     const attempts = Array.from({ length: 6 }, (_, i) => sender(`https://hangs-send-${i}.customer.test/in`, '{}', {}));
     await new Promise((resolve) => setTimeout(resolve, 150));
     const checks = Array.from({ length: 4 }, () => verifyPassword('correct horse battery staple', stored));
-    expect(await within(Promise.all(checks), 1_000)).toEqual([true, true, true, true]);
-    expect(Date.now() - started).toBeLessThan(1_200);
+    // Bounds with room for a loaded 2-core host (a CI run beside other work took 1.24 s here):
+    // lookups that held the pool's threads would hold them for the system resolver's timeouts
+    // (5 s a try), far past these.
+    expect(await within(Promise.all(checks), 3_000)).toEqual([true, true, true, true]);
+    expect(Date.now() - started).toBeLessThan(3_200);
 
     for (const refused of await Promise.all(saves)) {
       expect(refused).toMatchObject({ status: 422, code: 'webhook_target_not_allowed', details: [{ field: 'url' }] });
@@ -141,7 +144,7 @@ describe('webhook name resolution off the thread pool', () => {
     for (const result of await Promise.all(attempts)) expect(result.outcome).toBe('timeout');
     const took = Date.now() - started;
     expect(took).toBeGreaterThanOrEqual(150);
-    expect(took).toBeLessThan(3_000);
+    expect(took).toBeLessThan(4_000);
     expect(silentDns.queries.filter((q) => q.startsWith('A hangs-'))).toHaveLength(12);
   });
 
