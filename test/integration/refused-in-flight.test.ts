@@ -4,6 +4,7 @@ import { separateWorker } from '../helpers/campaign-fixtures.js';
 import { connectedMailbox, liftPause } from '../helpers/gmail.js';
 import { sequenceEndChecks } from '../helpers/sequence-end.js';
 import { useAppWithOwner } from '../helpers/test-app.js';
+import { until } from '../helpers/until.js';
 
 /*
  * What ends a sequence — a suppression entry, a consent withdrawal, a bounce, the contact deleted
@@ -42,14 +43,6 @@ const stepRow = async (campaignId: string, step: number) =>
   (await query<{ status: string; skip_reason: string | null }>(
     sql`select status::text as status, skip_reason from campaign_sends where campaign_id = ${campaignId}::uuid and step = ${step}`,
   ))[0]!;
-
-async function until(question: () => Promise<boolean>, what: string) {
-  const deadline = Date.now() + 15_000;
-  while (!(await question())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 /**
  * Step `step` claimed, its Gmail request held 2 s and then refused 429 (Retry-After 10 min,

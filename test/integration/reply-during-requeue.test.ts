@@ -5,6 +5,7 @@ import { readSendCounts, recountSendsFromLedger } from '../../src/campaigns/send
 import { campaignFixtures, separateWorker } from '../helpers/campaign-fixtures.js';
 import { connectedMailbox, liftPause, recipientAnswers } from '../helpers/gmail.js';
 import { useAppWithOwner } from '../helpers/test-app.js';
+import { until } from '../helpers/until.js';
 
 /*
  * A person's reply recorded while the recipient's next step is claimed (its Gmail request under
@@ -49,14 +50,6 @@ async function campaign(campaignId: string) {
   const res = await ctx.app.api('GET', `/api/campaigns/${campaignId}`, { token: ctx.owner.token });
   expect(res.status, res.text).toBe(200);
   return res.body as { status: string; progress: { queued: number; sending: number; nextSendAt: string | null } };
-}
-
-async function until(question: () => Promise<boolean>, what: string) {
-  const deadline = Date.now() + 15_000;
-  while (!(await question())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 /** The reply ended the sequence: the follow-up skipped `replied`, the campaign completed, the counters right, one copy received. */

@@ -4,6 +4,7 @@ import type { Database } from '../../src/db/connect.js';
 import { createSyncLeases } from '../../src/gmail/sync-leases.js';
 import { createJobSchedule } from '../../src/job-schedule.js';
 import { createTestDatabase } from '../helpers/test-db.js';
+import { until } from '../helpers/until.js';
 
 /*
  * The two shared-state primitives of invariant 10 on a real database (PGlite, or the server
@@ -22,6 +23,16 @@ afterAll(async () => {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/**
+ * A job's period and a sync lease in these tests. Whatever must happen inside one (the claims
+ * that lose to it) runs right after it starts, and must land before it ends: 2 s leaves a loaded
+ * 2-core host room, where a 400 ms period or a 150 ms lease failed the test whenever one query
+ * took that long. Their end is polled for, not slept through.
+ */
+const PERIOD_MS = 2_000;
+/** Date.now() counts whole milliseconds; the database's clock_timestamp() micro-seconds. */
+const CLOCK_GRAIN_MS = 2;
+
 async function mailboxId(): Promise<string> {
   const run = (query: ReturnType<typeof sql>) => database.db.execute(query) as unknown as Promise<{ rows: { id: string }[] }>;
   const [workspace] = (await run(sql`insert into workspaces (name) values ('leases') returning id`)).rows;
@@ -37,12 +48,15 @@ describe('job schedule', () => {
   it('gives each period of a job to one process only', async () => {
     const a = createJobSchedule(database.db, 'process-a');
     const b = createJobSchedule(database.db, 'process-b');
-    const claims = await Promise.all([a.claim('job-x', 400), b.claim('job-x', 400), a.claim('job-x', 400), b.claim('job-x', 400)]);
+    const started = Date.now();
+    const claims = await Promise.all([a.claim('job-x', PERIOD_MS), b.claim('job-x', PERIOD_MS), a.claim('job-x', PERIOD_MS), b.claim('job-x', PERIOD_MS)]);
     expect(claims.filter(Boolean)).toHaveLength(1);
-    expect(await b.claim('job-x', 400)).toBe(false);
-    await sleep(450);
-    expect(await b.claim('job-x', 400)).toBe(true);
-    expect(await a.claim('job-x', 400)).toBe(false);
+    expect(await b.claim('job-x', PERIOD_MS)).toBe(false);
+    // The next period is b's once it starts; the claim that takes it sets an hour-long one, which a's
+    // claim right after falls inside however slowly the host answers.
+    await until(() => b.claim('job-x', 3_600_000), 'the next period is claimed');
+    expect(Date.now() - started).toBeGreaterThanOrEqual(PERIOD_MS - CLOCK_GRAIN_MS);
+    expect(await a.claim('job-x', 3_600_000)).toBe(false);
     // Other jobs are claimed on their own.
     expect(await a.claim('job-y', 400)).toBe(true);
     const rows = (await database.db.execute(sql`select name, run_count, last_owner from job_schedule where name like 'job-_' order by name`)) as unknown as {
@@ -77,12 +91,13 @@ describe('sync leases', () => {
 
   it('expire, so a process that died does not hold a mailbox forever', async () => {
     const id = await mailboxId();
-    const dead = createSyncLeases(database.db, 'process-dead', 150);
-    const alive = createSyncLeases(database.db, 'process-alive', 150);
+    const dead = createSyncLeases(database.db, 'process-dead', PERIOD_MS);
+    const alive = createSyncLeases(database.db, 'process-alive', PERIOD_MS);
+    const started = Date.now();
     expect(await dead.acquire(id)).toBe(true);
     expect(await alive.acquire(id)).toBe(false);
-    await sleep(200);
-    expect(await alive.acquire(id)).toBe(true);
+    await until(() => alive.acquire(id), 'the dead process\'s lease expires');
+    expect(Date.now() - started).toBeGreaterThanOrEqual(PERIOD_MS - CLOCK_GRAIN_MS);
     expect(await dead.renew(id)).toBe(false);
   });
 
