@@ -46,15 +46,27 @@ export function sequenceEndChecks(ctx: { app: TestApp; owner: { token: string; w
    * (told whether the worker is still sending); then `settle` (a last sync, say) and one more
    * tick, and the follow-ups are all `sent` or `skipped` with `reason`, the campaign completed,
    * the counters right and, on a server, no deadlock detected. Returns the follow-ups.
+   * `worker.batchSize` caps what one tick reserves; `afterFirstTick` runs before the worker goes on
+   * (so that something is sure to happen beside it between two ticks, whatever the scheduler does).
    */
-  async function sendBeside(campaignId: string, reason: string, beside: (sending: () => boolean) => Promise<void>, settle?: () => Promise<unknown>) {
+  async function sendBeside(
+    campaignId: string,
+    reason: string,
+    beside: (sending: () => boolean) => Promise<void>,
+    settle?: () => Promise<unknown>,
+    options: { batchSize?: number; afterFirstTick?: () => Promise<void> } = {},
+  ) {
     const onServer = Boolean(process.env.TEST_DATABASE_URL);
     const before = onServer ? await deadlocks() : 0;
-    const worker = separateWorker(ctx.app, { concurrency: 4 });
+    const worker = separateWorker(ctx.app, { concurrency: 4, ...(options.batchSize ? { batchSize: options.batchSize } : {}) });
     let sending = true;
     const sends = (async () => {
       try {
-        for (let i = 0; i < 200 && (await worker.tick()) + (await fx.ledger(campaignId)).filter((r) => r.status === 'queued').length > 0; i += 1);
+        for (let i = 0; i < 200; i += 1) {
+          const sent = await worker.tick();
+          if (i === 0) await options.afterFirstTick?.();
+          if (sent + (await fx.ledger(campaignId)).filter((r) => r.status === 'queued').length === 0) break;
+        }
       } finally {
         sending = false;
       }

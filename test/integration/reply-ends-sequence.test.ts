@@ -3,6 +3,7 @@ import { separateWorker } from '../helpers/campaign-fixtures.js';
 import { connectedMailbox, recipientAnswers } from '../helpers/gmail.js';
 import { sequenceEndChecks } from '../helpers/sequence-end.js';
 import { useAppWithOwner } from '../helpers/test-app.js';
+import { until } from '../helpers/until.js';
 
 /*
  * A person's reply ends the recipient's sequence when it is recorded, not when each later step
@@ -16,7 +17,8 @@ import { useAppWithOwner } from '../helpers/test-app.js';
  * follow-ups (auto-reply-hold-sql.ts). Both databases. The last case is a guard, not a
  * regression test: replies synced while group claims and sent records run, checked on the
  * server against its own deadlock count (the reply's transaction takes the recipient's address
- * lock, then its rows, then the campaign's row — holdOrderLock).
+ * lock, then its rows, then the campaign's row — holdOrderLock); the worker waits once, after its
+ * first tick, for a reply to skip a queued follow-up, so that the case always runs.
  */
 const ctx = useAppWithOwner({ env: { AUTO_REPLY_FOLLOW_UP_DELAY_DAYS: '3' } });
 const { fx, followUps, campaign, expectCountersRight, copiesReceived, sendBeside, recoveredAfter } = sequenceEndChecks(ctx);
@@ -141,7 +143,12 @@ it('replies synced while a worker sends both steps in rounds of four: no deadloc
       if (!sending() && answered.size < audience.length) break;
     }
   };
-  const steps = await sendBeside(campaignId, 'replied', replies, sync);
+  // Left alone, the worker could send every follow-up before sync recorded any reply (it takes
+  // each as soon as its step 0 is recorded), and the case would not have run. So it reserves four
+  // at a time and, after its first tick (step 0 of four people, their follow-ups queued, due now),
+  // waits until a reply has skipped one of them; the other eight race as they come.
+  const aReplySkipped = () => until(async () => (await followUps(campaignId)).some((r) => r.status === 'skipped'), 'a reply skips a queued follow-up', 60_000);
+  const steps = await sendBeside(campaignId, 'replied', replies, sync, { batchSize: 4, afterFirstTick: aReplySkipped });
   expect(steps).toHaveLength(audience.length);
   expect(steps.filter((r) => r.status === 'skipped').length, 'some replies came while the follow-ups were queued').toBeGreaterThan(0);
 }, 120_000);
