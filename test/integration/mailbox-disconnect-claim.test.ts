@@ -1,7 +1,9 @@
 import { sql } from 'drizzle-orm';
 import { expect, it } from 'vitest';
+import { rowsOf } from '../../src/db/pg-array.js';
 import { connectedMailbox } from '../helpers/gmail.js';
 import { signUp, useAppWithOwner } from '../helpers/test-app.js';
+import { until } from '../helpers/until.js';
 
 /*
  * A worker's batch (reserved and rendered with the mailbox row read at the start of the tick)
@@ -10,7 +12,11 @@ import { signUp, useAppWithOwner } from '../helpers/test-app.js';
  * grant was not revoked at Google (the same address connected in another workspace): 6 of 8
  * (an attacker's finding).
  */
-const ctx = useAppWithOwner({ pacer: { sendsPerMinute: 120 } });
+// Sends take turns 2 s apart, so the disconnect, made once the first has gone, lands while the
+// rest wait for theirs even when the host answers it slowly (at 120 a minute and a fixed 700 ms
+// or 200 ms sleep before it, a loaded host could let every send go first, and the case not run).
+const ctx = useAppWithOwner({ pacer: { sendsPerMinute: 30 } });
+const sentSendsOf = (campaignId: string) => sql`select 1 from campaign_sends where campaign_id = ${campaignId}::uuid and status = 'sent'`;
 
 it('no send is claimed from a mailbox after its disconnect answered; the campaign pauses saying so', async () => {
   const address = `shared-${Date.now()}@acme.test`;
@@ -29,7 +35,7 @@ it('no send is claimed from a mailbox after its disconnect answered; the campaig
   const campaignId = created.body.id as string;
   expect((await ctx.app.api('POST', `/api/campaigns/${campaignId}/launch`, { token: ctx.owner.token, json: {} })).status).toBe(200);
   const pass = ctx.app.services.sendWorker.tick();
-  await new Promise((r) => setTimeout(r, 700));
+  await until(async () => rowsOf(await ctx.app.database.db.execute(sentSendsOf(campaignId))).length > 0, 'the first send is recorded', 30_000);
   expect((await ctx.app.api('DELETE', `/api/mailboxes/${mailbox.id}`, { token: ctx.owner.token })).status).toBe(204);
   const disconnectedAt = new Date();
   await pass;
@@ -54,11 +60,11 @@ it('1:1 mail waiting for its turn at a mailbox that is disconnected meanwhile is
   const other = await signUp(ctx.app);
   await connectedMailbox(ctx.app, other.token, address); // Google's grant stays: the disconnect cannot revoke it
   ctx.app.sandbox.control.createMailbox({ email: 'one-to-one@contoso.test' });
-  // At 120 a minute the sends take turns half a second apart: the later ones wait in the pacer.
+  // At 30 a minute the sends take turns 2 s apart: the later ones wait in the pacer.
   const sends = Array.from({ length: 4 }, (_, i) =>
     ctx.app.api('POST', '/api/messages', { token: ctx.owner.token, json: { mailboxId: mailbox.id, to: 'one-to-one@contoso.test', subject: `Turn ${i}`, text: 'x' } }),
   );
-  await new Promise((r) => setTimeout(r, 200));
+  await until(() => ctx.app.sandbox.control.listMessages('one-to-one@contoso.test').some((m) => m.subject.startsWith('Turn ')), 'the first turn is delivered', 30_000);
   expect((await ctx.app.api('DELETE', `/api/mailboxes/${mailbox.id}`, { token: ctx.owner.token })).status).toBe(204);
   const disconnectedAt = new Date();
   const answers = await Promise.all(sends);
