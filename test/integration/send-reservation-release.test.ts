@@ -138,7 +138,10 @@ it('stop() takes the sends waiting in the pacer out of it at once: the pass ends
   // ended, and it ends at once (the waiting sends leave the pacer), not after the pacer's waits.
   const stoppedAt = Date.now();
   await w.stop(5_000);
-  expect(Date.now() - stoppedAt).toBeLessThan(1_000);
+  // Not 1 s: this file runs beside another on 2 cores, where stop()'s own statements (its release)
+  // can take that long. A stop that waited in the pacer would end at the last send's turn, 6 s after
+  // the first's grant, some 5 s from here: 2.5 s still tells the two apart.
+  expect(Date.now() - stoppedAt).toBeLessThan(2_500);
   expect(passEnded).toBe(true);
   expect(await ticking).toBe(1);
   expect(await limitsOf(mailboxId)).toEqual(atStop);
