@@ -3,6 +3,7 @@ import { beforeAll, expect, it } from 'vitest';
 import { campaignFixtures, crashingWorker, separateWorker } from '../helpers/campaign-fixtures.js';
 import { connectedMailbox, recipientAnswers } from '../helpers/gmail.js';
 import { useAppWithOwner } from '../helpers/test-app.js';
+import { until } from '../helpers/until.js';
 
 /*
  * An out-of-office holds the recipient's later steps until AUTO_REPLY_FOLLOW_UP_DELAY_DAYS after
@@ -117,12 +118,19 @@ async function outOfOfficeDuringFollowUpsPause(subject: string) {
   await worker.tick(); // step 0 sent; the follow-up queued, due now
   expect((await followUp(campaignId)).status).toBe('queued');
   await outOfOfficeArrives(person, subject);
-  ctx.app.sandbox.control.injectFault({ kind: 'latency', ms: 1_500, endpoint: 'get', mailbox: SENDER, times: 1 });
+  // Each step waits for the one before it to be seen (a fault is listed until a request takes it),
+  // not for a fixed sleep: sync's read has reached the sandbox before the claim's send, and the
+  // claim has had its 429 before that read is answered (2.5 s), which is before the pause ends (5 s
+  // after the 429; the test app's pacer waits 5 s at most in process). With 300 ms and 400 ms
+  // sleeps instead, and 1.5 s and 4 s, a loaded host could get these out of order.
+  const faults = ctx.app.sandbox.control;
+  const taken = (fault: { id: string }) => () => !faults.listFaults().some((f) => f.id === fault.id);
+  const slowRead = faults.injectFault({ kind: 'latency', ms: 2_500, endpoint: 'get', mailbox: SENDER, times: 1 });
   const sync = ctx.app.services.sync.syncMailbox(mailbox.id);
-  await new Promise((r) => setTimeout(r, 300));
-  ctx.app.sandbox.control.injectFault({ kind: 'rateLimit', endpoint: 'send', mailbox: SENDER, retryAfterSeconds: 4, times: 1 });
+  await until(taken(slowRead), 'sync reads the out-of-office');
+  const rateLimited = faults.injectFault({ kind: 'rateLimit', endpoint: 'send', mailbox: SENDER, retryAfterSeconds: 5, times: 1 });
   const pass = worker.tick();
-  await new Promise((r) => setTimeout(r, 400));
+  await until(taken(rateLimited), 'the follow-up’s send is answered 429');
   expect((await followUp(campaignId)).status, 'claimed, waiting out the 429').toBe('sending');
   await sync;
   const autoReplyAt = await autoReplyRecordedAt(person);
