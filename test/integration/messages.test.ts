@@ -3,6 +3,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { connectedMailbox } from '../helpers/gmail.js';
 import { countRows, snapshotCounts } from '../helpers/test-db.js';
 import { acceptInvitation, signUp, startTestApp, type TestApp } from '../helpers/test-app.js';
+import { until } from '../helpers/until.js';
 
 let app: TestApp;
 let owner: Awaited<ReturnType<typeof signUp>>;
@@ -139,11 +140,13 @@ describe('1:1 mail', () => {
   });
 
   it('a retry refused after a 429 pause (the recipient opted out meanwhile) leaves no record behind: 409, nothing sent, no row', async () => {
-    app.sandbox.control.injectFault({ kind: 'rateLimit', endpoint: 'send', retryAfterSeconds: 1, times: 1 });
+    const limited = app.sandbox.control.injectFault({ kind: 'rateLimit', endpoint: 'send', retryAfterSeconds: 2, times: 1 });
     const sends = sentCount();
     const pending = send({ to: 'carol-late@contoso.test', subject: 'Refused on retry', text: 'x' });
-    // While the send waits out Gmail's Retry-After, the address opts out.
-    await new Promise((resolve) => setTimeout(resolve, 400));
+    // While the send waits out Gmail's Retry-After, the address opts out: as soon as the 429 is
+    // answered (a fault is listed until a request takes it), not after a fixed 400 ms, which a
+    // loaded host could spend before the send reached Gmail or after its retry.
+    await until(() => !app.sandbox.control.listFaults().some((f) => f.id === limited.id), 'the send is answered 429');
     await app.database.db.execute(sql`insert into suppressions (workspace_id, email, reason) values (${owner.workspaceId}::uuid, 'carol-late@contoso.test', 'unsubscribe')`);
     const res = await pending;
     expect([res.status, res.body.error?.code]).toEqual([409, 'recipient_suppressed']);
