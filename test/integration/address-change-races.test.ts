@@ -4,6 +4,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { campaignFixtures } from '../helpers/campaign-fixtures.js';
 import { connectedMailbox } from '../helpers/gmail.js';
 import { useAppWithOwner } from '../helpers/test-app.js';
+import { until } from '../helpers/until.js';
 import { createTokenCodec } from '../../src/tracking/tokens.js';
 import { createTrackingUrls } from '../../src/tracking/urls.js';
 
@@ -141,7 +142,8 @@ describe('a contact\'s address changing while it opts out or is launched to', ()
     const { contact, path, subject, campaignId } = await mailedContact('unknown', sendOnly, () =>
       ctx.app.sandbox.control.injectFault({ kind: 'latency', ms: 1_500, endpoint: 'send', mailbox: SEND_ONLY, times: 1 }),
     );
-    await new Promise((r) => setTimeout(r, 700));
+    // The mail lands when the held answer is let go (1.5 s after the send): waited for, not slept for.
+    await until(() => fixtures.sentTo(SEND_ONLY, subject).has(contact.email), 'the mail the ledger could not confirm arrives');
     expect(fixtures.sentTo(SEND_ONLY, subject).get(contact.email)).toBe(1);
     expect((await fixtures.ledger(campaignId)).map((r) => [r.status, r.error_code])).toEqual([['failed', 'outcome_unknown']]);
     const y = newAddress('unknown');
@@ -222,7 +224,8 @@ describe('a contact\'s address changing while it opts out or is launched to', ()
       // A CRM sync sending the whole record back: the same address (another case), a new first name.
       let started = Date.now();
       const same = await ctx.app.api('PATCH', `/api/contacts/${contact!.id}`, { token: ctx.owner.token, json: { email: contact!.email.toUpperCase(), firstName: 'Renamed' } });
-      expect({ status: same.status, fast: Date.now() - started < 1_000 }).toEqual({ status: 200, fast: true });
+      // Fast: well under the 3 s a new address waits (1 s was the bound, tight in the shared pool on 2 cores).
+      expect({ status: same.status, fast: Date.now() - started < 2_000 }).toEqual({ status: 200, fast: true });
       started = Date.now();
       const moved = await move(contact!.id, newAddress('patch-wait'));
       const waited = Date.now() - started;
