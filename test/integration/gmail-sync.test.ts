@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { connectedMailbox } from '../helpers/gmail.js';
 import { ALICE, BOB, CAROL, useSyncApp } from '../helpers/gmail-sync.js';
 import { acceptInvitation, signUp } from '../helpers/test-app.js';
+import { until } from '../helpers/until.js';
 
 /*
  * Reading mail into the CRM: full and incremental sync, replies and bounces, Gmail failing
@@ -263,12 +264,13 @@ describe('Gmail failing during sync', () => {
     const FRAGILE = 'fragile@acme.test';
     const fragile = await connectedMailbox(ctx.app, ctx.owner.token, FRAGILE, { sync: true });
     for (let i = 1; i <= 12; i += 1) await ctx.app.sandbox.control.deliverInbound(FRAGILE, { from: BOB, subject: `note ${i}`, text: 'x' });
-    // Slow answers (4 in flight at a time), so the grant can be revoked between two waves of fetches.
-    ctx.app.sandbox.control.injectFault({ kind: 'latency', ms: 300, endpoint: 'get', mailbox: FRAGILE, times: 'always' });
+    // Slow answers (4 in flight at a time), so the grant can be revoked between two waves of fetches:
+    // 1 s apart, not 300 ms, which a loaded host could spend between the first rows and the revocation.
+    ctx.app.sandbox.control.injectFault({ kind: 'latency', ms: 1_000, endpoint: 'get', mailbox: FRAGILE, times: 'always' });
 
     const running = sync(fragile.id);
     // Once the first rows are in, Google stops accepting the grant.
-    for (let i = 0; i < 300 && (await syncedRows(fragile.id)).length === 0; i += 1) await new Promise((r) => setTimeout(r, 10));
+    await until(async () => (await syncedRows(fragile.id)).length > 0, 'sync stores its first rows');
     ctx.app.sandbox.control.injectFault({ kind: 'invalidGrant' });
     ctx.app.sandbox.control.expireAccessTokens(FRAGILE);
     expect(await running).toEqual({ status: 'failed', kind: 'auth_revoked' });
