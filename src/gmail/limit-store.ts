@@ -157,8 +157,12 @@ export function createSqlLimitStore(db: Db): LimitStore {
   return {
     async take(mailboxId, units, send, policy, now, count = 1, counted = false) {
       // Migration 0054's version: one locked step for a group of calls (`granted` of `count`), new sends or counted ones; the budget is the address's.
+      // Its commit does not wait for the disk (synchronous_commit off for this statement's own
+      // transaction): a grant matters only once its send is claimed, and the claim's synchronous
+      // commit flushes the log up to itself, this grant included. A database crash can lose only
+      // grants no claim followed, that is quota no send used. Saves a flush (~0.7 ms) a round.
       const [row] = rowsOf<{ outcome: string; wait_ms: number | string; granted: number | string }>(
-        await db.execute(sql`select outcome, wait_ms, granted from mailbox_take_units(
+        await db.execute(sql`select outcome, wait_ms, granted, set_config('synchronous_commit', 'off', true) from mailbox_take_units(
           ${mailboxId}::uuid, ${units}::double precision, ${send}::boolean,
           ${policy.unitsPerMinute}::double precision, ${policy.burstUnits}::double precision, ${policy.sendsPerMinute}::double precision,
           ${policy.budgetRecountMs}::double precision, ${at(now)}::timestamptz, ${count}::integer,
