@@ -39,7 +39,9 @@ export type TakeOutcome =
   /** The mailbox's Gmail account (every record of its address) has sent its daily budget in the last 24 hours. */
   | { kind: 'budget_exhausted' }
   /** No such mailbox (purged), or for a new send (not `counted`), its mailbox disconnected meanwhile (marked deleted: migration 0064). */
-  | { kind: 'unknown_mailbox' };
+  | { kind: 'unknown_mailbox' }
+  /** For a new send (not `counted`): Google refused its mailbox's grant meanwhile (marked needs_reconnect: migration 0065). */
+  | { kind: 'needs_reconnect' };
 
 export interface LimitStore {
   /**
@@ -178,6 +180,8 @@ export function createSqlLimitStore(db: Db): LimitStore {
           return { kind: 'paused', waitMs };
         case 'budget_exhausted':
           return { kind: 'budget_exhausted' };
+        case 'needs_reconnect':
+          return { kind: 'needs_reconnect' };
         default:
           return { kind: 'unknown_mailbox' };
       }

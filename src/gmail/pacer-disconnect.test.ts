@@ -30,40 +30,47 @@ async function limitsOf(mailboxId: string) {
   return row;
 }
 
-describe('MailboxPacer: a mailbox disconnected while its sends wait (SQL store)', () => {
-  it('tells its waiting sends at once that the mailbox is gone, taking no quota, pace or budget', async () => {
-    const clock = new VirtualClock(sqlStore.make);
-    const pacer = clock.pacer({ sendsPerMinute: 60, budgetClaimGraceMs: 10_000 });
-    const [a] = await sqlStore.mailboxes(1);
-    const ran: number[] = [];
-    const send = () =>
-      pacer.run(a!, 100, async () => void ran.push(clock.time), SEND).then(
-        () => 'sent',
-        (error: unknown) => (error instanceof GmailError ? `${error.reason}@${clock.time}` : error),
-      );
-    const first = clock.drive(send());
-    expect(await first).toBe('sent');
-    const before = await limitsOf(a!);
-    const outcomes = await clock.drive(
-      Promise.all([
-        // Waiting for the pace until 1 s, then the one behind it until 2 s.
-        send(),
-        send(),
-        clock.at(500, () =>
-          clock.work(async () => {
-            await disconnect(a!);
-            await pacer.forget(a!);
-            return 'disconnected';
-          }),
-        ),
-      ]),
+/**
+ * A mailbox's first send goes at once; two more wait for the pace (until 1 s, then 2 s); at 0.5 s
+ * `change` happens to the mailbox and the pacer is told (`forget`). Each send's outcome (`sent`, or
+ * the refusal's kind:reason@time), the times the granted work ran, and the limits before and after.
+ */
+async function waitingSendsMeet(change: (mailboxId: string) => Promise<unknown>) {
+  const clock = new VirtualClock(sqlStore.make);
+  const pacer = clock.pacer({ sendsPerMinute: 60, budgetClaimGraceMs: 10_000 });
+  const [a] = await sqlStore.mailboxes(1);
+  const ran: number[] = [];
+  const send = () =>
+    pacer.run(a!, 100, async () => void ran.push(clock.time), SEND).then(
+      () => 'sent',
+      (error: unknown) => (error instanceof GmailError ? `${error.kind}:${error.reason}@${clock.time}` : error),
     );
-    expect(outcomes).toEqual(['mailbox_gone@500', 'mailbox_gone@500', 'disconnected']);
+  expect(await clock.drive(send())).toBe('sent');
+  const before = await limitsOf(a!);
+  const told = () => clock.work(async () => void (await change(a!), await pacer.forget(a!)));
+  const outcomes = await clock.drive(Promise.all([send(), send(), clock.at(500, told)]));
+  return { clock, pacer, mailboxId: a!, outcomes: outcomes.slice(0, 2), ran, before, after: await limitsOf(a!) };
+}
+
+describe('MailboxPacer: a mailbox disconnected, or its grant refused, while its sends wait (SQL store)', () => {
+  it('tells its waiting sends at once that the mailbox is gone, taking no quota, pace or budget', async () => {
+    const { outcomes, ran, before, after } = await waitingSendsMeet(disconnect);
+    expect(outcomes).toEqual(['permanent:mailbox_gone@500', 'permanent:mailbox_gone@500']);
     expect(ran).toEqual([0]);
     // Nothing taken for them: the pace slot and quota as the first send left them, and no unit of
     // the budget (forget reset it to be counted again; no grant since).
-    const after = await limitsOf(a!);
     expect(after).toEqual({ ...before, used: null });
+  });
+
+  it('tells its waiting sends at once that the mailbox needs reconnecting when Google refused its grant (marked needs_reconnect), taking nothing', async () => {
+    // What withGmail does when Google refuses the grant (mailbox-access.ts): the row marked, then forget.
+    const markNeedsReconnect = (mailboxId: string) => harness.db().db.execute(sql`update mailboxes set status = 'needs_reconnect' where id = ${mailboxId}::uuid`);
+    const { clock, pacer, mailboxId, outcomes, ran, before, after } = await waitingSendsMeet(markNeedsReconnect);
+    expect(outcomes).toEqual(['auth_revoked:needs_reconnect@500', 'auth_revoked:needs_reconnect@500']);
+    expect(ran).toEqual([0]);
+    expect(after).toEqual({ ...before, used: null });
+    // A claimed send's retry is still granted (its gate's re-check hands its row back).
+    expect(await clock.drive(pacer.run(mailboxId, 100, async () => 'retried', { ...SEND, alreadyCounted: () => true }))).toBe('retried');
   });
 
   it('still grants a claimed send\'s retry (it holds its unit of the budget): its gate\'s re-check hands its claimed row back', async () => {

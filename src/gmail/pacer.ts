@@ -86,6 +86,9 @@ interface Waiter {
 /** The reason of the refusal of a call whose mailbox was purged, or of a new send whose mailbox was disconnected (marked deleted). */
 export const MAILBOX_GONE = 'mailbox_gone';
 
+/** The reason of the refusal of a new send whose mailbox's grant Google refused meanwhile (marked needs_reconnect). */
+export const NEEDS_RECONNECT = 'needs_reconnect';
+
 /** What a store answer that neither grants nor waits in-process tells the head of the queue. */
 function refusalOf(outcome: Exclude<TakeOutcome, { kind: 'granted' | 'wait' }>): GmailError {
   switch (outcome.kind) {
@@ -93,6 +96,10 @@ function refusalOf(outcome: Exclude<TakeOutcome, { kind: 'granted' | 'wait' }>):
       return new GmailError('rate_limited', 'The mailbox has sent its daily budget', { reason: 'daily_budget', retryAfterSeconds: BUDGET_RETRY_SECONDS });
     case 'unknown_mailbox':
       return new GmailError('permanent', 'The mailbox is no longer connected', { reason: MAILBOX_GONE });
+    case 'needs_reconnect':
+      // As if Google had refused the grant at this call (it did, at an earlier one): the mailbox is
+      // already marked, so the caller only pauses its work (a campaign) or answers 409 (1:1 mail).
+      return new GmailError('auth_revoked', 'The mailbox needs reconnecting', { reason: NEEDS_RECONNECT });
     case 'paused':
       return new GmailError('rate_limited', 'Gmail mailbox is paused by a rate limit', { reason: 'mailbox_paused', retryAfterSeconds: Math.ceil(outcome.waitMs / 1000) });
   }
@@ -220,8 +227,8 @@ export class MailboxPacer {
   /**
    * A reconnect, a disconnect (or a revoked grant): lift any pause and count the budget again;
    * quota already spent stays spent. This process's callers of the mailbox then ask the store at
-   * once instead of sleeping out a wait it answered before: a pause lifted, or — disconnected —
-   * a send refused (`mailbox_gone`).
+   * once instead of sleeping out a wait it answered before: a pause lifted, or a send refused —
+   * `mailbox_gone` when disconnected, `auth_revoked` (`needs_reconnect`) when its grant was refused.
    */
   async forget(mailboxId: string): Promise<void> {
     await this.store.forget(mailboxId, this.now?.());

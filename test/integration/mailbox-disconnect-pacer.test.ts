@@ -1,6 +1,7 @@
 import { sql } from 'drizzle-orm';
 import { beforeAll, expect, it } from 'vitest';
 import { rowsOf } from '../../src/db/pg-array.js';
+import { createMailboxesRepo } from '../../src/gmail/mailboxes.repo.js';
 import { campaignFixtures, separateWorker } from '../helpers/campaign-fixtures.js';
 import { connectedMailbox } from '../helpers/gmail.js';
 import { useAppWithOwner } from '../helpers/test-app.js';
@@ -14,6 +15,11 @@ import { useAppWithOwner } from '../helpers/test-app.js';
  * and a unit of the address's budget each, and only the send gate refused them (`halted`). Their
  * ledger rows end as at the gate: queued, the reservation given back, the campaign paused
  * `mailbox_disconnected` by the next tick.
+ *
+ * The same when Google refuses the mailbox's grant at another call (a sync, another process's
+ * send; here a profile read): the mark needs_reconnect resets the headroom and wakes them the
+ * same way, and the store refuses their new sends (migration 0065, "A refused grant" there). The
+ * campaign is paused `mailbox_needs_reconnect` by the same pass.
  *
  * Paced at 20 sends a minute: of a round of three, the first goes at once and the others wait in
  * the pacer 3 s and 6 s.
@@ -71,4 +77,39 @@ it('sends waiting in the pacer leave it at once when their mailbox is disconnect
   expect(ctx.app.sandbox.control.calls({ endpoint: 'send', mailbox: email })).toHaveLength(1);
   await worker.tick();
   expect((await ctx.app.api('GET', `/api/campaigns/${campaignId}`, { token: ctx.owner.token })).body).toMatchObject({ status: 'paused', statusReason: 'mailbox_disconnected' });
+});
+
+it('sends waiting in the pacer leave it at once when Google refuses their mailbox\'s grant elsewhere, take no pace or budget, and the campaign pauses', { timeout: 30_000 }, async () => {
+  const email = `grant-refused-waiting-${Date.now().toString(36)}@acme.test`;
+  const mailbox = await connectedMailbox(ctx.app, ctx.owner.token, email, { sync: false });
+  const people = await fx.audience(3, { prefix: 'gr' });
+  const campaignId = await fx.launched(mailbox.id, 'Grant refused while waiting', people.map((p) => p.id));
+  let accepted!: () => void;
+  const firstAccepted = new Promise<void>((resolve) => (accepted = resolve));
+  const worker = separateWorker(ctx.app, { workerId: 'grant-refused-worker', concurrency: 3, batchSize: 3, afterGmailAccepted: () => accepted() });
+  const ticking = worker.tick();
+  await firstAccepted;
+  const before = await limitsOf(mailbox.id);
+  expect(before).toMatchObject({ account_used: 1 });
+
+  // Google stops accepting the grant; another call of the mailbox (its own client: no cached access token) learns it.
+  ctx.app.sandbox.control.revokeAccess(email);
+  const current = { ...(await createMailboxesRepo(ctx.app.database.db).findByIdUnscoped(mailbox.id))!, accessTokenEnc: null, accessTokenExpiresAt: null };
+  const refused = await ctx.app.services.mailboxes.withGmail(current, (api) => api.getProfile()).catch((error: unknown) => error);
+  expect(refused).toMatchObject({ name: 'GmailError', kind: 'auth_revoked' });
+  const markedAt = Date.now();
+  expect(await ticking).toBe(1);
+  // Before: about 10 s (the recount's grace from the first send's grant), then a grant each.
+  expect(Date.now() - markedAt).toBeLessThan(2_000);
+  // No pace slot or budget taken for them: the send bucket as the first send left it, the headroom
+  // as the mark reset it. (Not the quota: the profile read took its own units.)
+  const paceAndBudget = ({ send_tokens, send_at, account_used }: Record<string, unknown> = {}) => ({ send_tokens, send_at, account_used });
+  expect(paceAndBudget(await limitsOf(mailbox.id))).toEqual({ ...paceAndBudget(before), account_used: null });
+
+  const rows = await ledgerOf(campaignId);
+  expect(rows.filter((r) => r.status === 'sent')).toHaveLength(1);
+  const unsent = rows.filter((r) => r.status !== 'sent');
+  expect(unsent, JSON.stringify(rows)).toEqual(Array.from({ length: 2 }, () => ({ status: 'queued', lease_owner: null, lease_expires_at: null, attempts: 0 })));
+  expect(ctx.app.sandbox.control.calls({ endpoint: 'send', mailbox: email })).toHaveLength(1);
+  expect((await ctx.app.api('GET', `/api/campaigns/${campaignId}`, { token: ctx.owner.token })).body).toMatchObject({ status: 'paused', statusReason: 'mailbox_needs_reconnect' });
 });
