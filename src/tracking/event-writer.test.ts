@@ -171,9 +171,10 @@ describe('event writer', () => {
     void writer.flush();
     const started = Date.now();
     const { lost, unsettled } = await writer.close({ timeoutMs: 100 });
-    // It stopped by its deadline (plus the batch in flight then), not after writing everything:
-    // the caller (main.ts) closes the database after it, and the process stops at a hard deadline.
-    expect(Date.now() - started).toBeLessThan(300);
+    // It stopped by its deadline (plus the batch in flight then), not after writing everything
+    // (30 batches of 20 ms: 600 ms): the caller (main.ts) closes the database after it, and the
+    // process stops at a hard deadline. 450 ms leaves a busy host room and still tells them apart.
+    expect(Date.now() - started).toBeLessThan(450);
     expect(lost).toBeGreaterThan(0);
     expect(unsettled).toBe(0);
     expect(counts.dropped).toBe(lost);

@@ -374,9 +374,10 @@ describe('opt-out race (invariant 1)', () => {
         mailedBefore += 1;
         // Its gate passed before the opt-out committed, and its request followed at once: it
         // reached Gmail before the opt-out's answer reached us, give or take the time of two
-        // local HTTP hops (a batch claimed up front would arrive sends × 500 ms later).
+        // local HTTP hops (a batch claimed up front would arrive a round, 500 ms, or more later;
+        // the bound leaves a busy host 450 ms for the hops).
         expect(new Date(row.claimed_at!).getTime()).toBeLessThanOrEqual(committedBy);
-        expect(arrivals.get(row.gmail_message_id!)! - committedBy).toBeLessThan(350);
+        expect(arrivals.get(row.gmail_message_id!)! - committedBy).toBeLessThan(450);
         expect(counts.get(email)).toBe(1);
       } else {
         stopped += 1;
