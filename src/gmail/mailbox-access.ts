@@ -2,7 +2,7 @@ import type { Logger } from '../logger.js';
 import type { GmailClient, MailboxGmail } from './gmail-client.js';
 import { GmailError, isOurOAuthConfigurationError } from './gmail-errors.js';
 import type { MailboxesRepo, MailboxRow } from './mailboxes.repo.js';
-import type { MailboxPacer } from './pacer.js';
+import { NEEDS_RECONNECT, type MailboxPacer } from './pacer.js';
 import { tokenContext, type TokenCipher } from './token-cipher.js';
 
 /*
@@ -97,7 +97,11 @@ export function createMailboxAccess(deps: MailboxAccessDeps) {
     try {
       return await work(apiFor(mailbox));
     } catch (error) {
-      if (error instanceof GmailError && error.kind === 'auth_revoked' && (await markNeedsReconnect(mailbox, error.reason ?? 'auth_revoked')) === 'stale') {
+      // The pacer's refusal of a mailbox already marked (NEEDS_RECONNECT) is not Google's answer, and
+      // this row may be older than a reconnect that committed since: marking on it could flip a
+      // fresh connection back (a reconnect that kept its grant matches the row's).
+      const refusedByGoogle = error instanceof GmailError && error.kind === 'auth_revoked' && error.reason !== NEEDS_RECONNECT;
+      if (refusedByGoogle && (await markNeedsReconnect(mailbox, error.reason ?? 'auth_revoked')) === 'stale') {
         // The grant that failed was replaced (a reconnect) or the mailbox disconnected while this
         // call ran: the mailbox is not marked, and its callers retry as after any passing failure
         // (a send is requeued, not its campaign paused), meeting the mailbox as it is now.

@@ -1,7 +1,9 @@
 import { sql } from 'drizzle-orm';
 import { beforeAll, expect, it } from 'vitest';
 import { rowsOf } from '../../src/db/pg-array.js';
+import { GmailError } from '../../src/gmail/gmail-errors.js';
 import { createMailboxesRepo } from '../../src/gmail/mailboxes.repo.js';
+import { NEEDS_RECONNECT } from '../../src/gmail/pacer.js';
 import { campaignFixtures, separateWorker } from '../helpers/campaign-fixtures.js';
 import { connectedMailbox } from '../helpers/gmail.js';
 import { useAppWithOwner } from '../helpers/test-app.js';
@@ -112,4 +114,22 @@ it('sends waiting in the pacer leave it at once when Google refuses their mailbo
   expect(unsent, JSON.stringify(rows)).toEqual(Array.from({ length: 2 }, () => ({ status: 'queued', lease_owner: null, lease_expires_at: null, attempts: 0 })));
   expect(ctx.app.sandbox.control.calls({ endpoint: 'send', mailbox: email })).toHaveLength(1);
   expect((await ctx.app.api('GET', `/api/campaigns/${campaignId}`, { token: ctx.owner.token })).body).toMatchObject({ status: 'paused', statusReason: 'mailbox_needs_reconnect' });
+});
+
+it('the pacer\'s refusal of a mailbox marked needs_reconnect marks nothing again: the caller\'s row may predate a reconnect that kept its grant', async () => {
+  const email = `refusal-marks-nothing-${Date.now().toString(36)}@acme.test`;
+  const mailbox = await connectedMailbox(ctx.app, ctx.owner.token, email, { sync: false });
+  // The pacer refused a send (it read the mailbox marked), and a reconnect that kept its grant
+  // (Google sent no new refresh token) committed before withGmail saw the refusal: the mailbox is
+  // active again, with the grant the caller's copy holds. Marking now would flip it back.
+  const row = (await createMailboxesRepo(ctx.app.database.db).findByIdUnscoped(mailbox.id))!;
+  const refusal = new GmailError('auth_revoked', 'The mailbox needs reconnecting', { reason: NEEDS_RECONNECT });
+  const outcome = await ctx.app.services.mailboxes.withGmail(row, async () => Promise.reject(refusal)).catch((error: unknown) => error);
+  expect(outcome).toBe(refusal);
+  const [now] = rowsOf<{ status: string; events: number }>(
+    await ctx.app.database.db.execute(sql`
+      select status::text as status, (select count(*)::int from webhook_events where type = 'mailbox.needs_reconnect' and data->>'mailboxId' = ${mailbox.id}) as events
+      from mailboxes where id = ${mailbox.id}::uuid`),
+  );
+  expect(now).toEqual({ status: 'active', events: 0 });
 });
