@@ -51,69 +51,69 @@ async function limitsOf(mailboxId: string) {
   return row;
 }
 
-it('sends waiting in the pacer leave it at once when their mailbox is disconnected, take nothing, and their rows end as at the gate', { timeout: 30_000 }, async () => {
-  const email = `disconnect-waiting-${Date.now().toString(36)}@acme.test`;
+/**
+ * A campaign of three on a new mailbox, sent by a worker in one round: the first send goes, the
+ * others wait in the pacer. Once Gmail has accepted the first, `change` happens to the mailbox.
+ * What the limits were then, how long the pass took after the change, and the ledger's rows.
+ */
+async function waitingSendsMeet(name: string, change: (mailbox: { id: string }, email: string) => Promise<unknown>) {
+  const email = `${name}-${Date.now().toString(36)}@acme.test`;
   const mailbox = await connectedMailbox(ctx.app, ctx.owner.token, email, { sync: false });
-  const people = await fx.audience(3, { prefix: 'dw' });
-  const campaignId = await fx.launched(mailbox.id, 'Disconnect while waiting', people.map((p) => p.id));
+  const people = await fx.audience(3, { prefix: name });
+  const campaignId = await fx.launched(mailbox.id, `${name} while waiting`, people.map((p) => p.id));
   let accepted!: () => void;
   const firstAccepted = new Promise<void>((resolve) => (accepted = resolve));
-  const worker = separateWorker(ctx.app, { workerId: 'disconnect-waiting-worker', concurrency: 3, batchSize: 3, afterGmailAccepted: () => accepted() });
+  const worker = separateWorker(ctx.app, { workerId: `${name}-worker`, concurrency: 3, batchSize: 3, afterGmailAccepted: () => accepted() });
   const ticking = worker.tick();
   await firstAccepted;
   const before = await limitsOf(mailbox.id);
   expect(before).toMatchObject({ account_used: 1 });
-
-  expect((await ctx.app.api('DELETE', `/api/mailboxes/${mailbox.id}`, { token: ctx.owner.token })).status).toBe(204);
-  const disconnectedAt = Date.now();
+  await change(mailbox, email);
+  const changedAt = Date.now();
   expect(await ticking).toBe(1);
-  // Before: about 10 s (the recount's grace from the first send's grant), then a grant each.
-  expect(Date.now() - disconnectedAt).toBeLessThan(2_000);
-  // No quota, pace or budget taken for them: the headroom stays as the disconnect reset it.
-  expect(await limitsOf(mailbox.id)).toEqual({ ...before, account_used: null });
+  return { email, mailbox, campaignId, worker, before, tookMs: Date.now() - changedAt, rows: await ledgerOf(campaignId) };
+}
 
-  const rows = await ledgerOf(campaignId);
+/** One sent, the other two as the gate leaves a send it stopped: queued, no lease, no attempt; one Gmail send. */
+function expectOneSentTwoQueued(rows: Awaited<ReturnType<typeof ledgerOf>>, email: string) {
   expect(rows.filter((r) => r.status === 'sent')).toHaveLength(1);
   const unsent = rows.filter((r) => r.status !== 'sent');
   expect(unsent, JSON.stringify(rows)).toEqual(Array.from({ length: 2 }, () => ({ status: 'queued', lease_owner: null, lease_expires_at: null, attempts: 0 })));
   expect(ctx.app.sandbox.control.calls({ endpoint: 'send', mailbox: email })).toHaveLength(1);
+}
+
+const campaignOf = async (campaignId: string) => (await ctx.app.api('GET', `/api/campaigns/${campaignId}`, { token: ctx.owner.token })).body;
+
+it('sends waiting in the pacer leave it at once when their mailbox is disconnected, take nothing, and their rows end as at the gate', { timeout: 30_000 }, async () => {
+  const disconnect = async (mailbox: { id: string }) =>
+    expect((await ctx.app.api('DELETE', `/api/mailboxes/${mailbox.id}`, { token: ctx.owner.token })).status).toBe(204);
+  const { email, mailbox, campaignId, worker, before, tookMs, rows } = await waitingSendsMeet('dw', disconnect);
+  // Before: about 10 s (the recount's grace from the first send's grant), then a grant each.
+  expect(tookMs).toBeLessThan(2_000);
+  // No quota, pace or budget taken for them: the headroom stays as the disconnect reset it.
+  expect(await limitsOf(mailbox.id)).toEqual({ ...before, account_used: null });
+  expectOneSentTwoQueued(rows, email);
   await worker.tick();
-  expect((await ctx.app.api('GET', `/api/campaigns/${campaignId}`, { token: ctx.owner.token })).body).toMatchObject({ status: 'paused', statusReason: 'mailbox_disconnected' });
+  expect(await campaignOf(campaignId)).toMatchObject({ status: 'paused', statusReason: 'mailbox_disconnected' });
 });
 
 it('sends waiting in the pacer leave it at once when Google refuses their mailbox\'s grant elsewhere, take no pace or budget, and the campaign pauses', { timeout: 30_000 }, async () => {
-  const email = `grant-refused-waiting-${Date.now().toString(36)}@acme.test`;
-  const mailbox = await connectedMailbox(ctx.app, ctx.owner.token, email, { sync: false });
-  const people = await fx.audience(3, { prefix: 'gr' });
-  const campaignId = await fx.launched(mailbox.id, 'Grant refused while waiting', people.map((p) => p.id));
-  let accepted!: () => void;
-  const firstAccepted = new Promise<void>((resolve) => (accepted = resolve));
-  const worker = separateWorker(ctx.app, { workerId: 'grant-refused-worker', concurrency: 3, batchSize: 3, afterGmailAccepted: () => accepted() });
-  const ticking = worker.tick();
-  await firstAccepted;
-  const before = await limitsOf(mailbox.id);
-  expect(before).toMatchObject({ account_used: 1 });
-
   // Google stops accepting the grant; another call of the mailbox (its own client: no cached access token) learns it.
-  ctx.app.sandbox.control.revokeAccess(email);
-  const current = { ...(await createMailboxesRepo(ctx.app.database.db).findByIdUnscoped(mailbox.id))!, accessTokenEnc: null, accessTokenExpiresAt: null };
-  const refused = await ctx.app.services.mailboxes.withGmail(current, (api) => api.getProfile()).catch((error: unknown) => error);
-  expect(refused).toMatchObject({ name: 'GmailError', kind: 'auth_revoked' });
-  const markedAt = Date.now();
-  expect(await ticking).toBe(1);
+  const refuseGrant = async (mailbox: { id: string }, email: string) => {
+    ctx.app.sandbox.control.revokeAccess(email);
+    const current = { ...(await createMailboxesRepo(ctx.app.database.db).findByIdUnscoped(mailbox.id))!, accessTokenEnc: null, accessTokenExpiresAt: null };
+    const refused = await ctx.app.services.mailboxes.withGmail(current, (api) => api.getProfile()).catch((error: unknown) => error);
+    expect(refused).toMatchObject({ name: 'GmailError', kind: 'auth_revoked' });
+  };
+  const { email, mailbox, campaignId, before, tookMs, rows } = await waitingSendsMeet('gr', refuseGrant);
   // Before: about 10 s (the recount's grace from the first send's grant), then a grant each.
-  expect(Date.now() - markedAt).toBeLessThan(2_000);
+  expect(tookMs).toBeLessThan(2_000);
   // No pace slot or budget taken for them: the send bucket as the first send left it, the headroom
   // as the mark reset it. (Not the quota: the profile read took its own units.)
   const paceAndBudget = ({ send_tokens, send_at, account_used }: Record<string, unknown> = {}) => ({ send_tokens, send_at, account_used });
   expect(paceAndBudget(await limitsOf(mailbox.id))).toEqual({ ...paceAndBudget(before), account_used: null });
-
-  const rows = await ledgerOf(campaignId);
-  expect(rows.filter((r) => r.status === 'sent')).toHaveLength(1);
-  const unsent = rows.filter((r) => r.status !== 'sent');
-  expect(unsent, JSON.stringify(rows)).toEqual(Array.from({ length: 2 }, () => ({ status: 'queued', lease_owner: null, lease_expires_at: null, attempts: 0 })));
-  expect(ctx.app.sandbox.control.calls({ endpoint: 'send', mailbox: email })).toHaveLength(1);
-  expect((await ctx.app.api('GET', `/api/campaigns/${campaignId}`, { token: ctx.owner.token })).body).toMatchObject({ status: 'paused', statusReason: 'mailbox_needs_reconnect' });
+  expectOneSentTwoQueued(rows, email);
+  expect(await campaignOf(campaignId)).toMatchObject({ status: 'paused', statusReason: 'mailbox_needs_reconnect' });
 });
 
 it('the pacer\'s refusal of a mailbox marked needs_reconnect marks nothing again: the caller\'s row may predate a reconnect that kept its grant', async () => {
